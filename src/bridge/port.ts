@@ -1,0 +1,116 @@
+// A bridge port as the forwarding engine sees it: identity, flags, state, a tx queue and counters.
+//
+// The engine never touches the native addon. A port's I/O is anything that implements PortIo
+// (the real one is io/native.ts's PacketPort; tests use a fake). The tx queue is the Uint32Array
+// the I/O registered with the addon: 4 words per frame (off, len, op, arg) into the receive slab.
+//
+// Counters are plain numbers on the port (rx side, JS-owned) plus the addon's Float64Array
+// (tx errors, socket drops), read only when somebody asks for stats.
+
+import { PortCounter } from '../io/native-types.js';
+
+export type PortKind = 'tap' | 'attach' | 'uplink';
+export type PortState = 'up' | 'down' | 'absent';
+
+/** What the engine needs from a port's I/O. */
+export interface PortIo {
+  /** 4 words per queued frame: off, len, op, arg. */
+  readonly tx: Uint32Array;
+  /** Addon counters, indexed by PortCounter. */
+  readonly counters: Float64Array;
+  /** Sends tx entries 0..count-1, returns how many the kernel accepted. */
+  send(count: number): number;
+}
+
+/** Drop reasons reported in `stats` (`drops` maps reason -> count). */
+export const DROP_REASONS = ['runt', 'bad_src', 'link_local', 'oversize', 'tx_full', 'tx_link_down', 'socket'] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+
+export interface PortFlags {
+  learning: boolean;
+  flood: boolean;
+  isolated: boolean;
+}
+
+export class BridgePort {
+  readonly id: number;
+  readonly name: string;
+  readonly kind: PortKind;
+  learning: boolean;
+  flood: boolean;
+  isolated: boolean;
+  /** Per-port FDB cap (0 = none). */
+  fdbMax: number;
+  /** MTU used for the oversize check: payload bytes after the Ethernet header and tags. */
+  mtu: number;
+  state: PortState = 'absent';
+  /** ifindex of the netdev in the daemon's namespace when known, else 0. */
+  ifindex = 0;
+  io: PortIo | null = null;
+
+  /** Number of frames queued in io.tx for the current batch. */
+  txCount = 0;
+  /** Bytes queued in io.tx for the current batch. */
+  txPendingBytes = 0;
+
+  rxPackets = 0;
+  rxBytes = 0;
+  txPackets = 0;
+  txBytes = 0;
+  dropRunt = 0;
+  dropBadSrc = 0;
+  dropLinkLocal = 0;
+  dropOversize = 0;
+
+  constructor(id: number, name: string, kind: PortKind, flags: PortFlags, mtu: number, fdbMax = 0) {
+    this.id = id;
+    this.name = name;
+    this.kind = kind;
+    this.learning = flags.learning;
+    this.flood = flags.flood;
+    this.isolated = flags.isolated;
+    this.mtu = mtu;
+    this.fdbMax = fdbMax;
+  }
+
+  /** True when frames may be sent to and received from this port. */
+  get forwarding(): boolean {
+    return this.state === 'up' && this.io !== null;
+  }
+
+  /** Addon counters of I/O objects this port had before (a re-opened attach port keeps its history). */
+  readonly savedCounters = new Float64Array(PortCounter.Count);
+
+  /** An addon counter: the current I/O's plus those of earlier I/O objects. */
+  nativeCounter(i: PortCounter): number {
+    return this.savedCounters[i] + (this.io !== null ? this.io.counters[i] : 0);
+  }
+
+  /** Drop counters by reason (control plane). */
+  drops(): Record<DropReason, number> {
+    return {
+      runt: this.dropRunt + this.nativeCounter(PortCounter.RxTruncated),
+      bad_src: this.dropBadSrc,
+      link_local: this.dropLinkLocal,
+      oversize: this.dropOversize + this.nativeCounter(PortCounter.TxOversize),
+      tx_full: this.nativeCounter(PortCounter.TxFull),
+      tx_link_down: this.nativeCounter(PortCounter.TxLinkDown),
+      socket: this.nativeCounter(PortCounter.RxSocketDrops) + this.nativeCounter(PortCounter.RxErrors) +
+        this.nativeCounter(PortCounter.TxOther),
+    };
+  }
+
+  /** Detaches the I/O, folding its counters into savedCounters. */
+  detachIo(): PortIo | null {
+    const io = this.io;
+    if (io !== null) {
+      for (let i = 0; i < PortCounter.Count; i++) {
+        if (i !== PortCounter.TxLastErrno) this.savedCounters[i] += io.counters[i];
+      }
+    }
+    this.io = null;
+    this.txCount = 0;
+    this.txPendingBytes = 0;
+    return io;
+  }
+}

@@ -1,0 +1,40 @@
+// Human-readable output in the layouts users know (brctl show, brctl showmacs).
+
+import type { BridgeStats, MacEntry, ShowBridge } from '../daemon/daemon.js';
+
+function pad(s: string, n: number): string {
+  return s.length >= n ? `${s} ` : s.padEnd(n);
+}
+
+export function formatShow(bridges: ShowBridge[]): string {
+  const lines = [`${pad('bridge name', 16)}${pad('uplink', 24)}interfaces`];
+  for (const b of bridges) {
+    const uplink = b.uplink === null ? '-' : `${b.uplink.name} (${b.uplink.state})`;
+    const ports = b.ports.map((p) => `${p.name} (${p.kind}, ${p.state})`);
+    lines.push(`${pad(b.name, 16)}${pad(uplink, 24)}${ports[0] ?? ''}`);
+    for (const p of ports.slice(1)) lines.push(`${' '.repeat(40)}${p}`);
+  }
+  return lines.join('\n');
+}
+
+export function formatShowmacs(entries: MacEntry[]): string {
+  const lines = [`${pad('port', 16)}${pad('mac addr', 20)}${pad('vlan', 6)}${pad('is static?', 12)}ageing timer`];
+  for (const e of entries) {
+    lines.push(`${pad(e.port, 16)}${pad(e.mac, 20)}${pad(String(e.vlan), 6)}${pad(e.static ? 'yes' : 'no', 12)}${e.age.toFixed(2).padStart(8)}`);
+  }
+  return lines.join('\n');
+}
+
+export function formatStats(stats: BridgeStats[]): string {
+  const lines: string[] = [];
+  for (const s of stats) {
+    const f = s.fdb;
+    lines.push(`bridge ${s.bridge}: fdb entries ${f.entries} learned ${f.learned} aged ${f.aged} moved ${f.moved} evicted ${f.evicted} flooded ${f.flooded}`);
+    lines.push(`  ${pad('port', 16)}${pad('rx_packets', 12)}${pad('rx_bytes', 14)}${pad('tx_packets', 12)}${pad('tx_bytes', 14)}drops`);
+    for (const p of s.ports) {
+      const drops = Object.entries(p.drops).filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`).join(' ') || '0';
+      lines.push(`  ${pad(p.name, 16)}${pad(String(p.rx_packets), 12)}${pad(String(p.rx_bytes), 14)}${pad(String(p.tx_packets), 12)}${pad(String(p.tx_bytes), 14)}${drops}`);
+    }
+  }
+  return lines.join('\n');
+}

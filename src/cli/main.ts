@@ -1,0 +1,215 @@
+#!/usr/bin/env node
+// tapbridge CLI: the daemon, config checking, and brctl-like verbs over the control socket.
+//
+// Exit codes: 0 ok, 1 request failed (unknown bridge or port, ...), 2 usage or config error,
+// 3 daemon unreachable. Options may stand before or after arguments.
+
+import { parseArgs } from 'node:util';
+import { ConfigError, DEFAULT_CONFIG_PATH, DEFAULT_CONTROL_SOCKET, loadConfig } from '../config/config.js';
+import { call, DaemonUnreachableError, RpcError } from '../control/client.js';
+import type { BridgeStats, MacEntry, ShowBridge } from '../daemon/daemon.js';
+import { VERSION } from '../version.js';
+import { formatShow, formatShowmacs, formatStats } from './format.js';
+
+const USAGE = `Usage: tapbridge <command> [options]
+
+Commands:
+  daemon [--config FILE]                 run the bridge daemon in the foreground (default config ${DEFAULT_CONFIG_PATH})
+  check-config FILE                      check a config file: exit 0, or 2 with the errors
+  show [-j]                              bridges, uplinks and ports (like brctl show)
+  showmacs BRIDGE [-j]                   forwarding database (like brctl showmacs)
+  addif BRIDGE IFNAME [--kind tap|attach]
+                                         add a port: a TAP the daemon creates, or an existing netdev
+  delif BRIDGE IFNAME                    remove a port
+  fdb add BRIDGE MAC PORT [--vlan N]     add a static FDB entry
+  fdb del BRIDGE MAC PORT [--vlan N]     delete an FDB entry
+  fdb flush BRIDGE [PORT]                remove dynamic FDB entries (of one port)
+  setageing BRIDGE SECONDS               FDB ageing time (0 = never age, else 10..1000000)
+  stats [-j]                             per-bridge FDB and per-port counters
+  version                                CLI and daemon versions
+
+Options:
+  --socket PATH    control socket (env TAPBRIDGE_SOCKET; default ${DEFAULT_CONTROL_SOCKET})
+  -j, --json       print JSON
+  -h, --help       this help
+  -V, --version    print the version
+
+Exit codes: 0 ok, 1 request failed, 2 usage or config error, 3 daemon unreachable.
+Runtime changes (addif, fdb add, setageing, ...) are not written back to the config file.`;
+
+class UsageError extends Error {}
+
+function need(args: string[], n: number, what: string): void {
+  if (args.length < n) throw new UsageError(`missing ${what}`);
+}
+
+function noExtra(args: string[], n: number): void {
+  if (args.length > n) throw new UsageError(`unexpected argument: ${args[n]}`);
+}
+
+function intArg(text: string, what: string): number {
+  if (!/^\d+$/.test(text)) throw new UsageError(`${what} must be a non-negative integer, got "${text}"`);
+  return Number(text);
+}
+
+function print(json: boolean, value: unknown, human: () => string): void {
+  process.stdout.write(`${json ? JSON.stringify(value, null, 2) : human()}\n`);
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        socket: { type: 'string' },
+        json: { type: 'boolean', short: 'j' },
+        kind: { type: 'string' },
+        vlan: { type: 'string' },
+        config: { type: 'string', short: 'c' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'V' },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`tapbridge: ${(err as Error).message}\n\n${USAGE}\n`);
+    return 2;
+  }
+  const { values: opts, positionals } = parsed;
+  if (opts.help === true) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (opts.version === true) {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  const [cmd, ...args] = positionals;
+  if (cmd === undefined) {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+  const json = opts.json === true;
+  const socket = opts.socket ?? process.env.TAPBRIDGE_SOCKET ?? DEFAULT_CONTROL_SOCKET;
+  const vlan = opts.vlan === undefined ? undefined : intArg(opts.vlan, '--vlan');
+  const rpc = (method: string, params: Record<string, unknown> = {}): Promise<unknown> => call(socket, method, params);
+
+  switch (cmd) {
+    case 'daemon': {
+      noExtra(args, 0);
+      const { runDaemon } = await import('../daemon/run.js');
+      const code = await runDaemon(opts.config ?? DEFAULT_CONFIG_PATH, opts.socket);
+      // native poll handles are closed by now; exit explicitly so nothing else keeps the process
+      process.exit(code);
+    }
+    case 'check-config': {
+      const file = args[0] ?? opts.config;
+      if (file === undefined) throw new UsageError('missing FILE');
+      noExtra(args, 1);
+      try {
+        const cfg = loadConfig(file);
+        const ports = cfg.bridges.reduce((n, b) => n + b.ports.length, 0);
+        process.stdout.write(`${file}: ok (${cfg.bridges.length} bridge(s), ${ports} port(s))\n`);
+        return 0;
+      } catch (err) {
+        if (err instanceof ConfigError) {
+          process.stderr.write(`${err.message}\n`);
+          return 2;
+        }
+        throw err;
+      }
+    }
+    case 'show': {
+      noExtra(args, 0);
+      const r = (await rpc('show')) as ShowBridge[];
+      print(json, r, () => formatShow(r));
+      return 0;
+    }
+    case 'showmacs': {
+      need(args, 1, 'BRIDGE');
+      noExtra(args, 1);
+      const r = (await rpc('showmacs', { bridge: args[0] })) as MacEntry[];
+      print(json, r, () => formatShowmacs(r));
+      return 0;
+    }
+    case 'addif': {
+      need(args, 2, 'BRIDGE IFNAME');
+      noExtra(args, 2);
+      const kind = opts.kind ?? 'tap';
+      if (kind !== 'tap' && kind !== 'attach') throw new UsageError(`--kind must be tap or attach, got "${kind}"`);
+      const r = await rpc('addif', { bridge: args[0], ifname: args[1], kind });
+      if (json) print(json, r, () => '');
+      return 0;
+    }
+    case 'delif': {
+      need(args, 2, 'BRIDGE IFNAME');
+      noExtra(args, 2);
+      await rpc('delif', { bridge: args[0], ifname: args[1] });
+      return 0;
+    }
+    case 'fdb': {
+      const [sub, ...rest] = args;
+      if (sub === 'add' || sub === 'del') {
+        need(rest, 3, 'BRIDGE MAC PORT');
+        noExtra(rest, 3);
+        await rpc(`fdb.${sub}`, { bridge: rest[0], mac: rest[1], port: rest[2], vlan });
+        return 0;
+      }
+      if (sub === 'flush') {
+        need(rest, 1, 'BRIDGE');
+        noExtra(rest, 2);
+        const r = await rpc('fdb.flush', { bridge: rest[0], port: rest[1] });
+        if (json) print(json, r, () => '');
+        return 0;
+      }
+      throw new UsageError('fdb needs add, del or flush');
+    }
+    case 'setageing': {
+      need(args, 2, 'BRIDGE SECONDS');
+      noExtra(args, 2);
+      await rpc('setageing', { bridge: args[0], seconds: intArg(args[1], 'SECONDS') });
+      return 0;
+    }
+    case 'stats': {
+      noExtra(args, 0);
+      const r = (await rpc('stats')) as BridgeStats[];
+      print(json, r, () => formatStats(r));
+      return 0;
+    }
+    case 'version': {
+      noExtra(args, 0);
+      let daemon: unknown = null;
+      try {
+        daemon = await rpc('version');
+      } catch (err) {
+        if (!(err instanceof DaemonUnreachableError)) throw err;
+      }
+      print(json, { cli: VERSION, daemon }, () => `tapbridge ${VERSION}${daemon !== null ? `\ndaemon ${(daemon as { version: string; addon: string }).version} (${(daemon as { addon: string }).addon})` : '\ndaemon unreachable'}`);
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown command: ${cmd}`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`tapbridge: ${err.message}\n\n${USAGE}\n`);
+      process.exitCode = 2;
+    } else if (err instanceof DaemonUnreachableError) {
+      process.stderr.write(`tapbridge: ${err.message}\n`);
+      process.exitCode = 3;
+    } else if (err instanceof RpcError) {
+      process.stderr.write(`tapbridge: ${err.message} (${err.dataCode})\n`);
+      process.exitCode = err.dataCode === 'invalid_params' ? 2 : 1;
+    } else {
+      process.stderr.write(`tapbridge: ${(err as Error).stack ?? String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,295 @@
+// Daemon configuration: YAML 1.2 (the `yaml` package, so an unquoted 52:54:00:12:34:56 stays a
+// string), checked once at load, every error naming its key path (e.g. `bridges[0].ports[1].kind`).
+//
+//   control_socket: /run/tapbridge/tapbridge.sock
+//   bridges:
+//     - name: xenbr0
+//       ageing_time: 300          # seconds, 0 = never, else 10..1000000
+//       fdb_max: 8192             # bridge cap on FDB entries
+//       mtu: 1500                 # applied to TAPs the daemon creates
+//       uplink: { interface: peth0 }
+//       fdb: [ { mac: "00:16:3e:00:01:00", port: vif1.0 } ]
+//       ports:
+//         - { name: vif1.0 }                       # kind: tap (default)
+//         - { name: vif2.0, kind: attach }
+//         - { name: vif3.0, persist: true, learning: true, flood: true, isolated: false, fdb_max: 256 }
+//
+// Interface names are 1..15 bytes and unique across the whole file.
+
+import { readFileSync } from 'node:fs';
+import { parseDocument } from 'yaml';
+import { parseMac } from '../frame/mac.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/tapbridge/tapbridge.yaml';
+export const DEFAULT_CONTROL_SOCKET = '/run/tapbridge/tapbridge.sock';
+export const DEFAULT_AGEING_TIME_S = 300;
+export const DEFAULT_FDB_MAX = 8192;
+export const DEFAULT_MTU = 1500;
+export const MAX_PORTS_PER_BRIDGE = 1024;
+
+export type PortKindConfig = 'tap' | 'attach';
+
+export interface PortConfig {
+  name: string;
+  kind: PortKindConfig;
+  persist: boolean;
+  learning: boolean;
+  flood: boolean;
+  isolated: boolean;
+  /** 0 = no per-port cap */
+  fdbMax: number;
+}
+
+export interface UplinkConfig {
+  interface: string;
+}
+
+export interface StaticFdbConfig {
+  mac: number;
+  port: string;
+  vlan: number;
+}
+
+export interface BridgeConfig {
+  name: string;
+  ageingTimeS: number;
+  fdbMax: number;
+  mtu: number;
+  uplink: UplinkConfig | null;
+  fdb: StaticFdbConfig[];
+  ports: PortConfig[];
+}
+
+export interface DaemonConfig {
+  controlSocket: string;
+  bridges: BridgeConfig[];
+}
+
+export interface ConfigIssue {
+  path: string;
+  message: string;
+}
+
+export class ConfigError extends Error {
+  readonly code = 'ECONFIG';
+  readonly issues: ConfigIssue[];
+  constructor(issues: ConfigIssue[], source?: string) {
+    super(`${source !== undefined ? `${source}: ` : ''}invalid configuration:\n` +
+      issues.map((i) => `  ${i.path}: ${i.message}`).join('\n'));
+    this.issues = issues;
+  }
+}
+
+/** Collects issues while walking the document. */
+class Checker {
+  readonly issues: ConfigIssue[] = [];
+
+  fail(path: string, message: string): void {
+    this.issues.push({ path, message });
+  }
+
+  isObject(v: unknown, path: string): v is Record<string, unknown> {
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return true;
+    this.fail(path, `must be a mapping, got ${describe(v)}`);
+    return false;
+  }
+
+  keys(obj: Record<string, unknown>, path: string, allowed: readonly string[]): void {
+    for (const k of Object.keys(obj)) {
+      if (!allowed.includes(k)) this.fail(join(path, k), `unknown key (allowed: ${allowed.join(', ')})`);
+    }
+  }
+
+  str(obj: Record<string, unknown>, key: string, path: string, def?: string): string {
+    const v = obj[key];
+    if (v === undefined) {
+      if (def === undefined) this.fail(join(path, key), 'is required');
+      return def ?? '';
+    }
+    if (typeof v !== 'string' || v.length === 0) {
+      this.fail(join(path, key), `must be a non-empty string, got ${describe(v)}`);
+      return def ?? '';
+    }
+    return v;
+  }
+
+  bool(obj: Record<string, unknown>, key: string, path: string, def: boolean): boolean {
+    const v = obj[key];
+    if (v === undefined) return def;
+    if (typeof v !== 'boolean') {
+      this.fail(join(path, key), `must be true or false, got ${describe(v)}`);
+      return def;
+    }
+    return v;
+  }
+
+  int(obj: Record<string, unknown>, key: string, path: string, def: number, min: number, max: number, extra = ''): number {
+    const v = obj[key];
+    if (v === undefined) return def;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      this.fail(join(path, key), `must be an integer ${extra}${min}..${max}, got ${describe(v)}`);
+      return def;
+    }
+    return v;
+  }
+
+  list(obj: Record<string, unknown>, key: string, path: string): unknown[] {
+    const v = obj[key];
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v)) {
+      this.fail(join(path, key), `must be a list, got ${describe(v)}`);
+      return [];
+    }
+    return v;
+  }
+}
+
+function join(path: string, key: string): string {
+  return path === '' ? key : `${path}.${key}`;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'string') return JSON.stringify(v);
+  return `${typeof v} ${String(v)}`;
+}
+
+/** Why `name` cannot be a Linux interface name, or null when it can. */
+export function interfaceNameProblem(name: string): string | null {
+  const bytes = Buffer.byteLength(name);
+  if (bytes === 0) return 'is empty';
+  if (bytes > 15) return `is ${bytes} bytes long; interface names are at most 15 bytes`;
+  if (name === '.' || name === '..') return 'is not a valid interface name';
+  if (/[\s/:]/.test(name)) return 'contains a space, "/" or ":" (not allowed in interface names)';
+  return null;
+}
+
+const TOP_KEYS = ['control_socket', 'bridges'] as const;
+const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports'] as const;
+const UPLINK_KEYS = ['interface'] as const;
+const PORT_KEYS = ['name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max'] as const;
+const FDB_KEYS = ['mac', 'port', 'vlan'] as const;
+
+/** Checks a parsed document; throws ConfigError listing every problem. */
+export function validateConfig(doc: unknown, source?: string): DaemonConfig {
+  const c = new Checker();
+  const out: DaemonConfig = { controlSocket: DEFAULT_CONTROL_SOCKET, bridges: [] };
+  if (!c.isObject(doc, '(top level)')) throw new ConfigError(c.issues, source);
+  c.keys(doc, '', TOP_KEYS);
+  out.controlSocket = c.str(doc, 'control_socket', '', DEFAULT_CONTROL_SOCKET);
+  if (doc.bridges === undefined) c.fail('bridges', 'is required (a list of bridges)');
+  const ifnames = new Map<string, string>();
+  const claimName = (name: string, path: string): void => {
+    const problem = interfaceNameProblem(name);
+    if (problem !== null) {
+      c.fail(path, `"${name}" ${problem}`);
+      return;
+    }
+    const prev = ifnames.get(name);
+    if (prev !== undefined) c.fail(path, `interface "${name}" is already used at ${prev}`);
+    else ifnames.set(name, path);
+  };
+  const bridgeNames = new Map<string, string>();
+  c.list(doc, 'bridges', '').forEach((b, bi) => {
+    const bp = `bridges[${bi}]`;
+    if (!c.isObject(b, bp)) return;
+    c.keys(b, bp, BRIDGE_KEYS);
+    const name = c.str(b, 'name', bp);
+    if (name !== '') {
+      if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name)) c.fail(`${bp}.name`, `"${name}" must be 1..15 characters of A-Z a-z 0-9 _ . -`);
+      const prev = bridgeNames.get(name);
+      if (prev !== undefined) c.fail(`${bp}.name`, `bridge "${name}" is already defined at ${prev}`);
+      bridgeNames.set(name, `${bp}.name`);
+    }
+    let ageingTimeS = c.int(b, 'ageing_time', bp, DEFAULT_AGEING_TIME_S, 0, 1_000_000, '0 or ');
+    if (ageingTimeS > 0 && ageingTimeS < 10) {
+      c.fail(`${bp}.ageing_time`, `must be 0 (never age) or 10..1000000 seconds, got ${ageingTimeS}`);
+      ageingTimeS = DEFAULT_AGEING_TIME_S;
+    }
+    const bridge: BridgeConfig = {
+      name,
+      ageingTimeS,
+      fdbMax: c.int(b, 'fdb_max', bp, DEFAULT_FDB_MAX, 1, 1_000_000),
+      mtu: c.int(b, 'mtu', bp, DEFAULT_MTU, 68, 65535),
+      uplink: null,
+      fdb: [],
+      ports: [],
+    };
+    if (b.uplink !== undefined && b.uplink !== null) {
+      const up = b.uplink;
+      const upp = `${bp}.uplink`;
+      if (c.isObject(up, upp)) {
+        c.keys(up, upp, UPLINK_KEYS);
+        const ifname = c.str(up, 'interface', upp);
+        if (ifname !== '') claimName(ifname, `${upp}.interface`);
+        bridge.uplink = { interface: ifname };
+      }
+    }
+    const ports = c.list(b, 'ports', bp);
+    if (ports.length > MAX_PORTS_PER_BRIDGE - 1) c.fail(`${bp}.ports`, `at most ${MAX_PORTS_PER_BRIDGE - 1} ports per bridge`);
+    ports.forEach((p, pi) => {
+      const pp = `${bp}.ports[${pi}]`;
+      if (!c.isObject(p, pp)) return;
+      c.keys(p, pp, PORT_KEYS);
+      const pname = c.str(p, 'name', pp);
+      if (pname !== '') claimName(pname, `${pp}.name`);
+      const kind = p.kind === undefined ? 'tap' : p.kind;
+      if (kind !== 'tap' && kind !== 'attach') c.fail(`${pp}.kind`, `must be "tap" or "attach", got ${describe(kind)}`);
+      const persist = c.bool(p, 'persist', pp, false);
+      if (persist && kind === 'attach') c.fail(`${pp}.persist`, 'applies only to kind tap (an attached netdev is not the daemon\'s)');
+      bridge.ports.push({
+        name: pname,
+        kind: kind === 'attach' ? 'attach' : 'tap',
+        persist,
+        learning: c.bool(p, 'learning', pp, true),
+        flood: c.bool(p, 'flood', pp, true),
+        isolated: c.bool(p, 'isolated', pp, false),
+        fdbMax: c.int(p, 'fdb_max', pp, 0, 1, 1_000_000),
+      });
+    });
+    const portNames = new Set(bridge.ports.map((p) => p.name));
+    if (bridge.uplink !== null) portNames.add(bridge.uplink.interface);
+    c.list(b, 'fdb', bp).forEach((f, fi) => {
+      const fp = `${bp}.fdb[${fi}]`;
+      if (!c.isObject(f, fp)) return;
+      c.keys(f, fp, FDB_KEYS);
+      const macText = c.str(f, 'mac', fp);
+      const mac = macText === '' ? null : parseMac(macText);
+      if (macText !== '' && mac === null) c.fail(`${fp}.mac`, `"${macText}" is not a MAC address (aa:bb:cc:dd:ee:ff)`);
+      else if (mac !== null && (mac === 0 || Math.floor(mac / 0x100_0000_0000) % 2 === 1)) {
+        c.fail(`${fp}.mac`, `"${macText}" is a multicast or zero address; static entries must be unicast`);
+      }
+      const port = c.str(f, 'port', fp);
+      if (port !== '' && !portNames.has(port)) c.fail(`${fp}.port`, `"${port}" is not a port or the uplink of bridge "${name}"`);
+      const vlan = c.int(f, 'vlan', fp, 0, 0, 4094);
+      bridge.fdb.push({ mac: mac ?? 0, port, vlan });
+    });
+    out.bridges.push(bridge);
+  });
+  if (c.issues.length > 0) throw new ConfigError(c.issues, source);
+  return out;
+}
+
+/** Parses YAML text; YAML syntax errors become ConfigError with line and column. */
+export function parseConfig(text: string, source?: string): DaemonConfig {
+  const doc = parseDocument(text, { version: '1.2', uniqueKeys: true, prettyErrors: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(doc.errors.map((e) => ({
+      path: e.linePos !== undefined ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '(yaml)',
+      message: e.message.split('\n')[0],
+    })), source);
+  }
+  return validateConfig(doc.toJS({ maxAliasCount: 100 }) ?? {}, source);
+}
+
+export function loadConfig(path: string): DaemonConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([{ path: '(file)', message: `cannot read ${path}: ${(err as Error).message}` }], path);
+  }
+  return parseConfig(text, path);
+}

@@ -1,0 +1,21 @@
+// JSON-RPC methods, named after the CLI verbs, mapped onto Daemon operations.
+
+import type { Daemon } from '../daemon/daemon.js';
+import { netdev } from '../io/native.js';
+import { VERSION } from '../version.js';
+import type { MethodHandler } from './server.js';
+
+export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
+  return new Map<string, MethodHandler>([
+    ['version', () => ({ version: VERSION, addon: netdev.version(), node: process.version })],
+    ['show', () => d.show()],
+    ['showmacs', (p) => d.showmacs(p.bridge)],
+    ['addif', (p) => d.addif(p.bridge, p.ifname, p.kind)],
+    ['delif', (p) => d.delif(p.bridge, p.ifname)],
+    ['fdb.add', (p) => d.fdbAdd(p.bridge, p.mac, p.port, p.vlan)],
+    ['fdb.del', (p) => d.fdbDel(p.bridge, p.mac, p.port, p.vlan)],
+    ['fdb.flush', (p) => ({ flushed: d.fdbFlush(p.bridge, p.port) })],
+    ['setageing', (p) => d.setAgeing(p.bridge, p.seconds)],
+    ['stats', () => d.stats()],
+  ]);
+}

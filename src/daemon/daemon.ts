@@ -1,0 +1,349 @@
+// The daemon: bridges built from the config, their ports, link monitoring, the coarse clock and
+// the ageing sweep, and the operations the control server exposes (one method per CLI verb).
+//
+// Control operations run in their own event-loop turns, never inside a forwarding batch, so they
+// may change ports and the FDB directly.
+
+import { performance } from 'node:perf_hooks';
+import type { Logger } from '../log.js';
+import { Bridge } from '../bridge/bridge.js';
+import { BridgePort, type PortKind } from '../bridge/port.js';
+import { AddResult } from '../fdb/fdb.js';
+import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
+import { LinkMonitor } from '../io/native.js';
+import { type BridgeConfig, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE } from '../config/config.js';
+import { ControlError } from '../control/errors.js';
+import { ManagedPort } from './ports.js';
+
+/** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
+export const TICK_MS = 100;
+/** FDB pool slots visited per tick by the ageing sweep. */
+export const SWEEP_BUDGET = 2048;
+/** Kernel socket drop counters are read this often. */
+const SOCKET_STATS_EVERY_TICKS = 10;
+
+export interface ShowPort {
+  name: string;
+  kind: 'tap' | 'attach';
+  state: 'up' | 'down' | 'absent';
+  ifindex: number;
+}
+
+export interface ShowBridge {
+  name: string;
+  uplink: { name: string; kind: 'uplink'; state: 'up' | 'down' | 'absent' } | null;
+  ports: ShowPort[];
+}
+
+export interface MacEntry {
+  port: string;
+  mac: string;
+  vlan: number;
+  static: boolean;
+  age: number;
+}
+
+export interface PortStats {
+  name: string;
+  rx_packets: number;
+  rx_bytes: number;
+  tx_packets: number;
+  tx_bytes: number;
+  drops: Record<string, number>;
+}
+
+export interface BridgeStats {
+  bridge: string;
+  fdb: { entries: number; learned: number; aged: number; moved: number; evicted: number; flooded: number };
+  ports: PortStats[];
+}
+
+class BridgeRuntime {
+  readonly cfg: BridgeConfig;
+  readonly bridge: Bridge;
+  readonly ports = new Map<string, ManagedPort>();
+  uplink: ManagedPort | null = null;
+
+  constructor(cfg: BridgeConfig, log: Logger) {
+    this.cfg = cfg;
+    const names = (id: number): string => this.bridge.ports[id]?.name ?? `#${id}`;
+    this.bridge = new Bridge({
+      name: cfg.name,
+      maxPorts: MAX_PORTS_PER_BRIDGE,
+      fdbMax: cfg.fdbMax,
+      ageingTimeMs: cfg.ageingTimeS * 1000,
+      onFlap: (vid, mac, from, to, moves) => {
+        log.warn({ bridge: cfg.name, mac: formatMac(mac), vlan: vid, ports: [names(from), names(to)], moves_per_s: moves },
+          'MAC address keeps moving between two ports: a forwarding loop?');
+      },
+    });
+  }
+
+  all(): ManagedPort[] {
+    const list = [...this.ports.values()];
+    if (this.uplink !== null) list.unshift(this.uplink);
+    return list;
+  }
+
+  find(name: string): ManagedPort | undefined {
+    if (this.uplink !== null && this.uplink.name === name) return this.uplink;
+    return this.ports.get(name);
+  }
+}
+
+export class Daemon {
+  readonly config: DaemonConfig;
+  private readonly log: Logger;
+  private readonly portLog: Logger;
+  private readonly bridges = new Map<string, BridgeRuntime>();
+  /** Every port of every bridge by interface name (names are unique daemon-wide). */
+  private readonly byName = new Map<string, ManagedPort>();
+  private monitor: LinkMonitor | null = null;
+  private ticker: NodeJS.Timeout | null = null;
+  private ticks = 0;
+
+  constructor(config: DaemonConfig, log: Logger) {
+    this.config = config;
+    this.log = log.child({ subsystem: 'daemon' });
+    this.portLog = log.child({ subsystem: 'port' });
+    for (const bc of config.bridges) this.bridges.set(bc.name, new BridgeRuntime(bc, log.child({ subsystem: 'fdb' })));
+  }
+
+  private now(): number {
+    return performance.now();
+  }
+
+  /** Opens every configured port; throws (start-up failure) when a TAP cannot be created. */
+  start(): void {
+    const linkLog = this.log.child({ subsystem: 'link' });
+    this.monitor = new LinkMonitor((type, ifindex, name, flags) => this.onLinkEvent(type, ifindex, name, flags, linkLog));
+    const now = this.now();
+    for (const br of this.bridges.values()) {
+      br.bridge.nowMs = now;
+      if (br.cfg.uplink !== null) br.uplink = this.createPort(br, br.cfg.uplink.interface, 'uplink', false, undefined);
+      for (const pc of br.cfg.ports) {
+        this.createPort(br, pc.name, pc.kind, pc.persist, { learning: pc.learning, flood: pc.flood, isolated: pc.isolated, fdbMax: pc.fdbMax });
+      }
+      for (const f of br.cfg.fdb) {
+        const mp = br.find(f.port)!;
+        br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, now);
+      }
+    }
+    this.monitor.dump();
+    this.ticker = setInterval(() => this.tick(), TICK_MS);
+    this.ticker.unref();
+  }
+
+  private createPort(
+    br: BridgeRuntime,
+    name: string,
+    kind: PortKind,
+    persist: boolean,
+    flags: { learning: boolean; flood: boolean; isolated: boolean; fdbMax: number } | undefined,
+  ): ManagedPort {
+    const id = br.bridge.freePortId();
+    if (id < 0) throw new ControlError('invalid_params', `bridge ${br.cfg.name} has no free port slot`);
+    const port = new BridgePort(id, name, kind, flags ?? { learning: true, flood: true, isolated: false }, br.cfg.mtu, flags?.fdbMax ?? 0);
+    const mp = new ManagedPort(br.bridge, port, { persist }, br.cfg.mtu, this.portLog);
+    br.bridge.addPort(port);
+    try {
+      mp.open();
+    } catch (err) {
+      br.bridge.removePort(port);
+      throw err;
+    }
+    if (kind !== 'uplink') br.ports.set(name, mp);
+    this.byName.set(name, mp);
+    return mp;
+  }
+
+  private onLinkEvent(type: 'new' | 'del' | 'done' | 'overrun', ifindex: number, name: string, flags: number, log: Logger): void {
+    if (type === 'overrun') {
+      log.warn('rtnetlink receive buffer overrun; re-dumping links');
+      this.monitor?.dump();
+      return;
+    }
+    if (type === 'done') return;
+    // a netdev we follow that was renamed away or deleted
+    for (const mp of this.byName.values()) {
+      if (mp.kind === 'tap' || mp.port.ifindex !== ifindex || mp.io === null) continue;
+      if (type === 'del' || mp.name !== name) mp.onLinkGone();
+    }
+    if (type === 'new') {
+      const mp = this.byName.get(name);
+      if (mp !== undefined && mp.kind !== 'tap') mp.onLinkNew(ifindex, flags);
+    }
+  }
+
+  private tick(): void {
+    const now = this.now();
+    this.ticks++;
+    const readDrops = this.ticks % SOCKET_STATS_EVERY_TICKS === 0;
+    for (const br of this.bridges.values()) {
+      br.bridge.tick(now, SWEEP_BUDGET);
+      if (readDrops) for (const mp of br.all()) mp.readSocketDrops();
+    }
+  }
+
+  /** Closes every port (TAPs the daemon created vanish unless persist) and the link monitor. */
+  stop(): void {
+    if (this.ticker !== null) clearInterval(this.ticker);
+    this.ticker = null;
+    for (const br of this.bridges.values()) {
+      for (const mp of br.all()) mp.close('absent');
+    }
+    this.monitor?.close();
+    this.monitor = null;
+  }
+
+  // ---- control operations -------------------------------------------------------------------
+
+  private bridge(name: unknown): BridgeRuntime {
+    if (typeof name !== 'string') throw new ControlError('invalid_params', 'bridge must be a string');
+    const br = this.bridges.get(name);
+    if (br === undefined) throw new ControlError('no_such_bridge', `no such bridge: ${name}`, { bridge: name });
+    return br;
+  }
+
+  private port(br: BridgeRuntime, name: unknown): ManagedPort {
+    if (typeof name !== 'string') throw new ControlError('invalid_params', 'port must be a string');
+    const mp = br.find(name);
+    if (mp === undefined) throw new ControlError('no_such_port', `no such port on ${br.cfg.name}: ${name}`, { bridge: br.cfg.name, port: name });
+    return mp;
+  }
+
+  show(): ShowBridge[] {
+    return [...this.bridges.values()].map((br) => ({
+      name: br.cfg.name,
+      uplink: br.uplink === null ? null : { name: br.uplink.name, kind: 'uplink' as const, state: br.uplink.port.state },
+      ports: [...br.ports.values()].map((mp) => ({
+        name: mp.name,
+        kind: mp.kind === 'attach' ? 'attach' as const : 'tap' as const,
+        state: mp.port.state,
+        ifindex: mp.port.ifindex,
+      })),
+    }));
+  }
+
+  showmacs(bridgeName: unknown): MacEntry[] {
+    const br = this.bridge(bridgeName);
+    const now = this.now();
+    const out: MacEntry[] = [];
+    br.bridge.fdb.forEach(now, (e) => {
+      out.push({
+        port: br.bridge.ports[e.port]?.name ?? `#${e.port}`,
+        mac: formatMac(e.mac),
+        vlan: e.vid,
+        static: e.isStatic,
+        age: Math.round(e.ageMs / 10) / 100,
+      });
+    });
+    out.sort((a, b) => (a.port === b.port ? (a.mac < b.mac ? -1 : 1) : a.port < b.port ? -1 : 1));
+    return out;
+  }
+
+  addif(bridgeName: unknown, ifname: unknown, kind: unknown): ShowPort {
+    const br = this.bridge(bridgeName);
+    if (typeof ifname !== 'string') throw new ControlError('invalid_params', 'ifname must be a string');
+    const problem = interfaceNameProblem(ifname);
+    if (problem !== null) throw new ControlError('invalid_params', `ifname "${ifname}" ${problem}`);
+    const k = kind === undefined || kind === null ? 'tap' : kind;
+    if (k !== 'tap' && k !== 'attach') throw new ControlError('invalid_params', `kind must be "tap" or "attach", got ${JSON.stringify(k)}`);
+    const existing = this.byName.get(ifname);
+    if (existing !== undefined) {
+      throw new ControlError('port_exists', `${ifname} is already a port of ${existing.bridge.name}`, { bridge: existing.bridge.name, port: ifname });
+    }
+    let mp: ManagedPort;
+    try {
+      mp = this.createPort(br, ifname, k, false, undefined);
+    } catch (err) {
+      if (err instanceof ControlError) throw err;
+      throw new ControlError('io_error', `cannot add ${ifname}: ${(err as Error).message}`, { errno: (err as { errno?: number }).errno });
+    }
+    this.log.info({ bridge: br.cfg.name, port: ifname, kind: k }, 'port added');
+    return { name: mp.name, kind: k, state: mp.port.state, ifindex: mp.port.ifindex };
+  }
+
+  delif(bridgeName: unknown, ifname: unknown): void {
+    const br = this.bridge(bridgeName);
+    const mp = this.port(br, ifname);
+    if (mp.kind === 'uplink') throw new ControlError('invalid_params', `${mp.name} is the uplink of ${br.cfg.name}, not a port`);
+    mp.close('absent');
+    br.bridge.removePort(mp.port);
+    br.ports.delete(mp.name);
+    this.byName.delete(mp.name);
+    this.log.info({ bridge: br.cfg.name, port: mp.name }, 'port removed');
+  }
+
+  private macParam(mac: unknown): number {
+    const m = typeof mac === 'string' ? parseMac(mac) : null;
+    if (m === null) throw new ControlError('invalid_params', `mac must be a MAC address like 00:16:3e:00:00:01, got ${JSON.stringify(mac)}`);
+    if (m === 0 || macIsMulticast(m)) throw new ControlError('invalid_params', `mac ${String(mac)} is multicast or zero; FDB entries are unicast`);
+    return m;
+  }
+
+  private vlanParam(vlan: unknown): number {
+    if (vlan === undefined || vlan === null) return 0;
+    if (typeof vlan !== 'number' || !Number.isInteger(vlan) || vlan < 0 || vlan > 4094) {
+      throw new ControlError('invalid_params', `vlan must be an integer 0..4094, got ${JSON.stringify(vlan)}`);
+    }
+    return vlan;
+  }
+
+  fdbAdd(bridgeName: unknown, mac: unknown, portName: unknown, vlan: unknown): void {
+    const br = this.bridge(bridgeName);
+    const m = this.macParam(mac);
+    const mp = this.port(br, portName);
+    const vid = this.vlanParam(vlan);
+    if (br.bridge.fdb.addStatic(vid, m, mp.port.id, this.now()) === AddResult.Full) {
+      throw new ControlError('fdb_full', `FDB of ${br.cfg.name} is full of static entries (fdb_max ${br.cfg.fdbMax})`);
+    }
+  }
+
+  fdbDel(bridgeName: unknown, mac: unknown, portName: unknown, vlan: unknown): void {
+    const br = this.bridge(bridgeName);
+    const m = this.macParam(mac);
+    const vid = this.vlanParam(vlan);
+    if (portName !== undefined && portName !== null) {
+      const mp = this.port(br, portName);
+      if (br.bridge.fdb.lookup(vid, m) !== mp.port.id) {
+        throw new ControlError('not_found', `no FDB entry for ${formatMac(m)} vlan ${vid} on ${mp.name}`);
+      }
+    }
+    if (!br.bridge.fdb.delete(vid, m)) throw new ControlError('not_found', `no FDB entry for ${formatMac(m)} vlan ${vid}`);
+  }
+
+  fdbFlush(bridgeName: unknown, portName: unknown): number {
+    const br = this.bridge(bridgeName);
+    if (portName === undefined || portName === null) return br.bridge.fdb.flushDynamic();
+    return br.bridge.fdb.flushDynamic(this.port(br, portName).port.id);
+  }
+
+  setAgeing(bridgeName: unknown, seconds: unknown): void {
+    const br = this.bridge(bridgeName);
+    if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 0 || seconds > 1_000_000 || (seconds > 0 && seconds < 10)) {
+      throw new ControlError('invalid_params', `seconds must be 0 (never age) or an integer 10..1000000, got ${JSON.stringify(seconds)}`);
+    }
+    br.bridge.fdb.ageingTimeMs = seconds * 1000;
+    br.cfg.ageingTimeS = seconds;
+  }
+
+  stats(): BridgeStats[] {
+    return [...this.bridges.values()].map((br) => {
+      const c = br.bridge.fdb.counters;
+      return {
+        bridge: br.cfg.name,
+        fdb: { entries: br.bridge.fdb.size, learned: c.learned, aged: c.aged, moved: c.moved, evicted: c.evicted, flooded: br.bridge.counters.flooded },
+        ports: br.all().map((mp) => ({
+          name: mp.name,
+          rx_packets: mp.port.rxPackets,
+          rx_bytes: mp.port.rxBytes,
+          tx_packets: mp.port.txPackets,
+          tx_bytes: mp.port.txBytes,
+          drops: mp.port.drops(),
+          mtu_mismatch: mp.mtuMismatches > 0,
+        })),
+      };
+    });
+  }
+}

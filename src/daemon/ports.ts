@@ -1,0 +1,166 @@
+// Port lifecycle (Linux net/bridge br_if.c): open a port's I/O, follow its netdev, close it.
+//
+//   tap     the daemon creates (or re-opens) the TAP and holds its fd. The TAP may be moved to
+//           another namespace and renamed: the fd keeps working and the RTM_DELLINK our namespace
+//           sees for it is ignored. Closing the fd removes a non-persistent TAP. An fd that reports
+//           EBADFD (netdev deleted) makes the port `absent`.
+//   attach  an AF_PACKET socket on an existing netdev (e.g. a TAP that QEMU holds). Missing netdev:
+//   uplink  the port waits (`absent`) and opens when rtnetlink announces the name; deleted: closed,
+//           entries flushed, re-opened when the name comes back (new ifindex). Carrier (IFF_UP and
+//           IFF_LOWER_UP) decides `up`/`down`.
+//
+// Opening acquires in order (host stack silenced, socket, counters, poll) and unwinds on failure;
+// closing stops polling, flushes FDB entries (setPortState) and closes the fd.
+
+import type { Logger } from '../log.js';
+import type { Bridge } from '../bridge/bridge.js';
+import { BridgePort, type PortKind, type PortState } from '../bridge/port.js';
+import { IFF_LOWER_UP, IFF_RUNNING, IFF_UP, netdev, PacketPort } from '../io/native.js';
+import { silenceHostStack } from './hoststack.js';
+
+/** TAP kernel-to-fd ring: the default 1000 overflows silently under bursts. */
+export const TAP_TXQUEUELEN = 10000;
+/** AF_PACKET socket buffers (SO_RCVBUFFORCE / SO_SNDBUFFORCE). */
+export const PACKET_RCVBUF = 8 * 1024 * 1024;
+export const PACKET_SNDBUF = 4 * 1024 * 1024;
+
+const EBADFD = 77;
+
+export interface ManagedPortOptions {
+  persist: boolean;
+}
+
+/** A bridge port together with its I/O and lifecycle state. */
+export class ManagedPort {
+  readonly port: BridgePort;
+  readonly bridge: Bridge;
+  readonly persist: boolean;
+  io: PacketPort | null = null;
+  /** MTU mismatch between the netdev and the bridge, counted once per open. */
+  mtuMismatches = 0;
+  private readonly log: Logger;
+  private readonly bridgeMtu: number;
+
+  constructor(bridge: Bridge, port: BridgePort, opts: ManagedPortOptions, bridgeMtu: number, log: Logger) {
+    this.bridge = bridge;
+    this.port = port;
+    this.persist = opts.persist;
+    this.bridgeMtu = bridgeMtu;
+    this.log = log.child({ bridge: bridge.name, port: port.name, kind: port.kind });
+  }
+
+  get name(): string {
+    return this.port.name;
+  }
+
+  get kind(): PortKind {
+    return this.port.kind;
+  }
+
+  /**
+   * Opens the port's I/O. A TAP that cannot be created throws (the caller decides whether that is
+   * fatal). An attach port or uplink whose netdev is missing stays `absent` and returns false.
+   */
+  open(): boolean {
+    if (this.io !== null) return true;
+    if (this.kind === 'tap') {
+      this.openTap();
+      return true;
+    }
+    const info = netdev.info(this.name);
+    if (info === null) {
+      this.log.info('netdev not present; waiting for it to appear');
+      this.bridge.setPortState(this.port, 'absent');
+      return false;
+    }
+    silenceHostStack(this.name, this.log);
+    const io = PacketPort.openPacket(this.name, { rcvbuf: PACKET_RCVBUF, sndbuf: PACKET_SNDBUF });
+    if (info.mtu !== this.bridgeMtu) {
+      this.mtuMismatches++;
+      this.log.warn({ mtu: info.mtu, bridge_mtu: this.bridgeMtu }, 'netdev MTU differs from the bridge MTU; larger frames will be dropped as oversize');
+    }
+    this.port.mtu = info.mtu;
+    this.attachIo(io, (info.flags & IFF_UP) !== 0 && (info.flags & IFF_RUNNING) !== 0 ? 'up' : 'down');
+    this.log.info({ ifindex: io.ifindex, state: this.port.state }, 'attached AF_PACKET socket');
+    return true;
+  }
+
+  private openTap(): void {
+    const io = PacketPort.openTap(this.name, { persist: this.persist, owner: -1, group: -1 });
+    try {
+      netdev.setMtu(io.name, this.bridgeMtu);
+      netdev.setTxQueueLen(io.name, TAP_TXQUEUELEN);
+      netdev.setLinkUp(io.name, true);
+    } catch (err) {
+      io.close();
+      throw err;
+    }
+    this.port.mtu = this.bridgeMtu;
+    this.attachIo(io, 'up');
+    this.log.info({ ifindex: io.ifindex, persist: this.persist, mtu: this.bridgeMtu, txqueuelen: TAP_TXQUEUELEN }, 'TAP open');
+  }
+
+  private attachIo(io: PacketPort, state: PortState): void {
+    this.io = io;
+    this.port.io = io;
+    this.port.ifindex = io.ifindex;
+    this.bridge.setPortState(this.port, state);
+    io.start(
+      (slab, desc, count) => this.bridge.receive(this.port, slab, desc, count),
+      (errno, syscall, stopped) => this.onIoError(errno, syscall, stopped),
+    );
+  }
+
+  private onIoError(errno: number, syscall: string, stopped: boolean): void {
+    if (!stopped) {
+      // ENETDOWN once when the carrier drops: state follows rtnetlink, nothing to do here
+      this.log.debug({ errno, syscall }, 'transient I/O error');
+      return;
+    }
+    this.log.warn({ errno, syscall, reason: errno === EBADFD ? 'netdev deleted' : 'fd unusable' }, 'port I/O stopped; closing');
+    this.close('absent');
+  }
+
+  /** Closes the I/O (a non-persistent TAP disappears) and flushes the port's dynamic entries. */
+  close(state: PortState): void {
+    const io = this.io;
+    this.io = null;
+    this.port.detachIo();
+    this.bridge.setPortState(this.port, state);
+    if (io !== null) io.close();
+  }
+
+  /** rtnetlink RTM_NEWLINK for this port's name (attach and uplink only). */
+  onLinkNew(ifindex: number, flags: number): void {
+    if (this.io !== null && this.port.ifindex !== ifindex) {
+      this.log.info({ old_ifindex: this.port.ifindex, ifindex }, 'netdev re-created; re-opening');
+      this.close('absent');
+    }
+    if (this.io === null) {
+      try {
+        if (!this.open()) return;
+      } catch (err) {
+        this.log.error({ err }, 'cannot open port netdev');
+        return;
+      }
+    }
+    const up = (flags & IFF_UP) !== 0 && (flags & IFF_LOWER_UP) !== 0;
+    const state: PortState = up ? 'up' : 'down';
+    if (state !== this.port.state) {
+      this.log.info({ state, ifindex }, 'carrier change');
+      this.bridge.setPortState(this.port, state);
+    }
+  }
+
+  /** rtnetlink RTM_DELLINK for this port's ifindex (attach and uplink only), or a rename away. */
+  onLinkGone(): void {
+    if (this.io === null && this.port.state === 'absent') return;
+    this.log.info({ ifindex: this.port.ifindex }, 'netdev gone; waiting for it to reappear');
+    this.close('absent');
+  }
+
+  /** Folds kernel socket drops (PACKET_STATISTICS) into the port's counters. */
+  readSocketDrops(): void {
+    if (this.io !== null && this.io.kind === 'packet') this.io.readSocketDrops();
+  }
+}

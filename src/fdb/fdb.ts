@@ -1,0 +1,456 @@
+// Forwarding database: (vid, mac) -> port, an open-addressing hashtable on typed arrays.
+//
+// Model
+//   Entries live in a fixed pool of `maxEntries` slots (stable entry ids); the hashtable is an
+//   Int32Array of entry ids with linear probing and backward-shift deletion (no tombstones), sized
+//   to the next power of two >= 2 * maxEntries so probes stay short. Keys are split in two uint32:
+//   hi = vid << 16 | mac[0..1], lo = mac[2..5].
+//
+//   Dynamic entries of each port sit on an intrusive doubly linked LRU list (oldest at the head).
+//   That gives the eviction policy in O(1): when the bridge is full, the oldest dynamic entry of the
+//   port that holds the most dynamic entries is evicted (Open vSwitch's mac-learning policy); when a
+//   port has its own cap and reaches it, its own oldest entry is evicted. If nothing is evictable
+//   (only static entries), learning stops and the miss is counted (`learnFailed`).
+//
+//   Static entries never age, are never moved by learning and are not on any LRU list.
+//
+// Time
+//   One coarse clock: the caller passes nowMs (read once per batch). Refreshing an entry that is
+//   seen again only writes when its timestamp is at least REFRESH_GRANULARITY_MS old, so a busy
+//   flow costs one hash lookup and a compare per frame. Ageing is a budgeted sweep over the entry
+//   pool (`sweep(nowMs, budget)`), never a timer per entry.
+//
+// Notes on performance
+//   learn() and lookup() allocate nothing; MACs are numbers (see frame/mac.ts).
+
+const EMPTY = -1;
+const TWO32 = 0x1_0000_0000;
+
+export const FLAG_USED = 1;
+export const FLAG_STATIC = 2;
+
+/** A refresh writes the timestamp at most this often per entry. */
+export const REFRESH_GRANULARITY_MS = 1000;
+/** Moves of one entry inside this window count towards flap detection. */
+export const FLAP_WINDOW_MS = 1000;
+/** More moves than this inside FLAP_WINDOW_MS is a flap. */
+export const FLAP_MOVES = 3;
+/** One flap warning per entry per this interval. */
+export const FLAP_WARN_INTERVAL_MS = 10_000;
+
+export interface FdbOptions {
+  /** Bridge cap (fdb_max). */
+  maxEntries: number;
+  /** Number of port ids (ports are 0 .. maxPorts-1). */
+  maxPorts: number;
+  /** Ageing time in ms; 0 = never age. */
+  ageingTimeMs: number;
+  /** Called (rate-limited per entry) when a MAC keeps moving between two ports. */
+  onFlap?: (vid: number, mac: number, fromPort: number, toPort: number, moves: number) => void;
+}
+
+export interface FdbCounters {
+  learned: number;
+  aged: number;
+  moved: number;
+  evicted: number;
+  /** learning refused because the table (or port) was full of static entries */
+  learnFailed: number;
+}
+
+export interface FdbEntryView {
+  vid: number;
+  mac: number;
+  port: number;
+  isStatic: boolean;
+  /** ms since last seen (0 for static entries) */
+  ageMs: number;
+}
+
+export const enum AddResult {
+  Added = 0,
+  Updated = 1,
+  Full = 2,
+}
+
+function nextPow2(n: number): number {
+  let p = 16;
+  while (p < n) p *= 2;
+  return p;
+}
+
+export class Fdb {
+  readonly maxEntries: number;
+  readonly maxPorts: number;
+  ageingTimeMs: number;
+
+  // entry pool
+  private readonly keyHi: Uint32Array;
+  private readonly keyLo: Uint32Array;
+  private readonly port: Int32Array;
+  private readonly flags: Uint8Array;
+  private readonly seenMs: Float64Array;
+  private readonly lruPrev: Int32Array;
+  private readonly lruNext: Int32Array;
+  private readonly flapStartMs: Float64Array;
+  private readonly flapMoves: Uint16Array;
+  private readonly flapFrom: Int32Array;
+  private readonly flapWarnedMs: Float64Array;
+  private freeHead: number;
+
+  // hashtable of entry ids
+  private readonly buckets: Int32Array;
+  private readonly mask: number;
+
+  // per port
+  private readonly lruHead: Int32Array;
+  private readonly lruTail: Int32Array;
+  /** dynamic entries per port */
+  readonly portDynamic: Int32Array;
+  /** per-port cap on dynamic entries, 0 = none */
+  readonly portMax: Int32Array;
+
+  private sweepCursor = 0;
+  private used = 0;
+  private readonly onFlap: FdbOptions['onFlap'];
+
+  readonly counters: FdbCounters = { learned: 0, aged: 0, moved: 0, evicted: 0, learnFailed: 0 };
+
+  constructor(opts: FdbOptions) {
+    if (!Number.isInteger(opts.maxEntries) || opts.maxEntries < 1) throw new RangeError('maxEntries must be a positive integer');
+    if (!Number.isInteger(opts.maxPorts) || opts.maxPorts < 1) throw new RangeError('maxPorts must be a positive integer');
+    this.maxEntries = opts.maxEntries;
+    this.maxPorts = opts.maxPorts;
+    this.ageingTimeMs = opts.ageingTimeMs;
+    this.onFlap = opts.onFlap;
+    const n = opts.maxEntries;
+    this.keyHi = new Uint32Array(n);
+    this.keyLo = new Uint32Array(n);
+    this.port = new Int32Array(n);
+    this.flags = new Uint8Array(n);
+    this.seenMs = new Float64Array(n);
+    this.lruPrev = new Int32Array(n).fill(EMPTY);
+    this.lruNext = new Int32Array(n).fill(EMPTY);
+    this.flapStartMs = new Float64Array(n);
+    this.flapMoves = new Uint16Array(n);
+    this.flapFrom = new Int32Array(n);
+    this.flapWarnedMs = new Float64Array(n).fill(-Infinity);
+    // free list threaded through lruNext
+    for (let i = 0; i < n - 1; i++) this.lruNext[i] = i + 1;
+    this.lruNext[n - 1] = EMPTY;
+    this.freeHead = 0;
+    const cap = nextPow2(n * 2);
+    this.buckets = new Int32Array(cap).fill(EMPTY);
+    this.mask = cap - 1;
+    this.lruHead = new Int32Array(opts.maxPorts).fill(EMPTY);
+    this.lruTail = new Int32Array(opts.maxPorts).fill(EMPTY);
+    this.portDynamic = new Int32Array(opts.maxPorts);
+    this.portMax = new Int32Array(opts.maxPorts);
+  }
+
+  /** Number of entries (static and dynamic). */
+  get size(): number {
+    return this.used;
+  }
+
+  private static hash(hi: number, lo: number): number {
+    let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    return h ^ (h >>> 16);
+  }
+
+  /** Entry id of (vid, mac) or -1. */
+  private find(hi: number, lo: number): number {
+    const buckets = this.buckets;
+    const mask = this.mask;
+    let i = Fdb.hash(hi, lo) & mask;
+    for (;;) {
+      const e = buckets[i];
+      if (e === EMPTY) return EMPTY;
+      if (this.keyLo[e] === lo && this.keyHi[e] === hi) return e;
+      i = (i + 1) & mask;
+    }
+  }
+
+  /** Port of (vid, mac), or -1 when unknown. */
+  lookup(vid: number, mac: number): number {
+    const machi = Math.floor(mac / TWO32);
+    const e = this.find(((vid << 16) | machi) >>> 0, (mac - machi * TWO32) >>> 0);
+    return e === EMPTY ? -1 : this.port[e];
+  }
+
+  /**
+   * Learns that (vid, mac) was seen on `port` at nowMs. Refreshes, moves (counted, flap-checked)
+   * or inserts (evicting per policy when full). Static entries are never changed by learning.
+   */
+  learn(vid: number, mac: number, port: number, nowMs: number): void {
+    const machi = Math.floor(mac / TWO32);
+    const hi = ((vid << 16) | machi) >>> 0;
+    const lo = (mac - machi * TWO32) >>> 0;
+    const e = this.find(hi, lo);
+    if (e !== EMPTY) {
+      if ((this.flags[e] & FLAG_STATIC) !== 0) return;
+      const old = this.port[e];
+      if (old === port) {
+        if (nowMs - this.seenMs[e] >= REFRESH_GRANULARITY_MS) {
+          this.seenMs[e] = nowMs;
+          this.lruUnlink(e, old);
+          this.lruAppend(e, port);
+        }
+        return;
+      }
+      this.move(e, old, port, nowMs);
+      return;
+    }
+    const n = this.insert(hi, lo, port, 0, nowMs);
+    if (n !== EMPTY) this.counters.learned++;
+  }
+
+  private move(e: number, from: number, to: number, nowMs: number): void {
+    // a move into a port at its own cap makes room there first
+    if (this.portMax[to] > 0 && this.portDynamic[to] >= this.portMax[to]) {
+      const victim = this.lruHead[to];
+      if (victim === EMPTY) {
+        this.counters.learnFailed++;
+        return;
+      }
+      this.removeEntry(victim);
+      this.counters.evicted++;
+    }
+    this.lruUnlink(e, from);
+    this.portDynamic[from]--;
+    this.port[e] = to;
+    this.seenMs[e] = nowMs;
+    this.lruAppend(e, to);
+    this.portDynamic[to]++;
+    this.counters.moved++;
+    // flap detection: several moves inside one window
+    if (nowMs - this.flapStartMs[e] > FLAP_WINDOW_MS) {
+      this.flapStartMs[e] = nowMs;
+      this.flapMoves[e] = 1;
+    } else if (this.flapMoves[e] < 0xffff) {
+      this.flapMoves[e]++;
+    }
+    this.flapFrom[e] = from;
+    if (this.flapMoves[e] > FLAP_MOVES && nowMs - this.flapWarnedMs[e] >= FLAP_WARN_INTERVAL_MS) {
+      this.flapWarnedMs[e] = nowMs;
+      if (this.onFlap !== undefined) {
+        this.onFlap(this.keyHi[e] >>> 16, (this.keyHi[e] & 0xffff) * TWO32 + this.keyLo[e], from, to, this.flapMoves[e]);
+      }
+    }
+  }
+
+  /**
+   * Inserts a new entry; evicts per policy when the bridge or the port is full.
+   * Returns the entry id or -1 when nothing could be evicted.
+   */
+  private insert(hi: number, lo: number, port: number, flags: number, nowMs: number): number {
+    const isStatic = (flags & FLAG_STATIC) !== 0;
+    if (!isStatic && this.portMax[port] > 0 && this.portDynamic[port] >= this.portMax[port]) {
+      const victim = this.lruHead[port];
+      if (victim === EMPTY) {
+        this.counters.learnFailed++;
+        return EMPTY;
+      }
+      this.removeEntry(victim);
+      this.counters.evicted++;
+    }
+    if (this.freeHead === EMPTY) {
+      const victim = this.evictionVictim();
+      if (victim === EMPTY) {
+        this.counters.learnFailed++;
+        return EMPTY;
+      }
+      this.removeEntry(victim);
+      this.counters.evicted++;
+    }
+    const e = this.freeHead;
+    this.freeHead = this.lruNext[e];
+    this.keyHi[e] = hi;
+    this.keyLo[e] = lo;
+    this.port[e] = port;
+    this.flags[e] = FLAG_USED | flags;
+    this.seenMs[e] = nowMs;
+    this.flapStartMs[e] = -Infinity;
+    this.flapMoves[e] = 0;
+    this.flapWarnedMs[e] = -Infinity;
+    this.lruPrev[e] = EMPTY;
+    this.lruNext[e] = EMPTY;
+    if (!isStatic) {
+      this.lruAppend(e, port);
+      this.portDynamic[port]++;
+    }
+    const buckets = this.buckets;
+    const mask = this.mask;
+    let i = Fdb.hash(hi, lo) & mask;
+    while (buckets[i] !== EMPTY) i = (i + 1) & mask;
+    buckets[i] = e;
+    this.used++;
+    return e;
+  }
+
+  /** The oldest dynamic entry of the port holding the most dynamic entries, or -1. */
+  private evictionVictim(): number {
+    let best = -1;
+    let bestCount = 0;
+    const counts = this.portDynamic;
+    for (let p = 0; p < this.maxPorts; p++) {
+      if (counts[p] > bestCount) {
+        bestCount = counts[p];
+        best = p;
+      }
+    }
+    return best < 0 ? EMPTY : this.lruHead[best];
+  }
+
+  private lruAppend(e: number, port: number): void {
+    const tail = this.lruTail[port];
+    this.lruPrev[e] = tail;
+    this.lruNext[e] = EMPTY;
+    if (tail === EMPTY) this.lruHead[port] = e;
+    else this.lruNext[tail] = e;
+    this.lruTail[port] = e;
+  }
+
+  private lruUnlink(e: number, port: number): void {
+    const prev = this.lruPrev[e];
+    const next = this.lruNext[e];
+    if (prev === EMPTY) this.lruHead[port] = next;
+    else this.lruNext[prev] = next;
+    if (next === EMPTY) this.lruTail[port] = prev;
+    else this.lruPrev[next] = prev;
+    this.lruPrev[e] = EMPTY;
+    this.lruNext[e] = EMPTY;
+  }
+
+  /** Removes entry e from the table, its LRU list and counts; returns it to the free list. */
+  private removeEntry(e: number): void {
+    const flags = this.flags[e];
+    const port = this.port[e];
+    if ((flags & FLAG_STATIC) === 0) {
+      this.lruUnlink(e, port);
+      this.portDynamic[port]--;
+    }
+    // backward-shift deletion
+    const buckets = this.buckets;
+    const mask = this.mask;
+    let i = Fdb.hash(this.keyHi[e], this.keyLo[e]) & mask;
+    while (buckets[i] !== e) i = (i + 1) & mask;
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      const f = buckets[j];
+      if (f === EMPTY) break;
+      const home = Fdb.hash(this.keyHi[f], this.keyLo[f]) & mask;
+      // f may move to i if its home is not cyclically in (i, j]
+      const between = i <= j ? home > i && home <= j : home > i || home <= j;
+      if (!between) {
+        buckets[i] = f;
+        i = j;
+      }
+    }
+    buckets[i] = EMPTY;
+    this.flags[e] = 0;
+    this.lruNext[e] = this.freeHead;
+    this.freeHead = e;
+    this.used--;
+  }
+
+  /**
+   * Adds or replaces a static entry. Returns Full when no dynamic entry could be evicted to make room.
+   */
+  addStatic(vid: number, mac: number, port: number, nowMs: number): AddResult {
+    const machi = Math.floor(mac / TWO32);
+    const hi = ((vid << 16) | machi) >>> 0;
+    const lo = (mac - machi * TWO32) >>> 0;
+    const e = this.find(hi, lo);
+    if (e !== EMPTY) {
+      if ((this.flags[e] & FLAG_STATIC) === 0) {
+        this.lruUnlink(e, this.port[e]);
+        this.portDynamic[this.port[e]]--;
+      }
+      this.flags[e] = FLAG_USED | FLAG_STATIC;
+      this.port[e] = port;
+      this.seenMs[e] = nowMs;
+      return AddResult.Updated;
+    }
+    return this.insert(hi, lo, port, FLAG_STATIC, nowMs) === EMPTY ? AddResult.Full : AddResult.Added;
+  }
+
+  /** Deletes (vid, mac), static or dynamic. Returns false when absent. */
+  delete(vid: number, mac: number): boolean {
+    const machi = Math.floor(mac / TWO32);
+    const e = this.find(((vid << 16) | machi) >>> 0, (mac - machi * TWO32) >>> 0);
+    if (e === EMPTY) return false;
+    this.removeEntry(e);
+    return true;
+  }
+
+  /** Removes the dynamic entries of `port` (all ports when port < 0). Returns how many. */
+  flushDynamic(port = -1): number {
+    let removed = 0;
+    if (port >= 0) {
+      while (this.lruHead[port] !== EMPTY) {
+        this.removeEntry(this.lruHead[port]);
+        removed++;
+      }
+      return removed;
+    }
+    for (let p = 0; p < this.maxPorts; p++) removed += this.flushDynamic(p);
+    return removed;
+  }
+
+  /** Removes every entry (static too) that points at `port`: the port is being deleted. */
+  removePort(port: number): number {
+    let removed = this.flushDynamic(port);
+    for (let e = 0; e < this.maxEntries; e++) {
+      if (this.flags[e] !== 0 && this.port[e] === port) {
+        this.removeEntry(e);
+        removed++;
+      }
+    }
+    this.portMax[port] = 0;
+    return removed;
+  }
+
+  /**
+   * Ages out dynamic entries not seen for ageingTimeMs, visiting at most `budget` pool slots from
+   * where the previous sweep stopped. Returns the number aged.
+   */
+  sweep(nowMs: number, budget: number): number {
+    if (this.ageingTimeMs <= 0 || this.used === 0) return 0;
+    const n = this.maxEntries;
+    const limit = nowMs - this.ageingTimeMs;
+    let aged = 0;
+    let e = this.sweepCursor;
+    const steps = Math.min(budget, n);
+    for (let k = 0; k < steps; k++) {
+      if (this.flags[e] === FLAG_USED && this.seenMs[e] <= limit) {
+        this.removeEntry(e);
+        aged++;
+      }
+      e++;
+      if (e === n) e = 0;
+    }
+    this.sweepCursor = e;
+    this.counters.aged += aged;
+    return aged;
+  }
+
+  /** Visits every entry (control plane only: allocates one view object per call). */
+  forEach(nowMs: number, cb: (entry: FdbEntryView) => void): void {
+    for (let e = 0; e < this.maxEntries; e++) {
+      const f = this.flags[e];
+      if (f === 0) continue;
+      const isStatic = (f & FLAG_STATIC) !== 0;
+      cb({
+        vid: this.keyHi[e] >>> 16,
+        mac: (this.keyHi[e] & 0xffff) * TWO32 + this.keyLo[e],
+        port: this.port[e],
+        isStatic,
+        ageMs: isStatic ? 0 : Math.max(0, nowMs - this.seenMs[e]),
+      });
+    }
+  }
+}

@@ -1,0 +1,174 @@
+// The raw shape of the native addon (build/Release/tapbridge_native.node, sources in src/native/).
+//
+// This file is the contract between C++ and TypeScript. Only src/io/native.ts loads the addon and
+// wraps it; everything else imports the typed facade from there.
+//
+// Memory model (see native-notes/addon.md):
+//   - ONE receive slab (an ArrayBuffer) and ONE receive descriptor array (Int32Array) are registered
+//     once with setup(). Every port's poll callback reads frames into the slab starting at offset 0,
+//     fills the descriptor array and calls its JS onRx(count) exactly once per batch. Before onRx
+//     returns, JS has flushed every egress port (send()), so the next batch may reuse the slab.
+//   - Every frame in the slab is preceded by its 10-byte virtio_net_hdr: header at off-10, frame at
+//     off, frame length len (without the header). Both port kinds always run with vnet headers.
+//   - Descriptor i occupies rxDesc[3*i .. 3*i+2] = off, len, flags.
+//       flags & RX_F_TAG_RESTORED: AF_PACKET only: the kernel stripped an 802.1Q/802.1ad tag and the
+//       addon re-inserted it (TPID from tp_vlan_tpid when valid, else 0x8100) and moved csum_start by 4.
+//   - Each port has a tx descriptor array (Uint32Array, registered once with setTx()); entry i
+//     occupies tx[4*i .. 4*i+3] = off, len, op, arg, with off/len referring to the receive slab:
+//       op TX_OP_NONE (0): send the frame as is (with its vnet header).
+//       op TX_OP_PUSH_TAG (1): insert the 4 bytes arg (= tpid << 16 | tci, network order on the wire)
+//         after the source MAC, without copying the frame (iovec); csum_start + 4 in a header copy.
+//       op TX_OP_POP_TAG (2): remove the 4 bytes at frame offset 12; csum_start - 4 in a header copy.
+//     send(count) transmits entries 0..count-1: sendmmsg on AF_PACKET, one writev per frame on a TAP.
+//     It never blocks: EAGAIN/ENOBUFS drops the frame; every failure is counted in the port's
+//     counters array (see PortCounter) and send returns the number of frames the kernel accepted.
+
+/** Frame flags in the rx descriptor. */
+export const RX_F_TAG_RESTORED = 1;
+
+export const TX_OP_NONE = 0;
+export const TX_OP_PUSH_TAG = 1;
+export const TX_OP_POP_TAG = 2;
+
+/** Size of struct virtio_net_hdr used on every fd (TUNSETVNETHDRSZ 10, PACKET_VNET_HDR). */
+export const VNET_HDR_LEN = 10;
+
+/** Indices into the Float64Array counters a port registers with setCounters(); the addon only adds. */
+export const enum PortCounter {
+  /** rx: frame larger than the slot (MSG_TRUNC) or shorter than 14 bytes: dropped before JS. */
+  RxTruncated = 0,
+  /** rx: read/recvmsg failed with an errno other than EAGAIN (ENETDOWN, EBADFD, ...). */
+  RxErrors = 1,
+  /** tx: EAGAIN / ENOBUFS / ENOMEM: the queue was full. */
+  TxFull = 2,
+  /** tx: EIO (TAP down), ENETDOWN, ENXIO, ENODEV, EBADFD: link down or gone. */
+  TxLinkDown = 3,
+  /** tx: EMSGSIZE / EINVAL on a frame: larger than the egress MTU or malformed. */
+  TxOversize = 4,
+  /** tx: any other errno. */
+  TxOther = 5,
+  /** errno of the most recent tx failure (0 when none). */
+  TxLastErrno = 6,
+  /** rx: kernel socket drops from PACKET_STATISTICS (AF_PACKET only), added by readSocketDrops(). */
+  RxSocketDrops = 7,
+  Count = 8,
+}
+
+/** Called once per batch; count frames are described in rxDesc. */
+export type RxCallback = (count: number) => void;
+/**
+ * Called when polling or reading failed. errno is positive (e.g. 100 = ENETDOWN), syscall names the call
+ * ("poll", "read", "recvmsg"). When stopped is true the addon stopped polling this fd (EBADFD, ENXIO,
+ * ENODEV, EBADF: the device is gone); JS must close() the port. Otherwise polling continues.
+ */
+export type ErrorCallback = (errno: number, syscall: string, stopped: boolean) => void;
+
+export interface RawPort {
+  readonly fd: number;
+  /** ifindex at open time (for a TAP: in the namespace where it was created). */
+  readonly ifindex: number;
+  /** The interface name the kernel gave (TUNSETIFF may complete a pattern such as "tap%d"). */
+  readonly name: string;
+  /** "tap" or "packet". */
+  readonly kind: 'tap' | 'packet';
+  /** Registers the tx descriptor array (capacity = tx.length / 4 entries). Call once before send(). */
+  setTx(tx: Uint32Array): void;
+  /** Registers the counters array (length >= PortCounter.Count). Call once. */
+  setCounters(counters: Float64Array): void;
+  /** Starts the uv_poll (UV_READABLE) and sets the callbacks. Idempotent. */
+  start(onRx: RxCallback, onError: ErrorCallback): void;
+  /** Stops the uv_poll without closing the fd. */
+  stop(): void;
+  /** Sends tx entries 0..count-1; returns how many the kernel accepted. Never throws for per-frame errors. */
+  send(count: number): number;
+  /** AF_PACKET only: getsockopt(PACKET_STATISTICS) (resets the kernel counter); adds tp_drops to RxSocketDrops and returns it. TAP: 0. */
+  readSocketDrops(): number;
+  /** Stops polling and closes the fd (a non-persistent TAP disappears). Idempotent. */
+  close(): void;
+}
+
+export interface TapOptions {
+  /** TUNSETPERSIST 1 when true (the TAP outlives the fd). */
+  persist: boolean;
+  /** TUNSETOWNER / TUNSETGROUP when >= 0. */
+  owner: number;
+  group: number;
+}
+
+export interface PacketOptions {
+  /** SO_RCVBUFFORCE bytes. */
+  rcvbuf: number;
+  /** SO_SNDBUFFORCE bytes. */
+  sndbuf: number;
+}
+
+export interface IfInfo {
+  ifindex: number;
+  /** ifr_flags / ifi_flags (IFF_UP = 1, IFF_RUNNING = 0x40, IFF_LOWER_UP = 0x10000 from netlink only). */
+  flags: number;
+  mtu: number;
+  /** lowercase aa:bb:cc:dd:ee:ff */
+  mac: string;
+  txqueuelen: number;
+}
+
+/** A link event parsed from an RTM_NEWLINK / RTM_DELLINK message. */
+export type LinkEventCallback = (
+  type: 'new' | 'del' | 'done' | 'overrun',
+  ifindex: number,
+  name: string,
+  /** ifi_flags: IFF_UP 0x1, IFF_RUNNING 0x40, IFF_LOWER_UP 0x10000 */
+  flags: number,
+  mtu: number,
+) => void;
+
+export interface RawLinkMonitor {
+  /** Sends an RTM_GETLINK dump request; answers arrive as 'new' events followed by one 'done'. */
+  dump(): void;
+  close(): void;
+}
+
+export interface RawAddon {
+  /** Registers the shared rx slab (>= 1 MiB) and descriptor array (3 int32 per frame) and the batch budget (frames per poll wakeup). */
+  setup(slab: ArrayBuffer, rxDesc: Int32Array, budget: number): void;
+  /**
+   * Creates or opens the TAP `name` (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR), TUNSETVNETHDRSZ 10,
+   * TUNSETOFFLOAD (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN), O_NONBLOCK, options applied.
+   */
+  openTap(name: string, options: TapOptions): RawPort;
+  /**
+   * Opens an AF_PACKET SOCK_RAW socket bound to `name` with ETH_P_ALL, PACKET_AUXDATA, PACKET_VNET_HDR,
+   * PACKET_IGNORE_OUTGOING, PACKET_ADD_MEMBERSHIP PACKET_MR_PROMISC, SO_RCVBUFFORCE/SO_SNDBUFFORCE, nonblocking.
+   */
+  openPacket(name: string, options: PacketOptions): RawPort;
+  /** Removes a persistent TAP: opens it, TUNSETPERSIST 0, closes. Throws when it does not exist or is busy. */
+  deleteTap(name: string): void;
+  /** SIOCGIFINDEX/SIOCGIFFLAGS/SIOCGIFMTU/SIOCGIFHWADDR/SIOCGIFTXQLEN; null when the interface does not exist. */
+  ifInfo(name: string): IfInfo | null;
+  /** SIOCSIFFLAGS: sets or clears IFF_UP. */
+  setLinkUp(name: string, up: boolean): void;
+  /** SIOCSIFMTU. */
+  setMtu(name: string, mtu: number): void;
+  /** SIOCSIFTXQLEN. */
+  setTxQueueLen(name: string, len: number): void;
+  /**
+   * SIOCETHTOOL ETHTOOL_GFLAGS/ETHTOOL_SFLAGS: turns large receive offload off.
+   * Returns "changed" (it was on and is now off), "off" (already off), "unsupported" (EOPNOTSUPP or fixed).
+   */
+  disableLro(name: string): 'changed' | 'off' | 'unsupported';
+  /** Opens a NETLINK_ROUTE socket subscribed to RTMGRP_LINK with a uv_poll; events go to cb. */
+  linkMonitor(cb: LinkEventCallback): RawLinkMonitor;
+  /** Addon version string. */
+  version(): string;
+}
+
+/**
+ * Errors thrown by the addon are Error objects with these own properties; message reads
+ * "<syscall> <ifname>: <strerror> (<CODE>)".
+ */
+export interface NativeErrorFields {
+  code: string;
+  errno: number;
+  syscall: string;
+  ifname: string;
+}
