@@ -89,13 +89,21 @@ export class ControlServer {
     this.log = log;
   }
 
-  async listen(): Promise<void> {
+  /**
+   * Checks the socket path before the daemon opens anything: refuses when another daemon answers,
+   * removes a stale socket file.
+   */
+  async prepare(): Promise<void> {
     mkdirSync(dirname(this.path), { recursive: true, mode: 0o755 });
     if (existsSync(this.path)) {
       if (await answers(this.path)) throw new SocketInUseError(`another daemon answers on ${this.path}`);
       this.log.info({ path: this.path }, 'replacing stale control socket');
       unlinkSync(this.path);
     }
+  }
+
+  async listen(): Promise<void> {
+    await this.prepare();
     const server = createServer((sock) => this.onConnection(sock));
     this.server = server;
     const oldUmask = process.umask(0o177);

@@ -29,6 +29,7 @@ export async function runDaemon(configPath: string, socketOverride?: string): Pr
   const daemon = new Daemon(config, log);
   const control = new ControlServer(config.controlSocket, daemonMethods(daemon), log.child({ subsystem: 'control' }));
   try {
+    await control.prepare();
     daemon.start();
     await control.listen();
   } catch (err) {

@@ -1,0 +1,123 @@
+// The CLI as a user runs it (node dist/cli/main.js), against a control server with scripted methods.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControlServer, type MethodHandler } from '../../src/control/server.js';
+import { ControlError } from '../../src/control/errors.js';
+import { silentLogger } from '../../src/log.js';
+
+const cli = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'tb-cli-'));
+const socket = join(dir, 'ctl.sock');
+const calls: { method: string; params: Record<string, unknown> }[] = [];
+
+function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...args], { timeout: 20_000, env: { ...process.env, TAPBRIDGE_SOCKET: socket } }, (err, stdout, stderr) => {
+      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr });
+    });
+  });
+}
+
+const record = (method: string, result: unknown): [string, MethodHandler] => [method, (params) => {
+  calls.push({ method, params });
+  if (params.bridge === 'nope') throw new ControlError('no_such_bridge', 'no such bridge: nope');
+  return result;
+}];
+
+let server: ControlServer;
+beforeAll(async () => {
+  server = new ControlServer(socket, new Map([
+    record('show', [{ name: 'xenbr0', uplink: { name: 'peth0', kind: 'uplink', state: 'up' }, ports: [{ name: 'vif1.0', kind: 'tap', state: 'up', ifindex: 7 }] }]),
+    record('showmacs', [{ port: 'vif1.0', mac: '00:16:3e:00:00:01', vlan: 0, static: false, age: 1.5 }]),
+    record('addif', { name: 'vif9.0', kind: 'attach', state: 'absent', ifindex: 0 }),
+    record('fdb.add', null),
+    record('setageing', null),
+  ]), silentLogger());
+  await server.listen();
+});
+afterAll(async () => {
+  await server.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('tapbridge CLI', () => {
+  it('prints help and version', async () => {
+    const h = await run('--help');
+    expect(h.code).toBe(0);
+    expect(h.stdout).toMatch(/^Usage: tapbridge/);
+    const v = await run('--version');
+    expect(v.code).toBe(0);
+    expect(v.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+
+  it('exits 2 on usage errors', async () => {
+    expect((await run('frobnicate')).code).toBe(2);
+    expect((await run('showmacs')).code).toBe(2);
+    expect((await run('show', '--bogus')).code).toBe(2);
+    expect((await run('setageing', 'xenbr0', 'soon')).code).toBe(2);
+  });
+
+  it('exits 3 when the daemon is unreachable', async () => {
+    const r = await run('show', '--socket', join(dir, 'missing.sock'));
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/cannot reach the daemon/);
+  });
+
+  it('prints JSON with -j and a brctl-like table without', async () => {
+    const j = await run('show', '-j');
+    expect(j.code).toBe(0);
+    expect(JSON.parse(j.stdout)[0].ports[0].name).toBe('vif1.0');
+    const t = await run('showmacs', 'xenbr0');
+    expect(t.stdout).toMatch(/^port\s+mac addr\s+vlan\s+is static\?\s+ageing timer/);
+    expect(t.stdout).toMatch(/vif1\.0\s+00:16:3e:00:00:01\s+0\s+no\s+1\.50/);
+  });
+
+  it('accepts options after arguments and passes them as named params', async () => {
+    calls.length = 0;
+    expect((await run('addif', 'xenbr0', 'vif9.0', '--kind', 'attach')).code).toBe(0);
+    expect((await run('fdb', 'add', 'xenbr0', '00:16:3e:00:00:09', 'vif9.0', '--vlan', '5')).code).toBe(0);
+    expect((await run('-j', 'setageing', 'xenbr0', '600')).code).toBe(0);
+    expect(calls).toEqual([
+      { method: 'addif', params: { bridge: 'xenbr0', ifname: 'vif9.0', kind: 'attach' } },
+      { method: 'fdb.add', params: { bridge: 'xenbr0', mac: '00:16:3e:00:00:09', port: 'vif9.0', vlan: 5 } },
+      { method: 'setageing', params: { bridge: 'xenbr0', seconds: 600 } },
+    ]);
+  });
+
+  it('exits 1 when the request fails and names why', async () => {
+    const r = await run('showmacs', 'nope');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/no such bridge: nope \(no_such_bridge\)/);
+  });
+
+  it('check-config: 0 for a good file, 2 with key paths for a bad one', async () => {
+    const good = join(dir, 'good.yaml');
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(good, 'bridges: [ { name: xenbr0, ports: [ { name: vif1.0 } ] } ]\n');
+    writeFileSync(bad, 'bridges: [ { name: xenbr0, ports: [ { name: vif1.0, kind: nic } ] } ]\n');
+    expect((await run('check-config', good)).code).toBe(0);
+    const r = await run('check-config', bad);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/bridges\[0\]\.ports\[0\]\.kind: must be "tap" or "attach"/);
+  });
+
+  it('daemon exits 2 on a bad config', async () => {
+    const bad = join(dir, 'bad2.yaml');
+    writeFileSync(bad, 'bridges: [ { name: xenbr0, mtu: 12 } ]\n');
+    const r = await run('daemon', '--config', bad);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/bridges\[0\]\.mtu/);
+  });
+
+  it('refuses to start a second daemon on a socket that answers', async () => {
+    const cfg = join(dir, 'empty.yaml');
+    writeFileSync(cfg, `control_socket: ${socket}\nbridges: []\n`);
+    const r = await run('daemon', '--config', cfg);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/another daemon answers/);
+  });
+});
