@@ -88,6 +88,8 @@ export class ManagedPort {
   private openTap(): void {
     const io = PacketPort.openTap(this.name, { persist: this.persist, owner: -1, group: -1 });
     try {
+      // before link up: the daemon's own stack must not send MLD/RS from the TAP's first MAC
+      silenceHostStack(io.name, this.log);
       netdev.setMtu(io.name, this.bridgeMtu);
       netdev.setTxQueueLen(io.name, TAP_TXQUEUELEN);
       netdev.setLinkUp(io.name, true);

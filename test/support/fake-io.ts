@@ -1,6 +1,6 @@
 // A fake PortIo and a batch builder: run the forwarding engine without the addon.
 
-import { PortCounter, VNET_HDR_LEN } from '../../src/io/native-types.js';
+import { PortCounter, TX_OP_NONE, TX_OP_POP_TAG, TX_OP_PUSH_TAG, TX_OP_SET_TAG, VNET_HDR_LEN } from '../../src/io/native-types.js';
 import type { PortIo } from '../../src/bridge/port.js';
 import { BridgePort, type PortKind } from '../../src/bridge/port.js';
 import type { Bridge } from '../../src/bridge/bridge.js';
@@ -8,7 +8,7 @@ import type { Bridge } from '../../src/bridge/bridge.js';
 export class FakeIo implements PortIo {
   readonly tx = new Uint32Array(4 * 64);
   readonly counters = new Float64Array(PortCounter.Count);
-  /** Frames "sent", as hex strings of their bytes. */
+  /** Frames "sent" as they would appear on the wire (tx ops applied), as hex strings. */
   readonly sent: string[] = [];
   sendCalls = 0;
   /** When set, send() accepts only this many frames per call. */
@@ -20,12 +20,29 @@ export class FakeIo implements PortIo {
     const slab = this.slab();
     const n = Math.min(count, this.acceptLimit);
     for (let i = 0; i < n; i++) {
-      const off = this.tx[4 * i];
-      const len = this.tx[4 * i + 1];
-      this.sent.push(Buffer.from(slab.subarray(off, off + len)).toString('hex'));
+      this.sent.push(wireBytes(slab, this.tx[4 * i], this.tx[4 * i + 1], this.tx[4 * i + 2], this.tx[4 * i + 3]).toString('hex'));
     }
     this.counters[PortCounter.TxFull] += count - n;
     return n;
+  }
+}
+
+/** What the addon puts on the wire for one tx entry (the same rules as src/native). */
+export function wireBytes(slab: Uint8Array, off: number, len: number, op: number, arg: number): Buffer {
+  const frame = Buffer.from(slab.subarray(off, off + len));
+  const tag = Buffer.alloc(4);
+  tag.writeUInt32BE(arg >>> 0);
+  switch (op) {
+    case TX_OP_NONE:
+      return frame;
+    case TX_OP_PUSH_TAG:
+      return Buffer.concat([frame.subarray(0, 12), tag, frame.subarray(12)]);
+    case TX_OP_POP_TAG:
+      return Buffer.concat([frame.subarray(0, 12), frame.subarray(16)]);
+    case TX_OP_SET_TAG:
+      return Buffer.concat([frame.subarray(0, 12), tag, frame.subarray(16)]);
+    default:
+      throw new Error(`unknown tx op ${op}`);
   }
 }
 

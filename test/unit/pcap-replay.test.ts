@@ -30,17 +30,20 @@ describe('pcap replay through the engine', () => {
     }
     expect(br.fdb.lookup(0, parseMac('00:16:3e:fa:00:01')!)).toBe(a.port.id);
     expect(br.fdb.lookup(0, parseMac('00:16:3e:fa:00:02')!)).toBe(b.port.id);
-    expect(br.fdb.size).toBe(2);
-    // C sees only the broadcast ARP request: everything else was known unicast or dropped
-    expect(c.io.sent).toHaveLength(1);
+    // default ports learn per VLAN: A is known in the untagged network and, from the tagged frame, in VLAN 100
+    expect(br.fdb.lookup(100, parseMac('00:16:3e:fa:00:01')!)).toBe(a.port.id);
+    expect(br.fdb.size).toBe(3);
+    // C sees the broadcast ARP request and the VID 100 frame (B is unknown in VLAN 100: flooded, tag intact)
+    expect(c.io.sent).toHaveLength(2);
     expect(c.io.sent[0].startsWith(`ffffffffffff${HOST_A}0806`)).toBe(true);
+    expect(c.io.sent[1]).toMatch(new RegExp(`^${HOST_B}${HOST_A}8100a064`));
     // B gets ARP request, 3 echo requests and the VID 100 tagged frame, tag intact
     expect(b.io.sent).toHaveLength(5);
     expect(b.io.sent[4]).toMatch(new RegExp(`^${HOST_B}${HOST_A}8100a064`));
     // A gets the ARP reply and 3 echo replies
     expect(a.io.sent).toHaveLength(4);
     expect(a.port.drops()).toMatchObject({ link_local: 2, bad_src: 1, runt: 0 });
-    expect(br.counters.flooded).toBe(0);
+    expect(br.counters.flooded).toBe(1);
     expect(br.counters.floodedGroup).toBe(1);
   });
 });

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs the system packages tapbridge's tests, lab and demo need, only if they are missing.
+#
+#   iproute2  ip netns / ip link / ip -j / ss (the lab and the netns tests)
+#   iputils-ping  ping (IPv4 and IPv6)
+#   ethtool   offload inspection in the lab
+#   tcpdump   captures in the lab and the VLAN test's fallback
+#   iperf3    TCP throughput in the demo and the lab's comparison
+#   python3   byte-checked TCP transfer and raw AF_PACKET frames in the netns tests
+#   procps    sysctl, ps
+#   kmod      modprobe (tun, veth, bridge are loaded on demand)
+#
+# Idempotent and quiet: does nothing when every command is present. Uses apt-get only, as root; when not root
+# (or not on a Debian-like system) it prints what is missing and exits 0, so the tests can skip what they cannot run.
+set -euo pipefail
+
+# command -> Debian package
+declare -A PKG_OF=(
+	[ip]=iproute2
+	[ss]=iproute2
+	[ping]=iputils-ping
+	[ethtool]=ethtool
+	[tcpdump]=tcpdump
+	[iperf3]=iperf3
+	[sysctl]=procps
+	[modprobe]=kmod
+)
+
+missing=()
+for cmd in "${!PKG_OF[@]}"; do
+	if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ] && ! [ -x "/sbin/$cmd" ]; then
+		missing+=("${PKG_OF[$cmd]}")
+	fi
+done
+# python3 from Debian specifically: a pyenv shim may be absent inside `ip netns exec` or under another user.
+if ! [ -x /usr/bin/python3 ] && ! command -v python3 >/dev/null 2>&1; then
+	missing+=(python3)
+fi
+
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "setup-test-deps: all test dependencies present"
+	exit 0
+fi
+
+# de-duplicate, stable order
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "setup-test-deps: not root; missing packages not installed: ${missing[*]} (privileged tests will skip)" >&2
+	exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+	echo "setup-test-deps: apt-get not found; install these yourself: ${missing[*]}" >&2
+	exit 0
+fi
+
+echo "setup-test-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+	cat "$log" >&2
+	echo "setup-test-deps: apt-get failed" >&2
+	exit 1
+fi
+echo "setup-test-deps: done"
