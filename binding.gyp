@@ -1,0 +1,28 @@
+{
+  "targets": [
+    {
+      "target_name": "tapbridge_native",
+      "sources": [
+        "src/native/addon.cc",
+        "src/native/port.cc",
+        "src/native/ifctl.cc",
+        "src/native/linkmon.cc"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")"
+      ],
+      "defines": [
+        "NAPI_VERSION=8",
+        "NAPI_DISABLE_CPP_EXCEPTIONS",
+        "NODE_ADDON_API_DISABLE_DEPRECATED"
+      ],
+      "cflags!": ["-fexceptions", "-O3"],
+      "cflags_cc!": ["-fexceptions", "-O3"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-fno-exceptions"],
+      "cflags_cc": ["-O2", "-Wall", "-Wextra", "-fno-exceptions"],
+      "conditions": [
+        ["OS!='linux'", { "type": "none" }]
+      ]
+    }
+  ]
+}

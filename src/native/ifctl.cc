@@ -1,0 +1,262 @@
+// tapbridge_native: interface control through ioctl on an AF_INET datagram socket.
+#include "common.h"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <net/if.h>
+#include <linux/ethtool.h>
+#include <linux/if_tun.h>
+#include <linux/sockios.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace tb {
+
+namespace {
+
+// RAII for the control socket.
+struct Ctl {
+  int fd;
+  Ctl() : fd(CtlSocket()) {}
+  ~Ctl() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+void PrepIfr(struct ifreq* ifr, const std::string& name) {
+  std::memset(ifr, 0, sizeof *ifr);
+  std::memcpy(ifr->ifr_name, name.data(), name.size());
+}
+
+Napi::Value IfInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name;
+  if (!GetIfName(info, 0, &name)) return env.Undefined();
+  Ctl c;
+  if (c.fd < 0) {
+    ThrowSysError(env, errno, "socket(AF_INET)", name);
+    return env.Undefined();
+  }
+  struct ifreq ifr;
+  PrepIfr(&ifr, name);
+  if (ioctl(c.fd, SIOCGIFINDEX, &ifr) < 0) {
+    if (errno == ENODEV) return env.Null();
+    ThrowSysError(env, errno, "ioctl(SIOCGIFINDEX)", name);
+    return env.Undefined();
+  }
+  int ifindex = ifr.ifr_ifindex;
+  PrepIfr(&ifr, name);
+  if (ioctl(c.fd, SIOCGIFFLAGS, &ifr) < 0) {
+    if (errno == ENODEV) return env.Null();
+    ThrowSysError(env, errno, "ioctl(SIOCGIFFLAGS)", name);
+    return env.Undefined();
+  }
+  int flags = static_cast<unsigned short>(ifr.ifr_flags);
+  PrepIfr(&ifr, name);
+  if (ioctl(c.fd, SIOCGIFMTU, &ifr) < 0) {
+    if (errno == ENODEV) return env.Null();
+    ThrowSysError(env, errno, "ioctl(SIOCGIFMTU)", name);
+    return env.Undefined();
+  }
+  int mtu = ifr.ifr_mtu;
+  PrepIfr(&ifr, name);
+  if (ioctl(c.fd, SIOCGIFHWADDR, &ifr) < 0) {
+    if (errno == ENODEV) return env.Null();
+    ThrowSysError(env, errno, "ioctl(SIOCGIFHWADDR)", name);
+    return env.Undefined();
+  }
+  const unsigned char* m = reinterpret_cast<const unsigned char*>(ifr.ifr_hwaddr.sa_data);
+  char mac[18];
+  std::snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+  PrepIfr(&ifr, name);
+  if (ioctl(c.fd, SIOCGIFTXQLEN, &ifr) < 0) {
+    if (errno == ENODEV) return env.Null();
+    ThrowSysError(env, errno, "ioctl(SIOCGIFTXQLEN)", name);
+    return env.Undefined();
+  }
+  int qlen = ifr.ifr_qlen;
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ifindex", Napi::Number::New(env, ifindex));
+  o.Set("flags", Napi::Number::New(env, flags));
+  o.Set("mtu", Napi::Number::New(env, mtu));
+  o.Set("mac", Napi::String::New(env, mac));
+  o.Set("txqueuelen", Napi::Number::New(env, qlen));
+  return o;
+}
+
+Napi::Value SetLinkUp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name;
+  if (!GetIfName(info, 0, &name)) return env.Undefined();
+  if (info.Length() < 2 || !info[1].IsBoolean()) {
+    ThrowType(env, "setLinkUp(name: string, up: boolean)");
+    return env.Undefined();
+  }
+  bool up = info[1].As<Napi::Boolean>().Value();
+  Ctl c;
+  if (c.fd < 0) {
+    ThrowSysError(env, errno, "socket(AF_INET)", name);
+    return env.Undefined();
+  }
+  struct ifreq ifr;
+  PrepIfr(&ifr, name);
+  if (ioctl(c.fd, SIOCGIFFLAGS, &ifr) < 0) {
+    ThrowSysError(env, errno, "ioctl(SIOCGIFFLAGS)", name);
+    return env.Undefined();
+  }
+  short want = up ? static_cast<short>(ifr.ifr_flags | IFF_UP) : static_cast<short>(ifr.ifr_flags & ~IFF_UP);
+  if (want == ifr.ifr_flags) return env.Undefined();
+  ifr.ifr_flags = want;
+  if (ioctl(c.fd, SIOCSIFFLAGS, &ifr) < 0) {
+    ThrowSysError(env, errno, "ioctl(SIOCSIFFLAGS)", name);
+    return env.Undefined();
+  }
+  return env.Undefined();
+}
+
+Napi::Value SetMtu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name;
+  if (!GetIfName(info, 0, &name)) return env.Undefined();
+  int64_t mtu;
+  if (info.Length() < 2) {
+    ThrowType(env, "setMtu(name: string, mtu: number)");
+    return env.Undefined();
+  }
+  if (!GetInt(info[1], "mtu", 68, 65535, &mtu)) return env.Undefined();
+  Ctl c;
+  if (c.fd < 0) {
+    ThrowSysError(env, errno, "socket(AF_INET)", name);
+    return env.Undefined();
+  }
+  struct ifreq ifr;
+  PrepIfr(&ifr, name);
+  ifr.ifr_mtu = static_cast<int>(mtu);
+  if (ioctl(c.fd, SIOCSIFMTU, &ifr) < 0) {
+    ThrowSysError(env, errno, "ioctl(SIOCSIFMTU)", name);
+    return env.Undefined();
+  }
+  return env.Undefined();
+}
+
+Napi::Value SetTxQueueLen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name;
+  if (!GetIfName(info, 0, &name)) return env.Undefined();
+  int64_t len;
+  if (info.Length() < 2) {
+    ThrowType(env, "setTxQueueLen(name: string, len: number)");
+    return env.Undefined();
+  }
+  if (!GetInt(info[1], "len", 0, 0x7fffffff, &len)) return env.Undefined();
+  Ctl c;
+  if (c.fd < 0) {
+    ThrowSysError(env, errno, "socket(AF_INET)", name);
+    return env.Undefined();
+  }
+  struct ifreq ifr;
+  PrepIfr(&ifr, name);
+  ifr.ifr_qlen = static_cast<int>(len);
+  if (ioctl(c.fd, SIOCSIFTXQLEN, &ifr) < 0) {
+    ThrowSysError(env, errno, "ioctl(SIOCSIFTXQLEN)", name);
+    return env.Undefined();
+  }
+  return env.Undefined();
+}
+
+int EthtoolFlags(int fd, const std::string& name, uint32_t cmd, uint32_t* data) {
+  struct ethtool_value ev;
+  std::memset(&ev, 0, sizeof ev);
+  ev.cmd = cmd;
+  ev.data = *data;
+  struct ifreq ifr;
+  PrepIfr(&ifr, name);
+  ifr.ifr_data = reinterpret_cast<char*>(&ev);
+  if (ioctl(fd, SIOCETHTOOL, &ifr) < 0) return errno;
+  *data = ev.data;
+  return 0;
+}
+
+Napi::Value DisableLro(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name;
+  if (!GetIfName(info, 0, &name)) return env.Undefined();
+  Ctl c;
+  if (c.fd < 0) {
+    ThrowSysError(env, errno, "socket(AF_INET)", name);
+    return env.Undefined();
+  }
+  uint32_t flags = 0;
+  int e = EthtoolFlags(c.fd, name, ETHTOOL_GFLAGS, &flags);
+  if (e == EOPNOTSUPP) return Napi::String::New(env, "unsupported");
+  if (e != 0) {
+    ThrowSysError(env, e, "ioctl(SIOCETHTOOL,ETHTOOL_GFLAGS)", name);
+    return env.Undefined();
+  }
+  if (!(flags & ETH_FLAG_LRO)) return Napi::String::New(env, "off");
+  uint32_t want = flags & ~static_cast<uint32_t>(ETH_FLAG_LRO);
+  e = EthtoolFlags(c.fd, name, ETHTOOL_SFLAGS, &want);
+  if (e == EOPNOTSUPP || e == EINVAL) return Napi::String::New(env, "unsupported");
+  if (e != 0) {
+    ThrowSysError(env, e, "ioctl(SIOCETHTOOL,ETHTOOL_SFLAGS)", name);
+    return env.Undefined();
+  }
+  flags = 0;
+  e = EthtoolFlags(c.fd, name, ETHTOOL_GFLAGS, &flags);
+  if (e != 0) {
+    ThrowSysError(env, e, "ioctl(SIOCETHTOOL,ETHTOOL_GFLAGS)", name);
+    return env.Undefined();
+  }
+  return Napi::String::New(env, (flags & ETH_FLAG_LRO) ? "unsupported" : "changed");
+}
+
+// deleteTap(name): attach to the existing TAP, clear persist, close (the netdev goes away).
+Napi::Value DeleteTap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name;
+  if (!GetIfName(info, 0, &name)) return env.Undefined();
+  int e = 0;
+  if (IfIndex(name, &e) <= 0) {  // TUNSETIFF would create it
+    ThrowSysError(env, e, "ioctl(SIOCGIFINDEX)", name);
+    return env.Undefined();
+  }
+  int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    ThrowSysError(env, errno, "open(/dev/net/tun)", name);
+    return env.Undefined();
+  }
+  struct ifreq ifr;
+  PrepIfr(&ifr, name);
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    e = errno;
+    ::close(fd);
+    ThrowSysError(env, e, "ioctl(TUNSETIFF)", name);
+    return env.Undefined();
+  }
+  if (ioctl(fd, TUNSETPERSIST, 0UL) < 0) {
+    e = errno;
+    ::close(fd);
+    ThrowSysError(env, e, "ioctl(TUNSETPERSIST)", name);
+    return env.Undefined();
+  }
+  ::close(fd);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void InitIfctl(Napi::Env env, Napi::Object exports) {
+  exports.Set("ifInfo", Napi::Function::New(env, IfInfo, "ifInfo"));
+  exports.Set("setLinkUp", Napi::Function::New(env, SetLinkUp, "setLinkUp"));
+  exports.Set("setMtu", Napi::Function::New(env, SetMtu, "setMtu"));
+  exports.Set("setTxQueueLen", Napi::Function::New(env, SetTxQueueLen, "setTxQueueLen"));
+  exports.Set("disableLro", Napi::Function::New(env, DisableLro, "disableLro"));
+  exports.Set("deleteTap", Napi::Function::New(env, DeleteTap, "deleteTap"));
+}
+
+}  // namespace tb

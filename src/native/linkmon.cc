@@ -1,0 +1,317 @@
+// tapbridge_native: rtnetlink link monitor (RawLinkMonitor in src/io/native-types.ts).
+#include "common.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+namespace tb {
+
+namespace {
+
+constexpr size_t kNlBuf = 64 * 1024;
+constexpr int kNlRcvBuf = 4 * 1024 * 1024;
+constexpr int kMaxPollErrors = 8;
+
+class LinkMonitor : public Napi::ObjectWrap<LinkMonitor> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "RawLinkMonitor",
+                       {
+                           InstanceMethod<&LinkMonitor::Dump>("dump"),
+                           InstanceMethod<&LinkMonitor::Close>("close"),
+                       });
+  }
+
+  // (token, cb)
+  explicit LinkMonitor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LinkMonitor>(info), env_(info.Env()) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 2 || !info[0].IsExternal() || info[0].As<Napi::External<int>>().Data() != &kCtorToken ||
+        !info[1].IsFunction()) {
+      ThrowType(env, "RawLinkMonitor cannot be constructed from JS; use linkMonitor(cb)");
+      closed_ = true;
+      return;
+    }
+    fd_ = ::socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd_ < 0) {
+      ThrowSysError(env, errno, "socket(AF_NETLINK)", "");
+      closed_ = true;
+      return;
+    }
+    // A bigger receive buffer makes ENOBUFS overruns rare during link storms; failing is harmless.
+    int rb = kNlRcvBuf;
+    if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &rb, sizeof rb) < 0)
+      (void)setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
+    struct sockaddr_nl sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.nl_family = AF_NETLINK;
+    sa.nl_groups = RTMGRP_LINK;
+    if (bind(fd_, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) {
+      int e = errno;
+      ::close(fd_);
+      fd_ = -1;
+      closed_ = true;
+      ThrowSysError(env, e, "bind(NETLINK_ROUTE)", "");
+      return;
+    }
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+      DoClose(true);
+      Napi::Error::New(env, "linkMonitor: no uv loop").ThrowAsJavaScriptException();
+      return;
+    }
+    poll_ = new uv_poll_t;
+    int r = uv_poll_init(loop, poll_, fd_);
+    if (r < 0) {
+      delete poll_;
+      poll_ = nullptr;
+      DoClose(true);
+      ThrowSysError(env, -r, "uv_poll_init", "");
+      return;
+    }
+    poll_->data = this;
+    r = uv_poll_start(poll_, UV_READABLE, OnPoll);
+    if (r < 0) {
+      DoClose(true);
+      ThrowSysError(env, -r, "uv_poll_start", "");
+      return;
+    }
+    cb_ = Napi::Persistent(info[1].As<Napi::Function>());
+    asyncCtx_ = std::make_unique<Napi::AsyncContext>(env, "tapbridge:linkmonitor", Napi::Object::New(env));
+    buf_.resize(kNlBuf);
+    Ref();  // alive while open
+    refd_ = true;
+  }
+
+  ~LinkMonitor() override { DoClose(true); }
+
+ private:
+  Napi::Value Dump(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_) {
+      ThrowSysError(env, EBADF, "dump", "");
+      return env.Undefined();
+    }
+    if (dumping_) {  // the kernel allows one dump per socket at a time (EBUSY): queue it
+      redump_ = true;
+      return env.Undefined();
+    }
+    int e = SendDump();
+    if (e != 0) {
+      ThrowSysError(env, e, "sendto(RTM_GETLINK)", "");
+      return env.Undefined();
+    }
+    return env.Undefined();
+  }
+
+  int SendDump() {
+    struct {
+      struct nlmsghdr nh;
+      struct ifinfomsg ifi;
+    } req;
+    std::memset(&req, 0, sizeof req);
+    req.nh.nlmsg_len = sizeof req;
+    req.nh.nlmsg_type = RTM_GETLINK;
+    req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.nh.nlmsg_seq = ++seq_;
+    req.ifi.ifi_family = AF_UNSPEC;
+    struct sockaddr_nl sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.nl_family = AF_NETLINK;
+    ssize_t r;
+    do {
+      r = sendto(fd_, &req, sizeof req, 0, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) return errno;
+    dumping_ = true;
+    dumpIntr_ = false;
+    return 0;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    DoClose(false);
+    return info.Env().Undefined();
+  }
+
+  void DoClose(bool fromDestructor) {
+    if (fd_ < 0 && poll_ == nullptr && closed_) return;
+    closed_ = true;
+    if (poll_ != nullptr) {
+      poll_->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll_ = nullptr;
+    }
+    if (fd_ >= 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+    if (fromDestructor || inCallback_ == 0) {
+      cb_.Reset();
+      asyncCtx_.reset();
+    }
+    if (refd_ && !fromDestructor) {
+      refd_ = false;
+      Unref();
+    }
+  }
+
+  static void OnPoll(uv_poll_t* h, int status, int /*events*/) {
+    LinkMonitor* m = static_cast<LinkMonitor*>(h->data);
+    if (m != nullptr) m->HandlePoll(status);
+  }
+
+  // Emits one event; returns false when the monitor got closed by the callback.
+  bool Emit(Napi::Env env, const char* type, int ifindex, const char* name, size_t nameLen, uint32_t flags,
+            uint32_t mtu) {
+    napi_value argv[5] = {Napi::String::New(env, type), Napi::Number::New(env, ifindex),
+                          Napi::String::New(env, name, nameLen), Napi::Number::New(env, flags),
+                          Napi::Number::New(env, mtu)};
+    cb_.MakeCallback(Value(), 5, argv, *asyncCtx_);
+    HandlePendingException(env);
+    return !closed_;
+  }
+
+  void HandlePoll(int status) {
+    if (closed_) return;
+    Napi::Env env(env_);
+    Napi::HandleScope scope(env);
+    Ref();
+    inCallback_++;
+    bool alive = true;
+    if (status < 0) {
+      // POLLERR: libuv stopped the watcher. On netlink the error is sk_err, usually ENOBUFS.
+      int soerr = 0;
+      socklen_t l = sizeof soerr;
+      getsockopt(fd_, SOL_SOCKET, SO_ERROR, &soerr, &l);
+      if (++pollErrors_ > kMaxPollErrors || uv_poll_start(poll_, UV_READABLE, OnPoll) < 0) {
+        // Give up; report it as an overrun so JS re-dumps / notices. Polling stays stopped.
+        uv_poll_stop(poll_);
+        alive = Emit(env, "overrun", 0, "", 0, 0, 0);
+      } else if (soerr == ENOBUFS) {
+        dumping_ = false;  // a dump in progress may have lost its messages as well
+        alive = Emit(env, "overrun", 0, "", 0, 0, 0);
+      }
+    } else {
+      pollErrors_ = 0;
+      alive = ReadAll(env);
+    }
+    inCallback_--;
+    if (closed_ && inCallback_ == 0) {
+      cb_.Reset();
+      asyncCtx_.reset();
+    }
+    (void)alive;
+    Unref();
+  }
+
+  bool ReadAll(Napi::Env env) {
+    for (int loops = 0; loops < 256; loops++) {
+      struct sockaddr_nl sa;
+      struct iovec iov = {buf_.data(), buf_.size()};
+      struct msghdr mh;
+      std::memset(&mh, 0, sizeof mh);
+      mh.msg_name = &sa;
+      mh.msg_namelen = sizeof sa;
+      mh.msg_iov = &iov;
+      mh.msg_iovlen = 1;
+      ssize_t n = recvmsg(fd_, &mh, MSG_DONTWAIT);
+      if (n < 0) {
+        int e = errno;
+        if (e == EINTR) continue;
+        if (e == EAGAIN || e == EWOULDBLOCK) return true;
+        if (e == ENOBUFS) {
+          dumping_ = false;
+          if (!Emit(env, "overrun", 0, "", 0, 0, 0)) return false;
+          continue;
+        }
+        return true;  // unexpected; try again on the next wakeup
+      }
+      if (sa.nl_pid != 0) continue;  // only the kernel
+      if (mh.msg_flags & MSG_TRUNC) {
+        if (!Emit(env, "overrun", 0, "", 0, 0, 0)) return false;
+        continue;
+      }
+      size_t len = static_cast<size_t>(n);
+      for (struct nlmsghdr* nh = reinterpret_cast<struct nlmsghdr*>(buf_.data()); NLMSG_OK(nh, len);
+           nh = NLMSG_NEXT(nh, len)) {
+        if (nh->nlmsg_flags & NLM_F_DUMP_INTR) dumpIntr_ = true;
+        if (nh->nlmsg_type == NLMSG_DONE) {
+          dumping_ = false;
+          bool intr = dumpIntr_;
+          dumpIntr_ = false;
+          // An interrupted dump is inconsistent: tell JS to dump again.
+          if (!Emit(env, intr ? "overrun" : "done", 0, "", 0, 0, 0)) return false;
+          if (redump_) {
+            redump_ = false;
+            if (SendDump() != 0 && !Emit(env, "overrun", 0, "", 0, 0, 0)) return false;
+          }
+          continue;
+        }
+        if (nh->nlmsg_type == NLMSG_ERROR) {
+          dumping_ = false;
+          continue;
+        }
+        if (nh->nlmsg_type != RTM_NEWLINK && nh->nlmsg_type != RTM_DELLINK) continue;
+        if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifinfomsg))) continue;
+        const struct ifinfomsg* ifi = static_cast<const struct ifinfomsg*>(NLMSG_DATA(nh));
+        const char* name = "";
+        size_t nameLen = 0;
+        uint32_t mtu = 0;
+        int alen = static_cast<int>(nh->nlmsg_len - NLMSG_LENGTH(sizeof(struct ifinfomsg)));
+        for (const struct rtattr* a = IFLA_RTA(ifi); RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
+          if (a->rta_type == IFLA_IFNAME) {
+            name = static_cast<const char*>(RTA_DATA(a));
+            nameLen = strnlen(name, RTA_PAYLOAD(a));
+          } else if (a->rta_type == IFLA_MTU && RTA_PAYLOAD(a) >= sizeof(uint32_t)) {
+            std::memcpy(&mtu, RTA_DATA(a), sizeof mtu);
+          }
+        }
+        if (!Emit(env, nh->nlmsg_type == RTM_NEWLINK ? "new" : "del", ifi->ifi_index, name, nameLen, ifi->ifi_flags,
+                  mtu))
+          return false;
+      }
+    }
+    return true;
+  }
+
+  napi_env env_;
+  int fd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  bool closed_ = false;
+  bool refd_ = false;
+  bool dumping_ = false;
+  bool redump_ = false;
+  bool dumpIntr_ = false;
+  int inCallback_ = 0;
+  int pollErrors_ = 0;
+  uint32_t seq_ = 0;
+  Napi::FunctionReference cb_;
+  std::unique_ptr<Napi::AsyncContext> asyncCtx_;
+  std::vector<uint8_t> buf_;
+};
+
+}  // namespace
+
+Napi::Function InitLinkMonitor(Napi::Env env) { return LinkMonitor::Init(env); }
+
+// linkMonitor(cb)
+Napi::Value LinkMonitorNew(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsFunction()) {
+    ThrowType(env, "linkMonitor(cb: (type, ifindex, name, flags, mtu) => void)");
+    return env.Undefined();
+  }
+  AddonData* d = env.GetInstanceData<AddonData>();
+  Napi::Object o = d->linkMonCtor.New({Napi::External<int>::New(env, &kCtorToken), info[0]});
+  if (env.IsExceptionPending()) return env.Undefined();
+  return o;
+}
+
+}  // namespace tb
