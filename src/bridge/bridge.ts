@@ -4,11 +4,13 @@
 //   receive(ingress, slab, desc, count) runs once per rx batch of one port. For each frame:
 //     runt?  -> drop `runt`         source multicast/zero? -> drop `bad_src`
 //     01:80:C2:00:00:0X?            -> drop `link_local` (STP, pause, LACP, 802.1X are never forwarded)
+//     VLAN ingress (vlan.ts)        -> drop `tagged_on_access` / `vlan_not_member` / `untagged_no_native`
 //     learn (vid, src) on ingress   (if the port has `learning`)
 //     unicast dst in FDB?           -> queue on that port if shouldDeliver()
 //     else                          -> flood to every port for which shouldDeliver() holds
 //   then flush(): one send() per egress port that has queued frames.
-//   Until VLANs exist the bridge is VLAN-unaware: every frame is in vid 0 and tags pass unchanged.
+//   Egress adds, removes or rewrites the 802.1Q tag per port (a tx op: iovecs in the addon, the slab is
+//   never written), keeping PCP and DEI of a tagged frame; a frame that entered untagged leaves with PCP 0.
 //
 //   shouldDeliver() is the single egress predicate for unicast and flood (br_forward.c's
 //   should_deliver): not the ingress port, port forwarding, isolation, and for floods the `flood` flag
@@ -21,9 +23,16 @@
 //   Counters are plain number fields. The per-frame work is two hash probes and a few compares.
 
 import { Fdb, type FdbOptions } from '../fdb/fdb.js';
-import { EthernetHeader, ETH_HLEN, isLinkLocalDst, parseEthernet, VLAN_HLEN, BROADCAST_MAC } from '../frame/ethernet.js';
-import { VNET_HDR_LEN, TX_OP_NONE } from '../io/native-types.js';
+import {
+  BROADCAST_MAC, ETH_HLEN, ETH_P_8021Q, EthernetHeader, isLinkLocalDst, parseEthernet, VLAN_HLEN, VLAN_VID_MASK,
+} from '../frame/ethernet.js';
+import { TX_OP_NONE, TX_OP_POP_TAG, TX_OP_PUSH_TAG, TX_OP_SET_TAG, VNET_HDR_LEN } from '../io/native-types.js';
 import { BridgePort } from './port.js';
+import { EGRESS_AS_IS, EGRESS_NOT_MEMBER, EGRESS_UNTAGGED, MODE_ACCESS, MODE_TRUNK, PortVlan, type VlanSpec } from './vlan.js';
+
+/** TPID 0x8100 in the upper half of a tx `arg` (tpid << 16 | tci). */
+const C_TAG = 0x8100_0000;
+const PCP_DEI_MASK = 0xf000;
 
 /** Flood classes for shouldDeliver(). */
 const FLOOD_NONE = 0;
@@ -110,10 +119,20 @@ export class Bridge {
     if (wasUp) this.fdb.flushDynamic(port.id);
   }
 
+  /**
+   * Replaces the port's VLAN rules (between batches) and removes its FDB entries in VLANs it left.
+   */
+  setPortVlan(port: BridgePort, spec: VlanSpec): number {
+    const vlan = new PortVlan(spec);
+    port.vlan = vlan;
+    return this.fdb.removePortVlans(port.id, (vid) => vlan.isMember(vid));
+  }
+
   /** The one egress predicate for unicast and flood. */
-  private static shouldDeliver(ingress: BridgePort, egress: BridgePort, floodClass: number): boolean {
+  private static shouldDeliver(ingress: BridgePort, egress: BridgePort, vid: number, floodClass: number): boolean {
     return egress !== ingress &&
       egress.state === 'up' && egress.io !== null &&
+      egress.vlan.egress[vid] !== EGRESS_NOT_MEMBER &&
       !(ingress.isolated && egress.isolated) &&
       (floodClass !== FLOOD_FILTERED || egress.flood);
   }
@@ -146,7 +165,34 @@ export class Bridge {
         ingress.dropLinkLocal++;
         continue;
       }
-      const vid = 0;
+      // VLAN ingress: only TPID 0x8100 is a tag here (0x88a8 is an ordinary ethertype: no QinQ)
+      const tci = hdr.tpid === ETH_P_8021Q ? hdr.tci : -1;
+      const tagVid = tci > 0 ? tci & VLAN_VID_MASK : 0;
+      const vlan = ingress.vlan;
+      let vid: number;
+      if (vlan.mode === MODE_ACCESS) {
+        if (tagVid !== 0) {
+          ingress.dropTaggedOnAccess++;
+          continue;
+        }
+        vid = vlan.pvid;
+      } else if (vlan.mode === MODE_TRUNK) {
+        if (tagVid !== 0) {
+          if (vlan.egress[tagVid] === EGRESS_NOT_MEMBER) {
+            ingress.dropVlanNotMember++;
+            continue;
+          }
+          vid = tagVid;
+        } else {
+          if (vlan.pvid === 0) {
+            ingress.dropUntaggedNoNative++;
+            continue;
+          }
+          vid = vlan.pvid;
+        }
+      } else {
+        vid = tagVid;
+      }
       if (ingress.learning) fdb.learn(vid, hdr.src, ingressId, now);
       // payload length for the MTU check; GSO super-frames are exempt (segmented downstream)
       const payload = slab[off - VNET_HDR_LEN + VNET_GSO_TYPE] !== 0 ? 0 : len - ETH_HLEN - (hdr.tpid !== 0 ? VLAN_HLEN : 0);
@@ -154,16 +200,16 @@ export class Bridge {
         const out = fdb.lookup(vid, hdr.dst);
         if (out >= 0) {
           const egress = this.ports[out];
-          if (egress !== null && Bridge.shouldDeliver(ingress, egress, FLOOD_NONE)) {
+          if (egress !== null && Bridge.shouldDeliver(ingress, egress, vid, FLOOD_NONE)) {
             this.counters.forwarded++;
-            this.enqueue(egress, off, len, payload);
+            this.enqueue(egress, off, len, payload, vid, tci);
           }
           continue;
         }
         this.counters.flooded++;
         for (let p = 0; p < flood.length; p++) {
           const egress = flood[p];
-          if (Bridge.shouldDeliver(ingress, egress, FLOOD_FILTERED)) this.enqueue(egress, off, len, payload);
+          if (Bridge.shouldDeliver(ingress, egress, vid, FLOOD_FILTERED)) this.enqueue(egress, off, len, payload, vid, tci);
         }
         continue;
       }
@@ -171,16 +217,35 @@ export class Bridge {
       const cls = hdr.dst === BROADCAST_MAC ? FLOOD_BROADCAST : FLOOD_FILTERED;
       for (let p = 0; p < flood.length; p++) {
         const egress = flood[p];
-        if (Bridge.shouldDeliver(ingress, egress, cls)) this.enqueue(egress, off, len, payload);
+        if (Bridge.shouldDeliver(ingress, egress, vid, cls)) this.enqueue(egress, off, len, payload, vid, tci);
       }
     }
     this.flush();
   }
 
-  private enqueue(egress: BridgePort, off: number, len: number, payload: number): void {
+  /**
+   * Queues a frame of internal `vid` on `egress`; `tci` is the frame's 802.1Q TCI (-1 when it has no
+   * C-tag) and decides, with the port's egress rule, the tag operation.
+   */
+  private enqueue(egress: BridgePort, off: number, len: number, payload: number, vid: number, tci: number): void {
     if (payload > egress.mtu) {
       egress.dropOversize++;
       return;
+    }
+    const rule = egress.vlan.egress[vid];
+    let op = TX_OP_NONE;
+    let arg = 0;
+    if (rule === EGRESS_UNTAGGED) {
+      if (tci >= 0) op = TX_OP_POP_TAG;
+    } else if (rule !== EGRESS_AS_IS) {
+      // EGRESS_TAGGED
+      if (tci < 0) {
+        op = TX_OP_PUSH_TAG;
+        arg = (C_TAG | vid) >>> 0;
+      } else if ((tci & VLAN_VID_MASK) !== vid) {
+        op = TX_OP_SET_TAG;
+        arg = (C_TAG | (tci & PCP_DEI_MASK) | vid) >>> 0;
+      }
     }
     const io = egress.io!;
     const tx = io.tx;
@@ -193,8 +258,8 @@ export class Bridge {
     const w = 4 * n;
     tx[w] = off;
     tx[w + 1] = len;
-    tx[w + 2] = TX_OP_NONE;
-    tx[w + 3] = 0;
+    tx[w + 2] = op;
+    tx[w + 3] = arg;
     egress.txCount = n + 1;
     egress.txPendingBytes += len;
   }

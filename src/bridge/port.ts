@@ -8,6 +8,7 @@
 // (tx errors, socket drops), read only when somebody asks for stats.
 
 import { PortCounter } from '../io/native-types.js';
+import { DEFAULT_VLAN, type PortVlan } from './vlan.js';
 
 export type PortKind = 'tap' | 'attach' | 'uplink';
 export type PortState = 'up' | 'down' | 'absent';
@@ -23,7 +24,10 @@ export interface PortIo {
 }
 
 /** Drop reasons reported in `stats` (`drops` maps reason -> count). */
-export const DROP_REASONS = ['runt', 'bad_src', 'link_local', 'oversize', 'tx_full', 'tx_link_down', 'socket'] as const;
+export const DROP_REASONS = [
+  'runt', 'bad_src', 'link_local', 'oversize', 'tx_full', 'tx_link_down', 'socket',
+  'tagged_on_access', 'vlan_not_member', 'untagged_no_native',
+] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
 export interface PortFlags {
@@ -39,6 +43,8 @@ export class BridgePort {
   learning: boolean;
   flood: boolean;
   isolated: boolean;
+  /** VLAN membership and egress rules (replaced as a whole by `vlan set`). */
+  vlan: PortVlan = DEFAULT_VLAN;
   /** Per-port FDB cap (0 = none). */
   fdbMax: number;
   /** MTU used for the oversize check: payload bytes after the Ethernet header and tags. */
@@ -61,6 +67,9 @@ export class BridgePort {
   dropBadSrc = 0;
   dropLinkLocal = 0;
   dropOversize = 0;
+  dropTaggedOnAccess = 0;
+  dropVlanNotMember = 0;
+  dropUntaggedNoNative = 0;
 
   constructor(id: number, name: string, kind: PortKind, flags: PortFlags, mtu: number, fdbMax = 0) {
     this.id = id;
@@ -97,6 +106,9 @@ export class BridgePort {
       tx_link_down: this.nativeCounter(PortCounter.TxLinkDown),
       socket: this.nativeCounter(PortCounter.RxSocketDrops) + this.nativeCounter(PortCounter.RxErrors) +
         this.nativeCounter(PortCounter.TxOther),
+      tagged_on_access: this.dropTaggedOnAccess,
+      vlan_not_member: this.dropVlanNotMember,
+      untagged_no_native: this.dropUntaggedNoNative,
     };
   }
 

@@ -1,6 +1,6 @@
 // Human-readable output in the layouts users know (brctl show, brctl showmacs).
 
-import type { BridgeStats, MacEntry, ShowBridge } from '../daemon/daemon.js';
+import type { BridgeStats, MacEntry, ShowBridge, VlanShow } from '../daemon/daemon.js';
 
 function pad(s: string, n: number): string {
   return s.length >= n ? `${s} ` : s.padEnd(n);
@@ -35,6 +35,27 @@ export function formatStats(stats: BridgeStats[]): string {
       const drops = Object.entries(p.drops).filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`).join(' ') || '0';
       lines.push(`  ${pad(p.name, 16)}${pad(String(p.rx_packets), 12)}${pad(String(p.rx_bytes), 14)}${pad(String(p.tx_packets), 12)}${pad(String(p.tx_bytes), 14)}${drops}`);
     }
+  }
+  return lines.join('\n');
+}
+
+/** Like `bridge vlan show`: one line per VLAN of each port, flagged PVID and/or Egress Untagged. */
+export function formatVlanShow(ports: VlanShow[]): string {
+  const lines = [`${pad('port', 16)}vlan-id`];
+  for (const p of ports) {
+    const rows: string[] = [];
+    if (p.native === 0) rows.push('untagged network (VLAN 0) PVID Egress Untagged', 'all VLANs 1-4094 tagged');
+    else {
+      const flag = (v: number): string => (v === p.native ? ' PVID Egress Untagged' : '');
+      if (p.vlans === 'all') {
+        if (p.native !== null) rows.push(`${p.native}${flag(p.native)}`);
+        rows.push(p.native !== null ? `all other VLANs 1-4094 tagged` : 'all VLANs 1-4094 tagged');
+      } else {
+        for (const v of p.vlans) rows.push(`${v}${flag(v)}`);
+      }
+    }
+    lines.push(`${pad(p.port, 16)}${rows[0] ?? ''}`);
+    for (const r of rows.slice(1)) lines.push(`${' '.repeat(16)}${r}`);
   }
   return lines.join('\n');
 }

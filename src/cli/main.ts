@@ -7,9 +7,9 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULT_CONFIG_PATH, DEFAULT_CONTROL_SOCKET, loadConfig } from '../config/config.js';
 import { call, DaemonUnreachableError, RpcError } from '../control/client.js';
-import type { BridgeStats, MacEntry, ShowBridge } from '../daemon/daemon.js';
+import type { BridgeStats, MacEntry, ShowBridge, VlanShow } from '../daemon/daemon.js';
 import { VERSION } from '../version.js';
-import { formatShow, formatShowmacs, formatStats } from './format.js';
+import { formatShow, formatShowmacs, formatStats, formatVlanShow } from './format.js';
 
 const USAGE = `Usage: tapbridge <command> [options]
 
@@ -18,7 +18,7 @@ Commands:
   check-config FILE                      check a config file: exit 0, or 2 with the errors
   show [-j]                              bridges, uplinks and ports (like brctl show)
   showmacs BRIDGE [-j]                   forwarding database (like brctl showmacs)
-  addif BRIDGE IFNAME [--kind tap|attach]
+  addif BRIDGE IFNAME [--kind tap|attach] [VLAN options]
                                          add a port: a TAP the daemon creates, or an existing netdev
   delif BRIDGE IFNAME                    remove a port
   fdb add BRIDGE MAC PORT [--vlan N]     add a static FDB entry
@@ -26,6 +26,13 @@ Commands:
   fdb flush BRIDGE [PORT]                remove dynamic FDB entries (of one port)
   setageing BRIDGE SECONDS               FDB ageing time (0 = never age, else 10..1000000)
   stats [-j]                             per-bridge FDB and per-port counters
+  vlan show BRIDGE [-j]                  per port: its VLANs, the PVID/native VLAN, which leave untagged
+  vlan set BRIDGE PORT VLAN-OPTIONS      change a port's VLAN mode at runtime
+
+VLAN options:
+  --access N                             access port in VLAN N (untagged on the wire)
+  --trunk LIST [--native N]              trunk carrying LIST (e.g. 10,20,100-199 or all); N leaves untagged
+  --default                              carry every VLAN, untagged frames in their own network (the default)
   version                                CLI and daemon versions
 
 Options:
@@ -67,6 +74,10 @@ async function main(argv: string[]): Promise<number> {
         json: { type: 'boolean', short: 'j' },
         kind: { type: 'string' },
         vlan: { type: 'string' },
+        access: { type: 'string' },
+        trunk: { type: 'string' },
+        native: { type: 'string' },
+        default: { type: 'boolean' },
         config: { type: 'string', short: 'c' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
@@ -93,6 +104,12 @@ async function main(argv: string[]): Promise<number> {
   const json = opts.json === true;
   const socket = opts.socket ?? process.env.TAPBRIDGE_SOCKET ?? DEFAULT_CONTROL_SOCKET;
   const vlan = opts.vlan === undefined ? undefined : intArg(opts.vlan, '--vlan');
+  const vlanOpts: Record<string, unknown> = {
+    access: opts.access === undefined ? undefined : intArg(opts.access, '--access'),
+    trunk: opts.trunk,
+    native: opts.native === undefined ? undefined : intArg(opts.native, '--native'),
+    default: opts.default === true ? true : undefined,
+  };
   const rpc = (method: string, params: Record<string, unknown> = {}): Promise<unknown> => call(socket, method, params);
 
   switch (cmd) {
@@ -138,7 +155,7 @@ async function main(argv: string[]): Promise<number> {
       noExtra(args, 2);
       const kind = opts.kind ?? 'tap';
       if (kind !== 'tap' && kind !== 'attach') throw new UsageError(`--kind must be tap or attach, got "${kind}"`);
-      const r = await rpc('addif', { bridge: args[0], ifname: args[1], kind });
+      const r = await rpc('addif', { bridge: args[0], ifname: args[1], kind, ...vlanOpts });
       if (json) print(json, r, () => '');
       return 0;
     }
@@ -176,6 +193,25 @@ async function main(argv: string[]): Promise<number> {
       const r = (await rpc('stats')) as BridgeStats[];
       print(json, r, () => formatStats(r));
       return 0;
+    }
+    case 'vlan': {
+      const [sub, ...rest] = args;
+      if (sub === 'show') {
+        need(rest, 1, 'BRIDGE');
+        noExtra(rest, 1);
+        const r = (await rpc('vlan.show', { bridge: rest[0] })) as VlanShow[];
+        print(json, r, () => formatVlanShow(r));
+        return 0;
+      }
+      if (sub === 'set') {
+        need(rest, 2, 'BRIDGE PORT');
+        noExtra(rest, 2);
+        if (Object.values(vlanOpts).every((v) => v === undefined)) throw new UsageError('vlan set needs --access N, --trunk LIST [--native N] or --default');
+        const r = await rpc('vlan.set', { bridge: rest[0], port: rest[1], ...vlanOpts });
+        if (json) print(json, r, () => '');
+        return 0;
+      }
+      throw new UsageError('vlan needs show or set');
     }
     case 'version': {
       noExtra(args, 0);

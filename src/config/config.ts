@@ -7,18 +7,21 @@
 //       ageing_time: 300          # seconds, 0 = never, else 10..1000000
 //       fdb_max: 8192             # bridge cap on FDB entries
 //       mtu: 1500                 # applied to TAPs the daemon creates
-//       uplink: { interface: peth0 }
+//       uplink: { interface: peth0, trunk: all, native_vlan: 1 }
 //       fdb: [ { mac: "00:16:3e:00:01:00", port: vif1.0 } ]
 //       ports:
 //         - { name: vif1.0 }                       # kind: tap (default)
 //         - { name: vif2.0, kind: attach }
 //         - { name: vif3.0, persist: true, learning: true, flood: true, isolated: false, fdb_max: 256 }
+//         - { name: vif4.0, vlan: 10 }                        # access port in VLAN 10
+//         - { name: vif5.0, trunk: [10, "100-199"], native_vlan: 10 }
 //
 // Interface names are 1..15 bytes and unique across the whole file.
 
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { parseMac } from '../frame/mac.js';
+import { PortVlan, vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/tapbridge/tapbridge.yaml';
 export const DEFAULT_CONTROL_SOCKET = '/run/tapbridge/tapbridge.sock';
@@ -38,10 +41,12 @@ export interface PortConfig {
   isolated: boolean;
   /** 0 = no per-port cap */
   fdbMax: number;
+  vlan: VlanSpec;
 }
 
 export interface UplinkConfig {
   interface: string;
+  vlan: VlanSpec;
 }
 
 export interface StaticFdbConfig {
@@ -78,6 +83,14 @@ export class ConfigError extends Error {
       issues.map((i) => `  ${i.path}: ${i.message}`).join('\n'));
     this.issues = issues;
   }
+}
+
+/** The VLAN keys of a port or uplink mapping. */
+function vlanOf(c: Checker, obj: Record<string, unknown>, path: string): VlanSpec {
+  const r = vlanSpecFrom(obj.vlan, obj.trunk, obj.native_vlan);
+  if ('spec' in r) return r.spec;
+  for (const [key, msg] of r.problems) c.fail(join(path, key), msg);
+  return { mode: 'default' };
 }
 
 /** Collects issues while walking the document. */
@@ -168,8 +181,9 @@ export function interfaceNameProblem(name: string): string | null {
 
 const TOP_KEYS = ['control_socket', 'bridges'] as const;
 const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports'] as const;
-const UPLINK_KEYS = ['interface'] as const;
-const PORT_KEYS = ['name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max'] as const;
+const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
+const UPLINK_KEYS = ['interface', ...VLAN_KEYS] as const;
+const PORT_KEYS = ['name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', ...VLAN_KEYS] as const;
 const FDB_KEYS = ['mac', 'port', 'vlan'] as const;
 
 /** Checks a parsed document; throws ConfigError listing every problem. */
@@ -224,7 +238,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
         c.keys(up, upp, UPLINK_KEYS);
         const ifname = c.str(up, 'interface', upp);
         if (ifname !== '') claimName(ifname, `${upp}.interface`);
-        bridge.uplink = { interface: ifname };
+        bridge.uplink = { interface: ifname, vlan: vlanOf(c, up, upp) };
       }
     }
     const ports = c.list(b, 'ports', bp);
@@ -247,10 +261,11 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
         flood: c.bool(p, 'flood', pp, true),
         isolated: c.bool(p, 'isolated', pp, false),
         fdbMax: c.int(p, 'fdb_max', pp, 0, 1, 1_000_000),
+        vlan: vlanOf(c, p, pp),
       });
     });
-    const portNames = new Set(bridge.ports.map((p) => p.name));
-    if (bridge.uplink !== null) portNames.add(bridge.uplink.interface);
+    const portVlans = new Map<string, VlanSpec>(bridge.ports.map((p) => [p.name, p.vlan]));
+    if (bridge.uplink !== null) portVlans.set(bridge.uplink.interface, bridge.uplink.vlan);
     c.list(b, 'fdb', bp).forEach((f, fi) => {
       const fp = `${bp}.fdb[${fi}]`;
       if (!c.isObject(f, fp)) return;
@@ -262,8 +277,12 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
         c.fail(`${fp}.mac`, `"${macText}" is a multicast or zero address; static entries must be unicast`);
       }
       const port = c.str(f, 'port', fp);
-      if (port !== '' && !portNames.has(port)) c.fail(`${fp}.port`, `"${port}" is not a port or the uplink of bridge "${name}"`);
-      const vlan = c.int(f, 'vlan', fp, 0, 0, 4094);
+      const spec = portVlans.get(port);
+      if (port !== '' && spec === undefined) c.fail(`${fp}.port`, `"${port}" is not a port or the uplink of bridge "${name}"`);
+      // default: the port's access or native VLAN (0, the untagged network, on a default port)
+      const portVlan = new PortVlan(spec ?? { mode: 'default' });
+      const vlan = c.int(f, 'vlan', fp, portVlan.untaggedVid, 0, 4094);
+      if (spec !== undefined && !portVlan.isMember(vlan)) c.fail(`${fp}.vlan`, `port "${port}" is not a member of VLAN ${vlan}`);
       bridge.fdb.push({ mac: mac ?? 0, port, vlan });
     });
     out.bridges.push(bridge);

@@ -10,12 +10,14 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
     ['version', () => ({ version: VERSION, addon: netdev.version(), node: process.version })],
     ['show', () => d.show()],
     ['showmacs', (p) => d.showmacs(p.bridge)],
-    ['addif', (p) => d.addif(p.bridge, p.ifname, p.kind)],
+    ['addif', (p) => d.addif(p.bridge, p.ifname, p.kind, p)],
     ['delif', (p) => d.delif(p.bridge, p.ifname)],
     ['fdb.add', (p) => d.fdbAdd(p.bridge, p.mac, p.port, p.vlan)],
     ['fdb.del', (p) => d.fdbDel(p.bridge, p.mac, p.port, p.vlan)],
     ['fdb.flush', (p) => ({ flushed: d.fdbFlush(p.bridge, p.port) })],
     ['setageing', (p) => d.setAgeing(p.bridge, p.seconds)],
     ['stats', () => d.stats()],
+    ['vlan.show', (p) => d.vlanShow(p.bridge)],
+    ['vlan.set', (p) => d.vlanSet(p.bridge, p.port, p)],
   ]);
 }

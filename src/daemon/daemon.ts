@@ -14,6 +14,7 @@ import { LinkMonitor } from '../io/native.js';
 import { type BridgeConfig, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE } from '../config/config.js';
 import { ControlError } from '../control/errors.js';
 import { ManagedPort } from './ports.js';
+import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
 export const TICK_MS = 100;
@@ -50,6 +51,13 @@ export interface PortStats {
   tx_packets: number;
   tx_bytes: number;
   drops: Record<string, number>;
+}
+
+export interface VlanShow {
+  port: string;
+  mode: 'access' | 'trunk';
+  vlans: number[] | 'all';
+  native: number | null;
 }
 
 export interface BridgeStats {
@@ -120,9 +128,9 @@ export class Daemon {
     const now = this.now();
     for (const br of this.bridges.values()) {
       br.bridge.nowMs = now;
-      if (br.cfg.uplink !== null) br.uplink = this.createPort(br, br.cfg.uplink.interface, 'uplink', false, undefined);
+      if (br.cfg.uplink !== null) br.uplink = this.createPort(br, br.cfg.uplink.interface, 'uplink', false, undefined, br.cfg.uplink.vlan);
       for (const pc of br.cfg.ports) {
-        this.createPort(br, pc.name, pc.kind, pc.persist, { learning: pc.learning, flood: pc.flood, isolated: pc.isolated, fdbMax: pc.fdbMax });
+        this.createPort(br, pc.name, pc.kind, pc.persist, { learning: pc.learning, flood: pc.flood, isolated: pc.isolated, fdbMax: pc.fdbMax }, pc.vlan);
       }
       for (const f of br.cfg.fdb) {
         const mp = br.find(f.port)!;
@@ -140,12 +148,15 @@ export class Daemon {
     kind: PortKind,
     persist: boolean,
     flags: { learning: boolean; flood: boolean; isolated: boolean; fdbMax: number } | undefined,
+    vlan: VlanSpec,
   ): ManagedPort {
     const id = br.bridge.freePortId();
     if (id < 0) throw new ControlError('invalid_params', `bridge ${br.cfg.name} has no free port slot`);
     const port = new BridgePort(id, name, kind, flags ?? { learning: true, flood: true, isolated: false }, br.cfg.mtu, flags?.fdbMax ?? 0);
     const mp = new ManagedPort(br.bridge, port, { persist }, br.cfg.mtu, this.portLog);
     br.bridge.addPort(port);
+    // VLAN rules are in place before the port forwards its first frame
+    br.bridge.setPortVlan(port, vlan);
     try {
       mp.open();
     } catch (err) {
@@ -242,7 +253,25 @@ export class Daemon {
     return out;
   }
 
-  addif(bridgeName: unknown, ifname: unknown, kind: unknown): ShowPort {
+  /** VLAN options of addif / vlan.set: {access} | {trunk, native} | {default: true} | none. */
+  private vlanParams(p: Record<string, unknown>): VlanSpec | null {
+    const access = p.access ?? undefined;
+    const trunk = p.trunk ?? undefined;
+    const native = p.native ?? undefined;
+    if (p.default === true) {
+      if (access !== undefined || trunk !== undefined || native !== undefined) {
+        throw new ControlError('invalid_params', 'default excludes access, trunk and native');
+      }
+      return { mode: 'default' };
+    }
+    if (access === undefined && trunk === undefined && native === undefined) return null;
+    const r = vlanSpecFrom(access, trunk, native);
+    if ('spec' in r) return r.spec;
+    const names: Record<string, string> = { vlan: 'access', trunk: 'trunk', native_vlan: 'native' };
+    throw new ControlError('invalid_params', r.problems.map(([k, m]) => `${names[k] ?? k}: ${m}`).join('; '));
+  }
+
+  addif(bridgeName: unknown, ifname: unknown, kind: unknown, vlanOpts: Record<string, unknown> = {}): ShowPort {
     const br = this.bridge(bridgeName);
     if (typeof ifname !== 'string') throw new ControlError('invalid_params', 'ifname must be a string');
     const problem = interfaceNameProblem(ifname);
@@ -253,9 +282,10 @@ export class Daemon {
     if (existing !== undefined) {
       throw new ControlError('port_exists', `${ifname} is already a port of ${existing.bridge.name}`, { bridge: existing.bridge.name, port: ifname });
     }
+    const vlan = this.vlanParams(vlanOpts) ?? { mode: 'default' };
     let mp: ManagedPort;
     try {
-      mp = this.createPort(br, ifname, k, false, undefined);
+      mp = this.createPort(br, ifname, k, false, undefined, vlan);
     } catch (err) {
       if (err instanceof ControlError) throw err;
       throw new ControlError('io_error', `cannot add ${ifname}: ${(err as Error).message}`, { errno: (err as { errno?: number }).errno });
@@ -282,11 +312,17 @@ export class Daemon {
     return m;
   }
 
-  private vlanParam(vlan: unknown): number {
-    if (vlan === undefined || vlan === null) return 0;
+  /** `--vlan`, defaulting to the port's access or native VLAN (0 on a default port). */
+  private vlanParam(vlan: unknown, mp: ManagedPort): number {
+    if (vlan === undefined || vlan === null) {
+      const vid = mp.port.vlan.untaggedVid;
+      if (!mp.port.vlan.isMember(vid)) throw new ControlError('invalid_params', `${mp.name} has no native VLAN: give --vlan`);
+      return vid;
+    }
     if (typeof vlan !== 'number' || !Number.isInteger(vlan) || vlan < 0 || vlan > 4094) {
       throw new ControlError('invalid_params', `vlan must be an integer 0..4094, got ${JSON.stringify(vlan)}`);
     }
+    if (!mp.port.vlan.isMember(vlan)) throw new ControlError('invalid_params', `${mp.name} is not a member of VLAN ${vlan}`);
     return vlan;
   }
 
@@ -294,7 +330,7 @@ export class Daemon {
     const br = this.bridge(bridgeName);
     const m = this.macParam(mac);
     const mp = this.port(br, portName);
-    const vid = this.vlanParam(vlan);
+    const vid = this.vlanParam(vlan, mp);
     if (br.bridge.fdb.addStatic(vid, m, mp.port.id, this.now()) === AddResult.Full) {
       throw new ControlError('fdb_full', `FDB of ${br.cfg.name} is full of static entries (fdb_max ${br.cfg.fdbMax})`);
     }
@@ -303,12 +339,18 @@ export class Daemon {
   fdbDel(bridgeName: unknown, mac: unknown, portName: unknown, vlan: unknown): void {
     const br = this.bridge(bridgeName);
     const m = this.macParam(mac);
-    const vid = this.vlanParam(vlan);
+    let vid = 0;
     if (portName !== undefined && portName !== null) {
       const mp = this.port(br, portName);
+      vid = this.vlanParam(vlan, mp);
       if (br.bridge.fdb.lookup(vid, m) !== mp.port.id) {
         throw new ControlError('not_found', `no FDB entry for ${formatMac(m)} vlan ${vid} on ${mp.name}`);
       }
+    } else if (vlan !== undefined && vlan !== null) {
+      if (typeof vlan !== 'number' || !Number.isInteger(vlan) || vlan < 0 || vlan > 4094) {
+        throw new ControlError('invalid_params', `vlan must be an integer 0..4094, got ${JSON.stringify(vlan)}`);
+      }
+      vid = vlan;
     }
     if (!br.bridge.fdb.delete(vid, m)) throw new ControlError('not_found', `no FDB entry for ${formatMac(m)} vlan ${vid}`);
   }
@@ -326,6 +368,22 @@ export class Daemon {
     }
     br.bridge.fdb.ageingTimeMs = seconds * 1000;
     br.cfg.ageingTimeS = seconds;
+  }
+
+  vlanShow(bridgeName: unknown): VlanShow[] {
+    const br = this.bridge(bridgeName);
+    return br.all().map((mp) => ({ port: mp.name, ...mp.port.vlan.describe() }));
+  }
+
+  /** Replaces a port's VLAN rules; entries in VLANs it leaves are flushed. */
+  vlanSet(bridgeName: unknown, portName: unknown, opts: Record<string, unknown>): VlanShow {
+    const br = this.bridge(bridgeName);
+    const mp = this.port(br, portName);
+    const spec = this.vlanParams(opts);
+    if (spec === null) throw new ControlError('invalid_params', 'give access, trunk (with optional native) or default');
+    const flushed = br.bridge.setPortVlan(mp.port, spec);
+    this.log.info({ bridge: br.cfg.name, port: mp.name, vlan: spec, flushed }, 'port VLAN changed');
+    return { port: mp.name, ...mp.port.vlan.describe() };
   }
 
   stats(): BridgeStats[] {

@@ -414,6 +414,18 @@ export class Fdb {
     return removed;
   }
 
+  /** Removes every entry of `port` whose VLAN fails `keep` (the port left those VLANs). */
+  removePortVlans(port: number, keep: (vid: number) => boolean): number {
+    let removed = 0;
+    for (let e = 0; e < this.maxEntries; e++) {
+      if (this.flags[e] !== 0 && this.port[e] === port && !keep(this.keyHi[e] >>> 16)) {
+        this.removeEntry(e);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
   /**
    * Ages out dynamic entries not seen for ageingTimeMs, visiting at most `budget` pool slots from
    * where the previous sweep stopped. Returns the number aged.

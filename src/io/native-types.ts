@@ -19,6 +19,8 @@
 //       op TX_OP_PUSH_TAG (1): insert the 4 bytes arg (= tpid << 16 | tci, network order on the wire)
 //         after the source MAC, without copying the frame (iovec); csum_start + 4 in a header copy.
 //       op TX_OP_POP_TAG (2): remove the 4 bytes at frame offset 12; csum_start - 4 in a header copy.
+//       op TX_OP_SET_TAG (3): replace the 4 tag bytes at frame offset 12 by arg (iovec; the slab is
+//         not written, other egress ports of a flood see the original).
 //     send(count) transmits entries 0..count-1: sendmmsg on AF_PACKET, one writev per frame on a TAP.
 //     It never blocks: EAGAIN/ENOBUFS drops the frame; every failure is counted in the port's
 //     counters array (see PortCounter) and send returns the number of frames the kernel accepted.
@@ -29,6 +31,7 @@ export const RX_F_TAG_RESTORED = 1;
 export const TX_OP_NONE = 0;
 export const TX_OP_PUSH_TAG = 1;
 export const TX_OP_POP_TAG = 2;
+export const TX_OP_SET_TAG = 3;
 
 /** Size of struct virtio_net_hdr used on every fd (TUNSETVNETHDRSZ 10, PACKET_VNET_HDR). */
 export const VNET_HDR_LEN = 10;
