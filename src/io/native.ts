@@ -54,7 +54,7 @@ export function loadAddon(): RawAddon {
       errors.push(`${path}: ${(err as Error).message}`);
     }
   }
-  throw new Error(`cannot load the tapbridge native addon (run \`npm ci\` or \`npx node-gyp rebuild\`); tried:\n  ${errors.join('\n  ')}`);
+  throw new Error(`cannot load the tapbridge native addon (run \`npm ci\`, or \`npm run install\` to rebuild it); tried:\n  ${errors.join('\n  ')}`);
 }
 
 /** An error thrown by the addon: errno, syscall and interface name. */
