@@ -15,6 +15,7 @@
 //         - { name: vif3.0, persist: true, learning: true, flood: true, isolated: false, fdb_max: 256 }
 //         - { name: vif4.0, vlan: 10 }                        # access port in VLAN 10
 //         - { name: vif5.0, trunk: [10, "100-199"], native_vlan: 10 }
+//         - { name: vif6.0, kind: attach, create: { owner: 1000, group: 1000 } }   # TAP for unprivileged QEMU
 //
 // Interface names are 1..15 bytes and unique across the whole file.
 
@@ -42,6 +43,8 @@ export interface PortConfig {
   /** 0 = no per-port cap */
   fdbMax: number;
   vlan: VlanSpec;
+  /** attach only: create a persistent TAP owned by owner/group (for unprivileged QEMU) */
+  create: { owner: number; group: number } | null;
 }
 
 export interface UplinkConfig {
@@ -183,7 +186,8 @@ const TOP_KEYS = ['control_socket', 'bridges'] as const;
 const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports'] as const;
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
 const UPLINK_KEYS = ['interface', ...VLAN_KEYS] as const;
-const PORT_KEYS = ['name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', ...VLAN_KEYS] as const;
+const PORT_KEYS = ['name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', ...VLAN_KEYS] as const;
+const CREATE_KEYS = ['owner', 'group'] as const;
 const FDB_KEYS = ['mac', 'port', 'vlan'] as const;
 
 /** Checks a parsed document; throws ConfigError listing every problem. */
@@ -252,6 +256,15 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       const kind = p.kind === undefined ? 'tap' : p.kind;
       if (kind !== 'tap' && kind !== 'attach') c.fail(`${pp}.kind`, `must be "tap" or "attach", got ${describe(kind)}`);
       const persist = c.bool(p, 'persist', pp, false);
+      let create: PortConfig['create'] = null;
+      if (p.create !== undefined && p.create !== null) {
+        const cp = `${pp}.create`;
+        if (kind !== 'attach') c.fail(cp, 'applies only to kind attach (the daemon creates the TAP, closes its fd and attaches)');
+        if (c.isObject(p.create, cp)) {
+          c.keys(p.create, cp, CREATE_KEYS);
+          create = { owner: c.int(p.create, 'owner', cp, -1, 0, 0xfffffffe), group: c.int(p.create, 'group', cp, -1, 0, 0xfffffffe) };
+        }
+      }
       if (persist && kind === 'attach') c.fail(`${pp}.persist`, 'applies only to kind tap (an attached netdev is not the daemon\'s)');
       bridge.ports.push({
         name: pname,
@@ -262,6 +275,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
         isolated: c.bool(p, 'isolated', pp, false),
         fdbMax: c.int(p, 'fdb_max', pp, 0, 1, 1_000_000),
         vlan: vlanOf(c, p, pp),
+        create,
       });
     });
     const portVlans = new Map<string, VlanSpec>(bridge.ports.map((p) => [p.name, p.vlan]));

@@ -130,7 +130,7 @@ export class Daemon {
       br.bridge.nowMs = now;
       if (br.cfg.uplink !== null) br.uplink = this.createPort(br, br.cfg.uplink.interface, 'uplink', false, undefined, br.cfg.uplink.vlan);
       for (const pc of br.cfg.ports) {
-        this.createPort(br, pc.name, pc.kind, pc.persist, { learning: pc.learning, flood: pc.flood, isolated: pc.isolated, fdbMax: pc.fdbMax }, pc.vlan);
+        this.createPort(br, pc.name, pc.kind, pc.persist, { learning: pc.learning, flood: pc.flood, isolated: pc.isolated, fdbMax: pc.fdbMax }, pc.vlan, pc.create);
       }
       for (const f of br.cfg.fdb) {
         const mp = br.find(f.port)!;
@@ -149,11 +149,12 @@ export class Daemon {
     persist: boolean,
     flags: { learning: boolean; flood: boolean; isolated: boolean; fdbMax: number } | undefined,
     vlan: VlanSpec,
+    create: { owner: number; group: number } | null = null,
   ): ManagedPort {
     const id = br.bridge.freePortId();
     if (id < 0) throw new ControlError('invalid_params', `bridge ${br.cfg.name} has no free port slot`);
     const port = new BridgePort(id, name, kind, flags ?? { learning: true, flood: true, isolated: false }, br.cfg.mtu, flags?.fdbMax ?? 0);
-    const mp = new ManagedPort(br.bridge, port, { persist }, br.cfg.mtu, this.portLog);
+    const mp = new ManagedPort(br.bridge, port, { persist, create }, br.cfg.mtu, this.portLog);
     br.bridge.addPort(port);
     // VLAN rules are in place before the port forwards its first frame
     br.bridge.setPortVlan(port, vlan);

@@ -17,6 +17,7 @@ import type { Bridge } from '../bridge/bridge.js';
 import { BridgePort, type PortKind, type PortState } from '../bridge/port.js';
 import { IFF_LOWER_UP, IFF_RUNNING, IFF_UP, netdev, PacketPort } from '../io/native.js';
 import { silenceHostStack } from './hoststack.js';
+import { existsSync } from 'node:fs';
 
 /** TAP kernel-to-fd ring: the default 1000 overflows silently under bursts. */
 export const TAP_TXQUEUELEN = 10000;
@@ -28,6 +29,13 @@ const EBADFD = 77;
 
 export interface ManagedPortOptions {
   persist: boolean;
+  /** attach only: create a persistent TAP owned by this user/group, close the daemon's fd, attach to it. */
+  create?: { owner: number; group: number } | null;
+}
+
+/** True when `name` is a TUN/TAP netdev (sysfs has tun_flags for those). */
+function isTunTap(name: string): boolean {
+  return existsSync(`/sys/class/net/${name}/tun_flags`);
 }
 
 /** A bridge port together with its I/O and lifecycle state. */
@@ -35,6 +43,7 @@ export class ManagedPort {
   readonly port: BridgePort;
   readonly bridge: Bridge;
   readonly persist: boolean;
+  readonly create: { owner: number; group: number } | null;
   io: PacketPort | null = null;
   /** MTU mismatch between the netdev and the bridge, counted once per open. */
   mtuMismatches = 0;
@@ -45,6 +54,7 @@ export class ManagedPort {
     this.bridge = bridge;
     this.port = port;
     this.persist = opts.persist;
+    this.create = opts.create ?? null;
     this.bridgeMtu = bridgeMtu;
     this.log = log.child({ bridge: bridge.name, port: port.name, kind: port.kind });
   }
@@ -67,13 +77,24 @@ export class ManagedPort {
       this.openTap();
       return true;
     }
-    const info = netdev.info(this.name);
+    let info = netdev.info(this.name);
+    if (info === null && this.create !== null) {
+      this.createPersistentTap(this.create);
+      info = netdev.info(this.name);
+    }
     if (info === null) {
       this.log.info('netdev not present; waiting for it to appear');
       this.bridge.setPortState(this.port, 'absent');
       return false;
     }
     silenceHostStack(this.name, this.log);
+    if (this.kind === 'attach' && isTunTap(this.name)) {
+      // a TAP that QEMU (or the daemon, for `create`) opened: bring it up with the bridge's MTU
+      if (info.mtu !== this.bridgeMtu) netdev.setMtu(this.name, this.bridgeMtu);
+      if (info.txqueuelen < TAP_TXQUEUELEN) netdev.setTxQueueLen(this.name, TAP_TXQUEUELEN);
+      if ((info.flags & IFF_UP) === 0) netdev.setLinkUp(this.name, true);
+      info = netdev.info(this.name) ?? info;
+    }
     const io = PacketPort.openPacket(this.name, { rcvbuf: PACKET_RCVBUF, sndbuf: PACKET_SNDBUF });
     if (info.mtu !== this.bridgeMtu) {
       this.mtuMismatches++;
@@ -83,6 +104,13 @@ export class ManagedPort {
     this.attachIo(io, (info.flags & IFF_UP) !== 0 && (info.flags & IFF_RUNNING) !== 0 ? 'up' : 'down');
     this.log.info({ ifindex: io.ifindex, state: this.port.state }, 'attached AF_PACKET socket');
     return true;
+  }
+
+  /** `create`: a persistent TAP owned by owner/group that QEMU opens by name; the daemon keeps no fd. */
+  private createPersistentTap(create: { owner: number; group: number }): void {
+    const tap = PacketPort.openTap(this.name, { persist: true, owner: create.owner, group: create.group });
+    tap.close();
+    this.log.info({ owner: create.owner, group: create.group }, 'created persistent TAP for an unprivileged user');
   }
 
   private openTap(): void {

@@ -28,7 +28,7 @@ bridges:
     expect(cfg.controlSocket).toBe('/run/tb/test.sock');
     const b = cfg.bridges[0];
     expect(b).toMatchObject({ name: 'xenbr0', ageingTimeS: 300, fdbMax: 8192, mtu: 1500, uplink: { interface: 'peth0' } });
-    expect(b.ports[0]).toEqual({ name: 'vif1.0', kind: 'tap', persist: false, learning: true, flood: true, isolated: false, fdbMax: 0, vlan: { mode: 'default' } });
+    expect(b.ports[0]).toEqual({ name: 'vif1.0', kind: 'tap', persist: false, learning: true, flood: true, isolated: false, fdbMax: 0, vlan: { mode: 'default' }, create: null });
     expect(b.ports[1].kind).toBe('attach');
     expect(b.ports[2]).toMatchObject({ persist: true, learning: false, flood: false, isolated: true, fdbMax: 256 });
     // YAML 1.2: the unquoted MAC stays a string (YAML 1.1 would read a sexagesimal integer)
