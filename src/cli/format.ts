@@ -1,6 +1,7 @@
 // Human-readable output in the layouts users know (brctl show, brctl showmacs).
 
 import type { BridgeStats, MacEntry, ShowBridge, VlanShow } from '../daemon/daemon.js';
+import type { BondShow } from '../daemon/bond.js';
 
 function pad(s: string, n: number): string {
   return s.length >= n ? `${s} ` : s.padEnd(n);
@@ -56,6 +57,27 @@ export function formatVlanShow(ports: VlanShow[]): string {
     }
     lines.push(`${pad(p.port, 16)}${rows[0] ?? ''}`);
     for (const r of rows.slice(1)) lines.push(`${' '.repeat(16)}${r}`);
+  }
+  return lines.join('\n');
+}
+
+/** In the layout of /proc/net/bonding/bondX. */
+export function formatBond(b: BondShow): string {
+  const lines = [
+    `Bond: ${b.name}`,
+    'Bonding Mode: fault-tolerance (active-backup)',
+    `Primary Slave: ${b.primary} (primary_reselect ${b.primary_reselect})`,
+    `Currently Active Slave: ${b.active ?? 'None'}`,
+    `MII Status: ${b.mii_status}`,
+    `MII Polling Interval (ms): ${b.miimon}`,
+    `Up Delay (ms): ${b.updelay}`,
+    `Down Delay (ms): ${b.downdelay}`,
+    `Peer Notification Delay (ms): ${b.peer_notif_delay}`,
+  ];
+  const status: Record<string, string> = { up: 'up', fail: 'going down', down: 'down', back: 'going back' };
+  for (const m of b.members) {
+    lines.push('', `Slave Interface: ${m.name}`, `MII Status: ${status[m.state] ?? m.mii_status}`,
+      `Link Failure Count: ${m.link_failures}`, `Permanent HW addr: ${m.permanent_hw_addr ?? 'unknown'}`);
   }
   return lines.join('\n');
 }

@@ -9,7 +9,8 @@ import { ConfigError, DEFAULT_CONFIG_PATH, DEFAULT_CONTROL_SOCKET, loadConfig } 
 import { call, DaemonUnreachableError, RpcError } from '../control/client.js';
 import type { BridgeStats, MacEntry, ShowBridge, VlanShow } from '../daemon/daemon.js';
 import { VERSION } from '../version.js';
-import { formatShow, formatShowmacs, formatStats, formatVlanShow } from './format.js';
+import { formatBond, formatShow, formatShowmacs, formatStats, formatVlanShow } from './format.js';
+import type { BondShow } from '../daemon/bond.js';
 
 const USAGE = `Usage: tapbridge <command> [options]
 
@@ -26,6 +27,8 @@ Commands:
   fdb flush BRIDGE [PORT]                remove dynamic FDB entries (of one port)
   setageing BRIDGE SECONDS               FDB ageing time (0 = never age, else 10..1000000)
   stats [-j]                             per-bridge FDB and per-port counters
+  bond show [BOND] [-j]                  active-backup bonds (like /proc/net/bonding/bondX)
+  bond set-active BOND MEMBER            force the active member
   vlan show BRIDGE [-j]                  per port: its VLANs, the PVID/native VLAN, which leave untagged
   vlan set BRIDGE PORT VLAN-OPTIONS      change a port's VLAN mode at runtime
 
@@ -193,6 +196,23 @@ async function main(argv: string[]): Promise<number> {
       const r = (await rpc('stats')) as BridgeStats[];
       print(json, r, () => formatStats(r));
       return 0;
+    }
+    case 'bond': {
+      const [sub, ...rest] = args;
+      if (sub === 'show') {
+        noExtra(rest, 1);
+        const r = (await rpc('bond.show', { bond: rest[0] })) as BondShow | BondShow[];
+        print(json, r, () => (Array.isArray(r) ? r.map(formatBond).join('\n\n') : formatBond(r)));
+        return 0;
+      }
+      if (sub === 'set-active') {
+        need(rest, 2, 'BOND MEMBER');
+        noExtra(rest, 2);
+        const r = await rpc('bond.set_active', { bond: rest[0], member: rest[1] });
+        if (json) print(json, r, () => '');
+        return 0;
+      }
+      throw new UsageError('bond needs show or set-active');
     }
     case 'vlan': {
       const [sub, ...rest] = args;

@@ -8,6 +8,9 @@
 //       fdb_max: 8192             # bridge cap on FDB entries
 //       mtu: 1500                 # applied to TAPs the daemon creates
 //       uplink: { interface: peth0, trunk: all, native_vlan: 1 }
+//       # or an active-backup bond of two members (Linux bonding driver names, times in ms):
+//       # uplink: { bond: { name: bond0, members: [peth0, peth1], primary: peth0, primary_reselect: always,
+//       #                   miimon: 100, updelay: 0, downdelay: 0, num_grat_arp: 1, peer_notif_delay: 0 } }
 //       fdb: [ { mac: "00:16:3e:00:01:00", port: vif1.0 } ]
 //       ports:
 //         - { name: vif1.0 }                       # kind: tap (default)
@@ -47,8 +50,22 @@ export interface PortConfig {
   create: { owner: number; group: number } | null;
 }
 
+export interface BondConfigFile {
+  name: string;
+  members: [string, string];
+  primary: string;
+  primaryReselect: 'always' | 'better' | 'failure';
+  miimonMs: number;
+  updelayMs: number;
+  downdelayMs: number;
+  numGratArp: number;
+  peerNotifDelayMs: number;
+}
+
 export interface UplinkConfig {
-  interface: string;
+  /** the uplink's netdev, or null when the uplink is a bond */
+  interface: string | null;
+  bond: BondConfigFile | null;
   vlan: VlanSpec;
 }
 
@@ -94,6 +111,47 @@ function vlanOf(c: Checker, obj: Record<string, unknown>, path: string): VlanSpe
   if ('spec' in r) return r.spec;
   for (const [key, msg] of r.problems) c.fail(join(path, key), msg);
   return { mode: 'default' };
+}
+
+/** An active-backup bond of exactly two members; names and defaults of the Linux bonding driver. */
+function bondOf(c: Checker, v: unknown, path: string, claimName: (name: string, path: string) => void): BondConfigFile | null {
+  if (!c.isObject(v, path)) return null;
+  c.keys(v, path, BOND_KEYS);
+  const name = c.str(v, 'name', path);
+  if (name !== '') claimName(name, `${path}.name`);
+  const members: string[] = [];
+  const list = v.members;
+  if (!Array.isArray(list)) {
+    c.fail(`${path}.members`, list === undefined ? 'is required (two interface names)' : `must be a list of two interface names, got ${describe(list)}`);
+  } else if (list.length !== 2) {
+    c.fail(`${path}.members`, `an active-backup bond has exactly two members (as XenServer's bridge mode), got ${list.length}`);
+  } else {
+    list.forEach((m, i) => {
+      if (typeof m !== 'string' || m === '') {
+        c.fail(`${path}.members[${i}]`, `must be an interface name, got ${describe(m)}`);
+        return;
+      }
+      claimName(m, `${path}.members[${i}]`);
+      members.push(m);
+    });
+  }
+  const primary = c.str(v, 'primary', path, members[0] ?? '');
+  if (members.length === 2 && !members.includes(primary)) c.fail(`${path}.primary`, `"${primary}" is not one of the members (${members.join(', ')})`);
+  const reselect = v.primary_reselect ?? 'always';
+  if (reselect !== 'always' && reselect !== 'better' && reselect !== 'failure') {
+    c.fail(`${path}.primary_reselect`, `must be always, better or failure, got ${describe(reselect)}`);
+  }
+  return {
+    name,
+    members: [members[0] ?? '', members[1] ?? ''],
+    primary,
+    primaryReselect: reselect === 'better' || reselect === 'failure' ? reselect : 'always',
+    miimonMs: c.int(v, 'miimon', path, 100, 0, 3_600_000),
+    updelayMs: c.int(v, 'updelay', path, 0, 0, 3_600_000),
+    downdelayMs: c.int(v, 'downdelay', path, 0, 0, 3_600_000),
+    numGratArp: c.int(v, 'num_grat_arp', path, 1, 0, 255),
+    peerNotifDelayMs: c.int(v, 'peer_notif_delay', path, 0, 0, 300_000),
+  };
 }
 
 /** Collects issues while walking the document. */
@@ -185,7 +243,8 @@ export function interfaceNameProblem(name: string): string | null {
 const TOP_KEYS = ['control_socket', 'bridges'] as const;
 const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports'] as const;
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
-const UPLINK_KEYS = ['interface', ...VLAN_KEYS] as const;
+const UPLINK_KEYS = ['interface', 'bond', ...VLAN_KEYS] as const;
+const BOND_KEYS = ['name', 'members', 'primary', 'primary_reselect', 'miimon', 'updelay', 'downdelay', 'num_grat_arp', 'peer_notif_delay'] as const;
 const PORT_KEYS = ['name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', ...VLAN_KEYS] as const;
 const CREATE_KEYS = ['owner', 'group'] as const;
 const FDB_KEYS = ['mac', 'port', 'vlan'] as const;
@@ -240,9 +299,16 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       const upp = `${bp}.uplink`;
       if (c.isObject(up, upp)) {
         c.keys(up, upp, UPLINK_KEYS);
-        const ifname = c.str(up, 'interface', upp);
-        if (ifname !== '') claimName(ifname, `${upp}.interface`);
-        bridge.uplink = { interface: ifname, vlan: vlanOf(c, up, upp) };
+        let ifname: string | null = null;
+        let bond: BondConfigFile | null = null;
+        if (up.bond !== undefined) {
+          if (up.interface !== undefined) c.fail(`${upp}.interface`, 'an uplink is either `interface` or `bond`, not both');
+          bond = bondOf(c, up.bond, `${upp}.bond`, claimName);
+        } else {
+          ifname = c.str(up, 'interface', upp);
+          if (ifname !== '') claimName(ifname, `${upp}.interface`);
+        }
+        bridge.uplink = { interface: ifname, bond, vlan: vlanOf(c, up, upp) };
       }
     }
     const ports = c.list(b, 'ports', bp);
@@ -279,7 +345,10 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       });
     });
     const portVlans = new Map<string, VlanSpec>(bridge.ports.map((p) => [p.name, p.vlan]));
-    if (bridge.uplink !== null) portVlans.set(bridge.uplink.interface, bridge.uplink.vlan);
+    if (bridge.uplink !== null) {
+      const upName = bridge.uplink.bond !== null ? bridge.uplink.bond.name : bridge.uplink.interface;
+      if (upName !== null) portVlans.set(upName, bridge.uplink.vlan);
+    }
     c.list(b, 'fdb', bp).forEach((f, fi) => {
       const fp = `${bp}.fdb[${fi}]`;
       if (!c.isObject(f, fp)) return;

@@ -17,6 +17,8 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
     ['fdb.flush', (p) => ({ flushed: d.fdbFlush(p.bridge, p.port) })],
     ['setageing', (p) => d.setAgeing(p.bridge, p.seconds)],
     ['stats', () => d.stats()],
+    ['bond.show', (p) => d.bondShow(p.bond)],
+    ['bond.set_active', (p) => d.bondSetActive(p.bond, p.member)],
     ['vlan.show', (p) => d.vlanShow(p.bridge)],
     ['vlan.set', (p) => d.vlanSet(p.bridge, p.port, p)],
   ]);

@@ -13,7 +13,8 @@ import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
 import { LinkMonitor } from '../io/native.js';
 import { type BridgeConfig, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE } from '../config/config.js';
 import { ControlError } from '../control/errors.js';
-import { ManagedPort } from './ports.js';
+import { ManagedPort, type PortHandle } from './ports.js';
+import { Bond, type BondShow } from './bond.js';
 import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
@@ -32,7 +33,7 @@ export interface ShowPort {
 
 export interface ShowBridge {
   name: string;
-  uplink: { name: string; kind: 'uplink'; state: 'up' | 'down' | 'absent' } | null;
+  uplink: { name: string; kind: 'uplink' | 'bond'; state: 'up' | 'down' | 'absent' } | null;
   ports: ShowPort[];
 }
 
@@ -70,7 +71,8 @@ class BridgeRuntime {
   readonly cfg: BridgeConfig;
   readonly bridge: Bridge;
   readonly ports = new Map<string, ManagedPort>();
-  uplink: ManagedPort | null = null;
+  uplink: PortHandle | null = null;
+  bond: Bond | null = null;
 
   constructor(cfg: BridgeConfig, log: Logger) {
     this.cfg = cfg;
@@ -87,13 +89,13 @@ class BridgeRuntime {
     });
   }
 
-  all(): ManagedPort[] {
-    const list = [...this.ports.values()];
+  all(): PortHandle[] {
+    const list: PortHandle[] = [...this.ports.values()];
     if (this.uplink !== null) list.unshift(this.uplink);
     return list;
   }
 
-  find(name: string): ManagedPort | undefined {
+  find(name: string): PortHandle | undefined {
     if (this.uplink !== null && this.uplink.name === name) return this.uplink;
     return this.ports.get(name);
   }
@@ -128,7 +130,9 @@ export class Daemon {
     const now = this.now();
     for (const br of this.bridges.values()) {
       br.bridge.nowMs = now;
-      if (br.cfg.uplink !== null) br.uplink = this.createPort(br, br.cfg.uplink.interface, 'uplink', false, undefined, br.cfg.uplink.vlan);
+      const up = br.cfg.uplink;
+      if (up !== null && up.bond !== null) br.uplink = this.createBond(br, up.bond, up.vlan);
+      else if (up !== null && up.interface !== null) br.uplink = this.createPort(br, up.interface, 'uplink', false, undefined, up.vlan);
       for (const pc of br.cfg.ports) {
         this.createPort(br, pc.name, pc.kind, pc.persist, { learning: pc.learning, flood: pc.flood, isolated: pc.isolated, fdbMax: pc.fdbMax }, pc.vlan, pc.create);
       }
@@ -167,6 +171,17 @@ export class Daemon {
     if (kind !== 'uplink') br.ports.set(name, mp);
     this.byName.set(name, mp);
     return mp;
+  }
+
+  private createBond(br: BridgeRuntime, cfg: Bond['cfg'], vlan: VlanSpec): Bond {
+    const id = br.bridge.freePortId();
+    const bond = new Bond(cfg, br.bridge, id, br.cfg.mtu, this.portLog);
+    br.bridge.addPort(bond.port);
+    br.bridge.setPortVlan(bond.port, vlan);
+    bond.open();
+    for (const m of bond.members) this.byName.set(m.name, m);
+    br.bond = bond;
+    return bond;
   }
 
   private onLinkEvent(type: 'new' | 'del' | 'done' | 'overrun', ifindex: number, name: string, flags: number, log: Logger): void {
@@ -217,7 +232,7 @@ export class Daemon {
     return br;
   }
 
-  private port(br: BridgeRuntime, name: unknown): ManagedPort {
+  private port(br: BridgeRuntime, name: unknown): PortHandle {
     if (typeof name !== 'string') throw new ControlError('invalid_params', 'port must be a string');
     const mp = br.find(name);
     if (mp === undefined) throw new ControlError('no_such_port', `no such port on ${br.cfg.name}: ${name}`, { bridge: br.cfg.name, port: name });
@@ -227,7 +242,7 @@ export class Daemon {
   show(): ShowBridge[] {
     return [...this.bridges.values()].map((br) => ({
       name: br.cfg.name,
-      uplink: br.uplink === null ? null : { name: br.uplink.name, kind: 'uplink' as const, state: br.uplink.port.state },
+      uplink: br.uplink === null ? null : { name: br.uplink.name, kind: br.uplink.kind === 'bond' ? 'bond' as const : 'uplink' as const, state: br.uplink.port.state },
       ports: [...br.ports.values()].map((mp) => ({
         name: mp.name,
         kind: mp.kind === 'attach' ? 'attach' as const : 'tap' as const,
@@ -279,6 +294,11 @@ export class Daemon {
     if (problem !== null) throw new ControlError('invalid_params', `ifname "${ifname}" ${problem}`);
     const k = kind === undefined || kind === null ? 'tap' : kind;
     if (k !== 'tap' && k !== 'attach') throw new ControlError('invalid_params', `kind must be "tap" or "attach", got ${JSON.stringify(k)}`);
+    for (const other of this.bridges.values()) {
+      if (other.bond !== null && other.bond.name === ifname) {
+        throw new ControlError('port_exists', `${ifname} is the bond of ${other.cfg.name}`, { bridge: other.cfg.name, port: ifname });
+      }
+    }
     const existing = this.byName.get(ifname);
     if (existing !== undefined) {
       throw new ControlError('port_exists', `${ifname} is already a port of ${existing.bridge.name}`, { bridge: existing.bridge.name, port: ifname });
@@ -298,7 +318,7 @@ export class Daemon {
   delif(bridgeName: unknown, ifname: unknown): void {
     const br = this.bridge(bridgeName);
     const mp = this.port(br, ifname);
-    if (mp.kind === 'uplink') throw new ControlError('invalid_params', `${mp.name} is the uplink of ${br.cfg.name}, not a port`);
+    if (mp === br.uplink) throw new ControlError('invalid_params', `${mp.name} is the uplink of ${br.cfg.name}, not a port`);
     mp.close('absent');
     br.bridge.removePort(mp.port);
     br.ports.delete(mp.name);
@@ -314,7 +334,7 @@ export class Daemon {
   }
 
   /** `--vlan`, defaulting to the port's access or native VLAN (0 on a default port). */
-  private vlanParam(vlan: unknown, mp: ManagedPort): number {
+  private vlanParam(vlan: unknown, mp: PortHandle): number {
     if (vlan === undefined || vlan === null) {
       const vid = mp.port.vlan.untaggedVid;
       if (!mp.port.vlan.isMember(vid)) throw new ControlError('invalid_params', `${mp.name} has no native VLAN: give --vlan`);
@@ -385,6 +405,30 @@ export class Daemon {
     const flushed = br.bridge.setPortVlan(mp.port, spec);
     this.log.info({ bridge: br.cfg.name, port: mp.name, vlan: spec, flushed }, 'port VLAN changed');
     return { port: mp.name, ...mp.port.vlan.describe() };
+  }
+
+  private bonds(): Bond[] {
+    return [...this.bridges.values()].flatMap((br) => (br.bond !== null ? [br.bond] : []));
+  }
+
+  private bondByName(name: unknown): Bond {
+    if (typeof name !== 'string') throw new ControlError('invalid_params', 'bond must be a string');
+    const bond = this.bonds().find((b) => b.name === name);
+    if (bond === undefined) throw new ControlError('not_found', `no such bond: ${name}`, { bond: name });
+    return bond;
+  }
+
+  bondShow(name: unknown): BondShow | BondShow[] {
+    if (name === undefined || name === null) return this.bonds().map((b) => b.show());
+    return this.bondByName(name).show();
+  }
+
+  bondSetActive(name: unknown, member: unknown): BondShow {
+    const bond = this.bondByName(name);
+    if (typeof member !== 'string') throw new ControlError('invalid_params', 'member must be a string');
+    const problem = bond.setActive(member);
+    if (problem !== null) throw new ControlError(bond.policy.index(member) < 0 ? 'no_such_port' : 'invalid_params', problem);
+    return bond.show();
   }
 
   stats(): BridgeStats[] {

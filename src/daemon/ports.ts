@@ -38,8 +38,18 @@ function isTunTap(name: string): boolean {
   return existsSync(`/sys/class/net/${name}/tun_flags`);
 }
 
+/** What the daemon needs of any port it manages: a single netdev (ManagedPort) or a bond. */
+export interface PortHandle {
+  readonly name: string;
+  readonly kind: PortKind;
+  readonly port: BridgePort;
+  readonly mtuMismatches: number;
+  readSocketDrops(): void;
+  close(state: PortState): void;
+}
+
 /** A bridge port together with its I/O and lifecycle state. */
-export class ManagedPort {
+export class ManagedPort implements PortHandle {
   readonly port: BridgePort;
   readonly bridge: Bridge;
   readonly persist: boolean;
@@ -47,7 +57,7 @@ export class ManagedPort {
   io: PacketPort | null = null;
   /** MTU mismatch between the netdev and the bridge, counted once per open. */
   mtuMismatches = 0;
-  private readonly log: Logger;
+  protected readonly log: Logger;
   private readonly bridgeMtu: number;
 
   constructor(bridge: Bridge, port: BridgePort, opts: ManagedPortOptions, bridgeMtu: number, log: Logger) {
@@ -84,7 +94,7 @@ export class ManagedPort {
     }
     if (info === null) {
       this.log.info('netdev not present; waiting for it to appear');
-      this.bridge.setPortState(this.port, 'absent');
+      this.setState('absent');
       return false;
     }
     silenceHostStack(this.name, this.log);
@@ -130,13 +140,23 @@ export class ManagedPort {
     this.log.info({ ifindex: io.ifindex, persist: this.persist, mtu: this.bridgeMtu, txqueuelen: TAP_TXQUEUELEN }, 'TAP open');
   }
 
+  /** Link state of this port changed (a bond member reports to its bond instead). */
+  protected setState(state: PortState): void {
+    this.bridge.setPortState(this.port, state);
+  }
+
+  /** One rx batch of this port's fd (a bond member hands it to the bond). */
+  protected deliver(slab: Uint8Array, desc: Int32Array, count: number): void {
+    this.bridge.receive(this.port, slab, desc, count);
+  }
+
   private attachIo(io: PacketPort, state: PortState): void {
     this.io = io;
     this.port.io = io;
     this.port.ifindex = io.ifindex;
-    this.bridge.setPortState(this.port, state);
+    this.setState(state);
     io.start(
-      (slab, desc, count) => this.bridge.receive(this.port, slab, desc, count),
+      (slab, desc, count) => this.deliver(slab, desc, count),
       (errno, syscall, stopped) => this.onIoError(errno, syscall, stopped),
     );
   }
@@ -156,7 +176,7 @@ export class ManagedPort {
     const io = this.io;
     this.io = null;
     this.port.detachIo();
-    this.bridge.setPortState(this.port, state);
+    this.setState(state);
     if (io !== null) io.close();
   }
 
@@ -178,7 +198,7 @@ export class ManagedPort {
     const state: PortState = up ? 'up' : 'down';
     if (state !== this.port.state) {
       this.log.info({ state, ifindex }, 'carrier change');
-      this.bridge.setPortState(this.port, state);
+      this.setState(state);
     }
   }
 
