@@ -261,19 +261,14 @@ export class Bridge {
     tx[w + 2] = op;
     tx[w + 3] = arg;
     egress.txCount = n + 1;
-    egress.txPendingBytes += len;
   }
 
   /** One native call for the port's queued frames. */
   private sendPort(egress: BridgePort): void {
     const n = egress.txCount;
     if (n === 0 || egress.io === null) return;
-    const sent = egress.io.send(n);
-    egress.txPackets += sent;
-    // exact when nothing failed; with failures the bytes of the accepted frames are not known one by one
-    egress.txBytes += sent === n ? egress.txPendingBytes : Math.round((egress.txPendingBytes * sent) / n);
+    egress.txPackets += egress.io.send(n);
     egress.txCount = 0;
-    egress.txPendingBytes = 0;
   }
 
   /** Sends every queued frame: one native call per egress port. */

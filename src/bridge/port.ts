@@ -56,13 +56,10 @@ export class BridgePort {
 
   /** Number of frames queued in io.tx for the current batch. */
   txCount = 0;
-  /** Bytes queued in io.tx for the current batch. */
-  txPendingBytes = 0;
 
   rxPackets = 0;
   rxBytes = 0;
   txPackets = 0;
-  txBytes = 0;
   dropRunt = 0;
   dropBadSrc = 0;
   dropLinkLocal = 0;
@@ -95,6 +92,11 @@ export class BridgePort {
     return this.savedCounters[i] + (this.io !== null ? this.io.counters[i] : 0);
   }
 
+  /** Bytes the kernel accepted for transmission (counted by the addon, tags included). */
+  get txBytes(): number {
+    return this.nativeCounter(PortCounter.TxBytes);
+  }
+
   /** Drop counters by reason (control plane). */
   drops(): Record<DropReason, number> {
     return {
@@ -122,7 +124,6 @@ export class BridgePort {
     }
     this.io = null;
     this.txCount = 0;
-    this.txPendingBytes = 0;
     return io;
   }
 }

@@ -54,7 +54,9 @@ export const enum PortCounter {
   TxLastErrno = 6,
   /** rx: kernel socket drops from PACKET_STATISTICS (AF_PACKET only), added by readSocketDrops(). */
   RxSocketDrops = 7,
-  Count = 8,
+  /** tx: bytes of the frames the kernel accepted (wire length, tags included, vnet header not). */
+  TxBytes = 8,
+  Count = 9,
 }
 
 /** Called once per batch; count frames are described in rxDesc. */

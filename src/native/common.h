@@ -44,7 +44,8 @@ enum PortCounter : int {
   TxOther = 5,
   TxLastErrno = 6,
   RxSocketDrops = 7,
-  CounterCount = 8,
+  TxBytes = 8,
+  CounterCount = 9,
 };
 
 // Per-env state (napi instance data).

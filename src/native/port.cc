@@ -546,6 +546,7 @@ Napi::Value Port::Send(const Napi::CallbackInfo& info) {
         CountTxError(errno);
       } else {
         accepted++;
+        ctr[TxBytes] += static_cast<double>(r) - kVnetHdrLen;
       }
     }
   } else {
@@ -561,6 +562,12 @@ Napi::Value Port::Send(const Napi::CallbackInfo& info) {
         // Not expected from Linux; avoid spinning.
         for (; j < m; j++) CountTxError(EAGAIN);
       } else {
+        for (uint32_t k = j; k < j + static_cast<uint32_t>(r); k++) {
+          const struct msghdr& mh = txMsgs_[k].msg_hdr;
+          size_t bytes = 0;
+          for (size_t v = 0; v < mh.msg_iovlen; v++) bytes += mh.msg_iov[v].iov_len;
+          ctr[TxBytes] += static_cast<double>(bytes) - kVnetHdrLen;
+        }
         j += static_cast<uint32_t>(r);
         accepted += static_cast<uint32_t>(r);
       }

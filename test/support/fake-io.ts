@@ -20,7 +20,9 @@ export class FakeIo implements PortIo {
     const slab = this.slab();
     const n = Math.min(count, this.acceptLimit);
     for (let i = 0; i < n; i++) {
-      this.sent.push(wireBytes(slab, this.tx[4 * i], this.tx[4 * i + 1], this.tx[4 * i + 2], this.tx[4 * i + 3]).toString('hex'));
+      const wire = wireBytes(slab, this.tx[4 * i], this.tx[4 * i + 1], this.tx[4 * i + 2], this.tx[4 * i + 3]);
+      this.counters[PortCounter.TxBytes] += wire.length;
+      this.sent.push(wire.toString('hex'));
     }
     this.counters[PortCounter.TxFull] += count - n;
     return n;
