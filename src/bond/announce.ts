@@ -6,12 +6,15 @@
 // sender and target hardware address = the MAC, protocol addresses 0. Padded to 60 bytes. Tagged as the
 // uplink's VLAN rules say for the entry's VLAN (untagged for the native VLAN / a default port's VLAN 0).
 //
+// Beyond that, a gratuitous ARP (request, sender = target = the address) for every IPv4 address a local
+// MAC was seen using in its own ARPs (ARP snooping in the engine), so peers' ARP caches follow too.
+//
 // Frames are composed in the receive slab, which is free between rx batches (this runs from a timer or
 // a control event, never inside a batch), each behind a zeroed virtio_net_hdr, and sent with the
 // member's send(): one native call per 64 frames.
 
 import { writeMac } from '../frame/mac.js';
-import { ETH_P_8021Q, ETH_P_RARP } from '../frame/ethernet.js';
+import { ETH_P_8021Q, ETH_P_ARP, ETH_P_RARP } from '../frame/ethernet.js';
 import { TX_OP_NONE, VNET_HDR_LEN } from '../io/native-types.js';
 import type { PortIo } from '../bridge/port.js';
 import { EGRESS_AS_IS, EGRESS_NOT_MEMBER, EGRESS_UNTAGGED, type PortVlan } from '../bridge/vlan.js';
@@ -46,11 +49,30 @@ export function composeRarp(slab: Uint8Array, off: number, mac: number, vid: num
   return vid > 0 ? RARP_FRAME_LEN + 4 : RARP_FRAME_LEN;
 }
 
+/** Writes a gratuitous ARP request (sender = target = ip) for mac at slab[off]; returns its length. */
+export function composeGratuitousArp(slab: Uint8Array, off: number, mac: number, vid: number, ip: number): number {
+  const len = composeRarp(slab, off, mac, vid);
+  const p = off + (vid > 0 ? 16 : 12);
+  slab[p] = ETH_P_ARP >> 8;
+  slab[p + 1] = ETH_P_ARP & 0xff;
+  const a = p + 2;
+  slab[a + 7] = 1; // op 1: request
+  for (const q of [a + 14, a + 24]) {
+    slab[q] = ip >>> 24;
+    slab[q + 1] = (ip >>> 16) & 0xff;
+    slab[q + 2] = (ip >>> 8) & 0xff;
+    slab[q + 3] = ip & 0xff;
+  }
+  slab.fill(0, a + 18, a + 24); // tha 0
+  return len;
+}
+
 /**
- * Sends one RARP per (mac, vid) pair on `io`, tagged per `vlan` (the uplink's rules). Pairs whose VLAN
- * the uplink does not carry are skipped. Returns the number of frames the kernel accepted.
+ * Sends one frame per (mac, vid[, ip]) on `io`, tagged per `vlan` (the uplink's rules): a gratuitous ARP
+ * where ips[i] is non-zero, else a RARP. Pairs whose VLAN the uplink does not carry are skipped.
+ * Returns the number of frames the kernel accepted.
  */
-export function sendRarps(io: PortIo, slab: Uint8Array, vlan: PortVlan, macs: readonly number[], vids: readonly number[]): number {
+export function sendRarps(io: PortIo, slab: Uint8Array, vlan: PortVlan, macs: readonly number[], vids: readonly number[], ips?: readonly number[]): number {
   const capacity = io.tx.length / 4;
   let queued = 0;
   let accepted = 0;
@@ -61,7 +83,8 @@ export function sendRarps(io: PortIo, slab: Uint8Array, vlan: PortVlan, macs: re
     const base = queued * SLOT;
     slab.fill(0, base, base + VNET_HDR_LEN);
     const off = base + VNET_HDR_LEN;
-    const len = composeRarp(slab, off, macs[i], tagVid);
+    const ip = ips?.[i] ?? 0;
+    const len = ip !== 0 ? composeGratuitousArp(slab, off, macs[i], tagVid, ip) : composeRarp(slab, off, macs[i], tagVid);
     const w = 4 * queued;
     io.tx[w] = off;
     io.tx[w + 1] = len;

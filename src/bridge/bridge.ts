@@ -24,10 +24,11 @@
 
 import { Fdb, type FdbOptions } from '../fdb/fdb.js';
 import {
-  BROADCAST_MAC, ETH_HLEN, ETH_P_8021Q, EthernetHeader, isLinkLocalDst, parseEthernet, VLAN_HLEN, VLAN_VID_MASK,
+  BROADCAST_MAC, ETH_HLEN, ETH_P_8021Q, ETH_P_ARP, EthernetHeader, isLinkLocalDst, parseEthernet, VLAN_HLEN, VLAN_VID_MASK,
 } from '../frame/ethernet.js';
 import { TX_OP_NONE, TX_OP_POP_TAG, TX_OP_PUSH_TAG, TX_OP_SET_TAG, VNET_HDR_LEN } from '../io/native-types.js';
 import { BridgePort } from './port.js';
+import { readMac } from '../frame/mac.js';
 import { EGRESS_AS_IS, EGRESS_NOT_MEMBER, EGRESS_UNTAGGED, MODE_ACCESS, MODE_TRUNK, PortVlan, type VlanSpec } from './vlan.js';
 
 /** TPID 0x8100 in the upper half of a tx `arg` (tpid << 16 | tci). */
@@ -193,7 +194,11 @@ export class Bridge {
       } else {
         vid = tagVid;
       }
-      if (ingress.learning) fdb.learn(vid, hdr.src, ingressId, now);
+      if (ingress.learning) {
+        fdb.learn(vid, hdr.src, ingressId, now);
+        // ARP snooping on local ports: the bond announces these addresses after a failover
+        if (hdr.etherType === ETH_P_ARP && ingress.snoopArp) this.snoopArp(slab, off + hdr.payloadOffset, len - hdr.payloadOffset, vid, hdr.src);
+      }
       // payload length for the MTU check; GSO super-frames are exempt (segmented downstream)
       const payload = slab[off - VNET_HDR_LEN + VNET_GSO_TYPE] !== 0 ? 0 : len - ETH_HLEN - (hdr.tpid !== 0 ? VLAN_HLEN : 0);
       if (!hdr.dstGroup) {
@@ -221,6 +226,15 @@ export class Bridge {
       }
     }
     this.flush();
+  }
+
+  /** Records the sender IPv4 of an Ethernet/IPv4 ARP whose sender MAC is the frame's source. */
+  private snoopArp(slab: Uint8Array, p: number, len: number, vid: number, src: number): void {
+    // htype 1, ptype 0x0800, hlen 6, plen 4
+    if (len < 28 || slab[p + 1] !== 1 || slab[p + 2] !== 0x08 || slab[p + 3] !== 0 || slab[p + 4] !== 6 || slab[p + 5] !== 4) return;
+    if (readMac(slab, p + 8) !== src) return;
+    const ip = ((slab[p + 14] << 24) | (slab[p + 15] << 16) | (slab[p + 16] << 8) | slab[p + 17]) >>> 0;
+    if (ip !== 0) this.fdb.setIpv4(vid, src, ip);
   }
 
   /**

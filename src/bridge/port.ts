@@ -43,6 +43,8 @@ export class BridgePort {
   learning: boolean;
   flood: boolean;
   isolated: boolean;
+  /** Record IPv4 addresses seen in ARPs (local ports; never the uplink). */
+  readonly snoopArp: boolean;
   /** VLAN membership and egress rules (replaced as a whole by `vlan set`). */
   vlan: PortVlan = DEFAULT_VLAN;
   /** Per-port FDB cap (0 = none). */
@@ -72,6 +74,7 @@ export class BridgePort {
     this.id = id;
     this.name = name;
     this.kind = kind;
+    this.snoopArp = kind === 'tap' || kind === 'attach';
     this.learning = flags.learning;
     this.flood = flags.flood;
     this.isolated = flags.isolated;

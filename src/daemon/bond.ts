@@ -200,14 +200,25 @@ export class Bond implements PortHandle {
     if (io === null) return 0;
     const macs: number[] = [];
     const vids: number[] = [];
+    const ips: number[] = [];
     const bondId = this.port.id;
+    let garps = 0;
     this.bridge.fdb.forEach(0, (e) => {
       if (e.port === bondId) return;
+      // one RARP per (MAC, VLAN) ...
       macs.push(e.mac);
       vids.push(e.vid);
+      ips.push(0);
+      // ... and a gratuitous ARP for the IPv4 address it was seen using
+      if (e.ipv4 !== 0) {
+        macs.push(e.mac);
+        vids.push(e.vid);
+        ips.push(e.ipv4);
+        garps++;
+      }
     });
-    const sent = sendRarps(io, RxSlab.get().bytes, this.port.vlan, macs, vids);
-    this.log.info({ round, macs: macs.length, sent, member: this.policy.active >= 0 ? this.cfg.members[this.policy.active] : null }, 'announced VM MACs (RARP)');
+    const sent = sendRarps(io, RxSlab.get().bytes, this.port.vlan, macs, vids, ips);
+    this.log.info({ round, macs: macs.length - garps, gratuitous_arps: garps, sent, member: this.policy.active >= 0 ? this.cfg.members[this.policy.active] : null }, 'announced VM MACs (RARP)');
     return sent;
   }
 

@@ -65,6 +65,8 @@ export interface FdbEntryView {
   isStatic: boolean;
   /** ms since last seen (0 for static entries) */
   ageMs: number;
+  /** IPv4 address seen in its ARPs, 0 when none */
+  ipv4: number;
 }
 
 export const enum AddResult {
@@ -96,6 +98,8 @@ export class Fdb {
   private readonly flapMoves: Uint16Array;
   private readonly flapFrom: Int32Array;
   private readonly flapWarnedMs: Float64Array;
+  /** IPv4 address last seen in an ARP from this entry's MAC (ARP snooping), 0 = none */
+  private readonly ipv4: Uint32Array;
   private freeHead: number;
 
   // hashtable of entry ids
@@ -135,6 +139,7 @@ export class Fdb {
     this.flapMoves = new Uint16Array(n);
     this.flapFrom = new Int32Array(n);
     this.flapWarnedMs = new Float64Array(n).fill(-Infinity);
+    this.ipv4 = new Uint32Array(n);
     // free list threaded through lruNext
     for (let i = 0; i < n - 1; i++) this.lruNext[i] = i + 1;
     this.lruNext[n - 1] = EMPTY;
@@ -275,6 +280,7 @@ export class Fdb {
     this.flapStartMs[e] = -Infinity;
     this.flapMoves[e] = 0;
     this.flapWarnedMs[e] = -Infinity;
+    this.ipv4[e] = 0;
     this.lruPrev[e] = EMPTY;
     this.lruNext[e] = EMPTY;
     if (!isStatic) {
@@ -414,6 +420,13 @@ export class Fdb {
     return removed;
   }
 
+  /** Records the IPv4 address a MAC used in an ARP (ARP snooping); ignored when the entry is unknown. */
+  setIpv4(vid: number, mac: number, ip: number): void {
+    const machi = Math.floor(mac / TWO32);
+    const e = this.find(((vid << 16) | machi) >>> 0, (mac - machi * TWO32) >>> 0);
+    if (e !== EMPTY) this.ipv4[e] = ip >>> 0;
+  }
+
   /** Removes every entry of `port` whose VLAN fails `keep` (the port left those VLANs). */
   removePortVlans(port: number, keep: (vid: number) => boolean): number {
     let removed = 0;
@@ -462,6 +475,7 @@ export class Fdb {
         port: this.port[e],
         isStatic,
         ageMs: isStatic ? 0 : Math.max(0, nowMs - this.seenMs[e]),
+        ipv4: this.ipv4[e],
       });
     }
   }

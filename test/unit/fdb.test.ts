@@ -194,8 +194,8 @@ describe('Fdb static entries and flushing', () => {
     f.addStatic(0, B, 2, 1000);
     const seen: unknown[] = [];
     f.forEach(4000, (e) => seen.push(e));
-    expect(seen).toContainEqual({ vid: 5, mac: A, port: 1, isStatic: false, ageMs: 3000 });
-    expect(seen).toContainEqual({ vid: 0, mac: B, port: 2, isStatic: true, ageMs: 0 });
+    expect(seen).toContainEqual({ vid: 5, mac: A, port: 1, isStatic: false, ageMs: 3000, ipv4: 0 });
+    expect(seen).toContainEqual({ vid: 0, mac: B, port: 2, isStatic: true, ageMs: 0, ipv4: 0 });
   });
 });
 
