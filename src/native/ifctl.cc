@@ -118,16 +118,19 @@ Napi::Value SetLinkUp(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-Napi::Value SetMtu(const Napi::CallbackInfo& info) {
+// setMtu / setTxQueueLen: one integer argument written into the ifreq and set with one ioctl.
+template <typename Apply>
+Napi::Value SetIntIoctl(const Napi::CallbackInfo& info, const char* usage, const char* what, int64_t min, int64_t max,
+                        unsigned long request, const char* syscall, Apply apply) {
   Napi::Env env = info.Env();
   std::string name;
   if (!GetIfName(info, 0, &name)) return env.Undefined();
-  int64_t mtu;
+  int64_t value;
   if (info.Length() < 2) {
-    ThrowType(env, "setMtu(name: string, mtu: number)");
+    ThrowType(env, usage);
     return env.Undefined();
   }
-  if (!GetInt(info[1], "mtu", 68, 65535, &mtu)) return env.Undefined();
+  if (!GetInt(info[1], what, min, max, &value)) return env.Undefined();
   Ctl c;
   if (c.fd < 0) {
     ThrowSysError(env, errno, "socket(AF_INET)", name);
@@ -135,37 +138,22 @@ Napi::Value SetMtu(const Napi::CallbackInfo& info) {
   }
   struct ifreq ifr;
   PrepIfr(&ifr, name);
-  ifr.ifr_mtu = static_cast<int>(mtu);
-  if (ioctl(c.fd, SIOCSIFMTU, &ifr) < 0) {
-    ThrowSysError(env, errno, "ioctl(SIOCSIFMTU)", name);
+  apply(&ifr, static_cast<int>(value));
+  if (ioctl(c.fd, request, &ifr) < 0) {
+    ThrowSysError(env, errno, syscall, name);
     return env.Undefined();
   }
   return env.Undefined();
 }
 
+Napi::Value SetMtu(const Napi::CallbackInfo& info) {
+  return SetIntIoctl(info, "setMtu(name: string, mtu: number)", "mtu", 68, 65535, SIOCSIFMTU, "ioctl(SIOCSIFMTU)",
+                     [](struct ifreq* ifr, int v) { ifr->ifr_mtu = v; });
+}
+
 Napi::Value SetTxQueueLen(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::string name;
-  if (!GetIfName(info, 0, &name)) return env.Undefined();
-  int64_t len;
-  if (info.Length() < 2) {
-    ThrowType(env, "setTxQueueLen(name: string, len: number)");
-    return env.Undefined();
-  }
-  if (!GetInt(info[1], "len", 0, 0x7fffffff, &len)) return env.Undefined();
-  Ctl c;
-  if (c.fd < 0) {
-    ThrowSysError(env, errno, "socket(AF_INET)", name);
-    return env.Undefined();
-  }
-  struct ifreq ifr;
-  PrepIfr(&ifr, name);
-  ifr.ifr_qlen = static_cast<int>(len);
-  if (ioctl(c.fd, SIOCSIFTXQLEN, &ifr) < 0) {
-    ThrowSysError(env, errno, "ioctl(SIOCSIFTXQLEN)", name);
-    return env.Undefined();
-  }
-  return env.Undefined();
+  return SetIntIoctl(info, "setTxQueueLen(name: string, len: number)", "len", 0, 0x7fffffff, SIOCSIFTXQLEN,
+                     "ioctl(SIOCSIFTXQLEN)", [](struct ifreq* ifr, int v) { ifr->ifr_qlen = v; });
 }
 
 int EthtoolFlags(int fd, const std::string& name, uint32_t cmd, uint32_t* data) {
