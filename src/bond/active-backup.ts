@@ -175,6 +175,13 @@ export class ActiveBackup {
     const up = (i: number): boolean => i >= 0 && this.link[i] === 'up';
     if (!up(cur)) {
       next = up(this.primary) ? this.primary : up(1 - this.primary) ? 1 - this.primary : -1;
+      // no member up: one still waiting out its updelay is made active at once (bond_find_best_slave)
+      const back = this.link[0] === 'back' ? 0 : this.link[1] === 'back' ? 1 : -1;
+      if (next < 0 && back >= 0) {
+        this.cancel(back);
+        this.link[back] = 'up';
+        next = back;
+      }
     } else if (this.primaryReselect === 'always' && up(this.primary)) {
       next = this.primary;
     }
