@@ -262,6 +262,14 @@ export class Lab {
     await this.ip(nodeA, ["link", "add", nameA, "type", "veth", "peer", "name", nameB, "netns", this.ns(nodeB)]);
   }
 
+  /**
+   * A veth pair from this lab's nodeA/nameA to `other` lab's nodeB/nameB (e.g. a trunk between the dom0s of two
+   * labs, each with its own daemon); created inside the namespaces, removed with either of them.
+   */
+  async addVethTo(nodeA: string, nameA: string, other: Lab, nodeB: string, nameB: string): Promise<void> {
+    await this.ip(nodeA, ["link", "add", nameA, "type", "veth", "peer", "name", nameB, "netns", other.ns(nodeB)]);
+  }
+
   /** Address a host interface (optional MAC), IPv4 /24 and optional IPv6 /64 without DAD, and bring it up. */
   async configureHost(node: string, ifname: string, ip4: string, ip6?: string, mac?: string): Promise<void> {
     if (mac) await this.ip(node, ["link", "set", "dev", ifname, "address", mac]);
@@ -538,4 +546,61 @@ while time.monotonic() < deadline:
         res["tpid"], res["tci"] = struct.unpack("!HH", data[12:16]); res["where"] = "inline"
     break
 print(json.dumps(res), flush=True)
+`;
+
+/**
+ * Raw frame sender: on IFNAME send each hex FRAME (as given: tags inline) COUNT times, INTERVAL seconds apart.
+ * Args: IFNAME COUNT INTERVAL FRAME... Prints {"sent": n}.
+ */
+export const PY_RAW_SENDER = String.raw`
+import json, socket, sys, time
+ifname, count, interval = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+frames = [bytes.fromhex(h) for h in sys.argv[4:]]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+n = 0
+for i in range(count):
+    for f in frames:
+        s.send(f); n += 1
+    if i + 1 < count: time.sleep(interval)
+print(json.dumps({"sent": n}), flush=True)
+`;
+
+/**
+ * Raw capture: on IFNAME, for TIMEOUT seconds (or until MAX frames), record every received frame (not our own
+ * outgoing ones) that carries the ASCII MARKER, with its VLAN tag whether the kernel stripped it (PACKET_AUXDATA) or
+ * left it inline. Args: IFNAME MARKER TIMEOUT [MAX]. Prints "ready", then
+ * {"frames": [{"tpid": n|null, "tci": n|null, "where": "auxdata"|"inline"|null, "len": n, "src": "aa:bb:.."}]}.
+ */
+export const PY_RAW_CAPTURE = String.raw`
+import json, socket, struct, sys, time
+ifname, marker, timeout = sys.argv[1], sys.argv[2].encode(), float(sys.argv[3])
+maxn = int(sys.argv[4]) if len(sys.argv) > 4 else 1 << 30
+SOL_PACKET, PACKET_AUXDATA = 263, 8
+TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID = 1 << 4, 1 << 6
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+s.bind((ifname, 0))
+print("ready", flush=True)
+deadline = time.monotonic() + timeout
+out = []
+while len(out) < maxn and time.monotonic() < deadline:
+    s.settimeout(max(0.02, deadline - time.monotonic()))
+    try:
+        data, anc, flags, addr = s.recvmsg(65536, socket.CMSG_SPACE(64))
+    except socket.timeout:
+        break
+    if addr[2] == socket.PACKET_OUTGOING or marker not in data:
+        continue
+    r = {"tpid": None, "tci": None, "where": None, "len": len(data), "src": ":".join("%02x" % b for b in data[6:12])}
+    for level, typ, cdata in anc:
+        if level == SOL_PACKET and typ == PACKET_AUXDATA and len(cdata) >= 20:
+            status, _l, _s, _m, _n, tci, tpid = struct.unpack("IIIHHHH", cdata[:20])
+            if status & TP_STATUS_VLAN_VALID:
+                r["tci"] = tci; r["where"] = "auxdata"
+                r["tpid"] = tpid if status & TP_STATUS_VLAN_TPID_VALID and tpid else 0x8100
+    if r["where"] is None and len(data) >= 18 and struct.unpack("!H", data[12:14])[0] in (0x8100, 0x88a8):
+        r["tpid"], r["tci"] = struct.unpack("!HH", data[12:16]); r["where"] = "inline"
+    out.append(r)
+print(json.dumps({"frames": out}), flush=True)
 `;
