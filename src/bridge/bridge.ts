@@ -285,6 +285,12 @@ export class Bridge {
     egress.txCount = 0;
   }
 
+  /** Forgets frames queued by a batch that failed half-way (they reference a slab about to be reused). */
+  discardBatch(): void {
+    for (const p of this.dirty) p.txCount = 0;
+    this.dirty.length = 0;
+  }
+
   /** Sends every queued frame: one native call per egress port. */
   flush(): void {
     const dirty = this.dirty;

@@ -69,6 +69,8 @@ export class BridgePort {
   dropTaggedOnAccess = 0;
   dropVlanNotMember = 0;
   dropUntaggedNoNative = 0;
+  /** rx batches abandoned because forwarding threw (a bug; logged rate-limited) */
+  batchErrors = 0;
 
   constructor(id: number, name: string, kind: PortKind, flags: PortFlags, mtu: number, fdbMax = 0) {
     this.id = id;

@@ -18,6 +18,7 @@ import { BridgePort, type PortKind, type PortState } from '../bridge/port.js';
 import { IFF_LOWER_UP, IFF_RUNNING, IFF_UP, netdev, PacketPort } from '../io/native.js';
 import { silenceHostStack } from './hoststack.js';
 import { existsSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 
 /** TAP kernel-to-fd ring: the default 1000 overflows silently under bursts. */
 export const TAP_TXQUEUELEN = 10000;
@@ -156,9 +157,27 @@ export class ManagedPort implements PortHandle {
     this.port.ifindex = io.ifindex;
     this.setState(state);
     io.start(
-      (slab, desc, count) => this.deliver(slab, desc, count),
+      (slab, desc, count) => {
+        try {
+          this.deliver(slab, desc, count);
+        } catch (err) {
+          // a bug must cost one batch, never the daemon (an exception here would reach uncaughtException)
+          this.bridge.discardBatch();
+          this.onBatchError(err);
+        }
+      },
       (errno, syscall, stopped) => this.onIoError(errno, syscall, stopped),
     );
+  }
+
+  private lastBatchErrorMs = -Infinity;
+
+  private onBatchError(err: unknown): void {
+    this.port.batchErrors++;
+    const now = performance.now();
+    if (now - this.lastBatchErrorMs < 10_000) return;
+    this.lastBatchErrorMs = now;
+    this.log.error({ err, batch_errors: this.port.batchErrors }, 'forwarding a batch failed; batch dropped (logged at most every 10 s)');
   }
 
   private onIoError(errno: number, syscall: string, stopped: boolean): void {
