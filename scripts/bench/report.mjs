@@ -1,0 +1,192 @@
+// Turns the raw measurements of scripts/bench/run.sh (TSV: impl, path, rep, metric, value) into medians, one table with
+// ratios and the targets of issue 5, and a JSON file. Run by run.sh; reads its inputs from BENCH_* environment variables.
+//
+//   node scripts/bench/report.mjs                       (BENCH_RESULTS=raw.tsv BENCH_OUT=out.json ...)
+//   node scripts/bench/report.mjs --from results/X.json  prints the table of an earlier run again
+
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { cpus, release } from 'node:os';
+import { execFileSync } from 'node:child_process';
+
+const env = process.env;
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  if (n === 0) return null;
+  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+function machine() {
+  let model = cpus()[0]?.model ?? 'unknown';
+  try {
+    const m = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) model = m[1];
+  } catch { /* keep os.cpus() */ }
+  let nproc = cpus().length;
+  try { nproc = Number(execFileSync('nproc', { encoding: 'utf8' }).trim()); } catch { /* keep */ }
+  let vde = null;
+  try { vde = execFileSync('dpkg-query', ['-W', '-f', '${Version}', 'vde2'], { encoding: 'utf8' }).trim() || null; } catch { /* none */ }
+  let iperf = null;
+  try { iperf = execFileSync('iperf3', ['--version'], { encoding: 'utf8' }).split('\n')[0].trim(); } catch { /* none */ }
+  return { nproc, cpu_model: model, kernel: release(), node: process.version, vde2: vde, iperf3: iperf };
+}
+
+function collect(tsv) {
+  const raw = {};
+  for (const line of readFileSync(tsv, 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    const [impl, path, rep, metric, value] = line.split('\t');
+    const key = `${impl}/${path}`;
+    raw[key] ??= {};
+    raw[key][metric] ??= [];
+    raw[key][metric].push({ rep: Number(rep), value: Number(value) });
+  }
+  const medians = {};
+  for (const [key, metrics] of Object.entries(raw)) {
+    medians[key] = {};
+    for (const [m, vals] of Object.entries(metrics)) medians[key][m] = median(vals.map((v) => v.value));
+  }
+  return { raw, medians };
+}
+
+const ROWS = [
+  ['tapbridge/tap', 'tapbridge', 'TAP <-> TAP'],
+  ['tapbridge/uplink', 'tapbridge', 'TAP <-> AF_PACKET uplink'],
+  ['kernel/veth', 'kernel bridge', 'veth <-> veth (both paths)'],
+  ['vde/tap', 'vde_switch', 'TAP <-> TAP'],
+  ['vde/uplink', 'vde_switch', 'TAP <-> vde_pcapplug (libpcap)'],
+];
+
+function fmt(v, digits) {
+  return v === null || v === undefined || Number.isNaN(v) ? '-' : v.toFixed(digits);
+}
+
+function ratio(a, b) {
+  return a === null || a === undefined || b === null || b === undefined || b === 0 ? null : a / b;
+}
+
+export function render(result) {
+  const M = result.medians;
+  const g = (key, m) => M[key]?.[m] ?? null;
+  const out = [];
+  out.push(`tapbridge bench ${result.date}: ${result.machine.nproc} CPUs (${result.machine.cpu_model}), kernel ${result.machine.kernel}, node ${result.machine.node}`);
+  out.push(`medians of ${result.settings.reps} rep(s); iperf3 -t ${result.settings.tcp_seconds}; 60-byte flood window ${result.settings.flood_seconds} s; ` +
+    `ping -c ${result.settings.ping_count} -i 0.01; load before/after: ${result.load.before} / ${result.load.after}`);
+  out.push('');
+  const head = ['implementation', 'path', 'TCP 1 Gb/s', 'TCP 2 Gb/s', 'kpps 60B', 'gen kpps', 'drop@a kpps', 'ping ms', 'CPU us/frame (usr+sys)', 'RSS MB'];
+  const rows = [head];
+  for (const [key, impl, path] of ROWS) {
+    if (!M[key]) continue;
+    const cpu = g(key, 'cpu_us');
+    rows.push([
+      impl, path, fmt(g(key, 'tcp1_gbps'), 2), fmt(g(key, 'tcp2_gbps'), 2), fmt(g(key, 'pps') / 1e3, 0),
+      fmt(g(key, 'offered') / 1e3, 0), fmt(g(key, 'a_drop_pps') / 1e3, 0), fmt(g(key, 'ping_ms'), 3),
+      cpu === null ? (key.startsWith('kernel') ? 'in kernel' : '-') : `${fmt(cpu, 2)} (${fmt(g(key, 'cpu_user_us'), 2)}+${fmt(g(key, 'cpu_sys_us'), 2)})`,
+      fmt(g(key, 'rss_mb'), 1),
+    ]);
+  }
+  const widths = head.map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
+  const line = (r) => '| ' + r.map((c, i) => String(c).padEnd(widths[i])).join(' | ') + ' |';
+  out.push(line(rows[0]));
+  out.push('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|');
+  for (const r of rows.slice(1)) out.push(line(r));
+  out.push('');
+  out.push('generator ceiling (60-byte frames through the kernel bridge, same generator): ' +
+    `${fmt(g('kernel/veth', 'pps') / 1e3, 0)} kpps`);
+  out.push('');
+  out.push('Targets of issue 5 (ratios from this run):');
+  for (const t of result.targets) {
+    out.push(`  ${t.ok === null ? '  n/a' : t.ok ? 'MET ' : 'MISS'}  ${t.name}: ${t.detail}`);
+  }
+  if (result.soak) {
+    const s = result.soak;
+    out.push('');
+    out.push(`soak (tapbridge TAP<->TAP, ${s.seconds} s, 100k source MACs): FDB ${s.fdb_entries} entries, ${fmt(s.pps / 1e3, 0)} kpps, ` +
+      `RSS idle ${fmt(s.rss_idle_mb, 1)} MB, after fill ${fmt(s.rss_first_mb, 1)}, min ${fmt(s.rss_min_mb, 1)}, max ${fmt(s.rss_max_mb, 1)}, ` +
+      `last ${fmt(s.rss_last_mb, 1)}, VmHWM ${fmt(s.rss_hwm_mb, 1)} MB`);
+  }
+  for (const s of result.skipped) out.push(`NOTE: ${s}`);
+  return out.join('\n');
+}
+
+function targets(M, soak) {
+  const g = (key, m) => M[key]?.[m] ?? null;
+  const list = [];
+  const r = (a, b) => ratio(a, b);
+  const x = (v) => (v === null ? 'n/a' : `${v.toFixed(2)}x`);
+  // TCP TAP<->TAP >= 0.9x kernel
+  let v = r(g('tapbridge/tap', 'tcp1_gbps'), g('kernel/veth', 'tcp1_gbps'));
+  list.push({ name: 'TCP TAP<->TAP >= 0.9x kernel bridge', ratio: v, ok: v === null ? null : v >= 0.9,
+    detail: `${x(v)} kernel (1 stream), ${x(r(g('tapbridge/tap', 'tcp2_gbps'), g('kernel/veth', 'tcp2_gbps')))} (2 streams); ` +
+      `${x(r(g('tapbridge/tap', 'tcp1_gbps'), g('vde/tap', 'tcp1_gbps')))} vde_switch` });
+  v = r(g('tapbridge/uplink', 'tcp1_gbps'), g('kernel/veth', 'tcp1_gbps'));
+  list.push({ name: 'TCP TAP<->AF_PACKET uplink >= 0.6x kernel bridge', ratio: v, ok: v === null ? null : v >= 0.6,
+    detail: `${x(v)} kernel (1 stream), ${x(r(g('tapbridge/uplink', 'tcp2_gbps'), g('kernel/veth', 'tcp2_gbps')))} (2 streams); ` +
+      `${x(r(g('tapbridge/uplink', 'tcp1_gbps'), g('vde/uplink', 'tcp1_gbps')))} vde_switch+pcapplug` });
+  v = r(g('tapbridge/tap', 'pps'), g('vde/tap', 'pps'));
+  const ceil = r(g('tapbridge/tap', 'pps'), g('kernel/veth', 'pps'));
+  const genBound = ceil !== null && ceil >= 0.95;
+  list.push({ name: '60-byte frames TAP<->TAP >= 1.3x vde_switch', ratio: v, ceiling_ratio: ceil,
+    ok: v === null ? (genBound ? true : null) : v >= 1.3 || genBound,
+    detail: `${x(v)} vde_switch; ${x(ceil)} of the generator ceiling${genBound ? ' (generator-bound: counts as met)' : ''}` });
+  v = g('tapbridge/tap', 'cpu_us');
+  list.push({ name: 'stretch: <= 2.5 us bridge CPU per 60-byte frame', value_us: v, ok: v === null ? null : v <= 2.5,
+    detail: `${fmt(v, 2)} us TAP<->TAP (${fmt(g('tapbridge/uplink', 'cpu_us'), 2)} us TAP->uplink); vde_switch ${fmt(g('vde/tap', 'cpu_us'), 2)} us` });
+  v = r(g('tapbridge/tap', 'ping_ms'), g('vde/tap', 'ping_ms'));
+  list.push({ name: 'ping RTT <= vde_switch', ratio: v, ok: v === null ? null : v <= 1.0,
+    detail: `${x(v)} vde_switch TAP<->TAP (${fmt(g('tapbridge/tap', 'ping_ms'), 3)} vs ${fmt(g('vde/tap', 'ping_ms'), 3)} ms); ` +
+      `uplink ${x(r(g('tapbridge/uplink', 'ping_ms'), g('vde/uplink', 'ping_ms')))}; kernel ${fmt(g('kernel/veth', 'ping_ms'), 3)} ms` });
+  if (soak) {
+    const flat = soak.rss_max_mb !== null && soak.rss_first_mb !== null ? soak.rss_max_mb - soak.rss_first_mb : null;
+    list.push({ name: 'RSS <= 100 MB with 100k FDB entries, flat under load', value_mb: soak.rss_max_mb,
+      ok: soak.rss_max_mb === null ? null : soak.rss_max_mb <= 100 && soak.fdb_entries >= 100000,
+      detail: `max ${fmt(soak.rss_max_mb, 1)} MB with ${soak.fdb_entries} entries; growth after fill ${fmt(flat, 1)} MB over ${soak.seconds} s` +
+        (soak.seconds < 600 ? ' (shorter than the 10 min of the target: run --soak 600)' : '') });
+  }
+  list.push({ name: 'engine alone >= 10M decisions/s with 100k FDB entries', ok: null,
+    detail: 'see `npm run bench:engine` (scripts/bench/engine.mjs)' });
+  return list;
+}
+
+function main() {
+  const fromIdx = process.argv.indexOf('--from');
+  if (fromIdx > 0) {
+    console.log(render(JSON.parse(readFileSync(process.argv[fromIdx + 1], 'utf8'))));
+    return;
+  }
+  const { raw, medians } = collect(env.BENCH_RESULTS);
+  let soak = null;
+  if (medians['tapbridge/soak']) {
+    const s = medians['tapbridge/soak'];
+    soak = { seconds: s.seconds, fdb_entries: s.fdb_entries, pps: s.pps, rss_idle_mb: s.rss_idle_mb ?? null,
+      rss_first_mb: s.rss_first_mb ?? null, rss_min_mb: s.rss_min_mb ?? null, rss_max_mb: s.rss_max_mb ?? null,
+      rss_last_mb: s.rss_last_mb ?? null, rss_hwm_mb: s.rss_hwm_mb ?? null };
+    delete medians['tapbridge/soak'];
+    delete raw['tapbridge/soak'];
+  }
+  const result = {
+    date: new Date().toISOString(),
+    machine: machine(),
+    settings: {
+      reps: Number(env.BENCH_REPS), tcp_seconds: Number(env.BENCH_TCP_SECONDS), flood_seconds: Number(env.BENCH_FLOOD_SECONDS),
+      ping_count: Number(env.BENCH_PING_COUNT), soak_seconds: Number(env.BENCH_SOAK_SECONDS),
+    },
+    load: { before: env.BENCH_LOAD_BEFORE, after: env.BENCH_LOAD_AFTER },
+    elapsed_s: Number(env.BENCH_ELAPSED),
+    skipped: (env.BENCH_SKIPPED ?? '').split('\n').filter(Boolean),
+    generator_ceiling_pps: medians['kernel/veth']?.pps ?? null,
+    medians,
+    soak,
+    raw,
+  };
+  result.targets = targets(medians, soak);
+  console.log('');
+  console.log(render(result));
+  mkdirSync(dirname(env.BENCH_OUT), { recursive: true });
+  writeFileSync(env.BENCH_OUT, JSON.stringify(result, null, 2) + '\n');
+  console.log(`\nJSON: ${env.BENCH_OUT}`);
+}
+
+main();

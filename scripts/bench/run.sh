@@ -1,0 +1,458 @@
+#!/usr/bin/env bash
+# tapbridge benchmark suite: the same two-host namespace topology built around each implementation in turn, in one run.
+# Prints one table with medians and ratios and writes scripts/bench/results/<date>.json. Documented in README.md here.
+#
+# Path "tap" (TAP vif <-> TAP vif):
+#
+#   +---- PREFIX-a ----+                                               +---- PREFIX-b ----+
+#   | eth0 198.18.0.1  |                                               | eth0 198.18.0.2  |
+#   | 02:00:00:00:00:0a|                                               | 02:00:00:00:00:0b|
+#   +--------|---------+                                               +--------|---------+
+#            | TAP (made as vifa in PREFIX-br, moved + renamed)                 | TAP (vifb)
+#   +--------|-------------------------------------------------------------------|---------+
+#   |        fd  [ tapbridge daemon | vde_switch -t vifa -t vifb ]               fd        |
+#   |                                   PREFIX-br                                           |
+#   +---------------------------------------------------------------------------------------+
+#
+# Path "uplink" (TAP vif <-> AF_PACKET uplink): b hangs off a veth pair instead; the bridge end peth0 stays in PREFIX-br:
+#
+#   a ---TAP vifa--- [ tapbridge: uplink peth0 (AF_PACKET) | vde_switch -t vifa + vde_pcapplug peth0 (libpcap) ] ---veth--- b
+#
+# Kernel bridge (for comparison; "veth everywhere"): br0 in PREFIX-br, a and b each on a veth pair (vifa, vifb are the
+# bridge ports). Both paths are the same topology there, so it is measured once per rep and is the denominator of both.
+#
+# Metrics per implementation, path and rep (a -> b unless said):
+#   ping     RTT avg over `ping -c N -i 0.01` (ms)
+#   tcp1     iperf3 -t T, 1 stream (Gbit/s, receiver side)      tcp2  the same with -P 2
+#   pps      60-byte frames/s counted at b's eth0 (rx_packets delta over a window inside the flood) from the C sendmmsg
+#            generator flood.c in a (compiled with cc at run time), dst = b's MAC (known unicast), ethertype 0x88b5
+#   offered  the generator's own send rate during that flood
+#   cpu_us   bridge CPU per forwarded frame: (utime+stime) delta of the bridge process(es) from /proc/PID/stat over the
+#            window / rx delta at b (vde uplink: vde_switch + vde_pcapplug); the user and system parts separately
+#   rss_mb   VmRSS of the bridge process(es) after the flood (MB)
+# Then, once per run (tapbridge, tap path): a soak with fdb_max 131072: the generator cycles 100k source MACs for
+# --soak seconds, RSS sampled every 2 s, FDB entries read with `tapbridge stats -j`.
+#
+# Usage (root, after `npm ci`):  bash scripts/bench/run.sh [options]      (also: npm run bench -- [options])
+#   --reps N            reps per measurement, medians reported (default 3)
+#   --quick             1 rep, short durations (tcp 2 s, flood window 2 s, 50 pings, soak 5 s)
+#   --tcp-seconds S     iperf3 -t (default 5)
+#   --flood-seconds S   measurement window of the 60-byte flood (default 5; the generator runs S + 2 s)
+#   --ping-count N      pings per RTT measurement (default 200)
+#   --soak S            seconds of the 100k-MAC soak (default 30; 0 = skip; the issue's target is 600)
+#   --impl LIST         comma-separated subset of tapbridge,kernel,vde (default all)
+#   --no-install        do not apt-get install vde2 when missing (vde is then skipped, and says so)
+#   --vde-pcapplug      also try vde_switch's uplink path through vde_pcapplug (skipped by default: no connectivity here)
+#   --out FILE          JSON output (default scripts/bench/results/<UTC date>.json)
+#
+# Safety: namespaces tb-bench-PID-*, removed on every exit path; addresses from 198.18.0.0/15 only; nothing touches the
+# root namespace's links, addresses or routes; every generator and client is bounded in time (and count); only PIDs this
+# script started are stopped.
+
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$BENCH_DIR/../.." && pwd)
+# shellcheck source=../lib/netns.sh
+source "$REPO_ROOT/scripts/lib/netns.sh"
+
+REPS=3
+TCP_SECONDS=5
+FLOOD_SECONDS=5
+PING_COUNT=200
+SOAK_SECONDS=30
+IMPLS=tapbridge,kernel,vde
+INSTALL=1
+OUT=
+VDE_UPLINK=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--reps) REPS=$2; shift ;;
+	--quick) REPS=1 TCP_SECONDS=2 FLOOD_SECONDS=2 PING_COUNT=50 SOAK_SECONDS=5 ;;
+	--tcp-seconds) TCP_SECONDS=$2; shift ;;
+	--flood-seconds) FLOOD_SECONDS=$2; shift ;;
+	--ping-count) PING_COUNT=$2; shift ;;
+	--soak) SOAK_SECONDS=$2; shift ;;
+	--impl) IMPLS=$2; shift ;;
+	--no-install) INSTALL=0 ;;
+	--vde-pcapplug) VDE_UPLINK=1 ;;
+	--out) OUT=$2; shift ;;
+	-h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+	*) tb_die "unknown option $1 (see --help)" ;;
+	esac
+	shift
+done
+[[ $REPS =~ ^[1-9][0-9]?$ ]] || tb_die "--reps takes 1..99"
+[[ $TCP_SECONDS =~ ^[1-9][0-9]?$ ]] || tb_die "--tcp-seconds takes 1..99"
+[[ $FLOOD_SECONDS =~ ^[1-9][0-9]?$ ]] || tb_die "--flood-seconds takes 1..99"
+[[ $PING_COUNT =~ ^[1-9][0-9]{0,3}$ ]] || tb_die "--ping-count takes 1..9999"
+[[ $SOAK_SECONDS =~ ^[0-9]{1,4}$ ]] && [ "$SOAK_SECONDS" -le 3600 ] || tb_die "--soak takes 0..3600"
+
+tb_require_root
+tb_require_cmds ip ping ss iperf3 timeout node cc
+NODE_BIN=$(command -v node)
+TB_MAIN=$REPO_ROOT/dist/cli/main.js
+CLK_TCK=$(getconf CLK_TCK)
+
+has_impl() { [[ ",$IMPLS," == *",$1,"* ]]; }
+
+PREFIX=tb-bench-$$
+NS_BR=$PREFIX-br
+NS_A=$PREFIX-a
+NS_B=$PREFIX-b
+IP_A=198.18.0.1
+IP_B=198.18.0.2
+MAC_A=02:00:00:00:00:0a
+MAC_B=02:00:00:00:00:0b
+SOAK_SRC=02:00:01:00:00:00
+SOAK_MACS=100000
+WORK=
+BR_PIDS=()     # PIDs whose CPU and RSS are the bridge's (empty for the kernel bridge)
+SKIPPED=()     # "impl: reason" lines for the report
+
+on_exit() {
+	local rc=$?
+	trap - EXIT INT TERM
+	tb_cleanup_all
+	[ -n "$WORK" ] && rm -rf "$WORK"
+	exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+WORK=$(mktemp -d /tmp/tb-bench.XXXXXX)
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+
+# ----------------------------------------------------------------------------------------------------------- prerequisites
+
+if has_impl tapbridge; then
+	if [ ! -f "$TB_MAIN" ] || [ ! -f "$REPO_ROOT/build/Release/tapbridge_native.node" ]; then
+		tb_die "$TB_MAIN or the native addon is missing: run 'npm ci' first"
+	fi
+fi
+if has_impl vde && ! command -v vde_switch >/dev/null 2>&1; then
+	if [ "$INSTALL" = 1 ] && command -v apt-get >/dev/null 2>&1; then
+		tb_info "installing vde2 (apt-get)"
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq vde2; } >"$WORK/apt.log" 2>&1 ||
+			tb_warn "apt-get install vde2 failed: $(tail -n 3 "$WORK/apt.log" | tr '\n' ' ')"
+	fi
+	if ! command -v vde_switch >/dev/null 2>&1; then
+		SKIPPED+=("vde: SKIPPED, vde_switch not installed (Debian package vde2)")
+		tb_warn "SKIPPING vde_switch: not installed (apt-get install vde2)"
+		IMPLS=${IMPLS//vde/}
+	fi
+fi
+# vde_switch has no AF_PACKET port; its nearest equivalent, vde_pcapplug (libpcap on peth0), gives no connectivity here:
+# a -> b frames arrive, b -> a frames never reach a (measured: ping 100% loss; libpcap also captures the frames it
+# injects, so a's MAC is learned on the pcapplug port). So the path is skipped unless asked for with --vde-pcapplug.
+if has_impl vde; then
+	if [ "$VDE_UPLINK" = 0 ]; then
+		SKIPPED+=("vde_switch TAP<->uplink path: SKIPPED (no AF_PACKET port; vde_pcapplug gives no b -> a connectivity here; try --vde-pcapplug)")
+	elif ! command -v vde_pcapplug >/dev/null 2>&1; then
+		VDE_UPLINK=0
+		SKIPPED+=("vde_switch TAP<->uplink path: SKIPPED, vde_pcapplug missing")
+	fi
+fi
+
+cc -O2 -Wall -o "$WORK/flood" "$BENCH_DIR/flood.c" || tb_die "cannot compile $BENCH_DIR/flood.c"
+
+# --------------------------------------------------------------------------------------------------------------- topology
+
+# host_up NS: silence IPv6 (no MLD/RS frames in the counters), loopback up.
+host_ns() {
+	tb_ns_create "$1"
+	ip netns exec "$1" sysctl -qw net.ipv6.conf.default.disable_ipv6=1 net.ipv6.conf.all.disable_ipv6=1 >/dev/null 2>&1 || true
+}
+
+# host_addr NS MAC IP: address eth0 of a host namespace and bring it up.
+host_addr() {
+	ip -n "$1" link set dev eth0 address "$2"
+	ip -n "$1" addr add "$3/24" dev eth0
+	ip -n "$1" link set dev eth0 up
+}
+
+# move_tap IFNAME NS: a TAP made in PREFIX-br moves into a host namespace and becomes its eth0.
+move_tap() {
+	tb_wait_link "$NS_BR" "$1" 10 || tb_die "TAP $1 did not appear in $NS_BR"
+	ip -n "$NS_BR" link set dev "$1" netns "$2"
+	ip -n "$2" link set dev "$1" name eth0
+}
+
+# veth_to NS IFNAME: a veth pair IFNAME (in PREFIX-br, up) <-> eth0 (in NS).
+veth_to() {
+	ip -n "$NS_BR" link add "$2" type veth peer name eth0 netns "$1"
+	ip -n "$NS_BR" link set dev "$2" up
+}
+
+# wait_pidfile FILE: echo the PID written there by a daemonizing program.
+wait_pidfile() {
+	local i
+	for ((i = 0; i < 50; i++)); do
+		if [ -s "$1" ]; then cat "$1"; return 0; fi
+		sleep 0.1
+	done
+	return 1
+}
+
+topo_up() { # topo_up IMPL PATH
+	local impl=$1 path=$2
+	BR_PIDS=()
+	host_ns "$NS_BR"
+	host_ns "$NS_A"
+	host_ns "$NS_B"
+	ip netns exec "$NS_BR" sysctl -qw net.ipv4.ip_forward=0 >/dev/null 2>&1 || true
+	case $impl in
+	kernel)
+		ip -n "$NS_BR" link add br0 type bridge stp_state 0
+		ip -n "$NS_BR" link set dev br0 up
+		veth_to "$NS_A" vifa
+		veth_to "$NS_B" vifb
+		ip -n "$NS_BR" link set dev vifa master br0
+		ip -n "$NS_BR" link set dev vifb master br0
+		;;
+	tapbridge)
+		local fdb_max=${TB_FDB_MAX:-8192}
+		[ "$path" = uplink ] && veth_to "$NS_B" peth0
+		{
+			echo "control_socket: $WORK/tb.sock"
+			echo "bridges:"
+			echo "  - name: br0"
+			echo "    fdb_max: $fdb_max"
+			[ "$path" = uplink ] && echo "    uplink: { interface: peth0 }"
+			echo "    ports:"
+			echo "      - { name: vifa }"
+			[ "$path" = tap ] && echo "      - { name: vifb }"
+		} >"$WORK/tb.yaml"
+		tb_bg "$NS_BR" "$WORK/daemon-$path.log" "$NODE_BIN" "$TB_MAIN" daemon --config "$WORK/tb.yaml"
+		BR_PIDS=("$TB_LAST_PID")
+		local rc=0
+		tb_wait_socket "$WORK/tb.sock" "$TB_LAST_PID" 20 || rc=$?
+		if [ "$rc" -ne 0 ]; then
+			tail -n 20 "$WORK/daemon-$path.log" >&2 || true
+			tb_die "tapbridge daemon did not start"
+		fi
+		move_tap vifa "$NS_A"
+		[ "$path" = tap ] && move_tap vifb "$NS_B"
+		;;
+	vde)
+		local taps=(-t vifa)
+		[ "$path" = tap ] && taps+=(-t vifb)
+		[ "$path" = uplink ] && veth_to "$NS_B" peth0
+		ip netns exec "$NS_BR" vde_switch -d -p "$WORK/vde.pid" -s "$WORK/vde.ctl" -M "$WORK/vde.mgmt" "${taps[@]}" \
+			>"$WORK/vde-$path.log" 2>&1 </dev/null
+		local pid
+		pid=$(wait_pidfile "$WORK/vde.pid") || tb_die "vde_switch wrote no pidfile"
+		TB_PIDS+=("$pid")
+		BR_PIDS=("$pid")
+		if [ "$path" = uplink ]; then
+			ip netns exec "$NS_BR" vde_pcapplug -d -P "$WORK/pcapplug.pid" -s "$WORK/vde.ctl" peth0 \
+				>"$WORK/pcapplug.log" 2>&1 </dev/null
+			pid=$(wait_pidfile "$WORK/pcapplug.pid") || tb_die "vde_pcapplug wrote no pidfile"
+			TB_PIDS+=("$pid")
+			BR_PIDS+=("$pid")
+		fi
+		move_tap vifa "$NS_A"
+		[ "$path" = tap ] && move_tap vifb "$NS_B"
+		;;
+	esac
+	host_addr "$NS_A" "$MAC_A" "$IP_A"
+	host_addr "$NS_B" "$MAC_B" "$IP_B"
+	# both MACs learned, ARP resolved, and the path works at all
+	local k
+	for ((k = 0; k < 20; k++)); do
+		tb_nsexec "$NS_A" ping -q -c 1 -W 1 "$IP_B" >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	tb_warn "$impl/$path: no ping a -> b after set-up"
+	return 1
+}
+
+topo_down() {
+	tb_cleanup_all
+	rm -f "$WORK/tb.sock" "$WORK/vde.pid" "$WORK/pcapplug.pid"
+	rm -rf "$WORK/vde.ctl" "$WORK/vde.mgmt"
+	BR_PIDS=()
+}
+
+# ------------------------------------------------------------------------------------------------------------ measuring
+
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" >>"$RESULTS"; } # impl path rep metric value
+
+# cpu_ticks: "utime stime" summed over BR_PIDS (clock ticks), from /proc/PID/stat fields 14 and 15.
+cpu_ticks() {
+	local pid u=0 s=0 rest
+	for pid in "${BR_PIDS[@]}"; do
+		rest=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+		rest=${rest##*) }
+		# shellcheck disable=SC2086
+		set -- $rest
+		u=$((u + ${12})) s=$((s + ${13}))
+	done
+	echo "$u $s"
+}
+
+# rss_kb [FIELD]: VmRSS (or FIELD, e.g. VmHWM) summed over BR_PIDS, kB.
+rss_kb() {
+	local pid total=0 v field=${1:-VmRSS}
+	for pid in "${BR_PIDS[@]}"; do
+		v=$(awk -v f="$field:" '$1 == f { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+		total=$((total + ${v:-0}))
+	done
+	echo "$total"
+}
+
+netstat_of() { # netstat_of NS COUNTER
+	ip netns exec "$1" cat "/sys/class/net/eth0/statistics/$2"
+}
+
+m_ping() {
+	local out avg
+	out=$(tb_nsexec "$NS_A" ping -q -c "$PING_COUNT" -i 0.01 -W 1 "$IP_B" 2>&1) || true
+	avg=$(sed -n 's#^rtt [^=]*= [0-9.]*/\([0-9.]*\)/.*#\1#p' <<<"$out")
+	[ -n "$avg" ] && echo "$avg"
+}
+
+m_iperf() { # m_iperf STREAMS: Gbit/s at the receiver
+	local streams=$1 out=$WORK/iperf.json srv k rc=0
+	tb_bg "$NS_B" "$WORK/iperf-srv.log" timeout $((TCP_SECONDS + 20)) iperf3 -s -1 -B "$IP_B" -p 5201
+	srv=$TB_LAST_PID
+	for ((k = 0; k < 50; k++)); do
+		ip netns exec "$NS_B" ss -Hltn "sport = :5201" 2>/dev/null | grep -q . && break
+		sleep 0.1
+	done
+	timeout $((TCP_SECONDS + 15)) ip netns exec "$NS_A" iperf3 -c "$IP_B" -p 5201 -t "$TCP_SECONDS" -P "$streams" -J \
+		>"$out" 2>&1 || rc=$?
+	tb_stop_pid "$srv" 3
+	[ "$rc" -eq 0 ] || { tb_warn "iperf3 -P $streams failed (rc $rc): $(head -c 300 "$out")"; return 1; }
+	"$NODE_BIN" -e 'const e=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")).end;
+		const r=e.sum_received||e.sum; console.log((r.bits_per_second/1e9).toFixed(3))' "$out"
+}
+
+# m_flood IMPL PATH REP [NSRC]: 60-byte flood a -> b; records pps, offered, cpu_us (+ user/sys), a_drops.
+m_flood() {
+	local impl=$1 path=$2 rep=$3 nsrc=${4:-1} gen t0 t1 rx0 rx1 c0 c1 d0 d1
+	# refresh b's FDB entry / the kernel's and vde's tables
+	tb_nsexec "$NS_B" ping -q -c 2 -i 0.2 -W 1 "$IP_A" >/dev/null 2>&1 || true
+	tb_bg "$NS_A" "$WORK/flood.out" timeout $((FLOOD_SECONDS + 10)) "$WORK/flood" -i eth0 -d "$MAC_B" -s "$MAC_A" \
+		-t $((FLOOD_SECONDS + 2)) -c 200000000 -n "$nsrc"
+	gen=$TB_LAST_PID
+	sleep 1
+	d0=$(netstat_of "$NS_A" tx_dropped)
+	t0=$EPOCHREALTIME; rx0=$(netstat_of "$NS_B" rx_packets); c0=$(cpu_ticks); t0=$(echo "$t0 $EPOCHREALTIME" | awk '{ printf "%.6f", ($1 + $2) / 2 }')
+	sleep "$FLOOD_SECONDS"
+	t1=$EPOCHREALTIME; rx1=$(netstat_of "$NS_B" rx_packets); c1=$(cpu_ticks); t1=$(echo "$t1 $EPOCHREALTIME" | awk '{ printf "%.6f", ($1 + $2) / 2 }')
+	d1=$(netstat_of "$NS_A" tx_dropped)
+	wait "$gen" 2>/dev/null || true
+	local frames=$((rx1 - rx0)) gen_pps
+	gen_pps=$(sed -n 's/.*pps=\([0-9]*\).*/\1/p' "$WORK/flood.out")
+	record "$impl" "$path" "$rep" pps "$(awk -v f="$frames" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", f / (b - a) }')"
+	record "$impl" "$path" "$rep" offered "${gen_pps:-0}"
+	# frames the generator could not hand over: dropped by a's eth0 (a TAP's ring full: the bridge did not read them)
+	record "$impl" "$path" "$rep" a_drop_pps "$(awk -v d=$((d1 - d0)) -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", d / (b - a) }')"
+	if [ "${#BR_PIDS[@]}" -gt 0 ] && [ "$frames" -gt 0 ]; then
+		local u0 s0 u1 s1
+		read -r u0 s0 <<<"$c0"
+		read -r u1 s1 <<<"$c1"
+		record "$impl" "$path" "$rep" cpu_us "$(awk -v u=$((u1 - u0 + s1 - s0)) -v f="$frames" -v h="$CLK_TCK" 'BEGIN { printf "%.3f", u * 1e6 / h / f }')"
+		record "$impl" "$path" "$rep" cpu_user_us "$(awk -v u=$((u1 - u0)) -v f="$frames" -v h="$CLK_TCK" 'BEGIN { printf "%.3f", u * 1e6 / h / f }')"
+		record "$impl" "$path" "$rep" cpu_sys_us "$(awk -v u=$((s1 - s0)) -v f="$frames" -v h="$CLK_TCK" 'BEGIN { printf "%.3f", u * 1e6 / h / f }')"
+		record "$impl" "$path" "$rep" cpu_util_pct "$(awk -v u=$((u1 - u0 + s1 - s0)) -v h="$CLK_TCK" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", 100 * u / h / (b - a) }')"
+	fi
+}
+
+measure() { # measure IMPL PATH REP
+	local impl=$1 path=$2 rep=$3 v
+	if v=$(m_ping); then record "$impl" "$path" "$rep" ping_ms "$v"; fi
+	if v=$(m_iperf 1); then record "$impl" "$path" "$rep" tcp1_gbps "$v"; fi
+	if v=$(m_iperf 2); then record "$impl" "$path" "$rep" tcp2_gbps "$v"; fi
+	m_flood "$impl" "$path" "$rep"
+	if [ "${#BR_PIDS[@]}" -gt 0 ]; then
+		record "$impl" "$path" "$rep" rss_mb "$(awk -v k="$(rss_kb)" 'BEGIN { printf "%.1f", k / 1024 }')"
+	fi
+}
+
+# soak: tapbridge, tap path, fdb_max 131072; the generator cycles SOAK_MACS source MACs.
+soak() {
+	local t s rss first=0 max=0 min=0 entries
+	TB_FDB_MAX=131072 topo_up tapbridge tap || { topo_down; return 1; }
+	record tapbridge soak 1 rss_idle_mb "$(awk -v k="$(rss_kb)" 'BEGIN { printf "%.1f", k / 1024 }')"
+	tb_bg "$NS_A" "$WORK/soak.out" timeout $((SOAK_SECONDS + 15)) "$WORK/flood" -i eth0 -d "$MAC_B" -s "$SOAK_SRC" \
+		-t "$SOAK_SECONDS" -n "$SOAK_MACS"
+	local gen=$TB_LAST_PID samples=()
+	local rx0 rx1
+	rx0=$(netstat_of "$NS_B" rx_packets)
+	for ((t = 2; t <= SOAK_SECONDS; t += 2)); do
+		sleep 2
+		rss=$(rss_kb)
+		samples+=("$rss")
+	done
+	wait "$gen" 2>/dev/null || true
+	rx1=$(netstat_of "$NS_B" rx_packets)
+	entries=$(timeout 15 "$NODE_BIN" "$TB_MAIN" stats -j --socket "$WORK/tb.sock" 2>/dev/null |
+		"$NODE_BIN" -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s)[0].fdb.entries))' || echo 0)
+	if [ "${#samples[@]}" -gt 0 ]; then
+		# the first sample is taken after 2 s, by when the 100k MACs have been learned (about 0.5 s at >= 200 kpps)
+		first=${samples[0]} max=$first min=$first
+		for s in "${samples[@]}"; do
+			[ "$s" -gt "$max" ] && max=$s
+			[ "$s" -lt "$min" ] && min=$s
+		done
+		record tapbridge soak 1 rss_first_mb "$(awk -v k="$first" 'BEGIN { printf "%.1f", k / 1024 }')"
+		record tapbridge soak 1 rss_max_mb "$(awk -v k="$max" 'BEGIN { printf "%.1f", k / 1024 }')"
+		record tapbridge soak 1 rss_last_mb "$(awk -v k="${samples[-1]}" 'BEGIN { printf "%.1f", k / 1024 }')"
+		record tapbridge soak 1 rss_min_mb "$(awk -v k="$min" 'BEGIN { printf "%.1f", k / 1024 }')"
+		record tapbridge soak 1 rss_hwm_mb "$(awk -v k="$(rss_kb VmHWM)" 'BEGIN { printf "%.1f", k / 1024 }')"
+	fi
+	record tapbridge soak 1 fdb_entries "$entries"
+	record tapbridge soak 1 seconds "$SOAK_SECONDS"
+	record tapbridge soak 1 pps "$(awk -v f=$((rx1 - rx0)) -v s="$SOAK_SECONDS" 'BEGIN { printf "%.0f", f / s }')"
+	topo_down
+}
+
+# ------------------------------------------------------------------------------------------------------------------ run
+
+PATHS_OF() { # the paths measured for an implementation
+	case $1 in
+	kernel) echo veth ;;
+	vde) if [ "$VDE_UPLINK" = 1 ]; then echo tap uplink; else echo tap; fi ;;
+	*) echo tap uplink ;;
+	esac
+}
+
+ORDER=()
+for impl in kernel tapbridge vde; do has_impl "$impl" && ORDER+=("$impl"); done
+[ "${#ORDER[@]}" -gt 0 ] || tb_die "nothing to measure (--impl $IMPLS)"
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+tb_info "tapbridge bench: ${ORDER[*]}; $REPS rep(s); tcp ${TCP_SECONDS}s, flood window ${FLOOD_SECONDS}s, $PING_COUNT pings; load $LOAD_BEFORE"
+START=$(date +%s)
+for ((rep = 1; rep <= REPS; rep++)); do
+	for impl in "${ORDER[@]}"; do
+		for path in $(PATHS_OF "$impl"); do
+			tb_log "rep $rep/$REPS: $impl $path"
+			if topo_up "$impl" "$path"; then
+				measure "$impl" "$path" "$rep"
+				awk -F'\t' -v i="$impl" -v p="$path" -v r="$rep" '$1 == i && $2 == p && $3 == r { printf "  %s=%s", $4, $5 } END { print "" }' "$RESULTS"
+			else
+				record "$impl" "$path" "$rep" setup_failed 1
+			fi
+			topo_down
+		done
+	done
+done
+if has_impl tapbridge && [ "$SOAK_SECONDS" -gt 0 ]; then
+	tb_log "soak: tapbridge, $SOAK_MACS source MACs, ${SOAK_SECONDS}s"
+	soak || tb_warn "soak failed"
+fi
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+if [ -z "$OUT" ]; then
+	mkdir -p "$BENCH_DIR/results"
+	OUT=$BENCH_DIR/results/$(date -u +%Y-%m-%dT%H%M%SZ).json
+fi
+BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_REPS=$REPS BENCH_TCP_SECONDS=$TCP_SECONDS BENCH_FLOOD_SECONDS=$FLOOD_SECONDS \
+	BENCH_PING_COUNT=$PING_COUNT BENCH_SOAK_SECONDS=$SOAK_SECONDS BENCH_LOAD_BEFORE=$LOAD_BEFORE BENCH_LOAD_AFTER=$LOAD_AFTER \
+	BENCH_ELAPSED=$(($(date +%s) - START)) BENCH_SKIPPED=$(printf '%s\n' "${SKIPPED[@]+"${SKIPPED[@]}"}") \
+	"$NODE_BIN" "$BENCH_DIR/report.mjs"
