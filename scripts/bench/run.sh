@@ -22,7 +22,9 @@
 # bridge ports). Both paths are the same topology there, so it is measured once per rep and is the denominator of both.
 #
 # Metrics per implementation, path and rep (a -> b unless said):
-#   ping     RTT avg over `ping -c N -i 0.01` (ms)
+#   ping     RTT avg over `ping -c N -i 0.01` (ms); ping_cpu_us: the bridge's CPU per frame in that ping-pong (one frame
+#            per wakeup), from /proc/PID/task/*/schedstat, less the idle baseline measured over 1 s before
+#            (idle_cpu_pct)
 #   tcp1     iperf3 -t T, 1 stream (Gbit/s, receiver side)      tcp2  the same with -P 2
 #   pps      60-byte frames/s counted at b's eth0 (rx_packets delta over a window inside the flood) from the C sendmmsg
 #            generator flood.c in a (compiled with cc at run time), dst = b's MAC (known unicast), ethertype 0x88b5
@@ -44,6 +46,9 @@
 #   --no-install        do not apt-get install vde2 when missing (vde is then skipped, and says so)
 #   --vde-pcapplug      also try vde_switch's uplink path through vde_pcapplug (skipped by default: no connectivity here)
 #   --out FILE          JSON output (default scripts/bench/results/<UTC date>.json)
+#   --profile DIR       instead of the comparison: tapbridge only, one 60-byte flood per path under `perf record -g`
+#                       (daemon run with --perf-basic-prof so JIT frames have names), one under `perf stat`, and one
+#                       under `strace -c -f` (syscalls per frame; strace itself slows the daemon down); reports in DIR
 #
 # Safety: namespaces tb-bench-PID-*, removed on every exit path; addresses from 198.18.0.0/15 only; nothing touches the
 # root namespace's links, addresses or routes; every generator and client is bounded in time (and count); only PIDs this
@@ -65,6 +70,8 @@ IMPLS=tapbridge,kernel,vde
 INSTALL=1
 OUT=
 VDE_UPLINK=0
+PROFILE_DIR=
+NODE_FLAGS=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--reps) REPS=$2; shift ;;
@@ -76,6 +83,7 @@ while [ $# -gt 0 ]; do
 	--impl) IMPLS=$2; shift ;;
 	--no-install) INSTALL=0 ;;
 	--vde-pcapplug) VDE_UPLINK=1 ;;
+	--profile) PROFILE_DIR=$2; shift ;;
 	--out) OUT=$2; shift ;;
 	-h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	*) tb_die "unknown option $1 (see --help)" ;;
@@ -225,7 +233,7 @@ topo_up() { # topo_up IMPL PATH
 			echo "      - { name: vifa }"
 			[ "$path" = tap ] && echo "      - { name: vifb }"
 		} >"$WORK/tb.yaml"
-		tb_bg "$NS_BR" "$WORK/daemon-$path.log" "$NODE_BIN" "$TB_MAIN" daemon --config "$WORK/tb.yaml"
+		tb_bg "$NS_BR" "$WORK/daemon-$path.log" "$NODE_BIN" "${NODE_FLAGS[@]+"${NODE_FLAGS[@]}"}" "$TB_MAIN" daemon --config "$WORK/tb.yaml"
 		BR_PIDS=("$TB_LAST_PID")
 		local rc=0
 		tb_wait_socket "$WORK/tb.sock" "$TB_LAST_PID" 20 || rc=$?
@@ -307,11 +315,37 @@ netstat_of() { # netstat_of NS COUNTER
 	ip netns exec "$1" cat "/sys/class/net/eth0/statistics/$2"
 }
 
+# cpu_ns: on-CPU time of every thread of BR_PIDS in ns (/proc/PID/task/*/schedstat), for short windows where clock
+# ticks are too coarse.
+cpu_ns() {
+	local pid f total=0 v
+	for pid in "${BR_PIDS[@]}"; do
+		for f in /proc/"$pid"/task/*/schedstat; do
+			read -r v _ <"$f" 2>/dev/null || continue
+			total=$((total + v))
+		done
+	done
+	echo "$total"
+}
+
+# m_ping IMPL PATH REP: RTT avg a -> b; and the bridge's CPU per frame in ping-pong (2 frames per ping, one per wakeup).
 m_ping() {
-	local out avg
+	local out avg c0=0 c1=0 i0=0 i1=0 t0 t1 ti0 ti1
+	if [ "${#BR_PIDS[@]}" -gt 0 ]; then
+		# the idle baseline (timers, ageing sweep, GC threads) over 1 s, subtracted from the ping window below
+		ti0=$EPOCHREALTIME; i0=$(cpu_ns); sleep 1; ti1=$EPOCHREALTIME; i1=$(cpu_ns)
+		t0=$EPOCHREALTIME; c0=$(cpu_ns)
+	fi
 	out=$(tb_nsexec "$NS_A" ping -q -c "$PING_COUNT" -i 0.01 -W 1 "$IP_B" 2>&1) || true
+	[ "${#BR_PIDS[@]}" -gt 0 ] && { c1=$(cpu_ns); t1=$EPOCHREALTIME; }
 	avg=$(sed -n 's#^rtt [^=]*= [0-9.]*/\([0-9.]*\)/.*#\1#p' <<<"$out")
-	[ -n "$avg" ] && echo "$avg"
+	[ -n "$avg" ] || return 0
+	record "$1" "$2" "$3" ping_ms "$avg"
+	if [ "${#BR_PIDS[@]}" -gt 0 ]; then
+		record "$1" "$2" "$3" idle_cpu_pct "$(awk -v c=$((i1 - i0)) -v a="$ti0" -v b="$ti1" 'BEGIN { printf "%.2f", 100 * c / 1e9 / (b - a) }')"
+		record "$1" "$2" "$3" ping_cpu_us "$(awk -v c=$((c1 - c0)) -v i=$((i1 - i0)) -v ia="$ti0" -v ib="$ti1" -v a="$t0" -v b="$t1" \
+			-v n="$PING_COUNT" 'BEGIN { x = (c - i / (ib - ia) * (b - a)) / 1000 / (2 * n); printf "%.1f", (x < 0 ? 0 : x) }')"
+	fi
 }
 
 m_iperf() { # m_iperf STREAMS: Gbit/s at the receiver
@@ -364,7 +398,7 @@ m_flood() {
 
 measure() { # measure IMPL PATH REP
 	local impl=$1 path=$2 rep=$3 v
-	if v=$(m_ping); then record "$impl" "$path" "$rep" ping_ms "$v"; fi
+	m_ping "$impl" "$path" "$rep"
 	if v=$(m_iperf 1); then record "$impl" "$path" "$rep" tcp1_gbps "$v"; fi
 	if v=$(m_iperf 2); then record "$impl" "$path" "$rep" tcp2_gbps "$v"; fi
 	m_flood "$impl" "$path" "$rep"
@@ -411,6 +445,50 @@ soak() {
 	topo_down
 }
 
+# profile_flood PATH TOOL: a 60-byte flood a -> b with TOOL attached to the daemon for the window; frames counted at b.
+profile_flood() {
+	local path=$1 tool=$2 pid=${BR_PIDS[0]} gen tool_pid rx0 rx1 out=$PROFILE_DIR/$path-$2
+	tb_nsexec "$NS_B" ping -q -c 2 -i 0.2 -W 1 "$IP_A" >/dev/null 2>&1 || true
+	tb_bg "$NS_A" "$WORK/flood.out" timeout $((FLOOD_SECONDS + 10)) "$WORK/flood" -i eth0 -d "$MAC_B" -s "$MAC_A" \
+		-t $((FLOOD_SECONDS + 2)) -c 200000000
+	gen=$TB_LAST_PID
+	sleep 1
+	rx0=$(netstat_of "$NS_B" rx_packets)
+	case $tool in
+	perf-record) timeout -s INT "$FLOOD_SECONDS" perf record -F 999 -g -p "$pid" -o "$out.data" >/dev/null 2>&1 & ;;
+	perf-stat) timeout -s INT "$FLOOD_SECONDS" perf stat -p "$pid" -o "$out.txt" >/dev/null 2>&1 & ;;
+	strace) timeout -s INT "$FLOOD_SECONDS" strace -c -f -p "$pid" -o "$out.txt" >/dev/null 2>&1 & ;;
+	esac
+	tool_pid=$!
+	wait "$tool_pid" 2>/dev/null || true
+	rx1=$(netstat_of "$NS_B" rx_packets)
+	wait "$gen" 2>/dev/null || true
+	echo "frames at b during the window: $((rx1 - rx0)) (${FLOOD_SECONDS} s)" >"$out.frames"
+	if [ "$tool" = perf-record ]; then
+		perf report -i "$out.data" --no-children --sort dso,sym --stdio 2>/dev/null | grep -v '^$' | head -n 120 >"$out.txt" || true
+		perf report -i "$out.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 20 >"$out.dso.txt" || true
+	fi
+	tb_log "  $path $tool: $((rx1 - rx0)) frames at b; $out.txt"
+}
+
+profile() {
+	command -v perf >/dev/null 2>&1 || tb_warn "perf missing (Debian: linux-perf): no perf profiles"
+	command -v strace >/dev/null 2>&1 || tb_warn "strace missing: no syscall counts"
+	mkdir -p "$PROFILE_DIR"
+	NODE_FLAGS=(--perf-basic-prof)
+	local path tool
+	for path in tap uplink; do
+		topo_up tapbridge "$path" || tb_die "tapbridge/$path: set-up failed"
+		for tool in perf-stat perf-record strace; do
+			case $tool in perf-*) command -v perf >/dev/null 2>&1 || continue ;; strace) command -v strace >/dev/null 2>&1 || continue ;; esac
+			profile_flood "$path" "$tool"
+		done
+		rm -f "/tmp/perf-${BR_PIDS[0]}.map"
+		topo_down
+	done
+	tb_info "profiles in $PROFILE_DIR"
+}
+
 # ------------------------------------------------------------------------------------------------------------------ run
 
 PATHS_OF() { # the paths measured for an implementation
@@ -420,6 +498,11 @@ PATHS_OF() { # the paths measured for an implementation
 	*) echo tap uplink ;;
 	esac
 }
+
+if [ -n "$PROFILE_DIR" ]; then
+	profile
+	exit 0
+fi
 
 ORDER=()
 for impl in kernel tapbridge vde; do has_impl "$impl" && ORDER+=("$impl"); done
