@@ -8,7 +8,10 @@
 #   iperf3    TCP throughput in the demo and the lab's comparison
 #   python3   byte-checked TCP transfer and raw AF_PACKET frames in the netns tests
 #   procps    sysctl, ps
-#   kmod      modprobe (tun, veth, bridge are loaded on demand)
+#   kmod      modprobe (tun, veth, bridge are loaded on demand); depmod for the QEMU guest's modules.dep
+#   qemu-system-x86  the QEMU guest test (test/netns/qemu.test.ts) boots a real guest with TCG
+#   busybox-static   the guest's initramfs (a statically linked busybox), built by scripts/guest/build-image.sh
+#   cpio      packs that initramfs (the guest's kernel is downloaded by that script with apt-get download)
 #
 # Idempotent and quiet: does nothing when every command is present. Uses apt-get only, as root; when not root
 # (or not on a Debian-like system) it prints what is missing and exits 0, so the tests can skip what they cannot run.
@@ -24,6 +27,9 @@ declare -A PKG_OF=(
 	[iperf3]=iperf3
 	[sysctl]=procps
 	[modprobe]=kmod
+	[depmod]=kmod
+	[qemu-system-x86_64]=qemu-system-x86
+	[cpio]=cpio
 )
 
 missing=()
@@ -36,6 +42,15 @@ done
 if ! [ -x /usr/bin/python3 ] && ! command -v python3 >/dev/null 2>&1; then
 	missing+=(python3)
 fi
+
+# busybox statically linked (the guest's initramfs has no libraries); a dynamic busybox does not do
+busybox_static=no
+for b in /bin/busybox /usr/bin/busybox; do
+	[ -x "$b" ] || continue
+	ldd_out=$(LC_ALL=C ldd "$b" 2>&1 || true)
+	if grep -Eq 'not a dynamic executable|statically linked' <<<"$ldd_out"; then busybox_static=yes; fi
+done
+[ "$busybox_static" = yes ] || missing+=(busybox-static)
 
 if [ ${#missing[@]} -eq 0 ]; then
 	echo "setup-test-deps: all test dependencies present"

@@ -181,6 +181,13 @@ export class Background {
   }
 }
 
+export interface SpawnOptions {
+  /** A pipe on the child's stdin instead of /dev/null. */
+  stdin?: boolean;
+  /** The child's environment (default: this process's). */
+  env?: NodeJS.ProcessEnv;
+}
+
 export interface DaemonExit {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -324,9 +331,15 @@ export class Lab {
     return last;
   }
 
-  /** Start argv in a node's namespace in the background; tracked and stopped by PID on destroy. */
-  spawn(node: string, argv: string[], description = argv.join(" ")): Background {
-    const child = spawn("ip", ["netns", "exec", this.ns(node), ...argv], { stdio: ["ignore", "pipe", "pipe"] });
+  /**
+   * Start argv in a node's namespace in the background; tracked and stopped by PID on destroy. `stdin: true` gives the
+   * child a pipe on stdin (Background.child.stdin, e.g. a QEMU serial console); `env` replaces the environment.
+   */
+  spawn(node: string, argv: string[], description = argv.join(" "), opts: SpawnOptions = {}): Background {
+    const child = spawn("ip", ["netns", "exec", this.ns(node), ...argv], {
+      stdio: [opts.stdin ? "pipe" : "ignore", "pipe", "pipe"],
+      env: opts.env ?? process.env,
+    });
     const bg = new Background(child, `${description} (in ${this.ns(node)})`);
     this.background.add(bg);
     void bg.exited.then(() => this.background.delete(bg));
