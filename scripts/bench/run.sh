@@ -48,7 +48,8 @@
 #   --out FILE          JSON output (default scripts/bench/results/<UTC date>.json)
 #   --profile DIR       instead of the comparison: tapbridge only, one 60-byte flood per path under `perf record -g`
 #                       (daemon run with --perf-basic-prof so JIT frames have names), one under `perf stat`, and one
-#                       under `strace -c -f` (syscalls per frame; strace itself slows the daemon down); reports in DIR
+#                       under `strace -c -f` (syscalls per frame; strace itself slows the daemon down), and one iperf3
+#                       stream under `perf record` with the daemon's CPU utilisation; reports in DIR
 #
 # Safety: namespaces tb-bench-PID-*, removed on every exit path; addresses from 198.18.0.0/15 only; nothing touches the
 # root namespace's links, addresses or routes; every generator and client is bounded in time (and count); only PIDs this
@@ -471,6 +472,35 @@ profile_flood() {
 	tb_log "  $path $tool: $((rx1 - rx0)) frames at b; $out.txt"
 }
 
+# profile_tcp PATH: one iperf3 stream a -> b with `perf record -g` on the daemon, and its CPU utilisation.
+profile_tcp() {
+	local path=$1 pid=${BR_PIDS[0]} out=$PROFILE_DIR/$1-tcp c0 c1 t0 t1 srv k
+	tb_bg "$NS_B" "$WORK/iperf-srv.log" timeout $((FLOOD_SECONDS + 20)) iperf3 -s -1 -B "$IP_B" -p 5201
+	srv=$TB_LAST_PID
+	for ((k = 0; k < 50; k++)); do
+		ip netns exec "$NS_B" ss -Hltn "sport = :5201" 2>/dev/null | grep -q . && break
+		sleep 0.1
+	done
+	timeout $((FLOOD_SECONDS + 15)) ip netns exec "$NS_A" iperf3 -c "$IP_B" -p 5201 -t $((FLOOD_SECONDS + 2)) >"$out.iperf.txt" 2>&1 &
+	local cli=$!
+	sleep 1
+	local s0 s1
+	s0=$(head -n 1 /proc/stat)
+	t0=$EPOCHREALTIME; c0=$(cpu_ns)
+	if command -v perf >/dev/null 2>&1; then
+		timeout -s INT "$FLOOD_SECONDS" perf record -F 999 -g -p "$pid" -o "$out.data" >/dev/null 2>&1 || true
+	else
+		sleep "$FLOOD_SECONDS"
+	fi
+	c1=$(cpu_ns); t1=$EPOCHREALTIME
+	s1=$(head -n 1 /proc/stat)
+	wait "$cli" 2>/dev/null || true
+	tb_stop_pid "$srv" 3
+	echo "daemon CPU during TCP: $(awk -v c=$((c1 - c0)) -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", 100 * c / 1e9 / (b - a) }')% of one core; whole machine busy $(echo "$s0 $s1" | awk '{ b0 = $2 + $3 + $4 + $7 + $8 + $9; t0 = b0 + $5 + $6; b1 = $13 + $14 + $15 + $18 + $19 + $20; t1 = b1 + $16 + $17; printf "%.0f", 100 * (b1 - b0) / (t1 - t0) }')% of $(nproc) cores" >"$out.cpu.txt"
+	if [ -f "$out.data" ]; then perf report -i "$out.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null | grep "%" | head -n 40 >"$out.txt" || true; fi
+	tb_log "  $path tcp: $(cat "$out.cpu.txt"); $(grep -E 'receiver' "$out.iperf.txt" | tail -1 | awk '{ print $7, $8 }')"
+}
+
 profile() {
 	command -v perf >/dev/null 2>&1 || tb_warn "perf missing (Debian: linux-perf): no perf profiles"
 	command -v strace >/dev/null 2>&1 || tb_warn "strace missing: no syscall counts"
@@ -483,6 +513,7 @@ profile() {
 			case $tool in perf-*) command -v perf >/dev/null 2>&1 || continue ;; strace) command -v strace >/dev/null 2>&1 || continue ;; esac
 			profile_flood "$path" "$tool"
 		done
+		profile_tcp "$path"
 		rm -f "/tmp/perf-${BR_PIDS[0]}.map"
 		topo_down
 	done
