@@ -9,6 +9,7 @@
 //   Bond        wiring: policy decisions -> BondPort.io/state, failover log line, RARP announcements
 //               (num_grat_arp times, peer_notif_delay apart), a miimon safety poll.
 
+import { readFileSync } from 'node:fs';
 import type { Logger } from '../log.js';
 import type { Bridge } from '../bridge/bridge.js';
 import { BridgePort, type PortState } from '../bridge/port.js';
@@ -133,12 +134,26 @@ export class Bond implements PortHandle {
     }
   }
 
-  /** miimon: the periodic safety check behind rtnetlink events. */
+  /**
+   * miimon: the periodic safety check behind rtnetlink events. Carrier is read as the bonding driver and the
+   * rtnetlink path (IFF_LOWER_UP) see it, netif_carrier_ok, from sysfs: IFF_RUNNING follows operstate, which
+   * linkwatch updates later (ms, up to 1 s under rtnl contention), so it disagreed with rtnetlink right after a
+   * member came up or went down and made miimon fail over (or back) spuriously.
+   */
   private pollCarrier(): void {
     for (const m of this.members) {
       if (m.io === null) continue;
       const info = netdev.info(m.name);
-      const up = info !== null && (info.flags & IFF_UP) !== 0 && (info.flags & IFF_RUNNING) !== 0;
+      let up = info !== null && (info.flags & IFF_UP) !== 0;
+      if (up) {
+        let carrier: string | null = null;
+        try {
+          carrier = readFileSync(`/sys/class/net/${m.name}/carrier`, 'utf8').trim();
+        } catch {
+          /* no sysfs view of this netdev: fall back to IFF_RUNNING */
+        }
+        up = carrier !== null ? carrier === '1' : (info!.flags & IFF_RUNNING) !== 0;
+      }
       this.policy.carrierChanged(m.index, up, 'miimon');
     }
   }
