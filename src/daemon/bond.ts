@@ -148,7 +148,9 @@ export class Bond implements PortHandle {
       if (up) {
         let carrier: string | null = null;
         try {
-          carrier = readFileSync(`/sys/class/net/${m.name}/carrier`, 'utf8').trim();
+          // only when this sysfs is our namespace's view of the member (`nsenter --net` keeps another one)
+          const dir = `/sys/class/net/${m.name}`;
+          if (Number(readFileSync(`${dir}/ifindex`, 'utf8')) === info!.ifindex) carrier = readFileSync(`${dir}/carrier`, 'utf8').trim();
         } catch {
           /* no sysfs view of this netdev: fall back to IFF_RUNNING */
         }
