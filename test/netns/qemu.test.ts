@@ -208,7 +208,16 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
    * `create`: the second way: QEMU opens the daemon's persistent TAP by name with script=no, as the TAP's owner
    * (uid/gid 65534, no capabilities).
    */
-  function startQemu(o: { name: string; ifname: string; mac: string; ip4: string; ip6?: string; way: "script" | "create"; vlan?: number }): Guest {
+  function startQemu(o: {
+    name: string;
+    ifname: string;
+    mac: string;
+    ip4: string;
+    ip6?: string;
+    way: "script" | "create";
+    vlan?: number;
+    env?: NodeJS.ProcessEnv;
+  }): Guest {
     const { kernel, initrd } = image();
     const netdev =
       o.way === "script"
@@ -228,6 +237,7 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
     };
     delete env.TAPBRIDGE_VLAN;
     if (o.vlan !== undefined) env.TAPBRIDGE_VLAN = String(o.vlan);
+    Object.assign(env, o.env ?? {});
     let argv = qemuArgv;
     if (o.way === "create") {
       const drop = ["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", "--inh-caps=-all", ...qemuArgv];
@@ -443,6 +453,22 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
     await g.kill("SIGTERM");
     expect(await port("vif1.0")).toBeUndefined();
   }, BOOT_TIMEOUT_MS + 60_000);
+
+  it("qemu-ifup fails with the reason (unknown bridge, unreachable daemon, bad VLAN) and QEMU refuses to start", async () => {
+    const cases: { env: NodeJS.ProcessEnv; vlan?: number; expect: RegExp }[] = [
+      { env: { TAPBRIDGE_BRIDGE: "xenbr9" }, expect: /qemu-ifup: cannot add vif3\.0 to bridge xenbr9: .*no_such_bridge/ },
+      { env: { TAPBRIDGE_SOCKET: join(lab.dir, "nothing.sock") }, expect: /qemu-ifup: cannot add vif3\.0 to bridge xenbr0: .*cannot reach the daemon/ },
+      { env: { TAPBRIDGE_VLAN: "5000" }, expect: /qemu-ifup: cannot add vif3\.0 to xenbr0: TAPBRIDGE_VLAN must be a VLAN id 1-4094/ },
+    ];
+    for (const c of cases) {
+      const g = startQemu({ name: "guest-ifup-fails", ifname: "vif3.0", mac: "00:16:3e:06:03:00", ip4: "198.18.6.23", way: "script", env: c.env });
+      await g.bg.wait(30_000);
+      expect(g.bg.exitCode, g.tail()).not.toBe(0);
+      expect(g.bg.stderr).toMatch(c.expect);
+      expect(g.console).not.toContain("@@BOOT");
+      expect(await port("vif3.0")).toBeUndefined();
+    }
+  }, 120_000);
 
   it("the second way: config port with create {owner, group}; an unprivileged QEMU opens the TAP by name (script=no)", async () => {
     // the daemon made a persistent TAP owned by nobody and holds no fd on it: no carrier yet
