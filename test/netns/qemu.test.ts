@@ -18,7 +18,7 @@ import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync, statSync } fr
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Background, Lab, PY_TCP_SENDER, PYTHON, REPO_ROOT, canRunNetns, waitFor } from "./helpers.js";
+import { Background, Lab, PY_TCP_SENDER, PYTHON, REPO_ROOT, canRunNetns, run, waitFor } from "./helpers.js";
 
 const BRIDGE = "xenbr0";
 const IFUP = join(REPO_ROOT, "scripts/qemu-ifup");
@@ -203,6 +203,20 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
     return ["console=ttyS0", "loglevel=3", "panic=-1", `tbguest.ip=${ip4}/24`, ...(ip6 ? [`tbguest.ip6=${ip6}/64`] : [])].join(" ");
   }
 
+  /** The environment QEMU passes to qemu-ifup/qemu-ifdown. */
+  function scriptEnv(vlan?: number): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      // the scripts run `node`: the one running this test
+      PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? "/usr/bin:/bin"}`,
+      TAPBRIDGE_SOCKET: lab.socketPath,
+      TAPBRIDGE_BRIDGE: BRIDGE,
+    };
+    delete env.TAPBRIDGE_VLAN;
+    if (vlan !== undefined) env.TAPBRIDGE_VLAN = String(vlan);
+    return env;
+  }
+
   /**
    * Start QEMU in dom0. `script`: the README's first way (qemu-ifup/qemu-ifdown, TAPBRIDGE_* from the environment).
    * `create`: the second way: QEMU opens the daemon's persistent TAP by name with script=no, as the TAP's owner
@@ -228,16 +242,7 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
       "-kernel", kernel, "-initrd", initrd, "-append", appendLine(o.ip4, o.ip6),
       "-netdev", netdev, "-device", `virtio-net-pci,netdev=n0,mac=${o.mac}`,
     ];
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      // the scripts run `node`: the one running this test
-      PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? "/usr/bin:/bin"}`,
-      TAPBRIDGE_SOCKET: lab.socketPath,
-      TAPBRIDGE_BRIDGE: BRIDGE,
-    };
-    delete env.TAPBRIDGE_VLAN;
-    if (o.vlan !== undefined) env.TAPBRIDGE_VLAN = String(o.vlan);
-    Object.assign(env, o.env ?? {});
+    const env = { ...scriptEnv(o.vlan), ...(o.env ?? {}) };
     let argv = qemuArgv;
     if (o.way === "create") {
       const drop = ["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", "--inh-caps=-all", ...qemuArgv];
@@ -450,6 +455,17 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
     expect(vlans.find((v) => v.port === "vif1.0")).toMatchObject({ mode: "access", vlans: [10], native: 10 });
     expect(await guestPingUntil(g, IP.vm10), g.tail()).toBe(true);
     expect((await showmacs()).find((e) => e.mac === MAC.g1)).toMatchObject({ port: "vif1.0", vlan: 10 });
+
+    // daemon restart: a port qemu-ifup added is runtime state, not in the config, so it is gone; running qemu-ifup
+    // again for the running guest puts it back (README)
+    await lab.stopDaemon();
+    await lab.startDaemon("dom0");
+    expect(await port("vif1.0")).toBeUndefined();
+    const again = await run(IFUP, ["vif1.0"], { env: scriptEnv(10), check: false });
+    expect(again.code, again.stderr).toBe(0);
+    expect(await guestPingUntil(g, IP.vm10), g.tail()).toBe(true);
+    expect(learnedOn(await showmacs(), MAC.g1, "vif1.0")).toBe(true);
+
     await g.kill("SIGTERM");
     expect(await port("vif1.0")).toBeUndefined();
   }, BOOT_TIMEOUT_MS + 60_000);
@@ -484,6 +500,13 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
     const p = await guestPing(g, IP.ext, 5);
     expect(p.ok, p.out).toBe(true);
     expect((await lab.ping("ext", IP.g2, 3)).ok).toBe(true);
+    expect(learnedOn(await showmacs(), MAC.g2, "vif2.0")).toBe(true);
+
+    // daemon restart: the config port finds its TAP (still open in QEMU) and attaches again; the guest is back
+    await lab.stopDaemon();
+    await lab.startDaemon("dom0");
+    expect(await waitFor(async () => (await port("vif2.0"))?.state === "up", 10_000)).toBe(true);
+    expect(await guestPingUntil(g, IP.ext), g.tail()).toBe(true);
     expect(learnedOn(await showmacs(), MAC.g2, "vif2.0")).toBe(true);
 
     // QEMU gone: the persistent TAP stays (owned by nobody) without carrier; the port is down and flushed
