@@ -196,15 +196,19 @@ export class Bond implements PortHandle {
     this.scheduleAnnouncements();
   }
 
-  /** num_grat_arp rounds of RARPs on the active member, peer_notif_delay ms apart; the first at once. */
+  /**
+   * num_grat_arp rounds of RARPs on the active member, peer_notif_delay ms apart (0: the miimon interval, as in the
+   * bonding driver, where send_peer_notif counts miimon ticks); the first at once.
+   */
   private scheduleAnnouncements(): void {
     for (const t of this.notifyTimers) clearTimeout(t);
     this.notifyTimers = [];
+    const gapMs = this.cfg.peerNotifDelayMs > 0 ? this.cfg.peerNotifDelayMs : this.cfg.miimonMs;
     for (let round = 0; round < this.cfg.numGratArp; round++) {
       if (round === 0) {
         this.announce(round);
       } else {
-        const t = setTimeout(() => this.announce(round), round * this.cfg.peerNotifDelayMs);
+        const t = setTimeout(() => this.announce(round), round * gapMs);
         t.unref();
         this.notifyTimers.push(t);
       }
