@@ -611,7 +611,7 @@ describe.skipIf(!support.ok)("active-backup bond: downdelay, updelay, primary_re
   beforeAll(async () => {
     lab = await buildBondLab({
       tag: "bond-delay",
-      bond: { primary: "peth0", primary_reselect: "failure", miimon: 100, downdelay: 300, updelay: 400 },
+      bond: { primary: "peth0", primary_reselect: "failure", miimon: 100, downdelay: 300, updelay: 400, num_grat_arp: 3 },
       vms: VMS,
     });
   }, 90_000);
@@ -645,6 +645,15 @@ describe.skipIf(!support.ok)("active-backup bond: downdelay, updelay, primary_re
     console.log(`[bond] downdelay 300: failover decided ${fo[0].detection_ms} ms after the carrier loss (bond show ${earlyMs} ms after the cut: ${early.active})`);
     expect(fo[0].detection_ms).toBeGreaterThanOrEqual(280);
     expect(fo[0].detection_ms).toBeLessThan(3_000);
+    // num_grat_arp 3, peer_notif_delay 0: three rounds, one miimon interval (100 ms) apart as in the bonding driver
+    const rounds = await waitLog(lab, "announced VM MACs (RARP)", mark, (l) => l.round === 2);
+    const ann = logLines(lab, "announced VM MACs (RARP)", mark);
+    expect(ann.map((l) => l.round)).toEqual([0, 1, 2]);
+    expect(ann.every((l) => l.member === "peth1")).toBe(true);
+    const spacing = (Number(ann[2].time) - Number(ann[0].time)) / 2;
+    console.log(`[bond] num_grat_arp 3: announcement rounds ${spacing} ms apart on average`);
+    expect(rounds).toHaveLength(1);
+    expect(spacing).toBeGreaterThanOrEqual(80);
     expect((await lab.pingUntil("vm1", EXT, 5_000)).ok).toBe(true);
   });
 
