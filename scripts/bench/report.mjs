@@ -75,7 +75,7 @@ export function render(result) {
   out.push(`medians of ${result.settings.reps} rep(s); iperf3 -t ${result.settings.tcp_seconds}; 60-byte flood window ${result.settings.flood_seconds} s; ` +
     `ping -c ${result.settings.ping_count} -i 0.01; load before/after: ${result.load.before} / ${result.load.after}`);
   out.push('');
-  const head = ['implementation', 'path', 'TCP 1 Gb/s', 'TCP 2 Gb/s', 'kpps 60B', 'gen kpps', 'drop@a kpps', 'ping ms', 'CPU us/frame (usr+sys)', 'CPU us/ping frame', 'idle CPU %', 'RSS MB'];
+  const head = ['implementation', 'path', 'TCP 1 Gb/s', 'TCP 2 Gb/s', 'kpps 60B', 'gen kpps', 'drop@a kpps', 'ping ms', 'bridge CPU %', 'CPU us/frame (usr+sys)', 'CPU us/ping frame', 'idle CPU %', 'RSS MB'];
   const rows = [head];
   for (const [key, impl, path] of ROWS) {
     if (!M[key]) continue;
@@ -83,6 +83,7 @@ export function render(result) {
     rows.push([
       impl, path, fmt(g(key, 'tcp1_gbps'), 2), fmt(g(key, 'tcp2_gbps'), 2), fmt(g(key, 'pps') / 1e3, 0),
       fmt(g(key, 'offered') / 1e3, 0), fmt(g(key, 'a_drop_pps') / 1e3, 0), fmt(g(key, 'ping_ms'), 3),
+      fmt(g(key, 'cpu_util_pct'), 0),
       cpu === null ? (key.startsWith('kernel') ? 'in kernel' : '-') : `${fmt(cpu, 2)} (${fmt(g(key, 'cpu_user_us'), 2)}+${fmt(g(key, 'cpu_sys_us'), 2)})`,
       fmt(g(key, 'ping_cpu_us'), 1), fmt(g(key, 'idle_cpu_pct'), 2), fmt(g(key, 'rss_mb'), 1),
     ]);
@@ -130,7 +131,10 @@ function targets(M, soak) {
   const genBound = ceil !== null && ceil >= 0.95;
   list.push({ name: '60-byte frames TAP<->TAP >= 1.3x vde_switch', ratio: v, ceiling_ratio: ceil,
     ok: v === null ? (genBound ? true : null) : v >= 1.3 || genBound,
-    detail: `${x(v)} vde_switch; ${x(ceil)} of the generator ceiling${genBound ? ' (generator-bound: counts as met)' : ''}` });
+    cpu_ratio: r(g('vde/tap', 'cpu_us'), g('tapbridge/tap', 'cpu_us')),
+    detail: `${x(v)} vde_switch; ${x(ceil)} of the generator ceiling${genBound ? ' (generator-bound: counts as met)' : ''}; ` +
+      `CPU per frame vde_switch / tapbridge ${x(r(g('vde/tap', 'cpu_us'), g('tapbridge/tap', 'cpu_us')))} ` +
+      `(the throughput ratio when each bridge gets a whole core; bridge CPU ${fmt(g('tapbridge/tap', 'cpu_util_pct'), 0)}% vs ${fmt(g('vde/tap', 'cpu_util_pct'), 0)}% of a core here)` });
   v = g('tapbridge/tap', 'cpu_us');
   list.push({ name: 'stretch: <= 2.5 us bridge CPU per 60-byte frame', value_us: v, ok: v === null ? null : v <= 2.5,
     detail: `${fmt(v, 2)} us TAP<->TAP (${fmt(g('tapbridge/uplink', 'cpu_us'), 2)} us TAP->uplink); vde_switch ${fmt(g('vde/tap', 'cpu_us'), 2)} us` });
@@ -153,7 +157,9 @@ function targets(M, soak) {
 function main() {
   const fromIdx = process.argv.indexOf('--from');
   if (fromIdx > 0) {
-    console.log(render(JSON.parse(readFileSync(process.argv[fromIdx + 1], 'utf8'))));
+    const result = JSON.parse(readFileSync(process.argv[fromIdx + 1], 'utf8'));
+    result.targets = targets(result.medians, result.soak);
+    console.log(render(result));
     return;
   }
   const { raw, medians } = collect(env.BENCH_RESULTS);
