@@ -49,6 +49,8 @@ export interface FailoverEvent {
   reason: string;
   /** ms from the first sign of the link change to this decision (downdelay/updelay included) */
   detectionMs: number;
+  /** how long the new active member has been up (ms); Infinity when it was up before this run's events */
+  newActiveUpForMs: number;
 }
 
 export const realClock: Clock = {
@@ -70,6 +72,8 @@ export class ActiveBackup {
   private readonly timers: unknown[] = [null, null];
   /** when the pending transition of each member began */
   private readonly since = [0, 0];
+  /** when each member last became UP */
+  private readonly upAtMs = [-Infinity, -Infinity];
   active = -1;
   private readonly clock: Clock;
   private readonly onChange: (e: FailoverEvent) => void;
@@ -165,6 +169,7 @@ export class ActiveBackup {
 
   private markUp(i: number, reason: string): void {
     this.link[i] = 'up';
+    this.upAtMs[i] = this.clock.now();
     this.reselect(reason, i);
   }
 
@@ -180,6 +185,7 @@ export class ActiveBackup {
       if (next < 0 && back >= 0) {
         this.cancel(back);
         this.link[back] = 'up';
+        this.upAtMs[back] = this.clock.now();
         next = back;
       }
     } else if (this.primaryReselect === 'always' && up(this.primary)) {
@@ -191,7 +197,8 @@ export class ActiveBackup {
   private switchTo(next: number, reason: string, detectionMs: number): void {
     const from = this.active;
     this.active = next;
-    this.onChange({ from, to: next, reason, detectionMs });
+    const newActiveUpForMs = next >= 0 ? this.clock.now() - this.upAtMs[next] : 0;
+    this.onChange({ from, to: next, reason, detectionMs, newActiveUpForMs });
   }
 
   /** Forces member i active (it must be up). Returns an error message or null. */

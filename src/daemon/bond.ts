@@ -193,22 +193,26 @@ export class Bond implements PortHandle {
     }
     this.log.info({ reason: e.reason, old_active: from, new_active: to, detection_ms: Math.round(e.detectionMs) },
       from === null ? 'bond up: active member selected' : 'bond failover');
-    this.scheduleAnnouncements();
+    this.scheduleAnnouncements(e.newActiveUpForMs);
   }
 
   /**
    * num_grat_arp rounds of RARPs on the active member, peer_notif_delay ms apart (0: the miimon interval, as in the
-   * bonding driver, where send_peer_notif counts miimon ticks); the first at once.
+   * bonding driver, where send_peer_notif counts miimon ticks). The first goes at once when the new active member has
+   * had carrier for a while (failover away from a broken link: every ms counts); when its carrier has only just come
+   * back, the far end may not forward yet (a switch port still coming up), so the first round waits one gap.
    */
-  private scheduleAnnouncements(): void {
+  private scheduleAnnouncements(newActiveUpForMs: number): void {
     for (const t of this.notifyTimers) clearTimeout(t);
     this.notifyTimers = [];
-    const gapMs = this.cfg.peerNotifDelayMs > 0 ? this.cfg.peerNotifDelayMs : this.cfg.miimonMs;
+    const gapMs = this.cfg.peerNotifDelayMs > 0 ? this.cfg.peerNotifDelayMs : this.cfg.miimonMs > 0 ? this.cfg.miimonMs : 100;
+    const firstMs = newActiveUpForMs < gapMs ? gapMs - newActiveUpForMs : 0;
     for (let round = 0; round < this.cfg.numGratArp; round++) {
-      if (round === 0) {
+      const atMs = firstMs + round * gapMs;
+      if (atMs <= 0) {
         this.announce(round);
       } else {
-        const t = setTimeout(() => this.announce(round), round * gapMs);
+        const t = setTimeout(() => this.announce(round), atMs);
         t.unref();
         this.notifyTimers.push(t);
       }

@@ -38,15 +38,21 @@ class FakeClock implements Clock {
 const P0 = 0; // peth0, the primary unless said otherwise
 const P1 = 1;
 
-function make(opts: Partial<ActiveBackupOptions> = {}): { ab: ActiveBackup; clock: FakeClock; events: FailoverEvent[] } {
+type Event = Omit<FailoverEvent, 'newActiveUpForMs'>;
+
+function make(opts: Partial<ActiveBackupOptions> = {}): { ab: ActiveBackup; clock: FakeClock; events: Event[]; upFor: number[] } {
   const clock = new FakeClock();
-  const events: FailoverEvent[] = [];
+  const events: Event[] = [];
+  const upFor: number[] = [];
   const ab = new ActiveBackup(
     { members: ['peth0', 'peth1'], primary: 'peth0', primaryReselect: 'always', updelayMs: 0, downdelayMs: 0, ...opts },
-    (e) => events.push(e),
+    ({ newActiveUpForMs, ...e }) => {
+      events.push(e);
+      upFor.push(newActiveUpForMs);
+    },
     clock,
   );
-  return { ab, clock, events };
+  return { ab, clock, events, upFor };
 }
 
 /** Both members up at start, peth0 (primary) active; the start-up events are cleared. */
@@ -324,5 +330,18 @@ describe('ActiveBackup policy', () => {
     const { ab } = make();
     expect(ab.index('peth1')).toBe(1);
     expect(ab.index('nope')).toBe(-1);
+  });
+});
+
+describe('how long the new active member has been up (decides when the bond announces)', () => {
+  it('is long for a failover away from a broken link, 0 when the new active has just come back', () => {
+    const m = bothUp();
+    m.upFor.length = 0;
+    m.clock.advance(5000);
+    m.ab.carrierChanged(P0, false, 'test');
+    expect(m.upFor[0]).toBe(5000);
+    m.ab.carrierChanged(P0, true, 'test'); // primary back: reselected at once
+    expect(m.ab.active).toBe(P0);
+    expect(m.upFor[1]).toBe(0);
   });
 });
