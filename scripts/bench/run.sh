@@ -16,7 +16,7 @@
 #
 # Path "uplink" (TAP vif <-> AF_PACKET uplink): b hangs off a veth pair instead; the bridge end peth0 stays in PREFIX-br:
 #
-#   a ---TAP vifa--- [ tapbridge: uplink peth0 (AF_PACKET) | vde_switch -t vifa + vde_pcapplug peth0 (libpcap) ] ---veth--- b
+#   a ---TAP vifa--- [ tapbridge: uplink peth0 (AF_PACKET) | vde_switch -t vifa + vde_pcapplug peth0, only with --vde-pcapplug ] ---veth--- b
 #
 # Kernel bridge (for comparison; "veth everywhere"): br0 in PREFIX-br, a and b each on a veth pair (vifa, vifb are the
 # bridge ports). Both paths are the same topology there, so it is measured once per rep and is the denominator of both.
