@@ -24,11 +24,10 @@
 
 import { Fdb, type FdbOptions } from '../fdb/fdb.js';
 import {
-  BROADCAST_MAC, ETH_HLEN, ETH_P_8021Q, ETH_P_ARP, EthernetHeader, isLinkLocalDst, parseEthernet, VLAN_HLEN, VLAN_VID_MASK,
+  ETH_HLEN, ETH_P_8021Q, ETH_P_ARP, EthernetHeader, isLinkLocalHL, parseEthernet, VLAN_HLEN, VLAN_VID_MASK,
 } from '../frame/ethernet.js';
 import { TX_OP_NONE, TX_OP_POP_TAG, TX_OP_PUSH_TAG, TX_OP_SET_TAG, VNET_HDR_LEN } from '../io/native-types.js';
 import { BridgePort } from './port.js';
-import { readMac } from '../frame/mac.js';
 import { EGRESS_AS_IS, EGRESS_NOT_MEMBER, EGRESS_UNTAGGED, MODE_ACCESS, MODE_TRUNK, PortVlan, type VlanSpec } from './vlan.js';
 
 /** TPID 0x8100 in the upper half of a tx `arg` (tpid << 16 | tci). */
@@ -69,8 +68,9 @@ export class Bridge {
   readonly ports: (BridgePort | null)[];
   /** Dense list of attached ports, the flood list. */
   private flood: BridgePort[] = [];
-  /** Ports with frames queued in the current batch. */
-  private readonly dirty: BridgePort[] = [];
+  /** Ports with frames queued in the current batch: dirty[0 .. dirtyCount-1] (never truncated: no reallocation). */
+  private readonly dirty: BridgePort[];
+  private dirtyCount = 0;
   private readonly hdr = new EthernetHeader();
   /** Coarse clock: set by the owner (once per tick); the engine never reads the system clock. */
   nowMs = 0;
@@ -79,6 +79,7 @@ export class Bridge {
   constructor(opts: BridgeOptions) {
     this.name = opts.name;
     this.ports = new Array<BridgePort | null>(opts.maxPorts).fill(null);
+    this.dirty = new Array<BridgePort>(opts.maxPorts);
     this.fdb = new Fdb({ maxEntries: opts.fdbMax, maxPorts: opts.maxPorts, ageingTimeMs: opts.ageingTimeMs, onFlap: opts.onFlap });
   }
 
@@ -158,11 +159,11 @@ export class Bridge {
         ingress.dropRunt++;
         continue;
       }
-      if (hdr.srcGroup || hdr.src === 0) {
+      if (hdr.srcGroup || (hdr.srcHi === 0 && hdr.srcLo === 0)) {
         ingress.dropBadSrc++;
         continue;
       }
-      if (hdr.dstGroup && isLinkLocalDst(hdr.dst)) {
+      if (hdr.dstGroup && isLinkLocalHL(hdr.dstHi, hdr.dstLo)) {
         ingress.dropLinkLocal++;
         continue;
       }
@@ -195,14 +196,14 @@ export class Bridge {
         vid = tagVid;
       }
       if (ingress.learning) {
-        fdb.learn(vid, hdr.src, ingressId, now);
+        fdb.learnHL(vid, hdr.srcHi, hdr.srcLo, ingressId, now);
         // ARP snooping on local ports: the bond announces these addresses after a failover
-        if (hdr.etherType === ETH_P_ARP && ingress.snoopArp) this.snoopArp(slab, off + hdr.payloadOffset, len - hdr.payloadOffset, vid, hdr.src);
+        if (hdr.etherType === ETH_P_ARP && ingress.snoopArp) this.snoopArp(slab, off + hdr.payloadOffset, len - hdr.payloadOffset, vid);
       }
       // payload length for the MTU check; GSO super-frames are exempt (segmented downstream)
       const payload = slab[off - VNET_HDR_LEN + VNET_GSO_TYPE] !== 0 ? 0 : len - ETH_HLEN - (hdr.tpid !== 0 ? VLAN_HLEN : 0);
       if (!hdr.dstGroup) {
-        const out = fdb.lookup(vid, hdr.dst);
+        const out = fdb.lookupHL(vid, hdr.dstHi, hdr.dstLo);
         if (out >= 0) {
           const egress = this.ports[out];
           if (egress !== null && Bridge.shouldDeliver(ingress, egress, vid, FLOOD_NONE)) {
@@ -219,7 +220,7 @@ export class Bridge {
         continue;
       }
       this.counters.floodedGroup++;
-      const cls = hdr.dst === BROADCAST_MAC ? FLOOD_BROADCAST : FLOOD_FILTERED;
+      const cls = hdr.dstIsBroadcast ? FLOOD_BROADCAST : FLOOD_FILTERED;
       for (let p = 0; p < flood.length; p++) {
         const egress = flood[p];
         if (Bridge.shouldDeliver(ingress, egress, vid, cls)) this.enqueue(egress, off, len, payload, vid, tci);
@@ -229,12 +230,15 @@ export class Bridge {
   }
 
   /** Records the sender IPv4 of an Ethernet/IPv4 ARP whose sender MAC is the frame's source. */
-  private snoopArp(slab: Uint8Array, p: number, len: number, vid: number, src: number): void {
+  private snoopArp(slab: Uint8Array, p: number, len: number, vid: number): void {
+    const hdr = this.hdr;
     // htype 1, ptype 0x0800, hlen 6, plen 4
     if (len < 28 || slab[p + 1] !== 1 || slab[p + 2] !== 0x08 || slab[p + 3] !== 0 || slab[p + 4] !== 6 || slab[p + 5] !== 4) return;
-    if (readMac(slab, p + 8) !== src) return;
-    const ip = ((slab[p + 14] << 24) | (slab[p + 15] << 16) | (slab[p + 16] << 8) | slab[p + 17]) >>> 0;
-    if (ip !== 0) this.fdb.setIpv4(vid, src, ip);
+    const shaHi = (slab[p + 8] << 8) | slab[p + 9];
+    const shaLo = (slab[p + 10] << 24) | (slab[p + 11] << 16) | (slab[p + 12] << 8) | slab[p + 13];
+    if (shaHi !== hdr.srcHi || shaLo !== hdr.srcLo) return;
+    const ip = (slab[p + 14] << 24) | (slab[p + 15] << 16) | (slab[p + 16] << 8) | slab[p + 17];
+    if (ip !== 0) this.fdb.setIpv4(vid, shaHi, shaLo, ip);
   }
 
   /**
@@ -268,7 +272,7 @@ export class Bridge {
       this.sendPort(egress); // only when tx is smaller than the batch budget
       n = 0;
     }
-    if (n === 0) this.dirty.push(egress);
+    if (n === 0) this.dirty[this.dirtyCount++] = egress;
     const w = 4 * n;
     tx[w] = off;
     tx[w + 1] = len;
@@ -287,15 +291,15 @@ export class Bridge {
 
   /** Forgets frames queued by a batch that failed half-way (they reference a slab about to be reused). */
   discardBatch(): void {
-    for (const p of this.dirty) p.txCount = 0;
-    this.dirty.length = 0;
+    for (let i = 0; i < this.dirtyCount; i++) this.dirty[i].txCount = 0;
+    this.dirtyCount = 0;
   }
 
   /** Sends every queued frame: one native call per egress port. */
   flush(): void {
     const dirty = this.dirty;
-    for (let i = 0; i < dirty.length; i++) this.sendPort(dirty[i]);
-    dirty.length = 0;
+    for (let i = 0; i < this.dirtyCount; i++) this.sendPort(dirty[i]);
+    this.dirtyCount = 0;
   }
 
   /** Periodic work: advance the clock and run a budgeted ageing sweep. */

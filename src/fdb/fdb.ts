@@ -3,8 +3,9 @@
 // Model
 //   Entries live in a fixed pool of `maxEntries` slots (stable entry ids); the hashtable is an
 //   Int32Array of entry ids with linear probing and backward-shift deletion (no tombstones), sized
-//   to the next power of two >= 2 * maxEntries so probes stay short. Keys are split in two uint32:
-//   hi = vid << 16 | mac[0..1], lo = mac[2..5].
+//   to the next power of two >= 2 * maxEntries so probes stay short. Keys are split in two small
+//   integers: hi = vid << 16 | mac[0..1] (< 2^28), lo = mac[2..5] as an int32. Both are Smis, so the
+//   per-frame calls (learnHL, lookupHL) pass no doubles and box nothing.
 //
 //   Dynamic entries of each port sit on an intrusive doubly linked LRU list (oldest at the head).
 //   That gives the eviction policy in O(1): when the bridge is full, the oldest dynamic entry of the
@@ -69,6 +70,16 @@ export interface FdbEntryView {
   ipv4: number;
 }
 
+/** Upper 16 bits of a numeric MAC. */
+export function macHi(mac: number): number {
+  return Math.floor(mac / TWO32);
+}
+
+/** Lower 32 bits of a numeric MAC as an int32 (the FDB's key half). */
+export function macLo(mac: number): number {
+  return (mac % TWO32) | 0;
+}
+
 export const enum AddResult {
   Added = 0,
   Updated = 1,
@@ -87,8 +98,8 @@ export class Fdb {
   ageingTimeMs: number;
 
   // entry pool
-  private readonly keyHi: Uint32Array;
-  private readonly keyLo: Uint32Array;
+  private readonly keyHi: Int32Array;
+  private readonly keyLo: Int32Array;
   private readonly port: Int32Array;
   private readonly flags: Uint8Array;
   private readonly seenMs: Float64Array;
@@ -128,8 +139,8 @@ export class Fdb {
     this.ageingTimeMs = opts.ageingTimeMs;
     this.onFlap = opts.onFlap;
     const n = opts.maxEntries;
-    this.keyHi = new Uint32Array(n);
-    this.keyLo = new Uint32Array(n);
+    this.keyHi = new Int32Array(n);
+    this.keyLo = new Int32Array(n);
     this.port = new Int32Array(n);
     this.flags = new Uint8Array(n);
     this.seenMs = new Float64Array(n);
@@ -180,8 +191,12 @@ export class Fdb {
 
   /** Port of (vid, mac), or -1 when unknown. */
   lookup(vid: number, mac: number): number {
-    const machi = Math.floor(mac / TWO32);
-    const e = this.find(((vid << 16) | machi) >>> 0, (mac - machi * TWO32) >>> 0);
+    return this.lookupHL(vid, macHi(mac), macLo(mac));
+  }
+
+  /** lookup() with the MAC as its upper 16 bits and lower 32 bits (int32): the per-frame form. */
+  lookupHL(vid: number, macHi16: number, macLo32: number): number {
+    const e = this.find((vid << 16) | macHi16, macLo32);
     return e === EMPTY ? -1 : this.port[e];
   }
 
@@ -190,9 +205,13 @@ export class Fdb {
    * or inserts (evicting per policy when full). Static entries are never changed by learning.
    */
   learn(vid: number, mac: number, port: number, nowMs: number): void {
-    const machi = Math.floor(mac / TWO32);
-    const hi = ((vid << 16) | machi) >>> 0;
-    const lo = (mac - machi * TWO32) >>> 0;
+    this.learnHL(vid, macHi(mac), macLo(mac), port, nowMs);
+  }
+
+  /** learn() with the MAC as its upper 16 bits and lower 32 bits (int32): the per-frame form. */
+  learnHL(vid: number, macHi16: number, macLo32: number, port: number, nowMs: number): void {
+    const hi = (vid << 16) | macHi16;
+    const lo = macLo32;
     const e = this.find(hi, lo);
     if (e !== EMPTY) {
       if ((this.flags[e] & FLAG_STATIC) !== 0) return;
@@ -241,7 +260,7 @@ export class Fdb {
     if (this.flapMoves[e] > FLAP_MOVES && nowMs - this.flapWarnedMs[e] >= FLAP_WARN_INTERVAL_MS) {
       this.flapWarnedMs[e] = nowMs;
       if (this.onFlap !== undefined) {
-        this.onFlap(this.keyHi[e] >>> 16, (this.keyHi[e] & 0xffff) * TWO32 + this.keyLo[e], from, to, this.flapMoves[e]);
+        this.onFlap(this.keyHi[e] >>> 16, (this.keyHi[e] & 0xffff) * TWO32 + (this.keyLo[e] >>> 0), from, to, this.flapMoves[e]);
       }
     }
   }
@@ -367,9 +386,8 @@ export class Fdb {
    * Adds or replaces a static entry. Returns Full when no dynamic entry could be evicted to make room.
    */
   addStatic(vid: number, mac: number, port: number, nowMs: number): AddResult {
-    const machi = Math.floor(mac / TWO32);
-    const hi = ((vid << 16) | machi) >>> 0;
-    const lo = (mac - machi * TWO32) >>> 0;
+    const hi = (vid << 16) | macHi(mac);
+    const lo = macLo(mac);
     const e = this.find(hi, lo);
     if (e !== EMPTY) {
       if ((this.flags[e] & FLAG_STATIC) === 0) {
@@ -386,8 +404,7 @@ export class Fdb {
 
   /** Deletes (vid, mac), static or dynamic. Returns false when absent. */
   delete(vid: number, mac: number): boolean {
-    const machi = Math.floor(mac / TWO32);
-    const e = this.find(((vid << 16) | machi) >>> 0, (mac - machi * TWO32) >>> 0);
+    const e = this.find((vid << 16) | macHi(mac), macLo(mac));
     if (e === EMPTY) return false;
     this.removeEntry(e);
     return true;
@@ -421,9 +438,8 @@ export class Fdb {
   }
 
   /** Records the IPv4 address a MAC used in an ARP (ARP snooping); ignored when the entry is unknown. */
-  setIpv4(vid: number, mac: number, ip: number): void {
-    const machi = Math.floor(mac / TWO32);
-    const e = this.find(((vid << 16) | machi) >>> 0, (mac - machi * TWO32) >>> 0);
+  setIpv4(vid: number, macHi16: number, macLo32: number, ip: number): void {
+    const e = this.find((vid << 16) | macHi16, macLo32);
     if (e !== EMPTY) this.ipv4[e] = ip >>> 0;
   }
 
@@ -471,7 +487,7 @@ export class Fdb {
       const isStatic = (f & FLAG_STATIC) !== 0;
       cb({
         vid: this.keyHi[e] >>> 16,
-        mac: (this.keyHi[e] & 0xffff) * TWO32 + this.keyLo[e],
+        mac: (this.keyHi[e] & 0xffff) * TWO32 + (this.keyLo[e] >>> 0),
         port: this.port[e],
         isStatic,
         ageMs: isStatic ? 0 : Math.max(0, nowMs - this.seenMs[e]),

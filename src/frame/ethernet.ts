@@ -24,10 +24,12 @@ export const ETH_P_RARP = 0x8035;
 export const VLAN_VID_MASK = 0x0fff;
 
 export class EthernetHeader {
-  /** Destination MAC as a number. */
-  dst = 0;
-  /** Source MAC as a number. */
-  src = 0;
+  /** Destination MAC: upper 16 bits and lower 32 bits as an int32 (Smis: nothing is boxed per frame). */
+  dstHi = 0;
+  dstLo = 0;
+  /** Source MAC, split the same way. */
+  srcHi = 0;
+  srcLo = 0;
   /** I/G bit of the destination (broadcast or multicast). */
   dstGroup = false;
   /** I/G bit of the source: never valid on the wire. */
@@ -40,6 +42,20 @@ export class EthernetHeader {
   etherType = 0;
   /** Offset of the payload after the outermost parsed header (14 or 18). */
   payloadOffset = 0;
+
+  /** Destination MAC as one number (control plane, tests). */
+  get dst(): number {
+    return this.dstHi * 0x1_0000_0000 + (this.dstLo >>> 0);
+  }
+
+  /** Source MAC as one number (control plane, tests). */
+  get src(): number {
+    return this.srcHi * 0x1_0000_0000 + (this.srcLo >>> 0);
+  }
+
+  get dstIsBroadcast(): boolean {
+    return this.dstHi === 0xffff && this.dstLo === -1;
+  }
 }
 
 export function isVlanTpid(type: number): boolean {
@@ -54,10 +70,10 @@ export function parseEthernet(buf: Uint8Array, off: number, len: number, h: Ethe
   if (len < ETH_HLEN) return false;
   const d0 = buf[off];
   const s0 = buf[off + 6];
-  h.dst = ((d0 << 8) | buf[off + 1]) * 0x1_0000_0000 +
-    (((buf[off + 2] << 24) | (buf[off + 3] << 16) | (buf[off + 4] << 8) | buf[off + 5]) >>> 0);
-  h.src = ((s0 << 8) | buf[off + 7]) * 0x1_0000_0000 +
-    (((buf[off + 8] << 24) | (buf[off + 9] << 16) | (buf[off + 10] << 8) | buf[off + 11]) >>> 0);
+  h.dstHi = (d0 << 8) | buf[off + 1];
+  h.dstLo = (buf[off + 2] << 24) | (buf[off + 3] << 16) | (buf[off + 4] << 8) | buf[off + 5];
+  h.srcHi = (s0 << 8) | buf[off + 7];
+  h.srcLo = (buf[off + 8] << 24) | (buf[off + 9] << 16) | (buf[off + 10] << 8) | buf[off + 11];
   h.dstGroup = (d0 & 1) !== 0;
   h.srcGroup = (s0 & 1) !== 0;
   const type = (buf[off + 12] << 8) | buf[off + 13];
@@ -81,6 +97,11 @@ const LINK_LOCAL_BASE = 0x0180c2000000;
 
 export function isLinkLocalDst(dst: number): boolean {
   return dst >= LINK_LOCAL_BASE && dst <= LINK_LOCAL_BASE + 0x0f;
+}
+
+/** isLinkLocalDst() on a split MAC (hi 16 bits, lo 32 bits as int32). */
+export function isLinkLocalHL(hi: number, lo: number): boolean {
+  return hi === 0x0180 && (lo & ~0x0f) === (0xc2000000 | 0);
 }
 
 export const BROADCAST_MAC = 0xffffffffffff;
