@@ -42,42 +42,27 @@ Napi::Value IfInfo(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   struct ifreq ifr;
-  PrepIfr(&ifr, name);
-  if (ioctl(c.fd, SIOCGIFINDEX, &ifr) < 0) {
-    if (errno == ENODEV) return env.Null();
-    ThrowSysError(env, errno, "ioctl(SIOCGIFINDEX)", name);
-    return env.Undefined();
-  }
+  // one SIOCGIF* query; false when it failed (JS gets null for ENODEV: the interface vanished, else an exception)
+  bool gone = false;
+  auto query = [&](unsigned long request, const char* syscall) -> bool {
+    PrepIfr(&ifr, name);
+    if (ioctl(c.fd, request, &ifr) == 0) return true;
+    if (errno == ENODEV) gone = true;
+    else ThrowSysError(env, errno, syscall, name);
+    return false;
+  };
+  auto fail = [&]() -> Napi::Value { return gone ? env.Null() : env.Undefined(); };
+  if (!query(SIOCGIFINDEX, "ioctl(SIOCGIFINDEX)")) return fail();
   int ifindex = ifr.ifr_ifindex;
-  PrepIfr(&ifr, name);
-  if (ioctl(c.fd, SIOCGIFFLAGS, &ifr) < 0) {
-    if (errno == ENODEV) return env.Null();
-    ThrowSysError(env, errno, "ioctl(SIOCGIFFLAGS)", name);
-    return env.Undefined();
-  }
+  if (!query(SIOCGIFFLAGS, "ioctl(SIOCGIFFLAGS)")) return fail();
   int flags = static_cast<unsigned short>(ifr.ifr_flags);
-  PrepIfr(&ifr, name);
-  if (ioctl(c.fd, SIOCGIFMTU, &ifr) < 0) {
-    if (errno == ENODEV) return env.Null();
-    ThrowSysError(env, errno, "ioctl(SIOCGIFMTU)", name);
-    return env.Undefined();
-  }
+  if (!query(SIOCGIFMTU, "ioctl(SIOCGIFMTU)")) return fail();
   int mtu = ifr.ifr_mtu;
-  PrepIfr(&ifr, name);
-  if (ioctl(c.fd, SIOCGIFHWADDR, &ifr) < 0) {
-    if (errno == ENODEV) return env.Null();
-    ThrowSysError(env, errno, "ioctl(SIOCGIFHWADDR)", name);
-    return env.Undefined();
-  }
+  if (!query(SIOCGIFHWADDR, "ioctl(SIOCGIFHWADDR)")) return fail();
   const unsigned char* m = reinterpret_cast<const unsigned char*>(ifr.ifr_hwaddr.sa_data);
   char mac[18];
   std::snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
-  PrepIfr(&ifr, name);
-  if (ioctl(c.fd, SIOCGIFTXQLEN, &ifr) < 0) {
-    if (errno == ENODEV) return env.Null();
-    ThrowSysError(env, errno, "ioctl(SIOCGIFTXQLEN)", name);
-    return env.Undefined();
-  }
+  if (!query(SIOCGIFTXQLEN, "ioctl(SIOCGIFTXQLEN)")) return fail();
   int qlen = ifr.ifr_qlen;
   Napi::Object o = Napi::Object::New(env);
   o.Set("ifindex", Napi::Number::New(env, ifindex));

@@ -15,6 +15,7 @@
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Lab, PYTHON, canRunNetns, sleep, waitFor, type Background } from "./helpers.js";
+import type { BondMemberShow, BondShow, BridgeStats, PortStats } from "../support/json-shapes.js";
 
 const support = canRunNetns();
 if (!support.ok) console.warn(`netns bond tests skipped: ${support.reason}`);
@@ -23,32 +24,6 @@ const skipNote = support.ok ? "" : ` (skipped: ${support.reason})`;
 const BRIDGE = "xenbr0";
 const BOND = "bond0";
 
-interface BondMemberShow {
-  name: string;
-  mii_status: "up" | "down";
-  link_failures: number;
-  state: string;
-}
-interface BondShow {
-  name: string;
-  mode: string;
-  active: string | null;
-  primary: string;
-  mii_status: "up" | "down";
-  miimon: number;
-  updelay: number;
-  downdelay: number;
-  members: BondMemberShow[];
-}
-interface PortStats {
-  name: string;
-  rx_packets: number;
-  drops: Record<string, number>;
-}
-interface BridgeStats {
-  bridge: string;
-  ports: PortStats[];
-}
 interface LogLine {
   msg: string;
   reason?: string;

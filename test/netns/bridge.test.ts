@@ -23,6 +23,7 @@ import {
   sleep,
   waitFor,
 } from "./helpers.js";
+import type { MacEntry, ShowBridge } from "../support/json-shapes.js";
 
 const support = canRunNetns();
 if (!support.ok) console.warn(`netns tests skipped: ${support.reason}`);
@@ -33,25 +34,6 @@ const BRIDGE = "xenbr0";
 const IP = { vm1: "198.18.0.1", vm2: "198.18.0.2", ext: "198.18.0.3", vm3: "198.18.0.13", vm4: "198.18.0.14" };
 const IP6 = { vm1: "2001:db8::1", vm2: "2001:db8::2", ext: "2001:db8::3" };
 const MAC = { vm3: "02:00:00:00:00:13", vm4: "02:00:00:00:00:14" };
-
-interface ShowPort {
-  name: string;
-  kind: "tap" | "attach";
-  state: "up" | "down" | "absent";
-  ifindex: number;
-}
-interface ShowBridge {
-  name: string;
-  uplink: { name: string; kind: string; state: string } | null;
-  ports: ShowPort[];
-}
-interface MacEntry {
-  port: string;
-  mac: string;
-  vlan: number;
-  static: boolean;
-  age: number;
-}
 
 describe.skipIf(!support.ok)("netns harness" + skipNote, () => {
   it("Lab creates prefixed namespaces and veths, and destroy() removes every one of them", async () => {

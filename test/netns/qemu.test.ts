@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Background, Lab, PY_TCP_SENDER, PYTHON, REPO_ROOT, canRunNetns, run, waitFor } from "./helpers.js";
+import type { MacEntry, PortStats, ShowBridge, ShowPort } from "../support/json-shapes.js";
 
 const BRIDGE = "xenbr0";
 const IFUP = join(REPO_ROOT, "scripts/qemu-ifup");
@@ -33,31 +34,6 @@ const IP = { ext: "198.18.6.3", vm10: "198.18.7.3", g1: "198.18.6.21", g2: "198.
 const IP6 = { ext: "2001:db8:6::3", g1: "2001:db8:6::21" };
 const MAC = { g1: "00:16:3e:06:01:00", g2: "00:16:3e:06:02:00" };
 const TRANSFER_MB = 8;
-
-interface MacEntry {
-  port: string;
-  mac: string;
-  vlan: number;
-  static: boolean;
-  age: number;
-}
-interface ShowPort {
-  name: string;
-  kind: "tap" | "attach";
-  state: "up" | "down" | "absent";
-  ifindex: number;
-}
-interface ShowBridge {
-  name: string;
-  ports: ShowPort[];
-}
-interface PortStats {
-  name: string;
-  rx_packets: number;
-  rx_bytes: number;
-  tx_packets: number;
-  tx_bytes: number;
-}
 
 // ------------------------------------------------------------------------------------------------ can it run?
 

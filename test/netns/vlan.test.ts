@@ -27,6 +27,7 @@ import {
   type Background,
   waitFor,
 } from "./helpers.js";
+import type { MacEntry, PortStats, VlanShow } from "../support/json-shapes.js";
 
 const support = canRunNetns();
 if (!support.ok) console.warn(`netns VLAN tests skipped: ${support.reason}`);
@@ -45,23 +46,6 @@ const MAC = {
 /** The VLAN each host's access port is in (as configured). */
 const HOST_VID: Record<string, number> = { [MAC.a10]: 10, [MAC.b10]: 10, [MAC.a20]: 20, [MAC.b20]: 20 };
 
-interface MacEntry {
-  port: string;
-  mac: string;
-  vlan: number;
-  static: boolean;
-  age: number;
-}
-interface VlanShow {
-  port: string;
-  mode: "access" | "trunk";
-  vlans: number[] | "all";
-  native: number | null;
-}
-interface PortStats {
-  name: string;
-  drops: Record<string, number>;
-}
 interface Captured {
   tpid: number | null;
   tci: number | null;
