@@ -105,6 +105,21 @@ describe('tapbridge CLI', () => {
     expect(r.stderr).toMatch(/bridges\[0\]\.ports\[0\]\.kind: must be "tap" or "attach"/);
   });
 
+  it('a request line over 1 MiB gets an error reply and the connection closes; the server keeps serving', async () => {
+    const { createConnection } = await import('node:net');
+    const reply = await new Promise<string>((resolve, reject) => {
+      const sock = createConnection(socket);
+      let buf = '';
+      sock.setEncoding('utf8');
+      sock.on('data', (d: string) => (buf += d));
+      sock.on('close', () => resolve(buf));
+      sock.on('error', reject);
+      sock.on('connect', () => sock.write('x'.repeat(1024 * 1024 + 10)));
+    });
+    expect(JSON.parse(reply.trim())).toMatchObject({ error: { code: -32600, data: { code: 'request_too_large' } } });
+    expect((await run('show', '-j')).code).toBe(0);
+  });
+
   it('daemon exits 2 on a bad config', async () => {
     const bad = join(dir, 'bad2.yaml');
     writeFileSync(bad, 'bridges: [ { name: xenbr0, mtu: 12 } ]\n');
