@@ -198,21 +198,21 @@ export class Bond implements PortHandle {
 
   /**
    * num_grat_arp rounds of RARPs on the active member, peer_notif_delay ms apart (0: the miimon interval, as in the
-   * bonding driver, where send_peer_notif counts miimon ticks). The first goes at once when the new active member has
-   * had carrier for a while (failover away from a broken link: every ms counts); when its carrier has only just come
-   * back, the far end may not forward yet (a switch port still coming up), so the first round waits one gap.
+   * bonding driver, where send_peer_notif counts miimon ticks); the first at once: until the switch hears from the new
+   * link, frames to silent VMs still go to the old one, where the bond drops them as backup traffic. When the new
+   * member's carrier has only just come back, the far end may not forward yet and may lose that first round, so one
+   * extra round follows one interval after the last.
    */
   private scheduleAnnouncements(newActiveUpForMs: number): void {
     for (const t of this.notifyTimers) clearTimeout(t);
     this.notifyTimers = [];
     const gapMs = this.cfg.peerNotifDelayMs > 0 ? this.cfg.peerNotifDelayMs : this.cfg.miimonMs > 0 ? this.cfg.miimonMs : 100;
-    const firstMs = newActiveUpForMs < gapMs ? gapMs - newActiveUpForMs : 0;
-    for (let round = 0; round < this.cfg.numGratArp; round++) {
-      const atMs = firstMs + round * gapMs;
-      if (atMs <= 0) {
+    const rounds = this.cfg.numGratArp + (this.cfg.numGratArp > 0 && newActiveUpForMs < gapMs ? 1 : 0);
+    for (let round = 0; round < rounds; round++) {
+      if (round === 0) {
         this.announce(round);
       } else {
-        const t = setTimeout(() => this.announce(round), atMs);
+        const t = setTimeout(() => this.announce(round), round * gapMs);
         t.unref();
         this.notifyTimers.push(t);
       }
