@@ -83,8 +83,16 @@ if [ -z "$deb" ]; then
 	log "downloading $pkg"
 	# apt-get download writes into the current directory; as root it warns that _apt cannot write there: harmless
 	if ! (cd "$work" && apt-get download -q "$pkg" >"$work/download.log" 2>&1); then
-		cat "$work/download.log" >&2
-		die "apt-get download $pkg failed"
+		# stale package lists name a version the mirror no longer has: refresh them once and retry
+		if [ "$(id -u)" -eq 0 ] && [ -z "${TAPBRIDGE_GUEST_KERNEL_PKG:-}" ]; then
+			log "apt-get download $pkg failed; running apt-get update and retrying"
+			apt-get update -qq >&2 || die "apt-get update failed"
+			pkg=$(kernel_pkg)
+		fi
+		if ! (cd "$work" && apt-get download -q "$pkg" >"$work/download.log" 2>&1); then
+			cat "$work/download.log" >&2
+			die "apt-get download $pkg failed"
+		fi
 	fi
 	dl=$(find "$work" -maxdepth 1 -name "${pkg}_*.deb" -print -quit)
 	[ -n "$dl" ] || die "apt-get download $pkg left no .deb"
