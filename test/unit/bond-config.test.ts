@@ -6,19 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from '../../src/config/config.js';
+import { parseConfig } from '../../src/config/config.js';
+import { configIssues } from '../support/config-issues.js';
 
 const cli = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
-function issues(yaml: string): string[] {
-  try {
-    parseConfig(yaml);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).issues.map((i) => `${i.path}: ${i.message}`);
-  }
-  throw new Error('expected a ConfigError');
-}
+const issues = configIssues;
 
 /** A one-bridge config whose uplink is `uplink` (YAML flow text) and whose ports are `ports`. */
 const withUplink = (uplink: string, ports = '[ { name: vif1.0 } ]'): string => `

@@ -1,16 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from '../../src/config/config.js';
+import { parseConfig } from '../../src/config/config.js';
+import { configIssues } from '../support/config-issues.js';
 import { formatMac } from '../../src/frame/mac.js';
 
-function issues(yaml: string): string[] {
-  try {
-    parseConfig(yaml);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).issues.map((i) => `${i.path}: ${i.message}`);
-  }
-  throw new Error('expected a ConfigError');
-}
+const issues = configIssues;
 
 describe('config', () => {
   it('reads the documented example with defaults', () => {
