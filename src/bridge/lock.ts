@@ -207,11 +207,6 @@ function badAddress(t: string): never {
   throw new RangeError(`lock: ${t} is not an address or prefix`);
 }
 
-/** `lock show` of a port that has no PortSecurity. */
-export function describeUnlocked(port: string): LockShow {
-  return { port, mode: 'unlocked', mac: null, ipv4: [], ipv6: [], allow_ethertypes: [], ra_guard: false, dhcp_guard: false };
-}
-
 // ------------------------------------------------------------------------------------------ per frame
 
 const WALK_OK = 0;
