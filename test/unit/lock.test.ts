@@ -8,36 +8,11 @@ import type { BridgePort } from '../../src/bridge/port.js';
 import { parseMac } from '../../src/frame/mac.js';
 import { PortLocks } from '../../src/daemon/locking.js';
 import { addFakePort, BatchBuilder, eth, type FakeIo } from '../support/fake-io.js';
+import { arp, fragHdr, icmp6, ipv4, ipv6, llOpt, mac, na, ns, opts8, ra, udp, v4, v6 } from '../support/frames.js';
 
 const VM = '00:16:3e:00:01:00';
 const OTHER = '00:16:3e:00:02:00';
 const BCAST = 'ff:ff:ff:ff:ff:ff';
-const hex = (n: number, bytes: number): string => n.toString(16).padStart(2 * bytes, '0');
-const mac = (m: string): string => m.replaceAll(':', '');
-const v4 = (a: string): string => a.split('.').map((o) => hex(Number(o), 1)).join('');
-const v6 = (a: string): string => Buffer.from(parseIpv6Prefix(a)![0]).toString('hex');
-const len = (h: string): number => h.length / 2;
-
-/** IPv4 header (no options, checksum 0) + payload; frag = flags/fragment offset word. */
-const ipv4 = (src: string, dst: string, proto: number, payload: string, frag = 0): string =>
-  '4500' + hex(20 + len(payload), 2) + '0000' + hex(frag, 2) + '40' + hex(proto, 1) + '0000' + v4(src) + v4(dst) + payload;
-const udp = (sport: number, dport: number, data = '00000000'): string => hex(sport, 2) + hex(dport, 2) + hex(8 + len(data), 2) + '0000' + data;
-/** IPv6 header + payload (next header nh). */
-const ipv6 = (src: string, dst: string, nh: number, payload: string): string =>
-  '60000000' + hex(len(payload), 2) + hex(nh, 1) + 'ff' + v6(src) + v6(dst) + payload;
-const icmp6 = (type: number, body: string): string => hex(type, 1) + '00' + '0000' + body;
-const llOpt = (type: 1 | 2, m: string): string => hex(type, 1) + '01' + mac(m);
-const ns = (target: string, opts = ''): string => icmp6(135, '00000000' + v6(target) + opts);
-const na = (target: string, opts = ''): string => icmp6(136, '60000000' + v6(target) + opts);
-const ra = (): string => icmp6(134, '40000708' + '00000000' + '00000000');
-/** Hop-by-Hop (or Destination Options) header of 8 bytes: PadN. */
-const opts8 = (nh: number): string => hex(nh, 1) + '00' + '0104' + '00000000';
-/** Fragment header: offset in 8-byte units, M flag. */
-const fragHdr = (nh: number, offset: number, more: boolean): string => hex(nh, 1) + '00' + hex((offset << 3) | (more ? 1 : 0), 2) + '12345678';
-
-const arp = (op: number, sha: string, spa: string, tpa: string): string =>
-  '0001' + '0800' + '06' + '04' + hex(op, 2) + mac(sha) + v4(spa) + '000000000000' + v4(tpa);
-
 const LOCK = { mac: VM, ipv4: ['198.18.0.1', '198.18.5.0/24'], ipv6: ['2001:db8::1', '2001:db8:5::/64', 'fe80::1234'] };
 const LL = ((): string => {
   const b = eui64LinkLocal(parseMac(VM)!);
