@@ -187,6 +187,35 @@ Napi::Value DisableLro(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, (flags & ETH_FLAG_LRO) ? "unsupported" : "changed");
 }
 
+// enableLro(name): turns large receive offload back on (undoing disableLro when a port is removed).
+// Returns "changed", "on" (already on) or "unsupported".
+Napi::Value EnableLro(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name;
+  if (!GetIfName(info, 0, &name)) return env.Undefined();
+  Ctl c;
+  if (c.fd < 0) {
+    ThrowSysError(env, errno, "socket(AF_INET)", name);
+    return env.Undefined();
+  }
+  uint32_t flags = 0;
+  int e = EthtoolFlags(c.fd, name, ETHTOOL_GFLAGS, &flags);
+  if (e == EOPNOTSUPP) return Napi::String::New(env, "unsupported");
+  if (e != 0) {
+    ThrowSysError(env, e, "ioctl(SIOCETHTOOL,ETHTOOL_GFLAGS)", name);
+    return env.Undefined();
+  }
+  if (flags & ETH_FLAG_LRO) return Napi::String::New(env, "on");
+  uint32_t want = flags | static_cast<uint32_t>(ETH_FLAG_LRO);
+  e = EthtoolFlags(c.fd, name, ETHTOOL_SFLAGS, &want);
+  if (e == EOPNOTSUPP || e == EINVAL) return Napi::String::New(env, "unsupported");
+  if (e != 0) {
+    ThrowSysError(env, e, "ioctl(SIOCETHTOOL,ETHTOOL_SFLAGS)", name);
+    return env.Undefined();
+  }
+  return Napi::String::New(env, "changed");
+}
+
 // deleteTap(name): attach to the existing TAP, clear persist, close (the netdev goes away).
 Napi::Value DeleteTap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -230,6 +259,7 @@ void InitIfctl(Napi::Env env, Napi::Object exports) {
   exports.Set("setTxQueueLen", Napi::Function::New(env, SetTxQueueLen, "setTxQueueLen"));
   exports.Set("disableLro", Napi::Function::New(env, DisableLro, "disableLro"));
   exports.Set("deleteTap", Napi::Function::New(env, DeleteTap, "deleteTap"));
+  exports.Set("enableLro", Napi::Function::New(env, EnableLro, "enableLro"));
 }
 
 }  // namespace tb
