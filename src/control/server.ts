@@ -386,7 +386,8 @@ export class ControlServer {
         if (this.server === server) this.server = null;
         reject(err);
       });
-      server.listen({ fd, backlog: LISTEN_BACKLOG }, () => {
+      // the backlog as an argument: Node 20 ignores options.backlog next to options.fd (and would listen(511))
+      server.listen({ fd }, LISTEN_BACKLOG, () => {
         server.removeAllListeners('error');
         server.on('error', (err) => this.log.error({ err }, 'control server error'));
         resolve();
