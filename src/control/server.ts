@@ -10,6 +10,7 @@
 //   - a cap on concurrent clients (control_max_clients): at the cap the server stops accepting,
 //     so new clients queue in the kernel's listen backlog (never refused: qemu-ifup may run for
 //     many VMs at once) and are accepted as others leave. Logged once per saturated period;
+//   - at most REQUESTS_PER_TURN requests of one client per event-loop turn (a pipelined burst yields);
 //   - a half-sent line (bytes without a newline) idle for lineIdleTimeoutMs closes the connection;
 //   - data streams (ControlClient.openStream, e.g. a packet capture) have their own bounded buffer
 //     (chunks beyond it are dropped and counted) and are exempt from the reply cap.
@@ -39,6 +40,8 @@ export const DEFAULT_LINE_IDLE_TIMEOUT_MS = 10_000;
 export const LISTEN_BACKLOG = 4096;
 /** sun_path holds 108 bytes including the terminating NUL. */
 export const MAX_SOCKET_PATH_BYTES = 107;
+/** Requests of one client handled per event-loop turn; the rest of a pipelined burst waits a turn. */
+export const REQUESTS_PER_TURN = 32;
 
 export type MethodHandler = (params: Record<string, unknown>, client: ControlClient | null) => unknown;
 
@@ -187,6 +190,8 @@ export class ControlClient {
   private buf = '';
   /** Replies are not drained: not reading until 'drain'. */
   private blocked = false;
+  /** REQUESTS_PER_TURN handled in this turn: the rest waits for the next one (setImmediate). */
+  private yielded = false;
   private stream: ControlStream | null = null;
   private dropped = false;
   /** A last reply was sent with end(). */
@@ -205,7 +210,7 @@ export class ControlClient {
       if (!this.blocked) return;
       this.blocked = false;
       this.process();
-      if (!this.blocked && !sock.destroyed) sock.resume();
+      this.resumeIfIdle();
     });
     sock.setTimeout(server.lineIdleTimeoutMs, () => this.onIdle());
     sock.on('error', () => sock.destroy());
@@ -249,18 +254,38 @@ export class ControlClient {
 
   private process(): void {
     const maxLine = this.server.maxLineBytes;
+    let pos = 0;
+    let handled = 0;
     let nl: number;
-    while (!this.blocked && !this.ending && !this.sock.destroyed && (nl = this.buf.indexOf('\n')) >= 0) {
-      const line = this.buf.slice(0, nl).trim();
-      this.buf = this.buf.slice(nl + 1);
+    while (!this.blocked && !this.ending && !this.sock.destroyed && (nl = this.buf.indexOf('\n', pos)) >= 0) {
+      if (handled === REQUESTS_PER_TURN) {
+        // a pipelined burst: let forwarding run between slices of it
+        this.yielded = true;
+        this.sock.pause();
+        setImmediate(() => {
+          this.yielded = false;
+          this.process();
+          this.resumeIfIdle();
+        });
+        break;
+      }
+      const line = this.buf.slice(pos, nl).trim();
+      pos = nl + 1;
       if (line === '') continue;
+      handled++;
       const reply = handleLine(line, this.server.methods, this.server.log, this);
       if (reply !== null) this.reply(reply);
     }
-    if (this.blocked || this.ending || this.sock.destroyed) return;
+    if (pos > 0) this.buf = this.buf.slice(pos);
+    if (this.blocked || this.yielded || this.ending || this.sock.destroyed) return;
     if (this.buf.length > maxLine) {
       this.closeWith(errorReply(null, RPC_INVALID_REQUEST, 'request_too_large', `request line exceeds ${maxLine} bytes`));
     }
+  }
+
+  /** Reads again unless waiting for a drain, a yielded turn, or closing. */
+  private resumeIfIdle(): void {
+    if (!this.blocked && !this.yielded && !this.ending && !this.sock.destroyed) this.sock.resume();
   }
 
   /** Sends a last error reply and closes; a peer that does not read it is destroyed at the next idle timeout. */
@@ -300,7 +325,7 @@ export class ControlClient {
       return;
     }
     // idle with a half-sent line: the client will not finish it
-    if (this.buf.length === 0 || this.blocked) return;
+    if (this.buf.length === 0 || this.blocked || this.yielded) return;
     this.closeWith(errorReply(null, RPC_INVALID_REQUEST, 'request_timeout',
       `incomplete request line: no newline within ${this.server.lineIdleTimeoutMs} ms`));
   }
