@@ -9,11 +9,12 @@
 // "Flat" (issue 9): the same fd count, and RSS growth under 20 MB after a forced GC (the `debug.gc` method).
 
 import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createConnection, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call } from "../../src/control/client.js";
 import { Lab, PYTHON, canRunNetns, run, sleep, waitFor } from "./helpers.js";
+import { collectLines, connectUnix } from "../support/unix-connect.js";
 
 const support = canRunNetns();
 if (!support.ok) console.warn(`netns tests skipped: ${support.reason}`);
@@ -37,36 +38,17 @@ function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
 }
 
-function connect(path: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const s = createConnection(path);
-    s.once("connect", () => resolve(s));
-    s.once("error", reject);
-  });
-}
+const connect = (path: string): Promise<Socket> => connectUnix(path);
 
 /** Writes `text` on a fresh connection and collects `n` reply lines (or what came before close / timeout). */
 async function session(path: string, text: string, n: number, timeoutMs = 10_000): Promise<{ replies: unknown[]; closed: boolean }> {
   const s = await connect(path);
-  const replies: unknown[] = [];
-  let buf = "";
-  let closed = false;
-  s.setEncoding("utf8");
-  s.on("data", (d: string) => {
-    buf += d;
-    let nl;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      replies.push(JSON.parse(buf.slice(0, nl)));
-      buf = buf.slice(nl + 1);
-    }
-  });
-  s.on("close", () => (closed = true));
-  s.on("error", () => (closed = true));
+  const r = collectLines(s);
   s.write(text);
-  await waitFor(() => replies.length >= n || closed, timeoutMs, 10);
-  if (n > 0 && replies.length >= n) await sleep(50);
+  await waitFor(() => r.got.length >= n || r.closed(), timeoutMs, 10);
+  if (n > 0 && r.got.length >= n) await sleep(50);
   s.destroy();
-  return { replies, closed };
+  return { replies: r.got.map((l) => JSON.parse(l) as unknown), closed: r.closed() };
 }
 
 /** Received count of a `ping -q` summary. */

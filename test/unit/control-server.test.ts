@@ -4,7 +4,7 @@
 // JSON-RPC ids, and what may be at the socket path. Needs the native addon (built by npm ci), no root.
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, statSync } from 'node:fs';
-import { createConnection, createServer, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -18,6 +18,7 @@ import {
   type MethodHandler,
 } from '../../src/control/server.js';
 import { silentLogger, type Logger } from '../../src/log.js';
+import { collectLines, connectUnix } from '../support/unix-connect.js';
 
 let dir: string;
 let servers: ControlServer[] = [];
@@ -57,34 +58,9 @@ async function start(methods: Map<string, MethodHandler>, opts: ControlServerOpt
   return s;
 }
 
-function connect(path: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const s = createConnection(path);
-    sockets.push(s);
-    s.once('connect', () => resolve(s));
-    s.once('error', reject);
-  });
-}
+const connect = (path: string): Promise<Socket> => connectUnix(path, sockets);
 
-/** Collects reply lines from a socket. */
-function lines(s: Socket): { got: string[]; closed: () => boolean } {
-  const got: string[] = [];
-  let buf = '';
-  let closed = false;
-  s.setEncoding('utf8');
-  s.on('data', (d: string) => {
-    buf += d;
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      got.push(buf.slice(0, nl));
-      buf = buf.slice(nl + 1);
-    }
-  });
-  s.on('close', () => {
-    closed = true;
-  });
-  return { got, closed: () => closed };
-}
+const lines = collectLines;
 
 const req = (id: number, method = 'version'): string => `${JSON.stringify({ jsonrpc: '2.0', id, method })}\n`;
 
