@@ -113,7 +113,7 @@ export function handleLine(line: string, methods: ReadonlyMap<string, MethodHand
   }
 }
 
-/** Resolves true when something accepts connections on `path`. */
+/** Resolves true when something listens on `path` (accepting, or with a full backlog). */
 function answers(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = createConnection(path);
@@ -122,7 +122,8 @@ function answers(path: string): Promise<boolean> {
       resolve(v);
     };
     s.once('connect', () => done(true));
-    s.once('error', () => done(false));
+    // EAGAIN: a live daemon at control_max_clients whose listen backlog is full
+    s.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'EAGAIN'));
     s.setTimeout(1000, () => done(false));
   });
 }
