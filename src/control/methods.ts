@@ -4,6 +4,7 @@ import type { Daemon } from '../daemon/daemon.js';
 import { netdev } from '../io/native.js';
 import { VERSION } from '../version.js';
 import type { MethodHandler } from './server.js';
+import { forceGc } from './debug.js';
 
 export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
   return new Map<string, MethodHandler>([
@@ -24,5 +25,6 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
     ['lock.show', (p) => d.lockShow(p.bridge)],
     ['lock.set', (p) => d.lockSet(p.bridge, p.port, p)],
     ['lock.clear', (p) => d.lockClear(p.bridge, p.port)],
+    ['debug.gc', () => forceGc()],
   ]);
 }
