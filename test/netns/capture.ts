@@ -1,9 +1,9 @@
-// tcpdump captures in a lab's namespace, read back as frames (the hostile-guest tests), and a port's drop counters.
+// For the hostile-guest tests: raw frames sent from a guest, tcpdump captures read back as frames, a port's drops.
 
 import { join } from "node:path";
 import { readPcap } from "../support/pcap.js";
 import type { BridgeStats } from "../support/json-shapes.js";
-import { type Background, type Lab, waitFor } from "./helpers.js";
+import { type Background, type Lab, PY_RAW_SENDER, PYTHON, waitFor } from "./helpers.js";
 
 export interface Capture {
   readonly key: string;
@@ -45,4 +45,10 @@ export function dropDeltas(before: Record<string, number>, after: Record<string,
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(after)) if (v !== (before[k] ?? 0)) out[k] = v - (before[k] ?? 0);
   return out;
+}
+
+/** Sends each hex frame COUNT times (20 ms apart) from NODE's eth0 with an AF_PACKET socket. */
+export async function sendRaw(lab: Lab, node: string, frames: string[], count: number): Promise<void> {
+  const r = await lab.exec(node, [PYTHON, "-c", PY_RAW_SENDER, "eth0", String(count), "0.02", ...frames], { check: false, timeoutMs: 15_000 });
+  if (r.code !== 0) throw new Error(`raw sender in ${node}: ${r.stderr}`);
 }

@@ -16,8 +16,8 @@ import { execFileSync } from "node:child_process";
 import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab, PY_RAW_SENDER, PY_TCP_RECEIVER, PY_TCP_SENDER, PYTHON, canRunNetns, sleep, waitFor } from "./helpers.js";
-import { type Capture, dropDeltas, portDrops, startCapture, withMarker } from "./capture.js";
+import { Lab, PY_TCP_RECEIVER, PY_TCP_SENDER, PYTHON, canRunNetns, sleep, waitFor } from "./helpers.js";
+import { type Capture, dropDeltas, portDrops, sendRaw, startCapture, withMarker } from "./capture.js";
 import { arp, icmp6, ipv4, ipv6, llOpt, mac, na, ra, udp } from "../support/frames.js";
 import type { MacEntry } from "../support/json-shapes.js";
 
@@ -73,10 +73,7 @@ const SPOOFS: Spoof[] = [
 describe.skipIf(!support.ok)("VIF locking: a guest spoofing addresses and services" + skipNote, () => {
   let lab: Lab;
 
-  async function send(node: string, frames: string[], count = COUNT): Promise<void> {
-    const r = await lab.exec(node, [PYTHON, "-c", PY_RAW_SENDER, "eth0", String(count), "0.02", ...frames], { check: false, timeoutMs: 15_000 });
-    if (r.code !== 0) throw new Error(`raw sender in ${node}: ${r.stderr}`);
-  }
+  const send = (node: string, frames: string[], count = COUNT): Promise<void> => sendRaw(lab, node, frames, count);
   const drops = (port: string) => portDrops(lab, BRIDGE, port);
 
   beforeAll(async () => {

@@ -12,8 +12,8 @@
 //   l10  eth0 (TAP vif5.0, access 10)  (tcpdump)                  --+
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab, PY_RAW_SENDER, PYTHON, canRunNetns, sleep, waitFor } from "./helpers.js";
-import { type Capture, dropDeltas, portDrops, startCapture, withMarker } from "./capture.js";
+import { Lab, canRunNetns, sleep, waitFor } from "./helpers.js";
+import { type Capture, dropDeltas, portDrops, sendRaw, startCapture, withMarker } from "./capture.js";
 
 const support = canRunNetns();
 if (!support.ok) console.warn(`netns VLAN escape test skipped: ${support.reason}`);
@@ -72,10 +72,7 @@ const LEGIT: { name: string; from: "vm10" | "vmt" | "vmd"; tags: [number, number
 describe.skipIf(!support.ok)("VLAN escapes from hostile guests" + skipNote, () => {
   let lab: Lab;
 
-  async function send(node: string, frames: string[]): Promise<void> {
-    const r = await lab.exec(node, [PYTHON, "-c", PY_RAW_SENDER, "eth0", String(COUNT), "0.02", ...frames], { check: false, timeoutMs: 15_000 });
-    if (r.code !== 0) throw new Error(`raw sender in ${node}: ${r.stderr}`);
-  }
+  const send = (node: string, frames: string[]): Promise<void> => sendRaw(lab, node, frames, COUNT);
 
   beforeAll(async () => {
     lab = new Lab("vlan-escape");
