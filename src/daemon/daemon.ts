@@ -484,6 +484,12 @@ export class Daemon {
     }
     const r = lockSpecFrom(value);
     if ('problems' in r) throw new ControlError('invalid_params', r.problems.map(([k, m]) => `${k}: ${m}`).join('; '));
+    if (r.spec.mode === 'locked') {
+      const mac = r.spec.mac;
+      // a locked MAC belongs to one port: its static entry cannot point at two
+      const other = br.locks.portLockedTo(mac);
+      if (other !== null && other !== mp.port) throw new ControlError('invalid_params', `mac ${formatMac(mac)} is already the locked MAC of ${other.name}`);
+    }
     if (!br.locks.apply(mp.port, r.spec, br.locks.guards(mp.port), this.now())) {
       throw new ControlError('fdb_full', `FDB of ${br.cfg.name} is full of static entries; the lock is set but its MAC is not a static entry`);
     }

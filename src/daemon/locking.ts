@@ -64,6 +64,12 @@ export class PortLocks {
     return this.state.get(port)?.lock ?? UNLOCKED;
   }
 
+  /** The port that has `mac` as its locked MAC, if any. */
+  portLockedTo(mac: number): BridgePort | null {
+    for (const [port, st] of this.state) if (st.lock.mode === 'locked' && st.lock.mac === mac) return port;
+    return null;
+  }
+
   guards(port: BridgePort): PortGuards {
     const g = this.state.get(port)?.guards;
     return g !== undefined ? { ...g } : { raGuard: false, dhcpGuard: false };

@@ -203,6 +203,7 @@ describe.skipIf(!support.ok)("VIF locking: a guest spoofing addresses and servic
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/ipv4\[0\]: "198\.18\.0\.300" is not an IPv4 address/);
     expect((await lab.cli(["lock", "set", BRIDGE, "peth0", "--disabled"])).stderr).toMatch(/uplink/);
+    expect((await lab.cli(["lock", "set", BRIDGE, "vif2.0", "--mac", M1])).stderr).toMatch(/already the locked MAC of vif1\.0/);
     // disabled: vm2 can send nothing
     expect((await lab.cli(["lock", "set", BRIDGE, "vif2.0", "--disabled"])).code).toBe(0);
     before = await drops("vif2.0");
