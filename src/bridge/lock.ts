@@ -28,8 +28,9 @@
 //   No allocation: addresses are int32 words compared against small typed arrays (prefix + mask), the
 //   header walk keeps its results in module-level scalars. A locked port reads a few header bytes and
 //   scans a table of a handful of entries. checkSecurity() is a small fast path (the locked MAC; IPv4
-//   from the first allowed entry; IPv6 TCP, UDP or non-NDP ICMPv6 without extension headers from an
-//   allowed address, with no guard on); checkFull() decides every case on its own.
+//   from the first allowed entry, not UDP under the DHCP guard; IPv6 TCP, UDP or non-NDP ICMPv6 without
+//   extension headers from an allowed address, not UDP under the DHCP guard); checkFull() decides every
+//   case on its own.
 
 import { isIPv4, isIPv6 } from 'node:net';
 import { ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, type EthernetHeader } from '../frame/ethernet.js';
@@ -399,19 +400,21 @@ function checkGuardIpv4(b: Uint8Array, p: number, end: number): number {
 export function checkSecurity(sec: PortSecurity, slab: Uint8Array, off: number, len: number, hdr: EthernetHeader): number {
   if (sec.mode === LOCK_LOCKED) {
     if (hdr.srcLo !== sec.macLo || hdr.srcHi !== sec.macHi) return SEC_LOCK_MAC;
-    if (hdr.etherType === ETH_P_IPV4 && (hdr.tpid === 0 || hdr.tpid === ETH_P_8021Q) && !sec.dhcpGuard) {
+    if (hdr.etherType === ETH_P_IPV4 && (hdr.tpid === 0 || hdr.tpid === ETH_P_8021Q)) {
       const p = off + hdr.payloadOffset;
-      if (len - hdr.payloadOffset >= 20 && (slab[p] >> 4) === 4 &&
+      if (len - hdr.payloadOffset >= 20 && (slab[p] >> 4) === 4 && (!sec.dhcpGuard || slab[p + 9] !== IPPROTO_UDP) &&
         (((slab[p + 12] << 24) | (slab[p + 13] << 16) | (slab[p + 14] << 8) | slab[p + 15]) & sec.v4Mask0) === sec.v4Net0) {
         return SEC_PASS;
       }
-    } else if (hdr.etherType === ETH_P_IPV6 && (hdr.tpid === 0 || hdr.tpid === ETH_P_8021Q) && !sec.raGuard && !sec.dhcpGuard) {
-      // IPv6 without extension headers: TCP, UDP, or ICMPv6 below the NDP types, complete in the frame
+    } else if (hdr.etherType === ETH_P_IPV6 && (hdr.tpid === 0 || hdr.tpid === ETH_P_8021Q)) {
+      // IPv6 without extension headers, complete in the frame: TCP, UDP (no DHCP guard), or ICMPv6 below the NDP
+      // types (neither an RA nor a redirect)
       const p = off + hdr.payloadOffset;
       const nh = slab[p + 6];
       const plen = (slab[p + 4] << 8) | slab[p + 5];
       if (len - hdr.payloadOffset >= 48 && (slab[p] >> 4) === 6 && plen >= 8 && 40 + plen <= len - hdr.payloadOffset &&
-        (nh === IPPROTO_TCP || nh === IPPROTO_UDP || (nh === IPPROTO_ICMPV6 && slab[p + 40] < ICMPV6_RS)) && sec.v6Allowed(slab, p + 8)) {
+        (nh === IPPROTO_TCP || (nh === IPPROTO_UDP && !sec.dhcpGuard) || (nh === IPPROTO_ICMPV6 && slab[p + 40] < ICMPV6_RS)) &&
+        sec.v6Allowed(slab, p + 8)) {
         return SEC_PASS;
       }
     }

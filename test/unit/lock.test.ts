@@ -222,6 +222,13 @@ describe('port security in the engine', () => {
     expect(verdict(eth(BCAST, VM, '86dd', ipv6('fe80::1234', 'ff02::1', 58, ra())))).toBe('ra_guard');
     expect(verdict(eth(BCAST, VM, '0800', ipv4('198.18.0.1', '255.255.255.255', 17, udp(67, 68))))).toBe('dhcp_guard');
     expect(verdict(eth(BCAST, VM, '86dd', ipv6('fe80::99', 'ff02::1', 58, ra())))).toBe('lock_ipv6');
+    expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', 'fe80::2', 17, udp(547, 546, '02000001'))))).toBe('dhcp_guard');
+    expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', '2001:db8::2', 17, udp(5000, 5001))))).toBe('pass');
+    expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', '2001:db8::2', 6, '00'.repeat(20))))).toBe('pass');
+    expect(verdict(eth(BCAST, VM, '0800', ipv4('198.18.0.1', '198.18.0.2', 17, udp(5000, 5001))))).toBe('pass');
+    expect(verdict(eth(BCAST, VM, '0800', ipv4('198.18.0.1', '198.18.0.2', 6, '00'.repeat(20))))).toBe('pass');
+    // an RA behind a Hop-by-Hop header from an allowed source: not the fast path
+    expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', 'ff02::1', 0, opts8(58) + ra())))).toBe('ra_guard');
   });
 
   it('stats drops show every port-security counter', () => {
