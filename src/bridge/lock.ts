@@ -422,8 +422,8 @@ export function checkSecurity(sec: PortSecurity, slab: Uint8Array, off: number, 
   return checkFull(sec, slab, off, len, hdr);
 }
 
-/** The complete verdict (the MAC of a locked port is checked again: this function stands alone). */
-function checkFull(sec: PortSecurity, slab: Uint8Array, off: number, len: number, hdr: EthernetHeader): number {
+/** The complete verdict (the MAC of a locked port is checked again: it stands alone; tests compare it with the fast path). */
+export function checkFull(sec: PortSecurity, slab: Uint8Array, off: number, len: number, hdr: EthernetHeader): number {
   const mode = sec.mode;
   if (mode === LOCK_DISABLED) return SEC_LOCK_DISABLED;
   if (mode === LOCK_LOCKED && (hdr.srcLo !== sec.macLo || hdr.srcHi !== sec.macHi)) return SEC_LOCK_MAC;

@@ -3,7 +3,10 @@
 // for a locked MAC (src/daemon/locking.ts).
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Bridge } from '../../src/bridge/bridge.js';
-import { eui64LinkLocal, type LockSpec, lockSpecFrom, parseIpv6Prefix, PortSecurity, SECURITY_DROP_NAMES } from '../../src/bridge/lock.js';
+import {
+  checkFull, checkSecurity, eui64LinkLocal, type LockSpec, lockSpecFrom, parseIpv6Prefix, PortSecurity, SECURITY_DROP_NAMES,
+} from '../../src/bridge/lock.js';
+import { EthernetHeader, parseEthernet } from '../../src/frame/ethernet.js';
 import type { BridgePort } from '../../src/bridge/port.js';
 import { parseMac } from '../../src/frame/mac.js';
 import { PortLocks } from '../../src/daemon/locking.js';
@@ -294,5 +297,47 @@ describe('lockSpecFrom', () => {
     expect(v6('::ffff:198.18.0.1')).toBe('00'.repeat(10) + 'ffff' + 'c6120001');
     expect(v6('fe80::216:3eff:fe00:100')).toBe('fe80' + '00'.repeat(6) + '0216' + '3eff' + 'fe00' + '0100');
     expect(parseIpv6Prefix('2001:db8::1%eth0')).toBeNull();
+  });
+});
+
+describe('the fast path agrees with the full check', () => {
+  it('on random frames from locked ports with and without guards', () => {
+    let seed = 0x5eed;
+    const rnd = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    const pick = <T>(xs: readonly T[]): T => xs[rnd(xs.length)];
+    const hdr = new EthernetHeader();
+    const srcs4 = ['198.18.0.1', '198.18.5.7', '198.18.0.2', '0.0.0.0'];
+    const srcs6 = ['2001:db8::1', '2001:db8:5::9', 'fe80::1234', LL, '2001:db8::2', '::'];
+    const l4 = (): [number, string] => pick([
+      [17, udp(pick([67, 68, 546, 547, 5000]), pick([67, 68, 546, 547, 5001]))],
+      [6, '00'.repeat(20)],
+      [58, pick([icmp6(128, '00010001'), icmp6(pick([130, 133, 134, 135, 136, 137, 143]), '00'.repeat(20)), ra(), na('2001:db8::2')])],
+    ] as [number, string][]);
+    let compared = 0;
+    for (let i = 0; i < 4000; i++) {
+      const sec = PortSecurity.build(lockOf(pick([LOCK, { mac: VM, ipv4: ['198.18.0.1'], ipv6: ['2001:db8::1'] }, { mac: VM }])), {
+        raGuard: rnd(2) === 1, dhcpGuard: rnd(2) === 1,
+      })!;
+      const src = rnd(8) === 0 ? OTHER : VM;
+      const tag = pick(['', '', '81000000', '8100000a', '88a8000a']);
+      let body: string;
+      if (rnd(2) === 0) {
+        const [proto, pl] = l4();
+        body = '0800' + ipv4(pick(srcs4), '198.18.0.9', proto === 58 ? 1 : proto, pl, pick([0, 0, 0x2000, 0x0010]));
+      } else {
+        const [proto, pl] = l4();
+        body = '86dd' + (rnd(4) === 0 ? ipv6(pick(srcs6), 'ff02::1', 0, opts8(proto) + pl) : ipv6(pick(srcs6), 'ff02::1', proto, pl));
+      }
+      let frame = mac(BCAST) + mac(src) + tag + body;
+      if (rnd(6) === 0) frame = frame.slice(0, 2 * (14 + rnd(40))); // truncated
+      const bytes = Buffer.from(frame.length < 120 ? frame.padEnd(120, '0') : frame, 'hex');
+      if (!parseEthernet(bytes, 0, bytes.length, hdr)) continue;
+      expect(checkSecurity(sec, bytes, 0, bytes.length, hdr), frame).toBe(checkFull(sec, bytes, 0, bytes.length, hdr));
+      compared++;
+    }
+    expect(compared).toBeGreaterThan(3000);
   });
 });
