@@ -193,6 +193,10 @@ export const netdev = {
   version(): string {
     return loadAddon().version();
   },
+  /** flock(fd, LOCK_EX | LOCK_NB) on an fd from fs.openSync: false when another process holds it. */
+  flockExclusive(fd: number): boolean {
+    return loadAddon().flockExclusive(fd);
+  },
 };
 
 export const IFF_UP = 0x1;
