@@ -1,6 +1,9 @@
-// `tapbridge daemon`: load the config, open every port, then (and only then) create the control
-// socket; on SIGTERM/SIGINT close the ports (TAPs the daemon created vanish unless persist), remove
-// the socket and exit 0. Exit 2 for a bad config, 1 for any other start-up failure.
+// `tapbridge daemon`: load the config, take the state file lock (src/state/), open every port, replay
+// the runtime state and restore the FDB snapshot, then (and only then) create the control socket; on
+// SIGHUP reload the config; on SIGTERM/SIGINT save the state and FDB snapshot, close the ports (TAPs
+// the daemon created vanish unless persist), remove the socket and exit 0. Exit 2 for a bad config,
+// 1 for any other start-up failure (another daemon on the socket or the state file, a TAP that
+// cannot be created, ...).
 
 import { ConfigError, loadConfig } from '../config/config.js';
 import { createLogger } from '../log.js';
@@ -8,6 +11,8 @@ import { ControlServer } from '../control/server.js';
 import { daemonMethods } from '../control/methods.js';
 import { VERSION } from '../version.js';
 import { Daemon } from './daemon.js';
+import { StateStore } from '../state/store.js';
+import { DaemonState } from '../state/daemon-state.js';
 
 export async function runDaemon(configPath: string, socketOverride?: string): Promise<number> {
   const log = createLogger();
@@ -27,17 +32,29 @@ export async function runDaemon(configPath: string, socketOverride?: string): Pr
     log.warn({ uid: process.getuid() }, 'not running as root: creating TAPs and AF_PACKET sockets needs CAP_NET_ADMIN and CAP_NET_RAW');
   }
   const daemon = new Daemon(config, log);
-  const control = new ControlServer(config.controlSocket, daemonMethods(daemon), log.child({ subsystem: 'control' }));
+  const methods = daemonMethods(daemon);
+  let store: StateStore | null = null;
+  let state: DaemonState | null = null;
+  let control: ControlServer | null = null;
   try {
-    await control.prepare();
+    await ControlServer.check(config.controlSocket);
+    // the state file lock, before anything is opened: a second daemon on the same state file stops here
+    store = StateStore.open(config.stateDir, config.controlSocket);
+    state = new DaemonState(daemon, store, config, configPath, log, socketOverride);
+    control = new ControlServer(config.controlSocket, state.wrap(methods), log.child({ subsystem: 'control' }));
     daemon.start();
+    state.restore(methods);
     await control.listen();
   } catch (err) {
     log.error({ err }, 'start-up failed');
     process.stderr.write(`tapbridge: start-up failed: ${(err as Error).message}\n`);
     daemon.stop();
+    store?.close();
     return 1;
   }
+  const st = state;
+  const ctl = control;
+  st.startSnapshots();
   log.info({ version: VERSION, socket: config.controlSocket, bridges: config.bridges.map((b) => b.name) }, 'daemon ready');
   return await new Promise<number>((resolve) => {
     let stopping = false;
@@ -45,13 +62,18 @@ export async function runDaemon(configPath: string, socketOverride?: string): Pr
       if (stopping) return;
       stopping = true;
       log.info({ signal }, 'shutting down');
+      st.shutdown();
       daemon.stop();
-      control.close().then(() => {
+      ctl.close().then(() => {
         log.info('stopped');
         resolve(0);
       }, () => resolve(0));
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      log.info({ config: configPath }, 'SIGHUP: reloading the config');
+      st.reloadFromFile();
+    });
   });
 }

@@ -28,7 +28,7 @@ import { createHash } from 'node:crypto';
 
 export const STATE_VERSION = 1;
 /** A state file or handover document larger than this is refused (the FDB snapshot dominates: ~100 B per entry). */
-export const MAX_STATE_BYTES = 64 * 1024 * 1024;
+export const MAX_STATE_BYTES = 128 * 1024 * 1024;
 /** Cap on runtime records (the journal is keyed by target, so it only grows with distinct ports and FDB entries). */
 export const MAX_RUNTIME_RECORDS = 200_000;
 /** Cap on FDB snapshot entries per bridge (fdb_max is at most 1_000_000). */
