@@ -77,6 +77,16 @@ function vlanChange(a: VlanSpec, b: VlanSpec): string {
   return `${describeVlan(a)} -> ${describeVlan(b)}`;
 }
 
+/** BondConfigFile fields -> their config keys (the names dry-run prints). */
+const BOND_KEY_OF: Record<string, string> = {
+  members: 'members', primary: 'primary', primaryReselect: 'primary_reselect', miimonMs: 'miimon', updelayMs: 'updelay',
+  downdelayMs: 'downdelay', numGratArp: 'num_grat_arp', peerNotifDelayMs: 'peer_notif_delay',
+};
+
+function text(v: unknown): string {
+  return Array.isArray(v) ? v.join(',') : String(v);
+}
+
 const BRIDGE_TYPED_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports'];
 const PORT_TYPED_KEYS = ['name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', 'vlan', 'trunk', 'native_vlan'];
 const UPLINK_TYPED_KEYS = ['interface', 'bond', 'vlan', 'trunk', 'native_vlan'];
@@ -148,7 +158,7 @@ function diffBridge(out: Change[], o: BridgeConfig, n: BridgeConfig, oRaw: unkno
     else if (o.uplink.bond !== null && n.uplink.bond !== null) {
       const ob = o.uplink.bond as unknown as Record<string, unknown>;
       const nb = n.uplink.bond as unknown as Record<string, unknown>;
-      for (const k of Object.keys(nb)) if (k !== 'name' && !jsonEqual(ob[k], nb[k])) what.push(`${k} ${JSON.stringify(ob[k])} -> ${JSON.stringify(nb[k])}`);
+      for (const [k, key] of Object.entries(BOND_KEY_OF)) if (!jsonEqual(ob[k], nb[k])) what.push(`${key} ${text(ob[k])} -> ${text(nb[k])}`);
     }
     if (!jsonEqual(untyped(oUpRaw, UPLINK_TYPED_KEYS), untyped(nUpRaw, UPLINK_TYPED_KEYS))) what.push('options of later features');
     if (what.length > 0) {
