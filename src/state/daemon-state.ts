@@ -14,8 +14,9 @@
 // dropped and logged (the file wins there); the rest replays. A record that fails to replay (its port is gone,
 // ...) is logged and dropped.
 //
-// For the fd handover: collectState() is the document to send (journal, fresh FDB snapshot, named sections),
-// applyState(doc) is what the new daemon does with it after daemon.start().
+// For the fd handover: serializeState(state.collectState()) is the document to send (journal, a fresh FDB snapshot,
+// named sections); the new daemon checks it with parseState(text) and passes it to state.restore(methods, doc) after
+// daemon.start(). setSection/getSection keep other subsystems' records (e.g. where each moved TAP went) in it.
 
 import type { Logger } from '../log.js';
 import type { Daemon } from '../daemon/daemon.js';
@@ -73,11 +74,13 @@ export class DaemonState {
     configHasFdb: (bridge, vid, mac) => this.file.bridges.some((b) => b.name === bridge && b.fdb.some((f) => f.vlan === vid && f.mac === mac)),
   };
 
-  /** Reads the state file (if any) and applies it. Call after daemon.start(). */
-  restore(methods: ReadonlyMap<string, MethodHandler>): void {
+  /**
+   * Applies the stored state: `received` when given (a takeover's document), else the state file's (if any); then
+   * writes the state file. Call after daemon.start(), with the unwrapped control methods.
+   */
+  restore(methods: ReadonlyMap<string, MethodHandler>, received?: StateDocument): void {
     this.methods = methods;
-    if (this.store === null) return;
-    const stored = this.store.read((error, movedTo) => this.log.error({ error, moved_to: movedTo }, 'state file unreadable; starting without runtime state'));
+    const stored = received ?? this.store?.read((error, movedTo) => this.log.error({ error, moved_to: movedTo }, 'state file unreadable; starting without runtime state')) ?? null;
     if (stored !== null) this.applyState(stored);
     this.persist(true);
   }

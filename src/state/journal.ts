@@ -136,23 +136,26 @@ function resolvedVid(p: Record<string, unknown>, ctx: RecordContext): number {
   return 0;
 }
 
-registerRecordedMethod('fdb.add', (p, _r, j, ctx) => {
+/** The (bridge, MAC, VLAN) an fdb request is about, with its record target; null for a MAC that does not parse. */
+function fdbRequest(p: Record<string, unknown>, ctx: RecordContext): { bridge: string; mac: string; macNum: number; vid: number; target: string } | null {
   const bridge = str(p.bridge);
   const mac = parseMac(str(p.mac));
-  if (mac === null) return;
+  if (mac === null) return null;
   const vid = resolvedVid(p, ctx);
-  const target = fdbTarget(bridge, vid, mac);
-  j.put({ method: 'fdb.add', params: { bridge, mac: formatMac(mac), port: p.port, vlan: vid }, key: target, target });
+  return { bridge, mac: formatMac(mac), macNum: mac, vid, target: fdbTarget(bridge, vid, mac) };
+}
+
+registerRecordedMethod('fdb.add', (p, _r, j, ctx) => {
+  const f = fdbRequest(p, ctx);
+  if (f === null) return;
+  j.put({ method: 'fdb.add', params: { bridge: f.bridge, mac: f.mac, port: p.port, vlan: f.vid }, key: f.target, target: f.target });
 });
 
 registerRecordedMethod('fdb.del', (p, _r, j, ctx) => {
-  const bridge = str(p.bridge);
-  const mac = parseMac(str(p.mac));
-  if (mac === null) return;
-  const vid = resolvedVid(p, ctx);
-  const target = fdbTarget(bridge, vid, mac);
-  if (ctx.configHasFdb(bridge, vid, mac)) j.put({ method: 'fdb.del', params: { bridge, mac: formatMac(mac), vlan: vid }, key: target, target });
-  else j.remove(target);
+  const f = fdbRequest(p, ctx);
+  if (f === null) return;
+  if (ctx.configHasFdb(f.bridge, f.vid, f.macNum)) j.put({ method: 'fdb.del', params: { bridge: f.bridge, mac: f.mac, vlan: f.vid }, key: f.target, target: f.target });
+  else j.remove(f.target);
 });
 
 registerRecordedMethod('setageing', (p, _r, j) => {
