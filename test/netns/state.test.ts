@@ -10,9 +10,10 @@
 // Checks: replay with an unchanged config (addif, delif, vlan set, fdb add, setageing come back); replay with an edited
 // config (the change to what the edit touched is dropped and logged, the rest replays); save-config output passes
 // check-config and a daemon started from it shows the same views; the FDB snapshot makes unicast to a VM that stayed
-// silent forwarded, not flooded; a second daemon on the same state file refuses to start.
+// silent forwarded, not flooded, also after SIGKILL (the periodic snapshot); a second daemon on the same state file
+// refuses to start.
 
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -161,6 +162,29 @@ describe.skipIf(!support.ok)("runtime state survives a restart" + skipNote, () =
     expect(r.ok, r.output).toBe(true);
     const stats = await lab.cliJson<BridgeStats[]>(["stats"]);
     expect(stats[0].fdb.flooded).toBe(0);
+  }, 60_000);
+
+  it("after SIGKILL, the FDB comes from the last periodic snapshot (fdb_snapshot_interval 1 s here)", async () => {
+    expect((await lab.ping("vm1", IP.vm2, 2, { intervalS: 0.2 })).ok).toBe(true);
+    // the daemon runs from save-config's output now, with its own state_dir
+    const stateDir = (parse(readFileSync(lab.configPath, "utf8")) as { state_dir: string }).state_dir;
+    const file = join(stateDir, "tapbridge.sock.state");
+    // a periodic snapshot taken after this point (saved_at is wall-clock ms)
+    const t0 = Date.now();
+    const snapshotHas = (): boolean => {
+      const doc = JSON.parse(readFileSync(file, "utf8")) as { fdb: { saved_at: number; bridges: Record<string, { mac: string }[]> } | null };
+      return doc.fdb !== null && doc.fdb.saved_at > t0 && (doc.fdb.bridges[BRIDGE] ?? []).some((e) => e.mac === MAC.vm2);
+    };
+    expect(await waitFor(snapshotHas, 5_000)).toBe(true);
+    lab.daemon!.kill("SIGKILL");
+    await lab.daemon!.exited;
+    // the killed daemon left its socket file; startDaemon waits for the file to appear, so take the stale one away
+    rmSync(lab.socketPath, { force: true });
+    await lab.startDaemon("dom0");
+    const restored = await lab.cliJson<MacEntry[]>(["showmacs", BRIDGE]);
+    expect(restored.find((m) => m.mac === MAC.vm2 && !m.static), JSON.stringify(restored)).toMatchObject({ port: "vif2.0", vlan: 10 });
+    expect((await lab.ping("vm1", IP.vm2, 1)).ok).toBe(true);
+    expect((await lab.cliJson<BridgeStats[]>(["stats"]))[0].fdb.flooded).toBe(0);
   }, 60_000);
 
   it("a second daemon on the same state file refuses to start", async () => {
