@@ -62,12 +62,17 @@ export async function runDaemon(configPath: string, socketOverride?: string): Pr
       if (stopping) return;
       stopping = true;
       log.info({ signal }, 'shutting down');
-      st.shutdown();
-      daemon.stop();
-      ctl.close().then(() => {
-        log.info('stopped');
-        resolve(0);
-      }, () => resolve(0));
+      const finish = (): void => {
+        daemon.stop();
+        ctl.close().then(() => {
+          log.info('stopped');
+          resolve(0);
+        }, () => resolve(0));
+      };
+      st.shutdown().then(finish, (err: unknown) => {
+        log.error({ err }, 'saving the state failed');
+        finish();
+      });
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));

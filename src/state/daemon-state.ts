@@ -55,6 +55,7 @@ export class DaemonState {
   /** Counters (shown in logs at shutdown). */
   writeErrors = 0;
   writes = 0;
+  snapshots = 0;
 
   constructor(daemon: Daemon, store: StateStore | null, config: DaemonConfig, configPath: string | null, log: Logger, socketOverride?: string) {
     this.daemon = daemon;
@@ -80,9 +81,15 @@ export class DaemonState {
    */
   restore(methods: ReadonlyMap<string, MethodHandler>, received?: StateDocument): void {
     this.methods = methods;
-    const stored = received ?? this.store?.read((error, movedTo) => this.log.error({ error, moved_to: movedTo }, 'state file unreadable; starting without runtime state')) ?? null;
+    let stored: StateDocument | null = received ?? null;
+    if (received === undefined && this.store !== null) {
+      const r = this.store.read((error, movedTo) => this.log.error({ error, moved_to: movedTo }, 'state file unreadable; ignored'));
+      // a snapshot without a state document (the document was unreadable) still restores the FDB
+      stored = r.state ?? (r.fdb !== null ? emptyState(this.file.raw) : null);
+      if (stored !== null) stored.fdb = r.fdb;
+    }
     if (stored !== null) this.applyState(stored);
-    this.persist(true);
+    this.persist();
   }
 
   /** Applies a state document (from the state file or a takeover) to the daemon; see the file comment. */
@@ -153,30 +160,37 @@ export class DaemonState {
     return this.doc.sections[name];
   }
 
-  /**
-   * Writes the state file now. With `snapshot` (the timer, shutdown) the FDB snapshot is taken afresh; a control
-   * request's write keeps the last one (a walk of the whole FDB per request would cost the forwarding loop).
-   * Never throws.
-   */
-  persist(snapshot = false): void {
+  /** Writes the state document (journal, config, sections; not the FDB) synchronously. Never throws. */
+  persist(): void {
     if (this.store === null) return;
     try {
-      if (snapshot) this.collectState();
-      else {
-        this.doc.config = this.file.raw;
-        this.doc.config_hash = configHash(this.file.raw);
-        this.doc.runtime = this.journal.list();
-      }
+      this.doc.config = this.file.raw;
+      this.doc.config_hash = configHash(this.file.raw);
+      this.doc.runtime = this.journal.list();
       this.store.write(this.doc);
       this.writes++;
     } catch (err) {
-      this.writeErrors++;
-      const now = Date.now();
-      if (now - this.lastWriteErrorMs >= WRITE_ERROR_LOG_INTERVAL_MS) {
-        this.lastWriteErrorMs = now;
-        this.log.error({ err, path: this.store.path, write_errors: this.writeErrors }, 'cannot write the state file (logged at most every 10 s)');
-      }
+      this.writeFailed(err, this.store.path);
     }
+  }
+
+  private writeFailed(err: unknown, path: string): void {
+    this.writeErrors++;
+    const now = Date.now();
+    if (now - this.lastWriteErrorMs >= WRITE_ERROR_LOG_INTERVAL_MS) {
+      this.lastWriteErrorMs = now;
+      this.log.error({ err, path, write_errors: this.writeErrors }, 'cannot write the state (logged at most every 10 s)');
+    }
+  }
+
+  /** Takes an FDB snapshot and writes it off the main loop (the periodic timer). */
+  private snapshot(): void {
+    if (this.store === null) return;
+    const store = this.store;
+    const fdb = { saved_at: Date.now(), bridges: this.daemon.fdbSnapshot() };
+    store.writeFdb(fdb).then((written) => {
+      if (written) this.snapshots++;
+    }, (err: unknown) => this.writeFailed(err, store.fdbPath));
   }
 
   /** The control methods with recording around the mutating ones, plus save_config and reload. */
@@ -214,7 +228,7 @@ export class DaemonState {
     this.snapshotTimer = null;
     const s = this.file.fdbSnapshotIntervalS;
     if (s <= 0 || this.store === null) return;
-    this.snapshotTimer = setInterval(() => this.persist(true), s * 1000);
+    this.snapshotTimer = setInterval(() => this.snapshot(), s * 1000);
     this.snapshotTimer.unref();
   }
 
@@ -281,12 +295,25 @@ export class DaemonState {
     }
   }
 
-  /** Last FDB snapshot and state write, then the lock is released. Call before daemon.stop(). */
-  shutdown(): void {
+  /**
+   * Last state write and FDB snapshot (after any snapshot write in flight), then the lock is released. Call before
+   * daemon.stop(): the snapshot needs the ports still open.
+   */
+  async shutdown(): Promise<void> {
     if (this.snapshotTimer !== null) clearInterval(this.snapshotTimer);
     this.snapshotTimer = null;
-    this.persist(true);
-    this.log.info({ writes: this.writes, write_errors: this.writeErrors, journal: this.journal.size }, 'state saved');
-    this.store?.close();
+    const store = this.store;
+    if (store !== null) {
+      await store.idle();
+      this.persist();
+      try {
+        store.writeFdbSync({ saved_at: Date.now(), bridges: this.daemon.fdbSnapshot() });
+        this.snapshots++;
+      } catch (err) {
+        this.writeFailed(err, store.fdbPath);
+      }
+    }
+    this.log.info({ writes: this.writes, snapshots: this.snapshots, snapshots_skipped: store?.fdbWritesSkipped ?? 0, write_errors: this.writeErrors, journal: this.journal.size }, 'state saved');
+    store?.close();
   }
 }

@@ -168,12 +168,12 @@ describe.skipIf(!support.ok)("runtime state survives a restart" + skipNote, () =
     expect((await lab.ping("vm1", IP.vm2, 2, { intervalS: 0.2 })).ok).toBe(true);
     // the daemon runs from save-config's output now, with its own state_dir
     const stateDir = (parse(readFileSync(lab.configPath, "utf8")) as { state_dir: string }).state_dir;
-    const file = join(stateDir, "tapbridge.sock.state");
+    const file = join(stateDir, "tapbridge.sock.fdb");
     // a periodic snapshot taken after this point (saved_at is wall-clock ms)
     const t0 = Date.now();
     const snapshotHas = (): boolean => {
-      const doc = JSON.parse(readFileSync(file, "utf8")) as { fdb: { saved_at: number; bridges: Record<string, { mac: string }[]> } | null };
-      return doc.fdb !== null && doc.fdb.saved_at > t0 && (doc.fdb.bridges[BRIDGE] ?? []).some((e) => e.mac === MAC.vm2);
+      const fdb = JSON.parse(readFileSync(file, "utf8")) as { saved_at: number; bridges: Record<string, { mac: string }[]> };
+      return fdb.saved_at > t0 && (fdb.bridges[BRIDGE] ?? []).some((e) => e.mac === MAC.vm2);
     };
     expect(await waitFor(snapshotHas, 5_000)).toBe(true);
     lab.daemon!.kill("SIGKILL");
