@@ -575,28 +575,41 @@ export class Daemon {
     return this.bridges.get(bridgeName)?.bridge.fdb.delete(vid, mac) ?? false;
   }
 
-  /** Dynamic entries of every bridge with their ages and snooped IPv4 addresses (the FDB snapshot). */
+  /** Dynamic entries of every bridge with their ages and snooped IPv4 addresses (the FDB snapshot), at once. */
   fdbSnapshot(): Record<string, FdbSnapshotEntry[]> {
-    const now = this.now();
     const out: Record<string, FdbSnapshotEntry[]> = {};
-    for (const br of this.bridges.values()) {
-      const list: FdbSnapshotEntry[] = [];
-      br.bridge.fdb.forEach(now, (e) => {
-        if (e.isStatic) return;
-        const port = br.bridge.ports[e.port];
-        if (port === null || port === undefined) return;
-        const ip = e.ipv4;
-        list.push({
-          port: port.name,
-          mac: formatMac(e.mac),
-          vlan: e.vid,
-          age_ms: Math.round(e.ageMs),
-          ipv4: ip === 0 ? null : `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`,
-        });
-      });
-      out[br.cfg.name] = list;
+    for (const name of this.bridges.keys()) {
+      out[name] = [];
+      this.fdbSnapshotSlice(name, 0, Infinity, out[name]);
     }
     return out;
+  }
+
+  /**
+   * Appends the dynamic entries in FDB pool slots from..to-1 of a bridge to `out` (a snapshot a slice per event-loop
+   * turn); returns the pool's slot count, 0 when the bridge is gone.
+   */
+  fdbSnapshotSlice(bridgeName: string, from: number, to: number, out: FdbSnapshotEntry[]): number {
+    const br = this.bridges.get(bridgeName);
+    if (br === undefined) return 0;
+    br.bridge.fdb.forEach(this.now(), (e) => {
+      if (e.isStatic) return;
+      const port = br.bridge.ports[e.port];
+      if (port === null || port === undefined) return;
+      const ip = e.ipv4;
+      out.push({
+        port: port.name,
+        mac: formatMac(e.mac),
+        vlan: e.vid,
+        age_ms: Math.round(e.ageMs),
+        ipv4: ip === 0 ? null : `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`,
+      });
+    }, from, to);
+    return br.bridge.fdb.maxEntries;
+  }
+
+  bridgeNames(): string[] {
+    return [...this.bridges.keys()];
   }
 
   /**

@@ -173,12 +173,17 @@ export class StateStore {
    * write is still running. Rejects with the write's error.
    */
   async writeFdb(fdb: FdbSnapshot): Promise<boolean> {
+    return this.writeFdbText(serializeSnapshot(fdb));
+  }
+
+  /** writeFdb() of a snapshot already serialised (the periodic snapshot serialises it a slice at a time). */
+  async writeFdbText(text: string): Promise<boolean> {
     if (this.closed) return false;
     if (this.fdbWrite !== null) {
       this.fdbWritesSkipped++;
       return false;
     }
-    const p = writeAtomic(this.fdbPath, serializeSnapshot(fdb));
+    const p = writeAtomic(this.fdbPath, text);
     this.fdbWrite = p;
     try {
       await p;
