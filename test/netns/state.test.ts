@@ -10,14 +10,14 @@
 // Checks: replay with an unchanged config (addif, delif, vlan set, fdb add, setageing come back); replay with an edited
 // config (the change to what the edit touched is dropped and logged, the rest replays); save-config output passes
 // check-config and a daemon started from it shows the same views; the FDB snapshot makes unicast to a VM that stayed
-// silent forwarded, not flooded, also after SIGKILL (the periodic snapshot); a second daemon on the same state file
-// refuses to start.
+// silent forwarded, not flooded, also after SIGKILL (the periodic snapshot), and entries that aged out while the daemon
+// was away stay out; a second daemon on the same state file refuses to start.
 
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CLI_MAIN, Lab, canRunNetns, run, waitFor } from "./helpers.js";
+import { CLI_MAIN, Lab, canRunNetns, run, sleep, waitFor } from "./helpers.js";
 import type { BridgeStats, MacEntry, ShowBridge, VlanShow } from "../support/json-shapes.js";
 
 const support = canRunNetns();
@@ -185,6 +185,18 @@ describe.skipIf(!support.ok)("runtime state survives a restart" + skipNote, () =
     expect(restored.find((m) => m.mac === MAC.vm2 && !m.static), JSON.stringify(restored)).toMatchObject({ port: "vif2.0", vlan: 10 });
     expect((await lab.ping("vm1", IP.vm2, 1)).ok).toBe(true);
     expect((await lab.cliJson<BridgeStats[]>(["stats"]))[0].fdb.flooded).toBe(0);
+  }, 60_000);
+
+  it("does not restore entries that aged out while the daemon was away", async () => {
+    expect((await lab.cli(["setageing", BRIDGE, "10"])).code).toBe(0);
+    expect((await lab.ping("vm1", IP.vm2, 1)).ok).toBe(true);
+    expect((await lab.cliJson<MacEntry[]>(["showmacs", BRIDGE])).some((m) => m.mac === MAC.vm2 && !m.static)).toBe(true);
+    expect((await lab.stopDaemon()).code).toBe(0);
+    await sleep(10_500);
+    await lab.startDaemon("dom0");
+    const macs = await lab.cliJson<MacEntry[]>(["showmacs", BRIDGE]);
+    expect(macs.filter((m) => !m.static), JSON.stringify(macs)).toEqual([]);
+    expect(lab.daemonLog(200)).toMatch(/"restored":0,"skipped":[1-9]\d*.*FDB snapshot restored/);
   }, 60_000);
 
   it("a second daemon on the same state file refuses to start", async () => {
