@@ -7,7 +7,7 @@
 
 import { ConfigError, loadConfig } from '../config/config.js';
 import { createLogger } from '../log.js';
-import { ControlServer } from '../control/server.js';
+import { ControlServer, type MethodHandler } from '../control/server.js';
 import { daemonMethods } from '../control/methods.js';
 import { VERSION } from '../version.js';
 import { Daemon } from './daemon.js';
@@ -33,15 +33,18 @@ export async function runDaemon(configPath: string, socketOverride?: string): Pr
   }
   const daemon = new Daemon(config, log);
   const methods = daemonMethods(daemon);
+  // filled with the recording methods once the state file is locked (src/state/daemon-state.ts)
+  const served = new Map<string, MethodHandler>();
+  const control = new ControlServer(config.controlSocket, served, log.child({ subsystem: 'control' }),
+    { maxClients: config.controlMaxClients });
   let store: StateStore | null = null;
   let state: DaemonState | null = null;
-  let control: ControlServer | null = null;
   try {
-    await ControlServer.check(config.controlSocket);
-    // the state file lock, before anything is opened: a second daemon on the same state file stops here
+    await control.prepare();
+    // the state file lock, before any port is opened: a second daemon on the same state file stops here
     store = StateStore.open(config.stateDir, config.controlSocket);
     state = new DaemonState(daemon, store, config, configPath, log, socketOverride);
-    control = new ControlServer(config.controlSocket, state.wrap(methods), log.child({ subsystem: 'control' }));
+    for (const [name, handler] of state.wrap(methods)) served.set(name, handler);
     daemon.start();
     state.restore(methods);
     await control.listen();

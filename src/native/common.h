@@ -88,6 +88,7 @@ inline bool IsFatalRxErrno(int e) {
 Napi::Function InitPort(Napi::Env env);
 Napi::Function InitLinkMonitor(Napi::Env env);
 void InitIfctl(Napi::Env env, Napi::Object exports);
+void InitUnixSock(Napi::Env env, Napi::Object exports);
 // filelock.cc: flockExclusive(fd) for the state file lock.
 void InitFileLock(Napi::Env env, Napi::Object exports);
 Napi::Value OpenTap(const Napi::CallbackInfo& info);
