@@ -45,6 +45,7 @@ export async function runDaemon(configPath: string, socketOverride?: string): Pr
     store = StateStore.open(config.stateDir, config.controlSocket);
     state = new DaemonState(daemon, store, config, configPath, log, socketOverride);
     for (const [name, handler] of state.wrap(methods)) served.set(name, handler);
+    state.load();
     daemon.start();
     state.restore(methods);
     await control.listen();

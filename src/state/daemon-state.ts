@@ -3,6 +3,7 @@
 // nothing of it (it offers the primitives reload.ts and restoreFdb use).
 //
 //   const state = new DaemonState(daemon, store, config, configPath, log)
+//   state.load()                                  read the state files (host-stack originals known from here)
 //   daemon.start(); state.restore(methods)        replay the stored state (see below), restore the FDB
 //   new ControlServer(path, state.wrap(methods))  recorded methods persist; adds save_config and reload
 //   state.startSnapshots()                        FDB snapshot every fdb_snapshot_interval seconds
@@ -15,8 +16,9 @@
 // ...) is logged and dropped.
 //
 // For the fd handover: serializeState(state.collectState()) is the document to send (journal, a fresh FDB snapshot,
-// named sections); the new daemon checks it with parseState(text) and passes it to state.restore(methods, doc) after
-// daemon.start(). setSection/getSection keep other subsystems' records (e.g. where each moved TAP went) in it.
+// named sections); the new daemon checks it with parseState(text), calls state.load(doc) before daemon.start() and
+// state.restore(methods) after it. setSection/getSection keep other subsystems' records (e.g. where each moved TAP
+// went) in it; the section "hoststack" holds the host-stack originals (hoststack.ts export/import).
 
 import type { Logger } from '../log.js';
 import type { Daemon } from '../daemon/daemon.js';
@@ -24,6 +26,7 @@ import { ConfigError, loadConfig, parseConfig, validateConfig, type DaemonConfig
 import { ControlError } from '../control/errors.js';
 import type { MethodHandler } from '../control/server.js';
 import { parseMac } from '../frame/mac.js';
+import { exportHostStackOriginals, importHostStackOriginals } from '../daemon/hoststack.js';
 import { configHash, emptyState, type FdbSnapshotEntry, type RuntimeRecord, type StateDocument } from './document.js';
 import { recorderOf, RuntimeJournal, touches, type RecordContext } from './journal.js';
 import { applyPlan, diffConfig, recreatedPorts, type Change } from './reload.js';
@@ -32,6 +35,8 @@ import type { StateStore } from './store.js';
 
 /** FDB pool slots a periodic snapshot collects per event-loop turn (~1-2 ms of work). */
 export const SNAPSHOT_SLOTS_PER_TURN = 4096;
+/** The state section with the host-stack originals (src/daemon/hoststack.ts), kept across restarts. */
+export const HOSTSTACK_SECTION = 'hoststack';
 /** Write failures are logged at most this often. */
 const WRITE_ERROR_LOG_INTERVAL_MS = 10_000;
 
@@ -53,6 +58,8 @@ export class DaemonState {
   private doc: StateDocument;
   private methods: ReadonlyMap<string, MethodHandler> = new Map();
   private snapshotTimer: NodeJS.Timeout | null = null;
+  /** What load() read, until restore() applies it. */
+  private loaded: StateDocument | null = null;
   /** A periodic snapshot is being collected or written. */
   private collecting = false;
   private lastWriteErrorMs = -Infinity;
@@ -80,11 +87,11 @@ export class DaemonState {
   };
 
   /**
-   * Applies the stored state: `received` when given (a takeover's document), else the state file's (if any); then
-   * writes the state file. Call after daemon.start(), with the unwrapped control methods.
+   * Reads the stored state: `received` when given (a takeover's document), else the state files (if any). Call
+   * BEFORE daemon.start(): the host-stack originals it carries must be known before ports silence their netdevs
+   * (a restarted daemon finds its own values there, not the originals).
    */
-  restore(methods: ReadonlyMap<string, MethodHandler>, received?: StateDocument): void {
-    this.methods = methods;
+  load(received?: StateDocument): void {
     let stored: StateDocument | null = received ?? null;
     if (received === undefined && this.store !== null) {
       const r = this.store.read((error, movedTo) => this.log.error({ error, moved_to: movedTo }, 'state file unreadable; ignored'));
@@ -92,7 +99,22 @@ export class DaemonState {
       stored = r.state ?? (r.fdb !== null ? emptyState(this.file.raw) : null);
       if (stored !== null) stored.fdb = r.fdb;
     }
-    if (stored !== null) this.applyState(stored);
+    this.loaded = stored;
+    const originals = stored?.sections[HOSTSTACK_SECTION];
+    if (originals !== undefined) {
+      const problems = importHostStackOriginals(originals);
+      if (problems.length > 0) this.log.warn({ problems }, 'host-stack originals in the state skipped');
+    }
+  }
+
+  /**
+   * Applies what load() read (replay, FDB restore), then writes the state file. Call after daemon.start(), with the
+   * unwrapped control methods.
+   */
+  restore(methods: ReadonlyMap<string, MethodHandler>): void {
+    this.methods = methods;
+    if (this.loaded !== null) this.applyState(this.loaded);
+    this.loaded = null;
     this.persist();
   }
 
@@ -150,6 +172,7 @@ export class DaemonState {
     this.doc.config = this.file.raw;
     this.doc.config_hash = configHash(this.file.raw);
     this.doc.runtime = this.journal.list();
+    this.doc.sections[HOSTSTACK_SECTION] = exportHostStackOriginals();
     this.doc.fdb = { saved_at: Date.now(), bridges: this.daemon.fdbSnapshot() };
     return this.doc;
   }
@@ -171,6 +194,7 @@ export class DaemonState {
       this.doc.config = this.file.raw;
       this.doc.config_hash = configHash(this.file.raw);
       this.doc.runtime = this.journal.list();
+      this.doc.sections[HOSTSTACK_SECTION] = exportHostStackOriginals();
       this.store.write(this.doc);
       this.writes++;
     } catch (err) {

@@ -11,7 +11,7 @@
 // config (the change to what the edit touched is dropped and logged, the rest replays); save-config output passes
 // check-config and a daemon started from it shows the same views; the FDB snapshot makes unicast to a VM that stayed
 // silent forwarded, not flooded, also after SIGKILL (the periodic snapshot), and entries that aged out while the daemon
-// was away stay out; a second daemon on the same state file refuses to start.
+// was away stay out; host-stack originals survive a restart; a second daemon on the same state file refuses to start.
 
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -197,6 +197,21 @@ describe.skipIf(!support.ok)("runtime state survives a restart" + skipNote, () =
     const macs = await lab.cliJson<MacEntry[]>(["showmacs", BRIDGE]);
     expect(macs.filter((m) => !m.static), JSON.stringify(macs)).toEqual([]);
     expect(lab.daemonLog(200)).toMatch(/"restored":0,"skipped":[1-9]\d*.*FDB snapshot restored/);
+  }, 60_000);
+
+  it("keeps host-stack originals across a restart: delif after it writes back the values from before the first addif", async () => {
+    const sysctl = async (key: string): Promise<string> =>
+      (await lab.exec("dom0", ["cat", `/proc/sys/net/ipv6/conf/hs1/${key}`])).stdout.trim();
+    await lab.ip("dom0", ["link", "add", "hs1", "type", "veth", "peer", "name", "hs1p"]);
+    await lab.exec("dom0", ["sysctl", "-qw", "net.ipv6.conf.hs1.accept_ra=2", "net.ipv6.conf.hs1.disable_ipv6=0"]);
+    await lab.ip("dom0", ["link", "set", "dev", "hs1", "up"]);
+    await cliOk(lab, ["addif", BRIDGE, "hs1", "--kind", "attach"]);
+    expect([await sysctl("accept_ra"), await sysctl("disable_ipv6")]).toEqual(["0", "1"]);
+    // the restarted daemon finds its own values on hs1; the originals come from the state file
+    await restart(lab);
+    expect((await lab.cliJson<ShowBridge[]>(["show"]))[0].ports.map((p) => p.name)).toContain("hs1");
+    await cliOk(lab, ["delif", BRIDGE, "hs1"]);
+    expect([await sysctl("accept_ra"), await sysctl("disable_ipv6")]).toEqual(["2", "0"]);
   }, 60_000);
 
   it("a second daemon on the same state file refuses to start", async () => {
