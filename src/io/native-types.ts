@@ -176,6 +176,8 @@ export interface RawAddon {
   linkMonitor(cb: LinkEventCallback): RawLinkMonitor;
   /** Addon version string. */
   version(): string;
+  /** flock(fd, LOCK_EX | LOCK_NB): true when locked, false when another open file holds the lock. */
+  flockExclusive(fd: number): boolean;
 }
 
 /**
