@@ -13,6 +13,7 @@
 //   port_defaults: { ra_guard: true, dhcp_guard: true } (never the uplink: the server's DHCP replies pass)
 
 import { execFileSync } from "node:child_process";
+import { parse } from "yaml";
 import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -222,4 +223,22 @@ describe.skipIf(!support.ok)("VIF locking: a guest spoofing addresses and servic
       expect(d[k], k).toBe(0);
     }
   }, 20_000);
+
+  it("lock set / clear survive a restart (runtime state), and save-config writes each port's lock as it is now", async () => {
+    const before = await lab.cliJson<Record<string, unknown>[]>(["lock", "show", BRIDGE]);
+    expect(before.find((p) => p.port === "vif1.0")).toMatchObject({ mode: "locked", ipv4: [IP.vm1, "198.18.61.0/24"] });
+    expect(before.find((p) => p.port === "vif2.0")).toMatchObject({ mode: "disabled" });
+    const saved = await lab.cli(["save-config", "-"]);
+    expect(saved.code, saved.stderr).toBe(0);
+    const doc = parse(saved.stdout) as { bridges: { ports: Record<string, unknown>[]; fdb?: { mac: string }[] }[] };
+    const ports = new Map(doc.bridges[0].ports.map((p) => [p.name, p]));
+    expect(ports.get("vif1.0")?.lock).toEqual({ mac: M1, ipv4: [IP.vm1, "198.18.61.0/24"], ipv6: [IP6.vm1] });
+    expect(ports.get("vif2.0")?.lock).toBe("disabled");
+    expect(ports.get("vif3.0")?.lock).toBeUndefined();
+    // the locked MAC's static entry comes with the lock, not as an fdb entry
+    expect((doc.bridges[0].fdb ?? []).map((f) => f.mac)).not.toContain(M1);
+    await lab.stopDaemon();
+    await lab.startDaemon("dom0");
+    expect(await lab.cliJson<Record<string, unknown>[]>(["lock", "show", BRIDGE])).toEqual(before);
+  }, 60_000);
 });
