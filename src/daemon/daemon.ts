@@ -29,6 +29,12 @@ const DUMP_RETRY_MIN_MS = 50;
 const DUMP_RETRY_MAX_MS = 5_000;
 const EBUSY = 16;
 /**
+ * A dump with no 'done' after this long is asked for again, forced (doubling to DUMP_WATCHDOG_MAX_MS): the kernel drops
+ * an error answer (e.g. EBUSY) that does not fit in a full receive buffer, and then nothing else would follow.
+ */
+const DUMP_WATCHDOG_MS = 2_000;
+const DUMP_WATCHDOG_MAX_MS = 30_000;
+/**
  * Test knob: SO_RCVBUF of the rtnetlink socket in bytes (tests force overruns with a tiny one); unset or 0 = the
  * addon's 4 MiB.
  */
@@ -121,6 +127,7 @@ export class Daemon {
   readonly config: DaemonConfig;
   private readonly log: Logger;
   private readonly portLog: Logger;
+  private readonly linkLog: Logger;
   private readonly bridges = new Map<string, BridgeRuntime>();
   /** Every port of every bridge by interface name (names are unique daemon-wide). */
   private readonly byName = new Map<string, ManagedPort>();
@@ -134,6 +141,8 @@ export class Daemon {
   private dumpSeen: Set<number> | null = null;
   private dumpRetryTimer: NodeJS.Timeout | null = null;
   private dumpRetryMs = DUMP_RETRY_MIN_MS;
+  private dumpWatchdog: NodeJS.Timeout | null = null;
+  private dumpWatchdogMs = DUMP_WATCHDOG_MS;
   /** rtnetlink overruns and refused dumps so far, ports swept because a dump no longer listed them */
   readonly linkCounters = { overruns: 0, dumpErrors: 0, swept: 0 };
 
@@ -145,6 +154,7 @@ export class Daemon {
     this.config = config;
     this.log = log.child({ subsystem: 'daemon' });
     this.portLog = log.child({ subsystem: 'port' });
+    this.linkLog = this.log.child({ subsystem: 'link' });
     for (const bc of config.bridges) this.bridges.set(bc.name, new BridgeRuntime(bc, log.child({ subsystem: 'fdb' })));
     this.guard = new CallbackGuard(this.log, () => this.checkInvariants(), (err) => {
       if (onFatal !== undefined) {
@@ -172,7 +182,7 @@ export class Daemon {
 
   /** Opens every configured port; throws (start-up failure) when a TAP cannot be created. */
   start(): void {
-    const linkLog = this.log.child({ subsystem: 'link' });
+    const linkLog = this.linkLog;
     const rcvbuf = Number(process.env[NETLINK_RCVBUF_ENV] ?? 0);
     if (!Number.isSafeInteger(rcvbuf) || rcvbuf < 0 || rcvbuf > 0x3fffffff) {
       throw new Error(`${NETLINK_RCVBUF_ENV} must be an integer 0..1073741823 (bytes), got ${JSON.stringify(process.env[NETLINK_RCVBUF_ENV])}`);
@@ -244,10 +254,18 @@ export class Daemon {
    * Asks for a link dump and starts a mark-and-sweep: every ifindex reported until its 'done' is marked; at 'done',
    * ports whose netdev was not reported are gone (their RTM_DELLINK may have been lost in an overrun).
    */
-  private requestDump(): void {
+  private requestDump(force = false): void {
     if (this.monitor === null) return;
     this.dumpSeen = new Set<number>();
-    this.monitor.dump();
+    this.monitor.dump(force);
+    if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
+    this.dumpWatchdog = setTimeout(this.wrap('link dump watchdog', () => {
+      this.dumpWatchdog = null;
+      this.linkLog.warn({ waited_ms: this.dumpWatchdogMs }, 'rtnetlink link dump did not complete; asking again');
+      this.dumpWatchdogMs = Math.min(DUMP_WATCHDOG_MAX_MS, this.dumpWatchdogMs * 2);
+      this.requestDump(true);
+    }), this.dumpWatchdogMs);
+    this.dumpWatchdog.unref();
   }
 
   private scheduleDumpRetry(): void {
@@ -289,6 +307,9 @@ export class Daemon {
       const seen = this.dumpSeen;
       this.dumpSeen = null;
       this.dumpRetryMs = DUMP_RETRY_MIN_MS;
+      this.dumpWatchdogMs = DUMP_WATCHDOG_MS;
+      if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
+      this.dumpWatchdog = null;
       if (seen !== null) this.sweepPorts(seen, log);
       return;
     }
@@ -320,6 +341,8 @@ export class Daemon {
     this.ticker = null;
     if (this.dumpRetryTimer !== null) clearTimeout(this.dumpRetryTimer);
     this.dumpRetryTimer = null;
+    if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
+    this.dumpWatchdog = null;
     for (const br of this.bridges.values()) {
       for (const mp of br.all()) mp.close('absent');
     }

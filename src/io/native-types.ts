@@ -141,8 +141,11 @@ export type LinkEventCallback = (
 ) => void;
 
 export interface RawLinkMonitor {
-  /** Sends an RTM_GETLINK dump request; answers arrive as 'new' events followed by one 'done'. */
-  dump(): void;
+  /**
+   * Sends an RTM_GETLINK dump request; answers arrive as 'new' events followed by one 'done'. While a dump runs the
+   * request is queued and sent after it. force: forget the dump in flight and send now (its answer was lost).
+   */
+  dump(force?: boolean): void;
   close(): void;
 }
 

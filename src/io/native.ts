@@ -163,8 +163,8 @@ export class LinkMonitor {
     this.raw = loadAddon().linkMonitor(cb, rcvbuf);
   }
 
-  dump(): void {
-    this.raw.dump();
+  dump(force = false): void {
+    this.raw.dump(force);
   }
 
   close(): void {

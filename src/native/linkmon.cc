@@ -101,6 +101,13 @@ class LinkMonitor : public Napi::ObjectWrap<LinkMonitor> {
       ThrowSysError(env, EBADF, "dump", "");
       return env.Undefined();
     }
+    // dump(true): the caller gave up waiting for the dump in flight (its request or its error answer may
+    // have been lost: an answer that does not fit in a full receive buffer is dropped): send a new one now
+    const bool force = info.Length() >= 1 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value();
+    if (force) {
+      dumping_ = false;
+      redump_ = false;
+    }
     if (dumping_ || redump_) {  // the kernel allows one dump per socket at a time (EBUSY): queue it
       redump_ = true;
       return env.Undefined();
@@ -204,9 +211,8 @@ class LinkMonitor : public Napi::ObjectWrap<LinkMonitor> {
         uv_poll_stop(poll_);
         alive = Emit(env, "overrun", 0, "", 0, 0, 0);
       } else if (soerr == ENOBUFS) {
-        // Multicast events were lost. A dump in progress is flow-controlled and goes on; a new
-        // dump() is sent at once and, if the kernel's dump still runs, retried after its DONE (EBUSY).
-        dumping_ = false;
+        // Multicast events were lost. A dump in progress is flow-controlled (its messages are never
+        // dropped) and goes on: the dump() JS asks for now is queued and sent after its DONE.
         alive = Emit(env, "overrun", 0, "", 0, 0, 0);
       }
     } else {
@@ -238,7 +244,7 @@ class LinkMonitor : public Napi::ObjectWrap<LinkMonitor> {
         if (e == EINTR) continue;
         if (e == EAGAIN || e == EWOULDBLOCK) return true;
         if (e == ENOBUFS) {
-          dumping_ = false;
+          // events lost; a running dump goes on (see HandlePoll)
           if (!Emit(env, "overrun", 0, "", 0, 0, 0)) return false;
           continue;
         }
