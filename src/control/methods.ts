@@ -4,10 +4,10 @@ import type { Daemon } from '../daemon/daemon.js';
 import { netdev } from '../io/native.js';
 import { VERSION } from '../version.js';
 import type { MethodHandler } from './server.js';
-import { EXPOSE_GC_ENV, forcedGc } from '../daemon/debug-gc.js';
+import { forceGc } from './debug.js';
 
 export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
-  const methods = new Map<string, MethodHandler>([
+  return new Map<string, MethodHandler>([
     ['version', () => ({ version: VERSION, addon: netdev.version(), node: process.version })],
     ['show', () => d.show()],
     ['showmacs', (p) => d.showmacs(p.bridge)],
@@ -22,8 +22,6 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
     ['bond.set_active', (p) => d.bondSetActive(p.bond, p.member)],
     ['vlan.show', (p) => d.vlanShow(p.bridge)],
     ['vlan.set', (p) => d.vlanSet(p.bridge, p.port, p)],
+    ['debug.gc', () => forceGc()],
   ]);
-  // tests only: a forced GC before an RSS reading (see debug-gc.ts)
-  if (process.env[EXPOSE_GC_ENV] === '1') methods.set('debug.gc', () => forcedGc());
-  return methods;
 }

@@ -34,7 +34,8 @@ export async function runDaemon(configPath: string, socketOverride?: string): Pr
     control.close().then(exit, exit);
   };
   const daemon = new Daemon(config, log, onFatal);
-  const control = new ControlServer(config.controlSocket, daemonMethods(daemon), log.child({ subsystem: 'control' }));
+  const control = new ControlServer(config.controlSocket, daemonMethods(daemon), log.child({ subsystem: 'control' }),
+    { maxClients: config.controlMaxClients });
   try {
     await control.prepare();
     daemon.start();

@@ -362,7 +362,7 @@ export class Lab {
     const child = spawn("ip", ["netns", "exec", this.ns(node), process.execPath, CLI_MAIN, "daemon", "--config", this.configPath], {
       stdio: ["ignore", "pipe", "pipe"],
       cwd: this.dir,
-      // extra variables for the daemon only (test knobs such as TAPBRIDGE_EXPOSE_GC)
+      // extra variables for the daemon only (test knobs such as TAPBRIDGE_NETLINK_RCVBUF)
       env: env === undefined ? process.env : { ...process.env, ...env },
     });
     const bg = new Background(child, "tapbridge daemon");

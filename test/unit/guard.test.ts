@@ -4,8 +4,9 @@ import { describe, expect, it, vi } from 'vitest';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
 import { CallbackGuard, InvariantError } from '../../src/daemon/guard.js';
+import type { Logger } from '../../src/log.js';
 
-function capture(): { log: ReturnType<typeof pino>; lines: Record<string, unknown>[] } {
+function capture(): { log: Logger; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -13,7 +14,7 @@ function capture(): { log: ReturnType<typeof pino>; lines: Record<string, unknow
       cb();
     },
   });
-  return { log: pino({ level: 'info' }, stream), lines };
+  return { log: pino({ level: 'info' }, stream) as unknown as Logger, lines };
 }
 
 const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -74,7 +75,7 @@ describe('CallbackGuard', () => {
   });
 
   it('a callback that does not throw runs as is and returns nothing to libuv', () => {
-    const g = new CallbackGuard(pino({ level: 'silent' }), () => null, () => {});
+    const g = new CallbackGuard(pino({ level: 'silent' }) as unknown as Logger, () => null, () => {});
     const seen: number[] = [];
     g.wrap('x', (a: number, b: number) => seen.push(a + b))(2, 3);
     expect(seen).toEqual([5]);
