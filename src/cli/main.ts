@@ -16,6 +16,7 @@ const USAGE = `Usage: tapbridge <command> [options]
 
 Commands:
   daemon [--config FILE]                 run the bridge daemon in the foreground (default config ${DEFAULT_CONFIG_PATH})
+  daemon --takeover [--config FILE]      take over the running daemon's TAPs, sockets and state (upgrade, restart)
   check-config FILE                      check a config file: exit 0, or 2 with the errors
   show [-j]                              bridges, uplinks and ports (like brctl show)
   showmacs BRIDGE [-j]                   forwarding database (like brctl showmacs)
@@ -82,6 +83,7 @@ async function main(argv: string[]): Promise<number> {
         native: { type: 'string' },
         default: { type: 'boolean' },
         config: { type: 'string', short: 'c' },
+        takeover: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -119,7 +121,7 @@ async function main(argv: string[]): Promise<number> {
     case 'daemon': {
       noExtra(args, 0);
       const { runDaemon } = await import('../daemon/run.js');
-      const code = await runDaemon(opts.config ?? DEFAULT_CONFIG_PATH, opts.socket);
+      const code = await runDaemon(opts.config ?? DEFAULT_CONFIG_PATH, opts.socket, { takeover: opts.takeover === true });
       // native poll handles are closed by now; exit explicitly so nothing else keeps the process
       process.exit(code);
     }

@@ -20,7 +20,9 @@ export type ControlErrorCode =
   | 'not_found'
   | 'fdb_full'
   | 'io_error'
-  | 'request_too_large';
+  | 'request_too_large'
+  | 'handing_over'
+  | 'handover_refused';
 
 const RPC_CODE: Record<ControlErrorCode, number> = {
   parse_error: RPC_PARSE_ERROR,
@@ -35,6 +37,8 @@ const RPC_CODE: Record<ControlErrorCode, number> = {
   not_found: RPC_REQUEST_FAILED,
   fdb_full: RPC_REQUEST_FAILED,
   io_error: RPC_REQUEST_FAILED,
+  handing_over: RPC_REQUEST_FAILED,
+  handover_refused: RPC_REQUEST_FAILED,
 };
 
 export class ControlError extends Error {

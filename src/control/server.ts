@@ -9,11 +9,13 @@ import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
-import { ControlError, RPC_INVALID_REQUEST, RPC_PARSE_ERROR, RPC_INTERNAL_ERROR } from './errors.js';
+import { ControlError, RPC_INVALID_REQUEST, RPC_PARSE_ERROR, RPC_INTERNAL_ERROR, RPC_REQUEST_FAILED } from './errors.js';
 
 export const MAX_LINE_BYTES = 1024 * 1024;
 
 export type MethodHandler = (params: Record<string, unknown>) => unknown;
+/** A method that takes the whole connection over (the handover): it answers on `sock` itself. */
+export type ConnectionHandler = (sock: Socket, params: Record<string, unknown>, id: unknown) => void;
 
 export class SocketInUseError extends Error {
   readonly code = 'ESOCKETINUSE';
@@ -26,7 +28,7 @@ interface RpcReply {
   error?: { code: number; message: string; data: { code: string; [k: string]: unknown } };
 }
 
-function errorReply(id: unknown, code: number, dataCode: string, message: string, extra?: Record<string, unknown>): RpcReply {
+export function errorReply(id: unknown, code: number, dataCode: string, message: string, extra?: Record<string, unknown>): RpcReply {
   return { jsonrpc: '2.0', id, error: { code, message, data: { code: dataCode, ...extra } } };
 }
 
@@ -82,6 +84,9 @@ export class ControlServer {
   readonly path: string;
   private readonly methods: ReadonlyMap<string, MethodHandler>;
   private readonly log: Logger;
+  private readonly connectionHandlers = new Map<string, ConnectionHandler>();
+  /** While set (a handover runs), new requests get a `handing_over` error with this message. */
+  private frozen: string | null = null;
 
   constructor(path: string, methods: ReadonlyMap<string, MethodHandler>, log: Logger) {
     this.path = path;
@@ -100,6 +105,43 @@ export class ControlServer {
       this.log.info({ path: this.path }, 'replacing stale control socket');
       unlinkSync(this.path);
     }
+  }
+
+  /** Registers a method that owns its connection from the request on (see ConnectionHandler). */
+  onConnectionMethod(method: string, handler: ConnectionHandler): void {
+    this.connectionHandlers.set(method, handler);
+  }
+
+  /** Answers every request with a `handing_over` error until thaw(). */
+  freeze(message: string): void {
+    this.frozen = message;
+  }
+
+  thaw(): void {
+    this.frozen = null;
+  }
+
+  /** The listening socket's fd (to hand it over); -1 when not listening. */
+  get listenFd(): number {
+    const h = (this.server as unknown as { _handle?: { fd?: number } } | null)?._handle;
+    return typeof h?.fd === 'number' ? h.fd : -1;
+  }
+
+  /**
+   * Serves on a listening socket handed over by the previous daemon (`--takeover`): the path and
+   * its file stay as they are, nobody else is asked or replaced.
+   */
+  async listenInherited(fd: number): Promise<void> {
+    const server = createServer((sock) => this.onConnection(sock));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ fd }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.log.error({ err }, 'control server error'));
   }
 
   async listen(): Promise<void> {
@@ -133,6 +175,11 @@ export class ControlServer {
         const line = buf.slice(0, nl).trim();
         buf = buf.slice(nl + 1);
         if (line === '') continue;
+        if (this.connectionHandlers.size > 0 && this.takeConnection(line, sock, buf)) return;
+        if (this.frozen !== null) {
+          sock.end(`${JSON.stringify(errorReply(null, RPC_REQUEST_FAILED, 'handing_over', this.frozen))}\n`);
+          return;
+        }
         const reply = handleLine(line, this.methods, this.log);
         if (reply !== null && !sock.destroyed) sock.write(`${JSON.stringify(reply)}\n`);
       }
@@ -143,6 +190,29 @@ export class ControlServer {
     });
     sock.on('error', () => sock.destroy());
     sock.on('close', () => this.clients.delete(sock));
+  }
+
+  /** A request for a connection method: the handler owns the socket from here on. */
+  private takeConnection(line: string, sock: Socket, rest: string): boolean {
+    let req: { jsonrpc?: unknown; method?: unknown; params?: unknown; id?: unknown };
+    try {
+      req = JSON.parse(line) as typeof req;
+    } catch {
+      return false;
+    }
+    if (typeof req !== 'object' || req === null || typeof req.method !== 'string') return false;
+    const handler = this.connectionHandlers.get(req.method);
+    if (handler === undefined) return false;
+    const params = typeof req.params === 'object' && req.params !== null && !Array.isArray(req.params) ? req.params as Record<string, unknown> : {};
+    sock.removeAllListeners('data');
+    if (rest !== '') sock.unshift(Buffer.from(rest, 'utf8'));
+    try {
+      handler(sock, params, req.id ?? null);
+    } catch (err) {
+      this.log.error({ err, method: req.method }, 'control connection method failed');
+      sock.destroy();
+    }
+    return true;
   }
 
   async close(): Promise<void> {

@@ -16,6 +16,8 @@ import { ControlError } from '../control/errors.js';
 import { ManagedPort, type PortHandle } from './ports.js';
 import { Bond, type BondShow } from './bond.js';
 import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
+import type { PacketPort } from '../io/native.js';
+import type { HandoverBridge } from '../handover/protocol.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
 export const TICK_MS = 100;
@@ -111,6 +113,8 @@ export class Daemon {
   private monitor: LinkMonitor | null = null;
   private ticker: NodeJS.Timeout | null = null;
   private ticks = 0;
+  /** Handover in progress: ports do not read and link events wait (resumeIo re-dumps). */
+  private ioPaused = false;
 
   constructor(config: DaemonConfig, log: Logger) {
     this.config = config;
@@ -190,7 +194,7 @@ export class Daemon {
       this.monitor?.dump();
       return;
     }
-    if (type === 'done') return;
+    if (type === 'done' || this.ioPaused) return;
     // a netdev we follow that was renamed away or deleted
     for (const mp of this.byName.values()) {
       if (mp.kind === 'tap' || mp.port.ifindex !== ifindex || mp.io === null) continue;
@@ -221,6 +225,100 @@ export class Daemon {
     }
     this.monitor?.close();
     this.monitor = null;
+  }
+
+  // ---- handover (src/handover/) ---------------------------------------------------------------
+
+  /** Every open port fd (ports, uplinks, bond members) with the netdev name it belongs to. */
+  portIos(): { name: string; io: PacketPort; ifindex: number }[] {
+    const out: { name: string; io: PacketPort; ifindex: number }[] = [];
+    for (const mp of this.byName.values()) {
+      if (mp.io !== null && !mp.io.isClosed) out.push({ name: mp.name, io: mp.io, ifindex: mp.port.ifindex });
+    }
+    return out;
+  }
+
+  /** Stops reading every port: frames queue in the TAPs and sockets for whoever reads them next. */
+  pauseIo(): void {
+    this.ioPaused = true;
+    for (const mp of this.byName.values()) mp.pauseIo();
+  }
+
+  /** Reads again after a handover that did not happen; link events missed meanwhile are re-dumped. */
+  resumeIo(): void {
+    this.ioPaused = false;
+    for (const mp of this.byName.values()) mp.resumeIo();
+    this.monitor?.dump();
+  }
+
+  /** The runtime state a takeover carries: ports (and whether addif made them), VLANs, ageing, the FDB. */
+  handoverBridges(): HandoverBridge[] {
+    const now = this.now();
+    return [...this.bridges.values()].map((br) => {
+      const configured = new Set(br.cfg.ports.map((p) => p.name));
+      const fdb: HandoverBridge['fdb'] = [];
+      br.bridge.fdb.forEach(now, (e) => {
+        const port = br.bridge.ports[e.port];
+        if (port !== undefined && port !== null) fdb.push({ mac: e.mac, vlan: e.vid, port: port.name, static: e.isStatic, ageMs: Math.round(e.ageMs) });
+      });
+      return {
+        name: br.cfg.name,
+        ageingTimeS: br.cfg.ageingTimeS,
+        ports: [...br.ports.values()].map((mp) => ({
+          name: mp.name,
+          kind: mp.kind === 'attach' ? 'attach' as const : mp.kind === 'host' ? 'host' as const : 'tap' as const,
+          runtime: !configured.has(mp.name),
+          vlan: mp.port.vlan.spec,
+        })),
+        fdb,
+      };
+    });
+  }
+
+  /**
+   * Applies the state a takeover brought, after start(): the previous daemon's runtime ports are
+   * re-created (from their inherited fds), VLAN rules and ageing as they were, the FDB with its ages.
+   * The running state wins over the config file: a takeover continues the same bridge (config edits
+   * are applied with `reload`). Problems are logged and skipped; nothing here fails the start.
+   */
+  applyHandover(bridges: HandoverBridge[]): { ports: number; fdbEntries: number } {
+    const now = this.now();
+    let ports = 0;
+    let fdbEntries = 0;
+    for (const hb of bridges) {
+      const br = this.bridges.get(hb.name);
+      if (br === undefined) {
+        this.log.warn({ bridge: hb.name }, 'handed-over bridge is not in the config; its runtime ports are dropped');
+        continue;
+      }
+      br.bridge.fdb.ageingTimeMs = hb.ageingTimeS * 1000;
+      br.cfg.ageingTimeS = hb.ageingTimeS;
+      for (const hp of hb.ports) {
+        let mp: PortHandle | undefined = br.find(hp.name);
+        if (mp === undefined && hp.runtime && !this.byName.has(hp.name)) {
+          try {
+            mp = this.createPort(br, hp.name, hp.kind === 'attach' ? 'attach' : 'tap', false, undefined, hp.vlan);
+            ports++;
+          } catch (err) {
+            this.log.error({ bridge: hb.name, port: hp.name, err }, 'cannot re-create a handed-over runtime port');
+            continue;
+          }
+        }
+        if (mp !== undefined && JSON.stringify(mp.port.vlan.spec) !== JSON.stringify(hp.vlan)) br.bridge.setPortVlan(mp.port, hp.vlan);
+      }
+      const ageingMs = br.bridge.fdb.ageingTimeMs;
+      for (const e of hb.fdb) {
+        const mp = br.find(e.port);
+        if (mp === undefined || !mp.port.vlan.isMember(e.vlan)) continue;
+        if (e.static) {
+          if (br.bridge.fdb.addStatic(e.vlan, e.mac, mp.port.id, now) !== AddResult.Full) fdbEntries++;
+        } else if (mp.port.state !== 'absent' && (ageingMs === 0 || e.ageMs < ageingMs)) {
+          br.bridge.fdb.learn(e.vlan, e.mac, mp.port.id, now - e.ageMs);
+          fdbEntries++;
+        }
+      }
+    }
+    return { ports, fdbEntries };
   }
 
   // ---- control operations -------------------------------------------------------------------

@@ -17,6 +17,7 @@ import type { Bridge } from '../bridge/bridge.js';
 import { BridgePort, type PortKind, type PortState } from '../bridge/port.js';
 import { IFF_LOWER_UP, IFF_RUNNING, IFF_UP, netdev, PacketPort } from '../io/native.js';
 import { silenceHostStack } from './hoststack.js';
+import { inheritedFds } from '../handover/inherited.js';
 import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 
@@ -106,7 +107,8 @@ export class ManagedPort implements PortHandle {
       if ((info.flags & IFF_UP) === 0) netdev.setLinkUp(this.name, true);
       info = netdev.info(this.name) ?? info;
     }
-    const io = PacketPort.openPacket(this.name, { rcvbuf: PACKET_RCVBUF, sndbuf: PACKET_SNDBUF });
+    // a socket handed over by the previous daemon (takeover, fd store) keeps the frames queued in it
+    const io = inheritedFds.take('packet', this.name) ?? PacketPort.openPacket(this.name, { rcvbuf: PACKET_RCVBUF, sndbuf: PACKET_SNDBUF });
     if (info.mtu !== this.bridgeMtu) {
       this.mtuMismatches++;
       this.log.warn({ mtu: info.mtu, bridge_mtu: this.bridgeMtu }, 'netdev MTU differs from the bridge MTU; larger frames will be dropped as oversize');
@@ -125,6 +127,15 @@ export class ManagedPort implements PortHandle {
   }
 
   private openTap(): void {
+    const inherited = inheritedFds.take('tap', this.name);
+    if (inherited !== null) {
+      // the previous daemon's TAP, possibly moved into a VM's namespace: configured already, and
+      // its name here may now belong to something else, so nothing is changed by name
+      this.port.mtu = this.bridgeMtu;
+      this.attachIo(inherited, 'up');
+      this.log.info({ persist: this.persist }, 'TAP taken over');
+      return;
+    }
     const io = PacketPort.openTap(this.name, { persist: this.persist, owner: -1, group: -1 });
     try {
       // before link up: the daemon's own stack must not send MLD/RS from the TAP's first MAC
@@ -226,6 +237,16 @@ export class ManagedPort implements PortHandle {
     if (this.io === null && this.port.state === 'absent') return;
     this.log.info({ ifindex: this.port.ifindex }, 'netdev gone; waiting for it to reappear');
     this.close('absent');
+  }
+
+  /** Handover: stops reading (frames queue in the TAP or socket for the next daemon). */
+  pauseIo(): void {
+    this.io?.stop();
+  }
+
+  /** Handover refused or failed: reads again. */
+  resumeIo(): void {
+    this.io?.resume();
   }
 
   /** Folds kernel socket drops (PACKET_STATISTICS) into the port's counters. */

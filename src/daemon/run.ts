@@ -1,6 +1,11 @@
 // `tapbridge daemon`: load the config, open every port, then (and only then) create the control
 // socket; on SIGTERM/SIGINT close the ports (TAPs the daemon created vanish unless persist), remove
 // the socket and exit 0. Exit 2 for a bad config, 1 for any other start-up failure.
+//
+// `--takeover`: take the fds and state of the daemon running on the control socket instead
+// (src/handover/): its ports are adopted, not opened, and its listening socket is served; once
+// everything reads, the old daemon is told and exits. A running daemon hands over the same way when
+// asked, then exits 0 without deleting or unlinking anything.
 
 import { ConfigError, loadConfig } from '../config/config.js';
 import { createLogger } from '../log.js';
@@ -8,8 +13,16 @@ import { ControlServer } from '../control/server.js';
 import { daemonMethods } from '../control/methods.js';
 import { VERSION } from '../version.js';
 import { Daemon } from './daemon.js';
+import { Takeover } from '../handover/takeover.js';
+import { serveHandover } from '../handover/serve.js';
+import { inheritedFds } from '../handover/inherited.js';
 
-export async function runDaemon(configPath: string, socketOverride?: string): Promise<number> {
+export interface RunOptions {
+  /** `--takeover`: take the running daemon's fds and state over its control socket. */
+  takeover?: boolean;
+}
+
+export async function runDaemon(configPath: string, socketOverride?: string, opts: RunOptions = {}): Promise<number> {
   const log = createLogger();
   let config;
   try {
@@ -28,18 +41,34 @@ export async function runDaemon(configPath: string, socketOverride?: string): Pr
   }
   const daemon = new Daemon(config, log);
   const control = new ControlServer(config.controlSocket, daemonMethods(daemon), log.child({ subsystem: 'control' }));
+  let takeover: Takeover | null = null;
   try {
-    await control.prepare();
-    daemon.start();
-    await control.listen();
+    if (opts.takeover === true) {
+      const hlog = log.child({ subsystem: 'handover' });
+      takeover = Takeover.receive(config.controlSocket, hlog);
+      daemon.start();
+      const applied = daemon.applyHandover(takeover.payload.bridges);
+      inheritedFds.closeUnused();
+      await control.listenInherited(takeover.controlFd);
+      takeover.confirm();
+      hlog.info({ runtime_ports: applied.ports, fdb_entries: applied.fdbEntries, from_pid: takeover.payload.from.pid }, 'took over; forwarding');
+    } else {
+      await control.prepare();
+      daemon.start();
+      await control.listen();
+    }
   } catch (err) {
     log.error({ err }, 'start-up failed');
     process.stderr.write(`tapbridge: start-up failed: ${(err as Error).message}\n`);
+    takeover?.refuse(`the new daemon could not start: ${(err as Error).message}`);
+    inheritedFds.closeUnused();
     daemon.stop();
     return 1;
   }
   log.info({ version: VERSION, socket: config.controlSocket, bridges: config.bridges.map((b) => b.name) }, 'daemon ready');
   return await new Promise<number>((resolve) => {
+    // handed over: exit at once, closing nothing (the TAPs, sockets and the socket file are the new daemon's)
+    serveHandover({ daemon, control, log: log.child({ subsystem: 'handover' }), onHandedOver: () => resolve(0) });
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
