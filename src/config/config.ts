@@ -19,6 +19,7 @@
 //         - { name: vif4.0, vlan: 10 }                        # access port in VLAN 10
 //         - { name: vif5.0, trunk: [10, "100-199"], native_vlan: 10 }
 //         - { name: vif6.0, kind: attach, create: { owner: 1000, group: 1000 } }   # TAP for unprivileged QEMU
+//         - { name: xenbr0, kind: host, mac: uplink }   # the host's own port (its addresses); mac: "02:..." or uplink
 //
 // Interface names are 1..15 bytes and unique across the whole file.
 
@@ -34,7 +35,7 @@ export const DEFAULT_FDB_MAX = 8192;
 export const DEFAULT_MTU = 1500;
 export const MAX_PORTS_PER_BRIDGE = 1024;
 
-export type PortKindConfig = 'tap' | 'attach';
+export type PortKindConfig = 'tap' | 'attach' | 'host';
 
 export interface PortConfig {
   name: string;
@@ -48,6 +49,8 @@ export interface PortConfig {
   vlan: VlanSpec;
   /** attach only: create a persistent TAP owned by owner/group (for unprivileged QEMU) */
   create: { owner: number; group: number } | null;
+  /** host only: the TAP's MAC; null = derived from the bridge name and /etc/machine-id; 'uplink' = the uplink's */
+  mac?: number | 'uplink' | null;
 }
 
 export interface BondConfigFile {
@@ -245,7 +248,7 @@ const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', '
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
 const UPLINK_KEYS = ['interface', 'bond', ...VLAN_KEYS] as const;
 const BOND_KEYS = ['name', 'members', 'primary', 'primary_reselect', 'miimon', 'updelay', 'downdelay', 'num_grat_arp', 'peer_notif_delay'] as const;
-const PORT_KEYS = ['name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', ...VLAN_KEYS] as const;
+const PORT_KEYS = ['name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', 'mac', ...VLAN_KEYS] as const;
 const CREATE_KEYS = ['owner', 'group'] as const;
 const FDB_KEYS = ['mac', 'port', 'vlan'] as const;
 
@@ -320,7 +323,20 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       const pname = c.str(p, 'name', pp);
       if (pname !== '') claimName(pname, `${pp}.name`);
       const kind = p.kind === undefined ? 'tap' : p.kind;
-      if (kind !== 'tap' && kind !== 'attach') c.fail(`${pp}.kind`, `must be "tap" or "attach", got ${describe(kind)}`);
+      if (kind !== 'tap' && kind !== 'attach' && kind !== 'host') c.fail(`${pp}.kind`, `must be "tap", "attach" or "host", got ${describe(kind)}`);
+      let mac: PortConfig['mac'] = null;
+      if (p.mac !== undefined && p.mac !== null) {
+        if (kind !== 'host') c.fail(`${pp}.mac`, 'applies only to kind host (the host\'s own port)');
+        else if (p.mac === 'uplink') {
+          if (b.uplink === undefined || b.uplink === null) c.fail(`${pp}.mac`, '"uplink" needs an uplink on this bridge');
+          mac = 'uplink';
+        } else {
+          const m = typeof p.mac === 'string' ? parseMac(p.mac) : null;
+          if (m === null) c.fail(`${pp}.mac`, `must be "uplink" or a MAC address like "02:00:00:00:00:01" (quoted), got ${describe(p.mac)}`);
+          else if (m === 0 || Math.floor(m / 0x100_0000_0000) % 2 === 1) c.fail(`${pp}.mac`, `"${String(p.mac)}" is a multicast or zero address`);
+          else mac = m;
+        }
+      }
       const persist = c.bool(p, 'persist', pp, false);
       let create: PortConfig['create'] = null;
       if (p.create !== undefined && p.create !== null) {
@@ -334,7 +350,8 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       if (persist && kind === 'attach') c.fail(`${pp}.persist`, 'applies only to kind tap (an attached netdev is not the daemon\'s)');
       bridge.ports.push({
         name: pname,
-        kind: kind === 'attach' ? 'attach' : 'tap',
+        kind: kind === 'attach' ? 'attach' : kind === 'host' ? 'host' : 'tap',
+        mac,
         persist,
         learning: c.bool(p, 'learning', pp, true),
         flood: c.bool(p, 'flood', pp, true),

@@ -10,7 +10,7 @@ import { Bridge } from '../bridge/bridge.js';
 import { BridgePort, type PortKind } from '../bridge/port.js';
 import { AddResult } from '../fdb/fdb.js';
 import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
-import { LinkMonitor } from '../io/native.js';
+import { LinkMonitor, netdev } from '../io/native.js';
 import { type BridgeConfig, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE } from '../config/config.js';
 import { ControlError } from '../control/errors.js';
 import { ManagedPort, type PortHandle } from './ports.js';
@@ -18,6 +18,8 @@ import { Bond, type BondShow } from './bond.js';
 import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
 import type { PacketPort } from '../io/native.js';
 import type { HandoverBridge } from '../handover/protocol.js';
+import { hostPortMac } from '../hostport/mac.js';
+import { fenceHostStack, unfenceHostStack } from '../hostport/fence.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
 export const TICK_MS = 100;
@@ -28,7 +30,7 @@ const SOCKET_STATS_EVERY_TICKS = 10;
 
 export interface ShowPort {
   name: string;
-  kind: 'tap' | 'attach';
+  kind: 'tap' | 'attach' | 'host';
   state: 'up' | 'down' | 'absent';
   ifindex: number;
 }
@@ -115,6 +117,8 @@ export class Daemon {
   private ticks = 0;
   /** Handover in progress: ports do not read and link events wait (resumeIo re-dumps). */
   private ioPaused = false;
+  /** Uplink netdevs whose host stack is fenced off for a `mac: uplink` host port. */
+  private readonly fenced: string[] = [];
 
   constructor(config: DaemonConfig, log: Logger) {
     this.config = config;
@@ -138,7 +142,8 @@ export class Daemon {
       if (up !== null && up.bond !== null) br.uplink = this.createBond(br, up.bond, up.vlan);
       else if (up !== null && up.interface !== null) br.uplink = this.createPort(br, up.interface, 'uplink', false, undefined, up.vlan);
       for (const pc of br.cfg.ports) {
-        this.createPort(br, pc.name, pc.kind, pc.persist, { learning: pc.learning, flood: pc.flood, isolated: pc.isolated, fdbMax: pc.fdbMax }, pc.vlan, pc.create);
+        const hostMac = pc.kind === 'host' ? this.hostMac(br, pc.mac) : null;
+        this.createPort(br, pc.name, pc.kind, pc.persist, { learning: pc.learning, flood: pc.flood, isolated: pc.isolated, fdbMax: pc.fdbMax }, pc.vlan, pc.create, hostMac);
       }
       for (const f of br.cfg.fdb) {
         const mp = br.find(f.port)!;
@@ -150,6 +155,22 @@ export class Daemon {
     this.ticker.unref();
   }
 
+  /** The host port's MAC; with `mac: uplink` the uplink's host stack is fenced off first. */
+  private hostMac(br: BridgeRuntime, mac: number | 'uplink' | null | undefined): string {
+    const up = br.cfg.uplink;
+    const names = up === null ? [] : up.bond !== null ? [...up.bond.members] : up.interface !== null ? [up.interface] : [];
+    const r = hostPortMac(br.cfg.name, mac, names);
+    if (mac === 'uplink') {
+      for (const n of names) {
+        if (netdev.info(n) === null) continue;
+        fenceHostStack(n, this.log);
+        this.fenced.push(n);
+      }
+    }
+    this.log.info({ bridge: br.cfg.name, mac: r.mac, from: r.from }, 'host port MAC');
+    return r.mac;
+  }
+
   private createPort(
     br: BridgeRuntime,
     name: string,
@@ -158,11 +179,12 @@ export class Daemon {
     flags: { learning: boolean; flood: boolean; isolated: boolean; fdbMax: number } | undefined,
     vlan: VlanSpec,
     create: { owner: number; group: number } | null = null,
+    hostMac: string | null = null,
   ): ManagedPort {
     const id = br.bridge.freePortId();
     if (id < 0) throw new ControlError('invalid_params', `bridge ${br.cfg.name} has no free port slot`);
     const port = new BridgePort(id, name, kind, flags ?? { learning: true, flood: true, isolated: false }, br.cfg.mtu, flags?.fdbMax ?? 0);
-    const mp = new ManagedPort(br.bridge, port, { persist, create }, br.cfg.mtu, this.portLog);
+    const mp = new ManagedPort(br.bridge, port, { persist, create, hostMac }, br.cfg.mtu, this.portLog);
     br.bridge.addPort(port);
     // VLAN rules are in place before the port forwards its first frame
     br.bridge.setPortVlan(port, vlan);
@@ -197,12 +219,12 @@ export class Daemon {
     if (type === 'done' || this.ioPaused) return;
     // a netdev we follow that was renamed away or deleted
     for (const mp of this.byName.values()) {
-      if (mp.kind === 'tap' || mp.port.ifindex !== ifindex || mp.io === null) continue;
+      if (mp.kind === 'tap' || mp.kind === 'host' || mp.port.ifindex !== ifindex || mp.io === null) continue;
       if (type === 'del' || mp.name !== name) mp.onLinkGone();
     }
     if (type === 'new') {
       const mp = this.byName.get(name);
-      if (mp !== undefined && mp.kind !== 'tap') mp.onLinkNew(ifindex, flags);
+      if (mp !== undefined && mp.kind !== 'tap' && mp.kind !== 'host') mp.onLinkNew(ifindex, flags);
     }
   }
 
@@ -223,6 +245,7 @@ export class Daemon {
     for (const br of this.bridges.values()) {
       for (const mp of br.all()) mp.close('absent');
     }
+    for (const n of this.fenced.splice(0)) unfenceHostStack(n, this.log);
     this.monitor?.close();
     this.monitor = null;
   }
@@ -343,7 +366,7 @@ export class Daemon {
       uplink: br.uplink === null ? null : { name: br.uplink.name, kind: br.uplink.kind === 'bond' ? 'bond' as const : 'uplink' as const, state: br.uplink.port.state },
       ports: [...br.ports.values()].map((mp) => ({
         name: mp.name,
-        kind: mp.kind === 'attach' ? 'attach' as const : 'tap' as const,
+        kind: mp.kind === 'attach' ? 'attach' as const : mp.kind === 'host' ? 'host' as const : 'tap' as const,
         state: mp.port.state,
         ifindex: mp.port.ifindex,
       })),

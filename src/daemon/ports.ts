@@ -4,6 +4,8 @@
 //           another namespace and renamed: the fd keeps working and the RTM_DELLINK our namespace
 //           sees for it is ignored. Closing the fd removes a non-persistent TAP. An fd that reports
 //           EBADFD (netdev deleted) makes the port `absent`.
+//   host    a TAP like `tap` that stays in the daemon's namespace for the host's own addresses:
+//           its host stack is NOT silenced, and its MAC (hostMac) is set before it goes up.
 //   attach  an AF_PACKET socket on an existing netdev (e.g. a TAP that QEMU holds). Missing netdev:
 //   uplink  the port waits (`absent`) and opens when rtnetlink announces the name; deleted: closed,
 //           entries flushed, re-opened when the name comes back (new ifindex). Carrier (IFF_UP and
@@ -33,6 +35,8 @@ export interface ManagedPortOptions {
   persist: boolean;
   /** attach only: create a persistent TAP owned by this user/group, close the daemon's fd, attach to it. */
   create?: { owner: number; group: number } | null;
+  /** host only: the MAC set on the TAP before link up. */
+  hostMac?: string | null;
 }
 
 /** True when `name` is a TUN/TAP netdev (sysfs has tun_flags for those). */
@@ -56,6 +60,7 @@ export class ManagedPort implements PortHandle {
   readonly bridge: Bridge;
   readonly persist: boolean;
   readonly create: { owner: number; group: number } | null;
+  readonly hostMac: string | null;
   io: PacketPort | null = null;
   /** MTU mismatch between the netdev and the bridge, counted once per open. */
   mtuMismatches = 0;
@@ -67,6 +72,7 @@ export class ManagedPort implements PortHandle {
     this.port = port;
     this.persist = opts.persist;
     this.create = opts.create ?? null;
+    this.hostMac = opts.hostMac ?? null;
     this.bridgeMtu = bridgeMtu;
     this.log = log.child({ bridge: bridge.name, port: port.name, kind: port.kind });
   }
@@ -85,7 +91,7 @@ export class ManagedPort implements PortHandle {
    */
   open(): boolean {
     if (this.io !== null) return true;
-    if (this.kind === 'tap') {
+    if (this.kind === 'tap' || this.kind === 'host') {
       this.openTap();
       return true;
     }
@@ -138,8 +144,13 @@ export class ManagedPort implements PortHandle {
     }
     const io = PacketPort.openTap(this.name, { persist: this.persist, owner: -1, group: -1 });
     try {
-      // before link up: the daemon's own stack must not send MLD/RS from the TAP's first MAC
-      silenceHostStack(io.name, this.log);
+      if (this.kind === 'host') {
+        // the host's own port: its stack stays on, with the stable MAC from the start
+        if (this.hostMac !== null) netdev.setMac(io.name, this.hostMac);
+      } else {
+        // before link up: the daemon's own stack must not send MLD/RS from the TAP's first MAC
+        silenceHostStack(io.name, this.log);
+      }
       netdev.setMtu(io.name, this.bridgeMtu);
       netdev.setTxQueueLen(io.name, TAP_TXQUEUELEN);
       netdev.setLinkUp(io.name, true);
@@ -149,7 +160,7 @@ export class ManagedPort implements PortHandle {
     }
     this.port.mtu = this.bridgeMtu;
     this.attachIo(io, 'up');
-    this.log.info({ ifindex: io.ifindex, persist: this.persist, mtu: this.bridgeMtu, txqueuelen: TAP_TXQUEUELEN }, 'TAP open');
+    this.log.info({ ifindex: io.ifindex, persist: this.persist, mtu: this.bridgeMtu, txqueuelen: TAP_TXQUEUELEN, mac: this.hostMac ?? undefined }, 'TAP open');
   }
 
   /** Link state of this port changed (a bond member reports to its bond instead). */
