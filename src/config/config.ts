@@ -351,7 +351,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       bridge.ports.push({
         name: pname,
         kind: kind === 'attach' ? 'attach' : kind === 'host' ? 'host' : 'tap',
-        mac,
+        ...(kind === 'host' ? { mac } : {}),
         persist,
         learning: c.bool(p, 'learning', pp, true),
         flood: c.bool(p, 'flood', pp, true),

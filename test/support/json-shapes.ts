@@ -4,7 +4,7 @@
 
 export interface ShowPort {
   name: string;
-  kind: 'tap' | 'attach';
+  kind: 'tap' | 'attach' | 'host';
   state: 'up' | 'down' | 'absent';
   ifindex: number;
 }
