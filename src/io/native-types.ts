@@ -165,6 +165,11 @@ export interface RawAddon {
   linkMonitor(cb: LinkEventCallback): RawLinkMonitor;
   /** Addon version string. */
   version(): string;
+  /**
+   * One sd_notify datagram to `path` ($NOTIFY_SOCKET: "/..." or abstract "@..."), with `fds` passed by SCM_RIGHTS.
+   * Throws a native error (errno, syscall) when the send fails; a TypeError for a bad path, state or fd.
+   */
+  sdNotify(path: string, state: string, fds?: number[]): void;
 }
 
 /**
