@@ -97,14 +97,15 @@ function envLevel(): LogLevel {
 export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? envLevel();
   const out = chooseOutput(options.format, options.isTty ?? process.stdout.isTTY === true, options.journal ?? stdoutIsJournal());
-  let dest: DestinationStream;
+  const base = options.destination ?? pino.destination({ fd: 1, sync: true });
+  let dest: DestinationStream = base;
   if (out === 'pretty') {
-    // CommonJS, loaded only when used
-    const pretty = createRequire(import.meta.url)('pino-pretty') as (o: Record<string, unknown>) => DestinationStream;
-    dest = pretty({ colorize: options.isTty ?? process.stdout.isTTY === true, sync: true, destination: options.destination ?? 1 });
-  } else {
-    const base = options.destination ?? pino.destination({ fd: 1, sync: true });
-    dest = out === 'journal' ? journalStream(base) : base;
+    // CommonJS, loaded only when used; prettyFactory formats one JSON line, synchronously, in this process
+    const { prettyFactory } = createRequire(import.meta.url)('pino-pretty') as { prettyFactory: (o: Record<string, unknown>) => (line: string) => string };
+    const format = prettyFactory({ colorize: options.isTty ?? process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name' });
+    dest = { write: (line: string): void => void base.write(format(line)) };
+  } else if (out === 'journal') {
+    dest = journalStream(base);
   }
   const log = pino({ name: 'tapbridge', level, base: { pid: process.pid }, onChild: track }, dest);
   root = log;

@@ -10,7 +10,8 @@
 //   tapbridge_bond_failovers_total{bond}
 //   tapbridge_event_loop_utilization_ratio             share of time the event loop was busy since the last scrape
 //   tapbridge_event_loop_active_seconds_total          busy time of the event loop (rate() of it = utilisation)
-//   process_* and nodejs_* (prom-client's default metrics; nodejs_eventloop_lag_* is the event-loop lag)
+//   process_* and nodejs_* (prom-client's default metrics; nodejs_eventloop_lag_* is the event-loop lag), less the
+//   three gauges prom-client names nodejs_active_*_total, which promtool rejects (their per-type series stay)
 //
 // Notes on performance: a scrape takes ONE snapshot of the daemon's stats()/show()/bondShow(), the same functions the
 // control socket serves, and the collectors read that snapshot. Nothing here runs per frame or keeps its own count:
@@ -35,6 +36,7 @@ interface Snapshot {
 }
 
 const FDB_EVENTS = ['learned', 'aged', 'moved', 'evicted'] as const;
+const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
 export class DaemonMetrics {
   readonly registry = new Registry();
@@ -46,6 +48,9 @@ export class DaemonMetrics {
     this.source = source;
     const reg = [this.registry];
     collectDefaultMetrics({ register: this.registry });
+    // gauges that prom-client names *_total, which `promtool check metrics` rejects (only counters end in _total);
+    // the same numbers, by type, stay in nodejs_active_handles / _requests / _resources
+    for (const name of LINT_FAILING_DEFAULTS) this.registry.removeSingleMetric(name);
     const self = this;
 
     const portCounter = (name: string, help: string, pick: (p: BridgeStats['ports'][number]) => number): void => {
