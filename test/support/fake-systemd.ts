@@ -60,10 +60,18 @@ export class FakeSystemd {
   private listening = false;
   private exited = false;
 
-  /** `spawnArgv` wraps the command (e.g. ["ip", "netns", "exec", NS]) to bind inside a namespace. */
-  constructor(readonly path: string, probeControlSocket = '', spawnArgv: string[] = []) {
-    const argv = [...spawnArgv, PYTHON, '-c', RECEIVER, path, probeControlSocket];
-    this.child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  /** The receiver's command line: bind `path`; probe `probeControlSocket` (if given) when READY=1 arrives. */
+  static argv(path: string, probeControlSocket = ''): string[] {
+    return [PYTHON, '-c', RECEIVER, path, probeControlSocket];
+  }
+
+  /**
+   * Starts the receiver here, or reads one already started (e.g. by Lab.spawn inside a namespace: abstract sockets
+   * belong to a network namespace) from `child`, which must have piped stdout and stderr.
+   */
+  constructor(readonly path: string, probeControlSocket = '', child?: ChildProcess) {
+    const argv = FakeSystemd.argv(path, probeControlSocket);
+    this.child = child ?? spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.setEncoding('utf8').on('data', (d: string) => {
       this.buf += d;
       let nl: number;
