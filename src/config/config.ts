@@ -2,6 +2,8 @@
 // string), checked once at load, every error naming its key path (e.g. `bridges[0].ports[1].kind`).
 //
 //   control_socket: /run/tapbridge/tapbridge.sock
+//   log_level: info               # fatal error warn info debug trace silent (--log-level wins)
+//   metrics: { listen: "127.0.0.1:9464" }   # Prometheus /metrics over HTTP; off when absent
 //   bridges:
 //     - name: xenbr0
 //       ageing_time: 300          # seconds, 0 = never, else 10..1000000
@@ -27,6 +29,8 @@ import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { parseMac } from '../frame/mac.js';
 import { PortVlan, vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
+import { isLogLevel, LOG_LEVELS, type LogLevel } from '../log.js';
+import { parseListen, type ListenAddress } from '../metrics/listen.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/tapbridge/tapbridge.yaml';
 export const DEFAULT_CONTROL_SOCKET = '/run/tapbridge/tapbridge.sock';
@@ -88,9 +92,17 @@ export interface BridgeConfig {
   ports: PortConfig[];
 }
 
+export interface MetricsConfig {
+  listen: ListenAddress;
+}
+
 export interface DaemonConfig {
   controlSocket: string;
   bridges: BridgeConfig[];
+  /** null: not set in the file (--log-level, $TAPBRIDGE_LOG_LEVEL or info) */
+  logLevel?: LogLevel | null;
+  /** null: no metrics endpoint */
+  metrics?: MetricsConfig | null;
 }
 
 export interface ConfigIssue {
@@ -243,7 +255,8 @@ export function interfaceNameProblem(name: string): string | null {
   return null;
 }
 
-const TOP_KEYS = ['control_socket', 'bridges'] as const;
+const TOP_KEYS = ['control_socket', 'bridges', 'log_level', 'metrics'] as const;
+const METRICS_KEYS = ['listen'] as const;
 const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports'] as const;
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
 const UPLINK_KEYS = ['interface', 'bond', ...VLAN_KEYS] as const;
@@ -259,6 +272,21 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
   if (!c.isObject(doc, '(top level)')) throw new ConfigError(c.issues, source);
   c.keys(doc, '', TOP_KEYS);
   out.controlSocket = c.str(doc, 'control_socket', '', DEFAULT_CONTROL_SOCKET);
+  out.logLevel = null;
+  if (doc.log_level !== undefined) {
+    if (isLogLevel(doc.log_level)) out.logLevel = doc.log_level;
+    else c.fail('log_level', `must be one of ${LOG_LEVELS.join(', ')}, got ${describe(doc.log_level)}`);
+  }
+  out.metrics = null;
+  if (doc.metrics !== undefined && doc.metrics !== null && c.isObject(doc.metrics, 'metrics')) {
+    c.keys(doc.metrics, 'metrics', METRICS_KEYS);
+    const listen = c.str(doc.metrics, 'listen', 'metrics');
+    if (listen !== '') {
+      const r = parseListen(listen);
+      if ('problem' in r) c.fail('metrics.listen', r.problem);
+      else out.metrics = { listen: r };
+    }
+  }
   if (doc.bridges === undefined) c.fail('bridges', 'is required (a list of bridges)');
   const ifnames = new Map<string, string>();
   const claimName = (name: string, path: string): void => {

@@ -85,6 +85,8 @@ export interface BondShow {
   num_grat_arp: number;
   peer_notif_delay: number;
   members: { name: string; mii_status: 'up' | 'down'; link_failures: number; state: string; permanent_hw_addr: string | null }[];
+  /** changes of the active member from one member to the other (metrics: tapbridge_bond_failovers_total) */
+  failovers: number;
 }
 
 export class Bond implements PortHandle {
@@ -99,6 +101,9 @@ export class Bond implements PortHandle {
   private miimon: NodeJS.Timeout | null = null;
   private notifyTimers: NodeJS.Timeout[] = [];
   private readonly permanentMac: (string | null)[] = [null, null];
+  /** active member changed from one member to the other (also across a time with no member up) */
+  private failovers = 0;
+  private lastActive: string | null = null;
 
   constructor(cfg: BondConfig, bridge: Bridge, id: number, mtu: number, log: Logger) {
     this.cfg = cfg;
@@ -185,6 +190,8 @@ export class Bond implements PortHandle {
   private onFailover(e: FailoverEvent): void {
     const from = e.from >= 0 ? this.cfg.members[e.from] : null;
     const to = e.to >= 0 ? this.cfg.members[e.to] : null;
+    if (to !== null && this.lastActive !== null && to !== this.lastActive) this.failovers++;
+    if (to !== null) this.lastActive = to;
     this.syncIo();
     this.bridge.setPortState(this.port, to === null ? 'down' : 'up');
     if (to === null) {
@@ -279,6 +286,7 @@ export class Bond implements PortHandle {
         state: this.policy.link[m.index],
         permanent_hw_addr: this.permanentMac[m.index],
       })),
+      failovers: this.failovers,
     };
   }
 

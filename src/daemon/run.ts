@@ -1,6 +1,8 @@
 // `tapbridge daemon`: load the config, open every port, then (and only then) create the control
 // socket; on SIGTERM/SIGINT close the ports (TAPs the daemon created vanish unless persist), remove
 // the socket and exit 0. Exit 2 for a bad config, 1 for any other start-up failure.
+// Under systemd (Type=notify): READY=1 once the control socket (and the metrics endpoint, when configured) accepts
+// requests, STATUS= and WATCHDOG=1 while running, STOPPING=1 on SIGTERM (src/service/).
 //
 // `--takeover`: take the fds and state of the daemon running on the control socket instead
 // (src/handover/): its ports are adopted, not opened, and its listening socket is served; once
@@ -8,7 +10,11 @@
 // asked, then exits 0 without deleting or unlinking anything.
 
 import { ConfigError, loadConfig } from '../config/config.js';
-import { createLogger } from '../log.js';
+import { createLogger, setLogLevel, type LogFormat, type LogLevel } from '../log.js';
+import { SdNotify } from '../service/sd-notify.js';
+import { ServiceLifecycle } from '../service/lifecycle.js';
+import { DaemonMetrics } from '../metrics/metrics.js';
+import { MetricsServer } from '../metrics/server.js';
 import { ControlServer } from '../control/server.js';
 import { daemonMethods } from '../control/methods.js';
 import { VERSION } from '../version.js';
@@ -18,12 +24,16 @@ import { serveHandover } from '../handover/serve.js';
 import { inheritedFds } from '../handover/inherited.js';
 
 export interface RunOptions {
+  /** --log-level: wins over the config's log_level */
+  logLevel?: LogLevel;
+  /** --log-format: json or pretty (default: pretty on a TTY, else json) */
+  logFormat?: LogFormat;
   /** `--takeover`: take the running daemon's fds and state over its control socket. */
   takeover?: boolean;
 }
 
 export async function runDaemon(configPath: string, socketOverride?: string, opts: RunOptions = {}): Promise<number> {
-  const log = createLogger();
+  const log = createLogger({ level: opts.logLevel, format: opts.logFormat });
   let config;
   try {
     config = loadConfig(configPath);
@@ -36,11 +46,17 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
     throw err;
   }
   if (socketOverride !== undefined) config.controlSocket = socketOverride;
+  if (opts.logLevel === undefined && config.logLevel !== undefined && config.logLevel !== null) setLogLevel(config.logLevel);
   if (process.getuid !== undefined && process.getuid() !== 0) {
     log.warn({ uid: process.getuid() }, 'not running as root: creating TAPs and AF_PACKET sockets needs CAP_NET_ADMIN and CAP_NET_RAW');
   }
   const daemon = new Daemon(config, log);
   const control = new ControlServer(config.controlSocket, daemonMethods(daemon), log.child({ subsystem: 'control' }));
+  const notify = SdNotify.fromEnv();
+  const service = notify === null ? null : new ServiceLifecycle(notify, daemon, log.child({ subsystem: 'service' }));
+  const metrics = config.metrics === undefined || config.metrics === null ? null
+    : new MetricsServer(config.metrics.listen, new DaemonMetrics(daemon), log.child({ subsystem: 'metrics' }));
+  let controlUp = false;
   let takeover: Takeover | null = null;
   try {
     if (opts.takeover === true) {
@@ -49,13 +65,19 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
       daemon.start();
       const applied = daemon.applyHandover(takeover.payload.bridges);
       inheritedFds.closeUnused();
+      // the socket file stays the old daemon's until it is told: on a failure here it resumes with it
       await control.listenInherited(takeover.controlFd);
       takeover.confirm();
+      controlUp = true;
       hlog.info({ runtime_ports: applied.ports, fdb_entries: applied.fdbEntries, from_pid: takeover.payload.from.pid }, 'took over; forwarding');
+      // the old daemon may still hold the metrics port for a moment; after the handover nothing may stop the bridge
+      if (metrics !== null) await listenMetricsAfterTakeover(metrics, hlog);
     } else {
       await control.prepare();
       daemon.start();
       await control.listen();
+      controlUp = true;
+      await metrics?.listen();
     }
   } catch (err) {
     log.error({ err }, 'start-up failed');
@@ -63,8 +85,11 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
     takeover?.refuse(`the new daemon could not start: ${(err as Error).message}`);
     inheritedFds.closeUnused();
     daemon.stop();
+    // only our own socket: after a SocketInUseError the file belongs to the other daemon
+    if (controlUp) await control.close().catch(() => undefined);
     return 1;
   }
+  service?.ready();
   log.info({ version: VERSION, socket: config.controlSocket, bridges: config.bridges.map((b) => b.name) }, 'daemon ready');
   return await new Promise<number>((resolve) => {
     // handed over: exit at once, closing nothing (the TAPs, sockets and the socket file are the new daemon's)
@@ -74,7 +99,9 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
       if (stopping) return;
       stopping = true;
       log.info({ signal }, 'shutting down');
+      service?.stopping();
       daemon.stop();
+      void metrics?.close();
       control.close().then(() => {
         log.info('stopped');
         resolve(0);
@@ -83,4 +110,20 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
+}
+
+/** metrics.listen() with retries while the old daemon exits (EADDRINUSE); a failure is logged, not fatal. */
+async function listenMetricsAfterTakeover(metrics: MetricsServer, log: ReturnType<typeof createLogger>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await metrics.listen();
+      return;
+    } catch (err) {
+      if (attempt >= 20) {
+        log.error({ err }, 'metrics endpoint unavailable after the takeover');
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }

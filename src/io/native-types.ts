@@ -193,6 +193,11 @@ export interface RawAddon {
   adoptFd(fd: number, kind: 'tap' | 'packet', name: string, ifindex: number): RawPort;
   /** SIOCSIFHWADDR. */
   setMac(name: string, mac: string): void;
+  /**
+   * One sd_notify datagram to `path` ($NOTIFY_SOCKET: "/..." or abstract "@..."), with `fds` passed by SCM_RIGHTS.
+   * Throws a native error (errno, syscall) when the send fails; a TypeError for a bad path, state or fd.
+   */
+  sdNotify(path: string, state: string, fds?: number[]): void;
 }
 
 export type HandoverReceived =
