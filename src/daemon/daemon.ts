@@ -105,6 +105,12 @@ class BridgeRuntime {
   }
 }
 
+/** Who keeps TAP fds across restarts (src/handover/fdstore.ts). */
+export interface TapFdListener {
+  opened(bridge: string, port: string, fd: number): void;
+  removed(bridge: string, port: string): void;
+}
+
 export class Daemon {
   readonly config: DaemonConfig;
   private readonly log: Logger;
@@ -119,6 +125,8 @@ export class Daemon {
   private ioPaused = false;
   /** Uplink netdevs whose host stack is fenced off for a `mac: uplink` host port. */
   private readonly fenced: string[] = [];
+  /** Told about every TAP fd the daemon opens and every TAP port removed (the systemd fd store). */
+  private tapFds: TapFdListener | null = null;
 
   constructor(config: DaemonConfig, log: Logger) {
     this.config = config;
@@ -129,6 +137,11 @@ export class Daemon {
 
   private now(): number {
     return performance.now();
+  }
+
+  /** Set before start(): TAP fds opened from then on are reported to it. */
+  setTapFdListener(listener: TapFdListener | null): void {
+    this.tapFds = listener;
   }
 
   /** Opens every configured port; throws (start-up failure) when a TAP cannot be created. */
@@ -196,6 +209,7 @@ export class Daemon {
     }
     if (kind !== 'uplink') br.ports.set(name, mp);
     this.byName.set(name, mp);
+    if ((kind === 'tap' || kind === 'host') && mp.io !== null) this.tapFds?.opened(br.cfg.name, name, mp.io.fd);
     return mp;
   }
 
@@ -440,6 +454,7 @@ export class Daemon {
     const br = this.bridge(bridgeName);
     const mp = this.port(br, ifname);
     if (mp === br.uplink) throw new ControlError('invalid_params', `${mp.name} is the uplink of ${br.cfg.name}, not a port`);
+    if (mp.kind === 'tap' || mp.kind === 'host') this.tapFds?.removed(br.cfg.name, mp.name);
     mp.close('absent');
     br.bridge.removePort(mp.port);
     br.ports.delete(mp.name);

@@ -22,6 +22,7 @@ import { Daemon } from './daemon.js';
 import { Takeover } from '../handover/takeover.js';
 import { serveHandover } from '../handover/serve.js';
 import { inheritedFds } from '../handover/inherited.js';
+import { FdStore, takeListenFds } from '../handover/fdstore.js';
 
 export interface RunOptions {
   /** --log-level: wins over the config's log_level */
@@ -58,6 +59,11 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
     : new MetricsServer(config.metrics.listen, new DaemonMetrics(daemon), log.child({ subsystem: 'metrics' }));
   let controlUp = false;
   let takeover: Takeover | null = null;
+  // systemd's fd store: TAPs from the last run come back as LISTEN_FDS, every TAP opened is stored
+  const fdLog = log.child({ subsystem: 'fdstore' });
+  const fdStore = notify === null ? null : new FdStore(notify, fdLog);
+  if (opts.takeover !== true) takeListenFds(process.env, process.pid, fdLog);
+  daemon.setTapFdListener(fdStore);
   try {
     if (opts.takeover === true) {
       const hlog = log.child({ subsystem: 'handover' });
@@ -75,6 +81,8 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
     } else {
       await control.prepare();
       daemon.start();
+      const unused = inheritedFds.closeUnused();
+      fdStore?.forget(unused.flatMap((e) => (e.fdname !== undefined ? [e.fdname] : [])));
       await control.listen();
       controlUp = true;
       await metrics?.listen();

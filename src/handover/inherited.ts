@@ -70,16 +70,13 @@ class InheritedPool {
     }
   }
 
-  /** Closes every fd nobody took; returns their names. */
-  closeUnused(): string[] {
-    const names: string[] = [];
-    for (const e of this.byKey.values()) {
-      fds.close(e.fd);
-      names.push(e.name);
-    }
+  /** Closes every fd nobody took; returns them (closed). */
+  closeUnused(): InheritedFd[] {
+    const left = [...this.byKey.values()];
+    for (const e of left) fds.close(e.fd);
     this.byKey.clear();
-    if (names.length > 0) this.log?.info({ ports: names }, 'closed inherited fds of ports that are no longer configured');
-    return names;
+    if (left.length > 0) this.log?.info({ ports: left.map((e) => e.name) }, 'closed inherited fds of ports that are no longer configured');
+    return left;
   }
 }
 
