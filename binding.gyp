@@ -8,7 +8,8 @@
         "src/native/ifctl.cc",
         "src/native/linkmon.cc",
         "src/native/handover.cc",
-        "src/native/notify.cc"
+        "src/native/notify.cc",
+        "src/native/filelock.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

@@ -4,6 +4,8 @@
 //   control_socket: /run/tapbridge/tapbridge.sock
 //   log_level: info               # fatal error warn info debug trace silent (--log-level wins)
 //   metrics: { listen: "127.0.0.1:9464" }   # Prometheus /metrics over HTTP; off when absent
+//   state_dir: /var/lib/tapbridge      # runtime state and FDB snapshot: <state_dir>/<socket file name>.state
+//   fdb_snapshot_interval: 30          # seconds between FDB snapshots, 0 = only at shutdown
 //   bridges:
 //     - name: xenbr0
 //       ageing_time: 300          # seconds, 0 = never, else 10..1000000
@@ -38,6 +40,8 @@ export const DEFAULT_AGEING_TIME_S = 300;
 export const DEFAULT_FDB_MAX = 8192;
 export const DEFAULT_MTU = 1500;
 export const MAX_PORTS_PER_BRIDGE = 1024;
+export const DEFAULT_STATE_DIR = '/var/lib/tapbridge';
+export const DEFAULT_FDB_SNAPSHOT_INTERVAL_S = 30;
 
 export type PortKindConfig = 'tap' | 'attach' | 'host';
 
@@ -103,6 +107,12 @@ export interface DaemonConfig {
   logLevel?: LogLevel | null;
   /** null: no metrics endpoint */
   metrics?: MetricsConfig | null;
+  /** state_dir: where the runtime state file and FDB snapshot live */
+  stateDir: string;
+  /** fdb_snapshot_interval: seconds between FDB snapshots (0 = only at shutdown) */
+  fdbSnapshotIntervalS: number;
+  /** The checked document as parsed (keys of every feature, also those this file's types do not name). */
+  raw: Record<string, unknown>;
 }
 
 export interface ConfigIssue {
@@ -255,7 +265,7 @@ export function interfaceNameProblem(name: string): string | null {
   return null;
 }
 
-const TOP_KEYS = ['control_socket', 'bridges', 'log_level', 'metrics'] as const;
+const TOP_KEYS = ['control_socket', 'bridges', 'log_level', 'metrics', 'state_dir', 'fdb_snapshot_interval'] as const;
 const METRICS_KEYS = ['listen'] as const;
 const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports'] as const;
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
@@ -268,8 +278,11 @@ const FDB_KEYS = ['mac', 'port', 'vlan'] as const;
 /** Checks a parsed document; throws ConfigError listing every problem. */
 export function validateConfig(doc: unknown, source?: string): DaemonConfig {
   const c = new Checker();
-  const out: DaemonConfig = { controlSocket: DEFAULT_CONTROL_SOCKET, bridges: [] };
+  const out: DaemonConfig = {
+    controlSocket: DEFAULT_CONTROL_SOCKET, bridges: [], stateDir: DEFAULT_STATE_DIR, fdbSnapshotIntervalS: DEFAULT_FDB_SNAPSHOT_INTERVAL_S, raw: {},
+  };
   if (!c.isObject(doc, '(top level)')) throw new ConfigError(c.issues, source);
+  out.raw = doc;
   c.keys(doc, '', TOP_KEYS);
   out.controlSocket = c.str(doc, 'control_socket', '', DEFAULT_CONTROL_SOCKET);
   out.logLevel = null;
@@ -287,6 +300,9 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       else out.metrics = { listen: r };
     }
   }
+  out.stateDir = c.str(doc, 'state_dir', '', DEFAULT_STATE_DIR);
+  if (!out.stateDir.startsWith('/')) c.fail('state_dir', `must be an absolute path, got ${describe(out.stateDir)}`);
+  out.fdbSnapshotIntervalS = c.int(doc, 'fdb_snapshot_interval', '', DEFAULT_FDB_SNAPSHOT_INTERVAL_S, 0, 86_400, '(seconds, 0 = only at shutdown) ');
   if (doc.bridges === undefined) c.fail('bridges', 'is required (a list of bridges)');
   const ifnames = new Map<string, string>();
   const claimName = (name: string, path: string): void => {

@@ -22,7 +22,8 @@ export type ControlErrorCode =
   | 'io_error'
   | 'request_too_large'
   | 'handing_over'
-  | 'handover_refused';
+  | 'handover_refused'
+  | 'invalid_config';
 
 const RPC_CODE: Record<ControlErrorCode, number> = {
   parse_error: RPC_PARSE_ERROR,
@@ -39,6 +40,7 @@ const RPC_CODE: Record<ControlErrorCode, number> = {
   io_error: RPC_REQUEST_FAILED,
   handing_over: RPC_REQUEST_FAILED,
   handover_refused: RPC_REQUEST_FAILED,
+  invalid_config: RPC_INVALID_PARAMS,
 };
 
 export class ControlError extends Error {

@@ -144,6 +144,11 @@ export class ControlServer {
     server.on('error', (err) => this.log.error({ err }, 'control server error'));
   }
 
+  /** Refuses (SocketInUseError) when another daemon answers on `path`; changes nothing. */
+  static async check(path: string): Promise<void> {
+    if (existsSync(path) && await answers(path)) throw new SocketInUseError(`another daemon answers on ${path}`);
+  }
+
   async listen(): Promise<void> {
     await this.prepare();
     const server = createServer((sock) => this.onConnection(sock));

@@ -8,16 +8,16 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import { Bridge } from '../bridge/bridge.js';
 import { BridgePort, type PortKind } from '../bridge/port.js';
-import { AddResult } from '../fdb/fdb.js';
+import { AddResult, macHi, macLo } from '../fdb/fdb.js';
 import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
 import { LinkMonitor, netdev } from '../io/native.js';
-import { type BridgeConfig, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE } from '../config/config.js';
+import { type BridgeConfig, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE, type PortConfig, type StaticFdbConfig, type UplinkConfig } from '../config/config.js';
+import type { FdbSnapshotEntry } from '../state/document.js';
 import { ControlError } from '../control/errors.js';
 import { ManagedPort, type PortHandle } from './ports.js';
 import { Bond, type BondShow } from './bond.js';
 import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
 import type { PacketPort } from '../io/native.js';
-import type { HandoverBridge } from '../handover/protocol.js';
 import { hostPortMac } from '../hostport/mac.js';
 import { fenceHostStack, unfenceHostStack } from '../hostport/fence.js';
 
@@ -72,7 +72,8 @@ export interface BridgeStats {
 }
 
 class BridgeRuntime {
-  readonly cfg: BridgeConfig;
+  /** The bridge's config (replaced by a reload). */
+  cfg: BridgeConfig;
   readonly bridge: Bridge;
   readonly ports = new Map<string, ManagedPort>();
   uplink: PortHandle | null = null;
@@ -112,7 +113,8 @@ export interface TapFdListener {
 }
 
 export class Daemon {
-  readonly config: DaemonConfig;
+  /** The config in force (replaced by a reload, src/state/reload.ts). */
+  config: DaemonConfig;
   private readonly log: Logger;
   private readonly portLog: Logger;
   private readonly bridges = new Map<string, BridgeRuntime>();
@@ -148,21 +150,7 @@ export class Daemon {
   start(): void {
     const linkLog = this.log.child({ subsystem: 'link' });
     this.monitor = new LinkMonitor((type, ifindex, name, flags) => this.onLinkEvent(type, ifindex, name, flags, linkLog));
-    const now = this.now();
-    for (const br of this.bridges.values()) {
-      br.bridge.nowMs = now;
-      const up = br.cfg.uplink;
-      if (up !== null && up.bond !== null) br.uplink = this.createBond(br, up.bond, up.vlan);
-      else if (up !== null && up.interface !== null) br.uplink = this.createPort(br, up.interface, 'uplink', false, undefined, up.vlan);
-      for (const pc of br.cfg.ports) {
-        const hostMac = pc.kind === 'host' ? this.hostMac(br, pc.mac) : null;
-        this.createPort(br, pc.name, pc.kind, pc.persist, { learning: pc.learning, flood: pc.flood, isolated: pc.isolated, fdbMax: pc.fdbMax }, pc.vlan, pc.create, hostMac);
-      }
-      for (const f of br.cfg.fdb) {
-        const mp = br.find(f.port)!;
-        br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, now);
-      }
-    }
+    for (const br of this.bridges.values()) this.startBridge(br);
     this.monitor.dump();
     this.ticker = setInterval(() => this.tick(), TICK_MS);
     this.ticker.unref();
@@ -182,6 +170,28 @@ export class Daemon {
     }
     this.log.info({ bridge: br.cfg.name, mac: r.mac, from: r.from }, 'host port MAC');
     return r.mac;
+  }
+
+  /** Opens a bridge's uplink and ports and adds its static entries (start-up and reload). */
+  private startBridge(br: BridgeRuntime): void {
+    const now = this.now();
+    br.bridge.nowMs = now;
+    this.openUplink(br, br.cfg.uplink);
+    for (const pc of br.cfg.ports) this.createConfigPort(br, pc);
+    for (const f of br.cfg.fdb) {
+      const mp = br.find(f.port);
+      if (mp !== undefined) br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, now);
+    }
+  }
+
+  private openUplink(br: BridgeRuntime, up: BridgeConfig['uplink']): void {
+    if (up !== null && up.bond !== null) br.uplink = this.createBond(br, up.bond, up.vlan);
+    else if (up !== null && up.interface !== null) br.uplink = this.createPort(br, up.interface, 'uplink', false, undefined, up.vlan);
+  }
+
+  private createConfigPort(br: BridgeRuntime, pc: PortConfig): ManagedPort {
+    const hostMac = pc.kind === 'host' ? this.hostMac(br, pc.mac) : null;
+    return this.createPort(br, pc.name, pc.kind, pc.persist, { learning: pc.learning, flood: pc.flood, isolated: pc.isolated, fdbMax: pc.fdbMax }, pc.vlan, pc.create, hostMac);
   }
 
   private createPort(
@@ -286,76 +296,6 @@ export class Daemon {
     this.ioPaused = false;
     for (const mp of this.byName.values()) mp.resumeIo();
     this.monitor?.dump();
-  }
-
-  /** The runtime state a takeover carries: ports (and whether addif made them), VLANs, ageing, the FDB. */
-  handoverBridges(): HandoverBridge[] {
-    const now = this.now();
-    return [...this.bridges.values()].map((br) => {
-      const configured = new Set(br.cfg.ports.map((p) => p.name));
-      const fdb: HandoverBridge['fdb'] = [];
-      br.bridge.fdb.forEach(now, (e) => {
-        const port = br.bridge.ports[e.port];
-        if (port !== undefined && port !== null) fdb.push({ mac: e.mac, vlan: e.vid, port: port.name, static: e.isStatic, ageMs: Math.round(e.ageMs) });
-      });
-      return {
-        name: br.cfg.name,
-        ageingTimeS: br.cfg.ageingTimeS,
-        ports: [...br.ports.values()].map((mp) => ({
-          name: mp.name,
-          kind: mp.kind === 'attach' ? 'attach' as const : mp.kind === 'host' ? 'host' as const : 'tap' as const,
-          runtime: !configured.has(mp.name),
-          vlan: mp.port.vlan.spec,
-        })),
-        fdb,
-      };
-    });
-  }
-
-  /**
-   * Applies the state a takeover brought, after start(): the previous daemon's runtime ports are
-   * re-created (from their inherited fds), VLAN rules and ageing as they were, the FDB with its ages.
-   * The running state wins over the config file: a takeover continues the same bridge (config edits
-   * are applied with `reload`). Problems are logged and skipped; nothing here fails the start.
-   */
-  applyHandover(bridges: HandoverBridge[]): { ports: number; fdbEntries: number } {
-    const now = this.now();
-    let ports = 0;
-    let fdbEntries = 0;
-    for (const hb of bridges) {
-      const br = this.bridges.get(hb.name);
-      if (br === undefined) {
-        this.log.warn({ bridge: hb.name }, 'handed-over bridge is not in the config; its runtime ports are dropped');
-        continue;
-      }
-      br.bridge.fdb.ageingTimeMs = hb.ageingTimeS * 1000;
-      br.cfg.ageingTimeS = hb.ageingTimeS;
-      for (const hp of hb.ports) {
-        let mp: PortHandle | undefined = br.find(hp.name);
-        if (mp === undefined && hp.runtime && !this.byName.has(hp.name)) {
-          try {
-            mp = this.createPort(br, hp.name, hp.kind === 'attach' ? 'attach' : 'tap', false, undefined, hp.vlan);
-            ports++;
-          } catch (err) {
-            this.log.error({ bridge: hb.name, port: hp.name, err }, 'cannot re-create a handed-over runtime port');
-            continue;
-          }
-        }
-        if (mp !== undefined && JSON.stringify(mp.port.vlan.spec) !== JSON.stringify(hp.vlan)) br.bridge.setPortVlan(mp.port, hp.vlan);
-      }
-      const ageingMs = br.bridge.fdb.ageingTimeMs;
-      for (const e of hb.fdb) {
-        const mp = br.find(e.port);
-        if (mp === undefined || !mp.port.vlan.isMember(e.vlan)) continue;
-        if (e.static) {
-          if (br.bridge.fdb.addStatic(e.vlan, e.mac, mp.port.id, now) !== AddResult.Full) fdbEntries++;
-        } else if (mp.port.state !== 'absent' && (ageingMs === 0 || e.ageMs < ageingMs)) {
-          br.bridge.fdb.learn(e.vlan, e.mac, mp.port.id, now - e.ageMs);
-          fdbEntries++;
-        }
-      }
-    }
-    return { ports, fdbEntries };
   }
 
   // ---- control operations -------------------------------------------------------------------
@@ -584,5 +524,182 @@ export class Daemon {
         })),
       };
     });
+  }
+
+  // ---- reconfiguration: primitives of reload and state restore (src/state/) ------------------
+
+  hasBridge(name: string): boolean {
+    return this.bridges.has(name);
+  }
+
+  hasPort(bridgeName: string, port: string): boolean {
+    return this.bridges.get(bridgeName)?.find(port) !== undefined;
+  }
+
+  /** The VLAN of untagged frames on a port (what `fdb add` without --vlan uses), null when unknown. */
+  untaggedVid(bridgeName: string, port: string): number | null {
+    const mp = this.bridges.get(bridgeName)?.find(port);
+    return mp === undefined ? null : mp.port.vlan.untaggedVid;
+  }
+
+  /** The bridge's ageing time in force (config or setageing), seconds. */
+  ageingTimeS(bridgeName: string): number {
+    return Math.round((this.bridges.get(bridgeName)?.bridge.fdb.ageingTimeMs ?? 0) / 1000);
+  }
+
+  /** Creates and opens a bridge from its config (reload). */
+  addBridge(cfg: BridgeConfig): void {
+    const br = new BridgeRuntime(cfg, this.log.child({ subsystem: 'fdb' }));
+    this.bridges.set(cfg.name, br);
+    this.startBridge(br);
+  }
+
+  /** Closes every port of a bridge and forgets it (reload). */
+  removeBridge(name: string): void {
+    const br = this.bridges.get(name);
+    if (br === undefined) return;
+    for (const mp of br.all()) mp.close('absent');
+    this.forgetUplink(br);
+    for (const mp of br.ports.values()) this.byName.delete(mp.name);
+    this.bridges.delete(name);
+  }
+
+  /** Replaces the bridge's config object (reload, after the changes were applied). */
+  setBridgeConfig(cfg: BridgeConfig): void {
+    const br = this.bridges.get(cfg.name);
+    if (br !== undefined) br.cfg = cfg;
+  }
+
+  /** Adds a port from its config (reload); a port of that name is removed first. */
+  addConfigPort(bridgeName: string, pc: PortConfig): void {
+    const br = this.bridges.get(bridgeName);
+    if (br === undefined) throw new Error(`no bridge ${bridgeName}`);
+    for (const other of this.bridges.values()) if (other.ports.has(pc.name)) this.removePortByName(other.cfg.name, pc.name);
+    this.createConfigPort(br, pc);
+  }
+
+  /** Closes and removes a port (not the uplink); false when it does not exist. */
+  removePortByName(bridgeName: string, name: string): boolean {
+    const br = this.bridges.get(bridgeName);
+    const mp = br?.ports.get(name);
+    if (br === undefined || mp === undefined) return false;
+    mp.close('absent');
+    br.bridge.removePort(mp.port);
+    br.ports.delete(name);
+    this.byName.delete(name);
+    return true;
+  }
+
+  /** Changes learning, flood, isolated and the per-port FDB cap in place (fds, entries and counters stay). */
+  setPortFlags(bridgeName: string, pc: PortConfig): void {
+    const br = this.bridges.get(bridgeName);
+    const mp = br?.ports.get(pc.name);
+    if (br === undefined || mp === undefined) return;
+    mp.port.learning = pc.learning;
+    mp.port.flood = pc.flood;
+    mp.port.isolated = pc.isolated;
+    mp.port.fdbMax = pc.fdbMax;
+    br.bridge.fdb.portMax[mp.port.id] = pc.fdbMax;
+  }
+
+  /** Replaces a port's (or the uplink's) VLAN rules in place. */
+  setPortVlanByName(bridgeName: string, name: string, spec: VlanSpec): void {
+    const br = this.bridges.get(bridgeName);
+    const mp = br?.find(name);
+    if (br === undefined || mp === undefined) return;
+    br.bridge.setPortVlan(mp.port, spec);
+  }
+
+  private forgetUplink(br: BridgeRuntime): void {
+    if (br.uplink === null) return;
+    if (br.bond !== null) for (const m of br.bond.members) this.byName.delete(m.name);
+    else this.byName.delete(br.uplink.name);
+    br.bridge.removePort(br.uplink.port);
+    br.uplink = null;
+    br.bond = null;
+  }
+
+  /** Closes the uplink (or bond) and opens the one of `up` (reload). */
+  replaceUplink(bridgeName: string, up: UplinkConfig | null): void {
+    const br = this.bridges.get(bridgeName);
+    if (br === undefined) return;
+    br.uplink?.close('absent');
+    this.forgetUplink(br);
+    this.openUplink(br, up);
+  }
+
+  /** Adds a static entry from the config; false when its port is missing or the FDB is full. */
+  addStaticFdb(bridgeName: string, f: StaticFdbConfig): boolean {
+    const br = this.bridges.get(bridgeName);
+    const mp = br?.find(f.port);
+    if (br === undefined || mp === undefined) return false;
+    return br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, this.now()) !== AddResult.Full;
+  }
+
+  deleteFdb(bridgeName: string, vid: number, mac: number): boolean {
+    return this.bridges.get(bridgeName)?.bridge.fdb.delete(vid, mac) ?? false;
+  }
+
+  /** Dynamic entries of every bridge with their ages and snooped IPv4 addresses (the FDB snapshot). */
+  fdbSnapshot(): Record<string, FdbSnapshotEntry[]> {
+    const now = this.now();
+    const out: Record<string, FdbSnapshotEntry[]> = {};
+    for (const br of this.bridges.values()) {
+      const list: FdbSnapshotEntry[] = [];
+      br.bridge.fdb.forEach(now, (e) => {
+        if (e.isStatic) return;
+        const port = br.bridge.ports[e.port];
+        if (port === null || port === undefined) return;
+        const ip = e.ipv4;
+        list.push({
+          port: port.name,
+          mac: formatMac(e.mac),
+          vlan: e.vid,
+          age_ms: Math.round(e.ageMs),
+          ipv4: ip === 0 ? null : `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`,
+        });
+      });
+      out[br.cfg.name] = list;
+    }
+    return out;
+  }
+
+  /**
+   * Restores snapshot entries `elapsedMs` after they were saved: only on ports that exist and forward, in VLANs
+   * they are members of, and that would not have aged out meanwhile. Never replaces an entry already there.
+   */
+  restoreFdb(bridges: Record<string, FdbSnapshotEntry[]>, elapsedMs: number): { restored: number; skipped: number } {
+    const now = this.now();
+    let restored = 0;
+    let skipped = 0;
+    for (const [name, list] of Object.entries(bridges)) {
+      const br = this.bridges.get(name);
+      if (br === undefined) {
+        skipped += list.length;
+        continue;
+      }
+      const ageingMs = br.bridge.fdb.ageingTimeMs;
+      for (const e of list) {
+        const mp = br.find(e.port);
+        const mac = parseMac(e.mac);
+        const ageMs = e.age_ms + Math.max(0, elapsedMs);
+        if (mp === undefined || !mp.port.forwarding || mac === null || !mp.port.vlan.isMember(e.vlan) ||
+          (ageingMs > 0 && ageMs >= ageingMs) || br.bridge.fdb.lookup(e.vlan, mac) >= 0) {
+          skipped++;
+          continue;
+        }
+        br.bridge.fdb.learn(e.vlan, mac, mp.port.id, now - ageMs);
+        if (br.bridge.fdb.lookup(e.vlan, mac) !== mp.port.id) {
+          skipped++;
+          continue;
+        }
+        if (e.ipv4 !== null) {
+          const ip = e.ipv4.split('.').reduce((a, b) => a * 256 + Number(b), 0);
+          br.bridge.fdb.setIpv4(e.vlan, macHi(mac), macLo(mac), ip);
+        }
+        restored++;
+      }
+    }
+    return { restored, skipped };
   }
 }

@@ -1,13 +1,17 @@
-// `tapbridge daemon`: load the config, open every port, then (and only then) create the control
-// socket; on SIGTERM/SIGINT close the ports (TAPs the daemon created vanish unless persist), remove
-// the socket and exit 0. Exit 2 for a bad config, 1 for any other start-up failure.
+// `tapbridge daemon`: load the config, take the state file lock (src/state/), open every port, replay
+// the runtime state and restore the FDB snapshot, then (and only then) create the control socket; on
+// SIGHUP reload the config; on SIGTERM/SIGINT save the state and FDB snapshot, close the ports (TAPs
+// the daemon created vanish unless persist or held by systemd's fd store), remove the socket and exit
+// 0. Exit 2 for a bad config, 1 for any other start-up failure (another daemon on the socket or the
+// state file, a TAP that cannot be created, ...).
 // Under systemd (Type=notify): READY=1 once the control socket (and the metrics endpoint, when configured) accepts
-// requests, STATUS= and WATCHDOG=1 while running, STOPPING=1 on SIGTERM (src/service/).
+// requests, STATUS= and WATCHDOG=1 while running, STOPPING=1 on SIGTERM (src/service/); every TAP fd goes into the
+// fd store and comes back as LISTEN_FDS at the next start (src/handover/fdstore.ts).
 //
 // `--takeover`: take the fds and state of the daemon running on the control socket instead
-// (src/handover/): its ports are adopted, not opened, and its listening socket is served; once
-// everything reads, the old daemon is told and exits. A running daemon hands over the same way when
-// asked, then exits 0 without deleting or unlinking anything.
+// (src/handover/): its ports are adopted, not opened, its state file lock and listening socket are
+// inherited; once everything reads, the old daemon is told and exits. A running daemon hands over the
+// same way when asked, then exits 0 without deleting or unlinking anything.
 
 import { ConfigError, loadConfig } from '../config/config.js';
 import { createLogger, setLogLevel, type LogFormat, type LogLevel } from '../log.js';
@@ -23,6 +27,9 @@ import { Takeover } from '../handover/takeover.js';
 import { serveHandover } from '../handover/serve.js';
 import { inheritedFds } from '../handover/inherited.js';
 import { FdStore, takeListenFds } from '../handover/fdstore.js';
+import { StateStore } from '../state/store.js';
+import { DaemonState } from '../state/daemon-state.js';
+import { parseState, serializeState } from '../state/document.js';
 
 export interface RunOptions {
   /** --log-level: wins over the config's log_level */
@@ -52,35 +59,49 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
     log.warn({ uid: process.getuid() }, 'not running as root: creating TAPs and AF_PACKET sockets needs CAP_NET_ADMIN and CAP_NET_RAW');
   }
   const daemon = new Daemon(config, log);
-  const control = new ControlServer(config.controlSocket, daemonMethods(daemon), log.child({ subsystem: 'control' }));
+  const methods = daemonMethods(daemon);
   const notify = SdNotify.fromEnv();
   const service = notify === null ? null : new ServiceLifecycle(notify, daemon, log.child({ subsystem: 'service' }));
   const metrics = config.metrics === undefined || config.metrics === null ? null
     : new MetricsServer(config.metrics.listen, new DaemonMetrics(daemon), log.child({ subsystem: 'metrics' }));
-  let controlUp = false;
-  let takeover: Takeover | null = null;
   // systemd's fd store: TAPs from the last run come back as LISTEN_FDS, every TAP opened is stored
   const fdLog = log.child({ subsystem: 'fdstore' });
   const fdStore = notify === null ? null : new FdStore(notify, fdLog);
   if (opts.takeover !== true) takeListenFds(process.env, process.pid, fdLog);
   daemon.setTapFdListener(fdStore);
+  const hlog = log.child({ subsystem: 'handover' });
+  let store: StateStore | null = null;
+  let state: DaemonState | null = null;
+  let control: ControlServer | null = null;
+  let controlUp = false;
+  let takeover: Takeover | null = null;
   try {
     if (opts.takeover === true) {
-      const hlog = log.child({ subsystem: 'handover' });
       takeover = Takeover.receive(config.controlSocket, hlog);
+      const doc = parseState(takeover.payload.state);
+      if ('error' in doc) throw new Error(`the handed-over state does not check out: ${doc.error}`);
+      // the old daemon's flock travels with its fd: the state file stays locked throughout
+      store = takeover.stateLockFd >= 0 ? StateStore.adopt(config.stateDir, config.controlSocket, takeover.stateLockFd) : StateStore.open(config.stateDir, config.controlSocket);
+      state = new DaemonState(daemon, store, config, configPath, log, socketOverride);
+      control = new ControlServer(config.controlSocket, state.wrap(methods), log.child({ subsystem: 'control' }));
       daemon.start();
-      const applied = daemon.applyHandover(takeover.payload.bridges);
+      state.restore(methods, doc.doc);
       inheritedFds.closeUnused();
       // the socket file stays the old daemon's until it is told: on a failure here it resumes with it
       await control.listenInherited(takeover.controlFd);
       takeover.confirm();
       controlUp = true;
-      hlog.info({ runtime_ports: applied.ports, fdb_entries: applied.fdbEntries, from_pid: takeover.payload.from.pid }, 'took over; forwarding');
+      hlog.info({ from_pid: takeover.payload.from.pid }, 'took over; forwarding');
       // the old daemon may still hold the metrics port for a moment; after the handover nothing may stop the bridge
       if (metrics !== null) await listenMetricsAfterTakeover(metrics, hlog);
     } else {
-      await control.prepare();
+      await ControlServer.check(config.controlSocket);
+      // the state file lock, before anything is opened: a second daemon on the same state file stops here
+      store = StateStore.open(config.stateDir, config.controlSocket);
+      state = new DaemonState(daemon, store, config, configPath, log, socketOverride);
+      control = new ControlServer(config.controlSocket, state.wrap(methods), log.child({ subsystem: 'control' }));
       daemon.start();
+      state.restore(methods);
       const unused = inheritedFds.closeUnused();
       fdStore?.forget(unused.flatMap((e) => (e.fdname !== undefined ? [e.fdname] : [])));
       await control.listen();
@@ -93,30 +114,46 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
     takeover?.refuse(`the new daemon could not start: ${(err as Error).message}`);
     inheritedFds.closeUnused();
     daemon.stop();
-    // only our own socket: after a SocketInUseError the file belongs to the other daemon
-    if (controlUp) await control.close().catch(() => undefined);
+    // only our own socket: after a SocketInUseError (or a failed takeover) the file belongs to the other daemon
+    if (controlUp) await control?.close().catch(() => undefined);
+    store?.close();
     return 1;
   }
+  const st = state;
+  const ctl = control;
+  st.startSnapshots();
   service?.ready();
   log.info({ version: VERSION, socket: config.controlSocket, bridges: config.bridges.map((b) => b.name) }, 'daemon ready');
   return await new Promise<number>((resolve) => {
-    // handed over: exit at once, closing nothing (the TAPs, sockets and the socket file are the new daemon's)
-    serveHandover({ daemon, control, log: log.child({ subsystem: 'handover' }), onHandedOver: () => resolve(0) });
+    // handed over: exit at once, closing nothing (the TAPs, sockets, lock and socket file are the new daemon's)
+    serveHandover({
+      daemon,
+      control: ctl,
+      log: hlog,
+      state: () => serializeState(st.collectState()),
+      stateLockFd: () => (store === null ? -1 : store.lockFd),
+      onHandedOver: () => resolve(0),
+    });
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
       log.info({ signal }, 'shutting down');
       service?.stopping();
+      st.shutdown();
       daemon.stop();
       void metrics?.close();
-      control.close().then(() => {
+      ctl.close().then(() => {
         log.info('stopped');
         resolve(0);
       }, () => resolve(0));
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      log.info({ config: configPath }, 'SIGHUP: reloading the config');
+      st.reloadFromFile();
+    });
   });
 }
 

@@ -32,9 +32,12 @@ export interface HandoverServeOptions {
   daemon: Daemon;
   control: ControlServer;
   log: Logger;
+  /** The runtime state document to hand over (serializeState(state.collectState())). */
+  state: () => string;
+  /** The state file's flock fd (-1: none): its lock moves with it. */
+  stateLockFd: () => number;
   /** Called once the new daemon forwards: the caller exits without closing or deleting anything. */
   onHandedOver: () => void;
-  /** Extra fds to hand over with their descriptions (the host port's fence state, ...): none today. */
 }
 
 function refuse(sock: Socket, id: unknown, message: string): void {
@@ -81,12 +84,22 @@ export function serveHandover(opts: HandoverServeOptions): void {
     }
     list.push(listenFd);
     entries.push({ kind: 'control', name: control.path, ifindex: 0 });
-    const payload = encodePayload({
-      protocol: HANDOVER_PROTOCOL,
-      from: { version: VERSION, pid: process.pid },
-      fds: entries,
-      bridges: daemon.handoverBridges(),
-    });
+    const lockFd = opts.stateLockFd();
+    if (lockFd >= 0) {
+      list.push(lockFd);
+      entries.push({ kind: 'statelock', name: '', ifindex: 0 });
+    }
+    let payload: Uint8Array;
+    try {
+      payload = encodePayload({ protocol: HANDOVER_PROTOCOL, from: { version: VERSION, pid: process.pid }, fds: entries, state: opts.state() });
+    } catch (err) {
+      daemon.resumeIo();
+      control.thaw();
+      busy = false;
+      log.error({ err }, 'cannot collect the state to hand over');
+      refuse(sock, id, `cannot collect the state: ${(err as Error).message}`);
+      return;
+    }
     const resume = (why: string, extra: Record<string, unknown> = {}): void => {
       daemon.resumeIo();
       control.thaw();

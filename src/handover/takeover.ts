@@ -27,12 +27,15 @@ export class Takeover {
   private sock: number;
   readonly payload: HandoverPayload;
   readonly controlFd: number;
+  /** the old daemon's state file lock fd, -1 when it had none */
+  readonly stateLockFd: number;
   private readonly log: Logger;
 
-  private constructor(sock: number, payload: HandoverPayload, controlFd: number, log: Logger) {
+  private constructor(sock: number, payload: HandoverPayload, controlFd: number, stateLockFd: number, log: Logger) {
     this.sock = sock;
     this.payload = payload;
     this.controlFd = controlFd;
+    this.stateLockFd = stateLockFd;
     this.log = log;
   }
 
@@ -86,6 +89,7 @@ export class Takeover {
     }
     if (payload.protocol !== r.version) refuseAndThrow(`payload protocol ${payload.protocol} differs from the header's ${r.version}`);
     let controlFd = -1;
+    let stateLockFd = -1;
     inheritedFds.setLogger(log);
     payload.fds.forEach((e, i) => {
       const fd = r.fds[i];
@@ -99,14 +103,20 @@ export class Takeover {
         controlFd = fd;
         return;
       }
+      if (e.kind === 'statelock') {
+        if (stateLockFd >= 0) fds.close(fd);
+        else stateLockFd = fd;
+        return;
+      }
       inheritedFds.add({ fd, kind: e.kind, name: e.name, ifindex: e.ifindex, source: 'takeover' });
     });
     if (controlFd < 0) {
       inheritedFds.closeUnused();
+      if (stateLockFd >= 0) fds.close(stateLockFd);
       refuseAndThrow('the handover carried no listening control socket');
     }
-    log.info({ from: payload.from, fds: r.fds.length, bridges: payload.bridges.map((b) => b.name) }, 'handover received');
-    return new Takeover(r.sock, payload, controlFd, log);
+    log.info({ from: payload.from, fds: r.fds.length, state_bytes: payload.state.length }, 'handover received');
+    return new Takeover(r.sock, payload, controlFd, stateLockFd, log);
   }
 
   /** Tells the old daemon that this one forwards; it exits. */

@@ -154,6 +154,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitIfctl(env, exports);
   InitHandover(env, exports);
   InitNotify(env, exports);
+  InitFileLock(env, exports);
   return exports;
 }
 

@@ -15,17 +15,9 @@ const sample: HandoverPayload = {
     { kind: 'tap', name: 'vif1.0', ifindex: 4 },
     { kind: 'packet', name: 'peth0', ifindex: 2 },
     { kind: 'control', name: '/run/tapbridge/tapbridge.sock', ifindex: 0 },
+    { kind: 'statelock', name: '', ifindex: 0 },
   ],
-  bridges: [{
-    name: 'xenbr0',
-    ageingTimeS: 600,
-    ports: [
-      { name: 'vif1.0', kind: 'tap', runtime: false, vlan: { mode: 'default' } },
-      { name: 'vif5.0', kind: 'tap', runtime: true, vlan: { mode: 'access', vlan: 7 } },
-      { name: 'vif6.0', kind: 'attach', runtime: true, vlan: { mode: 'trunk', vlans: [10, 20], native: 10 } },
-    ],
-    fdb: [{ mac: parseMac('02:00:00:00:00:01')!, vlan: 0, port: 'vif1.0', static: false, ageMs: 1234 }],
-  }],
+  state: '{"version":1}',
 };
 
 const bytes = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));
@@ -33,26 +25,29 @@ const json = (): Record<string, any> => JSON.parse(new TextDecoder().decode(enco
 
 describe('handover payload', () => {
   it('round-trips through encodePayload and parsePayload', () => {
-    expect(parsePayload(encodePayload(sample), 3)).toEqual(sample);
+    expect(parsePayload(encodePayload(sample), 4)).toEqual(sample);
   });
 
   it('refuses a payload whose fd list does not match the fds that arrived', () => {
-    expect(() => parsePayload(encodePayload(sample), 2)).toThrow(/fds: describes 3 fds, 2 arrived/);
+    expect(() => parsePayload(encodePayload(sample), 3)).toThrow(/fds: describes 4 fds, 3 arrived/);
   });
 
   it('names the field that is wrong', () => {
     const bad = json();
-    bad.bridges[0].fdb[0].mac = '01:00:5e:00:00:01';
-    expect(() => parsePayload(bytes(bad), 3)).toThrow(/bridges\[0\]\.fdb\[0\]\.mac: must be a unicast MAC/);
+    bad.fds[0].name = '../../etc';
+    expect(() => parsePayload(bytes(bad), 4)).toThrow(/fds\[0\]\.name: must be an interface name/);
     const bad2 = json();
-    bad2.bridges[0].ports[1].vlan = { mode: 'access', vlan: 4095 };
-    expect(() => parsePayload(bytes(bad2), 3)).toThrow(/bridges\[0\]\.ports\[1\]\.vlan/);
+    bad2.fds[1].kind = 'socket';
+    expect(() => parsePayload(bytes(bad2), 4)).toThrow(/fds\[1\]\.kind: must be one of/);
     const bad3 = json();
-    bad3.fds[0].name = '../../etc';
-    expect(() => parsePayload(bytes(bad3), 3)).toThrow(/fds\[0\]\.name: must be an interface name/);
+    bad3.fds[2].ifindex = -1;
+    expect(() => parsePayload(bytes(bad3), 4)).toThrow(/fds\[2\]\.ifindex/);
     const bad4 = json();
-    bad4.bridges[0].ageing_time = -1;
-    expect(() => parsePayload(bytes(bad4), 3)).toThrow(/bridges\[0\]\.ageing_time/);
+    bad4.state = { version: 1 };
+    expect(() => parsePayload(bytes(bad4), 4)).toThrow(/state: must be the state document as JSON text/);
+    const bad5 = json();
+    delete bad5.from.pid;
+    expect(() => parsePayload(bytes(bad5), 4)).toThrow(/from\.pid/);
   });
 
   it('refuses text that is not JSON or not UTF-8', () => {
