@@ -193,7 +193,7 @@ describe.skipIf(!support.ok)("live reload" + skipNote, () => {
     writeFileSync(newCfg(), JSON.stringify(bad));
     const r = await lab.cli(["reload", "--config", newCfg()]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/bridges\[0\]\.ports\[0\]\.kind: must be "tap" or "attach"/);
+    expect(r.stderr).toMatch(/bridges\[0\]\.ports\[0\]\.kind: must be "tap", "attach" or "host"/);
     expect(lab.daemonLog(50)).toMatch(/reload rejected: invalid configuration/);
     expect(await lab.cliJson<ShowBridge[]>(["show"])).toEqual(before);
   }, 20_000);

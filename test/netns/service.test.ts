@@ -94,8 +94,8 @@ describe.skipIf(!support.ok)("tapbridge under a (fake) systemd" + skipNote, () =
     const ready = sd.with("READY")[0];
     expect(ready.control_answered, "the control socket did not answer when READY=1 arrived").toBe(true);
     expect(ready.state).toMatch(/^READY=1\nSTATUS=1 bridge, 2\/2 ports up, \d+ FDB entr(y|ies)$/);
-    // nothing claimed readiness before
-    expect(sd.messages.indexOf(ready)).toBe(0);
+    // nothing claimed readiness before (FDSTORE=1 of the TAPs may come first: the fd store, issue 11)
+    expect(sd.messages.slice(0, sd.messages.indexOf(ready)).filter((m) => !m.state.startsWith("FDSTORE=1\n"))).toEqual([]);
   });
 
   it("sends WATCHDOG=1 at half of WATCHDOG_USEC and STATUS= every few seconds", async () => {
