@@ -9,7 +9,8 @@
         "src/native/linkmon.cc",
         "src/native/handover.cc",
         "src/native/notify.cc",
-        "src/native/filelock.cc"
+        "src/native/filelock.cc",
+        "src/native/unixsock.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

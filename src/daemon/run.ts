@@ -83,7 +83,7 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
       // the old daemon's flock travels with its fd: the state file stays locked throughout
       store = takeover.stateLockFd >= 0 ? StateStore.adopt(config.stateDir, config.controlSocket, takeover.stateLockFd) : StateStore.open(config.stateDir, config.controlSocket);
       state = new DaemonState(daemon, store, config, configPath, log, socketOverride);
-      control = new ControlServer(config.controlSocket, state.wrap(methods), log.child({ subsystem: 'control' }));
+      control = new ControlServer(config.controlSocket, state.wrap(methods), log.child({ subsystem: 'control' }), { maxClients: config.controlMaxClients });
       daemon.start();
       state.restore(methods, doc.doc);
       inheritedFds.closeUnused();
@@ -99,7 +99,7 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
       // the state file lock, before anything is opened: a second daemon on the same state file stops here
       store = StateStore.open(config.stateDir, config.controlSocket);
       state = new DaemonState(daemon, store, config, configPath, log, socketOverride);
-      control = new ControlServer(config.controlSocket, state.wrap(methods), log.child({ subsystem: 'control' }));
+      control = new ControlServer(config.controlSocket, state.wrap(methods), log.child({ subsystem: 'control' }), { maxClients: config.controlMaxClients });
       daemon.start();
       state.restore(methods);
       const unused = inheritedFds.closeUnused();

@@ -60,7 +60,7 @@ export function serveHandover(opts: HandoverServeOptions): void {
       return;
     }
     busy = true;
-    const listenFd = control.listenFd;
+    const listenFd = control.handoverFd;
     if (listenFd < 0) {
       busy = false;
       refuse(sock, id, 'the control socket has no fd to hand over');

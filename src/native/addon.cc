@@ -155,6 +155,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitHandover(env, exports);
   InitNotify(env, exports);
   InitFileLock(env, exports);
+  InitUnixSock(env, exports);
   return exports;
 }
 

@@ -92,6 +92,7 @@ void InitHandover(Napi::Env env, Napi::Object exports);
 void InitNotify(Napi::Env env, Napi::Object exports);  // notify.cc: sdNotify
 // filelock.cc: flockExclusive(fd) for the state file lock.
 void InitFileLock(Napi::Env env, Napi::Object exports);
+void InitUnixSock(Napi::Env env, Napi::Object exports);
 Napi::Value OpenTap(const Napi::CallbackInfo& info);
 Napi::Value OpenPacket(const Napi::CallbackInfo& info);
 Napi::Value LinkMonitorNew(const Napi::CallbackInfo& info);

@@ -124,7 +124,7 @@ export class DaemonState {
       return false;
     }
     try {
-      const result = handler(r.params);
+      const result = handler(r.params, null);
       const rec = recorderOf(r.method);
       if (rec !== undefined) rec(r.params, result, this.journal, this.ctx);
       return true;
@@ -189,8 +189,8 @@ export class DaemonState {
         out.set(name, handler);
         continue;
       }
-      out.set(name, (params) => {
-        const result = handler(params);
+      out.set(name, (params, client) => {
+        const result = handler(params, client);
         try {
           rec(params, result, this.journal, this.ctx);
         } catch (err) {
