@@ -289,7 +289,7 @@ describe.skipIf(!support.ok)("config abuse refused at daemon start" + skipNote, 
     expect(f.code).toBe(1);
     expect(f.stderr).toMatch(/is a regular file; refusing to replace it/);
     expect(readFileSync(precious, "utf8")).toBe("keep me\n");
-    const own = { control_socket: lab.configPath, bridges: [] };
+    const own = { control_socket: lab.configPath, state_dir: lab.stateDir, bridges: [] };
     const text = JSON.stringify(own, null, 2) + "\n";
     const c = await refused(own);
     expect(c.code).toBe(1);
