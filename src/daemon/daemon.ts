@@ -113,6 +113,12 @@ export interface TapFdListener {
   removed(bridge: string, port: string): void;
 }
 
+/** Who records where persistent TAPs moved (src/handover/moved.ts). */
+export interface TapMoveListener {
+  moved(bridge: string, port: string, nsid: number, ifindex: number): void;
+  removed(bridge: string, port: string): void;
+}
+
 export class Daemon {
   /** The config in force (replaced by a reload, src/state/reload.ts). */
   config: DaemonConfig;
@@ -130,6 +136,8 @@ export class Daemon {
   private readonly fenced: string[] = [];
   /** Told about every TAP fd the daemon opens and every TAP port removed (the systemd fd store). */
   private tapFds: TapFdListener | null = null;
+  /** Told where persistent TAPs move (src/handover/moved.ts). */
+  private tapMoves: TapMoveListener | null = null;
 
   constructor(config: DaemonConfig, log: Logger) {
     this.config = config;
@@ -147,10 +155,17 @@ export class Daemon {
     this.tapFds = listener;
   }
 
+  setTapMoveListener(listener: TapMoveListener | null): void {
+    this.tapMoves = listener;
+  }
+
   /** Opens every configured port; throws (start-up failure) when a TAP cannot be created. */
   start(): void {
     const linkLog = this.log.child({ subsystem: 'link' });
-    this.monitor = new LinkMonitor((type, ifindex, name, flags) => this.onLinkEvent(type, ifindex, name, flags, linkLog));
+    this.monitor = new LinkMonitor((type, ifindex, name, flags, _mtu, newNsid, newIfindex) => {
+      if (type === 'del' && newNsid >= 0 && newIfindex > 0) this.onTapMoved(ifindex, newNsid, newIfindex);
+      this.onLinkEvent(type, ifindex, name, flags, linkLog);
+    });
     for (const br of this.bridges.values()) this.startBridge(br);
     this.monitor.dump();
     this.ticker = setInterval(() => this.tick(), TICK_MS);
@@ -242,6 +257,17 @@ export class Daemon {
     for (const m of bond.members) this.byName.set(m.name, m);
     br.bond = bond;
     return bond;
+  }
+
+  /** A netdev of ours moved into another namespace: a persistent TAP port's move is recorded. */
+  private onTapMoved(ifindex: number, nsid: number, newIfindex: number): void {
+    for (const br of this.bridges.values()) {
+      for (const mp of br.ports.values()) {
+        if ((mp.kind === 'tap' || mp.kind === 'host') && mp.persist && mp.io !== null && mp.port.ifindex === ifindex) {
+          this.tapMoves?.moved(br.cfg.name, mp.name, nsid, newIfindex);
+        }
+      }
+    }
   }
 
   private onLinkEvent(type: 'new' | 'del' | 'done' | 'overrun', ifindex: number, name: string, flags: number, log: Logger): void {
@@ -410,7 +436,10 @@ export class Daemon {
     const br = this.bridge(bridgeName);
     const mp = this.port(br, ifname);
     if (mp === br.uplink) throw new ControlError('invalid_params', `${mp.name} is the uplink of ${br.cfg.name}, not a port`);
-    if (mp.kind === 'tap' || mp.kind === 'host') this.tapFds?.removed(br.cfg.name, mp.name);
+    if (mp.kind === 'tap' || mp.kind === 'host') {
+      this.tapFds?.removed(br.cfg.name, mp.name);
+      this.tapMoves?.removed(br.cfg.name, mp.name);
+    }
     mp.close('absent');
     br.bridge.removePort(mp.port);
     br.ports.delete(mp.name);

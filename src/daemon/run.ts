@@ -29,7 +29,8 @@ import { inheritedFds } from '../handover/inherited.js';
 import { FdStore, takeListenFds } from '../handover/fdstore.js';
 import { StateStore } from '../state/store.js';
 import { DaemonState } from '../state/daemon-state.js';
-import { parseState, serializeState } from '../state/document.js';
+import { getSection, parseState, serializeState } from '../state/document.js';
+import { MOVED_TAPS_SECTION, MovedTaps } from '../handover/moved.js';
 
 export interface RunOptions {
   /** --log-level: wins over the config's log_level */
@@ -70,6 +71,9 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
   if (opts.takeover !== true) takeListenFds(process.env, process.pid, fdLog);
   daemon.setTapFdListener(fdStore);
   const hlog = log.child({ subsystem: 'handover' });
+  // where persistent TAPs moved (found again after a SIGKILL), kept in the state document
+  const moved = new MovedTaps(hlog);
+  daemon.setTapMoveListener(moved);
   let store: StateStore | null = null;
   let state: DaemonState | null = null;
   let control: ControlServer | null = null;
@@ -83,6 +87,8 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
       // the old daemon's flock travels with its fd: the state file stays locked throughout
       store = takeover.stateLockFd >= 0 ? StateStore.adopt(config.stateDir, config.controlSocket, takeover.stateLockFd) : StateStore.open(config.stateDir, config.controlSocket);
       state = new DaemonState(daemon, store, config, configPath, log, socketOverride);
+      moved.load(getSection(doc.doc, MOVED_TAPS_SECTION));
+      trackMoves(moved, state);
       control = new ControlServer(config.controlSocket, state.wrap(methods), log.child({ subsystem: 'control' }), { maxClients: config.controlMaxClients });
       daemon.start();
       state.restore(methods, doc.doc);
@@ -98,7 +104,12 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
       await ControlServer.check(config.controlSocket);
       // the state file lock, before anything is opened: a second daemon on the same state file stops here
       store = StateStore.open(config.stateDir, config.controlSocket);
+      // persistent TAPs moved into other namespaces before a SIGKILL: open them there first
+      const stored = store.read((error, movedTo) => log.error({ error, moved_to: movedTo }, 'state file unreadable; starting without runtime state'));
+      if (stored !== null) moved.load(getSection(stored, MOVED_TAPS_SECTION));
+      if (moved.size > 0) moved.reopen();
       state = new DaemonState(daemon, store, config, configPath, log, socketOverride);
+      trackMoves(moved, state);
       control = new ControlServer(config.controlSocket, state.wrap(methods), log.child({ subsystem: 'control' }), { maxClients: config.controlMaxClients });
       daemon.start();
       state.restore(methods);
@@ -155,6 +166,15 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
       st.reloadFromFile();
     });
   });
+}
+
+/** The moved-TAP records live in the state document and are written at once (a SIGKILL may follow). */
+function trackMoves(moved: MovedTaps, state: DaemonState): void {
+  state.setSection(MOVED_TAPS_SECTION, moved.list());
+  moved.onChange = () => {
+    state.setSection(MOVED_TAPS_SECTION, moved.list());
+    state.persist();
+  };
 }
 
 /** metrics.listen() with retries while the old daemon exits (EADDRINUSE); a failure is logged, not fatal. */

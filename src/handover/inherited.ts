@@ -20,7 +20,7 @@ export interface InheritedFd {
   /** ifindex as the previous daemon knew it (0 when unknown) */
   ifindex: number;
   /** where it came from, for logs */
-  source: 'takeover' | 'fdstore';
+  source: 'takeover' | 'fdstore' | 'moved';
   /** systemd fd store name (<bridge>/<port>/<queue>) when it came from there */
   fdname?: string;
 }

@@ -125,6 +125,10 @@ export type LinkEventCallback = (
   /** ifi_flags: IFF_UP 0x1, IFF_RUNNING 0x40, IFF_LOWER_UP 0x10000 */
   flags: number,
   mtu: number,
+  /** 'del' of a netdev moved into another namespace: IFLA_NEW_NETNSID (its nsid as seen from here), else -1 */
+  newNsid: number,
+  /** ... and IFLA_NEW_IFINDEX (its ifindex there), else -1 */
+  newIfindex: number,
 ) => void;
 
 export interface RawLinkMonitor {
@@ -204,6 +208,18 @@ export interface RawAddon {
   adoptFd(fd: number, kind: 'tap' | 'packet', name: string, ifindex: number): RawPort;
   /** SIOCSIFHWADDR. */
   setMac(name: string, mac: string): void;
+  /**
+   * The namespace file (/run/netns/* or /proc/<pid>/ns/net) whose nsid, as seen from this namespace
+   * (RTM_GETNSID with NETNSA_FD), is `nsid`; null when none is.
+   */
+  netnsOfNsid(nsid: number): string | null;
+  /**
+   * In a short-lived thread that setns()es into `path`: opens the existing TAP with that ifindex there
+   * (TUNSETIFF by its current name; IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, vnet header 10, offloads).
+   * Returns the fd (non-blocking, close-on-exec; adopt it with adoptFd) and the TAP's name there;
+   * `name` (the daemon's port name) is for error messages.
+   */
+  openTapInNetns(path: string, ifindex: number, name: string): { fd: number; ifname: string };
   /**
    * One sd_notify datagram to `path` ($NOTIFY_SOCKET: "/..." or abstract "@..."), with `fds` passed by SCM_RIGHTS.
    * Throws a native error (errno, syscall) when the send fails; a TypeError for a bad path, state or fd.

@@ -251,6 +251,16 @@ export const fds = {
   },
 };
 
+/** Moved TAPs: find a namespace by its nsid, open a TAP inside it (native-types.ts). */
+export const netns = {
+  ofNsid(nsid: number): string | null {
+    return loadAddon().netnsOfNsid(nsid);
+  },
+  openTap(path: string, ifindex: number, name: string): { fd: number; ifname: string } {
+    return loadAddon().openTapInNetns(path, ifindex, name);
+  },
+};
+
 /** The control socket's listening fd (see src/native/unixsock.cc for why the addon owns it). */
 export const unixSocket = {
   listen(path: string, backlog: number): number {
