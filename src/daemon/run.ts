@@ -91,12 +91,14 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
       trackMoves(moved, state);
       control = new ControlServer(config.controlSocket, state.wrap(methods), log.child({ subsystem: 'control' }), { maxClients: config.controlMaxClients });
       daemon.start();
-      state.restore(methods, doc.doc);
+      state.restore(methods, doc.doc, { write: false });
       inheritedFds.closeUnused();
       // the socket file stays the old daemon's until it is told: on a failure here it resumes with it
       await control.listenInherited(takeover.controlFd);
       takeover.confirm();
       controlUp = true;
+      // the state file is written once the ports read (the fsync is no part of the forwarding gap)
+      state.persist(true);
       hlog.info({ from_pid: takeover.payload.from.pid }, 'took over; forwarding');
       // the old daemon may still hold the metrics port for a moment; after the handover nothing may stop the bridge
       if (metrics !== null) await listenMetricsAfterTakeover(metrics, hlog);

@@ -78,11 +78,12 @@ export class DaemonState {
    * Applies the stored state: `received` when given (a takeover's document), else the state file's (if any); then
    * writes the state file. Call after daemon.start(), with the unwrapped control methods.
    */
-  restore(methods: ReadonlyMap<string, MethodHandler>, received?: StateDocument): void {
+  restore(methods: ReadonlyMap<string, MethodHandler>, received?: StateDocument, opts: { write?: boolean } = {}): void {
     this.methods = methods;
     const stored = received ?? this.store?.read((error, movedTo) => this.log.error({ error, moved_to: movedTo }, 'state file unreadable; starting without runtime state')) ?? null;
     if (stored !== null) this.applyState(stored);
-    this.persist(true);
+    // a takeover writes a turn later (write: false): the fsync must not lengthen the forwarding gap
+    if (opts.write !== false) this.persist(true);
   }
 
   /** Applies a state document (from the state file or a takeover) to the daemon; see the file comment. */
