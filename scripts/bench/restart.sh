@@ -66,16 +66,7 @@ WORK=$(mktemp -d /tmp/tapbridge-restart-XXXXXX)
 SOCK=$WORK/tapbridge.sock
 DAEMON_PID=
 
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	tb_cleanup_all
-	rm -rf "$WORK"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+tb_trap_cleanup "$WORK"
 
 # shellcheck disable=SC2034 # read indirectly as ${!ip} and ${!mac}
 IP_VM1=198.18.7.1 IP_VM2=198.18.7.2 IP_EXT=198.18.7.3

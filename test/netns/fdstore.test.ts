@@ -9,6 +9,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI_MAIN, Lab, PYTHON, canRunNetns, waitFor, type Background } from "./helpers.js";
+import { uplinkLab } from "./handover-helpers.js";
 
 const support = canRunNetns();
 const skipNote = support.ok ? "" : ` (skipped: ${support.reason})`;
@@ -123,12 +124,7 @@ describe.skipIf(!support.ok)("systemd fd store" + skipNote, () => {
   }
 
   beforeAll(async () => {
-    lab = new Lab("fdstore");
-    for (const node of ["dom0", "vm1", "ext"]) await lab.addNs(node);
-    await lab.exec("dom0", ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
-    await lab.addVeth("dom0", "peth0", "ext", "eth0");
-    await lab.ip("dom0", ["link", "set", "dev", "peth0", "up"]);
-    await lab.configureHost("ext", "eth0", IP.ext);
+    lab = await uplinkLab("fdstore", ["vm1"], IP.ext);
     lab.writeConfig({ control_socket: lab.socketPath, bridges: [{ name: "xenbr0", uplink: { interface: "peth0" }, ports: [{ name: "vif1.0" }] }] });
     const notifyPath = `${lab.dir}/notify.sock`;
     systemd = lab.spawn("dom0", [PYTHON, "-c", FAKE_SYSTEMD, notifyPath, lab.daemonLogPath, process.execPath, CLI_MAIN, "daemon", "--config", lab.configPath],

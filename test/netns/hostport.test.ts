@@ -11,7 +11,7 @@
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Lab, canRunNetns, run, waitFor } from "./helpers.js";
-import { pingSummary, takeover } from "./handover-helpers.js";
+import { pingSummary, takeover, uplinkLab } from "./handover-helpers.js";
 import type { ShowBridge } from "../support/json-shapes.js";
 
 const support = canRunNetns();
@@ -26,12 +26,7 @@ describe.skipIf(skipReason !== "")("kind: host, the host's own port" + skipNote,
   let upMac = "";
 
   beforeAll(async () => {
-    lab = new Lab("hostport");
-    for (const node of ["dom0", "vm1", "ext"]) await lab.addNs(node);
-    await lab.exec("dom0", ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
-    await lab.addVeth("dom0", "peth0", "ext", "eth0");
-    await lab.ip("dom0", ["link", "set", "dev", "peth0", "up"]);
-    await lab.configureHost("ext", "eth0", IP.ext);
+    lab = await uplinkLab("hostport", ["vm1"], IP.ext);
     upMac = await lab.mac("dom0", "peth0");
     lab.writeConfig({
       control_socket: lab.socketPath,

@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { uplinkLab } from "./handover-helpers.js";
 import { Lab, canRunNetns, waitFor } from "./helpers.js";
 
 const support = canRunNetns();
@@ -19,12 +20,7 @@ describe.skipIf(!support.ok)("a moved persistent TAP after SIGKILL" + skipNote, 
   let stateFile = "";
 
   beforeAll(async () => {
-    lab = new Lab("movedtap");
-    for (const node of ["dom0", "vm9", "ext"]) await lab.addNs(node);
-    await lab.exec("dom0", ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
-    await lab.addVeth("dom0", "peth0", "ext", "eth0");
-    await lab.ip("dom0", ["link", "set", "dev", "peth0", "up"]);
-    await lab.configureHost("ext", "eth0", IP.ext);
+    lab = await uplinkLab("movedtap", ["vm9"], IP.ext);
     lab.writeConfig({ control_socket: lab.socketPath, bridges: [{ name: "xenbr0", uplink: { interface: "peth0" }, ports: [{ name: "vif9.0", persist: true }] }] });
     stateFile = join(lab.stateDir, "tapbridge.sock.state");
     await lab.startDaemon("dom0");

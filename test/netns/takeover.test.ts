@@ -12,7 +12,7 @@ import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI_MAIN, Lab, canRunNetns, run, waitFor } from "./helpers.js";
-import { pingSummary, takeover } from "./handover-helpers.js";
+import { pingSummary, takeover, uplinkLab } from "./handover-helpers.js";
 import type { MacEntry, ShowBridge, VlanShow } from "../support/json-shapes.js";
 
 const support = canRunNetns();
@@ -27,12 +27,7 @@ describe.skipIf(!support.ok)("daemon --takeover" + skipNote, () => {
   const ifindexInVm: Record<string, number> = {};
 
   beforeAll(async () => {
-    lab = new Lab("takeover");
-    for (const node of ["dom0", "vm1", "vm2", "vm3", "vm5", "ext"]) await lab.addNs(node);
-    await lab.exec("dom0", ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
-    await lab.addVeth("dom0", "peth0", "ext", "eth0");
-    await lab.ip("dom0", ["link", "set", "dev", "peth0", "up"]);
-    await lab.configureHost("ext", "eth0", IP.ext);
+    lab = await uplinkLab("takeover", ["vm1", "vm2", "vm3", "vm5"], IP.ext);
     await lab.addVeth("dom0", "vif3.0", "vm3", "eth0");
     await lab.ip("dom0", ["link", "set", "dev", "vif3.0", "up"]);
     await lab.configureHost("vm3", "eth0", IP.vm3);
