@@ -26,7 +26,7 @@
 // refuses connections is replaced; anything else at the path (a regular file, a directory, a
 // symlink) is a start-up error and is left alone.
 
-import { existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
@@ -417,11 +417,6 @@ export class ControlServer {
     if (await answers(this.path)) throw new SocketInUseError(`another daemon answers on ${this.path}`);
     this.log.info({ path: this.path }, 'replacing stale control socket');
     unlinkSync(this.path);
-  }
-
-  /** Refuses (SocketInUseError) when another daemon answers on `path`; changes nothing. */
-  static async check(path: string): Promise<void> {
-    if (existsSync(path) && await answers(path)) throw new SocketInUseError(`another daemon answers on ${path}`);
   }
 
   /** Registers a method that owns its connection from the request on (see ConnectionHandler). */

@@ -601,14 +601,19 @@ export class Daemon {
     this.startBridge(br);
   }
 
-  /** Closes every port of a bridge and forgets it (reload). */
-  removeBridge(name: string): void {
+  /**
+   * Closes every port of a bridge and forgets it (reload). Host-stack originals are written back, except on the
+   * netdevs in `keep` (a re-created bridge takes them again at once).
+   */
+  removeBridge(name: string, keep: ReadonlySet<string> = new Set()): void {
     const br = this.bridges.get(name);
     if (br === undefined) return;
+    const netdevs = [...br.ports.keys(), ...(br.bond !== null ? br.bond.members.map((m) => m.name) : br.uplink !== null ? [br.uplink.name] : [])];
     for (const mp of br.all()) mp.close('absent');
     this.forgetUplink(br);
     for (const mp of br.ports.values()) this.byName.delete(mp.name);
     this.bridges.delete(name);
+    for (const n of netdevs) if (!keep.has(n)) restoreHostStack(n, this.portLog);
   }
 
   /** Replaces the bridge's config object (reload, after the changes were applied). */
@@ -621,12 +626,15 @@ export class Daemon {
   addConfigPort(bridgeName: string, pc: PortConfig): void {
     const br = this.bridges.get(bridgeName);
     if (br === undefined) throw new Error(`no bridge ${bridgeName}`);
-    for (const other of this.bridges.values()) if (other.ports.has(pc.name)) this.removePortByName(other.cfg.name, pc.name);
+    for (const other of this.bridges.values()) if (other.ports.has(pc.name)) this.removePortByName(other.cfg.name, pc.name, true);
     this.createConfigPort(br, pc);
   }
 
-  /** Closes and removes a port (not the uplink); false when it does not exist. */
-  removePortByName(bridgeName: string, name: string): boolean {
+  /**
+   * Closes and removes a port (not the uplink); false when it does not exist. Its host-stack originals are written
+   * back (as delif does) unless `reopen` (the port is opened again at once).
+   */
+  removePortByName(bridgeName: string, name: string, reopen = false): boolean {
     const br = this.bridges.get(bridgeName);
     const mp = br?.ports.get(name);
     if (br === undefined || mp === undefined) return false;
@@ -634,6 +642,7 @@ export class Daemon {
     br.bridge.removePort(mp.port);
     br.ports.delete(name);
     this.byName.delete(name);
+    if (!reopen) restoreHostStack(name, this.portLog);
     return true;
   }
 
@@ -666,12 +675,15 @@ export class Daemon {
     br.bond = null;
   }
 
-  /** Closes the uplink (or bond) and opens the one of `up` (reload). */
+  /** Closes the uplink (or bond) and opens the one of `up` (reload); netdevs it no longer uses get their host stack back. */
   replaceUplink(bridgeName: string, up: UplinkConfig | null): void {
     const br = this.bridges.get(bridgeName);
     if (br === undefined) return;
+    const old = br.bond !== null ? br.bond.members.map((m) => m.name) : br.uplink !== null ? [br.uplink.name] : [];
+    const next = new Set(up === null ? [] : up.bond !== null ? up.bond.members : up.interface !== null ? [up.interface] : []);
     br.uplink?.close('absent');
     this.forgetUplink(br);
+    for (const n of old) if (!next.has(n)) restoreHostStack(n, this.portLog);
     this.openUplink(br, up);
   }
 
@@ -687,28 +699,41 @@ export class Daemon {
     return this.bridges.get(bridgeName)?.bridge.fdb.delete(vid, mac) ?? false;
   }
 
-  /** Dynamic entries of every bridge with their ages and snooped IPv4 addresses (the FDB snapshot). */
+  /** Dynamic entries of every bridge with their ages and snooped IPv4 addresses (the FDB snapshot), at once. */
   fdbSnapshot(): Record<string, FdbSnapshotEntry[]> {
-    const now = this.now();
     const out: Record<string, FdbSnapshotEntry[]> = {};
-    for (const br of this.bridges.values()) {
-      const list: FdbSnapshotEntry[] = [];
-      br.bridge.fdb.forEach(now, (e) => {
-        if (e.isStatic) return;
-        const port = br.bridge.ports[e.port];
-        if (port === null || port === undefined) return;
-        const ip = e.ipv4;
-        list.push({
-          port: port.name,
-          mac: formatMac(e.mac),
-          vlan: e.vid,
-          age_ms: Math.round(e.ageMs),
-          ipv4: ip === 0 ? null : `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`,
-        });
-      });
-      out[br.cfg.name] = list;
+    for (const name of this.bridges.keys()) {
+      out[name] = [];
+      this.fdbSnapshotSlice(name, 0, Infinity, out[name]);
     }
     return out;
+  }
+
+  /**
+   * Appends the dynamic entries in FDB pool slots from..to-1 of a bridge to `out` (a snapshot a slice per event-loop
+   * turn); returns the pool's slot count, 0 when the bridge is gone.
+   */
+  fdbSnapshotSlice(bridgeName: string, from: number, to: number, out: FdbSnapshotEntry[]): number {
+    const br = this.bridges.get(bridgeName);
+    if (br === undefined) return 0;
+    br.bridge.fdb.forEach(this.now(), (e) => {
+      if (e.isStatic) return;
+      const port = br.bridge.ports[e.port];
+      if (port === null || port === undefined) return;
+      const ip = e.ipv4;
+      out.push({
+        port: port.name,
+        mac: formatMac(e.mac),
+        vlan: e.vid,
+        age_ms: Math.round(e.ageMs),
+        ipv4: ip === 0 ? null : `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`,
+      });
+    }, from, to);
+    return br.bridge.fdb.maxEntries;
+  }
+
+  bridgeNames(): string[] {
+    return [...this.bridges.keys()];
   }
 
   /**

@@ -19,7 +19,7 @@ import { SdNotify } from '../service/sd-notify.js';
 import { ServiceLifecycle } from '../service/lifecycle.js';
 import { DaemonMetrics } from '../metrics/metrics.js';
 import { MetricsServer } from '../metrics/server.js';
-import { ControlServer } from '../control/server.js';
+import { ControlServer, type MethodHandler } from '../control/server.js';
 import { daemonMethods } from '../control/methods.js';
 import { VERSION } from '../version.js';
 import { Daemon } from './daemon.js';
@@ -74,9 +74,12 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
   // where persistent TAPs moved (found again after a SIGKILL), kept in the state document
   const moved = new MovedTaps(hlog);
   daemon.setTapMoveListener(moved);
+  // filled with the recording methods once the state file is locked (src/state/daemon-state.ts)
+  const served = new Map<string, MethodHandler>();
+  const control = new ControlServer(config.controlSocket, served, log.child({ subsystem: 'control' }),
+    { maxClients: config.controlMaxClients });
   let store: StateStore | null = null;
   let state: DaemonState | null = null;
-  let control: ControlServer | null = null;
   let controlUp = false;
   let takeover: Takeover | null = null;
   try {
@@ -87,32 +90,33 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
       // the old daemon's flock travels with its fd: the state file stays locked throughout
       store = takeover.stateLockFd >= 0 ? StateStore.adopt(config.stateDir, config.controlSocket, takeover.stateLockFd) : StateStore.open(config.stateDir, config.controlSocket);
       state = new DaemonState(daemon, store, config, configPath, log, socketOverride);
+      for (const [name, handler] of state.wrap(methods)) served.set(name, handler);
+      state.load(doc.doc);
       moved.load(getSection(doc.doc, MOVED_TAPS_SECTION));
       trackMoves(moved, state);
-      control = new ControlServer(config.controlSocket, state.wrap(methods), log.child({ subsystem: 'control' }), { maxClients: config.controlMaxClients });
       daemon.start();
-      state.restore(methods, doc.doc, { write: false });
+      state.restore(methods, { write: false });
       inheritedFds.closeUnused();
       // the socket file stays the old daemon's until it is told: on a failure here it resumes with it
       await control.listenInherited(takeover.controlFd);
       takeover.confirm();
       controlUp = true;
       // the state file is written once the ports read (the fsync is no part of the forwarding gap)
-      state.persist(true);
+      state.persist();
       hlog.info({ from_pid: takeover.payload.from.pid }, 'took over; forwarding');
       // the old daemon may still hold the metrics port for a moment; after the handover nothing may stop the bridge
       if (metrics !== null) await listenMetricsAfterTakeover(metrics, hlog);
     } else {
-      await ControlServer.check(config.controlSocket);
-      // the state file lock, before anything is opened: a second daemon on the same state file stops here
+      await control.prepare();
+      // the state file lock, before any port is opened: a second daemon on the same state file stops here
       store = StateStore.open(config.stateDir, config.controlSocket);
-      // persistent TAPs moved into other namespaces before a SIGKILL: open them there first
-      const stored = store.read((error, movedTo) => log.error({ error, moved_to: movedTo }, 'state file unreadable; starting without runtime state'));
-      if (stored !== null) moved.load(getSection(stored, MOVED_TAPS_SECTION));
-      if (moved.size > 0) moved.reopen();
       state = new DaemonState(daemon, store, config, configPath, log, socketOverride);
+      for (const [name, handler] of state.wrap(methods)) served.set(name, handler);
+      state.load();
+      // persistent TAPs moved into other namespaces before a SIGKILL: open them there first
+      moved.load(state.loadedSection(MOVED_TAPS_SECTION));
+      if (moved.size > 0) moved.reopen();
       trackMoves(moved, state);
-      control = new ControlServer(config.controlSocket, state.wrap(methods), log.child({ subsystem: 'control' }), { maxClients: config.controlMaxClients });
       daemon.start();
       state.restore(methods);
       const unused = inheritedFds.closeUnused();
@@ -128,7 +132,7 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
     inheritedFds.closeUnused();
     daemon.stop();
     // only our own socket: after a SocketInUseError (or a failed takeover) the file belongs to the other daemon
-    if (controlUp) await control?.close().catch(() => undefined);
+    if (controlUp) await control.close().catch(() => undefined);
     store?.close();
     return 1;
   }
@@ -153,13 +157,18 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
       stopping = true;
       log.info({ signal }, 'shutting down');
       service?.stopping();
-      st.shutdown();
-      daemon.stop();
-      void metrics?.close();
-      ctl.close().then(() => {
-        log.info('stopped');
-        resolve(0);
-      }, () => resolve(0));
+      const finish = (): void => {
+        daemon.stop();
+        void metrics?.close();
+        ctl.close().then(() => {
+          log.info('stopped');
+          resolve(0);
+        }, () => resolve(0));
+      };
+      st.shutdown().then(finish, (err: unknown) => {
+        log.error({ err }, 'saving the state failed');
+        finish();
+      });
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));

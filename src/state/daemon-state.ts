@@ -3,6 +3,7 @@
 // nothing of it (it offers the primitives reload.ts and restoreFdb use).
 //
 //   const state = new DaemonState(daemon, store, config, configPath, log)
+//   state.load()                                  read the state files (host-stack originals known from here)
 //   daemon.start(); state.restore(methods)        replay the stored state (see below), restore the FDB
 //   new ControlServer(path, state.wrap(methods))  recorded methods persist; adds save_config and reload
 //   state.startSnapshots()                        FDB snapshot every fdb_snapshot_interval seconds
@@ -15,8 +16,9 @@
 // ...) is logged and dropped.
 //
 // For the fd handover: serializeState(state.collectState()) is the document to send (journal, a fresh FDB snapshot,
-// named sections); the new daemon checks it with parseState(text) and passes it to state.restore(methods, doc) after
-// daemon.start(). setSection/getSection keep other subsystems' records (e.g. where each moved TAP went) in it.
+// named sections); the new daemon checks it with parseState(text), calls state.load(doc) before daemon.start() and
+// state.restore(methods) after it. setSection/getSection keep other subsystems' records (e.g. where each moved TAP
+// went) in it; the section "hoststack" holds the host-stack originals (hoststack.ts export/import).
 
 import type { Logger } from '../log.js';
 import type { Daemon } from '../daemon/daemon.js';
@@ -24,12 +26,17 @@ import { ConfigError, loadConfig, parseConfig, validateConfig, type DaemonConfig
 import { ControlError } from '../control/errors.js';
 import type { MethodHandler } from '../control/server.js';
 import { parseMac } from '../frame/mac.js';
-import { configHash, emptyState, type RuntimeRecord, type StateDocument } from './document.js';
+import { exportHostStackOriginals, importHostStackOriginals } from '../daemon/hoststack.js';
+import { configHash, emptyState, type FdbSnapshotEntry, type RuntimeRecord, type StateDocument } from './document.js';
 import { recorderOf, RuntimeJournal, touches, type RecordContext } from './journal.js';
 import { applyPlan, diffConfig, recreatedPorts, type Change } from './reload.js';
 import { effectiveConfigYaml } from './save-config.js';
 import type { StateStore } from './store.js';
 
+/** FDB pool slots a periodic snapshot collects per event-loop turn (~1-2 ms of work). */
+export const SNAPSHOT_SLOTS_PER_TURN = 4096;
+/** The state section with the host-stack originals (src/daemon/hoststack.ts), kept across restarts. */
+export const HOSTSTACK_SECTION = 'hoststack';
 /** Write failures are logged at most this often. */
 const WRITE_ERROR_LOG_INTERVAL_MS = 10_000;
 
@@ -51,10 +58,15 @@ export class DaemonState {
   private doc: StateDocument;
   private methods: ReadonlyMap<string, MethodHandler> = new Map();
   private snapshotTimer: NodeJS.Timeout | null = null;
+  /** What load() read, until restore() applies it. */
+  private loaded: StateDocument | null = null;
+  /** A periodic snapshot is being collected or written. */
+  private collecting = false;
   private lastWriteErrorMs = -Infinity;
   /** Counters (shown in logs at shutdown). */
   writeErrors = 0;
   writes = 0;
+  snapshots = 0;
 
   constructor(daemon: Daemon, store: StateStore | null, config: DaemonConfig, configPath: string | null, log: Logger, socketOverride?: string) {
     this.daemon = daemon;
@@ -75,15 +87,36 @@ export class DaemonState {
   };
 
   /**
-   * Applies the stored state: `received` when given (a takeover's document), else the state file's (if any); then
-   * writes the state file. Call after daemon.start(), with the unwrapped control methods.
+   * Reads the stored state: `received` when given (a takeover's document), else the state files (if any). Call
+   * BEFORE daemon.start(): the host-stack originals it carries must be known before ports silence their netdevs
+   * (a restarted daemon finds its own values there, not the originals).
    */
-  restore(methods: ReadonlyMap<string, MethodHandler>, received?: StateDocument, opts: { write?: boolean } = {}): void {
+  load(received?: StateDocument): void {
+    let stored: StateDocument | null = received ?? null;
+    if (received === undefined && this.store !== null) {
+      const r = this.store.read((error, movedTo) => this.log.error({ error, moved_to: movedTo }, 'state file unreadable; ignored'));
+      // a snapshot without a state document (the document was unreadable) still restores the FDB
+      stored = r.state ?? (r.fdb !== null ? emptyState(this.file.raw) : null);
+      if (stored !== null) stored.fdb = r.fdb;
+    }
+    this.loaded = stored;
+    const originals = stored?.sections[HOSTSTACK_SECTION];
+    if (originals !== undefined) {
+      const problems = importHostStackOriginals(originals);
+      if (problems.length > 0) this.log.warn({ problems }, 'host-stack originals in the state skipped');
+    }
+  }
+
+  /**
+   * Applies what load() read (replay, FDB restore), then writes the state file. Call after daemon.start(), with the
+   * unwrapped control methods.
+   */
+  restore(methods: ReadonlyMap<string, MethodHandler>, opts: { write?: boolean } = {}): void {
     this.methods = methods;
-    const stored = received ?? this.store?.read((error, movedTo) => this.log.error({ error, moved_to: movedTo }, 'state file unreadable; starting without runtime state')) ?? null;
-    if (stored !== null) this.applyState(stored);
+    if (this.loaded !== null) this.applyState(this.loaded);
+    this.loaded = null;
     // a takeover writes a turn later (write: false): the fsync must not lengthen the forwarding gap
-    if (opts.write !== false) this.persist(true);
+    if (opts.write !== false) this.persist();
   }
 
   /** Applies a state document (from the state file or a takeover) to the daemon; see the file comment. */
@@ -140,6 +173,7 @@ export class DaemonState {
     this.doc.config = this.file.raw;
     this.doc.config_hash = configHash(this.file.raw);
     this.doc.runtime = this.journal.list();
+    this.doc.sections[HOSTSTACK_SECTION] = exportHostStackOriginals();
     this.doc.fdb = { saved_at: Date.now(), bridges: this.daemon.fdbSnapshot() };
     return this.doc;
   }
@@ -154,29 +188,63 @@ export class DaemonState {
     return this.doc.sections[name];
   }
 
-  /**
-   * Writes the state file now. With `snapshot` (the timer, shutdown) the FDB snapshot is taken afresh; a control
-   * request's write keeps the last one (a walk of the whole FDB per request would cost the forwarding loop).
-   * Never throws.
-   */
-  persist(snapshot = false): void {
+  /** A section of what load() read, before restore() (e.g. the moved TAPs, opened before the ports). */
+  loadedSection(name: string): unknown {
+    return this.loaded?.sections[name];
+  }
+
+  /** Writes the state document (journal, config, sections; not the FDB) synchronously. Never throws. */
+  persist(): void {
     if (this.store === null) return;
     try {
-      if (snapshot) this.collectState();
-      else {
-        this.doc.config = this.file.raw;
-        this.doc.config_hash = configHash(this.file.raw);
-        this.doc.runtime = this.journal.list();
-      }
+      this.doc.config = this.file.raw;
+      this.doc.config_hash = configHash(this.file.raw);
+      this.doc.runtime = this.journal.list();
+      this.doc.sections[HOSTSTACK_SECTION] = exportHostStackOriginals();
       this.store.write(this.doc);
       this.writes++;
     } catch (err) {
-      this.writeErrors++;
-      const now = Date.now();
-      if (now - this.lastWriteErrorMs >= WRITE_ERROR_LOG_INTERVAL_MS) {
-        this.lastWriteErrorMs = now;
-        this.log.error({ err, path: this.store.path, write_errors: this.writeErrors }, 'cannot write the state file (logged at most every 10 s)');
+      this.writeFailed(err, this.store.path);
+    }
+  }
+
+  private writeFailed(err: unknown, path: string): void {
+    this.writeErrors++;
+    const now = Date.now();
+    if (now - this.lastWriteErrorMs >= WRITE_ERROR_LOG_INTERVAL_MS) {
+      this.lastWriteErrorMs = now;
+      this.log.error({ err, path, write_errors: this.writeErrors }, 'cannot write the state (logged at most every 10 s)');
+    }
+  }
+
+  /**
+   * The periodic FDB snapshot: collected and serialised SNAPSHOT_SLOTS_PER_TURN pool slots per event-loop turn (a
+   * large FDB never stalls forwarding for long), then written on libuv's thread pool. One at a time; a snapshot due
+   * meanwhile is skipped.
+   */
+  private async snapshot(): Promise<void> {
+    const store = this.store;
+    if (store === null || this.collecting) return;
+    this.collecting = true;
+    try {
+      const bridges: string[] = [];
+      const savedAt = Date.now();
+      for (const name of this.daemon.bridgeNames()) {
+        const chunks: string[] = [];
+        for (let from = 0; ; from += SNAPSHOT_SLOTS_PER_TURN) {
+          const out: FdbSnapshotEntry[] = [];
+          const slots = this.daemon.fdbSnapshotSlice(name, from, from + SNAPSHOT_SLOTS_PER_TURN, out);
+          if (out.length > 0) chunks.push(out.map((e) => JSON.stringify(e)).join(','));
+          if (from + SNAPSHOT_SLOTS_PER_TURN >= slots) break;
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+        bridges.push(`${JSON.stringify(name)}:[${chunks.join(',')}]`);
       }
+      if (await store.writeFdbText(`{"saved_at":${savedAt},"bridges":{${bridges.join(',')}}}\n`)) this.snapshots++;
+    } catch (err) {
+      this.writeFailed(err, store.fdbPath);
+    } finally {
+      this.collecting = false;
     }
   }
 
@@ -215,7 +283,7 @@ export class DaemonState {
     this.snapshotTimer = null;
     const s = this.file.fdbSnapshotIntervalS;
     if (s <= 0 || this.store === null) return;
-    this.snapshotTimer = setInterval(() => this.persist(true), s * 1000);
+    this.snapshotTimer = setInterval(() => void this.snapshot(), s * 1000);
     this.snapshotTimer.unref();
   }
 
@@ -282,12 +350,25 @@ export class DaemonState {
     }
   }
 
-  /** Last FDB snapshot and state write, then the lock is released. Call before daemon.stop(). */
-  shutdown(): void {
+  /**
+   * Last state write and FDB snapshot (after any snapshot write in flight), then the lock is released. Call before
+   * daemon.stop(): the snapshot needs the ports still open.
+   */
+  async shutdown(): Promise<void> {
     if (this.snapshotTimer !== null) clearInterval(this.snapshotTimer);
     this.snapshotTimer = null;
-    this.persist(true);
-    this.log.info({ writes: this.writes, write_errors: this.writeErrors, journal: this.journal.size }, 'state saved');
-    this.store?.close();
+    const store = this.store;
+    if (store !== null) {
+      await store.idle();
+      this.persist();
+      try {
+        store.writeFdbSync({ saved_at: Date.now(), bridges: this.daemon.fdbSnapshot() });
+        this.snapshots++;
+      } catch (err) {
+        this.writeFailed(err, store.fdbPath);
+      }
+    }
+    this.log.info({ writes: this.writes, snapshots: this.snapshots, snapshots_skipped: store?.fdbWritesSkipped ?? 0, write_errors: this.writeErrors, journal: this.journal.size }, 'state saved');
+    store?.close();
   }
 }

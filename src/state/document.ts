@@ -7,13 +7,15 @@
 //     "config": { ...raw config document },  // that config itself, so that an edited config can be diffed against it
 //     "runtime": [ RuntimeRecord, ... ],     // mutating control requests, compacted (journal.ts), in replay order
 //     "fdb": { "saved_at": ms, "bridges": { "xenbr0": [ { port, mac, vlan, age_ms, ipv4 }, ... ] } } | null,
+//                                            // (on disk the snapshot is its own file, store.ts; in a takeover it is here)
 //     "sections": { "<name>": any JSON }     // named extra records of other subsystems (see below)
 //   }
 //
 // API (for the daemon and for the fd handover, which sends this document over the socket):
 //   emptyState(configRaw)            a fresh document for a config
 //   parseState(text)                 hostile text -> { doc } | { error }: every field range-checked
-//   serializeState(doc)              -> JSON text (what StateStore.write stores, what a takeover sends)
+//   serializeState(doc)              -> JSON text (what a takeover sends; the state file holds it with fdb: null)
+//   serializeSnapshot(fdb) / parseSnapshotText(text)   the FDB snapshot file's JSON
 //   configHash(raw)                  sha256 of the canonical JSON of a raw config document
 //   getSection(doc, name) / setSection(doc, name, value)
 //                                    extra records by name, e.g. "taps" (where each moved TAP went: netns id/name,
@@ -99,6 +101,23 @@ export function serializeState(doc: StateDocument): string {
   return `${JSON.stringify(doc)}\n`;
 }
 
+export function serializeSnapshot(fdb: FdbSnapshot): string {
+  return `${JSON.stringify(fdb)}\n`;
+}
+
+/** Parses and range-checks an FDB snapshot file; never throws. */
+export function parseSnapshotText(text: string): { fdb: FdbSnapshot } | { error: string } {
+  if (text.length > MAX_STATE_BYTES) return { error: `snapshot is ${text.length} bytes (at most ${MAX_STATE_BYTES})` };
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    return { error: `not JSON: ${(err as Error).message}` };
+  }
+  const s = parseSnapshot(v);
+  return typeof s === 'string' ? { error: s } : { fdb: s };
+}
+
 export function getSection<T = unknown>(doc: StateDocument, name: string): T | undefined {
   return doc.sections[name] as T | undefined;
 }
@@ -119,7 +138,7 @@ function isMs(v: unknown): v is number {
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const IPV4_RE = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
-function parseSnapshot(v: unknown): FdbSnapshot | string {
+export function parseSnapshot(v: unknown): FdbSnapshot | string {
   if (!isObject(v)) return 'fdb must be an object or null';
   if (!isMs(v.saved_at)) return 'fdb.saved_at must be a wall-clock time in ms';
   if (!isObject(v.bridges)) return 'fdb.bridges must be an object';

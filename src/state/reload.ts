@@ -241,6 +241,12 @@ export function diffConfig(o: DaemonConfig, n: DaemonConfig): Change[] {
   return out.map((c, i) => ({ c, i })).sort((a, b) => a.c.phase - b.c.phase || a.i - b.i).map((x) => x.c);
 }
 
+/** Every netdev a bridge config names: ports, the uplink, bond members. */
+function netdevsOf(b: BridgeConfig): Set<string> {
+  const up = b.uplink;
+  return new Set([...b.ports.map((p) => p.name), ...(up === null ? [] : up.bond !== null ? up.bond.members : up.interface !== null ? [up.interface] : [])]);
+}
+
 /** Ports and uplinks the plan closes and opens again (their static entries and runtime fdb records go with them). */
 export function recreatedPorts(plan: readonly Change[]): Map<string, Set<string>> {
   const out = new Map<string, Set<string>>();
@@ -274,7 +280,7 @@ export function applyPlan(d: Daemon, plan: readonly Change[], n: DaemonConfig, o
           d.removeBridge(a.name);
           break;
         case 'recreateBridge':
-          d.removeBridge(a.cfg.name);
+          d.removeBridge(a.cfg.name, netdevsOf(a.cfg));
           d.addBridge(a.cfg);
           break;
         case 'ageing':
@@ -287,7 +293,7 @@ export function applyPlan(d: Daemon, plan: readonly Change[], n: DaemonConfig, o
           d.removePortByName(a.bridge, a.name);
           break;
         case 'recreatePort':
-          d.removePortByName(a.bridge, a.port.name);
+          d.removePortByName(a.bridge, a.port.name, true);
           d.addConfigPort(a.bridge, a.port);
           break;
         case 'portFlags':

@@ -78,6 +78,9 @@ describe.skipIf(!support.ok)("hostile control clients, names and host-stack sett
     await lab.ip("dom0", ["link", "set", "dev", "peth0", "up"]);
     lab.writeConfig({
       control_socket: lab.socketPath,
+      // FDB snapshots only at shutdown: a periodic one holds two fds on libuv's thread pool while it is written,
+      // which the fd counts below would see
+      fdb_snapshot_interval: 0,
       bridges: [{ name: BRIDGE, uplink: { interface: "peth0" }, ports: [{ name: "vif1.0" }, { name: "vif2.0" }] }],
     });
     const d = await lab.startDaemon("dom0");
@@ -289,6 +292,7 @@ describe.skipIf(!support.ok)("config abuse refused at daemon start" + skipNote, 
     expect(f.code).toBe(1);
     expect(f.stderr).toMatch(/is a regular file; refusing to replace it/);
     expect(readFileSync(precious, "utf8")).toBe("keep me\n");
+    // with its own state_dir, so that writeConfig writes exactly this text
     const own = { control_socket: lab.configPath, state_dir: lab.stateDir, bridges: [] };
     const text = JSON.stringify(own, null, 2) + "\n";
     const c = await refused(own);

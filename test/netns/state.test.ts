@@ -10,13 +10,14 @@
 // Checks: replay with an unchanged config (addif, delif, vlan set, fdb add, setageing come back); replay with an edited
 // config (the change to what the edit touched is dropped and logged, the rest replays); save-config output passes
 // check-config and a daemon started from it shows the same views; the FDB snapshot makes unicast to a VM that stayed
-// silent forwarded, not flooded; a second daemon on the same state file refuses to start.
+// silent forwarded, not flooded, also after SIGKILL (the periodic snapshot), and entries that aged out while the daemon
+// was away stay out; host-stack originals survive a restart; a second daemon on the same state file refuses to start.
 
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CLI_MAIN, Lab, canRunNetns, run, waitFor } from "./helpers.js";
+import { CLI_MAIN, Lab, canRunNetns, run, sleep, waitFor } from "./helpers.js";
 import type { BridgeStats, MacEntry, ShowBridge, VlanShow } from "../support/json-shapes.js";
 
 const support = canRunNetns();
@@ -161,6 +162,56 @@ describe.skipIf(!support.ok)("runtime state survives a restart" + skipNote, () =
     expect(r.ok, r.output).toBe(true);
     const stats = await lab.cliJson<BridgeStats[]>(["stats"]);
     expect(stats[0].fdb.flooded).toBe(0);
+  }, 60_000);
+
+  it("after SIGKILL, the FDB comes from the last periodic snapshot (fdb_snapshot_interval 1 s here)", async () => {
+    expect((await lab.ping("vm1", IP.vm2, 2, { intervalS: 0.2 })).ok).toBe(true);
+    // the daemon runs from save-config's output now, with its own state_dir
+    const stateDir = (parse(readFileSync(lab.configPath, "utf8")) as { state_dir: string }).state_dir;
+    const file = join(stateDir, "tapbridge.sock.fdb");
+    // a periodic snapshot taken after this point (saved_at is wall-clock ms)
+    const t0 = Date.now();
+    const snapshotHas = (): boolean => {
+      const fdb = JSON.parse(readFileSync(file, "utf8")) as { saved_at: number; bridges: Record<string, { mac: string }[]> };
+      return fdb.saved_at > t0 && (fdb.bridges[BRIDGE] ?? []).some((e) => e.mac === MAC.vm2);
+    };
+    expect(await waitFor(snapshotHas, 5_000)).toBe(true);
+    lab.daemon!.kill("SIGKILL");
+    await lab.daemon!.exited;
+    // the killed daemon left its socket file; startDaemon waits for the file to appear, so take the stale one away
+    rmSync(lab.socketPath, { force: true });
+    await lab.startDaemon("dom0");
+    const restored = await lab.cliJson<MacEntry[]>(["showmacs", BRIDGE]);
+    expect(restored.find((m) => m.mac === MAC.vm2 && !m.static), JSON.stringify(restored)).toMatchObject({ port: "vif2.0", vlan: 10 });
+    expect((await lab.ping("vm1", IP.vm2, 1)).ok).toBe(true);
+    expect((await lab.cliJson<BridgeStats[]>(["stats"]))[0].fdb.flooded).toBe(0);
+  }, 60_000);
+
+  it("does not restore entries that aged out while the daemon was away", async () => {
+    expect((await lab.cli(["setageing", BRIDGE, "10"])).code).toBe(0);
+    expect((await lab.ping("vm1", IP.vm2, 1)).ok).toBe(true);
+    expect((await lab.cliJson<MacEntry[]>(["showmacs", BRIDGE])).some((m) => m.mac === MAC.vm2 && !m.static)).toBe(true);
+    expect((await lab.stopDaemon()).code).toBe(0);
+    await sleep(10_500);
+    await lab.startDaemon("dom0");
+    const macs = await lab.cliJson<MacEntry[]>(["showmacs", BRIDGE]);
+    expect(macs.filter((m) => !m.static), JSON.stringify(macs)).toEqual([]);
+    expect(lab.daemonLog(200)).toMatch(/"restored":0,"skipped":[1-9]\d*.*FDB snapshot restored/);
+  }, 60_000);
+
+  it("keeps host-stack originals across a restart: delif after it writes back the values from before the first addif", async () => {
+    const sysctl = async (key: string): Promise<string> =>
+      (await lab.exec("dom0", ["cat", `/proc/sys/net/ipv6/conf/hs1/${key}`])).stdout.trim();
+    await lab.ip("dom0", ["link", "add", "hs1", "type", "veth", "peer", "name", "hs1p"]);
+    await lab.exec("dom0", ["sysctl", "-qw", "net.ipv6.conf.hs1.accept_ra=2", "net.ipv6.conf.hs1.disable_ipv6=0"]);
+    await lab.ip("dom0", ["link", "set", "dev", "hs1", "up"]);
+    await cliOk(lab, ["addif", BRIDGE, "hs1", "--kind", "attach"]);
+    expect([await sysctl("accept_ra"), await sysctl("disable_ipv6")]).toEqual(["0", "1"]);
+    // the restarted daemon finds its own values on hs1; the originals come from the state file
+    await restart(lab);
+    expect((await lab.cliJson<ShowBridge[]>(["show"]))[0].ports.map((p) => p.name)).toContain("hs1");
+    await cliOk(lab, ["delif", BRIDGE, "hs1"]);
+    expect([await sysctl("accept_ra"), await sysctl("disable_ipv6")]).toEqual(["2", "0"]);
   }, 60_000);
 
   it("a second daemon on the same state file refuses to start", async () => {

@@ -123,11 +123,11 @@ describe('state file', () => {
     const stateDir = join(dir, 'state');
     const store = StateStore.open(stateDir, '/run/tapbridge/lab1.sock');
     expect(store.path).toBe(join(stateDir, 'lab1.sock.state'));
-    expect(store.read(() => undefined)).toBeNull();
+    expect(store.read(() => undefined)).toEqual({ state: null, fdb: null });
     const doc = emptyState({ bridges: [] });
     store.write(doc);
     expect(readdirSync(stateDir).sort()).toEqual(['lab1.sock.state', 'lab1.sock.state.lock']);
-    expect(store.read(() => undefined)?.config_hash).toBe(doc.config_hash);
+    expect(store.read(() => undefined).state?.config_hash).toBe(doc.config_hash);
     expect(() => StateStore.open(stateDir, '/elsewhere/lab1.sock')).toThrow(StateLockedError);
     // a different socket name is a different daemon
     StateStore.open(stateDir, '/run/tapbridge/lab2.sock').close();
@@ -135,12 +135,29 @@ describe('state file', () => {
     StateStore.open(stateDir, '/run/tapbridge/lab1.sock').close();
   });
 
+  it('writes the FDB snapshot to its own file off the main loop, one write at a time, and reads both back', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tb-state-'));
+    const store = StateStore.open(dir, 'x.sock');
+    const fdb = { saved_at: 1000, bridges: { xenbr0: [{ port: 'vif1.0', mac: MAC, vlan: 0, age_ms: 10, ipv4: null }] } };
+    const first = store.writeFdb(fdb);
+    expect(await store.writeFdb(fdb)).toBe(false);
+    expect(store.fdbWritesSkipped).toBe(1);
+    expect(await first).toBe(true);
+    await store.idle();
+    store.write(emptyState({ bridges: [] }));
+    const r = store.read(() => undefined);
+    expect(r.fdb).toEqual(fdb);
+    expect(r.state?.fdb).toBeNull();
+    expect(readdirSync(dir).sort()).toEqual(['x.sock.fdb', 'x.sock.state', 'x.sock.state.lock']);
+    store.close();
+  });
+
   it('moves a corrupt file aside and reports it instead of failing', () => {
     dir = mkdtempSync(join(tmpdir(), 'tb-state-'));
     const store = StateStore.open(dir, 'x.sock');
     writeFileSync(statePath(dir, 'x.sock'), '{"version": 1, "saved_at": "soon"}');
     const bad: string[] = [];
-    expect(store.read((error) => bad.push(error))).toBeNull();
+    expect(store.read((error) => bad.push(error))).toEqual({ state: null, fdb: null });
     expect(bad).toEqual(['saved_at must be a wall-clock time in ms']);
     expect(readdirSync(dir).some((f) => f.startsWith('x.sock.state.bad-'))).toBe(true);
     store.close();
