@@ -149,6 +149,23 @@ describe.skipIf(!support.ok)("tapbridge under a (fake) systemd" + skipNote, () =
       expect(r.status).toBe(0);
     });
 
+    it("a scrape reads the same counters as `tapbridge stats`", async () => {
+      type Stats = { bridge: string; ports: { name: string; rx_packets: number; drops: Record<string, number> }[] }[];
+      const rx = async (): Promise<number> => (await lab.cliJson<Stats>(["stats"]))[0].ports.find((p) => p.name === "vif1.0")!.rx_packets;
+      const lo = await rx();
+      const text = await httpGet(lab, `http://${METRICS}/metrics`);
+      const hi = await rx();
+      const m = /^tapbridge_port_rx_packets_total\{bridge="xenbr0",port="vif1.0"\} (\d+)$/m.exec(text);
+      expect(m, text.slice(0, 2000)).not.toBeNull();
+      expect(Number(m![1])).toBeGreaterThanOrEqual(lo);
+      expect(Number(m![1])).toBeLessThanOrEqual(hi);
+      // every drop reason of stats is a reason label of the scrape
+      const stats = await lab.cliJson<Stats>(["stats"]);
+      for (const reason of Object.keys(stats[0].ports[0].drops)) {
+        expect(text).toContain(`tapbridge_port_drops_total{bridge="xenbr0",port="${stats[0].ports[0].name}",reason="${reason}"}`);
+      }
+    });
+
     it(`Prometheus sees the rx counter of a port grow by at least the ${PINGS} frames a ping sent`, async () => {
       const query = async (): Promise<number | null> => {
         const q = encodeURIComponent('tapbridge_port_rx_packets_total{bridge="xenbr0",port="vif1.0"}');
