@@ -8,7 +8,7 @@
 //   vm2 eth0 (TAP, was vif2.0) 198.18.3.2 --+         fake systemd (python, abstract socket), prometheus 127.0.0.1:9090
 
 import { spawn, spawnSync } from "node:child_process";
-import { closeSync, fstatSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Background, CLI_MAIN, Lab, PYTHON, canRunNetns, waitFor } from "./helpers.js";
@@ -187,6 +187,16 @@ describe.skipIf(!support.ok)("tapbridge under a (fake) systemd" + skipNote, () =
       const up = JSON.parse(await httpGet(lab, `http://${PROM}/api/v1/query?query=up`)) as { data: { result: { value: [number, string] }[] } };
       expect(up.data.result[0]?.value[1]).toBe("1");
     });
+  });
+
+  it("a second daemon whose metrics address is taken fails to start (exit 1, the address named) and removes its socket", async () => {
+    const cfg = join(lab.dir, "second.yaml");
+    const sock = join(lab.dir, "second.sock");
+    writeFileSync(cfg, JSON.stringify({ control_socket: sock, metrics: { listen: METRICS }, bridges: [{ name: "xenbr1" }] }));
+    const r = await lab.exec("dom0", [process.execPath, CLI_MAIN, "daemon", "--config", cfg], { check: false, timeoutMs: 30_000 });
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(r.stderr).toContain(`tapbridge: start-up failed: metrics: cannot listen on ${METRICS}`);
+    expect(existsSync(sock)).toBe(false);
   });
 
   it("sends STOPPING=1 on SIGTERM and exits 0", async () => {
