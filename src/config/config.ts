@@ -1,7 +1,8 @@
 // Daemon configuration: YAML 1.2 (the `yaml` package, so an unquoted 52:54:00:12:34:56 stays a
 // string), checked once at load, every error naming its key path (e.g. `bridges[0].ports[1].kind`).
 //
-//   control_socket: /run/tapbridge/tapbridge.sock
+//   control_socket: /run/tapbridge/tapbridge.sock   # at most 107 bytes (sun_path)
+//   control_max_clients: 64    # concurrent control connections; more wait in the listen backlog
 //   log_level: info               # fatal error warn info debug trace silent (--log-level wins)
 //   metrics: { listen: "127.0.0.1:9464" }   # Prometheus /metrics over HTTP; off when absent
 //   bridges:
@@ -22,9 +23,10 @@
 //         - { name: vif5.0, trunk: [10, "100-199"], native_vlan: 10 }
 //         - { name: vif6.0, kind: attach, create: { owner: 1000, group: 1000 } }   # TAP for unprivileged QEMU
 //
-// Interface names are 1..15 bytes and unique across the whole file.
+// Interface names are 1..15 bytes, without "%" (the kernel would expand it), not "lo", and unique
+// across the whole file. The file itself is at most MAX_CONFIG_BYTES; YAML aliases are capped.
 
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { parseMac } from '../frame/mac.js';
 import { PortVlan, vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
@@ -37,6 +39,13 @@ export const DEFAULT_AGEING_TIME_S = 300;
 export const DEFAULT_FDB_MAX = 8192;
 export const DEFAULT_MTU = 1500;
 export const MAX_PORTS_PER_BRIDGE = 1024;
+export const DEFAULT_CONTROL_MAX_CLIENTS = 64;
+/** A config file larger than this is refused. */
+export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
+/** YAML alias expansions allowed when building the document (an alias bomb exceeds it). */
+export const MAX_YAML_ALIASES = 100;
+/** sun_path holds 108 bytes including the terminating NUL. */
+export const MAX_CONTROL_SOCKET_BYTES = 107;
 
 export type PortKindConfig = 'tap' | 'attach';
 
@@ -95,6 +104,8 @@ export interface MetricsConfig {
 
 export interface DaemonConfig {
   controlSocket: string;
+  /** control_max_clients */
+  controlMaxClients: number;
   bridges: BridgeConfig[];
   /** null: not set in the file (--log-level, $TAPBRIDGE_LOG_LEVEL or info) */
   logLevel?: LogLevel | null;
@@ -111,8 +122,10 @@ export class ConfigError extends Error {
   readonly code = 'ECONFIG';
   readonly issues: ConfigIssue[];
   constructor(issues: ConfigIssue[], source?: string) {
-    super(`${source !== undefined ? `${source}: ` : ''}invalid configuration:\n` +
-      issues.map((i) => `  ${i.path}: ${i.message}`).join('\n'));
+    // one problem: one line (e.g. a YAML alias bomb); several: one indented line each
+    super(`${source !== undefined ? `${source}: ` : ''}invalid configuration:` + (issues.length === 1
+      ? ` ${issues[0]!.path}: ${issues[0]!.message}`
+      : `\n${issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`));
     this.issues = issues;
   }
 }
@@ -249,10 +262,12 @@ export function interfaceNameProblem(name: string): string | null {
   if (bytes > 15) return `is ${bytes} bytes long; interface names are at most 15 bytes`;
   if (name === '.' || name === '..') return 'is not a valid interface name';
   if (/[\s/:]/.test(name)) return 'contains a space, "/" or ":" (not allowed in interface names)';
+  if (name.includes('%')) return 'contains "%" (the kernel would expand it to a number and create another name)';
+  if (name === 'lo') return 'is the loopback device; loopback cannot be a bridge port';
   return null;
 }
 
-const TOP_KEYS = ['control_socket', 'bridges', 'log_level', 'metrics'] as const;
+const TOP_KEYS = ['control_socket', 'control_max_clients', 'bridges', 'log_level', 'metrics'] as const;
 const METRICS_KEYS = ['listen'] as const;
 const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports'] as const;
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
@@ -265,10 +280,17 @@ const FDB_KEYS = ['mac', 'port', 'vlan'] as const;
 /** Checks a parsed document; throws ConfigError listing every problem. */
 export function validateConfig(doc: unknown, source?: string): DaemonConfig {
   const c = new Checker();
-  const out: DaemonConfig = { controlSocket: DEFAULT_CONTROL_SOCKET, bridges: [] };
+  const out: DaemonConfig = { controlSocket: DEFAULT_CONTROL_SOCKET, controlMaxClients: DEFAULT_CONTROL_MAX_CLIENTS, bridges: [] };
   if (!c.isObject(doc, '(top level)')) throw new ConfigError(c.issues, source);
   c.keys(doc, '', TOP_KEYS);
   out.controlSocket = c.str(doc, 'control_socket', '', DEFAULT_CONTROL_SOCKET);
+  const socketBytes = Buffer.byteLength(out.controlSocket);
+  if (socketBytes > MAX_CONTROL_SOCKET_BYTES) {
+    c.fail('control_socket', `is ${socketBytes} bytes long; a Unix socket path holds at most ${MAX_CONTROL_SOCKET_BYTES} bytes (sun_path)`);
+  } else if (out.controlSocket.includes('\0')) {
+    c.fail('control_socket', 'contains a NUL byte');
+  }
+  out.controlMaxClients = c.int(doc, 'control_max_clients', '', DEFAULT_CONTROL_MAX_CLIENTS, 1, 65535);
   out.logLevel = null;
   if (doc.log_level !== undefined) {
     if (isLogLevel(doc.log_level)) out.logLevel = doc.log_level;
@@ -308,10 +330,14 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       if (prev !== undefined) c.fail(`${bp}.name`, `bridge "${name}" is already defined at ${prev}`);
       bridgeNames.set(name, `${bp}.name`);
     }
-    let ageingTimeS = c.int(b, 'ageing_time', bp, DEFAULT_AGEING_TIME_S, 0, 1_000_000, '0 or ');
-    if (ageingTimeS > 0 && ageingTimeS < 10) {
-      c.fail(`${bp}.ageing_time`, `must be 0 (never age) or 10..1000000 seconds, got ${ageingTimeS}`);
-      ageingTimeS = DEFAULT_AGEING_TIME_S;
+    let ageingTimeS = DEFAULT_AGEING_TIME_S;
+    const ageing = b.ageing_time;
+    if (ageing !== undefined) {
+      if (typeof ageing !== 'number' || !Number.isInteger(ageing) || ageing < 0 || ageing > 1_000_000 || (ageing > 0 && ageing < 10)) {
+        c.fail(`${bp}.ageing_time`, `must be 0 (never age) or an integer 10..1000000 seconds, got ${describe(ageing)}`);
+      } else {
+        ageingTimeS = ageing;
+      }
     }
     const bridge: BridgeConfig = {
       name,
@@ -411,15 +437,40 @@ export function parseConfig(text: string, source?: string): DaemonConfig {
       message: e.message.split('\n')[0],
     })), source);
   }
-  return validateConfig(doc.toJS({ maxAliasCount: 100 }) ?? {}, source);
+  let js: unknown;
+  try {
+    js = doc.toJS({ maxAliasCount: MAX_YAML_ALIASES });
+  } catch (err) {
+    // an alias bomb ("Excessive alias count indicates a resource exhaustion attack"), or a cycle
+    throw new ConfigError([{ path: '(yaml)', message: `${(err as Error).message.split('\n')[0]} (at most ${MAX_YAML_ALIASES} alias expansions)` }], source);
+  }
+  return validateConfig(js ?? {}, source);
+}
+
+/** Reads at most MAX_CONFIG_BYTES (+1 to tell a larger file); a larger file is a ConfigError. */
+function readConfigText(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error('not a regular file');
+    if (st.size > MAX_CONFIG_BYTES) throw new RangeError(`is ${st.size} bytes; a config file is at most ${MAX_CONFIG_BYTES} bytes (4 MiB)`);
+    const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    let n = 0;
+    for (let r; n < buf.length && (r = readSync(fd, buf, n, buf.length - n, null)) > 0;) n += r;
+    if (n > MAX_CONFIG_BYTES) throw new RangeError(`is more than ${MAX_CONFIG_BYTES} bytes; a config file is at most ${MAX_CONFIG_BYTES} bytes (4 MiB)`);
+    return buf.toString('utf8', 0, n);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export function loadConfig(path: string): DaemonConfig {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readConfigText(path);
   } catch (err) {
-    throw new ConfigError([{ path: '(file)', message: `cannot read ${path}: ${(err as Error).message}` }], path);
+    const msg = err instanceof RangeError ? `${path} ${err.message}` : `cannot read ${path}: ${(err as Error).message}`;
+    throw new ConfigError([{ path: '(file)', message: msg }], path);
   }
   return parseConfig(text, path);
 }

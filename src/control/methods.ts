@@ -4,6 +4,7 @@ import type { Daemon } from '../daemon/daemon.js';
 import { netdev } from '../io/native.js';
 import { VERSION } from '../version.js';
 import type { MethodHandler } from './server.js';
+import { forceGc } from './debug.js';
 
 export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
   return new Map<string, MethodHandler>([
@@ -21,5 +22,6 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
     ['bond.set_active', (p) => d.bondSetActive(p.bond, p.member)],
     ['vlan.show', (p) => d.vlanShow(p.bridge)],
     ['vlan.set', (p) => d.vlanSet(p.bridge, p.port, p)],
+    ['debug.gc', () => forceGc()],
   ]);
 }

@@ -41,7 +41,8 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
     log.warn({ uid: process.getuid() }, 'not running as root: creating TAPs and AF_PACKET sockets needs CAP_NET_ADMIN and CAP_NET_RAW');
   }
   const daemon = new Daemon(config, log);
-  const control = new ControlServer(config.controlSocket, daemonMethods(daemon), log.child({ subsystem: 'control' }));
+  const control = new ControlServer(config.controlSocket, daemonMethods(daemon), log.child({ subsystem: 'control' }),
+    { maxClients: config.controlMaxClients });
   const notify = SdNotify.fromEnv();
   const service = notify === null ? null : new ServiceLifecycle(notify, daemon, log.child({ subsystem: 'service' }));
   const metrics = config.metrics === undefined || config.metrics === null ? null
