@@ -301,6 +301,13 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
   out.raw = doc;
   c.keys(doc, '', TOP_KEYS);
   out.controlSocket = c.str(doc, 'control_socket', '', DEFAULT_CONTROL_SOCKET);
+  const socketBytes = Buffer.byteLength(out.controlSocket);
+  if (socketBytes > MAX_CONTROL_SOCKET_BYTES) {
+    c.fail('control_socket', `is ${socketBytes} bytes long; a Unix socket path holds at most ${MAX_CONTROL_SOCKET_BYTES} bytes (sun_path)`);
+  } else if (out.controlSocket.includes('\0')) {
+    c.fail('control_socket', 'contains a NUL byte');
+  }
+  out.controlMaxClients = c.int(doc, 'control_max_clients', '', DEFAULT_CONTROL_MAX_CLIENTS, 1, 65535);
   out.logLevel = null;
   if (doc.log_level !== undefined) {
     if (isLogLevel(doc.log_level)) out.logLevel = doc.log_level;
@@ -319,13 +326,6 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
   out.stateDir = c.str(doc, 'state_dir', '', DEFAULT_STATE_DIR);
   if (!out.stateDir.startsWith('/')) c.fail('state_dir', `must be an absolute path, got ${describe(out.stateDir)}`);
   out.fdbSnapshotIntervalS = c.int(doc, 'fdb_snapshot_interval', '', DEFAULT_FDB_SNAPSHOT_INTERVAL_S, 0, 86_400, '(seconds, 0 = only at shutdown) ');
-  const socketBytes = Buffer.byteLength(out.controlSocket);
-  if (socketBytes > MAX_CONTROL_SOCKET_BYTES) {
-    c.fail('control_socket', `is ${socketBytes} bytes long; a Unix socket path holds at most ${MAX_CONTROL_SOCKET_BYTES} bytes (sun_path)`);
-  } else if (out.controlSocket.includes('\0')) {
-    c.fail('control_socket', 'contains a NUL byte');
-  }
-  out.controlMaxClients = c.int(doc, 'control_max_clients', '', DEFAULT_CONTROL_MAX_CLIENTS, 1, 65535);
   if (doc.bridges === undefined) c.fail('bridges', 'is required (a list of bridges)');
   const ifnames = new Map<string, string>();
   const claimName = (name: string, path: string): void => {

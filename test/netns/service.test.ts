@@ -8,7 +8,7 @@
 //   vm2 eth0 (TAP, was vif2.0) 198.18.3.2 --+         fake systemd (python, abstract socket), prometheus 127.0.0.1:9090
 
 import { spawn, spawnSync } from "node:child_process";
-import { closeSync, fstatSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Background, CLI_MAIN, Lab, PYTHON, canRunNetns, waitFor } from "./helpers.js";
@@ -149,6 +149,23 @@ describe.skipIf(!support.ok)("tapbridge under a (fake) systemd" + skipNote, () =
       expect(r.status).toBe(0);
     });
 
+    it("a scrape reads the same counters as `tapbridge stats`", async () => {
+      type Stats = { bridge: string; ports: { name: string; rx_packets: number; drops: Record<string, number> }[] }[];
+      const rx = async (): Promise<number> => (await lab.cliJson<Stats>(["stats"]))[0].ports.find((p) => p.name === "vif1.0")!.rx_packets;
+      const lo = await rx();
+      const text = await httpGet(lab, `http://${METRICS}/metrics`);
+      const hi = await rx();
+      const m = /^tapbridge_port_rx_packets_total\{bridge="xenbr0",port="vif1.0"\} (\d+)$/m.exec(text);
+      expect(m, text.slice(0, 2000)).not.toBeNull();
+      expect(Number(m![1])).toBeGreaterThanOrEqual(lo);
+      expect(Number(m![1])).toBeLessThanOrEqual(hi);
+      // every drop reason of stats is a reason label of the scrape
+      const stats = await lab.cliJson<Stats>(["stats"]);
+      for (const reason of Object.keys(stats[0].ports[0].drops)) {
+        expect(text).toContain(`tapbridge_port_drops_total{bridge="xenbr0",port="${stats[0].ports[0].name}",reason="${reason}"}`);
+      }
+    });
+
     it(`Prometheus sees the rx counter of a port grow by at least the ${PINGS} frames a ping sent`, async () => {
       const query = async (): Promise<number | null> => {
         const q = encodeURIComponent('tapbridge_port_rx_packets_total{bridge="xenbr0",port="vif1.0"}');
@@ -170,6 +187,16 @@ describe.skipIf(!support.ok)("tapbridge under a (fake) systemd" + skipNote, () =
       const up = JSON.parse(await httpGet(lab, `http://${PROM}/api/v1/query?query=up`)) as { data: { result: { value: [number, string] }[] } };
       expect(up.data.result[0]?.value[1]).toBe("1");
     });
+  });
+
+  it("a second daemon whose metrics address is taken fails to start (exit 1, the address named) and removes its socket", async () => {
+    const cfg = join(lab.dir, "second.yaml");
+    const sock = join(lab.dir, "second.sock");
+    writeFileSync(cfg, JSON.stringify({ control_socket: sock, metrics: { listen: METRICS }, bridges: [{ name: "xenbr1" }] }));
+    const r = await lab.exec("dom0", [process.execPath, CLI_MAIN, "daemon", "--config", cfg], { check: false, timeoutMs: 30_000 });
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(r.stderr).toContain(`tapbridge: start-up failed: metrics: cannot listen on ${METRICS}`);
+    expect(existsSync(sock)).toBe(false);
   });
 
   it("sends STOPPING=1 on SIGTERM and exits 0", async () => {

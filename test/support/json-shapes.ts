@@ -62,4 +62,5 @@ export interface BondShow {
   updelay: number;
   downdelay: number;
   members: BondMemberShow[];
+  failovers: number;
 }

@@ -3,6 +3,8 @@
 import { closeSync, mkdtempSync, openSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { chooseOutput, createLogger, setLogLevel, stdoutIsJournal, syslogPriority } from '../../src/log.js';
 
@@ -70,6 +72,16 @@ describe('log output', () => {
     } finally {
       closeSync(fd);
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the daemon refuses an unknown --log-level or --log-format with a usage error', () => {
+    const cli = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+    for (const [flag, value, msg] of [['--log-level', 'loud', '--log-level must be one of fatal, error, warn, info, debug, trace, silent, got "loud"'],
+      ['--log-format', 'xml', '--log-format must be json or pretty, got "xml"']]) {
+      const r = spawnSync(process.execPath, [cli, 'daemon', '--config', '/nonexistent.yaml', flag, value], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.status).toBe(2);
+      expect(r.stderr).toContain(`tapbridge: ${msg}`);
     }
   });
 });
