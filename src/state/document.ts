@@ -105,16 +105,21 @@ export function serializeSnapshot(fdb: FdbSnapshot): string {
   return `${JSON.stringify(fdb)}\n`;
 }
 
-/** Parses and range-checks an FDB snapshot file; never throws. */
-export function parseSnapshotText(text: string): { fdb: FdbSnapshot } | { error: string } {
-  if (text.length > MAX_STATE_BYTES) return { error: `snapshot is ${text.length} bytes (at most ${MAX_STATE_BYTES})` };
-  let v: unknown;
+/** JSON.parse of text at most MAX_STATE_BYTES long; never throws. */
+function boundedJson(text: string, what: string): { value: unknown } | { error: string } {
+  if (text.length > MAX_STATE_BYTES) return { error: `${what} is ${text.length} bytes (at most ${MAX_STATE_BYTES})` };
   try {
-    v = JSON.parse(text);
+    return { value: JSON.parse(text) as unknown };
   } catch (err) {
     return { error: `not JSON: ${(err as Error).message}` };
   }
-  const s = parseSnapshot(v);
+}
+
+/** Parses and range-checks an FDB snapshot file; never throws. */
+export function parseSnapshotText(text: string): { fdb: FdbSnapshot } | { error: string } {
+  const j = boundedJson(text, 'snapshot');
+  if ('error' in j) return j;
+  const s = parseSnapshot(j.value);
   return typeof s === 'string' ? { error: s } : { fdb: s };
 }
 
@@ -165,13 +170,9 @@ export function parseSnapshot(v: unknown): FdbSnapshot | string {
 
 /** Parses and range-checks a state document; never throws. */
 export function parseState(text: string): { doc: StateDocument } | { error: string } {
-  if (text.length > MAX_STATE_BYTES) return { error: `state is ${text.length} bytes (at most ${MAX_STATE_BYTES})` };
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (err) {
-    return { error: `not JSON: ${(err as Error).message}` };
-  }
+  const j = boundedJson(text, 'state');
+  if ('error' in j) return j;
+  const v = j.value;
   if (!isObject(v)) return { error: 'state must be a JSON object' };
   if (v.version !== STATE_VERSION) return { error: `state version ${JSON.stringify(v.version)} is not supported (this daemon reads version ${STATE_VERSION})` };
   if (!isMs(v.saved_at)) return { error: 'saved_at must be a wall-clock time in ms' };

@@ -19,7 +19,7 @@
 // it is released when the daemon exits, however it exits, and a copy of `lockFd` passed over SCM_RIGHTS (the fd
 // handover) shares it, so a taking-over daemon can adopt it with StateStore.adopt(stateDir, socket, fd).
 
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, constants, promises as fsp } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, constants, promises as fsp } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { netdev } from '../io/native.js';
 import { MAX_STATE_BYTES, parseSnapshotText, parseState, serializeSnapshot, serializeState, type FdbSnapshot, type StateDocument } from './document.js';
@@ -76,10 +76,13 @@ async function writeAtomic(path: string, text: string): Promise<void> {
   }
 }
 
-function readText(path: string): string | null {
+/** The file's text; null when absent; an error when it is larger than MAX_STATE_BYTES (never read into memory). */
+function readText(path: string): string | null | { error: string } {
   try {
     const fd = openSync(path, constants.O_RDONLY);
     try {
+      const size = fstatSync(fd).size;
+      if (size > MAX_STATE_BYTES) return { error: `${path} is ${size} bytes (at most ${MAX_STATE_BYTES})` };
       return readFileSync(fd, { encoding: 'utf8' });
     } finally {
       closeSync(fd);
@@ -149,13 +152,13 @@ export class StateStore {
     let fdb: FdbSnapshot | null = null;
     const text = readText(this.path);
     if (text !== null) {
-      const r = text.length > MAX_STATE_BYTES ? { error: `state file is larger than ${MAX_STATE_BYTES} bytes` } : parseState(text);
+      const r = typeof text === 'string' ? parseState(text) : text;
       if ('doc' in r) state = r.doc;
       else this.moveAside(this.path, r.error, onBad);
     }
     const snap = readText(this.fdbPath);
     if (snap !== null) {
-      const r = parseSnapshotText(snap);
+      const r = typeof snap === 'string' ? parseSnapshotText(snap) : snap;
       if ('fdb' in r) fdb = r.fdb;
       else this.moveAside(this.fdbPath, r.error, onBad);
     }

@@ -221,7 +221,10 @@ describe.skipIf(!support.ok)("hostile control clients, names and host-stack sett
     for (let i = 0; i < 200; i++) await cycle(i);
     const after = await gc();
     console.log(`addif/delif x200: fds ${before.open_fds} -> ${after.open_fds}, RSS ${(before.rss_bytes / MB).toFixed(1)} -> ${(after.rss_bytes / MB).toFixed(1)} MB after GC`);
-    expect(after.open_fds).toBe(before.open_fds);
+    // A leak grows the count by up to one fd per cycle (200 here); the count may drop by one or two when an fd
+    // that was open at `before` (an earlier client's socket still closing, a snapshot write) is gone by `after`.
+    expect(after.open_fds).toBeLessThanOrEqual(before.open_fds);
+    expect(after.open_fds).toBeGreaterThan(before.open_fds - 3);
     expect(after.rss_bytes - before.rss_bytes).toBeLessThan(20 * MB);
     expect(await lab.linkExists("dom0", "churn0")).toBe(false);
     expect([await sysctl("hs0", "accept_ra"), await sysctl("hs0", "disable_ipv6")]).toEqual(["2", "0"]);
