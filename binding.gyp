@@ -7,6 +7,9 @@
         "src/native/port.cc",
         "src/native/ifctl.cc",
         "src/native/linkmon.cc",
+        "src/native/handover.cc",
+        "src/native/netns.cc",
+        "src/native/notify.cc",
         "src/native/filelock.cc",
         "src/native/unixsock.cc"
       ],

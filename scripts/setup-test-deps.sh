@@ -13,6 +13,9 @@
 #   busybox-static   the guest's initramfs (a statically linked busybox), built by scripts/guest/build-image.sh
 #                    and udhcpd/udhcpc for the DHCP lease in test/netns/lock.test.ts
 #   cpio      packs that initramfs (the guest's kernel is downloaded by that script with apt-get download)
+#   prometheus  promtool (`promtool check metrics`) and a real Prometheus server that scrapes the daemon in a netns
+#               (test/netns/metrics.test.ts); its service is never started: policy-rc.d refuses it during the install
+#   systemd   systemd-analyze verify / security --offline=yes on the installed unit (systemd need not be PID 1)
 #
 # Idempotent and quiet: does nothing when every command is present. Uses apt-get only, as root; when not root
 # (or not on a Debian-like system) it prints what is missing and exits 0, so the tests can skip what they cannot run.
@@ -31,6 +34,9 @@ declare -A PKG_OF=(
 	[depmod]=kmod
 	[qemu-system-x86_64]=qemu-system-x86
 	[cpio]=cpio
+	[promtool]=prometheus
+	[prometheus]=prometheus
+	[systemd-analyze]=systemd
 )
 
 missing=()
@@ -73,7 +79,16 @@ fi
 echo "setup-test-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# No package's service may start here (Debian's prometheus would listen on :9090 in the root namespace): a
+# policy-rc.d that refuses every start, only for this install and only when the machine has none of its own.
+policy=/usr/sbin/policy-rc.d
+own_policy=no
+if ! [ -e "$policy" ]; then
+	printf '#!/bin/sh\nexit 101\n' >"$policy"
+	chmod 755 "$policy"
+	own_policy=yes
+fi
+trap 'rm -f "$log"; if [ "$own_policy" = yes ]; then rm -f "$policy"; fi' EXIT
 if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
 	cat "$log" >&2
 	echo "setup-test-deps: apt-get failed" >&2

@@ -142,6 +142,22 @@ tb_wait_link() {
 	return 1
 }
 
+# tb_trap_cleanup WORKDIR: on exit, INT or TERM: tb_cleanup_all, remove WORKDIR, keep the exit status (130 / 143 for
+# the signals).
+tb_trap_cleanup() {
+	TB_WORKDIR=$1
+	trap tb_exit_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+tb_exit_cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	tb_cleanup_all
+	[ -z "${TB_WORKDIR:-}" ] || rm -rf "$TB_WORKDIR"
+	exit "$rc"
+}
+
 # tb_cleanup_all: stop every recorded PID, delete every recorded namespace (reverse order). Safe to call twice.
 tb_cleanup_all() {
 	local i

@@ -13,11 +13,18 @@ import type { LockShow } from '../bridge/lock.js';
 import { VERSION } from '../version.js';
 import { formatBond, formatLockShow, formatShow, formatShowmacs, formatStats, formatVlanShow } from './format.js';
 import type { BondShow } from '../daemon/bond.js';
+import { isLogFormat, isLogLevel, LOG_LEVELS } from '../log.js';
 
 const USAGE = `Usage: tapbridge <command> [options]
 
 Commands:
   daemon [--config FILE]                 run the bridge daemon in the foreground (default config ${DEFAULT_CONFIG_PATH})
+         [--log-level LEVEL] [--log-format json|pretty]
+                                         LEVEL: fatal error warn info debug trace silent (wins over log_level);
+                                         pretty is the default on a terminal, JSON lines otherwise
+  install-service [--prefix DIR]         install the systemd unit, /etc/tapbridge/tapbridge.yaml (if absent) and
+                                         qemu-ifup/qemu-ifdown under DIR (default /; root)
+  daemon --takeover [--config FILE]      take over the running daemon's TAPs, sockets and state (upgrade, restart)
   check-config FILE                      check a config file: exit 0, or 2 with the errors
   show [-j]                              bridges, uplinks and ports (like brctl show)
   showmacs BRIDGE [-j]                   forwarding database (like brctl showmacs)
@@ -97,9 +104,13 @@ async function main(argv: string[]): Promise<number> {
         ipv6: { type: 'string' },
         disabled: { type: 'boolean' },
         config: { type: 'string', short: 'c' },
+        takeover: { type: 'boolean' },
         'dry-run': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
+        'log-level': { type: 'string' },
+        'log-format': { type: 'string' },
+        prefix: { type: 'string' },
       },
     });
   } catch (err) {
@@ -134,8 +145,12 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'daemon': {
       noExtra(args, 0);
+      const logLevel = opts['log-level'];
+      const logFormat = opts['log-format'];
+      if (logLevel !== undefined && !isLogLevel(logLevel)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+      if (logFormat !== undefined && !isLogFormat(logFormat)) throw new UsageError(`--log-format must be json or pretty, got "${logFormat}"`);
       const { runDaemon } = await import('../daemon/run.js');
-      const code = await runDaemon(opts.config ?? DEFAULT_CONFIG_PATH, opts.socket);
+      const code = await runDaemon(opts.config ?? DEFAULT_CONFIG_PATH, opts.socket, { logLevel, logFormat, takeover: opts.takeover === true });
       // native poll handles are closed by now; exit explicitly so nothing else keeps the process
       process.exit(code);
     }
@@ -280,6 +295,21 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       throw new UsageError('lock needs show, set or clear');
+      }
+    case 'install-service': {
+      noExtra(args, 0);
+      const { installService, InstallServiceError } = await import('../service/install.js');
+      const prefix = opts.prefix ?? '/';
+      if (prefix === '') throw new UsageError('--prefix needs a directory');
+      try {
+        const r = installService({ prefix });
+        process.stdout.write(`${r.done.join('\n')}\nExecStart=${r.execStart} daemon ...\n\nNext:\n${r.next.map((l) => `  ${l}`).join('\n')}\n`);
+        return 0;
+      } catch (err) {
+        if (!(err instanceof InstallServiceError)) throw err;
+        process.stderr.write(`tapbridge install-service: ${err.message}\n`);
+        return 1;
+      }
     }
     case 'save-config': {
       noExtra(args, 1);

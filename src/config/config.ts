@@ -3,6 +3,8 @@
 //
 //   control_socket: /run/tapbridge/tapbridge.sock   # at most 107 bytes (sun_path)
 //   control_max_clients: 64    # concurrent control connections; more wait in the listen backlog
+//   log_level: info               # fatal error warn info debug trace silent (--log-level wins)
+//   metrics: { listen: "127.0.0.1:9464" }   # Prometheus /metrics over HTTP; off when absent
 //   state_dir: /var/lib/tapbridge      # runtime state and FDB snapshot: <state_dir>/<socket file name>.state
 //   fdb_snapshot_interval: 30          # seconds between FDB snapshots, 0 = only at shutdown
 //   bridges:
@@ -25,6 +27,7 @@
 //         - { name: vif7.0, lock: { mac: "00:16:3e:00:01:00", ipv4: [198.18.0.1], ipv6: ["2001:db8::1"] } }
 //         - { name: vif8.0, lock: disabled, ra_guard: true, dhcp_guard: true, allow_stacked: false }
 //       port_defaults: { ra_guard: true, dhcp_guard: true }   # also learning, flood, isolated, fdb_max, lock: disabled
+//         - { name: xenbr0, kind: host, mac: uplink }   # the host's own port (its addresses); mac: "02:..." or uplink
 //
 // Interface names are 1..15 bytes, without "%" (the kernel would expand it), not "lo", and unique
 // across the whole file. The file itself is at most MAX_CONFIG_BYTES; YAML aliases are capped.
@@ -34,6 +37,8 @@ import { parseDocument } from 'yaml';
 import { parseMac } from '../frame/mac.js';
 import { PortVlan, vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
 import { type LockSpec, lockSpecFrom, UNLOCKED } from '../bridge/lock.js';
+import { isLogLevel, LOG_LEVELS, type LogLevel } from '../log.js';
+import { parseListen, type ListenAddress } from '../metrics/listen.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/tapbridge/tapbridge.yaml';
 export const DEFAULT_CONTROL_SOCKET = '/run/tapbridge/tapbridge.sock';
@@ -41,6 +46,8 @@ export const DEFAULT_AGEING_TIME_S = 300;
 export const DEFAULT_FDB_MAX = 8192;
 export const DEFAULT_MTU = 1500;
 export const MAX_PORTS_PER_BRIDGE = 1024;
+export const DEFAULT_STATE_DIR = '/var/lib/tapbridge';
+export const DEFAULT_FDB_SNAPSHOT_INTERVAL_S = 30;
 export const DEFAULT_CONTROL_MAX_CLIENTS = 64;
 /** A config file larger than this is refused. */
 export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
@@ -48,10 +55,8 @@ export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 export const MAX_YAML_ALIASES = 100;
 /** sun_path holds 108 bytes including the terminating NUL. */
 export const MAX_CONTROL_SOCKET_BYTES = 107;
-export const DEFAULT_STATE_DIR = '/var/lib/tapbridge';
-export const DEFAULT_FDB_SNAPSHOT_INTERVAL_S = 30;
 
-export type PortKindConfig = 'tap' | 'attach';
+export type PortKindConfig = 'tap' | 'attach' | 'host';
 
 export interface PortConfig {
   name: string;
@@ -71,6 +76,8 @@ export interface PortConfig {
   dhcpGuard: boolean;
   /** `allow_stacked`: no stacked-tag check on this port */
   allowStacked: boolean;
+  /** host only: the TAP's MAC; null = derived from the bridge name and /etc/machine-id; 'uplink' = the uplink's */
+  mac?: number | 'uplink' | null;
 }
 
 /** `port_defaults`: flags for every port (config and runtime) that does not set them; never the uplink or bond. */
@@ -125,11 +132,19 @@ export interface BridgeConfig {
   portDefaults: PortDefaults;
 }
 
+export interface MetricsConfig {
+  listen: ListenAddress;
+}
+
 export interface DaemonConfig {
   controlSocket: string;
   /** control_max_clients */
   controlMaxClients: number;
   bridges: BridgeConfig[];
+  /** null: not set in the file (--log-level, $TAPBRIDGE_LOG_LEVEL or info) */
+  logLevel?: LogLevel | null;
+  /** null: no metrics endpoint */
+  metrics?: MetricsConfig | null;
   /** state_dir: where the runtime state file and FDB snapshot live */
   stateDir: string;
   /** fdb_snapshot_interval: seconds between FDB snapshots (0 = only at shutdown) */
@@ -292,14 +307,15 @@ export function interfaceNameProblem(name: string): string | null {
   return null;
 }
 
-const TOP_KEYS = ['control_socket', 'control_max_clients', 'bridges', 'state_dir', 'fdb_snapshot_interval'] as const;
+const TOP_KEYS = ['control_socket', 'control_max_clients', 'bridges', 'log_level', 'metrics', 'state_dir', 'fdb_snapshot_interval'] as const;
+const METRICS_KEYS = ['listen'] as const;
 const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'port_defaults'] as const;
 const PORT_DEFAULTS_KEYS = ['learning', 'flood', 'isolated', 'fdb_max', 'ra_guard', 'dhcp_guard', 'lock'] as const;
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
 const UPLINK_KEYS = ['interface', 'bond', ...VLAN_KEYS] as const;
 const BOND_KEYS = ['name', 'members', 'primary', 'primary_reselect', 'miimon', 'updelay', 'downdelay', 'num_grat_arp', 'peer_notif_delay'] as const;
 const PORT_KEYS = [
-  'name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', ...VLAN_KEYS,
+  'name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', 'mac', ...VLAN_KEYS,
   'lock', 'ra_guard', 'dhcp_guard', 'allow_stacked',
 ] as const;
 const CREATE_KEYS = ['owner', 'group'] as const;
@@ -351,6 +367,21 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
     c.fail('control_socket', 'contains a NUL byte');
   }
   out.controlMaxClients = c.int(doc, 'control_max_clients', '', DEFAULT_CONTROL_MAX_CLIENTS, 1, 65535);
+  out.logLevel = null;
+  if (doc.log_level !== undefined) {
+    if (isLogLevel(doc.log_level)) out.logLevel = doc.log_level;
+    else c.fail('log_level', `must be one of ${LOG_LEVELS.join(', ')}, got ${describe(doc.log_level)}`);
+  }
+  out.metrics = null;
+  if (doc.metrics !== undefined && doc.metrics !== null && c.isObject(doc.metrics, 'metrics')) {
+    c.keys(doc.metrics, 'metrics', METRICS_KEYS);
+    const listen = c.str(doc.metrics, 'listen', 'metrics');
+    if (listen !== '') {
+      const r = parseListen(listen);
+      if ('problem' in r) c.fail('metrics.listen', r.problem);
+      else out.metrics = { listen: r };
+    }
+  }
   out.stateDir = c.str(doc, 'state_dir', '', DEFAULT_STATE_DIR);
   if (!out.stateDir.startsWith('/')) c.fail('state_dir', `must be an absolute path, got ${describe(out.stateDir)}`);
   out.fdbSnapshotIntervalS = c.int(doc, 'fdb_snapshot_interval', '', DEFAULT_FDB_SNAPSHOT_INTERVAL_S, 0, 86_400, '(seconds, 0 = only at shutdown) ');
@@ -397,7 +428,6 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       ports: [],
       portDefaults: portDefaultsOf(c, b.port_defaults, `${bp}.port_defaults`),
     };
-    const defaults = bridge.portDefaults;
     if (b.uplink !== undefined && b.uplink !== null) {
       const up = b.uplink;
       const upp = `${bp}.uplink`;
@@ -424,7 +454,22 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       const pname = c.str(p, 'name', pp);
       if (pname !== '') claimName(pname, `${pp}.name`);
       const kind = p.kind === undefined ? 'tap' : p.kind;
-      if (kind !== 'tap' && kind !== 'attach') c.fail(`${pp}.kind`, `must be "tap" or "attach", got ${describe(kind)}`);
+      // port_defaults are for guests' ports: never the host's own port (nor the uplink, above)
+      const defaults = kind === 'host' ? BUILTIN_PORT_DEFAULTS : bridge.portDefaults;
+      if (kind !== 'tap' && kind !== 'attach' && kind !== 'host') c.fail(`${pp}.kind`, `must be "tap", "attach" or "host", got ${describe(kind)}`);
+      let mac: PortConfig['mac'] = null;
+      if (p.mac !== undefined && p.mac !== null) {
+        if (kind !== 'host') c.fail(`${pp}.mac`, 'applies only to kind host (the host\'s own port)');
+        else if (p.mac === 'uplink') {
+          if (b.uplink === undefined || b.uplink === null) c.fail(`${pp}.mac`, '"uplink" needs an uplink on this bridge');
+          mac = 'uplink';
+        } else {
+          const m = typeof p.mac === 'string' ? parseMac(p.mac) : null;
+          if (m === null) c.fail(`${pp}.mac`, `must be "uplink" or a MAC address like "02:00:00:00:00:01" (quoted), got ${describe(p.mac)}`);
+          else if (m === 0 || Math.floor(m / 0x100_0000_0000) % 2 === 1) c.fail(`${pp}.mac`, `"${String(p.mac)}" is a multicast or zero address`);
+          else mac = m;
+        }
+      }
       const persist = c.bool(p, 'persist', pp, false);
       let create: PortConfig['create'] = null;
       if (p.create !== undefined && p.create !== null) {
@@ -438,7 +483,8 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       if (persist && kind === 'attach') c.fail(`${pp}.persist`, 'applies only to kind tap (an attached netdev is not the daemon\'s)');
       bridge.ports.push({
         name: pname,
-        kind: kind === 'attach' ? 'attach' : 'tap',
+        kind: kind === 'attach' ? 'attach' : kind === 'host' ? 'host' : 'tap',
+        ...(kind === 'host' ? { mac } : {}),
         persist,
         learning: c.bool(p, 'learning', pp, defaults.learning),
         flood: c.bool(p, 'flood', pp, defaults.flood),

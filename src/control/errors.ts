@@ -21,6 +21,8 @@ export type ControlErrorCode =
   | 'fdb_full'
   | 'io_error'
   | 'request_too_large'
+  | 'handing_over'
+  | 'handover_refused'
   | 'invalid_config';
 
 const RPC_CODE: Record<ControlErrorCode, number> = {
@@ -36,6 +38,8 @@ const RPC_CODE: Record<ControlErrorCode, number> = {
   not_found: RPC_REQUEST_FAILED,
   fdb_full: RPC_REQUEST_FAILED,
   io_error: RPC_REQUEST_FAILED,
+  handing_over: RPC_REQUEST_FAILED,
+  handover_refused: RPC_REQUEST_FAILED,
   invalid_config: RPC_INVALID_PARAMS,
 };
 

@@ -18,6 +18,10 @@
 // The listening socket's fd is owned by the addon (src/native/unixsock.cc): a Node server handle
 // gets a dup() of it, and closing that handle stops accepting without unlinking the path.
 //
+// Handover (`daemon --takeover`, src/handover/): a connection method (onConnectionMethod) takes
+// its connection over; freeze() stops accepting and answers `handing_over` to requests on open
+// connections; handoverFd is the listening socket to send; listenInherited() serves one received.
+//
 // Start-up: a socket that answers belongs to another daemon (refuse to start); a stale socket that
 // refuses connections is replaced; anything else at the path (a regular file, a directory, a
 // symlink) is a start-up error and is left alone.
@@ -27,7 +31,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
 import { unixSocket } from '../io/native.js';
-import { ControlError, RPC_INVALID_REQUEST, RPC_PARSE_ERROR, RPC_INTERNAL_ERROR } from './errors.js';
+import { ControlError, RPC_INVALID_REQUEST, RPC_PARSE_ERROR, RPC_INTERNAL_ERROR, RPC_REQUEST_FAILED } from './errors.js';
 
 export const MAX_LINE_BYTES = 1024 * 1024;
 /** Default of the config key control_max_clients. */
@@ -44,6 +48,8 @@ export const MAX_SOCKET_PATH_BYTES = 107;
 export const REQUESTS_PER_TURN = 32;
 
 export type MethodHandler = (params: Record<string, unknown>, client: ControlClient | null) => unknown;
+/** A method that takes the whole connection over (the handover): it answers on `sock` itself. */
+export type ConnectionHandler = (sock: Socket, params: Record<string, unknown>, id: unknown) => void;
 
 export class SocketInUseError extends Error {
   readonly code = 'ESOCKETINUSE';
@@ -69,7 +75,7 @@ interface RpcReply {
   error?: { code: number; message: string; data: { code: string; [k: string]: unknown } };
 }
 
-function errorReply(id: unknown, code: number, dataCode: string, message: string, extra?: Record<string, unknown>): RpcReply {
+export function errorReply(id: unknown, code: number, dataCode: string, message: string, extra?: Record<string, unknown>): RpcReply {
   return { jsonrpc: '2.0', id, error: { code, message, data: { code: dataCode, ...extra } } };
 }
 
@@ -253,6 +259,15 @@ export class ControlClient {
     this.sock.destroy();
   }
 
+  /** @internal The socket leaves this client (a connection method owns it now). */
+  detach(): void {
+    this.buf = '';
+    this.ending = true;
+    for (const ev of ['data', 'drain', 'timeout', 'close', 'error']) this.sock.removeAllListeners(ev);
+    this.sock.setTimeout(0);
+    this.server.clientClosed(this);
+  }
+
   private process(): void {
     const maxLine = this.server.maxLineBytes;
     let pos = 0;
@@ -274,6 +289,11 @@ export class ControlClient {
       pos = nl + 1;
       if (line === '') continue;
       handled++;
+      if (this.server.takeConnection(line, this, this.sock, this.buf.slice(pos))) return;
+      if (this.server.frozenMessage !== null) {
+        this.closeWith(errorReply(null, RPC_REQUEST_FAILED, 'handing_over', this.server.frozenMessage));
+        return;
+      }
       const reply = handleLine(line, this.server.methods, this.server.log, this);
       if (reply !== null) this.reply(reply);
     }
@@ -353,6 +373,9 @@ export class ControlServer {
   /** At the cap since the last "stopped accepting" log line. */
   private saturated = false;
   private closing = false;
+  private readonly connectionHandlers = new Map<string, ConnectionHandler>();
+  /** While set (a handover runs), requests get a `handing_over` error with this message. */
+  private frozen: string | null = null;
 
   constructor(path: string, methods: ReadonlyMap<string, MethodHandler>, log: Logger, opts: ControlServerOptions = {}) {
     this.path = path;
@@ -394,6 +417,67 @@ export class ControlServer {
     if (await answers(this.path)) throw new SocketInUseError(`another daemon answers on ${this.path}`);
     this.log.info({ path: this.path }, 'replacing stale control socket');
     unlinkSync(this.path);
+  }
+
+  /** Registers a method that owns its connection from the request on (see ConnectionHandler). */
+  onConnectionMethod(method: string, handler: ConnectionHandler): void {
+    this.connectionHandlers.set(method, handler);
+  }
+
+  /** Stops accepting (new clients wait in the backlog) and answers `handing_over` until thaw(). */
+  freeze(message: string): void {
+    this.frozen = message;
+    this.stopAccepting();
+  }
+
+  /** The handover did not happen: accepting and answering again. */
+  thaw(): void {
+    this.frozen = null;
+    if (!this.closing && this.server === null && this.listenFd >= 0 && this.clients.size < this.maxClients) {
+      this.startAccepting().catch((err: unknown) => this.log.error({ err }, 'control server cannot accept again'));
+    }
+  }
+
+  get frozenMessage(): string | null {
+    return this.frozen;
+  }
+
+  /** The listening socket's fd (to hand it over); -1 when not listening. */
+  get handoverFd(): number {
+    return this.listenFd;
+  }
+
+  /**
+   * Serves on a listening socket handed over by the previous daemon (`--takeover`): the path and
+   * its file stay as they are, nobody else is asked or replaced.
+   */
+  async listenInherited(fd: number): Promise<void> {
+    this.listenFd = fd;
+    await this.startAccepting();
+  }
+
+  /** @internal A request for a connection method: the handler owns the socket from here on. */
+  takeConnection(line: string, client: ControlClient, sock: Socket, rest: string): boolean {
+    if (this.connectionHandlers.size === 0) return false;
+    let req: { method?: unknown; params?: unknown; id?: unknown };
+    try {
+      req = JSON.parse(line) as typeof req;
+    } catch {
+      return false;
+    }
+    if (typeof req !== 'object' || req === null || typeof req.method !== 'string') return false;
+    const handler = this.connectionHandlers.get(req.method);
+    if (handler === undefined) return false;
+    const params = typeof req.params === 'object' && req.params !== null && !Array.isArray(req.params) ? req.params as Record<string, unknown> : {};
+    client.detach();
+    if (rest !== '') sock.unshift(Buffer.from(rest, 'utf8'));
+    try {
+      handler(sock, params, req.id ?? null);
+    } catch (err) {
+      this.log.error({ err, method: req.method }, 'control connection method failed');
+      sock.destroy();
+    }
+    return true;
   }
 
   async listen(): Promise<void> {
@@ -448,7 +532,7 @@ export class ControlServer {
   /** @internal */
   clientClosed(c: ControlClient): void {
     this.clients.delete(c);
-    if (this.closing || this.server !== null || this.clients.size >= this.maxClients) return;
+    if (this.closing || this.frozen !== null || this.server !== null || this.clients.size >= this.maxClients) return;
     if (this.saturated && this.clients.size <= this.maxClients / 2) {
       this.saturated = false;
       this.log.info({ clients: this.clients.size, pauses: this.acceptPauses }, 'control clients below half of control_max_clients again');

@@ -89,6 +89,8 @@ export interface BondShow {
   num_grat_arp: number;
   peer_notif_delay: number;
   members: { name: string; mii_status: 'up' | 'down'; link_failures: number; state: string; permanent_hw_addr: string | null }[];
+  /** changes of the active member from one member to the other (metrics: tapbridge_bond_failovers_total) */
+  failovers: number;
 }
 
 export class Bond implements PortHandle {
@@ -103,6 +105,9 @@ export class Bond implements PortHandle {
   private miimon: NodeJS.Timeout | null = null;
   private notifyTimers: NodeJS.Timeout[] = [];
   private readonly permanentMac: (string | null)[] = [null, null];
+  /** active member changed from one member to the other (also across a time with no member up) */
+  private failovers = 0;
+  private lastActive: string | null = null;
   /** Set by close(): members closing on shutdown is not a link failure (no failover, no announcement). */
   private closing = false;
   private readonly wrap: CallbackWrapper;
@@ -198,6 +203,8 @@ export class Bond implements PortHandle {
     if (this.closing) return;
     const from = e.from >= 0 ? this.cfg.members[e.from] : null;
     const to = e.to >= 0 ? this.cfg.members[e.to] : null;
+    if (to !== null && this.lastActive !== null && to !== this.lastActive) this.failovers++;
+    if (to !== null) this.lastActive = to;
     this.syncIo();
     this.bridge.setPortState(this.port, to === null ? 'down' : 'up');
     if (to === null) {
@@ -297,6 +304,7 @@ export class Bond implements PortHandle {
         state: this.policy.link[m.index],
         permanent_hw_addr: this.permanentMac[m.index],
       })),
+      failovers: this.failovers,
     };
   }
 

@@ -10,7 +10,7 @@ import { Bridge } from '../bridge/bridge.js';
 import { BridgePort, type PortKind } from '../bridge/port.js';
 import { AddResult, macHi, macLo } from '../fdb/fdb.js';
 import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
-import { LinkMonitor } from '../io/native.js';
+import { LinkMonitor, netdev } from '../io/native.js';
 import {
   type BridgeConfig, BUILTIN_PORT_DEFAULTS, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE, type PortConfig,
   type PortDefaults, type StaticFdbConfig, type UplinkConfig,
@@ -19,11 +19,13 @@ import type { FdbSnapshotEntry } from '../state/document.js';
 import { ControlError } from '../control/errors.js';
 import { ManagedPort, RefusedNetdevError, refusedNetdevProblem, type PortHandle } from './ports.js';
 import { restoreHostStack } from './hoststack.js';
-import { netdev } from '../io/native.js';
 import { Bond, type BondShow } from './bond.js';
 import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
 import { type LockShow, type LockSpec, lockSpecFrom, UNLOCKED } from '../bridge/lock.js';
 import { PortLocks } from './locking.js';
+import type { PacketPort } from '../io/native.js';
+import { hostPortMac } from '../hostport/mac.js';
+import { fenceHostStack, unfenceHostStack } from '../hostport/fence.js';
 import { CallbackGuard } from './guard.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
@@ -50,7 +52,7 @@ export const NETLINK_RCVBUF_ENV = 'TAPBRIDGE_NETLINK_RCVBUF';
 
 export interface ShowPort {
   name: string;
-  kind: 'tap' | 'attach';
+  kind: 'tap' | 'attach' | 'host';
   state: 'up' | 'down' | 'absent';
   ifindex: number;
 }
@@ -150,6 +152,18 @@ class BridgeRuntime {
   }
 }
 
+/** Who keeps TAP fds across restarts (src/handover/fdstore.ts). */
+export interface TapFdListener {
+  opened(bridge: string, port: string, fd: number): void;
+  removed(bridge: string, port: string): void;
+}
+
+/** Who records where persistent TAPs moved (src/handover/moved.ts). */
+export interface TapMoveListener {
+  moved(bridge: string, port: string, nsid: number, ifindex: number): void;
+  removed(bridge: string, port: string): void;
+}
+
 export class Daemon {
   /** The config in force (replaced by a reload, src/state/reload.ts). */
   config: DaemonConfig;
@@ -162,6 +176,14 @@ export class Daemon {
   private monitor: LinkMonitor | null = null;
   private ticker: NodeJS.Timeout | null = null;
   private ticks = 0;
+  /** Handover in progress: ports do not read and link events wait (resumeIo re-dumps). */
+  private ioPaused = false;
+  /** Uplink netdevs whose host stack is fenced off for a `mac: uplink` host port. */
+  private readonly fenced: string[] = [];
+  /** Told about every TAP fd the daemon opens and every TAP port removed (the systemd fd store). */
+  private tapFds: TapFdListener | null = null;
+  /** Told where persistent TAPs move (src/handover/moved.ts). */
+  private tapMoves: TapMoveListener | null = null;
   /** Exception boundary of every callback the daemon registers (see guard.ts). */
   readonly guard: CallbackGuard;
   private readonly wrap: CallbackGuard['wrap'];
@@ -208,6 +230,15 @@ export class Daemon {
     return performance.now();
   }
 
+  /** Set before start(): TAP fds opened from then on are reported to it. */
+  setTapFdListener(listener: TapFdListener | null): void {
+    this.tapFds = listener;
+  }
+
+  setTapMoveListener(listener: TapMoveListener | null): void {
+    this.tapMoves = listener;
+  }
+
   /** Opens every configured port; throws (start-up failure) when a TAP cannot be created. */
   start(): void {
     const linkLog = this.linkLog;
@@ -217,14 +248,33 @@ export class Daemon {
     }
     if (rcvbuf > 0) linkLog.warn({ rcvbuf }, `${NETLINK_RCVBUF_ENV}: rtnetlink receive buffer forced (a test knob)`);
     this.monitor = new LinkMonitor(
-      this.wrap('link monitor', (type: Parameters<Daemon['onLinkEvent']>[0], ifindex: number, name: string, flags: number, mtu: number) =>
-        this.onLinkEvent(type, ifindex, name, flags, mtu, linkLog)),
+      this.wrap('link monitor', (type: Parameters<Daemon['onLinkEvent']>[0], ifindex: number, name: string, flags: number, mtu: number,
+        newNsid: number, newIfindex: number) => {
+        if (type === 'del' && newNsid >= 0 && newIfindex > 0) this.onTapMoved(ifindex, newNsid, newIfindex);
+        this.onLinkEvent(type, ifindex, name, flags, mtu, linkLog);
+      }),
       rcvbuf,
     );
     for (const br of this.bridges.values()) this.startBridge(br);
     this.requestDump();
     this.ticker = setInterval(this.wrap('tick', () => this.tick()), TICK_MS);
     this.ticker.unref();
+  }
+
+  /** The host port's MAC; with `mac: uplink` the uplink's host stack is fenced off first. */
+  private hostMac(br: BridgeRuntime, mac: number | 'uplink' | null | undefined): string {
+    const up = br.cfg.uplink;
+    const names = up === null ? [] : up.bond !== null ? [...up.bond.members] : up.interface !== null ? [up.interface] : [];
+    const r = hostPortMac(br.cfg.name, mac, names);
+    if (mac === 'uplink') {
+      for (const n of names) {
+        if (netdev.info(n) === null) continue;
+        fenceHostStack(n, this.log);
+        this.fenced.push(n);
+      }
+    }
+    this.log.info({ bridge: br.cfg.name, mac: r.mac, from: r.from }, 'host port MAC');
+    return r.mac;
   }
 
   /** Opens a bridge's uplink and ports and adds its static entries (start-up and reload). */
@@ -245,7 +295,8 @@ export class Daemon {
   }
 
   private createConfigPort(br: BridgeRuntime, pc: PortConfig): ManagedPort {
-    return this.createPort(br, pc.name, pc.kind, pc.persist, pc, pc.vlan, pc.create);
+    const hostMac = pc.kind === 'host' ? this.hostMac(br, pc.mac) : null;
+    return this.createPort(br, pc.name, pc.kind, pc.persist, pc, pc.vlan, pc.create, hostMac);
   }
 
   private createPort(
@@ -256,13 +307,14 @@ export class Daemon {
     settings: PortSettings | undefined,
     vlan: VlanSpec,
     create: { owner: number; group: number } | null = null,
+    hostMac: string | null = null,
   ): ManagedPort {
     const id = br.bridge.freePortId();
     if (id < 0) throw new ControlError('invalid_params', `bridge ${br.cfg.name} has no free port slot`);
     // the uplink gets the built-in flags: port_defaults never apply to it
     const s = settings ?? settingsFromDefaults(BUILTIN_PORT_DEFAULTS);
     const port = new BridgePort(id, name, kind, s, br.cfg.mtu, s.fdbMax, s.allowStacked);
-    const mp = new ManagedPort(br.bridge, port, { persist, create, ownerOfIfindex: (ifindex) => this.portOfIfindex(ifindex), wrap: this.wrap }, br.cfg.mtu, this.portLog);
+    const mp = new ManagedPort(br.bridge, port, { persist, create, hostMac, ownerOfIfindex: (ifindex) => this.portOfIfindex(ifindex), wrap: this.wrap }, br.cfg.mtu, this.portLog);
     br.bridge.addPort(port);
     // VLAN rules and port security are in place before the port forwards its first frame
     br.bridge.setPortVlan(port, vlan);
@@ -278,6 +330,7 @@ export class Daemon {
     }
     if (kind !== 'uplink') br.ports.set(name, mp);
     this.byName.set(name, mp);
+    if ((kind === 'tap' || kind === 'host') && mp.io !== null) this.tapFds?.opened(br.cfg.name, name, mp.io.fd);
     return mp;
   }
 
@@ -299,6 +352,17 @@ export class Daemon {
     for (const m of bond.members) this.byName.set(m.name, m);
     br.bond = bond;
     return bond;
+  }
+
+  /** A netdev of ours moved into another namespace: a persistent TAP port's move is recorded. */
+  private onTapMoved(ifindex: number, nsid: number, newIfindex: number): void {
+    for (const br of this.bridges.values()) {
+      for (const mp of br.ports.values()) {
+        if ((mp.kind === 'tap' || mp.kind === 'host') && mp.persist && mp.io !== null && mp.port.ifindex === ifindex) {
+          this.tapMoves?.moved(br.cfg.name, mp.name, nsid, newIfindex);
+        }
+      }
+    }
   }
 
   /**
@@ -333,7 +397,7 @@ export class Daemon {
   /** At the end of a complete dump: ports following a netdev that the dump did not list are gone. */
   private sweepPorts(seen: Set<number>, log: Logger): void {
     for (const mp of this.byName.values()) {
-      if (mp.kind === 'tap' || mp.io === null || mp.port.ifindex === 0 || seen.has(mp.port.ifindex)) continue;
+      if (mp.kind === 'tap' || mp.kind === 'host' || mp.io === null || mp.port.ifindex === 0 || seen.has(mp.port.ifindex)) continue;
       this.linkCounters.swept++;
       log.info({ port: mp.name, ifindex: mp.port.ifindex }, 'netdev missing from the link dump (its RTM_DELLINK was lost); closing');
       mp.onLinkGone();
@@ -365,14 +429,16 @@ export class Daemon {
       return;
     }
     if (type === 'new') this.dumpSeen?.add(ifindex);
+    // a handover in progress: ports wait (resumeIo re-dumps)
+    if (this.ioPaused) return;
     // a netdev we follow that was renamed away or deleted
     for (const mp of this.byName.values()) {
-      if (mp.kind === 'tap' || mp.port.ifindex !== ifindex || mp.io === null) continue;
+      if (mp.kind === 'tap' || mp.kind === 'host' || mp.port.ifindex !== ifindex || mp.io === null) continue;
       if (type === 'del' || mp.name !== name) mp.onLinkGone();
     }
     if (type === 'new') {
       const mp = this.byName.get(name);
-      if (mp !== undefined && mp.kind !== 'tap') mp.onLinkNew(ifindex, flags, mtu);
+      if (mp !== undefined && mp.kind !== 'tap' && mp.kind !== 'host') mp.onLinkNew(ifindex, flags, mtu);
     }
   }
 
@@ -397,8 +463,33 @@ export class Daemon {
     for (const br of this.bridges.values()) {
       for (const mp of br.all()) mp.close('absent');
     }
+    for (const n of this.fenced.splice(0)) unfenceHostStack(n, this.log);
     this.monitor?.close();
     this.monitor = null;
+  }
+
+  // ---- handover (src/handover/) ---------------------------------------------------------------
+
+  /** Every open port fd (ports, uplinks, bond members) with the netdev name it belongs to. */
+  portIos(): { name: string; io: PacketPort; ifindex: number }[] {
+    const out: { name: string; io: PacketPort; ifindex: number }[] = [];
+    for (const mp of this.byName.values()) {
+      if (mp.io !== null && !mp.io.isClosed) out.push({ name: mp.name, io: mp.io, ifindex: mp.port.ifindex });
+    }
+    return out;
+  }
+
+  /** Stops reading every port: frames queue in the TAPs and sockets for whoever reads them next. */
+  pauseIo(): void {
+    this.ioPaused = true;
+    for (const mp of this.byName.values()) mp.pauseIo();
+  }
+
+  /** Reads again after a handover that did not happen; link events missed meanwhile are re-dumped. */
+  resumeIo(): void {
+    this.ioPaused = false;
+    for (const mp of this.byName.values()) mp.resumeIo();
+    this.requestDump();
   }
 
   // ---- control operations -------------------------------------------------------------------
@@ -423,7 +514,7 @@ export class Daemon {
       uplink: br.uplink === null ? null : { name: br.uplink.name, kind: br.uplink.kind === 'bond' ? 'bond' as const : 'uplink' as const, state: br.uplink.port.state },
       ports: [...br.ports.values()].map((mp) => ({
         name: mp.name,
-        kind: mp.kind === 'attach' ? 'attach' as const : 'tap' as const,
+        kind: mp.kind === 'attach' ? 'attach' as const : mp.kind === 'host' ? 'host' as const : 'tap' as const,
         state: mp.port.state,
         ifindex: mp.port.ifindex,
       })),
@@ -503,6 +594,10 @@ export class Daemon {
     const br = this.bridge(bridgeName);
     const mp = this.port(br, ifname);
     if (mp === br.uplink) throw new ControlError('invalid_params', `${mp.name} is the uplink of ${br.cfg.name}, not a port`);
+    if (mp.kind === 'tap' || mp.kind === 'host') {
+      this.tapFds?.removed(br.cfg.name, mp.name);
+      this.tapMoves?.removed(br.cfg.name, mp.name);
+    }
     mp.close('absent');
     br.bridge.removePort(mp.port);
     br.locks.forget(mp.port);

@@ -4,6 +4,8 @@
 //           another namespace and renamed: the fd keeps working and the RTM_DELLINK our namespace
 //           sees for it is ignored. Closing the fd removes a non-persistent TAP. An fd that reports
 //           EBADFD (netdev deleted) makes the port `absent`.
+//   host    a TAP like `tap` that stays in the daemon's namespace for the host's own addresses:
+//           its host stack is NOT silenced, and its MAC (hostMac) is set before it goes up.
 //   attach  an AF_PACKET socket on an existing netdev (e.g. a TAP that QEMU holds). Missing netdev:
 //   uplink  the port waits (`absent`) and opens when rtnetlink announces the name; deleted: closed,
 //           entries flushed, re-opened when the name comes back (new ifindex). Carrier (IFF_UP and
@@ -24,6 +26,7 @@ import type { Bridge } from '../bridge/bridge.js';
 import { BridgePort, type PortKind, type PortState } from '../bridge/port.js';
 import { IFF_LOOPBACK, IFF_LOWER_UP, IFF_RUNNING, IFF_UP, netdev, PacketPort } from '../io/native.js';
 import { silenceHostStack } from './hoststack.js';
+import { inheritedFds } from '../handover/inherited.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 
@@ -61,6 +64,8 @@ export interface ManagedPortOptions {
   persist: boolean;
   /** attach only: create a persistent TAP owned by this user/group, close the daemon's fd, attach to it. */
   create?: { owner: number; group: number } | null;
+  /** host only: the MAC set on the TAP before link up. */
+  hostMac?: string | null;
   /** the daemon's exception boundary for timers and I/O callbacks */
   wrap?: CallbackWrapper;
   /**
@@ -106,6 +111,7 @@ export class ManagedPort implements PortHandle {
   readonly bridge: Bridge;
   readonly persist: boolean;
   readonly create: { owner: number; group: number } | null;
+  readonly hostMac: string | null;
   private readonly ownerOfIfindex: ((ifindex: number) => string | null) | undefined;
   io: PacketPort | null = null;
   /** MTU mismatch between the netdev and the bridge, counted once per open. */
@@ -128,6 +134,7 @@ export class ManagedPort implements PortHandle {
     this.port = port;
     this.persist = opts.persist;
     this.create = opts.create ?? null;
+    this.hostMac = opts.hostMac ?? null;
     this.wrap = opts.wrap ?? unguarded;
     this.ownerOfIfindex = opts.ownerOfIfindex;
     this.bridgeMtu = bridgeMtu;
@@ -148,7 +155,7 @@ export class ManagedPort implements PortHandle {
    */
   open(): boolean {
     if (this.io !== null) return true;
-    if (this.kind === 'tap') {
+    if (this.kind === 'tap' || this.kind === 'host') {
       this.openTap();
       return true;
     }
@@ -175,7 +182,8 @@ export class ManagedPort implements PortHandle {
       if ((info.flags & IFF_UP) === 0) netdev.setLinkUp(this.name, true);
       info = netdev.info(this.name) ?? info;
     }
-    const io = PacketPort.openPacket(this.name, { rcvbuf: PACKET_RCVBUF, sndbuf: PACKET_SNDBUF });
+    // a socket handed over by the previous daemon (takeover, fd store) keeps the frames queued in it
+    const io = inheritedFds.take('packet', this.name) ?? PacketPort.openPacket(this.name, { rcvbuf: PACKET_RCVBUF, sndbuf: PACKET_SNDBUF });
     if (info.mtu !== this.bridgeMtu) {
       this.mtuMismatches++;
       this.log.warn({ mtu: info.mtu, bridge_mtu: this.bridgeMtu }, 'netdev MTU differs from the bridge MTU; larger frames will be dropped as oversize');
@@ -194,10 +202,24 @@ export class ManagedPort implements PortHandle {
   }
 
   private openTap(): void {
+    const inherited = inheritedFds.take('tap', this.name);
+    if (inherited !== null) {
+      // the previous daemon's TAP, possibly moved into a VM's namespace: configured already, and
+      // its name here may now belong to something else, so nothing is changed by name
+      this.port.mtu = this.bridgeMtu;
+      this.attachIo(inherited, 'up');
+      this.log.info({ persist: this.persist }, 'TAP taken over');
+      return;
+    }
     const io = PacketPort.openTap(this.name, { persist: this.persist, owner: -1, group: -1 });
     try {
-      // before link up: the daemon's own stack must not send MLD/RS from the TAP's first MAC
-      silenceHostStack(io.name, this.log);
+      if (this.kind === 'host') {
+        // the host's own port: its stack stays on, with the stable MAC from the start
+        if (this.hostMac !== null) netdev.setMac(io.name, this.hostMac);
+      } else {
+        // before link up: the daemon's own stack must not send MLD/RS from the TAP's first MAC
+        silenceHostStack(io.name, this.log);
+      }
       netdev.setMtu(io.name, this.bridgeMtu);
       netdev.setTxQueueLen(io.name, TAP_TXQUEUELEN);
       netdev.setLinkUp(io.name, true);
@@ -207,7 +229,7 @@ export class ManagedPort implements PortHandle {
     }
     this.port.mtu = this.bridgeMtu;
     this.attachIo(io, 'up');
-    this.log.info({ ifindex: io.ifindex, persist: this.persist, mtu: this.bridgeMtu, txqueuelen: TAP_TXQUEUELEN }, 'TAP open');
+    this.log.info({ ifindex: io.ifindex, persist: this.persist, mtu: this.bridgeMtu, txqueuelen: TAP_TXQUEUELEN, mac: this.hostMac ?? undefined }, 'TAP open');
   }
 
   /** Link state of this port changed (a bond member reports to its bond instead). */
@@ -350,6 +372,15 @@ export class ManagedPort implements PortHandle {
     this.close('absent');
   }
 
+  /** Handover: stops reading (frames queue in the TAP or socket for the next daemon). */
+  pauseIo(): void {
+    this.io?.stop();
+  }
+
+  /** Handover refused or failed: reads again. */
+  resumeIo(): void {
+    this.io?.resume();
+  }
   /** The port's MTU changed (a bond member tells its bond). */
   protected mtuChanged(): void {}
 

@@ -1,21 +1,48 @@
 // `tapbridge daemon`: load the config, take the state file lock (src/state/), open every port, replay
 // the runtime state and restore the FDB snapshot, then (and only then) create the control socket; on
 // SIGHUP reload the config; on SIGTERM/SIGINT save the state and FDB snapshot, close the ports (TAPs
-// the daemon created vanish unless persist), remove the socket and exit 0. Exit 2 for a bad config,
-// 1 for any other start-up failure (another daemon on the socket or the state file, a TAP that
-// cannot be created, ...).
+// the daemon created vanish unless persist or held by systemd's fd store), remove the socket and exit
+// 0. Exit 2 for a bad config, 1 for any other start-up failure (another daemon on the socket or the
+// state file, a TAP that cannot be created, ...).
+// Under systemd (Type=notify): READY=1 once the control socket (and the metrics endpoint, when configured) accepts
+// requests, STATUS= and WATCHDOG=1 while running, STOPPING=1 on SIGTERM (src/service/); every TAP fd goes into the
+// fd store and comes back as LISTEN_FDS at the next start (src/handover/fdstore.ts).
+//
+// `--takeover`: take the fds and state of the daemon running on the control socket instead
+// (src/handover/): its ports are adopted, not opened, its state file lock and listening socket are
+// inherited; once everything reads, the old daemon is told and exits. A running daemon hands over the
+// same way when asked, then exits 0 without deleting or unlinking anything.
 
 import { ConfigError, loadConfig } from '../config/config.js';
-import { createLogger } from '../log.js';
+import { createLogger, setLogLevel, type LogFormat, type LogLevel } from '../log.js';
+import { SdNotify } from '../service/sd-notify.js';
+import { ServiceLifecycle } from '../service/lifecycle.js';
+import { DaemonMetrics } from '../metrics/metrics.js';
+import { MetricsServer } from '../metrics/server.js';
 import { ControlServer, type MethodHandler } from '../control/server.js';
 import { daemonMethods } from '../control/methods.js';
 import { VERSION } from '../version.js';
 import { Daemon } from './daemon.js';
+import { Takeover } from '../handover/takeover.js';
+import { serveHandover } from '../handover/serve.js';
+import { inheritedFds } from '../handover/inherited.js';
+import { FdStore, takeListenFds } from '../handover/fdstore.js';
 import { StateStore } from '../state/store.js';
 import { DaemonState } from '../state/daemon-state.js';
+import { getSection, parseState, serializeState } from '../state/document.js';
+import { MOVED_TAPS_SECTION, MovedTaps } from '../handover/moved.js';
 
-export async function runDaemon(configPath: string, socketOverride?: string): Promise<number> {
-  const log = createLogger();
+export interface RunOptions {
+  /** --log-level: wins over the config's log_level */
+  logLevel?: LogLevel;
+  /** --log-format: json or pretty (default: pretty on a TTY, else json) */
+  logFormat?: LogFormat;
+  /** `--takeover`: take the running daemon's fds and state over its control socket. */
+  takeover?: boolean;
+}
+
+export async function runDaemon(configPath: string, socketOverride?: string, opts: RunOptions = {}): Promise<number> {
+  const log = createLogger({ level: opts.logLevel, format: opts.logFormat });
   let config;
   try {
     config = loadConfig(configPath);
@@ -28,6 +55,7 @@ export async function runDaemon(configPath: string, socketOverride?: string): Pr
     throw err;
   }
   if (socketOverride !== undefined) config.controlSocket = socketOverride;
+  if (opts.logLevel === undefined && config.logLevel !== undefined && config.logLevel !== null) setLogLevel(config.logLevel);
   if (process.getuid !== undefined && process.getuid() !== 0) {
     log.warn({ uid: process.getuid() }, 'not running as root: creating TAPs and AF_PACKET sockets needs CAP_NET_ADMIN and CAP_NET_RAW');
   }
@@ -40,41 +68,105 @@ export async function runDaemon(configPath: string, socketOverride?: string): Pr
   };
   const daemon = new Daemon(config, log, onFatal);
   const methods = daemonMethods(daemon);
+  const notify = SdNotify.fromEnv();
+  const service = notify === null ? null : new ServiceLifecycle(notify, daemon, log.child({ subsystem: 'service' }));
+  const metrics = config.metrics === undefined || config.metrics === null ? null
+    : new MetricsServer(config.metrics.listen, new DaemonMetrics(daemon), log.child({ subsystem: 'metrics' }));
+  // systemd's fd store: TAPs from the last run come back as LISTEN_FDS, every TAP opened is stored
+  const fdLog = log.child({ subsystem: 'fdstore' });
+  const fdStore = notify === null ? null : new FdStore(notify, fdLog);
+  if (opts.takeover !== true) takeListenFds(process.env, process.pid, fdLog);
+  daemon.setTapFdListener(fdStore);
+  const hlog = log.child({ subsystem: 'handover' });
+  // where persistent TAPs moved (found again after a SIGKILL), kept in the state document
+  const moved = new MovedTaps(hlog);
+  daemon.setTapMoveListener(moved);
   // filled with the recording methods once the state file is locked (src/state/daemon-state.ts)
   const served = new Map<string, MethodHandler>();
   const control = new ControlServer(config.controlSocket, served, log.child({ subsystem: 'control' }),
     { maxClients: config.controlMaxClients });
   let store: StateStore | null = null;
   let state: DaemonState | null = null;
+  let controlUp = false;
+  let takeover: Takeover | null = null;
   try {
-    await control.prepare();
-    // the state file lock, before any port is opened: a second daemon on the same state file stops here
-    store = StateStore.open(config.stateDir, config.controlSocket);
-    state = new DaemonState(daemon, store, config, configPath, log, socketOverride);
-    for (const [name, handler] of state.wrap(methods)) served.set(name, handler);
-    state.load();
-    daemon.start();
-    state.restore(methods);
-    await control.listen();
+    if (opts.takeover === true) {
+      takeover = Takeover.receive(config.controlSocket, hlog);
+      const doc = parseState(takeover.payload.state);
+      if ('error' in doc) throw new Error(`the handed-over state does not check out: ${doc.error}`);
+      // the old daemon's flock travels with its fd: the state file stays locked throughout
+      store = takeover.stateLockFd >= 0 ? StateStore.adopt(config.stateDir, config.controlSocket, takeover.stateLockFd) : StateStore.open(config.stateDir, config.controlSocket);
+      state = new DaemonState(daemon, store, config, configPath, log, socketOverride);
+      for (const [name, handler] of state.wrap(methods)) served.set(name, handler);
+      state.load(doc.doc);
+      moved.load(getSection(doc.doc, MOVED_TAPS_SECTION));
+      trackMoves(moved, state);
+      daemon.start();
+      state.restore(methods, { write: false });
+      inheritedFds.closeUnused();
+      // the socket file stays the old daemon's until it is told: on a failure here it resumes with it
+      await control.listenInherited(takeover.controlFd);
+      takeover.confirm();
+      controlUp = true;
+      // the state file is written once the ports read (the fsync is no part of the forwarding gap)
+      state.persist();
+      hlog.info({ from_pid: takeover.payload.from.pid }, 'took over; forwarding');
+      // the old daemon may still hold the metrics port for a moment; after the handover nothing may stop the bridge
+      if (metrics !== null) await listenMetricsAfterTakeover(metrics, hlog);
+    } else {
+      await control.prepare();
+      // the state file lock, before any port is opened: a second daemon on the same state file stops here
+      store = StateStore.open(config.stateDir, config.controlSocket);
+      state = new DaemonState(daemon, store, config, configPath, log, socketOverride);
+      for (const [name, handler] of state.wrap(methods)) served.set(name, handler);
+      state.load();
+      // persistent TAPs moved into other namespaces before a SIGKILL: open them there first
+      moved.load(state.loadedSection(MOVED_TAPS_SECTION));
+      if (moved.size > 0) moved.reopen();
+      trackMoves(moved, state);
+      daemon.start();
+      state.restore(methods);
+      const unused = inheritedFds.closeUnused();
+      fdStore?.forget(unused.flatMap((e) => (e.fdname !== undefined ? [e.fdname] : [])));
+      await control.listen();
+      controlUp = true;
+      await metrics?.listen();
+    }
   } catch (err) {
     log.error({ err }, 'start-up failed');
     process.stderr.write(`tapbridge: start-up failed: ${(err as Error).message}\n`);
+    takeover?.refuse(`the new daemon could not start: ${(err as Error).message}`);
+    inheritedFds.closeUnused();
     daemon.stop();
+    // only our own socket: after a SocketInUseError (or a failed takeover) the file belongs to the other daemon
+    if (controlUp) await control.close().catch(() => undefined);
     store?.close();
     return 1;
   }
   const st = state;
   const ctl = control;
   st.startSnapshots();
+  service?.ready();
   log.info({ version: VERSION, socket: config.controlSocket, bridges: config.bridges.map((b) => b.name) }, 'daemon ready');
   return await new Promise<number>((resolve) => {
+    // handed over: exit at once, closing nothing (the TAPs, sockets, lock and socket file are the new daemon's)
+    serveHandover({
+      daemon,
+      control: ctl,
+      log: hlog,
+      state: () => serializeState(st.collectState()),
+      stateLockFd: () => (store === null ? -1 : store.lockFd),
+      onHandedOver: () => resolve(0),
+    });
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
       log.info({ signal }, 'shutting down');
+      service?.stopping();
       const finish = (): void => {
         daemon.stop();
+        void metrics?.close();
         ctl.close().then(() => {
           log.info('stopped');
           resolve(0);
@@ -92,4 +184,29 @@ export async function runDaemon(configPath: string, socketOverride?: string): Pr
       st.reloadFromFile();
     });
   });
+}
+
+/** The moved-TAP records live in the state document and are written at once (a SIGKILL may follow). */
+function trackMoves(moved: MovedTaps, state: DaemonState): void {
+  state.setSection(MOVED_TAPS_SECTION, moved.list());
+  moved.onChange = () => {
+    state.setSection(MOVED_TAPS_SECTION, moved.list());
+    state.persist();
+  };
+}
+
+/** metrics.listen() with retries while the old daemon exits (EADDRINUSE); a failure is logged, not fatal. */
+async function listenMetricsAfterTakeover(metrics: MetricsServer, log: ReturnType<typeof createLogger>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await metrics.listen();
+      return;
+    } catch (err) {
+      if (attempt >= 20) {
+        log.error({ err }, 'metrics endpoint unavailable after the takeover');
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }

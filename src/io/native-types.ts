@@ -138,6 +138,10 @@ export type LinkEventCallback = (
   /** ifi_flags: IFF_UP 0x1, IFF_RUNNING 0x40, IFF_LOWER_UP 0x10000 */
   flags: number,
   mtu: number,
+  /** 'del' of a netdev moved into another namespace: IFLA_NEW_NETNSID (its nsid as seen from here), else -1 */
+  newNsid: number,
+  /** ... and IFLA_NEW_IFINDEX (its ifindex there), else -1 */
+  newIfindex: number,
 ) => void;
 
 export interface RawLinkMonitor {
@@ -196,9 +200,64 @@ export interface RawAddon {
   linkMonitor(cb: LinkEventCallback, rcvbuf?: number): RawLinkMonitor;
   /** Addon version string. */
   version(): string;
+  // ---- fd handover (src/native/handover.cc, native-notes/handover.md) ----
+  /**
+   * Old daemon: sends the handover on a connected Unix stream socket (may be non-blocking): a 16-byte
+   * header ("TBHO", version, fd count, payload length), the fds as SCM_RIGHTS in chunks of 64, the
+   * payload. Waits with poll() up to timeoutMs (1..120000). Throws a NativeError on failure.
+   */
+  handoverSend(sock: number, fds: number[], payload: Uint8Array, version: number, timeoutMs: number): void;
+  /**
+   * New daemon: connects to the Unix socket `path`, writes `request`, reads the answer: a handover
+   * (at most 4096 fds, 128 MiB payload; fds received close-on-exec) or a text line (at most 64 KiB).
+   * The caller closes `sock` with closeFd.
+   */
+  handoverReceive(path: string, request: string, timeoutMs: number): HandoverReceived;
+  /** Writes all of text on sock, waiting up to timeoutMs. */
+  handoverWrite(sock: number, text: string, timeoutMs: number): void;
+  /** close(2) of an fd this process does not use. */
+  closeFd(fd: number): void;
+  /** What an inherited fd is (TUNGETIFF, SO_DOMAIN/SO_TYPE, getsockname). */
+  fdInfo(fd: number): FdInfo;
+  /**
+   * Wraps an inherited fd as a RawPort after checking its type: a TAP with IFF_NO_PI | IFF_VNET_HDR
+   * (TUNSETVNETHDRSZ 10 and TUNSETOFFLOAD set again), or an AF_PACKET raw socket bound to the netdev
+   * `name` (its ifindex from getsockname; `ifindex` is used for a TAP only). Made non-blocking.
+   * Throws, leaving the fd open, when the fd is not what was asked for.
+   */
+  adoptFd(fd: number, kind: 'tap' | 'packet', name: string, ifindex: number): RawPort;
+  /** SIOCSIFHWADDR. */
+  setMac(name: string, mac: string): void;
+  /**
+   * The namespace file (/run/netns/* or /proc/<pid>/ns/net) whose nsid, as seen from this namespace
+   * (RTM_GETNSID with NETNSA_FD), is `nsid`; null when none is.
+   */
+  netnsOfNsid(nsid: number): string | null;
+  /**
+   * In a short-lived thread that setns()es into `path`: opens the existing TAP with that ifindex there
+   * (TUNSETIFF by its current name; IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, vnet header 10, offloads).
+   * Returns the fd (non-blocking, close-on-exec; adopt it with adoptFd) and the TAP's name there;
+   * `name` (the daemon's port name) is for error messages.
+   */
+  openTapInNetns(path: string, ifindex: number, name: string): { fd: number; ifname: string };
+  /**
+   * One sd_notify datagram to `path` ($NOTIFY_SOCKET: "/..." or abstract "@..."), with `fds` passed by SCM_RIGHTS.
+   * Throws a native error (errno, syscall) when the send fails; a TypeError for a bad path, state or fd.
+   */
+  sdNotify(path: string, state: string, fds?: number[]): void;
   /** flock(fd, LOCK_EX | LOCK_NB): true when locked, false when another open file holds the lock. */
   flockExclusive(fd: number): boolean;
 }
+
+export type HandoverReceived =
+  | { sock: number; version: number; fds: number[]; payload: Uint8Array }
+  | { sock: number; text: string };
+
+export type FdInfo =
+  | { type: 'tap' | 'tun'; ifname: string; ifindex: number; vnetHdr: boolean }
+  | { type: 'packet'; ifname: string; ifindex: number }
+  | { type: 'unix'; listening: boolean; path: string }
+  | { type: 'other' | 'closed' };
 
 /**
  * Errors thrown by the addon are Error objects with these own properties; message reads

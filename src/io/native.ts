@@ -3,8 +3,9 @@
 //   RxSlab      the process-wide receive slab + descriptor array, registered with the addon once
 //   PacketPort  a TAP fd or an AF_PACKET socket: start(onBatch), send(count), close()
 //   LinkMonitor rtnetlink RTMGRP_LINK events
-//   netdev      ioctl helpers: ifInfo, setLinkUp, setMtu, setTxQueueLen, disableLro, enableLro, deleteTap
+//   netdev      ioctl helpers: ifInfo, setLinkUp, setMtu, setTxQueueLen, disableLro, enableLro, deleteTap, setMac
 //   unixSocket  the control socket's listening fd: listen, dup, close
+//   fds         fd handover: handoverSend/Receive/Write, fdInfo, closeFd (PacketPort.adopt wraps one)
 //
 // The addon's contract (memory model, errno classes) is in native-types.ts and native-notes/addon.md.
 
@@ -15,6 +16,8 @@ import { fileURLToPath } from 'node:url';
 import {
   PortCounter,
   type ErrorCallback,
+  type FdInfo,
+  type HandoverReceived,
   type IfInfo,
   type LinkEventCallback,
   type PacketOptions,
@@ -97,6 +100,8 @@ export class PacketPort implements PortIo {
   readonly counters = new Float64Array(PortCounter.Count);
   private readonly raw: RawPort;
   private closed = false;
+  private onRx: ((count: number) => void) | null = null;
+  private onError: ErrorCallback | null = null;
 
   private constructor(raw: RawPort) {
     this.raw = raw;
@@ -116,8 +121,22 @@ export class PacketPort implements PortIo {
     return new PacketPort(loadAddon().openPacket(name, options));
   }
 
+  /**
+   * Wraps an fd inherited from another daemon (handover or the systemd fd store) after the addon
+   * checked that it is a TAP with vnet headers / an AF_PACKET socket bound to `name`.
+   */
+  static adopt(fd: number, kind: 'tap' | 'packet', name: string, ifindex: number): PacketPort {
+    RxSlab.get();
+    return new PacketPort(loadAddon().adoptFd(fd, kind, name, ifindex));
+  }
+
   get name(): string {
     return this.raw.name;
+  }
+
+  /** The fd (for handing it over); -1 once closed. */
+  get fd(): number {
+    return this.closed ? -1 : this.raw.fd;
   }
 
   get ifindex(): number {
@@ -135,7 +154,14 @@ export class PacketPort implements PortIo {
   /** onBatch(slab, desc, count) once per rx batch. */
   start(onBatch: (slab: Uint8Array, desc: Int32Array, count: number) => void, onError: ErrorCallback): void {
     const slab = RxSlab.get();
-    this.raw.start((count) => onBatch(slab.bytes, slab.desc, count), onError);
+    this.onRx = (count) => onBatch(slab.bytes, slab.desc, count);
+    this.onError = onError;
+    this.raw.start(this.onRx, onError);
+  }
+
+  /** Polls again after stop(), with the callbacks of start(). */
+  resume(): void {
+    if (!this.closed && this.onRx !== null && this.onError !== null) this.raw.start(this.onRx, this.onError);
   }
 
   stop(): void {
@@ -195,12 +221,44 @@ export const netdev = {
   deleteTap(name: string): void {
     loadAddon().deleteTap(name);
   },
+  setMac(name: string, mac: string): void {
+    loadAddon().setMac(name, mac);
+  },
   version(): string {
     return loadAddon().version();
   },
   /** flock(fd, LOCK_EX | LOCK_NB) on an fd from fs.openSync: false when another process holds it. */
   flockExclusive(fd: number): boolean {
     return loadAddon().flockExclusive(fd);
+  },
+};
+
+/** fd handover between daemons (see native-types.ts for each call's contract). */
+export const fds = {
+  send(sock: number, list: number[], payload: Uint8Array, version: number, timeoutMs: number): void {
+    loadAddon().handoverSend(sock, list, payload, version, timeoutMs);
+  },
+  receive(path: string, request: string, timeoutMs: number): HandoverReceived {
+    return loadAddon().handoverReceive(path, request, timeoutMs);
+  },
+  write(sock: number, text: string, timeoutMs: number): void {
+    loadAddon().handoverWrite(sock, text, timeoutMs);
+  },
+  close(fd: number): void {
+    loadAddon().closeFd(fd);
+  },
+  info(fd: number): FdInfo {
+    return loadAddon().fdInfo(fd);
+  },
+};
+
+/** Moved TAPs: find a namespace by its nsid, open a TAP inside it (native-types.ts). */
+export const netns = {
+  ofNsid(nsid: number): string | null {
+    return loadAddon().netnsOfNsid(nsid);
+  },
+  openTap(path: string, ifindex: number, name: string): { fd: number; ifname: string } {
+    return loadAddon().openTapInNetns(path, ifindex, name);
   },
 };
 

@@ -91,9 +91,12 @@ inline bool IsFatalRxErrno(int e) {
 Napi::Function InitPort(Napi::Env env);
 Napi::Function InitLinkMonitor(Napi::Env env);
 void InitIfctl(Napi::Env env, Napi::Object exports);
-void InitUnixSock(Napi::Env env, Napi::Object exports);
+void InitHandover(Napi::Env env, Napi::Object exports);
+void InitNetns(Napi::Env env, Napi::Object exports);  // netns.cc: moved TAPs
+void InitNotify(Napi::Env env, Napi::Object exports);  // notify.cc: sdNotify
 // filelock.cc: flockExclusive(fd) for the state file lock.
 void InitFileLock(Napi::Env env, Napi::Object exports);
+void InitUnixSock(Napi::Env env, Napi::Object exports);
 Napi::Value OpenTap(const Napi::CallbackInfo& info);
 Napi::Value OpenPacket(const Napi::CallbackInfo& info);
 Napi::Value LinkMonitorNew(const Napi::CallbackInfo& info);

@@ -184,12 +184,15 @@ class LinkMonitor : public Napi::ObjectWrap<LinkMonitor> {
   }
 
   // Emits one event; returns false when the monitor got closed by the callback.
+  // newNsid / newIfindex: IFLA_NEW_NETNSID / IFLA_NEW_IFINDEX of an RTM_DELLINK for a netdev that
+  // moved into another namespace (the handover's moved TAPs), else -1.
   bool Emit(Napi::Env env, const char* type, int ifindex, const char* name, size_t nameLen, uint32_t flags,
-            uint32_t mtu) {
-    napi_value argv[5] = {Napi::String::New(env, type), Napi::Number::New(env, ifindex),
+            uint32_t mtu, int32_t newNsid = -1, int32_t newIfindex = -1) {
+    napi_value argv[7] = {Napi::String::New(env, type), Napi::Number::New(env, ifindex),
                           Napi::String::New(env, name, nameLen), Napi::Number::New(env, flags),
-                          Napi::Number::New(env, mtu)};
-    cb_.MakeCallback(Value(), 5, argv, *asyncCtx_);
+                          Napi::Number::New(env, mtu), Napi::Number::New(env, newNsid),
+                          Napi::Number::New(env, newIfindex)};
+    cb_.MakeCallback(Value(), 7, argv, *asyncCtx_);
     HandlePendingException(env);
     return !closed_;
   }
@@ -307,6 +310,7 @@ class LinkMonitor : public Napi::ObjectWrap<LinkMonitor> {
         const char* name = "";
         size_t nameLen = 0;
         uint32_t mtu = 0;
+        int32_t newNsid = -1, newIfindex = -1;
         int alen = static_cast<int>(nh->nlmsg_len - NLMSG_LENGTH(sizeof(struct ifinfomsg)));
         for (const struct rtattr* a = IFLA_RTA(ifi); RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
           if (a->rta_type == IFLA_IFNAME) {
@@ -314,10 +318,14 @@ class LinkMonitor : public Napi::ObjectWrap<LinkMonitor> {
             nameLen = strnlen(name, RTA_PAYLOAD(a));
           } else if (a->rta_type == IFLA_MTU && RTA_PAYLOAD(a) >= sizeof(uint32_t)) {
             std::memcpy(&mtu, RTA_DATA(a), sizeof mtu);
+          } else if (a->rta_type == IFLA_NEW_NETNSID && RTA_PAYLOAD(a) >= sizeof(int32_t)) {
+            std::memcpy(&newNsid, RTA_DATA(a), sizeof newNsid);
+          } else if (a->rta_type == IFLA_NEW_IFINDEX && RTA_PAYLOAD(a) >= sizeof(int32_t)) {
+            std::memcpy(&newIfindex, RTA_DATA(a), sizeof newIfindex);
           }
         }
         if (!Emit(env, nh->nlmsg_type == RTM_NEWLINK ? "new" : "del", ifi->ifi_index, name, nameLen, ifi->ifi_flags,
-                  mtu))
+                  mtu, newNsid < 0 ? -1 : newNsid, newIfindex <= 0 ? -1 : newIfindex))
           return false;
       }
     }

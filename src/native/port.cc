@@ -638,6 +638,8 @@ bool GetOptInt(Napi::Object o, const char* key, int64_t dflt, int64_t min, int64
   return GetInt(v, (std::string("option ") + key).c_str(), min, max, out);
 }
 
+}  // namespace
+
 Napi::Value NewPort(Napi::Env env, int fd, int ifindex, const std::string& name, Port::Kind kind) {
   AddonData* d = env.GetInstanceData<AddonData>();
   Napi::Object o = d->portCtor.New({Napi::External<int>::New(env, &kCtorToken), Napi::Number::New(env, fd),
@@ -650,7 +652,6 @@ Napi::Value NewPort(Napi::Env env, int fd, int ifindex, const std::string& name,
   return o;
 }
 
-}  // namespace
 
 // openTap(name, { persist, owner, group })
 Napi::Value OpenTap(const Napi::CallbackInfo& info) {

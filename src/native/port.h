@@ -79,4 +79,7 @@ class Port : public Napi::ObjectWrap<Port> {
   alignas(8) uint8_t cmsgBuf_[128];
 };
 
+// Wraps an open fd in a RawPort (closes fd and returns undefined with a pending exception on failure).
+Napi::Value NewPort(Napi::Env env, int fd, int ifindex, const std::string& name, Port::Kind kind);
+
 }  // namespace tb

@@ -111,11 +111,12 @@ export class DaemonState {
    * Applies what load() read (replay, FDB restore), then writes the state file. Call after daemon.start(), with the
    * unwrapped control methods.
    */
-  restore(methods: ReadonlyMap<string, MethodHandler>): void {
+  restore(methods: ReadonlyMap<string, MethodHandler>, opts: { write?: boolean } = {}): void {
     this.methods = methods;
     if (this.loaded !== null) this.applyState(this.loaded);
     this.loaded = null;
-    this.persist();
+    // a takeover writes a turn later (write: false): the fsync must not lengthen the forwarding gap
+    if (opts.write !== false) this.persist();
   }
 
   /** Applies a state document (from the state file or a takeover) to the daemon; see the file comment. */
@@ -185,6 +186,11 @@ export class DaemonState {
 
   getSection(name: string): unknown {
     return this.doc.sections[name];
+  }
+
+  /** A section of what load() read, before restore() (e.g. the moved TAPs, opened before the ports). */
+  loadedSection(name: string): unknown {
+    return this.loaded?.sections[name];
   }
 
   /** Writes the state document (journal, config, sections; not the FDB) synchronously. Never throws. */

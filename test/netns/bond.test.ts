@@ -361,6 +361,7 @@ describe.skipIf(!support.ok)("active-backup bond: failover, announcements, backu
     const b = await lab.cliJson<BondShow>(["bond", "show", BOND]);
     expect(b).toMatchObject({
       name: BOND, mode: "active-backup", active: "peth0", primary: "peth0", mii_status: "up", miimon: 100, updelay: 0, downdelay: 0,
+      failovers: 0, // the first selection is not a failover
     });
     expect(b.members.map((m) => ({ name: m.name, mii_status: m.mii_status, link_failures: m.link_failures }))).toEqual([
       { name: "peth0", mii_status: "up", link_failures: 0 },
@@ -394,6 +395,7 @@ describe.skipIf(!support.ok)("active-backup bond: failover, announcements, backu
     expect(b.active, JSON.stringify(b)).toBe("peth1");
     expect(member(b, "peth0")).toMatchObject({ mii_status: "down", link_failures: failures.peth0 });
     expect(member(b, "peth1")).toMatchObject({ mii_status: "up", link_failures: 0 });
+    expect(b.failovers).toBe(1);
     console.log(`[bond] link down on the switch side: ${r1.received}/${r1.sent} pings at 10 ms answered`);
     expect(r1.sent).toBe(200);
     // how many of 200 pings 10 ms apart a failover costs depends on the machine's load: printed above, not asserted
@@ -415,6 +417,7 @@ describe.skipIf(!support.ok)("active-backup bond: failover, announcements, backu
     const back = await waitBond(lab, (x) => x.active === "peth0");
     expect(back.active, JSON.stringify(back)).toBe("peth0");
     expect(member(back, "peth0").mii_status).toBe("up");
+    expect(back.failovers).toBe(2);
     console.log(`[bond] primary back: ${r2.received}/${r2.sent} pings at 10 ms answered`);
     expect(r2.received, r2.text).toBeGreaterThan(0);
     expect((await lab.ping("vm2", EXT, 3, { intervalS: 0.05 })).ok).toBe(true);

@@ -4,7 +4,7 @@
 
 export interface ShowPort {
   name: string;
-  kind: 'tap' | 'attach';
+  kind: 'tap' | 'attach' | 'host';
   state: 'up' | 'down' | 'absent';
   ifindex: number;
 }
@@ -65,4 +65,5 @@ export interface BondShow {
   updelay: number;
   downdelay: number;
   members: BondMemberShow[];
+  failovers: number;
 }

@@ -104,7 +104,7 @@ describe('tapbridge CLI', () => {
     expect((await run('check-config', good)).code).toBe(0);
     const r = await run('check-config', bad);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/bridges\[0\]\.ports\[0\]\.kind: must be "tap" or "attach"/);
+    expect(r.stderr).toMatch(/bridges\[0\]\.ports\[0\]\.kind: must be "tap", "attach" or "host"/);
   });
 
   it('a request line over 1 MiB gets an error reply and the connection closes; the server keeps serving', async () => {

@@ -1,0 +1,104 @@
+// The handover message between two daemons (`tapbridge daemon --takeover`), protocol version 1.
+//
+//   new -> old   one JSON-RPC line on the control socket:
+//                {"jsonrpc":"2.0","id":1,"method":"handover","params":{"protocols":[1],"pid":N,"version":"..."}}
+//   old -> new   either a JSON-RPC error line (refused: no common protocol, a handover already
+//                running, ...) or the binary handover of src/native/handover.cc: header with the
+//                protocol version, the fds (SCM_RIGHTS), then the payload below as JSON
+//   new -> old   one line: {"forwarding":true} once the new daemon reads every port, or
+//                {"refused":"why"}; the old daemon exits on the first and resumes on anything else
+//                (including EOF and a timeout)
+//
+// Payload (every field checked by parsePayload: it crossed a process boundary):
+//   protocol  1
+//   from      {version, pid}
+//   fds       [{kind: 'tap'|'packet'|'control'|'statelock', name, ifindex}], entry i describes fd i:
+//             the daemon's TAPs, the AF_PACKET sockets of attach ports, uplinks and bond members (by
+//             netdev name), the listening control socket, the state file's flock fd
+//   state     the runtime state document (src/state/document.ts: journal, a fresh FDB snapshot,
+//             named sections) as its JSON text; the new daemon checks it with parseState and replays
+//             it as a start from the state file would
+//
+// A new daemon that does not know the header's version refuses before it reads the payload.
+
+export const HANDOVER_PROTOCOL = 1;
+/** Versions this daemon can read (sent in the request so the old daemon can refuse early). */
+export const HANDOVER_PROTOCOLS_UNDERSTOOD: readonly number[] = [1];
+/** The old daemon waits this long for "forwarding" before it resumes. */
+export const HANDOVER_ACK_TIMEOUT_MS = 10_000;
+/** Sending or receiving the handover itself. */
+export const HANDOVER_TRANSFER_TIMEOUT_MS = 10_000;
+/** The new daemon's answer line is at most this long. */
+export const HANDOVER_MAX_ANSWER_BYTES = 4096;
+
+export type HandoverFdKind = 'tap' | 'packet' | 'control' | 'statelock';
+
+export interface HandoverFdEntry {
+  kind: HandoverFdKind;
+  name: string;
+  ifindex: number;
+}
+
+export interface HandoverPayload {
+  protocol: number;
+  from: { version: string; pid: number };
+  fds: HandoverFdEntry[];
+  /** src/state/document.ts StateDocument as JSON text */
+  state: string;
+}
+
+export function encodePayload(p: HandoverPayload): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(p));
+}
+
+export class HandoverPayloadError extends Error {}
+
+const NAME_RE = /^[^\0/\s]{1,15}$/;
+const FD_KINDS: readonly string[] = ['tap', 'packet', 'control', 'statelock'];
+
+function fail(path: string, msg: string): never {
+  throw new HandoverPayloadError(`handover payload ${path}: ${msg}`);
+}
+
+function obj(v: unknown, path: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(path, 'must be an object');
+  return v as Record<string, unknown>;
+}
+
+function int(v: unknown, path: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) fail(path, `must be an integer ${min}..${max}, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** Parses and checks the payload (not the state document inside: parseState does); throws HandoverPayloadError naming the field. */
+export function parsePayload(bytes: Uint8Array, fdCount: number): HandoverPayload {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (err) {
+    fail('(json)', (err as Error).message);
+  }
+  const d = obj(doc, '(top)');
+  const protocol = int(d.protocol, 'protocol', 1, 0x7fffffff);
+  const from = obj(d.from, 'from');
+  const fromOut = {
+    version: typeof from.version === 'string' ? from.version.slice(0, 64) : fail('from.version', 'must be a string'),
+    pid: int(from.pid, 'from.pid', 1, 0x7fffffff),
+  };
+  if (!Array.isArray(d.fds)) fail('fds', 'must be a list');
+  if (d.fds.length !== fdCount) fail('fds', `describes ${d.fds.length} fds, ${fdCount} arrived`);
+  const fdsOut = (d.fds as unknown[]).map((f, i): HandoverFdEntry => {
+    const o = obj(f, `fds[${i}]`);
+    if (typeof o.kind !== 'string' || !FD_KINDS.includes(o.kind)) fail(`fds[${i}].kind`, `must be one of ${FD_KINDS.join(', ')}, got ${JSON.stringify(o.kind)}`);
+    const kind = o.kind as HandoverFdKind;
+    const port = kind === 'tap' || kind === 'packet';
+    if (port && (typeof o.name !== 'string' || !NAME_RE.test(o.name))) fail(`fds[${i}].name`, `must be an interface name, got ${JSON.stringify(o.name)}`);
+    return {
+      kind,
+      name: typeof o.name === 'string' ? o.name.slice(0, 108) : '',
+      ifindex: int(o.ifindex, `fds[${i}].ifindex`, 0, 0x7fffffff),
+    };
+  });
+  if (typeof d.state !== 'string') fail('state', 'must be the state document as JSON text');
+  return { protocol, from: fromOut, fds: fdsOut, state: d.state };
+}

@@ -1,0 +1,64 @@
+// Helpers for the handover tests (issue 11): start `tapbridge daemon --takeover` next to a lab's running daemon, and
+// read ping's summary.
+
+import { appendFileSync } from "node:fs";
+import { CLI_MAIN, type Background, Lab, waitFor } from "./helpers.js";
+
+/**
+ * The topology every handover test starts from: namespaces dom0 (IPv6 off, so the daemon's own stack stays off the
+ * bridge), ext and `others`; a veth peth0 (dom0, up: the uplink) ~~ eth0 (ext, addressed extIp).
+ */
+export async function uplinkLab(tag: string, others: string[], extIp: string): Promise<Lab> {
+  const lab = new Lab(tag);
+  for (const node of ["dom0", "ext", ...others]) await lab.addNs(node);
+  await lab.exec("dom0", ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
+  await lab.addVeth("dom0", "peth0", "ext", "eth0");
+  await lab.ip("dom0", ["link", "set", "dev", "peth0", "up"]);
+  await lab.configureHost("ext", "eth0", extIp);
+  return lab;
+}
+
+export interface TakeoverResult {
+  /** the new daemon (now lab.daemon) */
+  daemon: Background;
+  /** how the old one exited */
+  oldExit: { code: number | null; signal: NodeJS.Signals | null };
+}
+
+/**
+ * Starts `daemon --takeover` in `node` and waits until the old daemon has exited and the new one logged that it took
+ * over. The new daemon becomes lab.daemon (stopped by lab.destroy). Throws with both logs when it does not happen.
+ */
+export async function takeover(lab: Lab, node = "dom0", timeoutMs = 30_000): Promise<TakeoverResult> {
+  const old = lab.daemon;
+  if (!old?.running) throw new Error("no running daemon to take over from");
+  const bg = lab.spawn(node, [process.execPath, CLI_MAIN, "daemon", "--takeover", "--config", lab.configPath], "tapbridge daemon --takeover");
+  bg.child.stdout?.on("data", (d: string) => appendFileSync(lab.daemonLogPath, d));
+  bg.child.stderr?.on("data", (d: string) => appendFileSync(lab.daemonLogPath, d));
+  const ok = await waitFor(() => (!old.running && bg.stdout.includes("took over; forwarding")) || !bg.running, timeoutMs, 20);
+  if (!ok || !bg.running || old.running) {
+    const why = !bg.running ? `new daemon exited (code ${bg.exitCode})` : old.running ? "old daemon still running" : "no 'took over' line";
+    await bg.stop(3_000);
+    throw new Error(`takeover failed: ${why}\n--- new daemon:\n${(bg.stdout + bg.stderr).slice(-3000)}\n${lab.daemonLog(30)}`);
+  }
+  lab.daemon = bg;
+  return { daemon: bg, oldExit: { code: old.exitCode, signal: old.exitSignal } };
+}
+
+export interface PingSummary {
+  transmitted: number;
+  received: number;
+  duplicates: number;
+  output: string;
+}
+
+/** Parses `ping -q` output: "N packets transmitted, M received, +D duplicates". */
+export function pingSummary(output: string): PingSummary {
+  const m = /(\d+) packets transmitted, (\d+) (?:packets )?received(?:, \+(\d+) duplicates)?/.exec(output);
+  return {
+    transmitted: m ? Number(m[1]) : 0,
+    received: m ? Number(m[2]) : 0,
+    duplicates: m?.[3] ? Number(m[3]) : 0,
+    output,
+  };
+}

@@ -1,0 +1,156 @@
+// Metrics: the exposition built from a scripted stats()/show()/bondShow() (every drop reason key exported, whatever it
+// is; bond active member; FDB events), `promtool check metrics` on it (Debian's prometheus package, installed by
+// scripts/setup-test-deps.sh), the HTTP endpoint's paths and methods, and metrics.listen in the config.
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { DaemonMetrics, type MetricsSource } from '../../src/metrics/metrics.js';
+import { MetricsServer } from '../../src/metrics/server.js';
+import { parseListen } from '../../src/metrics/listen.js';
+import { parseConfig } from '../../src/config/config.js';
+import { silentLogger } from '../../src/log.js';
+import { configIssues } from '../support/config-issues.js';
+
+const hasPromtool = spawnSync('promtool', ['--version'], { stdio: 'ignore' }).status === 0;
+
+function source(rx = 10): MetricsSource & { drops: Record<string, number> } {
+  const drops: Record<string, number> = { runt: 1, bad_src: 0, rx_error: 3, lock_violation: 2 };
+  return {
+    drops,
+    stats: () => [{
+      bridge: 'xenbr0',
+      fdb: { entries: 4, learned: 6, aged: 1, moved: 2, evicted: 0, flooded: 9 },
+      ports: [
+        { name: 'bond0', rx_packets: rx, rx_bytes: rx * 100, tx_packets: 5, tx_bytes: 500, rx_gso_packets: 0, tx_gso_packets: 0, drops: { ...drops } },
+        { name: 'vif1.0', rx_packets: 1, rx_bytes: 60, tx_packets: 2, tx_bytes: 120, rx_gso_packets: 0, tx_gso_packets: 0, drops: { ...drops, kernel_drops: 7 } },
+      ],
+    }],
+    show: () => [{
+      name: 'xenbr0',
+      uplink: { name: 'bond0', kind: 'bond', state: 'up' },
+      ports: [{ name: 'vif1.0', kind: 'tap', state: 'down', ifindex: 4 }],
+    }],
+    bondShow: () => [{
+      name: 'bond0', mode: 'active-backup', active: 'peth1', primary: 'peth0', primary_reselect: 'always', mii_status: 'up',
+      miimon: 100, updelay: 0, downdelay: 0, num_grat_arp: 1, peer_notif_delay: 0, failovers: 3,
+      members: [
+        { name: 'peth0', mii_status: 'down', link_failures: 3, state: 'down', permanent_hw_addr: null },
+        { name: 'peth1', mii_status: 'up', link_failures: 0, state: 'up', permanent_hw_addr: null },
+      ],
+    }],
+  };
+}
+
+/** `name{labels} value` lines of the exposition, without comments. */
+function samples(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+describe('DaemonMetrics', () => {
+  it('exports every metric the issue names, from the same counters stats reads', async () => {
+    const m = new DaemonMetrics(source());
+    const s = samples(await m.scrape());
+    expect(s.get('tapbridge_port_rx_packets_total{bridge="xenbr0",port="bond0"}')).toBe(10);
+    expect(s.get('tapbridge_port_rx_bytes_total{bridge="xenbr0",port="bond0"}')).toBe(1000);
+    expect(s.get('tapbridge_port_tx_packets_total{bridge="xenbr0",port="vif1.0"}')).toBe(2);
+    expect(s.get('tapbridge_port_tx_bytes_total{bridge="xenbr0",port="vif1.0"}')).toBe(120);
+    expect(s.get('tapbridge_port_up{bridge="xenbr0",port="bond0"}')).toBe(1);
+    expect(s.get('tapbridge_port_up{bridge="xenbr0",port="vif1.0"}')).toBe(0);
+    expect(s.get('tapbridge_fdb_entries{bridge="xenbr0"}')).toBe(4);
+    for (const [event, n] of [['learned', 6], ['aged', 1], ['moved', 2], ['evicted', 0]] as const) {
+      expect(s.get(`tapbridge_fdb_events_total{bridge="xenbr0",event="${event}"}`)).toBe(n);
+    }
+    expect(s.get('tapbridge_bond_active_member{bond="bond0",member="peth1"}')).toBe(1);
+    expect(s.get('tapbridge_bond_active_member{bond="bond0",member="peth0"}')).toBe(0);
+    expect(s.get('tapbridge_bond_failovers_total{bond="bond0"}')).toBe(3);
+    expect(s.get('tapbridge_event_loop_utilization_ratio')).toBeGreaterThanOrEqual(0);
+    expect(s.has('tapbridge_event_loop_active_seconds_total')).toBe(true);
+    expect(s.has('nodejs_eventloop_lag_seconds')).toBe(true);
+    expect(s.has('process_cpu_seconds_total')).toBe(true);
+  });
+
+  it('exports whatever drop reasons the stats drops object has, and follows the counters from scrape to scrape', async () => {
+    const src = source();
+    const m = new DaemonMetrics(src);
+    let s = samples(await m.scrape());
+    expect(s.get('tapbridge_port_drops_total{bridge="xenbr0",port="bond0",reason="rx_error"}')).toBe(3);
+    expect(s.get('tapbridge_port_drops_total{bridge="xenbr0",port="bond0",reason="lock_violation"}')).toBe(2);
+    expect(s.get('tapbridge_port_drops_total{bridge="xenbr0",port="vif1.0",reason="kernel_drops"}')).toBe(7);
+    expect(s.has('tapbridge_port_drops_total{bridge="xenbr0",port="bond0",reason="kernel_drops"}')).toBe(false);
+    src.drops.rx_error = 40;
+    src.drops.brand_new_reason = 1;
+    s = samples(await m.scrape());
+    expect(s.get('tapbridge_port_drops_total{bridge="xenbr0",port="bond0",reason="rx_error"}')).toBe(40);
+    expect(s.get('tapbridge_port_drops_total{bridge="xenbr0",port="bond0",reason="brand_new_reason"}')).toBe(1);
+  });
+
+  it.skipIf(!hasPromtool)(`passes promtool check metrics${hasPromtool ? '' : ' (skipped: no promtool; run scripts/setup-test-deps.sh)'}`, async () => {
+    const text = await new DaemonMetrics(source()).scrape();
+    const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 20_000 });
+    expect(`${r.stdout}${r.stderr}`.trim()).toBe('');
+    expect(r.status).toBe(0);
+  });
+});
+
+describe('MetricsServer', () => {
+  it('serves /metrics in the text format, 404 elsewhere, 405 for other methods', async () => {
+    const server = new MetricsServer({ host: '127.0.0.1', port: 0 }, new DaemonMetrics(source()), silentLogger());
+    await server.listen();
+    try {
+      const base = `http://127.0.0.1:${server.port}`;
+      const ok = await fetch(`${base}/metrics`);
+      expect(ok.status).toBe(200);
+      expect(ok.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+      expect(await ok.text()).toContain('tapbridge_port_rx_packets_total{bridge="xenbr0",port="bond0"} 10');
+      expect((await fetch(`${base}/`)).status).toBe(404);
+      expect((await fetch(`${base}/metrics`, { method: 'POST', body: 'x' })).status).toBe(405);
+      expect(server.scrapes).toBe(1);
+      expect(server.refused).toBe(2);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('fails to listen with the address in the message', async () => {
+    const a = new MetricsServer({ host: '127.0.0.1', port: 0 }, new DaemonMetrics(source()), silentLogger());
+    await a.listen();
+    try {
+      const b = new MetricsServer({ host: '127.0.0.1', port: a.port }, new DaemonMetrics(source()), silentLogger());
+      await expect(b.listen()).rejects.toThrow(`metrics: cannot listen on 127.0.0.1:${a.port}`);
+    } finally {
+      await a.close();
+    }
+  });
+});
+
+describe('metrics and log_level config', () => {
+  it('parses metrics.listen and log_level', () => {
+    const cfg = parseConfig('log_level: debug\nmetrics: { listen: "[::1]:9464" }\nbridges: []\n');
+    expect(cfg.metrics).toEqual({ listen: { host: '::1', port: 9464 } });
+    expect(cfg.logLevel).toBe('debug');
+    expect(parseConfig('bridges: []\n').metrics).toBeNull();
+    expect(parseListen('127.0.0.1:9464')).toEqual({ host: '127.0.0.1', port: 9464 });
+  });
+
+  it('names the key path of every bad value', () => {
+    expect(configIssues('metrics: { listen: "localhost:9464" }\nbridges: []\n')).toEqual([
+      'metrics.listen: must be "HOST:PORT" with an IP address (e.g. "127.0.0.1:9464" or "[::1]:9464"), got "localhost:9464"',
+    ]);
+    expect(configIssues('metrics: { listen: "127.0.0.1:70000" }\nbridges: []\n')).toEqual(['metrics.listen: port must be 1..65535, got 70000']);
+    expect(configIssues('metrics: { listen: "999.1.1.1:1" }\nbridges: []\n')).toEqual(['metrics.listen: "999.1.1.1" is not an IPv4 address or a bracketed IPv6 address']);
+    expect(configIssues('metrics: { port: 1 }\nbridges: []\n')).toEqual([
+      'metrics.port: unknown key (allowed: listen)',
+      'metrics.listen: is required',
+    ]);
+    expect(configIssues('metrics: 9464\nbridges: []\n')).toEqual(['metrics: must be a mapping, got number 9464']);
+    expect(configIssues('log_level: loud\nbridges: []\n')).toEqual([
+      'log_level: must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',
+    ]);
+  });
+});
+
