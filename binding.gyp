@@ -8,6 +8,7 @@
         "src/native/ifctl.cc",
         "src/native/linkmon.cc",
         "src/native/notify.cc",
+        "src/native/filelock.cc",
         "src/native/unixsock.cc"
       ],
       "include_dirs": [

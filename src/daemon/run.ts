@@ -1,6 +1,9 @@
-// `tapbridge daemon`: load the config, open every port, then (and only then) create the control
-// socket; on SIGTERM/SIGINT close the ports (TAPs the daemon created vanish unless persist), remove
-// the socket and exit 0. Exit 2 for a bad config, 1 for any other start-up failure.
+// `tapbridge daemon`: load the config, take the state file lock (src/state/), open every port, replay
+// the runtime state and restore the FDB snapshot, then (and only then) create the control socket; on
+// SIGHUP reload the config; on SIGTERM/SIGINT save the state and FDB snapshot, close the ports (TAPs
+// the daemon created vanish unless persist), remove the socket and exit 0. Exit 2 for a bad config,
+// 1 for any other start-up failure (another daemon on the socket or the state file, a TAP that
+// cannot be created, the metrics address taken, ...).
 // Under systemd (Type=notify): READY=1 once the control socket (and the metrics endpoint, when configured) accepts
 // requests, STATUS= and WATCHDOG=1 while running, STOPPING=1 on SIGTERM (src/service/).
 
@@ -10,10 +13,12 @@ import { SdNotify } from '../service/sd-notify.js';
 import { ServiceLifecycle } from '../service/lifecycle.js';
 import { DaemonMetrics } from '../metrics/metrics.js';
 import { MetricsServer } from '../metrics/server.js';
-import { ControlServer } from '../control/server.js';
+import { ControlServer, type MethodHandler } from '../control/server.js';
 import { daemonMethods } from '../control/methods.js';
 import { VERSION } from '../version.js';
 import { Daemon } from './daemon.js';
+import { StateStore } from '../state/store.js';
+import { DaemonState } from '../state/daemon-state.js';
 
 export interface RunOptions {
   /** --log-level: wins over the config's log_level */
@@ -41,16 +46,27 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
     log.warn({ uid: process.getuid() }, 'not running as root: creating TAPs and AF_PACKET sockets needs CAP_NET_ADMIN and CAP_NET_RAW');
   }
   const daemon = new Daemon(config, log);
-  const control = new ControlServer(config.controlSocket, daemonMethods(daemon), log.child({ subsystem: 'control' }),
+  const methods = daemonMethods(daemon);
+  // filled with the recording methods once the state file is locked (src/state/daemon-state.ts)
+  const served = new Map<string, MethodHandler>();
+  const control = new ControlServer(config.controlSocket, served, log.child({ subsystem: 'control' }),
     { maxClients: config.controlMaxClients });
   const notify = SdNotify.fromEnv();
   const service = notify === null ? null : new ServiceLifecycle(notify, daemon, log.child({ subsystem: 'service' }));
   const metrics = config.metrics === undefined || config.metrics === null ? null
     : new MetricsServer(config.metrics.listen, new DaemonMetrics(daemon), log.child({ subsystem: 'metrics' }));
+  let store: StateStore | null = null;
+  let state: DaemonState | null = null;
   let controlUp = false;
   try {
     await control.prepare();
+    // the state file lock, before any port is opened: a second daemon on the same state file stops here
+    store = StateStore.open(config.stateDir, config.controlSocket);
+    state = new DaemonState(daemon, store, config, configPath, log, socketOverride);
+    for (const [name, handler] of state.wrap(methods)) served.set(name, handler);
+    state.load();
     daemon.start();
+    state.restore(methods);
     await control.listen();
     controlUp = true;
     await metrics?.listen();
@@ -60,8 +76,12 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
     daemon.stop();
     // only our own socket: after a SocketInUseError the file belongs to the other daemon
     if (controlUp) await control.close().catch(() => undefined);
+    store?.close();
     return 1;
   }
+  const st = state;
+  const ctl = control;
+  st.startSnapshots();
   service?.ready();
   log.info({ version: VERSION, socket: config.controlSocket, bridges: config.bridges.map((b) => b.name) }, 'daemon ready');
   return await new Promise<number>((resolve) => {
@@ -71,14 +91,24 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
       stopping = true;
       log.info({ signal }, 'shutting down');
       service?.stopping();
-      daemon.stop();
-      void metrics?.close();
-      control.close().then(() => {
-        log.info('stopped');
-        resolve(0);
-      }, () => resolve(0));
+      const finish = (): void => {
+        daemon.stop();
+        void metrics?.close();
+        ctl.close().then(() => {
+          log.info('stopped');
+          resolve(0);
+        }, () => resolve(0));
+      };
+      st.shutdown().then(finish, (err: unknown) => {
+        log.error({ err }, 'saving the state failed');
+        finish();
+      });
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      log.info({ config: configPath }, 'SIGHUP: reloading the config');
+      st.reloadFromFile();
+    });
   });
 }

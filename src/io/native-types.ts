@@ -181,6 +181,8 @@ export interface RawAddon {
    * Throws a native error (errno, syscall) when the send fails; a TypeError for a bad path, state or fd.
    */
   sdNotify(path: string, state: string, fds?: number[]): void;
+  /** flock(fd, LOCK_EX | LOCK_NB): true when locked, false when another open file holds the lock. */
+  flockExclusive(fd: number): boolean;
 }
 
 /**

@@ -197,6 +197,10 @@ export const netdev = {
   version(): string {
     return loadAddon().version();
   },
+  /** flock(fd, LOCK_EX | LOCK_NB) on an fd from fs.openSync: false when another process holds it. */
+  flockExclusive(fd: number): boolean {
+    return loadAddon().flockExclusive(fd);
+  },
 };
 
 /** The control socket's listening fd (see src/native/unixsock.cc for why the addon owns it). */
