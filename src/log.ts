@@ -8,7 +8,7 @@
 //
 // The level comes from --log-level, else the config's log_level, else $TAPBRIDGE_LOG_LEVEL, else info. setLogLevel()
 // changes it at runtime for the root logger and every child made so far (pino children copy the level when made, so
-// they are tracked through pino's onChild hook, weakly).
+// they are tracked through pino's onChild hook, weakly); a reload whose log_level changed calls it (src/state/reload.ts).
 
 import { fstatSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -89,13 +89,14 @@ function track(child: Logger): void {
   children.push(new WeakRef(child));
 }
 
-function envLevel(): LogLevel {
+/** The level when neither --log-level nor log_level says: $TAPBRIDGE_LOG_LEVEL, else info. */
+export function defaultLogLevel(): LogLevel {
   const v = process.env.TAPBRIDGE_LOG_LEVEL;
   return isLogLevel(v) ? v : 'info';
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const level = options.level ?? envLevel();
+  const level = options.level ?? defaultLogLevel();
   const out = chooseOutput(options.format, options.isTty ?? process.stdout.isTTY === true, options.journal ?? stdoutIsJournal());
   const base = options.destination ?? pino.destination({ fd: 1, sync: true });
   let dest: DestinationStream = base;

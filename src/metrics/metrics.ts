@@ -1,7 +1,7 @@
 // Prometheus metrics (prom-client, a registry of our own): what `tapbridge stats`, `show` and `bond show` report,
 // under Prometheus names (tapbridge_ prefix, _total counters, base units).
 //
-//   tapbridge_port_{rx,tx}_{packets,bytes}_total{bridge,port}
+//   tapbridge_port_{rx,tx}_{packets,bytes}_total{bridge,port}, tapbridge_port_{rx,tx}_gso_packets_total{bridge,port}
 //   tapbridge_port_drops_total{bridge,port,reason}     every key of the port's `stats` drops object, whatever they are
 //   tapbridge_port_up{bridge,port}                     1 when the port (or uplink/bond) is up
 //   tapbridge_fdb_entries{bridge}
@@ -160,6 +160,8 @@ export class DaemonMetrics {
     portFamily('tapbridge_port_rx_bytes_total', 'Bytes received on the port (frame bytes, no vnet header).', (p) => p.rx_bytes);
     portFamily('tapbridge_port_tx_packets_total', 'Frames sent on the port.', (p) => p.tx_packets);
     portFamily('tapbridge_port_tx_bytes_total', 'Bytes sent on the port.', (p) => p.tx_bytes);
+    portFamily('tapbridge_port_rx_gso_packets_total', 'GSO super-frames (a vnet header with a gso_type) read from the port.', (p) => p.rx_gso_packets);
+    portFamily('tapbridge_port_tx_gso_packets_total', 'GSO super-frames the port accepted for transmission.', (p) => p.tx_gso_packets);
 
     add('tapbridge_port_drops_total', 'Frames dropped on the port, by reason (the drop reasons of `tapbridge stats`).', 'counter', (out) => {
       for (const b of this.snap.stats) {

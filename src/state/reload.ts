@@ -15,7 +15,8 @@
 //   ~ uplink br0/peth0 vlan trunk all -> trunk 10,20
 //   + fdb br0 02:00:00:00:00:01 vlan 0 vif1.0 / - fdb ... / ~ fdb br0 02:00:00:00:00:01 vlan 0 vif1.0 -> vif2.0
 //   ~ fdb_snapshot_interval 30 -> 10               in place
-//   ~ control_socket /a -> /b (takes effect at restart)   also state_dir
+//   ~ control_socket /a -> /b (takes effect at restart)   also state_dir, metrics.listen
+//   ~ log_level info -> debug                      in place (src/log.ts setLogLevel)
 //
 // Order of application: removals, then changes, then additions (interface names are unique daemon-wide, so a
 // port moving between bridges leaves the old one first). A port whose settings did not change is never closed:
@@ -27,6 +28,7 @@ import type { VlanSpec } from '../bridge/vlan.js';
 import { formatMac } from '../frame/mac.js';
 import { jsonEqual } from './document.js';
 import { fdbTarget, portTarget } from './journal.js';
+import { defaultLogLevel, setLogLevel, type LogLevel } from '../log.js';
 
 export type ChangeAction =
   | { do: 'addBridge'; cfg: BridgeConfig }
@@ -42,6 +44,7 @@ export type ChangeAction =
   | { do: 'fdbAdd'; bridge: string; entry: StaticFdbConfig }
   | { do: 'fdbDel'; bridge: string; entry: StaticFdbConfig }
   | { do: 'snapshotInterval'; seconds: number }
+  | { do: 'logLevel'; level: LogLevel }
   | { do: 'atRestart' };
 
 export interface Change {
@@ -224,6 +227,16 @@ export function diffConfig(o: DaemonConfig, n: DaemonConfig): Change[] {
   if (o.stateDir !== n.stateDir) {
     out.push({ line: `~ state_dir ${o.stateDir} -> ${n.stateDir} (takes effect at restart)`, targets: [], action: { do: 'atRestart' }, phase: 1 });
   }
+  const oLevel = o.logLevel ?? defaultLogLevel();
+  const nLevel = n.logLevel ?? defaultLogLevel();
+  if (oLevel !== nLevel) {
+    out.push({ line: `~ log_level ${oLevel} -> ${nLevel}`, targets: [], action: { do: 'logLevel', level: nLevel }, phase: 1 });
+  }
+  const listen = (c: DaemonConfig): string => (c.metrics === undefined || c.metrics === null ? 'off'
+    : c.metrics.listen.host.includes(':') ? `[${c.metrics.listen.host}]:${c.metrics.listen.port}` : `${c.metrics.listen.host}:${c.metrics.listen.port}`);
+  if (listen(o) !== listen(n)) {
+    out.push({ line: `~ metrics.listen ${listen(o)} -> ${listen(n)} (takes effect at restart)`, targets: [], action: { do: 'atRestart' }, phase: 1 });
+  }
   if (o.fdbSnapshotIntervalS !== n.fdbSnapshotIntervalS) {
     out.push({ line: `~ fdb_snapshot_interval ${o.fdbSnapshotIntervalS} -> ${n.fdbSnapshotIntervalS}`, targets: [], action: { do: 'snapshotInterval', seconds: n.fdbSnapshotIntervalS }, phase: 1 });
   }
@@ -310,6 +323,9 @@ export function applyPlan(d: Daemon, plan: readonly Change[], n: DaemonConfig, o
           break;
         case 'fdbDel':
           d.deleteFdb(a.bridge, a.entry.vlan, a.entry.mac);
+          break;
+        case 'logLevel':
+          setLogLevel(a.level);
           break;
         case 'snapshotInterval':
         case 'atRestart':

@@ -192,7 +192,8 @@ describe.skipIf(!support.ok)("tapbridge under a (fake) systemd" + skipNote, () =
   it("a second daemon whose metrics address is taken fails to start (exit 1, the address named) and removes its socket", async () => {
     const cfg = join(lab.dir, "second.yaml");
     const sock = join(lab.dir, "second.sock");
-    writeFileSync(cfg, JSON.stringify({ control_socket: sock, metrics: { listen: METRICS }, bridges: [{ name: "xenbr1" }] }));
+    // its own state_dir: never /var/lib/tapbridge, never the first daemon's lock
+    writeFileSync(cfg, JSON.stringify({ control_socket: sock, state_dir: join(lab.dir, "state-second"), metrics: { listen: METRICS }, bridges: [{ name: "xenbr1" }] }));
     const r = await lab.exec("dom0", [process.execPath, CLI_MAIN, "daemon", "--config", cfg], { check: false, timeoutMs: 30_000 });
     expect(r.code, r.stdout + r.stderr).toBe(1);
     expect(r.stderr).toContain(`tapbridge: start-up failed: metrics: cannot listen on ${METRICS}`);

@@ -20,7 +20,7 @@ function source(rx = 10): MetricsSource & { drops: Record<string, number> } {
       bridge: 'xenbr0',
       fdb: { entries: 4, learned: 6, aged: 1, moved: 2, evicted: 0, flooded: 9 },
       ports: [
-        { name: 'bond0', rx_packets: rx, rx_bytes: rx * 100, tx_packets: 5, tx_bytes: 500, rx_gso_packets: 0, tx_gso_packets: 0, drops: { ...drops } },
+        { name: 'bond0', rx_packets: rx, rx_bytes: rx * 100, tx_packets: 5, tx_bytes: 500, rx_gso_packets: 2, tx_gso_packets: 1, drops: { ...drops } },
         { name: 'vif1.0', rx_packets: 1, rx_bytes: 60, tx_packets: 2, tx_bytes: 120, rx_gso_packets: 0, tx_gso_packets: 0, drops: { ...drops, kernel_drops: 7 } },
       ],
     }],
@@ -59,6 +59,8 @@ describe('DaemonMetrics', () => {
     expect(s.get('tapbridge_port_rx_bytes_total{bridge="xenbr0",port="bond0"}')).toBe(1000);
     expect(s.get('tapbridge_port_tx_packets_total{bridge="xenbr0",port="vif1.0"}')).toBe(2);
     expect(s.get('tapbridge_port_tx_bytes_total{bridge="xenbr0",port="vif1.0"}')).toBe(120);
+    expect(s.get('tapbridge_port_rx_gso_packets_total{bridge="xenbr0",port="bond0"}')).toBe(2);
+    expect(s.get('tapbridge_port_tx_gso_packets_total{bridge="xenbr0",port="bond0"}')).toBe(1);
     expect(s.get('tapbridge_port_up{bridge="xenbr0",port="bond0"}')).toBe(1);
     expect(s.get('tapbridge_port_up{bridge="xenbr0",port="vif1.0"}')).toBe(0);
     expect(s.get('tapbridge_fdb_entries{bridge="xenbr0"}')).toBe(4);
