@@ -6,7 +6,8 @@
         "src/native/addon.cc",
         "src/native/port.cc",
         "src/native/ifctl.cc",
-        "src/native/linkmon.cc"
+        "src/native/linkmon.cc",
+        "src/native/vxlan.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

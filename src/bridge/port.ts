@@ -10,7 +10,7 @@
 import { PortCounter } from '../io/native-types.js';
 import { DEFAULT_VLAN, type PortVlan } from './vlan.js';
 
-export type PortKind = 'tap' | 'attach' | 'uplink' | 'bond';
+export type PortKind = 'tap' | 'attach' | 'uplink' | 'bond' | 'vxlan';
 export type PortState = 'up' | 'down' | 'absent';
 
 /** What the engine needs from a port's I/O. */

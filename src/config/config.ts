@@ -19,10 +19,14 @@
 //         - { name: vif4.0, vlan: 10 }                        # access port in VLAN 10
 //         - { name: vif5.0, trunk: [10, "100-199"], native_vlan: 10 }
 //         - { name: vif6.0, kind: attach, create: { owner: 1000, group: 1000 } }   # TAP for unprivileged QEMU
+//       vxlan:                    # kernel vxlan netdevs the daemon creates and attaches to (src/daemon/vxlan.ts)
+//         - { name: vx10010, vni: 10010, vlan: 10, local: 198.18.20.1, remotes: [198.18.20.2, 198.18.20.3] }
+//         - { name: vx10020, vni: 10020, vlan: 20, local: 198.18.20.1, group: 239.1.1.20, dev: underlay0 }
 //
 // Interface names are 1..15 bytes and unique across the whole file.
 
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import { parseMac } from '../frame/mac.js';
 import { PortVlan, vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
@@ -49,6 +53,38 @@ export interface PortConfig {
   /** attach only: create a persistent TAP owned by owner/group (for unprivileged QEMU) */
   create: { owner: number; group: number } | null;
 }
+
+/** A `vxlan` entry of a bridge: a kernel vxlan netdev the daemon creates (rtnetlink) and attaches to. */
+export interface VxlanPortConfig {
+  name: string;
+  /** 1..16777215 */
+  vni: number;
+  /** local VTEP address (IPv4 or IPv6), or null to let the kernel choose (IPv4 only) */
+  local: string | null;
+  /** head-end replication: the vxlan device's all-zeros FDB entries */
+  remotes: string[];
+  /** multicast underlay (with `dev`) */
+  group: string | null;
+  /** underlay device (IFLA_VXLAN_LINK) */
+  dev: string | null;
+  /** UDP destination port, default 4789 */
+  port: number;
+  /** null: the kernel's default */
+  ttl: number | null;
+  tos: number | null;
+  /** the vxlan device's own learning of remote VTEPs (IFLA_VXLAN_LEARNING), default true as iproute2 */
+  kernelLearning: boolean;
+  vlan: VlanSpec;
+  persist: boolean;
+  learning: boolean;
+  flood: boolean;
+  isolated: boolean;
+  fdbMax: number;
+}
+
+export const DEFAULT_VXLAN_PORT = 4789;
+/** Remote VTEPs per vxlan port (head-end replication copies every flooded frame to each). */
+export const MAX_VXLAN_REMOTES = 1024;
 
 export interface BondConfigFile {
   name: string;
@@ -83,6 +119,7 @@ export interface BridgeConfig {
   uplink: UplinkConfig | null;
   fdb: StaticFdbConfig[];
   ports: PortConfig[];
+  vxlan: VxlanPortConfig[];
 }
 
 export interface DaemonConfig {
@@ -152,6 +189,109 @@ function bondOf(c: Checker, v: unknown, path: string, claimName: (name: string, 
     numGratArp: c.int(v, 'num_grat_arp', path, 1, 0, 255),
     peerNotifDelayMs: c.int(v, 'peer_notif_delay', path, 0, 0, 300_000),
   };
+}
+
+function isMulticastAddr(addr: string): boolean {
+  if (isIP(addr) === 4) {
+    const first = Number(addr.split('.')[0]);
+    return first >= 224 && first <= 239;
+  }
+  return addr.toLowerCase().startsWith('ff');
+}
+
+/** A unicast IPv4/IPv6 address in text, or a message saying why not. */
+function unicastAddrProblem(v: unknown): string | null {
+  if (typeof v !== 'string' || isIP(v) === 0) return `must be an IPv4 or IPv6 address, got ${describe(v)}`;
+  if (isMulticastAddr(v)) return `"${v}" is a multicast address`;
+  if (v === '0.0.0.0' || v === '::') return `"${v}" is the unspecified address`;
+  return null;
+}
+
+/** One `vxlan` entry (config file and `vxlan add`). */
+function vxlanPortOf(c: Checker, v: unknown, path: string, claimName: (name: string, path: string) => void): VxlanPortConfig | null {
+  if (!c.isObject(v, path)) return null;
+  c.keys(v, path, VXLAN_KEYS);
+  const name = c.str(v, 'name', path);
+  if (name !== '') claimName(name, `${path}.name`);
+  if (v.vni === undefined) c.fail(`${path}.vni`, 'is required (1..16777215)');
+  const vni = c.int(v, 'vni', path, 0, 1, 0xffffff);
+  const addr = (key: string): string | null => {
+    if (v[key] === undefined || v[key] === null) return null;
+    const problem = unicastAddrProblem(v[key]);
+    if (problem !== null) {
+      c.fail(`${path}.${key}`, problem);
+      return null;
+    }
+    return v[key] as string;
+  };
+  const local = addr('local');
+  const remotes: string[] = [];
+  const seen = new Set<string>();
+  const list = c.list(v, 'remotes', path);
+  if (list.length > MAX_VXLAN_REMOTES) c.fail(`${path}.remotes`, `at most ${MAX_VXLAN_REMOTES} remotes, got ${list.length}`);
+  list.slice(0, MAX_VXLAN_REMOTES).forEach((r, i) => {
+    const problem = unicastAddrProblem(r);
+    if (problem !== null) c.fail(`${path}.remotes[${i}]`, problem);
+    else if (seen.has(r as string)) c.fail(`${path}.remotes[${i}]`, `"${r as string}" is listed twice`);
+    else if (r === local) c.fail(`${path}.remotes[${i}]`, `"${r as string}" is the local address`);
+    else {
+      seen.add(r as string);
+      remotes.push(r as string);
+    }
+  });
+  let group: string | null = null;
+  if (v.group !== undefined && v.group !== null) {
+    if (typeof v.group !== 'string' || isIP(v.group) === 0 || !isMulticastAddr(v.group)) {
+      c.fail(`${path}.group`, `must be a multicast IPv4 or IPv6 address, got ${describe(v.group)}`);
+    } else group = v.group;
+  }
+  let dev: string | null = null;
+  if (v.dev !== undefined && v.dev !== null) {
+    dev = c.str(v, 'dev', path);
+    const problem = interfaceNameProblem(dev);
+    if (problem !== null) c.fail(`${path}.dev`, `"${dev}" ${problem}`);
+  }
+  if (group !== null && remotes.length > 0) c.fail(`${path}.group`, 'a vxlan port has either `remotes` (head-end replication) or `group` (multicast), not both');
+  if (group !== null && dev === null) c.fail(`${path}.dev`, 'is required with `group` (the underlay device that joins the multicast group)');
+  const families = new Set([local, group, ...remotes].filter((a): a is string => a !== null).map((a) => isIP(a)));
+  if (families.size > 1) c.fail(path, '`local`, `remotes` and `group` must all be IPv4 or all IPv6');
+  else if (families.has(6) && local === null) c.fail(`${path}.local`, 'is required for an IPv6 underlay');
+  const optInt = (key: string, min: number, max: number): number | null => (v[key] === undefined || v[key] === null ? null : c.int(v, key, path, 0, min, max));
+  const vlan = vlanOf(c, v, path);
+  return {
+    name,
+    vni,
+    local,
+    remotes,
+    group,
+    dev,
+    port: c.int(v, 'port', path, DEFAULT_VXLAN_PORT, 1, 65535),
+    ttl: optInt('ttl', 1, 255),
+    tos: optInt('tos', 0, 255),
+    kernelLearning: c.bool(v, 'kernel_learning', path, true),
+    vlan,
+    persist: c.bool(v, 'persist', path, false),
+    learning: c.bool(v, 'learning', path, true),
+    flood: c.bool(v, 'flood', path, true),
+    isolated: c.bool(v, 'isolated', path, false),
+    fdbMax: c.int(v, 'fdb_max', path, 0, 1, 1_000_000),
+  };
+}
+
+/**
+ * Checks one `vxlan` entry given at runtime (`vxlan add`), with the config file's keys and messages;
+ * `taken(name)` says where an interface name is already in use.
+ */
+export function parseVxlanPort(v: unknown, taken: (name: string) => string | null): { port: VxlanPortConfig } | { issues: ConfigIssue[] } {
+  const c = new Checker();
+  const port = vxlanPortOf(c, v, 'vxlan', (name, path) => {
+    const problem = interfaceNameProblem(name);
+    if (problem !== null) c.fail(path, `"${name}" ${problem}`);
+    const where = taken(name);
+    if (where !== null) c.fail(path, `interface "${name}" is already used by ${where}`);
+  });
+  if (port === null || c.issues.length > 0) return { issues: c.issues };
+  return { port };
 }
 
 /** Collects issues while walking the document. */
@@ -241,13 +381,15 @@ export function interfaceNameProblem(name: string): string | null {
 }
 
 const TOP_KEYS = ['control_socket', 'bridges'] as const;
-const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports'] as const;
+const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'vxlan'] as const;
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
 const UPLINK_KEYS = ['interface', 'bond', ...VLAN_KEYS] as const;
 const BOND_KEYS = ['name', 'members', 'primary', 'primary_reselect', 'miimon', 'updelay', 'downdelay', 'num_grat_arp', 'peer_notif_delay'] as const;
 const PORT_KEYS = ['name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', ...VLAN_KEYS] as const;
 const CREATE_KEYS = ['owner', 'group'] as const;
 const FDB_KEYS = ['mac', 'port', 'vlan'] as const;
+const VXLAN_KEYS = ['name', 'vni', 'local', 'remotes', 'group', 'dev', 'port', 'ttl', 'tos', 'kernel_learning', 'persist',
+  'learning', 'flood', 'isolated', 'fdb_max', ...VLAN_KEYS] as const;
 
 /** Checks a parsed document; throws ConfigError listing every problem. */
 export function validateConfig(doc: unknown, source?: string): DaemonConfig {
@@ -269,6 +411,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
     else ifnames.set(name, path);
   };
   const bridgeNames = new Map<string, string>();
+  const vxlanKeys = new Map<string, string>();
   c.list(doc, 'bridges', '').forEach((b, bi) => {
     const bp = `bridges[${bi}]`;
     if (!c.isObject(b, bp)) return;
@@ -293,6 +436,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       uplink: null,
       fdb: [],
       ports: [],
+      vxlan: [],
     };
     if (b.uplink !== undefined && b.uplink !== null) {
       const up = b.uplink;
@@ -344,7 +488,19 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
         create,
       });
     });
-    const portVlans = new Map<string, VlanSpec>(bridge.ports.map((p) => [p.name, p.vlan]));
+    const vxlans = c.list(b, 'vxlan', bp);
+    if (ports.length + vxlans.length > MAX_PORTS_PER_BRIDGE - 1) c.fail(`${bp}.vxlan`, `at most ${MAX_PORTS_PER_BRIDGE - 1} ports per bridge, vxlan ports included`);
+    vxlans.forEach((v, vi) => {
+      const vx = vxlanPortOf(c, v, `${bp}.vxlan[${vi}]`, claimName);
+      if (vx === null) return;
+      // the kernel refuses a second vxlan netdev on the same (local, port, vni)
+      const key = `${vx.local ?? '*'}|${vx.port}|${vx.vni}`;
+      const prev = vxlanKeys.get(key);
+      if (prev !== undefined) c.fail(`${bp}.vxlan[${vi}].vni`, `VNI ${vx.vni} on port ${vx.port} is already used at ${prev}`);
+      else vxlanKeys.set(key, `${bp}.vxlan[${vi}]`);
+      bridge.vxlan.push(vx);
+    });
+    const portVlans = new Map<string, VlanSpec>([...bridge.ports, ...bridge.vxlan].map((p) => [p.name, p.vlan]));
     if (bridge.uplink !== null) {
       const upName = bridge.uplink.bond !== null ? bridge.uplink.bond.name : bridge.uplink.interface;
       if (upName !== null) portVlans.set(upName, bridge.uplink.vlan);

@@ -21,5 +21,10 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
     ['bond.set_active', (p) => d.bondSetActive(p.bond, p.member)],
     ['vlan.show', (p) => d.vlanShow(p.bridge)],
     ['vlan.set', (p) => d.vlanSet(p.bridge, p.port, p)],
+    ['vxlan.show', (p) => d.vxlanShow(p.bridge)],
+    ['vxlan.add', (p) => d.vxlanAdd(p.bridge, p)],
+    ['vxlan.del', (p) => d.vxlanDel(p.bridge, p.name)],
+    ['vxlan.remote.add', (p) => d.vxlanRemote(p.bridge, p.name, 'add', p.ip)],
+    ['vxlan.remote.del', (p) => d.vxlanRemote(p.bridge, p.name, 'del', p.ip)],
   ]);
 }

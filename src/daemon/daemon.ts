@@ -16,6 +16,8 @@ import { ControlError } from '../control/errors.js';
 import { ManagedPort, type PortHandle } from './ports.js';
 import { Bond, type BondShow } from './bond.js';
 import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
+import { VxlanPort, type VxlanShow } from './vxlan.js';
+import { parseVxlanPort, type VxlanPortConfig } from '../config/config.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
 export const TICK_MS = 100;
@@ -26,9 +28,11 @@ const SOCKET_STATS_EVERY_TICKS = 10;
 
 export interface ShowPort {
   name: string;
-  kind: 'tap' | 'attach';
+  kind: 'tap' | 'attach' | 'vxlan';
   state: 'up' | 'down' | 'absent';
   ifindex: number;
+  /** vxlan ports only: the underlay cannot carry overlay frames of the bridge MTU */
+  mtu_short?: boolean;
 }
 
 export interface ShowBridge {
@@ -136,6 +140,7 @@ export class Daemon {
       for (const pc of br.cfg.ports) {
         this.createPort(br, pc.name, pc.kind, pc.persist, { learning: pc.learning, flood: pc.flood, isolated: pc.isolated, fdbMax: pc.fdbMax }, pc.vlan, pc.create);
       }
+      for (const vc of br.cfg.vxlan) this.createVxlanPort(br, vc);
       for (const f of br.cfg.fdb) {
         const mp = br.find(f.port)!;
         br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, now);
@@ -154,11 +159,14 @@ export class Daemon {
     flags: { learning: boolean; flood: boolean; isolated: boolean; fdbMax: number } | undefined,
     vlan: VlanSpec,
     create: { owner: number; group: number } | null = null,
+    vxlan: VxlanPortConfig | null = null,
   ): ManagedPort {
     const id = br.bridge.freePortId();
     if (id < 0) throw new ControlError('invalid_params', `bridge ${br.cfg.name} has no free port slot`);
     const port = new BridgePort(id, name, kind, flags ?? { learning: true, flood: true, isolated: false }, br.cfg.mtu, flags?.fdbMax ?? 0);
-    const mp = new ManagedPort(br.bridge, port, { persist, create }, br.cfg.mtu, this.portLog);
+    const mp = vxlan !== null
+      ? new VxlanPort(br.bridge, port, vxlan, br.cfg.mtu, this.portLog)
+      : new ManagedPort(br.bridge, port, { persist, create }, br.cfg.mtu, this.portLog);
     br.bridge.addPort(port);
     // VLAN rules are in place before the port forwards its first frame
     br.bridge.setPortVlan(port, vlan);
@@ -171,6 +179,12 @@ export class Daemon {
     if (kind !== 'uplink') br.ports.set(name, mp);
     this.byName.set(name, mp);
     return mp;
+  }
+
+  /** A kernel vxlan netdev created over rtnetlink, attached like an `attach` port (src/daemon/vxlan.ts). */
+  private createVxlanPort(br: BridgeRuntime, vc: VxlanPortConfig): VxlanPort {
+    const flags = { learning: vc.learning, flood: vc.flood, isolated: vc.isolated, fdbMax: vc.fdbMax };
+    return this.createPort(br, vc.name, 'vxlan', vc.persist, flags, vc.vlan, null, vc) as VxlanPort;
   }
 
   private createBond(br: BridgeRuntime, cfg: Bond['cfg'], vlan: VlanSpec): Bond {
@@ -217,7 +231,10 @@ export class Daemon {
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
     for (const br of this.bridges.values()) {
-      for (const mp of br.all()) mp.close('absent');
+      for (const mp of br.all()) {
+        mp.close('absent');
+        if (mp instanceof VxlanPort) mp.removeNetdev();
+      }
     }
     this.monitor?.close();
     this.monitor = null;
@@ -245,9 +262,10 @@ export class Daemon {
       uplink: br.uplink === null ? null : { name: br.uplink.name, kind: br.uplink.kind === 'bond' ? 'bond' as const : 'uplink' as const, state: br.uplink.port.state },
       ports: [...br.ports.values()].map((mp) => ({
         name: mp.name,
-        kind: mp.kind === 'attach' ? 'attach' as const : 'tap' as const,
+        kind: mp.kind === 'attach' || mp.kind === 'vxlan' ? mp.kind : 'tap' as const,
         state: mp.port.state,
         ifindex: mp.port.ifindex,
+        ...(mp instanceof VxlanPort ? { mtu_short: mp.mtuCheck.problem !== null } : {}),
       })),
     }));
   }
@@ -320,10 +338,70 @@ export class Daemon {
     const mp = this.port(br, ifname);
     if (mp === br.uplink) throw new ControlError('invalid_params', `${mp.name} is the uplink of ${br.cfg.name}, not a port`);
     mp.close('absent');
+    if (mp instanceof VxlanPort) {
+      mp.removeNetdev();
+      br.cfg.vxlan = br.cfg.vxlan.filter((v) => v !== mp.spec);
+    }
     br.bridge.removePort(mp.port);
     br.ports.delete(mp.name);
     this.byName.delete(mp.name);
     this.log.info({ bridge: br.cfg.name, port: mp.name }, 'port removed');
+  }
+
+  // ---- vxlan (src/daemon/vxlan.ts) -----------------------------------------------------------
+  // TODO(issue 11): record vxlan.add/del and vxlan.remote.add/del through src/state once it is on main.
+
+  private vxlanPort(br: BridgeRuntime, name: unknown): VxlanPort {
+    const mp = this.port(br, name);
+    if (!(mp instanceof VxlanPort)) throw new ControlError('invalid_params', `${mp.name} is not a vxlan port`);
+    return mp;
+  }
+
+  vxlanShow(bridgeName: unknown): VxlanShow[] {
+    const br = this.bridge(bridgeName);
+    return [...br.ports.values()].filter((mp): mp is VxlanPort => mp instanceof VxlanPort).map((mp) => mp.show());
+  }
+
+  /** `vxlan add`: params are the config file's keys of a `vxlan` entry (name, vni, local, remotes, ...). */
+  vxlanAdd(bridgeName: unknown, params: Record<string, unknown>): VxlanShow {
+    const br = this.bridge(bridgeName);
+    const entry = Object.fromEntries(Object.entries(params).filter(([k, v]) => k !== 'bridge' && v !== undefined && v !== null));
+    const r = parseVxlanPort(entry, (name) => {
+      for (const other of this.bridges.values()) {
+        if (other.bond !== null && other.bond.name === name) return `the bond of ${other.cfg.name}`;
+      }
+      const existing = this.byName.get(name);
+      return existing === undefined ? null : `a port of ${existing.bridge.name}`;
+    });
+    if ('issues' in r) throw new ControlError('invalid_params', r.issues.map((i) => `${i.path}: ${i.message}`).join('; '));
+    let mp: VxlanPort;
+    try {
+      mp = this.createVxlanPort(br, r.port);
+    } catch (err) {
+      if (err instanceof ControlError) throw err;
+      throw new ControlError('io_error', `cannot add vxlan ${r.port.name}: ${(err as Error).message}`, { errno: (err as { errno?: number }).errno });
+    }
+    br.cfg.vxlan.push(r.port);
+    this.log.info({ bridge: br.cfg.name, port: mp.name, vni: r.port.vni }, 'vxlan port added');
+    return mp.show();
+  }
+
+  vxlanDel(bridgeName: unknown, name: unknown): void {
+    const br = this.bridge(bridgeName);
+    this.vxlanPort(br, name);
+    this.delif(bridgeName, name);
+  }
+
+  vxlanRemote(bridgeName: unknown, name: unknown, op: 'add' | 'del', ip: unknown): VxlanShow {
+    const mp = this.vxlanPort(this.bridge(bridgeName), name);
+    try {
+      if (op === 'add') mp.addRemote(ip);
+      else mp.delRemote(ip);
+    } catch (err) {
+      if (err instanceof ControlError) throw err;
+      throw new ControlError('io_error', `cannot ${op} remote ${String(ip)} on ${mp.name}: ${(err as Error).message}`, { errno: (err as { errno?: number }).errno });
+    }
+    return mp.show();
   }
 
   private macParam(mac: unknown): number {

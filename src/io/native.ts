@@ -4,6 +4,7 @@
 //   PacketPort  a TAP fd or an AF_PACKET socket: start(onBatch), send(count), close()
 //   LinkMonitor rtnetlink RTMGRP_LINK events
 //   netdev      ioctl helpers: ifInfo, setLinkUp, setMtu, setTxQueueLen, disableLro, deleteTap
+//   vxlanLink   rtnetlink: create kernel vxlan netdevs, their all-zeros FDB entries, link kind, delete
 //
 // The addon's contract (memory model, errno classes) is in native-types.ts and native-notes/addon.md.
 
@@ -21,6 +22,7 @@ import {
   type RawLinkMonitor,
   type RawPort,
   type TapOptions,
+  type VxlanCreateOptions,
 } from './native-types.js';
 import type { PortIo } from '../bridge/port.js';
 
@@ -192,6 +194,27 @@ export const netdev = {
   },
   version(): string {
     return loadAddon().version();
+  },
+};
+
+/** Kernel VXLAN netdevs over rtnetlink (src/native/vxlan.cc). */
+export const vxlanLink = {
+  create(options: VxlanCreateOptions): void {
+    loadAddon().vxlanCreate(options);
+  },
+  /** Adds the all-zeros FDB entry towards one remote VTEP; false when it was already there. */
+  addRemote(name: string, dst: string): boolean {
+    return loadAddon().vxlanFdb(name, 'append', dst);
+  },
+  /** Removes it; false when it was not there. */
+  delRemote(name: string, dst: string): boolean {
+    return loadAddon().vxlanFdb(name, 'del', dst);
+  },
+  kind(name: string): { kind: string; vni: number } | null {
+    return loadAddon().linkKind(name);
+  },
+  delete(name: string): boolean {
+    return loadAddon().linkDelete(name);
   },
 };
 

@@ -88,6 +88,7 @@ inline bool IsFatalRxErrno(int e) {
 Napi::Function InitPort(Napi::Env env);
 Napi::Function InitLinkMonitor(Napi::Env env);
 void InitIfctl(Napi::Env env, Napi::Object exports);
+void InitVxlan(Napi::Env env, Napi::Object exports);  // vxlan.cc
 Napi::Value OpenTap(const Napi::CallbackInfo& info);
 Napi::Value OpenPacket(const Napi::CallbackInfo& info);
 Napi::Value LinkMonitorNew(const Napi::CallbackInfo& info);
