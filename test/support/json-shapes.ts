@@ -63,3 +63,18 @@ export interface BondShow {
   downdelay: number;
   members: BondMemberShow[];
 }
+
+/** `vxlan show BRIDGE -j` (issue 15: vni, local, remotes or group, vlan, state). */
+export interface VxlanShow {
+  name: string;
+  vni: number;
+  local: string | null;
+  remotes: string[];
+  group: string | null;
+  dev: string | null;
+  port: number;
+  vlan: number | null;
+  state: 'up' | 'down' | 'absent';
+  mtu: number;
+  mtu_short: boolean;
+}
