@@ -7,7 +7,8 @@
         "src/native/port.cc",
         "src/native/ifctl.cc",
         "src/native/linkmon.cc",
-        "src/native/vxlan.cc"
+        "src/native/vxlan.cc",
+        "src/native/unixsock.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

@@ -1,7 +1,8 @@
 // Daemon configuration: YAML 1.2 (the `yaml` package, so an unquoted 52:54:00:12:34:56 stays a
 // string), checked once at load, every error naming its key path (e.g. `bridges[0].ports[1].kind`).
 //
-//   control_socket: /run/tapbridge/tapbridge.sock
+//   control_socket: /run/tapbridge/tapbridge.sock   # at most 107 bytes (sun_path)
+//   control_max_clients: 64    # concurrent control connections; more wait in the listen backlog
 //   bridges:
 //     - name: xenbr0
 //       ageing_time: 300          # seconds, 0 = never, else 10..1000000
@@ -23,9 +24,10 @@
 //         - { name: vx10010, vni: 10010, vlan: 10, local: 198.18.20.1, remotes: [198.18.20.2, 198.18.20.3] }
 //         - { name: vx10020, vni: 10020, vlan: 20, local: 198.18.20.1, group: 239.1.1.20, dev: underlay0 }
 //
-// Interface names are 1..15 bytes and unique across the whole file.
+// Interface names are 1..15 bytes, without "%" (the kernel would expand it), not "lo", and unique
+// across the whole file. The file itself is at most MAX_CONFIG_BYTES; YAML aliases are capped.
 
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import { parseMac } from '../frame/mac.js';
@@ -37,6 +39,13 @@ export const DEFAULT_AGEING_TIME_S = 300;
 export const DEFAULT_FDB_MAX = 8192;
 export const DEFAULT_MTU = 1500;
 export const MAX_PORTS_PER_BRIDGE = 1024;
+export const DEFAULT_CONTROL_MAX_CLIENTS = 64;
+/** A config file larger than this is refused. */
+export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
+/** YAML alias expansions allowed when building the document (an alias bomb exceeds it). */
+export const MAX_YAML_ALIASES = 100;
+/** sun_path holds 108 bytes including the terminating NUL. */
+export const MAX_CONTROL_SOCKET_BYTES = 107;
 
 export type PortKindConfig = 'tap' | 'attach';
 
@@ -124,6 +133,8 @@ export interface BridgeConfig {
 
 export interface DaemonConfig {
   controlSocket: string;
+  /** control_max_clients */
+  controlMaxClients: number;
   bridges: BridgeConfig[];
 }
 
@@ -136,8 +147,10 @@ export class ConfigError extends Error {
   readonly code = 'ECONFIG';
   readonly issues: ConfigIssue[];
   constructor(issues: ConfigIssue[], source?: string) {
-    super(`${source !== undefined ? `${source}: ` : ''}invalid configuration:\n` +
-      issues.map((i) => `  ${i.path}: ${i.message}`).join('\n'));
+    // one problem: one line (e.g. a YAML alias bomb); several: one indented line each
+    super(`${source !== undefined ? `${source}: ` : ''}invalid configuration:` + (issues.length === 1
+      ? ` ${issues[0]!.path}: ${issues[0]!.message}`
+      : `\n${issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`));
     this.issues = issues;
   }
 }
@@ -377,10 +390,12 @@ export function interfaceNameProblem(name: string): string | null {
   if (bytes > 15) return `is ${bytes} bytes long; interface names are at most 15 bytes`;
   if (name === '.' || name === '..') return 'is not a valid interface name';
   if (/[\s/:]/.test(name)) return 'contains a space, "/" or ":" (not allowed in interface names)';
+  if (name.includes('%')) return 'contains "%" (the kernel would expand it to a number and create another name)';
+  if (name === 'lo') return 'is the loopback device; loopback cannot be a bridge port';
   return null;
 }
 
-const TOP_KEYS = ['control_socket', 'bridges'] as const;
+const TOP_KEYS = ['control_socket', 'control_max_clients', 'bridges'] as const;
 const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'vxlan'] as const;
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
 const UPLINK_KEYS = ['interface', 'bond', ...VLAN_KEYS] as const;
@@ -394,10 +409,17 @@ const VXLAN_KEYS = ['name', 'vni', 'local', 'remotes', 'group', 'dev', 'port', '
 /** Checks a parsed document; throws ConfigError listing every problem. */
 export function validateConfig(doc: unknown, source?: string): DaemonConfig {
   const c = new Checker();
-  const out: DaemonConfig = { controlSocket: DEFAULT_CONTROL_SOCKET, bridges: [] };
+  const out: DaemonConfig = { controlSocket: DEFAULT_CONTROL_SOCKET, controlMaxClients: DEFAULT_CONTROL_MAX_CLIENTS, bridges: [] };
   if (!c.isObject(doc, '(top level)')) throw new ConfigError(c.issues, source);
   c.keys(doc, '', TOP_KEYS);
   out.controlSocket = c.str(doc, 'control_socket', '', DEFAULT_CONTROL_SOCKET);
+  const socketBytes = Buffer.byteLength(out.controlSocket);
+  if (socketBytes > MAX_CONTROL_SOCKET_BYTES) {
+    c.fail('control_socket', `is ${socketBytes} bytes long; a Unix socket path holds at most ${MAX_CONTROL_SOCKET_BYTES} bytes (sun_path)`);
+  } else if (out.controlSocket.includes('\0')) {
+    c.fail('control_socket', 'contains a NUL byte');
+  }
+  out.controlMaxClients = c.int(doc, 'control_max_clients', '', DEFAULT_CONTROL_MAX_CLIENTS, 1, 65535);
   if (doc.bridges === undefined) c.fail('bridges', 'is required (a list of bridges)');
   const ifnames = new Map<string, string>();
   const claimName = (name: string, path: string): void => {
@@ -423,10 +445,14 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       if (prev !== undefined) c.fail(`${bp}.name`, `bridge "${name}" is already defined at ${prev}`);
       bridgeNames.set(name, `${bp}.name`);
     }
-    let ageingTimeS = c.int(b, 'ageing_time', bp, DEFAULT_AGEING_TIME_S, 0, 1_000_000, '0 or ');
-    if (ageingTimeS > 0 && ageingTimeS < 10) {
-      c.fail(`${bp}.ageing_time`, `must be 0 (never age) or 10..1000000 seconds, got ${ageingTimeS}`);
-      ageingTimeS = DEFAULT_AGEING_TIME_S;
+    let ageingTimeS = DEFAULT_AGEING_TIME_S;
+    const ageing = b.ageing_time;
+    if (ageing !== undefined) {
+      if (typeof ageing !== 'number' || !Number.isInteger(ageing) || ageing < 0 || ageing > 1_000_000 || (ageing > 0 && ageing < 10)) {
+        c.fail(`${bp}.ageing_time`, `must be 0 (never age) or an integer 10..1000000 seconds, got ${describe(ageing)}`);
+      } else {
+        ageingTimeS = ageing;
+      }
     }
     const bridge: BridgeConfig = {
       name,
@@ -539,15 +565,40 @@ export function parseConfig(text: string, source?: string): DaemonConfig {
       message: e.message.split('\n')[0],
     })), source);
   }
-  return validateConfig(doc.toJS({ maxAliasCount: 100 }) ?? {}, source);
+  let js: unknown;
+  try {
+    js = doc.toJS({ maxAliasCount: MAX_YAML_ALIASES });
+  } catch (err) {
+    // an alias bomb ("Excessive alias count indicates a resource exhaustion attack"), or a cycle
+    throw new ConfigError([{ path: '(yaml)', message: `${(err as Error).message.split('\n')[0]} (at most ${MAX_YAML_ALIASES} alias expansions)` }], source);
+  }
+  return validateConfig(js ?? {}, source);
+}
+
+/** Reads at most MAX_CONFIG_BYTES (+1 to tell a larger file); a larger file is a ConfigError. */
+function readConfigText(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error('not a regular file');
+    if (st.size > MAX_CONFIG_BYTES) throw new RangeError(`is ${st.size} bytes; a config file is at most ${MAX_CONFIG_BYTES} bytes (4 MiB)`);
+    const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    let n = 0;
+    for (let r; n < buf.length && (r = readSync(fd, buf, n, buf.length - n, null)) > 0;) n += r;
+    if (n > MAX_CONFIG_BYTES) throw new RangeError(`is more than ${MAX_CONFIG_BYTES} bytes; a config file is at most ${MAX_CONFIG_BYTES} bytes (4 MiB)`);
+    return buf.toString('utf8', 0, n);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export function loadConfig(path: string): DaemonConfig {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readConfigText(path);
   } catch (err) {
-    throw new ConfigError([{ path: '(file)', message: `cannot read ${path}: ${(err as Error).message}` }], path);
+    const msg = err instanceof RangeError ? `${path} ${err.message}` : `cannot read ${path}: ${(err as Error).message}`;
+    throw new ConfigError([{ path: '(file)', message: msg }], path);
   }
   return parseConfig(text, path);
 }

@@ -4,6 +4,7 @@ import type { Daemon } from '../daemon/daemon.js';
 import { netdev } from '../io/native.js';
 import { VERSION } from '../version.js';
 import type { MethodHandler } from './server.js';
+import { forceGc } from './debug.js';
 
 export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
   return new Map<string, MethodHandler>([
@@ -26,5 +27,6 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
     ['vxlan.del', (p) => d.vxlanDel(p.bridge, p.name)],
     ['vxlan.remote.add', (p) => d.vxlanRemote(p.bridge, p.name, 'add', p.ip)],
     ['vxlan.remote.del', (p) => d.vxlanRemote(p.bridge, p.name, 'del', p.ip)],
+    ['debug.gc', () => forceGc()],
   ]);
 }

@@ -13,7 +13,9 @@ import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
 import { LinkMonitor } from '../io/native.js';
 import { type BridgeConfig, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE } from '../config/config.js';
 import { ControlError } from '../control/errors.js';
-import { ManagedPort, type PortHandle } from './ports.js';
+import { ManagedPort, RefusedNetdevError, refusedNetdevProblem, type PortHandle } from './ports.js';
+import { restoreHostStack } from './hoststack.js';
+import { netdev } from '../io/native.js';
 import { Bond, type BondShow } from './bond.js';
 import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
 import { VxlanPort, type VxlanShow } from './vxlan.js';
@@ -164,9 +166,10 @@ export class Daemon {
     const id = br.bridge.freePortId();
     if (id < 0) throw new ControlError('invalid_params', `bridge ${br.cfg.name} has no free port slot`);
     const port = new BridgePort(id, name, kind, flags ?? { learning: true, flood: true, isolated: false }, br.cfg.mtu, flags?.fdbMax ?? 0);
+    const opts = { persist, create, ownerOfIfindex: (ifindex: number) => this.portOfIfindex(ifindex) };
     const mp = vxlan !== null
-      ? new VxlanPort(br.bridge, port, vxlan, br.cfg.mtu, this.portLog)
-      : new ManagedPort(br.bridge, port, { persist, create }, br.cfg.mtu, this.portLog);
+      ? new VxlanPort(br.bridge, port, vxlan, opts, br.cfg.mtu, this.portLog)
+      : new ManagedPort(br.bridge, port, opts, br.cfg.mtu, this.portLog);
     br.bridge.addPort(port);
     // VLAN rules are in place before the port forwards its first frame
     br.bridge.setPortVlan(port, vlan);
@@ -185,6 +188,15 @@ export class Daemon {
   private createVxlanPort(br: BridgeRuntime, vc: VxlanPortConfig): VxlanPort {
     const flags = { learning: vc.learning, flood: vc.flood, isolated: vc.isolated, fdbMax: vc.fdbMax };
     return this.createPort(br, vc.name, 'vxlan', vc.persist, flags, vc.vlan, null, vc) as VxlanPort;
+  }
+
+  /** The name of the port (or bond member) whose open netdev has this ifindex, or null. */
+  private portOfIfindex(ifindex: number): string | null {
+    if (ifindex <= 0) return null;
+    for (const mp of this.byName.values()) {
+      if (mp.io !== null && mp.port.ifindex === ifindex) return mp.name;
+    }
+    return null;
   }
 
   private createBond(br: BridgeRuntime, cfg: Bond['cfg'], vlan: VlanSpec): Bond {
@@ -322,11 +334,17 @@ export class Daemon {
       throw new ControlError('port_exists', `${ifname} is already a port of ${existing.bridge.name}`, { bridge: existing.bridge.name, port: ifname });
     }
     const vlan = this.vlanParams(vlanOpts) ?? { mode: 'default' };
+    const info = netdev.info(ifname);
+    if (info !== null) {
+      const refused = refusedNetdevProblem(ifname, info.flags, info.ifindex, (ifindex) => this.portOfIfindex(ifindex));
+      if (refused !== null) throw new ControlError('invalid_params', refused, { bridge: br.cfg.name, port: ifname });
+    }
     let mp: ManagedPort;
     try {
       mp = this.createPort(br, ifname, k, false, undefined, vlan);
     } catch (err) {
       if (err instanceof ControlError) throw err;
+      if (err instanceof RefusedNetdevError) throw new ControlError('invalid_params', err.message, { bridge: br.cfg.name, port: ifname });
       throw new ControlError('io_error', `cannot add ${ifname}: ${(err as Error).message}`, { errno: (err as { errno?: number }).errno });
     }
     this.log.info({ bridge: br.cfg.name, port: ifname, kind: k }, 'port added');
@@ -345,6 +363,8 @@ export class Daemon {
     br.bridge.removePort(mp.port);
     br.ports.delete(mp.name);
     this.byName.delete(mp.name);
+    // after close: the netdev is off the bridge before IPv6 comes back on it
+    restoreHostStack(mp.name, this.portLog);
     this.log.info({ bridge: br.cfg.name, port: mp.name }, 'port removed');
   }
 

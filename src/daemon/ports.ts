@@ -15,7 +15,7 @@
 import type { Logger } from '../log.js';
 import type { Bridge } from '../bridge/bridge.js';
 import { BridgePort, type PortKind, type PortState } from '../bridge/port.js';
-import { IFF_LOWER_UP, IFF_RUNNING, IFF_UP, netdev, PacketPort } from '../io/native.js';
+import { IFF_LOOPBACK, IFF_LOWER_UP, IFF_RUNNING, IFF_UP, netdev, PacketPort } from '../io/native.js';
 import { silenceHostStack } from './hoststack.js';
 import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -32,6 +32,24 @@ export interface ManagedPortOptions {
   persist: boolean;
   /** attach only: create a persistent TAP owned by this user/group, close the daemon's fd, attach to it. */
   create?: { owner: number; group: number } | null;
+  /**
+   * The name of another port of this daemon whose netdev has this ifindex (e.g. the daemon's own
+   * TAP, renamed), or null. Attaching to such a netdev would loop frames into the daemon's own fd.
+   */
+  ownerOfIfindex?: (ifindex: number) => string | null;
+}
+
+/** A netdev that must never be a bridge port (loopback, or one the daemon already bridges). */
+export class RefusedNetdevError extends Error {
+  readonly code = 'EREFUSED';
+}
+
+/** Why the netdev `name` (described by `flags`, `ifindex`) cannot be attached, or null. */
+export function refusedNetdevProblem(name: string, flags: number, ifindex: number, ownerOfIfindex?: (ifindex: number) => string | null): string | null {
+  if ((flags & IFF_LOOPBACK) !== 0) return `${name} is a loopback device (IFF_LOOPBACK); loopback cannot be a bridge port`;
+  const owner = ownerOfIfindex?.(ifindex) ?? null;
+  if (owner !== null && owner !== name) return `${name} is the netdev of port ${owner} (ifindex ${ifindex}); bridging it twice would loop frames`;
+  return null;
 }
 
 /** True when `name` is a TUN/TAP netdev (sysfs has tun_flags for those). */
@@ -55,6 +73,7 @@ export class ManagedPort implements PortHandle {
   readonly bridge: Bridge;
   readonly persist: boolean;
   readonly create: { owner: number; group: number } | null;
+  private readonly ownerOfIfindex: ((ifindex: number) => string | null) | undefined;
   io: PacketPort | null = null;
   /** MTU mismatch between the netdev and the bridge, counted once per open. */
   mtuMismatches = 0;
@@ -66,6 +85,7 @@ export class ManagedPort implements PortHandle {
     this.port = port;
     this.persist = opts.persist;
     this.create = opts.create ?? null;
+    this.ownerOfIfindex = opts.ownerOfIfindex;
     this.bridgeMtu = bridgeMtu;
     this.log = log.child({ bridge: bridge.name, port: port.name, kind: port.kind });
   }
@@ -97,6 +117,11 @@ export class ManagedPort implements PortHandle {
       this.log.info('netdev not present; waiting for it to appear');
       this.setState('absent');
       return false;
+    }
+    const refused = refusedNetdevProblem(this.name, info.flags, info.ifindex, this.ownerOfIfindex);
+    if (refused !== null) {
+      this.setState('absent');
+      throw new RefusedNetdevError(refused);
     }
     silenceHostStack(this.name, this.log);
     if (this.kind === 'attach' && isTunTap(this.name)) {

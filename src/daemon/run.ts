@@ -27,7 +27,8 @@ export async function runDaemon(configPath: string, socketOverride?: string): Pr
     log.warn({ uid: process.getuid() }, 'not running as root: creating TAPs and AF_PACKET sockets needs CAP_NET_ADMIN and CAP_NET_RAW');
   }
   const daemon = new Daemon(config, log);
-  const control = new ControlServer(config.controlSocket, daemonMethods(daemon), log.child({ subsystem: 'control' }));
+  const control = new ControlServer(config.controlSocket, daemonMethods(daemon), log.child({ subsystem: 'control' }),
+    { maxClients: config.controlMaxClients });
   try {
     await control.prepare();
     daemon.start();

@@ -28,7 +28,7 @@ import type { IfInfo } from '../io/native-types.js';
 import { netdev, vxlanLink } from '../io/native.js';
 import { MAX_VXLAN_REMOTES, type VxlanPortConfig } from '../config/config.js';
 import { ControlError } from '../control/errors.js';
-import { ManagedPort } from './ports.js';
+import { ManagedPort, type ManagedPortOptions } from './ports.js';
 import { silenceHostStack } from './hoststack.js';
 
 /** Underlay bytes per overlay frame: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
@@ -149,8 +149,8 @@ export class VxlanPort extends ManagedPort {
   mtuCheck: MtuCheck;
   private readonly bridgeMtuBytes: number;
 
-  constructor(bridge: Bridge, port: BridgePort, spec: VxlanPortConfig, bridgeMtu: number, log: Logger) {
-    super(bridge, port, { persist: spec.persist }, bridgeMtu, log);
+  constructor(bridge: Bridge, port: BridgePort, spec: VxlanPortConfig, opts: ManagedPortOptions, bridgeMtu: number, log: Logger) {
+    super(bridge, port, { ...opts, persist: spec.persist, create: null }, bridgeMtu, log);
     this.spec = spec;
     this.bridgeMtuBytes = bridgeMtu;
     this.remotes = new Set(spec.remotes.map(canonicalAddr));

@@ -161,6 +161,17 @@ export interface RawAddon {
    * Returns "changed" (it was on and is now off), "off" (already off), "unsupported" (EOPNOTSUPP or fixed).
    */
   disableLro(name: string): 'changed' | 'off' | 'unsupported';
+  /** The reverse of disableLro: "changed" (it was off and is now on), "on" (already on), "unsupported". */
+  enableLro(name: string): 'changed' | 'on' | 'unsupported';
+  /**
+   * A listening AF_UNIX stream socket at `path` (must not exist): bound under umask 0177, chmod 0600,
+   * listen(backlog). Returns the fd; the caller owns it (closeFd).
+   */
+  listenUnix(path: string, backlog: number): number;
+  /** fcntl(F_DUPFD_CLOEXEC). */
+  dupFd(fd: number): number;
+  /** close(fd). */
+  closeFd(fd: number): void;
   /** Opens a NETLINK_ROUTE socket subscribed to RTMGRP_LINK with a uv_poll; events go to cb. */
   linkMonitor(cb: LinkEventCallback): RawLinkMonitor;
   /** Addon version string. */

@@ -3,7 +3,8 @@
 //   RxSlab      the process-wide receive slab + descriptor array, registered with the addon once
 //   PacketPort  a TAP fd or an AF_PACKET socket: start(onBatch), send(count), close()
 //   LinkMonitor rtnetlink RTMGRP_LINK events
-//   netdev      ioctl helpers: ifInfo, setLinkUp, setMtu, setTxQueueLen, disableLro, deleteTap
+//   netdev      ioctl helpers: ifInfo, setLinkUp, setMtu, setTxQueueLen, disableLro, enableLro, deleteTap
+//   unixSocket  the control socket's listening fd: listen, dup, close
 //   vxlanLink   rtnetlink: create kernel vxlan netdevs, their all-zeros FDB entries, link kind, delete
 //
 // The addon's contract (memory model, errno classes) is in native-types.ts and native-notes/addon.md.
@@ -189,6 +190,9 @@ export const netdev = {
   disableLro(name: string): 'changed' | 'off' | 'unsupported' {
     return loadAddon().disableLro(name);
   },
+  enableLro(name: string): 'changed' | 'on' | 'unsupported' {
+    return loadAddon().enableLro(name);
+  },
   deleteTap(name: string): void {
     loadAddon().deleteTap(name);
   },
@@ -218,6 +222,20 @@ export const vxlanLink = {
   },
 };
 
+/** The control socket's listening fd (see src/native/unixsock.cc for why the addon owns it). */
+export const unixSocket = {
+  listen(path: string, backlog: number): number {
+    return loadAddon().listenUnix(path, backlog);
+  },
+  dup(fd: number): number {
+    return loadAddon().dupFd(fd);
+  },
+  close(fd: number): void {
+    loadAddon().closeFd(fd);
+  },
+};
+
 export const IFF_UP = 0x1;
+export const IFF_LOOPBACK = 0x8;
 export const IFF_RUNNING = 0x40;
 export const IFF_LOWER_UP = 0x10000;

@@ -154,7 +154,9 @@ int EthtoolFlags(int fd, const std::string& name, uint32_t cmd, uint32_t* data) 
   return 0;
 }
 
-Napi::Value DisableLro(const Napi::CallbackInfo& info) {
+// Sets or clears ETH_FLAG_LRO. Returns "changed" (verified by reading the flags back), `already`
+// (the flag was already as wanted) or "unsupported" (EOPNOTSUPP, or fixed by the driver).
+Napi::Value SetLro(const Napi::CallbackInfo& info, bool on, const char* already) {
   Napi::Env env = info.Env();
   std::string name;
   if (!GetIfName(info, 0, &name)) return env.Undefined();
@@ -170,8 +172,8 @@ Napi::Value DisableLro(const Napi::CallbackInfo& info) {
     ThrowSysError(env, e, "ioctl(SIOCETHTOOL,ETHTOOL_GFLAGS)", name);
     return env.Undefined();
   }
-  if (!(flags & ETH_FLAG_LRO)) return Napi::String::New(env, "off");
-  uint32_t want = flags & ~static_cast<uint32_t>(ETH_FLAG_LRO);
+  if (((flags & ETH_FLAG_LRO) != 0) == on) return Napi::String::New(env, already);
+  uint32_t want = on ? (flags | static_cast<uint32_t>(ETH_FLAG_LRO)) : (flags & ~static_cast<uint32_t>(ETH_FLAG_LRO));
   e = EthtoolFlags(c.fd, name, ETHTOOL_SFLAGS, &want);
   if (e == EOPNOTSUPP || e == EINVAL) return Napi::String::New(env, "unsupported");
   if (e != 0) {
@@ -184,7 +186,17 @@ Napi::Value DisableLro(const Napi::CallbackInfo& info) {
     ThrowSysError(env, e, "ioctl(SIOCETHTOOL,ETHTOOL_GFLAGS)", name);
     return env.Undefined();
   }
-  return Napi::String::New(env, (flags & ETH_FLAG_LRO) ? "unsupported" : "changed");
+  return Napi::String::New(env, ((flags & ETH_FLAG_LRO) != 0) == on ? "changed" : "unsupported");
+}
+
+Napi::Value DisableLro(const Napi::CallbackInfo& info) {
+  return SetLro(info, false, "off");
+}
+
+// enableLro(name): turns large receive offload back on (undoing disableLro when a port is removed).
+// Returns "changed", "on" (already on) or "unsupported".
+Napi::Value EnableLro(const Napi::CallbackInfo& info) {
+  return SetLro(info, true, "on");
 }
 
 // deleteTap(name): attach to the existing TAP, clear persist, close (the netdev goes away).
@@ -230,6 +242,7 @@ void InitIfctl(Napi::Env env, Napi::Object exports) {
   exports.Set("setTxQueueLen", Napi::Function::New(env, SetTxQueueLen, "setTxQueueLen"));
   exports.Set("disableLro", Napi::Function::New(env, DisableLro, "disableLro"));
   exports.Set("deleteTap", Napi::Function::New(env, DeleteTap, "deleteTap"));
+  exports.Set("enableLro", Napi::Function::New(env, EnableLro, "enableLro"));
 }
 
 }  // namespace tb

@@ -64,7 +64,7 @@ bridges:
     ports: [ { name: a, learning: "yes", fdb_max: -1 } ]
 `);
     expect(out).toEqual([
-      'bridges[0].ageing_time: must be 0 (never age) or 10..1000000 seconds, got 5',
+      'bridges[0].ageing_time: must be 0 (never age) or an integer 10..1000000 seconds, got number 5',
       'bridges[0].fdb_max: must be an integer 1..1000000, got number 0',
       'bridges[0].mtu: must be an integer 68..65535, got "1500"',
       'bridges[0].ports[0].learning: must be true or false, got "yes"',
