@@ -76,16 +76,7 @@ WORK=$(mktemp -d /tmp/tapbridge-failover-XXXXXX)
 SOCK=$WORK/tapbridge.sock
 DAEMON_LOG=$WORK/daemon.log
 
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	tb_cleanup_all
-	rm -rf "$WORK"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+tb_install_cleanup "$WORK"
 
 # shellcheck disable=SC2034 # read indirectly as ${!ip} and ${!mac}
 IP_VM1=198.18.6.1 IP_VM2=198.18.6.2 IP_EXT=198.18.6.3

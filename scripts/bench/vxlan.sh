@@ -47,16 +47,7 @@ CLI="$REPO_ROOT/dist/cli/main.js"
 
 PREFIX="tb-vxb-$$-$(od -An -N2 -tx2 /dev/urandom | tr -d ' ')"
 WORK=$(mktemp -d /tmp/tapbridge-vxlan-bench-XXXXXX)
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	tb_cleanup_all
-	rm -rf "$WORK"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+tb_install_cleanup "$WORK"
 
 U1=198.18.33.1 U2=198.18.33.2 V1=198.18.32.1 V2=198.18.32.2
 NOV6=(sysctl -qw net.ipv6.conf.default.disable_ipv6=1 net.ipv6.conf.all.disable_ipv6=1)

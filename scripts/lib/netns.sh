@@ -154,3 +154,19 @@ tb_cleanup_all() {
 	done
 	TB_NAMESPACES=()
 }
+
+# tb_install_cleanup DIR: on exit (also after INT/TERM) stop every recorded PID, delete every recorded namespace and
+# remove DIR, keeping the script's exit status.
+tb_install_cleanup() {
+	TB_CLEANUP_DIR=$1
+	trap '_tb_on_exit' EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+_tb_on_exit() {
+	local rc=$?
+	trap - EXIT INT TERM
+	tb_cleanup_all
+	[ -n "${TB_CLEANUP_DIR:-}" ] && rm -rf "$TB_CLEANUP_DIR"
+	exit "$rc"
+}

@@ -72,6 +72,22 @@ struct NlReq {
   }
 };
 
+// An RTM_NEWLINK / RTM_GETLINK / RTM_DELLINK request addressed by name (ifinfomsg AF_UNSPEC, IFLA_IFNAME).
+struct LinkReq : NlReq {
+  static constexpr struct ifinfomsg kIfi = {};  // ifi_family AF_UNSPEC (0), no index: the kernel looks the name up
+  LinkReq(uint16_t type, uint16_t flags, const std::string& name) : NlReq(type, flags, &kIfi, sizeof kIfi) {
+    PutStr(IFLA_IFNAME, name);
+  }
+};
+
+// ifindex of `name`, or 0 with a system error thrown naming `syscall`.
+int IfIndexOrThrow(Napi::Env env, const std::string& name, const char* syscall) {
+  int e = 0;
+  int ifindex = IfIndex(name, &e);
+  if (ifindex <= 0) ThrowSysError(env, e, syscall, name);
+  return ifindex > 0 ? ifindex : 0;
+}
+
 // One request, one answer. Returns 0 or an errno. With `reply`, the first non-error message is copied there.
 int Transact(NlReq* req, uint8_t* reply, size_t replyLen, size_t* gotLen) {
   if (req->overflow) return EMSGSIZE;
@@ -204,20 +220,9 @@ Napi::Value VxlanCreate(const Napi::CallbackInfo& info) {
   }
   bool learning = o.Get("learning").ToBoolean().Value();
   int linkIndex = 0;
-  if (!dev.empty()) {
-    int e = 0;
-    linkIndex = IfIndex(dev, &e);
-    if (linkIndex <= 0) {
-      ThrowSysError(env, e, "ioctl(SIOCGIFINDEX) (vxlan dev)", dev);
-      return env.Undefined();
-    }
-  }
+  if (!dev.empty() && (linkIndex = IfIndexOrThrow(env, dev, "ioctl(SIOCGIFINDEX) (vxlan dev)")) == 0) return env.Undefined();
 
-  struct ifinfomsg ifi;
-  std::memset(&ifi, 0, sizeof ifi);
-  ifi.ifi_family = AF_UNSPEC;
-  NlReq req(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &ifi, sizeof ifi);
-  req.PutStr(IFLA_IFNAME, name);
+  LinkReq req(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, name);
   if (mtu > 0) req.PutU32(IFLA_MTU, static_cast<uint32_t>(mtu));
   struct rtattr* linkinfo = req.Nest(IFLA_LINKINFO);
   req.PutStr(IFLA_INFO_KIND, "vxlan");
@@ -263,12 +268,8 @@ Napi::Value VxlanFdb(const Napi::CallbackInfo& info) {
     ThrowType(env, "vxlanFdb: dst is not an IPv4 or IPv6 address: '" + dstText + "'");
     return env.Undefined();
   }
-  int e = 0;
-  int ifindex = IfIndex(name, &e);
-  if (ifindex <= 0) {
-    ThrowSysError(env, e, "ioctl(SIOCGIFINDEX)", name);
-    return env.Undefined();
-  }
+  int ifindex = IfIndexOrThrow(env, name, "ioctl(SIOCGIFINDEX)");
+  if (ifindex == 0) return env.Undefined();
   struct ndmsg ndm;
   std::memset(&ndm, 0, sizeof ndm);
   ndm.ndm_family = AF_BRIDGE;
@@ -294,11 +295,7 @@ Napi::Value LinkKind(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name;
   if (!GetIfName(info, 0, &name)) return env.Undefined();
-  struct ifinfomsg ifi;
-  std::memset(&ifi, 0, sizeof ifi);
-  ifi.ifi_family = AF_UNSPEC;
-  NlReq req(RTM_GETLINK, 0, &ifi, sizeof ifi);
-  req.PutStr(IFLA_IFNAME, name);
+  LinkReq req(RTM_GETLINK, 0, name);
   alignas(NLMSG_ALIGNTO) static uint8_t reply[kRespBuf];
   size_t got = 0;
   int err = Transact(&req, reply, sizeof reply, &got);
@@ -340,11 +337,7 @@ Napi::Value LinkDelete(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name;
   if (!GetIfName(info, 0, &name)) return env.Undefined();
-  struct ifinfomsg ifi;
-  std::memset(&ifi, 0, sizeof ifi);
-  ifi.ifi_family = AF_UNSPEC;
-  NlReq req(RTM_DELLINK, 0, &ifi, sizeof ifi);
-  req.PutStr(IFLA_IFNAME, name);
+  LinkReq req(RTM_DELLINK, 0, name);
   int err = Transact(&req, nullptr, 0, nullptr);
   if (err == ENODEV) return Napi::Boolean::New(env, false);
   if (err != 0) {

@@ -17,7 +17,7 @@
 //   h1 and h2 start without h3 among their remotes: `vxlan remote add` brings it in at runtime.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CLI_MAIN, Lab, PY_RAW_CAPTURE, PY_TCP_RECEIVER, PY_TCP_SENDER, PYTHON, canRunNetns, run, waitFor } from "./helpers.js";
+import { CLI_MAIN, Lab, PY_RAW_CAPTURE, PYTHON, canRunNetns, run, tcpTransfer, waitFor } from "./helpers.js";
 import type { PortStats, ShowBridge, VxlanShow } from "../support/json-shapes.js";
 
 const support = canRunNetns();
@@ -226,22 +226,17 @@ describe.skipIf(!support.ok)("VXLAN: three tapbridge hosts and a kernel VTEP ove
   it(`${MB} MB of TCP between VMs on two hosts arrive intact with offloads on, as GSO super-frames through the vxlan port`, async () => {
     const port = 5201;
     const before = await portStats(1, "vx10010");
-    const receiver = h(2).spawn("vma", [PYTHON, "-c", PY_TCP_RECEIVER, VMA(2).v4, String(port), "30"], "tcp receiver h2");
-    await receiver.waitForOutput("ready");
-    const sender = await h(1).exec("vma", [PYTHON, "-c", PY_TCP_SENDER, VMA(2).v4, String(port), String(MB), "30"], { check: false, timeoutMs: 45_000 });
-    await receiver.wait(10_000);
-    const diag = `sender ${sender.code}: ${sender.stderr.slice(-1000)}\nreceiver: ${receiver.stdout} ${receiver.stderr.slice(-1000)}\n${logs()}`;
-    expect(sender.code, diag).toBe(0);
-    const sent = JSON.parse(sender.stdout.trim().split("\n").pop()!) as { sha256: string; seconds: number };
-    const got = JSON.parse(receiver.stdout.trim().split("\n").pop()!) as { bytes: number; sha256: string };
-    expect(got.bytes, diag).toBe(MB << 20);
-    expect(got.sha256, diag).toBe(sent.sha256);
+    const t = await tcpTransfer(h(1), "vma", h(2), "vma", VMA(2).v4, port, MB, logs);
+    expect(t.senderCode, t.diag).toBe(0);
+    expect(t.got?.bytes, t.diag).toBe(MB << 20);
+    expect(t.got?.sha256, t.diag).toBe(t.sent?.sha256);
     const after = await portStats(1, "vx10010");
     const frames = after.tx_packets - before.tx_packets;
     const bytes = after.tx_bytes - before.tx_bytes;
     // without the vnet-header path every frame would be at most 1514 bytes
     expect(bytes / frames, `${bytes} bytes in ${frames} frames`).toBeGreaterThan(3000);
-    console.log(`vxlan TCP ${MB} MB in ${sent.seconds.toFixed(2)} s (${((MB * 8 * 1.048576) / sent.seconds).toFixed(0)} Mbit/s, ` +
+    const seconds = t.sent?.seconds ?? NaN;
+    console.log(`vxlan TCP ${MB} MB in ${seconds.toFixed(2)} s (${((MB * 8 * 1.048576) / seconds).toFixed(0)} Mbit/s, ` +
       `${(bytes / frames).toFixed(0)} bytes per frame sent to vx10010)`);
   });
 
