@@ -158,12 +158,22 @@ export class VxlanPort extends ManagedPort {
   }
 
   override open(): boolean {
-    if (this.io === null) this.ensureNetdev();
-    return super.open();
+    if (this.io !== null) return true;
+    const created = this.ensureNetdev();
+    try {
+      return super.open();
+    } catch (err) {
+      // unwind in reverse: a netdev this call created does not outlive a port that failed to open
+      if (created) vxlanLink.delete(this.name);
+      throw err;
+    }
   }
 
-  /** Creates (or adopts) the kernel vxlan netdev, sets its remotes, brings it up with the host stack silenced. */
-  private ensureNetdev(): void {
+  /**
+   * Creates (or adopts) the kernel vxlan netdev, sets its remotes, brings it up with the host stack silenced.
+   * True when this call created it.
+   */
+  private ensureNetdev(): boolean {
     const s = this.spec;
     this.underlay = findUnderlay(s);
     this.mtuCheck = checkMtu(s, this.bridgeMtuBytes, this.underlay);
@@ -203,6 +213,7 @@ export class VxlanPort extends ManagedPort {
       if (existing === null) vxlanLink.delete(this.name);
       throw err;
     }
+    return existing === null;
   }
 
   /** Removes the kernel netdev unless `persist` (after close). */

@@ -16,11 +16,32 @@
 //     vif2.0 (TAP, access 20) -> vmb eth0 198.18.30.1N  2001:db8:30::1N     vx10020 vni 10020 vlan 20 group via m0
 //   h1 and h2 start without h3 among their remotes: `vxlan remote add` brings it in at runtime.
 
+import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI_MAIN, Lab, PY_RAW_CAPTURE, PYTHON, canRunNetns, run, tcpTransfer, waitFor } from "./helpers.js";
 import type { PortStats, ShowBridge, VxlanShow } from "../support/json-shapes.js";
 
-const support = canRunNetns();
+/** The kernel must have the vxlan driver: try one in a throwaway namespace (synchronous, for describe.skipIf). */
+function probeVxlan(): { ok: boolean; reason: string } {
+  const base = canRunNetns();
+  if (!base.ok) return base;
+  const ns = `tb-vxprobe-${process.pid}`;
+  try {
+    execFileSync("ip", ["netns", "add", ns], { stdio: "pipe", timeout: 10_000 });
+    execFileSync("ip", ["-n", ns, "link", "add", "vxprobe", "type", "vxlan", "id", "1", "dstport", "4789"], { stdio: "pipe", timeout: 10_000 });
+    return { ok: true, reason: "" };
+  } catch (e) {
+    return { ok: false, reason: `this kernel cannot create a vxlan netdev: ${String((e as { stderr?: Buffer }).stderr ?? e).trim()}` };
+  } finally {
+    try {
+      execFileSync("ip", ["netns", "del", ns], { stdio: "pipe", timeout: 10_000 });
+    } catch {
+      /* never created */
+    }
+  }
+}
+
+const support = probeVxlan();
 if (!support.ok) console.warn(`netns VXLAN tests skipped: ${support.reason}`);
 const skipNote = support.ok ? "" : ` (skipped: ${support.reason})`;
 
