@@ -14,7 +14,8 @@
 //   on each tapbridge host N (daemon in hN dom0, bridge xenbr0):
 //     vif1.0 (TAP, access 10) -> vma eth0 198.18.30.N   2001:db8:30::N      vx10010 vni 10010 vlan 10 local .2N.1
 //     vif2.0 (TAP, access 20) -> vmb eth0 198.18.30.1N  2001:db8:30::1N     vx10020 vni 10020 vlan 20 group via m0
-//   h1 and h2 start without h3 among their remotes: `vxlan remote add` brings it in at runtime.
+//   h1 and h2 start without h3 among their remotes: `vxlan remote add` brings it in at runtime. h1 and h2 also have
+//   IPv6 on u0 (2001:db8:2N::1/64, router ::fe): vx6060 (VLAN 60) is added over it at runtime.
 
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -51,6 +52,8 @@ type HostNo = 1 | 2 | 3;
 const UNDERLAY = (n: number): string => `198.18.2${n}.1`;
 const SEGMENT = (n: number): string => `198.18.29.${n}`;
 const GROUP = "239.1.1.20";
+/** IPv6 underlay addresses of hosts 1 and 2 (the router is ::fe in each /64). */
+const U6 = (n: number): string => `2001:db8:2${n}::1`;
 /** VM in VLAN 10 / VNI 10010 on host n (n = 4: the kernel host's VM). */
 const VMA = (n: number): { v4: string; v6: string } => ({ v4: `198.18.30.${n}`, v6: `2001:db8:30::${n}` });
 /** VM in VLAN 20 / VNI 10020 on host n. */
@@ -89,7 +92,7 @@ describe.skipIf(!support.ok)("VXLAN: three tapbridge hosts and a kernel VTEP ove
     for (const n of HOSTS) await h(n).exec("dom0", quiet);
     await K.exec("dom0", quiet);
     await h(1).exec("rt", quiet);
-    await h(1).exec("rt", ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    await h(1).exec("rt", ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
     // the shared L2 segment for the multicast underlay
     await h(1).ip("rt", ["link", "add", "seg", "type", "bridge", "mcast_snooping", "0"]);
     await h(1).ip("rt", ["link", "set", "seg", "up"]);
@@ -107,6 +110,14 @@ describe.skipIf(!support.ok)("VXLAN: three tapbridge hosts and a kernel VTEP ove
       await h(1).ip("rt", ["link", "set", `m${n}`, "master", "seg", "up"]);
       await lab.ip("dom0", ["addr", "add", `${SEGMENT(n)}/24`, "dev", "m0"]);
       await lab.ip("dom0", ["link", "set", "m0", "up"]);
+    }
+    // an IPv6 underlay too, between hosts 1 and 2 only (on u0, next to IPv4)
+    for (const n of [1, 2] as const) {
+      await h(n).exec("dom0", ["sysctl", "-qw", "net.ipv6.conf.u0.disable_ipv6=0"]);
+      await h(1).exec("rt", ["sysctl", "-qw", `net.ipv6.conf.r${n}.disable_ipv6=0`]);
+      await h(1).ip("rt", ["addr", "add", `2001:db8:2${n}::fe/64`, "dev", `r${n}`, "nodad"]);
+      await h(n).ip("dom0", ["addr", "add", `${U6(n)}/64`, "dev", "u0", "nodad"]);
+      await h(n).ip("dom0", ["-6", "route", "add", "2001:db8::/32", "via", `2001:db8:2${n}::fe`]);
     }
     // the kernel host: iproute2 only, one kernel bridge per VNI (no VLAN filtering in this kernel)
     await K.ip("dom0", ["link", "add", "vx10010", "type", "vxlan", "id", "10010", "local", UNDERLAY(4), "dstport", "4789"]);
@@ -259,6 +270,28 @@ describe.skipIf(!support.ok)("VXLAN: three tapbridge hosts and a kernel VTEP ove
     const seconds = t.sent?.seconds ?? NaN;
     console.log(`vxlan TCP ${MB} MB in ${seconds.toFixed(2)} s (${((MB * 8 * 1.048576) / seconds).toFixed(0)} Mbit/s, ` +
       `${(bytes / frames).toFixed(0)} bytes per frame sent to vx10010)`);
+  });
+
+  it("IPv6 underlay (70 bytes of overhead): vxlan ports added at runtime carry a new VLAN 60 between hosts 1 and 2", async () => {
+    for (const n of [1, 2] as const) {
+      const other = 3 - n;
+      const add = await h(n).cli(["vxlan", "add", BRIDGE, "vx6060", "--vni", "6060", "--vlan", "60", "--local", U6(n), "--remote", U6(other), "-j"]);
+      expect(add.code, add.stderr).toBe(0);
+      // the underlay is found from the local address: 1600 >= 1500 + 70
+      expect(JSON.parse(add.stdout)).toMatchObject({ local: U6(n), remotes: [U6(other)], vlan: 60, mtu: 1500, mtu_short: false, underlay: "u0", underlay_mtu: 1600 });
+      const addif = await h(n).cli(["addif", BRIDGE, "vif6.0", "--access", "60"]);
+      expect(addif.code, addif.stderr).toBe(0);
+      await h(n).addNs("vm6");
+      if (!(await waitFor(() => h(n).linkExists("dom0", "vif6.0"), 10_000))) throw new Error(`no TAP vif6.0 on h${n}`);
+      await h(n).moveLink("dom0", "vif6.0", "vm6", "eth0");
+      await h(n).configureHost("vm6", "eth0", `198.18.36.${n}`);
+    }
+    const d = await h(1).ip("dom0", ["-d", "link", "show", "dev", "vx6060"]);
+    expect(d.stdout).toMatch(/vxlan id 6060 local 2001:db8:21::1 /);
+    const fdb = await run("bridge", ["-n", h(1).ns("dom0"), "fdb", "show", "dev", "vx6060"]);
+    expect(fdb.stdout).toContain(`00:00:00:00:00:00 dst ${U6(2)} self permanent`);
+    const r = await h(1).pingUntil("vm6", "198.18.36.2", 10_000);
+    expect(r.ok, `${r.output}\n${logs()}`).toBe(true);
   });
 
   it("vxlan add and del at runtime; on stop the daemon removes its netdevs, except the one with persist: true", async () => {
