@@ -167,7 +167,7 @@ describe.skipIf(!support.ok)("VXLAN: three tapbridge hosts and a kernel VTEP ove
   it("MTU: the 1500-byte segment cannot carry VLAN 20's overlay at bridge MTU 1500: warned, marked in show, check-config warns", async () => {
     const show = await h(1).cliJson<VxlanShow[]>(["vxlan", "show", BRIDGE]);
     expect(show.find((v) => v.name === "vx10020")).toMatchObject({ mtu: 1450, mtu_short: true });
-    const ports = (await h(1).cliJson<ShowBridge[]>(["show"]))[0].ports as (ShowBridge["ports"][number] & { kind: string; mtu_short?: boolean })[];
+    const ports = (await h(1).cliJson<ShowBridge[]>(["show"]))[0].ports;
     expect(ports.find((p) => p.name === "vx10020")).toMatchObject({ kind: "vxlan", mtu_short: true });
     expect(ports.find((p) => p.name === "vx10010")).toMatchObject({ kind: "vxlan", mtu_short: false });
     expect(h(1).daemon!.stdout).toMatch(/underlay m0 has MTU 1500, overlay frames of bridge MTU 1500 need 1550/);

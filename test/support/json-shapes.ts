@@ -4,9 +4,11 @@
 
 export interface ShowPort {
   name: string;
-  kind: 'tap' | 'attach';
+  kind: 'tap' | 'attach' | 'vxlan';
   state: 'up' | 'down' | 'absent';
   ifindex: number;
+  /** vxlan ports (issue 15): the underlay cannot carry overlay frames of the bridge MTU */
+  mtu_short?: boolean;
 }
 
 export interface ShowBridge {
