@@ -272,13 +272,13 @@ describe.skipIf(!support.ok)("VXLAN: three tapbridge hosts and a kernel VTEP ove
       `${(bytes / frames).toFixed(0)} bytes per frame sent to vx10010)`);
   });
 
-  it("IPv6 underlay (70 bytes of overhead): vxlan ports added at runtime carry a new VLAN 60 between hosts 1 and 2", async () => {
+  it("IPv6 underlay, trunk vxlan port (70 + 4 bytes): added at runtime, VLAN 60 travels tagged inside the tunnel; ping and TCP", async () => {
     for (const n of [1, 2] as const) {
       const other = 3 - n;
-      const add = await h(n).cli(["vxlan", "add", BRIDGE, "vx6060", "--vni", "6060", "--vlan", "60", "--local", U6(n), "--remote", U6(other), "-j"]);
+      const add = await h(n).cli(["vxlan", "add", BRIDGE, "vx6060", "--vni", "6060", "--trunk", "60", "--local", U6(n), "--remote", U6(other), "-j"]);
       expect(add.code, add.stderr).toBe(0);
-      // the underlay is found from the local address: 1600 >= 1500 + 70
-      expect(JSON.parse(add.stdout)).toMatchObject({ local: U6(n), remotes: [U6(other)], vlan: 60, mtu: 1500, mtu_short: false, underlay: "u0", underlay_mtu: 1600 });
+      // the underlay is found from the local address: 1600 >= 1500 + 70 + 4
+      expect(JSON.parse(add.stdout)).toMatchObject({ local: U6(n), remotes: [U6(other)], vlan: null, vlan_mode: "trunk", mtu: 1500, mtu_short: false, underlay: "u0", underlay_mtu: 1600 });
       const addif = await h(n).cli(["addif", BRIDGE, "vif6.0", "--access", "60"]);
       expect(addif.code, addif.stderr).toBe(0);
       await h(n).addNs("vm6");
@@ -292,6 +292,18 @@ describe.skipIf(!support.ok)("VXLAN: three tapbridge hosts and a kernel VTEP ove
     expect(fdb.stdout).toContain(`00:00:00:00:00:00 dst ${U6(2)} self permanent`);
     const r = await h(1).pingUntil("vm6", "198.18.36.2", 10_000);
     expect(r.ok, `${r.output}\n${logs()}`).toBe(true);
+    // on h2's underlay: IPv6 UDP 4789 whose inner frame carries the 802.1Q tag of VLAN 60 (tcpdump decodes VXLAN)
+    const dump = h(2).spawn("dom0", ["tcpdump", "-nn", "-e", "-l", "-i", "u0", "-c", "2", "ip6 and udp dst port 4789"], "tcpdump h2 u0");
+    await waitFor(() => dump.stderr.includes("listening on") || !dump.running, 10_000, 50);
+    await h(1).ping("vm6", "198.18.36.2", 3);
+    await dump.wait(10_000);
+    expect(dump.stdout, dump.stderr).toMatch(/VXLAN.*vni 6060/);
+    expect(dump.stdout, dump.stderr).toMatch(/802\.1Q.*vlan 60/);
+    // GSO frames that gain a tag on the way into the tunnel and lose it on the way out keep correct checksums
+    const t = await tcpTransfer(h(1), "vm6", h(2), "vm6", "198.18.36.2", 5260, 8, logs);
+    expect(t.senderCode, t.diag).toBe(0);
+    expect(t.got?.bytes, t.diag).toBe(8 << 20);
+    expect(t.got?.sha256, t.diag).toBe(t.sent?.sha256);
   });
 
   it("vxlan add and del at runtime; on stop the daemon removes its netdevs, except the one with persist: true", async () => {

@@ -76,6 +76,7 @@ export interface VxlanShow {
   dev: string | null;
   port: number;
   vlan: number | null;
+  vlan_mode: 'default' | 'access' | 'trunk';
   state: 'up' | 'down' | 'absent';
   mtu: number;
   mtu_short: boolean;
