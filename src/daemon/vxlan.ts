@@ -186,7 +186,10 @@ export class VxlanPort extends ManagedPort {
       if (existing.kind !== 'vxlan' || existing.vni !== s.vni) {
         throw new Error(`${this.name} exists and is not a vxlan netdev of VNI ${s.vni} (kind "${existing.kind}"${existing.kind === 'vxlan' ? `, VNI ${existing.vni}` : ''})`);
       }
-      this.log.info({ vni: s.vni }, 'adopting existing vxlan netdev');
+      // a netdev left by `persist: true` (or a daemon that was killed): its remotes become the configured ones
+      const stale = vxlanLink.remotes(this.name).map(canonicalAddr).filter((r) => !this.remotes.has(r) && (s.group === null || r !== canonicalAddr(s.group)));
+      for (const r of stale) vxlanLink.delRemote(this.name, r);
+      this.log.info({ vni: s.vni, removed_remotes: stale }, 'adopting existing vxlan netdev');
       const info = netdev.info(this.name);
       if (info !== null && info.mtu !== this.mtuCheck.mtu) netdev.setMtu(this.name, this.mtuCheck.mtu);
     } else {

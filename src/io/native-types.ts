@@ -180,6 +180,8 @@ export interface RawAddon {
   vxlanCreate(options: VxlanCreateOptions): void;
   /** RTM_NEWNEIGH (NLM_F_APPEND) / RTM_DELNEIGH on AF_BRIDGE: the all-zeros FDB entry to `dst`; false when nothing changed. */
   vxlanFdb(name: string, op: 'append' | 'del', dst: string): boolean;
+  /** RTM_GETNEIGH dump (AF_BRIDGE): NDA_DST of each all-zeros FDB entry of the vxlan netdev `name`. */
+  vxlanRemotes(name: string): string[];
   /** RTM_GETLINK: the netdev's IFLA_INFO_KIND ("" for none) and VNI (vxlan only), or null when it does not exist. */
   linkKind(name: string): { kind: string; vni: number } | null;
   /** RTM_DELLINK by name; false when there was no such netdev. */

@@ -214,6 +214,10 @@ export const vxlanLink = {
   delRemote(name: string, dst: string): boolean {
     return loadAddon().vxlanFdb(name, 'del', dst);
   },
+  /** The destinations of the netdev's all-zeros FDB entries, as the kernel has them. */
+  remotes(name: string): string[] {
+    return loadAddon().vxlanRemotes(name);
+  },
   kind(name: string): { kind: string; vni: number } | null {
     return loadAddon().linkKind(name);
   },

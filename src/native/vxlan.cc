@@ -4,6 +4,7 @@
 //   vxlanFdb(name, op, dst)      RTM_NEWNEIGH (NLM_F_CREATE|NLM_F_APPEND) / RTM_DELNEIGH on AF_BRIDGE for the
 //                                vxlan device: the all-zeros MAC with NDA_DST = one remote VTEP (head-end replication),
 //                                exactly what `bridge fdb append 00:00:00:00:00:00 dev vxN dst B` does
+//   vxlanRemotes(name)           RTM_GETNEIGH dump (AF_BRIDGE): the NDA_DST of every all-zeros entry of the device
 //   linkKind(name)               RTM_GETLINK: { kind, vni } of an existing netdev (kind "" when it has no IFLA_LINKINFO)
 //   linkDelete(name)             RTM_DELLINK by name
 //
@@ -290,6 +291,83 @@ Napi::Value VxlanFdb(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
+// vxlanRemotes(name): the destinations of the device's all-zeros FDB entries (head-end replication list), as text.
+// A dump of every AF_BRIDGE FDB entry of the namespace, filtered here by ifindex; bounded in rounds and entries.
+Napi::Value VxlanRemotes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name;
+  if (!GetIfName(info, 0, &name)) return env.Undefined();
+  int ifindex = IfIndexOrThrow(env, name, "ioctl(SIOCGIFINDEX)");
+  if (ifindex == 0) return env.Undefined();
+  struct ndmsg ndm;
+  std::memset(&ndm, 0, sizeof ndm);
+  ndm.ndm_family = AF_BRIDGE;
+  NlReq req(RTM_GETNEIGH, NLM_F_DUMP, &ndm, sizeof ndm);
+  req.hdr->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;  // a dump ends with NLMSG_DONE, no ACK
+  int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) {
+    ThrowSysError(env, errno, "socket(AF_NETLINK)", name);
+    return env.Undefined();
+  }
+  struct timeval tv = {5, 0};
+  (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  struct sockaddr_nl sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.nl_family = AF_NETLINK;
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
+  int err = 0;
+  bool done = false;
+  if (::sendto(fd, req.buf, req.hdr->nlmsg_len, 0, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) err = errno;
+  alignas(NLMSG_ALIGNTO) static uint8_t resp[kRespBuf * 4];
+  // at most 4096 datagrams of up to 64 KiB: a namespace with an absurd FDB cannot keep the daemon here for long
+  for (int rounds = 0; err == 0 && !done && rounds < 4096; rounds++) {
+    ssize_t got = ::recv(fd, resp, sizeof resp, 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      err = errno == EAGAIN ? ETIMEDOUT : errno;
+      break;
+    }
+    size_t left = static_cast<size_t>(got);
+    for (struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(resp); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_type == NLMSG_DONE) {
+        done = true;
+        break;
+      }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        err = h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct nlmsgerr)) ? -reinterpret_cast<struct nlmsgerr*>(NLMSG_DATA(h))->error : EPROTO;
+        break;
+      }
+      if (h->nlmsg_type != RTM_NEWNEIGH || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ndmsg))) continue;
+      const struct ndmsg* m = static_cast<const struct ndmsg*>(NLMSG_DATA(h));
+      if (m->ndm_ifindex != ifindex) continue;
+      bool zeroMac = false;
+      const uint8_t* dst = nullptr;
+      size_t dstLen = 0;
+      int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(struct ndmsg)));
+      for (struct rtattr* a = reinterpret_cast<struct rtattr*>(reinterpret_cast<uint8_t*>(NLMSG_DATA(h)) + NLMSG_ALIGN(sizeof(struct ndmsg)));
+           RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+        if (a->rta_type == NDA_LLADDR && RTA_PAYLOAD(a) == 6) {
+          const uint8_t* mac = static_cast<const uint8_t*>(RTA_DATA(a));
+          zeroMac = (mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]) == 0;
+        } else if (a->rta_type == NDA_DST && (RTA_PAYLOAD(a) == 4 || RTA_PAYLOAD(a) == 16)) {
+          dst = static_cast<const uint8_t*>(RTA_DATA(a));
+          dstLen = RTA_PAYLOAD(a);
+        }
+      }
+      if (!zeroMac || dst == nullptr || n >= 65536) continue;
+      char text[INET6_ADDRSTRLEN];
+      if (inet_ntop(dstLen == 4 ? AF_INET : AF_INET6, dst, text, sizeof text) != nullptr) out.Set(n++, Napi::String::New(env, text));
+    }
+  }
+  ::close(fd);
+  if (err != 0 || !done) {
+    ThrowSysError(env, err != 0 ? err : EOVERFLOW, "rtnetlink(RTM_GETNEIGH dump)", name);
+    return env.Undefined();
+  }
+  return out;
+}
+
 // linkKind(name): { kind, vni } (vni 0 unless a vxlan), or null when there is no such netdev.
 Napi::Value LinkKind(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -352,6 +430,7 @@ Napi::Value LinkDelete(const Napi::CallbackInfo& info) {
 void InitVxlan(Napi::Env env, Napi::Object exports) {
   exports.Set("vxlanCreate", Napi::Function::New(env, VxlanCreate, "vxlanCreate"));
   exports.Set("vxlanFdb", Napi::Function::New(env, VxlanFdb, "vxlanFdb"));
+  exports.Set("vxlanRemotes", Napi::Function::New(env, VxlanRemotes, "vxlanRemotes"));
   exports.Set("linkKind", Napi::Function::New(env, LinkKind, "linkKind"));
   exports.Set("linkDelete", Napi::Function::New(env, LinkDelete, "linkDelete"));
 }

@@ -321,5 +321,16 @@ describe.skipIf(!support.ok)("VXLAN: three tapbridge hosts and a kernel VTEP ove
     expect(exit.code).toBe(0);
     expect(await h(3).linkExists("dom0", "vx10010")).toBe(false);
     expect(await h(3).linkExists("dom0", "vx10020")).toBe(true);
+    // the next start adopts the persistent netdev (same VNI) and drops an FDB destination the config does not have
+    await run("bridge", ["-n", h(3).ns("dom0"), "fdb", "append", "00:00:00:00:00:00", "dev", "vx10020", "dst", "198.18.29.99"]);
+    const ifindex = (await h(3).link("dom0", "vx10020"))!.ifindex;
+    await h(3).startDaemon("dom0");
+    const show = await h(3).cliJson<VxlanShow[]>(["vxlan", "show", BRIDGE]);
+    expect(show.find((v) => v.name === "vx10020")).toMatchObject({ state: "up", group: GROUP });
+    expect((await h(3).link("dom0", "vx10020"))!.ifindex).toBe(ifindex);
+    const fdb = await run("bridge", ["-n", h(3).ns("dom0"), "fdb", "show", "dev", "vx10020"]);
+    expect(fdb.stdout).toContain(`00:00:00:00:00:00 dst ${GROUP} via m0`);
+    expect(fdb.stdout).not.toContain("198.18.29.99");
+    expect(h(3).daemon!.stdout).toMatch(/"removed_remotes":\["198\.18\.29\.99"\].*adopting existing vxlan netdev/);
   });
 });
