@@ -214,7 +214,7 @@ function isMulticastAddr(addr: string): boolean {
 
 /** A unicast IPv4/IPv6 address in text, or a message saying why not. */
 function unicastAddrProblem(v: unknown): string | null {
-  if (typeof v !== 'string' || isIP(v) === 0) return `must be an IPv4 or IPv6 address, got ${describe(v)}`;
+  if (typeof v !== 'string' || isIP(v) === 0 || v.includes('%')) return `must be an IPv4 or IPv6 address (no zone), got ${describe(v)}`;
   if (isMulticastAddr(v)) return `"${v}" is a multicast address`;
   if (v === '0.0.0.0' || v === '::') return `"${v}" is the unspecified address`;
   return null;

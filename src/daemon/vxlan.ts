@@ -230,7 +230,7 @@ export class VxlanPort extends ManagedPort {
   }
 
   private remoteParam(ip: unknown): string {
-    if (typeof ip !== 'string' || isIP(ip) === 0) throw new ControlError('invalid_params', `ip must be an IPv4 or IPv6 address, got ${JSON.stringify(ip)}`);
+    if (typeof ip !== 'string' || isIP(ip) === 0 || ip.includes('%')) throw new ControlError('invalid_params', `ip must be an IPv4 or IPv6 address (no zone), got ${JSON.stringify(ip)}`);
     const fam = familyOf(this.spec);
     if (isIP(ip) !== fam && (this.spec.local !== null || this.spec.group !== null || this.remotes.size > 0)) {
       throw new ControlError('invalid_params', `${this.name} has an IPv${fam} underlay; ${ip} is not IPv${fam}`);

@@ -31,7 +31,7 @@ bridges:
     expect(configIssues(bridge('[ { name: vx1 } ]'))).toEqual(['bridges[0].vxlan[0].vni: is required (1..16777215)']);
     expect(configIssues(bridge('[ { name: vx1, vni: 16777216 } ]'))).toEqual(['bridges[0].vxlan[0].vni: must be an integer 1..16777215, got number 16777216']);
     expect(configIssues(bridge('[ { name: vx1, vni: 1, remotes: [198.18.0.300, 239.1.1.1, 198.18.0.2, 198.18.0.2] } ]'))).toEqual([
-      'bridges[0].vxlan[0].remotes[0]: must be an IPv4 or IPv6 address, got "198.18.0.300"',
+      'bridges[0].vxlan[0].remotes[0]: must be an IPv4 or IPv6 address (no zone), got "198.18.0.300"',
       'bridges[0].vxlan[0].remotes[1]: "239.1.1.1" is a multicast address',
       'bridges[0].vxlan[0].remotes[3]: "198.18.0.2" is listed twice',
     ]);
