@@ -307,10 +307,13 @@ describe.skipIf(!support.ok)("VXLAN: three tapbridge hosts and a kernel VTEP ove
   });
 
   it("vxlan add and del at runtime; on stop the daemon removes its netdevs, except the one with persist: true", async () => {
-    const add = await h(3).cli(["vxlan", "add", BRIDGE, "vx77", "--vni", "77", "--local", UNDERLAY(3), "--remote", UNDERLAY(1), "--vlan", "77", "-j"]);
+    const add = await h(3).cli(["vxlan", "add", BRIDGE, "vx77", "--vni", "77", "--local", UNDERLAY(3), "--remote", UNDERLAY(1), "--vlan", "77",
+      "--dstport", "8472", "--ttl", "9", "--no-kernel-learning", "-j"]);
     expect(add.code, add.stderr).toBe(0);
-    expect(JSON.parse(add.stdout)).toMatchObject({ name: "vx77", vni: 77, vlan: 77, remotes: [UNDERLAY(1)], state: "up" });
-    expect(await h(3).linkExists("dom0", "vx77")).toBe(true);
+    expect(JSON.parse(add.stdout)).toMatchObject({ name: "vx77", vni: 77, vlan: 77, port: 8472, remotes: [UNDERLAY(1)], state: "up", kernel_learning: false });
+    // the options reach the kernel's netdev
+    const d = await h(3).ip("dom0", ["-d", "link", "show", "dev", "vx77"]);
+    expect(d.stdout).toMatch(/vxlan id 77 local 198\.18\.23\.1 .*dstport 8472 nolearning ttl 9 /);
     const bad = await h(3).cli(["vxlan", "add", BRIDGE, "vx78", "--vni", "0"]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/vxlan\.vni: must be an integer 1\.\.16777215/);
