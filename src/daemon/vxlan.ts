@@ -6,7 +6,8 @@
 //   create   RTM_NEWLINK kind vxlan (vni, local, group + dev, port, ttl, tos, learning, MTU), host stack silenced,
 //            then one all-zeros FDB entry per remote (head-end replication), link up, AF_PACKET attach.
 //            A netdev of that name that already is a vxlan of the same VNI (left by `persist: true`) is adopted.
-//   remove   on stop and `vxlan del`: RTM_DELLINK unless `persist: true`.
+//   remove   on stop and `vxlan del`: RTM_DELLINK unless `persist: true`. A netdev deleted behind the daemon's back is
+//            created again at once.
 //   MTU      an overlay frame costs 50 bytes of underlay (IPv4: outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14)
 //            or 70 (IPv6), plus 4 when the inner frame carries a tag (default and trunk ports). When the underlay
 //            device is known (`dev`, or the interface holding `local`) the vxlan netdev's MTU is set so an overlay
@@ -217,6 +218,22 @@ export class VxlanPort extends ManagedPort {
       throw err;
     }
     return existing === null;
+  }
+
+  /**
+   * The netdev was deleted (or renamed away) behind the daemon's back: it is the daemon's, so it is created again at
+   * once (a name that cannot be re-created leaves the port `absent`, logged).
+   */
+  override onLinkGone(): void {
+    const wasOpen = this.io !== null;
+    super.onLinkGone();
+    if (!wasOpen) return;
+    try {
+      this.open();
+      this.log.info({ ifindex: this.port.ifindex }, 'vxlan netdev re-created');
+    } catch (err) {
+      this.log.error({ err }, 'cannot re-create vxlan netdev; the port stays absent');
+    }
   }
 
   /** Removes the kernel netdev unless `persist` (after close). */

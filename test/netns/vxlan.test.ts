@@ -306,6 +306,21 @@ describe.skipIf(!support.ok)("VXLAN: three tapbridge hosts and a kernel VTEP ove
     expect(t.got?.sha256, t.diag).toBe(t.sent?.sha256);
   });
 
+  it("a vxlan netdev deleted behind the daemon's back is created again, remotes included, and carries traffic", async () => {
+    const old = (await h(2).link("dom0", "vx10010"))!.ifindex;
+    await h(2).ip("dom0", ["link", "del", "vx10010"]);
+    const back = await waitFor(async () => {
+      const l = await h(2).link("dom0", "vx10010");
+      return l !== undefined && l.ifindex !== old;
+    }, 10_000);
+    expect(back, h(2).daemonLog()).toBe(true);
+    const fdb = await run("bridge", ["-n", h(2).ns("dom0"), "fdb", "show", "dev", "vx10010"]);
+    for (const n of [1, 3, 4]) expect(fdb.stdout).toContain(`00:00:00:00:00:00 dst ${UNDERLAY(n)} self permanent`);
+    const r = await h(1).pingUntil("vma", VMA(2).v4, 10_000);
+    expect(r.ok, `${r.output}\n${logs()}`).toBe(true);
+    expect((await h(2).cliJson<VxlanShow[]>(["vxlan", "show", BRIDGE])).find((v) => v.name === "vx10010")?.state).toBe("up");
+  });
+
   it("vxlan add and del at runtime; on stop the daemon removes its netdevs, except the one with persist: true", async () => {
     const add = await h(3).cli(["vxlan", "add", BRIDGE, "vx77", "--vni", "77", "--local", UNDERLAY(3), "--remote", UNDERLAY(1), "--vlan", "77",
       "--dstport", "8472", "--ttl", "9", "--no-kernel-learning", "-j"]);
