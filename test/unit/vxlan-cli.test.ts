@@ -1,35 +1,23 @@
 // The vxlan verbs of the CLI (node dist/cli/main.js) against a control server with scripted methods: what they send,
 // what they print, their usage errors.
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ControlServer, type MethodHandler } from '../../src/control/server.js';
+import { ControlServer } from '../../src/control/server.js';
 import { silentLogger } from '../../src/log.js';
+import { cliRunner, recorder, type RecordedCall } from '../support/cli-run.js';
 
-const cli = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'tb-vxcli-'));
 const socket = join(dir, 'ctl.sock');
-const calls: { method: string; params: Record<string, unknown> }[] = [];
-
-function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [cli, ...args, '--socket', socket], { timeout: 20_000 }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr });
-    });
-  });
-}
+const calls: RecordedCall[] = [];
+const run = cliRunner(socket);
 
 const SHOW = {
   name: 'vx10010', vni: 10010, local: '198.18.20.1', remotes: ['198.18.20.2'], group: null, dev: null, port: 4789, vlan: 10,
   vlan_mode: 'access', state: 'up', ifindex: 5, mtu: 1500, underlay: 'u0', underlay_mtu: 1600, mtu_short: false, kernel_learning: true, persist: false,
 };
-const record = (method: string, result: unknown): [string, MethodHandler] => [method, (params) => {
-  calls.push({ method, params });
-  return result;
-}];
+const record = recorder(calls);
 
 let server: ControlServer;
 beforeAll(async () => {
