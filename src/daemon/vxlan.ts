@@ -165,7 +165,7 @@ export class VxlanPort extends ManagedPort {
       return super.open();
     } catch (err) {
       // unwind in reverse: a netdev this call created does not outlive a port that failed to open
-      if (created) vxlanLink.delete(this.name);
+      if (created) this.deleteQuietly();
       throw err;
     }
   }
@@ -214,10 +214,19 @@ export class VxlanPort extends ManagedPort {
       silenceHostStack(this.name, this.log);
       netdev.setLinkUp(this.name, true);
     } catch (err) {
-      if (existing === null) vxlanLink.delete(this.name);
+      if (existing === null) this.deleteQuietly();
       throw err;
     }
     return existing === null;
+  }
+
+  /** RTM_DELLINK while unwinding: a failure is logged, the error that caused the unwind is the one reported. */
+  private deleteQuietly(): void {
+    try {
+      vxlanLink.delete(this.name);
+    } catch (err) {
+      this.log.warn({ err }, 'cannot remove vxlan netdev while unwinding');
+    }
   }
 
   /**
