@@ -8,6 +8,7 @@
         "src/native/ifctl.cc",
         "src/native/linkmon.cc",
         "src/native/vxlan.cc",
+        "src/native/filelock.cc",
         "src/native/unixsock.cc"
       ],
       "include_dirs": [

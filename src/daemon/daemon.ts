@@ -8,10 +8,11 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import { Bridge } from '../bridge/bridge.js';
 import { BridgePort, type PortKind } from '../bridge/port.js';
-import { AddResult } from '../fdb/fdb.js';
+import { AddResult, macHi, macLo } from '../fdb/fdb.js';
 import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
 import { LinkMonitor } from '../io/native.js';
-import { type BridgeConfig, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE } from '../config/config.js';
+import { type BridgeConfig, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE, type PortConfig, type StaticFdbConfig, type UplinkConfig } from '../config/config.js';
+import type { FdbSnapshotEntry } from '../state/document.js';
 import { ControlError } from '../control/errors.js';
 import { ManagedPort, RefusedNetdevError, refusedNetdevProblem, type PortHandle } from './ports.js';
 import { restoreHostStack } from './hoststack.js';
@@ -74,7 +75,8 @@ export interface BridgeStats {
 }
 
 class BridgeRuntime {
-  readonly cfg: BridgeConfig;
+  /** The bridge's config (replaced by a reload). */
+  cfg: BridgeConfig;
   readonly bridge: Bridge;
   readonly ports = new Map<string, ManagedPort>();
   uplink: PortHandle | null = null;
@@ -108,7 +110,8 @@ class BridgeRuntime {
 }
 
 export class Daemon {
-  readonly config: DaemonConfig;
+  /** The config in force (replaced by a reload, src/state/reload.ts). */
+  config: DaemonConfig;
   private readonly log: Logger;
   private readonly portLog: Logger;
   private readonly bridges = new Map<string, BridgeRuntime>();
@@ -133,24 +136,32 @@ export class Daemon {
   start(): void {
     const linkLog = this.log.child({ subsystem: 'link' });
     this.monitor = new LinkMonitor((type, ifindex, name, flags) => this.onLinkEvent(type, ifindex, name, flags, linkLog));
-    const now = this.now();
-    for (const br of this.bridges.values()) {
-      br.bridge.nowMs = now;
-      const up = br.cfg.uplink;
-      if (up !== null && up.bond !== null) br.uplink = this.createBond(br, up.bond, up.vlan);
-      else if (up !== null && up.interface !== null) br.uplink = this.createPort(br, up.interface, 'uplink', false, undefined, up.vlan);
-      for (const pc of br.cfg.ports) {
-        this.createPort(br, pc.name, pc.kind, pc.persist, { learning: pc.learning, flood: pc.flood, isolated: pc.isolated, fdbMax: pc.fdbMax }, pc.vlan, pc.create);
-      }
-      for (const vc of br.cfg.vxlan) this.createVxlanPort(br, vc);
-      for (const f of br.cfg.fdb) {
-        const mp = br.find(f.port)!;
-        br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, now);
-      }
-    }
+    for (const br of this.bridges.values()) this.startBridge(br);
     this.monitor.dump();
     this.ticker = setInterval(() => this.tick(), TICK_MS);
     this.ticker.unref();
+  }
+
+  /** Opens a bridge's uplink and ports and adds its static entries (start-up and reload). */
+  private startBridge(br: BridgeRuntime): void {
+    const now = this.now();
+    br.bridge.nowMs = now;
+    this.openUplink(br, br.cfg.uplink);
+    for (const pc of br.cfg.ports) this.createConfigPort(br, pc);
+    for (const vc of br.cfg.vxlan) this.createVxlanPort(br, vc);
+    for (const f of br.cfg.fdb) {
+      const mp = br.find(f.port);
+      if (mp !== undefined) br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, now);
+    }
+  }
+
+  private openUplink(br: BridgeRuntime, up: BridgeConfig['uplink']): void {
+    if (up !== null && up.bond !== null) br.uplink = this.createBond(br, up.bond, up.vlan);
+    else if (up !== null && up.interface !== null) br.uplink = this.createPort(br, up.interface, 'uplink', false, undefined, up.vlan);
+  }
+
+  private createConfigPort(br: BridgeRuntime, pc: PortConfig): ManagedPort {
+    return this.createPort(br, pc.name, pc.kind, pc.persist, { learning: pc.learning, flood: pc.flood, isolated: pc.isolated, fdbMax: pc.fdbMax }, pc.vlan, pc.create);
   }
 
   private createPort(
@@ -377,6 +388,12 @@ export class Daemon {
     return mp;
   }
 
+  /** The vxlan entries in force (config plus runtime changes), for save-config. */
+  vxlanConfigs(bridgeName: string): VxlanPortConfig[] {
+    const br = this.bridges.get(bridgeName);
+    return br === undefined ? [] : [...br.ports.values()].filter((mp): mp is VxlanPort => mp instanceof VxlanPort).map((mp) => mp.spec);
+  }
+
   vxlanShow(bridgeName: unknown): VxlanShow[] {
     const br = this.bridge(bridgeName);
     return [...br.ports.values()].filter((mp): mp is VxlanPort => mp instanceof VxlanPort).map((mp) => mp.show());
@@ -546,5 +563,211 @@ export class Daemon {
         })),
       };
     });
+  }
+
+  // ---- reconfiguration: primitives of reload and state restore (src/state/) ------------------
+
+  hasBridge(name: string): boolean {
+    return this.bridges.has(name);
+  }
+
+  hasPort(bridgeName: string, port: string): boolean {
+    return this.bridges.get(bridgeName)?.find(port) !== undefined;
+  }
+
+  /** The VLAN of untagged frames on a port (what `fdb add` without --vlan uses), null when unknown. */
+  untaggedVid(bridgeName: string, port: string): number | null {
+    const mp = this.bridges.get(bridgeName)?.find(port);
+    return mp === undefined ? null : mp.port.vlan.untaggedVid;
+  }
+
+  /** The bridge's ageing time in force (config or setageing), seconds. */
+  ageingTimeS(bridgeName: string): number {
+    return Math.round((this.bridges.get(bridgeName)?.bridge.fdb.ageingTimeMs ?? 0) / 1000);
+  }
+
+  /** Creates and opens a bridge from its config (reload). */
+  addBridge(cfg: BridgeConfig): void {
+    const br = new BridgeRuntime(cfg, this.log.child({ subsystem: 'fdb' }));
+    this.bridges.set(cfg.name, br);
+    this.startBridge(br);
+  }
+
+  /**
+   * Closes every port of a bridge and forgets it (reload). Host-stack originals are written back, except on the
+   * netdevs in `keep` (a re-created bridge takes them again at once).
+   */
+  removeBridge(name: string, keep: ReadonlySet<string> = new Set()): void {
+    const br = this.bridges.get(name);
+    if (br === undefined) return;
+    const netdevs = [...br.ports.keys(), ...(br.bond !== null ? br.bond.members.map((m) => m.name) : br.uplink !== null ? [br.uplink.name] : [])];
+    for (const mp of br.all()) {
+      mp.close('absent');
+      if (mp instanceof VxlanPort) mp.removeNetdev();
+    }
+    this.forgetUplink(br);
+    for (const mp of br.ports.values()) this.byName.delete(mp.name);
+    this.bridges.delete(name);
+    for (const n of netdevs) if (!keep.has(n)) restoreHostStack(n, this.portLog);
+  }
+
+  /** Replaces the bridge's config object (reload, after the changes were applied). */
+  setBridgeConfig(cfg: BridgeConfig): void {
+    const br = this.bridges.get(cfg.name);
+    if (br !== undefined) br.cfg = cfg;
+  }
+
+  /** Adds a port from its config (reload); a port of that name is removed first. */
+  addConfigPort(bridgeName: string, pc: PortConfig): void {
+    const br = this.bridges.get(bridgeName);
+    if (br === undefined) throw new Error(`no bridge ${bridgeName}`);
+    for (const other of this.bridges.values()) if (other.ports.has(pc.name)) this.removePortByName(other.cfg.name, pc.name, true);
+    this.createConfigPort(br, pc);
+  }
+
+  /**
+   * Closes and removes a port (not the uplink); false when it does not exist. Its host-stack originals are written
+   * back (as delif does) unless `reopen` (the port is opened again at once).
+   */
+  removePortByName(bridgeName: string, name: string, reopen = false): boolean {
+    const br = this.bridges.get(bridgeName);
+    const mp = br?.ports.get(name);
+    if (br === undefined || mp === undefined) return false;
+    mp.close('absent');
+    if (mp instanceof VxlanPort) mp.removeNetdev();
+    br.bridge.removePort(mp.port);
+    br.ports.delete(name);
+    this.byName.delete(name);
+    if (!reopen) restoreHostStack(name, this.portLog);
+    return true;
+  }
+
+  /** Changes learning, flood, isolated and the per-port FDB cap in place (fds, entries and counters stay). */
+  setPortFlags(bridgeName: string, pc: PortConfig): void {
+    const br = this.bridges.get(bridgeName);
+    const mp = br?.ports.get(pc.name);
+    if (br === undefined || mp === undefined) return;
+    mp.port.learning = pc.learning;
+    mp.port.flood = pc.flood;
+    mp.port.isolated = pc.isolated;
+    mp.port.fdbMax = pc.fdbMax;
+    br.bridge.fdb.portMax[mp.port.id] = pc.fdbMax;
+  }
+
+  /** Replaces a port's (or the uplink's) VLAN rules in place. */
+  setPortVlanByName(bridgeName: string, name: string, spec: VlanSpec): void {
+    const br = this.bridges.get(bridgeName);
+    const mp = br?.find(name);
+    if (br === undefined || mp === undefined) return;
+    br.bridge.setPortVlan(mp.port, spec);
+  }
+
+  private forgetUplink(br: BridgeRuntime): void {
+    if (br.uplink === null) return;
+    if (br.bond !== null) for (const m of br.bond.members) this.byName.delete(m.name);
+    else this.byName.delete(br.uplink.name);
+    br.bridge.removePort(br.uplink.port);
+    br.uplink = null;
+    br.bond = null;
+  }
+
+  /** Closes the uplink (or bond) and opens the one of `up` (reload); netdevs it no longer uses get their host stack back. */
+  replaceUplink(bridgeName: string, up: UplinkConfig | null): void {
+    const br = this.bridges.get(bridgeName);
+    if (br === undefined) return;
+    const old = br.bond !== null ? br.bond.members.map((m) => m.name) : br.uplink !== null ? [br.uplink.name] : [];
+    const next = new Set(up === null ? [] : up.bond !== null ? up.bond.members : up.interface !== null ? [up.interface] : []);
+    br.uplink?.close('absent');
+    this.forgetUplink(br);
+    for (const n of old) if (!next.has(n)) restoreHostStack(n, this.portLog);
+    this.openUplink(br, up);
+  }
+
+  /** Adds a static entry from the config; false when its port is missing or the FDB is full. */
+  addStaticFdb(bridgeName: string, f: StaticFdbConfig): boolean {
+    const br = this.bridges.get(bridgeName);
+    const mp = br?.find(f.port);
+    if (br === undefined || mp === undefined) return false;
+    return br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, this.now()) !== AddResult.Full;
+  }
+
+  deleteFdb(bridgeName: string, vid: number, mac: number): boolean {
+    return this.bridges.get(bridgeName)?.bridge.fdb.delete(vid, mac) ?? false;
+  }
+
+  /** Dynamic entries of every bridge with their ages and snooped IPv4 addresses (the FDB snapshot), at once. */
+  fdbSnapshot(): Record<string, FdbSnapshotEntry[]> {
+    const out: Record<string, FdbSnapshotEntry[]> = {};
+    for (const name of this.bridges.keys()) {
+      out[name] = [];
+      this.fdbSnapshotSlice(name, 0, Infinity, out[name]);
+    }
+    return out;
+  }
+
+  /**
+   * Appends the dynamic entries in FDB pool slots from..to-1 of a bridge to `out` (a snapshot a slice per event-loop
+   * turn); returns the pool's slot count, 0 when the bridge is gone.
+   */
+  fdbSnapshotSlice(bridgeName: string, from: number, to: number, out: FdbSnapshotEntry[]): number {
+    const br = this.bridges.get(bridgeName);
+    if (br === undefined) return 0;
+    br.bridge.fdb.forEach(this.now(), (e) => {
+      if (e.isStatic) return;
+      const port = br.bridge.ports[e.port];
+      if (port === null || port === undefined) return;
+      const ip = e.ipv4;
+      out.push({
+        port: port.name,
+        mac: formatMac(e.mac),
+        vlan: e.vid,
+        age_ms: Math.round(e.ageMs),
+        ipv4: ip === 0 ? null : `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`,
+      });
+    }, from, to);
+    return br.bridge.fdb.maxEntries;
+  }
+
+  bridgeNames(): string[] {
+    return [...this.bridges.keys()];
+  }
+
+  /**
+   * Restores snapshot entries `elapsedMs` after they were saved: only on ports that exist and forward, in VLANs
+   * they are members of, and that would not have aged out meanwhile. Never replaces an entry already there.
+   */
+  restoreFdb(bridges: Record<string, FdbSnapshotEntry[]>, elapsedMs: number): { restored: number; skipped: number } {
+    const now = this.now();
+    let restored = 0;
+    let skipped = 0;
+    for (const [name, list] of Object.entries(bridges)) {
+      const br = this.bridges.get(name);
+      if (br === undefined) {
+        skipped += list.length;
+        continue;
+      }
+      const ageingMs = br.bridge.fdb.ageingTimeMs;
+      for (const e of list) {
+        const mp = br.find(e.port);
+        const mac = parseMac(e.mac);
+        const ageMs = e.age_ms + Math.max(0, elapsedMs);
+        if (mp === undefined || !mp.port.forwarding || mac === null || !mp.port.vlan.isMember(e.vlan) ||
+          (ageingMs > 0 && ageMs >= ageingMs) || br.bridge.fdb.lookup(e.vlan, mac) >= 0) {
+          skipped++;
+          continue;
+        }
+        br.bridge.fdb.learn(e.vlan, mac, mp.port.id, now - ageMs);
+        if (br.bridge.fdb.lookup(e.vlan, mac) !== mp.port.id) {
+          skipped++;
+          continue;
+        }
+        if (e.ipv4 !== null) {
+          const ip = e.ipv4.split('.').reduce((a, b) => a * 256 + Number(b), 0);
+          br.bridge.fdb.setIpv4(e.vlan, macHi(mac), macLo(mac), ip);
+        }
+        restored++;
+      }
+    }
+    return { restored, skipped };
   }
 }

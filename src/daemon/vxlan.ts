@@ -27,7 +27,7 @@ import type { Bridge } from '../bridge/bridge.js';
 import type { BridgePort } from '../bridge/port.js';
 import type { IfInfo } from '../io/native-types.js';
 import { netdev, vxlanLink } from '../io/native.js';
-import { MAX_VXLAN_REMOTES, type VxlanPortConfig } from '../config/config.js';
+import { DEFAULT_VXLAN_PORT, MAX_VXLAN_REMOTES, type VxlanPortConfig } from '../config/config.js';
 import { ControlError } from '../control/errors.js';
 import { ManagedPort, type ManagedPortOptions } from './ports.js';
 import { silenceHostStack } from './hoststack.js';
@@ -115,6 +115,25 @@ export function vxlanMtuWarnings(bridges: { name: string; mtu: number; vxlan: Vx
     const problem = checkMtu(spec, b.mtu, findUnderlay(spec, lookup)).problem;
     if (problem !== null) out.push(`bridges[${bi}].vxlan[${vi}]: ${problem}`);
   }));
+  return out;
+}
+
+/** A vxlan entry as config-file keys (save-config); the VLAN keys are left to the caller (the port's mode now). */
+export function vxlanEntryRaw(spec: VxlanPortConfig): Record<string, unknown> {
+  const out: Record<string, unknown> = { name: spec.name, vni: spec.vni };
+  if (spec.local !== null) out.local = spec.local;
+  if (spec.remotes.length > 0) out.remotes = [...spec.remotes];
+  if (spec.group !== null) out.group = spec.group;
+  if (spec.dev !== null) out.dev = spec.dev;
+  if (spec.port !== DEFAULT_VXLAN_PORT) out.port = spec.port;
+  if (spec.ttl !== null) out.ttl = spec.ttl;
+  if (spec.tos !== null) out.tos = spec.tos;
+  if (!spec.kernelLearning) out.kernel_learning = false;
+  if (spec.persist) out.persist = true;
+  if (!spec.learning) out.learning = false;
+  if (!spec.flood) out.flood = false;
+  if (spec.isolated) out.isolated = true;
+  if (spec.fdbMax > 0) out.fdb_max = spec.fdbMax;
   return out;
 }
 

@@ -479,9 +479,13 @@ export class Fdb {
     return aged;
   }
 
-  /** Visits every entry (control plane only: allocates one view object per call). */
-  forEach(nowMs: number, cb: (entry: FdbEntryView) => void): void {
-    for (let e = 0; e < this.maxEntries; e++) {
+  /**
+   * Visits every entry, or those in pool slots from..to-1 (a snapshot taken a slice per event-loop turn); control
+   * plane only: allocates one view object per entry.
+   */
+  forEach(nowMs: number, cb: (entry: FdbEntryView) => void, from = 0, to = this.maxEntries): void {
+    const end = Math.min(to, this.maxEntries);
+    for (let e = Math.max(0, from); e < end; e++) {
       const f = this.flags[e];
       if (f === 0) continue;
       const isStatic = (f & FLAG_STATIC) !== 0;

@@ -176,6 +176,8 @@ export interface RawAddon {
   linkMonitor(cb: LinkEventCallback): RawLinkMonitor;
   /** Addon version string. */
   version(): string;
+  /** flock(fd, LOCK_EX | LOCK_NB): true when locked, false when another open file holds the lock. */
+  flockExclusive(fd: number): boolean;
   /** RTM_NEWLINK (NLM_F_CREATE|NLM_F_EXCL) of kind "vxlan" with IFLA_VXLAN_* (src/native/vxlan.cc). */
   vxlanCreate(options: VxlanCreateOptions): void;
   /** RTM_NEWNEIGH (NLM_F_APPEND) / RTM_DELNEIGH on AF_BRIDGE: the all-zeros FDB entry to `dst`; false when nothing changed. */

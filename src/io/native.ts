@@ -199,6 +199,10 @@ export const netdev = {
   version(): string {
     return loadAddon().version();
   },
+  /** flock(fd, LOCK_EX | LOCK_NB) on an fd from fs.openSync: false when another process holds it. */
+  flockExclusive(fd: number): boolean {
+    return loadAddon().flockExclusive(fd);
+  },
 };
 
 /** Kernel VXLAN netdevs over rtnetlink (src/native/vxlan.cc). */

@@ -153,6 +153,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("linkMonitor", Napi::Function::New(env, LinkMonitorNew, "linkMonitor"));
   InitIfctl(env, exports);
   InitVxlan(env, exports);
+  InitFileLock(env, exports);
   InitUnixSock(env, exports);
   return exports;
 }

@@ -90,6 +90,8 @@ Napi::Function InitLinkMonitor(Napi::Env env);
 void InitIfctl(Napi::Env env, Napi::Object exports);
 void InitVxlan(Napi::Env env, Napi::Object exports);  // vxlan.cc
 void InitUnixSock(Napi::Env env, Napi::Object exports);
+// filelock.cc: flockExclusive(fd) for the state file lock.
+void InitFileLock(Napi::Env env, Napi::Object exports);
 Napi::Value OpenTap(const Napi::CallbackInfo& info);
 Napi::Value OpenPacket(const Napi::CallbackInfo& info);
 Napi::Value LinkMonitorNew(const Napi::CallbackInfo& info);

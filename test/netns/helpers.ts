@@ -346,9 +346,18 @@ export class Lab {
     return bg;
   }
 
-  /** Write the daemon's config. An object is written as JSON, which is YAML 1.2. */
+  /** This lab's state_dir (writeConfig puts it into an object config that names none). */
+  get stateDir(): string {
+    return join(this.dir, "state");
+  }
+
+  /**
+   * Write the daemon's config. An object is written as JSON, which is YAML 1.2; without a `state_dir` it gets the
+   * lab's own, so that labs never share (and lock each other out of) /var/lib/tapbridge.
+   */
   writeConfig(config: object | string): void {
-    writeFileSync(this.configPath, typeof config === "string" ? config : JSON.stringify(config, null, 2) + "\n");
+    const doc = typeof config === "string" || "state_dir" in config ? config : { ...config, state_dir: this.stateDir };
+    writeFileSync(this.configPath, typeof doc === "string" ? doc : JSON.stringify(doc, null, 2) + "\n");
   }
 
   /**

@@ -432,11 +432,15 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
     expect(await guestPingUntil(g, IP.vm10), g.tail()).toBe(true);
     expect((await showmacs()).find((e) => e.mac === MAC.g1)).toMatchObject({ port: "vif1.0", vlan: 10 });
 
-    // daemon restart: a port qemu-ifup added is runtime state, not in the config, so it is gone; running qemu-ifup
-    // again for the running guest puts it back (README)
+    // daemon restart: the port qemu-ifup added is runtime state, recorded in the state file and replayed at start
+    // (issue 11), so it is back by itself in VLAN 10 and the guest reaches the host again without any script
     await lab.stopDaemon();
     await lab.startDaemon("dom0");
-    expect(await port("vif1.0")).toBeUndefined();
+    expect(await port("vif1.0")).toMatchObject({ kind: "attach" });
+    const back = await lab.cliJson<{ port: string; mode: string; vlans: number[] | "all"; native: number | null }[]>(["vlan", "show", BRIDGE]);
+    expect(back.find((v) => v.port === "vif1.0")).toMatchObject({ mode: "access", vlans: [10], native: 10 });
+    expect(await guestPingUntil(g, IP.vm10), g.tail()).toBe(true);
+    // running qemu-ifup again for the running guest finds the port and keeps it
     const again = await run(IFUP, ["vif1.0"], { env: scriptEnv(10), check: false });
     expect(again.code, again.stderr).toBe(0);
     expect(await guestPingUntil(g, IP.vm10), g.tail()).toBe(true);
