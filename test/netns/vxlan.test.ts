@@ -18,6 +18,9 @@
 //   IPv6 on u0 (2001:db8:2N::1/64, router ::fe): vx6060 (VLAN 60) is added over it at runtime.
 
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parse as parseYaml } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI_MAIN, Lab, PY_RAW_CAPTURE, PYTHON, canRunNetns, run, tcpTransfer, waitFor } from "./helpers.js";
 import type { PortStats, ShowBridge, VxlanShow } from "../support/json-shapes.js";
@@ -335,6 +338,9 @@ describe.skipIf(!support.ok)("VXLAN: three tapbridge hosts and a kernel VTEP ove
     const del = await h(3).cli(["vxlan", "del", BRIDGE, "vx77"]);
     expect(del.code, del.stderr).toBe(0);
     expect(await h(3).linkExists("dom0", "vx77")).toBe(false);
+    // a runtime change that the restart must replay (issue 11's journal)
+    const ra = await h(3).cli(["vxlan", "remote", "add", BRIDGE, "vx10010", "198.18.22.77"]);
+    expect(ra.code, ra.stderr).toBe(0);
     const exit = await h(3).stopDaemon();
     expect(exit.code).toBe(0);
     expect(await h(3).linkExists("dom0", "vx10010")).toBe(false);
@@ -350,5 +356,21 @@ describe.skipIf(!support.ok)("VXLAN: three tapbridge hosts and a kernel VTEP ove
     expect(fdb.stdout).toContain(`00:00:00:00:00:00 dst ${GROUP} via m0`);
     expect(fdb.stdout).not.toContain("198.18.29.99");
     expect(h(3).daemon!.stdout).toMatch(/"removed_remotes":\["198\.18\.29\.99"\].*adopting existing vxlan netdev/);
+    // the journal replayed the runtime remote onto the re-created vx10010
+    expect(show.find((v) => v.name === "vx10010")?.remotes).toEqual([UNDERLAY(1), UNDERLAY(2), UNDERLAY(4), "198.18.22.77"]);
+    const fdb10 = await run("bridge", ["-n", h(3).ns("dom0"), "fdb", "show", "dev", "vx10010"]);
+    expect(fdb10.stdout).toContain("00:00:00:00:00:00 dst 198.18.22.77 self permanent");
+    // save-config writes the vxlan entries as they are now, in YAML that check-config accepts
+    const out = join(h(3).dir, "saved.yaml");
+    const sc = await h(3).cli(["save-config", out]);
+    expect(sc.code, sc.stderr).toBe(0);
+    const saved = parseYaml(readFileSync(out, "utf8")) as { bridges: { ports: { name: string }[]; vxlan: Record<string, unknown>[] }[] };
+    expect(saved.bridges[0].ports.map((p) => p.name)).toEqual(["vif1.0", "vif2.0"]);
+    expect(saved.bridges[0].vxlan).toEqual([
+      { name: "vx10010", vni: 10010, local: UNDERLAY(3), remotes: [UNDERLAY(1), UNDERLAY(2), UNDERLAY(4), "198.18.22.77"], vlan: 10 },
+      { name: "vx10020", vni: 10020, local: SEGMENT(3), group: GROUP, dev: "m0", persist: true, vlan: 20 },
+    ]);
+    const cc = await run(process.execPath, [CLI_MAIN, "check-config", out], { check: false });
+    expect(cc.code, cc.stderr).toBe(0);
   });
 });
