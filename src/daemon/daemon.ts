@@ -367,10 +367,7 @@ export class Daemon {
     const mp = this.port(br, ifname);
     if (mp === br.uplink) throw new ControlError('invalid_params', `${mp.name} is the uplink of ${br.cfg.name}, not a port`);
     mp.close('absent');
-    if (mp instanceof VxlanPort) {
-      mp.removeNetdev();
-      br.cfg.vxlan = br.cfg.vxlan.filter((v) => v !== mp.spec);
-    }
+    if (mp instanceof VxlanPort) mp.removeNetdev();
     br.bridge.removePort(mp.port);
     br.ports.delete(mp.name);
     this.byName.delete(mp.name);
@@ -418,7 +415,6 @@ export class Daemon {
       if (err instanceof ControlError) throw err;
       throw new ControlError('io_error', `cannot add vxlan ${r.port.name}: ${(err as Error).message}`, { errno: (err as { errno?: number }).errno });
     }
-    br.cfg.vxlan.push(r.port);
     this.log.info({ bridge: br.cfg.name, port: mp.name, vni: r.port.vni }, 'vxlan port added');
     return mp.show();
   }
@@ -617,6 +613,35 @@ export class Daemon {
     if (br !== undefined) br.cfg = cfg;
   }
 
+  /**
+   * Adds and removes remotes of a vxlan port in place (reload): one already there (or already gone) is no error;
+   * every other failure is reported together after the rest was applied.
+   */
+  setVxlanRemotes(bridgeName: string, name: string, add: readonly string[], del: readonly string[]): void {
+    const mp = this.vxlanPort(this.bridge(bridgeName), name);
+    const errors: string[] = [];
+    const apply = (op: 'add' | 'del', ip: string): void => {
+      try {
+        if (op === 'add') mp.addRemote(ip);
+        else mp.delRemote(ip);
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (!(err instanceof ControlError && (code === 'port_exists' || code === 'not_found'))) errors.push(`${op} ${ip}: ${(err as Error).message}`);
+      }
+    };
+    for (const ip of del) apply('del', ip);
+    for (const ip of add) apply('add', ip);
+    if (errors.length > 0) throw new Error(`vxlan ${name} remotes: ${errors.join('; ')}`);
+  }
+
+  /** Adds a vxlan port from its config entry (reload); a port of that name is removed first. */
+  addVxlanConfigPort(bridgeName: string, vc: VxlanPortConfig): void {
+    const br = this.bridges.get(bridgeName);
+    if (br === undefined) throw new Error(`no bridge ${bridgeName}`);
+    for (const other of this.bridges.values()) if (other.ports.has(vc.name)) this.removePortByName(other.cfg.name, vc.name, true);
+    this.createVxlanPort(br, vc);
+  }
+
   /** Adds a port from its config (reload); a port of that name is removed first. */
   addConfigPort(bridgeName: string, pc: PortConfig): void {
     const br = this.bridges.get(bridgeName);
@@ -643,7 +668,7 @@ export class Daemon {
   }
 
   /** Changes learning, flood, isolated and the per-port FDB cap in place (fds, entries and counters stay). */
-  setPortFlags(bridgeName: string, pc: PortConfig): void {
+  setPortFlags(bridgeName: string, pc: Pick<PortConfig, 'name' | 'learning' | 'flood' | 'isolated' | 'fdbMax'>): void {
     const br = this.bridges.get(bridgeName);
     const mp = br?.ports.get(pc.name);
     if (br === undefined || mp === undefined) return;

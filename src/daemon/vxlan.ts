@@ -171,7 +171,8 @@ export class VxlanPort extends ManagedPort {
 
   constructor(bridge: Bridge, port: BridgePort, spec: VxlanPortConfig, opts: ManagedPortOptions, bridgeMtu: number, log: Logger) {
     super(bridge, port, { ...opts, persist: spec.persist, create: null }, bridgeMtu, log);
-    this.spec = spec;
+    // the port's own copy: runtime remote changes never touch the config in force (reload diffs against it)
+    this.spec = structuredClone(spec);
     this.bridgeMtuBytes = bridgeMtu;
     this.remotes = new Set(spec.remotes.map(canonicalAddr));
     this.mtuCheck = checkMtu(spec, bridgeMtu, null);

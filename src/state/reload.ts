@@ -16,12 +16,16 @@
 //   + fdb br0 02:00:00:00:00:01 vlan 0 vif1.0 / - fdb ... / ~ fdb br0 02:00:00:00:00:01 vlan 0 vif1.0 -> vif2.0
 //   ~ fdb_snapshot_interval 30 -> 10               in place
 //   ~ control_socket /a -> /b (takes effect at restart)   also state_dir
+//   + vxlan br0/vx10010 (vni 10010, access 10)     created and opened (src/daemon/vxlan.ts); - vxlan: closed, removed
+//   ~ vxlan br0/vx10010 remotes +198.18.20.4 -198.18.20.3   in place (the all-zeros FDB entries); vlan and port
+//                                                  flags in place too; vni, local, group, dev, port, ttl, tos,
+//                                                  kernel_learning, persist: the port and its netdev are re-created
 //
 // Order of application: removals, then changes, then additions (interface names are unique daemon-wide, so a
 // port moving between bridges leaves the old one first). A port whose settings did not change is never closed:
 // it keeps its fd, FDB entries and counters.
 
-import type { BridgeConfig, DaemonConfig, PortConfig, StaticFdbConfig, UplinkConfig } from '../config/config.js';
+import type { BridgeConfig, DaemonConfig, PortConfig, StaticFdbConfig, UplinkConfig, VxlanPortConfig } from '../config/config.js';
 import type { Daemon } from '../daemon/daemon.js';
 import type { VlanSpec } from '../bridge/vlan.js';
 import { formatMac } from '../frame/mac.js';
@@ -36,7 +40,10 @@ export type ChangeAction =
   | { do: 'addPort'; bridge: string; port: PortConfig }
   | { do: 'removePort'; bridge: string; name: string }
   | { do: 'recreatePort'; bridge: string; port: PortConfig }
-  | { do: 'portFlags'; bridge: string; port: PortConfig }
+  | { do: 'portFlags'; bridge: string; port: Pick<PortConfig, 'name' | 'learning' | 'flood' | 'isolated' | 'fdbMax'> }
+  | { do: 'addVxlan'; bridge: string; spec: VxlanPortConfig }
+  | { do: 'recreateVxlan'; bridge: string; spec: VxlanPortConfig }
+  | { do: 'vxlanRemotes'; bridge: string; name: string; add: string[]; del: string[] }
   | { do: 'portVlan'; bridge: string; name: string; vlan: VlanSpec }
   | { do: 'replaceUplink'; bridge: string; uplink: UplinkConfig | null }
   | { do: 'fdbAdd'; bridge: string; entry: StaticFdbConfig }
@@ -87,7 +94,7 @@ function text(v: unknown): string {
   return Array.isArray(v) ? v.join(',') : String(v);
 }
 
-const BRIDGE_TYPED_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports'];
+const BRIDGE_TYPED_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'vxlan'];
 const PORT_TYPED_KEYS = ['name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', 'vlan', 'trunk', 'native_vlan'];
 const UPLINK_TYPED_KEYS = ['interface', 'bond', 'vlan', 'trunk', 'native_vlan'];
 
@@ -199,6 +206,7 @@ function diffBridge(out: Change[], o: BridgeConfig, n: BridgeConfig, oRaw: unkno
       }
     }
   }
+  diffVxlan(out, br, o.vxlan, n.vxlan);
   // static FDB entries
   const oFdb = new Map(o.fdb.map((f) => [fdbKey(f), f]));
   const nFdb = new Map(n.fdb.map((f) => [fdbKey(f), f]));
@@ -212,6 +220,45 @@ function diffBridge(out: Change[], o: BridgeConfig, n: BridgeConfig, oRaw: unkno
     const t = [fdbTarget(br, f.vlan, f.mac)];
     if (g === undefined) out.push({ line: `+ fdb ${br} ${formatMac(f.mac)} vlan ${f.vlan} ${f.port}`, targets: t, action: { do: 'fdbAdd', bridge: br, entry: f }, phase: 2 });
     else if (g.port !== f.port) out.push({ line: `~ fdb ${br} ${formatMac(f.mac)} vlan ${f.vlan} ${g.port} -> ${f.port}`, targets: t, action: { do: 'fdbAdd', bridge: br, entry: f }, phase: 2 });
+  }
+}
+
+/** A vxlan entry's settings that only a new netdev can change (the rest is changed in place). */
+const VXLAN_REBUILD_KEYS = [['vni', 'vni'], ['local', 'local'], ['group', 'group'], ['dev', 'dev'], ['port', 'port'], ['ttl', 'ttl'], ['tos', 'tos'],
+  ['kernelLearning', 'kernel_learning'], ['persist', 'persist']] as const;
+
+function diffVxlan(out: Change[], br: string, o: readonly VxlanPortConfig[], n: readonly VxlanPortConfig[]): void {
+  const oV = new Map(o.map((v) => [v.name, v]));
+  const nV = new Map(n.map((v) => [v.name, v]));
+  for (const v of o) {
+    if (!nV.has(v.name)) out.push({ line: `- vxlan ${br}/${v.name}`, targets: [portTarget(br, v.name)], action: { do: 'removePort', bridge: br, name: v.name }, phase: 0 });
+  }
+  for (const v of n) {
+    const q = oV.get(v.name);
+    const t = [portTarget(br, v.name)];
+    if (q === undefined) {
+      out.push({ line: `+ vxlan ${br}/${v.name} (vni ${v.vni}, ${describeVlan(v.vlan)})`, targets: t, action: { do: 'addVxlan', bridge: br, spec: v }, phase: 2 });
+      continue;
+    }
+    const rebuild = VXLAN_REBUILD_KEYS.filter(([k]) => !jsonEqual(q[k], v[k])).map(([k, key]) => `${key} ${text(q[k])} -> ${text(v[k])}`);
+    if (rebuild.length > 0) {
+      out.push({ line: `~ vxlan ${br}/${v.name} ${rebuild.join(', ')} (re-created)`, targets: t, action: { do: 'recreateVxlan', bridge: br, spec: v }, phase: 1 });
+      continue;
+    }
+    const add = v.remotes.filter((r) => !q.remotes.includes(r));
+    const del = q.remotes.filter((r) => !v.remotes.includes(r));
+    if (add.length > 0 || del.length > 0) {
+      out.push({ line: `~ vxlan ${br}/${v.name} remotes ${[...add.map((r) => `+${r}`), ...del.map((r) => `-${r}`)].join(' ')}`, targets: t,
+        action: { do: 'vxlanRemotes', bridge: br, name: v.name, add, del }, phase: 1 });
+    }
+    if (!jsonEqual(q.vlan, v.vlan)) {
+      out.push({ line: `~ vxlan ${br}/${v.name} vlan ${vlanChange(q.vlan, v.vlan)}`, targets: t, action: { do: 'portVlan', bridge: br, name: v.name, vlan: v.vlan }, phase: 1 });
+    }
+    for (const k of ['learning', 'flood', 'isolated', 'fdbMax'] as const) {
+      if (q[k] !== v[k]) {
+        out.push({ line: `~ vxlan ${br}/${v.name} ${k === 'fdbMax' ? 'fdb_max' : k} ${q[k]} -> ${v[k]}`, targets: t, action: { do: 'portFlags', bridge: br, port: v }, phase: 1 });
+      }
+    }
   }
 }
 
@@ -244,7 +291,7 @@ export function diffConfig(o: DaemonConfig, n: DaemonConfig): Change[] {
 /** Every netdev a bridge config names: ports, the uplink, bond members. */
 function netdevsOf(b: BridgeConfig): Set<string> {
   const up = b.uplink;
-  return new Set([...b.ports.map((p) => p.name), ...(up === null ? [] : up.bond !== null ? up.bond.members : up.interface !== null ? [up.interface] : [])]);
+  return new Set([...b.ports.map((p) => p.name), ...b.vxlan.map((v) => v.name), ...(up === null ? [] : up.bond !== null ? up.bond.members : up.interface !== null ? [up.interface] : [])]);
 }
 
 /** Ports and uplinks the plan closes and opens again (their static entries and runtime fdb records go with them). */
@@ -258,6 +305,7 @@ export function recreatedPorts(plan: readonly Change[]): Map<string, Set<string>
   for (const c of plan) {
     const a = c.action;
     if (a.do === 'recreatePort') add(a.bridge, a.port.name);
+    else if (a.do === 'recreateVxlan') add(a.bridge, a.spec.name);
     else if (a.do === 'replaceUplink' && a.uplink !== null) add(a.bridge, uplinkName(a.uplink));
   }
   return out;
@@ -298,6 +346,16 @@ export function applyPlan(d: Daemon, plan: readonly Change[], n: DaemonConfig, o
           break;
         case 'portFlags':
           d.setPortFlags(a.bridge, a.port);
+          break;
+        case 'addVxlan':
+          d.addVxlanConfigPort(a.bridge, a.spec);
+          break;
+        case 'recreateVxlan':
+          d.removePortByName(a.bridge, a.spec.name, true);
+          d.addVxlanConfigPort(a.bridge, a.spec);
+          break;
+        case 'vxlanRemotes':
+          d.setVxlanRemotes(a.bridge, a.name, a.add, a.del);
           break;
         case 'portVlan':
           d.setPortVlanByName(a.bridge, a.name, a.vlan);

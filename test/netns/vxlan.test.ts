@@ -18,7 +18,7 @@
 //   IPv6 on u0 (2001:db8:2N::1/64, router ::fe): vx6060 (VLAN 60) is added over it at runtime.
 
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -273,6 +273,33 @@ describe.skipIf(!support.ok)("VXLAN: three tapbridge hosts and a kernel VTEP ove
     const seconds = t.sent?.seconds ?? NaN;
     console.log(`vxlan TCP ${MB} MB in ${seconds.toFixed(2)} s (${((MB * 8 * 1.048576) / seconds).toFixed(0)} Mbit/s, ` +
       `${(bytes / frames).toFixed(0)} bytes per frame sent to vx10010)`);
+  });
+
+  it("reload: a vxlan entry's remotes change in place (same netdev, traffic keeps flowing), a new entry is created", async () => {
+    const ifindex = (await h(1).link("dom0", "vx10010"))!.ifindex;
+    const file = join(h(1).dir, "reload.yaml");
+    const vx = vxlanEntry(1, [2, 3]) as Record<string, unknown>[];
+    writeFileSync(file, JSON.stringify({
+      control_socket: h(1).socketPath,
+      state_dir: h(1).stateDir,
+      bridges: [{ name: BRIDGE, ports: [{ name: "vif1.0", vlan: 10 }, { name: "vif2.0", vlan: 20 }],
+        vxlan: [...vx, { name: "vx99", vni: 99, vlan: 99, local: UNDERLAY(1), remotes: [UNDERLAY(2)] }] }],
+    }));
+    const dry = await h(1).cli(["reload", "--config", file, "--dry-run"]);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout.trim().split("\n")).toEqual([
+      `~ vxlan ${BRIDGE}/vx10010 remotes +${UNDERLAY(3)} -${UNDERLAY(4)}`,
+      `+ vxlan ${BRIDGE}/vx99 (vni 99, access 99)`,
+    ]);
+    const r = await h(1).cli(["reload", "--config", file]);
+    expect(r.code, `${r.stdout}${r.stderr}`).toBe(0);
+    expect((await h(1).link("dom0", "vx10010"))!.ifindex).toBe(ifindex);
+    const fdb = await run("bridge", ["-n", h(1).ns("dom0"), "fdb", "show", "dev", "vx10010"]);
+    expect(fdb.stdout).toContain(`00:00:00:00:00:00 dst ${UNDERLAY(3)} self permanent`);
+    expect(fdb.stdout).not.toContain(`00:00:00:00:00:00 dst ${UNDERLAY(4)}`);
+    expect(await h(1).linkExists("dom0", "vx99")).toBe(true);
+    const p = await h(1).ping("vma", VMA(2).v4, 2);
+    expect(p.ok, p.output).toBe(true);
   });
 
   it("IPv6 underlay, trunk vxlan port (70 + 4 bytes): added at runtime, VLAN 60 travels tagged inside the tunnel; ping and TCP", async () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig, parseVxlanPort } from '../../src/config/config.js';
 import { checkMtu, canonicalAddr, findUnderlay, vxlanMtuWarnings, vxlanOverhead } from '../../src/daemon/vxlan.js';
 import { formatVxlanShow } from '../../src/cli/format.js';
+import { diffConfig } from '../../src/state/reload.js';
 import { configIssues } from '../support/config-issues.js';
 
 const bridge = (vxlan: string): string => `bridges: [ { name: xenbr0, ports: [ { name: vif1.0 } ], vxlan: ${vxlan} } ]`;
@@ -121,5 +122,26 @@ describe('vxlan MTU', () => {
     }]);
     expect(text).toMatch(/^vx1 +1 +198\.18\.0\.1 +10 +up +1450! +198\.18\.0\.2 198\.18\.0\.3$/m);
     expect(text).toMatch(/underlay u0 MTU 1500 cannot carry full-size overlay frames/);
+  });
+});
+
+describe('vxlan reload plan', () => {
+  const cfg = (vxlan: string) => parseConfig(bridge(vxlan));
+  const lines = (a: string, b: string): string[] => diffConfig(cfg(a), cfg(b)).map((c) => c.line);
+
+  it('remotes, vlan and port flags change in place; the netdev settings re-create the port; entries come and go', () => {
+    const base = '{ name: vx1, vni: 1, vlan: 10, local: 198.18.0.1, remotes: [198.18.0.2, 198.18.0.3] }';
+    expect(lines(`[ ${base} ]`, `[ ${base} ]`)).toEqual([]);
+    expect(lines(`[ ${base} ]`, '[ { name: vx1, vni: 1, vlan: 20, local: 198.18.0.1, remotes: [198.18.0.3, 198.18.0.4], flood: false } ]')).toEqual([
+      '~ vxlan xenbr0/vx1 remotes +198.18.0.4 -198.18.0.2',
+      '~ vxlan xenbr0/vx1 vlan 10 -> 20',
+      '~ vxlan xenbr0/vx1 flood true -> false',
+    ]);
+    expect(lines(`[ ${base} ]`, '[ { name: vx1, vni: 2, vlan: 10, local: 198.18.0.1, remotes: [198.18.0.2, 198.18.0.3], ttl: 5 } ]')).toEqual([
+      '~ vxlan xenbr0/vx1 vni 1 -> 2, ttl null -> 5 (re-created)',
+    ]);
+    expect(lines(`[ ${base} ]`, '[ { name: vx2, vni: 2 } ]')).toEqual(['- vxlan xenbr0/vx1', '+ vxlan xenbr0/vx2 (vni 2, default)']);
+    const plan = diffConfig(cfg(`[ ${base} ]`), cfg('[ { name: vx1, vni: 9 } ]'));
+    expect(plan.map((c) => c.targets)).toEqual([['port:xenbr0/vx1']]);
   });
 });
