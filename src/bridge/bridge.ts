@@ -50,6 +50,7 @@ export interface BridgeOptions {
   fdbMax: number;
   ageingTimeMs: number;
   onFlap?: FdbOptions['onFlap'];
+  onFlapSuppressed?: FdbOptions['onFlapSuppressed'];
 }
 
 export interface BridgeCounters {
@@ -80,7 +81,7 @@ export class Bridge {
     this.name = opts.name;
     this.ports = new Array<BridgePort | null>(opts.maxPorts).fill(null);
     this.dirty = new Array<BridgePort>(opts.maxPorts);
-    this.fdb = new Fdb({ maxEntries: opts.fdbMax, maxPorts: opts.maxPorts, ageingTimeMs: opts.ageingTimeMs, onFlap: opts.onFlap });
+    this.fdb = new Fdb({ maxEntries: opts.fdbMax, maxPorts: opts.maxPorts, ageingTimeMs: opts.ageingTimeMs, onFlap: opts.onFlap, onFlapSuppressed: opts.onFlapSuppressed });
   }
 
   /** Lowest free port id, or -1. */

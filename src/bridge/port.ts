@@ -27,6 +27,7 @@ export interface PortIo {
 export const DROP_REASONS = [
   'runt', 'bad_src', 'link_local', 'oversize', 'tx_full', 'tx_link_down', 'socket',
   'tagged_on_access', 'vlan_not_member', 'untagged_no_native',
+  'truncated', 'rx_error', 'kernel_drops',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
@@ -71,6 +72,8 @@ export class BridgePort {
   dropUntaggedNoNative = 0;
   /** rx batches abandoned because forwarding threw (a bug; logged rate-limited) */
   batchErrors = 0;
+  /** frames the kernel dropped before the daemon read them (TAP tx_dropped), refreshed by the daemon at `stats` */
+  kernelDrops = 0;
 
   constructor(id: number, name: string, kind: PortKind, flags: PortFlags, mtu: number, fdbMax = 0) {
     this.id = id;
@@ -102,20 +105,33 @@ export class BridgePort {
     return this.nativeCounter(PortCounter.TxBytes);
   }
 
+  /** GSO super-frames received (gso_type in the vnet header), counted by the addon. */
+  get rxGsoPackets(): number {
+    return this.nativeCounter(PortCounter.RxGsoPackets);
+  }
+
+  /** GSO super-frames the kernel accepted for transmission. */
+  get txGsoPackets(): number {
+    return this.nativeCounter(PortCounter.TxGsoPackets);
+  }
+
   /** Drop counters by reason (control plane). */
   drops(): Record<DropReason, number> {
     return {
-      runt: this.dropRunt + this.nativeCounter(PortCounter.RxTruncated),
+      runt: this.dropRunt + this.nativeCounter(PortCounter.RxRunt),
       bad_src: this.dropBadSrc,
       link_local: this.dropLinkLocal,
       oversize: this.dropOversize + this.nativeCounter(PortCounter.TxOversize),
       tx_full: this.nativeCounter(PortCounter.TxFull),
       tx_link_down: this.nativeCounter(PortCounter.TxLinkDown),
-      socket: this.nativeCounter(PortCounter.RxSocketDrops) + this.nativeCounter(PortCounter.RxErrors) +
-        this.nativeCounter(PortCounter.TxOther),
+      // AF_PACKET ring overflows (tp_drops) and tx errors of no other class; rx errors have their own key
+      socket: this.nativeCounter(PortCounter.RxSocketDrops) + this.nativeCounter(PortCounter.TxOther),
       tagged_on_access: this.dropTaggedOnAccess,
       vlan_not_member: this.dropVlanNotMember,
       untagged_no_native: this.dropUntaggedNoNative,
+      truncated: this.nativeCounter(PortCounter.RxTruncated),
+      rx_error: this.nativeCounter(PortCounter.RxErrors),
+      kernel_drops: this.kernelDrops,
     };
   }
 

@@ -21,6 +21,7 @@ import { Bond, type BondShow } from './bond.js';
 import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
 import { VxlanPort, type VxlanShow } from './vxlan.js';
 import { parseVxlanPort, type VxlanPortConfig } from '../config/config.js';
+import { CallbackGuard } from './guard.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
 export const TICK_MS = 100;
@@ -28,6 +29,21 @@ export const TICK_MS = 100;
 export const SWEEP_BUDGET = 2048;
 /** Kernel socket drop counters are read this often. */
 const SOCKET_STATS_EVERY_TICKS = 10;
+/** A link dump the kernel refused (other than EBUSY, which the addon retries itself) is asked for again after this, doubling. */
+const DUMP_RETRY_MIN_MS = 50;
+const DUMP_RETRY_MAX_MS = 5_000;
+const EBUSY = 16;
+/**
+ * A dump with no 'done' after this long is asked for again, forced (doubling to DUMP_WATCHDOG_MAX_MS): the kernel drops
+ * an error answer (e.g. EBUSY) that does not fit in a full receive buffer, and then nothing else would follow.
+ */
+const DUMP_WATCHDOG_MS = 2_000;
+const DUMP_WATCHDOG_MAX_MS = 30_000;
+/**
+ * Test knob: SO_RCVBUF of the rtnetlink socket in bytes (tests force overruns with a tiny one); unset or 0 = the
+ * addon's 4 MiB.
+ */
+export const NETLINK_RCVBUF_ENV = 'TAPBRIDGE_NETLINK_RCVBUF';
 
 export interface ShowPort {
   name: string;
@@ -58,6 +74,8 @@ export interface PortStats {
   rx_bytes: number;
   tx_packets: number;
   tx_bytes: number;
+  rx_gso_packets: number;
+  tx_gso_packets: number;
   drops: Record<string, number>;
 }
 
@@ -85,6 +103,9 @@ class BridgeRuntime {
   constructor(cfg: BridgeConfig, log: Logger) {
     this.cfg = cfg;
     const names = (id: number): string => this.bridge.ports[id]?.name ?? `#${id}`;
+    const onFlapSuppressed = (count: number): void => {
+      log.warn({ bridge: cfg.name, suppressed: count }, `${count} more flapping MACs suppressed`);
+    };
     this.bridge = new Bridge({
       name: cfg.name,
       maxPorts: MAX_PORTS_PER_BRIDGE,
@@ -94,6 +115,7 @@ class BridgeRuntime {
         log.warn({ bridge: cfg.name, mac: formatMac(mac), vlan: vid, ports: [names(from), names(to)], moves_per_s: moves },
           'MAC address keeps moving between two ports: a forwarding loop?');
       },
+      onFlapSuppressed,
     });
   }
 
@@ -114,18 +136,53 @@ export class Daemon {
   config: DaemonConfig;
   private readonly log: Logger;
   private readonly portLog: Logger;
+  private readonly linkLog: Logger;
   private readonly bridges = new Map<string, BridgeRuntime>();
   /** Every port of every bridge by interface name (names are unique daemon-wide). */
   private readonly byName = new Map<string, ManagedPort>();
   private monitor: LinkMonitor | null = null;
   private ticker: NodeJS.Timeout | null = null;
   private ticks = 0;
+  /** Exception boundary of every callback the daemon registers (see guard.ts). */
+  readonly guard: CallbackGuard;
+  private readonly wrap: CallbackGuard['wrap'];
+  /** ifindexes seen since the current link dump was asked for (mark-and-sweep after an overrun), or null. */
+  private dumpSeen: Set<number> | null = null;
+  private dumpRetryTimer: NodeJS.Timeout | null = null;
+  private dumpRetryMs = DUMP_RETRY_MIN_MS;
+  private dumpWatchdog: NodeJS.Timeout | null = null;
+  private dumpWatchdogMs = DUMP_WATCHDOG_MS;
+  /** rtnetlink overruns and refused dumps so far, ports swept because a dump no longer listed them */
+  readonly linkCounters = { overruns: 0, dumpErrors: 0, swept: 0 };
 
-  constructor(config: DaemonConfig, log: Logger) {
+  /**
+   * onFatal: an invariant breach after an exception (the caller removes the control socket and exits); by default the
+   * ports are closed and the process exits 70.
+   */
+  constructor(config: DaemonConfig, log: Logger, onFatal?: (err: unknown) => void) {
     this.config = config;
     this.log = log.child({ subsystem: 'daemon' });
     this.portLog = log.child({ subsystem: 'port' });
+    this.linkLog = this.log.child({ subsystem: 'link' });
     for (const bc of config.bridges) this.bridges.set(bc.name, new BridgeRuntime(bc, log.child({ subsystem: 'fdb' })));
+    this.guard = new CallbackGuard(this.log, () => this.checkInvariants(), (err) => {
+      if (onFatal !== undefined) {
+        onFatal(err);
+        return;
+      }
+      this.stop();
+      process.exit(70);
+    });
+    this.wrap = this.guard.wrap.bind(this.guard);
+  }
+
+  /** null when every bridge's FDB bookkeeping is consistent, else the first problem (after a caught exception). */
+  checkInvariants(): string | null {
+    for (const br of this.bridges.values()) {
+      const p = br.bridge.fdb.checkInvariants();
+      if (p !== null) return `bridge ${br.cfg.name}: FDB: ${p}`;
+    }
+    return null;
   }
 
   private now(): number {
@@ -134,11 +191,20 @@ export class Daemon {
 
   /** Opens every configured port; throws (start-up failure) when a TAP cannot be created. */
   start(): void {
-    const linkLog = this.log.child({ subsystem: 'link' });
-    this.monitor = new LinkMonitor((type, ifindex, name, flags) => this.onLinkEvent(type, ifindex, name, flags, linkLog));
+    const linkLog = this.linkLog;
+    const rcvbuf = Number(process.env[NETLINK_RCVBUF_ENV] ?? 0);
+    if (!Number.isSafeInteger(rcvbuf) || rcvbuf < 0 || rcvbuf > 0x3fffffff) {
+      throw new Error(`${NETLINK_RCVBUF_ENV} must be an integer 0..1073741823 (bytes), got ${JSON.stringify(process.env[NETLINK_RCVBUF_ENV])}`);
+    }
+    if (rcvbuf > 0) linkLog.warn({ rcvbuf }, `${NETLINK_RCVBUF_ENV}: rtnetlink receive buffer forced (a test knob)`);
+    this.monitor = new LinkMonitor(
+      this.wrap('link monitor', (type: Parameters<Daemon['onLinkEvent']>[0], ifindex: number, name: string, flags: number, mtu: number) =>
+        this.onLinkEvent(type, ifindex, name, flags, mtu, linkLog)),
+      rcvbuf,
+    );
     for (const br of this.bridges.values()) this.startBridge(br);
-    this.monitor.dump();
-    this.ticker = setInterval(() => this.tick(), TICK_MS);
+    this.requestDump();
+    this.ticker = setInterval(this.wrap('tick', () => this.tick()), TICK_MS);
     this.ticker.unref();
   }
 
@@ -177,7 +243,7 @@ export class Daemon {
     const id = br.bridge.freePortId();
     if (id < 0) throw new ControlError('invalid_params', `bridge ${br.cfg.name} has no free port slot`);
     const port = new BridgePort(id, name, kind, flags ?? { learning: true, flood: true, isolated: false }, br.cfg.mtu, flags?.fdbMax ?? 0);
-    const opts = { persist, create, ownerOfIfindex: (ifindex: number) => this.portOfIfindex(ifindex) };
+    const opts = { persist, create, ownerOfIfindex: (ifindex: number) => this.portOfIfindex(ifindex), wrap: this.wrap };
     const mp = vxlan !== null
       ? new VxlanPort(br.bridge, port, vxlan, opts, br.cfg.mtu, this.portLog)
       : new ManagedPort(br.bridge, port, opts, br.cfg.mtu, this.portLog);
@@ -212,7 +278,7 @@ export class Daemon {
 
   private createBond(br: BridgeRuntime, cfg: Bond['cfg'], vlan: VlanSpec): Bond {
     const id = br.bridge.freePortId();
-    const bond = new Bond(cfg, br.bridge, id, br.cfg.mtu, this.portLog);
+    const bond = new Bond(cfg, br.bridge, id, br.cfg.mtu, this.portLog, this.wrap);
     br.bridge.addPort(bond.port);
     br.bridge.setPortVlan(bond.port, vlan);
     bond.open();
@@ -221,13 +287,70 @@ export class Daemon {
     return bond;
   }
 
-  private onLinkEvent(type: 'new' | 'del' | 'done' | 'overrun', ifindex: number, name: string, flags: number, log: Logger): void {
+  /**
+   * Asks for a link dump and starts a mark-and-sweep: every ifindex reported until its 'done' is marked; at 'done',
+   * ports whose netdev was not reported are gone (their RTM_DELLINK may have been lost in an overrun).
+   */
+  private requestDump(force = false): void {
+    if (this.monitor === null) return;
+    this.dumpSeen = new Set<number>();
+    this.monitor.dump(force);
+    if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
+    this.dumpWatchdog = setTimeout(this.wrap('link dump watchdog', () => {
+      this.dumpWatchdog = null;
+      this.linkLog.warn({ waited_ms: this.dumpWatchdogMs }, 'rtnetlink link dump did not complete; asking again');
+      this.dumpWatchdogMs = Math.min(DUMP_WATCHDOG_MAX_MS, this.dumpWatchdogMs * 2);
+      this.requestDump(true);
+    }), this.dumpWatchdogMs);
+    this.dumpWatchdog.unref();
+  }
+
+  private scheduleDumpRetry(): void {
+    if (this.dumpRetryTimer !== null) return;
+    const delay = this.dumpRetryMs;
+    this.dumpRetryMs = Math.min(DUMP_RETRY_MAX_MS, this.dumpRetryMs * 2);
+    this.dumpRetryTimer = setTimeout(this.wrap('link dump retry', () => {
+      this.dumpRetryTimer = null;
+      this.requestDump();
+    }), delay);
+    this.dumpRetryTimer.unref();
+  }
+
+  /** At the end of a complete dump: ports following a netdev that the dump did not list are gone. */
+  private sweepPorts(seen: Set<number>, log: Logger): void {
+    for (const mp of this.byName.values()) {
+      if (mp.kind === 'tap' || mp.io === null || mp.port.ifindex === 0 || seen.has(mp.port.ifindex)) continue;
+      this.linkCounters.swept++;
+      log.info({ port: mp.name, ifindex: mp.port.ifindex }, 'netdev missing from the link dump (its RTM_DELLINK was lost); closing');
+      mp.onLinkGone();
+    }
+  }
+
+  private onLinkEvent(type: 'new' | 'del' | 'done' | 'overrun' | 'dump_error', ifindex: number, name: string, flags: number, mtu: number, log: Logger): void {
     if (type === 'overrun') {
-      log.warn('rtnetlink receive buffer overrun; re-dumping links');
-      this.monitor?.dump();
+      this.linkCounters.overruns++;
+      log.warn({ overruns: this.linkCounters.overruns }, 'rtnetlink receive buffer overrun; re-dumping links');
+      this.requestDump();
       return;
     }
-    if (type === 'done') return;
+    if (type === 'dump_error') {
+      this.linkCounters.dumpErrors++;
+      const retry = ifindex === EBUSY ? 'the addon re-sends it when the running dump ends' : 'dumping again';
+      log.warn({ errno: ifindex, dump_errors: this.linkCounters.dumpErrors }, `rtnetlink link dump refused; ${retry}`);
+      if (ifindex !== EBUSY) this.scheduleDumpRetry();
+      return;
+    }
+    if (type === 'done') {
+      const seen = this.dumpSeen;
+      this.dumpSeen = null;
+      this.dumpRetryMs = DUMP_RETRY_MIN_MS;
+      this.dumpWatchdogMs = DUMP_WATCHDOG_MS;
+      if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
+      this.dumpWatchdog = null;
+      if (seen !== null) this.sweepPorts(seen, log);
+      return;
+    }
+    if (type === 'new') this.dumpSeen?.add(ifindex);
     // a netdev we follow that was renamed away or deleted
     for (const mp of this.byName.values()) {
       if (mp.kind === 'tap' || mp.port.ifindex !== ifindex || mp.io === null) continue;
@@ -235,7 +358,7 @@ export class Daemon {
     }
     if (type === 'new') {
       const mp = this.byName.get(name);
-      if (mp !== undefined && mp.kind !== 'tap') mp.onLinkNew(ifindex, flags);
+      if (mp !== undefined && mp.kind !== 'tap') mp.onLinkNew(ifindex, flags, mtu);
     }
   }
 
@@ -253,6 +376,10 @@ export class Daemon {
   stop(): void {
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
+    if (this.dumpRetryTimer !== null) clearTimeout(this.dumpRetryTimer);
+    this.dumpRetryTimer = null;
+    if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
+    this.dumpWatchdog = null;
     for (const br of this.bridges.values()) {
       for (const mp of br.all()) {
         mp.close('absent');
@@ -548,15 +675,20 @@ export class Daemon {
       return {
         bridge: br.cfg.name,
         fdb: { entries: br.bridge.fdb.size, learned: c.learned, aged: c.aged, moved: c.moved, evicted: c.evicted, flooded: br.bridge.counters.flooded },
-        ports: br.all().map((mp) => ({
-          name: mp.name,
-          rx_packets: mp.port.rxPackets,
-          rx_bytes: mp.port.rxBytes,
-          tx_packets: mp.port.txPackets,
-          tx_bytes: mp.port.txBytes,
-          drops: mp.port.drops(),
-          mtu_mismatch: mp.mtuMismatches > 0,
-        })),
+        ports: br.all().map((mp) => {
+          mp.readKernelDrops();
+          return {
+            name: mp.name,
+            rx_packets: mp.port.rxPackets,
+            rx_bytes: mp.port.rxBytes,
+            tx_packets: mp.port.txPackets,
+            tx_bytes: mp.port.txBytes,
+            rx_gso_packets: mp.port.rxGsoPackets,
+            tx_gso_packets: mp.port.txGsoPackets,
+            drops: mp.port.drops(),
+            mtu_mismatch: mp.mtuMismatches > 0,
+          };
+        }),
       };
     });
   }

@@ -31,7 +31,14 @@ export async function runDaemon(configPath: string, socketOverride?: string): Pr
   if (process.getuid !== undefined && process.getuid() !== 0) {
     log.warn({ uid: process.getuid() }, 'not running as root: creating TAPs and AF_PACKET sockets needs CAP_NET_ADMIN and CAP_NET_RAW');
   }
-  const daemon = new Daemon(config, log);
+  // an invariant breach after an exception in a callback (guard.ts): ports closed, control socket removed, exit 70
+  const onFatal = (): void => {
+    daemon.stop();
+    const exit = (): never => process.exit(70);
+    setTimeout(exit, 2_000).unref();
+    control.close().then(exit, exit);
+  };
+  const daemon = new Daemon(config, log, onFatal);
   const methods = daemonMethods(daemon);
   // filled with the recording methods once the state file is locked (src/state/daemon-state.ts)
   const served = new Map<string, MethodHandler>();

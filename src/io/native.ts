@@ -161,12 +161,13 @@ export class PacketPort implements PortIo {
 
 export class LinkMonitor {
   private readonly raw: RawLinkMonitor;
-  constructor(cb: LinkEventCallback) {
-    this.raw = loadAddon().linkMonitor(cb);
+  /** rcvbuf: SO_RCVBUFFORCE bytes (0: the addon's 4 MiB). */
+  constructor(cb: LinkEventCallback, rcvbuf = 0) {
+    this.raw = loadAddon().linkMonitor(cb, rcvbuf);
   }
 
-  dump(): void {
-    this.raw.dump();
+  dump(force = false): void {
+    this.raw.dump(force);
   }
 
   close(): void {

@@ -364,13 +364,15 @@ export class Lab {
    * Start `node dist/cli/main.js daemon --config FILE` inside a node's namespace (`ip netns exec` execs, so the PID is
    * the daemon's) and wait for its control socket. Throws with the daemon's log when it exits or times out first.
    */
-  async startDaemon(node = "dom0", timeoutMs = 20_000): Promise<Background> {
+  async startDaemon(node = "dom0", timeoutMs = 20_000, env?: NodeJS.ProcessEnv): Promise<Background> {
     if (!existsSync(CLI_MAIN)) throw new Error(`${CLI_MAIN} is missing: run 'npm ci' (or 'npm run build') first`);
     if (this.daemon?.running) throw new Error("daemon already running");
     rmSync(this.daemonLogPath, { force: true });
     const child = spawn("ip", ["netns", "exec", this.ns(node), process.execPath, CLI_MAIN, "daemon", "--config", this.configPath], {
       stdio: ["ignore", "pipe", "pipe"],
       cwd: this.dir,
+      // extra variables for the daemon only (test knobs such as TAPBRIDGE_NETLINK_RCVBUF)
+      env: env === undefined ? process.env : { ...process.env, ...env },
     });
     const bg = new Background(child, "tapbridge daemon");
     child.stdout?.on("data", (d: string) => appendFileSync(this.daemonLogPath, d));

@@ -194,7 +194,9 @@ describe.skipIf(!support.ok)("live reload" + skipNote, () => {
     const r = await lab.cli(["reload", "--config", newCfg()]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/bridges\[0\]\.ports\[0\]\.kind: must be "tap" or "attach"/);
-    expect(lab.daemonLog(50)).toMatch(/reload rejected: invalid configuration/);
+    // the log line is written asynchronously (pino): wait for it rather than race it
+    const logged = await waitFor(() => /reload rejected: invalid configuration/.test(lab.daemonLog(50)), 5_000);
+    expect(logged, lab.daemonLog(50)).toBe(true);
     expect(await lab.cliJson<ShowBridge[]>(["show"])).toEqual(before);
   }, 20_000);
 
