@@ -40,7 +40,7 @@ export type ChangeAction =
   | { do: 'addPort'; bridge: string; port: PortConfig }
   | { do: 'removePort'; bridge: string; name: string }
   | { do: 'recreatePort'; bridge: string; port: PortConfig }
-  | { do: 'portFlags'; bridge: string; port: Pick<PortConfig, 'name' | 'learning' | 'flood' | 'isolated' | 'fdbMax'> }
+  | { do: 'portFlags'; bridge: string; port: PortFlagsConfig }
   | { do: 'addVxlan'; bridge: string; spec: VxlanPortConfig }
   | { do: 'recreateVxlan'; bridge: string; spec: VxlanPortConfig }
   | { do: 'vxlanRemotes'; bridge: string; name: string; add: string[]; del: string[] }
@@ -135,6 +135,18 @@ function fdbKey(f: StaticFdbConfig): string {
   return `${f.vlan}/${f.mac}`;
 }
 
+type PortFlagsConfig = Pick<PortConfig, 'name' | 'learning' | 'flood' | 'isolated' | 'fdbMax'>;
+
+/** One in-place change per port flag that differs (ports and vxlan ports alike). */
+function flagChanges(out: Change[], br: string, what: 'port' | 'vxlan', q: PortFlagsConfig, p: PortFlagsConfig, targets: string[]): void {
+  for (const k of ['learning', 'flood', 'isolated', 'fdbMax'] as const) {
+    if (q[k] !== p[k]) {
+      const key = k === 'fdbMax' ? 'fdb_max' : k;
+      out.push({ line: `~ ${what} ${br}/${p.name} ${key} ${q[k]} -> ${p[k]}`, targets, action: { do: 'portFlags', bridge: br, port: p }, phase: 1 });
+    }
+  }
+}
+
 function diffBridge(out: Change[], o: BridgeConfig, n: BridgeConfig, oRaw: unknown, nRaw: unknown): void {
   const br = n.name;
   const rebuild: string[] = [];
@@ -199,12 +211,7 @@ function diffBridge(out: Change[], o: BridgeConfig, n: BridgeConfig, oRaw: unkno
     if (!jsonEqual(q.vlan, p.vlan)) {
       out.push({ line: `~ port ${br}/${p.name} vlan ${vlanChange(q.vlan, p.vlan)}`, targets: t, action: { do: 'portVlan', bridge: br, name: p.name, vlan: p.vlan }, phase: 1 });
     }
-    for (const k of ['learning', 'flood', 'isolated', 'fdbMax'] as const) {
-      if (q[k] !== p[k]) {
-        const key = k === 'fdbMax' ? 'fdb_max' : k;
-        out.push({ line: `~ port ${br}/${p.name} ${key} ${q[k]} -> ${p[k]}`, targets: t, action: { do: 'portFlags', bridge: br, port: p }, phase: 1 });
-      }
-    }
+    flagChanges(out, br, 'port', q, p, t);
   }
   diffVxlan(out, br, o.vxlan, n.vxlan);
   // static FDB entries
@@ -254,11 +261,7 @@ function diffVxlan(out: Change[], br: string, o: readonly VxlanPortConfig[], n: 
     if (!jsonEqual(q.vlan, v.vlan)) {
       out.push({ line: `~ vxlan ${br}/${v.name} vlan ${vlanChange(q.vlan, v.vlan)}`, targets: t, action: { do: 'portVlan', bridge: br, name: v.name, vlan: v.vlan }, phase: 1 });
     }
-    for (const k of ['learning', 'flood', 'isolated', 'fdbMax'] as const) {
-      if (q[k] !== v[k]) {
-        out.push({ line: `~ vxlan ${br}/${v.name} ${k === 'fdbMax' ? 'fdb_max' : k} ${q[k]} -> ${v[k]}`, targets: t, action: { do: 'portFlags', bridge: br, port: v }, phase: 1 });
-      }
-    }
+    flagChanges(out, br, 'vxlan', q, v, t);
   }
 }
 
