@@ -3,6 +3,7 @@
 import type { BridgeStats, MacEntry, ShowBridge, VlanShow } from '../daemon/daemon.js';
 import type { BondShow } from '../daemon/bond.js';
 import type { VxlanShow } from '../daemon/vxlan.js';
+import type { LockShow } from '../bridge/lock.js';
 
 function pad(s: string, n: number): string {
   return s.length >= n ? `${s} ` : s.padEnd(n);
@@ -91,6 +92,18 @@ export function formatVxlanShow(ports: VxlanShow[]): string {
     const mtu = `${p.mtu}${p.mtu_short ? '!' : ''}`;
     lines.push(`${pad(p.name, 16)}${pad(String(p.vni), 10)}${pad(p.local ?? '-', 18)}${pad(vlan, 8)}${pad(p.state, 8)}${pad(mtu, 7)}${dst}`);
     if (p.mtu_short) lines.push(`${' '.repeat(16)}! underlay ${p.underlay ?? '?'} MTU ${p.underlay_mtu ?? '?'} cannot carry full-size overlay frames`);
+  }
+  return lines.join('\n');
+}
+
+/** `lock show`: one line per port (mode, MAC, guards), then its allowed addresses. */
+export function formatLockShow(ports: LockShow[]): string {
+  const lines = [`${pad('port', 16)}${pad('lock', 10)}${pad('mac', 20)}${pad('ra_guard', 10)}${pad('dhcp_guard', 12)}allowed`];
+  for (const p of ports) {
+    const allowed = [...p.ipv4, ...p.ipv6, ...p.allow_ethertypes.map((t) => `ethertype ${t}`)];
+    if (p.mode === 'locked' && allowed.length === 0) allowed.push('(no IPv4, no IPv6)');
+    lines.push(`${pad(p.port, 16)}${pad(p.mode, 10)}${pad(p.mac ?? '-', 20)}${pad(p.ra_guard ? 'on' : 'off', 10)}${pad(p.dhcp_guard ? 'on' : 'off', 12)}${allowed[0] ?? '-'}`);
+    for (const a of allowed.slice(1)) lines.push(`${' '.repeat(68)}${a}`);
   }
   return lines.join('\n');
 }

@@ -9,8 +9,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { ConfigError, DEFAULT_CONFIG_PATH, DEFAULT_CONTROL_SOCKET, loadConfig } from '../config/config.js';
 import { call, DaemonUnreachableError, RpcError } from '../control/client.js';
 import type { BridgeStats, MacEntry, ShowBridge, VlanShow } from '../daemon/daemon.js';
+import type { LockShow } from '../bridge/lock.js';
 import { VERSION } from '../version.js';
-import { formatBond, formatShow, formatShowmacs, formatStats, formatVlanShow } from './format.js';
+import { formatBond, formatLockShow, formatShow, formatShowmacs, formatStats, formatVlanShow } from './format.js';
 import type { BondShow } from '../daemon/bond.js';
 import type { VxlanShow } from '../daemon/vxlan.js';
 import { formatVxlanShow } from './format.js';
@@ -39,6 +40,11 @@ Commands:
                                          create a kernel vxlan netdev and attach it (--vlan N: VNI -> access VLAN N)
   vxlan del BRIDGE NAME                  detach it and remove the netdev (unless it was added with --persist)
   vxlan remote add|del BRIDGE NAME IP    add or remove a remote VTEP (head-end replication) at runtime
+  lock show BRIDGE [-j]                  per port: lock mode, MAC, allowed addresses, RA and DHCP guards
+  lock set BRIDGE PORT --mac M [--ipv4 LIST] [--ipv6 LIST]
+                                         lock a port to a MAC and addresses/prefixes (LIST: a,b/24,...)
+  lock set BRIDGE PORT --disabled        drop everything the guest sends
+  lock clear BRIDGE PORT                 unlock a port
   save-config [FILE|-]                   write the effective config (config plus runtime changes) as YAML
   reload [--config FILE] [--dry-run]     apply the difference to a new config (the daemon's own file without
                                          --config; the CLI sends FILE's text); --dry-run only lists the changes
@@ -111,6 +117,10 @@ async function main(argv: string[]): Promise<number> {
         'no-flood': { type: 'boolean' },
         isolated: { type: 'boolean' },
         'fdb-max': { type: 'string' },
+        mac: { type: 'string' },
+        ipv4: { type: 'string' },
+        ipv6: { type: 'string' },
+        disabled: { type: 'boolean' },
         config: { type: 'string', short: 'c' },
         'dry-run': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -324,6 +334,38 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       throw new UsageError('vxlan needs show, add, del or remote');
+    }
+    case 'lock': {
+      const [sub, ...rest] = args;
+      const list = (v: string | undefined): string[] | undefined => (v === undefined ? undefined : v.split(',').map((x) => x.trim()).filter((x) => x !== ''));
+      if (sub === 'show') {
+        need(rest, 1, 'BRIDGE');
+        noExtra(rest, 1);
+        const r = (await rpc('lock.show', { bridge: rest[0] })) as LockShow[];
+        print(json, r, () => formatLockShow(r));
+        return 0;
+      }
+      if (sub === 'set') {
+        need(rest, 2, 'BRIDGE PORT');
+        noExtra(rest, 2);
+        const disabled = opts.disabled === true;
+        if (disabled === (opts.mac !== undefined)) throw new UsageError('lock set needs either --mac M [--ipv4 LIST] [--ipv6 LIST] or --disabled');
+        if (disabled && (opts.ipv4 !== undefined || opts.ipv6 !== undefined)) throw new UsageError('--disabled excludes --ipv4 and --ipv6');
+        const params = disabled
+          ? { bridge: rest[0], port: rest[1], disabled: true }
+          : { bridge: rest[0], port: rest[1], mac: opts.mac, ipv4: list(opts.ipv4), ipv6: list(opts.ipv6) };
+        const r = await rpc('lock.set', params);
+        if (json) print(json, r, () => '');
+        return 0;
+      }
+      if (sub === 'clear') {
+        need(rest, 2, 'BRIDGE PORT');
+        noExtra(rest, 2);
+        const r = await rpc('lock.clear', { bridge: rest[0], port: rest[1] });
+        if (json) print(json, r, () => '');
+        return 0;
+      }
+      throw new UsageError('lock needs show, set or clear');
     }
     case 'save-config': {
       noExtra(args, 1);

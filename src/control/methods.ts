@@ -27,6 +27,9 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
     ['vxlan.del', (p) => d.vxlanDel(p.bridge, p.name)],
     ['vxlan.remote.add', (p) => d.vxlanRemote(p.bridge, p.name, 'add', p.ip)],
     ['vxlan.remote.del', (p) => d.vxlanRemote(p.bridge, p.name, 'del', p.ip)],
+    ['lock.show', (p) => d.lockShow(p.bridge)],
+    ['lock.set', (p) => d.lockSet(p.bridge, p.port, p)],
+    ['lock.clear', (p) => d.lockClear(p.bridge, p.port)],
     ['debug.gc', () => forceGc()],
   ]);
 }

@@ -11,7 +11,10 @@ import { BridgePort, type PortKind } from '../bridge/port.js';
 import { AddResult, macHi, macLo } from '../fdb/fdb.js';
 import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
 import { LinkMonitor } from '../io/native.js';
-import { type BridgeConfig, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE, type PortConfig, type StaticFdbConfig, type UplinkConfig } from '../config/config.js';
+import {
+  type BridgeConfig, BUILTIN_PORT_DEFAULTS, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE, type PortConfig,
+  type PortDefaults, type StaticFdbConfig, type UplinkConfig,
+} from '../config/config.js';
 import type { FdbSnapshotEntry } from '../state/document.js';
 import { ControlError } from '../control/errors.js';
 import { ManagedPort, RefusedNetdevError, refusedNetdevProblem, type PortHandle } from './ports.js';
@@ -21,6 +24,8 @@ import { Bond, type BondShow } from './bond.js';
 import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
 import { VxlanPort, type VxlanShow } from './vxlan.js';
 import { parseVxlanPort, type VxlanPortConfig } from '../config/config.js';
+import { type LockShow, type LockSpec, lockSpecFrom, UNLOCKED } from '../bridge/lock.js';
+import { PortLocks } from './locking.js';
 import { CallbackGuard } from './guard.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
@@ -92,10 +97,27 @@ export interface BridgeStats {
   ports: PortStats[];
 }
 
+/** Flags and security of a new port (config port, or `port_defaults` for one added at runtime). */
+interface PortSettings {
+  learning: boolean;
+  flood: boolean;
+  isolated: boolean;
+  fdbMax: number;
+  lock: LockSpec;
+  raGuard: boolean;
+  dhcpGuard: boolean;
+  allowStacked: boolean;
+}
+
+function settingsFromDefaults(d: PortDefaults): PortSettings {
+  return { learning: d.learning, flood: d.flood, isolated: d.isolated, fdbMax: d.fdbMax, lock: d.lock, raGuard: d.raGuard, dhcpGuard: d.dhcpGuard, allowStacked: false };
+}
+
 class BridgeRuntime {
   /** The bridge's config (replaced by a reload). */
   cfg: BridgeConfig;
   readonly bridge: Bridge;
+  readonly locks: PortLocks;
   readonly ports = new Map<string, ManagedPort>();
   uplink: PortHandle | null = null;
   bond: Bond | null = null;
@@ -117,6 +139,7 @@ class BridgeRuntime {
       },
       onFlapSuppressed,
     });
+    this.locks = new PortLocks(this.bridge);
   }
 
   all(): PortHandle[] {
@@ -227,7 +250,7 @@ export class Daemon {
   }
 
   private createConfigPort(br: BridgeRuntime, pc: PortConfig): ManagedPort {
-    return this.createPort(br, pc.name, pc.kind, pc.persist, { learning: pc.learning, flood: pc.flood, isolated: pc.isolated, fdbMax: pc.fdbMax }, pc.vlan, pc.create);
+    return this.createPort(br, pc.name, pc.kind, pc.persist, pc, pc.vlan, pc.create);
   }
 
   private createPort(
@@ -235,25 +258,31 @@ export class Daemon {
     name: string,
     kind: PortKind,
     persist: boolean,
-    flags: { learning: boolean; flood: boolean; isolated: boolean; fdbMax: number } | undefined,
+    settings: PortSettings | undefined,
     vlan: VlanSpec,
     create: { owner: number; group: number } | null = null,
     vxlan: VxlanPortConfig | null = null,
   ): ManagedPort {
     const id = br.bridge.freePortId();
     if (id < 0) throw new ControlError('invalid_params', `bridge ${br.cfg.name} has no free port slot`);
-    const port = new BridgePort(id, name, kind, flags ?? { learning: true, flood: true, isolated: false }, br.cfg.mtu, flags?.fdbMax ?? 0);
+    // the uplink gets the built-in flags: port_defaults never apply to it
+    const s = settings ?? settingsFromDefaults(BUILTIN_PORT_DEFAULTS);
+    const port = new BridgePort(id, name, kind, s, br.cfg.mtu, s.fdbMax, s.allowStacked);
     const opts = { persist, create, ownerOfIfindex: (ifindex: number) => this.portOfIfindex(ifindex), wrap: this.wrap };
     const mp = vxlan !== null
       ? new VxlanPort(br.bridge, port, vxlan, opts, br.cfg.mtu, this.portLog)
       : new ManagedPort(br.bridge, port, opts, br.cfg.mtu, this.portLog);
     br.bridge.addPort(port);
-    // VLAN rules are in place before the port forwards its first frame
+    // VLAN rules and port security are in place before the port forwards its first frame
     br.bridge.setPortVlan(port, vlan);
+    if (kind !== 'uplink' && !br.locks.apply(port, s.lock, s, this.now())) {
+      this.log.warn({ bridge: br.cfg.name, port: name }, 'FDB full of static entries: locked MAC not installed as a static entry');
+    }
     try {
       mp.open();
     } catch (err) {
       br.bridge.removePort(port);
+      br.locks.forget(port);
       throw err;
     }
     if (kind !== 'uplink') br.ports.set(name, mp);
@@ -263,8 +292,9 @@ export class Daemon {
 
   /** A kernel vxlan netdev created over rtnetlink, attached like an `attach` port (src/daemon/vxlan.ts). */
   private createVxlanPort(br: BridgeRuntime, vc: VxlanPortConfig): VxlanPort {
-    const flags = { learning: vc.learning, flood: vc.flood, isolated: vc.isolated, fdbMax: vc.fdbMax };
-    return this.createPort(br, vc.name, 'vxlan', vc.persist, flags, vc.vlan, null, vc) as VxlanPort;
+    // its own flags only: port_defaults (and port security, meant for guests) never apply to a vxlan port
+    const s: PortSettings = { learning: vc.learning, flood: vc.flood, isolated: vc.isolated, fdbMax: vc.fdbMax, lock: UNLOCKED, raGuard: false, dhcpGuard: false, allowStacked: false };
+    return this.createPort(br, vc.name, 'vxlan', vc.persist, s, vc.vlan, null, vc) as VxlanPort;
   }
 
   /** The name of the port (or bond member) whose open netdev has this ifindex, or null. */
@@ -479,7 +509,7 @@ export class Daemon {
     }
     let mp: ManagedPort;
     try {
-      mp = this.createPort(br, ifname, k, false, undefined, vlan);
+      mp = this.createPort(br, ifname, k, false, settingsFromDefaults(br.cfg.portDefaults), vlan);
     } catch (err) {
       if (err instanceof ControlError) throw err;
       if (err instanceof RefusedNetdevError) throw new ControlError('invalid_params', err.message, { bridge: br.cfg.name, port: ifname });
@@ -496,6 +526,7 @@ export class Daemon {
     mp.close('absent');
     if (mp instanceof VxlanPort) mp.removeNetdev();
     br.bridge.removePort(mp.port);
+    br.locks.forget(mp.port);
     br.ports.delete(mp.name);
     this.byName.delete(mp.name);
     // after close: the netdev is off the bridge before IPv6 comes back on it
@@ -641,8 +672,59 @@ export class Daemon {
     const spec = this.vlanParams(opts);
     if (spec === null) throw new ControlError('invalid_params', 'give access, trunk (with optional native) or default');
     const flushed = br.bridge.setPortVlan(mp.port, spec);
+    br.locks.reinstall(mp.port, this.now());
     this.log.info({ bridge: br.cfg.name, port: mp.name, vlan: spec, flushed }, 'port VLAN changed');
     return { port: mp.name, ...mp.port.vlan.describe() };
+  }
+
+  /** `lock show`: lock and guards of every port (not the uplink: it cannot be locked). */
+  lockShow(bridgeName: unknown): LockShow[] {
+    const br = this.bridge(bridgeName);
+    return [...br.ports.values()].map((mp) => br.locks.show(mp.port));
+  }
+
+  private lockablePort(br: BridgeRuntime, portName: unknown): PortHandle {
+    const mp = this.port(br, portName);
+    if (mp === br.uplink) throw new ControlError('invalid_params', `${mp.name} is the uplink of ${br.cfg.name}; only tap and attach ports can be locked`);
+    return mp;
+  }
+
+  /** `lock set`: {mac, ipv4, ipv6, allow_ethertypes} or {disabled: true}; the guards stay as they are. */
+  lockSet(bridgeName: unknown, portName: unknown, p: Record<string, unknown>): LockShow {
+    const br = this.bridge(bridgeName);
+    const mp = this.lockablePort(br, portName);
+    let value: unknown;
+    if (p.disabled === true) {
+      if (p.mac !== undefined || p.ipv4 !== undefined || p.ipv6 !== undefined || p.allow_ethertypes !== undefined) {
+        throw new ControlError('invalid_params', 'disabled excludes mac, ipv4, ipv6 and allow_ethertypes');
+      }
+      value = 'disabled';
+    } else {
+      if (p.mac === undefined) throw new ControlError('invalid_params', 'give mac (with optional ipv4, ipv6, allow_ethertypes) or disabled');
+      value = { mac: p.mac, ipv4: p.ipv4 ?? undefined, ipv6: p.ipv6 ?? undefined, allow_ethertypes: p.allow_ethertypes ?? undefined };
+    }
+    const r = lockSpecFrom(value);
+    if ('problems' in r) throw new ControlError('invalid_params', r.problems.map(([k, m]) => `${k}: ${m}`).join('; '));
+    if (r.spec.mode === 'locked') {
+      const mac = r.spec.mac;
+      // a locked MAC belongs to one port: its static entry cannot point at two
+      const other = br.locks.portLockedTo(mac);
+      if (other !== null && other !== mp.port) throw new ControlError('invalid_params', `mac ${formatMac(mac)} is already the locked MAC of ${other.name}`);
+    }
+    if (!br.locks.apply(mp.port, r.spec, br.locks.guards(mp.port), this.now())) {
+      throw new ControlError('fdb_full', `FDB of ${br.cfg.name} is full of static entries; the lock is set but its MAC is not a static entry`);
+    }
+    this.log.info({ bridge: br.cfg.name, port: mp.name, lock: r.spec.mode }, 'port lock set');
+    return br.locks.show(mp.port);
+  }
+
+  /** `lock clear`: the port is unlocked (its guards stay). */
+  lockClear(bridgeName: unknown, portName: unknown): LockShow {
+    const br = this.bridge(bridgeName);
+    const mp = this.lockablePort(br, portName);
+    br.locks.apply(mp.port, UNLOCKED, br.locks.guards(mp.port), this.now());
+    this.log.info({ bridge: br.cfg.name, port: mp.name }, 'port lock cleared');
+    return br.locks.show(mp.port);
   }
 
   private bonds(): Bond[] {
@@ -793,6 +875,7 @@ export class Daemon {
     mp.close('absent');
     if (mp instanceof VxlanPort) mp.removeNetdev();
     br.bridge.removePort(mp.port);
+    br.locks.forget(mp.port);
     br.ports.delete(name);
     this.byName.delete(name);
     if (!reopen) restoreHostStack(name, this.portLog);
@@ -817,6 +900,7 @@ export class Daemon {
     const mp = br?.find(name);
     if (br === undefined || mp === undefined) return;
     br.bridge.setPortVlan(mp.port, spec);
+    br.locks.reinstall(mp.port, this.now());
   }
 
   private forgetUplink(br: BridgeRuntime): void {
