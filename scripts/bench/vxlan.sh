@@ -68,6 +68,7 @@ build() {
 		if [ "$impl" = tapbridge ]; then
 			cat >"$WORK/h$n.yaml" <<EOF
 control_socket: $WORK/h$n.sock
+state_dir: $WORK/h$n.state
 bridges:
   - name: xenbr0
     ports: [ { name: vif1.0, vlan: 10 } ]
