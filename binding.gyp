@@ -10,6 +10,7 @@
         "src/native/handover.cc",
         "src/native/netns.cc",
         "src/native/notify.cc",
+        "src/native/vxlan.cc",
         "src/native/filelock.cc",
         "src/native/unixsock.cc"
       ],

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages tapbridge's tests, lab and demo need, only if they are missing.
 #
-#   iproute2  ip netns / ip link / ip -j / ss (the lab and the netns tests)
+#   iproute2  ip netns / ip link / ip -j / ss (the lab and the netns tests); bridge fdb (the VXLAN test's kernel VTEP)
 #   iputils-ping  ping (IPv4 and IPv6)
 #   ethtool   offload inspection in the lab
 #   tcpdump   captures in the lab and the VLAN test's fallback
@@ -25,6 +25,7 @@ set -euo pipefail
 declare -A PKG_OF=(
 	[ip]=iproute2
 	[ss]=iproute2
+	[bridge]=iproute2
 	[ping]=iputils-ping
 	[ethtool]=ethtool
 	[tcpdump]=tcpdump

@@ -14,7 +14,7 @@ import {
 } from './lock.js';
 import { DEFAULT_VLAN, type PortVlan } from './vlan.js';
 
-export type PortKind = 'tap' | 'attach' | 'uplink' | 'bond' | 'host';
+export type PortKind = 'tap' | 'attach' | 'uplink' | 'bond' | 'host' | 'vxlan';
 export type PortState = 'up' | 'down' | 'absent';
 
 /** What the engine needs from a port's I/O. */

@@ -2,6 +2,7 @@
 
 import type { BridgeStats, MacEntry, ShowBridge, VlanShow } from '../daemon/daemon.js';
 import type { BondShow } from '../daemon/bond.js';
+import type { VxlanShow } from '../daemon/vxlan.js';
 import type { LockShow } from '../bridge/lock.js';
 
 function pad(s: string, n: number): string {
@@ -12,7 +13,7 @@ export function formatShow(bridges: ShowBridge[]): string {
   const lines = [`${pad('bridge name', 16)}${pad('uplink', 24)}interfaces`];
   for (const b of bridges) {
     const uplink = b.uplink === null ? '-' : `${b.uplink.name} (${b.uplink.state})`;
-    const ports = b.ports.map((p) => `${p.name} (${p.kind}, ${p.state})`);
+    const ports = b.ports.map((p) => `${p.name} (${p.kind}, ${p.state}${p.mtu_short === true ? ', underlay MTU too small' : ''})`);
     lines.push(`${pad(b.name, 16)}${pad(uplink, 24)}${ports[0] ?? ''}`);
     for (const p of ports.slice(1)) lines.push(`${' '.repeat(40)}${p}`);
   }
@@ -79,6 +80,18 @@ export function formatBond(b: BondShow): string {
   for (const m of b.members) {
     lines.push('', `Slave Interface: ${m.name}`, `MII Status: ${status[m.state] ?? m.mii_status}`,
       `Link Failure Count: ${m.link_failures}`, `Permanent HW addr: ${m.permanent_hw_addr ?? 'unknown'}`);
+  }
+  return lines.join('\n');
+}
+
+export function formatVxlanShow(ports: VxlanShow[]): string {
+  const lines = [`${pad('port', 16)}${pad('vni', 10)}${pad('local', 18)}${pad('vlan', 8)}${pad('state', 8)}${pad('mtu', 7)}remotes / group`];
+  for (const p of ports) {
+    const vlan = p.vlan !== null ? String(p.vlan) : p.vlan_mode;
+    const dst = p.group !== null ? `group ${p.group} dev ${p.dev ?? '-'}` : p.remotes.join(' ') || '-';
+    const mtu = `${p.mtu}${p.mtu_short ? '!' : ''}`;
+    lines.push(`${pad(p.name, 16)}${pad(String(p.vni), 10)}${pad(p.local ?? '-', 18)}${pad(vlan, 8)}${pad(p.state, 8)}${pad(mtu, 7)}${dst}`);
+    if (p.mtu_short) lines.push(`${' '.repeat(16)}! underlay ${p.underlay ?? '?'} MTU ${p.underlay_mtu ?? '?'} cannot carry full-size overlay frames`);
   }
   return lines.join('\n');
 }

@@ -14,6 +14,8 @@ import { VERSION } from '../version.js';
 import { formatBond, formatLockShow, formatShow, formatShowmacs, formatStats, formatVlanShow } from './format.js';
 import type { BondShow } from '../daemon/bond.js';
 import { isLogFormat, isLogLevel, LOG_LEVELS } from '../log.js';
+import type { VxlanShow } from '../daemon/vxlan.js';
+import { formatVxlanShow } from './format.js';
 
 const USAGE = `Usage: tapbridge <command> [options]
 
@@ -40,6 +42,11 @@ Commands:
   bond set-active BOND MEMBER            force the active member
   vlan show BRIDGE [-j]                  per port: its VLANs, the PVID/native VLAN, which leave untagged
   vlan set BRIDGE PORT VLAN-OPTIONS      change a port's VLAN mode at runtime
+  vxlan show BRIDGE [-j]                 vxlan ports: vni, local, remotes or group, vlan, state, MTU
+  vxlan add BRIDGE NAME --vni N [VXLAN options] [--vlan N | VLAN options]
+                                         create a kernel vxlan netdev and attach it (--vlan N: VNI -> access VLAN N)
+  vxlan del BRIDGE NAME                  detach it and remove the netdev (unless it was added with --persist)
+  vxlan remote add|del BRIDGE NAME IP    add or remove a remote VTEP (head-end replication) at runtime
   lock show BRIDGE [-j]                  per port: lock mode, MAC, allowed addresses, RA and DHCP guards
   lock set BRIDGE PORT --mac M [--ipv4 LIST] [--ipv6 LIST]
                                          lock a port to a MAC and addresses/prefixes (LIST: a,b/24,...)
@@ -53,6 +60,10 @@ VLAN options:
   --access N                             access port in VLAN N (untagged on the wire)
   --trunk LIST [--native N]              trunk carrying LIST (e.g. 10,20,100-199 or all); N leaves untagged
   --default                              carry every VLAN, untagged frames in their own network (the default)
+
+VXLAN options (the config keys of a \`vxlan\` entry):
+  --local IP  --remote IP (repeatable)  --group IP --dev IFNAME  --dstport N (default 4789)
+  --ttl N  --tos N  --no-kernel-learning  --persist  --no-learning  --no-flood  --isolated  --fdb-max N
   version                                CLI and daemon versions
 
 Options:
@@ -99,6 +110,20 @@ async function main(argv: string[]): Promise<number> {
         trunk: { type: 'string' },
         native: { type: 'string' },
         default: { type: 'boolean' },
+        vni: { type: 'string' },
+        local: { type: 'string' },
+        remote: { type: 'string', multiple: true },
+        group: { type: 'string' },
+        dev: { type: 'string' },
+        dstport: { type: 'string' },
+        ttl: { type: 'string' },
+        tos: { type: 'string' },
+        'no-kernel-learning': { type: 'boolean' },
+        persist: { type: 'boolean' },
+        'no-learning': { type: 'boolean' },
+        'no-flood': { type: 'boolean' },
+        isolated: { type: 'boolean' },
+        'fdb-max': { type: 'string' },
         mac: { type: 'string' },
         ipv4: { type: 'string' },
         ipv6: { type: 'string' },
@@ -161,6 +186,11 @@ async function main(argv: string[]): Promise<number> {
       try {
         const cfg = loadConfig(file);
         const ports = cfg.bridges.reduce((n, b) => n + b.ports.length, 0);
+        // where the underlay device is known on this machine: overlay frames that cannot fit its MTU
+        if (cfg.bridges.some((b) => b.vxlan.length > 0)) {
+          const { vxlanMtuWarnings } = await import('../daemon/vxlan.js');
+          for (const w of vxlanMtuWarnings(cfg.bridges)) process.stderr.write(`warning: ${w}\n`);
+        }
         process.stdout.write(`${file}: ok (${cfg.bridges.length} bridge(s), ${ports} port(s))\n`);
         return 0;
       } catch (err) {
@@ -263,6 +293,62 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       throw new UsageError('vlan needs show or set');
+    }
+    case 'vxlan': {
+      const [sub, ...rest] = args;
+      if (sub === 'show') {
+        need(rest, 1, 'BRIDGE');
+        noExtra(rest, 1);
+        const r = (await rpc('vxlan.show', { bridge: rest[0] })) as VxlanShow[];
+        print(json, r, () => formatVxlanShow(r));
+        return 0;
+      }
+      if (sub === 'add') {
+        need(rest, 2, 'BRIDGE NAME');
+        noExtra(rest, 2);
+        if (opts.vni === undefined) throw new UsageError('vxlan add needs --vni N');
+        const optInt = (v: string | undefined, what: string): number | undefined => (v === undefined ? undefined : intArg(v, what));
+        // the config file's keys of a `vxlan` entry: the daemon checks them with the config checker
+        const entry: Record<string, unknown> = {
+          name: rest[1],
+          vni: intArg(opts.vni, '--vni'),
+          local: opts.local,
+          remotes: opts.remote,
+          group: opts.group,
+          dev: opts.dev,
+          port: optInt(opts.dstport, '--dstport'),
+          ttl: optInt(opts.ttl, '--ttl'),
+          tos: optInt(opts.tos, '--tos'),
+          kernel_learning: opts['no-kernel-learning'] === true ? false : undefined,
+          persist: opts.persist === true ? true : undefined,
+          learning: opts['no-learning'] === true ? false : undefined,
+          flood: opts['no-flood'] === true ? false : undefined,
+          isolated: opts.isolated === true ? true : undefined,
+          fdb_max: optInt(opts['fdb-max'], '--fdb-max'),
+          vlan: vlan ?? vlanOpts.access,
+          trunk: vlanOpts.trunk,
+          native_vlan: vlanOpts.native,
+        };
+        const r = (await rpc('vxlan.add', { bridge: rest[0], ...entry })) as VxlanShow;
+        if (json) print(json, r, () => '');
+        return 0;
+      }
+      if (sub === 'del') {
+        need(rest, 2, 'BRIDGE NAME');
+        noExtra(rest, 2);
+        await rpc('vxlan.del', { bridge: rest[0], name: rest[1] });
+        return 0;
+      }
+      if (sub === 'remote') {
+        const [op, ...r2] = rest;
+        if (op !== 'add' && op !== 'del') throw new UsageError('vxlan remote needs add or del');
+        need(r2, 3, 'BRIDGE NAME IP');
+        noExtra(r2, 3);
+        const r = (await rpc(`vxlan.remote.${op}`, { bridge: r2[0], name: r2[1], ip: r2[2] })) as VxlanShow;
+        if (json) print(json, r, () => '');
+        return 0;
+      }
+      throw new UsageError('vxlan needs show, add, del or remote');
     }
     case 'lock': {
       const [sub, ...rest] = args;

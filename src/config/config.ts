@@ -26,13 +26,17 @@
 //         - { name: vif6.0, kind: attach, create: { owner: 1000, group: 1000 } }   # TAP for unprivileged QEMU
 //         - { name: vif7.0, lock: { mac: "00:16:3e:00:01:00", ipv4: [198.18.0.1], ipv6: ["2001:db8::1"] } }
 //         - { name: vif8.0, lock: disabled, ra_guard: true, dhcp_guard: true, allow_stacked: false }
-//       port_defaults: { ra_guard: true, dhcp_guard: true }   # also learning, flood, isolated, fdb_max, lock: disabled
 //         - { name: xenbr0, kind: host, mac: uplink }   # the host's own port (its addresses); mac: "02:..." or uplink
+//       port_defaults: { ra_guard: true, dhcp_guard: true }   # also learning, flood, isolated, fdb_max, lock: disabled
+//       vxlan:                    # kernel vxlan netdevs the daemon creates and attaches to (src/daemon/vxlan.ts)
+//         - { name: vx10010, vni: 10010, vlan: 10, local: 198.18.20.1, remotes: [198.18.20.2, 198.18.20.3] }
+//         - { name: vx10020, vni: 10020, vlan: 20, local: 198.18.20.1, group: 239.1.1.20, dev: underlay0 }
 //
 // Interface names are 1..15 bytes, without "%" (the kernel would expand it), not "lo", and unique
 // across the whole file. The file itself is at most MAX_CONFIG_BYTES; YAML aliases are capped.
 
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import { parseMac } from '../frame/mac.js';
 import { PortVlan, vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
@@ -79,6 +83,38 @@ export interface PortConfig {
   /** host only: the TAP's MAC; null = derived from the bridge name and /etc/machine-id; 'uplink' = the uplink's */
   mac?: number | 'uplink' | null;
 }
+
+/** A `vxlan` entry of a bridge: a kernel vxlan netdev the daemon creates (rtnetlink) and attaches to. */
+export interface VxlanPortConfig {
+  name: string;
+  /** 1..16777215 */
+  vni: number;
+  /** local VTEP address (IPv4 or IPv6), or null to let the kernel choose (IPv4 only) */
+  local: string | null;
+  /** head-end replication: the vxlan device's all-zeros FDB entries */
+  remotes: string[];
+  /** multicast underlay (with `dev`) */
+  group: string | null;
+  /** underlay device (IFLA_VXLAN_LINK) */
+  dev: string | null;
+  /** UDP destination port, default 4789 */
+  port: number;
+  /** null: the kernel's default */
+  ttl: number | null;
+  tos: number | null;
+  /** the vxlan device's own learning of remote VTEPs (IFLA_VXLAN_LEARNING), default true as iproute2 */
+  kernelLearning: boolean;
+  vlan: VlanSpec;
+  persist: boolean;
+  learning: boolean;
+  flood: boolean;
+  isolated: boolean;
+  fdbMax: number;
+}
+
+export const DEFAULT_VXLAN_PORT = 4789;
+/** Remote VTEPs per vxlan port (head-end replication copies every flooded frame to each). */
+export const MAX_VXLAN_REMOTES = 1024;
 
 /** `port_defaults`: flags for every port (config and runtime) that does not set them; never the uplink or bond. */
 export interface PortDefaults {
@@ -129,6 +165,7 @@ export interface BridgeConfig {
   uplink: UplinkConfig | null;
   fdb: StaticFdbConfig[];
   ports: PortConfig[];
+  vxlan: VxlanPortConfig[];
   portDefaults: PortDefaults;
 }
 
@@ -217,6 +254,109 @@ function bondOf(c: Checker, v: unknown, path: string, claimName: (name: string, 
     numGratArp: c.int(v, 'num_grat_arp', path, 1, 0, 255),
     peerNotifDelayMs: c.int(v, 'peer_notif_delay', path, 0, 0, 300_000),
   };
+}
+
+function isMulticastAddr(addr: string): boolean {
+  if (isIP(addr) === 4) {
+    const first = Number(addr.split('.')[0]);
+    return first >= 224 && first <= 239;
+  }
+  return addr.toLowerCase().startsWith('ff');
+}
+
+/** A unicast IPv4/IPv6 address in text, or a message saying why not. */
+function unicastAddrProblem(v: unknown): string | null {
+  if (typeof v !== 'string' || isIP(v) === 0 || v.includes('%')) return `must be an IPv4 or IPv6 address (no zone), got ${describe(v)}`;
+  if (isMulticastAddr(v)) return `"${v}" is a multicast address`;
+  if (v === '0.0.0.0' || v === '::') return `"${v}" is the unspecified address`;
+  return null;
+}
+
+/** One `vxlan` entry (config file and `vxlan add`). */
+function vxlanPortOf(c: Checker, v: unknown, path: string, claimName: (name: string, path: string) => void): VxlanPortConfig | null {
+  if (!c.isObject(v, path)) return null;
+  c.keys(v, path, VXLAN_KEYS);
+  const name = c.str(v, 'name', path);
+  if (name !== '') claimName(name, `${path}.name`);
+  if (v.vni === undefined) c.fail(`${path}.vni`, 'is required (1..16777215)');
+  const vni = c.int(v, 'vni', path, 0, 1, 0xffffff);
+  const addr = (key: string): string | null => {
+    if (v[key] === undefined || v[key] === null) return null;
+    const problem = unicastAddrProblem(v[key]);
+    if (problem !== null) {
+      c.fail(`${path}.${key}`, problem);
+      return null;
+    }
+    return v[key] as string;
+  };
+  const local = addr('local');
+  const remotes: string[] = [];
+  const seen = new Set<string>();
+  const list = c.list(v, 'remotes', path);
+  if (list.length > MAX_VXLAN_REMOTES) c.fail(`${path}.remotes`, `at most ${MAX_VXLAN_REMOTES} remotes, got ${list.length}`);
+  list.slice(0, MAX_VXLAN_REMOTES).forEach((r, i) => {
+    const problem = unicastAddrProblem(r);
+    if (problem !== null) c.fail(`${path}.remotes[${i}]`, problem);
+    else if (seen.has(r as string)) c.fail(`${path}.remotes[${i}]`, `"${r as string}" is listed twice`);
+    else if (r === local) c.fail(`${path}.remotes[${i}]`, `"${r as string}" is the local address`);
+    else {
+      seen.add(r as string);
+      remotes.push(r as string);
+    }
+  });
+  let group: string | null = null;
+  if (v.group !== undefined && v.group !== null) {
+    if (typeof v.group !== 'string' || isIP(v.group) === 0 || !isMulticastAddr(v.group)) {
+      c.fail(`${path}.group`, `must be a multicast IPv4 or IPv6 address, got ${describe(v.group)}`);
+    } else group = v.group;
+  }
+  let dev: string | null = null;
+  if (v.dev !== undefined && v.dev !== null) {
+    dev = c.str(v, 'dev', path);
+    const problem = interfaceNameProblem(dev);
+    if (problem !== null) c.fail(`${path}.dev`, `"${dev}" ${problem}`);
+  }
+  if (group !== null && remotes.length > 0) c.fail(`${path}.group`, 'a vxlan port has either `remotes` (head-end replication) or `group` (multicast), not both');
+  if (group !== null && dev === null) c.fail(`${path}.dev`, 'is required with `group` (the underlay device that joins the multicast group)');
+  const families = new Set([local, group, ...remotes].filter((a): a is string => a !== null).map((a) => isIP(a)));
+  if (families.size > 1) c.fail(path, '`local`, `remotes` and `group` must all be IPv4 or all IPv6');
+  else if (families.has(6) && local === null) c.fail(`${path}.local`, 'is required for an IPv6 underlay');
+  const optInt = (key: string, min: number, max: number): number | null => (v[key] === undefined || v[key] === null ? null : c.int(v, key, path, 0, min, max));
+  const vlan = vlanOf(c, v, path);
+  return {
+    name,
+    vni,
+    local,
+    remotes,
+    group,
+    dev,
+    port: c.int(v, 'port', path, DEFAULT_VXLAN_PORT, 1, 65535),
+    ttl: optInt('ttl', 1, 255),
+    tos: optInt('tos', 0, 255),
+    kernelLearning: c.bool(v, 'kernel_learning', path, true),
+    vlan,
+    persist: c.bool(v, 'persist', path, false),
+    learning: c.bool(v, 'learning', path, true),
+    flood: c.bool(v, 'flood', path, true),
+    isolated: c.bool(v, 'isolated', path, false),
+    fdbMax: c.int(v, 'fdb_max', path, 0, 1, 1_000_000),
+  };
+}
+
+/**
+ * Checks one `vxlan` entry given at runtime (`vxlan add`), with the config file's keys and messages;
+ * `taken(name)` says where an interface name is already in use.
+ */
+export function parseVxlanPort(v: unknown, taken: (name: string) => string | null): { port: VxlanPortConfig } | { issues: ConfigIssue[] } {
+  const c = new Checker();
+  const port = vxlanPortOf(c, v, 'vxlan', (name, path) => {
+    const problem = interfaceNameProblem(name);
+    if (problem !== null) c.fail(path, `"${name}" ${problem}`);
+    const where = taken(name);
+    if (where !== null) c.fail(path, `interface "${name}" is already used by ${where}`);
+  });
+  if (port === null || c.issues.length > 0) return { issues: c.issues };
+  return { port };
 }
 
 /** Collects issues while walking the document. */
@@ -309,7 +449,7 @@ export function interfaceNameProblem(name: string): string | null {
 
 const TOP_KEYS = ['control_socket', 'control_max_clients', 'bridges', 'log_level', 'metrics', 'state_dir', 'fdb_snapshot_interval'] as const;
 const METRICS_KEYS = ['listen'] as const;
-const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'port_defaults'] as const;
+const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'port_defaults', 'vxlan'] as const;
 const PORT_DEFAULTS_KEYS = ['learning', 'flood', 'isolated', 'fdb_max', 'ra_guard', 'dhcp_guard', 'lock'] as const;
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
 const UPLINK_KEYS = ['interface', 'bond', ...VLAN_KEYS] as const;
@@ -320,6 +460,8 @@ const PORT_KEYS = [
 ] as const;
 const CREATE_KEYS = ['owner', 'group'] as const;
 const FDB_KEYS = ['mac', 'port', 'vlan'] as const;
+const VXLAN_KEYS = ['name', 'vni', 'local', 'remotes', 'group', 'dev', 'port', 'ttl', 'tos', 'kernel_learning', 'persist',
+  'learning', 'flood', 'isolated', 'fdb_max', ...VLAN_KEYS] as const;
 
 /** The `lock` key of a port (or of port_defaults, where only "disabled" is allowed). */
 function lockOf(c: Checker, v: unknown, path: string, onlyDisabled: boolean): LockSpec {
@@ -398,6 +540,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
     else ifnames.set(name, path);
   };
   const bridgeNames = new Map<string, string>();
+  const vxlanKeys = new Map<string, string>();
   c.list(doc, 'bridges', '').forEach((b, bi) => {
     const bp = `bridges[${bi}]`;
     if (!c.isObject(b, bp)) return;
@@ -426,6 +569,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       uplink: null,
       fdb: [],
       ports: [],
+      vxlan: [],
       portDefaults: portDefaultsOf(c, b.port_defaults, `${bp}.port_defaults`),
     };
     if (b.uplink !== undefined && b.uplink !== null) {
@@ -506,7 +650,19 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       if (prev !== undefined) c.fail(`${bp}.ports[${pi}].lock.mac`, `is already the locked MAC of bridges[${bi}].ports[${prev}] ("${bridge.ports[prev].name}")`);
       else lockedBy.set(p.lock.mac, pi);
     });
-    const portVlans = new Map<string, VlanSpec>(bridge.ports.map((p) => [p.name, p.vlan]));
+    const vxlans = c.list(b, 'vxlan', bp);
+    if (ports.length + vxlans.length > MAX_PORTS_PER_BRIDGE - 1) c.fail(`${bp}.vxlan`, `at most ${MAX_PORTS_PER_BRIDGE - 1} ports per bridge, vxlan ports included`);
+    vxlans.forEach((v, vi) => {
+      const vx = vxlanPortOf(c, v, `${bp}.vxlan[${vi}]`, claimName);
+      if (vx === null) return;
+      // the kernel refuses a second vxlan netdev on the same (local, port, vni)
+      const key = `${vx.local ?? '*'}|${vx.port}|${vx.vni}`;
+      const prev = vxlanKeys.get(key);
+      if (prev !== undefined) c.fail(`${bp}.vxlan[${vi}].vni`, `VNI ${vx.vni} on port ${vx.port} is already used at ${prev}`);
+      else vxlanKeys.set(key, `${bp}.vxlan[${vi}]`);
+      bridge.vxlan.push(vx);
+    });
+    const portVlans = new Map<string, VlanSpec>([...bridge.ports, ...bridge.vxlan].map((p) => [p.name, p.vlan]));
     if (bridge.uplink !== null) {
       const upName = bridge.uplink.bond !== null ? bridge.uplink.bond.name : bridge.uplink.interface;
       if (upName !== null) portVlans.set(upName, bridge.uplink.vlan);

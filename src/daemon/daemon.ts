@@ -21,6 +21,8 @@ import { ManagedPort, RefusedNetdevError, refusedNetdevProblem, type PortHandle 
 import { restoreHostStack } from './hoststack.js';
 import { Bond, type BondShow } from './bond.js';
 import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
+import { VxlanPort, type VxlanShow } from './vxlan.js';
+import { parseVxlanPort, type VxlanPortConfig } from '../config/config.js';
 import { type LockShow, type LockSpec, lockSpecFrom, UNLOCKED } from '../bridge/lock.js';
 import { PortLocks } from './locking.js';
 import type { PacketPort } from '../io/native.js';
@@ -52,9 +54,11 @@ export const NETLINK_RCVBUF_ENV = 'TAPBRIDGE_NETLINK_RCVBUF';
 
 export interface ShowPort {
   name: string;
-  kind: 'tap' | 'attach' | 'host';
+  kind: 'tap' | 'attach' | 'host' | 'vxlan';
   state: 'up' | 'down' | 'absent';
   ifindex: number;
+  /** vxlan ports only: the underlay cannot carry overlay frames of the bridge MTU */
+  mtu_short?: boolean;
 }
 
 export interface ShowBridge {
@@ -283,6 +287,7 @@ export class Daemon {
     br.bridge.nowMs = now;
     this.openUplink(br, br.cfg.uplink);
     for (const pc of br.cfg.ports) this.createConfigPort(br, pc);
+    for (const vc of br.cfg.vxlan) this.createVxlanPort(br, vc);
     for (const f of br.cfg.fdb) {
       const mp = br.find(f.port);
       if (mp !== undefined) br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, now);
@@ -308,13 +313,17 @@ export class Daemon {
     vlan: VlanSpec,
     create: { owner: number; group: number } | null = null,
     hostMac: string | null = null,
+    vxlan: VxlanPortConfig | null = null,
   ): ManagedPort {
     const id = br.bridge.freePortId();
     if (id < 0) throw new ControlError('invalid_params', `bridge ${br.cfg.name} has no free port slot`);
     // the uplink gets the built-in flags: port_defaults never apply to it
     const s = settings ?? settingsFromDefaults(BUILTIN_PORT_DEFAULTS);
     const port = new BridgePort(id, name, kind, s, br.cfg.mtu, s.fdbMax, s.allowStacked);
-    const mp = new ManagedPort(br.bridge, port, { persist, create, hostMac, ownerOfIfindex: (ifindex) => this.portOfIfindex(ifindex), wrap: this.wrap }, br.cfg.mtu, this.portLog);
+    const opts = { persist, create, hostMac, ownerOfIfindex: (ifindex: number) => this.portOfIfindex(ifindex), wrap: this.wrap };
+    const mp = vxlan !== null
+      ? new VxlanPort(br.bridge, port, vxlan, opts, br.cfg.mtu, this.portLog)
+      : new ManagedPort(br.bridge, port, opts, br.cfg.mtu, this.portLog);
     br.bridge.addPort(port);
     // VLAN rules and port security are in place before the port forwards its first frame
     br.bridge.setPortVlan(port, vlan);
@@ -332,6 +341,13 @@ export class Daemon {
     this.byName.set(name, mp);
     if ((kind === 'tap' || kind === 'host') && mp.io !== null) this.tapFds?.opened(br.cfg.name, name, mp.io.fd);
     return mp;
+  }
+
+  /** A kernel vxlan netdev created over rtnetlink, attached like an `attach` port (src/daemon/vxlan.ts). */
+  private createVxlanPort(br: BridgeRuntime, vc: VxlanPortConfig): VxlanPort {
+    // its own flags only: port_defaults (and port security, meant for guests) never apply to a vxlan port
+    const s: PortSettings = { learning: vc.learning, flood: vc.flood, isolated: vc.isolated, fdbMax: vc.fdbMax, lock: UNLOCKED, raGuard: false, dhcpGuard: false, allowStacked: false };
+    return this.createPort(br, vc.name, 'vxlan', vc.persist, s, vc.vlan, null, null, vc) as VxlanPort;
   }
 
   /** The name of the port (or bond member) whose open netdev has this ifindex, or null. */
@@ -461,7 +477,10 @@ export class Daemon {
     if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
     this.dumpWatchdog = null;
     for (const br of this.bridges.values()) {
-      for (const mp of br.all()) mp.close('absent');
+      for (const mp of br.all()) {
+        mp.close('absent');
+        if (mp instanceof VxlanPort) mp.removeNetdev();
+      }
     }
     for (const n of this.fenced.splice(0)) unfenceHostStack(n, this.log);
     this.monitor?.close();
@@ -514,9 +533,10 @@ export class Daemon {
       uplink: br.uplink === null ? null : { name: br.uplink.name, kind: br.uplink.kind === 'bond' ? 'bond' as const : 'uplink' as const, state: br.uplink.port.state },
       ports: [...br.ports.values()].map((mp) => ({
         name: mp.name,
-        kind: mp.kind === 'attach' ? 'attach' as const : mp.kind === 'host' ? 'host' as const : 'tap' as const,
+        kind: mp.kind === 'attach' || mp.kind === 'vxlan' || mp.kind === 'host' ? mp.kind : 'tap' as const,
         state: mp.port.state,
         ifindex: mp.port.ifindex,
+        ...(mp instanceof VxlanPort ? { mtu_short: mp.mtuCheck.problem !== null } : {}),
       })),
     }));
   }
@@ -599,6 +619,7 @@ export class Daemon {
       this.tapMoves?.removed(br.cfg.name, mp.name);
     }
     mp.close('absent');
+    if (mp instanceof VxlanPort) mp.removeNetdev();
     br.bridge.removePort(mp.port);
     br.locks.forget(mp.port);
     br.ports.delete(mp.name);
@@ -606,6 +627,67 @@ export class Daemon {
     // after close: the netdev is off the bridge before IPv6 comes back on it
     restoreHostStack(mp.name, this.portLog);
     this.log.info({ bridge: br.cfg.name, port: mp.name }, 'port removed');
+  }
+
+  // ---- vxlan (src/daemon/vxlan.ts) -----------------------------------------------------------
+  // TODO(issue 11): record vxlan.add/del and vxlan.remote.add/del through src/state once it is on main.
+
+  private vxlanPort(br: BridgeRuntime, name: unknown): VxlanPort {
+    const mp = this.port(br, name);
+    if (!(mp instanceof VxlanPort)) throw new ControlError('invalid_params', `${mp.name} is not a vxlan port`);
+    return mp;
+  }
+
+  /** The vxlan entries in force (config plus runtime changes), for save-config. */
+  vxlanConfigs(bridgeName: string): VxlanPortConfig[] {
+    const br = this.bridges.get(bridgeName);
+    return br === undefined ? [] : [...br.ports.values()].filter((mp): mp is VxlanPort => mp instanceof VxlanPort).map((mp) => mp.spec);
+  }
+
+  vxlanShow(bridgeName: unknown): VxlanShow[] {
+    const br = this.bridge(bridgeName);
+    return [...br.ports.values()].filter((mp): mp is VxlanPort => mp instanceof VxlanPort).map((mp) => mp.show());
+  }
+
+  /** `vxlan add`: params are the config file's keys of a `vxlan` entry (name, vni, local, remotes, ...). */
+  vxlanAdd(bridgeName: unknown, params: Record<string, unknown>): VxlanShow {
+    const br = this.bridge(bridgeName);
+    const entry = Object.fromEntries(Object.entries(params).filter(([k, v]) => k !== 'bridge' && v !== undefined && v !== null));
+    const r = parseVxlanPort(entry, (name) => {
+      for (const other of this.bridges.values()) {
+        if (other.bond !== null && other.bond.name === name) return `the bond of ${other.cfg.name}`;
+      }
+      const existing = this.byName.get(name);
+      return existing === undefined ? null : `a port of ${existing.bridge.name}`;
+    });
+    if ('issues' in r) throw new ControlError('invalid_params', r.issues.map((i) => `${i.path}: ${i.message}`).join('; '));
+    let mp: VxlanPort;
+    try {
+      mp = this.createVxlanPort(br, r.port);
+    } catch (err) {
+      if (err instanceof ControlError) throw err;
+      throw new ControlError('io_error', `cannot add vxlan ${r.port.name}: ${(err as Error).message}`, { errno: (err as { errno?: number }).errno });
+    }
+    this.log.info({ bridge: br.cfg.name, port: mp.name, vni: r.port.vni }, 'vxlan port added');
+    return mp.show();
+  }
+
+  vxlanDel(bridgeName: unknown, name: unknown): void {
+    const br = this.bridge(bridgeName);
+    this.vxlanPort(br, name);
+    this.delif(bridgeName, name);
+  }
+
+  vxlanRemote(bridgeName: unknown, name: unknown, op: 'add' | 'del', ip: unknown): VxlanShow {
+    const mp = this.vxlanPort(this.bridge(bridgeName), name);
+    try {
+      if (op === 'add') mp.addRemote(ip);
+      else mp.delRemote(ip);
+    } catch (err) {
+      if (err instanceof ControlError) throw err;
+      throw new ControlError('io_error', `cannot ${op} remote ${String(ip)} on ${mp.name}: ${(err as Error).message}`, { errno: (err as { errno?: number }).errno });
+    }
+    return mp.show();
   }
 
   private macParam(mac: unknown): number {
@@ -824,7 +906,10 @@ export class Daemon {
     const br = this.bridges.get(name);
     if (br === undefined) return;
     const netdevs = [...br.ports.keys(), ...(br.bond !== null ? br.bond.members.map((m) => m.name) : br.uplink !== null ? [br.uplink.name] : [])];
-    for (const mp of br.all()) mp.close('absent');
+    for (const mp of br.all()) {
+      mp.close('absent');
+      if (mp instanceof VxlanPort) mp.removeNetdev();
+    }
     this.forgetUplink(br);
     for (const mp of br.ports.values()) this.byName.delete(mp.name);
     this.bridges.delete(name);
@@ -835,6 +920,35 @@ export class Daemon {
   setBridgeConfig(cfg: BridgeConfig): void {
     const br = this.bridges.get(cfg.name);
     if (br !== undefined) br.cfg = cfg;
+  }
+
+  /**
+   * Adds and removes remotes of a vxlan port in place (reload): one already there (or already gone) is no error;
+   * every other failure is reported together after the rest was applied.
+   */
+  setVxlanRemotes(bridgeName: string, name: string, add: readonly string[], del: readonly string[]): void {
+    const mp = this.vxlanPort(this.bridge(bridgeName), name);
+    const errors: string[] = [];
+    const apply = (op: 'add' | 'del', ip: string): void => {
+      try {
+        if (op === 'add') mp.addRemote(ip);
+        else mp.delRemote(ip);
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (!(err instanceof ControlError && (code === 'port_exists' || code === 'not_found'))) errors.push(`${op} ${ip}: ${(err as Error).message}`);
+      }
+    };
+    for (const ip of del) apply('del', ip);
+    for (const ip of add) apply('add', ip);
+    if (errors.length > 0) throw new Error(`vxlan ${name} remotes: ${errors.join('; ')}`);
+  }
+
+  /** Adds a vxlan port from its config entry (reload); a port of that name is removed first. */
+  addVxlanConfigPort(bridgeName: string, vc: VxlanPortConfig): void {
+    const br = this.bridges.get(bridgeName);
+    if (br === undefined) throw new Error(`no bridge ${bridgeName}`);
+    for (const other of this.bridges.values()) if (other.ports.has(vc.name)) this.removePortByName(other.cfg.name, vc.name, true);
+    this.createVxlanPort(br, vc);
   }
 
   /** Adds a port from its config (reload); a port of that name is removed first. */
@@ -854,6 +968,7 @@ export class Daemon {
     const mp = br?.ports.get(name);
     if (br === undefined || mp === undefined) return false;
     mp.close('absent');
+    if (mp instanceof VxlanPort) mp.removeNetdev();
     br.bridge.removePort(mp.port);
     br.locks.forget(mp.port);
     br.ports.delete(name);
@@ -863,7 +978,7 @@ export class Daemon {
   }
 
   /** Changes learning, flood, isolated and the per-port FDB cap in place (fds, entries and counters stay). */
-  setPortFlags(bridgeName: string, pc: PortConfig): void {
+  setPortFlags(bridgeName: string, pc: Pick<PortConfig, 'name' | 'learning' | 'flood' | 'isolated' | 'fdbMax'>): void {
     const br = this.bridges.get(bridgeName);
     const mp = br?.ports.get(pc.name);
     if (br === undefined || mp === undefined) return;

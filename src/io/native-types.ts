@@ -247,6 +247,35 @@ export interface RawAddon {
   sdNotify(path: string, state: string, fds?: number[]): void;
   /** flock(fd, LOCK_EX | LOCK_NB): true when locked, false when another open file holds the lock. */
   flockExclusive(fd: number): boolean;
+  /** RTM_NEWLINK (NLM_F_CREATE|NLM_F_EXCL) of kind "vxlan" with IFLA_VXLAN_* (src/native/vxlan.cc). */
+  vxlanCreate(options: VxlanCreateOptions): void;
+  /** RTM_NEWNEIGH (NLM_F_APPEND) / RTM_DELNEIGH on AF_BRIDGE: the all-zeros FDB entry to `dst`; false when nothing changed. */
+  vxlanFdb(name: string, op: 'append' | 'del', dst: string): boolean;
+  /** RTM_GETNEIGH dump (AF_BRIDGE): NDA_DST of each all-zeros FDB entry of the vxlan netdev `name`. */
+  vxlanRemotes(name: string): string[];
+  /** RTM_GETLINK: the netdev's IFLA_INFO_KIND ("" for none) and VNI (vxlan only), or null when it does not exist. */
+  linkKind(name: string): { kind: string; vni: number } | null;
+  /** RTM_DELLINK by name; false when there was no such netdev. */
+  linkDelete(name: string): boolean;
+}
+
+/** IFLA_VXLAN_* of a new vxlan netdev; addresses are IPv4 or IPv6 text, parsed by the addon. */
+export interface VxlanCreateOptions {
+  name: string;
+  /** IFLA_VXLAN_ID, 1..16777215 */
+  vni: number;
+  /** IFLA_VXLAN_PORT (UDP destination port) */
+  port: number;
+  local?: string;
+  group?: string;
+  /** IFLA_VXLAN_LINK: the underlay device */
+  dev?: string;
+  ttl?: number;
+  tos?: number;
+  /** IFLA_VXLAN_LEARNING */
+  learning: boolean;
+  /** IFLA_MTU (the kernel clamps it to the underlay device's MTU minus the headroom when `dev` is given) */
+  mtu?: number;
 }
 
 export type HandoverReceived =

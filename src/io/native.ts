@@ -6,6 +6,7 @@
 //   netdev      ioctl helpers: ifInfo, setLinkUp, setMtu, setTxQueueLen, disableLro, enableLro, deleteTap, setMac
 //   unixSocket  the control socket's listening fd: listen, dup, close
 //   fds         fd handover: handoverSend/Receive/Write, fdInfo, closeFd (PacketPort.adopt wraps one)
+//   vxlanLink   rtnetlink: create kernel vxlan netdevs, their all-zeros FDB entries, link kind, delete
 //
 // The addon's contract (memory model, errno classes) is in native-types.ts and native-notes/addon.md.
 
@@ -25,6 +26,7 @@ import {
   type RawLinkMonitor,
   type RawPort,
   type TapOptions,
+  type VxlanCreateOptions,
 } from './native-types.js';
 import type { PortIo } from '../bridge/port.js';
 
@@ -259,6 +261,31 @@ export const netns = {
   },
   openTap(path: string, ifindex: number, name: string): { fd: number; ifname: string } {
     return loadAddon().openTapInNetns(path, ifindex, name);
+  },
+};
+
+/** Kernel VXLAN netdevs over rtnetlink (src/native/vxlan.cc). */
+export const vxlanLink = {
+  create(options: VxlanCreateOptions): void {
+    loadAddon().vxlanCreate(options);
+  },
+  /** Adds the all-zeros FDB entry towards one remote VTEP; false when it was already there. */
+  addRemote(name: string, dst: string): boolean {
+    return loadAddon().vxlanFdb(name, 'append', dst);
+  },
+  /** Removes it; false when it was not there. */
+  delRemote(name: string, dst: string): boolean {
+    return loadAddon().vxlanFdb(name, 'del', dst);
+  },
+  /** The destinations of the netdev's all-zeros FDB entries, as the kernel has them. */
+  remotes(name: string): string[] {
+    return loadAddon().vxlanRemotes(name);
+  },
+  kind(name: string): { kind: string; vni: number } | null {
+    return loadAddon().linkKind(name);
+  },
+  delete(name: string): boolean {
+    return loadAddon().linkDelete(name);
   },
 };
 

@@ -155,6 +155,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitHandover(env, exports);
   InitNetns(env, exports);
   InitNotify(env, exports);
+  InitVxlan(env, exports);
   InitFileLock(env, exports);
   InitUnixSock(env, exports);
   return exports;

@@ -94,6 +94,7 @@ void InitIfctl(Napi::Env env, Napi::Object exports);
 void InitHandover(Napi::Env env, Napi::Object exports);
 void InitNetns(Napi::Env env, Napi::Object exports);  // netns.cc: moved TAPs
 void InitNotify(Napi::Env env, Napi::Object exports);  // notify.cc: sdNotify
+void InitVxlan(Napi::Env env, Napi::Object exports);  // vxlan.cc
 // filelock.cc: flockExclusive(fd) for the state file lock.
 void InitFileLock(Napi::Env env, Napi::Object exports);
 void InitUnixSock(Napi::Env env, Napi::Object exports);

@@ -163,6 +163,35 @@ registerRecordedMethod('setageing', (p, _r, j) => {
   j.put({ method: 'setageing', params: { bridge, seconds: p.seconds }, key: `ageing:${bridge}`, target: `bridge:${bridge}/ageing_time` });
 });
 
+// vxlan ports (src/daemon/vxlan.ts). A runtime vxlan.add is one record (its params are a config `vxlan` entry); a
+// remote added or removed at runtime is one record per (port, ip): a del cancels an add made at runtime, else it is
+// kept (the remote came from the config). vxlan.del forgets the port's records and is kept for a config port.
+registerRecordedMethod('vxlan.add', (p, _r, j) => {
+  const bridge = str(p.bridge);
+  const name = str(p.name);
+  const params = Object.fromEntries(Object.entries(p).filter(([, v]) => v !== undefined && v !== null));
+  j.put({ method: 'vxlan.add', params, key: `vxlan:${bridge}/${name}`, target: portTarget(bridge, name) });
+});
+
+registerRecordedMethod('vxlan.del', (p, _r, j, ctx) => {
+  const bridge = str(p.bridge);
+  const name = str(p.name);
+  const target = portTarget(bridge, name);
+  j.removeWhere((r) => r.target === target || (r.method === 'fdb.add' && r.params.bridge === bridge && r.params.port === name));
+  if (ctx.configHasPort(bridge, name)) j.put({ method: 'vxlan.del', params: { bridge, name }, key: `vxlandel:${bridge}/${name}`, target });
+});
+
+for (const op of ['add', 'del'] as const) {
+  registerRecordedMethod(`vxlan.remote.${op}`, (p, _r, j) => {
+    const bridge = str(p.bridge);
+    const name = str(p.name);
+    const ip = str(p.ip);
+    const key = `vxlanremote:${bridge}/${name}/${ip}`;
+    if (op === 'del' && j.get(key)?.method === 'vxlan.remote.add') j.remove(key);
+    else j.put({ method: `vxlan.remote.${op}`, params: { bridge, name, ip }, key, target: portTarget(bridge, name) });
+  });
+}
+
 /**
  * True when a config change with target `change` touches a runtime record with target `record`:
  * the same target, or the change re-creates or removes the whole bridge (`bridge:<br>`).

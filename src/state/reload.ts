@@ -17,12 +17,16 @@
 //   ~ fdb_snapshot_interval 30 -> 10               in place
 //   ~ control_socket /a -> /b (takes effect at restart)   also state_dir, metrics.listen
 //   ~ log_level info -> debug                      in place (src/log.ts setLogLevel)
+//   + vxlan br0/vx10010 (vni 10010, access 10)     created and opened (src/daemon/vxlan.ts); - vxlan: closed, removed
+//   ~ vxlan br0/vx10010 remotes +198.18.20.4 -198.18.20.3   in place (the all-zeros FDB entries); vlan and port
+//                                                  flags in place too; vni, local, group, dev, port, ttl, tos,
+//                                                  kernel_learning, persist: the port and its netdev are re-created
 //
 // Order of application: removals, then changes, then additions (interface names are unique daemon-wide, so a
 // port moving between bridges leaves the old one first). A port whose settings did not change is never closed:
 // it keeps its fd, FDB entries and counters.
 
-import type { BridgeConfig, DaemonConfig, PortConfig, StaticFdbConfig, UplinkConfig } from '../config/config.js';
+import type { BridgeConfig, DaemonConfig, PortConfig, StaticFdbConfig, UplinkConfig, VxlanPortConfig } from '../config/config.js';
 import type { Daemon } from '../daemon/daemon.js';
 import type { VlanSpec } from '../bridge/vlan.js';
 import { formatMac } from '../frame/mac.js';
@@ -38,7 +42,10 @@ export type ChangeAction =
   | { do: 'addPort'; bridge: string; port: PortConfig }
   | { do: 'removePort'; bridge: string; name: string }
   | { do: 'recreatePort'; bridge: string; port: PortConfig }
-  | { do: 'portFlags'; bridge: string; port: PortConfig }
+  | { do: 'portFlags'; bridge: string; port: PortFlagsConfig }
+  | { do: 'addVxlan'; bridge: string; spec: VxlanPortConfig }
+  | { do: 'recreateVxlan'; bridge: string; spec: VxlanPortConfig }
+  | { do: 'vxlanRemotes'; bridge: string; name: string; add: string[]; del: string[] }
   | { do: 'portVlan'; bridge: string; name: string; vlan: VlanSpec }
   | { do: 'replaceUplink'; bridge: string; uplink: UplinkConfig | null }
   | { do: 'fdbAdd'; bridge: string; entry: StaticFdbConfig }
@@ -90,7 +97,7 @@ function text(v: unknown): string {
   return Array.isArray(v) ? v.join(',') : String(v);
 }
 
-const BRIDGE_TYPED_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports'];
+const BRIDGE_TYPED_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'vxlan'];
 const PORT_TYPED_KEYS = ['name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', 'vlan', 'trunk', 'native_vlan'];
 const UPLINK_TYPED_KEYS = ['interface', 'bond', 'vlan', 'trunk', 'native_vlan'];
 
@@ -129,6 +136,18 @@ function portSummary(p: PortConfig): string {
 
 function fdbKey(f: StaticFdbConfig): string {
   return `${f.vlan}/${f.mac}`;
+}
+
+type PortFlagsConfig = Pick<PortConfig, 'name' | 'learning' | 'flood' | 'isolated' | 'fdbMax'>;
+
+/** One in-place change per port flag that differs (ports and vxlan ports alike). */
+function flagChanges(out: Change[], br: string, what: 'port' | 'vxlan', q: PortFlagsConfig, p: PortFlagsConfig, targets: string[]): void {
+  for (const k of ['learning', 'flood', 'isolated', 'fdbMax'] as const) {
+    if (q[k] !== p[k]) {
+      const key = k === 'fdbMax' ? 'fdb_max' : k;
+      out.push({ line: `~ ${what} ${br}/${p.name} ${key} ${q[k]} -> ${p[k]}`, targets, action: { do: 'portFlags', bridge: br, port: p }, phase: 1 });
+    }
+  }
 }
 
 function diffBridge(out: Change[], o: BridgeConfig, n: BridgeConfig, oRaw: unknown, nRaw: unknown): void {
@@ -195,13 +214,9 @@ function diffBridge(out: Change[], o: BridgeConfig, n: BridgeConfig, oRaw: unkno
     if (!jsonEqual(q.vlan, p.vlan)) {
       out.push({ line: `~ port ${br}/${p.name} vlan ${vlanChange(q.vlan, p.vlan)}`, targets: t, action: { do: 'portVlan', bridge: br, name: p.name, vlan: p.vlan }, phase: 1 });
     }
-    for (const k of ['learning', 'flood', 'isolated', 'fdbMax'] as const) {
-      if (q[k] !== p[k]) {
-        const key = k === 'fdbMax' ? 'fdb_max' : k;
-        out.push({ line: `~ port ${br}/${p.name} ${key} ${q[k]} -> ${p[k]}`, targets: t, action: { do: 'portFlags', bridge: br, port: p }, phase: 1 });
-      }
-    }
+    flagChanges(out, br, 'port', q, p, t);
   }
+  diffVxlan(out, br, o.vxlan, n.vxlan);
   // static FDB entries
   const oFdb = new Map(o.fdb.map((f) => [fdbKey(f), f]));
   const nFdb = new Map(n.fdb.map((f) => [fdbKey(f), f]));
@@ -215,6 +230,41 @@ function diffBridge(out: Change[], o: BridgeConfig, n: BridgeConfig, oRaw: unkno
     const t = [fdbTarget(br, f.vlan, f.mac)];
     if (g === undefined) out.push({ line: `+ fdb ${br} ${formatMac(f.mac)} vlan ${f.vlan} ${f.port}`, targets: t, action: { do: 'fdbAdd', bridge: br, entry: f }, phase: 2 });
     else if (g.port !== f.port) out.push({ line: `~ fdb ${br} ${formatMac(f.mac)} vlan ${f.vlan} ${g.port} -> ${f.port}`, targets: t, action: { do: 'fdbAdd', bridge: br, entry: f }, phase: 2 });
+  }
+}
+
+/** A vxlan entry's settings that only a new netdev can change (the rest is changed in place). */
+const VXLAN_REBUILD_KEYS = [['vni', 'vni'], ['local', 'local'], ['group', 'group'], ['dev', 'dev'], ['port', 'port'], ['ttl', 'ttl'], ['tos', 'tos'],
+  ['kernelLearning', 'kernel_learning'], ['persist', 'persist']] as const;
+
+function diffVxlan(out: Change[], br: string, o: readonly VxlanPortConfig[], n: readonly VxlanPortConfig[]): void {
+  const oV = new Map(o.map((v) => [v.name, v]));
+  const nV = new Map(n.map((v) => [v.name, v]));
+  for (const v of o) {
+    if (!nV.has(v.name)) out.push({ line: `- vxlan ${br}/${v.name}`, targets: [portTarget(br, v.name)], action: { do: 'removePort', bridge: br, name: v.name }, phase: 0 });
+  }
+  for (const v of n) {
+    const q = oV.get(v.name);
+    const t = [portTarget(br, v.name)];
+    if (q === undefined) {
+      out.push({ line: `+ vxlan ${br}/${v.name} (vni ${v.vni}, ${describeVlan(v.vlan)})`, targets: t, action: { do: 'addVxlan', bridge: br, spec: v }, phase: 2 });
+      continue;
+    }
+    const rebuild = VXLAN_REBUILD_KEYS.filter(([k]) => !jsonEqual(q[k], v[k])).map(([k, key]) => `${key} ${text(q[k])} -> ${text(v[k])}`);
+    if (rebuild.length > 0) {
+      out.push({ line: `~ vxlan ${br}/${v.name} ${rebuild.join(', ')} (re-created)`, targets: t, action: { do: 'recreateVxlan', bridge: br, spec: v }, phase: 1 });
+      continue;
+    }
+    const add = v.remotes.filter((r) => !q.remotes.includes(r));
+    const del = q.remotes.filter((r) => !v.remotes.includes(r));
+    if (add.length > 0 || del.length > 0) {
+      out.push({ line: `~ vxlan ${br}/${v.name} remotes ${[...add.map((r) => `+${r}`), ...del.map((r) => `-${r}`)].join(' ')}`, targets: t,
+        action: { do: 'vxlanRemotes', bridge: br, name: v.name, add, del }, phase: 1 });
+    }
+    if (!jsonEqual(q.vlan, v.vlan)) {
+      out.push({ line: `~ vxlan ${br}/${v.name} vlan ${vlanChange(q.vlan, v.vlan)}`, targets: t, action: { do: 'portVlan', bridge: br, name: v.name, vlan: v.vlan }, phase: 1 });
+    }
+    flagChanges(out, br, 'vxlan', q, v, t);
   }
 }
 
@@ -257,7 +307,7 @@ export function diffConfig(o: DaemonConfig, n: DaemonConfig): Change[] {
 /** Every netdev a bridge config names: ports, the uplink, bond members. */
 function netdevsOf(b: BridgeConfig): Set<string> {
   const up = b.uplink;
-  return new Set([...b.ports.map((p) => p.name), ...(up === null ? [] : up.bond !== null ? up.bond.members : up.interface !== null ? [up.interface] : [])]);
+  return new Set([...b.ports.map((p) => p.name), ...b.vxlan.map((v) => v.name), ...(up === null ? [] : up.bond !== null ? up.bond.members : up.interface !== null ? [up.interface] : [])]);
 }
 
 /** Ports and uplinks the plan closes and opens again (their static entries and runtime fdb records go with them). */
@@ -271,6 +321,7 @@ export function recreatedPorts(plan: readonly Change[]): Map<string, Set<string>
   for (const c of plan) {
     const a = c.action;
     if (a.do === 'recreatePort') add(a.bridge, a.port.name);
+    else if (a.do === 'recreateVxlan') add(a.bridge, a.spec.name);
     else if (a.do === 'replaceUplink' && a.uplink !== null) add(a.bridge, uplinkName(a.uplink));
   }
   return out;
@@ -311,6 +362,16 @@ export function applyPlan(d: Daemon, plan: readonly Change[], n: DaemonConfig, o
           break;
         case 'portFlags':
           d.setPortFlags(a.bridge, a.port);
+          break;
+        case 'addVxlan':
+          d.addVxlanConfigPort(a.bridge, a.spec);
+          break;
+        case 'recreateVxlan':
+          d.removePortByName(a.bridge, a.spec.name, true);
+          d.addVxlanConfigPort(a.bridge, a.spec);
+          break;
+        case 'vxlanRemotes':
+          d.setVxlanRemotes(a.bridge, a.name, a.add, a.del);
           break;
         case 'portVlan':
           d.setPortVlanByName(a.bridge, a.name, a.vlan);

@@ -9,6 +9,7 @@
 import { stringify } from 'yaml';
 import type { Daemon, VlanShow } from '../daemon/daemon.js';
 import type { DaemonConfig } from '../config/config.js';
+import { vxlanEntryRaw } from '../daemon/vxlan.js';
 import type { LockShow } from '../bridge/lock.js';
 
 type Raw = Record<string, unknown>;
@@ -66,13 +67,21 @@ export function effectiveConfig(d: Daemon, file: DaemonConfig): Raw {
       seen.add(rp.name);
     }
     for (const p of show.ports) {
-      if (seen.has(p.name)) continue;
+      if (seen.has(p.name) || p.kind === 'vxlan') continue;
       const m: Raw = { name: p.name, kind: p.kind };
       setVlanKeys(m, vlans.get(p.name));
       setLockKey(m, locks.get(p.name));
       ports.push(m);
     }
     rb.ports = ports;
+    // vxlan ports (src/daemon/vxlan.ts): as they are now, remotes added or removed at runtime included
+    const vxlan = d.vxlanConfigs(name).map((spec) => {
+      const m = vxlanEntryRaw(spec);
+      setVlanKeys(m, vlans.get(spec.name));
+      return m;
+    });
+    if (vxlan.length > 0) rb.vxlan = vxlan;
+    else delete rb.vxlan;
     if (isObject(rb.uplink) && show.uplink !== null) setVlanKeys(rb.uplink, vlans.get(show.uplink.name));
     rb.ageing_time = d.ageingTimeS(name);
     // a locked MAC's static entry comes with its lock, it is no `fdb` entry of its own

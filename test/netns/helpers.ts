@@ -501,6 +501,34 @@ conn.close()
 print(json.dumps({"bytes": n, "sha256": h.hexdigest()}), flush=True)
 `;
 
+/** What tcpTransfer saw: both sides' byte counts and digests, and a diagnostic text for failed expectations. */
+export interface TcpTransfer {
+  senderCode: number;
+  sent: { bytes: number; sha256: string; seconds: number } | null;
+  got: { bytes: number; sha256: string } | null;
+  diag: string;
+}
+
+/**
+ * MB mebibytes of TCP from (fromLab, fromNode) to ADDR:PORT in (toLab, toNode), with PY_TCP_SENDER / PY_TCP_RECEIVER
+ * (30 s socket timeouts). `extraDiag` is appended to the diagnostic (e.g. daemon logs).
+ */
+export async function tcpTransfer(fromLab: Lab, fromNode: string, toLab: Lab, toNode: string, addr: string, port: number, mb: number,
+  extraDiag: () => string = () => ""): Promise<TcpTransfer> {
+  const receiver = toLab.spawn(toNode, [PYTHON, "-c", PY_TCP_RECEIVER, addr, String(port), "30"], `tcp receiver ${toNode}`);
+  await receiver.waitForOutput("ready");
+  const sender = await fromLab.exec(fromNode, [PYTHON, "-c", PY_TCP_SENDER, addr, String(port), String(mb), "30"], { check: false, timeoutMs: 45_000 });
+  await receiver.wait(10_000);
+  const last = (out: string): string => out.trim().split("\n").pop() ?? "";
+  const parse = <T>(out: string): T | null => (last(out).startsWith("{") ? (JSON.parse(last(out)) as T) : null);
+  return {
+    senderCode: sender.code,
+    sent: sender.code === 0 ? parse(sender.stdout) : null,
+    got: parse(receiver.stdout),
+    diag: `sender ${sender.code}: ${sender.stderr.slice(-1000)}\nreceiver: ${receiver.stdout} ${receiver.stderr.slice(-1000)}\n${extraDiag()}`,
+  };
+}
+
 /** TCP sender: connect to ADDR PORT, send MB mebibytes of seeded pseudo-random data, print {"bytes", "sha256", "seconds"}. */
 export const PY_TCP_SENDER = String.raw`
 import hashlib, json, random, socket, sys, time

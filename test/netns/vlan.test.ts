@@ -19,11 +19,10 @@ import {
   Lab,
   PY_RAW_CAPTURE,
   PY_RAW_SENDER,
-  PY_TCP_RECEIVER,
-  PY_TCP_SENDER,
   PYTHON,
   canRunNetns,
   sleep,
+  tcpTransfer,
   type Background,
   waitFor,
 } from "./helpers.js";
@@ -233,16 +232,10 @@ describe.skipIf(!support.ok)("802.1Q VLANs: two tapbridge daemons joined by a tr
     const MB = 4;
     const [fromLab, fromNode] = host(from);
     const [toLab, toNode] = host(to);
-    const receiver = toLab.spawn(toNode, [PYTHON, "-c", PY_TCP_RECEIVER, IP[to], String(port), "30"], `tcp receiver ${to}`);
-    await receiver.waitForOutput("ready");
-    const sender = await fromLab.exec(fromNode, [PYTHON, "-c", PY_TCP_SENDER, IP[to], String(port), String(MB), "30"], { check: false, timeoutMs: 45_000 });
-    await receiver.wait(10_000);
-    const diag = `sender ${sender.code}: ${sender.stderr.slice(-1000)}\nreceiver: ${receiver.stdout} ${receiver.stderr.slice(-1000)}\n${logs()}`;
-    expect(sender.code, diag).toBe(0);
-    const sent = JSON.parse(sender.stdout.trim().split("\n").pop()!) as { sha256: string; seconds: number };
-    const got = JSON.parse(receiver.stdout.trim().split("\n").pop()!) as { bytes: number; sha256: string };
-    expect(got.bytes, diag).toBe(MB << 20);
-    expect(got.sha256, diag).toBe(sent.sha256);
+    const t = await tcpTransfer(fromLab, fromNode, toLab, toNode, IP[to], port, MB, logs);
+    expect(t.senderCode, t.diag).toBe(0);
+    expect(t.got?.bytes, t.diag).toBe(MB << 20);
+    expect(t.got?.sha256, t.diag).toBe(t.sent?.sha256);
   });
 
   it("the trunk capture: every frame tagged 0x8100 with its host's VID and PCP 0, no untagged frame", async () => {

@@ -4,9 +4,11 @@
 
 export interface ShowPort {
   name: string;
-  kind: 'tap' | 'attach' | 'host';
+  kind: 'tap' | 'attach' | 'host' | 'vxlan';
   state: 'up' | 'down' | 'absent';
   ifindex: number;
+  /** vxlan ports (issue 15): the underlay cannot carry overlay frames of the bridge MTU */
+  mtu_short?: boolean;
 }
 
 export interface ShowBridge {
@@ -66,4 +68,20 @@ export interface BondShow {
   downdelay: number;
   members: BondMemberShow[];
   failovers: number;
+}
+
+/** `vxlan show BRIDGE -j` (issue 15: vni, local, remotes or group, vlan, state). */
+export interface VxlanShow {
+  name: string;
+  vni: number;
+  local: string | null;
+  remotes: string[];
+  group: string | null;
+  dev: string | null;
+  port: number;
+  vlan: number | null;
+  vlan_mode: 'default' | 'access' | 'trunk';
+  state: 'up' | 'down' | 'absent';
+  mtu: number;
+  mtu_short: boolean;
 }

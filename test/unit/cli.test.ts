@@ -1,32 +1,21 @@
 // The CLI as a user runs it (node dist/cli/main.js), against a control server with scripted methods.
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ControlServer, type MethodHandler } from '../../src/control/server.js';
+import { ControlServer } from '../../src/control/server.js';
 import { ControlError } from '../../src/control/errors.js';
 import { silentLogger } from '../../src/log.js';
+import { cliRunner, recorder, type RecordedCall } from '../support/cli-run.js';
 
-const cli = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'tb-cli-'));
 const socket = join(dir, 'ctl.sock');
-const calls: { method: string; params: Record<string, unknown> }[] = [];
+const calls: RecordedCall[] = [];
+const run = cliRunner(socket);
 
-function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [cli, ...args], { timeout: 20_000, env: { ...process.env, TAPBRIDGE_SOCKET: socket } }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr });
-    });
-  });
-}
-
-const record = (method: string, result: unknown): [string, MethodHandler] => [method, (params) => {
-  calls.push({ method, params });
+const record = recorder(calls, (params) => {
   if (params.bridge === 'nope') throw new ControlError('no_such_bridge', 'no such bridge: nope');
-  return result;
-}];
+});
 
 let server: ControlServer;
 beforeAll(async () => {
