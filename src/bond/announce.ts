@@ -17,7 +17,7 @@ import { writeMac } from '../frame/mac.js';
 import { ETH_P_8021Q, ETH_P_ARP, ETH_P_RARP } from '../frame/ethernet.js';
 import { TX_OP_NONE, VNET_HDR_LEN } from '../io/native-types.js';
 import type { PortIo } from '../bridge/port.js';
-import { EGRESS_AS_IS, EGRESS_NOT_MEMBER, EGRESS_UNTAGGED, type PortVlan } from '../bridge/vlan.js';
+import { EGRESS_AS_IS, EGRESS_UNTAGGED, type PortVlan } from '../bridge/vlan.js';
 
 export const RARP_FRAME_LEN = 60;
 const SLOT = 96; // vnet header + tagged frame, 16-aligned
@@ -77,8 +77,9 @@ export function sendRarps(io: PortIo, slab: Uint8Array, vlan: PortVlan, macs: re
   let queued = 0;
   let accepted = 0;
   for (let i = 0; i < macs.length; i++) {
+    // a VID outside 0..4094 (4095 is reserved) is never announced: isMember() range-checks before indexing
+    if (!vlan.isMember(vids[i])) continue;
     const rule = vlan.egress[vids[i]];
-    if (rule === EGRESS_NOT_MEMBER) continue;
     const tagVid = rule === EGRESS_UNTAGGED || rule === EGRESS_AS_IS ? 0 : vids[i];
     const base = queued * SLOT;
     slab.fill(0, base, base + VNET_HDR_LEN);

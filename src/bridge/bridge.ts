@@ -2,9 +2,15 @@
 //
 // Model (Linux net/bridge br_input.c + br_forward.c, in one place):
 //   receive(ingress, slab, desc, count) runs once per rx batch of one port. For each frame:
-//     runt?  -> drop `runt`         source multicast/zero? -> drop `bad_src`
+//     runt?  -> drop `runt`
+//     port security (lock.ts)       -> drop `lock_*` / `ra_guard` / `dhcp_guard`
+//     source multicast/zero?        -> drop `bad_src`
 //     01:80:C2:00:00:0X?            -> drop `link_local` (STP, pause, LACP, 802.1X are never forwarded)
+//     VID 4095 in the outer tag     -> drop `vlan_reserved` (every port)
 //     VLAN ingress (vlan.ts)        -> drop `tagged_on_access` / `vlan_not_member` / `untagged_no_native`
+//                                      / `stacked_tag` (an untagged or tagged frame whose ethertype is a
+//                                      VLAN TPID, on access and trunk ports other than the uplink/bond,
+//                                      unless `allow_stacked`)
 //     learn (vid, src) on ingress   (if the port has `learning`)
 //     unicast dst in FDB?           -> queue on that port if shouldDeliver()
 //     else                          -> flood to every port for which shouldDeliver() holds
@@ -24,15 +30,26 @@
 
 import { Fdb, type FdbOptions } from '../fdb/fdb.js';
 import {
-  ETH_HLEN, ETH_P_8021Q, ETH_P_ARP, EthernetHeader, isLinkLocalHL, parseEthernet, VLAN_HLEN, VLAN_VID_MASK,
+  ETH_HLEN, ETH_P_8021Q, ETH_P_ARP, EthernetHeader, isLinkLocalHL, isVlanTpid, parseEthernet, VLAN_HLEN, VLAN_VID_MASK,
 } from '../frame/ethernet.js';
 import { TX_OP_NONE, TX_OP_POP_TAG, TX_OP_PUSH_TAG, TX_OP_SET_TAG, VNET_HDR_LEN } from '../io/native-types.js';
+import { checkSecurity, SEC_PASS } from './lock.js';
 import { BridgePort } from './port.js';
-import { EGRESS_AS_IS, EGRESS_NOT_MEMBER, EGRESS_UNTAGGED, MODE_ACCESS, MODE_TRUNK, PortVlan, type VlanSpec } from './vlan.js';
+import {
+  EGRESS_AS_IS, EGRESS_NOT_MEMBER, EGRESS_UNTAGGED, MODE_ACCESS, MODE_DEFAULT, MODE_TRUNK, PortVlan, VID_RESERVED, type VlanSpec,
+} from './vlan.js';
 
 /** TPID 0x8100 in the upper half of a tx `arg` (tpid << 16 | tci). */
 const C_TAG = 0x8100_0000;
 const PCP_DEI_MASK = 0xf000;
+
+/**
+ * A stacked tag: an untagged frame whose ethertype is a VLAN TPID (0x88a8, 0x9100: `tci` < 0 with a
+ * parsed outer tag), or an 802.1Q-tagged one (priority tag or VLAN tag) with a TPID behind the tag.
+ */
+function isStacked(hdr: EthernetHeader, tci: number): boolean {
+  return tci < 0 ? hdr.tpid !== 0 : isVlanTpid(hdr.etherType);
+}
 
 /** Flood classes for shouldDeliver(). */
 const FLOOD_NONE = 0;
@@ -159,6 +176,14 @@ export class Bridge {
         ingress.dropRunt++;
         continue;
       }
+      // port security (lock.ts): VIF locking, RA guard, DHCP guard; what the guest sends, before anything
+      if (ingress.security !== null) {
+        const reason = checkSecurity(ingress.security, slab, off, len, hdr);
+        if (reason !== SEC_PASS) {
+          ingress.securityDrops[reason]++;
+          continue;
+        }
+      }
       if (hdr.srcGroup || (hdr.srcHi === 0 && hdr.srcLo === 0)) {
         ingress.dropBadSrc++;
         continue;
@@ -167,7 +192,12 @@ export class Bridge {
         ingress.dropLinkLocal++;
         continue;
       }
-      // VLAN ingress: only TPID 0x8100 is a tag here (0x88a8 is an ordinary ethertype: no QinQ)
+      // VLAN ingress: only TPID 0x8100 is a tag here (0x88a8 is an ordinary ethertype: no QinQ).
+      // VID 4095 (reserved) in the outer tag of any TPID is dropped on every port.
+      if (hdr.tpid !== 0 && (hdr.tci & VLAN_VID_MASK) === VID_RESERVED) {
+        ingress.dropVlanReserved++;
+        continue;
+      }
       const tci = hdr.tpid === ETH_P_8021Q ? hdr.tci : -1;
       const tagVid = tci > 0 ? tci & VLAN_VID_MASK : 0;
       const vlan = ingress.vlan;
@@ -194,6 +224,12 @@ export class Bridge {
         }
       } else {
         vid = tagVid;
+      }
+      // the double-tagging hop: a tag hidden behind the one that placed the frame in its VLAN would be
+      // the outer tag wherever this VLAN leaves untagged (the uplink's native VLAN, an access port)
+      if (vlan.mode !== MODE_DEFAULT && ingress.checkStacked && isStacked(hdr, tci)) {
+        ingress.dropStackedTag++;
+        continue;
       }
       if (ingress.learning) {
         fdb.learnHL(vid, hdr.srcHi, hdr.srcLo, ingressId, now);

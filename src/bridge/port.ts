@@ -8,6 +8,10 @@
 // (tx errors, socket drops), read only when somebody asks for stats.
 
 import { PortCounter } from '../io/native-types.js';
+import {
+  type PortSecurity, SEC_DHCP_GUARD, SEC_LOCK_ARP, SEC_LOCK_DISABLED, SEC_LOCK_IPV4, SEC_LOCK_IPV6, SEC_LOCK_MAC, SEC_LOCK_ND,
+  SEC_LOCK_OTHER, SEC_RA_GUARD, SEC_REASON_COUNT, SECURITY_DROP_NAMES,
+} from './lock.js';
 import { DEFAULT_VLAN, type PortVlan } from './vlan.js';
 
 export type PortKind = 'tap' | 'attach' | 'uplink' | 'bond';
@@ -27,6 +31,7 @@ export interface PortIo {
 export const DROP_REASONS = [
   'runt', 'bad_src', 'link_local', 'oversize', 'tx_full', 'tx_link_down', 'socket',
   'tagged_on_access', 'vlan_not_member', 'untagged_no_native',
+  'vlan_reserved', 'stacked_tag', ...SECURITY_DROP_NAMES,
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
@@ -45,6 +50,15 @@ export class BridgePort {
   isolated: boolean;
   /** Record IPv4 addresses seen in ARPs (local ports; never the uplink). */
   readonly snoopArp: boolean;
+  /**
+   * Drop frames with a stacked tag (`stacked_tag`) on access and trunk VLANs: every port but the uplink
+   * and bond, unless the port sets `allow_stacked`.
+   */
+  checkStacked: boolean;
+  /** Port security (lock.ts) tables, null when the port has no lock and no guard (replaced as a whole). */
+  security: PortSecurity | null = null;
+  /** Port-security drops by reason (lock.ts SEC_*); kept across `lock set` / `lock clear`. */
+  readonly securityDrops = new Float64Array(SEC_REASON_COUNT);
   /** VLAN membership and egress rules (replaced as a whole by `vlan set`). */
   vlan: PortVlan = DEFAULT_VLAN;
   /** Per-port FDB cap (0 = none). */
@@ -69,13 +83,16 @@ export class BridgePort {
   dropTaggedOnAccess = 0;
   dropVlanNotMember = 0;
   dropUntaggedNoNative = 0;
+  dropVlanReserved = 0;
+  dropStackedTag = 0;
   /** rx batches abandoned because forwarding threw (a bug; logged rate-limited) */
   batchErrors = 0;
 
-  constructor(id: number, name: string, kind: PortKind, flags: PortFlags, mtu: number, fdbMax = 0) {
+  constructor(id: number, name: string, kind: PortKind, flags: PortFlags, mtu: number, fdbMax = 0, allowStacked = false) {
     this.id = id;
     this.name = name;
     this.kind = kind;
+    this.checkStacked = kind !== 'uplink' && kind !== 'bond' && !allowStacked;
     this.snoopArp = kind === 'tap' || kind === 'attach';
     this.learning = flags.learning;
     this.flood = flags.flood;
@@ -104,6 +121,7 @@ export class BridgePort {
 
   /** Drop counters by reason (control plane). */
   drops(): Record<DropReason, number> {
+    const sec = this.securityDrops;
     return {
       runt: this.dropRunt + this.nativeCounter(PortCounter.RxTruncated),
       bad_src: this.dropBadSrc,
@@ -116,6 +134,17 @@ export class BridgePort {
       tagged_on_access: this.dropTaggedOnAccess,
       vlan_not_member: this.dropVlanNotMember,
       untagged_no_native: this.dropUntaggedNoNative,
+      vlan_reserved: this.dropVlanReserved,
+      stacked_tag: this.dropStackedTag,
+      lock_mac: sec[SEC_LOCK_MAC],
+      lock_arp: sec[SEC_LOCK_ARP],
+      lock_ipv4: sec[SEC_LOCK_IPV4],
+      lock_ipv6: sec[SEC_LOCK_IPV6],
+      lock_nd: sec[SEC_LOCK_ND],
+      lock_other: sec[SEC_LOCK_OTHER],
+      lock_disabled: sec[SEC_LOCK_DISABLED],
+      ra_guard: sec[SEC_RA_GUARD],
+      dhcp_guard: sec[SEC_DHCP_GUARD],
     };
   }
 

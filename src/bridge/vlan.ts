@@ -4,7 +4,7 @@
 //   default  no VLAN key: the port carries every VLAN. Tagged frames (TPID 0x8100, VID 1..4094) stay in
 //            their VLAN and keep their tag; untagged and priority-tagged frames form their own untagged
 //            network, internal vid 0, and leave exactly as they came. A bridge of default ports is
-//            fully transparent.
+//            transparent except for VID 4095 (reserved), which is dropped (`vlan_reserved`).
 //   access   `vlan: N`: untagged on the wire, VLAN N inside. A frame tagged with a non-zero VID is
 //            dropped (`tagged_on_access`); a priority-tagged frame is accepted into N.
 //   trunk    `trunk: [...] | all`, optional `native_vlan: N`: tagged frames of allowed VIDs; others are
@@ -15,9 +15,17 @@
 // this port, so the per-frame path is one typed-array load:
 //   0 NOT_MEMBER, 1 UNTAGGED (pop a tag if it has one), 2 TAGGED (push or rewrite the tag),
 //   3 AS_IS (default port, untagged network: leave exactly as received).
-// 0x88a8 (802.1ad) is an ordinary ethertype here (no QinQ).
+// The table has 4096 entries, one per value a 12-bit VID can take: a VID read from the wire (masked
+// with 0x0fff) always indexes inside it, and an entry nobody set reads 0, NOT_MEMBER. VID 4095 is
+// reserved (802.1Q) and never a member; the engine drops it at ingress (`vlan_reserved`).
+// 0x88a8 (802.1ad) is an ordinary ethertype on default ports and on the uplink (QinQ from the physical
+// network passes); access ports and trunk native VLANs of other ports drop stacked tags (bridge.ts).
 
 export const VID_MAX = 4094;
+/** The reserved VID 4095: never a member, dropped at ingress. */
+export const VID_RESERVED = 4095;
+/** Entries in every per-VID table: all 4096 values of a 12-bit VID. */
+export const VID_COUNT = 4096;
 
 export const EGRESS_NOT_MEMBER = 0;
 export const EGRESS_UNTAGGED = 1;
@@ -39,15 +47,17 @@ export class PortVlan {
   readonly mode: number;
   /** access VLAN or native VLAN; 0 when untagged frames belong to vid 0 (default) or are dropped (trunk without native) */
   readonly pvid: number;
-  readonly egress = new Uint8Array(VID_MAX + 1);
+  readonly egress = new Uint8Array(VID_COUNT);
 
   constructor(spec: VlanSpec) {
     this.spec = spec;
+    const ids = spec.mode === 'access' ? [spec.vlan] : spec.mode === 'trunk' ? [...(spec.vlans === 'all' ? [] : spec.vlans), ...(spec.native !== null ? [spec.native] : [])] : [];
+    for (const v of ids) if (vidProblem(v) !== null) throw new RangeError(`VLAN rules: ${String(v)} is not a VID 1..${VID_MAX}`);
     switch (spec.mode) {
       case 'default':
         this.mode = MODE_DEFAULT;
         this.pvid = 0;
-        this.egress.fill(EGRESS_TAGGED);
+        this.egress.fill(EGRESS_TAGGED, 1, VID_RESERVED);
         this.egress[0] = EGRESS_AS_IS;
         break;
       case 'access':
@@ -58,14 +68,16 @@ export class PortVlan {
       case 'trunk':
         this.mode = MODE_TRUNK;
         this.pvid = spec.native ?? 0;
-        if (spec.vlans === 'all') this.egress.fill(EGRESS_TAGGED, 1);
+        if (spec.vlans === 'all') this.egress.fill(EGRESS_TAGGED, 1, VID_RESERVED);
         else for (const v of spec.vlans) this.egress[v] = EGRESS_TAGGED;
         if (spec.native !== null) this.egress[spec.native] = EGRESS_UNTAGGED;
         break;
     }
   }
 
+  /** False for anything that is not a VID 0..4094 this port carries (also for non-integers and 4095). */
   isMember(vid: number): boolean {
+    if (!Number.isInteger(vid) || vid < 0 || vid > VID_MAX) return false;
     return this.egress[vid] !== EGRESS_NOT_MEMBER;
   }
 

@@ -2,6 +2,7 @@
 
 import type { BridgeStats, MacEntry, ShowBridge, VlanShow } from '../daemon/daemon.js';
 import type { BondShow } from '../daemon/bond.js';
+import type { LockShow } from '../bridge/lock.js';
 
 function pad(s: string, n: number): string {
   return s.length >= n ? `${s} ` : s.padEnd(n);
@@ -78,6 +79,18 @@ export function formatBond(b: BondShow): string {
   for (const m of b.members) {
     lines.push('', `Slave Interface: ${m.name}`, `MII Status: ${status[m.state] ?? m.mii_status}`,
       `Link Failure Count: ${m.link_failures}`, `Permanent HW addr: ${m.permanent_hw_addr ?? 'unknown'}`);
+  }
+  return lines.join('\n');
+}
+
+/** `lock show`: one line per port (mode, MAC, guards), then its allowed addresses. */
+export function formatLockShow(ports: LockShow[]): string {
+  const lines = [`${pad('port', 16)}${pad('lock', 10)}${pad('mac', 20)}${pad('ra_guard', 10)}${pad('dhcp_guard', 12)}allowed`];
+  for (const p of ports) {
+    const allowed = [...p.ipv4, ...p.ipv6, ...p.allow_ethertypes.map((t) => `ethertype ${t}`)];
+    if (p.mode === 'locked' && allowed.length === 0) allowed.push('(no IPv4, no IPv6)');
+    lines.push(`${pad(p.port, 16)}${pad(p.mode, 10)}${pad(p.mac ?? '-', 20)}${pad(p.ra_guard ? 'on' : 'off', 10)}${pad(p.dhcp_guard ? 'on' : 'off', 12)}${allowed[0] ?? '-'}`);
+    for (const a of allowed.slice(1)) lines.push(`${' '.repeat(68)}${a}`);
   }
   return lines.join('\n');
 }

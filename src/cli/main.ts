@@ -8,8 +8,9 @@ import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULT_CONFIG_PATH, DEFAULT_CONTROL_SOCKET, loadConfig } from '../config/config.js';
 import { call, DaemonUnreachableError, RpcError } from '../control/client.js';
 import type { BridgeStats, MacEntry, ShowBridge, VlanShow } from '../daemon/daemon.js';
+import type { LockShow } from '../bridge/lock.js';
 import { VERSION } from '../version.js';
-import { formatBond, formatShow, formatShowmacs, formatStats, formatVlanShow } from './format.js';
+import { formatBond, formatLockShow, formatShow, formatShowmacs, formatStats, formatVlanShow } from './format.js';
 import type { BondShow } from '../daemon/bond.js';
 
 const USAGE = `Usage: tapbridge <command> [options]
@@ -31,6 +32,11 @@ Commands:
   bond set-active BOND MEMBER            force the active member
   vlan show BRIDGE [-j]                  per port: its VLANs, the PVID/native VLAN, which leave untagged
   vlan set BRIDGE PORT VLAN-OPTIONS      change a port's VLAN mode at runtime
+  lock show BRIDGE [-j]                  per port: lock mode, MAC, allowed addresses, RA and DHCP guards
+  lock set BRIDGE PORT --mac M [--ipv4 LIST] [--ipv6 LIST]
+                                         lock a port to a MAC and addresses/prefixes (LIST: a,b/24,...)
+  lock set BRIDGE PORT --disabled        drop everything the guest sends
+  lock clear BRIDGE PORT                 unlock a port
 
 VLAN options:
   --access N                             access port in VLAN N (untagged on the wire)
@@ -81,6 +87,10 @@ async function main(argv: string[]): Promise<number> {
         trunk: { type: 'string' },
         native: { type: 'string' },
         default: { type: 'boolean' },
+        mac: { type: 'string' },
+        ipv4: { type: 'string' },
+        ipv6: { type: 'string' },
+        disabled: { type: 'boolean' },
         config: { type: 'string', short: 'c' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
@@ -232,6 +242,38 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       throw new UsageError('vlan needs show or set');
+    }
+    case 'lock': {
+      const [sub, ...rest] = args;
+      const list = (v: string | undefined): string[] | undefined => (v === undefined ? undefined : v.split(',').map((x) => x.trim()).filter((x) => x !== ''));
+      if (sub === 'show') {
+        need(rest, 1, 'BRIDGE');
+        noExtra(rest, 1);
+        const r = (await rpc('lock.show', { bridge: rest[0] })) as LockShow[];
+        print(json, r, () => formatLockShow(r));
+        return 0;
+      }
+      if (sub === 'set') {
+        need(rest, 2, 'BRIDGE PORT');
+        noExtra(rest, 2);
+        const disabled = opts.disabled === true;
+        if (disabled === (opts.mac !== undefined)) throw new UsageError('lock set needs either --mac M [--ipv4 LIST] [--ipv6 LIST] or --disabled');
+        if (disabled && (opts.ipv4 !== undefined || opts.ipv6 !== undefined)) throw new UsageError('--disabled excludes --ipv4 and --ipv6');
+        const params = disabled
+          ? { bridge: rest[0], port: rest[1], disabled: true }
+          : { bridge: rest[0], port: rest[1], mac: opts.mac, ipv4: list(opts.ipv4), ipv6: list(opts.ipv6) };
+        const r = await rpc('lock.set', params);
+        if (json) print(json, r, () => '');
+        return 0;
+      }
+      if (sub === 'clear') {
+        need(rest, 2, 'BRIDGE PORT');
+        noExtra(rest, 2);
+        const r = await rpc('lock.clear', { bridge: rest[0], port: rest[1] });
+        if (json) print(json, r, () => '');
+        return 0;
+      }
+      throw new UsageError('lock needs show, set or clear');
     }
     case 'version': {
       noExtra(args, 0);

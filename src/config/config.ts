@@ -20,6 +20,9 @@
 //         - { name: vif4.0, vlan: 10 }                        # access port in VLAN 10
 //         - { name: vif5.0, trunk: [10, "100-199"], native_vlan: 10 }
 //         - { name: vif6.0, kind: attach, create: { owner: 1000, group: 1000 } }   # TAP for unprivileged QEMU
+//         - { name: vif7.0, lock: { mac: "00:16:3e:00:01:00", ipv4: [198.18.0.1], ipv6: ["2001:db8::1"] } }
+//         - { name: vif8.0, lock: disabled, ra_guard: true, dhcp_guard: true, allow_stacked: false }
+//       port_defaults: { ra_guard: true, dhcp_guard: true }   # also learning, flood, isolated, fdb_max, lock: disabled
 //
 // Interface names are 1..15 bytes, without "%" (the kernel would expand it), not "lo", and unique
 // across the whole file. The file itself is at most MAX_CONFIG_BYTES; YAML aliases are capped.
@@ -28,6 +31,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { parseMac } from '../frame/mac.js';
 import { PortVlan, vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
+import { type LockSpec, lockSpecFrom, UNLOCKED } from '../bridge/lock.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/tapbridge/tapbridge.yaml';
 export const DEFAULT_CONTROL_SOCKET = '/run/tapbridge/tapbridge.sock';
@@ -57,7 +61,29 @@ export interface PortConfig {
   vlan: VlanSpec;
   /** attach only: create a persistent TAP owned by owner/group (for unprivileged QEMU) */
   create: { owner: number; group: number } | null;
+  /** VIF locking (`lock`): unlocked without the key */
+  lock: LockSpec;
+  raGuard: boolean;
+  dhcpGuard: boolean;
+  /** `allow_stacked`: no stacked-tag check on this port */
+  allowStacked: boolean;
 }
+
+/** `port_defaults`: flags for every port (config and runtime) that does not set them; never the uplink or bond. */
+export interface PortDefaults {
+  learning: boolean;
+  flood: boolean;
+  isolated: boolean;
+  fdbMax: number;
+  raGuard: boolean;
+  dhcpGuard: boolean;
+  /** unlocked, or `lock: disabled` */
+  lock: LockSpec;
+}
+
+export const BUILTIN_PORT_DEFAULTS: PortDefaults = {
+  learning: true, flood: true, isolated: false, fdbMax: 0, raGuard: false, dhcpGuard: false, lock: UNLOCKED,
+};
 
 export interface BondConfigFile {
   name: string;
@@ -92,6 +118,7 @@ export interface BridgeConfig {
   uplink: UplinkConfig | null;
   fdb: StaticFdbConfig[];
   ports: PortConfig[];
+  portDefaults: PortDefaults;
 }
 
 export interface DaemonConfig {
@@ -256,13 +283,45 @@ export function interfaceNameProblem(name: string): string | null {
 }
 
 const TOP_KEYS = ['control_socket', 'control_max_clients', 'bridges'] as const;
-const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports'] as const;
+const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'port_defaults'] as const;
+const PORT_DEFAULTS_KEYS = ['learning', 'flood', 'isolated', 'fdb_max', 'ra_guard', 'dhcp_guard', 'lock'] as const;
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
 const UPLINK_KEYS = ['interface', 'bond', ...VLAN_KEYS] as const;
 const BOND_KEYS = ['name', 'members', 'primary', 'primary_reselect', 'miimon', 'updelay', 'downdelay', 'num_grat_arp', 'peer_notif_delay'] as const;
-const PORT_KEYS = ['name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', ...VLAN_KEYS] as const;
+const PORT_KEYS = [
+  'name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', ...VLAN_KEYS,
+  'lock', 'ra_guard', 'dhcp_guard', 'allow_stacked',
+] as const;
 const CREATE_KEYS = ['owner', 'group'] as const;
 const FDB_KEYS = ['mac', 'port', 'vlan'] as const;
+
+/** The `lock` key of a port (or of port_defaults, where only "disabled" is allowed). */
+function lockOf(c: Checker, v: unknown, path: string, onlyDisabled: boolean): LockSpec {
+  if (onlyDisabled && v !== undefined && v !== null && v !== 'disabled') {
+    c.fail(path, `port_defaults can only set lock: disabled (a locked MAC belongs to one port), got ${describe(v)}`);
+    return UNLOCKED;
+  }
+  const r = lockSpecFrom(v);
+  if ('spec' in r) return r.spec;
+  for (const [key, msg] of r.problems) c.fail(key === '' ? path : `${path}.${key}`, msg);
+  return UNLOCKED;
+}
+
+/** `port_defaults` of a bridge. */
+function portDefaultsOf(c: Checker, v: unknown, path: string): PortDefaults {
+  const d = BUILTIN_PORT_DEFAULTS;
+  if (v === undefined || v === null || !c.isObject(v, path)) return d;
+  c.keys(v, path, PORT_DEFAULTS_KEYS);
+  return {
+    learning: c.bool(v, 'learning', path, d.learning),
+    flood: c.bool(v, 'flood', path, d.flood),
+    isolated: c.bool(v, 'isolated', path, d.isolated),
+    fdbMax: c.int(v, 'fdb_max', path, d.fdbMax, 1, 1_000_000),
+    raGuard: c.bool(v, 'ra_guard', path, d.raGuard),
+    dhcpGuard: c.bool(v, 'dhcp_guard', path, d.dhcpGuard),
+    lock: lockOf(c, v.lock, `${path}.lock`, true),
+  };
+}
 
 /** Checks a parsed document; throws ConfigError listing every problem. */
 export function validateConfig(doc: unknown, source?: string): DaemonConfig {
@@ -319,7 +378,9 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       uplink: null,
       fdb: [],
       ports: [],
+      portDefaults: portDefaultsOf(c, b.port_defaults, `${bp}.port_defaults`),
     };
+    const defaults = bridge.portDefaults;
     if (b.uplink !== undefined && b.uplink !== null) {
       const up = b.uplink;
       const upp = `${bp}.uplink`;
@@ -362,12 +423,16 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
         name: pname,
         kind: kind === 'attach' ? 'attach' : 'tap',
         persist,
-        learning: c.bool(p, 'learning', pp, true),
-        flood: c.bool(p, 'flood', pp, true),
-        isolated: c.bool(p, 'isolated', pp, false),
-        fdbMax: c.int(p, 'fdb_max', pp, 0, 1, 1_000_000),
+        learning: c.bool(p, 'learning', pp, defaults.learning),
+        flood: c.bool(p, 'flood', pp, defaults.flood),
+        isolated: c.bool(p, 'isolated', pp, defaults.isolated),
+        fdbMax: c.int(p, 'fdb_max', pp, defaults.fdbMax, 1, 1_000_000),
         vlan: vlanOf(c, p, pp),
         create,
+        lock: p.lock === undefined ? defaults.lock : lockOf(c, p.lock, `${pp}.lock`, false),
+        raGuard: c.bool(p, 'ra_guard', pp, defaults.raGuard),
+        dhcpGuard: c.bool(p, 'dhcp_guard', pp, defaults.dhcpGuard),
+        allowStacked: c.bool(p, 'allow_stacked', pp, false),
       });
     });
     const portVlans = new Map<string, VlanSpec>(bridge.ports.map((p) => [p.name, p.vlan]));

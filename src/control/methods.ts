@@ -23,5 +23,8 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
     ['vlan.show', (p) => d.vlanShow(p.bridge)],
     ['vlan.set', (p) => d.vlanSet(p.bridge, p.port, p)],
     ['debug.gc', () => forceGc()],
+    ['lock.show', (p) => d.lockShow(p.bridge)],
+    ['lock.set', (p) => d.lockSet(p.bridge, p.port, p)],
+    ['lock.clear', (p) => d.lockClear(p.bridge, p.port)],
   ]);
 }

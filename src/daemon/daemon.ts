@@ -11,13 +11,17 @@ import { BridgePort, type PortKind } from '../bridge/port.js';
 import { AddResult } from '../fdb/fdb.js';
 import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
 import { LinkMonitor } from '../io/native.js';
-import { type BridgeConfig, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE } from '../config/config.js';
+import {
+  type BridgeConfig, BUILTIN_PORT_DEFAULTS, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE, type PortDefaults,
+} from '../config/config.js';
 import { ControlError } from '../control/errors.js';
 import { ManagedPort, RefusedNetdevError, refusedNetdevProblem, type PortHandle } from './ports.js';
 import { restoreHostStack } from './hoststack.js';
 import { netdev } from '../io/native.js';
 import { Bond, type BondShow } from './bond.js';
 import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
+import { type LockShow, type LockSpec, lockSpecFrom, UNLOCKED } from '../bridge/lock.js';
+import { PortLocks } from './locking.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
 export const TICK_MS = 100;
@@ -69,9 +73,26 @@ export interface BridgeStats {
   ports: PortStats[];
 }
 
+/** Flags and security of a new port (config port, or `port_defaults` for one added at runtime). */
+interface PortSettings {
+  learning: boolean;
+  flood: boolean;
+  isolated: boolean;
+  fdbMax: number;
+  lock: LockSpec;
+  raGuard: boolean;
+  dhcpGuard: boolean;
+  allowStacked: boolean;
+}
+
+function settingsFromDefaults(d: PortDefaults): PortSettings {
+  return { learning: d.learning, flood: d.flood, isolated: d.isolated, fdbMax: d.fdbMax, lock: d.lock, raGuard: d.raGuard, dhcpGuard: d.dhcpGuard, allowStacked: false };
+}
+
 class BridgeRuntime {
   readonly cfg: BridgeConfig;
   readonly bridge: Bridge;
+  readonly locks: PortLocks;
   readonly ports = new Map<string, ManagedPort>();
   uplink: PortHandle | null = null;
   bond: Bond | null = null;
@@ -89,6 +110,7 @@ class BridgeRuntime {
           'MAC address keeps moving between two ports: a forwarding loop?');
       },
     });
+    this.locks = new PortLocks(this.bridge);
   }
 
   all(): PortHandle[] {
@@ -136,7 +158,7 @@ export class Daemon {
       if (up !== null && up.bond !== null) br.uplink = this.createBond(br, up.bond, up.vlan);
       else if (up !== null && up.interface !== null) br.uplink = this.createPort(br, up.interface, 'uplink', false, undefined, up.vlan);
       for (const pc of br.cfg.ports) {
-        this.createPort(br, pc.name, pc.kind, pc.persist, { learning: pc.learning, flood: pc.flood, isolated: pc.isolated, fdbMax: pc.fdbMax }, pc.vlan, pc.create);
+        this.createPort(br, pc.name, pc.kind, pc.persist, pc, pc.vlan, pc.create);
       }
       for (const f of br.cfg.fdb) {
         const mp = br.find(f.port)!;
@@ -153,21 +175,27 @@ export class Daemon {
     name: string,
     kind: PortKind,
     persist: boolean,
-    flags: { learning: boolean; flood: boolean; isolated: boolean; fdbMax: number } | undefined,
+    settings: PortSettings | undefined,
     vlan: VlanSpec,
     create: { owner: number; group: number } | null = null,
   ): ManagedPort {
     const id = br.bridge.freePortId();
     if (id < 0) throw new ControlError('invalid_params', `bridge ${br.cfg.name} has no free port slot`);
-    const port = new BridgePort(id, name, kind, flags ?? { learning: true, flood: true, isolated: false }, br.cfg.mtu, flags?.fdbMax ?? 0);
+    // the uplink gets the built-in flags: port_defaults never apply to it
+    const s = settings ?? settingsFromDefaults(BUILTIN_PORT_DEFAULTS);
+    const port = new BridgePort(id, name, kind, s, br.cfg.mtu, s.fdbMax, s.allowStacked);
     const mp = new ManagedPort(br.bridge, port, { persist, create, ownerOfIfindex: (ifindex) => this.portOfIfindex(ifindex) }, br.cfg.mtu, this.portLog);
     br.bridge.addPort(port);
-    // VLAN rules are in place before the port forwards its first frame
+    // VLAN rules and port security are in place before the port forwards its first frame
     br.bridge.setPortVlan(port, vlan);
+    if (kind !== 'uplink' && !br.locks.apply(port, s.lock, s, this.now())) {
+      this.log.warn({ bridge: br.cfg.name, port: name }, 'FDB full of static entries: locked MAC not installed as a static entry');
+    }
     try {
       mp.open();
     } catch (err) {
       br.bridge.removePort(port);
+      br.locks.forget(port);
       throw err;
     }
     if (kind !== 'uplink') br.ports.set(name, mp);
@@ -322,7 +350,7 @@ export class Daemon {
     }
     let mp: ManagedPort;
     try {
-      mp = this.createPort(br, ifname, k, false, undefined, vlan);
+      mp = this.createPort(br, ifname, k, false, settingsFromDefaults(br.cfg.portDefaults), vlan);
     } catch (err) {
       if (err instanceof ControlError) throw err;
       if (err instanceof RefusedNetdevError) throw new ControlError('invalid_params', err.message, { bridge: br.cfg.name, port: ifname });
@@ -338,6 +366,7 @@ export class Daemon {
     if (mp === br.uplink) throw new ControlError('invalid_params', `${mp.name} is the uplink of ${br.cfg.name}, not a port`);
     mp.close('absent');
     br.bridge.removePort(mp.port);
+    br.locks.forget(mp.port);
     br.ports.delete(mp.name);
     this.byName.delete(mp.name);
     // after close: the netdev is off the bridge before IPv6 comes back on it
@@ -422,8 +451,53 @@ export class Daemon {
     const spec = this.vlanParams(opts);
     if (spec === null) throw new ControlError('invalid_params', 'give access, trunk (with optional native) or default');
     const flushed = br.bridge.setPortVlan(mp.port, spec);
+    br.locks.reinstall(mp.port, this.now());
     this.log.info({ bridge: br.cfg.name, port: mp.name, vlan: spec, flushed }, 'port VLAN changed');
     return { port: mp.name, ...mp.port.vlan.describe() };
+  }
+
+  /** `lock show`: lock and guards of every port (not the uplink: it cannot be locked). */
+  lockShow(bridgeName: unknown): LockShow[] {
+    const br = this.bridge(bridgeName);
+    return [...br.ports.values()].map((mp) => br.locks.show(mp.port));
+  }
+
+  private lockablePort(br: BridgeRuntime, portName: unknown): PortHandle {
+    const mp = this.port(br, portName);
+    if (mp === br.uplink) throw new ControlError('invalid_params', `${mp.name} is the uplink of ${br.cfg.name}; only tap and attach ports can be locked`);
+    return mp;
+  }
+
+  /** `lock set`: {mac, ipv4, ipv6, allow_ethertypes} or {disabled: true}; the guards stay as they are. */
+  lockSet(bridgeName: unknown, portName: unknown, p: Record<string, unknown>): LockShow {
+    const br = this.bridge(bridgeName);
+    const mp = this.lockablePort(br, portName);
+    let value: unknown;
+    if (p.disabled === true) {
+      if (p.mac !== undefined || p.ipv4 !== undefined || p.ipv6 !== undefined || p.allow_ethertypes !== undefined) {
+        throw new ControlError('invalid_params', 'disabled excludes mac, ipv4, ipv6 and allow_ethertypes');
+      }
+      value = 'disabled';
+    } else {
+      if (p.mac === undefined) throw new ControlError('invalid_params', 'give mac (with optional ipv4, ipv6, allow_ethertypes) or disabled');
+      value = { mac: p.mac, ipv4: p.ipv4 ?? undefined, ipv6: p.ipv6 ?? undefined, allow_ethertypes: p.allow_ethertypes ?? undefined };
+    }
+    const r = lockSpecFrom(value);
+    if ('problems' in r) throw new ControlError('invalid_params', r.problems.map(([k, m]) => `${k}: ${m}`).join('; '));
+    if (!br.locks.apply(mp.port, r.spec, br.locks.guards(mp.port), this.now())) {
+      throw new ControlError('fdb_full', `FDB of ${br.cfg.name} is full of static entries; the lock is set but its MAC is not a static entry`);
+    }
+    this.log.info({ bridge: br.cfg.name, port: mp.name, lock: r.spec.mode }, 'port lock set');
+    return br.locks.show(mp.port);
+  }
+
+  /** `lock clear`: the port is unlocked (its guards stay). */
+  lockClear(bridgeName: unknown, portName: unknown): LockShow {
+    const br = this.bridge(bridgeName);
+    const mp = this.lockablePort(br, portName);
+    br.locks.apply(mp.port, UNLOCKED, br.locks.guards(mp.port), this.now());
+    this.log.info({ bridge: br.cfg.name, port: mp.name }, 'port lock cleared');
+    return br.locks.show(mp.port);
   }
 
   private bonds(): Bond[] {

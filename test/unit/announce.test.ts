@@ -29,6 +29,15 @@ describe('failover announcements', () => {
     expect(io.sent[1].length).toBe(64 * 2);
   });
 
+  it('never announces VID 4095 (reserved) or a VID outside 0..4094, on any uplink mode', () => {
+    const slab = new Uint8Array(1 << 16);
+    for (const spec of [{ mode: 'default' }, { mode: 'trunk', vlans: 'all', native: 1 }, { mode: 'trunk', vlans: 'all', native: null }] as const) {
+      const io = new FakeIo(() => slab);
+      expect(sendRarps(io, slab, new PortVlan(spec), [VM, VM, VM, VM], [4095, 4096, -1, 0.5])).toBe(0);
+      expect(io.sent).toEqual([]);
+    }
+  });
+
   it('sends a gratuitous ARP for an address seen by ARP snooping', () => {
     const slab = new Uint8Array(1 << 16);
     const io = new FakeIo(() => slab);

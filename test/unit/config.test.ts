@@ -21,7 +21,10 @@ bridges:
     expect(cfg.controlSocket).toBe('/run/tb/test.sock');
     const b = cfg.bridges[0];
     expect(b).toMatchObject({ name: 'xenbr0', ageingTimeS: 300, fdbMax: 8192, mtu: 1500, uplink: { interface: 'peth0' } });
-    expect(b.ports[0]).toEqual({ name: 'vif1.0', kind: 'tap', persist: false, learning: true, flood: true, isolated: false, fdbMax: 0, vlan: { mode: 'default' }, create: null });
+    expect(b.ports[0]).toEqual({
+      name: 'vif1.0', kind: 'tap', persist: false, learning: true, flood: true, isolated: false, fdbMax: 0, vlan: { mode: 'default' }, create: null,
+      lock: { mode: 'unlocked' }, raGuard: false, dhcpGuard: false, allowStacked: false,
+    });
     expect(b.ports[1].kind).toBe('attach');
     expect(b.ports[2]).toMatchObject({ persist: true, learning: false, flood: false, isolated: true, fdbMax: 256 });
     // YAML 1.2: the unquoted MAC stays a string (YAML 1.1 would read a sexagesimal integer)
@@ -122,5 +125,42 @@ bridges:
   it('requires bridges and a mapping at the top', () => {
     expect(issues('control_socket: /x')).toEqual(['bridges: is required (a list of bridges)']);
     expect(issues('- a')).toEqual(['(top level): must be a mapping, got a list']);
+  });
+
+  it('reads lock, ra_guard, dhcp_guard, allow_stacked and port_defaults', () => {
+    const cfg = parseConfig(`
+bridges:
+  - name: xenbr0
+    port_defaults: { ra_guard: true, dhcp_guard: true, learning: false, fdb_max: 64 }
+    ports:
+      - { name: vif1.0, lock: { mac: "00:16:3e:00:01:00", ipv4: [198.18.0.1], ipv6: ["2001:db8::1"] } }
+      - { name: vif2.0, lock: disabled, ra_guard: false, learning: true }
+      - { name: vif3.0, vlan: 10, allow_stacked: true }
+`);
+    const [p1, p2, p3] = cfg.bridges[0].ports;
+    expect(p1).toMatchObject({
+      lock: { mode: 'locked', mac: 0x00163e000100, ipv4: ['198.18.0.1'], ipv6: ['2001:db8::1'], allowEthertypes: [] },
+      raGuard: true, dhcpGuard: true, learning: false, fdbMax: 64, allowStacked: false,
+    });
+    expect(p2).toMatchObject({ lock: { mode: 'disabled' }, raGuard: false, dhcpGuard: true, learning: true });
+    expect(p3).toMatchObject({ lock: { mode: 'unlocked' }, allowStacked: true });
+    const d = parseConfig('bridges: [ { name: b, port_defaults: { lock: disabled }, ports: [ { name: v } ] } ]').bridges[0];
+    expect(d.portDefaults.lock).toEqual({ mode: 'disabled' });
+    expect(d.ports[0].lock).toEqual({ mode: 'disabled' });
+  });
+
+  it('names the key path of bad lock and port_defaults values', () => {
+    expect(issues(`bridges: [ { name: b, ports: [ { name: v, lock: { mac: "00:16:3e:00:01:00", ipv4: [198.18.0.300] } } ] } ]`))
+      .toEqual(['bridges[0].ports[0].lock.ipv4[0]: "198.18.0.300" is not an IPv4 address or prefix']);
+    expect(issues('bridges: [ { name: b, ports: [ { name: v, lock: { ipv4: [] } } ] } ]'))
+      .toEqual(['bridges[0].ports[0].lock.mac: is required (the MAC the guest may send with)']);
+    expect(issues('bridges: [ { name: b, ports: [ { name: v, lock: locked } ] } ]'))
+      .toEqual([expect.stringMatching(/^bridges\[0\]\.ports\[0\]\.lock: must be "disabled" or a mapping/)]);
+    expect(issues('bridges: [ { name: b, port_defaults: { lock: { mac: "00:16:3e:00:01:00" }, vlan: 3 } } ]')).toEqual([
+      'bridges[0].port_defaults.vlan: unknown key (allowed: learning, flood, isolated, fdb_max, ra_guard, dhcp_guard, lock)',
+      expect.stringMatching(/^bridges\[0\]\.port_defaults\.lock: port_defaults can only set lock: disabled/),
+    ]);
+    expect(issues('bridges: [ { name: b, ports: [ { name: v, ra_guard: 1 } ] } ]'))
+      .toEqual(['bridges[0].ports[0].ra_guard: must be true or false, got number 1']);
   });
 });

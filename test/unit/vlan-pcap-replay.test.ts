@@ -34,16 +34,16 @@ const push = (f: string, tci: number): string => f.slice(0, 24) + '8100' + hex4(
 const pop = (f: string): string => f.slice(0, 24) + f.slice(32);
 const setTag = (f: string, tci: number): string => f.slice(0, 24) + '8100' + hex4(tci) + f.slice(32);
 
-function replay(frames: Buffer[], downSpec: VlanSpec) {
+function replay(frames: Buffer[], downSpec: VlanSpec, downKind: 'tap' | 'uplink' = 'tap') {
   const br = new Bridge({ name: 'br', maxPorts: 8, fdbMax: 64, ageingTimeMs: 300_000 });
   const batch = new BatchBuilder();
-  const add = (name: string, spec: VlanSpec) => {
-    const p = addFakePort(br, batch, name);
+  const add = (name: string, spec: VlanSpec, kind: 'tap' | 'uplink' = 'tap') => {
+    const p = addFakePort(br, batch, name, { kind });
     br.setPortVlan(p.port, spec);
     return p;
   };
   const up = add('up', { mode: 'trunk', vlans: [10, 20], native: null });
-  const down = add('down', downSpec);
+  const down = add('down', downSpec, downKind);
   const h10 = add('h10', { mode: 'access', vlan: 10 });
   const h20 = add('h20', { mode: 'access', vlan: 20 });
   const d = add('d', { mode: 'default' });
@@ -104,15 +104,21 @@ describe('VLAN pcap replay through the engine', () => {
     expect(br.fdb.counters.moved).toBe(0);
   });
 
-  it('a trunk with native VLAN 10: VLAN 10 leaves it untagged; untagged, priority-tagged and S-tagged frames join VLAN 10', () => {
+  it('a trunk with native VLAN 10: VLAN 10 leaves it untagged; untagged and priority-tagged frames join VLAN 10, S-tagged ones only from the uplink', () => {
     const { up, down, h10, where } = replay(frames, { mode: 'trunk', vlans: [10, 20], native: 10 });
     expect(down.io.sent).toEqual([pop(f[0]), pop(f[2]), f[4], f[6]]);
     // into VLAN 10 and on to H1 over the trunk without native: tagged, PCP 0 when they came untagged,
-    // the priority tag's PCP 3 kept, the S-tagged frame gets a C-tag in front of its 0x88a8
-    expect(up.io.sent).toEqual([f[1], f[3], f[5], f[7], push(f[9], 0x000a), setTag(f[10], 0x600a), push(f[11], 0x000a)]);
-    expect(up.io.sent[6].slice(24, 40)).toBe('8100000a88a8000a');
-    expect(down.port.drops()).toMatchObject({ vlan_not_member: 1, untagged_no_native: 0 });
+    // the priority tag's PCP 3 kept; the S-tagged frame is a stacked tag on a guest's trunk (dropped)
+    expect(up.io.sent).toEqual([f[1], f[3], f[5], f[7], push(f[9], 0x000a), setTag(f[10], 0x600a)]);
+    expect(down.port.drops()).toMatchObject({ vlan_not_member: 1, untagged_no_native: 0, stacked_tag: 1 });
     expect(h10.io.sent).toEqual([pop(f[0])]); // the unicasts to H1 are known: not flooded
     expect(where(10, H2)).toBe('down');
+  });
+
+  it('the same trunk as the uplink (QinQ from the physical network): the S-tagged frame gets a C-tag in front of its 0x88a8', () => {
+    const { up, down } = replay(frames, { mode: 'trunk', vlans: [10, 20], native: 10 }, 'uplink');
+    expect(up.io.sent).toEqual([f[1], f[3], f[5], f[7], push(f[9], 0x000a), setTag(f[10], 0x600a), push(f[11], 0x000a)]);
+    expect(up.io.sent[6].slice(24, 40)).toBe('8100000a88a8000a');
+    expect(down.port.drops()).toMatchObject({ vlan_not_member: 1, untagged_no_native: 0, stacked_tag: 0 });
   });
 });

@@ -75,6 +75,18 @@ describe('PortVlan rules table', () => {
     expect(all.describe()).toEqual({ mode: 'trunk', vlans: 'all', native: 1 });
   });
 
+  it('every rules table covers all 4096 VIDs and 4095 is never a member', () => {
+    for (const spec of [DEFAULT, access(10), access(4094), trunk([10, 4094]), trunk('all'), trunk('all', 1), trunk('all', 4094)]) {
+      const v = new PortVlan(spec);
+      expect(v.egress.length).toBe(4096);
+      expect(v.egress[4095]).toBe(EGRESS_NOT_MEMBER);
+      expect(v.isMember(4095)).toBe(false);
+      for (const bad of [-1, 4096, 1.5, NaN]) expect(v.isMember(bad)).toBe(false);
+    }
+    expect(() => new PortVlan(access(4095))).toThrow(/not a VID/);
+    expect(() => new PortVlan(trunk([10], 4095))).toThrow(/not a VID/);
+  });
+
   it('parses trunk lists and rejects bad ones', () => {
     expect(parseTrunkList([10, 20, '100-103'])).toEqual({ vlans: [10, 20, 100, 101, 102, 103] });
     expect(parseTrunkList('20,10, 5-6')).toEqual({ vlans: [5, 6, 10, 20] });
@@ -139,7 +151,12 @@ describe('VLAN-aware forwarding', () => {
       { mode: 'access 10', spec: access(10), frame: 'priority-tagged', vid: 10 },
       { mode: 'access 10', spec: access(10), frame: 'tagged 10', drop: 'tagged_on_access' },
       { mode: 'access 10', spec: access(10), frame: 'tagged 20', drop: 'tagged_on_access' },
-      { mode: 'access 10', spec: access(10), frame: '802.1ad 20', vid: 10 },
+      { mode: 'access 10', spec: access(10), frame: '802.1ad 20', drop: 'stacked_tag' },
+      { mode: 'access 10', spec: access(10), frame: 'priority + C-tag 10', drop: 'stacked_tag' },
+      { mode: 'access 10', spec: access(10), frame: 'priority + S-tag 10', drop: 'stacked_tag' },
+      { mode: 'access 10', spec: access(10), frame: 'priority + 0x9100', drop: 'stacked_tag' },
+      { mode: 'access 10', spec: access(10), frame: 'tagged 4095', drop: 'vlan_reserved' },
+      { mode: 'access 10', spec: access(10), frame: '802.1ad 4095', drop: 'vlan_reserved' },
       { mode: 'trunk 10,20', spec: trunk([10, 20]), frame: 'untagged', drop: 'untagged_no_native' },
       { mode: 'trunk 10,20', spec: trunk([10, 20]), frame: 'priority-tagged', drop: 'untagged_no_native' },
       { mode: 'trunk 10,20', spec: trunk([10, 20]), frame: 'tagged 10', vid: 10 },
@@ -150,6 +167,12 @@ describe('VLAN-aware forwarding', () => {
       { mode: 'trunk 10,20 native 20', spec: trunk([10, 20], 20), frame: 'priority-tagged', vid: 20 },
       { mode: 'trunk 10,20 native 20', spec: trunk([10, 20], 20), frame: 'tagged 20', vid: 20 },
       { mode: 'trunk 10,20 native 20', spec: trunk([10, 20], 20), frame: 'tagged 30', drop: 'vlan_not_member' },
+      { mode: 'trunk 10,20 native 20', spec: trunk([10, 20], 20), frame: 'priority + C-tag 10', drop: 'stacked_tag' },
+      { mode: 'trunk 10,20 native 20', spec: trunk([10, 20], 20), frame: '802.1ad 20', drop: 'stacked_tag' },
+      { mode: 'trunk 10,20 native 20', spec: trunk([10, 20], 20), frame: 'tagged 20 + C-tag 10', drop: 'stacked_tag' },
+      { mode: 'trunk 10,20 native 20', spec: trunk([10, 20], 20), frame: 'tagged 4095', drop: 'vlan_reserved' },
+      { mode: 'trunk all', spec: trunk('all'), frame: 'tagged 4095', drop: 'vlan_reserved' },
+      { mode: 'trunk all native 1', spec: trunk('all', 1), frame: 'tagged 4095', drop: 'vlan_reserved' },
       { mode: 'trunk all', spec: trunk('all'), frame: 'tagged 4094', vid: 4094 },
       { mode: 'trunk all', spec: trunk('all'), frame: 'untagged', drop: 'untagged_no_native' },
       { mode: 'default', spec: DEFAULT, frame: 'untagged', vid: 0 },
@@ -157,6 +180,12 @@ describe('VLAN-aware forwarding', () => {
       { mode: 'default', spec: DEFAULT, frame: 'tagged 1', vid: 1 },
       { mode: 'default', spec: DEFAULT, frame: 'tagged 30', vid: 30 },
       { mode: 'default', spec: DEFAULT, frame: '802.1ad 20', vid: 0 },
+      { mode: 'default', spec: DEFAULT, frame: 'priority + C-tag 10', vid: 0 },
+      { mode: 'default', spec: DEFAULT, frame: 'tagged 20 + C-tag 10', vid: 20 },
+      { mode: 'default', spec: DEFAULT, frame: 'tagged 4095', drop: 'vlan_reserved' },
+      { mode: 'default', spec: DEFAULT, frame: 'tagged 4095 PCP 7', drop: 'vlan_reserved' },
+      { mode: 'default', spec: DEFAULT, frame: '802.1ad 4095', drop: 'vlan_reserved' },
+      { mode: 'default', spec: DEFAULT, frame: 'priority + C-tag 4095', vid: 0 },
     ];
     const frames: Record<string, string> = {
       untagged: eth(BCAST, M1),
@@ -167,6 +196,14 @@ describe('VLAN-aware forwarding', () => {
       'tagged 30': tagged(BCAST, M1, 30),
       'tagged 4094': tagged(BCAST, M1, 4094),
       '802.1ad 20': tagged(BCAST, M1, 20, '0800', '4500', 0x88a8),
+      'priority + C-tag 10': tagged(BCAST, M1, 0, '8100', '000a0800'),
+      'priority + S-tag 10': tagged(BCAST, M1, 0x2000, '88a8', '000a0800'),
+      'priority + 0x9100': tagged(BCAST, M1, 0, '9100', '000a0800'),
+      'tagged 20 + C-tag 10': tagged(BCAST, M1, 20, '8100', '000a0800'),
+      'priority + C-tag 4095': tagged(BCAST, M1, 0, '8100', '0fff0800'),
+      'tagged 4095': tagged(BCAST, M1, 4095),
+      'tagged 4095 PCP 7': tagged(BCAST, M1, 0xefff),
+      '802.1ad 4095': tagged(BCAST, M1, 4095, '0800', '4500', 0x88a8),
     };
 
     it.each(cases)('$mode, $frame frame -> vid $vid / drop $drop', ({ spec, frame, vid, drop }) => {
@@ -174,13 +211,17 @@ describe('VLAN-aware forwarding', () => {
       add('out', DEFAULT);
       rx('in', frames[frame]);
       const d = ports.in.port.drops();
-      const vlanDrops = { tagged_on_access: d.tagged_on_access, vlan_not_member: d.vlan_not_member, untagged_no_native: d.untagged_no_native };
+      const none = { tagged_on_access: 0, vlan_not_member: 0, untagged_no_native: 0, vlan_reserved: 0, stacked_tag: 0 };
+      const vlanDrops = {
+        tagged_on_access: d.tagged_on_access, vlan_not_member: d.vlan_not_member, untagged_no_native: d.untagged_no_native,
+        vlan_reserved: d.vlan_reserved, stacked_tag: d.stacked_tag,
+      };
       if (drop !== undefined) {
-        expect(vlanDrops).toEqual({ tagged_on_access: 0, vlan_not_member: 0, untagged_no_native: 0, [drop]: 1 });
+        expect(vlanDrops).toEqual({ ...none, [drop]: 1 });
         expect(br.fdb.size).toBe(0);
         expect(sent('out')).toEqual([]);
       } else {
-        expect(vlanDrops).toEqual({ tagged_on_access: 0, vlan_not_member: 0, untagged_no_native: 0 });
+        expect(vlanDrops).toEqual(none);
         expect(where(vid!, M1)).toBe('in');
         expect(br.fdb.size).toBe(1);
         expect(sent('out')).toHaveLength(1);
@@ -271,8 +312,13 @@ describe('VLAN-aware forwarding', () => {
       expect(sent('d')).toEqual([g]);
     });
 
-    it('0x88a8 is an ordinary ethertype: on an access port it is untagged traffic and gets a C-tag pushed in front', () => {
+    it('an access port drops an 802.1ad frame (stacked_tag); with allow_stacked it is untagged traffic and gets a C-tag pushed in front', () => {
       const s = tagged(BCAST, M1, 20, '0800', '4500', 0x88a8);
+      rx('a10', s);
+      expect(ports.a10.port.drops().stacked_tag).toBe(1);
+      expect(sent('t')).toEqual([]);
+      expect(sent('n10')).toEqual([]);
+      ports.a10.port.checkStacked = false; // allow_stacked: true
       rx('a10', s);
       expect(ports.a10.port.drops().tagged_on_access).toBe(0);
       expect(sent('t')).toEqual([push(s, 10)]);
@@ -285,10 +331,14 @@ describe('VLAN-aware forwarding', () => {
       expect(sent('a10')).toEqual([]);
     });
 
-    it('a C-tag inside an S-tag is not looked at (no QinQ)', () => {
+    it('a C-tag inside an S-tag is not looked at (no QinQ): the uplink carries it in its native VLAN', () => {
       const qinq = tagged(BCAST, M1, 100, '8100', '00140800', 0x88a8); // S-tag 100, C-tag 20
       rx('t', qinq);
       expect(ports.t.port.drops().untagged_no_native).toBe(1);
+      rx('n10', qinq);
+      expect(ports.n10.port.drops().stacked_tag).toBe(1); // a guest's trunk: the double-tag defence
+      expect(sent('a10')).toEqual([]);
+      ports.n10.port.checkStacked = false; // as on the uplink (QinQ from the physical network)
       rx('n10', qinq);
       expect(sent('a10')).toEqual([qinq]); // native VLAN 10, untouched
       expect(sent('a20')).toEqual([]);

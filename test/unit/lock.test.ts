@@ -1,0 +1,316 @@
+// Port security (src/bridge/lock.ts): every locking rule, RA guard and DHCP guard, with the exact frames,
+// run through the engine so the verdict and the `drops` counter are checked together; the static FDB entry
+// for a locked MAC (src/daemon/locking.ts).
+import { beforeEach, describe, expect, it } from 'vitest';
+import { Bridge } from '../../src/bridge/bridge.js';
+import { eui64LinkLocal, type LockSpec, lockSpecFrom, parseIpv6Prefix, PortSecurity, SECURITY_DROP_NAMES } from '../../src/bridge/lock.js';
+import type { BridgePort } from '../../src/bridge/port.js';
+import { parseMac } from '../../src/frame/mac.js';
+import { PortLocks } from '../../src/daemon/locking.js';
+import { addFakePort, BatchBuilder, eth, type FakeIo } from '../support/fake-io.js';
+
+const VM = '00:16:3e:00:01:00';
+const OTHER = '00:16:3e:00:02:00';
+const BCAST = 'ff:ff:ff:ff:ff:ff';
+const hex = (n: number, bytes: number): string => n.toString(16).padStart(2 * bytes, '0');
+const mac = (m: string): string => m.replaceAll(':', '');
+const v4 = (a: string): string => a.split('.').map((o) => hex(Number(o), 1)).join('');
+const v6 = (a: string): string => Buffer.from(parseIpv6Prefix(a)![0]).toString('hex');
+const len = (h: string): number => h.length / 2;
+
+/** IPv4 header (no options, checksum 0) + payload; frag = flags/fragment offset word. */
+const ipv4 = (src: string, dst: string, proto: number, payload: string, frag = 0): string =>
+  '4500' + hex(20 + len(payload), 2) + '0000' + hex(frag, 2) + '40' + hex(proto, 1) + '0000' + v4(src) + v4(dst) + payload;
+const udp = (sport: number, dport: number, data = '00000000'): string => hex(sport, 2) + hex(dport, 2) + hex(8 + len(data), 2) + '0000' + data;
+/** IPv6 header + payload (next header nh). */
+const ipv6 = (src: string, dst: string, nh: number, payload: string): string =>
+  '60000000' + hex(len(payload), 2) + hex(nh, 1) + 'ff' + v6(src) + v6(dst) + payload;
+const icmp6 = (type: number, body: string): string => hex(type, 1) + '00' + '0000' + body;
+const llOpt = (type: 1 | 2, m: string): string => hex(type, 1) + '01' + mac(m);
+const ns = (target: string, opts = ''): string => icmp6(135, '00000000' + v6(target) + opts);
+const na = (target: string, opts = ''): string => icmp6(136, '60000000' + v6(target) + opts);
+const ra = (): string => icmp6(134, '40000708' + '00000000' + '00000000');
+/** Hop-by-Hop (or Destination Options) header of 8 bytes: PadN. */
+const opts8 = (nh: number): string => hex(nh, 1) + '00' + '0104' + '00000000';
+/** Fragment header: offset in 8-byte units, M flag. */
+const fragHdr = (nh: number, offset: number, more: boolean): string => hex(nh, 1) + '00' + hex((offset << 3) | (more ? 1 : 0), 2) + '12345678';
+
+const arp = (op: number, sha: string, spa: string, tpa: string): string =>
+  '0001' + '0800' + '06' + '04' + hex(op, 2) + mac(sha) + v4(spa) + '000000000000' + v4(tpa);
+
+const LOCK = { mac: VM, ipv4: ['198.18.0.1', '198.18.5.0/24'], ipv6: ['2001:db8::1', '2001:db8:5::/64', 'fe80::1234'] };
+const LL = ((): string => {
+  const b = eui64LinkLocal(parseMac(VM)!);
+  const words: string[] = [];
+  for (let i = 0; i < 16; i += 2) words.push(((b[i] << 8) | b[i + 1]).toString(16));
+  return words.join(':');
+})();
+
+function lockOf(v: unknown): LockSpec {
+  const r = lockSpecFrom(v);
+  if (!('spec' in r)) throw new Error(JSON.stringify(r.problems));
+  return r.spec;
+}
+
+describe('port security in the engine', () => {
+  let br: Bridge;
+  let batch: BatchBuilder;
+  let vif: { port: BridgePort; io: FakeIo };
+  let out: { port: BridgePort; io: FakeIo };
+
+  beforeEach(() => {
+    br = new Bridge({ name: 'xenbr0', maxPorts: 8, fdbMax: 256, ageingTimeMs: 300_000 });
+    batch = new BatchBuilder();
+    vif = addFakePort(br, batch, 'vif1.0');
+    out = addFakePort(br, batch, 'peth0', { kind: 'uplink' });
+  });
+
+  const secure = (lock: unknown, guards = { raGuard: false, dhcpGuard: false }): void => {
+    vif.port.security = PortSecurity.build(lockOf(lock), guards);
+  };
+  /** Sends one frame from the VM; returns the drop counter that moved, or 'pass' when it was forwarded. */
+  const verdict = (frame: string): string => {
+    const before = vif.port.drops();
+    const sent = out.io.sent.length;
+    batch.reset().add(frame);
+    br.receive(vif.port, batch.slab, batch.desc, batch.count);
+    const after = vif.port.drops();
+    const moved = Object.keys(after).filter((k) => after[k as keyof typeof after] !== before[k as keyof typeof before]);
+    if (moved.length > 1) throw new Error(`several counters moved: ${moved.join(', ')}`);
+    if (moved.length === 1) {
+      expect(out.io.sent.length).toBe(sent);
+      return moved[0];
+    }
+    expect(out.io.sent.length).toBe(sent + 1);
+    return 'pass';
+  };
+
+  describe('lock: { mac, ipv4, ipv6 }', () => {
+    beforeEach(() => secure(LOCK));
+
+    it('source MAC other than the locked one: lock_mac (also for a frame that would be allowed otherwise)', () => {
+      expect(verdict(eth(BCAST, OTHER, '0800', ipv4('198.18.0.1', '198.18.0.2', 1, '0800')))).toBe('lock_mac');
+      expect(verdict(eth(BCAST, OTHER, '0806', arp(1, OTHER, '198.18.0.1', '198.18.0.2')))).toBe('lock_mac');
+      expect(verdict(eth(BCAST, VM, '0800', ipv4('198.18.0.1', '198.18.0.2', 1, '0800')))).toBe('pass');
+    });
+
+    it('IPv4: listed address and prefix pass, anything else is lock_ipv4', () => {
+      expect(verdict(eth(BCAST, VM, '0800', ipv4('198.18.5.77', '198.18.0.2', 6, '00'.repeat(20))))).toBe('pass');
+      expect(verdict(eth(BCAST, VM, '0800', ipv4('198.18.0.2', '198.18.0.1', 1, '0800')))).toBe('lock_ipv4');
+      expect(verdict(eth(BCAST, VM, '0800', ipv4('198.18.6.1', '198.18.0.1', 1, '0800')))).toBe('lock_ipv4');
+      // not even an IPv4 header
+      expect(verdict(eth(BCAST, VM, '0800', '6000'))).toBe('lock_ipv4');
+    });
+
+    it('IPv4 from 0.0.0.0: only a DHCP client (UDP 68 -> 67)', () => {
+      expect(verdict(eth(BCAST, VM, '0800', ipv4('0.0.0.0', '255.255.255.255', 17, udp(68, 67))))).toBe('pass');
+      expect(verdict(eth(BCAST, VM, '0800', ipv4('0.0.0.0', '255.255.255.255', 17, udp(67, 68))))).toBe('lock_ipv4');
+      expect(verdict(eth(BCAST, VM, '0800', ipv4('0.0.0.0', '255.255.255.255', 17, udp(68, 53))))).toBe('lock_ipv4');
+      expect(verdict(eth(BCAST, VM, '0800', ipv4('0.0.0.0', '255.255.255.255', 1, '0800')))).toBe('lock_ipv4');
+      // a later fragment has no UDP header to look at
+      expect(verdict(eth(BCAST, VM, '0800', ipv4('0.0.0.0', '255.255.255.255', 17, udp(68, 67), 0x0010)))).toBe('lock_ipv4');
+    });
+
+    it('ARP: sender MAC and sender IP checked; a probe from 0.0.0.0 passes', () => {
+      expect(verdict(eth(BCAST, VM, '0806', arp(1, VM, '198.18.0.1', '198.18.0.2')))).toBe('pass');
+      expect(verdict(eth(BCAST, VM, '0806', arp(2, VM, '198.18.5.9', '198.18.0.2')))).toBe('pass');
+      expect(verdict(eth(BCAST, VM, '0806', arp(1, VM, '0.0.0.0', '198.18.0.1')))).toBe('pass');
+      expect(verdict(eth(BCAST, VM, '0806', arp(2, VM, '198.18.0.2', '198.18.0.3')))).toBe('lock_arp');
+      expect(verdict(eth(BCAST, VM, '0806', arp(2, OTHER, '198.18.0.1', '198.18.0.3')))).toBe('lock_arp');
+      // not Ethernet/IPv4 ARP
+      expect(verdict(eth(BCAST, VM, '0806', '0006' + arp(1, VM, '198.18.0.1', '198.18.0.2').slice(4)))).toBe('lock_arp');
+    });
+
+    it('IPv6: listed address, prefix, listed fe80:: and the EUI-64 link-local pass; others lock_ipv6', () => {
+      const echo = icmp6(128, '00010001');
+      expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', '2001:db8::2', 58, echo)))).toBe('pass');
+      expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8:5::abcd', '2001:db8::2', 58, echo)))).toBe('pass');
+      expect(verdict(eth(BCAST, VM, '86dd', ipv6('fe80::1234', 'ff02::1', 58, echo)))).toBe('pass');
+      expect(LL).toBe('fe80:0:0:0:216:3eff:fe00:100');
+      expect(verdict(eth(BCAST, VM, '86dd', ipv6(LL, 'ff02::1', 58, echo)))).toBe('pass');
+      expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::2', '2001:db8::1', 58, echo)))).toBe('lock_ipv6');
+      expect(verdict(eth(BCAST, VM, '86dd', ipv6('fe80::99', 'ff02::1', 58, echo)))).toBe('lock_ipv6');
+      expect(verdict(eth(BCAST, VM, '86dd', '4500' + '00'.repeat(40)))).toBe('lock_ipv6');
+    });
+
+    it('IPv6 from ::: only DAD, a neighbour solicitation for an allowed target', () => {
+      expect(verdict(eth(BCAST, VM, '86dd', ipv6('::', 'ff02::1:ff00:1', 58, ns('2001:db8::1'))))).toBe('pass');
+      expect(verdict(eth(BCAST, VM, '86dd', ipv6('::', 'ff02::1:ff00:100', 58, ns(LL))))).toBe('pass');
+      // answering/blocking another VM's DAD
+      expect(verdict(eth(BCAST, VM, '86dd', ipv6('::', 'ff02::1:ff00:2', 58, ns('2001:db8::2'))))).toBe('lock_ipv6');
+      expect(verdict(eth(BCAST, VM, '86dd', ipv6('::', 'ff02::1', 58, na('2001:db8::1'))))).toBe('lock_ipv6');
+      expect(verdict(eth(BCAST, VM, '86dd', ipv6('::', 'ff02::1:2', 17, udp(546, 547))))).toBe('lock_ipv6');
+    });
+
+    it('NDP: advertisements only for allowed targets, link-layer options only with the locked MAC (lock_nd)', () => {
+      expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', 'ff02::1', 58, na('2001:db8::1', llOpt(2, VM)))))).toBe('pass');
+      expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', 'ff02::1', 58, na('2001:db8::2', llOpt(2, VM)))))).toBe('lock_nd');
+      expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', 'ff02::1', 58, na('2001:db8::1', llOpt(2, OTHER)))))).toBe('lock_nd');
+      expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', 'ff02::1:ff00:2', 58, ns('2001:db8::2', llOpt(1, VM)))))).toBe('pass');
+      expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', 'ff02::1:ff00:2', 58, ns('2001:db8::2', llOpt(1, OTHER)))))).toBe('lock_nd');
+      // an option of length 0 is malformed
+      expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', 'ff02::1:ff00:2', 58, ns('2001:db8::2', '0100' + mac(VM)))))).toBe('lock_nd');
+      // an NA behind a Hop-by-Hop header is still seen
+      expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', 'ff02::1', 0, opts8(58) + na('2001:db8::2'))))).toBe('lock_nd');
+    });
+
+    it('other ethertypes: lock_other unless allow_ethertypes lists them; an untagged 802.1ad frame is "other"', () => {
+      expect(verdict(eth(BCAST, VM, '88cc', '0000'))).toBe('lock_other');
+      expect(verdict(eth(BCAST, VM, '88a8', '000a0800' + ipv4('198.18.0.1', '198.18.0.2', 1, '0800')))).toBe('lock_other');
+      secure({ ...LOCK, allow_ethertypes: ['0x88cc', 0x88b5] });
+      expect(verdict(eth(BCAST, VM, '88cc', '0000'))).toBe('pass');
+      expect(verdict(eth(BCAST, VM, '88b5', '0000'))).toBe('pass');
+      expect(verdict(eth(BCAST, VM, '88b6', '0000'))).toBe('lock_other');
+    });
+
+    it('a priority-tagged frame is checked behind its tag', () => {
+      expect(verdict(eth(BCAST, VM, '8100', '0000' + '0800' + ipv4('198.18.0.1', '198.18.0.2', 1, '0800')))).toBe('pass');
+      expect(verdict(eth(BCAST, VM, '8100', '0000' + '0800' + ipv4('198.18.0.9', '198.18.0.2', 1, '0800')))).toBe('lock_ipv4');
+    });
+  });
+
+  it('a locked port without ipv4 / ipv6 lists sends neither (and no ARP, no DHCP)', () => {
+    secure({ mac: VM });
+    expect(verdict(eth(BCAST, VM, '0800', ipv4('198.18.0.1', '198.18.0.2', 1, '0800')))).toBe('lock_ipv4');
+    expect(verdict(eth(BCAST, VM, '0800', ipv4('0.0.0.0', '255.255.255.255', 17, udp(68, 67))))).toBe('lock_ipv4');
+    expect(verdict(eth(BCAST, VM, '0806', arp(1, VM, '0.0.0.0', '198.18.0.1')))).toBe('lock_arp');
+    expect(verdict(eth(BCAST, VM, '86dd', ipv6(LL, 'ff02::1', 58, icmp6(128, '00010001'))))).toBe('lock_ipv6');
+    expect(verdict(eth(BCAST, VM, '86dd', ipv6('::', 'ff02::1:ff00:100', 58, ns(LL))))).toBe('lock_ipv6');
+  });
+
+  it('lock: disabled drops every frame (lock_disabled)', () => {
+    secure('disabled');
+    expect(verdict(eth(BCAST, VM, '0800', ipv4('198.18.0.1', '198.18.0.2', 1, '0800')))).toBe('lock_disabled');
+    expect(verdict(eth(BCAST, OTHER, '0806', arp(1, OTHER, '198.18.0.1', '198.18.0.2')))).toBe('lock_disabled');
+    expect(verdict(eth(BCAST, VM, '88cc', ''))).toBe('lock_disabled');
+    expect(br.fdb.size).toBe(0);
+  });
+
+  describe('ra_guard', () => {
+    beforeEach(() => secure(undefined, { raGuard: true, dhcpGuard: false }));
+    const S = 'fe80::1';
+
+    it('drops router advertisements and redirects, passes other ICMPv6', () => {
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6(S, 'ff02::1', 58, ra())))).toBe('ra_guard');
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6(S, 'fe80::2', 58, icmp6(137, '00000000' + v6('2001:db8::9') + v6('2001:db8::9')))))).toBe('ra_guard');
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6(S, 'ff02::2', 58, icmp6(133, '00000000'))))).toBe('pass');
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6(S, 'fe80::2', 58, icmp6(128, '00010001'))))).toBe('pass');
+    });
+
+    it('finds an RA behind Hop-by-Hop, Destination Options and Fragment headers (RFC 7113)', () => {
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6(S, 'ff02::1', 0, opts8(58) + ra())))).toBe('ra_guard');
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6(S, 'ff02::1', 0, opts8(60) + opts8(58) + ra())))).toBe('ra_guard');
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6(S, 'ff02::1', 44, fragHdr(58, 0, true) + ra())))).toBe('ra_guard');
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6(S, 'ff02::1', 0, opts8(44) + fragHdr(58, 0, false) + ra())))).toBe('ra_guard');
+    });
+
+    it('drops a first fragment whose header chain stops before the upper-layer header (RFC 7112)', () => {
+      // Fragment header, then a Destination Options header that says 58 follows, but the fragment ends there
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6(S, 'ff02::1', 44, fragHdr(60, 0, true) + opts8(58))))).toBe('ra_guard');
+      // a Destination Options header longer than the packet
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6(S, 'ff02::1', 44, fragHdr(60, 0, true) + '3a05' + '00'.repeat(6))))).toBe('ra_guard');
+      // ICMPv6 cut to 2 bytes
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6(S, 'ff02::1', 44, fragHdr(58, 0, true) + '8600')))).toBe('ra_guard');
+      // a payload length beyond the frame
+      expect(verdict(eth(BCAST, OTHER, '86dd', '600000000400' + '3aff' + v6(S) + v6('ff02::1') + ra()))).toBe('ra_guard');
+      // a later fragment has no upper-layer header: it passes (its first fragment was checked)
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6(S, 'ff02::1', 44, fragHdr(58, 2, false) + '00'.repeat(16))))).toBe('pass');
+    });
+
+    it('is off by default: a router VM keeps working', () => {
+      vif.port.security = PortSecurity.build(lockOf(undefined), { raGuard: false, dhcpGuard: false });
+      expect(vif.port.security).toBeNull();
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6(S, 'ff02::1', 58, ra())))).toBe('pass');
+    });
+  });
+
+  describe('dhcp_guard', () => {
+    beforeEach(() => secure(undefined, { raGuard: false, dhcpGuard: true }));
+
+    it('drops DHCPv4 server replies (67 -> 68) and DHCPv6 server messages (547 -> 546), passes clients', () => {
+      expect(verdict(eth(BCAST, OTHER, '0800', ipv4('198.18.0.254', '255.255.255.255', 17, udp(67, 68, '0201060000'))))).toBe('dhcp_guard');
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6('fe80::1', 'fe80::2', 17, udp(547, 546, '02000001'))))).toBe('dhcp_guard');
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6('fe80::1', 'fe80::2', 0, opts8(17) + udp(547, 546, '02000001'))))).toBe('dhcp_guard');
+      expect(verdict(eth(BCAST, OTHER, '0800', ipv4('0.0.0.0', '255.255.255.255', 17, udp(68, 67, '0101060000'))))).toBe('pass');
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6('fe80::2', 'ff02::1:2', 17, udp(546, 547, '01000001'))))).toBe('pass');
+      // RA passes when only the DHCP guard is on
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6('fe80::1', 'ff02::1', 58, ra())))).toBe('pass');
+    });
+
+    it('a truncated chain is dropped as dhcp_guard when the RA guard is off', () => {
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6('fe80::1', 'fe80::2', 44, fragHdr(60, 0, true) + opts8(17))))).toBe('dhcp_guard');
+    });
+  });
+
+  it('guards work on a locked port too, after the lock passed the frame', () => {
+    secure(LOCK, { raGuard: true, dhcpGuard: true });
+    expect(verdict(eth(BCAST, VM, '86dd', ipv6('fe80::1234', 'ff02::1', 58, ra())))).toBe('ra_guard');
+    expect(verdict(eth(BCAST, VM, '0800', ipv4('198.18.0.1', '255.255.255.255', 17, udp(67, 68))))).toBe('dhcp_guard');
+    expect(verdict(eth(BCAST, VM, '86dd', ipv6('fe80::99', 'ff02::1', 58, ra())))).toBe('lock_ipv6');
+  });
+
+  it('stats drops show every port-security counter', () => {
+    for (const k of [...SECURITY_DROP_NAMES, 'vlan_reserved', 'stacked_tag']) expect(vif.port.drops()).toHaveProperty(k, 0);
+  });
+
+  describe('the locked MAC as a static FDB entry', () => {
+    it('is installed in the access VLAN, cannot be taken over by another port, and follows lock clear and vlan set', () => {
+      const locks = new PortLocks(br);
+      br.setPortVlan(vif.port, { mode: 'access', vlan: 10 });
+      br.setPortVlan(out.port, { mode: 'trunk', vlans: [10, 20], native: null });
+      const m = parseMac(VM)!;
+      expect(locks.apply(vif.port, lockOf(LOCK), { raGuard: false, dhcpGuard: false }, 0)).toBe(true);
+      expect(br.fdb.lookup(10, m)).toBe(vif.port.id);
+      // the uplink sends with the VM's MAC in VLAN 10: the entry stays
+      batch.reset().add(eth(BCAST, VM, '8100', '000a0800' + ipv4('198.18.0.1', '198.18.0.2', 1, '0800')));
+      br.receive(out.port, batch.slab, batch.desc, batch.count);
+      expect(br.fdb.lookup(10, m)).toBe(vif.port.id);
+      expect(locks.show(vif.port)).toMatchObject({ port: 'vif1.0', mode: 'locked', mac: VM, ipv4: LOCK.ipv4, ipv6: LOCK.ipv6 });
+      // vlan set moves it
+      br.setPortVlan(vif.port, { mode: 'access', vlan: 20 });
+      locks.reinstall(vif.port, 0);
+      expect(br.fdb.lookup(10, m)).toBe(-1);
+      expect(br.fdb.lookup(20, m)).toBe(vif.port.id);
+      locks.apply(vif.port, lockOf(undefined), { raGuard: true, dhcpGuard: false }, 0);
+      expect(br.fdb.lookup(20, m)).toBe(-1);
+      expect(vif.port.security).not.toBeNull();
+      expect(locks.show(vif.port)).toMatchObject({ mode: 'unlocked', ra_guard: true, dhcp_guard: false });
+    });
+
+    it('native VLAN on a trunk, VLAN 0 on a default port', () => {
+      const locks = new PortLocks(br);
+      const m = parseMac(VM)!;
+      locks.apply(vif.port, lockOf(LOCK), { raGuard: false, dhcpGuard: false }, 0);
+      expect(br.fdb.lookup(0, m)).toBe(vif.port.id);
+      br.setPortVlan(vif.port, { mode: 'trunk', vlans: [10, 30], native: 30 });
+      locks.reinstall(vif.port, 0);
+      expect(br.fdb.lookup(30, m)).toBe(vif.port.id);
+      expect(br.fdb.lookup(10, m)).toBe(-1);
+    });
+  });
+});
+
+describe('lockSpecFrom', () => {
+  it('accepts addresses, prefixes, ethertypes; absent = unlocked', () => {
+    expect(lockOf(undefined)).toEqual({ mode: 'unlocked' });
+    expect(lockOf('disabled')).toEqual({ mode: 'disabled' });
+    expect(lockOf({ mac: VM, ipv4: ['198.18.0.0/15'], ipv6: ['2001:db8::/32'], allow_ethertypes: ['0x88cc'] })).toEqual({
+      mode: 'locked', mac: parseMac(VM), ipv4: ['198.18.0.0/15'], ipv6: ['2001:db8::/32'], allowEthertypes: [0x88cc],
+    });
+  });
+
+  it('names the key of every problem', () => {
+    const r = lockSpecFrom({ mac: '01:00:5e:00:00:01', ipv4: ['198.18.0.1/33', 'x'], ipv6: ['2001:db8::1/129'], allow_ethertypes: ['0x05'], foo: 1 });
+    expect('problems' in r && r.problems.map(([k]) => k).sort()).toEqual(['allow_ethertypes[0]', 'foo', 'ipv4[0]', 'ipv4[1]', 'ipv6[0]', 'mac']);
+    expect(lockSpecFrom({ ipv4: [] })).toEqual({ problems: [['mac', expect.stringMatching(/required/)]] });
+    expect(lockSpecFrom('locked')).toMatchObject({ problems: [['', expect.stringMatching(/disabled/)]] });
+  });
+
+  it('parses IPv6 forms', () => {
+    expect(v6('::')).toBe('00'.repeat(16));
+    expect(v6('2001:db8::1')).toBe('20010db8' + '00'.repeat(11) + '01');
+    expect(v6('::ffff:198.18.0.1')).toBe('00'.repeat(10) + 'ffff' + 'c6120001');
+    expect(v6('fe80::216:3eff:fe00:100')).toBe('fe80' + '00'.repeat(6) + '0216' + '3eff' + 'fe00' + '0100');
+    expect(parseIpv6Prefix('2001:db8::1%eth0')).toBeNull();
+  });
+});
