@@ -33,7 +33,8 @@ import {
   ETH_HLEN, ETH_P_8021Q, ETH_P_ARP, EthernetHeader, isLinkLocalHL, isVlanTpid, parseEthernet, VLAN_HLEN, VLAN_VID_MASK,
 } from '../frame/ethernet.js';
 import { TX_OP_NONE, TX_OP_POP_TAG, TX_OP_PUSH_TAG, TX_OP_SET_TAG, VNET_HDR_LEN } from '../io/native-types.js';
-import { checkSecurity, SEC_PASS } from './lock.js';
+import { checkSecurity, SEC_PASS, SECURITY_DROP_NAMES } from './lock.js';
+import { applyMirrors, type Mirror } from './mirror.js';
 import { BridgePort } from './port.js';
 import {
   EGRESS_AS_IS, EGRESS_NOT_MEMBER, EGRESS_UNTAGGED, MODE_ACCESS, MODE_DEFAULT, MODE_TRUNK, PortVlan, VID_RESERVED, type VlanSpec,
@@ -50,6 +51,36 @@ const PCP_DEI_MASK = 0xf000;
 function isStacked(hdr: EthernetHeader, tci: number): boolean {
   return tci < 0 ? hdr.tpid !== 0 : isVlanTpid(hdr.etherType);
 }
+
+/** Drop codes: admit()'s verdicts and egress drops; names in DROP_CODE_NAMES (stats `drops` keys). */
+export const DROP_NONE = 0;
+export const DROP_RUNT = 1;
+export const DROP_BAD_SRC = 2;
+export const DROP_LINK_LOCAL = 3;
+export const DROP_VLAN_RESERVED = 4;
+export const DROP_TAGGED_ON_ACCESS = 5;
+export const DROP_VLAN_NOT_MEMBER = 6;
+export const DROP_UNTAGGED_NO_NATIVE = 7;
+export const DROP_STACKED_TAG = 8;
+export const DROP_MIRROR_OUTPUT = 9;
+export const DROP_OVERSIZE = 10;
+/** DROP_SECURITY + SEC_* (lock.ts) for a port-security drop. */
+export const DROP_SECURITY = 16;
+
+/** The `drops` key of a drop code. */
+export function dropCodeName(code: number): string {
+  if (code >= DROP_SECURITY + 1 && code < DROP_SECURITY + 1 + SECURITY_DROP_NAMES.length) return SECURITY_DROP_NAMES[code - DROP_SECURITY - 1];
+  return DROP_CODE_NAMES[code] ?? `drop_${code}`;
+}
+const DROP_CODE_NAMES = [
+  'none', 'runt', 'bad_src', 'link_local', 'vlan_reserved', 'tagged_on_access', 'vlan_not_member',
+  'untagged_no_native', 'stacked_tag', 'mirror_output', 'oversize',
+];
+
+/** selectEgress() kinds: a known unicast destination, an unknown one (flooded), broadcast/multicast. */
+export const FWD_UNICAST = 0;
+export const FWD_UNKNOWN = 1;
+export const FWD_GROUP = 2;
 
 /** Flood classes for shouldDeliver(). */
 const FLOOD_NONE = 0;
@@ -88,7 +119,23 @@ export class Bridge {
   /** Ports with frames queued in the current batch: dirty[0 .. dirtyCount-1] (never truncated: no reallocation). */
   private readonly dirty: BridgePort[];
   private dirtyCount = 0;
-  private readonly hdr = new EthernetHeader();
+  /** The parsed header of the current frame (read by trace after admit()). */
+  readonly hdr = new EthernetHeader();
+  /** admit()'s results: the frame's VLAN (-1 before classification) and C-tag TCI (-1: none). */
+  vid = -1;
+  tci = -1;
+  /** selectEgress()'s results: egress ports out[0 .. n-1], FWD_* kind, the FDB hit's port or -1. */
+  readonly out: BridgePort[];
+  fwdKind = FWD_UNICAST;
+  fwdPort = -1;
+  /** txOp()'s tag argument. */
+  txArg = 0;
+  /** The slab of the batch being processed (egress taps copy from it). */
+  private slab: Uint8Array = new Uint8Array(0);
+  /** Frame number: a mirror copies a frame once even when selected at ingress and egress. */
+  private frameSeq = 0;
+  /** Mirrors of this bridge (mirror.ts); set with setMirrors(). */
+  private mirrorList: Mirror[] = [];
   /** Coarse clock: set by the owner (once per tick); the engine never reads the system clock. */
   nowMs = 0;
   readonly counters: BridgeCounters = { flooded: 0, floodedGroup: 0, forwarded: 0 };
@@ -97,6 +144,7 @@ export class Bridge {
     this.name = opts.name;
     this.ports = new Array<BridgePort | null>(opts.maxPorts).fill(null);
     this.dirty = new Array<BridgePort>(opts.maxPorts);
+    this.out = new Array<BridgePort>(opts.maxPorts);
     this.fdb = new Fdb({ maxEntries: opts.fdbMax, maxPorts: opts.maxPorts, ageingTimeMs: opts.ageingTimeMs, onFlap: opts.onFlap });
   }
 
@@ -110,6 +158,19 @@ export class Bridge {
     this.ports[port.id] = port;
     this.fdb.portMax[port.id] = port.fdbMax;
     this.flood = this.ports.filter((p): p is BridgePort => p !== null);
+    applyMirrors(this.mirrorList, this.flood);
+  }
+
+  get mirrors(): readonly Mirror[] {
+    return this.mirrorList;
+  }
+
+  /** Replaces the bridge's mirrors (between batches); nothing is learned from or flooded to outputs. */
+  setMirrors(mirrors: Mirror[]): void {
+    this.mirrorList = mirrors;
+    applyMirrors(mirrors, this.flood);
+    // an output port's dynamic entries go: nothing may be unicast to it any more
+    for (const p of this.flood) if (p.mirrorOutput) this.fdb.flushDynamic(p.id);
   }
 
   /** Unlinks a port: it receives nothing from now on and every FDB entry pointing at it goes. */
@@ -119,6 +180,9 @@ export class Bridge {
     this.fdb.removePort(port.id);
     this.ports[port.id] = null;
     this.flood = this.ports.filter((p): p is BridgePort => p !== null);
+    port.mirrorRx = null;
+    port.mirrorTx = null;
+    applyMirrors(this.mirrorList, this.flood);
   }
 
   portByName(name: string): BridgePort | null {
@@ -148,12 +212,113 @@ export class Bridge {
   }
 
   /** The one egress predicate for unicast and flood. */
-  private static shouldDeliver(ingress: BridgePort, egress: BridgePort, vid: number, floodClass: number): boolean {
+  static shouldDeliver(ingress: BridgePort, egress: BridgePort, vid: number, floodClass: number): boolean {
     return egress !== ingress &&
       egress.state === 'up' && egress.io !== null &&
       egress.vlan.egress[vid] !== EGRESS_NOT_MEMBER &&
       !(ingress.isolated && egress.isolated) &&
+      !egress.mirrorOutput &&
       (floodClass !== FLOOD_FILTERED || egress.flood);
+  }
+
+  /**
+   * Step "ingress checks": every check a received frame passes before learning, in order. Reads only:
+   * returns DROP_NONE with the frame's VLAN in this.vid and its C-tag TCI (-1: none) in this.tci, or
+   * the drop code (the security check's reason is DROP_SECURITY + SEC_*). Shared with trace.
+   */
+  admit(ingress: BridgePort, slab: Uint8Array, off: number, len: number): number {
+    const hdr = this.hdr;
+    this.vid = -1;
+    this.tci = -1;
+    if (ingress.mirrorOutput) return DROP_MIRROR_OUTPUT;
+    if (!parseEthernet(slab, off, len, hdr)) return DROP_RUNT;
+    // port security (lock.ts): VIF locking, RA guard, DHCP guard; what the guest sends, before anything
+    if (ingress.security !== null) {
+      const reason = checkSecurity(ingress.security, slab, off, len, hdr);
+      if (reason !== SEC_PASS) return DROP_SECURITY + reason;
+    }
+    if (hdr.srcGroup || (hdr.srcHi === 0 && hdr.srcLo === 0)) return DROP_BAD_SRC;
+    if (hdr.dstGroup && isLinkLocalHL(hdr.dstHi, hdr.dstLo)) return DROP_LINK_LOCAL;
+    // VLAN ingress: only TPID 0x8100 is a tag here (0x88a8 is an ordinary ethertype: no QinQ).
+    // VID 4095 (reserved) in the outer tag of any TPID is dropped on every port.
+    if (hdr.tpid !== 0 && (hdr.tci & VLAN_VID_MASK) === VID_RESERVED) return DROP_VLAN_RESERVED;
+    const tci = hdr.tpid === ETH_P_8021Q ? hdr.tci : -1;
+    this.tci = tci;
+    const tagVid = tci > 0 ? tci & VLAN_VID_MASK : 0;
+    const vlan = ingress.vlan;
+    let vid: number;
+    if (vlan.mode === MODE_ACCESS) {
+      if (tagVid !== 0) return DROP_TAGGED_ON_ACCESS;
+      vid = vlan.pvid;
+    } else if (vlan.mode === MODE_TRUNK) {
+      if (tagVid !== 0) {
+        if (vlan.egress[tagVid] === EGRESS_NOT_MEMBER) return DROP_VLAN_NOT_MEMBER;
+        vid = tagVid;
+      } else {
+        if (vlan.pvid === 0) return DROP_UNTAGGED_NO_NATIVE;
+        vid = vlan.pvid;
+      }
+    } else {
+      vid = tagVid;
+    }
+    // the double-tagging hop: a tag hidden behind the one that placed the frame in its VLAN would be
+    // the outer tag wherever this VLAN leaves untagged (the uplink's native VLAN, an access port)
+    if (vlan.mode !== MODE_DEFAULT && ingress.checkStacked && isStacked(hdr, tci)) return DROP_STACKED_TAG;
+    this.vid = vid;
+    return DROP_NONE;
+  }
+
+  /** Counts an ingress drop on the port (the counter of `code`). */
+  private static countDrop(port: BridgePort, code: number): void {
+    switch (code) {
+      case DROP_RUNT: port.dropRunt++; break;
+      case DROP_BAD_SRC: port.dropBadSrc++; break;
+      case DROP_LINK_LOCAL: port.dropLinkLocal++; break;
+      case DROP_VLAN_RESERVED: port.dropVlanReserved++; break;
+      case DROP_TAGGED_ON_ACCESS: port.dropTaggedOnAccess++; break;
+      case DROP_VLAN_NOT_MEMBER: port.dropVlanNotMember++; break;
+      case DROP_UNTAGGED_NO_NATIVE: port.dropUntaggedNoNative++; break;
+      case DROP_STACKED_TAG: port.dropStackedTag++; break;
+      case DROP_MIRROR_OUTPUT: port.dropMirrorOutput++; break;
+      default: port.securityDrops[code - DROP_SECURITY]++;
+    }
+  }
+
+  /**
+   * Step "lookup": the egress ports of an admitted frame (this.hdr parsed, `vid` from admit()) into
+   * this.out[0 .. n-1]; returns n. this.fwdKind says why (FWD_*), this.fwdPort is the FDB hit's port
+   * (-1 on a miss). Reads only; shared with trace.
+   */
+  selectEgress(ingress: BridgePort, vid: number): number {
+    const hdr = this.hdr;
+    const out = this.out;
+    const flood = this.flood;
+    let cls: number;
+    this.fwdPort = -1;
+    if (!hdr.dstGroup) {
+      const o = this.fdb.lookupHL(vid, hdr.dstHi, hdr.dstLo);
+      if (o >= 0) {
+        this.fwdKind = FWD_UNICAST;
+        this.fwdPort = o;
+        const egress = this.ports[o];
+        if (egress !== null && Bridge.shouldDeliver(ingress, egress, vid, FLOOD_NONE)) {
+          out[0] = egress;
+          return 1;
+        }
+        return 0;
+      }
+      this.fwdKind = FWD_UNKNOWN;
+      cls = FLOOD_FILTERED;
+    } else {
+      this.fwdKind = FWD_GROUP;
+      cls = hdr.dstIsBroadcast ? FLOOD_BROADCAST : FLOOD_FILTERED;
+    }
+    let n = 0;
+    for (let p = 0; p < flood.length; p++) {
+      const egress = flood[p];
+      if (Bridge.shouldDeliver(ingress, egress, vid, cls)) out[n++] = egress;
+    }
+    return n;
   }
 
   /**
@@ -164,73 +329,27 @@ export class Bridge {
     const hdr = this.hdr;
     const fdb = this.fdb;
     const now = this.nowMs;
-    const flood = this.flood;
+    const out = this.out;
     const ingressId = ingress.id;
     if (ingress.state !== 'up') return;
+    this.slab = slab;
     for (let i = 0; i < count; i++) {
       const off = desc[3 * i];
       const len = desc[3 * i + 1];
       ingress.rxPackets++;
       ingress.rxBytes += len;
-      if (!parseEthernet(slab, off, len, hdr)) {
-        ingress.dropRunt++;
+      this.frameSeq++;
+      const verdict = this.admit(ingress, slab, off, len);
+      if (verdict !== DROP_NONE) {
+        Bridge.countDrop(ingress, verdict);
+        if (ingress.tap !== null) ingress.tap.drop(slab, off, len, TX_OP_NONE, 0, this.vid, verdict, false);
         continue;
       }
-      // port security (lock.ts): VIF locking, RA guard, DHCP guard; what the guest sends, before anything
-      if (ingress.security !== null) {
-        const reason = checkSecurity(ingress.security, slab, off, len, hdr);
-        if (reason !== SEC_PASS) {
-          ingress.securityDrops[reason]++;
-          continue;
-        }
-      }
-      if (hdr.srcGroup || (hdr.srcHi === 0 && hdr.srcLo === 0)) {
-        ingress.dropBadSrc++;
-        continue;
-      }
-      if (hdr.dstGroup && isLinkLocalHL(hdr.dstHi, hdr.dstLo)) {
-        ingress.dropLinkLocal++;
-        continue;
-      }
-      // VLAN ingress: only TPID 0x8100 is a tag here (0x88a8 is an ordinary ethertype: no QinQ).
-      // VID 4095 (reserved) in the outer tag of any TPID is dropped on every port.
-      if (hdr.tpid !== 0 && (hdr.tci & VLAN_VID_MASK) === VID_RESERVED) {
-        ingress.dropVlanReserved++;
-        continue;
-      }
-      const tci = hdr.tpid === ETH_P_8021Q ? hdr.tci : -1;
-      const tagVid = tci > 0 ? tci & VLAN_VID_MASK : 0;
-      const vlan = ingress.vlan;
-      let vid: number;
-      if (vlan.mode === MODE_ACCESS) {
-        if (tagVid !== 0) {
-          ingress.dropTaggedOnAccess++;
-          continue;
-        }
-        vid = vlan.pvid;
-      } else if (vlan.mode === MODE_TRUNK) {
-        if (tagVid !== 0) {
-          if (vlan.egress[tagVid] === EGRESS_NOT_MEMBER) {
-            ingress.dropVlanNotMember++;
-            continue;
-          }
-          vid = tagVid;
-        } else {
-          if (vlan.pvid === 0) {
-            ingress.dropUntaggedNoNative++;
-            continue;
-          }
-          vid = vlan.pvid;
-        }
-      } else {
-        vid = tagVid;
-      }
-      // the double-tagging hop: a tag hidden behind the one that placed the frame in its VLAN would be
-      // the outer tag wherever this VLAN leaves untagged (the uplink's native VLAN, an access port)
-      if (vlan.mode !== MODE_DEFAULT && ingress.checkStacked && isStacked(hdr, tci)) {
-        ingress.dropStackedTag++;
-        continue;
-      }
+      const vid = this.vid;
+      const tci = this.tci;
+      // step "capture" and "mirror" (ingress): as on the ingress port's wire
+      if (ingress.tap !== null) ingress.tap.rx(slab, off, len, vid);
+      if (ingress.mirrorRx !== null) this.mirrorCopies(ingress.mirrorRx, off, len, TX_OP_NONE, 0, vid, tci);
       if (ingress.learning) {
         fdb.learnHL(vid, hdr.srcHi, hdr.srcLo, ingressId, now);
         // ARP snooping on local ports: the bond announces these addresses after a failover
@@ -238,31 +357,44 @@ export class Bridge {
       }
       // payload length for the MTU check; GSO super-frames are exempt (segmented downstream)
       const payload = slab[off - VNET_HDR_LEN + VNET_GSO_TYPE] !== 0 ? 0 : len - ETH_HLEN - (hdr.tpid !== 0 ? VLAN_HLEN : 0);
-      if (!hdr.dstGroup) {
-        const out = fdb.lookupHL(vid, hdr.dstHi, hdr.dstLo);
-        if (out >= 0) {
-          const egress = this.ports[out];
-          if (egress !== null && Bridge.shouldDeliver(ingress, egress, vid, FLOOD_NONE)) {
-            this.counters.forwarded++;
-            this.enqueue(egress, off, len, payload, vid, tci);
-          }
-          continue;
-        }
+      const n = this.selectEgress(ingress, vid);
+      const kind = this.fwdKind;
+      if (kind === FWD_UNICAST) {
+        if (n === 0) continue;
+        this.counters.forwarded++;
+      } else if (kind === FWD_UNKNOWN) {
         this.counters.flooded++;
-        for (let p = 0; p < flood.length; p++) {
-          const egress = flood[p];
-          if (Bridge.shouldDeliver(ingress, egress, vid, FLOOD_FILTERED)) this.enqueue(egress, off, len, payload, vid, tci);
-        }
-        continue;
+      } else {
+        this.counters.floodedGroup++;
       }
-      this.counters.floodedGroup++;
-      const cls = hdr.dstIsBroadcast ? FLOOD_BROADCAST : FLOOD_FILTERED;
-      for (let p = 0; p < flood.length; p++) {
-        const egress = flood[p];
-        if (Bridge.shouldDeliver(ingress, egress, vid, cls)) this.enqueue(egress, off, len, payload, vid, tci);
-      }
+      for (let k = 0; k < n; k++) this.enqueue(out[k], off, len, payload, vid, tci);
     }
     this.flush();
+  }
+
+  /** Step "mirror": one copy per frame per mirror, as on the selected port's wire (op, arg). */
+  private mirrorCopies(mirrors: Mirror[], off: number, len: number, op: number, arg: number, vid: number, tci: number): void {
+    const seq = this.frameSeq;
+    for (let k = 0; k < mirrors.length; k++) {
+      const m = mirrors[k];
+      if (m.lastSeq === seq || (m.vids !== null && m.vids[vid] === 0)) continue;
+      const dst = m.out;
+      if (dst === null || dst.state !== 'up' || dst.io === null) continue;
+      m.lastSeq = seq;
+      m.mirrored++;
+      if (m.outputVid !== 0) {
+        // RSPAN: the wire frame tagged into the output VLAN (relative to the slab: set or push a tag)
+        if (tci >= 0) {
+          const pcp = op === TX_OP_NONE || op === TX_OP_POP_TAG ? tci & PCP_DEI_MASK : (arg & PCP_DEI_MASK);
+          this.queue(dst, off, len, TX_OP_SET_TAG, (C_TAG | pcp | m.outputVid) >>> 0, vid);
+        } else {
+          const pcp = op === TX_OP_PUSH_TAG ? arg & PCP_DEI_MASK : 0;
+          this.queue(dst, off, len, TX_OP_PUSH_TAG, (C_TAG | pcp | m.outputVid) >>> 0, vid);
+        }
+      } else {
+        this.queue(dst, off, len, op, arg, vid);
+      }
+    }
   }
 
   /** Records the sender IPv4 of an Ethernet/IPv4 ARP whose sender MAC is the frame's source. */
@@ -278,29 +410,44 @@ export class Bridge {
   }
 
   /**
-   * Queues a frame of internal `vid` on `egress`; `tci` is the frame's 802.1Q TCI (-1 when it has no
-   * C-tag) and decides, with the port's egress rule, the tag operation.
+   * Step "egress": the tag operation for a frame of internal `vid` leaving `egress`; `tci` is the
+   * frame's 802.1Q TCI (-1 when it has no C-tag). Returns the TX_OP_*; its arg is in this.txArg.
+   * Shared with trace.
    */
-  private enqueue(egress: BridgePort, off: number, len: number, payload: number, vid: number, tci: number): void {
-    if (payload > egress.mtu) {
-      egress.dropOversize++;
-      return;
-    }
+  txOp(egress: BridgePort, vid: number, tci: number): number {
     const rule = egress.vlan.egress[vid];
-    let op = TX_OP_NONE;
-    let arg = 0;
+    this.txArg = 0;
     if (rule === EGRESS_UNTAGGED) {
-      if (tci >= 0) op = TX_OP_POP_TAG;
+      if (tci >= 0) return TX_OP_POP_TAG;
     } else if (rule !== EGRESS_AS_IS) {
       // EGRESS_TAGGED
       if (tci < 0) {
-        op = TX_OP_PUSH_TAG;
-        arg = (C_TAG | vid) >>> 0;
+        this.txArg = (C_TAG | vid) >>> 0;
+        return TX_OP_PUSH_TAG;
       } else if ((tci & VLAN_VID_MASK) !== vid) {
-        op = TX_OP_SET_TAG;
-        arg = (C_TAG | (tci & PCP_DEI_MASK) | vid) >>> 0;
+        this.txArg = (C_TAG | (tci & PCP_DEI_MASK) | vid) >>> 0;
+        return TX_OP_SET_TAG;
       }
     }
+    return TX_OP_NONE;
+  }
+
+  /** Queues a frame of internal `vid` on `egress` with the egress port's tag operation. */
+  private enqueue(egress: BridgePort, off: number, len: number, payload: number, vid: number, tci: number): void {
+    const op = this.txOp(egress, vid, tci);
+    const arg = this.txArg;
+    if (payload > egress.mtu) {
+      egress.dropOversize++;
+      if (egress.tap !== null) egress.tap.drop(this.slab, off, len, op, arg, vid, DROP_OVERSIZE, true);
+      return;
+    }
+    this.queue(egress, off, len, op, arg, vid);
+    if (egress.mirrorTx !== null) this.mirrorCopies(egress.mirrorTx, off, len, op, arg, vid, tci);
+  }
+
+  /** Appends one tx entry to the port's queue (step "capture" on egress). */
+  private queue(egress: BridgePort, off: number, len: number, op: number, arg: number, vid: number): void {
+    if (egress.tap !== null) egress.tap.tx(this.slab, off, len, op, arg, vid);
     const io = egress.io!;
     const tx = io.tx;
     let n = egress.txCount;
