@@ -355,8 +355,7 @@ export class Bridge {
         // ARP snooping on local ports: the bond announces these addresses after a failover
         if (hdr.etherType === ETH_P_ARP && ingress.snoopArp) this.snoopArp(slab, off + hdr.payloadOffset, len - hdr.payloadOffset, vid);
       }
-      // payload length for the MTU check; GSO super-frames are exempt (segmented downstream)
-      const payload = slab[off - VNET_HDR_LEN + VNET_GSO_TYPE] !== 0 ? 0 : len - ETH_HLEN - (hdr.tpid !== 0 ? VLAN_HLEN : 0);
+      const payload = this.payloadOf(slab, off, len);
       const n = this.selectEgress(ingress, vid);
       const kind = this.fwdKind;
       if (kind === FWD_UNICAST) {
@@ -370,6 +369,11 @@ export class Bridge {
       for (let k = 0; k < n; k++) this.enqueue(out[k], off, len, payload, vid, tci);
     }
     this.flush();
+  }
+
+  /** Payload length for the MTU check (this.hdr parsed); GSO super-frames are exempt (0: segmented downstream). */
+  payloadOf(slab: Uint8Array, off: number, len: number): number {
+    return slab[off - VNET_HDR_LEN + VNET_GSO_TYPE] !== 0 ? 0 : len - ETH_HLEN - (this.hdr.tpid !== 0 ? VLAN_HLEN : 0);
   }
 
   /** Step "mirror": one copy per frame per mirror, as on the selected port's wire (op, arg). */
@@ -432,11 +436,16 @@ export class Bridge {
     return TX_OP_NONE;
   }
 
+  /** The egress MTU check (drop `oversize` when false). */
+  static fits(egress: BridgePort, payload: number): boolean {
+    return payload <= egress.mtu;
+  }
+
   /** Queues a frame of internal `vid` on `egress` with the egress port's tag operation. */
   private enqueue(egress: BridgePort, off: number, len: number, payload: number, vid: number, tci: number): void {
     const op = this.txOp(egress, vid, tci);
     const arg = this.txArg;
-    if (payload > egress.mtu) {
+    if (!Bridge.fits(egress, payload)) {
       egress.dropOversize++;
       if (egress.tap !== null) egress.tap.drop(this.slab, off, len, op, arg, vid, DROP_OVERSIZE, true);
       return;

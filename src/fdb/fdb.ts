@@ -479,6 +479,21 @@ export class Fdb {
     return aged;
   }
 
+  /** The entry of (vid, mac) without touching it (control plane: trace), or null. */
+  peekHL(vid: number, macHi16: number, macLo32: number, nowMs: number): FdbEntryView | null {
+    const e = this.find((vid << 16) | macHi16, macLo32);
+    if (e === EMPTY) return null;
+    const isStatic = (this.flags[e] & FLAG_STATIC) !== 0;
+    return {
+      vid,
+      mac: (macHi16 & 0xffff) * TWO32 + (macLo32 >>> 0),
+      port: this.port[e],
+      isStatic,
+      ageMs: isStatic ? 0 : Math.max(0, nowMs - this.seenMs[e]),
+      ipv4: this.ipv4[e],
+    };
+  }
+
   /** Visits every entry (control plane only: allocates one view object per call). */
   forEach(nowMs: number, cb: (entry: FdbEntryView) => void): void {
     for (let e = 0; e < this.maxEntries; e++) {
