@@ -12,6 +12,7 @@
 #   qemu-system-x86  the QEMU guest test (test/netns/qemu.test.ts) boots a real guest with TCG
 #   busybox-static   the guest's initramfs (a statically linked busybox), built by scripts/guest/build-image.sh
 #   cpio      packs that initramfs (the guest's kernel is downloaded by that script with apt-get download)
+#   tshark    reads `tapbridge capture` pcapng output in the capture netns test (test/netns/observe.test.ts)
 #
 # Idempotent and quiet: does nothing when every command is present. Uses apt-get only, as root; when not root
 # (or not on a Debian-like system) it prints what is missing and exits 0, so the tests can skip what they cannot run.
@@ -30,6 +31,7 @@ declare -A PKG_OF=(
 	[depmod]=kmod
 	[qemu-system-x86_64]=qemu-system-x86
 	[cpio]=cpio
+	[tshark]=tshark
 )
 
 missing=()

@@ -22,6 +22,11 @@ import { Bond, type BondShow } from './bond.js';
 import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
 import { type LockShow, type LockSpec, lockSpecFrom, UNLOCKED } from '../bridge/lock.js';
 import { PortLocks } from './locking.js';
+import { BridgeMirrors, mirrorSpecFromParams } from './mirrors.js';
+import { Mirror, type MirrorShow } from '../bridge/mirror.js';
+import { Captures, captureOptionsFrom } from '../observe/capture.js';
+import { traceFrame, traceFrameFrom, type TraceResult } from '../observe/trace.js';
+import type { ControlClient } from '../control/server.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
 export const TICK_MS = 100;
@@ -58,6 +63,8 @@ export interface PortStats {
   tx_packets: number;
   tx_bytes: number;
   drops: Record<string, number>;
+  /** frames captures of this port could not keep (a slow capture reader), not forwarding drops */
+  capture_dropped: number;
 }
 
 export interface VlanShow {
@@ -93,6 +100,7 @@ class BridgeRuntime {
   readonly cfg: BridgeConfig;
   readonly bridge: Bridge;
   readonly locks: PortLocks;
+  readonly mirrors: BridgeMirrors;
   readonly ports = new Map<string, ManagedPort>();
   uplink: PortHandle | null = null;
   bond: Bond | null = null;
@@ -111,6 +119,7 @@ class BridgeRuntime {
       },
     });
     this.locks = new PortLocks(this.bridge);
+    this.mirrors = new BridgeMirrors(this.bridge, () => this.uplink?.name ?? null);
   }
 
   all(): PortHandle[] {
@@ -133,6 +142,8 @@ export class Daemon {
   /** Every port of every bridge by interface name (names are unique daemon-wide). */
   private readonly byName = new Map<string, ManagedPort>();
   private monitor: LinkMonitor | null = null;
+  /** Running `capture` streams (src/observe/capture.ts). */
+  readonly captures = new Captures();
   private ticker: NodeJS.Timeout | null = null;
   private ticks = 0;
 
@@ -164,6 +175,8 @@ export class Daemon {
         const mp = br.find(f.port)!;
         br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, now);
       }
+      // after every port exists: the outputs are known, nothing is flooded to them from the first frame
+      if (br.cfg.mirrors.length > 0) br.bridge.setMirrors(br.cfg.mirrors.map((m) => new Mirror(m)));
     }
     this.monitor.dump();
     this.ticker = setInterval(() => this.tick(), TICK_MS);
@@ -253,6 +266,7 @@ export class Daemon {
 
   /** Closes every port (TAPs the daemon created vanish unless persist) and the link monitor. */
   stop(): void {
+    this.captures.endAll();
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
     for (const br of this.bridges.values()) {
@@ -537,9 +551,58 @@ export class Daemon {
           tx_packets: mp.port.txPackets,
           tx_bytes: mp.port.txBytes,
           drops: mp.port.drops(),
+          capture_dropped: mp.port.captureDropped,
           mtu_mismatch: mp.mtuMismatches > 0,
         })),
       };
     });
+  }
+
+  // ---- observe: trace, capture, mirrors ------------------------------------------------------
+
+  /** `trace`: what the bridge would do with one frame on `port` (nothing sent, learned or counted). */
+  trace(p: Record<string, unknown>): TraceResult {
+    const br = this.bridge(p.bridge);
+    const mp = this.port(br, p.port);
+    let frame: Uint8Array;
+    try {
+      frame = traceFrameFrom(p);
+    } catch (err) {
+      const msg = (err as Error).message;
+      throw new ControlError('invalid_params', msg, { param: msg.split(':')[0] });
+    }
+    return traceFrame(br.bridge, mp.port, frame, this.now());
+  }
+
+  /** `capture`: starts a pcapng stream of `port` on the client's connection. */
+  capture(p: Record<string, unknown>, client: ControlClient | null): unknown {
+    const br = this.bridge(p.bridge);
+    const mp = this.port(br, p.port);
+    const opts = captureOptionsFrom(p);
+    const r = this.captures.start(mp.port, opts, client);
+    this.log.info({ bridge: br.cfg.name, port: mp.name, ...opts }, 'capture started');
+    return r;
+  }
+
+  captureStop(client: ControlClient | null): void {
+    this.captures.stop(client);
+  }
+
+  mirrorShow(bridgeName: unknown): MirrorShow[] {
+    return this.bridge(bridgeName).mirrors.show();
+  }
+
+  // TODO(issue 11): record mirror add/del in src/state/ through its recorder extension point once it is on main
+  mirrorAdd(p: Record<string, unknown>): MirrorShow {
+    const br = this.bridge(p.bridge);
+    const r = br.mirrors.add(mirrorSpecFromParams(p));
+    this.log.info({ bridge: br.cfg.name, mirror: r.name, select: r.select, output: r.output, output_vlan: r.output_vlan }, 'mirror added');
+    return r;
+  }
+
+  mirrorDel(p: Record<string, unknown>): void {
+    const br = this.bridge(p.bridge);
+    br.mirrors.del(p.name);
+    this.log.info({ bridge: br.cfg.name, mirror: p.name }, 'mirror deleted');
   }
 }
