@@ -16,7 +16,7 @@
 // The frame is at most MAX_TRACE_FRAME bytes; a frame with a vnet header is never accepted (the CLI
 // sends what pcap-parser gives it: an Ethernet frame).
 
-import { Bridge, dropCodeName, DROP_NONE, DROP_OVERSIZE, FWD_GROUP, FWD_UNICAST, FWD_UNKNOWN } from '../bridge/bridge.js';
+import { Bridge, dropCodeName, DROP_NONE, DROP_OVERSIZE, FWD_UNICAST, FWD_UNKNOWN } from '../bridge/bridge.js';
 import type { Mirror } from '../bridge/mirror.js';
 import type { BridgePort } from '../bridge/port.js';
 import { MODE_ACCESS, MODE_TRUNK } from '../bridge/vlan.js';
