@@ -6,6 +6,8 @@
 //      100k entries), both directions. The 64 KiB of frames (1024 per direction, like a hot rx slab) are re-addressed
 //      with fresh random MACs between passes, outside the timed part, so lookups hit the whole table, not 1024 entries.
 //      The same with 802.1Q: an access port and a trunk (a tag pushed one way, popped the other).
+//      The same with one mirror of all ports (both directions) to a third port (issue 14): the cost of a copy per frame,
+//      against no mirror (where a frame pays one null check per port it touches).
 //   2. FDB alone, ns per operation: lookup (hit, miss), learn refresh (known MAC, same port), learn insert, learn insert
 //      with eviction (table full), learn move (MAC on another port).
 //   3. allocation proof: after warm-up, one million frames through the engine at 100k entries with a PerformanceObserver
@@ -20,9 +22,10 @@ import { cpus } from 'node:os';
 import { Session } from 'node:inspector';
 
 const dist = new URL('../../dist/', import.meta.url);
-let Bridge, BridgePort, Fdb;
+let Bridge, BridgePort, Fdb, Mirror;
 try {
   ({ Bridge } = await import(new URL('bridge/bridge.js', dist)));
+  ({ Mirror } = await import(new URL('bridge/mirror.js', dist)));
   ({ BridgePort } = await import(new URL('bridge/port.js', dist)));
   ({ Fdb } = await import(new URL('fdb/fdb.js', dist)));
 } catch (err) {
@@ -94,7 +97,7 @@ class NullIo {
  * With `tagged`, port 0 is an access port of VLAN 10 (untagged frames in, a tag pushed towards port 1) and port 1 a
  * trunk of VLAN 10 (tagged frames in, the tag popped towards port 0): the cost of tag handling in the engine.
  */
-function forwardingSetup(entries, tagged = false) {
+function forwardingSetup(entries, tagged = false, mirror = false) {
   const bridge = new Bridge({ name: 'bench', maxPorts: 4, fdbMax: entries + 1024, ageingTimeMs: 300_000 });
   const ports = [];
   for (let id = 0; id < 2; id++) {
@@ -104,6 +107,14 @@ function forwardingSetup(entries, tagged = false) {
     if (tagged) bridge.setPortVlan(port, id === 0 ? { mode: 'access', vlan: 10 } : { mode: 'trunk', vlans: [10], native: null });
     bridge.setPortState(port, 'up');
     ports.push(port);
+  }
+  if (mirror) {
+    // the output port: receives one copy of every frame, as on the selected port's wire
+    const out = new BridgePort(2, 'mirror0', 'tap', { learning: true, flood: true, isolated: false }, 1500, 0);
+    out.io = new NullIo();
+    bridge.addPort(out);
+    bridge.setPortState(out, 'up');
+    bridge.setMirrors([new Mirror({ name: 'all', ports: 'all', direction: 'both', vlans: null, output: 'mirror0', outputVlan: null })]);
   }
   const vid = tagged ? 10 : 0;
   const half = entries / 2;
@@ -155,8 +166,8 @@ function forwardingSetup(entries, tagged = false) {
   return { bridge, ports, pass, readdress, framesPerPass: 2 * FRAMES_PER_DIR };
 }
 
-function benchForwarding(entries, tagged = false) {
-  const s = forwardingSetup(entries, tagged);
+function benchForwarding(entries, tagged = false, mirror = false) {
+  const s = forwardingSetup(entries, tagged, mirror);
   const passes = Math.ceil(FRAMES_PER_TRIAL / s.framesPerPass);
   // warm-up: let V8 optimise receive(), learn(), lookup()
   for (let i = 0; i < 300; i++) {
@@ -180,7 +191,10 @@ function benchForwarding(entries, tagged = false) {
   if (forwarded !== expected || s.bridge.counters.flooded !== 0) {
     throw new Error(`expected ${expected} known-unicast frames, forwarded ${forwarded}, flooded ${s.bridge.counters.flooded}`);
   }
-  return { entries, tagged, median_per_s: median(rates), best_per_s: Math.max(...rates), trials: rates.length, frames_per_trial: passes * s.framesPerPass };
+  if (mirror && s.bridge.mirrors[0].mirrored !== forwarded + 300 * s.framesPerPass) {
+    throw new Error(`expected one mirror copy per frame, got ${s.bridge.mirrors[0].mirrored} for ${forwarded + 300 * s.framesPerPass} frames`);
+  }
+  return { entries, tagged, mirror, median_per_s: median(rates), best_per_s: Math.max(...rates), trials: rates.length, frames_per_trial: passes * s.framesPerPass };
 }
 
 /** ns per op of fn(i) over n ops (median of TRIALS). */
@@ -319,6 +333,14 @@ for (const entries of [1_000, 100_000]) {
   const plain = out.forwarding.find((f) => f.entries === 1_000).median_per_s;
   console.log(`  FDB    1000 entries, 802.1Q access <-> trunk (push one way, pop the other): ${(r.median_per_s / 1e6).toFixed(2)} M ` +
     `decisions/s (${(1e9 / r.median_per_s).toFixed(1)} ns/frame; difference to untagged ${(1e9 / r.median_per_s - 1e9 / plain).toFixed(1)} ns/frame, noise included)`);
+}
+{
+  const none = benchForwarding(1_000);
+  const r = benchForwarding(1_000, false, true);
+  out.forwarding_mirror = { none, all_ports: r };
+  console.log(`  FDB    1000 entries, one mirror of all ports (both directions) to a third port: ${(r.median_per_s / 1e6).toFixed(2)} M ` +
+    `decisions/s vs ${(none.median_per_s / 1e6).toFixed(2)} M with no mirror, same run (${(1e9 / r.median_per_s).toFixed(1)} vs ` +
+    `${(1e9 / none.median_per_s).toFixed(1)} ns/frame)`);
 }
 console.log('');
 console.log('FDB alone, ns per operation (random keys):');
