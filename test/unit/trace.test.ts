@@ -8,18 +8,8 @@ import { type DropReason, type BridgePort } from '../../src/bridge/port.js';
 import { formatMac, parseMac } from '../../src/frame/mac.js';
 import { makeFrame, traceFrame, traceFrameFrom } from '../../src/observe/trace.js';
 import { addFakePort, BatchBuilder, type FakeIo } from '../support/fake-io.js';
+import { prng } from '../support/prng.js';
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function setup(): { br: Bridge; batch: BatchBuilder; ports: { port: BridgePort; io: FakeIo }[] } {
   const br = new Bridge({ name: 'xenbr0', maxPorts: 16, fdbMax: 64, ageingTimeMs: 300_000 });
@@ -61,7 +51,7 @@ function wireTag(hex: string): number | null {
 describe('trace against the engine', () => {
   it('predicts verdict, egress ports and tags, drop reason and learning for 2000 seeded frames', () => {
     const { br, batch, ports } = setup();
-    const rand = rng(14);
+    const rand = prng(14);
     const pick = <T>(a: readonly T[]): T => a[Math.floor(rand() * a.length)];
     let forwarded = 0;
     let dropped = 0;
