@@ -285,28 +285,31 @@ export class Bridge {
   }
 
   /**
-   * Step "lookup": the egress ports of an admitted frame (this.hdr parsed, `vid` from admit()) into
-   * this.out[0 .. n-1]; returns n. this.fwdKind says why (FWD_*), this.fwdPort is the FDB hit's port
-   * (-1 on a miss). Reads only; shared with trace.
+   * Step "lookup", known unicast: the FDB port of the admitted frame's destination (this.hdr parsed, `vid`
+   * from admit()) in this.fwdPort (-1 on a miss, or a group destination), and that port if it takes the
+   * frame (shouldDeliver), else null. Reads only; shared with trace through selectEgress().
    */
-  selectEgress(ingress: BridgePort, vid: number): number {
+  unicastEgress(ingress: BridgePort, vid: number): BridgePort | null {
+    const hdr = this.hdr;
+    this.fwdPort = -1;
+    if (hdr.dstGroup) return null;
+    const o = this.fdb.lookupHL(vid, hdr.dstHi, hdr.dstLo);
+    this.fwdPort = o;
+    if (o < 0) return null;
+    const egress = this.ports[o];
+    return egress !== null && Bridge.shouldDeliver(ingress, egress, vid, FLOOD_NONE) ? egress : null;
+  }
+
+  /**
+   * Step "flood": an unknown unicast (FWD_UNKNOWN) or group (FWD_GROUP) destination goes to every port that
+   * takes it: this.out[0 .. n-1], returns n, this.fwdKind set. Reads only; shared with trace.
+   */
+  floodEgress(ingress: BridgePort, vid: number): number {
     const hdr = this.hdr;
     const out = this.out;
     const flood = this.flood;
     let cls: number;
-    this.fwdPort = -1;
     if (!hdr.dstGroup) {
-      const o = this.fdb.lookupHL(vid, hdr.dstHi, hdr.dstLo);
-      if (o >= 0) {
-        this.fwdKind = FWD_UNICAST;
-        this.fwdPort = o;
-        const egress = this.ports[o];
-        if (egress !== null && Bridge.shouldDeliver(ingress, egress, vid, FLOOD_NONE)) {
-          out[0] = egress;
-          return 1;
-        }
-        return 0;
-      }
       this.fwdKind = FWD_UNKNOWN;
       cls = FLOOD_FILTERED;
     } else {
@@ -319,6 +322,21 @@ export class Bridge {
       if (Bridge.shouldDeliver(ingress, egress, vid, cls)) out[n++] = egress;
     }
     return n;
+  }
+
+  /**
+   * The egress decision receive() makes, for trace: unicastEgress() on an FDB hit (FWD_UNICAST), else
+   * floodEgress(). Ports in this.out[0 .. n-1]; returns n.
+   */
+  selectEgress(ingress: BridgePort, vid: number): number {
+    const egress = this.unicastEgress(ingress, vid);
+    if (this.fwdPort >= 0) {
+      this.fwdKind = FWD_UNICAST;
+      if (egress === null) return 0;
+      this.out[0] = egress;
+      return 1;
+    }
+    return this.floodEgress(ingress, vid);
   }
 
   /**
@@ -356,16 +374,19 @@ export class Bridge {
         if (hdr.etherType === ETH_P_ARP && ingress.snoopArp) this.snoopArp(slab, off + hdr.payloadOffset, len - hdr.payloadOffset, vid);
       }
       const payload = this.payloadOf(slab, off, len);
-      const n = this.selectEgress(ingress, vid);
-      const kind = this.fwdKind;
-      if (kind === FWD_UNICAST) {
-        if (n === 0) continue;
-        this.counters.forwarded++;
-      } else if (kind === FWD_UNKNOWN) {
-        this.counters.flooded++;
-      } else {
-        this.counters.floodedGroup++;
+      // the egress decision (selectEgress() is the same two steps, for trace): a known unicast
+      // destination on its port, else a flood
+      const egress = this.unicastEgress(ingress, vid);
+      if (this.fwdPort >= 0) {
+        if (egress !== null) {
+          this.counters.forwarded++;
+          this.enqueue(egress, off, len, payload, vid, tci);
+        }
+        continue;
       }
+      const n = this.floodEgress(ingress, vid);
+      if (this.fwdKind === FWD_UNKNOWN) this.counters.flooded++;
+      else this.counters.floodedGroup++;
       for (let k = 0; k < n; k++) this.enqueue(out[k], off, len, payload, vid, tci);
     }
     this.flush();
