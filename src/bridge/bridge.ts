@@ -15,6 +15,13 @@
 //     unicast dst in FDB?           -> queue on that port if shouldDeliver()
 //     else                          -> flood to every port for which shouldDeliver() holds
 //   then flush(): one send() per egress port that has queued frames.
+//
+//   Named steps, each a method that reads and never counts, so that trace (src/observe/trace.ts) runs the
+//   same code: admit() (every ingress check above, the VLAN; returns a DROP_* code), unicastEgress() /
+//   floodEgress() (composed as selectEgress() for trace), txOp() (the tag operation), fits() (MTU).
+//   receive() counts what they decide. Beside them, at one place each: step "capture" (port.tap, one null
+//   check per port a frame touches; src/observe/capture.ts) and step "mirror" (port.mirrorRx/mirrorTx,
+//   one null check; src/bridge/mirror.ts). A mirror output port is refused by shouldDeliver() and admit().
 //   Egress adds, removes or rewrites the 802.1Q tag per port (a tx op: iovecs in the addon, the slab is
 //   never written), keeping PCP and DEI of a tagged frame; a frame that entered untagged leaves with PCP 0.
 //
