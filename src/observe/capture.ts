@@ -79,13 +79,27 @@ export function captureOptionsFrom(p: Record<string, unknown>): CaptureOptions {
   return { direction: direction as CaptureOptions['direction'], dropped: p.dropped === true, vlan, count };
 }
 
+/**
+ * A Buffer view of the rx slab, made once per slab (the addon's slab is registered once): Buffer#copy
+ * copies without the view object that slab.subarray() would allocate per frame.
+ */
+let lastSlab: Uint8Array | null = null;
+let lastSlabBuf: Buffer = Buffer.alloc(0);
+function slabBuffer(slab: Uint8Array): Buffer {
+  if (slab !== lastSlab) {
+    lastSlab = slab;
+    lastSlabBuf = Buffer.from(slab.buffer, slab.byteOffset, slab.byteLength);
+  }
+  return lastSlabBuf;
+}
+
 /** One running capture: filters, its buffer, its stream. */
 export class Capture {
   readonly port: BridgePort;
   readonly opts: CaptureOptions;
   private readonly dirMask: number;
-  private readonly buf = new Uint8Array(BUFFER_BYTES);
-  private readonly view = new DataView(this.buf.buffer);
+  private readonly buf = Buffer.alloc(BUFFER_BYTES);
+  private readonly view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
   private used = 0;
   private usedFrames = 0;
   /** frames accepted into the buffer (towards -c) and frames that reached the stream */
@@ -151,11 +165,12 @@ export class Capture {
     v.setUint16(p + 6, reason, true);
     v.setFloat64(p + 8, performance.now() - this.startPerf, true);
     const b = this.buf;
+    const src = slabBuffer(slab);
     const d = p + REC_HDR;
     if (op === TX_OP_NONE) {
-      b.set(slab.subarray(off, off + cap), d);
+      src.copy(b, d, off, off + cap);
     } else {
-      b.set(slab.subarray(off, off + 12), d);
+      src.copy(b, d, off, off + 12);
       let rest = off + 12;
       let q = d + 12;
       if (op === TX_OP_PUSH_TAG || op === TX_OP_SET_TAG) {
@@ -166,7 +181,7 @@ export class Capture {
         q += 4;
       }
       if (op !== TX_OP_PUSH_TAG) rest += 4;
-      b.set(slab.subarray(rest, rest + (d + cap - q)), q);
+      src.copy(b, q, rest, rest + (d + cap - q));
     }
     this.used = p + need;
     this.usedFrames++;
