@@ -135,8 +135,11 @@ export class Bridge {
   readonly out: BridgePort[];
   fwdKind = FWD_UNICAST;
   fwdPort = -1;
-  /** txOp()'s tag argument. */
-  txArg = 0;
+  /**
+   * txOp()'s tag: the TCI pushed or written (TPID 0x8100). Kept as a 16-bit TCI, never as the 32-bit tx
+   * `arg`: a uint32 >= 2^31 in a field or an argument would be boxed into a HeapNumber per frame.
+   */
+  txTci = 0;
   /** The slab of the batch being processed (egress taps copy from it). */
   private slab: Uint8Array = new Uint8Array(0);
   /** Frame number: a mirror copies a frame once even when selected at ingress and egress. */
@@ -404,8 +407,8 @@ export class Bridge {
     return slab[off - VNET_HDR_LEN + VNET_GSO_TYPE] !== 0 ? 0 : len - ETH_HLEN - (this.hdr.tpid !== 0 ? VLAN_HLEN : 0);
   }
 
-  /** Step "mirror": one copy per frame per mirror, as on the selected port's wire (op, arg). */
-  private mirrorCopies(mirrors: Mirror[], off: number, len: number, op: number, arg: number, vid: number, tci: number): void {
+  /** Step "mirror": one copy per frame per mirror, as on the selected port's wire (op, tagTci). */
+  private mirrorCopies(mirrors: Mirror[], off: number, len: number, op: number, tagTci: number, vid: number, tci: number): void {
     const seq = this.frameSeq;
     for (let k = 0; k < mirrors.length; k++) {
       const m = mirrors[k];
@@ -417,14 +420,14 @@ export class Bridge {
       if (m.outputVid !== 0) {
         // RSPAN: the wire frame tagged into the output VLAN (relative to the slab: set or push a tag)
         if (tci >= 0) {
-          const pcp = op === TX_OP_NONE || op === TX_OP_POP_TAG ? tci & PCP_DEI_MASK : (arg & PCP_DEI_MASK);
-          this.queue(dst, off, len, TX_OP_SET_TAG, (C_TAG | pcp | m.outputVid) >>> 0, vid);
+          const pcp = op === TX_OP_NONE || op === TX_OP_POP_TAG ? tci & PCP_DEI_MASK : (tagTci & PCP_DEI_MASK);
+          this.queue(dst, off, len, TX_OP_SET_TAG, pcp | m.outputVid, vid);
         } else {
-          const pcp = op === TX_OP_PUSH_TAG ? arg & PCP_DEI_MASK : 0;
-          this.queue(dst, off, len, TX_OP_PUSH_TAG, (C_TAG | pcp | m.outputVid) >>> 0, vid);
+          const pcp = op === TX_OP_PUSH_TAG ? tagTci & PCP_DEI_MASK : 0;
+          this.queue(dst, off, len, TX_OP_PUSH_TAG, pcp | m.outputVid, vid);
         }
       } else {
-        this.queue(dst, off, len, op, arg, vid);
+        this.queue(dst, off, len, op, tagTci, vid);
       }
     }
   }
@@ -443,21 +446,21 @@ export class Bridge {
 
   /**
    * Step "egress": the tag operation for a frame of internal `vid` leaving `egress`; `tci` is the
-   * frame's 802.1Q TCI (-1 when it has no C-tag). Returns the TX_OP_*; its arg is in this.txArg.
+   * frame's 802.1Q TCI (-1 when it has no C-tag). Returns the TX_OP_*; the TCI it pushes or writes is in this.txTci.
    * Shared with trace.
    */
   txOp(egress: BridgePort, vid: number, tci: number): number {
     const rule = egress.vlan.egress[vid];
-    this.txArg = 0;
+    this.txTci = 0;
     if (rule === EGRESS_UNTAGGED) {
       if (tci >= 0) return TX_OP_POP_TAG;
     } else if (rule !== EGRESS_AS_IS) {
       // EGRESS_TAGGED
       if (tci < 0) {
-        this.txArg = (C_TAG | vid) >>> 0;
+        this.txTci = vid;
         return TX_OP_PUSH_TAG;
       } else if ((tci & VLAN_VID_MASK) !== vid) {
-        this.txArg = (C_TAG | (tci & PCP_DEI_MASK) | vid) >>> 0;
+        this.txTci = (tci & PCP_DEI_MASK) | vid;
         return TX_OP_SET_TAG;
       }
     }
@@ -472,19 +475,19 @@ export class Bridge {
   /** Queues a frame of internal `vid` on `egress` with the egress port's tag operation. */
   private enqueue(egress: BridgePort, off: number, len: number, payload: number, vid: number, tci: number): void {
     const op = this.txOp(egress, vid, tci);
-    const arg = this.txArg;
+    const tagTci = this.txTci;
     if (!Bridge.fits(egress, payload)) {
       egress.dropOversize++;
-      if (egress.tap !== null) egress.tap.drop(this.slab, off, len, op, arg, vid, DROP_OVERSIZE, true);
+      if (egress.tap !== null) egress.tap.drop(this.slab, off, len, op, tagTci, vid, DROP_OVERSIZE, true);
       return;
     }
-    this.queue(egress, off, len, op, arg, vid);
-    if (egress.mirrorTx !== null) this.mirrorCopies(egress.mirrorTx, off, len, op, arg, vid, tci);
+    this.queue(egress, off, len, op, tagTci, vid);
+    if (egress.mirrorTx !== null) this.mirrorCopies(egress.mirrorTx, off, len, op, tagTci, vid, tci);
   }
 
   /** Appends one tx entry to the port's queue (step "capture" on egress). */
-  private queue(egress: BridgePort, off: number, len: number, op: number, arg: number, vid: number): void {
-    if (egress.tap !== null) egress.tap.tx(this.slab, off, len, op, arg, vid);
+  private queue(egress: BridgePort, off: number, len: number, op: number, tagTci: number, vid: number): void {
+    if (egress.tap !== null) egress.tap.tx(this.slab, off, len, op, tagTci, vid);
     const io = egress.io!;
     const tx = io.tx;
     let n = egress.txCount;
@@ -497,7 +500,8 @@ export class Bridge {
     tx[w] = off;
     tx[w + 1] = len;
     tx[w + 2] = op;
-    tx[w + 3] = arg;
+    // arg = tpid << 16 | tci, composed only here: stored straight into the Uint32Array, never boxed
+    tx[w + 3] = op === TX_OP_PUSH_TAG || op === TX_OP_SET_TAG ? (C_TAG | tagTci) >>> 0 : 0;
     egress.txCount = n + 1;
   }
 

@@ -31,13 +31,13 @@ export interface PortIo {
 /**
  * A capture's view of a port (src/observe/capture.ts): the engine calls it only when `port.tap` is set.
  * rx: a frame the port received and the bridge accepted; tx: a frame queued on the port with its tx op
- * (off, len, op, arg as in PortIo.tx); drop: a frame dropped at this port (`reason`: a bridge.ts DROP_*
+ * (off, len, op as in PortIo.tx; `tagTci`: the TCI a push/set writes, TPID 0x8100); drop: a frame dropped at this port (`reason`: a bridge.ts DROP_*
  * code; `out`: dropped on egress). `vid` is the frame's VLAN in the bridge (-1 when not yet classified).
  */
 export interface PortTap {
   rx(slab: Uint8Array, off: number, len: number, vid: number): void;
-  tx(slab: Uint8Array, off: number, len: number, op: number, arg: number, vid: number): void;
-  drop(slab: Uint8Array, off: number, len: number, op: number, arg: number, vid: number, reason: number, out: boolean): void;
+  tx(slab: Uint8Array, off: number, len: number, op: number, tagTci: number, vid: number): void;
+  drop(slab: Uint8Array, off: number, len: number, op: number, tagTci: number, vid: number, reason: number, out: boolean): void;
 }
 
 /** Drop reasons reported in `stats` (`drops` maps reason -> count). */

@@ -147,7 +147,7 @@ export class Capture {
   }
 
   /** Copies one frame (wire bytes: tx op applied) into the buffer; counts it dropped when full. */
-  record(slab: Uint8Array, off: number, len: number, op: number, arg: number, vid: number, dir: number, reason: number): void {
+  record(slab: Uint8Array, off: number, len: number, op: number, tagTci: number, vid: number, dir: number, reason: number): void {
     if ((this.dirMask & dir) === 0 || this.ended || !this.vlanMatches(slab, off, len, vid)) return;
     if (this.opts.count > 0 && this.accepted >= this.opts.count) return;
     const wire = op === TX_OP_PUSH_TAG ? len + 4 : op === TX_OP_POP_TAG ? len - 4 : len;
@@ -174,10 +174,10 @@ export class Capture {
       let rest = off + 12;
       let q = d + 12;
       if (op === TX_OP_PUSH_TAG || op === TX_OP_SET_TAG) {
-        b[q] = arg >>> 24;
-        b[q + 1] = (arg >>> 16) & 0xff;
-        b[q + 2] = (arg >>> 8) & 0xff;
-        b[q + 3] = arg & 0xff;
+        b[q] = 0x81; // TPID 0x8100
+        b[q + 1] = 0x00;
+        b[q + 2] = (tagTci >>> 8) & 0xff;
+        b[q + 3] = tagTci & 0xff;
         q += 4;
       }
       if (op !== TX_OP_PUSH_TAG) rest += 4;
@@ -259,13 +259,13 @@ class PortCaptures implements PortTap {
     const l = this.list;
     for (let i = 0; i < l.length; i++) l[i].record(slab, off, len, TX_OP_NONE, 0, vid, DIR_IN, 0);
   }
-  tx(slab: Uint8Array, off: number, len: number, op: number, arg: number, vid: number): void {
+  tx(slab: Uint8Array, off: number, len: number, op: number, tagTci: number, vid: number): void {
     const l = this.list;
-    for (let i = 0; i < l.length; i++) l[i].record(slab, off, len, op, arg, vid, DIR_OUT, 0);
+    for (let i = 0; i < l.length; i++) l[i].record(slab, off, len, op, tagTci, vid, DIR_OUT, 0);
   }
-  drop(slab: Uint8Array, off: number, len: number, op: number, arg: number, vid: number, reason: number, out: boolean): void {
+  drop(slab: Uint8Array, off: number, len: number, op: number, tagTci: number, vid: number, reason: number, out: boolean): void {
     const l = this.list;
-    for (let i = 0; i < l.length; i++) if (l[i].opts.dropped) l[i].record(slab, off, len, op, arg, vid, out ? DIR_OUT : DIR_IN, reason);
+    for (let i = 0; i < l.length; i++) if (l[i].opts.dropped) l[i].record(slab, off, len, op, tagTci, vid, out ? DIR_OUT : DIR_IN, reason);
   }
 }
 

@@ -85,7 +85,7 @@ function hex16(n: number): string {
   return `0x${n.toString(16).padStart(4, '0')}`;
 }
 
-/** The VID on the wire after a tag operation on a frame whose own tag (C-tag) is `tci` (-1: none). */
+/** The VID on the wire after a tag operation writing `arg` (a TCI) on a frame whose own tag (C-tag) is `tci` (-1: none). */
 function wireVid(op: number, arg: number, tci: number): number | null {
   if (op === TX_OP_PUSH_TAG || op === TX_OP_SET_TAG) return arg & VLAN_VID_MASK;
   if (op === TX_OP_POP_TAG) return null;
@@ -225,7 +225,7 @@ export function traceFrame(bridge: Bridge, ingress: BridgePort, frame: Uint8Arra
   let delivered = 0;
   for (const p of egress) {
     const op = bridge.txOp(p, vid, tci);
-    const arg = bridge.txArg;
+    const arg = bridge.txTci;
     const fits = Bridge.fits(p, payload);
     const e: TraceEgress = { port: p.name, tag_op: tagOpName(op), vlan_tag: wireVid(op, arg, tci), drop: fits ? null : dropCodeName(DROP_OVERSIZE) };
     res.egress.push(e);
