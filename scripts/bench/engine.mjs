@@ -270,8 +270,8 @@ async function allocationSites(fn) {
   return [...sites.entries()].sort((a, b) => b[1] - a[1]).map(([site, bytes]) => ({ site, bytes }));
 }
 
-async function allocationProof(entries, frames) {
-  const s = forwardingSetup(entries);
+async function allocationProof(entries, frames, tagged = false, mirror = false) {
+  const s = forwardingSetup(entries, tagged, mirror);
   // long warm-up: receive(), parseEthernet(), learn(), find() all reach optimised code first
   for (let i = 0; i < 1500; i++) {
     s.readdress();
@@ -365,6 +365,15 @@ for (const x of proof.sites) console.log(`    ${x.bytes_per_frame.toFixed(2)} B/
 // (~1 MB) was allocated. The sampling profiler gives the same answer with a cause.
 const ok = proof.gcs_during_run === 0 && proof.heap_delta_bytes / proof.frames < 0.05 && proof.sampled_bytes_per_frame < 0.05;
 console.log(`  ${ok ? 'PASS: the per-frame path allocates nothing' : 'FAIL: the per-frame path allocates (sites above)'}`);
+{
+  // the same proof with 802.1Q access <-> trunk (tag push/pop) and one mirror of all ports (issue 14)
+  const p2 = await allocationProof(1_000, 1_000_000, true, true);
+  out.allocation_tagged_mirror = p2;
+  const ok2 = p2.gcs_during_run === 0 && p2.heap_delta_bytes / p2.frames < 0.05 && p2.sampled_bytes_per_frame < 0.05;
+  console.log(`allocation proof, 802.1Q access <-> trunk with one all-ports mirror: GCs ${p2.gcs_during_run}, heap delta ` +
+    `${p2.heap_delta_bytes} B, ${p2.sampled_bytes_per_frame.toFixed(2)} B/frame sampled: ${ok2 ? 'PASS' : 'FAIL'}`);
+  out.allocation_tagged_mirror_ok = ok2;
+}
 const target = out.forwarding.find((f) => f.entries === 100_000).median_per_s;
 console.log('');
 console.log(`target (issue 5): >= 10 M decisions/s on one core with 100k entries: ${(target / 1e6).toFixed(2)} M -> ${target >= 10e6 ? 'MET' : 'MISSED'}`);
