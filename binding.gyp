@@ -7,6 +7,7 @@
         "src/native/port.cc",
         "src/native/ifctl.cc",
         "src/native/linkmon.cc",
+        "src/native/filelock.cc",
         "src/native/unixsock.cc"
       ],
       "include_dirs": [

@@ -105,6 +105,7 @@ export interface BridgeOptions {
   fdbMax: number;
   ageingTimeMs: number;
   onFlap?: FdbOptions['onFlap'];
+  onFlapSuppressed?: FdbOptions['onFlapSuppressed'];
 }
 
 export interface BridgeCounters {
@@ -155,7 +156,7 @@ export class Bridge {
     this.ports = new Array<BridgePort | null>(opts.maxPorts).fill(null);
     this.dirty = new Array<BridgePort>(opts.maxPorts);
     this.out = new Array<BridgePort>(opts.maxPorts);
-    this.fdb = new Fdb({ maxEntries: opts.fdbMax, maxPorts: opts.maxPorts, ageingTimeMs: opts.ageingTimeMs, onFlap: opts.onFlap });
+    this.fdb = new Fdb({ maxEntries: opts.fdbMax, maxPorts: opts.maxPorts, ageingTimeMs: opts.ageingTimeMs, onFlap: opts.onFlap, onFlapSuppressed: opts.onFlapSuppressed });
   }
 
   /** Lowest free port id, or -1. */

@@ -46,6 +46,7 @@ export const DROP_REASONS = [
   'tagged_on_access', 'vlan_not_member', 'untagged_no_native',
   'vlan_reserved', 'stacked_tag', ...SECURITY_DROP_NAMES,
   'mirror_output',
+  'truncated', 'rx_error', 'kernel_drops',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
@@ -111,6 +112,8 @@ export class BridgePort {
   dropMirrorOutput = 0;
   /** rx batches abandoned because forwarding threw (a bug; logged rate-limited) */
   batchErrors = 0;
+  /** frames the kernel dropped before the daemon read them (TAP tx_dropped), refreshed by the daemon at `stats` */
+  kernelDrops = 0;
 
   constructor(id: number, name: string, kind: PortKind, flags: PortFlags, mtu: number, fdbMax = 0, allowStacked = false) {
     this.id = id;
@@ -143,18 +146,28 @@ export class BridgePort {
     return this.nativeCounter(PortCounter.TxBytes);
   }
 
+  /** GSO super-frames received (gso_type in the vnet header), counted by the addon. */
+  get rxGsoPackets(): number {
+    return this.nativeCounter(PortCounter.RxGsoPackets);
+  }
+
+  /** GSO super-frames the kernel accepted for transmission. */
+  get txGsoPackets(): number {
+    return this.nativeCounter(PortCounter.TxGsoPackets);
+  }
+
   /** Drop counters by reason (control plane). */
   drops(): Record<DropReason, number> {
     const sec = this.securityDrops;
     return {
-      runt: this.dropRunt + this.nativeCounter(PortCounter.RxTruncated),
+      runt: this.dropRunt + this.nativeCounter(PortCounter.RxRunt),
       bad_src: this.dropBadSrc,
       link_local: this.dropLinkLocal,
       oversize: this.dropOversize + this.nativeCounter(PortCounter.TxOversize),
       tx_full: this.nativeCounter(PortCounter.TxFull),
       tx_link_down: this.nativeCounter(PortCounter.TxLinkDown),
-      socket: this.nativeCounter(PortCounter.RxSocketDrops) + this.nativeCounter(PortCounter.RxErrors) +
-        this.nativeCounter(PortCounter.TxOther),
+      // AF_PACKET ring overflows (tp_drops) and tx errors of no other class; rx errors have their own key
+      socket: this.nativeCounter(PortCounter.RxSocketDrops) + this.nativeCounter(PortCounter.TxOther),
       tagged_on_access: this.dropTaggedOnAccess,
       vlan_not_member: this.dropVlanNotMember,
       untagged_no_native: this.dropUntaggedNoNative,
@@ -170,6 +183,9 @@ export class BridgePort {
       ra_guard: sec[SEC_RA_GUARD],
       dhcp_guard: sec[SEC_DHCP_GUARD],
       mirror_output: this.dropMirrorOutput,
+      truncated: this.nativeCounter(PortCounter.RxTruncated),
+      rx_error: this.nativeCounter(PortCounter.RxErrors),
+      kernel_drops: this.kernelDrops,
     };
   }
 

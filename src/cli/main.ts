@@ -5,6 +5,7 @@
 // 3 daemon unreachable. Options may stand before or after arguments.
 
 import { parseArgs } from 'node:util';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { ConfigError, DEFAULT_CONFIG_PATH, DEFAULT_CONTROL_SOCKET, loadConfig } from '../config/config.js';
 import { call, DaemonUnreachableError, RpcError } from '../control/client.js';
 import type { BridgeStats, MacEntry, ShowBridge, VlanShow } from '../daemon/daemon.js';
@@ -50,6 +51,9 @@ Commands:
                                          copy frames of LIST (ports, or all) to PORT, or tagged N on the uplink
   mirror del BRIDGE NAME                 delete a mirror
   mirror show BRIDGE [-j]                mirrors, their selection, output and frames mirrored
+  save-config [FILE|-]                   write the effective config (config plus runtime changes) as YAML
+  reload [--config FILE] [--dry-run]     apply the difference to a new config (the daemon's own file without
+                                         --config; the CLI sends FILE's text); --dry-run only lists the changes
 
 VLAN options:
   --access N                             access port in VLAN N (untagged on the wire)
@@ -64,7 +68,8 @@ Options:
   -V, --version    print the version
 
 Exit codes: 0 ok, 1 request failed, 2 usage or config error, 3 daemon unreachable.
-Runtime changes (addif, fdb add, setageing, ...) are not written back to the config file.`;
+Runtime changes (addif, delif, vlan set, fdb add/del, setageing) are kept in the daemon's state file and
+survive restarts; save-config makes them permanent.`;
 
 class UsageError extends Error {}
 
@@ -125,6 +130,7 @@ async function main(argv: string[]): Promise<number> {
         output: { type: 'string' },
         'output-vlan': { type: 'string' },
         config: { type: 'string', short: 'c' },
+        'dry-run': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -390,6 +396,38 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       throw new UsageError('mirror needs add, del or show');
+    }
+    case 'save-config': {
+      noExtra(args, 1);
+      const r = (await rpc('save_config')) as { yaml: string };
+      const file = args[0] ?? '-';
+      if (file === '-') process.stdout.write(r.yaml);
+      else writeFileSync(file, r.yaml, { mode: 0o644 });
+      return 0;
+    }
+    case 'reload': {
+      noExtra(args, 0);
+      const params: Record<string, unknown> = { dry_run: opts['dry-run'] === true };
+      if (opts.config !== undefined) {
+        try {
+          params.config = readFileSync(opts.config, 'utf8');
+        } catch (err) {
+          process.stderr.write(`tapbridge: cannot read ${opts.config}: ${(err as Error).message}\n`);
+          return 2;
+        }
+      }
+      let r: { changes: string[]; applied: boolean; errors: string[] };
+      try {
+        r = (await call(socket, 'reload', params, 60_000)) as typeof r;
+      } catch (err) {
+        if (err instanceof RpcError && err.dataCode === 'invalid_config') {
+          process.stderr.write(`tapbridge: reload rejected, the daemon keeps its config: ${err.message}\n`);
+          return 2;
+        }
+        throw err;
+      }
+      print(json, r, () => [...(r.changes.length > 0 ? r.changes : ['(no changes)']), ...r.errors.map((e) => `error: ${e}`)].join('\n'));
+      return r.errors.length > 0 ? 1 : 0;
     }
     case 'version': {
       noExtra(args, 0);

@@ -3,6 +3,8 @@
 //
 //   control_socket: /run/tapbridge/tapbridge.sock   # at most 107 bytes (sun_path)
 //   control_max_clients: 64    # concurrent control connections; more wait in the listen backlog
+//   state_dir: /var/lib/tapbridge      # runtime state and FDB snapshot: <state_dir>/<socket file name>.state
+//   fdb_snapshot_interval: 30          # seconds between FDB snapshots, 0 = only at shutdown
 //   bridges:
 //     - name: xenbr0
 //       ageing_time: 300          # seconds, 0 = never, else 10..1000000
@@ -47,6 +49,8 @@ export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 export const MAX_YAML_ALIASES = 100;
 /** sun_path holds 108 bytes including the terminating NUL. */
 export const MAX_CONTROL_SOCKET_BYTES = 107;
+export const DEFAULT_STATE_DIR = '/var/lib/tapbridge';
+export const DEFAULT_FDB_SNAPSHOT_INTERVAL_S = 30;
 
 export type PortKindConfig = 'tap' | 'attach';
 
@@ -129,6 +133,12 @@ export interface DaemonConfig {
   /** control_max_clients */
   controlMaxClients: number;
   bridges: BridgeConfig[];
+  /** state_dir: where the runtime state file and FDB snapshot live */
+  stateDir: string;
+  /** fdb_snapshot_interval: seconds between FDB snapshots (0 = only at shutdown) */
+  fdbSnapshotIntervalS: number;
+  /** The checked document as parsed (keys of every feature, also those this file's types do not name). */
+  raw: Record<string, unknown>;
 }
 
 export interface ConfigIssue {
@@ -285,7 +295,7 @@ export function interfaceNameProblem(name: string): string | null {
   return null;
 }
 
-const TOP_KEYS = ['control_socket', 'control_max_clients', 'bridges'] as const;
+const TOP_KEYS = ['control_socket', 'control_max_clients', 'bridges', 'state_dir', 'fdb_snapshot_interval'] as const;
 const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'port_defaults', 'mirrors'] as const;
 const PORT_DEFAULTS_KEYS = ['learning', 'flood', 'isolated', 'fdb_max', 'ra_guard', 'dhcp_guard', 'lock'] as const;
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
@@ -329,8 +339,12 @@ function portDefaultsOf(c: Checker, v: unknown, path: string): PortDefaults {
 /** Checks a parsed document; throws ConfigError listing every problem. */
 export function validateConfig(doc: unknown, source?: string): DaemonConfig {
   const c = new Checker();
-  const out: DaemonConfig = { controlSocket: DEFAULT_CONTROL_SOCKET, controlMaxClients: DEFAULT_CONTROL_MAX_CLIENTS, bridges: [] };
+  const out: DaemonConfig = {
+    controlSocket: DEFAULT_CONTROL_SOCKET, controlMaxClients: DEFAULT_CONTROL_MAX_CLIENTS, bridges: [],
+    stateDir: DEFAULT_STATE_DIR, fdbSnapshotIntervalS: DEFAULT_FDB_SNAPSHOT_INTERVAL_S, raw: {},
+  };
   if (!c.isObject(doc, '(top level)')) throw new ConfigError(c.issues, source);
+  out.raw = doc;
   c.keys(doc, '', TOP_KEYS);
   out.controlSocket = c.str(doc, 'control_socket', '', DEFAULT_CONTROL_SOCKET);
   const socketBytes = Buffer.byteLength(out.controlSocket);
@@ -340,6 +354,9 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
     c.fail('control_socket', 'contains a NUL byte');
   }
   out.controlMaxClients = c.int(doc, 'control_max_clients', '', DEFAULT_CONTROL_MAX_CLIENTS, 1, 65535);
+  out.stateDir = c.str(doc, 'state_dir', '', DEFAULT_STATE_DIR);
+  if (!out.stateDir.startsWith('/')) c.fail('state_dir', `must be an absolute path, got ${describe(out.stateDir)}`);
+  out.fdbSnapshotIntervalS = c.int(doc, 'fdb_snapshot_interval', '', DEFAULT_FDB_SNAPSHOT_INTERVAL_S, 0, 86_400, '(seconds, 0 = only at shutdown) ');
   if (doc.bridges === undefined) c.fail('bridges', 'is required (a list of bridges)');
   const ifnames = new Map<string, string>();
   const claimName = (name: string, path: string): void => {

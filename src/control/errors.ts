@@ -20,7 +20,8 @@ export type ControlErrorCode =
   | 'not_found'
   | 'fdb_full'
   | 'io_error'
-  | 'request_too_large';
+  | 'request_too_large'
+  | 'invalid_config';
 
 const RPC_CODE: Record<ControlErrorCode, number> = {
   parse_error: RPC_PARSE_ERROR,
@@ -35,6 +36,7 @@ const RPC_CODE: Record<ControlErrorCode, number> = {
   not_found: RPC_REQUEST_FAILED,
   fdb_full: RPC_REQUEST_FAILED,
   io_error: RPC_REQUEST_FAILED,
+  invalid_config: RPC_INVALID_PARAMS,
 };
 
 export class ControlError extends Error {

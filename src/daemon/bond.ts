@@ -15,9 +15,9 @@ import type { Bridge } from '../bridge/bridge.js';
 import { BridgePort, type PortState } from '../bridge/port.js';
 import { PortCounter } from '../io/native-types.js';
 import { IFF_RUNNING, IFF_UP, netdev, RxSlab } from '../io/native.js';
-import { ActiveBackup, type FailoverEvent, type PrimaryReselect } from '../bond/active-backup.js';
+import { ActiveBackup, type FailoverEvent, type PrimaryReselect, realClock } from '../bond/active-backup.js';
 import { sendRarps } from '../bond/announce.js';
-import { ManagedPort, type PortHandle } from './ports.js';
+import { type CallbackWrapper, ManagedPort, type PortHandle } from './ports.js';
 
 export interface BondConfig {
   name: string;
@@ -51,8 +51,8 @@ export class BondMember extends ManagedPort {
   readonly bond: Bond;
   readonly index: number;
 
-  constructor(bond: Bond, index: number, name: string, bridge: Bridge, mtu: number, log: Logger) {
-    super(bridge, new BridgePort(-1, name, 'uplink', { learning: false, flood: false, isolated: false }, mtu), { persist: false }, mtu, log);
+  constructor(bond: Bond, index: number, name: string, bridge: Bridge, mtu: number, log: Logger, wrap?: CallbackWrapper) {
+    super(bridge, new BridgePort(-1, name, 'uplink', { learning: false, flood: false, isolated: false }, mtu), { persist: false, wrap }, mtu, log);
     this.bond = bond;
     this.index = index;
   }
@@ -60,6 +60,10 @@ export class BondMember extends ManagedPort {
   protected override setState(state: PortState): void {
     this.port.state = state;
     this.bond.memberState(this, state);
+  }
+
+  protected override mtuChanged(): void {
+    this.bond.syncIo();
   }
 
   protected override deliver(slab: Uint8Array, desc: Int32Array, count: number): void {
@@ -99,19 +103,25 @@ export class Bond implements PortHandle {
   private miimon: NodeJS.Timeout | null = null;
   private notifyTimers: NodeJS.Timeout[] = [];
   private readonly permanentMac: (string | null)[] = [null, null];
+  /** Set by close(): members closing on shutdown is not a link failure (no failover, no announcement). */
+  private closing = false;
+  private readonly wrap: CallbackWrapper;
 
-  constructor(cfg: BondConfig, bridge: Bridge, id: number, mtu: number, log: Logger) {
+  constructor(cfg: BondConfig, bridge: Bridge, id: number, mtu: number, log: Logger, wrap: CallbackWrapper = (_c, fn) => fn) {
     this.cfg = cfg;
+    this.wrap = wrap;
     this.bridge = bridge;
     this.log = log.child({ bridge: bridge.name, bond: cfg.name });
     this.port = new BondPort(id, cfg.name, 'bond', { learning: true, flood: true, isolated: false }, mtu);
     this.policy = new ActiveBackup(
       { members: cfg.members, primary: cfg.primary, primaryReselect: cfg.primaryReselect, updelayMs: cfg.updelayMs, downdelayMs: cfg.downdelayMs },
-      (e) => this.onFailover(e),
+      // the policy's updelay/downdelay timers call this from libuv: inside the daemon's exception boundary
+      this.wrap(`bond ${cfg.name}: failover`, (e: FailoverEvent) => this.onFailover(e)),
+      { ...realClock, setTimer: (fn, ms) => realClock.setTimer(this.wrap(`bond ${cfg.name}: updelay/downdelay`, fn), ms) },
     );
     this.members = [
-      new BondMember(this, 0, cfg.members[0], bridge, mtu, log),
-      new BondMember(this, 1, cfg.members[1], bridge, mtu, log),
+      new BondMember(this, 0, cfg.members[0], bridge, mtu, log, wrap),
+      new BondMember(this, 1, cfg.members[1], bridge, mtu, log, wrap),
     ];
     this.port.members = this.members;
     this.port.state = 'down';
@@ -129,7 +139,7 @@ export class Bond implements PortHandle {
       if (info !== null) this.permanentMac[m.index] = info.mac;
     }
     if (this.cfg.miimonMs > 0) {
-      this.miimon = setInterval(() => this.pollCarrier(), this.cfg.miimonMs);
+      this.miimon = setInterval(this.wrap(`bond ${this.cfg.name}: miimon`, () => this.pollCarrier()), this.cfg.miimonMs);
       this.miimon.unref();
     }
   }
@@ -162,6 +172,7 @@ export class Bond implements PortHandle {
 
   /** A member's link state as its ManagedPort lifecycle sees it. */
   memberState(m: BondMember, state: PortState): void {
+    if (this.closing) return;
     if (state === 'absent') {
       this.policy.vanished(m.index);
     } else {
@@ -175,7 +186,8 @@ export class Bond implements PortHandle {
     this.syncIo();
   }
 
-  private syncIo(): void {
+  /** The bond port transmits on the active member's socket, with its MTU. */
+  syncIo(): void {
     const a = this.policy.active;
     const io = a >= 0 ? this.members[a].io : null;
     this.port.io = io;
@@ -183,6 +195,7 @@ export class Bond implements PortHandle {
   }
 
   private onFailover(e: FailoverEvent): void {
+    if (this.closing) return;
     const from = e.from >= 0 ? this.cfg.members[e.from] : null;
     const to = e.to >= 0 ? this.cfg.members[e.to] : null;
     this.syncIo();
@@ -212,7 +225,7 @@ export class Bond implements PortHandle {
       if (round === 0) {
         this.announce(round);
       } else {
-        const t = setTimeout(() => this.announce(round), round * gapMs);
+        const t = setTimeout(this.wrap(`bond ${this.cfg.name}: announce`, () => this.announce(round)), round * gapMs);
         t.unref();
         this.notifyTimers.push(t);
       }
@@ -251,6 +264,11 @@ export class Bond implements PortHandle {
     for (const m of this.members) m.readSocketDrops();
   }
 
+  /** Members are uplinks (no TAP tx_dropped): kernel_drops stays 0 on the bond. */
+  readKernelDrops(): void {
+    for (const m of this.members) m.readKernelDrops();
+  }
+
   /** bond set-active: force a member. */
   setActive(member: string): string | null {
     const i = this.policy.index(member);
@@ -283,6 +301,7 @@ export class Bond implements PortHandle {
   }
 
   close(): void {
+    this.closing = true;
     this.bridge.setPortState(this.port, 'absent');
     if (this.miimon !== null) clearInterval(this.miimon);
     this.miimon = null;

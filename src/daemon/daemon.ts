@@ -8,12 +8,14 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import { Bridge } from '../bridge/bridge.js';
 import { BridgePort, type PortKind } from '../bridge/port.js';
-import { AddResult } from '../fdb/fdb.js';
+import { AddResult, macHi, macLo } from '../fdb/fdb.js';
 import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
 import { LinkMonitor } from '../io/native.js';
 import {
-  type BridgeConfig, BUILTIN_PORT_DEFAULTS, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE, type PortDefaults,
+  type BridgeConfig, BUILTIN_PORT_DEFAULTS, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE, type PortConfig, type PortDefaults,
+  type StaticFdbConfig, type UplinkConfig,
 } from '../config/config.js';
+import type { FdbSnapshotEntry } from '../state/document.js';
 import { ControlError } from '../control/errors.js';
 import { ManagedPort, RefusedNetdevError, refusedNetdevProblem, type PortHandle } from './ports.js';
 import { restoreHostStack } from './hoststack.js';
@@ -27,6 +29,7 @@ import { Mirror, type MirrorShow } from '../bridge/mirror.js';
 import { Captures, captureOptionsFrom } from '../observe/capture.js';
 import { traceFrame, traceFrameFrom, type TraceResult } from '../observe/trace.js';
 import type { ControlClient } from '../control/server.js';
+import { CallbackGuard } from './guard.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
 export const TICK_MS = 100;
@@ -34,6 +37,21 @@ export const TICK_MS = 100;
 export const SWEEP_BUDGET = 2048;
 /** Kernel socket drop counters are read this often. */
 const SOCKET_STATS_EVERY_TICKS = 10;
+/** A link dump the kernel refused (other than EBUSY, which the addon retries itself) is asked for again after this, doubling. */
+const DUMP_RETRY_MIN_MS = 50;
+const DUMP_RETRY_MAX_MS = 5_000;
+const EBUSY = 16;
+/**
+ * A dump with no 'done' after this long is asked for again, forced (doubling to DUMP_WATCHDOG_MAX_MS): the kernel drops
+ * an error answer (e.g. EBUSY) that does not fit in a full receive buffer, and then nothing else would follow.
+ */
+const DUMP_WATCHDOG_MS = 2_000;
+const DUMP_WATCHDOG_MAX_MS = 30_000;
+/**
+ * Test knob: SO_RCVBUF of the rtnetlink socket in bytes (tests force overruns with a tiny one); unset or 0 = the
+ * addon's 4 MiB.
+ */
+export const NETLINK_RCVBUF_ENV = 'TAPBRIDGE_NETLINK_RCVBUF';
 
 export interface ShowPort {
   name: string;
@@ -62,6 +80,8 @@ export interface PortStats {
   rx_bytes: number;
   tx_packets: number;
   tx_bytes: number;
+  rx_gso_packets: number;
+  tx_gso_packets: number;
   drops: Record<string, number>;
   /** frames captures of this port could not keep (a slow capture reader), not forwarding drops */
   capture_dropped: number;
@@ -97,7 +117,8 @@ function settingsFromDefaults(d: PortDefaults): PortSettings {
 }
 
 class BridgeRuntime {
-  readonly cfg: BridgeConfig;
+  /** The bridge's config (replaced by a reload). */
+  cfg: BridgeConfig;
   readonly bridge: Bridge;
   readonly locks: PortLocks;
   readonly mirrors: BridgeMirrors;
@@ -108,6 +129,9 @@ class BridgeRuntime {
   constructor(cfg: BridgeConfig, log: Logger) {
     this.cfg = cfg;
     const names = (id: number): string => this.bridge.ports[id]?.name ?? `#${id}`;
+    const onFlapSuppressed = (count: number): void => {
+      log.warn({ bridge: cfg.name, suppressed: count }, `${count} more flapping MACs suppressed`);
+    };
     this.bridge = new Bridge({
       name: cfg.name,
       maxPorts: MAX_PORTS_PER_BRIDGE,
@@ -117,6 +141,7 @@ class BridgeRuntime {
         log.warn({ bridge: cfg.name, mac: formatMac(mac), vlan: vid, ports: [names(from), names(to)], moves_per_s: moves },
           'MAC address keeps moving between two ports: a forwarding loop?');
       },
+      onFlapSuppressed,
     });
     this.locks = new PortLocks(this.bridge);
     this.mirrors = new BridgeMirrors(this.bridge, () => this.uplink?.name ?? null);
@@ -135,9 +160,11 @@ class BridgeRuntime {
 }
 
 export class Daemon {
-  readonly config: DaemonConfig;
+  /** The config in force (replaced by a reload, src/state/reload.ts). */
+  config: DaemonConfig;
   private readonly log: Logger;
   private readonly portLog: Logger;
+  private readonly linkLog: Logger;
   private readonly bridges = new Map<string, BridgeRuntime>();
   /** Every port of every bridge by interface name (names are unique daemon-wide). */
   private readonly byName = new Map<string, ManagedPort>();
@@ -146,12 +173,46 @@ export class Daemon {
   readonly captures = new Captures();
   private ticker: NodeJS.Timeout | null = null;
   private ticks = 0;
+  /** Exception boundary of every callback the daemon registers (see guard.ts). */
+  readonly guard: CallbackGuard;
+  private readonly wrap: CallbackGuard['wrap'];
+  /** ifindexes seen since the current link dump was asked for (mark-and-sweep after an overrun), or null. */
+  private dumpSeen: Set<number> | null = null;
+  private dumpRetryTimer: NodeJS.Timeout | null = null;
+  private dumpRetryMs = DUMP_RETRY_MIN_MS;
+  private dumpWatchdog: NodeJS.Timeout | null = null;
+  private dumpWatchdogMs = DUMP_WATCHDOG_MS;
+  /** rtnetlink overruns and refused dumps so far, ports swept because a dump no longer listed them */
+  readonly linkCounters = { overruns: 0, dumpErrors: 0, swept: 0 };
 
-  constructor(config: DaemonConfig, log: Logger) {
+  /**
+   * onFatal: an invariant breach after an exception (the caller removes the control socket and exits); by default the
+   * ports are closed and the process exits 70.
+   */
+  constructor(config: DaemonConfig, log: Logger, onFatal?: (err: unknown) => void) {
     this.config = config;
     this.log = log.child({ subsystem: 'daemon' });
     this.portLog = log.child({ subsystem: 'port' });
+    this.linkLog = this.log.child({ subsystem: 'link' });
     for (const bc of config.bridges) this.bridges.set(bc.name, new BridgeRuntime(bc, log.child({ subsystem: 'fdb' })));
+    this.guard = new CallbackGuard(this.log, () => this.checkInvariants(), (err) => {
+      if (onFatal !== undefined) {
+        onFatal(err);
+        return;
+      }
+      this.stop();
+      process.exit(70);
+    });
+    this.wrap = this.guard.wrap.bind(this.guard);
+  }
+
+  /** null when every bridge's FDB bookkeeping is consistent, else the first problem (after a caught exception). */
+  checkInvariants(): string | null {
+    for (const br of this.bridges.values()) {
+      const p = br.bridge.fdb.checkInvariants();
+      if (p !== null) return `bridge ${br.cfg.name}: FDB: ${p}`;
+    }
+    return null;
   }
 
   private now(): number {
@@ -160,27 +221,44 @@ export class Daemon {
 
   /** Opens every configured port; throws (start-up failure) when a TAP cannot be created. */
   start(): void {
-    const linkLog = this.log.child({ subsystem: 'link' });
-    this.monitor = new LinkMonitor((type, ifindex, name, flags) => this.onLinkEvent(type, ifindex, name, flags, linkLog));
-    const now = this.now();
-    for (const br of this.bridges.values()) {
-      br.bridge.nowMs = now;
-      const up = br.cfg.uplink;
-      if (up !== null && up.bond !== null) br.uplink = this.createBond(br, up.bond, up.vlan);
-      else if (up !== null && up.interface !== null) br.uplink = this.createPort(br, up.interface, 'uplink', false, undefined, up.vlan);
-      for (const pc of br.cfg.ports) {
-        this.createPort(br, pc.name, pc.kind, pc.persist, pc, pc.vlan, pc.create);
-      }
-      for (const f of br.cfg.fdb) {
-        const mp = br.find(f.port)!;
-        br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, now);
-      }
-      // after every port exists: the outputs are known, nothing is flooded to them from the first frame
-      if (br.cfg.mirrors.length > 0) br.bridge.setMirrors(br.cfg.mirrors.map((m) => new Mirror(m)));
+    const linkLog = this.linkLog;
+    const rcvbuf = Number(process.env[NETLINK_RCVBUF_ENV] ?? 0);
+    if (!Number.isSafeInteger(rcvbuf) || rcvbuf < 0 || rcvbuf > 0x3fffffff) {
+      throw new Error(`${NETLINK_RCVBUF_ENV} must be an integer 0..1073741823 (bytes), got ${JSON.stringify(process.env[NETLINK_RCVBUF_ENV])}`);
     }
-    this.monitor.dump();
-    this.ticker = setInterval(() => this.tick(), TICK_MS);
+    if (rcvbuf > 0) linkLog.warn({ rcvbuf }, `${NETLINK_RCVBUF_ENV}: rtnetlink receive buffer forced (a test knob)`);
+    this.monitor = new LinkMonitor(
+      this.wrap('link monitor', (type: Parameters<Daemon['onLinkEvent']>[0], ifindex: number, name: string, flags: number, mtu: number) =>
+        this.onLinkEvent(type, ifindex, name, flags, mtu, linkLog)),
+      rcvbuf,
+    );
+    for (const br of this.bridges.values()) this.startBridge(br);
+    this.requestDump();
+    this.ticker = setInterval(this.wrap('tick', () => this.tick()), TICK_MS);
     this.ticker.unref();
+  }
+
+  /** Opens a bridge's uplink and ports and adds its static entries (start-up and reload). */
+  private startBridge(br: BridgeRuntime): void {
+    const now = this.now();
+    br.bridge.nowMs = now;
+    this.openUplink(br, br.cfg.uplink);
+    for (const pc of br.cfg.ports) this.createConfigPort(br, pc);
+    for (const f of br.cfg.fdb) {
+      const mp = br.find(f.port);
+      if (mp !== undefined) br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, now);
+    }
+    // after every port exists: the outputs are known, nothing is flooded to them from the first frame
+    if (br.cfg.mirrors.length > 0) br.bridge.setMirrors(br.cfg.mirrors.map((m) => new Mirror(m)));
+  }
+
+  private openUplink(br: BridgeRuntime, up: BridgeConfig['uplink']): void {
+    if (up !== null && up.bond !== null) br.uplink = this.createBond(br, up.bond, up.vlan);
+    else if (up !== null && up.interface !== null) br.uplink = this.createPort(br, up.interface, 'uplink', false, undefined, up.vlan);
+  }
+
+  private createConfigPort(br: BridgeRuntime, pc: PortConfig): ManagedPort {
+    return this.createPort(br, pc.name, pc.kind, pc.persist, pc, pc.vlan, pc.create);
   }
 
   private createPort(
@@ -197,7 +275,7 @@ export class Daemon {
     // the uplink gets the built-in flags: port_defaults never apply to it
     const s = settings ?? settingsFromDefaults(BUILTIN_PORT_DEFAULTS);
     const port = new BridgePort(id, name, kind, s, br.cfg.mtu, s.fdbMax, s.allowStacked);
-    const mp = new ManagedPort(br.bridge, port, { persist, create, ownerOfIfindex: (ifindex) => this.portOfIfindex(ifindex) }, br.cfg.mtu, this.portLog);
+    const mp = new ManagedPort(br.bridge, port, { persist, create, ownerOfIfindex: (ifindex) => this.portOfIfindex(ifindex), wrap: this.wrap }, br.cfg.mtu, this.portLog);
     br.bridge.addPort(port);
     // VLAN rules and port security are in place before the port forwards its first frame
     br.bridge.setPortVlan(port, vlan);
@@ -227,7 +305,7 @@ export class Daemon {
 
   private createBond(br: BridgeRuntime, cfg: Bond['cfg'], vlan: VlanSpec): Bond {
     const id = br.bridge.freePortId();
-    const bond = new Bond(cfg, br.bridge, id, br.cfg.mtu, this.portLog);
+    const bond = new Bond(cfg, br.bridge, id, br.cfg.mtu, this.portLog, this.wrap);
     br.bridge.addPort(bond.port);
     br.bridge.setPortVlan(bond.port, vlan);
     bond.open();
@@ -236,13 +314,70 @@ export class Daemon {
     return bond;
   }
 
-  private onLinkEvent(type: 'new' | 'del' | 'done' | 'overrun', ifindex: number, name: string, flags: number, log: Logger): void {
+  /**
+   * Asks for a link dump and starts a mark-and-sweep: every ifindex reported until its 'done' is marked; at 'done',
+   * ports whose netdev was not reported are gone (their RTM_DELLINK may have been lost in an overrun).
+   */
+  private requestDump(force = false): void {
+    if (this.monitor === null) return;
+    this.dumpSeen = new Set<number>();
+    this.monitor.dump(force);
+    if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
+    this.dumpWatchdog = setTimeout(this.wrap('link dump watchdog', () => {
+      this.dumpWatchdog = null;
+      this.linkLog.warn({ waited_ms: this.dumpWatchdogMs }, 'rtnetlink link dump did not complete; asking again');
+      this.dumpWatchdogMs = Math.min(DUMP_WATCHDOG_MAX_MS, this.dumpWatchdogMs * 2);
+      this.requestDump(true);
+    }), this.dumpWatchdogMs);
+    this.dumpWatchdog.unref();
+  }
+
+  private scheduleDumpRetry(): void {
+    if (this.dumpRetryTimer !== null) return;
+    const delay = this.dumpRetryMs;
+    this.dumpRetryMs = Math.min(DUMP_RETRY_MAX_MS, this.dumpRetryMs * 2);
+    this.dumpRetryTimer = setTimeout(this.wrap('link dump retry', () => {
+      this.dumpRetryTimer = null;
+      this.requestDump();
+    }), delay);
+    this.dumpRetryTimer.unref();
+  }
+
+  /** At the end of a complete dump: ports following a netdev that the dump did not list are gone. */
+  private sweepPorts(seen: Set<number>, log: Logger): void {
+    for (const mp of this.byName.values()) {
+      if (mp.kind === 'tap' || mp.io === null || mp.port.ifindex === 0 || seen.has(mp.port.ifindex)) continue;
+      this.linkCounters.swept++;
+      log.info({ port: mp.name, ifindex: mp.port.ifindex }, 'netdev missing from the link dump (its RTM_DELLINK was lost); closing');
+      mp.onLinkGone();
+    }
+  }
+
+  private onLinkEvent(type: 'new' | 'del' | 'done' | 'overrun' | 'dump_error', ifindex: number, name: string, flags: number, mtu: number, log: Logger): void {
     if (type === 'overrun') {
-      log.warn('rtnetlink receive buffer overrun; re-dumping links');
-      this.monitor?.dump();
+      this.linkCounters.overruns++;
+      log.warn({ overruns: this.linkCounters.overruns }, 'rtnetlink receive buffer overrun; re-dumping links');
+      this.requestDump();
       return;
     }
-    if (type === 'done') return;
+    if (type === 'dump_error') {
+      this.linkCounters.dumpErrors++;
+      const retry = ifindex === EBUSY ? 'the addon re-sends it when the running dump ends' : 'dumping again';
+      log.warn({ errno: ifindex, dump_errors: this.linkCounters.dumpErrors }, `rtnetlink link dump refused; ${retry}`);
+      if (ifindex !== EBUSY) this.scheduleDumpRetry();
+      return;
+    }
+    if (type === 'done') {
+      const seen = this.dumpSeen;
+      this.dumpSeen = null;
+      this.dumpRetryMs = DUMP_RETRY_MIN_MS;
+      this.dumpWatchdogMs = DUMP_WATCHDOG_MS;
+      if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
+      this.dumpWatchdog = null;
+      if (seen !== null) this.sweepPorts(seen, log);
+      return;
+    }
+    if (type === 'new') this.dumpSeen?.add(ifindex);
     // a netdev we follow that was renamed away or deleted
     for (const mp of this.byName.values()) {
       if (mp.kind === 'tap' || mp.port.ifindex !== ifindex || mp.io === null) continue;
@@ -250,7 +385,7 @@ export class Daemon {
     }
     if (type === 'new') {
       const mp = this.byName.get(name);
-      if (mp !== undefined && mp.kind !== 'tap') mp.onLinkNew(ifindex, flags);
+      if (mp !== undefined && mp.kind !== 'tap') mp.onLinkNew(ifindex, flags, mtu);
     }
   }
 
@@ -269,6 +404,10 @@ export class Daemon {
     this.captures.endAll();
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
+    if (this.dumpRetryTimer !== null) clearTimeout(this.dumpRetryTimer);
+    this.dumpRetryTimer = null;
+    if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
+    this.dumpWatchdog = null;
     for (const br of this.bridges.values()) {
       for (const mp of br.all()) mp.close('absent');
     }
@@ -544,16 +683,21 @@ export class Daemon {
       return {
         bridge: br.cfg.name,
         fdb: { entries: br.bridge.fdb.size, learned: c.learned, aged: c.aged, moved: c.moved, evicted: c.evicted, flooded: br.bridge.counters.flooded },
-        ports: br.all().map((mp) => ({
-          name: mp.name,
-          rx_packets: mp.port.rxPackets,
-          rx_bytes: mp.port.rxBytes,
-          tx_packets: mp.port.txPackets,
-          tx_bytes: mp.port.txBytes,
-          drops: mp.port.drops(),
-          capture_dropped: mp.port.captureDropped,
-          mtu_mismatch: mp.mtuMismatches > 0,
-        })),
+        ports: br.all().map((mp) => {
+          mp.readKernelDrops();
+          return {
+            name: mp.name,
+            rx_packets: mp.port.rxPackets,
+            rx_bytes: mp.port.rxBytes,
+            tx_packets: mp.port.txPackets,
+            tx_bytes: mp.port.txBytes,
+            rx_gso_packets: mp.port.rxGsoPackets,
+            tx_gso_packets: mp.port.txGsoPackets,
+            drops: mp.port.drops(),
+            capture_dropped: mp.port.captureDropped,
+            mtu_mismatch: mp.mtuMismatches > 0,
+          };
+        }),
       };
     });
   }
@@ -592,7 +736,7 @@ export class Daemon {
     return this.bridge(bridgeName).mirrors.show();
   }
 
-  // TODO(issue 11): record mirror add/del in src/state/ through its recorder extension point once it is on main
+  // recorded in the runtime journal by the recorders in ./mirrors.ts
   mirrorAdd(p: Record<string, unknown>): MirrorShow {
     const br = this.bridge(p.bridge);
     const r = br.mirrors.add(mirrorSpecFromParams(p));
@@ -604,5 +748,207 @@ export class Daemon {
     const br = this.bridge(p.bridge);
     br.mirrors.del(p.name);
     this.log.info({ bridge: br.cfg.name, mirror: p.name }, 'mirror deleted');
+  }
+
+  // ---- reconfiguration: primitives of reload and state restore (src/state/) ------------------
+
+  hasBridge(name: string): boolean {
+    return this.bridges.has(name);
+  }
+
+  hasPort(bridgeName: string, port: string): boolean {
+    return this.bridges.get(bridgeName)?.find(port) !== undefined;
+  }
+
+  /** The VLAN of untagged frames on a port (what `fdb add` without --vlan uses), null when unknown. */
+  untaggedVid(bridgeName: string, port: string): number | null {
+    const mp = this.bridges.get(bridgeName)?.find(port);
+    return mp === undefined ? null : mp.port.vlan.untaggedVid;
+  }
+
+  /** The bridge's ageing time in force (config or setageing), seconds. */
+  ageingTimeS(bridgeName: string): number {
+    return Math.round((this.bridges.get(bridgeName)?.bridge.fdb.ageingTimeMs ?? 0) / 1000);
+  }
+
+  /** Creates and opens a bridge from its config (reload). */
+  addBridge(cfg: BridgeConfig): void {
+    const br = new BridgeRuntime(cfg, this.log.child({ subsystem: 'fdb' }));
+    this.bridges.set(cfg.name, br);
+    this.startBridge(br);
+  }
+
+  /**
+   * Closes every port of a bridge and forgets it (reload). Host-stack originals are written back, except on the
+   * netdevs in `keep` (a re-created bridge takes them again at once).
+   */
+  removeBridge(name: string, keep: ReadonlySet<string> = new Set()): void {
+    const br = this.bridges.get(name);
+    if (br === undefined) return;
+    const netdevs = [...br.ports.keys(), ...(br.bond !== null ? br.bond.members.map((m) => m.name) : br.uplink !== null ? [br.uplink.name] : [])];
+    for (const mp of br.all()) mp.close('absent');
+    this.forgetUplink(br);
+    for (const mp of br.ports.values()) this.byName.delete(mp.name);
+    this.bridges.delete(name);
+    for (const n of netdevs) if (!keep.has(n)) restoreHostStack(n, this.portLog);
+  }
+
+  /** Replaces the bridge's config object (reload, after the changes were applied). */
+  setBridgeConfig(cfg: BridgeConfig): void {
+    const br = this.bridges.get(cfg.name);
+    if (br !== undefined) br.cfg = cfg;
+  }
+
+  /** Adds a port from its config (reload); a port of that name is removed first. */
+  addConfigPort(bridgeName: string, pc: PortConfig): void {
+    const br = this.bridges.get(bridgeName);
+    if (br === undefined) throw new Error(`no bridge ${bridgeName}`);
+    for (const other of this.bridges.values()) if (other.ports.has(pc.name)) this.removePortByName(other.cfg.name, pc.name, true);
+    this.createConfigPort(br, pc);
+  }
+
+  /**
+   * Closes and removes a port (not the uplink); false when it does not exist. Its host-stack originals are written
+   * back (as delif does) unless `reopen` (the port is opened again at once).
+   */
+  removePortByName(bridgeName: string, name: string, reopen = false): boolean {
+    const br = this.bridges.get(bridgeName);
+    const mp = br?.ports.get(name);
+    if (br === undefined || mp === undefined) return false;
+    mp.close('absent');
+    br.bridge.removePort(mp.port);
+    br.ports.delete(name);
+    this.byName.delete(name);
+    if (!reopen) restoreHostStack(name, this.portLog);
+    return true;
+  }
+
+  /** Changes learning, flood, isolated and the per-port FDB cap in place (fds, entries and counters stay). */
+  setPortFlags(bridgeName: string, pc: PortConfig): void {
+    const br = this.bridges.get(bridgeName);
+    const mp = br?.ports.get(pc.name);
+    if (br === undefined || mp === undefined) return;
+    mp.port.learning = pc.learning;
+    mp.port.flood = pc.flood;
+    mp.port.isolated = pc.isolated;
+    mp.port.fdbMax = pc.fdbMax;
+    br.bridge.fdb.portMax[mp.port.id] = pc.fdbMax;
+  }
+
+  /** Replaces a port's (or the uplink's) VLAN rules in place. */
+  setPortVlanByName(bridgeName: string, name: string, spec: VlanSpec): void {
+    const br = this.bridges.get(bridgeName);
+    const mp = br?.find(name);
+    if (br === undefined || mp === undefined) return;
+    br.bridge.setPortVlan(mp.port, spec);
+  }
+
+  private forgetUplink(br: BridgeRuntime): void {
+    if (br.uplink === null) return;
+    if (br.bond !== null) for (const m of br.bond.members) this.byName.delete(m.name);
+    else this.byName.delete(br.uplink.name);
+    br.bridge.removePort(br.uplink.port);
+    br.uplink = null;
+    br.bond = null;
+  }
+
+  /** Closes the uplink (or bond) and opens the one of `up` (reload); netdevs it no longer uses get their host stack back. */
+  replaceUplink(bridgeName: string, up: UplinkConfig | null): void {
+    const br = this.bridges.get(bridgeName);
+    if (br === undefined) return;
+    const old = br.bond !== null ? br.bond.members.map((m) => m.name) : br.uplink !== null ? [br.uplink.name] : [];
+    const next = new Set(up === null ? [] : up.bond !== null ? up.bond.members : up.interface !== null ? [up.interface] : []);
+    br.uplink?.close('absent');
+    this.forgetUplink(br);
+    for (const n of old) if (!next.has(n)) restoreHostStack(n, this.portLog);
+    this.openUplink(br, up);
+  }
+
+  /** Adds a static entry from the config; false when its port is missing or the FDB is full. */
+  addStaticFdb(bridgeName: string, f: StaticFdbConfig): boolean {
+    const br = this.bridges.get(bridgeName);
+    const mp = br?.find(f.port);
+    if (br === undefined || mp === undefined) return false;
+    return br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, this.now()) !== AddResult.Full;
+  }
+
+  deleteFdb(bridgeName: string, vid: number, mac: number): boolean {
+    return this.bridges.get(bridgeName)?.bridge.fdb.delete(vid, mac) ?? false;
+  }
+
+  /** Dynamic entries of every bridge with their ages and snooped IPv4 addresses (the FDB snapshot), at once. */
+  fdbSnapshot(): Record<string, FdbSnapshotEntry[]> {
+    const out: Record<string, FdbSnapshotEntry[]> = {};
+    for (const name of this.bridges.keys()) {
+      out[name] = [];
+      this.fdbSnapshotSlice(name, 0, Infinity, out[name]);
+    }
+    return out;
+  }
+
+  /**
+   * Appends the dynamic entries in FDB pool slots from..to-1 of a bridge to `out` (a snapshot a slice per event-loop
+   * turn); returns the pool's slot count, 0 when the bridge is gone.
+   */
+  fdbSnapshotSlice(bridgeName: string, from: number, to: number, out: FdbSnapshotEntry[]): number {
+    const br = this.bridges.get(bridgeName);
+    if (br === undefined) return 0;
+    br.bridge.fdb.forEach(this.now(), (e) => {
+      if (e.isStatic) return;
+      const port = br.bridge.ports[e.port];
+      if (port === null || port === undefined) return;
+      const ip = e.ipv4;
+      out.push({
+        port: port.name,
+        mac: formatMac(e.mac),
+        vlan: e.vid,
+        age_ms: Math.round(e.ageMs),
+        ipv4: ip === 0 ? null : `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`,
+      });
+    }, from, to);
+    return br.bridge.fdb.maxEntries;
+  }
+
+  bridgeNames(): string[] {
+    return [...this.bridges.keys()];
+  }
+
+  /**
+   * Restores snapshot entries `elapsedMs` after they were saved: only on ports that exist and forward, in VLANs
+   * they are members of, and that would not have aged out meanwhile. Never replaces an entry already there.
+   */
+  restoreFdb(bridges: Record<string, FdbSnapshotEntry[]>, elapsedMs: number): { restored: number; skipped: number } {
+    const now = this.now();
+    let restored = 0;
+    let skipped = 0;
+    for (const [name, list] of Object.entries(bridges)) {
+      const br = this.bridges.get(name);
+      if (br === undefined) {
+        skipped += list.length;
+        continue;
+      }
+      const ageingMs = br.bridge.fdb.ageingTimeMs;
+      for (const e of list) {
+        const mp = br.find(e.port);
+        const mac = parseMac(e.mac);
+        const ageMs = e.age_ms + Math.max(0, elapsedMs);
+        if (mp === undefined || !mp.port.forwarding || mac === null || !mp.port.vlan.isMember(e.vlan) ||
+          (ageingMs > 0 && ageMs >= ageingMs) || br.bridge.fdb.lookup(e.vlan, mac) >= 0) {
+          skipped++;
+          continue;
+        }
+        br.bridge.fdb.learn(e.vlan, mac, mp.port.id, now - ageMs);
+        if (br.bridge.fdb.lookup(e.vlan, mac) !== mp.port.id) {
+          skipped++;
+          continue;
+        }
+        if (e.ipv4 !== null) {
+          const ip = e.ipv4.split('.').reduce((a, b) => a * 256 + Number(b), 0);
+          br.bridge.fdb.setIpv4(e.vlan, macHi(mac), macLo(mac), ip);
+        }
+        restored++;
+      }
+    }
+    return { restored, skipped };
   }
 }

@@ -1,10 +1,15 @@
 // Runtime mirrors of one bridge: `mirror add/del/show` (JSON-RPC mirror.add, mirror.del, mirror.show)
 // and the config's `mirrors:` at start-up. The engine side is src/bridge/mirror.ts; this file checks
 // requests against the bridge's ports and replaces the bridge's mirror list between batches.
+//
+// Runtime state (src/state/journal.ts extension point): mirror.add records key mirror:<br>/<name>; mirror.del
+// drops that record when the mirror was added at runtime, else records the deletion (of a config mirror), so that
+// a restart replays the same mirrors. A config mirror deleted and added again keeps both records, in order.
 
 import type { Bridge } from '../bridge/bridge.js';
 import { Mirror, mirrorSetProblem, mirrorSpecFrom, type MirrorShow, type MirrorSpec } from '../bridge/mirror.js';
 import { ControlError } from '../control/errors.js';
+import { registerRecordedMethod } from '../state/journal.js';
 
 /** Builds the spec of `mirror.add` params: name, select_ports, direction, select_vlans, output | output_vlan. */
 export function mirrorSpecFromParams(p: Record<string, unknown>): MirrorSpec {
@@ -73,3 +78,33 @@ export class BridgeMirrors {
     br.setMirrors(br.mirrors.filter((m) => m.spec.name !== name));
   }
 }
+
+const mirrorTarget = (bridge: string, name: string): string => `bridge:${bridge}/mirrors/${name}`;
+
+registerRecordedMethod('mirror.add', (p, _r, j) => {
+  const bridge = String(p.bridge);
+  const name = String(p.name);
+  const key = `mirror:${bridge}/${name}`;
+  const prev = j.get(key);
+  // a config mirror deleted at runtime, now added again: the deletion stays first
+  if (prev !== undefined && prev.method === 'mirror.del') {
+    j.remove(key);
+    j.put({ ...prev, key: `mirror-del:${bridge}/${name}` });
+  }
+  const params: Record<string, unknown> = { bridge, name };
+  for (const k of ['select_ports', 'direction', 'select_vlans', 'output', 'output_vlan']) if (p[k] !== undefined && p[k] !== null) params[k] = p[k];
+  j.put({ method: 'mirror.add', params, key, target: mirrorTarget(bridge, name) });
+});
+
+registerRecordedMethod('mirror.del', (p, _r, j) => {
+  const bridge = String(p.bridge);
+  const name = String(p.name);
+  const key = `mirror:${bridge}/${name}`;
+  const prev = j.get(key);
+  if (prev !== undefined && prev.method === 'mirror.add') {
+    // added at runtime: it just leaves the journal (and a deletion of the config's mirror of that name stays)
+    j.remove(key);
+    return;
+  }
+  j.put({ method: 'mirror.del', params: { bridge, name }, key, target: mirrorTarget(bridge, name) });
+});

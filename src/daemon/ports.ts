@@ -11,13 +11,20 @@
 //
 // Opening acquires in order (host stack silenced, socket, counters, poll) and unwinds on failure;
 // closing stops polling, flushes FDB entries (setPortState) and closes the fd.
+//
+// A port whose I/O the addon stopped (fatal errno, or too many failed reads in a row) is closed and
+// re-opened with backoff (REOPEN_MIN_MS doubling to REOPEN_MAX_MS) while its netdev exists in our
+// namespace; one that stayed open for REOPEN_RESET_MS starts again from the shortest delay. MTU
+// changes seen in link events update the port's MTU (an uplink raised to 9000 forwards jumbo frames).
+// `kernel_drops`: for a TAP (the daemon's or an attached QEMU TAP) the netdev's tx_dropped, read from
+// sysfs when somebody asks for stats (only while the netdev is visible in the daemon's namespace).
 
 import type { Logger } from '../log.js';
 import type { Bridge } from '../bridge/bridge.js';
 import { BridgePort, type PortKind, type PortState } from '../bridge/port.js';
 import { IFF_LOOPBACK, IFF_LOWER_UP, IFF_RUNNING, IFF_UP, netdev, PacketPort } from '../io/native.js';
 import { silenceHostStack } from './hoststack.js';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 
 /** TAP kernel-to-fd ring: the default 1000 overflows silently under bursts. */
@@ -28,10 +35,34 @@ export const PACKET_SNDBUF = 4 * 1024 * 1024;
 
 const EBADFD = 77;
 
+/** Re-open backoff after the addon stopped a port's I/O. */
+export const REOPEN_MIN_MS = 100;
+export const REOPEN_MAX_MS = 30_000;
+/** A port that stayed open this long re-opens after REOPEN_MIN_MS again. */
+export const REOPEN_RESET_MS = 60_000;
+
+/** Wraps a callback the port registers (timers, the addon's error callback) in the daemon's exception boundary. */
+export type CallbackWrapper = <A extends unknown[]>(context: string, fn: (...args: A) => void) => (...args: A) => void;
+const unguarded: CallbackWrapper = (_context, fn) => fn;
+
+/** tx_dropped of `name` from sysfs when that sysfs entry is the netdev `ifindex`, else null. */
+function readTxDropped(name: string, ifindex: number): number | null {
+  try {
+    const dir = `/sys/class/net/${name}`;
+    if (ifindex <= 0 || Number(readFileSync(`${dir}/ifindex`, 'utf8')) !== ifindex) return null;
+    const v = Number(readFileSync(`${dir}/statistics/tx_dropped`, 'utf8'));
+    return Number.isSafeInteger(v) && v >= 0 ? v : null;
+  } catch {
+    return null;
+  }
+}
+
 export interface ManagedPortOptions {
   persist: boolean;
   /** attach only: create a persistent TAP owned by this user/group, close the daemon's fd, attach to it. */
   create?: { owner: number; group: number } | null;
+  /** the daemon's exception boundary for timers and I/O callbacks */
+  wrap?: CallbackWrapper;
   /**
    * The name of another port of this daemon whose netdev has this ifindex (e.g. the daemon's own
    * TAP, renamed), or null. Attaching to such a netdev would loop frames into the daemon's own fd.
@@ -64,6 +95,8 @@ export interface PortHandle {
   readonly port: BridgePort;
   readonly mtuMismatches: number;
   readSocketDrops(): void;
+  /** Refreshes port.kernelDrops (TAP netdevs: tx_dropped); control plane, at `stats` time. */
+  readKernelDrops(): void;
   close(state: PortState): void;
 }
 
@@ -79,12 +112,23 @@ export class ManagedPort implements PortHandle {
   mtuMismatches = 0;
   protected readonly log: Logger;
   private readonly bridgeMtu: number;
+  protected readonly wrap: CallbackWrapper;
+  private reopenTimer: NodeJS.Timeout | null = null;
+  private reopenDelayMs = REOPEN_MIN_MS;
+  private openedAtMs = 0;
+  /** Re-opens after I/O errors so far. */
+  reopens = 0;
+  /** kernel_drops of earlier opens; tx_dropped of the current netdev when it was opened, and as last read. */
+  private kernelDropsBase = 0;
+  private txDroppedAtOpen = 0;
+  private txDroppedLast = 0;
 
   constructor(bridge: Bridge, port: BridgePort, opts: ManagedPortOptions, bridgeMtu: number, log: Logger) {
     this.bridge = bridge;
     this.port = port;
     this.persist = opts.persist;
     this.create = opts.create ?? null;
+    this.wrap = opts.wrap ?? unguarded;
     this.ownerOfIfindex = opts.ownerOfIfindex;
     this.bridgeMtu = bridgeMtu;
     this.log = log.child({ bridge: bridge.name, port: port.name, kind: port.kind });
@@ -180,6 +224,10 @@ export class ManagedPort implements PortHandle {
     this.io = io;
     this.port.io = io;
     this.port.ifindex = io.ifindex;
+    this.openedAtMs = performance.now();
+    const txDropped = this.isTap() ? readTxDropped(this.name, io.ifindex) : null;
+    this.txDroppedAtOpen = txDropped ?? 0;
+    this.txDroppedLast = this.txDroppedAtOpen;
     this.setState(state);
     io.start(
       (slab, desc, count) => {
@@ -191,7 +239,7 @@ export class ManagedPort implements PortHandle {
           this.onBatchError(err);
         }
       },
-      (errno, syscall, stopped) => this.onIoError(errno, syscall, stopped),
+      this.wrap(`port ${this.name}: I/O error`, (errno: number, syscall: string, stopped: boolean) => this.onIoError(errno, syscall, stopped)),
     );
   }
 
@@ -211,12 +259,56 @@ export class ManagedPort implements PortHandle {
       this.log.debug({ errno, syscall }, 'transient I/O error');
       return;
     }
+    const ifindex = this.port.ifindex;
     this.log.warn({ errno, syscall, reason: errno === EBADFD ? 'netdev deleted' : 'fd unusable' }, 'port I/O stopped; closing');
     this.close('absent');
+    this.scheduleReopen(ifindex);
+  }
+
+  /**
+   * After the addon stopped this port's I/O: re-open with backoff while its netdev (same ifindex; a new one is
+   * announced by rtnetlink) exists in our namespace. A netdev that is gone ends the retries.
+   */
+  private scheduleReopen(ifindex: number): void {
+    if (performance.now() - this.openedAtMs >= REOPEN_RESET_MS) this.reopenDelayMs = REOPEN_MIN_MS;
+    const delay = this.reopenDelayMs;
+    this.reopenDelayMs = Math.min(REOPEN_MAX_MS, this.reopenDelayMs * 2);
+    this.cancelReopen();
+    this.reopenTimer = setTimeout(this.wrap(`port ${this.name}: re-open`, () => {
+      this.reopenTimer = null;
+      if (this.io !== null) return;
+      const info = netdev.info(this.name);
+      if (info === null || (this.kind !== 'tap' && info.ifindex !== ifindex)) {
+        this.log.info({ ifindex }, 'netdev gone; not re-opening (rtnetlink announces a new one)');
+        return;
+      }
+      try {
+        if (!this.open()) return;
+        this.reopens++;
+        this.log.info({ ifindex: this.port.ifindex, reopens: this.reopens, delay_ms: delay }, 'port re-opened after I/O errors');
+      } catch (err) {
+        if (err instanceof RefusedNetdevError) {
+          this.log.warn({ err }, 'not re-opening: the netdev cannot be a bridge port');
+          return;
+        }
+        this.log.warn({ err, delay_ms: this.reopenDelayMs }, 'cannot re-open port; retrying');
+        this.scheduleReopen(ifindex);
+      }
+    }), delay);
+    this.reopenTimer.unref();
+  }
+
+  private cancelReopen(): void {
+    if (this.reopenTimer !== null) clearTimeout(this.reopenTimer);
+    this.reopenTimer = null;
   }
 
   /** Closes the I/O (a non-persistent TAP disappears) and flushes the port's dynamic entries. */
   close(state: PortState): void {
+    this.cancelReopen();
+    this.readKernelDrops();
+    this.kernelDropsBase = this.port.kernelDrops;
+    this.txDroppedAtOpen = this.txDroppedLast = 0;
     const io = this.io;
     this.io = null;
     this.port.detachIo();
@@ -224,8 +316,8 @@ export class ManagedPort implements PortHandle {
     if (io !== null) io.close();
   }
 
-  /** rtnetlink RTM_NEWLINK for this port's name (attach and uplink only). */
-  onLinkNew(ifindex: number, flags: number): void {
+  /** rtnetlink RTM_NEWLINK for this port's name (attach and uplink only); mtu 0 when the message had none. */
+  onLinkNew(ifindex: number, flags: number, mtu = 0): void {
     if (this.io !== null && this.port.ifindex !== ifindex) {
       this.log.info({ old_ifindex: this.port.ifindex, ifindex }, 'netdev re-created; re-opening');
       this.close('absent');
@@ -237,6 +329,11 @@ export class ManagedPort implements PortHandle {
         this.log.error({ err }, 'cannot open port netdev');
         return;
       }
+    }
+    if (mtu >= 68 && mtu <= 65535 && mtu !== this.port.mtu) {
+      this.log.info({ mtu, old_mtu: this.port.mtu, ifindex }, 'netdev MTU changed');
+      this.port.mtu = mtu;
+      this.mtuChanged();
     }
     const up = (flags & IFF_UP) !== 0 && (flags & IFF_LOWER_UP) !== 0;
     const state: PortState = up ? 'up' : 'down';
@@ -253,8 +350,24 @@ export class ManagedPort implements PortHandle {
     this.close('absent');
   }
 
+  /** The port's MTU changed (a bond member tells its bond). */
+  protected mtuChanged(): void {}
+
   /** Folds kernel socket drops (PACKET_STATISTICS) into the port's counters. */
   readSocketDrops(): void {
     if (this.io !== null && this.io.kind === 'packet') this.io.readSocketDrops();
+  }
+
+  private isTap(): boolean {
+    return this.kind === 'tap' || (this.kind === 'attach' && isTunTap(this.name));
+  }
+
+  /** kernel_drops = tx_dropped the TAP netdev gained while this port had it open (all opens together). */
+  readKernelDrops(): void {
+    if (this.io !== null && this.isTap()) {
+      const v = readTxDropped(this.name, this.port.ifindex);
+      if (v !== null && v >= this.txDroppedAtOpen) this.txDroppedLast = v;
+    }
+    this.port.kernelDrops = this.kernelDropsBase + (this.txDroppedLast - this.txDroppedAtOpen);
   }
 }

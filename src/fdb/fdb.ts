@@ -8,10 +8,21 @@
 //   per-frame calls (learnHL, lookupHL) pass no doubles and box nothing.
 //
 //   Dynamic entries of each port sit on an intrusive doubly linked LRU list (oldest at the head).
-//   That gives the eviction policy in O(1): when the bridge is full, the oldest dynamic entry of the
-//   port that holds the most dynamic entries is evicted (Open vSwitch's mac-learning policy); when a
-//   port has its own cap and reaches it, its own oldest entry is evicted. If nothing is evictable
-//   (only static entries), learning stops and the miss is counted (`learnFailed`).
+//   When the bridge is full, the oldest dynamic entry of the port that holds the most dynamic entries
+//   is evicted (Open vSwitch's mac-learning policy); when a port has its own cap and reaches it, its
+//   own oldest entry is evicted. If nothing is evictable (only static entries), learning stops and the
+//   miss is counted (`learnFailed`).
+//
+//   Finding "the port that holds the most" is O(1) too: ports are kept in buckets by their count of
+//   dynamic entries (countHead[c] -> a doubly linked list of the ports holding exactly c), and the
+//   highest non-empty bucket is tracked. Every count changes by one at a time, so a port moves to a
+//   neighbouring bucket and the maximum moves by at most one (an LFU-cache structure):
+//
+//     countHead: [ - ][p3][ - ][p1 <-> p7][ - ] ...      maxCount = 3: the victim is lruHead[p1]
+//                  0    1    2       3
+//
+//   counters.evictionSlotsVisited counts the bucket slots looked at to choose victims (1 per eviction;
+//   a scan over all port slots would add maxPorts each time).
 //
 //   Static entries never age, are never moved by learning and are not on any LRU list.
 //
@@ -23,6 +34,8 @@
 //
 // Notes on performance
 //   learn() and lookup() allocate nothing; MACs are numbers (see frame/mac.ts).
+
+import { FlapWarnLimiter } from './flap-limit.js';
 
 const EMPTY = -1;
 const TWO32 = 0x1_0000_0000;
@@ -38,6 +51,8 @@ export const FLAP_WINDOW_MS = 1000;
 export const FLAP_MOVES = 3;
 /** One flap warning per entry per this interval. */
 export const FLAP_WARN_INTERVAL_MS = 10_000;
+/** Flap warnings per FLAP_WARN_INTERVAL_MS for the whole bridge; further flapping MACs are summed up in one line. */
+export const FLAP_WARN_BRIDGE_MAX = 8;
 
 export interface FdbOptions {
   /** Bridge cap (fdb_max). */
@@ -48,6 +63,8 @@ export interface FdbOptions {
   ageingTimeMs: number;
   /** Called (rate-limited per entry) when a MAC keeps moving between two ports. */
   onFlap?: (vid: number, mac: number, fromPort: number, toPort: number, moves: number) => void;
+  /** Called once per warning window with the number of flapping MACs whose warning the bridge-wide limit suppressed. */
+  onFlapSuppressed?: (count: number) => void;
 }
 
 export interface FdbCounters {
@@ -57,6 +74,8 @@ export interface FdbCounters {
   evicted: number;
   /** learning refused because the table (or port) was full of static entries */
   learnFailed: number;
+  /** port-count bucket slots looked at to choose bridge-wide eviction victims (a probe of the O(1) policy) */
+  evictionSlotsVisited: number;
 }
 
 export interface FdbEntryView {
@@ -124,12 +143,18 @@ export class Fdb {
   readonly portDynamic: Int32Array;
   /** per-port cap on dynamic entries, 0 = none */
   readonly portMax: Int32Array;
+  // ports bucketed by dynamic-entry count (see the header): list heads per count, links per port
+  private readonly countHead: Int32Array;
+  private readonly countPrev: Int32Array;
+  private readonly countNext: Int32Array;
+  private maxCount = 0;
+  private readonly flapLimit: FlapWarnLimiter;
 
   private sweepCursor = 0;
   private used = 0;
   private readonly onFlap: FdbOptions['onFlap'];
 
-  readonly counters: FdbCounters = { learned: 0, aged: 0, moved: 0, evicted: 0, learnFailed: 0 };
+  readonly counters: FdbCounters = { learned: 0, aged: 0, moved: 0, evicted: 0, learnFailed: 0, evictionSlotsVisited: 0 };
 
   constructor(opts: FdbOptions) {
     if (!Number.isInteger(opts.maxEntries) || opts.maxEntries < 1) throw new RangeError('maxEntries must be a positive integer');
@@ -162,6 +187,47 @@ export class Fdb {
     this.lruTail = new Int32Array(opts.maxPorts).fill(EMPTY);
     this.portDynamic = new Int32Array(opts.maxPorts);
     this.portMax = new Int32Array(opts.maxPorts);
+    this.countHead = new Int32Array(n + 1).fill(EMPTY);
+    this.countPrev = new Int32Array(opts.maxPorts).fill(EMPTY);
+    this.countNext = new Int32Array(opts.maxPorts).fill(EMPTY);
+    this.flapLimit = new FlapWarnLimiter(FLAP_WARN_BRIDGE_MAX, FLAP_WARN_INTERVAL_MS, opts.onFlapSuppressed);
+  }
+
+  /** One more dynamic entry on `port`: it moves up one count bucket. */
+  private incDynamic(port: number): void {
+    const c = this.portDynamic[port];
+    if (c > 0) this.bucketUnlink(port, c);
+    this.portDynamic[port] = c + 1;
+    this.bucketPush(port, c + 1);
+    if (c + 1 > this.maxCount) this.maxCount = c + 1;
+  }
+
+  /** One dynamic entry fewer on `port`: it moves down one count bucket. */
+  private decDynamic(port: number): void {
+    const c = this.portDynamic[port];
+    this.bucketUnlink(port, c);
+    this.portDynamic[port] = c - 1;
+    if (c > 1) this.bucketPush(port, c - 1);
+    // the port left bucket c for c-1: the maximum drops by at most one
+    if (this.maxCount > 0 && this.countHead[this.maxCount] === EMPTY) this.maxCount--;
+  }
+
+  private bucketPush(port: number, c: number): void {
+    const head = this.countHead[c];
+    this.countPrev[port] = EMPTY;
+    this.countNext[port] = head;
+    if (head !== EMPTY) this.countPrev[head] = port;
+    this.countHead[c] = port;
+  }
+
+  private bucketUnlink(port: number, c: number): void {
+    const prev = this.countPrev[port];
+    const next = this.countNext[port];
+    if (prev === EMPTY) this.countHead[c] = next;
+    else this.countNext[prev] = next;
+    if (next !== EMPTY) this.countPrev[next] = prev;
+    this.countPrev[port] = EMPTY;
+    this.countNext[port] = EMPTY;
   }
 
   /** Number of entries (static and dynamic). */
@@ -243,11 +309,11 @@ export class Fdb {
       this.counters.evicted++;
     }
     this.lruUnlink(e, from);
-    this.portDynamic[from]--;
+    this.decDynamic(from);
     this.port[e] = to;
     this.seenMs[e] = nowMs;
     this.lruAppend(e, to);
-    this.portDynamic[to]++;
+    this.incDynamic(to);
     this.counters.moved++;
     // flap detection: several moves inside one window
     if (nowMs - this.flapStartMs[e] > FLAP_WINDOW_MS) {
@@ -259,7 +325,7 @@ export class Fdb {
     this.flapFrom[e] = from;
     if (this.flapMoves[e] > FLAP_MOVES && nowMs - this.flapWarnedMs[e] >= FLAP_WARN_INTERVAL_MS) {
       this.flapWarnedMs[e] = nowMs;
-      if (this.onFlap !== undefined) {
+      if (this.onFlap !== undefined && this.flapLimit.allow(nowMs)) {
         this.onFlap(this.keyHi[e] >>> 16, (this.keyHi[e] & 0xffff) * TWO32 + (this.keyLo[e] >>> 0), from, to, this.flapMoves[e]);
       }
     }
@@ -304,7 +370,7 @@ export class Fdb {
     this.lruNext[e] = EMPTY;
     if (!isStatic) {
       this.lruAppend(e, port);
-      this.portDynamic[port]++;
+      this.incDynamic(port);
     }
     const buckets = this.buckets;
     const mask = this.mask;
@@ -315,18 +381,12 @@ export class Fdb {
     return e;
   }
 
-  /** The oldest dynamic entry of the port holding the most dynamic entries, or -1. */
+  /** The oldest dynamic entry of a port holding the most dynamic entries, or -1: O(1). */
   private evictionVictim(): number {
-    let best = -1;
-    let bestCount = 0;
-    const counts = this.portDynamic;
-    for (let p = 0; p < this.maxPorts; p++) {
-      if (counts[p] > bestCount) {
-        bestCount = counts[p];
-        best = p;
-      }
-    }
-    return best < 0 ? EMPTY : this.lruHead[best];
+    if (this.maxCount === 0) return EMPTY;
+    this.counters.evictionSlotsVisited++;
+    const p = this.countHead[this.maxCount];
+    return p === EMPTY ? EMPTY : this.lruHead[p];
   }
 
   private lruAppend(e: number, port: number): void {
@@ -355,7 +415,7 @@ export class Fdb {
     const port = this.port[e];
     if ((flags & FLAG_STATIC) === 0) {
       this.lruUnlink(e, port);
-      this.portDynamic[port]--;
+      this.decDynamic(port);
     }
     // backward-shift deletion
     const buckets = this.buckets;
@@ -392,7 +452,7 @@ export class Fdb {
     if (e !== EMPTY) {
       if ((this.flags[e] & FLAG_STATIC) === 0) {
         this.lruUnlink(e, this.port[e]);
-        this.portDynamic[this.port[e]]--;
+        this.decDynamic(this.port[e]);
       }
       this.flags[e] = FLAG_USED | FLAG_STATIC;
       this.port[e] = port;
@@ -460,6 +520,8 @@ export class Fdb {
    * where the previous sweep stopped. Returns the number aged.
    */
   sweep(nowMs: number, budget: number): number {
+    // the periodic caller also ends flap-warning windows, so a summary line follows even when flapping stopped
+    this.flapLimit.flush(nowMs);
     if (this.ageingTimeMs <= 0 || this.used === 0) return 0;
     const n = this.maxEntries;
     const limit = nowMs - this.ageingTimeMs;
@@ -494,9 +556,44 @@ export class Fdb {
     };
   }
 
-  /** Visits every entry (control plane only: allocates one view object per call). */
-  forEach(nowMs: number, cb: (entry: FdbEntryView) => void): void {
+  /**
+   * Checks the table's bookkeeping (control plane, O(maxEntries)): used count, per-port dynamic counts and LRU lists,
+   * the count buckets. Returns a description of the first inconsistency, or null when sound.
+   */
+  checkInvariants(): string | null {
+    let used = 0;
+    const dyn = new Int32Array(this.maxPorts);
     for (let e = 0; e < this.maxEntries; e++) {
+      const f = this.flags[e];
+      if (f === 0) continue;
+      used++;
+      const p = this.port[e];
+      if (p < 0 || p >= this.maxPorts) return `entry ${e} points at port ${p}`;
+      if ((f & FLAG_STATIC) === 0) dyn[p]++;
+      if (this.find(this.keyHi[e], this.keyLo[e]) !== e) return `entry ${e} is not reachable through the hashtable`;
+    }
+    if (used !== this.used) return `used count ${this.used} but ${used} entries in the pool`;
+    let max = 0;
+    for (let p = 0; p < this.maxPorts; p++) {
+      if (dyn[p] !== this.portDynamic[p]) return `port ${p}: ${this.portDynamic[p]} dynamic entries counted, ${dyn[p]} present`;
+      let n = 0;
+      for (let e = this.lruHead[p]; e !== EMPTY; e = this.lruNext[e]) {
+        if (++n > dyn[p]) return `port ${p}: LRU list longer than its ${dyn[p]} entries`;
+      }
+      if (n !== dyn[p]) return `port ${p}: LRU list holds ${n} of ${dyn[p]} entries`;
+      if (dyn[p] > max) max = dyn[p];
+    }
+    if (max !== this.maxCount) return `largest port holds ${max} dynamic entries, tracked maximum is ${this.maxCount}`;
+    return null;
+  }
+
+  /**
+   * Visits every entry, or those in pool slots from..to-1 (a snapshot taken a slice per event-loop turn); control
+   * plane only: allocates one view object per entry.
+   */
+  forEach(nowMs: number, cb: (entry: FdbEntryView) => void, from = 0, to = this.maxEntries): void {
+    const end = Math.min(to, this.maxEntries);
+    for (let e = Math.max(0, from); e < end; e++) {
       const f = this.flags[e];
       if (f === 0) continue;
       const isStatic = (f & FLAG_STATIC) !== 0;

@@ -29,16 +29,14 @@ export function parseMac(text: string): number | null {
   return v;
 }
 
+/** "00".."ff": formatMac builds a MAC from six table strings (an FDB snapshot formats every entry's MAC). */
+const HEX2: readonly string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
 /** Formats a numeric MAC as lowercase aa:bb:cc:dd:ee:ff. */
 export function formatMac(mac: number): string {
-  const bytes: string[] = new Array(6);
-  let v = mac;
-  for (let i = 5; i >= 0; i--) {
-    const b = v % 256;
-    bytes[i] = b.toString(16).padStart(2, '0');
-    v = (v - b) / 256;
-  }
-  return bytes.join(':');
+  const hi = Math.floor(mac / 0x1_0000_0000);
+  const lo = mac >>> 0;
+  return `${HEX2[(hi >>> 8) & 255]}:${HEX2[hi & 255]}:${HEX2[lo >>> 24]}:${HEX2[(lo >>> 16) & 255]}:${HEX2[(lo >>> 8) & 255]}:${HEX2[lo & 255]}`;
 }
 
 /** Writes a numeric MAC into buf[off .. off+5]. */

@@ -38,9 +38,12 @@ export const VNET_HDR_LEN = 10;
 
 /** Indices into the Float64Array counters a port registers with setCounters(); the addon only adds. */
 export const enum PortCounter {
-  /** rx: frame larger than the slot (MSG_TRUNC) or shorter than 14 bytes: dropped before JS. */
+  /** rx: frame larger than the slot (MSG_TRUNC, or a TAP read longer than the buffer): dropped before JS. */
   RxTruncated = 0,
-  /** rx: read/recvmsg failed with an errno other than EAGAIN (ENETDOWN, EBADFD, ...). */
+  /**
+   * rx: read/recvmsg failed with an errno other than EAGAIN (ENETDOWN, EBADFD, ...). EINVAL (a frame the kernel
+   * cannot describe in a vnet header, e.g. UFO) is counted and the batch goes on: the kernel dequeued that frame.
+   */
   RxErrors = 1,
   /** tx: EAGAIN / ENOBUFS / ENOMEM: the queue was full. */
   TxFull = 2,
@@ -56,7 +59,13 @@ export const enum PortCounter {
   RxSocketDrops = 7,
   /** tx: bytes of the frames the kernel accepted (wire length, tags included, vnet header not). */
   TxBytes = 8,
-  Count = 9,
+  /** rx: frame shorter than 14 bytes: dropped before JS. */
+  RxRunt = 9,
+  /** rx: frames read with a GSO vnet header (gso_type != 0: a TSO/USO super-frame). */
+  RxGsoPackets = 10,
+  /** tx: frames the kernel accepted with a GSO vnet header. */
+  TxGsoPackets = 11,
+  Count = 12,
 }
 
 /** Called once per batch; count frames are described in rxDesc. */
@@ -119,7 +128,11 @@ export interface IfInfo {
 
 /** A link event parsed from an RTM_NEWLINK / RTM_DELLINK message. */
 export type LinkEventCallback = (
-  type: 'new' | 'del' | 'done' | 'overrun',
+  /**
+   * 'dump_error': the kernel refused a dump request (ifindex holds the errno). EBUSY means its earlier dump on this
+   * socket still runs: the addon re-sends the request after that dump's NLMSG_DONE by itself. Any other errno: dump again.
+   */
+  type: 'new' | 'del' | 'done' | 'overrun' | 'dump_error',
   ifindex: number,
   name: string,
   /** ifi_flags: IFF_UP 0x1, IFF_RUNNING 0x40, IFF_LOWER_UP 0x10000 */
@@ -128,8 +141,11 @@ export type LinkEventCallback = (
 ) => void;
 
 export interface RawLinkMonitor {
-  /** Sends an RTM_GETLINK dump request; answers arrive as 'new' events followed by one 'done'. */
-  dump(): void;
+  /**
+   * Sends an RTM_GETLINK dump request; answers arrive as 'new' events followed by one 'done'. While a dump runs the
+   * request is queued and sent after it. force: forget the dump in flight and send now (its answer was lost).
+   */
+  dump(force?: boolean): void;
   close(): void;
 }
 
@@ -172,10 +188,16 @@ export interface RawAddon {
   dupFd(fd: number): number;
   /** close(fd). */
   closeFd(fd: number): void;
-  /** Opens a NETLINK_ROUTE socket subscribed to RTMGRP_LINK with a uv_poll; events go to cb. */
-  linkMonitor(cb: LinkEventCallback): RawLinkMonitor;
+  /**
+   * Opens a NETLINK_ROUTE socket subscribed to RTMGRP_LINK with a uv_poll; events go to cb. Only ifi_family AF_UNSPEC
+   * messages are reported (an AF_BRIDGE RTM_DELLINK means a device left a kernel bridge). rcvbuf > 0 replaces the
+   * 4 MiB SO_RCVBUFFORCE (tests force overruns with a tiny one).
+   */
+  linkMonitor(cb: LinkEventCallback, rcvbuf?: number): RawLinkMonitor;
   /** Addon version string. */
   version(): string;
+  /** flock(fd, LOCK_EX | LOCK_NB): true when locked, false when another open file holds the lock. */
+  flockExclusive(fd: number): boolean;
 }
 
 /**

@@ -159,12 +159,13 @@ export class PacketPort implements PortIo {
 
 export class LinkMonitor {
   private readonly raw: RawLinkMonitor;
-  constructor(cb: LinkEventCallback) {
-    this.raw = loadAddon().linkMonitor(cb);
+  /** rcvbuf: SO_RCVBUFFORCE bytes (0: the addon's 4 MiB). */
+  constructor(cb: LinkEventCallback, rcvbuf = 0) {
+    this.raw = loadAddon().linkMonitor(cb, rcvbuf);
   }
 
-  dump(): void {
-    this.raw.dump();
+  dump(force = false): void {
+    this.raw.dump(force);
   }
 
   close(): void {
@@ -196,6 +197,10 @@ export const netdev = {
   },
   version(): string {
     return loadAddon().version();
+  },
+  /** flock(fd, LOCK_EX | LOCK_NB) on an fd from fs.openSync: false when another process holds it. */
+  flockExclusive(fd: number): boolean {
+    return loadAddon().flockExclusive(fd);
   },
 };
 

@@ -152,6 +152,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openPacket", Napi::Function::New(env, OpenPacket, "openPacket"));
   exports.Set("linkMonitor", Napi::Function::New(env, LinkMonitorNew, "linkMonitor"));
   InitIfctl(env, exports);
+  InitFileLock(env, exports);
   InitUnixSock(env, exports);
   return exports;
 }

@@ -45,7 +45,10 @@ enum PortCounter : int {
   TxLastErrno = 6,
   RxSocketDrops = 7,
   TxBytes = 8,
-  CounterCount = 9,
+  RxRunt = 9,        // frame shorter than 14 bytes (RxTruncated: longer than the slot, MSG_TRUNC)
+  RxGsoPackets = 10, // frames read with a GSO vnet header (gso_type != 0)
+  TxGsoPackets = 11, // frames the kernel accepted with a GSO vnet header
+  CounterCount = 12,
 };
 
 // Per-env state (napi instance data).
@@ -89,6 +92,8 @@ Napi::Function InitPort(Napi::Env env);
 Napi::Function InitLinkMonitor(Napi::Env env);
 void InitIfctl(Napi::Env env, Napi::Object exports);
 void InitUnixSock(Napi::Env env, Napi::Object exports);
+// filelock.cc: flockExclusive(fd) for the state file lock.
+void InitFileLock(Napi::Env env, Napi::Object exports);
 Napi::Value OpenTap(const Napi::CallbackInfo& info);
 Napi::Value OpenPacket(const Napi::CallbackInfo& info);
 Napi::Value LinkMonitorNew(const Napi::CallbackInfo& info);

@@ -30,11 +30,11 @@ class LinkMonitor : public Napi::ObjectWrap<LinkMonitor> {
                        });
   }
 
-  // (token, cb)
+  // (token, cb, rcvbuf)
   explicit LinkMonitor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LinkMonitor>(info), env_(info.Env()) {
     Napi::Env env = info.Env();
-    if (info.Length() != 2 || !info[0].IsExternal() || info[0].As<Napi::External<int>>().Data() != &kCtorToken ||
-        !info[1].IsFunction()) {
+    if (info.Length() != 3 || !info[0].IsExternal() || info[0].As<Napi::External<int>>().Data() != &kCtorToken ||
+        !info[1].IsFunction() || !info[2].IsNumber()) {
       ThrowType(env, "RawLinkMonitor cannot be constructed from JS; use linkMonitor(cb)");
       closed_ = true;
       return;
@@ -46,7 +46,9 @@ class LinkMonitor : public Napi::ObjectWrap<LinkMonitor> {
       return;
     }
     // A bigger receive buffer makes ENOBUFS overruns rare during link storms; failing is harmless.
-    int rb = kNlRcvBuf;
+    // rcvbuf > 0 replaces the default (tests force overruns with a tiny buffer).
+    int rb = info[2].As<Napi::Number>().Int32Value();
+    if (rb <= 0) rb = kNlRcvBuf;
     if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &rb, sizeof rb) < 0)
       (void)setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
     struct sockaddr_nl sa;
@@ -99,7 +101,14 @@ class LinkMonitor : public Napi::ObjectWrap<LinkMonitor> {
       ThrowSysError(env, EBADF, "dump", "");
       return env.Undefined();
     }
-    if (dumping_) {  // the kernel allows one dump per socket at a time (EBUSY): queue it
+    // dump(true): the caller gave up waiting for the dump in flight (its request or its error answer may
+    // have been lost: an answer that does not fit in a full receive buffer is dropped): send a new one now
+    const bool force = info.Length() >= 1 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value();
+    if (force) {
+      dumping_ = false;
+      redump_ = false;
+    }
+    if (dumping_ || redump_) {  // the kernel allows one dump per socket at a time (EBUSY): queue it
       redump_ = true;
       return env.Undefined();
     }
@@ -133,6 +142,13 @@ class LinkMonitor : public Napi::ObjectWrap<LinkMonitor> {
     dumping_ = true;
     dumpIntr_ = false;
     return 0;
+  }
+
+  // Sends a queued dump request; a failure is reported as an overrun (JS dumps again).
+  bool Resend(Napi::Env env) {
+    int e = SendDump();
+    if (e != 0) return Emit(env, "dump_error", e, "", 0, 0, 0);
+    return true;
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -195,7 +211,8 @@ class LinkMonitor : public Napi::ObjectWrap<LinkMonitor> {
         uv_poll_stop(poll_);
         alive = Emit(env, "overrun", 0, "", 0, 0, 0);
       } else if (soerr == ENOBUFS) {
-        dumping_ = false;  // a dump in progress may have lost its messages as well
+        // Multicast events were lost. A dump in progress is flow-controlled (its messages are never
+        // dropped) and goes on: the dump() JS asks for now is queued and sent after its DONE.
         alive = Emit(env, "overrun", 0, "", 0, 0, 0);
       }
     } else {
@@ -227,7 +244,7 @@ class LinkMonitor : public Napi::ObjectWrap<LinkMonitor> {
         if (e == EINTR) continue;
         if (e == EAGAIN || e == EWOULDBLOCK) return true;
         if (e == ENOBUFS) {
-          dumping_ = false;
+          // events lost; a running dump goes on (see HandlePoll)
           if (!Emit(env, "overrun", 0, "", 0, 0, 0)) return false;
           continue;
         }
@@ -241,26 +258,52 @@ class LinkMonitor : public Napi::ObjectWrap<LinkMonitor> {
       size_t len = static_cast<size_t>(n);
       for (struct nlmsghdr* nh = reinterpret_cast<struct nlmsghdr*>(buf_.data()); NLMSG_OK(nh, len);
            nh = NLMSG_NEXT(nh, len)) {
-        if (nh->nlmsg_flags & NLM_F_DUMP_INTR) dumpIntr_ = true;
+        const bool current = nh->nlmsg_seq == seq_;
+        if (current && (nh->nlmsg_flags & NLM_F_DUMP_INTR)) dumpIntr_ = true;
         if (nh->nlmsg_type == NLMSG_DONE) {
+          if (!current) {
+            // The end of an older dump (one whose request we re-sent, or that made ours fail with
+            // EBUSY): the kernel is free again, so send the queued request now. No 'done' for it.
+            if (redump_ && !dumping_) {
+              redump_ = false;
+              if (!Resend(env)) return false;
+            }
+            continue;
+          }
           dumping_ = false;
           bool intr = dumpIntr_;
           dumpIntr_ = false;
+          if (redump_) {
+            // a dump() was asked for while this one ran (after an overrun): its state is stale
+            redump_ = false;
+            if (!Resend(env)) return false;
+            continue;
+          }
           // An interrupted dump is inconsistent: tell JS to dump again.
           if (!Emit(env, intr ? "overrun" : "done", 0, "", 0, 0, 0)) return false;
-          if (redump_) {
-            redump_ = false;
-            if (SendDump() != 0 && !Emit(env, "overrun", 0, "", 0, 0, 0)) return false;
-          }
           continue;
         }
         if (nh->nlmsg_type == NLMSG_ERROR) {
-          dumping_ = false;
+          if (!current || nh->nlmsg_len < NLMSG_LENGTH(sizeof(struct nlmsgerr))) continue;
+          const struct nlmsgerr* ne = static_cast<const struct nlmsgerr*>(NLMSG_DATA(nh));
+          if (ne->error == 0) continue;
+          int e = ne->error < 0 ? -ne->error : ne->error;
+          if (e == EBUSY) {
+            // the kernel still runs an earlier dump on this socket: re-send after its DONE
+            dumping_ = false;
+            redump_ = true;
+          } else {
+            dumping_ = false;
+          }
+          if (!Emit(env, "dump_error", e, "", 0, 0, 0)) return false;
           continue;
         }
         if (nh->nlmsg_type != RTM_NEWLINK && nh->nlmsg_type != RTM_DELLINK) continue;
         if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifinfomsg))) continue;
         const struct ifinfomsg* ifi = static_cast<const struct ifinfomsg*>(NLMSG_DATA(nh));
+        // AF_BRIDGE (and other families) report a device's membership of a kernel bridge: an
+        // RTM_DELLINK with ifi_family AF_BRIDGE means it left the bridge, not that it was deleted.
+        if (ifi->ifi_family != AF_UNSPEC) continue;
         const char* name = "";
         size_t nameLen = 0;
         uint32_t mtu = 0;
@@ -305,11 +348,15 @@ Napi::Function InitLinkMonitor(Napi::Env env) { return LinkMonitor::Init(env); }
 Napi::Value LinkMonitorNew(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsFunction()) {
-    ThrowType(env, "linkMonitor(cb: (type, ifindex, name, flags, mtu) => void)");
+    ThrowType(env, "linkMonitor(cb: (type, ifindex, name, flags, mtu) => void, rcvbuf?: number)");
     return env.Undefined();
   }
+  int64_t rcvbuf = 0;
+  if (info.Length() >= 2 && !info[1].IsUndefined() && !GetInt(info[1], "linkMonitor: rcvbuf", 0, 0x3fffffff, &rcvbuf))
+    return env.Undefined();
   AddonData* d = env.GetInstanceData<AddonData>();
-  Napi::Object o = d->linkMonCtor.New({Napi::External<int>::New(env, &kCtorToken), info[0]});
+  Napi::Object o = d->linkMonCtor.New({Napi::External<int>::New(env, &kCtorToken), info[0],
+                                       Napi::Number::New(env, static_cast<double>(rcvbuf))});
   if (env.IsExceptionPending()) return env.Undefined();
   return o;
 }

@@ -346,22 +346,33 @@ export class Lab {
     return bg;
   }
 
-  /** Write the daemon's config. An object is written as JSON, which is YAML 1.2. */
+  /** This lab's state_dir (writeConfig puts it into an object config that names none). */
+  get stateDir(): string {
+    return join(this.dir, "state");
+  }
+
+  /**
+   * Write the daemon's config. An object is written as JSON, which is YAML 1.2; without a `state_dir` it gets the
+   * lab's own, so that labs never share (and lock each other out of) /var/lib/tapbridge.
+   */
   writeConfig(config: object | string): void {
-    writeFileSync(this.configPath, typeof config === "string" ? config : JSON.stringify(config, null, 2) + "\n");
+    const doc = typeof config === "string" || "state_dir" in config ? config : { ...config, state_dir: this.stateDir };
+    writeFileSync(this.configPath, typeof doc === "string" ? doc : JSON.stringify(doc, null, 2) + "\n");
   }
 
   /**
    * Start `node dist/cli/main.js daemon --config FILE` inside a node's namespace (`ip netns exec` execs, so the PID is
    * the daemon's) and wait for its control socket. Throws with the daemon's log when it exits or times out first.
    */
-  async startDaemon(node = "dom0", timeoutMs = 20_000): Promise<Background> {
+  async startDaemon(node = "dom0", timeoutMs = 20_000, env?: NodeJS.ProcessEnv): Promise<Background> {
     if (!existsSync(CLI_MAIN)) throw new Error(`${CLI_MAIN} is missing: run 'npm ci' (or 'npm run build') first`);
     if (this.daemon?.running) throw new Error("daemon already running");
     rmSync(this.daemonLogPath, { force: true });
     const child = spawn("ip", ["netns", "exec", this.ns(node), process.execPath, CLI_MAIN, "daemon", "--config", this.configPath], {
       stdio: ["ignore", "pipe", "pipe"],
       cwd: this.dir,
+      // extra variables for the daemon only (test knobs such as TAPBRIDGE_NETLINK_RCVBUF)
+      env: env === undefined ? process.env : { ...process.env, ...env },
     });
     const bg = new Background(child, "tapbridge daemon");
     child.stdout?.on("data", (d: string) => appendFileSync(this.daemonLogPath, d));

@@ -78,6 +78,9 @@ describe.skipIf(!support.ok)("hostile control clients, names and host-stack sett
     await lab.ip("dom0", ["link", "set", "dev", "peth0", "up"]);
     lab.writeConfig({
       control_socket: lab.socketPath,
+      // FDB snapshots only at shutdown: a periodic one holds two fds on libuv's thread pool while it is written,
+      // which the fd counts below would see
+      fdb_snapshot_interval: 0,
       bridges: [{ name: BRIDGE, uplink: { interface: "peth0" }, ports: [{ name: "vif1.0" }, { name: "vif2.0" }] }],
     });
     const d = await lab.startDaemon("dom0");
@@ -218,7 +221,10 @@ describe.skipIf(!support.ok)("hostile control clients, names and host-stack sett
     for (let i = 0; i < 200; i++) await cycle(i);
     const after = await gc();
     console.log(`addif/delif x200: fds ${before.open_fds} -> ${after.open_fds}, RSS ${(before.rss_bytes / MB).toFixed(1)} -> ${(after.rss_bytes / MB).toFixed(1)} MB after GC`);
-    expect(after.open_fds).toBe(before.open_fds);
+    // A leak grows the count by up to one fd per cycle (200 here); the count may drop by one or two when an fd
+    // that was open at `before` (an earlier client's socket still closing, a snapshot write) is gone by `after`.
+    expect(after.open_fds).toBeLessThanOrEqual(before.open_fds);
+    expect(after.open_fds).toBeGreaterThan(before.open_fds - 3);
     expect(after.rss_bytes - before.rss_bytes).toBeLessThan(20 * MB);
     expect(await lab.linkExists("dom0", "churn0")).toBe(false);
     expect([await sysctl("hs0", "accept_ra"), await sysctl("hs0", "disable_ipv6")]).toEqual(["2", "0"]);
@@ -289,7 +295,8 @@ describe.skipIf(!support.ok)("config abuse refused at daemon start" + skipNote, 
     expect(f.code).toBe(1);
     expect(f.stderr).toMatch(/is a regular file; refusing to replace it/);
     expect(readFileSync(precious, "utf8")).toBe("keep me\n");
-    const own = { control_socket: lab.configPath, bridges: [] };
+    // with its own state_dir, so that writeConfig writes exactly this text
+    const own = { control_socket: lab.configPath, state_dir: lab.stateDir, bridges: [] };
     const text = JSON.stringify(own, null, 2) + "\n";
     const c = await refused(own);
     expect(c.code).toBe(1);

@@ -362,13 +362,16 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
     expect(res.bytes).toBe(TRANSFER_MB * 1024 * 1024);
     expect(res.sha256).toBe(guestSha);
     results["guest -> ext TCP"] = `${((res.bytes / res.seconds) * 8 / 1e6).toFixed(0)} Mbit/s (${TRANSFER_MB} MiB in ${res.seconds.toFixed(2)} s)`;
-    // TSO from the guest: the vif received GSO super-frames (more than one MSS-sized frame's bytes per packet)
+    // TSO from the guest: at least one GSO super-frame crossed vif1.0 (counted from the vnet header's gso_type). The
+    // average size is no test: a TCG guest under load sends MSS-sized segments most of the time (1,319 bytes on average
+    // in one CI run), so asserting more than 1514 bytes per packet depended on the machine's speed.
     const after = await portStats("vif1.0");
     const pkts = (after?.rx_packets ?? 0) - (before?.rx_packets ?? 0);
     const bytes = (after?.rx_bytes ?? 0) - (before?.rx_bytes ?? 0);
+    const gso = (after?.rx_gso_packets ?? 0) - (before?.rx_gso_packets ?? 0);
     expect(bytes).toBeGreaterThanOrEqual(TRANSFER_MB * 1024 * 1024);
-    expect(bytes / pkts, `vif1.0 received ${pkts} packets, ${bytes} bytes: no TSO super-frames`).toBeGreaterThan(1514);
-    results["vif1.0 rx during guest -> ext"] = `${pkts} packets, ${(bytes / pkts).toFixed(0)} bytes/packet (TSO)`;
+    expect(gso, `vif1.0 received ${pkts} packets, ${bytes} bytes, no GSO frame among them`).toBeGreaterThan(0);
+    results["vif1.0 rx during guest -> ext"] = `${pkts} packets, ${gso} GSO, ${(bytes / pkts).toFixed(0)} bytes/packet`;
   }, 180_000);
 
   it(`external host -> guest: ${TRANSFER_MB} MB over TCP`, async () => {
@@ -432,11 +435,15 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
     expect(await guestPingUntil(g, IP.vm10), g.tail()).toBe(true);
     expect((await showmacs()).find((e) => e.mac === MAC.g1)).toMatchObject({ port: "vif1.0", vlan: 10 });
 
-    // daemon restart: a port qemu-ifup added is runtime state, not in the config, so it is gone; running qemu-ifup
-    // again for the running guest puts it back (README)
+    // daemon restart: the port qemu-ifup added is runtime state, recorded in the state file and replayed at start
+    // (issue 11), so it is back by itself in VLAN 10 and the guest reaches the host again without any script
     await lab.stopDaemon();
     await lab.startDaemon("dom0");
-    expect(await port("vif1.0")).toBeUndefined();
+    expect(await port("vif1.0")).toMatchObject({ kind: "attach" });
+    const back = await lab.cliJson<{ port: string; mode: string; vlans: number[] | "all"; native: number | null }[]>(["vlan", "show", BRIDGE]);
+    expect(back.find((v) => v.port === "vif1.0")).toMatchObject({ mode: "access", vlans: [10], native: 10 });
+    expect(await guestPingUntil(g, IP.vm10), g.tail()).toBe(true);
+    // running qemu-ifup again for the running guest finds the port and keeps it
     const again = await run(IFUP, ["vif1.0"], { env: scriptEnv(10), check: false });
     expect(again.code, again.stderr).toBe(0);
     expect(await guestPingUntil(g, IP.vm10), g.tail()).toBe(true);

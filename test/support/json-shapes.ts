@@ -29,6 +29,9 @@ export interface PortStats {
   rx_bytes: number;
   tx_packets: number;
   tx_bytes: number;
+  /** GSO super-frames read from / accepted by the port's fd (issue 9) */
+  rx_gso_packets: number;
+  tx_gso_packets: number;
   drops: Record<string, number>;
 }
 

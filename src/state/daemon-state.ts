@@ -1,0 +1,368 @@
+// The daemon's runtime state, wired: the journal of mutating control requests, the state file, FDB snapshots,
+// replay on start, live reload and save-config. run.ts creates one DaemonState per daemon; daemon.ts knows
+// nothing of it (it offers the primitives reload.ts and restoreFdb use).
+//
+//   const state = new DaemonState(daemon, store, config, configPath, log)
+//   state.load()                                  read the state files (host-stack originals known from here)
+//   daemon.start(); state.restore(methods)        replay the stored state (see below), restore the FDB
+//   new ControlServer(path, state.wrap(methods))  recorded methods persist; adds save_config and reload
+//   state.startSnapshots()                        FDB snapshot every fdb_snapshot_interval seconds
+//   process.on('SIGHUP', () => state.reloadFromFile())
+//   state.shutdown()                              before daemon.stop(): last FDB snapshot, write, unlock
+//
+// Replay: when the stored config hash equals the config's, every record replays. When the config was edited,
+// the stored config is diffed against the new one (reload.ts) and every record whose target the edit touched is
+// dropped and logged (the file wins there); the rest replays. A record that fails to replay (its port is gone,
+// ...) is logged and dropped.
+//
+// For the fd handover: serializeState(state.collectState()) is the document to send (journal, a fresh FDB snapshot,
+// named sections); the new daemon checks it with parseState(text), calls state.load(doc) before daemon.start() and
+// state.restore(methods) after it. setSection/getSection keep other subsystems' records (e.g. where each moved TAP
+// went) in it; the section "hoststack" holds the host-stack originals (hoststack.ts export/import).
+
+import type { Logger } from '../log.js';
+import type { Daemon } from '../daemon/daemon.js';
+import { ConfigError, loadConfig, parseConfig, validateConfig, type DaemonConfig } from '../config/config.js';
+import { ControlError } from '../control/errors.js';
+import type { MethodHandler } from '../control/server.js';
+import { parseMac } from '../frame/mac.js';
+import { exportHostStackOriginals, importHostStackOriginals } from '../daemon/hoststack.js';
+import { configHash, emptyState, type FdbSnapshotEntry, type RuntimeRecord, type StateDocument } from './document.js';
+import { recorderOf, RuntimeJournal, touches, type RecordContext } from './journal.js';
+import { applyPlan, diffConfig, recreatedPorts, type Change } from './reload.js';
+import { effectiveConfigYaml } from './save-config.js';
+import type { StateStore } from './store.js';
+
+/** FDB pool slots a periodic snapshot collects per event-loop turn (~1-2 ms of work). */
+export const SNAPSHOT_SLOTS_PER_TURN = 4096;
+/** The state section with the host-stack originals (src/daemon/hoststack.ts), kept across restarts. */
+export const HOSTSTACK_SECTION = 'hoststack';
+/** Write failures are logged at most this often. */
+const WRITE_ERROR_LOG_INTERVAL_MS = 10_000;
+
+export interface ReloadResult {
+  changes: string[];
+  applied: boolean;
+  errors: string[];
+}
+
+export class DaemonState {
+  readonly journal = new RuntimeJournal();
+  private readonly daemon: Daemon;
+  private readonly store: StateStore | null;
+  private readonly configPath: string | null;
+  private readonly socketOverride: string | undefined;
+  private readonly log: Logger;
+  /** The config file in force, as written (never mutated by runtime requests). */
+  private file: DaemonConfig;
+  private doc: StateDocument;
+  private methods: ReadonlyMap<string, MethodHandler> = new Map();
+  private snapshotTimer: NodeJS.Timeout | null = null;
+  /** What load() read, until restore() applies it. */
+  private loaded: StateDocument | null = null;
+  /** A periodic snapshot is being collected or written. */
+  private collecting = false;
+  private lastWriteErrorMs = -Infinity;
+  /** Counters (shown in logs at shutdown). */
+  writeErrors = 0;
+  writes = 0;
+  snapshots = 0;
+
+  constructor(daemon: Daemon, store: StateStore | null, config: DaemonConfig, configPath: string | null, log: Logger, socketOverride?: string) {
+    this.daemon = daemon;
+    this.store = store;
+    this.configPath = configPath;
+    this.socketOverride = socketOverride;
+    this.log = log.child({ subsystem: 'state' });
+    this.file = validateConfig(structuredClone(config.raw));
+    if (socketOverride !== undefined) this.file.controlSocket = socketOverride;
+    this.doc = emptyState(config.raw);
+  }
+
+  private readonly ctx: RecordContext = {
+    untaggedVid: (bridge, port) => this.daemon.untaggedVid(bridge, port),
+    configHasPort: (bridge, port) => this.file.bridges.some((b) => b.name === bridge &&
+      (b.ports.some((p) => p.name === port) || b.uplink?.interface === port || b.uplink?.bond?.name === port)),
+    configHasFdb: (bridge, vid, mac) => this.file.bridges.some((b) => b.name === bridge && b.fdb.some((f) => f.vlan === vid && f.mac === mac)),
+  };
+
+  /**
+   * Reads the stored state: `received` when given (a takeover's document), else the state files (if any). Call
+   * BEFORE daemon.start(): the host-stack originals it carries must be known before ports silence their netdevs
+   * (a restarted daemon finds its own values there, not the originals).
+   */
+  load(received?: StateDocument): void {
+    let stored: StateDocument | null = received ?? null;
+    if (received === undefined && this.store !== null) {
+      const r = this.store.read((error, movedTo) => this.log.error({ error, moved_to: movedTo }, 'state file unreadable; ignored'));
+      // a snapshot without a state document (the document was unreadable) still restores the FDB
+      stored = r.state ?? (r.fdb !== null ? emptyState(this.file.raw) : null);
+      if (stored !== null) stored.fdb = r.fdb;
+    }
+    this.loaded = stored;
+    const originals = stored?.sections[HOSTSTACK_SECTION];
+    if (originals !== undefined) {
+      const problems = importHostStackOriginals(originals);
+      if (problems.length > 0) this.log.warn({ problems }, 'host-stack originals in the state skipped');
+    }
+  }
+
+  /**
+   * Applies what load() read (replay, FDB restore), then writes the state file. Call after daemon.start(), with the
+   * unwrapped control methods.
+   */
+  restore(methods: ReadonlyMap<string, MethodHandler>): void {
+    this.methods = methods;
+    if (this.loaded !== null) this.applyState(this.loaded);
+    this.loaded = null;
+    this.persist();
+  }
+
+  /** Applies a state document (from the state file or a takeover) to the daemon; see the file comment. */
+  applyState(stored: StateDocument): void {
+    let keep: (r: RuntimeRecord) => boolean = () => true;
+    if (stored.config_hash !== configHash(this.file.raw)) {
+      let old: DaemonConfig | null = null;
+      try {
+        old = validateConfig(structuredClone(stored.config));
+        if (this.socketOverride !== undefined) old.controlSocket = this.socketOverride;
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'the stored config no longer validates; every runtime change counts as touched by the edit');
+      }
+      const targets = old === null ? null : diffConfig(old, this.file).flatMap((c) => c.targets);
+      keep = (r) => targets !== null && !targets.some((t) => touches(t, r.target));
+      this.log.info({ changes: targets?.length ?? 'all' }, 'config changed since the state was saved');
+    }
+    let replayed = 0;
+    for (const r of stored.runtime) {
+      if (!keep(r)) {
+        this.log.warn({ method: r.method, params: r.params }, 'runtime change dropped: the config edit touched what it changed');
+        continue;
+      }
+      if (this.replay(r)) replayed++;
+    }
+    if (stored.fdb !== null) {
+      const r = this.daemon.restoreFdb(stored.fdb.bridges, Date.now() - stored.fdb.saved_at);
+      this.log.info(r, 'FDB snapshot restored');
+    }
+    this.doc.sections = { ...stored.sections, ...this.doc.sections };
+    this.log.info({ replayed, journal: this.journal.size }, 'runtime state replayed');
+  }
+
+  /** Calls the record's method; on success the record goes (back) into the journal. */
+  private replay(r: RuntimeRecord): boolean {
+    const handler = this.methods.get(r.method);
+    if (handler === undefined) {
+      this.log.warn({ method: r.method, params: r.params }, 'runtime change dropped: this daemon has no such method');
+      return false;
+    }
+    try {
+      const result = handler(r.params, null);
+      const rec = recorderOf(r.method);
+      if (rec !== undefined) rec(r.params, result, this.journal, this.ctx);
+      return true;
+    } catch (err) {
+      this.log.warn({ method: r.method, params: r.params, err: (err as Error).message }, 'runtime change could not be replayed; dropped');
+      return false;
+    }
+  }
+
+  /** The current state as a document (what the state file holds; what a takeover sends). */
+  collectState(): StateDocument {
+    this.doc.config = this.file.raw;
+    this.doc.config_hash = configHash(this.file.raw);
+    this.doc.runtime = this.journal.list();
+    this.doc.sections[HOSTSTACK_SECTION] = exportHostStackOriginals();
+    this.doc.fdb = { saved_at: Date.now(), bridges: this.daemon.fdbSnapshot() };
+    return this.doc;
+  }
+
+  /** Named extra records (for other subsystems, e.g. the fd handover's moved TAPs); persisted with the next write. */
+  setSection(name: string, value: unknown): void {
+    if (value === undefined) delete this.doc.sections[name];
+    else this.doc.sections[name] = value;
+  }
+
+  getSection(name: string): unknown {
+    return this.doc.sections[name];
+  }
+
+  /** Writes the state document (journal, config, sections; not the FDB) synchronously. Never throws. */
+  persist(): void {
+    if (this.store === null) return;
+    try {
+      this.doc.config = this.file.raw;
+      this.doc.config_hash = configHash(this.file.raw);
+      this.doc.runtime = this.journal.list();
+      this.doc.sections[HOSTSTACK_SECTION] = exportHostStackOriginals();
+      this.store.write(this.doc);
+      this.writes++;
+    } catch (err) {
+      this.writeFailed(err, this.store.path);
+    }
+  }
+
+  private writeFailed(err: unknown, path: string): void {
+    this.writeErrors++;
+    const now = Date.now();
+    if (now - this.lastWriteErrorMs >= WRITE_ERROR_LOG_INTERVAL_MS) {
+      this.lastWriteErrorMs = now;
+      this.log.error({ err, path, write_errors: this.writeErrors }, 'cannot write the state (logged at most every 10 s)');
+    }
+  }
+
+  /**
+   * The periodic FDB snapshot: collected and serialised SNAPSHOT_SLOTS_PER_TURN pool slots per event-loop turn (a
+   * large FDB never stalls forwarding for long), then written on libuv's thread pool. One at a time; a snapshot due
+   * meanwhile is skipped.
+   */
+  private async snapshot(): Promise<void> {
+    const store = this.store;
+    if (store === null || this.collecting) return;
+    this.collecting = true;
+    try {
+      const bridges: string[] = [];
+      const savedAt = Date.now();
+      for (const name of this.daemon.bridgeNames()) {
+        const chunks: string[] = [];
+        for (let from = 0; ; from += SNAPSHOT_SLOTS_PER_TURN) {
+          const out: FdbSnapshotEntry[] = [];
+          const slots = this.daemon.fdbSnapshotSlice(name, from, from + SNAPSHOT_SLOTS_PER_TURN, out);
+          if (out.length > 0) chunks.push(out.map((e) => JSON.stringify(e)).join(','));
+          if (from + SNAPSHOT_SLOTS_PER_TURN >= slots) break;
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+        bridges.push(`${JSON.stringify(name)}:[${chunks.join(',')}]`);
+      }
+      if (await store.writeFdbText(`{"saved_at":${savedAt},"bridges":{${bridges.join(',')}}}\n`)) this.snapshots++;
+    } catch (err) {
+      this.writeFailed(err, store.fdbPath);
+    } finally {
+      this.collecting = false;
+    }
+  }
+
+  /** The control methods with recording around the mutating ones, plus save_config and reload. */
+  wrap(methods: ReadonlyMap<string, MethodHandler>): Map<string, MethodHandler> {
+    this.methods = methods;
+    const out = new Map<string, MethodHandler>();
+    for (const [name, handler] of methods) {
+      const rec = recorderOf(name);
+      if (rec === undefined) {
+        out.set(name, handler);
+        continue;
+      }
+      out.set(name, (params, client) => {
+        const result = handler(params, client);
+        try {
+          rec(params, result, this.journal, this.ctx);
+        } catch (err) {
+          throw new ControlError('io_error', `applied, but not recorded in the state: ${(err as Error).message}`);
+        }
+        this.persist();
+        return result;
+      });
+    }
+    out.set('save_config', () => ({ yaml: effectiveConfigYaml(this.daemon, this.file) }));
+    out.set('reload', (p) => {
+      if (p.config !== undefined && typeof p.config !== 'string') throw new ControlError('invalid_params', 'config must be the text of a config file');
+      if (p.dry_run !== undefined && typeof p.dry_run !== 'boolean') throw new ControlError('invalid_params', 'dry_run must be true or false');
+      return this.reload(p.config as string | undefined, p.dry_run === true);
+    });
+    return out;
+  }
+
+  startSnapshots(): void {
+    if (this.snapshotTimer !== null) clearInterval(this.snapshotTimer);
+    this.snapshotTimer = null;
+    const s = this.file.fdbSnapshotIntervalS;
+    if (s <= 0 || this.store === null) return;
+    this.snapshotTimer = setInterval(() => void this.snapshot(), s * 1000);
+    this.snapshotTimer.unref();
+  }
+
+  /** SIGHUP: re-reads the config path. Errors are logged (and returned). */
+  reloadFromFile(): ReloadResult | null {
+    try {
+      return this.reload(undefined, false);
+    } catch (err) {
+      if (!(err instanceof ControlError)) this.log.error({ err }, 'reload failed');
+      return null;
+    }
+  }
+
+  /**
+   * Diffs the config in force against `text` (or the config file) and applies the difference, unless dryRun.
+   * An invalid config throws ControlError invalid_config (details.issues) and changes nothing.
+   */
+  reload(text: string | undefined, dryRun: boolean): ReloadResult {
+    let next: DaemonConfig;
+    const source = text === undefined ? this.configPath ?? '(config)' : '(reload --config)';
+    try {
+      if (text !== undefined) next = parseConfig(text, source);
+      else if (this.configPath !== null) next = loadConfig(this.configPath);
+      else throw new ControlError('invalid_params', 'this daemon has no config file to re-read: give the config text');
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        this.log.error({ issues: err.issues, source }, 'reload rejected: invalid configuration; keeping the old one');
+        throw new ControlError('invalid_config', err.message, { issues: err.issues });
+      }
+      throw err;
+    }
+    if (this.socketOverride !== undefined) next.controlSocket = this.socketOverride;
+    const plan = diffConfig(this.file, next);
+    const lines = plan.map((c) => c.line);
+    if (dryRun) return { changes: lines, applied: false, errors: [] };
+    const errors: string[] = [];
+    applyPlan(this.daemon, plan, next, (c, err) => {
+      errors.push(`${c.line}: ${err.message}`);
+      this.log.error({ change: c.line, err: err.message }, 'reload: change failed');
+    });
+    this.dropTouched(plan);
+    this.file = next;
+    this.replayOnRecreated(plan);
+    this.startSnapshots();
+    this.persist();
+    this.log.info({ changes: lines, errors: errors.length }, 'config reloaded');
+    return { changes: lines, applied: true, errors };
+  }
+
+  private dropTouched(plan: readonly Change[]): void {
+    const targets = plan.flatMap((c) => c.targets);
+    if (targets.length === 0) return;
+    for (const r of this.journal.removeWhere((r) => targets.some((t) => touches(t, r.target)))) {
+      this.log.info({ method: r.method, params: r.params }, 'runtime change superseded by the reloaded config');
+    }
+  }
+
+  /** Runtime static entries on ports the reload re-created went with the port: add them again. */
+  private replayOnRecreated(plan: readonly Change[]): void {
+    const again = recreatedPorts(plan);
+    for (const r of this.journal.list()) {
+      if (r.method !== 'fdb.add' || typeof r.params.bridge !== 'string' || typeof r.params.port !== 'string') continue;
+      if (again.get(r.params.bridge)?.has(r.params.port) === true && parseMac(String(r.params.mac)) !== null) this.replay(r);
+    }
+  }
+
+  /**
+   * Last state write and FDB snapshot (after any snapshot write in flight), then the lock is released. Call before
+   * daemon.stop(): the snapshot needs the ports still open.
+   */
+  async shutdown(): Promise<void> {
+    if (this.snapshotTimer !== null) clearInterval(this.snapshotTimer);
+    this.snapshotTimer = null;
+    const store = this.store;
+    if (store !== null) {
+      await store.idle();
+      this.persist();
+      try {
+        store.writeFdbSync({ saved_at: Date.now(), bridges: this.daemon.fdbSnapshot() });
+        this.snapshots++;
+      } catch (err) {
+        this.writeFailed(err, store.fdbPath);
+      }
+    }
+    this.log.info({ writes: this.writes, snapshots: this.snapshots, snapshots_skipped: store?.fdbWritesSkipped ?? 0, write_errors: this.writeErrors, journal: this.journal.size }, 'state saved');
+    store?.close();
+  }
+}

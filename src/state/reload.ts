@@ -1,0 +1,328 @@
+// Live reload: the difference between the config in force and a new one, as a plan of changes, each with a
+// one-line description (what `reload --dry-run` prints), the runtime-record target it touches (journal.ts),
+// and how the daemon applies it without disturbing anything else:
+//
+//   + bridge br0                                   new bridge: created and opened
+//   - bridge br0                                   closed and forgotten
+//   ~ bridge br0 fdb_max 8192 -> 4096 (re-created) fdb_max, mtu and keys of later features rebuild the bridge
+//   ~ bridge br0 ageing_time 300 -> 60             in place
+//   + port br0/vif7.0 (attach, access 10)          opened
+//   - port br0/vif3.0                              closed
+//   ~ port br0/vif1.0 vlan 10 -> 20                in place (entries in VLANs it left are flushed)
+//   ~ port br0/vif1.0 learning true -> false       in place; also flood, isolated, fdb_max
+//   ~ port br0/vif1.0 kind tap -> attach (re-created)   kind, persist, create and keys of later features
+//   + uplink br0 peth0 (trunk all) / - uplink br0 peth0 / ~ uplink br0 peth0 -> peth1 / ~ uplink br0 bond0 miimon 100 -> 200
+//   ~ uplink br0/peth0 vlan trunk all -> trunk 10,20
+//   + fdb br0 02:00:00:00:00:01 vlan 0 vif1.0 / - fdb ... / ~ fdb br0 02:00:00:00:00:01 vlan 0 vif1.0 -> vif2.0
+//   ~ fdb_snapshot_interval 30 -> 10               in place
+//   ~ control_socket /a -> /b (takes effect at restart)   also state_dir
+//
+// Order of application: removals, then changes, then additions (interface names are unique daemon-wide, so a
+// port moving between bridges leaves the old one first). A port whose settings did not change is never closed:
+// it keeps its fd, FDB entries and counters.
+
+import type { BridgeConfig, DaemonConfig, PortConfig, StaticFdbConfig, UplinkConfig } from '../config/config.js';
+import type { Daemon } from '../daemon/daemon.js';
+import type { VlanSpec } from '../bridge/vlan.js';
+import { formatMac } from '../frame/mac.js';
+import { jsonEqual } from './document.js';
+import { fdbTarget, portTarget } from './journal.js';
+
+export type ChangeAction =
+  | { do: 'addBridge'; cfg: BridgeConfig }
+  | { do: 'removeBridge'; name: string }
+  | { do: 'recreateBridge'; cfg: BridgeConfig }
+  | { do: 'ageing'; bridge: string; seconds: number }
+  | { do: 'addPort'; bridge: string; port: PortConfig }
+  | { do: 'removePort'; bridge: string; name: string }
+  | { do: 'recreatePort'; bridge: string; port: PortConfig }
+  | { do: 'portFlags'; bridge: string; port: PortConfig }
+  | { do: 'portVlan'; bridge: string; name: string; vlan: VlanSpec }
+  | { do: 'replaceUplink'; bridge: string; uplink: UplinkConfig | null }
+  | { do: 'fdbAdd'; bridge: string; entry: StaticFdbConfig }
+  | { do: 'fdbDel'; bridge: string; entry: StaticFdbConfig }
+  | { do: 'snapshotInterval'; seconds: number }
+  | { do: 'atRestart' };
+
+export interface Change {
+  /** One line of `reload --dry-run`. */
+  line: string;
+  /** Runtime records with this target (or under this bridge, for bridge:<br>) are dropped: the file wins. */
+  targets: string[];
+  action: ChangeAction;
+  /** 0 removals, 1 changes, 2 additions */
+  phase: 0 | 1 | 2;
+}
+
+export function describeVlan(v: VlanSpec): string {
+  if (v.mode === 'default') return 'default';
+  if (v.mode === 'access') return `access ${v.vlan}`;
+  const list = v.vlans === 'all' ? 'all' : compactVids(v.vlans);
+  return `trunk ${list}${v.native !== null ? ` native ${v.native}` : ''}`;
+}
+
+function compactVids(vids: number[]): string {
+  const out: string[] = [];
+  for (let i = 0; i < vids.length; i++) {
+    let j = i;
+    while (j + 1 < vids.length && vids[j + 1] === vids[j] + 1) j++;
+    out.push(j > i ? `${vids[i]}-${vids[j]}` : `${vids[i]}`);
+    i = j;
+  }
+  return out.join(',');
+}
+
+function vlanChange(a: VlanSpec, b: VlanSpec): string {
+  if (a.mode === 'access' && b.mode === 'access') return `${a.vlan} -> ${b.vlan}`;
+  return `${describeVlan(a)} -> ${describeVlan(b)}`;
+}
+
+/** BondConfigFile fields -> their config keys (the names dry-run prints). */
+const BOND_KEY_OF: Record<string, string> = {
+  members: 'members', primary: 'primary', primaryReselect: 'primary_reselect', miimonMs: 'miimon', updelayMs: 'updelay',
+  downdelayMs: 'downdelay', numGratArp: 'num_grat_arp', peerNotifDelayMs: 'peer_notif_delay',
+};
+
+function text(v: unknown): string {
+  return Array.isArray(v) ? v.join(',') : String(v);
+}
+
+const BRIDGE_TYPED_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports'];
+const PORT_TYPED_KEYS = ['name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', 'vlan', 'trunk', 'native_vlan'];
+const UPLINK_TYPED_KEYS = ['interface', 'bond', 'vlan', 'trunk', 'native_vlan'];
+
+/** The keys of a raw mapping that this file's typed diff does not compare (later features' keys). */
+function untyped(raw: unknown, typed: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
+    for (const [k, v] of Object.entries(raw)) if (!typed.includes(k)) out[k] = v;
+  }
+  return out;
+}
+
+function rawList(raw: unknown, key: string): unknown[] {
+  const v = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>)[key] : undefined;
+  return Array.isArray(v) ? v : [];
+}
+
+function rawBridge(cfg: DaemonConfig, name: string): unknown {
+  const i = cfg.bridges.findIndex((b) => b.name === name);
+  return rawList(cfg.raw, 'bridges')[i];
+}
+
+function rawPort(bridgeRaw: unknown, bc: BridgeConfig, name: string): unknown {
+  const i = bc.ports.findIndex((p) => p.name === name);
+  return rawList(bridgeRaw, 'ports')[i];
+}
+
+function uplinkName(u: UplinkConfig | null): string | null {
+  if (u === null) return null;
+  return u.bond !== null ? u.bond.name : u.interface;
+}
+
+function portSummary(p: PortConfig): string {
+  return `(${p.kind}, ${describeVlan(p.vlan)})`;
+}
+
+function fdbKey(f: StaticFdbConfig): string {
+  return `${f.vlan}/${f.mac}`;
+}
+
+function diffBridge(out: Change[], o: BridgeConfig, n: BridgeConfig, oRaw: unknown, nRaw: unknown): void {
+  const br = n.name;
+  const rebuild: string[] = [];
+  if (o.fdbMax !== n.fdbMax) rebuild.push(`fdb_max ${o.fdbMax} -> ${n.fdbMax}`);
+  if (o.mtu !== n.mtu) rebuild.push(`mtu ${o.mtu} -> ${n.mtu}`);
+  if (!jsonEqual(untyped(oRaw, BRIDGE_TYPED_KEYS), untyped(nRaw, BRIDGE_TYPED_KEYS))) rebuild.push('options of later features');
+  if (rebuild.length > 0) {
+    out.push({ line: `~ bridge ${br} ${rebuild.join(', ')} (re-created)`, targets: [`bridge:${br}`], action: { do: 'recreateBridge', cfg: n }, phase: 1 });
+    return;
+  }
+  if (o.ageingTimeS !== n.ageingTimeS) {
+    out.push({ line: `~ bridge ${br} ageing_time ${o.ageingTimeS} -> ${n.ageingTimeS}`, targets: [`bridge:${br}/ageing_time`], action: { do: 'ageing', bridge: br, seconds: n.ageingTimeS }, phase: 1 });
+  }
+  // uplink
+  const on = uplinkName(o.uplink);
+  const nn = uplinkName(n.uplink);
+  const upTargets = [on, nn].filter((x): x is string => x !== null).map((x) => portTarget(br, x));
+  const oUpRaw = (oRaw as Record<string, unknown> | undefined)?.uplink;
+  const nUpRaw = (nRaw as Record<string, unknown> | undefined)?.uplink;
+  if (o.uplink === null && n.uplink !== null) {
+    out.push({ line: `+ uplink ${br} ${nn} (${describeVlan(n.uplink.vlan)})`, targets: upTargets, action: { do: 'replaceUplink', bridge: br, uplink: n.uplink }, phase: 2 });
+  } else if (o.uplink !== null && n.uplink === null) {
+    out.push({ line: `- uplink ${br} ${on}`, targets: upTargets, action: { do: 'replaceUplink', bridge: br, uplink: null }, phase: 0 });
+  } else if (o.uplink !== null && n.uplink !== null) {
+    const what: string[] = [];
+    if (on !== nn) what.push(`${on} -> ${nn}`);
+    if ((o.uplink.bond === null) !== (n.uplink.bond === null)) what.push(n.uplink.bond !== null ? 'interface -> bond' : 'bond -> interface');
+    else if (o.uplink.bond !== null && n.uplink.bond !== null) {
+      const ob = o.uplink.bond as unknown as Record<string, unknown>;
+      const nb = n.uplink.bond as unknown as Record<string, unknown>;
+      for (const [k, key] of Object.entries(BOND_KEY_OF)) if (!jsonEqual(ob[k], nb[k])) what.push(`${key} ${text(ob[k])} -> ${text(nb[k])}`);
+    }
+    if (!jsonEqual(untyped(oUpRaw, UPLINK_TYPED_KEYS), untyped(nUpRaw, UPLINK_TYPED_KEYS))) what.push('options of later features');
+    if (what.length > 0) {
+      out.push({ line: `~ uplink ${br} ${what.join(', ')}`, targets: upTargets, action: { do: 'replaceUplink', bridge: br, uplink: n.uplink }, phase: 1 });
+    } else if (!jsonEqual(o.uplink.vlan, n.uplink.vlan)) {
+      out.push({ line: `~ uplink ${br}/${nn} vlan ${vlanChange(o.uplink.vlan, n.uplink.vlan)}`, targets: upTargets, action: { do: 'portVlan', bridge: br, name: nn!, vlan: n.uplink.vlan }, phase: 1 });
+    }
+  }
+  // ports
+  const oPorts = new Map(o.ports.map((p) => [p.name, p]));
+  const nPorts = new Map(n.ports.map((p) => [p.name, p]));
+  for (const p of o.ports) {
+    if (!nPorts.has(p.name)) out.push({ line: `- port ${br}/${p.name}`, targets: [portTarget(br, p.name)], action: { do: 'removePort', bridge: br, name: p.name }, phase: 0 });
+  }
+  for (const p of n.ports) {
+    const q = oPorts.get(p.name);
+    const t = [portTarget(br, p.name)];
+    if (q === undefined) {
+      out.push({ line: `+ port ${br}/${p.name} ${portSummary(p)}`, targets: t, action: { do: 'addPort', bridge: br, port: p }, phase: 2 });
+      continue;
+    }
+    const rebuild: string[] = [];
+    if (q.kind !== p.kind) rebuild.push(`kind ${q.kind} -> ${p.kind}`);
+    if (q.persist !== p.persist) rebuild.push(`persist ${q.persist} -> ${p.persist}`);
+    if (!jsonEqual(q.create, p.create)) rebuild.push(`create ${JSON.stringify(q.create)} -> ${JSON.stringify(p.create)}`);
+    if (!jsonEqual(untyped(rawPort(oRaw, o, p.name), PORT_TYPED_KEYS), untyped(rawPort(nRaw, n, p.name), PORT_TYPED_KEYS))) rebuild.push('options of later features');
+    if (rebuild.length > 0) {
+      out.push({ line: `~ port ${br}/${p.name} ${rebuild.join(', ')} (re-created)`, targets: t, action: { do: 'recreatePort', bridge: br, port: p }, phase: 1 });
+      continue;
+    }
+    if (!jsonEqual(q.vlan, p.vlan)) {
+      out.push({ line: `~ port ${br}/${p.name} vlan ${vlanChange(q.vlan, p.vlan)}`, targets: t, action: { do: 'portVlan', bridge: br, name: p.name, vlan: p.vlan }, phase: 1 });
+    }
+    for (const k of ['learning', 'flood', 'isolated', 'fdbMax'] as const) {
+      if (q[k] !== p[k]) {
+        const key = k === 'fdbMax' ? 'fdb_max' : k;
+        out.push({ line: `~ port ${br}/${p.name} ${key} ${q[k]} -> ${p[k]}`, targets: t, action: { do: 'portFlags', bridge: br, port: p }, phase: 1 });
+      }
+    }
+  }
+  // static FDB entries
+  const oFdb = new Map(o.fdb.map((f) => [fdbKey(f), f]));
+  const nFdb = new Map(n.fdb.map((f) => [fdbKey(f), f]));
+  for (const f of o.fdb) {
+    if (!nFdb.has(fdbKey(f))) {
+      out.push({ line: `- fdb ${br} ${formatMac(f.mac)} vlan ${f.vlan} ${f.port}`, targets: [fdbTarget(br, f.vlan, f.mac)], action: { do: 'fdbDel', bridge: br, entry: f }, phase: 0 });
+    }
+  }
+  for (const f of n.fdb) {
+    const g = oFdb.get(fdbKey(f));
+    const t = [fdbTarget(br, f.vlan, f.mac)];
+    if (g === undefined) out.push({ line: `+ fdb ${br} ${formatMac(f.mac)} vlan ${f.vlan} ${f.port}`, targets: t, action: { do: 'fdbAdd', bridge: br, entry: f }, phase: 2 });
+    else if (g.port !== f.port) out.push({ line: `~ fdb ${br} ${formatMac(f.mac)} vlan ${f.vlan} ${g.port} -> ${f.port}`, targets: t, action: { do: 'fdbAdd', bridge: br, entry: f }, phase: 2 });
+  }
+}
+
+/** The plan that turns config `o` into config `n`, in application order. */
+export function diffConfig(o: DaemonConfig, n: DaemonConfig): Change[] {
+  const out: Change[] = [];
+  if (o.controlSocket !== n.controlSocket) {
+    out.push({ line: `~ control_socket ${o.controlSocket} -> ${n.controlSocket} (takes effect at restart)`, targets: [], action: { do: 'atRestart' }, phase: 1 });
+  }
+  if (o.stateDir !== n.stateDir) {
+    out.push({ line: `~ state_dir ${o.stateDir} -> ${n.stateDir} (takes effect at restart)`, targets: [], action: { do: 'atRestart' }, phase: 1 });
+  }
+  if (o.fdbSnapshotIntervalS !== n.fdbSnapshotIntervalS) {
+    out.push({ line: `~ fdb_snapshot_interval ${o.fdbSnapshotIntervalS} -> ${n.fdbSnapshotIntervalS}`, targets: [], action: { do: 'snapshotInterval', seconds: n.fdbSnapshotIntervalS }, phase: 1 });
+  }
+  const oB = new Map(o.bridges.map((b) => [b.name, b]));
+  const nB = new Map(n.bridges.map((b) => [b.name, b]));
+  for (const b of o.bridges) {
+    if (!nB.has(b.name)) out.push({ line: `- bridge ${b.name}`, targets: [`bridge:${b.name}`], action: { do: 'removeBridge', name: b.name }, phase: 0 });
+  }
+  for (const b of n.bridges) {
+    const ob = oB.get(b.name);
+    if (ob === undefined) out.push({ line: `+ bridge ${b.name}`, targets: [`bridge:${b.name}`], action: { do: 'addBridge', cfg: b }, phase: 2 });
+    else diffBridge(out, ob, b, rawBridge(o, b.name), rawBridge(n, b.name));
+  }
+  // stable sort by phase keeps each phase in file order
+  return out.map((c, i) => ({ c, i })).sort((a, b) => a.c.phase - b.c.phase || a.i - b.i).map((x) => x.c);
+}
+
+/** Every netdev a bridge config names: ports, the uplink, bond members. */
+function netdevsOf(b: BridgeConfig): Set<string> {
+  const up = b.uplink;
+  return new Set([...b.ports.map((p) => p.name), ...(up === null ? [] : up.bond !== null ? up.bond.members : up.interface !== null ? [up.interface] : [])]);
+}
+
+/** Ports and uplinks the plan closes and opens again (their static entries and runtime fdb records go with them). */
+export function recreatedPorts(plan: readonly Change[]): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  const add = (br: string, name: string | null): void => {
+    if (name === null) return;
+    if (!out.has(br)) out.set(br, new Set());
+    out.get(br)!.add(name);
+  };
+  for (const c of plan) {
+    const a = c.action;
+    if (a.do === 'recreatePort') add(a.bridge, a.port.name);
+    else if (a.do === 'replaceUplink' && a.uplink !== null) add(a.bridge, uplinkName(a.uplink));
+  }
+  return out;
+}
+
+/**
+ * Applies a plan to the daemon. Each change is applied on its own: one that fails is reported and the rest still
+ * apply (the new config was valid, so a failure is an I/O error such as a TAP that cannot be created).
+ */
+export function applyPlan(d: Daemon, plan: readonly Change[], n: DaemonConfig, onError: (c: Change, err: Error) => void): void {
+  const nB = new Map(n.bridges.map((b) => [b.name, b]));
+  for (const c of plan) {
+    const a = c.action;
+    try {
+      switch (a.do) {
+        case 'addBridge':
+          d.addBridge(a.cfg);
+          break;
+        case 'removeBridge':
+          d.removeBridge(a.name);
+          break;
+        case 'recreateBridge':
+          d.removeBridge(a.cfg.name, netdevsOf(a.cfg));
+          d.addBridge(a.cfg);
+          break;
+        case 'ageing':
+          d.setAgeing(a.bridge, a.seconds);
+          break;
+        case 'addPort':
+          d.addConfigPort(a.bridge, a.port);
+          break;
+        case 'removePort':
+          d.removePortByName(a.bridge, a.name);
+          break;
+        case 'recreatePort':
+          d.removePortByName(a.bridge, a.port.name, true);
+          d.addConfigPort(a.bridge, a.port);
+          break;
+        case 'portFlags':
+          d.setPortFlags(a.bridge, a.port);
+          break;
+        case 'portVlan':
+          d.setPortVlanByName(a.bridge, a.name, a.vlan);
+          break;
+        case 'replaceUplink':
+          d.replaceUplink(a.bridge, a.uplink);
+          break;
+        case 'fdbAdd':
+          if (!d.addStaticFdb(a.bridge, a.entry)) throw new Error(`cannot add ${formatMac(a.entry.mac)}: port ${a.entry.port} missing or FDB full`);
+          break;
+        case 'fdbDel':
+          d.deleteFdb(a.bridge, a.entry.vlan, a.entry.mac);
+          break;
+        case 'snapshotInterval':
+        case 'atRestart':
+          break;
+      }
+    } catch (err) {
+      onError(c, err as Error);
+    }
+  }
+  // static entries of re-created ports and uplinks went with them
+  for (const [br, names] of recreatedPorts(plan)) {
+    for (const f of nB.get(br)?.fdb ?? []) if (names.has(f.port)) d.addStaticFdb(br, f);
+  }
+  for (const b of n.bridges) d.setBridgeConfig(b);
+  d.config = n;
+}

@@ -1,0 +1,71 @@
+// `tapbridge save-config`: the effective configuration (the config file plus runtime changes) as YAML that
+// check-config accepts and a daemon can start from.
+//
+// Built from the config document in force (so keys of every feature are kept as written) and the daemon's live
+// views: the ports that exist now (ports removed at runtime are left out, ports added at runtime are appended
+// with their kind), each port's and uplink's VLAN mode as it is now, the ageing time in force, and the static FDB
+// entries as they are now.
+
+import { stringify } from 'yaml';
+import type { Daemon, VlanShow } from '../daemon/daemon.js';
+import type { DaemonConfig } from '../config/config.js';
+
+type Raw = Record<string, unknown>;
+
+function isObject(v: unknown): v is Raw {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Replaces the VLAN keys of a port or uplink mapping with the mode a `vlan show` entry describes. */
+function setVlanKeys(m: Raw, v: VlanShow | undefined): void {
+  if (v === undefined) return;
+  delete m.vlan;
+  delete m.trunk;
+  delete m.native_vlan;
+  if (v.mode === 'access') m.vlan = v.native;
+  else if (v.vlans === 'all' && v.native === 0) return; // default mode
+  else {
+    m.trunk = v.vlans === 'all' ? 'all' : [...v.vlans];
+    if (v.native !== null) m.native_vlan = v.native;
+  }
+}
+
+export function effectiveConfig(d: Daemon, file: DaemonConfig): Raw {
+  const raw = structuredClone(file.raw);
+  const shows = new Map(d.show().map((b) => [b.name, b]));
+  const rawBridges = Array.isArray(raw.bridges) ? raw.bridges : [];
+  for (const rb of rawBridges) {
+    if (!isObject(rb) || typeof rb.name !== 'string') continue;
+    const name = rb.name;
+    const show = shows.get(name);
+    if (show === undefined) continue;
+    const vlans = new Map(d.vlanShow(name).map((v) => [v.port, v]));
+    const live = new Map(show.ports.map((p) => [p.name, p]));
+    const ports: Raw[] = [];
+    const seen = new Set<string>();
+    for (const rp of Array.isArray(rb.ports) ? rb.ports : []) {
+      if (!isObject(rp) || typeof rp.name !== 'string' || !live.has(rp.name)) continue;
+      const m = { ...rp };
+      setVlanKeys(m, vlans.get(rp.name));
+      ports.push(m);
+      seen.add(rp.name);
+    }
+    for (const p of show.ports) {
+      if (seen.has(p.name)) continue;
+      const m: Raw = { name: p.name, kind: p.kind };
+      setVlanKeys(m, vlans.get(p.name));
+      ports.push(m);
+    }
+    rb.ports = ports;
+    if (isObject(rb.uplink) && show.uplink !== null) setVlanKeys(rb.uplink, vlans.get(show.uplink.name));
+    rb.ageing_time = d.ageingTimeS(name);
+    const fdb = d.showmacs(name).filter((e) => e.static).map((e) => ({ mac: e.mac, port: e.port, vlan: e.vlan }));
+    if (fdb.length > 0) rb.fdb = fdb;
+    else delete rb.fdb;
+  }
+  return raw;
+}
+
+export function effectiveConfigYaml(d: Daemon, file: DaemonConfig): string {
+  return `# tapbridge effective configuration (save-config, ${new Date().toISOString()})\n${stringify(effectiveConfig(d, file), { version: '1.2' })}`;
+}
