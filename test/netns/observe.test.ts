@@ -268,6 +268,23 @@ describe.skipIf(reason !== "")("capture, trace and mirrors in a netns lab" + ski
     expect((JSON.parse(up2.stdout.trim().split("\n").pop()!) as { frames: unknown[] }).frames).toEqual([]);
   });
 
+  it("save-config writes the mirrors in force: a runtime mirror appended, one deleted at runtime left out", async () => {
+    expect((await lab.cli(["mirror", "add", BRIDGE, "r2", "--select-ports", "vif3.0,vif4.0", "--select-vlans", "20", "--output-vlan", "99"])).code).toBe(0);
+    const file = join(lab.dir, "saved.yaml");
+    const r = await lab.cli(["save-config", file]);
+    expect(r.code, r.stderr).toBe(0);
+    const check = await lab.cli(["check-config", file]);
+    expect(check.code, check.stderr + check.stdout).toBe(0);
+    const { parseConfig } = await import("../../src/config/config.js");
+    const { readFileSync } = await import("node:fs");
+    const saved = parseConfig(readFileSync(file, "utf8")).bridges[0].mirrors;
+    expect(saved.map((m) => [m.name, m.ports, m.vlans, m.output, m.outputVlan])).toEqual([
+      ["m0", ["vif1.0", "vif2.0"], null, "vif9.0", null],
+      ["r2", ["vif3.0", "vif4.0"], [20], null, 99],
+    ]);
+    expect((await lab.cli(["mirror", "del", BRIDGE, "r2"])).code).toBe(0);
+  });
+
   it("trace: a made-up frame and the first frame of a pcap, step by step, without changing the FDB", async () => {
     const macs = async (): Promise<string[]> =>
       (await lab.cliJson<{ mac: string; port: string; vlan: number }[]>(["showmacs", BRIDGE])).map((m) => `${m.mac} ${m.port} ${m.vlan}`).sort();
