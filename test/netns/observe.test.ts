@@ -309,4 +309,14 @@ describe.skipIf(reason !== "")("capture, trace and mirrors in a netns lab" + ski
     expect(fromPcap.verdict).toBe("forward");
     expect(fromPcap.egress.map((e) => e.port)).toEqual(["vif2.0"]);
   });
+
+  it("a runtime mirror survives a daemon restart (runtime journal); a deleted config mirror stays deleted", async () => {
+    expect((await lab.cli(["mirror", "add", BRIDGE, "r3", "--select-ports", "vif3.0", "--direction", "in", "--output-vlan", "99"])).code).toBe(0);
+    expect((await lab.cli(["mirror", "del", BRIDGE, "m0"])).code).toBe(0);
+    const exit = await lab.stopDaemon();
+    expect(exit.code, lab.daemonLog(20)).toBe(0);
+    await lab.startDaemon("dom0");
+    const show = await lab.cliJson<{ name: string; output_vlan: number | null }[]>(["mirror", "show", BRIDGE]);
+    expect(show.map((m) => [m.name, m.output_vlan])).toEqual([["r3", 99]]);
+  });
 });
