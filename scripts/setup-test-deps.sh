@@ -11,6 +11,7 @@
 #   kmod      modprobe (tun, veth, bridge are loaded on demand); depmod for the QEMU guest's modules.dep
 #   qemu-system-x86  the QEMU guest test (test/netns/qemu.test.ts) boots a real guest with TCG
 #   busybox-static   the guest's initramfs (a statically linked busybox), built by scripts/guest/build-image.sh
+#                    and udhcpd/udhcpc for the DHCP lease in test/netns/lock.test.ts
 #   cpio      packs that initramfs (the guest's kernel is downloaded by that script with apt-get download)
 #   tshark    reads `tapbridge capture` pcapng output in the capture netns test (test/netns/observe.test.ts)
 #

@@ -27,7 +27,10 @@
 // Notes on performance
 //   No allocation: addresses are int32 words compared against small typed arrays (prefix + mask), the
 //   header walk keeps its results in module-level scalars. A locked port reads a few header bytes and
-//   scans a table of a handful of entries.
+//   scans a table of a handful of entries. checkSecurity() is a small fast path (the locked MAC; IPv4
+//   from the first allowed entry, not UDP under the DHCP guard; IPv6 TCP, UDP or non-NDP ICMPv6 without
+//   extension headers from an allowed address, not UDP under the DHCP guard); checkFull() decides every
+//   case on its own.
 
 import { isIPv4, isIPv6 } from 'node:net';
 import { ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, type EthernetHeader } from '../frame/ethernet.js';
@@ -66,6 +69,8 @@ const IPPROTO_UDP = 17;
 const IPPROTO_ICMPV6 = 58;
 const IPPROTO_NONE = 59;
 
+/** router solicitation: the first NDP type (133..137) */
+const ICMPV6_RS = 133;
 const ICMPV6_RA = 134;
 const ICMPV6_NS = 135;
 const ICMPV6_NA = 136;
@@ -103,6 +108,9 @@ export class PortSecurity {
   /** IPv4 prefixes: network (masked) and mask, int32. */
   readonly v4Net: Int32Array;
   readonly v4Mask: Int32Array;
+  /** The first IPv4 entry for the fast path; mask 0 / net 1 (never matches) without one. */
+  readonly v4Net0: number;
+  readonly v4Mask0: number;
   /** IPv6 prefixes: 4 int32 words each, network (masked) and mask. */
   readonly v6Net: Int32Array;
   readonly v6Mask: Int32Array;
@@ -117,7 +125,7 @@ export class PortSecurity {
     let v6: [Uint8Array, number][] = [];
     let types: number[] = [];
     if (lock.mode === 'locked') {
-      this.macHi = Math.floor(lock.mac / 0x1_0000_0000);
+      this.macHi = Math.floor(lock.mac / 0x1_0000_0000) | 0;
       this.macLo = (lock.mac % 0x1_0000_0000) | 0;
       v4 = lock.ipv4.map((t) => parseIpv4Prefix(t) ?? badAddress(t));
       v6 = lock.ipv6.map((t) => parseIpv6Prefix(t) ?? badAddress(t));
@@ -134,6 +142,8 @@ export class PortSecurity {
       this.v4Mask[i] = mask;
       this.v4Net[i] = addr & mask;
     });
+    this.v4Net0 = v4.length > 0 ? this.v4Net[0] : 1;
+    this.v4Mask0 = v4.length > 0 ? this.v4Mask[0] : 0;
     this.v6Net = new Int32Array(4 * v6.length);
     this.v6Mask = new Int32Array(4 * v6.length);
     v6.forEach(([bytes, len], i) => {
@@ -312,47 +322,46 @@ function ipv4Udp(b: Uint8Array, p: number, end: number): number {
   return q + 8 <= end ? q : -1;
 }
 
+/** IPv4 on a locked port: the source is allowed, or 0.0.0.0 of a DHCP client (UDP 68 -> 67). */
 function checkLockIpv4(sec: PortSecurity, b: Uint8Array, p: number, end: number): number {
-  if (end - p < 20 || (b[p] >> 4) !== 4 || sec.v4Net.length === 0) return SEC_LOCK_IPV4;
+  if (end - p < 20 || (b[p] >> 4) !== 4) return SEC_LOCK_IPV4;
   const src = (b[p + 12] << 24) | (b[p + 13] << 16) | (b[p + 14] << 8) | b[p + 15];
   if (sec.v4Allowed(src)) return SEC_PASS;
-  if (src === 0) {
-    // a DHCP client before it has an address: UDP 68 -> 67
-    const u = ipv4Udp(b, p, end);
-    if (u >= 0 && b[u] === 0 && b[u + 1] === 68 && b[u + 2] === 0 && b[u + 3] === 67) return SEC_PASS;
-  }
+  return src === 0 ? checkDhcpClient(sec, b, p, end) : SEC_LOCK_IPV4;
+}
+
+function checkDhcpClient(sec: PortSecurity, b: Uint8Array, p: number, end: number): number {
+  if (sec.v4Net.length === 0) return SEC_LOCK_IPV4;
+  const u = ipv4Udp(b, p, end);
+  if (u >= 0 && b[u] === 0 && b[u + 1] === 68 && b[u + 2] === 0 && b[u + 3] === 67) return SEC_PASS;
   return SEC_LOCK_IPV4;
 }
 
 function checkLockIpv6(sec: PortSecurity, b: Uint8Array, p: number, end: number): number {
   if (end - p < 40 || (b[p] >> 4) !== 6 || sec.v6Net.length === 0) return SEC_LOCK_IPV6;
-  const walk = walkIpv6(b, p, end);
-  if (walk === WALK_INCOMPLETE) return SEC_LOCK_IPV6;
   const s = p + 8;
-  let unspecified = true;
-  for (let i = 0; i < 16; i++) {
-    if (b[s + i] !== 0) {
-      unspecified = false;
-      break;
+  if (sec.v6Allowed(b, s)) {
+    // TCP or UDP straight after the fixed header: no NDP to look into
+    const nh = b[p + 6];
+    if (nh === IPPROTO_TCP || nh === IPPROTO_UDP) return SEC_PASS;
+    const walk = walkIpv6(b, p, end);
+    if (walk === WALK_INCOMPLETE) return SEC_LOCK_IPV6;
+    const type = walk === WALK_OK && walkProto === IPPROTO_ICMPV6 ? b[walkOff] : -1;
+    if (type === ICMPV6_NA) {
+      if (walkOff + 24 > walkEnd || !sec.v6Allowed(b, walkOff + 8)) return SEC_LOCK_ND;
+      return ndOptionsBad(sec, b, walkOff + 24) ? SEC_LOCK_ND : SEC_PASS;
     }
+    if (type === ICMPV6_NS) {
+      if (walkOff + 24 > walkEnd) return SEC_LOCK_ND;
+      return ndOptionsBad(sec, b, walkOff + 24) ? SEC_LOCK_ND : SEC_PASS;
+    }
+    return SEC_PASS;
   }
-  const icmp = walk === WALK_OK && walkProto === IPPROTO_ICMPV6;
-  const type = icmp ? b[walkOff] : -1;
-  if (unspecified) {
-    // from :: only duplicate address detection for an address of this guest
-    if (type !== ICMPV6_NS || walkOff + 24 > walkEnd || !sec.v6Allowed(b, walkOff + 8)) return SEC_LOCK_IPV6;
-    return ndOptionsBad(sec, b, walkOff + 24) ? SEC_LOCK_ND : SEC_PASS;
-  }
-  if (!sec.v6Allowed(b, s)) return SEC_LOCK_IPV6;
-  if (type === ICMPV6_NA) {
-    if (walkOff + 24 > walkEnd || !sec.v6Allowed(b, walkOff + 8)) return SEC_LOCK_ND;
-    return ndOptionsBad(sec, b, walkOff + 24) ? SEC_LOCK_ND : SEC_PASS;
-  }
-  if (type === ICMPV6_NS) {
-    if (walkOff + 24 > walkEnd) return SEC_LOCK_ND;
-    return ndOptionsBad(sec, b, walkOff + 24) ? SEC_LOCK_ND : SEC_PASS;
-  }
-  return SEC_PASS;
+  for (let i = 0; i < 16; i++) if (b[s + i] !== 0) return SEC_LOCK_IPV6;
+  // from :: only duplicate address detection for an address of this guest
+  if (walkIpv6(b, p, end) !== WALK_OK || walkProto !== IPPROTO_ICMPV6 || b[walkOff] !== ICMPV6_NS ||
+    walkOff + 24 > walkEnd || !sec.v6Allowed(b, walkOff + 8)) return SEC_LOCK_IPV6;
+  return ndOptionsBad(sec, b, walkOff + 24) ? SEC_LOCK_ND : SEC_PASS;
 }
 
 /** The guards' reason for a packet they cannot inspect. */
@@ -384,22 +393,57 @@ function checkGuardIpv4(b: Uint8Array, p: number, end: number): number {
 
 /**
  * The port-security verdict on the frame at slab[off .. off+len) whose Ethernet header is parsed in
- * hdr: SEC_PASS or the drop reason.
+ * hdr: SEC_PASS or the drop reason. The fast path, small enough for V8 to inline into the engine,
+ * passes the common frame of a locked VIF: its MAC, IPv4 from its first address or prefix, no guard
+ * to run. Everything else goes through checkFull(), which decides every case on its own.
  */
 export function checkSecurity(sec: PortSecurity, slab: Uint8Array, off: number, len: number, hdr: EthernetHeader): number {
+  if (sec.mode === LOCK_LOCKED) {
+    if (hdr.srcLo !== sec.macLo || hdr.srcHi !== sec.macHi) return SEC_LOCK_MAC;
+    if (hdr.etherType === ETH_P_IPV4 && (hdr.tpid === 0 || hdr.tpid === ETH_P_8021Q)) {
+      const p = off + hdr.payloadOffset;
+      if (len - hdr.payloadOffset >= 20 && (slab[p] >> 4) === 4 && (!sec.dhcpGuard || slab[p + 9] !== IPPROTO_UDP) &&
+        (((slab[p + 12] << 24) | (slab[p + 13] << 16) | (slab[p + 14] << 8) | slab[p + 15]) & sec.v4Mask0) === sec.v4Net0) {
+        return SEC_PASS;
+      }
+    } else if (hdr.etherType === ETH_P_IPV6 && (hdr.tpid === 0 || hdr.tpid === ETH_P_8021Q)) {
+      // IPv6 without extension headers, complete in the frame: TCP, UDP (no DHCP guard), or ICMPv6 below the NDP
+      // types (neither an RA nor a redirect)
+      const p = off + hdr.payloadOffset;
+      const nh = slab[p + 6];
+      const plen = (slab[p + 4] << 8) | slab[p + 5];
+      if (len - hdr.payloadOffset >= 48 && (slab[p] >> 4) === 6 && plen >= 8 && 40 + plen <= len - hdr.payloadOffset &&
+        (nh === IPPROTO_TCP || (nh === IPPROTO_UDP && !sec.dhcpGuard) || (nh === IPPROTO_ICMPV6 && slab[p + 40] < ICMPV6_RS)) &&
+        sec.v6Allowed(slab, p + 8)) {
+        return SEC_PASS;
+      }
+    }
+  }
+  return checkFull(sec, slab, off, len, hdr);
+}
+
+/** The complete verdict (the MAC of a locked port is checked again: it stands alone; tests compare it with the fast path). */
+export function checkFull(sec: PortSecurity, slab: Uint8Array, off: number, len: number, hdr: EthernetHeader): number {
   const mode = sec.mode;
   if (mode === LOCK_DISABLED) return SEC_LOCK_DISABLED;
+  if (mode === LOCK_LOCKED && (hdr.srcLo !== sec.macLo || hdr.srcHi !== sec.macHi)) return SEC_LOCK_MAC;
   // the bridge's ethertype: an untagged 0x88a8 / 0x9100 frame is not an IP frame
-  const type = hdr.tpid === 0 || hdr.tpid === ETH_P_8021Q ? hdr.etherType : hdr.tpid;
+  const tpid = hdr.tpid;
+  const type = tpid === 0 || tpid === ETH_P_8021Q ? hdr.etherType : tpid;
+  if (type !== ETH_P_IPV4) return checkOther(sec, slab, off + hdr.payloadOffset, off + len, type);
   const p = off + hdr.payloadOffset;
-  const end = off + len;
   if (mode === LOCK_LOCKED) {
-    if (hdr.srcHi !== sec.macHi || hdr.srcLo !== sec.macLo) return SEC_LOCK_MAC;
+    const r = checkLockIpv4(sec, slab, p, off + len);
+    if (r !== SEC_PASS) return r;
+  }
+  return sec.dhcpGuard ? checkGuardIpv4(slab, p, off + len) : SEC_PASS;
+}
+
+/** Everything but IPv4: ARP, IPv6 and other ethertypes (the MAC was checked). */
+function checkOther(sec: PortSecurity, slab: Uint8Array, p: number, end: number, type: number): number {
+  if (sec.mode === LOCK_LOCKED) {
     if (type === ETH_P_ARP) return checkArp(sec, slab, p, end);
-    if (type === ETH_P_IPV4) {
-      const r = checkLockIpv4(sec, slab, p, end);
-      if (r !== SEC_PASS) return r;
-    } else if (type === ETH_P_IPV6) {
+    if (type === ETH_P_IPV6) {
       const r = checkLockIpv6(sec, slab, p, end);
       if (r !== SEC_PASS) return r;
     } else if (!sec.typeAllowed(type)) {
@@ -407,7 +451,6 @@ export function checkSecurity(sec: PortSecurity, slab: Uint8Array, off: number, 
     }
   }
   if (type === ETH_P_IPV6 && (sec.raGuard || sec.dhcpGuard)) return checkGuardsIpv6(sec, slab, p, end);
-  if (type === ETH_P_IPV4 && sec.dhcpGuard) return checkGuardIpv4(slab, p, end);
   return SEC_PASS;
 }
 

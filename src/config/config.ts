@@ -456,6 +456,14 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
         allowStacked: c.bool(p, 'allow_stacked', pp, false),
       });
     });
+    // a locked MAC belongs to one port: its static entry cannot point at two
+    const lockedBy = new Map<number, number>();
+    bridge.ports.forEach((p, pi) => {
+      if (p.lock.mode !== 'locked') return;
+      const prev = lockedBy.get(p.lock.mac);
+      if (prev !== undefined) c.fail(`${bp}.ports[${pi}].lock.mac`, `is already the locked MAC of bridges[${bi}].ports[${prev}] ("${bridge.ports[prev].name}")`);
+      else lockedBy.set(p.lock.mac, pi);
+    });
     const portVlans = new Map<string, VlanSpec>(bridge.ports.map((p) => [p.name, p.vlan]));
     if (bridge.uplink !== null) {
       const upName = bridge.uplink.bond !== null ? bridge.uplink.bond.name : bridge.uplink.interface;

@@ -12,8 +12,8 @@ import { AddResult, macHi, macLo } from '../fdb/fdb.js';
 import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
 import { LinkMonitor } from '../io/native.js';
 import {
-  type BridgeConfig, BUILTIN_PORT_DEFAULTS, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE, type PortConfig, type PortDefaults,
-  type StaticFdbConfig, type UplinkConfig,
+  type BridgeConfig, BUILTIN_PORT_DEFAULTS, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE, type PortConfig,
+  type PortDefaults, type StaticFdbConfig, type UplinkConfig,
 } from '../config/config.js';
 import type { FdbSnapshotEntry } from '../state/document.js';
 import { ControlError } from '../control/errors.js';
@@ -637,6 +637,12 @@ export class Daemon {
     }
     const r = lockSpecFrom(value);
     if ('problems' in r) throw new ControlError('invalid_params', r.problems.map(([k, m]) => `${k}: ${m}`).join('; '));
+    if (r.spec.mode === 'locked') {
+      const mac = r.spec.mac;
+      // a locked MAC belongs to one port: its static entry cannot point at two
+      const other = br.locks.portLockedTo(mac);
+      if (other !== null && other !== mp.port) throw new ControlError('invalid_params', `mac ${formatMac(mac)} is already the locked MAC of ${other.name}`);
+    }
     if (!br.locks.apply(mp.port, r.spec, br.locks.guards(mp.port), this.now())) {
       throw new ControlError('fdb_full', `FDB of ${br.cfg.name} is full of static entries; the lock is set but its MAC is not a static entry`);
     }
@@ -817,6 +823,7 @@ export class Daemon {
     if (br === undefined || mp === undefined) return false;
     mp.close('absent');
     br.bridge.removePort(mp.port);
+    br.locks.forget(mp.port);
     br.ports.delete(name);
     this.byName.delete(name);
     if (!reopen) restoreHostStack(name, this.portLog);
@@ -841,6 +848,7 @@ export class Daemon {
     const mp = br?.find(name);
     if (br === undefined || mp === undefined) return;
     br.bridge.setPortVlan(mp.port, spec);
+    br.locks.reinstall(mp.port, this.now());
   }
 
   private forgetUplink(br: BridgeRuntime): void {

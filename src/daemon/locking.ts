@@ -4,12 +4,14 @@
 // The locked MAC lives in the port's access VLAN, its native VLAN on a trunk, or the untagged network
 // (VLAN 0) on a default port; on a trunk without native VLAN in each VLAN of its list (none for `all`).
 // Changing the lock or the port's VLANs replaces those entries. Runs between batches (control turns).
+// `lock set` / `lock clear` are recorded in the runtime journal (bottom of this file) and replayed at start.
 
 import type { Bridge } from '../bridge/bridge.js';
 import { type LockShow, type LockSpec, PortSecurity, UNLOCKED } from '../bridge/lock.js';
 import type { BridgePort } from '../bridge/port.js';
 import type { PortVlan } from '../bridge/vlan.js';
 import { AddResult } from '../fdb/fdb.js';
+import { portTarget, registerRecordedMethod } from '../state/journal.js';
 
 export interface PortGuards {
   raGuard: boolean;
@@ -64,6 +66,12 @@ export class PortLocks {
     return this.state.get(port)?.lock ?? UNLOCKED;
   }
 
+  /** The port that has `mac` as its locked MAC, if any. */
+  portLockedTo(mac: number): BridgePort | null {
+    for (const [port, st] of this.state) if (st.lock.mode === 'locked' && st.lock.mac === mac) return port;
+    return null;
+  }
+
   guards(port: BridgePort): PortGuards {
     const g = this.state.get(port)?.guards;
     return g !== undefined ? { ...g } : { raGuard: false, dhcpGuard: false };
@@ -92,3 +100,21 @@ export class PortLocks {
     st.vids = [];
   }
 }
+
+// Runtime state (src/state/journal.ts): `lock set` and `lock clear` are kept across restarts, one record per port
+// (the later replaces the earlier); delif drops them with the port's other records (same target).
+const lockKey = (bridge: string, port: string): string => `lock:${bridge}/${port}`;
+
+registerRecordedMethod('lock.set', (p, _r, j) => {
+  const bridge = String(p.bridge);
+  const port = String(p.port);
+  const params: Record<string, unknown> = p.disabled === true ? { bridge, port, disabled: true } : { bridge, port, mac: p.mac };
+  if (p.disabled !== true) for (const k of ['ipv4', 'ipv6', 'allow_ethertypes']) if (p[k] !== undefined && p[k] !== null) params[k] = p[k];
+  j.put({ method: 'lock.set', params, key: lockKey(bridge, port), target: portTarget(bridge, port) });
+});
+
+registerRecordedMethod('lock.clear', (p, _r, j) => {
+  const bridge = String(p.bridge);
+  const port = String(p.port);
+  j.put({ method: 'lock.clear', params: { bridge, port }, key: lockKey(bridge, port), target: portTarget(bridge, port) });
+});

@@ -4,11 +4,12 @@
 // Built from the config document in force (so keys of every feature are kept as written) and the daemon's live
 // views: the ports that exist now (ports removed at runtime are left out, ports added at runtime are appended
 // with their kind), each port's and uplink's VLAN mode as it is now, the ageing time in force, and the static FDB
-// entries as they are now, the mirrors as they are now.
+// entries as they are now, each port's lock as it is now, the mirrors as they are now.
 
 import { stringify } from 'yaml';
 import type { Daemon, VlanShow } from '../daemon/daemon.js';
 import type { DaemonConfig } from '../config/config.js';
+import type { LockShow } from '../bridge/lock.js';
 
 type Raw = Record<string, unknown>;
 
@@ -30,6 +31,18 @@ function setVlanKeys(m: Raw, v: VlanShow | undefined): void {
   }
 }
 
+/** Sets a port's `lock` key to its lock as it is now (`lock set` / `lock clear` at runtime; issue 10). */
+function setLockKey(m: Raw, l: LockShow | undefined): void {
+  if (l === undefined) return;
+  if (l.mode === 'locked') {
+    m.lock = { mac: l.mac, ipv4: [...l.ipv4], ipv6: [...l.ipv6], ...(l.allow_ethertypes.length > 0 ? { allow_ethertypes: [...l.allow_ethertypes] } : {}) };
+  } else if (l.mode === 'disabled') {
+    m.lock = 'disabled';
+  } else {
+    delete m.lock;
+  }
+}
+
 export function effectiveConfig(d: Daemon, file: DaemonConfig): Raw {
   const raw = structuredClone(file.raw);
   const shows = new Map(d.show().map((b) => [b.name, b]));
@@ -40,6 +53,7 @@ export function effectiveConfig(d: Daemon, file: DaemonConfig): Raw {
     const show = shows.get(name);
     if (show === undefined) continue;
     const vlans = new Map(d.vlanShow(name).map((v) => [v.port, v]));
+    const locks = new Map(d.lockShow(name).map((l) => [l.port, l]));
     const live = new Map(show.ports.map((p) => [p.name, p]));
     const ports: Raw[] = [];
     const seen = new Set<string>();
@@ -47,6 +61,7 @@ export function effectiveConfig(d: Daemon, file: DaemonConfig): Raw {
       if (!isObject(rp) || typeof rp.name !== 'string' || !live.has(rp.name)) continue;
       const m = { ...rp };
       setVlanKeys(m, vlans.get(rp.name));
+      setLockKey(m, locks.get(rp.name));
       ports.push(m);
       seen.add(rp.name);
     }
@@ -54,12 +69,15 @@ export function effectiveConfig(d: Daemon, file: DaemonConfig): Raw {
       if (seen.has(p.name)) continue;
       const m: Raw = { name: p.name, kind: p.kind };
       setVlanKeys(m, vlans.get(p.name));
+      setLockKey(m, locks.get(p.name));
       ports.push(m);
     }
     rb.ports = ports;
     if (isObject(rb.uplink) && show.uplink !== null) setVlanKeys(rb.uplink, vlans.get(show.uplink.name));
     rb.ageing_time = d.ageingTimeS(name);
-    const fdb = d.showmacs(name).filter((e) => e.static).map((e) => ({ mac: e.mac, port: e.port, vlan: e.vlan }));
+    // a locked MAC's static entry comes with its lock, it is no `fdb` entry of its own
+    const lockedMac = (port: string, mac: string): boolean => locks.get(port)?.mode === 'locked' && locks.get(port)?.mac === mac;
+    const fdb = d.showmacs(name).filter((e) => e.static && !lockedMac(e.port, e.mac)).map((e) => ({ mac: e.mac, port: e.port, vlan: e.vlan }));
     if (fdb.length > 0) rb.fdb = fdb;
     else delete rb.fdb;
     // mirrors as they are now (config mirrors deleted at runtime left out, runtime ones appended)

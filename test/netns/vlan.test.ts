@@ -9,7 +9,7 @@
 //   a20 eth0 (TAP vif2.0, access 20) 198.18.40.2 --+- xenbr0 --- peth0 ~~ trunk veth [10,20] ~~ peth0 --- xenbr0 -+
 //   inj8 eth0 ~~ vif8.0 (attach, default)        --+                                                           |
 //   inj9 eth0 ~~ vif9.0 (attach, trunk [10,20]; --+               +-- b20 eth0 (TAP vif2.0, access 20) 198.18.40.4 +
-//                 vlan set at runtime)  .9
+//                 vlan set at runtime, allow_stacked)  .9
 //   tcpdump on A's peth0 records the trunk while the hosts ping and transfer.
 
 import { join } from "node:path";
@@ -160,7 +160,8 @@ describe.skipIf(!support.ok)("802.1Q VLANs: two tapbridge daemons joined by a tr
           { name: "vif1.0", vlan: 10 },
           { name: "vif2.0", vlan: 20 },
           { name: "vif8.0", kind: "attach" },
-          { name: "vif9.0", kind: "attach", trunk: [10, 20] },
+          // allow_stacked: the QinQ lab case below (the stacked-tag drop itself: vlan-escape.test.ts)
+          { name: "vif9.0", kind: "attach", trunk: [10, 20], allow_stacked: true },
         ],
       }],
     });
@@ -328,7 +329,7 @@ describe.skipIf(!support.ok)("802.1Q VLANs: two tapbridge daemons joined by a tr
     expect(macs.filter((e) => e.mac === "02:00:00:40:03:09").map((e) => [e.port, e.vlan])).toEqual([["vif9.0", 10]]);
   });
 
-  it("an 802.1ad (0x88a8) frame on an access port is untagged traffic: kept with its TPID, C-tagged on the trunk", async () => {
+  it("with allow_stacked, an 802.1ad (0x88a8) frame on an access port is untagged traffic: kept with its TPID, C-tagged on the trunk", async () => {
     await vlanSet(A, "vif9.0", ["--access", "10"]);
     const before = await stats(A, "vif9.0");
     const marker = newMarker();
@@ -341,6 +342,7 @@ describe.skipIf(!support.ok)("802.1Q VLANs: two tapbridge daemons joined by a tr
     expect(got.trunk.map((c) => [c.tpid, c.tci]), dump).toEqual([[0x8100, 0x000a]]); // the outer tag; the S-tag follows
     expect(got.a20, dump).toEqual([]);
     expect((await stats(A, "vif9.0")).tagged_on_access).toBe(before.tagged_on_access);
+    expect((await stats(A, "vif9.0")).stacked_tag).toBe(before.stacked_tag);
   });
 
   it("on a trunk without native VLAN: a disallowed VID is dropped (vlan_not_member), an untagged frame too (untagged_no_native)", async () => {

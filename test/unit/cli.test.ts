@@ -36,6 +36,8 @@ beforeAll(async () => {
     record('addif', { name: 'vif9.0', kind: 'attach', state: 'absent', ifindex: 0 }),
     record('fdb.add', null),
     record('setageing', null),
+    record('lock.set', { port: 'vif1.0', mode: 'locked', mac: '00:16:3e:00:01:00', ipv4: ['198.18.0.1'], ipv6: [], allow_ethertypes: [], ra_guard: false, dhcp_guard: false }),
+    record('lock.show', [{ port: 'vif1.0', mode: 'locked', mac: '00:16:3e:00:01:00', ipv4: ['198.18.0.1', '198.18.1.0/24'], ipv6: ['2001:db8::1'], allow_ethertypes: [], ra_guard: true, dhcp_guard: false }]),
   ]), silentLogger());
   await server.listen();
 });
@@ -134,5 +136,28 @@ describe('tapbridge CLI', () => {
     const r = await run('daemon', '--config', cfg);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/another daemon answers/);
+  });
+
+  it('lock set / show: the lists become arrays, --disabled excludes --mac, the human table lists every address', async () => {
+    calls.length = 0;
+    const r = await run('lock', 'set', 'xenbr0', 'vif1.0', '--mac', '00:16:3e:00:01:00', '--ipv4', '198.18.0.1, 198.18.1.0/24', '--ipv6', '2001:db8::1');
+    expect(r.code, r.stderr).toBe(0);
+    expect(calls).toEqual([{ method: 'lock.set', params: { bridge: 'xenbr0', port: 'vif1.0', mac: '00:16:3e:00:01:00', ipv4: ['198.18.0.1', '198.18.1.0/24'], ipv6: ['2001:db8::1'] } }]);
+    calls.length = 0;
+    expect((await run('lock', 'set', 'xenbr0', 'vif1.0', '--disabled')).code).toBe(0);
+    expect(calls).toEqual([{ method: 'lock.set', params: { bridge: 'xenbr0', port: 'vif1.0', disabled: true } }]);
+    expect((await run('lock', 'set', 'xenbr0', 'vif1.0')).code).toBe(2);
+    expect((await run('lock', 'set', 'xenbr0', 'vif1.0', '--disabled', '--mac', '00:16:3e:00:01:00')).code).toBe(2);
+    expect((await run('lock', 'set', 'xenbr0', 'vif1.0', '--disabled', '--ipv4', '198.18.0.1')).code).toBe(2);
+    expect((await run('lock', 'frob')).code).toBe(2);
+    const show = await run('lock', 'show', 'xenbr0');
+    expect(show.code).toBe(0);
+    expect(show.stdout.split('\n').map((l) => l.trimEnd())).toEqual([
+      'port            lock      mac                 ra_guard  dhcp_guard  allowed',
+      'vif1.0          locked    00:16:3e:00:01:00   on        off         198.18.0.1',
+      `${' '.repeat(68)}198.18.1.0/24`,
+      `${' '.repeat(68)}2001:db8::1`,
+      '',
+    ]);
   });
 });

@@ -160,6 +160,8 @@ bridges:
       'bridges[0].port_defaults.vlan: unknown key (allowed: learning, flood, isolated, fdb_max, ra_guard, dhcp_guard, lock)',
       expect.stringMatching(/^bridges\[0\]\.port_defaults\.lock: port_defaults can only set lock: disabled/),
     ]);
+    expect(issues('bridges: [ { name: b, ports: [ { name: v, lock: { mac: "00:16:3e:00:01:00" } }, { name: w, lock: { mac: "00:16:3e:00:01:00" } } ] } ]'))
+      .toEqual(['bridges[0].ports[1].lock.mac: is already the locked MAC of bridges[0].ports[0] ("v")']);
     expect(issues('bridges: [ { name: b, ports: [ { name: v, ra_guard: 1 } ] } ]'))
       .toEqual(['bridges[0].ports[0].ra_guard: must be true or false, got number 1']);
   });

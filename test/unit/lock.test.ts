@@ -3,41 +3,19 @@
 // for a locked MAC (src/daemon/locking.ts).
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Bridge } from '../../src/bridge/bridge.js';
-import { eui64LinkLocal, type LockSpec, lockSpecFrom, parseIpv6Prefix, PortSecurity, SECURITY_DROP_NAMES } from '../../src/bridge/lock.js';
+import {
+  checkFull, checkSecurity, eui64LinkLocal, type LockSpec, lockSpecFrom, parseIpv6Prefix, PortSecurity, SECURITY_DROP_NAMES,
+} from '../../src/bridge/lock.js';
+import { EthernetHeader, parseEthernet } from '../../src/frame/ethernet.js';
 import type { BridgePort } from '../../src/bridge/port.js';
 import { parseMac } from '../../src/frame/mac.js';
 import { PortLocks } from '../../src/daemon/locking.js';
 import { addFakePort, BatchBuilder, eth, type FakeIo } from '../support/fake-io.js';
+import { arp, fragHdr, icmp6, ipv4, ipv6, llOpt, mac, na, ns, opts8, ra, udp, v4, v6 } from '../support/frames.js';
 
 const VM = '00:16:3e:00:01:00';
 const OTHER = '00:16:3e:00:02:00';
 const BCAST = 'ff:ff:ff:ff:ff:ff';
-const hex = (n: number, bytes: number): string => n.toString(16).padStart(2 * bytes, '0');
-const mac = (m: string): string => m.replaceAll(':', '');
-const v4 = (a: string): string => a.split('.').map((o) => hex(Number(o), 1)).join('');
-const v6 = (a: string): string => Buffer.from(parseIpv6Prefix(a)![0]).toString('hex');
-const len = (h: string): number => h.length / 2;
-
-/** IPv4 header (no options, checksum 0) + payload; frag = flags/fragment offset word. */
-const ipv4 = (src: string, dst: string, proto: number, payload: string, frag = 0): string =>
-  '4500' + hex(20 + len(payload), 2) + '0000' + hex(frag, 2) + '40' + hex(proto, 1) + '0000' + v4(src) + v4(dst) + payload;
-const udp = (sport: number, dport: number, data = '00000000'): string => hex(sport, 2) + hex(dport, 2) + hex(8 + len(data), 2) + '0000' + data;
-/** IPv6 header + payload (next header nh). */
-const ipv6 = (src: string, dst: string, nh: number, payload: string): string =>
-  '60000000' + hex(len(payload), 2) + hex(nh, 1) + 'ff' + v6(src) + v6(dst) + payload;
-const icmp6 = (type: number, body: string): string => hex(type, 1) + '00' + '0000' + body;
-const llOpt = (type: 1 | 2, m: string): string => hex(type, 1) + '01' + mac(m);
-const ns = (target: string, opts = ''): string => icmp6(135, '00000000' + v6(target) + opts);
-const na = (target: string, opts = ''): string => icmp6(136, '60000000' + v6(target) + opts);
-const ra = (): string => icmp6(134, '40000708' + '00000000' + '00000000');
-/** Hop-by-Hop (or Destination Options) header of 8 bytes: PadN. */
-const opts8 = (nh: number): string => hex(nh, 1) + '00' + '0104' + '00000000';
-/** Fragment header: offset in 8-byte units, M flag. */
-const fragHdr = (nh: number, offset: number, more: boolean): string => hex(nh, 1) + '00' + hex((offset << 3) | (more ? 1 : 0), 2) + '12345678';
-
-const arp = (op: number, sha: string, spa: string, tpa: string): string =>
-  '0001' + '0800' + '06' + '04' + hex(op, 2) + mac(sha) + v4(spa) + '000000000000' + v4(tpa);
-
 const LOCK = { mac: VM, ipv4: ['198.18.0.1', '198.18.5.0/24'], ipv6: ['2001:db8::1', '2001:db8:5::/64', 'fe80::1234'] };
 const LL = ((): string => {
   const b = eui64LinkLocal(parseMac(VM)!);
@@ -247,6 +225,13 @@ describe('port security in the engine', () => {
     expect(verdict(eth(BCAST, VM, '86dd', ipv6('fe80::1234', 'ff02::1', 58, ra())))).toBe('ra_guard');
     expect(verdict(eth(BCAST, VM, '0800', ipv4('198.18.0.1', '255.255.255.255', 17, udp(67, 68))))).toBe('dhcp_guard');
     expect(verdict(eth(BCAST, VM, '86dd', ipv6('fe80::99', 'ff02::1', 58, ra())))).toBe('lock_ipv6');
+    expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', 'fe80::2', 17, udp(547, 546, '02000001'))))).toBe('dhcp_guard');
+    expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', '2001:db8::2', 17, udp(5000, 5001))))).toBe('pass');
+    expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', '2001:db8::2', 6, '00'.repeat(20))))).toBe('pass');
+    expect(verdict(eth(BCAST, VM, '0800', ipv4('198.18.0.1', '198.18.0.2', 17, udp(5000, 5001))))).toBe('pass');
+    expect(verdict(eth(BCAST, VM, '0800', ipv4('198.18.0.1', '198.18.0.2', 6, '00'.repeat(20))))).toBe('pass');
+    // an RA behind a Hop-by-Hop header from an allowed source: not the fast path
+    expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', 'ff02::1', 0, opts8(58) + ra())))).toBe('ra_guard');
   });
 
   it('stats drops show every port-security counter', () => {
@@ -312,5 +297,47 @@ describe('lockSpecFrom', () => {
     expect(v6('::ffff:198.18.0.1')).toBe('00'.repeat(10) + 'ffff' + 'c6120001');
     expect(v6('fe80::216:3eff:fe00:100')).toBe('fe80' + '00'.repeat(6) + '0216' + '3eff' + 'fe00' + '0100');
     expect(parseIpv6Prefix('2001:db8::1%eth0')).toBeNull();
+  });
+});
+
+describe('the fast path agrees with the full check', () => {
+  it('on random frames from locked ports with and without guards', () => {
+    let seed = 0x5eed;
+    const rnd = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    const pick = <T>(xs: readonly T[]): T => xs[rnd(xs.length)];
+    const hdr = new EthernetHeader();
+    const srcs4 = ['198.18.0.1', '198.18.5.7', '198.18.0.2', '0.0.0.0'];
+    const srcs6 = ['2001:db8::1', '2001:db8:5::9', 'fe80::1234', LL, '2001:db8::2', '::'];
+    const l4 = (): [number, string] => pick([
+      [17, udp(pick([67, 68, 546, 547, 5000]), pick([67, 68, 546, 547, 5001]))],
+      [6, '00'.repeat(20)],
+      [58, pick([icmp6(128, '00010001'), icmp6(pick([130, 133, 134, 135, 136, 137, 143]), '00'.repeat(20)), ra(), na('2001:db8::2')])],
+    ] as [number, string][]);
+    let compared = 0;
+    for (let i = 0; i < 4000; i++) {
+      const sec = PortSecurity.build(lockOf(pick([LOCK, { mac: VM, ipv4: ['198.18.0.1'], ipv6: ['2001:db8::1'] }, { mac: VM }])), {
+        raGuard: rnd(2) === 1, dhcpGuard: rnd(2) === 1,
+      })!;
+      const src = rnd(8) === 0 ? OTHER : VM;
+      const tag = pick(['', '', '81000000', '8100000a', '88a8000a']);
+      let body: string;
+      if (rnd(2) === 0) {
+        const [proto, pl] = l4();
+        body = '0800' + ipv4(pick(srcs4), '198.18.0.9', proto === 58 ? 1 : proto, pl, pick([0, 0, 0x2000, 0x0010]));
+      } else {
+        const [proto, pl] = l4();
+        body = '86dd' + (rnd(4) === 0 ? ipv6(pick(srcs6), 'ff02::1', 0, opts8(proto) + pl) : ipv6(pick(srcs6), 'ff02::1', proto, pl));
+      }
+      let frame = mac(BCAST) + mac(src) + tag + body;
+      if (rnd(6) === 0) frame = frame.slice(0, 2 * (14 + rnd(40))); // truncated
+      const bytes = Buffer.from(frame.length < 120 ? frame.padEnd(120, '0') : frame, 'hex');
+      if (!parseEthernet(bytes, 0, bytes.length, hdr)) continue;
+      expect(checkSecurity(sec, bytes, 0, bytes.length, hdr), frame).toBe(checkFull(sec, bytes, 0, bytes.length, hdr));
+      compared++;
+    }
+    expect(compared).toBeGreaterThan(3000);
   });
 });

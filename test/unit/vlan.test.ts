@@ -3,7 +3,7 @@
 // flooding, and `setPortVlan` at runtime.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Bridge } from '../../src/bridge/bridge.js';
-import type { BridgePort } from '../../src/bridge/port.js';
+import { BridgePort } from '../../src/bridge/port.js';
 import {
   EGRESS_AS_IS, EGRESS_NOT_MEMBER, EGRESS_TAGGED, EGRESS_UNTAGGED, MODE_ACCESS, MODE_DEFAULT, MODE_TRUNK, parseTrunkList,
   PortVlan, type VlanSpec, vlanSpecFrom,
@@ -85,6 +85,15 @@ describe('PortVlan rules table', () => {
     }
     expect(() => new PortVlan(access(4095))).toThrow(/not a VID/);
     expect(() => new PortVlan(trunk([10], 4095))).toThrow(/not a VID/);
+  });
+
+  it('the stacked-tag check is on for tap and attach ports, off for the uplink, the bond and allow_stacked', () => {
+    const flags = { learning: true, flood: true, isolated: false };
+    expect(new BridgePort(0, 'vif1.0', 'tap', flags, 1500).checkStacked).toBe(true);
+    expect(new BridgePort(0, 'vif1.0', 'attach', flags, 1500).checkStacked).toBe(true);
+    expect(new BridgePort(0, 'vif1.0', 'tap', flags, 1500, 0, true).checkStacked).toBe(false);
+    expect(new BridgePort(0, 'peth0', 'uplink', flags, 1500).checkStacked).toBe(false);
+    expect(new BridgePort(0, 'bond0', 'bond', flags, 1500).checkStacked).toBe(false);
   });
 
   it('parses trunk lists and rejects bad ones', () => {
