@@ -148,6 +148,7 @@ lab_write_config() {
 	{
 		echo "# written by scripts/lab.sh for lab $LAB_PREFIX"
 		echo "control_socket: $LAB_SOCKET"
+		echo "state_dir: $LAB_RUNDIR"
 		echo "bridges:"
 		echo "  - name: $LAB_BRIDGE"
 		echo "    uplink: { interface: $LAB_UPLINK }"

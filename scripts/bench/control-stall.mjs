@@ -166,7 +166,7 @@ async function main() {
     sh('ip', ['netns', 'exec', ns(n), 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
   }
   const cfg = join(dir, 'tb.yaml');
-  writeFileSync(cfg, JSON.stringify({ control_socket: sock, bridges: [{ name: 'xenbr0', ports: [{ name: 'vif1.0' }, { name: 'vif2.0' }] }] }));
+  writeFileSync(cfg, JSON.stringify({ control_socket: sock, state_dir: dirname(sock), bridges: [{ name: 'xenbr0', ports: [{ name: 'vif1.0' }, { name: 'vif2.0' }] }] }));
   daemon = spawn('ip', ['netns', 'exec', ns('dom0'), process.execPath, opt.cli, 'daemon', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
   for (let i = 0; i < 200 && !(existsSync(sock) && statSync(sock).isSocket()); i++) {
     if (daemon.exitCode !== null) throw new Error(`daemon exited with ${daemon.exitCode}`);

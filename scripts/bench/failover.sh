@@ -185,6 +185,7 @@ ip -n "$NS_EXT" link set eth0 up
 
 cat >"$WORK/tapbridge.yaml" <<EOF
 control_socket: $SOCK
+state_dir: $WORK
 bridges:
   - name: xenbr0
     uplink:

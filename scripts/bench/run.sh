@@ -226,6 +226,7 @@ topo_up() { # topo_up IMPL PATH
 		[ "$path" = uplink ] && veth_to "$NS_B" peth0
 		{
 			echo "control_socket: $WORK/tb.sock"
+			echo "state_dir: $WORK"
 			echo "bridges:"
 			echo "  - name: br0"
 			echo "    fdb_max: $fdb_max"

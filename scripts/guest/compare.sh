@@ -168,6 +168,7 @@ tb_info "tapbridge: daemon in a dom0 namespace, QEMU with scripts/qemu-ifup"
 make_base tb
 cat >"$WORK/tapbridge.yaml" <<EOF
 control_socket: $WORK/tapbridge.sock
+state_dir: $WORK
 bridges:
   - name: xenbr0
     uplink: { interface: peth0 }
