@@ -16,6 +16,7 @@
 #   prometheus  promtool (`promtool check metrics`) and a real Prometheus server that scrapes the daemon in a netns
 #               (test/netns/metrics.test.ts); its service is never started: policy-rc.d refuses it during the install
 #   systemd   systemd-analyze verify / security --offline=yes on the installed unit (systemd need not be PID 1)
+#   tshark    reads `tapbridge capture` pcapng output in the capture netns test (test/netns/observe.test.ts)
 #
 # Idempotent and quiet: does nothing when every command is present. Uses apt-get only, as root; when not root
 # (or not on a Debian-like system) it prints what is missing and exits 0, so the tests can skip what they cannot run.
@@ -38,6 +39,7 @@ declare -A PKG_OF=(
 	[promtool]=prometheus
 	[prometheus]=prometheus
 	[systemd-analyze]=systemd
+	[tshark]=tshark
 )
 
 missing=()

@@ -15,6 +15,13 @@
 //     unicast dst in FDB?           -> queue on that port if shouldDeliver()
 //     else                          -> flood to every port for which shouldDeliver() holds
 //   then flush(): one send() per egress port that has queued frames.
+//
+//   Named steps, each a method that reads and never counts, so that trace (src/observe/trace.ts) runs the
+//   same code: admit() (every ingress check above, the VLAN; returns a DROP_* code), unicastEgress() /
+//   floodEgress() (composed as selectEgress() for trace), txOp() (the tag operation), fits() (MTU).
+//   receive() counts what they decide. Beside them, at one place each: step "capture" (port.tap, one null
+//   check per port a frame touches; src/observe/capture.ts) and step "mirror" (port.mirrorRx/mirrorTx,
+//   one null check; src/bridge/mirror.ts). A mirror output port is refused by shouldDeliver() and admit().
 //   Egress adds, removes or rewrites the 802.1Q tag per port (a tx op: iovecs in the addon, the slab is
 //   never written), keeping PCP and DEI of a tagged frame; a frame that entered untagged leaves with PCP 0.
 //
@@ -33,7 +40,8 @@ import {
   ETH_HLEN, ETH_P_8021Q, ETH_P_ARP, EthernetHeader, isLinkLocalHL, isVlanTpid, parseEthernet, VLAN_HLEN, VLAN_VID_MASK,
 } from '../frame/ethernet.js';
 import { TX_OP_NONE, TX_OP_POP_TAG, TX_OP_PUSH_TAG, TX_OP_SET_TAG, VNET_HDR_LEN } from '../io/native-types.js';
-import { checkSecurity, SEC_PASS } from './lock.js';
+import { checkSecurity, SEC_PASS, SECURITY_DROP_NAMES } from './lock.js';
+import { applyMirrors, type Mirror } from './mirror.js';
 import { BridgePort } from './port.js';
 import {
   EGRESS_AS_IS, EGRESS_NOT_MEMBER, EGRESS_UNTAGGED, MODE_ACCESS, MODE_DEFAULT, MODE_TRUNK, PortVlan, VID_RESERVED, type VlanSpec,
@@ -50,6 +58,36 @@ const PCP_DEI_MASK = 0xf000;
 function isStacked(hdr: EthernetHeader, tci: number): boolean {
   return tci < 0 ? hdr.tpid !== 0 : isVlanTpid(hdr.etherType);
 }
+
+/** Drop codes: admit()'s verdicts and egress drops; names in DROP_CODE_NAMES (stats `drops` keys). */
+export const DROP_NONE = 0;
+export const DROP_RUNT = 1;
+export const DROP_BAD_SRC = 2;
+export const DROP_LINK_LOCAL = 3;
+export const DROP_VLAN_RESERVED = 4;
+export const DROP_TAGGED_ON_ACCESS = 5;
+export const DROP_VLAN_NOT_MEMBER = 6;
+export const DROP_UNTAGGED_NO_NATIVE = 7;
+export const DROP_STACKED_TAG = 8;
+export const DROP_MIRROR_OUTPUT = 9;
+export const DROP_OVERSIZE = 10;
+/** DROP_SECURITY + SEC_* (lock.ts) for a port-security drop. */
+export const DROP_SECURITY = 16;
+
+/** The `drops` key of a drop code. */
+export function dropCodeName(code: number): string {
+  if (code >= DROP_SECURITY + 1 && code < DROP_SECURITY + 1 + SECURITY_DROP_NAMES.length) return SECURITY_DROP_NAMES[code - DROP_SECURITY - 1];
+  return DROP_CODE_NAMES[code] ?? `drop_${code}`;
+}
+const DROP_CODE_NAMES = [
+  'none', 'runt', 'bad_src', 'link_local', 'vlan_reserved', 'tagged_on_access', 'vlan_not_member',
+  'untagged_no_native', 'stacked_tag', 'mirror_output', 'oversize',
+];
+
+/** selectEgress() kinds: a known unicast destination, an unknown one (flooded), broadcast/multicast. */
+export const FWD_UNICAST = 0;
+export const FWD_UNKNOWN = 1;
+export const FWD_GROUP = 2;
 
 /** Flood classes for shouldDeliver(). */
 const FLOOD_NONE = 0;
@@ -89,7 +127,26 @@ export class Bridge {
   /** Ports with frames queued in the current batch: dirty[0 .. dirtyCount-1] (never truncated: no reallocation). */
   private readonly dirty: BridgePort[];
   private dirtyCount = 0;
-  private readonly hdr = new EthernetHeader();
+  /** The parsed header of the current frame (read by trace after admit()). */
+  readonly hdr = new EthernetHeader();
+  /** admit()'s results: the frame's VLAN (-1 before classification) and C-tag TCI (-1: none). */
+  vid = -1;
+  tci = -1;
+  /** selectEgress()'s results: egress ports out[0 .. n-1], FWD_* kind, the FDB hit's port or -1. */
+  readonly out: BridgePort[];
+  fwdKind = FWD_UNICAST;
+  fwdPort = -1;
+  /**
+   * txOp()'s tag: the TCI pushed or written (TPID 0x8100). Kept as a 16-bit TCI, never as the 32-bit tx
+   * `arg`: a uint32 >= 2^31 in a field or an argument would be boxed into a HeapNumber per frame.
+   */
+  txTci = 0;
+  /** The slab of the batch being processed (egress taps copy from it). */
+  private slab: Uint8Array = new Uint8Array(0);
+  /** Frame number: a mirror copies a frame once even when selected at ingress and egress. */
+  private frameSeq = 0;
+  /** Mirrors of this bridge (mirror.ts); set with setMirrors(). */
+  private mirrorList: Mirror[] = [];
   /** Coarse clock: set by the owner (once per tick); the engine never reads the system clock. */
   nowMs = 0;
   readonly counters: BridgeCounters = { flooded: 0, floodedGroup: 0, forwarded: 0 };
@@ -98,6 +155,7 @@ export class Bridge {
     this.name = opts.name;
     this.ports = new Array<BridgePort | null>(opts.maxPorts).fill(null);
     this.dirty = new Array<BridgePort>(opts.maxPorts);
+    this.out = new Array<BridgePort>(opts.maxPorts);
     this.fdb = new Fdb({ maxEntries: opts.fdbMax, maxPorts: opts.maxPorts, ageingTimeMs: opts.ageingTimeMs, onFlap: opts.onFlap, onFlapSuppressed: opts.onFlapSuppressed });
   }
 
@@ -111,6 +169,19 @@ export class Bridge {
     this.ports[port.id] = port;
     this.fdb.portMax[port.id] = port.fdbMax;
     this.flood = this.ports.filter((p): p is BridgePort => p !== null);
+    applyMirrors(this.mirrorList, this.flood);
+  }
+
+  get mirrors(): readonly Mirror[] {
+    return this.mirrorList;
+  }
+
+  /** Replaces the bridge's mirrors (between batches); nothing is learned from or flooded to outputs. */
+  setMirrors(mirrors: Mirror[]): void {
+    this.mirrorList = mirrors;
+    applyMirrors(mirrors, this.flood);
+    // an output port's dynamic entries go: nothing may be unicast to it any more
+    for (const p of this.flood) if (p.mirrorOutput) this.fdb.flushDynamic(p.id);
   }
 
   /** Unlinks a port: it receives nothing from now on and every FDB entry pointing at it goes. */
@@ -120,6 +191,9 @@ export class Bridge {
     this.fdb.removePort(port.id);
     this.ports[port.id] = null;
     this.flood = this.ports.filter((p): p is BridgePort => p !== null);
+    port.mirrorRx = null;
+    port.mirrorTx = null;
+    applyMirrors(this.mirrorList, this.flood);
   }
 
   portByName(name: string): BridgePort | null {
@@ -149,12 +223,131 @@ export class Bridge {
   }
 
   /** The one egress predicate for unicast and flood. */
-  private static shouldDeliver(ingress: BridgePort, egress: BridgePort, vid: number, floodClass: number): boolean {
+  static shouldDeliver(ingress: BridgePort, egress: BridgePort, vid: number, floodClass: number): boolean {
     return egress !== ingress &&
       egress.state === 'up' && egress.io !== null &&
       egress.vlan.egress[vid] !== EGRESS_NOT_MEMBER &&
       !(ingress.isolated && egress.isolated) &&
+      !egress.mirrorOutput &&
       (floodClass !== FLOOD_FILTERED || egress.flood);
+  }
+
+  /**
+   * Step "ingress checks": every check a received frame passes before learning, in order. Reads only:
+   * returns DROP_NONE with the frame's VLAN in this.vid and its C-tag TCI (-1: none) in this.tci, or
+   * the drop code (the security check's reason is DROP_SECURITY + SEC_*). Shared with trace.
+   */
+  admit(ingress: BridgePort, slab: Uint8Array, off: number, len: number): number {
+    const hdr = this.hdr;
+    this.vid = -1;
+    this.tci = -1;
+    if (ingress.mirrorOutput) return DROP_MIRROR_OUTPUT;
+    if (!parseEthernet(slab, off, len, hdr)) return DROP_RUNT;
+    // port security (lock.ts): VIF locking, RA guard, DHCP guard; what the guest sends, before anything
+    if (ingress.security !== null) {
+      const reason = checkSecurity(ingress.security, slab, off, len, hdr);
+      if (reason !== SEC_PASS) return DROP_SECURITY + reason;
+    }
+    if (hdr.srcGroup || (hdr.srcHi === 0 && hdr.srcLo === 0)) return DROP_BAD_SRC;
+    if (hdr.dstGroup && isLinkLocalHL(hdr.dstHi, hdr.dstLo)) return DROP_LINK_LOCAL;
+    // VLAN ingress: only TPID 0x8100 is a tag here (0x88a8 is an ordinary ethertype: no QinQ).
+    // VID 4095 (reserved) in the outer tag of any TPID is dropped on every port.
+    if (hdr.tpid !== 0 && (hdr.tci & VLAN_VID_MASK) === VID_RESERVED) return DROP_VLAN_RESERVED;
+    const tci = hdr.tpid === ETH_P_8021Q ? hdr.tci : -1;
+    this.tci = tci;
+    const tagVid = tci > 0 ? tci & VLAN_VID_MASK : 0;
+    const vlan = ingress.vlan;
+    let vid: number;
+    if (vlan.mode === MODE_ACCESS) {
+      if (tagVid !== 0) return DROP_TAGGED_ON_ACCESS;
+      vid = vlan.pvid;
+    } else if (vlan.mode === MODE_TRUNK) {
+      if (tagVid !== 0) {
+        if (vlan.egress[tagVid] === EGRESS_NOT_MEMBER) return DROP_VLAN_NOT_MEMBER;
+        vid = tagVid;
+      } else {
+        if (vlan.pvid === 0) return DROP_UNTAGGED_NO_NATIVE;
+        vid = vlan.pvid;
+      }
+    } else {
+      vid = tagVid;
+    }
+    // the double-tagging hop: a tag hidden behind the one that placed the frame in its VLAN would be
+    // the outer tag wherever this VLAN leaves untagged (the uplink's native VLAN, an access port)
+    if (vlan.mode !== MODE_DEFAULT && ingress.checkStacked && isStacked(hdr, tci)) return DROP_STACKED_TAG;
+    this.vid = vid;
+    return DROP_NONE;
+  }
+
+  /** Counts an ingress drop on the port (the counter of `code`). */
+  private static countDrop(port: BridgePort, code: number): void {
+    switch (code) {
+      case DROP_RUNT: port.dropRunt++; break;
+      case DROP_BAD_SRC: port.dropBadSrc++; break;
+      case DROP_LINK_LOCAL: port.dropLinkLocal++; break;
+      case DROP_VLAN_RESERVED: port.dropVlanReserved++; break;
+      case DROP_TAGGED_ON_ACCESS: port.dropTaggedOnAccess++; break;
+      case DROP_VLAN_NOT_MEMBER: port.dropVlanNotMember++; break;
+      case DROP_UNTAGGED_NO_NATIVE: port.dropUntaggedNoNative++; break;
+      case DROP_STACKED_TAG: port.dropStackedTag++; break;
+      case DROP_MIRROR_OUTPUT: port.dropMirrorOutput++; break;
+      default: port.securityDrops[code - DROP_SECURITY]++;
+    }
+  }
+
+  /**
+   * Step "lookup", known unicast: the FDB port of the admitted frame's destination (this.hdr parsed, `vid`
+   * from admit()) in this.fwdPort (-1 on a miss, or a group destination), and that port if it takes the
+   * frame (shouldDeliver), else null. Reads only; shared with trace through selectEgress().
+   */
+  unicastEgress(ingress: BridgePort, vid: number): BridgePort | null {
+    const hdr = this.hdr;
+    this.fwdPort = -1;
+    if (hdr.dstGroup) return null;
+    const o = this.fdb.lookupHL(vid, hdr.dstHi, hdr.dstLo);
+    this.fwdPort = o;
+    if (o < 0) return null;
+    const egress = this.ports[o];
+    return egress !== null && Bridge.shouldDeliver(ingress, egress, vid, FLOOD_NONE) ? egress : null;
+  }
+
+  /**
+   * Step "flood": an unknown unicast (FWD_UNKNOWN) or group (FWD_GROUP) destination goes to every port that
+   * takes it: this.out[0 .. n-1], returns n, this.fwdKind set. Reads only; shared with trace.
+   */
+  floodEgress(ingress: BridgePort, vid: number): number {
+    const hdr = this.hdr;
+    const out = this.out;
+    const flood = this.flood;
+    let cls: number;
+    if (!hdr.dstGroup) {
+      this.fwdKind = FWD_UNKNOWN;
+      cls = FLOOD_FILTERED;
+    } else {
+      this.fwdKind = FWD_GROUP;
+      cls = hdr.dstIsBroadcast ? FLOOD_BROADCAST : FLOOD_FILTERED;
+    }
+    let n = 0;
+    for (let p = 0; p < flood.length; p++) {
+      const egress = flood[p];
+      if (Bridge.shouldDeliver(ingress, egress, vid, cls)) out[n++] = egress;
+    }
+    return n;
+  }
+
+  /**
+   * The egress decision receive() makes, for trace: unicastEgress() on an FDB hit (FWD_UNICAST), else
+   * floodEgress(). Ports in this.out[0 .. n-1]; returns n.
+   */
+  selectEgress(ingress: BridgePort, vid: number): number {
+    const egress = this.unicastEgress(ingress, vid);
+    if (this.fwdPort >= 0) {
+      this.fwdKind = FWD_UNICAST;
+      if (egress === null) return 0;
+      this.out[0] = egress;
+      return 1;
+    }
+    return this.floodEgress(ingress, vid);
   }
 
   /**
@@ -165,105 +358,79 @@ export class Bridge {
     const hdr = this.hdr;
     const fdb = this.fdb;
     const now = this.nowMs;
-    const flood = this.flood;
+    const out = this.out;
     const ingressId = ingress.id;
     if (ingress.state !== 'up') return;
+    this.slab = slab;
     for (let i = 0; i < count; i++) {
       const off = desc[3 * i];
       const len = desc[3 * i + 1];
       ingress.rxPackets++;
       ingress.rxBytes += len;
-      if (!parseEthernet(slab, off, len, hdr)) {
-        ingress.dropRunt++;
+      this.frameSeq++;
+      const verdict = this.admit(ingress, slab, off, len);
+      if (verdict !== DROP_NONE) {
+        Bridge.countDrop(ingress, verdict);
+        if (ingress.tap !== null) ingress.tap.drop(slab, off, len, TX_OP_NONE, 0, this.vid, verdict, false);
         continue;
       }
-      // port security (lock.ts): VIF locking, RA guard, DHCP guard; what the guest sends, before anything
-      if (ingress.security !== null) {
-        const reason = checkSecurity(ingress.security, slab, off, len, hdr);
-        if (reason !== SEC_PASS) {
-          ingress.securityDrops[reason]++;
-          continue;
-        }
-      }
-      if (hdr.srcGroup || (hdr.srcHi === 0 && hdr.srcLo === 0)) {
-        ingress.dropBadSrc++;
-        continue;
-      }
-      if (hdr.dstGroup && isLinkLocalHL(hdr.dstHi, hdr.dstLo)) {
-        ingress.dropLinkLocal++;
-        continue;
-      }
-      // VLAN ingress: only TPID 0x8100 is a tag here (0x88a8 is an ordinary ethertype: no QinQ).
-      // VID 4095 (reserved) in the outer tag of any TPID is dropped on every port.
-      if (hdr.tpid !== 0 && (hdr.tci & VLAN_VID_MASK) === VID_RESERVED) {
-        ingress.dropVlanReserved++;
-        continue;
-      }
-      const tci = hdr.tpid === ETH_P_8021Q ? hdr.tci : -1;
-      const tagVid = tci > 0 ? tci & VLAN_VID_MASK : 0;
-      const vlan = ingress.vlan;
-      let vid: number;
-      if (vlan.mode === MODE_ACCESS) {
-        if (tagVid !== 0) {
-          ingress.dropTaggedOnAccess++;
-          continue;
-        }
-        vid = vlan.pvid;
-      } else if (vlan.mode === MODE_TRUNK) {
-        if (tagVid !== 0) {
-          if (vlan.egress[tagVid] === EGRESS_NOT_MEMBER) {
-            ingress.dropVlanNotMember++;
-            continue;
-          }
-          vid = tagVid;
-        } else {
-          if (vlan.pvid === 0) {
-            ingress.dropUntaggedNoNative++;
-            continue;
-          }
-          vid = vlan.pvid;
-        }
-      } else {
-        vid = tagVid;
-      }
-      // the double-tagging hop: a tag hidden behind the one that placed the frame in its VLAN would be
-      // the outer tag wherever this VLAN leaves untagged (the uplink's native VLAN, an access port)
-      if (vlan.mode !== MODE_DEFAULT && ingress.checkStacked && isStacked(hdr, tci)) {
-        ingress.dropStackedTag++;
-        continue;
-      }
+      const vid = this.vid;
+      const tci = this.tci;
+      // step "capture" and "mirror" (ingress): as on the ingress port's wire
+      if (ingress.tap !== null) ingress.tap.rx(slab, off, len, vid);
+      if (ingress.mirrorRx !== null) this.mirrorCopies(ingress.mirrorRx, off, len, TX_OP_NONE, 0, vid, tci);
       if (ingress.learning) {
         fdb.learnHL(vid, hdr.srcHi, hdr.srcLo, ingressId, now);
         // ARP snooping on local ports: the bond announces these addresses after a failover
         if (hdr.etherType === ETH_P_ARP && ingress.snoopArp) this.snoopArp(slab, off + hdr.payloadOffset, len - hdr.payloadOffset, vid);
       }
-      // payload length for the MTU check; GSO super-frames are exempt (segmented downstream)
-      const payload = slab[off - VNET_HDR_LEN + VNET_GSO_TYPE] !== 0 ? 0 : len - ETH_HLEN - (hdr.tpid !== 0 ? VLAN_HLEN : 0);
-      if (!hdr.dstGroup) {
-        const out = fdb.lookupHL(vid, hdr.dstHi, hdr.dstLo);
-        if (out >= 0) {
-          const egress = this.ports[out];
-          if (egress !== null && Bridge.shouldDeliver(ingress, egress, vid, FLOOD_NONE)) {
-            this.counters.forwarded++;
-            this.enqueue(egress, off, len, payload, vid, tci);
-          }
-          continue;
-        }
-        this.counters.flooded++;
-        for (let p = 0; p < flood.length; p++) {
-          const egress = flood[p];
-          if (Bridge.shouldDeliver(ingress, egress, vid, FLOOD_FILTERED)) this.enqueue(egress, off, len, payload, vid, tci);
+      const payload = this.payloadOf(slab, off, len);
+      // the egress decision (selectEgress() is the same two steps, for trace): a known unicast
+      // destination on its port, else a flood
+      const egress = this.unicastEgress(ingress, vid);
+      if (this.fwdPort >= 0) {
+        if (egress !== null) {
+          this.counters.forwarded++;
+          this.enqueue(egress, off, len, payload, vid, tci);
         }
         continue;
       }
-      this.counters.floodedGroup++;
-      const cls = hdr.dstIsBroadcast ? FLOOD_BROADCAST : FLOOD_FILTERED;
-      for (let p = 0; p < flood.length; p++) {
-        const egress = flood[p];
-        if (Bridge.shouldDeliver(ingress, egress, vid, cls)) this.enqueue(egress, off, len, payload, vid, tci);
-      }
+      const n = this.floodEgress(ingress, vid);
+      if (this.fwdKind === FWD_UNKNOWN) this.counters.flooded++;
+      else this.counters.floodedGroup++;
+      for (let k = 0; k < n; k++) this.enqueue(out[k], off, len, payload, vid, tci);
     }
     this.flush();
+  }
+
+  /** Payload length for the MTU check (this.hdr parsed); GSO super-frames are exempt (0: segmented downstream). */
+  payloadOf(slab: Uint8Array, off: number, len: number): number {
+    return slab[off - VNET_HDR_LEN + VNET_GSO_TYPE] !== 0 ? 0 : len - ETH_HLEN - (this.hdr.tpid !== 0 ? VLAN_HLEN : 0);
+  }
+
+  /** Step "mirror": one copy per frame per mirror, as on the selected port's wire (op, tagTci). */
+  private mirrorCopies(mirrors: Mirror[], off: number, len: number, op: number, tagTci: number, vid: number, tci: number): void {
+    const seq = this.frameSeq;
+    for (let k = 0; k < mirrors.length; k++) {
+      const m = mirrors[k];
+      if (m.lastSeq === seq || (m.vids !== null && m.vids[vid] === 0)) continue;
+      const dst = m.out;
+      if (dst === null || dst.state !== 'up' || dst.io === null) continue;
+      m.lastSeq = seq;
+      m.mirrored++;
+      if (m.outputVid !== 0) {
+        // RSPAN: the wire frame tagged into the output VLAN (relative to the slab: set or push a tag)
+        if (tci >= 0) {
+          const pcp = op === TX_OP_NONE || op === TX_OP_POP_TAG ? tci & PCP_DEI_MASK : (tagTci & PCP_DEI_MASK);
+          this.queue(dst, off, len, TX_OP_SET_TAG, pcp | m.outputVid, vid);
+        } else {
+          const pcp = op === TX_OP_PUSH_TAG ? tagTci & PCP_DEI_MASK : 0;
+          this.queue(dst, off, len, TX_OP_PUSH_TAG, pcp | m.outputVid, vid);
+        }
+      } else {
+        this.queue(dst, off, len, op, tagTci, vid);
+      }
+    }
   }
 
   /** Records the sender IPv4 of an Ethernet/IPv4 ARP whose sender MAC is the frame's source. */
@@ -279,29 +446,49 @@ export class Bridge {
   }
 
   /**
-   * Queues a frame of internal `vid` on `egress`; `tci` is the frame's 802.1Q TCI (-1 when it has no
-   * C-tag) and decides, with the port's egress rule, the tag operation.
+   * Step "egress": the tag operation for a frame of internal `vid` leaving `egress`; `tci` is the
+   * frame's 802.1Q TCI (-1 when it has no C-tag). Returns the TX_OP_*; the TCI it pushes or writes is in this.txTci.
+   * Shared with trace.
    */
-  private enqueue(egress: BridgePort, off: number, len: number, payload: number, vid: number, tci: number): void {
-    if (payload > egress.mtu) {
-      egress.dropOversize++;
-      return;
-    }
+  txOp(egress: BridgePort, vid: number, tci: number): number {
     const rule = egress.vlan.egress[vid];
-    let op = TX_OP_NONE;
-    let arg = 0;
+    this.txTci = 0;
     if (rule === EGRESS_UNTAGGED) {
-      if (tci >= 0) op = TX_OP_POP_TAG;
+      if (tci >= 0) return TX_OP_POP_TAG;
     } else if (rule !== EGRESS_AS_IS) {
       // EGRESS_TAGGED
       if (tci < 0) {
-        op = TX_OP_PUSH_TAG;
-        arg = (C_TAG | vid) >>> 0;
+        this.txTci = vid;
+        return TX_OP_PUSH_TAG;
       } else if ((tci & VLAN_VID_MASK) !== vid) {
-        op = TX_OP_SET_TAG;
-        arg = (C_TAG | (tci & PCP_DEI_MASK) | vid) >>> 0;
+        this.txTci = (tci & PCP_DEI_MASK) | vid;
+        return TX_OP_SET_TAG;
       }
     }
+    return TX_OP_NONE;
+  }
+
+  /** The egress MTU check (drop `oversize` when false). */
+  static fits(egress: BridgePort, payload: number): boolean {
+    return payload <= egress.mtu;
+  }
+
+  /** Queues a frame of internal `vid` on `egress` with the egress port's tag operation. */
+  private enqueue(egress: BridgePort, off: number, len: number, payload: number, vid: number, tci: number): void {
+    const op = this.txOp(egress, vid, tci);
+    const tagTci = this.txTci;
+    if (!Bridge.fits(egress, payload)) {
+      egress.dropOversize++;
+      if (egress.tap !== null) egress.tap.drop(this.slab, off, len, op, tagTci, vid, DROP_OVERSIZE, true);
+      return;
+    }
+    this.queue(egress, off, len, op, tagTci, vid);
+    if (egress.mirrorTx !== null) this.mirrorCopies(egress.mirrorTx, off, len, op, tagTci, vid, tci);
+  }
+
+  /** Appends one tx entry to the port's queue (step "capture" on egress). */
+  private queue(egress: BridgePort, off: number, len: number, op: number, tagTci: number, vid: number): void {
+    if (egress.tap !== null) egress.tap.tx(this.slab, off, len, op, tagTci, vid);
     const io = egress.io!;
     const tx = io.tx;
     let n = egress.txCount;
@@ -314,7 +501,8 @@ export class Bridge {
     tx[w] = off;
     tx[w + 1] = len;
     tx[w + 2] = op;
-    tx[w + 3] = arg;
+    // arg = tpid << 16 | tci, composed only here: stored straight into the Uint32Array, never boxed
+    tx[w + 3] = op === TX_OP_PUSH_TAG || op === TX_OP_SET_TAG ? (C_TAG | tagTci) >>> 0 : 0;
     egress.txCount = n + 1;
   }
 

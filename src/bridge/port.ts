@@ -13,6 +13,7 @@ import {
   SEC_LOCK_OTHER, SEC_RA_GUARD, SEC_REASON_COUNT, SECURITY_DROP_NAMES,
 } from './lock.js';
 import { DEFAULT_VLAN, type PortVlan } from './vlan.js';
+import type { Mirror } from './mirror.js';
 
 export type PortKind = 'tap' | 'attach' | 'uplink' | 'bond' | 'host' | 'vxlan';
 export type PortState = 'up' | 'down' | 'absent';
@@ -27,12 +28,25 @@ export interface PortIo {
   send(count: number): number;
 }
 
+/**
+ * A capture's view of a port (src/observe/capture.ts): the engine calls it only when `port.tap` is set.
+ * rx: a frame the port received and the bridge accepted; tx: a frame queued on the port with its tx op
+ * (off, len, op as in PortIo.tx; `tagTci`: the TCI a push/set writes, TPID 0x8100); drop: a frame dropped at this port (`reason`: a bridge.ts DROP_*
+ * code; `out`: dropped on egress). `vid` is the frame's VLAN in the bridge (-1 when not yet classified).
+ */
+export interface PortTap {
+  rx(slab: Uint8Array, off: number, len: number, vid: number): void;
+  tx(slab: Uint8Array, off: number, len: number, op: number, tagTci: number, vid: number): void;
+  drop(slab: Uint8Array, off: number, len: number, op: number, tagTci: number, vid: number, reason: number, out: boolean): void;
+}
+
 /** Drop reasons reported in `stats` (`drops` maps reason -> count). */
 export const DROP_REASONS = [
   'runt', 'bad_src', 'link_local', 'oversize', 'tx_full', 'tx_link_down', 'socket',
   'tagged_on_access', 'vlan_not_member', 'untagged_no_native',
-  'truncated', 'rx_error', 'kernel_drops',
   'vlan_reserved', 'stacked_tag', ...SECURITY_DROP_NAMES,
+  'mirror_output',
+  'truncated', 'rx_error', 'kernel_drops',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
@@ -70,6 +84,15 @@ export class BridgePort {
   /** ifindex of the netdev in the daemon's namespace when known, else 0. */
   ifindex = 0;
   io: PortIo | null = null;
+  /** Mirrors selecting frames this port receives / sends (mirror.ts applyMirrors), null when none. */
+  mirrorRx: Mirror[] | null = null;
+  mirrorTx: Mirror[] | null = null;
+  /** The output port of a mirror: receives only copies, what it sends is dropped (`mirror_output`). */
+  mirrorOutput = false;
+  /** Running captures of this port (observe/capture.ts), null when none: the one check per frame. */
+  tap: PortTap | null = null;
+  /** frames captures of this port could not keep (slow reader): `capture_dropped` in stats, not a drop */
+  captureDropped = 0;
 
   /** Number of frames queued in io.tx for the current batch. */
   txCount = 0;
@@ -86,6 +109,7 @@ export class BridgePort {
   dropUntaggedNoNative = 0;
   dropVlanReserved = 0;
   dropStackedTag = 0;
+  dropMirrorOutput = 0;
   /** rx batches abandoned because forwarding threw (a bug; logged rate-limited) */
   batchErrors = 0;
   /** frames the kernel dropped before the daemon read them (TAP tx_dropped), refreshed by the daemon at `stats` */
@@ -158,6 +182,7 @@ export class BridgePort {
       lock_disabled: sec[SEC_LOCK_DISABLED],
       ra_guard: sec[SEC_RA_GUARD],
       dhcp_guard: sec[SEC_DHCP_GUARD],
+      mirror_output: this.dropMirrorOutput,
       truncated: this.nativeCounter(PortCounter.RxTruncated),
       rx_error: this.nativeCounter(PortCounter.RxErrors),
       kernel_drops: this.kernelDrops,

@@ -35,7 +35,8 @@ export function formatStats(stats: BridgeStats[]): string {
     lines.push(`bridge ${s.bridge}: fdb entries ${f.entries} learned ${f.learned} aged ${f.aged} moved ${f.moved} evicted ${f.evicted} flooded ${f.flooded}`);
     lines.push(`  ${pad('port', 16)}${pad('rx_packets', 12)}${pad('rx_bytes', 14)}${pad('tx_packets', 12)}${pad('tx_bytes', 14)}drops`);
     for (const p of s.ports) {
-      const drops = Object.entries(p.drops).filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`).join(' ') || '0';
+      const drops = (Object.entries(p.drops).filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`).join(' ') || '0') +
+        (p.capture_dropped > 0 ? ` (capture_dropped=${p.capture_dropped})` : '');
       lines.push(`  ${pad(p.name, 16)}${pad(String(p.rx_packets), 12)}${pad(String(p.rx_bytes), 14)}${pad(String(p.tx_packets), 12)}${pad(String(p.tx_bytes), 14)}${drops}`);
     }
   }

@@ -16,6 +16,9 @@ import type { BondShow } from '../daemon/bond.js';
 import { isLogFormat, isLogLevel, LOG_LEVELS } from '../log.js';
 import type { VxlanShow } from '../daemon/vxlan.js';
 import { formatVxlanShow } from './format.js';
+import type { MirrorShow } from '../bridge/mirror.js';
+import type { TraceResult } from '../observe/trace.js';
+import { CaptureError, firstPcapFrame, formatMirrors, formatTrace, runCapture } from './observe.js';
 
 const USAGE = `Usage: tapbridge <command> [options]
 
@@ -52,6 +55,16 @@ Commands:
                                          lock a port to a MAC and addresses/prefixes (LIST: a,b/24,...)
   lock set BRIDGE PORT --disabled        drop everything the guest sends
   lock clear BRIDGE PORT                 unlock a port
+  capture BRIDGE PORT [-w FILE|-] [-c COUNT] [--direction in|out|both] [--dropped] [--vlan N]
+                                         pcapng of the port's frames as on its wire (-w - streams to stdout;
+                                         --dropped adds dropped frames, the reason as the packet comment)
+  trace BRIDGE IN_PORT --src MAC --dst MAC [--vlan N] [--ethertype 0x0800] [--pcap FILE] [-j]
+                                         what the bridge would do with that frame (or the pcap's first), step by step
+  mirror add BRIDGE NAME --select-ports LIST [--direction in|out|both] [--select-vlans LIST]
+             (--output PORT | --output-vlan N)
+                                         copy frames of LIST (ports, or all) to PORT, or tagged N on the uplink
+  mirror del BRIDGE NAME                 delete a mirror
+  mirror show BRIDGE [-j]                mirrors, their selection, output and frames mirrored
   save-config [FILE|-]                   write the effective config (config plus runtime changes) as YAML
   reload [--config FILE] [--dry-run]     apply the difference to a new config (the daemon's own file without
                                          --config; the CLI sends FILE's text); --dry-run only lists the changes
@@ -91,6 +104,14 @@ function intArg(text: string, what: string): number {
   return Number(text);
 }
 
+/** `capture ... -c COUNT`: -c is --config elsewhere; for capture it is the frame count. */
+function captureArgs(argv: string[]): string[] {
+  let i = 0;
+  while (i < argv.length && argv[i].startsWith('-')) i += argv[i] === '--socket' ? 2 : 1;
+  if (argv[i] !== 'capture') return argv;
+  return argv.map((a) => (a === '-c' ? '--count' : a));
+}
+
 function print(json: boolean, value: unknown, human: () => string): void {
   process.stdout.write(`${json ? JSON.stringify(value, null, 2) : human()}\n`);
 }
@@ -99,7 +120,7 @@ async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
-      args: argv,
+      args: captureArgs(argv),
       allowPositionals: true,
       options: {
         socket: { type: 'string' },
@@ -128,6 +149,18 @@ async function main(argv: string[]): Promise<number> {
         ipv4: { type: 'string' },
         ipv6: { type: 'string' },
         disabled: { type: 'boolean' },
+        write: { type: 'string', short: 'w' },
+        count: { type: 'string' },
+        direction: { type: 'string' },
+        dropped: { type: 'boolean' },
+        src: { type: 'string' },
+        dst: { type: 'string' },
+        ethertype: { type: 'string' },
+        pcap: { type: 'string' },
+        'select-ports': { type: 'string' },
+        'select-vlans': { type: 'string' },
+        output: { type: 'string' },
+        'output-vlan': { type: 'string' },
         config: { type: 'string', short: 'c' },
         takeover: { type: 'boolean' },
         'dry-run': { type: 'boolean' },
@@ -396,6 +429,89 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write(`tapbridge install-service: ${err.message}\n`);
         return 1;
       }
+    }
+    case 'capture': {
+      need(args, 2, 'BRIDGE PORT');
+      noExtra(args, 2);
+      const out = opts.write ?? '-';
+      if (out === '-' && process.stdout.isTTY) throw new UsageError('capture writes pcapng: give -w FILE, or pipe -w - into tshark -r - / wireshark -k -i -');
+      const direction = opts.direction ?? 'both';
+      if (direction !== 'in' && direction !== 'out' && direction !== 'both') throw new UsageError(`--direction must be in, out or both, got "${direction}"`);
+      const params = {
+        bridge: args[0], port: args[1], direction, dropped: opts.dropped === true, vlan,
+        count: opts.count === undefined ? 0 : intArg(opts.count, '-c COUNT'),
+      };
+      try {
+        const r = await runCapture(socket, params, out);
+        process.stderr.write(r === null ? 'capture ended without statistics (the daemon went away?)\n'
+          : `${r.received - r.dropped} frames captured, ${r.dropped} dropped (capture_dropped)\n`);
+        return 0;
+      } catch (err) {
+        if (err instanceof CaptureError) {
+          process.stderr.write(`tapbridge: ${err.message}\n`);
+          return err.exitCode;
+        }
+        throw err;
+      }
+    }
+    case 'trace': {
+      need(args, 2, 'BRIDGE IN_PORT');
+      noExtra(args, 2);
+      const params: Record<string, unknown> = { bridge: args[0], port: args[1] };
+      if (opts.pcap !== undefined) {
+        if (opts.src !== undefined || opts.dst !== undefined || opts.ethertype !== undefined || opts.vlan !== undefined) {
+          throw new UsageError('--pcap gives the whole frame: no --src, --dst, --vlan or --ethertype with it');
+        }
+        let frame: Buffer;
+        try {
+          frame = await firstPcapFrame(opts.pcap);
+        } catch (err) {
+          throw new UsageError((err as Error).message);
+        }
+        params.frame = frame.toString('hex');
+      } else {
+        if (opts.src === undefined || opts.dst === undefined) throw new UsageError('trace needs --src MAC and --dst MAC (or --pcap FILE)');
+        params.src = opts.src;
+        params.dst = opts.dst;
+        params.vlan = vlan;
+        if (opts.ethertype !== undefined) {
+          if (!/^(0x[0-9a-fA-F]{1,4}|\d{1,5})$/.test(opts.ethertype)) throw new UsageError(`--ethertype must be like 0x0800, got "${opts.ethertype}"`);
+          params.ethertype = Number(opts.ethertype);
+        }
+      }
+      const r = (await rpc('trace', params)) as TraceResult;
+      print(json, r, () => formatTrace(r));
+      return 0;
+    }
+    case 'mirror': {
+      const [sub, ...rest] = args;
+      if (sub === 'show') {
+        need(rest, 1, 'BRIDGE');
+        noExtra(rest, 1);
+        const r = (await rpc('mirror.show', { bridge: rest[0] })) as MirrorShow[];
+        print(json, r, () => formatMirrors(r));
+        return 0;
+      }
+      if (sub === 'add') {
+        need(rest, 2, 'BRIDGE NAME');
+        noExtra(rest, 2);
+        if (opts['select-ports'] === undefined) throw new UsageError('mirror add needs --select-ports LIST (or all)');
+        if ((opts.output === undefined) === (opts['output-vlan'] === undefined)) throw new UsageError('mirror add needs either --output PORT or --output-vlan N');
+        const r = await rpc('mirror.add', {
+          bridge: rest[0], name: rest[1], select_ports: opts['select-ports'], direction: opts.direction,
+          select_vlans: opts['select-vlans'], output: opts.output,
+          output_vlan: opts['output-vlan'] === undefined ? undefined : intArg(opts['output-vlan'], '--output-vlan'),
+        });
+        if (json) print(json, r, () => '');
+        return 0;
+      }
+      if (sub === 'del') {
+        need(rest, 2, 'BRIDGE NAME');
+        noExtra(rest, 2);
+        await rpc('mirror.del', { bridge: rest[0], name: rest[1] });
+        return 0;
+      }
+      throw new UsageError('mirror needs add, del or show');
     }
     case 'save-config': {
       noExtra(args, 1);

@@ -40,6 +40,7 @@ import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import { parseMac } from '../frame/mac.js';
 import { PortVlan, vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
+import { mirrorSetProblem, mirrorSpecFrom, type MirrorSpec } from '../bridge/mirror.js';
 import { type LockSpec, lockSpecFrom, UNLOCKED } from '../bridge/lock.js';
 import { isLogLevel, LOG_LEVELS, type LogLevel } from '../log.js';
 import { parseListen, type ListenAddress } from '../metrics/listen.js';
@@ -167,6 +168,8 @@ export interface BridgeConfig {
   ports: PortConfig[];
   vxlan: VxlanPortConfig[];
   portDefaults: PortDefaults;
+  /** `mirrors:` (src/bridge/mirror.ts) */
+  mirrors: MirrorSpec[];
 }
 
 export interface MetricsConfig {
@@ -449,7 +452,7 @@ export function interfaceNameProblem(name: string): string | null {
 
 const TOP_KEYS = ['control_socket', 'control_max_clients', 'bridges', 'log_level', 'metrics', 'state_dir', 'fdb_snapshot_interval'] as const;
 const METRICS_KEYS = ['listen'] as const;
-const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'port_defaults', 'vxlan'] as const;
+const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'port_defaults', 'vxlan', 'mirrors'] as const;
 const PORT_DEFAULTS_KEYS = ['learning', 'flood', 'isolated', 'fdb_max', 'ra_guard', 'dhcp_guard', 'lock'] as const;
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
 const UPLINK_KEYS = ['interface', 'bond', ...VLAN_KEYS] as const;
@@ -571,6 +574,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       ports: [],
       vxlan: [],
       portDefaults: portDefaultsOf(c, b.port_defaults, `${bp}.port_defaults`),
+      mirrors: [],
     };
     if (b.uplink !== undefined && b.uplink !== null) {
       const up = b.uplink;
@@ -686,10 +690,36 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       if (spec !== undefined && !portVlan.isMember(vlan)) c.fail(`${fp}.vlan`, `port "${port}" is not a member of VLAN ${vlan}`);
       bridge.fdb.push({ mac: mac ?? 0, port, vlan });
     });
+    mirrorsOf(c, b, bp, bridge, portVlans);
     out.bridges.push(bridge);
   });
   if (c.issues.length > 0) throw new ConfigError(c.issues, source);
   return out;
+}
+
+/** `mirrors:` of one bridge: each mirror's keys, then the set (names, outputs), ports named must exist. */
+function mirrorsOf(c: Checker, b: Record<string, unknown>, bp: string, bridge: BridgeConfig, portVlans: Map<string, VlanSpec>): void {
+  const list = c.list(b, 'mirrors', bp);
+  list.forEach((m, mi) => {
+    const mp = `${bp}.mirrors[${mi}]`;
+    const r = mirrorSpecFrom(m);
+    if ('problems' in r) {
+      for (const [k, msg] of r.problems) c.fail(k === '' ? mp : `${mp}.${k}`, msg);
+      return;
+    }
+    const spec = r.spec;
+    const named = spec.ports === 'all' ? [] : spec.ports;
+    for (const pn of named) if (!portVlans.has(pn)) c.fail(`${mp}.select.ports`, `"${pn}" is not a port or the uplink of bridge "${bridge.name}"`);
+    if (spec.output !== null && !portVlans.has(spec.output)) c.fail(`${mp}.output`, `"${spec.output}" is not a port of bridge "${bridge.name}"`);
+    const upName = bridge.uplink === null ? null : bridge.uplink.bond !== null ? bridge.uplink.bond.name : bridge.uplink.interface;
+    if (spec.output !== null && spec.output === upName) {
+      c.fail(`${mp}.output`, `"${spec.output}" is the uplink; use output_vlan for RSPAN on the uplink`);
+    }
+    if (spec.outputVlan !== null && bridge.uplink === null) c.fail(`${mp}.output_vlan`, 'needs an uplink to carry the RSPAN VLAN');
+    bridge.mirrors.push(spec);
+  });
+  const problem = mirrorSetProblem(bridge.mirrors);
+  if (problem !== null) c.fail(`${bp}.mirrors`, problem);
 }
 
 /** Parses YAML text; YAML syntax errors become ConfigError with line and column. */

@@ -30,6 +30,12 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
     ['lock.show', (p) => d.lockShow(p.bridge)],
     ['lock.set', (p) => d.lockSet(p.bridge, p.port, p)],
     ['lock.clear', (p) => d.lockClear(p.bridge, p.port)],
+    ['trace', (p) => d.trace(p)],
+    ['capture', (p, client) => d.capture(p, client)],
+    ['capture.stop', (_p, client) => d.captureStop(client)],
+    ['mirror.add', (p) => d.mirrorAdd(p)],
+    ['mirror.del', (p) => d.mirrorDel(p)],
+    ['mirror.show', (p) => d.mirrorShow(p.bridge)],
     ['debug.gc', () => forceGc()],
   ]);
 }

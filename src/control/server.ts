@@ -268,6 +268,13 @@ export class ControlClient {
     this.server.clientClosed(this);
   }
 
+  /** Ends the connection once its queued output is flushed (a finished data stream, e.g. a capture). */
+  end(): void {
+    this.ending = true;
+    this.sock.pause();
+    this.sock.end();
+  }
+
   private process(): void {
     const maxLine = this.server.maxLineBytes;
     let pos = 0;

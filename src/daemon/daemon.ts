@@ -28,6 +28,11 @@ import { PortLocks } from './locking.js';
 import type { PacketPort } from '../io/native.js';
 import { hostPortMac } from '../hostport/mac.js';
 import { fenceHostStack, unfenceHostStack } from '../hostport/fence.js';
+import { BridgeMirrors, mirrorSpecFromParams } from './mirrors.js';
+import { Mirror, type MirrorShow } from '../bridge/mirror.js';
+import { Captures, captureOptionsFrom } from '../observe/capture.js';
+import { traceFrame, traceFrameFrom, type TraceResult } from '../observe/trace.js';
+import type { ControlClient } from '../control/server.js';
 import { CallbackGuard } from './guard.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
@@ -84,6 +89,8 @@ export interface PortStats {
   rx_gso_packets: number;
   tx_gso_packets: number;
   drops: Record<string, number>;
+  /** frames captures of this port could not keep (a slow capture reader), not forwarding drops */
+  capture_dropped: number;
 }
 
 export interface VlanShow {
@@ -120,6 +127,7 @@ class BridgeRuntime {
   cfg: BridgeConfig;
   readonly bridge: Bridge;
   readonly locks: PortLocks;
+  readonly mirrors: BridgeMirrors;
   readonly ports = new Map<string, ManagedPort>();
   uplink: PortHandle | null = null;
   bond: Bond | null = null;
@@ -142,6 +150,7 @@ class BridgeRuntime {
       onFlapSuppressed,
     });
     this.locks = new PortLocks(this.bridge);
+    this.mirrors = new BridgeMirrors(this.bridge, () => this.uplink?.name ?? null);
   }
 
   all(): PortHandle[] {
@@ -178,6 +187,8 @@ export class Daemon {
   /** Every port of every bridge by interface name (names are unique daemon-wide). */
   private readonly byName = new Map<string, ManagedPort>();
   private monitor: LinkMonitor | null = null;
+  /** Running `capture` streams (src/observe/capture.ts). */
+  readonly captures = new Captures();
   private ticker: NodeJS.Timeout | null = null;
   private ticks = 0;
   /** Handover in progress: ports do not read and link events wait (resumeIo re-dumps). */
@@ -292,6 +303,8 @@ export class Daemon {
       const mp = br.find(f.port);
       if (mp !== undefined) br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, now);
     }
+    // after every port exists: the outputs are known, nothing is flooded to them from the first frame
+    if (br.cfg.mirrors.length > 0) br.bridge.setMirrors(br.cfg.mirrors.map((m) => new Mirror(m)));
   }
 
   private openUplink(br: BridgeRuntime, up: BridgeConfig['uplink']): void {
@@ -470,6 +483,7 @@ export class Daemon {
 
   /** Closes every port (TAPs the daemon created vanish unless persist) and the link monitor. */
   stop(): void {
+    this.captures.endAll();
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
     if (this.dumpRetryTimer !== null) clearTimeout(this.dumpRetryTimer);
@@ -863,11 +877,60 @@ export class Daemon {
             rx_gso_packets: mp.port.rxGsoPackets,
             tx_gso_packets: mp.port.txGsoPackets,
             drops: mp.port.drops(),
+            capture_dropped: mp.port.captureDropped,
             mtu_mismatch: mp.mtuMismatches > 0,
           };
         }),
       };
     });
+  }
+
+  // ---- observe: trace, capture, mirrors ------------------------------------------------------
+
+  /** `trace`: what the bridge would do with one frame on `port` (nothing sent, learned or counted). */
+  trace(p: Record<string, unknown>): TraceResult {
+    const br = this.bridge(p.bridge);
+    const mp = this.port(br, p.port);
+    let frame: Uint8Array;
+    try {
+      frame = traceFrameFrom(p);
+    } catch (err) {
+      const msg = (err as Error).message;
+      throw new ControlError('invalid_params', msg, { param: msg.split(':')[0] });
+    }
+    return traceFrame(br.bridge, mp.port, frame, this.now());
+  }
+
+  /** `capture`: starts a pcapng stream of `port` on the client's connection. */
+  capture(p: Record<string, unknown>, client: ControlClient | null): unknown {
+    const br = this.bridge(p.bridge);
+    const mp = this.port(br, p.port);
+    const opts = captureOptionsFrom(p);
+    const r = this.captures.start(mp.port, opts, client);
+    this.log.info({ bridge: br.cfg.name, port: mp.name, ...opts }, 'capture started');
+    return r;
+  }
+
+  captureStop(client: ControlClient | null): void {
+    this.captures.stop(client);
+  }
+
+  mirrorShow(bridgeName: unknown): MirrorShow[] {
+    return this.bridge(bridgeName).mirrors.show();
+  }
+
+  // recorded in the runtime journal by the recorders in ./mirrors.ts
+  mirrorAdd(p: Record<string, unknown>): MirrorShow {
+    const br = this.bridge(p.bridge);
+    const r = br.mirrors.add(mirrorSpecFromParams(p));
+    this.log.info({ bridge: br.cfg.name, mirror: r.name, select: r.select, output: r.output, output_vlan: r.output_vlan }, 'mirror added');
+    return r;
+  }
+
+  mirrorDel(p: Record<string, unknown>): void {
+    const br = this.bridge(p.bridge);
+    br.mirrors.del(p.name);
+    this.log.info({ bridge: br.cfg.name, mirror: p.name }, 'mirror deleted');
   }
 
   // ---- reconfiguration: primitives of reload and state restore (src/state/) ------------------

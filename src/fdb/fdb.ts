@@ -541,6 +541,21 @@ export class Fdb {
     return aged;
   }
 
+  /** The entry of (vid, mac) without touching it (control plane: trace), or null. */
+  peekHL(vid: number, macHi16: number, macLo32: number, nowMs: number): FdbEntryView | null {
+    const e = this.find((vid << 16) | macHi16, macLo32);
+    if (e === EMPTY) return null;
+    const isStatic = (this.flags[e] & FLAG_STATIC) !== 0;
+    return {
+      vid,
+      mac: (macHi16 & 0xffff) * TWO32 + (macLo32 >>> 0),
+      port: this.port[e],
+      isStatic,
+      ageMs: isStatic ? 0 : Math.max(0, nowMs - this.seenMs[e]),
+      ipv4: this.ipv4[e],
+    };
+  }
+
   /**
    * Checks the table's bookkeeping (control plane, O(maxEntries)): used count, per-port dynamic counts and LRU lists,
    * the count buckets. Returns a description of the first inconsistency, or null when sound.

@@ -4,7 +4,7 @@
 // Built from the config document in force (so keys of every feature are kept as written) and the daemon's live
 // views: the ports that exist now (ports removed at runtime are left out, ports added at runtime are appended
 // with their kind), each port's and uplink's VLAN mode as it is now, the ageing time in force, and the static FDB
-// entries as they are now, each port's lock as it is now.
+// entries as they are now, each port's lock as it is now, the mirrors as they are now.
 
 import { stringify } from 'yaml';
 import type { Daemon, VlanShow } from '../daemon/daemon.js';
@@ -89,6 +89,15 @@ export function effectiveConfig(d: Daemon, file: DaemonConfig): Raw {
     const fdb = d.showmacs(name).filter((e) => e.static && !lockedMac(e.port, e.mac)).map((e) => ({ mac: e.mac, port: e.port, vlan: e.vlan }));
     if (fdb.length > 0) rb.fdb = fdb;
     else delete rb.fdb;
+    // mirrors as they are now (config mirrors deleted at runtime left out, runtime ones appended)
+    const mirrors = d.mirrorShow(name).map((m) => {
+      const o: Raw = { name: m.name, select: { ports: m.select.ports, direction: m.select.direction, ...(m.select.vlans === 'all' ? {} : { vlans: m.select.vlans }) } };
+      if (m.output !== null) o.output = m.output;
+      else o.output_vlan = m.output_vlan;
+      return o;
+    });
+    if (mirrors.length > 0) rb.mirrors = mirrors;
+    else delete rb.mirrors;
   }
   return raw;
 }

@@ -20,8 +20,8 @@ function source(rx = 10): MetricsSource & { drops: Record<string, number> } {
       bridge: 'xenbr0',
       fdb: { entries: 4, learned: 6, aged: 1, moved: 2, evicted: 0, flooded: 9 },
       ports: [
-        { name: 'bond0', rx_packets: rx, rx_bytes: rx * 100, tx_packets: 5, tx_bytes: 500, rx_gso_packets: 2, tx_gso_packets: 1, drops: { ...drops } },
-        { name: 'vif1.0', rx_packets: 1, rx_bytes: 60, tx_packets: 2, tx_bytes: 120, rx_gso_packets: 0, tx_gso_packets: 0, drops: { ...drops, kernel_drops: 7 } },
+        { name: 'bond0', rx_packets: rx, rx_bytes: rx * 100, tx_packets: 5, tx_bytes: 500, rx_gso_packets: 2, tx_gso_packets: 1, capture_dropped: 0, drops: { ...drops } },
+        { name: 'vif1.0', rx_packets: 1, rx_bytes: 60, tx_packets: 2, tx_bytes: 120, rx_gso_packets: 0, tx_gso_packets: 0, capture_dropped: 0, drops: { ...drops, kernel_drops: 7 } },
       ],
     }],
     show: () => [{

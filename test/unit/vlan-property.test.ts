@@ -18,6 +18,7 @@ import { Bridge } from '../../src/bridge/bridge.js';
 import type { BridgePort } from '../../src/bridge/port.js';
 import type { VlanSpec } from '../../src/bridge/vlan.js';
 import { addFakePort, BatchBuilder, type FakeIo } from '../support/fake-io.js';
+import { prng } from '../support/prng.js';
 
 const SEED = Number(process.env.TB_PROPERTY_SEED ?? 20261201);
 const SETUPS = 400;
@@ -25,17 +26,6 @@ const FRAMES_PER_SETUP = 40;
 
 const TPIDS = [0x8100, 0x88a8, 0x9100];
 
-/** mulberry32: small, seeded, good enough to pick cases. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface ModelPort {
   name: string;
