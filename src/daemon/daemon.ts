@@ -628,23 +628,11 @@ export class Daemon {
     const br = this.bridge(bridgeName);
     const mp = this.port(br, ifname);
     if (mp === br.uplink) throw new ControlError('invalid_params', `${mp.name} is the uplink of ${br.cfg.name}, not a port`);
-    if (mp.kind === 'tap' || mp.kind === 'host') {
-      this.tapFds?.removed(br.cfg.name, mp.name);
-      this.tapMoves?.removed(br.cfg.name, mp.name);
-    }
-    mp.close('absent');
-    if (mp instanceof VxlanPort) mp.removeNetdev();
-    br.bridge.removePort(mp.port);
-    br.locks.forget(mp.port);
-    br.ports.delete(mp.name);
-    this.byName.delete(mp.name);
-    // after close: the netdev is off the bridge before IPv6 comes back on it
-    restoreHostStack(mp.name, this.portLog);
+    this.removePortByName(br.cfg.name, mp.name);
     this.log.info({ bridge: br.cfg.name, port: mp.name }, 'port removed');
   }
 
   // ---- vxlan (src/daemon/vxlan.ts) -----------------------------------------------------------
-  // TODO(issue 11): record vxlan.add/del and vxlan.remote.add/del through src/state once it is on main.
 
   private vxlanPort(br: BridgeRuntime, name: unknown): VxlanPort {
     const mp = this.port(br, name);
@@ -1030,12 +1018,18 @@ export class Daemon {
     const br = this.bridges.get(bridgeName);
     const mp = br?.ports.get(name);
     if (br === undefined || mp === undefined) return false;
+    // the systemd fd store and the moved-TAP records forget it (a re-created port stores its new fd)
+    if (mp.kind === 'tap' || mp.kind === 'host') {
+      this.tapFds?.removed(br.cfg.name, mp.name);
+      this.tapMoves?.removed(br.cfg.name, mp.name);
+    }
     mp.close('absent');
     if (mp instanceof VxlanPort) mp.removeNetdev();
     br.bridge.removePort(mp.port);
     br.locks.forget(mp.port);
     br.ports.delete(name);
     this.byName.delete(name);
+    // after close: the netdev is off the bridge before IPv6 comes back on it
     if (!reopen) restoreHostStack(name, this.portLog);
     return true;
   }
