@@ -228,7 +228,15 @@ describe.skipIf(!support.ok)("live reload" + skipNote, () => {
     const received = Number(m![2]);
     console.log(`untouched ping vm1 -> vm2 across the reloads: ${sent} sent, ${received} received`);
     expect(sent).toBeGreaterThan(100);
-    expect(received).toBe(sent);
+    // A reload that lost a frame leaves a gap in the replies' sequence numbers. The SIGINT above may also catch the
+    // last one or two requests in flight (their replies not back yet on a loaded machine): those are no loss.
+    const seqs = new Set([...ping.stdout.matchAll(/icmp_seq=(\d+)/g)].map((x) => Number(x[1])));
+    const last = Math.max(...seqs);
+    const gaps = [];
+    for (let i = 1; i <= last; i++) if (!seqs.has(i)) gaps.push(i);
+    expect(gaps, ping.stdout.slice(-2000)).toEqual([]);
+    expect(received).toBe(seqs.size);
+    expect(sent - last).toBeLessThanOrEqual(2);
     const stats = await lab.cliJson<{ ports: { name: string; rx_packets: number }[] }[]>(["stats"]);
     // counters of untouched ports were never reset: at least every ping request arrived on vif1.0
     expect(stats[0].ports.find((p) => p.name === "vif1.0")!.rx_packets).toBeGreaterThanOrEqual(sent);
