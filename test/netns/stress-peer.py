@@ -1,12 +1,13 @@
 # A stress-test peer (test/netns/stress-churn.test.ts): one AF_PACKET raw socket on IFNAME that both sends and
 # receives test frames for a bounded time.
 #
-#   argv: one JSON object {ifname, token (hex, 4 bytes), rate (ticks/s), duration_s, drain_s, log, mac,
+#   argv: one JSON object {ifname, token (hex, 4 bytes), rate (ticks/s), burst (frames per sender per tick),
+#         duration_s, drain_s, log, mac,
 #         senders: [{sid, vid, tagged}], cross: {VID: [MAC...]}}: one logical sender per VLAN (tagged: an 802.1Q tag
 #         on its frames, a trunk); cross: MACs that live in another VLAN than VID (unicast to them must stay in VID).
 #   stdin:  after "ready" the peer waits for one line "go", then sends 3 broadcasts per sender (so that the bridge
-#           learns it), waits 1 s, sends for DURATION_S seconds at RATE frames/s per sender, and keeps receiving for
-#           DRAIN_S seconds more.
+#           learns it), waits 1 s, sends for duration_s seconds, burst frames per sender rate times a second (bursts
+#           fill the daemon's batches), and keeps receiving for drain_s seconds more.
 #
 # Test frame (60 bytes): DST SRC [8100 TCI] 88b5 "TBSTRS" TOKEN(4) SID(1) VID(2) SEQ(4) KIND(1), zero padded.
 # KIND: 0 broadcast, 1 unicast to a peer MAC the sender has heard from (the bridge has learned it), 2 unicast to a MAC
@@ -19,8 +20,8 @@
 import json, os, select, socket, struct, sys, time
 
 cfg = json.loads(sys.argv[1])
-ifname, token, rate, duration, drain = cfg["ifname"], bytes.fromhex(cfg["token"]), float(cfg["rate"]), \
-    float(cfg["duration_s"]), float(cfg["drain_s"])
+ifname, token, rate, burst, duration, drain = cfg["ifname"], bytes.fromhex(cfg["token"]), float(cfg["rate"]), \
+    int(cfg["burst"]), float(cfg["duration_s"]), float(cfg["drain_s"])
 senders = [(int(x["sid"]), int(x["vid"]), bool(x["tagged"])) for x in cfg["senders"]]
 
 ETH_P_ALL, SOL_PACKET, PACKET_AUXDATA, PACKET_IGNORE_OUTGOING = 0x0003, 263, 8, 23
@@ -126,19 +127,19 @@ while True:
         break
     while next_at <= now:
         for sid, vid, tagged in senders:
-            k = n % 8
             mine = [m for m in heard.get(vid, {}) if m != src]
             others = cross.get(vid, [])
-            if k in (1, 3, 5) and mine:
-                dst = mine[(n // 8) % len(mine)]
-                send_one(sid, vid, tagged, 1, dst)
-            elif k == 6:
-                send_one(sid, vid, tagged, 2, UNKNOWN[(n // 8) % len(UNKNOWN)])
-            elif k == 7 and others:
-                send_one(sid, vid, tagged, 3, others[(n // 8) % len(others)])
-            else:
-                send_one(sid, vid, tagged, 0, BCAST)
-        n += 1
+            for b in range(burst):
+                k, i = (n + b) % 8, (n + b) // 8
+                if k in (1, 3, 5) and mine:
+                    send_one(sid, vid, tagged, 1, mine[i % len(mine)])
+                elif k == 6:
+                    send_one(sid, vid, tagged, 2, UNKNOWN[i % len(UNKNOWN)])
+                elif k == 7 and others:
+                    send_one(sid, vid, tagged, 3, others[i % len(others)])
+                else:
+                    send_one(sid, vid, tagged, 0, BCAST)
+        n += burst
         next_at += interval
         if next_at < now - 0.5:  # far behind (the machine stalled): skip ahead instead of bursting
             next_at = now
