@@ -14,14 +14,18 @@
 //   x  eth0 ~~ veth ~~ vif8.0 (attach, trunk 10,20) --+
 //        receives only; addif + delif in a loop
 //
-// Every peer (test/netns/stress-peer.py) sends and receives on one AF_PACKET socket: broadcast, unicast to peers it has
-// heard (the bridge has learned them), unknown unicast, and unicast to MACs of the other VLAN, each frame carrying the
-// run's token, its sender id, its VLAN and a sequence number. From the receivers' logs the test checks:
+// Every peer (test/netns/stress-peer.py) sends and receives on one AF_PACKET socket: broadcast, unicast to peers it
+// first heard at least 0.5 s before (the bridge has learned them), unknown unicast, and unicast to MACs of the other
+// VLAN, each frame carrying the run's token, its sender id, its VLAN and a sequence number. From the receivers' logs
+// the test checks:
 //   - no (sender, seq) arrives twice at one receiver, and no receiver gets its own frames back;
 //   - an access port sees only untagged frames of its own VLAN; the trunk sees every frame tagged with its sender's
 //     VLAN; known unicast to a fixed host reaches only that host;
 //   - h6, whose VLAN flips, sees the VLANs in runs that follow the order of the flips (a frame of the other VLAN in
-//     the middle of a phase would add runs): timing-free, since the daemon applies a control request between batches;
+//     the middle of a phase would add runs). Timing-free, and it holds because a `vlan set` is atomic for the data
+//     path: the daemon applies a control request between batches, so once a frame of the new VLAN has left the port
+//     none of the old one follows. A data path of several threads must keep that (apply the change at a point where
+//     no thread is inside a batch) or this check fails;
 //   - the daemon still runs, answers show/stats, counts only congestion drops, its rx/tx counters agree with what the
 //     peers sent and received, and every host MAC is learned on its own port in its own VLAN only;
 //   - not vacuous: each receiver got a good share of the broadcasts of each sender in its VLAN.
