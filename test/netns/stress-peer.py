@@ -17,7 +17,8 @@
 #
 # log: one line per test frame received, in arrival order: "SID VID SEQ KIND TAG DSTMAC" with TAG the
 # 802.1Q VID it arrived with (-1 untagged; from PACKET_AUXDATA when the kernel stripped it, or inline).
-# stdout: "ready", then one JSON line {"sent": {SID: {"0": n, ...}}, "send_errors": n, "received": n, "other": n}.
+# stdout: "ready", then one JSON line {"sent": {SID: {"0": n, ...}}, "send_errors": n, "received": n, "other": n,
+# "mangled": n}: other counts frames that are no test frame of this run, mangled test frames of this run out of shape.
 import json, os, select, socket, struct, sys, time
 
 cfg = json.loads(sys.argv[1])
@@ -52,7 +53,7 @@ s.setblocking(False)
 heard = {}      # vid -> {mac bytes: time first heard}: peers of that VLAN the bridge has learned (they sent through it)
 LEARNED_AFTER_S = 0.5
 log = []
-stats = {"received": 0, "other": 0, "send_errors": 0}
+stats = {"received": 0, "other": 0, "mangled": 0, "send_errors": 0}
 sent = {sid: {k: 0 for k in range(4)} for sid, _, _ in senders}
 seqs = {sid: 0 for sid, _, _ in senders}
 ANC = socket.CMSG_SPACE(64)
@@ -79,10 +80,11 @@ def receive_all():
                 continue
             tag = struct.unpack("!H", data[14:16])[0] & 0xfff
             off = 16
-        if data[off:off + 2] != b"\x88\xb5" or data[off + 2:off + 12] != MAGIC:
-            stats["other"] += 1
-            continue
         p = off + 12
+        if data[off:off + 2] != b"\x88\xb5" or data[off + 2:p] != MAGIC or len(data) < p + 8:
+            # a test frame of this run out of shape (cut short, a tag lost or mangled) or anything else
+            stats["mangled" if MAGIC in data else "other"] += 1
+            continue
         sid, vid, seq, kind = struct.unpack("!BHIB", data[p:p + 8])
         stats["received"] += 1
         log.append("%d %d %d %d %d %s" % (sid, vid, seq, kind, tag, data[0:6].hex()))
@@ -156,4 +158,4 @@ while time.monotonic() < stop:
 with open(cfg["log"], "w") as f:
     f.write("\n".join(log) + ("\n" if log else ""))
 print(json.dumps({"sent": {str(k): v for k, v in sent.items()}, "send_errors": stats["send_errors"],
-                  "received": stats["received"], "other": stats["other"]}), flush=True)
+                  "received": stats["received"], "other": stats["other"], "mangled": stats["mangled"]}), flush=True)
