@@ -16,8 +16,9 @@
 //
 // Every peer (test/netns/stress-peer.py) sends and receives on one AF_PACKET socket: broadcast, unicast to peers it
 // first heard at least 0.5 s before (the bridge has learned them), unknown unicast, and unicast to MACs of the other
-// VLAN, each frame carrying the run's token, its sender id, its VLAN and a sequence number. From the receivers' logs
-// the test checks:
+// VLAN, each frame carrying the run's token, its sender id, its VLAN, a sequence number, and a body of 0 to 1040 bytes
+// cut from a fixed pattern at an offset given by sender and sequence number (frames of 60 to about 1100 bytes, checked
+// byte for byte by the receiver). From the receivers' logs the test checks:
 //   - no (sender, seq) arrives twice at one receiver, no receiver gets its own frames back, and no frame arrives
 //     mangled or that no peer sent;
 //   - an access port sees only untagged frames of its own VLAN; the trunk sees every frame tagged with its sender's

@@ -9,7 +9,9 @@
 #           learns it), waits 1 s, sends for duration_s seconds, burst frames per sender rate times a second (bursts
 #           fill the daemon's batches), and keeps receiving for drain_s seconds more.
 #
-# Test frame (60 bytes): DST SRC [8100 TCI] 88b5 "TBSTRS" TOKEN(4) SID(1) VID(2) SEQ(4) KIND(1), zero padded.
+# Test frame: DST SRC [8100 TCI] 88b5 "TBSTRS" TOKEN(4) SID(1) VID(2) SEQ(4) KIND(1) BODY_LEN(2) BODY, 60 to about
+# 1100 bytes; BODY is a slice of a fixed byte pattern at an offset given by (sid, seq), so a frame that arrives cut,
+# padded, or with bytes of another frame in it is caught (counted as mangled).
 # KIND: 0 broadcast, 1 unicast to a peer MAC the sender first heard from at least 0.5 s ago (the bridge has learned it;
 # the margin allows for a data path whose learning reaches its lookups a little later), 2 unicast to a MAC
 # nobody has (unknown unicast: flooded), 3 unicast to a MAC of another VLAN (unknown in this one: flooded).
@@ -29,6 +31,13 @@ senders = [(int(x["sid"]), int(x["vid"]), bool(x["tagged"])) for x in cfg["sende
 ETH_P_ALL, SOL_PACKET, PACKET_AUXDATA, PACKET_IGNORE_OUTGOING = 0x0003, 263, 8, 23
 TP_STATUS_VLAN_VALID = 1 << 4
 MAGIC = b"TBSTRS" + token
+PATTERN = bytes((i * 7 + 3) & 0xff for i in range(4096))
+HDR = struct.Struct("!BHIBH")  # SID VID SEQ KIND BODY_LEN
+
+
+def body_at(sid, seq):
+    """Offset into PATTERN and length of the body of frame (sid, seq): lengths spread over 0..1040 bytes."""
+    return (seq * 13 + sid) % 1024, (seq * 37 + sid * 11) % 1041
 mac = lambda m: bytes(int(x, 16) for x in m.split(":"))
 src = mac(cfg["mac"])
 cross = {int(v): [mac(m) for m in ms] for v, ms in cfg.get("cross", {}).items()}
@@ -81,11 +90,18 @@ def receive_all():
             tag = struct.unpack("!H", data[14:16])[0] & 0xfff
             off = 16
         p = off + 12
-        if data[off:off + 2] != b"\x88\xb5" or data[off + 2:p] != MAGIC or len(data) < p + 8:
+        if data[off:off + 2] != b"\x88\xb5" or data[off + 2:p] != MAGIC or len(data) < p + HDR.size:
             # a test frame of this run out of shape (cut short, a tag lost or mangled) or anything else
             stats["mangled" if MAGIC in data else "other"] += 1
             continue
-        sid, vid, seq, kind = struct.unpack("!BHIB", data[p:p + 8])
+        sid, vid, seq, kind, body_len = HDR.unpack_from(data, p)
+        o, n = body_at(sid, seq)
+        q = p + HDR.size
+        # exact: the body, then only the zero padding to 60 bytes a short frame was sent with (64 once tagged)
+        if body_len != n or data[q:q + n] != PATTERN[o:o + n] or data[q + n:].strip(b"\0") != b"" or \
+                len(data) > max(64, q + n):
+            stats["mangled"] += 1
+            continue
         stats["received"] += 1
         log.append("%d %d %d %d %d %s" % (sid, vid, seq, kind, tag, data[0:6].hex()))
         heard.setdefault(vid, {}).setdefault(bytes(data[6:12]), time.monotonic())
@@ -93,7 +109,8 @@ def receive_all():
 
 def frame(dst, vid, tagged, sid, seq, kind):
     head = dst + src + (struct.pack("!HH", 0x8100, vid) if tagged else b"") + b"\x88\xb5"
-    f = head + MAGIC + struct.pack("!BHIB", sid, vid, seq, kind)
+    o, n = body_at(sid, seq)
+    f = head + MAGIC + HDR.pack(sid, vid, seq, kind, n) + PATTERN[o:o + n]
     return f + b"\0" * max(0, 60 - len(f))
 
 
