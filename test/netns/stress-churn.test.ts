@@ -3,16 +3,17 @@
 // Loss during churn is allowed (and printed); speed is not asserted. Needs root and `ip netns`; skips with the reason
 // otherwise. Nothing touches the root namespace.
 //
-//   h1 eth0 (TAP, was vif1.0, access 10) sid 1  --+
-//   h2 eth0 (TAP, was vif2.0, access 10) sid 2  --+
-//   h3 eth0 (TAP, was vif3.0, access 20) sid 3  --+
-//   h4 eth0 (TAP, was vif4.0, access 20) sid 4  --+-- dom0: tapbridge xenbr0 --- peth0 (uplink, trunk [10,20]) ~~ veth ~~ up eth0
-//   h5 eth0 ~~ veth ~~ vif5.0 (attach, access 20) --+                                 sids 10 and 20: tagged 10 and 20
-//        sid 5; delif + addif again in a loop        |
-//   h6 eth0 ~~ veth ~~ vif6.0 (attach, access 10) --+   vif7.0 (TAP, access 10) and vif9.0 (TAP, default):
-//        receives only; `vlan set` 10 <-> 20 in a loop |     addif + delif in a loop (nobody reads them)
-//   x  eth0 ~~ veth ~~ vif8.0 (attach, trunk 10,20) --+
+//   h1 eth0 (TAP, was vif1.0, access 10) sid 1 ---+
+//   h2 eth0 (TAP, was vif2.0, access 10) sid 2 ---+
+//   h3 eth0 (TAP, was vif3.0, access 20) sid 3 ---+
+//   h4 eth0 (TAP, was vif4.0, access 20) sid 4 ---+
+//   h5 eth0 ~~ veth ~~ vif5.0 (attach, access 20) -+-- dom0: tapbridge xenbr0 --- peth0 (uplink, trunk [10,20])
+//        sid 5; delif + addif again in a loop     |        ~~ veth ~~ up eth0: sids 10 and 20, tagged 10 and 20
+//   h6 eth0 ~~ veth ~~ vif6.0 (attach, access 10) -+
+//        receives only; `vlan set` 10 <-> 20 in a loop
+//   x  eth0 ~~ veth ~~ vif8.0 (attach, trunk 10,20) -+
 //        receives only; addif + delif in a loop
+//   vif7.0 (TAP, access 10) and vif9.0 (TAP, default) in dom0: addif + delif in a loop (nobody reads them)
 //
 // Every peer (test/netns/stress-peer.py) sends and receives on one AF_PACKET socket: broadcast, unicast to peers it
 // first heard at least 0.5 s before (the bridge has learned them), unknown unicast, and unicast to MACs of the other
@@ -21,8 +22,8 @@
 // byte for byte by the receiver). From the receivers' logs the test checks:
 //   - no (sender, seq) arrives twice at one receiver, no receiver gets its own frames back, and no frame arrives
 //     mangled or that no peer sent;
-//   - an access port sees only untagged frames of its own VLAN; the trunk sees every frame tagged with its sender's
-//     VLAN; known unicast to a fixed host reaches only that host;
+//   - an access port sees only untagged frames of its own VLAN; a trunk (up, x) sees every frame tagged with its
+//     sender's VLAN; unicast to a fixed host (h1-h4, up) that the sender heard 0.5 s before reaches only that host;
 //   - h6, whose VLAN flips, sees the VLANs in runs that follow the order of the flips (a frame of the other VLAN in
 //     the middle of a phase would add runs). Timing-free, and it holds because a `vlan set` is atomic for the data
 //     path: the daemon applies a control request between batches, so once a frame of the new VLAN has left the port
