@@ -227,20 +227,32 @@ export class DaemonState {
     if (store === null || this.collecting) return;
     this.collecting = true;
     try {
-      const bridges: string[] = [];
       const savedAt = Date.now();
-      for (const name of this.daemon.bridgeNames()) {
-        const chunks: string[] = [];
-        for (let from = 0; ; from += SNAPSHOT_SLOTS_PER_TURN) {
-          const out: FdbSnapshotEntry[] = [];
-          const slots = this.daemon.fdbSnapshotSlice(name, from, from + SNAPSHOT_SLOTS_PER_TURN, out);
-          if (out.length > 0) chunks.push(out.map((e) => JSON.stringify(e)).join(','));
-          if (from + SNAPSHOT_SLOTS_PER_TURN >= slots) break;
-          await new Promise<void>((resolve) => setImmediate(resolve));
+      // each slice is written as it is made (the write is the yield between slices): the snapshot never exists as
+      // one string, so a 100k-entry FDB does not grow the heap by its JSON (measured: +40 MB RSS when it did)
+      const written = await store.writeFdbStream(async (append) => {
+        let bridgeSep = '';
+        await append(`{"saved_at":${savedAt},"bridges":{`);
+        for (const name of this.daemon.bridgeNames()) {
+          let entrySep = '';
+          await append(`${bridgeSep}${JSON.stringify(name)}:[`);
+          bridgeSep = ',';
+          for (let from = 0; ; from += SNAPSHOT_SLOTS_PER_TURN) {
+            const out: FdbSnapshotEntry[] = [];
+            const slots = this.daemon.fdbSnapshotSlice(name, from, from + SNAPSHOT_SLOTS_PER_TURN, out);
+            if (out.length > 0) {
+              await append(entrySep + out.map((e) => JSON.stringify(e)).join(','));
+              entrySep = ',';
+            } else {
+              await new Promise<void>((resolve) => setImmediate(resolve));
+            }
+            if (from + SNAPSHOT_SLOTS_PER_TURN >= slots) break;
+          }
+          await append(']');
         }
-        bridges.push(`${JSON.stringify(name)}:[${chunks.join(',')}]`);
-      }
-      if (await store.writeFdbText(`{"saved_at":${savedAt},"bridges":{${bridges.join(',')}}}\n`)) this.snapshots++;
+        await append('}}\n');
+      });
+      if (written) this.snapshots++;
     } catch (err) {
       this.writeFailed(err, store.fdbPath);
     } finally {

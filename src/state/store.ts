@@ -76,6 +76,27 @@ async function writeAtomic(path: string, text: string): Promise<void> {
   }
 }
 
+/** writeAtomic() of text written piece by piece (appends run one after the other on libuv's thread pool). */
+async function writeAtomicStream(path: string, produce: (append: (text: string) => Promise<void>) => Promise<void>): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const fh = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
+  try {
+    await produce(async (text) => {
+      await fh.writeFile(text, 'utf8');
+    });
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await fsp.rename(tmp, path);
+  const dh = await fsp.open(dirname(path), constants.O_RDONLY);
+  try {
+    await dh.sync();
+  } finally {
+    await dh.close();
+  }
+}
+
 /** The file's text; null when absent; an error when it is larger than MAX_STATE_BYTES (never read into memory). */
 function readText(path: string): string | null | { error: string } {
   try {
@@ -187,6 +208,27 @@ export class StateStore {
       return false;
     }
     const p = writeAtomic(this.fdbPath, text);
+    this.fdbWrite = p;
+    try {
+      await p;
+      return true;
+    } finally {
+      this.fdbWrite = null;
+    }
+  }
+
+  /**
+   * writeFdb() of a snapshot produced a piece at a time: `produce` gets an `append(text)` that writes each piece to
+   * the temporary file as it comes (so no piece outlives its slice: a 100k-entry snapshot never exists as one
+   * string), then the file is synced and renamed. Resolves false when skipped (a write is in flight) or closed.
+   */
+  async writeFdbStream(produce: (append: (text: string) => Promise<void>) => Promise<void>): Promise<boolean> {
+    if (this.closed) return false;
+    if (this.fdbWrite !== null) {
+      this.fdbWritesSkipped++;
+      return false;
+    }
+    const p = writeAtomicStream(this.fdbPath, produce);
     this.fdbWrite = p;
     try {
       await p;

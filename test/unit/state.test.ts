@@ -10,6 +10,10 @@ import { configHash, emptyState, parseState, serializeState, setSection, getSect
 import { recorderOf, RuntimeJournal, touches, type RecordContext } from '../../src/state/journal.js';
 import { diffConfig } from '../../src/state/reload.js';
 import { StateLockedError, StateStore, statePath } from '../../src/state/store.js';
+import { DaemonState, SNAPSHOT_SLOTS_PER_TURN } from '../../src/state/daemon-state.js';
+import type { FdbSnapshotEntry } from '../../src/state/document.js';
+import type { Daemon } from '../../src/daemon/daemon.js';
+import { createLogger } from '../../src/log.js';
 
 const MAC = '02:00:00:00:00:01';
 
@@ -149,6 +153,33 @@ describe('state file', () => {
     expect(r.fdb).toEqual(fdb);
     expect(r.state?.fdb).toBeNull();
     expect(readdirSync(dir).sort()).toEqual(['x.sock.fdb', 'x.sock.state', 'x.sock.state.lock']);
+    store.close();
+  });
+
+  it('the periodic snapshot streams slice by slice into one file that reads back as every entry of every bridge', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tb-state-'));
+    const store = StateStore.open(dir, 'x.sock');
+    // a fake daemon: bridge a has 2.5 slices of entries (one per pool slot), b three, c none
+    const entries = (n: number, port: string): FdbSnapshotEntry[] => Array.from({ length: n }, (_, i) => ({
+      port, mac: `02:00:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`,
+      vlan: i % 4095, age_ms: i, ipv4: i % 2 === 0 ? null : '198.18.0.1',
+    }));
+    const fdb: Record<string, FdbSnapshotEntry[]> = { a: entries(Math.floor(SNAPSHOT_SLOTS_PER_TURN * 2.5), 'vif1.0'), b: entries(3, 'vif2.0'), c: [] };
+    let slices = 0;
+    const fake = {
+      bridgeNames: () => Object.keys(fdb),
+      fdbSnapshotSlice: (name: string, from: number, to: number, out: FdbSnapshotEntry[]) => {
+        slices++;
+        out.push(...fdb[name].slice(from, to));
+        return fdb[name].length;
+      },
+    } as unknown as Daemon;
+    const config = parseConfig('bridges: []\n');
+    const state = new DaemonState(fake, store, config, null, createLogger({ level: 'silent', isTty: false, journal: false }));
+    await (state as unknown as { snapshot(): Promise<void> }).snapshot();
+    expect(slices).toBe(3 + 1 + 1);
+    const r = store.read(() => undefined);
+    expect(r.fdb?.bridges).toEqual(fdb);
     store.close();
   });
 
