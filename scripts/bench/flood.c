@@ -5,13 +5,15 @@
 // whichever comes first; SIGINT/SIGTERM stop it early. The frames carry ethertype 0x88b5 (IEEE "local
 // experimental"), so the receiving host's stack counts them in rx_packets and then drops them without
 // answering. With -n N the source MAC cycles through N consecutive addresses starting at SRC (to fill
-// a bridge's FDB); otherwise every frame has source SRC.
+// a bridge's FDB); otherwise every frame has source SRC. With -B PCT, PCT frames in every 100 (spread evenly by
+// sequence number) go to ff:ff:ff:ff:ff:ff instead of DSTMAC. With -r PPS the loop sleeps whenever it is ahead of
+// PPS frames per second (a bounded rate for many generators sharing the CPUs with the bridge; 0 = as fast as it can).
 //
 // PACKET_QDISC_BYPASS is set (like trafgen's default): frames go straight to the driver's xmit.
 // The socket is blocking with a 200 ms send timeout, so a full queue slows the loop instead of
 // spinning, and the deadline is still honoured.
 //
-// Usage: flood -i IFNAME -d DSTMAC -s SRCMAC [-t SECONDS] [-c COUNT] [-b BATCH] [-l LEN] [-n NSRC]
+// Usage: flood -i IFNAME -d DSTMAC -s SRCMAC [-t SECONDS] [-c COUNT] [-b BATCH] [-l LEN] [-n NSRC] [-B PCT] [-r PPS]
 // Prints one line: sent=N errors=E seconds=S pps=R
 //
 // Built at run time by run.sh: cc -O2 -o flood flood.c
@@ -58,7 +60,7 @@ static double now_s(void) {
 }
 
 static void usage(void) {
-	fprintf(stderr, "usage: flood -i IFNAME -d DSTMAC -s SRCMAC [-t SECONDS] [-c COUNT] [-b BATCH] [-l LEN] [-n NSRC]\n");
+	fprintf(stderr, "usage: flood -i IFNAME -d DSTMAC -s SRCMAC [-t SECONDS] [-c COUNT] [-b BATCH] [-l LEN] [-n NSRC] [-B PCT] [-r PPS]\n");
 	exit(2);
 }
 
@@ -70,7 +72,9 @@ int main(int argc, char **argv) {
 	unsigned long long count = 100000000ULL;
 	int batch = 64, len = 60;
 	unsigned long nsrc = 1;
-	while ((opt = getopt(argc, argv, "i:d:s:t:c:b:l:n:")) != -1) {
+	int bcast_pct = 0;
+	double rate = 0;
+	while ((opt = getopt(argc, argv, "i:d:s:t:c:b:l:n:B:r:")) != -1) {
 		switch (opt) {
 		case 'i': ifname = optarg; break;
 		case 'd': if (parse_mac(optarg, dst)) usage(); have_dst = 1; break;
@@ -80,11 +84,14 @@ int main(int argc, char **argv) {
 		case 'b': batch = atoi(optarg); break;
 		case 'l': len = atoi(optarg); break;
 		case 'n': nsrc = strtoul(optarg, NULL, 10); break;
+		case 'B': bcast_pct = atoi(optarg); break;
+		case 'r': rate = atof(optarg); break;
 		default: usage();
 		}
 	}
 	if (!ifname || !have_dst || !have_src || seconds <= 0 || seconds > 3600 || batch < 1 || batch > MAX_BATCH ||
-	    len < 60 || len > MAX_LEN || nsrc < 1 || nsrc > 16000000)
+	    len < 60 || len > MAX_LEN || nsrc < 1 || nsrc > 16000000 || bcast_pct < 0 || bcast_pct > 100 || rate < 0 ||
+	    rate > 100e6)
 		usage();
 
 	int fd = socket(AF_PACKET, SOCK_RAW, 0);
@@ -113,6 +120,7 @@ int main(int argc, char **argv) {
 		msgs[i].msg_hdr.msg_iov = &iov[i];
 		msgs[i].msg_hdr.msg_iovlen = 1;
 	}
+	static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 	uint32_t src_low = ((uint32_t)src[3] << 16) | ((uint32_t)src[4] << 8) | src[5];
 
 	signal(SIGINT, on_signal);
@@ -120,7 +128,7 @@ int main(int argc, char **argv) {
 	double t0 = now_s(), deadline = t0 + seconds, t = t0;
 	unsigned long long sent = 0, errors = 0, seq = 0, iter = 0;
 	while (!stop && sent < count) {
-		if ((iter++ & 15) == 0) {
+		if (rate > 0 || (iter++ & 15) == 0) {
 			t = now_s();
 			if (t >= deadline) break;
 		}
@@ -133,6 +141,23 @@ int main(int argc, char **argv) {
 				frames[i][9] = (uint8_t)(low >> 16);
 				frames[i][10] = (uint8_t)(low >> 8);
 				frames[i][11] = (uint8_t)low;
+			}
+		}
+		if (bcast_pct > 0) {
+			// frame k of every 100 is a broadcast when (k * PCT) mod 100 < PCT: PCT of them, evenly spread
+			for (int i = 0; i < n; i++) {
+				unsigned k = (unsigned)((seq + (unsigned long long)i) % 100);
+				memcpy(frames[i], (k * (unsigned)bcast_pct) % 100 < (unsigned)bcast_pct ? bcast : dst, 6);
+			}
+		}
+		if (rate > 0) {
+			// ahead of the rate: sleep until the frames sent so far are due (at most 200 ms, so the deadline holds)
+			double ahead = (double)sent / rate - (now_s() - t0);
+			if (ahead > 0) {
+				if (ahead > 0.2) ahead = 0.2;
+				struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)(ahead * 1e9) };
+				nanosleep(&ts, NULL);
+				continue;
 			}
 		}
 		int r = sendmmsg(fd, msgs, (unsigned)n, 0);

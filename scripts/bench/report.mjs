@@ -57,6 +57,8 @@ const ROWS = [
   ['kernel/veth', 'kernel bridge', 'veth <-> veth (both paths)'],
   ['vde/tap', 'vde_switch', 'TAP <-> TAP'],
   ['vde/uplink', 'vde_switch', 'TAP <-> vde_pcapplug (libpcap)'],
+  ['ovs/tap', 'Open vSwitch userspace', 'TAP <-> TAP (netdev, TSO)'],
+  ['ovs/uplink', 'Open vSwitch userspace', 'TAP <-> AF_PACKET peth0'],
 ];
 
 function fmt(v, digits) {
@@ -75,7 +77,8 @@ export function render(result) {
   out.push(`medians of ${result.settings.reps} rep(s); iperf3 -t ${result.settings.tcp_seconds}; 60-byte flood window ${result.settings.flood_seconds} s; ` +
     `ping -c ${result.settings.ping_count} -i 0.01; load before/after: ${result.load.before} / ${result.load.after}`);
   out.push('');
-  const head = ['implementation', 'path', 'TCP 1 Gb/s', 'TCP 2 Gb/s', 'kpps 60B', 'gen kpps', 'drop@a kpps', 'ping ms', 'bridge CPU %', 'CPU us/frame (usr+sys)', 'CPU us/ping frame', 'idle CPU %', 'RSS MB'];
+  const head = ['implementation', 'path', 'TCP 1 Gb/s', 'TCP 2 Gb/s', 'kpps 60B', 'gen kpps', 'drop@a kpps', 'ping ms', 'ping p50/p99 ms',
+    'load p50/p99 ms', 'bridge CPU %', 'CPU us/frame (usr+sys)', 'CPU us/ping frame', 'idle CPU %', 'RSS MB'];
   const rows = [head];
   for (const [key, impl, path] of ROWS) {
     if (!M[key]) continue;
@@ -83,6 +86,8 @@ export function render(result) {
     rows.push([
       impl, path, fmt(g(key, 'tcp1_gbps'), 2), fmt(g(key, 'tcp2_gbps'), 2), fmt(g(key, 'pps') / 1e3, 0),
       fmt(g(key, 'offered') / 1e3, 0), fmt(g(key, 'a_drop_pps') / 1e3, 0), fmt(g(key, 'ping_ms'), 3),
+      `${fmt(g(key, 'ping_p50_ms'), 3)}/${fmt(g(key, 'ping_p99_ms'), 3)}`,
+      `${fmt(g(key, 'load_ping_p50_ms'), 3)}/${fmt(g(key, 'load_ping_p99_ms'), 3)}`,
       fmt(g(key, 'cpu_util_pct'), 0),
       cpu === null ? (key.startsWith('kernel') ? 'in kernel' : '-') : `${fmt(cpu, 2)} (${fmt(g(key, 'cpu_user_us'), 2)}+${fmt(g(key, 'cpu_sys_us'), 2)})`,
       fmt(g(key, 'ping_cpu_us'), 1), fmt(g(key, 'idle_cpu_pct'), 2), fmt(g(key, 'rss_mb'), 1),
