@@ -80,6 +80,7 @@ REPO_ROOT=$(cd "$BENCH_DIR/../.." && pwd)
 source "$REPO_ROOT/scripts/lib/netns.sh"
 
 REPS=3
+REPS_SET=0
 TCP_SECONDS=5
 FLOOD_SECONDS=5
 PING_COUNT=200
@@ -96,7 +97,7 @@ PROFILE_DIR=
 NODE_FLAGS=()
 while [ $# -gt 0 ]; do
 	case $1 in
-	--reps) REPS=$2; shift ;;
+	--reps) REPS=$2 REPS_SET=1; shift ;;
 	--quick) REPS=1 TCP_SECONDS=2 FLOOD_SECONDS=2 PING_COUNT=50 SOAK_SECONDS=5 LOAD_PING_COUNT=100 ;;
 	--load-ping-count) LOAD_PING_COUNT=$2; shift ;;
 	--scaling) SCALING=1 ;;
@@ -117,6 +118,7 @@ while [ $# -gt 0 ]; do
 	shift
 done
 [[ $REPS =~ ^[1-9][0-9]?$ ]] || tb_die "--reps takes 1..99"
+[ "$SCALING" = 1 ] && [ "$REPS_SET" = 0 ] && REPS=1 # --scaling: one rep unless asked
 [[ $TCP_SECONDS =~ ^[1-9][0-9]?$ ]] || tb_die "--tcp-seconds takes 1..99"
 [[ $FLOOD_SECONDS =~ ^[1-9][0-9]?$ ]] || tb_die "--flood-seconds takes 1..99"
 [[ $PING_COUNT =~ ^[1-9][0-9]{0,3}$ ]] || tb_die "--ping-count takes 1..9999"
@@ -216,6 +218,9 @@ if has_impl vde; then
 fi
 
 cc -O2 -Wall -o "$WORK/flood" "$BENCH_DIR/flood.c" || tb_die "cannot compile $BENCH_DIR/flood.c"
+if [ "$SCALING" = 1 ]; then
+	cc -O2 -Wall -o "$WORK/nsstat" "$BENCH_DIR/nsstat.c" || tb_die "cannot compile $BENCH_DIR/nsstat.c"
+fi
 
 # --------------------------------------------------------------------------------------------------------------- topology
 
@@ -717,6 +722,13 @@ for impl in kernel tapbridge vde ovs; do has_impl "$impl" && ORDER+=("$impl"); d
 [ "${#ORDER[@]}" -gt 0 ] || tb_die "nothing to measure (--impl $IMPLS)"
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+if [ "$SCALING" = 1 ]; then
+	# shellcheck source=scaling.sh
+	source "$BENCH_DIR/scaling.sh"
+	tb_info "tapbridge bench --scaling: ${ORDER[*]}; ports $SCALING_PORTS; $SCALING_KPPS kpps offered in total; $REPS rep(s); flood window ${FLOOD_SECONDS}s, $LOAD_PING_COUNT pings per busy-stream count; load $LOAD_BEFORE"
+	scaling
+	exit 0
+fi
 tb_info "tapbridge bench: ${ORDER[*]}; $REPS rep(s); tcp ${TCP_SECONDS}s, flood window ${FLOOD_SECONDS}s, $PING_COUNT pings; load $LOAD_BEFORE"
 START=$(date +%s)
 for ((rep = 1; rep <= REPS; rep++)); do
