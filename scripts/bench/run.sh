@@ -62,7 +62,7 @@
 #                       and with 10% broadcast, and ping p50/p99 with 0, 1 and 2 busy TCP streams; JSON + a gnuplot PNG
 #                       next to it (scripts/bench/results/scaling-<UTC date>.{json,png})
 #   --scaling-ports L   port counts of --scaling (default 2,8,32; even numbers 2..64)
-#   --scaling-rate K    total offered kpps of --scaling, split evenly over the generators (default 800)
+#   --scaling-rate K    total offered kpps of --scaling, from one generator process (default 800)
 #   --profile DIR       instead of the comparison: tapbridge only, one 60-byte flood per path under `perf record -g`
 #                       (daemon run with --perf-basic-prof so JIT frames have names), one under `perf stat`, and one
 #                       under `strace -c -f` (syscalls per frame; strace itself slows the daemon down), and one iperf3
@@ -489,15 +489,11 @@ rtt_percentiles() {
 # a -> b through the same bridge (0 streams: idle). Records PREFIX_p50_ms, PREFIX_p99_ms, PREFIX_ms (avg),
 # PREFIX_loss_pct, and with streams PREFIX_tcp_gbps (PREFIX default load_ping; the stream rate as load_tcp_gbps).
 m_load_ping() {
-	local impl=$1 path=$2 rep=$3 streams=$4 count=$5 pre=${6:-load_ping} srv='' cli='' k out avg loss p50 p99 secs
+	local impl=$1 path=$2 rep=$3 streams=$4 count=$5 pre=${6:-load_ping} srv='' cli='' out avg loss p50 p99 secs
 	secs=$((count / 100 + 4)) # the pings take count * 10 ms plus their RTTs; the stream starts 1 s before, ends after
 	if [ "$streams" -gt 0 ]; then
-		tb_bg "$NS_B" "$WORK/load-srv.log" timeout $((secs + 20)) iperf3 -s -1 -B "$IP_B" -p 5202
+		iperf_server 5202 $((secs + 20)) "$WORK/load-srv.log"
 		srv=$TB_LAST_PID
-		for ((k = 0; k < 50; k++)); do
-			ip netns exec "$NS_B" ss -Hltn "sport = :5202" 2>/dev/null | grep -q . && break
-			sleep 0.1
-		done
 		tb_bg "$NS_A" "$WORK/load-cli.json" timeout $((secs + 15)) iperf3 -c "$IP_B" -p 5202 -t "$secs" -P "$streams" -J
 		cli=$TB_LAST_PID
 		sleep 1
@@ -507,8 +503,7 @@ m_load_ping() {
 		wait "$cli" 2>/dev/null || true
 		tb_stop_pid "$srv" 3
 		local gbps
-		gbps=$("$NODE_BIN" -e 'const e=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")).end;
-			const r=e.sum_received||e.sum; console.log((r.bits_per_second/1e9).toFixed(3))' "$WORK/load-cli.json" 2>/dev/null || true)
+		gbps=$(iperf_gbps "$WORK/load-cli.json" 2>/dev/null || true)
 		[[ $gbps =~ ^[0-9.]+$ ]] && record "$impl" "$path" "$rep" "${pre%_ping}_tcp_gbps" "$gbps"
 	fi
 	loss=$(sed -n 's/.* \([0-9.]*\)% packet loss.*/\1/p' <<<"$out")
@@ -521,20 +516,32 @@ m_load_ping() {
 	record "$impl" "$path" "$rep" "${pre}_p99_ms" "$p99"
 }
 
-m_iperf() { # m_iperf STREAMS: Gbit/s at the receiver
-	local streams=$1 out=$WORK/iperf.json srv k rc=0
-	tb_bg "$NS_B" "$WORK/iperf-srv.log" timeout $((TCP_SECONDS + 20)) iperf3 -s -1 -B "$IP_B" -p 5201
-	srv=$TB_LAST_PID
+# iperf_server PORT SECONDS LOG: a one-shot iperf3 server in b, bounded by SECONDS (recorded in TB_PIDS; its PID in
+# TB_LAST_PID); waits until it listens.
+iperf_server() {
+	local k
+	tb_bg "$NS_B" "$3" timeout "$2" iperf3 -s -1 -B "$IP_B" -p "$1"
 	for ((k = 0; k < 50; k++)); do
-		ip netns exec "$NS_B" ss -Hltn "sport = :5201" 2>/dev/null | grep -q . && break
+		ip netns exec "$NS_B" ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && break
 		sleep 0.1
 	done
+}
+
+# iperf_gbps FILE: the receiver's Gbit/s from an iperf3 -J report.
+iperf_gbps() {
+	"$NODE_BIN" -e 'const e=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")).end;
+		const r=e.sum_received||e.sum; console.log((r.bits_per_second/1e9).toFixed(3))' "$1"
+}
+
+m_iperf() { # m_iperf STREAMS: Gbit/s at the receiver
+	local streams=$1 out=$WORK/iperf.json srv rc=0
+	iperf_server 5201 $((TCP_SECONDS + 20)) "$WORK/iperf-srv.log"
+	srv=$TB_LAST_PID
 	timeout $((TCP_SECONDS + 15)) ip netns exec "$NS_A" iperf3 -c "$IP_B" -p 5201 -t "$TCP_SECONDS" -P "$streams" -J \
 		>"$out" 2>&1 || rc=$?
 	tb_stop_pid "$srv" 3
 	[ "$rc" -eq 0 ] || { tb_warn "iperf3 -P $streams failed (rc $rc): $(head -c 300 "$out")"; return 1; }
-	"$NODE_BIN" -e 'const e=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")).end;
-		const r=e.sum_received||e.sum; console.log((r.bits_per_second/1e9).toFixed(3))' "$out"
+	iperf_gbps "$out"
 }
 
 # m_flood IMPL PATH REP [NSRC]: 60-byte flood a -> b; records pps, offered, cpu_us (+ user/sys), a_drops.
@@ -647,13 +654,9 @@ profile_flood() {
 
 # profile_tcp PATH: one iperf3 stream a -> b with `perf record -g` on the daemon, and its CPU utilisation.
 profile_tcp() {
-	local path=$1 pid=${BR_PIDS[0]} out=$PROFILE_DIR/$1-tcp c0 c1 t0 t1 srv k
-	tb_bg "$NS_B" "$WORK/iperf-srv.log" timeout $((FLOOD_SECONDS + 20)) iperf3 -s -1 -B "$IP_B" -p 5201
+	local path=$1 pid=${BR_PIDS[0]} out=$PROFILE_DIR/$1-tcp c0 c1 t0 t1 srv
+	iperf_server 5201 $((FLOOD_SECONDS + 20)) "$WORK/iperf-srv.log"
 	srv=$TB_LAST_PID
-	for ((k = 0; k < 50; k++)); do
-		ip netns exec "$NS_B" ss -Hltn "sport = :5201" 2>/dev/null | grep -q . && break
-		sleep 0.1
-	done
 	timeout $((FLOOD_SECONDS + 15)) ip netns exec "$NS_A" iperf3 -c "$IP_B" -p 5201 -t $((FLOOD_SECONDS + 2)) >"$out.iperf.txt" 2>&1 &
 	local cli=$!
 	sleep 1
