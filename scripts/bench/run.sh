@@ -208,7 +208,7 @@ fi
 # vde_switch has no AF_PACKET port; its nearest equivalent, vde_pcapplug (libpcap on peth0), gives no connectivity here:
 # a -> b frames arrive, b -> a frames never reach a (measured: ping 100% loss; libpcap also captures the frames it
 # injects, so a's MAC is learned on the pcapplug port). So the path is skipped unless asked for with --vde-pcapplug.
-if has_impl vde; then
+if has_impl vde && [ "$SCALING" = 0 ]; then
 	if [ "$VDE_UPLINK" = 0 ]; then
 		SKIPPED+=("vde_switch TAP<->uplink path: SKIPPED (no AF_PACKET port; vde_pcapplug gives no b -> a connectivity here; try --vde-pcapplug)")
 	elif ! command -v vde_pcapplug >/dev/null 2>&1; then

@@ -118,10 +118,10 @@ function plot(result, png) {
     const color = { tapbridge: '#d62728', kernel: '#1f77b4', vde: '#2ca02c', ovs: '#9467bd' };
     const q = (s) => `'${s.replace(/'/g, "''")}'`;
     const lines = [
-      `set terminal pngcairo size 1500,480 font 'sans,10'`,
+      `set terminal pngcairo noenhanced size 1500,620 font 'sans,10'`,
       `set output ${q(png)}`,
       `set multiplot layout 1,3 title ${q(`tapbridge bench --scaling, ${result.date.slice(0, 16)}Z, load ${result.load.before} (${result.settings.offered_kpps} kpps offered)`)}`,
-      'set grid', 'set key top right font ",9"', 'set logscale x 2', `set xtics (${result.settings.ports.join(', ')})`,
+      'set grid', 'set key outside below center horizontal maxcols 2 font ",9"', 'set logscale x 2', `set xtics (${result.settings.ports.join(', ')})`,
       `set xrange [${Math.min(...result.settings.ports) / 1.3}:${Math.max(...result.settings.ports) * 1.3}]`,
       'set yrange [0:*]',
     ];

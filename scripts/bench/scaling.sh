@@ -22,7 +22,8 @@
 #   <variant>_in_pps       frames the bridge took in (sum of the hosts' tx_packets: for a TAP, what the bridge read)
 #   <variant>_drop_pps     frames the hosts' eth0 dropped (tx_dropped: a TAP's ring full, the bridge did not read them)
 #   <variant>_offered_pps  in + drop: what the generator handed to the hosts' eth0 in the window
-#   <variant>_gen_pps      the generator's own figure over its whole run
+#   <variant>_gen_pps      the generator's own figure over its whole run (what sendmmsg reported as sent: a frame a
+#                          full TAP ring dropped ends that call, so this undercounts offered when the bridge falls behind)
 #   <variant>_cpu_us       bridge CPU per delivered frame (utime+stime of the bridge process, /proc/PID/stat)
 #   <variant>_cpu_util_pct the bridge's CPU over the window (% of one core)
 # recorded as IMPL / ports<N>. The kernel bridge forwards in the senders' context: no CPU figure.
