@@ -12,7 +12,8 @@
         "src/native/notify.cc",
         "src/native/vxlan.cc",
         "src/native/filelock.cc",
-        "src/native/unixsock.cc"
+        "src/native/unixsock.cc",
+        "src/native/busypoll.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

@@ -51,8 +51,9 @@ Commands:
   vxlan del BRIDGE NAME                  detach it and remove the netdev (unless it was added with --persist)
   vxlan remote add|del BRIDGE NAME IP    add or remove a remote VTEP (head-end replication) at runtime
   lock show BRIDGE [-j]                  per port: lock mode, MAC, allowed addresses, RA and DHCP guards
-  lock set BRIDGE PORT --mac M [--ipv4 LIST] [--ipv6 LIST]
-                                         lock a port to a MAC and addresses/prefixes (LIST: a,b/24,...)
+  lock set BRIDGE PORT --mac M [--ipv4 LIST] [--ipv6 LIST] [--allow-ethertypes LIST]
+                                         lock a port to a MAC and addresses/prefixes (LIST: a,b/24,...);
+                                         --allow-ethertypes 0x88cc,...: other ethertypes it may send
   lock set BRIDGE PORT --disabled        drop everything the guest sends
   lock clear BRIDGE PORT                 unlock a port
   capture BRIDGE PORT [-w FILE|-] [-c COUNT] [--direction in|out|both] [--dropped] [--vlan N]
@@ -149,6 +150,7 @@ async function main(argv: string[]): Promise<number> {
         ipv4: { type: 'string' },
         ipv6: { type: 'string' },
         disabled: { type: 'boolean' },
+        'allow-ethertypes': { type: 'string' },
         write: { type: 'string', short: 'w' },
         count: { type: 'string' },
         direction: { type: 'string' },
@@ -397,11 +399,14 @@ async function main(argv: string[]): Promise<number> {
         need(rest, 2, 'BRIDGE PORT');
         noExtra(rest, 2);
         const disabled = opts.disabled === true;
-        if (disabled === (opts.mac !== undefined)) throw new UsageError('lock set needs either --mac M [--ipv4 LIST] [--ipv6 LIST] or --disabled');
-        if (disabled && (opts.ipv4 !== undefined || opts.ipv6 !== undefined)) throw new UsageError('--disabled excludes --ipv4 and --ipv6');
+        const allow = opts['allow-ethertypes'];
+        if (disabled === (opts.mac !== undefined)) throw new UsageError('lock set needs either --mac M [--ipv4 LIST] [--ipv6 LIST] [--allow-ethertypes LIST] or --disabled');
+        if (disabled && (opts.ipv4 !== undefined || opts.ipv6 !== undefined || allow !== undefined)) {
+          throw new UsageError('--disabled excludes --ipv4, --ipv6 and --allow-ethertypes');
+        }
         const params = disabled
           ? { bridge: rest[0], port: rest[1], disabled: true }
-          : { bridge: rest[0], port: rest[1], mac: opts.mac, ipv4: list(opts.ipv4), ipv6: list(opts.ipv6) };
+          : { bridge: rest[0], port: rest[1], mac: opts.mac, ipv4: list(opts.ipv4), ipv6: list(opts.ipv6), allow_ethertypes: list(allow) };
         const r = await rpc('lock.set', params);
         if (json) print(json, r, () => '');
         return 0;

@@ -10,7 +10,7 @@ import { Bridge } from '../bridge/bridge.js';
 import { BridgePort, type PortKind } from '../bridge/port.js';
 import { AddResult, macHi, macLo } from '../fdb/fdb.js';
 import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
-import { LinkMonitor, netdev } from '../io/native.js';
+import { busyPoll, LinkMonitor, netdev } from '../io/native.js';
 import {
   type BridgeConfig, BUILTIN_PORT_DEFAULTS, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE, type PortConfig,
   type PortDefaults, type StaticFdbConfig, type UplinkConfig,
@@ -262,6 +262,7 @@ export class Daemon {
       throw new Error(`${NETLINK_RCVBUF_ENV} must be an integer 0..1073741823 (bytes), got ${JSON.stringify(process.env[NETLINK_RCVBUF_ENV])}`);
     }
     if (rcvbuf > 0) linkLog.warn({ rcvbuf }, `${NETLINK_RCVBUF_ENV}: rtnetlink receive buffer forced (a test knob)`);
+    busyPoll.set(this.config.busyPollUs);
     this.monitor = new LinkMonitor(
       this.wrap('link monitor', (type: Parameters<Daemon['onLinkEvent']>[0], ifindex: number, name: string, flags: number, mtu: number,
         newNsid: number, newIfindex: number) => {

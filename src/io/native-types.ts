@@ -157,6 +157,13 @@ export interface RawAddon {
   /** Registers the shared rx slab (>= 1 MiB) and descriptor array (3 int32 per frame) and the batch budget (frames per poll wakeup). */
   setup(slab: ArrayBuffer, rxDesc: Int32Array, budget: number): void;
   /**
+   * Busy-poll window after each receive batch, in microseconds (0 = off, at most 1000000): a uv_idle handle keeps
+   * libuv polling with a zero timeout until the window has passed, so the next frame is read by a spinning loop.
+   */
+  setBusyPoll(us: number): void;
+  /** [idle callbacks run, windows started] since the addon loaded. */
+  busyPollStats(): [number, number];
+  /**
    * Creates or opens the TAP `name` (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR), TUNSETVNETHDRSZ 10,
    * TUNSETOFFLOAD (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN), O_NONBLOCK, options applied.
    */

@@ -39,6 +39,19 @@ const here = dirname(fileURLToPath(import.meta.url));
 let addon: RawAddon | null = null;
 
 /** Loads the addon once; the error lists every path tried. */
+/** The event loop's busy-poll window after each receive batch (src/native/busypoll.cc). */
+export const busyPoll = {
+  /** 0 = off, else 1..MAX_BUSY_POLL_US microseconds. */
+  set(us: number): void {
+    loadAddon().setBusyPoll(us);
+  },
+  /** Idle callbacks run (spins) and windows started since the addon loaded. */
+  stats(): { spins: number; windows: number } {
+    const [spins, windows] = loadAddon().busyPollStats();
+    return { spins, windows };
+  },
+};
+
 export function loadAddon(): RawAddon {
   if (addon !== null) return addon;
   const require = createRequire(import.meta.url);

@@ -1,5 +1,6 @@
 // tapbridge_native: module init, setup(), version(), error helpers.
 #include "common.h"
+#include "busypoll.h"
 
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -152,6 +153,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openPacket", Napi::Function::New(env, OpenPacket, "openPacket"));
   exports.Set("linkMonitor", Napi::Function::New(env, LinkMonitorNew, "linkMonitor"));
   InitIfctl(env, exports);
+  InitBusyPoll(env, exports);
   InitHandover(env, exports);
   InitNetns(env, exports);
   InitNotify(env, exports);

@@ -1,5 +1,6 @@
 // tapbridge_native: TAP and AF_PACKET ports. See native-notes/addon.md.
 #include "port.h"
+#include "busypoll.h"
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
@@ -426,6 +427,7 @@ void Port::HandlePoll(int status) {
     napi_value argv[1] = {Napi::Number::New(env, count)};
     onRx_.MakeCallback(Value(), 1, argv, *asyncCtx_);
     HandlePendingException(env);
+    BusyPollKick();
   }
   if (err != 0 && !closed_ && !onError_.IsEmpty()) {
     napi_value argv[3] = {Napi::Number::New(env, err), Napi::String::New(env, syscall),

@@ -33,6 +33,7 @@ import { formatMac } from '../frame/mac.js';
 import { jsonEqual } from './document.js';
 import { fdbTarget, portTarget } from './journal.js';
 import { defaultLogLevel, setLogLevel, type LogLevel } from '../log.js';
+import { busyPoll } from '../io/native.js';
 
 export type ChangeAction =
   | { do: 'addBridge'; cfg: BridgeConfig }
@@ -52,6 +53,7 @@ export type ChangeAction =
   | { do: 'fdbDel'; bridge: string; entry: StaticFdbConfig }
   | { do: 'snapshotInterval'; seconds: number }
   | { do: 'logLevel'; level: LogLevel }
+  | { do: 'busyPoll'; us: number }
   | { do: 'atRestart' };
 
 export interface Change {
@@ -287,6 +289,9 @@ export function diffConfig(o: DaemonConfig, n: DaemonConfig): Change[] {
   if (listen(o) !== listen(n)) {
     out.push({ line: `~ metrics.listen ${listen(o)} -> ${listen(n)} (takes effect at restart)`, targets: [], action: { do: 'atRestart' }, phase: 1 });
   }
+  if (o.busyPollUs !== n.busyPollUs) {
+    out.push({ line: `~ busy_poll_us ${o.busyPollUs} -> ${n.busyPollUs}`, targets: [], action: { do: 'busyPoll', us: n.busyPollUs }, phase: 1 });
+  }
   if (o.fdbSnapshotIntervalS !== n.fdbSnapshotIntervalS) {
     out.push({ line: `~ fdb_snapshot_interval ${o.fdbSnapshotIntervalS} -> ${n.fdbSnapshotIntervalS}`, targets: [], action: { do: 'snapshotInterval', seconds: n.fdbSnapshotIntervalS }, phase: 1 });
   }
@@ -387,6 +392,9 @@ export function applyPlan(d: Daemon, plan: readonly Change[], n: DaemonConfig, o
           break;
         case 'logLevel':
           setLogLevel(a.level);
+          break;
+        case 'busyPoll':
+          busyPoll.set(a.us);
           break;
         case 'snapshotInterval':
         case 'atRestart':

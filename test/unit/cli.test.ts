@@ -138,6 +138,10 @@ describe('tapbridge CLI', () => {
     expect((await run('lock', 'set', 'xenbr0', 'vif1.0')).code).toBe(2);
     expect((await run('lock', 'set', 'xenbr0', 'vif1.0', '--disabled', '--mac', '00:16:3e:00:01:00')).code).toBe(2);
     expect((await run('lock', 'set', 'xenbr0', 'vif1.0', '--disabled', '--ipv4', '198.18.0.1')).code).toBe(2);
+    expect((await run('lock', 'set', 'xenbr0', 'vif1.0', '--disabled', '--allow-ethertypes', '0x88cc')).code).toBe(2);
+    calls.length = 0;
+    expect((await run('lock', 'set', 'xenbr0', 'vif1.0', '--mac', '00:16:3e:00:01:00', '--allow-ethertypes', '0x88cc,0x88b5')).code).toBe(0);
+    expect(calls).toEqual([{ method: 'lock.set', params: { bridge: 'xenbr0', port: 'vif1.0', mac: '00:16:3e:00:01:00', allow_ethertypes: ['0x88cc', '0x88b5'] } }]);
     expect((await run('lock', 'frob')).code).toBe(2);
     const show = await run('lock', 'show', 'xenbr0');
     expect(show.code).toBe(0);

@@ -98,6 +98,14 @@ bridges:
     expect(configIssues('control_max_clients: many\nbridges: []')).toEqual(['control_max_clients: must be an integer 1..65535, got "many"']);
   });
 
+  it('busy_poll_us: default 0 (off), an integer 0..1000000 microseconds', () => {
+    expect(parseConfig('bridges: []').busyPollUs).toBe(0);
+    expect(parseConfig('busy_poll_us: 20000\nbridges: []').busyPollUs).toBe(20000);
+    expect(configIssues('busy_poll_us: -1\nbridges: []')).toEqual(['busy_poll_us: must be an integer (microseconds, 0 = off) 0..1000000, got number -1']);
+    expect(configIssues('busy_poll_us: 1000001\nbridges: []')).toEqual(['busy_poll_us: must be an integer (microseconds, 0 = off) 0..1000000, got number 1000001']);
+    expect(configIssues('busy_poll_us: 0.5\nbridges: []')).toEqual(['busy_poll_us: must be an integer (microseconds, 0 = off) 0..1000000, got number 0.5']);
+  });
+
   it('a non-integer ageing_time names the real range', () => {
     for (const v of ['2.5', 'soon', '-1', '5']) {
       expect(configIssues(`bridges: [{ name: b, ageing_time: ${v} }]`)[0]).toMatch(

@@ -19,6 +19,14 @@ describe('reload of log_level and metrics', () => {
     expect(diffConfig(b, b)).toEqual([]);
   });
 
+  it('lists a busy_poll_us change, applied in place', () => {
+    const a = parseConfig('bridges: []\n');
+    const b = parseConfig('busy_poll_us: 20000\nbridges: []\n');
+    const plan = diffConfig(a, b);
+    expect(plan.map((c) => c.line)).toEqual(['~ busy_poll_us 0 -> 20000']);
+    expect(plan[0].action).toEqual({ do: 'busyPoll', us: 20000 });
+  });
+
   it('applies the new level to the logger and the children made before', () => {
     const lines: string[] = [];
     const log = createLogger({ level: 'info', destination: { write: (s: string) => void lines.push(s) }, isTty: false, journal: false });
