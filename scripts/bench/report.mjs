@@ -78,7 +78,10 @@ export function render(result) {
   const out = [];
   out.push(`tapbridge bench ${result.date}: ${result.machine.nproc} CPUs (${result.machine.cpu_model}), kernel ${result.machine.kernel}, node ${result.machine.node}`);
   out.push(`medians of ${result.settings.reps} rep(s); iperf3 -t ${result.settings.tcp_seconds}; 60-byte flood window ${result.settings.flood_seconds} s; ` +
-    `ping -c ${result.settings.ping_count} -i 0.01; load before/after: ${result.load.before} / ${result.load.after}`);
+    `ping -c ${result.settings.ping_count} -i 0.01` +
+    (result.settings.load_ping_count ? `, ${result.settings.load_ping_count} under load` : '') +
+    (result.settings.busy_poll_us !== null && result.settings.busy_poll_us !== undefined ? `; tapbridge busy_poll_us ${result.settings.busy_poll_us}` : '') +
+    `; load before/after: ${result.load.before} / ${result.load.after}`);
   out.push('');
   const head = ['implementation', 'path', 'TCP 1 Gb/s', 'TCP 2 Gb/s', 'kpps 60B', 'gen kpps', 'drop@a kpps', 'ping ms', 'ping p50/p99 ms',
     'load p50/p99 ms', 'bridge CPU %', 'CPU us/frame (usr+sys)', 'CPU us/ping frame', 'idle CPU %', 'RSS MB'];
@@ -249,6 +252,8 @@ function main() {
     settings: {
       reps: Number(env.BENCH_REPS), tcp_seconds: Number(env.BENCH_TCP_SECONDS), flood_seconds: Number(env.BENCH_FLOOD_SECONDS),
       ping_count: Number(env.BENCH_PING_COUNT), soak_seconds: Number(env.BENCH_SOAK_SECONDS),
+      load_ping_count: Number(env.BENCH_LOAD_PING_COUNT),
+      busy_poll_us: env.BENCH_BUSY_POLL_US ? Number(env.BENCH_BUSY_POLL_US) : null,
     },
     load: { before: env.BENCH_LOAD_BEFORE, after: env.BENCH_LOAD_AFTER },
     elapsed_s: Number(env.BENCH_ELAPSED),

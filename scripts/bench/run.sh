@@ -57,6 +57,8 @@
 #                       implementation, or the plot, is then skipped, and says so)
 #   --vde-pcapplug      also try vde_switch's uplink path through vde_pcapplug (skipped by default: no connectivity here)
 #   --out FILE          JSON output (default scripts/bench/results/<UTC date>.json)
+#   --busy-poll-us N    run the tapbridge daemon with `busy_poll_us: N` (0..1000000; default: the daemon's default);
+#                       in the JSON's settings and the header line, so runs with and without can be compared
 #   --scaling           instead of the comparison: scaling curves (see scaling.sh) for tapbridge, kernel, vde, ovs
 #                       (--impl applies): forwarded kpps and CPU per frame with 2, 8 and 32 TAP ports, unicast pairs
 #                       and with 10% broadcast, and ping p50/p99 with 0, 1 and 2 busy TCP streams; JSON + a gnuplot PNG
@@ -91,6 +93,7 @@ LOAD_PING_COUNT=500
 SCALING=0
 SCALING_PORTS=2,8,32
 SCALING_KPPS=800
+BUSY_POLL_US=
 OUT=
 VDE_UPLINK=0
 PROFILE_DIR=
@@ -103,6 +106,7 @@ while [ $# -gt 0 ]; do
 	--scaling) SCALING=1 ;;
 	--scaling-ports) SCALING_PORTS=$2; shift ;;
 	--scaling-rate) SCALING_KPPS=$2; shift ;;
+	--busy-poll-us) BUSY_POLL_US=$2; shift ;;
 	--tcp-seconds) TCP_SECONDS=$2; shift ;;
 	--flood-seconds) FLOOD_SECONDS=$2; shift ;;
 	--ping-count) PING_COUNT=$2; shift ;;
@@ -129,6 +133,9 @@ for n in ${SCALING_PORTS//,/ }; do
 	[ "$n" -ge 2 ] && [ "$n" -le 64 ] && [ $((n % 2)) -eq 0 ] || tb_die "--scaling-ports: $n is not an even number 2..64"
 done
 [[ $SCALING_KPPS =~ ^[1-9][0-9]{0,4}$ ]] || tb_die "--scaling-rate takes 1..99999 (kpps)"
+if [ -n "$BUSY_POLL_US" ]; then
+	[[ $BUSY_POLL_US =~ ^[0-9]{1,7}$ ]] && [ "$BUSY_POLL_US" -le 1000000 ] || tb_die "--busy-poll-us takes 0..1000000"
+fi
 for impl in ${IMPLS//,/ }; do
 	case $impl in tapbridge | kernel | vde | ovs) ;; *) tb_die "--impl: unknown implementation '$impl' (tapbridge,kernel,vde,ovs)" ;; esac
 done
@@ -282,6 +289,7 @@ topo_up() { # topo_up IMPL PATH
 		{
 			echo "control_socket: $WORK/tb.sock"
 			echo "state_dir: $WORK"
+			[ -n "$BUSY_POLL_US" ] && echo "busy_poll_us: $BUSY_POLL_US"
 			echo "bridges:"
 			echo "  - name: br0"
 			echo "    fdb_max: $fdb_max"
@@ -732,7 +740,7 @@ if [ "$SCALING" = 1 ]; then
 	scaling
 	exit 0
 fi
-tb_info "tapbridge bench: ${ORDER[*]}; $REPS rep(s); tcp ${TCP_SECONDS}s, flood window ${FLOOD_SECONDS}s, $PING_COUNT pings; load $LOAD_BEFORE"
+tb_info "tapbridge bench: ${ORDER[*]}; $REPS rep(s); tcp ${TCP_SECONDS}s, flood window ${FLOOD_SECONDS}s, $PING_COUNT pings${BUSY_POLL_US:+; tapbridge busy_poll_us $BUSY_POLL_US}; load $LOAD_BEFORE"
 START=$(date +%s)
 for ((rep = 1; rep <= REPS; rep++)); do
 	for impl in "${ORDER[@]}"; do
@@ -765,6 +773,6 @@ if [ -z "$OUT" ]; then
 	OUT=$BENCH_DIR/results/$(date -u +%Y-%m-%dT%H%M%SZ).json
 fi
 BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_REPS=$REPS BENCH_TCP_SECONDS=$TCP_SECONDS BENCH_FLOOD_SECONDS=$FLOOD_SECONDS \
-	BENCH_PING_COUNT=$PING_COUNT BENCH_SOAK_SECONDS=$SOAK_SECONDS BENCH_LOAD_BEFORE=$LOAD_BEFORE BENCH_LOAD_AFTER=$LOAD_AFTER \
+	BENCH_PING_COUNT=$PING_COUNT BENCH_SOAK_SECONDS=$SOAK_SECONDS BENCH_LOAD_PING_COUNT=$LOAD_PING_COUNT BENCH_BUSY_POLL_US=$BUSY_POLL_US BENCH_LOAD_BEFORE=$LOAD_BEFORE BENCH_LOAD_AFTER=$LOAD_AFTER \
 	BENCH_ELAPSED=$(($(date +%s) - START)) BENCH_SKIPPED=$(printf '%s\n' "${SKIPPED[@]+"${SKIPPED[@]}"}") \
 	"$NODE_BIN" "$BENCH_DIR/report.mjs"
