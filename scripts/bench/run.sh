@@ -367,7 +367,7 @@ ovs_up() {
 	fi
 	if ! ip netns exec "$NS_BR" ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --unixctl="$d/ovsdb.ctl" \
 		--pidfile="$d/ovsdb.pid" --log-file="$d/ovsdb.log" --no-chdir --detach -vconsole:off >"$d/ovsdb.out" 2>&1 </dev/null; then
-		OVS_ERR="ovsdb-server did not start: $(tail -n 2 "$d/ovsdb.out" "$d/ovsdb.log" 2>/dev/null | tr '\n' ' ')"
+		OVS_ERR="ovsdb-server did not start: $(tail -q -n 2 "$d/ovsdb.out" "$d/ovsdb.log" 2>/dev/null | tr '\n' ' ')"
 		return 1
 	fi
 	pid=$(wait_pidfile "$d/ovsdb.pid") || { OVS_ERR="ovsdb-server wrote no pidfile"; return 1; }
@@ -378,7 +378,7 @@ ovs_up() {
 	fi
 	if ! ip netns exec "$NS_BR" ovs-vswitchd "unix:$d/db.sock" --unixctl="$d/vswitchd.ctl" --pidfile="$d/vswitchd.pid" \
 		--log-file="$d/vswitchd.log" --no-chdir --detach -vconsole:off >"$d/vswitchd.out" 2>&1 </dev/null; then
-		OVS_ERR="ovs-vswitchd did not start: $(tail -n 2 "$d/vswitchd.out" "$d/vswitchd.log" 2>/dev/null | tr '\n' ' ')"
+		OVS_ERR="ovs-vswitchd did not start: $(tail -q -n 2 "$d/vswitchd.out" "$d/vswitchd.log" 2>/dev/null | tr '\n' ' ')"
 		return 1
 	fi
 	pid=$(wait_pidfile "$d/vswitchd.pid") || { OVS_ERR="ovs-vswitchd wrote no pidfile"; return 1; }
