@@ -12,6 +12,8 @@
 //     many VMs at once) and are accepted as others leave. Logged once per saturated period;
 //   - at most REQUESTS_PER_TURN requests of one client per event-loop turn (a pipelined burst yields);
 //   - a half-sent line (bytes without a newline) idle for lineIdleTimeoutMs closes the connection;
+//   - a client whose replies have not drained for lineIdleTimeoutMs (it stopped reading) is dropped, so that
+//     control_max_clients clients that never read cannot hold every slot for good;
 //   - data streams (ControlClient.openStream, e.g. a packet capture) have their own bounded buffer
 //     (chunks beyond it are dropped and counted) and are exempt from the reply cap.
 //
@@ -352,8 +354,13 @@ export class ControlClient {
       this.sock.destroy();
       return;
     }
+    // replies waiting in user space and no drain for a whole idle period: the client stopped reading
+    if (this.blocked) {
+      this.drop(`replies not drained for ${this.server.lineIdleTimeoutMs} ms`, 0);
+      return;
+    }
     // idle with a half-sent line: the client will not finish it
-    if (this.buf.length === 0 || this.blocked || this.yielded) return;
+    if (this.buf.length === 0 || this.yielded) return;
     this.closeWith(errorReply(null, RPC_INVALID_REQUEST, 'request_timeout',
       `incomplete request line: no newline within ${this.server.lineIdleTimeoutMs} ms`));
   }

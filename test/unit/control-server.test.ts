@@ -171,6 +171,34 @@ describe('control server bounds', () => {
     await waitUntil(() => ri.got.length === 1);
   });
 
+  it('drops a client whose replies do not drain for the idle timeout, freeing its slot at control_max_clients', async () => {
+    const cap = logCapture();
+    const big = 'x'.repeat(100_000);
+    const s = await start(new Map<string, MethodHandler>([['big', () => big], ['version', () => 'v']]), { lineIdleTimeoutMs: 300, maxClients: 2 }, cap.log);
+    // two clients that ask for more than the socket buffers hold and never read: every slot taken
+    const stuck = await Promise.all([connect(s.path), connect(s.path)]);
+    const closed = stuck.map((c) => {
+      c.pause();
+      c.write(Array.from({ length: 50 }, (_, i) => req(i, 'big')).join(''));
+      return lines(c);
+    });
+    await waitUntil(() => s.clientCount === 2);
+    // a third client waits in the backlog, and is answered once the idle timeout has dropped the stuck ones
+    const third = await connect(s.path);
+    const r = lines(third);
+    third.write(req(7));
+    await waitUntil(() => r.got.length === 1, 10_000);
+    expect(JSON.parse(r.got[0]!)).toMatchObject({ id: 7, result: 'v' });
+    // the stuck clients see the close once they read what the kernel buffered for them
+    for (const c of stuck) c.resume();
+    await waitUntil(() => closed.every((c) => c.closed()), 10_000);
+    expect(s.clientsDropped).toBe(2);
+    const dropped = cap.lines().filter((l) => l.msg === 'control client dropped');
+    expect(dropped).toHaveLength(2);
+    expect(dropped[0]).toMatchObject({ reason: 'replies not drained for 300 ms' });
+    third.destroy();
+  });
+
   it('answers an over-long line with request_too_large and closes', async () => {
     const s = await start(new Map<string, MethodHandler>([['version', () => 'v']]), { maxLineBytes: 10_000 });
     const c = await connect(s.path);
