@@ -6,19 +6,20 @@
 
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { cpus, release } from 'node:os';
 import { execFileSync } from 'node:child_process';
 
 const env = process.env;
 
-function median(xs) {
+export function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   const n = s.length;
   if (n === 0) return null;
   return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
-function machine() {
+export function machine() {
   let model = cpus()[0]?.model ?? 'unknown';
   try {
     const m = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
@@ -30,10 +31,12 @@ function machine() {
   try { vde = execFileSync('dpkg-query', ['-W', '-f', '${Version}', 'vde2'], { encoding: 'utf8' }).trim() || null; } catch { /* none */ }
   let iperf = null;
   try { iperf = execFileSync('iperf3', ['--version'], { encoding: 'utf8' }).split('\n')[0].trim(); } catch { /* none */ }
-  return { nproc, cpu_model: model, kernel: release(), node: process.version, vde2: vde, iperf3: iperf };
+  let ovs = null;
+  try { ovs = execFileSync('dpkg-query', ['-W', '-f', '${Version}', 'openvswitch-switch'], { encoding: 'utf8' }).trim() || null; } catch { /* none */ }
+  return { nproc, cpu_model: model, kernel: release(), node: process.version, vde2: vde, iperf3: iperf, openvswitch: ovs };
 }
 
-function collect(tsv) {
+export function collect(tsv) {
   const raw = {};
   for (const line of readFileSync(tsv, 'utf8').split('\n')) {
     if (!line.trim()) continue;
@@ -57,13 +60,15 @@ const ROWS = [
   ['kernel/veth', 'kernel bridge', 'veth <-> veth (both paths)'],
   ['vde/tap', 'vde_switch', 'TAP <-> TAP'],
   ['vde/uplink', 'vde_switch', 'TAP <-> vde_pcapplug (libpcap)'],
+  ['ovs/tap', 'Open vSwitch userspace', 'TAP <-> TAP (netdev, TSO)'],
+  ['ovs/uplink', 'Open vSwitch userspace', 'TAP <-> AF_PACKET peth0'],
 ];
 
-function fmt(v, digits) {
+export function fmt(v, digits) {
   return v === null || v === undefined || Number.isNaN(v) ? '-' : v.toFixed(digits);
 }
 
-function ratio(a, b) {
+export function ratio(a, b) {
   return a === null || a === undefined || b === null || b === undefined || b === 0 ? null : a / b;
 }
 
@@ -73,9 +78,13 @@ export function render(result) {
   const out = [];
   out.push(`tapbridge bench ${result.date}: ${result.machine.nproc} CPUs (${result.machine.cpu_model}), kernel ${result.machine.kernel}, node ${result.machine.node}`);
   out.push(`medians of ${result.settings.reps} rep(s); iperf3 -t ${result.settings.tcp_seconds}; 60-byte flood window ${result.settings.flood_seconds} s; ` +
-    `ping -c ${result.settings.ping_count} -i 0.01; load before/after: ${result.load.before} / ${result.load.after}`);
+    `ping -c ${result.settings.ping_count} -i 0.01` +
+    (result.settings.load_ping_count ? `, ${result.settings.load_ping_count} under load` : '') +
+    (result.settings.busy_poll_us !== null && result.settings.busy_poll_us !== undefined ? `; tapbridge busy_poll_us ${result.settings.busy_poll_us}` : '') +
+    `; load before/after: ${result.load.before} / ${result.load.after}`);
   out.push('');
-  const head = ['implementation', 'path', 'TCP 1 Gb/s', 'TCP 2 Gb/s', 'kpps 60B', 'gen kpps', 'drop@a kpps', 'ping ms', 'bridge CPU %', 'CPU us/frame (usr+sys)', 'CPU us/ping frame', 'idle CPU %', 'RSS MB'];
+  const head = ['implementation', 'path', 'TCP 1 Gb/s', 'TCP 2 Gb/s', 'kpps 60B', 'gen kpps', 'drop@a kpps', 'ping ms', 'ping p50/p99 ms',
+    'load p50/p99 ms', 'bridge CPU %', 'CPU us/frame (usr+sys)', 'CPU us/ping frame', 'idle CPU %', 'RSS MB'];
   const rows = [head];
   for (const [key, impl, path] of ROWS) {
     if (!M[key]) continue;
@@ -83,6 +92,8 @@ export function render(result) {
     rows.push([
       impl, path, fmt(g(key, 'tcp1_gbps'), 2), fmt(g(key, 'tcp2_gbps'), 2), fmt(g(key, 'pps') / 1e3, 0),
       fmt(g(key, 'offered') / 1e3, 0), fmt(g(key, 'a_drop_pps') / 1e3, 0), fmt(g(key, 'ping_ms'), 3),
+      `${fmt(g(key, 'ping_p50_ms'), 3)}/${fmt(g(key, 'ping_p99_ms'), 3)}`,
+      `${fmt(g(key, 'load_ping_p50_ms'), 3)}/${fmt(g(key, 'load_ping_p99_ms'), 3)}`,
       fmt(g(key, 'cpu_util_pct'), 0),
       cpu === null ? (key.startsWith('kernel') ? 'in kernel' : '-') : `${fmt(cpu, 2)} (${fmt(g(key, 'cpu_user_us'), 2)}+${fmt(g(key, 'cpu_sys_us'), 2)})`,
       fmt(g(key, 'ping_cpu_us'), 1), fmt(g(key, 'idle_cpu_pct'), 2), fmt(g(key, 'rss_mb'), 1),
@@ -100,6 +111,13 @@ export function render(result) {
   out.push('Targets of issue 5 (ratios from this run):');
   for (const t of result.targets) {
     out.push(`  ${t.ok === null ? '  n/a' : t.ok ? 'MET ' : 'MISS'}  ${t.name}: ${t.detail}`);
+  }
+  if (result.targets_issue13) {
+    out.push('');
+    out.push('Targets of issue 13 (ratios from this run):');
+    for (const t of result.targets_issue13) {
+      out.push(`  ${t.ok === null ? '  n/a' : t.ok ? 'MET ' : 'MISS'}  ${t.name}: ${t.detail}`);
+    }
   }
   if (result.soak) {
     const s = result.soak;
@@ -154,11 +172,67 @@ function targets(M, soak) {
   return list;
 }
 
+// The targets of issue 13, each MET / MISS (or n/a when a row is missing) with the figures behind it.
+export function targets13(M) {
+  const g = (key, m) => M[key]?.[m] ?? null;
+  const r = (a, b) => ratio(a, b);
+  const x = (v) => (v === null ? 'n/a' : `${v.toFixed(2)}x`);
+  const ms = (key, m) => `${fmt(g(key, m), 3)} ms`;
+  const kp = (key) => (g(key, 'pps') === null ? '-' : fmt(g(key, 'pps') / 1e3, 0));
+  const list = [];
+  const add = (name, v, ok, detail, extra = {}) => list.push({ name, ratio: v, ok: v === null ? null : ok(v), detail, ...extra });
+  let v = r(g('tapbridge/tap', 'ping_ms'), g('vde/tap', 'ping_ms'));
+  add('ping RTT TAP<->TAP <= vde_switch', v, (a) => a <= 1.0,
+    `${x(v)} vde_switch (${ms('tapbridge/tap', 'ping_ms')} vs ${ms('vde/tap', 'ping_ms')}; p50 ${ms('tapbridge/tap', 'ping_p50_ms')} vs ` +
+    `${ms('vde/tap', 'ping_p50_ms')}); Open vSwitch ${ms('ovs/tap', 'ping_ms')}`);
+  v = r(g('tapbridge/tap', 'ping_ms'), g('kernel/veth', 'ping_ms'));
+  add('stretch: ping RTT TAP<->TAP <= 1.5x kernel bridge', v, (a) => a <= 1.5,
+    `${x(v)} kernel (${ms('tapbridge/tap', 'ping_ms')} vs ${ms('kernel/veth', 'ping_ms')})`);
+  v = r(g('tapbridge/tap', 'load_ping_p99_ms'), g('vde/tap', 'load_ping_p99_ms'));
+  add('ping p99 under one TCP stream TAP<->TAP <= vde_switch', v, (a) => a <= 1.0,
+    `${x(v)} vde_switch (p99 ${ms('tapbridge/tap', 'load_ping_p99_ms')} vs ${ms('vde/tap', 'load_ping_p99_ms')}; ` +
+    `p50 ${ms('tapbridge/tap', 'load_ping_p50_ms')} vs ${ms('vde/tap', 'load_ping_p50_ms')}; the streams: ` +
+    `${fmt(g('tapbridge/tap', 'load_tcp_gbps'), 2)} vs ${fmt(g('vde/tap', 'load_tcp_gbps'), 2)} Gb/s)`);
+  v = r(g('tapbridge/tap', 'load_ping_p99_ms'), g('ovs/tap', 'load_ping_p99_ms'));
+  add('ping p99 under one TCP stream TAP<->TAP <= Open vSwitch', v, (a) => a <= 1.0,
+    `${x(v)} Open vSwitch (p99 ${ms('tapbridge/tap', 'load_ping_p99_ms')} vs ${ms('ovs/tap', 'load_ping_p99_ms')}; ` +
+    `uplink ${x(r(g('tapbridge/uplink', 'load_ping_p99_ms'), g('ovs/uplink', 'load_ping_p99_ms')))}: ` +
+    `${ms('tapbridge/uplink', 'load_ping_p99_ms')} vs ${ms('ovs/uplink', 'load_ping_p99_ms')}; kernel ${ms('kernel/veth', 'load_ping_p99_ms')})`);
+  v = r(g('tapbridge/tap', 'tcp1_gbps'), g('kernel/veth', 'tcp1_gbps'));
+  add('TCP 1 stream TAP<->TAP >= 1.0x kernel bridge', v, (a) => a >= 1.0,
+    `${x(v)} kernel (${fmt(g('tapbridge/tap', 'tcp1_gbps'), 2)} vs ${fmt(g('kernel/veth', 'tcp1_gbps'), 2)} Gb/s); ` +
+    `${x(r(g('tapbridge/tap', 'tcp1_gbps'), g('ovs/tap', 'tcp1_gbps')))} Open vSwitch`);
+  v = r(g('tapbridge/uplink', 'tcp1_gbps'), g('kernel/veth', 'tcp1_gbps'));
+  add('TCP 1 stream TAP<->uplink >= 0.9x kernel bridge', v, (a) => a >= 0.9,
+    `${x(v)} kernel (${fmt(g('tapbridge/uplink', 'tcp1_gbps'), 2)} vs ${fmt(g('kernel/veth', 'tcp1_gbps'), 2)} Gb/s); ` +
+    `${x(r(g('tapbridge/uplink', 'tcp1_gbps'), g('ovs/uplink', 'tcp1_gbps')))} Open vSwitch`);
+  v = r(g('tapbridge/tap', 'tcp2_gbps'), g('tapbridge/tap', 'tcp1_gbps'));
+  list.push({ name: 'TCP 2 streams (no ratio target on 2 cores)', ratio: v, ok: null,
+    detail: `TAP<->TAP 2 / 1 streams ${x(v)} (${fmt(g('tapbridge/tap', 'tcp2_gbps'), 2)} vs ${fmt(g('tapbridge/tap', 'tcp1_gbps'), 2)} Gb/s); ` +
+      `kernel ${x(r(g('kernel/veth', 'tcp2_gbps'), g('kernel/veth', 'tcp1_gbps')))}` });
+  v = r(g('tapbridge/tap', 'pps'), g('vde/tap', 'pps'));
+  add('60-byte frames TAP<->TAP >= 1.5x vde_switch', v, (a) => a >= 1.5,
+    `${x(v)} vde_switch (${kp('tapbridge/tap')} vs ${kp('vde/tap')} kpps; bridge CPU ` +
+    `${fmt(g('tapbridge/tap', 'cpu_util_pct'), 0)}% vs ${fmt(g('vde/tap', 'cpu_util_pct'), 0)}% of a core; by CPU per frame ` +
+    `${x(r(g('vde/tap', 'cpu_us'), g('tapbridge/tap', 'cpu_us')))})`);
+  v = r(g('tapbridge/tap', 'pps'), g('ovs/tap', 'pps'));
+  add('60-byte frames TAP<->TAP >= 1.5x Open vSwitch', v, (a) => a >= 1.5,
+    `${x(v)} Open vSwitch (${kp('tapbridge/tap')} vs ${kp('ovs/tap')} kpps; bridge CPU ` +
+    `${fmt(g('tapbridge/tap', 'cpu_util_pct'), 0)}% vs ${fmt(g('ovs/tap', 'cpu_util_pct'), 0)}%; by CPU per frame ` +
+    `${x(r(g('ovs/tap', 'cpu_us'), g('tapbridge/tap', 'cpu_us')))}; uplink ${x(r(g('tapbridge/uplink', 'pps'), g('ovs/uplink', 'pps')))})`);
+  v = g('tapbridge/tap', 'cpu_us');
+  list.push({ name: '60-byte frames: CPU per frame <= 2.0 us', value_us: v, ok: v === null ? null : v <= 2.0,
+    detail: `${fmt(v, 2)} us TAP<->TAP (${fmt(g('tapbridge/uplink', 'cpu_us'), 2)} us TAP->uplink); vde_switch ` +
+      `${fmt(g('vde/tap', 'cpu_us'), 2)} us, Open vSwitch ${fmt(g('ovs/tap', 'cpu_us'), 2)} us` });
+  return list;
+}
+
 function main() {
   const fromIdx = process.argv.indexOf('--from');
   if (fromIdx > 0) {
     const result = JSON.parse(readFileSync(process.argv[fromIdx + 1], 'utf8'));
     result.targets = targets(result.medians, result.soak);
+    result.targets_issue13 = targets13(result.medians);
     console.log(render(result));
     return;
   }
@@ -178,6 +252,8 @@ function main() {
     settings: {
       reps: Number(env.BENCH_REPS), tcp_seconds: Number(env.BENCH_TCP_SECONDS), flood_seconds: Number(env.BENCH_FLOOD_SECONDS),
       ping_count: Number(env.BENCH_PING_COUNT), soak_seconds: Number(env.BENCH_SOAK_SECONDS),
+      load_ping_count: Number(env.BENCH_LOAD_PING_COUNT),
+      busy_poll_us: env.BENCH_BUSY_POLL_US ? Number(env.BENCH_BUSY_POLL_US) : null,
     },
     load: { before: env.BENCH_LOAD_BEFORE, after: env.BENCH_LOAD_AFTER },
     elapsed_s: Number(env.BENCH_ELAPSED),
@@ -188,6 +264,7 @@ function main() {
     raw,
   };
   result.targets = targets(medians, soak);
+  result.targets_issue13 = targets13(medians);
   console.log('');
   console.log(render(result));
   mkdirSync(dirname(env.BENCH_OUT), { recursive: true });
@@ -195,4 +272,4 @@ function main() {
   console.log(`\nJSON: ${env.BENCH_OUT}`);
 }
 
-main();
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) main();

@@ -18,11 +18,17 @@
 #
 #   a ---TAP vifa--- [ tapbridge: uplink peth0 (AF_PACKET) | vde_switch -t vifa + vde_pcapplug peth0, only with --vde-pcapplug ] ---veth--- b
 #
+# Open vSwitch userspace datapath (--impl ovs): ovsdb-server and ovs-vswitchd started by hand inside PREFIX-br (this
+# kernel has no openvswitch module, so no ovs-ctl), db, sockets, pid files and logs in the run's temp dir; bridge br0
+# with datapath_type=netdev and other_config:userspace-tso-enable=true. Path tap: ports vifa, vifb of type=tap (OVS
+# creates the TAPs, moved into a and b like the others). Path uplink: vifa (tap) and peth0 (type=system: on a netdev
+# bridge, an AF_PACKET socket on the veth). Skipped with a reason when OVS is missing or fails to start.
+#
 # Kernel bridge (for comparison; "veth everywhere"): br0 in PREFIX-br, a and b each on a veth pair (vifa, vifb are the
 # bridge ports). Both paths are the same topology there, so it is measured once per rep and is the denominator of both.
 #
 # Metrics per implementation, path and rep (a -> b unless said):
-#   ping     RTT avg over `ping -c N -i 0.01` (ms); ping_cpu_us: the bridge's CPU per frame in that ping-pong (one frame
+#   ping     RTT avg over `ping -c N -i 0.01` (ms); ping_p50_ms, ping_p99_ms from the per-reply RTTs; ping_cpu_us: the bridge's CPU per frame in that ping-pong (one frame
 #            per wakeup), from /proc/PID/task/*/schedstat, less the idle baseline measured over 1 s before
 #            (idle_cpu_pct)
 #   tcp1     iperf3 -t T, 1 stream (Gbit/s, receiver side)      tcp2  the same with -P 2
@@ -32,6 +38,9 @@
 #   cpu_us   bridge CPU per forwarded frame: (utime+stime) delta of the bridge process(es) from /proc/PID/stat over the
 #            window / rx delta at b (vde uplink: vde_switch + vde_pcapplug); the user and system parts separately
 #   rss_mb   VmRSS of the bridge process(es) after the flood (MB)
+#   load_ping  ping -i 0.01 (--load-ping-count replies, default 500) while one iperf3 TCP stream runs a -> b through
+#            the same bridge: load_ping_p50_ms, load_ping_p99_ms, load_ping_ms (avg), load_ping_loss_pct, and the
+#            stream's own rate load_tcp_gbps
 # Then, once per run (tapbridge, tap path): a soak with fdb_max 131072: the generator cycles 100k source MACs for
 # --soak seconds, RSS sampled every 2 s, FDB entries read with `tapbridge stats -j`.
 #
@@ -42,10 +51,20 @@
 #   --flood-seconds S   measurement window of the 60-byte flood (default 5; the generator runs S + 2 s)
 #   --ping-count N      pings per RTT measurement (default 200)
 #   --soak S            seconds of the 100k-MAC soak (default 30; 0 = skip; the issue's target is 600)
-#   --impl LIST         comma-separated subset of tapbridge,kernel,vde (default all)
-#   --no-install        do not apt-get install vde2 when missing (vde is then skipped, and says so)
+#   --load-ping-count N pings of the latency-under-load measurement (default 500; --quick 100)
+#   --impl LIST         comma-separated subset of tapbridge,kernel,vde,ovs (default all)
+#   --no-install        do not apt-get install vde2 / openvswitch-switch / gnuplot-nox when missing (the
+#                       implementation, or the plot, is then skipped, and says so)
 #   --vde-pcapplug      also try vde_switch's uplink path through vde_pcapplug (skipped by default: no connectivity here)
 #   --out FILE          JSON output (default scripts/bench/results/<UTC date>.json)
+#   --busy-poll-us N    run the tapbridge daemon with `busy_poll_us: N` (0..1000000; default: the daemon's default);
+#                       in the JSON's settings and the header line, so runs with and without can be compared
+#   --scaling           instead of the comparison: scaling curves (see scaling.sh) for tapbridge, kernel, vde, ovs
+#                       (--impl applies): forwarded kpps and CPU per frame with 2, 8 and 32 TAP ports, unicast pairs
+#                       and with 10% broadcast, and ping p50/p99 with 0, 1 and 2 busy TCP streams; JSON + a gnuplot PNG
+#                       next to it (scripts/bench/results/scaling-<UTC date>.{json,png})
+#   --scaling-ports L   port counts of --scaling (default 2,8,32; even numbers 2..64)
+#   --scaling-rate K    total offered kpps of --scaling, from one generator process (default 800)
 #   --profile DIR       instead of the comparison: tapbridge only, one 60-byte flood per path under `perf record -g`
 #                       (daemon run with --perf-basic-prof so JIT frames have names), one under `perf stat`, and one
 #                       under `strace -c -f` (syscalls per frame; strace itself slows the daemon down), and one iperf3
@@ -63,20 +82,31 @@ REPO_ROOT=$(cd "$BENCH_DIR/../.." && pwd)
 source "$REPO_ROOT/scripts/lib/netns.sh"
 
 REPS=3
+REPS_SET=0
 TCP_SECONDS=5
 FLOOD_SECONDS=5
 PING_COUNT=200
 SOAK_SECONDS=30
-IMPLS=tapbridge,kernel,vde
+IMPLS=tapbridge,kernel,vde,ovs
 INSTALL=1
+LOAD_PING_COUNT=500
+SCALING=0
+SCALING_PORTS=2,8,32
+SCALING_KPPS=800
+BUSY_POLL_US=
 OUT=
 VDE_UPLINK=0
 PROFILE_DIR=
 NODE_FLAGS=()
 while [ $# -gt 0 ]; do
 	case $1 in
-	--reps) REPS=$2; shift ;;
-	--quick) REPS=1 TCP_SECONDS=2 FLOOD_SECONDS=2 PING_COUNT=50 SOAK_SECONDS=5 ;;
+	--reps) REPS=$2 REPS_SET=1; shift ;;
+	--quick) REPS=1 TCP_SECONDS=2 FLOOD_SECONDS=2 PING_COUNT=50 SOAK_SECONDS=5 LOAD_PING_COUNT=100 ;;
+	--load-ping-count) LOAD_PING_COUNT=$2; shift ;;
+	--scaling) SCALING=1 ;;
+	--scaling-ports) SCALING_PORTS=$2; shift ;;
+	--scaling-rate) SCALING_KPPS=$2; shift ;;
+	--busy-poll-us) BUSY_POLL_US=$2; shift ;;
 	--tcp-seconds) TCP_SECONDS=$2; shift ;;
 	--flood-seconds) FLOOD_SECONDS=$2; shift ;;
 	--ping-count) PING_COUNT=$2; shift ;;
@@ -92,10 +122,23 @@ while [ $# -gt 0 ]; do
 	shift
 done
 [[ $REPS =~ ^[1-9][0-9]?$ ]] || tb_die "--reps takes 1..99"
+[ "$SCALING" = 1 ] && [ "$REPS_SET" = 0 ] && REPS=1 # --scaling: one rep unless asked
 [[ $TCP_SECONDS =~ ^[1-9][0-9]?$ ]] || tb_die "--tcp-seconds takes 1..99"
 [[ $FLOOD_SECONDS =~ ^[1-9][0-9]?$ ]] || tb_die "--flood-seconds takes 1..99"
 [[ $PING_COUNT =~ ^[1-9][0-9]{0,3}$ ]] || tb_die "--ping-count takes 1..9999"
 [[ $SOAK_SECONDS =~ ^[0-9]{1,4}$ ]] && [ "$SOAK_SECONDS" -le 3600 ] || tb_die "--soak takes 0..3600"
+[[ $LOAD_PING_COUNT =~ ^[1-9][0-9]{0,3}$ ]] || tb_die "--load-ping-count takes 1..9999"
+[[ $SCALING_PORTS =~ ^[0-9]+(,[0-9]+)*$ ]] || tb_die "--scaling-ports takes a comma-separated list of even numbers 2..64"
+for n in ${SCALING_PORTS//,/ }; do
+	[ "$n" -ge 2 ] && [ "$n" -le 64 ] && [ $((n % 2)) -eq 0 ] || tb_die "--scaling-ports: $n is not an even number 2..64"
+done
+[[ $SCALING_KPPS =~ ^[1-9][0-9]{0,4}$ ]] || tb_die "--scaling-rate takes 1..99999 (kpps)"
+if [ -n "$BUSY_POLL_US" ]; then
+	[[ $BUSY_POLL_US =~ ^[0-9]{1,7}$ ]] && [ "$BUSY_POLL_US" -le 1000000 ] || tb_die "--busy-poll-us takes 0..1000000"
+fi
+for impl in ${IMPLS//,/ }; do
+	case $impl in tapbridge | kernel | vde | ovs) ;; *) tb_die "--impl: unknown implementation '$impl' (tapbridge,kernel,vde,ovs)" ;; esac
+done
 
 tb_require_root
 tb_require_cmds ip ping ss iperf3 timeout node cc
@@ -141,22 +184,38 @@ if has_impl tapbridge; then
 		tb_die "$TB_MAIN or the native addon is missing: run 'npm ci' first"
 	fi
 fi
-if has_impl vde && ! command -v vde_switch >/dev/null 2>&1; then
+# install_on_demand PACKAGE COMMAND: apt-get install PACKAGE when COMMAND is missing (unless --no-install); status 1 when
+# COMMAND is still missing afterwards.
+APT_UPDATED=0
+install_on_demand() {
+	local pkg=$1 cmd=$2
+	command -v "$cmd" >/dev/null 2>&1 && return 0
 	if [ "$INSTALL" = 1 ] && command -v apt-get >/dev/null 2>&1; then
-		tb_info "installing vde2 (apt-get)"
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq vde2; } >"$WORK/apt.log" 2>&1 ||
-			tb_warn "apt-get install vde2 failed: $(tail -n 3 "$WORK/apt.log" | tr '\n' ' ')"
+		tb_info "installing $pkg (apt-get)"
+		if [ "$APT_UPDATED" = 0 ]; then apt-get update -qq >"$WORK/apt.log" 2>&1 && APT_UPDATED=1; fi
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >>"$WORK/apt.log" 2>&1 ||
+			tb_warn "apt-get install $pkg failed: $(tail -n 3 "$WORK/apt.log" | tr '\n' ' ')"
 	fi
-	if ! command -v vde_switch >/dev/null 2>&1; then
-		SKIPPED+=("vde: SKIPPED, vde_switch not installed (Debian package vde2)")
-		tb_warn "SKIPPING vde_switch: not installed (apt-get install vde2)"
-		IMPLS=${IMPLS//vde/}
+	command -v "$cmd" >/dev/null 2>&1
+}
+if has_impl vde && ! install_on_demand vde2 vde_switch; then
+	SKIPPED+=("vde: SKIPPED, vde_switch not installed (Debian package vde2)")
+	tb_warn "SKIPPING vde_switch: not installed (apt-get install vde2)"
+	IMPLS=${IMPLS//vde/}
+fi
+OVS_SCHEMA=/usr/share/openvswitch/vswitch.ovsschema
+if has_impl ovs; then
+	if ! install_on_demand openvswitch-switch ovs-vswitchd || ! command -v ovsdb-server >/dev/null 2>&1 ||
+		! command -v ovs-vsctl >/dev/null 2>&1 || ! command -v ovsdb-tool >/dev/null 2>&1 || [ ! -f "$OVS_SCHEMA" ]; then
+		SKIPPED+=("ovs: SKIPPED, Open vSwitch not installed (Debian package openvswitch-switch: ovsdb-server, ovs-vswitchd, ovs-vsctl, $OVS_SCHEMA)")
+		tb_warn "SKIPPING Open vSwitch: not installed (apt-get install openvswitch-switch)"
+		IMPLS=${IMPLS//ovs/}
 	fi
 fi
 # vde_switch has no AF_PACKET port; its nearest equivalent, vde_pcapplug (libpcap on peth0), gives no connectivity here:
 # a -> b frames arrive, b -> a frames never reach a (measured: ping 100% loss; libpcap also captures the frames it
 # injects, so a's MAC is learned on the pcapplug port). So the path is skipped unless asked for with --vde-pcapplug.
-if has_impl vde; then
+if has_impl vde && [ "$SCALING" = 0 ]; then
 	if [ "$VDE_UPLINK" = 0 ]; then
 		SKIPPED+=("vde_switch TAP<->uplink path: SKIPPED (no AF_PACKET port; vde_pcapplug gives no b -> a connectivity here; try --vde-pcapplug)")
 	elif ! command -v vde_pcapplug >/dev/null 2>&1; then
@@ -166,6 +225,9 @@ if has_impl vde; then
 fi
 
 cc -O2 -Wall -o "$WORK/flood" "$BENCH_DIR/flood.c" || tb_die "cannot compile $BENCH_DIR/flood.c"
+if [ "$SCALING" = 1 ]; then
+	cc -O2 -Wall -o "$WORK/nsstat" "$BENCH_DIR/nsstat.c" || tb_die "cannot compile $BENCH_DIR/nsstat.c"
+fi
 
 # --------------------------------------------------------------------------------------------------------------- topology
 
@@ -227,6 +289,7 @@ topo_up() { # topo_up IMPL PATH
 		{
 			echo "control_socket: $WORK/tb.sock"
 			echo "state_dir: $WORK"
+			[ -n "$BUSY_POLL_US" ] && echo "busy_poll_us: $BUSY_POLL_US"
 			echo "bridges:"
 			echo "  - name: br0"
 			echo "    fdb_max: $fdb_max"
@@ -266,6 +329,14 @@ topo_up() { # topo_up IMPL PATH
 		move_tap vifa "$NS_A"
 		[ "$path" = tap ] && move_tap vifb "$NS_B"
 		;;
+	ovs)
+		[ "$path" = uplink ] && veth_to "$NS_B" peth0
+		local ports=(vifa:tap)
+		if [ "$path" = tap ]; then ports+=(vifb:tap); else ports+=(peth0:system); fi
+		ovs_up "${ports[@]}" || return 2
+		move_tap vifa "$NS_A"
+		[ "$path" = tap ] && move_tap vifb "$NS_B"
+		;;
 	esac
 	host_addr "$NS_A" "$MAC_A" "$IP_A"
 	host_addr "$NS_B" "$MAC_B" "$IP_B"
@@ -277,6 +348,61 @@ topo_up() { # topo_up IMPL PATH
 	done
 	tb_warn "$impl/$path: no ping a -> b after set-up"
 	return 1
+}
+
+# ovs_up NAME:TYPE...: ovsdb-server and ovs-vswitchd inside PREFIX-br, everything in $WORK/ovs (never the system's
+# /etc/openvswitch or /var/run/openvswitch); bridge br0 (datapath_type=netdev, userspace TSO) with the given ports
+# (type tap: OVS creates the TAP; type system: an existing netdev, AF_PACKET on a netdev bridge). Both PIDs go to
+# TB_PIDS (stopped on every exit path), ovs-vswitchd's to BR_PIDS. On failure: status 1, OVS_ERR says why.
+OVS_ERR=
+ovs_up() {
+	local d=$WORK/ovs pid spec name type err
+	local vsctl=(ovs-vsctl --db="unix:$d/db.sock" --timeout=10)
+	OVS_ERR=
+	rm -rf "$d"
+	mkdir -p "$d"
+	if ! ovsdb-tool create "$d/conf.db" "$OVS_SCHEMA" >"$d/tool.log" 2>&1; then
+		OVS_ERR="ovsdb-tool create failed: $(tail -n 2 "$d/tool.log" | tr '\n' ' ')"
+		return 1
+	fi
+	if ! ip netns exec "$NS_BR" ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --unixctl="$d/ovsdb.ctl" \
+		--pidfile="$d/ovsdb.pid" --log-file="$d/ovsdb.log" --no-chdir --detach -vconsole:off >"$d/ovsdb.out" 2>&1 </dev/null; then
+		OVS_ERR="ovsdb-server did not start: $(tail -q -n 2 "$d/ovsdb.out" "$d/ovsdb.log" 2>/dev/null | tr '\n' ' ')"
+		return 1
+	fi
+	pid=$(wait_pidfile "$d/ovsdb.pid") || { OVS_ERR="ovsdb-server wrote no pidfile"; return 1; }
+	TB_PIDS+=("$pid")
+	if ! "${vsctl[@]}" --no-wait init -- set Open_vSwitch . other_config:userspace-tso-enable=true >"$d/vsctl.log" 2>&1; then
+		OVS_ERR="ovs-vsctl init failed: $(tail -n 2 "$d/vsctl.log" | tr '\n' ' ')"
+		return 1
+	fi
+	if ! ip netns exec "$NS_BR" ovs-vswitchd "unix:$d/db.sock" --unixctl="$d/vswitchd.ctl" --pidfile="$d/vswitchd.pid" \
+		--log-file="$d/vswitchd.log" --no-chdir --detach -vconsole:off >"$d/vswitchd.out" 2>&1 </dev/null; then
+		OVS_ERR="ovs-vswitchd did not start: $(tail -q -n 2 "$d/vswitchd.out" "$d/vswitchd.log" 2>/dev/null | tr '\n' ' ')"
+		return 1
+	fi
+	pid=$(wait_pidfile "$d/vswitchd.pid") || { OVS_ERR="ovs-vswitchd wrote no pidfile"; return 1; }
+	TB_PIDS+=("$pid")
+	BR_PIDS=("$pid")
+	local cmd=(add-br br0 -- set bridge br0 datapath_type=netdev)
+	for spec in "$@"; do
+		name=${spec%%:*} type=${spec#*:}
+		cmd+=(-- add-port br0 "$name")
+		[ "$type" = tap ] && cmd+=(-- set interface "$name" type=tap)
+	done
+	if ! "${vsctl[@]}" "${cmd[@]}" >>"$d/vsctl.log" 2>&1; then
+		OVS_ERR="ovs-vsctl add-br/add-port failed: $(tail -n 2 "$d/vsctl.log" | tr '\n' ' ')"
+		return 1
+	fi
+	for spec in "$@"; do
+		name=${spec%%:*}
+		err=$("${vsctl[@]}" get interface "$name" error 2>&1 || true)
+		if [ -n "$err" ] && [ "$err" != '[]' ]; then
+			OVS_ERR="port $name (${spec#*:}): $err"
+			return 1
+		fi
+	done
+	return 0
 }
 
 topo_down() {
@@ -338,11 +464,17 @@ m_ping() {
 		ti0=$EPOCHREALTIME; i0=$(cpu_ns); sleep 1; ti1=$EPOCHREALTIME; i1=$(cpu_ns)
 		t0=$EPOCHREALTIME; c0=$(cpu_ns)
 	fi
-	out=$(tb_nsexec "$NS_A" ping -q -c "$PING_COUNT" -i 0.01 -W 1 "$IP_B" 2>&1) || true
+	out=$(tb_nsexec "$NS_A" ping -c "$PING_COUNT" -i 0.01 -W 1 "$IP_B" 2>&1) || true
 	[ "${#BR_PIDS[@]}" -gt 0 ] && { c1=$(cpu_ns); t1=$EPOCHREALTIME; }
 	avg=$(sed -n 's#^rtt [^=]*= [0-9.]*/\([0-9.]*\)/.*#\1#p' <<<"$out")
 	[ -n "$avg" ] || return 0
 	record "$1" "$2" "$3" ping_ms "$avg"
+	local p50 p99
+	read -r p50 p99 _ <<<"$(rtt_percentiles <<<"$out")"
+	if [ -n "$p50" ]; then
+		record "$1" "$2" "$3" ping_p50_ms "$p50"
+		record "$1" "$2" "$3" ping_p99_ms "$p99"
+	fi
 	if [ "${#BR_PIDS[@]}" -gt 0 ]; then
 		record "$1" "$2" "$3" idle_cpu_pct "$(awk -v c=$((i1 - i0)) -v a="$ti0" -v b="$ti1" 'BEGIN { printf "%.2f", 100 * c / 1e9 / (b - a) }')"
 		record "$1" "$2" "$3" ping_cpu_us "$(awk -v c=$((c1 - c0)) -v i=$((i1 - i0)) -v ia="$ti0" -v ib="$ti1" -v a="$t0" -v b="$t1" \
@@ -350,20 +482,74 @@ m_ping() {
 	fi
 }
 
-m_iperf() { # m_iperf STREAMS: Gbit/s at the receiver
-	local streams=$1 out=$WORK/iperf.json srv k rc=0
-	tb_bg "$NS_B" "$WORK/iperf-srv.log" timeout $((TCP_SECONDS + 20)) iperf3 -s -1 -B "$IP_B" -p 5201
-	srv=$TB_LAST_PID
+# rtt_percentiles < PING_OUTPUT: "p50 p99 n" (ms) over the per-reply RTTs (`time=X ms` lines), nearest-rank; nothing when
+# there was no reply. Values are range-checked (a number, 0..60000 ms) before they count.
+rtt_percentiles() {
+	sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p' | awk '$1 ~ /^[0-9]+(\.[0-9]+)?$/ && $1 < 60000' | sort -g |
+		awk '{ v[NR] = $1 } END {
+			if (NR == 0) exit
+			i50 = int(0.50 * NR); if (i50 < 0.50 * NR) i50++
+			i99 = int(0.99 * NR); if (i99 < 0.99 * NR) i99++
+			printf "%.3f %.3f %d\n", v[i50], v[i99], NR }'
+}
+
+# m_load_ping IMPL PATH REP STREAMS COUNT [PREFIX]: ping -i 0.01 -c COUNT a -> b while STREAMS iperf3 TCP streams run
+# a -> b through the same bridge (0 streams: idle). Records PREFIX_p50_ms, PREFIX_p99_ms, PREFIX_ms (avg),
+# PREFIX_loss_pct, and with streams PREFIX_tcp_gbps (PREFIX default load_ping; the stream rate as load_tcp_gbps).
+m_load_ping() {
+	local impl=$1 path=$2 rep=$3 streams=$4 count=$5 pre=${6:-load_ping} srv='' cli='' out avg loss p50 p99 secs
+	secs=$((count / 100 + 4)) # the pings take count * 10 ms plus their RTTs; the stream starts 1 s before, ends after
+	if [ "$streams" -gt 0 ]; then
+		iperf_server 5202 $((secs + 20)) "$WORK/load-srv.log"
+		srv=$TB_LAST_PID
+		tb_bg "$NS_A" "$WORK/load-cli.json" timeout $((secs + 15)) iperf3 -c "$IP_B" -p 5202 -t "$secs" -P "$streams" -J
+		cli=$TB_LAST_PID
+		sleep 1
+	fi
+	out=$(tb_nsexec "$NS_A" ping -c "$count" -i 0.01 -W 1 "$IP_B" 2>&1) || true
+	if [ -n "$cli" ]; then
+		wait "$cli" 2>/dev/null || true
+		tb_stop_pid "$srv" 3
+		local gbps
+		gbps=$(iperf_gbps "$WORK/load-cli.json" 2>/dev/null || true)
+		[[ $gbps =~ ^[0-9.]+$ ]] && record "$impl" "$path" "$rep" "${pre%_ping}_tcp_gbps" "$gbps"
+	fi
+	loss=$(sed -n 's/.* \([0-9.]*\)% packet loss.*/\1/p' <<<"$out")
+	[ -n "$loss" ] && record "$impl" "$path" "$rep" "${pre}_loss_pct" "$loss"
+	avg=$(sed -n 's#^rtt [^=]*= [0-9.]*/\([0-9.]*\)/.*#\1#p' <<<"$out")
+	[ -n "$avg" ] || { tb_warn "$impl/$path: no ping reply with $streams busy stream(s)"; return 0; }
+	record "$impl" "$path" "$rep" "${pre}_ms" "$avg"
+	read -r p50 p99 _ <<<"$(rtt_percentiles <<<"$out")"
+	record "$impl" "$path" "$rep" "${pre}_p50_ms" "$p50"
+	record "$impl" "$path" "$rep" "${pre}_p99_ms" "$p99"
+}
+
+# iperf_server PORT SECONDS LOG: a one-shot iperf3 server in b, bounded by SECONDS (recorded in TB_PIDS; its PID in
+# TB_LAST_PID); waits until it listens.
+iperf_server() {
+	local k
+	tb_bg "$NS_B" "$3" timeout "$2" iperf3 -s -1 -B "$IP_B" -p "$1"
 	for ((k = 0; k < 50; k++)); do
-		ip netns exec "$NS_B" ss -Hltn "sport = :5201" 2>/dev/null | grep -q . && break
+		ip netns exec "$NS_B" ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && break
 		sleep 0.1
 	done
+}
+
+# iperf_gbps FILE: the receiver's Gbit/s from an iperf3 -J report.
+iperf_gbps() {
+	"$NODE_BIN" -e 'const e=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")).end;
+		const r=e.sum_received||e.sum; console.log((r.bits_per_second/1e9).toFixed(3))' "$1"
+}
+
+m_iperf() { # m_iperf STREAMS: Gbit/s at the receiver
+	local streams=$1 out=$WORK/iperf.json srv rc=0
+	iperf_server 5201 $((TCP_SECONDS + 20)) "$WORK/iperf-srv.log"
+	srv=$TB_LAST_PID
 	timeout $((TCP_SECONDS + 15)) ip netns exec "$NS_A" iperf3 -c "$IP_B" -p 5201 -t "$TCP_SECONDS" -P "$streams" -J \
 		>"$out" 2>&1 || rc=$?
 	tb_stop_pid "$srv" 3
 	[ "$rc" -eq 0 ] || { tb_warn "iperf3 -P $streams failed (rc $rc): $(head -c 300 "$out")"; return 1; }
-	"$NODE_BIN" -e 'const e=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")).end;
-		const r=e.sum_received||e.sum; console.log((r.bits_per_second/1e9).toFixed(3))' "$out"
+	iperf_gbps "$out"
 }
 
 # m_flood IMPL PATH REP [NSRC]: 60-byte flood a -> b; records pps, offered, cpu_us (+ user/sys), a_drops.
@@ -403,6 +589,7 @@ measure() { # measure IMPL PATH REP
 	m_ping "$impl" "$path" "$rep"
 	if v=$(m_iperf 1); then record "$impl" "$path" "$rep" tcp1_gbps "$v"; fi
 	if v=$(m_iperf 2); then record "$impl" "$path" "$rep" tcp2_gbps "$v"; fi
+	m_load_ping "$impl" "$path" "$rep" 1 "$LOAD_PING_COUNT"
 	m_flood "$impl" "$path" "$rep"
 	if [ "${#BR_PIDS[@]}" -gt 0 ]; then
 		record "$impl" "$path" "$rep" rss_mb "$(awk -v k="$(rss_kb)" 'BEGIN { printf "%.1f", k / 1024 }')"
@@ -449,7 +636,7 @@ soak() {
 
 # profile_flood PATH TOOL: a 60-byte flood a -> b with TOOL attached to the daemon for the window; frames counted at b.
 profile_flood() {
-	local path=$1 tool=$2 pid=${BR_PIDS[0]} gen tool_pid rx0 rx1 out=$PROFILE_DIR/$path-$2
+	local path=$1 tool=$2 pid=${BR_PIDS[0]} gen tool_pid rx0 rx1 out=$PROFILE_DIR/$1-$2
 	tb_nsexec "$NS_B" ping -q -c 2 -i 0.2 -W 1 "$IP_A" >/dev/null 2>&1 || true
 	tb_bg "$NS_A" "$WORK/flood.out" timeout $((FLOOD_SECONDS + 10)) "$WORK/flood" -i eth0 -d "$MAC_B" -s "$MAC_A" \
 		-t $((FLOOD_SECONDS + 2)) -c 200000000
@@ -475,13 +662,9 @@ profile_flood() {
 
 # profile_tcp PATH: one iperf3 stream a -> b with `perf record -g` on the daemon, and its CPU utilisation.
 profile_tcp() {
-	local path=$1 pid=${BR_PIDS[0]} out=$PROFILE_DIR/$1-tcp c0 c1 t0 t1 srv k
-	tb_bg "$NS_B" "$WORK/iperf-srv.log" timeout $((FLOOD_SECONDS + 20)) iperf3 -s -1 -B "$IP_B" -p 5201
+	local path=$1 pid=${BR_PIDS[0]} out=$PROFILE_DIR/$1-tcp c0 c1 t0 t1 srv
+	iperf_server 5201 $((FLOOD_SECONDS + 20)) "$WORK/iperf-srv.log"
 	srv=$TB_LAST_PID
-	for ((k = 0; k < 50; k++)); do
-		ip netns exec "$NS_B" ss -Hltn "sport = :5201" 2>/dev/null | grep -q . && break
-		sleep 0.1
-	done
 	timeout $((FLOOD_SECONDS + 15)) ip netns exec "$NS_A" iperf3 -c "$IP_B" -p 5201 -t $((FLOOD_SECONDS + 2)) >"$out.iperf.txt" 2>&1 &
 	local cli=$!
 	sleep 1
@@ -527,8 +710,17 @@ PATHS_OF() { # the paths measured for an implementation
 	case $1 in
 	kernel) echo veth ;;
 	vde) if [ "$VDE_UPLINK" = 1 ]; then echo tap uplink; else echo tap; fi ;;
+	ovs) echo tap uplink ;;
 	*) echo tap uplink ;;
 	esac
+}
+
+# skip_path IMPL PATH REASON: the row is SKIPPED with REASON (in the report and the JSON), in this rep and the next ones.
+declare -A SKIP_REASON=()
+skip_path() {
+	SKIP_REASON[$1/$2]=$3
+	SKIPPED+=("$1 $2 path: SKIPPED, $3")
+	tb_warn "SKIPPING $1/$2: $3"
 }
 
 if [ -n "$PROFILE_DIR" ]; then
@@ -537,19 +729,32 @@ if [ -n "$PROFILE_DIR" ]; then
 fi
 
 ORDER=()
-for impl in kernel tapbridge vde; do has_impl "$impl" && ORDER+=("$impl"); done
+for impl in kernel tapbridge vde ovs; do has_impl "$impl" && ORDER+=("$impl"); done
 [ "${#ORDER[@]}" -gt 0 ] || tb_die "nothing to measure (--impl $IMPLS)"
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-tb_info "tapbridge bench: ${ORDER[*]}; $REPS rep(s); tcp ${TCP_SECONDS}s, flood window ${FLOOD_SECONDS}s, $PING_COUNT pings; load $LOAD_BEFORE"
+if [ "$SCALING" = 1 ]; then
+	# shellcheck source=scaling.sh
+	source "$BENCH_DIR/scaling.sh"
+	tb_info "tapbridge bench --scaling: ${ORDER[*]}; ports $SCALING_PORTS; $SCALING_KPPS kpps offered in total; $REPS rep(s); flood window ${FLOOD_SECONDS}s, $LOAD_PING_COUNT pings per busy-stream count; load $LOAD_BEFORE"
+	scaling
+	exit 0
+fi
+tb_info "tapbridge bench: ${ORDER[*]}; $REPS rep(s); tcp ${TCP_SECONDS}s, flood window ${FLOOD_SECONDS}s, $PING_COUNT pings${BUSY_POLL_US:+; tapbridge busy_poll_us $BUSY_POLL_US}; load $LOAD_BEFORE"
 START=$(date +%s)
 for ((rep = 1; rep <= REPS; rep++)); do
 	for impl in "${ORDER[@]}"; do
 		for path in $(PATHS_OF "$impl"); do
+			[ -n "${SKIP_REASON[$impl/$path]:-}" ] && continue
 			tb_log "rep $rep/$REPS: $impl $path"
-			if topo_up "$impl" "$path"; then
+			topo_rc=0
+			topo_up "$impl" "$path" || topo_rc=$?
+			if [ "$topo_rc" -eq 0 ]; then
 				measure "$impl" "$path" "$rep"
 				awk -F'\t' -v i="$impl" -v p="$path" -v r="$rep" '$1 == i && $2 == p && $3 == r { printf "  %s=%s", $4, $5 } END { print "" }' "$RESULTS"
+			elif [ "$impl" = ovs ]; then
+				# OVS failing to start or to pass frames is a skipped row with its reason, not a failed measurement
+				skip_path "$impl" "$path" "${OVS_ERR:-no ping a -> b through ovs-vswitchd after set-up (see $WORK/ovs/vswitchd.log)}"
 			else
 				record "$impl" "$path" "$rep" setup_failed 1
 			fi
@@ -568,6 +773,6 @@ if [ -z "$OUT" ]; then
 	OUT=$BENCH_DIR/results/$(date -u +%Y-%m-%dT%H%M%SZ).json
 fi
 BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_REPS=$REPS BENCH_TCP_SECONDS=$TCP_SECONDS BENCH_FLOOD_SECONDS=$FLOOD_SECONDS \
-	BENCH_PING_COUNT=$PING_COUNT BENCH_SOAK_SECONDS=$SOAK_SECONDS BENCH_LOAD_BEFORE=$LOAD_BEFORE BENCH_LOAD_AFTER=$LOAD_AFTER \
+	BENCH_PING_COUNT=$PING_COUNT BENCH_SOAK_SECONDS=$SOAK_SECONDS BENCH_LOAD_PING_COUNT=$LOAD_PING_COUNT BENCH_BUSY_POLL_US=$BUSY_POLL_US BENCH_LOAD_BEFORE=$LOAD_BEFORE BENCH_LOAD_AFTER=$LOAD_AFTER \
 	BENCH_ELAPSED=$(($(date +%s) - START)) BENCH_SKIPPED=$(printf '%s\n' "${SKIPPED[@]+"${SKIPPED[@]}"}") \
 	"$NODE_BIN" "$BENCH_DIR/report.mjs"
