@@ -37,5 +37,6 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
     ['mirror.del', (p) => d.mirrorDel(p)],
     ['mirror.show', (p) => d.mirrorShow(p.bridge)],
     ['debug.gc', () => forceGc()],
+    ['busy_poll.show', () => d.busyPollShow()],
   ]);
 }

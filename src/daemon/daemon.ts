@@ -849,6 +849,11 @@ export class Daemon {
     return bond.show();
   }
 
+  /** busy_poll.show: the window in force and the addon's counters (idle callbacks run, windows started). */
+  busyPollShow(): { busy_poll_us: number; spins: number; windows: number } {
+    return { busy_poll_us: this.config.busyPollUs, ...busyPoll.stats() };
+  }
+
   stats(): BridgeStats[] {
     return [...this.bridges.values()].map((br) => {
       const c = br.bridge.fdb.counters;

@@ -12,6 +12,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Lab, canRunNetns, sleep, waitFor } from "./helpers.js";
+import { call } from "../../src/control/client.js";
 
 const support = canRunNetns();
 if (!support.ok) console.warn(`netns tests skipped: ${support.reason}`);
@@ -43,9 +44,23 @@ async function cpuShare(pid: number, ms: number): Promise<number> {
   return (c1 - c0) / Number(t1 - t0);
 }
 
+interface BusyPollShow {
+  busy_poll_us: number;
+  spins: number;
+  windows: number;
+}
+
 describe.skipIf(!support.ok)("busy_poll_us" + skipNote, () => {
   let lab: Lab;
   let pid = 0;
+  const show = async (): Promise<BusyPollShow> => (await call(lab.socketPath, "busy_poll.show", {}, 20_000)) as BusyPollShow;
+  /** Spins and windows counted over `ms` starting now, and the CPU share meanwhile (a figure only). */
+  async function during(ms: number): Promise<{ spins: number; windows: number; cpu: number }> {
+    const a = await show();
+    const cpu = await cpuShare(pid, ms);
+    const b = await show();
+    return { spins: b.spins - a.spins, windows: b.windows - a.windows, cpu };
+  }
   const config = (us: number): object => ({
     control_socket: lab.socketPath,
     busy_poll_us: us,
@@ -94,16 +109,19 @@ describe.skipIf(!support.ok)("busy_poll_us" + skipNote, () => {
   it("with a 1 s window the loop spins after a frame, then sleeps again once the window has passed", async () => {
     // let any earlier window run out (ARP of the set-up ping included), then one ping opens a new one
     await sleep(2_500);
-    const idle = await cpuShare(pid, 500);
+    expect((await show()).busy_poll_us).toBe(1_000_000);
+    const idle = await during(500);
     const ping = await lab.ping("vm1", IP.vm2, 1);
     expect(ping.ok, ping.output).toBe(true);
-    const spinning = await cpuShare(pid, 600);
+    // the ping's two frames opened one window (both batches fall in it); the loop turns while it lasts
+    const spinning = await during(500);
     await sleep(1_000);
-    const after = await cpuShare(pid, 500);
-    console.log(`busy_poll_us 1000000: daemon CPU idle ${(idle * 100).toFixed(1)} %, in the window ${(spinning * 100).toFixed(1)} %, after it ${(after * 100).toFixed(1)} %`);
-    expect(idle).toBeLessThan(0.15);
-    expect(spinning).toBeGreaterThan(0.3);
-    expect(after).toBeLessThan(0.15);
+    const after = await during(500);
+    console.log(`busy_poll_us 1000000: loop turns polled / daemon CPU: idle ${idle.spins} / ${(idle.cpu * 100).toFixed(1)} %, ` +
+      `in the window ${spinning.spins} / ${(spinning.cpu * 100).toFixed(1)} %, after it ${after.spins} / ${(after.cpu * 100).toFixed(1)} %`);
+    expect(idle.spins).toBe(0);
+    expect(spinning.spins).toBeGreaterThan(100);
+    expect(after.spins).toBe(0);
   });
 
   it("VMs keep pinging each other while the loop spins between requests (200 pings at 5 ms)", async () => {
@@ -114,16 +132,22 @@ describe.skipIf(!support.ok)("busy_poll_us" + skipNote, () => {
 
   it("SIGHUP with busy_poll_us 0 turns it off in place: a frame no longer makes the loop spin; back on with 1 s", async () => {
     await reloadTo(0);
+    expect((await show()).busy_poll_us).toBe(0);
     await sleep(1_200);
+    const a = await show();
     const ping = await lab.ping("vm1", IP.vm2, 1);
     expect(ping.ok, ping.output).toBe(true);
-    const off = await cpuShare(pid, 600);
+    const off = await during(500);
+    const b = await show();
     await reloadTo(1_000_000);
+    expect((await show()).busy_poll_us).toBe(1_000_000);
     const ping2 = await lab.ping("vm1", IP.vm2, 1);
     expect(ping2.ok, ping2.output).toBe(true);
-    const on = await cpuShare(pid, 600);
-    console.log(`after reload: busy_poll_us 0 -> CPU ${(off * 100).toFixed(1)} % after a ping; 1000000 -> ${(on * 100).toFixed(1)} %`);
-    expect(off).toBeLessThan(0.15);
-    expect(on).toBeGreaterThan(0.3);
+    const on = await during(500);
+    console.log(`after reload: busy_poll_us 0 -> ${off.spins} loop turns polled (CPU ${(off.cpu * 100).toFixed(1)} %) after a ping; ` +
+      `1000000 -> ${on.spins} (CPU ${(on.cpu * 100).toFixed(1)} %)`);
+    expect(b.windows - a.windows).toBe(0);
+    expect(off.spins).toBe(0);
+    expect(on.spins).toBeGreaterThan(100);
   });
 });
