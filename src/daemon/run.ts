@@ -14,7 +14,6 @@
 // same way when asked, then exits 0 without deleting or unlinking anything.
 
 import { ConfigError, loadConfig } from '../config/config.js';
-import { tuneJit } from './jit.js';
 import { createLogger, setLogLevel, type LogFormat, type LogLevel } from '../log.js';
 import { SdNotify } from '../service/sd-notify.js';
 import { ServiceLifecycle } from '../service/lifecycle.js';
@@ -44,13 +43,6 @@ export interface RunOptions {
 
 export async function runDaemon(configPath: string, socketOverride?: string, opts: RunOptions = {}): Promise<number> {
   const log = createLogger({ level: opts.logLevel, format: opts.logFormat });
-  let jitBudget;
-  try {
-    jitBudget = tuneJit();
-  } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n`);
-    return 2;
-  }
   let config;
   try {
     config = loadConfig(configPath);
@@ -155,7 +147,7 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
   const ctl = control;
   st.startSnapshots();
   service?.ready();
-  log.info({ version: VERSION, socket: config.controlSocket, bridges: config.bridges.map((b) => b.name), v8_interrupt_budget: jitBudget || 'default' }, 'daemon ready');
+  log.info({ version: VERSION, socket: config.controlSocket, bridges: config.bridges.map((b) => b.name) }, 'daemon ready');
   return await new Promise<number>((resolve) => {
     // handed over: exit at once, closing nothing (the TAPs, sockets, lock and socket file are the new daemon's)
     serveHandover({
