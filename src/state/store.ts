@@ -59,24 +59,10 @@ function writeAtomicSync(path: string, text: string): void {
 }
 
 async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const fh = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
-  try {
-    await fh.writeFile(text, 'utf8');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await fsp.rename(tmp, path);
-  const dh = await fsp.open(dirname(path), constants.O_RDONLY);
-  try {
-    await dh.sync();
-  } finally {
-    await dh.close();
-  }
+  await writeAtomicStream(path, (append) => append(text));
 }
 
-/** writeAtomic() of text written piece by piece (appends run one after the other on libuv's thread pool). */
+/** The file written piece by piece (appends run one after the other on libuv's thread pool): <file>.tmp, fsync, rename, fsync dir. */
 async function writeAtomicStream(path: string, produce: (append: (text: string) => Promise<void>) => Promise<void>): Promise<void> {
   const tmp = `${path}.tmp`;
   const fh = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
