@@ -38,7 +38,6 @@ export const RX_SLAB_BYTES = 4 * 1024 * 1024;
 const here = dirname(fileURLToPath(import.meta.url));
 let addon: RawAddon | null = null;
 
-/** Loads the addon once; the error lists every path tried. */
 /** The event loop's busy-poll window after each receive batch (src/native/busypoll.cc). */
 export const busyPoll = {
   /** 0 = off, else 1..MAX_BUSY_POLL_US microseconds. */
@@ -52,6 +51,7 @@ export const busyPoll = {
   },
 };
 
+/** Loads the addon once; the error lists every path tried. */
 export function loadAddon(): RawAddon {
   if (addon !== null) return addon;
   const require = createRequire(import.meta.url);
