@@ -58,10 +58,6 @@ function writeAtomicSync(path: string, text: string): void {
   }
 }
 
-async function writeAtomic(path: string, text: string): Promise<void> {
-  await writeAtomicStream(path, (append) => append(text));
-}
-
 /** The file written piece by piece (appends run one after the other on libuv's thread pool): <file>.tmp, fsync, rename, fsync dir. */
 async function writeAtomicStream(path: string, produce: (append: (text: string) => Promise<void>) => Promise<void>): Promise<void> {
   const tmp = `${path}.tmp`;
@@ -183,24 +179,8 @@ export class StateStore {
    * write is still running. Rejects with the write's error.
    */
   async writeFdb(fdb: FdbSnapshot): Promise<boolean> {
-    return this.writeFdbText(serializeSnapshot(fdb));
-  }
-
-  /** writeFdb() of a snapshot already serialised (the periodic snapshot serialises it a slice at a time). */
-  async writeFdbText(text: string): Promise<boolean> {
-    if (this.closed) return false;
-    if (this.fdbWrite !== null) {
-      this.fdbWritesSkipped++;
-      return false;
-    }
-    const p = writeAtomic(this.fdbPath, text);
-    this.fdbWrite = p;
-    try {
-      await p;
-      return true;
-    } finally {
-      this.fdbWrite = null;
-    }
+    const text = serializeSnapshot(fdb);
+    return this.writeFdbStream((append) => append(text));
   }
 
   /**
