@@ -14,7 +14,7 @@
 
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab, PYTHON, canRunNetns, sleep, waitFor, type Background } from "./helpers.js";
+import { destroyLab, Lab, PYTHON, canRunNetns, sleep, waitFor, type Background } from "./helpers.js";
 import type { BondMemberShow, BondShow, BridgeStats, PortStats } from "../support/json-shapes.js";
 
 const support = canRunNetns();
@@ -351,11 +351,7 @@ describe.skipIf(!support.ok)("active-backup bond: failover, announcements, backu
     lab = await buildBondLab({ tag: "bond", bond: { primary: "peth0", primary_reselect: "always", miimon: 100 }, vms: VMS });
   }, 90_000);
 
-  afterAll(async () => {
-    if (!lab) return;
-    await lab.destroy();
-    expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
-  });
+  afterAll(() => destroyLab(lab));
 
   it("bond show -j has the issue's shape; show and showmacs see one bond port", async () => {
     const b = await lab.cliJson<BondShow>(["bond", "show", BOND]);
@@ -612,11 +608,7 @@ describe.skipIf(!support.ok)("active-backup bond: downdelay, updelay, primary_re
     });
   }, 90_000);
 
-  afterAll(async () => {
-    if (!lab) return;
-    await lab.destroy();
-    expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
-  });
+  afterAll(() => destroyLab(lab));
 
   it("downdelay 300: the failover happens about 300 ms after the carrier loss, not at once", async () => {
     const b0 = await bondShow(lab);
@@ -689,11 +681,7 @@ describe.skipIf(!support.ok)("active-backup bond with a VLAN trunk: tagged annou
     lab = await buildBondLab({ tag: "bond-vlan", bond: { primary: "peth0" }, uplinkVlan: { trunk: [10, 20] }, vms: VMS });
   }, 90_000);
 
-  afterAll(async () => {
-    if (!lab) return;
-    await lab.destroy();
-    expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
-  });
+  afterAll(() => destroyLab(lab));
 
   it("after a failover the RARPs on the new active member carry each VM's VLAN tag", async () => {
     const macs = await lab.cliJson<{ port: string; mac: string; vlan: number }[]>(["showmacs", BRIDGE]);

@@ -11,6 +11,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  destroyLab,
   Lab,
   PY_TCP_RECEIVER,
   PY_TCP_SENDER,
@@ -103,11 +104,7 @@ describe.skipIf(!support.ok)("tapbridge daemon in a dom0 namespace" + skipNote, 
     extMac = await lab.mac("ext", "eth0");
   }, 90_000);
 
-  afterAll(async () => {
-    if (!lab) return;
-    await lab.destroy();
-    expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
-  });
+  afterAll(() => destroyLab(lab));
 
   it("show -j lists the bridge with its TAP ports, attach port and AF_PACKET uplink", async () => {
     const show = await lab.cliJson<ShowBridge[]>(["show"]);

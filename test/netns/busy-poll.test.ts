@@ -11,7 +11,7 @@
 
 import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab, canRunNetns, sleep, waitFor } from "./helpers.js";
+import { destroyLab, Lab, canRunNetns, sleep, waitFor } from "./helpers.js";
 import { call } from "../../src/control/client.js";
 
 const support = canRunNetns();
@@ -100,11 +100,7 @@ describe.skipIf(!support.ok)("busy_poll_us" + skipNote, () => {
     if (!first.ok) throw new Error(`no ping vm1 -> vm2 after set-up: ${first.output}\n${lab.daemonLog()}`);
   }, 90_000);
 
-  afterAll(async () => {
-    if (!lab) return;
-    await lab.destroy();
-    expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
-  });
+  afterAll(() => destroyLab(lab));
 
   it("with a 1 s window the loop spins after a frame, then sleeps again once the window has passed", async () => {
     // let any earlier window run out (ARP of the set-up ping included), then one ping opens a new one

@@ -12,6 +12,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync, appendFileSync } from "
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { expect } from "vitest";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const CLI_MAIN = join(REPO_ROOT, "dist/cli/main.js");
@@ -478,6 +479,13 @@ export class Lab {
       .map((l) => l.split(" ")[0] ?? "")
       .filter((n) => n.startsWith(prefix + "-"));
   }
+}
+
+/** The afterAll of a suite: destroys its lab and fails the suite if any of the lab's namespaces is left. */
+export async function destroyLab(lab: Lab | undefined): Promise<void> {
+  if (!lab) return;
+  await lab.destroy();
+  expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
 }
 
 // ------------------------------------------------------------------------------------------------ python helpers

@@ -13,7 +13,7 @@ import type { Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call } from "../../src/control/client.js";
-import { Lab, PYTHON, canRunNetns, run, sleep, waitFor } from "./helpers.js";
+import { destroyLab, Lab, PYTHON, canRunNetns, run, sleep, waitFor } from "./helpers.js";
 import { collectLines, connectUnix } from "../support/unix-connect.js";
 
 const support = canRunNetns();
@@ -95,11 +95,7 @@ describe.skipIf(!support.ok)("hostile control clients, names and host-stack sett
     if (!p.ok) throw new Error(`VMs cannot ping before the probes: ${p.output}\n${lab.daemonLog()}`);
   }, 90_000);
 
-  afterAll(async () => {
-    if (!lab) return;
-    await lab.destroy();
-    expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
-  });
+  afterAll(() => destroyLab(lab));
 
   it("bad JSON-RPC ids (object, array, fraction) get -32600; notifications stay unanswered", async () => {
     const lines = ['{"a":1}', "[1]", "1.5"].map((id) => `{"jsonrpc":"2.0","id":${id},"method":"version"}\n`).join("");
@@ -255,11 +251,7 @@ describe.skipIf(!support.ok)("config abuse refused at daemon start" + skipNote, 
     lab = new Lab("cfgabuse");
     await lab.addNs("dom0");
   }, 30_000);
-  afterAll(async () => {
-    if (!lab) return;
-    await lab.destroy();
-    expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
-  });
+  afterAll(() => destroyLab(lab));
 
   /** Starts the daemon on `config`, expects it to exit before creating the socket; returns its exit code and stderr. */
   async function refused(config: object | string): Promise<{ code: number | null; stderr: string }> {

@@ -18,7 +18,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call } from "../../src/control/client.js";
-import { Lab, PY_TCP_RECEIVER, PY_TCP_SENDER, PYTHON, canRunNetns, run, sleep, waitFor } from "./helpers.js";
+import { destroyLab, Lab, PY_TCP_RECEIVER, PY_TCP_SENDER, PYTHON, canRunNetns, run, sleep, waitFor } from "./helpers.js";
 import type { ShowBridge } from "../support/json-shapes.js";
 
 const support = canRunNetns();
@@ -272,11 +272,7 @@ describe.skipIf(!support.ok)("hostile VMs, floods and port churn" + skipNote, ()
     if (!up.ok) throw new Error(`vm2 -> vm3 does not ping: ${up.output}\n${lab.daemonLog()}`);
   }, 90_000);
 
-  afterAll(async () => {
-    if (!lab) return;
-    await lab.destroy();
-    expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
-  });
+  afterAll(() => destroyLab(lab));
 
   it("malformed frames from a VM: the daemon stays up, every drop is counted by reason, the log does not grow per frame", async () => {
     // giants up to 64 KiB need a TAP MTU that lets the VM send them
@@ -495,11 +491,7 @@ describe.skipIf(!support.ok)("rtnetlink overrun while a port is deleted" + skipN
     if (!up.ok) throw new Error(`ha -> hc does not ping: ${up.output}\n${lab.daemonLog()}`);
   }, 60_000);
 
-  afterAll(async () => {
-    if (!lab) return;
-    await lab.destroy();
-    expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
-  });
+  afterAll(() => destroyLab(lab));
 
   it("the resync dump (retried on EBUSY) sweeps a port whose netdev vanished during the overrun", async () => {
     // a burst of link events in dom0 with vifc.0 deleted in the middle of it, while the daemon is stopped: its ~2 KiB

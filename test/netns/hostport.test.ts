@@ -10,7 +10,7 @@
 
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab, canRunNetns, run, waitFor } from "./helpers.js";
+import { destroyLab, Lab, canRunNetns, run, waitFor } from "./helpers.js";
 import { pingSummary, takeover, uplinkLab } from "./handover-helpers.js";
 import type { ShowBridge } from "../support/json-shapes.js";
 
@@ -43,11 +43,7 @@ describe.skipIf(skipReason !== "")("kind: host, the host's own port" + skipNote,
     await lab.ip("dom0", ["addr", "add", `${IP.host}/24`, "dev", "xenbr0"]);
   }, 90_000);
 
-  afterAll(async () => {
-    if (!lab) return;
-    await lab.destroy();
-    expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
-  });
+  afterAll(() => destroyLab(lab));
 
   async function pingNoDup(from: string, to: string): Promise<void> {
     const first = await lab.pingUntil(from, to, 10_000);

@@ -8,7 +8,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab, REPO_ROOT, canRunNetns } from "./helpers.js";
+import { destroyLab, Lab, REPO_ROOT, canRunNetns } from "./helpers.js";
 
 const support = canRunNetns();
 const skipNote = support.ok ? "" : ` (skipped: ${support.reason})`;
@@ -65,11 +65,7 @@ describe.skipIf(!support.ok)("link monitor resync after an overrun" + skipNote, 
     await lab.ip("ns", ["-b", add], { timeoutMs: 60_000 });
   }, 90_000);
 
-  afterAll(async () => {
-    if (!lab) return;
-    await lab.destroy();
-    expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
-  });
+  afterAll(() => destroyLab(lab));
 
   async function scenario(mode: "overrun" | "ebusy"): Promise<{ overrun: number; dump_error: number[]; done: number; veths: number; expected: number }> {
     const batch = join(lab.dir, "mtu.ip");

@@ -17,7 +17,7 @@ import { parse } from "yaml";
 import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab, PY_TCP_RECEIVER, PY_TCP_SENDER, PYTHON, canRunNetns, sleep, waitFor } from "./helpers.js";
+import { destroyLab, Lab, PY_TCP_RECEIVER, PY_TCP_SENDER, PYTHON, canRunNetns, sleep, waitFor } from "./helpers.js";
 import { type Capture, dropDeltas, portDrops, sendRaw, startCapture, withMarker } from "./capture.js";
 import { arp, icmp6, ipv4, ipv6, llOpt, mac, na, ra, udp } from "../support/frames.js";
 import type { MacEntry } from "../support/json-shapes.js";
@@ -113,11 +113,7 @@ describe.skipIf(!support.ok)("VIF locking: a guest spoofing addresses and servic
     lab.spawn("srv", ["busybox", "udhcpd", "-f", conf], "udhcpd");
   }, 90_000);
 
-  afterAll(async () => {
-    if (!lab) return;
-    await lab.destroy();
-    expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
-  });
+  afterAll(() => destroyLab(lab));
 
   it("vm1 gets its DHCP lease from the server behind the uplink (DHCP client traffic from 0.0.0.0 passes the lock)", async () => {
     const script = join(lab.dir, "udhcpc.sh");

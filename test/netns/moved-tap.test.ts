@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { uplinkLab } from "./handover-helpers.js";
-import { Lab, canRunNetns, waitFor } from "./helpers.js";
+import { destroyLab, Lab, canRunNetns, waitFor } from "./helpers.js";
 
 const support = canRunNetns();
 const skipNote = support.ok ? "" : ` (skipped: ${support.reason})`;
@@ -26,11 +26,7 @@ describe.skipIf(!support.ok)("a moved persistent TAP after SIGKILL" + skipNote, 
     await lab.startDaemon("dom0");
   }, 60_000);
 
-  afterAll(async () => {
-    if (!lab) return;
-    await lab.destroy();
-    expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
-  });
+  afterAll(() => destroyLab(lab));
 
   it("records where the TAP went, at once", async () => {
     expect(await waitFor(() => lab.linkExists("dom0", "vif9.0"), 10_000)).toBe(true);

@@ -17,7 +17,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab, canRunNetns, sleep, waitFor, type Background } from "./helpers.js";
+import { destroyLab, Lab, canRunNetns, sleep, waitFor, type Background } from "./helpers.js";
 import type { BondShow, MacEntry, ShowBridge, VlanShow } from "../support/json-shapes.js";
 
 const support = canRunNetns();
@@ -108,11 +108,7 @@ describe.skipIf(!support.ok)("live reload" + skipNote, () => {
     ping = lab.spawn("vm1", ["ping", "-n", "-i", "0.01", "-c", "9000", IP.vm2], "untouched ping");
   }, 60_000);
 
-  afterAll(async () => {
-    if (!lab) return;
-    await lab.destroy();
-    expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
-  });
+  afterAll(() => destroyLab(lab));
 
   it("changes a port's VLAN and learning in place, keeping a runtime change to another port", async () => {
     expect((await lab.cli(["fdb", "add", BRIDGE, RUNTIME_MAC, "vif1.0"])).code).toBe(0);

@@ -17,7 +17,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CLI_MAIN, Lab, canRunNetns, run, sleep, waitFor } from "./helpers.js";
+import { destroyLab, CLI_MAIN, Lab, canRunNetns, run, sleep, waitFor } from "./helpers.js";
 import type { BridgeStats, MacEntry, ShowBridge, VlanShow } from "../support/json-shapes.js";
 
 const support = canRunNetns();
@@ -85,11 +85,7 @@ describe.skipIf(!support.ok)("runtime state survives a restart" + skipNote, () =
     await lab.startDaemon("dom0");
   }, 60_000);
 
-  afterAll(async () => {
-    if (!lab) return;
-    await lab.destroy();
-    expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
-  });
+  afterAll(() => destroyLab(lab));
 
   it("replays addif, delif, vlan set, fdb add and setageing after a restart with the same config", async () => {
     await cliOk(lab, ["addif", BRIDGE, "vif3.0", "--kind", "attach", "--access", "10"]);

@@ -38,7 +38,7 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call } from "../../src/control/client.js";
-import { Lab, PYTHON, REPO_ROOT, canRunNetns, sleep, waitFor, type Background } from "./helpers.js";
+import { destroyLab, Lab, PYTHON, REPO_ROOT, canRunNetns, sleep, waitFor, type Background } from "./helpers.js";
 import type { BridgeStats, MacEntry, PortStats, ShowBridge } from "../support/json-shapes.js";
 
 const support = canRunNetns();
@@ -204,11 +204,7 @@ describe.skipIf(!support.ok)("stress: traffic on all ports while ports are added
     h6Phases.push(PEERS.h6.vid!);
   }, 60_000);
 
-  afterAll(async () => {
-    if (!lab) return;
-    await lab.destroy();
-    expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
-  });
+  afterAll(() => destroyLab(lab));
 
   it(`runs ${DURATION_S} s of traffic from every peer while the loop adds, removes and re-VLANs ports`, async () => {
     const token = randomBytes(4).toString("hex");

@@ -11,7 +11,7 @@ import { createConnection, createServer, type Socket } from "node:net";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CLI_MAIN, Lab, canRunNetns, run, waitFor } from "./helpers.js";
+import { destroyLab, CLI_MAIN, Lab, canRunNetns, run, waitFor } from "./helpers.js";
 import { pingSummary, takeover, uplinkLab } from "./handover-helpers.js";
 import type { MacEntry, ShowBridge, VlanShow } from "../support/json-shapes.js";
 
@@ -53,11 +53,7 @@ describe.skipIf(!support.ok)("daemon --takeover" + skipNote, () => {
     }
   }, 120_000);
 
-  afterAll(async () => {
-    if (!lab) return;
-    await lab.destroy();
-    expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
-  });
+  afterAll(() => destroyLab(lab));
 
   it("the old daemon refuses a handover without a common protocol version and keeps forwarding", async () => {
     const reply = await new Promise<string>((resolve, reject) => {

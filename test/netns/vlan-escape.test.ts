@@ -12,7 +12,7 @@
 //   l10  eth0 (TAP vif5.0, access 10)  (tcpdump)                  --+
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab, canRunNetns, sleep, waitFor } from "./helpers.js";
+import { destroyLab, Lab, canRunNetns, sleep, waitFor } from "./helpers.js";
 import { type Capture, dropDeltas, portDrops, sendRaw, startCapture, withMarker } from "./capture.js";
 
 const support = canRunNetns();
@@ -107,11 +107,7 @@ describe.skipIf(!support.ok)("VLAN escapes from hostile guests" + skipNote, () =
     }
   }, 90_000);
 
-  afterAll(async () => {
-    if (!lab) return;
-    await lab.destroy();
-    expect(await Lab.leftoverNamespaces(lab.prefix)).toEqual([]);
-  });
+  afterAll(() => destroyLab(lab));
 
   it("no escape reaches another VLAN or the uplink; each is counted; legitimate frames after them arrive", async () => {
     const caps: Capture[] = [];
