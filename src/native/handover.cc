@@ -22,7 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <net/if.h>
-#include <net/if_arp.h>
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
 
@@ -479,40 +478,6 @@ static Napi::Value AdoptFd(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// setMac(name, "aa:bb:cc:dd:ee:ff"): SIOCSIFHWADDR (the host port's stable MAC).
-static Napi::Value SetMac(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::string name;
-  if (!GetIfName(info, 0, &name)) return env.Undefined();
-  if (info.Length() < 2 || !info[1].IsString()) {
-    ThrowType(env, "setMac(name, mac: string)");
-    return env.Undefined();
-  }
-  std::string text = info[1].As<Napi::String>().Utf8Value();
-  unsigned b[6];
-  char tail;
-  if (text.size() != 17 ||
-      std::sscanf(text.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6) {
-    ThrowType(env, "setMac: mac must look like aa:bb:cc:dd:ee:ff, got '" + text + "'");
-    return env.Undefined();
-  }
-  int s = CtlSocket();
-  if (s < 0) {
-    ThrowSysError(env, errno, "socket", name);
-    return env.Undefined();
-  }
-  struct ifreq ifr;
-  std::memset(&ifr, 0, sizeof ifr);
-  std::memcpy(ifr.ifr_name, name.data(), name.size());
-  ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
-  for (int i = 0; i < 6; i++) ifr.ifr_hwaddr.sa_data[i] = static_cast<char>(b[i]);
-  int r = ioctl(s, SIOCSIFHWADDR, &ifr);
-  int e = errno;
-  ::close(s);
-  if (r < 0) ThrowSysError(env, e, "ioctl(SIOCSIFHWADDR)", name);
-  return env.Undefined();
-}
-
 void InitHandover(Napi::Env env, Napi::Object exports) {
   exports.Set("handoverSend", Napi::Function::New(env, HandoverSend, "handoverSend"));
   exports.Set("handoverReceive", Napi::Function::New(env, HandoverReceive, "handoverReceive"));
@@ -520,7 +485,6 @@ void InitHandover(Napi::Env env, Napi::Object exports) {
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("fdInfo", Napi::Function::New(env, FdInfo, "fdInfo"));
   exports.Set("adoptFd", Napi::Function::New(env, AdoptFd, "adoptFd"));
-  exports.Set("setMac", Napi::Function::New(env, SetMac, "setMac"));
 }
 
 }  // namespace tb

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <linux/ethtool.h>
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
@@ -233,6 +234,39 @@ Napi::Value DeleteTap(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// setMac(name, "aa:bb:cc:dd:ee:ff"): SIOCSIFHWADDR (the host port's stable MAC).
+Napi::Value SetMac(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name;
+  if (!GetIfName(info, 0, &name)) return env.Undefined();
+  if (info.Length() < 2 || !info[1].IsString()) {
+    ThrowType(env, "setMac(name, mac: string)");
+    return env.Undefined();
+  }
+  std::string text = info[1].As<Napi::String>().Utf8Value();
+  unsigned b[6];
+  char tail;
+  if (text.size() != 17 ||
+      std::sscanf(text.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6) {
+    ThrowType(env, "setMac: mac must look like aa:bb:cc:dd:ee:ff, got '" + text + "'");
+    return env.Undefined();
+  }
+  Ctl c;
+  if (c.fd < 0) {
+    ThrowSysError(env, errno, "socket(AF_INET)", name);
+    return env.Undefined();
+  }
+  struct ifreq ifr;
+  PrepIfr(&ifr, name);
+  ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+  for (int i = 0; i < 6; i++) ifr.ifr_hwaddr.sa_data[i] = static_cast<char>(b[i]);
+  if (ioctl(c.fd, SIOCSIFHWADDR, &ifr) < 0) {
+    ThrowSysError(env, errno, "ioctl(SIOCSIFHWADDR)", name);
+    return env.Undefined();
+  }
+  return env.Undefined();
+}
+
 }  // namespace
 
 void InitIfctl(Napi::Env env, Napi::Object exports) {
@@ -243,6 +277,7 @@ void InitIfctl(Napi::Env env, Napi::Object exports) {
   exports.Set("disableLro", Napi::Function::New(env, DisableLro, "disableLro"));
   exports.Set("deleteTap", Napi::Function::New(env, DeleteTap, "deleteTap"));
   exports.Set("enableLro", Napi::Function::New(env, EnableLro, "enableLro"));
+  exports.Set("setMac", Napi::Function::New(env, SetMac, "setMac"));
 }
 
 }  // namespace tb
