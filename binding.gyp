@@ -13,7 +13,8 @@
         "src/native/vxlan.cc",
         "src/native/filelock.cc",
         "src/native/unixsock.cc",
-        "src/native/busypoll.cc"
+        "src/native/busypoll.cc",
+        "src/native/directpoll.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

@@ -81,6 +81,7 @@ export function render(result) {
     `ping -c ${result.settings.ping_count} -i 0.01` +
     (result.settings.load_ping_count ? `, ${result.settings.load_ping_count} under load` : '') +
     (result.settings.busy_poll_us !== null && result.settings.busy_poll_us !== undefined ? `; tapbridge busy_poll_us ${result.settings.busy_poll_us}` : '') +
+    (result.settings.direct_poll !== null && result.settings.direct_poll !== undefined ? `; tapbridge direct_poll ${result.settings.direct_poll}` : '') +
     `; load before/after: ${result.load.before} / ${result.load.after}`);
   out.push('');
   const head = ['implementation', 'path', 'TCP 1 Gb/s', 'TCP 2 Gb/s', 'kpps 60B', 'gen kpps', 'drop@a kpps', 'ping ms', 'ping p50/p99 ms',
@@ -254,6 +255,7 @@ function main() {
       ping_count: Number(env.BENCH_PING_COUNT), soak_seconds: Number(env.BENCH_SOAK_SECONDS),
       load_ping_count: Number(env.BENCH_LOAD_PING_COUNT),
       busy_poll_us: env.BENCH_BUSY_POLL_US ? Number(env.BENCH_BUSY_POLL_US) : null,
+      direct_poll: env.BENCH_DIRECT_POLL ? env.BENCH_DIRECT_POLL === 'true' : null,
     },
     load: { before: env.BENCH_LOAD_BEFORE, after: env.BENCH_LOAD_AFTER },
     elapsed_s: Number(env.BENCH_ELAPSED),

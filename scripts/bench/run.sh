@@ -59,6 +59,8 @@
 #   --out FILE          JSON output (default scripts/bench/results/<UTC date>.json)
 #   --busy-poll-us N    run the tapbridge daemon with `busy_poll_us: N` (0..1000000; default: the daemon's default);
 #                       in the JSON's settings and the header line, so runs with and without can be compared
+#   --direct-poll on|off  run the tapbridge daemon with `direct_poll: true|false` (default: the daemon's default, on);
+#                       in the JSON's settings and the header line like --busy-poll-us
 #   --scaling           instead of the comparison: scaling curves (see scaling.sh) for tapbridge, kernel, vde, ovs
 #                       (--impl applies): forwarded kpps and CPU per frame with 2, 8 and 32 TAP ports, unicast pairs
 #                       and with 10% broadcast, and ping p50/p99 with 0, 1 and 2 busy TCP streams; JSON + a gnuplot PNG
@@ -94,6 +96,7 @@ SCALING=0
 SCALING_PORTS=2,8,32
 SCALING_KPPS=800
 BUSY_POLL_US=
+DIRECT_POLL=
 OUT=
 VDE_UPLINK=0
 PROFILE_DIR=
@@ -107,6 +110,7 @@ while [ $# -gt 0 ]; do
 	--scaling-ports) SCALING_PORTS=$2; shift ;;
 	--scaling-rate) SCALING_KPPS=$2; shift ;;
 	--busy-poll-us) BUSY_POLL_US=$2; shift ;;
+	--direct-poll) DIRECT_POLL=$2; shift ;;
 	--tcp-seconds) TCP_SECONDS=$2; shift ;;
 	--flood-seconds) FLOOD_SECONDS=$2; shift ;;
 	--ping-count) PING_COUNT=$2; shift ;;
@@ -136,6 +140,7 @@ done
 if [ -n "$BUSY_POLL_US" ]; then
 	[[ $BUSY_POLL_US =~ ^[0-9]{1,7}$ ]] && [ "$BUSY_POLL_US" -le 1000000 ] || tb_die "--busy-poll-us takes 0..1000000"
 fi
+case $DIRECT_POLL in '') ;; on) DIRECT_POLL=true ;; off) DIRECT_POLL=false ;; *) tb_die "--direct-poll takes on or off" ;; esac
 for impl in ${IMPLS//,/ }; do
 	case $impl in tapbridge | kernel | vde | ovs) ;; *) tb_die "--impl: unknown implementation '$impl' (tapbridge,kernel,vde,ovs)" ;; esac
 done
@@ -290,6 +295,7 @@ topo_up() { # topo_up IMPL PATH
 			echo "control_socket: $WORK/tb.sock"
 			echo "state_dir: $WORK"
 			[ -n "$BUSY_POLL_US" ] && echo "busy_poll_us: $BUSY_POLL_US"
+			[ -n "$DIRECT_POLL" ] && echo "direct_poll: $DIRECT_POLL"
 			echo "bridges:"
 			echo "  - name: br0"
 			echo "    fdb_max: $fdb_max"
@@ -740,7 +746,7 @@ if [ "$SCALING" = 1 ]; then
 	scaling
 	exit 0
 fi
-tb_info "tapbridge bench: ${ORDER[*]}; $REPS rep(s); tcp ${TCP_SECONDS}s, flood window ${FLOOD_SECONDS}s, $PING_COUNT pings${BUSY_POLL_US:+; tapbridge busy_poll_us $BUSY_POLL_US}; load $LOAD_BEFORE"
+tb_info "tapbridge bench: ${ORDER[*]}; $REPS rep(s); tcp ${TCP_SECONDS}s, flood window ${FLOOD_SECONDS}s, $PING_COUNT pings${BUSY_POLL_US:+; tapbridge busy_poll_us $BUSY_POLL_US}${DIRECT_POLL:+; tapbridge direct_poll $DIRECT_POLL}; load $LOAD_BEFORE"
 START=$(date +%s)
 for ((rep = 1; rep <= REPS; rep++)); do
 	for impl in "${ORDER[@]}"; do
@@ -773,6 +779,6 @@ if [ -z "$OUT" ]; then
 	OUT=$BENCH_DIR/results/$(date -u +%Y-%m-%dT%H%M%SZ).json
 fi
 BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_REPS=$REPS BENCH_TCP_SECONDS=$TCP_SECONDS BENCH_FLOOD_SECONDS=$FLOOD_SECONDS \
-	BENCH_PING_COUNT=$PING_COUNT BENCH_SOAK_SECONDS=$SOAK_SECONDS BENCH_LOAD_PING_COUNT=$LOAD_PING_COUNT BENCH_BUSY_POLL_US=$BUSY_POLL_US BENCH_LOAD_BEFORE=$LOAD_BEFORE BENCH_LOAD_AFTER=$LOAD_AFTER \
+	BENCH_PING_COUNT=$PING_COUNT BENCH_SOAK_SECONDS=$SOAK_SECONDS BENCH_LOAD_PING_COUNT=$LOAD_PING_COUNT BENCH_BUSY_POLL_US=$BUSY_POLL_US BENCH_DIRECT_POLL=$DIRECT_POLL BENCH_LOAD_BEFORE=$LOAD_BEFORE BENCH_LOAD_AFTER=$LOAD_AFTER \
 	BENCH_ELAPSED=$(($(date +%s) - START)) BENCH_SKIPPED=$(printf '%s\n' "${SKIPPED[@]+"${SKIPPED[@]}"}") \
 	"$NODE_BIN" "$BENCH_DIR/report.mjs"

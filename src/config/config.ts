@@ -57,6 +57,8 @@ export const DEFAULT_CONTROL_MAX_CLIENTS = 64;
 /** busy_poll_us: the event loop keeps polling this long after a receive batch (0 = off; src/native/busypoll.cc). */
 export const DEFAULT_BUSY_POLL_US = 0;
 export const MAX_BUSY_POLL_US = 1_000_000;
+/** direct_poll: the data path waits for frames itself while libuv is idle (src/native/directpoll.cc). */
+export const DEFAULT_DIRECT_POLL = true;
 /** A config file larger than this is refused. */
 export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 /** YAML alias expansions allowed when building the document (an alias bomb exceeds it). */
@@ -185,6 +187,8 @@ export interface DaemonConfig {
   controlMaxClients: number;
   /** busy_poll_us: microseconds the loop keeps polling after a receive batch (0 = off) */
   busyPollUs: number;
+  /** direct_poll: frames are waited for by the data path itself while libuv is idle (false: libuv's uv_poll only) */
+  directPoll: boolean;
   bridges: BridgeConfig[];
   /** null: not set in the file (--log-level, $TAPBRIDGE_LOG_LEVEL or info) */
   logLevel?: LogLevel | null;
@@ -455,7 +459,7 @@ export function interfaceNameProblem(name: string): string | null {
   return null;
 }
 
-const TOP_KEYS = ['control_socket', 'control_max_clients', 'busy_poll_us', 'bridges', 'log_level', 'metrics', 'state_dir', 'fdb_snapshot_interval'] as const;
+const TOP_KEYS = ['control_socket', 'control_max_clients', 'busy_poll_us', 'direct_poll', 'bridges', 'log_level', 'metrics', 'state_dir', 'fdb_snapshot_interval'] as const;
 const METRICS_KEYS = ['listen'] as const;
 const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'port_defaults', 'vxlan', 'mirrors'] as const;
 const PORT_DEFAULTS_KEYS = ['learning', 'flood', 'isolated', 'fdb_max', 'ra_guard', 'dhcp_guard', 'lock'] as const;
@@ -503,7 +507,7 @@ function portDefaultsOf(c: Checker, v: unknown, path: string): PortDefaults {
 export function validateConfig(doc: unknown, source?: string): DaemonConfig {
   const c = new Checker();
   const out: DaemonConfig = {
-    controlSocket: DEFAULT_CONTROL_SOCKET, controlMaxClients: DEFAULT_CONTROL_MAX_CLIENTS, busyPollUs: DEFAULT_BUSY_POLL_US, bridges: [],
+    controlSocket: DEFAULT_CONTROL_SOCKET, controlMaxClients: DEFAULT_CONTROL_MAX_CLIENTS, busyPollUs: DEFAULT_BUSY_POLL_US, directPoll: DEFAULT_DIRECT_POLL, bridges: [],
     stateDir: DEFAULT_STATE_DIR, fdbSnapshotIntervalS: DEFAULT_FDB_SNAPSHOT_INTERVAL_S, raw: {},
   };
   if (!c.isObject(doc, '(top level)')) throw new ConfigError(c.issues, source);
@@ -518,6 +522,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
   }
   out.controlMaxClients = c.int(doc, 'control_max_clients', '', DEFAULT_CONTROL_MAX_CLIENTS, 1, 65535);
   out.busyPollUs = c.int(doc, 'busy_poll_us', '', DEFAULT_BUSY_POLL_US, 0, MAX_BUSY_POLL_US, '(microseconds, 0 = off) ');
+  out.directPoll = c.bool(doc, 'direct_poll', '', DEFAULT_DIRECT_POLL);
   out.logLevel = null;
   if (doc.log_level !== undefined) {
     if (isLogLevel(doc.log_level)) out.logLevel = doc.log_level;

@@ -38,5 +38,6 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
     ['mirror.show', (p) => d.mirrorShow(p.bridge)],
     ['debug.gc', () => forceGc()],
     ['busy_poll.show', () => d.busyPollShow()],
+    ['direct_poll.show', () => d.directPollShow()],
   ]);
 }

@@ -10,7 +10,7 @@ import { Bridge } from '../bridge/bridge.js';
 import { BridgePort, type PortKind } from '../bridge/port.js';
 import { AddResult, macHi, macLo } from '../fdb/fdb.js';
 import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
-import { busyPoll, LinkMonitor, netdev } from '../io/native.js';
+import { busyPoll, directPoll, LinkMonitor, netdev } from '../io/native.js';
 import {
   type BridgeConfig, BUILTIN_PORT_DEFAULTS, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE, type PortConfig,
   type PortDefaults, type StaticFdbConfig, type UplinkConfig,
@@ -263,6 +263,7 @@ export class Daemon {
     }
     if (rcvbuf > 0) linkLog.warn({ rcvbuf }, `${NETLINK_RCVBUF_ENV}: rtnetlink receive buffer forced (a test knob)`);
     busyPoll.set(this.config.busyPollUs);
+    directPoll.set(this.config.directPoll);
     this.monitor = new LinkMonitor(
       this.wrap('link monitor', (type: Parameters<Daemon['onLinkEvent']>[0], ifindex: number, name: string, flags: number, mtu: number,
         newNsid: number, newIfindex: number) => {
@@ -852,6 +853,11 @@ export class Daemon {
   /** busy_poll.show: the window in force and the addon's counters (idle callbacks run, windows started). */
   busyPollShow(): { busy_poll_us: number; spins: number; windows: number } {
     return { busy_poll_us: this.config.busyPollUs, ...busyPoll.stats() };
+  }
+
+  /** direct_poll.show: whether the data path waits in the addon's epoll set, and its counters (src/native/directpoll.cc). */
+  directPollShow(): { direct_poll: boolean; enabled: boolean; waits: number; served: number; yields: number; pumps: number } {
+    return { direct_poll: this.config.directPoll, ...directPoll.stats() };
   }
 
   stats(): BridgeStats[] {

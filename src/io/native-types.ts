@@ -164,6 +164,22 @@ export interface RawAddon {
   /** [idle callbacks run, windows started] since the addon loaded. */
   busyPollStats(): [number, number];
   /**
+   * Direct polling (src/native/directpoll.cc). On: before libuv would block, a uv_prepare handle calls `pump` when
+   * libuv has nothing else to do; the pump loops on directPollWait(). Off: every batch comes through the ports'
+   * uv_poll handles (which stay registered either way).
+   */
+  setDirectPoll(on: true, pump: () => void): void;
+  setDirectPoll(on: false): void;
+  /**
+   * Only inside the pump. Waits in epoll_wait on libuv's backend fd (level-triggered: nothing is consumed) with the timeout of
+   * libuv's next timer. > 0: that many frames of the port whose fd is out[0] are in the slab and rxDesc (out[1] =
+   * the count too). -1: return from the pump (libuv has work, a timer is due, a read failed, or the pump has run
+   * for 2 ms).
+   */
+  directPollWait(out: Int32Array): number;
+  /** [enabled 0/1, epoll waits, batches served, pump returns, pump calls]. */
+  directPollStats(): [number, number, number, number, number];
+  /**
    * Creates or opens the TAP `name` (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR), TUNSETVNETHDRSZ 10,
    * TUNSETOFFLOAD (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN), O_NONBLOCK, options applied.
    */

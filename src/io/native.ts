@@ -25,6 +25,7 @@ import {
   type RawAddon,
   type RawLinkMonitor,
   type RawPort,
+  type RxCallback,
   type TapOptions,
   type VxlanCreateOptions,
 } from './native-types.js';
@@ -48,6 +49,37 @@ export const busyPoll = {
   stats(): { spins: number; windows: number } {
     const [spins, windows] = loadAddon().busyPollStats();
     return { spins, windows };
+  },
+};
+
+/**
+ * Direct polling (src/native/directpoll.cc): while libuv has nothing else to do, the pump below runs the data path
+ * as a loop over directPollWait(), which waits on libuv's epoll fd itself and returns one port's batch at a
+ * time; it returns to libuv as soon as libuv has work. Batches reach the same onBatch callbacks as through the
+ * ports' uv_poll handles, which stay as the fallback path.
+ */
+const rxByFd: Array<RxCallback | undefined> = [];
+const pumpOut = new Int32Array(2);
+
+function pump(): void {
+  const wait = addon!.directPollWait;
+  for (;;) {
+    const n = wait(pumpOut);
+    if (n < 0) return;
+    const onRx = rxByFd[pumpOut[0]];
+    if (onRx !== undefined) onRx(n);
+  }
+}
+
+export const directPoll = {
+  set(on: boolean): void {
+    if (on) loadAddon().setDirectPoll(true, pump);
+    else loadAddon().setDirectPoll(false);
+  },
+  /** waits: epoll_wait calls of the pump; served: batches handed to the pump; yields: pump returns; pumps: pump calls. */
+  stats(): { enabled: boolean; waits: number; served: number; yields: number; pumps: number } {
+    const [enabled, waits, served, yields, pumps] = loadAddon().directPollStats();
+    return { enabled: enabled === 1, waits, served, yields, pumps };
   },
 };
 
@@ -172,15 +204,27 @@ export class PacketPort implements PortIo {
     this.onRx = (count) => onBatch(slab.bytes, slab.desc, count);
     this.onError = onError;
     this.raw.start(this.onRx, onError);
+    rxByFd[this.raw.fd] = this.onRx;
   }
 
   /** Polls again after stop(), with the callbacks of start(). */
   resume(): void {
-    if (!this.closed && this.onRx !== null && this.onError !== null) this.raw.start(this.onRx, this.onError);
+    if (!this.closed && this.onRx !== null && this.onError !== null) {
+      this.raw.start(this.onRx, this.onError);
+      rxByFd[this.raw.fd] = this.onRx;
+    }
   }
 
   stop(): void {
-    if (!this.closed) this.raw.stop();
+    if (!this.closed) {
+      this.raw.stop();
+      this.unlist();
+    }
+  }
+
+  private unlist(): void {
+    const fd = this.raw.fd;
+    if (fd >= 0 && rxByFd[fd] === this.onRx) rxByFd[fd] = undefined;
   }
 
   send(count: number): number {
@@ -194,6 +238,7 @@ export class PacketPort implements PortIo {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.unlist();
     this.raw.close();
   }
 }

@@ -1,6 +1,7 @@
 // tapbridge_native: module init, setup(), version(), error helpers.
 #include "common.h"
 #include "busypoll.h"
+#include "directpoll.h"
 
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -15,6 +16,8 @@
 namespace tb {
 
 int kCtorToken = 0;
+
+AddonData::~AddonData() { FreeDirectPoll(directPoll); }
 
 const char* ErrnoName(int err) {
   const char* n = strerrorname_np(err);  // glibc >= 2.32
@@ -154,6 +157,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("linkMonitor", Napi::Function::New(env, LinkMonitorNew, "linkMonitor"));
   InitIfctl(env, exports);
   InitBusyPoll(env, exports);
+  InitDirectPoll(env, exports);
   InitHandover(env, exports);
   InitNetns(env, exports);
   InitNotify(env, exports);

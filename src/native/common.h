@@ -62,6 +62,11 @@ struct AddonData {
   uint32_t budget = 0;
   Napi::FunctionReference portCtor;
   Napi::FunctionReference linkMonCtor;
+  void* directPoll = nullptr;  // directpoll.cc's state, created on first use
+  AddonData() = default;
+  AddonData(const AddonData&) = delete;
+  AddonData& operator=(const AddonData&) = delete;
+  ~AddonData();
 };
 
 // Token that only the addon can pass to the Port / LinkMonitor constructors.

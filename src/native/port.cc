@@ -1,6 +1,8 @@
 // tapbridge_native: TAP and AF_PACKET ports. See native-notes/addon.md.
 #include "port.h"
 #include "busypoll.h"
+#include "directpoll.h"
+#include "directpoll.h"
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
@@ -175,6 +177,7 @@ Napi::Value Port::Start(const Napi::CallbackInfo& info) {
     polling_ = true;
     pollErrors_ = 0;
     readErrors_ = 0;
+    DirectPollAdd(data_, fd_, this);
   }
   if (!refd_) {
     Ref();
@@ -186,6 +189,8 @@ Napi::Value Port::Start(const Napi::CallbackInfo& info) {
 void Port::StopPolling() {
   if (polling_ && poll_ != nullptr) uv_poll_stop(poll_);
   polling_ = false;
+  DirectPollRemove(data_, fd_);
+  DirectPollRemove(data_, fd_);
   if (refd_) {
     refd_ = false;
     Unref();
@@ -224,6 +229,9 @@ void Port::DoClose(bool fromDestructor) {
     poll_ = nullptr;
   }
   polling_ = false;
+  // Not from the destructor: a port is referenced while it polls, so one being collected has
+  // already left the table, and at env teardown the addon's data may be gone before the port.
+  if (!fromDestructor) DirectPollRemove(data_, fd_);
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;
@@ -439,6 +447,15 @@ void Port::HandlePoll(int status) {
   inCallback_--;
   if (closed_ && inCallback_ == 0) ReleaseJsRefs();
   Unref();  // last: after this the wrapper (and this object) may be collected
+}
+
+uint32_t Port::DirectRead(bool* failed) {
+  int err = 0;
+  const char* syscall = nullptr;
+  uint32_t count = ReadBatch(&err, &syscall);
+  *failed = err != 0;
+  if (count > 0) BusyPollKick();
+  return count;
 }
 
 void Port::CountTxError(int e) {

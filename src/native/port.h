@@ -21,6 +21,14 @@ class Port : public Napi::ObjectWrap<Port> {
   explicit Port(const Napi::CallbackInfo& info);
   ~Port() override;
 
+  // directpoll.cc: reads one batch into the slab, as the uv_poll callback does, and returns its size;
+  // the caller hands it to JS. *failed: a read failed (the uv_poll path then sees the fd again and
+  // reports the error through onError, so there is one place that counts and stops).
+  uint32_t DirectRead(bool* failed);
+
+  // directpoll.cc: the fd is readable; read a batch and hand it to JS as the uv_poll callback does.
+  void PollReadable() { HandlePoll(0); }
+
  private:
   // JS accessors and methods.
   Napi::Value GetFd(const Napi::CallbackInfo& info);

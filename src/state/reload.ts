@@ -33,7 +33,7 @@ import { formatMac } from '../frame/mac.js';
 import { jsonEqual } from './document.js';
 import { fdbTarget, portTarget } from './journal.js';
 import { defaultLogLevel, setLogLevel, type LogLevel } from '../log.js';
-import { busyPoll } from '../io/native.js';
+import { busyPoll, directPoll } from '../io/native.js';
 
 export type ChangeAction =
   | { do: 'addBridge'; cfg: BridgeConfig }
@@ -54,6 +54,7 @@ export type ChangeAction =
   | { do: 'snapshotInterval'; seconds: number }
   | { do: 'logLevel'; level: LogLevel }
   | { do: 'busyPoll'; us: number }
+  | { do: 'directPoll'; on: boolean }
   | { do: 'atRestart' };
 
 export interface Change {
@@ -292,6 +293,9 @@ export function diffConfig(o: DaemonConfig, n: DaemonConfig): Change[] {
   if (o.busyPollUs !== n.busyPollUs) {
     out.push({ line: `~ busy_poll_us ${o.busyPollUs} -> ${n.busyPollUs}`, targets: [], action: { do: 'busyPoll', us: n.busyPollUs }, phase: 1 });
   }
+  if (o.directPoll !== n.directPoll) {
+    out.push({ line: `~ direct_poll ${o.directPoll} -> ${n.directPoll}`, targets: [], action: { do: 'directPoll', on: n.directPoll }, phase: 1 });
+  }
   if (o.fdbSnapshotIntervalS !== n.fdbSnapshotIntervalS) {
     out.push({ line: `~ fdb_snapshot_interval ${o.fdbSnapshotIntervalS} -> ${n.fdbSnapshotIntervalS}`, targets: [], action: { do: 'snapshotInterval', seconds: n.fdbSnapshotIntervalS }, phase: 1 });
   }
@@ -395,6 +399,9 @@ export function applyPlan(d: Daemon, plan: readonly Change[], n: DaemonConfig, o
           break;
         case 'busyPoll':
           busyPoll.set(a.us);
+          break;
+        case 'directPoll':
+          directPoll.set(a.on);
           break;
         case 'snapshotInterval':
         case 'atRestart':

@@ -106,6 +106,12 @@ bridges:
     expect(configIssues('busy_poll_us: 0.5\nbridges: []')).toEqual(['busy_poll_us: must be an integer (microseconds, 0 = off) 0..1000000, got number 0.5']);
   });
 
+  it('direct_poll: default true, a boolean', () => {
+    expect(parseConfig('bridges: []').directPoll).toBe(true);
+    expect(parseConfig('direct_poll: false\nbridges: []').directPoll).toBe(false);
+    expect(configIssues('direct_poll: 1\nbridges: []')).toEqual(['direct_poll: must be true or false, got number 1']);
+  });
+
   it('a non-integer ageing_time names the real range', () => {
     for (const v of ['2.5', 'soon', '-1', '5']) {
       expect(configIssues(`bridges: [{ name: b, ageing_time: ${v} }]`)[0]).toMatch(

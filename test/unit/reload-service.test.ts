@@ -27,6 +27,14 @@ describe('reload of log_level and metrics', () => {
     expect(plan[0].action).toEqual({ do: 'busyPoll', us: 20000 });
   });
 
+  it('lists a direct_poll change, applied in place', () => {
+    const a = parseConfig('bridges: []\n');
+    const b = parseConfig('direct_poll: false\nbridges: []\n');
+    const plan = diffConfig(a, b);
+    expect(plan.map((c) => c.line)).toEqual(['~ direct_poll true -> false']);
+    expect(plan[0].action).toEqual({ do: 'directPoll', on: false });
+  });
+
   it('applies the new level to the logger and the children made before', () => {
     const lines: string[] = [];
     const log = createLogger({ level: 'info', destination: { write: (s: string) => void lines.push(s) }, isTty: false, journal: false });

@@ -1,0 +1,86 @@
+// Direct polling (src/native/directpoll.cc) without ports: with the pump installed, libuv's own work (timers,
+// immediates, I/O of a socket pair, promise reactions) still runs, the pump returns for each of them, and a worker
+// thread that turns it on exits cleanly (its loop must close with no handle of ours open). Unprivileged: no TAP.
+// The frame path is tested in test/netns/direct-poll.test.ts.
+
+import { createConnection, createServer } from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Worker } from "node:worker_threads";
+import { afterAll, describe, expect, it } from "vitest";
+import { directPoll, loadAddon } from "../../src/io/native.js";
+
+describe("direct poll without ports", () => {
+  afterAll(() => directPoll.set(false));
+
+  it("rejects bad arguments with a TypeError", () => {
+    const addon = loadAddon() as unknown as Record<string, (...a: unknown[]) => unknown>;
+    expect(() => addon.setDirectPoll("yes")).toThrow(TypeError);
+    expect(() => addon.setDirectPoll(true)).toThrow(/setDirectPoll\(on: boolean, pump/);
+    expect(() => addon.directPollWait(new Uint8Array(2))).toThrow(/directPollWait\(out: Int32Array/);
+    expect(() => addon.directPollWait(new Int32Array(1))).toThrow(TypeError);
+  });
+
+  it("timers, immediates, socket I/O and promises run while it is on; the pump is called and returns", async () => {
+    directPoll.set(true);
+    const before = directPoll.stats();
+    expect(before.enabled).toBe(true);
+    const order: string[] = [];
+    await new Promise<void>((resolve) => setTimeout(() => { order.push("timeout"); resolve(); }, 30));
+    await new Promise<void>((resolve) => setImmediate(() => { order.push("immediate"); resolve(); }));
+    await Promise.resolve().then(() => order.push("microtask"));
+    const dir = mkdtempSync(join(tmpdir(), "tb-dpoll-"));
+    try {
+      const path = join(dir, "s");
+      const server = createServer((c) => c.on("data", (d) => c.end(d)));
+      await new Promise<void>((resolve) => server.listen(path, resolve));
+      const echoed = await new Promise<string>((resolve, reject) => {
+        const c = createConnection(path, () => c.write("ping"));
+        let got = "";
+        c.on("data", (d) => { got += d.toString(); });
+        c.on("end", () => resolve(got));
+        c.on("error", reject);
+      });
+      order.push(`echo ${echoed}`);
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const after = directPoll.stats();
+    expect(order).toEqual(["timeout", "immediate", "microtask", "echo ping"]);
+    expect(after.pumps).toBeGreaterThan(before.pumps);
+    // every pump call ends in a return to libuv; no port, so nothing is ever served
+    expect(after.yields).toBeGreaterThanOrEqual(after.pumps - 1);
+    expect(after.served).toBe(before.served);
+  });
+
+  it("off again: the pump is no longer called", async () => {
+    directPoll.set(false);
+    const a = directPoll.stats();
+    expect(a.enabled).toBe(false);
+    await new Promise<void>((resolve) => setTimeout(resolve, 30));
+    expect(directPoll.stats().pumps).toBe(a.pumps);
+  });
+
+  it("a worker thread that turns it on runs a timer and exits with code 0", async () => {
+    // the worker loads the compiled facade (npm test builds dist first)
+    const src = `
+      const { parentPort } = require('node:worker_threads');
+      const path = require('node:path');
+      const dist = path.join(${JSON.stringify(process.cwd())}, 'dist', 'io', 'native.js');
+      import(require('node:url').pathToFileURL(dist).href).then(({ directPoll }) => {
+        directPoll.set(true);
+        setTimeout(() => { parentPort.postMessage(directPoll.stats()); }, 20);
+      });`;
+    const w = new Worker(src, { eval: true });
+    const msg = await new Promise<{ enabled: boolean; pumps: number }>((resolve, reject) => {
+      w.once("message", resolve);
+      w.once("error", reject);
+    });
+    expect(msg.enabled).toBe(true);
+    expect(msg.pumps).toBeGreaterThan(0);
+    const code = await new Promise<number>((resolve) => w.once("exit", resolve));
+    expect(code).toBe(0);
+  });
+});
