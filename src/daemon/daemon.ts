@@ -855,7 +855,7 @@ export class Daemon {
     return { busy_poll_us: this.config.busyPollUs, ...busyPoll.stats() };
   }
 
-  /** direct_poll.show: whether the data path waits in the addon's epoll set, and its counters (src/native/directpoll.cc). */
+  /** direct_poll.show: whether the data path waits for frames itself while libuv is idle, and its counters (src/native/directpoll.cc). */
   directPollShow(): { direct_poll: boolean; enabled: boolean; waits: number; served: number; yields: number; pumps: number } {
     return { direct_poll: this.config.directPoll, ...directPoll.stats() };
   }

@@ -168,15 +168,15 @@ export interface RawAddon {
    * libuv has nothing else to do; the pump loops on directPollWait(). Off: every batch comes through the ports'
    * uv_poll handles (which stay registered either way).
    */
-  setDirectPoll(on: true, pump: () => void): void;
+  setDirectPoll(on: true, pump: () => void, out: Int32Array): void;
   setDirectPoll(on: false): void;
   /**
-   * Only inside the pump. Waits in epoll_wait on libuv's backend fd (level-triggered: nothing is consumed) with the timeout of
+   * Only inside the pump; out is the Int32Array (length >= 2) given to setDirectPoll. Waits in epoll_wait on libuv's backend fd (level-triggered: nothing is consumed) with the timeout of
    * libuv's next timer. > 0: that many frames of the port whose fd is out[0] are in the slab and rxDesc (out[1] =
    * the count too). -1: return from the pump (libuv has work, a timer is due, a read failed, or the pump has run
    * for 2 ms).
    */
-  directPollWait(out: Int32Array): number;
+  directPollWait(): number;
   /** [enabled 0/1, epoll waits, batches served, pump returns, pump calls]. */
   directPollStats(): [number, number, number, number, number];
   /**

@@ -64,7 +64,7 @@ const pumpOut = new Int32Array(2);
 function pump(): void {
   const wait = addon!.directPollWait;
   for (;;) {
-    const n = wait(pumpOut);
+    const n = wait();
     if (n < 0) return;
     const onRx = rxByFd[pumpOut[0]];
     if (onRx !== undefined) onRx(n);
@@ -73,7 +73,7 @@ function pump(): void {
 
 export const directPoll = {
   set(on: boolean): void {
-    if (on) loadAddon().setDirectPoll(true, pump);
+    if (on) loadAddon().setDirectPoll(true, pump, pumpOut);
     else loadAddon().setDirectPoll(false);
   },
   /** waits: epoll_wait calls of the pump; served: batches handed to the pump; yields: pump returns; pumps: pump calls. */

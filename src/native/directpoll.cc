@@ -1,6 +1,6 @@
 // tapbridge_native: direct polling. While only frames move, the data path runs as a JS loop that
-// waits for frames in the addon's own epoll set, instead of going round the libuv loop and entering
-// JS from C for every batch.
+// waits for frames itself (epoll_wait on libuv's own fd), instead of going round the libuv loop and
+// entering JS from C for every batch.
 //
 // Why (measured 2026-12-01, scripts/bench/README.md "Latency experiments"): 1000 pings through two
 // TAPs and a trivial forwarder cost the forwarder 111 ms of CPU in C, 159 ms in a JS loop blocking in
@@ -65,6 +65,8 @@ struct DirectPoll {
   std::vector<Port*> ports;  // by fd; nullptr = not a registered port
   Napi::FunctionReference pump;
   std::unique_ptr<Napi::AsyncContext> asyncCtx;
+  Napi::Reference<Napi::Int32Array> outRef;  // registered with setDirectPoll: [fd, count] of a batch
+  int32_t* out = nullptr;
   struct epoll_event ev[kEvents];
   int evCount = 0;           // events of the last epoll_wait(L) not yet looked at
   int evNext = 0;
@@ -121,6 +123,8 @@ void CloseHandle(void* arg) {
   Disable(dp);
   dp->pump.Reset();
   dp->asyncCtx.reset();
+  dp->outRef.Reset();
+  dp->out = nullptr;
   if (dp->prepare != nullptr) {
     uv_close(reinterpret_cast<uv_handle_t*>(dp->prepare), [](uv_handle_t* h) { delete reinterpret_cast<uv_prepare_t*>(h); });
     dp->prepare = nullptr;
@@ -145,10 +149,10 @@ bool Enable(Napi::Env env, DirectPoll* dp) {
   return true;
 }
 
-// setDirectPoll(false) | setDirectPoll(true, pump: () => void)
+// setDirectPoll(false) | setDirectPoll(true, pump: () => void, out: Int32Array(>= 2))
 Napi::Value SetDirectPoll(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const char* usage = "setDirectPoll(on: boolean, pump?: () => void)";
+  const char* usage = "setDirectPoll(on: boolean, pump?: () => void, out?: Int32Array with length >= 2)";
   if (info.Length() < 1 || !info[0].IsBoolean()) {
     ThrowType(env, usage);
     return env.Undefined();
@@ -158,35 +162,36 @@ Napi::Value SetDirectPoll(const Napi::CallbackInfo& info) {
     Disable(dp);
     return env.Undefined();
   }
-  if (info.Length() < 2 || !info[1].IsFunction()) {
+  if (info.Length() < 3 || !info[1].IsFunction() || !info[2].IsTypedArray() ||
+      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+      info[2].As<Napi::TypedArray>().ElementLength() < 2) {
     ThrowType(env, usage);
     return env.Undefined();
   }
   if (!Enable(env, dp)) return env.Undefined();
   dp->pump = Napi::Persistent(info[1].As<Napi::Function>());
+  Napi::Int32Array out = info[2].As<Napi::Int32Array>();
+  dp->outRef = Napi::Persistent(out);
+  dp->out = out.Data();
   if (!dp->asyncCtx) dp->asyncCtx = std::make_unique<Napi::AsyncContext>(env, "tapbridge:directpoll", Napi::Object::New(env));
   return env.Undefined();
 }
 
-// directPollWait(out: Int32Array(>= 2)): > 0: that many frames of the port with fd out[0] are in the
-// slab (out[1] = count too); kYieldLoop: the pump must return. Only meaningful inside the pump.
+// directPollWait(): > 0: that many frames of the port with fd out[0] are in the slab (out: the array
+// given to setDirectPoll; out[1] = the count too); kYieldLoop: the pump must return. Only meaningful
+// inside the pump. Called once per batch, so it takes no argument to check: its state is the
+// function's data.
 Napi::Value DirectPollWait(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  DirectPoll* dp = Get(env.GetInstanceData<AddonData>());
-  if (info.Length() < 1 || !info[0].IsTypedArray() ||
-      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
-      info[0].As<Napi::TypedArray>().ElementLength() < 2) {
-    ThrowType(env, "directPollWait(out: Int32Array with length >= 2)");
-    return env.Undefined();
-  }
-  int32_t* out = info[0].As<Napi::Int32Array>().Data();
+  DirectPoll* dp = static_cast<DirectPoll*>(info.Data());
+  int32_t* out = dp->out;
   auto yield = [&]() {
     dp->yields += 1;
     dp->evCount = dp->evNext = 0;
     dp->otherReady = false;
     return Napi::Number::New(env, kYieldLoop);
   };
-  if (!dp->enabled || dp->loop == nullptr) return yield();
+  if (!dp->enabled || dp->loop == nullptr || out == nullptr) return yield();
   for (;;) {
     // The ports that were ready in the last wait first (one wait may report several).
     while (dp->evNext < dp->evCount) {
@@ -263,7 +268,8 @@ void FreeDirectPoll(void* p) {
 
 void InitDirectPoll(Napi::Env env, Napi::Object exports) {
   exports.Set("setDirectPoll", Napi::Function::New(env, SetDirectPoll, "setDirectPoll"));
-  exports.Set("directPollWait", Napi::Function::New(env, DirectPollWait, "directPollWait"));
+  exports.Set("directPollWait",
+              Napi::Function::New(env, DirectPollWait, "directPollWait", Get(env.GetInstanceData<AddonData>())));
   exports.Set("directPollStats", Napi::Function::New(env, DirectPollStats, "directPollStats"));
 }
 

@@ -104,6 +104,25 @@ Napi::Value SetLinkUp(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// One SIOCSIF* ioctl on `name`: fill(ifr) writes the value into a zeroed ifreq named `name`. Throws
+// (and returns false) when the control socket or the ioctl fails.
+template <typename Fill>
+bool SetIfreq(Napi::Env env, const std::string& name, unsigned long request, const char* syscall, Fill fill) {
+  Ctl c;
+  if (c.fd < 0) {
+    ThrowSysError(env, errno, "socket(AF_INET)", name);
+    return false;
+  }
+  struct ifreq ifr;
+  PrepIfr(&ifr, name);
+  fill(&ifr);
+  if (ioctl(c.fd, request, &ifr) < 0) {
+    ThrowSysError(env, errno, syscall, name);
+    return false;
+  }
+  return true;
+}
+
 // setMtu / setTxQueueLen: one integer argument written into the ifreq and set with one ioctl.
 template <typename Apply>
 Napi::Value SetIntIoctl(const Napi::CallbackInfo& info, const char* usage, const char* what, int64_t min, int64_t max,
@@ -117,18 +136,7 @@ Napi::Value SetIntIoctl(const Napi::CallbackInfo& info, const char* usage, const
     return env.Undefined();
   }
   if (!GetInt(info[1], what, min, max, &value)) return env.Undefined();
-  Ctl c;
-  if (c.fd < 0) {
-    ThrowSysError(env, errno, "socket(AF_INET)", name);
-    return env.Undefined();
-  }
-  struct ifreq ifr;
-  PrepIfr(&ifr, name);
-  apply(&ifr, static_cast<int>(value));
-  if (ioctl(c.fd, request, &ifr) < 0) {
-    ThrowSysError(env, errno, syscall, name);
-    return env.Undefined();
-  }
+  SetIfreq(env, name, request, syscall, [&](struct ifreq* ifr) { apply(ifr, static_cast<int>(value)); });
   return env.Undefined();
 }
 
@@ -251,19 +259,10 @@ Napi::Value SetMac(const Napi::CallbackInfo& info) {
     ThrowType(env, "setMac: mac must look like aa:bb:cc:dd:ee:ff, got '" + text + "'");
     return env.Undefined();
   }
-  Ctl c;
-  if (c.fd < 0) {
-    ThrowSysError(env, errno, "socket(AF_INET)", name);
-    return env.Undefined();
-  }
-  struct ifreq ifr;
-  PrepIfr(&ifr, name);
-  ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
-  for (int i = 0; i < 6; i++) ifr.ifr_hwaddr.sa_data[i] = static_cast<char>(b[i]);
-  if (ioctl(c.fd, SIOCSIFHWADDR, &ifr) < 0) {
-    ThrowSysError(env, errno, "ioctl(SIOCSIFHWADDR)", name);
-    return env.Undefined();
-  }
+  SetIfreq(env, name, SIOCSIFHWADDR, "ioctl(SIOCSIFHWADDR)", [&](struct ifreq* ifr) {
+    ifr->ifr_hwaddr.sa_family = ARPHRD_ETHER;
+    for (int i = 0; i < 6; i++) ifr->ifr_hwaddr.sa_data[i] = static_cast<char>(b[i]);
+  });
   return env.Undefined();
 }
 

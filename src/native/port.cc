@@ -2,7 +2,6 @@
 #include "port.h"
 #include "busypoll.h"
 #include "directpoll.h"
-#include "directpoll.h"
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
@@ -189,7 +188,6 @@ Napi::Value Port::Start(const Napi::CallbackInfo& info) {
 void Port::StopPolling() {
   if (polling_ && poll_ != nullptr) uv_poll_stop(poll_);
   polling_ = false;
-  DirectPollRemove(data_, fd_);
   DirectPollRemove(data_, fd_);
   if (refd_) {
     refd_ = false;

@@ -18,8 +18,10 @@ describe("direct poll without ports", () => {
     const addon = loadAddon() as unknown as Record<string, (...a: unknown[]) => unknown>;
     expect(() => addon.setDirectPoll("yes")).toThrow(TypeError);
     expect(() => addon.setDirectPoll(true)).toThrow(/setDirectPoll\(on: boolean, pump/);
-    expect(() => addon.directPollWait(new Uint8Array(2))).toThrow(/directPollWait\(out: Int32Array/);
-    expect(() => addon.directPollWait(new Int32Array(1))).toThrow(TypeError);
+    expect(() => addon.setDirectPoll(true, () => undefined, new Uint8Array(2))).toThrow(/out\?: Int32Array/);
+    expect(() => addon.setDirectPoll(true, () => undefined, new Int32Array(1))).toThrow(TypeError);
+    // outside the pump (and while off) it returns at once: -1, never blocks
+    expect(addon.directPollWait()).toBe(-1);
   });
 
   it("timers, immediates, socket I/O and promises run while it is on; the pump is called and returns", async () => {
