@@ -40,6 +40,9 @@ declare -A PKG_OF=(
 	[prometheus]=prometheus
 	[systemd-analyze]=systemd
 	[tshark]=tshark
+	# npm ci compiles the addon (scripts/build-addon.mjs, node-gyp)
+	[g++]=g++
+	[make]=make
 )
 
 missing=()

@@ -3,7 +3,7 @@
 // Node), `tapbridge` on PATH, `version`, `check-config` on the installed example config, `install-service --prefix`,
 // and `systemd-analyze verify` on the unit it wrote. Dependencies come from the registry (or npm's cache).
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,7 +28,13 @@ describe.skipIf(why !== '')(`npm pack + npm install -g${why === '' ? '' : ` (ski
   const dir = mkdtempSync(join(tmpdir(), 'tb-pack-'));
   const prefix = join(dir, 'global');
   const installed = join(prefix, 'lib', 'node_modules', pkg.name);
-  const env = { ...process.env, PATH: `${join(prefix, 'bin')}:${process.env.PATH ?? ''}`, npm_config_update_notifier: 'false' };
+  // An empty user config: no nodedir set by hand (this machine's ~/.npmrc has one), so the install must find the
+  // running Node's headers by itself (scripts/build-addon.mjs) or it would download them.
+  const userconfig = join(dir, 'empty-npmrc');
+  writeFileSync(userconfig, '');
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${join(prefix, 'bin')}:${process.env.PATH ?? ''}`, npm_config_update_notifier: 'false',
+    npm_config_userconfig: userconfig };
+  delete env.npm_config_nodedir;
   let tarball = '';
   let files: string[] = [];
   let installLog = '';
@@ -53,14 +59,14 @@ describe.skipIf(why !== '')(`npm pack + npm install -g${why === '' ? '' : ` (ski
       'contrib/tapbridge.service', 'contrib/tapbridge.yaml', 'package.json']) {
       expect(files, f).toContain(f);
     }
-    const extra = files.filter((f) => !/^(dist\/.*\.js|src\/native\/[^/]+\.(cc|h)|binding\.gyp|scripts\/qemu-if(up|down)|contrib\/[^/]+|package\.json|README\.md|LICENSE)$/.test(f));
+    const extra = files.filter((f) => !/^(dist\/.*\.js|src\/native\/[^/]+\.(cc|h)|binding\.gyp|scripts\/qemu-if(up|down)|scripts\/build-addon\.mjs|contrib\/[^/]+|package\.json|README\.md|LICENSE)$/.test(f));
     expect(extra).toEqual([]);
   });
 
   it('installs with the addon built from the tarball\'s sources and nothing downloaded', async () => {
-    expect(installLog).toContain('node-gyp rebuild');
+    expect(installLog).toMatch(/build-addon: node-gyp rebuild --nodedir=\S+/);
     expect(installLog).toMatch(/gyp info ok/);
-    // node-gyp says "gyp http GET ..." when it fetches node headers; npm's nodedir (here /usr) makes that unnecessary
+    // node-gyp says "gyp http GET ..." when it fetches node headers; the running Node's own headers make that unnecessary
     expect(installLog).not.toMatch(/gyp http|gyp WARN install|nodejs\.org/);
     expect(existsSync(join(installed, 'build', 'Release', 'tapbridge_native.node'))).toBe(true);
     const loaded = await sh(process.execPath, ['--input-type=module', '-e',
