@@ -189,6 +189,9 @@ describe('control server bounds', () => {
     third.write(req(7));
     await waitUntil(() => r.got.length === 1, 10_000);
     expect(JSON.parse(r.got[0]!)).toMatchObject({ id: 7, result: 'v' });
+    // both stuck clients dropped before they read again: one that resumed before its own idle timer fired would be
+    // a reading client again (its replies drain), and rightly stay connected
+    await waitUntil(() => s.clientsDropped === 2, 10_000);
     // the stuck clients see the close once they read what the kernel buffered for them
     for (const c of stuck) c.resume();
     await waitUntil(() => closed.every((c) => c.closed()), 10_000);
