@@ -99,13 +99,32 @@ const FLOOD_BROADCAST = 2;
 /** Offset of gso_type inside struct virtio_net_hdr (flags u8, gso_type u8, ...). */
 const VNET_GSO_TYPE = 1;
 
-export interface BridgeOptions {
+/**
+ * What the engine needs of its FDB: the Fdb itself, or a data-plane worker's view of a shared one
+ * (src/dataplane/fdb-view.ts), whose learning goes to the table's one writer.
+ */
+export interface EngineFdb {
+  readonly portMax: Int32Array;
+  lookupHL(vid: number, macHi16: number, macLo32: number): number;
+  learnHL(vid: number, macHi16: number, macLo32: number, port: number, nowMs: number): void;
+  setIpv4(vid: number, macHi16: number, macLo32: number, ip: number): void;
+  removePort(port: number): number;
+  flushDynamic(port?: number): number;
+  removePortVlans(port: number, keep: (vid: number) => boolean): number;
+  sweep(nowMs: number, budget: number): number;
+}
+
+export interface BridgeOptions<F extends EngineFdb = Fdb> {
   name: string;
   maxPorts: number;
   fdbMax: number;
   ageingTimeMs: number;
   onFlap?: FdbOptions['onFlap'];
   onFlapSuppressed?: FdbOptions['onFlapSuppressed'];
+  /** Keep the FDB's lookup arrays in SharedArrayBuffers (data-plane workers read them; src/dataplane/). */
+  sharedFdb?: boolean;
+  /** A data-plane worker's engine: this FDB instead of a new one (fdbMax, ageing and the callbacks are then unused). */
+  fdb?: F;
 }
 
 export interface BridgeCounters {
@@ -117,9 +136,9 @@ export interface BridgeCounters {
   forwarded: number;
 }
 
-export class Bridge {
+export class Bridge<F extends EngineFdb = Fdb> {
   readonly name: string;
-  readonly fdb: Fdb;
+  readonly fdb: F;
   /** Ports by id; null where the id is free. */
   readonly ports: (BridgePort | null)[];
   /** Dense list of attached ports, the flood list. */
@@ -151,12 +170,15 @@ export class Bridge {
   nowMs = 0;
   readonly counters: BridgeCounters = { flooded: 0, floodedGroup: 0, forwarded: 0 };
 
-  constructor(opts: BridgeOptions) {
+  constructor(opts: BridgeOptions<F>) {
     this.name = opts.name;
     this.ports = new Array<BridgePort | null>(opts.maxPorts).fill(null);
     this.dirty = new Array<BridgePort>(opts.maxPorts);
     this.out = new Array<BridgePort>(opts.maxPorts);
-    this.fdb = new Fdb({ maxEntries: opts.fdbMax, maxPorts: opts.maxPorts, ageingTimeMs: opts.ageingTimeMs, onFlap: opts.onFlap, onFlapSuppressed: opts.onFlapSuppressed });
+    this.fdb = opts.fdb ?? (new Fdb({
+      maxEntries: opts.fdbMax, maxPorts: opts.maxPorts, ageingTimeMs: opts.ageingTimeMs, onFlap: opts.onFlap, onFlapSuppressed: opts.onFlapSuppressed,
+      shared: opts.sharedFdb === true,
+    }) as unknown as F);
   }
 
   /** Lowest free port id, or -1. */

@@ -7,6 +7,8 @@
 //   metrics: { listen: "127.0.0.1:9464" }   # Prometheus /metrics over HTTP; off when absent
 //   state_dir: /var/lib/tapbridge      # runtime state and FDB snapshot: <state_dir>/<socket file name>.state
 //   fdb_snapshot_interval: 30          # seconds between FDB snapshots, 0 = only at shutdown
+//   data_workers: 1                    # threads that forward, the main thread included; 2..64 adds worker threads
+//                                      # (src/dataplane/, native-notes/multicore.md); takes effect at restart
 //   bridges:
 //     - name: xenbr0
 //       ageing_time: 300          # seconds, 0 = never, else 10..1000000
@@ -59,6 +61,9 @@ export const DEFAULT_BUSY_POLL_US = 0;
 export const MAX_BUSY_POLL_US = 1_000_000;
 /** direct_poll: the data path waits for frames itself while libuv is idle (src/native/directpoll.cc). */
 export const DEFAULT_DIRECT_POLL = true;
+/** data_workers: threads that forward frames, the main thread included (1 = the main thread alone; src/dataplane/). */
+export const DEFAULT_DATA_WORKERS = 1;
+export const MAX_DATA_WORKERS = 64;
 /** A config file larger than this is refused. */
 export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 /** YAML alias expansions allowed when building the document (an alias bomb exceeds it). */
@@ -189,6 +194,8 @@ export interface DaemonConfig {
   busyPollUs: number;
   /** direct_poll: frames are waited for by the data path itself while libuv is idle (false: libuv's uv_poll only) */
   directPoll: boolean;
+  /** data_workers: threads that forward frames, the main thread included (takes effect at restart) */
+  dataWorkers: number;
   bridges: BridgeConfig[];
   /** null: not set in the file (--log-level, $TAPBRIDGE_LOG_LEVEL or info) */
   logLevel?: LogLevel | null;
@@ -459,7 +466,7 @@ export function interfaceNameProblem(name: string): string | null {
   return null;
 }
 
-const TOP_KEYS = ['control_socket', 'control_max_clients', 'busy_poll_us', 'direct_poll', 'bridges', 'log_level', 'metrics', 'state_dir', 'fdb_snapshot_interval'] as const;
+const TOP_KEYS = ['control_socket', 'control_max_clients', 'busy_poll_us', 'direct_poll', 'data_workers', 'bridges', 'log_level', 'metrics', 'state_dir', 'fdb_snapshot_interval'] as const;
 const METRICS_KEYS = ['listen'] as const;
 const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'port_defaults', 'vxlan', 'mirrors'] as const;
 const PORT_DEFAULTS_KEYS = ['learning', 'flood', 'isolated', 'fdb_max', 'ra_guard', 'dhcp_guard', 'lock'] as const;
@@ -507,7 +514,7 @@ function portDefaultsOf(c: Checker, v: unknown, path: string): PortDefaults {
 export function validateConfig(doc: unknown, source?: string): DaemonConfig {
   const c = new Checker();
   const out: DaemonConfig = {
-    controlSocket: DEFAULT_CONTROL_SOCKET, controlMaxClients: DEFAULT_CONTROL_MAX_CLIENTS, busyPollUs: DEFAULT_BUSY_POLL_US, directPoll: DEFAULT_DIRECT_POLL, bridges: [],
+    controlSocket: DEFAULT_CONTROL_SOCKET, controlMaxClients: DEFAULT_CONTROL_MAX_CLIENTS, busyPollUs: DEFAULT_BUSY_POLL_US, directPoll: DEFAULT_DIRECT_POLL, dataWorkers: DEFAULT_DATA_WORKERS, bridges: [],
     stateDir: DEFAULT_STATE_DIR, fdbSnapshotIntervalS: DEFAULT_FDB_SNAPSHOT_INTERVAL_S, raw: {},
   };
   if (!c.isObject(doc, '(top level)')) throw new ConfigError(c.issues, source);
@@ -523,6 +530,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
   out.controlMaxClients = c.int(doc, 'control_max_clients', '', DEFAULT_CONTROL_MAX_CLIENTS, 1, 65535);
   out.busyPollUs = c.int(doc, 'busy_poll_us', '', DEFAULT_BUSY_POLL_US, 0, MAX_BUSY_POLL_US, '(microseconds, 0 = off) ');
   out.directPoll = c.bool(doc, 'direct_poll', '', DEFAULT_DIRECT_POLL);
+  out.dataWorkers = c.int(doc, 'data_workers', '', DEFAULT_DATA_WORKERS, 1, MAX_DATA_WORKERS, '(threads that forward, the main thread included) ');
   out.logLevel = null;
   if (doc.log_level !== undefined) {
     if (isLogLevel(doc.log_level)) out.logLevel = doc.log_level;

@@ -7,7 +7,7 @@ import type { MethodHandler } from './server.js';
 import { forceGc } from './debug.js';
 
 export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
-  return new Map<string, MethodHandler>([
+  const methods: Array<[string, MethodHandler]> = [
     ['version', () => ({ version: VERSION, addon: netdev.version(), node: process.version })],
     ['show', () => d.show()],
     ['showmacs', (p) => d.showmacs(p.bridge)],
@@ -39,5 +39,18 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
     ['debug.gc', () => forceGc()],
     ['busy_poll.show', () => d.busyPollShow()],
     ['direct_poll.show', () => d.directPollShow()],
-  ]);
+    ['data_workers.show', () => d.dataWorkersShow()],
+  ];
+  return new Map<string, MethodHandler>(methods.map(([name, h]) => [name, afterSync(d, h)]));
+}
+
+/** Every request's changes reach the data-plane workers before its reply goes out (src/dataplane/). */
+function afterSync(d: Daemon, h: MethodHandler): MethodHandler {
+  return (p, client) => {
+    try {
+      return h(p, client);
+    } finally {
+      d.syncDataPlane();
+    }
+  };
 }

@@ -34,6 +34,7 @@ import { Captures, captureOptionsFrom } from '../observe/capture.js';
 import { traceFrame, traceFrameFrom, type TraceResult } from '../observe/trace.js';
 import type { ControlClient } from '../control/server.js';
 import { CallbackGuard } from './guard.js';
+import { DataPlane, type DataPlaneShow } from '../dataplane/dataplane.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
 export const TICK_MS = 100;
@@ -132,7 +133,7 @@ class BridgeRuntime {
   uplink: PortHandle | null = null;
   bond: Bond | null = null;
 
-  constructor(cfg: BridgeConfig, log: Logger) {
+  constructor(cfg: BridgeConfig, log: Logger, sharedFdb: boolean) {
     this.cfg = cfg;
     const names = (id: number): string => this.bridge.ports[id]?.name ?? `#${id}`;
     const onFlapSuppressed = (count: number): void => {
@@ -148,6 +149,7 @@ class BridgeRuntime {
           'MAC address keeps moving between two ports: a forwarding loop?');
       },
       onFlapSuppressed,
+      sharedFdb,
     });
     this.locks = new PortLocks(this.bridge);
     this.mirrors = new BridgeMirrors(this.bridge, () => this.uplink?.name ?? null);
@@ -162,6 +164,11 @@ class BridgeRuntime {
   find(name: string): PortHandle | undefined {
     if (this.uplink !== null && this.uplink.name === name) return this.uplink;
     return this.ports.get(name);
+  }
+
+  /** Whether data-plane workers may read this bridge's ports (src/dataplane/dataplane.ts: what they do not carry). */
+  workerEligible(): boolean {
+    return this.bond === null && this.bridge.mirrors.length === 0 && !this.bridge.portList.some((p) => p.tap !== null);
   }
 }
 
@@ -193,6 +200,8 @@ export class Daemon {
   private ticks = 0;
   /** Handover in progress: ports do not read and link events wait (resumeIo re-dumps). */
   private ioPaused = false;
+  /** data_workers > 1: the worker threads (src/dataplane/) */
+  private dataPlane: DataPlane | null = null;
   /** Uplink netdevs whose host stack is fenced off for a `mac: uplink` host port. */
   private readonly fenced: string[] = [];
   /** Told about every TAP fd the daemon opens and every TAP port removed (the systemd fd store). */
@@ -220,7 +229,7 @@ export class Daemon {
     this.log = log.child({ subsystem: 'daemon' });
     this.portLog = log.child({ subsystem: 'port' });
     this.linkLog = this.log.child({ subsystem: 'link' });
-    for (const bc of config.bridges) this.bridges.set(bc.name, new BridgeRuntime(bc, log.child({ subsystem: 'fdb' })));
+    for (const bc of config.bridges) this.bridges.set(bc.name, new BridgeRuntime(bc, log.child({ subsystem: 'fdb' }), config.dataWorkers > 1));
     this.guard = new CallbackGuard(this.log, () => this.checkInvariants(), (err) => {
       if (onFatal !== undefined) {
         onFatal(err);
@@ -276,6 +285,43 @@ export class Daemon {
     this.requestDump();
     this.ticker = setInterval(this.wrap('tick', () => this.tick()), TICK_MS);
     this.ticker.unref();
+    if (this.config.dataWorkers > 1) this.startDataPlane();
+  }
+
+  /** data_workers > 1: the worker threads that read some of the ports (src/dataplane/). */
+  private startDataPlane(): void {
+    const dp = new DataPlane({
+      count: this.config.dataWorkers,
+      bridges: () => [...this.bridges.values()].map((br) => ({ name: br.cfg.name, bridge: br.bridge, eligible: () => br.workerEligible() })),
+      directPoll: this.config.directPoll,
+      log: this.log.child({ subsystem: 'dataplane' }),
+      paused: () => this.ioPaused,
+      onIoError: (bridge, port, io, errno, syscall, stopped) => {
+        const mp = this.bridges.get(bridge)?.find(port);
+        if (mp instanceof ManagedPort && mp.io === io) mp.ioError(errno, syscall, stopped);
+      },
+    });
+    this.dataPlane = dp;
+    dp.start(this.now());
+    this.log.info({ ...dp.show() }, 'data plane on threads');
+  }
+
+  /**
+   * After a control request or an event that may have changed ports: the data-plane workers get the new port
+   * tables before the reply goes out (no-op with one thread).
+   */
+  syncDataPlane(): void {
+    this.dataPlane?.sync(false);
+  }
+
+  /** data_workers.show */
+  dataWorkersShow(): DataPlaneShow {
+    // a round trip first: the workers' counters are as of now
+    this.dataPlane?.sync(true);
+    return this.dataPlane?.show() ?? {
+      data_workers: this.config.dataWorkers, epoch: 0, syncs: 0, learned_from_workers: 0,
+      workers: [{ id: 0, alive: true, ports: [...this.byName.keys()], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, lookup_retries: 0, sync_timeouts: 0 }],
+    };
   }
 
   /** The host port's MAC; with `mac: uplink` the uplink's host stack is fenced off first. */
@@ -481,10 +527,20 @@ export class Daemon {
       br.bridge.tick(now, SWEEP_BUDGET);
       if (readDrops) for (const mp of br.all()) mp.readSocketDrops();
     }
+    const dp = this.dataPlane;
+    if (dp !== null) {
+      dp.setClock(now);
+      dp.drain();
+      // link events, reloads, re-opened ports and ended captures reach the workers here at the latest
+      dp.sync(false);
+    }
   }
 
   /** Closes every port (TAPs the daemon created vanish unless persist) and the link monitor. */
   stop(): void {
+    // the workers close their fds first (synchronously), then every port is the main thread's again
+    if (this.dataPlane !== null) void this.dataPlane.stop();
+    this.dataPlane = null;
     this.captures.endAll();
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
@@ -517,6 +573,8 @@ export class Daemon {
   /** Stops reading every port: frames queue in the TAPs and sockets for whoever reads them next. */
   pauseIo(): void {
     this.ioPaused = true;
+    // the workers stop reading first (every port goes back to the main thread, which does not read either)
+    this.dataPlane?.sync(false);
     for (const mp of this.byName.values()) mp.pauseIo();
   }
 
@@ -524,6 +582,7 @@ export class Daemon {
   resumeIo(): void {
     this.ioPaused = false;
     for (const mp of this.byName.values()) mp.resumeIo();
+    this.dataPlane?.sync(false);
     this.requestDump();
   }
 
@@ -861,6 +920,8 @@ export class Daemon {
   }
 
   stats(): BridgeStats[] {
+    // a round trip to the data-plane workers first: their counters are folded in
+    this.dataPlane?.sync(true);
     return [...this.bridges.values()].map((br) => {
       const c = br.bridge.fdb.counters;
       return {
@@ -956,7 +1017,7 @@ export class Daemon {
 
   /** Creates and opens a bridge from its config (reload). */
   addBridge(cfg: BridgeConfig): void {
-    const br = new BridgeRuntime(cfg, this.log.child({ subsystem: 'fdb' }));
+    const br = new BridgeRuntime(cfg, this.log.child({ subsystem: 'fdb' }), this.config.dataWorkers > 1);
     this.bridges.set(cfg.name, br);
     this.startBridge(br);
   }

@@ -275,6 +275,11 @@ export class ManagedPort implements PortHandle {
     this.log.error({ err, batch_errors: this.port.batchErrors }, 'forwarding a batch failed; batch dropped (logged at most every 10 s)');
   }
 
+  /** A data-plane worker's read of this port's fd failed (src/dataplane/): handled as the main thread's own. */
+  ioError(errno: number, syscall: string, stopped: boolean): void {
+    this.onIoError(errno, syscall, stopped);
+  }
+
   private onIoError(errno: number, syscall: string, stopped: boolean): void {
     if (!stopped) {
       // ENETDOWN once when the carrier drops: state follows rtnetlink, nothing to do here

@@ -32,6 +32,14 @@
 //   flow costs one hash lookup and a compare per frame. Ageing is a budgeted sweep over the entry
 //   pool (`sweep(nowMs, budget)`), never a timer per entry.
 //
+// Shared (data_workers > 1, src/dataplane/)
+//   With `shared`, the arrays a lookup reads (keys, port, flags, seen time, hashtable) live in
+//   SharedArrayBuffers that data-plane workers map read-only (src/dataplane/fdb-view.ts). This object stays
+//   the only writer. Every change a reader could see half-done (insert, removal with its backward shift,
+//   a move, a static entry replaced) runs inside a sequence lock: seq is odd while a change runs, and a
+//   reader that saw it odd or changed retries (Linux's seqcount). Refreshing seenMs and the LRU lists is not
+//   visible to a lookup and needs no lock.
+//
 // Notes on performance
 //   learn() and lookup() allocate nothing; MACs are numbers (see frame/mac.ts).
 
@@ -65,6 +73,22 @@ export interface FdbOptions {
   onFlap?: (vid: number, mac: number, fromPort: number, toPort: number, moves: number) => void;
   /** Called once per warning window with the number of flapping MACs whose warning the bridge-wide limit suppressed. */
   onFlapSuppressed?: (count: number) => void;
+  /** Keep what lookups read in SharedArrayBuffers, under a sequence lock (data-plane workers read it). */
+  shared?: boolean;
+}
+
+/** What a reader in another thread maps (src/dataplane/fdb-view.ts): the buffers behind the lookup arrays. */
+export interface SharedFdbLayout {
+  maxEntries: number;
+  mask: number;
+  keyHi: SharedArrayBuffer;
+  keyLo: SharedArrayBuffer;
+  port: SharedArrayBuffer;
+  flags: SharedArrayBuffer;
+  seenMs: SharedArrayBuffer;
+  buckets: SharedArrayBuffer;
+  /** Int32Array(1): the sequence lock word */
+  seq: SharedArrayBuffer;
 }
 
 export interface FdbCounters {
@@ -103,6 +127,21 @@ export const enum AddResult {
   Added = 0,
   Updated = 1,
   Full = 2,
+}
+
+/** The hashtable's hash of a key (hi, lo); shared with the readers of a shared table. */
+export function fdbHash(hi: number, lo: number): number {
+  let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
+type TypedCtor<T> = { new (n: number): T; new (b: ArrayBufferLike): T; readonly BYTES_PER_ELEMENT: number };
+
+/** A typed array of n elements, over a SharedArrayBuffer when `shared`. */
+function alloc<T>(ctor: TypedCtor<T>, n: number, shared: boolean): T {
+  return shared ? new ctor(new SharedArrayBuffer(n * ctor.BYTES_PER_ELEMENT)) : new ctor(n);
 }
 
 function nextPow2(n: number): number {
@@ -153,6 +192,9 @@ export class Fdb {
   private sweepCursor = 0;
   private used = 0;
   private readonly onFlap: FdbOptions['onFlap'];
+  /** The sequence lock word (shared tables only) and how deep the current change is nested. */
+  private readonly seq: Int32Array | null;
+  private writeDepth = 0;
 
   readonly counters: FdbCounters = { learned: 0, aged: 0, moved: 0, evicted: 0, learnFailed: 0, evictionSlotsVisited: 0 };
 
@@ -164,11 +206,13 @@ export class Fdb {
     this.ageingTimeMs = opts.ageingTimeMs;
     this.onFlap = opts.onFlap;
     const n = opts.maxEntries;
-    this.keyHi = new Int32Array(n);
-    this.keyLo = new Int32Array(n);
-    this.port = new Int32Array(n);
-    this.flags = new Uint8Array(n);
-    this.seenMs = new Float64Array(n);
+    const sh = opts.shared === true;
+    this.keyHi = alloc(Int32Array, n, sh);
+    this.keyLo = alloc(Int32Array, n, sh);
+    this.port = alloc(Int32Array, n, sh);
+    this.flags = alloc(Uint8Array, n, sh);
+    this.seenMs = alloc(Float64Array, n, sh);
+    this.seq = sh ? alloc(Int32Array, 1, true) : null;
     this.lruPrev = new Int32Array(n).fill(EMPTY);
     this.lruNext = new Int32Array(n).fill(EMPTY);
     this.flapStartMs = new Float64Array(n);
@@ -181,7 +225,7 @@ export class Fdb {
     this.lruNext[n - 1] = EMPTY;
     this.freeHead = 0;
     const cap = nextPow2(n * 2);
-    this.buckets = new Int32Array(cap).fill(EMPTY);
+    this.buckets = alloc(Int32Array, cap, sh).fill(EMPTY);
     this.mask = cap - 1;
     this.lruHead = new Int32Array(opts.maxPorts).fill(EMPTY);
     this.lruTail = new Int32Array(opts.maxPorts).fill(EMPTY);
@@ -191,6 +235,25 @@ export class Fdb {
     this.countPrev = new Int32Array(opts.maxPorts).fill(EMPTY);
     this.countNext = new Int32Array(opts.maxPorts).fill(EMPTY);
     this.flapLimit = new FlapWarnLimiter(FLAP_WARN_BRIDGE_MAX, FLAP_WARN_INTERVAL_MS, opts.onFlapSuppressed);
+  }
+
+  /** The buffers a reader in another thread maps, or null when the table is not shared. */
+  sharedLayout(): SharedFdbLayout | null {
+    if (this.seq === null) return null;
+    const b = (a: { buffer: ArrayBufferLike }): SharedArrayBuffer => a.buffer as SharedArrayBuffer;
+    return {
+      maxEntries: this.maxEntries, mask: this.mask, keyHi: b(this.keyHi), keyLo: b(this.keyLo), port: b(this.port),
+      flags: b(this.flags), seenMs: b(this.seenMs), buckets: b(this.buckets), seq: b(this.seq),
+    };
+  }
+
+  /** Starts a change readers must not see half-done (nested changes share the outermost). */
+  private writeBegin(): void {
+    if (this.seq !== null && this.writeDepth++ === 0) Atomics.add(this.seq, 0, 1);
+  }
+
+  private writeEnd(): void {
+    if (this.seq !== null && --this.writeDepth === 0) Atomics.add(this.seq, 0, 1);
   }
 
   /** One more dynamic entry on `port`: it moves up one count bucket. */
@@ -236,10 +299,7 @@ export class Fdb {
   }
 
   private static hash(hi: number, lo: number): number {
-    let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b);
-    h ^= h >>> 13;
-    h = Math.imul(h, 0xc2b2ae35);
-    return h ^ (h >>> 16);
+    return fdbHash(hi, lo);
   }
 
   /** Entry id of (vid, mac) or -1. */
@@ -298,6 +358,15 @@ export class Fdb {
   }
 
   private move(e: number, from: number, to: number, nowMs: number): void {
+    this.writeBegin();
+    try {
+      this.moveLocked(e, from, to, nowMs);
+    } finally {
+      this.writeEnd();
+    }
+  }
+
+  private moveLocked(e: number, from: number, to: number, nowMs: number): void {
     // a move into a port at its own cap makes room there first
     if (this.portMax[to] > 0 && this.portDynamic[to] >= this.portMax[to]) {
       const victim = this.lruHead[to];
@@ -336,6 +405,15 @@ export class Fdb {
    * Returns the entry id or -1 when nothing could be evicted.
    */
   private insert(hi: number, lo: number, port: number, flags: number, nowMs: number): number {
+    this.writeBegin();
+    try {
+      return this.insertLocked(hi, lo, port, flags, nowMs);
+    } finally {
+      this.writeEnd();
+    }
+  }
+
+  private insertLocked(hi: number, lo: number, port: number, flags: number, nowMs: number): number {
     const isStatic = (flags & FLAG_STATIC) !== 0;
     if (!isStatic && this.portMax[port] > 0 && this.portDynamic[port] >= this.portMax[port]) {
       const victim = this.lruHead[port];
@@ -411,6 +489,15 @@ export class Fdb {
 
   /** Removes entry e from the table, its LRU list and counts; returns it to the free list. */
   private removeEntry(e: number): void {
+    this.writeBegin();
+    try {
+      this.removeEntryLocked(e);
+    } finally {
+      this.writeEnd();
+    }
+  }
+
+  private removeEntryLocked(e: number): void {
     const flags = this.flags[e];
     const port = this.port[e];
     if ((flags & FLAG_STATIC) === 0) {
@@ -454,9 +541,11 @@ export class Fdb {
         this.lruUnlink(e, this.port[e]);
         this.decDynamic(this.port[e]);
       }
+      this.writeBegin();
       this.flags[e] = FLAG_USED | FLAG_STATIC;
       this.port[e] = port;
       this.seenMs[e] = nowMs;
+      this.writeEnd();
       return AddResult.Updated;
     }
     return this.insert(hi, lo, port, FLAG_STATIC, nowMs) === EMPTY ? AddResult.Full : AddResult.Added;

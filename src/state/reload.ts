@@ -293,6 +293,9 @@ export function diffConfig(o: DaemonConfig, n: DaemonConfig): Change[] {
   if (o.busyPollUs !== n.busyPollUs) {
     out.push({ line: `~ busy_poll_us ${o.busyPollUs} -> ${n.busyPollUs}`, targets: [], action: { do: 'busyPoll', us: n.busyPollUs }, phase: 1 });
   }
+  if (o.dataWorkers !== n.dataWorkers) {
+    out.push({ line: `~ data_workers ${o.dataWorkers} -> ${n.dataWorkers} (takes effect at restart)`, targets: [], action: { do: 'atRestart' }, phase: 1 });
+  }
   if (o.directPoll !== n.directPoll) {
     out.push({ line: `~ direct_poll ${o.directPoll} -> ${n.directPoll}`, targets: [], action: { do: 'directPoll', on: n.directPoll }, phase: 1 });
   }

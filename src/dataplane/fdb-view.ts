@@ -1,0 +1,147 @@
+// A data-plane worker's view of a bridge's FDB (src/fdb/fdb.ts with `shared`): lookups read the shared table
+// under its sequence lock; learning is pushed to the worker's learning ring for the main thread, the table's
+// only writer. The engine (src/bridge/bridge.ts) calls it exactly as it calls the Fdb itself.
+
+import { FLAG_STATIC, fdbHash, REFRESH_GRANULARITY_MS, type SharedFdbLayout } from '../fdb/fdb.js';
+import { LEARN, LEARN_ARP, type LearnRing } from './learn-ring.js';
+
+const EMPTY = -1;
+/** Lookups that found the table changing this many times in a row give up and report a miss (a flood). */
+const MAX_RETRIES = 64;
+/** Slots of the recently-pushed filter (a direct-mapped cache: a new MAC's burst is pushed once, not per frame). */
+const RECENT_SLOTS = 256;
+
+export interface WorkerFdbCounters {
+  /** entries pushed to the learning ring */
+  learnPushed: number;
+  /** pushes the ring refused (full) */
+  learnDropped: number;
+  /** lookups that had to read the table again because the writer changed it meanwhile */
+  retries: number;
+}
+
+export class WorkerFdb {
+  private readonly keyHi: Int32Array;
+  private readonly keyLo: Int32Array;
+  private readonly port: Int32Array;
+  private readonly flags: Uint8Array;
+  private readonly seenMs: Float64Array;
+  private readonly buckets: Int32Array;
+  private readonly seq: Int32Array;
+  private readonly mask: number;
+  private readonly ring: LearnRing;
+  /** per-port caps live with the writer; the engine writes this array when it adds a port */
+  readonly portMax: Int32Array;
+  private readonly recentHi = new Int32Array(RECENT_SLOTS);
+  private readonly recentLo = new Int32Array(RECENT_SLOTS);
+  private readonly recentPort = new Int32Array(RECENT_SLOTS).fill(EMPTY);
+  private readonly recentMs = new Float64Array(RECENT_SLOTS);
+  readonly counters: WorkerFdbCounters = { learnPushed: 0, learnDropped: 0, retries: 0 };
+  /** the entry found by the last find(), read inside the same sequence window */
+  private foundPort = EMPTY;
+  private foundFlags = 0;
+  private foundSeen = 0;
+
+  constructor(layout: SharedFdbLayout, ring: LearnRing, maxPorts: number) {
+    const n = layout.maxEntries;
+    this.keyHi = new Int32Array(layout.keyHi);
+    this.keyLo = new Int32Array(layout.keyLo);
+    this.port = new Int32Array(layout.port);
+    this.flags = new Uint8Array(layout.flags);
+    this.seenMs = new Float64Array(layout.seenMs);
+    this.buckets = new Int32Array(layout.buckets);
+    this.seq = new Int32Array(layout.seq);
+    this.mask = layout.mask;
+    if (this.keyHi.length !== n || this.port.length !== n || this.buckets.length !== this.mask + 1) {
+      throw new RangeError('shared FDB layout does not match its sizes');
+    }
+    this.ring = ring;
+    this.portMax = new Int32Array(maxPorts);
+  }
+
+  /**
+   * Finds (hi, lo) in one consistent read of the table: true with foundPort/foundFlags/foundSeen set, false
+   * when absent (or when the writer kept changing the table: a miss, so the frame is flooded, never misdelivered).
+   */
+  private find(hi: number, lo: number): boolean {
+    const seq = this.seq;
+    const buckets = this.buckets;
+    const mask = this.mask;
+    for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+      const s = Atomics.load(seq, 0);
+      if ((s & 1) === 0) {
+        let found = false;
+        let i = fdbHash(hi, lo) & mask;
+        // bounded: the table is at most half full, and a torn read must not loop
+        for (let k = 0; k <= mask; k++) {
+          const e = buckets[i];
+          if (e === EMPTY || e >= this.port.length) break;
+          if (this.keyLo[e] === lo && this.keyHi[e] === hi) {
+            this.foundPort = this.port[e];
+            this.foundFlags = this.flags[e];
+            this.foundSeen = this.seenMs[e];
+            found = true;
+            break;
+          }
+          i = (i + 1) & mask;
+        }
+        if (Atomics.load(seq, 0) === s) return found;
+      }
+      this.counters.retries++;
+    }
+    return false;
+  }
+
+  lookupHL(vid: number, macHi16: number, macLo32: number): number {
+    return this.find((vid << 16) | macHi16, macLo32) ? this.foundPort : -1;
+  }
+
+  /**
+   * The writer's learnHL() decides; this pushes only what would change the table: a new entry, a move, or
+   * a refresh that is due. A burst from one new MAC is pushed once per refresh interval (recently-pushed filter).
+   */
+  learnHL(vid: number, macHi16: number, macLo32: number, port: number, nowMs: number): void {
+    const hi = (vid << 16) | macHi16;
+    const lo = macLo32;
+    if (this.find(hi, lo)) {
+      if ((this.foundFlags & FLAG_STATIC) !== 0) return;
+      if (this.foundPort === port && nowMs - this.foundSeen < REFRESH_GRANULARITY_MS) return;
+    }
+    const slot = fdbHash(hi, lo) & (RECENT_SLOTS - 1);
+    if (this.recentPort[slot] === port && this.recentHi[slot] === hi && this.recentLo[slot] === lo &&
+      nowMs - this.recentMs[slot] < REFRESH_GRANULARITY_MS) return;
+    if (this.ring.push(LEARN, hi, lo, port)) {
+      this.counters.learnPushed++;
+      this.recentHi[slot] = hi;
+      this.recentLo[slot] = lo;
+      this.recentPort[slot] = port;
+      this.recentMs[slot] = nowMs;
+    } else {
+      this.counters.learnDropped++;
+    }
+  }
+
+  /** ARP snooping: the writer records it (the entry may be learned by the same drain). */
+  setIpv4(vid: number, macHi16: number, macLo32: number, ip: number): void {
+    if (this.ring.push(LEARN_ARP, (vid << 16) | macHi16, macLo32, ip | 0)) this.counters.learnPushed++;
+    else this.counters.learnDropped++;
+  }
+
+  // The writer makes these changes on its own copy of the port table (the main thread's engine); here they
+  // are nothing to do.
+  removePort(_port: number): number {
+    return 0;
+  }
+
+  flushDynamic(_port = -1): number {
+    return 0;
+  }
+
+  removePortVlans(_port: number, _keep: (vid: number) => boolean): number {
+    return 0;
+  }
+
+  sweep(_nowMs: number, _budget: number): number {
+    return 0;
+  }
+}

@@ -1,0 +1,94 @@
+// What the main thread and the data-plane workers (src/dataplane/) exchange.
+//
+//   workerData (WorkerInit)  once: the worker's id, and per bridge the shared FDB's buffers, the worker's
+//                            learning ring and its counter slab; the shared clock; the ack word
+//   'sync' (SyncMessage)     the port table of every bridge whose table changed (null: unchanged), under a new
+//                            epoch. The worker applies it between two batches, writes its counters into its
+//                            counter slabs, stores the epoch into the ack word and notifies: the main thread
+//                            waits for that (Atomics.wait) before it answers the control request that caused it
+//   'stop'                   close every port, ack, exit
+//   worker -> main           'io_error' (a port's read failed; the main thread closes and re-opens it as for its
+//                            own ports), 'fatal' (the worker cannot go on: the main thread takes its ports back)
+
+import { PortCounter } from '../io/native-types.js';
+import type { PortKind, PortState } from '../bridge/port.js';
+import type { VlanSpec } from '../bridge/vlan.js';
+import type { SharedFdbLayout } from '../fdb/fdb.js';
+
+/** The engine's per-port counters (BridgePort number fields) a worker's copy of a port adds to. */
+export const PORT_FIELDS = [
+  'rxPackets', 'rxBytes', 'txPackets', 'dropRunt', 'dropBadSrc', 'dropLinkLocal', 'dropOversize', 'dropTaggedOnAccess',
+  'dropVlanNotMember', 'dropUntaggedNoNative', 'dropVlanReserved', 'dropStackedTag', 'dropMirrorOutput', 'batchErrors',
+] as const;
+export type PortField = (typeof PORT_FIELDS)[number];
+
+/**
+ * Counter slab of one (worker, bridge): per port id a row of ROW words: [0] the generation of the worker's copy
+ * of the port (changes when the copy is replaced: the main thread then starts that row from zero), then
+ * PORT_FIELDS, then the addon's PortCounter values of the worker's fd; after maxPorts rows, BRIDGE_FIELDS.
+ * Written only by the worker while it answers a sync; read by the main thread after the ack.
+ */
+export const ROW_GEN = 0;
+export const ROW_FIELDS = 1;
+export const ROW_NATIVE = ROW_FIELDS + PORT_FIELDS.length;
+export const ROW = ROW_NATIVE + PortCounter.Count;
+export const BRIDGE_FIELDS = ['flooded', 'floodedGroup', 'forwarded', 'batches', 'frames', 'learnPushed', 'learnDropped', 'retries'] as const;
+
+export function counterSlabBytes(maxPorts: number): number {
+  return 8 * (maxPorts * ROW + BRIDGE_FIELDS.length);
+}
+
+export interface WorkerBridgeInit {
+  name: string;
+  maxPorts: number;
+  fdb: SharedFdbLayout;
+  ring: SharedArrayBuffer;
+  counters: SharedArrayBuffer;
+}
+
+export interface WorkerInit {
+  id: number;
+  bridges: WorkerBridgeInit[];
+  /** Float64Array(1): the main thread's coarse clock (ms, its performance.now()), written every tick */
+  clock: SharedArrayBuffer;
+  /** Int32Array(1): the last epoch this worker applied */
+  ack: SharedArrayBuffer;
+  directPoll: boolean;
+}
+
+/** A port as a worker's engine sees it. */
+export interface PortSnap {
+  id: number;
+  name: string;
+  kind: PortKind;
+  /** identity of the port's I/O object on the main thread; a new key is a new fd (then `fd` is set) */
+  ioKey: number;
+  /** a dup() of the main thread's fd for the worker to own, set when the worker has not got this ioKey yet */
+  fd: number;
+  ioKind: 'tap' | 'packet';
+  ifindex: number;
+  /** the worker reads this port (else it only sends to it) */
+  rx: boolean;
+  state: PortState;
+  learning: boolean;
+  flood: boolean;
+  isolated: boolean;
+  checkStacked: boolean;
+  vlan: VlanSpec;
+  mtu: number;
+  fdbMax: number;
+}
+
+export interface SyncMessage {
+  type: 'sync';
+  epoch: number;
+  /** bridge name -> its ports (only bridges whose table changed) */
+  tables: Record<string, PortSnap[]>;
+}
+
+export type MainToWorker = SyncMessage | { type: 'stop'; epoch: number };
+
+export type WorkerToMain =
+  | { type: 'io_error'; bridge: string; port: string; ioKey: number; errno: number; syscall: string; stopped: boolean }
+  | { type: 'adopt_failed'; bridge: string; port: string; ioKey: number; message: string }
+  | { type: 'fatal'; message: string };

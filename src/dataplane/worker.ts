@@ -1,0 +1,219 @@
+// A data-plane worker (worker_threads): the same engine (src/bridge/bridge.ts) over the ports the main thread
+// gave it to read, with its own libuv loop, receive slab and direct polling (src/native/directpoll.cc).
+//
+// It holds a copy of every port of its bridges: the ones it reads (`rx`) and every other one, which it only
+// writes to. Each port's fd here is its own dup() of the main thread's, so either thread writes a frame with one
+// write()/sendmmsg() entry of its own: the kernel takes each frame whole, and frames of one flow keep their order
+// because one flow enters through one port, read by one thread. Lookups read the shared FDB; learning goes to the
+// main thread through the learning ring (src/dataplane/fdb-view.ts). Nothing here logs on the frame path;
+// counters are written into the counter slab when the main thread syncs (protocol.ts).
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { Bridge } from '../bridge/bridge.js';
+import { BridgePort } from '../bridge/port.js';
+import { directPoll, fds, PacketPort } from '../io/native.js';
+import { PortCounter } from '../io/native-types.js';
+import { WorkerFdb } from './fdb-view.js';
+import { LearnRing } from './learn-ring.js';
+import {
+  BRIDGE_FIELDS, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, ROW_NATIVE, type MainToWorker, type PortSnap, type WorkerBridgeInit,
+  type WorkerInit, type WorkerToMain,
+} from './protocol.js';
+
+interface Held {
+  port: BridgePort;
+  io: PacketPort;
+  ioKey: number;
+  gen: number;
+  rx: boolean;
+  started: boolean;
+  vlanJson: string;
+}
+
+let generation = 0;
+
+function post(m: WorkerToMain): void {
+  parentPort!.postMessage(m);
+}
+
+class WorkerBridge {
+  readonly name: string;
+  readonly bridge: Bridge<WorkerFdb>;
+  private readonly ring: LearnRing;
+  private readonly slab: Float64Array;
+  private readonly maxPorts: number;
+  private readonly held = new Map<number, Held>();
+  private readonly clock: Float64Array;
+  batches = 0;
+  frames = 0;
+
+  constructor(init: WorkerBridgeInit, clock: Float64Array) {
+    this.name = init.name;
+    this.maxPorts = init.maxPorts;
+    this.ring = new LearnRing(init.ring);
+    this.slab = new Float64Array(init.counters);
+    this.clock = clock;
+    const fdb = new WorkerFdb(init.fdb, this.ring, init.maxPorts);
+    this.bridge = new Bridge<WorkerFdb>({ name: init.name, maxPorts: init.maxPorts, fdbMax: init.fdb.maxEntries, ageingTimeMs: 0, fdb });
+  }
+
+  /** Replaces the port table with `snaps` (between batches: this runs from the message handler). */
+  apply(snaps: PortSnap[]): void {
+    const want = new Map<number, PortSnap>();
+    for (const s of snaps) {
+      if (!Number.isInteger(s.id) || s.id < 0 || s.id >= this.maxPorts) throw new RangeError(`port id ${s.id} out of range`);
+      want.set(s.id, s);
+    }
+    for (const [id, h] of this.held) {
+      const s = want.get(id);
+      if (s === undefined || s.ioKey !== h.ioKey || s.name !== h.port.name) this.drop(id, h);
+    }
+    for (const s of snaps) {
+      const h = this.held.get(s.id);
+      if (h === undefined) this.add(s);
+      else {
+        if (s.fd >= 0) fds.close(s.fd); // not expected: the fd of an I/O this worker holds already
+        this.update(h, s);
+      }
+    }
+  }
+
+  private add(s: PortSnap): void {
+    if (s.fd < 0) {
+      post({ type: 'adopt_failed', bridge: this.name, port: s.name, ioKey: s.ioKey, message: 'no fd was passed for a new port' });
+      return;
+    }
+    let io: PacketPort;
+    try {
+      io = PacketPort.adopt(s.fd, s.ioKind, s.name, s.ifindex);
+    } catch (err) {
+      fds.close(s.fd);
+      post({ type: 'adopt_failed', bridge: this.name, port: s.name, ioKey: s.ioKey, message: (err as Error).message });
+      return;
+    }
+    const port = new BridgePort(s.id, s.name, s.kind, { learning: s.learning, flood: s.flood, isolated: s.isolated }, s.mtu, s.fdbMax);
+    port.io = io;
+    port.ifindex = s.ifindex;
+    const h: Held = { port, io, ioKey: s.ioKey, gen: ++generation, rx: false, started: false, vlanJson: '' };
+    this.held.set(s.id, h);
+    this.bridge.addPort(port);
+    this.update(h, s);
+  }
+
+  private update(h: Held, s: PortSnap): void {
+    const port = h.port;
+    port.learning = s.learning;
+    port.flood = s.flood;
+    port.isolated = s.isolated;
+    port.checkStacked = s.checkStacked;
+    port.mtu = s.mtu;
+    port.fdbMax = s.fdbMax;
+    const vj = JSON.stringify(s.vlan);
+    if (vj !== h.vlanJson) {
+      this.bridge.setPortVlan(port, s.vlan);
+      h.vlanJson = vj;
+    }
+    this.bridge.setPortState(port, s.state);
+    if (s.rx && !h.rx) this.startRx(h);
+    else if (!s.rx && h.rx) h.io.stop();
+    h.rx = s.rx;
+  }
+
+  private startRx(h: Held): void {
+    if (h.started) {
+      h.io.resume();
+      return;
+    }
+    h.started = true;
+    const port = h.port;
+    const bridge = this.bridge;
+    const ring = this.ring;
+    const clock = this.clock;
+    h.io.start(
+      (slab, desc, count) => {
+        bridge.nowMs = clock[0];
+        this.batches++;
+        this.frames += count;
+        try {
+          bridge.receive(port, slab, desc, count);
+        } catch {
+          // a bug costs one batch, never the worker (counted: batch_errors in stats)
+          bridge.discardBatch();
+          port.batchErrors++;
+        }
+        ring.signal();
+      },
+      (errno, syscall, stopped) => {
+        if (stopped) h.rx = false;
+        post({ type: 'io_error', bridge: this.name, port: port.name, ioKey: h.ioKey, errno, syscall, stopped });
+      },
+    );
+  }
+
+  private drop(id: number, h: Held): void {
+    this.bridge.removePort(h.port);
+    h.io.close();
+    this.held.delete(id);
+  }
+
+  /** Absolute counters of every port copy and of the engine, for the main thread to fold (protocol.ts). */
+  writeCounters(): void {
+    const slab = this.slab;
+    for (const [id, h] of this.held) {
+      const row = id * ROW;
+      slab[row + ROW_GEN] = h.gen;
+      const p = h.port as unknown as Record<string, number>;
+      for (let f = 0; f < PORT_FIELDS.length; f++) slab[row + ROW_FIELDS + f] = p[PORT_FIELDS[f]];
+      const c = h.io.counters;
+      for (let i = 0; i < PortCounter.Count; i++) slab[row + ROW_NATIVE + i] = c[i];
+    }
+    const base = this.maxPorts * ROW;
+    const bc = this.bridge.counters;
+    const fc = this.bridge.fdb.counters;
+    const values: Record<(typeof BRIDGE_FIELDS)[number], number> = {
+      flooded: bc.flooded, floodedGroup: bc.floodedGroup, forwarded: bc.forwarded, batches: this.batches, frames: this.frames,
+      learnPushed: fc.learnPushed, learnDropped: fc.learnDropped, retries: fc.retries,
+    };
+    for (let f = 0; f < BRIDGE_FIELDS.length; f++) slab[base + f] = values[BRIDGE_FIELDS[f]];
+  }
+
+  closeAll(): void {
+    for (const [id, h] of this.held) this.drop(id, h);
+  }
+}
+
+function main(): void {
+  const init = workerData as WorkerInit;
+  const clock = new Float64Array(init.clock);
+  const ack = new Int32Array(init.ack);
+  const bridges = new Map<string, WorkerBridge>();
+  for (const b of init.bridges) bridges.set(b.name, new WorkerBridge(b, clock));
+  if (init.directPoll) directPoll.set(true);
+  const answer = (epoch: number): void => {
+    for (const wb of bridges.values()) wb.writeCounters();
+    Atomics.store(ack, 0, epoch);
+    Atomics.notify(ack, 0);
+  };
+  parentPort!.on('message', (m: MainToWorker) => {
+    try {
+      if (m.type === 'sync') {
+        for (const name of Object.keys(m.tables)) {
+          const wb = bridges.get(name);
+          if (wb === undefined) throw new Error(`unknown bridge ${JSON.stringify(name)}`);
+          wb.apply(m.tables[name]);
+        }
+      } else if (m.type === 'stop') {
+        directPoll.set(false);
+        for (const wb of bridges.values()) wb.closeAll();
+        answer(m.epoch);
+        parentPort!.close();
+        return;
+      }
+    } catch (err) {
+      post({ type: 'fatal', message: (err as Error).stack ?? String(err) });
+    }
+    answer(m.epoch);
+  });
+}
+
+main();

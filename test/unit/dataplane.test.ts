@@ -1,0 +1,200 @@
+// The pieces of the data plane on threads (src/dataplane/) that run without threads: the learning ring, the shared
+// FDB under its sequence lock, and a worker's engine (Bridge over a WorkerFdb) against the main thread's engine over
+// the same table. The threads themselves: test/netns/data-workers.test.ts and the stress test.
+import { describe, expect, it } from 'vitest';
+import { Bridge } from '../../src/bridge/bridge.js';
+import { Fdb, macHi, macLo } from '../../src/fdb/fdb.js';
+import { parseMac } from '../../src/frame/mac.js';
+import { WorkerFdb } from '../../src/dataplane/fdb-view.js';
+import { LEARN, LEARN_ARP, LearnRing } from '../../src/dataplane/learn-ring.js';
+import { parseConfig } from '../../src/config/config.js';
+import { diffConfig } from '../../src/state/reload.js';
+import { configIssues } from '../support/config-issues.js';
+import { addFakePort, BatchBuilder, eth } from '../support/fake-io.js';
+
+const M1 = '00:16:3e:00:00:01';
+const M2 = '00:16:3e:00:00:02';
+
+function collect(ring: LearnRing): Array<[number, number, number, number]> {
+  const out: Array<[number, number, number, number]> = [];
+  ring.drain({ learn: (hi, lo, port) => out.push([LEARN, hi, lo, port]), arp: (hi, lo, ip) => out.push([LEARN_ARP, hi, lo, ip]) });
+  return out;
+}
+
+describe('LearnRing', () => {
+  it('refuses a capacity that is not a power of two, and a buffer that is no ring', () => {
+    expect(() => new LearnRing(3)).toThrow(RangeError);
+    expect(() => new LearnRing(1)).toThrow(RangeError);
+    expect(() => new LearnRing(new SharedArrayBuffer(20))).toThrow(/not a learning ring/);
+  });
+
+  it('hands entries over in order through a second view of its buffer, drops and counts when full', () => {
+    const producer = new LearnRing(4);
+    const consumer = new LearnRing(producer.buffer);
+    for (let i = 0; i < 4; i++) expect(producer.push(LEARN, i, 10 * i, 7)).toBe(true);
+    expect(producer.push(LEARN, 99, 99, 7)).toBe(false);
+    expect(consumer.dropped).toBe(1);
+    expect(consumer.pending).toBe(4);
+    expect(collect(consumer)).toEqual([[LEARN, 0, 0, 7], [LEARN, 1, 10, 7], [LEARN, 2, 20, 7], [LEARN, 3, 30, 7]]);
+    expect(consumer.pending).toBe(0);
+    // wraps around many times without losing or repeating an entry
+    let next = 0;
+    for (let round = 0; round < 1000; round++) {
+      for (let k = 0; k < 3; k++) producer.push(LEARN_ARP, next + k, 0, -1);
+      const got = collect(consumer).map((e) => e[1]);
+      expect(got).toEqual([next, next + 1, next + 2]);
+      next += 3;
+    }
+  });
+
+  it('signal() bumps the signal word once per batch that pushed something', () => {
+    const ring = new LearnRing(8);
+    const v0 = ring.signalValue;
+    ring.signal();
+    expect(ring.signalValue).toBe(v0);
+    ring.push(LEARN, 1, 2, 3);
+    ring.push(LEARN, 1, 3, 3);
+    ring.signal();
+    expect(ring.signalValue).toBe(v0 + 1);
+    ring.signal();
+    expect(ring.signalValue).toBe(v0 + 1);
+  });
+});
+
+describe('shared FDB', () => {
+  it('keeps the sequence word even between changes, and behaves as the unshared table', () => {
+    const a = new Fdb({ maxEntries: 64, maxPorts: 8, ageingTimeMs: 1000 });
+    const b = new Fdb({ maxEntries: 64, maxPorts: 8, ageingTimeMs: 1000, shared: true });
+    const layout = b.sharedLayout()!;
+    expect(a.sharedLayout()).toBeNull();
+    const seq = new Int32Array(layout.seq);
+    let rnd = 12345;
+    const next = (n: number): number => {
+      rnd = (Math.imul(rnd, 1103515245) + 12345) >>> 0;
+      return rnd % n;
+    };
+    for (let step = 0; step < 5000; step++) {
+      const mac = 0x00163e000000 + next(100);
+      const port = next(8);
+      const now = step * 10;
+      switch (next(6)) {
+        case 0: case 1: case 2: a.learn(1, mac, port, now); b.learn(1, mac, port, now); break;
+        case 3: a.sweep(now, 16); b.sweep(now, 16); break;
+        case 4: a.delete(1, mac); b.delete(1, mac); break;
+        default: a.addStatic(1, mac, port, now); b.addStatic(1, mac, port, now);
+      }
+      expect(seq[0] & 1).toBe(0);
+      expect(b.lookup(1, mac)).toBe(a.lookup(1, mac));
+    }
+    expect(b.checkInvariants()).toBeNull();
+    expect(b.size).toBe(a.size);
+    expect(seq[0]).toBeGreaterThan(0);
+  });
+
+  it('a reader that finds the table changing retries, and reports a miss (a flood) rather than wait forever', () => {
+    const fdb = new Fdb({ maxEntries: 16, maxPorts: 4, ageingTimeMs: 0, shared: true });
+    const layout = fdb.sharedLayout()!;
+    const view = new WorkerFdb(layout, new LearnRing(8), 4);
+    const mac = parseMac(M1)!;
+    fdb.learn(1, mac, 2, 0);
+    expect(view.lookupHL(1, macHi(mac), macLo(mac))).toBe(2);
+    const seq = new Int32Array(layout.seq);
+    Atomics.add(seq, 0, 1); // as if the writer were inside a change
+    expect(view.lookupHL(1, macHi(mac), macLo(mac))).toBe(-1);
+    expect(view.counters.retries).toBeGreaterThan(0);
+    Atomics.add(seq, 0, 1);
+    expect(view.lookupHL(1, macHi(mac), macLo(mac))).toBe(2);
+  });
+
+  it('refuses a layout whose sizes do not match', () => {
+    const fdb = new Fdb({ maxEntries: 16, maxPorts: 4, ageingTimeMs: 0, shared: true });
+    const layout = { ...fdb.sharedLayout()!, maxEntries: 32 };
+    expect(() => new WorkerFdb(layout, new LearnRing(8), 4)).toThrow(/does not match/);
+  });
+});
+
+describe("a worker's engine over the shared FDB", () => {
+  function setup(): { main: Bridge; fdb: Fdb; worker: Bridge<WorkerFdb>; ring: LearnRing; batch: BatchBuilder } {
+    const main = new Bridge({ name: 'xenbr0', maxPorts: 8, fdbMax: 64, ageingTimeMs: 300_000, sharedFdb: true });
+    const ring = new LearnRing(16);
+    const view = new WorkerFdb(main.fdb.sharedLayout()!, ring, 8);
+    const worker = new Bridge<WorkerFdb>({ name: 'xenbr0', maxPorts: 8, fdbMax: 64, ageingTimeMs: 0, fdb: view });
+    const batch = new BatchBuilder();
+    for (const n of ['vif1.0', 'vif2.0', 'vif3.0']) {
+      addFakePort(main, batch, n);
+      addFakePort(worker as unknown as Bridge, batch, n);
+    }
+    return { main, fdb: main.fdb, worker, ring, batch };
+  }
+  const drainInto = (ring: LearnRing, fdb: Fdb, now: number): number =>
+    ring.drain({ learn: (hi, lo, port) => fdb.learnHL(hi >>> 16, hi & 0xffff, lo, port, now), arp: (hi, lo, ip) => fdb.setIpv4(hi >>> 16, hi & 0xffff, lo, ip) });
+
+  it('pushes a new MAC once, not per frame; the writer learns it; then the worker forwards to it as unicast', () => {
+    const { main, fdb, worker, ring, batch } = setup();
+    worker.nowMs = 1000;
+    for (let i = 0; i < 5; i++) batch.add(eth(M2, M1));
+    worker.receive(worker.ports[0]!, batch.slab, batch.desc, batch.count);
+    batch.reset();
+    // flooded (M2 unknown): both other ports of the worker got all five; the ring holds one entry
+    expect(worker.counters.flooded).toBe(5);
+    expect(ring.pending).toBe(1);
+    expect(worker.fdb.counters.learnPushed).toBe(1);
+    expect(fdb.lookup(1, parseMac(M1)!)).toBe(-1);
+    expect(drainInto(ring, fdb, 1000)).toBe(1);
+    expect(fdb.lookup(0, parseMac(M1)!)).toBe(0);
+    expect(main.fdb.size).toBe(1);
+    // M2 on port 1 answers: the worker finds M1 on port 0 in the shared table and sends it there alone
+    batch.add(eth(M1, M2));
+    worker.receive(worker.ports[1]!, batch.slab, batch.desc, batch.count);
+    batch.reset();
+    expect(worker.counters.forwarded).toBe(1);
+    expect(worker.ports[2]!.txPackets).toBe(5);
+    expect(worker.ports[0]!.txPackets).toBe(1);
+  });
+
+  it('pushes nothing for a fresh entry on the same port or a static one; a due refresh and a move are pushed', () => {
+    const { fdb, worker, ring, batch } = setup();
+    const send = (port: number, now: number): void => {
+      worker.nowMs = now;
+      batch.add(eth(M2, M1));
+      worker.receive(worker.ports[port]!, batch.slab, batch.desc, batch.count);
+      batch.reset();
+    };
+    fdb.learn(0, parseMac(M1)!, 0, 0);
+    send(0, 500);
+    expect(ring.pending).toBe(0);
+    send(0, 1500); // a refresh is due after REFRESH_GRANULARITY_MS
+    expect(ring.pending).toBe(1);
+    drainInto(ring, fdb, 1500);
+    send(1, 1600); // moved to port 1
+    expect(collect(ring)).toEqual([[LEARN, macHi(parseMac(M1)!), macLo(parseMac(M1)!), 1]]);
+    fdb.addStatic(0, parseMac(M1)!, 2, 1700);
+    send(0, 5000);
+    expect(ring.pending).toBe(0);
+  });
+
+  it('counts a full ring as learn drops; the frames are forwarded all the same', () => {
+    const { worker, ring, batch } = setup();
+    worker.nowMs = 0;
+    for (let i = 0; i < 40; i++) batch.add(eth(M2, `00:16:3e:01:00:${i.toString(16).padStart(2, '0')}`));
+    worker.receive(worker.ports[0]!, batch.slab, batch.desc, batch.count);
+    batch.reset();
+    expect(ring.pending).toBe(16);
+    expect(ring.dropped).toBe(24);
+    expect(worker.fdb.counters.learnDropped).toBe(24);
+    expect(worker.ports[1]!.txPackets).toBe(40);
+  });
+});
+
+describe('data_workers config key', () => {
+  it('default 1, an integer 1..64, a change takes effect at restart', () => {
+    expect(parseConfig('bridges: []').dataWorkers).toBe(1);
+    expect(parseConfig('data_workers: 2\nbridges: []').dataWorkers).toBe(2);
+    for (const v of ['0', '65', '1.5', 'two']) {
+      expect(configIssues(`data_workers: ${v}\nbridges: []`)[0]).toMatch(/^data_workers: must be an integer \(threads that forward, the main thread included\) 1\.\.64, got /);
+    }
+    const plan = diffConfig(parseConfig('bridges: []'), parseConfig('data_workers: 4\nbridges: []'));
+    expect(plan.map((c) => c.line)).toEqual(['~ data_workers 1 -> 4 (takes effect at restart)']);
+    expect(plan[0].action).toEqual({ do: 'atRestart' });
+  });
+});
