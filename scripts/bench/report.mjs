@@ -82,6 +82,7 @@ export function render(result) {
     (result.settings.load_ping_count ? `, ${result.settings.load_ping_count} under load` : '') +
     (result.settings.busy_poll_us !== null && result.settings.busy_poll_us !== undefined ? `; tapbridge busy_poll_us ${result.settings.busy_poll_us}` : '') +
     (result.settings.direct_poll !== null && result.settings.direct_poll !== undefined ? `; tapbridge direct_poll ${result.settings.direct_poll}` : '') +
+    (result.settings.data_workers !== null && result.settings.data_workers !== undefined ? `; tapbridge data_workers ${result.settings.data_workers}` : '') +
     `; load before/after: ${result.load.before} / ${result.load.after}`);
   out.push('');
   const head = ['implementation', 'path', 'TCP 1 Gb/s', 'TCP 2 Gb/s', 'kpps 60B', 'gen kpps', 'drop@a kpps', 'ping ms', 'ping p50/p99 ms',
@@ -209,7 +210,9 @@ export function targets13(M) {
     `${x(r(g('tapbridge/uplink', 'tcp1_gbps'), g('ovs/uplink', 'tcp1_gbps')))} Open vSwitch`);
   v = r(g('tapbridge/tap', 'tcp2_gbps'), g('tapbridge/tap', 'tcp1_gbps'));
   list.push({ name: 'TCP 2 streams (no ratio target on 2 cores)', ratio: v, ok: null,
-    detail: `TAP<->TAP 2 / 1 streams ${x(v)} (${fmt(g('tapbridge/tap', 'tcp2_gbps'), 2)} vs ${fmt(g('tapbridge/tap', 'tcp1_gbps'), 2)} Gb/s); ` +
+    detail: `TAP<->TAP 2 / 1 streams ${x(v)} (${fmt(g('tapbridge/tap', 'tcp2_gbps'), 2)} vs ${fmt(g('tapbridge/tap', 'tcp1_gbps'), 2)} Gb/s; ` +
+      `bridge CPU ${fmt(g('tapbridge/tap', 'tcp2_cpu_pct'), 0)}% vs ${fmt(g('tapbridge/tap', 'tcp1_cpu_pct'), 0)}% of a core, ` +
+      `${fmt(g('tapbridge/tap', 'tcp2_cpu_pct_per_gbps'), 1)} vs ${fmt(g('tapbridge/tap', 'tcp1_cpu_pct_per_gbps'), 1)} %/Gb/s); ` +
       `kernel ${x(r(g('kernel/veth', 'tcp2_gbps'), g('kernel/veth', 'tcp1_gbps')))}` });
   v = r(g('tapbridge/tap', 'pps'), g('vde/tap', 'pps'));
   add('60-byte frames TAP<->TAP >= 1.5x vde_switch', v, (a) => a >= 1.5,
@@ -256,6 +259,7 @@ function main() {
       load_ping_count: Number(env.BENCH_LOAD_PING_COUNT),
       busy_poll_us: env.BENCH_BUSY_POLL_US ? Number(env.BENCH_BUSY_POLL_US) : null,
       direct_poll: env.BENCH_DIRECT_POLL ? env.BENCH_DIRECT_POLL === 'true' : null,
+      data_workers: env.BENCH_DATA_WORKERS ? Number(env.BENCH_DATA_WORKERS) : null,
     },
     load: { before: env.BENCH_LOAD_BEFORE, after: env.BENCH_LOAD_AFTER },
     elapsed_s: Number(env.BENCH_ELAPSED),

@@ -32,6 +32,7 @@
 #            per wakeup), from /proc/PID/task/*/schedstat, less the idle baseline measured over 1 s before
 #            (idle_cpu_pct)
 #   tcp1     iperf3 -t T, 1 stream (Gbit/s, receiver side)      tcp2  the same with -P 2
+#            tcpN_cpu_pct: the bridge's CPU (all threads, % of one core) during that run; tcpN_cpu_pct_per_gbps: per Gbit/s
 #   pps      60-byte frames/s counted at b's eth0 (rx_packets delta over a window inside the flood) from the C sendmmsg
 #            generator flood.c in a (compiled with cc at run time), dst = b's MAC (known unicast), ethertype 0x88b5
 #   offered  the generator's own send rate during that flood
@@ -61,6 +62,8 @@
 #                       in the JSON's settings and the header line, so runs with and without can be compared
 #   --direct-poll on|off  run the tapbridge daemon with `direct_poll: true|false` (default: the daemon's default, on);
 #                       in the JSON's settings and the header line like --busy-poll-us
+#   --data-workers N    run the tapbridge daemon with `data_workers: N` (threads that forward, the main thread included;
+#                        default: the daemon's default, 1)
 #   --scaling           instead of the comparison: scaling curves (see scaling.sh) for tapbridge, kernel, vde, ovs
 #                       (--impl applies): forwarded kpps and CPU per frame with 2, 8 and 32 TAP ports, unicast pairs
 #                       and with 10% broadcast, and ping p50/p99 with 0, 1 and 2 busy TCP streams; JSON + a gnuplot PNG
@@ -97,6 +100,7 @@ SCALING_PORTS=2,8,32
 SCALING_KPPS=800
 BUSY_POLL_US=
 DIRECT_POLL=
+DATA_WORKERS=
 OUT=
 VDE_UPLINK=0
 PROFILE_DIR=
@@ -111,6 +115,7 @@ while [ $# -gt 0 ]; do
 	--scaling-rate) SCALING_KPPS=$2; shift ;;
 	--busy-poll-us) BUSY_POLL_US=$2; shift ;;
 	--direct-poll) DIRECT_POLL=$2; shift ;;
+	--data-workers) DATA_WORKERS=$2; shift ;;
 	--tcp-seconds) TCP_SECONDS=$2; shift ;;
 	--flood-seconds) FLOOD_SECONDS=$2; shift ;;
 	--ping-count) PING_COUNT=$2; shift ;;
@@ -141,6 +146,7 @@ if [ -n "$BUSY_POLL_US" ]; then
 	[[ $BUSY_POLL_US =~ ^[0-9]{1,7}$ ]] && [ "$BUSY_POLL_US" -le 1000000 ] || tb_die "--busy-poll-us takes 0..1000000"
 fi
 case $DIRECT_POLL in '') ;; on) DIRECT_POLL=true ;; off) DIRECT_POLL=false ;; *) tb_die "--direct-poll takes on or off" ;; esac
+case $DATA_WORKERS in '') ;; *[!0-9]*) tb_die "--data-workers takes an integer 1..64" ;; *) { [ "$DATA_WORKERS" -ge 1 ] && [ "$DATA_WORKERS" -le 64 ]; } || tb_die "--data-workers takes an integer 1..64" ;; esac
 for impl in ${IMPLS//,/ }; do
 	case $impl in tapbridge | kernel | vde | ovs) ;; *) tb_die "--impl: unknown implementation '$impl' (tapbridge,kernel,vde,ovs)" ;; esac
 done
@@ -296,6 +302,7 @@ topo_up() { # topo_up IMPL PATH
 			echo "state_dir: $WORK"
 			[ -n "$BUSY_POLL_US" ] && echo "busy_poll_us: $BUSY_POLL_US"
 			[ -n "$DIRECT_POLL" ] && echo "direct_poll: $DIRECT_POLL"
+			[ -n "$DATA_WORKERS" ] && echo "data_workers: $DATA_WORKERS"
 			echo "bridges:"
 			echo "  - name: br0"
 			echo "    fdb_max: $fdb_max"
@@ -547,14 +554,21 @@ iperf_gbps() {
 		const r=e.sum_received||e.sum; console.log((r.bits_per_second/1e9).toFixed(3))' "$1"
 }
 
-m_iperf() { # m_iperf STREAMS: Gbit/s at the receiver
-	local streams=$1 out=$WORK/iperf.json srv rc=0
+m_iperf() { # m_iperf STREAMS: Gbit/s at the receiver; the bridge's CPU (% of one core, all threads) over the run in $WORK/iperf.cpu
+	local streams=$1 out=$WORK/iperf.json srv rc=0 c0 c1 t0 t1
 	iperf_server 5201 $((TCP_SECONDS + 20)) "$WORK/iperf-srv.log"
 	srv=$TB_LAST_PID
+	c0=$(cpu_ns); t0=$EPOCHREALTIME
 	timeout $((TCP_SECONDS + 15)) ip netns exec "$NS_A" iperf3 -c "$IP_B" -p 5201 -t "$TCP_SECONDS" -P "$streams" -J \
 		>"$out" 2>&1 || rc=$?
+	c1=$(cpu_ns); t1=$EPOCHREALTIME
 	tb_stop_pid "$srv" 3
 	[ "$rc" -eq 0 ] || { tb_warn "iperf3 -P $streams failed (rc $rc): $(head -c 300 "$out")"; return 1; }
+	if [ "${#BR_PIDS[@]}" -gt 0 ]; then
+		awk -v c=$((c1 - c0)) -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", 100 * c / 1e9 / (b - a) }' >"$WORK/iperf.cpu"
+	else
+		rm -f "$WORK/iperf.cpu"
+	fi
 	iperf_gbps "$out"
 }
 
@@ -593,8 +607,17 @@ m_flood() {
 measure() { # measure IMPL PATH REP
 	local impl=$1 path=$2 rep=$3 v
 	m_ping "$impl" "$path" "$rep"
-	if v=$(m_iperf 1); then record "$impl" "$path" "$rep" tcp1_gbps "$v"; fi
-	if v=$(m_iperf 2); then record "$impl" "$path" "$rep" tcp2_gbps "$v"; fi
+	local n
+	for n in 1 2; do
+		if v=$(m_iperf "$n"); then
+			record "$impl" "$path" "$rep" "tcp${n}_gbps" "$v"
+			# the bridge's CPU during the stream(s), in % of one core and per Gbit/s (1 against 2 data_workers)
+			if [ -s "$WORK/iperf.cpu" ]; then
+				record "$impl" "$path" "$rep" "tcp${n}_cpu_pct" "$(cat "$WORK/iperf.cpu")"
+				record "$impl" "$path" "$rep" "tcp${n}_cpu_pct_per_gbps" "$(awk -v c="$(cat "$WORK/iperf.cpu")" -v g="$v" 'BEGIN { if (g > 0) printf "%.2f", c / g }')"
+			fi
+		fi
+	done
 	m_load_ping "$impl" "$path" "$rep" 1 "$LOAD_PING_COUNT"
 	m_flood "$impl" "$path" "$rep"
 	if [ "${#BR_PIDS[@]}" -gt 0 ]; then
@@ -746,7 +769,7 @@ if [ "$SCALING" = 1 ]; then
 	scaling
 	exit 0
 fi
-tb_info "tapbridge bench: ${ORDER[*]}; $REPS rep(s); tcp ${TCP_SECONDS}s, flood window ${FLOOD_SECONDS}s, $PING_COUNT pings${BUSY_POLL_US:+; tapbridge busy_poll_us $BUSY_POLL_US}${DIRECT_POLL:+; tapbridge direct_poll $DIRECT_POLL}; load $LOAD_BEFORE"
+tb_info "tapbridge bench: ${ORDER[*]}; $REPS rep(s); tcp ${TCP_SECONDS}s, flood window ${FLOOD_SECONDS}s, $PING_COUNT pings${BUSY_POLL_US:+; tapbridge busy_poll_us $BUSY_POLL_US}${DIRECT_POLL:+; tapbridge direct_poll $DIRECT_POLL}${DATA_WORKERS:+; tapbridge data_workers $DATA_WORKERS}; load $LOAD_BEFORE"
 START=$(date +%s)
 for ((rep = 1; rep <= REPS; rep++)); do
 	for impl in "${ORDER[@]}"; do
@@ -779,6 +802,6 @@ if [ -z "$OUT" ]; then
 	OUT=$BENCH_DIR/results/$(date -u +%Y-%m-%dT%H%M%SZ).json
 fi
 BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_REPS=$REPS BENCH_TCP_SECONDS=$TCP_SECONDS BENCH_FLOOD_SECONDS=$FLOOD_SECONDS \
-	BENCH_PING_COUNT=$PING_COUNT BENCH_SOAK_SECONDS=$SOAK_SECONDS BENCH_LOAD_PING_COUNT=$LOAD_PING_COUNT BENCH_BUSY_POLL_US=$BUSY_POLL_US BENCH_DIRECT_POLL=$DIRECT_POLL BENCH_LOAD_BEFORE=$LOAD_BEFORE BENCH_LOAD_AFTER=$LOAD_AFTER \
+	BENCH_PING_COUNT=$PING_COUNT BENCH_SOAK_SECONDS=$SOAK_SECONDS BENCH_LOAD_PING_COUNT=$LOAD_PING_COUNT BENCH_BUSY_POLL_US=$BUSY_POLL_US BENCH_DIRECT_POLL=$DIRECT_POLL BENCH_DATA_WORKERS=$DATA_WORKERS BENCH_LOAD_BEFORE=$LOAD_BEFORE BENCH_LOAD_AFTER=$LOAD_AFTER \
 	BENCH_ELAPSED=$(($(date +%s) - START)) BENCH_SKIPPED=$(printf '%s\n' "${SKIPPED[@]+"${SKIPPED[@]}"}") \
 	"$NODE_BIN" "$BENCH_DIR/report.mjs"

@@ -63,6 +63,7 @@ scale_up() {
 			echo "control_socket: $WORK/tb.sock"
 			echo "state_dir: $WORK"
 			[ -n "$BUSY_POLL_US" ] && echo "busy_poll_us: $BUSY_POLL_US"
+			[ -n "${DATA_WORKERS:-}" ] && echo "data_workers: $DATA_WORKERS"
 			echo "bridges:"
 			echo "  - name: br0"
 			echo "    ports:"
@@ -203,6 +204,6 @@ scaling() {
 	}
 	BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_REPS=$REPS BENCH_FLOOD_SECONDS=$FLOOD_SECONDS BENCH_PING_COUNT=$LOAD_PING_COUNT \
 		BENCH_SCALING_PORTS=$SCALING_PORTS BENCH_SCALING_KPPS=$SCALING_KPPS BENCH_LOAD_BEFORE=$LOAD_BEFORE \
-		BENCH_LOAD_AFTER=$LOAD_AFTER BENCH_ELAPSED=$(($(date +%s) - start)) BENCH_BUSY_POLL_US=$BUSY_POLL_US BENCH_PLOT=$plot BENCH_WORK=$WORK \
+		BENCH_LOAD_AFTER=$LOAD_AFTER BENCH_ELAPSED=$(($(date +%s) - start)) BENCH_BUSY_POLL_US=$BUSY_POLL_US BENCH_DATA_WORKERS=${DATA_WORKERS:-} BENCH_PLOT=$plot BENCH_WORK=$WORK \
 		BENCH_SKIPPED=$(printf '%s\n' "${SKIPPED[@]+"${SKIPPED[@]}"}") "$NODE_BIN" "$BENCH_DIR/scaling.mjs"
 }

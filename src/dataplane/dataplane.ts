@@ -305,7 +305,10 @@ export class DataPlane {
               s.fd = unixSocket.dup(io.fd);
               dups.push(s.fd);
             } catch (err) {
-              this.log.warn({ err, port: s.name }, 'dup of a port fd for a data worker failed; the worker does not get it');
+              // the main thread keeps reading it (from the next sync on), and the worker cannot send to it
+              this.refused.add(s.ioKey);
+              this.log.warn({ err, port: s.name }, 'dup of a port fd for a data worker failed; the main thread reads the port');
+              if (!this.stopped) setImmediate(() => this.sync(false));
               continue;
             }
           }
@@ -313,7 +316,8 @@ export class DataPlane {
         }
         tables[name] = snaps.filter((s) => held.has(s.id));
         slot.held = held;
-        slot.sent = json;
+        // a table with a port left out is sent again at the next sync
+        slot.sent = held.size === snaps.length ? json : '';
         changed = true;
       }
       if (!changed && !force) continue;
@@ -328,6 +332,9 @@ export class DataPlane {
     }
     if (waiting.length > 0) this.syncs++;
     this.waitFor(waiting, epoch);
+    // what the workers learned before they applied this table: a port removed meanwhile is skipped here, before
+    // its id can be given to a new port
+    this.drain();
     // the main thread reads again what came back, once the worker that had it has stopped
     for (const [p, owner] of owners) {
       if (owner === 0 && p.io instanceof PacketPort && this.stoppedHere.has(p.io)) {

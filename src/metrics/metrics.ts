@@ -8,6 +8,9 @@
 //   tapbridge_fdb_events_total{bridge,event}           event = learned | aged | moved | evicted
 //   tapbridge_bond_active_member{bond,member}          1 on the active member, 0 on the other
 //   tapbridge_bond_failovers_total{bond}
+//   tapbridge_data_worker_ports{worker}                ports each forwarding thread reads (worker 0: the main thread)
+//   tapbridge_data_worker_frames_total{worker}         frames a data-plane worker thread read (data_workers > 1)
+//   tapbridge_data_worker_learn_dropped_total{worker}  learning events its full ring refused
 //   tapbridge_event_loop_utilization_ratio             share of time the event loop was busy since the last scrape
 //   tapbridge_event_loop_active_seconds_total          busy time of the event loop (rate() of it = utilisation)
 //   process_* and nodejs_* (prom-client's default metrics; nodejs_eventloop_lag_* is the event-loop lag), less the
@@ -24,18 +27,22 @@ import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { BridgeStats, ShowBridge } from '../daemon/daemon.js';
 import type { BondShow } from '../daemon/bond.js';
+import type { DataPlaneShow } from '../dataplane/dataplane.js';
 
 /** The daemon's read-only views a scrape needs. */
 export interface MetricsSource {
   stats(): BridgeStats[];
   show(): ShowBridge[];
   bondShow(name?: unknown): BondShow | BondShow[];
+  /** data_workers.show (absent: no such family) */
+  dataWorkersShow?(): DataPlaneShow;
 }
 
 interface Snapshot {
   stats: BridgeStats[];
   show: ShowBridge[];
   bonds: BondShow[];
+  workers: DataPlaneShow['workers'];
 }
 
 type Labels = Readonly<Record<string, string>>;
@@ -132,7 +139,7 @@ export class DaemonMetrics {
   readonly registry = new Registry();
   private readonly source: MetricsSource;
   private readonly labels = new LabelCache();
-  private snap: Snapshot = { stats: [], show: [], bonds: [] };
+  private snap: Snapshot = { stats: [], show: [], bonds: [], workers: [] };
   private lastElu: EventLoopUtilization = performance.eventLoopUtilization();
 
   constructor(source: MetricsSource) {
@@ -210,6 +217,20 @@ export class DaemonMetrics {
       }
     });
 
+    const W = ['worker'] as const;
+    add('tapbridge_data_worker_ports', 'Ports each forwarding thread reads (worker 0 is the main thread; data_workers).', 'gauge', (out) => {
+      for (const w of this.snap.workers) out.push({ value: w.ports.length, labels: NO_LABELS, sharedLabels: this.labels.get([String(w.id)], W) });
+    });
+    const workerFamily = (name: string, help: string, pick: (w: DataPlaneShow['workers'][number]) => number): void => {
+      add(name, help, 'counter', (out) => {
+        for (const w of this.snap.workers) {
+          if (w.id > 0 && finite(pick(w))) out.push({ value: pick(w), labels: NO_LABELS, sharedLabels: this.labels.get([String(w.id)], W) });
+        }
+      });
+    };
+    workerFamily('tapbridge_data_worker_frames_total', 'Frames a data-plane worker thread read and forwarded (data_workers > 1).', (w) => w.frames);
+    workerFamily('tapbridge_data_worker_learn_dropped_total', 'Learning events of a worker thread its full ring refused (the frames were flooded, not lost).', (w) => w.learn_dropped);
+
     add('tapbridge_event_loop_utilization_ratio', 'Share of wall time the event loop was busy since the previous scrape (0..1).', 'gauge', (out) => {
       const now = performance.eventLoopUtilization();
       out.push({ value: performance.eventLoopUtilization(now, this.lastElu).utilization, labels: NO_LABELS, sharedLabels: NO_LABELS });
@@ -224,7 +245,10 @@ export class DaemonMetrics {
   /** One snapshot of the daemon's counters, then the text exposition format. */
   async scrape(): Promise<string> {
     const bonds = this.source.bondShow();
-    this.snap = { stats: this.source.stats(), show: this.source.show(), bonds: Array.isArray(bonds) ? bonds : [bonds] };
+    this.snap = {
+      stats: this.source.stats(), show: this.source.show(), bonds: Array.isArray(bonds) ? bonds : [bonds],
+      workers: this.source.dataWorkersShow?.().workers ?? [],
+    };
     try {
       return await this.registry.metrics();
     } finally {

@@ -29,6 +29,13 @@ function source(rx = 10): MetricsSource & { drops: Record<string, number> } {
       uplink: { name: 'bond0', kind: 'bond', state: 'up' },
       ports: [{ name: 'vif1.0', kind: 'tap', state: 'down', ifindex: 4 }],
     }],
+    dataWorkersShow: () => ({
+      data_workers: 2, epoch: 3, syncs: 3, learned_from_workers: 2,
+      workers: [
+        { id: 0, alive: true, ports: ['vif1.0'], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, lookup_retries: 0, sync_timeouts: 0 },
+        { id: 1, alive: true, ports: ['vif2.0', 'vif3.0'], batches: 40, frames: 321, learn_pushed: 5, learn_dropped: 1, lookup_retries: 0, sync_timeouts: 0 },
+      ],
+    }),
     bondShow: () => [{
       name: 'bond0', mode: 'active-backup', active: 'peth1', primary: 'peth0', primary_reselect: 'always', mii_status: 'up',
       miimon: 100, updelay: 0, downdelay: 0, num_grat_arp: 1, peer_notif_delay: 0, failovers: 3,
@@ -70,6 +77,11 @@ describe('DaemonMetrics', () => {
     expect(s.get('tapbridge_bond_active_member{bond="bond0",member="peth1"}')).toBe(1);
     expect(s.get('tapbridge_bond_active_member{bond="bond0",member="peth0"}')).toBe(0);
     expect(s.get('tapbridge_bond_failovers_total{bond="bond0"}')).toBe(3);
+    expect(s.get('tapbridge_data_worker_ports{worker="0"}')).toBe(1);
+    expect(s.get('tapbridge_data_worker_ports{worker="1"}')).toBe(2);
+    expect(s.get('tapbridge_data_worker_frames_total{worker="1"}')).toBe(321);
+    expect(s.has('tapbridge_data_worker_frames_total{worker="0"}')).toBe(false);
+    expect(s.get('tapbridge_data_worker_learn_dropped_total{worker="1"}')).toBe(1);
     expect(s.get('tapbridge_event_loop_utilization_ratio')).toBeGreaterThanOrEqual(0);
     expect(s.has('tapbridge_event_loop_active_seconds_total')).toBe(true);
     expect(s.has('nodejs_eventloop_lag_seconds')).toBe(true);
