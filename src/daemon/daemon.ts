@@ -302,8 +302,9 @@ export class Daemon {
       },
     });
     this.dataPlane = dp;
+    const t0 = performance.now();
     dp.start(this.now());
-    this.log.info({ ...dp.show() }, 'data plane on threads');
+    this.log.info({ ...dp.show(), start_ms: Math.round(performance.now() - t0) }, 'data plane on threads');
   }
 
   /**

@@ -31,6 +31,8 @@ import {
 export const LEARN_RING_ENTRIES = 4096;
 /** How long sync() waits for a worker's answer before it gives up on that worker for this round. */
 export const SYNC_TIMEOUT_MS = 2000;
+/** The first sync also waits for the workers to start (a V8 isolate, the modules, the addon each). */
+export const START_TIMEOUT_MS = 10_000;
 const RX_KINDS = new Set(['tap', 'attach', 'uplink']);
 
 /** Atomics.waitAsync (V8 has it since Node 16; TypeScript's lib only from ES2024). */
@@ -120,7 +122,7 @@ export class DataPlane {
   start(nowMs: number): void {
     this.setClock(nowMs);
     for (let id = 1; id < this.opts.count; id++) this.spawn(id);
-    this.sync(true);
+    this.sync(true, START_TIMEOUT_MS);
   }
 
   private spawn(id: number): void {
@@ -234,9 +236,9 @@ export class DataPlane {
 
   /**
    * Brings every worker up to the current port tables; with `force` a round trip happens even when nothing
-   * changed (fresh counters for stats). Returns when every live worker answered or SYNC_TIMEOUT_MS passed.
+   * changed (fresh counters for stats). Returns when every live worker answered or timeoutMs passed.
    */
-  sync(force: boolean): void {
+  sync(force: boolean, timeoutMs = SYNC_TIMEOUT_MS): void {
     if (this.stopped) return;
     const live = this.workers.filter((h) => h.alive);
     const paused = this.opts.paused();
@@ -331,7 +333,7 @@ export class DataPlane {
       }
     }
     if (waiting.length > 0) this.syncs++;
-    this.waitFor(waiting, epoch);
+    this.waitFor(waiting, epoch, timeoutMs);
     // what the workers learned before they applied this table: a port removed meanwhile is skipped here, before
     // its id can be given to a new port
     this.drain();
@@ -346,8 +348,8 @@ export class DataPlane {
     this.fold();
   }
 
-  private waitFor(list: WorkerHandle[], epoch: number): void {
-    const deadline = performance.now() + SYNC_TIMEOUT_MS;
+  private waitFor(list: WorkerHandle[], epoch: number, timeoutMs: number): void {
+    const deadline = performance.now() + timeoutMs;
     for (const h of list) {
       for (;;) {
         const seen = Atomics.load(h.ack, 0);
@@ -439,7 +441,7 @@ export class DataPlane {
         // gone already
       }
     }
-    this.waitFor(live, epoch);
+    this.waitFor(live, epoch, SYNC_TIMEOUT_MS);
     this.fold();
     this.stopped = true;
     for (const io of this.stoppedHere) if (!io.isClosed && !this.opts.paused()) io.resume();

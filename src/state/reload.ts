@@ -420,4 +420,6 @@ export function applyPlan(d: Daemon, plan: readonly Change[], n: DaemonConfig, o
   }
   for (const b of n.bridges) d.setBridgeConfig(b);
   d.config = n;
+  // data_workers > 1: the workers forward with the reloaded ports from here on (tests' stand-in daemons have no data plane)
+  d.syncDataPlane?.();
 }

@@ -71,7 +71,9 @@ describe.skipIf(!support.ok)("data_workers: 2" + skipNote, () => {
     expect(all).toEqual(VMS.map((vm) => VIF[vm]).sort());
     onWorker = VMS.filter((vm) => s.workers[1].ports.includes(VIF[vm]));
     onMain = VMS.filter((vm) => s.workers[0].ports.includes(VIF[vm]));
-    console.log(`data_workers: main reads ${onMain.map((v) => VIF[v]).join(", ")}; worker 1 reads ${onWorker.map((v) => VIF[v]).join(", ")}`);
+    const started = (lab.daemon!.stdout + lab.daemon!.stderr).split("\n").find((l) => l.includes("data plane on threads")) ?? "";
+    console.log(`data_workers: main reads ${onMain.map((v) => VIF[v]).join(", ")}; worker 1 reads ${onWorker.map((v) => VIF[v]).join(", ")}; ` +
+      `started in ${/"start_ms":(\d+)/.exec(started)?.[1] ?? "?"} ms`);
     expect(onWorker.length).toBeGreaterThan(0);
     expect(onMain.length).toBeGreaterThan(0);
   });
@@ -107,6 +109,9 @@ describe.skipIf(!support.ok)("data_workers: 2" + skipNote, () => {
     const mb = await port(VIF[m]);
     const r = await lab.ping(w, IP[m], 100, { intervalS: 0.005 });
     expect(r.output).toMatch(/100 packets transmitted, 100 received/);
+    const t0 = performance.now();
+    for (let i = 0; i < 100; i++) await rpc("stats");
+    console.log(`data_workers: 100 stats requests (each a round trip to the worker) in ${Math.round(performance.now() - t0)} ms`);
     const wa = await port(VIF[w]);
     const ma = await port(VIF[m]);
     console.log(`data_workers: 100 pings ${w} -> ${m}: ${VIF[w]} rx +${wa.rx - wb.rx} tx +${wa.tx - wb.tx}, ${VIF[m]} rx +${ma.rx - mb.rx} tx +${ma.tx - mb.tx}`);
