@@ -23,7 +23,7 @@ import { PacketPort, unixSocket } from '../io/native.js';
 import { PortCounter } from '../io/native-types.js';
 import { LearnRing, type LearnSink } from './learn-ring.js';
 import {
-  BRIDGE_FIELDS, counterSlabBytes, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, ROW_NATIVE, type MainToWorker, type PortSnap, type WorkerInit,
+  BRIDGE_FIELDS, counterSlabBytes, ENGINE_FIELDS, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, ROW_NATIVE, type MainToWorker, type PortSnap, type WorkerInit,
   type WorkerToMain,
 } from './protocol.js';
 
@@ -397,10 +397,10 @@ export class DataPlane {
         }
         const base = br.ports.length * ROW;
         const bc = br.counters as unknown as Record<string, number>;
-        for (let k = 0; k < 3; k++) {
+        for (let k = 0; k < ENGINE_FIELDS.length; k++) {
           const d = c[base + k] - f[base + k];
           f[base + k] = c[base + k];
-          if (d > 0) bc[BRIDGE_FIELDS[k]] += d;
+          if (d > 0) bc[ENGINE_FIELDS[k]] += d;
         }
       }
     }

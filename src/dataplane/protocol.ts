@@ -32,7 +32,10 @@ export const ROW_GEN = 0;
 export const ROW_FIELDS = 1;
 export const ROW_NATIVE = ROW_FIELDS + PORT_FIELDS.length;
 export const ROW = ROW_NATIVE + PortCounter.Count;
-export const BRIDGE_FIELDS = ['flooded', 'floodedGroup', 'forwarded', 'batches', 'frames', 'learnPushed', 'learnDropped', 'retries'] as const;
+/** The engine's counters (Bridge.counters) a worker adds to, first in the bridge part of the slab. */
+export const ENGINE_FIELDS = ['flooded', 'floodedGroup', 'forwarded'] as const;
+/** The bridge part of a counter slab: ENGINE_FIELDS, then the worker's own figures for data_workers.show. */
+export const BRIDGE_FIELDS = [...ENGINE_FIELDS, 'batches', 'frames', 'learnPushed', 'learnDropped', 'retries'] as const;
 
 export function counterSlabBytes(maxPorts: number): number {
   return 8 * (maxPorts * ROW + BRIDGE_FIELDS.length);
