@@ -34,6 +34,8 @@ export const SYNC_TIMEOUT_MS = 2000;
 /** The first sync also waits for the workers to start (a V8 isolate, the modules, the addon each). */
 export const START_TIMEOUT_MS = 10_000;
 const RX_KINDS = new Set(['tap', 'attach', 'uplink']);
+/** The largest VLAN id a learning entry can carry (entries are range-checked before they reach the FDB). */
+const VID_MAX = 4094;
 
 /** Atomics.waitAsync (V8 has it since Node 16; TypeScript's lib only from ES2024). */
 const waitAsync = (Atomics as unknown as {
@@ -194,7 +196,12 @@ export class DataPlane {
     const [word, index] = slot.ring.signalWord;
     const again = (): void => {
       if (this.stopped || !h.alive) return;
-      this.drainSlot(slot);
+      try {
+        this.drainSlot(slot);
+      } catch (err) {
+        // a bug must not end the daemon from a promise callback; the tick drains again
+        this.log.error({ err, worker: h.id }, 'draining a learning ring failed');
+      }
       const r = waitAsync(word, index, Atomics.load(word, index), 1000);
       if (r.async) void r.value.then(again);
       else setImmediate(again);
@@ -209,13 +216,16 @@ export class DataPlane {
     const now = this.clock[0];
     const sink: LearnSink = {
       learn: (hi, lo, portId) => {
+        if (hi >>> 16 > VID_MAX) return;
         const p = br.ports[portId];
         // the worker's copy may be one sync behind: learn only for a port that still learns here
         if (p === null || p === undefined || !p.learning || p.state !== 'up') return;
         fdb.learnHL(hi >>> 16, hi & 0xffff, lo, portId, now);
         this.learned++;
       },
-      arp: (hi, lo, ip) => fdb.setIpv4(hi >>> 16, hi & 0xffff, lo, ip),
+      arp: (hi, lo, ip) => {
+        if (hi >>> 16 <= VID_MAX) fdb.setIpv4(hi >>> 16, hi & 0xffff, lo, ip);
+      },
     };
     slot.ring.drain(sink);
   }
