@@ -321,7 +321,7 @@ export class Daemon {
     this.dataPlane?.sync(true);
     return this.dataPlane?.show() ?? {
       data_workers: this.config.dataWorkers, epoch: 0, syncs: 0, learned_from_workers: 0,
-      workers: [{ id: 0, alive: true, ports: [...this.byName.keys()], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, lookup_retries: 0, sync_timeouts: 0 }],
+      workers: [{ id: 0, alive: true, ports: [...this.byName.keys()], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0 }],
     };
   }
 

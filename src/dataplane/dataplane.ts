@@ -93,7 +93,7 @@ export interface DataPlaneShow {
   learned_from_workers: number;
   workers: Array<{
     id: number; alive: boolean; ports: string[]; batches: number; frames: number; learn_pushed: number; learn_dropped: number;
-    lookup_retries: number; sync_timeouts: number;
+    sync_timeouts: number;
   }>;
 }
 
@@ -111,6 +111,8 @@ export class DataPlane {
   private learned = 0;
   private stopped = false;
   private mainPorts = new Map<string, string[]>();
+  /** per bridge at start: the workers' batch counters (worker id - 1 indexes them) */
+  private readonly readers = new Map<Bridge, Int32Array>();
   /** I/O objects a worker could not adopt: read by the main thread only */
   private readonly refused = new Set<number>();
 
@@ -123,6 +125,13 @@ export class DataPlane {
   /** Starts the workers (count - 1 of them) and hands out the ports. */
   start(nowMs: number): void {
     this.setClock(nowMs);
+    // the workers' batch counters, one word each per bridge: the FDB reuses a removed entry only once no worker
+    // can still hold it (fdb.ts, "Shared")
+    for (const b of this.opts.bridges()) {
+      const readers = new Int32Array(new SharedArrayBuffer(4 * (this.opts.count - 1)));
+      b.bridge.fdb.setReaders(readers);
+      this.readers.set(b.bridge, readers);
+    }
     for (let id = 1; id < this.opts.count; id++) this.spawn(id);
     this.sync(true, START_TIMEOUT_MS);
   }
@@ -138,7 +147,12 @@ export class DataPlane {
       const ring = new LearnRing(LEARN_RING_ENTRIES);
       const counters = new Float64Array(new SharedArrayBuffer(counterSlabBytes(maxPorts)));
       slots.set(b.name, { bridge: b.bridge, ring, counters, folded: new Float64Array(counters.length), held: new Map(), sent: '', ports: [] });
-      init.bridges.push({ name: b.name, maxPorts, fdb: layout, ring: ring.buffer, counters: counters.buffer as SharedArrayBuffer });
+      const readers = this.readers.get(b.bridge);
+      if (readers === undefined) throw new Error(`bridge ${b.name}: no reader counters`);
+      init.bridges.push({
+        name: b.name, maxPorts, fdb: layout, readers: readers.buffer as SharedArrayBuffer, reader: id - 1, ring: ring.buffer,
+        counters: counters.buffer as SharedArrayBuffer,
+      });
     }
     const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, name: `tapbridge-dp${id}` });
     const h: WorkerHandle = { id, worker, ack: new Int32Array(ackBuf), slots, alive: true, timeouts: 0, exited: Promise.resolve() };
@@ -162,7 +176,11 @@ export class DataPlane {
   private lose(h: WorkerHandle): void {
     if (!h.alive) return;
     h.alive = false;
-    for (const slot of h.slots.values()) slot.held.clear();
+    for (const slot of h.slots.values()) {
+      slot.held.clear();
+      // it may have ended inside a batch: its counter must not hold removed FDB entries back
+      slot.bridge.fdb.readerGone(h.id - 1);
+    }
     if (!this.stopped) setImmediate(() => this.sync(false));
   }
 
@@ -419,11 +437,10 @@ export class DataPlane {
   /** data_workers.show */
   show(): DataPlaneShow {
     const workers: DataPlaneShow['workers'] = [{
-      id: 0, alive: true, ports: [...this.mainPorts.values()].flat(), batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, lookup_retries: 0,
-      sync_timeouts: 0,
+      id: 0, alive: true, ports: [...this.mainPorts.values()].flat(), batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0,
     }];
     for (const h of this.workers) {
-      const row = { id: h.id, alive: h.alive, ports: [] as string[], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, lookup_retries: 0, sync_timeouts: h.timeouts };
+      const row = { id: h.id, alive: h.alive, ports: [] as string[], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: h.timeouts };
       for (const slot of h.slots.values()) {
         if (h.alive) row.ports.push(...slot.ports);
         const base = slot.bridge.ports.length * ROW;
@@ -432,7 +449,6 @@ export class DataPlane {
         row.frames += v('frames');
         row.learn_pushed += v('learnPushed');
         row.learn_dropped += slot.ring.dropped;
-        row.lookup_retries += v('retries');
       }
       workers.push(row);
     }
@@ -454,6 +470,8 @@ export class DataPlane {
     this.waitFor(live, epoch, SYNC_TIMEOUT_MS);
     this.fold();
     this.stopped = true;
+    // the workers closed their ports: nothing reads the tables beside the main thread any more
+    for (const br of this.readers.keys()) br.fdb.setReaders(null);
     for (const io of this.stoppedHere) if (!io.isClosed && !this.opts.paused()) io.resume();
     this.stoppedHere.clear();
     await Promise.all(this.workers.map(async (h) => {

@@ -1,13 +1,12 @@
 // A data-plane worker's view of a bridge's FDB (src/fdb/fdb.ts with `shared`): lookups read the shared table
-// under its sequence lock; learning is pushed to the worker's learning ring for the main thread, the table's
-// only writer. The engine (src/bridge/bridge.ts) calls it exactly as it calls the Fdb itself.
+// without a lock (why that is safe: fdb.ts, "Shared"; the worker's batch counter, set around every receive
+// batch, is what lets the writer reuse removed entries); learning is pushed to the worker's learning ring for the
+// main thread, the table's only writer. The engine (src/bridge/bridge.ts) calls it exactly as it calls the Fdb.
 
 import { FLAG_STATIC, fdbHash, REFRESH_GRANULARITY_MS, type SharedFdbLayout } from '../fdb/fdb.js';
 import { LEARN, LEARN_ARP, type LearnRing } from './learn-ring.js';
 
 const EMPTY = -1;
-/** Lookups that found the table changing this many times in a row give up and report a miss (a flood). */
-const MAX_RETRIES = 64;
 /** Slots of the recently-pushed filter (a direct-mapped cache: a new MAC's burst is pushed once, not per frame). */
 const RECENT_SLOTS = 256;
 
@@ -16,8 +15,6 @@ export interface WorkerFdbCounters {
   learnPushed: number;
   /** pushes the ring refused (full) */
   learnDropped: number;
-  /** lookups that had to read the table again because the writer changed it meanwhile */
-  retries: number;
 }
 
 export class WorkerFdb {
@@ -27,7 +24,6 @@ export class WorkerFdb {
   private readonly flags: Uint8Array;
   private readonly seenMs: Float64Array;
   private readonly buckets: Int32Array;
-  private readonly seq: Int32Array;
   private readonly mask: number;
   private readonly ring: LearnRing;
   /** per-port caps live with the writer; the engine writes this array when it adds a port */
@@ -36,8 +32,8 @@ export class WorkerFdb {
   private readonly recentLo = new Int32Array(RECENT_SLOTS);
   private readonly recentPort = new Int32Array(RECENT_SLOTS).fill(EMPTY);
   private readonly recentMs = new Float64Array(RECENT_SLOTS);
-  readonly counters: WorkerFdbCounters = { learnPushed: 0, learnDropped: 0, retries: 0 };
-  /** the entry found by the last find(), read inside the same sequence window */
+  readonly counters: WorkerFdbCounters = { learnPushed: 0, learnDropped: 0 };
+  /** the entry found by the last find() */
   private foundPort = EMPTY;
   private foundFlags = 0;
   private foundSeen = 0;
@@ -50,7 +46,6 @@ export class WorkerFdb {
     this.flags = new Uint8Array(layout.flags);
     this.seenMs = new Float64Array(layout.seenMs);
     this.buckets = new Int32Array(layout.buckets);
-    this.seq = new Int32Array(layout.seq);
     this.mask = layout.mask;
     if (this.keyHi.length !== n || this.port.length !== n || this.buckets.length !== this.mask + 1) {
       throw new RangeError('shared FDB layout does not match its sizes');
@@ -60,34 +55,25 @@ export class WorkerFdb {
   }
 
   /**
-   * Finds (hi, lo) in one consistent read of the table: true with foundPort/foundFlags/foundSeen set, false
-   * when absent (or when the writer kept changing the table: a miss, so the frame is flooded, never misdelivered).
+   * Finds (hi, lo): true with foundPort/foundFlags/foundSeen set, false when absent (or, rarely, while the writer
+   * shifts the entry within its probe run: a miss, so the frame is flooded, never sent to a wrong port).
    */
   private find(hi: number, lo: number): boolean {
-    const seq = this.seq;
     const buckets = this.buckets;
     const mask = this.mask;
-    for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
-      const s = Atomics.load(seq, 0);
-      if ((s & 1) === 0) {
-        let found = false;
-        let i = fdbHash(hi, lo) & mask;
-        // bounded: the table is at most half full, and a torn read must not loop
-        for (let k = 0; k <= mask; k++) {
-          const e = buckets[i];
-          if (e === EMPTY || e >= this.port.length) break;
-          if (this.keyLo[e] === lo && this.keyHi[e] === hi) {
-            this.foundPort = this.port[e];
-            this.foundFlags = this.flags[e];
-            this.foundSeen = this.seenMs[e];
-            found = true;
-            break;
-          }
-          i = (i + 1) & mask;
-        }
-        if (Atomics.load(seq, 0) === s) return found;
+    const n = this.port.length;
+    let i = fdbHash(hi, lo) & mask;
+    // bounded: the table is at most half full, and a probe racing the writer must not loop
+    for (let k = 0; k <= mask; k++) {
+      const e = Atomics.load(buckets, i);
+      if (e === EMPTY || e < 0 || e >= n) return false;
+      if (this.keyLo[e] === lo && this.keyHi[e] === hi) {
+        this.foundPort = this.port[e];
+        this.foundFlags = this.flags[e];
+        this.foundSeen = this.seenMs[e];
+        return true;
       }
-      this.counters.retries++;
+      i = (i + 1) & mask;
     }
     return false;
   }

@@ -35,7 +35,7 @@ export const ROW = ROW_NATIVE + PortCounter.Count;
 /** The engine's counters (Bridge.counters) a worker adds to, first in the bridge part of the slab. */
 export const ENGINE_FIELDS = ['flooded', 'floodedGroup', 'forwarded'] as const;
 /** The bridge part of a counter slab: ENGINE_FIELDS, then the worker's own figures for data_workers.show. */
-export const BRIDGE_FIELDS = [...ENGINE_FIELDS, 'batches', 'frames', 'learnPushed', 'learnDropped', 'retries'] as const;
+export const BRIDGE_FIELDS = [...ENGINE_FIELDS, 'batches', 'frames', 'learnPushed', 'learnDropped'] as const;
 
 export function counterSlabBytes(maxPorts: number): number {
   return 8 * (maxPorts * ROW + BRIDGE_FIELDS.length);
@@ -45,6 +45,9 @@ export interface WorkerBridgeInit {
   name: string;
   maxPorts: number;
   fdb: SharedFdbLayout;
+  /** Int32Array, one word per worker: this worker's word (index `reader`) is odd while it is inside a receive batch */
+  readers: SharedArrayBuffer;
+  reader: number;
   ring: SharedArrayBuffer;
   counters: SharedArrayBuffer;
 }

@@ -44,6 +44,9 @@ class WorkerBridge {
   private readonly maxPorts: number;
   private readonly held = new Map<number, Held>();
   private readonly clock: Float64Array;
+  /** this worker's batch counter in the FDB's readers array (odd inside a batch: fdb.ts, "Shared") */
+  private readonly readers: Int32Array;
+  private readonly reader: number;
   batches = 0;
   frames = 0;
 
@@ -53,6 +56,9 @@ class WorkerBridge {
     this.ring = new LearnRing(init.ring);
     this.slab = new Float64Array(init.counters);
     this.clock = clock;
+    this.readers = new Int32Array(init.readers);
+    this.reader = init.reader;
+    if (!Number.isInteger(this.reader) || this.reader < 0 || this.reader >= this.readers.length) throw new RangeError(`reader index ${this.reader} out of range`);
     const fdb = new WorkerFdb(init.fdb, this.ring, init.maxPorts);
     this.bridge = new Bridge<WorkerFdb>({ name: init.name, maxPorts: init.maxPorts, fdbMax: init.fdb.maxEntries, ageingTimeMs: 0, fdb });
   }
@@ -129,17 +135,23 @@ class WorkerBridge {
     const bridge = this.bridge;
     const ring = this.ring;
     const clock = this.clock;
+    const readers = this.readers;
+    const reader = this.reader;
     h.io.start(
       (slab, desc, count) => {
         bridge.nowMs = clock[0];
         this.batches++;
         this.frames += count;
+        // inside a batch: FDB entries the writer removes now are not reused until this batch is over
+        Atomics.add(readers, reader, 1);
         try {
           bridge.receive(port, slab, desc, count);
         } catch {
           // a bug costs one batch, never the worker (counted: batch_errors in stats)
           bridge.discardBatch();
           port.batchErrors++;
+        } finally {
+          Atomics.add(readers, reader, 1);
         }
         ring.signal();
       },
@@ -172,7 +184,7 @@ class WorkerBridge {
     const fc = this.bridge.fdb.counters;
     const values: Record<(typeof BRIDGE_FIELDS)[number], number> = {
       flooded: bc.flooded, floodedGroup: bc.floodedGroup, forwarded: bc.forwarded, batches: this.batches, frames: this.frames,
-      learnPushed: fc.learnPushed, learnDropped: fc.learnDropped, retries: fc.retries,
+      learnPushed: fc.learnPushed, learnDropped: fc.learnDropped,
     };
     for (let f = 0; f < BRIDGE_FIELDS.length; f++) slab[base + f] = values[BRIDGE_FIELDS[f]];
   }

@@ -34,11 +34,18 @@
 //
 // Shared (data_workers > 1, src/dataplane/)
 //   With `shared`, the arrays a lookup reads (keys, port, flags, seen time, hashtable) live in
-//   SharedArrayBuffers that data-plane workers map read-only (src/dataplane/fdb-view.ts). This object stays
-//   the only writer. Every change a reader could see half-done (insert, removal with its backward shift,
-//   a move, a static entry replaced) runs inside a sequence lock: seq is odd while a change runs, and a
-//   reader that saw it odd or changed retries (Linux's seqcount). Refreshing seenMs and the LRU lists is not
-//   visible to a lookup and needs no lock.
+//   SharedArrayBuffers that data-plane workers read without a lock (src/dataplane/fdb-view.ts); this object
+//   stays the only writer. What keeps a lock-free reader right:
+//     - an entry is filled in before the hashtable slot that publishes it is written (Atomics.store);
+//     - a move, or a static entry replaced, changes the port with one store: a reader sees the old or the new;
+//     - a removed entry keeps its key and port until no reader can still hold it: it waits in `limbo` until
+//       every reader has been outside a receive batch since (each reader's batch counter, odd inside a batch,
+//       set with setReaders()); only then is it reused. So a key a reader compares never changes under it, and a
+//       hit is always that key's entry (or the one just removed, as a moment earlier).
+//     - a backward shift running beside a reader's probe can make it miss an entry once: that frame is
+//       flooded, never sent to a wrong port.
+//   A writer that is descheduled in the middle of a change therefore holds no reader up (no sequence lock: on
+//   a busy 2-vCPU host readers gave up and flooded while the writer waited for a core).
 //
 // Notes on performance
 //   learn() and lookup() allocate nothing; MACs are numbers (see frame/mac.ts).
@@ -73,7 +80,7 @@ export interface FdbOptions {
   onFlap?: (vid: number, mac: number, fromPort: number, toPort: number, moves: number) => void;
   /** Called once per warning window with the number of flapping MACs whose warning the bridge-wide limit suppressed. */
   onFlapSuppressed?: (count: number) => void;
-  /** Keep what lookups read in SharedArrayBuffers, under a sequence lock (data-plane workers read it). */
+  /** Keep what lookups read in SharedArrayBuffers for data-plane workers to read without a lock (see "Shared" above). */
   shared?: boolean;
 }
 
@@ -87,8 +94,6 @@ export interface SharedFdbLayout {
   flags: SharedArrayBuffer;
   seenMs: SharedArrayBuffer;
   buckets: SharedArrayBuffer;
-  /** Int32Array(1): the sequence lock word */
-  seq: SharedArrayBuffer;
 }
 
 export interface FdbCounters {
@@ -192,9 +197,11 @@ export class Fdb {
   private sweepCursor = 0;
   private used = 0;
   private readonly onFlap: FdbOptions['onFlap'];
-  /** The sequence lock word (shared tables only) and how deep the current change is nested. */
-  private readonly seq: Int32Array | null;
-  private writeDepth = 0;
+  private readonly shared: boolean;
+  /** Readers' batch counters (odd while that reader is inside a receive batch); null: no reader in another thread. */
+  private readers: Int32Array | null = null;
+  /** Removed entries not reusable yet, by generation: the readers' counters when they were removed. */
+  private readonly limbo: Array<{ snap: Int32Array; entries: number[] }> = [];
 
   readonly counters: FdbCounters = { learned: 0, aged: 0, moved: 0, evicted: 0, learnFailed: 0, evictionSlotsVisited: 0 };
 
@@ -212,7 +219,7 @@ export class Fdb {
     this.port = alloc(Int32Array, n, sh);
     this.flags = alloc(Uint8Array, n, sh);
     this.seenMs = alloc(Float64Array, n, sh);
-    this.seq = sh ? alloc(Int32Array, 1, true) : null;
+    this.shared = sh;
     this.lruPrev = new Int32Array(n).fill(EMPTY);
     this.lruNext = new Int32Array(n).fill(EMPTY);
     this.flapStartMs = new Float64Array(n);
@@ -239,21 +246,77 @@ export class Fdb {
 
   /** The buffers a reader in another thread maps, or null when the table is not shared. */
   sharedLayout(): SharedFdbLayout | null {
-    if (this.seq === null) return null;
+    if (!this.shared) return null;
     const b = (a: { buffer: ArrayBufferLike }): SharedArrayBuffer => a.buffer as SharedArrayBuffer;
     return {
       maxEntries: this.maxEntries, mask: this.mask, keyHi: b(this.keyHi), keyLo: b(this.keyLo), port: b(this.port),
-      flags: b(this.flags), seenMs: b(this.seenMs), buckets: b(this.buckets), seq: b(this.seq),
+      flags: b(this.flags), seenMs: b(this.seenMs), buckets: b(this.buckets),
     };
   }
 
-  /** Starts a change readers must not see half-done (nested changes share the outermost). */
-  private writeBegin(): void {
-    if (this.seq !== null && this.writeDepth++ === 0) Atomics.add(this.seq, 0, 1);
+  /**
+   * The batch counters of the readers in other threads (shared tables): one Int32 word per reader, odd while it is
+   * inside a receive batch. From now on a removed entry is reused only once every reader has left the batch it
+   * was in. null: no such readers (entries are reused at once again).
+   */
+  setReaders(counters: Int32Array | null): void {
+    this.readers = counters;
+    if (counters === null) this.reclaim(true);
   }
 
-  private writeEnd(): void {
-    if (this.seq !== null && --this.writeDepth === 0) Atomics.add(this.seq, 0, 1);
+  /** A reader that is gone (its thread ended, maybe inside a batch) holds nothing back any more. */
+  readerGone(index: number): void {
+    if (this.readers !== null && index >= 0 && index < this.readers.length) Atomics.store(this.readers, index, 0);
+    this.reclaim(false);
+  }
+
+  /** Entries removed but waiting for readers (shared tables). */
+  get limboSize(): number {
+    let n = 0;
+    for (const g of this.limbo) n += g.entries.length;
+    return n;
+  }
+
+  /** Back to the free list: a removed entry, now or (readers in other threads) once no reader can hold it. */
+  private release(e: number): void {
+    const r = this.readers;
+    if (r === null) {
+      this.lruNext[e] = this.freeHead;
+      this.freeHead = e;
+      return;
+    }
+    const last = this.limbo.length > 0 ? this.limbo[this.limbo.length - 1] : null;
+    if (last !== null && Fdb.sameCounters(last.snap, r)) {
+      last.entries.push(e);
+      return;
+    }
+    const snap = new Int32Array(r.length);
+    for (let i = 0; i < r.length; i++) snap[i] = Atomics.load(r, i);
+    this.limbo.push({ snap, entries: [e] });
+  }
+
+  private static sameCounters(snap: Int32Array, r: Int32Array): boolean {
+    for (let i = 0; i < r.length; i++) if (Atomics.load(r, i) !== snap[i]) return false;
+    return true;
+  }
+
+  /** Frees the limbo generations no reader can hold any more (all of them with `all`). */
+  private reclaim(all: boolean): void {
+    const r = this.readers;
+    while (this.limbo.length > 0) {
+      const g = this.limbo[0];
+      if (!all && r !== null) {
+        let held = false;
+        // a reader that was inside a batch then and is still inside that same batch may hold these entries
+        for (let i = 0; i < r.length && !held; i++) held = (g.snap[i] & 1) === 1 && Atomics.load(r, i) === g.snap[i];
+        if (held) return;
+      }
+      this.limbo.shift();
+      for (const e of g.entries) {
+        this.lruNext[e] = this.freeHead;
+        this.freeHead = e;
+      }
+    }
   }
 
   /** One more dynamic entry on `port`: it moves up one count bucket. */
@@ -358,15 +421,6 @@ export class Fdb {
   }
 
   private move(e: number, from: number, to: number, nowMs: number): void {
-    this.writeBegin();
-    try {
-      this.moveLocked(e, from, to, nowMs);
-    } finally {
-      this.writeEnd();
-    }
-  }
-
-  private moveLocked(e: number, from: number, to: number, nowMs: number): void {
     // a move into a port at its own cap makes room there first
     if (this.portMax[to] > 0 && this.portDynamic[to] >= this.portMax[to]) {
       const victim = this.lruHead[to];
@@ -405,15 +459,6 @@ export class Fdb {
    * Returns the entry id or -1 when nothing could be evicted.
    */
   private insert(hi: number, lo: number, port: number, flags: number, nowMs: number): number {
-    this.writeBegin();
-    try {
-      return this.insertLocked(hi, lo, port, flags, nowMs);
-    } finally {
-      this.writeEnd();
-    }
-  }
-
-  private insertLocked(hi: number, lo: number, port: number, flags: number, nowMs: number): number {
     const isStatic = (flags & FLAG_STATIC) !== 0;
     if (!isStatic && this.portMax[port] > 0 && this.portDynamic[port] >= this.portMax[port]) {
       const victim = this.lruHead[port];
@@ -424,6 +469,7 @@ export class Fdb {
       this.removeEntry(victim);
       this.counters.evicted++;
     }
+    if (this.freeHead === EMPTY && this.limbo.length > 0) this.reclaim(false);
     if (this.freeHead === EMPTY) {
       const victim = this.evictionVictim();
       if (victim === EMPTY) {
@@ -432,6 +478,12 @@ export class Fdb {
       }
       this.removeEntry(victim);
       this.counters.evicted++;
+      // shared: the victim may still be in a reader's hands; the next learn gets it
+      if (this.freeHead === EMPTY) this.reclaim(false);
+      if (this.freeHead === EMPTY) {
+        this.counters.learnFailed++;
+        return EMPTY;
+      }
     }
     const e = this.freeHead;
     this.freeHead = this.lruNext[e];
@@ -454,7 +506,9 @@ export class Fdb {
     const mask = this.mask;
     let i = Fdb.hash(hi, lo) & mask;
     while (buckets[i] !== EMPTY) i = (i + 1) & mask;
-    buckets[i] = e;
+    // published last: a reader in another thread that finds e finds it whole
+    if (this.shared) Atomics.store(buckets, i, e);
+    else buckets[i] = e;
     this.used++;
     return e;
   }
@@ -489,15 +543,6 @@ export class Fdb {
 
   /** Removes entry e from the table, its LRU list and counts; returns it to the free list. */
   private removeEntry(e: number): void {
-    this.writeBegin();
-    try {
-      this.removeEntryLocked(e);
-    } finally {
-      this.writeEnd();
-    }
-  }
-
-  private removeEntryLocked(e: number): void {
     const flags = this.flags[e];
     const port = this.port[e];
     if ((flags & FLAG_STATIC) === 0) {
@@ -524,8 +569,7 @@ export class Fdb {
     }
     buckets[i] = EMPTY;
     this.flags[e] = 0;
-    this.lruNext[e] = this.freeHead;
-    this.freeHead = e;
+    this.release(e);
     this.used--;
   }
 
@@ -541,11 +585,9 @@ export class Fdb {
         this.lruUnlink(e, this.port[e]);
         this.decDynamic(this.port[e]);
       }
-      this.writeBegin();
       this.flags[e] = FLAG_USED | FLAG_STATIC;
       this.port[e] = port;
       this.seenMs[e] = nowMs;
-      this.writeEnd();
       return AddResult.Updated;
     }
     return this.insert(hi, lo, port, FLAG_STATIC, nowMs) === EMPTY ? AddResult.Full : AddResult.Added;
@@ -611,6 +653,7 @@ export class Fdb {
   sweep(nowMs: number, budget: number): number {
     // the periodic caller also ends flap-warning windows, so a summary line follows even when flapping stopped
     this.flapLimit.flush(nowMs);
+    if (this.limbo.length > 0) this.reclaim(false);
     if (this.ageingTimeMs <= 0 || this.used === 0) return 0;
     const n = this.maxEntries;
     const limit = nowMs - this.ageingTimeMs;

@@ -423,7 +423,7 @@ for (const dataWorkers of [1, 2]) {
       if (dataWorkers > 1) {
         // not vacuous: the worker thread did read ports and forward during the run
         const dw = (await rpc("data_workers.show")) as { workers: { id: number; alive: boolean; ports: string[]; frames: number }[] };
-        console.log(`stress: data_workers ${JSON.stringify(dw.workers.map((w) => ({ id: w.id, ports: w.ports, frames: w.frames })))}`);
+        console.log(`stress: data_workers ${JSON.stringify(dw.workers)}`);
         expect(dw.workers.length).toBe(dataWorkers);
         expect(dw.workers.slice(1).every((w) => w.alive && w.ports.length > 0 && w.frames > 1000)).toBe(true);
       }

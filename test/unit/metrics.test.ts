@@ -32,8 +32,8 @@ function source(rx = 10): MetricsSource & { drops: Record<string, number> } {
     dataWorkersShow: () => ({
       data_workers: 2, epoch: 3, syncs: 3, learned_from_workers: 2,
       workers: [
-        { id: 0, alive: true, ports: ['vif1.0'], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, lookup_retries: 0, sync_timeouts: 0 },
-        { id: 1, alive: true, ports: ['vif2.0', 'vif3.0'], batches: 40, frames: 321, learn_pushed: 5, learn_dropped: 1, lookup_retries: 0, sync_timeouts: 0 },
+        { id: 0, alive: true, ports: ['vif1.0'], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0 },
+        { id: 1, alive: true, ports: ['vif2.0', 'vif3.0'], batches: 40, frames: 321, learn_pushed: 5, learn_dropped: 1, sync_timeouts: 0 },
       ],
     }),
     bondShow: () => [{
