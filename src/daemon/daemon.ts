@@ -165,11 +165,6 @@ class BridgeRuntime {
     if (this.uplink !== null && this.uplink.name === name) return this.uplink;
     return this.ports.get(name);
   }
-
-  /** Whether data-plane workers may read this bridge's ports (src/dataplane/dataplane.ts: what they do not carry). */
-  workerEligible(): boolean {
-    return this.bond === null && this.bridge.mirrors.length === 0 && !this.bridge.portList.some((p) => p.tap !== null);
-  }
 }
 
 /** Who keeps TAP fds across restarts (src/handover/fdstore.ts). */
@@ -292,7 +287,7 @@ export class Daemon {
   private startDataPlane(): void {
     const dp = new DataPlane({
       count: this.config.dataWorkers,
-      bridges: () => [...this.bridges.values()].map((br) => ({ name: br.cfg.name, bridge: br.bridge, eligible: () => br.workerEligible() })),
+      bridges: () => [...this.bridges.values()].map((br) => ({ name: br.cfg.name, bridge: br.bridge, hasBond: () => br.bond !== null })),
       directPoll: this.config.directPoll,
       log: this.log.child({ subsystem: 'dataplane' }),
       paused: () => this.ioPaused,

@@ -45,8 +45,21 @@ const waitAsync = (Atomics as unknown as {
 export interface DataPlaneBridge {
   name: string;
   bridge: Bridge;
-  /** false while the bridge has something a worker's engine does not carry (bond, mirror, capture) */
-  eligible(): boolean;
+  /** the bridge's uplink is a bond (failover replaces the bond port's I/O, which a worker's copy does not follow) */
+  hasBond(): boolean;
+}
+
+/**
+ * Whether workers may read this bridge's ports: not while it has what a worker's engine does not carry, a bond, a
+ * mirror or a running capture (mirrors and captures see every frame at every port, a mirror output included).
+ */
+function workersMayRead(b: DataPlaneBridge): boolean {
+  return !b.hasBond() && b.bridge.mirrors.length === 0 && !b.bridge.portList.some((p) => p.tap !== null);
+}
+
+/** Whether a worker can read this port: a TAP or AF_PACKET fd the addon opened, of a kind without main-thread work. */
+function workerCanRead(p: BridgePort): boolean {
+  return p.io instanceof PacketPort && !p.io.isClosed && RX_KINDS.has(p.kind) && p.security === null;
 }
 
 export interface DataPlaneOptions {
@@ -279,17 +292,16 @@ export class DataPlane {
     for (const b of bridges) {
       const here: string[] = [];
       let i = 0;
-      const eligible = !paused && served.has(b.bridge) && b.eligible();
+      const eligible = !paused && served.has(b.bridge) && workersMayRead(b);
       for (const p of b.bridge.portList) {
-        const io = p.io;
         let owner = 0;
-        if (eligible && io instanceof PacketPort && !io.isClosed && RX_KINDS.has(p.kind) && p.security === null && p.tap === null &&
-          !p.mirrorOutput && !this.refused.has(this.keyOf(io))) {
+        if (eligible && workerCanRead(p) && !this.refused.has(this.keyOf(p.io!))) {
           owner = i % threads;
           i++;
         }
         owners.set(p, owner);
-        if (owner === 0) here.push(p.name);
+        // a port without I/O (closed, waiting to be re-opened) is read by nobody
+        if (owner === 0 && p.io !== null) here.push(p.name);
       }
       this.mainPorts.set(b.name, here);
     }
@@ -447,7 +459,8 @@ export class DataPlane {
         const v = (name: (typeof BRIDGE_FIELDS)[number]): number => slot.counters[base + BRIDGE_FIELDS.indexOf(name)];
         row.batches += v('batches');
         row.frames += v('frames');
-        row.learn_pushed += v('learnPushed');
+        // the ring itself counts what the worker pushed and what it refused
+        row.learn_pushed += slot.ring.pushed;
         row.learn_dropped += slot.ring.dropped;
       }
       workers.push(row);

@@ -10,13 +10,6 @@ const EMPTY = -1;
 /** Slots of the recently-pushed filter (a direct-mapped cache: a new MAC's burst is pushed once, not per frame). */
 const RECENT_SLOTS = 256;
 
-export interface WorkerFdbCounters {
-  /** entries pushed to the learning ring */
-  learnPushed: number;
-  /** pushes the ring refused (full) */
-  learnDropped: number;
-}
-
 export class WorkerFdb {
   private readonly keyHi: Int32Array;
   private readonly keyLo: Int32Array;
@@ -32,7 +25,6 @@ export class WorkerFdb {
   private readonly recentLo = new Int32Array(RECENT_SLOTS);
   private readonly recentPort = new Int32Array(RECENT_SLOTS).fill(EMPTY);
   private readonly recentMs = new Float64Array(RECENT_SLOTS);
-  readonly counters: WorkerFdbCounters = { learnPushed: 0, learnDropped: 0 };
   /** the entry found by the last find() */
   private foundPort = EMPTY;
   private foundFlags = 0;
@@ -96,21 +88,18 @@ export class WorkerFdb {
     const slot = fdbHash(hi, lo) & (RECENT_SLOTS - 1);
     if (this.recentPort[slot] === port && this.recentHi[slot] === hi && this.recentLo[slot] === lo &&
       nowMs - this.recentMs[slot] < REFRESH_GRANULARITY_MS) return;
+    // the ring counts what it took and what it refused (full)
     if (this.ring.push(LEARN, hi, lo, port)) {
-      this.counters.learnPushed++;
       this.recentHi[slot] = hi;
       this.recentLo[slot] = lo;
       this.recentPort[slot] = port;
       this.recentMs[slot] = nowMs;
-    } else {
-      this.counters.learnDropped++;
     }
   }
 
   /** ARP snooping: the writer records it (the entry may be learned by the same drain). */
   setIpv4(vid: number, macHi16: number, macLo32: number, ip: number): void {
-    if (this.ring.push(LEARN_ARP, (vid << 16) | macHi16, macLo32, ip | 0)) this.counters.learnPushed++;
-    else this.counters.learnDropped++;
+    this.ring.push(LEARN_ARP, (vid << 16) | macHi16, macLo32, ip | 0);
   }
 
   // The writer makes these changes on its own copy of the port table (the main thread's engine); here they

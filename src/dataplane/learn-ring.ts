@@ -113,6 +113,11 @@ export class LearnRing {
     return Atomics.load(this.header, DROPPED);
   }
 
+  /** Entries pushed since the ring was made (the count of pushes is the write index). */
+  get pushed(): number {
+    return Atomics.load(this.header, HEAD) >>> 0;
+  }
+
   /** Entries published and not yet drained. */
   get pending(): number {
     return (Atomics.load(this.header, HEAD) - Atomics.load(this.header, TAIL)) | 0;

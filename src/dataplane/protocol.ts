@@ -35,7 +35,7 @@ export const ROW = ROW_NATIVE + PortCounter.Count;
 /** The engine's counters (Bridge.counters) a worker adds to, first in the bridge part of the slab. */
 export const ENGINE_FIELDS = ['flooded', 'floodedGroup', 'forwarded'] as const;
 /** The bridge part of a counter slab: ENGINE_FIELDS, then the worker's own figures for data_workers.show. */
-export const BRIDGE_FIELDS = [...ENGINE_FIELDS, 'batches', 'frames', 'learnPushed', 'learnDropped'] as const;
+export const BRIDGE_FIELDS = [...ENGINE_FIELDS, 'batches', 'frames'] as const;
 
 export function counterSlabBytes(maxPorts: number): number {
   return 8 * (maxPorts * ROW + BRIDGE_FIELDS.length);

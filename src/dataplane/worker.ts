@@ -181,10 +181,8 @@ class WorkerBridge {
     }
     const base = this.maxPorts * ROW;
     const bc = this.bridge.counters;
-    const fc = this.bridge.fdb.counters;
     const values: Record<(typeof BRIDGE_FIELDS)[number], number> = {
       flooded: bc.flooded, floodedGroup: bc.floodedGroup, forwarded: bc.forwarded, batches: this.batches, frames: this.frames,
-      learnPushed: fc.learnPushed, learnDropped: fc.learnDropped,
     };
     for (let f = 0; f < BRIDGE_FIELDS.length; f++) slab[base + f] = values[BRIDGE_FIELDS[f]];
   }

@@ -410,6 +410,20 @@ export class Lab {
       lines.slice(-maxLines).join("\n");
   }
 
+  /** The daemon's log lines at level error or fatal (pino JSON lines, levels 50 and 60). */
+  daemonErrors(): string[] {
+    const d = this.daemon;
+    if (!d) return [];
+    return (d.stdout + d.stderr).split("\n").filter((l) => {
+      if (!l.startsWith("{")) return false;
+      try {
+        return ((JSON.parse(l) as { level?: number }).level ?? 0) >= 50;
+      } catch {
+        return false;
+      }
+    });
+  }
+
   /** Run the CLI against this lab's socket (from the root namespace: a path-bound Unix socket crosses namespaces). */
   cli(args: string[], timeoutMs = 15_000): Promise<ExecResult> {
     return run(process.execPath, [CLI_MAIN, ...args, "--socket", this.socketPath], { check: false, timeoutMs });

@@ -411,15 +411,7 @@ for (const dataWorkers of [1, 2]) {
       }
       expect(unexpected).toEqual([]);
       // no error or fatal line in the daemon's log (JSON lines: pino levels 50 and 60)
-      const errors = (lab.daemon!.stdout + lab.daemon!.stderr).split("\n").filter((l) => {
-        if (!l.startsWith("{")) return false;
-        try {
-          return ((JSON.parse(l) as { level?: number }).level ?? 0) >= 50;
-        } catch {
-          return false;
-        }
-      });
-      expect(errors).toEqual([]);
+      expect(lab.daemonErrors()).toEqual([]);
       if (dataWorkers > 1) {
         // not vacuous: the worker thread did read ports and forward during the run
         const dw = (await rpc("data_workers.show")) as { workers: { id: number; alive: boolean; ports: string[]; frames: number }[] };
