@@ -7,7 +7,7 @@
 // levels below (bridges[].ports[].lock, bridges[].mirrors[].select, ...), so a key or a level added later is found
 // without touching this file. The CLI verbs come from the `switch (cmd)` of src/cli/main.ts (its `case` labels and the
 // `sub`/`op` words each case compares), read with the TypeScript compiler's parser; the control methods from
-// daemonMethods().
+// daemonMethods(); the drop reasons from DROP_REASONS.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +17,7 @@ import ts from 'typescript';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, validateConfig } from '../../src/config/config.js';
 import { daemonMethods } from '../../src/control/methods.js';
+import { DROP_REASONS } from '../../src/bridge/port.js';
 import type { Daemon } from '../../src/daemon/daemon.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -179,6 +180,13 @@ describe('docs/cli.md names every CLI verb and control method', () => {
     expect(methods.length).toBeGreaterThan(10);
     const missing = methods.filter((m) => !new RegExp(`(?<![\\w.])${escape(m)}(?![\\w.])`).test(code));
     expect(missing, 'control methods docs/cli.md does not name').toEqual([]);
+  });
+});
+
+describe('docs/cli.md names every drop reason `stats` reports', () => {
+  it('every entry of DROP_REASONS (src/bridge/port.ts) appears in the page\'s code', () => {
+    const words = new Set(codeText(read('docs/cli.md')).match(/[A-Za-z_][A-Za-z0-9_]*/g) ?? []);
+    expect(DROP_REASONS.filter((r) => !words.has(r))).toEqual([]);
   });
 });
 
