@@ -20,12 +20,15 @@ const outDir = argOut > 0 ? process.argv[argOut + 1] : join(root, 'man');
 const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version;
 const INCLUDE = /^<!-- include: (\S+) -->$/gm;
 
-/** A topic page's body for a man page: no `#` title, HTML comments out, relative links as plain references. */
+/** A topic page's body for a man page: no `#` title; its `##` sections in capitals, as man pages write them. */
 function body(file) {
-  const text = readFileSync(file, 'utf8');
-  const lines = text.split('\n');
+  const lines = readFileSync(file, 'utf8').split('\n');
   if (!lines[0].startsWith('# ')) throw new Error(`${file}: the first line must be the page's "# " title`);
-  return lines.slice(1).join('\n');
+  let fenced = false;
+  return lines.slice(1).map((line) => {
+    if (line.startsWith('```')) fenced = !fenced;
+    return !fenced && line.startsWith('## ') ? line.toUpperCase() : line;
+  }).join('\n');
 }
 
 function manSource(file) {
