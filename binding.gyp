@@ -14,7 +14,8 @@
         "src/native/filelock.cc",
         "src/native/unixsock.cc",
         "src/native/busypoll.cc",
-        "src/native/directpoll.cc"
+        "src/native/directpoll.cc",
+        "src/native/vhost-user.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

@@ -15,7 +15,7 @@ import {
 import { DEFAULT_VLAN, type PortVlan } from './vlan.js';
 import type { Mirror } from './mirror.js';
 
-export type PortKind = 'tap' | 'attach' | 'uplink' | 'bond' | 'host' | 'vxlan';
+export type PortKind = 'tap' | 'attach' | 'uplink' | 'bond' | 'host' | 'vxlan' | 'vhost-user';
 export type PortState = 'up' | 'down' | 'absent';
 
 /** What the engine needs from a port's I/O. */

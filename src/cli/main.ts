@@ -33,7 +33,7 @@ Commands:
   check-config FILE                      check a config file: exit 0, or 2 with the errors
   show [-j]                              bridges, uplinks and ports (like brctl show)
   showmacs BRIDGE [-j]                   forwarding database (like brctl showmacs)
-  addif BRIDGE IFNAME [--kind tap|attach] [VLAN options]
+  addif BRIDGE IFNAME [--kind tap|attach|vhost-user] [--vhost-socket PATH] [--vhost-mode client|server] [VLAN options]
                                          add a port: a TAP the daemon creates, or an existing netdev
   delif BRIDGE IFNAME                    remove a port
   fdb add BRIDGE MAC PORT [--vlan N]     add a static FDB entry
@@ -127,6 +127,8 @@ async function main(argv: string[]): Promise<number> {
         socket: { type: 'string' },
         json: { type: 'boolean', short: 'j' },
         kind: { type: 'string' },
+        'vhost-socket': { type: 'string' },
+        'vhost-mode': { type: 'string' },
         vlan: { type: 'string' },
         access: { type: 'string' },
         trunk: { type: 'string' },
@@ -253,8 +255,12 @@ async function main(argv: string[]): Promise<number> {
       need(args, 2, 'BRIDGE IFNAME');
       noExtra(args, 2);
       const kind = opts.kind ?? 'tap';
-      if (kind !== 'tap' && kind !== 'attach') throw new UsageError(`--kind must be tap or attach, got "${kind}"`);
-      const r = await rpc('addif', { bridge: args[0], ifname: args[1], kind, ...vlanOpts });
+      if (kind !== 'tap' && kind !== 'attach' && kind !== 'vhost-user') throw new UsageError(`--kind must be tap, attach or vhost-user, got "${kind}"`);
+      // --vhost-socket: --socket is the control socket's option for every verb
+      if (kind === 'vhost-user' && opts['vhost-socket'] === undefined) throw new UsageError('--kind vhost-user needs --vhost-socket PATH');
+      if (kind !== 'vhost-user' && (opts['vhost-socket'] !== undefined || opts['vhost-mode'] !== undefined)) throw new UsageError('--vhost-socket and --vhost-mode apply only to --kind vhost-user');
+      const vhost = kind === 'vhost-user' ? { socket: opts['vhost-socket'], mode: opts['vhost-mode'] ?? 'client' } : {};
+      const r = await rpc('addif', { bridge: args[0], ifname: args[1], kind, ...vhost, ...vlanOpts });
       if (json) print(json, r, () => '');
       return 0;
     }

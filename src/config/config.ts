@@ -71,7 +71,26 @@ export const MAX_YAML_ALIASES = 100;
 /** sun_path holds 108 bytes including the terminating NUL. */
 export const MAX_CONTROL_SOCKET_BYTES = 107;
 
-export type PortKindConfig = 'tap' | 'attach' | 'host';
+export type PortKindConfig = 'tap' | 'attach' | 'host' | 'vhost-user';
+
+/** A vhost-user port's socket (src/daemon/vhost-user.ts): client = QEMU listens (server=on), we connect and reconnect. */
+export interface VhostUserSpec {
+  socket: string;
+  mode: 'client' | 'server';
+}
+
+/** sun_path holds 108 bytes with the NUL. */
+export const MAX_VHOST_SOCKET_BYTES = 107;
+
+/** A vhost-user port's `socket` and `mode` (config file, addif), or the problem as "socket ..." / "mode ...". */
+export function vhostUserSpecOf(socket: unknown, mode: unknown): VhostUserSpec | string {
+  if (typeof socket !== 'string' || socket === '') return 'socket is required for kind vhost-user: the path of the vhost-user Unix socket';
+  if (!socket.startsWith('/')) return `socket must be an absolute path, got "${socket}"`;
+  if (Buffer.byteLength(socket) > MAX_VHOST_SOCKET_BYTES || socket.includes('\0')) return `socket must be at most ${MAX_VHOST_SOCKET_BYTES} bytes without NUL`;
+  const m = mode === undefined || mode === null ? 'client' : mode;
+  if (m !== 'client' && m !== 'server') return `mode must be "client" (QEMU listens) or "server" (tapbridge listens), got ${JSON.stringify(m)}`;
+  return { socket, mode: m };
+}
 
 export interface PortConfig {
   name: string;
@@ -91,6 +110,8 @@ export interface PortConfig {
   dhcpGuard: boolean;
   /** `allow_stacked`: no stacked-tag check on this port */
   allowStacked: boolean;
+  /** vhost-user only: the socket and who listens on it */
+  vhostUser?: VhostUserSpec | null;
   /** host only: the TAP's MAC; null = derived from the bridge name and /etc/machine-id; 'uplink' = the uplink's */
   mac?: number | 'uplink' | null;
 }
@@ -475,7 +496,7 @@ const UPLINK_KEYS = ['interface', 'bond', ...VLAN_KEYS] as const;
 const BOND_KEYS = ['name', 'members', 'primary', 'primary_reselect', 'miimon', 'updelay', 'downdelay', 'num_grat_arp', 'peer_notif_delay'] as const;
 const PORT_KEYS = [
   'name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', 'mac', ...VLAN_KEYS,
-  'lock', 'ra_guard', 'dhcp_guard', 'allow_stacked',
+  'lock', 'ra_guard', 'dhcp_guard', 'allow_stacked', 'socket', 'mode',
 ] as const;
 const CREATE_KEYS = ['owner', 'group'] as const;
 const FDB_KEYS = ['mac', 'port', 'vlan'] as const;
@@ -623,7 +644,16 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       const kind = p.kind === undefined ? 'tap' : p.kind;
       // port_defaults are for guests' ports: never the host's own port (nor the uplink, above)
       const defaults = kind === 'host' ? BUILTIN_PORT_DEFAULTS : bridge.portDefaults;
-      if (kind !== 'tap' && kind !== 'attach' && kind !== 'host') c.fail(`${pp}.kind`, `must be "tap", "attach" or "host", got ${describe(kind)}`);
+      if (kind !== 'tap' && kind !== 'attach' && kind !== 'host' && kind !== 'vhost-user') c.fail(`${pp}.kind`, `must be "tap", "attach", "host" or "vhost-user", got ${describe(kind)}`);
+      let vhostUser: VhostUserSpec | null = null;
+      if (kind === 'vhost-user') {
+        const r = vhostUserSpecOf(p.socket, p.mode);
+        if (typeof r === 'string') c.fail(`${pp}.${r.startsWith('mode') ? 'mode' : 'socket'}`, r.replace(/^(mode|socket) /, ''));
+        else vhostUser = r;
+      } else {
+        if (p.socket !== undefined) c.fail(`${pp}.socket`, 'applies only to kind vhost-user');
+        if (p.mode !== undefined) c.fail(`${pp}.mode`, 'applies only to kind vhost-user');
+      }
       let mac: PortConfig['mac'] = null;
       if (p.mac !== undefined && p.mac !== null) {
         if (kind !== 'host') c.fail(`${pp}.mac`, 'applies only to kind host (the host\'s own port)');
@@ -648,10 +678,12 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
         }
       }
       if (persist && kind === 'attach') c.fail(`${pp}.persist`, 'applies only to kind tap (an attached netdev is not the daemon\'s)');
+      if (persist && kind === 'vhost-user') c.fail(`${pp}.persist`, 'applies only to kind tap (a vhost-user port has no netdev)');
       bridge.ports.push({
         name: pname,
-        kind: kind === 'attach' ? 'attach' : kind === 'host' ? 'host' : 'tap',
+        kind: kind === 'attach' ? 'attach' : kind === 'host' ? 'host' : kind === 'vhost-user' ? 'vhost-user' : 'tap',
         ...(kind === 'host' ? { mac } : {}),
+        ...(kind === 'vhost-user' ? { vhostUser } : {}),
         persist,
         learning: c.bool(p, 'learning', pp, defaults.learning),
         flood: c.bool(p, 'flood', pp, defaults.flood),

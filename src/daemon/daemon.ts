@@ -18,11 +18,12 @@ import {
 import type { FdbSnapshotEntry } from '../state/document.js';
 import { ControlError } from '../control/errors.js';
 import { ManagedPort, RefusedNetdevError, refusedNetdevProblem, type PortHandle } from './ports.js';
+import { VhostUserPort, type VhostUserShow } from './vhost-user.js';
 import { restoreHostStack } from './hoststack.js';
 import { Bond, type BondShow } from './bond.js';
 import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
 import { VxlanPort, type VxlanShow } from './vxlan.js';
-import { parseVxlanPort, type VxlanPortConfig } from '../config/config.js';
+import { parseVxlanPort, vhostUserSpecOf, type VhostUserSpec, type VxlanPortConfig } from '../config/config.js';
 import { type LockShow, type LockSpec, lockSpecFrom, UNLOCKED } from '../bridge/lock.js';
 import { PortLocks } from './locking.js';
 import type { PacketPort } from '../io/native.js';
@@ -60,9 +61,11 @@ export const NETLINK_RCVBUF_ENV = 'TAPBRIDGE_NETLINK_RCVBUF';
 
 export interface ShowPort {
   name: string;
-  kind: 'tap' | 'attach' | 'host' | 'vxlan';
+  kind: 'tap' | 'attach' | 'host' | 'vxlan' | 'vhost-user';
   state: 'up' | 'down' | 'absent';
   ifindex: number;
+  /** vhost-user ports only: socket, mode, connection and queues (src/daemon/vhost-user.ts) */
+  vhost_user?: VhostUserShow;
   /** vxlan ports only: the underlay cannot carry overlay frames of the bridge MTU */
   mtu_short?: boolean;
 }
@@ -358,7 +361,7 @@ export class Daemon {
 
   private createConfigPort(br: BridgeRuntime, pc: PortConfig): ManagedPort {
     const hostMac = pc.kind === 'host' ? this.hostMac(br, pc.mac) : null;
-    return this.createPort(br, pc.name, pc.kind, pc.persist, pc, pc.vlan, pc.create, hostMac);
+    return this.createPort(br, pc.name, pc.kind, pc.persist, pc, pc.vlan, pc.create, hostMac, null, pc.vhostUser ?? null);
   }
 
   private createPort(
@@ -371,6 +374,7 @@ export class Daemon {
     create: { owner: number; group: number } | null = null,
     hostMac: string | null = null,
     vxlan: VxlanPortConfig | null = null,
+    vhostUser: VhostUserSpec | null = null,
   ): ManagedPort {
     const id = br.bridge.freePortId();
     if (id < 0) throw new ControlError('invalid_params', `bridge ${br.cfg.name} has no free port slot`);
@@ -380,7 +384,9 @@ export class Daemon {
     const opts = { persist, create, hostMac, ownerOfIfindex: (ifindex: number) => this.portOfIfindex(ifindex), wrap: this.wrap };
     const mp = vxlan !== null
       ? new VxlanPort(br.bridge, port, vxlan, opts, br.cfg.mtu, this.portLog)
-      : new ManagedPort(br.bridge, port, opts, br.cfg.mtu, this.portLog);
+      : vhostUser !== null
+        ? new VhostUserPort(br.bridge, port, vhostUser, opts, br.cfg.mtu, this.portLog)
+        : new ManagedPort(br.bridge, port, opts, br.cfg.mtu, this.portLog);
     br.bridge.addPort(port);
     // VLAN rules and port security are in place before the port forwards its first frame
     br.bridge.setPortVlan(port, vlan);
@@ -604,10 +610,11 @@ export class Daemon {
       uplink: br.uplink === null ? null : { name: br.uplink.name, kind: br.uplink.kind === 'bond' ? 'bond' as const : 'uplink' as const, state: br.uplink.port.state },
       ports: [...br.ports.values()].map((mp) => ({
         name: mp.name,
-        kind: mp.kind === 'attach' || mp.kind === 'vxlan' || mp.kind === 'host' ? mp.kind : 'tap' as const,
+        kind: mp.kind === 'attach' || mp.kind === 'vxlan' || mp.kind === 'host' || mp.kind === 'vhost-user' ? mp.kind : 'tap' as const,
         state: mp.port.state,
         ifindex: mp.port.ifindex,
         ...(mp instanceof VxlanPort ? { mtu_short: mp.mtuCheck.problem !== null } : {}),
+        ...(mp instanceof VhostUserPort ? { vhost_user: mp.show() } : {}),
       })),
     }));
   }
@@ -653,7 +660,9 @@ export class Daemon {
     const problem = interfaceNameProblem(ifname);
     if (problem !== null) throw new ControlError('invalid_params', `ifname "${ifname}" ${problem}`);
     const k = kind === undefined || kind === null ? 'tap' : kind;
-    if (k !== 'tap' && k !== 'attach') throw new ControlError('invalid_params', `kind must be "tap" or "attach", got ${JSON.stringify(k)}`);
+    if (k !== 'tap' && k !== 'attach' && k !== 'vhost-user') throw new ControlError('invalid_params', `kind must be "tap", "attach" or "vhost-user", got ${JSON.stringify(k)}`);
+    const vhost = k === 'vhost-user' ? vhostUserSpecOf(vlanOpts.socket, vlanOpts.mode) : null;
+    if (typeof vhost === 'string') throw new ControlError('invalid_params', vhost);
     for (const other of this.bridges.values()) {
       if (other.bond !== null && other.bond.name === ifname) {
         throw new ControlError('port_exists', `${ifname} is the bond of ${other.cfg.name}`, { bridge: other.cfg.name, port: ifname });
@@ -664,21 +673,21 @@ export class Daemon {
       throw new ControlError('port_exists', `${ifname} is already a port of ${existing.bridge.name}`, { bridge: existing.bridge.name, port: ifname });
     }
     const vlan = this.vlanParams(vlanOpts) ?? { mode: 'default' };
-    const info = netdev.info(ifname);
+    const info = k === 'vhost-user' ? null : netdev.info(ifname);
     if (info !== null) {
       const refused = refusedNetdevProblem(ifname, info.flags, info.ifindex, (ifindex) => this.portOfIfindex(ifindex));
       if (refused !== null) throw new ControlError('invalid_params', refused, { bridge: br.cfg.name, port: ifname });
     }
     let mp: ManagedPort;
     try {
-      mp = this.createPort(br, ifname, k, false, settingsFromDefaults(br.cfg.portDefaults), vlan);
+      mp = this.createPort(br, ifname, k, false, settingsFromDefaults(br.cfg.portDefaults), vlan, null, null, null, vhost);
     } catch (err) {
       if (err instanceof ControlError) throw err;
       if (err instanceof RefusedNetdevError) throw new ControlError('invalid_params', err.message, { bridge: br.cfg.name, port: ifname });
       throw new ControlError('io_error', `cannot add ${ifname}: ${(err as Error).message}`, { errno: (err as { errno?: number }).errno });
     }
     this.log.info({ bridge: br.cfg.name, port: ifname, kind: k }, 'port added');
-    return { name: mp.name, kind: k, state: mp.port.state, ifindex: mp.port.ifindex };
+    return { name: mp.name, kind: k, state: mp.port.state, ifindex: mp.port.ifindex, ...(mp instanceof VhostUserPort ? { vhost_user: mp.show() } : {}) };
   }
 
   delif(bridgeName: unknown, ifname: unknown): void {

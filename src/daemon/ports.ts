@@ -267,7 +267,7 @@ export class ManagedPort implements PortHandle {
 
   private lastBatchErrorMs = -Infinity;
 
-  private onBatchError(err: unknown): void {
+  protected onBatchError(err: unknown): void {
     this.port.batchErrors++;
     const now = performance.now();
     if (now - this.lastBatchErrorMs < 10_000) return;

@@ -51,10 +51,12 @@ export interface DataPlaneBridge {
 
 /**
  * Whether workers may read this bridge's ports: not while it has what a worker's engine does not carry, a bond, a
- * mirror or a running capture (mirrors and captures see every frame at every port, a mirror output included).
+ * mirror or a running capture (mirrors and captures see every frame at every port, a mirror output included), or a
+ * vhost-user port (its rings belong to the main thread).
  */
 function workersMayRead(b: DataPlaneBridge): boolean {
-  return !b.hasBond() && b.bridge.mirrors.length === 0 && !b.bridge.portList.some((p) => p.tap !== null);
+  // a vhost-user port's rings are read and written by the main thread only
+  return !b.hasBond() && b.bridge.mirrors.length === 0 && !b.bridge.portList.some((p) => p.tap !== null || p.kind === 'vhost-user');
 }
 
 /** Whether a worker can read this port: a TAP or AF_PACKET fd the addon opened, of a kind without main-thread work. */

@@ -101,6 +101,42 @@ export interface RawPort {
   close(): void;
 }
 
+/** What a vhost-user port reports (src/native/vhost-user.cc): 'connected' (detail: the socket path), 'link' (detail 'up'/'down'; up: both queues started and enabled), 'disconnected' (detail: the reason, e.g. "protocol error: ..."). */
+export type VhostUserStateCallback = (type: 'connected' | 'link' | 'disconnected', detail: string, up: boolean) => void;
+
+export interface VhostUserInfo {
+  connected: boolean;
+  link: boolean;
+  /** negotiated virtio features, hex */
+  features: string;
+  protocolFeatures: string;
+  /** memory regions mapped */
+  regions: number;
+  rings: Array<{ size: number; started: boolean; enabled: boolean; lastAvail: number; lastUsed: number }>;
+  connects: number;
+  protocolErrors: number;
+  /** connections refused in server mode while one was active */
+  rejected: number;
+  kicks: number;
+  notifies: number;
+  /** the reason of the last disconnect ("" when none) */
+  lastError: string;
+}
+
+/**
+ * A vhost-user port: the RawPort surface (fd is the connection's socket, -1 while not connected; ifindex 0; kind
+ * "vhost-user") plus connect()/listen()/info(). send() counts every frame as TxLinkDown while the guest's queues are
+ * not running; TxFull when the guest posted no receive buffer.
+ */
+export interface RawVhostUser extends Omit<RawPort, 'kind'> {
+  readonly kind: 'vhost-user';
+  /** client mode: one connect() attempt; 0 on success, else the errno (ENOENT, ECONNREFUSED, ...). */
+  connect(): number;
+  /** server mode: listen on the socket path (a stale socket file is replaced; any other file is an error). */
+  listen(): void;
+  info(): VhostUserInfo;
+}
+
 export interface TapOptions {
   /** TUNSETPERSIST 1 when true (the TAP outlives the fd). */
   persist: boolean;
@@ -189,6 +225,11 @@ export interface RawAddon {
    * PACKET_IGNORE_OUTGOING, PACKET_ADD_MEMBERSHIP PACKET_MR_PROMISC, SO_RCVBUFFORCE/SO_SNDBUFFORCE, nonblocking.
    */
   openPacket(name: string, options: PacketOptions): RawPort;
+  /**
+   * A vhost-user port on the Unix socket `socket` (src/native/vhost-user.cc). mode client: the caller calls
+   * connect() (and again after a disconnect); server: listen(). onState reports the connection.
+   */
+  openVhostUser(name: string, socket: string, mode: 'client' | 'server', onState: VhostUserStateCallback): RawVhostUser;
   /** Removes a persistent TAP: opens it, TUNSETPERSIST 0, closes. Throws when it does not exist or is busy. */
   deleteTap(name: string): void;
   /** SIOCGIFINDEX/SIOCGIFFLAGS/SIOCGIFMTU/SIOCGIFHWADDR/SIOCGIFTXQLEN; null when the interface does not exist. */

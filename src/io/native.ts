@@ -2,6 +2,7 @@
 //
 //   RxSlab      the process-wide receive slab + descriptor array, registered with the addon once
 //   PacketPort  a TAP fd or an AF_PACKET socket: start(onBatch), send(count), close()
+//   VhostUserIo a vhost-user port (the guest's rings over a Unix socket) with the same surface
 //   LinkMonitor rtnetlink RTMGRP_LINK events
 //   netdev      ioctl helpers: ifInfo, setLinkUp, setMtu, setTxQueueLen, disableLro, enableLro, deleteTap, setMac
 //   unixSocket  the control socket's listening fd: listen, dup, close
@@ -25,8 +26,11 @@ import {
   type RawAddon,
   type RawLinkMonitor,
   type RawPort,
+  type RawVhostUser,
   type RxCallback,
   type TapOptions,
+  type VhostUserInfo,
+  type VhostUserStateCallback,
   type VxlanCreateOptions,
 } from './native-types.js';
 import type { PortIo } from '../bridge/port.js';
@@ -239,6 +243,93 @@ export class PacketPort implements PortIo {
     if (this.closed) return;
     this.closed = true;
     this.unlist();
+    this.raw.close();
+  }
+}
+
+/**
+ * A vhost-user port (src/native/vhost-user.cc) with the PacketPort surface the daemon and the engine use: its batches
+ * land in the same RX slab, its tx queue is the same (off, len, op, arg) array. Read on the main thread only.
+ */
+export class VhostUserIo implements PortIo {
+  readonly tx = new Uint32Array(4 * RX_BUDGET);
+  readonly counters = new Float64Array(PortCounter.Count);
+  readonly socket: string;
+  readonly mode: 'client' | 'server';
+  private readonly raw: RawVhostUser;
+  private closed = false;
+  private onRx: ((count: number) => void) | null = null;
+  private onError: ErrorCallback | null = null;
+
+  constructor(name: string, socket: string, mode: 'client' | 'server', onState: VhostUserStateCallback) {
+    RxSlab.get();
+    this.socket = socket;
+    this.mode = mode;
+    this.raw = loadAddon().openVhostUser(name, socket, mode, onState);
+    this.raw.setTx(this.tx);
+    this.raw.setCounters(this.counters);
+  }
+
+  get name(): string {
+    return this.raw.name;
+  }
+
+  /** The connection's socket fd, -1 while not connected or once closed. */
+  get fd(): number {
+    return this.closed ? -1 : this.raw.fd;
+  }
+
+  get ifindex(): number {
+    return 0;
+  }
+
+  get kind(): 'vhost-user' {
+    return 'vhost-user';
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** client mode: 0 when connected, else the errno of the attempt. */
+  connect(): number {
+    return this.closed ? 9 : this.raw.connect();
+  }
+
+  listen(): void {
+    this.raw.listen();
+  }
+
+  info(): VhostUserInfo {
+    return this.raw.info();
+  }
+
+  start(onBatch: (slab: Uint8Array, desc: Int32Array, count: number) => void, onError: ErrorCallback): void {
+    const slab = RxSlab.get();
+    this.onRx = (count) => onBatch(slab.bytes, slab.desc, count);
+    this.onError = onError;
+    this.raw.start(this.onRx, onError);
+  }
+
+  resume(): void {
+    if (!this.closed && this.onRx !== null && this.onError !== null) this.raw.start(this.onRx, this.onError);
+  }
+
+  stop(): void {
+    if (!this.closed) this.raw.stop();
+  }
+
+  send(count: number): number {
+    return this.raw.send(count);
+  }
+
+  readSocketDrops(): number {
+    return 0;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.raw.close();
   }
 }

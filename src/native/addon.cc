@@ -2,6 +2,7 @@
 #include "common.h"
 #include "busypoll.h"
 #include "directpoll.h"
+#include "vhost-user.h"
 
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -150,10 +151,12 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<AddonData>(d);  // deleted by node-addon-api when the env goes away
   d->portCtor = Napi::Persistent(InitPort(env));
   d->linkMonCtor = Napi::Persistent(InitLinkMonitor(env));
+  d->vhostUserCtor = Napi::Persistent(InitVhostUserClass(env));
   exports.Set("setup", Napi::Function::New(env, Setup, "setup"));
   exports.Set("version", Napi::Function::New(env, Version, "version"));
   exports.Set("openTap", Napi::Function::New(env, OpenTap, "openTap"));
   exports.Set("openPacket", Napi::Function::New(env, OpenPacket, "openPacket"));
+  exports.Set("openVhostUser", Napi::Function::New(env, OpenVhostUser, "openVhostUser"));
   exports.Set("linkMonitor", Napi::Function::New(env, LinkMonitorNew, "linkMonitor"));
   InitIfctl(env, exports);
   InitBusyPoll(env, exports);

@@ -62,6 +62,7 @@ struct AddonData {
   uint32_t budget = 0;
   Napi::FunctionReference portCtor;
   Napi::FunctionReference linkMonCtor;
+  Napi::FunctionReference vhostUserCtor;  // vhost-user.cc
   void* directPoll = nullptr;  // directpoll.cc's state, created on first use
   AddonData() = default;
   AddonData(const AddonData&) = delete;

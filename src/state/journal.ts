@@ -113,7 +113,7 @@ export function recorderOf(method: string): Recorder | undefined {
 registerRecordedMethod('addif', (p, _r, j) => {
   const bridge = str(p.bridge);
   const port = str(p.ifname);
-  j.put({ method: 'addif', params: { bridge, ifname: port, kind: p.kind ?? 'tap', ...vlanOptions(p) }, key: `addif:${bridge}/${port}`, target: portTarget(bridge, port) });
+  j.put({ method: 'addif', params: { bridge, ifname: port, kind: p.kind ?? 'tap', ...(p.kind === 'vhost-user' ? { socket: p.socket, mode: p.mode ?? 'client' } : {}), ...vlanOptions(p) }, key: `addif:${bridge}/${port}`, target: portTarget(bridge, port) });
 });
 
 registerRecordedMethod('delif', (p, _r, j, ctx) => {

@@ -69,6 +69,7 @@ export function effectiveConfig(d: Daemon, file: DaemonConfig): Raw {
     for (const p of show.ports) {
       if (seen.has(p.name) || p.kind === 'vxlan') continue;
       const m: Raw = { name: p.name, kind: p.kind };
+      if (p.vhost_user !== undefined) Object.assign(m, { socket: p.vhost_user.socket, mode: p.vhost_user.mode });
       setVlanKeys(m, vlans.get(p.name));
       setLockKey(m, locks.get(p.name));
       ports.push(m);

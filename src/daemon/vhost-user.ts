@@ -1,0 +1,152 @@
+// vhost-user ports (docs/vhost-user.md): a QEMU guest whose virtio-net rings tapbridge reads and writes directly
+// (src/native/vhost-user.cc) instead of through a TAP. The bridge sees kind 'vhost-user' like any port: its batches
+// land in the same RX slab, it sends from the same tx queue, and counters, captures, mirrors and QoS are the same.
+//
+//   mode client (default)  QEMU listens (-chardev socket,...,server=on); the port connects, and after a disconnect
+//                          connects again with backoff (RECONNECT_MIN_MS doubling to RECONNECT_MAX_MS; back to the
+//                          shortest after a connection that brought the link up). Either side may restart.
+//   mode server            the port listens on the socket path (QEMU connects with reconnect=N) and takes one
+//                          frontend at a time.
+//
+// State: `down` until the frontend has started and enabled both queues, then `up`; a disconnect (frontend gone,
+// or a protocol error: the reason is logged) makes it `down` and flushes its FDB entries like a carrier loss.
+// A vhost-user port has no netdev (ifindex 0) and no fd to hand over: after a restart or a takeover the frontend
+// replays its setup on the new connection.
+
+import type { Logger } from '../log.js';
+import type { Bridge } from '../bridge/bridge.js';
+import type { BridgePort, PortState } from '../bridge/port.js';
+import { VhostUserIo } from '../io/native.js';
+import type { VhostUserInfo } from '../io/native-types.js';
+import type { VhostUserSpec } from '../config/config.js';
+import { ManagedPort, type ManagedPortOptions } from './ports.js';
+
+export const RECONNECT_MIN_MS = 100;
+export const RECONNECT_MAX_MS = 5_000;
+
+/** `show` of a vhost-user port. */
+export interface VhostUserShow extends VhostUserInfo {
+  socket: string;
+  mode: 'client' | 'server';
+}
+
+export class VhostUserPort extends ManagedPort {
+  readonly spec: VhostUserSpec;
+  vio: VhostUserIo | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private reconnectDelayMs = RECONNECT_MIN_MS;
+  private lastConnectErrno = 0;
+  /** connections that ended (frontend gone or protocol error) */
+  disconnects = 0;
+
+  constructor(bridge: Bridge, port: BridgePort, spec: VhostUserSpec, opts: ManagedPortOptions, bridgeMtu: number, log: Logger) {
+    super(bridge, port, opts, bridgeMtu, log);
+    this.spec = spec;
+    this.port.mtu = bridgeMtu;
+  }
+
+  /** Creates the port's I/O: listens (server) or makes the first connect attempt (client). Throws only in server mode. */
+  override open(): boolean {
+    if (this.vio !== null) return true;
+    const io = new VhostUserIo(this.name, this.spec.socket, this.spec.mode,
+      this.wrap(`port ${this.name}: vhost-user state`, (type: 'connected' | 'link' | 'disconnected', detail: string, up: boolean) => this.onState(type, detail, up)));
+    try {
+      if (this.spec.mode === 'server') io.listen();
+    } catch (err) {
+      io.close();
+      throw err;
+    }
+    this.vio = io;
+    this.port.io = io;
+    this.setState('down');
+    io.start(
+      (slab, desc, count) => {
+        try {
+          this.deliver(slab, desc, count);
+        } catch (err) {
+          this.bridge.discardBatch();
+          this.onBatchError(err);
+        }
+      },
+      () => {},
+    );
+    this.log.info({ socket: this.spec.socket, mode: this.spec.mode }, this.spec.mode === 'server' ? 'vhost-user socket listening' : 'vhost-user port open; connecting');
+    if (this.spec.mode === 'client') this.tryConnect();
+    return true;
+  }
+
+  private tryConnect(): void {
+    const io = this.vio;
+    if (io === null || io.isClosed) return;
+    const errno = io.connect();
+    if (errno === 0) return;  // 'connected' follows from the addon
+    if (errno !== this.lastConnectErrno) {
+      this.log.info({ socket: this.spec.socket, errno }, 'vhost-user socket not reachable yet; retrying');
+      this.lastConnectErrno = errno;
+    }
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.spec.mode !== 'client' || this.vio === null) return;
+    this.cancelReconnect();
+    const delay = this.reconnectDelayMs;
+    this.reconnectDelayMs = Math.min(RECONNECT_MAX_MS, this.reconnectDelayMs * 2);
+    this.reconnectTimer = setTimeout(this.wrap(`port ${this.name}: vhost-user reconnect`, () => {
+      this.reconnectTimer = null;
+      this.tryConnect();
+    }), delay);
+    this.reconnectTimer.unref();
+  }
+
+  private cancelReconnect(): void {
+    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+  }
+
+  private onState(type: 'connected' | 'link' | 'disconnected', detail: string, up: boolean): void {
+    if (type === 'connected') {
+      this.lastConnectErrno = 0;
+      this.log.info({ socket: this.spec.socket }, 'vhost-user frontend connected');
+    } else if (type === 'link') {
+      if (up) this.reconnectDelayMs = RECONNECT_MIN_MS;
+      const info = this.vio?.info();
+      this.log.info({ state: up ? 'up' : 'down', features: info?.features, ring_size: info?.rings[0]?.size }, 'vhost-user queues ' + (up ? 'running' : 'stopped'));
+      this.setState(up ? 'up' : 'down');
+    } else {
+      this.disconnects++;
+      this.log.warn({ socket: this.spec.socket, reason: detail }, 'vhost-user connection closed');
+      this.setState('down');
+      this.scheduleReconnect();
+    }
+  }
+
+  show(): VhostUserShow {
+    const info: VhostUserInfo = this.vio?.info() ?? {
+      connected: false, link: false, features: '0x0', protocolFeatures: '0x0', regions: 0, rings: [], connects: 0,
+      protocolErrors: 0, rejected: 0, kicks: 0, notifies: 0, lastError: '',
+    };
+    return { socket: this.spec.socket, mode: this.spec.mode, ...info };
+  }
+
+  override close(state: PortState): void {
+    this.cancelReconnect();
+    const io = this.vio;
+    this.vio = null;
+    this.port.detachIo();
+    this.setState(state);
+    if (io !== null) io.close();
+  }
+
+  override pauseIo(): void {
+    this.vio?.stop();
+  }
+
+  override resumeIo(): void {
+    this.vio?.resume();
+  }
+
+  override onLinkNew(): void {}
+
+  override onLinkGone(): void {}
+}

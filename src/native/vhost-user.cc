@@ -1,0 +1,1725 @@
+// tapbridge_native: vhost-user ports (QEMU docs/interop/vhost-user.rst), written from the specification.
+//
+// Model. A vhost-user frontend (QEMU, DPDK's virtio_user) shares the guest's memory with us over a Unix stream
+// socket: a memory table with one fd per region, which we mmap MAP_SHARED, and per virtqueue the ring addresses, a
+// kick eventfd (guest -> us) and a call eventfd (us -> guest). We read and write the split virtqueues directly:
+//
+//   queue 1 (guest TX)  kick readable -> walk the available chains, copy each frame into the shared RX slab as
+//                       [virtio_net_hdr 10][frame], return the chain on the used ring, one onRx(count) per batch;
+//                       the engine sees the port like a TAP (same slab, same vnet-header path).
+//   queue 0 (guest RX)  send(count) copies each tx entry (off, len, op, arg as on a TAP) into the guest's
+//                       available buffers, with MRG_RXBUF over as many chains as it needs.
+//
+// Features offered: VERSION_1, MRG_RXBUF, INDIRECT_DESC, EVENT_IDX, CSUM, GUEST_CSUM, HOST/GUEST_TSO4/6/ECN,
+// PROTOCOL_FEATURES (protocol feature REPLY_ACK). The guest's 12-byte header (10 without VERSION_1/MRG_RXBUF)
+// becomes the 10-byte vnet header of the slab as is: both are struct virtio_net_hdr, little endian here.
+// Towards a guest that did not take GUEST_CSUM the checksum is completed in software; a GSO frame it did not
+// take GUEST_TSO* for is dropped (TxOversize).
+//
+// The guest is never trusted. Every guest value is read once into a local and checked: ring sizes (a power of
+// two, <= 32768), ring addresses (inside one region, aligned), avail idx (at most num ahead), heads and next
+// indexes (< size), descriptor direction, indirect tables (inside one region, a multiple of 16, no nesting),
+// chain length (<= the table size: a loop is an error), every buffer (inside the memory table). Any violation
+// and any malformed message closes the connection with a reason (onState 'disconnected'); only this port is
+// affected. Frames longer than 64 KiB are dropped and counted (RxTruncated), not an error.
+//
+// Connection. mode client: JS calls connect() (and again after a disconnect, with backoff); mode server: we
+// listen on the socket path and take one connection at a time (a second one is closed at once).
+// Everything runs on the main loop thread: uv_poll on the socket, on the listening fd and on queue 1's kick.
+#include "vhost-user.h"
+
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "virtio rings are little endian; this code reads them natively");
+
+namespace tb {
+
+namespace {
+
+// ---- protocol constants (vhost-user.rst) ----
+enum : uint32_t {
+  kGetFeatures = 1,
+  kSetFeatures = 2,
+  kSetOwner = 3,
+  kResetOwner = 4,
+  kSetMemTable = 5,
+  kSetLogBase = 6,
+  kSetLogFd = 7,
+  kSetVringNum = 8,
+  kSetVringAddr = 9,
+  kSetVringBase = 10,
+  kGetVringBase = 11,
+  kSetVringKick = 12,
+  kSetVringCall = 13,
+  kSetVringErr = 14,
+  kGetProtocolFeatures = 15,
+  kSetProtocolFeatures = 16,
+  kGetQueueNum = 17,
+  kSetVringEnable = 18,
+};
+constexpr uint32_t kFlagVersion = 0x1;
+constexpr uint32_t kFlagReply = 0x4;
+constexpr uint32_t kFlagNeedReply = 0x8;
+constexpr uint64_t kVringNoFd = 0x100;
+constexpr uint64_t kVringIdxMask = 0xff;
+constexpr size_t kHdrSize = 12;
+constexpr size_t kMaxPayload = 4096;
+constexpr size_t kMaxFds = 8;
+constexpr size_t kMaxRegions = 8;
+constexpr uint32_t kMaxQueueSize = 32768;
+constexpr int kMessagesPerWakeup = 64;
+
+// virtio feature bits
+constexpr uint64_t F_CSUM = 1ull << 0;
+constexpr uint64_t F_GUEST_CSUM = 1ull << 1;
+constexpr uint64_t F_GUEST_TSO4 = 1ull << 7;
+constexpr uint64_t F_GUEST_TSO6 = 1ull << 8;
+constexpr uint64_t F_GUEST_ECN = 1ull << 9;
+constexpr uint64_t F_HOST_TSO4 = 1ull << 11;
+constexpr uint64_t F_HOST_TSO6 = 1ull << 12;
+constexpr uint64_t F_HOST_ECN = 1ull << 13;
+constexpr uint64_t F_MRG_RXBUF = 1ull << 15;
+constexpr uint64_t F_INDIRECT_DESC = 1ull << 28;
+constexpr uint64_t F_EVENT_IDX = 1ull << 29;
+constexpr uint64_t F_PROTOCOL_FEATURES = 1ull << 30;
+constexpr uint64_t F_VERSION_1 = 1ull << 32;
+constexpr uint64_t kOfferedFeatures = F_CSUM | F_GUEST_CSUM | F_GUEST_TSO4 | F_GUEST_TSO6 | F_GUEST_ECN | F_HOST_TSO4 |
+                                      F_HOST_TSO6 | F_HOST_ECN | F_MRG_RXBUF | F_INDIRECT_DESC | F_EVENT_IDX |
+                                      F_PROTOCOL_FEATURES | F_VERSION_1;
+constexpr uint64_t PF_REPLY_ACK = 1ull << 3;
+constexpr uint64_t kOfferedProtocolFeatures = PF_REPLY_ACK;
+
+// split ring
+constexpr uint16_t VRING_DESC_F_NEXT = 1;
+constexpr uint16_t VRING_DESC_F_WRITE = 2;
+constexpr uint16_t VRING_DESC_F_INDIRECT = 4;
+constexpr uint16_t VRING_AVAIL_F_NO_INTERRUPT = 1;
+
+struct VringDesc {
+  uint64_t addr;
+  uint32_t len;
+  uint16_t flags;
+  uint16_t next;
+};
+static_assert(sizeof(VringDesc) == 16, "virtq_desc is 16 bytes");
+
+// virtio_net_hdr: 0 flags, 1 gso_type, 2 hdr_len, 4 gso_size, 6 csum_start, 8 csum_offset, [10 num_buffers]
+constexpr uint8_t VNET_F_NEEDS_CSUM = 1;
+constexpr uint8_t VNET_F_DATA_VALID = 2;
+constexpr uint8_t GSO_TCPV4 = 1;
+constexpr uint8_t GSO_UDP = 3;
+constexpr uint8_t GSO_TCPV6 = 4;
+constexpr uint8_t GSO_ECN = 0x80;
+constexpr size_t kMinFrame = 14;
+
+inline size_t Align16(size_t v) { return (v + (kSlotAlign - 1)) & ~(kSlotAlign - 1); }
+inline uint16_t Ld16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+inline void St16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
+
+// As port.cc: a tag pushed or popped in front of the L3 header moves csum_start and hdr_len.
+inline void AdjustVnetHdr(uint8_t* h, int delta) {
+  if (h[0] & VNET_F_NEEDS_CSUM) {
+    uint16_t cs = Ld16(h + 6);
+    if (delta > 0 || cs >= static_cast<uint16_t>(-delta)) St16(h + 6, static_cast<uint16_t>(cs + delta));
+  }
+  uint16_t hl = Ld16(h + 2);
+  if (hl != 0 && (delta > 0 || hl > static_cast<uint16_t>(-delta))) St16(h + 2, static_cast<uint16_t>(hl + delta));
+}
+
+inline uint16_t LoadAcquire16(const volatile uint16_t* p) {
+  return __atomic_load_n(const_cast<const uint16_t*>(p), __ATOMIC_ACQUIRE);
+}
+inline void StoreRelease16(volatile uint16_t* p, uint16_t v) {
+  __atomic_store_n(const_cast<uint16_t*>(p), v, __ATOMIC_RELEASE);
+}
+// virtio spec 2.7.10: notify when new_idx has passed event_idx since old.
+inline bool NeedEvent(uint16_t eventIdx, uint16_t newIdx, uint16_t oldIdx) {
+  return static_cast<uint16_t>(newIdx - eventIdx - 1) < static_cast<uint16_t>(newIdx - oldIdx);
+}
+
+struct Region {
+  uint64_t gpa = 0, size = 0, uva = 0, mmapOffset = 0;
+  uint8_t* map = nullptr;  // mmap of [0, mmapOffset + size) of fd
+  size_t mapLen = 0;
+  int fd = -1;
+  uint8_t* host() const { return map + mmapOffset; }
+};
+
+struct Vring {
+  uint32_t num = 0;  // 0: not set
+  uint64_t descUva = 0, availUva = 0, usedUva = 0;
+  bool addrSet = false;
+  bool started = false;  // kick received, addresses translated
+  bool enabled = false;
+  const VringDesc* desc = nullptr;
+  volatile uint16_t* avail = nullptr;  // flags, idx, ring[num], used_event
+  volatile uint8_t* used = nullptr;    // flags u16, idx u16, ring[num] {u32 id, u32 len}, avail_event u16
+  uint16_t lastAvail = 0;
+  uint16_t lastUsed = 0;
+  uint16_t signalledUsed = 0;
+  bool signalledValid = false;
+  int kick = -1, call = -1, err = -1;
+  uv_poll_t* kickPoll = nullptr;
+
+  volatile uint16_t* usedIdx() const { return reinterpret_cast<volatile uint16_t*>(used + 2); }
+  volatile uint32_t* usedElem(uint16_t i) const { return reinterpret_cast<volatile uint32_t*>(used + 4 + 8 * (i & (num - 1))); }
+  volatile uint16_t* availEvent() const { return reinterpret_cast<volatile uint16_t*>(used + 4 + 8 * num); }
+  uint16_t usedEvent() const { return avail[2 + num]; }
+};
+
+void CloseFd(int* fd) {
+  if (*fd >= 0) ::close(*fd);
+  *fd = -1;
+}
+
+void FreePoll(uv_poll_t** p) {
+  if (*p == nullptr) return;
+  (*p)->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(*p), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  *p = nullptr;
+}
+
+void FreeTimer(uv_timer_t** t) {
+  if (*t == nullptr) return;
+  (*t)->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(*t), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  *t = nullptr;
+}
+
+// Makes an fd from the frontend non-blocking: an eventfd read or write must never stall the loop.
+void SetNonBlocking(int fd) {
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl >= 0 && !(fl & O_NONBLOCK)) ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+// One's complement sum of a byte range (RFC 1071), folded later.
+uint32_t CsumAdd(uint32_t sum, const uint8_t* p, size_t n, bool odd) {
+  size_t i = 0;
+  if (odd && n > 0) {
+    sum += p[0];
+    i = 1;
+  }
+  for (; i + 1 < n; i += 2) sum += (static_cast<uint32_t>(p[i]) << 8) | p[i + 1];
+  if (i < n) sum += static_cast<uint32_t>(p[i]) << 8;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return sum;
+}
+
+}  // namespace
+
+class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit VhostUserPort(const Napi::CallbackInfo& info);
+  ~VhostUserPort() override;
+
+ private:
+  // JS surface: the RawPort methods plus connect(), info().
+  Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), connFd_); }
+  Napi::Value GetIfindex(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), 0); }
+  Napi::Value GetName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
+  Napi::Value GetKind(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), "vhost-user"); }
+  Napi::Value SetTx(const Napi::CallbackInfo& info);
+  Napi::Value SetCounters(const Napi::CallbackInfo& info);
+  Napi::Value Start(const Napi::CallbackInfo& info);
+  Napi::Value Stop(const Napi::CallbackInfo& info);
+  Napi::Value Send(const Napi::CallbackInfo& info);
+  Napi::Value ReadSocketDrops(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), 0); }
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value Connect(const Napi::CallbackInfo& info);
+  Napi::Value Listen(const Napi::CallbackInfo& info);
+  Napi::Value Info(const Napi::CallbackInfo& info);
+
+  // connection
+  void Adopt(int fd);
+  void Disconnect(const std::string& reason);
+  void Fail(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+  void Emit(const char* type, const std::string& detail, bool up);
+  void UpdateLink();
+  bool LinkUp() const;
+  static void OnConnPoll(uv_poll_t* h, int status, int events);
+  static void OnListenPoll(uv_poll_t* h, int status, int events);
+  static void OnKickPoll(uv_poll_t* h, int status, int events);
+  void ReadMessages();
+  void HandleMessage();
+  bool Reply(uint32_t request, const void* payload, uint32_t size);
+  bool ReplyU64(uint32_t request, uint64_t v) { return Reply(request, &v, 8); }
+  void ClearFds();
+  int TakeFd();  // first received fd, or -1
+  void ResetRings();
+  void UnmapRegions();
+  bool StartRing(uint32_t index);
+  void StopRing(Vring& vq);
+
+  // memory
+  uint8_t* UvaToHost(uint64_t uva, uint64_t len) const;
+  uint8_t* GpaToHost(uint64_t gpa, uint64_t len) const;
+  // Copies guest bytes in [gpa, gpa+len) (possibly over several regions); false when any byte is outside.
+  bool GuestRead(uint8_t* dst, uint64_t gpa, uint32_t len);
+  bool GuestWrite(uint64_t gpa, const uint8_t* src, uint32_t len);
+  bool GuestRangeOk(uint64_t gpa, uint64_t len) const;
+  // From send(): the connection is closed on the next loop iteration, never inside the engine's batch.
+  void DisconnectLater();
+  static void OnDeferTimer(uv_timer_t* t);
+
+  // data path
+  struct Chain {
+    const VringDesc* table;
+    uint32_t size;
+    uint32_t idx;
+    uint32_t steps;
+    bool indirect;
+    bool more;
+  };
+  bool ChainBegin(Vring& vq, uint16_t head, Chain* c);
+  // Next buffer of the chain into *d (checked); false at the end or on an error (broken_ set).
+  bool ChainNext(Vring& vq, Chain* c, VringDesc* d, bool writable);
+  void HandleKick();
+  uint32_t ReadBatch();
+  void Notify(Vring& vq);
+  // Copies one frame (pieces) into the guest's RX buffers; 0 sent, else a PortCounter index of the drop.
+  int SendOne(const uint8_t* hdr, const struct iovec* pieces, int npieces, size_t frameLen);
+
+  napi_env env_;
+  AddonData* data_;
+  std::string name_;
+  std::string path_;
+  bool server_ = false;
+  bool closed_ = false;
+  bool reading_ = true;  // stop()/start(): poll queue 1's kick or not
+  int inCallback_ = 0;
+  bool refd_ = false;
+
+  int listenFd_ = -1;
+  uv_poll_t* listenPoll_ = nullptr;
+  int connFd_ = -1;
+  uv_poll_t* connPoll_ = nullptr;
+  uv_timer_t* deferTimer_ = nullptr;
+  bool broken_ = false;
+  std::string brokenReason_;
+
+  // message assembly
+  uint8_t msg_[kHdrSize + kMaxPayload];
+  size_t have_ = 0;
+  std::vector<int> fds_;
+
+  bool owner_ = false;
+  uint64_t features_ = 0;
+  bool featuresSet_ = false;
+  uint64_t protocolFeatures_ = 0;
+  size_t guestHdrLen_ = 10;
+  Region regions_[kMaxRegions];
+  size_t nregions_ = 0;
+  bool memSet_ = false;
+  Vring vq_[2];
+  bool linkUp_ = false;
+
+  // JS
+  Napi::FunctionReference onRx_;
+  Napi::FunctionReference onError_;
+  Napi::FunctionReference onState_;
+  std::unique_ptr<Napi::AsyncContext> asyncCtx_;
+  Napi::Reference<Napi::Uint32Array> txRef_;
+  uint32_t* tx_ = nullptr;
+  size_t txCap_ = 0;
+  Napi::Reference<Napi::Float64Array> countersRef_;
+  double* counters_;
+  double dummyCounters_[CounterCount] = {0};
+  std::vector<uint8_t> csumScratch_;
+
+  // statistics for info()
+  double connects_ = 0, protocolErrors_ = 0, kicks_ = 0, notifies_ = 0, rejected_ = 0;
+  std::string lastError_;
+};
+
+Napi::Function VhostUserPort::Init(Napi::Env env) {
+  return DefineClass(env, "RawVhostUser",
+                     {
+                         InstanceAccessor<&VhostUserPort::GetFd>("fd"),
+                         InstanceAccessor<&VhostUserPort::GetIfindex>("ifindex"),
+                         InstanceAccessor<&VhostUserPort::GetName>("name"),
+                         InstanceAccessor<&VhostUserPort::GetKind>("kind"),
+                         InstanceMethod<&VhostUserPort::SetTx>("setTx"),
+                         InstanceMethod<&VhostUserPort::SetCounters>("setCounters"),
+                         InstanceMethod<&VhostUserPort::Start>("start"),
+                         InstanceMethod<&VhostUserPort::Stop>("stop"),
+                         InstanceMethod<&VhostUserPort::Send>("send"),
+                         InstanceMethod<&VhostUserPort::ReadSocketDrops>("readSocketDrops"),
+                         InstanceMethod<&VhostUserPort::Close>("close"),
+                         InstanceMethod<&VhostUserPort::Connect>("connect"),
+                         InstanceMethod<&VhostUserPort::Listen>("listen"),
+                         InstanceMethod<&VhostUserPort::Info>("info"),
+                     });
+}
+
+// (token, name, path, server, onState)
+VhostUserPort::VhostUserPort(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VhostUserPort>(info), env_(info.Env()) {
+  Napi::Env env = info.Env();
+  data_ = env.GetInstanceData<AddonData>();
+  counters_ = dummyCounters_;
+  if (info.Length() != 5 || !info[0].IsExternal() || info[0].As<Napi::External<int>>().Data() != &kCtorToken) {
+    ThrowType(env, "RawVhostUser cannot be constructed from JS; use openVhostUser()");
+    closed_ = true;
+    return;
+  }
+  name_ = info[1].As<Napi::String>().Utf8Value();
+  path_ = info[2].As<Napi::String>().Utf8Value();
+  server_ = info[3].As<Napi::Boolean>().Value();
+  onState_ = Napi::Persistent(info[4].As<Napi::Function>());
+  asyncCtx_ = std::make_unique<Napi::AsyncContext>(env, "tapbridge:vhost-user", Napi::Object::New(env));
+  // the wrapper lives until close(): its uv handles call back into it
+  Ref();
+  refd_ = true;
+}
+
+VhostUserPort::~VhostUserPort() {
+  closed_ = true;
+  ResetRings();
+  UnmapRegions();
+  ClearFds();
+  FreePoll(&connPoll_);
+  FreePoll(&listenPoll_);
+  FreeTimer(&deferTimer_);
+  CloseFd(&connFd_);
+  CloseFd(&listenFd_);
+}
+
+Napi::Value VhostUserPort::SetTx(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+      info[0].As<Napi::TypedArray>().ElementLength() < 4) {
+    ThrowType(env, "setTx(tx: Uint32Array) with at least one entry (4 uint32)");
+    return env.Undefined();
+  }
+  Napi::Uint32Array tx = info[0].As<Napi::Uint32Array>();
+  txRef_ = Napi::Persistent(tx);
+  tx_ = tx.Data();
+  txCap_ = tx.ElementLength() / 4;
+  return env.Undefined();
+}
+
+Napi::Value VhostUserPort::SetCounters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[0].As<Napi::TypedArray>().ElementLength() < static_cast<size_t>(CounterCount)) {
+    ThrowType(env, "setCounters(counters: Float64Array) with length >= " + std::to_string(CounterCount));
+    return env.Undefined();
+  }
+  Napi::Float64Array c = info[0].As<Napi::Float64Array>();
+  countersRef_ = Napi::Persistent(c);
+  counters_ = c.Data();
+  return env.Undefined();
+}
+
+Napi::Value VhostUserPort::Start(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsFunction() || !info[1].IsFunction()) {
+    ThrowType(env, "start(onRx: (count) => void, onError: (errno, syscall, stopped) => void)");
+    return env.Undefined();
+  }
+  if (data_->slab == nullptr) {
+    Napi::Error::New(env, "start: setup() must be called first").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  onRx_ = Napi::Persistent(info[0].As<Napi::Function>());
+  onError_ = Napi::Persistent(info[1].As<Napi::Function>());
+  reading_ = true;
+  Vring& vq = vq_[1];
+  if (vq.kickPoll != nullptr) {
+    uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
+    // frames that queued while stopped: come back through the kick
+    if (vq.kick >= 0) eventfd_write(vq.kick, 1);
+  }
+  return env.Undefined();
+}
+
+Napi::Value VhostUserPort::Stop(const Napi::CallbackInfo& info) {
+  reading_ = false;
+  if (vq_[1].kickPoll != nullptr) uv_poll_stop(vq_[1].kickPoll);
+  return info.Env().Undefined();
+}
+
+Napi::Value VhostUserPort::Close(const Napi::CallbackInfo& info) {
+  if (!closed_) {
+    closed_ = true;
+    ResetRings();
+    UnmapRegions();
+    ClearFds();
+    FreePoll(&connPoll_);
+    FreePoll(&listenPoll_);
+    FreeTimer(&deferTimer_);
+    CloseFd(&connFd_);
+    if (listenFd_ >= 0) {
+      CloseFd(&listenFd_);
+      ::unlink(path_.c_str());
+    }
+    if (inCallback_ == 0) {
+      onRx_.Reset();
+      onError_.Reset();
+      onState_.Reset();
+    }
+    txRef_.Reset();
+    tx_ = nullptr;
+    txCap_ = 0;
+    countersRef_.Reset();
+    counters_ = dummyCounters_;
+    if (refd_) {
+      refd_ = false;
+      Unref();
+    }
+  }
+  return info.Env().Undefined();
+}
+
+// connect(): client mode, one attempt. Returns 0 (connected) or the errno.
+Napi::Value VhostUserPort::Connect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_) return Napi::Number::New(env, EBADF);
+  if (connFd_ >= 0) return Napi::Number::New(env, EISCONN);
+  struct sockaddr_un sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  if (path_.size() >= sizeof sa.sun_path) return Napi::Number::New(env, ENAMETOOLONG);
+  std::memcpy(sa.sun_path, path_.data(), path_.size());
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Napi::Number::New(env, errno);
+  if (::connect(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) {
+    int e = errno;
+    ::close(fd);
+    return Napi::Number::New(env, e);
+  }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  Adopt(fd);
+  return Napi::Number::New(env, connFd_ >= 0 ? 0 : EIO);
+}
+
+// listen(): server mode. Replaces a stale socket file (a socket nobody accepts on), never another file type.
+Napi::Value VhostUserPort::Listen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_ || listenFd_ >= 0) return env.Undefined();
+  struct sockaddr_un sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  if (path_.size() >= sizeof sa.sun_path) {
+    ThrowSysError(env, ENAMETOOLONG, "bind(" + path_ + ")", name_);
+    return env.Undefined();
+  }
+  std::memcpy(sa.sun_path, path_.data(), path_.size());
+  struct stat st;
+  if (::lstat(path_.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      ThrowSysError(env, EEXIST, "bind(" + path_ + ")", name_);
+      return env.Undefined();
+    }
+    int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool live = probe >= 0 && ::connect(probe, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) == 0;
+    if (probe >= 0) ::close(probe);
+    if (live) {
+      ThrowSysError(env, EADDRINUSE, "bind(" + path_ + ")", name_);
+      return env.Undefined();
+    }
+    ::unlink(path_.c_str());
+  }
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ThrowSysError(env, errno, "socket(AF_UNIX)", name_);
+    return env.Undefined();
+  }
+  mode_t old = ::umask(0077);
+  int r = ::bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa);
+  int e = errno;
+  ::umask(old);
+  if (r < 0 || ::listen(fd, 4) < 0) {
+    if (r == 0) e = errno;
+    ::close(fd);
+    ThrowSysError(env, e, "bind/listen(" + path_ + ")", name_);
+    return env.Undefined();
+  }
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  listenFd_ = fd;
+  listenPoll_ = new uv_poll_t;
+  uv_poll_init(loop, listenPoll_, fd);
+  listenPoll_->data = this;
+  uv_poll_start(listenPoll_, UV_READABLE, OnListenPoll);
+  return env.Undefined();
+}
+
+void VhostUserPort::OnListenPoll(uv_poll_t* h, int status, int) {
+  VhostUserPort* self = static_cast<VhostUserPort*>(h->data);
+  if (self == nullptr || self->closed_ || status < 0) return;
+  for (int i = 0; i < 4; i++) {
+    int fd = ::accept4(self->listenFd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;
+    if (self->connFd_ >= 0) {
+      // one frontend at a time
+      self->rejected_++;
+      ::close(fd);
+      continue;
+    }
+    Napi::HandleScope scope(Napi::Env(self->env_));
+    self->Adopt(fd);
+  }
+}
+
+void VhostUserPort::Adopt(int fd) {
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env_, &loop);
+  connFd_ = fd;
+  connPoll_ = new uv_poll_t;
+  if (uv_poll_init(loop, connPoll_, fd) < 0) {
+    delete connPoll_;
+    connPoll_ = nullptr;
+    CloseFd(&connFd_);
+    return;
+  }
+  connPoll_->data = this;
+  uv_poll_start(connPoll_, UV_READABLE, OnConnPoll);
+  broken_ = false;
+  brokenReason_.clear();
+  have_ = 0;
+  owner_ = false;
+  features_ = 0;
+  featuresSet_ = false;
+  protocolFeatures_ = 0;
+  guestHdrLen_ = 10;
+  connects_++;
+  Emit("connected", path_, false);
+}
+
+void VhostUserPort::Fail(const char* fmt, ...) {
+  if (broken_) return;
+  char buf[256];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  broken_ = true;
+  brokenReason_ = std::string("protocol error: ") + buf;
+  protocolErrors_++;
+}
+
+void VhostUserPort::Disconnect(const std::string& reason) {
+  if (connFd_ < 0) return;
+  ResetRings();
+  UnmapRegions();
+  ClearFds();
+  FreePoll(&connPoll_);
+  CloseFd(&connFd_);
+  have_ = 0;
+  owner_ = false;
+  broken_ = false;
+  lastError_ = reason;
+  UpdateLink();
+  Emit("disconnected", reason, false);
+}
+
+void VhostUserPort::Emit(const char* type, const std::string& detail, bool up) {
+  if (closed_ || onState_.IsEmpty()) return;
+  Napi::Env env(env_);
+  Napi::HandleScope scope(env);
+  inCallback_++;
+  Ref();
+  napi_value argv[3] = {Napi::String::New(env, type), Napi::String::New(env, detail), Napi::Boolean::New(env, up)};
+  onState_.MakeCallback(Value(), 3, argv, *asyncCtx_);
+  HandlePendingException(env);
+  inCallback_--;
+  if (closed_ && inCallback_ == 0) {
+    onRx_.Reset();
+    onError_.Reset();
+    onState_.Reset();
+  }
+  Unref();
+}
+
+bool VhostUserPort::LinkUp() const {
+  return connFd_ >= 0 && memSet_ && vq_[0].started && vq_[0].enabled && vq_[1].started && vq_[1].enabled;
+}
+
+void VhostUserPort::UpdateLink() {
+  bool up = LinkUp();
+  if (up == linkUp_) return;
+  linkUp_ = up;
+  Emit("link", up ? "up" : "down", up);
+}
+
+void VhostUserPort::OnConnPoll(uv_poll_t* h, int status, int) {
+  VhostUserPort* self = static_cast<VhostUserPort*>(h->data);
+  if (self == nullptr || self->closed_) return;
+  Napi::HandleScope scope(Napi::Env(self->env_));
+  if (status < 0) {
+    self->Disconnect("socket error");
+    return;
+  }
+  self->ReadMessages();
+  if (self->broken_) {
+    std::string r = self->brokenReason_;
+    self->Disconnect(r);
+  } else {
+    self->UpdateLink();
+  }
+}
+
+void VhostUserPort::ClearFds() {
+  for (int fd : fds_) ::close(fd);
+  fds_.clear();
+}
+
+int VhostUserPort::TakeFd() {
+  if (fds_.empty()) return -1;
+  int fd = fds_.front();
+  fds_.erase(fds_.begin());
+  return fd;
+}
+
+void VhostUserPort::ReadMessages() {
+  for (int n = 0; n < kMessagesPerWakeup && connFd_ >= 0 && !broken_; n++) {
+    size_t want = kHdrSize;
+    if (have_ >= kHdrSize) {
+      uint32_t size;
+      std::memcpy(&size, msg_ + 8, 4);
+      if (size > kMaxPayload) {
+        Fail("message payload of %u bytes (at most %zu)", size, kMaxPayload);
+        return;
+      }
+      want = kHdrSize + size;
+    }
+    if (have_ < want) {
+      struct iovec iov = {msg_ + have_, want - have_};
+      alignas(struct cmsghdr) uint8_t cbuf[CMSG_SPACE(sizeof(int) * kMaxFds)];
+      struct msghdr mh;
+      std::memset(&mh, 0, sizeof mh);
+      mh.msg_iov = &iov;
+      mh.msg_iovlen = 1;
+      mh.msg_control = cbuf;
+      mh.msg_controllen = sizeof cbuf;
+      ssize_t r = ::recvmsg(connFd_, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        Fail("recvmsg: %s", strerror(errno));
+        return;
+      }
+      for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < nfd; i++) {
+          int fd;
+          std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+          fds_.push_back(fd);
+        }
+      }
+      if (mh.msg_flags & MSG_CTRUNC) Fail("more than %zu fds in one message", kMaxFds);
+      if (fds_.size() > kMaxFds) Fail("more than %zu fds in one message", kMaxFds);
+      if (r == 0) {
+        broken_ = true;
+        brokenReason_ = "frontend closed the connection";
+        return;
+      }
+      have_ += static_cast<size_t>(r);
+      if (broken_) return;
+      if (have_ < want) continue;  // the header, or part of the payload: read on
+      if (want == kHdrSize) {
+        uint32_t size;
+        std::memcpy(&size, msg_ + 8, 4);
+        if (size > kMaxPayload) {
+          Fail("message payload of %u bytes (at most %zu)", size, kMaxPayload);
+          return;
+        }
+        if (size > 0) continue;
+      }
+    }
+    HandleMessage();
+    have_ = 0;
+    ClearFds();  // fds a message did not use
+  }
+}
+
+bool VhostUserPort::Reply(uint32_t request, const void* payload, uint32_t size) {
+  uint8_t buf[kHdrSize + 64];
+  if (size > 64) return false;
+  uint32_t flags = kFlagVersion | kFlagReply;
+  std::memcpy(buf, &request, 4);
+  std::memcpy(buf + 4, &flags, 4);
+  std::memcpy(buf + 8, &size, 4);
+  std::memcpy(buf + kHdrSize, payload, size);
+  size_t n = kHdrSize + size;
+  // a reply is small; the socket buffer holds it unless the frontend stopped reading for good
+  ssize_t r;
+  do {
+    r = ::send(connFd_, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (r < 0 && errno == EINTR);
+  if (r != static_cast<ssize_t>(n)) {
+    Fail("cannot send the reply to request %u", request);
+    return false;
+  }
+  return true;
+}
+
+void VhostUserPort::HandleMessage() {
+  uint32_t req, flags, size;
+  std::memcpy(&req, msg_, 4);
+  std::memcpy(&flags, msg_ + 4, 4);
+  std::memcpy(&size, msg_ + 8, 4);
+  const uint8_t* p = msg_ + kHdrSize;
+  if ((flags & 0x3) != kFlagVersion) {
+    Fail("message version %u (expected 1)", flags & 0x3);
+    return;
+  }
+  bool replied = false;
+  auto need = [&](uint32_t n, const char* what) {
+    if (size < n) {
+      Fail("%s with a payload of %u bytes (needs %u)", what, size, n);
+      return false;
+    }
+    return true;
+  };
+  auto needOwner = [&](const char* what) {
+    if (!owner_) {
+      Fail("%s before SET_OWNER", what);
+      return false;
+    }
+    return true;
+  };
+  auto ringIndex = [&](uint32_t idx, const char* what) {
+    if (idx >= 2) {
+      Fail("%s for queue %u (this port has queues 0 and 1)", what, idx);
+      return false;
+    }
+    return true;
+  };
+  switch (req) {
+    case kGetFeatures:
+      replied = ReplyU64(req, kOfferedFeatures);
+      break;
+    case kSetFeatures: {
+      if (!need(8, "SET_FEATURES")) return;
+      uint64_t f;
+      std::memcpy(&f, p, 8);
+      if (f & ~kOfferedFeatures) {
+        Fail("SET_FEATURES 0x%llx has bits that were not offered (0x%llx)", static_cast<unsigned long long>(f),
+             static_cast<unsigned long long>(f & ~kOfferedFeatures));
+        return;
+      }
+      features_ = f;
+      featuresSet_ = true;
+      guestHdrLen_ = (f & (F_VERSION_1 | F_MRG_RXBUF)) ? 12 : 10;
+      if (!(f & F_PROTOCOL_FEATURES)) {
+        for (auto& vq : vq_) vq.enabled = true;
+      }
+      break;
+    }
+    case kGetProtocolFeatures:
+      replied = ReplyU64(req, kOfferedProtocolFeatures);
+      break;
+    case kSetProtocolFeatures: {
+      if (!need(8, "SET_PROTOCOL_FEATURES")) return;
+      uint64_t f;
+      std::memcpy(&f, p, 8);
+      if (f & ~kOfferedProtocolFeatures) {
+        Fail("SET_PROTOCOL_FEATURES 0x%llx has bits that were not offered", static_cast<unsigned long long>(f));
+        return;
+      }
+      protocolFeatures_ = f;
+      break;
+    }
+    case kGetQueueNum:
+      replied = ReplyU64(req, 1);
+      break;
+    case kSetOwner:
+      owner_ = true;
+      break;
+    case kResetOwner:
+      ResetRings();
+      owner_ = false;
+      break;
+    case kSetMemTable: {
+      if (!needOwner("SET_MEM_TABLE") || !need(8, "SET_MEM_TABLE")) return;
+      uint32_t n;
+      std::memcpy(&n, p, 4);
+      if (n == 0 || n > kMaxRegions) {
+        Fail("SET_MEM_TABLE with %u regions (1..%zu)", n, kMaxRegions);
+        return;
+      }
+      if (size < 8 + 32 * n) {
+        Fail("SET_MEM_TABLE of %u regions in %u bytes", n, size);
+        return;
+      }
+      if (fds_.size() != n) {
+        Fail("SET_MEM_TABLE of %u regions with %zu fds", n, fds_.size());
+        return;
+      }
+      Region fresh[kMaxRegions];
+      for (uint32_t i = 0; i < n; i++) {
+        Region& r = fresh[i];
+        std::memcpy(&r.gpa, p + 8 + 32 * i, 8);
+        std::memcpy(&r.size, p + 16 + 32 * i, 8);
+        std::memcpy(&r.uva, p + 24 + 32 * i, 8);
+        std::memcpy(&r.mmapOffset, p + 32 + 32 * i, 8);
+        r.fd = fds_[i];
+      }
+      bool ok = true;
+      for (uint32_t i = 0; i < n && ok; i++) {
+        Region& r = fresh[i];
+        if (r.size == 0 || r.size > (1ull << 46) || r.mmapOffset > (1ull << 46) || r.gpa + r.size < r.gpa ||
+            r.uva + r.size < r.uva) {
+          Fail("SET_MEM_TABLE region %u: size 0x%llx offset 0x%llx out of range", i, static_cast<unsigned long long>(r.size),
+               static_cast<unsigned long long>(r.mmapOffset));
+          ok = false;
+          break;
+        }
+        struct stat st;
+        if (::fstat(r.fd, &st) < 0 || static_cast<uint64_t>(st.st_size) < r.mmapOffset + r.size) {
+          Fail("SET_MEM_TABLE region %u: the fd holds %lld bytes, the region needs %llu", i,
+               static_cast<long long>(st.st_size), static_cast<unsigned long long>(r.mmapOffset + r.size));
+          ok = false;
+          break;
+        }
+        void* m = ::mmap(nullptr, r.mmapOffset + r.size, PROT_READ | PROT_WRITE, MAP_SHARED, r.fd, 0);
+        if (m == MAP_FAILED) {
+          Fail("SET_MEM_TABLE region %u: mmap: %s", i, strerror(errno));
+          ok = false;
+          break;
+        }
+        r.map = static_cast<uint8_t*>(m);
+        r.mapLen = r.mmapOffset + r.size;
+      }
+      if (!ok) {
+        for (uint32_t i = 0; i < n; i++) {
+          if (fresh[i].map != nullptr) ::munmap(fresh[i].map, fresh[i].mapLen);
+        }
+        return;  // the fds are closed with the message
+      }
+      // a new table replaces the old one: rings are translated again
+      bool wasStarted[2] = {vq_[0].started, vq_[1].started};
+      for (auto& vq : vq_) {
+        vq.started = false;
+        vq.desc = nullptr;
+        vq.avail = nullptr;
+        vq.used = nullptr;
+      }
+      UnmapRegions();
+      for (uint32_t i = 0; i < n; i++) regions_[i] = fresh[i];
+      nregions_ = n;
+      fds_.clear();  // owned by regions_ now
+      memSet_ = true;
+      for (uint32_t i = 0; i < 2; i++) {
+        if (wasStarted[i] && !StartRing(i)) return;
+      }
+      break;
+    }
+    case kSetLogBase:
+    case kSetLogFd:
+      Fail("request %u (dirty logging) was not offered", req);
+      return;
+    case kSetVringNum: {
+      if (!needOwner("SET_VRING_NUM") || !need(8, "SET_VRING_NUM")) return;
+      uint32_t idx, num;
+      std::memcpy(&idx, p, 4);
+      std::memcpy(&num, p + 4, 4);
+      if (!ringIndex(idx, "SET_VRING_NUM")) return;
+      if (num == 0 || num > kMaxQueueSize || (num & (num - 1)) != 0) {
+        Fail("SET_VRING_NUM %u for queue %u: not a power of two in 1..%u", num, idx, kMaxQueueSize);
+        return;
+      }
+      if (vq_[idx].started) {
+        Fail("SET_VRING_NUM for running queue %u", idx);
+        return;
+      }
+      vq_[idx].num = num;
+      break;
+    }
+    case kSetVringAddr: {
+      if (!needOwner("SET_VRING_ADDR") || !need(40, "SET_VRING_ADDR")) return;
+      uint32_t idx;
+      std::memcpy(&idx, p, 4);
+      if (!ringIndex(idx, "SET_VRING_ADDR")) return;
+      Vring& vq = vq_[idx];
+      std::memcpy(&vq.descUva, p + 8, 8);
+      std::memcpy(&vq.usedUva, p + 16, 8);
+      std::memcpy(&vq.availUva, p + 24, 8);
+      vq.addrSet = true;
+      if (vq.started) {
+        vq.started = false;
+        if (!StartRing(idx)) return;
+      }
+      break;
+    }
+    case kSetVringBase: {
+      if (!needOwner("SET_VRING_BASE") || !need(8, "SET_VRING_BASE")) return;
+      uint32_t idx, base;
+      std::memcpy(&idx, p, 4);
+      std::memcpy(&base, p + 4, 4);
+      if (!ringIndex(idx, "SET_VRING_BASE")) return;
+      if (vq_[idx].started) {
+        Fail("SET_VRING_BASE for running queue %u", idx);
+        return;
+      }
+      vq_[idx].lastAvail = static_cast<uint16_t>(base);
+      break;
+    }
+    case kGetVringBase: {
+      if (!needOwner("GET_VRING_BASE") || !need(8, "GET_VRING_BASE")) return;
+      uint32_t idx;
+      std::memcpy(&idx, p, 4);
+      if (!ringIndex(idx, "GET_VRING_BASE")) return;
+      Vring& vq = vq_[idx];
+      uint32_t st[2] = {idx, vq.lastAvail};
+      StopRing(vq);
+      replied = Reply(req, st, 8);
+      break;
+    }
+    case kSetVringKick:
+    case kSetVringCall:
+    case kSetVringErr: {
+      const char* what = req == kSetVringKick ? "SET_VRING_KICK" : req == kSetVringCall ? "SET_VRING_CALL" : "SET_VRING_ERR";
+      if (!needOwner(what) || !need(8, what)) return;
+      uint64_t v;
+      std::memcpy(&v, p, 8);
+      uint32_t idx = static_cast<uint32_t>(v & kVringIdxMask);
+      if (!ringIndex(idx, what)) return;
+      bool nofd = (v & kVringNoFd) != 0;
+      int fd = nofd ? -1 : TakeFd();
+      if (!nofd && fd < 0) {
+        Fail("%s for queue %u without an fd", what, idx);
+        return;
+      }
+      Vring& vq = vq_[idx];
+      if (fd >= 0) SetNonBlocking(fd);
+      if (req == kSetVringCall) {
+        CloseFd(&vq.call);
+        vq.call = fd;
+      } else if (req == kSetVringErr) {
+        CloseFd(&vq.err);
+        vq.err = fd;
+      } else {
+        if (nofd) {
+          Fail("SET_VRING_KICK without an fd (polling mode) for queue %u is not supported", idx);
+          return;
+        }
+        StopRing(vq);
+        vq.kick = fd;
+        if (!StartRing(idx)) return;
+      }
+      break;
+    }
+    case kSetVringEnable: {
+      if (!needOwner("SET_VRING_ENABLE") || !need(8, "SET_VRING_ENABLE")) return;
+      uint32_t idx, on;
+      std::memcpy(&idx, p, 4);
+      std::memcpy(&on, p + 4, 4);
+      if (!ringIndex(idx, "SET_VRING_ENABLE")) return;
+      vq_[idx].enabled = on != 0;
+      if (idx == 1 && on != 0 && vq_[1].kick >= 0) eventfd_write(vq_[1].kick, 1);
+      break;
+    }
+    default:
+      Fail("unknown or unsupported request %u", req);
+      return;
+  }
+  if (!broken_ && !replied && (flags & kFlagNeedReply) && (protocolFeatures_ & PF_REPLY_ACK)) ReplyU64(req, 0);
+}
+
+void VhostUserPort::StopRing(Vring& vq) {
+  FreePoll(&vq.kickPoll);
+  CloseFd(&vq.kick);
+  vq.started = false;
+  vq.signalledValid = false;
+}
+
+void VhostUserPort::ResetRings() {
+  for (auto& vq : vq_) {
+    StopRing(vq);
+    CloseFd(&vq.call);
+    CloseFd(&vq.err);
+    vq = Vring();
+  }
+}
+
+void VhostUserPort::UnmapRegions() {
+  for (size_t i = 0; i < nregions_; i++) {
+    if (regions_[i].map != nullptr) ::munmap(regions_[i].map, regions_[i].mapLen);
+    CloseFd(&regions_[i].fd);
+    regions_[i] = Region();
+  }
+  nregions_ = 0;
+  memSet_ = false;
+}
+
+uint8_t* VhostUserPort::UvaToHost(uint64_t uva, uint64_t len) const {
+  for (size_t i = 0; i < nregions_; i++) {
+    const Region& r = regions_[i];
+    if (uva >= r.uva && uva - r.uva < r.size && len <= r.size - (uva - r.uva)) return r.host() + (uva - r.uva);
+  }
+  return nullptr;
+}
+
+uint8_t* VhostUserPort::GpaToHost(uint64_t gpa, uint64_t len) const {
+  for (size_t i = 0; i < nregions_; i++) {
+    const Region& r = regions_[i];
+    if (gpa >= r.gpa && gpa - r.gpa < r.size && len <= r.size - (gpa - r.gpa)) return r.host() + (gpa - r.gpa);
+  }
+  return nullptr;
+}
+
+bool VhostUserPort::GuestRead(uint8_t* dst, uint64_t gpa, uint32_t len) {
+  while (len > 0) {
+    const Region* hit = nullptr;
+    for (size_t i = 0; i < nregions_; i++) {
+      const Region& r = regions_[i];
+      if (gpa >= r.gpa && gpa - r.gpa < r.size) {
+        hit = &r;
+        break;
+      }
+    }
+    if (hit == nullptr) return false;
+    uint64_t room = hit->size - (gpa - hit->gpa);
+    uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(room, len));
+    std::memcpy(dst, hit->host() + (gpa - hit->gpa), n);
+    dst += n;
+    gpa += n;
+    len -= n;
+  }
+  return true;
+}
+
+bool VhostUserPort::GuestWrite(uint64_t gpa, const uint8_t* src, uint32_t len) {
+  while (len > 0) {
+    const Region* hit = nullptr;
+    for (size_t i = 0; i < nregions_; i++) {
+      const Region& r = regions_[i];
+      if (gpa >= r.gpa && gpa - r.gpa < r.size) {
+        hit = &r;
+        break;
+      }
+    }
+    if (hit == nullptr) return false;
+    uint64_t room = hit->size - (gpa - hit->gpa);
+    uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(room, len));
+    std::memcpy(hit->host() + (gpa - hit->gpa), src, n);
+    src += n;
+    gpa += n;
+    len -= n;
+  }
+  return true;
+}
+
+bool VhostUserPort::GuestRangeOk(uint64_t gpa, uint64_t len) const {
+  while (len > 0) {
+    const Region* hit = nullptr;
+    for (size_t i = 0; i < nregions_; i++) {
+      const Region& r = regions_[i];
+      if (gpa >= r.gpa && gpa - r.gpa < r.size) {
+        hit = &r;
+        break;
+      }
+    }
+    if (hit == nullptr) return false;
+    uint64_t room = hit->size - (gpa - hit->gpa);
+    uint64_t n = std::min<uint64_t>(room, len);
+    gpa += n;
+    len -= n;
+  }
+  return true;
+}
+
+void VhostUserPort::DisconnectLater() {
+  if (closed_) return;
+  if (deferTimer_ == nullptr) {
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env_, &loop);
+    deferTimer_ = new uv_timer_t;
+    uv_timer_init(loop, deferTimer_);
+    deferTimer_->data = this;
+  }
+  uv_timer_start(deferTimer_, OnDeferTimer, 0, 0);
+}
+
+void VhostUserPort::OnDeferTimer(uv_timer_t* t) {
+  VhostUserPort* self = static_cast<VhostUserPort*>(t->data);
+  if (self == nullptr || self->closed_ || !self->broken_) return;
+  Napi::HandleScope scope(Napi::Env(self->env_));
+  std::string r = self->brokenReason_;
+  self->Disconnect(r);
+}
+
+bool VhostUserPort::StartRing(uint32_t index) {
+  Vring& vq = vq_[index];
+  if (vq.kick < 0) return true;  // starts when its kick arrives
+  if (!memSet_) {
+    Fail("queue %u started before SET_MEM_TABLE", index);
+    return false;
+  }
+  if (vq.num == 0 || !vq.addrSet) {
+    Fail("queue %u started before SET_VRING_NUM / SET_VRING_ADDR", index);
+    return false;
+  }
+  const uint64_t num = vq.num;
+  uint8_t* desc = UvaToHost(vq.descUva, 16 * num);
+  uint8_t* avail = UvaToHost(vq.availUva, 6 + 2 * num);
+  uint8_t* used = UvaToHost(vq.usedUva, 6 + 8 * num);
+  if (desc == nullptr || avail == nullptr || used == nullptr) {
+    Fail("queue %u: ring address outside the memory table (desc 0x%llx avail 0x%llx used 0x%llx)", index,
+         static_cast<unsigned long long>(vq.descUva), static_cast<unsigned long long>(vq.availUva),
+         static_cast<unsigned long long>(vq.usedUva));
+    return false;
+  }
+  if ((vq.descUva & 15) != 0 || (vq.availUva & 1) != 0 || (vq.usedUva & 3) != 0) {
+    Fail("queue %u: misaligned ring address", index);
+    return false;
+  }
+  vq.desc = reinterpret_cast<const VringDesc*>(desc);
+  vq.avail = reinterpret_cast<volatile uint16_t*>(avail);
+  vq.used = used;
+  // the used index continues from where the frontend's ring is (after a reconnect the rings are the guest's)
+  vq.lastUsed = LoadAcquire16(vq.usedIdx());
+  vq.signalledValid = false;
+  vq.started = true;
+  if (index == 1 && vq.kickPoll == nullptr) {
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env_, &loop);
+    vq.kickPoll = new uv_poll_t;
+    if (uv_poll_init(loop, vq.kickPoll, vq.kick) < 0) {
+      delete vq.kickPoll;
+      vq.kickPoll = nullptr;
+      Fail("queue 1: uv_poll_init on the kick fd failed");
+      return false;
+    }
+    vq.kickPoll->data = this;
+    if (reading_) uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
+    eventfd_write(vq.kick, 1);  // buffers posted before the kick fd arrived
+  }
+  return true;
+}
+
+// ---- descriptor chains ----
+
+bool VhostUserPort::ChainBegin(Vring& vq, uint16_t head, Chain* c) {
+  if (head >= vq.num) {
+    Fail("head index %u >= queue size %u", head, vq.num);
+    return false;
+  }
+  c->table = vq.desc;
+  c->size = vq.num;
+  c->idx = head;
+  c->steps = 0;
+  c->indirect = false;
+  c->more = true;
+  return true;
+}
+
+bool VhostUserPort::ChainNext(Vring& vq, Chain* c, VringDesc* out, bool writable) {
+  if (!c->more) return false;
+  VringDesc d;
+  std::memcpy(&d, const_cast<const VringDesc*>(c->table + c->idx), sizeof d);  // read once
+  if (++c->steps > c->size) {
+    Fail("descriptor chain longer than its table (%u): a loop", c->size);
+    return false;
+  }
+  if (d.flags & VRING_DESC_F_INDIRECT) {
+    if (c->indirect) {
+      Fail("nested indirect descriptor");
+      return false;
+    }
+    if (!(features_ & F_INDIRECT_DESC)) {
+      Fail("indirect descriptor without INDIRECT_DESC");
+      return false;
+    }
+    if (d.flags & VRING_DESC_F_NEXT) {
+      Fail("indirect descriptor with NEXT set");
+      return false;
+    }
+    if (d.len == 0 || (d.len & 15) != 0 || d.len / 16 > kMaxQueueSize || (d.addr & 15) != 0) {
+      Fail("indirect table of %u bytes at 0x%llx", d.len, static_cast<unsigned long long>(d.addr));
+      return false;
+    }
+    const uint8_t* t = GpaToHost(d.addr, d.len);
+    if (t == nullptr) {
+      Fail("indirect table at 0x%llx+%u outside the memory table", static_cast<unsigned long long>(d.addr), d.len);
+      return false;
+    }
+    c->table = reinterpret_cast<const VringDesc*>(t);
+    c->size = d.len / 16;
+    c->idx = 0;
+    c->steps = 1;
+    c->indirect = true;
+    std::memcpy(&d, const_cast<const VringDesc*>(c->table), sizeof d);
+    if (d.flags & VRING_DESC_F_INDIRECT) {
+      Fail("nested indirect descriptor");
+      return false;
+    }
+  }
+  if (((d.flags & VRING_DESC_F_WRITE) != 0) != writable) {
+    Fail("%s descriptor on the %s queue", writable ? "device-readable" : "device-writable", writable ? "RX" : "TX");
+    return false;
+  }
+  if (d.flags & VRING_DESC_F_NEXT) {
+    if (d.next >= c->size) {
+      Fail("next index %u >= table size %u", d.next, c->size);
+      return false;
+    }
+    c->idx = d.next;
+  } else {
+    c->more = false;
+  }
+  *out = d;
+  return true;
+}
+
+// ---- guest TX (queue 1) -> slab ----
+
+void VhostUserPort::OnKickPoll(uv_poll_t* h, int status, int) {
+  VhostUserPort* self = static_cast<VhostUserPort*>(h->data);
+  if (self == nullptr || self->closed_ || status < 0) return;
+  self->HandleKick();
+}
+
+void VhostUserPort::Notify(Vring& vq) {
+  uint16_t oldUsed = vq.signalledUsed;
+  uint16_t newUsed = vq.lastUsed;
+  bool notify;
+  if (features_ & F_EVENT_IDX) {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    notify = !vq.signalledValid || NeedEvent(vq.usedEvent(), newUsed, oldUsed);
+  } else {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    notify = !(vq.avail[0] & VRING_AVAIL_F_NO_INTERRUPT);
+  }
+  vq.signalledUsed = newUsed;
+  vq.signalledValid = true;
+  if (notify && vq.call >= 0) {
+    eventfd_write(vq.call, 1);
+    notifies_++;
+  }
+}
+
+uint32_t VhostUserPort::ReadBatch() {
+  Vring& vq = vq_[1];
+  if (!vq.started || !vq.enabled || !memSet_ || broken_) return 0;
+  uint8_t* const slab = data_->slab;
+  int32_t* const desc = data_->rxDesc;
+  const size_t slabLen = data_->slabLen;
+  const uint32_t maxIter = static_cast<uint32_t>(std::min<size_t>(data_->budget, data_->rxDescFrames));
+  double* const ctr = counters_;
+  const uint16_t mask = static_cast<uint16_t>(vq.num - 1);
+  const size_t hdrLen = guestHdrLen_;
+  size_t pos = 0;
+  uint32_t count = 0;
+  uint32_t consumed = 0;
+  bool more = false;
+  for (;;) {
+    uint16_t availIdx = LoadAcquire16(&vq.avail[1]);
+    uint16_t pending = static_cast<uint16_t>(availIdx - vq.lastAvail);
+    if (pending > vq.num) {
+      Fail("queue 1: avail idx %u is %u ahead of %u (queue size %u)", availIdx, pending, vq.lastAvail, vq.num);
+      break;
+    }
+    if (pending == 0) {
+      if (features_ & F_EVENT_IDX) {
+        StoreRelease16(vq.availEvent(), vq.lastAvail);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (LoadAcquire16(&vq.avail[1]) != vq.lastAvail) continue;
+      }
+      break;
+    }
+    if (count >= maxIter || pos + kSlot > slabLen) {
+      more = true;
+      break;
+    }
+    uint16_t head = vq.avail[2 + (vq.lastAvail & mask)];
+    Chain c;
+    if (!ChainBegin(vq, head, &c)) break;
+    // [vnet hdr 10][frame]: the guest's header (10 or 12 bytes) is copied through hdrBuf
+    uint8_t hdrBuf[12];
+    size_t got = 0;  // bytes of header + frame seen
+    bool tooLong = false;
+    VringDesc d;
+    uint8_t* const frame = slab + pos + kVnetHdrLen;
+    while (ChainNext(vq, &c, &d, false)) {
+      uint64_t addr = d.addr;
+      uint32_t len = d.len;
+      if (got < hdrLen) {
+        uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(len, hdrLen - got));
+        if (!GuestRead(hdrBuf + got, addr, n)) {
+          Fail("queue 1: buffer 0x%llx+%u outside the memory table", static_cast<unsigned long long>(addr), len);
+          break;
+        }
+        got += n;
+        addr += n;
+        len -= n;
+      }
+      if (len == 0) continue;
+      size_t off = got - hdrLen;
+      if (tooLong || off + len > kMaxFrame) {
+        // the rest is only range-checked
+        tooLong = true;
+        if (!GuestRangeOk(addr, len)) {
+          Fail("queue 1: buffer 0x%llx+%u outside the memory table", static_cast<unsigned long long>(addr), len);
+          break;
+        }
+        got += len;
+        continue;
+      }
+      if (!GuestRead(frame + off, addr, len)) {
+        Fail("queue 1: buffer 0x%llx+%u outside the memory table", static_cast<unsigned long long>(addr), len);
+        break;
+      }
+      got += len;
+    }
+    if (broken_) break;
+    vq.lastAvail++;
+    volatile uint32_t* ue = vq.usedElem(vq.lastUsed);
+    ue[0] = head;
+    ue[1] = 0;
+    vq.lastUsed++;
+    consumed++;
+    if (tooLong) {
+      ctr[RxTruncated] += 1;
+      continue;
+    }
+    if (got < hdrLen + kMinFrame) {
+      ctr[RxRunt] += 1;
+      continue;
+    }
+    std::memcpy(slab + pos, hdrBuf, kVnetHdrLen);
+    if (hdrBuf[1] != 0) ctr[RxGsoPackets] += 1;
+    int32_t* dd = desc + 3 * count;
+    dd[0] = static_cast<int32_t>(pos + kVnetHdrLen);
+    dd[1] = static_cast<int32_t>(got - hdrLen);
+    dd[2] = 0;
+    count++;
+    pos = Align16(pos + kVnetHdrLen + (got - hdrLen));
+  }
+  if (consumed > 0 && !broken_) {
+    StoreRelease16(vq.usedIdx(), vq.lastUsed);
+    Notify(vq);
+  }
+  // the budget ran out with chains left: the kick fd brings us back on the next loop iteration
+  if (more && vq.kick >= 0) eventfd_write(vq.kick, 1);
+  return broken_ ? 0 : count;
+}
+
+void VhostUserPort::HandleKick() {
+  Vring& vq = vq_[1];
+  if (vq.kick < 0) return;
+  eventfd_t v;
+  if (eventfd_read(vq.kick, &v) < 0 && errno != EAGAIN) return;
+  kicks_++;
+  Napi::Env env(env_);
+  Napi::HandleScope scope(env);
+  Ref();
+  inCallback_++;
+  uint32_t count = ReadBatch();
+  if (broken_) {
+    std::string r = brokenReason_;
+    Disconnect(r);
+    count = 0;
+  }
+  if (count > 0 && !onRx_.IsEmpty() && !closed_) {
+    napi_value argv[1] = {Napi::Number::New(env, count)};
+    onRx_.MakeCallback(Value(), 1, argv, *asyncCtx_);
+    HandlePendingException(env);
+  }
+  inCallback_--;
+  if (closed_ && inCallback_ == 0) {
+    onRx_.Reset();
+    onError_.Reset();
+    onState_.Reset();
+  }
+  Unref();
+}
+
+// ---- slab -> guest RX (queue 0) ----
+
+int VhostUserPort::SendOne(const uint8_t* hdrIn, const struct iovec* pieces, int npieces, size_t frameLen) {
+  Vring& vq = vq_[0];
+  uint8_t hdr[12];
+  std::memcpy(hdr, hdrIn, kVnetHdrLen);
+  St16(hdr + 10, 1);
+  const uint8_t gso = hdr[1] & static_cast<uint8_t>(~GSO_ECN);
+  if (gso != 0) {
+    bool ok = (gso == GSO_TCPV4 && (features_ & F_GUEST_TSO4)) || (gso == GSO_TCPV6 && (features_ & F_GUEST_TSO6));
+    if (!ok || ((hdr[1] & GSO_ECN) && !(features_ & F_GUEST_ECN))) return TxOversize;
+  }
+  if (!(features_ & F_GUEST_CSUM)) hdr[0] &= static_cast<uint8_t>(~VNET_F_DATA_VALID);
+  const size_t hdrLen = guestHdrLen_;
+  const bool mrg = (features_ & F_MRG_RXBUF) != 0;
+  const uint16_t mask = static_cast<uint16_t>(vq.num - 1);
+  const uint16_t availIdx = LoadAcquire16(&vq.avail[1]);
+  const uint16_t savedAvail = vq.lastAvail;
+  const size_t total = hdrLen + frameLen;
+  size_t done = 0;  // bytes of [hdr][frame] written
+  int piece = -1;   // -1: the header
+  size_t pieceOff = 0;
+  uint16_t nbufs = 0;
+  uint8_t* numBuffersAt[2] = {nullptr, nullptr};
+  while (done < total) {
+    uint16_t pending = static_cast<uint16_t>(availIdx - vq.lastAvail);
+    if (pending > vq.num) {
+      Fail("queue 0: avail idx %u is %u ahead of %u (queue size %u)", availIdx, pending, vq.lastAvail, vq.num);
+      return TxOther;
+    }
+    if (pending == 0 || (!mrg && nbufs == 1)) {
+      vq.lastAvail = savedAvail;
+      return pending == 0 ? TxFull : TxOversize;
+    }
+    uint16_t head = vq.avail[2 + (vq.lastAvail & mask)];
+    Chain c;
+    if (!ChainBegin(vq, head, &c)) return TxOther;
+    vq.lastAvail++;
+    uint32_t chainBytes = 0;
+    VringDesc d;
+    while (done < total && ChainNext(vq, &c, &d, true)) {
+      uint64_t addr = d.addr;
+      uint32_t room = d.len;
+      while (room > 0 && done < total) {
+        const uint8_t* src;
+        size_t n;
+        if (piece < 0) {
+          src = hdr + done;
+          n = hdrLen - done;
+        } else {
+          src = static_cast<const uint8_t*>(pieces[piece].iov_base) + pieceOff;
+          n = pieces[piece].iov_len - pieceOff;
+        }
+        n = std::min<size_t>(n, room);
+        uint8_t* dst = GpaToHost(addr, n);
+        if (dst == nullptr) {
+          // spans two regions, or outside: byte by byte through GuestWrite
+          if (!GuestWrite(addr, src, static_cast<uint32_t>(n))) {
+            Fail("queue 0: buffer 0x%llx+%u outside the memory table", static_cast<unsigned long long>(d.addr), d.len);
+            return TxOther;
+          }
+          if (piece < 0 && done <= 10 && done + n > 10) numBuffersAt[0] = GpaToHost(addr + (10 - done), 1);
+          if (piece < 0 && done <= 11 && done + n > 11) numBuffersAt[1] = GpaToHost(addr + (11 - done), 1);
+        } else {
+          std::memcpy(dst, src, n);
+          if (piece < 0 && done <= 10 && done + n > 10) numBuffersAt[0] = dst + (10 - done);
+          if (piece < 0 && done <= 11 && done + n > 11) numBuffersAt[1] = dst + (11 - done);
+        }
+        done += n;
+        addr += n;
+        room -= static_cast<uint32_t>(n);
+        chainBytes += static_cast<uint32_t>(n);
+        if (piece < 0) {
+          if (done == hdrLen) {
+            piece = 0;
+            pieceOff = 0;
+          }
+        } else {
+          pieceOff += n;
+          while (piece < npieces && pieceOff == pieces[piece].iov_len) {
+            piece++;
+            pieceOff = 0;
+          }
+        }
+      }
+    }
+    if (broken_) return TxOther;
+    volatile uint32_t* ue = vq.usedElem(static_cast<uint16_t>(vq.lastUsed + nbufs));
+    ue[0] = head;
+    ue[1] = chainBytes;
+    nbufs++;
+  }
+  if (hdrLen == 12 && nbufs > 1) {
+    if (numBuffersAt[0] != nullptr) *numBuffersAt[0] = static_cast<uint8_t>(nbufs);
+    if (numBuffersAt[1] != nullptr) *numBuffersAt[1] = static_cast<uint8_t>(nbufs >> 8);
+  }
+  vq.lastUsed = static_cast<uint16_t>(vq.lastUsed + nbufs);
+  return -1;
+}
+
+Napi::Value VhostUserPort::Send(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    ThrowType(env, "send(count: number)");
+    return env.Undefined();
+  }
+  if (closed_) return Napi::Number::New(env, 0);
+  if (tx_ == nullptr) {
+    Napi::Error::New(env, "send: setTx() must be called first").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int64_t count64;
+  if (!GetInt(info[0], "send: count", 0, static_cast<int64_t>(txCap_), &count64)) return env.Undefined();
+  const uint32_t count = static_cast<uint32_t>(count64);
+  double* const ctr = counters_;
+  Vring& vq = vq_[0];
+  if (count == 0) return Napi::Number::New(env, 0);
+  if (connFd_ < 0 || broken_ || !vq.started || !vq.enabled || !memSet_) {
+    ctr[TxLinkDown] += count;
+    ctr[TxLastErrno] = ENETDOWN;
+    return Napi::Number::New(env, 0);
+  }
+  uint8_t* const slab = data_->slab;
+  const size_t slabLen = data_->slabLen;
+  uint32_t accepted = 0;
+  const uint16_t usedBefore = vq.lastUsed;
+  for (uint32_t i = 0; i < count && !broken_; i++) {
+    const uint32_t* e = tx_ + 4 * i;
+    const size_t off = e[0], len = e[1];
+    const uint32_t op = e[2], arg = e[3];
+    bool ok = off >= kVnetHdrLen && len >= kMinFrame && len <= kMaxFrame + kTagLen && off + len <= slabLen &&
+              (op == TX_OP_NONE || op == TX_OP_PUSH_TAG ||
+               ((op == TX_OP_POP_TAG || op == TX_OP_SET_TAG) && len >= kMinFrame + kTagLen));
+    if (!ok) {
+      ctr[TxOther] += 1;
+      ctr[TxLastErrno] = EINVAL;
+      continue;
+    }
+    const uint8_t* frame = slab + off;
+    uint8_t hdr[kVnetHdrLen];
+    std::memcpy(hdr, frame - kVnetHdrLen, kVnetHdrLen);
+    uint8_t tag[4] = {static_cast<uint8_t>(arg >> 24), static_cast<uint8_t>(arg >> 16), static_cast<uint8_t>(arg >> 8),
+                      static_cast<uint8_t>(arg)};
+    struct iovec pieces[3];
+    int np;
+    size_t outLen;
+    if (op == TX_OP_NONE) {
+      pieces[0] = {const_cast<uint8_t*>(frame), len};
+      np = 1;
+      outLen = len;
+    } else if (op == TX_OP_PUSH_TAG) {
+      AdjustVnetHdr(hdr, +static_cast<int>(kTagLen));
+      pieces[0] = {const_cast<uint8_t*>(frame), 12};
+      pieces[1] = {tag, kTagLen};
+      pieces[2] = {const_cast<uint8_t*>(frame + 12), len - 12};
+      np = 3;
+      outLen = len + kTagLen;
+    } else if (op == TX_OP_POP_TAG) {
+      AdjustVnetHdr(hdr, -static_cast<int>(kTagLen));
+      pieces[0] = {const_cast<uint8_t*>(frame), 12};
+      pieces[1] = {const_cast<uint8_t*>(frame + 12 + kTagLen), len - 12 - kTagLen};
+      np = 2;
+      outLen = len - kTagLen;
+    } else {
+      pieces[0] = {const_cast<uint8_t*>(frame), 12};
+      pieces[1] = {tag, kTagLen};
+      pieces[2] = {const_cast<uint8_t*>(frame + 12 + kTagLen), len - 12 - kTagLen};
+      np = 3;
+      outLen = len;
+    }
+    if ((hdr[0] & VNET_F_NEEDS_CSUM) && !(features_ & F_GUEST_CSUM)) {
+      // the guest cannot finish the checksum: finish it here, in a copy (the slab is shared by a flood)
+      if (csumScratch_.size() < kMaxFrame + kTagLen) csumScratch_.resize(kMaxFrame + kTagLen);
+      size_t at = 0;
+      for (int k = 0; k < np; k++) {
+        std::memcpy(csumScratch_.data() + at, pieces[k].iov_base, pieces[k].iov_len);
+        at += pieces[k].iov_len;
+      }
+      size_t cs = Ld16(hdr + 6), co = Ld16(hdr + 8);
+      if (cs + co + 2 > outLen || hdr[1] != 0) {
+        ctr[TxOversize] += 1;
+        ctr[TxLastErrno] = EINVAL;
+        continue;
+      }
+      uint32_t sum = CsumAdd(0, csumScratch_.data() + cs, outLen - cs, false);
+      uint16_t folded = static_cast<uint16_t>(~sum);
+      csumScratch_[cs + co] = static_cast<uint8_t>(folded >> 8);
+      csumScratch_[cs + co + 1] = static_cast<uint8_t>(folded);
+      hdr[0] &= static_cast<uint8_t>(~VNET_F_NEEDS_CSUM);
+      pieces[0] = {csumScratch_.data(), outLen};
+      np = 1;
+    }
+    int drop = SendOne(hdr, pieces, np, outLen);
+    if (drop >= 0) {
+      ctr[drop] += 1;
+      ctr[TxLastErrno] = drop == TxFull ? ENOBUFS : drop == TxOversize ? EMSGSIZE : EINVAL;
+      continue;
+    }
+    accepted++;
+    ctr[TxBytes] += static_cast<double>(outLen);
+    if (hdr[1] != 0) ctr[TxGsoPackets] += 1;
+  }
+  if (broken_) {
+    DisconnectLater();
+    return Napi::Number::New(env, accepted);
+  }
+  if (vq.lastUsed != usedBefore) {
+    StoreRelease16(vq.usedIdx(), vq.lastUsed);
+    Notify(vq);
+  }
+  return Napi::Number::New(env, accepted);
+}
+
+Napi::Value VhostUserPort::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("connected", Napi::Boolean::New(env, connFd_ >= 0));
+  o.Set("link", Napi::Boolean::New(env, LinkUp()));
+  char hex[32];
+  std::snprintf(hex, sizeof hex, "0x%llx", static_cast<unsigned long long>(features_));
+  o.Set("features", Napi::String::New(env, hex));
+  std::snprintf(hex, sizeof hex, "0x%llx", static_cast<unsigned long long>(protocolFeatures_));
+  o.Set("protocolFeatures", Napi::String::New(env, hex));
+  o.Set("regions", Napi::Number::New(env, static_cast<double>(nregions_)));
+  Napi::Array rings = Napi::Array::New(env, 2);
+  for (uint32_t i = 0; i < 2; i++) {
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("size", Napi::Number::New(env, vq_[i].num));
+    r.Set("started", Napi::Boolean::New(env, vq_[i].started));
+    r.Set("enabled", Napi::Boolean::New(env, vq_[i].enabled));
+    r.Set("lastAvail", Napi::Number::New(env, vq_[i].lastAvail));
+    r.Set("lastUsed", Napi::Number::New(env, vq_[i].lastUsed));
+    rings.Set(i, r);
+  }
+  o.Set("rings", rings);
+  o.Set("connects", Napi::Number::New(env, connects_));
+  o.Set("protocolErrors", Napi::Number::New(env, protocolErrors_));
+  o.Set("rejected", Napi::Number::New(env, rejected_));
+  o.Set("kicks", Napi::Number::New(env, kicks_));
+  o.Set("notifies", Napi::Number::New(env, notifies_));
+  o.Set("lastError", Napi::String::New(env, lastError_));
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Napi::Function InitVhostUserClass(Napi::Env env) {
+  Napi::Function f = VhostUserPort::Init(env);
+  return f;
+}
+
+// openVhostUser(name, socketPath, mode: 'client' | 'server', onState)
+Napi::Value OpenVhostUser(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsString() || !info[1].IsString() || !info[2].IsString() || !info[3].IsFunction()) {
+    ThrowType(env, "openVhostUser(name: string, socket: string, mode: 'client' | 'server', onState: function)");
+    return env.Undefined();
+  }
+  std::string path = info[1].As<Napi::String>().Utf8Value();
+  std::string mode = info[2].As<Napi::String>().Utf8Value();
+  if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path) || path.find('\0') != std::string::npos) {
+    ThrowType(env, "openVhostUser: socket must be a path of 1.." + std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes");
+    return env.Undefined();
+  }
+  if (mode != "client" && mode != "server") {
+    ThrowType(env, "openVhostUser: mode must be 'client' or 'server'");
+    return env.Undefined();
+  }
+  AddonData* d = env.GetInstanceData<AddonData>();
+  Napi::Object o = d->vhostUserCtor.New({Napi::External<int>::New(env, &kCtorToken), info[0], info[1],
+                                         Napi::Boolean::New(env, mode == "server"), info[3]});
+  if (env.IsExceptionPending() || o.IsEmpty()) return env.Undefined();
+  return o;
+}
+
+}  // namespace tb

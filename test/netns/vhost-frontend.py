@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+# A vhost-user frontend for tests (the role QEMU plays): shares a memfd as guest memory, sets up the two virtqueues of
+# a virtio-net device and then either acts as a tiny IPv4 host (answers ARP and ICMP echo for its address) or sends
+# one hostile input and reports whether tapbridge closed the connection.
+#
+#   vhost-frontend.py SOCKET listen|connect host MAC IP SECONDS
+#   vhost-frontend.py SOCKET listen|connect hostile NAME [NAME...]
+#
+# listen: this frontend is the server (tapbridge mode client); connect: tapbridge listens (mode server).
+# hostile prints "closed NAME" when tapbridge closed the connection within 5 s, else "open NAME"; one connection
+# per NAME (tapbridge reconnects in client mode).
+import mmap, os, select, socket, struct, sys, time
+
+GET_FEATURES, SET_FEATURES, SET_OWNER = 1, 2, 3
+SET_MEM_TABLE = 5
+SET_VRING_NUM, SET_VRING_ADDR, SET_VRING_BASE, GET_VRING_BASE = 8, 9, 10, 11
+SET_VRING_KICK, SET_VRING_CALL = 12, 13
+GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES = 15, 16
+SET_VRING_ENABLE = 18
+
+F_MRG_RXBUF = 1 << 15
+F_INDIRECT = 1 << 28
+F_EVENT_IDX = 1 << 29
+F_PROTOCOL = 1 << 30
+F_VERSION_1 = 1 << 32
+
+MEM = 4 << 20
+UVA = 0x7F0000000000  # the frontend's "user address" of the region (ring addresses are given in it)
+NUM = 256
+RING = [0x0, 0x10000]  # queue q's rings at RING[q]: desc +0, avail +0x1000, used +0x2000
+RXBUF, TXBUF, BUFSZ = 0x100000, 0x200000, 2048
+HDR = 12
+NEXT, WRITE, INDIRECT = 1, 2, 4
+
+
+class Dev:
+    def __init__(self, sock):
+        self.sock = sock
+        self.fd = os.memfd_create("guest", 0)
+        os.ftruncate(self.fd, MEM)
+        self.mem = mmap.mmap(self.fd, MEM)
+        self.kick = [os.eventfd(0, os.EFD_NONBLOCK), os.eventfd(0, os.EFD_NONBLOCK)]
+        self.call = [os.eventfd(0, os.EFD_NONBLOCK), os.eventfd(0, os.EFD_NONBLOCK)]
+        self.avail_idx = [0, 0]
+        self.used_seen = [0, 0]
+        self.tx_next = 0
+
+    def send(self, req, payload=b"", fds=(), size=None):
+        hdr = struct.pack("<III", req, 1, len(payload) if size is None else size)
+        if fds:
+            socket.send_fds(self.sock, [hdr + payload], list(fds))
+        else:
+            self.sock.sendall(hdr + payload)
+
+    def reply(self):
+        h = self.recvall(12)
+        req, flags, size = struct.unpack("<III", h)
+        return self.recvall(size)
+
+    def recvall(self, n):
+        b = b""
+        while len(b) < n:
+            c = self.sock.recv(n - len(b))
+            if not c:
+                raise ConnectionError("closed")
+            b += c
+        return b
+
+    def u64(self, req, v):
+        self.send(req, struct.pack("<Q", v))
+
+    def state(self, req, idx, num):
+        self.send(req, struct.pack("<II", idx, num))
+
+    def mem_table(self, regions=None):
+        regions = regions or [(0, MEM, UVA, 0)]
+        p = struct.pack("<II", len(regions), 0) + b"".join(struct.pack("<QQQQ", *r) for r in regions)
+        self.send(SET_MEM_TABLE, p, fds=[self.fd] * len(regions))
+
+    def vring_addr(self, q, desc=None, used=None, avail=None):
+        base = UVA + RING[q]
+        self.send(SET_VRING_ADDR, struct.pack("<IIQQQQ", q, 0, desc or base, used or base + 0x2000, avail or base + 0x1000, 0))
+
+    def setup(self, start=True):
+        self.send(GET_FEATURES)
+        feats = struct.unpack("<Q", self.reply())[0]
+        self.send(GET_PROTOCOL_FEATURES)
+        self.reply()
+        self.u64(SET_PROTOCOL_FEATURES, 0)
+        self.send(SET_OWNER)
+        want = feats & (F_VERSION_1 | F_MRG_RXBUF | F_EVENT_IDX | F_INDIRECT | F_PROTOCOL)
+        self.u64(SET_FEATURES, want)
+        self.mem_table()
+        if not start:
+            return
+        for q in (0, 1):
+            self.start_queue(q)
+        self.post_rx(NUM)
+
+    def start_queue(self, q):
+        self.state(SET_VRING_NUM, q, NUM)
+        self.state(SET_VRING_BASE, q, 0)
+        self.vring_addr(q)
+        self.send(SET_VRING_CALL, struct.pack("<Q", q), fds=[self.call[q]])
+        self.send(SET_VRING_KICK, struct.pack("<Q", q), fds=[self.kick[q]])
+        self.state(SET_VRING_ENABLE, q, 1)
+
+    # ---- rings ----
+    def desc(self, q, i, addr, ln, flags, nxt=0, table=None):
+        off = (RING[q] if table is None else table) + 16 * i
+        self.mem[off:off + 16] = struct.pack("<QIHH", addr, ln, flags, nxt)
+
+    def avail_push(self, q, head, idx_override=None):
+        a = RING[q] + 0x1000
+        i = self.avail_idx[q]
+        struct.pack_into("<H", self.mem, a + 4 + 2 * (i % NUM), head)
+        self.avail_idx[q] = (i + 1) & 0xFFFF
+        struct.pack_into("<H", self.mem, a + 2, self.avail_idx[q] if idx_override is None else idx_override)
+
+    def notify(self, q):
+        os.eventfd_write(self.kick[q], 1)
+
+    def post_rx(self, n):
+        for _ in range(n):
+            i = self.avail_idx[0] % NUM
+            self.desc(0, i, RXBUF + i * BUFSZ, BUFSZ, WRITE)
+            self.avail_push(0, i)
+        # used_event: interrupt on every used entry
+        struct.pack_into("<H", self.mem, RING[0] + 0x1000 + 4 + 2 * NUM, self.used_seen[0])
+        self.notify(0)
+
+    def send_frame(self, frame):
+        i = self.tx_next % NUM
+        self.tx_next += 1
+        addr = TXBUF + i * BUFSZ
+        data = bytes(HDR) + frame
+        self.mem[addr:addr + len(data)] = data
+        self.desc(1, i, addr, len(data), 0)
+        self.avail_push(1, i)
+        self.notify(1)
+
+    def receive(self):
+        used = RING[0] + 0x2000
+        out = []
+        idx = struct.unpack_from("<H", self.mem, used + 2)[0]
+        while self.used_seen[0] != idx:
+            e = self.used_seen[0] % NUM
+            head, ln = struct.unpack_from("<II", self.mem, used + 4 + 8 * e)
+            addr = RXBUF + head * BUFSZ
+            out.append(bytes(self.mem[addr + HDR:addr + ln]))
+            self.used_seen[0] = (self.used_seen[0] + 1) & 0xFFFF
+            self.avail_push(0, head)  # the same descriptor and buffer, posted again
+        struct.pack_into("<H", self.mem, RING[0] + 0x1000 + 4 + 2 * NUM, self.used_seen[0])
+        return out
+
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+def host(dev, mac, ip, seconds):
+    mac_b = bytes.fromhex(mac.replace(":", ""))
+    ip_b = socket.inet_aton(ip)
+    dev.setup()
+    # one gratuitous ARP so the bridge learns our MAC
+    garp = b"\xff" * 6 + mac_b + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac_b + ip_b + bytes(6) + ip_b
+    dev.send_frame(garp)
+    print("ready", flush=True)
+    end = time.time() + seconds
+    answered = 0
+    while time.time() < end:
+        r, _, _ = select.select([dev.call[0], dev.sock], [], [], 0.2)
+        if dev.sock in r:
+            try:
+                if not dev.sock.recv(1, socket.MSG_PEEK):
+                    print("closed", flush=True)
+                    return
+            except OSError:
+                return
+        if dev.call[0] in r:
+            try:
+                os.eventfd_read(dev.call[0])
+            except BlockingIOError:
+                pass
+        for f in dev.receive():
+            if len(f) < 42:
+                continue
+            et = struct.unpack("!H", f[12:14])[0]
+            if et == 0x0806 and f[38:42] == ip_b and struct.unpack("!H", f[20:22])[0] == 1:
+                rep = f[6:12] + mac_b + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + mac_b + ip_b + f[22:28] + f[28:32]
+                dev.send_frame(rep)
+            elif et == 0x0800 and f[30:34] == ip_b and f[23] == 1 and f[34] == 8:
+                ihl = (f[14] & 15) * 4
+                tot = struct.unpack("!H", f[16:18])[0]
+                iph = bytearray(f[14:14 + ihl])
+                iph[12:16], iph[16:20] = f[30:34], f[26:30]
+                iph[10:12] = b"\0\0"
+                iph[10:12] = struct.pack("!H", csum(bytes(iph)))
+                icmp = bytearray(f[14 + ihl:14 + tot])
+                icmp[0] = 0
+                icmp[2:4] = b"\0\0"
+                icmp[2:4] = struct.pack("!H", csum(bytes(icmp)))
+                dev.send_frame(f[6:12] + mac_b + b"\x08\x00" + bytes(iph) + bytes(icmp))
+                answered += 1
+    print("answered %d" % answered, flush=True)
+
+
+def attack(dev, name):
+    full = ("addr_outside", "desc_loop", "huge_len", "avail_jump", "nested_indirect", "bad_head", "rx_writable_tx")
+    if name in full:
+        dev.setup()
+        i = 0
+        if name == "addr_outside":
+            dev.desc(1, 0, MEM + 0x100000, 100, 0)
+        elif name == "desc_loop":
+            dev.desc(1, 0, TXBUF, 64, NEXT, 1)
+            dev.desc(1, 1, TXBUF + 64, 64, NEXT, 0)
+        elif name == "huge_len":
+            dev.desc(1, 0, TXBUF, 0xFFFFFFF0, 0)
+        elif name == "nested_indirect":
+            table = 0x300000
+            dev.desc(1, 0, table, 32, INDIRECT)
+            dev.desc(1, 0, table + 0x100, 16, INDIRECT, table=table)
+            dev.desc(1, 1, TXBUF, 64, 0, table=table)
+        elif name == "bad_head":
+            i = 999
+        elif name == "rx_writable_tx":
+            dev.desc(1, 0, TXBUF, 64, WRITE)
+        else:
+            dev.desc(1, 0, TXBUF, 64, 0)
+        dev.avail_push(1, i, idx_override=1000 if name == "avail_jump" else None)
+        dev.notify(1)
+    elif name == "ring_not_pow2":
+        dev.setup(start=False)
+        dev.state(SET_VRING_NUM, 0, 100)
+    elif name == "mem_before_owner":
+        dev.mem_table()
+    elif name == "kick_before_mem":
+        dev.send(SET_OWNER)
+        dev.state(SET_VRING_NUM, 1, NUM)
+        dev.vring_addr(1)
+        dev.send(SET_VRING_KICK, struct.pack("<Q", 1), fds=[dev.kick[1]])
+    elif name == "mem_without_fd":
+        dev.send(SET_OWNER)
+        dev.send(SET_MEM_TABLE, struct.pack("<II", 1, 0) + struct.pack("<QQQQ", 0, MEM, UVA, 0))
+    elif name == "kick_without_fd":
+        dev.setup(start=False)
+        dev.state(SET_VRING_NUM, 1, NUM)
+        dev.vring_addr(1)
+        dev.send(SET_VRING_KICK, struct.pack("<Q", 1))
+    elif name == "ring_outside":
+        dev.setup(start=False)
+        dev.state(SET_VRING_NUM, 1, NUM)
+        dev.vring_addr(1, desc=UVA + MEM + 0x1000)
+        dev.send(SET_VRING_KICK, struct.pack("<Q", 1), fds=[dev.kick[1]])
+    elif name == "region_beyond_fd":
+        dev.send(SET_OWNER)
+        dev.mem_table([(0, MEM * 4, UVA, 0)])
+    elif name == "huge_payload":
+        dev.send(GET_FEATURES, b"", size=1 << 20)
+    elif name == "queue_index":
+        dev.setup(start=False)
+        dev.state(SET_VRING_NUM, 7, NUM)
+    elif name == "unknown_request":
+        dev.send(99, struct.pack("<Q", 0))
+    else:
+        raise SystemExit("unknown attack " + name)
+
+
+def closed_within(sock, seconds):
+    end = time.time() + seconds
+    while time.time() < end:
+        r, _, _ = select.select([sock], [], [], 0.2)
+        if sock in r:
+            try:
+                b = sock.recv(4096)
+            except (ConnectionResetError, OSError):
+                return True
+            if not b:
+                return True
+    return False
+
+
+def main():
+    path, how, what = sys.argv[1], sys.argv[2], sys.argv[3]
+    srv = None
+    if how == "listen":
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen(4)
+
+    def conn():
+        if srv is not None:
+            srv.settimeout(20)
+            c, _ = srv.accept()
+            return c
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        end = time.time() + 20
+        while True:
+            try:
+                c.connect(path)
+                return c
+            except OSError:
+                if time.time() > end:
+                    raise
+                time.sleep(0.1)
+
+    if what == "host":
+        host(Dev(conn()), sys.argv[4], sys.argv[5], float(sys.argv[6]))
+        return
+    for name in sys.argv[4:]:
+        c = conn()
+        dev = Dev(c)
+        try:
+            attack(dev, name)
+        except (BrokenPipeError, ConnectionError):
+            pass
+        print(("closed " if closed_within(c, 5) else "open ") + name, flush=True)
+        c.close()
+
+
+if __name__ == "__main__":
+    main()

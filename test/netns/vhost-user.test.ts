@@ -1,0 +1,131 @@
+// Privileged test of vhost-user ports (issue 23 §1) with a test frontend (test/netns/vhost-frontend.py) in the role of
+// QEMU: a memfd as guest memory, the two virtio-net queues, an IPv4 host that answers ARP and ping.
+//
+//   vm1 eth0 (TAP vif1.0) 198.18.23.1 --+
+//   vm2 eth0 (TAP vif2.0) 198.18.23.2 --+-- tapbridge xenbr0 (in dom0)
+//   frontend "vhu1" 198.18.23.11 ~~ vif3.0 (vhost-user, mode client: the frontend listens)
+//   frontend "vhu2" 198.18.23.12 ~~ vif4.0 (vhost-user, mode server: tapbridge listens)
+//
+// The hostile part sends each bad input of the frontend on its own connection (addresses outside the memory table,
+// descriptor loops, huge lengths, a ring size that is not a power of two, messages out of order, fds missing, ...):
+// each must close that connection with a log line naming the problem, while vm1 <-> vm2 keeps forwarding and the
+// port serves a well-behaved frontend afterwards.
+//
+// Skips with the reason when not root or namespaces are unavailable. Nothing touches the root namespace.
+
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Lab, PYTHON, REPO_ROOT, canRunNetns, waitFor } from "./helpers.js";
+import type { ShowBridge } from "../support/json-shapes.js";
+
+const support = canRunNetns();
+if (!support.ok) console.warn(`netns vhost-user tests skipped: ${support.reason}`);
+const skipNote = support.ok ? "" : ` (skipped: ${support.reason})`;
+
+const BRIDGE = "xenbr0";
+const FRONTEND = join(REPO_ROOT, "test/netns/vhost-frontend.py");
+const IP = { vm1: "198.18.23.1", vm2: "198.18.23.2", vhu1: "198.18.23.11", vhu2: "198.18.23.12" };
+const MAC = { vm1: "02:00:00:23:00:01", vm2: "02:00:00:23:00:02", vhu1: "02:00:00:23:00:11", vhu2: "02:00:00:23:00:12" };
+const ATTACKS = [
+  "addr_outside", "desc_loop", "huge_len", "avail_jump", "nested_indirect", "bad_head", "rx_writable_tx",
+  "ring_not_pow2", "mem_before_owner", "kick_before_mem", "mem_without_fd", "kick_without_fd", "ring_outside",
+  "region_beyond_fd", "huge_payload", "queue_index", "unknown_request",
+];
+
+interface VhostShowPort {
+  name: string;
+  kind: string;
+  state: string;
+  vhost_user?: { connected: boolean; link: boolean; protocolErrors: number; connects: number; features: string };
+}
+
+describe.skipIf(!support.ok)("vhost-user ports in a netns lab" + skipNote, () => {
+  let lab: Lab;
+  let sock1: string;
+  let sock2: string;
+
+  async function vhostPort(name: string): Promise<VhostShowPort> {
+    const show = await lab.cliJson<ShowBridge[]>(["show"]);
+    const p = (show[0].ports as unknown as VhostShowPort[]).find((x) => x.name === name);
+    if (p === undefined) throw new Error(`no port ${name} in show`);
+    return p;
+  }
+
+  beforeAll(async () => {
+    lab = new Lab("vhost");
+    sock1 = join(lab.dir, "vif3.0.sock");
+    sock2 = join(lab.dir, "vif4.0.sock");
+    for (const n of ["dom0", "vm1", "vm2"]) await lab.addNs(n);
+    lab.writeConfig({
+      control_socket: lab.socketPath,
+      bridges: [{
+        name: BRIDGE,
+        ports: [
+          { name: "vif1.0" },
+          { name: "vif2.0" },
+          { name: "vif3.0", kind: "vhost-user", socket: sock1 },
+          { name: "vif4.0", kind: "vhost-user", socket: sock2, mode: "server" },
+        ],
+      }],
+    });
+    await lab.startDaemon("dom0");
+    for (const vm of ["vm1", "vm2"] as const) {
+      const vif = `vif${vm.slice(2)}.0`;
+      if (!(await waitFor(() => lab.linkExists("dom0", vif), 10_000))) throw new Error(`no TAP ${vif}\n${lab.daemonLog()}`);
+      await lab.moveLink("dom0", vif, vm, "eth0");
+      await lab.configureHost(vm, "eth0", IP[vm], undefined, MAC[vm]);
+    }
+    const r = await lab.pingUntil("vm1", IP.vm2, 15_000);
+    if (!r.ok) throw new Error(`vm1 cannot reach vm2: ${r.output}\n${lab.daemonLog()}`);
+  }, 60_000);
+
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  it("a frontend that listens (port mode client) gets frames both ways: vm1 pings it", async () => {
+    const fe = lab.spawn("dom0", [PYTHON, FRONTEND, sock1, "listen", "host", MAC.vhu1, IP.vhu1, "30"], "vhost frontend vhu1");
+    expect(await waitFor(() => fe.stdout.includes("ready") || !fe.running, 20_000), fe.stderr).toBe(true);
+    expect(await waitFor(async () => (await vhostPort("vif3.0")).state === "up", 10_000), lab.daemonLog()).toBe(true);
+    const p = await lab.pingUntil("vm1", IP.vhu1, 15_000);
+    expect(p.ok, `${p.output}\n${fe.stderr}\n${lab.daemonLog()}`).toBe(true);
+    const port = await vhostPort("vif3.0");
+    expect(port.kind).toBe("vhost-user");
+    expect(port.vhost_user?.connected).toBe(true);
+    const stats = await lab.cliJson<Array<{ name: string; rx_packets: number; tx_packets: number }>>(["stats", BRIDGE]);
+    const s = stats.find((x) => x.name === "vif3.0");
+    expect(s?.rx_packets).toBeGreaterThan(0);
+    expect(s?.tx_packets).toBeGreaterThan(0);
+    await fe.stop(2_000);
+    // the frontend went away: the port goes down and keeps trying to connect
+    expect(await waitFor(async () => (await vhostPort("vif3.0")).state === "down", 10_000)).toBe(true);
+  }, 60_000);
+
+  it("port mode server: the frontend connects to tapbridge's socket", async () => {
+    const fe = lab.spawn("dom0", [PYTHON, FRONTEND, sock2, "connect", "host", MAC.vhu2, IP.vhu2, "30"], "vhost frontend vhu2");
+    expect(await waitFor(() => fe.stdout.includes("ready") || !fe.running, 20_000), fe.stderr).toBe(true);
+    const p = await lab.pingUntil("vm2", IP.vhu2, 15_000);
+    expect(p.ok, `${p.output}\n${fe.stderr}\n${lab.daemonLog()}`).toBe(true);
+    await fe.stop(2_000);
+  }, 60_000);
+
+  it("hostile inputs close only that connection, with a log line; the daemon and other ports keep forwarding", async () => {
+    const fe = lab.spawn("dom0", [PYTHON, FRONTEND, sock1, "listen", "hostile", ...ATTACKS], "vhost hostile frontend");
+    const done = await waitFor(() => !fe.running, 120_000, 200);
+    expect(done, `${fe.stdout}\n${fe.stderr}`).toBe(true);
+    const lines = fe.stdout.trim().split("\n");
+    expect(lines, fe.stderr).toEqual(ATTACKS.map((a) => `closed ${a}`));
+    const closed = lab.daemonLog(100_000).split("\n").filter((l) => l.includes("vhost-user connection closed") && l.includes("protocol error"));
+    expect(closed.length, lab.daemonLog()).toBeGreaterThanOrEqual(ATTACKS.length);
+    expect(lab.daemon?.running).toBe(true);
+    const p = await lab.ping("vm1", IP.vm2, 3);
+    expect(p.ok, p.output).toBe(true);
+    // and the port still serves a frontend that behaves
+    const good = lab.spawn("dom0", [PYTHON, FRONTEND, sock1, "listen", "host", MAC.vhu1, IP.vhu1, "20"], "vhost frontend vhu1 again");
+    expect(await waitFor(() => good.stdout.includes("ready") || !good.running, 20_000), good.stderr).toBe(true);
+    const p2 = await lab.pingUntil("vm1", IP.vhu1, 15_000);
+    expect(p2.ok, `${p2.output}\n${lab.daemonLog()}`).toBe(true);
+    expect((await vhostPort("vif3.0")).vhost_user?.protocolErrors).toBeGreaterThanOrEqual(ATTACKS.length);
+    await good.stop(2_000);
+  }, 180_000);
+});
