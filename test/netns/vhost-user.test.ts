@@ -16,7 +16,7 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Lab, PYTHON, REPO_ROOT, canRunNetns, waitFor } from "./helpers.js";
-import type { ShowBridge } from "../support/json-shapes.js";
+import type { BridgeStats, ShowBridge } from "../support/json-shapes.js";
 
 const support = canRunNetns();
 if (!support.ok) console.warn(`netns vhost-user tests skipped: ${support.reason}`);
@@ -92,8 +92,8 @@ describe.skipIf(!support.ok)("vhost-user ports in a netns lab" + skipNote, () =>
     const port = await vhostPort("vif3.0");
     expect(port.kind).toBe("vhost-user");
     expect(port.vhost_user?.connected).toBe(true);
-    const stats = await lab.cliJson<Array<{ name: string; rx_packets: number; tx_packets: number }>>(["stats", BRIDGE]);
-    const s = stats.find((x) => x.name === "vif3.0");
+    const stats = await lab.cliJson<BridgeStats[]>(["stats"]);
+    const s = stats[0].ports.find((x) => x.name === "vif3.0");
     expect(s?.rx_packets).toBeGreaterThan(0);
     expect(s?.tx_packets).toBeGreaterThan(0);
     await fe.stop(2_000);
