@@ -38,7 +38,7 @@ bridges:
 
   it('names the key path of a wrong kind', () => {
     expect(issues('bridges: [ { name: b, ports: [ { name: a }, { name: c, kind: veth } ] } ]'))
-      .toEqual(['bridges[0].ports[1].kind: must be "tap", "attach" or "host", got "veth"']);
+      .toEqual(['bridges[0].ports[1].kind: must be "tap", "attach", "host" or "vhost-user", got "veth"']);
   });
 
   it('rejects unknown keys at every level', () => {
