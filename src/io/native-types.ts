@@ -112,7 +112,7 @@ export interface VhostUserInfo {
   protocolFeatures: string;
   /** memory regions mapped */
   regions: number;
-  rings: Array<{ size: number; started: boolean; enabled: boolean; lastAvail: number; lastUsed: number }>;
+  rings: Array<{ size: number; started: boolean; enabled: boolean; lastAvail: number; lastUsed: number; availIdx: number; usedIdx: number }>;
   connects: number;
   protocolErrors: number;
   /** connections refused in server mode while one was active */

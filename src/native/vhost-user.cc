@@ -1679,6 +1679,9 @@ Napi::Value VhostUserPort::Info(const Napi::CallbackInfo& info) {
     r.Set("enabled", Napi::Boolean::New(env, vq_[i].enabled));
     r.Set("lastAvail", Napi::Number::New(env, vq_[i].lastAvail));
     r.Set("lastUsed", Napi::Number::New(env, vq_[i].lastUsed));
+    // the guest's own indexes as they are in its memory now (-1 while the queue is not started)
+    r.Set("availIdx", Napi::Number::New(env, vq_[i].started ? LoadAcquire16(&vq_[i].avail[1]) : -1));
+    r.Set("usedIdx", Napi::Number::New(env, vq_[i].started ? LoadAcquire16(vq_[i].usedIdx()) : -1));
     rings.Set(i, r);
   }
   o.Set("rings", rings);
