@@ -45,17 +45,11 @@ export class VhostUserPort extends ManagedPort {
     this.port.mtu = bridgeMtu;
   }
 
-  /** Creates the port's I/O: listens (server) or makes the first connect attempt (client). Throws only in server mode. */
+  /** Creates the port's I/O: listens (server) or makes the first connect attempt (client); retries both with backoff. */
   override open(): boolean {
     if (this.vio !== null) return true;
     const io = new VhostUserIo(this.name, this.spec.socket, this.spec.mode,
       this.wrap(`port ${this.name}: vhost-user state`, (type: 'connected' | 'link' | 'disconnected', detail: string, up: boolean) => this.onState(type, detail, up)));
-    try {
-      if (this.spec.mode === 'server') io.listen();
-    } catch (err) {
-      io.close();
-      throw err;
-    }
     this.vio = io;
     this.port.io = io;
     this.setState('down');
@@ -72,7 +66,28 @@ export class VhostUserPort extends ManagedPort {
     );
     this.log.info({ socket: this.spec.socket, mode: this.spec.mode }, this.spec.mode === 'server' ? 'vhost-user socket listening' : 'vhost-user port open; connecting');
     if (this.spec.mode === 'client') this.tryConnect();
+    else this.tryListen();
     return true;
+  }
+
+  /**
+   * server mode: listen on the socket path. While another process listens there (the old daemon during a takeover)
+   * this retries with the reconnect backoff; any other failure is logged and retried the same way.
+   */
+  private tryListen(): void {
+    const io = this.vio;
+    if (io === null || io.isClosed) return;
+    try {
+      io.listen();
+      this.reconnectDelayMs = RECONNECT_MIN_MS;
+    } catch (err) {
+      const errno = (err as { errno?: number }).errno ?? 0;
+      if (errno !== this.lastConnectErrno) {
+        this.log.warn({ err, socket: this.spec.socket }, 'cannot listen on the vhost-user socket yet; retrying');
+        this.lastConnectErrno = errno;
+      }
+      this.scheduleRetry(() => this.tryListen());
+    }
   }
 
   private tryConnect(): void {
@@ -88,13 +103,17 @@ export class VhostUserPort extends ManagedPort {
   }
 
   private scheduleReconnect(): void {
-    if (this.spec.mode !== 'client' || this.vio === null) return;
+    if (this.spec.mode === 'client') this.scheduleRetry(() => this.tryConnect());
+  }
+
+  private scheduleRetry(fn: () => void): void {
+    if (this.vio === null) return;
     this.cancelReconnect();
     const delay = this.reconnectDelayMs;
     this.reconnectDelayMs = Math.min(RECONNECT_MAX_MS, this.reconnectDelayMs * 2);
     this.reconnectTimer = setTimeout(this.wrap(`port ${this.name}: vhost-user reconnect`, () => {
       this.reconnectTimer = null;
-      this.tryConnect();
+      fn();
     }), delay);
     this.reconnectTimer.unref();
   }

@@ -309,6 +309,8 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   bool refd_ = false;
 
   int listenFd_ = -1;
+  ino_t boundIno_ = 0;  // the socket file we bound (unlinked at close only if it is still that file)
+  dev_t boundDev_ = 0;
   uv_poll_t* listenPoll_ = nullptr;
   int connFd_ = -1;
   uv_poll_t* connPoll_ = nullptr;
@@ -469,7 +471,9 @@ Napi::Value VhostUserPort::Close(const Napi::CallbackInfo& info) {
     CloseFd(&connFd_);
     if (listenFd_ >= 0) {
       CloseFd(&listenFd_);
-      ::unlink(path_.c_str());
+      // only our own socket file: after a takeover the path may already be the new daemon's
+      struct stat st;
+      if (::lstat(path_.c_str(), &st) == 0 && st.st_ino == boundIno_ && st.st_dev == boundDev_) ::unlink(path_.c_str());
     }
     if (inCallback_ == 0) {
       onRx_.Reset();
@@ -552,6 +556,11 @@ Napi::Value VhostUserPort::Listen(const Napi::CallbackInfo& info) {
     ::close(fd);
     ThrowSysError(env, e, "bind/listen(" + path_ + ")", name_);
     return env.Undefined();
+  }
+  struct stat bound;
+  if (::lstat(path_.c_str(), &bound) == 0) {
+    boundIno_ = bound.st_ino;
+    boundDev_ = bound.st_dev;
   }
   uv_loop_t* loop = nullptr;
   napi_get_uv_event_loop(env, &loop);
