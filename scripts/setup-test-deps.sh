@@ -17,6 +17,8 @@
 #               (test/netns/metrics.test.ts); its service is never started: policy-rc.d refuses it during the install
 #   systemd   systemd-analyze verify / security --offline=yes on the installed unit (systemd need not be PID 1)
 #   tshark    reads `tapbridge capture` pcapng output in the capture netns test (test/netns/observe.test.ts)
+#   dpdk-dev  dpdk-testpmd, a vhost-user frontend none of us wrote (test/netns/vhost-testpmd.test.ts and
+#             scripts/bench/vhost-user.sh); it runs with --no-huge, so no hugepages are reserved
 #
 # Idempotent and quiet: does nothing when every command is present. Uses apt-get only, as root; when not root
 # (or not on a Debian-like system) it prints what is missing and exits 0, so the tests can skip what they cannot run.
@@ -40,6 +42,7 @@ declare -A PKG_OF=(
 	[prometheus]=prometheus
 	[systemd-analyze]=systemd
 	[tshark]=tshark
+	[dpdk-testpmd]=dpdk-dev
 	# npm ci compiles the addon (scripts/build-addon.mjs, node-gyp)
 	[g++]=g++
 	[make]=make
