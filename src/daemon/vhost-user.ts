@@ -13,6 +13,7 @@
 // A vhost-user port has no netdev (ifindex 0) and no fd to hand over: after a restart or a takeover the frontend
 // replays its setup on the new connection.
 
+import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import type { Bridge } from '../bridge/bridge.js';
 import type { BridgePort, PortState } from '../bridge/port.js';
@@ -23,6 +24,13 @@ import { ManagedPort, type ManagedPortOptions } from './ports.js';
 
 export const RECONNECT_MIN_MS = 100;
 export const RECONNECT_MAX_MS = 5_000;
+/**
+ * "connection closed" lines per port: a bucket of DISCONNECT_LOG_BURST lines, refilled by one every
+ * DISCONNECT_LOG_REFILL_MS; lines over it are counted (`not_logged` on the next line), so a frontend that fails in a loop
+ * (server mode has no backoff) cannot flood the log, while each of a few failures still gets its own line.
+ */
+export const DISCONNECT_LOG_BURST = 30;
+export const DISCONNECT_LOG_REFILL_MS = 2_000;
 
 /** `show` of a vhost-user port. */
 export interface VhostUserShow extends VhostUserInfo {
@@ -38,6 +46,9 @@ export class VhostUserPort extends ManagedPort {
   private lastConnectErrno = 0;
   /** connections that ended (frontend gone or protocol error) */
   disconnects = 0;
+  private logTokens = DISCONNECT_LOG_BURST;
+  private logRefilledAtMs = performance.now();
+  private disconnectsNotLogged = 0;
 
   constructor(bridge: Bridge, port: BridgePort, spec: VhostUserSpec, opts: ManagedPortOptions, bridgeMtu: number, log: Logger) {
     super(bridge, port, opts, bridgeMtu, log);
@@ -134,7 +145,19 @@ export class VhostUserPort extends ManagedPort {
       this.setState(up ? 'up' : 'down');
     } else {
       this.disconnects++;
-      this.log.warn({ socket: this.spec.socket, reason: detail }, 'vhost-user connection closed');
+      const now = performance.now();
+      const refill = Math.floor((now - this.logRefilledAtMs) / DISCONNECT_LOG_REFILL_MS);
+      if (refill > 0) {
+        this.logTokens = Math.min(DISCONNECT_LOG_BURST, this.logTokens + refill);
+        this.logRefilledAtMs += refill * DISCONNECT_LOG_REFILL_MS;
+      }
+      if (this.logTokens > 0) {
+        this.logTokens--;
+        this.log.warn({ socket: this.spec.socket, reason: detail, not_logged: this.disconnectsNotLogged || undefined }, 'vhost-user connection closed');
+        this.disconnectsNotLogged = 0;
+      } else {
+        this.disconnectsNotLogged++;
+      }
       this.setState('down');
       this.scheduleReconnect();
     }

@@ -27,6 +27,7 @@
 // listen on the socket path and take one connection at a time (a second one is closed at once).
 // Everything runs on the main loop thread: uv_poll on the socket, on the listening fd and on queue 1's kick.
 #include "vhost-user.h"
+#include "busypoll.h"
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
@@ -902,6 +903,9 @@ void VhostUserPort::HandleMessage() {
           ok = false;
           break;
         }
+        // a memfd that could still shrink would fault our accesses (SIGBUS): seal it against shrinking where the
+        // memfd allows sealing (QEMU's memory-backend-memfd has sealed it already; hugetlbfs files cannot be sealed)
+        ::fcntl(r.fd, F_ADD_SEALS, F_SEAL_SHRINK);
         void* m = ::mmap(nullptr, r.mmapOffset + r.size, PROT_READ | PROT_WRITE, MAP_SHARED, r.fd, 0);
         if (m == MAP_FAILED) {
           Fail("SET_MEM_TABLE region %u: mmap: %s", i, strerror(errno));
@@ -1446,6 +1450,7 @@ void VhostUserPort::HandleKick() {
     napi_value argv[1] = {Napi::Number::New(env, count)};
     onRx_.MakeCallback(Value(), 1, argv, *asyncCtx_);
     HandlePendingException(env);
+    BusyPollKick();  // busy_poll_us applies to vhost-user ports as to TAPs
   }
   inCallback_--;
   if (closed_ && inCallback_ == 0) {
