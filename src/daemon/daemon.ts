@@ -572,6 +572,16 @@ export class Daemon {
     return out;
   }
 
+  /** Takeover: each connected vhost-user port's fds and state (src/daemon/vhost-user.ts); call after pauseIo(). */
+  vhostHandovers(): { name: string; fds: Array<[number, number]>; state: Record<string, unknown> }[] {
+    const out: { name: string; fds: Array<[number, number]>; state: Record<string, unknown> }[] = [];
+    for (const mp of this.byName.values()) {
+      const h = mp instanceof VhostUserPort ? mp.exportHandover() : null;
+      if (h !== null) out.push({ name: mp.name, ...h });
+    }
+    return out;
+  }
+
   /** Stops reading every port: frames queue in the TAPs and sockets for whoever reads them next. */
   pauseIo(): void {
     this.ioPaused = true;

@@ -10,15 +10,17 @@
 //
 // State: `down` until the frontend has started and enabled both queues, then `up`; a disconnect (frontend gone,
 // or a protocol error: the reason is logged) makes it `down` and flushes its FDB entries like a carrier loss.
-// A vhost-user port has no netdev (ifindex 0) and no fd to hand over: after a restart or a takeover the frontend
-// replays its setup on the new connection.
+// A vhost-user port has no netdev (ifindex 0). A `--takeover` hands over the connection, the guest memory fds, the
+// eventfds and each ring's indexes (exportHandover/adoptHandover): the new daemon continues without renegotiating.
+// After a plain restart the port connects anew and the frontend replays its setup.
 
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import type { Bridge } from '../bridge/bridge.js';
 import type { BridgePort, PortState } from '../bridge/port.js';
-import { VhostUserIo } from '../io/native.js';
-import type { VhostUserInfo } from '../io/native-types.js';
+import { fds, VhostUserIo } from '../io/native.js';
+import type { VhostHandover, VhostUserInfo } from '../io/native-types.js';
+import { inheritedFds } from '../handover/inherited.js';
 import type { VhostUserSpec } from '../config/config.js';
 import { ManagedPort, type ManagedPortOptions } from './ports.js';
 
@@ -76,9 +78,30 @@ export class VhostUserPort extends ManagedPort {
       () => {},
     );
     this.log.info({ socket: this.spec.socket, mode: this.spec.mode }, this.spec.mode === 'server' ? 'vhost-user socket listening' : 'vhost-user port open; connecting');
-    if (this.spec.mode === 'client') this.tryConnect();
-    else this.tryListen();
+    // a takeover: the previous daemon's connection, memory and rings continue here, nothing is renegotiated
+    if (!this.adoptInherited(io) && this.spec.mode === 'client') this.tryConnect();
+    if (this.spec.mode === 'server') this.tryListen();
     return true;
+  }
+
+  private adoptInherited(io: VhostUserIo): boolean {
+    const h = inheritedFds.takeVhost(this.name);
+    if (h === null) return false;
+    try {
+      io.adoptHandover(h);
+    } catch (err) {
+      for (const [, fd] of h.fds) fds.close(fd);
+      this.log.warn({ err: (err as Error).message }, 'inherited vhost-user connection unusable; connecting anew');
+      return false;
+    }
+    const info = io.info();
+    this.log.info({ connected: info.connected, link: info.link, features: info.features }, 'vhost-user connection taken over');
+    return info.connected;
+  }
+
+  /** Takeover, old daemon: this port's fds and state; the port then leaves the rings alone unless resumeIo(). */
+  exportHandover(): VhostHandover | null {
+    return this.vio?.exportHandover() ?? null;
   }
 
   /**

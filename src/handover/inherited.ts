@@ -27,6 +27,33 @@ export interface InheritedFd {
 
 class InheritedPool {
   private readonly byKey = new Map<string, InheritedFd>();
+  /** vhost-user ports (takeover only): their fds by role and their state */
+  private readonly vhost = new Map<string, { fds: Array<[number, number]>; state: Record<string, unknown> | null }>();
+
+  /** One fd of a vhost-user port's handover (role: see native-types.ts exportHandover). */
+  addVhostFd(name: string, role: number, fd: number): void {
+    const e = this.vhost.get(name) ?? { fds: [], state: null };
+    e.fds.push([role, fd]);
+    this.vhost.set(name, e);
+  }
+
+  setVhostState(name: string, state: Record<string, unknown>): void {
+    const e = this.vhost.get(name);
+    if (e !== undefined) e.state = state;
+  }
+
+  /** The handover of vhost-user port `name` ({fds, state}), or null; the caller owns the fds from then on. */
+  takeVhost(name: string): { fds: Array<[number, number]>; state: Record<string, unknown> } | null {
+    const e = this.vhost.get(name);
+    if (e === undefined) return null;
+    this.vhost.delete(name);
+    if (e.state === null) {
+      for (const [, fd] of e.fds) fds.close(fd);
+      this.log?.warn({ port: name }, 'inherited vhost-user fds without their state; closed (the port connects anew)');
+      return null;
+    }
+    return { fds: e.fds, state: e.state };
+  }
   private log: Logger | null = null;
 
   setLogger(log: Logger): void {
@@ -75,6 +102,11 @@ class InheritedPool {
     const left = [...this.byKey.values()];
     for (const e of left) fds.close(e.fd);
     this.byKey.clear();
+    for (const [name, e] of this.vhost) {
+      for (const [, fd] of e.fds) fds.close(fd);
+      this.log?.info({ port: name }, 'closed the inherited vhost-user connection of a port that is no longer configured');
+    }
+    this.vhost.clear();
     if (left.length > 0) this.log?.info({ ports: left.map((e) => e.name) }, 'closed inherited fds of ports that are no longer configured');
     return left;
   }

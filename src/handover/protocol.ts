@@ -12,9 +12,11 @@
 // Payload (every field checked by parsePayload: it crossed a process boundary):
 //   protocol  1
 //   from      {version, pid}
-//   fds       [{kind: 'tap'|'packet'|'control'|'statelock', name, ifindex}], entry i describes fd i:
+//   fds       [{kind: 'tap'|'packet'|'control'|'statelock'|'vhost-user', name, ifindex}], entry i describes fd i:
 //             the daemon's TAPs, the AF_PACKET sockets of attach ports, uplinks and bond members (by
-//             netdev name), the listening control socket, the state file's flock fd
+//             netdev name), the listening control socket, the state file's flock fd, and each vhost-user
+//             port's connection, memory and eventfds (ifindex holds the fd's role, see native-types.ts)
+//   vhost     optional: vhost-user port name -> its negotiated state (features, regions, rings, indexes)
 //   state     the runtime state document (src/state/document.ts: journal, a fresh FDB snapshot,
 //             named sections) as its JSON text; the new daemon checks it with parseState and replays
 //             it as a start from the state file would
@@ -31,7 +33,7 @@ export const HANDOVER_TRANSFER_TIMEOUT_MS = 10_000;
 /** The new daemon's answer line is at most this long. */
 export const HANDOVER_MAX_ANSWER_BYTES = 4096;
 
-export type HandoverFdKind = 'tap' | 'packet' | 'control' | 'statelock';
+export type HandoverFdKind = 'tap' | 'packet' | 'control' | 'statelock' | 'vhost-user';
 
 export interface HandoverFdEntry {
   kind: HandoverFdKind;
@@ -45,6 +47,8 @@ export interface HandoverPayload {
   fds: HandoverFdEntry[];
   /** src/state/document.ts StateDocument as JSON text */
   state: string;
+  /** vhost-user ports: port name -> the negotiated state of its connection (checked by the addon's adoptHandover) */
+  vhost?: Record<string, Record<string, unknown>>;
 }
 
 export function encodePayload(p: HandoverPayload): Uint8Array {
@@ -54,7 +58,7 @@ export function encodePayload(p: HandoverPayload): Uint8Array {
 export class HandoverPayloadError extends Error {}
 
 const NAME_RE = /^[^\0/\s]{1,15}$/;
-const FD_KINDS: readonly string[] = ['tap', 'packet', 'control', 'statelock'];
+const FD_KINDS: readonly string[] = ['tap', 'packet', 'control', 'statelock', 'vhost-user'];
 
 function fail(path: string, msg: string): never {
   throw new HandoverPayloadError(`handover payload ${path}: ${msg}`);
@@ -91,7 +95,7 @@ export function parsePayload(bytes: Uint8Array, fdCount: number): HandoverPayloa
     const o = obj(f, `fds[${i}]`);
     if (typeof o.kind !== 'string' || !FD_KINDS.includes(o.kind)) fail(`fds[${i}].kind`, `must be one of ${FD_KINDS.join(', ')}, got ${JSON.stringify(o.kind)}`);
     const kind = o.kind as HandoverFdKind;
-    const port = kind === 'tap' || kind === 'packet';
+    const port = kind === 'tap' || kind === 'packet' || kind === 'vhost-user';
     if (port && (typeof o.name !== 'string' || !NAME_RE.test(o.name))) fail(`fds[${i}].name`, `must be an interface name, got ${JSON.stringify(o.name)}`);
     return {
       kind,
@@ -100,5 +104,14 @@ export function parsePayload(bytes: Uint8Array, fdCount: number): HandoverPayloa
     };
   });
   if (typeof d.state !== 'string') fail('state', 'must be the state document as JSON text');
-  return { protocol, from: fromOut, fds: fdsOut, state: d.state };
+  let vhost: HandoverPayload['vhost'];
+  if (d.vhost !== undefined) {
+    const v = obj(d.vhost, 'vhost');
+    vhost = {};
+    for (const [name, st] of Object.entries(v)) {
+      if (!NAME_RE.test(name)) fail('vhost', `${JSON.stringify(name)} is not a port name`);
+      vhost[name] = obj(st, `vhost.${name}`);
+    }
+  }
+  return { protocol, from: fromOut, fds: fdsOut, state: d.state, ...(vhost !== undefined ? { vhost } : {}) };
 }

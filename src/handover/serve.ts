@@ -82,6 +82,15 @@ export function serveHandover(opts: HandoverServeOptions): void {
       list.push(p.io.fd);
       entries.push({ kind: p.io.kind, name: p.name, ifindex: p.ifindex });
     }
+    // vhost-user ports: the connection, guest memory and eventfds, and what was negotiated (no renegotiation)
+    const vhost: Record<string, Record<string, unknown>> = {};
+    for (const v of daemon.vhostHandovers()) {
+      for (const [role, fd] of v.fds) {
+        list.push(fd);
+        entries.push({ kind: 'vhost-user', name: v.name, ifindex: role });
+      }
+      vhost[v.name] = v.state;
+    }
     list.push(listenFd);
     entries.push({ kind: 'control', name: control.path, ifindex: 0 });
     const lockFd = opts.stateLockFd();
@@ -91,7 +100,7 @@ export function serveHandover(opts: HandoverServeOptions): void {
     }
     let payload: Uint8Array;
     try {
-      payload = encodePayload({ protocol: HANDOVER_PROTOCOL, from: { version: VERSION, pid: process.pid }, fds: entries, state: opts.state() });
+      payload = encodePayload({ protocol: HANDOVER_PROTOCOL, from: { version: VERSION, pid: process.pid }, fds: entries, state: opts.state(), vhost });
     } catch (err) {
       daemon.resumeIo();
       control.thaw();

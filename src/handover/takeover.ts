@@ -108,8 +108,13 @@ export class Takeover {
         else stateLockFd = fd;
         return;
       }
+      if (e.kind === 'vhost-user') {
+        inheritedFds.addVhostFd(e.name, e.ifindex, fd);
+        return;
+      }
       inheritedFds.add({ fd, kind: e.kind, name: e.name, ifindex: e.ifindex, source: 'takeover' });
     });
+    for (const [name, st] of Object.entries(payload.vhost ?? {})) inheritedFds.setVhostState(name, st);
     if (controlFd < 0) {
       inheritedFds.closeUnused();
       if (stateLockFd >= 0) fds.close(stateLockFd);

@@ -135,6 +135,20 @@ export interface RawVhostUser extends Omit<RawPort, 'kind'> {
   /** server mode: listen on the socket path (a stale socket file is replaced; any other file is an error). */
   listen(): void;
   info(): VhostUserInfo;
+  /**
+   * Takeover, old daemon: the connection, region and eventfds as [role, fd] (0 the connection, 1+i region i,
+   * 16+4q+k queue q's kick/call/err) and the negotiated state; from then on the port touches neither the rings nor the
+   * socket until start() (a handover that failed). null when not connected.
+   */
+  exportHandover(): VhostHandover | null;
+  /** Takeover, new daemon: continues the connection without renegotiating. Throws a TypeError naming a bad value. */
+  adoptHandover(fds: Array<[number, number]>, state: Record<string, unknown>): void;
+}
+
+/** What one vhost-user port hands over (its state is checked again by the new daemon's addon). */
+export interface VhostHandover {
+  fds: Array<[number, number]>;
+  state: Record<string, unknown>;
 }
 
 export interface TapOptions {

@@ -29,6 +29,7 @@ import {
   type RawVhostUser,
   type RxCallback,
   type TapOptions,
+  type VhostHandover,
   type VhostUserInfo,
   type VhostUserStateCallback,
   type VxlanCreateOptions,
@@ -302,6 +303,14 @@ export class VhostUserIo implements PortIo {
 
   info(): VhostUserInfo {
     return this.raw.info();
+  }
+
+  exportHandover(): VhostHandover | null {
+    return this.closed ? null : this.raw.exportHandover();
+  }
+
+  adoptHandover(h: VhostHandover): void {
+    this.raw.adoptHandover(h.fds, h.state);
   }
 
   start(onBatch: (slab: Uint8Array, desc: Int32Array, count: number) => void, onError: ErrorCallback): void {

@@ -248,6 +248,9 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   Napi::Value Connect(const Napi::CallbackInfo& info);
   Napi::Value Listen(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
+  // takeover: exportHandover() -> {fds: [[role, fd]...], state}; adopt(fds, state) on a fresh port of the new daemon
+  Napi::Value ExportHandover(const Napi::CallbackInfo& info);
+  Napi::Value AdoptHandover(const Napi::CallbackInfo& info);
 
   // connection
   void Adopt(int fd);
@@ -306,6 +309,7 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   bool server_ = false;
   bool closed_ = false;
   bool reading_ = true;  // stop()/start(): poll queue 1's kick or not
+  bool exported_ = false;  // handed over to another daemon: the rings and the socket are not ours to touch
   int inCallback_ = 0;
   bool refd_ = false;
 
@@ -370,6 +374,8 @@ Napi::Function VhostUserPort::Init(Napi::Env env) {
                          InstanceMethod<&VhostUserPort::Connect>("connect"),
                          InstanceMethod<&VhostUserPort::Listen>("listen"),
                          InstanceMethod<&VhostUserPort::Info>("info"),
+                         InstanceMethod<&VhostUserPort::ExportHandover>("exportHandover"),
+                         InstanceMethod<&VhostUserPort::AdoptHandover>("adoptHandover"),
                      });
 }
 
@@ -445,6 +451,8 @@ Napi::Value VhostUserPort::Start(const Napi::CallbackInfo& info) {
   onRx_ = Napi::Persistent(info[0].As<Napi::Function>());
   onError_ = Napi::Persistent(info[1].As<Napi::Function>());
   reading_ = true;
+  exported_ = false;
+  if (connPoll_ != nullptr) uv_poll_start(connPoll_, UV_READABLE, OnConnPoll);
   Vring& vq = vq_[1];
   if (vq.kickPoll != nullptr) {
     uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
@@ -457,6 +465,8 @@ Napi::Value VhostUserPort::Start(const Napi::CallbackInfo& info) {
 Napi::Value VhostUserPort::Stop(const Napi::CallbackInfo& info) {
   reading_ = false;
   if (vq_[1].kickPoll != nullptr) uv_poll_stop(vq_[1].kickPoll);
+  // paused for a handover: the frontend's messages wait in the socket for whoever reads next
+  if (connPoll_ != nullptr) uv_poll_stop(connPoll_);
   return info.Env().Undefined();
 }
 
@@ -1326,7 +1336,7 @@ void VhostUserPort::Notify(Vring& vq) {
 
 uint32_t VhostUserPort::ReadBatch() {
   Vring& vq = vq_[1];
-  if (!vq.started || !vq.enabled || !memSet_ || broken_) return 0;
+  if (!vq.started || !vq.enabled || !memSet_ || broken_ || exported_) return 0;
   uint8_t* const slab = data_->slab;
   int32_t* const desc = data_->rxDesc;
   const size_t slabLen = data_->slabLen;
@@ -1578,7 +1588,7 @@ Napi::Value VhostUserPort::Send(const Napi::CallbackInfo& info) {
   double* const ctr = counters_;
   Vring& vq = vq_[0];
   if (count == 0) return Napi::Number::New(env, 0);
-  if (connFd_ < 0 || broken_ || !vq.started || !vq.enabled || !memSet_) {
+  if (connFd_ < 0 || broken_ || exported_ || !vq.started || !vq.enabled || !memSet_) {
     ctr[TxLinkDown] += count;
     ctr[TxLastErrno] = ENETDOWN;
     return Napi::Number::New(env, 0);
@@ -1672,6 +1682,226 @@ Napi::Value VhostUserPort::Send(const Napi::CallbackInfo& info) {
     Notify(vq);
   }
   return Napi::Number::New(env, accepted);
+}
+
+
+// ---- takeover ----
+//
+// exportHandover(): the connection, region and eventfds with their roles, and everything negotiated, for the new
+// daemon; from then on this port touches neither the rings nor the socket (send() counts TxLinkDown) until start().
+// Roles: 0 the connection; 1 + i region i; 16 + 4 * q + k queue q's kick (k 0), call (1), err (2).
+namespace {
+std::string Hex(uint64_t v) {
+  char b[24];
+  std::snprintf(b, sizeof b, "%llx", static_cast<unsigned long long>(v));
+  return b;
+}
+bool ParseHex(const Napi::Value& v, uint64_t* out) {
+  if (!v.IsString()) return false;
+  std::string t = v.As<Napi::String>().Utf8Value();
+  if (t.empty() || t.size() > 16) return false;
+  uint64_t r = 0;
+  for (char ch : t) {
+    int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+    if (d < 0) return false;
+    r = (r << 4) | static_cast<uint64_t>(d);
+  }
+  *out = r;
+  return true;
+}
+}  // namespace
+
+Napi::Value VhostUserPort::ExportHandover(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_ || connFd_ < 0 || broken_) return env.Null();
+  Napi::Array fds = Napi::Array::New(env);
+  uint32_t n = 0;
+  auto add = [&](int role, int fd) {
+    if (fd < 0) return;
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(0u, Napi::Number::New(env, role));
+    pair.Set(1u, Napi::Number::New(env, fd));
+    fds.Set(n++, pair);
+  };
+  add(0, connFd_);
+  for (size_t i = 0; i < nregions_; i++) add(1 + static_cast<int>(i), regions_[i].fd);
+  for (int q = 0; q < 2; q++) {
+    add(16 + 4 * q, vq_[q].kick);
+    add(16 + 4 * q + 1, vq_[q].call);
+    add(16 + 4 * q + 2, vq_[q].err);
+  }
+  Napi::Object st = Napi::Object::New(env);
+  st.Set("features", Hex(features_));
+  st.Set("protocolFeatures", Hex(protocolFeatures_));
+  st.Set("owner", owner_);
+  st.Set("featuresSet", featuresSet_);
+  Napi::Array regs = Napi::Array::New(env, nregions_);
+  for (size_t i = 0; i < nregions_; i++) {
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("gpa", Hex(regions_[i].gpa));
+    r.Set("size", Hex(regions_[i].size));
+    r.Set("uva", Hex(regions_[i].uva));
+    r.Set("mmapOffset", Hex(regions_[i].mmapOffset));
+    regs.Set(static_cast<uint32_t>(i), r);
+  }
+  st.Set("regions", regs);
+  Napi::Array rings = Napi::Array::New(env, 2);
+  for (uint32_t q = 0; q < 2; q++) {
+    const Vring& vq = vq_[q];
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("num", vq.num);
+    r.Set("desc", Hex(vq.descUva));
+    r.Set("avail", Hex(vq.availUva));
+    r.Set("used", Hex(vq.usedUva));
+    r.Set("addrSet", vq.addrSet);
+    r.Set("started", vq.started);
+    r.Set("enabled", vq.enabled);
+    r.Set("lastAvail", vq.lastAvail);
+    rings.Set(q, r);
+  }
+  st.Set("rings", rings);
+  exported_ = true;
+  reading_ = false;
+  if (vq_[1].kickPoll != nullptr) uv_poll_stop(vq_[1].kickPoll);
+  if (connPoll_ != nullptr) uv_poll_stop(connPoll_);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("fds", fds);
+  o.Set("state", st);
+  return o;
+}
+
+// adoptHandover(fds: [role, fd][], state): the new daemon's side. Every value is checked as a message would be (it
+// crossed a process boundary); on failure the fds not yet owned are left to the caller, the port stays unconnected and
+// a TypeError names the problem.
+Napi::Value VhostUserPort::AdoptHandover(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsObject()) {
+    ThrowType(env, "adoptHandover(fds: [role, fd][], state: object)");
+    return env.Undefined();
+  }
+  if (closed_ || connFd_ >= 0) {
+    ThrowType(env, "adoptHandover: the port is closed or connected already");
+    return env.Undefined();
+  }
+  Napi::Array list = info[0].As<Napi::Array>();
+  Napi::Object st = info[1].As<Napi::Object>();
+  int conn = -1, regionFd[kMaxRegions], ringFd[2][3];
+  for (auto& f : regionFd) f = -1;
+  for (auto& q : ringFd) q[0] = q[1] = q[2] = -1;
+  auto bad = [&](const std::string& what) {
+    ThrowType(env, "adoptHandover: " + what);
+    return env.Undefined();
+  };
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Value e = list.Get(i);
+    if (!e.IsArray() || e.As<Napi::Array>().Length() != 2) return bad("fds entries are [role, fd]");
+    int64_t role, fd;
+    if (!GetInt(e.As<Napi::Array>().Get(0u), "role", 0, 31, &role) || !GetInt(e.As<Napi::Array>().Get(1u), "fd", 0, 0x7fffffff, &fd))
+      return env.Undefined();
+    if (role == 0) conn = static_cast<int>(fd);
+    else if (role >= 1 && role <= static_cast<int64_t>(kMaxRegions)) regionFd[role - 1] = static_cast<int>(fd);
+    else if (role >= 16 && role < 24 && (role - 16) % 4 < 3) ringFd[(role - 16) / 4][(role - 16) % 4] = static_cast<int>(fd);
+    else return bad("unknown fd role " + std::to_string(role));
+  }
+  if (conn < 0) return bad("no connection fd");
+  uint64_t feats, pfeats;
+  if (!ParseHex(st.Get("features"), &feats) || (feats & ~kOfferedFeatures)) return bad("features");
+  if (!ParseHex(st.Get("protocolFeatures"), &pfeats) || (pfeats & ~kOfferedProtocolFeatures)) return bad("protocolFeatures");
+  Napi::Value regsV = st.Get("regions"), ringsV = st.Get("rings");
+  if (!regsV.IsArray() || regsV.As<Napi::Array>().Length() > kMaxRegions) return bad("regions");
+  if (!ringsV.IsArray() || ringsV.As<Napi::Array>().Length() != 2) return bad("rings");
+  Napi::Array regs = regsV.As<Napi::Array>();
+  Region fresh[kMaxRegions];
+  size_t n = regs.Length();
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::Value rv = regs.Get(i);
+    if (!rv.IsObject()) return bad("regions[" + std::to_string(i) + "]");
+    Napi::Object r = rv.As<Napi::Object>();
+    Region& g = fresh[i];
+    if (!ParseHex(r.Get("gpa"), &g.gpa) || !ParseHex(r.Get("size"), &g.size) || !ParseHex(r.Get("uva"), &g.uva) ||
+        !ParseHex(r.Get("mmapOffset"), &g.mmapOffset) || regionFd[i] < 0 || g.size == 0 || g.size > (1ull << 46) ||
+        g.mmapOffset > (1ull << 46) || g.gpa + g.size < g.gpa || g.uva + g.size < g.uva)
+      return bad("regions[" + std::to_string(i) + "]");
+    struct stat fst;
+    if (::fstat(regionFd[i], &fst) < 0 || static_cast<uint64_t>(fst.st_size) < g.mmapOffset + g.size)
+      return bad("regions[" + std::to_string(i) + "]: the fd is smaller than the region");
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    Region& g = fresh[i];
+    void* m = ::mmap(nullptr, g.mmapOffset + g.size, PROT_READ | PROT_WRITE, MAP_SHARED, regionFd[i], 0);
+    if (m == MAP_FAILED) {
+      for (uint32_t j = 0; j < i; j++) ::munmap(fresh[j].map, fresh[j].mapLen);
+      return bad("regions[" + std::to_string(i) + "]: mmap failed");
+    }
+    g.map = static_cast<uint8_t*>(m);
+    g.mapLen = g.mmapOffset + g.size;
+  }
+  // from here on every fd is ours
+  for (uint32_t i = 0; i < n; i++) {
+    fresh[i].fd = regionFd[i];
+    regionFd[i] = -1;
+    regions_[i] = fresh[i];
+  }
+  for (size_t i = n; i < kMaxRegions; i++) CloseFd(&regionFd[i]);
+  nregions_ = n;
+  memSet_ = n > 0;
+  features_ = feats;
+  featuresSet_ = st.Get("featuresSet").ToBoolean().Value();
+  protocolFeatures_ = pfeats;
+  guestHdrLen_ = (feats & (F_VERSION_1 | F_MRG_RXBUF)) ? 12 : 10;
+  owner_ = st.Get("owner").ToBoolean().Value();
+  Adopt(conn);  // socket poll, 'connected'; resets the negotiated state, so set it again below
+  features_ = feats;
+  featuresSet_ = st.Get("featuresSet").ToBoolean().Value();
+  protocolFeatures_ = pfeats;
+  guestHdrLen_ = (feats & (F_VERSION_1 | F_MRG_RXBUF)) ? 12 : 10;
+  owner_ = st.Get("owner").ToBoolean().Value();
+  if (connFd_ < 0) return bad("cannot poll the connection");
+  Napi::Array rings = ringsV.As<Napi::Array>();
+  for (uint32_t q = 0; q < 2; q++) {  // the port owns every ring fd from here on (Disconnect closes them)
+    vq_[q].kick = ringFd[q][0];
+    vq_[q].call = ringFd[q][1];
+    vq_[q].err = ringFd[q][2];
+    if (vq_[q].kick >= 0) SetNonBlocking(vq_[q].kick);
+  }
+  for (uint32_t q = 0; q < 2; q++) {
+    Napi::Value rv = rings.Get(q);
+    Vring& vq = vq_[q];
+    if (!rv.IsObject()) {
+      Fail("handover: rings[%u] is not an object", q);
+      break;
+    }
+    Napi::Object r = rv.As<Napi::Object>();
+    int64_t num = 0, lastAvail = 0;
+    Napi::Value numV = r.Get("num"), laV = r.Get("lastAvail");
+    if (!numV.IsNumber() || !laV.IsNumber()) {
+      Fail("handover: rings[%u] num/lastAvail", q);
+      break;
+    }
+    num = numV.As<Napi::Number>().Int64Value();
+    lastAvail = laV.As<Napi::Number>().Int64Value();
+    if (num < 0 || num > kMaxQueueSize || (num & (num - 1)) != 0 || lastAvail < 0 || lastAvail > 0xffff) {
+      Fail("handover: rings[%u] size %lld", q, static_cast<long long>(num));
+      break;
+    }
+    vq.num = static_cast<uint32_t>(num);
+    vq.lastAvail = static_cast<uint16_t>(lastAvail);
+    vq.addrSet = r.Get("addrSet").ToBoolean().Value();
+    vq.enabled = r.Get("enabled").ToBoolean().Value();
+    if (vq.addrSet && (!ParseHex(r.Get("desc"), &vq.descUva) || !ParseHex(r.Get("avail"), &vq.availUva) ||
+                       !ParseHex(r.Get("used"), &vq.usedUva))) {
+      Fail("handover: rings[%u] addresses", q);
+      break;
+    }
+    if (vq.kick >= 0 && r.Get("started").ToBoolean().Value() && !StartRing(q)) break;
+  }
+  if (broken_) {
+    std::string why = brokenReason_;
+    Disconnect(why);
+  } else {
+    UpdateLink();
+  }
+  return env.Undefined();
 }
 
 Napi::Value VhostUserPort::Info(const Napi::CallbackInfo& info) {
