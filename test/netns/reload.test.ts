@@ -189,7 +189,7 @@ describe.skipIf(!support.ok)("live reload" + skipNote, () => {
     writeFileSync(newCfg(), JSON.stringify(bad));
     const r = await lab.cli(["reload", "--config", newCfg()]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/bridges\[0\]\.ports\[0\]\.kind: must be "tap", "attach" or "host"/);
+    expect(r.stderr).toMatch(/bridges\[0\]\.ports\[0\]\.kind: must be "tap", "attach", "host" or "vhost-user"/);
     // the log line is written asynchronously (pino): wait for it rather than race it
     const logged = await waitFor(() => /reload rejected: invalid configuration/.test(lab.daemonLog(50)), 5_000);
     expect(logged, lab.daemonLog(50)).toBe(true);

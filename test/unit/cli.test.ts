@@ -93,7 +93,7 @@ describe('tapbridge CLI', () => {
     expect((await run('check-config', good)).code).toBe(0);
     const r = await run('check-config', bad);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/bridges\[0\]\.ports\[0\]\.kind: must be "tap", "attach" or "host"/);
+    expect(r.stderr).toMatch(/bridges\[0\]\.ports\[0\]\.kind: must be "tap", "attach", "host" or "vhost-user"/);
   });
 
   it('a request line over 1 MiB gets an error reply and the connection closes; the server keeps serving', async () => {
