@@ -112,6 +112,22 @@ describe.skipIf(!support.ok)("vhost-user ports in a netns lab" + skipNote, () =>
     await fe.stop(2_000);
   }, 60_000);
 
+  it("addif --kind vhost-user at runtime: the port connects and forwards; save-config keeps socket and mode; delif removes it", async () => {
+    const sock5 = join(lab.dir, "vif5.0.sock");
+    const fe = lab.spawn("dom0", [PYTHON, FRONTEND, sock5, "listen", "host", "02:00:00:23:00:15", "198.18.23.15", "30"], "vhost frontend vif5.0");
+    const add = await lab.cli(["addif", BRIDGE, "vif5.0", "--kind", "vhost-user", "--vhost-socket", sock5]);
+    expect(add.code, add.stderr).toBe(0);
+    expect(await waitFor(() => fe.stdout.includes("ready") || !fe.running, 20_000), fe.stderr).toBe(true);
+    const p = await lab.pingUntil("vm2", "198.18.23.15", 15_000);
+    expect(p.ok, `${p.output}\n${lab.daemonLog()}`).toBe(true);
+    const saved = await lab.cli(["save-config", "-"]);
+    expect(saved.stdout).toMatch(/name: vif5\.0\s+kind: vhost-user\s+socket: \S+vif5\.0\.sock\s+mode: client/);
+    const del = await lab.cli(["delif", BRIDGE, "vif5.0"]);
+    expect(del.code, del.stderr).toBe(0);
+    expect((await lab.cliJson<ShowBridge[]>(["show"]))[0].ports.some((x) => x.name === "vif5.0")).toBe(false);
+    await fe.stop(2_000);
+  }, 60_000);
+
   it("hostile inputs close only that connection, with a log line; the daemon and other ports keep forwarding", async () => {
     const fe = lab.spawn("dom0", [PYTHON, FRONTEND, sock1, "listen", "hostile", ...ATTACKS], "vhost hostile frontend");
     const done = await waitFor(() => !fe.running, 120_000, 200);
