@@ -109,6 +109,7 @@ constexpr uint16_t VRING_DESC_F_NEXT = 1;
 constexpr uint16_t VRING_DESC_F_WRITE = 2;
 constexpr uint16_t VRING_DESC_F_INDIRECT = 4;
 constexpr uint16_t VRING_AVAIL_F_NO_INTERRUPT = 1;
+constexpr uint16_t VRING_USED_F_NO_NOTIFY = 1;
 
 struct VringDesc {
   uint64_t addr;
@@ -180,6 +181,7 @@ struct Vring {
   int kick = -1, call = -1, err = -1;
   uv_poll_t* kickPoll = nullptr;
 
+  volatile uint16_t* usedFlags() const { return reinterpret_cast<volatile uint16_t*>(used); }
   volatile uint16_t* usedIdx() const { return reinterpret_cast<volatile uint16_t*>(used + 2); }
   volatile uint32_t* usedElem(uint16_t i) const { return reinterpret_cast<volatile uint32_t*>(used + 4 + 8 * (i & (num - 1))); }
   volatile uint16_t* availEvent() const { return reinterpret_cast<volatile uint16_t*>(used + 4 + 8 * num); }
@@ -1348,6 +1350,8 @@ uint32_t VhostUserPort::ReadBatch() {
   uint32_t count = 0;
   uint32_t consumed = 0;
   bool more = false;
+  // awake: the guest need not kick for chains it posts while this batch runs (cleared before going back to sleep)
+  if (!(features_ & F_EVENT_IDX)) StoreRelease16(vq.usedFlags(), VRING_USED_F_NO_NOTIFY);
   for (;;) {
     uint16_t availIdx = LoadAcquire16(&vq.avail[1]);
     uint16_t pending = static_cast<uint16_t>(availIdx - vq.lastAvail);
@@ -1356,10 +1360,16 @@ uint32_t VhostUserPort::ReadBatch() {
       break;
     }
     if (pending == 0) {
+      // going back to sleep: ask for kicks again, then look once more (a chain posted in between has no kick)
       if (features_ & F_EVENT_IDX) {
         StoreRelease16(vq.availEvent(), vq.lastAvail);
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        if (LoadAcquire16(&vq.avail[1]) != vq.lastAvail) continue;
+      } else {
+        StoreRelease16(vq.usedFlags(), 0);
+      }
+      __atomic_thread_fence(__ATOMIC_SEQ_CST);
+      if (LoadAcquire16(&vq.avail[1]) != vq.lastAvail) {
+        if (!(features_ & F_EVENT_IDX)) StoreRelease16(vq.usedFlags(), VRING_USED_F_NO_NOTIFY);
+        continue;
       }
       break;
     }
