@@ -242,6 +242,11 @@ def attack(dev, name):
             dev.desc(1, 0, TXBUF, 64, 0)
         dev.avail_push(1, i, idx_override=1000 if name == "avail_jump" else None)
         dev.notify(1)
+    elif name == "rx_outside":
+        # receive buffers outside guest memory: found when tapbridge delivers a frame (the test floods broadcasts)
+        dev.setup()
+        for i in range(NUM):
+            dev.desc(0, i, MEM + 0x100000 + i * BUFSZ, BUFSZ, WRITE)
     elif name == "ring_not_pow2":
         dev.setup(start=False)
         dev.state(SET_VRING_NUM, 0, 100)

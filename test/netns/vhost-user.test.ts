@@ -7,7 +7,8 @@
 //   frontend "vhu2" 198.18.23.12 ~~ vif4.0 (vhost-user, mode server: tapbridge listens)
 //
 // The hostile part sends each bad input of the frontend on its own connection (addresses outside the memory table,
-// descriptor loops, huge lengths, a ring size that is not a power of two, messages out of order, fds missing, ...):
+// descriptor loops, huge lengths, receive buffers outside guest memory, a ring size that is not a power of two,
+// messages out of order, fds missing, ...):
 // each must close that connection with a log line naming the problem, while vm1 <-> vm2 keeps forwarding and the
 // port serves a well-behaved frontend afterwards.
 //
@@ -28,7 +29,7 @@ const FRONTEND = join(REPO_ROOT, "test/netns/vhost-frontend.py");
 const IP = { vm1: "198.18.23.1", vm2: "198.18.23.2", vhu1: "198.18.23.11", vhu2: "198.18.23.12" };
 const MAC = { vm1: "02:00:00:23:00:01", vm2: "02:00:00:23:00:02", vhu1: "02:00:00:23:00:11", vhu2: "02:00:00:23:00:12" };
 const ALL_ATTACKS = [
-  "addr_outside", "desc_loop", "huge_len", "avail_jump", "nested_indirect", "bad_head", "rx_writable_tx",
+  "addr_outside", "desc_loop", "huge_len", "avail_jump", "nested_indirect", "bad_head", "rx_writable_tx", "rx_outside",
   "ring_not_pow2", "mem_before_owner", "kick_before_mem", "mem_without_fd", "kick_without_fd", "ring_outside",
   "region_beyond_fd", "huge_payload", "queue_index", "unknown_request",
 ];
@@ -135,8 +136,11 @@ describe.skipIf(!support.ok)("vhost-user ports in a netns lab" + skipNote, () =>
   }, 60_000);
 
   it("hostile inputs close only that connection, with a log line; the daemon and other ports keep forwarding", async () => {
+    // broadcasts from vm1 reach the port while each attack runs (rx_outside is found when a frame is delivered)
+    const flood = lab.spawn("vm1", ["ping", "-b", "-n", "-q", "-i", "0.2", "-c", "1000", "198.18.23.255"], "broadcast ping vm1");
     const fe = lab.spawn("dom0", [PYTHON, FRONTEND, sock1, "listen", "hostile", ...ATTACKS], "vhost hostile frontend");
     const done = await waitFor(() => !fe.running, 120_000, 200);
+    await flood.stop(2_000);
     expect(done, `${fe.stdout}\n${fe.stderr}`).toBe(true);
     const lines = fe.stdout.trim().split("\n");
     expect(lines, fe.stderr).toEqual(ATTACKS.map((a) => `closed ${a}`));
