@@ -516,14 +516,14 @@ Napi::Value VhostUserPort::Connect(const Napi::CallbackInfo& info) {
   sa.sun_family = AF_UNIX;
   if (path_.size() >= sizeof sa.sun_path) return Napi::Number::New(env, ENAMETOOLONG);
   std::memcpy(sa.sun_path, path_.data(), path_.size());
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  // non-blocking: a Unix connect to a full backlog fails with EAGAIN instead of blocking the loop (retried later)
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return Napi::Number::New(env, errno);
   if (::connect(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) {
     int e = errno;
     ::close(fd);
     return Napi::Number::New(env, e);
   }
-  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
   Adopt(fd);
   return Napi::Number::New(env, connFd_ >= 0 ? 0 : EIO);
 }
@@ -546,8 +546,9 @@ Napi::Value VhostUserPort::Listen(const Napi::CallbackInfo& info) {
       ThrowSysError(env, EEXIST, "bind(" + path_ + ")", name_);
       return env.Undefined();
     }
-    int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool live = probe >= 0 && ::connect(probe, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) == 0;
+    int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int pr = probe >= 0 ? ::connect(probe, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) : -1;
+    bool live = probe >= 0 && (pr == 0 || errno == EAGAIN);  // EAGAIN: somebody listens, its backlog is full
     if (probe >= 0) ::close(probe);
     if (live) {
       ThrowSysError(env, EADDRINUSE, "bind(" + path_ + ")", name_);
