@@ -7,6 +7,7 @@
 // the reason when not root or dpdk-testpmd is missing (Debian dpdk-dev, scripts/setup-test-deps.sh).
 
 import { existsSync, rmSync } from "node:fs";
+import { cpus } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Lab, canRunNetns, sleep, waitFor } from "./helpers.js";
@@ -14,7 +15,10 @@ import type { BridgeStats, ShowBridge } from "../support/json-shapes.js";
 
 const TESTPMD = ["/usr/bin/dpdk-testpmd", "/usr/local/bin/dpdk-testpmd"].find((p) => existsSync(p)) ?? null;
 const support = canRunNetns();
-const reason = !support.ok ? support.reason : TESTPMD === null ? "dpdk-testpmd is not installed (Debian dpdk-dev, scripts/setup-test-deps.sh)" : "";
+const reason = !support.ok ? support.reason
+  : TESTPMD === null ? "dpdk-testpmd is not installed (Debian dpdk-dev, scripts/setup-test-deps.sh)"
+  : cpus().length < 2 ? "each testpmd needs lcores 0 and 1 (this machine has one CPU)"
+  : "";
 if (reason !== "") console.warn(`vhost-user testpmd test skipped: ${reason}`);
 
 describe.skipIf(reason !== "")("testpmd through two vhost-user ports" + (reason === "" ? "" : ` (skipped: ${reason})`), () => {
