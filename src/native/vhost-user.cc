@@ -23,9 +23,18 @@
 // and any malformed message closes the connection with a reason (onState 'disconnected'); only this port is
 // affected. Frames longer than 64 KiB are dropped and counted (RxTruncated), not an error.
 //
+// Notifications. Kicks: with EVENT_IDX avail_event is set to the next expected index only when queue 1 is drained;
+// without it VRING_USED_F_NO_NOTIFY is set while a batch runs and cleared before sleeping, each followed by one more
+// look at the avail index. Calls: EVENT_IDX's used_event, else VRING_AVAIL_F_NO_INTERRUPT.
+//
 // Connection. mode client: JS calls connect() (and again after a disconnect, with backoff); mode server: we
-// listen on the socket path and take one connection at a time (a second one is closed at once).
+// listen on the socket path and take one connection at a time (a second one is closed at once). A protocol
+// error found inside send() closes the connection from a zero timer, never in the middle of the engine's batch.
+// Takeover: exportHandover() gives the fds and the negotiated state to the new daemon's adoptHandover().
 // Everything runs on the main loop thread: uv_poll on the socket, on the listening fd and on queue 1's kick.
+//
+// Trust in the frontend process: the memory fds must not shrink after SET_MEM_TABLE (a fault on access); a memfd
+// that allows it is sealed with F_SEAL_SHRINK here, QEMU's memory-backend-memfd seals its own.
 #include "vhost-user.h"
 #include "busypoll.h"
 
