@@ -17,6 +17,8 @@
 #               (test/netns/metrics.test.ts); its service is never started: policy-rc.d refuses it during the install
 #   systemd   systemd-analyze verify / security --offline=yes on the installed unit (systemd need not be PID 1)
 #   tshark    reads `tapbridge capture` pcapng output in the capture netns test (test/netns/observe.test.ts)
+#   libvirt-daemon-driver-qemu, libvirt-clients  libvirtd and virsh for test/netns/libvirt-vhost-user.test.ts (run in
+#             session mode by the test itself; no systemd, no system bus)
 #   dpdk-dev  dpdk-testpmd, a vhost-user frontend none of us wrote (test/netns/vhost-testpmd.test.ts and
 #             scripts/bench/vhost-user.sh); it runs with --no-huge, so no hugepages are reserved
 #
@@ -43,6 +45,8 @@ declare -A PKG_OF=(
 	[systemd-analyze]=systemd
 	[tshark]=tshark
 	[dpdk-testpmd]=dpdk-dev
+	[libvirtd]=libvirt-daemon-driver-qemu
+	[virsh]=libvirt-clients
 	# npm ci compiles the addon (scripts/build-addon.mjs, node-gyp)
 	[g++]=g++
 	[make]=make
