@@ -40,7 +40,7 @@
 // is and a note says so. When no state file is found for this socket, a note lists the other state files in
 // state_dir (a renamed control_socket leaves its state under the old name).
 
-import { closeSync, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeSync, constants, promises as fsp } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeSync, constants, promises as fsp, type Stats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { netdev } from '../io/native.js';
@@ -191,6 +191,15 @@ async function writeAtomicStream(path: string, produce: (append: (text: string) 
   }
 }
 
+function fileType(st: Stats): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a file';
+}
+
 /** Bytes read per read(2) of a state file. */
 const READ_CHUNK_BYTES = 1024 * 1024;
 
@@ -206,12 +215,12 @@ export function readStateText(path: string): string | null | { error: string } {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return null;
     if (code === 'ELOOP') return { error: `${path} is a symbolic link (only a regular file is read)` };
-    if (code === 'ENXIO') return { error: `${path} is not a regular file (a FIFO or socket)` };
+    if (code === 'ENXIO') return { error: `${path} is not a regular file (a socket)` };
     throw err;
   }
   try {
     const st = fstatSync(fd);
-    if (!st.isFile()) return { error: `${path} is not a regular file` };
+    if (!st.isFile()) return { error: `${path} is not a regular file (${fileType(st)})` };
     if (st.size > MAX_STATE_BYTES) return { error: `${path} is ${st.size} bytes (at most ${MAX_STATE_BYTES})` };
     const chunks: Buffer[] = [];
     let total = 0;
