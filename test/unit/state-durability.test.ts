@@ -99,9 +99,10 @@ describe('full disk: a mutating request whose record cannot be written is refuse
     const mnt = join(dir, 'mnt');
     mkdirSync(mnt, { mode: 0o700 });
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0700', 'tb-durable', mnt]);
+    let store: StateStore | null = null;
     try {
       const stateDir = join(mnt, 'state');
-      const store = StateStore.open(stateDir, join(dir, 'tb.sock'));
+      store = StateStore.open(stateDir, join(dir, 'tb.sock'));
       const applied: unknown[] = [];
       const { state, served } = stateWith(store, 'bridges: []\n', new Map([['setageing', (p: Record<string, unknown>) => { applied.push(p.seconds); return {}; }]]));
       state.restore(new Map());
@@ -128,9 +129,14 @@ describe('full disk: a mutating request whose record cannot be written is refuse
       served.get('setageing')!({ bridge: 'xenbr0', seconds: 60 }, null);
       expect(applied).toEqual([60]);
       expect(store.read(() => undefined).state!.runtime.map((r) => r.params.seconds)).toEqual([60]);
-      store.close();
     } finally {
-      execFileSync('umount', [mnt]);
+      // the lock file is open on the mount: close it first, or umount fails with EBUSY
+      store?.close();
+      try {
+        execFileSync('umount', [mnt]);
+      } catch {
+        execFileSync('umount', ['-l', mnt]);
+      }
     }
   });
 });
