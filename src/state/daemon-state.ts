@@ -236,8 +236,8 @@ export class DaemonState {
     this.doc.config_hash = configHash(this.file.raw);
     this.doc.runtime = this.journal.list();
     this.doc.sections[HOSTSTACK_SECTION] = exportHostStackOriginals();
-    this.writtenSections = JSON.stringify(this.doc.sections[HOSTSTACK_SECTION] ?? null);
     this.store.write(this.doc);
+    this.writtenSections = JSON.stringify(this.doc.sections[HOSTSTACK_SECTION] ?? null);
     this.writes++;
   }
 
