@@ -23,7 +23,8 @@ export type ControlErrorCode =
   | 'request_too_large'
   | 'handing_over'
   | 'handover_refused'
-  | 'invalid_config';
+  | 'invalid_config'
+  | 'data_plane_timeout';
 
 const RPC_CODE: Record<ControlErrorCode, number> = {
   parse_error: RPC_PARSE_ERROR,
@@ -41,6 +42,7 @@ const RPC_CODE: Record<ControlErrorCode, number> = {
   handing_over: RPC_REQUEST_FAILED,
   handover_refused: RPC_REQUEST_FAILED,
   invalid_config: RPC_INVALID_PARAMS,
+  data_plane_timeout: RPC_REQUEST_FAILED,
 };
 
 export class ControlError extends Error {

@@ -11,15 +11,21 @@
 //                            own ports), 'fatal' (the worker cannot go on: the main thread takes its ports back)
 
 import { PortCounter } from '../io/native-types.js';
-import type { PortKind, PortState } from '../bridge/port.js';
+import type { BridgeCounters } from '../bridge/bridge.js';
+import type { BridgePort, PortKind, PortState } from '../bridge/port.js';
 import type { VlanSpec } from '../bridge/vlan.js';
 import type { SharedFdbLayout } from '../fdb/fdb.js';
 
-/** The engine's per-port counters (BridgePort number fields) a worker's copy of a port adds to. */
+/** The keys of T whose values are writable numbers (a counter either thread can add to). */
+type CounterKeys<T> = {
+  [K in keyof T]-?: T[K] extends number ? ((<V>() => V extends { [Q in K]: T[K] } ? 1 : 2) extends (<V>() => V extends { -readonly [Q in K]: T[K] } ? 1 : 2) ? K : never) : never;
+}[keyof T];
+
+/** The engine's per-port counters (writable BridgePort number fields) a worker's copy of a port adds to. */
 export const PORT_FIELDS = [
   'rxPackets', 'rxBytes', 'txPackets', 'dropRunt', 'dropBadSrc', 'dropLinkLocal', 'dropOversize', 'dropTaggedOnAccess',
   'dropVlanNotMember', 'dropUntaggedNoNative', 'dropVlanReserved', 'dropStackedTag', 'dropMirrorOutput', 'batchErrors',
-] as const;
+] as const satisfies readonly CounterKeys<BridgePort>[];
 export type PortField = (typeof PORT_FIELDS)[number];
 
 /**
@@ -33,7 +39,7 @@ export const ROW_FIELDS = 1;
 export const ROW_NATIVE = ROW_FIELDS + PORT_FIELDS.length;
 export const ROW = ROW_NATIVE + PortCounter.Count;
 /** The engine's counters (Bridge.counters) a worker adds to, first in the bridge part of the slab. */
-export const ENGINE_FIELDS = ['flooded', 'floodedGroup', 'forwarded'] as const;
+export const ENGINE_FIELDS = ['flooded', 'floodedGroup', 'forwarded'] as const satisfies readonly CounterKeys<BridgeCounters>[];
 /** The bridge part of a counter slab: ENGINE_FIELDS, then the worker's own figures for data_workers.show. */
 export const BRIDGE_FIELDS = [...ENGINE_FIELDS, 'batches', 'frames'] as const;
 
@@ -69,6 +75,12 @@ export interface PortSnap {
   kind: PortKind;
   /** identity of the port's I/O object on the main thread; a new key is a new fd (then `fd` is set) */
   ioKey: number;
+  /**
+   * identity of the port itself on the main thread (a port removed and another added under its id get different
+   * keys): every learning entry the worker pushes for this port carries it, and the main thread learns an entry
+   * only while the port under that id still has this key
+   */
+  portKey: number;
   /** a dup() of the main thread's fd for the worker to own, set when the worker has not got this ioKey yet */
   fd: number;
   ioKind: 'tap' | 'packet';

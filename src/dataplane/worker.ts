@@ -24,6 +24,7 @@ interface Held {
   port: BridgePort;
   io: PacketPort;
   ioKey: number;
+  portKey: number;
   gen: number;
   rx: boolean;
   started: boolean;
@@ -40,6 +41,7 @@ class WorkerBridge {
   readonly name: string;
   readonly bridge: Bridge<WorkerFdb>;
   private readonly ring: LearnRing;
+  private readonly fdb: WorkerFdb;
   private readonly slab: Float64Array;
   private readonly maxPorts: number;
   private readonly held = new Map<number, Held>();
@@ -60,6 +62,7 @@ class WorkerBridge {
     this.reader = init.reader;
     if (!Number.isInteger(this.reader) || this.reader < 0 || this.reader >= this.readers.length) throw new RangeError(`reader index ${this.reader} out of range`);
     const fdb = new WorkerFdb(init.fdb, this.ring, init.maxPorts);
+    this.fdb = fdb;
     this.bridge = new Bridge<WorkerFdb>({ name: init.name, maxPorts: init.maxPorts, fdbMax: init.fdb.maxEntries, ageingTimeMs: 0, fdb });
   }
 
@@ -72,7 +75,7 @@ class WorkerBridge {
     }
     for (const [id, h] of this.held) {
       const s = want.get(id);
-      if (s === undefined || s.ioKey !== h.ioKey || s.name !== h.port.name) this.drop(id, h);
+      if (s === undefined || s.ioKey !== h.ioKey || s.portKey !== h.portKey || s.name !== h.port.name) this.drop(id, h);
     }
     for (const s of snaps) {
       const h = this.held.get(s.id);
@@ -100,8 +103,9 @@ class WorkerBridge {
     const port = new BridgePort(s.id, s.name, s.kind, { learning: s.learning, flood: s.flood, isolated: s.isolated }, s.mtu, s.fdbMax);
     port.io = io;
     port.ifindex = s.ifindex;
-    const h: Held = { port, io, ioKey: s.ioKey, gen: ++generation, rx: false, started: false, vlanJson: '' };
+    const h: Held = { port, io, ioKey: s.ioKey, portKey: s.portKey, gen: ++generation, rx: false, started: false, vlanJson: '' };
     this.held.set(s.id, h);
+    this.fdb.setPortKey(s.id, s.portKey);
     this.bridge.addPort(port);
     this.update(h, s);
   }
@@ -174,7 +178,7 @@ class WorkerBridge {
     for (const [id, h] of this.held) {
       const row = id * ROW;
       slab[row + ROW_GEN] = h.gen;
-      const p = h.port as unknown as Record<string, number>;
+      const p = h.port;
       for (let f = 0; f < PORT_FIELDS.length; f++) slab[row + ROW_FIELDS + f] = p[PORT_FIELDS[f]];
       const c = h.io.counters;
       for (let i = 0; i < PortCounter.Count; i++) slab[row + ROW_NATIVE + i] = c[i];
