@@ -304,7 +304,7 @@ export class Daemon {
 
   /**
    * After a control request or an event that may have changed ports: the data-plane workers get the new port
-   * tables before the reply goes out (no-op with one thread).
+   * tables before the reply goes out, or the request fails with data_plane_timeout (no-op with one thread).
    */
   syncDataPlane(): void {
     this.syncWorkers(false);

@@ -2,13 +2,16 @@
 //
 //   workerData (WorkerInit)  once: the worker's id, and per bridge the shared FDB's buffers, the worker's
 //                            learning ring and its counter slab; the shared clock; the ack word
-//   'sync' (SyncMessage)     the port table of every bridge whose table changed (null: unchanged), under a new
+//   'sync' (SyncMessage)     the port table of every bridge whose table changed (absent: unchanged), under a new
 //                            epoch. The worker applies it between two batches, writes its counters into its
 //                            counter slabs, stores the epoch into the ack word and notifies: the main thread
-//                            waits for that (Atomics.wait) before it answers the control request that caused it
+//                            waits for that (Atomics.wait, bounded) before it answers the control request that
+//                            caused it, and fails the request when the wait times out
 //   'stop'                   close every port, ack, exit
 //   worker -> main           'io_error' (a port's read failed; the main thread closes and re-opens it as for its
-//                            own ports), 'fatal' (the worker cannot go on: the main thread takes its ports back)
+//                            own ports), 'adopt_failed' (the main thread reads that port), 'fatal' (an error while
+//                            applying a message: logged; the worker acknowledges and goes on)
+//   learning ring entries    carry PortSnap.portKey (learn-ring.ts)
 
 import { PortCounter } from '../io/native-types.js';
 import type { BridgeCounters } from '../bridge/bridge.js';

@@ -4,7 +4,8 @@
 // It holds a copy of every port of its bridges: the ones it reads (`rx`) and every other one, which it only
 // writes to. Each port's fd here is its own dup() of the main thread's, so either thread writes a frame with one
 // write()/sendmmsg() entry of its own: the kernel takes each frame whole, and frames of one flow keep their order
-// because one flow enters through one port, read by one thread. Lookups read the shared FDB; learning goes to the
+// because one flow enters through one port, read by one thread at a time (the main thread starts another reader
+// only after this one acknowledged the table that stopped it: dataplane.ts). Lookups read the shared FDB; learning goes to the
 // main thread through the learning ring (src/dataplane/fdb-view.ts). Nothing here logs on the frame path;
 // counters are written into the counter slab when the main thread syncs (protocol.ts).
 
