@@ -584,7 +584,8 @@ export class Daemon {
   /** Reads again after a handover that did not happen; link events missed meanwhile are re-dumped. */
   resumeIo(): void {
     this.ioPaused = false;
-    for (const mp of this.byName.values()) mp.resumeIo();
+    // not the ports a late data worker may still read (they come back at a sync after it acknowledged)
+    for (const mp of this.byName.values()) if (mp.io === null || this.dataPlane?.mainMayRead(mp.io) !== false) mp.resumeIo();
     this.dataPlane?.syncBestEffort(false);
     this.requestDump();
   }

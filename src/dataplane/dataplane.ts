@@ -409,9 +409,18 @@ export class DataPlane {
     this.drain();
     this.resumeMainReads(plan);
     this.fold();
-    // a port held back while another worker stops reading it starts once that one acknowledged
-    if (this.heldBack) this.syncSoon();
+    // a port held back while another worker stops reading it starts once that one acknowledged: at once when every
+    // worker has acknowledged (the next sync starts it), else at a tick after the late one has
+    if (this.heldBack && this.lateWorkers().length === 0) this.syncSoon();
     if (late.length > 0) throw new DataPlaneTimeout(late.map((h) => h.id), timeoutMs);
+  }
+
+  /**
+   * Whether the main thread may read this I/O when a handover's pause ends: not while this module stopped it (a
+   * worker reads it, or has not acknowledged that it stopped).
+   */
+  mainMayRead(io: RxIo): boolean {
+    return !this.stoppedHere.has(io);
   }
 
   /** The workers that have not acknowledged the last table posted to them (they keep their ports until they do). */

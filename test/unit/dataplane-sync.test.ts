@@ -83,6 +83,10 @@ interface Lab {
   batch: BatchBuilder;
   add(name: string): { port: BridgePort; io: FakeRxIo };
   paused: { value: boolean };
+  /** a handover's pause: as Daemon.pauseIo, every port stops being read by the main thread */
+  pause(): void;
+  /** a handover's pause ends: as Daemon.resumeIo, the main thread reads again what the data plane let go */
+  unpause(): void;
 }
 
 function lab(count: number, ports: string[]): Lab {
@@ -112,7 +116,15 @@ function lab(count: number, ports: string[]): Lab {
     onIoError: () => undefined, hooks,
   });
   dp.start(0);
-  return { dp, bridge, workers, batch, add, paused };
+  const unpause = (): void => {
+    paused.value = false;
+    for (const p of bridge.portList) if (p.io instanceof FakeRxIo && dp.mainMayRead(p.io)) p.io.resume();
+  };
+  const pause = (): void => {
+    paused.value = true;
+    for (const p of bridge.portList) if (p.io instanceof FakeRxIo) p.io.stop();
+  };
+  return { dp, bridge, workers, batch, add, paused, pause, unpause };
 }
 
 /** Who reads each port now: 'main', 'w1', 'w2' ... (more than one entry: two threads read it). */
@@ -133,25 +145,37 @@ describe('DataPlane: a worker that does not acknowledge', () => {
     const [w1] = l.workers;
     expect(readers(l).get('vif2.0')).toEqual(['w1']);
     w1.answering = false;
-    // every port goes back to the main thread (a handover's pause does the same): worker 1 must stop reading first
-    l.paused.value = true;
+    // a capture starts: every port goes back to the main thread, and worker 1 must stop reading first
+    const vif1 = l.bridge.portByName('vif1.0')!;
+    vif1.tap = { rx: () => undefined, tx: () => undefined, drop: () => undefined };
     expect(() => l.dp.sync(false, 20)).toThrow(DataPlaneTimeout);
+    expect(readers(l).get('vif2.0')).toEqual([]); // not the main thread: worker 1 may still read it
+    expect(readers(l).get('vif1.0')).toEqual(['main']);
     expect(() => l.dp.sync(false, 20)).not.toThrow(); // nothing changed for it: a request that changes nothing is answered
-    const vif2 = l.bridge.portByName('vif2.0')!.io as FakeRxIo;
-    expect(vif2.reading).toBe(false);
+    expect(readers(l).get('vif2.0')).toEqual([]);
     expect(l.dp.lateWorkers()).toEqual([1]);
     // a change while it is late fails at once (no second wait), and stats cannot be complete
-    l.bridge.setPortState(l.bridge.portByName('vif1.0')!, 'down');
+    l.bridge.setPortState(vif1, 'down');
     expect(() => l.dp.sync(false, 5000)).toThrow(/data worker 1 did not acknowledge/);
     expect(() => l.dp.sync(true, 5000)).toThrow(DataPlaneTimeout);
     expect(l.dp.show().workers[1].sync_timeouts).toBe(1);
-    // it acknowledges, and answers from now on: the next sync is answered, every port has one reader again
+    // it acknowledges: the next sync gives its ports to the main thread, and is answered
     w1.answer();
     w1.answering = true;
-    l.paused.value = false;
     expect(() => l.dp.sync(false, 20)).not.toThrow();
     expect(l.dp.lateWorkers()).toEqual([]);
-    for (const [, who] of readers(l)) expect(who.length).toBe(1);
+    for (const [n, who] of readers(l)) expect(who, n).toEqual(['main']);
+  });
+
+  it('keeps a late worker\'s ports unread by the main thread when a handover\'s pause ends', () => {
+    const l = lab(2, ['vif1.0', 'vif2.0']);
+    const [w1] = l.workers;
+    w1.answering = false;
+    l.pause();
+    expect(() => l.dp.syncBestEffort(false, 20)).not.toThrow();
+    l.unpause();
+    expect(readers(l).get('vif1.0')).toEqual(['main']);
+    expect(readers(l).get('vif2.0')).toEqual([]);
   });
 });
 
@@ -183,6 +207,32 @@ describe('DataPlane: who reads a port', () => {
         }
       }
     }
+  });
+
+  it('a port moving from one worker to another starts on the new one only after the old one acknowledged', () => {
+    const l = lab(3, ['vif1.0', 'vif2.0', 'vif3.0']);
+    const [w1, w2] = l.workers;
+    expect(w2.reads('br0')).toEqual(['vif3.0']);
+    // a handover's pause takes every port back; worker 2 does not acknowledge that
+    w2.answering = false;
+    l.pause();
+    expect(() => l.dp.sync(false, 20)).toThrow(DataPlaneTimeout);
+    // vif1.0 goes meanwhile, and the pause ends: the ports are spread afresh, vif3.0 to worker 1
+    const gone = l.bridge.portByName('vif1.0')!;
+    l.bridge.removePort(gone);
+    (gone.io as FakeRxIo).isClosed = true;
+    l.unpause();
+    expect(readers(l).get('vif3.0')).toEqual([]); // worker 2 may still read it (the fake applied the table already)
+    expect(() => l.dp.sync(false, 20)).toThrow(DataPlaneTimeout);
+    expect(w1.reads('br0')).toEqual([]);
+    expect(l.dp.show().workers[1].ports).toEqual([]);
+    // worker 2 acknowledges its stop: the next sync starts vif3.0 on worker 1
+    w2.answer();
+    w2.answering = true;
+    l.dp.sync(false, 20);
+    expect(w1.reads('br0')).toEqual(['vif3.0']);
+    expect(readers(l).get('vif3.0')).toEqual(['w1']);
+    expect(readers(l).get('vif2.0')).toEqual(['main']);
   });
 
   it('a worker that fails keeps its ports until its thread has exited; then the others read them', () => {
