@@ -11,6 +11,7 @@
 //   - delif of a port the worker held closes the worker's fd too: the daemon-created TAP vanishes;
 //   - a TAP the worker reads, deleted in its VM: the worker's failed read reaches the main thread, which closes the port;
 //   - SIGTERM: the workers close their fds and the daemon exits 0.
+//   - data_workers 3: an addif or delif moves no other port between threads, and every port has one reader.
 // Needs root and `ip netns`; skips with the reason otherwise. Nothing touches the root namespace. No speed goal is
 // asserted; 1 against 2 workers is measured by scripts/bench (--data-workers).
 //
