@@ -34,7 +34,7 @@ import { Captures, captureOptionsFrom } from '../observe/capture.js';
 import { traceFrame, traceFrameFrom, type TraceResult } from '../observe/trace.js';
 import type { ControlClient } from '../control/server.js';
 import { CallbackGuard } from './guard.js';
-import { DataPlane, DataPlaneTimeout, type DataPlaneShow } from '../dataplane/dataplane.js';
+import { DataPlane, DataPlaneSyncError, DataPlaneTimeout, type DataPlaneShow } from '../dataplane/dataplane.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
 export const TICK_MS = 100;
@@ -315,7 +315,9 @@ export class Daemon {
     try {
       this.dataPlane?.sync(force);
     } catch (err) {
-      if (err instanceof DataPlaneTimeout) throw new ControlError('data_plane_timeout', err.message, { workers: err.workers });
+      if (err instanceof DataPlaneSyncError) {
+        throw new ControlError(err instanceof DataPlaneTimeout ? 'data_plane_timeout' : 'data_plane_error', err.message, { workers: err.workers });
+      }
       throw err;
     }
   }

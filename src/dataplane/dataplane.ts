@@ -33,7 +33,7 @@ import { PacketPort, unixSocket } from '../io/native.js';
 import { PortCounter } from '../io/native-types.js';
 import { LearnRing, type LearnSink } from './learn-ring.js';
 import {
-  BRIDGE_FIELDS, counterSlabBytes, ENGINE_FIELDS, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, ROW_NATIVE, type MainToWorker, type PortSnap, type WorkerInit,
+  ACK_EPOCH, ACK_FAILED, ACK_WORDS, BRIDGE_FIELDS, counterSlabBytes, ENGINE_FIELDS, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, ROW_NATIVE, type MainToWorker, type PortSnap, type WorkerInit,
   type WorkerToMain,
 } from './protocol.js';
 
@@ -89,14 +89,30 @@ const NATIVE_HOOKS: DataPlaneHooks = {
 };
 
 /** sync() could not confirm that every worker applied the current port tables. */
-export class DataPlaneTimeout extends Error {
-  /** the workers (ids) that have not acknowledged */
+export class DataPlaneSyncError extends Error {
+  /** the workers (ids) concerned */
   readonly workers: number[];
+  constructor(message: string, workers: number[]) {
+    super(message);
+    this.workers = workers;
+  }
+}
+
+/** A worker did not acknowledge in time (or had not acknowledged an earlier table). */
+export class DataPlaneTimeout extends DataPlaneSyncError {
   constructor(workers: number[], timeoutMs: number) {
     super(`data worker${workers.length > 1 ? 's' : ''} ${workers.join(', ')} did not acknowledge the new port tables within ${timeoutMs} ms: ` +
-      'the change is made on the main thread, but may not be in force on the ports those workers read');
+      'the change is made on the main thread, but may not be in force on the ports those workers read', workers);
     this.name = 'DataPlaneTimeout';
-    this.workers = workers;
+  }
+}
+
+/** A worker acknowledged, but applying the tables threw there (its error is logged as 'data worker error'). */
+export class DataPlaneApplyFailed extends DataPlaneSyncError {
+  constructor(workers: number[]) {
+    super(`data worker${workers.length > 1 ? 's' : ''} ${workers.join(', ')} failed to apply the new port tables (see the log): ` +
+      'the change is made on the main thread, but may be in force only in part on the ports those workers read; the whole tables are sent again at the next sync', workers);
+    this.name = 'DataPlaneApplyFailed';
   }
 }
 
@@ -154,6 +170,8 @@ interface WorkerHandle {
   alive: boolean;
   /** the last epoch posted to it */
   posted: number;
+  /** the last failed epoch (ACK_FAILED) already reported */
+  failedSeen: number;
   /** it did not acknowledge `posted` in time (a later acknowledgement clears it) */
   late: boolean;
   timeouts: number;
@@ -229,7 +247,7 @@ export class DataPlane {
   }
 
   private spawn(id: number): void {
-    const ackBuf = new SharedArrayBuffer(4);
+    const ackBuf = new SharedArrayBuffer(4 * ACK_WORDS);
     const slots = new Map<string, BridgeSlot>();
     const init: WorkerInit = { id, clock: this.clock.buffer as SharedArrayBuffer, ack: ackBuf, directPoll: this.opts.directPoll, bridges: [] };
     for (const b of this.opts.bridges()) {
@@ -248,7 +266,7 @@ export class DataPlane {
     }
     const worker = this.hooks.spawn(init, `tapbridge-dp${id}`);
     const h: WorkerHandle = {
-      id, worker, ack: new Int32Array(ackBuf), slots, alive: true, posted: 0, late: false, timeouts: 0, releasing: new Map(), exited: Promise.resolve(),
+      id, worker, ack: new Int32Array(ackBuf), slots, alive: true, posted: 0, failedSeen: 0, late: false, timeouts: 0, releasing: new Map(), exited: Promise.resolve(),
     };
     h.exited = new Promise((resolve) => worker.on('exit', () => resolve()));
     worker.on('message', (m: WorkerToMain) => this.onMessage(h, m));
@@ -328,7 +346,7 @@ export class DataPlane {
     try {
       this.sync(force, timeoutMs);
     } catch (err) {
-      if (!(err instanceof DataPlaneTimeout)) throw err;
+      if (!(err instanceof DataPlaneSyncError)) throw err;
     }
   }
 
@@ -404,6 +422,7 @@ export class DataPlane {
     const { waiting, skipped } = this.post(plan, epoch, force);
     if (waiting.length > 0) this.syncs++;
     const late = [...skipped, ...this.awaitAcks(waiting, epoch, timeoutMs)];
+    const failed = this.failures(waiting);
     this.settle();
     // what the workers learned before they applied this table (entries of a removed port are refused by its key)
     this.drain();
@@ -413,6 +432,20 @@ export class DataPlane {
     // worker has acknowledged (the next sync starts it), else at a tick after the late one has
     if (this.heldBack && this.lateWorkers().length === 0) this.syncSoon();
     if (late.length > 0) throw new DataPlaneTimeout(late.map((h) => h.id), timeoutMs);
+    if (failed.length > 0) throw new DataPlaneApplyFailed(failed.map((h) => h.id));
+  }
+
+  /** Step: the workers that answered with a failed apply since the last look (their whole tables go again). */
+  private failures(list: WorkerHandle[]): WorkerHandle[] {
+    const out: WorkerHandle[] = [];
+    for (const h of list) {
+      const f = Atomics.load(h.ack, ACK_FAILED);
+      if (f <= h.failedSeen) continue;
+      h.failedSeen = f;
+      for (const slot of h.slots.values()) slot.sent = null;
+      out.push(h);
+    }
+    return out;
   }
 
   /**
@@ -432,7 +465,7 @@ export class DataPlane {
   private settle(): void {
     for (const h of this.workers) {
       if (!h.alive) continue;
-      const acked = Atomics.load(h.ack, 0);
+      const acked = Atomics.load(h.ack, ACK_EPOCH);
       for (const [io, epoch] of h.releasing) if (acked >= epoch) h.releasing.delete(io);
       if (h.late && acked >= h.posted) {
         h.late = false;
@@ -615,7 +648,7 @@ export class DataPlane {
     const late: WorkerHandle[] = [];
     for (const h of list) {
       for (;;) {
-        const seen = Atomics.load(h.ack, 0);
+        const seen = Atomics.load(h.ack, ACK_EPOCH);
         if (seen >= epoch) break;
         const left = deadline - performance.now();
         // a worker already late is not waited for again: one stuck worker must not block every tick
@@ -628,7 +661,7 @@ export class DataPlane {
           late.push(h);
           break;
         }
-        Atomics.wait(h.ack, 0, seen, left);
+        Atomics.wait(h.ack, ACK_EPOCH, seen, left);
       }
     }
     return late;

@@ -10,7 +10,8 @@
 //   'stop'                   close every port, ack, exit
 //   worker -> main           'io_error' (a port's read failed; the main thread closes and re-opens it as for its
 //                            own ports), 'adopt_failed' (the main thread reads that port), 'fatal' (an error while
-//                            applying a message: logged; the worker acknowledges and goes on)
+//                            applying a message: logged; the worker stores that epoch as failed (ack word [1])
+//                            before it acknowledges, so the request that caused it fails, and goes on)
 //   learning ring entries    carry PortSnap.portKey (learn-ring.ts)
 
 import { PortCounter } from '../io/native-types.js';
@@ -46,6 +47,11 @@ export const ENGINE_FIELDS = ['flooded', 'floodedGroup', 'forwarded'] as const s
 /** The bridge part of a counter slab: ENGINE_FIELDS, then the worker's own figures for data_workers.show. */
 export const BRIDGE_FIELDS = [...ENGINE_FIELDS, 'batches', 'frames'] as const;
 
+/** The ack words (WorkerInit.ack). */
+export const ACK_EPOCH = 0;
+export const ACK_FAILED = 1;
+export const ACK_WORDS = 2;
+
 export function counterSlabBytes(maxPorts: number): number {
   return 8 * (maxPorts * ROW + BRIDGE_FIELDS.length);
 }
@@ -66,7 +72,7 @@ export interface WorkerInit {
   bridges: WorkerBridgeInit[];
   /** Float64Array(1): the main thread's coarse clock (ms, its performance.now()), written every tick */
   clock: SharedArrayBuffer;
-  /** Int32Array(1): the last epoch this worker applied */
+  /** Int32Array(ACK_WORDS): [ACK_EPOCH] the last epoch this worker answered, [ACK_FAILED] the last one it failed to apply */
   ack: SharedArrayBuffer;
   directPoll: boolean;
 }

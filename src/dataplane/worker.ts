@@ -17,7 +17,7 @@ import { PortCounter } from '../io/native-types.js';
 import { WorkerFdb } from './fdb-view.js';
 import { LearnRing } from './learn-ring.js';
 import {
-  BRIDGE_FIELDS, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, ROW_NATIVE, type MainToWorker, type PortSnap, type WorkerBridgeInit,
+  ACK_EPOCH, ACK_FAILED, BRIDGE_FIELDS, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, ROW_NATIVE, type MainToWorker, type PortSnap, type WorkerBridgeInit,
   type WorkerInit, type WorkerToMain,
 } from './protocol.js';
 
@@ -206,8 +206,8 @@ function main(): void {
   if (init.directPoll) directPoll.set(true);
   const answer = (epoch: number): void => {
     for (const wb of bridges.values()) wb.writeCounters();
-    Atomics.store(ack, 0, epoch);
-    Atomics.notify(ack, 0);
+    Atomics.store(ack, ACK_EPOCH, epoch);
+    Atomics.notify(ack, ACK_EPOCH);
   };
   parentPort!.on('message', (m: MainToWorker) => {
     try {
@@ -225,6 +225,8 @@ function main(): void {
         return;
       }
     } catch (err) {
+      // the table may be applied in part: the main thread fails the request and sends whole tables again
+      Atomics.store(ack, ACK_FAILED, m.epoch);
       post({ type: 'fatal', message: (err as Error).stack ?? String(err) });
     }
     answer(m.epoch);

@@ -5,9 +5,9 @@ import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { Bridge } from '../../src/bridge/bridge.js';
 import type { BridgePort } from '../../src/bridge/port.js';
-import { DataPlane, DataPlaneTimeout, type DataPlaneHooks, type RxIo, type WorkerLike } from '../../src/dataplane/dataplane.js';
+import { DataPlane, DataPlaneApplyFailed, DataPlaneTimeout, type DataPlaneHooks, type RxIo, type WorkerLike } from '../../src/dataplane/dataplane.js';
 import { LEARN, LearnRing } from '../../src/dataplane/learn-ring.js';
-import type { MainToWorker, PortSnap, WorkerInit } from '../../src/dataplane/protocol.js';
+import { ACK_FAILED, type MainToWorker, type PortSnap, type WorkerInit } from '../../src/dataplane/protocol.js';
 import { macHi, macLo } from '../../src/fdb/fdb.js';
 import { parseMac } from '../../src/frame/mac.js';
 import { silentLogger } from '../../src/log.js';
@@ -34,6 +34,10 @@ class FakeWorker extends EventEmitter implements WorkerLike {
   readonly tables = new Map<string, PortSnap[]>();
   /** acknowledge each table when it is posted */
   answering = true;
+  /** answer the next tables as failed to apply (as the worker does when apply() throws) */
+  failing = false;
+  /** tables posted, per epoch: the bridges they carried */
+  readonly posted: Array<{ epoch: number; bridges: string[] }> = [];
   lastEpoch = 0;
   /** per epoch: the ports (names) this worker was told to start and to stop reading */
   readonly started = new Map<number, string[]>();
@@ -51,6 +55,8 @@ class FakeWorker extends EventEmitter implements WorkerLike {
 
   postMessage(m: MainToWorker): void {
     this.lastEpoch = m.epoch;
+    if (m.type === 'sync') this.posted.push({ epoch: m.epoch, bridges: Object.keys(m.tables) });
+    if (m.type === 'sync' && this.failing) Atomics.store(this.ack, ACK_FAILED, m.epoch);
     if (m.type === 'sync') {
       for (const [name, snaps] of Object.entries(m.tables)) {
         const before = new Set(this.reads(name));
@@ -165,6 +171,20 @@ describe('DataPlane: a worker that does not acknowledge', () => {
     expect(() => l.dp.sync(false, 20)).not.toThrow();
     expect(l.dp.lateWorkers()).toEqual([]);
     for (const [n, who] of readers(l)) expect(who, n).toEqual(['main']);
+  });
+
+  it('fails the sync when a worker could not apply the tables, and sends them whole again at the next', () => {
+    const l = lab(2, ['vif1.0', 'vif2.0']);
+    const [w1] = l.workers;
+    w1.failing = true;
+    l.bridge.setPortState(l.bridge.portByName('vif1.0')!, 'down');
+    expect(() => l.dp.sync(false)).toThrow(DataPlaneApplyFailed);
+    w1.failing = false;
+    const n = w1.posted.length;
+    expect(() => l.dp.sync(false)).not.toThrow();
+    expect(w1.posted.slice(n).map((p) => p.bridges)).toEqual([['br0']]);
+    expect(() => l.dp.sync(false)).not.toThrow();
+    expect(w1.posted.length).toBe(n + 1);
   });
 
   it('keeps a late worker\'s ports unread by the main thread when a handover\'s pause ends', () => {
