@@ -21,6 +21,8 @@
 // worker does not acknowledge in time, sync() throws DataPlaneTimeout: the change is made on the main thread, but
 // that worker may still forward with its old table, so the control request that caused it must not be answered as
 // applied. The worker keeps every port it was given (the main thread does not read them) until it acknowledges.
+// A worker whose apply threw acknowledges with that epoch marked failed: sync() throws DataPlaneApplyFailed and
+// sends that worker its whole tables again at the next sync.
 // Each acknowledgement brings the workers' counters (folded into the main thread's ports; lastFolded() says when),
 // and the learning rings are drained into the FDB whenever a worker signals: an entry is learned only while its port
 // id still names the port it was pushed for (its port key) and that port is a member of its VLAN.
