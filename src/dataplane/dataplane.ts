@@ -562,16 +562,14 @@ export class DataPlane {
       if (!h.alive) continue;
       const tables: Record<string, PortSnap[]> = {};
       const dups: number[] = [];
-      const stopping: RxIo[] = [];
+      const readingNext: Array<[BridgeSlot, Map<RxIo, string>]> = [];
       for (const [name, slot] of h.slots) {
         const snaps = this.snapshot(h, slot, bridges.has(slot.bridge), plan);
         if (slot.sent !== null && sameTable(slot.sent, snaps)) continue;
         tables[name] = this.withFds(slot, snaps, dups);
-        // a port this worker no longer reads is busy until it acknowledges this table
         const reading = new Map<RxIo, string>();
         for (const s of tables[name]) if (s.rx) reading.set(this.ioOf(slot, s)!, s.name);
-        for (const io of slot.reading.keys()) if (!reading.has(io)) stopping.push(io);
-        slot.reading = reading;
+        readingNext.push([slot, reading]);
       }
       if (Object.keys(tables).length === 0) {
         if (force && h.late) skipped.push(h);
@@ -580,7 +578,11 @@ export class DataPlane {
       try {
         h.worker.postMessage({ type: 'sync', epoch, tables } satisfies MainToWorker);
         h.posted = epoch;
-        for (const io of stopping) h.releasing.set(io, epoch);
+        // a port this worker no longer reads is busy until it acknowledges this table
+        for (const [slot, reading] of readingNext) {
+          for (const io of slot.reading.keys()) if (!reading.has(io)) h.releasing.set(io, epoch);
+          slot.reading = reading;
+        }
         waiting.push(h);
       } catch (err) {
         for (const fd of dups) this.hooks.closeFd(fd);
