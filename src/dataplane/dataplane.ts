@@ -429,7 +429,8 @@ export class DataPlane {
     // what the workers learned before they applied this table (entries of a removed port are refused by its key)
     this.drain();
     this.resumeMainReads(plan);
-    this.fold();
+    // every live worker answered this epoch: the counters folded now are as of now
+    this.fold(this.workers.every((h) => !h.alive || (waiting.includes(h) && !late.includes(h))));
     // a port held back while another worker stops reading it starts once that one acknowledged: at once when every
     // worker has acknowledged (the next sync starts it), else at a tick after the late one has
     if (this.heldBack && this.lateWorkers().length === 0) this.syncSoon();
@@ -671,15 +672,19 @@ export class DataPlane {
     return late;
   }
 
-  /** Step: adds what the workers counted since the last fold to the main thread's ports and engines. */
-  private fold(): void {
+  /**
+   * Step: adds what the workers counted since the last fold to the main thread's ports and engines; `complete`:
+   * every live worker wrote its counters for the current epoch (what lastFolded() reports).
+   */
+  private fold(complete: boolean): void {
     for (const h of this.workers) for (const slot of h.slots.values()) foldSlot(slot);
-    this.folded = { epoch: this.epoch, atMs: this.clock[0] };
+    if (complete) this.folded = { epoch: this.epoch, atMs: this.clock[0] };
   }
 
   /**
-   * Without blocking: the epoch and the clock (ms, the tick's clock) of the last fold. The main thread's port and
-   * engine counters hold the workers' counts as of then (tick() folds at least every FOLD_INTERVAL_MS).
+   * Without blocking: the epoch and the clock (ms, the tick's clock) of the last round trip every live worker
+   * answered. The main thread's port and engine counters hold the workers' counts at least as of then (tick() makes
+   * one at least every FOLD_INTERVAL_MS while no worker is late).
    */
   lastFolded(): { epoch: number; atMs: number } {
     return { ...this.folded };
@@ -721,7 +726,7 @@ export class DataPlane {
       }
     }
     const late = this.awaitAcks(live, epoch, SYNC_TIMEOUT_MS);
-    this.fold();
+    this.fold(late.length === 0);
     this.stopped = true;
     // the workers closed their ports: nothing reads the tables beside the main thread any more
     for (const br of this.readers.keys()) br.fdb.setReaders(null);

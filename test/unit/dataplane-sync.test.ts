@@ -7,7 +7,7 @@ import { Bridge } from '../../src/bridge/bridge.js';
 import type { BridgePort } from '../../src/bridge/port.js';
 import { DataPlane, DataPlaneApplyFailed, DataPlaneTimeout, type DataPlaneHooks, type RxIo, type WorkerLike } from '../../src/dataplane/dataplane.js';
 import { LEARN, LearnRing } from '../../src/dataplane/learn-ring.js';
-import { ACK_FAILED, type MainToWorker, type PortSnap, type WorkerInit } from '../../src/dataplane/protocol.js';
+import { ACK_FAILED, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, type MainToWorker, type PortSnap, type WorkerInit } from '../../src/dataplane/protocol.js';
 import { macHi, macLo } from '../../src/fdb/fdb.js';
 import { parseMac } from '../../src/frame/mac.js';
 import { silentLogger } from '../../src/log.js';
@@ -309,5 +309,33 @@ describe('DataPlane: learning entries from a worker', () => {
     entry(w1, 'vif2.0', 20);
     l.dp.drain();
     expect(l.bridge.fdb.lookup(20, mac)).toBe(p.id);
+  });
+});
+
+describe('DataPlane: counters', () => {
+  it('folds what a worker counted into the port, and lastFolded() says when every worker last answered', () => {
+    const l = lab(2, ['vif1.0', 'vif2.0']);
+    const [w1] = l.workers;
+    const slab = new Float64Array(w1.init.bridges[0].counters);
+    const p = l.bridge.portByName('vif2.0')!;
+    const row = p.id * ROW;
+    const rx = ROW_FIELDS + PORT_FIELDS.indexOf('rxPackets');
+    const before = p.rxPackets;
+    slab[row + ROW_GEN] = 1;
+    slab[row + rx] = 7;
+    expect(l.dp.lastFolded().atMs).toBe(0);
+    l.dp.tick(500); // nothing changed, not yet due: no round trip
+    expect(l.dp.lastFolded().atMs).toBe(0);
+    l.dp.tick(1000); // due: a round trip, then the fold
+    expect(l.dp.lastFolded().atMs).toBe(1000);
+    expect(p.rxPackets).toBe(before + 7);
+    slab[row + rx] = 10;
+    l.dp.tick(2000);
+    expect(p.rxPackets).toBe(before + 10);
+    // a late worker: the tick goes on (nothing thrown), lastFolded() stays where the last complete round trip was
+    w1.answering = false;
+    l.dp.tick(3000);
+    l.dp.tick(4000);
+    expect(l.dp.lastFolded().atMs).toBe(2000);
   });
 });
