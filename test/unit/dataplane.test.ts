@@ -133,7 +133,7 @@ describe('shared FDB', () => {
     expect(fdb.checkInvariants()).toBeNull();
   });
 
-  it('removes an entry with an atomic read-modify-write between its bucket stores and its loads of the readers', () => {
+  it('removing an entry makes an atomic read-modify-write before it loads the readers\' counters', () => {
     // store buffering: without a full fence, the loads of the readers' counters may complete before the stores that
     // unlink the entry are visible, and a reader seen outside a batch may still read the old bucket (fdb.ts, "Shared")
     const fdb = new Fdb({ maxEntries: 16, maxPorts: 4, ageingTimeMs: 0, shared: true });
