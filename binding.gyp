@@ -5,6 +5,7 @@
       "sources": [
         "src/native/addon.cc",
         "src/native/port.cc",
+        "src/native/port-ring.cc",
         "src/native/ifctl.cc",
         "src/native/linkmon.cc",
         "src/native/handover.cc",

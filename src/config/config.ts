@@ -64,6 +64,13 @@ export const DEFAULT_DIRECT_POLL = true;
 /** data_workers: threads that forward frames, the main thread included (1 = the main thread alone; src/dataplane/). */
 export const DEFAULT_DATA_WORKERS = 1;
 export const MAX_DATA_WORKERS = 64;
+/**
+ * packet_mmap: PACKET_MMAP rings on AF_PACKET ports (uplinks, bond members, attach ports; src/native/port-ring.cc).
+ * A ring is made of 64 KiB blocks of whole slots, at most 511 blocks (32 MiB) per ring.
+ */
+export const DEFAULT_PACKET_MMAP: PacketMmapConfig = { enabled: true, rxFrames: 2048, txFrames: 512, frameBytes: 2048, qdiscBypass: false };
+export const PACKET_RING_BLOCK_BYTES = 65536;
+export const MAX_PACKET_RING_BLOCKS = 511;
 /** A config file larger than this is refused. */
 export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 /** YAML alias expansions allowed when building the document (an alias bomb exceeds it). */
@@ -186,6 +193,19 @@ export interface MetricsConfig {
   listen: ListenAddress;
 }
 
+export interface PacketMmapConfig {
+  /** false: recvmsg/sendmmsg per frame (the path before rings) */
+  enabled: boolean;
+  /** rx_frames: rx ring slots (rounded up to whole 64 KiB blocks) */
+  rxFrames: number;
+  /** tx_frames: tx ring slots (rounded up likewise) */
+  txFrames: number;
+  /** frame_bytes: bytes per slot, a multiple of 16; larger frames (GSO) take the per-frame syscall path */
+  frameBytes: number;
+  /** qdisc_bypass: PACKET_QDISC_BYPASS on the sockets (frames skip the netdev's qdisc) */
+  qdiscBypass: boolean;
+}
+
 export interface DaemonConfig {
   controlSocket: string;
   /** control_max_clients */
@@ -196,6 +216,8 @@ export interface DaemonConfig {
   directPoll: boolean;
   /** data_workers: threads that forward frames, the main thread included (takes effect at restart) */
   dataWorkers: number;
+  /** packet_mmap: rings on AF_PACKET sockets (a change applies to sockets opened after it) */
+  packetMmap?: PacketMmapConfig;
   bridges: BridgeConfig[];
   /** null: not set in the file (--log-level, $TAPBRIDGE_LOG_LEVEL or info) */
   logLevel?: LogLevel | null;
@@ -466,8 +488,9 @@ export function interfaceNameProblem(name: string): string | null {
   return null;
 }
 
-const TOP_KEYS = ['control_socket', 'control_max_clients', 'busy_poll_us', 'direct_poll', 'data_workers', 'bridges', 'log_level', 'metrics', 'state_dir', 'fdb_snapshot_interval'] as const;
+const TOP_KEYS = ['control_socket', 'control_max_clients', 'busy_poll_us', 'direct_poll', 'data_workers', 'packet_mmap', 'bridges', 'log_level', 'metrics', 'state_dir', 'fdb_snapshot_interval'] as const;
 const METRICS_KEYS = ['listen'] as const;
+const PACKET_MMAP_KEYS = ['enabled', 'rx_frames', 'tx_frames', 'frame_bytes', 'qdisc_bypass'] as const;
 const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'port_defaults', 'vxlan', 'mirrors'] as const;
 const PORT_DEFAULTS_KEYS = ['learning', 'flood', 'isolated', 'fdb_max', 'ra_guard', 'dhcp_guard', 'lock'] as const;
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
@@ -492,6 +515,31 @@ function lockOf(c: Checker, v: unknown, path: string, onlyDisabled: boolean): Lo
   if ('spec' in r) return r.spec;
   for (const [key, msg] of r.problems) c.fail(key === '' ? path : `${path}.${key}`, msg);
   return UNLOCKED;
+}
+
+/** `packet_mmap`: a boolean (rings on or off, default sizes) or a mapping of PACKET_MMAP_KEYS. */
+function packetMmapOf(c: Checker, v: unknown): PacketMmapConfig {
+  const d = DEFAULT_PACKET_MMAP;
+  if (v === undefined || v === null) return d;
+  if (typeof v === 'boolean') return { ...d, enabled: v };
+  if (!c.isObject(v, 'packet_mmap')) return d;
+  c.keys(v, 'packet_mmap', PACKET_MMAP_KEYS);
+  const out: PacketMmapConfig = {
+    enabled: c.bool(v, 'enabled', 'packet_mmap', d.enabled),
+    rxFrames: c.int(v, 'rx_frames', 'packet_mmap', d.rxFrames, 1, 1 << 20, '(ring slots) '),
+    txFrames: c.int(v, 'tx_frames', 'packet_mmap', d.txFrames, 1, 1 << 20, '(ring slots) '),
+    frameBytes: c.int(v, 'frame_bytes', 'packet_mmap', d.frameBytes, 256, 65520, '(bytes per slot) '),
+    qdiscBypass: c.bool(v, 'qdisc_bypass', 'packet_mmap', d.qdiscBypass),
+  };
+  if (out.frameBytes % 16 !== 0) c.fail('packet_mmap.frame_bytes', `must be a multiple of 16, got ${out.frameBytes}`);
+  const perBlock = Math.floor(PACKET_RING_BLOCK_BYTES / out.frameBytes);
+  for (const [key, frames] of [['rx_frames', out.rxFrames], ['tx_frames', out.txFrames]] as const) {
+    const blocks = Math.ceil(frames / perBlock);
+    if (blocks > MAX_PACKET_RING_BLOCKS) {
+      c.fail(`packet_mmap.${key}`, `${frames} slots of ${out.frameBytes} bytes need ${blocks} blocks of 64 KiB; at most ${MAX_PACKET_RING_BLOCKS} (${MAX_PACKET_RING_BLOCKS * perBlock} slots of this size)`);
+    }
+  }
+  return out;
 }
 
 /** `port_defaults` of a bridge. */
@@ -531,6 +579,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
   out.busyPollUs = c.int(doc, 'busy_poll_us', '', DEFAULT_BUSY_POLL_US, 0, MAX_BUSY_POLL_US, '(microseconds, 0 = off) ');
   out.directPoll = c.bool(doc, 'direct_poll', '', DEFAULT_DIRECT_POLL);
   out.dataWorkers = c.int(doc, 'data_workers', '', DEFAULT_DATA_WORKERS, 1, MAX_DATA_WORKERS, '(threads that forward, the main thread included) ');
+  out.packetMmap = packetMmapOf(c, doc.packet_mmap);
   out.logLevel = null;
   if (doc.log_level !== undefined) {
     if (isLogLevel(doc.log_level)) out.logLevel = doc.log_level;

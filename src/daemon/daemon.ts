@@ -20,6 +20,8 @@ import { ControlError } from '../control/errors.js';
 import { ManagedPort, RefusedNetdevError, refusedNetdevProblem, type PortHandle } from './ports.js';
 import { restoreHostStack } from './hoststack.js';
 import { Bond, type BondShow } from './bond.js';
+import { applyPacketMmap, ringBytes, ringOf } from './packet-ring.js';
+import type { PacketRingInfo } from '../io/native-types.js';
 import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
 import { VxlanPort, type VxlanShow } from './vxlan.js';
 import { parseVxlanPort, type VxlanPortConfig } from '../config/config.js';
@@ -65,12 +67,16 @@ export interface ShowPort {
   ifindex: number;
   /** vxlan ports only: the underlay cannot carry overlay frames of the bridge MTU */
   mtu_short?: boolean;
+  /** AF_PACKET ports: their PACKET_MMAP rings (null: none); src/daemon/packet-ring.ts */
+  packet_ring?: PacketRingInfo | Record<string, PacketRingInfo | null> | null;
 }
 
 export interface ShowBridge {
   name: string;
-  uplink: { name: string; kind: 'uplink' | 'bond'; state: 'up' | 'down' | 'absent' } | null;
+  uplink: { name: string; kind: 'uplink' | 'bond'; state: 'up' | 'down' | 'absent'; packet_ring?: ShowPort['packet_ring'] } | null;
   ports: ShowPort[];
+  /** bytes mapped for the PACKET_MMAP rings of the bridge's ports and uplink */
+  packet_ring_bytes?: number;
 }
 
 export interface MacEntry {
@@ -268,6 +274,7 @@ export class Daemon {
     if (rcvbuf > 0) linkLog.warn({ rcvbuf }, `${NETLINK_RCVBUF_ENV}: rtnetlink receive buffer forced (a test knob)`);
     busyPoll.set(this.config.busyPollUs);
     directPoll.set(this.config.directPoll);
+    applyPacketMmap(this.config.packetMmap);
     this.monitor = new LinkMonitor(
       this.wrap('link monitor', (type: Parameters<Daemon['onLinkEvent']>[0], ifindex: number, name: string, flags: number, mtu: number,
         newNsid: number, newIfindex: number) => {
@@ -611,14 +618,16 @@ export class Daemon {
   show(): ShowBridge[] {
     return [...this.bridges.values()].map((br) => ({
       name: br.cfg.name,
-      uplink: br.uplink === null ? null : { name: br.uplink.name, kind: br.uplink.kind === 'bond' ? 'bond' as const : 'uplink' as const, state: br.uplink.port.state },
+      uplink: br.uplink === null ? null : { name: br.uplink.name, kind: br.uplink.kind === 'bond' ? 'bond' as const : 'uplink' as const, state: br.uplink.port.state, packet_ring: ringOf(br.uplink) },
       ports: [...br.ports.values()].map((mp) => ({
         name: mp.name,
         kind: mp.kind === 'attach' || mp.kind === 'vxlan' || mp.kind === 'host' ? mp.kind : 'tap' as const,
         state: mp.port.state,
         ifindex: mp.port.ifindex,
         ...(mp instanceof VxlanPort ? { mtu_short: mp.mtuCheck.problem !== null } : {}),
+        ...(mp.kind === 'attach' ? { packet_ring: ringOf(mp) } : {}),
       })),
+      packet_ring_bytes: ringBytes(br.all()),
     }));
   }
 

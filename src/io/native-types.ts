@@ -97,6 +97,8 @@ export interface RawPort {
   send(count: number): number;
   /** AF_PACKET only: getsockopt(PACKET_STATISTICS) (resets the kernel counter); adds tp_drops to RxSocketDrops and returns it. TAP: 0. */
   readSocketDrops(): number;
+  /** AF_PACKET with PACKET_MMAP rings (src/native/port-ring.cc): their geometry; null without rings (and for a TAP). */
+  ringInfo(): PacketRingInfo | null;
   /** Stops polling and closes the fd (a non-persistent TAP disappears). Idempotent. */
   close(): void;
 }
@@ -107,6 +109,27 @@ export interface TapOptions {
   /** TUNSETOWNER / TUNSETGROUP when >= 0. */
   owner: number;
   group: number;
+}
+
+/** The rings of one AF_PACKET socket (TPACKET_V2; slots of frame_bytes in blocks of block_bytes). */
+export interface PacketRingInfo {
+  version: 2;
+  frame_bytes: number;
+  block_bytes: number;
+  rx_frames: number;
+  tx_frames: number;
+  /** the whole mapping: (rx + tx slots) / slots per block * block_bytes */
+  mapped_bytes: number;
+}
+
+/** setPacketRing(): the rings of AF_PACKET sockets opened from then on, in every thread of the process. */
+export interface PacketRingOptions {
+  enabled: boolean;
+  rx_frames: number;
+  tx_frames: number;
+  /** 256..65520, a multiple of 16 */
+  frame_bytes: number;
+  qdisc_bypass: boolean;
 }
 
 export interface PacketOptions {
@@ -189,6 +212,8 @@ export interface RawAddon {
    * PACKET_IGNORE_OUTGOING, PACKET_ADD_MEMBERSHIP PACKET_MR_PROMISC, SO_RCVBUFFORCE/SO_SNDBUFFORCE, nonblocking.
    */
   openPacket(name: string, options: PacketOptions): RawPort;
+  /** Ring geometry for openPacket from now on (process-wide); throws TypeError on values out of range. */
+  setPacketRing(options: PacketRingOptions): void;
   /** Removes a persistent TAP: opens it, TUNSETPERSIST 0, closes. Throws when it does not exist or is busy. */
   deleteTap(name: string): void;
   /** SIOCGIFINDEX/SIOCGIFFLAGS/SIOCGIFMTU/SIOCGIFHWADDR/SIOCGIFTXQLEN; null when the interface does not exist. */
@@ -246,6 +271,8 @@ export interface RawAddon {
    * Wraps an inherited fd as a RawPort after checking its type: a TAP with IFF_NO_PI | IFF_VNET_HDR
    * (TUNSETVNETHDRSZ 10 and TUNSETOFFLOAD set again), or an AF_PACKET raw socket bound to the netdev
    * `name` (its ifindex from getsockname; `ifindex` is used for a TAP only). Made non-blocking.
+   * A packet socket with TPACKET_V2 rings is mapped with the geometry stamped into it when it was made
+   * (setPacketRing does not apply); one without rings stays on the recvmsg path.
    * Throws, leaving the fd open, when the fd is not what was asked for.
    */
   adoptFd(fd: number, kind: 'tap' | 'packet', name: string, ifindex: number): RawPort;

@@ -1,7 +1,8 @@
 // The one module that loads the native addon; everything else uses the typed facade below.
 //
 //   RxSlab      the process-wide receive slab + descriptor array, registered with the addon once
-//   PacketPort  a TAP fd or an AF_PACKET socket: start(onBatch), send(count), close()
+//   PacketPort  a TAP fd or an AF_PACKET socket: start(onBatch), send(count), close(); ringInfo()
+//   packetRing  PACKET_MMAP ring geometry for AF_PACKET sockets opened from then on
 //   LinkMonitor rtnetlink RTMGRP_LINK events
 //   netdev      ioctl helpers: ifInfo, setLinkUp, setMtu, setTxQueueLen, disableLro, enableLro, deleteTap, setMac
 //   unixSocket  the control socket's listening fd: listen, dup, close
@@ -22,6 +23,8 @@ import {
   type IfInfo,
   type LinkEventCallback,
   type PacketOptions,
+  type PacketRingInfo,
+  type PacketRingOptions,
   type RawAddon,
   type RawLinkMonitor,
   type RawPort,
@@ -235,6 +238,11 @@ export class PacketPort implements PortIo {
     return this.closed ? 0 : this.raw.readSocketDrops();
   }
 
+  /** The PACKET_MMAP rings of an AF_PACKET socket; null without rings, for a TAP, or once closed. */
+  ringInfo(): PacketRingInfo | null {
+    return this.closed ? null : this.raw.ringInfo();
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -242,6 +250,13 @@ export class PacketPort implements PortIo {
     this.raw.close();
   }
 }
+
+/** PACKET_MMAP ring geometry of AF_PACKET sockets opened from now on (src/native/port-ring.cc). */
+export const packetRing = {
+  set(options: PacketRingOptions): void {
+    loadAddon().setPacketRing(options);
+  },
+};
 
 export class LinkMonitor {
   private readonly raw: RawLinkMonitor;

@@ -27,7 +27,7 @@
 // port moving between bridges leaves the old one first). A port whose settings did not change is never closed:
 // it keeps its fd, FDB entries and counters.
 
-import type { BridgeConfig, DaemonConfig, PortConfig, StaticFdbConfig, UplinkConfig, VxlanPortConfig } from '../config/config.js';
+import { DEFAULT_PACKET_MMAP, type BridgeConfig, type DaemonConfig, type PacketMmapConfig, type PortConfig, type StaticFdbConfig, type UplinkConfig, type VxlanPortConfig } from '../config/config.js';
 import type { Daemon } from '../daemon/daemon.js';
 import type { VlanSpec } from '../bridge/vlan.js';
 import { formatMac } from '../frame/mac.js';
@@ -36,6 +36,7 @@ import { fdbTarget, portTarget } from './journal.js';
 import { statePath } from './store.js';
 import { defaultLogLevel, setLogLevel, type LogLevel } from '../log.js';
 import { busyPoll, directPoll } from '../io/native.js';
+import { applyPacketMmap } from '../daemon/packet-ring.js';
 
 export type ChangeAction =
   | { do: 'addBridge'; cfg: BridgeConfig }
@@ -57,6 +58,7 @@ export type ChangeAction =
   | { do: 'logLevel'; level: LogLevel }
   | { do: 'busyPoll'; us: number }
   | { do: 'directPoll'; on: boolean }
+  | { do: 'packetMmap'; cfg: PacketMmapConfig }
   | { do: 'atRestart' };
 
 export interface Change {
@@ -306,6 +308,10 @@ export function diffConfig(o: DaemonConfig, n: DaemonConfig): Change[] {
   if (o.directPoll !== n.directPoll) {
     out.push({ line: `~ direct_poll ${o.directPoll} -> ${n.directPoll}`, targets: [], action: { do: 'directPoll', on: n.directPoll }, phase: 1 });
   }
+  const mm = (c: DaemonConfig): string => JSON.stringify(c.packetMmap ?? DEFAULT_PACKET_MMAP);
+  if (mm(o) !== mm(n)) {
+    out.push({ line: `~ packet_mmap ${mm(o)} -> ${mm(n)} (AF_PACKET sockets opened from now on)`, targets: [], action: { do: 'packetMmap', cfg: n.packetMmap ?? DEFAULT_PACKET_MMAP }, phase: 1 });
+  }
   if (o.fdbSnapshotIntervalS !== n.fdbSnapshotIntervalS) {
     out.push({ line: `~ fdb_snapshot_interval ${o.fdbSnapshotIntervalS} -> ${n.fdbSnapshotIntervalS}`, targets: [], action: { do: 'snapshotInterval', seconds: n.fdbSnapshotIntervalS }, phase: 1 });
   }
@@ -412,6 +418,9 @@ export function applyPlan(d: Daemon, plan: readonly Change[], n: DaemonConfig, o
           break;
         case 'directPoll':
           directPoll.set(a.on);
+          break;
+        case 'packetMmap':
+          applyPacketMmap(a.cfg);
           break;
         case 'snapshotInterval':
         case 'atRestart':
