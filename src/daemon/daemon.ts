@@ -625,7 +625,7 @@ export class Daemon {
         state: mp.port.state,
         ifindex: mp.port.ifindex,
         ...(mp instanceof VxlanPort ? { mtu_short: mp.mtuCheck.problem !== null } : {}),
-        ...(mp.kind === 'attach' ? { packet_ring: ringOf(mp) } : {}),
+        ...(mp.kind === 'attach' || mp.kind === 'vxlan' ? { packet_ring: ringOf(mp) } : {}),
       })),
       packet_ring_bytes: ringBytes(br.all()),
     }));
