@@ -68,7 +68,7 @@ export const MAX_DATA_WORKERS = 64;
  * packet_mmap: PACKET_MMAP rings on AF_PACKET ports (uplinks, bond members, attach ports; src/native/port-ring.cc).
  * A ring is made of 64 KiB blocks of whole slots, at most 511 blocks (32 MiB) per ring.
  */
-export const DEFAULT_PACKET_MMAP: PacketMmapConfig = { enabled: true, rxFrames: 2048, txFrames: 512, frameBytes: 2048, qdiscBypass: false };
+export const DEFAULT_PACKET_MMAP: PacketMmapConfig = { enabled: true, rxFrames: 4096, txFrames: 512, frameBytes: 2048, qdiscBypass: false };
 export const PACKET_RING_BLOCK_BYTES = 65536;
 export const MAX_PACKET_RING_BLOCKS = 511;
 /** A config file larger than this is refused. */

@@ -51,7 +51,7 @@ constexpr size_t kMinFrame = 14;  // Ethernet header
 
 struct RingConfig {
   bool enabled = true;
-  uint32_t rxFrames = 2048;
+  uint32_t rxFrames = 4096;
   uint32_t txFrames = 512;
   uint32_t frameBytes = 2048;
   bool qdiscBypass = false;
@@ -327,6 +327,7 @@ uint32_t Port::RingReadBatch(int* err, const char** syscall) {
     const uint32_t len = h->tp_len, snap = h->tp_snaplen, mac = h->tp_mac;
     const uint16_t tci = h->tp_vlan_tci, tpid = h->tp_vlan_tpid;
     rxHead_ = rxHead_ + 1 == rxFrames_ ? 0 : rxHead_ + 1;
+    rxSlotsSinceCheck_++;
     int32_t* d = desc + 3 * count;
     if (st & TP_STATUS_COPY) {
       // the slot holds a truncated copy; the whole frame waits on the socket, in slot order
@@ -453,6 +454,75 @@ uint32_t Port::RingSend(uint32_t m) {
   return accepted - dropped;
 }
 
+// A wedged rx ring (kernel 6.18, net/packet/af_packet.c tpacket_rcv, TPACKET_V1/V2): when
+// virtio_net_hdr_from_skb() refuses a frame (a GSO type a vnet header cannot describe, e.g. UFO
+// written into a TAP by a guest), the kernel has already marked the head slot in rx_owner_map and
+// jumps to drop_n_account without clearing the mark or moving the head; every later frame then
+// finds the mark and is dropped too. No slot becomes ready, so the reader is never woken.
+//
+// Seen from here: the kernel counted drops since the last check, we consumed no slot in that time
+// and the slot at our head is the kernel's. A ring that was merely full would have had ready slots
+// for us to consume. The ring is then rebuilt: the socket is unbound (nothing arrives), unmapped,
+// the rx ring freed and made anew (a fresh rx_owner_map, head 0), anything queued meanwhile
+// discarded, mapped again and bound again. Frames dropped while it was wedged are lost (counted as
+// socket drops). It cannot be rebuilt while another mapping of the socket exists (a data worker's
+// and the main thread's with data_workers > 1): counted as a failure, the ring stays wedged.
+void Port::CheckRxWedge(unsigned drops) {
+  const uint64_t consumed = rxSlotsSinceCheck_;
+  rxSlotsSinceCheck_ = 0;
+  if (ringMap_ == nullptr || !polling_ || drops == 0 || consumed != 0) return;
+  if (LoadStatus(RxSlot(rxHead_)) & TP_STATUS_USER) return;
+  const char* syscall = nullptr;
+  if (RebuildRxRing(&syscall) == 0) {
+    ringResets_ += 1;
+  } else {
+    ringResetFailures_ += 1;
+  }
+}
+
+int Port::RebuildRxRing(const char** syscall) {
+  struct sockaddr_ll sll;
+  std::memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = 0;
+  sll.sll_ifindex = ifindex_;
+  if (bind(fd_, reinterpret_cast<struct sockaddr*>(&sll), sizeof sll) < 0) {
+    *syscall = "bind(0)";
+    return errno;
+  }
+  int e = 0;
+  ::munmap(ringMap_, ringMapLen_);
+  ringMap_ = nullptr;
+  struct tpacket_req req;
+  std::memset(&req, 0, sizeof req);
+  if (setsockopt(fd_, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) {
+    e = errno;
+    *syscall = "setsockopt(PACKET_RX_RING, none)";
+  }
+  // copies queued for slots of the old ring
+  uint8_t scratch[64];
+  for (int i = 0; i < 100000 && ::recv(fd_, scratch, sizeof scratch, MSG_DONTWAIT | MSG_TRUNC) >= 0; i++) counters_[RxErrors] += 1;
+  if (e == 0) {
+    req.tp_block_size = ringBlockBytes_;
+    req.tp_frame_size = ringFrameBytes_;
+    req.tp_block_nr = rxFrames_ / ringFramesPerBlock_;
+    req.tp_frame_nr = rxFrames_;
+    if (setsockopt(fd_, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) {
+      e = errno;
+      *syscall = "setsockopt(PACKET_RX_RING)";
+    }
+  }
+  const int me = MapRing(syscall);  // the same size as before (the tx ring is still there)
+  if (e == 0) e = me;
+  rxHead_ = 0;
+  sll.sll_protocol = htons(ETH_P_ALL);
+  if (bind(fd_, reinterpret_cast<struct sockaddr*>(&sll), sizeof sll) < 0 && e == 0) {
+    e = errno;
+    *syscall = "bind";
+  }
+  return e;
+}
+
 Napi::Value Port::RingInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (ringMap_ == nullptr) return env.Null();
@@ -463,6 +533,8 @@ Napi::Value Port::RingInfo(const Napi::CallbackInfo& info) {
   o.Set("rx_frames", rxFrames_);
   o.Set("tx_frames", txFrames_);
   o.Set("mapped_bytes", static_cast<double>(ringMapLen_));
+  o.Set("rx_resets", ringResets_);
+  o.Set("rx_reset_failures", ringResetFailures_);
   return o;
 }
 

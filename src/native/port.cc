@@ -646,6 +646,7 @@ Napi::Value Port::ReadSocketDrops(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   counters_[RxSocketDrops] += st.tp_drops;
+  CheckRxWedge(st.tp_drops);
   return Napi::Number::New(env, st.tp_drops);
 }
 

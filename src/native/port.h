@@ -83,6 +83,9 @@ class Port : public Napi::ObjectWrap<Port> {
   void UnmapRing();
   int MapRing(const char** syscall);
   int OpenCompanion(const char** syscall);
+  // Called with the drops PACKET_STATISTICS just returned: rebuilds a wedged rx ring (see port-ring.cc).
+  void CheckRxWedge(unsigned drops);
+  int RebuildRxRing(const char** syscall);
   void StopPolling();
   void DoClose(bool fromDestructor);
   void ReleaseJsRefs();
@@ -129,6 +132,9 @@ class Port : public Napi::ObjectWrap<Port> {
   uint32_t rxHead_ = 0;
   uint32_t txHead_ = 0;
   uint64_t txSeq_ = 0;       // stamped into each tx slot (tp_sec/tp_nsec) so an adopter finds the head
+  uint64_t rxSlotsSinceCheck_ = 0;  // rx slots consumed since the last CheckRxWedge
+  double ringResets_ = 0;    // rx rings rebuilt after a wedge
+  double ringResetFailures_ = 0;
   int bigFd_ = -1;           // unbound-for-rx AF_PACKET socket for frames larger than a tx slot
 
   // recvmsg control buffer for PACKET_AUXDATA.

@@ -13,6 +13,9 @@
 //            the slot's header are put back with the right TPID
 //   full     ra stops reading; 200 frames arrive for 64 slots: 64 are kept, 136 counted as socket drops; reading
 //            again delivers the 64, and 50 more frames after them arrive (nothing stalls)
+//   tap      300 frames of 1000 bytes from a socket with rings on a TAP into its queue, read only afterwards: the
+//            64-slot tx ring is reused 4 times while frames still wait in the TAP; every frame arrives intact
+//   reuse    the same towards pb while pb does not read (its socket queue holds the frames)
 //   adopt    ra receives 10 frames (its head is past slot 0), its fd is duplicated and adopted as a new port, the
 //            first is closed; 100 more frames each way go through the adopted rings in order
 
@@ -25,7 +28,7 @@ const support = canRunNetns();
 const skipNote = support.ok ? "" : ` (skipped: ${support.reason})`;
 
 const SCRIPT = String.raw`
-const { PacketPort, RxSlab, packetRing, unixSocket } = await import(process.argv[2]);
+const { PacketPort, RxSlab, packetRing, unixSocket, netdev } = await import(process.argv[2]);
 const scenario = process.argv[3];
 const TYPE = 0x88b5;
 const TX_AREA = 3 * 1024 * 1024; // tx frames are built here; rx batches of small frames stay far below
@@ -122,6 +125,24 @@ if (scenario === "wrap") {
   await burst(pb, ra, 1001, 50);
   await waitCount(atA, 114);
   out.after = { n: atA.length - 64, ordered: inOrder(atA.slice(64), 1001, 50) };
+} else if (scenario === "reuse") {
+  pb.stop();
+  await burst(ra, pb, 1, 300);
+  await sleep(100);
+  pb.resume();
+  await waitCount(atB, 300);
+  out.tx = { n: atB.length, ordered: inOrder(atB, 1, 300), bad: atB.filter((g) => !g.intact).length };
+} else if (scenario === "tap") {
+  const tap = PacketPort.openTap("tq", { persist: false, owner: -1, group: -1 });
+  netdev.setLinkUp("tq", true);
+  const rt = PacketPort.openPacket("tq", { rcvbuf: 4 << 20, sndbuf: 4 << 20 });
+  for (let s = 1; s <= 300; s += 20) { send(rt, Array.from({ length: 20 }, (_, i) => frame(s + i, 1000))); await sleep(2); }
+  await sleep(100);
+  const atT = collector(tap);
+  await waitCount(atT, 300);
+  out.tx = { n: atT.length, ordered: inOrder(atT, 1, 300), bad: atT.filter((g) => !g.intact).length, seqs: atT.slice(0, 5).map((g) => g.seq) };
+  rt.close();
+  tap.close();
 } else if (scenario === "adopt") {
   await burst(pb, ra, 1, 10);
   await waitCount(atA, 10);
@@ -196,6 +217,16 @@ describe.skipIf(!support.ok)("PACKET_MMAP rings on an AF_PACKET port" + skipNote
     expect(r.drops).toBe(136);
     expect(r.first).toEqual({ n: 64, ordered: true });
     expect(r.after).toEqual({ n: 50, ordered: true });
+  }, 90_000);
+
+  it("frames sent from a 64-slot tx ring into a TAP nobody reads yet stay intact after their slots are reused", async () => {
+    const r = await scenario("tap");
+    expect(r.tx).toMatchObject({ n: 300, ordered: true, bad: 0 });
+  }, 90_000);
+
+  it("frames sent from a 64-slot tx ring to a socket that reads them late stay intact after their slots are reused", async () => {
+    const r = await scenario("reuse");
+    expect(r.tx).toEqual({ n: 300, ordered: true, bad: 0 });
   }, 90_000);
 
   it("an adopted socket maps its rings with the stamped geometry and goes on from the kernel's positions", async () => {
