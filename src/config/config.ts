@@ -68,7 +68,7 @@ export const MAX_DATA_WORKERS = 64;
  * packet_mmap: PACKET_MMAP rings on AF_PACKET ports (uplinks, bond members, attach ports; src/native/port-ring.cc).
  * A ring is made of 64 KiB blocks of whole slots, at most 511 blocks (32 MiB) per ring.
  */
-export const DEFAULT_PACKET_MMAP: PacketMmapConfig = { enabled: true, rxFrames: 4096, txFrames: 512, frameBytes: 2048, qdiscBypass: false };
+export const DEFAULT_PACKET_MMAP: PacketMmapConfig = { enabled: true, rxFrames: 4096, txFrames: 0, frameBytes: 2048, qdiscBypass: false };
 export const PACKET_RING_BLOCK_BYTES = 65536;
 export const MAX_PACKET_RING_BLOCKS = 511;
 /** A config file larger than this is refused. */
@@ -198,7 +198,7 @@ export interface PacketMmapConfig {
   enabled: boolean;
   /** rx_frames: rx ring slots (rounded up to whole 64 KiB blocks) */
   rxFrames: number;
-  /** tx_frames: tx ring slots (rounded up likewise) */
+  /** tx_frames: tx ring slots (rounded up likewise); 0: no tx ring, sendmmsg as without rings */
   txFrames: number;
   /** frame_bytes: bytes per slot, a multiple of 16; larger frames (GSO) take the per-frame syscall path */
   frameBytes: number;
@@ -527,7 +527,7 @@ function packetMmapOf(c: Checker, v: unknown): PacketMmapConfig {
   const out: PacketMmapConfig = {
     enabled: c.bool(v, 'enabled', 'packet_mmap', d.enabled),
     rxFrames: c.int(v, 'rx_frames', 'packet_mmap', d.rxFrames, 1, 1 << 20, '(ring slots) '),
-    txFrames: c.int(v, 'tx_frames', 'packet_mmap', d.txFrames, 1, 1 << 20, '(ring slots) '),
+    txFrames: c.int(v, 'tx_frames', 'packet_mmap', d.txFrames, 0, 1 << 20, '(ring slots, 0 = no tx ring) '),
     frameBytes: c.int(v, 'frame_bytes', 'packet_mmap', d.frameBytes, 256, 65520, '(bytes per slot) '),
     qdiscBypass: c.bool(v, 'qdisc_bypass', 'packet_mmap', d.qdiscBypass),
   };

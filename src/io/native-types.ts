@@ -120,6 +120,10 @@ export interface PacketRingInfo {
   tx_frames: number;
   /** the whole mapping: (rx + tx slots) / slots per block * block_bytes */
   mapped_bytes: number;
+  /** rx rings rebuilt after the kernel wedged them (native-notes/packet-mmap.md) */
+  rx_resets: number;
+  /** rebuilds the kernel refused (the socket mapped elsewhere too: data_workers > 1) */
+  rx_reset_failures: number;
 }
 
 /** setPacketRing(): the rings of AF_PACKET sockets opened from then on, in every thread of the process. */

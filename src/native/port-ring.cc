@@ -7,7 +7,7 @@
 //       slot back (TP_STATUS_KERNEL). A frame larger than a slot (GSO) arrives as a truncated slot
 //       marked TP_STATUS_COPY whose full copy is queued on the socket (PACKET_COPY_THRESH): it is
 //       read with recvmsg, in order. A slot truncated without a copy is counted as RxTruncated.
-//   tx  send() copies each frame into the next free slot (TP_STATUS_SEND_REQUEST) and ends with one
+//   tx  (only with tx_frames > 0; else sendmmsg as without rings) send() copies each frame into the next free slot (TP_STATUS_SEND_REQUEST) and ends with one
 //       sendto(); slots the kernel did not take by then are given back and counted as drops. A
 //       frame larger than a slot goes through a companion socket (bound to the ifindex with
 //       protocol 0, so it receives nothing), after the ring is flushed, so the order holds.
@@ -52,7 +52,7 @@ constexpr size_t kMinFrame = 14;  // Ethernet header
 struct RingConfig {
   bool enabled = true;
   uint32_t rxFrames = 4096;
-  uint32_t txFrames = 512;
+  uint32_t txFrames = 0;
   uint32_t frameBytes = 2048;
   bool qdiscBypass = false;
 };
@@ -109,7 +109,7 @@ Napi::Value SetPacketRing(const Napi::CallbackInfo& info) {
   const uint32_t fpb = kBlockBytes / static_cast<uint32_t>(fb);
   const int64_t maxFrames = static_cast<int64_t>(fpb) * kMaxBlocks;
   if (!GetInt(o.Get("rx_frames"), "setPacketRing: rx_frames", 1, maxFrames, &rx)) return env.Undefined();
-  if (!GetInt(o.Get("tx_frames"), "setPacketRing: tx_frames", 1, maxFrames, &tx)) return env.Undefined();
+  if (!GetInt(o.Get("tx_frames"), "setPacketRing: tx_frames", 0, maxFrames, &tx)) return env.Undefined();
   c.rxFrames = static_cast<uint32_t>(rx);
   c.txFrames = static_cast<uint32_t>(tx);
   c.frameBytes = static_cast<uint32_t>(fb);
@@ -216,16 +216,18 @@ int Port::SetupRing(const char** syscall) {
     *syscall = "setsockopt(PACKET_RX_RING)";
     return errno;
   }
-  req.tp_block_nr = txBlocks;
-  req.tp_frame_nr = txFrames_;
-  if (setsockopt(fd_, SOL_PACKET, PACKET_TX_RING, &req, sizeof req) < 0) {
-    *syscall = "setsockopt(PACKET_TX_RING)";
-    return errno;
+  if (txBlocks > 0) {
+    req.tp_block_nr = txBlocks;
+    req.tp_frame_nr = txFrames_;
+    if (setsockopt(fd_, SOL_PACKET, PACKET_TX_RING, &req, sizeof req) < 0) {
+      *syscall = "setsockopt(PACKET_TX_RING)";
+      return errno;
+    }
   }
   if ((e = MapRing(syscall)) != 0) return e;
   rxHead_ = txHead_ = 0;
   txSeq_ = 0;
-  if ((e = OpenCompanion(syscall)) != 0) {
+  if (txFrames_ > 0 && (e = OpenCompanion(syscall)) != 0) {
     UnmapRing();
     return e;
   }
@@ -249,7 +251,7 @@ int Port::AdoptRing(const char** syscall) {
   const uint32_t frameBytes = ((static_cast<uint32_t>(stamp) >> 18) & 0xfff) * 16;
   const uint32_t rxBlocks = (static_cast<uint32_t>(stamp) >> 9) & 0x1ff;
   const uint32_t txBlocks = static_cast<uint32_t>(stamp) & 0x1ff;
-  if (frameBytes < kMinFrameBytes || rxBlocks == 0 || txBlocks == 0) {
+  if (frameBytes < kMinFrameBytes || rxBlocks == 0) {
     *syscall = "inherited AF_PACKET socket: bad ring geometry stamp";
     return EPROTO;
   }
@@ -291,7 +293,7 @@ int Port::AdoptRing(const char** syscall) {
   }
   txHead_ = afterSeq;
   txSeq_ = seq;
-  if ((e = OpenCompanion(syscall)) != 0) {
+  if (txFrames_ > 0 && (e = OpenCompanion(syscall)) != 0) {
     UnmapRing();
     return e;
   }

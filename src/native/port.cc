@@ -605,7 +605,7 @@ Napi::Value Port::Send(const Napi::CallbackInfo& info) {
         if (static_cast<const uint8_t*>(mh.msg_iov[0].iov_base)[1] != 0) ctr[TxGsoPackets] += 1;
       }
     }
-  } else if (ringMap_ != nullptr) {
+  } else if (ringMap_ != nullptr && txFrames_ > 0) {
     accepted = RingSend(m);
   } else {
     uint32_t j = 0;

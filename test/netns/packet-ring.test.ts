@@ -2,7 +2,7 @@
 // drives two PacketPorts on the ends of one veth pair, one on rings and one on the recvmsg/sendmmsg path, and reports
 // what each side saw. Needs root and `ip netns`.
 //
-//   ns:  ra (PacketPort on rings: 64 rx slots, 64 tx slots of 2048 bytes) <==veth==> pb (PacketPort, packet_mmap off)
+//   ns:  ra (PacketPort on rings: 64 rx slots, 64 tx slots of 2048 bytes, or no tx ring: tx_frames 0) <==veth==> pb (PacketPort, packet_mmap off)
 //        MTU 9000 on both ends, IPv6 off (the veths send nothing of their own); test frames carry ethertype 0x88b5
 //
 // Scenarios (SCRIPT, one JSON line each):
@@ -36,7 +36,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 packetRing.set({ enabled: false, rx_frames: 64, tx_frames: 64, frame_bytes: 2048, qdisc_bypass: false });
 const pb = PacketPort.openPacket("pb", { rcvbuf: 4 << 20, sndbuf: 4 << 20 });
-packetRing.set({ enabled: true, rx_frames: 64, tx_frames: 64, frame_bytes: 2048, qdisc_bypass: false });
+const txFrames = Number(process.argv[4] ?? 64);
+packetRing.set({ enabled: true, rx_frames: 64, tx_frames: txFrames, frame_bytes: 2048, qdisc_bypass: false });
 let ra = PacketPort.openPacket("ra", { rcvbuf: 4 << 20, sndbuf: 4 << 20 });
 const slab = RxSlab.get();
 
@@ -180,22 +181,29 @@ describe.skipIf(!support.ok)("PACKET_MMAP rings on an AF_PACKET port" + skipNote
 
   afterAll(() => destroyLab(lab));
 
-  async function scenario(name: string): Promise<Record<string, any>> {
+  async function scenario(name: string, txFrames = 64): Promise<Record<string, any>> {
     const script = join(lab.dir, "ring.mjs");
     writeFileSync(script, SCRIPT);
-    const r = await lab.exec("ns", [process.execPath, script, join(REPO_ROOT, "dist/io/native.js"), name], { check: false, timeoutMs: 60_000 });
+    const r = await lab.exec("ns", [process.execPath, script, join(REPO_ROOT, "dist/io/native.js"), name, String(txFrames)], { check: false, timeoutMs: 60_000 });
     expect(r.code, r.stdout + r.stderr).toBe(0);
     return JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, any>;
   }
 
   it("the socket has TPACKET_V2 rings of the configured geometry; the other is on recvmsg", async () => {
     const r = await scenario("wrap");
-    expect(r.ring).toEqual({ version: 2, frame_bytes: 2048, block_bytes: 65536, rx_frames: 64, tx_frames: 64, mapped_bytes: 4 * 65536 });
+    expect(r.ring).toEqual({ version: 2, frame_bytes: 2048, block_bytes: 65536, rx_frames: 64, tx_frames: 64, mapped_bytes: 4 * 65536, rx_resets: 0, rx_reset_failures: 0 });
     expect(r.plain).toBeNull();
   }, 90_000);
 
   it("frames wrap the rx and tx rings several times and arrive complete and in order", async () => {
     const r = await scenario("wrap");
+    expect(r.rx).toEqual({ n: 300, ordered: true });
+    expect(r.tx).toEqual({ n: 300, ordered: true });
+  }, 90_000);
+
+  it("with tx_frames 0 the socket has an rx ring only and sends with sendmmsg; frames wrap the rx ring in order", async () => {
+    const r = await scenario("wrap", 0);
+    expect(r.ring).toMatchObject({ version: 2, rx_frames: 64, tx_frames: 0, mapped_bytes: 2 * 65536 });
     expect(r.rx).toEqual({ n: 300, ordered: true });
     expect(r.tx).toEqual({ n: 300, ordered: true });
   }, 90_000);

@@ -7,8 +7,8 @@ import { configIssues } from '../support/config-issues.js';
 const doc = (mm: string): string => `${mm}\nbridges:\n  - name: br0\n    uplink: { interface: peth0 }\n`;
 
 describe('packet_mmap config', () => {
-  it('defaults to rings of 4096 rx and 512 tx slots of 2048 bytes, no qdisc bypass', () => {
-    expect(parseConfig(doc('')).packetMmap).toEqual({ enabled: true, rxFrames: 4096, txFrames: 512, frameBytes: 2048, qdiscBypass: false });
+  it('defaults to an rx ring of 4096 slots of 2048 bytes, no tx ring, no qdisc bypass', () => {
+    expect(parseConfig(doc('')).packetMmap).toEqual({ enabled: true, rxFrames: 4096, txFrames: 0, frameBytes: 2048, qdiscBypass: false });
     expect(DEFAULT_PACKET_MMAP.enabled).toBe(true);
   });
 
