@@ -30,3 +30,16 @@ describe('packet_mmap config', () => {
     expect(configIssues(doc('packet_mmap: yes'))[0]).toMatch(/^packet_mmap: must be a mapping/);
   });
 });
+
+describe('packet_mmap on reload', () => {
+  it('a changed packet_mmap is one change that hands the new geometry to the addon; an unchanged one is none', async () => {
+    const { diffConfig } = await import('../../src/state/reload.js');
+    const o = parseConfig(doc(''));
+    expect(diffConfig(o, parseConfig(doc('packet_mmap: true'))).filter((c) => c.line.includes('packet_mmap'))).toEqual([]);
+    const n = parseConfig(doc('packet_mmap: { rx_frames: 1024 }'));
+    const changes = diffConfig(o, n).filter((c) => c.line.includes('packet_mmap'));
+    expect(changes).toHaveLength(1);
+    expect(changes[0].action).toEqual({ do: 'packetMmap', cfg: { ...DEFAULT_PACKET_MMAP, rxFrames: 1024 } });
+    expect(changes[0].line).toMatch(/AF_PACKET sockets opened from now on/);
+  });
+});
