@@ -1,16 +1,20 @@
 // tapbridge_native: PACKET_MMAP rings for AF_PACKET ports. See native-notes/packet-mmap.md.
 //
-// Model: one TPACKET_V2 rx ring and one tx ring per socket, mapped once (rx blocks, then tx blocks).
+// Model: one TPACKET_V2 rx ring and, when tx_frames > 0, one tx ring per socket, mapped once (rx
+// blocks, then tx blocks).
 //
 //   rx  the kernel fills slots in order and hands each to us with TP_STATUS_USER; a batch copies
 //       [vnet header][frame] of each ready slot into the shared slab (as recvmsg did) and gives the
 //       slot back (TP_STATUS_KERNEL). A frame larger than a slot (GSO) arrives as a truncated slot
 //       marked TP_STATUS_COPY whose full copy is queued on the socket (PACKET_COPY_THRESH): it is
 //       read with recvmsg, in order. A slot truncated without a copy is counted as RxTruncated.
-//   tx  (only with tx_frames > 0; else sendmmsg as without rings) send() copies each frame into the next free slot (TP_STATUS_SEND_REQUEST) and ends with one
-//       sendto(); slots the kernel did not take by then are given back and counted as drops. A
+//   tx  (tx_frames > 0; else sendmmsg as without rings) send() copies each frame into the next
+//       free slot (TP_STATUS_SEND_REQUEST) and ends with one sendto(); slots the kernel did not take
+//       by then are given back and counted as drops. A
 //       frame larger than a slot goes through a companion socket (bound to the ifindex with
 //       protocol 0, so it receives nothing), after the ring is flushed, so the order holds.
+//
+// A wedged rx ring (a kernel bug) is found and rebuilt by CheckRxWedge, below.
 //
 // Why V2 and not V3 (measured, native-notes/packet-mmap.md): V3 accepts PACKET_VNET_HDR on this
 // kernel, but it wakes the reader only when a block is retired (full, or after the block timeout,
