@@ -18,6 +18,9 @@
 //       # or an active-backup bond of two members (Linux bonding driver names, times in ms):
 //       # uplink: { bond: { name: bond0, members: [peth0, peth1], primary: peth0, primary_reselect: always,
 //       #                   miimon: 100, updelay: 0, downdelay: 0, num_grat_arp: 1, peer_notif_delay: 0 } }
+//       # or both NICs in use: { bond: { name: bond0, mode: balance-slb, members: [peth0, peth1], rebalance_interval: 10000 } }
+//       # or LACP: { bond: { name: bond0, mode: 802.3ad, members: [peth0, peth1], lacp: active, lacp_rate: slow,
+//       #                  hash: layer2, system_priority: 65535, port_priority: 255 } }
 //       fdb: [ { mac: "00:16:3e:00:01:00", port: vif1.0 } ]
 //       ports:
 //         - { name: vif1.0 }                       # kind: tap (default)
@@ -143,9 +146,15 @@ export const BUILTIN_PORT_DEFAULTS: PortDefaults = {
   learning: true, flood: true, isolated: false, fdbMax: 0, raGuard: false, dhcpGuard: false, lock: UNLOCKED,
 };
 
+/** `uplink.bond.mode` (Linux bonding driver names; XenServer's `lacp` is 802.3ad). */
+export type BondMode = 'active-backup' | 'balance-slb' | '802.3ad';
+export const BOND_MODES: readonly BondMode[] = ['active-backup', 'balance-slb', '802.3ad'];
+
 export interface BondConfigFile {
   name: string;
-  members: [string, string];
+  mode: BondMode;
+  /** two members for active-backup, two to four for balance-slb and 802.3ad */
+  members: string[];
   primary: string;
   primaryReselect: 'always' | 'better' | 'failure';
   miimonMs: number;
@@ -153,6 +162,17 @@ export interface BondConfigFile {
   downdelayMs: number;
   numGratArp: number;
   peerNotifDelayMs: number;
+  /** balance-slb: ms between load rebalancing rounds (0 = never) */
+  rebalanceIntervalMs: number;
+  /** 802.3ad: LACP activity (passive: answer a partner, never start) */
+  lacp: 'active' | 'passive';
+  /** 802.3ad: the rate we ask the partner to send at (slow 30 s, fast 1 s) */
+  lacpRate: 'slow' | 'fast';
+  /** 802.3ad: transmit hash (layer2: MACs and VLAN; layer3+4: also IP addresses and ports) */
+  hash: 'layer2' | 'layer3+4';
+  /** 802.3ad: actor system priority and port priority (802.1AX; lower wins) */
+  systemPriority: number;
+  portPriority: number;
 }
 
 export interface UplinkConfig {
@@ -234,18 +254,54 @@ function vlanOf(c: Checker, obj: Record<string, unknown>, path: string): VlanSpe
   return { mode: 'default' };
 }
 
-/** An active-backup bond of exactly two members; names and defaults of the Linux bonding driver. */
+/** Keys that only some modes read: the modes they apply to. */
+const BOND_MODE_KEYS: Record<string, readonly BondMode[]> = {
+  primary: ['active-backup'],
+  primary_reselect: ['active-backup'],
+  updelay: ['active-backup'],
+  downdelay: ['active-backup'],
+  num_grat_arp: ['active-backup', 'balance-slb'],
+  peer_notif_delay: ['active-backup', 'balance-slb'],
+  rebalance_interval: ['balance-slb'],
+  lacp: ['802.3ad'],
+  lacp_rate: ['802.3ad'],
+  hash: ['802.3ad'],
+  system_priority: ['802.3ad'],
+  port_priority: ['802.3ad'],
+};
+
+/** One of `allowed` (strings), else a failure naming the key. */
+function oneOf<T extends string>(c: Checker, v: Record<string, unknown>, key: string, path: string, allowed: readonly T[], def: T, hint = ''): T {
+  const x = v[key];
+  if (x === undefined) return def;
+  if (typeof x === 'string' && (allowed as readonly string[]).includes(x)) return x as T;
+  c.fail(`${path}.${key}`, `must be ${allowed.slice(0, -1).join(', ')} or ${allowed[allowed.length - 1]}, got ${describe(x)}${hint}`);
+  return def;
+}
+
+/**
+ * A bond: `mode` active-backup (default; exactly two members, as XenServer's bridge mode), balance-slb or 802.3ad
+ * (two to four members, XenServer's limit). Names and defaults of the Linux bonding driver; a key that the mode does
+ * not read is an error naming it.
+ */
 function bondOf(c: Checker, v: unknown, path: string, claimName: (name: string, path: string) => void): BondConfigFile | null {
   if (!c.isObject(v, path)) return null;
   c.keys(v, path, BOND_KEYS);
   const name = c.str(v, 'name', path);
   if (name !== '') claimName(name, `${path}.name`);
+  const mode = oneOf(c, v, 'mode', path, BOND_MODES, 'active-backup', v.mode === 'lacp' ? " (XenServer's lacp is 802.3ad)" : '');
+  for (const [key, modes] of Object.entries(BOND_MODE_KEYS)) {
+    if (v[key] !== undefined && !modes.includes(mode)) c.fail(`${path}.${key}`, `does not apply to mode ${mode} (only ${modes.join(', ')})`);
+  }
   const members: string[] = [];
   const list = v.members;
+  const [minMembers, maxMembers] = mode === 'active-backup' ? [2, 2] : [2, 4];
   if (!Array.isArray(list)) {
     c.fail(`${path}.members`, list === undefined ? 'is required (two interface names)' : `must be a list of two interface names, got ${describe(list)}`);
-  } else if (list.length !== 2) {
+  } else if (mode === 'active-backup' && list.length !== 2) {
     c.fail(`${path}.members`, `an active-backup bond has exactly two members (as XenServer's bridge mode), got ${list.length}`);
+  } else if (list.length < minMembers || list.length > maxMembers) {
+    c.fail(`${path}.members`, `a ${mode} bond has two to four members (four is XenServer's limit), got ${list.length}`);
   } else {
     list.forEach((m, i) => {
       if (typeof m !== 'string' || m === '') {
@@ -257,14 +313,15 @@ function bondOf(c: Checker, v: unknown, path: string, claimName: (name: string, 
     });
   }
   const primary = c.str(v, 'primary', path, members[0] ?? '');
-  if (members.length === 2 && !members.includes(primary)) c.fail(`${path}.primary`, `"${primary}" is not one of the members (${members.join(', ')})`);
+  if (members.length >= 2 && !members.includes(primary)) c.fail(`${path}.primary`, `"${primary}" is not one of the members (${members.join(', ')})`);
   const reselect = v.primary_reselect ?? 'always';
   if (reselect !== 'always' && reselect !== 'better' && reselect !== 'failure') {
     c.fail(`${path}.primary_reselect`, `must be always, better or failure, got ${describe(reselect)}`);
   }
   return {
     name,
-    members: [members[0] ?? '', members[1] ?? ''],
+    mode,
+    members: members.length >= 2 ? members : [members[0] ?? '', members[1] ?? ''],
     primary,
     primaryReselect: reselect === 'better' || reselect === 'failure' ? reselect : 'always',
     miimonMs: c.int(v, 'miimon', path, 100, 0, 3_600_000),
@@ -272,6 +329,12 @@ function bondOf(c: Checker, v: unknown, path: string, claimName: (name: string, 
     downdelayMs: c.int(v, 'downdelay', path, 0, 0, 3_600_000),
     numGratArp: c.int(v, 'num_grat_arp', path, 1, 0, 255),
     peerNotifDelayMs: c.int(v, 'peer_notif_delay', path, 0, 0, 300_000),
+    rebalanceIntervalMs: c.int(v, 'rebalance_interval', path, 10_000, 0, 3_600_000, '(ms, 0 = never) '),
+    lacp: oneOf(c, v, 'lacp', path, ['active', 'passive'] as const, 'active'),
+    lacpRate: oneOf(c, v, 'lacp_rate', path, ['slow', 'fast'] as const, 'slow'),
+    hash: oneOf(c, v, 'hash', path, ['layer2', 'layer3+4'] as const, 'layer2'),
+    systemPriority: c.int(v, 'system_priority', path, 65535, 1, 65535),
+    portPriority: c.int(v, 'port_priority', path, 255, 1, 65535),
   };
 }
 
@@ -472,7 +535,10 @@ const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', '
 const PORT_DEFAULTS_KEYS = ['learning', 'flood', 'isolated', 'fdb_max', 'ra_guard', 'dhcp_guard', 'lock'] as const;
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
 const UPLINK_KEYS = ['interface', 'bond', ...VLAN_KEYS] as const;
-const BOND_KEYS = ['name', 'members', 'primary', 'primary_reselect', 'miimon', 'updelay', 'downdelay', 'num_grat_arp', 'peer_notif_delay'] as const;
+const BOND_KEYS = [
+  'name', 'mode', 'members', 'primary', 'primary_reselect', 'miimon', 'updelay', 'downdelay', 'num_grat_arp', 'peer_notif_delay',
+  'rebalance_interval', 'lacp', 'lacp_rate', 'hash', 'system_priority', 'port_priority',
+] as const;
 const PORT_KEYS = [
   'name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', 'mac', ...VLAN_KEYS,
   'lock', 'ra_guard', 'dhcp_guard', 'allow_stacked',

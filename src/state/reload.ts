@@ -96,6 +96,8 @@ function vlanChange(a: VlanSpec, b: VlanSpec): string {
 const BOND_KEY_OF: Record<string, string> = {
   members: 'members', primary: 'primary', primaryReselect: 'primary_reselect', miimonMs: 'miimon', updelayMs: 'updelay',
   downdelayMs: 'downdelay', numGratArp: 'num_grat_arp', peerNotifDelayMs: 'peer_notif_delay',
+  mode: 'mode', rebalanceIntervalMs: 'rebalance_interval', lacp: 'lacp', lacpRate: 'lacp_rate', hash: 'hash',
+  systemPriority: 'system_priority', portPriority: 'port_priority',
 };
 
 function text(v: unknown): string {
