@@ -41,8 +41,10 @@ Commands:
   fdb flush BRIDGE [PORT]                remove dynamic FDB entries (of one port)
   setageing BRIDGE SECONDS               FDB ageing time (0 = never age, else 10..1000000)
   stats [-j]                             per-bridge FDB and per-port counters
-  bond show [BOND] [-j]                  active-backup bonds (like /proc/net/bonding/bondX)
-  bond set-active BOND MEMBER            force the active member
+  bond show [BOND] [-j]                  bonds (like /proc/net/bonding/bondX): per mode, members, SLB loads, LACP state
+  bond set-active BOND MEMBER            force the active member (active-backup)
+  bond rebalance BOND                    one balance-slb rebalancing round now
+  bond set-mode BOND MODE                refused while running: set uplink.bond.mode and reload
   vlan show BRIDGE [-j]                  per port: its VLANs, the PVID/native VLAN, which leave untagged
   vlan set BRIDGE PORT VLAN-OPTIONS      change a port's VLAN mode at runtime
   vxlan show BRIDGE [-j]                 vxlan ports: vni, local, remotes or group, vlan, state, MTU
@@ -308,7 +310,20 @@ async function main(argv: string[]): Promise<number> {
         if (json) print(json, r, () => '');
         return 0;
       }
-      throw new UsageError('bond needs show or set-active');
+      if (sub === 'rebalance') {
+        need(rest, 1, 'BOND');
+        noExtra(rest, 1);
+        const r = (await rpc('bond.rebalance', { bond: rest[0] })) as BondShow & { moved: number };
+        print(json, r, () => `moved ${r.moved} bucket(s)\n\n${formatBond(r)}`);
+        return 0;
+      }
+      if (sub === 'set-mode') {
+        need(rest, 2, 'BOND MODE');
+        noExtra(rest, 2);
+        await rpc('bond.set_mode', { bond: rest[0], mode: rest[1] });
+        return 0;
+      }
+      throw new UsageError('bond needs show, set-active, rebalance or set-mode');
     }
     case 'vlan': {
       const [sub, ...rest] = args;

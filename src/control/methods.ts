@@ -20,6 +20,8 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
     ['stats', () => d.stats()],
     ['bond.show', (p) => d.bondShow(p.bond)],
     ['bond.set_active', (p) => d.bondSetActive(p.bond, p.member)],
+    ['bond.rebalance', (p) => d.bondRebalance(p.bond)],
+    ['bond.set_mode', (p) => d.bondSetMode(p.bond, p.mode)],
     ['vlan.show', (p) => d.vlanShow(p.bridge)],
     ['vlan.set', (p) => d.vlanSet(p.bridge, p.port, p)],
     ['vxlan.show', (p) => d.vxlanShow(p.bridge)],

@@ -911,8 +911,22 @@ export class Daemon {
     const bond = this.bondByName(name);
     if (typeof member !== 'string') throw new ControlError('invalid_params', 'member must be a string');
     const problem = bond.setActive(member);
-    if (problem !== null) throw new ControlError(bond.policy.index(member) < 0 ? 'no_such_port' : 'invalid_params', problem);
+    if (problem !== null) throw new ControlError(bond.memberIndex(member) < 0 ? 'no_such_port' : 'invalid_params', problem);
     return bond.show();
+  }
+
+  /** bond.rebalance: one balance-slb rebalancing round now (src/daemon/bond.ts). */
+  bondRebalance(name: unknown): BondShow & { moved: number } {
+    const bond = this.bondByName(name);
+    if (bond.slb === null) throw new ControlError('invalid_params', `bond ${bond.name} is ${bond.mode}: rebalance applies to balance-slb bonds`);
+    const moved = bond.rebalance();
+    return { ...bond.show(), moved };
+  }
+
+  /** bond.set_mode: refused while running; the mode is config (a reload re-creates the bond). */
+  bondSetMode(name: unknown, mode: unknown): never {
+    const bond = this.bondByName(name);
+    throw new ControlError('invalid_params', `the mode of bond ${bond.name} cannot change while it runs (it is ${bond.mode}; asked ${String(mode)}): set uplink.bond.mode in the config and reload, which re-creates the bond`);
   }
 
   /** busy_poll.show: the window in force and the addon's counters (idle callbacks run, windows started). */
