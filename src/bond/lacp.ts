@@ -364,26 +364,37 @@ export class LacpPolicy {
   }
 
   /**
-   * Restores a snapshot() of the same member count at nowMs: recorded partners are CURRENT again (current_while
-   * restarts), ports that were collecting and distributing are again, without the wait. Ports without carrier
-   * now are left as they are. Returns what is wrong with the snapshot, or null.
+   * Enables port i with the state a previous daemon had (--takeover, LacpSnapshot.ports[i]): a recorded CURRENT partner
+   * is current again (current_while restarts), a port that was collecting and distributing is again, without the wait,
+   * and one LACPDU with the same content refreshes the partner's timer, so the partner sees no change. A record that is
+   * not CURRENT enables the port as setEnabled() does.
    */
+  enableRestored(i: number, sp: LacpSnapshot['ports'][number] | undefined, nowMs: number): void {
+    const p = this.ports[i];
+    if (sp === undefined || sp.rx !== 'current' || typeof sp.partner?.system !== 'number' || p.enabled) {
+      this.setEnabled(i, true, nowMs);
+      return;
+    }
+    p.enabled = true;
+    p.partner = { ...emptyInfo(), ...sp.partner };
+    p.rx = 'current';
+    p.currentWhileEndMs = nowMs + (p.actor.state & LACP_TIMEOUT ? SHORT_TIMEOUT_MS : LONG_TIMEOUT_MS);
+    p.actor.state &= ~(LACP_DEFAULTED | LACP_EXPIRED);
+    p.actor.state |= sp.actorState & (LACP_SYNC | LACP_COLLECTING | LACP_DISTRIBUTING);
+    p.mux = sp.mux === 'collecting_distributing' || sp.mux === 'attached' ? sp.mux : 'detached';
+    p.actorOutOfSyncSinceMs = nowMs;
+    p.partnerOutOfSyncSinceMs = nowMs;
+    p.ntt = true;
+    this.select();
+    if (p.mux !== 'detached' && !p.selected) this.detach(p);
+    this.rebuildDist();
+    this.run(nowMs);
+  }
+
+  /** Restores a whole snapshot() at nowMs onto ports that have no carrier yet (enableRestored for each). */
   restore(s: LacpSnapshot, nowMs: number): string | null {
     if (!Array.isArray(s?.ports) || s.ports.length !== this.ports.length) return 'LACP state has another member count';
-    s.ports.forEach((sp, i) => {
-      const p = this.ports[i];
-      if (!p.enabled || sp.rx !== 'current' || typeof sp.partner?.system !== 'number') return;
-      p.partner = { ...emptyInfo(), ...sp.partner };
-      p.rx = 'current';
-      p.currentWhileEndMs = nowMs + (p.actor.state & LACP_TIMEOUT ? SHORT_TIMEOUT_MS : LONG_TIMEOUT_MS);
-      p.actor.state &= ~(LACP_DEFAULTED | LACP_EXPIRED);
-      p.actor.state |= sp.actorState & (LACP_SYNC | LACP_COLLECTING | LACP_DISTRIBUTING);
-      p.mux = sp.mux === 'collecting_distributing' || sp.mux === 'attached' ? sp.mux : 'detached';
-      p.ntt = false;
-    });
-    this.select();
-    for (const p of this.ports) if (p.mux !== 'detached' && !p.selected) this.detach(p);
-    this.rebuildDist();
+    s.ports.forEach((sp, i) => this.enableRestored(i, sp, nowMs));
     return null;
   }
 }

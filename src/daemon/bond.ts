@@ -152,6 +152,25 @@ export interface BondRuntimeState {
   lacp?: LacpSnapshot;
 }
 
+/** The state-document section (src/state/document.ts) a --takeover carries bond state in: {bond name: BondRuntimeState}. */
+export const BOND_STATE_SECTION = 'bonds';
+
+/** The section's value as handed over, checked (it crossed a process boundary); entries that do not check out are left out. */
+export function parseBondStates(v: unknown): Map<string, BondRuntimeState> {
+  const out = new Map<string, BondRuntimeState>();
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return out;
+  for (const [name, s] of Object.entries(v as Record<string, unknown>)) {
+    if (typeof s !== 'object' || s === null) continue;
+    const r = s as Record<string, unknown>;
+    if (typeof r.mode !== 'string' || !Array.isArray(r.members) || !r.members.every((m) => typeof m === 'string')) continue;
+    const slb = Array.isArray(r.slb) && r.slb.length <= BUCKETS && r.slb.every((x) => Number.isInteger(x)) ? (r.slb as number[]) : undefined;
+    const lacpPorts = (r.lacp as { ports?: unknown } | undefined)?.ports;
+    const lacp = Array.isArray(lacpPorts) && lacpPorts.length === r.members.length ? (r.lacp as LacpSnapshot) : undefined;
+    out.set(name, { mode: r.mode as BondMode, members: r.members as string[], ...(slb ? { slb } : {}), ...(lacp ? { lacp } : {}) });
+  }
+  return out;
+}
+
 function infoShow(i: Lacpdu['actor']): NonNullable<BondMemberShow['lacp']>['actor'] {
   return { system_priority: i.systemPriority, system: formatMac(i.system), key: i.key, port_priority: i.portPriority, port: i.port, state: i.state, state_bits: stateString(i.state) };
 }
@@ -190,7 +209,11 @@ export class Bond implements PortHandle {
   private closing = false;
   private readonly wrap: CallbackWrapper;
 
-  constructor(cfg: BondConfig, bridge: Bridge, id: number, mtu: number, log: Logger, wrap: CallbackWrapper = (_c, fn) => fn) {
+  /** 802.3ad: per member, the previous daemon's LACP state (--takeover), applied when the member first comes up */
+  private readonly lacpRestore: (LacpSnapshot['ports'][number] | undefined)[];
+
+  /** `restore`: what the previous daemon's runtimeState() was (--takeover); used when mode and members are the same. */
+  constructor(cfg: BondConfig, bridge: Bridge, id: number, mtu: number, log: Logger, wrap: CallbackWrapper = (_c, fn) => fn, restore?: BondRuntimeState) {
     this.cfg = cfg;
     this.mode = cfg.mode ?? 'active-backup';
     this.wrap = wrap;
@@ -203,6 +226,8 @@ export class Bond implements PortHandle {
     this.linkFailures = new Array<number>(n).fill(0);
     this.pendingPdu = cfg.members.map(() => ({ version: 1, actor: emptyInfo(), partner: emptyInfo(), collectorMaxDelay: 0 }));
     this.pendingPduSet = new Array<boolean>(n).fill(false);
+    const same = restore !== undefined && restore.mode === (cfg.mode ?? 'active-backup') && JSON.stringify(restore.members) === JSON.stringify(cfg.members);
+    this.lacpRestore = cfg.members.map((_m, i) => (same ? restore.lacp?.ports[i] : undefined));
     if (this.mode === 'active-backup') {
       this.policy = new ActiveBackup(
         { members: [cfg.members[0], cfg.members[1]], primary: cfg.primary, primaryReselect: cfg.primaryReselect, updelayMs: cfg.updelayMs, downdelayMs: cfg.downdelayMs },
@@ -212,6 +237,7 @@ export class Bond implements PortHandle {
       );
     } else if (this.mode === 'balance-slb') {
       const slb = new SlbPolicy(n);
+      if (same && restore.slb !== undefined) slb.restore(restore.slb);
       this.slb = slb;
       this.txIo = new BondTxIo(n, (slab, off, len, op, arg) => slb.choose(slbKey(slab, off, len, op, arg), len), RxSlab.get().bytes);
     } else {
@@ -332,8 +358,14 @@ export class Bond implements PortHandle {
       this.refreshPortState();
       if (moved.length > 0) this.scheduleAnnouncements(() => this.announceBuckets(moved));
     } else if (this.lacp !== null) {
-      this.lacp.setEnabled(m.index, usable, performance.now());
+      const restored = usable ? this.lacpRestore[m.index] : undefined;
       this.syncIo();
+      if (restored !== undefined) {
+        this.lacpRestore[m.index] = undefined;
+        this.lacp.enableRestored(m.index, restored, performance.now());
+      } else {
+        this.lacp.setEnabled(m.index, usable, performance.now());
+      }
     }
   }
 
@@ -622,18 +654,6 @@ export class Bond implements PortHandle {
       ...(this.slb !== null ? { slb: this.slb.snapshot() } : {}),
       ...(this.lacp !== null ? { lacp: this.lacp.snapshot() } : {}),
     };
-  }
-
-  /** Restores runtimeState() of the previous daemon when mode and members match; returns what did not match, or null. */
-  restoreRuntimeState(s: BondRuntimeState): string | null {
-    if (s.mode !== this.mode || JSON.stringify(s.members) !== JSON.stringify(this.cfg.members)) return 'bond mode or members changed';
-    if (this.slb !== null && Array.isArray(s.slb)) this.slb.restore(s.slb);
-    if (this.lacp !== null && s.lacp !== undefined) {
-      const problem = this.lacp.restore(s.lacp, performance.now());
-      if (problem !== null) return problem;
-      this.syncIo();
-    }
-    return null;
   }
 
   show(): BondShow {

@@ -19,7 +19,7 @@ import type { FdbSnapshotEntry } from '../state/document.js';
 import { ControlError } from '../control/errors.js';
 import { ManagedPort, RefusedNetdevError, refusedNetdevProblem, type PortHandle } from './ports.js';
 import { restoreHostStack } from './hoststack.js';
-import { Bond, type BondShow } from './bond.js';
+import { Bond, type BondRuntimeState, type BondShow, parseBondStates } from './bond.js';
 import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
 import { VxlanPort, type VxlanShow } from './vxlan.js';
 import { parseVxlanPort, type VxlanPortConfig } from '../config/config.js';
@@ -428,9 +428,23 @@ export class Daemon {
     return null;
   }
 
+  /** Bond state handed over by the previous daemon (--takeover), used once by createBond(). */
+  private bondRestore = new Map<string, BondRuntimeState>();
+
+  /** --takeover: the previous daemon's bond states (state section BOND_STATE_SECTION), before start(). */
+  setBondRestore(section: unknown): void {
+    this.bondRestore = parseBondStates(section);
+  }
+
+  /** What a --takeover hands over per bond (SLB assignments, LACP state). */
+  bondStates(): Record<string, BondRuntimeState> {
+    return Object.fromEntries(this.bonds().map((b) => [b.name, b.runtimeState()]));
+  }
+
   private createBond(br: BridgeRuntime, cfg: Bond['cfg'], vlan: VlanSpec): Bond {
     const id = br.bridge.freePortId();
-    const bond = new Bond(cfg, br.bridge, id, br.cfg.mtu, this.portLog, this.wrap);
+    const bond = new Bond(cfg, br.bridge, id, br.cfg.mtu, this.portLog, this.wrap, this.bondRestore.get(cfg.name));
+    this.bondRestore.delete(cfg.name);
     br.bridge.addPort(bond.port);
     br.bridge.setPortVlan(bond.port, vlan);
     bond.open();

@@ -30,6 +30,7 @@ import { FdStore, takeListenFds } from '../handover/fdstore.js';
 import { StateStore } from '../state/store.js';
 import { DaemonState } from '../state/daemon-state.js';
 import { getSection, parseState, serializeState } from '../state/document.js';
+import { BOND_STATE_SECTION } from './bond.js';
 import { MOVED_TAPS_SECTION, MovedTaps } from '../handover/moved.js';
 
 export interface RunOptions {
@@ -102,6 +103,7 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
       state.load(doc.doc);
       moved.load(getSection(doc.doc, MOVED_TAPS_SECTION));
       trackMoves(moved, state);
+      daemon.setBondRestore(getSection(doc.doc, BOND_STATE_SECTION));
       daemon.start();
       state.restore(methods, { write: false });
       inheritedFds.closeUnused();
@@ -155,7 +157,10 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
       daemon,
       control: ctl,
       log: hlog,
-      state: () => serializeState(st.collectState()),
+      state: () => {
+        st.setSection(BOND_STATE_SECTION, daemon.bondStates());
+        return serializeState(st.collectState());
+      },
       stateLockFd: () => (store === null ? -1 : store.lockFd),
       onHandedOver: () => resolve(0),
     });

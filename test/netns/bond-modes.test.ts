@@ -13,6 +13,7 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { destroyLab, Lab, PYTHON, canRunNetns, run, sleep, waitFor } from "./helpers.js";
+import { takeover } from "./handover-helpers.js";
 
 const support = canRunNetns();
 if (!support.ok) console.warn(`netns bond-modes tests skipped: ${support.reason}`);
@@ -292,6 +293,17 @@ describe.skipIf(!support.ok)("balance-slb bond against a kernel bridge", () => {
     expect(txOf(await bondShow(lab!), "peth1")).toBeGreaterThan(tx1);
   }, 60_000);
 
+  it("--takeover keeps every SLB assignment: no MAC moves", async () => {
+    const before = await bondShow(lab!);
+    const fdb0 = await switchFdb(lab!);
+    await takeover(lab!);
+    const after = await bondShow(lab!);
+    for (const m of before.members) expect(after.members.find((x) => x.name === m.name)!.macs?.sort()).toEqual(m.macs?.sort());
+    for (const vm of VMS) expect((await lab!.ping(vm.node, EXT_IP, 2, { intervalS: 0.05 })).ok).toBe(true);
+    const fdb1 = await switchFdb(lab!);
+    for (const vm of VMS) expect(fdb1.get(vm.mac)).toBe(fdb0.get(vm.mac));
+  }, 60_000);
+
   it("bond set-mode is refused while running", async () => {
     await expect(rpc(lab!, "bond.set_mode", { bond: BOND, mode: "802.3ad" })).rejects.toThrow(/cannot change while it runs/);
   });
@@ -373,5 +385,31 @@ describe.skipIf(!support.ok || !ovsOk)("802.3ad bond against Open vSwitch (users
     const back = await waitBond(lab!, (x) => x.lacp!.distributing.length === 2, 15_000);
     console.log(`lacp rejoin: ${Date.now() - t0} ms`);
     expect(back.lacp!.distributing.sort()).toEqual(["peth0", "peth1"]);
+  }, 90_000);
+
+  it("--takeover carries the LACP state: the new daemon distributes at once and Open vSwitch sees no change", async () => {
+    await waitBond(lab!, (x) => x.lacp!.distributing.length === 2, 15_000);
+    let watching = true;
+    const ovsStates = new Set<string>();
+    const watch = (async () => {
+      while (watching) {
+        const show = await appctl(lab!, ["bond/show", "bond0"]);
+        ovsStates.add(`may_enable true x${show.match(/may_enable: true/g)?.length ?? 0}`);
+        await sleep(20);
+      }
+    })();
+    const r = await pingStream(lab!, "vm1", 300, async () => {
+      await takeover(lab!);
+    });
+    const b = await bondShow(lab!);
+    await sleep(4_000); // longer than the partner's 3 s timeout: a stale or missing LACPDU would show now
+    watching = false;
+    await watch;
+    const b2 = await bondShow(lab!);
+    console.log(`lacp takeover: ping ${r.received}/${r.sent}; OVS states seen: ${[...ovsStates].join(", ")}`);
+    expect(b.lacp!.distributing.sort()).toEqual(["peth0", "peth1"]);
+    expect(b2.lacp!.distributing.sort()).toEqual(["peth0", "peth1"]);
+    expect([...ovsStates]).toEqual(["may_enable true x2"]);
+    expect(b2.members.filter((m) => m.name !== "peth2").every((m) => m.lacp!.mux_state === "collecting_distributing")).toBe(true);
   }, 90_000);
 });
