@@ -8,6 +8,11 @@
 //   tapbridge_fdb_events_total{bridge,event}           event = learned | aged | moved | evicted
 //   tapbridge_bond_active_member{bond,member}          1 on the active member, 0 on the other
 //   tapbridge_bond_failovers_total{bond}
+//   tapbridge_bond_member_up{bond,member}              1 while the member is up (carrier; 802.3ad: collecting and distributing)
+//   tapbridge_bond_member_tx_{packets,bytes}_total{bond,member}   what each member sent (balance-slb, 802.3ad: packets;
+//                                                      bytes in every mode)
+//   tapbridge_bond_member_load_bytes{bond,member}      balance-slb: the member's buckets' load (halved each rebalance)
+//   tapbridge_bond_member_lacpdus_total{bond,member,direction}   802.3ad: LACPDUs received (rx) and sent (tx)
 //   tapbridge_data_worker_ports{worker}                ports each forwarding thread reads (worker 0: the main thread)
 //   tapbridge_data_worker_frames_total{worker}         frames a data-plane worker thread read (data_workers > 1)
 //   tapbridge_data_worker_learn_dropped_total{worker}  learning events its full ring refused
@@ -214,6 +219,40 @@ export class DaemonMetrics {
     add('tapbridge_bond_failovers_total', 'Changes of the active member from one member to the other.', 'counter', (out) => {
       for (const bond of this.snap.bonds) {
         if (finite(bond.failovers)) out.push({ value: bond.failovers, labels: NO_LABELS, sharedLabels: this.labels.get([bond.name], BO) });
+      }
+    });
+
+    add('tapbridge_bond_member_up', 'Bond members: 1 while up (carrier; 802.3ad: collecting and distributing).', 'gauge', (out) => {
+      for (const bond of this.snap.bonds) {
+        for (const m of bond.members) {
+          const up = m.lacp !== undefined ? m.lacp.mux_state === 'collecting_distributing' : m.mii_status === 'up';
+          out.push({ value: up ? 1 : 0, labels: NO_LABELS, sharedLabels: this.labels.get([bond.name, m.name], BM) });
+        }
+      }
+    });
+    add('tapbridge_bond_member_tx_packets_total', 'Frames each bond member sent (balance-slb, 802.3ad).', 'counter', (out) => {
+      for (const bond of this.snap.bonds) {
+        for (const m of bond.members) if (m.tx_packets !== undefined && finite(m.tx_packets) && bond.mode !== 'active-backup') out.push({ value: m.tx_packets, labels: NO_LABELS, sharedLabels: this.labels.get([bond.name, m.name], BM) });
+      }
+    });
+    add('tapbridge_bond_member_tx_bytes_total', 'Bytes each bond member sent (the kernel accepted).', 'counter', (out) => {
+      for (const bond of this.snap.bonds) {
+        for (const m of bond.members) if (m.tx_bytes !== undefined && finite(m.tx_bytes)) out.push({ value: m.tx_bytes, labels: NO_LABELS, sharedLabels: this.labels.get([bond.name, m.name], BM) });
+      }
+    });
+    add('tapbridge_bond_member_load_bytes', 'balance-slb: load of the buckets each member carries (bytes, halved every rebalance).', 'gauge', (out) => {
+      for (const bond of this.snap.bonds) {
+        for (const m of bond.members) if (m.load !== undefined && finite(m.load)) out.push({ value: m.load, labels: NO_LABELS, sharedLabels: this.labels.get([bond.name, m.name], BM) });
+      }
+    });
+    const BMD = ['bond', 'member', 'direction'] as const;
+    add('tapbridge_bond_member_lacpdus_total', '802.3ad: LACPDUs each member received (rx) and sent (tx).', 'counter', (out) => {
+      for (const bond of this.snap.bonds) {
+        for (const m of bond.members) {
+          if (m.lacp === undefined) continue;
+          out.push({ value: m.lacp.lacpdus_rx, labels: NO_LABELS, sharedLabels: this.labels.get([bond.name, m.name, 'rx'], BMD) });
+          out.push({ value: m.lacp.lacpdus_tx, labels: NO_LABELS, sharedLabels: this.labels.get([bond.name, m.name, 'tx'], BMD) });
+        }
       }
     });
 

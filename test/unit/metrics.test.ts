@@ -43,6 +43,26 @@ function source(rx = 10): MetricsSource & { drops: Record<string, number> } {
         { name: 'peth0', mii_status: 'down', link_failures: 3, state: 'down', permanent_hw_addr: null },
         { name: 'peth1', mii_status: 'up', link_failures: 0, state: 'up', permanent_hw_addr: null },
       ],
+    }, {
+      name: 'bond1', mode: 'balance-slb', active: 'peth2', primary: 'peth2', primary_reselect: 'always', mii_status: 'up',
+      miimon: 100, updelay: 0, downdelay: 0, num_grat_arp: 1, peer_notif_delay: 0, failovers: 0,
+      members: [
+        { name: 'peth2', mii_status: 'up', link_failures: 0, state: 'up', permanent_hw_addr: null, tx_packets: 11, tx_bytes: 1100, load: 700, macs: [] },
+        { name: 'peth3', mii_status: 'down', link_failures: 1, state: 'down', permanent_hw_addr: null, tx_packets: 4, tx_bytes: 400, load: 0, macs: [] },
+      ],
+    }, {
+      name: 'bond2', mode: '802.3ad', active: null, primary: 'peth4', primary_reselect: 'always', mii_status: 'up',
+      miimon: 100, updelay: 0, downdelay: 0, num_grat_arp: 1, peer_notif_delay: 0, failovers: 0,
+      members: ['peth4', 'peth5'].map((name, i) => ({
+        name, mii_status: 'up' as const, link_failures: 0, state: 'up', permanent_hw_addr: null, tx_packets: 20 + i, tx_bytes: 2000,
+        lacp: {
+          rx_state: 'current', mux_state: i === 0 ? 'collecting_distributing' : 'attached', selected: true, partner_mismatch: false,
+          actor: { system_priority: 1, system: '02:00:00:00:00:01', key: 1, port_priority: 1, port: i + 1, state: 0x3d, state_bits: '' },
+          partner: { system_priority: 1, system: '02:00:00:00:00:02', key: 1, port_priority: 1, port: i + 1, state: 0x3d, state_bits: '' },
+          lacpdus_rx: 7 + i, lacpdus_tx: 9, lacpdus_bad: 0, actor_churn: 'no churn' as const, partner_churn: 'no churn' as const,
+          actor_churn_count: 0, partner_churn_count: 0,
+        },
+      })),
     }],
   };
 }
@@ -77,6 +97,15 @@ describe('DaemonMetrics', () => {
     expect(s.get('tapbridge_bond_active_member{bond="bond0",member="peth1"}')).toBe(1);
     expect(s.get('tapbridge_bond_active_member{bond="bond0",member="peth0"}')).toBe(0);
     expect(s.get('tapbridge_bond_failovers_total{bond="bond0"}')).toBe(3);
+    // per member (issue 24): up, tx, SLB load, LACPDUs
+    expect(s.get('tapbridge_bond_member_up{bond="bond1",member="peth3"}')).toBe(0);
+    expect(s.get('tapbridge_bond_member_up{bond="bond2",member="peth4"}')).toBe(1);
+    expect(s.get('tapbridge_bond_member_up{bond="bond2",member="peth5"}')).toBe(0); // attached, not distributing
+    expect(s.get('tapbridge_bond_member_tx_packets_total{bond="bond1",member="peth2"}')).toBe(11);
+    expect(s.get('tapbridge_bond_member_tx_bytes_total{bond="bond1",member="peth3"}')).toBe(400);
+    expect(s.get('tapbridge_bond_member_load_bytes{bond="bond1",member="peth2"}')).toBe(700);
+    expect(s.get('tapbridge_bond_member_lacpdus_total{bond="bond2",member="peth5",direction="rx"}')).toBe(8);
+    expect(s.get('tapbridge_bond_member_lacpdus_total{bond="bond2",member="peth5",direction="tx"}')).toBe(9);
     expect(s.get('tapbridge_data_worker_ports{worker="0"}')).toBe(1);
     expect(s.get('tapbridge_data_worker_ports{worker="1"}')).toBe(2);
     expect(s.get('tapbridge_data_worker_frames_total{worker="1"}')).toBe(321);
