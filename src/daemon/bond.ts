@@ -684,8 +684,8 @@ export class Bond implements PortHandle {
           state: link,
           permanent_hw_addr: this.permanentMac[m.index],
           tx_bytes: m.port.nativeCounter(PortCounter.TxBytes),
-          tx_packets: this.txIo !== null ? this.txIo.txPackets[m.index] : 0,
         };
+        if (this.txIo !== null) row.tx_packets = this.txIo.txPackets[m.index];
         if (slbMacs !== null) {
           row.load = Math.round(slbLoads![m.index]);
           row.macs = slbMacs[m.index].macs.filter((_x, j) => slbMacs[m.index].ips[j] === 0).map((x, j) => {
