@@ -14,13 +14,15 @@
 //              partner (system priority, system, key) of ports already attached; otherwise it takes the partner
 //              of the candidate with the best (port priority, port). Candidates with another partner are not
 //              selected (`partner_mismatch`): no mixing of two switches.
-//   mux        (coupled control) DETACHED -> WAITING (wait_while, Aggregate_Wait_Time 2 s) -> ATTACHED (actor
-//              in sync) -> COLLECTING_DISTRIBUTING when the partner is in sync; back when either stops.
+//   mux        DETACHED -> WAITING (wait_while, Aggregate_Wait_Time 2 s) -> ATTACHED (actor in sync) ->
+//              COLLECTING_DISTRIBUTING when the partner is in sync; back when either stops. Frames are accepted
+//              from then on, but sent only once the partner says it is collecting too (independent control's
+//              rule for distributing), so nothing is sent to a partner that would drop it.
 //   churn      actor (partner) churn: the actor's (partner's) sync bit stayed false for 60 s while the port had
 //              carrier; counted once per episode.
 //
-// A member carries and accepts data only in COLLECTING_DISTRIBUTING (distributing(): the list the transmit
-// hash chooses from). Time is injected through nowMs arguments: tests drive it without waiting.
+// A member accepts data only in COLLECTING_DISTRIBUTING and carries it only when, beyond that, its partner is
+// collecting (dist: the list the transmit hash chooses from). Time is injected through nowMs arguments: tests drive it without waiting.
 
 import {
   emptyInfo, LACP_ACTIVITY, LACP_AGGREGATION, LACP_COLLECTING, LACP_DEFAULTED, LACP_DISTRIBUTING, LACP_EXPIRED, LACP_SYNC,
@@ -202,9 +204,8 @@ export class LacpPolicy {
   /** Selection, mux, churn and transmission after any event. */
   private run(nowMs: number): void {
     this.select();
-    let changed = false;
-    for (const p of this.ports) changed = this.muxStep(p, nowMs) || changed;
-    if (changed) this.rebuildDist();
+    for (const p of this.ports) this.muxStep(p, nowMs);
+    this.rebuildDist();
     for (const p of this.ports) {
       this.churn(p, nowMs);
       this.transmit(p, nowMs);
@@ -296,11 +297,18 @@ export class LacpPolicy {
     p.ntt = true;
   }
 
+  /** Recomputes the distributing list; tells the owner when it changed. */
   private rebuildDist(): void {
     let n = 0;
-    for (const p of this.ports) if (p.mux === 'collecting_distributing') this.dist[n++] = p.index;
+    let changed = false;
+    for (const p of this.ports) {
+      if (p.mux !== 'collecting_distributing' || (p.partner.state & LACP_COLLECTING) === 0) continue;
+      if (n >= this.distCount || this.dist[n] !== p.index) changed = true;
+      this.dist[n++] = p.index;
+    }
+    if (n !== this.distCount) changed = true;
     this.distCount = n;
-    this.onDistributingChange();
+    if (changed) this.onDistributingChange();
   }
 
   private churn(p: LacpPort, nowMs: number): void {

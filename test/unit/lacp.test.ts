@@ -246,4 +246,29 @@ describe('LACP machines', () => {
     expect(b.ports[0].mux).not.toBe('collecting_distributing');
     expect(a2.restore({ ports: [] }, w.nowMs)).toMatch(/member count/);
   });
+
+  it('accepts frames once the partner is in sync, but sends only once the partner says it is collecting', () => {
+    const sent: Lacpdu[] = [];
+    const a = new LacpPolicy({ memberCount: 1, active: true, fast: true, systemPriority: 65535, portPriority: 255, key: 1 },
+      (_i, pdu) => { sent.push(JSON.parse(JSON.stringify(pdu)) as Lacpdu); return true; }, () => {});
+    a.system = 0x020000000a00;
+    a.setEnabled(0, true, 0);
+    const from = (state: number): Lacpdu => ({
+      version: 1,
+      actor: { systemPriority: 1, system: 0x020000000b00, key: 9, portPriority: 1, port: 1, state },
+      partner: { ...sent[sent.length - 1].actor },
+      collectorMaxDelay: 0,
+    });
+    const SYNC_AGG = LACP_ACTIVITY | LACP_TIMEOUT | 0x04 | LACP_SYNC;
+    let now = 0;
+    a.rx(0, from(SYNC_AGG), now);
+    for (; now < AGGREGATE_WAIT_MS + 200; now += TICK_MS) a.tick(now);
+    a.rx(0, from(SYNC_AGG), now);
+    expect(a.collecting(0)).toBe(true);
+    expect(a.distCount).toBe(0);
+    expect(a.choose(7)).toBe(-1);
+    a.rx(0, from(SYNC_AGG | LACP_COLLECTING), now);
+    expect(a.distCount).toBe(1);
+    expect(a.choose(7)).toBe(0);
+  });
 });
