@@ -4,8 +4,8 @@
 //   slbKey     (source MAC, VLAN): balance-slb, as Open vSwitch's bond_hash_src. The VLAN is the one the frame
 //              leaves with (the tx op's tag, else the frame's own tag, else 0).
 //   l2Hash     source MAC, destination MAC and VLAN: 802.3ad `hash: layer2` (Linux xmit_hash_policy layer2).
-//   l34Hash    l2Hash plus IPv4/IPv6 addresses and TCP/UDP/SCTP ports of an unfragmented packet: `hash: layer3+4`
-//              (Open vSwitch balance-tcp). Non-IP frames and fragments fall back to the L3 part or to l2Hash.
+//   l34Hash    IPv4/IPv6 addresses, TCP/UDP/SCTP ports of an unfragmented packet, and the VLAN: `hash: layer3+4`
+//              (Open vSwitch balance-tcp). Fragments hash on the L3 part; non-IP frames fall back to l2Hash.
 //
 // A GSO super-frame is one flow's data: it hashes like that flow's other frames and leaves on one member.
 // The 32-bit results are mixed with a finalizer (murmur3 fmix32), so that a few guests spread evenly over
@@ -86,5 +86,5 @@ export function l34Hash(slab: Uint8Array, off: number, len: number, op: number, 
     return l2Hash(slab, off, len, op, arg);
   }
   if ((proto === 6 || proto === 17 || proto === 132) && l4 + 4 <= end) h ^= Math.imul(word(slab, l4), 0x85ebca6b);
-  return mix32((h ^ proto) >>> 0);
+  return mix32((h ^ proto ^ (txVid(slab, off, len, op, arg) << 8)) >>> 0);
 }
