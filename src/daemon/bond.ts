@@ -205,6 +205,8 @@ export class Bond implements PortHandle {
   /** active member changed from one member to the other (also across a time with no member up) */
   private failovers = 0;
   private lastActive: string | null = null;
+  /** balance-slb: buckets whose MACs the running series of announcement rounds covers */
+  private readonly slbPending = new Set<number>();
   /** Set by close(): members closing on shutdown is not a link failure (no failover, no announcement). */
   private closing = false;
   private readonly wrap: CallbackWrapper;
@@ -356,7 +358,7 @@ export class Bond implements PortHandle {
       if (before >= 0 && this.slb.active >= 0 && before !== this.slb.active) this.failovers++;
       this.syncIo();
       this.refreshPortState();
-      if (moved.length > 0) this.scheduleAnnouncements(() => this.announceBuckets(moved));
+      if (moved.length > 0) this.announceMoved(moved);
     } else if (this.lacp !== null) {
       const restored = usable ? this.lacpRestore[m.index] : undefined;
       this.syncIo();
@@ -514,7 +516,7 @@ export class Bond implements PortHandle {
     const moved = this.slb.rebalance();
     if (moved.length > 0) {
       this.log.info({ buckets: moved.length }, 'balance-slb: rebalanced');
-      this.scheduleAnnouncements(() => this.announceBuckets(moved));
+      this.announceMoved(moved);
     }
     return moved.length;
   }
@@ -533,7 +535,7 @@ export class Bond implements PortHandle {
     }
     this.log.info({ reason: e.reason, old_active: from, new_active: to, detection_ms: Math.round(e.detectionMs) },
       from === null ? 'bond up: active member selected' : 'bond failover');
-    this.scheduleAnnouncements(() => this.announce(0), e.newActiveUpForMs);
+    this.scheduleAnnouncements((round) => this.announce(round), e.newActiveUpForMs);
   }
 
   /**
@@ -542,20 +544,33 @@ export class Bond implements PortHandle {
    * link, frames to silent VMs still go to the old one. When the new member's carrier has only just come back, the
    * far end may not forward yet and may lose that first round, so one extra round follows one interval after the last.
    */
-  private scheduleAnnouncements(round: () => void, newActiveUpForMs = Infinity): void {
+  private scheduleAnnouncements(announceRound: (round: number) => void, newActiveUpForMs = Infinity): void {
     for (const t of this.notifyTimers) clearTimeout(t);
     this.notifyTimers = [];
     const gapMs = this.cfg.peerNotifDelayMs > 0 ? this.cfg.peerNotifDelayMs : this.cfg.miimonMs > 0 ? this.cfg.miimonMs : 100;
     const rounds = this.cfg.numGratArp + (this.cfg.numGratArp > 0 && newActiveUpForMs < gapMs ? 1 : 0);
     for (let r = 0; r < rounds; r++) {
       if (r === 0) {
-        round();
+        announceRound(0);
       } else {
-        const t = setTimeout(this.wrap(`bond ${this.cfg.name}: announce`, round), r * gapMs);
+        const t = setTimeout(this.wrap(`bond ${this.cfg.name}: announce`, () => announceRound(r)), r * gapMs);
         t.unref();
         this.notifyTimers.push(t);
       }
     }
+  }
+
+  /**
+   * balance-slb: announce the MACs of moved buckets. A series of rounds already running for earlier moves is
+   * restarted with the union, so no moved bucket misses its rounds; the set empties after the series' last round.
+   */
+  private announceMoved(moved: readonly number[]): void {
+    for (const b of moved) this.slbPending.add(b);
+    const rounds = this.cfg.numGratArp;
+    this.scheduleAnnouncements((round) => {
+      this.announceBuckets([...this.slbPending]);
+      if (round >= rounds - 1) this.slbPending.clear();
+    });
   }
 
   /** The VID a frame of internal `vid` leaves the bond with (what slbKey hashes). */
