@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/config.js';
+import { diffConfig } from '../../src/state/reload.js';
 import { configIssues } from '../support/config-issues.js';
 
 const cli = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -197,5 +198,15 @@ bridges:
     expect(issues(withUplink('{ bond: { name: bond0, members: [p0, p1], rebalance_interval: 10 } }'))).toEqual([
       'bridges[0].uplink.bond.rebalance_interval: does not apply to mode active-backup (only balance-slb)',
     ]);
+  });
+
+  it('a reload that changes the mode (or a key of it) re-creates the bond: the plan says what changed', () => {
+    const a = parseConfig(withUplink('{ bond: { name: bond0, members: [peth0, peth1] } }'));
+    const b = parseConfig(withUplink('{ bond: { name: bond0, mode: balance-slb, members: [peth0, peth1], rebalance_interval: 5000 } }'));
+    const c = parseConfig(withUplink('{ bond: { name: bond0, mode: balance-slb, members: [peth0, peth1], rebalance_interval: 1000 } }'));
+    const ab = diffConfig(a, b).filter((x) => x.line.startsWith('~ uplink'));
+    expect(ab.map((x) => x.line)).toEqual(['~ uplink xenbr0 mode active-backup -> balance-slb, rebalance_interval 10000 -> 5000']);
+    expect(ab[0].action).toMatchObject({ do: 'replaceUplink' });
+    expect(diffConfig(b, c).map((x) => x.line)).toEqual(['~ uplink xenbr0 rebalance_interval 5000 -> 1000']);
   });
 });
