@@ -258,8 +258,6 @@ function vlanOf(c: Checker, obj: Record<string, unknown>, path: string): VlanSpe
 const BOND_MODE_KEYS: Record<string, readonly BondMode[]> = {
   primary: ['active-backup'],
   primary_reselect: ['active-backup'],
-  updelay: ['active-backup'],
-  downdelay: ['active-backup'],
   num_grat_arp: ['active-backup', 'balance-slb'],
   peer_notif_delay: ['active-backup', 'balance-slb'],
   rebalance_interval: ['balance-slb'],

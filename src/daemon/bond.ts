@@ -34,6 +34,7 @@ import { l2Hash, l34Hash, macVidHash, slbKey } from '../bond/hash.js';
 import { type LacpSnapshot, LacpPolicy, TICK_MS } from '../bond/lacp.js';
 import { BUCKETS, SlbPolicy } from '../bond/slb.js';
 import { BondTxIo } from '../bond/tx.js';
+import { LinkDelay } from '../bond/link-delay.js';
 import type { BondConfigFile, BondMode } from '../config/config.js';
 import { macHi, macLo } from '../fdb/fdb.js';
 import { decodeLacpdu, emptyInfo, encodeLacpdu, LACP_SUBTYPE, type Lacpdu, stateString } from '../frame/lacp.js';
@@ -213,6 +214,10 @@ export class Bond implements PortHandle {
 
   /** 802.3ad: per member, the previous daemon's LACP state (--takeover), applied when the member first comes up */
   private readonly lacpRestore: (LacpSnapshot['ports'][number] | undefined)[];
+  /** balance-slb: members with assignments from the previous daemon (--takeover): used without waiting out updelay */
+  private readonly slbRestored: boolean[];
+  /** balance-slb / 802.3ad: updelay and downdelay per member */
+  private readonly linkDelay: LinkDelay | null = null;
 
   /** `restore`: what the previous daemon's runtimeState() was (--takeover); used when mode and members are the same. */
   constructor(cfg: BondConfig, bridge: Bridge, id: number, mtu: number, log: Logger, wrap: CallbackWrapper = (_c, fn) => fn, restore?: BondRuntimeState) {
@@ -229,7 +234,8 @@ export class Bond implements PortHandle {
     this.pendingPdu = cfg.members.map(() => ({ version: 1, actor: emptyInfo(), partner: emptyInfo(), collectorMaxDelay: 0 }));
     this.pendingPduSet = new Array<boolean>(n).fill(false);
     const same = restore !== undefined && restore.mode === (cfg.mode ?? 'active-backup') && JSON.stringify(restore.members) === JSON.stringify(cfg.members);
-    this.lacpRestore = cfg.members.map((_m, i) => (same ? restore.lacp?.ports[i] : undefined));
+    this.lacpRestore = cfg.members.map((_m, i) => (same && restore.lacp?.ports[i]?.rx === 'current' ? restore.lacp.ports[i] : undefined));
+    this.slbRestored = cfg.members.map((_m, i) => same && restore.slb !== undefined && restore.slb.includes(i));
     if (this.mode === 'active-backup') {
       this.policy = new ActiveBackup(
         { members: [cfg.members[0], cfg.members[1]], primary: cfg.primary, primaryReselect: cfg.primaryReselect, updelayMs: cfg.updelayMs, downdelayMs: cfg.downdelayMs },
@@ -254,6 +260,11 @@ export class Bond implements PortHandle {
     }
     this.port.txIo = this.txIo;
     this.members = cfg.members.map((name, i) => new BondMember(this, i, name, bridge, mtu, log, wrap));
+    if (this.mode !== 'active-backup') {
+      this.linkDelay = new LinkDelay(n, cfg.updelayMs, cfg.downdelayMs,
+        { ...realClock, setTimer: (fn, ms) => realClock.setTimer(this.wrap(`bond ${cfg.name}: updelay/downdelay`, fn), ms) },
+        (i, usable, source) => this.memberUsable(this.members[i], usable, source));
+    }
     this.port.members = this.members;
     this.port.state = 'down';
   }
@@ -347,7 +358,15 @@ export class Bond implements PortHandle {
       this.policy.carrierChanged(m.index, up, source);
       return;
     }
-    const usable = up && m.io !== null;
+    const delay = this.linkDelay!;
+    if (source === 'netdev deleted') delay.vanished(m.index, source);
+    else delay.carrier(m.index, up && m.io !== null, source, this.lacpRestore[m.index] !== undefined || this.slbRestored[m.index]);
+  }
+
+  /** balance-slb / 802.3ad: member m becomes usable or not (after updelay / downdelay). */
+  private memberUsable(m: BondMember, usable: boolean, source: string): void {
+    if (this.closing) return;
+    this.slbRestored[m.index] = false;
     if (this.memberUp[m.index] === usable) return;
     this.memberUp[m.index] = usable;
     if (!usable) this.linkFailures[m.index]++;
@@ -691,7 +710,8 @@ export class Bond implements PortHandle {
       num_grat_arp: this.cfg.numGratArp,
       peer_notif_delay: this.cfg.peerNotifDelayMs,
       members: this.members.map((m) => {
-        const link = ab !== null ? ab.link[m.index] : this.memberUp[m.index] ? 'up' : 'down';
+        const pending = this.linkDelay?.pending(m.index) ?? null;
+        const link = ab !== null ? ab.link[m.index] : pending === 'going down' ? 'fail' : pending === 'going up' ? 'back' : this.memberUp[m.index] ? 'up' : 'down';
         const row: BondMemberShow = {
           name: m.name,
           mii_status: link === 'up' || link === 'fail' ? 'up' as const : 'down' as const,
@@ -749,6 +769,7 @@ export class Bond implements PortHandle {
     for (const t of this.notifyTimers) clearTimeout(t);
     this.notifyTimers = [];
     this.policy?.stop();
+    this.linkDelay?.stop();
     for (const m of this.members) m.close('absent');
   }
 }

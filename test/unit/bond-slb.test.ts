@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { l2Hash, l34Hash, macVidHash, slbKey, txVid } from '../../src/bond/hash.js';
 import { BUCKETS, SlbPolicy } from '../../src/bond/slb.js';
 import { BondTxIo } from '../../src/bond/tx.js';
+import { LinkDelay } from '../../src/bond/link-delay.js';
 import type { PortIo } from '../../src/bridge/port.js';
 import { TX_OP_NONE, TX_OP_PUSH_TAG } from '../../src/io/native-types.js';
 
@@ -153,5 +154,49 @@ describe('BondTxIo', () => {
     for (let i = 0; i < 10; i++) io.tx[4 * i] = i * 300;
     expect(io.send(10)).toBe(10);
     expect(a.sent.length).toBe(4 + 10);
+  });
+});
+
+describe('LinkDelay (updelay / downdelay of balance-slb and 802.3ad members)', () => {
+  /** A clock whose timers fire when the test advances it. */
+  function fakeClock() {
+    let now = 0;
+    let timers: { at: number; fn: () => void; id: number }[] = [];
+    let next = 1;
+    return {
+      clock: {
+        now: () => now,
+        setTimer: (fn: () => void, ms: number) => { const id = next++; timers.push({ at: now + ms, fn, id }); return id; },
+        clearTimer: (h: unknown) => { timers = timers.filter((t) => t.id !== h); },
+      },
+      advance(ms: number): void {
+        now += ms;
+        for (const t of timers.filter((x) => x.at <= now)) { timers = timers.filter((x) => x !== t); t.fn(); }
+      },
+    };
+  }
+
+  it('uses a member after updelay, keeps it through a flap shorter than downdelay, drops a vanished one at once', () => {
+    const c = fakeClock();
+    const events: string[] = [];
+    const d = new LinkDelay(2, 300, 200, c.clock, (i, up, source) => events.push(`${i} ${up ? 'up' : 'down'} ${source}`));
+    d.carrier(0, true, 'rtnetlink');
+    expect(d.pending(0)).toBe('going up');
+    c.advance(299);
+    expect(events).toEqual([]);
+    c.advance(1);
+    expect(events).toEqual(['0 up rtnetlink (after updelay)']);
+    d.carrier(0, false, 'rtnetlink');
+    c.advance(150);
+    d.carrier(0, true, 'rtnetlink'); // back within downdelay: never down
+    c.advance(500);
+    expect(events.length).toBe(1);
+    d.carrier(0, false, 'miimon');
+    c.advance(200);
+    expect(events[1]).toBe('0 down miimon (after downdelay)');
+    d.carrier(1, true, 'rtnetlink', true); // --takeover: at once
+    expect(events[2]).toBe('1 up rtnetlink');
+    d.vanished(1, 'netdev deleted');
+    expect(events[3]).toBe('1 down netdev deleted');
   });
 });
