@@ -48,6 +48,30 @@ describe('LACPDU codec', () => {
     expect(decodeLacpdu(ip, 0, LACPDU_LEN, out)).toMatch(/not a slow protocols frame/);
     expect(() => encodeLacpdu(buf, 100, 1, pdu)).toThrow(RangeError);
   });
+
+  it('random bytes never throw and never read past the frame: every answer is null or a reason', () => {
+    let seed = 12345;
+    const rnd = (): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) & 0xff;
+    const buf = new Uint8Array(256);
+    const out = blank();
+    let accepted = 0;
+    for (let n = 0; n < 20_000; n++) {
+      for (let i = 0; i < buf.length; i++) buf[i] = rnd();
+      if (n % 2 === 0) {
+        // mostly well-formed headers, so the TLV checks are reached
+        buf.set([0x88, 0x09, 1, 1, 1, 20], 12);
+        buf[36] = 2; buf[37] = 20; buf[56] = 3; buf[57] = 16;
+      }
+      const len = rnd() % 200;
+      const off = rnd() % 80;
+      const r = decodeLacpdu(buf, off, len, out);
+      if (r === null) accepted++;
+      else expect(typeof r).toBe('string');
+      // what decodes must have had every TLV byte inside [off, off+len)
+      if (r === null) expect(len).toBeGreaterThanOrEqual(LACPDU_MIN_LEN);
+    }
+    expect(accepted).toBeGreaterThan(0);
+  });
 });
 
 /**
