@@ -40,7 +40,7 @@ import { macHi, macLo } from '../fdb/fdb.js';
 import { decodeLacpdu, emptyInfo, encodeLacpdu, LACP_SUBTYPE, type Lacpdu, stateString } from '../frame/lacp.js';
 import { formatMac, parseMac } from '../frame/mac.js';
 import { TX_OP_NONE, VNET_HDR_LEN } from '../io/native-types.js';
-import { EGRESS_AS_IS, EGRESS_UNTAGGED } from '../bridge/vlan.js';
+import { EGRESS_UNTAGGED } from '../bridge/vlan.js';
 import { type CallbackWrapper, ManagedPort, type PortHandle } from './ports.js';
 
 export type BondConfig = BondConfigFile;
@@ -592,10 +592,13 @@ export class Bond implements PortHandle {
     });
   }
 
-  /** The VID a frame of internal `vid` leaves the bond with (what slbKey hashes). */
+  /**
+   * The VID a frame of internal `vid` leaves the bond with (what slbKey hashes): 0 where the uplink sends that VLAN
+   * untagged; else the VID (a tagged frame passing a VLAN-unaware bridge as it is keeps its tag, whose VID is the
+   * FDB's).
+   */
   private wireVid(vid: number): number {
-    const rule = this.port.vlan.egress[vid];
-    return rule === EGRESS_UNTAGGED || rule === EGRESS_AS_IS ? 0 : vid;
+    return this.port.vlan.egress[vid] === EGRESS_UNTAGGED ? 0 : vid;
   }
 
   /** balance-slb: local (MAC, VLAN)s by the member their bucket maps to now; only buckets in `only` when given. */
