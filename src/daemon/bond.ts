@@ -34,10 +34,11 @@ import { l2Hash, l34Hash, macVidHash, slbKey } from '../bond/hash.js';
 import { type LacpSnapshot, LacpPolicy, TICK_MS } from '../bond/lacp.js';
 import { BUCKETS, SlbPolicy } from '../bond/slb.js';
 import { BondTxIo } from '../bond/tx.js';
+import { lacpAdmit, slbAdmit } from '../bond/receive.js';
 import { LinkDelay } from '../bond/link-delay.js';
 import type { BondConfigFile, BondMode } from '../config/config.js';
 import { macHi, macLo } from '../fdb/fdb.js';
-import { decodeLacpdu, emptyInfo, encodeLacpdu, LACP_SUBTYPE, type Lacpdu, stateString } from '../frame/lacp.js';
+import { emptyInfo, encodeLacpdu, type Lacpdu, stateString } from '../frame/lacp.js';
 import { formatMac, parseMac } from '../frame/mac.js';
 import { TX_OP_NONE, VNET_HDR_LEN } from '../io/native-types.js';
 import { EGRESS_UNTAGGED } from '../bridge/vlan.js';
@@ -203,6 +204,8 @@ export class Bond implements PortHandle {
   /** 802.3ad: the latest LACPDU of the current batch per member (decoded in the batch, handled after it) */
   private readonly pendingPdu: Lacpdu[];
   private readonly pendingPduSet: boolean[];
+  /** lacpAdmit's out-parameters, reused */
+  private readonly lacpGot = { pdu: false, rxErrors: 0 };
   /** active member changed from one member to the other (also across a time with no member up) */
   private failovers = 0;
   private lastActive: string | null = null;
@@ -437,73 +440,20 @@ export class Bond implements PortHandle {
     }
   }
 
-  /** balance-slb receive rules; compacts desc in place and returns the frames kept. */
+  /** balance-slb receive rules (src/bond/receive.ts); compacts desc in place and returns the frames kept. */
   private filterSlb(mi: number, slab: Uint8Array, desc: Int32Array, count: number): number {
-    const slb = this.slb!;
-    const fdb = this.bridge.fdb;
-    const bondId = this.port.id;
-    const pvid = this.port.vlan.pvid;
-    const floodOk = slb.acceptsFlood(mi);
-    let k = 0;
-    for (let i = 0; i < count; i++) {
-      const off = desc[3 * i];
-      const len = desc[3 * i + 1];
-      if (len >= 14) {
-        if ((slab[off] & 1) !== 0 && !floodOk) {
-          this.port.dropBackupMember++;
-          continue;
-        }
-        const t = (slab[off + 12] << 8) | slab[off + 13];
-        const vid = len >= 18 && (t === 0x8100 || t === 0x88a8) ? ((slab[off + 14] << 8) | slab[off + 15]) & 0xfff : pvid;
-        const hi = (slab[off + 6] << 8) | slab[off + 7];
-        const lo = (slab[off + 8] << 24) | (slab[off + 9] << 16) | (slab[off + 10] << 8) | slab[off + 11];
-        const at = fdb.lookupHL(vid, hi, lo);
-        if (at >= 0 && at !== bondId) {
-          this.port.dropLoopedBack++;
-          continue;
-        }
-      }
-      if (k !== i) {
-        desc[3 * k] = off;
-        desc[3 * k + 1] = len;
-        desc[3 * k + 2] = desc[3 * i + 2];
-      }
-      k++;
-    }
-    return k;
+    return slbAdmit(this.slb!.acceptsFlood(mi), this.bridge.fdb, this.port.id, this.port.vlan.pvid, slab, desc, count, this.port);
   }
 
-  /** 802.3ad receive rules: LACPDUs are decoded and kept out of the bridge; data only on a collecting member. */
+  /** 802.3ad receive rules (src/bond/receive.ts); the batch's last LACPDU waits in pendingPdu[mi]. */
   private filterLacp(mi: number, slab: Uint8Array, desc: Int32Array, count: number): number {
-    const lacp = this.lacp!;
-    const collecting = lacp.collecting(mi);
-    let k = 0;
-    for (let i = 0; i < count; i++) {
-      const off = desc[3 * i];
-      const len = desc[3 * i + 1];
-      if (len >= 15 && slab[off] === 0x01 && slab[off + 1] === 0x80 && slab[off + 2] === 0xc2 && slab[off + 5] === 0x02
-        && slab[off + 12] === 0x88 && slab[off + 13] === 0x09) {
-        // slow protocols: LACP is ours; marker and others are dropped as the bridge would (`link_local`)
-        if (slab[off + 14] === LACP_SUBTYPE) {
-          if (decodeLacpdu(slab, off, len, this.pendingPdu[mi]) === null) this.pendingPduSet[mi] = true;
-          else lacp.rxError(mi);
-        } else {
-          this.port.dropLinkLocal++;
-        }
-        continue;
-      }
-      if (!collecting) {
-        this.port.dropBackupMember++;
-        continue;
-      }
-      if (k !== i) {
-        desc[3 * k] = off;
-        desc[3 * k + 1] = len;
-        desc[3 * k + 2] = desc[3 * i + 2];
-      }
-      k++;
-    }
-    return k;
+    const got = this.lacpGot;
+    got.pdu = false;
+    got.rxErrors = 0;
+    const kept = lacpAdmit(this.lacp!.collecting(mi), slab, desc, count, this.pendingPdu[mi], got, this.port);
+    if (got.pdu) this.pendingPduSet[mi] = true;
+    for (let e = 0; e < got.rxErrors; e++) this.lacp!.rxError(mi);
+    return kept;
   }
 
   /** LacpPolicy's transmit: one LACPDU from member i's MAC, composed at the slab's start. */
