@@ -5,7 +5,7 @@
 //                  dropped and counted (`backup_member`).
 //   balance-slb    two to four members; the SlbPolicy (src/bond/slb.ts) maps (source MAC, VLAN) to members.
 //                  BondPort.io is a BondTxIo (src/bond/tx.ts) that splits each tx batch over the members.
-//                  Receive: broadcast/multicast only on the policy's active member (else `backup_member`), and
+//                  Receive (src/bond/receive.ts): broadcast/multicast only on the active member (else `backup_member`), and
 //                  a frame whose source MAC the FDB has behind another port of this bridge (one of ours, come
 //                  back) is dropped on every member (`looped_back`). MACs whose bucket moves (failover,
 //                  rebalance every rebalance_interval ms, `bond rebalance`) are announced on their new member.
