@@ -19,7 +19,9 @@
 //   Named steps, each a method that reads and never counts, so that trace (src/observe/trace.ts) runs the
 //   same code: admit() (every ingress check above, the VLAN; returns a DROP_* code), unicastEgress() /
 //   floodEgress() (composed as selectEgress() for trace), txOp() (the tag operation), fits() (MTU).
-//   receive() counts what they decide. Beside them, at one place each: step "capture" (port.tap, one null
+//   receive() counts what they decide. Step "multicast" (this.mcast, src/bridge/mcast.ts: IGMP/MLD
+//   snooping and the MDB; null when multicast_snooping is off) decides for IP multicast destinations
+//   before the flood: its candidates pass shouldDeliver() like a flood's. Beside them, at one place each: step "capture" (port.tap, one null
 //   check per port a frame touches; src/observe/capture.ts) and step "mirror" (port.mirrorRx/mirrorTx,
 //   one null check; src/bridge/mirror.ts). A mirror output port is refused by shouldDeliver() and admit().
 //   Egress adds, removes or rewrites the 802.1Q tag per port (a tx op: iovecs in the addon, the slab is
@@ -41,6 +43,7 @@ import {
 } from '../frame/ethernet.js';
 import { TX_OP_NONE, TX_OP_POP_TAG, TX_OP_PUSH_TAG, TX_OP_SET_TAG, VNET_HDR_LEN } from '../io/native-types.js';
 import { checkSecurity, SEC_PASS, SECURITY_DROP_NAMES } from './lock.js';
+import { MCAST_DROP, MCAST_FLOOD, type McastSnooping } from './mcast.js';
 import { applyMirrors, type Mirror } from './mirror.js';
 import { BridgePort } from './port.js';
 import {
@@ -71,6 +74,8 @@ export const DROP_UNTAGGED_NO_NATIVE = 7;
 export const DROP_STACKED_TAG = 8;
 export const DROP_MIRROR_OUTPUT = 9;
 export const DROP_OVERSIZE = 10;
+/** malformed IGMP/MLD (step "multicast"; counted by reason in McastSnooping.malformed) */
+export const DROP_MCAST_MALFORMED = 11;
 /** DROP_SECURITY + SEC_* (lock.ts) for a port-security drop. */
 export const DROP_SECURITY = 16;
 
@@ -81,7 +86,7 @@ export function dropCodeName(code: number): string {
 }
 const DROP_CODE_NAMES = [
   'none', 'runt', 'bad_src', 'link_local', 'vlan_reserved', 'tagged_on_access', 'vlan_not_member',
-  'untagged_no_native', 'stacked_tag', 'mirror_output', 'oversize',
+  'untagged_no_native', 'stacked_tag', 'mirror_output', 'oversize', 'mcast_malformed',
 ];
 
 /** selectEgress() kinds: a known unicast destination, an unknown one (flooded), broadcast/multicast. */
@@ -164,6 +169,8 @@ export class Bridge<F extends EngineFdb = Fdb> {
   private slab: Uint8Array = new Uint8Array(0);
   /** Frame number: a mirror copies a frame once even when selected at ingress and egress. */
   private frameSeq = 0;
+  /** IGMP/MLD snooping and the MDB (mcast.ts); null: multicast is flooded. Set with setMulticast(). */
+  mcast: McastSnooping | null = null;
   /** Mirrors of this bridge (mirror.ts); set with setMirrors(). */
   private mirrorList: Mirror[] = [];
   /** Coarse clock: set by the owner (once per tick); the engine never reads the system clock. */
@@ -192,6 +199,13 @@ export class Bridge<F extends EngineFdb = Fdb> {
     this.fdb.portMax[port.id] = port.fdbMax;
     this.flood = this.ports.filter((p): p is BridgePort => p !== null);
     applyMirrors(this.mirrorList, this.flood);
+    if (this.mcast !== null) this.mcast.applyPort(port);
+  }
+
+  /** Turns snooping on (a McastSnooping) or off (null), between batches. */
+  setMulticast(mcast: McastSnooping | null): void {
+    this.mcast = mcast;
+    if (mcast !== null) for (const p of this.flood) mcast.applyPort(p);
   }
 
   get mirrors(): readonly Mirror[] {
@@ -211,6 +225,7 @@ export class Bridge<F extends EngineFdb = Fdb> {
     if (this.ports[port.id] !== port) return;
     port.state = 'absent';
     this.fdb.removePort(port.id);
+    if (this.mcast !== null) this.mcast.removePort(port);
     this.ports[port.id] = null;
     this.flood = this.ports.filter((p): p is BridgePort => p !== null);
     port.mirrorRx = null;
@@ -232,7 +247,10 @@ export class Bridge<F extends EngineFdb = Fdb> {
     if (port.state === state) return;
     const wasUp = port.state === 'up';
     port.state = state;
-    if (wasUp) this.fdb.flushDynamic(port.id);
+    if (wasUp) {
+      this.fdb.flushDynamic(port.id);
+      if (this.mcast !== null) this.mcast.portDown(port);
+    }
   }
 
   /**
@@ -407,6 +425,22 @@ export class Bridge<F extends EngineFdb = Fdb> {
         if (hdr.etherType === ETH_P_ARP && ingress.snoopArp) this.snoopArp(slab, off + hdr.payloadOffset, len - hdr.payloadOffset, vid);
       }
       const payload = this.payloadOf(slab, off, len);
+      // step "multicast": IGMP/MLD snooping and the MDB decide for IP multicast (mcast.ts)
+      if (hdr.dstGroup && this.mcast !== null && !hdr.dstIsBroadcast) {
+        const m = this.mcast.select(this.ports, this.flood, ingress, vid, slab, off, len, hdr, now);
+        if (m === MCAST_DROP) {
+          if (ingress.tap !== null) ingress.tap.drop(slab, off, len, TX_OP_NONE, 0, vid, DROP_MCAST_MALFORMED, false);
+          continue;
+        }
+        if (m !== MCAST_FLOOD) {
+          const cand = this.mcast.cand;
+          for (let k = 0; k < m; k++) {
+            const egress = cand[k];
+            if (Bridge.shouldDeliver(ingress, egress, vid, FLOOD_NONE)) this.enqueue(egress, off, len, payload, vid, tci);
+          }
+          continue;
+        }
+      }
       // the egress decision (selectEgress() is the same two steps, for trace): a known unicast
       // destination on its port, else a flood
       const egress = this.unicastEgress(ingress, vid);
@@ -552,6 +586,7 @@ export class Bridge<F extends EngineFdb = Fdb> {
   /** Periodic work: advance the clock and run a budgeted ageing sweep. */
   tick(nowMs: number, sweepBudget: number): number {
     this.nowMs = nowMs;
+    if (this.mcast !== null) this.mcast.tick(nowMs, sweepBudget);
     return this.fdb.sweep(nowMs, sweepBudget);
   }
 }
