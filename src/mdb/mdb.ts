@@ -240,8 +240,9 @@ export class Mdb {
 
   // ---- members -----------------------------------------------------------------------------------
 
-  /** The member of `port` in group `gid`, or -1. */
+  /** The member of `port` in group `gid` (-1: none), or -1. */
   findMember(gid: number, port: number): number {
+    if (gid < 0) return -1;
     for (let m = this.gHead[gid]; m !== EMPTY; m = this.mNext[m]) if (this.mPort[m] === port) return m;
     return -1;
   }
