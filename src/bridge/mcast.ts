@@ -218,8 +218,9 @@ export class McastSnooping {
       }
       case MC_QUERY: {
         this.portCounters[id * PORT_COUNTERS + PC_QUERIES]++;
+        // a general query: group 0.0.0.0 (::ffff:0.0.0.0 here) or ::
         const g = pkt.group;
-        if ((g[0] | g[1] | g[2] | g[3]) === 0) mdb.heardRouter(id, nowMs + this.gmiMs);
+        if (g[0] === 0 && g[1] === 0 && g[3] === 0 && (g[2] === 0 || g[2] === V4_MAPPED)) mdb.heardRouter(id, nowMs + this.gmiMs);
         return MCAST_FLOOD;
       }
       case MC_ROUTER:

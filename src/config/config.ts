@@ -46,6 +46,8 @@ import { mirrorSetProblem, mirrorSpecFrom, type MirrorSpec } from '../bridge/mir
 import { type LockSpec, lockSpecFrom, UNLOCKED } from '../bridge/lock.js';
 import { isLogLevel, LOG_LEVELS, type LogLevel } from '../log.js';
 import { parseListen, type ListenAddress } from '../metrics/listen.js';
+import type { McastSettings } from '../bridge/mcast.js';
+import { MCAST_BRIDGE_KEYS, MCAST_PORT_KEYS, mcastSettingsFrom } from '../mdb/config.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/tapbridge/tapbridge.yaml';
 export const DEFAULT_CONTROL_SOCKET = '/run/tapbridge/tapbridge.sock';
@@ -180,6 +182,8 @@ export interface BridgeConfig {
   portDefaults: PortDefaults;
   /** `mirrors:` (src/bridge/mirror.ts) */
   mirrors: MirrorSpec[];
+  /** the multicast_* keys, port_defaults' and ports' included (src/mdb/config.ts) */
+  multicast: McastSettings;
 }
 
 export interface MetricsConfig {
@@ -468,14 +472,14 @@ export function interfaceNameProblem(name: string): string | null {
 
 const TOP_KEYS = ['control_socket', 'control_max_clients', 'busy_poll_us', 'direct_poll', 'data_workers', 'bridges', 'log_level', 'metrics', 'state_dir', 'fdb_snapshot_interval'] as const;
 const METRICS_KEYS = ['listen'] as const;
-const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'port_defaults', 'vxlan', 'mirrors'] as const;
-const PORT_DEFAULTS_KEYS = ['learning', 'flood', 'isolated', 'fdb_max', 'ra_guard', 'dhcp_guard', 'lock'] as const;
+const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'port_defaults', 'vxlan', 'mirrors', ...MCAST_BRIDGE_KEYS] as const;
+const PORT_DEFAULTS_KEYS = ['learning', 'flood', 'isolated', 'fdb_max', 'ra_guard', 'dhcp_guard', 'lock', ...MCAST_PORT_KEYS] as const;
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
 const UPLINK_KEYS = ['interface', 'bond', ...VLAN_KEYS] as const;
 const BOND_KEYS = ['name', 'members', 'primary', 'primary_reselect', 'miimon', 'updelay', 'downdelay', 'num_grat_arp', 'peer_notif_delay'] as const;
 const PORT_KEYS = [
   'name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', 'mac', ...VLAN_KEYS,
-  'lock', 'ra_guard', 'dhcp_guard', 'allow_stacked',
+  'lock', 'ra_guard', 'dhcp_guard', 'allow_stacked', ...MCAST_PORT_KEYS,
 ] as const;
 const CREATE_KEYS = ['owner', 'group'] as const;
 const FDB_KEYS = ['mac', 'port', 'vlan'] as const;
@@ -594,6 +598,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       vxlan: [],
       portDefaults: portDefaultsOf(c, b.port_defaults, `${bp}.port_defaults`),
       mirrors: [],
+      multicast: multicastOf(c, b, bp),
     };
     if (b.uplink !== undefined && b.uplink !== null) {
       const up = b.uplink;
@@ -714,6 +719,13 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
   });
   if (c.issues.length > 0) throw new ConfigError(c.issues, source);
   return out;
+}
+
+/** The multicast keys of one bridge, its port_defaults and ports (src/mdb/config.ts). */
+function multicastOf(c: Checker, b: Record<string, unknown>, bp: string): McastSettings {
+  const r = mcastSettingsFrom(b);
+  for (const [k, msg] of r.problems) c.fail(`${bp}.${k}`, msg);
+  return r.settings;
 }
 
 /** `mirrors:` of one bridge: each mirror's keys, then the set (names, outputs), ports named must exist. */

@@ -4,6 +4,7 @@
 // Control operations run in their own event-loop turns, never inside a forwarding batch, so they
 // may change ports and the FDB directly.
 
+import { multicastFor } from '../mdb/config.js';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import { Bridge } from '../bridge/bridge.js';
@@ -153,6 +154,7 @@ class BridgeRuntime {
     });
     this.locks = new PortLocks(this.bridge);
     this.mirrors = new BridgeMirrors(this.bridge, () => this.uplink?.name ?? null);
+    this.bridge.setMulticast(multicastFor(cfg.multicast, MAX_PORTS_PER_BRIDGE));
   }
 
   all(): PortHandle[] {

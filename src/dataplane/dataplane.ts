@@ -51,10 +51,11 @@ export interface DataPlaneBridge {
 
 /**
  * Whether workers may read this bridge's ports: not while it has what a worker's engine does not carry, a bond, a
- * mirror or a running capture (mirrors and captures see every frame at every port, a mirror output included).
+ * mirror or a running capture (mirrors and captures see every frame at every port, a mirror output included), or
+ * IGMP/MLD snooping (the MDB lives on the main thread only).
  */
 function workersMayRead(b: DataPlaneBridge): boolean {
-  return !b.hasBond() && b.bridge.mirrors.length === 0 && !b.bridge.portList.some((p) => p.tap !== null);
+  return !b.hasBond() && b.bridge.mirrors.length === 0 && !b.bridge.portList.some((p) => p.tap !== null) && b.bridge.mcast === null;
 }
 
 /** Whether a worker can read this port: a TAP or AF_PACKET fd the addon opened, of a kind without main-thread work. */

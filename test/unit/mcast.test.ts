@@ -1,0 +1,205 @@
+import { beforeEach, describe, expect, it } from 'vitest';
+import { Bridge } from '../../src/bridge/bridge.js';
+import { McastSnooping } from '../../src/bridge/mcast.js';
+import type { BridgePort } from '../../src/bridge/port.js';
+import { REC_ALLOW, REC_BLOCK, REC_IS_EX, REC_IS_IN, REC_TO_EX, REC_TO_IN } from '../../src/frame/igmp.js';
+import { defaultMcastSettings, mcastSettingsFrom } from '../../src/mdb/config.js';
+import type { McastSettings } from '../../src/bridge/mcast.js';
+import { addFakePort, BatchBuilder, type FakeIo } from '../support/fake-io.js';
+import {
+  igmpLeave, igmpQuery, igmpV1Report, igmpV2Report, igmpV3Report, ipv4Frame, mldDone, mldQuery, mldV1Report, mldV2Report, udpTo,
+} from '../support/mcast-frames.js';
+
+const S1 = '198.18.5.1';
+const S2 = '198.18.5.2';
+const GROUP = '239.1.2.3';
+
+describe('step "multicast" (IGMP/MLD snooping)', () => {
+  let br: Bridge;
+  let batch: BatchBuilder;
+  let p: { port: BridgePort; io: FakeIo }[];
+  let mc: McastSnooping;
+
+  const rx = (i: number, ...frames: Buffer[]): void => {
+    for (const f of frames) batch.add(f);
+    br.receive(p[i].port, batch.slab, batch.desc, batch.count);
+    batch.reset();
+  };
+  /** frames each port has been sent since the last call */
+  const got = (): number[] => p.map((x) => {
+    const n = x.io.sent.length;
+    x.io.sent.length = 0;
+    return n;
+  });
+  const setup = (s: McastSettings = defaultMcastSettings()): void => {
+    br = new Bridge({ name: 'xenbr0', maxPorts: 16, fdbMax: 1024, ageingTimeMs: 300_000 });
+    mc = new McastSnooping(s, 16);
+    br.setMulticast(mc);
+    batch = new BatchBuilder();
+    // 0 uplink (router side), 1..3 guests, 4 sender guest
+    p = [['peth0', 'uplink'], ['vif1.0', 'tap'], ['vif2.0', 'tap'], ['vif3.0', 'tap'], ['vif4.0', 'tap']]
+      .map(([n, kind]) => addFakePort(br, batch, n, { kind: kind as 'tap' | 'uplink' }));
+    br.nowMs = 1000;
+  };
+
+  beforeEach(() => setup());
+
+  it('sends a registered group to its members only, and an unregistered one everywhere', () => {
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([1, 1, 1, 1, 0]); // nobody joined: flooded (multicast_flood_unregistered)
+    rx(1, igmpV2Report(GROUP, '198.18.0.1', '00:16:3e:00:00:01'));
+    expect(got()).toEqual([0, 0, 0, 0, 0]); // report suppression: no router port yet, no other host
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 1, 0, 0, 0]);
+    expect(mc.counters.mdbForwarded).toBe(1);
+  });
+
+  it('learns a router port from a general query, sends it reports and the group stream', () => {
+    rx(0, igmpQuery());
+    expect(got()).toEqual([0, 1, 1, 1, 1]); // queries are flooded
+    rx(1, igmpV2Report(GROUP, '198.18.0.1', '00:16:3e:00:00:01'));
+    expect(got()).toEqual([1, 0, 0, 0, 0]); // the report goes to the router port only
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([1, 1, 0, 0, 0]);
+    expect(mc.portStats(p[0].port, br.nowMs)).toMatchObject({ queries_rx: 1, is_router: true });
+    expect(mc.portStats(p[1].port, br.nowMs)).toMatchObject({ reports_rx: 1, mdb_entries: 1 });
+  });
+
+  it('a `never` port that sends queries does not become a router port', () => {
+    const s = mcastSettingsFrom({ ports: [{ name: 'vif3.0', multicast_router: 'never' }] }).settings;
+    setup(s);
+    rx(3, igmpQuery('0.0.0.0', { mac: '00:16:3e:00:00:03' }));
+    got();
+    rx(1, igmpV2Report(GROUP));
+    expect(got()).toEqual([0, 0, 0, 0, 0]);
+    expect(mc.portStats(p[3].port, br.nowMs).is_router).toBe(false);
+  });
+
+  it('a leave stops the stream after the last member query time; fast leave at once', () => {
+    // port 2 stays a member throughout: the group stays registered (an unregistered one is flooded)
+    rx(2, igmpV2Report(GROUP, '198.18.0.2', '00:16:3e:00:00:02'));
+    rx(1, igmpV2Report(GROUP));
+    rx(1, igmpLeave(GROUP));
+    br.nowMs += mc.lastMemberQueryTimeMs - 1;
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 1, 1, 0, 0]);
+    br.nowMs += 1;
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 0, 1, 0, 0]);
+    const s = mcastSettingsFrom({ ports: [{ name: 'vif1.0', multicast_fast_leave: true }] }).settings;
+    setup(s);
+    rx(2, igmpV2Report(GROUP, '198.18.0.2', '00:16:3e:00:00:02'));
+    rx(1, igmpV2Report(GROUP));
+    rx(1, igmpLeave(GROUP));
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 0, 1, 0, 0]);
+    expect(mc.mdb.members).toBe(1);
+    expect(mc.mdb.counters.membersLeft).toBe(1);
+  });
+
+  it('membership times out after the membership interval without new reports', () => {
+    rx(1, igmpV1Report(GROUP));
+    br.tick(br.nowMs + mc.membershipIntervalMs, 1 << 20);
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([1, 1, 1, 1, 0]); // unregistered again: flooded
+  });
+
+  it('IGMPv3 source filtering: INCLUDE {S1} receives S1 and not S2; EXCLUDE {S2} the reverse', () => {
+    rx(1, igmpV3Report([{ type: REC_ALLOW, group: GROUP, sources: [S1] }]));
+    rx(2, igmpV3Report([{ type: REC_TO_EX, group: GROUP, sources: [S2] }], '198.18.0.2', '00:16:3e:00:00:02'));
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 1, 1, 0, 0]);
+    rx(4, udpTo(S2, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 0, 0, 0, 0]);
+    // BLOCK S1 lowers its timer to the last member query time
+    rx(1, igmpV3Report([{ type: REC_BLOCK, group: GROUP, sources: [S1] }]));
+    br.nowMs += mc.lastMemberQueryTimeMs;
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 0, 1, 0, 0]);
+    // TO_IN {} from port 2 is a leave
+    rx(2, igmpV3Report([{ type: REC_TO_IN, group: GROUP }], '198.18.0.2', '00:16:3e:00:00:02'));
+    br.nowMs += mc.lastMemberQueryTimeMs;
+    br.tick(br.nowMs, 1 << 20);
+    expect(mc.mdb.groups).toBe(0);
+    expect(mc.mdb.check()).toBeNull();
+  });
+
+  it('IS_IN / IS_EX records refresh membership', () => {
+    rx(1, igmpV3Report([{ type: REC_IS_EX, group: GROUP }, { type: REC_IS_IN, group: '239.9.9.9', sources: [S1] }]));
+    rx(4, udpTo(S2, GROUP, '00:16:3e:00:00:04'), udpTo(S1, '239.9.9.9', '00:16:3e:00:00:04'), udpTo(S2, '239.9.9.9', '00:16:3e:00:00:04'));
+    expect(p[1].io.sent).toHaveLength(2);
+    expect(p[2].io.sent).toHaveLength(0);
+  });
+
+  it('floods link-local groups and never learns them', () => {
+    rx(1, igmpV2Report('224.0.0.251'));
+    rx(4, udpTo(S1, '224.0.0.251', '00:16:3e:00:00:04'), udpTo('fe80::4', 'ff02::1', '00:16:3e:00:00:04'));
+    expect(got()).toEqual([2, 2, 2, 2, 0]);
+    expect(mc.mdb.groups).toBe(0);
+  });
+
+  it('with multicast_flood_unregistered false, an unregistered group goes to router ports only', () => {
+    setup(mcastSettingsFrom({ multicast_flood_unregistered: false }).settings);
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 0, 0, 0, 0]);
+    rx(0, igmpQuery());
+    got();
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([1, 0, 0, 0, 0]);
+  });
+
+  it('per-VLAN override: snooping off in one VLAN floods as before', () => {
+    setup(mcastSettingsFrom({ multicast_vlans: [{ vlan: 0, multicast_snooping: false }] }).settings);
+    rx(1, igmpV2Report(GROUP));
+    expect(got()).toEqual([1, 0, 1, 1, 1]);
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([1, 1, 1, 1, 0]);
+  });
+
+  it('MLDv1 and MLDv2: members get the stream, non-members nothing', () => {
+    rx(0, mldQuery());
+    got();
+    rx(1, mldV1Report('ff0e::1:3'));
+    rx(2, mldV2Report([{ type: REC_ALLOW, group: 'ff0e::1:3', sources: ['2001:db8::4'] }], 'fe80::2', '00:16:3e:00:00:02'));
+    expect(got()).toEqual([2, 0, 0, 0, 0]);
+    rx(4, udpTo('2001:db8::4', 'ff0e::1:3', '00:16:3e:00:00:04'));
+    expect(got()).toEqual([1, 1, 1, 0, 0]);
+    rx(4, udpTo('2001:db8::5', 'ff0e::1:3', '00:16:3e:00:00:04'));
+    expect(got()).toEqual([1, 1, 0, 0, 0]);
+    rx(1, mldDone('ff0e::1:3'));
+    expect(got()).toEqual([1, 0, 0, 0, 0]); // the done, to the router port
+    br.nowMs += mc.lastMemberQueryTimeMs;
+    rx(4, udpTo('2001:db8::5', 'ff0e::1:3', '00:16:3e:00:00:04'));
+    expect(got()).toEqual([1, 0, 0, 0, 0]);
+  });
+
+  it('drops malformed IGMP and counts it by reason', () => {
+    const bad = Buffer.from(igmpV2Report(GROUP));
+    bad[14 + 24 + 2] ^= 0xff; // checksum
+    rx(1, bad);
+    expect(got()).toEqual([0, 0, 0, 0, 0]);
+    expect(mc.malformed[2]).toBe(1);
+    expect(mc.portStats(p[1].port, br.nowMs).malformed_rx).toBe(1);
+  });
+
+  it('a port going down loses its learnt memberships and router role', () => {
+    rx(0, igmpQuery());
+    rx(1, igmpV2Report(GROUP));
+    br.setPortState(p[1].port, 'down');
+    br.setPortState(p[0].port, 'down');
+    expect(mc.mdb.groups).toBe(0);
+    expect(mc.mdb.isRouter(p[0].port.id, br.nowMs)).toBe(false);
+  });
+
+  it('a PIM hello makes a router port', () => {
+    rx(0, ipv4Frame('198.18.0.254', '224.0.0.13', 103, Buffer.from([0x20, 0, 0, 0, 0, 1, 0, 2, 0, 105]), { mac: '00:16:3e:00:00:fe' }));
+    rx(1, igmpV2Report(GROUP));
+    expect(got()).toEqual([1, 1, 1, 1, 1]); // the hello flooded (1..4), then the report to the router (0) only
+  });
+
+  it('stays off when the bridge has no McastSnooping (multicast flooded, reports to everyone)', () => {
+    br.setMulticast(null);
+    rx(1, igmpV2Report(GROUP));
+    expect(got()).toEqual([1, 0, 1, 1, 1]);
+  });
+});
