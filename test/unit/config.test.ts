@@ -157,7 +157,7 @@ bridges:
     expect(issues('bridges: [ { name: b, ports: [ { name: v, lock: locked } ] } ]'))
       .toEqual([expect.stringMatching(/^bridges\[0\]\.ports\[0\]\.lock: must be "disabled" or a mapping/)]);
     expect(issues('bridges: [ { name: b, port_defaults: { lock: { mac: "00:16:3e:00:01:00" }, vlan: 3 } } ]')).toEqual([
-      'bridges[0].port_defaults.vlan: unknown key (allowed: learning, flood, isolated, fdb_max, ra_guard, dhcp_guard, lock)',
+      'bridges[0].port_defaults.vlan: unknown key (allowed: learning, flood, isolated, fdb_max, ra_guard, dhcp_guard, lock, multicast_router, multicast_fast_leave, mdb_max)',
       expect.stringMatching(/^bridges\[0\]\.port_defaults\.lock: port_defaults can only set lock: disabled/),
     ]);
     expect(issues('bridges: [ { name: b, ports: [ { name: v, lock: { mac: "00:16:3e:00:01:00" } }, { name: w, lock: { mac: "00:16:3e:00:01:00" } } ] } ]'))
