@@ -30,7 +30,7 @@
 
 import { type EthernetHeader, ETH_P_IPV4, ETH_P_IPV6 } from '../frame/ethernet.js';
 import {
-  classifyIpv4, isIpv4LinkLocalGroup, MALFORMED_REASONS, MC_DATA, MC_LEAVE, MC_MALFORMED, MC_QUERY, MC_REPORT, MC_REPORT_V3,
+  classifyIpv4, isIpv4LinkLocalGroup, MALFORMED_REASONS, type MalformedReason, MC_DATA, MC_LEAVE, MC_MALFORMED, MC_QUERY, MC_REPORT, MC_REPORT_V3,
   MC_ROUTER, McastPacket, McastRecord, readIgmpRecord, readIgmpSource, REC_ALLOW, REC_BLOCK, REC_IS_EX, REC_IS_IN, REC_TO_EX,
   REC_TO_IN, V4_MAPPED,
 } from '../frame/igmp.js';
@@ -348,6 +348,13 @@ export class McastSnooping {
   /** Periodic work: a budgeted ageing sweep of the MDB. */
   tick(nowMs: number, budget: number): number {
     return this.mdb.sweep(nowMs, budget);
+  }
+
+  /** Malformed IGMP/MLD dropped, by reason (control plane). */
+  malformedByReason(): Record<MalformedReason, number> {
+    const out = {} as Record<MalformedReason, number>;
+    MALFORMED_REASONS.forEach((r, i) => (out[r] = this.malformed[i]));
+    return out;
   }
 
   /** A port's counters and router state (control plane). */

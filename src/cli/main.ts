@@ -19,6 +19,8 @@ import { formatVxlanShow } from './format.js';
 import type { MirrorShow } from '../bridge/mirror.js';
 import type { TraceResult } from '../observe/trace.js';
 import { CaptureError, firstPcapFrame, formatMirrors, formatTrace, runCapture } from './observe.js';
+import type { MdbShow } from '../mdb/control.js';
+import { formatMdbShow } from './mdb.js';
 
 const USAGE = `Usage: tapbridge <command> [options]
 
@@ -39,6 +41,9 @@ Commands:
   fdb add BRIDGE MAC PORT [--vlan N]     add a static FDB entry
   fdb del BRIDGE MAC PORT [--vlan N]     delete an FDB entry
   fdb flush BRIDGE [PORT]                remove dynamic FDB entries (of one port)
+  mdb show BRIDGE [-j]                   multicast database: VLAN, group, source, port, timer, kind; router ports
+  mdb add|del BRIDGE PORT GROUP [--vlan N] [--source S]
+                                         add or delete a permanent MDB entry ((S, G) with --source)
   setageing BRIDGE SECONDS               FDB ageing time (0 = never age, else 10..1000000)
   stats [-j]                             per-bridge FDB and per-port counters
   bond show [BOND] [-j]                  active-backup bonds (like /proc/net/bonding/bondX)
@@ -171,6 +176,7 @@ async function main(argv: string[]): Promise<number> {
         'log-level': { type: 'string' },
         'log-format': { type: 'string' },
         prefix: { type: 'string' },
+        source: { type: 'string' },
       },
     });
   } catch (err) {
@@ -280,6 +286,23 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       throw new UsageError('fdb needs add, del or flush');
+    }
+    case 'mdb': {
+      const [sub, ...rest] = args;
+      if (sub === 'show') {
+        need(rest, 1, 'BRIDGE');
+        noExtra(rest, 1);
+        const r = (await rpc('mdb.show', { bridge: rest[0] })) as MdbShow;
+        print(json, r, () => formatMdbShow(r));
+        return 0;
+      }
+      if (sub === 'add' || sub === 'del') {
+        need(rest, 3, 'BRIDGE PORT GROUP');
+        noExtra(rest, 3);
+        await rpc(`mdb.${sub}`, { bridge: rest[0], port: rest[1], group: rest[2], vlan, source: opts.source });
+        return 0;
+      }
+      throw new UsageError('mdb needs show, add or del');
     }
     case 'setageing': {
       need(args, 2, 'BRIDGE SECONDS');

@@ -5,6 +5,7 @@
 // may change ports and the FDB directly.
 
 import { multicastFor } from '../mdb/config.js';
+import { mdbAdd, mdbDel, mdbShow, type MdbShow } from '../mdb/control.js';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import { Bridge } from '../bridge/bridge.js';
@@ -780,6 +781,18 @@ export class Daemon {
     if (br.bridge.fdb.addStatic(vid, m, mp.port.id, this.now()) === AddResult.Full) {
       throw new ControlError('fdb_full', `FDB of ${br.cfg.name} is full of static entries (fdb_max ${br.cfg.fdbMax})`);
     }
+  }
+
+  /** `mdb show` (src/mdb/control.ts). */
+  mdbShow(bridgeName: unknown): MdbShow {
+    return mdbShow(this.bridge(bridgeName).bridge, this.now());
+  }
+
+  /** `mdb add` / `mdb del`: a permanent MDB entry (src/mdb/control.ts). */
+  mdbChange(op: 'add' | 'del', p: Record<string, unknown>): void {
+    const br = this.bridge(p.bridge);
+    const mp = this.port(br, p.port);
+    (op === 'add' ? mdbAdd : mdbDel)(br.bridge, mp.port, p.group, this.vlanParam(p.vlan, mp), p.source);
   }
 
   fdbDel(bridgeName: unknown, mac: unknown, portName: unknown, vlan: unknown): void {

@@ -1,0 +1,166 @@
+// The control plane's view of a bridge's multicast database: `mdb show`, `mdb add`, `mdb del`
+// (thin daemon methods call these). Addresses are strings only here; the MDB holds four int32 words
+// (IPv4 as ::ffff:a.b.c.d).
+
+import { isIPv4, isIPv6 } from 'node:net';
+import type { Bridge } from '../bridge/bridge.js';
+import type { BridgePort } from '../bridge/port.js';
+import { ControlError } from '../control/errors.js';
+import { V4_MAPPED } from '../frame/igmp.js';
+import { ROUTER_MODES } from './mdb.js';
+
+export interface MdbShowEntry {
+  vlan: number;
+  group: string;
+  /** null: any source (a (*, G) entry) */
+  source: string | null;
+  port: string;
+  /** seconds left (0 for permanent entries and for a blocked source) */
+  timer_s: number;
+  kind: 'temp' | 'permanent';
+  /** the member's filter mode; for a source row, 'exclude' means the source is blocked */
+  mode: 'include' | 'exclude';
+}
+
+export interface MdbShowRouter {
+  port: string;
+  /** auto: learnt from a query, PIM hello or MRD advertisement (timer_s left); always: static */
+  kind: 'auto' | 'always';
+  timer_s: number;
+}
+
+export interface MdbShow {
+  bridge: string;
+  snooping: boolean;
+  entries: MdbShowEntry[];
+  router_ports: MdbShowRouter[];
+  /** groups in the MDB and the bridge cap (multicast_max_groups) */
+  groups: number;
+  max_groups: number;
+  /** refusals (caps) and malformed IGMP/MLD by reason */
+  counters: Record<string, number>;
+  /** the querier of this bridge: not implemented in this build */
+  querier: { enabled: false };
+}
+
+/** Parses an IPv4 or IPv6 address into four words (IPv4-mapped for IPv4), or null. */
+export function addressWords(text: string): Int32Array | null {
+  const w = new Int32Array(4);
+  if (isIPv4(text)) {
+    const b = text.split('.').map(Number);
+    w[2] = V4_MAPPED;
+    w[3] = (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3];
+    return w;
+  }
+  if (!isIPv6(text) || text.includes('.')) return null;
+  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
+  const h = head === '' ? [] : head.split(':');
+  const t = tail === undefined || tail === '' ? [] : tail.split(':');
+  const parts = [...h, ...new Array<string>(8 - h.length - t.length).fill('0'), ...t].map((x) => parseInt(x, 16));
+  for (let i = 0; i < 4; i++) w[i] = (parts[2 * i] << 16) | parts[2 * i + 1];
+  return w;
+}
+
+/** Four words as an address string (dotted quad for IPv4-mapped, compressed IPv6 otherwise). */
+export function formatAddressWords(w: Int32Array): string {
+  if (w[0] === 0 && w[1] === 0 && w[2] === V4_MAPPED) {
+    const a = w[3] >>> 0;
+    return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
+  }
+  const parts: number[] = [];
+  for (let i = 0; i < 4; i++) parts.push((w[i] >>> 16) & 0xffff, w[i] & 0xffff);
+  // the longest run of zero words (at least two) becomes "::"
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (parts[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && parts[j] === 0) j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = parts.map((x) => x.toString(16));
+  if (best < 0) return hex.join(':');
+  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
+}
+
+function isMulticastWords(w: Int32Array): boolean {
+  return w[0] === 0 && w[1] === 0 && w[2] === V4_MAPPED ? (w[3] >>> 28) === 0xe : (w[0] >>> 24) === 0xff;
+}
+
+/** `mdb show`: entries, router ports, counters. */
+export function mdbShow(bridge: Bridge, nowMs: number): MdbShow {
+  const mc = bridge.mcast;
+  const name = (id: number): string => bridge.ports[id]?.name ?? `#${id}`;
+  if (mc === null) {
+    return { bridge: bridge.name, snooping: false, entries: [], router_ports: [], groups: 0, max_groups: 0, counters: {}, querier: { enabled: false } };
+  }
+  const mdb = mc.mdb;
+  const entries = mdb.entries(nowMs).map((e): MdbShowEntry => ({
+    vlan: e.vid,
+    group: formatAddressWords(e.group),
+    source: e.source === null ? null : formatAddressWords(e.source),
+    port: name(e.port),
+    timer_s: Math.round(e.timerMs / 100) / 10,
+    kind: e.permanent ? 'permanent' : 'temp',
+    mode: e.mode,
+  }));
+  const routers: MdbShowRouter[] = [];
+  for (const p of bridge.portList) {
+    if (!mdb.isRouter(p.id, nowMs)) continue;
+    const kind = ROUTER_MODES[mdb.routerMode[p.id]] === 'always' ? 'always' : 'auto';
+    routers.push({ port: p.name, kind, timer_s: kind === 'always' ? 0 : Math.round((mdb.routerExpiryMs[p.id] - nowMs) / 100) / 10 });
+  }
+  const counters: Record<string, number> = { ...mdb.counters, ...mc.counters };
+  const malformed = mc.malformedByReason();
+  for (const [k, v] of Object.entries(malformed)) counters[`malformed_${k}`] = v;
+  return {
+    bridge: bridge.name, snooping: true, entries, router_ports: routers, groups: mdb.groups, max_groups: mdb.maxGroups, counters, querier: { enabled: false },
+  };
+}
+
+function groupParam(group: unknown): Int32Array {
+  const w = typeof group === 'string' ? addressWords(group) : null;
+  if (w === null || !isMulticastWords(w)) throw new ControlError('invalid_params', `group must be an IPv4 or IPv6 multicast address, got ${JSON.stringify(group)}`, { param: 'group' });
+  return w;
+}
+
+function sourceParam(source: unknown, group: Int32Array): Int32Array | null {
+  if (source === undefined || source === null) return null;
+  const w = typeof source === 'string' ? addressWords(source) : null;
+  if (w === null || isMulticastWords(w)) throw new ControlError('invalid_params', `source must be a unicast IPv4 or IPv6 address, got ${JSON.stringify(source)}`, { param: 'source' });
+  const v4 = (a: Int32Array): boolean => a[0] === 0 && a[1] === 0 && a[2] === V4_MAPPED;
+  if (v4(w) !== v4(group)) throw new ControlError('invalid_params', 'source and group must both be IPv4 or both IPv6', { param: 'source' });
+  return w;
+}
+
+function snooping(bridge: Bridge): NonNullable<Bridge['mcast']> {
+  if (bridge.mcast === null) throw new ControlError('invalid_params', `multicast_snooping is off on ${bridge.name}: it has no MDB`);
+  return bridge.mcast;
+}
+
+/** `mdb add`: a permanent entry of `port` for (vid, group[, source]). */
+export function mdbAdd(bridge: Bridge, port: BridgePort, group: unknown, vid: number, source: unknown): void {
+  const mc = snooping(bridge);
+  const g = groupParam(group);
+  const s = sourceParam(source, g);
+  if (!mc.mdb.addStatic(vid, g, port.id, s)) {
+    throw new ControlError('mdb_full', `MDB of ${bridge.name} refused the entry (multicast_max_groups ${mc.mdb.maxGroups}, or mdb_max of ${port.name})`);
+  }
+}
+
+/** `mdb del`: removes a permanent entry. */
+export function mdbDel(bridge: Bridge, port: BridgePort, group: unknown, vid: number, source: unknown): void {
+  const mc = snooping(bridge);
+  const g = groupParam(group);
+  const s = sourceParam(source, g);
+  if (!mc.mdb.delStatic(vid, g, port.id, s)) {
+    throw new ControlError('not_found', `no permanent MDB entry for ${String(group)}${s !== null ? ` source ${String(source)}` : ''} vlan ${vid} on ${port.name}`);
+  }
+}
