@@ -6,6 +6,7 @@
 
 import { multicastFor } from '../mdb/config.js';
 import { mdbAdd, mdbDel, mdbShow, type MdbShow } from '../mdb/control.js';
+import type { McastPortStats } from '../bridge/mcast.js';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import { Bridge } from '../bridge/bridge.js';
@@ -94,6 +95,8 @@ export interface PortStats {
   drops: Record<string, number>;
   /** frames captures of this port could not keep (a slow capture reader), not forwarding drops */
   capture_dropped: number;
+  /** IGMP/MLD counters, MDB entries and router role (null: multicast_snooping off) */
+  multicast?: McastPortStats | null;
 }
 
 export interface VlanShow {
@@ -951,6 +954,7 @@ export class Daemon {
             drops: mp.port.drops(),
             capture_dropped: mp.port.captureDropped,
             mtu_mismatch: mp.mtuMismatches > 0,
+            multicast: br.bridge.mcast === null ? null : br.bridge.mcast.portStats(mp.port, this.now()),
           };
         }),
       };

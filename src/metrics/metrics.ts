@@ -4,6 +4,8 @@
 //   tapbridge_port_{rx,tx}_{packets,bytes}_total{bridge,port}, tapbridge_port_{rx,tx}_gso_packets_total{bridge,port}
 //   tapbridge_port_drops_total{bridge,port,reason}     every key of the port's `stats` drops object, whatever they are
 //   tapbridge_port_up{bridge,port}                     1 when the port (or uplink/bond) is up
+//   tapbridge_port_mcast_{queries,reports,leaves}_received_total{bridge,port}, tapbridge_port_mcast_malformed_total,
+//   tapbridge_port_mdb_entries{bridge,port}, tapbridge_port_mcast_router{bridge,port}   (multicast_snooping on only)
 //   tapbridge_fdb_entries{bridge}
 //   tapbridge_fdb_events_total{bridge,event}           event = learned | aged | moved | evicted
 //   tapbridge_bond_active_member{bond,member}          1 on the active member, 0 on the other
@@ -169,6 +171,22 @@ export class DaemonMetrics {
     portFamily('tapbridge_port_tx_bytes_total', 'Bytes sent on the port.', (p) => p.tx_bytes);
     portFamily('tapbridge_port_rx_gso_packets_total', 'GSO super-frames (a vnet header with a gso_type) read from the port.', (p) => p.rx_gso_packets);
     portFamily('tapbridge_port_tx_gso_packets_total', 'GSO super-frames the port accepted for transmission.', (p) => p.tx_gso_packets);
+
+    // IGMP/MLD snooping (src/bridge/mcast.ts): only ports of bridges with multicast_snooping on
+    portFamily('tapbridge_port_mcast_queries_received_total', 'IGMP/MLD queries received on the port.', (p) => p.multicast?.queries_rx ?? NaN);
+    portFamily('tapbridge_port_mcast_reports_received_total', 'IGMP/MLD reports received on the port (v1/v2 reports and v3 reports).', (p) => p.multicast?.reports_rx ?? NaN);
+    portFamily('tapbridge_port_mcast_leaves_received_total', 'IGMPv2 leaves and MLDv1 dones received on the port.', (p) => p.multicast?.leaves_rx ?? NaN);
+    portFamily('tapbridge_port_mcast_malformed_total', 'Malformed IGMP/MLD received on the port (dropped).', (p) => p.multicast?.malformed_rx ?? NaN);
+    add('tapbridge_port_mdb_entries', 'Multicast database entries (group memberships) of the port.', 'gauge', (out) => {
+      for (const b of this.snap.stats) {
+        for (const p of b.ports) if (p.multicast) out.push({ value: p.multicast.mdb_entries, labels: NO_LABELS, sharedLabels: portLabels(b.bridge, p.name) });
+      }
+    });
+    add('tapbridge_port_mcast_router', 'Whether the port is a multicast router port now (1) or not (0).', 'gauge', (out) => {
+      for (const b of this.snap.stats) {
+        for (const p of b.ports) if (p.multicast) out.push({ value: p.multicast.is_router ? 1 : 0, labels: NO_LABELS, sharedLabels: portLabels(b.bridge, p.name) });
+      }
+    });
 
     add('tapbridge_port_drops_total', 'Frames dropped on the port, by reason (the drop reasons of `tapbridge stats`).', 'counter', (out) => {
       for (const b of this.snap.stats) {

@@ -217,6 +217,12 @@ describe.skipIf(!support.ok)("IGMP/MLD snooping with kernel hosts" + skipNote, (
       // tapbridge's own view: the uplink is a router port (auto), h1's port a member of the group
       expect(show.router_ports.map((r) => r.port)).toEqual(["peth0"]);
       expect(show.entries.filter((e) => e.group === v.group).map((e) => e.port)).toEqual(["vif1.0"]);
+      // per-port counters in `stats -j`: queries from br0 on the uplink, reports from h1
+      const stats = await lab.cliJson<{ ports: { name: string; multicast: { queries_rx: number; reports_rx: number; is_router: boolean } | null }[] }[]>(["stats"]);
+      const ports = Object.fromEntries(stats[0].ports.map((p) => [p.name, p.multicast]));
+      expect(ports.peth0?.queries_rx).toBeGreaterThan(0);
+      expect(ports.peth0?.is_router).toBe(true);
+      expect(ports["vif1.0"]?.reports_rx).toBeGreaterThan(0);
     }, 30_000);
   }
 
