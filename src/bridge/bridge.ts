@@ -586,7 +586,7 @@ export class Bridge<F extends EngineFdb = Fdb> {
   /** Periodic work: advance the clock and run a budgeted ageing sweep. */
   tick(nowMs: number, sweepBudget: number): number {
     this.nowMs = nowMs;
-    if (this.mcast !== null) this.mcast.tick(nowMs, sweepBudget);
+    if (this.mcast !== null) this.mcast.tick(nowMs, sweepBudget, this.flood);
     return this.fdb.sweep(nowMs, sweepBudget);
   }
 }

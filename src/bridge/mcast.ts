@@ -36,6 +36,7 @@ import {
 } from '../frame/igmp.js';
 import { classifyIpv6, isIpv6AllNodesOrRouters, readMldRecord, readMldSource } from '../frame/mld.js';
 import { Mdb, ROUTER_ALWAYS, ROUTER_AUTO, ROUTER_MODES, ROUTER_NEVER, type RouterModeName } from '../mdb/mdb.js';
+import { Querier } from '../mdb/querier.js';
 import type { BridgePort } from './port.js';
 
 /** select(): not a snooped frame, flood it as before */
@@ -65,6 +66,9 @@ export interface McastPortSettings {
 
 export interface McastSettings extends McastVlanSettings {
   querier: boolean;
+  /** the querier's IPv4 source (int32, 0 = 0.0.0.0) and IPv6 link-local source (null: derived from its MAC) */
+  querierIpv4: number;
+  querierIpv6: Int32Array | null;
   queryIntervalS: number;
   queryResponseIntervalMs: number;
   lastMemberCount: number;
@@ -116,6 +120,12 @@ export class McastSnooping {
   readonly counters = { mdbForwarded: 0, routerOnly: 0, unregisteredToRouters: 0 };
   private gmiMs = 0;
   private lmqtMs = 0;
+  /** the bridge's own querier (multicast_querier), null when off */
+  querier: Querier | null = null;
+  /** the free receive slab the querier composes its frames in (set by the owner; null: the querier sends nothing) */
+  slab: (() => Uint8Array) | null = null;
+  /** the querier's source MAC when it has no other (set by the owner) */
+  querierMac = 0x020000000001;
 
   constructor(settings: McastSettings, maxPorts: number) {
     this.settings = settings;
@@ -132,11 +142,29 @@ export class McastSnooping {
     this.settings = s;
     this.gmiMs = s.lastMemberCount * s.queryIntervalS * 1000 + s.queryResponseIntervalMs;
     this.lmqtMs = s.lastMemberCount * s.lastMemberIntervalMs;
+    this.applyQuerier();
     for (let vid = 0; vid < 4096; vid++) {
       const v = s.vlans.get(vid) ?? s;
       this.snoopVid[vid] = v.snooping ? 1 : 0;
       this.floodUnregVid[vid] = v.floodUnregistered ? 1 : 0;
     }
+  }
+
+  /** (Re)creates the querier from the settings and querierMac. */
+  applyQuerier(): void {
+    const s = this.settings;
+    if (!s.querier) {
+      this.querier = null;
+      return;
+    }
+    const mac = this.querierMac;
+    const m = [0, 1, 2, 3, 4, 5].map((i) => Math.floor(mac / 2 ** (8 * (5 - i))) & 0xff);
+    // EUI-64 link-local of the MAC
+    const ipv6 = s.querierIpv6 ?? Int32Array.from([0xfe800000 | 0, 0, ((m[0] ^ 2) << 24) | (m[1] << 16) | (m[2] << 8) | 0xff, (0xfe << 24) | (m[3] << 16) | (m[4] << 8) | m[5]]);
+    this.querier = new Querier({
+      queryIntervalS: s.queryIntervalS, queryResponseIntervalMs: s.queryResponseIntervalMs, lastMemberCount: s.lastMemberCount,
+      ipv4: s.querierIpv4, ipv6, mac,
+    });
   }
 
   /** Membership interval in ms (also a learnt router port's timeout). */
@@ -221,6 +249,7 @@ export class McastSnooping {
         // a general query: group 0.0.0.0 (::ffff:0.0.0.0 here) or ::
         const g = pkt.group;
         if (g[0] === 0 && g[1] === 0 && g[3] === 0 && (g[2] === 0 || g[2] === V4_MAPPED)) mdb.heardRouter(id, nowMs + this.gmiMs);
+        if (this.querier !== null) this.querier.heardQuery(vid, pkt.family, pkt.src, nowMs);
         return MCAST_FLOOD;
       }
       case MC_ROUTER:
@@ -232,6 +261,7 @@ export class McastSnooping {
           const m = mdb.member(vid, pkt.group, id);
           if (m >= 0) mdb.setExclude(m, nowMs + this.gmiMs);
         }
+        if (this.querier !== null) this.querier.heardReport(pkt.family, pkt.version, nowMs, this.gmiMs);
         return this.toRouters(ports, nowMs);
       case MC_LEAVE:
         this.portCounters[id * PORT_COUNTERS + PC_LEAVES]++;
@@ -345,8 +375,9 @@ export class McastSnooping {
     }
   }
 
-  /** Periodic work: a budgeted ageing sweep of the MDB. */
-  tick(nowMs: number, budget: number): number {
+  /** Periodic work (between rx batches): a budgeted ageing sweep of the MDB, and the querier's queries when due. */
+  tick(nowMs: number, budget: number, ports: readonly BridgePort[]): number {
+    if (this.querier !== null && this.slab !== null) this.querier.tick(nowMs, ports, this.slab());
     return this.mdb.sweep(nowMs, budget);
   }
 

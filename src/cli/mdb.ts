@@ -13,7 +13,11 @@ export function formatMdbShow(r: MdbShow): string {
   lines.push(fmt(head));
   for (const row of rows) lines.push(fmt(row));
   lines.push(`router ports: ${r.router_ports.length === 0 ? 'none' : r.router_ports.map((p) => `${p.port} (${p.kind}${p.kind === 'auto' ? `, ${p.timer_s.toFixed(1)} s` : ''})`).join(', ')}`);
-  lines.push('querier: not implemented (an upstream querier is needed)');
+  if (!r.querier.enabled) lines.push('querier: off (multicast_querier: false)');
+  for (const v of r.querier.vlans) {
+    const fam = (f: typeof v.ipv4): string => (f.querier === 'self' ? 'this bridge' : `${f.other_address} (${f.other_timer_s.toFixed(1)} s)`);
+    lines.push(`querier vlan ${v.vlan}: IPv4 ${fam(v.ipv4)}, IPv6 ${fam(v.ipv6)}`);
+  }
   const nonzero = Object.entries(r.counters).filter(([, v]) => v !== 0);
   if (nonzero.length > 0) lines.push(`counters: ${nonzero.map(([k, v]) => `${k}=${v}`).join(' ')}`);
   return lines.join('\n') + '\n';

@@ -13,7 +13,7 @@ import { Bridge } from '../bridge/bridge.js';
 import { BridgePort, type PortKind } from '../bridge/port.js';
 import { AddResult, macHi, macLo } from '../fdb/fdb.js';
 import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
-import { busyPoll, directPoll, LinkMonitor, netdev } from '../io/native.js';
+import { busyPoll, directPoll, LinkMonitor, netdev, RxSlab } from '../io/native.js';
 import {
   type BridgeConfig, BUILTIN_PORT_DEFAULTS, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE, type PortConfig,
   type PortDefaults, type StaticFdbConfig, type UplinkConfig,
@@ -158,7 +158,7 @@ class BridgeRuntime {
     });
     this.locks = new PortLocks(this.bridge);
     this.mirrors = new BridgeMirrors(this.bridge, () => this.uplink?.name ?? null);
-    this.bridge.setMulticast(multicastFor(cfg.multicast, MAX_PORTS_PER_BRIDGE));
+    this.bridge.setMulticast(multicastFor(cfg.name, cfg.multicast, MAX_PORTS_PER_BRIDGE, () => RxSlab.get().bytes));
   }
 
   all(): PortHandle[] {

@@ -2,7 +2,9 @@
 // calls mcastSettingsFrom() per bridge); each problem names its key relative to the bridge.
 //
 //   multicast_snooping: true              # IGMP/MLD snooping; false: multicast is flooded as broadcast
-//   multicast_querier: false              # (the querier is not in this build: true is refused)
+//   multicast_querier: false              # the bridge's own querier (src/mdb/querier.ts)
+//   multicast_querier_ipv4: 0.0.0.0       # its IPv4 source (0.0.0.0: hosts answer, it never wins an election)
+//   multicast_querier_ipv6: fe80::...     # its IPv6 source, link-local (default: derived from the querier's MAC)
 //   multicast_query_interval: 125         # seconds, 1..3600
 //   multicast_query_response_interval: 10 # seconds, 0.1..600
 //   multicast_last_member_count: 2        # 1..255; also the robustness in the membership interval
@@ -16,11 +18,14 @@ import {
   DEFAULT_LAST_MEMBER_COUNT, DEFAULT_LAST_MEMBER_INTERVAL_MS, DEFAULT_MAX_GROUPS, DEFAULT_QUERY_INTERVAL_S, DEFAULT_QUERY_RESPONSE_INTERVAL_MS,
   type McastPortSettings, type McastSettings, McastSnooping, type McastVlanSettings,
 } from '../bridge/mcast.js';
+import { isIPv4 } from 'node:net';
+import { addressWords } from './control.js';
 import { ROUTER_MODES, type RouterModeName } from './mdb.js';
 
 export const MCAST_BRIDGE_KEYS = [
   'multicast_snooping', 'multicast_querier', 'multicast_query_interval', 'multicast_query_response_interval', 'multicast_last_member_count',
   'multicast_last_member_interval', 'multicast_flood_unregistered', 'multicast_max_groups', 'multicast_vlans',
+  'multicast_querier_ipv4', 'multicast_querier_ipv6',
 ] as const;
 export const MCAST_PORT_KEYS = ['multicast_router', 'multicast_fast_leave', 'mdb_max'] as const;
 const VLAN_KEYS = ['vlan', 'multicast_snooping', 'multicast_flood_unregistered'] as const;
@@ -38,6 +43,8 @@ export function defaultMcastSettings(): McastSettings {
     lastMemberIntervalMs: DEFAULT_LAST_MEMBER_INTERVAL_MS,
     floodUnregistered: true,
     maxGroups: DEFAULT_MAX_GROUPS,
+    querierIpv4: 0,
+    querierIpv6: null,
     vlans: new Map(),
     ports: new Map(),
     portDefaults: BUILTIN_MCAST_PORT,
@@ -103,7 +110,18 @@ export function mcastSettingsFrom(b: Record<string, unknown>): { settings: Mcast
     floodUnregistered: bool(b, 'multicast_flood_unregistered', d.floodUnregistered, '', problems),
     maxGroups: num(b, 'multicast_max_groups', d.maxGroups, 1, 1_000_000, true, ' groups', problems),
   };
-  if (s.querier) problems.push(['multicast_querier', 'the querier is not implemented in this build; use an upstream querier (a router, or a Linux bridge with mcast_querier 1)']);
+  const q4 = b.multicast_querier_ipv4;
+  if (q4 !== undefined && q4 !== null) {
+    const w = typeof q4 === 'string' && isIPv4(q4) ? addressWords(q4) : null;
+    if (w === null) problems.push(['multicast_querier_ipv4', `must be an IPv4 address (0.0.0.0 allowed), got ${describe(q4)}`]);
+    else s.querierIpv4 = w[3];
+  }
+  const q6 = b.multicast_querier_ipv6;
+  if (q6 !== undefined && q6 !== null) {
+    const w = typeof q6 === 'string' ? addressWords(q6) : null;
+    if (w === null || (w[0] >>> 22) !== (0xfe80 >>> 6)) problems.push(['multicast_querier_ipv6', `must be a link-local IPv6 address (fe80::/10; hosts ignore MLD queries from others), got ${describe(q6)}`]);
+    else s.querierIpv6 = w;
+  }
   const vl = b.multicast_vlans;
   if (vl !== undefined && vl !== null) {
     if (!Array.isArray(vl)) problems.push(['multicast_vlans', `must be a list of { vlan, multicast_snooping, multicast_flood_unregistered }, got ${describe(vl)}`]);
@@ -149,7 +167,17 @@ export function snoopingAnywhere(s: McastSettings): boolean {
   return s.snooping || [...s.vlans.values()].some((v) => v.snooping);
 }
 
-/** The engine's step "multicast" for a bridge with these settings, or null when no VLAN snoops. */
-export function multicastFor(s: McastSettings, maxPorts: number): McastSnooping | null {
-  return snoopingAnywhere(s) ? new McastSnooping(s, maxPorts) : null;
+/**
+ * The engine's step "multicast" for bridge `name` with these settings, or null when no VLAN snoops. `slab`: the free
+ * receive slab the querier composes its queries in; its MAC is 02:00 and 32 bits of a hash of the bridge name.
+ */
+export function multicastFor(name: string, s: McastSettings, maxPorts: number, slab: () => Uint8Array): McastSnooping | null {
+  if (!snoopingAnywhere(s)) return null;
+  const mc = new McastSnooping(s, maxPorts);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+  mc.querierMac = 0x0200_0000_0000 + (h >>> 0);
+  mc.applyQuerier();
+  mc.slab = slab;
+  return mc;
 }

@@ -8,6 +8,7 @@ import type { BridgePort } from '../bridge/port.js';
 import { ControlError } from '../control/errors.js';
 import { V4_MAPPED } from '../frame/igmp.js';
 import { ROUTER_MODES } from './mdb.js';
+import type { QuerierVlanState } from './querier.js';
 
 export interface MdbShowEntry {
   vlan: number;
@@ -39,8 +40,8 @@ export interface MdbShow {
   max_groups: number;
   /** refusals (caps) and malformed IGMP/MLD by reason */
   counters: Record<string, number>;
-  /** the querier of this bridge: not implemented in this build */
-  querier: { enabled: false };
+  /** the bridge's own querier (multicast_querier): per query VLAN, who queries, per family */
+  querier: { enabled: boolean; queries_sent: number; vlans: QuerierVlanState[] };
 }
 
 /** Parses an IPv4 or IPv6 address into four words (IPv4-mapped for IPv4), or null. */
@@ -99,7 +100,7 @@ export function mdbShow(bridge: Bridge, nowMs: number): MdbShow {
   const mc = bridge.mcast;
   const name = (id: number): string => bridge.ports[id]?.name ?? `#${id}`;
   if (mc === null) {
-    return { bridge: bridge.name, snooping: false, entries: [], router_ports: [], groups: 0, max_groups: 0, counters: {}, querier: { enabled: false } };
+    return { bridge: bridge.name, snooping: false, entries: [], router_ports: [], groups: 0, max_groups: 0, counters: {}, querier: { enabled: false, queries_sent: 0, vlans: [] } };
   }
   const mdb = mc.mdb;
   const entries = mdb.entries(nowMs).map((e): MdbShowEntry => ({
@@ -120,8 +121,14 @@ export function mdbShow(bridge: Bridge, nowMs: number): MdbShow {
   const counters: Record<string, number> = { ...mdb.counters, ...mc.counters };
   const malformed = mc.malformedByReason();
   for (const [k, v] of Object.entries(malformed)) counters[`malformed_${k}`] = v;
+  const q = mc.querier;
+  const vids = new Set<number>();
+  for (const p of bridge.portList) if (p.vlan.isMember(p.vlan.untaggedVid)) vids.add(p.vlan.untaggedVid);
+  const querier = q === null
+    ? { enabled: false, queries_sent: 0, vlans: [] }
+    : { enabled: true, queries_sent: q.queriesSent, vlans: q.state(nowMs, [...vids].sort((a, b) => a - b), formatAddressWords) };
   return {
-    bridge: bridge.name, snooping: true, entries, router_ports: routers, groups: mdb.groups, max_groups: mdb.maxGroups, counters, querier: { enabled: false },
+    bridge: bridge.name, snooping: true, entries, router_ports: routers, groups: mdb.groups, max_groups: mdb.maxGroups, counters, querier,
   };
 }
 

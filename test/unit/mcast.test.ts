@@ -2,7 +2,8 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { Bridge } from '../../src/bridge/bridge.js';
 import { McastSnooping } from '../../src/bridge/mcast.js';
 import type { BridgePort } from '../../src/bridge/port.js';
-import { REC_ALLOW, REC_BLOCK, REC_IS_EX, REC_IS_IN, REC_TO_EX, REC_TO_IN } from '../../src/frame/igmp.js';
+import { classifyIpv4, MC_QUERY, McastPacket, REC_ALLOW, REC_BLOCK, REC_IS_EX, REC_IS_IN, REC_TO_EX, REC_TO_IN } from '../../src/frame/igmp.js';
+import { classifyIpv6 } from '../../src/frame/mld.js';
 import { defaultMcastSettings, mcastSettingsFrom } from '../../src/mdb/config.js';
 import type { McastSettings } from '../../src/bridge/mcast.js';
 import { addFakePort, BatchBuilder, type FakeIo } from '../support/fake-io.js';
@@ -201,5 +202,73 @@ describe('step "multicast" (IGMP/MLD snooping)', () => {
     br.setMulticast(null);
     rx(1, igmpV2Report(GROUP));
     expect(got()).toEqual([1, 0, 1, 1, 1]);
+  });
+});
+
+describe('the querier (multicast_querier)', () => {
+  const make = (extra: Record<string, unknown> = {}): { br: Bridge; mc: McastSnooping; p: { port: BridgePort; io: FakeIo }[]; batch: BatchBuilder } => {
+    const r = mcastSettingsFrom({ multicast_querier: true, multicast_querier_ipv4: '198.18.0.100', multicast_query_interval: 10, ...extra });
+    expect(r.problems).toEqual([]);
+    const br = new Bridge({ name: 'xenbr0', maxPorts: 16, fdbMax: 1024, ageingTimeMs: 300_000 });
+    const mc = new McastSnooping(r.settings, 16);
+    const batch = new BatchBuilder();
+    mc.slab = () => batch.slab;
+    br.setMulticast(mc);
+    const p = ['vif1.0', 'vif2.0'].map((n) => addFakePort(br, batch, n));
+    return { br, mc, p, batch };
+  };
+  const pkt = new McastPacket();
+  const classify = (hex: string): number => {
+    const f = Buffer.from(hex, 'hex');
+    return (f[12] === 0x08 ? classifyIpv4 : classifyIpv6)(f, 14, f.length - 14, pkt);
+  };
+
+  it('sends valid IGMPv3 and MLDv2 general queries to every port, startup queries a quarter interval apart', () => {
+    const { br, p } = make();
+    br.tick(1000, 100);
+    for (const x of p) {
+      expect(x.io.sent).toHaveLength(2);
+      expect(classify(x.io.sent[0])).toBe(MC_QUERY);
+      expect([pkt.version, pkt.family, pkt.src[3] >>> 0]).toEqual([3, 4, 0xc6120064]);
+      expect(classify(x.io.sent[1])).toBe(MC_QUERY);
+      expect([pkt.version, pkt.family, pkt.src[0] >>> 0]).toEqual([2, 6, 0xfe800000]);
+      x.io.sent.length = 0;
+    }
+    br.tick(1000 + 2499, 100);
+    expect(p[0].io.sent).toHaveLength(0);
+    br.tick(1000 + 2500, 100);
+    expect(p[0].io.sent).toHaveLength(2);
+  });
+
+  it('falls back to IGMPv2 queries after an IGMPv2 report', () => {
+    const { br, p, batch } = make();
+    batch.add(igmpV2Report(GROUP));
+    br.receive(p[0].port, batch.slab, batch.desc, batch.count);
+    batch.reset();
+    br.tick(1000, 100);
+    expect(classify(p[1].io.sent[0])).toBe(MC_QUERY);
+    expect(pkt.version).toBe(2);
+  });
+
+  it('stops in a VLAN when a lower-addressed querier is heard, resumes after the other querier present interval', () => {
+    const { br, mc, p, batch } = make();
+    br.nowMs = 1000;
+    batch.add(igmpQuery('0.0.0.0', { src: '198.18.0.1' }));
+    br.receive(p[0].port, batch.slab, batch.desc, batch.count);
+    batch.reset();
+    for (const x of p) x.io.sent.length = 0;
+    br.tick(1000, 100);
+    // IPv4 silenced, IPv6 still sent
+    expect(p[1].io.sent.map((h) => classify(h) === MC_QUERY && pkt.family)).toEqual([6]);
+    const other = 2 * 10_000 + 10_000 / 2;
+    p[1].io.sent.length = 0;
+    br.tick(1000 + other, 100);
+    expect(p[1].io.sent.map((h) => classify(h) === MC_QUERY && pkt.family)).toEqual([4, 6]);
+    // a higher address does not silence it
+    expect(mc.querier).not.toBeNull();
+  });
+
+  it('refuses a querier IPv6 source that is not link-local', () => {
+    expect(mcastSettingsFrom({ multicast_querier_ipv6: '2001:db8::1' }).problems.map((x) => x[0])).toEqual(['multicast_querier_ipv6']);
   });
 });
