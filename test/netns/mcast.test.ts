@@ -267,3 +267,64 @@ describe.skipIf(!support.ok)("IGMP/MLD snooping with kernel hosts" + skipNote, (
     expect(mdb).toContain("239.22.2.1");
   }, 60_000);
 });
+
+//   q1 eth0 198.18.24.1 ~~ vif1.0 --+
+//   q2 eth0 198.18.24.2 ~~ vif2.0 --+-- PREFIX-dom0: tapbridge xenbr0, multicast_querier: true (198.18.24.100), no uplink
+// Membership interval shortened to 2 x 2 s + 1 s = 5 s.
+describe.skipIf(!support.ok)("tapbridge as the querier" + skipNote, () => {
+  let lab: Lab;
+
+  beforeAll(async () => {
+    lab = new Lab("mquerier");
+    for (const node of ["dom0", "q1", "q2"]) await lab.addNs(node);
+    await lab.exec("dom0", ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
+    for (const [h, i] of [["q1", 1], ["q2", 2]] as const) {
+      await lab.addVeth("dom0", `vif${i}.0`, h, "eth0");
+      await lab.ip("dom0", ["link", "set", "dev", `vif${i}.0`, "up"]);
+      await lab.configureHost(h, "eth0", `198.18.24.${i}`, `2001:db8:24::${i}`);
+    }
+    lab.writeConfig({
+      control_socket: lab.socketPath,
+      bridges: [{
+        name: "xenbr0",
+        multicast_querier: true,
+        multicast_querier_ipv4: "198.18.24.100",
+        multicast_query_interval: 2,
+        multicast_query_response_interval: 1,
+        ports: [{ name: "vif1.0", kind: "attach" }, { name: "vif2.0", kind: "attach" }],
+      }],
+    });
+    await lab.startDaemon("dom0");
+  }, 60_000);
+
+  afterAll(() => destroyLab(lab));
+
+  it("kernel hosts answer its queries (IGMPv3, MLDv2) and stay members past the membership interval", async () => {
+    const v4 = lab.spawn("q1", [PYTHON, "-c", PY_COUNT, "239.22.4.1", "14", "1", "0", "0"], "member q1 v4");
+    const v6 = lab.spawn("q1", [PYTHON, "-c", PY_COUNT, "ff0e::22:41", "14", "1", "0", "0"], "member q1 v6");
+    await v4.waitForOutput("ready");
+    await v6.waitForOutput("ready");
+    // more than twice the membership interval (5 s) after the joins' unsolicited reports
+    await sleep(11_000);
+    const show = await lab.cliJson<MdbShow>(["mdb", "show", "xenbr0"]);
+    await v4.wait(15_000);
+    await v6.wait(15_000);
+    const groups = show.entries.filter((e) => e.port === "vif1.0").map((e) => e.group);
+    expect(groups, JSON.stringify(show)).toEqual(expect.arrayContaining(["239.22.4.1", "ff0e::22:41"]));
+    expect(show.querier.enabled).toBe(true);
+    expect(show.querier.vlans[0]?.ipv4.querier).toBe("self");
+    const stats = await lab.cliJson<{ ports: { name: string; multicast: { reports_rx: number } | null }[] }[]>(["stats"]);
+    // answers to its queries, beyond the joins' few unsolicited reports
+    expect(stats[0].ports.find((p) => p.name === "vif1.0")?.multicast?.reports_rx).toBeGreaterThan(6);
+  }, 60_000);
+
+  it("a second, lower-addressed querier wins the election", async () => {
+    const mac = await lab.mac("q2", "eth0");
+    await lab.exec("q2", [PYTHON, "-c", PY_QUERY, mac, "198.18.24.2"]);
+    const show = await waitFor(async () => {
+      const s = await lab.cliJson<MdbShow>(["mdb", "show", "xenbr0"]);
+      return s.querier.vlans[0]?.ipv4.querier === "other" ? s : null;
+    }, 3_000);
+    expect(show?.querier.vlans[0]?.ipv4.other_address).toBe("198.18.24.2");
+  }, 30_000);
+});
