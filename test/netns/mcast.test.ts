@@ -266,6 +266,17 @@ describe.skipIf(!support.ok)("IGMP/MLD snooping with kernel hosts" + skipNote, (
     }, 5_000);
     expect(mdb).toContain("239.22.2.1");
   }, 60_000);
+
+  it("mdb add: a permanent entry forwards the group, and survives a daemon restart (runtime state)", async () => {
+    await lab.cli(["mdb", "add", "xenbr0", "vif4.0", "239.22.5.1"]);
+    const r = await stream("239.22.5.1", {}, 100, 3);
+    expect(r.h4.data, JSON.stringify(r)).toBeGreaterThan(90);
+    expect(r.h2.data, JSON.stringify(r)).toBe(0);
+    await lab.stopDaemon();
+    await lab.startDaemon("dom0");
+    const show = await lab.cliJson<MdbShow>(["mdb", "show", "xenbr0"]);
+    expect(show.entries.filter((e) => e.kind === "permanent").map((e) => [e.group, e.port])).toEqual([["239.22.5.1", "vif4.0"]]);
+  }, 60_000);
 });
 
 //   q1 eth0 198.18.24.1 ~~ vif1.0 --+
