@@ -9,6 +9,7 @@ import { ControlError } from '../control/errors.js';
 import { V4_MAPPED } from '../frame/igmp.js';
 import { ROUTER_MODES } from './mdb.js';
 import type { QuerierVlanState } from './querier.js';
+import { portTarget, registerRecordedMethod, type RecordContext } from '../state/journal.js';
 
 export interface MdbShowEntry {
   vlan: number;
@@ -171,3 +172,24 @@ export function mdbDel(bridge: Bridge, port: BridgePort, group: unknown, vid: nu
     throw new ControlError('not_found', `no permanent MDB entry for ${String(group)}${s !== null ? ` source ${String(source)}` : ''} vlan ${vid} on ${port.name}`);
   }
 }
+
+// Runtime state (src/state/journal.ts): a permanent entry added at runtime is one record per (VLAN, port, group,
+// source), replayed on start and across --takeover; `mdb del` of such an entry removes its record. The target is the
+// port's, so removing the port (or a config edit of it) drops its records.
+function mdbRecordKey(p: Record<string, unknown>, ctx: RecordContext): { key: string; bridge: string; port: string; vid: number } {
+  const bridge = String(p.bridge);
+  const port = String(p.port);
+  const vid = typeof p.vlan === 'number' ? p.vlan : ctx.untaggedVid(bridge, port) ?? 0;
+  return { key: `mdb:${bridge}/${vid}/${port}/${String(p.group)}/${p.source === undefined || p.source === null ? '*' : String(p.source)}`, bridge, port, vid };
+}
+
+registerRecordedMethod('mdb.add', (p, _r, j, ctx) => {
+  const k = mdbRecordKey(p, ctx);
+  const params: Record<string, unknown> = { bridge: k.bridge, port: k.port, group: p.group, vlan: k.vid };
+  if (p.source !== undefined && p.source !== null) params.source = p.source;
+  j.put({ method: 'mdb.add', params, key: k.key, target: portTarget(k.bridge, k.port) });
+});
+
+registerRecordedMethod('mdb.del', (p, _r, j, ctx) => {
+  j.remove(mdbRecordKey(p, ctx).key);
+});
