@@ -163,6 +163,7 @@ export class McastSnooping {
     const ipv6 = s.querierIpv6 ?? Int32Array.from([0xfe800000 | 0, 0, ((m[0] ^ 2) << 24) | (m[1] << 16) | (m[2] << 8) | 0xff, (0xfe << 24) | (m[3] << 16) | (m[4] << 8) | m[5]]);
     this.querier = new Querier({
       queryIntervalS: s.queryIntervalS, queryResponseIntervalMs: s.queryResponseIntervalMs, lastMemberCount: s.lastMemberCount,
+      lastMemberIntervalMs: s.lastMemberIntervalMs,
       ipv4: s.querierIpv4, ipv6, mac,
     });
   }
@@ -321,6 +322,8 @@ export class McastSnooping {
       mdb.counters.membersLeft++;
     } else {
       mdb.lowerGroupTimer(m, nowMs + this.lmqtMs);
+      // the querier asks the port whether anyone else still wants the group
+      if (this.querier !== null) this.querier.leaveHeard(vid, port, group, nowMs);
     }
   }
 

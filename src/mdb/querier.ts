@@ -19,6 +19,8 @@ import { EGRESS_NOT_MEMBER, EGRESS_TAGGED } from '../bridge/vlan.js';
 import { TX_OP_NONE, TX_OP_PUSH_TAG, VNET_HDR_LEN } from '../io/native-types.js';
 
 const VID_COUNT = 4096;
+/** group-specific queries owed at once (see Querier.leaveHeard) */
+export const PENDING_MAX = 64;
 /** Where the queries are composed in the slab (two slots: IGMP, MLD). */
 const SLOT = 128;
 const C_TAG = 0x8100_0000;
@@ -27,6 +29,7 @@ export interface QuerierSettings {
   queryIntervalS: number;
   queryResponseIntervalMs: number;
   lastMemberCount: number;
+  lastMemberIntervalMs: number;
   /** IPv4 source as an int32 (0: 0.0.0.0) */
   ipv4: number;
   /** IPv6 link-local source, four words */
@@ -78,12 +81,16 @@ export function floatCode8(v: number): number {
   return 0xff;
 }
 
-/** Composes an IGMP general query (version 1, 2 or 3) at slab[off]; returns its length. */
-export function composeIgmpQuery(b: Uint8Array, off: number, s: QuerierSettings, version: number): number {
+/**
+ * Composes an IGMP query (version 1, 2 or 3) at slab[off]: general (group 0, to 224.0.0.1), or group-specific (to the
+ * group, answered within the last member interval); returns its length.
+ */
+export function composeIgmpQuery(b: Uint8Array, off: number, s: QuerierSettings, version: number, group = 0): number {
   const igmpLen = version === 3 ? 12 : 8;
   const ipLen = 24 + igmpLen;
   b.fill(0, off, off + 14 + ipLen);
-  b.set([0x01, 0x00, 0x5e, 0x00, 0x00, 0x01], off);
+  const dst = group === 0 ? 0xe0000001 | 0 : group;
+  b.set([0x01, 0x00, 0x5e, (dst >>> 16) & 0x7f, (dst >>> 8) & 0xff, dst & 0xff], off);
   putMac(b, off + 6, s.mac);
   put16(b, off + 12, 0x0800);
   const ip = off + 14;
@@ -92,12 +99,14 @@ export function composeIgmpQuery(b: Uint8Array, off: number, s: QuerierSettings,
   b[ip + 8] = 1; // TTL
   b[ip + 9] = 2; // IGMP
   put32(b, ip + 12, s.ipv4);
-  put32(b, ip + 16, 0xe0000001); // 224.0.0.1
+  put32(b, ip + 16, dst);
   b.set([0x94, 0x04, 0x00, 0x00], ip + 20);
   put16(b, ip + 10, csum(b, ip, 24, 0));
   const q = ip + 24;
   b[q] = 0x11;
-  b[q + 1] = version === 1 ? 0 : version === 2 ? Math.min(255, Math.round(s.queryResponseIntervalMs / 100)) : floatCode8(Math.round(s.queryResponseIntervalMs / 100));
+  const respMs = group === 0 ? s.queryResponseIntervalMs : s.lastMemberIntervalMs;
+  b[q + 1] = version === 1 ? 0 : version === 2 ? Math.min(255, Math.round(respMs / 100)) : floatCode8(Math.round(respMs / 100));
+  put32(b, q + 4, group);
   if (version === 3) {
     b[q + 8] = Math.min(7, s.lastMemberCount);
     b[q + 9] = floatCode8(s.queryIntervalS);
@@ -106,12 +115,13 @@ export function composeIgmpQuery(b: Uint8Array, off: number, s: QuerierSettings,
   return 14 + ipLen;
 }
 
-/** Composes an MLD general query (version 1 or 2) at slab[off]; returns its length. */
-export function composeMldQuery(b: Uint8Array, off: number, s: QuerierSettings, version: number): number {
+/** Composes an MLD query (version 1 or 2) at slab[off]: general (group null, to ff02::1) or group-specific; returns its length. */
+export function composeMldQuery(b: Uint8Array, off: number, s: QuerierSettings, version: number, group: Int32Array | null = null): number {
   const mldLen = version === 2 ? 28 : 24;
   const payload = 8 + mldLen;
   b.fill(0, off, off + 14 + 40 + payload);
-  b.set([0x33, 0x33, 0x00, 0x00, 0x00, 0x01], off);
+  const last = group === null ? 1 : group[3];
+  b.set([0x33, 0x33, (last >>> 24) & 0xff, (last >>> 16) & 0xff, (last >>> 8) & 0xff, last & 0xff], off);
   putMac(b, off + 6, s.mac);
   put16(b, off + 12, 0x86dd);
   const ip = off + 14;
@@ -120,14 +130,19 @@ export function composeMldQuery(b: Uint8Array, off: number, s: QuerierSettings, 
   b[ip + 6] = 0; // hop-by-hop
   b[ip + 7] = 1;
   for (let i = 0; i < 4; i++) put32(b, ip + 8 + 4 * i, s.ipv6[i]);
-  put32(b, ip + 24, 0xff020000);
-  put32(b, ip + 36, 1); // ff02::1
+  if (group === null) {
+    put32(b, ip + 24, 0xff020000);
+    put32(b, ip + 36, 1); // ff02::1
+  } else {
+    for (let i = 0; i < 4; i++) put32(b, ip + 24 + 4 * i, group[i]);
+  }
   const h = ip + 40;
   b.set([58, 0, 0x05, 0x02, 0x00, 0x00, 0x01, 0x00], h); // Router Alert (MLD), PadN
   const m = h + 8;
   b[m] = 130;
-  const mrc = Math.min(s.queryResponseIntervalMs, 0x7fff);
+  const mrc = Math.min(group === null ? s.queryResponseIntervalMs : s.lastMemberIntervalMs, 0x7fff);
   put16(b, m + 4, mrc);
+  if (group !== null) for (let i = 0; i < 4; i++) put32(b, m + 8 + 4 * i, group[i]);
   if (version === 2) {
     b[m + 24] = Math.min(7, s.lastMemberCount);
     b[m + 25] = floatCode8(s.queryIntervalS);
@@ -157,10 +172,63 @@ export class Querier {
   /** general queries sent (frames, all ports) */
   queriesSent = 0;
   private readonly vids = new Uint8Array(VID_COUNT);
+  /**
+   * Group-specific queries owed after a leave, last_member_count each, last_member_interval apart, to the port the
+   * leave came from: a fixed table of PENDING_MAX (filled inside rx batches, sent by tick()); a leave when it is full
+   * is counted in `pendingDropped`.
+   */
+  private readonly pendVid = new Int32Array(PENDING_MAX);
+  private readonly pendPort = new Int32Array(PENDING_MAX);
+  private readonly pendGroup = new Int32Array(4 * PENDING_MAX);
+  private readonly pendLeft = new Int32Array(PENDING_MAX);
+  private readonly pendNextMs = new Float64Array(PENDING_MAX);
+  /** leaves whose group-specific queries did not fit the table; group-specific queries sent */
+  pendingDropped = 0;
+  groupQueriesSent = 0;
 
   constructor(settings: QuerierSettings) {
     this.settings = settings;
     this.startupLeft = settings.lastMemberCount;
+  }
+
+  /**
+   * A leave of `group` (four words) arrived on `port` in `vid`: group-specific queries are owed there, unless another
+   * querier is in charge of that VLAN and family (it asks).
+   */
+  leaveHeard(vid: number, port: number, group: Int32Array, nowMs: number): void {
+    const v4 = group[0] === 0 && group[1] === 0 && group[2] === 0xffff;
+    if (nowMs < (v4 ? this.otherV4UntilMs[vid] : this.otherV6UntilMs[vid])) return;
+    for (let i = 0; i < PENDING_MAX; i++) {
+      if (this.pendLeft[i] !== 0) continue;
+      this.pendVid[i] = vid;
+      this.pendPort[i] = port;
+      this.pendGroup.set(group, 4 * i);
+      this.pendLeft[i] = this.settings.lastMemberCount;
+      this.pendNextMs[i] = nowMs;
+      return;
+    }
+    this.pendingDropped++;
+  }
+
+  /** Sends the group-specific queries that are due (between rx batches). */
+  private sendGroupQueries(nowMs: number, ports: readonly BridgePort[], slab: Uint8Array, igmpVersion: number, mldVersion: number): void {
+    const off = 2 * SLOT + VNET_HDR_LEN;
+    for (let i = 0; i < PENDING_MAX; i++) {
+      if (this.pendLeft[i] === 0 || this.pendNextMs[i] > nowMs) continue;
+      this.pendLeft[i]--;
+      this.pendNextMs[i] = nowMs + this.settings.lastMemberIntervalMs;
+      const port = ports.find((p) => p.id === this.pendPort[i]);
+      if (port === undefined || port.io === null || port.state !== 'up') continue;
+      const vid = this.pendVid[i];
+      const rule = port.vlan.egress[vid];
+      if (rule === EGRESS_NOT_MEMBER) continue;
+      const g = this.pendGroup.subarray(4 * i, 4 * i + 4);
+      slab.fill(0, 2 * SLOT, off);
+      const v4 = g[0] === 0 && g[1] === 0 && g[2] === 0xffff;
+      const len = v4 ? composeIgmpQuery(slab, off, this.settings, igmpVersion === 1 ? 2 : igmpVersion, g[3]) : composeMldQuery(slab, off, this.settings, mldVersion, g);
+      queue(port.io.tx, 0, off, len, rule === EGRESS_TAGGED, vid);
+      this.groupQueriesSent += port.io.send(1);
+    }
   }
 
   private get intervalMs(): number {
@@ -207,8 +275,11 @@ export class Querier {
     }
   }
 
-  /** Sends the general queries when due; returns frames sent. `slab` is free (no rx batch in progress). */
+  /** Sends the queries that are due; returns general query frames sent. `slab` is free (no rx batch in progress). */
   tick(nowMs: number, ports: readonly BridgePort[], slab: Uint8Array): number {
+    const igmpNow = nowMs < this.igmpFallbackUntilMs ? this.igmpFallback : 3;
+    const mldNow = nowMs < this.mldFallbackUntilMs ? this.mldFallback : 2;
+    this.sendGroupQueries(nowMs, ports, slab, igmpNow, mldNow);
     if (nowMs < this.nextQueryMs) return 0;
     const interval = this.startupLeft > 0 ? this.intervalMs / 4 : this.intervalMs;
     if (this.startupLeft > 0) this.startupLeft--;

@@ -268,6 +268,36 @@ describe('the querier (multicast_querier)', () => {
     expect(mc.querier).not.toBeNull();
   });
 
+  it('on a leave it sends group-specific queries to that port, last_member_count times, last_member_interval apart', () => {
+    const { br, p, batch, mc } = make();
+    br.tick(1000, 100); // general queries
+    for (const x of p) x.io.sent.length = 0;
+    br.nowMs = 1100;
+    batch.add(igmpV2Report(GROUP)).add(igmpLeave(GROUP));
+    br.receive(p[0].port, batch.slab, batch.desc, batch.count);
+    batch.reset();
+    br.tick(1100, 100);
+    expect(p[0].io.sent).toHaveLength(1);
+    expect(classify(p[0].io.sent[0])).toBe(MC_QUERY);
+    expect([pkt.version, pkt.group[3] >>> 0, pkt.maxRespMs]).toEqual([2, 0xef010203, 1000]);
+    expect(p[1].io.sent).toHaveLength(0);
+    br.tick(1100 + 999, 100);
+    expect(p[0].io.sent).toHaveLength(1);
+    br.tick(1100 + 1000, 100);
+    expect(p[0].io.sent).toHaveLength(2);
+    br.tick(1100 + 5000, 100);
+    expect(p[0].io.sent.filter((h) => classify(h) === MC_QUERY && pkt.group[3] !== 0)).toHaveLength(2);
+    expect(mc.querier!.groupQueriesSent).toBe(2);
+    // MLD: a done gets MLD group-specific queries
+    batch.add(mldV1Report('ff0e::1:3')).add(mldDone('ff0e::1:3'));
+    br.receive(p[1].port, batch.slab, batch.desc, batch.count);
+    batch.reset();
+    p[1].io.sent.length = 0;
+    br.tick(br.nowMs, 100);
+    expect(classify(p[1].io.sent[0])).toBe(MC_QUERY);
+    expect([pkt.family, pkt.group[0] >>> 0, pkt.group[3]]).toEqual([6, 0xff0e0000, 0x10003]);
+  });
+
   it('refuses a querier IPv6 source that is not link-local', () => {
     expect(mcastSettingsFrom({ multicast_querier_ipv6: '2001:db8::1' }).problems.map((x) => x[0])).toEqual(['multicast_querier_ipv6']);
   });
