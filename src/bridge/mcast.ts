@@ -14,6 +14,8 @@
 //     data to an unregistered group                        -> flood if multicast_flood_unregistered, else
 //                                                             the router ports
 //   Everything else (non-IP multicast, broadcast, a VLAN with snooping off) is flooded as before.
+//   With multicast_querier, this.querier (src/mdb/querier.ts) hears the queries (election) and reports (version
+//   fallback) and is told of leaves (group-specific queries); it sends from tick(), between rx batches.
 //   select() returns the candidate ports (this.cand[0 .. n-1]) or MCAST_FLOOD / MCAST_DROP; the engine
 //   filters candidates with its one egress predicate (shouldDeliver), so VLAN membership, port state,
 //   isolation and mirror outputs apply unchanged.
