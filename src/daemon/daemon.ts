@@ -5,7 +5,7 @@
 // may change ports and the FDB directly.
 
 import { multicastFor } from '../mdb/config.js';
-import { mdbAdd, mdbDel, mdbShow, type MdbShow } from '../mdb/control.js';
+import { mdbAdd, mdbDel, mdbShow, type MdbShow, querierShow } from '../mdb/control.js';
 import type { McastPortStats } from '../bridge/mcast.js';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
@@ -110,6 +110,8 @@ export interface BridgeStats {
   bridge: string;
   fdb: { entries: number; learned: number; aged: number; moved: number; evicted: number; flooded: number };
   ports: PortStats[];
+  /** IGMP/MLD snooping: groups in the MDB and the querier per query VLAN (null: multicast_snooping off) */
+  multicast?: { groups: number; querier: MdbShow['querier'] } | null;
 }
 
 /** Flags and security of a new port (config port, or `port_defaults` for one added at runtime). */
@@ -941,6 +943,7 @@ export class Daemon {
       return {
         bridge: br.cfg.name,
         fdb: { entries: br.bridge.fdb.size, learned: c.learned, aged: c.aged, moved: c.moved, evicted: c.evicted, flooded: br.bridge.counters.flooded },
+        multicast: br.bridge.mcast === null ? null : { groups: br.bridge.mcast.mdb.groups, querier: querierShow(br.bridge, this.now()) },
         ports: br.all().map((mp) => {
           mp.readKernelDrops();
           return {

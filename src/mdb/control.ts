@@ -122,15 +122,19 @@ export function mdbShow(bridge: Bridge, nowMs: number): MdbShow {
   const counters: Record<string, number> = { ...mdb.counters, ...mc.counters };
   const malformed = mc.malformedByReason();
   for (const [k, v] of Object.entries(malformed)) counters[`malformed_${k}`] = v;
-  const q = mc.querier;
-  const vids = new Set<number>();
-  for (const p of bridge.portList) if (p.vlan.isMember(p.vlan.untaggedVid)) vids.add(p.vlan.untaggedVid);
-  const querier = q === null
-    ? { enabled: false, queries_sent: 0, vlans: [] }
-    : { enabled: true, queries_sent: q.queriesSent, vlans: q.state(nowMs, [...vids].sort((a, b) => a - b), formatAddressWords) };
+  const querier = querierShow(bridge, nowMs);
   return {
     bridge: bridge.name, snooping: true, entries, router_ports: routers, groups: mdb.groups, max_groups: mdb.maxGroups, counters, querier,
   };
+}
+
+/** The querier part of `mdb show` (also in `stats`): per query VLAN, who queries. */
+export function querierShow(bridge: Bridge, nowMs: number): MdbShow['querier'] {
+  const q = bridge.mcast?.querier ?? null;
+  if (q === null) return { enabled: false, queries_sent: 0, vlans: [] };
+  const vids = new Set<number>();
+  for (const p of bridge.portList) if (p.vlan.isMember(p.vlan.untaggedVid)) vids.add(p.vlan.untaggedVid);
+  return { enabled: true, queries_sent: q.queriesSent, vlans: q.state(nowMs, [...vids].sort((a, b) => a - b), formatAddressWords) };
 }
 
 function groupParam(group: unknown): Int32Array {

@@ -6,6 +6,7 @@
 //   tapbridge_port_up{bridge,port}                     1 when the port (or uplink/bond) is up
 //   tapbridge_port_mcast_{queries,reports,leaves}_received_total{bridge,port}, tapbridge_port_mcast_malformed_total,
 //   tapbridge_port_mdb_entries{bridge,port}, tapbridge_port_mcast_router{bridge,port}   (multicast_snooping on only)
+//   tapbridge_mdb_groups{bridge}, tapbridge_mcast_querier_self{bridge,vlan,family}      (multicast_snooping / _querier on)
 //   tapbridge_fdb_entries{bridge}
 //   tapbridge_fdb_events_total{bridge,event}           event = learned | aged | moved | evicted
 //   tapbridge_bond_active_member{bond,member}          1 on the active member, 0 on the other
@@ -210,6 +211,19 @@ export class DaemonMetrics {
     const B = ['bridge'] as const;
     add('tapbridge_fdb_entries', 'Entries in the bridge\'s forwarding database (static included).', 'gauge', (out) => {
       for (const b of this.snap.stats) out.push({ value: b.fdb.entries, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge], B) });
+    });
+
+    add('tapbridge_mdb_groups', 'Groups in the bridge\'s multicast database (multicast_snooping on only).', 'gauge', (out) => {
+      for (const b of this.snap.stats) if (b.multicast) out.push({ value: b.multicast.groups, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge], B) });
+    });
+    const BVF = ['bridge', 'vlan', 'family'] as const;
+    add('tapbridge_mcast_querier_self', 'Whether this bridge is the IGMP/MLD querier of the VLAN (1) or another querier is (0); multicast_querier on only.', 'gauge', (out) => {
+      for (const b of this.snap.stats) {
+        for (const v of b.multicast?.querier.vlans ?? []) {
+          out.push({ value: v.ipv4.querier === 'self' ? 1 : 0, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge, String(v.vlan), 'ipv4'], BVF) });
+          out.push({ value: v.ipv6.querier === 'self' ? 1 : 0, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge, String(v.vlan), 'ipv6'], BVF) });
+        }
+      }
     });
 
     const BE = ['bridge', 'event'] as const;
