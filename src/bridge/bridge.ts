@@ -93,6 +93,8 @@ const DROP_CODE_NAMES = [
 export const FWD_UNICAST = 0;
 export const FWD_UNKNOWN = 1;
 export const FWD_GROUP = 2;
+/** IP multicast decided by IGMP/MLD snooping (step "multicast") */
+export const FWD_MDB = 3;
 
 /** Flood classes for shouldDeliver(). */
 const FLOOD_NONE = 0;
@@ -376,10 +378,40 @@ export class Bridge<F extends EngineFdb = Fdb> {
   }
 
   /**
-   * The egress decision receive() makes, for trace: unicastEgress() on an FDB hit (FWD_UNICAST), else
-   * floodEgress(). Ports in this.out[0 .. n-1]; returns n.
+   * Step "multicast" (this.mcast set, this.hdr a group destination): IGMP/MLD snooping (learning only when `learn`;
+   * trace passes false) and the MDB's egress ports that take the frame in this.out[0 .. n-1] (fwdKind FWD_MDB);
+   * returns n, or MCAST_FLOOD (flood as before) / MCAST_DROP (malformed IGMP/MLD).
    */
-  selectEgress(ingress: BridgePort, vid: number): number {
+  multicastEgress(ingress: BridgePort, vid: number, slab: Uint8Array, off: number, len: number, learn: boolean): number {
+    const mc = this.mcast!;
+    const m = mc.select(this.ports, this.flood, ingress, vid, slab, off, len, this.hdr, this.nowMs, learn);
+    if (m < 0) return m;
+    const cand = mc.cand;
+    const out = this.out;
+    let n = 0;
+    for (let k = 0; k < m; k++) {
+      const egress = cand[k];
+      if (Bridge.shouldDeliver(ingress, egress, vid, FLOOD_NONE)) out[n++] = egress;
+    }
+    this.fwdKind = FWD_MDB;
+    return n;
+  }
+
+  /**
+   * The egress decision receive() makes, for trace: unicastEgress() on an FDB hit (FWD_UNICAST), else step
+   * "multicast" when the frame (slab, off, len) is IP multicast and snooping is on (read only), else floodEgress().
+   * Ports in this.out[0 .. n-1]; returns n.
+   */
+  selectEgress(ingress: BridgePort, vid: number, slab?: Uint8Array, off = 0, len = 0): number {
+    if (slab !== undefined && this.hdr.dstGroup && this.mcast !== null && !this.hdr.dstIsBroadcast) {
+      this.fwdPort = -1;
+      const m = this.multicastEgress(ingress, vid, slab, off, len, false);
+      if (m === MCAST_DROP) {
+        this.fwdKind = FWD_MDB;
+        return 0;
+      }
+      if (m !== MCAST_FLOOD) return m;
+    }
     const egress = this.unicastEgress(ingress, vid);
     if (this.fwdPort >= 0) {
       this.fwdKind = FWD_UNICAST;
@@ -427,17 +459,13 @@ export class Bridge<F extends EngineFdb = Fdb> {
       const payload = this.payloadOf(slab, off, len);
       // step "multicast": IGMP/MLD snooping and the MDB decide for IP multicast (mcast.ts)
       if (hdr.dstGroup && this.mcast !== null && !hdr.dstIsBroadcast) {
-        const m = this.mcast.select(this.ports, this.flood, ingress, vid, slab, off, len, hdr, now);
+        const m = this.multicastEgress(ingress, vid, slab, off, len, true);
         if (m === MCAST_DROP) {
           if (ingress.tap !== null) ingress.tap.drop(slab, off, len, TX_OP_NONE, 0, vid, DROP_MCAST_MALFORMED, false);
           continue;
         }
         if (m !== MCAST_FLOOD) {
-          const cand = this.mcast.cand;
-          for (let k = 0; k < m; k++) {
-            const egress = cand[k];
-            if (Bridge.shouldDeliver(ingress, egress, vid, FLOOD_NONE)) this.enqueue(egress, off, len, payload, vid, tci);
-          }
+          for (let k = 0; k < m; k++) this.enqueue(out[k], off, len, payload, vid, tci);
           continue;
         }
       }

@@ -212,10 +212,11 @@ export class McastSnooping {
   }
 
   /**
-   * Step "multicast" for an admitted group-addressed frame of VLAN `vid` (hdr parsed): learns from IGMP/MLD
-   * and returns the number of candidate egress ports in this.cand, or MCAST_FLOOD / MCAST_DROP.
+   * Step "multicast" for an admitted group-addressed frame of VLAN `vid` (hdr parsed): learns from IGMP/MLD and counts
+   * (only when `learn`: trace passes false and changes nothing) and returns the number of candidate egress ports in
+   * this.cand, or MCAST_FLOOD / MCAST_DROP.
    */
-  select(byId: readonly (BridgePort | null)[], ports: readonly BridgePort[], ingress: BridgePort, vid: number, slab: Uint8Array, off: number, len: number, hdr: EthernetHeader, nowMs: number): number {
+  select(byId: readonly (BridgePort | null)[], ports: readonly BridgePort[], ingress: BridgePort, vid: number, slab: Uint8Array, off: number, len: number, hdr: EthernetHeader, nowMs: number, learn: boolean): number {
     if (this.snoopVid[vid] === 0) return MCAST_FLOOD;
     const pkt = this.pkt;
     const p = off + hdr.payloadOffset;
@@ -232,7 +233,7 @@ export class McastSnooping {
         const gid = mdb.findGroup(vid, pkt.dst);
         if (gid < 0) {
           if (this.floodUnregVid[vid] === 1) return MCAST_FLOOD;
-          this.counters.unregisteredToRouters++;
+          if (learn) this.counters.unregisteredToRouters++;
           return this.routers(ports, nowMs, this.nextStamp());
         }
         const seq = this.nextStamp();
@@ -244,10 +245,11 @@ export class McastSnooping {
           this.stamp[port.id] = seq;
           this.cand[n++] = port;
         }
-        this.counters.mdbForwarded++;
+        if (learn) this.counters.mdbForwarded++;
         return this.routers(ports, nowMs, seq, n);
       }
       case MC_QUERY: {
+        if (!learn) return MCAST_FLOOD;
         this.portCounters[id * PORT_COUNTERS + PC_QUERIES]++;
         // a general query: group 0.0.0.0 (::ffff:0.0.0.0 here) or ::
         const g = pkt.group;
@@ -256,25 +258,30 @@ export class McastSnooping {
         return MCAST_FLOOD;
       }
       case MC_ROUTER:
+        if (!learn) return MCAST_FLOOD;
         mdb.heardRouter(id, nowMs + this.gmiMs);
         return MCAST_FLOOD;
       case MC_REPORT:
+        if (!learn) return this.toRouters(ports, nowMs, false);
         this.portCounters[id * PORT_COUNTERS + PC_REPORTS]++;
         if (!this.isLinkLocal(pkt.group)) {
           const m = mdb.member(vid, pkt.group, id);
           if (m >= 0) mdb.setExclude(m, nowMs + this.gmiMs);
         }
         if (this.querier !== null) this.querier.heardReport(pkt.family, pkt.version, nowMs, this.gmiMs);
-        return this.toRouters(ports, nowMs);
+        return this.toRouters(ports, nowMs, true);
       case MC_LEAVE:
+        if (!learn) return this.toRouters(ports, nowMs, false);
         this.portCounters[id * PORT_COUNTERS + PC_LEAVES]++;
         this.leave(vid, pkt.group, id, nowMs);
-        return this.toRouters(ports, nowMs);
+        return this.toRouters(ports, nowMs, true);
       case MC_REPORT_V3:
+        if (!learn) return this.toRouters(ports, nowMs, false);
         this.portCounters[id * PORT_COUNTERS + PC_REPORTS]++;
         this.records(slab, vid, id, nowMs);
-        return this.toRouters(ports, nowMs);
+        return this.toRouters(ports, nowMs, true);
       case MC_MALFORMED:
+        if (!learn) return MCAST_DROP;
         this.portCounters[id * PORT_COUNTERS + PC_MALFORMED]++;
         this.malformed[pkt.reason]++;
         return MCAST_DROP;
@@ -308,8 +315,8 @@ export class McastSnooping {
     return n;
   }
 
-  private toRouters(ports: readonly BridgePort[], nowMs: number): number {
-    this.counters.routerOnly++;
+  private toRouters(ports: readonly BridgePort[], nowMs: number, count: boolean): number {
+    if (count) this.counters.routerOnly++;
     return this.routers(ports, nowMs, this.nextStamp());
   }
 

@@ -7,6 +7,7 @@ import { classifyIpv6 } from '../../src/frame/mld.js';
 import { defaultMcastSettings, mcastSettingsFrom } from '../../src/mdb/config.js';
 import type { McastSettings } from '../../src/bridge/mcast.js';
 import { addFakePort, BatchBuilder, type FakeIo } from '../support/fake-io.js';
+import { traceFrame } from '../../src/observe/trace.js';
 import {
   igmpLeave, igmpQuery, igmpV1Report, igmpV2Report, igmpV3Report, ipv4Frame, mldDone, mldQuery, mldV1Report, mldV2Report, udpTo,
 } from '../support/mcast-frames.js';
@@ -196,6 +197,21 @@ describe('step "multicast" (IGMP/MLD snooping)', () => {
     rx(0, ipv4Frame('198.18.0.254', '224.0.0.13', 103, Buffer.from([0x20, 0, 0, 0, 0, 1, 0, 2, 0, 105]), { mac: '00:16:3e:00:00:fe' }));
     rx(1, igmpV2Report(GROUP));
     expect(got()).toEqual([1, 1, 1, 1, 1]); // the hello flooded (1..4), then the report to the router (0) only
+  });
+
+  it('trace runs the same step, read only: a group to its member, a report to router ports, nothing learned', () => {
+    rx(1, igmpV2Report(GROUP));
+    got();
+    const t = traceFrame(br, p[4].port, udpTo(S1, GROUP, '00:16:3e:00:00:04'), br.nowMs);
+    expect(t.egress.map((e) => e.port)).toEqual(['vif1.0']);
+    const before = mc.mdb.members;
+    const r = traceFrame(br, p[2].port, igmpV2Report('239.7.7.7', '198.18.0.2', '00:16:3e:00:00:02'), br.nowMs);
+    expect(r.egress).toEqual([]); // no router port yet
+    expect(mc.mdb.members).toBe(before);
+    expect(mc.portStats(p[2].port, br.nowMs).reports_rx).toBe(0);
+    // the frame the trace predicted is what receive() does
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 1, 0, 0, 0]);
   });
 
   it('stays off when the bridge has no McastSnooping (multicast flooded, reports to everyone)', () => {
