@@ -39,6 +39,7 @@ import {
 import { classifyIpv6, isIpv6AllNodesOrRouters, readMldRecord, readMldSource } from '../frame/mld.js';
 import { Mdb, ROUTER_ALWAYS, ROUTER_AUTO, ROUTER_MODES, ROUTER_NEVER, type RouterModeName } from '../mdb/mdb.js';
 import { Querier } from '../mdb/querier.js';
+import { addressWords } from '../mdb/address.js';
 import type { BridgePort } from './port.js';
 
 /** select(): not a snooped frame, flood it as before */
@@ -71,6 +72,8 @@ export interface McastSettings extends McastVlanSettings {
   /** the querier's IPv4 source (int32, 0 = 0.0.0.0) and IPv6 link-local source (null: derived from its MAC) */
   querierIpv4: number;
   querierIpv6: Int32Array | null;
+  /** `mdb`: permanent entries of the config, installed when their port is added */
+  permanent: { group: string; port: string; vlan: number; source: string | null }[];
   queryIntervalS: number;
   queryResponseIntervalMs: number;
   lastMemberCount: number;
@@ -197,6 +200,11 @@ export class McastSnooping {
     if (s.router !== 'auto') mdb.routerExpiryMs[id] = 0;
     mdb.portMax[id] = s.mdbMax;
     this.fastLeave[id] = s.fastLeave ? 1 : 0;
+    for (const e of this.settings.permanent) {
+      if (e.port !== port.name) continue;
+      const g = addressWords(e.group);
+      if (g !== null) mdb.addStatic(e.vlan, g, id, e.source === null ? null : addressWords(e.source));
+    }
   }
 
   /** A port is gone: its entries (permanent ones too), router timer and counters. */

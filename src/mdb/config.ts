@@ -13,20 +13,24 @@
 //   multicast_max_groups: 4096            # groups per bridge, 1..1000000
 //   multicast_vlans: [ { vlan: 10, multicast_snooping: false, multicast_flood_unregistered: false } ]
 //   ports / port_defaults: multicast_router: auto | always | never, multicast_fast_leave: false, mdb_max: 0
+//   mdb: [ { group: 239.1.2.3, port: vif1.0, vlan: 10, source: 198.18.0.9 } ]   # permanent entries (vlan: the
+//                                                   # port's untagged VLAN by default; source: an (S, G) entry)
 
 import {
   DEFAULT_LAST_MEMBER_COUNT, DEFAULT_LAST_MEMBER_INTERVAL_MS, DEFAULT_MAX_GROUPS, DEFAULT_QUERY_INTERVAL_S, DEFAULT_QUERY_RESPONSE_INTERVAL_MS,
   type McastPortSettings, type McastSettings, McastSnooping, type McastVlanSettings,
 } from '../bridge/mcast.js';
 import { isIPv4 } from 'node:net';
-import { addressWords } from './control.js';
+import { PortVlan, vlanSpecFrom } from '../bridge/vlan.js';
+import { addressWords } from './address.js';
 import { ROUTER_MODES, type RouterModeName } from './mdb.js';
 
 export const MCAST_BRIDGE_KEYS = [
   'multicast_snooping', 'multicast_querier', 'multicast_query_interval', 'multicast_query_response_interval', 'multicast_last_member_count',
   'multicast_last_member_interval', 'multicast_flood_unregistered', 'multicast_max_groups', 'multicast_vlans',
-  'multicast_querier_ipv4', 'multicast_querier_ipv6',
+  'multicast_querier_ipv4', 'multicast_querier_ipv6', 'mdb',
 ] as const;
+const MDB_ENTRY_KEYS = ['group', 'port', 'vlan', 'source'] as const;
 export const MCAST_PORT_KEYS = ['multicast_router', 'multicast_fast_leave', 'mdb_max'] as const;
 const VLAN_KEYS = ['vlan', 'multicast_snooping', 'multicast_flood_unregistered'] as const;
 
@@ -45,6 +49,7 @@ export function defaultMcastSettings(): McastSettings {
     maxGroups: DEFAULT_MAX_GROUPS,
     querierIpv4: 0,
     querierIpv6: null,
+    permanent: [],
     vlans: new Map(),
     ports: new Map(),
     portDefaults: BUILTIN_MCAST_PORT,
@@ -146,6 +151,7 @@ export function mcastSettingsFrom(b: Record<string, unknown>): { settings: Mcast
       });
     }
   }
+  permanentEntriesOf(b, s, problems);
   const pd = b.port_defaults;
   if (typeof pd === 'object' && pd !== null && !Array.isArray(pd)) s.portDefaults = mcastPortFrom(pd as Record<string, unknown>, BUILTIN_MCAST_PORT, 'port_defaults.', problems);
   const ports = b.ports;
@@ -160,6 +166,57 @@ export function mcastSettingsFrom(b: Record<string, unknown>): { settings: Mcast
     });
   }
   return { settings: s, problems };
+}
+
+/** The `mdb` list: permanent entries, the VLAN resolved from the named port's VLAN keys when not given. */
+function permanentEntriesOf(b: Record<string, unknown>, s: McastSettings, problems: Problems): void {
+  const list = b.mdb;
+  if (list === undefined || list === null) return;
+  if (!Array.isArray(list)) {
+    problems.push(['mdb', `must be a list of { group, port, vlan, source }, got ${describe(list)}`]);
+    return;
+  }
+  const ports = new Map<string, Record<string, unknown>>();
+  for (const p of Array.isArray(b.ports) ? b.ports : []) {
+    if (typeof p === 'object' && p !== null && typeof (p as Record<string, unknown>).name === 'string') ports.set((p as Record<string, string>).name, p as Record<string, unknown>);
+  }
+  const up = b.uplink;
+  if (typeof up === 'object' && up !== null) {
+    const u = up as Record<string, unknown>;
+    const name = typeof u.interface === 'string' ? u.interface : typeof u.bond === 'object' && u.bond !== null ? (u.bond as Record<string, unknown>).name : undefined;
+    if (typeof name === 'string') ports.set(name, u);
+  }
+  list.forEach((e: unknown, i) => {
+    const w = `mdb[${i}].`;
+    if (typeof e !== 'object' || e === null || Array.isArray(e)) {
+      problems.push([`mdb[${i}]`, `must be a mapping { group, port, vlan, source }, got ${describe(e)}`]);
+      return;
+    }
+    const o = e as Record<string, unknown>;
+    for (const k of Object.keys(o)) if (!(MDB_ENTRY_KEYS as readonly string[]).includes(k)) problems.push([`${w}${k}`, `unknown key (known: ${MDB_ENTRY_KEYS.join(', ')})`]);
+    const g = typeof o.group === 'string' ? addressWords(o.group) : null;
+    const groupOk = g !== null && (g[2] === 0xffff && g[0] === 0 && g[1] === 0 ? (g[3] >>> 28) === 0xe : (g[0] >>> 24) === 0xff);
+    if (!groupOk) problems.push([`${w}group`, `must be an IPv4 or IPv6 multicast address, got ${describe(o.group)}`]);
+    let source: string | null = null;
+    if (o.source !== undefined && o.source !== null) {
+      const sw = typeof o.source === 'string' ? addressWords(o.source) : null;
+      const v4 = (a: Int32Array): boolean => a[0] === 0 && a[1] === 0 && a[2] === 0xffff;
+      const multicast = sw !== null && (v4(sw) ? (sw[3] >>> 28) === 0xe : (sw[0] >>> 24) === 0xff);
+      if (sw === null || multicast || (g !== null && v4(sw) !== v4(g))) problems.push([`${w}source`, `must be a unicast address of the group's family, got ${describe(o.source)}`]);
+      else source = String(o.source);
+    }
+    const port = typeof o.port === 'string' ? o.port : '';
+    const rp = ports.get(port);
+    if (rp === undefined) {
+      problems.push([`${w}port`, `${describe(o.port)} is not a port or the uplink of this bridge`]);
+      return;
+    }
+    const r = vlanSpecFrom(rp.vlan, rp.trunk, rp.native_vlan);
+    const pv = new PortVlan('spec' in r ? r.spec : { mode: 'default' });
+    const vlan = num(o, 'vlan', pv.untaggedVid, 0, 4094, true, '', problems, w);
+    if (!pv.isMember(vlan)) problems.push([`${w}vlan`, `port "${port}" is not a member of VLAN ${vlan}`]);
+    if (groupOk) s.permanent.push({ group: String(o.group), port, vlan, source });
+  });
 }
 
 /** Whether any VLAN of the bridge snoops (the engine's step is installed only then). */

@@ -4,7 +4,8 @@
 // Built from the config document in force (so keys of every feature are kept as written) and the daemon's live
 // views: the ports that exist now (ports removed at runtime are left out, ports added at runtime are appended
 // with their kind), each port's and uplink's VLAN mode as it is now, the ageing time in force, and the static FDB
-// entries as they are now, each port's lock as it is now, the mirrors as they are now.
+// entries as they are now, each port's lock as it is now, the mirrors as they are now, the permanent MDB entries as
+// they are now.
 
 import { stringify } from 'yaml';
 import type { Daemon, VlanShow } from '../daemon/daemon.js';
@@ -98,6 +99,11 @@ export function effectiveConfig(d: Daemon, file: DaemonConfig): Raw {
     });
     if (mirrors.length > 0) rb.mirrors = mirrors;
     else delete rb.mirrors;
+    // permanent MDB entries as they are now (src/mdb/; config ones and `mdb add` at runtime)
+    const mdb = d.mdbShow(name).entries.filter((e) => e.kind === 'permanent')
+      .map((e) => ({ group: e.group, port: e.port, vlan: e.vlan, ...(e.source !== null ? { source: e.source } : {}) }));
+    if (mdb.length > 0) rb.mdb = mdb;
+    else delete rb.mdb;
   }
   return raw;
 }

@@ -276,6 +276,9 @@ describe.skipIf(!support.ok)("IGMP/MLD snooping with kernel hosts" + skipNote, (
     await lab.startDaemon("dom0");
     const show = await lab.cliJson<MdbShow>(["mdb", "show", "xenbr0"]);
     expect(show.entries.filter((e) => e.kind === "permanent").map((e) => [e.group, e.port])).toEqual([["239.22.5.1", "vif4.0"]]);
+    // save-config writes it as a config `mdb` entry
+    const saved = await lab.cli(["save-config", "-"]);
+    expect(saved.stdout).toMatch(/mdb:\n\s+- group: 239\.22\.5\.1\n\s+port: vif4\.0\n\s+vlan: 0/);
   }, 60_000);
 });
 

@@ -7,7 +7,7 @@ describe('multicast config keys', () => {
     const m = parseConfig('bridges: [ { name: b, ports: [ { name: v1 } ] } ]').bridges[0].multicast;
     expect({ ...m, vlans: [...m.vlans], ports: [...m.ports] }).toEqual({
       snooping: true, querier: false, queryIntervalS: 125, queryResponseIntervalMs: 10_000, lastMemberCount: 2, lastMemberIntervalMs: 1000,
-      floodUnregistered: true, maxGroups: 4096, querierIpv4: 0, querierIpv6: null, vlans: [], ports: [],
+      floodUnregistered: true, maxGroups: 4096, querierIpv4: 0, querierIpv6: null, permanent: [], vlans: [], ports: [],
       portDefaults: { router: 'auto', fastLeave: false, mdbMax: 0 },
     });
   });
@@ -56,6 +56,31 @@ bridges:
       'bridges[0].multicast_vlans[1].vlan: is required (0..4094)',
       'bridges[0].port_defaults.multicast_router: must be one of auto, always, never, got "sometimes"',
       'bridges[0].ports[0].mdb_max: must be an integer 0..1000000 (members per port, 0 = no cap), got -1',
+    ]);
+  });
+});
+
+describe('mdb: permanent entries in the config', () => {
+  it('resolves the VLAN from the port, checks group, source and port', () => {
+    const m = parseConfig(`
+bridges:
+  - name: b
+    mdb:
+      - { group: 239.1.2.3, port: v1 }
+      - { group: "ff0e::1", port: v2, vlan: 20, source: "2001:db8::9" }
+    ports: [ { name: v1, vlan: 10 }, { name: v2, trunk: [20] } ]
+`).bridges[0].multicast;
+    expect(m.permanent).toEqual([{ group: '239.1.2.3', port: 'v1', vlan: 10, source: null }, { group: 'ff0e::1', port: 'v2', vlan: 20, source: '2001:db8::9' }]);
+    expect(configIssues(`
+bridges:
+  - name: b
+    mdb: [ { group: 198.18.0.1, port: v1 }, { group: 239.1.1.1, port: nope }, { group: 239.1.1.1, port: v1, vlan: 11, source: "2001:db8::1" } ]
+    ports: [ { name: v1, vlan: 10 } ]
+`)).toEqual([
+      'bridges[0].mdb[0].group: must be an IPv4 or IPv6 multicast address, got "198.18.0.1"',
+      'bridges[0].mdb[1].port: "nope" is not a port or the uplink of this bridge',
+      'bridges[0].mdb[2].source: must be a unicast address of the group\'s family, got "2001:db8::1"',
+      'bridges[0].mdb[2].vlan: port "v1" is not a member of VLAN 11',
     ]);
   });
 });
