@@ -6,6 +6,7 @@
 
 import { multicastFor } from '../mdb/config.js';
 import { mdbAdd, mdbDel, mdbShow, type MdbShow, querierShow } from '../mdb/control.js';
+import { mdbSnapshot, type MdbSnapshot, restoreMdb } from '../mdb/snapshot.js';
 import type { McastPortStats } from '../bridge/mcast.js';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
@@ -786,6 +787,15 @@ export class Daemon {
     if (br.bridge.fdb.addStatic(vid, m, mp.port.id, this.now()) === AddResult.Full) {
       throw new ControlError('fdb_full', `FDB of ${br.cfg.name} is full of static entries (fdb_max ${br.cfg.fdbMax})`);
     }
+  }
+
+  /** The learnt MDB, router ports and querier elections of every bridge (the state's `mdb` section; src/mdb/snapshot.ts). */
+  mdbSnapshot(): MdbSnapshot {
+    return mdbSnapshot([...this.bridges.values()].map((br) => br.bridge), this.now());
+  }
+
+  restoreMdb(snap: unknown): { restored: number; skipped: number } {
+    return restoreMdb(snap, new Map([...this.bridges].map(([n, br]) => [n, br.bridge])), this.now());
   }
 
   /** `mdb show` (src/mdb/control.ts). */

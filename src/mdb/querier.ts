@@ -235,6 +235,21 @@ export class Querier {
     return this.settings.queryIntervalS * 1000;
   }
 
+  /** Other querier present interval (ms). */
+  get otherQuerierPresentMs(): number {
+    return this.otherPresentMs;
+  }
+
+  /** The other queriers in charge now: per VLAN and family, their address and ms left (snapshots). */
+  others(nowMs: number): { vlan: number; family: 4 | 6; address: Int32Array; timer_ms: number }[] {
+    const out: { vlan: number; family: 4 | 6; address: Int32Array; timer_ms: number }[] = [];
+    for (let vid = 0; vid < 4095; vid++) {
+      if (this.otherV4UntilMs[vid] > nowMs) out.push({ vlan: vid, family: 4, address: Int32Array.from([0, 0, 0xffff, this.otherV4Addr[vid]]), timer_ms: Math.round(this.otherV4UntilMs[vid] - nowMs) });
+      if (this.otherV6UntilMs[vid] > nowMs) out.push({ vlan: vid, family: 6, address: this.otherV6Addr.slice(4 * vid, 4 * vid + 4), timer_ms: Math.round(this.otherV6UntilMs[vid] - nowMs) });
+    }
+    return out;
+  }
+
   private get otherPresentMs(): number {
     return this.settings.lastMemberCount * this.intervalMs + this.settings.queryResponseIntervalMs / 2;
   }

@@ -31,6 +31,7 @@ import { configHash, emptyState, type FdbSnapshotEntry, type RuntimeRecord, type
 import { recorderOf, RuntimeJournal, touches, type RecordContext } from './journal.js';
 import { applyPlan, diffConfig, recreatedPorts, type Change } from './reload.js';
 import { effectiveConfigYaml } from './save-config.js';
+import { MDB_SECTION } from '../mdb/snapshot.js';
 import type { StateStore } from './store.js';
 
 /** FDB pool slots a periodic snapshot collects per event-loop turn (~1-2 ms of work). */
@@ -146,6 +147,10 @@ export class DaemonState {
       const r = this.daemon.restoreFdb(stored.fdb.bridges, Date.now() - stored.fdb.saved_at);
       this.log.info(r, 'FDB snapshot restored');
     }
+    if (stored.sections[MDB_SECTION] !== undefined) {
+      const r = this.daemon.restoreMdb(stored.sections[MDB_SECTION]);
+      this.log.info(r, 'multicast database restored');
+    }
     this.doc.sections = { ...stored.sections, ...this.doc.sections };
     this.log.info({ replayed, journal: this.journal.size }, 'runtime state replayed');
   }
@@ -175,6 +180,7 @@ export class DaemonState {
     this.doc.runtime = this.journal.list();
     this.doc.sections[HOSTSTACK_SECTION] = exportHostStackOriginals();
     this.doc.fdb = { saved_at: Date.now(), bridges: this.daemon.fdbSnapshot() };
+    this.doc.sections[MDB_SECTION] = this.daemon.mdbSnapshot();
     return this.doc;
   }
 

@@ -12,6 +12,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { destroyLab, Lab, PYTHON, canRunNetns, sleep, waitFor } from "./helpers.js";
 import type { MdbShow } from "../../src/mdb/control.js";
+import { takeover } from "./handover-helpers.js";
 
 const support = canRunNetns();
 if (!support.ok) console.warn(`netns tests skipped: ${support.reason}`);
@@ -89,7 +90,8 @@ for i in range(count):
 print("sent", count, flush=True)
 `;
 
-/** A raw general IGMPv2 query from eth0 (the guest pretending to be the multicast router). */
+/** A raw general IGMPv2 query from eth0 (the guest pretending to be the multicast router); with argv TYPE GROUP, e.g.
+ * 16 239.1.2.3, an IGMPv2 report a host's stack knows nothing of (it never answers queries for it). */
 const PY_QUERY = String.raw`
 import socket, sys
 mac = bytes.fromhex(sys.argv[1].replace(":", "")); ip = socket.inet_aton(sys.argv[2])
@@ -97,10 +99,13 @@ def csum(b):
     s = sum((b[i] << 8) + b[i + 1] for i in range(0, len(b), 2))
     while s > 0xffff: s = (s & 0xffff) + (s >> 16)
     return (~s) & 0xffff
-igmp = bytearray([0x11, 100, 0, 0, 0, 0, 0, 0]); c = csum(igmp); igmp[2] = c >> 8; igmp[3] = c & 255
-iph = bytearray([0x45, 0, 0, 28, 0, 0, 0, 0, 1, 2, 0, 0]) + ip + socket.inet_aton("224.0.0.1")
+typ = int(sys.argv[3], 16) if len(sys.argv) > 3 else 0x11
+grp = socket.inet_aton(sys.argv[4]) if len(sys.argv) > 4 else bytes(4)
+dst = grp if typ == 0x16 else socket.inet_aton("224.0.0.1")
+igmp = bytearray([typ, 100 if typ == 0x11 else 0, 0, 0]) + grp; c = csum(igmp); igmp[2] = c >> 8; igmp[3] = c & 255
+iph = bytearray([0x45, 0, 0, 28, 0, 0, 0, 0, 1, 2, 0, 0]) + ip + dst
 c = csum(iph); iph[10] = c >> 8; iph[11] = c & 255
-frame = bytes.fromhex("01005e000001") + mac + b"\x08\x00" + bytes(iph) + bytes(igmp)
+frame = bytes([1, 0, 0x5e, dst[1] & 0x7f, dst[2], dst[3]]) + mac + b"\x08\x00" + bytes(iph) + bytes(igmp)
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(("eth0", 0))
 for _ in range(3): s.send(frame.ljust(60, b"\0"))
 `;
@@ -279,6 +284,18 @@ describe.skipIf(!support.ok)("IGMP/MLD snooping with kernel hosts" + skipNote, (
     // save-config writes it as a config `mdb` entry
     const saved = await lab.cli(["save-config", "-"]);
     expect(saved.stdout).toMatch(/mdb:\n\s+- group: 239\.22\.5\.1\n\s+port: vif4\.0\n\s+vlan: 0/);
+  }, 60_000);
+
+  it("--takeover: the new daemon has the learnt memberships and router ports at once", async () => {
+    // a membership only a snapshot can carry: a raw report no host stack will repeat when queried
+    const mac = await lab.mac("h2", "eth0");
+    await lab.exec("h2", [PYTHON, "-c", PY_QUERY, mac, IP.h2, "16", "239.22.6.1"]);
+    const before = await lab.cliJson<MdbShow>(["mdb", "show", "xenbr0"]);
+    expect(before.entries.some((e) => e.group === "239.22.6.1" && e.port === "vif2.0")).toBe(true);
+    await takeover(lab);
+    const after = await lab.cliJson<MdbShow>(["mdb", "show", "xenbr0"]);
+    expect(after.entries.filter((e) => e.group === "239.22.6.1").map((e) => [e.port, e.kind]), lab.daemonLog(20)).toEqual([["vif2.0", "temp"]]);
+    expect(after.router_ports.map((r) => r.port)).toEqual(["peth0"]);
   }, 60_000);
 });
 

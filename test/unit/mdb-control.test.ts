@@ -48,3 +48,36 @@ describe('mdb control', () => {
     expect(j.size).toBe(0);
   });
 });
+
+describe('mdb snapshot', () => {
+  it('round-trips learnt members, sources, router ports; permanent entries and expired timers stay out', async () => {
+    const { mdbSnapshot, restoreMdb } = await import('../../src/mdb/snapshot.js');
+    const make = (): { br: Bridge; mc: McastSnooping; batch: BatchBuilder } => {
+      const br = new Bridge({ name: 'xenbr0', maxPorts: 8, fdbMax: 64, ageingTimeMs: 300_000 });
+      const mc = new McastSnooping(defaultMcastSettings(), 8);
+      br.setMulticast(mc);
+      const batch = new BatchBuilder();
+      for (const n of ['peth0', 'vif1.0', 'vif2.0']) addFakePort(br, batch, n);
+      return { br, mc, batch };
+    };
+    const a = make();
+    const g = addressWords('239.1.2.3')!;
+    const s1 = addressWords('198.18.0.1')!;
+    const mdb = a.mc.mdb;
+    mdb.setExclude(mdb.member(0, g, 1), 50_000);
+    const m2 = mdb.member(0, g, 2);
+    mdb.allowSource(m2, s1, 40_000);
+    mdb.addStatic(0, addressWords('239.9.9.9')!, 1, null);
+    mdb.member(0, addressWords('239.5.5.5')!, 2); // INCLUDE {} with no timer: nothing to carry
+    mdb.heardRouter(0, 30_000);
+    const snap = JSON.parse(JSON.stringify(mdbSnapshot([a.br], 10_000)));
+    const b = make();
+    const r = restoreMdb(snap, new Map([['xenbr0', b.br]]), 0);
+    expect(r).toEqual({ restored: 3, skipped: 0 });
+    expect(mdbShow(b.br, 0).entries.map((e) => [e.port, e.group, e.source, e.mode, Math.round(e.timer_s)]).sort()).toEqual([
+      ['vif1.0', '239.1.2.3', null, 'exclude', 40],
+      ['vif2.0', '239.1.2.3', '198.18.0.1', 'include', 30],
+    ]);
+    expect(mdbShow(b.br, 0).router_ports).toEqual([{ port: 'peth0', kind: 'auto', timer_s: 20 }]);
+  });
+});
