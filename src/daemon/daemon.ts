@@ -310,10 +310,10 @@ export class Daemon {
     this.dataPlane?.sync(false);
   }
 
-  /** data_workers.show */
-  dataWorkersShow(): DataPlaneShow {
+  /** data_workers.show; syncWorkers false (metrics): the counters as last folded, no round trip */
+  dataWorkersShow(syncWorkers = true): DataPlaneShow {
     // a round trip first: the workers' counters are as of now
-    this.dataPlane?.sync(true);
+    if (syncWorkers) this.dataPlane?.sync(true);
     return this.dataPlane?.show() ?? {
       data_workers: this.config.dataWorkers, epoch: 0, syncs: 0, learned_from_workers: 0,
       workers: [{ id: 0, alive: true, ports: [...this.byName.keys()], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0 }],
@@ -915,9 +915,10 @@ export class Daemon {
     return { direct_poll: this.config.directPoll, ...directPoll.stats() };
   }
 
-  stats(): BridgeStats[] {
+  /** syncWorkers false (metrics): the counters already folded, without the blocking round trip to the workers */
+  stats(syncWorkers = true): BridgeStats[] {
     // a round trip to the data-plane workers first: their counters are folded in
-    this.dataPlane?.sync(true);
+    if (syncWorkers) this.dataPlane?.sync(true);
     return [...this.bridges.values()].map((br) => {
       const c = br.bridge.fdb.counters;
       return {
