@@ -78,7 +78,7 @@ VLAN options:
 VXLAN options (the config keys of a \`vxlan\` entry):
   --local IP  --remote IP (repeatable)  --group IP --dev IFNAME  --dstport N (default 4789)
   --ttl N  --tos N  --no-kernel-learning  --persist  --no-learning  --no-flood  --isolated  --fdb-max N
-  version                                CLI and daemon versions
+  version                                CLI and daemon versions (exit 3 when the daemon is unreachable)
 
 Options:
   --socket PATH    control socket (env TAPBRIDGE_SOCKET; default ${DEFAULT_CONTROL_SOCKET})
@@ -553,12 +553,19 @@ async function main(argv: string[]): Promise<number> {
     case 'version': {
       noExtra(args, 0);
       let daemon: unknown = null;
+      let unreachable: DaemonUnreachableError | null = null;
       try {
         daemon = await rpc('version');
       } catch (err) {
         if (!(err instanceof DaemonUnreachableError)) throw err;
+        unreachable = err;
       }
+      // the CLI's own version is printed either way; an unreachable daemon is exit 3, as for every other command
       print(json, { cli: VERSION, daemon }, () => `tapbridge ${VERSION}${daemon !== null ? `\ndaemon ${(daemon as { version: string; addon: string }).version} (${(daemon as { addon: string }).addon})` : '\ndaemon unreachable'}`);
+      if (unreachable !== null) {
+        process.stderr.write(`tapbridge: ${unreachable.message}\n`);
+        return 3;
+      }
       return 0;
     }
     default:

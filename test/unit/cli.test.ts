@@ -45,6 +45,16 @@ describe('tapbridge CLI', () => {
     expect(v.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
   });
 
+  it('version: prints the CLI version and exits 3 when the daemon is unreachable', async () => {
+    const r = await run('version', '--socket', join(dir, 'missing.sock'));
+    expect(r.stdout).toMatch(/^tapbridge \d+\.\d+\.\d+\ndaemon unreachable/);
+    expect(r.stderr).toMatch(/cannot reach the daemon/);
+    expect(r.code).toBe(3);
+    const j = await run('version', '--json', '--socket', join(dir, 'missing.sock'));
+    expect(JSON.parse(j.stdout)).toMatchObject({ daemon: null });
+    expect(j.code).toBe(3);
+  });
+
   it('exits 2 on usage errors', async () => {
     expect((await run('frobnicate')).code).toBe(2);
     expect((await run('showmacs')).code).toBe(2);
