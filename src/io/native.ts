@@ -27,6 +27,7 @@ import {
   type RawPort,
   type RxCallback,
   type TapOptions,
+  type LinkKind,
   type VxlanCreateOptions,
 } from './native-types.js';
 import type { PortIo } from '../bridge/port.js';
@@ -339,8 +340,12 @@ export const vxlanLink = {
   remotes(name: string): string[] {
     return loadAddon().vxlanRemotes(name);
   },
-  kind(name: string): { kind: string; vni: number } | null {
+  kind(name: string): LinkKind | null {
     return loadAddon().linkKind(name);
+  },
+  /** Every vxlan netdev of the namespace (who holds a VNI). */
+  list(): (LinkKind & { name: string })[] {
+    return loadAddon().vxlanList();
   },
   delete(name: string): boolean {
     return loadAddon().linkDelete(name);
