@@ -221,10 +221,12 @@ async function main(argv: string[]): Promise<number> {
       try {
         const cfg = loadConfig(file);
         const ports = cfg.bridges.reduce((n, b) => n + b.ports.length, 0);
-        // where the underlay device is known on this machine: overlay frames that cannot fit its MTU
+        // where the underlay device is known on this machine: overlay frames that cannot fit its MTU; a `local`
+        // address this machine does not have
         if (cfg.bridges.some((b) => b.vxlan.length > 0)) {
           const { vxlanMtuWarnings } = await import('../daemon/vxlan.js');
-          for (const w of vxlanMtuWarnings(cfg.bridges)) process.stderr.write(`warning: ${w}\n`);
+          const { vxlanLocalWarnings } = await import('../daemon/vxlan-owner.js');
+          for (const w of [...vxlanMtuWarnings(cfg.bridges), ...vxlanLocalWarnings(cfg.bridges)]) process.stderr.write(`warning: ${w}\n`);
         }
         process.stdout.write(`${file}: ok (${cfg.bridges.length} bridge(s), ${ports} port(s))\n`);
         return 0;

@@ -106,6 +106,15 @@ describe('tapbridge CLI', () => {
     expect(r.stderr).toMatch(/bridges\[0\]\.ports\[0\]\.kind: must be "tap", "attach" or "host"/);
   });
 
+  it('check-config warns about a vxlan `local` address this host does not have (exit 0)', async () => {
+    const f = join(dir, 'vxlan-local.yaml');
+    // 198.18.255.254 (benchmarking range) is an address of no interface here
+    writeFileSync(f, 'bridges: [ { name: xenbr0, vxlan: [ { name: vx200, vni: 200, local: 198.18.255.254, remotes: [198.18.255.253] } ] } ]\n');
+    const r = await run('check-config', f);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^warning: bridges\[0\]\.vxlan\[0\]: local 198\.18\.255\.254 is not an address of this host/m);
+  });
+
   it('a request line over 1 MiB gets an error reply and the connection closes; the server keeps serving', async () => {
     const { createConnection } = await import('node:net');
     const reply = await new Promise<string>((resolve, reject) => {
