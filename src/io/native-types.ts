@@ -259,10 +259,12 @@ export interface RawAddon {
   /**
    * In a short-lived thread that setns()es into `path`: opens the existing TAP with that ifindex there
    * (TUNSETIFF by its current name; IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, vnet header 10, offloads).
-   * Returns the fd (non-blocking, close-on-exec; adopt it with adoptFd) and the TAP's name there;
-   * `name` (the daemon's port name) is for error messages.
+   * Returns the fd (non-blocking, close-on-exec; adopt it with adoptFd), the TAP's name there and its MAC
+   * (lower-case colon text, read before the open); `name` (the daemon's port name) is for error messages.
    */
-  openTapInNetns(path: string, ifindex: number, name: string): { fd: number; ifname: string };
+  openTapInNetns(path: string, ifindex: number, name: string): { fd: number; ifname: string; mac: string };
+  /** The name and MAC of the netdev with `ifindex` in the namespace file `path` (setns in a short-lived thread). */
+  linkInNetns(path: string, ifindex: number): { ifname: string; mac: string };
   /**
    * One sd_notify datagram to `path` ($NOTIFY_SOCKET: "/..." or abstract "@..."), with `fds` passed by SCM_RIGHTS.
    * Throws a native error (errno, syscall) when the send fails; a TypeError for a bad path, state or fd.

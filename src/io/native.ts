@@ -318,8 +318,12 @@ export const netns = {
   ofNsid(nsid: number): string | null {
     return loadAddon().netnsOfNsid(nsid);
   },
-  openTap(path: string, ifindex: number, name: string): { fd: number; ifname: string } {
+  openTap(path: string, ifindex: number, name: string): { fd: number; ifname: string; mac: string } {
     return loadAddon().openTapInNetns(path, ifindex, name);
+  },
+  /** Name and MAC of a netdev in another namespace (what a moved TAP is, recorded when it moves). */
+  linkIn(path: string, ifindex: number): { ifname: string; mac: string } {
+    return loadAddon().linkInNetns(path, ifindex);
   },
 };
 
