@@ -8,6 +8,7 @@
 
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { takeover } from "./handover-helpers.js";
 import { destroyLab, Lab, canRunNetns, waitFor } from "./helpers.js";
 
 /** The kernel must have the vxlan driver: try one in a throwaway namespace (synchronous, for describe.skipIf). */
@@ -115,6 +116,16 @@ describe.skipIf(!support.ok)("vxlan netdevs the daemon did not create" + skipNot
     await lab.stopDaemon();
     expect(await waitFor(async () => (await detail("vx202")) === null, 5_000), lab.daemonLog(20)).toBe(true);
   }, 60_000);
+
+  it("a takeover carries the record: the new daemon deletes at SIGTERM the netdev the old one created", async () => {
+    await restart([{ name: "vx203", vni: 203, local: LOCAL, remotes: [FAR] }]);
+    const ifindex = (await detail("vx203"))?.ifindex;
+    expect(ifindex).toBeGreaterThan(0);
+    await takeover(lab, "dom0");
+    expect((await detail("vx203"))?.ifindex).toBe(ifindex);
+    await lab.stopDaemon();
+    expect(await waitFor(async () => (await detail("vx203")) === null, 5_000), lab.daemonLog(20)).toBe(true);
+  }, 90_000);
 
   it("names the netdev that holds the VNI, and warns about a local address the host does not have", async () => {
     await lab.ip("dom0", ["link", "add", "vxother", "type", "vxlan", "id", "300", "dstport", "4789"]);
