@@ -316,6 +316,8 @@ export class VxlanPort extends ManagedPort {
     const ifindex = netdev.info(this.name)?.ifindex ?? 0;
     if (!createdVxlans.owns(this.name, ifindex)) {
       if (ifindex > 0) this.log.info('vxlan netdev left in place: tapbridge did not create it');
+      // gone, or someone else's under that name now: nothing of the daemon's is left to delete
+      createdVxlans.forget(this.name);
       return;
     }
     try {
