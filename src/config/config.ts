@@ -5,7 +5,7 @@
 //   control_max_clients: 64    # concurrent control connections; more wait in the listen backlog
 //   log_level: info               # fatal error warn info debug trace silent (--log-level wins)
 //   metrics: { listen: "127.0.0.1:9464" }   # Prometheus /metrics over HTTP; off when absent
-//   state_dir: /var/lib/tapbridge      # runtime state and FDB snapshot: <state_dir>/<socket file name>.state
+//   state_dir: /var/lib/tapbridge      # runtime state and FDB snapshot: <state_dir>/<control socket path, escaped>.state
 //   fdb_snapshot_interval: 30          # seconds between FDB snapshots, 0 = only at shutdown
 //   data_workers: 1                    # threads that forward, the main thread included; 2..64 adds worker threads
 //                                      # (src/dataplane/, native-notes/multicore.md); takes effect at restart

@@ -44,7 +44,7 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
   return new Map<string, MethodHandler>(methods.map(([name, h]) => [name, afterSync(d, h)]));
 }
 
-/** Every request's changes reach the data-plane workers before its reply goes out (src/dataplane/). */
+/** Every request's changes reach the data-plane workers before its reply goes out, or it fails (data_plane_timeout; src/dataplane/). */
 function afterSync(d: Daemon, h: MethodHandler): MethodHandler {
   return (p, client) => {
     try {

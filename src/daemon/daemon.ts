@@ -34,7 +34,7 @@ import { Captures, captureOptionsFrom } from '../observe/capture.js';
 import { traceFrame, traceFrameFrom, type TraceResult } from '../observe/trace.js';
 import type { ControlClient } from '../control/server.js';
 import { CallbackGuard } from './guard.js';
-import { DataPlane, type DataPlaneShow } from '../dataplane/dataplane.js';
+import { DataPlane, DataPlaneSyncError, DataPlaneTimeout, type DataPlaneShow } from '../dataplane/dataplane.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
 export const TICK_MS = 100;
@@ -304,16 +304,28 @@ export class Daemon {
 
   /**
    * After a control request or an event that may have changed ports: the data-plane workers get the new port
-   * tables before the reply goes out (no-op with one thread).
+   * tables before the reply goes out, or the request fails with data_plane_timeout (no-op with one thread).
    */
   syncDataPlane(): void {
-    this.dataPlane?.sync(false);
+    this.syncWorkers(false);
+  }
+
+  /** sync() for a control request: a worker that did not acknowledge fails the request (data_plane_timeout). */
+  private syncWorkers(force: boolean): void {
+    try {
+      this.dataPlane?.sync(force);
+    } catch (err) {
+      if (err instanceof DataPlaneSyncError) {
+        throw new ControlError(err instanceof DataPlaneTimeout ? 'data_plane_timeout' : 'data_plane_error', err.message, { workers: err.workers });
+      }
+      throw err;
+    }
   }
 
   /** data_workers.show; syncWorkers false (metrics): the counters as last folded, no round trip */
   dataWorkersShow(syncWorkers = true): DataPlaneShow {
     // a round trip first: the workers' counters are as of now
-    if (syncWorkers) this.dataPlane?.sync(true);
+    if (syncWorkers) this.syncWorkers(true);
     return this.dataPlane?.show() ?? {
       data_workers: this.config.dataWorkers, epoch: 0, syncs: 0, learned_from_workers: 0,
       workers: [{ id: 0, alive: true, ports: [...this.byName.keys()], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0 }],
@@ -524,12 +536,8 @@ export class Daemon {
       if (readDrops) for (const mp of br.all()) mp.readSocketDrops();
     }
     const dp = this.dataPlane;
-    if (dp !== null) {
-      dp.setClock(now);
-      dp.drain();
-      // link events, reloads, re-opened ports and ended captures reach the workers here at the latest
-      dp.sync(false);
-    }
+    // the clock, learning, and link events, reloads, re-opened ports and ended captures reach the workers here at the latest
+    if (dp !== null) dp.tick(now);
   }
 
   /** Closes every port (TAPs the daemon created vanish unless persist) and the link monitor. */
@@ -569,16 +577,18 @@ export class Daemon {
   /** Stops reading every port: frames queue in the TAPs and sockets for whoever reads them next. */
   pauseIo(): void {
     this.ioPaused = true;
-    // the workers stop reading first (every port goes back to the main thread, which does not read either)
-    this.dataPlane?.sync(false);
+    // the workers stop reading first (every port goes back to the main thread, which does not read either; a late
+    // worker keeps reading its ports until it acknowledges: dataPlane.lateWorkers())
+    this.dataPlane?.syncBestEffort(false);
     for (const mp of this.byName.values()) mp.pauseIo();
   }
 
   /** Reads again after a handover that did not happen; link events missed meanwhile are re-dumped. */
   resumeIo(): void {
     this.ioPaused = false;
-    for (const mp of this.byName.values()) mp.resumeIo();
-    this.dataPlane?.sync(false);
+    // not the ports a late data worker may still read (they come back at a sync after it acknowledged)
+    for (const mp of this.byName.values()) if (mp.io === null || this.dataPlane?.mainMayRead(mp.io) !== false) mp.resumeIo();
+    this.dataPlane?.syncBestEffort(false);
     this.requestDump();
   }
 
@@ -915,10 +925,13 @@ export class Daemon {
     return { direct_poll: this.config.directPoll, ...directPoll.stats() };
   }
 
-  /** syncWorkers false (metrics): the counters already folded, without the blocking round trip to the workers */
+  /**
+   * syncWorkers false (metrics): the counters as last folded (the tick asks the workers for theirs at least every
+   * FOLD_INTERVAL_MS; dataPlane.lastFolded() says when), without the blocking round trip to the workers
+   */
   stats(syncWorkers = true): BridgeStats[] {
     // a round trip to the data-plane workers first: their counters are folded in
-    if (syncWorkers) this.dataPlane?.sync(true);
+    if (syncWorkers) this.syncWorkers(true);
     return [...this.bridges.values()].map((br) => {
       const c = br.bridge.fdb.counters;
       return {

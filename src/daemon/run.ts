@@ -95,8 +95,9 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
       takeover = Takeover.receive(config.controlSocket, hlog);
       const doc = parseState(takeover.payload.state);
       if ('error' in doc) throw new Error(`the handed-over state does not check out: ${doc.error}`);
-      // the old daemon's flock travels with its fd: the state file stays locked throughout
-      store = takeover.stateLockFd >= 0 ? StateStore.adopt(config.stateDir, config.controlSocket, takeover.stateLockFd) : StateStore.open(config.stateDir, config.controlSocket);
+      // the old daemon's flock travels with its fd: the state file stays locked throughout (another state_dir or
+      // socket: the new one is created and locked, the old lock goes with the old daemon)
+      store = StateStore.forTakeover(config.stateDir, config.controlSocket, takeover.stateLockFd);
       state = new DaemonState(daemon, store, config, configPath, log, socketOverride);
       for (const [name, handler] of state.wrap(methods)) served.set(name, handler);
       state.load(doc.doc);

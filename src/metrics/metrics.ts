@@ -18,8 +18,9 @@
 //
 // Notes on performance: a scrape takes ONE snapshot of the daemon's stats()/show()/bondShow(), the same functions the
 // control socket serves, and the families read that snapshot. It asks for the counters without a round trip to the
-// data-plane workers (stats(false)): with data_workers > 1 a worker's counts are those folded at the last sync of the
-// port tables, not a forced one (no Atomics.wait on the main loop per scrape). Nothing here runs per frame or keeps its own count: the
+// data-plane workers (stats(false)): with data_workers > 1 a worker's counts are those last folded into the main
+// thread (the daemon's tick asks for them at least every second), not a forced round trip (no Atomics.wait on the
+// main loop per scrape). Nothing here runs per frame or keeps its own count: the
 // per-frame path is untouched. The scrape runs on the main event loop, so it must be cheap at 1000 ports: prom-client's
 // Counter/Gauge (reset + inc per series: label validation, hashing) took 240 ms per scrape of 1000 ports x 17 series
 // (scripts/bench/service.mjs). The tapbridge families are therefore plain registry entries whose get() hands the

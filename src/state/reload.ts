@@ -15,7 +15,8 @@
 //   ~ uplink br0/peth0 vlan trunk all -> trunk 10,20
 //   + fdb br0 02:00:00:00:00:01 vlan 0 vif1.0 / - fdb ... / ~ fdb br0 02:00:00:00:00:01 vlan 0 vif1.0 -> vif2.0
 //   ~ fdb_snapshot_interval 30 -> 10               in place
-//   ~ control_socket /a -> /b (takes effect at restart)   also state_dir, metrics.listen
+//   ~ control_socket /a -> /b (takes effect at restart; the runtime state stays in <state_dir>/<key of /a>.state: ...)
+//                                                  also state_dir (the same note), metrics.listen
 //   ~ log_level info -> debug                      in place (src/log.ts setLogLevel)
 //   + vxlan br0/vx10010 (vni 10010, access 10)     created and opened (src/daemon/vxlan.ts); - vxlan: closed, removed
 //   ~ vxlan br0/vx10010 remotes +198.18.20.4 -198.18.20.3   in place (the all-zeros FDB entries); vlan and port
@@ -32,6 +33,7 @@ import type { VlanSpec } from '../bridge/vlan.js';
 import { formatMac } from '../frame/mac.js';
 import { jsonEqual } from './document.js';
 import { fdbTarget, portTarget } from './journal.js';
+import { statePath } from './store.js';
 import { defaultLogLevel, setLogLevel, type LogLevel } from '../log.js';
 import { busyPoll, directPoll } from '../io/native.js';
 
@@ -274,11 +276,16 @@ function diffVxlan(out: Change[], br: string, o: readonly VxlanPortConfig[], n: 
 /** The plan that turns config `o` into config `n`, in application order. */
 export function diffConfig(o: DaemonConfig, n: DaemonConfig): Change[] {
   const out: Change[] = [];
+  // the state files are named by state_dir and the socket's path (store.ts): either change leaves the runtime state behind
+  const stateMoves = statePath(o.stateDir, o.controlSocket) !== statePath(n.stateDir, n.controlSocket);
+  const stateNote = stateMoves
+    ? `; the runtime state stays in ${statePath(o.stateDir, o.controlSocket)}: a restart reads ${statePath(n.stateDir, n.controlSocket)} and starts without the runtime changes unless the .state and .fdb files are moved there`
+    : '';
   if (o.controlSocket !== n.controlSocket) {
-    out.push({ line: `~ control_socket ${o.controlSocket} -> ${n.controlSocket} (takes effect at restart)`, targets: [], action: { do: 'atRestart' }, phase: 1 });
+    out.push({ line: `~ control_socket ${o.controlSocket} -> ${n.controlSocket} (takes effect at restart${stateNote})`, targets: [], action: { do: 'atRestart' }, phase: 1 });
   }
   if (o.stateDir !== n.stateDir) {
-    out.push({ line: `~ state_dir ${o.stateDir} -> ${n.stateDir} (takes effect at restart)`, targets: [], action: { do: 'atRestart' }, phase: 1 });
+    out.push({ line: `~ state_dir ${o.stateDir} -> ${n.stateDir} (takes effect at restart${o.controlSocket !== n.controlSocket ? '' : stateNote})`, targets: [], action: { do: 'atRestart' }, phase: 1 });
   }
   const oLevel = o.logLevel ?? defaultLogLevel();
   const nLevel = n.logLevel ?? defaultLogLevel();

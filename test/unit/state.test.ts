@@ -9,7 +9,7 @@ import { parseConfig } from '../../src/config/config.js';
 import { configHash, emptyState, parseState, serializeState, setSection, getSection } from '../../src/state/document.js';
 import { recorderOf, RuntimeJournal, touches, type RecordContext } from '../../src/state/journal.js';
 import { diffConfig } from '../../src/state/reload.js';
-import { StateLockedError, StateStore, statePath } from '../../src/state/store.js';
+import { StateLockedError, StateStore, statePath, stateKey } from '../../src/state/store.js';
 import { DaemonState, SNAPSHOT_SLOTS_PER_TURN } from '../../src/state/daemon-state.js';
 import type { FdbSnapshotEntry } from '../../src/state/document.js';
 import type { Daemon } from '../../src/daemon/daemon.js';
@@ -122,18 +122,19 @@ describe('state file', () => {
     dir = '';
   });
 
-  it('is <state_dir>/<socket file name>.state, written atomically, and locked against a second daemon', () => {
+  it('is <state_dir>/<socket path, escaped>.state, written atomically, and locked against a second daemon', () => {
     dir = mkdtempSync(join(tmpdir(), 'tb-state-'));
     const stateDir = join(dir, 'state');
     const store = StateStore.open(stateDir, '/run/tapbridge/lab1.sock');
-    expect(store.path).toBe(join(stateDir, 'lab1.sock.state'));
+    expect(store.path).toBe(join(stateDir, 'run-tapbridge-lab1.sock.state'));
     expect(store.read(() => undefined)).toEqual({ state: null, fdb: null });
     const doc = emptyState({ bridges: [] });
     store.write(doc);
-    expect(readdirSync(stateDir).sort()).toEqual(['lab1.sock.state', 'lab1.sock.state.lock']);
+    expect(readdirSync(stateDir).sort()).toEqual(['run-tapbridge-lab1.sock.state', 'run-tapbridge-lab1.sock.state.lock']);
     expect(store.read(() => undefined).state?.config_hash).toBe(doc.config_hash);
-    expect(() => StateStore.open(stateDir, '/elsewhere/lab1.sock')).toThrow(StateLockedError);
-    // a different socket name is a different daemon
+    expect(() => StateStore.open(stateDir, '/run/tapbridge/lab1.sock')).toThrow(StateLockedError);
+    // another socket path is another daemon, also with the same file name
+    StateStore.open(stateDir, '/elsewhere/lab1.sock').close();
     StateStore.open(stateDir, '/run/tapbridge/lab2.sock').close();
     store.close();
     StateStore.open(stateDir, '/run/tapbridge/lab1.sock').close();
@@ -152,7 +153,8 @@ describe('state file', () => {
     const r = store.read(() => undefined);
     expect(r.fdb).toEqual(fdb);
     expect(r.state?.fdb).toBeNull();
-    expect(readdirSync(dir).sort()).toEqual(['x.sock.fdb', 'x.sock.state', 'x.sock.state.lock']);
+    const key = stateKey('x.sock');
+    expect(readdirSync(dir).sort()).toEqual([`${key}.fdb`, `${key}.state`, `${key}.state.lock`]);
     store.close();
   });
 
@@ -190,7 +192,7 @@ describe('state file', () => {
     const bad: string[] = [];
     expect(store.read((error) => bad.push(error))).toEqual({ state: null, fdb: null });
     expect(bad).toEqual(['saved_at must be a wall-clock time in ms']);
-    expect(readdirSync(dir).some((f) => f.startsWith('x.sock.state.bad-'))).toBe(true);
+    expect(readdirSync(dir).some((f) => f.startsWith(`${stateKey('x.sock')}.state.bad-`))).toBe(true);
     store.close();
   });
 });
