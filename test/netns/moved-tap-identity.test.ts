@@ -5,11 +5,11 @@
 //
 //   vm9 eth0 (TAP vif9.0, persist, moved and renamed) --+-- dom0: tapbridge xenbr0 --- peth0 ~~ ext eth0 198.18.6.3
 
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { uplinkLab } from "./handover-helpers.js";
 import { destroyLab, Lab, canRunNetns, waitFor } from "./helpers.js";
+import { statePath } from "../../src/state/store.js";
 
 const support = canRunNetns();
 const skipNote = support.ok ? "" : ` (skipped: ${support.reason})`;
@@ -26,7 +26,7 @@ describe.skipIf(!support.ok)("a moved persistent TAP's identity" + skipNote, () 
   beforeAll(async () => {
     lab = await uplinkLab("movedid", ["vm9"], "198.18.6.3");
     lab.writeConfig({ control_socket: lab.socketPath, bridges: [{ name: "xenbr0", uplink: { interface: "peth0" }, ports: [{ name: "vif9.0", persist: true }] }] });
-    stateFile = join(lab.stateDir, "tapbridge.sock.state");
+    stateFile = statePath(lab.stateDir, lab.socketPath);
     await lab.startDaemon("dom0");
   }, 60_000);
 
