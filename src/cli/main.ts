@@ -78,7 +78,7 @@ VLAN options:
 VXLAN options (the config keys of a \`vxlan\` entry):
   --local IP  --remote IP (repeatable)  --group IP --dev IFNAME  --dstport N (default 4789)
   --ttl N  --tos N  --no-kernel-learning  --persist  --no-learning  --no-flood  --isolated  --fdb-max N
-  version                                CLI and daemon versions
+  version                                CLI and daemon versions (exit 3 when the daemon is unreachable)
 
 Options:
   --socket PATH    control socket (env TAPBRIDGE_SOCKET; default ${DEFAULT_CONTROL_SOCKET})
@@ -221,10 +221,12 @@ async function main(argv: string[]): Promise<number> {
       try {
         const cfg = loadConfig(file);
         const ports = cfg.bridges.reduce((n, b) => n + b.ports.length, 0);
-        // where the underlay device is known on this machine: overlay frames that cannot fit its MTU
+        // where the underlay device is known on this machine: overlay frames that cannot fit its MTU; a `local`
+        // address this machine does not have
         if (cfg.bridges.some((b) => b.vxlan.length > 0)) {
           const { vxlanMtuWarnings } = await import('../daemon/vxlan.js');
-          for (const w of vxlanMtuWarnings(cfg.bridges)) process.stderr.write(`warning: ${w}\n`);
+          const { vxlanLocalWarnings } = await import('../daemon/vxlan-owner.js');
+          for (const w of [...vxlanMtuWarnings(cfg.bridges), ...vxlanLocalWarnings(cfg.bridges)]) process.stderr.write(`warning: ${w}\n`);
         }
         process.stdout.write(`${file}: ok (${cfg.bridges.length} bridge(s), ${ports} port(s))\n`);
         return 0;
@@ -553,12 +555,19 @@ async function main(argv: string[]): Promise<number> {
     case 'version': {
       noExtra(args, 0);
       let daemon: unknown = null;
+      let unreachable: DaemonUnreachableError | null = null;
       try {
         daemon = await rpc('version');
       } catch (err) {
         if (!(err instanceof DaemonUnreachableError)) throw err;
+        unreachable = err;
       }
+      // the CLI's own version is printed either way; an unreachable daemon is exit 3, as for every other command
       print(json, { cli: VERSION, daemon }, () => `tapbridge ${VERSION}${daemon !== null ? `\ndaemon ${(daemon as { version: string; addon: string }).version} (${(daemon as { addon: string }).addon})` : '\ndaemon unreachable'}`);
+      if (unreachable !== null) {
+        process.stderr.write(`tapbridge: ${unreachable.message}\n`);
+        return 3;
+      }
       return 0;
     }
     default:

@@ -322,10 +322,10 @@ export class Daemon {
     }
   }
 
-  /** data_workers.show */
-  dataWorkersShow(): DataPlaneShow {
+  /** data_workers.show; syncWorkers false (metrics): the counters as last folded, no round trip */
+  dataWorkersShow(syncWorkers = true): DataPlaneShow {
     // a round trip first: the workers' counters are as of now
-    this.syncWorkers(true);
+    if (syncWorkers) this.syncWorkers(true);
     return this.dataPlane?.show() ?? {
       data_workers: this.config.dataWorkers, epoch: 0, syncs: 0, learned_from_workers: 0,
       workers: [{ id: 0, alive: true, ports: [...this.byName.keys()], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0 }],
@@ -925,9 +925,13 @@ export class Daemon {
     return { direct_poll: this.config.directPoll, ...directPoll.stats() };
   }
 
-  stats(): BridgeStats[] {
+  /**
+   * syncWorkers false (metrics): the counters as last folded (the tick asks the workers for theirs at least every
+   * FOLD_INTERVAL_MS; dataPlane.lastFolded() says when), without the blocking round trip to the workers
+   */
+  stats(syncWorkers = true): BridgeStats[] {
     // a round trip to the data-plane workers first: their counters are folded in
-    this.syncWorkers(true);
+    if (syncWorkers) this.syncWorkers(true);
     return [...this.bridges.values()].map((br) => {
       const c = br.bridge.fdb.counters;
       return {

@@ -31,6 +31,7 @@ import { StateStore } from '../state/store.js';
 import { DaemonState } from '../state/daemon-state.js';
 import { getSection, parseState, serializeState } from '../state/document.js';
 import { MOVED_TAPS_SECTION, MovedTaps } from '../handover/moved.js';
+import { createdVxlans, VXLAN_CREATED_SECTION } from './vxlan-owner.js';
 
 export interface RunOptions {
   /** --log-level: wins over the config's log_level */
@@ -102,8 +103,10 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
       state.load(doc.doc);
       moved.load(getSection(doc.doc, MOVED_TAPS_SECTION));
       trackMoves(moved, state);
+      const vxlans = trackCreatedVxlans(getSection(doc.doc, VXLAN_CREATED_SECTION), state, log);
       daemon.start();
       state.restore(methods, { write: false });
+      vxlans.restored = true;
       inheritedFds.closeUnused();
       // the socket file stays the old daemon's until it is told: on a failure here it resumes with it
       await control.listenInherited(takeover.controlFd);
@@ -125,8 +128,10 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
       moved.load(state.loadedSection(MOVED_TAPS_SECTION));
       if (moved.size > 0) moved.reopen();
       trackMoves(moved, state);
+      const vxlans = trackCreatedVxlans(state.loadedSection(VXLAN_CREATED_SECTION), state, log);
       daemon.start();
       state.restore(methods);
+      vxlans.restored = true;
       const unused = inheritedFds.closeUnused();
       fdStore?.forget(unused.flatMap((e) => (e.fdname !== undefined ? [e.fdname] : [])));
       await control.listen();
@@ -194,6 +199,22 @@ function trackMoves(moved: MovedTaps, state: DaemonState): void {
     state.setSection(MOVED_TAPS_SECTION, moved.list());
     state.persist();
   };
+}
+
+/**
+ * The vxlan netdevs the daemon created (src/daemon/vxlan-owner.ts) live in the state document. A change is written at
+ * once, but only after the state was restored: an earlier write would replace the stored journal with an empty one.
+ */
+function trackCreatedVxlans(section: unknown, state: DaemonState, log: ReturnType<typeof createLogger>): { restored: boolean } {
+  const track = { restored: false };
+  createdVxlans.setLogger(log.child({ subsystem: 'vxlan' }));
+  createdVxlans.load(section);
+  state.setSection(VXLAN_CREATED_SECTION, createdVxlans.list());
+  createdVxlans.onChange = () => {
+    state.setSection(VXLAN_CREATED_SECTION, createdVxlans.list());
+    if (track.restored) state.persist();
+  };
+  return track;
 }
 
 /** metrics.listen() with retries while the old daemon exits (EADDRINUSE); a failure is logged, not fatal. */

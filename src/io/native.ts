@@ -27,6 +27,7 @@ import {
   type RawPort,
   type RxCallback,
   type TapOptions,
+  type LinkKind,
   type VxlanCreateOptions,
 } from './native-types.js';
 import type { PortIo } from '../bridge/port.js';
@@ -317,8 +318,12 @@ export const netns = {
   ofNsid(nsid: number): string | null {
     return loadAddon().netnsOfNsid(nsid);
   },
-  openTap(path: string, ifindex: number, name: string): { fd: number; ifname: string } {
+  openTap(path: string, ifindex: number, name: string): { fd: number; ifname: string; mac: string } {
     return loadAddon().openTapInNetns(path, ifindex, name);
+  },
+  /** Name and MAC of a netdev in another namespace (what a moved TAP is, recorded when it moves). */
+  linkIn(path: string, ifindex: number): { ifname: string; mac: string } {
+    return loadAddon().linkInNetns(path, ifindex);
   },
 };
 
@@ -339,8 +344,12 @@ export const vxlanLink = {
   remotes(name: string): string[] {
     return loadAddon().vxlanRemotes(name);
   },
-  kind(name: string): { kind: string; vni: number } | null {
+  kind(name: string): LinkKind | null {
     return loadAddon().linkKind(name);
+  },
+  /** Every vxlan netdev of the namespace (who holds a VNI). */
+  list(): (LinkKind & { name: string })[] {
+    return loadAddon().vxlanList();
   },
   delete(name: string): boolean {
     return loadAddon().linkDelete(name);

@@ -17,7 +17,10 @@
 //   three gauges prom-client names nodejs_active_*_total, which promtool rejects (their per-type series stay)
 //
 // Notes on performance: a scrape takes ONE snapshot of the daemon's stats()/show()/bondShow(), the same functions the
-// control socket serves, and the families read that snapshot. Nothing here runs per frame or keeps its own count: the
+// control socket serves, and the families read that snapshot. It asks for the counters without a round trip to the
+// data-plane workers (stats(false)): with data_workers > 1 a worker's counts are those last folded into the main
+// thread (the daemon's tick asks for them at least every second), not a forced round trip (no Atomics.wait on the
+// main loop per scrape). Nothing here runs per frame or keeps its own count: the
 // per-frame path is untouched. The scrape runs on the main event loop, so it must be cheap at 1000 ports: prom-client's
 // Counter/Gauge (reset + inc per series: label validation, hashing) took 240 ms per scrape of 1000 ports x 17 series
 // (scripts/bench/service.mjs). The tapbridge families are therefore plain registry entries whose get() hands the
@@ -31,11 +34,12 @@ import type { DataPlaneShow } from '../dataplane/dataplane.js';
 
 /** The daemon's read-only views a scrape needs. */
 export interface MetricsSource {
-  stats(): BridgeStats[];
+  /** syncWorkers false: the counters the main thread already holds, without a round trip to the data-plane workers */
+  stats(syncWorkers?: boolean): BridgeStats[];
   show(): ShowBridge[];
   bondShow(name?: unknown): BondShow | BondShow[];
-  /** data_workers.show (absent: no such family) */
-  dataWorkersShow?(): DataPlaneShow;
+  /** data_workers.show (absent: no such family); syncWorkers as for stats() */
+  dataWorkersShow?(syncWorkers?: boolean): DataPlaneShow;
 }
 
 interface Snapshot {
@@ -246,8 +250,8 @@ export class DaemonMetrics {
   async scrape(): Promise<string> {
     const bonds = this.source.bondShow();
     this.snap = {
-      stats: this.source.stats(), show: this.source.show(), bonds: Array.isArray(bonds) ? bonds : [bonds],
-      workers: this.source.dataWorkersShow?.().workers ?? [],
+      stats: this.source.stats(false), show: this.source.show(), bonds: Array.isArray(bonds) ? bonds : [bonds],
+      workers: this.source.dataWorkersShow?.(false).workers ?? [],
     };
     try {
       return await this.registry.metrics();
