@@ -3,12 +3,14 @@
 // 802.1ad VID 0 tag) and sends router advertisements (plain, 88a8 VID 0, 8100 VID 0 + 88a8 VID 0, and on an access
 // port with allow_stacked). The victim must take no lease and gain no IPv6 route. The same rogue scripts run from an
 // unguarded port first show that each form does reach the victim's kernel: udhcpc binds, `ip -6 route` gains the
-// route (so each guarded case can fail).
+// route (so each guarded case can fail). A locked guest whose lock lists 0x88a8 in allow_ethertypes hides an ARP
+// request for a foreign sender address behind 88a8 VID 0: the victim's neighbour table must not learn it.
 // Needs root, `ip netns` and busybox udhcpc; skips with the reason otherwise. Nothing touches the root namespace.
 //
 //   xenbr0 (default ports):
 //     rogue  eth0 (TAP vif1.0, ra_guard + dhcp_guard) --+
 //     router eth0 (TAP vif4.0, no guards: the controls) -+- xenbr0
+//     locked eth0 (TAP vif3.0, lock: LOCKED_MAC, 198.18.70.30, allow_ethertypes 0x88a8) --+
 //     victim eth0 (TAP vif2.0, udhcpc, accept_ra=1) ----+
 //   xenbr1 (access ports, pvid 10):
 //     rogue  eth1 (TAP vif1.1, ra_guard + dhcp_guard, allow_stacked: true) --+- xenbr1
@@ -19,7 +21,8 @@ import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { destroyLab, Lab, PYTHON, canRunNetns, sleep, waitFor } from "./helpers.js";
-import { dropDeltas, portDrops } from "./capture.js";
+import { dropDeltas, portDrops, sendRaw } from "./capture.js";
+import { arp, mac } from "../support/frames.js";
 
 function udhcpcProblem(): string | null {
   try {
@@ -38,6 +41,8 @@ const skipNote = support.ok ? "" : ` (skipped: ${support.reason})`;
 const ROGUE_MAC = "02:00:00:70:00:66";
 const ROUTER_MAC = "02:00:00:70:00:01";
 const VICTIM_MAC = "02:00:00:70:00:20";
+const LOCKED_MAC = "02:00:00:70:00:30";
+const VICTIM_IP = "198.18.70.20";
 
 /**
  * A rogue DHCPv4 server on a raw socket: answers DISCOVER with OFFER and REQUEST with ACK (lease LEASE_IP, router
@@ -182,14 +187,17 @@ describe.skipIf(!support.ok)("RA and DHCP guards against real clients (issue 20)
 
   beforeAll(async () => {
     lab = new Lab("guards");
-    for (const n of ["dom0", "rogue", "router", "victim"]) await lab.addNs(n);
+    for (const n of ["dom0", "rogue", "router", "victim", "locked"]) await lab.addNs(n);
     lab.writeConfig({
       control_socket: lab.socketPath,
       bridges: [
         {
           name: "xenbr0",
           port_defaults: { ra_guard: true, dhcp_guard: true },
-          ports: [{ name: "vif1.0" }, { name: "vif2.0" }, { name: "vif4.0", ra_guard: false, dhcp_guard: false }],
+          ports: [
+            { name: "vif1.0" }, { name: "vif2.0" }, { name: "vif4.0", ra_guard: false, dhcp_guard: false },
+            { name: "vif3.0", lock: { mac: LOCKED_MAC, ipv4: ["198.18.70.30"], allow_ethertypes: ["0x88a8"] } },
+          ],
         },
         {
           name: "xenbr1",
@@ -201,7 +209,7 @@ describe.skipIf(!support.ok)("RA and DHCP guards against real clients (issue 20)
     await lab.startDaemon("dom0");
     const links: [string, string, string, string][] = [
       ["vif1.0", "rogue", "eth0", ROGUE_MAC], ["vif1.1", "rogue", "eth1", "02:00:00:70:01:66"],
-      ["vif4.0", "router", "eth0", ROUTER_MAC],
+      ["vif4.0", "router", "eth0", ROUTER_MAC], ["vif3.0", "locked", "eth0", LOCKED_MAC],
       ["vif2.0", "victim", "eth0", VICTIM_MAC], ["vif2.1", "victim", "eth1", "02:00:00:70:01:20"],
     ];
     for (const [vif, node, ifname, m] of links) {
@@ -213,6 +221,7 @@ describe.skipIf(!support.ok)("RA and DHCP guards against real clients (issue 20)
         "net.ipv6.conf.all.forwarding=0"]);
       await lab.ip(node, ["link", "set", "dev", ifname, "address", m, "up"]);
     }
+    await lab.ip("victim", ["addr", "add", `${VICTIM_IP}/24`, "dev", "eth0"]);
     udhcpcScript = join(lab.dir, "udhcpc.sh");
     // the client's script only records what it was given (no address is configured)
     writeFileSync(udhcpcScript, `#!/bin/sh\nif [ "$1" = bound ]; then echo "bound $ip router $router dns $dns" >> "$UDHCPC_LOG"; fi\nexit 0\n`);
@@ -265,6 +274,25 @@ describe.skipIf(!support.ok)("RA and DHCP guards against real clients (issue 20)
       expect(ok, `${form.name}: ${await routes("eth0")}`).toBe(true);
     }
   }, 60_000);
+
+  /** An ARP request for the victim's address from `claimed` (sender MAC `m`) behind 88a8 VID 0, sent 3 times. */
+  const arpBehindStag = (node: string, m: string, claimed: string): Promise<void> =>
+    sendRaw(lab, node, [(mac("ff:ff:ff:ff:ff:ff") + mac(m) + "88a80000" + "0806" + arp(1, m, claimed, VICTIM_IP)).padEnd(120, "0")], 3);
+  const neigh = async (addr: string): Promise<string> => (await lab.ip("victim", ["neigh", "show", addr])).stdout.trim();
+
+  it("a locked port (allow_ethertypes 0x88a8) cannot hide an ARP for a foreign address behind 88a8 VID 0 (lock_arp)", async () => {
+    const before = await portDrops(lab, "xenbr0", "vif3.0");
+    await arpBehindStag("locked", LOCKED_MAC, "198.18.70.1");
+    await sleep(500);
+    expect(await neigh("198.18.70.1"), "the victim learned the spoofed sender").toBe("");
+    expect(dropDeltas(before, await portDrops(lab, "xenbr0", "vif3.0")).lock_arp ?? 0).toBe(3);
+  }, 20_000);
+
+  it("control: the same ARP behind 88a8 VID 0 from an unlocked port enters the victim's neighbour table", async () => {
+    await arpBehindStag("router", ROUTER_MAC, "198.18.70.2");
+    const ok = await waitFor(async () => (await neigh("198.18.70.2")).includes(ROUTER_MAC), 3_000);
+    expect(ok, await neigh("198.18.70.2")).toBe(true);
+  }, 20_000);
 
   it("the daemon logged no errors", () => {
     expect(lab.daemonErrors()).toEqual([]);
