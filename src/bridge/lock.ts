@@ -453,6 +453,7 @@ function checkGuardIpv4(b: Uint8Array, p: number, end: number): number {
 export function checkSecurity(sec: PortSecurity, slab: Uint8Array, off: number, len: number, hdr: EthernetHeader): number {
   if (sec.mode === LOCK_LOCKED) {
     if (hdr.srcLo !== sec.macLo || hdr.srcHi !== sec.macHi) return SEC_LOCK_MAC;
+    // an ethertype that is no TPID: the packet starts at payloadOffset, behind at most one tag (what checkFull's walk finds)
     if (hdr.etherType === ETH_P_IPV4) {
       const p = off + hdr.payloadOffset;
       if (len - hdr.payloadOffset >= 20 && (slab[p] >> 4) === 4 && (!sec.dhcpGuard || slab[p + 9] !== IPPROTO_UDP) &&
