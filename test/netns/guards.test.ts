@@ -4,7 +4,9 @@
 // port with allow_stacked). The victim must take no lease and gain no IPv6 route. The same rogue scripts run from an
 // unguarded port first show that each form does reach the victim's kernel: udhcpc binds, `ip -6 route` gains the
 // route (so each guarded case can fail). A locked guest whose lock lists 0x88a8 in allow_ethertypes hides an ARP
-// request for a foreign sender address behind 88a8 VID 0: the victim's neighbour table must not learn it.
+// request for a foreign sender address behind 88a8 VID 0: the victim's neighbour table must not learn it. A DHCPv6
+// advertise from UDP port 5470 to 546 (plain and behind 88a8 VID 0) must not reach the victim's interface (no DHCPv6
+// client here: tcpdump in the victim checks the frames).
 // Needs root, `ip netns` and busybox udhcpc; skips with the reason otherwise. Nothing touches the root namespace.
 //
 //   xenbr0 (default ports):
@@ -21,8 +23,8 @@ import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { destroyLab, Lab, PYTHON, canRunNetns, sleep, waitFor } from "./helpers.js";
-import { dropDeltas, portDrops, sendRaw } from "./capture.js";
-import { arp, mac } from "../support/frames.js";
+import { dropDeltas, portDrops, sendRaw, startCapture, withMarker } from "./capture.js";
+import { arp, ipv6, mac, udp } from "../support/frames.js";
 
 function udhcpcProblem(): string | null {
   try {
@@ -293,6 +295,29 @@ describe.skipIf(!support.ok)("RA and DHCP guards against real clients (issue 20)
     const ok = await waitFor(async () => (await neigh("198.18.70.2")).includes(ROUTER_MAC), 3_000);
     expect(ok, await neigh("198.18.70.2")).toBe(true);
   }, 20_000);
+
+  /** A DHCPv6 ADVERTISE from UDP 5470 to the victim's port 546 behind the hex TAGS, carrying MARKER. */
+  const advertise = (m: string, tags: string, marker: string): string =>
+    (mac(VICTIM_MAC) + mac(m) + tags + "86dd" +
+      ipv6("fe80::70:66", "fe80::ff:fe70:20", 17, udp(5470, 546, "02123456" + Buffer.from(marker).toString("hex")))).padEnd(120, "0");
+
+  it("a DHCPv6 advertise from port 5470 to 546, plain or behind 88a8 VID 0, does not reach the victim (dhcp_guard)", async () => {
+    const forms = ["", "88a80000"];
+    const cap = await startCapture(lab, "victim", "eth0", "victim-dhcpv6");
+    const before = await portDrops(lab, "xenbr0", "vif1.0");
+    const markers = forms.map((t) => `tbguard-${process.pid}-v6-${t || "plain"}`);
+    await sendRaw(lab, "rogue", forms.map((t, i) => advertise(ROGUE_MAC, t, markers[i])), 3);
+    // the control: the same frames from the unguarded port arrive
+    const control = forms.map((t) => `tbguard-${process.pid}-v6-control-${t || "plain"}`);
+    await sendRaw(lab, "router", forms.map((t, i) => advertise(ROUTER_MAC, t, control[i])), 3);
+    await sleep(500);
+    const frames = await cap.stop();
+    for (const [i, t] of forms.entries()) {
+      expect(withMarker(frames, markers[i]).length, `rogue advertise ${t || "plain"} reached the victim`).toBe(0);
+      expect(withMarker(frames, control[i]).length, `control advertise ${t || "plain"} missing`).toBe(3);
+    }
+    expect(dropDeltas(before, await portDrops(lab, "xenbr0", "vif1.0")).dhcp_guard ?? 0).toBe(3 * forms.length);
+  }, 30_000);
 
   it("the daemon logged no errors", () => {
     expect(lab.daemonErrors()).toEqual([]);
