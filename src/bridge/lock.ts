@@ -431,9 +431,10 @@ function checkGuardsIpv6(sec: PortSecurity, b: Uint8Array, p: number, end: numbe
  */
 function checkGuardIpv4(b: Uint8Array, p: number, end: number): number {
   if (end - p < 20 || (b[p] >> 4) !== 4) return SEC_DHCP_GUARD;
+  if (b[p + 9] !== IPPROTO_UDP) return SEC_PASS;
   const ihl = (b[p] & 0x0f) * 4;
   const frag = (b[p + 6] << 8) | b[p + 7];
-  if (ihl < 20 || b[p + 9] !== IPPROTO_UDP || (frag & 0x1fff) !== 0) return SEC_PASS;
+  if (ihl < 20 || (frag & 0x1fff) !== 0) return SEC_PASS;
   const total = (b[p + 2] << 8) | b[p + 3];
   const ipEnd = total >= ihl && p + total <= end ? p + total : end;
   const more = (frag & IP_MF) !== 0;
@@ -481,10 +482,14 @@ export function checkFull(sec: PortSecurity, slab: Uint8Array, off: number, len:
   const mode = sec.mode;
   if (mode === LOCK_DISABLED) return SEC_LOCK_DISABLED;
   if (mode === LOCK_LOCKED && (hdr.srcLo !== sec.macLo || hdr.srcHi !== sec.macHi)) return SEC_LOCK_MAC;
-  // what a neighbour reads: the ethertype behind every tag
-  if (!walkTags(slab, off, len, hdr)) return mode === LOCK_LOCKED ? SEC_LOCK_OTHER : guardReason(sec);
-  const type = tagType;
-  const p = off + tagPayloadOffset;
+  // what a neighbour reads: the ethertype behind every tag (no walk when the one parsed is none)
+  let type = hdr.etherType;
+  let p = off + hdr.payloadOffset;
+  if (isVlanTpid(type)) {
+    if (!walkTags(slab, off, len, hdr)) return mode === LOCK_LOCKED ? SEC_LOCK_OTHER : guardReason(sec);
+    type = tagType;
+    p = off + tagPayloadOffset;
+  }
   if (type !== ETH_P_IPV4) return checkOther(sec, slab, p, off + len, type);
   if (mode === LOCK_LOCKED) {
     const r = checkLockIpv4(sec, slab, p, off + len);
