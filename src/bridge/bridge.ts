@@ -3,7 +3,7 @@
 // Model (Linux net/bridge br_input.c + br_forward.c, in one place):
 //   receive(ingress, slab, desc, count) runs once per rx batch of one port. For each frame:
 //     runt?  -> drop `runt`
-//     port security (lock.ts)       -> drop `lock_*` / `ra_guard` / `dhcp_guard`
+//     port security (lock.ts; judges the packet behind every VLAN tag) -> drop `lock_*` / `ra_guard` / `dhcp_guard`
 //     source multicast/zero?        -> drop `bad_src`
 //     01:80:C2:00:00:0X?            -> drop `link_local` (STP, pause, LACP, 802.1X are never forwarded)
 //     VID 4095 in the outer tag     -> drop `vlan_reserved` (every port)
@@ -19,8 +19,8 @@
 //   Named steps, each a method that reads and never counts, so that trace (src/observe/trace.ts) runs the
 //   same code: admit() (every ingress check above, the VLAN; returns a DROP_* code), unicastEgress() /
 //   floodEgress() (composed as selectEgress() for trace), txOp() (the tag operation), fits() (MTU).
-//   receive() counts what they decide. Beside them, at one place each: step "capture" (port.tap, one null
-//   check per port a frame touches; src/observe/capture.ts) and step "mirror" (port.mirrorRx/mirrorTx,
+//   receive() counts what they decide. Beside them, at one place each: step "capture" (port.tap, the hook of
+//   port-tap.ts, one null check per port a frame touches) and step "mirror" (port.mirrorRx/mirrorTx,
 //   one null check; src/bridge/mirror.ts). A mirror output port is refused by shouldDeliver() and admit().
 //   Egress adds, removes or rewrites the 802.1Q tag per port (a tx op: iovecs in the addon, the slab is
 //   never written), keeping PCP and DEI of a tagged frame; a frame that entered untagged leaves with PCP 0.

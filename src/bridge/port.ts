@@ -14,6 +14,7 @@ import {
 } from './lock.js';
 import { DEFAULT_VLAN, type PortVlan } from './vlan.js';
 import type { Mirror } from './mirror.js';
+import type { PortTap } from './port-tap.js';
 
 export type PortKind = 'tap' | 'attach' | 'uplink' | 'bond' | 'host' | 'vxlan';
 export type PortState = 'up' | 'down' | 'absent';
@@ -28,17 +29,7 @@ export interface PortIo {
   send(count: number): number;
 }
 
-/**
- * A capture's view of a port (src/observe/capture.ts): the engine calls it only when `port.tap` is set.
- * rx: a frame the port received and the bridge accepted; tx: a frame queued on the port with its tx op
- * (off, len, op as in PortIo.tx; `tagTci`: the TCI a push/set writes, TPID 0x8100); drop: a frame dropped at this port (`reason`: a bridge.ts DROP_*
- * code; `out`: dropped on egress). `vid` is the frame's VLAN in the bridge (-1 when not yet classified).
- */
-export interface PortTap {
-  rx(slab: Uint8Array, off: number, len: number, vid: number): void;
-  tx(slab: Uint8Array, off: number, len: number, op: number, tagTci: number, vid: number): void;
-  drop(slab: Uint8Array, off: number, len: number, op: number, tagTci: number, vid: number, reason: number, out: boolean): void;
-}
+export type { PortTap } from './port-tap.js';
 
 /** Drop reasons reported in `stats` (`drops` maps reason -> count). */
 export const DROP_REASONS = [
@@ -89,7 +80,7 @@ export class BridgePort {
   mirrorTx: Mirror[] | null = null;
   /** The output port of a mirror: receives only copies, what it sends is dropped (`mirror_output`). */
   mirrorOutput = false;
-  /** Running captures of this port (observe/capture.ts), null when none: the one check per frame. */
+  /** The observer of this port's frames (port-tap.ts), null when none: the one check per frame. */
   tap: PortTap | null = null;
   /** frames captures of this port could not keep (slow reader): `capture_dropped` in stats, not a drop */
   captureDropped = 0;
