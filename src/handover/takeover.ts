@@ -6,15 +6,26 @@
 //              payloads are refused back (the old daemon resumes), every received fd is closed.
 //              Otherwise the port fds go into the inherited pool and the control socket fd is
 //              returned for ControlServer.listenInherited.
-//   confirm()  once every port reads: {"forwarding":true}; the old daemon exits.
+//   commit()   once every fd is adopted and the state replayed, with no port read, no connection
+//              accepted and no state written: {"stop":true}. Resolves only when the old daemon
+//              answered {"stopping":true} and its pid is gone (oldpid.ts), or, without that answer,
+//              when its pid is gone already; otherwise TakeoverError (the old daemon resumed or
+//              will: this daemon must give up without reading). The caller reads, accepts and
+//              writes only after commit() resolved.
 //   refuse()   start-up failed after receiving: {"refused": why}; the old daemon resumes.
 
+import { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { fds } from '../io/native.js';
+import { isProcessGone, waitProcessGone } from './oldpid.js';
 import { VERSION } from '../version.js';
 import { inheritedFds } from './inherited.js';
 import {
+  HANDOVER_KILL_WAIT_MS,
+  HANDOVER_MAX_ANSWER_BYTES,
+  HANDOVER_OLD_EXIT_TIMEOUT_MS,
   HANDOVER_PROTOCOLS_UNDERSTOOD,
+  HANDOVER_STOP_ACK_TIMEOUT_MS,
   HANDOVER_TRANSFER_TIMEOUT_MS,
   HandoverPayloadError,
   parsePayload,
@@ -88,6 +99,7 @@ export class Takeover {
       throw err;
     }
     if (payload.protocol !== r.version) refuseAndThrow(`payload protocol ${payload.protocol} differs from the header's ${r.version}`);
+    if (payload.from.pid === process.pid) refuseAndThrow(`the handover names this process (pid ${process.pid}) as the old daemon`);
     let controlFd = -1;
     let stateLockFd = -1;
     inheritedFds.setLogger(log);
@@ -119,16 +131,59 @@ export class Takeover {
     return new Takeover(r.sock, payload, controlFd, stateLockFd, log);
   }
 
-  /** Tells the old daemon that this one forwards; it exits. */
-  confirm(): void {
-    if (this.sock < 0) return;
-    try {
-      fds.write(this.sock, `${JSON.stringify({ forwarding: true })}\n`, 2_000);
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'could not tell the old daemon that this one forwards');
-    }
-    fds.close(this.sock);
+  /** The old daemon's pid, as it sent it. */
+  get oldPid(): number {
+    return this.payload.from.pid;
+  }
+
+  /**
+   * Asks the old daemon to stop and waits until it is gone (see the file comment). Throws TakeoverError when it may
+   * still read: the caller must then give up without reading a port.
+   */
+  async commit(): Promise<void> {
+    if (this.sock < 0) throw new TakeoverError('the handover connection is closed already');
+    const pid = this.oldPid;
+    const t0 = performance.now();
+    let answer: string | null = null;
+    const sock = this.sock;
     this.sock = -1;
+    let written = false;
+    try {
+      fds.write(sock, `${JSON.stringify({ stop: true })}\n`, 2_000);
+      written = true;
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'asking the old daemon to stop failed');
+      fds.close(sock);
+    }
+    // readLine's socket owns the fd from here and closes it
+    if (written) answer = await readLine(sock, HANDOVER_STOP_ACK_TIMEOUT_MS);
+    let stopping = false;
+    try {
+      stopping = answer !== null && (JSON.parse(answer) as { stopping?: unknown }).stopping === true;
+    } catch {
+      /* not JSON: no "stopping" */
+    }
+    if (!stopping) {
+      // it resumed (after its timeout) or failed: this daemon may read only if nobody else can
+      if (isProcessGone(pid)) {
+        this.log.warn({ old_pid: pid, answer }, 'the old daemon did not answer "stopping" but is gone; taking over');
+        return;
+      }
+      throw new TakeoverError(`the old daemon (pid ${pid}) did not answer "stopping" (answer: ${JSON.stringify(answer)}); it keeps (or resumes) forwarding, nothing was read here`);
+    }
+    const stoppedMs = performance.now() - t0;
+    if (!(await waitProcessGone(pid, HANDOVER_OLD_EXIT_TIMEOUT_MS))) {
+      this.log.warn({ old_pid: pid, waited_ms: HANDOVER_OLD_EXIT_TIMEOUT_MS }, 'the old daemon answered "stopping" but has not exited; SIGKILL');
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone meanwhile */
+      }
+      if (!(await waitProcessGone(pid, HANDOVER_KILL_WAIT_MS))) {
+        throw new TakeoverError(`the old daemon (pid ${pid}) is still there ${HANDOVER_KILL_WAIT_MS} ms after SIGKILL; not reading while it lives`);
+      }
+    }
+    this.log.info({ old_pid: pid, stopping_ms: Math.round(stoppedMs * 10) / 10, gone_ms: Math.round((performance.now() - t0) * 10) / 10 }, 'the old daemon has stopped and exited');
   }
 
   /** Start-up failed after the handover arrived: the old daemon keeps (resumes) forwarding. */
@@ -142,4 +197,41 @@ export class Takeover {
     fds.close(this.sock);
     this.sock = -1;
   }
+}
+
+/**
+ * One line (without its newline) from the stream socket fd, or null on EOF, an error or after timeoutMs. The fd
+ * belongs to the socket made here and is closed before this returns.
+ */
+function readLine(fd: number, timeoutMs: number): Promise<string | null> {
+  return new Promise((resolve) => {
+    let sock: Socket;
+    try {
+      sock = new Socket({ fd, readable: true, writable: false });
+    } catch {
+      fds.close(fd);
+      resolve(null);
+      return;
+    }
+    let buf = '';
+    let done = false;
+    const finish = (line: string | null): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(line);
+    };
+    const timer = setTimeout(() => finish(null), timeoutMs);
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) finish(buf.slice(0, nl));
+      else if (buf.length > HANDOVER_MAX_ANSWER_BYTES) finish(null);
+    });
+    sock.on('end', () => finish(null));
+    sock.on('close', () => finish(null));
+    sock.on('error', () => finish(null));
+  });
 }
