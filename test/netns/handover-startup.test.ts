@@ -162,7 +162,7 @@ describe.skipIf(!support.ok)("handover and start-up" + skipNote, () => {
     bg.kill("SIGHUP");
     expect(await waitFor(() => out(bg).includes("took over; forwarding") || !bg.running, 30_000, 5), out(bg)).toBe(true);
     bg.kill("SIGHUP");
-    await old.exited;
+    expect(await waitFor(() => !old.running, 15_000, 20), "the old daemon did not exit").toBe(true);
     lab.daemon = bg;
     await sleep(500);
     expect(bg.running, `exit ${bg.exitCode} signal ${bg.exitSignal}\n${out(bg).slice(-3000)}`).toBe(true);
