@@ -5,7 +5,8 @@
 //     serves while the old daemon lives; the old one resumes, the new one gives up (exit 1), never both forward;
 //   - a slow new daemon within the timeout takes over; the old one never resumes once it handed over;
 //   - SIGTERM to the old daemon during the handover deletes nothing the new daemon holds (socket file, TAPs);
-//   - SIGHUP 50..200 ms after start: the daemon keeps running and the reload is applied once it is ready;
+//   - SIGHUP during start-up (from its first log line on): the daemon keeps running and the reload is applied once it
+//     is ready; SIGTERM during start-up: a clean stop once ready (exit 0, TAPs and socket file gone);
 //   - SIGHUP at the new daemon during a takeover with metrics.listen set: it survives and forwards.
 //
 //   vm1..vm2 eth0 (TAPs, were vif1.0..vif2.0) 198.18.4.1-2 --- dom0: tapbridge xenbr0
@@ -152,6 +153,22 @@ describe.skipIf(!support.ok)("handover and start-up" + skipNote, () => {
     }
     console.log(`SIGHUP during start-up: ${queued} of 4 arrived before the daemon was ready (queued)`);
   }, 120_000);
+
+  it("SIGTERM during start-up: the daemon stops cleanly once ready (exit 0, its TAPs and socket file gone)", async () => {
+    const l = new Lab("hosigterm0");
+    lab = l;
+    await l.addNs("dom0");
+    l.writeConfig({ control_socket: l.socketPath, bridges: [{ name: BRIDGE, ports: Array.from({ length: 8 }, (_, i) => ({ name: `vif${i + 1}.0` })) }] });
+    const bg = l.spawn("dom0", [process.execPath, CLI_MAIN, "daemon", "--config", l.configPath], "tapbridge daemon");
+    l.daemon = bg;
+    expect(await waitFor(() => out(bg).length > 0 || !bg.running, 20_000, 1), "no output").toBe(true);
+    bg.kill("SIGTERM");
+    expect(await waitFor(() => !bg.running, 20_000, 20)).toBe(true);
+    expect({ code: bg.exitCode, signal: bg.exitSignal }, out(bg).slice(-2000)).toEqual({ code: 0, signal: null });
+    expect(out(bg)).toMatch(/"msg":"stopped"/);
+    expect(existsSync(l.socketPath)).toBe(false);
+    expect(await l.linkExists("dom0", "vif1.0")).toBe(false);
+  }, 60_000);
 
   it("SIGHUP at the new daemon during a takeover with metrics.listen set: it survives and forwards", async () => {
     lab = await tapLab("hometrics", { metrics: { listen: "127.0.0.1:19464" } });
