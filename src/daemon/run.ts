@@ -101,7 +101,7 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
   let state: DaemonState | null = null;
   let controlUp = false;
   let takeover: Takeover | null = null;
-  /** the old daemon is gone: from here a failure must not leave the bridge without a daemon */
+  /** takeover: the old daemon answered "stopping" and is gone; from here this daemon reads, accepts and writes */
   let takenOver = false;
   try {
     if (opts.takeover === true) {
@@ -114,7 +114,8 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
       for (const [name, handler] of state.wrap(methods)) served.set(name, handler);
       state.load(doc.doc);
       moved.load(getSection(doc.doc, MOVED_TAPS_SECTION));
-      trackMoves(moved, state);
+      // a TAP moved while the old daemon still runs is recorded, and written once this daemon took over
+      trackMoves(moved, state, () => takenOver);
       // phase 1: adopt and replay without reading: every port opened here is paused before the event loop turns
       // (this block is synchronous), the workers get no port to read while I/O is paused
       daemon.pauseIo();
@@ -238,12 +239,15 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
   });
 }
 
-/** The moved-TAP records live in the state document and are written at once (a SIGKILL may follow). */
-function trackMoves(moved: MovedTaps, state: DaemonState): void {
+/**
+ * The moved-TAP records live in the state document and are written at once (a SIGKILL may follow), once mayWrite()
+ * (a takeover: not before the old daemon is gone, which writes the same file).
+ */
+function trackMoves(moved: MovedTaps, state: DaemonState, mayWrite: () => boolean = () => true): void {
   state.setSection(MOVED_TAPS_SECTION, moved.list());
   moved.onChange = () => {
     state.setSection(MOVED_TAPS_SECTION, moved.list());
-    state.persist();
+    if (mayWrite()) state.persist();
   };
 }
 
