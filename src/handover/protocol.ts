@@ -11,16 +11,18 @@
 //                {"stop":true}, or {"refused":"why"} when its start-up failed
 //   old -> new   {"stopping":true}: the old daemon is committed. It never reads a port or accepts a
 //                connection again, stops its threads and exits 0 without closing, deleting or
-//                unlinking anything shared. Only then, and only once the old pid is gone (or a zombie),
-//                does the new daemon read, accept and write.
+//                unlinking anything shared. Only once its end of this connection has closed (the
+//                process ended) and the old pid is gone (or a zombie) does the new daemon read, accept
+//                and write.
 //
 // The resume rule (old daemon): it reads again on a refusal, EOF or no line within
 // HANDOVER_ACK_TIMEOUT_MS, and only while it has not answered "stopping". A "stop" that arrives after
 // it resumed is answered by nothing (the connection is closed): the new daemon, seeing no "stopping",
-// gives up without ever having read a frame. The new daemon never reads while the old pid is alive:
-// after "stopping" it waits HANDOVER_OLD_EXIT_TIMEOUT_MS for the pid to go, then SIGKILLs it (it is
-// committed and holds nothing it must clean up) and waits HANDOVER_KILL_WAIT_MS more; without
-// "stopping" it does not kill, and refuses the handover.
+// gives up without ever having read a frame (unless the old pid is gone). After "stopping" the new
+// daemon waits HANDOVER_OLD_EXIT_TIMEOUT_MS for the connection's EOF and the pid to go; if neither
+// happened it SIGKILLs the pid (the old daemon is committed and holds nothing it must clean up), then
+// waits HANDOVER_KILL_WAIT_MS more and refuses the handover unless the connection closed by then (a
+// closed connection with a pid still in use: the pid is not the old daemon's, another pid namespace).
 //
 // Version 1 (the old daemon exits on {"forwarding":true}, which the new one sent after it started
 // reading) is not spoken any more: either side refuses a peer that only knows it.

@@ -8,10 +8,11 @@
 //              returned for ControlServer.listenInherited.
 //   commit()   once every fd is adopted and the state replayed, with no port read, no connection
 //              accepted and no state written: {"stop":true}. Resolves only when the old daemon
-//              answered {"stopping":true} and its pid is gone (oldpid.ts), or, without that answer,
-//              when its pid is gone already; otherwise TakeoverError (the old daemon resumed or
-//              will: this daemon must give up without reading). The caller reads, accepts and
-//              writes only after commit() resolved.
+//              answered {"stopping":true}, its end of the connection has closed (it closes only
+//              when the process ends) and its pid is gone or a zombie (oldpid.ts); without that
+//              answer, only when its pid is gone already. Otherwise TakeoverError (the old daemon
+//              resumed or may: this daemon must give up without reading). The caller reads,
+//              accepts and writes only after commit() resolved.
 //   refuse()   start-up failed after receiving: {"refused": why}; the old daemon resumes.
 
 import { Socket } from 'node:net';
@@ -144,46 +145,57 @@ export class Takeover {
     if (this.sock < 0) throw new TakeoverError('the handover connection is closed already');
     const pid = this.oldPid;
     const t0 = performance.now();
-    let answer: string | null = null;
-    const sock = this.sock;
+    const fd = this.sock;
     this.sock = -1;
-    let written = false;
     try {
-      fds.write(sock, `${JSON.stringify({ stop: true })}\n`, 2_000);
-      written = true;
+      fds.write(fd, `${JSON.stringify({ stop: true })}\n`, 2_000);
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'asking the old daemon to stop failed');
-      fds.close(sock);
     }
-    // readLine's socket owns the fd from here and closes it
-    if (written) answer = await readLine(sock, HANDOVER_STOP_ACK_TIMEOUT_MS);
-    let stopping = false;
+    // the connection's socket owns the fd from here and closes it
+    const conn = watchConnection(fd);
     try {
-      stopping = answer !== null && (JSON.parse(answer) as { stopping?: unknown }).stopping === true;
-    } catch {
-      /* not JSON: no "stopping" */
-    }
-    if (!stopping) {
-      // it resumed (after its timeout) or failed: this daemon may read only if nobody else can
-      if (isProcessGone(pid)) {
-        this.log.warn({ old_pid: pid, answer }, 'the old daemon did not answer "stopping" but is gone; taking over');
-        return;
-      }
-      throw new TakeoverError(`the old daemon (pid ${pid}) did not answer "stopping" (answer: ${JSON.stringify(answer)}); it keeps (or resumes) forwarding, nothing was read here`);
-    }
-    const stoppedMs = performance.now() - t0;
-    if (!(await waitProcessGone(pid, HANDOVER_OLD_EXIT_TIMEOUT_MS))) {
-      this.log.warn({ old_pid: pid, waited_ms: HANDOVER_OLD_EXIT_TIMEOUT_MS }, 'the old daemon answered "stopping" but has not exited; SIGKILL');
+      const answer = await withTimeout(conn.line, HANDOVER_STOP_ACK_TIMEOUT_MS, null);
+      let stopping = false;
       try {
-        process.kill(pid, 'SIGKILL');
+        stopping = answer !== null && (JSON.parse(answer) as { stopping?: unknown }).stopping === true;
       } catch {
-        /* gone meanwhile */
+        /* not JSON: no "stopping" */
       }
-      if (!(await waitProcessGone(pid, HANDOVER_KILL_WAIT_MS))) {
-        throw new TakeoverError(`the old daemon (pid ${pid}) is still there ${HANDOVER_KILL_WAIT_MS} ms after SIGKILL; not reading while it lives`);
+      if (!stopping) {
+        // it resumed (after its timeout) or failed: this daemon may read only if nobody else can
+        if (isProcessGone(pid)) {
+          this.log.warn({ old_pid: pid, answer }, 'the old daemon did not answer "stopping" but is gone; taking over');
+          return;
+        }
+        throw new TakeoverError(`the old daemon (pid ${pid}) did not answer "stopping" (answer: ${JSON.stringify(answer)}); it keeps (or resumes) forwarding, nothing was read here`);
       }
+      const stoppedMs = performance.now() - t0;
+      // gone: its end of the connection closed (it closes only when the process ends) and its pid gone or a zombie
+      const exited = async (ms: number): Promise<{ eof: boolean; pidGone: boolean }> => {
+        const t = performance.now();
+        const eof = await withTimeout(conn.eof.then(() => true), ms, false);
+        return { eof, pidGone: await waitProcessGone(pid, Math.max(0, ms - (performance.now() - t))) };
+      };
+      let r = await exited(HANDOVER_OLD_EXIT_TIMEOUT_MS);
+      if (!r.eof || !r.pidGone) {
+        if (!r.eof && !r.pidGone) {
+          this.log.warn({ old_pid: pid, waited_ms: HANDOVER_OLD_EXIT_TIMEOUT_MS }, 'the old daemon answered "stopping" but has not exited; SIGKILL');
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            /* gone meanwhile */
+          }
+        }
+        r = await exited(HANDOVER_KILL_WAIT_MS);
+        if (!r.eof) throw new TakeoverError(`the old daemon (pid ${pid}) still holds the handover connection; not reading while it may`);
+        // its connection closed, so it has ended: a pid still there is not the old daemon's (another pid namespace)
+        if (!r.pidGone) this.log.warn({ old_pid: pid }, 'the old daemon closed its connection but its pid is still in use; taking over');
+      }
+      this.log.info({ old_pid: pid, stopping_ms: Math.round(stoppedMs * 10) / 10, gone_ms: Math.round((performance.now() - t0) * 10) / 10 }, 'the old daemon has stopped and exited');
+    } finally {
+      conn.destroy();
     }
-    this.log.info({ old_pid: pid, stopping_ms: Math.round(stoppedMs * 10) / 10, gone_ms: Math.round((performance.now() - t0) * 10) / 10 }, 'the old daemon has stopped and exited');
   }
 
   /** Start-up failed after the handover arrived: the old daemon keeps (resumes) forwarding. */
@@ -199,39 +211,59 @@ export class Takeover {
   }
 }
 
-/**
- * One line (without its newline) from the stream socket fd, or null on EOF, an error or after timeoutMs. The fd
- * belongs to the socket made here and is closed before this returns.
- */
-function readLine(fd: number, timeoutMs: number): Promise<string | null> {
+/** Resolves like p, or with `otherwise` after ms. */
+function withTimeout<T>(p: Promise<T>, ms: number, otherwise: T): Promise<T> {
   return new Promise((resolve) => {
-    let sock: Socket;
-    try {
-      sock = new Socket({ fd, readable: true, writable: false });
-    } catch {
-      fds.close(fd);
-      resolve(null);
-      return;
-    }
-    let buf = '';
-    let done = false;
-    const finish = (line: string | null): void => {
-      if (done) return;
-      done = true;
+    const timer = setTimeout(() => resolve(otherwise), ms);
+    void p.then((v) => {
       clearTimeout(timer);
-      sock.destroy();
-      resolve(line);
-    };
-    const timer = setTimeout(() => finish(null), timeoutMs);
-    sock.setEncoding('utf8');
-    sock.on('data', (d: string) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) finish(buf.slice(0, nl));
-      else if (buf.length > HANDOVER_MAX_ANSWER_BYTES) finish(null);
+      resolve(v);
     });
-    sock.on('end', () => finish(null));
-    sock.on('close', () => finish(null));
-    sock.on('error', () => finish(null));
   });
+}
+
+interface WatchedConnection {
+  /** the first line (without its newline); null on EOF, an error or a line longer than HANDOVER_MAX_ANSWER_BYTES */
+  line: Promise<string | null>;
+  /** resolves when the peer's end closes (EOF) or the connection fails */
+  eof: Promise<void>;
+  destroy(): void;
+}
+
+/** Reads the old daemon's answer from the stream socket fd (the socket made here owns the fd and closes it). */
+function watchConnection(fd: number): WatchedConnection {
+  let sock: Socket;
+  try {
+    sock = new Socket({ fd, readable: true, writable: false });
+  } catch {
+    fds.close(fd);
+    return { line: Promise.resolve(null), eof: Promise.resolve(), destroy: () => undefined };
+  }
+  let buf = '';
+  let lineDone = false;
+  let onLine: (l: string | null) => void = () => undefined;
+  let onEof: () => void = () => undefined;
+  const line = new Promise<string | null>((resolve) => (onLine = resolve));
+  const eof = new Promise<void>((resolve) => (onEof = resolve));
+  const giveLine = (l: string | null): void => {
+    if (lineDone) return;
+    lineDone = true;
+    onLine(l);
+  };
+  sock.setEncoding('utf8');
+  sock.on('data', (d: string) => {
+    if (lineDone) return;
+    buf += d;
+    const nl = buf.indexOf('\n');
+    if (nl >= 0) giveLine(buf.slice(0, nl));
+    else if (buf.length > HANDOVER_MAX_ANSWER_BYTES) giveLine(null);
+  });
+  const ended = (): void => {
+    giveLine(null);
+    onEof();
+  };
+  sock.on('end', ended);
+  sock.on('close', ended);
+  sock.on('error', ended);
+  return { line, eof, destroy: () => sock.destroy() };
 }
