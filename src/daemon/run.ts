@@ -224,7 +224,7 @@ export async function runDaemon(configPath: string, socketOverride?: string, opt
         finish();
       });
     };
-    if (signals.queuedReloads > 0) log.info({ sighups: signals.queuedReloads }, 'SIGHUP during start-up: reloading the config now');
+    if (signals.queuedReloads > 0 && signals.stopRequested === null) log.info({ sighups: signals.queuedReloads }, 'SIGHUP during start-up: reloading the config now');
     signals.serve({
       stop,
       reload: () => {
