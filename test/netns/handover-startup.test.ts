@@ -5,6 +5,7 @@
 //     serves while the old daemon lives; the old one resumes, the new one gives up (exit 1), never both forward;
 //   - a slow new daemon within the timeout takes over; the old one never resumes once it handed over;
 //   - SIGTERM to the old daemon during the handover deletes nothing the new daemon holds (socket file, TAPs);
+//   - SIGTERM at the new daemon before it asked the old one to stop: it refuses (exit 1), the old one forwards again;
 //   - SIGHUP during start-up (from its first log line on): the daemon keeps running and the reload is applied once it
 //     is ready; SIGTERM during start-up: a clean stop once ready (exit 0, TAPs and socket file gone);
 //   - SIGHUP at the new daemon during a takeover with metrics.listen set: it survives and forwards.
@@ -135,6 +136,25 @@ describe.skipIf(!support.ok)("handover and start-up" + skipNote, () => {
     expect(r.ok && pingSummary(r.output).duplicates === 0, r.output).toBe(true);
     expect((await lab.cli(["show"])).code).toBe(0);
   }, 90_000);
+
+  it("SIGTERM at the new daemon before it asked the old one to stop: it refuses, the old one forwards again", async () => {
+    lab = await tapLab("hotermnew");
+    const old = lab.daemon!;
+    const bg = spawnTakeover(lab, { TAPBRIDGE_TAKEOVER_DELAY_MS: "2000" });
+    expect(await waitFor(() => catches(bg.pid!, 15) || !bg.running, 15_000, 2), out(bg)).toBe(true);
+    expect(await waitFor(() => out(old).includes("handover sent") || !bg.running, 15_000, 5), out(old)).toBe(true);
+    bg.kill("SIGTERM");
+    expect(await waitFor(() => !bg.running, 20_000, 20)).toBe(true);
+    expect(bg.exitCode, out(bg).slice(-3000)).toBe(1);
+    expect(out(bg)).toMatch(/SIGTERM during the takeover, before the old daemon was asked to stop/);
+    expect(out(bg)).not.toMatch(/took over; forwarding/);
+    expect(await waitFor(() => out(old).includes("forwarding again"), 10_000, 20), out(old)).toBe(true);
+    expect(old.running).toBe(true);
+    expect(existsSync(lab.socketPath)).toBe(true);
+    const r = await lab.ping("vm1", IP.vm2, 5, { intervalS: 0.1 });
+    expect(r.ok && pingSummary(r.output).duplicates === 0, r.output).toBe(true);
+    expect((await lab.cli(["show"])).code).toBe(0);
+  }, 60_000);
 
   it("SIGHUP during start-up (as soon as it has a handler, and 0..30 ms after its first log line, the TAPs being opened): the daemon keeps running and the reload is applied once it is ready", async () => {
     const l = new Lab("hosighup");
