@@ -209,8 +209,11 @@ async function main(argv: string[]): Promise<number> {
       const logFormat = opts['log-format'];
       if (logLevel !== undefined && !isLogLevel(logLevel)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
       if (logFormat !== undefined && !isLogFormat(logFormat)) throw new UsageError(`--log-format must be json or pretty, got "${logFormat}"`);
+      // SIGHUP/SIGTERM handled (queued) from here on, before the daemon's modules and the addon load
+      const { DaemonSignals } = await import('../service/signals.js');
+      const signals = new DaemonSignals();
       const { runDaemon } = await import('../daemon/run.js');
-      const code = await runDaemon(opts.config ?? DEFAULT_CONFIG_PATH, opts.socket, { logLevel, logFormat, takeover: opts.takeover === true });
+      const code = await runDaemon(opts.config ?? DEFAULT_CONFIG_PATH, opts.socket, { logLevel, logFormat, takeover: opts.takeover === true, signals });
       // native poll handles are closed by now; exit explicitly so nothing else keeps the process
       process.exit(code);
     }

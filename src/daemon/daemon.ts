@@ -540,11 +540,28 @@ export class Daemon {
     if (dp !== null) dp.tick(now);
   }
 
-  /** Closes every port (TAPs the daemon created vanish unless persist) and the link monitor. */
-  stop(): void {
+  /**
+   * Closes every port (TAPs the daemon created vanish unless persist) and the link monitor. keepShared (a takeover
+   * that failed while the old daemon holds the same netdevs): vxlan netdevs stay and fenced uplinks stay fenced.
+   */
+  stop(opts: { keepShared?: boolean } = {}): void {
     // the workers close their fds first (synchronously), then every port is the main thread's again
     if (this.dataPlane !== null) void this.dataPlane.stop();
     this.dataPlane = null;
+    this.stopTimers();
+    for (const br of this.bridges.values()) {
+      for (const mp of br.all()) {
+        mp.close('absent');
+        if (mp instanceof VxlanPort && opts.keepShared !== true) mp.removeNetdev();
+      }
+    }
+    if (opts.keepShared === true) this.fenced.length = 0;
+    for (const n of this.fenced.splice(0)) unfenceHostStack(n, this.log);
+    this.monitor?.close();
+    this.monitor = null;
+  }
+
+  private stopTimers(): void {
     this.captures.endAll();
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
@@ -552,15 +569,21 @@ export class Daemon {
     this.dumpRetryTimer = null;
     if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
     this.dumpWatchdog = null;
-    for (const br of this.bridges.values()) {
-      for (const mp of br.all()) {
-        mp.close('absent');
-        if (mp instanceof VxlanPort) mp.removeNetdev();
-      }
-    }
-    for (const n of this.fenced.splice(0)) unfenceHostStack(n, this.log);
+  }
+
+  /**
+   * After a handover (src/handover/serve.ts, committed): the workers stop (their fds are dups; nothing the new daemon
+   * holds is closed), timers and the link monitor end. Ports stay open and paused, no netdev is deleted or unfenced:
+   * the process exits next and every fd goes with it.
+   */
+  async releaseAfterHandover(): Promise<void> {
+    this.ioPaused = true;
+    const dp = this.dataPlane;
+    this.dataPlane = null;
+    this.stopTimers();
     this.monitor?.close();
     this.monitor = null;
+    if (dp !== null) await dp.stop();
   }
 
   // ---- handover (src/handover/) ---------------------------------------------------------------

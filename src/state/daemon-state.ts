@@ -381,6 +381,12 @@ export class DaemonState {
     this.snapshotTimer.unref();
   }
 
+  /** No more FDB snapshots (a daemon that handed over: the state file is the new daemon's). */
+  stopSnapshots(): void {
+    if (this.snapshotTimer !== null) clearInterval(this.snapshotTimer);
+    this.snapshotTimer = null;
+  }
+
   /** SIGHUP: re-reads the config path. Errors are logged (and returned). */
   reloadFromFile(): ReloadResult | null {
     try {
