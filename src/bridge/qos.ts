@@ -338,3 +338,93 @@ export function qosHoldUntil(q: PortQos, nowUs: number): number {
   const wait = bucketWaitUs(q.buckets, BK_INGRESS);
   return wait === 0 ? 0 : nowUs + wait;
 }
+
+// ---- config and control parameters ------------------------------------------------------------------------
+
+/** The config keys of a port (and of port_defaults) this module reads. */
+export const QOS_KEYS = ['rate_limit', 'egress_rate_limit', 'storm_control'] as const;
+const RATE_KEYS = ['kbps', 'burst_kb'];
+const STORM_KEYS = ['broadcast_pps', 'multicast_pps', 'unknown_unicast_pps', 'action', 'shutdown_s'];
+
+type Problems = [string, string][];
+
+function intIn(v: unknown, key: string, min: number, max: number, problems: Problems): number | null {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    problems.push([key, `must be an integer ${min}..${max}, got ${JSON.stringify(v)}`]);
+    return null;
+  }
+  return v;
+}
+
+function keysOf(o: Record<string, unknown>, allowed: readonly string[], prefix: string, problems: Problems): void {
+  for (const k of Object.keys(o)) if (!allowed.includes(k)) problems.push([`${prefix}${k}`, `unknown key (allowed: ${allowed.join(', ')})`]);
+}
+
+/** `rate_limit` / `egress_rate_limit`: { kbps, burst_kb? }, or null / absent for none. */
+export function rateSpecFrom(v: unknown, key: string, problems: Problems): RateSpec | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'object' || Array.isArray(v)) {
+    problems.push([key, `must be a mapping {kbps, burst_kb}, got ${JSON.stringify(v)}`]);
+    return null;
+  }
+  const o = v as Record<string, unknown>;
+  keysOf(o, RATE_KEYS, `${key}.`, problems);
+  const kbps = intIn(o.kbps, `${key}.kbps`, 1, MAX_KBPS, problems);
+  const burstKb = o.burst_kb === undefined || o.burst_kb === null ? (kbps === null ? null : defaultBurstKb(kbps)) : intIn(o.burst_kb, `${key}.burst_kb`, 1, MAX_BURST_KB, problems);
+  return kbps === null || burstKb === null ? null : { kbps, burstKb };
+}
+
+/** `storm_control`: { broadcast_pps?, multicast_pps?, unknown_unicast_pps?, action?, shutdown_s? }, or null / absent. */
+export function stormSpecFrom(v: unknown, key: string, problems: Problems): StormSpec | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'object' || Array.isArray(v)) {
+    problems.push([key, `must be a mapping {broadcast_pps, multicast_pps, unknown_unicast_pps, action, shutdown_s}, got ${JSON.stringify(v)}`]);
+    return null;
+  }
+  const o = v as Record<string, unknown>;
+  keysOf(o, STORM_KEYS, `${key}.`, problems);
+  const pps = (k: string): number => (o[k] === undefined || o[k] === null ? 0 : intIn(o[k], `${key}.${k}`, 1, MAX_PPS, problems) ?? 0);
+  const spec: StormSpec = {
+    broadcastPps: pps('broadcast_pps'), multicastPps: pps('multicast_pps'), unknownUnicastPps: pps('unknown_unicast_pps'),
+    action: 'drop', shutdownS: DEFAULT_SHUTDOWN_S,
+  };
+  if (o.action !== undefined && o.action !== null) {
+    if (o.action !== 'drop' && o.action !== 'shutdown') problems.push([`${key}.action`, `must be "drop" or "shutdown", got ${JSON.stringify(o.action)}`]);
+    else spec.action = o.action;
+  }
+  if (o.shutdown_s !== undefined && o.shutdown_s !== null) spec.shutdownS = intIn(o.shutdown_s, `${key}.shutdown_s`, 1, MAX_SHUTDOWN_S, problems) ?? DEFAULT_SHUTDOWN_S;
+  if (spec.broadcastPps === 0 && spec.multicastPps === 0 && spec.unknownUnicastPps === 0) {
+    problems.push([key, 'sets no threshold: give broadcast_pps, multicast_pps or unknown_unicast_pps']);
+  }
+  return spec;
+}
+
+/**
+ * A port's QoS from its config mapping (or port_defaults'): each of QOS_KEYS present replaces the default's;
+ * `null` switches a default off.
+ */
+export function qosSpecFrom(o: Record<string, unknown>, defaults: QosSpec, problems: Problems): QosSpec {
+  return {
+    rateLimit: o.rate_limit === undefined ? defaults.rateLimit : rateSpecFrom(o.rate_limit, 'rate_limit', problems),
+    egressRateLimit: o.egress_rate_limit === undefined ? defaults.egressRateLimit : rateSpecFrom(o.egress_rate_limit, 'egress_rate_limit', problems),
+    storm: o.storm_control === undefined ? defaults.storm : stormSpecFrom(o.storm_control, 'storm_control', problems),
+  };
+}
+
+/** The config keys of a spec (save-config, the runtime record): only what it sets. */
+export function qosSpecToConfig(s: QosSpec): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (s.rateLimit !== null) out.rate_limit = { kbps: s.rateLimit.kbps, burst_kb: s.rateLimit.burstKb };
+  if (s.egressRateLimit !== null) out.egress_rate_limit = { kbps: s.egressRateLimit.kbps, burst_kb: s.egressRateLimit.burstKb };
+  const st = s.storm;
+  if (st !== null) {
+    const m: Record<string, unknown> = {};
+    if (st.broadcastPps > 0) m.broadcast_pps = st.broadcastPps;
+    if (st.multicastPps > 0) m.multicast_pps = st.multicastPps;
+    if (st.unknownUnicastPps > 0) m.unknown_unicast_pps = st.unknownUnicastPps;
+    m.action = st.action;
+    m.shutdown_s = st.shutdownS;
+    out.storm_control = m;
+  }
+  return out;
+}

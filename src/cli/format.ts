@@ -13,7 +13,7 @@ export function formatShow(bridges: ShowBridge[]): string {
   const lines = [`${pad('bridge name', 16)}${pad('uplink', 24)}interfaces`];
   for (const b of bridges) {
     const uplink = b.uplink === null ? '-' : `${b.uplink.name} (${b.uplink.state})`;
-    const ports = b.ports.map((p) => `${p.name} (${p.kind}, ${p.state}${p.mtu_short === true ? ', underlay MTU too small' : ''})`);
+    const ports = b.ports.map((p) => `${p.name} (${p.kind}, ${p.state}${p.mtu_short === true ? ', underlay MTU too small' : ''}${p.storm_shutdown === true ? ', storm shutdown' : ''})`);
     lines.push(`${pad(b.name, 16)}${pad(uplink, 24)}${ports[0] ?? ''}`);
     for (const p of ports.slice(1)) lines.push(`${' '.repeat(40)}${p}`);
   }

@@ -5,7 +5,8 @@
 // Who reads which port. Per bridge, the ports a worker can serve are spread over the main thread (owner 0) and the
 // workers (1 .. n-1) by their order of port id. A bridge keeps all its ports on the main thread while it has what a
 // worker's engine does not carry: a bond (failover switches the bond port's I/O), a mirror or a running capture (they
-// see every frame at every port), or while a handover pauses I/O. Ports with port security, host and vxlan ports are
+// see every frame at every port), an egress rate limit (its bucket is the main thread's), or while a handover pauses
+// I/O. Ports with port security or QoS (their buckets and holds are the main thread's), host and vxlan ports are
 // always read by the main thread. Every thread holds every port for sending, with an fd of its own (a dup()).
 //
 // Changes reach the workers as a whole port table per bridge under a new epoch (sync()), between two batches of
@@ -51,15 +52,16 @@ export interface DataPlaneBridge {
 
 /**
  * Whether workers may read this bridge's ports: not while it has what a worker's engine does not carry, a bond, a
- * mirror or a running capture (mirrors and captures see every frame at every port, a mirror output included).
+ * mirror or a running capture (mirrors and captures see every frame at every port, a mirror output included), or an
+ * egress rate limit (src/bridge/qos.ts: one bucket, on the main thread, for what every thread would send to the port).
  */
 function workersMayRead(b: DataPlaneBridge): boolean {
-  return !b.hasBond() && b.bridge.mirrors.length === 0 && !b.bridge.portList.some((p) => p.tap !== null);
+  return !b.hasBond() && b.bridge.mirrors.length === 0 && !b.bridge.portList.some((p) => p.tap !== null || (p.qos !== null && p.qos.egressLimited));
 }
 
 /** Whether a worker can read this port: a TAP or AF_PACKET fd the addon opened, of a kind without main-thread work. */
 function workerCanRead(p: BridgePort): boolean {
-  return p.io instanceof PacketPort && !p.io.isClosed && RX_KINDS.has(p.kind) && p.security === null;
+  return p.io instanceof PacketPort && !p.io.isClosed && RX_KINDS.has(p.kind) && p.security === null && p.qos === null;
 }
 
 export interface DataPlaneOptions {
