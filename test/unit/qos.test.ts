@@ -7,6 +7,8 @@ import {
 import type { BridgePort } from '../../src/bridge/port.js';
 import { VNET_HDR_LEN } from '../../src/io/native-types.js';
 import { addFakePort, BatchBuilder, eth, type FakeIo } from '../support/fake-io.js';
+import { parseConfig } from '../../src/config/config.js';
+import { qosSetSpec } from '../../src/daemon/qos.js';
 
 const M1 = '00:16:3e:00:00:01';
 const M2 = '00:16:3e:00:00:02';
@@ -224,5 +226,68 @@ describe('QoS in the engine', () => {
     for (let i = 0; i < 20; i++) batch.add(eth(BCAST, M1));
     rx(0);
     expect(p[1].io.sent.length).toBeGreaterThanOrEqual(20);
+  });
+});
+
+describe('QoS config and qos set parameters', () => {
+  it('reads rate_limit, egress_rate_limit and storm_control on ports and port_defaults; null undoes a default', () => {
+    const cfg = parseConfig(`
+bridges:
+  - name: xenbr0
+    port_defaults: { rate_limit: { kbps: 100000 }, storm_control: { broadcast_pps: 1000 } }
+    ports:
+      - { name: vif1.0 }
+      - { name: vif2.0, egress_rate_limit: { kbps: 50000, burst_kb: 500 }, rate_limit: null }
+      - { name: vif3.0, storm_control: { multicast_pps: 10, unknown_unicast_pps: 20, action: shutdown, shutdown_s: 5 } }
+    vxlan:
+      - { name: vx1, vni: 1, local: 198.18.0.1, remotes: [198.18.0.2], rate_limit: { kbps: 1000, burst_kb: 10 } }
+`);
+    const [p1, p2, p3] = cfg.bridges[0].ports;
+    expect(p1.qos).toEqual({ rateLimit: { kbps: 100_000, burstKb: 10_000 }, egressRateLimit: null, storm: { broadcastPps: 1000, multicastPps: 0, unknownUnicastPps: 0, action: 'drop', shutdownS: 30 } });
+    expect(p2.qos.rateLimit).toBeNull();
+    expect(p2.qos.egressRateLimit).toEqual({ kbps: 50_000, burstKb: 500 });
+    expect(p3.qos.storm).toEqual({ broadcastPps: 0, multicastPps: 10, unknownUnicastPps: 20, action: 'shutdown', shutdownS: 5 });
+    expect(cfg.bridges[0].vxlan[0].qos.rateLimit).toEqual({ kbps: 1000, burstKb: 10 });
+  });
+
+  it('names the key path of bad values', () => {
+    let msg = '';
+    try {
+      parseConfig(`
+bridges:
+  - name: b
+    ports:
+      - { name: v1, rate_limit: { kbps: 0 } }
+      - { name: v2, storm_control: { action: shutdown } }
+      - { name: v3, egress_rate_limit: { kbps: 1000, burst: 3 } }
+      - { name: h, kind: host, rate_limit: { kbps: 1000 } }
+`);
+    } catch (err) {
+      msg = (err as Error).message;
+    }
+    expect(msg).toContain('bridges[0].ports[0].rate_limit.kbps: must be an integer 1..100000000, got 0');
+    expect(msg).toContain('bridges[0].ports[1].storm_control: sets no threshold');
+    expect(msg).toContain('bridges[0].ports[2].egress_rate_limit.burst: unknown key');
+    expect(msg).toContain('bridges[0].ports[3]: rate_limit, egress_rate_limit and storm_control apply to tap and attach ports');
+  });
+
+  it('qos set changes only what it names; 0 removes a limit or threshold', () => {
+    const set = (cur: QosSpec, p: Record<string, unknown>): QosSpec => {
+      const r = qosSetSpec(cur, p);
+      if ('problems' in r) throw new Error(JSON.stringify(r.problems));
+      return r.spec;
+    };
+    let s = set(NO_QOS, { kbps: 100_000 });
+    expect(s.rateLimit).toEqual({ kbps: 100_000, burstKb: 10_000 });
+    s = set(s, { burst_kb: 2000, broadcast_pps: 100 });
+    expect(s.rateLimit).toEqual({ kbps: 100_000, burstKb: 2000 });
+    expect(s.storm).toMatchObject({ broadcastPps: 100, action: 'drop' });
+    s = set(s, { egress_kbps: 5000, storm_action: 'shutdown', shutdown_s: 9 });
+    expect(s.egressRateLimit).toEqual({ kbps: 5000, burstKb: defaultBurstKb(5000) });
+    expect(s.storm).toMatchObject({ broadcastPps: 100, action: 'shutdown', shutdownS: 9 });
+    s = set(s, { kbps: 0, broadcast_pps: 0 });
+    expect(s).toEqual({ rateLimit: null, egressRateLimit: { kbps: 5000, burstKb: defaultBurstKb(5000) }, storm: null });
+    expect(qosSetSpec(NO_QOS, { burst_kb: 10 })).toEqual({ problems: [['burst_kb', 'needs kbps (the port has no such limit)']] });
+    expect(qosSetSpec(NO_QOS, { kbps: -1 })).toMatchObject({ problems: [['kbps', expect.stringContaining('0..100000000')]] });
   });
 });
