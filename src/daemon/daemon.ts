@@ -868,6 +868,12 @@ export class Daemon {
     return br.qos.show(mp.port);
   }
 
+  /** Reload: the port's QoS from the new config (src/state/reload.ts). */
+  setPortQosByName(bridgeName: string, portName: string, spec: QosSpec): void {
+    const br = this.bridge(bridgeName);
+    br.qos.apply(this.port(br, portName).port, spec);
+  }
+
   private qosPort(br: BridgeRuntime, portName: unknown): PortHandle {
     const mp = this.port(br, portName);
     if (mp === br.uplink || mp.kind === 'host') throw new ControlError('invalid_params', `${mp.name} is the ${mp === br.uplink ? 'uplink' : 'host port'} of ${br.cfg.name}; QoS applies to tap, attach and vxlan ports`);
