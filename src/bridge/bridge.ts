@@ -458,7 +458,7 @@ export class Bridge<F extends EngineFdb = Fdb> {
       ingress.rxPackets++;
       ingress.rxBytes += len;
       this.frameSeq++;
-      const verdict = q !== null && (qr = qosAdmit(q, slab, off, len, this.nowUs)) !== QOS_PASS ? DROP_QOS + qr : this.admit(ingress, slab, off, len);
+      const verdict = q !== null && (qr = qosAdmit(q, slab, off, len)) !== QOS_PASS ? DROP_QOS + qr : this.admit(ingress, slab, off, len);
       if (verdict !== DROP_NONE) {
         Bridge.countDrop(ingress, verdict);
         if (ingress.tap !== null) ingress.tap.drop(slab, off, len, TX_OP_NONE, 0, this.vid, verdict, false);

@@ -293,7 +293,7 @@ export function describeNoQos(name: string, drops: Float64Array, shutdowns: numb
 // ---- the engine's steps --------------------------------------------------------------------------------------
 
 /** Step "qos" on ingress, first of all: a shut-down port's frames, then the port's rate_limit. */
-export function qosAdmit(q: PortQos, slab: Uint8Array, off: number, len: number, nowUs: number): number {
+export function qosAdmit(q: PortQos, slab: Uint8Array, off: number, len: number): number {
   if (q.shutUntilUs !== 0) return QOS_STORM_SHUTDOWN;
   if (!q.ingressLimited) return QOS_PASS;
   return bucketTake(q.buckets, BK_INGRESS, priceBytes(slab, off, len) * MILLIBITS_PER_BYTE) ? QOS_PASS : QOS_RATE_LIMIT;
