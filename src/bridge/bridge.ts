@@ -496,7 +496,11 @@ export class Bridge<F extends EngineFdb = Fdb> {
       for (let k = 0; k < n; k++) this.enqueue(out[k], off, len, payload, vid, tci);
     }
     this.flush();
-    if (q !== null) this.qosAfterBatch(ingress, q);
+    if (q !== null) {
+      // a batch shorter than the read budget (desc's capacity) found the kernel's queue empty
+      if (q.draining && 3 * count < desc.length) q.draining = false;
+      this.qosAfterBatch(ingress, q);
+    }
   }
 
   /** A storm-control drop; the one that shuts the port down (action shutdown) takes it down and tells the hook. */

@@ -84,7 +84,10 @@ export const QOS_EGRESS_RATE_LIMIT = 2;
 export const QOS_STORM_BROADCAST = 3;
 export const QOS_STORM_MULTICAST = 4;
 export const QOS_STORM_UNKNOWN_UNICAST = 5;
-/** frames read from a port while storm control had shut it down (the tail of the batch that tripped it) */
+/**
+ * frames read from a port while storm control had shut it down: the tail of the batch that tripped it, and what
+ * the guest sent while the port was down (read and dropped when it comes back)
+ */
 export const QOS_STORM_SHUTDOWN = 6;
 export const QOS_REASON_COUNT = 7;
 export const QOS_DROP_NAMES = [
@@ -116,6 +119,13 @@ export function bucketInit(b: Float64Array, i: number, rate: number, size: numbe
   b[o + B_LAST_US] = nowUs;
   b[o + B_RATE] = rate;
   b[o + B_SIZE] = size;
+}
+
+/** Fills the bucket, as refilled at nowUs. */
+export function bucketFill(b: Float64Array, i: number, nowUs: number): void {
+  const o = i * BUCKET_WORDS;
+  b[o + B_TOKENS] = b[o + B_SIZE];
+  b[o + B_LAST_US] = nowUs;
 }
 
 /** Adds what the bucket earned since its last refill (nowUs: integer microseconds). */
@@ -223,6 +233,11 @@ export class PortQos {
   readonly shutdownUs: number;
   /** storm control shut the port down until this time (us); 0 when it is not */
   shutUntilUs = 0;
+  /**
+   * After a shutdown: what the guest sent while the port was down (queued in the kernel) is read and dropped
+   * (`storm_shutdown`) until a read finds the queue empty (a batch shorter than the read budget).
+   */
+  draining = false;
   /** the owner holds the port's reads until this time (us); 0 when it reads */
   heldUntilUs = 0;
 
@@ -294,7 +309,7 @@ export function describeNoQos(name: string, drops: Float64Array, shutdowns: numb
 
 /** Step "qos" on ingress, first of all: a shut-down port's frames, then the port's rate_limit. */
 export function qosAdmit(q: PortQos, slab: Uint8Array, off: number, len: number): number {
-  if (q.shutUntilUs !== 0) return QOS_STORM_SHUTDOWN;
+  if (q.shutUntilUs !== 0 || q.draining) return QOS_STORM_SHUTDOWN;
   if (!q.ingressLimited) return QOS_PASS;
   return bucketTake(q.buckets, BK_INGRESS, priceBytes(slab, off, len) * MILLIBITS_PER_BYTE) ? QOS_PASS : QOS_RATE_LIMIT;
 }
@@ -326,12 +341,15 @@ export function qosBatchStart(q: PortQos, nowUs: number): void {
 
 /**
  * After a batch of the port (or when a hold expires): the time (us) until which the port should not be read, or
- * 0 to read on. A port shut down by storm control that reached its time is up again (shutUntilUs cleared).
+ * 0 to read on. A port shut down by storm control that reached its time is up again (shutUntilUs cleared), first
+ * draining what was queued meanwhile, with its storm buckets full.
  */
 export function qosHoldUntil(q: PortQos, nowUs: number): number {
   if (q.shutUntilUs !== 0) {
     if (nowUs < q.shutUntilUs) return q.shutUntilUs;
     q.shutUntilUs = 0;
+    q.draining = true;
+    for (let k = 0; k < 3; k++) bucketFill(q.buckets, BK_STORM + k, nowUs);
   }
   if (!q.ingressLimited) return 0;
   bucketRefill(q.buckets, BK_INGRESS, nowUs);

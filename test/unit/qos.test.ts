@@ -213,6 +213,18 @@ describe('QoS in the engine', () => {
     batch.add(eth(BCAST, M2));
     rx(1);
     expect(p[0].io.sent).toHaveLength(1);
+    // what the guest sent while it was down is read and dropped until a read finds the queue empty
+    const sentBefore = p[1].io.sent.length;
+    for (let i = 0; i < 64; i++) batch.add(eth(BCAST, M1, '0806'));
+    rx(0);
+    batch.add(eth(BCAST, M1, '0806'));
+    rx(0);
+    expect(p[0].port.drops().storm_shutdown).toBe(3 + 65);
+    expect(p[1].io.sent).toHaveLength(sentBefore);
+    batch.add(eth(BCAST, M1, '0806'));
+    rx(0);
+    expect(p[1].io.sent).toHaveLength(sentBefore + 1);
+    expect(p[0].port.stormShutdowns).toBe(1);
   });
 
   it('qos clear (an empty spec) brings a shut-down port up and stops dropping', () => {
