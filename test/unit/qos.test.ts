@@ -148,6 +148,17 @@ describe('QoS in the engine', () => {
     expect(p[1].io.sent).toHaveLength(4);
   });
 
+  it('rate_limit: the bucket earns between batches, also when the port was never held', () => {
+    br.setPortQos(p[0].port, spec({ rateLimit: { kbps: 8, burstKb: 1 } })); // 125 bytes, 1 byte per ms
+    batch.add(eth(BCAST, M1));
+    rx(0); // 65 bytes left
+    nowUs += 100_000; // full again (capped at 125)
+    for (let i = 0; i < 3; i++) batch.add(eth(BCAST, M1));
+    rx(0); // 125 -> 65 -> 5 -> -55: all three pass
+    expect(p[1].io.sent).toHaveLength(4);
+    expect(p[0].port.drops().rate_limit).toBe(0);
+  });
+
   it('a port without QoS is not held and nothing is dropped for it', () => {
     for (let i = 0; i < 64; i++) batch.add(eth(BCAST, M1));
     rx(0);
