@@ -17,7 +17,8 @@
 # Measured under each case: victim ping g2 -> g3 p50/p99 (ms, -i 0.01, PING_COUNT pings), then victim TCP g2 -> g3
 # (iperf3 -t TCP_SECONDS, Gbit/s) and its ratio to the row's idle case; what the flood delivered (rx_packets/s at g4,
 # which every flood reaches and no victim traffic does); the bridge's CPU (% of one core; the kernel bridge works in the senders' softirq: -) and,
-# for tapbridge, its CPU per frame g1 offered (us; tx_packets of g1's eth0 + its tx_dropped).
+# for tapbridge, its CPU per frame g1 offered (us; tx_packets of g1's eth0 + its tx_dropped); the whole machine's busy
+# share (/proc/stat, both cores: what the guests, the generator and everything else on the machine took).
 # Targets (printed MET/MISS):
 #   with g1 limited: victims' ping p50 <= 1.5x idle under every flood; TCP >= kernel+tc's in the same case and >= 0.6x idle
 #   with no limit: tapbridge's ping p50 <= OVS's and TCP ratio >= OVS's, per case
@@ -184,6 +185,9 @@ cpu_ticks() { # utime+stime of BR_PIDS, clock ticks
 	done
 	echo "$t"
 }
+host_busy() { # "busy total" jiffies of the whole machine (/proc/stat cpu line)
+	awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
 stat_of() { ip netns exec "$P-g$1" cat "/sys/class/net/eth0/statistics/$2"; }
 
 rtt_percentiles() {
@@ -213,12 +217,17 @@ measure() {
 	[ "$case" = idle ] || gen=$TB_LAST_PID
 	sleep 1
 	local t0 c0 rx0 tx0 dr0 t1 c1 rx1 tx1 dr1 out p50 p99 gbps
+	local hb0 ht0 hb1 ht1
+	read -r hb0 ht0 <<<"$(host_busy)"
 	t0=$EPOCHREALTIME c0=$(cpu_ticks) rx0=$(stat_of "$sink" rx_packets) tx0=$(stat_of 1 tx_packets) dr0=$(stat_of 1 tx_dropped)
 	out=$(ip netns exec "$P-g2" ping -c "$PING_COUNT" -i 0.01 -W 1 "${IP[3]}" 2>&1 || true)
 	read -r p50 p99 <<<"$(rtt_percentiles <<<"$out")"
 	gbps=$(ip netns exec "$P-g2" timeout $((TCP_SECONDS + 10)) iperf3 -c "${IP[3]}" -p 5201 -t "$TCP_SECONDS" -J 2>/dev/null |
 		"$NODE_BIN" -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{const e=JSON.parse(s).end;console.log((e.sum_received.bits_per_second/1e9).toFixed(3))}catch{console.log("0")}})')
 	t1=$EPOCHREALTIME c1=$(cpu_ticks) rx1=$(stat_of "$sink" rx_packets) tx1=$(stat_of 1 tx_packets) dr1=$(stat_of 1 tx_dropped)
+	read -r hb1 ht1 <<<"$(host_busy)"
+	local host_pct
+	host_pct=$(awk -v b=$((hb1 - hb0)) -v t=$((ht1 - ht0)) 'BEGIN { printf "%.0f", t > 0 ? 100 * b / t : 0 }')
 	[ -z "$gen" ] || tb_stop_pid "$gen" 3
 	tb_stop_pid "$srv" 3
 	local dt cpu_pct flood_kpps offered cpu_us
@@ -233,9 +242,9 @@ measure() {
 		cpu_pct=- cpu_us=-
 	fi
 	[ "$case" = idle ] && flood_kpps=-
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$row" "$case" "$p50" "$p99" "$gbps" "$flood_kpps" "$cpu_pct" "$cpu_us" >>"$ROWS"
-	printf '  %-16s %-8s ping p50 %s p99 %s ms  tcp %s Gbit/s  flood %s kpps  cpu %s%%  %s us/offered frame\n' \
-		"$row" "$case" "$p50" "$p99" "$gbps" "$flood_kpps" "$cpu_pct" "$cpu_us"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$row" "$case" "$p50" "$p99" "$gbps" "$flood_kpps" "$cpu_pct" "$cpu_us" "$host_pct" >>"$ROWS"
+	printf '  %-16s %-8s ping p50 %s p99 %s ms  tcp %s Gbit/s  flood %s kpps  cpu %s%%  %s us/offered frame  machine %s%% busy\n' \
+		"$row" "$case" "$p50" "$p99" "$gbps" "$flood_kpps" "$cpu_pct" "$cpu_us" "$host_pct"
 }
 
 run_row() { # run_row ROW CASE...
@@ -263,16 +272,16 @@ echo
 const fs = require('fs');
 const [file, rateKbps, stormPps] = process.argv.slice(2);
 const rows = fs.readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => {
-  const [row, kase, p50, p99, gbps, flood, cpu, cpuUs] = l.split('\t');
-  return { row, kase, p50: +p50, p99: +p99, gbps: +gbps, flood, cpu, cpuUs };
+  const [row, kase, p50, p99, gbps, flood, cpu, cpuUs, host] = l.split('\t');
+  return { row, kase, p50: +p50, p99: +p99, gbps: +gbps, flood, cpu, cpuUs, host };
 });
 const get = (row, kase) => rows.find((r) => r.row === row && r.kase === kase);
 const ratio = (r) => { const idle = get(r.row, 'idle'); return idle && idle.gbps > 0 ? r.gbps / idle.gbps : NaN; };
 const label = { idle: 'nothing', bcast: '60-byte broadcast flood', unknown: 'unknown-unicast flood', known: 'known-unicast flood to g4', udp: 'UDP bulk to g4 (iperf3 -b 0)' };
-console.log(`| row | g1 does | victim ping p50 / p99 (ms) | victim TCP (Gbit/s) | vs idle | flood delivered (kpps) | bridge CPU | us per offered frame |`);
-console.log('|---|---|---|---|---|---|---|---|');
+console.log(`| row | g1 does | victim ping p50 / p99 (ms) | victim TCP (Gbit/s) | vs idle | flood delivered (kpps) | bridge CPU | us per offered frame | machine busy |`);
+console.log('|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
-  console.log(`| ${r.row} | ${label[r.kase]} | ${r.p50.toFixed(2)} / ${r.p99.toFixed(2)} | ${r.gbps.toFixed(2)} | ${ratio(r).toFixed(2)} | ${r.flood} | ${r.cpu === '-' ? '-' : r.cpu + '%'} | ${r.cpuUs} |`);
+  console.log(`| ${r.row} | ${label[r.kase]} | ${r.p50.toFixed(2)} / ${r.p99.toFixed(2)} | ${r.gbps.toFixed(2)} | ${ratio(r).toFixed(2)} | ${r.flood} | ${r.cpu === '-' ? '-' : r.cpu + '%'} | ${r.cpuUs} | ${r.host}% |`);
 }
 console.log(`\n(limit: rate_limit ${rateKbps} kbit/s on g1, kernel+tc: tc tbf on g1's eth0 at the same rate; storm: ${stormPps} pps broadcast and unknown unicast)\n`);
 const verdict = (ok, what) => console.log(`${Number.isNaN(ok) || ok === undefined ? 'n/a ' : ok ? 'MET ' : 'MISS'}  ${what}`);
