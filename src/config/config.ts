@@ -154,6 +154,12 @@ export const BUILTIN_PORT_DEFAULTS: PortDefaults = {
   learning: true, flood: true, isolated: false, fdbMax: 0, raGuard: false, dhcpGuard: false, lock: UNLOCKED, qos: NO_QOS,
 };
 
+/** The host's own port has no QoS: its QoS keys are refused. */
+function hostQos(c: Checker, v: Record<string, unknown>, path: string): QosSpec {
+  if (QOS_KEYS.some((k) => v[k] !== undefined)) c.fail(path, 'rate_limit, egress_rate_limit and storm_control apply to tap and attach ports, not to the host\'s own port');
+  return NO_QOS;
+}
+
 /** The QoS keys of a port mapping (over `defaults`), each problem under `path`. */
 function qosOf(c: Checker, v: Record<string, unknown>, path: string, defaults: QosSpec): QosSpec {
   const problems: [string, string][] = [];
@@ -684,7 +690,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
         raGuard: c.bool(p, 'ra_guard', pp, defaults.raGuard),
         dhcpGuard: c.bool(p, 'dhcp_guard', pp, defaults.dhcpGuard),
         allowStacked: c.bool(p, 'allow_stacked', pp, false),
-        qos: kind === 'host' && QOS_KEYS.some((k) => p[k] !== undefined) ? (c.fail(pp, 'rate_limit, egress_rate_limit and storm_control apply to tap and attach ports, not to the host\'s own port'), NO_QOS) : qosOf(c, p, pp, defaults.qos),
+        qos: kind === 'host' ? hostQos(c, p, pp) : qosOf(c, p, pp, defaults.qos),
       });
     });
     // a locked MAC belongs to one port: its static entry cannot point at two
