@@ -13,7 +13,8 @@
 # Cases (what g1 does for the whole measurement; flood.c, 60-byte frames as fast as it can, or iperf3):
 #   idle | bcast (ff:ff:ff:ff:ff:ff) | unknown (a MAC nobody has) | known (g4's MAC) | udp (iperf3 -u -b 0 to g4)
 # Rows: kernel, ovs, tapbridge without limits; tapbridge+limit (g1: rate_limit RATE_KBPS), kernel+tc (g1's veth in the
-# bridge: tc tbf on g1's eth0 at the same rate), tapbridge+storm (g1: storm_control broadcast/unknown_unicast STORM_PPS).
+# bridge: tc tbf on g1's eth0 at the same rate), tapbridge+limit1M (1 Mbit/s: refuses nearly all of a 60-byte flood,
+# for the cost of a refused frame), tapbridge+storm (g1: storm_control broadcast/unknown_unicast STORM_PPS).
 # Measured under each case: victim ping g2 -> g3 p50/p99 (ms, -i 0.01, PING_COUNT pings), then victim TCP g2 -> g3
 # (iperf3 -t TCP_SECONDS, Gbit/s) and its ratio to the row's idle case; what the flood delivered (rx_packets/s at g4,
 # which every flood reaches and no victim traffic does); the bridge's CPU (% of one core; the kernel bridge works in the senders' softirq: -) and,
@@ -22,7 +23,9 @@
 # Targets (printed MET/MISS):
 #   with g1 limited: victims' ping p50 <= 1.5x idle under every flood; TCP >= kernel+tc's in the same case and >= 0.6x idle
 #   with no limit: tapbridge's ping p50 <= OVS's and TCP ratio >= OVS's, per case
-#   a refused frame costs the daemon < 10% of a forwarded one (CPU per offered frame, known-unicast flood, limited/not)
+#   a refused frame costs the daemon < 10% of a forwarded one (CPU per offered frame, known-unicast flood, limit1M/none)
+# and, to tell the daemon's own delays from CPU taken elsewhere: the bridge threads' run-queue wait per time slice (us,
+# /proc/PID/task/*/schedstat: how long the bridge was runnable but had no CPU) and the whole machine's busy share.
 #
 # Usage (root, after `npm ci` and `npm run build`): bash scripts/bench/tenants.sh [--quick] [--impl LIST]
 #   --quick   fewer pings and shorter TCP (a smoke run)        --impl  subset of kernel,ovs,tapbridge (default all)
@@ -38,6 +41,8 @@ REPO=$(cd "$HERE/../.." && pwd)
 PING_COUNT=300
 TCP_SECONDS=4
 RATE_KBPS=100000
+# the refused-frame cost: a limit that refuses nearly all of a 60-byte flood (1 Mbit/s: ~2 kpps)
+RATE_LOW_KBPS=1000
 STORM_PPS=1000
 IMPLS=kernel,ovs,tapbridge
 while [ $# -gt 0 ]; do
@@ -150,6 +155,7 @@ topo_up() {
 	tapbridge*)
 		local g1='{ "name": "vif1" }'
 		[ "$row" = tapbridge+limit ] && g1="{ \"name\": \"vif1\", \"rate_limit\": { \"kbps\": $RATE_KBPS } }"
+		[ "$row" = tapbridge+limit1M ] && g1="{ \"name\": \"vif1\", \"rate_limit\": { \"kbps\": $RATE_LOW_KBPS } }"
 		[ "$row" = tapbridge+storm ] && g1="{ \"name\": \"vif1\", \"storm_control\": { \"broadcast_pps\": $STORM_PPS, \"unknown_unicast_pps\": $STORM_PPS } }"
 		cat >"$WORK/tb.yaml" <<-EOF
 			{ "control_socket": "$WORK/tb.sock", "state_dir": "$WORK/state", "log_level": "warn",
@@ -188,6 +194,16 @@ cpu_ticks() { # utime+stime of BR_PIDS, clock ticks
 host_busy() { # "busy total" jiffies of the whole machine (/proc/stat cpu line)
 	awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
 }
+sched_of() { # "wait_ns slices" summed over the threads of BR_PIDS
+	local pid f w=0 n=0 a b c
+	for pid in "${BR_PIDS[@]}"; do
+		for f in /proc/"$pid"/task/*/schedstat; do
+			read -r a b c <"$f" 2>/dev/null || continue
+			w=$((w + b)) n=$((n + c))
+		done
+	done
+	echo "$w $n"
+}
 stat_of() { ip netns exec "$P-g$1" cat "/sys/class/net/eth0/statistics/$2"; }
 
 rtt_percentiles() {
@@ -217,8 +233,9 @@ measure() {
 	[ "$case" = idle ] || gen=$TB_LAST_PID
 	sleep 1
 	local t0 c0 rx0 tx0 dr0 t1 c1 rx1 tx1 dr1 out p50 p99 gbps
-	local hb0 ht0 hb1 ht1
+	local hb0 ht0 hb1 ht1 rw0=0 rs0=0 rw1=0 rs1=0
 	read -r hb0 ht0 <<<"$(host_busy)"
+	[ "${#BR_PIDS[@]}" -eq 0 ] || read -r rw0 rs0 <<<"$(sched_of)"
 	t0=$EPOCHREALTIME c0=$(cpu_ticks) rx0=$(stat_of "$sink" rx_packets) tx0=$(stat_of 1 tx_packets) dr0=$(stat_of 1 tx_dropped)
 	out=$(ip netns exec "$P-g2" ping -c "$PING_COUNT" -i 0.01 -W 1 "${IP[3]}" 2>&1 || true)
 	read -r p50 p99 <<<"$(rtt_percentiles <<<"$out")"
@@ -226,8 +243,12 @@ measure() {
 		"$NODE_BIN" -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{const e=JSON.parse(s).end;console.log((e.sum_received.bits_per_second/1e9).toFixed(3))}catch{console.log("0")}})')
 	t1=$EPOCHREALTIME c1=$(cpu_ticks) rx1=$(stat_of "$sink" rx_packets) tx1=$(stat_of 1 tx_packets) dr1=$(stat_of 1 tx_dropped)
 	read -r hb1 ht1 <<<"$(host_busy)"
+	[ "${#BR_PIDS[@]}" -eq 0 ] || read -r rw1 rs1 <<<"$(sched_of)"
 	local host_pct
-	host_pct=$(awk -v b=$((hb1 - hb0)) -v t=$((ht1 - ht0)) 'BEGIN { printf "%.0f", t > 0 ? 100 * b / t : 0 }')
+	host_pct=$(awk -v b=$((hb1 - hb0)) -v t=$((ht1 - ht0)) 'BEGIN { printf "%.0f", (t > 0 ? 100 * b / t : 0) }')
+	# the bridge's threads: time spent runnable but waiting for a CPU, per time they got one (/proc/PID/task/*/schedstat)
+	local rq
+	rq=$(awk -v w=$((rw1 - rw0)) -v n=$((rs1 - rs0)) 'BEGIN { if (n < 1) print "-"; else printf "%.0f", w / n / 1000 }')
 	[ -z "$gen" ] || tb_stop_pid "$gen" 3
 	tb_stop_pid "$srv" 3
 	local dt cpu_pct flood_kpps offered cpu_us
@@ -242,9 +263,9 @@ measure() {
 		cpu_pct=- cpu_us=-
 	fi
 	[ "$case" = idle ] && flood_kpps=-
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$row" "$case" "$p50" "$p99" "$gbps" "$flood_kpps" "$cpu_pct" "$cpu_us" "$host_pct" >>"$ROWS"
-	printf '  %-16s %-8s ping p50 %s p99 %s ms  tcp %s Gbit/s  flood %s kpps  cpu %s%%  %s us/offered frame  machine %s%% busy\n' \
-		"$row" "$case" "$p50" "$p99" "$gbps" "$flood_kpps" "$cpu_pct" "$cpu_us" "$host_pct"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$row" "$case" "$p50" "$p99" "$gbps" "$flood_kpps" "$cpu_pct" "$cpu_us" "$host_pct" "$rq" >>"$ROWS"
+	printf '  %-16s %-8s ping p50 %s p99 %s ms  tcp %s Gbit/s  flood %s kpps  cpu %s%%  %s us/offered frame  machine %s%% busy  run-queue wait %s us\n' \
+		"$row" "$case" "$p50" "$p99" "$gbps" "$flood_kpps" "$cpu_pct" "$cpu_us" "$host_pct" "$rq"
 }
 
 run_row() { # run_row ROW CASE...
@@ -263,6 +284,7 @@ if has_impl tapbridge; then
 	run_row tapbridge "${ALL[@]}"
 	run_row tapbridge+limit "${ALL[@]}"
 	run_row tapbridge+storm idle bcast unknown
+	run_row tapbridge+limit1M idle known
 fi
 has_impl kernel && run_row kernel+tc "${ALL[@]}"
 
@@ -272,16 +294,16 @@ echo
 const fs = require('fs');
 const [file, rateKbps, stormPps] = process.argv.slice(2);
 const rows = fs.readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => {
-  const [row, kase, p50, p99, gbps, flood, cpu, cpuUs, host] = l.split('\t');
-  return { row, kase, p50: +p50, p99: +p99, gbps: +gbps, flood, cpu, cpuUs, host };
+  const [row, kase, p50, p99, gbps, flood, cpu, cpuUs, host, rq] = l.split('\t');
+  return { row, kase, p50: +p50, p99: +p99, gbps: +gbps, flood, cpu, cpuUs, host, rq };
 });
 const get = (row, kase) => rows.find((r) => r.row === row && r.kase === kase);
 const ratio = (r) => { const idle = get(r.row, 'idle'); return idle && idle.gbps > 0 ? r.gbps / idle.gbps : NaN; };
 const label = { idle: 'nothing', bcast: '60-byte broadcast flood', unknown: 'unknown-unicast flood', known: 'known-unicast flood to g4', udp: 'UDP bulk to g4 (iperf3 -b 0)' };
-console.log(`| row | g1 does | victim ping p50 / p99 (ms) | victim TCP (Gbit/s) | vs idle | flood delivered (kpps) | bridge CPU | us per offered frame | machine busy |`);
-console.log('|---|---|---|---|---|---|---|---|---|');
+console.log(`| row | g1 does | victim ping p50 / p99 (ms) | victim TCP (Gbit/s) | vs idle | flood delivered (kpps) | bridge CPU | us per offered frame | machine busy | bridge run-queue wait per slice (us) |`);
+console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
-  console.log(`| ${r.row} | ${label[r.kase]} | ${r.p50.toFixed(2)} / ${r.p99.toFixed(2)} | ${r.gbps.toFixed(2)} | ${ratio(r).toFixed(2)} | ${r.flood} | ${r.cpu === '-' ? '-' : r.cpu + '%'} | ${r.cpuUs} | ${r.host}% |`);
+  console.log(`| ${r.row} | ${label[r.kase]} | ${r.p50.toFixed(2)} / ${r.p99.toFixed(2)} | ${r.gbps.toFixed(2)} | ${ratio(r).toFixed(2)} | ${r.flood} | ${r.cpu === '-' ? '-' : r.cpu + '%'} | ${r.cpuUs} | ${r.host}% | ${r.rq} |`);
 }
 console.log(`\n(limit: rate_limit ${rateKbps} kbit/s on g1, kernel+tc: tc tbf on g1's eth0 at the same rate; storm: ${stormPps} pps broadcast and unknown unicast)\n`);
 const verdict = (ok, what) => console.log(`${Number.isNaN(ok) || ok === undefined ? 'n/a ' : ok ? 'MET ' : 'MISS'}  ${what}`);
@@ -294,7 +316,7 @@ for (const k of ['bcast', 'unknown', 'known', 'udp']) {
   if (t && o) verdict(t.p50 <= o.p50, `no limit, ${k}: ping p50 tapbridge ${t.p50.toFixed(2)} <= OVS ${o.p50.toFixed(2)} ms`);
   if (t && o) verdict(ratio(t) >= ratio(o), `no limit, ${k}: TCP ratio tapbridge ${ratio(t).toFixed(2)} >= OVS ${ratio(o).toFixed(2)}`);
 }
-const fwd = get('tapbridge', 'known'), ref = get('tapbridge+limit', 'known');
+const fwd = get('tapbridge', 'known'), ref = get('tapbridge+limit1M', 'known');
 if (fwd && ref && fwd.cpuUs !== '-' && ref.cpuUs !== '-') {
   verdict(+ref.cpuUs < 0.1 * +fwd.cpuUs, `refused frame ${ref.cpuUs} us < 10% of forwarded ${fwd.cpuUs} us (daemon CPU per offered frame, known-unicast flood)`);
 }
