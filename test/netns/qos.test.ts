@@ -14,6 +14,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { destroyLab, Lab, PY_RAW_CAPTURE, PYTHON, canRunNetns, sleep, waitFor } from "./helpers.js";
 import { portDrops } from "./capture.js";
+import { call } from "../../src/control/client.js";
 import type { ShowBridge } from "../support/json-shapes.js";
 
 function iperfProblem(): string | null {
@@ -223,4 +224,60 @@ describe.skipIf(!support.ok)("per-port QoS: rate limit, storm control, runtime c
     expect(saved).toMatch(/rate_limit:\s*\n\s*kbps: 3000\s*\n\s*burst_kb: 400/);
     expect(lab.daemonErrors()).toEqual([]);
   }, 90_000);
+});
+
+describe.skipIf(!support.ok)("per-port QoS with data_workers: 2" + skipNote, () => {
+  let lab: Lab;
+  const workers = async (): Promise<Array<{ id: number; ports: string[] }>> =>
+    ((await call(lab.socketPath, "data_workers.show", {}, 20_000)) as { workers: Array<{ id: number; ports: string[] }> }).workers;
+
+  beforeAll(async () => {
+    lab = new Lab("qosdw");
+    for (const n of ["dom0", "vm1", "vm2", "vm3", "vm4"]) await lab.addNs(n);
+    for (const n of ["dom0", "vm1", "vm2", "vm3", "vm4"]) {
+      await lab.exec(n, ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
+    }
+    lab.writeConfig({
+      control_socket: lab.socketPath,
+      data_workers: 2,
+      bridges: [{ name: BRIDGE, ports: [{ name: "vif1.0" }, { name: "vif2.0" }, { name: "vif3.0" }, { name: "vif4.0" }] }],
+    });
+    await lab.startDaemon("dom0");
+    const ips = ["198.18.62.1", "198.18.62.2", "198.18.62.3", "198.18.62.4"];
+    for (let i = 1; i <= 4; i++) {
+      if (!(await waitFor(() => lab.linkExists("dom0", `vif${i}.0`), 10_000))) throw new Error(`no TAP vif${i}.0\n${lab.daemonLog()}`);
+      await lab.moveLink("dom0", `vif${i}.0`, `vm${i}`, "eth0");
+      await lab.configureHost(`vm${i}`, "eth0", ips[i - 1], undefined, `02:00:00:62:00:0${i}`);
+    }
+    if (!(await lab.pingUntil("vm1", "198.18.62.2", 10_000)).ok) throw new Error(`vm1 cannot reach vm2\n${lab.daemonLog()}`);
+  }, 60_000);
+
+  afterAll(() => destroyLab(lab));
+
+  it("a port a worker read moves to the main thread with its limit, which holds; qos show counts it", async () => {
+    const before = await workers();
+    const onWorker = before.find((w) => w.id === 1)?.ports ?? [];
+    expect(onWorker.length, JSON.stringify(before)).toBeGreaterThan(0);
+    const port = onWorker[0];
+    const vm = `vm${port.slice(3, 4)}`;
+    const peer = vm === "vm2" ? "198.18.62.3" : "198.18.62.2";
+    const peerVm = vm === "vm2" ? "vm3" : "vm2";
+    const r = await lab.cli(["qos", "set", BRIDGE, port, "--kbps", "20000"]);
+    expect(r.code, r.stderr).toBe(0);
+    const after = await workers();
+    expect(after.find((w) => w.id === 0)?.ports).toContain(port);
+    expect(after.find((w) => w.id === 1)?.ports ?? []).not.toContain(port);
+    const server = lab.spawn(peerVm, ["iperf3", "-s", "-1", "-J", "-B", peer], "iperf3 server");
+    await sleep(500);
+    await lab.exec(vm, ["iperf3", "-c", peer, "-u", "-b", "60M", "-t", "3", "-l", "1400", "-J"], { timeoutMs: 30_000 });
+    await server.wait(15_000);
+    const res = JSON.parse(server.stdout) as { intervals: Array<{ sum: { bytes: number; seconds: number } }> };
+    const mbps = (8 * res.intervals.reduce((a, i) => a + i.sum.bytes, 0)) / res.intervals.reduce((a, i) => a + i.sum.seconds, 0) / 1e6;
+    console.log(`data_workers 2, rate_limit 20 Mbit/s on ${port}: UDP offered 60 Mbit/s, received ${mbps.toFixed(1)} Mbit/s`);
+    expect(mbps).toBeGreaterThan(10);
+    expect(mbps).toBeLessThan(30);
+    const q = (await lab.cliJson<QosShow[]>(["qos", "show", BRIDGE])).find((x) => x.port === port)!;
+    const drops = await portDrops(lab, BRIDGE, port);
+    expect(q.counters.rate_limit + drops.kernel_drops, JSON.stringify({ q, drops })).toBeGreaterThan(0);
+  }, 60_000);
 });
