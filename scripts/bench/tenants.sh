@@ -18,7 +18,8 @@
 # Measured under each case: victim ping g2 -> g3 p50/p99 (ms, -i 0.01, PING_COUNT pings), then victim TCP g2 -> g3
 # (iperf3 -t TCP_SECONDS, Gbit/s) and its ratio to the row's idle case; what the flood delivered (rx_packets/s at g4,
 # which every flood reaches and no victim traffic does); the bridge's CPU (% of one core; the kernel bridge works in the senders' softirq: -) and,
-# for tapbridge, its CPU per frame g1 offered (us; tx_packets of g1's eth0 + its tx_dropped); the whole machine's busy
+# for tapbridge and OVS, their CPU per frame g1 offered (us; tx_packets of g1's eth0 + its tx_dropped), over 1.5 s of
+# the flood alone before the victims start; the whole machine's busy
 # share (/proc/stat, both cores: what the guests, the generator and everything else on the machine took).
 # Targets (printed MET/MISS):
 #   with g1 limited: victims' ping p50 <= 1.5x idle under every flood; TCP >= kernel+tc's in the same case and >= 0.6x idle
@@ -180,6 +181,16 @@ topo_down() {
 	BR_PIDS=()
 }
 
+cpu_ns() { # on-CPU ns of every thread of BR_PIDS (/proc/PID/task/*/schedstat)
+	local pid f total=0 v
+	for pid in "${BR_PIDS[@]}"; do
+		for f in /proc/"$pid"/task/*/schedstat; do
+			read -r v _ <"$f" 2>/dev/null || continue
+			total=$((total + v))
+		done
+	done
+	echo "$total"
+}
 cpu_ticks() { # utime+stime of BR_PIDS, clock ticks
 	local pid t=0 rest
 	for pid in "${BR_PIDS[@]}"; do
@@ -216,7 +227,7 @@ rtt_percentiles() {
 
 # measure ROW CASE: g1 does CASE for the whole window; victim ping, then victim TCP; one line into ROWS.
 measure() {
-	local row=$1 case=$2 secs=$((PING_COUNT / 100 + TCP_SECONDS + 4)) gen='' sink=4 hz
+	local row=$1 case=$2 secs=$((PING_COUNT / 100 + TCP_SECONDS + 6)) gen='' sink=4 hz
 	hz=$(getconf CLK_TCK)
 	tb_bg "$P-g3" "$WORK/srv.log" timeout $((secs + 10)) iperf3 -s -1 -B "${IP[3]}" -p 5201
 	local srv=$TB_LAST_PID
@@ -232,6 +243,14 @@ measure() {
 	esac
 	[ "$case" = idle ] || gen=$TB_LAST_PID
 	sleep 1
+	# the flood alone (no victim traffic yet): the bridge's CPU per frame g1 offered, from on-CPU ns (schedstat)
+	local fo0 fo1 fn0 fn1 cpu_us=-
+	fo0=$(($(stat_of 1 tx_packets) + $(stat_of 1 tx_dropped))) fn0=$(cpu_ns)
+	sleep 1.5
+	fo1=$(($(stat_of 1 tx_packets) + $(stat_of 1 tx_dropped))) fn1=$(cpu_ns)
+	if [ "${#BR_PIDS[@]}" -gt 0 ] && [ $((fo1 - fo0)) -ge 1000 ]; then
+		cpu_us=$(awk -v c=$((fn1 - fn0)) -v n=$((fo1 - fo0)) 'BEGIN { printf "%.2f", c / n / 1000 }')
+	fi
 	local t0 c0 rx0 tx0 dr0 t1 c1 rx1 tx1 dr1 out p50 p99 gbps
 	local hb0 ht0 hb1 ht1 rw0=0 rs0=0 rw1=0 rs1=0
 	read -r hb0 ht0 <<<"$(host_busy)"
@@ -251,16 +270,13 @@ measure() {
 	rq=$(awk -v w=$((rw1 - rw0)) -v n=$((rs1 - rs0)) 'BEGIN { if (n < 1) print "-"; else printf "%.0f", w / n / 1000 }')
 	[ -z "$gen" ] || tb_stop_pid "$gen" 3
 	tb_stop_pid "$srv" 3
-	local dt cpu_pct flood_kpps offered cpu_us
+	local dt cpu_pct flood_kpps
 	dt=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
 	flood_kpps=$(awk -v r=$((rx1 - rx0)) -v d="$dt" 'BEGIN { printf "%.1f", r / d / 1000 }')
-	# what g1 offered: frames its eth0 handed to the bridge (tx_packets) plus those the full TAP queue dropped
-	offered=$(((tx1 - tx0) + (dr1 - dr0)))
 	if [ "${#BR_PIDS[@]}" -gt 0 ]; then
 		cpu_pct=$(awk -v c=$((c1 - c0)) -v h="$hz" -v d="$dt" 'BEGIN { printf "%.0f", 100 * c / h / d }')
-		cpu_us=$(awk -v c=$((c1 - c0)) -v h="$hz" -v n="$offered" 'BEGIN { if (n < 1000) print "-"; else printf "%.2f", 1e6 * c / h / n }')
 	else
-		cpu_pct=- cpu_us=-
+		cpu_pct=-
 	fi
 	[ "$case" = idle ] && flood_kpps=-
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$row" "$case" "$p50" "$p99" "$gbps" "$flood_kpps" "$cpu_pct" "$cpu_us" "$host_pct" "$rq" >>"$ROWS"
