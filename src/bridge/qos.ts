@@ -29,8 +29,12 @@
 //   qosStorm()     at the flood step, on ingress: the class's bucket -> `storm_broadcast` ...; action shutdown
 //   qosEgress()    before a frame is queued on an egress port -> `egress_rate_limit`
 //   qosHoldUntil() after an rx batch: when the port's ingress bucket is empty (or it is shut down), the time
-//                  (us) until it refills: the owner stops reading the port until then (QosHook.hold), so that
-//                  what the port sends meanwhile waits in the kernel's queue, or is dropped there, for free.
+//                  (us) until it is half full again: the owner stops reading the port until then (QosHook.hold), so
+//                  that what the port sends meanwhile waits in the kernel's queue, or is dropped there, for free.
+//                  Half full, not just above zero: each hold ends with one batch read, whose tail past the bucket is
+//                  read only to be dropped; resuming at half the bucket bounds those reads to (rate / half the bucket)
+//                  batches per second, whatever the guest offers (at the default burst: 20 per second), the way
+//                  netback's credit refills once per credit period.
 //
 // Notes on performance: no allocation per frame; the clock is read once per rx batch, and only by a bridge
 // that has a port with QoS (Bridge.qosPorts > 0).
@@ -152,13 +156,12 @@ export function bucketTokens(b: Float64Array, i: number): number {
   return b[i * BUCKET_WORDS + B_TOKENS];
 }
 
-/** Microseconds until the bucket has tokens again (0 when it has some now). */
-export function bucketWaitUs(b: Float64Array, i: number): number {
+/** Microseconds until the bucket holds at least `target` tokens (>= 1); 0 when it has some now. */
+export function bucketWaitUs(b: Float64Array, i: number, target = 1): number {
   const o = i * BUCKET_WORDS;
   const t = b[o + B_TOKENS];
   if (t > 0) return 0;
-  // tokens > 0 needs (1 - t) more: ceil((1 - t) / rate)
-  return Math.ceil((1 - t) / b[o + B_RATE]);
+  return Math.ceil((target - t) / b[o + B_RATE]);
 }
 
 // ---- frame price -------------------------------------------------------------------------------------------
@@ -240,6 +243,8 @@ export class PortQos {
   draining = false;
   /** the owner holds the port's reads until this time (us); 0 when it reads */
   heldUntilUs = 0;
+  /** a held port is read again when its ingress bucket holds this much (half its size, at least 1) */
+  readonly resumeTokens: number;
 
   constructor(spec: QosSpec, nowUs: number) {
     this.spec = spec;
@@ -250,6 +255,7 @@ export class PortQos {
     this.ingressLimited = r !== null;
     this.egressLimited = e !== null;
     if (r !== null) bucketInit(b, BK_INGRESS, r.kbps, r.burstKb * 1_000_000, nowUs);
+    this.resumeTokens = r === null ? 1 : Math.max(1, Math.floor((r.burstKb * 1_000_000) / 2));
     if (e !== null) bucketInit(b, BK_EGRESS, e.kbps, e.burstKb * 1_000_000, nowUs);
     const pps = s === null ? [0, 0, 0] : [s.broadcastPps, s.multicastPps, s.unknownUnicastPps];
     for (let k = 0; k < 3; k++) {
@@ -353,7 +359,7 @@ export function qosHoldUntil(q: PortQos, nowUs: number): number {
   }
   if (!q.ingressLimited) return 0;
   bucketRefill(q.buckets, BK_INGRESS, nowUs);
-  const wait = bucketWaitUs(q.buckets, BK_INGRESS);
+  const wait = bucketWaitUs(q.buckets, BK_INGRESS, q.resumeTokens);
   return wait === 0 ? 0 : nowUs + wait;
 }
 

@@ -37,6 +37,7 @@ describe('token bucket arithmetic', () => {
     expect(bucketTokens(b, 0)).toBe(-900);
     expect(bucketTake(b, 0, 1)).toBe(false);
     expect(bucketWaitUs(b, 0)).toBe(901);
+    expect(bucketWaitUs(b, 0, 50)).toBe(950);
     bucketRefill(b, 0, 900);
     expect(bucketTake(b, 0, 1)).toBe(false);
     bucketRefill(b, 0, 901);
@@ -137,11 +138,10 @@ describe('QoS in the engine', () => {
     rx(0);
     expect(p[1].io.sent).toHaveLength(3);
     expect(p[0].port.drops().rate_limit).toBe(2);
-    // 125 - 180 = -55 bytes = -440000 millibits: 440001 to earn at 8 per us
-    expect(holds).toEqual([[p[0].port.id, nowUs + 55_001]]);
-    nowUs += 55_000;
-    expect(br.qosWake(p[0].port)).toBe(nowUs + 1);
-    nowUs += 1;
+    // 125 - 180 = -55 bytes = -440000 millibits; read again at half the bucket (500000): 940000 to earn at 8 per us
+    expect(holds).toEqual([[p[0].port.id, nowUs + 117_500]]);
+    nowUs += 117_500;
+    expect(br.qosWake(p[0].port)).toBe(0);
     expect(br.qosWake(p[0].port)).toBe(0);
     batch.add(eth(BCAST, M1));
     rx(0);
