@@ -10,8 +10,9 @@ import { ConfigError, DEFAULT_CONFIG_PATH, DEFAULT_CONTROL_SOCKET, loadConfig } 
 import { call, DaemonUnreachableError, RpcError } from '../control/client.js';
 import type { BridgeStats, MacEntry, ShowBridge, VlanShow } from '../daemon/daemon.js';
 import type { LockShow } from '../bridge/lock.js';
+import type { QosShow } from '../bridge/qos.js';
 import { VERSION } from '../version.js';
-import { formatBond, formatLockShow, formatShow, formatShowmacs, formatStats, formatVlanShow } from './format.js';
+import { formatBond, formatLockShow, formatQosShow, formatShow, formatShowmacs, formatStats, formatVlanShow } from './format.js';
 import type { BondShow } from '../daemon/bond.js';
 import { isLogFormat, isLogLevel, LOG_LEVELS } from '../log.js';
 import type { VxlanShow } from '../daemon/vxlan.js';
@@ -50,6 +51,11 @@ Commands:
                                          create a kernel vxlan netdev and attach it (--vlan N: VNI -> access VLAN N)
   vxlan del BRIDGE NAME                  detach it and remove the netdev (unless it was added with --persist)
   vxlan remote add|del BRIDGE NAME IP    add or remove a remote VTEP (head-end replication) at runtime
+  qos show BRIDGE [-j]                   per port: rate limits, storm control, their drop counters
+  qos set BRIDGE PORT [--kbps N] [--burst-kb N] [--egress-kbps N] [--egress-burst-kb N]
+          [--broadcast-pps N] [--multicast-pps N] [--unknown-unicast-pps N] [--storm-action drop|shutdown] [--shutdown-s N]
+                                         change what is given (kbit/s, kbit, packets/s; 0 removes that limit)
+  qos clear BRIDGE PORT                  no rate limit and no storm control on the port
   lock show BRIDGE [-j]                  per port: lock mode, MAC, allowed addresses, RA and DHCP guards
   lock set BRIDGE PORT --mac M [--ipv4 LIST] [--ipv6 LIST] [--allow-ethertypes LIST]
                                          lock a port to a MAC and addresses/prefixes (LIST: a,b/24,...);
@@ -151,6 +157,15 @@ async function main(argv: string[]): Promise<number> {
         ipv6: { type: 'string' },
         disabled: { type: 'boolean' },
         'allow-ethertypes': { type: 'string' },
+        kbps: { type: 'string' },
+        'burst-kb': { type: 'string' },
+        'egress-kbps': { type: 'string' },
+        'egress-burst-kb': { type: 'string' },
+        'broadcast-pps': { type: 'string' },
+        'multicast-pps': { type: 'string' },
+        'unknown-unicast-pps': { type: 'string' },
+        'storm-action': { type: 'string' },
+        'shutdown-s': { type: 'string' },
         write: { type: 'string', short: 'w' },
         count: { type: 'string' },
         direction: { type: 'string' },
@@ -389,6 +404,38 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       throw new UsageError('vxlan needs show, add, del or remote');
+    }
+    case 'qos': {
+      const [sub, ...rest] = args;
+      if (sub === 'show') {
+        need(rest, 1, 'BRIDGE');
+        noExtra(rest, 1);
+        const r = (await rpc('qos.show', { bridge: rest[0] })) as QosShow[];
+        print(json, r, () => formatQosShow(r));
+        return 0;
+      }
+      if (sub === 'set') {
+        need(rest, 2, 'BRIDGE PORT');
+        noExtra(rest, 2);
+        const params: Record<string, unknown> = { bridge: rest[0], port: rest[1] };
+        for (const flag of ['kbps', 'burst-kb', 'egress-kbps', 'egress-burst-kb', 'broadcast-pps', 'multicast-pps', 'unknown-unicast-pps', 'shutdown-s'] as const) {
+          const v = opts[flag];
+          if (v !== undefined) params[flag.replaceAll('-', '_')] = intArg(v, `--${flag}`);
+        }
+        if (opts['storm-action'] !== undefined) params.storm_action = opts['storm-action'];
+        if (Object.keys(params).length === 2) throw new UsageError('qos set needs at least one of --kbps, --burst-kb, --egress-kbps, --egress-burst-kb, --broadcast-pps, --multicast-pps, --unknown-unicast-pps, --storm-action, --shutdown-s');
+        const r = (await rpc('qos.set', params)) as QosShow;
+        print(json, r, () => formatQosShow([r]));
+        return 0;
+      }
+      if (sub === 'clear') {
+        need(rest, 2, 'BRIDGE PORT');
+        noExtra(rest, 2);
+        const r = await rpc('qos.clear', { bridge: rest[0], port: rest[1] });
+        if (json) print(json, r, () => '');
+        return 0;
+      }
+      throw new UsageError('qos needs show, set or clear');
     }
     case 'lock': {
       const [sub, ...rest] = args;

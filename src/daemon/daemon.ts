@@ -25,6 +25,8 @@ import { VxlanPort, type VxlanShow } from './vxlan.js';
 import { parseVxlanPort, type VxlanPortConfig } from '../config/config.js';
 import { type LockShow, type LockSpec, lockSpecFrom, UNLOCKED } from '../bridge/lock.js';
 import { PortLocks } from './locking.js';
+import { BridgeQos, qosSetSpec, QOS_SET_PARAMS } from './qos.js';
+import { NO_QOS, type QosShow, type QosSpec } from '../bridge/qos.js';
 import type { PacketPort } from '../io/native.js';
 import { hostPortMac } from '../hostport/mac.js';
 import { fenceHostStack, unfenceHostStack } from '../hostport/fence.js';
@@ -65,6 +67,8 @@ export interface ShowPort {
   ifindex: number;
   /** vxlan ports only: the underlay cannot carry overlay frames of the bridge MTU */
   mtu_short?: boolean;
+  /** storm control has shut the port down (src/bridge/qos.ts, action shutdown) */
+  storm_shutdown?: boolean;
 }
 
 export interface ShowBridge {
@@ -117,10 +121,11 @@ interface PortSettings {
   raGuard: boolean;
   dhcpGuard: boolean;
   allowStacked: boolean;
+  qos: QosSpec;
 }
 
 function settingsFromDefaults(d: PortDefaults): PortSettings {
-  return { learning: d.learning, flood: d.flood, isolated: d.isolated, fdbMax: d.fdbMax, lock: d.lock, raGuard: d.raGuard, dhcpGuard: d.dhcpGuard, allowStacked: false };
+  return { learning: d.learning, flood: d.flood, isolated: d.isolated, fdbMax: d.fdbMax, lock: d.lock, raGuard: d.raGuard, dhcpGuard: d.dhcpGuard, allowStacked: false, qos: d.qos };
 }
 
 class BridgeRuntime {
@@ -128,6 +133,7 @@ class BridgeRuntime {
   cfg: BridgeConfig;
   readonly bridge: Bridge;
   readonly locks: PortLocks;
+  readonly qos: BridgeQos;
   readonly mirrors: BridgeMirrors;
   readonly ports = new Map<string, ManagedPort>();
   uplink: PortHandle | null = null;
@@ -152,6 +158,7 @@ class BridgeRuntime {
       sharedFdb,
     });
     this.locks = new PortLocks(this.bridge);
+    this.qos = new BridgeQos(this.bridge, log);
     this.mirrors = new BridgeMirrors(this.bridge, () => this.uplink?.name ?? null);
   }
 
@@ -399,11 +406,13 @@ export class Daemon {
     if (kind !== 'uplink' && !br.locks.apply(port, s.lock, s, this.now())) {
       this.log.warn({ bridge: br.cfg.name, port: name }, 'FDB full of static entries: locked MAC not installed as a static entry');
     }
+    if (kind !== 'uplink') br.qos.apply(port, s.qos);
     try {
       mp.open();
     } catch (err) {
       br.bridge.removePort(port);
       br.locks.forget(port);
+      br.qos.forget(port);
       throw err;
     }
     if (kind !== 'uplink') br.ports.set(name, mp);
@@ -415,7 +424,7 @@ export class Daemon {
   /** A kernel vxlan netdev created over rtnetlink, attached like an `attach` port (src/daemon/vxlan.ts). */
   private createVxlanPort(br: BridgeRuntime, vc: VxlanPortConfig): VxlanPort {
     // its own flags only: port_defaults (and port security, meant for guests) never apply to a vxlan port
-    const s: PortSettings = { learning: vc.learning, flood: vc.flood, isolated: vc.isolated, fdbMax: vc.fdbMax, lock: UNLOCKED, raGuard: false, dhcpGuard: false, allowStacked: false };
+    const s: PortSettings = { learning: vc.learning, flood: vc.flood, isolated: vc.isolated, fdbMax: vc.fdbMax, lock: UNLOCKED, raGuard: false, dhcpGuard: false, allowStacked: false, qos: vc.qos };
     return this.createPort(br, vc.name, 'vxlan', vc.persist, s, vc.vlan, null, null, vc) as VxlanPort;
   }
 
@@ -641,6 +650,7 @@ export class Daemon {
         state: mp.port.state,
         ifindex: mp.port.ifindex,
         ...(mp instanceof VxlanPort ? { mtu_short: mp.mtuCheck.problem !== null } : {}),
+        ...(mp.port.qos !== null && mp.port.qos.shutUntilUs !== 0 ? { storm_shutdown: true } : {}),
       })),
     }));
   }
@@ -864,6 +874,45 @@ export class Daemon {
     return { port: mp.name, ...mp.port.vlan.describe() };
   }
 
+  /** `qos show`: rate limits, storm control and their counters of every port (not the uplink or bond). */
+  qosShow(bridgeName: unknown): QosShow[] {
+    const br = this.bridge(bridgeName);
+    return [...br.ports.values()].map((mp) => br.qos.show(mp.port));
+  }
+
+  /** `qos set`: changes what the parameters name (src/daemon/qos.ts qosSetSpec); buckets start full. */
+  qosSet(bridgeName: unknown, portName: unknown, p: Record<string, unknown>): QosShow {
+    const br = this.bridge(bridgeName);
+    const mp = this.qosPort(br, portName);
+    if (!QOS_SET_PARAMS.some((k) => p[k] !== undefined && p[k] !== null)) throw new ControlError('invalid_params', `give at least one of ${QOS_SET_PARAMS.join(', ')}`);
+    const r = qosSetSpec(br.qos.spec(mp.port), p);
+    if ('problems' in r) throw new ControlError('invalid_params', r.problems.map(([k, m]) => `${k}: ${m}`).join('; '));
+    br.qos.apply(mp.port, r.spec);
+    this.log.info({ bridge: br.cfg.name, port: mp.name, qos: br.qos.show(mp.port) }, 'port QoS set');
+    return br.qos.show(mp.port);
+  }
+
+  /** `qos clear`: no rate limit and no storm control on the port (its counters stay). */
+  qosClear(bridgeName: unknown, portName: unknown): QosShow {
+    const br = this.bridge(bridgeName);
+    const mp = this.qosPort(br, portName);
+    br.qos.apply(mp.port, NO_QOS);
+    this.log.info({ bridge: br.cfg.name, port: mp.name }, 'port QoS cleared');
+    return br.qos.show(mp.port);
+  }
+
+  /** Reload: the port's QoS from the new config (src/state/reload.ts). */
+  setPortQosByName(bridgeName: string, portName: string, spec: QosSpec): void {
+    const br = this.bridge(bridgeName);
+    br.qos.apply(this.port(br, portName).port, spec);
+  }
+
+  private qosPort(br: BridgeRuntime, portName: unknown): PortHandle {
+    const mp = this.port(br, portName);
+    if (mp === br.uplink || mp.kind === 'host') throw new ControlError('invalid_params', `${mp.name} is the ${mp === br.uplink ? 'uplink' : 'host port'} of ${br.cfg.name}; QoS applies to tap, attach and vxlan ports`);
+    return mp;
+  }
+
   /** `lock show`: lock and guards of every port (not the uplink: it cannot be locked). */
   lockShow(bridgeName: unknown): LockShow[] {
     const br = this.bridge(bridgeName);
@@ -1068,6 +1117,7 @@ export class Daemon {
       if (mp instanceof VxlanPort) mp.removeNetdev();
     }
     this.forgetUplink(br);
+    br.qos.close();
     for (const mp of br.ports.values()) this.byName.delete(mp.name);
     this.bridges.delete(name);
     for (const n of netdevs) if (!keep.has(n)) restoreHostStack(n, this.portLog);
@@ -1133,6 +1183,7 @@ export class Daemon {
     if (mp instanceof VxlanPort) mp.removeNetdev();
     br.bridge.removePort(mp.port);
     br.locks.forget(mp.port);
+    br.qos.forget(mp.port);
     br.ports.delete(name);
     this.byName.delete(name);
     // after close: the netdev is off the bridge before IPv6 comes back on it

@@ -4,6 +4,11 @@
 //   tapbridge_port_{rx,tx}_{packets,bytes}_total{bridge,port}, tapbridge_port_{rx,tx}_gso_packets_total{bridge,port}
 //   tapbridge_port_drops_total{bridge,port,reason}     every key of the port's `stats` drops object, whatever they are
 //   tapbridge_port_up{bridge,port}                     1 when the port (or uplink/bond) is up
+//   tapbridge_port_rate_limited_total{bridge,port,direction}   frames dropped by rate_limit (ingress) / egress_rate_limit
+//   tapbridge_port_storm_dropped_total{bridge,port,kind}       storm control drops, kind = broadcast | multicast |
+//                                                      unknown_unicast | shutdown (read while shut down)
+//   tapbridge_port_rate_limit_bits_per_second{bridge,port,direction}  the limit in force (ports that have one)
+//   tapbridge_port_storm_shutdowns_total{bridge,port}  times storm control shut the port down
 //   tapbridge_fdb_entries{bridge}
 //   tapbridge_fdb_events_total{bridge,event}           event = learned | aged | moved | evicted
 //   tapbridge_bond_active_member{bond,member}          1 on the active member, 0 on the other
@@ -31,6 +36,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { BridgeStats, ShowBridge } from '../daemon/daemon.js';
 import type { BondShow } from '../daemon/bond.js';
 import type { DataPlaneShow } from '../dataplane/dataplane.js';
+import type { QosShow } from '../bridge/qos.js';
 
 /** The daemon's read-only views a scrape needs. */
 export interface MetricsSource {
@@ -40,6 +46,8 @@ export interface MetricsSource {
   bondShow(name?: unknown): BondShow | BondShow[];
   /** data_workers.show (absent: no such family); syncWorkers as for stats() */
   dataWorkersShow?(syncWorkers?: boolean): DataPlaneShow;
+  /** qos.show of a bridge (absent: no limit gauges) */
+  qosShow?(bridge: unknown): QosShow[];
 }
 
 interface Snapshot {
@@ -47,6 +55,7 @@ interface Snapshot {
   show: ShowBridge[];
   bonds: BondShow[];
   workers: DataPlaneShow['workers'];
+  qos: Array<{ bridge: string; ports: QosShow[] }>;
 }
 
 type Labels = Readonly<Record<string, string>>;
@@ -143,7 +152,7 @@ export class DaemonMetrics {
   readonly registry = new Registry();
   private readonly source: MetricsSource;
   private readonly labels = new LabelCache();
-  private snap: Snapshot = { stats: [], show: [], bonds: [], workers: [] };
+  private snap: Snapshot = { stats: [], show: [], bonds: [], workers: [], qos: [] };
   private lastElu: EventLoopUtilization = performance.eventLoopUtilization();
 
   constructor(source: MetricsSource) {
@@ -190,6 +199,43 @@ export class DaemonMetrics {
       for (const b of this.snap.show) {
         if (b.uplink !== null) out.push({ value: b.uplink.state === 'up' ? 1 : 0, labels: NO_LABELS, sharedLabels: portLabels(b.name, b.uplink.name) });
         for (const p of b.ports) out.push({ value: p.state === 'up' ? 1 : 0, labels: NO_LABELS, sharedLabels: portLabels(b.name, p.name) });
+      }
+    });
+
+    // QoS (src/bridge/qos.ts): the drop counters of `stats`, by direction and storm class, and the limits in force
+    const BPD = ['bridge', 'port', 'direction'] as const;
+    const BPK = ['bridge', 'port', 'kind'] as const;
+    add('tapbridge_port_rate_limited_total', 'Frames dropped by the port\'s rate limit: ingress (rate_limit, what the port sends) or egress (egress_rate_limit).', 'counter', (out) => {
+      for (const b of this.snap.stats) {
+        for (const p of b.ports) {
+          for (const [direction, key] of [['ingress', 'rate_limit'], ['egress', 'egress_rate_limit']] as const) {
+            const n = p.drops[key];
+            if (finite(n)) out.push({ value: n, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge, p.name, direction], BPD) });
+          }
+        }
+      }
+    });
+    add('tapbridge_port_storm_dropped_total', 'Frames storm control dropped on the port, by kind (shutdown: read while storm control had the port shut down).', 'counter', (out) => {
+      for (const b of this.snap.stats) {
+        for (const p of b.ports) {
+          for (const kind of ['broadcast', 'multicast', 'unknown_unicast', 'shutdown'] as const) {
+            const n = p.drops[`storm_${kind}`];
+            if (finite(n)) out.push({ value: n, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge, p.name, kind], BPK) });
+          }
+        }
+      }
+    });
+    add('tapbridge_port_rate_limit_bits_per_second', 'The port\'s rate limit in force, bits per second (kbps x 1000), by direction; absent without one.', 'gauge', (out) => {
+      for (const b of this.snap.qos) {
+        for (const q of b.ports) {
+          if (q.rate_limit !== null) out.push({ value: q.rate_limit.kbps * 1000, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge, q.port, 'ingress'], BPD) });
+          if (q.egress_rate_limit !== null) out.push({ value: q.egress_rate_limit.kbps * 1000, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge, q.port, 'egress'], BPD) });
+        }
+      }
+    });
+    add('tapbridge_port_storm_shutdowns_total', 'Times storm control (action shutdown) shut the port down.', 'counter', (out) => {
+      for (const b of this.snap.qos) {
+        for (const q of b.ports) if (finite(q.counters.storm_shutdowns)) out.push({ value: q.counters.storm_shutdowns, labels: NO_LABELS, sharedLabels: portLabels(b.bridge, q.port) });
       }
     });
 
@@ -252,7 +298,10 @@ export class DaemonMetrics {
     this.snap = {
       stats: this.source.stats(false), show: this.source.show(), bonds: Array.isArray(bonds) ? bonds : [bonds],
       workers: this.source.dataWorkersShow?.(false).workers ?? [],
+      qos: [],
     };
+    const qosShow = this.source.qosShow?.bind(this.source);
+    if (qosShow !== undefined) for (const b of this.snap.show) this.snap.qos.push({ bridge: b.name, ports: qosShow(b.name) });
     try {
       return await this.registry.metrics();
     } finally {
