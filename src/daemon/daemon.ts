@@ -901,6 +901,13 @@ export class Daemon {
     return br.qos.show(mp.port);
   }
 
+  /** The port's QoS in force (the runtime journal's recorder reads it before `qos set` is applied), null: no port. */
+  portQos(bridgeName: string, portName: string): QosSpec | null {
+    const br = this.bridges.get(bridgeName);
+    const mp = br?.ports.get(portName);
+    return br === undefined || mp === undefined ? null : br.qos.spec(mp.port);
+  }
+
   /** Reload: the port's QoS from the new config (src/state/reload.ts). */
   setPortQosByName(bridgeName: string, portName: string, spec: QosSpec): void {
     const br = this.bridge(bridgeName);

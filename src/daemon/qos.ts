@@ -139,11 +139,15 @@ export class BridgeQos implements QosHook {
 // later replaces the earlier); delif drops them with the port's other records (same target).
 const qosKey = (bridge: string, port: string): string => `qos:${bridge}/${port}`;
 
-registerRecordedMethod('qos.set', (p, r, j) => {
+registerRecordedMethod('qos.set', (p, _r, j, ctx) => {
   const bridge = String(p.bridge);
   const port = String(p.port);
-  // the port's whole QoS as the daemon answered it: a replay sets exactly that
-  j.put({ method: 'qos.set', params: { bridge, port, ...qosParamsOf(r as QosShow) }, key: qosKey(bridge, port), target: portTarget(bridge, port) });
+  // written ahead: the port's whole QoS as it will be once the request is applied, so a replay sets exactly that (a
+  // request that fails is taken out of the state again)
+  const cur = ctx.portQos(bridge, port);
+  const r = cur === null ? null : qosSetSpec(cur, p);
+  if (r === null || 'problems' in r) return;
+  j.put({ method: 'qos.set', params: { bridge, port, ...qosSpecParams(r.spec) }, key: qosKey(bridge, port), target: portTarget(bridge, port) });
 });
 
 registerRecordedMethod('qos.clear', (p, _r, j) => {
@@ -152,18 +156,18 @@ registerRecordedMethod('qos.clear', (p, _r, j) => {
   j.put({ method: 'qos.clear', params: { bridge, port }, key: qosKey(bridge, port), target: portTarget(bridge, port) });
 });
 
-/** `qos set` parameters that give a port the QoS a `qos show` entry describes (every key, 0 = none). */
-export function qosParamsOf(s: QosShow): Record<string, unknown> {
-  const st = s.storm_control;
+/** `qos set` parameters that give a port exactly this QoS (every key, 0 = none). */
+export function qosSpecParams(q: QosSpec): Record<string, unknown> {
+  const st = q.storm;
   return {
-    kbps: s.rate_limit?.kbps ?? 0,
-    burst_kb: s.rate_limit?.burst_kb ?? 0,
-    egress_kbps: s.egress_rate_limit?.kbps ?? 0,
-    egress_burst_kb: s.egress_rate_limit?.burst_kb ?? 0,
-    broadcast_pps: st?.broadcast_pps ?? 0,
-    multicast_pps: st?.multicast_pps ?? 0,
-    unknown_unicast_pps: st?.unknown_unicast_pps ?? 0,
-    ...(st !== null ? { storm_action: st.action, shutdown_s: st.shutdown_s } : {}),
+    kbps: q.rateLimit?.kbps ?? 0,
+    burst_kb: q.rateLimit?.burstKb ?? 0,
+    egress_kbps: q.egressRateLimit?.kbps ?? 0,
+    egress_burst_kb: q.egressRateLimit?.burstKb ?? 0,
+    broadcast_pps: st?.broadcastPps ?? 0,
+    multicast_pps: st?.multicastPps ?? 0,
+    unknown_unicast_pps: st?.unknownUnicastPps ?? 0,
+    ...(st !== null ? { storm_action: st.action, shutdown_s: st.shutdownS } : {}),
   };
 }
 

@@ -96,6 +96,7 @@ export class DaemonState {
     configHasPort: (bridge, port) => this.file.bridges.some((b) => b.name === bridge &&
       (b.ports.some((p) => p.name === port) || b.vxlan.some((v) => v.name === port) || b.uplink?.interface === port || b.uplink?.bond?.name === port)),
     configHasFdb: (bridge, vid, mac) => this.file.bridges.some((b) => b.name === bridge && b.fdb.some((f) => f.vlan === vid && f.mac === mac)),
+    portQos: (bridge, port) => this.daemon.portQos(bridge, port),
   };
 
   /**
