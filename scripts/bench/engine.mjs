@@ -9,7 +9,7 @@
 //      The same with one mirror of all ports (both directions) to a third port (issue 14): the cost of a copy per frame,
 //      against no mirror (where a frame pays one null check per port it touches).
 //      Port security (issue 10): two ports each sending from its own MAC (the way a locked VIF must), 3/4 IPv4 UDP
-//      and 1/4 IPv6 ICMPv6 between the two guests, unlocked against every port locked as the README's example (one
+//      and 1/4 IPv6 ICMPv6 between the two guests, unlocked against every port locked as docs/configuration.md's example (one
 //      IPv4, one IPv6 address), locked with 4 IPv4 and 4 IPv6 entries where the source matches the last (the longest
 //      scan), and the example lock plus ra_guard and dhcp_guard. The modes run interleaved in short slices, each
 //      timed by this process's CPU time (process.cpuUsage), and the best slice of each mode counts: on a machine

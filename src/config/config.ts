@@ -5,7 +5,7 @@
 //   control_max_clients: 64    # concurrent control connections; more wait in the listen backlog
 //   log_level: info               # fatal error warn info debug trace silent (--log-level wins)
 //   metrics: { listen: "127.0.0.1:9464" }   # Prometheus /metrics over HTTP; off when absent
-//   state_dir: /var/lib/tapbridge      # runtime state and FDB snapshot: <state_dir>/<socket file name>.state
+//   state_dir: /var/lib/tapbridge      # runtime state and FDB snapshot: <state_dir>/<control socket path, escaped>.state
 //   fdb_snapshot_interval: 30          # seconds between FDB snapshots, 0 = only at shutdown
 //   data_workers: 1                    # threads that forward, the main thread included; 2..64 adds worker threads
 //                                      # (src/dataplane/, native-notes/multicore.md); takes effect at restart
@@ -29,7 +29,11 @@
 //         - { name: vif7.0, lock: { mac: "00:16:3e:00:01:00", ipv4: [198.18.0.1], ipv6: ["2001:db8::1"] } }
 //         - { name: vif8.0, lock: disabled, ra_guard: true, dhcp_guard: true, allow_stacked: false }
 //         - { name: xenbr0, kind: host, mac: uplink }   # the host's own port (its addresses); mac: "02:..." or uplink
-//       port_defaults: { ra_guard: true, dhcp_guard: true }   # also learning, flood, isolated, fdb_max, lock: disabled
+//         - { name: vif9.0, rate_limit: { kbps: 100000, burst_kb: 1000 }, egress_rate_limit: { kbps: 50000 },
+//             storm_control: { broadcast_pps: 1000, multicast_pps: 1000, unknown_unicast_pps: 1000, action: shutdown, shutdown_s: 30 } }
+//                                       # QoS (src/bridge/qos.ts): tap, attach and vxlan ports; `null` undoes a default
+//       port_defaults: { ra_guard: true, dhcp_guard: true }   # also learning, flood, isolated, fdb_max, lock: disabled,
+//                                                             # rate_limit, egress_rate_limit, storm_control
 //       vxlan:                    # kernel vxlan netdevs the daemon creates and attaches to (src/daemon/vxlan.ts)
 //         - { name: vx10010, vni: 10010, vlan: 10, local: 198.18.20.1, remotes: [198.18.20.2, 198.18.20.3] }
 //         - { name: vx10020, vni: 10020, vlan: 20, local: 198.18.20.1, group: 239.1.1.20, dev: underlay0 }
@@ -44,6 +48,7 @@ import { parseMac } from '../frame/mac.js';
 import { PortVlan, vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
 import { mirrorSetProblem, mirrorSpecFrom, type MirrorSpec } from '../bridge/mirror.js';
 import { type LockSpec, lockSpecFrom, UNLOCKED } from '../bridge/lock.js';
+import { NO_QOS, QOS_KEYS, qosSpecFrom, type QosSpec } from '../bridge/qos.js';
 import { isLogLevel, LOG_LEVELS, type LogLevel } from '../log.js';
 import { parseListen, type ListenAddress } from '../metrics/listen.js';
 import type { McastSettings } from '../bridge/mcast.js';
@@ -93,6 +98,8 @@ export interface PortConfig {
   dhcpGuard: boolean;
   /** `allow_stacked`: no stacked-tag check on this port */
   allowStacked: boolean;
+  /** `rate_limit`, `egress_rate_limit`, `storm_control` (src/bridge/qos.ts) */
+  qos: QosSpec;
   /** host only: the TAP's MAC; null = derived from the bridge name and /etc/machine-id; 'uplink' = the uplink's */
   mac?: number | 'uplink' | null;
 }
@@ -123,6 +130,8 @@ export interface VxlanPortConfig {
   flood: boolean;
   isolated: boolean;
   fdbMax: number;
+  /** `rate_limit`, `egress_rate_limit`, `storm_control` (src/bridge/qos.ts) */
+  qos: QosSpec;
 }
 
 export const DEFAULT_VXLAN_PORT = 4789;
@@ -139,11 +148,27 @@ export interface PortDefaults {
   dhcpGuard: boolean;
   /** unlocked, or `lock: disabled` */
   lock: LockSpec;
+  /** `rate_limit`, `egress_rate_limit`, `storm_control` */
+  qos: QosSpec;
 }
 
 export const BUILTIN_PORT_DEFAULTS: PortDefaults = {
-  learning: true, flood: true, isolated: false, fdbMax: 0, raGuard: false, dhcpGuard: false, lock: UNLOCKED,
+  learning: true, flood: true, isolated: false, fdbMax: 0, raGuard: false, dhcpGuard: false, lock: UNLOCKED, qos: NO_QOS,
 };
+
+/** The host's own port has no QoS: its QoS keys are refused. */
+function hostQos(c: Checker, v: Record<string, unknown>, path: string): QosSpec {
+  if (QOS_KEYS.some((k) => v[k] !== undefined)) c.fail(path, 'rate_limit, egress_rate_limit and storm_control apply to tap and attach ports, not to the host\'s own port');
+  return NO_QOS;
+}
+
+/** The QoS keys of a port mapping (over `defaults`), each problem under `path`. */
+function qosOf(c: Checker, v: Record<string, unknown>, path: string, defaults: QosSpec): QosSpec {
+  const problems: [string, string][] = [];
+  const spec = qosSpecFrom(v, defaults, problems);
+  for (const [key, msg] of problems) c.fail(`${path}.${key}`, msg);
+  return spec;
+}
 
 export interface BondConfigFile {
   name: string;
@@ -363,6 +388,7 @@ function vxlanPortOf(c: Checker, v: unknown, path: string, claimName: (name: str
     flood: c.bool(v, 'flood', path, true),
     isolated: c.bool(v, 'isolated', path, false),
     fdbMax: c.int(v, 'fdb_max', path, 0, 1, 1_000_000),
+    qos: qosOf(c, v, path, NO_QOS),
   };
 }
 
@@ -473,18 +499,18 @@ export function interfaceNameProblem(name: string): string | null {
 const TOP_KEYS = ['control_socket', 'control_max_clients', 'busy_poll_us', 'direct_poll', 'data_workers', 'bridges', 'log_level', 'metrics', 'state_dir', 'fdb_snapshot_interval'] as const;
 const METRICS_KEYS = ['listen'] as const;
 const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'port_defaults', 'vxlan', 'mirrors', ...MCAST_BRIDGE_KEYS] as const;
-const PORT_DEFAULTS_KEYS = ['learning', 'flood', 'isolated', 'fdb_max', 'ra_guard', 'dhcp_guard', 'lock', ...MCAST_PORT_KEYS] as const;
+const PORT_DEFAULTS_KEYS = ['learning', 'flood', 'isolated', 'fdb_max', 'ra_guard', 'dhcp_guard', 'lock', ...QOS_KEYS, ...MCAST_PORT_KEYS] as const;
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
 const UPLINK_KEYS = ['interface', 'bond', ...VLAN_KEYS] as const;
 const BOND_KEYS = ['name', 'members', 'primary', 'primary_reselect', 'miimon', 'updelay', 'downdelay', 'num_grat_arp', 'peer_notif_delay'] as const;
 const PORT_KEYS = [
   'name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', 'mac', ...VLAN_KEYS,
-  'lock', 'ra_guard', 'dhcp_guard', 'allow_stacked', ...MCAST_PORT_KEYS,
+  'lock', 'ra_guard', 'dhcp_guard', 'allow_stacked', ...QOS_KEYS, ...MCAST_PORT_KEYS,
 ] as const;
 const CREATE_KEYS = ['owner', 'group'] as const;
 const FDB_KEYS = ['mac', 'port', 'vlan'] as const;
 const VXLAN_KEYS = ['name', 'vni', 'local', 'remotes', 'group', 'dev', 'port', 'ttl', 'tos', 'kernel_learning', 'persist',
-  'learning', 'flood', 'isolated', 'fdb_max', ...VLAN_KEYS] as const;
+  'learning', 'flood', 'isolated', 'fdb_max', ...VLAN_KEYS, ...QOS_KEYS] as const;
 
 /** The `lock` key of a port (or of port_defaults, where only "disabled" is allowed). */
 function lockOf(c: Checker, v: unknown, path: string, onlyDisabled: boolean): LockSpec {
@@ -511,6 +537,7 @@ function portDefaultsOf(c: Checker, v: unknown, path: string): PortDefaults {
     raGuard: c.bool(v, 'ra_guard', path, d.raGuard),
     dhcpGuard: c.bool(v, 'dhcp_guard', path, d.dhcpGuard),
     lock: lockOf(c, v.lock, `${path}.lock`, true),
+    qos: qosOf(c, v, path, d.qos),
   };
 }
 
@@ -668,6 +695,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
         raGuard: c.bool(p, 'ra_guard', pp, defaults.raGuard),
         dhcpGuard: c.bool(p, 'dhcp_guard', pp, defaults.dhcpGuard),
         allowStacked: c.bool(p, 'allow_stacked', pp, false),
+        qos: kind === 'host' ? hostQos(c, p, pp) : qosOf(c, p, pp, defaults.qos),
       });
     });
     // a locked MAC belongs to one port: its static entry cannot point at two

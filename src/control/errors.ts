@@ -24,7 +24,10 @@ export type ControlErrorCode =
   | 'request_too_large'
   | 'handing_over'
   | 'handover_refused'
-  | 'invalid_config';
+  | 'invalid_config'
+  | 'state_write_failed'
+  | 'data_plane_timeout'
+  | 'data_plane_error';
 
 const RPC_CODE: Record<ControlErrorCode, number> = {
   parse_error: RPC_PARSE_ERROR,
@@ -43,6 +46,9 @@ const RPC_CODE: Record<ControlErrorCode, number> = {
   handing_over: RPC_REQUEST_FAILED,
   handover_refused: RPC_REQUEST_FAILED,
   invalid_config: RPC_INVALID_PARAMS,
+  state_write_failed: RPC_REQUEST_FAILED,
+  data_plane_timeout: RPC_REQUEST_FAILED,
+  data_plane_error: RPC_REQUEST_FAILED,
 };
 
 export class ControlError extends Error {

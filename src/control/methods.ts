@@ -30,6 +30,9 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
     ['vxlan.del', (p) => d.vxlanDel(p.bridge, p.name)],
     ['vxlan.remote.add', (p) => d.vxlanRemote(p.bridge, p.name, 'add', p.ip)],
     ['vxlan.remote.del', (p) => d.vxlanRemote(p.bridge, p.name, 'del', p.ip)],
+    ['qos.show', (p) => d.qosShow(p.bridge)],
+    ['qos.set', (p) => d.qosSet(p.bridge, p.port, p)],
+    ['qos.clear', (p) => d.qosClear(p.bridge, p.port)],
     ['lock.show', (p) => d.lockShow(p.bridge)],
     ['lock.set', (p) => d.lockSet(p.bridge, p.port, p)],
     ['lock.clear', (p) => d.lockClear(p.bridge, p.port)],
@@ -47,7 +50,7 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
   return new Map<string, MethodHandler>(methods.map(([name, h]) => [name, afterSync(d, h)]));
 }
 
-/** Every request's changes reach the data-plane workers before its reply goes out (src/dataplane/). */
+/** Every request's changes reach the data-plane workers before its reply goes out, or it fails (data_plane_timeout; src/dataplane/). */
 function afterSync(d: Daemon, h: MethodHandler): MethodHandler {
   return (p, client) => {
     try {

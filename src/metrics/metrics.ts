@@ -4,6 +4,11 @@
 //   tapbridge_port_{rx,tx}_{packets,bytes}_total{bridge,port}, tapbridge_port_{rx,tx}_gso_packets_total{bridge,port}
 //   tapbridge_port_drops_total{bridge,port,reason}     every key of the port's `stats` drops object, whatever they are
 //   tapbridge_port_up{bridge,port}                     1 when the port (or uplink/bond) is up
+//   tapbridge_port_rate_limited_total{bridge,port,direction}   frames dropped by rate_limit (ingress) / egress_rate_limit
+//   tapbridge_port_storm_dropped_total{bridge,port,kind}       storm control drops, kind = broadcast | multicast |
+//                                                      unknown_unicast | shutdown (read while shut down)
+//   tapbridge_port_rate_limit_bits_per_second{bridge,port,direction}  the limit in force (ports that have one)
+//   tapbridge_port_storm_shutdowns_total{bridge,port}  times storm control shut the port down
 //   tapbridge_port_mcast_{queries,reports,leaves}_received_total{bridge,port}, tapbridge_port_mcast_malformed_total,
 //   tapbridge_port_mdb_entries{bridge,port}, tapbridge_port_mcast_router{bridge,port}   (multicast_snooping on only)
 //   tapbridge_mdb_groups{bridge}, tapbridge_mcast_querier_self{bridge,vlan,family}      (multicast_snooping / _querier on)
@@ -20,7 +25,10 @@
 //   three gauges prom-client names nodejs_active_*_total, which promtool rejects (their per-type series stay)
 //
 // Notes on performance: a scrape takes ONE snapshot of the daemon's stats()/show()/bondShow(), the same functions the
-// control socket serves, and the families read that snapshot. Nothing here runs per frame or keeps its own count: the
+// control socket serves, and the families read that snapshot. It asks for the counters without a round trip to the
+// data-plane workers (stats(false)): with data_workers > 1 a worker's counts are those last folded into the main
+// thread (the daemon's tick asks for them at least every second), not a forced round trip (no Atomics.wait on the
+// main loop per scrape). Nothing here runs per frame or keeps its own count: the
 // per-frame path is untouched. The scrape runs on the main event loop, so it must be cheap at 1000 ports: prom-client's
 // Counter/Gauge (reset + inc per series: label validation, hashing) took 240 ms per scrape of 1000 ports x 17 series
 // (scripts/bench/service.mjs). The tapbridge families are therefore plain registry entries whose get() hands the
@@ -31,14 +39,18 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { BridgeStats, ShowBridge } from '../daemon/daemon.js';
 import type { BondShow } from '../daemon/bond.js';
 import type { DataPlaneShow } from '../dataplane/dataplane.js';
+import type { QosShow } from '../bridge/qos.js';
 
 /** The daemon's read-only views a scrape needs. */
 export interface MetricsSource {
-  stats(): BridgeStats[];
+  /** syncWorkers false: the counters the main thread already holds, without a round trip to the data-plane workers */
+  stats(syncWorkers?: boolean): BridgeStats[];
   show(): ShowBridge[];
   bondShow(name?: unknown): BondShow | BondShow[];
-  /** data_workers.show (absent: no such family) */
-  dataWorkersShow?(): DataPlaneShow;
+  /** data_workers.show (absent: no such family); syncWorkers as for stats() */
+  dataWorkersShow?(syncWorkers?: boolean): DataPlaneShow;
+  /** qos.show of a bridge (absent: no limit gauges) */
+  qosShow?(bridge: unknown): QosShow[];
 }
 
 interface Snapshot {
@@ -46,6 +58,7 @@ interface Snapshot {
   show: ShowBridge[];
   bonds: BondShow[];
   workers: DataPlaneShow['workers'];
+  qos: Array<{ bridge: string; ports: QosShow[] }>;
 }
 
 type Labels = Readonly<Record<string, string>>;
@@ -142,7 +155,7 @@ export class DaemonMetrics {
   readonly registry = new Registry();
   private readonly source: MetricsSource;
   private readonly labels = new LabelCache();
-  private snap: Snapshot = { stats: [], show: [], bonds: [], workers: [] };
+  private snap: Snapshot = { stats: [], show: [], bonds: [], workers: [], qos: [] };
   private lastElu: EventLoopUtilization = performance.eventLoopUtilization();
 
   constructor(source: MetricsSource) {
@@ -205,6 +218,43 @@ export class DaemonMetrics {
       for (const b of this.snap.show) {
         if (b.uplink !== null) out.push({ value: b.uplink.state === 'up' ? 1 : 0, labels: NO_LABELS, sharedLabels: portLabels(b.name, b.uplink.name) });
         for (const p of b.ports) out.push({ value: p.state === 'up' ? 1 : 0, labels: NO_LABELS, sharedLabels: portLabels(b.name, p.name) });
+      }
+    });
+
+    // QoS (src/bridge/qos.ts): the drop counters of `stats`, by direction and storm class, and the limits in force
+    const BPD = ['bridge', 'port', 'direction'] as const;
+    const BPK = ['bridge', 'port', 'kind'] as const;
+    add('tapbridge_port_rate_limited_total', 'Frames dropped by the port\'s rate limit: ingress (rate_limit, what the port sends) or egress (egress_rate_limit).', 'counter', (out) => {
+      for (const b of this.snap.stats) {
+        for (const p of b.ports) {
+          for (const [direction, key] of [['ingress', 'rate_limit'], ['egress', 'egress_rate_limit']] as const) {
+            const n = p.drops[key];
+            if (finite(n)) out.push({ value: n, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge, p.name, direction], BPD) });
+          }
+        }
+      }
+    });
+    add('tapbridge_port_storm_dropped_total', 'Frames storm control dropped on the port, by kind (shutdown: read while storm control had the port shut down).', 'counter', (out) => {
+      for (const b of this.snap.stats) {
+        for (const p of b.ports) {
+          for (const kind of ['broadcast', 'multicast', 'unknown_unicast', 'shutdown'] as const) {
+            const n = p.drops[`storm_${kind}`];
+            if (finite(n)) out.push({ value: n, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge, p.name, kind], BPK) });
+          }
+        }
+      }
+    });
+    add('tapbridge_port_rate_limit_bits_per_second', 'The port\'s rate limit in force, bits per second (kbps x 1000), by direction; absent without one.', 'gauge', (out) => {
+      for (const b of this.snap.qos) {
+        for (const q of b.ports) {
+          if (q.rate_limit !== null) out.push({ value: q.rate_limit.kbps * 1000, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge, q.port, 'ingress'], BPD) });
+          if (q.egress_rate_limit !== null) out.push({ value: q.egress_rate_limit.kbps * 1000, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge, q.port, 'egress'], BPD) });
+        }
+      }
+    });
+    add('tapbridge_port_storm_shutdowns_total', 'Times storm control (action shutdown) shut the port down.', 'counter', (out) => {
+      for (const b of this.snap.qos) {
+        for (const q of b.ports) if (finite(q.counters.storm_shutdowns)) out.push({ value: q.counters.storm_shutdowns, labels: NO_LABELS, sharedLabels: portLabels(b.bridge, q.port) });
       }
     });
 
@@ -278,9 +328,12 @@ export class DaemonMetrics {
   async scrape(): Promise<string> {
     const bonds = this.source.bondShow();
     this.snap = {
-      stats: this.source.stats(), show: this.source.show(), bonds: Array.isArray(bonds) ? bonds : [bonds],
-      workers: this.source.dataWorkersShow?.().workers ?? [],
+      stats: this.source.stats(false), show: this.source.show(), bonds: Array.isArray(bonds) ? bonds : [bonds],
+      workers: this.source.dataWorkersShow?.(false).workers ?? [],
+      qos: [],
     };
+    const qosShow = this.source.qosShow?.bind(this.source);
+    if (qosShow !== undefined) for (const b of this.snap.show) this.snap.qos.push({ bridge: b.name, ports: qosShow(b.name) });
     try {
       return await this.registry.metrics();
     } finally {

@@ -194,7 +194,7 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
   }
 
   /**
-   * Start QEMU in dom0. `script`: the README's first way (qemu-ifup/qemu-ifdown, TAPBRIDGE_* from the environment).
+   * Start QEMU in dom0. `script`: docs/qemu-libvirt.md's first way (qemu-ifup/qemu-ifdown, TAPBRIDGE_* from the environment).
    * `create`: the second way: QEMU opens the daemon's persistent TAP by name with script=no, as the TAP's owner
    * (uid/gid 65534, no capabilities).
    */

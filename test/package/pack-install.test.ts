@@ -1,19 +1,21 @@
 // The package as an admin installs it: `npm pack` (which builds dist/ through `prepare`), `npm install -g` of the
 // tarball into a temporary global prefix (the addon is compiled from the tarball's sources, node headers from the local
 // Node), `tapbridge` on PATH, `version`, `check-config` on the installed example config, `install-service --prefix`,
-// and `systemd-analyze verify` on the unit it wrote. Dependencies come from the registry (or npm's cache).
+// `systemd-analyze verify` on the unit it wrote, and the man pages npm links into the prefix (`man` finds them when it
+// is installed). Dependencies come from the registry (or npm's cache).
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { name: string; version: string };
+const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { name: string; version: string; man: string[] };
 const hasNpm = spawnSync('npm', ['--version'], { stdio: 'ignore' }).status === 0;
 const hasToolchain = ['make', 'g++'].every((t) => spawnSync(t, ['--version'], { stdio: 'ignore' }).status === 0);
 const hasAnalyze = spawnSync('systemd-analyze', ['--version'], { stdio: 'ignore' }).status === 0;
+const hasMan = spawnSync('man', ['--version'], { stdio: 'ignore' }).status === 0;
 const why = !hasNpm ? 'no npm on PATH' : !hasToolchain ? 'no C++ toolchain (make, g++) for the addon' : '';
 
 interface Run { code: number; out: string; stdout: string }
@@ -52,14 +54,14 @@ describe.skipIf(why !== '')(`npm pack + npm install -g${why === '' ? '' : ` (ski
   }, 300_000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('the tarball carries only what runs: dist/, the addon sources, binding.gyp, the QEMU scripts, the unit, an example config', () => {
+  it('the tarball carries only what runs: dist/, the addon sources, binding.gyp, the QEMU scripts, the unit, an example config, the man pages', () => {
     expect(existsSync(tarball)).toBe(true);
     for (const f of ['dist/cli/main.js', 'dist/daemon/run.js', 'dist/metrics/metrics.js', 'dist/service/sd-notify.js', 'binding.gyp',
       'src/native/addon.cc', 'src/native/notify.cc', 'src/native/common.h', 'scripts/qemu-ifup', 'scripts/qemu-ifdown',
-      'contrib/tapbridge.service', 'contrib/tapbridge.yaml', 'package.json']) {
+      'contrib/tapbridge.service', 'contrib/tapbridge.yaml', 'man/tapbridge.8', 'man/tapbridge.yaml.5', 'package.json']) {
       expect(files, f).toContain(f);
     }
-    const extra = files.filter((f) => !/^(dist\/.*\.js|src\/native\/[^/]+\.(cc|h)|binding\.gyp|scripts\/qemu-if(up|down)|scripts\/build-addon\.mjs|contrib\/[^/]+|package\.json|README\.md|LICENSE)$/.test(f));
+    const extra = files.filter((f) => !/^(dist\/.*\.js|src\/native\/[^/]+\.(cc|h)|binding\.gyp|scripts\/qemu-if(up|down)|scripts\/build-addon\.mjs|contrib\/[^/]+|man\/[^/]+\.\d|package\.json|README\.md|LICENSE)$/.test(f));
     expect(extra).toEqual([]);
   });
 
@@ -97,6 +99,24 @@ describe.skipIf(why !== '')(`npm pack + npm install -g${why === '' ? '' : ` (ski
       const v = spawnSync('systemd-analyze', ['verify', unitPath], { encoding: 'utf8', timeout: 30_000 });
       expect(`${v.stdout}${v.stderr}`.trim()).toBe('');
       expect(v.status).toBe(0);
+    }
+  });
+
+  it('links the man pages into the prefix\'s share/man, where man finds them', async () => {
+    expect(pkg.man.length).toBeGreaterThan(0);
+    for (const page of pkg.man) {
+      const file = page.replace(/^\.\/man\//, '');
+      const section = /\.(\d)$/.exec(file)?.[1] ?? '';
+      const linked = join(prefix, 'share', 'man', `man${section}`, file);
+      expect(existsSync(linked), linked).toBe(true);
+      expect(readFileSync(linked, 'utf8')).toMatch(/^\.TH "/);
+      if (hasMan) {
+        const name = file.slice(0, -2);
+        const w = await sh('man', ['-w', section, name], { env: { ...env, MANPATH: join(prefix, 'share', 'man') } });
+        expect(w.code, w.out).toBe(0);
+        // man follows npm's symlink to the page inside the installed package
+        expect(realpathSync(w.out.trim())).toBe(realpathSync(linked));
+      }
     }
   });
 });

@@ -34,7 +34,7 @@ describe('mdb control', () => {
 
   it('records runtime permanent entries in the journal; a del of one removes its record', () => {
     const j = new RuntimeJournal();
-    const ctx = { untaggedVid: () => 10, configHasPort: () => true, configHasFdb: () => false };
+    const ctx = { untaggedVid: () => 10, configHasPort: () => true, configHasFdb: () => false, portQos: () => null };
     recorderOf('mdb.add')!({ bridge: 'xenbr0', port: 'vif1.0', group: '239.1.2.3' }, undefined, j, ctx);
     recorderOf('mdb.add')!({ bridge: 'xenbr0', port: 'vif1.0', group: '239.1.2.3', source: '198.18.0.9', vlan: 10 }, undefined, j, ctx);
     expect(j.list().map((r) => [r.method, r.params])).toEqual([

@@ -1,7 +1,7 @@
 // Property-based test of VLAN isolation: random port VLAN setups, random frames (0-3 tags of TPIDs
 // 0x8100 / 0x88a8 / 0x9100, VIDs including 0 and 4095), random ingress ports, through the real engine.
 // The generator is a seeded PRNG written here (TB_PROPERTY_SEED=n reproduces a run; the seed is in every
-// failure message). The expectations come from a model of the rules written from the README, not from
+// failure message). The expectations come from a model of the rules written from docs/vlans-bonds.md, not from
 // the engine's code.
 //
 // Invariants, for every frame that leaves any port:
@@ -36,7 +36,7 @@ interface ModelPort {
 
 type Rule = 'none' | 'untagged' | 'tagged' | 'as-is';
 
-/** The egress rule of a port for internal VLAN vid (README: default / access / trunk). */
+/** The egress rule of a port for internal VLAN vid (docs/vlans-bonds.md: default / access / trunk). */
 function rule(spec: VlanSpec, vid: number): Rule {
   if (vid < 0 || vid > 4094) return 'none';
   if (spec.mode === 'default') return vid === 0 ? 'as-is' : 'tagged';
