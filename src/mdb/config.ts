@@ -138,7 +138,7 @@ export function mcastSettingsFrom(b: Record<string, unknown>): { settings: Mcast
           return;
         }
         const o = v as Record<string, unknown>;
-        for (const k of Object.keys(o)) if (!(VLAN_KEYS as readonly string[]).includes(k)) problems.push([`${w}${k}`, `unknown key (known: ${VLAN_KEYS.join(', ')})`]);
+        for (const k of Object.keys(o)) if (!(VLAN_KEYS as readonly string[]).includes(k)) problems.push([`${w}${k}`, `unknown key (allowed: ${VLAN_KEYS.join(', ')})`]);
         const vid = num(o, 'vlan', -1, 0, 4094, true, '', problems, w);
         if (o.vlan === undefined) problems.push([`${w}vlan`, 'is required (0..4094)']);
         if (vid < 0) return;
@@ -193,7 +193,7 @@ function permanentEntriesOf(b: Record<string, unknown>, s: McastSettings, proble
       return;
     }
     const o = e as Record<string, unknown>;
-    for (const k of Object.keys(o)) if (!(MDB_ENTRY_KEYS as readonly string[]).includes(k)) problems.push([`${w}${k}`, `unknown key (known: ${MDB_ENTRY_KEYS.join(', ')})`]);
+    for (const k of Object.keys(o)) if (!(MDB_ENTRY_KEYS as readonly string[]).includes(k)) problems.push([`${w}${k}`, `unknown key (allowed: ${MDB_ENTRY_KEYS.join(', ')})`]);
     const g = typeof o.group === 'string' ? addressWords(o.group) : null;
     const groupOk = g !== null && (g[2] === 0xffff && g[0] === 0 && g[1] === 0 ? (g[3] >>> 28) === 0xe : (g[0] >>> 24) === 0xff);
     if (!groupOk) problems.push([`${w}group`, `must be an IPv4 or IPv6 multicast address, got ${describe(o.group)}`]);
