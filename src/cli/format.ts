@@ -4,6 +4,7 @@ import type { BridgeStats, MacEntry, ShowBridge, VlanShow } from '../daemon/daem
 import type { BondShow } from '../daemon/bond.js';
 import type { VxlanShow } from '../daemon/vxlan.js';
 import type { LockShow } from '../bridge/lock.js';
+import type { QosShow } from '../bridge/qos.js';
 
 function pad(s: string, n: number): string {
   return s.length >= n ? `${s} ` : s.padEnd(n);
@@ -13,7 +14,7 @@ export function formatShow(bridges: ShowBridge[]): string {
   const lines = [`${pad('bridge name', 16)}${pad('uplink', 24)}interfaces`];
   for (const b of bridges) {
     const uplink = b.uplink === null ? '-' : `${b.uplink.name} (${b.uplink.state})`;
-    const ports = b.ports.map((p) => `${p.name} (${p.kind}, ${p.state}${p.mtu_short === true ? ', underlay MTU too small' : ''})`);
+    const ports = b.ports.map((p) => `${p.name} (${p.kind}, ${p.state}${p.mtu_short === true ? ', underlay MTU too small' : ''}${p.storm_shutdown === true ? ', storm shutdown' : ''})`);
     lines.push(`${pad(b.name, 16)}${pad(uplink, 24)}${ports[0] ?? ''}`);
     for (const p of ports.slice(1)) lines.push(`${' '.repeat(40)}${p}`);
   }
@@ -132,6 +133,24 @@ export function formatLockShow(ports: LockShow[]): string {
     if (p.mode === 'locked' && allowed.length === 0) allowed.push('(no IPv4, no IPv6)');
     lines.push(`${pad(p.port, 16)}${pad(p.mode, 10)}${pad(p.mac ?? '-', 20)}${pad(p.ra_guard ? 'on' : 'off', 10)}${pad(p.dhcp_guard ? 'on' : 'off', 12)}${allowed[0] ?? '-'}`);
     for (const a of allowed.slice(1)) lines.push(`${' '.repeat(68)}${a}`);
+  }
+  return lines.join('\n');
+}
+
+/** `qos show`: one line per port (limits in kbit/s and kbit, storm thresholds in packets/s), then its non-zero drop counters. */
+export function formatQosShow(ports: QosShow[]): string {
+  const lines = [`${pad('port', 16)}${pad('rate_limit', 22)}${pad('egress_rate_limit', 22)}storm_control`];
+  const rate = (r: QosShow['rate_limit']): string => (r === null ? '-' : `${r.kbps} kbps/${r.burst_kb} kb`);
+  for (const p of ports) {
+    const s = p.storm_control;
+    const storm = s === null ? '-' : [
+      s.broadcast_pps !== null ? `bcast ${s.broadcast_pps} pps` : '', s.multicast_pps !== null ? `mcast ${s.multicast_pps} pps` : '',
+      s.unknown_unicast_pps !== null ? `unknown ${s.unknown_unicast_pps} pps` : '', s.action === 'shutdown' ? `shutdown ${s.shutdown_s} s` : 'drop',
+    ].filter((x) => x !== '').join(', ');
+    const state = p.shutdown_remaining_s !== null ? ` [shut down, ${p.shutdown_remaining_s} s left]` : p.rx_held ? ' [held]' : '';
+    lines.push(`${pad(p.port, 16)}${pad(rate(p.rate_limit), 22)}${pad(rate(p.egress_rate_limit), 22)}${storm}${state}`);
+    const counters = Object.entries(p.counters).filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`);
+    if (counters.length > 0) lines.push(`${' '.repeat(16)}${counters.join(' ')}`);
   }
   return lines.join('\n');
 }

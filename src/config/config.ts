@@ -32,7 +32,11 @@
 //         - { name: vif7.0, lock: { mac: "00:16:3e:00:01:00", ipv4: [198.18.0.1], ipv6: ["2001:db8::1"] } }
 //         - { name: vif8.0, lock: disabled, ra_guard: true, dhcp_guard: true, allow_stacked: false }
 //         - { name: xenbr0, kind: host, mac: uplink }   # the host's own port (its addresses); mac: "02:..." or uplink
-//       port_defaults: { ra_guard: true, dhcp_guard: true }   # also learning, flood, isolated, fdb_max, lock: disabled
+//         - { name: vif9.0, rate_limit: { kbps: 100000, burst_kb: 1000 }, egress_rate_limit: { kbps: 50000 },
+//             storm_control: { broadcast_pps: 1000, multicast_pps: 1000, unknown_unicast_pps: 1000, action: shutdown, shutdown_s: 30 } }
+//                                       # QoS (src/bridge/qos.ts): tap, attach and vxlan ports; `null` undoes a default
+//       port_defaults: { ra_guard: true, dhcp_guard: true }   # also learning, flood, isolated, fdb_max, lock: disabled,
+//                                                             # rate_limit, egress_rate_limit, storm_control
 //       vxlan:                    # kernel vxlan netdevs the daemon creates and attaches to (src/daemon/vxlan.ts)
 //         - { name: vx10010, vni: 10010, vlan: 10, local: 198.18.20.1, remotes: [198.18.20.2, 198.18.20.3] }
 //         - { name: vx10020, vni: 10020, vlan: 20, local: 198.18.20.1, group: 239.1.1.20, dev: underlay0 }
@@ -47,8 +51,11 @@ import { parseMac } from '../frame/mac.js';
 import { PortVlan, vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
 import { mirrorSetProblem, mirrorSpecFrom, type MirrorSpec } from '../bridge/mirror.js';
 import { type LockSpec, lockSpecFrom, UNLOCKED } from '../bridge/lock.js';
+import { NO_QOS, QOS_KEYS, qosSpecFrom, type QosSpec } from '../bridge/qos.js';
 import { isLogLevel, LOG_LEVELS, type LogLevel } from '../log.js';
 import { parseListen, type ListenAddress } from '../metrics/listen.js';
+import type { McastSettings } from '../bridge/mcast.js';
+import { MCAST_BRIDGE_KEYS, MCAST_PORT_KEYS, mcastSettingsFrom } from '../mdb/config.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/tapbridge/tapbridge.yaml';
 export const DEFAULT_CONTROL_SOCKET = '/run/tapbridge/tapbridge.sock';
@@ -94,6 +101,8 @@ export interface PortConfig {
   dhcpGuard: boolean;
   /** `allow_stacked`: no stacked-tag check on this port */
   allowStacked: boolean;
+  /** `rate_limit`, `egress_rate_limit`, `storm_control` (src/bridge/qos.ts) */
+  qos: QosSpec;
   /** host only: the TAP's MAC; null = derived from the bridge name and /etc/machine-id; 'uplink' = the uplink's */
   mac?: number | 'uplink' | null;
 }
@@ -124,6 +133,8 @@ export interface VxlanPortConfig {
   flood: boolean;
   isolated: boolean;
   fdbMax: number;
+  /** `rate_limit`, `egress_rate_limit`, `storm_control` (src/bridge/qos.ts) */
+  qos: QosSpec;
 }
 
 export const DEFAULT_VXLAN_PORT = 4789;
@@ -140,15 +151,31 @@ export interface PortDefaults {
   dhcpGuard: boolean;
   /** unlocked, or `lock: disabled` */
   lock: LockSpec;
+  /** `rate_limit`, `egress_rate_limit`, `storm_control` */
+  qos: QosSpec;
 }
 
 export const BUILTIN_PORT_DEFAULTS: PortDefaults = {
-  learning: true, flood: true, isolated: false, fdbMax: 0, raGuard: false, dhcpGuard: false, lock: UNLOCKED,
+  learning: true, flood: true, isolated: false, fdbMax: 0, raGuard: false, dhcpGuard: false, lock: UNLOCKED, qos: NO_QOS,
 };
 
 /** `uplink.bond.mode` (Linux bonding driver names; XenServer's `lacp` is 802.3ad). */
 export type BondMode = 'active-backup' | 'balance-slb' | '802.3ad';
 export const BOND_MODES: readonly BondMode[] = ['active-backup', 'balance-slb', '802.3ad'];
+
+/** The host's own port has no QoS: its QoS keys are refused. */
+function hostQos(c: Checker, v: Record<string, unknown>, path: string): QosSpec {
+  if (QOS_KEYS.some((k) => v[k] !== undefined)) c.fail(path, 'rate_limit, egress_rate_limit and storm_control apply to tap and attach ports, not to the host\'s own port');
+  return NO_QOS;
+}
+
+/** The QoS keys of a port mapping (over `defaults`), each problem under `path`. */
+function qosOf(c: Checker, v: Record<string, unknown>, path: string, defaults: QosSpec): QosSpec {
+  const problems: [string, string][] = [];
+  const spec = qosSpecFrom(v, defaults, problems);
+  for (const [key, msg] of problems) c.fail(`${path}.${key}`, msg);
+  return spec;
+}
 
 export interface BondConfigFile {
   name: string;
@@ -200,6 +227,8 @@ export interface BridgeConfig {
   portDefaults: PortDefaults;
   /** `mirrors:` (src/bridge/mirror.ts) */
   mirrors: MirrorSpec[];
+  /** the multicast_* keys, port_defaults' and ports' included (src/mdb/config.ts) */
+  multicast: McastSettings;
 }
 
 export interface MetricsConfig {
@@ -420,6 +449,7 @@ function vxlanPortOf(c: Checker, v: unknown, path: string, claimName: (name: str
     flood: c.bool(v, 'flood', path, true),
     isolated: c.bool(v, 'isolated', path, false),
     fdbMax: c.int(v, 'fdb_max', path, 0, 1, 1_000_000),
+    qos: qosOf(c, v, path, NO_QOS),
   };
 }
 
@@ -529,8 +559,8 @@ export function interfaceNameProblem(name: string): string | null {
 
 const TOP_KEYS = ['control_socket', 'control_max_clients', 'busy_poll_us', 'direct_poll', 'data_workers', 'bridges', 'log_level', 'metrics', 'state_dir', 'fdb_snapshot_interval'] as const;
 const METRICS_KEYS = ['listen'] as const;
-const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'port_defaults', 'vxlan', 'mirrors'] as const;
-const PORT_DEFAULTS_KEYS = ['learning', 'flood', 'isolated', 'fdb_max', 'ra_guard', 'dhcp_guard', 'lock'] as const;
+const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'port_defaults', 'vxlan', 'mirrors', ...MCAST_BRIDGE_KEYS] as const;
+const PORT_DEFAULTS_KEYS = ['learning', 'flood', 'isolated', 'fdb_max', 'ra_guard', 'dhcp_guard', 'lock', ...QOS_KEYS, ...MCAST_PORT_KEYS] as const;
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
 const UPLINK_KEYS = ['interface', 'bond', ...VLAN_KEYS] as const;
 const BOND_KEYS = [
@@ -539,12 +569,12 @@ const BOND_KEYS = [
 ] as const;
 const PORT_KEYS = [
   'name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', 'mac', ...VLAN_KEYS,
-  'lock', 'ra_guard', 'dhcp_guard', 'allow_stacked',
+  'lock', 'ra_guard', 'dhcp_guard', 'allow_stacked', ...QOS_KEYS, ...MCAST_PORT_KEYS,
 ] as const;
 const CREATE_KEYS = ['owner', 'group'] as const;
 const FDB_KEYS = ['mac', 'port', 'vlan'] as const;
 const VXLAN_KEYS = ['name', 'vni', 'local', 'remotes', 'group', 'dev', 'port', 'ttl', 'tos', 'kernel_learning', 'persist',
-  'learning', 'flood', 'isolated', 'fdb_max', ...VLAN_KEYS] as const;
+  'learning', 'flood', 'isolated', 'fdb_max', ...VLAN_KEYS, ...QOS_KEYS] as const;
 
 /** The `lock` key of a port (or of port_defaults, where only "disabled" is allowed). */
 function lockOf(c: Checker, v: unknown, path: string, onlyDisabled: boolean): LockSpec {
@@ -571,6 +601,7 @@ function portDefaultsOf(c: Checker, v: unknown, path: string): PortDefaults {
     raGuard: c.bool(v, 'ra_guard', path, d.raGuard),
     dhcpGuard: c.bool(v, 'dhcp_guard', path, d.dhcpGuard),
     lock: lockOf(c, v.lock, `${path}.lock`, true),
+    qos: qosOf(c, v, path, d.qos),
   };
 }
 
@@ -658,6 +689,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       vxlan: [],
       portDefaults: portDefaultsOf(c, b.port_defaults, `${bp}.port_defaults`),
       mirrors: [],
+      multicast: multicastOf(c, b, bp),
     };
     if (b.uplink !== undefined && b.uplink !== null) {
       const up = b.uplink;
@@ -727,6 +759,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
         raGuard: c.bool(p, 'ra_guard', pp, defaults.raGuard),
         dhcpGuard: c.bool(p, 'dhcp_guard', pp, defaults.dhcpGuard),
         allowStacked: c.bool(p, 'allow_stacked', pp, false),
+        qos: kind === 'host' ? hostQos(c, p, pp) : qosOf(c, p, pp, defaults.qos),
       });
     });
     // a locked MAC belongs to one port: its static entry cannot point at two
@@ -778,6 +811,13 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
   });
   if (c.issues.length > 0) throw new ConfigError(c.issues, source);
   return out;
+}
+
+/** The multicast keys of one bridge, its port_defaults and ports (src/mdb/config.ts). */
+function multicastOf(c: Checker, b: Record<string, unknown>, bp: string): McastSettings {
+  const r = mcastSettingsFrom(b);
+  for (const [k, msg] of r.problems) c.fail(`${bp}.${k}`, msg);
+  return r.settings;
 }
 
 /** `mirrors:` of one bridge: each mirror's keys, then the set (names, outputs), ports named must exist. */

@@ -2,6 +2,7 @@
 // is; bond active member; FDB events), `promtool check metrics` on it (Debian's prometheus package, installed by
 // scripts/setup-test-deps.sh), the HTTP endpoint's paths and methods, and metrics.listen in the config.
 import { spawnSync } from 'node:child_process';
+import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { DaemonMetrics, type MetricsSource } from '../../src/metrics/metrics.js';
 import { MetricsServer } from '../../src/metrics/server.js';
@@ -132,6 +133,16 @@ describe('DaemonMetrics', () => {
     expect(s.get('tapbridge_port_drops_total{bridge="xenbr0",port="bond0",reason="brand_new_reason"}')).toBe(1);
   });
 
+  it('reads the counters already folded: no forced round trip to the data-plane workers', async () => {
+    const src = source();
+    const args: unknown[] = [];
+    const { stats, dataWorkersShow } = src;
+    src.stats = (sync?: boolean) => (args.push(['stats', sync]), stats(sync));
+    src.dataWorkersShow = (sync?: boolean) => (args.push(['workers', sync]), dataWorkersShow!(sync));
+    await new DaemonMetrics(src).scrape();
+    expect(args).toEqual([['stats', false], ['workers', false]]);
+  });
+
   it.skipIf(!hasPromtool)(`passes promtool check metrics${hasPromtool ? '' : ' (skipped: no promtool; run scripts/setup-test-deps.sh)'}`, async () => {
     const text = await new DaemonMetrics(source()).scrape();
     const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 20_000 });
@@ -154,6 +165,70 @@ describe('MetricsServer', () => {
       expect((await fetch(`${base}/metrics`, { method: 'POST', body: 'x' })).status).toBe(405);
       expect(server.scrapes).toBe(1);
       expect(server.refused).toBe(2);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('serves a scrape while 16 idle TCP connections are open (the oldest idle one makes room)', async () => {
+    const server = new MetricsServer({ host: '127.0.0.1', port: 0 }, new DaemonMetrics(source()), silentLogger());
+    await server.listen();
+    const idle: Socket[] = [];
+    try {
+      for (let i = 0; i < 16; i++) {
+        const s = connect(server.port, '127.0.0.1');
+        s.on('error', () => undefined);
+        await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+        idle.push(s);
+      }
+      // the server has seen them all before the scrape connects
+      while (server.connectionCount < 16) await new Promise((r) => setTimeout(r, 10));
+      const ok = await fetch(`http://127.0.0.1:${server.port}/metrics`);
+      expect(ok.status).toBe(200);
+      expect(await ok.text()).toContain('tapbridge_port_rx_packets_total');
+      expect(server.connectionsEvicted).toBeGreaterThanOrEqual(1);
+      expect(server.connectionCount).toBeLessThanOrEqual(16);
+    } finally {
+      for (const s of idle) s.destroy();
+      await server.close();
+    }
+  });
+
+  it('closes a connection that does not complete its request head in time', async () => {
+    const server = new MetricsServer({ host: '127.0.0.1', port: 0 }, new DaemonMetrics(source()), silentLogger(), { headTimeoutMs: 300, sweepIntervalMs: 50 });
+    await server.listen();
+    const s = connect(server.port, '127.0.0.1');
+    s.on('error', () => undefined);
+    try {
+      await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+      s.write('GET /metrics HTTP/1.1\r\nHost: x\r\n');
+      // node's own headersTimeout is checked every 30 s: only the server's sweep closes it within the test's 5 s
+      await new Promise<void>((resolve) => s.once('close', () => resolve()));
+      expect(server.connectionsTimedOut).toBe(1);
+    } finally {
+      s.destroy();
+      await server.close();
+    }
+  });
+
+  it('builds one scrape for concurrent requests and serves it again within the cache time', async () => {
+    const src = source();
+    let statsCalls = 0;
+    const stats = src.stats;
+    src.stats = (sync?: boolean) => {
+      statsCalls++;
+      return stats(sync);
+    };
+    const server = new MetricsServer({ host: '127.0.0.1', port: 0 }, new DaemonMetrics(src), silentLogger(), { cacheMs: 60_000 });
+    await server.listen();
+    try {
+      const url = `http://127.0.0.1:${server.port}/metrics`;
+      const all = await Promise.all(Array.from({ length: 5 }, () => fetch(url).then((r) => r.text())));
+      expect(new Set(all).size).toBe(1);
+      expect((await fetch(url)).status).toBe(200);
+      expect(statsCalls).toBe(1);
+      expect(server.scrapesBuilt).toBe(1);
+      expect(server.scrapes).toBe(6);
     } finally {
       await server.close();
     }
