@@ -23,7 +23,11 @@
       "defines": [
         "NAPI_VERSION=8",
         "NAPI_DISABLE_CPP_EXCEPTIONS",
-        "NODE_ADDON_API_DISABLE_DEPRECATED"
+        "NODE_ADDON_API_DISABLE_DEPRECATED",
+        # a callback into JS from a uv handle of a worker thread that is being terminated (process.exit) gets
+        # napi_pending_exception; without this node-addon-api turns that into an exception it cannot throw and
+        # aborts the process (exit 134); with it the call is dropped, as the terminating thread's JS would be
+        "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"
       ],
       "cflags!": ["-fexceptions", "-O3"],
       "cflags_cc!": ["-fexceptions", "-O3"],

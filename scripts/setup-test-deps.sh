@@ -17,6 +17,8 @@
 #               (test/netns/metrics.test.ts); its service is never started: policy-rc.d refuses it during the install
 #   systemd   systemd-analyze verify / security --offline=yes on the installed unit (systemd need not be PID 1)
 #   tshark    reads `tapbridge capture` pcapng output in the capture netns test (test/netns/observe.test.ts)
+#   openvswitch-switch  the LACP partner of test/netns/bond-modes.test.ts (ovsdb-server, ovs-vswitchd started by hand
+#                       in a namespace, userspace datapath; its service is never started)
 #
 # Idempotent and quiet: does nothing when every command is present. Uses apt-get only, as root; when not root
 # (or not on a Debian-like system) it prints what is missing and exits 0, so the tests can skip what they cannot run.
@@ -40,6 +42,9 @@ declare -A PKG_OF=(
 	[prometheus]=prometheus
 	[systemd-analyze]=systemd
 	[tshark]=tshark
+	[ovs-vswitchd]=openvswitch-switch
+	[ovsdb-server]=openvswitch-switch
+	[ovs-vsctl]=openvswitch-switch
 	# npm ci compiles the addon (scripts/build-addon.mjs, node-gyp)
 	[g++]=g++
 	[make]=make

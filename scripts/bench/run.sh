@@ -310,6 +310,8 @@ topo_up() { # topo_up IMPL PATH
 			echo "bridges:"
 			echo "  - name: br0"
 			echo "    fdb_max: $fdb_max"
+			# IGMP/MLD snooping keeps a bridge on the main thread: off when workers are asked for
+			[ -n "$DATA_WORKERS" ] && echo "    multicast_snooping: false"
 			[ "${path%-recvmsg}" = uplink ] && echo "    uplink: { interface: peth0 }"
 			echo "    ports:"
 			echo "      - { name: vifa }"

@@ -19,6 +19,7 @@ export type ControlErrorCode =
   | 'port_exists'
   | 'not_found'
   | 'fdb_full'
+  | 'mdb_full'
   | 'io_error'
   | 'request_too_large'
   | 'handing_over'
@@ -40,6 +41,7 @@ const RPC_CODE: Record<ControlErrorCode, number> = {
   port_exists: RPC_REQUEST_FAILED,
   not_found: RPC_REQUEST_FAILED,
   fdb_full: RPC_REQUEST_FAILED,
+  mdb_full: RPC_REQUEST_FAILED,
   io_error: RPC_REQUEST_FAILED,
   handing_over: RPC_REQUEST_FAILED,
   handover_refused: RPC_REQUEST_FAILED,

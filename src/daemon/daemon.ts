@@ -4,13 +4,17 @@
 // Control operations run in their own event-loop turns, never inside a forwarding batch, so they
 // may change ports and the FDB directly.
 
+import { multicastFor } from '../mdb/config.js';
+import { mdbAdd, mdbDel, mdbShow, type MdbShow, querierShow } from '../mdb/control.js';
+import { mdbSnapshot, type MdbSnapshot, restoreMdb } from '../mdb/snapshot.js';
+import type { McastPortStats } from '../bridge/mcast.js';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import { Bridge } from '../bridge/bridge.js';
 import { BridgePort, type PortKind } from '../bridge/port.js';
 import { AddResult, macHi, macLo } from '../fdb/fdb.js';
 import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
-import { busyPoll, directPoll, LinkMonitor, netdev } from '../io/native.js';
+import { busyPoll, directPoll, LinkMonitor, netdev, RxSlab } from '../io/native.js';
 import {
   type BridgeConfig, BUILTIN_PORT_DEFAULTS, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE, type PortConfig,
   type PortDefaults, type StaticFdbConfig, type UplinkConfig,
@@ -19,7 +23,7 @@ import type { FdbSnapshotEntry } from '../state/document.js';
 import { ControlError } from '../control/errors.js';
 import { ManagedPort, RefusedNetdevError, refusedNetdevProblem, type PortHandle } from './ports.js';
 import { restoreHostStack } from './hoststack.js';
-import { Bond, type BondShow } from './bond.js';
+import { Bond, type BondRuntimeState, type BondShow, parseBondStates } from './bond.js';
 import { applyPacketMmap, ringBytes, ringOf } from './packet-ring.js';
 import type { PacketRingInfo } from '../io/native-types.js';
 import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
@@ -27,6 +31,8 @@ import { VxlanPort, type VxlanShow } from './vxlan.js';
 import { parseVxlanPort, type VxlanPortConfig } from '../config/config.js';
 import { type LockShow, type LockSpec, lockSpecFrom, UNLOCKED } from '../bridge/lock.js';
 import { PortLocks } from './locking.js';
+import { BridgeQos, qosSetSpec, QOS_SET_PARAMS } from './qos.js';
+import { NO_QOS, type QosShow, type QosSpec } from '../bridge/qos.js';
 import type { PacketPort } from '../io/native.js';
 import { hostPortMac } from '../hostport/mac.js';
 import { fenceHostStack, unfenceHostStack } from '../hostport/fence.js';
@@ -69,6 +75,8 @@ export interface ShowPort {
   mtu_short?: boolean;
   /** AF_PACKET ports: their PACKET_MMAP rings (null: none); src/daemon/packet-ring.ts */
   packet_ring?: PacketRingInfo | Record<string, PacketRingInfo | null> | null;
+  /** storm control has shut the port down (src/bridge/qos.ts, action shutdown) */
+  storm_shutdown?: boolean;
 }
 
 export interface ShowBridge {
@@ -98,6 +106,8 @@ export interface PortStats {
   drops: Record<string, number>;
   /** frames captures of this port could not keep (a slow capture reader), not forwarding drops */
   capture_dropped: number;
+  /** IGMP/MLD counters, MDB entries and router role (null: multicast_snooping off) */
+  multicast?: McastPortStats | null;
 }
 
 export interface VlanShow {
@@ -111,6 +121,8 @@ export interface BridgeStats {
   bridge: string;
   fdb: { entries: number; learned: number; aged: number; moved: number; evicted: number; flooded: number };
   ports: PortStats[];
+  /** IGMP/MLD snooping: groups in the MDB and the querier per query VLAN (null: multicast_snooping off) */
+  multicast?: { groups: number; querier: MdbShow['querier'] } | null;
 }
 
 /** Flags and security of a new port (config port, or `port_defaults` for one added at runtime). */
@@ -123,10 +135,11 @@ interface PortSettings {
   raGuard: boolean;
   dhcpGuard: boolean;
   allowStacked: boolean;
+  qos: QosSpec;
 }
 
 function settingsFromDefaults(d: PortDefaults): PortSettings {
-  return { learning: d.learning, flood: d.flood, isolated: d.isolated, fdbMax: d.fdbMax, lock: d.lock, raGuard: d.raGuard, dhcpGuard: d.dhcpGuard, allowStacked: false };
+  return { learning: d.learning, flood: d.flood, isolated: d.isolated, fdbMax: d.fdbMax, lock: d.lock, raGuard: d.raGuard, dhcpGuard: d.dhcpGuard, allowStacked: false, qos: d.qos };
 }
 
 class BridgeRuntime {
@@ -134,6 +147,7 @@ class BridgeRuntime {
   cfg: BridgeConfig;
   readonly bridge: Bridge;
   readonly locks: PortLocks;
+  readonly qos: BridgeQos;
   readonly mirrors: BridgeMirrors;
   readonly ports = new Map<string, ManagedPort>();
   uplink: PortHandle | null = null;
@@ -158,7 +172,9 @@ class BridgeRuntime {
       sharedFdb,
     });
     this.locks = new PortLocks(this.bridge);
+    this.qos = new BridgeQos(this.bridge, log);
     this.mirrors = new BridgeMirrors(this.bridge, () => this.uplink?.name ?? null);
+    this.bridge.setMulticast(multicastFor(cfg.name, cfg.multicast, MAX_PORTS_PER_BRIDGE, () => RxSlab.get().bytes));
   }
 
   all(): PortHandle[] {
@@ -329,10 +345,10 @@ export class Daemon {
     }
   }
 
-  /** data_workers.show */
-  dataWorkersShow(): DataPlaneShow {
+  /** data_workers.show; syncWorkers false (metrics): the counters as last folded, no round trip */
+  dataWorkersShow(syncWorkers = true): DataPlaneShow {
     // a round trip first: the workers' counters are as of now
-    this.syncWorkers(true);
+    if (syncWorkers) this.syncWorkers(true);
     return this.dataPlane?.show() ?? {
       data_workers: this.config.dataWorkers, epoch: 0, syncs: 0, learned_from_workers: 0,
       workers: [{ id: 0, alive: true, ports: [...this.byName.keys()], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0 }],
@@ -406,11 +422,13 @@ export class Daemon {
     if (kind !== 'uplink' && !br.locks.apply(port, s.lock, s, this.now())) {
       this.log.warn({ bridge: br.cfg.name, port: name }, 'FDB full of static entries: locked MAC not installed as a static entry');
     }
+    if (kind !== 'uplink') br.qos.apply(port, s.qos);
     try {
       mp.open();
     } catch (err) {
       br.bridge.removePort(port);
       br.locks.forget(port);
+      br.qos.forget(port);
       throw err;
     }
     if (kind !== 'uplink') br.ports.set(name, mp);
@@ -422,7 +440,7 @@ export class Daemon {
   /** A kernel vxlan netdev created over rtnetlink, attached like an `attach` port (src/daemon/vxlan.ts). */
   private createVxlanPort(br: BridgeRuntime, vc: VxlanPortConfig): VxlanPort {
     // its own flags only: port_defaults (and port security, meant for guests) never apply to a vxlan port
-    const s: PortSettings = { learning: vc.learning, flood: vc.flood, isolated: vc.isolated, fdbMax: vc.fdbMax, lock: UNLOCKED, raGuard: false, dhcpGuard: false, allowStacked: false };
+    const s: PortSettings = { learning: vc.learning, flood: vc.flood, isolated: vc.isolated, fdbMax: vc.fdbMax, lock: UNLOCKED, raGuard: false, dhcpGuard: false, allowStacked: false, qos: vc.qos };
     return this.createPort(br, vc.name, 'vxlan', vc.persist, s, vc.vlan, null, null, vc) as VxlanPort;
   }
 
@@ -435,9 +453,23 @@ export class Daemon {
     return null;
   }
 
+  /** Bond state handed over by the previous daemon (--takeover), used once by createBond(). */
+  private bondRestore = new Map<string, BondRuntimeState>();
+
+  /** --takeover: the previous daemon's bond states (state section BOND_STATE_SECTION), before start(). */
+  setBondRestore(section: unknown): void {
+    this.bondRestore = parseBondStates(section);
+  }
+
+  /** What a --takeover hands over per bond (SLB assignments, LACP state). */
+  bondStates(): Record<string, BondRuntimeState> {
+    return Object.fromEntries(this.bonds().map((b) => [b.name, b.runtimeState()]));
+  }
+
   private createBond(br: BridgeRuntime, cfg: Bond['cfg'], vlan: VlanSpec): Bond {
     const id = br.bridge.freePortId();
-    const bond = new Bond(cfg, br.bridge, id, br.cfg.mtu, this.portLog, this.wrap);
+    const bond = new Bond(cfg, br.bridge, id, br.cfg.mtu, this.portLog, this.wrap, this.bondRestore.get(cfg.name));
+    this.bondRestore.delete(cfg.name);
     br.bridge.addPort(bond.port);
     br.bridge.setPortVlan(bond.port, vlan);
     bond.open();
@@ -547,11 +579,28 @@ export class Daemon {
     if (dp !== null) dp.tick(now);
   }
 
-  /** Closes every port (TAPs the daemon created vanish unless persist) and the link monitor. */
-  stop(): void {
+  /**
+   * Closes every port (TAPs the daemon created vanish unless persist) and the link monitor. keepShared (a takeover
+   * that failed while the old daemon holds the same netdevs): vxlan netdevs stay and fenced uplinks stay fenced.
+   */
+  stop(opts: { keepShared?: boolean } = {}): void {
     // the workers close their fds first (synchronously), then every port is the main thread's again
     if (this.dataPlane !== null) void this.dataPlane.stop();
     this.dataPlane = null;
+    this.stopTimers();
+    for (const br of this.bridges.values()) {
+      for (const mp of br.all()) {
+        mp.close('absent');
+        if (mp instanceof VxlanPort && opts.keepShared !== true) mp.removeNetdev();
+      }
+    }
+    if (opts.keepShared === true) this.fenced.length = 0;
+    for (const n of this.fenced.splice(0)) unfenceHostStack(n, this.log);
+    this.monitor?.close();
+    this.monitor = null;
+  }
+
+  private stopTimers(): void {
     this.captures.endAll();
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
@@ -559,15 +608,21 @@ export class Daemon {
     this.dumpRetryTimer = null;
     if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
     this.dumpWatchdog = null;
-    for (const br of this.bridges.values()) {
-      for (const mp of br.all()) {
-        mp.close('absent');
-        if (mp instanceof VxlanPort) mp.removeNetdev();
-      }
-    }
-    for (const n of this.fenced.splice(0)) unfenceHostStack(n, this.log);
+  }
+
+  /**
+   * After a handover (src/handover/serve.ts, committed): the workers stop (their fds are dups; nothing the new daemon
+   * holds is closed), timers and the link monitor end. Ports stay open and paused, no netdev is deleted or unfenced:
+   * the process exits next and every fd goes with it.
+   */
+  async releaseAfterHandover(): Promise<void> {
+    this.ioPaused = true;
+    const dp = this.dataPlane;
+    this.dataPlane = null;
+    this.stopTimers();
     this.monitor?.close();
     this.monitor = null;
+    if (dp !== null) await dp.stop();
   }
 
   // ---- handover (src/handover/) ---------------------------------------------------------------
@@ -626,6 +681,7 @@ export class Daemon {
         ifindex: mp.port.ifindex,
         ...(mp instanceof VxlanPort ? { mtu_short: mp.mtuCheck.problem !== null } : {}),
         ...(mp.kind === 'attach' || mp.kind === 'vxlan' ? { packet_ring: ringOf(mp) } : {}),
+        ...(mp.port.qos !== null && mp.port.qos.shutUntilUs !== 0 ? { storm_shutdown: true } : {}),
       })),
       packet_ring_bytes: ringBytes(br.all()),
     }));
@@ -799,6 +855,27 @@ export class Daemon {
     }
   }
 
+  /** The learnt MDB, router ports and querier elections of every bridge (the state's `mdb` section; src/mdb/snapshot.ts). */
+  mdbSnapshot(): MdbSnapshot {
+    return mdbSnapshot([...this.bridges.values()].map((br) => br.bridge), this.now());
+  }
+
+  restoreMdb(snap: unknown): { restored: number; skipped: number } {
+    return restoreMdb(snap, new Map([...this.bridges].map(([n, br]) => [n, br.bridge])), this.now());
+  }
+
+  /** `mdb show` (src/mdb/control.ts). */
+  mdbShow(bridgeName: unknown): MdbShow {
+    return mdbShow(this.bridge(bridgeName).bridge, this.now());
+  }
+
+  /** `mdb add` / `mdb del`: a permanent MDB entry (src/mdb/control.ts). */
+  mdbChange(op: 'add' | 'del', p: Record<string, unknown>): void {
+    const br = this.bridge(p.bridge);
+    const mp = this.port(br, p.port);
+    (op === 'add' ? mdbAdd : mdbDel)(br.bridge, mp.port, p.group, this.vlanParam(p.vlan, mp), p.source);
+  }
+
   fdbDel(bridgeName: unknown, mac: unknown, portName: unknown, vlan: unknown): void {
     const br = this.bridge(bridgeName);
     const m = this.macParam(mac);
@@ -848,6 +925,52 @@ export class Daemon {
     br.locks.reinstall(mp.port, this.now());
     this.log.info({ bridge: br.cfg.name, port: mp.name, vlan: spec, flushed }, 'port VLAN changed');
     return { port: mp.name, ...mp.port.vlan.describe() };
+  }
+
+  /** `qos show`: rate limits, storm control and their counters of every port (not the uplink or bond). */
+  qosShow(bridgeName: unknown): QosShow[] {
+    const br = this.bridge(bridgeName);
+    return [...br.ports.values()].map((mp) => br.qos.show(mp.port));
+  }
+
+  /** `qos set`: changes what the parameters name (src/daemon/qos.ts qosSetSpec); buckets start full. */
+  qosSet(bridgeName: unknown, portName: unknown, p: Record<string, unknown>): QosShow {
+    const br = this.bridge(bridgeName);
+    const mp = this.qosPort(br, portName);
+    if (!QOS_SET_PARAMS.some((k) => p[k] !== undefined && p[k] !== null)) throw new ControlError('invalid_params', `give at least one of ${QOS_SET_PARAMS.join(', ')}`);
+    const r = qosSetSpec(br.qos.spec(mp.port), p);
+    if ('problems' in r) throw new ControlError('invalid_params', r.problems.map(([k, m]) => `${k}: ${m}`).join('; '));
+    br.qos.apply(mp.port, r.spec);
+    this.log.info({ bridge: br.cfg.name, port: mp.name, qos: br.qos.show(mp.port) }, 'port QoS set');
+    return br.qos.show(mp.port);
+  }
+
+  /** `qos clear`: no rate limit and no storm control on the port (its counters stay). */
+  qosClear(bridgeName: unknown, portName: unknown): QosShow {
+    const br = this.bridge(bridgeName);
+    const mp = this.qosPort(br, portName);
+    br.qos.apply(mp.port, NO_QOS);
+    this.log.info({ bridge: br.cfg.name, port: mp.name }, 'port QoS cleared');
+    return br.qos.show(mp.port);
+  }
+
+  /** The port's QoS in force (the runtime journal's recorder reads it before `qos set` is applied), null: no port. */
+  portQos(bridgeName: string, portName: string): QosSpec | null {
+    const br = this.bridges.get(bridgeName);
+    const mp = br?.ports.get(portName);
+    return br === undefined || mp === undefined ? null : br.qos.spec(mp.port);
+  }
+
+  /** Reload: the port's QoS from the new config (src/state/reload.ts). */
+  setPortQosByName(bridgeName: string, portName: string, spec: QosSpec): void {
+    const br = this.bridge(bridgeName);
+    br.qos.apply(this.port(br, portName).port, spec);
+  }
+
+  private qosPort(br: BridgeRuntime, portName: unknown): PortHandle {
+    const mp = this.port(br, portName);
+    if (mp === br.uplink || mp.kind === 'host') throw new ControlError('invalid_params', `${mp.name} is the ${mp === br.uplink ? 'uplink' : 'host port'} of ${br.cfg.name}; QoS applies to tap, attach and vxlan ports`);
+    return mp;
   }
 
   /** `lock show`: lock and guards of every port (not the uplink: it cannot be locked). */
@@ -920,8 +1043,22 @@ export class Daemon {
     const bond = this.bondByName(name);
     if (typeof member !== 'string') throw new ControlError('invalid_params', 'member must be a string');
     const problem = bond.setActive(member);
-    if (problem !== null) throw new ControlError(bond.policy.index(member) < 0 ? 'no_such_port' : 'invalid_params', problem);
+    if (problem !== null) throw new ControlError(bond.memberIndex(member) < 0 ? 'no_such_port' : 'invalid_params', problem);
     return bond.show();
+  }
+
+  /** bond.rebalance: one balance-slb rebalancing round now (src/daemon/bond.ts). */
+  bondRebalance(name: unknown): BondShow & { moved: number } {
+    const bond = this.bondByName(name);
+    if (bond.slb === null) throw new ControlError('invalid_params', `bond ${bond.name} is ${bond.mode}: rebalance applies to balance-slb bonds`);
+    const moved = bond.rebalance();
+    return { ...bond.show(), moved };
+  }
+
+  /** bond.set_mode: refused while running; the mode is config (a reload re-creates the bond). */
+  bondSetMode(name: unknown, mode: unknown): never {
+    const bond = this.bondByName(name);
+    throw new ControlError('invalid_params', `the mode of bond ${bond.name} cannot change while it runs (it is ${bond.mode}; asked ${String(mode)}): set uplink.bond.mode in the config and reload, which re-creates the bond`);
   }
 
   /** busy_poll.show: the window in force and the addon's counters (idle callbacks run, windows started). */
@@ -934,14 +1071,19 @@ export class Daemon {
     return { direct_poll: this.config.directPoll, ...directPoll.stats() };
   }
 
-  stats(): BridgeStats[] {
+  /**
+   * syncWorkers false (metrics): the counters as last folded (the tick asks the workers for theirs at least every
+   * FOLD_INTERVAL_MS; dataPlane.lastFolded() says when), without the blocking round trip to the workers
+   */
+  stats(syncWorkers = true): BridgeStats[] {
     // a round trip to the data-plane workers first: their counters are folded in
-    this.syncWorkers(true);
+    if (syncWorkers) this.syncWorkers(true);
     return [...this.bridges.values()].map((br) => {
       const c = br.bridge.fdb.counters;
       return {
         bridge: br.cfg.name,
         fdb: { entries: br.bridge.fdb.size, learned: c.learned, aged: c.aged, moved: c.moved, evicted: c.evicted, flooded: br.bridge.counters.flooded },
+        multicast: br.bridge.mcast === null ? null : { groups: br.bridge.mcast.mdb.groups, querier: querierShow(br.bridge, this.now()) },
         ports: br.all().map((mp) => {
           mp.readKernelDrops();
           return {
@@ -955,6 +1097,7 @@ export class Daemon {
             drops: mp.port.drops(),
             capture_dropped: mp.port.captureDropped,
             mtu_mismatch: mp.mtuMismatches > 0,
+            multicast: br.bridge.mcast === null ? null : br.bridge.mcast.portStats(mp.port, this.now()),
           };
         }),
       };
@@ -1050,6 +1193,7 @@ export class Daemon {
       if (mp instanceof VxlanPort) mp.removeNetdev();
     }
     this.forgetUplink(br);
+    br.qos.close();
     for (const mp of br.ports.values()) this.byName.delete(mp.name);
     this.bridges.delete(name);
     for (const n of netdevs) if (!keep.has(n)) restoreHostStack(n, this.portLog);
@@ -1115,6 +1259,7 @@ export class Daemon {
     if (mp instanceof VxlanPort) mp.removeNetdev();
     br.bridge.removePort(mp.port);
     br.locks.forget(mp.port);
+    br.qos.forget(mp.port);
     br.ports.delete(name);
     this.byName.delete(name);
     // after close: the netdev is off the bridge before IPv6 comes back on it

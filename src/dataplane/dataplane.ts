@@ -7,7 +7,8 @@
 // eligible; a new port goes to the thread of this bridge that reads the fewest (ties: the lowest id, the main thread
 // first), so an addif or delif moves no other port. A bridge keeps all its ports on the main thread while it has
 // what a worker's engine does not carry: a bond (failover switches the bond port's I/O), a mirror or a running
-// capture (they see every frame at every port), or while a handover pauses I/O. Ports with port security, host and
+// capture (they see every frame at every port), an egress rate limit (its bucket is the main thread's), or while a
+// handover pauses I/O. Ports with port security or QoS (their buckets and holds are the main thread's), host and
 // vxlan ports are always read by the main thread. Every thread holds every port for sending, with an fd of its own
 // (a dup()).
 //
@@ -126,11 +127,14 @@ export interface DataPlaneBridge {
 }
 
 /**
- * Whether workers may read this bridge's ports: not while it has what a worker's engine does not carry, a bond,
- * a mirror or a running capture (mirrors and captures see every frame at every port, a mirror output included).
+ * Whether workers may read this bridge's ports: not while it has what a worker's engine does not carry, a bond, a
+ * mirror or a running capture (mirrors and captures see every frame at every port, a mirror output included), an
+ * egress rate limit (src/bridge/qos.ts: one bucket, on the main thread, for what every thread would send to the
+ * port), or IGMP/MLD snooping (the MDB lives on the main thread only).
  */
 function workersMayRead(b: DataPlaneBridge): boolean {
-  return !b.hasBond() && b.bridge.mirrors.length === 0 && !b.bridge.portList.some((p) => p.tap !== null);
+  return !b.hasBond() && b.bridge.mirrors.length === 0 && b.bridge.mcast === null &&
+    !b.bridge.portList.some((p) => p.tap !== null || (p.qos !== null && p.qos.egressLimited));
 }
 
 export interface DataPlaneOptions {
@@ -492,7 +496,7 @@ export class DataPlane {
       const open: Array<[BridgePort, RxIo]> = [];
       for (const p of b.bridge.portList) {
         owners.set(p, 0);
-        const io = eligible && p.security === null && RX_KINDS.has(p.kind) ? this.hooks.rxIo(p) : null;
+        const io = eligible && p.security === null && p.qos === null && RX_KINDS.has(p.kind) ? this.hooks.rxIo(p) : null;
         if (io === null || this.refused.has(this.keyOf(io))) continue;
         const before = this.assigned.get(io);
         if (before !== undefined && load.has(before)) {

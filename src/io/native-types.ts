@@ -290,10 +290,12 @@ export interface RawAddon {
   /**
    * In a short-lived thread that setns()es into `path`: opens the existing TAP with that ifindex there
    * (TUNSETIFF by its current name; IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, vnet header 10, offloads).
-   * Returns the fd (non-blocking, close-on-exec; adopt it with adoptFd) and the TAP's name there;
-   * `name` (the daemon's port name) is for error messages.
+   * Returns the fd (non-blocking, close-on-exec; adopt it with adoptFd), the TAP's name there and its MAC
+   * (lower-case colon text, read before the open); `name` (the daemon's port name) is for error messages.
    */
-  openTapInNetns(path: string, ifindex: number, name: string): { fd: number; ifname: string };
+  openTapInNetns(path: string, ifindex: number, name: string): { fd: number; ifname: string; mac: string };
+  /** The name and MAC of the netdev with `ifindex` in the namespace file `path` (setns in a short-lived thread). */
+  linkInNetns(path: string, ifindex: number): { ifname: string; mac: string };
   /**
    * One sd_notify datagram to `path` ($NOTIFY_SOCKET: "/..." or abstract "@..."), with `fds` passed by SCM_RIGHTS.
    * Throws a native error (errno, syscall) when the send fails; a TypeError for a bad path, state or fd.
@@ -307,10 +309,29 @@ export interface RawAddon {
   vxlanFdb(name: string, op: 'append' | 'del', dst: string): boolean;
   /** RTM_GETNEIGH dump (AF_BRIDGE): NDA_DST of each all-zeros FDB entry of the vxlan netdev `name`. */
   vxlanRemotes(name: string): string[];
-  /** RTM_GETLINK: the netdev's IFLA_INFO_KIND ("" for none) and VNI (vxlan only), or null when it does not exist. */
-  linkKind(name: string): { kind: string; vni: number } | null;
+  /**
+   * RTM_GETLINK: the netdev's IFLA_INFO_KIND ("" for none) and, for a vxlan, its VNI, UDP port, local and group (or
+   * unicast remote) address ("" when unset) and underlay ifindex (0 when unset); null when it does not exist.
+   */
+  linkKind(name: string): LinkKind | null;
+  /** RTM_GETLINK dump: every vxlan netdev of the namespace. */
+  vxlanList(): (LinkKind & { name: string })[];
   /** RTM_DELLINK by name; false when there was no such netdev. */
   linkDelete(name: string): boolean;
+}
+
+/** What linkKind() reports (the vxlan fields are 0 / "" for other kinds). */
+export interface LinkKind {
+  kind: string;
+  vni: number;
+  /** IFLA_VXLAN_PORT */
+  port: number;
+  /** IFLA_VXLAN_LOCAL(6) as text, "" when unset */
+  local: string;
+  /** IFLA_VXLAN_GROUP(6): a multicast group or a unicast default remote, "" when unset */
+  group: string;
+  /** IFLA_VXLAN_LINK */
+  link: number;
 }
 
 /** IFLA_VXLAN_* of a new vxlan netdev; addresses are IPv4 or IPv6 text, parsed by the addon. */

@@ -36,6 +36,7 @@ import { configHash, emptyState, type FdbSnapshotEntry, type RuntimeRecord, type
 import { recorderOf, replayReleaseOf, RuntimeJournal, touches, type RecordContext } from './journal.js';
 import { applyPlan, diffConfig, recreatedPorts, type Change } from './reload.js';
 import { effectiveConfigYaml } from './save-config.js';
+import { MDB_SECTION } from '../mdb/snapshot.js';
 import type { StateStore } from './store.js';
 
 /** True when two journal listings hold the same records in the same order. */
@@ -96,6 +97,7 @@ export class DaemonState {
     configHasPort: (bridge, port) => this.file.bridges.some((b) => b.name === bridge &&
       (b.ports.some((p) => p.name === port) || b.vxlan.some((v) => v.name === port) || b.uplink?.interface === port || b.uplink?.bond?.name === port)),
     configHasFdb: (bridge, vid, mac) => this.file.bridges.some((b) => b.name === bridge && b.fdb.some((f) => f.vlan === vid && f.mac === mac)),
+    portQos: (bridge, port) => this.daemon.portQos(bridge, port),
   };
 
   /**
@@ -162,6 +164,10 @@ export class DaemonState {
       const r = this.daemon.restoreFdb(stored.fdb.bridges, Date.now() - stored.fdb.saved_at);
       this.log.info(r, 'FDB snapshot restored');
     }
+    if (stored.sections[MDB_SECTION] !== undefined) {
+      const r = this.daemon.restoreMdb(stored.sections[MDB_SECTION]);
+      this.log.info(r, 'multicast database restored');
+    }
     this.doc.sections = { ...stored.sections, ...this.doc.sections };
     this.log.info({ replayed, journal: this.journal.size }, 'runtime state replayed');
   }
@@ -211,6 +217,7 @@ export class DaemonState {
     this.doc.runtime = this.journal.list();
     this.doc.sections[HOSTSTACK_SECTION] = exportHostStackOriginals();
     this.doc.fdb = { saved_at: Date.now(), bridges: this.daemon.fdbSnapshot() };
+    this.doc.sections[MDB_SECTION] = this.daemon.mdbSnapshot();
     return this.doc;
   }
 
@@ -379,6 +386,12 @@ export class DaemonState {
     if (s <= 0 || this.store === null) return;
     this.snapshotTimer = setInterval(() => void this.snapshot(), s * 1000);
     this.snapshotTimer.unref();
+  }
+
+  /** No more FDB snapshots (a daemon that handed over: the state file is the new daemon's). */
+  stopSnapshots(): void {
+    if (this.snapshotTimer !== null) clearInterval(this.snapshotTimer);
+    this.snapshotTimer = null;
   }
 
   /** SIGHUP: re-reads the config path. Errors are logged (and returned). */

@@ -19,6 +19,7 @@
 
 import { MAX_RUNTIME_RECORDS, type RuntimeRecord } from './document.js';
 import { formatMac, parseMac } from '../frame/mac.js';
+import type { QosSpec } from '../bridge/qos.js';
 
 /** What a recorder may ask the daemon about (answers at request time). */
 export interface RecordContext {
@@ -28,6 +29,8 @@ export interface RecordContext {
   configHasPort(bridge: string, port: string): boolean;
   /** True when the config has a static FDB entry (vid, mac). */
   configHasFdb(bridge: string, vid: number, mac: number): boolean;
+  /** The port's QoS in force (src/bridge/qos.ts), null when there is no such port. */
+  portQos(bridge: string, port: string): QosSpec | null;
 }
 
 /**

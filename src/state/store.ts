@@ -391,7 +391,9 @@ export class StateStore {
   }
 
   private moveAside(path: string, error: string, onBad: (error: string, movedTo: string) => void): void {
-    const aside = `${path}.bad-${Date.now()}`;
+    // never onto an earlier file moved aside in the same millisecond (rename would replace it)
+    let aside = `${path}.bad-${Date.now()}`;
+    for (let n = 1; lexists(aside) && n < 1000; n++) aside = `${path}.bad-${Date.now()}-${n}`;
     try {
       renameSync(path, aside);
     } catch {
@@ -479,5 +481,14 @@ export class StateStore {
     if (this.closed) return;
     this.closed = true;
     closeSync(this.lockFd);
+  }
+}
+
+function lexists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
   }
 }

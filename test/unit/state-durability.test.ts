@@ -34,7 +34,7 @@ afterEach(() => {
 });
 
 /** A daemon without ports or FDB entries. */
-const fakeDaemon = { untaggedVid: () => 0, fdbSnapshot: () => ({}), restoreFdb: () => ({ restored: 0, skipped: 0 }) } as unknown as Daemon;
+const fakeDaemon = { untaggedVid: () => 0, fdbSnapshot: () => ({}), mdbSnapshot: () => ({}), restoreMdb: () => ({ restored: 0 }), restoreFdb: () => ({ restored: 0, skipped: 0 }) } as unknown as Daemon;
 
 /** A DaemonState over `store` with methods that count their calls (setageing) or play port locks (lock.set/clear). */
 function stateWith(store: StateStore, configText = 'bridges: []\n', methods = new Map<string, MethodHandler>()): { state: DaemonState; served: Map<string, MethodHandler> } {

@@ -64,10 +64,24 @@ describe('runtime journal', () => {
     untaggedVid: () => 10,
     configHasPort: (_b, p) => configPorts.includes(p),
     configHasFdb: () => configFdb,
+    portQos: () => null,
   });
   const record = (j: RuntimeJournal, method: string, params: Record<string, unknown>, c = ctx()): void => {
     recorderOf(method)!(params, null, j, c);
   };
+
+  it('records qos set written ahead as the net QoS the request gives the port (result unknown yet)', async () => {
+    await import('../../src/daemon/qos.js'); // registers the qos recorders
+    const j = new RuntimeJournal();
+    const cur = { rateLimit: { kbps: 100_000, burstKb: 50 }, egressRateLimit: null, storm: null };
+    record(j, 'qos.set', { bridge: 'b', port: 'vif1.0', broadcast_pps: 200 }, { ...ctx(), portQos: () => cur });
+    // the limit in force is kept in the record beside the new threshold: a replay sets exactly what was answered
+    expect(j.list()[0].params).toMatchObject({ kbps: 100_000, burst_kb: 50, broadcast_pps: 200, storm_action: 'drop' });
+    // a request that will fail (no such port, bad parameter) records nothing
+    record(j, 'qos.set', { bridge: 'b', port: 'vif9.0', kbps: 1 }, ctx());
+    record(j, 'qos.set', { bridge: 'b', port: 'vif1.0', kbps: -1 }, { ...ctx(), portQos: () => cur });
+    expect(j.list()).toHaveLength(1);
+  });
 
   it('forgets a port added at runtime, with its VLAN and FDB records, when it is deleted', () => {
     const j = new RuntimeJournal();
