@@ -30,7 +30,9 @@ async function tapLab(tag: string, extra: Record<string, unknown> = {}, env?: No
     await lab.addNs(node);
     await lab.exec(node, ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
   }
-  lab.writeConfig({ control_socket: lab.socketPath, ...extra, bridges: [{ name: BRIDGE, ports: [{ name: "vif1.0" }, { name: "vif2.0" }] }] });
+  // with data workers, snooping off: IGMP/MLD snooping (on by default) keeps a bridge's ports on the main thread
+  const snooping = Number(extra.data_workers ?? 1) > 1 ? { multicast_snooping: false } : {};
+  lab.writeConfig({ control_socket: lab.socketPath, ...extra, bridges: [{ name: BRIDGE, ...snooping, ports: [{ name: "vif1.0" }, { name: "vif2.0" }] }] });
   await lab.startDaemon("dom0", 20_000, env);
   for (const [vif, vm] of [["vif1.0", "vm1"], ["vif2.0", "vm2"]] as const) {
     if (!(await waitFor(() => lab.linkExists("dom0", vif), 10_000))) throw new Error(`TAP ${vif} not found\n${lab.daemonLog()}`);

@@ -240,7 +240,8 @@ describe.skipIf(!support.ok)("per-port QoS with data_workers: 2" + skipNote, () 
     lab.writeConfig({
       control_socket: lab.socketPath,
       data_workers: 2,
-      bridges: [{ name: BRIDGE, ports: [{ name: "vif1.0" }, { name: "vif2.0" }, { name: "vif3.0" }, { name: "vif4.0" }] }],
+      // snooping (on by default) would keep every port on the main thread
+      bridges: [{ name: BRIDGE, multicast_snooping: false, ports: [{ name: "vif1.0" }, { name: "vif2.0" }, { name: "vif3.0" }, { name: "vif4.0" }] }],
     });
     await lab.startDaemon("dom0");
     const ips = ["198.18.62.1", "198.18.62.2", "198.18.62.3", "198.18.62.4"];
