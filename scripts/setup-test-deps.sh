@@ -21,6 +21,8 @@
 #             session mode by the test itself; no systemd, no system bus)
 #   dpdk-dev  dpdk-testpmd, a vhost-user frontend none of us wrote (test/netns/vhost-testpmd.test.ts and
 #             scripts/bench/vhost-user.sh); it runs with --no-huge, so no hugepages are reserved
+#   openvswitch-switch  the LACP partner of test/netns/bond-modes.test.ts (ovsdb-server, ovs-vswitchd started by hand
+#                       in a namespace, userspace datapath; its service is never started)
 #
 # Idempotent and quiet: does nothing when every command is present. Uses apt-get only, as root; when not root
 # (or not on a Debian-like system) it prints what is missing and exits 0, so the tests can skip what they cannot run.
@@ -47,6 +49,9 @@ declare -A PKG_OF=(
 	[dpdk-testpmd]=dpdk-dev
 	[libvirtd]=libvirt-daemon-driver-qemu
 	[virsh]=libvirt-clients
+	[ovs-vswitchd]=openvswitch-switch
+	[ovsdb-server]=openvswitch-switch
+	[ovs-vsctl]=openvswitch-switch
 	# npm ci compiles the addon (scripts/build-addon.mjs, node-gyp)
 	[g++]=g++
 	[make]=make

@@ -57,6 +57,7 @@ export function collect(tsv) {
 const ROWS = [
   ['tapbridge/tap', 'tapbridge', 'TAP <-> TAP'],
   ['tapbridge/uplink', 'tapbridge', 'TAP <-> AF_PACKET uplink'],
+  ['tapbridge/uplink-recvmsg', 'tapbridge', 'TAP <-> AF_PACKET uplink, packet_mmap: false'],
   ['kernel/veth', 'kernel bridge', 'veth <-> veth (both paths)'],
   ['vde/tap', 'vde_switch', 'TAP <-> TAP'],
   ['vde/uplink', 'vde_switch', 'TAP <-> vde_pcapplug (libpcap)'],

@@ -18,6 +18,9 @@
 #
 #   a ---TAP vifa--- [ tapbridge: uplink peth0 (AF_PACKET) | vde_switch -t vifa + vde_pcapplug peth0, only with --vde-pcapplug ] ---veth--- b
 #
+# Path "uplink-recvmsg" (tapbridge only): the uplink path with `packet_mmap: false`, the AF_PACKET socket without
+# PACKET_MMAP rings (one recvmsg / sendmmsg entry per frame), so rings on and off are compared in one run.
+#
 # Open vSwitch userspace datapath (--impl ovs): ovsdb-server and ovs-vswitchd started by hand inside PREFIX-br (this
 # kernel has no openvswitch module, so no ovs-ctl), db, sockets, pid files and logs in the run's temp dir; bridge br0
 # with datapath_type=netdev and other_config:userspace-tso-enable=true. Path tap: ports vifa, vifb of type=tap (OVS
@@ -296,9 +299,10 @@ topo_up() { # topo_up IMPL PATH
 		;;
 	tapbridge)
 		local fdb_max=${TB_FDB_MAX:-8192}
-		[ "$path" = uplink ] && veth_to "$NS_B" peth0
+		[ "${path%-recvmsg}" = uplink ] && veth_to "$NS_B" peth0
 		{
 			echo "control_socket: $WORK/tb.sock"
+			[ "$path" = uplink-recvmsg ] && echo "packet_mmap: false"
 			echo "state_dir: $WORK"
 			[ -n "$BUSY_POLL_US" ] && echo "busy_poll_us: $BUSY_POLL_US"
 			[ -n "$DIRECT_POLL" ] && echo "direct_poll: $DIRECT_POLL"
@@ -306,7 +310,9 @@ topo_up() { # topo_up IMPL PATH
 			echo "bridges:"
 			echo "  - name: br0"
 			echo "    fdb_max: $fdb_max"
-			[ "$path" = uplink ] && echo "    uplink: { interface: peth0 }"
+			# IGMP/MLD snooping keeps a bridge on the main thread: off when workers are asked for
+			[ -n "$DATA_WORKERS" ] && echo "    multicast_snooping: false"
+			[ "${path%-recvmsg}" = uplink ] && echo "    uplink: { interface: peth0 }"
 			echo "    ports:"
 			echo "      - { name: vifa }"
 			[ "$path" = tap ] && echo "      - { name: vifb }"
@@ -740,6 +746,7 @@ PATHS_OF() { # the paths measured for an implementation
 	kernel) echo veth ;;
 	vde) if [ "$VDE_UPLINK" = 1 ]; then echo tap uplink; else echo tap; fi ;;
 	ovs) echo tap uplink ;;
+	tapbridge) echo tap uplink uplink-recvmsg ;;
 	*) echo tap uplink ;;
 	esac
 }

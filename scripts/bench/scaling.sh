@@ -66,6 +66,8 @@ scale_up() {
 			[ -n "${DATA_WORKERS:-}" ] && echo "data_workers: $DATA_WORKERS"
 			echo "bridges:"
 			echo "  - name: br0"
+			# IGMP/MLD snooping keeps a bridge on the main thread: off when workers are asked for
+			[ -n "${DATA_WORKERS:-}" ] && echo "    multicast_snooping: false"
 			echo "    ports:"
 			for ((i = 1; i <= n; i++)); do echo "      - { name: vif$i }"; done
 		} >"$WORK/tb.yaml"

@@ -2,8 +2,9 @@
 //
 // Model (Linux net/bridge br_input.c + br_forward.c, in one place):
 //   receive(ingress, slab, desc, count) runs once per rx batch of one port. For each frame:
+//     QoS (qos.ts): rate_limit      -> drop `rate_limit` (a port shut down by storm control: `storm_shutdown`)
 //     runt?  -> drop `runt`
-//     port security (lock.ts)       -> drop `lock_*` / `ra_guard` / `dhcp_guard`
+//     port security (lock.ts; judges the packet behind every VLAN tag) -> drop `lock_*` / `ra_guard` / `dhcp_guard`
 //     source multicast/zero?        -> drop `bad_src`
 //     01:80:C2:00:00:0X?            -> drop `link_local` (STP, pause, LACP, 802.1X are never forwarded)
 //     VID 4095 in the outer tag     -> drop `vlan_reserved` (every port)
@@ -13,14 +14,19 @@
 //                                      unless `allow_stacked`)
 //     learn (vid, src) on ingress   (if the port has `learning`)
 //     unicast dst in FDB?           -> queue on that port if shouldDeliver()
+//     else storm control (qos.ts)   -> drop `storm_broadcast` / `storm_multicast` / `storm_unknown_unicast`
 //     else                          -> flood to every port for which shouldDeliver() holds
-//   then flush(): one send() per egress port that has queued frames.
+//   on each egress port: egress_rate_limit (qos.ts) -> drop `egress_rate_limit` before the write
+//   then flush(): one send() per egress port that has queued frames; then, for a port with a rate_limit whose
+//   bucket is empty (or shut down by storm control), qosHook.hold(): the owner stops reading it until it refills.
 //
 //   Named steps, each a method that reads and never counts, so that trace (src/observe/trace.ts) runs the
 //   same code: admit() (every ingress check above, the VLAN; returns a DROP_* code), unicastEgress() /
 //   floodEgress() (composed as selectEgress() for trace), txOp() (the tag operation), fits() (MTU).
-//   receive() counts what they decide. Beside them, at one place each: step "capture" (port.tap, one null
-//   check per port a frame touches; src/observe/capture.ts) and step "mirror" (port.mirrorRx/mirrorTx,
+//   receive() counts what they decide. Step "multicast" (this.mcast, src/bridge/mcast.ts: IGMP/MLD
+//   snooping and the MDB; null when multicast_snooping is off) decides for IP multicast destinations
+//   before the flood: its candidates pass shouldDeliver() like a flood's. Beside them, at one place each: step
+//   "capture" (port.tap, the hook of port-tap.ts, one null check per port a frame touches) and step "mirror" (port.mirrorRx/mirrorTx,
 //   one null check; src/bridge/mirror.ts). A mirror output port is refused by shouldDeliver() and admit().
 //   Egress adds, removes or rewrites the 802.1Q tag per port (a tx op: iovecs in the addon, the slab is
 //   never written), keeping PCP and DEI of a tagged frame; a frame that entered untagged leaves with PCP 0.
@@ -41,6 +47,11 @@ import {
 } from '../frame/ethernet.js';
 import { TX_OP_NONE, TX_OP_POP_TAG, TX_OP_PUSH_TAG, TX_OP_SET_TAG, VNET_HDR_LEN } from '../io/native-types.js';
 import { checkSecurity, SEC_PASS, SECURITY_DROP_NAMES } from './lock.js';
+import { MCAST_DROP, MCAST_FLOOD, type McastSnooping } from './mcast.js';
+import {
+  PortQos, qosAdmit, qosBatchStart, qosEgress, qosHoldUntil, QOS_DROP_NAMES, QOS_EGRESS_RATE_LIMIT, QOS_PASS, qosStorm,
+  type QosHook, type QosSpec, STORM_BROADCAST, STORM_MULTICAST, STORM_UNKNOWN_UNICAST,
+} from './qos.js';
 import { applyMirrors, type Mirror } from './mirror.js';
 import { BridgePort } from './port.js';
 import {
@@ -71,23 +82,30 @@ export const DROP_UNTAGGED_NO_NATIVE = 7;
 export const DROP_STACKED_TAG = 8;
 export const DROP_MIRROR_OUTPUT = 9;
 export const DROP_OVERSIZE = 10;
+/** malformed IGMP/MLD (step "multicast"; counted by reason in McastSnooping.malformed) */
+export const DROP_MCAST_MALFORMED = 11;
 /** DROP_SECURITY + SEC_* (lock.ts) for a port-security drop. */
 export const DROP_SECURITY = 16;
+/** DROP_QOS + QOS_* (qos.ts) for a rate-limit or storm-control drop. */
+export const DROP_QOS = 32;
 
 /** The `drops` key of a drop code. */
 export function dropCodeName(code: number): string {
+  if (code >= DROP_QOS + 1 && code < DROP_QOS + 1 + QOS_DROP_NAMES.length) return QOS_DROP_NAMES[code - DROP_QOS - 1];
   if (code >= DROP_SECURITY + 1 && code < DROP_SECURITY + 1 + SECURITY_DROP_NAMES.length) return SECURITY_DROP_NAMES[code - DROP_SECURITY - 1];
   return DROP_CODE_NAMES[code] ?? `drop_${code}`;
 }
 const DROP_CODE_NAMES = [
   'none', 'runt', 'bad_src', 'link_local', 'vlan_reserved', 'tagged_on_access', 'vlan_not_member',
-  'untagged_no_native', 'stacked_tag', 'mirror_output', 'oversize',
+  'untagged_no_native', 'stacked_tag', 'mirror_output', 'oversize', 'mcast_malformed',
 ];
 
 /** selectEgress() kinds: a known unicast destination, an unknown one (flooded), broadcast/multicast. */
 export const FWD_UNICAST = 0;
 export const FWD_UNKNOWN = 1;
 export const FWD_GROUP = 2;
+/** IP multicast decided by IGMP/MLD snooping (step "multicast") */
+export const FWD_MDB = 3;
 
 /** Flood classes for shouldDeliver(). */
 const FLOOD_NONE = 0;
@@ -98,6 +116,11 @@ const FLOOD_BROADCAST = 2;
 
 /** Offset of gso_type inside struct virtio_net_hdr (flags u8, gso_type u8, ...). */
 const VNET_GSO_TYPE = 1;
+
+/** The QoS clock: integer microseconds of performance.now(). */
+function monotonicUs(): number {
+  return Math.floor(performance.now() * 1000);
+}
 
 /**
  * What the engine needs of its FDB: the Fdb itself, or a data-plane worker's view of a shared one
@@ -164,10 +187,23 @@ export class Bridge<F extends EngineFdb = Fdb> {
   private slab: Uint8Array = new Uint8Array(0);
   /** Frame number: a mirror copies a frame once even when selected at ingress and egress. */
   private frameSeq = 0;
+  /** IGMP/MLD snooping and the MDB (mcast.ts); null: multicast is flooded. Set with setMulticast(). */
+  mcast: McastSnooping | null = null;
   /** Mirrors of this bridge (mirror.ts); set with setMirrors(). */
   private mirrorList: Mirror[] = [];
   /** Coarse clock: set by the owner (once per tick); the engine never reads the system clock. */
   nowMs = 0;
+  /**
+   * The QoS clock (integer us), read once per rx batch, and only while a port of this bridge has QoS (qosPorts > 0);
+   * replaceable (tests).
+   */
+  clockUs: () => number = monotonicUs;
+  /** The QoS clock at the start of the current batch. */
+  private nowUs = 0;
+  /** Ports with QoS (port.qos !== null). */
+  private qosPorts = 0;
+  /** Who stops and restarts reading a port for QoS (qos.ts QosHook); null: nobody (the port is read on, and drops). */
+  qosHook: QosHook | null = null;
   readonly counters: BridgeCounters = { flooded: 0, floodedGroup: 0, forwarded: 0 };
 
   constructor(opts: BridgeOptions<F>) {
@@ -189,9 +225,17 @@ export class Bridge<F extends EngineFdb = Fdb> {
   addPort(port: BridgePort): void {
     if (this.ports[port.id] !== null) throw new Error(`port id ${port.id} in use`);
     this.ports[port.id] = port;
+    if (port.qos !== null) this.qosPorts++;
     this.fdb.portMax[port.id] = port.fdbMax;
     this.flood = this.ports.filter((p): p is BridgePort => p !== null);
     applyMirrors(this.mirrorList, this.flood);
+    if (this.mcast !== null) this.mcast.applyPort(port);
+  }
+
+  /** Turns snooping on (a McastSnooping) or off (null), between batches. */
+  setMulticast(mcast: McastSnooping | null): void {
+    this.mcast = mcast;
+    if (mcast !== null) for (const p of this.flood) mcast.applyPort(p);
   }
 
   get mirrors(): readonly Mirror[] {
@@ -210,7 +254,10 @@ export class Bridge<F extends EngineFdb = Fdb> {
   removePort(port: BridgePort): void {
     if (this.ports[port.id] !== port) return;
     port.state = 'absent';
+    port.linkState = 'absent';
+    if (port.qos !== null) this.qosPorts--;
     this.fdb.removePort(port.id);
+    if (this.mcast !== null) this.mcast.removePort(port);
     this.ports[port.id] = null;
     this.flood = this.ports.filter((p): p is BridgePort => p !== null);
     port.mirrorRx = null;
@@ -227,12 +274,46 @@ export class Bridge<F extends EngineFdb = Fdb> {
     return this.flood;
   }
 
-  /** Sets the port's state; leaving `up` flushes its dynamic FDB entries. */
+  /**
+   * Sets the port's link state; leaving `up` flushes its dynamic FDB entries. A port that storm control shut down
+   * (qos.ts) stays `down` until its time is over (qosWake()).
+   */
   setPortState(port: BridgePort, state: BridgePort['state']): void {
-    if (port.state === state) return;
+    port.linkState = state;
+    const effective = state === 'up' && port.qos !== null && port.qos.shutUntilUs !== 0 ? 'down' : state;
+    if (port.state === effective) return;
     const wasUp = port.state === 'up';
-    port.state = state;
-    if (wasUp) this.fdb.flushDynamic(port.id);
+    port.state = effective;
+    if (wasUp) {
+      this.fdb.flushDynamic(port.id);
+      if (this.mcast !== null) this.mcast.portDown(port);
+    }
+  }
+
+  /**
+   * Replaces the port's QoS (between batches): new buckets, full. A shut-down port is up again; the caller
+   * resumes reading a port it held.
+   */
+  setPortQos(port: BridgePort, spec: QosSpec): void {
+    const had = port.qos !== null;
+    const q = PortQos.build(spec, this.clockUs());
+    port.qos = q;
+    if (had !== (q !== null) && this.ports[port.id] === port) this.qosPorts += q !== null ? 1 : -1;
+    this.setPortState(port, port.linkState);
+  }
+
+  /**
+   * A hold of the port (qosHook.hold) reached its time: returns the time (us) until which it should stay held,
+   * or 0 to read it again. A port shut down by storm control whose time is over is up again.
+   */
+  qosWake(port: BridgePort): number {
+    const q = port.qos;
+    if (q === null) return 0;
+    const shut = q.shutUntilUs !== 0;
+    const until = qosHoldUntil(q, this.clockUs());
+    if (shut && q.shutUntilUs === 0) this.setPortState(port, port.linkState);
+    q.heldUntilUs = until;
+    return until;
   }
 
   /**
@@ -313,7 +394,9 @@ export class Bridge<F extends EngineFdb = Fdb> {
       case DROP_UNTAGGED_NO_NATIVE: port.dropUntaggedNoNative++; break;
       case DROP_STACKED_TAG: port.dropStackedTag++; break;
       case DROP_MIRROR_OUTPUT: port.dropMirrorOutput++; break;
-      default: port.securityDrops[code - DROP_SECURITY]++;
+      default:
+        if (code >= DROP_QOS) port.qosDrops[code - DROP_QOS]++;
+        else port.securityDrops[code - DROP_SECURITY]++;
     }
   }
 
@@ -358,10 +441,40 @@ export class Bridge<F extends EngineFdb = Fdb> {
   }
 
   /**
-   * The egress decision receive() makes, for trace: unicastEgress() on an FDB hit (FWD_UNICAST), else
-   * floodEgress(). Ports in this.out[0 .. n-1]; returns n.
+   * Step "multicast" (this.mcast set, this.hdr a group destination): IGMP/MLD snooping (learning only when `learn`;
+   * trace passes false) and the MDB's egress ports that take the frame in this.out[0 .. n-1] (fwdKind FWD_MDB);
+   * returns n, or MCAST_FLOOD (flood as before) / MCAST_DROP (malformed IGMP/MLD).
    */
-  selectEgress(ingress: BridgePort, vid: number): number {
+  multicastEgress(ingress: BridgePort, vid: number, slab: Uint8Array, off: number, len: number, learn: boolean): number {
+    const mc = this.mcast!;
+    const m = mc.select(this.ports, this.flood, ingress, vid, slab, off, len, this.hdr, this.nowMs, learn);
+    if (m < 0) return m;
+    const cand = mc.cand;
+    const out = this.out;
+    let n = 0;
+    for (let k = 0; k < m; k++) {
+      const egress = cand[k];
+      if (Bridge.shouldDeliver(ingress, egress, vid, FLOOD_NONE)) out[n++] = egress;
+    }
+    this.fwdKind = FWD_MDB;
+    return n;
+  }
+
+  /**
+   * The egress decision receive() makes, for trace: unicastEgress() on an FDB hit (FWD_UNICAST), else step
+   * "multicast" when the frame (slab, off, len) is IP multicast and snooping is on (read only), else floodEgress().
+   * Ports in this.out[0 .. n-1]; returns n.
+   */
+  selectEgress(ingress: BridgePort, vid: number, slab?: Uint8Array, off = 0, len = 0): number {
+    if (slab !== undefined && this.hdr.dstGroup && this.mcast !== null && !this.hdr.dstIsBroadcast) {
+      this.fwdPort = -1;
+      const m = this.multicastEgress(ingress, vid, slab, off, len, false);
+      if (m === MCAST_DROP) {
+        this.fwdKind = FWD_MDB;
+        return 0;
+      }
+      if (m !== MCAST_FLOOD) return m;
+    }
     const egress = this.unicastEgress(ingress, vid);
     if (this.fwdPort >= 0) {
       this.fwdKind = FWD_UNICAST;
@@ -384,13 +497,18 @@ export class Bridge<F extends EngineFdb = Fdb> {
     const ingressId = ingress.id;
     if (ingress.state !== 'up') return;
     this.slab = slab;
+    // step "qos" (qos.ts): the clock once per batch, only where a port has QoS
+    const q = ingress.qos;
+    if (this.qosPorts !== 0) this.nowUs = this.clockUs();
+    if (q !== null) qosBatchStart(q, this.nowUs);
+    let qr = QOS_PASS;
     for (let i = 0; i < count; i++) {
       const off = desc[3 * i];
       const len = desc[3 * i + 1];
       ingress.rxPackets++;
       ingress.rxBytes += len;
       this.frameSeq++;
-      const verdict = this.admit(ingress, slab, off, len);
+      const verdict = q !== null && (qr = qosAdmit(q, slab, off, len)) !== QOS_PASS ? DROP_QOS + qr : this.admit(ingress, slab, off, len);
       if (verdict !== DROP_NONE) {
         Bridge.countDrop(ingress, verdict);
         if (ingress.tap !== null) ingress.tap.drop(slab, off, len, TX_OP_NONE, 0, this.vid, verdict, false);
@@ -407,6 +525,18 @@ export class Bridge<F extends EngineFdb = Fdb> {
         if (hdr.etherType === ETH_P_ARP && ingress.snoopArp) this.snoopArp(slab, off + hdr.payloadOffset, len - hdr.payloadOffset, vid);
       }
       const payload = this.payloadOf(slab, off, len);
+      // step "multicast": IGMP/MLD snooping and the MDB decide for IP multicast (mcast.ts)
+      if (hdr.dstGroup && this.mcast !== null && !hdr.dstIsBroadcast) {
+        const m = this.multicastEgress(ingress, vid, slab, off, len, true);
+        if (m === MCAST_DROP) {
+          if (ingress.tap !== null) ingress.tap.drop(slab, off, len, TX_OP_NONE, 0, vid, DROP_MCAST_MALFORMED, false);
+          continue;
+        }
+        if (m !== MCAST_FLOOD) {
+          for (let k = 0; k < m; k++) this.enqueue(out[k], off, len, payload, vid, tci);
+          continue;
+        }
+      }
       // the egress decision (selectEgress() is the same two steps, for trace): a known unicast
       // destination on its port, else a flood
       const egress = this.unicastEgress(ingress, vid);
@@ -417,12 +547,40 @@ export class Bridge<F extends EngineFdb = Fdb> {
         }
         continue;
       }
+      // step "storm" (qos.ts): what the port floods, per class
+      if (q !== null && (qr = qosStorm(q, !hdr.dstGroup ? STORM_UNKNOWN_UNICAST : hdr.dstIsBroadcast ? STORM_BROADCAST : STORM_MULTICAST, this.nowUs)) !== QOS_PASS) {
+        this.stormDrop(ingress, q, qr, off, len, vid);
+        continue;
+      }
       const n = this.floodEgress(ingress, vid);
       if (this.fwdKind === FWD_UNKNOWN) this.counters.flooded++;
       else this.counters.floodedGroup++;
       for (let k = 0; k < n; k++) this.enqueue(out[k], off, len, payload, vid, tci);
     }
     this.flush();
+    if (q !== null) {
+      // a batch shorter than the read budget (desc's capacity) found the kernel's queue empty
+      if (q.draining && 3 * count < desc.length) q.draining = false;
+      this.qosAfterBatch(ingress, q);
+    }
+  }
+
+  /** A storm-control drop; the one that shuts the port down (action shutdown) takes it down and tells the hook. */
+  private stormDrop(port: BridgePort, q: PortQos, reason: number, off: number, len: number, vid: number): void {
+    port.qosDrops[reason]++;
+    if (port.tap !== null) port.tap.drop(this.slab, off, len, TX_OP_NONE, 0, vid, DROP_QOS + reason, false);
+    if (q.shutUntilUs === 0 || port.state !== 'up') return;
+    port.stormShutdowns++;
+    this.setPortState(port, port.linkState);
+    if (this.qosHook !== null) this.qosHook.shutdown(port.id, reason, q.shutUntilUs);
+  }
+
+  /** After a batch: a port whose ingress bucket is empty (or that is shut down) is not read until it refills. */
+  private qosAfterBatch(port: BridgePort, q: PortQos): void {
+    const until = qosHoldUntil(q, this.nowUs);
+    if (until === 0 || this.qosHook === null) return;
+    q.heldUntilUs = until;
+    this.qosHook.hold(port.id, until);
   }
 
   /** Payload length for the MTU check (this.hdr parsed); GSO super-frames are exempt (0: segmented downstream). */
@@ -504,6 +662,12 @@ export class Bridge<F extends EngineFdb = Fdb> {
       if (egress.tap !== null) egress.tap.drop(this.slab, off, len, op, tagTci, vid, DROP_OVERSIZE, true);
       return;
     }
+    // step "qos" on egress (qos.ts): egress_rate_limit, before the write
+    if (egress.qos !== null && qosEgress(egress.qos, this.slab, off, len, this.nowUs) !== QOS_PASS) {
+      egress.qosDrops[QOS_EGRESS_RATE_LIMIT]++;
+      if (egress.tap !== null) egress.tap.drop(this.slab, off, len, op, tagTci, vid, DROP_QOS + QOS_EGRESS_RATE_LIMIT, true);
+      return;
+    }
     this.queue(egress, off, len, op, tagTci, vid);
     if (egress.mirrorTx !== null) this.mirrorCopies(egress.mirrorTx, off, len, op, tagTci, vid, tci);
   }
@@ -552,6 +716,7 @@ export class Bridge<F extends EngineFdb = Fdb> {
   /** Periodic work: advance the clock and run a budgeted ageing sweep. */
   tick(nowMs: number, sweepBudget: number): number {
     this.nowMs = nowMs;
+    if (this.mcast !== null) this.mcast.tick(nowMs, sweepBudget, this.flood);
     return this.fdb.sweep(nowMs, sweepBudget);
   }
 }

@@ -16,13 +16,21 @@
 //     any other ethertype, unless listed in allow_ethertypes                        -> lock_other
 //   An empty (or missing) ipv4 list means no IPv4 and no ARP at all; the same for ipv6.
 //   ra_guard    ICMPv6 router advertisement (134) or redirect (137)                 -> ra_guard
-//   dhcp_guard  UDP 67 -> 68 (DHCPv4 server) or UDP 547 -> 546 (DHCPv6 server)      -> dhcp_guard
+//   dhcp_guard  what a DHCP client takes, judged by destination port as the clients do (busybox udhcpc,
+//               dhclient and systemd-networkd ignore the source port):
+//               UDP to port 68 whose BOOTP op is 2 (BOOTREPLY), or whose op byte is not in this
+//               packet while more fragments follow; any UDP to port 546 (DHCPv6 client) -> dhcp_guard
 //   Both guards walk the IPv6 extension-header chain (RFC 7113); a packet whose chain does not reach
 //   the upper-layer header in its first fragment (RFC 7112), or is malformed, is dropped by the guard.
 //   Later fragments carry no upper-layer header and pass (their first fragment was checked).
 //
-// The ethertype a check sees is the bridge's: behind an 802.1Q tag the inner ethertype, but an untagged
-// frame with TPID 0x88a8 / 0x9100 is "other" (it is no IP frame to the bridge).
+// Tags: every check judges the ethertype behind all VLAN tags. A Linux neighbour strips a VID 0 tag
+// (0x8100 or 0x88a8) and reads what is inside, so a router advertisement behind `88a8 VID 0` is still a
+// router advertisement to it. checkFull() walks up to SEC_MAX_TAGS tags (TPIDs 0x8100, 0x88a8, 0x9100),
+// range-checking each, and checks the packet behind the last one exactly as an untagged one. A frame
+// whose walk does not reach an ethertype (more than SEC_MAX_TAGS tags, or a tag cut by the end of the
+// frame) is dropped: `lock_other` on a locked port, else `ra_guard` (or `dhcp_guard` when only that guard
+// is on). A TPID listed in allow_ethertypes therefore never matches: list the inner ethertype instead.
 //
 // Notes on performance
 //   No allocation: addresses are int32 words compared against small typed arrays (prefix + mask), the
@@ -33,7 +41,7 @@
 //   case on its own.
 
 import { isIPv4, isIPv6 } from 'node:net';
-import { ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, type EthernetHeader } from '../frame/ethernet.js';
+import { ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, type EthernetHeader, isVlanTpid, VLAN_HLEN } from '../frame/ethernet.js';
 import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
 
 export const SEC_PASS = 0;
@@ -61,6 +69,8 @@ const LOCK_DISABLED = 2;
 
 /** Most addresses/prefixes per family in one lock (a VIF has a handful). */
 export const LOCK_MAX_ADDRESSES = 64;
+/** Most VLAN tags (outer included) walked to the ethertype; a frame with more is dropped. */
+export const SEC_MAX_TAGS = 4;
 /** Most extension headers walked before the chain counts as incomplete. */
 const IPV6_MAX_EXT_HEADERS = 16;
 
@@ -68,6 +78,12 @@ const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
 const IPPROTO_ICMPV6 = 58;
 const IPPROTO_NONE = 59;
+
+const DHCP_CLIENT_PORT = 68;
+const DHCPV6_CLIENT_PORT = 546;
+const BOOTREPLY = 2;
+/** IPv4 flags: more fragments */
+const IP_MF = 0x2000;
 
 /** router solicitation: the first NDP type (133..137) */
 const ICMPV6_RS = 133;
@@ -230,6 +246,30 @@ let walkProto = 0;
 let walkOff = 0;
 let walkEnd = 0;
 
+/** Results of the last walkTags(): the ethertype behind every VLAN tag, and the offset of its payload in the frame. */
+let tagType = 0;
+let tagPayloadOffset = 0;
+
+/**
+ * Walks the VLAN tags of the frame at b[off .. off+len), whose outer tag (if any) parseEthernet() read into hdr,
+ * to the ethertype behind the last one. False when the frame has more than SEC_MAX_TAGS tags or a tag is cut
+ * by the frame's end.
+ */
+function walkTags(b: Uint8Array, off: number, len: number, hdr: EthernetHeader): boolean {
+  let type = hdr.etherType;
+  let q = hdr.payloadOffset;
+  let tags = hdr.tpid === 0 ? 0 : 1;
+  while (isVlanTpid(type)) {
+    if (tags === SEC_MAX_TAGS || q + VLAN_HLEN > len) return false;
+    type = (b[off + q + 2] << 8) | b[off + q + 3];
+    q += VLAN_HLEN;
+    tags++;
+  }
+  tagType = type;
+  tagPayloadOffset = q;
+  return true;
+}
+
 /** Minimum bytes of an upper-layer header the guards and locks read. */
 function upperMin(proto: number): number {
   if (proto === IPPROTO_ICMPV6) return 4;
@@ -378,17 +418,31 @@ function checkGuardsIpv6(sec: PortSecurity, b: Uint8Array, p: number, end: numbe
   if (walkProto === IPPROTO_ICMPV6) {
     if (sec.raGuard && (b[q] === ICMPV6_RA || b[q] === ICMPV6_REDIRECT)) return SEC_RA_GUARD;
   } else if (walkProto === IPPROTO_UDP) {
-    // DHCPv6 server or relay towards a client: 547 -> 546
-    if (sec.dhcpGuard && b[q] === 0x02 && b[q + 1] === 0x23 && b[q + 2] === 0x02 && b[q + 3] === 0x22) return SEC_DHCP_GUARD;
+    // anything to a DHCPv6 client (port 546), whatever its source port
+    if (sec.dhcpGuard && ((b[q + 2] << 8) | b[q + 3]) === DHCPV6_CLIENT_PORT) return SEC_DHCP_GUARD;
   }
   return SEC_PASS;
 }
 
+/**
+ * The DHCP guard on the IPv4 packet at b[p ..]: UDP to port 68 (any source port) carrying a BOOTREPLY. The
+ * packet ends at its total length (frame padding is not read as BOOTP). A first fragment that hides the UDP
+ * header or the op byte in a later fragment is dropped; later fragments pass (their first was checked).
+ */
 function checkGuardIpv4(b: Uint8Array, p: number, end: number): number {
   if (end - p < 20 || (b[p] >> 4) !== 4) return SEC_DHCP_GUARD;
-  const u = ipv4Udp(b, p, end);
-  if (u >= 0 && b[u] === 0 && b[u + 1] === 67 && b[u + 2] === 0 && b[u + 3] === 68) return SEC_DHCP_GUARD;
-  return SEC_PASS;
+  if (b[p + 9] !== IPPROTO_UDP) return SEC_PASS;
+  const ihl = (b[p] & 0x0f) * 4;
+  const frag = (b[p + 6] << 8) | b[p + 7];
+  if (ihl < 20 || (frag & 0x1fff) !== 0) return SEC_PASS;
+  const total = (b[p + 2] << 8) | b[p + 3];
+  const ipEnd = total >= ihl && p + total <= end ? p + total : end;
+  const more = (frag & IP_MF) !== 0;
+  const u = p + ihl;
+  if (u + 8 > ipEnd) return more ? SEC_DHCP_GUARD : SEC_PASS;
+  if (b[u + 2] !== 0 || b[u + 3] !== DHCP_CLIENT_PORT) return SEC_PASS;
+  if (u + 8 >= ipEnd) return more ? SEC_DHCP_GUARD : SEC_PASS;
+  return b[u + 8] === BOOTREPLY ? SEC_DHCP_GUARD : SEC_PASS;
 }
 
 /**
@@ -400,13 +454,14 @@ function checkGuardIpv4(b: Uint8Array, p: number, end: number): number {
 export function checkSecurity(sec: PortSecurity, slab: Uint8Array, off: number, len: number, hdr: EthernetHeader): number {
   if (sec.mode === LOCK_LOCKED) {
     if (hdr.srcLo !== sec.macLo || hdr.srcHi !== sec.macHi) return SEC_LOCK_MAC;
-    if (hdr.etherType === ETH_P_IPV4 && (hdr.tpid === 0 || hdr.tpid === ETH_P_8021Q)) {
+    // an ethertype that is no TPID: the packet starts at payloadOffset, behind at most one tag (what checkFull's walk finds)
+    if (hdr.etherType === ETH_P_IPV4) {
       const p = off + hdr.payloadOffset;
       if (len - hdr.payloadOffset >= 20 && (slab[p] >> 4) === 4 && (!sec.dhcpGuard || slab[p + 9] !== IPPROTO_UDP) &&
         (((slab[p + 12] << 24) | (slab[p + 13] << 16) | (slab[p + 14] << 8) | slab[p + 15]) & sec.v4Mask0) === sec.v4Net0) {
         return SEC_PASS;
       }
-    } else if (hdr.etherType === ETH_P_IPV6 && (hdr.tpid === 0 || hdr.tpid === ETH_P_8021Q)) {
+    } else if (hdr.etherType === ETH_P_IPV6) {
       // IPv6 without extension headers, complete in the frame: TCP, UDP (no DHCP guard), or ICMPv6 below the NDP
       // types (neither an RA nor a redirect)
       const p = off + hdr.payloadOffset;
@@ -427,11 +482,15 @@ export function checkFull(sec: PortSecurity, slab: Uint8Array, off: number, len:
   const mode = sec.mode;
   if (mode === LOCK_DISABLED) return SEC_LOCK_DISABLED;
   if (mode === LOCK_LOCKED && (hdr.srcLo !== sec.macLo || hdr.srcHi !== sec.macHi)) return SEC_LOCK_MAC;
-  // the bridge's ethertype: an untagged 0x88a8 / 0x9100 frame is not an IP frame
-  const tpid = hdr.tpid;
-  const type = tpid === 0 || tpid === ETH_P_8021Q ? hdr.etherType : tpid;
-  if (type !== ETH_P_IPV4) return checkOther(sec, slab, off + hdr.payloadOffset, off + len, type);
-  const p = off + hdr.payloadOffset;
+  // what a neighbour reads: the ethertype behind every tag (no walk when the one parsed is none)
+  let type = hdr.etherType;
+  let p = off + hdr.payloadOffset;
+  if (isVlanTpid(type)) {
+    if (!walkTags(slab, off, len, hdr)) return mode === LOCK_LOCKED ? SEC_LOCK_OTHER : guardReason(sec);
+    type = tagType;
+    p = off + tagPayloadOffset;
+  }
+  if (type !== ETH_P_IPV4) return checkOther(sec, slab, p, off + len, type);
   if (mode === LOCK_LOCKED) {
     const r = checkLockIpv4(sec, slab, p, off + len);
     if (r !== SEC_PASS) return r;

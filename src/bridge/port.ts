@@ -13,7 +13,12 @@ import {
   SEC_LOCK_OTHER, SEC_RA_GUARD, SEC_REASON_COUNT, SECURITY_DROP_NAMES,
 } from './lock.js';
 import { DEFAULT_VLAN, type PortVlan } from './vlan.js';
+import {
+  type PortQos, QOS_DROP_NAMES, QOS_EGRESS_RATE_LIMIT, QOS_RATE_LIMIT, QOS_REASON_COUNT, QOS_STORM_BROADCAST, QOS_STORM_MULTICAST,
+  QOS_STORM_SHUTDOWN, QOS_STORM_UNKNOWN_UNICAST,
+} from './qos.js';
 import type { Mirror } from './mirror.js';
+import type { PortTap } from './port-tap.js';
 
 export type PortKind = 'tap' | 'attach' | 'uplink' | 'bond' | 'host' | 'vxlan' | 'vhost-user';
 export type PortState = 'up' | 'down' | 'absent';
@@ -26,26 +31,18 @@ export interface PortIo {
   readonly counters: Float64Array;
   /** Sends tx entries 0..count-1, returns how many the kernel accepted. */
   send(count: number): number;
+  /** QoS (qos.ts): stop reading (true) until released (false); composes with any other stop of the I/O. */
+  holdRx?(held: boolean): void;
 }
 
-/**
- * A capture's view of a port (src/observe/capture.ts): the engine calls it only when `port.tap` is set.
- * rx: a frame the port received and the bridge accepted; tx: a frame queued on the port with its tx op
- * (off, len, op as in PortIo.tx; `tagTci`: the TCI a push/set writes, TPID 0x8100); drop: a frame dropped at this port (`reason`: a bridge.ts DROP_*
- * code; `out`: dropped on egress). `vid` is the frame's VLAN in the bridge (-1 when not yet classified).
- */
-export interface PortTap {
-  rx(slab: Uint8Array, off: number, len: number, vid: number): void;
-  tx(slab: Uint8Array, off: number, len: number, op: number, tagTci: number, vid: number): void;
-  drop(slab: Uint8Array, off: number, len: number, op: number, tagTci: number, vid: number, reason: number, out: boolean): void;
-}
+export type { PortTap } from './port-tap.js';
 
 /** Drop reasons reported in `stats` (`drops` maps reason -> count). */
 export const DROP_REASONS = [
   'runt', 'bad_src', 'link_local', 'oversize', 'tx_full', 'tx_link_down', 'socket',
   'tagged_on_access', 'vlan_not_member', 'untagged_no_native',
   'vlan_reserved', 'stacked_tag', ...SECURITY_DROP_NAMES,
-  'mirror_output',
+  'mirror_output', ...QOS_DROP_NAMES,
   'truncated', 'rx_error', 'kernel_drops',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
@@ -74,6 +71,14 @@ export class BridgePort {
   security: PortSecurity | null = null;
   /** Port-security drops by reason (lock.ts SEC_*); kept across `lock set` / `lock clear`. */
   readonly securityDrops = new Float64Array(SEC_REASON_COUNT);
+  /** Rate limits and storm control (qos.ts), null when the port has none (replaced as a whole by `qos set`). */
+  qos: PortQos | null = null;
+  /** QoS drops by reason (qos.ts QOS_*); kept across `qos set` / `qos clear`. */
+  readonly qosDrops = new Float64Array(QOS_REASON_COUNT);
+  /** times storm control shut the port down */
+  stormShutdowns = 0;
+  /** What the link says (Bridge.setPortState); `state` is `down` instead while storm control has the port shut down. */
+  linkState: PortState = 'absent';
   /** VLAN membership and egress rules (replaced as a whole by `vlan set`). */
   vlan: PortVlan = DEFAULT_VLAN;
   /** Per-port FDB cap (0 = none). */
@@ -89,7 +94,7 @@ export class BridgePort {
   mirrorTx: Mirror[] | null = null;
   /** The output port of a mirror: receives only copies, what it sends is dropped (`mirror_output`). */
   mirrorOutput = false;
-  /** Running captures of this port (observe/capture.ts), null when none: the one check per frame. */
+  /** The observer of this port's frames (port-tap.ts), null when none: the one check per frame. */
   tap: PortTap | null = null;
   /** frames captures of this port could not keep (slow reader): `capture_dropped` in stats, not a drop */
   captureDropped = 0;
@@ -183,6 +188,12 @@ export class BridgePort {
       ra_guard: sec[SEC_RA_GUARD],
       dhcp_guard: sec[SEC_DHCP_GUARD],
       mirror_output: this.dropMirrorOutput,
+      rate_limit: this.qosDrops[QOS_RATE_LIMIT],
+      egress_rate_limit: this.qosDrops[QOS_EGRESS_RATE_LIMIT],
+      storm_broadcast: this.qosDrops[QOS_STORM_BROADCAST],
+      storm_multicast: this.qosDrops[QOS_STORM_MULTICAST],
+      storm_unknown_unicast: this.qosDrops[QOS_STORM_UNKNOWN_UNICAST],
+      storm_shutdown: this.qosDrops[QOS_STORM_SHUTDOWN],
       truncated: this.nativeCounter(PortCounter.RxTruncated),
       rx_error: this.nativeCounter(PortCounter.RxErrors),
       kernel_drops: this.kernelDrops,

@@ -10,8 +10,9 @@ import { ConfigError, DEFAULT_CONFIG_PATH, DEFAULT_CONTROL_SOCKET, loadConfig } 
 import { call, DaemonUnreachableError, RpcError } from '../control/client.js';
 import type { BridgeStats, MacEntry, ShowBridge, VlanShow } from '../daemon/daemon.js';
 import type { LockShow } from '../bridge/lock.js';
+import type { QosShow } from '../bridge/qos.js';
 import { VERSION } from '../version.js';
-import { formatBond, formatLockShow, formatShow, formatShowmacs, formatStats, formatVlanShow } from './format.js';
+import { formatBond, formatLockShow, formatQosShow, formatShow, formatShowmacs, formatStats, formatVlanShow } from './format.js';
 import type { BondShow } from '../daemon/bond.js';
 import { isLogFormat, isLogLevel, LOG_LEVELS } from '../log.js';
 import type { VxlanShow } from '../daemon/vxlan.js';
@@ -19,6 +20,8 @@ import { formatVxlanShow } from './format.js';
 import type { MirrorShow } from '../bridge/mirror.js';
 import type { TraceResult } from '../observe/trace.js';
 import { CaptureError, firstPcapFrame, formatMirrors, formatTrace, runCapture } from './observe.js';
+import type { MdbShow } from '../mdb/control.js';
+import { formatMdbShow } from './mdb.js';
 
 const USAGE = `Usage: tapbridge <command> [options]
 
@@ -39,10 +42,15 @@ Commands:
   fdb add BRIDGE MAC PORT [--vlan N]     add a static FDB entry
   fdb del BRIDGE MAC PORT [--vlan N]     delete an FDB entry
   fdb flush BRIDGE [PORT]                remove dynamic FDB entries (of one port)
+  mdb show BRIDGE [-j]                   multicast database: VLAN, group, source, port, timer, kind; router ports
+  mdb add|del BRIDGE PORT GROUP [--vlan N] [--source S]
+                                         add or delete a permanent MDB entry ((S, G) with --source)
   setageing BRIDGE SECONDS               FDB ageing time (0 = never age, else 10..1000000)
   stats [-j]                             per-bridge FDB and per-port counters
-  bond show [BOND] [-j]                  active-backup bonds (like /proc/net/bonding/bondX)
-  bond set-active BOND MEMBER            force the active member
+  bond show [BOND] [-j]                  bonds (like /proc/net/bonding/bondX): per mode, members, SLB loads, LACP state
+  bond set-active BOND MEMBER            force the active member (active-backup)
+  bond rebalance BOND                    one balance-slb rebalancing round now
+  bond set-mode BOND MODE                refused while running: set uplink.bond.mode and reload
   vlan show BRIDGE [-j]                  per port: its VLANs, the PVID/native VLAN, which leave untagged
   vlan set BRIDGE PORT VLAN-OPTIONS      change a port's VLAN mode at runtime
   vxlan show BRIDGE [-j]                 vxlan ports: vni, local, remotes or group, vlan, state, MTU
@@ -50,6 +58,11 @@ Commands:
                                          create a kernel vxlan netdev and attach it (--vlan N: VNI -> access VLAN N)
   vxlan del BRIDGE NAME                  detach it and remove the netdev (unless it was added with --persist)
   vxlan remote add|del BRIDGE NAME IP    add or remove a remote VTEP (head-end replication) at runtime
+  qos show BRIDGE [-j]                   per port: rate limits, storm control, their drop counters
+  qos set BRIDGE PORT [--kbps N] [--burst-kb N] [--egress-kbps N] [--egress-burst-kb N]
+          [--broadcast-pps N] [--multicast-pps N] [--unknown-unicast-pps N] [--storm-action drop|shutdown] [--shutdown-s N]
+                                         change what is given (kbit/s, kbit, packets/s; 0 removes that limit)
+  qos clear BRIDGE PORT                  no rate limit and no storm control on the port
   lock show BRIDGE [-j]                  per port: lock mode, MAC, allowed addresses, RA and DHCP guards
   lock set BRIDGE PORT --mac M [--ipv4 LIST] [--ipv6 LIST] [--allow-ethertypes LIST]
                                          lock a port to a MAC and addresses/prefixes (LIST: a,b/24,...);
@@ -78,7 +91,7 @@ VLAN options:
 VXLAN options (the config keys of a \`vxlan\` entry):
   --local IP  --remote IP (repeatable)  --group IP --dev IFNAME  --dstport N (default 4789)
   --ttl N  --tos N  --no-kernel-learning  --persist  --no-learning  --no-flood  --isolated  --fdb-max N
-  version                                CLI and daemon versions
+  version                                CLI and daemon versions (exit 3 when the daemon is unreachable)
 
 Options:
   --socket PATH    control socket (env TAPBRIDGE_SOCKET; default ${DEFAULT_CONTROL_SOCKET})
@@ -153,6 +166,15 @@ async function main(argv: string[]): Promise<number> {
         ipv6: { type: 'string' },
         disabled: { type: 'boolean' },
         'allow-ethertypes': { type: 'string' },
+        kbps: { type: 'string' },
+        'burst-kb': { type: 'string' },
+        'egress-kbps': { type: 'string' },
+        'egress-burst-kb': { type: 'string' },
+        'broadcast-pps': { type: 'string' },
+        'multicast-pps': { type: 'string' },
+        'unknown-unicast-pps': { type: 'string' },
+        'storm-action': { type: 'string' },
+        'shutdown-s': { type: 'string' },
         write: { type: 'string', short: 'w' },
         count: { type: 'string' },
         direction: { type: 'string' },
@@ -173,6 +195,7 @@ async function main(argv: string[]): Promise<number> {
         'log-level': { type: 'string' },
         'log-format': { type: 'string' },
         prefix: { type: 'string' },
+        source: { type: 'string' },
       },
     });
   } catch (err) {
@@ -211,8 +234,11 @@ async function main(argv: string[]): Promise<number> {
       const logFormat = opts['log-format'];
       if (logLevel !== undefined && !isLogLevel(logLevel)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
       if (logFormat !== undefined && !isLogFormat(logFormat)) throw new UsageError(`--log-format must be json or pretty, got "${logFormat}"`);
+      // SIGHUP/SIGTERM handled (queued) from here on, before the daemon's modules and the addon load
+      const { DaemonSignals } = await import('../service/signals.js');
+      const signals = new DaemonSignals();
       const { runDaemon } = await import('../daemon/run.js');
-      const code = await runDaemon(opts.config ?? DEFAULT_CONFIG_PATH, opts.socket, { logLevel, logFormat, takeover: opts.takeover === true });
+      const code = await runDaemon(opts.config ?? DEFAULT_CONFIG_PATH, opts.socket, { logLevel, logFormat, takeover: opts.takeover === true, signals });
       // native poll handles are closed by now; exit explicitly so nothing else keeps the process
       process.exit(code);
     }
@@ -223,10 +249,12 @@ async function main(argv: string[]): Promise<number> {
       try {
         const cfg = loadConfig(file);
         const ports = cfg.bridges.reduce((n, b) => n + b.ports.length, 0);
-        // where the underlay device is known on this machine: overlay frames that cannot fit its MTU
+        // where the underlay device is known on this machine: overlay frames that cannot fit its MTU; a `local`
+        // address this machine does not have
         if (cfg.bridges.some((b) => b.vxlan.length > 0)) {
           const { vxlanMtuWarnings } = await import('../daemon/vxlan.js');
-          for (const w of vxlanMtuWarnings(cfg.bridges)) process.stderr.write(`warning: ${w}\n`);
+          const { vxlanLocalWarnings } = await import('../daemon/vxlan-owner.js');
+          for (const w of [...vxlanMtuWarnings(cfg.bridges), ...vxlanLocalWarnings(cfg.bridges)]) process.stderr.write(`warning: ${w}\n`);
         }
         process.stdout.write(`${file}: ok (${cfg.bridges.length} bridge(s), ${ports} port(s))\n`);
         return 0;
@@ -287,6 +315,23 @@ async function main(argv: string[]): Promise<number> {
       }
       throw new UsageError('fdb needs add, del or flush');
     }
+    case 'mdb': {
+      const [sub, ...rest] = args;
+      if (sub === 'show') {
+        need(rest, 1, 'BRIDGE');
+        noExtra(rest, 1);
+        const r = (await rpc('mdb.show', { bridge: rest[0] })) as MdbShow;
+        print(json, r, () => formatMdbShow(r));
+        return 0;
+      }
+      if (sub === 'add' || sub === 'del') {
+        need(rest, 3, 'BRIDGE PORT GROUP');
+        noExtra(rest, 3);
+        await rpc(`mdb.${sub}`, { bridge: rest[0], port: rest[1], group: rest[2], vlan, source: opts.source });
+        return 0;
+      }
+      throw new UsageError('mdb needs show, add or del');
+    }
     case 'setageing': {
       need(args, 2, 'BRIDGE SECONDS');
       noExtra(args, 2);
@@ -314,7 +359,20 @@ async function main(argv: string[]): Promise<number> {
         if (json) print(json, r, () => '');
         return 0;
       }
-      throw new UsageError('bond needs show or set-active');
+      if (sub === 'rebalance') {
+        need(rest, 1, 'BOND');
+        noExtra(rest, 1);
+        const r = (await rpc('bond.rebalance', { bond: rest[0] })) as BondShow & { moved: number };
+        print(json, r, () => `moved ${r.moved} bucket(s)\n\n${formatBond(r)}`);
+        return 0;
+      }
+      if (sub === 'set-mode') {
+        need(rest, 2, 'BOND MODE');
+        noExtra(rest, 2);
+        await rpc('bond.set_mode', { bond: rest[0], mode: rest[1] });
+        return 0;
+      }
+      throw new UsageError('bond needs show, set-active, rebalance or set-mode');
     }
     case 'vlan': {
       const [sub, ...rest] = args;
@@ -390,6 +448,38 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       throw new UsageError('vxlan needs show, add, del or remote');
+    }
+    case 'qos': {
+      const [sub, ...rest] = args;
+      if (sub === 'show') {
+        need(rest, 1, 'BRIDGE');
+        noExtra(rest, 1);
+        const r = (await rpc('qos.show', { bridge: rest[0] })) as QosShow[];
+        print(json, r, () => formatQosShow(r));
+        return 0;
+      }
+      if (sub === 'set') {
+        need(rest, 2, 'BRIDGE PORT');
+        noExtra(rest, 2);
+        const params: Record<string, unknown> = { bridge: rest[0], port: rest[1] };
+        for (const flag of ['kbps', 'burst-kb', 'egress-kbps', 'egress-burst-kb', 'broadcast-pps', 'multicast-pps', 'unknown-unicast-pps', 'shutdown-s'] as const) {
+          const v = opts[flag];
+          if (v !== undefined) params[flag.replaceAll('-', '_')] = intArg(v, `--${flag}`);
+        }
+        if (opts['storm-action'] !== undefined) params.storm_action = opts['storm-action'];
+        if (Object.keys(params).length === 2) throw new UsageError('qos set needs at least one of --kbps, --burst-kb, --egress-kbps, --egress-burst-kb, --broadcast-pps, --multicast-pps, --unknown-unicast-pps, --storm-action, --shutdown-s');
+        const r = (await rpc('qos.set', params)) as QosShow;
+        print(json, r, () => formatQosShow([r]));
+        return 0;
+      }
+      if (sub === 'clear') {
+        need(rest, 2, 'BRIDGE PORT');
+        noExtra(rest, 2);
+        const r = await rpc('qos.clear', { bridge: rest[0], port: rest[1] });
+        if (json) print(json, r, () => '');
+        return 0;
+      }
+      throw new UsageError('qos needs show, set or clear');
     }
     case 'lock': {
       const [sub, ...rest] = args;
@@ -559,12 +649,19 @@ async function main(argv: string[]): Promise<number> {
     case 'version': {
       noExtra(args, 0);
       let daemon: unknown = null;
+      let unreachable: DaemonUnreachableError | null = null;
       try {
         daemon = await rpc('version');
       } catch (err) {
         if (!(err instanceof DaemonUnreachableError)) throw err;
+        unreachable = err;
       }
+      // the CLI's own version is printed either way; an unreachable daemon is exit 3, as for every other command
       print(json, { cli: VERSION, daemon }, () => `tapbridge ${VERSION}${daemon !== null ? `\ndaemon ${(daemon as { version: string; addon: string }).version} (${(daemon as { addon: string }).addon})` : '\ndaemon unreachable'}`);
+      if (unreachable !== null) {
+        process.stderr.write(`tapbridge: ${unreachable.message}\n`);
+        return 3;
+      }
       return 0;
     }
     default:

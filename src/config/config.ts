@@ -5,7 +5,7 @@
 //   control_max_clients: 64    # concurrent control connections; more wait in the listen backlog
 //   log_level: info               # fatal error warn info debug trace silent (--log-level wins)
 //   metrics: { listen: "127.0.0.1:9464" }   # Prometheus /metrics over HTTP; off when absent
-//   state_dir: /var/lib/tapbridge      # runtime state and FDB snapshot: <state_dir>/<socket file name>.state
+//   state_dir: /var/lib/tapbridge      # runtime state and FDB snapshot: <state_dir>/<control socket path, escaped>.state
 //   fdb_snapshot_interval: 30          # seconds between FDB snapshots, 0 = only at shutdown
 //   data_workers: 1                    # threads that forward, the main thread included; 2..64 adds worker threads
 //                                      # (src/dataplane/, native-notes/multicore.md); takes effect at restart
@@ -18,6 +18,9 @@
 //       # or an active-backup bond of two members (Linux bonding driver names, times in ms):
 //       # uplink: { bond: { name: bond0, members: [peth0, peth1], primary: peth0, primary_reselect: always,
 //       #                   miimon: 100, updelay: 0, downdelay: 0, num_grat_arp: 1, peer_notif_delay: 0 } }
+//       # or both NICs in use: { bond: { name: bond0, mode: balance-slb, members: [peth0, peth1], rebalance_interval: 10000 } }
+//       # or LACP: { bond: { name: bond0, mode: 802.3ad, members: [peth0, peth1], lacp: active, lacp_rate: slow,
+//       #                  hash: layer2, system_priority: 65535, port_priority: 255 } }
 //       fdb: [ { mac: "00:16:3e:00:01:00", port: vif1.0 } ]
 //       ports:
 //         - { name: vif1.0 }                       # kind: tap (default)
@@ -29,7 +32,11 @@
 //         - { name: vif7.0, lock: { mac: "00:16:3e:00:01:00", ipv4: [198.18.0.1], ipv6: ["2001:db8::1"] } }
 //         - { name: vif8.0, lock: disabled, ra_guard: true, dhcp_guard: true, allow_stacked: false }
 //         - { name: xenbr0, kind: host, mac: uplink }   # the host's own port (its addresses); mac: "02:..." or uplink
-//       port_defaults: { ra_guard: true, dhcp_guard: true }   # also learning, flood, isolated, fdb_max, lock: disabled
+//         - { name: vif9.0, rate_limit: { kbps: 100000, burst_kb: 1000 }, egress_rate_limit: { kbps: 50000 },
+//             storm_control: { broadcast_pps: 1000, multicast_pps: 1000, unknown_unicast_pps: 1000, action: shutdown, shutdown_s: 30 } }
+//                                       # QoS (src/bridge/qos.ts): tap, attach and vxlan ports; `null` undoes a default
+//       port_defaults: { ra_guard: true, dhcp_guard: true }   # also learning, flood, isolated, fdb_max, lock: disabled,
+//                                                             # rate_limit, egress_rate_limit, storm_control
 //       vxlan:                    # kernel vxlan netdevs the daemon creates and attaches to (src/daemon/vxlan.ts)
 //         - { name: vx10010, vni: 10010, vlan: 10, local: 198.18.20.1, remotes: [198.18.20.2, 198.18.20.3] }
 //         - { name: vx10020, vni: 10020, vlan: 20, local: 198.18.20.1, group: 239.1.1.20, dev: underlay0 }
@@ -44,8 +51,11 @@ import { parseMac } from '../frame/mac.js';
 import { PortVlan, vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
 import { mirrorSetProblem, mirrorSpecFrom, type MirrorSpec } from '../bridge/mirror.js';
 import { type LockSpec, lockSpecFrom, UNLOCKED } from '../bridge/lock.js';
+import { NO_QOS, QOS_KEYS, qosSpecFrom, type QosSpec } from '../bridge/qos.js';
 import { isLogLevel, LOG_LEVELS, type LogLevel } from '../log.js';
 import { parseListen, type ListenAddress } from '../metrics/listen.js';
+import type { McastSettings } from '../bridge/mcast.js';
+import { MCAST_BRIDGE_KEYS, MCAST_PORT_KEYS, mcastSettingsFrom } from '../mdb/config.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/tapbridge/tapbridge.yaml';
 export const DEFAULT_CONTROL_SOCKET = '/run/tapbridge/tapbridge.sock';
@@ -64,6 +74,13 @@ export const DEFAULT_DIRECT_POLL = true;
 /** data_workers: threads that forward frames, the main thread included (1 = the main thread alone; src/dataplane/). */
 export const DEFAULT_DATA_WORKERS = 1;
 export const MAX_DATA_WORKERS = 64;
+/**
+ * packet_mmap: PACKET_MMAP rings on AF_PACKET ports (uplinks, bond members, attach ports; src/native/port-ring.cc).
+ * A ring is made of 64 KiB blocks of whole slots, at most 511 blocks (32 MiB) per ring.
+ */
+export const DEFAULT_PACKET_MMAP: PacketMmapConfig = { enabled: true, rxFrames: 4096, txFrames: 0, frameBytes: 2048, qdiscBypass: false };
+export const PACKET_RING_BLOCK_BYTES = 65536;
+export const MAX_PACKET_RING_BLOCKS = 511;
 /** A config file larger than this is refused. */
 export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 /** YAML alias expansions allowed when building the document (an alias bomb exceeds it). */
@@ -112,6 +129,8 @@ export interface PortConfig {
   allowStacked: boolean;
   /** vhost-user only: the socket and who listens on it */
   vhostUser?: VhostUserSpec | null;
+  /** `rate_limit`, `egress_rate_limit`, `storm_control` (src/bridge/qos.ts) */
+  qos: QosSpec;
   /** host only: the TAP's MAC; null = derived from the bridge name and /etc/machine-id; 'uplink' = the uplink's */
   mac?: number | 'uplink' | null;
 }
@@ -142,6 +161,8 @@ export interface VxlanPortConfig {
   flood: boolean;
   isolated: boolean;
   fdbMax: number;
+  /** `rate_limit`, `egress_rate_limit`, `storm_control` (src/bridge/qos.ts) */
+  qos: QosSpec;
 }
 
 export const DEFAULT_VXLAN_PORT = 4789;
@@ -158,15 +179,37 @@ export interface PortDefaults {
   dhcpGuard: boolean;
   /** unlocked, or `lock: disabled` */
   lock: LockSpec;
+  /** `rate_limit`, `egress_rate_limit`, `storm_control` */
+  qos: QosSpec;
 }
 
 export const BUILTIN_PORT_DEFAULTS: PortDefaults = {
-  learning: true, flood: true, isolated: false, fdbMax: 0, raGuard: false, dhcpGuard: false, lock: UNLOCKED,
+  learning: true, flood: true, isolated: false, fdbMax: 0, raGuard: false, dhcpGuard: false, lock: UNLOCKED, qos: NO_QOS,
 };
+
+/** `uplink.bond.mode` (Linux bonding driver names; XenServer's `lacp` is 802.3ad). */
+export type BondMode = 'active-backup' | 'balance-slb' | '802.3ad';
+export const BOND_MODES: readonly BondMode[] = ['active-backup', 'balance-slb', '802.3ad'];
+
+/** The host's own port has no QoS: its QoS keys are refused. */
+function hostQos(c: Checker, v: Record<string, unknown>, path: string): QosSpec {
+  if (QOS_KEYS.some((k) => v[k] !== undefined)) c.fail(path, 'rate_limit, egress_rate_limit and storm_control apply to tap and attach ports, not to the host\'s own port');
+  return NO_QOS;
+}
+
+/** The QoS keys of a port mapping (over `defaults`), each problem under `path`. */
+function qosOf(c: Checker, v: Record<string, unknown>, path: string, defaults: QosSpec): QosSpec {
+  const problems: [string, string][] = [];
+  const spec = qosSpecFrom(v, defaults, problems);
+  for (const [key, msg] of problems) c.fail(`${path}.${key}`, msg);
+  return spec;
+}
 
 export interface BondConfigFile {
   name: string;
-  members: [string, string];
+  mode: BondMode;
+  /** two members for active-backup, two to four for balance-slb and 802.3ad */
+  members: string[];
   primary: string;
   primaryReselect: 'always' | 'better' | 'failure';
   miimonMs: number;
@@ -174,6 +217,17 @@ export interface BondConfigFile {
   downdelayMs: number;
   numGratArp: number;
   peerNotifDelayMs: number;
+  /** balance-slb: ms between load rebalancing rounds (0 = never) */
+  rebalanceIntervalMs: number;
+  /** 802.3ad: LACP activity (passive: answer a partner, never start) */
+  lacp: 'active' | 'passive';
+  /** 802.3ad: the rate we ask the partner to send at (slow 30 s, fast 1 s) */
+  lacpRate: 'slow' | 'fast';
+  /** 802.3ad: transmit hash (layer2: MACs and VLAN; layer3+4: also IP addresses and ports) */
+  hash: 'layer2' | 'layer3+4';
+  /** 802.3ad: actor system priority and port priority (802.1AX; lower wins) */
+  systemPriority: number;
+  portPriority: number;
 }
 
 export interface UplinkConfig {
@@ -201,10 +255,25 @@ export interface BridgeConfig {
   portDefaults: PortDefaults;
   /** `mirrors:` (src/bridge/mirror.ts) */
   mirrors: MirrorSpec[];
+  /** the multicast_* keys, port_defaults' and ports' included (src/mdb/config.ts) */
+  multicast: McastSettings;
 }
 
 export interface MetricsConfig {
   listen: ListenAddress;
+}
+
+export interface PacketMmapConfig {
+  /** false: recvmsg/sendmmsg per frame (the path before rings) */
+  enabled: boolean;
+  /** rx_frames: rx ring slots (rounded up to whole 64 KiB blocks) */
+  rxFrames: number;
+  /** tx_frames: tx ring slots (rounded up likewise); 0: no tx ring, sendmmsg as without rings */
+  txFrames: number;
+  /** frame_bytes: bytes per slot, a multiple of 16; larger frames (GSO) take the per-frame syscall path */
+  frameBytes: number;
+  /** qdisc_bypass: PACKET_QDISC_BYPASS on the sockets (frames skip the netdev's qdisc) */
+  qdiscBypass: boolean;
 }
 
 export interface DaemonConfig {
@@ -217,6 +286,8 @@ export interface DaemonConfig {
   directPoll: boolean;
   /** data_workers: threads that forward frames, the main thread included (takes effect at restart) */
   dataWorkers: number;
+  /** packet_mmap: rings on AF_PACKET sockets (a change applies to sockets opened after it) */
+  packetMmap?: PacketMmapConfig;
   bridges: BridgeConfig[];
   /** null: not set in the file (--log-level, $TAPBRIDGE_LOG_LEVEL or info) */
   logLevel?: LogLevel | null;
@@ -255,18 +326,52 @@ function vlanOf(c: Checker, obj: Record<string, unknown>, path: string): VlanSpe
   return { mode: 'default' };
 }
 
-/** An active-backup bond of exactly two members; names and defaults of the Linux bonding driver. */
+/** Keys that only some modes read: the modes they apply to. */
+const BOND_MODE_KEYS: Record<string, readonly BondMode[]> = {
+  primary: ['active-backup'],
+  primary_reselect: ['active-backup'],
+  num_grat_arp: ['active-backup', 'balance-slb'],
+  peer_notif_delay: ['active-backup', 'balance-slb'],
+  rebalance_interval: ['balance-slb'],
+  lacp: ['802.3ad'],
+  lacp_rate: ['802.3ad'],
+  hash: ['802.3ad'],
+  system_priority: ['802.3ad'],
+  port_priority: ['802.3ad'],
+};
+
+/** One of `allowed` (strings), else a failure naming the key. */
+function oneOf<T extends string>(c: Checker, v: Record<string, unknown>, key: string, path: string, allowed: readonly T[], def: T, hint = ''): T {
+  const x = v[key];
+  if (x === undefined) return def;
+  if (typeof x === 'string' && (allowed as readonly string[]).includes(x)) return x as T;
+  c.fail(`${path}.${key}`, `must be ${allowed.slice(0, -1).join(', ')} or ${allowed[allowed.length - 1]}, got ${describe(x)}${hint}`);
+  return def;
+}
+
+/**
+ * A bond: `mode` active-backup (default; exactly two members, as XenServer's bridge mode), balance-slb or 802.3ad
+ * (two to four members, XenServer's limit). Names and defaults of the Linux bonding driver; a key that the mode does
+ * not read is an error naming it.
+ */
 function bondOf(c: Checker, v: unknown, path: string, claimName: (name: string, path: string) => void): BondConfigFile | null {
   if (!c.isObject(v, path)) return null;
   c.keys(v, path, BOND_KEYS);
   const name = c.str(v, 'name', path);
   if (name !== '') claimName(name, `${path}.name`);
+  const mode = oneOf(c, v, 'mode', path, BOND_MODES, 'active-backup', v.mode === 'lacp' ? " (XenServer's lacp is 802.3ad)" : '');
+  for (const [key, modes] of Object.entries(BOND_MODE_KEYS)) {
+    if (v[key] !== undefined && !modes.includes(mode)) c.fail(`${path}.${key}`, `does not apply to mode ${mode} (only ${modes.join(', ')})`);
+  }
   const members: string[] = [];
   const list = v.members;
+  const [minMembers, maxMembers] = mode === 'active-backup' ? [2, 2] : [2, 4];
   if (!Array.isArray(list)) {
     c.fail(`${path}.members`, list === undefined ? 'is required (two interface names)' : `must be a list of two interface names, got ${describe(list)}`);
-  } else if (list.length !== 2) {
+  } else if (mode === 'active-backup' && list.length !== 2) {
     c.fail(`${path}.members`, `an active-backup bond has exactly two members (as XenServer's bridge mode), got ${list.length}`);
+  } else if (list.length < minMembers || list.length > maxMembers) {
+    c.fail(`${path}.members`, `a ${mode} bond has two to four members (four is XenServer's limit), got ${list.length}`);
   } else {
     list.forEach((m, i) => {
       if (typeof m !== 'string' || m === '') {
@@ -278,14 +383,15 @@ function bondOf(c: Checker, v: unknown, path: string, claimName: (name: string, 
     });
   }
   const primary = c.str(v, 'primary', path, members[0] ?? '');
-  if (members.length === 2 && !members.includes(primary)) c.fail(`${path}.primary`, `"${primary}" is not one of the members (${members.join(', ')})`);
+  if (members.length >= 2 && !members.includes(primary)) c.fail(`${path}.primary`, `"${primary}" is not one of the members (${members.join(', ')})`);
   const reselect = v.primary_reselect ?? 'always';
   if (reselect !== 'always' && reselect !== 'better' && reselect !== 'failure') {
     c.fail(`${path}.primary_reselect`, `must be always, better or failure, got ${describe(reselect)}`);
   }
   return {
     name,
-    members: [members[0] ?? '', members[1] ?? ''],
+    mode,
+    members: members.length >= 2 ? members : [members[0] ?? '', members[1] ?? ''],
     primary,
     primaryReselect: reselect === 'better' || reselect === 'failure' ? reselect : 'always',
     miimonMs: c.int(v, 'miimon', path, 100, 0, 3_600_000),
@@ -293,6 +399,12 @@ function bondOf(c: Checker, v: unknown, path: string, claimName: (name: string, 
     downdelayMs: c.int(v, 'downdelay', path, 0, 0, 3_600_000),
     numGratArp: c.int(v, 'num_grat_arp', path, 1, 0, 255),
     peerNotifDelayMs: c.int(v, 'peer_notif_delay', path, 0, 0, 300_000),
+    rebalanceIntervalMs: c.int(v, 'rebalance_interval', path, 10_000, 0, 3_600_000, '(ms, 0 = never) '),
+    lacp: oneOf(c, v, 'lacp', path, ['active', 'passive'] as const, 'active'),
+    lacpRate: oneOf(c, v, 'lacp_rate', path, ['slow', 'fast'] as const, 'slow'),
+    hash: oneOf(c, v, 'hash', path, ['layer2', 'layer3+4'] as const, 'layer2'),
+    systemPriority: c.int(v, 'system_priority', path, 65535, 1, 65535),
+    portPriority: c.int(v, 'port_priority', path, 255, 1, 65535),
   };
 }
 
@@ -380,6 +492,7 @@ function vxlanPortOf(c: Checker, v: unknown, path: string, claimName: (name: str
     flood: c.bool(v, 'flood', path, true),
     isolated: c.bool(v, 'isolated', path, false),
     fdbMax: c.int(v, 'fdb_max', path, 0, 1, 1_000_000),
+    qos: qosOf(c, v, path, NO_QOS),
   };
 }
 
@@ -487,21 +600,25 @@ export function interfaceNameProblem(name: string): string | null {
   return null;
 }
 
-const TOP_KEYS = ['control_socket', 'control_max_clients', 'busy_poll_us', 'direct_poll', 'data_workers', 'bridges', 'log_level', 'metrics', 'state_dir', 'fdb_snapshot_interval'] as const;
+const TOP_KEYS = ['control_socket', 'control_max_clients', 'busy_poll_us', 'direct_poll', 'data_workers', 'packet_mmap', 'bridges', 'log_level', 'metrics', 'state_dir', 'fdb_snapshot_interval'] as const;
 const METRICS_KEYS = ['listen'] as const;
-const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'port_defaults', 'vxlan', 'mirrors'] as const;
-const PORT_DEFAULTS_KEYS = ['learning', 'flood', 'isolated', 'fdb_max', 'ra_guard', 'dhcp_guard', 'lock'] as const;
+const PACKET_MMAP_KEYS = ['enabled', 'rx_frames', 'tx_frames', 'frame_bytes', 'qdisc_bypass'] as const;
+const BRIDGE_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'port_defaults', 'vxlan', 'mirrors', ...MCAST_BRIDGE_KEYS] as const;
+const PORT_DEFAULTS_KEYS = ['learning', 'flood', 'isolated', 'fdb_max', 'ra_guard', 'dhcp_guard', 'lock', ...QOS_KEYS, ...MCAST_PORT_KEYS] as const;
 const VLAN_KEYS = ['vlan', 'trunk', 'native_vlan'] as const;
 const UPLINK_KEYS = ['interface', 'bond', ...VLAN_KEYS] as const;
-const BOND_KEYS = ['name', 'members', 'primary', 'primary_reselect', 'miimon', 'updelay', 'downdelay', 'num_grat_arp', 'peer_notif_delay'] as const;
+const BOND_KEYS = [
+  'name', 'mode', 'members', 'primary', 'primary_reselect', 'miimon', 'updelay', 'downdelay', 'num_grat_arp', 'peer_notif_delay',
+  'rebalance_interval', 'lacp', 'lacp_rate', 'hash', 'system_priority', 'port_priority',
+] as const;
 const PORT_KEYS = [
   'name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', 'mac', ...VLAN_KEYS,
-  'lock', 'ra_guard', 'dhcp_guard', 'allow_stacked', 'socket', 'mode',
+  'lock', 'ra_guard', 'dhcp_guard', 'allow_stacked', 'socket', 'mode', ...QOS_KEYS, ...MCAST_PORT_KEYS,
 ] as const;
 const CREATE_KEYS = ['owner', 'group'] as const;
 const FDB_KEYS = ['mac', 'port', 'vlan'] as const;
 const VXLAN_KEYS = ['name', 'vni', 'local', 'remotes', 'group', 'dev', 'port', 'ttl', 'tos', 'kernel_learning', 'persist',
-  'learning', 'flood', 'isolated', 'fdb_max', ...VLAN_KEYS] as const;
+  'learning', 'flood', 'isolated', 'fdb_max', ...VLAN_KEYS, ...QOS_KEYS] as const;
 
 /** The `lock` key of a port (or of port_defaults, where only "disabled" is allowed). */
 function lockOf(c: Checker, v: unknown, path: string, onlyDisabled: boolean): LockSpec {
@@ -513,6 +630,31 @@ function lockOf(c: Checker, v: unknown, path: string, onlyDisabled: boolean): Lo
   if ('spec' in r) return r.spec;
   for (const [key, msg] of r.problems) c.fail(key === '' ? path : `${path}.${key}`, msg);
   return UNLOCKED;
+}
+
+/** `packet_mmap`: a boolean (rings on or off, default sizes) or a mapping of PACKET_MMAP_KEYS. */
+function packetMmapOf(c: Checker, v: unknown): PacketMmapConfig {
+  const d = DEFAULT_PACKET_MMAP;
+  if (v === undefined || v === null) return d;
+  if (typeof v === 'boolean') return { ...d, enabled: v };
+  if (!c.isObject(v, 'packet_mmap')) return d;
+  c.keys(v, 'packet_mmap', PACKET_MMAP_KEYS);
+  const out: PacketMmapConfig = {
+    enabled: c.bool(v, 'enabled', 'packet_mmap', d.enabled),
+    rxFrames: c.int(v, 'rx_frames', 'packet_mmap', d.rxFrames, 1, 1 << 20, '(ring slots) '),
+    txFrames: c.int(v, 'tx_frames', 'packet_mmap', d.txFrames, 0, 1 << 20, '(ring slots, 0 = no tx ring) '),
+    frameBytes: c.int(v, 'frame_bytes', 'packet_mmap', d.frameBytes, 256, 65520, '(bytes per slot) '),
+    qdiscBypass: c.bool(v, 'qdisc_bypass', 'packet_mmap', d.qdiscBypass),
+  };
+  if (out.frameBytes % 16 !== 0) c.fail('packet_mmap.frame_bytes', `must be a multiple of 16, got ${out.frameBytes}`);
+  const perBlock = Math.floor(PACKET_RING_BLOCK_BYTES / out.frameBytes);
+  for (const [key, frames] of [['rx_frames', out.rxFrames], ['tx_frames', out.txFrames]] as const) {
+    const blocks = Math.ceil(frames / perBlock);
+    if (blocks > MAX_PACKET_RING_BLOCKS) {
+      c.fail(`packet_mmap.${key}`, `${frames} slots of ${out.frameBytes} bytes need ${blocks} blocks of 64 KiB; at most ${MAX_PACKET_RING_BLOCKS} (${MAX_PACKET_RING_BLOCKS * perBlock} slots of this size)`);
+    }
+  }
+  return out;
 }
 
 /** `port_defaults` of a bridge. */
@@ -528,6 +670,7 @@ function portDefaultsOf(c: Checker, v: unknown, path: string): PortDefaults {
     raGuard: c.bool(v, 'ra_guard', path, d.raGuard),
     dhcpGuard: c.bool(v, 'dhcp_guard', path, d.dhcpGuard),
     lock: lockOf(c, v.lock, `${path}.lock`, true),
+    qos: qosOf(c, v, path, d.qos),
   };
 }
 
@@ -552,6 +695,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
   out.busyPollUs = c.int(doc, 'busy_poll_us', '', DEFAULT_BUSY_POLL_US, 0, MAX_BUSY_POLL_US, '(microseconds, 0 = off) ');
   out.directPoll = c.bool(doc, 'direct_poll', '', DEFAULT_DIRECT_POLL);
   out.dataWorkers = c.int(doc, 'data_workers', '', DEFAULT_DATA_WORKERS, 1, MAX_DATA_WORKERS, '(threads that forward, the main thread included) ');
+  out.packetMmap = packetMmapOf(c, doc.packet_mmap);
   out.logLevel = null;
   if (doc.log_level !== undefined) {
     if (isLogLevel(doc.log_level)) out.logLevel = doc.log_level;
@@ -615,6 +759,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
       vxlan: [],
       portDefaults: portDefaultsOf(c, b.port_defaults, `${bp}.port_defaults`),
       mirrors: [],
+      multicast: multicastOf(c, b, bp),
     };
     if (b.uplink !== undefined && b.uplink !== null) {
       const up = b.uplink;
@@ -695,6 +840,7 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
         raGuard: c.bool(p, 'ra_guard', pp, defaults.raGuard),
         dhcpGuard: c.bool(p, 'dhcp_guard', pp, defaults.dhcpGuard),
         allowStacked: c.bool(p, 'allow_stacked', pp, false),
+        qos: kind === 'host' ? hostQos(c, p, pp) : qosOf(c, p, pp, defaults.qos),
       });
     });
     // a locked MAC belongs to one port: its static entry cannot point at two
@@ -746,6 +892,13 @@ export function validateConfig(doc: unknown, source?: string): DaemonConfig {
   });
   if (c.issues.length > 0) throw new ConfigError(c.issues, source);
   return out;
+}
+
+/** The multicast keys of one bridge, its port_defaults and ports (src/mdb/config.ts). */
+function multicastOf(c: Checker, b: Record<string, unknown>, bp: string): McastSettings {
+  const r = mcastSettingsFrom(b);
+  for (const [k, msg] of r.problems) c.fail(`${bp}.${k}`, msg);
+  return r.settings;
 }
 
 /** `mirrors:` of one bridge: each mirror's keys, then the set (names, outputs), ports named must exist. */

@@ -19,11 +19,15 @@ export type ControlErrorCode =
   | 'port_exists'
   | 'not_found'
   | 'fdb_full'
+  | 'mdb_full'
   | 'io_error'
   | 'request_too_large'
   | 'handing_over'
   | 'handover_refused'
-  | 'invalid_config';
+  | 'invalid_config'
+  | 'state_write_failed'
+  | 'data_plane_timeout'
+  | 'data_plane_error';
 
 const RPC_CODE: Record<ControlErrorCode, number> = {
   parse_error: RPC_PARSE_ERROR,
@@ -37,10 +41,14 @@ const RPC_CODE: Record<ControlErrorCode, number> = {
   port_exists: RPC_REQUEST_FAILED,
   not_found: RPC_REQUEST_FAILED,
   fdb_full: RPC_REQUEST_FAILED,
+  mdb_full: RPC_REQUEST_FAILED,
   io_error: RPC_REQUEST_FAILED,
   handing_over: RPC_REQUEST_FAILED,
   handover_refused: RPC_REQUEST_FAILED,
   invalid_config: RPC_INVALID_PARAMS,
+  state_write_failed: RPC_REQUEST_FAILED,
+  data_plane_timeout: RPC_REQUEST_FAILED,
+  data_plane_error: RPC_REQUEST_FAILED,
 };
 
 export class ControlError extends Error {

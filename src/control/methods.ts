@@ -16,10 +16,15 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
     ['fdb.add', (p) => d.fdbAdd(p.bridge, p.mac, p.port, p.vlan)],
     ['fdb.del', (p) => d.fdbDel(p.bridge, p.mac, p.port, p.vlan)],
     ['fdb.flush', (p) => ({ flushed: d.fdbFlush(p.bridge, p.port) })],
+    ['mdb.show', (p) => d.mdbShow(p.bridge)],
+    ['mdb.add', (p) => d.mdbChange('add', p)],
+    ['mdb.del', (p) => d.mdbChange('del', p)],
     ['setageing', (p) => d.setAgeing(p.bridge, p.seconds)],
     ['stats', () => d.stats()],
     ['bond.show', (p) => d.bondShow(p.bond)],
     ['bond.set_active', (p) => d.bondSetActive(p.bond, p.member)],
+    ['bond.rebalance', (p) => d.bondRebalance(p.bond)],
+    ['bond.set_mode', (p) => d.bondSetMode(p.bond, p.mode)],
     ['vlan.show', (p) => d.vlanShow(p.bridge)],
     ['vlan.set', (p) => d.vlanSet(p.bridge, p.port, p)],
     ['vxlan.show', (p) => d.vxlanShow(p.bridge)],
@@ -27,6 +32,9 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
     ['vxlan.del', (p) => d.vxlanDel(p.bridge, p.name)],
     ['vxlan.remote.add', (p) => d.vxlanRemote(p.bridge, p.name, 'add', p.ip)],
     ['vxlan.remote.del', (p) => d.vxlanRemote(p.bridge, p.name, 'del', p.ip)],
+    ['qos.show', (p) => d.qosShow(p.bridge)],
+    ['qos.set', (p) => d.qosSet(p.bridge, p.port, p)],
+    ['qos.clear', (p) => d.qosClear(p.bridge, p.port)],
     ['lock.show', (p) => d.lockShow(p.bridge)],
     ['lock.set', (p) => d.lockSet(p.bridge, p.port, p)],
     ['lock.clear', (p) => d.lockClear(p.bridge, p.port)],
@@ -44,7 +52,7 @@ export function daemonMethods(d: Daemon): Map<string, MethodHandler> {
   return new Map<string, MethodHandler>(methods.map(([name, h]) => [name, afterSync(d, h)]));
 }
 
-/** Every request's changes reach the data-plane workers before its reply goes out (src/dataplane/). */
+/** Every request's changes reach the data-plane workers before its reply goes out, or it fails (data_plane_timeout; src/dataplane/). */
 function afterSync(d: Daemon, h: MethodHandler): MethodHandler {
   return (p, client) => {
     try {

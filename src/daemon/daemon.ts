@@ -4,13 +4,17 @@
 // Control operations run in their own event-loop turns, never inside a forwarding batch, so they
 // may change ports and the FDB directly.
 
+import { multicastFor } from '../mdb/config.js';
+import { mdbAdd, mdbDel, mdbShow, type MdbShow, querierShow } from '../mdb/control.js';
+import { mdbSnapshot, type MdbSnapshot, restoreMdb } from '../mdb/snapshot.js';
+import type { McastPortStats } from '../bridge/mcast.js';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import { Bridge } from '../bridge/bridge.js';
 import { BridgePort, type PortKind } from '../bridge/port.js';
 import { AddResult, macHi, macLo } from '../fdb/fdb.js';
 import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
-import { busyPoll, directPoll, LinkMonitor, netdev } from '../io/native.js';
+import { busyPoll, directPoll, LinkMonitor, netdev, RxSlab } from '../io/native.js';
 import {
   type BridgeConfig, BUILTIN_PORT_DEFAULTS, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE, type PortConfig,
   type PortDefaults, type StaticFdbConfig, type UplinkConfig,
@@ -20,12 +24,16 @@ import { ControlError } from '../control/errors.js';
 import { ManagedPort, RefusedNetdevError, refusedNetdevProblem, type PortHandle } from './ports.js';
 import { VhostUserPort, type VhostUserShow } from './vhost-user.js';
 import { restoreHostStack } from './hoststack.js';
-import { Bond, type BondShow } from './bond.js';
+import { Bond, type BondRuntimeState, type BondShow, parseBondStates } from './bond.js';
+import { applyPacketMmap, ringBytes, ringOf } from './packet-ring.js';
+import type { PacketRingInfo } from '../io/native-types.js';
 import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
 import { VxlanPort, type VxlanShow } from './vxlan.js';
 import { parseVxlanPort, vhostUserSpecOf, type VhostUserSpec, type VxlanPortConfig } from '../config/config.js';
 import { type LockShow, type LockSpec, lockSpecFrom, UNLOCKED } from '../bridge/lock.js';
 import { PortLocks } from './locking.js';
+import { BridgeQos, qosSetSpec, QOS_SET_PARAMS } from './qos.js';
+import { NO_QOS, type QosShow, type QosSpec } from '../bridge/qos.js';
 import type { PacketPort } from '../io/native.js';
 import { hostPortMac } from '../hostport/mac.js';
 import { fenceHostStack, unfenceHostStack } from '../hostport/fence.js';
@@ -35,7 +43,7 @@ import { Captures, captureOptionsFrom } from '../observe/capture.js';
 import { traceFrame, traceFrameFrom, type TraceResult } from '../observe/trace.js';
 import type { ControlClient } from '../control/server.js';
 import { CallbackGuard } from './guard.js';
-import { DataPlane, type DataPlaneShow } from '../dataplane/dataplane.js';
+import { DataPlane, DataPlaneSyncError, DataPlaneTimeout, type DataPlaneShow } from '../dataplane/dataplane.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
 export const TICK_MS = 100;
@@ -68,12 +76,18 @@ export interface ShowPort {
   vhost_user?: VhostUserShow;
   /** vxlan ports only: the underlay cannot carry overlay frames of the bridge MTU */
   mtu_short?: boolean;
+  /** AF_PACKET ports: their PACKET_MMAP rings (null: none); src/daemon/packet-ring.ts */
+  packet_ring?: PacketRingInfo | Record<string, PacketRingInfo | null> | null;
+  /** storm control has shut the port down (src/bridge/qos.ts, action shutdown) */
+  storm_shutdown?: boolean;
 }
 
 export interface ShowBridge {
   name: string;
-  uplink: { name: string; kind: 'uplink' | 'bond'; state: 'up' | 'down' | 'absent' } | null;
+  uplink: { name: string; kind: 'uplink' | 'bond'; state: 'up' | 'down' | 'absent'; packet_ring?: ShowPort['packet_ring'] } | null;
   ports: ShowPort[];
+  /** bytes mapped for the PACKET_MMAP rings of the bridge's ports and uplink */
+  packet_ring_bytes?: number;
 }
 
 export interface MacEntry {
@@ -95,6 +109,8 @@ export interface PortStats {
   drops: Record<string, number>;
   /** frames captures of this port could not keep (a slow capture reader), not forwarding drops */
   capture_dropped: number;
+  /** IGMP/MLD counters, MDB entries and router role (null: multicast_snooping off) */
+  multicast?: McastPortStats | null;
 }
 
 export interface VlanShow {
@@ -108,6 +124,8 @@ export interface BridgeStats {
   bridge: string;
   fdb: { entries: number; learned: number; aged: number; moved: number; evicted: number; flooded: number };
   ports: PortStats[];
+  /** IGMP/MLD snooping: groups in the MDB and the querier per query VLAN (null: multicast_snooping off) */
+  multicast?: { groups: number; querier: MdbShow['querier'] } | null;
 }
 
 /** Flags and security of a new port (config port, or `port_defaults` for one added at runtime). */
@@ -120,10 +138,11 @@ interface PortSettings {
   raGuard: boolean;
   dhcpGuard: boolean;
   allowStacked: boolean;
+  qos: QosSpec;
 }
 
 function settingsFromDefaults(d: PortDefaults): PortSettings {
-  return { learning: d.learning, flood: d.flood, isolated: d.isolated, fdbMax: d.fdbMax, lock: d.lock, raGuard: d.raGuard, dhcpGuard: d.dhcpGuard, allowStacked: false };
+  return { learning: d.learning, flood: d.flood, isolated: d.isolated, fdbMax: d.fdbMax, lock: d.lock, raGuard: d.raGuard, dhcpGuard: d.dhcpGuard, allowStacked: false, qos: d.qos };
 }
 
 class BridgeRuntime {
@@ -131,6 +150,7 @@ class BridgeRuntime {
   cfg: BridgeConfig;
   readonly bridge: Bridge;
   readonly locks: PortLocks;
+  readonly qos: BridgeQos;
   readonly mirrors: BridgeMirrors;
   readonly ports = new Map<string, ManagedPort>();
   uplink: PortHandle | null = null;
@@ -155,7 +175,9 @@ class BridgeRuntime {
       sharedFdb,
     });
     this.locks = new PortLocks(this.bridge);
+    this.qos = new BridgeQos(this.bridge, log);
     this.mirrors = new BridgeMirrors(this.bridge, () => this.uplink?.name ?? null);
+    this.bridge.setMulticast(multicastFor(cfg.name, cfg.multicast, MAX_PORTS_PER_BRIDGE, () => RxSlab.get().bytes));
   }
 
   all(): PortHandle[] {
@@ -271,6 +293,7 @@ export class Daemon {
     if (rcvbuf > 0) linkLog.warn({ rcvbuf }, `${NETLINK_RCVBUF_ENV}: rtnetlink receive buffer forced (a test knob)`);
     busyPoll.set(this.config.busyPollUs);
     directPoll.set(this.config.directPoll);
+    applyPacketMmap(this.config.packetMmap);
     this.monitor = new LinkMonitor(
       this.wrap('link monitor', (type: Parameters<Daemon['onLinkEvent']>[0], ifindex: number, name: string, flags: number, mtu: number,
         newNsid: number, newIfindex: number) => {
@@ -307,16 +330,28 @@ export class Daemon {
 
   /**
    * After a control request or an event that may have changed ports: the data-plane workers get the new port
-   * tables before the reply goes out (no-op with one thread).
+   * tables before the reply goes out, or the request fails with data_plane_timeout (no-op with one thread).
    */
   syncDataPlane(): void {
-    this.dataPlane?.sync(false);
+    this.syncWorkers(false);
   }
 
-  /** data_workers.show */
-  dataWorkersShow(): DataPlaneShow {
+  /** sync() for a control request: a worker that did not acknowledge fails the request (data_plane_timeout). */
+  private syncWorkers(force: boolean): void {
+    try {
+      this.dataPlane?.sync(force);
+    } catch (err) {
+      if (err instanceof DataPlaneSyncError) {
+        throw new ControlError(err instanceof DataPlaneTimeout ? 'data_plane_timeout' : 'data_plane_error', err.message, { workers: err.workers });
+      }
+      throw err;
+    }
+  }
+
+  /** data_workers.show; syncWorkers false (metrics): the counters as last folded, no round trip */
+  dataWorkersShow(syncWorkers = true): DataPlaneShow {
     // a round trip first: the workers' counters are as of now
-    this.dataPlane?.sync(true);
+    if (syncWorkers) this.syncWorkers(true);
     return this.dataPlane?.show() ?? {
       data_workers: this.config.dataWorkers, epoch: 0, syncs: 0, learned_from_workers: 0,
       workers: [{ id: 0, alive: true, ports: [...this.byName.keys()], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0 }],
@@ -393,11 +428,13 @@ export class Daemon {
     if (kind !== 'uplink' && !br.locks.apply(port, s.lock, s, this.now())) {
       this.log.warn({ bridge: br.cfg.name, port: name }, 'FDB full of static entries: locked MAC not installed as a static entry');
     }
+    if (kind !== 'uplink') br.qos.apply(port, s.qos);
     try {
       mp.open();
     } catch (err) {
       br.bridge.removePort(port);
       br.locks.forget(port);
+      br.qos.forget(port);
       throw err;
     }
     if (kind !== 'uplink') br.ports.set(name, mp);
@@ -409,7 +446,7 @@ export class Daemon {
   /** A kernel vxlan netdev created over rtnetlink, attached like an `attach` port (src/daemon/vxlan.ts). */
   private createVxlanPort(br: BridgeRuntime, vc: VxlanPortConfig): VxlanPort {
     // its own flags only: port_defaults (and port security, meant for guests) never apply to a vxlan port
-    const s: PortSettings = { learning: vc.learning, flood: vc.flood, isolated: vc.isolated, fdbMax: vc.fdbMax, lock: UNLOCKED, raGuard: false, dhcpGuard: false, allowStacked: false };
+    const s: PortSettings = { learning: vc.learning, flood: vc.flood, isolated: vc.isolated, fdbMax: vc.fdbMax, lock: UNLOCKED, raGuard: false, dhcpGuard: false, allowStacked: false, qos: vc.qos };
     return this.createPort(br, vc.name, 'vxlan', vc.persist, s, vc.vlan, null, null, vc) as VxlanPort;
   }
 
@@ -422,9 +459,23 @@ export class Daemon {
     return null;
   }
 
+  /** Bond state handed over by the previous daemon (--takeover), used once by createBond(). */
+  private bondRestore = new Map<string, BondRuntimeState>();
+
+  /** --takeover: the previous daemon's bond states (state section BOND_STATE_SECTION), before start(). */
+  setBondRestore(section: unknown): void {
+    this.bondRestore = parseBondStates(section);
+  }
+
+  /** What a --takeover hands over per bond (SLB assignments, LACP state). */
+  bondStates(): Record<string, BondRuntimeState> {
+    return Object.fromEntries(this.bonds().map((b) => [b.name, b.runtimeState()]));
+  }
+
   private createBond(br: BridgeRuntime, cfg: Bond['cfg'], vlan: VlanSpec): Bond {
     const id = br.bridge.freePortId();
-    const bond = new Bond(cfg, br.bridge, id, br.cfg.mtu, this.portLog, this.wrap);
+    const bond = new Bond(cfg, br.bridge, id, br.cfg.mtu, this.portLog, this.wrap, this.bondRestore.get(cfg.name));
+    this.bondRestore.delete(cfg.name);
     br.bridge.addPort(bond.port);
     br.bridge.setPortVlan(bond.port, vlan);
     bond.open();
@@ -530,19 +581,32 @@ export class Daemon {
       if (readDrops) for (const mp of br.all()) mp.readSocketDrops();
     }
     const dp = this.dataPlane;
-    if (dp !== null) {
-      dp.setClock(now);
-      dp.drain();
-      // link events, reloads, re-opened ports and ended captures reach the workers here at the latest
-      dp.sync(false);
-    }
+    // the clock, learning, and link events, reloads, re-opened ports and ended captures reach the workers here at the latest
+    if (dp !== null) dp.tick(now);
   }
 
-  /** Closes every port (TAPs the daemon created vanish unless persist) and the link monitor. */
-  stop(): void {
+  /**
+   * Closes every port (TAPs the daemon created vanish unless persist) and the link monitor. keepShared (a takeover
+   * that failed while the old daemon holds the same netdevs): vxlan netdevs stay and fenced uplinks stay fenced.
+   */
+  stop(opts: { keepShared?: boolean } = {}): void {
     // the workers close their fds first (synchronously), then every port is the main thread's again
     if (this.dataPlane !== null) void this.dataPlane.stop();
     this.dataPlane = null;
+    this.stopTimers();
+    for (const br of this.bridges.values()) {
+      for (const mp of br.all()) {
+        mp.close('absent');
+        if (mp instanceof VxlanPort && opts.keepShared !== true) mp.removeNetdev();
+      }
+    }
+    if (opts.keepShared === true) this.fenced.length = 0;
+    for (const n of this.fenced.splice(0)) unfenceHostStack(n, this.log);
+    this.monitor?.close();
+    this.monitor = null;
+  }
+
+  private stopTimers(): void {
     this.captures.endAll();
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
@@ -550,15 +614,21 @@ export class Daemon {
     this.dumpRetryTimer = null;
     if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
     this.dumpWatchdog = null;
-    for (const br of this.bridges.values()) {
-      for (const mp of br.all()) {
-        mp.close('absent');
-        if (mp instanceof VxlanPort) mp.removeNetdev();
-      }
-    }
-    for (const n of this.fenced.splice(0)) unfenceHostStack(n, this.log);
+  }
+
+  /**
+   * After a handover (src/handover/serve.ts, committed): the workers stop (their fds are dups; nothing the new daemon
+   * holds is closed), timers and the link monitor end. Ports stay open and paused, no netdev is deleted or unfenced:
+   * the process exits next and every fd goes with it.
+   */
+  async releaseAfterHandover(): Promise<void> {
+    this.ioPaused = true;
+    const dp = this.dataPlane;
+    this.dataPlane = null;
+    this.stopTimers();
     this.monitor?.close();
     this.monitor = null;
+    if (dp !== null) await dp.stop();
   }
 
   // ---- handover (src/handover/) ---------------------------------------------------------------
@@ -585,16 +655,18 @@ export class Daemon {
   /** Stops reading every port: frames queue in the TAPs and sockets for whoever reads them next. */
   pauseIo(): void {
     this.ioPaused = true;
-    // the workers stop reading first (every port goes back to the main thread, which does not read either)
-    this.dataPlane?.sync(false);
+    // the workers stop reading first (every port goes back to the main thread, which does not read either; a late
+    // worker keeps reading its ports until it acknowledges: dataPlane.lateWorkers())
+    this.dataPlane?.syncBestEffort(false);
     for (const mp of this.byName.values()) mp.pauseIo();
   }
 
   /** Reads again after a handover that did not happen; link events missed meanwhile are re-dumped. */
   resumeIo(): void {
     this.ioPaused = false;
-    for (const mp of this.byName.values()) mp.resumeIo();
-    this.dataPlane?.sync(false);
+    // not the ports a late data worker may still read (they come back at a sync after it acknowledged)
+    for (const mp of this.byName.values()) if (mp.io === null || this.dataPlane?.mainMayRead(mp.io) !== false) mp.resumeIo();
+    this.dataPlane?.syncBestEffort(false);
     this.requestDump();
   }
 
@@ -617,7 +689,7 @@ export class Daemon {
   show(): ShowBridge[] {
     return [...this.bridges.values()].map((br) => ({
       name: br.cfg.name,
-      uplink: br.uplink === null ? null : { name: br.uplink.name, kind: br.uplink.kind === 'bond' ? 'bond' as const : 'uplink' as const, state: br.uplink.port.state },
+      uplink: br.uplink === null ? null : { name: br.uplink.name, kind: br.uplink.kind === 'bond' ? 'bond' as const : 'uplink' as const, state: br.uplink.port.state, packet_ring: ringOf(br.uplink) },
       ports: [...br.ports.values()].map((mp) => ({
         name: mp.name,
         kind: mp.kind === 'attach' || mp.kind === 'vxlan' || mp.kind === 'host' || mp.kind === 'vhost-user' ? mp.kind : 'tap' as const,
@@ -625,7 +697,10 @@ export class Daemon {
         ifindex: mp.port.ifindex,
         ...(mp instanceof VxlanPort ? { mtu_short: mp.mtuCheck.problem !== null } : {}),
         ...(mp instanceof VhostUserPort ? { vhost_user: mp.show() } : {}),
+        ...(mp.kind === 'attach' || mp.kind === 'vxlan' ? { packet_ring: ringOf(mp) } : {}),
+        ...(mp.port.qos !== null && mp.port.qos.shutUntilUs !== 0 ? { storm_shutdown: true } : {}),
       })),
+      packet_ring_bytes: ringBytes(br.all()),
     }));
   }
 
@@ -799,6 +874,27 @@ export class Daemon {
     }
   }
 
+  /** The learnt MDB, router ports and querier elections of every bridge (the state's `mdb` section; src/mdb/snapshot.ts). */
+  mdbSnapshot(): MdbSnapshot {
+    return mdbSnapshot([...this.bridges.values()].map((br) => br.bridge), this.now());
+  }
+
+  restoreMdb(snap: unknown): { restored: number; skipped: number } {
+    return restoreMdb(snap, new Map([...this.bridges].map(([n, br]) => [n, br.bridge])), this.now());
+  }
+
+  /** `mdb show` (src/mdb/control.ts). */
+  mdbShow(bridgeName: unknown): MdbShow {
+    return mdbShow(this.bridge(bridgeName).bridge, this.now());
+  }
+
+  /** `mdb add` / `mdb del`: a permanent MDB entry (src/mdb/control.ts). */
+  mdbChange(op: 'add' | 'del', p: Record<string, unknown>): void {
+    const br = this.bridge(p.bridge);
+    const mp = this.port(br, p.port);
+    (op === 'add' ? mdbAdd : mdbDel)(br.bridge, mp.port, p.group, this.vlanParam(p.vlan, mp), p.source);
+  }
+
   fdbDel(bridgeName: unknown, mac: unknown, portName: unknown, vlan: unknown): void {
     const br = this.bridge(bridgeName);
     const m = this.macParam(mac);
@@ -848,6 +944,52 @@ export class Daemon {
     br.locks.reinstall(mp.port, this.now());
     this.log.info({ bridge: br.cfg.name, port: mp.name, vlan: spec, flushed }, 'port VLAN changed');
     return { port: mp.name, ...mp.port.vlan.describe() };
+  }
+
+  /** `qos show`: rate limits, storm control and their counters of every port (not the uplink or bond). */
+  qosShow(bridgeName: unknown): QosShow[] {
+    const br = this.bridge(bridgeName);
+    return [...br.ports.values()].map((mp) => br.qos.show(mp.port));
+  }
+
+  /** `qos set`: changes what the parameters name (src/daemon/qos.ts qosSetSpec); buckets start full. */
+  qosSet(bridgeName: unknown, portName: unknown, p: Record<string, unknown>): QosShow {
+    const br = this.bridge(bridgeName);
+    const mp = this.qosPort(br, portName);
+    if (!QOS_SET_PARAMS.some((k) => p[k] !== undefined && p[k] !== null)) throw new ControlError('invalid_params', `give at least one of ${QOS_SET_PARAMS.join(', ')}`);
+    const r = qosSetSpec(br.qos.spec(mp.port), p);
+    if ('problems' in r) throw new ControlError('invalid_params', r.problems.map(([k, m]) => `${k}: ${m}`).join('; '));
+    br.qos.apply(mp.port, r.spec);
+    this.log.info({ bridge: br.cfg.name, port: mp.name, qos: br.qos.show(mp.port) }, 'port QoS set');
+    return br.qos.show(mp.port);
+  }
+
+  /** `qos clear`: no rate limit and no storm control on the port (its counters stay). */
+  qosClear(bridgeName: unknown, portName: unknown): QosShow {
+    const br = this.bridge(bridgeName);
+    const mp = this.qosPort(br, portName);
+    br.qos.apply(mp.port, NO_QOS);
+    this.log.info({ bridge: br.cfg.name, port: mp.name }, 'port QoS cleared');
+    return br.qos.show(mp.port);
+  }
+
+  /** The port's QoS in force (the runtime journal's recorder reads it before `qos set` is applied), null: no port. */
+  portQos(bridgeName: string, portName: string): QosSpec | null {
+    const br = this.bridges.get(bridgeName);
+    const mp = br?.ports.get(portName);
+    return br === undefined || mp === undefined ? null : br.qos.spec(mp.port);
+  }
+
+  /** Reload: the port's QoS from the new config (src/state/reload.ts). */
+  setPortQosByName(bridgeName: string, portName: string, spec: QosSpec): void {
+    const br = this.bridge(bridgeName);
+    br.qos.apply(this.port(br, portName).port, spec);
+  }
+
+  private qosPort(br: BridgeRuntime, portName: unknown): PortHandle {
+    const mp = this.port(br, portName);
+    if (mp === br.uplink || mp.kind === 'host') throw new ControlError('invalid_params', `${mp.name} is the ${mp === br.uplink ? 'uplink' : 'host port'} of ${br.cfg.name}; QoS applies to tap, attach and vxlan ports`);
+    return mp;
   }
 
   /** `lock show`: lock and guards of every port (not the uplink: it cannot be locked). */
@@ -920,8 +1062,22 @@ export class Daemon {
     const bond = this.bondByName(name);
     if (typeof member !== 'string') throw new ControlError('invalid_params', 'member must be a string');
     const problem = bond.setActive(member);
-    if (problem !== null) throw new ControlError(bond.policy.index(member) < 0 ? 'no_such_port' : 'invalid_params', problem);
+    if (problem !== null) throw new ControlError(bond.memberIndex(member) < 0 ? 'no_such_port' : 'invalid_params', problem);
     return bond.show();
+  }
+
+  /** bond.rebalance: one balance-slb rebalancing round now (src/daemon/bond.ts). */
+  bondRebalance(name: unknown): BondShow & { moved: number } {
+    const bond = this.bondByName(name);
+    if (bond.slb === null) throw new ControlError('invalid_params', `bond ${bond.name} is ${bond.mode}: rebalance applies to balance-slb bonds`);
+    const moved = bond.rebalance();
+    return { ...bond.show(), moved };
+  }
+
+  /** bond.set_mode: refused while running; the mode is config (a reload re-creates the bond). */
+  bondSetMode(name: unknown, mode: unknown): never {
+    const bond = this.bondByName(name);
+    throw new ControlError('invalid_params', `the mode of bond ${bond.name} cannot change while it runs (it is ${bond.mode}; asked ${String(mode)}): set uplink.bond.mode in the config and reload, which re-creates the bond`);
   }
 
   /** busy_poll.show: the window in force and the addon's counters (idle callbacks run, windows started). */
@@ -934,14 +1090,19 @@ export class Daemon {
     return { direct_poll: this.config.directPoll, ...directPoll.stats() };
   }
 
-  stats(): BridgeStats[] {
+  /**
+   * syncWorkers false (metrics): the counters as last folded (the tick asks the workers for theirs at least every
+   * FOLD_INTERVAL_MS; dataPlane.lastFolded() says when), without the blocking round trip to the workers
+   */
+  stats(syncWorkers = true): BridgeStats[] {
     // a round trip to the data-plane workers first: their counters are folded in
-    this.dataPlane?.sync(true);
+    if (syncWorkers) this.syncWorkers(true);
     return [...this.bridges.values()].map((br) => {
       const c = br.bridge.fdb.counters;
       return {
         bridge: br.cfg.name,
         fdb: { entries: br.bridge.fdb.size, learned: c.learned, aged: c.aged, moved: c.moved, evicted: c.evicted, flooded: br.bridge.counters.flooded },
+        multicast: br.bridge.mcast === null ? null : { groups: br.bridge.mcast.mdb.groups, querier: querierShow(br.bridge, this.now()) },
         ports: br.all().map((mp) => {
           mp.readKernelDrops();
           return {
@@ -955,6 +1116,7 @@ export class Daemon {
             drops: mp.port.drops(),
             capture_dropped: mp.port.captureDropped,
             mtu_mismatch: mp.mtuMismatches > 0,
+            multicast: br.bridge.mcast === null ? null : br.bridge.mcast.portStats(mp.port, this.now()),
           };
         }),
       };
@@ -1050,6 +1212,7 @@ export class Daemon {
       if (mp instanceof VxlanPort) mp.removeNetdev();
     }
     this.forgetUplink(br);
+    br.qos.close();
     for (const mp of br.ports.values()) this.byName.delete(mp.name);
     this.bridges.delete(name);
     for (const n of netdevs) if (!keep.has(n)) restoreHostStack(n, this.portLog);
@@ -1115,6 +1278,7 @@ export class Daemon {
     if (mp instanceof VxlanPort) mp.removeNetdev();
     br.bridge.removePort(mp.port);
     br.locks.forget(mp.port);
+    br.qos.forget(mp.port);
     br.ports.delete(name);
     this.byName.delete(name);
     // after close: the netdev is off the bridge before IPv6 comes back on it

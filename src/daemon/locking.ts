@@ -11,7 +11,7 @@ import { type LockShow, type LockSpec, PortSecurity, UNLOCKED } from '../bridge/
 import type { BridgePort } from '../bridge/port.js';
 import type { PortVlan } from '../bridge/vlan.js';
 import { AddResult } from '../fdb/fdb.js';
-import { portTarget, registerRecordedMethod } from '../state/journal.js';
+import { portTarget, registerRecordedMethod, registerReplayRelease } from '../state/journal.js';
 
 export interface PortGuards {
   raGuard: boolean;
@@ -102,7 +102,9 @@ export class PortLocks {
 }
 
 // Runtime state (src/state/journal.ts): `lock set` and `lock clear` are kept across restarts, one record per port
-// (the later replaces the earlier); delif drops them with the port's other records (same target).
+// (the later replaces the earlier); delif drops them with the port's other records (same target). Replay first
+// clears the lock of every port with a record, then replays the records: a MAC that moved between ports at runtime
+// (clear P, set Q M, set P M2 while the config locks P to M) is free for Q whatever the config gave P.
 const lockKey = (bridge: string, port: string): string => `lock:${bridge}/${port}`;
 
 registerRecordedMethod('lock.set', (p, _r, j) => {
@@ -118,3 +120,7 @@ registerRecordedMethod('lock.clear', (p, _r, j) => {
   const port = String(p.port);
   j.put({ method: 'lock.clear', params: { bridge, port }, key: lockKey(bridge, port), target: portTarget(bridge, port) });
 });
+
+for (const method of ['lock.set', 'lock.clear']) {
+  registerReplayRelease(method, (p) => ({ method: 'lock.clear', params: { bridge: String(p.bridge), port: String(p.port) } }));
+}

@@ -5,9 +5,11 @@
 //
 //   create   RTM_NEWLINK kind vxlan (vni, local, group + dev, port, ttl, tos, learning, MTU), host stack silenced,
 //            then one all-zeros FDB entry per remote (head-end replication), link up, AF_PACKET attach.
-//            A netdev of that name that already is a vxlan of the same VNI (left by `persist: true`) is adopted.
-//   remove   on stop and `vxlan del`: RTM_DELLINK unless `persist: true`. A netdev deleted behind the daemon's back is
-//            created again at once.
+//            A netdev of that name is adopted only when it matches the config (vxlan-owner.ts: VNI, UDP port,
+//            local, group or own remote, dev); a `local` address the host does not have is warned about.
+//   remove   on stop and `vxlan del`: RTM_DELLINK of a netdev the daemon created (recorded in the state,
+//            vxlan-owner.ts) unless `persist: true`. A netdev deleted behind the daemon's back is created again at
+//            once.
 //   MTU      an overlay frame costs 50 bytes of underlay (IPv4: outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14)
 //            or 70 (IPv6), plus 4 when the inner frame carries a tag (default and trunk ports). When the underlay
 //            device is known (`dev`, or the interface holding `local`) the vxlan netdev's MTU is set so an overlay
@@ -26,11 +28,12 @@ import type { Logger } from '../log.js';
 import type { Bridge } from '../bridge/bridge.js';
 import type { BridgePort } from '../bridge/port.js';
 import type { IfInfo } from '../io/native-types.js';
-import { netdev, vxlanLink } from '../io/native.js';
+import { isNativeError, netdev, vxlanLink } from '../io/native.js';
 import { DEFAULT_VXLAN_PORT, MAX_VXLAN_REMOTES, type VxlanPortConfig } from '../config/config.js';
 import { ControlError } from '../control/errors.js';
 import { ManagedPort, type ManagedPortOptions } from './ports.js';
 import { silenceHostStack } from './hoststack.js';
+import { createdVxlans, localAddressProblem, vniHolders, vxlanDifferences } from './vxlan-owner.js';
 
 /** Underlay bytes per overlay frame: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
 export const VXLAN_OVERHEAD_V4 = 50;
@@ -191,8 +194,8 @@ export class VxlanPort extends ManagedPort {
   }
 
   /**
-   * Creates (or adopts) the kernel vxlan netdev, sets its remotes, brings it up with the host stack silenced.
-   * True when this call created it.
+   * Creates (or adopts, src/daemon/vxlan-owner.ts) the kernel vxlan netdev, sets its remotes, brings it up with the
+   * host stack silenced. True when this call created it.
    */
   private ensureNetdev(): boolean {
     const s = this.spec;
@@ -202,30 +205,57 @@ export class VxlanPort extends ManagedPort {
       this.log.warn({ underlay: this.underlay?.dev, underlay_mtu: this.underlay?.mtu, needed: this.mtuCheck.neededUnderlayMtu, mtu: this.mtuCheck.mtu },
         `vxlan MTU: ${this.mtuCheck.problem}`);
     }
-    const existing = vxlanLink.kind(this.name);
+    const localProblem = localAddressProblem(s);
+    if (localProblem !== null) this.log.warn({ local: s.local }, `vxlan ${s.name}: ${localProblem}`);
+    let existing = vxlanLink.kind(this.name);
+    let ours = false;
     if (existing !== null) {
-      if (existing.kind !== 'vxlan' || existing.vni !== s.vni) {
-        throw new Error(`${this.name} exists and is not a vxlan netdev of VNI ${s.vni} (kind "${existing.kind}"${existing.kind === 'vxlan' ? `, VNI ${existing.vni}` : ''})`);
+      const ifindex = netdev.info(this.name)?.ifindex ?? 0;
+      ours = createdVxlans.owns(this.name, ifindex);
+      if (!ours) createdVxlans.forget(this.name);
+      const devIfindex = s.dev === null ? null : netdev.info(s.dev)?.ifindex ?? null;
+      const diffs = vxlanDifferences(s, existing, devIfindex);
+      if (diffs.length > 0 && ours) {
+        // the daemon's own netdev from an earlier run under another config: made anew
+        this.log.info({ differences: diffs }, 'vxlan netdev created by the daemon earlier differs from the config; creating it anew');
+        vxlanLink.delete(this.name);
+        createdVxlans.forget(this.name);
+        existing = null;
+      } else if (diffs.length > 0) {
+        throw new Error(`netdev ${this.name} exists and was not created by tapbridge; not adopted because it differs from the config: ` +
+          `${diffs.join(', ')} (delete it, or change the config to match)`);
       }
-      // a netdev left by `persist: true` (or a daemon that was killed): its remotes become the configured ones
-      const stale = vxlanLink.remotes(this.name).map(canonicalAddr).filter((r) => !this.remotes.has(r) && (s.group === null || r !== canonicalAddr(s.group)));
+    }
+    if (existing !== null) {
+      const kernelRemotes = vxlanLink.remotes(this.name).map(canonicalAddr).filter((r) => s.group === null || r !== canonicalAddr(s.group));
+      const stale = kernelRemotes.filter((r) => !this.remotes.has(r));
+      if (!ours && stale.length > 0) {
+        throw new Error(`netdev ${this.name} exists and was not created by tapbridge; not adopted because it has remotes the config does not list: ` +
+          `${stale.join(', ')} (delete it, or add them to the config)`);
+      }
+      // our own netdev, left by `persist: true` (or a daemon that was killed): its remotes become the configured ones
       for (const r of stale) vxlanLink.delRemote(this.name, r);
-      this.log.info({ vni: s.vni, removed_remotes: stale }, 'adopting existing vxlan netdev');
+      this.log.info({ vni: s.vni, created_by_tapbridge: ours, removed_remotes: stale }, 'adopting existing vxlan netdev');
       const info = netdev.info(this.name);
       if (info !== null && info.mtu !== this.mtuCheck.mtu) netdev.setMtu(this.name, this.mtuCheck.mtu);
     } else {
-      vxlanLink.create({
-        name: this.name,
-        vni: s.vni,
-        port: s.port,
-        local: s.local ?? undefined,
-        group: s.group ?? undefined,
-        dev: s.dev ?? undefined,
-        ttl: s.ttl ?? undefined,
-        tos: s.tos ?? undefined,
-        learning: s.kernelLearning,
-        mtu: this.mtuCheck.mtu,
-      });
+      try {
+        vxlanLink.create({
+          name: this.name,
+          vni: s.vni,
+          port: s.port,
+          local: s.local ?? undefined,
+          group: s.group ?? undefined,
+          dev: s.dev ?? undefined,
+          ttl: s.ttl ?? undefined,
+          tos: s.tos ?? undefined,
+          learning: s.kernelLearning,
+          mtu: this.mtuCheck.mtu,
+        });
+      } catch (err) {
+        throw this.explainCreateError(err);
+      }
+      createdVxlans.created(this.name, netdev.info(this.name)?.ifindex ?? 0, s.vni);
       this.log.info({ vni: s.vni, local: s.local, group: s.group, dev: s.dev, port: s.port, mtu: this.mtuCheck.mtu, remotes: [...this.remotes] }, 'created vxlan netdev');
     }
     try {
@@ -240,10 +270,25 @@ export class VxlanPort extends ManagedPort {
     return existing === null;
   }
 
+  /** EEXIST from RTM_NEWLINK is about the VNI (the name was free a moment ago): the netdev that holds it is named. */
+  private explainCreateError(err: unknown): unknown {
+    if (!isNativeError(err) || err.code !== 'EEXIST') return err;
+    let holders: string[] = [];
+    try {
+      holders = vniHolders(this.spec.vni, this.spec.port, vxlanLink.list(), this.name);
+    } catch (listErr) {
+      this.log.warn({ err: listErr }, 'cannot list vxlan netdevs to find who holds the VNI');
+    }
+    if (holders.length === 0) return err;
+    return new Error(`cannot create vxlan netdev ${this.name}: VNI ${this.spec.vni} on UDP port ${this.spec.port} is already used by netdev ` +
+      `${holders.join(', ')} in this namespace (${err.message})`);
+  }
+
   /** RTM_DELLINK while unwinding: a failure is logged, the error that caused the unwind is the one reported. */
   private deleteQuietly(): void {
     try {
       vxlanLink.delete(this.name);
+      createdVxlans.forget(this.name);
     } catch (err) {
       this.log.warn({ err }, 'cannot remove vxlan netdev while unwinding');
     }
@@ -265,11 +310,19 @@ export class VxlanPort extends ManagedPort {
     }
   }
 
-  /** Removes the kernel netdev unless `persist` (after close). */
+  /** Removes the kernel netdev (after close) when the daemon created it, unless `persist`. */
   removeNetdev(): void {
     if (this.persist) return;
+    const ifindex = netdev.info(this.name)?.ifindex ?? 0;
+    if (!createdVxlans.owns(this.name, ifindex)) {
+      if (ifindex > 0) this.log.info('vxlan netdev left in place: tapbridge did not create it');
+      // gone, or someone else's under that name now: nothing of the daemon's is left to delete
+      createdVxlans.forget(this.name);
+      return;
+    }
     try {
       if (vxlanLink.delete(this.name)) this.log.info('removed vxlan netdev');
+      createdVxlans.forget(this.name);
     } catch (err) {
       this.log.warn({ err }, 'cannot remove vxlan netdev');
     }

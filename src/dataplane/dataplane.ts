@@ -3,17 +3,30 @@
 // to it and forwards with the same engine.
 //
 // Who reads which port. Per bridge, the ports a worker can serve are spread over the main thread (owner 0) and the
-// workers (1 .. n-1) by their order of port id. A bridge keeps all its ports on the main thread while it has what a
-// worker's engine does not carry: a bond (failover switches the bond port's I/O), a mirror or a running capture (they
-// see every frame at every port), or while a handover pauses I/O. Ports with port security, host and vxlan ports are
-// always read by the main thread. Every thread holds every port for sending, with an fd of its own (a dup()).
+// workers (1 .. n-1): a port keeps the reader it was given for as long as that reader lives and the bridge stays
+// eligible; a new port goes to the thread of this bridge that reads the fewest (ties: the lowest id, the main thread
+// first), so an addif or delif moves no other port. A bridge keeps all its ports on the main thread while it has
+// what a worker's engine does not carry: a bond (failover switches the bond port's I/O), a mirror or a running
+// capture (they see every frame at every port), an egress rate limit (its bucket is the main thread's), or while a
+// handover pauses I/O. Ports with port security or QoS (their buckets and holds are the main thread's), host and
+// vxlan ports are always read by the main thread. Every thread holds every port for sending, with an fd of its own
+// (a dup()).
 //
-// Changes reach the workers as a whole port table per bridge under a new epoch (sync()), between two batches of
-// theirs; sync() waits (Atomics.wait, bounded) until every worker has applied it, so a control request that changed a
-// port is answered only when no thread forwards with the old table any more. A port moves between readers by
-// stop-then-start: the old reader has stopped before the new one starts, so no frame is read twice and a flow keeps
-// its order. The same round trip brings the workers' counters (folded into the main thread's ports: stats are
-// complete when sync(true) ran first) and the learning rings are drained into the FDB whenever a worker signals.
+// A port changes reader by stop, acknowledge, start: the new reader starts only once no other thread can read it.
+// The main thread stops reading a port before it posts the table that gives it to a worker; it reads a port again,
+// and another worker is told to read it, only after the worker that read it acknowledged the table that stopped it.
+// So no two threads read one port, and the frames of one port reach the engines in the order the port delivered them.
+//
+// Changes reach the workers as a whole port table per bridge under a new epoch (sync()), applied between two
+// batches of theirs; sync() waits (Atomics.wait, bounded by a timeout) until every worker acknowledged it. When a
+// worker does not acknowledge in time, sync() throws DataPlaneTimeout: the change is made on the main thread, but
+// that worker may still forward with its old table, so the control request that caused it must not be answered as
+// applied. The worker keeps every port it was given (the main thread does not read them) until it acknowledges.
+// A worker whose apply threw acknowledges with that epoch marked failed: sync() throws DataPlaneApplyFailed and
+// sends that worker its whole tables again at the next sync.
+// Each acknowledgement brings the workers' counters (folded into the main thread's ports; lastFolded() says when),
+// and the learning rings are drained into the FDB whenever a worker signals: an entry is learned only while its port
+// id still names the port it was pushed for (its port key) and that port is a member of its VLAN.
 
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../log.js';
@@ -23,16 +36,18 @@ import { PacketPort, unixSocket } from '../io/native.js';
 import { PortCounter } from '../io/native-types.js';
 import { LearnRing, type LearnSink } from './learn-ring.js';
 import {
-  BRIDGE_FIELDS, counterSlabBytes, ENGINE_FIELDS, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, ROW_NATIVE, type MainToWorker, type PortSnap, type WorkerInit,
+  ACK_EPOCH, ACK_FAILED, ACK_WORDS, BRIDGE_FIELDS, counterSlabBytes, ENGINE_FIELDS, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, ROW_NATIVE, type MainToWorker, type PortSnap, type WorkerInit,
   type WorkerToMain,
 } from './protocol.js';
 
 /** Entries per learning ring (per worker and bridge). */
 export const LEARN_RING_ENTRIES = 4096;
-/** How long sync() waits for a worker's answer before it gives up on that worker for this round. */
+/** How long sync() waits for the workers' acknowledgement before it throws DataPlaneTimeout. */
 export const SYNC_TIMEOUT_MS = 2000;
 /** The first sync also waits for the workers to start (a V8 isolate, the modules, the addon each). */
 export const START_TIMEOUT_MS = 10_000;
+/** tick() asks the workers for their counters at least this often (what lastFolded() reports). */
+export const FOLD_INTERVAL_MS = 1000;
 const RX_KINDS = new Set(['tap', 'attach', 'uplink']);
 /** The largest VLAN id a learning entry can carry (entries are range-checked before they reach the FDB). */
 const VID_MAX = 4094;
@@ -41,6 +56,68 @@ const VID_MAX = 4094;
 const waitAsync = (Atomics as unknown as {
   waitAsync(a: Int32Array, i: number, v: number, timeoutMs: number): { async: false; value: string } | { async: true; value: Promise<string> };
 }).waitAsync;
+
+/** A port's I/O as the data plane moves it between readers (the addon's PacketPort; a fake in unit tests). */
+export interface RxIo {
+  readonly fd: number;
+  readonly kind: 'tap' | 'packet';
+  readonly isClosed: boolean;
+  stop(): void;
+  resume(): void;
+}
+
+/** The part of a worker_threads Worker the data plane uses. */
+export interface WorkerLike {
+  postMessage(m: MainToWorker): void;
+  on(event: 'message', listener: (m: WorkerToMain) => void): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+  on(event: 'exit', listener: (code: number) => void): unknown;
+  terminate(): Promise<number>;
+}
+
+/** What the data plane needs from the addon and worker_threads (unit tests pass fakes). */
+export interface DataPlaneHooks {
+  /** the port's I/O when a worker could read it and send to it (an open TAP or AF_PACKET fd), else null */
+  rxIo(p: BridgePort): RxIo | null;
+  dup(fd: number): number;
+  closeFd(fd: number): void;
+  spawn(init: WorkerInit, name: string): WorkerLike;
+}
+
+const NATIVE_HOOKS: DataPlaneHooks = {
+  rxIo: (p) => (p.io instanceof PacketPort && !p.io.isClosed ? p.io : null),
+  dup: (fd) => unixSocket.dup(fd),
+  closeFd: (fd) => unixSocket.close(fd),
+  spawn: (init, name) => new Worker(new URL('./worker.js', import.meta.url), { workerData: init, name }) as unknown as WorkerLike,
+};
+
+/** sync() could not confirm that every worker applied the current port tables. */
+export class DataPlaneSyncError extends Error {
+  /** the workers (ids) concerned */
+  readonly workers: number[];
+  constructor(message: string, workers: number[]) {
+    super(message);
+    this.workers = workers;
+  }
+}
+
+/** A worker did not acknowledge in time (or had not acknowledged an earlier table). */
+export class DataPlaneTimeout extends DataPlaneSyncError {
+  constructor(workers: number[], timeoutMs: number) {
+    super(`data worker${workers.length > 1 ? 's' : ''} ${workers.join(', ')} did not acknowledge the new port tables within ${timeoutMs} ms: ` +
+      'the change is made on the main thread, but may not be in force on the ports those workers read', workers);
+    this.name = 'DataPlaneTimeout';
+  }
+}
+
+/** A worker acknowledged, but applying the tables threw there (its error is logged as 'data worker error'). */
+export class DataPlaneApplyFailed extends DataPlaneSyncError {
+  constructor(workers: number[]) {
+    super(`data worker${workers.length > 1 ? 's' : ''} ${workers.join(', ')} failed to apply the new port tables (see the log): ` +
+      'the change is made on the main thread, but may be in force only in part on the ports those workers read; the whole tables are sent again at the next sync', workers);
+    this.name = 'DataPlaneApplyFailed';
+  }
+}
 
 export interface DataPlaneBridge {
   name: string;
@@ -51,17 +128,14 @@ export interface DataPlaneBridge {
 
 /**
  * Whether workers may read this bridge's ports: not while it has what a worker's engine does not carry, a bond, a
- * mirror or a running capture (mirrors and captures see every frame at every port, a mirror output included), or a
- * vhost-user port (its rings belong to the main thread).
+ * mirror or a running capture (mirrors and captures see every frame at every port, a mirror output included), an
+ * egress rate limit (src/bridge/qos.ts: one bucket, on the main thread, for what every thread would send to the
+ * port), IGMP/MLD snooping (the MDB lives on the main thread only), or a vhost-user port (its rings are read and
+ * written by the main thread only, so no worker could send to it).
  */
 function workersMayRead(b: DataPlaneBridge): boolean {
-  // a vhost-user port's rings are read and written by the main thread only
-  return !b.hasBond() && b.bridge.mirrors.length === 0 && !b.bridge.portList.some((p) => p.tap !== null || p.kind === 'vhost-user');
-}
-
-/** Whether a worker can read this port: a TAP or AF_PACKET fd the addon opened, of a kind without main-thread work. */
-function workerCanRead(p: BridgePort): boolean {
-  return p.io instanceof PacketPort && !p.io.isClosed && RX_KINDS.has(p.kind) && p.security === null;
+  return !b.hasBond() && b.bridge.mirrors.length === 0 && b.bridge.mcast === null &&
+    !b.bridge.portList.some((p) => p.tap !== null || p.kind === 'vhost-user' || (p.qos !== null && p.qos.egressLimited));
 }
 
 export interface DataPlaneOptions {
@@ -71,10 +145,12 @@ export interface DataPlaneOptions {
   bridges(): DataPlaneBridge[];
   directPoll: boolean;
   log: Logger;
-  /** I/O paused for a handover: every port stays with the main thread, which does not read either */
+  /** I/O paused for a handover: every port goes back to the main thread, which does not read either */
   paused(): boolean;
   /** a worker's read of a port failed (as PortIo's onError on the main thread) */
-  onIoError(bridge: string, port: string, io: PacketPort, errno: number, syscall: string, stopped: boolean): void;
+  onIoError(bridge: string, port: string, io: RxIo, errno: number, syscall: string, stopped: boolean): void;
+  /** the addon and worker_threads (default); unit tests pass fakes */
+  hooks?: DataPlaneHooks;
 }
 
 interface BridgeSlot {
@@ -86,18 +162,28 @@ interface BridgeSlot {
   folded: Float64Array;
   /** ioKey of each port id this worker holds an fd for */
   held: Map<number, number>;
-  /** the port table last sent, without fds (JSON) */
-  sent: string;
-  ports: string[];
+  /** the port table last sent (fds as sent); null: send it again */
+  sent: PortSnap[] | null;
+  /** the ports this worker was told to read in the table last sent */
+  reading: Map<RxIo, string>;
 }
 
 interface WorkerHandle {
   id: number;
-  worker: Worker;
+  worker: WorkerLike;
   ack: Int32Array;
   slots: Map<string, BridgeSlot>;
+  /** false once its thread exited (its fds are closed with it) */
   alive: boolean;
+  /** the last epoch posted to it */
+  posted: number;
+  /** the last failed epoch (ACK_FAILED) already reported */
+  failedSeen: number;
+  /** it did not acknowledge `posted` in time (a later acknowledgement clears it) */
+  late: boolean;
   timeouts: number;
+  /** ports it was told to stop reading (or to close), by the epoch of that table: busy until it acknowledges it */
+  releasing: Map<RxIo, number>;
   exited: Promise<void>;
 }
 
@@ -112,15 +198,25 @@ export interface DataPlaneShow {
   }>;
 }
 
+/** Which thread should read each port (0: the main thread), and which ports the main thread reads. */
+interface Assignment {
+  owners: Map<BridgePort, number>;
+  mainPorts: Map<string, string[]>;
+}
+
 export class DataPlane {
   private readonly opts: DataPlaneOptions;
   private readonly log: Logger;
+  private readonly hooks: DataPlaneHooks;
   private readonly workers: WorkerHandle[] = [];
   private readonly clock = new Float64Array(new SharedArrayBuffer(8));
-  private readonly ioKeys = new WeakMap<object, number>();
-  private nextIoKey = 1;
-  /** main-thread ports whose reading this module stopped (a worker reads them) */
-  private readonly stoppedHere = new Set<PacketPort>();
+  /** identities of I/O objects and ports (PortSnap.ioKey, PortSnap.portKey) */
+  private readonly keys = new WeakMap<object, number>();
+  private nextKey = 1;
+  /** main-thread ports whose reading this module stopped (a worker reads them, or has not acknowledged it stopped) */
+  private readonly stoppedHere = new Set<RxIo>();
+  /** the thread each port's I/O was given to (sticky: kept while that thread lives and the bridge is eligible) */
+  private assigned = new Map<RxIo, number>();
   private epoch = 0;
   private syncs = 0;
   private learned = 0;
@@ -130,11 +226,16 @@ export class DataPlane {
   private readonly readers = new Map<Bridge, Int32Array>();
   /** I/O objects a worker could not adopt: read by the main thread only */
   private readonly refused = new Set<number>();
+  /** when and at which epoch the workers' counters were last folded into the main thread's */
+  private folded = { epoch: 0, atMs: 0 };
+  /** the last sync left a port unread while another worker stops reading it */
+  private heldBack = false;
 
   constructor(opts: DataPlaneOptions) {
     if (!Number.isInteger(opts.count) || opts.count < 2) throw new RangeError('a data plane on threads needs count >= 2');
     this.opts = opts;
     this.log = opts.log;
+    this.hooks = opts.hooks ?? NATIVE_HOOKS;
   }
 
   /** Starts the workers (count - 1 of them) and hands out the ports. */
@@ -148,11 +249,12 @@ export class DataPlane {
       this.readers.set(b.bridge, readers);
     }
     for (let id = 1; id < this.opts.count; id++) this.spawn(id);
-    this.sync(true, START_TIMEOUT_MS);
+    // a worker that starts late reads its ports from its acknowledgement on; until then nobody reads them
+    this.syncBestEffort(true, START_TIMEOUT_MS);
   }
 
   private spawn(id: number): void {
-    const ackBuf = new SharedArrayBuffer(4);
+    const ackBuf = new SharedArrayBuffer(4 * ACK_WORDS);
     const slots = new Map<string, BridgeSlot>();
     const init: WorkerInit = { id, clock: this.clock.buffer as SharedArrayBuffer, ack: ackBuf, directPoll: this.opts.directPoll, bridges: [] };
     for (const b of this.opts.bridges()) {
@@ -161,7 +263,7 @@ export class DataPlane {
       const maxPorts = b.bridge.ports.length;
       const ring = new LearnRing(LEARN_RING_ENTRIES);
       const counters = new Float64Array(new SharedArrayBuffer(counterSlabBytes(maxPorts)));
-      slots.set(b.name, { bridge: b.bridge, ring, counters, folded: new Float64Array(counters.length), held: new Map(), sent: '', ports: [] });
+      slots.set(b.name, { bridge: b.bridge, ring, counters, folded: new Float64Array(counters.length), held: new Map(), sent: null, reading: new Map() });
       const readers = this.readers.get(b.bridge);
       if (readers === undefined) throw new Error(`bridge ${b.name}: no reader counters`);
       init.bridges.push({
@@ -169,41 +271,48 @@ export class DataPlane {
         counters: counters.buffer as SharedArrayBuffer,
       });
     }
-    const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, name: `tapbridge-dp${id}` });
-    const h: WorkerHandle = { id, worker, ack: new Int32Array(ackBuf), slots, alive: true, timeouts: 0, exited: Promise.resolve() };
-    h.exited = new Promise((resolve) => worker.once('exit', () => resolve()));
+    const worker = this.hooks.spawn(init, `tapbridge-dp${id}`);
+    const h: WorkerHandle = {
+      id, worker, ack: new Int32Array(ackBuf), slots, alive: true, posted: 0, failedSeen: 0, late: false, timeouts: 0, releasing: new Map(), exited: Promise.resolve(),
+    };
+    h.exited = new Promise((resolve) => worker.on('exit', () => resolve()));
     worker.on('message', (m: WorkerToMain) => this.onMessage(h, m));
     worker.on('error', (err) => {
-      this.log.error({ err, worker: id }, 'data worker failed; its ports go back to the main thread');
-      this.lose(h);
+      // the thread ends: its ports go to the others once it has exited (its fds close with it)
+      this.log.error({ err, worker: id }, 'data worker failed');
     });
     worker.on('exit', (code) => {
-      if (!this.stopped && h.alive) {
-        this.log.error({ worker: id, code }, 'data worker exited; its ports go back to the main thread');
-        this.lose(h);
-      }
+      if (!this.stopped && h.alive) this.log.error({ worker: id, code }, 'data worker exited; its ports go back to the main thread');
+      this.lose(h);
     });
     for (const slot of slots.values()) this.armDrain(h, slot);
     this.workers.push(h);
   }
 
-  /** A worker is gone: the next sync gives its ports to the others (the main thread among them). */
+  /** A worker's thread has exited (its fds are closed): the next sync gives its ports to the others. */
   private lose(h: WorkerHandle): void {
     if (!h.alive) return;
     h.alive = false;
+    h.late = false;
+    h.releasing.clear();
     for (const slot of h.slots.values()) {
       slot.held.clear();
+      slot.reading.clear();
       // it may have ended inside a batch: its counter must not hold removed FDB entries back
       slot.bridge.fdb.readerGone(h.id - 1);
     }
-    if (!this.stopped) setImmediate(() => this.sync(false));
+    this.syncSoon();
+  }
+
+  private syncSoon(): void {
+    if (!this.stopped) setImmediate(() => this.syncBestEffort(false, SYNC_TIMEOUT_MS));
   }
 
   private onMessage(h: WorkerHandle, m: WorkerToMain): void {
     if (m.type === 'io_error') {
       const port = h.slots.get(m.bridge)?.bridge.portByName(m.port) ?? null;
-      const io = port?.io;
-      if (io instanceof PacketPort && this.ioKeys.get(io) === m.ioKey) this.opts.onIoError(m.bridge, m.port, io, m.errno, m.syscall, m.stopped);
+      const io = port !== null ? this.hooks.rxIo(port) : null;
+      if (io !== null && this.keys.get(io) === m.ioKey) this.opts.onIoError(m.bridge, m.port, io, m.errno, m.syscall, m.stopped);
     } else if (m.type === 'adopt_failed') {
       // the port stays with the main thread for reading; its table is sent again so the worker can send to it
       this.refused.add(m.ioKey);
@@ -211,9 +320,9 @@ export class DataPlane {
       const slot = h.slots.get(m.bridge);
       if (slot !== undefined) {
         slot.held.delete(slot.bridge.portByName(m.port)?.id ?? -1);
-        slot.sent = '';
+        slot.sent = null;
       }
-      if (!this.stopped) setImmediate(() => this.sync(false));
+      this.syncSoon();
     } else if (m.type === 'fatal') {
       this.log.error({ worker: h.id, reason: m.message }, 'data worker error');
     }
@@ -222,6 +331,30 @@ export class DataPlane {
   /** The coarse clock the workers' engines read (the main thread's, set every tick). */
   setClock(nowMs: number): void {
     this.clock[0] = nowMs;
+  }
+
+  /**
+   * The daemon's tick: the clock, the learning rings, the port tables (link events, reloads, re-opened ports and
+   * ended captures reach the workers here at the latest), and the workers' counters at least every
+   * FOLD_INTERVAL_MS. A worker that does not acknowledge is counted (sync_timeouts) and logged once; the tick
+   * does not wait for it again until it has.
+   */
+  tick(nowMs: number): void {
+    this.setClock(nowMs);
+    this.drain();
+    this.syncBestEffort(nowMs - this.folded.atMs >= FOLD_INTERVAL_MS, SYNC_TIMEOUT_MS);
+  }
+
+  /**
+   * sync() where no request waits for the answer (start, tick, a worker lost, a handover's pause and resume): a
+   * timeout is logged and counted by sync, not thrown; the late worker keeps its ports until it acknowledges.
+   */
+  syncBestEffort(force: boolean, timeoutMs = SYNC_TIMEOUT_MS): void {
+    try {
+      this.sync(force, timeoutMs);
+    } catch (err) {
+      if (!(err instanceof DataPlaneSyncError)) throw err;
+    }
   }
 
   /** Drains a worker's learning ring whenever it signals, until stop(). */
@@ -248,12 +381,15 @@ export class DataPlane {
     const fdb = br.fdb;
     const now = this.clock[0];
     const sink: LearnSink = {
-      learn: (hi, lo, portId) => {
-        if (hi >>> 16 > VID_MAX) return;
+      learn: (hi, lo, portId, portKey) => {
+        const vid = hi >>> 16;
+        if (vid > VID_MAX) return;
         const p = br.ports[portId];
-        // the worker's copy may be one sync behind: learn only for a port that still learns here
-        if (p === null || p === undefined || !p.learning || p.state !== 'up') return;
-        fdb.learnHL(hi >>> 16, hi & 0xffff, lo, portId, now);
+        // the worker's copy may be some syncs behind: learn only for the port the entry was pushed for (not another
+        // one given its id since), while it still learns, is up and carries the VLAN
+        if (p === null || p === undefined || this.keys.get(p) !== portKey) return;
+        if (!p.learning || p.state !== 'up' || !p.vlan.isMember(vid)) return;
+        fdb.learnHL(vid, hi & 0xffff, lo, portId, now);
         this.learned++;
       },
       arp: (hi, lo, ip) => {
@@ -268,187 +404,298 @@ export class DataPlane {
     for (const h of this.workers) if (h.alive) for (const slot of h.slots.values()) this.drainSlot(slot);
   }
 
-  private keyOf(io: object): number {
-    let k = this.ioKeys.get(io);
+  private keyOf(o: object): number {
+    let k = this.keys.get(o);
     if (k === undefined) {
-      k = this.nextIoKey++;
-      this.ioKeys.set(io, k);
+      k = this.nextKey++;
+      this.keys.set(o, k);
     }
     return k;
   }
 
   /**
    * Brings every worker up to the current port tables; with `force` a round trip happens even when nothing
-   * changed (fresh counters for stats). Returns when every live worker answered or timeoutMs passed.
+   * changed (fresh counters for stats). Returns when every worker it posted to acknowledged. Throws
+   * DataPlaneTimeout when one did not within timeoutMs, or when a worker that has not acknowledged an earlier
+   * table had to get a new one or its counters (it is not waited for again, and not posted to for counters alone).
    */
   sync(force: boolean, timeoutMs = SYNC_TIMEOUT_MS): void {
     if (this.stopped) return;
+    this.heldBack = false;
+    this.settle();
+    const plan = this.assign();
+    this.stopMainReads(plan);
+    const epoch = ++this.epoch;
+    const { waiting, skipped } = this.post(plan, epoch, force);
+    if (waiting.length > 0) this.syncs++;
+    const late = [...skipped, ...this.awaitAcks(waiting, epoch, timeoutMs)];
+    const failed = this.failures(waiting);
+    this.settle();
+    // what the workers learned before they applied this table (entries of a removed port are refused by its key)
+    this.drain();
+    this.resumeMainReads(plan);
+    // every live worker answered this epoch: the counters folded now are as of now
+    this.fold(this.workers.every((h) => !h.alive || (waiting.includes(h) && !late.includes(h))));
+    // a port held back while another worker stops reading it starts once that one acknowledged: at once when every
+    // worker has acknowledged (the next sync starts it), else at a tick after the late one has
+    if (this.heldBack && this.lateWorkers().length === 0) this.syncSoon();
+    if (late.length > 0) throw new DataPlaneTimeout(late.map((h) => h.id), timeoutMs);
+    if (failed.length > 0) throw new DataPlaneApplyFailed(failed.map((h) => h.id));
+  }
+
+  /** Step: the workers that answered with a failed apply since the last look (their whole tables go again). */
+  private failures(list: WorkerHandle[]): WorkerHandle[] {
+    const out: WorkerHandle[] = [];
+    for (const h of list) {
+      const f = Atomics.load(h.ack, ACK_FAILED);
+      if (f <= h.failedSeen) continue;
+      h.failedSeen = f;
+      for (const slot of h.slots.values()) slot.sent = null;
+      out.push(h);
+    }
+    return out;
+  }
+
+  /**
+   * Whether the main thread may read this I/O when a handover's pause ends: not while this module stopped it (a
+   * worker reads it, or has not acknowledged that it stopped).
+   */
+  mainMayRead(io: RxIo): boolean {
+    return !this.stoppedHere.has(io);
+  }
+
+  /** The workers that have not acknowledged the last table posted to them (they keep their ports until they do). */
+  lateWorkers(): number[] {
+    return this.workers.filter((h) => h.alive && h.late).map((h) => h.id);
+  }
+
+  /** Step: what each worker acknowledged frees the ports it was told to stop reading. */
+  private settle(): void {
+    for (const h of this.workers) {
+      if (!h.alive) continue;
+      const acked = Atomics.load(h.ack, ACK_EPOCH);
+      for (const [io, epoch] of h.releasing) if (acked >= epoch) h.releasing.delete(io);
+      if (h.late && acked >= h.posted) {
+        h.late = false;
+        this.log.info({ worker: h.id, epoch: acked }, 'data worker acknowledged again');
+      }
+    }
+  }
+
+  /** Step: the thread that should read each port. */
+  private assign(): Assignment {
     const live = this.workers.filter((h) => h.alive);
     const paused = this.opts.paused();
     const owners = new Map<BridgePort, number>();
-    const threads = live.length + 1;
-    this.mainPorts = new Map();
-    const bridges = this.opts.bridges();
-    const served = new Set<Bridge>();
-    for (const h of live) for (const slot of h.slots.values()) served.add(slot.bridge);
-    for (const b of bridges) {
-      const here: string[] = [];
-      let i = 0;
-      const eligible = !paused && served.has(b.bridge) && workersMayRead(b);
+    const mainPorts = new Map<string, string[]>();
+    const assigned = new Map<RxIo, number>();
+    for (const b of this.opts.bridges()) {
+      // the threads that serve this bridge, the main thread first; each one's count of ports here
+      const load = new Map<number, number>([[0, 0]]);
+      for (const h of live) if ([...h.slots.values()].some((s) => s.bridge === b.bridge)) load.set(h.id, 0);
+      const eligible = !paused && load.size > 1 && workersMayRead(b);
+      const open: Array<[BridgePort, RxIo]> = [];
       for (const p of b.bridge.portList) {
+        owners.set(p, 0);
+        const io = eligible && p.security === null && p.qos === null && RX_KINDS.has(p.kind) ? this.hooks.rxIo(p) : null;
+        if (io === null || this.refused.has(this.keyOf(io))) continue;
+        const before = this.assigned.get(io);
+        if (before !== undefined && load.has(before)) {
+          owners.set(p, before);
+          assigned.set(io, before);
+          load.set(before, load.get(before)! + 1);
+        } else {
+          open.push([p, io]);
+        }
+      }
+      for (const [p, io] of open) {
         let owner = 0;
-        if (eligible && workerCanRead(p) && !this.refused.has(this.keyOf(p.io!))) {
-          owner = i % threads;
-          i++;
-        }
+        for (const [t, n] of load) if (n < load.get(owner)!) owner = t;
         owners.set(p, owner);
-        // a port without I/O (closed, waiting to be re-opened) is read by nobody
-        if (owner === 0 && p.io !== null) here.push(p.name);
+        assigned.set(io, owner);
+        load.set(owner, load.get(owner)! + 1);
       }
-      this.mainPorts.set(b.name, here);
+      // a port without I/O (closed, waiting to be re-opened) is read by nobody
+      mainPorts.set(b.name, b.bridge.portList.filter((p) => owners.get(p) === 0 && p.io !== null).map((p) => p.name));
     }
-    // the main thread stops reading what moves to a worker before the worker starts
-    for (const [p, owner] of owners) {
-      if (owner !== 0 && p.io instanceof PacketPort && !this.stoppedHere.has(p.io)) {
-        p.io.stop();
-        this.stoppedHere.add(p.io);
-      }
+    this.assigned = assigned;
+    this.mainPorts = mainPorts;
+    return { owners, mainPorts };
+  }
+
+  /** Whether a worker other than `except` reads `io`, or has not acknowledged that it stopped. */
+  private busyElsewhere(io: RxIo, except: WorkerHandle | null): boolean {
+    for (const h of this.workers) {
+      if (h === except || !h.alive) continue;
+      if (h.releasing.has(io)) return true;
+      for (const slot of h.slots.values()) if (slot.reading.has(io)) return true;
     }
-    const epoch = ++this.epoch;
-    const waiting: WorkerHandle[] = [];
-    for (let w = 0; w < live.length; w++) {
-      const h = live[w];
-      const tables: Record<string, PortSnap[]> = {};
-      const dups: number[] = [];
-      let changed = false;
-      for (const [name, slot] of h.slots) {
-        const current = bridges.some((b) => b.bridge === slot.bridge);
-        const snaps: PortSnap[] = [];
-        const rxNames: string[] = [];
-        for (const p of current ? slot.bridge.portList : []) {
-          const io = p.io;
-          if (!(io instanceof PacketPort) || io.isClosed) continue;
-          const ioKey = this.keyOf(io);
-          const rx = owners.get(p) === w + 1;
-          if (rx) rxNames.push(p.name);
-          snaps.push({
-            id: p.id, name: p.name, kind: p.kind, ioKey, fd: -1, ioKind: io.kind, ifindex: p.ifindex, rx, state: p.state,
-            learning: p.learning, flood: p.flood, isolated: p.isolated, checkStacked: p.checkStacked, vlan: p.vlan.spec, mtu: p.mtu,
-            fdbMax: p.fdbMax,
-          });
-        }
-        const json = JSON.stringify(snaps);
-        slot.ports = rxNames;
-        if (json === slot.sent) continue;
-        // fds for the ports this worker does not hold yet
-        const held = new Map<number, number>();
-        for (const s of snaps) {
-          if (slot.held.get(s.id) !== s.ioKey) {
-            const io = slot.bridge.ports[s.id]!.io as PacketPort;
-            try {
-              s.fd = unixSocket.dup(io.fd);
-              dups.push(s.fd);
-            } catch (err) {
-              // the main thread keeps reading it (from the next sync on), and the worker cannot send to it
-              this.refused.add(s.ioKey);
-              this.log.warn({ err, port: s.name }, 'dup of a port fd for a data worker failed; the main thread reads the port');
-              if (!this.stopped) setImmediate(() => this.sync(false));
-              continue;
-            }
-          }
-          held.set(s.id, s.ioKey);
-        }
-        tables[name] = snaps.filter((s) => held.has(s.id));
-        slot.held = held;
-        // a table with a port left out is sent again at the next sync
-        slot.sent = held.size === snaps.length ? json : '';
-        changed = true;
-      }
-      if (!changed && !force) continue;
-      try {
-        h.worker.postMessage({ type: 'sync', epoch, tables } satisfies MainToWorker);
-        waiting.push(h);
-      } catch (err) {
-        for (const fd of dups) unixSocket.close(fd);
-        this.log.error({ err, worker: h.id }, 'posting to a data worker failed');
-        this.lose(h);
+    return false;
+  }
+
+  /** Step: the main thread stops reading what a worker is to read, before that worker is told to start. */
+  private stopMainReads(plan: Assignment): void {
+    for (const [p, owner] of plan.owners) {
+      const io = owner !== 0 ? this.hooks.rxIo(p) : null;
+      if (io !== null && !this.stoppedHere.has(io)) {
+        io.stop();
+        this.stoppedHere.add(io);
       }
     }
-    if (waiting.length > 0) this.syncs++;
-    this.waitFor(waiting, epoch, timeoutMs);
-    // what the workers learned before they applied this table: a port removed meanwhile is skipped here, before
-    // its id can be given to a new port
-    this.drain();
-    // the main thread reads again what came back, once the worker that had it has stopped
-    for (const [p, owner] of owners) {
-      if (owner === 0 && p.io instanceof PacketPort && this.stoppedHere.has(p.io)) {
-        this.stoppedHere.delete(p.io);
-        if (!paused) p.io.resume();
-      }
+  }
+
+  /** Step: the main thread reads again what is its own, once no worker can read it any more. */
+  private resumeMainReads(plan: Assignment): void {
+    const paused = this.opts.paused();
+    for (const [p, owner] of plan.owners) {
+      const io = owner === 0 ? this.hooks.rxIo(p) : null;
+      if (io === null || !this.stoppedHere.has(io) || this.busyElsewhere(io, null)) continue;
+      this.stoppedHere.delete(io);
+      if (!paused) io.resume();
     }
     for (const io of this.stoppedHere) if (io.isClosed) this.stoppedHere.delete(io);
-    this.fold();
   }
 
-  private waitFor(list: WorkerHandle[], epoch: number, timeoutMs: number): void {
+  /**
+   * Step: each worker's port tables, posted where they changed (to every worker with `force`, but a late one only
+   * gets changes: its queue stays bounded by them). Returns whom to wait for, and the late workers left out.
+   */
+  private post(plan: Assignment, epoch: number, force: boolean): { waiting: WorkerHandle[]; skipped: WorkerHandle[] } {
+    const bridges = new Set(this.opts.bridges().map((b) => b.bridge));
+    const waiting: WorkerHandle[] = [];
+    const skipped: WorkerHandle[] = [];
+    for (const h of this.workers) {
+      if (!h.alive) continue;
+      const tables: Record<string, PortSnap[]> = {};
+      const dups: number[] = [];
+      const readingNext: Array<[BridgeSlot, Map<RxIo, string>]> = [];
+      for (const [name, slot] of h.slots) {
+        const snaps = this.snapshot(h, slot, bridges.has(slot.bridge), plan);
+        if (slot.sent !== null && sameTable(slot.sent, snaps)) continue;
+        tables[name] = this.withFds(slot, snaps, dups);
+        const reading = new Map<RxIo, string>();
+        for (const s of tables[name]) if (s.rx) reading.set(this.ioOf(slot, s)!, s.name);
+        readingNext.push([slot, reading]);
+      }
+      if (Object.keys(tables).length === 0) {
+        if (force && h.late) skipped.push(h);
+        if (!force || h.late) continue;
+      }
+      try {
+        h.worker.postMessage({ type: 'sync', epoch, tables } satisfies MainToWorker);
+        h.posted = epoch;
+        // a port this worker no longer reads is busy until it acknowledges this table
+        for (const [slot, reading] of readingNext) {
+          for (const io of slot.reading.keys()) if (!reading.has(io)) h.releasing.set(io, epoch);
+          slot.reading = reading;
+        }
+        waiting.push(h);
+      } catch (err) {
+        for (const fd of dups) this.hooks.closeFd(fd);
+        this.log.error({ err, worker: h.id }, 'posting to a data worker failed; terminating it');
+        // its ports go to the others once its thread has exited
+        for (const slot of h.slots.values()) slot.sent = null;
+        void h.worker.terminate();
+      }
+    }
+    return { waiting, skipped };
+  }
+
+  private ioOf(slot: BridgeSlot, s: PortSnap): RxIo | null {
+    const p = slot.bridge.ports[s.id];
+    return p === null || p === undefined ? null : this.hooks.rxIo(p);
+  }
+
+  /** The ports of one bridge as worker `h` is to see them (none for a bridge a reload removed). */
+  private snapshot(h: WorkerHandle, slot: BridgeSlot, current: boolean, plan: Assignment): PortSnap[] {
+    const snaps: PortSnap[] = [];
+    for (const p of current ? slot.bridge.portList : []) {
+      const io = this.hooks.rxIo(p);
+      if (io === null) continue;
+      // stop, acknowledge, start: while another worker may still read the port, this one waits (a later sync starts it)
+      const owner = plan.owners.get(p) === h.id;
+      const rx = owner && (slot.reading.has(io) || !this.busyElsewhere(io, h));
+      if (owner && !rx) this.heldBack = true;
+      snaps.push({
+        id: p.id, name: p.name, kind: p.kind, ioKey: this.keyOf(io), portKey: this.keyOf(p), fd: -1, ioKind: io.kind, ifindex: p.ifindex, rx,
+        state: p.state, learning: p.learning, flood: p.flood, isolated: p.isolated, checkStacked: p.checkStacked, vlan: p.vlan.spec, mtu: p.mtu,
+        fdbMax: p.fdbMax,
+      });
+    }
+    return snaps;
+  }
+
+  /** Dups the fds of the ports this worker does not hold yet; a port whose dup fails is left out (and sent again). */
+  private withFds(slot: BridgeSlot, snaps: PortSnap[], dups: number[]): PortSnap[] {
+    const held = new Map<number, number>();
+    const out: PortSnap[] = [];
+    for (const s of snaps) {
+      if (slot.held.get(s.id) !== s.ioKey) {
+        const io = this.ioOf(slot, s)!;
+        try {
+          s.fd = this.hooks.dup(io.fd);
+          dups.push(s.fd);
+        } catch (err) {
+          // the main thread keeps reading it (from the next sync on), and the worker cannot send to it
+          this.refused.add(s.ioKey);
+          this.log.warn({ err, port: s.name }, 'dup of a port fd for a data worker failed; the main thread reads the port');
+          this.syncSoon();
+          continue;
+        }
+      }
+      held.set(s.id, s.ioKey);
+      out.push(s);
+    }
+    slot.held = held;
+    // what was compared against: a table with a port left out is sent again at the next sync
+    slot.sent = out.length === snaps.length ? snaps.map((s) => ({ ...s, fd: -1 })) : null;
+    return out;
+  }
+
+  /** Step: waits until each worker in `list` acknowledged `epoch`; returns the ones that did not in time. */
+  private awaitAcks(list: WorkerHandle[], epoch: number, timeoutMs: number): WorkerHandle[] {
     const deadline = performance.now() + timeoutMs;
+    const late: WorkerHandle[] = [];
     for (const h of list) {
       for (;;) {
-        const seen = Atomics.load(h.ack, 0);
+        const seen = Atomics.load(h.ack, ACK_EPOCH);
         if (seen >= epoch) break;
         const left = deadline - performance.now();
-        if (left <= 0) {
-          h.timeouts++;
-          this.log.error({ worker: h.id, epoch, acked: seen }, 'data worker did not answer a sync in time');
+        // a worker already late is not waited for again: one stuck worker must not block every tick
+        if (left <= 0 || h.late) {
+          if (!h.late) {
+            h.timeouts++;
+            h.late = true;
+            this.log.error({ worker: h.id, epoch, acked: seen, timeout_ms: timeoutMs }, 'data worker did not acknowledge a sync in time; the main thread does not read its ports until it does');
+          }
+          late.push(h);
           break;
         }
-        Atomics.wait(h.ack, 0, seen, left);
+        Atomics.wait(h.ack, ACK_EPOCH, seen, left);
       }
     }
+    return late;
   }
 
-  /** Adds what the workers counted since the last fold to the main thread's ports and engines. */
-  private fold(): void {
-    for (const h of this.workers) {
-      for (const slot of h.slots.values()) {
-        const c = slot.counters;
-        const f = slot.folded;
-        const br = slot.bridge;
-        for (let id = 0; id < br.ports.length; id++) {
-          const row = id * ROW;
-          const gen = c[row + ROW_GEN];
-          if (gen === 0) continue;
-          if (f[row + ROW_GEN] !== gen) {
-            f.fill(0, row, row + ROW);
-            f[row + ROW_GEN] = gen;
-          }
-          const port = br.ports[id];
-          const fields = port as unknown as Record<string, number> | null;
-          for (let k = 0; k < PORT_FIELDS.length; k++) {
-            const i = row + ROW_FIELDS + k;
-            const d = c[i] - f[i];
-            f[i] = c[i];
-            if (fields !== null && d > 0) fields[PORT_FIELDS[k]] += d;
-          }
-          for (let k = 0; k < PortCounter.Count; k++) {
-            const i = row + ROW_NATIVE + k;
-            const d = c[i] - f[i];
-            f[i] = c[i];
-            if (port !== null && k !== PortCounter.TxLastErrno && d > 0) port.savedCounters[k] += d;
-          }
-        }
-        const base = br.ports.length * ROW;
-        const bc = br.counters as unknown as Record<string, number>;
-        for (let k = 0; k < ENGINE_FIELDS.length; k++) {
-          const d = c[base + k] - f[base + k];
-          f[base + k] = c[base + k];
-          if (d > 0) bc[ENGINE_FIELDS[k]] += d;
-        }
-      }
-    }
+  /**
+   * Step: adds what the workers counted since the last fold to the main thread's ports and engines; `complete`:
+   * every live worker wrote its counters for the current epoch (what lastFolded() reports).
+   */
+  private fold(complete: boolean): void {
+    for (const h of this.workers) for (const slot of h.slots.values()) foldSlot(slot);
+    if (complete) this.folded = { epoch: this.epoch, atMs: this.clock[0] };
   }
 
-  /** data_workers.show */
+  /**
+   * Without blocking: the epoch and the clock (ms, the tick's clock) of the last round trip every live worker
+   * answered. The main thread's port and engine counters hold the workers' counts at least as of then (tick() makes
+   * one at least every FOLD_INTERVAL_MS while no worker is late).
+   */
+  lastFolded(): { epoch: number; atMs: number } {
+    return { ...this.folded };
+  }
+
+  /** data_workers.show (without a sync: the counters as of lastFolded()) */
   show(): DataPlaneShow {
     const workers: DataPlaneShow['workers'] = [{
       id: 0, alive: true, ports: [...this.mainPorts.values()].flat(), batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0,
@@ -456,7 +703,7 @@ export class DataPlane {
     for (const h of this.workers) {
       const row = { id: h.id, alive: h.alive, ports: [] as string[], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: h.timeouts };
       for (const slot of h.slots.values()) {
-        if (h.alive) row.ports.push(...slot.ports);
+        if (h.alive) row.ports.push(...slot.reading.values());
         const base = slot.bridge.ports.length * ROW;
         const v = (name: (typeof BRIDGE_FIELDS)[number]): number => slot.counters[base + BRIDGE_FIELDS.indexOf(name)];
         row.batches += v('batches');
@@ -478,21 +725,72 @@ export class DataPlane {
     for (const h of live) {
       try {
         h.worker.postMessage({ type: 'stop', epoch } satisfies MainToWorker);
+        h.posted = epoch;
       } catch {
         // gone already
       }
     }
-    this.waitFor(live, epoch, SYNC_TIMEOUT_MS);
-    this.fold();
+    const late = this.awaitAcks(live, epoch, SYNC_TIMEOUT_MS);
+    this.fold(late.length === 0);
     this.stopped = true;
     // the workers closed their ports: nothing reads the tables beside the main thread any more
     for (const br of this.readers.keys()) br.fdb.setReaders(null);
     for (const io of this.stoppedHere) if (!io.isClosed && !this.opts.paused()) io.resume();
     this.stoppedHere.clear();
+    if (late.length > 0) this.log.error({ workers: late.map((h) => h.id) }, 'data workers did not acknowledge the stop; they are terminated');
     await Promise.all(this.workers.map(async (h) => {
       const t = setTimeout(() => void h.worker.terminate(), 1000);
       await h.exited;
       clearTimeout(t);
     }));
+  }
+}
+
+/** Whether two tables of one bridge are the same for a worker (fds aside). */
+function sameTable(a: PortSnap[], b: PortSnap[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i];
+    const y = b[i];
+    if (x.id !== y.id || x.name !== y.name || x.kind !== y.kind || x.ioKey !== y.ioKey || x.portKey !== y.portKey || x.ioKind !== y.ioKind ||
+      x.ifindex !== y.ifindex || x.rx !== y.rx || x.state !== y.state || x.learning !== y.learning || x.flood !== y.flood ||
+      x.isolated !== y.isolated || x.checkStacked !== y.checkStacked || x.vlan !== y.vlan || x.mtu !== y.mtu || x.fdbMax !== y.fdbMax) return false;
+  }
+  return true;
+}
+
+/** Adds one (worker, bridge) counter slab's growth since the last fold to the main thread's ports and engine. */
+function foldSlot(slot: BridgeSlot): void {
+  const c = slot.counters;
+  const f = slot.folded;
+  const br = slot.bridge;
+  for (let id = 0; id < br.ports.length; id++) {
+    const row = id * ROW;
+    const gen = c[row + ROW_GEN];
+    if (gen === 0) continue;
+    if (f[row + ROW_GEN] !== gen) {
+      // another copy of the port in the worker: its counters started from zero
+      f.fill(0, row, row + ROW);
+      f[row + ROW_GEN] = gen;
+    }
+    const port = br.ports[id] ?? null;
+    for (let k = 0; k < PORT_FIELDS.length; k++) {
+      const i = row + ROW_FIELDS + k;
+      const d = c[i] - f[i];
+      f[i] = c[i];
+      if (port !== null && d > 0) port[PORT_FIELDS[k]] += d;
+    }
+    for (let k = 0; k < PortCounter.Count; k++) {
+      const i = row + ROW_NATIVE + k;
+      const d = c[i] - f[i];
+      f[i] = c[i];
+      if (port !== null && k !== PortCounter.TxLastErrno && d > 0) port.savedCounters[k] += d;
+    }
+  }
+  const base = br.ports.length * ROW;
+  for (let k = 0; k < ENGINE_FIELDS.length; k++) {
+    const d = c[base + k] - f[base + k];
+    f[base + k] = c[base + k];
+    if (d > 0) br.counters[ENGINE_FIELDS[k]] += d;
   }
 }

@@ -21,6 +21,8 @@ export class WorkerFdb {
   private readonly ring: LearnRing;
   /** per-port caps live with the writer; the engine writes this array when it adds a port */
   readonly portMax: Int32Array;
+  /** per port id, the main thread's key of the port under that id (PortSnap.portKey), pushed with each entry */
+  private readonly portKey: Int32Array;
   private readonly recentHi = new Int32Array(RECENT_SLOTS);
   private readonly recentLo = new Int32Array(RECENT_SLOTS);
   private readonly recentPort = new Int32Array(RECENT_SLOTS).fill(EMPTY);
@@ -44,6 +46,15 @@ export class WorkerFdb {
     }
     this.ring = ring;
     this.portMax = new Int32Array(maxPorts);
+    this.portKey = new Int32Array(maxPorts);
+  }
+
+  /** The main thread's key of the port now under `port` (a new port under a reused id has another key). */
+  setPortKey(port: number, key: number): void {
+    if (this.portKey[port] === key) return;
+    this.portKey[port] = key;
+    // what the recently-pushed filter remembers of the old port must not hold back the new one's pushes
+    for (let i = 0; i < RECENT_SLOTS; i++) if (this.recentPort[i] === port) this.recentPort[i] = EMPTY;
   }
 
   /**
@@ -89,7 +100,7 @@ export class WorkerFdb {
     if (this.recentPort[slot] === port && this.recentHi[slot] === hi && this.recentLo[slot] === lo &&
       nowMs - this.recentMs[slot] < REFRESH_GRANULARITY_MS) return;
     // the ring counts what it took and what it refused (full)
-    if (this.ring.push(LEARN, hi, lo, port)) {
+    if (this.ring.push(LEARN, hi, lo, port, this.portKey[port])) {
       this.recentHi[slot] = hi;
       this.recentLo[slot] = lo;
       this.recentPort[slot] = port;

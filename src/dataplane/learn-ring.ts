@@ -4,7 +4,8 @@
 //   header  Int32Array: [0] head (entries written, producer), [1] tail (entries read, consumer),
 //                       [2] dropped (ring full), [3] signal (bumped by the producer after a batch it pushed to)
 //   entries Int32Array: ENTRY_WORDS words each: kind, hi (vid << 16 | mac[0..1]), lo (mac[2..5]), arg
-//                       (LEARN: the port id; ARP: the IPv4 address as int32)
+//                       (LEARN: the port id; ARP: the IPv4 address as int32), key (LEARN: the port's key,
+//                       PortSnap.portKey: the consumer learns only while that id still names that port)
 // The producer writes an entry, then publishes it with Atomics.store(head); the consumer reads entries up to
 // Atomics.load(head), then releases them with Atomics.store(tail). head and tail count entries forever (int32
 // wrap-around is harmless: only their difference is used, and it never exceeds the capacity).
@@ -18,10 +19,10 @@ const TAIL = 1;
 const DROPPED = 2;
 const SIGNAL = 3;
 const HEADER_WORDS = 4;
-const ENTRY_WORDS = 4;
+const ENTRY_WORDS = 5;
 
 export interface LearnSink {
-  learn(hi: number, lo: number, port: number): void;
+  learn(hi: number, lo: number, port: number, portKey: number): void;
   arp(hi: number, lo: number, ip: number): void;
 }
 
@@ -54,7 +55,7 @@ export class LearnRing {
   }
 
   /** Producer: appends one entry; false (and counted) when the ring is full. */
-  push(kind: number, hi: number, lo: number, arg: number): boolean {
+  push(kind: number, hi: number, lo: number, arg: number, key = 0): boolean {
     const h = this.header;
     const head = h[HEAD];
     if (((head - Atomics.load(h, TAIL)) | 0) >= this.capacity) {
@@ -67,6 +68,7 @@ export class LearnRing {
     e[w + 1] = hi;
     e[w + 2] = lo;
     e[w + 3] = arg;
+    e[w + 4] = key;
     Atomics.store(h, HEAD, (head + 1) | 0);
     this.unsignalled++;
     return true;
@@ -90,7 +92,7 @@ export class LearnRing {
     while (tail !== head) {
       const w = (tail & this.mask) * ENTRY_WORDS;
       const kind = e[w];
-      if (kind === LEARN) sink.learn(e[w + 1], e[w + 2], e[w + 3]);
+      if (kind === LEARN) sink.learn(e[w + 1], e[w + 2], e[w + 3], e[w + 4]);
       else if (kind === LEARN_ARP) sink.arp(e[w + 1], e[w + 2], e[w + 3]);
       tail = (tail + 1) | 0;
       n++;

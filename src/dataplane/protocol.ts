@@ -2,24 +2,34 @@
 //
 //   workerData (WorkerInit)  once: the worker's id, and per bridge the shared FDB's buffers, the worker's
 //                            learning ring and its counter slab; the shared clock; the ack word
-//   'sync' (SyncMessage)     the port table of every bridge whose table changed (null: unchanged), under a new
+//   'sync' (SyncMessage)     the port table of every bridge whose table changed (absent: unchanged), under a new
 //                            epoch. The worker applies it between two batches, writes its counters into its
 //                            counter slabs, stores the epoch into the ack word and notifies: the main thread
-//                            waits for that (Atomics.wait) before it answers the control request that caused it
+//                            waits for that (Atomics.wait, bounded) before it answers the control request that
+//                            caused it, and fails the request when the wait times out
 //   'stop'                   close every port, ack, exit
 //   worker -> main           'io_error' (a port's read failed; the main thread closes and re-opens it as for its
-//                            own ports), 'fatal' (the worker cannot go on: the main thread takes its ports back)
+//                            own ports), 'adopt_failed' (the main thread reads that port), 'fatal' (an error while
+//                            applying a message: logged; the worker stores that epoch as failed (ack word [1])
+//                            before it acknowledges, so the request that caused it fails, and goes on)
+//   learning ring entries    carry PortSnap.portKey (learn-ring.ts)
 
 import { PortCounter } from '../io/native-types.js';
-import type { PortKind, PortState } from '../bridge/port.js';
+import type { BridgeCounters } from '../bridge/bridge.js';
+import type { BridgePort, PortKind, PortState } from '../bridge/port.js';
 import type { VlanSpec } from '../bridge/vlan.js';
 import type { SharedFdbLayout } from '../fdb/fdb.js';
 
-/** The engine's per-port counters (BridgePort number fields) a worker's copy of a port adds to. */
+/** The keys of T whose values are writable numbers (a counter either thread can add to). */
+type CounterKeys<T> = {
+  [K in keyof T]-?: T[K] extends number ? ((<V>() => V extends { [Q in K]: T[K] } ? 1 : 2) extends (<V>() => V extends { -readonly [Q in K]: T[K] } ? 1 : 2) ? K : never) : never;
+}[keyof T];
+
+/** The engine's per-port counters (writable BridgePort number fields) a worker's copy of a port adds to. */
 export const PORT_FIELDS = [
   'rxPackets', 'rxBytes', 'txPackets', 'dropRunt', 'dropBadSrc', 'dropLinkLocal', 'dropOversize', 'dropTaggedOnAccess',
   'dropVlanNotMember', 'dropUntaggedNoNative', 'dropVlanReserved', 'dropStackedTag', 'dropMirrorOutput', 'batchErrors',
-] as const;
+] as const satisfies readonly CounterKeys<BridgePort>[];
 export type PortField = (typeof PORT_FIELDS)[number];
 
 /**
@@ -33,9 +43,14 @@ export const ROW_FIELDS = 1;
 export const ROW_NATIVE = ROW_FIELDS + PORT_FIELDS.length;
 export const ROW = ROW_NATIVE + PortCounter.Count;
 /** The engine's counters (Bridge.counters) a worker adds to, first in the bridge part of the slab. */
-export const ENGINE_FIELDS = ['flooded', 'floodedGroup', 'forwarded'] as const;
+export const ENGINE_FIELDS = ['flooded', 'floodedGroup', 'forwarded'] as const satisfies readonly CounterKeys<BridgeCounters>[];
 /** The bridge part of a counter slab: ENGINE_FIELDS, then the worker's own figures for data_workers.show. */
 export const BRIDGE_FIELDS = [...ENGINE_FIELDS, 'batches', 'frames'] as const;
+
+/** The ack words (WorkerInit.ack). */
+export const ACK_EPOCH = 0;
+export const ACK_FAILED = 1;
+export const ACK_WORDS = 2;
 
 export function counterSlabBytes(maxPorts: number): number {
   return 8 * (maxPorts * ROW + BRIDGE_FIELDS.length);
@@ -57,7 +72,7 @@ export interface WorkerInit {
   bridges: WorkerBridgeInit[];
   /** Float64Array(1): the main thread's coarse clock (ms, its performance.now()), written every tick */
   clock: SharedArrayBuffer;
-  /** Int32Array(1): the last epoch this worker applied */
+  /** Int32Array(ACK_WORDS): [ACK_EPOCH] the last epoch this worker answered, [ACK_FAILED] the last one it failed to apply */
   ack: SharedArrayBuffer;
   directPoll: boolean;
 }
@@ -69,6 +84,12 @@ export interface PortSnap {
   kind: PortKind;
   /** identity of the port's I/O object on the main thread; a new key is a new fd (then `fd` is set) */
   ioKey: number;
+  /**
+   * identity of the port itself on the main thread (a port removed and another added under its id get different
+   * keys): every learning entry the worker pushes for this port carries it, and the main thread learns an entry
+   * only while the port under that id still has this key
+   */
+  portKey: number;
   /** a dup() of the main thread's fd for the worker to own, set when the worker has not got this ioKey yet */
   fd: number;
   ioKind: 'tap' | 'packet';

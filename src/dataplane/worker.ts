@@ -4,7 +4,8 @@
 // It holds a copy of every port of its bridges: the ones it reads (`rx`) and every other one, which it only
 // writes to. Each port's fd here is its own dup() of the main thread's, so either thread writes a frame with one
 // write()/sendmmsg() entry of its own: the kernel takes each frame whole, and frames of one flow keep their order
-// because one flow enters through one port, read by one thread. Lookups read the shared FDB; learning goes to the
+// because one flow enters through one port, read by one thread at a time (the main thread starts another reader
+// only after this one acknowledged the table that stopped it: dataplane.ts). Lookups read the shared FDB; learning goes to the
 // main thread through the learning ring (src/dataplane/fdb-view.ts). Nothing here logs on the frame path;
 // counters are written into the counter slab when the main thread syncs (protocol.ts).
 
@@ -16,7 +17,7 @@ import { PortCounter } from '../io/native-types.js';
 import { WorkerFdb } from './fdb-view.js';
 import { LearnRing } from './learn-ring.js';
 import {
-  BRIDGE_FIELDS, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, ROW_NATIVE, type MainToWorker, type PortSnap, type WorkerBridgeInit,
+  ACK_EPOCH, ACK_FAILED, BRIDGE_FIELDS, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, ROW_NATIVE, type MainToWorker, type PortSnap, type WorkerBridgeInit,
   type WorkerInit, type WorkerToMain,
 } from './protocol.js';
 
@@ -24,6 +25,7 @@ interface Held {
   port: BridgePort;
   io: PacketPort;
   ioKey: number;
+  portKey: number;
   gen: number;
   rx: boolean;
   started: boolean;
@@ -40,6 +42,7 @@ class WorkerBridge {
   readonly name: string;
   readonly bridge: Bridge<WorkerFdb>;
   private readonly ring: LearnRing;
+  private readonly fdb: WorkerFdb;
   private readonly slab: Float64Array;
   private readonly maxPorts: number;
   private readonly held = new Map<number, Held>();
@@ -60,6 +63,7 @@ class WorkerBridge {
     this.reader = init.reader;
     if (!Number.isInteger(this.reader) || this.reader < 0 || this.reader >= this.readers.length) throw new RangeError(`reader index ${this.reader} out of range`);
     const fdb = new WorkerFdb(init.fdb, this.ring, init.maxPorts);
+    this.fdb = fdb;
     this.bridge = new Bridge<WorkerFdb>({ name: init.name, maxPorts: init.maxPorts, fdbMax: init.fdb.maxEntries, ageingTimeMs: 0, fdb });
   }
 
@@ -72,7 +76,7 @@ class WorkerBridge {
     }
     for (const [id, h] of this.held) {
       const s = want.get(id);
-      if (s === undefined || s.ioKey !== h.ioKey || s.name !== h.port.name) this.drop(id, h);
+      if (s === undefined || s.ioKey !== h.ioKey || s.portKey !== h.portKey || s.name !== h.port.name) this.drop(id, h);
     }
     for (const s of snaps) {
       const h = this.held.get(s.id);
@@ -100,8 +104,9 @@ class WorkerBridge {
     const port = new BridgePort(s.id, s.name, s.kind, { learning: s.learning, flood: s.flood, isolated: s.isolated }, s.mtu, s.fdbMax);
     port.io = io;
     port.ifindex = s.ifindex;
-    const h: Held = { port, io, ioKey: s.ioKey, gen: ++generation, rx: false, started: false, vlanJson: '' };
+    const h: Held = { port, io, ioKey: s.ioKey, portKey: s.portKey, gen: ++generation, rx: false, started: false, vlanJson: '' };
     this.held.set(s.id, h);
+    this.fdb.setPortKey(s.id, s.portKey);
     this.bridge.addPort(port);
     this.update(h, s);
   }
@@ -174,7 +179,7 @@ class WorkerBridge {
     for (const [id, h] of this.held) {
       const row = id * ROW;
       slab[row + ROW_GEN] = h.gen;
-      const p = h.port as unknown as Record<string, number>;
+      const p = h.port;
       for (let f = 0; f < PORT_FIELDS.length; f++) slab[row + ROW_FIELDS + f] = p[PORT_FIELDS[f]];
       const c = h.io.counters;
       for (let i = 0; i < PortCounter.Count; i++) slab[row + ROW_NATIVE + i] = c[i];
@@ -201,8 +206,8 @@ function main(): void {
   if (init.directPoll) directPoll.set(true);
   const answer = (epoch: number): void => {
     for (const wb of bridges.values()) wb.writeCounters();
-    Atomics.store(ack, 0, epoch);
-    Atomics.notify(ack, 0);
+    Atomics.store(ack, ACK_EPOCH, epoch);
+    Atomics.notify(ack, ACK_EPOCH);
   };
   parentPort!.on('message', (m: MainToWorker) => {
     try {
@@ -220,6 +225,8 @@ function main(): void {
         return;
       }
     } catch (err) {
+      // the table may be applied in part: the main thread fails the request and sends whole tables again
+      Atomics.store(ack, ACK_FAILED, m.epoch);
       post({ type: 'fatal', message: (err as Error).stack ?? String(err) });
     }
     answer(m.epoch);

@@ -41,7 +41,10 @@
 //     - a removed entry keeps its key and port until no reader can still hold it: it waits in `limbo` until
 //       every reader has been outside a receive batch since (each reader's batch counter, odd inside a batch,
 //       set with setReaders()); only then is it reused. So a key a reader compares never changes under it, and a
-//       hit is always that key's entry (or the one just removed, as a moment earlier).
+//       hit is always that key's entry (or the one just removed, as a moment earlier). Both sides order their
+//       plain accesses with an atomic read-modify-write: a reader's add to its counter comes before its lookups,
+//       and the writer's add to a fence word comes after the stores that unlink an entry and before it reads the
+//       counters; so a reader seen outside a batch cannot still read the unlinked entry's old bucket.
 //     - a backward shift running beside a reader's probe can make it miss an entry once: that frame is
 //       flooded, never sent to a wrong port.
 //   A writer that is descheduled in the middle of a change therefore holds no reader up (no sequence lock: on
@@ -202,6 +205,8 @@ export class Fdb {
   private readers: Int32Array | null = null;
   /** Removed entries not reusable yet, by generation: the readers' counters when they were removed. */
   private readonly limbo: Array<{ snap: Int32Array; entries: number[] }> = [];
+  /** A word only this writer touches, with an atomic read-modify-write: the fence in release(). */
+  private readonly fence = new Int32Array(new SharedArrayBuffer(4));
 
   readonly counters: FdbCounters = { learned: 0, aged: 0, moved: 0, evicted: 0, learnFailed: 0, evictionSlotsVisited: 0 };
 
@@ -285,6 +290,11 @@ export class Fdb {
       this.freeHead = e;
       return;
     }
+    // A full fence between the writes that unpublished e (buckets, flags: plain stores) and the loads of the
+    // readers' counters below. Without it the loads may complete before the stores are visible (store buffering):
+    // a reader that entered a batch (its own atomic add) and then read the old bucket could be seen outside it,
+    // and e reused while that reader still compares its key.
+    Atomics.add(this.fence, 0, 1);
     const last = this.limbo.length > 0 ? this.limbo[this.limbo.length - 1] : null;
     if (last !== null && Fdb.sameCounters(last.snap, r)) {
       last.entries.push(e);

@@ -4,20 +4,29 @@
 //
 //   record   the RTM_DELLINK our namespace sees when a TAP port's netdev moves away carries
 //            IFLA_NEW_NETNSID (the target namespace's nsid as seen from here) and IFLA_NEW_IFINDEX
-//            (its ifindex there): kept per port in the state document's section `moved_taps`, and
-//            written at once (a SIGKILL may come any time after)
+//            (its ifindex there). The namespace is found at once (as for reopen) and the TAP's name and
+//            MAC there are read (setns in a short-lived thread): nsid, ifindex, name and MAC are kept
+//            per port in the state document's section `moved_taps`, and written at once (a SIGKILL may
+//            come any time after). A move whose namespace or TAP cannot be read is not recorded.
 //   reopen   on start, before the ports open: for each record, the namespace with that nsid is
 //            found (RTM_GETNSID against /run/netns/* and /proc/*/ns/net), the TAP with that ifindex
-//            is opened there by its current name (TUNSETIFF, in a short-lived thread after setns),
-//            and the fd goes into the inherited pool, so the port adopts it instead of creating a
-//            new TAP. A record that does not lead to a TAP any more is dropped (logged).
+//            is opened there by its current name (TUNSETIFF, in a short-lived thread after setns).
+//            An nsid and an ifindex are reused once a namespace dies or the host reboots, so the TAP
+//            must also have the recorded MAC: then the fd goes into the inherited pool, and the port
+//            adopts it instead of creating a new TAP. A name other than the recorded one is allowed
+//            (a VM's namespace renames its NIC, e.g. to eth0) and logged. A record that does not lead
+//            to a TAP with its MAC any more is dropped (logged), and the port opens anew; so are
+//            records without a MAC (written before the MAC was recorded).
+//   /proc    under the systemd unit's ProtectProc=invisible, /proc/<pid>/ns/net of processes of other
+//            users is hidden from the daemon: a namespace held only by such a process (no /run/netns
+//            name) is not found, neither when the TAP moves nor at reopen; the port then opens anew.
 //
 // Only persistent TAPs are recorded: a plain `kind: tap` TAP does not outlive the daemon's fd
 // anyway. A TAP moved on again from the VM's namespace is not seen; its record then fails to reopen
 // and the port is created anew, as before.
 
 import type { Logger } from '../log.js';
-import { isNativeError, netns } from '../io/native.js';
+import { fds, isNativeError, netns } from '../io/native.js';
 import { inheritedFds } from './inherited.js';
 
 export const MOVED_TAPS_SECTION = 'moved_taps';
@@ -29,7 +38,13 @@ export interface MovedTap {
   port: string;
   nsid: number;
   ifindex: number;
+  /** the TAP's name in its new namespace when the move was seen */
+  name: string;
+  /** its MAC then (lower-case colon text) */
+  mac: string;
 }
+
+const MAC_TEXT = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
 
 export class MovedTaps {
   private readonly records = new Map<string, MovedTap>();
@@ -58,20 +73,40 @@ export class MovedTaps {
       const ok = typeof r.bridge === 'string' && /^[A-Za-z0-9_.-]{1,15}$/.test(r.bridge) &&
         typeof r.port === 'string' && /^[^\0/\s]{1,15}$/.test(r.port) &&
         Number.isInteger(r.nsid) && (r.nsid as number) >= 0 && (r.nsid as number) <= 0x7fffffff &&
-        Number.isInteger(r.ifindex) && (r.ifindex as number) > 0 && (r.ifindex as number) <= 0x7fffffff;
+        Number.isInteger(r.ifindex) && (r.ifindex as number) > 0 && (r.ifindex as number) <= 0x7fffffff &&
+        typeof r.name === 'string' && /^[^\0/\s]{1,15}$/.test(r.name) && typeof r.mac === 'string' && MAC_TEXT.test(r.mac);
       if (!ok) {
-        this.log.warn({ record: e }, 'moved-TAP record does not check out; ignored');
+        this.log.warn({ record: e }, 'moved-TAP record does not check out (a TAP\'s name and MAC are needed to know it again); ignored');
         continue;
       }
-      this.records.set(`${r.bridge as string}/${r.port as string}`, { bridge: r.bridge as string, port: r.port as string, nsid: r.nsid as number, ifindex: r.ifindex as number });
+      this.records.set(`${r.bridge as string}/${r.port as string}`, {
+        bridge: r.bridge as string, port: r.port as string, nsid: r.nsid as number, ifindex: r.ifindex as number, name: r.name as string, mac: r.mac as string,
+      });
     }
   }
 
-  /** A persistent TAP port's netdev moved into the namespace `nsid`, where it has `ifindex`. */
+  /**
+   * A persistent TAP port's netdev moved into the namespace `nsid`, where it has `ifindex`: recorded with its name
+   * and MAC there (see the header; one namespace scan and one short-lived thread per move).
+   */
   moved(bridge: string, port: string, nsid: number, ifindex: number): void {
-    if (this.records.size >= MAX_MOVED_TAPS && !this.records.has(`${bridge}/${port}`)) return;
-    this.records.set(`${bridge}/${port}`, { bridge, port, nsid, ifindex });
-    this.log.info({ bridge, port, nsid, ifindex }, 'persistent TAP moved into another namespace; recorded');
+    const key = `${bridge}/${port}`;
+    if (this.records.size >= MAX_MOVED_TAPS && !this.records.has(key)) return;
+    let id: { ifname: string; mac: string } | null = null;
+    let why = 'its namespace was not found (a namespace of another user hidden by ProtectProc=invisible, or gone)';
+    try {
+      const path = netns.ofNsid(nsid);
+      if (path !== null) id = netns.linkIn(path, ifindex);
+    } catch (err) {
+      why = isNativeError(err) ? err.message : String(err);
+    }
+    if (id === null || !MAC_TEXT.test(id.mac)) {
+      this.log.warn({ bridge, port, nsid, ifindex, reason: why }, 'persistent TAP moved into another namespace, but cannot be read there; not recorded');
+      if (this.records.delete(key)) this.onChange?.();
+      return;
+    }
+    this.records.set(key, { bridge, port, nsid, ifindex, name: id.ifname, mac: id.mac });
+    this.log.info({ bridge, port, nsid, ifindex, name: id.ifname, mac: id.mac }, 'persistent TAP moved into another namespace; recorded');
     this.onChange?.();
   }
 
@@ -101,9 +136,20 @@ export class MovedTaps {
         continue;
       }
       try {
-        const t = netns.openTap(path, r.ifindex, r.port);
+        // compared before the open: TUNSETIFF and the offload ioctls would change another TAP's settings
+        const seen = netns.linkIn(path, r.ifindex);
+        const t = seen.mac === r.mac ? netns.openTap(path, r.ifindex, r.port) : { fd: -1, ...seen };
+        if (t.mac !== r.mac) {
+          // the nsid and the ifindex were reused: another netdev, which is not the daemon's to adopt
+          if (t.fd >= 0) fds.close(t.fd);
+          this.log.warn({ ...r, netns: path, found_name: t.ifname, found_mac: t.mac },
+            'the moved persistent TAP\'s namespace and ifindex now hold another TAP (another MAC); not adopted, the port opens anew');
+          this.records.delete(key);
+          dropped = true;
+          continue;
+        }
         inheritedFds.add({ fd: t.fd, kind: 'tap', name: r.port, ifindex: 0, source: 'moved' });
-        this.log.info({ ...r, netns: path, ifname: t.ifname }, 'found a moved persistent TAP again');
+        this.log.info({ ...r, netns: path, ifname: t.ifname, ...(t.ifname !== r.name ? { renamed_from: r.name } : {}) }, 'found a moved persistent TAP again');
         found++;
       } catch (err) {
         this.log.warn({ ...r, netns: path, err: isNativeError(err) ? err.message : String(err) },

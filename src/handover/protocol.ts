@@ -1,16 +1,34 @@
-// The handover message between two daemons (`tapbridge daemon --takeover`), protocol version 1.
+// The handover message between two daemons (`tapbridge daemon --takeover`), protocol version 2.
 //
 //   new -> old   one JSON-RPC line on the control socket:
-//                {"jsonrpc":"2.0","id":1,"method":"handover","params":{"protocols":[1],"pid":N,"version":"..."}}
+//                {"jsonrpc":"2.0","id":1,"method":"handover","params":{"protocols":[2],"pid":N,"version":"..."}}
 //   old -> new   either a JSON-RPC error line (refused: no common protocol, a handover already
 //                running, ...) or the binary handover of src/native/handover.cc: header with the
-//                protocol version, the fds (SCM_RIGHTS), then the payload below as JSON
-//   new -> old   one line: {"forwarding":true} once the new daemon reads every port, or
-//                {"refused":"why"}; the old daemon exits on the first and resumes on anything else
-//                (including EOF and a timeout)
+//                protocol version, the fds (SCM_RIGHTS), then the payload below as JSON. The old
+//                daemon has stopped reading every port and accepting control connections before it sends.
+//   new -> old   one line, once the new daemon has adopted every fd and replayed the state WITHOUT
+//                reading a port, accepting a control connection or writing the state file:
+//                {"stop":true}, or {"refused":"why"} when its start-up failed
+//   old -> new   {"stopping":true}: the old daemon is committed. It never reads a port or accepts a
+//                connection again, stops its threads and exits 0 without closing, deleting or
+//                unlinking anything shared. Only once its end of this connection has closed (the
+//                process ended) and the old pid is gone (or a zombie) does the new daemon read, accept
+//                and write.
+//
+// The resume rule (old daemon): it reads again on a refusal, EOF or no line within
+// HANDOVER_ACK_TIMEOUT_MS, and only while it has not answered "stopping". A "stop" that arrives after
+// it resumed is answered by nothing (the connection is closed): the new daemon, seeing no "stopping",
+// gives up without ever having read a frame (unless the old pid is gone). After "stopping" the new
+// daemon waits HANDOVER_OLD_EXIT_TIMEOUT_MS for the connection's EOF and the pid to go; if neither
+// happened it SIGKILLs the pid (the old daemon is committed and holds nothing it must clean up), then
+// waits HANDOVER_KILL_WAIT_MS more and refuses the handover unless the connection closed by then (a
+// closed connection with a pid still in use: the pid is not the old daemon's, another pid namespace).
+//
+// Version 1 (the old daemon exits on {"forwarding":true}, which the new one sent after it started
+// reading) is not spoken any more: either side refuses a peer that only knows it.
 //
 // Payload (every field checked by parsePayload: it crossed a process boundary):
-//   protocol  1
+//   protocol  2
 //   from      {version, pid}
 //   fds       [{kind: 'tap'|'packet'|'control'|'statelock'|'vhost-user', name, ifindex}], entry i describes fd i:
 //             the daemon's TAPs, the AF_PACKET sockets of attach ports, uplinks and bond members (by
@@ -23,11 +41,17 @@
 //
 // A new daemon that does not know the header's version refuses before it reads the payload.
 
-export const HANDOVER_PROTOCOL = 1;
+export const HANDOVER_PROTOCOL = 2;
 /** Versions this daemon can read (sent in the request so the old daemon can refuse early). */
-export const HANDOVER_PROTOCOLS_UNDERSTOOD: readonly number[] = [1];
-/** The old daemon waits this long for "forwarding" before it resumes. */
+export const HANDOVER_PROTOCOLS_UNDERSTOOD: readonly number[] = [2];
+/** The old daemon waits this long for "stop" before it resumes (and only until it answered "stopping"). */
 export const HANDOVER_ACK_TIMEOUT_MS = 10_000;
+/** The new daemon waits this long for "stopping" after its "stop". */
+export const HANDOVER_STOP_ACK_TIMEOUT_MS = 5_000;
+/** After "stopping", the new daemon waits this long for the old pid to be gone before it SIGKILLs it. */
+export const HANDOVER_OLD_EXIT_TIMEOUT_MS = 10_000;
+/** ... and this long after the SIGKILL before it gives up (refuses, exits 1). */
+export const HANDOVER_KILL_WAIT_MS = 2_000;
 /** Sending or receiving the handover itself. */
 export const HANDOVER_TRANSFER_TIMEOUT_MS = 10_000;
 /** The new daemon's answer line is at most this long. */

@@ -2,12 +2,14 @@
 //
 //   1. the `handover` request arrives on a control connection; no common protocol version, or a
 //      handover already running: an error reply, and nothing changes
-//   2. stop reading every port (frames queue in the TAPs and sockets), answer new control requests
-//      with `handing_over`
+//   2. stop reading every port (frames queue in the TAPs and sockets), stop accepting control
+//      connections and answer requests on open ones with `handing_over`
 //   3. send every port fd, the listening control socket, the runtime state and the FDB
-//   4. wait for the new daemon's answer: {"forwarding":true} -> exit without touching anything (no
-//      TAP deleted, no socket unlinked: they are the new daemon's now); anything else, EOF or a
-//      timeout -> read the ports again and keep running
+//   4. wait for the new daemon's line: {"stop":true} -> answer {"stopping":true}; from then on this
+//      daemon is committed (phase 'committed') and onHandedOver runs: it exits without reading,
+//      accepting, deleting or unlinking anything (the TAPs, sockets and lock are the new daemon's).
+//      A refusal, EOF or no line within HANDOVER_ACK_TIMEOUT_MS, before "stopping" was written:
+//      read the ports again and keep running (onResumed). After "stopping" nothing resumes.
 //
 // Bounds: one handover at a time; the transfer and the wait have timeouts; the answer line is capped.
 
@@ -36,17 +38,27 @@ export interface HandoverServeOptions {
   state: () => string;
   /** The state file's flock fd (-1: none): its lock moves with it. */
   stateLockFd: () => number;
-  /** Called once the new daemon forwards: the caller exits without closing or deleting anything. */
+  /** Called once this daemon answered "stopping": the caller exits without closing or deleting anything. */
   onHandedOver: () => void;
+  /** Called when a handover did not complete and this daemon reads again. */
+  onResumed?: () => void;
+}
+
+/** idle: no handover; sent: the fds are out, the answer not yet in; committed: "stopping" was written */
+export type HandoverPhase = 'idle' | 'sent' | 'committed';
+
+export interface HandoverServer {
+  readonly phase: HandoverPhase;
 }
 
 function refuse(sock: Socket, id: unknown, message: string): void {
   sock.end(`${JSON.stringify({ ...errorReply(id, RPC_REQUEST_FAILED, 'handover_refused', message) })}\n`);
 }
 
-export function serveHandover(opts: HandoverServeOptions): void {
+export function serveHandover(opts: HandoverServeOptions): HandoverServer {
   const { daemon, control, log } = opts;
   let busy = false;
+  let phase: HandoverPhase = 'idle';
   control.onConnectionMethod('handover', (sock, params, id) => {
     const protocols = Array.isArray(params.protocols) ? params.protocols.filter((v): v is number => typeof v === 'number') : [];
     const peer = { pid: typeof params.pid === 'number' ? params.pid : null, version: typeof params.version === 'string' ? params.version.slice(0, 64) : null };
@@ -110,10 +122,13 @@ export function serveHandover(opts: HandoverServeOptions): void {
       return;
     }
     const resume = (why: string, extra: Record<string, unknown> = {}): void => {
+      if (phase === 'committed') return; // never after "stopping"
+      phase = 'idle';
       daemon.resumeIo();
       control.thaw();
       busy = false;
       log.warn({ peer, reason: why, ...extra }, 'handover did not complete; forwarding again');
+      opts.onResumed?.();
     };
     sock.pause();
     try {
@@ -123,6 +138,7 @@ export function serveHandover(opts: HandoverServeOptions): void {
       resume('sending failed', { err: isNativeError(err) ? err.message : String(err) });
       return;
     }
+    phase = 'sent';
     const sentMs = performance.now() - t0;
     log.info({ peer, fds: list.length, payload_bytes: payload.length, paused_to_sent_ms: Math.round(sentMs * 10) / 10 }, 'handover sent; waiting for the new daemon');
     let answer = '';
@@ -143,14 +159,24 @@ export function serveHandover(opts: HandoverServeOptions): void {
       if (nl < 0 && answer.length <= HANDOVER_MAX_ANSWER_BYTES) return;
       const line = (nl < 0 ? answer : answer.slice(0, nl)).trim();
       finish(() => {
-        let msg: { forwarding?: unknown; refused?: unknown } = {};
+        let msg: { stop?: unknown; refused?: unknown } = {};
         try {
           msg = JSON.parse(line) as typeof msg;
         } catch {
           /* not JSON: treated as a refusal below */
         }
-        if (msg !== null && typeof msg === 'object' && msg.forwarding === true) {
-          log.info({ peer, handover_ms: Math.round((performance.now() - t0) * 10) / 10 }, 'handed over; the new daemon forwards; exiting');
+        if (msg !== null && typeof msg === 'object' && msg.stop === true) {
+          // committed from here on: whatever happens to the new daemon now, this one does not read again
+          phase = 'committed';
+          const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+          try {
+            if (typeof fd !== 'number' || fd < 0) throw new Error('the connection has no fd');
+            fds.write(fd, `${JSON.stringify({ stopping: true })}\n`, 2_000);
+          } catch (err) {
+            // the new daemon sees no "stopping" and does not read while this pid lives; this one exits all the same
+            log.warn({ peer, err: (err as Error).message }, 'could not answer "stopping"');
+          }
+          log.info({ peer, handover_ms: Math.round((performance.now() - t0) * 10) / 10 }, 'handed over; stopping so that the new daemon can read');
           opts.onHandedOver();
           return;
         }
@@ -162,4 +188,9 @@ export function serveHandover(opts: HandoverServeOptions): void {
     sock.on('error', () => sock.destroy());
     sock.resume();
   });
+  return {
+    get phase() {
+      return phase;
+    },
+  };
 }

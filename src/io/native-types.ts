@@ -97,6 +97,8 @@ export interface RawPort {
   send(count: number): number;
   /** AF_PACKET only: getsockopt(PACKET_STATISTICS) (resets the kernel counter); adds tp_drops to RxSocketDrops and returns it. TAP: 0. */
   readSocketDrops(): number;
+  /** AF_PACKET with PACKET_MMAP rings (src/native/port-ring.cc): their geometry; null without rings (and for a TAP). */
+  ringInfo(): PacketRingInfo | null;
   /** Stops polling and closes the fd (a non-persistent TAP disappears). Idempotent. */
   close(): void;
 }
@@ -157,6 +159,31 @@ export interface TapOptions {
   /** TUNSETOWNER / TUNSETGROUP when >= 0. */
   owner: number;
   group: number;
+}
+
+/** The rings of one AF_PACKET socket (TPACKET_V2; slots of frame_bytes in blocks of block_bytes). */
+export interface PacketRingInfo {
+  version: 2;
+  frame_bytes: number;
+  block_bytes: number;
+  rx_frames: number;
+  tx_frames: number;
+  /** the whole mapping: (rx + tx slots) / slots per block * block_bytes */
+  mapped_bytes: number;
+  /** rx rings rebuilt after the kernel wedged them (native-notes/packet-mmap.md) */
+  rx_resets: number;
+  /** rebuilds the kernel refused (the socket mapped elsewhere too: data_workers > 1) */
+  rx_reset_failures: number;
+}
+
+/** setPacketRing(): the rings of AF_PACKET sockets opened from then on, in every thread of the process. */
+export interface PacketRingOptions {
+  enabled: boolean;
+  rx_frames: number;
+  tx_frames: number;
+  /** 256..65520, a multiple of 16 */
+  frame_bytes: number;
+  qdisc_bypass: boolean;
 }
 
 export interface PacketOptions {
@@ -244,6 +271,8 @@ export interface RawAddon {
    * connect() (and again after a disconnect); server: listen(). onState reports the connection.
    */
   openVhostUser(name: string, socket: string, mode: 'client' | 'server', onState: VhostUserStateCallback): RawVhostUser;
+  /** Ring geometry for openPacket from now on (process-wide); throws TypeError on values out of range. */
+  setPacketRing(options: PacketRingOptions): void;
   /** Removes a persistent TAP: opens it, TUNSETPERSIST 0, closes. Throws when it does not exist or is busy. */
   deleteTap(name: string): void;
   /** SIOCGIFINDEX/SIOCGIFFLAGS/SIOCGIFMTU/SIOCGIFHWADDR/SIOCGIFTXQLEN; null when the interface does not exist. */
@@ -301,6 +330,8 @@ export interface RawAddon {
    * Wraps an inherited fd as a RawPort after checking its type: a TAP with IFF_NO_PI | IFF_VNET_HDR
    * (TUNSETVNETHDRSZ 10 and TUNSETOFFLOAD set again), or an AF_PACKET raw socket bound to the netdev
    * `name` (its ifindex from getsockname; `ifindex` is used for a TAP only). Made non-blocking.
+   * A packet socket with TPACKET_V2 rings is mapped with the geometry stamped into it when it was made
+   * (setPacketRing does not apply); one without rings stays on the recvmsg path.
    * Throws, leaving the fd open, when the fd is not what was asked for.
    */
   adoptFd(fd: number, kind: 'tap' | 'packet', name: string, ifindex: number): RawPort;
@@ -314,10 +345,12 @@ export interface RawAddon {
   /**
    * In a short-lived thread that setns()es into `path`: opens the existing TAP with that ifindex there
    * (TUNSETIFF by its current name; IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, vnet header 10, offloads).
-   * Returns the fd (non-blocking, close-on-exec; adopt it with adoptFd) and the TAP's name there;
-   * `name` (the daemon's port name) is for error messages.
+   * Returns the fd (non-blocking, close-on-exec; adopt it with adoptFd), the TAP's name there and its MAC
+   * (lower-case colon text, read before the open); `name` (the daemon's port name) is for error messages.
    */
-  openTapInNetns(path: string, ifindex: number, name: string): { fd: number; ifname: string };
+  openTapInNetns(path: string, ifindex: number, name: string): { fd: number; ifname: string; mac: string };
+  /** The name and MAC of the netdev with `ifindex` in the namespace file `path` (setns in a short-lived thread). */
+  linkInNetns(path: string, ifindex: number): { ifname: string; mac: string };
   /**
    * One sd_notify datagram to `path` ($NOTIFY_SOCKET: "/..." or abstract "@..."), with `fds` passed by SCM_RIGHTS.
    * Throws a native error (errno, syscall) when the send fails; a TypeError for a bad path, state or fd.
@@ -331,10 +364,29 @@ export interface RawAddon {
   vxlanFdb(name: string, op: 'append' | 'del', dst: string): boolean;
   /** RTM_GETNEIGH dump (AF_BRIDGE): NDA_DST of each all-zeros FDB entry of the vxlan netdev `name`. */
   vxlanRemotes(name: string): string[];
-  /** RTM_GETLINK: the netdev's IFLA_INFO_KIND ("" for none) and VNI (vxlan only), or null when it does not exist. */
-  linkKind(name: string): { kind: string; vni: number } | null;
+  /**
+   * RTM_GETLINK: the netdev's IFLA_INFO_KIND ("" for none) and, for a vxlan, its VNI, UDP port, local and group (or
+   * unicast remote) address ("" when unset) and underlay ifindex (0 when unset); null when it does not exist.
+   */
+  linkKind(name: string): LinkKind | null;
+  /** RTM_GETLINK dump: every vxlan netdev of the namespace. */
+  vxlanList(): (LinkKind & { name: string })[];
   /** RTM_DELLINK by name; false when there was no such netdev. */
   linkDelete(name: string): boolean;
+}
+
+/** What linkKind() reports (the vxlan fields are 0 / "" for other kinds). */
+export interface LinkKind {
+  kind: string;
+  vni: number;
+  /** IFLA_VXLAN_PORT */
+  port: number;
+  /** IFLA_VXLAN_LOCAL(6) as text, "" when unset */
+  local: string;
+  /** IFLA_VXLAN_GROUP(6): a multicast group or a unicast default remote, "" when unset */
+  group: string;
+  /** IFLA_VXLAN_LINK */
+  link: number;
 }
 
 /** IFLA_VXLAN_* of a new vxlan netdev; addresses are IPv4 or IPv6 text, parsed by the addon. */

@@ -1,8 +1,9 @@
 // The one module that loads the native addon; everything else uses the typed facade below.
 //
 //   RxSlab      the process-wide receive slab + descriptor array, registered with the addon once
-//   PacketPort  a TAP fd or an AF_PACKET socket: start(onBatch), send(count), close()
+//   PacketPort  a TAP fd or an AF_PACKET socket: start(onBatch), send(count), close(); ringInfo()
 //   VhostUserIo a vhost-user port (the guest's rings over a Unix socket) with the same surface
+//   packetRing  PACKET_MMAP ring geometry for AF_PACKET sockets opened from then on
 //   LinkMonitor rtnetlink RTMGRP_LINK events
 //   netdev      ioctl helpers: ifInfo, setLinkUp, setMtu, setTxQueueLen, disableLro, enableLro, deleteTap, setMac
 //   unixSocket  the control socket's listening fd: listen, dup, close
@@ -23,6 +24,8 @@ import {
   type IfInfo,
   type LinkEventCallback,
   type PacketOptions,
+  type PacketRingInfo,
+  type PacketRingOptions,
   type RawAddon,
   type RawLinkMonitor,
   type RawPort,
@@ -32,6 +35,7 @@ import {
   type VhostHandover,
   type VhostUserInfo,
   type VhostUserStateCallback,
+  type LinkKind,
   type VxlanCreateOptions,
 } from './native-types.js';
 import type { PortIo } from '../bridge/port.js';
@@ -154,6 +158,10 @@ export class PacketPort implements PortIo {
   private closed = false;
   private onRx: ((count: number) => void) | null = null;
   private onError: ErrorCallback | null = null;
+  /** start()/resume() asked for reading, stop() did not since */
+  private reading = false;
+  /** QoS holds the reads (holdRx): the fd is polled only while reading && !held */
+  private held = false;
 
   private constructor(raw: RawPort) {
     this.raw = raw;
@@ -208,22 +216,45 @@ export class PacketPort implements PortIo {
     const slab = RxSlab.get();
     this.onRx = (count) => onBatch(slab.bytes, slab.desc, count);
     this.onError = onError;
-    this.raw.start(this.onRx, onError);
-    rxByFd[this.raw.fd] = this.onRx;
+    this.reading = true;
+    this.poll();
   }
 
-  /** Polls again after stop(), with the callbacks of start(). */
+  /** Polls again after stop(), with the callbacks of start() (unless QoS holds the reads: then at holdRx(false)). */
   resume(): void {
-    if (!this.closed && this.onRx !== null && this.onError !== null) {
-      this.raw.start(this.onRx, this.onError);
-      rxByFd[this.raw.fd] = this.onRx;
-    }
+    this.reading = true;
+    this.poll();
   }
 
   stop(): void {
+    this.reading = false;
     if (!this.closed) {
       this.raw.stop();
       this.unlist();
+    }
+  }
+
+  /**
+   * QoS (src/bridge/qos.ts): held, the fd is not polled, whatever start()/resume() said; released, it is polled
+   * again if they had asked for it. Frames wait in the kernel's queue meanwhile (and past its length are dropped there).
+   */
+  holdRx(held: boolean): void {
+    if (held === this.held) return;
+    this.held = held;
+    if (held) {
+      if (!this.closed) {
+        this.raw.stop();
+        this.unlist();
+      }
+    } else if (this.reading) {
+      this.poll();
+    }
+  }
+
+  private poll(): void {
+    if (!this.closed && !this.held && this.onRx !== null && this.onError !== null) {
+      this.raw.start(this.onRx, this.onError);
+      rxByFd[this.raw.fd] = this.onRx;
     }
   }
 
@@ -238,6 +269,11 @@ export class PacketPort implements PortIo {
 
   readSocketDrops(): number {
     return this.closed ? 0 : this.raw.readSocketDrops();
+  }
+
+  /** The PACKET_MMAP rings of an AF_PACKET socket; null without rings, for a TAP, or once closed. */
+  ringInfo(): PacketRingInfo | null {
+    return this.closed ? null : this.raw.ringInfo();
   }
 
   close(): void {
@@ -342,6 +378,12 @@ export class VhostUserIo implements PortIo {
     this.raw.close();
   }
 }
+/** PACKET_MMAP ring geometry of AF_PACKET sockets opened from now on (src/native/port-ring.cc). */
+export const packetRing = {
+  set(options: PacketRingOptions): void {
+    loadAddon().setPacketRing(options);
+  },
+};
 
 export class LinkMonitor {
   private readonly raw: RawLinkMonitor;
@@ -417,8 +459,12 @@ export const netns = {
   ofNsid(nsid: number): string | null {
     return loadAddon().netnsOfNsid(nsid);
   },
-  openTap(path: string, ifindex: number, name: string): { fd: number; ifname: string } {
+  openTap(path: string, ifindex: number, name: string): { fd: number; ifname: string; mac: string } {
     return loadAddon().openTapInNetns(path, ifindex, name);
+  },
+  /** Name and MAC of a netdev in another namespace (what a moved TAP is, recorded when it moves). */
+  linkIn(path: string, ifindex: number): { ifname: string; mac: string } {
+    return loadAddon().linkInNetns(path, ifindex);
   },
 };
 
@@ -439,8 +485,12 @@ export const vxlanLink = {
   remotes(name: string): string[] {
     return loadAddon().vxlanRemotes(name);
   },
-  kind(name: string): { kind: string; vni: number } | null {
+  kind(name: string): LinkKind | null {
     return loadAddon().linkKind(name);
+  },
+  /** Every vxlan netdev of the namespace (who holds a VNI). */
+  list(): (LinkKind & { name: string })[] {
+    return loadAddon().vxlanList();
   },
   delete(name: string): boolean {
     return loadAddon().linkDelete(name);

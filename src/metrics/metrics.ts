@@ -4,10 +4,23 @@
 //   tapbridge_port_{rx,tx}_{packets,bytes}_total{bridge,port}, tapbridge_port_{rx,tx}_gso_packets_total{bridge,port}
 //   tapbridge_port_drops_total{bridge,port,reason}     every key of the port's `stats` drops object, whatever they are
 //   tapbridge_port_up{bridge,port}                     1 when the port (or uplink/bond) is up
+//   tapbridge_port_rate_limited_total{bridge,port,direction}   frames dropped by rate_limit (ingress) / egress_rate_limit
+//   tapbridge_port_storm_dropped_total{bridge,port,kind}       storm control drops, kind = broadcast | multicast |
+//                                                      unknown_unicast | shutdown (read while shut down)
+//   tapbridge_port_rate_limit_bits_per_second{bridge,port,direction}  the limit in force (ports that have one)
+//   tapbridge_port_storm_shutdowns_total{bridge,port}  times storm control shut the port down
+//   tapbridge_port_mcast_{queries,reports,leaves}_received_total{bridge,port}, tapbridge_port_mcast_malformed_total,
+//   tapbridge_port_mdb_entries{bridge,port}, tapbridge_port_mcast_router{bridge,port}   (multicast_snooping on only)
+//   tapbridge_mdb_groups{bridge}, tapbridge_mcast_querier_self{bridge,vlan,family}      (multicast_snooping / _querier on)
 //   tapbridge_fdb_entries{bridge}
 //   tapbridge_fdb_events_total{bridge,event}           event = learned | aged | moved | evicted
 //   tapbridge_bond_active_member{bond,member}          1 on the active member, 0 on the other
 //   tapbridge_bond_failovers_total{bond}
+//   tapbridge_bond_member_up{bond,member}              1 while the member is up (carrier; 802.3ad: collecting and distributing)
+//   tapbridge_bond_member_tx_{packets,bytes}_total{bond,member}   what each member sent (balance-slb, 802.3ad: packets;
+//                                                      bytes in every mode)
+//   tapbridge_bond_member_load_bytes{bond,member}      balance-slb: the member's buckets' load (halved each rebalance)
+//   tapbridge_bond_member_lacpdus_total{bond,member,direction}   802.3ad: LACPDUs received (rx) and sent (tx)
 //   tapbridge_data_worker_ports{worker}                ports each forwarding thread reads (worker 0: the main thread)
 //   tapbridge_data_worker_frames_total{worker}         frames a data-plane worker thread read (data_workers > 1)
 //   tapbridge_data_worker_learn_dropped_total{worker}  learning events its full ring refused
@@ -17,7 +30,10 @@
 //   three gauges prom-client names nodejs_active_*_total, which promtool rejects (their per-type series stay)
 //
 // Notes on performance: a scrape takes ONE snapshot of the daemon's stats()/show()/bondShow(), the same functions the
-// control socket serves, and the families read that snapshot. Nothing here runs per frame or keeps its own count: the
+// control socket serves, and the families read that snapshot. It asks for the counters without a round trip to the
+// data-plane workers (stats(false)): with data_workers > 1 a worker's counts are those last folded into the main
+// thread (the daemon's tick asks for them at least every second), not a forced round trip (no Atomics.wait on the
+// main loop per scrape). Nothing here runs per frame or keeps its own count: the
 // per-frame path is untouched. The scrape runs on the main event loop, so it must be cheap at 1000 ports: prom-client's
 // Counter/Gauge (reset + inc per series: label validation, hashing) took 240 ms per scrape of 1000 ports x 17 series
 // (scripts/bench/service.mjs). The tapbridge families are therefore plain registry entries whose get() hands the
@@ -28,14 +44,18 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { BridgeStats, ShowBridge } from '../daemon/daemon.js';
 import type { BondShow } from '../daemon/bond.js';
 import type { DataPlaneShow } from '../dataplane/dataplane.js';
+import type { QosShow } from '../bridge/qos.js';
 
 /** The daemon's read-only views a scrape needs. */
 export interface MetricsSource {
-  stats(): BridgeStats[];
+  /** syncWorkers false: the counters the main thread already holds, without a round trip to the data-plane workers */
+  stats(syncWorkers?: boolean): BridgeStats[];
   show(): ShowBridge[];
   bondShow(name?: unknown): BondShow | BondShow[];
-  /** data_workers.show (absent: no such family) */
-  dataWorkersShow?(): DataPlaneShow;
+  /** data_workers.show (absent: no such family); syncWorkers as for stats() */
+  dataWorkersShow?(syncWorkers?: boolean): DataPlaneShow;
+  /** qos.show of a bridge (absent: no limit gauges) */
+  qosShow?(bridge: unknown): QosShow[];
 }
 
 interface Snapshot {
@@ -43,6 +63,7 @@ interface Snapshot {
   show: ShowBridge[];
   bonds: BondShow[];
   workers: DataPlaneShow['workers'];
+  qos: Array<{ bridge: string; ports: QosShow[] }>;
 }
 
 type Labels = Readonly<Record<string, string>>;
@@ -139,7 +160,7 @@ export class DaemonMetrics {
   readonly registry = new Registry();
   private readonly source: MetricsSource;
   private readonly labels = new LabelCache();
-  private snap: Snapshot = { stats: [], show: [], bonds: [], workers: [] };
+  private snap: Snapshot = { stats: [], show: [], bonds: [], workers: [], qos: [] };
   private lastElu: EventLoopUtilization = performance.eventLoopUtilization();
 
   constructor(source: MetricsSource) {
@@ -170,6 +191,22 @@ export class DaemonMetrics {
     portFamily('tapbridge_port_rx_gso_packets_total', 'GSO super-frames (a vnet header with a gso_type) read from the port.', (p) => p.rx_gso_packets);
     portFamily('tapbridge_port_tx_gso_packets_total', 'GSO super-frames the port accepted for transmission.', (p) => p.tx_gso_packets);
 
+    // IGMP/MLD snooping (src/bridge/mcast.ts): only ports of bridges with multicast_snooping on
+    portFamily('tapbridge_port_mcast_queries_received_total', 'IGMP/MLD queries received on the port.', (p) => p.multicast?.queries_rx ?? NaN);
+    portFamily('tapbridge_port_mcast_reports_received_total', 'IGMP/MLD reports received on the port (v1/v2 reports and v3 reports).', (p) => p.multicast?.reports_rx ?? NaN);
+    portFamily('tapbridge_port_mcast_leaves_received_total', 'IGMPv2 leaves and MLDv1 dones received on the port.', (p) => p.multicast?.leaves_rx ?? NaN);
+    portFamily('tapbridge_port_mcast_malformed_total', 'Malformed IGMP/MLD received on the port (dropped).', (p) => p.multicast?.malformed_rx ?? NaN);
+    add('tapbridge_port_mdb_entries', 'Multicast database entries (group memberships) of the port.', 'gauge', (out) => {
+      for (const b of this.snap.stats) {
+        for (const p of b.ports) if (p.multicast) out.push({ value: p.multicast.mdb_entries, labels: NO_LABELS, sharedLabels: portLabels(b.bridge, p.name) });
+      }
+    });
+    add('tapbridge_port_mcast_router', 'Whether the port is a multicast router port now (1) or not (0).', 'gauge', (out) => {
+      for (const b of this.snap.stats) {
+        for (const p of b.ports) if (p.multicast) out.push({ value: p.multicast.is_router ? 1 : 0, labels: NO_LABELS, sharedLabels: portLabels(b.bridge, p.name) });
+      }
+    });
+
     add('tapbridge_port_drops_total', 'Frames dropped on the port, by reason (the drop reasons of `tapbridge stats`).', 'counter', (out) => {
       for (const b of this.snap.stats) {
         for (const p of b.ports) {
@@ -189,9 +226,59 @@ export class DaemonMetrics {
       }
     });
 
+    // QoS (src/bridge/qos.ts): the drop counters of `stats`, by direction and storm class, and the limits in force
+    const BPD = ['bridge', 'port', 'direction'] as const;
+    const BPK = ['bridge', 'port', 'kind'] as const;
+    add('tapbridge_port_rate_limited_total', 'Frames dropped by the port\'s rate limit: ingress (rate_limit, what the port sends) or egress (egress_rate_limit).', 'counter', (out) => {
+      for (const b of this.snap.stats) {
+        for (const p of b.ports) {
+          for (const [direction, key] of [['ingress', 'rate_limit'], ['egress', 'egress_rate_limit']] as const) {
+            const n = p.drops[key];
+            if (finite(n)) out.push({ value: n, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge, p.name, direction], BPD) });
+          }
+        }
+      }
+    });
+    add('tapbridge_port_storm_dropped_total', 'Frames storm control dropped on the port, by kind (shutdown: read while storm control had the port shut down).', 'counter', (out) => {
+      for (const b of this.snap.stats) {
+        for (const p of b.ports) {
+          for (const kind of ['broadcast', 'multicast', 'unknown_unicast', 'shutdown'] as const) {
+            const n = p.drops[`storm_${kind}`];
+            if (finite(n)) out.push({ value: n, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge, p.name, kind], BPK) });
+          }
+        }
+      }
+    });
+    add('tapbridge_port_rate_limit_bits_per_second', 'The port\'s rate limit in force, bits per second (kbps x 1000), by direction; absent without one.', 'gauge', (out) => {
+      for (const b of this.snap.qos) {
+        for (const q of b.ports) {
+          if (q.rate_limit !== null) out.push({ value: q.rate_limit.kbps * 1000, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge, q.port, 'ingress'], BPD) });
+          if (q.egress_rate_limit !== null) out.push({ value: q.egress_rate_limit.kbps * 1000, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge, q.port, 'egress'], BPD) });
+        }
+      }
+    });
+    add('tapbridge_port_storm_shutdowns_total', 'Times storm control (action shutdown) shut the port down.', 'counter', (out) => {
+      for (const b of this.snap.qos) {
+        for (const q of b.ports) if (finite(q.counters.storm_shutdowns)) out.push({ value: q.counters.storm_shutdowns, labels: NO_LABELS, sharedLabels: portLabels(b.bridge, q.port) });
+      }
+    });
+
     const B = ['bridge'] as const;
     add('tapbridge_fdb_entries', 'Entries in the bridge\'s forwarding database (static included).', 'gauge', (out) => {
       for (const b of this.snap.stats) out.push({ value: b.fdb.entries, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge], B) });
+    });
+
+    add('tapbridge_mdb_groups', 'Groups in the bridge\'s multicast database (multicast_snooping on only).', 'gauge', (out) => {
+      for (const b of this.snap.stats) if (b.multicast) out.push({ value: b.multicast.groups, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge], B) });
+    });
+    const BVF = ['bridge', 'vlan', 'family'] as const;
+    add('tapbridge_mcast_querier_self', 'Whether this bridge is the IGMP/MLD querier of the VLAN (1) or another querier is (0); multicast_querier on only.', 'gauge', (out) => {
+      for (const b of this.snap.stats) {
+        for (const v of b.multicast?.querier.vlans ?? []) {
+          out.push({ value: v.ipv4.querier === 'self' ? 1 : 0, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge, String(v.vlan), 'ipv4'], BVF) });
+          out.push({ value: v.ipv6.querier === 'self' ? 1 : 0, labels: NO_LABELS, sharedLabels: this.labels.get([b.bridge, String(v.vlan), 'ipv6'], BVF) });
+        }
+      }
     });
 
     const BE = ['bridge', 'event'] as const;
@@ -214,6 +301,40 @@ export class DaemonMetrics {
     add('tapbridge_bond_failovers_total', 'Changes of the active member from one member to the other.', 'counter', (out) => {
       for (const bond of this.snap.bonds) {
         if (finite(bond.failovers)) out.push({ value: bond.failovers, labels: NO_LABELS, sharedLabels: this.labels.get([bond.name], BO) });
+      }
+    });
+
+    add('tapbridge_bond_member_up', 'Bond members: 1 while up (carrier; 802.3ad: collecting and distributing).', 'gauge', (out) => {
+      for (const bond of this.snap.bonds) {
+        for (const m of bond.members) {
+          const up = m.lacp !== undefined ? m.lacp.mux_state === 'collecting_distributing' : m.mii_status === 'up';
+          out.push({ value: up ? 1 : 0, labels: NO_LABELS, sharedLabels: this.labels.get([bond.name, m.name], BM) });
+        }
+      }
+    });
+    add('tapbridge_bond_member_tx_packets_total', 'Frames each bond member sent (balance-slb, 802.3ad).', 'counter', (out) => {
+      for (const bond of this.snap.bonds) {
+        for (const m of bond.members) if (m.tx_packets !== undefined && finite(m.tx_packets) && bond.mode !== 'active-backup') out.push({ value: m.tx_packets, labels: NO_LABELS, sharedLabels: this.labels.get([bond.name, m.name], BM) });
+      }
+    });
+    add('tapbridge_bond_member_tx_bytes_total', 'Bytes each bond member sent (the kernel accepted).', 'counter', (out) => {
+      for (const bond of this.snap.bonds) {
+        for (const m of bond.members) if (m.tx_bytes !== undefined && finite(m.tx_bytes)) out.push({ value: m.tx_bytes, labels: NO_LABELS, sharedLabels: this.labels.get([bond.name, m.name], BM) });
+      }
+    });
+    add('tapbridge_bond_member_load_bytes', 'balance-slb: load of the buckets each member carries (bytes, halved every rebalance).', 'gauge', (out) => {
+      for (const bond of this.snap.bonds) {
+        for (const m of bond.members) if (m.load !== undefined && finite(m.load)) out.push({ value: m.load, labels: NO_LABELS, sharedLabels: this.labels.get([bond.name, m.name], BM) });
+      }
+    });
+    const BMD = ['bond', 'member', 'direction'] as const;
+    add('tapbridge_bond_member_lacpdus_total', '802.3ad: LACPDUs each member received (rx) and sent (tx).', 'counter', (out) => {
+      for (const bond of this.snap.bonds) {
+        for (const m of bond.members) {
+          if (m.lacp === undefined) continue;
+          out.push({ value: m.lacp.lacpdus_rx, labels: NO_LABELS, sharedLabels: this.labels.get([bond.name, m.name, 'rx'], BMD) });
+          out.push({ value: m.lacp.lacpdus_tx, labels: NO_LABELS, sharedLabels: this.labels.get([bond.name, m.name, 'tx'], BMD) });
+        }
       }
     });
 
@@ -246,9 +367,12 @@ export class DaemonMetrics {
   async scrape(): Promise<string> {
     const bonds = this.source.bondShow();
     this.snap = {
-      stats: this.source.stats(), show: this.source.show(), bonds: Array.isArray(bonds) ? bonds : [bonds],
-      workers: this.source.dataWorkersShow?.().workers ?? [],
+      stats: this.source.stats(false), show: this.source.show(), bonds: Array.isArray(bonds) ? bonds : [bonds],
+      workers: this.source.dataWorkersShow?.(false).workers ?? [],
+      qos: [],
     };
+    const qosShow = this.source.qosShow?.bind(this.source);
+    if (qosShow !== undefined) for (const b of this.snap.show) this.snap.qos.push({ bridge: b.name, ports: qosShow(b.name) });
     try {
       return await this.registry.metrics();
     } finally {

@@ -167,6 +167,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitVxlan(env, exports);
   InitFileLock(env, exports);
   InitUnixSock(env, exports);
+  InitPacketRing(env, exports);
   return exports;
 }
 

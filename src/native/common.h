@@ -104,6 +104,7 @@ void InitVxlan(Napi::Env env, Napi::Object exports);  // vxlan.cc
 // filelock.cc: flockExclusive(fd) for the state file lock.
 void InitFileLock(Napi::Env env, Napi::Object exports);
 void InitUnixSock(Napi::Env env, Napi::Object exports);
+void InitPacketRing(Napi::Env env, Napi::Object exports);  // port-ring.cc: setPacketRing
 Napi::Value OpenTap(const Napi::CallbackInfo& info);
 Napi::Value OpenPacket(const Napi::CallbackInfo& info);
 Napi::Value LinkMonitorNew(const Napi::CallbackInfo& info);

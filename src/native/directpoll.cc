@@ -58,9 +58,16 @@ constexpr uint64_t kSleptNs = 200'000;      // a wait this long slept: nothing r
 // directPollWait's result when the pump must return (native-types.ts).
 constexpr int32_t kYieldLoop = -1;
 
+// The prepare handle and the env cleanup hook that waits for its close. Heap: freed by the close
+// callback, which touches nothing else (the DirectPoll may be gone by then).
+struct Prepare {
+  uv_prepare_t handle;  // first member: the close callback gets &handle
+  napi_async_cleanup_hook_handle hook = nullptr;
+};
+
 struct DirectPoll {
   uv_loop_t* loop = nullptr;
-  uv_prepare_t* prepare = nullptr;  // heap: freed by its close callback
+  Prepare* prepare = nullptr;
   bool enabled = false;
   std::vector<Port*> ports;  // by fd; nullptr = not a registered port
   Napi::FunctionReference pump;
@@ -114,21 +121,33 @@ void OnPrepare(uv_prepare_t* h) {
 
 void Disable(DirectPoll* dp) {
   dp->enabled = false;
-  if (dp->prepare != nullptr) uv_prepare_stop(dp->prepare);
+  if (dp->prepare != nullptr) uv_prepare_stop(&dp->prepare->handle);
   dp->evCount = dp->evNext = 0;
 }
 
-void CloseHandle(void* arg) {
+// The env is going away (napi_add_async_cleanup_hook): the prepare handle is closed, and the env
+// waits, running its loop, until the close callback has run and removed the hook. A plain env
+// cleanup hook does not wait: the close callback would then run in the worker's last loop turns
+// (Worker::Run), after Node has dlclose()d this addon when no other thread holds it: a call into
+// unmapped code, SIGSEGV at worker exit (test/unit/direct-poll.test.ts).
+void CloseHandle(napi_async_cleanup_hook_handle hook, void* arg) {
   DirectPoll* dp = static_cast<DirectPoll*>(arg);
   Disable(dp);
   dp->pump.Reset();
   dp->asyncCtx.reset();
   dp->outRef.Reset();
   dp->out = nullptr;
-  if (dp->prepare != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(dp->prepare), [](uv_handle_t* h) { delete reinterpret_cast<uv_prepare_t*>(h); });
-    dp->prepare = nullptr;
+  Prepare* p = dp->prepare;
+  dp->prepare = nullptr;
+  if (p == nullptr) {
+    napi_remove_async_cleanup_hook(hook);
+    return;
   }
+  uv_close(reinterpret_cast<uv_handle_t*>(&p->handle), [](uv_handle_t* h) {
+    Prepare* closed = reinterpret_cast<Prepare*>(h);
+    napi_remove_async_cleanup_hook(closed->hook);  // the env may now finish its teardown
+    delete closed;
+  });
 }
 
 bool Enable(Napi::Env env, DirectPoll* dp) {
@@ -137,15 +156,19 @@ bool Enable(Napi::Env env, DirectPoll* dp) {
       ThrowType(env, "setDirectPoll: no event loop");
       return false;
     }
-    dp->prepare = new uv_prepare_t;
-    uv_prepare_init(dp->loop, dp->prepare);
-    dp->prepare->data = dp;
-    uv_unref(reinterpret_cast<uv_handle_t*>(dp->prepare));  // never keeps the process alive
-    // Closed at env teardown while the loop still runs (a worker's loop must close with no handle open).
-    napi_add_env_cleanup_hook(env, CloseHandle, dp);
+    Prepare* p = new Prepare;
+    if (napi_add_async_cleanup_hook(env, CloseHandle, dp, &p->hook) != napi_ok) {
+      delete p;
+      ThrowType(env, "setDirectPoll: napi_add_async_cleanup_hook failed");
+      return false;
+    }
+    uv_prepare_init(dp->loop, &p->handle);
+    p->handle.data = dp;
+    uv_unref(reinterpret_cast<uv_handle_t*>(&p->handle));  // never keeps the process alive
+    dp->prepare = p;
   }
   dp->enabled = true;
-  uv_prepare_start(dp->prepare, OnPrepare);
+  uv_prepare_start(&dp->prepare->handle, OnPrepare);
   return true;
 }
 
@@ -262,7 +285,7 @@ void DirectPollRemove(AddonData* d, int fd) {
 void FreeDirectPoll(void* p) {
   DirectPoll* dp = static_cast<DirectPoll*>(p);
   if (dp == nullptr) return;
-  Disable(dp);  // the prepare handle, if any, was closed by the env cleanup hook
+  Disable(dp);  // the prepare handle, if any, was closed by the env's async cleanup hook
   delete dp;
 }
 

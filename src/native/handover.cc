@@ -472,7 +472,17 @@ static Napi::Value AdoptFd(const Napi::CallbackInfo& info) {
       return env.Undefined();
     }
     SetNonblockCloexec(fd);
-    return NewPort(env, fd, sll.sll_ifindex, name, Port::kPacket);
+    Napi::Value port = NewPort(env, fd, sll.sll_ifindex, name, Port::kPacket);
+    if (port.IsUndefined()) return port;
+    Port* p = Port::Unwrap(port.As<Napi::Object>());
+    const char* syscall = nullptr;
+    int e = p->AdoptRing(&syscall);
+    if (e != 0) {
+      p->Abandon();
+      ThrowSysError(env, e, syscall, name);
+      return env.Undefined();
+    }
+    return port;
   }
   ThrowType(env, "adoptFd: kind must be 'tap' or 'packet'");
   return env.Undefined();

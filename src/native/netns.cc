@@ -4,11 +4,14 @@
 //   netnsOfNsid(nsid)                  the path of the namespace that has `nsid` as seen from ours:
 //                                      each of /run/netns/* and /proc/<pid>/ns/net (deduplicated by
 //                                      inode) is asked with RTM_GETNSID (NETNSA_FD); null when none
-//   openTapInNetns(path, ifindex, name) -> {fd, ifname}: a short-lived thread setns()es into `path`, names the netdev
-//                                      with that ifindex there, opens it with TUNSETIFF (only an
-//                                      existing TAP: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR), sets the vnet
-//                                      header size and offloads, and exits; the fd keeps working in
-//                                      the daemon's namespace. Only that thread changes namespace.
+//   openTapInNetns(path, ifindex, name) -> {fd, ifname, mac}: a short-lived thread setns()es into `path`, names the
+//                                      netdev with that ifindex there, reads its MAC (SIOCGIFHWADDR), opens
+//                                      it with TUNSETIFF (only an existing TAP: IFF_TAP | IFF_NO_PI |
+//                                      IFF_VNET_HDR), sets the vnet header size and offloads, and exits;
+//                                      the fd keeps working in the daemon's namespace. Only that thread
+//                                      changes namespace.
+//   linkInNetns(path, ifindex) -> {ifname, mac}: the same thread's look-up alone (what a moved TAP is
+//                                      called and which MAC it has, recorded when it moves)
 //
 // setns(CLONE_NEWNET) needs CAP_SYS_ADMIN (the systemd unit keeps it for this).
 #include "common.h"
@@ -28,6 +31,7 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 
+#include <cstdio>
 #include <cstring>
 #include <set>
 #include <string>
@@ -107,6 +111,50 @@ void Candidates(std::vector<std::string>* out) {
   }
 }
 
+// SIOCGIFHWADDR of `ifname` in the calling thread's namespace, as "aa:bb:cc:dd:ee:ff"; false with errno set.
+bool MacOf(const char* ifname, std::string* out) {
+  int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return false;
+  struct ifreq ifr;
+  std::memset(&ifr, 0, sizeof ifr);
+  std::memcpy(ifr.ifr_name, ifname, strnlen(ifname, IFNAMSIZ - 1));
+  int r = ioctl(s, SIOCGIFHWADDR, &ifr);
+  int e = errno;
+  ::close(s);
+  if (r < 0) {
+    errno = e;
+    return false;
+  }
+  const uint8_t* m = reinterpret_cast<const uint8_t*>(ifr.ifr_hwaddr.sa_data);
+  char text[18];
+  std::snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+  *out = text;
+  return true;
+}
+
+// In a short-lived thread: setns into `path`, then `body` (which sets err/what on failure). Only that thread moves.
+template <typename F>
+void InNetns(const std::string& path, int* err, const char** what, F body) {
+  std::thread t([&]() {
+    int ns = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (ns < 0) {
+      *err = errno;
+      *what = "open(netns)";
+      return;
+    }
+    int r = setns(ns, CLONE_NEWNET);
+    int e = errno;
+    ::close(ns);
+    if (r < 0) {
+      *err = e;
+      *what = "setns(CLONE_NEWNET)";
+      return;
+    }
+    body();
+  });
+  t.join();
+}
+
 }  // namespace
 
 // netnsOfNsid(nsid: number): string | null
@@ -169,24 +217,16 @@ static Napi::Value OpenTapInNetns(const Napi::CallbackInfo& info) {
   int tapFd = -1, err = 0;
   const char* what = "";
   char ifname[IF_NAMESIZE] = {0};
-  std::thread t([&]() {
-    int ns = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (ns < 0) {
-      err = errno;
-      what = "open(netns)";
-      return;
-    }
-    int r = setns(ns, CLONE_NEWNET);
-    int e = errno;
-    ::close(ns);
-    if (r < 0) {
-      err = e;
-      what = "setns(CLONE_NEWNET)";
-      return;
-    }
+  std::string mac;
+  InNetns(path, &err, &what, [&]() {
     if (if_indextoname(static_cast<unsigned>(ifindex), ifname) == nullptr) {
       err = errno;
       what = "if_indextoname (in the TAP's namespace)";
+      return;
+    }
+    if (!MacOf(ifname, &mac)) {
+      err = errno;
+      what = "ioctl(SIOCGIFHWADDR) (in the TAP's namespace)";
       return;
     }
     int fd = ::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
@@ -215,7 +255,6 @@ static Napi::Value OpenTapInNetns(const Napi::CallbackInfo& info) {
     err = errno;
     ::close(fd);
   });
-  t.join();
   if (tapFd < 0) {
     ThrowSysError(env, err, what, name + " (moved, ifindex " + std::to_string(ifindex) + " in " + path + ")");
     return env.Undefined();
@@ -223,12 +262,51 @@ static Napi::Value OpenTapInNetns(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("fd", tapFd);
   o.Set("ifname", std::string(ifname));
+  o.Set("mac", mac);
+  return o;
+}
+
+// linkInNetns(path, ifindex): { ifname, mac } of the netdev with that ifindex in the namespace `path`.
+static Napi::Value LinkInNetns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString()) {
+    ThrowType(env, "linkInNetns(path: string, ifindex: number)");
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  if (path.empty() || path.size() > 4096 || path.find('\0') != std::string::npos) {
+    ThrowType(env, "linkInNetns: bad namespace path");
+    return env.Undefined();
+  }
+  int64_t ifindex;
+  if (!GetInt(info[1], "ifindex", 1, 0x7fffffff, &ifindex)) return env.Undefined();
+  int err = 0;
+  const char* what = "";
+  char ifname[IF_NAMESIZE] = {0};
+  std::string mac;
+  InNetns(path, &err, &what, [&]() {
+    if (if_indextoname(static_cast<unsigned>(ifindex), ifname) == nullptr) {
+      err = errno;
+      what = "if_indextoname (in the namespace)";
+    } else if (!MacOf(ifname, &mac)) {
+      err = errno;
+      what = "ioctl(SIOCGIFHWADDR) (in the namespace)";
+    }
+  });
+  if (err != 0) {
+    ThrowSysError(env, err, what, "ifindex " + std::to_string(ifindex) + " in " + path);
+    return env.Undefined();
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ifname", std::string(ifname));
+  o.Set("mac", mac);
   return o;
 }
 
 void InitNetns(Napi::Env env, Napi::Object exports) {
   exports.Set("netnsOfNsid", Napi::Function::New(env, NetnsOfNsid, "netnsOfNsid"));
   exports.Set("openTapInNetns", Napi::Function::New(env, OpenTapInNetns, "openTapInNetns"));
+  exports.Set("linkInNetns", Napi::Function::New(env, LinkInNetns, "linkInNetns"));
 }
 
 }  // namespace tb

@@ -65,6 +65,7 @@ Napi::Function Port::Init(Napi::Env env) {
                          InstanceMethod<&Port::Stop>("stop"),
                          InstanceMethod<&Port::Send>("send"),
                          InstanceMethod<&Port::ReadSocketDrops>("readSocketDrops"),
+                         InstanceMethod<&Port::RingInfo>("ringInfo"),
                          InstanceMethod<&Port::Close>("close"),
                      });
 }
@@ -200,6 +201,8 @@ Napi::Value Port::Stop(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+void Port::CloseFd() { DoClose(false); }
+
 Napi::Value Port::Close(const Napi::CallbackInfo& info) {
   DoClose(false);
   return info.Env().Undefined();
@@ -230,6 +233,7 @@ void Port::DoClose(bool fromDestructor) {
   // Not from the destructor: a port is referenced while it polls, so one being collected has
   // already left the table, and at env teardown the addon's data may be gone before the port.
   if (!fromDestructor) DirectPollRemove(data_, fd_);
+  UnmapRing();
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;
@@ -298,80 +302,96 @@ uint32_t Port::ReadBatch(int* err, const char** syscall) {
     return count;
   }
 
-  constexpr size_t bufLen = kVnetHdrLen + kMaxFrame;
-  struct iovec iov;
-  struct msghdr mh;
+  if (ringMap_ != nullptr) return RingReadBatch(err, syscall);
   for (uint32_t it = 0; it < maxIter && pos + kSlot <= slabLen; it++) {
-    uint8_t* base = slab + pos;
-    iov.iov_base = base + kTagLen;
-    iov.iov_len = bufLen;
-    std::memset(&mh, 0, sizeof mh);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cmsgBuf_;
-    mh.msg_controllen = sizeof cmsgBuf_;
-    ssize_t n = ::recvmsg(fd_, &mh, MSG_TRUNC | MSG_DONTWAIT);
-    if (n < 0) {
-      int e = errno;
-      if (e == EINTR) continue;
-      if (e == EAGAIN || e == EWOULDBLOCK) break;
-      ctr[RxErrors] += 1;
-      // EINVAL: a frame the kernel cannot describe in a vnet header (e.g. UFO); it was dequeued
-      // and freed, so skip it and go on with the batch (the loop stays bounded by maxIter)
-      if (e == EINVAL) continue;
-      *err = e;
-      *syscall = "recvmsg";
-      break;
-    }
-    if ((mh.msg_flags & MSG_TRUNC) || static_cast<size_t>(n) > bufLen) {
-      ctr[RxTruncated] += 1;
-      continue;
-    }
-    if (static_cast<size_t>(n) < kVnetHdrLen + kMinFrame) {
-      ctr[RxRunt] += 1;
-      continue;
-    }
-    if (base[kTagLen + 1] != 0) ctr[RxGsoPackets] += 1;
-    const struct tpacket_auxdata* aux = nullptr;
-    for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
-      if (c->cmsg_level == SOL_PACKET && c->cmsg_type == PACKET_AUXDATA &&
-          c->cmsg_len >= CMSG_LEN(sizeof(struct tpacket_auxdata))) {
-        aux = reinterpret_cast<const struct tpacket_auxdata*>(CMSG_DATA(c));
-        break;
-      }
-    }
     int32_t* d = desc + 3 * count;
-    uint16_t tci = 0;
-    uint32_t status = 0;
-    uint16_t tpid = 0;
-    if (aux != nullptr) {
-      // CMSG_DATA may be unaligned in theory; copy the fields out.
-      std::memcpy(&status, &aux->tp_status, sizeof status);
-      std::memcpy(&tci, &aux->tp_vlan_tci, sizeof tci);
-      std::memcpy(&tpid, &aux->tp_vlan_tpid, sizeof tpid);
-    }
-    if (aux != nullptr && ((status & TP_STATUS_VLAN_VALID) || tci != 0)) {
-      // [pad 4][vnet 10][dst 6][src 6][type...] -> [vnet 10][dst 6][src 6][tpid 2][tci 2][type...]
-      std::memmove(base, base + kTagLen, kVnetHdrLen + 12);
-      if (!(status & TP_STATUS_VLAN_TPID_VALID) || tpid == 0) tpid = ETH_P_8021Q;
-      uint8_t* tag = base + kVnetHdrLen + 12;
-      tag[0] = static_cast<uint8_t>(tpid >> 8);
-      tag[1] = static_cast<uint8_t>(tpid);
-      tag[2] = static_cast<uint8_t>(tci >> 8);
-      tag[3] = static_cast<uint8_t>(tci);
-      AdjustVnetHdr(base, +static_cast<int>(kTagLen));
-      d[0] = static_cast<int32_t>(pos + kVnetHdrLen);
-      d[1] = static_cast<int32_t>(n - kVnetHdrLen + kTagLen);
-      d[2] = RX_F_TAG_RESTORED;
-    } else {
-      d[0] = static_cast<int32_t>(pos + kTagLen + kVnetHdrLen);
-      d[1] = static_cast<int32_t>(n - kVnetHdrLen);
-      d[2] = 0;
-    }
+    ssize_t used = RecvFrame(pos, d, err, syscall);
+    if (used == -1 || used == -2) break;
+    if (used == 0) continue;
     count++;
-    pos = Align16(pos + kTagLen + static_cast<size_t>(n));
+    pos += static_cast<size_t>(used);
   }
   return count;
+}
+
+ssize_t Port::RecvFrame(size_t pos, int32_t* d, int* err, const char** syscall) {
+  constexpr size_t bufLen = kVnetHdrLen + kMaxFrame;
+  double* const ctr = counters_;
+  uint8_t* base = data_->slab + pos;
+  struct iovec iov;
+  struct msghdr mh;
+  iov.iov_base = base + kTagLen;
+  iov.iov_len = bufLen;
+  std::memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cmsgBuf_;
+  mh.msg_controllen = sizeof cmsgBuf_;
+  ssize_t n;
+  do {
+    n = ::recvmsg(fd_, &mh, MSG_TRUNC | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    int e = errno;
+    if (e == EAGAIN || e == EWOULDBLOCK) return -1;
+    ctr[RxErrors] += 1;
+    // EINVAL: a frame the kernel cannot describe in a vnet header (e.g. UFO); it was dequeued
+    // and freed, so skip it and go on with the batch (the caller's loop is bounded)
+    if (e == EINVAL) return 0;
+    *err = e;
+    *syscall = "recvmsg";
+    return -2;
+  }
+  if ((mh.msg_flags & MSG_TRUNC) || static_cast<size_t>(n) > bufLen) {
+    ctr[RxTruncated] += 1;
+    return 0;
+  }
+  if (static_cast<size_t>(n) < kVnetHdrLen + kMinFrame) {
+    ctr[RxRunt] += 1;
+    return 0;
+  }
+  if (base[kTagLen + 1] != 0) ctr[RxGsoPackets] += 1;
+  const struct tpacket_auxdata* aux = nullptr;
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level == SOL_PACKET && c->cmsg_type == PACKET_AUXDATA &&
+        c->cmsg_len >= CMSG_LEN(sizeof(struct tpacket_auxdata))) {
+      aux = reinterpret_cast<const struct tpacket_auxdata*>(CMSG_DATA(c));
+      break;
+    }
+  }
+  uint16_t tci = 0;
+  uint32_t status = 0;
+  uint16_t tpid = 0;
+  if (aux != nullptr) {
+    // CMSG_DATA may be unaligned in theory; copy the fields out.
+    std::memcpy(&status, &aux->tp_status, sizeof status);
+    std::memcpy(&tci, &aux->tp_vlan_tci, sizeof tci);
+    std::memcpy(&tpid, &aux->tp_vlan_tpid, sizeof tpid);
+  }
+  return static_cast<ssize_t>(StoreFrame(pos, static_cast<size_t>(n), d, status, tci, tpid));
+}
+
+size_t Port::StoreFrame(size_t pos, size_t n, int32_t* d, uint32_t status, uint16_t tci, uint16_t tpid) {
+  uint8_t* base = data_->slab + pos;
+  if ((status & TP_STATUS_VLAN_VALID) || tci != 0) {
+    // [pad 4][vnet 10][dst 6][src 6][type...] -> [vnet 10][dst 6][src 6][tpid 2][tci 2][type...]
+    std::memmove(base, base + kTagLen, kVnetHdrLen + 12);
+    if (!(status & TP_STATUS_VLAN_TPID_VALID) || tpid == 0) tpid = ETH_P_8021Q;
+    uint8_t* tag = base + kVnetHdrLen + 12;
+    tag[0] = static_cast<uint8_t>(tpid >> 8);
+    tag[1] = static_cast<uint8_t>(tpid);
+    tag[2] = static_cast<uint8_t>(tci >> 8);
+    tag[3] = static_cast<uint8_t>(tci);
+    AdjustVnetHdr(base, +static_cast<int>(kTagLen));
+    d[0] = static_cast<int32_t>(pos + kVnetHdrLen);
+    d[1] = static_cast<int32_t>(n - kVnetHdrLen + kTagLen);
+    d[2] = RX_F_TAG_RESTORED;
+  } else {
+    d[0] = static_cast<int32_t>(pos + kTagLen + kVnetHdrLen);
+    d[1] = static_cast<int32_t>(n - kVnetHdrLen);
+    d[2] = 0;
+  }
+  return Align16(kTagLen + n);
 }
 
 void Port::HandlePoll(int status) {
@@ -585,6 +605,8 @@ Napi::Value Port::Send(const Napi::CallbackInfo& info) {
         if (static_cast<const uint8_t*>(mh.msg_iov[0].iov_base)[1] != 0) ctr[TxGsoPackets] += 1;
       }
     }
+  } else if (ringMap_ != nullptr && txFrames_ > 0) {
+    accepted = RingSend(m);
   } else {
     uint32_t j = 0;
     while (j < m) {
@@ -624,6 +646,7 @@ Napi::Value Port::ReadSocketDrops(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   counters_[RxSocketDrops] += st.tp_drops;
+  CheckRxWedge(st.tp_drops);
   return Napi::Number::New(env, st.tp_drops);
 }
 
@@ -775,14 +798,27 @@ Napi::Value OpenPacket(const Napi::CallbackInfo& info) {
   sll.sll_family = AF_PACKET;
   sll.sll_protocol = htons(ETH_P_ALL);
   sll.sll_ifindex = ifindex;
-  if (bind(fd, reinterpret_cast<struct sockaddr*>(&sll), sizeof sll) < 0) return fail("bind");
+  // Rings before bind(): until then the socket (protocol 0) has queued nothing that a ring reader
+  // could mistake for the full copy of a frame that did not fit a slot (TP_STATUS_COPY).
+  Napi::Value port = NewPort(env, fd, ifindex, name, Port::kPacket);
+  if (port.IsUndefined()) return port;  // NewPort closed fd
+  Port* p = Port::Unwrap(port.As<Napi::Object>());
+  const char* ringSyscall = nullptr;
+  int ringErr = p->SetupRing(&ringSyscall);
+  auto failPort = [&](int err, const char* syscall) {
+    p->CloseFd();
+    ThrowSysError(env, err, syscall, name);
+    return env.Undefined();
+  };
+  if (ringErr != 0) return failPort(ringErr, ringSyscall);
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&sll), sizeof sll) < 0) return failPort(errno, "bind");
   struct packet_mreq mr;
   std::memset(&mr, 0, sizeof mr);
   mr.mr_ifindex = ifindex;
   mr.mr_type = PACKET_MR_PROMISC;
   if (setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof mr) < 0)
-    return fail("setsockopt(PACKET_ADD_MEMBERSHIP)");
-  return NewPort(env, fd, ifindex, name, Port::kPacket);
+    return failPort(errno, "setsockopt(PACKET_ADD_MEMBERSHIP)");
+  return port;
 }
 
 }  // namespace tb

@@ -29,6 +29,24 @@ class Port : public Napi::ObjectWrap<Port> {
   // directpoll.cc: the fd is readable; read a batch and hand it to JS as the uv_poll callback does.
   void PollReadable() { HandlePoll(0); }
 
+  // port-ring.cc: PACKET_MMAP rings on an AF_PACKET socket (native-notes/packet-mmap.md).
+  // SetupRing: on a fresh socket, before bind(): TPACKET_V2, rx and tx rings, mmap, the companion
+  // socket for frames larger than a tx slot. AdoptRing: on an inherited socket that has rings
+  // (PACKET_VERSION is TPACKET_V2): maps them with the configured geometry after checking the
+  // socket's geometry stamp, and finds the kernel's rx and tx positions. Both return 0 or an errno
+  // with *syscall set; on failure the port is left without rings.
+  int SetupRing(const char** syscall);
+  int AdoptRing(const char** syscall);
+  void CloseFd();  // close() from C++
+  // Marks the port closed without closing its fd (an adopted fd whose rings could not be mapped:
+  // the caller keeps the fd).
+  void Abandon() {
+    UnmapRing();
+    fd_ = -1;
+    closed_ = true;
+  }
+  bool HasRing() const { return ringMap_ != nullptr; }
+
  private:
   // JS accessors and methods.
   Napi::Value GetFd(const Napi::CallbackInfo& info);
@@ -43,11 +61,31 @@ class Port : public Napi::ObjectWrap<Port> {
   Napi::Value ReadSocketDrops(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
+  Napi::Value RingInfo(const Napi::CallbackInfo& info);
+
   static void OnPoll(uv_poll_t* handle, int status, int events);
   void HandlePoll(int status);
   // Reads one batch into the shared slab; returns the number of descriptors filled.
   // On a read error other than EAGAIN sets *err (positive errno) and *syscall.
   uint32_t ReadBatch(int* err, const char** syscall);
+  // One recvmsg into the slab at pos (AF_PACKET): > 0 slab bytes used and *d filled, 0 frame
+  // skipped (counted), -1 nothing to read, -2 error (*err, *syscall set).
+  ssize_t RecvFrame(size_t pos, int32_t* d, int* err, const char** syscall);
+  // Writes the descriptor of a frame stored at slab[pos + 4] (vnet header + frame, n bytes),
+  // re-inserting the VLAN tag the kernel stripped; returns the slab bytes used.
+  size_t StoreFrame(size_t pos, size_t n, int32_t* d, uint32_t tpStatus, uint16_t tci, uint16_t tpid);
+  // port-ring.cc
+  uint32_t RingReadBatch(int* err, const char** syscall);
+  uint32_t RingSend(uint32_t m);
+  uint32_t RingFlush();
+  uint8_t* RxSlot(uint32_t i) const;
+  uint8_t* TxSlot(uint32_t i) const;
+  void UnmapRing();
+  int MapRing(const char** syscall);
+  int OpenCompanion(const char** syscall);
+  // Called with the drops PACKET_STATISTICS just returned: rebuilds a wedged rx ring (see port-ring.cc).
+  void CheckRxWedge(unsigned drops);
+  int RebuildRxRing(const char** syscall);
   void StopPolling();
   void DoClose(bool fromDestructor);
   void ReleaseJsRefs();
@@ -82,6 +120,22 @@ class Port : public Napi::ObjectWrap<Port> {
   Napi::Reference<Napi::Float64Array> countersRef_;
   double* counters_;
   double dummyCounters_[CounterCount] = {0};
+
+  // PACKET_MMAP (port-ring.cc); ringMap_ == nullptr: the recvmsg/sendmmsg path.
+  uint8_t* ringMap_ = nullptr;
+  size_t ringMapLen_ = 0;
+  uint32_t ringBlockBytes_ = 0;
+  uint32_t ringFrameBytes_ = 0;
+  uint32_t ringFramesPerBlock_ = 0;
+  uint32_t rxFrames_ = 0;
+  uint32_t txFrames_ = 0;
+  uint32_t rxHead_ = 0;
+  uint32_t txHead_ = 0;
+  uint64_t txSeq_ = 0;       // stamped into each tx slot (tp_sec/tp_nsec) so an adopter finds the head
+  uint64_t rxSlotsSinceCheck_ = 0;  // rx slots consumed since the last CheckRxWedge
+  double ringResets_ = 0;    // rx rings rebuilt after a wedge
+  double ringResetFailures_ = 0;
+  int bigFd_ = -1;           // unbound-for-rx AF_PACKET socket for frames larger than a tx slot
 
   // recvmsg control buffer for PACKET_AUXDATA.
   alignas(8) uint8_t cmsgBuf_[128];

@@ -5,7 +5,10 @@
 //                                vxlan device: the all-zeros MAC with NDA_DST = one remote VTEP (head-end replication),
 //                                exactly what `bridge fdb append 00:00:00:00:00:00 dev vxN dst B` does
 //   vxlanRemotes(name)           RTM_GETNEIGH dump (AF_BRIDGE): the NDA_DST of every all-zeros entry of the device
-//   linkKind(name)               RTM_GETLINK: { kind, vni } of an existing netdev (kind "" when it has no IFLA_LINKINFO)
+//   linkKind(name)               RTM_GETLINK: { kind, vni, port, local, group, link } of an existing netdev (kind ""
+//                                when it has no IFLA_LINKINFO; the vxlan fields are 0 / "" unless it is a vxlan)
+//   vxlanList()                  RTM_GETLINK dump: the same object, with its name, for every vxlan netdev of the
+//                                namespace (who holds a VNI, when RTM_NEWLINK says EEXIST)
 //   linkDelete(name)             RTM_DELLINK by name
 //
 // Every request is one synchronous netlink round trip with NLM_F_ACK on a fresh NETLINK_ROUTE socket (control path
@@ -368,7 +371,98 @@ Napi::Value VxlanRemotes(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// linkKind(name): { kind, vni } (vni 0 unless a vxlan), or null when there is no such netdev.
+// What RTM_NEWLINK carries about a netdev: its kind and, for a vxlan, the attributes adoption compares.
+struct LinkAttrs {
+  std::string name;
+  std::string kind;
+  uint32_t vni = 0;
+  uint16_t port = 0;
+  std::string local;
+  std::string group;
+  uint32_t link = 0;
+};
+
+std::string AddrText(const struct rtattr* a) {
+  char text[INET6_ADDRSTRLEN];
+  size_t n = RTA_PAYLOAD(a);
+  if (n != 4 && n != 16) return "";
+  if (inet_ntop(n == 4 ? AF_INET : AF_INET6, RTA_DATA(a), text, sizeof text) == nullptr) return "";
+  return text;
+}
+
+bool AllZero(const struct rtattr* a) {
+  const uint8_t* p = static_cast<const uint8_t*>(RTA_DATA(a));
+  for (size_t i = 0; i < RTA_PAYLOAD(a); i++)
+    if (p[i] != 0) return false;
+  return true;
+}
+
+// Parses one RTM_NEWLINK message; false when it is not one.
+bool ParseLink(const struct nlmsghdr* h, LinkAttrs* out) {
+  if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifinfomsg))) return false;
+  int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(struct ifinfomsg)));
+  const struct ifinfomsg* ifi = static_cast<const struct ifinfomsg*>(NLMSG_DATA(h));
+  for (const struct rtattr* a = IFLA_RTA(ifi); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+    if (a->rta_type == IFLA_IFNAME) {
+      const char* p = static_cast<const char*>(RTA_DATA(a));
+      out->name.assign(p, strnlen(p, RTA_PAYLOAD(a)));
+      continue;
+    }
+    if (a->rta_type != IFLA_LINKINFO) continue;
+    int l2 = static_cast<int>(RTA_PAYLOAD(a));
+    for (const struct rtattr* b = static_cast<const struct rtattr*>(RTA_DATA(a)); RTA_OK(b, l2); b = RTA_NEXT(b, l2)) {
+      if (b->rta_type == IFLA_INFO_KIND) {
+        const char* p = static_cast<const char*>(RTA_DATA(b));
+        out->kind.assign(p, strnlen(p, RTA_PAYLOAD(b)));
+      } else if (b->rta_type == IFLA_INFO_DATA) {
+        int l3 = static_cast<int>(RTA_PAYLOAD(b));
+        for (const struct rtattr* c = static_cast<const struct rtattr*>(RTA_DATA(b)); RTA_OK(c, l3); c = RTA_NEXT(c, l3)) {
+          switch (c->rta_type) {
+            case IFLA_VXLAN_ID:
+              if (RTA_PAYLOAD(c) >= 4) std::memcpy(&out->vni, RTA_DATA(c), 4);
+              break;
+            case IFLA_VXLAN_PORT:
+              if (RTA_PAYLOAD(c) >= 2) {
+                uint16_t be;
+                std::memcpy(&be, RTA_DATA(c), 2);
+                out->port = ntohs(be);
+              }
+              break;
+            case IFLA_VXLAN_LOCAL:
+            case IFLA_VXLAN_LOCAL6:
+              if (!AllZero(c)) out->local = AddrText(c);
+              break;
+            case IFLA_VXLAN_GROUP:
+            case IFLA_VXLAN_GROUP6:
+              if (!AllZero(c)) out->group = AddrText(c);
+              break;
+            case IFLA_VXLAN_LINK:
+              if (RTA_PAYLOAD(c) >= 4) std::memcpy(&out->link, RTA_DATA(c), 4);
+              break;
+            default:
+              break;
+          }
+        }
+      }
+    }
+  }
+  return true;
+}
+
+Napi::Object LinkObject(Napi::Env env, const LinkAttrs& l, bool withName) {
+  bool vx = l.kind == "vxlan";
+  Napi::Object o = Napi::Object::New(env);
+  if (withName) o.Set("name", Napi::String::New(env, l.name));
+  o.Set("kind", Napi::String::New(env, l.kind));
+  o.Set("vni", Napi::Number::New(env, vx ? l.vni : 0));
+  o.Set("port", Napi::Number::New(env, vx ? l.port : 0));
+  o.Set("local", Napi::String::New(env, vx ? l.local : ""));
+  o.Set("group", Napi::String::New(env, vx ? l.group : ""));
+  o.Set("link", Napi::Number::New(env, vx ? l.link : 0));
+  return o;
+}
+
+// linkKind(name): { kind, vni, port, local, group, link }, or null when there is no such netdev.
 Napi::Value LinkKind(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name;
@@ -384,30 +478,63 @@ Napi::Value LinkKind(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   if (got == 0) return env.Null();
-  struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(reply);
-  if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifinfomsg))) return env.Null();
-  std::string kind;
-  uint32_t vni = 0;
-  int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(struct ifinfomsg)));
-  for (struct rtattr* a = IFLA_RTA(NLMSG_DATA(h)); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
-    if (a->rta_type != IFLA_LINKINFO) continue;
-    int l2 = static_cast<int>(RTA_PAYLOAD(a));
-    for (struct rtattr* b = static_cast<struct rtattr*>(RTA_DATA(a)); RTA_OK(b, l2); b = RTA_NEXT(b, l2)) {
-      if (b->rta_type == IFLA_INFO_KIND) {
-        const char* p = static_cast<const char*>(RTA_DATA(b));
-        kind.assign(p, strnlen(p, RTA_PAYLOAD(b)));
-      } else if (b->rta_type == IFLA_INFO_DATA) {
-        int l3 = static_cast<int>(RTA_PAYLOAD(b));
-        for (struct rtattr* c = static_cast<struct rtattr*>(RTA_DATA(b)); RTA_OK(c, l3); c = RTA_NEXT(c, l3)) {
-          if (c->rta_type == IFLA_VXLAN_ID && RTA_PAYLOAD(c) >= 4) std::memcpy(&vni, RTA_DATA(c), 4);
-        }
+  LinkAttrs l;
+  if (!ParseLink(reinterpret_cast<struct nlmsghdr*>(reply), &l)) return env.Null();
+  return LinkObject(env, l, false);
+}
+
+// vxlanList(): every vxlan netdev of the namespace, { name, kind, vni, port, local, group, link } each.
+// One RTM_GETLINK dump, bounded in rounds and entries like vxlanRemotes.
+Napi::Value VxlanList(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct ifinfomsg ifi;
+  std::memset(&ifi, 0, sizeof ifi);
+  NlReq req(RTM_GETLINK, NLM_F_DUMP, &ifi, sizeof ifi);
+  req.hdr->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) {
+    ThrowSysError(env, errno, "socket(AF_NETLINK)", "");
+    return env.Undefined();
+  }
+  struct timeval tv = {5, 0};
+  (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  struct sockaddr_nl sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.nl_family = AF_NETLINK;
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
+  int err = 0;
+  bool done = false;
+  if (::sendto(fd, req.buf, req.hdr->nlmsg_len, 0, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) err = errno;
+  alignas(NLMSG_ALIGNTO) static uint8_t resp[kRespBuf * 4];
+  for (int rounds = 0; err == 0 && !done && rounds < 4096; rounds++) {
+    ssize_t got = ::recv(fd, resp, sizeof resp, 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      err = errno == EAGAIN ? ETIMEDOUT : errno;
+      break;
+    }
+    size_t left = static_cast<size_t>(got);
+    for (struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(resp); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_type == NLMSG_DONE) {
+        done = true;
+        break;
       }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        err = h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct nlmsgerr)) ? -reinterpret_cast<struct nlmsgerr*>(NLMSG_DATA(h))->error : EPROTO;
+        break;
+      }
+      LinkAttrs l;
+      if (!ParseLink(h, &l) || l.kind != "vxlan" || n >= 65536) continue;
+      out.Set(n++, LinkObject(env, l, true));
     }
   }
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("kind", Napi::String::New(env, kind));
-  o.Set("vni", Napi::Number::New(env, kind == "vxlan" ? vni : 0));
-  return o;
+  ::close(fd);
+  if (err != 0 || !done) {
+    ThrowSysError(env, err != 0 ? err : EOVERFLOW, "rtnetlink(RTM_GETLINK dump)", "");
+    return env.Undefined();
+  }
+  return out;
 }
 
 // linkDelete(name): RTM_DELLINK. Returns false when there was no such netdev.
@@ -432,6 +559,7 @@ void InitVxlan(Napi::Env env, Napi::Object exports) {
   exports.Set("vxlanFdb", Napi::Function::New(env, VxlanFdb, "vxlanFdb"));
   exports.Set("vxlanRemotes", Napi::Function::New(env, VxlanRemotes, "vxlanRemotes"));
   exports.Set("linkKind", Napi::Function::New(env, LinkKind, "linkKind"));
+  exports.Set("vxlanList", Napi::Function::New(env, VxlanList, "vxlanList"));
   exports.Set("linkDelete", Napi::Function::New(env, LinkDelete, "linkDelete"));
 }
 

@@ -1,10 +1,10 @@
 // `tapbridge capture`: live pcapng of one port, streamed over the control connection that asked for it.
 //
 // Model:
-//   A capture attaches a PortTap to the port (port.tap); the engine calls it for frames the port
-//   receives and the bridge accepts (direction in), frames queued on it (out, with the tag the port
-//   sends: the tx op applied) and, with --dropped, frames dropped at the port (the drop reason becomes
-//   the packet's opt_comment). No port tap, no cost: the engine checks `port.tap !== null` and nothing else.
+//   A capture implements the engine's hook, PortTap (src/bridge/port-tap.ts), and sets it as port.tap;
+//   the engine calls it for frames the port receives and the bridge accepts (direction in), frames
+//   queued on it (out, with the tag the port sends: the tx op applied) and, with --dropped, frames
+//   dropped at the port (the drop reason becomes the packet's opt_comment). No port tap, no cost: the engine checks `port.tap !== null` and nothing else.
 //   Several captures of one port share its PortCaptures (the tap), each with its own filters and buffer.
 //
 //   Inside the batch a tapped frame is copied, as on the wire and without the vnet header, into the
@@ -21,7 +21,8 @@
 //
 // Bounds: MAX_CAPTURES per daemon, BUFFER_BYTES + STREAM_BYTES per capture.
 
-import type { BridgePort, PortTap } from '../bridge/port.js';
+import type { BridgePort } from '../bridge/port.js';
+import type { PortTap } from '../bridge/port-tap.js';
 import { dropCodeName } from '../bridge/bridge.js';
 import { ETH_P_8021Q, VLAN_VID_MASK } from '../frame/ethernet.js';
 import { TX_OP_NONE, TX_OP_POP_TAG, TX_OP_PUSH_TAG, TX_OP_SET_TAG } from '../io/native-types.js';
@@ -273,6 +274,8 @@ class PortCaptures implements PortTap {
 export class Captures {
   private readonly running = new Set<Capture>();
   private readonly byClient = new Map<ControlClient, Capture>();
+  /** The tap of each port with captures (what port.tap is set to). */
+  private readonly taps = new Map<BridgePort, PortCaptures>();
 
   get count(): number {
     return this.running.size;
@@ -286,7 +289,11 @@ export class Captures {
     const cap = new Capture(port, opts, client, stream, (c) => this.detach(c));
     this.running.add(cap);
     this.byClient.set(client, cap);
-    const tap = (port.tap as PortCaptures | null) ?? new PortCaptures();
+    let tap = this.taps.get(port);
+    if (tap === undefined) {
+      tap = new PortCaptures();
+      this.taps.set(port, tap);
+    }
     tap.list.push(cap);
     port.tap = tap;
     return { port: port.name, snaplen: SNAPLEN, linktype: 'ethernet' };
@@ -302,11 +309,14 @@ export class Captures {
   private detach(c: Capture): void {
     this.running.delete(c);
     for (const [k, v] of this.byClient) if (v === c) this.byClient.delete(k);
-    const tap = c.port.tap as PortCaptures | null;
-    if (tap === null) return;
+    const tap = this.taps.get(c.port);
+    if (tap === undefined) return;
     const i = tap.list.indexOf(c);
     if (i >= 0) tap.list.splice(i, 1);
-    if (tap.list.length === 0) c.port.tap = null;
+    if (tap.list.length === 0) {
+      this.taps.delete(c.port);
+      if (c.port.tap === tap) c.port.tap = null;
+    }
   }
 
   /** Ends every capture (daemon shutdown): each client gets its ISB. */

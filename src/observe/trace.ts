@@ -16,7 +16,7 @@
 // The frame is at most MAX_TRACE_FRAME bytes; a frame with a vnet header is never accepted (the CLI
 // sends what pcap-parser gives it: an Ethernet frame).
 
-import { Bridge, dropCodeName, DROP_NONE, DROP_OVERSIZE, FWD_UNICAST, FWD_UNKNOWN } from '../bridge/bridge.js';
+import { Bridge, dropCodeName, DROP_NONE, DROP_OVERSIZE, FWD_MDB, FWD_UNICAST, FWD_UNKNOWN } from '../bridge/bridge.js';
 import type { Mirror } from '../bridge/mirror.js';
 import type { BridgePort } from '../bridge/port.js';
 import { MODE_ACCESS, MODE_TRUNK } from '../bridge/vlan.js';
@@ -207,7 +207,7 @@ export function traceFrame(bridge: Bridge, ingress: BridgePort, frame: Uint8Arra
     steps.push('result: drop (same_port)');
     return res;
   }
-  const n = bridge.selectEgress(ingress, vid);
+  const n = bridge.selectEgress(ingress, vid, slab, off, len);
   const kind = bridge.fwdKind;
   if (kind === FWD_UNICAST) {
     const e = bridge.fdb.peekHL(vid, hdr.dstHi, hdr.dstLo, nowMs);
@@ -216,6 +216,9 @@ export function traceFrame(bridge: Bridge, ingress: BridgePort, frame: Uint8Arra
   } else if (kind === FWD_UNKNOWN) {
     res.lookup = { result: 'miss', port: null, age_s: null, static: false };
     steps.push(`lookup: ${res.frame.dst} vlan ${vid}: miss, flood to ports with flood on`);
+  } else if (kind === FWD_MDB) {
+    res.lookup = { result: 'multicast', port: null, age_s: null, static: false };
+    steps.push(`lookup: multicast vlan ${vid}: IGMP/MLD snooping: the group's members and the router ports (or router ports only)`);
   } else {
     res.lookup = { result: hdr.dstIsBroadcast ? 'broadcast' : 'multicast', port: null, age_s: null, static: false };
     steps.push(`lookup: ${hdr.dstIsBroadcast ? 'broadcast' : 'multicast'}: flood`);

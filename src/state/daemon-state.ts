@@ -12,8 +12,13 @@
 //
 // Replay: when the stored config hash equals the config's, every record replays. When the config was edited,
 // the stored config is diffed against the new one (reload.ts) and every record whose target the edit touched is
-// dropped and logged (the file wins there); the rest replays. A record that fails to replay (its port is gone,
-// ...) is logged and dropped.
+// dropped and logged (the file wins there); the rest replays: first the release call of each record that has one
+// (journal.ts ReplayRelease: a lock record clears its port's lock), then the records in order, so that the net
+// result is the state that was acknowledged, not the config's state patched record by record. A record that fails
+// to replay (its port is gone, ...) is logged and dropped.
+//
+// Recording is written ahead (wrap): a mutating request's record is in the state file before the request is
+// applied; a request whose record cannot be written is refused with state_write_failed and not applied.
 //
 // For the fd handover: serializeState(state.collectState()) is the document to send (journal, a fresh FDB snapshot,
 // named sections); the new daemon checks it with parseState(text), calls state.load(doc) before daemon.start() and
@@ -28,10 +33,16 @@ import type { MethodHandler } from '../control/server.js';
 import { parseMac } from '../frame/mac.js';
 import { exportHostStackOriginals, importHostStackOriginals } from '../daemon/hoststack.js';
 import { configHash, emptyState, type FdbSnapshotEntry, type RuntimeRecord, type StateDocument } from './document.js';
-import { recorderOf, RuntimeJournal, touches, type RecordContext } from './journal.js';
+import { recorderOf, replayReleaseOf, RuntimeJournal, touches, type RecordContext } from './journal.js';
 import { applyPlan, diffConfig, recreatedPorts, type Change } from './reload.js';
 import { effectiveConfigYaml } from './save-config.js';
+import { MDB_SECTION } from '../mdb/snapshot.js';
 import type { StateStore } from './store.js';
+
+/** True when two journal listings hold the same records in the same order. */
+function sameRecords(a: readonly RuntimeRecord[], b: readonly RuntimeRecord[]): boolean {
+  return a.length === b.length && a.every((r, i) => r === b[i]);
+}
 
 /** FDB pool slots a periodic snapshot collects per event-loop turn (~1-2 ms of work). */
 export const SNAPSHOT_SLOTS_PER_TURN = 4096;
@@ -63,6 +74,8 @@ export class DaemonState {
   /** A periodic snapshot is being collected or written. */
   private collecting = false;
   private lastWriteErrorMs = -Infinity;
+  /** The host-stack section as last written (JSON), to see whether a request changed it. */
+  private writtenSections = '';
   /** Counters (shown in logs at shutdown). */
   writeErrors = 0;
   writes = 0;
@@ -84,6 +97,7 @@ export class DaemonState {
     configHasPort: (bridge, port) => this.file.bridges.some((b) => b.name === bridge &&
       (b.ports.some((p) => p.name === port) || b.vxlan.some((v) => v.name === port) || b.uplink?.interface === port || b.uplink?.bond?.name === port)),
     configHasFdb: (bridge, vid, mac) => this.file.bridges.some((b) => b.name === bridge && b.fdb.some((f) => f.vlan === vid && f.mac === mac)),
+    portQos: (bridge, port) => this.daemon.portQos(bridge, port),
   };
 
   /**
@@ -92,6 +106,7 @@ export class DaemonState {
    * (a restarted daemon finds its own values there, not the originals).
    */
   load(received?: StateDocument): void {
+    for (const n of this.store?.notes ?? []) this.log[n.level](n.fields, n.msg);
     let stored: StateDocument | null = received ?? null;
     if (received === undefined && this.store !== null) {
       const r = this.store.read((error, movedTo) => this.log.error({ error, moved_to: movedTo }, 'state file unreadable; ignored'));
@@ -134,20 +149,47 @@ export class DaemonState {
       keep = (r) => targets !== null && !targets.some((t) => touches(t, r.target));
       this.log.info({ changes: targets?.length ?? 'all' }, 'config changed since the state was saved');
     }
-    let replayed = 0;
+    const kept: RuntimeRecord[] = [];
     for (const r of stored.runtime) {
-      if (!keep(r)) {
-        this.log.warn({ method: r.method, params: r.params }, 'runtime change dropped: the config edit touched what it changed');
-        continue;
-      }
+      if (keep(r)) kept.push(r);
+      else this.log.warn({ method: r.method, params: r.params }, 'runtime change dropped: the config edit touched what it changed');
+    }
+    const released = this.release(kept);
+    let replayed = 0;
+    for (const r of kept) {
       if (this.replay(r)) replayed++;
+      else if (released.has(r)) this.log.error({ method: r.method, params: r.params }, 'runtime change not replayed after its release: what it changed is left released (e.g. the port unlocked)');
     }
     if (stored.fdb !== null) {
       const r = this.daemon.restoreFdb(stored.fdb.bridges, Date.now() - stored.fdb.saved_at);
       this.log.info(r, 'FDB snapshot restored');
     }
+    if (stored.sections[MDB_SECTION] !== undefined) {
+      const r = this.daemon.restoreMdb(stored.sections[MDB_SECTION]);
+      this.log.info(r, 'multicast database restored');
+    }
     this.doc.sections = { ...stored.sections, ...this.doc.sections };
     this.log.info({ replayed, journal: this.journal.size }, 'runtime state replayed');
+  }
+
+  /**
+   * The release calls of the kept records (journal.ts ReplayRelease), made before any record replays; returns the
+   * records whose release was made. A release that fails (its port does not exist yet) had nothing to release.
+   */
+  private release(records: readonly RuntimeRecord[]): Set<RuntimeRecord> {
+    const done = new Set<RuntimeRecord>();
+    for (const r of records) {
+      const call = replayReleaseOf(r.method)?.(r.params);
+      const handler = call === null || call === undefined ? undefined : this.methods.get(call.method);
+      if (call === null || call === undefined || handler === undefined) continue;
+      try {
+        handler(call.params, null);
+        done.add(r);
+      } catch {
+        // nothing to release
+      }
+    }
+    return done;
   }
 
   /** Calls the record's method; on success the record goes (back) into the journal. */
@@ -175,6 +217,7 @@ export class DaemonState {
     this.doc.runtime = this.journal.list();
     this.doc.sections[HOSTSTACK_SECTION] = exportHostStackOriginals();
     this.doc.fdb = { saved_at: Date.now(), bridges: this.daemon.fdbSnapshot() };
+    this.doc.sections[MDB_SECTION] = this.daemon.mdbSnapshot();
     return this.doc;
   }
 
@@ -193,16 +236,43 @@ export class DaemonState {
     return this.loaded?.sections[name];
   }
 
-  /** Writes the state document (journal, config, sections; not the FDB) synchronously. Never throws. */
-  persist(): void {
+  /** Writes the state document (journal, config, sections; not the FDB) synchronously; throws the write's error. */
+  private write(): void {
+    if (this.store === null) return;
+    this.doc.config = this.file.raw;
+    this.doc.config_hash = configHash(this.file.raw);
+    this.doc.runtime = this.journal.list();
+    this.doc.sections[HOSTSTACK_SECTION] = exportHostStackOriginals();
+    this.store.write(this.doc);
+    this.writtenSections = JSON.stringify(this.doc.sections[HOSTSTACK_SECTION] ?? null);
+    this.writes++;
+  }
+
+  /** write() for a request not yet applied: on failure the journal is `before` again and the request is refused. */
+  private writeAhead(before: readonly RuntimeRecord[]): void {
     if (this.store === null) return;
     try {
-      this.doc.config = this.file.raw;
-      this.doc.config_hash = configHash(this.file.raw);
-      this.doc.runtime = this.journal.list();
-      this.doc.sections[HOSTSTACK_SECTION] = exportHostStackOriginals();
-      this.store.write(this.doc);
-      this.writes++;
+      this.write();
+    } catch (err) {
+      this.journal.load(before);
+      this.writeFailed(err, this.store.path);
+      const e = err as NodeJS.ErrnoException;
+      const errno = typeof e.code === 'string' ? e.code : 'EIO';
+      throw new ControlError('state_write_failed', `not applied: cannot write the state file ${this.store.path}: ${errno} (${e.message})`,
+        { errno, path: this.store.path });
+    }
+  }
+
+  /** True when the host-stack originals differ from what the last write put on disk. */
+  private sectionsChanged(): boolean {
+    return JSON.stringify(exportHostStackOriginals() ?? null) !== this.writtenSections;
+  }
+
+  /** Writes the state document (journal, config, sections; not the FDB) synchronously. Never throws (failures are logged). */
+  persist(): void {
+    if (this.store === null || this.store.isClosed) return;
+    try {
+      this.write();
     } catch (err) {
       this.writeFailed(err, this.store.path);
     }
@@ -260,7 +330,12 @@ export class DaemonState {
     }
   }
 
-  /** The control methods with recording around the mutating ones, plus save_config and reload. */
+  /**
+   * The control methods with recording around the mutating ones, plus save_config and reload. A recorded request is
+   * written ahead: its record goes into the journal and the state file first, and only once that write is durable is
+   * the request applied; when the write fails the journal is put back and the request is refused with
+   * state_write_failed (data: errno, path), nothing applied. A request that then fails takes its record out again.
+   */
   wrap(methods: ReadonlyMap<string, MethodHandler>): Map<string, MethodHandler> {
     this.methods = methods;
     const out = new Map<string, MethodHandler>();
@@ -271,13 +346,27 @@ export class DaemonState {
         continue;
       }
       out.set(name, (params, client) => {
-        const result = handler(params, client);
+        const before = this.journal.list();
         try {
-          rec(params, result, this.journal, this.ctx);
+          rec(params, undefined, this.journal, this.ctx);
         } catch (err) {
-          throw new ControlError('io_error', `applied, but not recorded in the state: ${(err as Error).message}`);
+          this.journal.load(before);
+          throw new ControlError('io_error', `not applied: the change cannot be recorded in the state: ${(err as Error).message}`);
         }
-        this.persist();
+        const recorded = !sameRecords(before, this.journal.list());
+        if (recorded) this.writeAhead(before);
+        let result: unknown;
+        try {
+          result = handler(params, client);
+        } catch (err) {
+          if (recorded) {
+            this.journal.load(before);
+            this.persist();
+          }
+          throw err;
+        }
+        // what the request changed besides the journal (host-stack originals of a new port) follows best-effort
+        if (!recorded || this.sectionsChanged()) this.persist();
         return result;
       });
     }
@@ -297,6 +386,12 @@ export class DaemonState {
     if (s <= 0 || this.store === null) return;
     this.snapshotTimer = setInterval(() => void this.snapshot(), s * 1000);
     this.snapshotTimer.unref();
+  }
+
+  /** No more FDB snapshots (a daemon that handed over: the state file is the new daemon's). */
+  stopSnapshots(): void {
+    if (this.snapshotTimer !== null) clearInterval(this.snapshotTimer);
+    this.snapshotTimer = null;
   }
 
   /** SIGHUP: re-reads the config path. Errors are logged (and returned). */

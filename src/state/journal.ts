@@ -19,6 +19,7 @@
 
 import { MAX_RUNTIME_RECORDS, type RuntimeRecord } from './document.js';
 import { formatMac, parseMac } from '../frame/mac.js';
+import type { QosSpec } from '../bridge/qos.js';
 
 /** What a recorder may ask the daemon about (answers at request time). */
 export interface RecordContext {
@@ -28,9 +29,22 @@ export interface RecordContext {
   configHasPort(bridge: string, port: string): boolean;
   /** True when the config has a static FDB entry (vid, mac). */
   configHasFdb(bridge: string, vid: number, mac: number): boolean;
+  /** The port's QoS in force (src/bridge/qos.ts), null when there is no such port. */
+  portQos(bridge: string, port: string): QosSpec | null;
 }
 
+/**
+ * Records a request. Recording is written ahead (daemon-state.ts): the recorder runs BEFORE the method is applied
+ * (result undefined) and must decide from the params and the journal alone; at replay it runs after the method.
+ */
 export type Recorder = (params: Record<string, unknown>, result: unknown, journal: RuntimeJournal, ctx: RecordContext) => void;
+
+/**
+ * A call replay makes before any record is replayed, for each kept record of a method that has one: it releases
+ * what the record's final state takes (a locked MAC), so that replay reaches the journal's net result whatever
+ * order the records were made in; the records are then replayed in order, against that released state.
+ */
+export type ReplayRelease = (params: Record<string, unknown>) => { method: string; params: Record<string, unknown> } | null;
 
 export class JournalFullError extends Error {}
 
@@ -108,6 +122,17 @@ export function registerRecordedMethod(method: string, recorder: Recorder): void
 
 export function recorderOf(method: string): Recorder | undefined {
   return RECORDERS.get(method);
+}
+
+const RELEASES = new Map<string, ReplayRelease>();
+
+/** Registers the release call replay makes for every record of `method` before replaying any (see ReplayRelease). */
+export function registerReplayRelease(method: string, release: ReplayRelease): void {
+  RELEASES.set(method, release);
+}
+
+export function replayReleaseOf(method: string): ReplayRelease | undefined {
+  return RELEASES.get(method);
 }
 
 registerRecordedMethod('addif', (p, _r, j) => {

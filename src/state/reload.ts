@@ -10,12 +10,15 @@
 //   - port br0/vif3.0                              closed
 //   ~ port br0/vif1.0 vlan 10 -> 20                in place (entries in VLANs it left are flushed)
 //   ~ port br0/vif1.0 learning true -> false       in place; also flood, isolated, fdb_max
+//   ~ port br0/vif1.0 qos rate_limit 100000/10000 -> 50000/5000   in place (src/daemon/qos.ts; buckets start full);
+//                                                  also egress_rate_limit, storm_control, and on vxlan ports
 //   ~ port br0/vif1.0 kind tap -> attach (re-created)   kind, persist, create and keys of later features
 //   + uplink br0 peth0 (trunk all) / - uplink br0 peth0 / ~ uplink br0 peth0 -> peth1 / ~ uplink br0 bond0 miimon 100 -> 200
 //   ~ uplink br0/peth0 vlan trunk all -> trunk 10,20
 //   + fdb br0 02:00:00:00:00:01 vlan 0 vif1.0 / - fdb ... / ~ fdb br0 02:00:00:00:00:01 vlan 0 vif1.0 -> vif2.0
 //   ~ fdb_snapshot_interval 30 -> 10               in place
-//   ~ control_socket /a -> /b (takes effect at restart)   also state_dir, metrics.listen
+//   ~ control_socket /a -> /b (takes effect at restart; the runtime state stays in <state_dir>/<key of /a>.state: ...)
+//                                                  also state_dir (the same note), metrics.listen
 //   ~ log_level info -> debug                      in place (src/log.ts setLogLevel)
 //   + vxlan br0/vx10010 (vni 10010, access 10)     created and opened (src/daemon/vxlan.ts); - vxlan: closed, removed
 //   ~ vxlan br0/vx10010 remotes +198.18.20.4 -198.18.20.3   in place (the all-zeros FDB entries); vlan and port
@@ -26,14 +29,17 @@
 // port moving between bridges leaves the old one first). A port whose settings did not change is never closed:
 // it keeps its fd, FDB entries and counters.
 
-import type { BridgeConfig, DaemonConfig, PortConfig, StaticFdbConfig, UplinkConfig, VxlanPortConfig } from '../config/config.js';
+import { DEFAULT_PACKET_MMAP, type BridgeConfig, type DaemonConfig, type PacketMmapConfig, type PortConfig, type StaticFdbConfig, type UplinkConfig, type VxlanPortConfig } from '../config/config.js';
 import type { Daemon } from '../daemon/daemon.js';
 import type { VlanSpec } from '../bridge/vlan.js';
+import { QOS_KEYS, qosSpecToConfig, type QosSpec } from '../bridge/qos.js';
 import { formatMac } from '../frame/mac.js';
 import { jsonEqual } from './document.js';
 import { fdbTarget, portTarget } from './journal.js';
+import { statePath } from './store.js';
 import { defaultLogLevel, setLogLevel, type LogLevel } from '../log.js';
 import { busyPoll, directPoll } from '../io/native.js';
+import { applyPacketMmap } from '../daemon/packet-ring.js';
 
 export type ChangeAction =
   | { do: 'addBridge'; cfg: BridgeConfig }
@@ -48,6 +54,7 @@ export type ChangeAction =
   | { do: 'recreateVxlan'; bridge: string; spec: VxlanPortConfig }
   | { do: 'vxlanRemotes'; bridge: string; name: string; add: string[]; del: string[] }
   | { do: 'portVlan'; bridge: string; name: string; vlan: VlanSpec }
+  | { do: 'portQos'; bridge: string; name: string; qos: QosSpec }
   | { do: 'replaceUplink'; bridge: string; uplink: UplinkConfig | null }
   | { do: 'fdbAdd'; bridge: string; entry: StaticFdbConfig }
   | { do: 'fdbDel'; bridge: string; entry: StaticFdbConfig }
@@ -55,6 +62,7 @@ export type ChangeAction =
   | { do: 'logLevel'; level: LogLevel }
   | { do: 'busyPoll'; us: number }
   | { do: 'directPoll'; on: boolean }
+  | { do: 'packetMmap'; cfg: PacketMmapConfig }
   | { do: 'atRestart' };
 
 export interface Change {
@@ -94,6 +102,8 @@ function vlanChange(a: VlanSpec, b: VlanSpec): string {
 const BOND_KEY_OF: Record<string, string> = {
   members: 'members', primary: 'primary', primaryReselect: 'primary_reselect', miimonMs: 'miimon', updelayMs: 'updelay',
   downdelayMs: 'downdelay', numGratArp: 'num_grat_arp', peerNotifDelayMs: 'peer_notif_delay',
+  mode: 'mode', rebalanceIntervalMs: 'rebalance_interval', lacp: 'lacp', lacpRate: 'lacp_rate', hash: 'hash',
+  systemPriority: 'system_priority', portPriority: 'port_priority',
 };
 
 function text(v: unknown): string {
@@ -101,7 +111,7 @@ function text(v: unknown): string {
 }
 
 const BRIDGE_TYPED_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'vxlan'];
-const PORT_TYPED_KEYS = ['name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', 'vlan', 'trunk', 'native_vlan'];
+const PORT_TYPED_KEYS = ['name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', 'vlan', 'trunk', 'native_vlan', ...QOS_KEYS];
 const UPLINK_TYPED_KEYS = ['interface', 'bond', 'vlan', 'trunk', 'native_vlan'];
 
 /** The keys of a raw mapping that this file's typed diff does not compare (later features' keys). */
@@ -151,6 +161,19 @@ function flagChanges(out: Change[], br: string, what: 'port' | 'vxlan', q: PortF
       out.push({ line: `~ ${what} ${br}/${p.name} ${key} ${q[k]} -> ${p[k]}`, targets, action: { do: 'portFlags', bridge: br, port: p }, phase: 1 });
     }
   }
+}
+
+/** One in-place change per QoS key that differs (the port keeps its fd; its QoS is replaced as a whole). */
+function qosChanges(out: Change[], br: string, what: 'port' | 'vxlan', name: string, q: QosSpec, p: QosSpec, targets: string[]): void {
+  const a = qosSpecToConfig(q);
+  const b = qosSpecToConfig(p);
+  const changed = QOS_KEYS.filter((k) => !jsonEqual(a[k] ?? null, b[k] ?? null));
+  if (changed.length === 0) return;
+  const txt = (v: unknown): string => (v === undefined ? 'none' : JSON.stringify(v));
+  out.push({
+    line: `~ ${what} ${br}/${name} qos ${changed.map((k) => `${k} ${txt(a[k])} -> ${txt(b[k])}`).join(', ')}`,
+    targets, action: { do: 'portQos', bridge: br, name, qos: p }, phase: 1,
+  });
 }
 
 function diffBridge(out: Change[], o: BridgeConfig, n: BridgeConfig, oRaw: unknown, nRaw: unknown): void {
@@ -218,6 +241,7 @@ function diffBridge(out: Change[], o: BridgeConfig, n: BridgeConfig, oRaw: unkno
       out.push({ line: `~ port ${br}/${p.name} vlan ${vlanChange(q.vlan, p.vlan)}`, targets: t, action: { do: 'portVlan', bridge: br, name: p.name, vlan: p.vlan }, phase: 1 });
     }
     flagChanges(out, br, 'port', q, p, t);
+    qosChanges(out, br, 'port', p.name, q.qos, p.qos, t);
   }
   diffVxlan(out, br, o.vxlan, n.vxlan);
   // static FDB entries
@@ -268,17 +292,23 @@ function diffVxlan(out: Change[], br: string, o: readonly VxlanPortConfig[], n: 
       out.push({ line: `~ vxlan ${br}/${v.name} vlan ${vlanChange(q.vlan, v.vlan)}`, targets: t, action: { do: 'portVlan', bridge: br, name: v.name, vlan: v.vlan }, phase: 1 });
     }
     flagChanges(out, br, 'vxlan', q, v, t);
+    qosChanges(out, br, 'vxlan', v.name, q.qos, v.qos, t);
   }
 }
 
 /** The plan that turns config `o` into config `n`, in application order. */
 export function diffConfig(o: DaemonConfig, n: DaemonConfig): Change[] {
   const out: Change[] = [];
+  // the state files are named by state_dir and the socket's path (store.ts): either change leaves the runtime state behind
+  const stateMoves = statePath(o.stateDir, o.controlSocket) !== statePath(n.stateDir, n.controlSocket);
+  const stateNote = stateMoves
+    ? `; the runtime state stays in ${statePath(o.stateDir, o.controlSocket)}: a restart reads ${statePath(n.stateDir, n.controlSocket)} and starts without the runtime changes unless the .state and .fdb files are moved there`
+    : '';
   if (o.controlSocket !== n.controlSocket) {
-    out.push({ line: `~ control_socket ${o.controlSocket} -> ${n.controlSocket} (takes effect at restart)`, targets: [], action: { do: 'atRestart' }, phase: 1 });
+    out.push({ line: `~ control_socket ${o.controlSocket} -> ${n.controlSocket} (takes effect at restart${stateNote})`, targets: [], action: { do: 'atRestart' }, phase: 1 });
   }
   if (o.stateDir !== n.stateDir) {
-    out.push({ line: `~ state_dir ${o.stateDir} -> ${n.stateDir} (takes effect at restart)`, targets: [], action: { do: 'atRestart' }, phase: 1 });
+    out.push({ line: `~ state_dir ${o.stateDir} -> ${n.stateDir} (takes effect at restart${o.controlSocket !== n.controlSocket ? '' : stateNote})`, targets: [], action: { do: 'atRestart' }, phase: 1 });
   }
   const oLevel = o.logLevel ?? defaultLogLevel();
   const nLevel = n.logLevel ?? defaultLogLevel();
@@ -298,6 +328,10 @@ export function diffConfig(o: DaemonConfig, n: DaemonConfig): Change[] {
   }
   if (o.directPoll !== n.directPoll) {
     out.push({ line: `~ direct_poll ${o.directPoll} -> ${n.directPoll}`, targets: [], action: { do: 'directPoll', on: n.directPoll }, phase: 1 });
+  }
+  const mm = (c: DaemonConfig): string => JSON.stringify(c.packetMmap ?? DEFAULT_PACKET_MMAP);
+  if (mm(o) !== mm(n)) {
+    out.push({ line: `~ packet_mmap ${mm(o)} -> ${mm(n)} (AF_PACKET sockets opened from now on)`, targets: [], action: { do: 'packetMmap', cfg: n.packetMmap ?? DEFAULT_PACKET_MMAP }, phase: 1 });
   }
   if (o.fdbSnapshotIntervalS !== n.fdbSnapshotIntervalS) {
     out.push({ line: `~ fdb_snapshot_interval ${o.fdbSnapshotIntervalS} -> ${n.fdbSnapshotIntervalS}`, targets: [], action: { do: 'snapshotInterval', seconds: n.fdbSnapshotIntervalS }, phase: 1 });
@@ -388,6 +422,9 @@ export function applyPlan(d: Daemon, plan: readonly Change[], n: DaemonConfig, o
         case 'portVlan':
           d.setPortVlanByName(a.bridge, a.name, a.vlan);
           break;
+        case 'portQos':
+          d.setPortQosByName(a.bridge, a.name, a.qos);
+          break;
         case 'replaceUplink':
           d.replaceUplink(a.bridge, a.uplink);
           break;
@@ -405,6 +442,9 @@ export function applyPlan(d: Daemon, plan: readonly Change[], n: DaemonConfig, o
           break;
         case 'directPoll':
           directPoll.set(a.on);
+          break;
+        case 'packetMmap':
+          applyPacketMmap(a.cfg);
           break;
         case 'snapshotInterval':
         case 'atRestart':

@@ -4,13 +4,16 @@
 // Built from the config document in force (so keys of every feature are kept as written) and the daemon's live
 // views: the ports that exist now (ports removed at runtime are left out, ports added at runtime are appended
 // with their kind), each port's and uplink's VLAN mode as it is now, the ageing time in force, and the static FDB
-// entries as they are now, each port's lock as it is now, the mirrors as they are now.
+// entries as they are now, each port's lock as it is now, the mirrors as they are now, each port's QoS
+// (rate_limit, egress_rate_limit, storm_control) as it is now (`null` where the port has none but port_defaults has),
+// the permanent MDB entries as they are now.
 
 import { stringify } from 'yaml';
 import type { Daemon, VlanShow } from '../daemon/daemon.js';
 import type { DaemonConfig } from '../config/config.js';
 import { vxlanEntryRaw } from '../daemon/vxlan.js';
 import type { LockShow } from '../bridge/lock.js';
+import { QOS_KEYS, type QosShow } from '../bridge/qos.js';
 
 type Raw = Record<string, unknown>;
 
@@ -44,6 +47,27 @@ function setLockKey(m: Raw, l: LockShow | undefined): void {
   }
 }
 
+/** Sets a port's QoS keys to its QoS as it is now (`qos set` / `qos clear` at runtime); `defaults`: port_defaults. */
+function setQosKeys(m: Raw, q: QosShow | undefined, defaults: Raw): void {
+  if (q === undefined) return;
+  const s = q.storm_control;
+  const now: Record<(typeof QOS_KEYS)[number], unknown> = {
+    rate_limit: q.rate_limit === null ? null : { ...q.rate_limit },
+    egress_rate_limit: q.egress_rate_limit === null ? null : { ...q.egress_rate_limit },
+    storm_control: s === null ? null : {
+      ...(s.broadcast_pps !== null ? { broadcast_pps: s.broadcast_pps } : {}),
+      ...(s.multicast_pps !== null ? { multicast_pps: s.multicast_pps } : {}),
+      ...(s.unknown_unicast_pps !== null ? { unknown_unicast_pps: s.unknown_unicast_pps } : {}),
+      action: s.action, shutdown_s: s.shutdown_s,
+    },
+  };
+  for (const k of QOS_KEYS) {
+    if (now[k] !== null) m[k] = now[k];
+    else if (defaults[k] !== undefined && defaults[k] !== null) m[k] = null;
+    else delete m[k];
+  }
+}
+
 export function effectiveConfig(d: Daemon, file: DaemonConfig): Raw {
   const raw = structuredClone(file.raw);
   const shows = new Map(d.show().map((b) => [b.name, b]));
@@ -55,6 +79,8 @@ export function effectiveConfig(d: Daemon, file: DaemonConfig): Raw {
     if (show === undefined) continue;
     const vlans = new Map(d.vlanShow(name).map((v) => [v.port, v]));
     const locks = new Map(d.lockShow(name).map((l) => [l.port, l]));
+    const qos = new Map(d.qosShow(name).map((q) => [q.port, q]));
+    const defaults = isObject(rb.port_defaults) ? rb.port_defaults : {};
     const live = new Map(show.ports.map((p) => [p.name, p]));
     const ports: Raw[] = [];
     const seen = new Set<string>();
@@ -63,6 +89,7 @@ export function effectiveConfig(d: Daemon, file: DaemonConfig): Raw {
       const m = { ...rp };
       setVlanKeys(m, vlans.get(rp.name));
       setLockKey(m, locks.get(rp.name));
+      if (live.get(rp.name)!.kind !== 'host') setQosKeys(m, qos.get(rp.name), defaults);
       ports.push(m);
       seen.add(rp.name);
     }
@@ -72,6 +99,7 @@ export function effectiveConfig(d: Daemon, file: DaemonConfig): Raw {
       if (p.vhost_user !== undefined) Object.assign(m, { socket: p.vhost_user.socket, mode: p.vhost_user.mode });
       setVlanKeys(m, vlans.get(p.name));
       setLockKey(m, locks.get(p.name));
+      if (p.kind !== 'host') setQosKeys(m, qos.get(p.name), defaults);
       ports.push(m);
     }
     rb.ports = ports;
@@ -79,6 +107,7 @@ export function effectiveConfig(d: Daemon, file: DaemonConfig): Raw {
     const vxlan = d.vxlanConfigs(name).map((spec) => {
       const m = vxlanEntryRaw(spec);
       setVlanKeys(m, vlans.get(spec.name));
+      setQosKeys(m, qos.get(spec.name), {});
       return m;
     });
     if (vxlan.length > 0) rb.vxlan = vxlan;
@@ -99,6 +128,11 @@ export function effectiveConfig(d: Daemon, file: DaemonConfig): Raw {
     });
     if (mirrors.length > 0) rb.mirrors = mirrors;
     else delete rb.mirrors;
+    // permanent MDB entries as they are now (src/mdb/; config ones and `mdb add` at runtime)
+    const mdb = d.mdbShow(name).entries.filter((e) => e.kind === 'permanent')
+      .map((e) => ({ group: e.group, port: e.port, vlan: e.vlan, ...(e.source !== null ? { source: e.source } : {}) }));
+    if (mdb.length > 0) rb.mdb = mdb;
+    else delete rb.mdb;
   }
   return raw;
 }

@@ -372,8 +372,12 @@ describe.skipIf(!support.ok)("active-backup bond: failover, announcements, backu
     for (const line of ["Bonding Mode: fault-tolerance (active-backup)", "Currently Active Slave: peth0", "MII Status: up", "MII Polling Interval (ms): 100", "Slave Interface: peth1", "Link Failure Count: 0"]) {
       expect(text.stdout).toContain(line);
     }
-    const show = await lab.cliJson<{ name: string; uplink: { name: string; kind: string; state: string } | null }[]>(["show"]);
-    expect(show.find((x) => x.name === BRIDGE)?.uplink).toEqual({ name: BOND, kind: "bond", state: "up" });
+    const show = await lab.cliJson<{ name: string; uplink: { name: string; kind: string; state: string; packet_ring?: unknown } | null }[]>(["show"]);
+    const { packet_ring: rings, ...uplink } = show.find((x) => x.name === BRIDGE)?.uplink ?? {};
+    expect(uplink).toEqual({ name: BOND, kind: "bond", state: "up" });
+    // each member's AF_PACKET socket has its PACKET_MMAP rings (packet_mmap is on by default)
+    expect(Object.keys(rings as object).sort()).toEqual(["peth0", "peth1"]);
+    for (const r of Object.values(rings as Record<string, unknown>)) expect(r).toMatchObject({ version: 2, frame_bytes: 2048, rx_frames: 4096, tx_frames: 0 });
     // the FDB points at the bond, never at a member
     const macs = await lab.cliJson<{ port: string; mac: string }[]>(["showmacs", BRIDGE]);
     expect(macs.find((m) => m.mac === EXT_MAC)?.port).toBe(BOND);

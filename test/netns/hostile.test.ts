@@ -325,10 +325,20 @@ describe.skipIf(!support.ok)("hostile VMs, floods and port churn" + skipNote, ()
     console.log(`gso: vif2.0 rx ${a2.rx_gso_packets - b2.rx_gso_packets} of ${a2.rx_packets - b2.rx_packets}; vif3.0 tx ${a3.tx_gso_packets - b3.tx_gso_packets}`);
   }, 90_000);
 
-  it("UFO frames written into an attached QEMU TAP count as rx_error, the batch goes on, the port keeps forwarding", async () => {
+  it("UFO frames written into an attached QEMU TAP are counted, the batch goes on, the port keeps forwarding", async () => {
     const before = await portStats(lab, BRIDGE, "vifq.0");
+    const ring = async (): Promise<{ rx_resets: number } | null> =>
+      ((await lab.cliJson<{ name: string; ports: { name: string; packet_ring?: { rx_resets: number } | null }[] }[]>(["show"]))
+        .find((b) => b.name === BRIDGE)?.ports.find((p) => p.name === "vifq.0")?.packet_ring ?? null);
+    const ring0 = await ring();
     const ufo = await qemuCmd("ufo 200");
     expect(ufo.written, JSON.stringify(ufo)).toBe(200);
+    if (ring0 !== null) {
+      // PACKET_MMAP rings: the kernel drops a frame it cannot describe in a vnet header before it reaches a slot
+      // (tp_drops: `socket`), and the first one wedges a TPACKET_V2 ring (native-notes/packet-mmap.md); the daemon
+      // finds the wedge at its next socket-statistics tick and rebuilds the ring
+      await waitFor(async () => ((await ring())?.rx_resets ?? 0) > ring0.rx_resets, 10_000);
+    }
     const plain = await qemuCmd("plain 50");
     expect(plain.written).toBe(50);
     let after = before;
@@ -337,9 +347,14 @@ describe.skipIf(!support.ok)("hostile VMs, floods and port churn" + skipNote, ()
       return after.rx_packets - before.rx_packets >= 50;
     }, 10_000);
     // before the fix: EINVAL ended the batch and 65 in a row closed the port for good
-    expect(after.drops.rx_error - before.drops.rx_error).toBe(200);
     expect(after.rx_packets - before.rx_packets).toBeGreaterThanOrEqual(50);
-    expect(after.drops.socket - before.drops.socket, "rx errors are not counted under socket too").toBe(0);
+    if (ring0 === null) {
+      // recvmsg path: the kernel dequeues the frame and fails the read with EINVAL
+      expect(after.drops.rx_error - before.drops.rx_error).toBe(200);
+      expect(after.drops.socket - before.drops.socket, "rx errors are not counted under socket too").toBe(0);
+    } else {
+      expect(after.drops.socket - before.drops.socket).toBeGreaterThanOrEqual(200);
+    }
     expect((await portState(lab, BRIDGE, "vifq.0"))?.state).toBe("up");
   }, 60_000);
 

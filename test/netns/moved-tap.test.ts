@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { uplinkLab } from "./handover-helpers.js";
 import { destroyLab, Lab, canRunNetns, waitFor } from "./helpers.js";
+import { statePath } from "../../src/state/store.js";
 
 const support = canRunNetns();
 const skipNote = support.ok ? "" : ` (skipped: ${support.reason})`;
@@ -22,7 +23,7 @@ describe.skipIf(!support.ok)("a moved persistent TAP after SIGKILL" + skipNote, 
   beforeAll(async () => {
     lab = await uplinkLab("movedtap", ["vm9"], IP.ext);
     lab.writeConfig({ control_socket: lab.socketPath, bridges: [{ name: "xenbr0", uplink: { interface: "peth0" }, ports: [{ name: "vif9.0", persist: true }] }] });
-    stateFile = join(lab.stateDir, "tapbridge.sock.state");
+    stateFile = statePath(lab.stateDir, lab.socketPath);
     await lab.startDaemon("dom0");
   }, 60_000);
 

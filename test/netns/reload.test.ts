@@ -19,6 +19,7 @@ import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { destroyLab, Lab, canRunNetns, sleep, waitFor, type Background } from "./helpers.js";
 import type { BondShow, MacEntry, ShowBridge, VlanShow } from "../support/json-shapes.js";
+import { statePath } from "../../src/state/store.js";
 
 const support = canRunNetns();
 if (!support.ok) console.warn(`netns tests skipped: ${support.reason}`);
@@ -123,7 +124,7 @@ describe.skipIf(!support.ok)("live reload" + skipNote, () => {
     const macs = await lab.cliJson<MacEntry[]>(["showmacs", BRIDGE]);
     expect(macs.find((m) => m.mac === MAC.vm3)).toBeUndefined();
     expect(macs.find((m) => m.mac === RUNTIME_MAC)).toMatchObject({ port: "vif1.0", static: true });
-    const state = JSON.parse(readFileSync(join(lab.stateDir, "tapbridge.sock.state"), "utf8")) as { runtime: { method: string }[] };
+    const state = JSON.parse(readFileSync(statePath(lab.stateDir, lab.socketPath), "utf8")) as { runtime: { method: string }[] };
     expect(state.runtime.map((r) => r.method)).toEqual(["fdb.add"]);
     expect(lab.daemonLog(50)).toMatch(/runtime change superseded by the reloaded config/);
   }, 30_000);

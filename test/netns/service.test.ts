@@ -153,6 +153,8 @@ describe.skipIf(!support.ok)("tapbridge under a (fake) systemd" + skipNote, () =
       type Stats = { bridge: string; ports: { name: string; rx_packets: number; drops: Record<string, number> }[] }[];
       const rx = async (): Promise<number> => (await lab.cliJson<Stats>(["stats"]))[0].ports.find((p) => p.name === "vif1.0")!.rx_packets;
       const lo = await rx();
+      // a scrape's text is served again for 1 s (Prometheus scrapes too): one built after `lo` was read
+      await new Promise((r) => setTimeout(r, 1_100));
       const text = await httpGet(lab, `http://${METRICS}/metrics`);
       const hi = await rx();
       const m = /^tapbridge_port_rx_packets_total\{bridge="xenbr0",port="vif1.0"\} (\d+)$/m.exec(text);

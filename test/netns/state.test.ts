@@ -11,14 +11,15 @@
 // config (the change to what the edit touched is dropped and logged, the rest replays); save-config output passes
 // check-config and a daemon started from it shows the same views; the FDB snapshot makes unicast to a VM that stayed
 // silent forwarded, not flooded, also after SIGKILL (the periodic snapshot), and entries that aged out while the daemon
-// was away stay out; host-stack originals survive a restart; a second daemon on the same state file refuses to start.
+// was away stay out; host-stack originals survive a restart; a second daemon whose socket has the same file name has its own state.
 
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { destroyLab, CLI_MAIN, Lab, canRunNetns, run, sleep, waitFor } from "./helpers.js";
 import type { BridgeStats, MacEntry, ShowBridge, VlanShow } from "../support/json-shapes.js";
+import { snapshotPath, statePath } from "../../src/state/store.js";
 
 const support = canRunNetns();
 if (!support.ok) console.warn(`netns tests skipped: ${support.reason}`);
@@ -95,7 +96,7 @@ describe.skipIf(!support.ok)("runtime state survives a restart" + skipNote, () =
     await cliOk(lab, ["setageing", BRIDGE, "120"]);
     const before = await views(lab);
     expect(before.statics).toEqual([{ port: "vif3.0", mac: STATIC_MAC, vlan: 10, static: true, age: 0 }]);
-    const file = join(lab.stateDir, "tapbridge.sock.state");
+    const file = statePath(lab.stateDir, lab.socketPath);
     const doc = JSON.parse(readFileSync(file, "utf8")) as { version: number; runtime: { method: string }[] };
     expect(doc.version).toBe(1);
     expect(doc.runtime.map((r) => r.method)).toEqual(["addif", "vlan.set", "delif", "fdb.add", "setageing"]);
@@ -164,7 +165,7 @@ describe.skipIf(!support.ok)("runtime state survives a restart" + skipNote, () =
     expect((await lab.ping("vm1", IP.vm2, 2, { intervalS: 0.2 })).ok).toBe(true);
     // the daemon runs from save-config's output now, with its own state_dir
     const stateDir = (parse(readFileSync(lab.configPath, "utf8")) as { state_dir: string }).state_dir;
-    const file = join(stateDir, "tapbridge.sock.fdb");
+    const file = snapshotPath(stateDir, lab.socketPath);
     // a periodic snapshot taken after this point (saved_at is wall-clock ms)
     const t0 = Date.now();
     const snapshotHas = (): boolean => {
@@ -210,16 +211,25 @@ describe.skipIf(!support.ok)("runtime state survives a restart" + skipNote, () =
     expect([await sysctl("accept_ra"), await sysctl("disable_ipv6")]).toEqual(["2", "0"]);
   }, 60_000);
 
-  it("a second daemon on the same state file refuses to start", async () => {
+  it("a second daemon with the same socket file name in another directory has its own state (issue 20), and says so", async () => {
     const dir = join(lab.dir, "second");
     mkdirSync(dir, { recursive: true });
     const cfg = join(dir, "second.yaml");
-    // another socket directory, the same socket file name and state_dir: the same state file
-    const saved = parse(readFileSync(lab.configPath, "utf8")) as Record<string, unknown>;
-    writeFileSync(cfg, JSON.stringify({ control_socket: join(dir, "tapbridge.sock"), state_dir: saved.state_dir, bridges: [] }));
-    const r = await lab.exec("dom0", [process.execPath, CLI_MAIN, "daemon", "--config", cfg], { check: false, timeoutMs: 15_000 });
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/locked by another tapbridge daemon/);
+    const sock = join(dir, "tapbridge.sock");
+    // another socket directory, the same socket file name and state_dir: its own state file, not the first daemon's
+    const saved = parse(readFileSync(lab.configPath, "utf8")) as { state_dir: string };
+    writeFileSync(cfg, JSON.stringify({ control_socket: sock, state_dir: saved.state_dir, bridges: [] }));
+    const second = lab.spawn("dom0", [process.execPath, CLI_MAIN, "daemon", "--config", cfg], "second tapbridge daemon");
+    try {
+      expect(await waitFor(() => existsSync(sock) || !second.running, 15_000)).toBe(true);
+      expect(second.running, second.stdout + second.stderr).toBe(true);
+      // no runtime state of its own yet: the start-up log names the other state file(s) in state_dir
+      expect(second.stdout).toMatch(/no runtime state for this control socket; state_dir holds the state of other control sockets/);
+    } finally {
+      await second.stop(5_000);
+    }
+    expect(statePath(saved.state_dir, sock)).not.toBe(statePath(saved.state_dir, lab.socketPath));
+    expect(existsSync(statePath(saved.state_dir, sock))).toBe(true);
     expect(await waitFor(async () => (await lab.cli(["show", "-j"])).code === 0, 2_000)).toBe(true);
   }, 30_000);
 });

@@ -184,6 +184,8 @@ for (const dataWorkers of [1, 2]) {
         data_workers: dataWorkers,
         bridges: [{
           name: BRIDGE,
+          // IGMP/MLD snooping keeps a bridge on the main thread (the MDB is the main thread's): off when workers serve it
+          ...(dataWorkers > 1 ? { multicast_snooping: false } : {}),
           uplink: { interface: "peth0", trunk: [10, 20] },
           ports: [
             { name: "vif1.0", vlan: 10 },

@@ -69,13 +69,13 @@ describe.skipIf(!support.ok)("daemon --takeover" + skipNote, () => {
     const parsed = JSON.parse(reply.trim()) as { id: number; error: { data: { code: string }; message: string } };
     expect(parsed.id).toBe(7);
     expect(parsed.error.data.code).toBe("handover_refused");
-    expect(parsed.error.message).toMatch(/protocol 1/);
+    expect(parsed.error.message).toMatch(/protocol 2/);
     expect(lab.daemon!.running).toBe(true);
     expect((await lab.ping("vm1", IP.vm2, 3)).ok).toBe(true);
   });
 
   it("a new daemon refuses a handover in a protocol version it does not know; it exits 1 and says why", async () => {
-    // a stand-in old daemon that answers with protocol version 2 (the real addon's handoverSend)
+    // a stand-in old daemon that answers with protocol version 3 (the real addon's handoverSend)
     const native = (await import(join("..", "..", "dist", "io", "native.js"))) as typeof import("../../src/io/native.js");
     const path = join(lab.dir, "fake-old.sock");
     const config = join(lab.dir, "fake.yaml");
@@ -84,7 +84,7 @@ describe.skipIf(!support.ok)("daemon --takeover" + skipNote, () => {
     const server = createServer((sock) => {
       sock.once("data", () => {
         const fd = (sock as unknown as { _handle: { fd: number } })._handle.fd;
-        native.fds.send(fd, [], new TextEncoder().encode('{"protocol":2}'), 2, 2_000);
+        native.fds.send(fd, [], new TextEncoder().encode('{"protocol":3}'), 3, 2_000);
         sock.on("data", (d) => (answer += d.toString()));
       });
     });
@@ -92,9 +92,9 @@ describe.skipIf(!support.ok)("daemon --takeover" + skipNote, () => {
     try {
       const r = await run(process.execPath, [CLI_MAIN, "daemon", "--takeover", "--config", config], { check: false, timeoutMs: 20_000 });
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/handover protocol 2 is not understood/);
+      expect(r.stderr).toMatch(/handover protocol 3 is not understood/);
       expect(await waitFor(() => answer.includes("refused"), 5_000)).toBe(true);
-      expect(JSON.parse(answer.trim()).refused).toMatch(/protocol 2/);
+      expect(JSON.parse(answer.trim()).refused).toMatch(/protocol 3/);
     } finally {
       await new Promise<void>((r) => server.close(() => r()));
     }

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/config.js';
+import { diffConfig } from '../../src/state/reload.js';
 import { configIssues } from '../support/config-issues.js';
 
 const cli = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -28,6 +29,7 @@ describe('bond config', () => {
     expect(up?.interface).toBeNull();
     expect(up?.bond).toEqual({
       name: 'bond0',
+      mode: 'active-backup',
       members: ['peth0', 'peth1'],
       primary: 'peth0',
       primaryReselect: 'always',
@@ -36,6 +38,12 @@ describe('bond config', () => {
       downdelayMs: 0,
       numGratArp: 1,
       peerNotifDelayMs: 0,
+      rebalanceIntervalMs: 10_000,
+      lacp: 'active',
+      lacpRate: 'slow',
+      hash: 'layer2',
+      systemPriority: 65535,
+      portPriority: 255,
     });
     expect(up?.vlan).toEqual({ mode: 'default' });
   });
@@ -101,8 +109,8 @@ bridges:
   });
 
   it('unknown bond keys; interface and bond together', () => {
-    expect(issues(withUplink('{ bond: { name: bond0, members: [peth0, peth1], mode: 802.3ad } }'))[0])
-      .toMatch(/^bridges\[0\]\.uplink\.bond\.mode: unknown key/);
+    expect(issues(withUplink('{ bond: { name: bond0, members: [peth0, peth1], speed: 10 } }'))[0])
+      .toMatch(/^bridges\[0\]\.uplink\.bond\.speed: unknown key/);
     expect(issues(withUplink('{ interface: peth0, bond: { name: bond0, members: [peth1, peth2] } }'))).toEqual([
       'bridges[0].uplink.interface: an uplink is either `interface` or `bond`, not both',
     ]);
@@ -158,5 +166,47 @@ bridges:
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('balance-slb and 802.3ad: every key of the mode, two to four members', () => {
+    const slb = parseConfig(withUplink('{ bond: { name: bond0, mode: balance-slb, members: [p0, p1, p2, p3], rebalance_interval: 2000, num_grat_arp: 2 } }')).bridges[0].uplink!.bond!;
+    expect(slb).toMatchObject({ mode: 'balance-slb', members: ['p0', 'p1', 'p2', 'p3'], rebalanceIntervalMs: 2000, numGratArp: 2 });
+    const lacp = parseConfig(withUplink(`{ bond: { name: bond0, mode: 802.3ad, members: [p0, p1, p2], lacp: passive, lacp_rate: fast,
+      hash: layer3+4, system_priority: 100, port_priority: 10 } }`)).bridges[0].uplink!.bond!;
+    expect(lacp).toMatchObject({ mode: '802.3ad', members: ['p0', 'p1', 'p2'], lacp: 'passive', lacpRate: 'fast', hash: 'layer3+4', systemPriority: 100, portPriority: 10 });
+  });
+
+  it('a bad mode, five members, bad LACP values and keys of another mode name their key path', () => {
+    expect(issues(withUplink('{ bond: { name: bond0, mode: lacp, members: [p0, p1] } }'))).toEqual([
+      "bridges[0].uplink.bond.mode: must be active-backup, balance-slb or 802.3ad, got \"lacp\" (XenServer's lacp is 802.3ad)",
+    ]);
+    expect(issues(withUplink('{ bond: { name: bond0, mode: balance-slb, members: [p0, p1, p2, p3, p4] } }'))).toEqual([
+      'bridges[0].uplink.bond.members: a balance-slb bond has two to four members (four is XenServer\'s limit), got 5',
+    ]);
+    expect(issues(withUplink('{ bond: { name: bond0, mode: 802.3ad, members: [p0], lacp: sometimes, lacp_rate: 1, hash: layer3, system_priority: 0, port_priority: 70000 } }')).map((l) => l.split(':')[0])).toEqual([
+      'bridges[0].uplink.bond.members',
+      'bridges[0].uplink.bond.lacp',
+      'bridges[0].uplink.bond.lacp_rate',
+      'bridges[0].uplink.bond.hash',
+      'bridges[0].uplink.bond.system_priority',
+      'bridges[0].uplink.bond.port_priority',
+    ]);
+    expect(issues(withUplink('{ bond: { name: bond0, mode: balance-slb, members: [p0, p1], lacp: active, primary: p0 } }'))).toEqual([
+      'bridges[0].uplink.bond.primary: does not apply to mode balance-slb (only active-backup)',
+      'bridges[0].uplink.bond.lacp: does not apply to mode balance-slb (only 802.3ad)',
+    ]);
+    expect(issues(withUplink('{ bond: { name: bond0, members: [p0, p1], rebalance_interval: 10 } }'))).toEqual([
+      'bridges[0].uplink.bond.rebalance_interval: does not apply to mode active-backup (only balance-slb)',
+    ]);
+  });
+
+  it('a reload that changes the mode (or a key of it) re-creates the bond: the plan says what changed', () => {
+    const a = parseConfig(withUplink('{ bond: { name: bond0, members: [peth0, peth1] } }'));
+    const b = parseConfig(withUplink('{ bond: { name: bond0, mode: balance-slb, members: [peth0, peth1], rebalance_interval: 5000 } }'));
+    const c = parseConfig(withUplink('{ bond: { name: bond0, mode: balance-slb, members: [peth0, peth1], rebalance_interval: 1000 } }'));
+    const ab = diffConfig(a, b).filter((x) => x.line.startsWith('~ uplink'));
+    expect(ab.map((x) => x.line)).toEqual(['~ uplink xenbr0 mode active-backup -> balance-slb, rebalance_interval 10000 -> 5000']);
+    expect(ab[0].action).toMatchObject({ do: 'replaceUplink' });
+    expect(diffConfig(b, c).map((x) => x.line)).toEqual(['~ uplink xenbr0 rebalance_interval 5000 -> 1000']);
   });
 });

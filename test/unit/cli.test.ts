@@ -45,6 +45,16 @@ describe('tapbridge CLI', () => {
     expect(v.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
   });
 
+  it('version: prints the CLI version and exits 3 when the daemon is unreachable', async () => {
+    const r = await run('version', '--socket', join(dir, 'missing.sock'));
+    expect(r.stdout).toMatch(/^tapbridge \d+\.\d+\.\d+\ndaemon unreachable/);
+    expect(r.stderr).toMatch(/cannot reach the daemon/);
+    expect(r.code).toBe(3);
+    const j = await run('version', '--json', '--socket', join(dir, 'missing.sock'));
+    expect(JSON.parse(j.stdout)).toMatchObject({ daemon: null });
+    expect(j.code).toBe(3);
+  });
+
   it('exits 2 on usage errors', async () => {
     expect((await run('frobnicate')).code).toBe(2);
     expect((await run('showmacs')).code).toBe(2);
@@ -94,6 +104,15 @@ describe('tapbridge CLI', () => {
     const r = await run('check-config', bad);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/bridges\[0\]\.ports\[0\]\.kind: must be "tap", "attach", "host" or "vhost-user"/);
+  });
+
+  it('check-config warns about a vxlan `local` address this host does not have (exit 0)', async () => {
+    const f = join(dir, 'vxlan-local.yaml');
+    // 198.18.255.254 (benchmarking range) is an address of no interface here
+    writeFileSync(f, 'bridges: [ { name: xenbr0, vxlan: [ { name: vx200, vni: 200, local: 198.18.255.254, remotes: [198.18.255.253] } ] } ]\n');
+    const r = await run('check-config', f);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^warning: bridges\[0\]\.vxlan\[0\]: local 198\.18\.255\.254 is not an address of this host/m);
   });
 
   it('a request line over 1 MiB gets an error reply and the connection closes; the server keeps serving', async () => {

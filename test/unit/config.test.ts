@@ -23,7 +23,7 @@ bridges:
     expect(b).toMatchObject({ name: 'xenbr0', ageingTimeS: 300, fdbMax: 8192, mtu: 1500, uplink: { interface: 'peth0' } });
     expect(b.ports[0]).toEqual({
       name: 'vif1.0', kind: 'tap', persist: false, learning: true, flood: true, isolated: false, fdbMax: 0, vlan: { mode: 'default' }, create: null,
-      lock: { mode: 'unlocked' }, raGuard: false, dhcpGuard: false, allowStacked: false,
+      lock: { mode: 'unlocked' }, raGuard: false, dhcpGuard: false, allowStacked: false, qos: { rateLimit: null, egressRateLimit: null, storm: null },
     });
     expect(b.ports[1].kind).toBe('attach');
     expect(b.ports[2]).toMatchObject({ persist: true, learning: false, flood: false, isolated: true, fdbMax: 256 });
@@ -157,7 +157,7 @@ bridges:
     expect(issues('bridges: [ { name: b, ports: [ { name: v, lock: locked } ] } ]'))
       .toEqual([expect.stringMatching(/^bridges\[0\]\.ports\[0\]\.lock: must be "disabled" or a mapping/)]);
     expect(issues('bridges: [ { name: b, port_defaults: { lock: { mac: "00:16:3e:00:01:00" }, vlan: 3 } } ]')).toEqual([
-      'bridges[0].port_defaults.vlan: unknown key (allowed: learning, flood, isolated, fdb_max, ra_guard, dhcp_guard, lock)',
+      'bridges[0].port_defaults.vlan: unknown key (allowed: learning, flood, isolated, fdb_max, ra_guard, dhcp_guard, lock, rate_limit, egress_rate_limit, storm_control, multicast_router, multicast_fast_leave, mdb_max)',
       expect.stringMatching(/^bridges\[0\]\.port_defaults\.lock: port_defaults can only set lock: disabled/),
     ]);
     expect(issues('bridges: [ { name: b, ports: [ { name: v, lock: { mac: "00:16:3e:00:01:00" } }, { name: w, lock: { mac: "00:16:3e:00:01:00" } } ] } ]'))

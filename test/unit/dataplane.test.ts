@@ -1,7 +1,7 @@
 // The pieces of the data plane on threads (src/dataplane/) that run without threads: the learning ring, the shared
 // FDB with its deferred reuse of removed entries, and a worker's engine (Bridge over a WorkerFdb) against the main thread's engine over
 // the same table. The threads themselves: test/netns/data-workers.test.ts and the stress test.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Bridge } from '../../src/bridge/bridge.js';
 import { Fdb, macHi, macLo } from '../../src/fdb/fdb.js';
 import { parseMac } from '../../src/frame/mac.js';
@@ -13,6 +13,9 @@ import { configIssues } from '../support/config-issues.js';
 import { addFakePort, BatchBuilder, eth } from '../support/fake-io.js';
 
 const M1 = '00:16:3e:00:00:01';
+/** Atomics' own methods, for spies that pass calls on */
+const originals = { add: Atomics.add, sub: Atomics.sub, and: Atomics.and, or: Atomics.or, xor: Atomics.xor, exchange: Atomics.exchange,
+  compareExchange: Atomics.compareExchange, store: Atomics.store, load: Atomics.load };
 const M2 = '00:16:3e:00:00:02';
 
 function collect(ring: LearnRing): Array<[number, number, number, number]> {
@@ -128,6 +131,37 @@ describe('shared FDB', () => {
     expect(fdb.delete(1, m1)).toBe(true);
     expect(fdb.limboSize).toBe(0);
     expect(fdb.checkInvariants()).toBeNull();
+  });
+
+  it('removing an entry makes an atomic read-modify-write before it loads the readers\' counters', () => {
+    // store buffering: without a full fence, the loads of the readers' counters may complete before the stores that
+    // unlink the entry are visible, and a reader seen outside a batch may still read the old bucket (fdb.ts, "Shared")
+    const fdb = new Fdb({ maxEntries: 16, maxPorts: 4, ageingTimeMs: 0, shared: true });
+    const readers = new Int32Array(new SharedArrayBuffer(8));
+    fdb.setReaders(readers);
+    const m1 = parseMac(M1)!;
+    fdb.learn(1, m1, 1, 0);
+    const calls: string[] = [];
+    const rmw = ['add', 'sub', 'and', 'or', 'xor', 'exchange', 'compareExchange', 'store'] as const;
+    const spies = [
+      ...rmw.map((name) => vi.spyOn(Atomics, name).mockImplementation(((...a: unknown[]) => {
+        calls.push(name);
+        return Reflect.apply(originals[name], Atomics, a) as number;
+      }) as never)),
+      vi.spyOn(Atomics, 'load').mockImplementation(((a: Int32Array, i: number) => {
+        if (a === readers) calls.push('load readers');
+        return originals.load(a, i);
+      }) as never),
+    ];
+    try {
+      expect(fdb.delete(1, m1)).toBe(true);
+    } finally {
+      for (const s of spies) s.mockRestore();
+    }
+    const firstLoad = calls.indexOf('load readers');
+    expect(firstLoad).toBeGreaterThan(0);
+    // an Atomics.store is a full fence too (V8: xchg on x86-64, stlr on arm64), if it comes after the bucket stores
+    expect(calls.slice(0, firstLoad).length, calls.join(', ')).toBeGreaterThan(0);
   });
 
   it('refuses a layout whose sizes do not match', () => {

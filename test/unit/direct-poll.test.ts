@@ -1,10 +1,12 @@
 // Direct polling (src/native/directpoll.cc) without ports: with the pump installed, libuv's own work (timers,
 // immediates, I/O of a socket pair, promise reactions) still runs, the pump returns for each of them, and a worker
-// thread that turns it on exits cleanly (its loop must close with no handle of ours open). Unprivileged: no TAP.
+// thread that turns it on exits cleanly (its loop must close with no handle of ours open), also when it holds the only
+// instance of the addon (Node unloads it with the worker's env). Unprivileged: no TAP.
 // The frame path is tested in test/netns/direct-poll.test.ts.
 
 import { createConnection, createServer } from "node:net";
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
@@ -66,23 +68,55 @@ describe("direct poll without ports", () => {
   });
 
   it("a worker thread that turns it on runs a timer and exits with code 0", async () => {
-    // the worker loads the compiled facade (npm test builds dist first)
+    // The worker loads the compiled facade (npm test builds dist first), posts its stats from a timer, writes its
+    // thread id into `shared` and exits. This thread blocks until that OS thread is gone, so the message and the exit
+    // reach this loop in one turn, as on a loaded machine; Node then emits 'message' and 'exit' in one call
+    // (Worker[kOnExit] drains the port first): the 'exit' listener must be attached before the message is awaited.
+    const shared = new Int32Array(new SharedArrayBuffer(8));
     const src = `
-      const { parentPort } = require('node:worker_threads');
+      const { parentPort, workerData } = require('node:worker_threads');
       const path = require('node:path');
+      const tid = Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop());
       const dist = path.join(${JSON.stringify(process.cwd())}, 'dist', 'io', 'native.js');
       import(require('node:url').pathToFileURL(dist).href).then(({ directPoll }) => {
         directPoll.set(true);
-        setTimeout(() => { parentPort.postMessage(directPoll.stats()); }, 20);
+        setTimeout(() => {
+          parentPort.postMessage(directPoll.stats());
+          Atomics.store(workerData, 1, tid);
+          Atomics.store(workerData, 0, 1);
+          Atomics.notify(workerData, 0);
+        }, 20);
       });`;
-    const w = new Worker(src, { eval: true });
-    const msg = await new Promise<{ enabled: boolean; pumps: number }>((resolve, reject) => {
+    const w = new Worker(src, { eval: true, workerData: shared });
+    const exited = new Promise<number>((resolve) => w.once("exit", resolve));
+    const message = new Promise<{ enabled: boolean; pumps: number }>((resolve, reject) => {
       w.once("message", resolve);
       w.once("error", reject);
     });
+    expect(Atomics.wait(shared, 0, 0, 60_000)).not.toBe("timed-out");
+    const task = `/proc/self/task/${shared[1]}`;
+    for (let i = 0; i < 6000 && existsSync(task); i++) Atomics.wait(shared, 0, 1, 10);
+    expect(existsSync(task)).toBe(false);
+    const msg = await message;
     expect(msg.enabled).toBe(true);
     expect(msg.pumps).toBeGreaterThan(0);
-    const code = await new Promise<number>((resolve) => w.once("exit", resolve));
-    expect(code).toBe(0);
+    expect(await exited).toBe(0);
+  });
+
+  it("a worker exits cleanly with it on in a process whose main thread never loaded the addon", () => {
+    // The worker's addon instance is the only one, so Node unloads the addon when the worker's env goes away: the
+    // prepare handle must be closed before that (an async cleanup hook), not in the worker's last loop turns (SIGSEGV).
+    const dist = join(process.cwd(), "dist", "io", "native.js");
+    const main = `
+      const { Worker } = require('node:worker_threads');
+      const w = new Worker(\`
+        import(require('node:url').pathToFileURL(${JSON.stringify(dist)}).href).then(({ directPoll }) => {
+          directPoll.set(true);
+          setTimeout(() => require('node:worker_threads').parentPort.postMessage(directPoll.stats().enabled), 20);
+        });\`, { eval: true });
+      w.on('message', (m) => console.log('enabled', m));
+      w.on('exit', (code) => console.log('exit', code));`;
+    const r = spawnSync(process.execPath, ["-e", main], { encoding: "utf8", timeout: 60_000 });
+    expect({ status: r.status, signal: r.signal, stdout: r.stdout }).toEqual({ status: 0, signal: null, stdout: "enabled true\nexit 0\n" });
   });
 });

@@ -4,7 +4,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Bridge } from '../../src/bridge/bridge.js';
 import {
-  checkFull, checkSecurity, eui64LinkLocal, type LockSpec, lockSpecFrom, parseIpv6Prefix, PortSecurity, SECURITY_DROP_NAMES,
+  checkFull, checkSecurity, eui64LinkLocal, type LockSpec, lockSpecFrom, parseIpv6Prefix, PortSecurity, SEC_MAX_TAGS, SECURITY_DROP_NAMES,
 } from '../../src/bridge/lock.js';
 import { EthernetHeader, parseEthernet } from '../../src/frame/ethernet.js';
 import type { BridgePort } from '../../src/bridge/port.js';
@@ -132,13 +132,41 @@ describe('port security in the engine', () => {
       expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', 'ff02::1', 0, opts8(58) + na('2001:db8::2'))))).toBe('lock_nd');
     });
 
-    it('other ethertypes: lock_other unless allow_ethertypes lists them; an untagged 802.1ad frame is "other"', () => {
+    it('other ethertypes: lock_other unless allow_ethertypes lists them', () => {
       expect(verdict(eth(BCAST, VM, '88cc', '0000'))).toBe('lock_other');
-      expect(verdict(eth(BCAST, VM, '88a8', '000a0800' + ipv4('198.18.0.1', '198.18.0.2', 1, '0800')))).toBe('lock_other');
       secure({ ...LOCK, allow_ethertypes: ['0x88cc', 0x88b5] });
       expect(verdict(eth(BCAST, VM, '88cc', '0000'))).toBe('pass');
       expect(verdict(eth(BCAST, VM, '88b5', '0000'))).toBe('pass');
       expect(verdict(eth(BCAST, VM, '88b6', '0000'))).toBe('lock_other');
+    });
+
+    it('behind 802.1ad and stacked tags the lock judges the inner packet (issue 20)', () => {
+      const foreign4 = ipv4('198.18.0.9', '198.18.0.2', 1, '0800');
+      const own4 = ipv4('198.18.0.1', '198.18.0.2', 1, '0800');
+      // 88a8 VID 0, 88a8 VID 10, 8100 VID 0 + 88a8 VID 0, 9100: an address not locked is lock_ipv4 in every form
+      for (const t of ['88a80000', '88a8000a', '8100000088a80000', '91000000', '88a800008100000a']) {
+        expect(verdict(eth(BCAST, VM, t.slice(0, 4), t.slice(4) + '0800' + foreign4)), t).toBe('lock_ipv4');
+        expect(verdict(eth(BCAST, VM, t.slice(0, 4), t.slice(4) + '0800' + own4)), t).toBe('pass');
+      }
+      expect(verdict(eth(BCAST, VM, '88a8', '0000' + '0806' + arp(2, VM, '198.18.0.254', '198.18.0.2')))).toBe('lock_arp');
+      expect(verdict(eth(BCAST, VM, '88a8', '0000' + '0806' + arp(2, OTHER, '198.18.0.1', '198.18.0.2')))).toBe('lock_arp');
+      expect(verdict(eth(BCAST, VM, '88a8', '0000' + '86dd' + ipv6('2001:db8::2', 'ff02::1', 17, udp(9, 9))))).toBe('lock_ipv6');
+      expect(verdict(eth(BCAST, VM, '88a8', '0000' + '86dd' + ipv6('2001:db8::1', 'ff02::1', 58, na('2001:db8::2'))))).toBe('lock_nd');
+      expect(verdict(eth(BCAST, VM, '88a8', '000a0800' + own4))).toBe('pass');
+      // an ethertype behind a tag needs allow_ethertypes like an untagged one; a TPID listed there never matches
+      expect(verdict(eth(BCAST, VM, '88a8', '0000' + '88cc' + '0000'))).toBe('lock_other');
+      secure({ ...LOCK, allow_ethertypes: ['0x88a8', '0x8100'] });
+      expect(verdict(eth(BCAST, VM, '88a8', '0000' + '88cc' + '0000'))).toBe('lock_other');
+      expect(verdict(eth(BCAST, VM, '88a8', '0000' + '0800' + foreign4))).toBe('lock_ipv4');
+    });
+
+    it(`more than ${SEC_MAX_TAGS} tags, or a tag cut by the frame's end: lock_other`, () => {
+      const own4 = ipv4('198.18.0.1', '198.18.0.2', 1, '0800');
+      const tags = (n: number): string => '88a80000'.repeat(n);
+      expect(verdict(eth(BCAST, VM, '88a8', tags(SEC_MAX_TAGS).slice(4) + '0800' + own4))).toBe('pass');
+      expect(verdict(eth(BCAST, VM, '88a8', tags(SEC_MAX_TAGS + 1).slice(4) + '0800' + own4))).toBe('lock_other');
+      // a 21-byte frame: an 802.1ad tag, then a TPID and half a TCI (eth() pads to 60: the bytes by hand)
+      expect(verdict(mac(BCAST) + mac(VM) + '88a80000' + '8100' + '00')).toBe('lock_other');
     });
 
     it('a priority-tagged frame is checked behind its tag', () => {
@@ -195,6 +223,25 @@ describe('port security in the engine', () => {
       expect(verdict(eth(BCAST, OTHER, '86dd', ipv6(S, 'ff02::1', 44, fragHdr(58, 2, false) + '00'.repeat(16))))).toBe('pass');
     });
 
+    it('finds an RA behind 802.1ad and stacked tags, VID 0 or not (issue 20: Linux strips a VID 0 tag and reads it)', () => {
+      const raPkt = '86dd' + ipv6(S, 'ff02::1', 58, ra());
+      for (const t of ['88a80000', '88a8000a', '8100000088a80000', '88a8000081000000', '91000000', '88a8000091000000']) {
+        expect(verdict(eth('33:33:00:00:00:01', OTHER, t.slice(0, 4), t.slice(4) + raPkt)), t).toBe('ra_guard');
+      }
+      expect(verdict(eth('33:33:00:00:00:01', OTHER, '8100', '0000' + raPkt))).toBe('ra_guard');
+      // other ICMPv6 behind the same tags passes
+      expect(verdict(eth(BCAST, OTHER, '88a8', '0000' + '86dd' + ipv6(S, 'fe80::2', 58, icmp6(128, '00010001'))))).toBe('pass');
+    });
+
+    it(`drops a frame with more than ${SEC_MAX_TAGS} tags or a cut tag (ra_guard; dhcp_guard when only that guard is on)`, () => {
+      const deep = '88a80000'.repeat(SEC_MAX_TAGS + 1).slice(4) + '86dd' + ipv6(S, 'fe80::2', 58, icmp6(128, '00010001'));
+      expect(verdict(eth(BCAST, OTHER, '88a8', deep))).toBe('ra_guard');
+      expect(verdict(mac(BCAST) + mac(OTHER) + '88a80000' + '8100' + '00')).toBe('ra_guard');
+      expect(verdict(eth(BCAST, OTHER, '88a8', '88a80000'.repeat(SEC_MAX_TAGS).slice(4) + '86dd' + ipv6(S, 'fe80::2', 58, icmp6(128, '00010001'))))).toBe('pass');
+      secure(undefined, { raGuard: false, dhcpGuard: true });
+      expect(verdict(eth(BCAST, OTHER, '88a8', deep))).toBe('dhcp_guard');
+    });
+
     it('is off by default: a router VM keeps working', () => {
       vif.port.security = PortSecurity.build(lockOf(undefined), { raGuard: false, dhcpGuard: false });
       expect(vif.port.security).toBeNull();
@@ -215,6 +262,34 @@ describe('port security in the engine', () => {
       expect(verdict(eth(BCAST, OTHER, '86dd', ipv6('fe80::1', 'ff02::1', 58, ra())))).toBe('pass');
     });
 
+    it('judges by destination port, as DHCP clients do: a BOOTREPLY to 68 from any port, anything to 546 (issue 20)', () => {
+      const reply = '0201060000';
+      expect(verdict(eth(BCAST, OTHER, '0800', ipv4('198.18.0.254', '255.255.255.255', 17, udp(6767, 68, reply))))).toBe('dhcp_guard');
+      expect(verdict(eth(BCAST, OTHER, '0800', ipv4('198.18.0.254', '198.18.0.7', 17, udp(1, 68, reply))))).toBe('dhcp_guard');
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6('fe80::1', 'fe80::2', 17, udp(5470, 546, '02000001'))))).toBe('dhcp_guard');
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6('fe80::1', 'fe80::2', 60, opts8(17) + udp(5470, 546, '07000001'))))).toBe('dhcp_guard');
+      // a BOOTREQUEST to 68, and a BOOTREPLY to another port, are no server answer to a client
+      expect(verdict(eth(BCAST, OTHER, '0800', ipv4('198.18.0.254', '255.255.255.255', 17, udp(67, 68, '0101060000'))))).toBe('pass');
+      expect(verdict(eth(BCAST, OTHER, '0800', ipv4('198.18.0.254', '255.255.255.255', 17, udp(67, 6767, reply))))).toBe('pass');
+      expect(verdict(eth(BCAST, OTHER, '86dd', ipv6('fe80::1', 'fe80::2', 17, udp(546, 5470, '02000001'))))).toBe('pass');
+      // the op byte is read inside the IPv4 packet, not from the frame's padding
+      const empty = eth(BCAST, OTHER, '0800', ipv4('198.18.0.254', '255.255.255.255', 17, udp(67, 68, '')));
+      expect(verdict(empty.slice(0, 2 * (14 + 28)) + '02'.repeat(18))).toBe('pass');
+      // a first fragment that ends before the op byte hides it in the next fragment: dropped; a later fragment passes
+      expect(verdict(eth(BCAST, OTHER, '0800', ipv4('198.18.0.254', '255.255.255.255', 17, udp(67, 68, ''), 0x2000)))).toBe('dhcp_guard');
+      expect(verdict(eth(BCAST, OTHER, '0800', ipv4('198.18.0.254', '255.255.255.255', 17, '02010600' + '00'.repeat(12), 0x0001)))).toBe('pass');
+    });
+
+    it('judges DHCP behind 802.1ad and stacked tags (issue 20)', () => {
+      const v4reply = '0800' + ipv4('198.18.0.254', '255.255.255.255', 17, udp(67, 68, '0201060000'));
+      const v6adv = '86dd' + ipv6('fe80::1', 'fe80::2', 17, udp(547, 546, '02000001'));
+      for (const t of ['88a80000', '8100000088a80000', '91000000', '8100000a']) {
+        expect(verdict(eth(BCAST, OTHER, t.slice(0, 4), t.slice(4) + v4reply)), t).toBe('dhcp_guard');
+        expect(verdict(eth(BCAST, OTHER, t.slice(0, 4), t.slice(4) + v6adv)), t).toBe('dhcp_guard');
+      }
+      expect(verdict(eth(BCAST, OTHER, '88a8', '0000' + '0800' + ipv4('0.0.0.0', '255.255.255.255', 17, udp(68, 67, '0101060000'))))).toBe('pass');
+    });
+
     it('a truncated chain is dropped as dhcp_guard when the RA guard is off', () => {
       expect(verdict(eth(BCAST, OTHER, '86dd', ipv6('fe80::1', 'fe80::2', 44, fragHdr(60, 0, true) + opts8(17))))).toBe('dhcp_guard');
     });
@@ -223,7 +298,10 @@ describe('port security in the engine', () => {
   it('guards work on a locked port too, after the lock passed the frame', () => {
     secure(LOCK, { raGuard: true, dhcpGuard: true });
     expect(verdict(eth(BCAST, VM, '86dd', ipv6('fe80::1234', 'ff02::1', 58, ra())))).toBe('ra_guard');
-    expect(verdict(eth(BCAST, VM, '0800', ipv4('198.18.0.1', '255.255.255.255', 17, udp(67, 68))))).toBe('dhcp_guard');
+    expect(verdict(eth(BCAST, VM, '0800', ipv4('198.18.0.1', '255.255.255.255', 17, udp(67, 68, '0201060000'))))).toBe('dhcp_guard');
+    // behind an 802.1ad tag: the lock first, then the guards
+    expect(verdict(eth(BCAST, VM, '88a8', '0000' + '86dd' + ipv6('fe80::1234', 'ff02::1', 58, ra())))).toBe('ra_guard');
+    expect(verdict(eth(BCAST, VM, '88a8', '0000' + '0800' + ipv4('198.18.0.1', '255.255.255.255', 17, udp(6767, 68, '0201060000'))))).toBe('dhcp_guard');
     expect(verdict(eth(BCAST, VM, '86dd', ipv6('fe80::99', 'ff02::1', 58, ra())))).toBe('lock_ipv6');
     expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', 'fe80::2', 17, udp(547, 546, '02000001'))))).toBe('dhcp_guard');
     expect(verdict(eth(BCAST, VM, '86dd', ipv6('2001:db8::1', '2001:db8::2', 17, udp(5000, 5001))))).toBe('pass');
@@ -322,7 +400,7 @@ describe('the fast path agrees with the full check', () => {
         raGuard: rnd(2) === 1, dhcpGuard: rnd(2) === 1,
       })!;
       const src = rnd(8) === 0 ? OTHER : VM;
-      const tag = pick(['', '', '81000000', '8100000a', '88a8000a']);
+      const tag = pick(['', '', '81000000', '8100000a', '88a8000a', '88a80000', '8100000088a80000', '91000000']);
       let body: string;
       if (rnd(2) === 0) {
         const [proto, pl] = l4();

@@ -2,6 +2,7 @@
 // is; bond active member; FDB events), `promtool check metrics` on it (Debian's prometheus package, installed by
 // scripts/setup-test-deps.sh), the HTTP endpoint's paths and methods, and metrics.listen in the config.
 import { spawnSync } from 'node:child_process';
+import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { DaemonMetrics, type MetricsSource } from '../../src/metrics/metrics.js';
 import { MetricsServer } from '../../src/metrics/server.js';
@@ -43,6 +44,26 @@ function source(rx = 10): MetricsSource & { drops: Record<string, number> } {
         { name: 'peth0', mii_status: 'down', link_failures: 3, state: 'down', permanent_hw_addr: null },
         { name: 'peth1', mii_status: 'up', link_failures: 0, state: 'up', permanent_hw_addr: null },
       ],
+    }, {
+      name: 'bond1', mode: 'balance-slb', active: 'peth2', primary: 'peth2', primary_reselect: 'always', mii_status: 'up',
+      miimon: 100, updelay: 0, downdelay: 0, num_grat_arp: 1, peer_notif_delay: 0, failovers: 0,
+      members: [
+        { name: 'peth2', mii_status: 'up', link_failures: 0, state: 'up', permanent_hw_addr: null, tx_packets: 11, tx_bytes: 1100, load: 700, macs: [] },
+        { name: 'peth3', mii_status: 'down', link_failures: 1, state: 'down', permanent_hw_addr: null, tx_packets: 4, tx_bytes: 400, load: 0, macs: [] },
+      ],
+    }, {
+      name: 'bond2', mode: '802.3ad', active: null, primary: 'peth4', primary_reselect: 'always', mii_status: 'up',
+      miimon: 100, updelay: 0, downdelay: 0, num_grat_arp: 1, peer_notif_delay: 0, failovers: 0,
+      members: ['peth4', 'peth5'].map((name, i) => ({
+        name, mii_status: 'up' as const, link_failures: 0, state: 'up', permanent_hw_addr: null, tx_packets: 20 + i, tx_bytes: 2000,
+        lacp: {
+          rx_state: 'current', mux_state: i === 0 ? 'collecting_distributing' : 'attached', selected: true, partner_mismatch: false,
+          actor: { system_priority: 1, system: '02:00:00:00:00:01', key: 1, port_priority: 1, port: i + 1, state: 0x3d, state_bits: '' },
+          partner: { system_priority: 1, system: '02:00:00:00:00:02', key: 1, port_priority: 1, port: i + 1, state: 0x3d, state_bits: '' },
+          lacpdus_rx: 7 + i, lacpdus_tx: 9, lacpdus_bad: 0, actor_churn: 'no churn' as const, partner_churn: 'no churn' as const,
+          actor_churn_count: 0, partner_churn_count: 0,
+        },
+      })),
     }],
   };
 }
@@ -77,6 +98,15 @@ describe('DaemonMetrics', () => {
     expect(s.get('tapbridge_bond_active_member{bond="bond0",member="peth1"}')).toBe(1);
     expect(s.get('tapbridge_bond_active_member{bond="bond0",member="peth0"}')).toBe(0);
     expect(s.get('tapbridge_bond_failovers_total{bond="bond0"}')).toBe(3);
+    // per member (issue 24): up, tx, SLB load, LACPDUs
+    expect(s.get('tapbridge_bond_member_up{bond="bond1",member="peth3"}')).toBe(0);
+    expect(s.get('tapbridge_bond_member_up{bond="bond2",member="peth4"}')).toBe(1);
+    expect(s.get('tapbridge_bond_member_up{bond="bond2",member="peth5"}')).toBe(0); // attached, not distributing
+    expect(s.get('tapbridge_bond_member_tx_packets_total{bond="bond1",member="peth2"}')).toBe(11);
+    expect(s.get('tapbridge_bond_member_tx_bytes_total{bond="bond1",member="peth3"}')).toBe(400);
+    expect(s.get('tapbridge_bond_member_load_bytes{bond="bond1",member="peth2"}')).toBe(700);
+    expect(s.get('tapbridge_bond_member_lacpdus_total{bond="bond2",member="peth5",direction="rx"}')).toBe(8);
+    expect(s.get('tapbridge_bond_member_lacpdus_total{bond="bond2",member="peth5",direction="tx"}')).toBe(9);
     expect(s.get('tapbridge_data_worker_ports{worker="0"}')).toBe(1);
     expect(s.get('tapbridge_data_worker_ports{worker="1"}')).toBe(2);
     expect(s.get('tapbridge_data_worker_frames_total{worker="1"}')).toBe(321);
@@ -103,6 +133,16 @@ describe('DaemonMetrics', () => {
     expect(s.get('tapbridge_port_drops_total{bridge="xenbr0",port="bond0",reason="brand_new_reason"}')).toBe(1);
   });
 
+  it('reads the counters already folded: no forced round trip to the data-plane workers', async () => {
+    const src = source();
+    const args: unknown[] = [];
+    const { stats, dataWorkersShow } = src;
+    src.stats = (sync?: boolean) => (args.push(['stats', sync]), stats(sync));
+    src.dataWorkersShow = (sync?: boolean) => (args.push(['workers', sync]), dataWorkersShow!(sync));
+    await new DaemonMetrics(src).scrape();
+    expect(args).toEqual([['stats', false], ['workers', false]]);
+  });
+
   it.skipIf(!hasPromtool)(`passes promtool check metrics${hasPromtool ? '' : ' (skipped: no promtool; run scripts/setup-test-deps.sh)'}`, async () => {
     const text = await new DaemonMetrics(source()).scrape();
     const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 20_000 });
@@ -125,6 +165,70 @@ describe('MetricsServer', () => {
       expect((await fetch(`${base}/metrics`, { method: 'POST', body: 'x' })).status).toBe(405);
       expect(server.scrapes).toBe(1);
       expect(server.refused).toBe(2);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('serves a scrape while 16 idle TCP connections are open (the oldest idle one makes room)', async () => {
+    const server = new MetricsServer({ host: '127.0.0.1', port: 0 }, new DaemonMetrics(source()), silentLogger());
+    await server.listen();
+    const idle: Socket[] = [];
+    try {
+      for (let i = 0; i < 16; i++) {
+        const s = connect(server.port, '127.0.0.1');
+        s.on('error', () => undefined);
+        await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+        idle.push(s);
+      }
+      // the server has seen them all before the scrape connects
+      while (server.connectionCount < 16) await new Promise((r) => setTimeout(r, 10));
+      const ok = await fetch(`http://127.0.0.1:${server.port}/metrics`);
+      expect(ok.status).toBe(200);
+      expect(await ok.text()).toContain('tapbridge_port_rx_packets_total');
+      expect(server.connectionsEvicted).toBeGreaterThanOrEqual(1);
+      expect(server.connectionCount).toBeLessThanOrEqual(16);
+    } finally {
+      for (const s of idle) s.destroy();
+      await server.close();
+    }
+  });
+
+  it('closes a connection that does not complete its request head in time', async () => {
+    const server = new MetricsServer({ host: '127.0.0.1', port: 0 }, new DaemonMetrics(source()), silentLogger(), { headTimeoutMs: 300, sweepIntervalMs: 50 });
+    await server.listen();
+    const s = connect(server.port, '127.0.0.1');
+    s.on('error', () => undefined);
+    try {
+      await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+      s.write('GET /metrics HTTP/1.1\r\nHost: x\r\n');
+      // node's own headersTimeout is checked every 30 s: only the server's sweep closes it within the test's 5 s
+      await new Promise<void>((resolve) => s.once('close', () => resolve()));
+      expect(server.connectionsTimedOut).toBe(1);
+    } finally {
+      s.destroy();
+      await server.close();
+    }
+  });
+
+  it('builds one scrape for concurrent requests and serves it again within the cache time', async () => {
+    const src = source();
+    let statsCalls = 0;
+    const stats = src.stats;
+    src.stats = (sync?: boolean) => {
+      statsCalls++;
+      return stats(sync);
+    };
+    const server = new MetricsServer({ host: '127.0.0.1', port: 0 }, new DaemonMetrics(src), silentLogger(), { cacheMs: 60_000 });
+    await server.listen();
+    try {
+      const url = `http://127.0.0.1:${server.port}/metrics`;
+      const all = await Promise.all(Array.from({ length: 5 }, () => fetch(url).then((r) => r.text())));
+      expect(new Set(all).size).toBe(1);
+      expect((await fetch(url)).status).toBe(200);
+      expect(statsCalls).toBe(1);
+      expect(server.scrapesBuilt).toBe(1);
+      expect(server.scrapes).toBe(6);
     } finally {
       await server.close();
     }

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import '../../src/daemon/mirrors.js';
 import { recorderOf, RuntimeJournal, type RecordContext } from '../../src/state/journal.js';
 
-const ctx: RecordContext = { untaggedVid: () => null, configHasPort: () => true, configHasFdb: () => false };
+const ctx: RecordContext = { untaggedVid: () => null, configHasPort: () => true, configHasFdb: () => false, portQos: () => null };
 
 function run(j: RuntimeJournal, method: string, params: Record<string, unknown>): void {
   const rec = recorderOf(method);

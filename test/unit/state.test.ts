@@ -9,7 +9,7 @@ import { parseConfig } from '../../src/config/config.js';
 import { configHash, emptyState, parseState, serializeState, setSection, getSection } from '../../src/state/document.js';
 import { recorderOf, RuntimeJournal, touches, type RecordContext } from '../../src/state/journal.js';
 import { diffConfig } from '../../src/state/reload.js';
-import { StateLockedError, StateStore, statePath } from '../../src/state/store.js';
+import { StateLockedError, StateStore, statePath, stateKey } from '../../src/state/store.js';
 import { DaemonState, SNAPSHOT_SLOTS_PER_TURN } from '../../src/state/daemon-state.js';
 import type { FdbSnapshotEntry } from '../../src/state/document.js';
 import type { Daemon } from '../../src/daemon/daemon.js';
@@ -64,10 +64,24 @@ describe('runtime journal', () => {
     untaggedVid: () => 10,
     configHasPort: (_b, p) => configPorts.includes(p),
     configHasFdb: () => configFdb,
+    portQos: () => null,
   });
   const record = (j: RuntimeJournal, method: string, params: Record<string, unknown>, c = ctx()): void => {
     recorderOf(method)!(params, null, j, c);
   };
+
+  it('records qos set written ahead as the net QoS the request gives the port (result unknown yet)', async () => {
+    await import('../../src/daemon/qos.js'); // registers the qos recorders
+    const j = new RuntimeJournal();
+    const cur = { rateLimit: { kbps: 100_000, burstKb: 50 }, egressRateLimit: null, storm: null };
+    record(j, 'qos.set', { bridge: 'b', port: 'vif1.0', broadcast_pps: 200 }, { ...ctx(), portQos: () => cur });
+    // the limit in force is kept in the record beside the new threshold: a replay sets exactly what was answered
+    expect(j.list()[0].params).toMatchObject({ kbps: 100_000, burst_kb: 50, broadcast_pps: 200, storm_action: 'drop' });
+    // a request that will fail (no such port, bad parameter) records nothing
+    record(j, 'qos.set', { bridge: 'b', port: 'vif9.0', kbps: 1 }, ctx());
+    record(j, 'qos.set', { bridge: 'b', port: 'vif1.0', kbps: -1 }, { ...ctx(), portQos: () => cur });
+    expect(j.list()).toHaveLength(1);
+  });
 
   it('forgets a port added at runtime, with its VLAN and FDB records, when it is deleted', () => {
     const j = new RuntimeJournal();
@@ -122,18 +136,19 @@ describe('state file', () => {
     dir = '';
   });
 
-  it('is <state_dir>/<socket file name>.state, written atomically, and locked against a second daemon', () => {
+  it('is <state_dir>/<socket path, escaped>.state, written atomically, and locked against a second daemon', () => {
     dir = mkdtempSync(join(tmpdir(), 'tb-state-'));
     const stateDir = join(dir, 'state');
     const store = StateStore.open(stateDir, '/run/tapbridge/lab1.sock');
-    expect(store.path).toBe(join(stateDir, 'lab1.sock.state'));
+    expect(store.path).toBe(join(stateDir, 'run-tapbridge-lab1.sock.state'));
     expect(store.read(() => undefined)).toEqual({ state: null, fdb: null });
     const doc = emptyState({ bridges: [] });
     store.write(doc);
-    expect(readdirSync(stateDir).sort()).toEqual(['lab1.sock.state', 'lab1.sock.state.lock']);
+    expect(readdirSync(stateDir).sort()).toEqual(['run-tapbridge-lab1.sock.state', 'run-tapbridge-lab1.sock.state.lock']);
     expect(store.read(() => undefined).state?.config_hash).toBe(doc.config_hash);
-    expect(() => StateStore.open(stateDir, '/elsewhere/lab1.sock')).toThrow(StateLockedError);
-    // a different socket name is a different daemon
+    expect(() => StateStore.open(stateDir, '/run/tapbridge/lab1.sock')).toThrow(StateLockedError);
+    // another socket path is another daemon, also with the same file name
+    StateStore.open(stateDir, '/elsewhere/lab1.sock').close();
     StateStore.open(stateDir, '/run/tapbridge/lab2.sock').close();
     store.close();
     StateStore.open(stateDir, '/run/tapbridge/lab1.sock').close();
@@ -152,7 +167,8 @@ describe('state file', () => {
     const r = store.read(() => undefined);
     expect(r.fdb).toEqual(fdb);
     expect(r.state?.fdb).toBeNull();
-    expect(readdirSync(dir).sort()).toEqual(['x.sock.fdb', 'x.sock.state', 'x.sock.state.lock']);
+    const key = stateKey('x.sock');
+    expect(readdirSync(dir).sort()).toEqual([`${key}.fdb`, `${key}.state`, `${key}.state.lock`]);
     store.close();
   });
 
@@ -190,7 +206,7 @@ describe('state file', () => {
     const bad: string[] = [];
     expect(store.read((error) => bad.push(error))).toEqual({ state: null, fdb: null });
     expect(bad).toEqual(['saved_at must be a wall-clock time in ms']);
-    expect(readdirSync(dir).some((f) => f.startsWith('x.sock.state.bad-'))).toBe(true);
+    expect(readdirSync(dir).some((f) => f.startsWith(`${stateKey('x.sock')}.state.bad-`))).toBe(true);
     store.close();
   });
 });

@@ -22,7 +22,7 @@ bridges:
     expect(a).toEqual({
       name: 'vx10010', vni: 10010, local: '198.18.20.1', remotes: ['198.18.20.2', '198.18.20.3'], group: null, dev: null, port: 4789,
       ttl: null, tos: null, kernelLearning: true, vlan: { mode: 'access', vlan: 10 }, persist: false, learning: true, flood: true,
-      isolated: false, fdbMax: 0,
+      isolated: false, fdbMax: 0, qos: { rateLimit: null, egressRateLimit: null, storm: null },
     });
     expect(b).toMatchObject({ group: '239.1.1.20', dev: 'underlay0', remotes: [] });
     expect(c).toMatchObject({ port: 8472, ttl: 8, tos: 1, kernelLearning: false, persist: true, learning: false, flood: false, isolated: true, fdbMax: 100, vlan: { mode: 'default' } });

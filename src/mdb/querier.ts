@@ -1,0 +1,369 @@
+// The bridge's own IGMP/MLD querier (multicast_querier: true), RFC 3376 6.6 / RFC 3810 7.6 as a switch does it.
+//
+// Model
+//   Every query interval it sends a general query per family (IGMPv3 and MLDv2, or the lowest version heard in a report
+//   within the membership interval: IGMPv2/v1, MLDv1) in each query VLAN: the untagged VLAN (access VLAN, native VLAN,
+//   or 0 on a default port) of any port, once per VLAN, to every port of that VLAN that is up. At start it sends
+//   `last_member_count` startup queries a quarter interval apart. Source addresses: multicast_querier_ipv4 (0.0.0.0 by
+//   default: hosts answer it, and it never wins an election) and multicast_querier_ipv6 (a link-local address; by
+//   default one derived from the querier's MAC, as hosts ignore MLD queries from other sources).
+//   Election, per VLAN and family: a query heard from a lower address (any non-zero address when ours is 0.0.0.0)
+//   silences this querier in that VLAN for the other querier present interval (robustness x query interval + half the
+//   query response interval); it resumes when that runs out.
+//
+//   Frames are composed in the receive slab between rx batches (a timer turn, never inside a batch) and queued on each
+//   port's tx queue with its tag operation, like the bond's announcements (src/bond/announce.ts).
+
+import type { BridgePort } from '../bridge/port.js';
+import { EGRESS_NOT_MEMBER, EGRESS_TAGGED } from '../bridge/vlan.js';
+import { TX_OP_NONE, TX_OP_PUSH_TAG, VNET_HDR_LEN } from '../io/native-types.js';
+
+const VID_COUNT = 4096;
+/** group-specific queries owed at once (see Querier.leaveHeard) */
+export const PENDING_MAX = 64;
+/** Where the queries are composed in the slab (two slots: IGMP, MLD). */
+const SLOT = 128;
+const C_TAG = 0x8100_0000;
+
+export interface QuerierSettings {
+  queryIntervalS: number;
+  queryResponseIntervalMs: number;
+  lastMemberCount: number;
+  lastMemberIntervalMs: number;
+  /** IPv4 source as an int32 (0: 0.0.0.0) */
+  ipv4: number;
+  /** IPv6 link-local source, four words */
+  ipv6: Int32Array;
+  /** source MAC of the queries */
+  mac: number;
+}
+
+export interface QuerierVlanState {
+  vlan: number;
+  /** who queries in this VLAN, per family: this bridge, another querier (its address), or nobody yet */
+  ipv4: { querier: 'self' | 'other'; other_address: string | null; other_timer_s: number };
+  ipv6: { querier: 'self' | 'other'; other_address: string | null; other_timer_s: number };
+}
+
+function csum(b: Uint8Array, o: number, n: number, initial: number): number {
+  let s = initial;
+  for (let i = 0; i + 1 < n; i += 2) s += (b[o + i] << 8) | b[o + i + 1];
+  if ((n & 1) !== 0) s += b[o + n - 1] << 8;
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  return ~s & 0xffff;
+}
+
+function put16(b: Uint8Array, o: number, v: number): void {
+  b[o] = (v >>> 8) & 0xff;
+  b[o + 1] = v & 0xff;
+}
+
+function put32(b: Uint8Array, o: number, v: number): void {
+  b[o] = (v >>> 24) & 0xff;
+  b[o + 1] = (v >>> 16) & 0xff;
+  b[o + 2] = (v >>> 8) & 0xff;
+  b[o + 3] = v & 0xff;
+}
+
+function putMac(b: Uint8Array, o: number, mac: number): void {
+  const hi = Math.floor(mac / 0x1_0000_0000);
+  put16(b, o, hi);
+  put32(b, o + 2, mac % 0x1_0000_0000);
+}
+
+/** RFC 3376 4.1.7 / 4.1.1 code of a value: exact below 128, else 1 exp(3) mant(4). */
+export function floatCode8(v: number): number {
+  if (v < 128) return v;
+  for (let exp = 0; exp < 8; exp++) {
+    const mant = (v >> (exp + 3)) - 16;
+    if (mant < 16) return 0x80 | (exp << 4) | Math.max(0, mant);
+  }
+  return 0xff;
+}
+
+/**
+ * Composes an IGMP query (version 1, 2 or 3) at slab[off]: general (group 0, to 224.0.0.1), or group-specific (to the
+ * group, answered within the last member interval); returns its length.
+ */
+export function composeIgmpQuery(b: Uint8Array, off: number, s: QuerierSettings, version: number, group = 0): number {
+  const igmpLen = version === 3 ? 12 : 8;
+  const ipLen = 24 + igmpLen;
+  b.fill(0, off, off + 14 + ipLen);
+  const dst = group === 0 ? 0xe0000001 | 0 : group;
+  b.set([0x01, 0x00, 0x5e, (dst >>> 16) & 0x7f, (dst >>> 8) & 0xff, dst & 0xff], off);
+  putMac(b, off + 6, s.mac);
+  put16(b, off + 12, 0x0800);
+  const ip = off + 14;
+  b[ip] = 0x46; // IHL 6: Router Alert option
+  put16(b, ip + 2, ipLen);
+  b[ip + 8] = 1; // TTL
+  b[ip + 9] = 2; // IGMP
+  put32(b, ip + 12, s.ipv4);
+  put32(b, ip + 16, dst);
+  b.set([0x94, 0x04, 0x00, 0x00], ip + 20);
+  put16(b, ip + 10, csum(b, ip, 24, 0));
+  const q = ip + 24;
+  b[q] = 0x11;
+  const respMs = group === 0 ? s.queryResponseIntervalMs : s.lastMemberIntervalMs;
+  b[q + 1] = version === 1 ? 0 : version === 2 ? Math.min(255, Math.round(respMs / 100)) : floatCode8(Math.round(respMs / 100));
+  put32(b, q + 4, group);
+  if (version === 3) {
+    b[q + 8] = Math.min(7, s.lastMemberCount);
+    b[q + 9] = floatCode8(s.queryIntervalS);
+  }
+  put16(b, q + 2, csum(b, q, igmpLen, 0));
+  return 14 + ipLen;
+}
+
+/** Composes an MLD query (version 1 or 2) at slab[off]: general (group null, to ff02::1) or group-specific; returns its length. */
+export function composeMldQuery(b: Uint8Array, off: number, s: QuerierSettings, version: number, group: Int32Array | null = null): number {
+  const mldLen = version === 2 ? 28 : 24;
+  const payload = 8 + mldLen;
+  b.fill(0, off, off + 14 + 40 + payload);
+  const last = group === null ? 1 : group[3];
+  b.set([0x33, 0x33, (last >>> 24) & 0xff, (last >>> 16) & 0xff, (last >>> 8) & 0xff, last & 0xff], off);
+  putMac(b, off + 6, s.mac);
+  put16(b, off + 12, 0x86dd);
+  const ip = off + 14;
+  b[ip] = 0x60;
+  put16(b, ip + 4, payload);
+  b[ip + 6] = 0; // hop-by-hop
+  b[ip + 7] = 1;
+  for (let i = 0; i < 4; i++) put32(b, ip + 8 + 4 * i, s.ipv6[i]);
+  if (group === null) {
+    put32(b, ip + 24, 0xff020000);
+    put32(b, ip + 36, 1); // ff02::1
+  } else {
+    for (let i = 0; i < 4; i++) put32(b, ip + 24 + 4 * i, group[i]);
+  }
+  const h = ip + 40;
+  b.set([58, 0, 0x05, 0x02, 0x00, 0x00, 0x01, 0x00], h); // Router Alert (MLD), PadN
+  const m = h + 8;
+  b[m] = 130;
+  const mrc = Math.min(group === null ? s.queryResponseIntervalMs : s.lastMemberIntervalMs, 0x7fff);
+  put16(b, m + 4, mrc);
+  if (group !== null) for (let i = 0; i < 4; i++) put32(b, m + 8 + 4 * i, group[i]);
+  if (version === 2) {
+    b[m + 24] = Math.min(7, s.lastMemberCount);
+    b[m + 25] = floatCode8(s.queryIntervalS);
+  }
+  // ICMPv6 checksum with the pseudo-header
+  let pseudo = 0;
+  for (let i = 0; i < 32; i += 2) pseudo += (b[ip + 8 + i] << 8) | b[ip + 8 + i + 1];
+  pseudo += mldLen + 58;
+  put16(b, m + 2, csum(b, m, mldLen, pseudo));
+  return 14 + 40 + payload;
+}
+
+export class Querier {
+  settings: QuerierSettings;
+  /** per VLAN: the other querier's timer (ms) and address (IPv4 int32 / IPv6 first and last words for show) */
+  private readonly otherV4UntilMs = new Float64Array(VID_COUNT);
+  private readonly otherV6UntilMs = new Float64Array(VID_COUNT);
+  private readonly otherV4Addr = new Int32Array(VID_COUNT);
+  private readonly otherV6Addr = new Int32Array(4 * VID_COUNT);
+  private nextQueryMs = 0;
+  private startupLeft: number;
+  /** lowest report versions heard, until when (the membership interval after the report) */
+  private igmpFallback = 3;
+  private igmpFallbackUntilMs = 0;
+  private mldFallback = 2;
+  private mldFallbackUntilMs = 0;
+  /** general queries sent (frames, all ports) */
+  queriesSent = 0;
+  private readonly vids = new Uint8Array(VID_COUNT);
+  /**
+   * Group-specific queries owed after a leave, last_member_count each, last_member_interval apart, to the port the
+   * leave came from: a fixed table of PENDING_MAX (filled inside rx batches, sent by tick()); a leave when it is full
+   * is counted in `pendingDropped`.
+   */
+  private readonly pendVid = new Int32Array(PENDING_MAX);
+  private readonly pendPort = new Int32Array(PENDING_MAX);
+  private readonly pendGroup = new Int32Array(4 * PENDING_MAX);
+  private readonly pendLeft = new Int32Array(PENDING_MAX);
+  private readonly pendNextMs = new Float64Array(PENDING_MAX);
+  /** leaves whose group-specific queries did not fit the table; group-specific queries sent */
+  pendingDropped = 0;
+  groupQueriesSent = 0;
+
+  constructor(settings: QuerierSettings) {
+    this.settings = settings;
+    this.startupLeft = settings.lastMemberCount;
+  }
+
+  /**
+   * A leave of `group` (four words) arrived on `port` in `vid`: group-specific queries are owed there, unless another
+   * querier is in charge of that VLAN and family (it asks).
+   */
+  leaveHeard(vid: number, port: number, group: Int32Array, nowMs: number): void {
+    const v4 = group[0] === 0 && group[1] === 0 && group[2] === 0xffff;
+    if (nowMs < (v4 ? this.otherV4UntilMs[vid] : this.otherV6UntilMs[vid])) return;
+    for (let i = 0; i < PENDING_MAX; i++) {
+      if (this.pendLeft[i] !== 0) continue;
+      this.pendVid[i] = vid;
+      this.pendPort[i] = port;
+      this.pendGroup.set(group, 4 * i);
+      this.pendLeft[i] = this.settings.lastMemberCount;
+      this.pendNextMs[i] = nowMs;
+      return;
+    }
+    this.pendingDropped++;
+  }
+
+  /** Sends the group-specific queries that are due (between rx batches). */
+  private sendGroupQueries(nowMs: number, ports: readonly BridgePort[], slab: Uint8Array, igmpVersion: number, mldVersion: number): void {
+    const off = 2 * SLOT + VNET_HDR_LEN;
+    for (let i = 0; i < PENDING_MAX; i++) {
+      if (this.pendLeft[i] === 0 || this.pendNextMs[i] > nowMs) continue;
+      this.pendLeft[i]--;
+      this.pendNextMs[i] = nowMs + this.settings.lastMemberIntervalMs;
+      const port = ports.find((p) => p.id === this.pendPort[i]);
+      if (port === undefined || port.io === null || port.state !== 'up') continue;
+      const vid = this.pendVid[i];
+      const rule = port.vlan.egress[vid];
+      if (rule === EGRESS_NOT_MEMBER) continue;
+      const g = this.pendGroup.subarray(4 * i, 4 * i + 4);
+      slab.fill(0, 2 * SLOT, off);
+      const v4 = g[0] === 0 && g[1] === 0 && g[2] === 0xffff;
+      const len = v4 ? composeIgmpQuery(slab, off, this.settings, igmpVersion === 1 ? 2 : igmpVersion, g[3]) : composeMldQuery(slab, off, this.settings, mldVersion, g);
+      queue(port.io.tx, 0, off, len, rule === EGRESS_TAGGED, vid);
+      this.groupQueriesSent += port.io.send(1);
+    }
+  }
+
+  private get intervalMs(): number {
+    return this.settings.queryIntervalS * 1000;
+  }
+
+  /** Other querier present interval (ms). */
+  get otherQuerierPresentMs(): number {
+    return this.otherPresentMs;
+  }
+
+  /** The other queriers in charge now: per VLAN and family, their address and ms left (snapshots). */
+  others(nowMs: number): { vlan: number; family: 4 | 6; address: Int32Array; timer_ms: number }[] {
+    const out: { vlan: number; family: 4 | 6; address: Int32Array; timer_ms: number }[] = [];
+    for (let vid = 0; vid < 4095; vid++) {
+      if (this.otherV4UntilMs[vid] > nowMs) out.push({ vlan: vid, family: 4, address: Int32Array.from([0, 0, 0xffff, this.otherV4Addr[vid]]), timer_ms: Math.round(this.otherV4UntilMs[vid] - nowMs) });
+      if (this.otherV6UntilMs[vid] > nowMs) out.push({ vlan: vid, family: 6, address: this.otherV6Addr.slice(4 * vid, 4 * vid + 4), timer_ms: Math.round(this.otherV6UntilMs[vid] - nowMs) });
+    }
+    return out;
+  }
+
+  private get otherPresentMs(): number {
+    return this.settings.lastMemberCount * this.intervalMs + this.settings.queryResponseIntervalMs / 2;
+  }
+
+  /** A query from `src` (four words) arrived in `vid`: the election (RFC 3376 6.6.2). */
+  heardQuery(vid: number, family: number, src: Int32Array, nowMs: number): void {
+    if (family === 4) {
+      const theirs = src[3] >>> 0;
+      const ours = this.settings.ipv4 >>> 0;
+      if (theirs === 0 || (ours !== 0 && theirs >= ours)) return;
+      this.otherV4UntilMs[vid] = nowMs + this.otherPresentMs;
+      this.otherV4Addr[vid] = src[3];
+      return;
+    }
+    const ours = this.settings.ipv6;
+    let lower = false;
+    for (let i = 0; i < 4; i++) {
+      const a = src[i] >>> 0;
+      const b = ours[i] >>> 0;
+      if (a !== b) {
+        lower = a < b;
+        break;
+      }
+    }
+    if (!lower) return;
+    this.otherV6UntilMs[vid] = nowMs + this.otherPresentMs;
+    this.otherV6Addr.set(src, 4 * vid);
+  }
+
+  /** A report of `version` arrived: queries fall back to it for the membership interval. */
+  heardReport(family: number, version: number, nowMs: number, membershipIntervalMs: number): void {
+    if (family === 4 && version < 3) {
+      if (version <= this.igmpFallback || nowMs >= this.igmpFallbackUntilMs) this.igmpFallback = version;
+      this.igmpFallbackUntilMs = nowMs + membershipIntervalMs;
+    } else if (family === 6 && version < 2) {
+      this.mldFallback = 1;
+      this.mldFallbackUntilMs = nowMs + membershipIntervalMs;
+    }
+  }
+
+  /** Sends the queries that are due; returns general query frames sent. `slab` is free (no rx batch in progress). */
+  tick(nowMs: number, ports: readonly BridgePort[], slab: Uint8Array): number {
+    const igmpNow = nowMs < this.igmpFallbackUntilMs ? this.igmpFallback : 3;
+    const mldNow = nowMs < this.mldFallbackUntilMs ? this.mldFallback : 2;
+    this.sendGroupQueries(nowMs, ports, slab, igmpNow, mldNow);
+    if (nowMs < this.nextQueryMs) return 0;
+    const interval = this.startupLeft > 0 ? this.intervalMs / 4 : this.intervalMs;
+    if (this.startupLeft > 0) this.startupLeft--;
+    this.nextQueryMs = nowMs + interval;
+    const s = this.settings;
+    const igmpVersion = nowMs < this.igmpFallbackUntilMs ? this.igmpFallback : 3;
+    const mldVersion = nowMs < this.mldFallbackUntilMs ? this.mldFallback : 2;
+    const v4Off = VNET_HDR_LEN;
+    const v6Off = SLOT + VNET_HDR_LEN;
+    slab.fill(0, 0, VNET_HDR_LEN);
+    slab.fill(0, SLOT, SLOT + VNET_HDR_LEN);
+    const v4Len = composeIgmpQuery(slab, v4Off, s, igmpVersion);
+    const v6Len = composeMldQuery(slab, v6Off, s, mldVersion);
+    // the query VLANs: every port's untagged VLAN
+    const vids = this.vids;
+    vids.fill(0);
+    for (const p of ports) {
+      const u = p.vlan.untaggedVid;
+      if (u >= 0 && u < 4095 && p.vlan.isMember(u)) vids[u] = 1;
+    }
+    let sent = 0;
+    for (const p of ports) {
+      const io = p.io;
+      if (io === null || p.state !== 'up' || p.mirrorOutput) continue;
+      const capacity = io.tx.length / 4;
+      let n = 0;
+      for (let vid = 0; vid < 4095 && n + 2 <= capacity; vid++) {
+        if (vids[vid] === 0) continue;
+        const rule = p.vlan.egress[vid];
+        if (rule === EGRESS_NOT_MEMBER) continue;
+        const tagged = rule === EGRESS_TAGGED;
+        if (nowMs >= this.otherV4UntilMs[vid]) n = queue(io.tx, n, v4Off, v4Len, tagged, vid);
+        if (nowMs >= this.otherV6UntilMs[vid]) n = queue(io.tx, n, v6Off, v6Len, tagged, vid);
+      }
+      if (n > 0) sent += io.send(n);
+    }
+    this.queriesSent += sent;
+    return sent;
+  }
+
+  /** Per query VLAN: this bridge or another querier, per family (control plane). */
+  state(nowMs: number, vidsInUse: Iterable<number>, format: (w: Int32Array) => string): QuerierVlanState[] {
+    const out: QuerierVlanState[] = [];
+    for (const vid of vidsInUse) {
+      const v4 = this.otherV4UntilMs[vid] > nowMs;
+      const v6 = this.otherV6UntilMs[vid] > nowMs;
+      out.push({
+        vlan: vid,
+        ipv4: {
+          querier: v4 ? 'other' : 'self',
+          other_address: v4 ? format(Int32Array.from([0, 0, 0xffff, this.otherV4Addr[vid]])) : null,
+          other_timer_s: v4 ? Math.round((this.otherV4UntilMs[vid] - nowMs) / 100) / 10 : 0,
+        },
+        ipv6: {
+          querier: v6 ? 'other' : 'self',
+          other_address: v6 ? format(this.otherV6Addr.slice(4 * vid, 4 * vid + 4)) : null,
+          other_timer_s: v6 ? Math.round((this.otherV6UntilMs[vid] - nowMs) / 100) / 10 : 0,
+        },
+      });
+    }
+    return out;
+  }
+}
+
+function queue(tx: Uint32Array, n: number, off: number, len: number, tagged: boolean, vid: number): number {
+  const w = 4 * n;
+  tx[w] = off;
+  tx[w + 1] = len;
+  tx[w + 2] = tagged ? TX_OP_PUSH_TAG : TX_OP_NONE;
+  tx[w + 3] = tagged ? (C_TAG | vid) >>> 0 : 0;
+  return n + 1;
+}

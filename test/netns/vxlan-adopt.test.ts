@@ -1,0 +1,144 @@
+// Whose vxlan netdev is it (src/daemon/vxlan-owner.ts), on the kernel's vxlan driver: a `vxlan` port adopts an
+// existing netdev only when it matches the config, and the daemon deletes at SIGTERM only the netdevs it created
+// (recorded in its state file, so also after a SIGKILL and a restart). A VNI held by another netdev is named in the
+// error; a `local` address the host does not have is warned about. Needs root, `ip netns` and the vxlan module;
+// skips with the reason otherwise.
+//
+//   dom0: tapbridge xenbr0, vxlan netdevs over u0 198.18.40.1/24 ---- far: u1 198.18.40.2/24
+
+import { execFileSync } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { takeover } from "./handover-helpers.js";
+import { destroyLab, Lab, canRunNetns, waitFor } from "./helpers.js";
+
+/** The kernel must have the vxlan driver: try one in a throwaway namespace (synchronous, for describe.skipIf). */
+function probeVxlan(): { ok: boolean; reason: string } {
+  const base = canRunNetns();
+  if (!base.ok) return base;
+  const ns = `tb-vxprobe-${process.pid}`;
+  try {
+    execFileSync("ip", ["netns", "add", ns], { stdio: "pipe", timeout: 10_000 });
+    execFileSync("ip", ["-n", ns, "link", "add", "vxprobe", "type", "vxlan", "id", "1", "dstport", "4789"], { stdio: "pipe", timeout: 10_000 });
+    return { ok: true, reason: "" };
+  } catch (e) {
+    return { ok: false, reason: `this kernel cannot create a vxlan netdev (ip link add type vxlan failed): ${String((e as { stderr?: Buffer }).stderr ?? e).trim()}` };
+  } finally {
+    try {
+      execFileSync("ip", ["netns", "del", ns], { stdio: "pipe", timeout: 10_000 });
+    } catch {
+      /* never created */
+    }
+  }
+}
+
+const support = probeVxlan();
+const skipNote = support.ok ? "" : ` (skipped: ${support.reason})`;
+const LOCAL = "198.18.40.1";
+const FAR = "198.18.40.2";
+
+interface IpLinkDetail {
+  ifname: string;
+  ifindex: number;
+  linkinfo?: { info_kind: string; info_data?: { id?: number; port?: number; remote?: string; local?: string } };
+}
+
+describe.skipIf(!support.ok)("vxlan netdevs the daemon did not create" + skipNote, () => {
+  let lab: Lab;
+
+  async function detail(name: string): Promise<IpLinkDetail | null> {
+    const r = await lab.ip("dom0", ["-d", "-j", "link", "show", "dev", name], { check: false });
+    return r.code === 0 ? (JSON.parse(r.stdout) as IpLinkDetail[])[0] : null;
+  }
+
+  async function fdbDsts(name: string): Promise<string[]> {
+    const r = await lab.exec("dom0", ["bridge", "fdb", "show", "dev", name]);
+    return r.stdout.split("\n").filter((l) => l.startsWith("00:00:00:00:00:00")).map((l) => /dst (\S+)/.exec(l)?.[1] ?? "");
+  }
+
+  function config(vxlan: object[]): void {
+    lab.writeConfig({ control_socket: lab.socketPath, bridges: [{ name: "xenbr0", ports: [{ name: "vif1.0" }], vxlan }] });
+  }
+
+  async function restart(vxlan: object[]): Promise<void> {
+    if (lab.daemon?.running) await lab.stopDaemon();
+    config(vxlan);
+    await (await lab.startDaemon("dom0")).waitForOutput("daemon ready", 20_000);
+  }
+
+  beforeAll(async () => {
+    lab = new Lab("vxadopt");
+    await lab.addNs("dom0");
+    await lab.addNs("far");
+    await lab.addVeth("dom0", "u0", "far", "u1");
+    await lab.configureHost("dom0", "u0", LOCAL);
+    await lab.configureHost("far", "u1", FAR);
+  }, 60_000);
+
+  afterAll(() => destroyLab(lab));
+
+  it("refuses a vxlan netdev of the same name and VNI on another dstport with its own remote, and leaves it alone", async () => {
+    // the issue's netdev: someone else's, dstport 8472, its own default remote
+    await lab.ip("dom0", ["link", "add", "vxf", "type", "vxlan", "id", "200", "dstport", "8472", "remote", "198.18.40.9", "local", LOCAL]);
+    await restart([]);
+    const r = await lab.cli(["vxlan", "add", "xenbr0", "vxf", "--vni", "200", "--local", LOCAL, "--remote", FAR]);
+    expect(r.code, `${r.stdout}${r.stderr}\n${lab.daemonLog(20)}`).not.toBe(0);
+    expect(r.stderr).toMatch(/netdev vxf exists and was not created by tapbridge/);
+    expect(r.stderr).toMatch(/dstport 8472 \(config 4789\)/);
+    expect(r.stderr).toMatch(/its own remote 198\.18\.40\.9/);
+    const d = await detail("vxf");
+    expect(d?.linkinfo?.info_data).toMatchObject({ id: 200, port: 8472, remote: "198.18.40.9" });
+    expect(await fdbDsts("vxf")).toEqual(["198.18.40.9"]);
+    // SIGTERM does not touch it either
+    await lab.stopDaemon();
+    expect((await detail("vxf"))?.linkinfo?.info_data?.port).toBe(8472);
+  }, 60_000);
+
+  it("adopts a matching netdev it did not create, and leaves it in place at SIGTERM", async () => {
+    await lab.ip("dom0", ["link", "add", "vxm", "type", "vxlan", "id", "201", "dstport", "4789", "local", LOCAL]);
+    const ifindex = (await detail("vxm"))!.ifindex;
+    await restart([{ name: "vxm", vni: 201, local: LOCAL, remotes: [FAR] }]);
+    expect(lab.daemonLog(200)).toMatch(/adopting existing vxlan netdev/);
+    const show = await lab.cliJson<{ name: string; state: string }[]>(["vxlan", "show", "xenbr0"]);
+    expect(show.find((v) => v.name === "vxm")?.state).toBe("up");
+    await lab.stopDaemon();
+    expect((await detail("vxm"))?.ifindex, lab.daemonLog(20)).toBe(ifindex);
+  }, 60_000);
+
+  it("deletes the netdev it created at SIGTERM, also after a SIGKILL and a restart (the record is in the state file)", async () => {
+    await restart([{ name: "vx202", vni: 202, local: LOCAL, remotes: [FAR] }]);
+    const ifindex = (await detail("vx202"))?.ifindex;
+    expect(ifindex).toBeGreaterThan(0);
+    lab.daemon!.kill("SIGKILL");
+    await lab.daemon!.exited;
+    expect((await detail("vx202"))?.ifindex).toBe(ifindex);
+    await restart([{ name: "vx202", vni: 202, local: LOCAL, remotes: [FAR] }]);
+    expect((await detail("vx202"))?.ifindex).toBe(ifindex);
+    await lab.stopDaemon();
+    expect(await waitFor(async () => (await detail("vx202")) === null, 5_000), lab.daemonLog(20)).toBe(true);
+  }, 60_000);
+
+  it("a takeover carries the record: the new daemon deletes at SIGTERM the netdev the old one created", async () => {
+    await restart([{ name: "vx203", vni: 203, local: LOCAL, remotes: [FAR] }]);
+    const ifindex = (await detail("vx203"))?.ifindex;
+    expect(ifindex).toBeGreaterThan(0);
+    await takeover(lab, "dom0");
+    expect((await detail("vx203"))?.ifindex).toBe(ifindex);
+    await lab.stopDaemon();
+    expect(await waitFor(async () => (await detail("vx203")) === null, 5_000), lab.daemonLog(20)).toBe(true);
+  }, 90_000);
+
+  it("names the netdev that holds the VNI, and warns about a local address the host does not have", async () => {
+    await lab.ip("dom0", ["link", "add", "vxother", "type", "vxlan", "id", "300", "dstport", "4789"]);
+    await restart([]);
+    const r = await lab.cli(["vxlan", "add", "xenbr0", "vx300", "--vni", "300", "--remote", FAR]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/VNI 300 on UDP port 4789 is already used by netdev vxother/);
+    expect(await detail("vx300")).toBeNull();
+    const w = await lab.cli(["vxlan", "add", "xenbr0", "vx400", "--vni", "400", "--local", "198.18.41.7", "--remote", FAR]);
+    expect(w.code, `${w.stderr}\n${lab.daemonLog(20)}`).toBe(0);
+    expect(lab.daemonLog(200)).toMatch(/vx400: local 198\.18\.41\.7 is not an address of this host/);
+    await lab.stopDaemon();
+    expect(await detail("vx400")).toBeNull();
+    expect(await detail("vxother")).not.toBeNull();
+  }, 60_000);
+});

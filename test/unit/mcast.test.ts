@@ -1,0 +1,320 @@
+import { beforeEach, describe, expect, it } from 'vitest';
+import { Bridge } from '../../src/bridge/bridge.js';
+import { McastSnooping } from '../../src/bridge/mcast.js';
+import type { BridgePort } from '../../src/bridge/port.js';
+import { classifyIpv4, MC_QUERY, McastPacket, REC_ALLOW, REC_BLOCK, REC_IS_EX, REC_IS_IN, REC_TO_EX, REC_TO_IN } from '../../src/frame/igmp.js';
+import { classifyIpv6 } from '../../src/frame/mld.js';
+import { defaultMcastSettings, mcastSettingsFrom } from '../../src/mdb/config.js';
+import type { McastSettings } from '../../src/bridge/mcast.js';
+import { addFakePort, BatchBuilder, type FakeIo } from '../support/fake-io.js';
+import { traceFrame } from '../../src/observe/trace.js';
+import {
+  igmpLeave, igmpQuery, igmpV1Report, igmpV2Report, igmpV3Report, ipv4Frame, mldDone, mldQuery, mldV1Report, mldV2Report, udpTo,
+} from '../support/mcast-frames.js';
+
+const S1 = '198.18.5.1';
+const S2 = '198.18.5.2';
+const GROUP = '239.1.2.3';
+
+describe('step "multicast" (IGMP/MLD snooping)', () => {
+  let br: Bridge;
+  let batch: BatchBuilder;
+  let p: { port: BridgePort; io: FakeIo }[];
+  let mc: McastSnooping;
+
+  const rx = (i: number, ...frames: Buffer[]): void => {
+    for (const f of frames) batch.add(f);
+    br.receive(p[i].port, batch.slab, batch.desc, batch.count);
+    batch.reset();
+  };
+  /** frames each port has been sent since the last call */
+  const got = (): number[] => p.map((x) => {
+    const n = x.io.sent.length;
+    x.io.sent.length = 0;
+    return n;
+  });
+  const setup = (s: McastSettings = defaultMcastSettings()): void => {
+    br = new Bridge({ name: 'xenbr0', maxPorts: 16, fdbMax: 1024, ageingTimeMs: 300_000 });
+    mc = new McastSnooping(s, 16);
+    br.setMulticast(mc);
+    batch = new BatchBuilder();
+    // 0 uplink (router side), 1..3 guests, 4 sender guest
+    p = [['peth0', 'uplink'], ['vif1.0', 'tap'], ['vif2.0', 'tap'], ['vif3.0', 'tap'], ['vif4.0', 'tap']]
+      .map(([n, kind]) => addFakePort(br, batch, n, { kind: kind as 'tap' | 'uplink' }));
+    br.nowMs = 1000;
+  };
+
+  beforeEach(() => setup());
+
+  it('sends a registered group to its members only, and an unregistered one everywhere', () => {
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([1, 1, 1, 1, 0]); // nobody joined: flooded (multicast_flood_unregistered)
+    rx(1, igmpV2Report(GROUP, '198.18.0.1', '00:16:3e:00:00:01'));
+    expect(got()).toEqual([0, 0, 0, 0, 0]); // report suppression: no router port yet, no other host
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 1, 0, 0, 0]);
+    expect(mc.counters.mdbForwarded).toBe(1);
+  });
+
+  it('learns a router port from a general query, sends it reports and the group stream', () => {
+    rx(0, igmpQuery());
+    expect(got()).toEqual([0, 1, 1, 1, 1]); // queries are flooded
+    rx(1, igmpV2Report(GROUP, '198.18.0.1', '00:16:3e:00:00:01'));
+    expect(got()).toEqual([1, 0, 0, 0, 0]); // the report goes to the router port only
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([1, 1, 0, 0, 0]);
+    expect(mc.portStats(p[0].port, br.nowMs)).toMatchObject({ queries_rx: 1, is_router: true });
+    expect(mc.portStats(p[1].port, br.nowMs)).toMatchObject({ reports_rx: 1, mdb_entries: 1 });
+  });
+
+  it('a `never` port that sends queries does not become a router port', () => {
+    const s = mcastSettingsFrom({ ports: [{ name: 'vif3.0', multicast_router: 'never' }] }).settings;
+    setup(s);
+    rx(3, igmpQuery('0.0.0.0', { mac: '00:16:3e:00:00:03' }));
+    got();
+    rx(1, igmpV2Report(GROUP));
+    expect(got()).toEqual([0, 0, 0, 0, 0]);
+    expect(mc.portStats(p[3].port, br.nowMs).is_router).toBe(false);
+  });
+
+  it('a leave stops the stream after the last member query time; fast leave at once', () => {
+    // port 2 stays a member throughout: the group stays registered (an unregistered one is flooded)
+    rx(2, igmpV2Report(GROUP, '198.18.0.2', '00:16:3e:00:00:02'));
+    rx(1, igmpV2Report(GROUP));
+    rx(1, igmpLeave(GROUP));
+    br.nowMs += mc.lastMemberQueryTimeMs - 1;
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 1, 1, 0, 0]);
+    br.nowMs += 1;
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 0, 1, 0, 0]);
+    const s = mcastSettingsFrom({ ports: [{ name: 'vif1.0', multicast_fast_leave: true }] }).settings;
+    setup(s);
+    rx(2, igmpV2Report(GROUP, '198.18.0.2', '00:16:3e:00:00:02'));
+    rx(1, igmpV2Report(GROUP));
+    rx(1, igmpLeave(GROUP));
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 0, 1, 0, 0]);
+    expect(mc.mdb.members).toBe(1);
+    expect(mc.mdb.counters.membersLeft).toBe(1);
+  });
+
+  it('membership times out after the membership interval without new reports', () => {
+    rx(1, igmpV1Report(GROUP));
+    br.tick(br.nowMs + mc.membershipIntervalMs, 1 << 20);
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([1, 1, 1, 1, 0]); // unregistered again: flooded
+  });
+
+  it('IGMPv3 source filtering: INCLUDE {S1} receives S1 and not S2; EXCLUDE {S2} the reverse', () => {
+    rx(1, igmpV3Report([{ type: REC_ALLOW, group: GROUP, sources: [S1] }]));
+    rx(2, igmpV3Report([{ type: REC_TO_EX, group: GROUP, sources: [S2] }], '198.18.0.2', '00:16:3e:00:00:02'));
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 1, 1, 0, 0]);
+    rx(4, udpTo(S2, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 0, 0, 0, 0]);
+    // BLOCK S1 lowers its timer to the last member query time
+    rx(1, igmpV3Report([{ type: REC_BLOCK, group: GROUP, sources: [S1] }]));
+    br.nowMs += mc.lastMemberQueryTimeMs;
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 0, 1, 0, 0]);
+    // TO_IN {} from port 2 is a leave
+    rx(2, igmpV3Report([{ type: REC_TO_IN, group: GROUP }], '198.18.0.2', '00:16:3e:00:00:02'));
+    br.nowMs += mc.lastMemberQueryTimeMs;
+    br.tick(br.nowMs, 1 << 20);
+    expect(mc.mdb.groups).toBe(0);
+    expect(mc.mdb.check()).toBeNull();
+  });
+
+  it('IS_IN / IS_EX records refresh membership', () => {
+    rx(1, igmpV3Report([{ type: REC_IS_EX, group: GROUP }, { type: REC_IS_IN, group: '239.9.9.9', sources: [S1] }]));
+    rx(4, udpTo(S2, GROUP, '00:16:3e:00:00:04'), udpTo(S1, '239.9.9.9', '00:16:3e:00:00:04'), udpTo(S2, '239.9.9.9', '00:16:3e:00:00:04'));
+    expect(p[1].io.sent).toHaveLength(2);
+    expect(p[2].io.sent).toHaveLength(0);
+  });
+
+  it('floods link-local groups and never learns them', () => {
+    rx(1, igmpV2Report('224.0.0.251'));
+    rx(4, udpTo(S1, '224.0.0.251', '00:16:3e:00:00:04'), udpTo('fe80::4', 'ff02::1', '00:16:3e:00:00:04'));
+    expect(got()).toEqual([2, 2, 2, 2, 0]);
+    expect(mc.mdb.groups).toBe(0);
+  });
+
+  it('with multicast_flood_unregistered false, an unregistered group goes to router ports only', () => {
+    setup(mcastSettingsFrom({ multicast_flood_unregistered: false }).settings);
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 0, 0, 0, 0]);
+    rx(0, igmpQuery());
+    got();
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([1, 0, 0, 0, 0]);
+  });
+
+  it('per-VLAN override: snooping off in one VLAN floods as before', () => {
+    setup(mcastSettingsFrom({ multicast_vlans: [{ vlan: 0, multicast_snooping: false }] }).settings);
+    rx(1, igmpV2Report(GROUP));
+    expect(got()).toEqual([1, 0, 1, 1, 1]);
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([1, 1, 1, 1, 0]);
+  });
+
+  it('MLDv1 and MLDv2: members get the stream, non-members nothing', () => {
+    rx(0, mldQuery());
+    got();
+    rx(1, mldV1Report('ff0e::1:3'));
+    rx(2, mldV2Report([{ type: REC_ALLOW, group: 'ff0e::1:3', sources: ['2001:db8::4'] }], 'fe80::2', '00:16:3e:00:00:02'));
+    expect(got()).toEqual([2, 0, 0, 0, 0]);
+    rx(4, udpTo('2001:db8::4', 'ff0e::1:3', '00:16:3e:00:00:04'));
+    expect(got()).toEqual([1, 1, 1, 0, 0]);
+    rx(4, udpTo('2001:db8::5', 'ff0e::1:3', '00:16:3e:00:00:04'));
+    expect(got()).toEqual([1, 1, 0, 0, 0]);
+    rx(1, mldDone('ff0e::1:3'));
+    expect(got()).toEqual([1, 0, 0, 0, 0]); // the done, to the router port
+    br.nowMs += mc.lastMemberQueryTimeMs;
+    rx(4, udpTo('2001:db8::5', 'ff0e::1:3', '00:16:3e:00:00:04'));
+    expect(got()).toEqual([1, 0, 0, 0, 0]);
+  });
+
+  it('drops malformed IGMP and counts it by reason', () => {
+    const bad = Buffer.from(igmpV2Report(GROUP));
+    bad[14 + 24 + 2] ^= 0xff; // checksum
+    rx(1, bad);
+    expect(got()).toEqual([0, 0, 0, 0, 0]);
+    expect(mc.malformed[2]).toBe(1);
+    expect(mc.portStats(p[1].port, br.nowMs).malformed_rx).toBe(1);
+  });
+
+  it('a port going down loses its learnt memberships and router role', () => {
+    rx(0, igmpQuery());
+    rx(1, igmpV2Report(GROUP));
+    br.setPortState(p[1].port, 'down');
+    br.setPortState(p[0].port, 'down');
+    expect(mc.mdb.groups).toBe(0);
+    expect(mc.mdb.isRouter(p[0].port.id, br.nowMs)).toBe(false);
+  });
+
+  it('a PIM hello makes a router port', () => {
+    rx(0, ipv4Frame('198.18.0.254', '224.0.0.13', 103, Buffer.from([0x20, 0, 0, 0, 0, 1, 0, 2, 0, 105]), { mac: '00:16:3e:00:00:fe' }));
+    rx(1, igmpV2Report(GROUP));
+    expect(got()).toEqual([1, 1, 1, 1, 1]); // the hello flooded (1..4), then the report to the router (0) only
+  });
+
+  it('trace runs the same step, read only: a group to its member, a report to router ports, nothing learned', () => {
+    rx(1, igmpV2Report(GROUP));
+    got();
+    const t = traceFrame(br, p[4].port, udpTo(S1, GROUP, '00:16:3e:00:00:04'), br.nowMs);
+    expect(t.egress.map((e) => e.port)).toEqual(['vif1.0']);
+    const before = mc.mdb.members;
+    const r = traceFrame(br, p[2].port, igmpV2Report('239.7.7.7', '198.18.0.2', '00:16:3e:00:00:02'), br.nowMs);
+    expect(r.egress).toEqual([]); // no router port yet
+    expect(mc.mdb.members).toBe(before);
+    expect(mc.portStats(p[2].port, br.nowMs).reports_rx).toBe(0);
+    // the frame the trace predicted is what receive() does
+    rx(4, udpTo(S1, GROUP, '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 1, 0, 0, 0]);
+  });
+
+  it('stays off when the bridge has no McastSnooping (multicast flooded, reports to everyone)', () => {
+    br.setMulticast(null);
+    rx(1, igmpV2Report(GROUP));
+    expect(got()).toEqual([1, 0, 1, 1, 1]);
+  });
+});
+
+describe('the querier (multicast_querier)', () => {
+  const make = (extra: Record<string, unknown> = {}): { br: Bridge; mc: McastSnooping; p: { port: BridgePort; io: FakeIo }[]; batch: BatchBuilder } => {
+    const r = mcastSettingsFrom({ multicast_querier: true, multicast_querier_ipv4: '198.18.0.100', multicast_query_interval: 10, ...extra });
+    expect(r.problems).toEqual([]);
+    const br = new Bridge({ name: 'xenbr0', maxPorts: 16, fdbMax: 1024, ageingTimeMs: 300_000 });
+    const mc = new McastSnooping(r.settings, 16);
+    const batch = new BatchBuilder();
+    mc.slab = () => batch.slab;
+    br.setMulticast(mc);
+    const p = ['vif1.0', 'vif2.0'].map((n) => addFakePort(br, batch, n));
+    return { br, mc, p, batch };
+  };
+  const pkt = new McastPacket();
+  const classify = (hex: string): number => {
+    const f = Buffer.from(hex, 'hex');
+    return (f[12] === 0x08 ? classifyIpv4 : classifyIpv6)(f, 14, f.length - 14, pkt);
+  };
+
+  it('sends valid IGMPv3 and MLDv2 general queries to every port, startup queries a quarter interval apart', () => {
+    const { br, p } = make();
+    br.tick(1000, 100);
+    for (const x of p) {
+      expect(x.io.sent).toHaveLength(2);
+      expect(classify(x.io.sent[0])).toBe(MC_QUERY);
+      expect([pkt.version, pkt.family, pkt.src[3] >>> 0]).toEqual([3, 4, 0xc6120064]);
+      expect(classify(x.io.sent[1])).toBe(MC_QUERY);
+      expect([pkt.version, pkt.family, pkt.src[0] >>> 0]).toEqual([2, 6, 0xfe800000]);
+      x.io.sent.length = 0;
+    }
+    br.tick(1000 + 2499, 100);
+    expect(p[0].io.sent).toHaveLength(0);
+    br.tick(1000 + 2500, 100);
+    expect(p[0].io.sent).toHaveLength(2);
+  });
+
+  it('falls back to IGMPv2 queries after an IGMPv2 report', () => {
+    const { br, p, batch } = make();
+    batch.add(igmpV2Report(GROUP));
+    br.receive(p[0].port, batch.slab, batch.desc, batch.count);
+    batch.reset();
+    br.tick(1000, 100);
+    expect(classify(p[1].io.sent[0])).toBe(MC_QUERY);
+    expect(pkt.version).toBe(2);
+  });
+
+  it('stops in a VLAN when a lower-addressed querier is heard, resumes after the other querier present interval', () => {
+    const { br, mc, p, batch } = make();
+    br.nowMs = 1000;
+    batch.add(igmpQuery('0.0.0.0', { src: '198.18.0.1' }));
+    br.receive(p[0].port, batch.slab, batch.desc, batch.count);
+    batch.reset();
+    for (const x of p) x.io.sent.length = 0;
+    br.tick(1000, 100);
+    // IPv4 silenced, IPv6 still sent
+    expect(p[1].io.sent.map((h) => classify(h) === MC_QUERY && pkt.family)).toEqual([6]);
+    const other = 2 * 10_000 + 10_000 / 2;
+    p[1].io.sent.length = 0;
+    br.tick(1000 + other, 100);
+    expect(p[1].io.sent.map((h) => classify(h) === MC_QUERY && pkt.family)).toEqual([4, 6]);
+    // a higher address does not silence it
+    expect(mc.querier).not.toBeNull();
+  });
+
+  it('on a leave it sends group-specific queries to that port, last_member_count times, last_member_interval apart', () => {
+    const { br, p, batch, mc } = make();
+    br.tick(1000, 100); // general queries
+    for (const x of p) x.io.sent.length = 0;
+    br.nowMs = 1100;
+    batch.add(igmpV2Report(GROUP)).add(igmpLeave(GROUP));
+    br.receive(p[0].port, batch.slab, batch.desc, batch.count);
+    batch.reset();
+    br.tick(1100, 100);
+    expect(p[0].io.sent).toHaveLength(1);
+    expect(classify(p[0].io.sent[0])).toBe(MC_QUERY);
+    expect([pkt.version, pkt.group[3] >>> 0, pkt.maxRespMs]).toEqual([2, 0xef010203, 1000]);
+    expect(p[1].io.sent).toHaveLength(0);
+    br.tick(1100 + 999, 100);
+    expect(p[0].io.sent).toHaveLength(1);
+    br.tick(1100 + 1000, 100);
+    expect(p[0].io.sent).toHaveLength(2);
+    br.tick(1100 + 5000, 100);
+    expect(p[0].io.sent.filter((h) => classify(h) === MC_QUERY && pkt.group[3] !== 0)).toHaveLength(2);
+    expect(mc.querier!.groupQueriesSent).toBe(2);
+    // MLD: a done gets MLD group-specific queries
+    batch.add(mldV1Report('ff0e::1:3')).add(mldDone('ff0e::1:3'));
+    br.receive(p[1].port, batch.slab, batch.desc, batch.count);
+    batch.reset();
+    p[1].io.sent.length = 0;
+    br.tick(br.nowMs, 100);
+    expect(classify(p[1].io.sent[0])).toBe(MC_QUERY);
+    expect([pkt.family, pkt.group[0] >>> 0, pkt.group[3]]).toEqual([6, 0xff0e0000, 0x10003]);
+  });
+
+  it('refuses a querier IPv6 source that is not link-local', () => {
+    expect(mcastSettingsFrom({ multicast_querier_ipv6: '2001:db8::1' }).problems.map((x) => x[0])).toEqual(['multicast_querier_ipv6']);
+  });
+});
