@@ -138,6 +138,11 @@ export interface RawVhostUser extends Omit<RawPort, 'kind'> {
   listen(): void;
   info(): VhostUserInfo;
   /**
+   * QoS: held, the guest's TX ring (queue 1) is not read, whatever start()/stop() said (its frames wait there: the
+   * guest's driver stops its queue); released, it is read again if start() asked for it. The connection is served.
+   */
+  holdRx(held: boolean): void;
+  /**
    * Takeover, old daemon: the connection, region and eventfds as [role, fd] (0 the connection, 1+i region i,
    * 16+4q+k queue q's kick/call/err) and the negotiated state; from then on the port touches neither the rings nor the
    * socket until start() (a handover that failed). null when not connected.

@@ -364,6 +364,15 @@ export class VhostUserIo implements PortIo {
     if (!this.closed) this.raw.stop();
   }
 
+  /**
+   * QoS (src/bridge/qos.ts): held, the guest's TX ring is not read (its frames wait in the guest, whose driver stops
+   * its queue when the ring is full); released, it is read again unless stop() holds it. Frames to the guest and the
+   * connection's messages are not affected.
+   */
+  holdRx(held: boolean): void {
+    if (!this.closed) this.raw.holdRx(held);
+  }
+
   send(count: number): number {
     return this.raw.send(count);
   }

@@ -253,6 +253,8 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   Napi::Value SetCounters(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Stop(const Napi::CallbackInfo& info);
+  // QoS: holdRx(true) leaves queue 1 (the guest's TX ring) alone, the connection keeps being served
+  Napi::Value HoldRx(const Napi::CallbackInfo& info);
   Napi::Value Send(const Napi::CallbackInfo& info);
   Napi::Value ReadSocketDrops(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), 0); }
   Napi::Value Close(const Napi::CallbackInfo& info);
@@ -320,6 +322,7 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   bool server_ = false;
   bool closed_ = false;
   bool reading_ = true;  // stop()/start(): poll queue 1's kick or not
+  bool held_ = false;    // holdRx(): QoS holds queue 1; its kick is polled only while reading_ && !held_
   bool exported_ = false;  // handed over to another daemon: the rings and the socket are not ours to touch
   int inCallback_ = 0;
   bool refd_ = false;
@@ -379,6 +382,7 @@ Napi::Function VhostUserPort::Init(Napi::Env env) {
                          InstanceMethod<&VhostUserPort::SetCounters>("setCounters"),
                          InstanceMethod<&VhostUserPort::Start>("start"),
                          InstanceMethod<&VhostUserPort::Stop>("stop"),
+                         InstanceMethod<&VhostUserPort::HoldRx>("holdRx"),
                          InstanceMethod<&VhostUserPort::Send>("send"),
                          InstanceMethod<&VhostUserPort::ReadSocketDrops>("readSocketDrops"),
                          InstanceMethod<&VhostUserPort::Close>("close"),
@@ -465,9 +469,36 @@ Napi::Value VhostUserPort::Start(const Napi::CallbackInfo& info) {
   exported_ = false;
   if (connPoll_ != nullptr) uv_poll_start(connPoll_, UV_READABLE, OnConnPoll);
   Vring& vq = vq_[1];
-  if (vq.kickPoll != nullptr) {
+  if (vq.kickPoll != nullptr && !held_) {
     uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
     // frames that queued while stopped: come back through the kick
+    if (vq.kick >= 0) eventfd_write(vq.kick, 1);
+  }
+  return env.Undefined();
+}
+
+// holdRx(held): QoS (src/bridge/qos.ts) held, queue 1's kick is not polled: what the guest sends stays in its TX ring
+// (its driver sees the ring fill and stops its queue: backpressure, no drop here); the connection's messages and
+// queue 0 (frames to the guest) are served as before. Released, the kick is polled again if start() asked for it, and
+// one kick re-reads what queued meanwhile.
+Napi::Value VhostUserPort::HoldRx(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsBoolean()) {
+    ThrowType(env, "holdRx(held: boolean)");
+    return env.Undefined();
+  }
+  bool held = info[0].As<Napi::Boolean>().Value();
+  if (held == held_ || closed_) {
+    held_ = held;
+    return env.Undefined();
+  }
+  held_ = held;
+  Vring& vq = vq_[1];
+  if (vq.kickPoll == nullptr) return env.Undefined();
+  if (held) {
+    uv_poll_stop(vq.kickPoll);
+  } else if (reading_ && !exported_) {
+    uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
     if (vq.kick >= 0) eventfd_write(vq.kick, 1);
   }
   return env.Undefined();
@@ -1239,7 +1270,7 @@ bool VhostUserPort::StartRing(uint32_t index) {
       return false;
     }
     vq.kickPoll->data = this;
-    if (reading_) uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
+    if (reading_ && !held_) uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
     eventfd_write(vq.kick, 1);  // buffers posted before the kick fd arrived
   }
   return true;

@@ -5,10 +5,13 @@
 #
 #   vhost-frontend.py SOCKET listen|connect host MAC IP SECONDS
 #   vhost-frontend.py SOCKET listen|connect hostile NAME [NAME...]
+#   vhost-frontend.py SOCKET listen|connect burst MAC COUNT SECONDS
 #
 # listen: this frontend is the server (tapbridge mode client); connect: tapbridge listens (mode server).
 # hostile prints "closed NAME" when tapbridge closed the connection within 5 s, else "open NAME"; one connection
 # per NAME (tapbridge reconnects in client mode).
+# burst puts COUNT broadcast frames (1000 bytes, ethertype 0x88b5) into its TX ring at once (COUNT < 256), prints
+# "ready", then every 0.2 s "consumed N" (the used entries tapbridge returned) for SECONDS.
 import mmap, os, select, socket, struct, sys, time
 
 GET_FEATURES, SET_FEATURES, SET_OWNER = 1, 2, 3
@@ -217,6 +220,19 @@ def host(dev, mac, ip, seconds):
     print("answered %d" % answered, flush=True)
 
 
+def burst(dev, mac, count, seconds):
+    mac_b = bytes.fromhex(mac.replace(":", ""))
+    dev.setup()
+    for i in range(count):
+        dev.send_frame(b"\xff" * 6 + mac_b + b"\x88\xb5" + struct.pack("!I", i) + bytes(982))
+    print("ready", flush=True)
+    used = RING[1] + 0x2000
+    end = time.time() + seconds
+    while time.time() < end:
+        print("consumed %d" % struct.unpack_from("<H", dev.mem, used + 2)[0], flush=True)
+        time.sleep(0.2)
+
+
 def attack(dev, name):
     full = ("addr_outside", "desc_loop", "huge_len", "avail_jump", "nested_indirect", "bad_head", "rx_writable_tx")
     if name in full:
@@ -328,6 +344,9 @@ def main():
 
     if what == "host":
         host(Dev(conn()), sys.argv[4], sys.argv[5], float(sys.argv[6]))
+        return
+    if what == "burst":
+        burst(Dev(conn()), sys.argv[4], int(sys.argv[5]), float(sys.argv[6]))
         return
     for name in sys.argv[4:]:
         c = conn()

@@ -135,6 +135,37 @@ describe.skipIf(!support.ok)("vhost-user ports in a netns lab" + skipNote, () =>
     await fe.stop(2_000);
   }, 60_000);
 
+  it("a rate limit holds the guest's TX ring: its frames wait in the guest, and are read once it is released", async () => {
+    // 1 kbit/s with a 1 kbit bucket: a 1000-byte frame empties it, and the hold lasts until it is half full (~7.5 s)
+    const set = await lab.cli(["qos", "set", BRIDGE, "vif3.0", "--kbps", "1", "--burst-kb", "1"]);
+    expect(set.code, set.stderr).toBe(0);
+    const COUNT = 250;
+    const fe = lab.spawn("dom0", [PYTHON, FRONTEND, sock1, "listen", "burst", MAC.vhu1, String(COUNT), "60"], "vhost burst frontend");
+    const consumed = (): number => {
+      const m = [...fe.stdout.matchAll(/consumed (\d+)/g)];
+      return m.length === 0 ? -1 : Number(m[m.length - 1][1]);
+    };
+    let cleared = false;
+    try {
+      expect(await waitFor(() => consumed() > 0 || !fe.running, 20_000), `${fe.stdout}\n${fe.stderr}`).toBe(true);
+      const held = async (): Promise<boolean> =>
+        (await lab.cliJson<Array<{ port: string; rx_held: boolean }>>(["qos", "show", BRIDGE])).find((q) => q.port === "vif3.0")?.rx_held === true;
+      expect(await waitFor(held, 10_000), lab.daemonLog()).toBe(true);
+      // a line printed after the hold began (the frontend prints every 0.2 s)
+      const lines = fe.stdout.length;
+      expect(await waitFor(() => /consumed/.test(fe.stdout.slice(lines)), 5_000)).toBe(true);
+      // held: the rest of the burst is still in the guest's ring (without holdRx it was read, and dropped, at once)
+      expect(consumed(), fe.stdout.slice(-200)).toBeLessThan(COUNT);
+      // released (qos clear): the kick is polled again and what waited is read
+      expect((await lab.cli(["qos", "clear", BRIDGE, "vif3.0"])).code).toBe(0);
+      cleared = true;
+      expect(await waitFor(() => consumed() === COUNT, 10_000, 200), fe.stdout.slice(-200)).toBe(true);
+    } finally {
+      await fe.stop(2_000);
+      if (!cleared) await lab.cli(["qos", "clear", BRIDGE, "vif3.0"]);
+    }
+  }, 60_000);
+
   it("hostile inputs close only that connection, with a log line; the daemon and other ports keep forwarding", async () => {
     // broadcasts from vm1 reach the port while each attack runs (rx_outside is found when a frame is delivered)
     const flood = lab.spawn("vm1", ["ping", "-b", "-n", "-q", "-i", "0.2", "-c", "1000", "198.18.23.255"], "broadcast ping vm1");
@@ -173,8 +204,9 @@ describe.skipIf(!support.ok)("vhost-user with data_workers: 2" + skipNote, () =>
     lab.writeConfig({
       control_socket: lab.socketPath,
       data_workers: 2,
-      // vif0.0 first: with two threads the second TAP (vm1's) is the one a worker would read if it could
-      bridges: [{ name: BRIDGE, ports: [{ name: "vif0.0" }, { name: "vif1.0" }, { name: "vif3.0", kind: "vhost-user", socket: sock }] }],
+      // vif0.0 first: with two threads the second TAP (vm1's) is the one a worker would read if it could; snooping
+      // off, since it alone keeps a bridge on the main thread
+      bridges: [{ name: BRIDGE, multicast_snooping: false, ports: [{ name: "vif0.0" }, { name: "vif1.0" }, { name: "vif3.0", kind: "vhost-user", socket: sock }] }],
     });
     await lab.startDaemon("dom0");
     if (!(await waitFor(() => lab.linkExists("dom0", "vif1.0"), 10_000))) throw new Error(`no TAP vif1.0\n${lab.daemonLog()}`);
