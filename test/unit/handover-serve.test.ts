@@ -6,16 +6,19 @@ import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 const written: Array<{ fd: number; text: string }> = [];
+const sent: Array<{ list: number[]; payload: Uint8Array; version: number }> = [];
 vi.mock('../../src/io/native.js', () => ({
   fds: {
-    send: () => undefined,
+    send: (_sock: number, list: number[], payload: Uint8Array, version: number) => {
+      sent.push({ list: [...list], payload, version });
+    },
     write: (fd: number, text: string) => written.push({ fd, text }),
   },
   isNativeError: () => false,
 }));
 
 const { serveHandover } = await import('../../src/handover/serve.js');
-const { HANDOVER_ACK_TIMEOUT_MS, HANDOVER_PROTOCOL } = await import('../../src/handover/protocol.js');
+const { HANDOVER_ACK_TIMEOUT_MS, HANDOVER_PROTOCOL, parsePayload } = await import('../../src/handover/protocol.js');
 
 type Handler = (sock: FakeSock, params: Record<string, unknown>, id: unknown) => void;
 
@@ -37,7 +40,9 @@ class FakeSock extends EventEmitter {
 
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined, child: () => silent };
 
-function setup() {
+type VhostHandoverFake = { name: string; fds: Array<[number, number]>; state: Record<string, unknown> };
+
+function setup(vhost: VhostHandoverFake[] = []) {
   let handler: Handler | null = null;
   const control = {
     path: '/run/x.sock',
@@ -63,7 +68,13 @@ function setup() {
     resumeIo() {
       this.resumed++;
     },
+    /** pauseIo() calls made before vhostHandovers() was asked (the rings are exported only from a paused port) */
+    pausedAtExport: -1,
     portIos: () => [],
+    vhostHandovers() {
+      this.pausedAtExport = this.paused;
+      return vhost;
+    },
   };
   const events = { handedOver: 0, resumed: 0 };
   const server = serveHandover({
@@ -83,6 +94,7 @@ function setup() {
 describe('serveHandover: the resume rule', () => {
   beforeEach(() => {
     written.length = 0;
+    sent.length = 0;
     vi.useFakeTimers();
   });
   afterEach(() => vi.useRealTimers());
@@ -128,6 +140,30 @@ describe('serveHandover: the resume rule', () => {
     b.sock.destroy();
     expect(b.daemon.resumed).toBe(1);
     expect(b.events.handedOver).toBe(0);
+  });
+
+  it('protocol 2 carries a vhost-user port: its fds (kind vhost-user, role in ifindex) and its state, exported after the pause; committed, it is not resumed', () => {
+    const state = { features: '0x1', rings: [{ num: 256, lastAvail: 7 }, { num: 256, lastAvail: 9 }] };
+    const t = setup([{ name: 'vif3.0', fds: [[0, 40], [1, 41], [17, 42]], state }]);
+    t.start();
+    expect(t.daemon.pausedAtExport).toBe(1);
+    expect(sent).toHaveLength(1);
+    expect(sent[0].version).toBe(2);
+    // the vhost-user fds, then the listening control socket
+    expect(sent[0].list).toEqual([40, 41, 42, 7]);
+    const p = parsePayload(sent[0].payload, sent[0].list.length);
+    expect(p.protocol).toBe(2);
+    expect(p.fds.slice(0, 3)).toEqual([
+      { kind: 'vhost-user', name: 'vif3.0', ifindex: 0 },
+      { kind: 'vhost-user', name: 'vif3.0', ifindex: 1 },
+      { kind: 'vhost-user', name: 'vif3.0', ifindex: 17 },
+    ]);
+    expect(p.vhost).toEqual({ 'vif3.0': state });
+    t.sock.emit('data', Buffer.from('{"stop":true}\n'));
+    expect(t.server.phase).toBe('committed');
+    t.sock.destroy();
+    vi.advanceTimersByTime(HANDOVER_ACK_TIMEOUT_MS * 2);
+    expect(t.daemon.resumed).toBe(0);
   });
 
   it('version 1\'s {"forwarding":true} is not a "stop": it resumes', () => {
