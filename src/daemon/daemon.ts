@@ -36,6 +36,7 @@ import { Captures, captureOptionsFrom } from '../observe/capture.js';
 import { traceFrame, traceFrameFrom, type TraceResult } from '../observe/trace.js';
 import type { ControlClient } from '../control/server.js';
 import { CallbackGuard } from './guard.js';
+import { type BridgeRuntime, DaemonCore, type PortSettings, settingsFromDefaults, type TapFdListener, type TapMoveListener } from './runtime.js';
 import { DataPlane, DataPlaneSyncError, DataPlaneTimeout, type DataPlaneShow } from '../dataplane/dataplane.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
@@ -111,108 +112,29 @@ export interface BridgeStats {
   ports: PortStats[];
 }
 
-/** Flags and security of a new port (config port, or `port_defaults` for one added at runtime). */
-interface PortSettings {
-  learning: boolean;
-  flood: boolean;
-  isolated: boolean;
-  fdbMax: number;
-  lock: LockSpec;
-  raGuard: boolean;
-  dhcpGuard: boolean;
-  allowStacked: boolean;
-  qos: QosSpec;
-}
-
-function settingsFromDefaults(d: PortDefaults): PortSettings {
-  return { learning: d.learning, flood: d.flood, isolated: d.isolated, fdbMax: d.fdbMax, lock: d.lock, raGuard: d.raGuard, dhcpGuard: d.dhcpGuard, allowStacked: false, qos: d.qos };
-}
-
-class BridgeRuntime {
-  /** The bridge's config (replaced by a reload). */
-  cfg: BridgeConfig;
-  readonly bridge: Bridge;
-  readonly locks: PortLocks;
-  readonly qos: BridgeQos;
-  readonly mirrors: BridgeMirrors;
-  readonly ports = new Map<string, ManagedPort>();
-  uplink: PortHandle | null = null;
-  bond: Bond | null = null;
-
-  constructor(cfg: BridgeConfig, log: Logger, sharedFdb: boolean) {
-    this.cfg = cfg;
-    const names = (id: number): string => this.bridge.ports[id]?.name ?? `#${id}`;
-    const onFlapSuppressed = (count: number): void => {
-      log.warn({ bridge: cfg.name, suppressed: count }, `${count} more flapping MACs suppressed`);
-    };
-    this.bridge = new Bridge({
-      name: cfg.name,
-      maxPorts: MAX_PORTS_PER_BRIDGE,
-      fdbMax: cfg.fdbMax,
-      ageingTimeMs: cfg.ageingTimeS * 1000,
-      onFlap: (vid, mac, from, to, moves) => {
-        log.warn({ bridge: cfg.name, mac: formatMac(mac), vlan: vid, ports: [names(from), names(to)], moves_per_s: moves },
-          'MAC address keeps moving between two ports: a forwarding loop?');
-      },
-      onFlapSuppressed,
-      sharedFdb,
-    });
-    this.locks = new PortLocks(this.bridge);
-    this.qos = new BridgeQos(this.bridge, log);
-    this.mirrors = new BridgeMirrors(this.bridge, () => this.uplink?.name ?? null);
-  }
-
-  all(): PortHandle[] {
-    const list: PortHandle[] = [...this.ports.values()];
-    if (this.uplink !== null) list.unshift(this.uplink);
-    return list;
-  }
-
-  find(name: string): PortHandle | undefined {
-    if (this.uplink !== null && this.uplink.name === name) return this.uplink;
-    return this.ports.get(name);
-  }
-}
-
-/** Who keeps TAP fds across restarts (src/handover/fdstore.ts). */
-export interface TapFdListener {
-  opened(bridge: string, port: string, fd: number): void;
-  removed(bridge: string, port: string): void;
-}
-
-/** Who records where persistent TAPs moved (src/handover/moved.ts). */
-export interface TapMoveListener {
-  moved(bridge: string, port: string, nsid: number, ifindex: number): void;
-  removed(bridge: string, port: string): void;
-}
+export type { TapFdListener, TapMoveListener } from './runtime.js';
 
 export class Daemon {
+  /** The state every role shares (runtime.ts). */
+  private readonly core: DaemonCore;
   /** The config in force (replaced by a reload, src/state/reload.ts). */
-  config: DaemonConfig;
-  private readonly log: Logger;
-  private readonly portLog: Logger;
-  private readonly linkLog: Logger;
-  private readonly bridges = new Map<string, BridgeRuntime>();
-  /** Every port of every bridge by interface name (names are unique daemon-wide). */
-  private readonly byName = new Map<string, ManagedPort>();
+  get config(): DaemonConfig {
+    return this.core.config;
+  }
+
+  set config(config: DaemonConfig) {
+    this.core.config = config;
+  }
+
   private monitor: LinkMonitor | null = null;
   /** Running `capture` streams (src/observe/capture.ts). */
   readonly captures = new Captures();
   private ticker: NodeJS.Timeout | null = null;
   private ticks = 0;
-  /** Handover in progress: ports do not read and link events wait (resumeIo re-dumps). */
-  private ioPaused = false;
   /** data_workers > 1: the worker threads (src/dataplane/) */
   private dataPlane: DataPlane | null = null;
-  /** Uplink netdevs whose host stack is fenced off for a `mac: uplink` host port. */
-  private readonly fenced: string[] = [];
-  /** Told about every TAP fd the daemon opens and every TAP port removed (the systemd fd store). */
-  private tapFds: TapFdListener | null = null;
-  /** Told where persistent TAPs move (src/handover/moved.ts). */
-  private tapMoves: TapMoveListener | null = null;
   /** Exception boundary of every callback the daemon registers (see guard.ts). */
   readonly guard: CallbackGuard;
-  private readonly wrap: CallbackGuard['wrap'];
   /** ifindexes seen since the current link dump was asked for (mark-and-sweep after an overrun), or null. */
   private dumpSeen: Set<number> | null = null;
   private dumpRetryTimer: NodeJS.Timeout | null = null;
@@ -227,12 +149,10 @@ export class Daemon {
    * ports are closed and the process exits 70.
    */
   constructor(config: DaemonConfig, log: Logger, onFatal?: (err: unknown) => void) {
-    this.config = config;
-    this.log = log.child({ subsystem: 'daemon' });
-    this.portLog = log.child({ subsystem: 'port' });
-    this.linkLog = this.log.child({ subsystem: 'link' });
-    for (const bc of config.bridges) this.bridges.set(bc.name, new BridgeRuntime(bc, log.child({ subsystem: 'fdb' }), config.dataWorkers > 1));
-    this.guard = new CallbackGuard(this.log, () => this.checkInvariants(), (err) => {
+    const core = new DaemonCore(config, log);
+    this.core = core;
+    for (const bc of config.bridges) core.bridges.set(bc.name, core.newBridge(bc));
+    this.guard = new CallbackGuard(core.log, () => this.checkInvariants(), (err) => {
       if (onFatal !== undefined) {
         onFatal(err);
         return;
@@ -240,34 +160,30 @@ export class Daemon {
       this.stop();
       process.exit(70);
     });
-    this.wrap = this.guard.wrap.bind(this.guard);
+    core.wrap = this.guard.wrap.bind(this.guard);
   }
 
   /** null when every bridge's FDB bookkeeping is consistent, else the first problem (after a caught exception). */
   checkInvariants(): string | null {
-    for (const br of this.bridges.values()) {
+    for (const br of this.core.bridges.values()) {
       const p = br.bridge.fdb.checkInvariants();
       if (p !== null) return `bridge ${br.cfg.name}: FDB: ${p}`;
     }
     return null;
   }
 
-  private now(): number {
-    return performance.now();
-  }
-
   /** Set before start(): TAP fds opened from then on are reported to it. */
   setTapFdListener(listener: TapFdListener | null): void {
-    this.tapFds = listener;
+    this.core.tapFds = listener;
   }
 
   setTapMoveListener(listener: TapMoveListener | null): void {
-    this.tapMoves = listener;
+    this.core.tapMoves = listener;
   }
 
   /** Opens every configured port; throws (start-up failure) when a TAP cannot be created. */
   start(): void {
-    const linkLog = this.linkLog;
+    const linkLog = this.core.linkLog;
     const rcvbuf = Number(process.env[NETLINK_RCVBUF_ENV] ?? 0);
     if (!Number.isSafeInteger(rcvbuf) || rcvbuf < 0 || rcvbuf > 0x3fffffff) {
       throw new Error(`${NETLINK_RCVBUF_ENV} must be an integer 0..1073741823 (bytes), got ${JSON.stringify(process.env[NETLINK_RCVBUF_ENV])}`);
@@ -276,16 +192,16 @@ export class Daemon {
     busyPoll.set(this.config.busyPollUs);
     directPoll.set(this.config.directPoll);
     this.monitor = new LinkMonitor(
-      this.wrap('link monitor', (type: Parameters<Daemon['onLinkEvent']>[0], ifindex: number, name: string, flags: number, mtu: number,
+      this.core.wrap('link monitor', (type: Parameters<Daemon['onLinkEvent']>[0], ifindex: number, name: string, flags: number, mtu: number,
         newNsid: number, newIfindex: number) => {
         if (type === 'del' && newNsid >= 0 && newIfindex > 0) this.onTapMoved(ifindex, newNsid, newIfindex);
         this.onLinkEvent(type, ifindex, name, flags, mtu, linkLog);
       }),
       rcvbuf,
     );
-    for (const br of this.bridges.values()) this.startBridge(br);
+    for (const br of this.core.bridges.values()) this.startBridge(br);
     this.requestDump();
-    this.ticker = setInterval(this.wrap('tick', () => this.tick()), TICK_MS);
+    this.ticker = setInterval(this.core.wrap('tick', () => this.tick()), TICK_MS);
     this.ticker.unref();
     if (this.config.dataWorkers > 1) this.startDataPlane();
   }
@@ -294,19 +210,19 @@ export class Daemon {
   private startDataPlane(): void {
     const dp = new DataPlane({
       count: this.config.dataWorkers,
-      bridges: () => [...this.bridges.values()].map((br) => ({ name: br.cfg.name, bridge: br.bridge, hasBond: () => br.bond !== null })),
+      bridges: () => [...this.core.bridges.values()].map((br) => ({ name: br.cfg.name, bridge: br.bridge, hasBond: () => br.bond !== null })),
       directPoll: this.config.directPoll,
-      log: this.log.child({ subsystem: 'dataplane' }),
-      paused: () => this.ioPaused,
+      log: this.core.log.child({ subsystem: 'dataplane' }),
+      paused: () => this.core.ioPaused,
       onIoError: (bridge, port, io, errno, syscall, stopped) => {
-        const mp = this.bridges.get(bridge)?.find(port);
+        const mp = this.core.bridges.get(bridge)?.find(port);
         if (mp instanceof ManagedPort && mp.io === io) mp.ioError(errno, syscall, stopped);
       },
     });
     this.dataPlane = dp;
     const t0 = performance.now();
-    dp.start(this.now());
-    this.log.info({ ...dp.show(), start_ms: Math.round(performance.now() - t0) }, 'data plane on threads');
+    dp.start(this.core.now());
+    this.core.log.info({ ...dp.show(), start_ms: Math.round(performance.now() - t0) }, 'data plane on threads');
   }
 
   /**
@@ -335,7 +251,7 @@ export class Daemon {
     if (syncWorkers) this.syncWorkers(true);
     return this.dataPlane?.show() ?? {
       data_workers: this.config.dataWorkers, epoch: 0, syncs: 0, learned_from_workers: 0,
-      workers: [{ id: 0, alive: true, ports: [...this.byName.keys()], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0 }],
+      workers: [{ id: 0, alive: true, ports: [...this.core.byName.keys()], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0 }],
     };
   }
 
@@ -347,17 +263,17 @@ export class Daemon {
     if (mac === 'uplink') {
       for (const n of names) {
         if (netdev.info(n) === null) continue;
-        fenceHostStack(n, this.log);
-        this.fenced.push(n);
+        fenceHostStack(n, this.core.log);
+        this.core.fenced.push(n);
       }
     }
-    this.log.info({ bridge: br.cfg.name, mac: r.mac, from: r.from }, 'host port MAC');
+    this.core.log.info({ bridge: br.cfg.name, mac: r.mac, from: r.from }, 'host port MAC');
     return r.mac;
   }
 
   /** Opens a bridge's uplink and ports and adds its static entries (start-up and reload). */
   private startBridge(br: BridgeRuntime): void {
-    const now = this.now();
+    const now = this.core.now();
     br.bridge.nowMs = now;
     this.openUplink(br, br.cfg.uplink);
     for (const pc of br.cfg.ports) this.createConfigPort(br, pc);
@@ -396,15 +312,15 @@ export class Daemon {
     // the uplink gets the built-in flags: port_defaults never apply to it
     const s = settings ?? settingsFromDefaults(BUILTIN_PORT_DEFAULTS);
     const port = new BridgePort(id, name, kind, s, br.cfg.mtu, s.fdbMax, s.allowStacked);
-    const opts = { persist, create, hostMac, ownerOfIfindex: (ifindex: number) => this.portOfIfindex(ifindex), wrap: this.wrap };
+    const opts = { persist, create, hostMac, ownerOfIfindex: (ifindex: number) => this.core.portOfIfindex(ifindex), wrap: this.core.wrap };
     const mp = vxlan !== null
-      ? new VxlanPort(br.bridge, port, vxlan, opts, br.cfg.mtu, this.portLog)
-      : new ManagedPort(br.bridge, port, opts, br.cfg.mtu, this.portLog);
+      ? new VxlanPort(br.bridge, port, vxlan, opts, br.cfg.mtu, this.core.portLog)
+      : new ManagedPort(br.bridge, port, opts, br.cfg.mtu, this.core.portLog);
     br.bridge.addPort(port);
     // VLAN rules and port security are in place before the port forwards its first frame
     br.bridge.setPortVlan(port, vlan);
-    if (kind !== 'uplink' && !br.locks.apply(port, s.lock, s, this.now())) {
-      this.log.warn({ bridge: br.cfg.name, port: name }, 'FDB full of static entries: locked MAC not installed as a static entry');
+    if (kind !== 'uplink' && !br.locks.apply(port, s.lock, s, this.core.now())) {
+      this.core.log.warn({ bridge: br.cfg.name, port: name }, 'FDB full of static entries: locked MAC not installed as a static entry');
     }
     if (kind !== 'uplink') br.qos.apply(port, s.qos);
     try {
@@ -416,8 +332,8 @@ export class Daemon {
       throw err;
     }
     if (kind !== 'uplink') br.ports.set(name, mp);
-    this.byName.set(name, mp);
-    if ((kind === 'tap' || kind === 'host') && mp.io !== null) this.tapFds?.opened(br.cfg.name, name, mp.io.fd);
+    this.core.byName.set(name, mp);
+    if ((kind === 'tap' || kind === 'host') && mp.io !== null) this.core.tapFds?.opened(br.cfg.name, name, mp.io.fd);
     return mp;
   }
 
@@ -428,32 +344,23 @@ export class Daemon {
     return this.createPort(br, vc.name, 'vxlan', vc.persist, s, vc.vlan, null, null, vc) as VxlanPort;
   }
 
-  /** The name of the port (or bond member) whose open netdev has this ifindex, or null. */
-  private portOfIfindex(ifindex: number): string | null {
-    if (ifindex <= 0) return null;
-    for (const mp of this.byName.values()) {
-      if (mp.io !== null && mp.port.ifindex === ifindex) return mp.name;
-    }
-    return null;
-  }
-
   private createBond(br: BridgeRuntime, cfg: Bond['cfg'], vlan: VlanSpec): Bond {
     const id = br.bridge.freePortId();
-    const bond = new Bond(cfg, br.bridge, id, br.cfg.mtu, this.portLog, this.wrap);
+    const bond = new Bond(cfg, br.bridge, id, br.cfg.mtu, this.core.portLog, this.core.wrap);
     br.bridge.addPort(bond.port);
     br.bridge.setPortVlan(bond.port, vlan);
     bond.open();
-    for (const m of bond.members) this.byName.set(m.name, m);
+    for (const m of bond.members) this.core.byName.set(m.name, m);
     br.bond = bond;
     return bond;
   }
 
   /** A netdev of ours moved into another namespace: a persistent TAP port's move is recorded. */
   private onTapMoved(ifindex: number, nsid: number, newIfindex: number): void {
-    for (const br of this.bridges.values()) {
+    for (const br of this.core.bridges.values()) {
       for (const mp of br.ports.values()) {
         if ((mp.kind === 'tap' || mp.kind === 'host') && mp.persist && mp.io !== null && mp.port.ifindex === ifindex) {
-          this.tapMoves?.moved(br.cfg.name, mp.name, nsid, newIfindex);
+          this.core.tapMoves?.moved(br.cfg.name, mp.name, nsid, newIfindex);
         }
       }
     }
@@ -468,9 +375,9 @@ export class Daemon {
     this.dumpSeen = new Set<number>();
     this.monitor.dump(force);
     if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
-    this.dumpWatchdog = setTimeout(this.wrap('link dump watchdog', () => {
+    this.dumpWatchdog = setTimeout(this.core.wrap('link dump watchdog', () => {
       this.dumpWatchdog = null;
-      this.linkLog.warn({ waited_ms: this.dumpWatchdogMs }, 'rtnetlink link dump did not complete; asking again');
+      this.core.linkLog.warn({ waited_ms: this.dumpWatchdogMs }, 'rtnetlink link dump did not complete; asking again');
       this.dumpWatchdogMs = Math.min(DUMP_WATCHDOG_MAX_MS, this.dumpWatchdogMs * 2);
       this.requestDump(true);
     }), this.dumpWatchdogMs);
@@ -481,7 +388,7 @@ export class Daemon {
     if (this.dumpRetryTimer !== null) return;
     const delay = this.dumpRetryMs;
     this.dumpRetryMs = Math.min(DUMP_RETRY_MAX_MS, this.dumpRetryMs * 2);
-    this.dumpRetryTimer = setTimeout(this.wrap('link dump retry', () => {
+    this.dumpRetryTimer = setTimeout(this.core.wrap('link dump retry', () => {
       this.dumpRetryTimer = null;
       this.requestDump();
     }), delay);
@@ -490,7 +397,7 @@ export class Daemon {
 
   /** At the end of a complete dump: ports following a netdev that the dump did not list are gone. */
   private sweepPorts(seen: Set<number>, log: Logger): void {
-    for (const mp of this.byName.values()) {
+    for (const mp of this.core.byName.values()) {
       if (mp.kind === 'tap' || mp.kind === 'host' || mp.io === null || mp.port.ifindex === 0 || seen.has(mp.port.ifindex)) continue;
       this.linkCounters.swept++;
       log.info({ port: mp.name, ifindex: mp.port.ifindex }, 'netdev missing from the link dump (its RTM_DELLINK was lost); closing');
@@ -524,23 +431,23 @@ export class Daemon {
     }
     if (type === 'new') this.dumpSeen?.add(ifindex);
     // a handover in progress: ports wait (resumeIo re-dumps)
-    if (this.ioPaused) return;
+    if (this.core.ioPaused) return;
     // a netdev we follow that was renamed away or deleted
-    for (const mp of this.byName.values()) {
+    for (const mp of this.core.byName.values()) {
       if (mp.kind === 'tap' || mp.kind === 'host' || mp.port.ifindex !== ifindex || mp.io === null) continue;
       if (type === 'del' || mp.name !== name) mp.onLinkGone();
     }
     if (type === 'new') {
-      const mp = this.byName.get(name);
+      const mp = this.core.byName.get(name);
       if (mp !== undefined && mp.kind !== 'tap' && mp.kind !== 'host') mp.onLinkNew(ifindex, flags, mtu);
     }
   }
 
   private tick(): void {
-    const now = this.now();
+    const now = this.core.now();
     this.ticks++;
     const readDrops = this.ticks % SOCKET_STATS_EVERY_TICKS === 0;
-    for (const br of this.bridges.values()) {
+    for (const br of this.core.bridges.values()) {
       br.bridge.tick(now, SWEEP_BUDGET);
       if (readDrops) for (const mp of br.all()) mp.readSocketDrops();
     }
@@ -558,14 +465,14 @@ export class Daemon {
     if (this.dataPlane !== null) void this.dataPlane.stop();
     this.dataPlane = null;
     this.stopTimers();
-    for (const br of this.bridges.values()) {
+    for (const br of this.core.bridges.values()) {
       for (const mp of br.all()) {
         mp.close('absent');
         if (mp instanceof VxlanPort && opts.keepShared !== true) mp.removeNetdev();
       }
     }
-    if (opts.keepShared === true) this.fenced.length = 0;
-    for (const n of this.fenced.splice(0)) unfenceHostStack(n, this.log);
+    if (opts.keepShared === true) this.core.fenced.length = 0;
+    for (const n of this.core.fenced.splice(0)) unfenceHostStack(n, this.core.log);
     this.monitor?.close();
     this.monitor = null;
   }
@@ -586,7 +493,7 @@ export class Daemon {
    * the process exits next and every fd goes with it.
    */
   async releaseAfterHandover(): Promise<void> {
-    this.ioPaused = true;
+    this.core.ioPaused = true;
     const dp = this.dataPlane;
     this.dataPlane = null;
     this.stopTimers();
@@ -600,7 +507,7 @@ export class Daemon {
   /** Every open port fd (ports, uplinks, bond members) with the netdev name it belongs to. */
   portIos(): { name: string; io: PacketPort; ifindex: number }[] {
     const out: { name: string; io: PacketPort; ifindex: number }[] = [];
-    for (const mp of this.byName.values()) {
+    for (const mp of this.core.byName.values()) {
       if (mp.io !== null && !mp.io.isClosed) out.push({ name: mp.name, io: mp.io, ifindex: mp.port.ifindex });
     }
     return out;
@@ -608,40 +515,26 @@ export class Daemon {
 
   /** Stops reading every port: frames queue in the TAPs and sockets for whoever reads them next. */
   pauseIo(): void {
-    this.ioPaused = true;
+    this.core.ioPaused = true;
     // the workers stop reading first (every port goes back to the main thread, which does not read either; a late
     // worker keeps reading its ports until it acknowledges: dataPlane.lateWorkers())
     this.dataPlane?.syncBestEffort(false);
-    for (const mp of this.byName.values()) mp.pauseIo();
+    for (const mp of this.core.byName.values()) mp.pauseIo();
   }
 
   /** Reads again after a handover that did not happen; link events missed meanwhile are re-dumped. */
   resumeIo(): void {
-    this.ioPaused = false;
+    this.core.ioPaused = false;
     // not the ports a late data worker may still read (they come back at a sync after it acknowledged)
-    for (const mp of this.byName.values()) if (mp.io === null || this.dataPlane?.mainMayRead(mp.io) !== false) mp.resumeIo();
+    for (const mp of this.core.byName.values()) if (mp.io === null || this.dataPlane?.mainMayRead(mp.io) !== false) mp.resumeIo();
     this.dataPlane?.syncBestEffort(false);
     this.requestDump();
   }
 
   // ---- control operations -------------------------------------------------------------------
 
-  private bridge(name: unknown): BridgeRuntime {
-    if (typeof name !== 'string') throw new ControlError('invalid_params', 'bridge must be a string');
-    const br = this.bridges.get(name);
-    if (br === undefined) throw new ControlError('no_such_bridge', `no such bridge: ${name}`, { bridge: name });
-    return br;
-  }
-
-  private port(br: BridgeRuntime, name: unknown): PortHandle {
-    if (typeof name !== 'string') throw new ControlError('invalid_params', 'port must be a string');
-    const mp = br.find(name);
-    if (mp === undefined) throw new ControlError('no_such_port', `no such port on ${br.cfg.name}: ${name}`, { bridge: br.cfg.name, port: name });
-    return mp;
-  }
-
   show(): ShowBridge[] {
-    return [...this.bridges.values()].map((br) => ({
+    return [...this.core.bridges.values()].map((br) => ({
       name: br.cfg.name,
       uplink: br.uplink === null ? null : { name: br.uplink.name, kind: br.uplink.kind === 'bond' ? 'bond' as const : 'uplink' as const, state: br.uplink.port.state },
       ports: [...br.ports.values()].map((mp) => ({
@@ -656,8 +549,8 @@ export class Daemon {
   }
 
   showmacs(bridgeName: unknown): MacEntry[] {
-    const br = this.bridge(bridgeName);
-    const now = this.now();
+    const br = this.core.bridge(bridgeName);
+    const now = this.core.now();
     const out: MacEntry[] = [];
     br.bridge.fdb.forEach(now, (e) => {
       out.push({
@@ -691,25 +584,25 @@ export class Daemon {
   }
 
   addif(bridgeName: unknown, ifname: unknown, kind: unknown, vlanOpts: Record<string, unknown> = {}): ShowPort {
-    const br = this.bridge(bridgeName);
+    const br = this.core.bridge(bridgeName);
     if (typeof ifname !== 'string') throw new ControlError('invalid_params', 'ifname must be a string');
     const problem = interfaceNameProblem(ifname);
     if (problem !== null) throw new ControlError('invalid_params', `ifname "${ifname}" ${problem}`);
     const k = kind === undefined || kind === null ? 'tap' : kind;
     if (k !== 'tap' && k !== 'attach') throw new ControlError('invalid_params', `kind must be "tap" or "attach", got ${JSON.stringify(k)}`);
-    for (const other of this.bridges.values()) {
+    for (const other of this.core.bridges.values()) {
       if (other.bond !== null && other.bond.name === ifname) {
         throw new ControlError('port_exists', `${ifname} is the bond of ${other.cfg.name}`, { bridge: other.cfg.name, port: ifname });
       }
     }
-    const existing = this.byName.get(ifname);
+    const existing = this.core.byName.get(ifname);
     if (existing !== undefined) {
       throw new ControlError('port_exists', `${ifname} is already a port of ${existing.bridge.name}`, { bridge: existing.bridge.name, port: ifname });
     }
     const vlan = this.vlanParams(vlanOpts) ?? { mode: 'default' };
     const info = netdev.info(ifname);
     if (info !== null) {
-      const refused = refusedNetdevProblem(ifname, info.flags, info.ifindex, (ifindex) => this.portOfIfindex(ifindex));
+      const refused = refusedNetdevProblem(ifname, info.flags, info.ifindex, (ifindex) => this.core.portOfIfindex(ifindex));
       if (refused !== null) throw new ControlError('invalid_params', refused, { bridge: br.cfg.name, port: ifname });
     }
     let mp: ManagedPort;
@@ -720,46 +613,46 @@ export class Daemon {
       if (err instanceof RefusedNetdevError) throw new ControlError('invalid_params', err.message, { bridge: br.cfg.name, port: ifname });
       throw new ControlError('io_error', `cannot add ${ifname}: ${(err as Error).message}`, { errno: (err as { errno?: number }).errno });
     }
-    this.log.info({ bridge: br.cfg.name, port: ifname, kind: k }, 'port added');
+    this.core.log.info({ bridge: br.cfg.name, port: ifname, kind: k }, 'port added');
     return { name: mp.name, kind: k, state: mp.port.state, ifindex: mp.port.ifindex };
   }
 
   delif(bridgeName: unknown, ifname: unknown): void {
-    const br = this.bridge(bridgeName);
-    const mp = this.port(br, ifname);
+    const br = this.core.bridge(bridgeName);
+    const mp = this.core.port(br, ifname);
     if (mp === br.uplink) throw new ControlError('invalid_params', `${mp.name} is the uplink of ${br.cfg.name}, not a port`);
     this.removePortByName(br.cfg.name, mp.name);
-    this.log.info({ bridge: br.cfg.name, port: mp.name }, 'port removed');
+    this.core.log.info({ bridge: br.cfg.name, port: mp.name }, 'port removed');
   }
 
   // ---- vxlan (src/daemon/vxlan.ts) -----------------------------------------------------------
 
   private vxlanPort(br: BridgeRuntime, name: unknown): VxlanPort {
-    const mp = this.port(br, name);
+    const mp = this.core.port(br, name);
     if (!(mp instanceof VxlanPort)) throw new ControlError('invalid_params', `${mp.name} is not a vxlan port`);
     return mp;
   }
 
   /** The vxlan entries in force (config plus runtime changes), for save-config. */
   vxlanConfigs(bridgeName: string): VxlanPortConfig[] {
-    const br = this.bridges.get(bridgeName);
+    const br = this.core.bridges.get(bridgeName);
     return br === undefined ? [] : [...br.ports.values()].filter((mp): mp is VxlanPort => mp instanceof VxlanPort).map((mp) => mp.spec);
   }
 
   vxlanShow(bridgeName: unknown): VxlanShow[] {
-    const br = this.bridge(bridgeName);
+    const br = this.core.bridge(bridgeName);
     return [...br.ports.values()].filter((mp): mp is VxlanPort => mp instanceof VxlanPort).map((mp) => mp.show());
   }
 
   /** `vxlan add`: params are the config file's keys of a `vxlan` entry (name, vni, local, remotes, ...). */
   vxlanAdd(bridgeName: unknown, params: Record<string, unknown>): VxlanShow {
-    const br = this.bridge(bridgeName);
+    const br = this.core.bridge(bridgeName);
     const entry = Object.fromEntries(Object.entries(params).filter(([k, v]) => k !== 'bridge' && v !== undefined && v !== null));
     const r = parseVxlanPort(entry, (name) => {
-      for (const other of this.bridges.values()) {
+      for (const other of this.core.bridges.values()) {
         if (other.bond !== null && other.bond.name === name) return `the bond of ${other.cfg.name}`;
       }
-      const existing = this.byName.get(name);
+      const existing = this.core.byName.get(name);
       return existing === undefined ? null : `a port of ${existing.bridge.name}`;
     });
     if ('issues' in r) throw new ControlError('invalid_params', r.issues.map((i) => `${i.path}: ${i.message}`).join('; '));
@@ -770,18 +663,18 @@ export class Daemon {
       if (err instanceof ControlError) throw err;
       throw new ControlError('io_error', `cannot add vxlan ${r.port.name}: ${(err as Error).message}`, { errno: (err as { errno?: number }).errno });
     }
-    this.log.info({ bridge: br.cfg.name, port: mp.name, vni: r.port.vni }, 'vxlan port added');
+    this.core.log.info({ bridge: br.cfg.name, port: mp.name, vni: r.port.vni }, 'vxlan port added');
     return mp.show();
   }
 
   vxlanDel(bridgeName: unknown, name: unknown): void {
-    const br = this.bridge(bridgeName);
+    const br = this.core.bridge(bridgeName);
     this.vxlanPort(br, name);
     this.delif(bridgeName, name);
   }
 
   vxlanRemote(bridgeName: unknown, name: unknown, op: 'add' | 'del', ip: unknown): VxlanShow {
-    const mp = this.vxlanPort(this.bridge(bridgeName), name);
+    const mp = this.vxlanPort(this.core.bridge(bridgeName), name);
     try {
       if (op === 'add') mp.addRemote(ip);
       else mp.delRemote(ip);
@@ -814,21 +707,21 @@ export class Daemon {
   }
 
   fdbAdd(bridgeName: unknown, mac: unknown, portName: unknown, vlan: unknown): void {
-    const br = this.bridge(bridgeName);
+    const br = this.core.bridge(bridgeName);
     const m = this.macParam(mac);
-    const mp = this.port(br, portName);
+    const mp = this.core.port(br, portName);
     const vid = this.vlanParam(vlan, mp);
-    if (br.bridge.fdb.addStatic(vid, m, mp.port.id, this.now()) === AddResult.Full) {
+    if (br.bridge.fdb.addStatic(vid, m, mp.port.id, this.core.now()) === AddResult.Full) {
       throw new ControlError('fdb_full', `FDB of ${br.cfg.name} is full of static entries (fdb_max ${br.cfg.fdbMax})`);
     }
   }
 
   fdbDel(bridgeName: unknown, mac: unknown, portName: unknown, vlan: unknown): void {
-    const br = this.bridge(bridgeName);
+    const br = this.core.bridge(bridgeName);
     const m = this.macParam(mac);
     let vid = 0;
     if (portName !== undefined && portName !== null) {
-      const mp = this.port(br, portName);
+      const mp = this.core.port(br, portName);
       vid = this.vlanParam(vlan, mp);
       if (br.bridge.fdb.lookup(vid, m) !== mp.port.id) {
         throw new ControlError('not_found', `no FDB entry for ${formatMac(m)} vlan ${vid} on ${mp.name}`);
@@ -843,13 +736,13 @@ export class Daemon {
   }
 
   fdbFlush(bridgeName: unknown, portName: unknown): number {
-    const br = this.bridge(bridgeName);
+    const br = this.core.bridge(bridgeName);
     if (portName === undefined || portName === null) return br.bridge.fdb.flushDynamic();
-    return br.bridge.fdb.flushDynamic(this.port(br, portName).port.id);
+    return br.bridge.fdb.flushDynamic(this.core.port(br, portName).port.id);
   }
 
   setAgeing(bridgeName: unknown, seconds: unknown): void {
-    const br = this.bridge(bridgeName);
+    const br = this.core.bridge(bridgeName);
     if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 0 || seconds > 1_000_000 || (seconds > 0 && seconds < 10)) {
       throw new ControlError('invalid_params', `seconds must be 0 (never age) or an integer 10..1000000, got ${JSON.stringify(seconds)}`);
     }
@@ -858,83 +751,83 @@ export class Daemon {
   }
 
   vlanShow(bridgeName: unknown): VlanShow[] {
-    const br = this.bridge(bridgeName);
+    const br = this.core.bridge(bridgeName);
     return br.all().map((mp) => ({ port: mp.name, ...mp.port.vlan.describe() }));
   }
 
   /** Replaces a port's VLAN rules; entries in VLANs it leaves are flushed. */
   vlanSet(bridgeName: unknown, portName: unknown, opts: Record<string, unknown>): VlanShow {
-    const br = this.bridge(bridgeName);
-    const mp = this.port(br, portName);
+    const br = this.core.bridge(bridgeName);
+    const mp = this.core.port(br, portName);
     const spec = this.vlanParams(opts);
     if (spec === null) throw new ControlError('invalid_params', 'give access, trunk (with optional native) or default');
     const flushed = br.bridge.setPortVlan(mp.port, spec);
-    br.locks.reinstall(mp.port, this.now());
-    this.log.info({ bridge: br.cfg.name, port: mp.name, vlan: spec, flushed }, 'port VLAN changed');
+    br.locks.reinstall(mp.port, this.core.now());
+    this.core.log.info({ bridge: br.cfg.name, port: mp.name, vlan: spec, flushed }, 'port VLAN changed');
     return { port: mp.name, ...mp.port.vlan.describe() };
   }
 
   /** `qos show`: rate limits, storm control and their counters of every port (not the uplink or bond). */
   qosShow(bridgeName: unknown): QosShow[] {
-    const br = this.bridge(bridgeName);
+    const br = this.core.bridge(bridgeName);
     return [...br.ports.values()].map((mp) => br.qos.show(mp.port));
   }
 
   /** `qos set`: changes what the parameters name (src/daemon/qos.ts qosSetSpec); buckets start full. */
   qosSet(bridgeName: unknown, portName: unknown, p: Record<string, unknown>): QosShow {
-    const br = this.bridge(bridgeName);
+    const br = this.core.bridge(bridgeName);
     const mp = this.qosPort(br, portName);
     if (!QOS_SET_PARAMS.some((k) => p[k] !== undefined && p[k] !== null)) throw new ControlError('invalid_params', `give at least one of ${QOS_SET_PARAMS.join(', ')}`);
     const r = qosSetSpec(br.qos.spec(mp.port), p);
     if ('problems' in r) throw new ControlError('invalid_params', r.problems.map(([k, m]) => `${k}: ${m}`).join('; '));
     br.qos.apply(mp.port, r.spec);
-    this.log.info({ bridge: br.cfg.name, port: mp.name, qos: br.qos.show(mp.port) }, 'port QoS set');
+    this.core.log.info({ bridge: br.cfg.name, port: mp.name, qos: br.qos.show(mp.port) }, 'port QoS set');
     return br.qos.show(mp.port);
   }
 
   /** `qos clear`: no rate limit and no storm control on the port (its counters stay). */
   qosClear(bridgeName: unknown, portName: unknown): QosShow {
-    const br = this.bridge(bridgeName);
+    const br = this.core.bridge(bridgeName);
     const mp = this.qosPort(br, portName);
     br.qos.apply(mp.port, NO_QOS);
-    this.log.info({ bridge: br.cfg.name, port: mp.name }, 'port QoS cleared');
+    this.core.log.info({ bridge: br.cfg.name, port: mp.name }, 'port QoS cleared');
     return br.qos.show(mp.port);
   }
 
   /** The port's QoS in force (the runtime journal's recorder reads it before `qos set` is applied), null: no port. */
   portQos(bridgeName: string, portName: string): QosSpec | null {
-    const br = this.bridges.get(bridgeName);
+    const br = this.core.bridges.get(bridgeName);
     const mp = br?.ports.get(portName);
     return br === undefined || mp === undefined ? null : br.qos.spec(mp.port);
   }
 
   /** Reload: the port's QoS from the new config (src/state/reload.ts). */
   setPortQosByName(bridgeName: string, portName: string, spec: QosSpec): void {
-    const br = this.bridge(bridgeName);
-    br.qos.apply(this.port(br, portName).port, spec);
+    const br = this.core.bridge(bridgeName);
+    br.qos.apply(this.core.port(br, portName).port, spec);
   }
 
   private qosPort(br: BridgeRuntime, portName: unknown): PortHandle {
-    const mp = this.port(br, portName);
+    const mp = this.core.port(br, portName);
     if (mp === br.uplink || mp.kind === 'host') throw new ControlError('invalid_params', `${mp.name} is the ${mp === br.uplink ? 'uplink' : 'host port'} of ${br.cfg.name}; QoS applies to tap, attach and vxlan ports`);
     return mp;
   }
 
   /** `lock show`: lock and guards of every port (not the uplink: it cannot be locked). */
   lockShow(bridgeName: unknown): LockShow[] {
-    const br = this.bridge(bridgeName);
+    const br = this.core.bridge(bridgeName);
     return [...br.ports.values()].map((mp) => br.locks.show(mp.port));
   }
 
   private lockablePort(br: BridgeRuntime, portName: unknown): PortHandle {
-    const mp = this.port(br, portName);
+    const mp = this.core.port(br, portName);
     if (mp === br.uplink) throw new ControlError('invalid_params', `${mp.name} is the uplink of ${br.cfg.name}; only tap and attach ports can be locked`);
     return mp;
   }
 
   /** `lock set`: {mac, ipv4, ipv6, allow_ethertypes} or {disabled: true}; the guards stay as they are. */
   lockSet(bridgeName: unknown, portName: unknown, p: Record<string, unknown>): LockShow {
-    const br = this.bridge(bridgeName);
+    const br = this.core.bridge(bridgeName);
     const mp = this.lockablePort(br, portName);
     let value: unknown;
     if (p.disabled === true) {
@@ -954,24 +847,24 @@ export class Daemon {
       const other = br.locks.portLockedTo(mac);
       if (other !== null && other !== mp.port) throw new ControlError('invalid_params', `mac ${formatMac(mac)} is already the locked MAC of ${other.name}`);
     }
-    if (!br.locks.apply(mp.port, r.spec, br.locks.guards(mp.port), this.now())) {
+    if (!br.locks.apply(mp.port, r.spec, br.locks.guards(mp.port), this.core.now())) {
       throw new ControlError('fdb_full', `FDB of ${br.cfg.name} is full of static entries; the lock is set but its MAC is not a static entry`);
     }
-    this.log.info({ bridge: br.cfg.name, port: mp.name, lock: r.spec.mode }, 'port lock set');
+    this.core.log.info({ bridge: br.cfg.name, port: mp.name, lock: r.spec.mode }, 'port lock set');
     return br.locks.show(mp.port);
   }
 
   /** `lock clear`: the port is unlocked (its guards stay). */
   lockClear(bridgeName: unknown, portName: unknown): LockShow {
-    const br = this.bridge(bridgeName);
+    const br = this.core.bridge(bridgeName);
     const mp = this.lockablePort(br, portName);
-    br.locks.apply(mp.port, UNLOCKED, br.locks.guards(mp.port), this.now());
-    this.log.info({ bridge: br.cfg.name, port: mp.name }, 'port lock cleared');
+    br.locks.apply(mp.port, UNLOCKED, br.locks.guards(mp.port), this.core.now());
+    this.core.log.info({ bridge: br.cfg.name, port: mp.name }, 'port lock cleared');
     return br.locks.show(mp.port);
   }
 
   private bonds(): Bond[] {
-    return [...this.bridges.values()].flatMap((br) => (br.bond !== null ? [br.bond] : []));
+    return [...this.core.bridges.values()].flatMap((br) => (br.bond !== null ? [br.bond] : []));
   }
 
   private bondByName(name: unknown): Bond {
@@ -1011,7 +904,7 @@ export class Daemon {
   stats(syncWorkers = true): BridgeStats[] {
     // a round trip to the data-plane workers first: their counters are folded in
     if (syncWorkers) this.syncWorkers(true);
-    return [...this.bridges.values()].map((br) => {
+    return [...this.core.bridges.values()].map((br) => {
       const c = br.bridge.fdb.counters;
       return {
         bridge: br.cfg.name,
@@ -1039,8 +932,8 @@ export class Daemon {
 
   /** `trace`: what the bridge would do with one frame on `port` (nothing sent, learned or counted). */
   trace(p: Record<string, unknown>): TraceResult {
-    const br = this.bridge(p.bridge);
-    const mp = this.port(br, p.port);
+    const br = this.core.bridge(p.bridge);
+    const mp = this.core.port(br, p.port);
     let frame: Uint8Array;
     try {
       frame = traceFrameFrom(p);
@@ -1048,16 +941,16 @@ export class Daemon {
       const msg = (err as Error).message;
       throw new ControlError('invalid_params', msg, { param: msg.split(':')[0] });
     }
-    return traceFrame(br.bridge, mp.port, frame, this.now());
+    return traceFrame(br.bridge, mp.port, frame, this.core.now());
   }
 
   /** `capture`: starts a pcapng stream of `port` on the client's connection. */
   capture(p: Record<string, unknown>, client: ControlClient | null): unknown {
-    const br = this.bridge(p.bridge);
-    const mp = this.port(br, p.port);
+    const br = this.core.bridge(p.bridge);
+    const mp = this.core.port(br, p.port);
     const opts = captureOptionsFrom(p);
     const r = this.captures.start(mp.port, opts, client);
-    this.log.info({ bridge: br.cfg.name, port: mp.name, ...opts }, 'capture started');
+    this.core.log.info({ bridge: br.cfg.name, port: mp.name, ...opts }, 'capture started');
     return r;
   }
 
@@ -1066,48 +959,48 @@ export class Daemon {
   }
 
   mirrorShow(bridgeName: unknown): MirrorShow[] {
-    return this.bridge(bridgeName).mirrors.show();
+    return this.core.bridge(bridgeName).mirrors.show();
   }
 
   // recorded in the runtime journal by the recorders in ./mirrors.ts
   mirrorAdd(p: Record<string, unknown>): MirrorShow {
-    const br = this.bridge(p.bridge);
+    const br = this.core.bridge(p.bridge);
     const r = br.mirrors.add(mirrorSpecFromParams(p));
-    this.log.info({ bridge: br.cfg.name, mirror: r.name, select: r.select, output: r.output, output_vlan: r.output_vlan }, 'mirror added');
+    this.core.log.info({ bridge: br.cfg.name, mirror: r.name, select: r.select, output: r.output, output_vlan: r.output_vlan }, 'mirror added');
     return r;
   }
 
   mirrorDel(p: Record<string, unknown>): void {
-    const br = this.bridge(p.bridge);
+    const br = this.core.bridge(p.bridge);
     br.mirrors.del(p.name);
-    this.log.info({ bridge: br.cfg.name, mirror: p.name }, 'mirror deleted');
+    this.core.log.info({ bridge: br.cfg.name, mirror: p.name }, 'mirror deleted');
   }
 
   // ---- reconfiguration: primitives of reload and state restore (src/state/) ------------------
 
   hasBridge(name: string): boolean {
-    return this.bridges.has(name);
+    return this.core.bridges.has(name);
   }
 
   hasPort(bridgeName: string, port: string): boolean {
-    return this.bridges.get(bridgeName)?.find(port) !== undefined;
+    return this.core.bridges.get(bridgeName)?.find(port) !== undefined;
   }
 
   /** The VLAN of untagged frames on a port (what `fdb add` without --vlan uses), null when unknown. */
   untaggedVid(bridgeName: string, port: string): number | null {
-    const mp = this.bridges.get(bridgeName)?.find(port);
+    const mp = this.core.bridges.get(bridgeName)?.find(port);
     return mp === undefined ? null : mp.port.vlan.untaggedVid;
   }
 
   /** The bridge's ageing time in force (config or setageing), seconds. */
   ageingTimeS(bridgeName: string): number {
-    return Math.round((this.bridges.get(bridgeName)?.bridge.fdb.ageingTimeMs ?? 0) / 1000);
+    return Math.round((this.core.bridges.get(bridgeName)?.bridge.fdb.ageingTimeMs ?? 0) / 1000);
   }
 
   /** Creates and opens a bridge from its config (reload). */
   addBridge(cfg: BridgeConfig): void {
-    const br = new BridgeRuntime(cfg, this.log.child({ subsystem: 'fdb' }), this.config.dataWorkers > 1);
-    this.bridges.set(cfg.name, br);
+    const br = this.core.newBridge(cfg);
+    this.core.bridges.set(cfg.name, br);
     this.startBridge(br);
   }
 
@@ -1116,7 +1009,7 @@ export class Daemon {
    * netdevs in `keep` (a re-created bridge takes them again at once).
    */
   removeBridge(name: string, keep: ReadonlySet<string> = new Set()): void {
-    const br = this.bridges.get(name);
+    const br = this.core.bridges.get(name);
     if (br === undefined) return;
     const netdevs = [...br.ports.keys(), ...(br.bond !== null ? br.bond.members.map((m) => m.name) : br.uplink !== null ? [br.uplink.name] : [])];
     for (const mp of br.all()) {
@@ -1125,14 +1018,14 @@ export class Daemon {
     }
     this.forgetUplink(br);
     br.qos.close();
-    for (const mp of br.ports.values()) this.byName.delete(mp.name);
-    this.bridges.delete(name);
-    for (const n of netdevs) if (!keep.has(n)) restoreHostStack(n, this.portLog);
+    for (const mp of br.ports.values()) this.core.byName.delete(mp.name);
+    this.core.bridges.delete(name);
+    for (const n of netdevs) if (!keep.has(n)) restoreHostStack(n, this.core.portLog);
   }
 
   /** Replaces the bridge's config object (reload, after the changes were applied). */
   setBridgeConfig(cfg: BridgeConfig): void {
-    const br = this.bridges.get(cfg.name);
+    const br = this.core.bridges.get(cfg.name);
     if (br !== undefined) br.cfg = cfg;
   }
 
@@ -1141,7 +1034,7 @@ export class Daemon {
    * every other failure is reported together after the rest was applied.
    */
   setVxlanRemotes(bridgeName: string, name: string, add: readonly string[], del: readonly string[]): void {
-    const mp = this.vxlanPort(this.bridge(bridgeName), name);
+    const mp = this.vxlanPort(this.core.bridge(bridgeName), name);
     const errors: string[] = [];
     const apply = (op: 'add' | 'del', ip: string): void => {
       try {
@@ -1159,17 +1052,17 @@ export class Daemon {
 
   /** Adds a vxlan port from its config entry (reload); a port of that name is removed first. */
   addVxlanConfigPort(bridgeName: string, vc: VxlanPortConfig): void {
-    const br = this.bridges.get(bridgeName);
+    const br = this.core.bridges.get(bridgeName);
     if (br === undefined) throw new Error(`no bridge ${bridgeName}`);
-    for (const other of this.bridges.values()) if (other.ports.has(vc.name)) this.removePortByName(other.cfg.name, vc.name, true);
+    for (const other of this.core.bridges.values()) if (other.ports.has(vc.name)) this.removePortByName(other.cfg.name, vc.name, true);
     this.createVxlanPort(br, vc);
   }
 
   /** Adds a port from its config (reload); a port of that name is removed first. */
   addConfigPort(bridgeName: string, pc: PortConfig): void {
-    const br = this.bridges.get(bridgeName);
+    const br = this.core.bridges.get(bridgeName);
     if (br === undefined) throw new Error(`no bridge ${bridgeName}`);
-    for (const other of this.bridges.values()) if (other.ports.has(pc.name)) this.removePortByName(other.cfg.name, pc.name, true);
+    for (const other of this.core.bridges.values()) if (other.ports.has(pc.name)) this.removePortByName(other.cfg.name, pc.name, true);
     this.createConfigPort(br, pc);
   }
 
@@ -1178,13 +1071,13 @@ export class Daemon {
    * back (as delif does) unless `reopen` (the port is opened again at once).
    */
   removePortByName(bridgeName: string, name: string, reopen = false): boolean {
-    const br = this.bridges.get(bridgeName);
+    const br = this.core.bridges.get(bridgeName);
     const mp = br?.ports.get(name);
     if (br === undefined || mp === undefined) return false;
     // the systemd fd store and the moved-TAP records forget it (a re-created port stores its new fd)
     if (mp.kind === 'tap' || mp.kind === 'host') {
-      this.tapFds?.removed(br.cfg.name, mp.name);
-      this.tapMoves?.removed(br.cfg.name, mp.name);
+      this.core.tapFds?.removed(br.cfg.name, mp.name);
+      this.core.tapMoves?.removed(br.cfg.name, mp.name);
     }
     mp.close('absent');
     if (mp instanceof VxlanPort) mp.removeNetdev();
@@ -1192,15 +1085,15 @@ export class Daemon {
     br.locks.forget(mp.port);
     br.qos.forget(mp.port);
     br.ports.delete(name);
-    this.byName.delete(name);
+    this.core.byName.delete(name);
     // after close: the netdev is off the bridge before IPv6 comes back on it
-    if (!reopen) restoreHostStack(name, this.portLog);
+    if (!reopen) restoreHostStack(name, this.core.portLog);
     return true;
   }
 
   /** Changes learning, flood, isolated and the per-port FDB cap in place (fds, entries and counters stay). */
   setPortFlags(bridgeName: string, pc: Pick<PortConfig, 'name' | 'learning' | 'flood' | 'isolated' | 'fdbMax'>): void {
-    const br = this.bridges.get(bridgeName);
+    const br = this.core.bridges.get(bridgeName);
     const mp = br?.ports.get(pc.name);
     if (br === undefined || mp === undefined) return;
     mp.port.learning = pc.learning;
@@ -1212,17 +1105,17 @@ export class Daemon {
 
   /** Replaces a port's (or the uplink's) VLAN rules in place. */
   setPortVlanByName(bridgeName: string, name: string, spec: VlanSpec): void {
-    const br = this.bridges.get(bridgeName);
+    const br = this.core.bridges.get(bridgeName);
     const mp = br?.find(name);
     if (br === undefined || mp === undefined) return;
     br.bridge.setPortVlan(mp.port, spec);
-    br.locks.reinstall(mp.port, this.now());
+    br.locks.reinstall(mp.port, this.core.now());
   }
 
   private forgetUplink(br: BridgeRuntime): void {
     if (br.uplink === null) return;
-    if (br.bond !== null) for (const m of br.bond.members) this.byName.delete(m.name);
-    else this.byName.delete(br.uplink.name);
+    if (br.bond !== null) for (const m of br.bond.members) this.core.byName.delete(m.name);
+    else this.core.byName.delete(br.uplink.name);
     br.bridge.removePort(br.uplink.port);
     br.uplink = null;
     br.bond = null;
@@ -1230,32 +1123,32 @@ export class Daemon {
 
   /** Closes the uplink (or bond) and opens the one of `up` (reload); netdevs it no longer uses get their host stack back. */
   replaceUplink(bridgeName: string, up: UplinkConfig | null): void {
-    const br = this.bridges.get(bridgeName);
+    const br = this.core.bridges.get(bridgeName);
     if (br === undefined) return;
     const old = br.bond !== null ? br.bond.members.map((m) => m.name) : br.uplink !== null ? [br.uplink.name] : [];
     const next = new Set(up === null ? [] : up.bond !== null ? up.bond.members : up.interface !== null ? [up.interface] : []);
     br.uplink?.close('absent');
     this.forgetUplink(br);
-    for (const n of old) if (!next.has(n)) restoreHostStack(n, this.portLog);
+    for (const n of old) if (!next.has(n)) restoreHostStack(n, this.core.portLog);
     this.openUplink(br, up);
   }
 
   /** Adds a static entry from the config; false when its port is missing or the FDB is full. */
   addStaticFdb(bridgeName: string, f: StaticFdbConfig): boolean {
-    const br = this.bridges.get(bridgeName);
+    const br = this.core.bridges.get(bridgeName);
     const mp = br?.find(f.port);
     if (br === undefined || mp === undefined) return false;
-    return br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, this.now()) !== AddResult.Full;
+    return br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, this.core.now()) !== AddResult.Full;
   }
 
   deleteFdb(bridgeName: string, vid: number, mac: number): boolean {
-    return this.bridges.get(bridgeName)?.bridge.fdb.delete(vid, mac) ?? false;
+    return this.core.bridges.get(bridgeName)?.bridge.fdb.delete(vid, mac) ?? false;
   }
 
   /** Dynamic entries of every bridge with their ages and snooped IPv4 addresses (the FDB snapshot), at once. */
   fdbSnapshot(): Record<string, FdbSnapshotEntry[]> {
     const out: Record<string, FdbSnapshotEntry[]> = {};
-    for (const name of this.bridges.keys()) {
+    for (const name of this.core.bridges.keys()) {
       out[name] = [];
       this.fdbSnapshotSlice(name, 0, Infinity, out[name]);
     }
@@ -1267,9 +1160,9 @@ export class Daemon {
    * turn); returns the pool's slot count, 0 when the bridge is gone.
    */
   fdbSnapshotSlice(bridgeName: string, from: number, to: number, out: FdbSnapshotEntry[]): number {
-    const br = this.bridges.get(bridgeName);
+    const br = this.core.bridges.get(bridgeName);
     if (br === undefined) return 0;
-    br.bridge.fdb.forEach(this.now(), (e) => {
+    br.bridge.fdb.forEach(this.core.now(), (e) => {
       if (e.isStatic) return;
       const port = br.bridge.ports[e.port];
       if (port === null || port === undefined) return;
@@ -1286,7 +1179,7 @@ export class Daemon {
   }
 
   bridgeNames(): string[] {
-    return [...this.bridges.keys()];
+    return [...this.core.bridges.keys()];
   }
 
   /**
@@ -1294,11 +1187,11 @@ export class Daemon {
    * they are members of, and that would not have aged out meanwhile. Never replaces an entry already there.
    */
   restoreFdb(bridges: Record<string, FdbSnapshotEntry[]>, elapsedMs: number): { restored: number; skipped: number } {
-    const now = this.now();
+    const now = this.core.now();
     let restored = 0;
     let skipped = 0;
     for (const [name, list] of Object.entries(bridges)) {
-      const br = this.bridges.get(name);
+      const br = this.core.bridges.get(name);
       if (br === undefined) {
         skipped += list.length;
         continue;
