@@ -36,6 +36,7 @@ import { Captures, captureOptionsFrom } from '../observe/capture.js';
 import { traceFrame, traceFrameFrom, type TraceResult } from '../observe/trace.js';
 import type { ControlClient } from '../control/server.js';
 import { CallbackGuard } from './guard.js';
+import { closeBridge, createConfigPort, createRuntimePort, createVxlanPort, forgetUplink, openUplink, removePort, startBridge } from './portlife.js';
 import { type BridgeRuntime, DaemonCore, type PortSettings, settingsFromDefaults, type TapFdListener, type TapMoveListener } from './runtime.js';
 import { DataPlane, DataPlaneSyncError, DataPlaneTimeout, type DataPlaneShow } from '../dataplane/dataplane.js';
 
@@ -199,7 +200,7 @@ export class Daemon {
       }),
       rcvbuf,
     );
-    for (const br of this.core.bridges.values()) this.startBridge(br);
+    for (const br of this.core.bridges.values()) startBridge(this.core, br);
     this.requestDump();
     this.ticker = setInterval(this.core.wrap('tick', () => this.tick()), TICK_MS);
     this.ticker.unref();
@@ -253,106 +254,6 @@ export class Daemon {
       data_workers: this.config.dataWorkers, epoch: 0, syncs: 0, learned_from_workers: 0,
       workers: [{ id: 0, alive: true, ports: [...this.core.byName.keys()], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0 }],
     };
-  }
-
-  /** The host port's MAC; with `mac: uplink` the uplink's host stack is fenced off first. */
-  private hostMac(br: BridgeRuntime, mac: number | 'uplink' | null | undefined): string {
-    const up = br.cfg.uplink;
-    const names = up === null ? [] : up.bond !== null ? [...up.bond.members] : up.interface !== null ? [up.interface] : [];
-    const r = hostPortMac(br.cfg.name, mac, names);
-    if (mac === 'uplink') {
-      for (const n of names) {
-        if (netdev.info(n) === null) continue;
-        fenceHostStack(n, this.core.log);
-        this.core.fenced.push(n);
-      }
-    }
-    this.core.log.info({ bridge: br.cfg.name, mac: r.mac, from: r.from }, 'host port MAC');
-    return r.mac;
-  }
-
-  /** Opens a bridge's uplink and ports and adds its static entries (start-up and reload). */
-  private startBridge(br: BridgeRuntime): void {
-    const now = this.core.now();
-    br.bridge.nowMs = now;
-    this.openUplink(br, br.cfg.uplink);
-    for (const pc of br.cfg.ports) this.createConfigPort(br, pc);
-    for (const vc of br.cfg.vxlan) this.createVxlanPort(br, vc);
-    for (const f of br.cfg.fdb) {
-      const mp = br.find(f.port);
-      if (mp !== undefined) br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, now);
-    }
-    // after every port exists: the outputs are known, nothing is flooded to them from the first frame
-    if (br.cfg.mirrors.length > 0) br.bridge.setMirrors(br.cfg.mirrors.map((m) => new Mirror(m)));
-  }
-
-  private openUplink(br: BridgeRuntime, up: BridgeConfig['uplink']): void {
-    if (up !== null && up.bond !== null) br.uplink = this.createBond(br, up.bond, up.vlan);
-    else if (up !== null && up.interface !== null) br.uplink = this.createPort(br, up.interface, 'uplink', false, undefined, up.vlan);
-  }
-
-  private createConfigPort(br: BridgeRuntime, pc: PortConfig): ManagedPort {
-    const hostMac = pc.kind === 'host' ? this.hostMac(br, pc.mac) : null;
-    return this.createPort(br, pc.name, pc.kind, pc.persist, pc, pc.vlan, pc.create, hostMac);
-  }
-
-  private createPort(
-    br: BridgeRuntime,
-    name: string,
-    kind: PortKind,
-    persist: boolean,
-    settings: PortSettings | undefined,
-    vlan: VlanSpec,
-    create: { owner: number; group: number } | null = null,
-    hostMac: string | null = null,
-    vxlan: VxlanPortConfig | null = null,
-  ): ManagedPort {
-    const id = br.bridge.freePortId();
-    if (id < 0) throw new ControlError('invalid_params', `bridge ${br.cfg.name} has no free port slot`);
-    // the uplink gets the built-in flags: port_defaults never apply to it
-    const s = settings ?? settingsFromDefaults(BUILTIN_PORT_DEFAULTS);
-    const port = new BridgePort(id, name, kind, s, br.cfg.mtu, s.fdbMax, s.allowStacked);
-    const opts = { persist, create, hostMac, ownerOfIfindex: (ifindex: number) => this.core.portOfIfindex(ifindex), wrap: this.core.wrap };
-    const mp = vxlan !== null
-      ? new VxlanPort(br.bridge, port, vxlan, opts, br.cfg.mtu, this.core.portLog)
-      : new ManagedPort(br.bridge, port, opts, br.cfg.mtu, this.core.portLog);
-    br.bridge.addPort(port);
-    // VLAN rules and port security are in place before the port forwards its first frame
-    br.bridge.setPortVlan(port, vlan);
-    if (kind !== 'uplink' && !br.locks.apply(port, s.lock, s, this.core.now())) {
-      this.core.log.warn({ bridge: br.cfg.name, port: name }, 'FDB full of static entries: locked MAC not installed as a static entry');
-    }
-    if (kind !== 'uplink') br.qos.apply(port, s.qos);
-    try {
-      mp.open();
-    } catch (err) {
-      br.bridge.removePort(port);
-      br.locks.forget(port);
-      br.qos.forget(port);
-      throw err;
-    }
-    if (kind !== 'uplink') br.ports.set(name, mp);
-    this.core.byName.set(name, mp);
-    if ((kind === 'tap' || kind === 'host') && mp.io !== null) this.core.tapFds?.opened(br.cfg.name, name, mp.io.fd);
-    return mp;
-  }
-
-  /** A kernel vxlan netdev created over rtnetlink, attached like an `attach` port (src/daemon/vxlan.ts). */
-  private createVxlanPort(br: BridgeRuntime, vc: VxlanPortConfig): VxlanPort {
-    // its own flags only: port_defaults (and port security, meant for guests) never apply to a vxlan port
-    const s: PortSettings = { learning: vc.learning, flood: vc.flood, isolated: vc.isolated, fdbMax: vc.fdbMax, lock: UNLOCKED, raGuard: false, dhcpGuard: false, allowStacked: false, qos: vc.qos };
-    return this.createPort(br, vc.name, 'vxlan', vc.persist, s, vc.vlan, null, null, vc) as VxlanPort;
-  }
-
-  private createBond(br: BridgeRuntime, cfg: Bond['cfg'], vlan: VlanSpec): Bond {
-    const id = br.bridge.freePortId();
-    const bond = new Bond(cfg, br.bridge, id, br.cfg.mtu, this.core.portLog, this.core.wrap);
-    br.bridge.addPort(bond.port);
-    br.bridge.setPortVlan(bond.port, vlan);
-    bond.open();
-    for (const m of bond.members) this.core.byName.set(m.name, m);
-    br.bond = bond;
-    return bond;
   }
 
   /** A netdev of ours moved into another namespace: a persistent TAP port's move is recorded. */
@@ -607,7 +508,7 @@ export class Daemon {
     }
     let mp: ManagedPort;
     try {
-      mp = this.createPort(br, ifname, k, false, settingsFromDefaults(br.cfg.portDefaults), vlan);
+      mp = createRuntimePort(this.core, br, ifname, k, vlan);
     } catch (err) {
       if (err instanceof ControlError) throw err;
       if (err instanceof RefusedNetdevError) throw new ControlError('invalid_params', err.message, { bridge: br.cfg.name, port: ifname });
@@ -658,7 +559,7 @@ export class Daemon {
     if ('issues' in r) throw new ControlError('invalid_params', r.issues.map((i) => `${i.path}: ${i.message}`).join('; '));
     let mp: VxlanPort;
     try {
-      mp = this.createVxlanPort(br, r.port);
+      mp = createVxlanPort(this.core, br, r.port);
     } catch (err) {
       if (err instanceof ControlError) throw err;
       throw new ControlError('io_error', `cannot add vxlan ${r.port.name}: ${(err as Error).message}`, { errno: (err as { errno?: number }).errno });
@@ -1001,7 +902,7 @@ export class Daemon {
   addBridge(cfg: BridgeConfig): void {
     const br = this.core.newBridge(cfg);
     this.core.bridges.set(cfg.name, br);
-    this.startBridge(br);
+    startBridge(this.core, br);
   }
 
   /**
@@ -1009,18 +910,7 @@ export class Daemon {
    * netdevs in `keep` (a re-created bridge takes them again at once).
    */
   removeBridge(name: string, keep: ReadonlySet<string> = new Set()): void {
-    const br = this.core.bridges.get(name);
-    if (br === undefined) return;
-    const netdevs = [...br.ports.keys(), ...(br.bond !== null ? br.bond.members.map((m) => m.name) : br.uplink !== null ? [br.uplink.name] : [])];
-    for (const mp of br.all()) {
-      mp.close('absent');
-      if (mp instanceof VxlanPort) mp.removeNetdev();
-    }
-    this.forgetUplink(br);
-    br.qos.close();
-    for (const mp of br.ports.values()) this.core.byName.delete(mp.name);
-    this.core.bridges.delete(name);
-    for (const n of netdevs) if (!keep.has(n)) restoreHostStack(n, this.core.portLog);
+    closeBridge(this.core, name, keep);
   }
 
   /** Replaces the bridge's config object (reload, after the changes were applied). */
@@ -1055,7 +945,7 @@ export class Daemon {
     const br = this.core.bridges.get(bridgeName);
     if (br === undefined) throw new Error(`no bridge ${bridgeName}`);
     for (const other of this.core.bridges.values()) if (other.ports.has(vc.name)) this.removePortByName(other.cfg.name, vc.name, true);
-    this.createVxlanPort(br, vc);
+    createVxlanPort(this.core, br, vc);
   }
 
   /** Adds a port from its config (reload); a port of that name is removed first. */
@@ -1063,7 +953,7 @@ export class Daemon {
     const br = this.core.bridges.get(bridgeName);
     if (br === undefined) throw new Error(`no bridge ${bridgeName}`);
     for (const other of this.core.bridges.values()) if (other.ports.has(pc.name)) this.removePortByName(other.cfg.name, pc.name, true);
-    this.createConfigPort(br, pc);
+    createConfigPort(this.core, br, pc);
   }
 
   /**
@@ -1071,24 +961,7 @@ export class Daemon {
    * back (as delif does) unless `reopen` (the port is opened again at once).
    */
   removePortByName(bridgeName: string, name: string, reopen = false): boolean {
-    const br = this.core.bridges.get(bridgeName);
-    const mp = br?.ports.get(name);
-    if (br === undefined || mp === undefined) return false;
-    // the systemd fd store and the moved-TAP records forget it (a re-created port stores its new fd)
-    if (mp.kind === 'tap' || mp.kind === 'host') {
-      this.core.tapFds?.removed(br.cfg.name, mp.name);
-      this.core.tapMoves?.removed(br.cfg.name, mp.name);
-    }
-    mp.close('absent');
-    if (mp instanceof VxlanPort) mp.removeNetdev();
-    br.bridge.removePort(mp.port);
-    br.locks.forget(mp.port);
-    br.qos.forget(mp.port);
-    br.ports.delete(name);
-    this.core.byName.delete(name);
-    // after close: the netdev is off the bridge before IPv6 comes back on it
-    if (!reopen) restoreHostStack(name, this.core.portLog);
-    return true;
+    return removePort(this.core, bridgeName, name, reopen);
   }
 
   /** Changes learning, flood, isolated and the per-port FDB cap in place (fds, entries and counters stay). */
@@ -1112,15 +985,6 @@ export class Daemon {
     br.locks.reinstall(mp.port, this.core.now());
   }
 
-  private forgetUplink(br: BridgeRuntime): void {
-    if (br.uplink === null) return;
-    if (br.bond !== null) for (const m of br.bond.members) this.core.byName.delete(m.name);
-    else this.core.byName.delete(br.uplink.name);
-    br.bridge.removePort(br.uplink.port);
-    br.uplink = null;
-    br.bond = null;
-  }
-
   /** Closes the uplink (or bond) and opens the one of `up` (reload); netdevs it no longer uses get their host stack back. */
   replaceUplink(bridgeName: string, up: UplinkConfig | null): void {
     const br = this.core.bridges.get(bridgeName);
@@ -1128,9 +992,9 @@ export class Daemon {
     const old = br.bond !== null ? br.bond.members.map((m) => m.name) : br.uplink !== null ? [br.uplink.name] : [];
     const next = new Set(up === null ? [] : up.bond !== null ? up.bond.members : up.interface !== null ? [up.interface] : []);
     br.uplink?.close('absent');
-    this.forgetUplink(br);
+    forgetUplink(this.core, br);
     for (const n of old) if (!next.has(n)) restoreHostStack(n, this.core.portLog);
-    this.openUplink(br, up);
+    openUplink(this.core, br, up);
   }
 
   /** Adds a static entry from the config; false when its port is missing or the FDB is full. */
