@@ -36,6 +36,7 @@ import { Captures, captureOptionsFrom } from '../observe/capture.js';
 import { traceFrame, traceFrameFrom, type TraceResult } from '../observe/trace.js';
 import type { ControlClient } from '../control/server.js';
 import { CallbackGuard } from './guard.js';
+import { LinkWatch, netlinkRcvbuf } from './linkmon.js';
 import { closeBridge, createConfigPort, createRuntimePort, createVxlanPort, forgetUplink, openUplink, removePort, startBridge } from './portlife.js';
 import { type BridgeRuntime, DaemonCore, type PortSettings, settingsFromDefaults, type TapFdListener, type TapMoveListener } from './runtime.js';
 import { DataPlane, DataPlaneSyncError, DataPlaneTimeout, type DataPlaneShow } from '../dataplane/dataplane.js';
@@ -46,21 +47,7 @@ export const TICK_MS = 100;
 export const SWEEP_BUDGET = 2048;
 /** Kernel socket drop counters are read this often. */
 const SOCKET_STATS_EVERY_TICKS = 10;
-/** A link dump the kernel refused (other than EBUSY, which the addon retries itself) is asked for again after this, doubling. */
-const DUMP_RETRY_MIN_MS = 50;
-const DUMP_RETRY_MAX_MS = 5_000;
-const EBUSY = 16;
-/**
- * A dump with no 'done' after this long is asked for again, forced (doubling to DUMP_WATCHDOG_MAX_MS): the kernel drops
- * an error answer (e.g. EBUSY) that does not fit in a full receive buffer, and then nothing else would follow.
- */
-const DUMP_WATCHDOG_MS = 2_000;
-const DUMP_WATCHDOG_MAX_MS = 30_000;
-/**
- * Test knob: SO_RCVBUF of the rtnetlink socket in bytes (tests force overruns with a tiny one); unset or 0 = the
- * addon's 4 MiB.
- */
-export const NETLINK_RCVBUF_ENV = 'TAPBRIDGE_NETLINK_RCVBUF';
+export { NETLINK_RCVBUF_ENV } from './linkmon.js';
 
 export interface ShowPort {
   name: string;
@@ -127,7 +114,6 @@ export class Daemon {
     this.core.config = config;
   }
 
-  private monitor: LinkMonitor | null = null;
   /** Running `capture` streams (src/observe/capture.ts). */
   readonly captures = new Captures();
   private ticker: NodeJS.Timeout | null = null;
@@ -136,14 +122,10 @@ export class Daemon {
   private dataPlane: DataPlane | null = null;
   /** Exception boundary of every callback the daemon registers (see guard.ts). */
   readonly guard: CallbackGuard;
-  /** ifindexes seen since the current link dump was asked for (mark-and-sweep after an overrun), or null. */
-  private dumpSeen: Set<number> | null = null;
-  private dumpRetryTimer: NodeJS.Timeout | null = null;
-  private dumpRetryMs = DUMP_RETRY_MIN_MS;
-  private dumpWatchdog: NodeJS.Timeout | null = null;
-  private dumpWatchdogMs = DUMP_WATCHDOG_MS;
+  /** Link monitoring: rtnetlink events, dumps and the mark-and-sweep of ports (linkmon.ts). */
+  private readonly links: LinkWatch;
   /** rtnetlink overruns and refused dumps so far, ports swept because a dump no longer listed them */
-  readonly linkCounters = { overruns: 0, dumpErrors: 0, swept: 0 };
+  readonly linkCounters: LinkWatch['counters'];
 
   /**
    * onFatal: an invariant breach after an exception (the caller removes the control socket and exits); by default the
@@ -162,6 +144,8 @@ export class Daemon {
       process.exit(70);
     });
     core.wrap = this.guard.wrap.bind(this.guard);
+    this.links = new LinkWatch(core);
+    this.linkCounters = this.links.counters;
   }
 
   /** null when every bridge's FDB bookkeeping is consistent, else the first problem (after a caught exception). */
@@ -184,24 +168,12 @@ export class Daemon {
 
   /** Opens every configured port; throws (start-up failure) when a TAP cannot be created. */
   start(): void {
-    const linkLog = this.core.linkLog;
-    const rcvbuf = Number(process.env[NETLINK_RCVBUF_ENV] ?? 0);
-    if (!Number.isSafeInteger(rcvbuf) || rcvbuf < 0 || rcvbuf > 0x3fffffff) {
-      throw new Error(`${NETLINK_RCVBUF_ENV} must be an integer 0..1073741823 (bytes), got ${JSON.stringify(process.env[NETLINK_RCVBUF_ENV])}`);
-    }
-    if (rcvbuf > 0) linkLog.warn({ rcvbuf }, `${NETLINK_RCVBUF_ENV}: rtnetlink receive buffer forced (a test knob)`);
+    const rcvbuf = netlinkRcvbuf(this.core.linkLog);
     busyPoll.set(this.config.busyPollUs);
     directPoll.set(this.config.directPoll);
-    this.monitor = new LinkMonitor(
-      this.core.wrap('link monitor', (type: Parameters<Daemon['onLinkEvent']>[0], ifindex: number, name: string, flags: number, mtu: number,
-        newNsid: number, newIfindex: number) => {
-        if (type === 'del' && newNsid >= 0 && newIfindex > 0) this.onTapMoved(ifindex, newNsid, newIfindex);
-        this.onLinkEvent(type, ifindex, name, flags, mtu, linkLog);
-      }),
-      rcvbuf,
-    );
+    this.links.open(rcvbuf);
     for (const br of this.core.bridges.values()) startBridge(this.core, br);
-    this.requestDump();
+    this.links.requestDump();
     this.ticker = setInterval(this.core.wrap('tick', () => this.tick()), TICK_MS);
     this.ticker.unref();
     if (this.config.dataWorkers > 1) this.startDataPlane();
@@ -256,94 +228,6 @@ export class Daemon {
     };
   }
 
-  /** A netdev of ours moved into another namespace: a persistent TAP port's move is recorded. */
-  private onTapMoved(ifindex: number, nsid: number, newIfindex: number): void {
-    for (const br of this.core.bridges.values()) {
-      for (const mp of br.ports.values()) {
-        if ((mp.kind === 'tap' || mp.kind === 'host') && mp.persist && mp.io !== null && mp.port.ifindex === ifindex) {
-          this.core.tapMoves?.moved(br.cfg.name, mp.name, nsid, newIfindex);
-        }
-      }
-    }
-  }
-
-  /**
-   * Asks for a link dump and starts a mark-and-sweep: every ifindex reported until its 'done' is marked; at 'done',
-   * ports whose netdev was not reported are gone (their RTM_DELLINK may have been lost in an overrun).
-   */
-  private requestDump(force = false): void {
-    if (this.monitor === null) return;
-    this.dumpSeen = new Set<number>();
-    this.monitor.dump(force);
-    if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
-    this.dumpWatchdog = setTimeout(this.core.wrap('link dump watchdog', () => {
-      this.dumpWatchdog = null;
-      this.core.linkLog.warn({ waited_ms: this.dumpWatchdogMs }, 'rtnetlink link dump did not complete; asking again');
-      this.dumpWatchdogMs = Math.min(DUMP_WATCHDOG_MAX_MS, this.dumpWatchdogMs * 2);
-      this.requestDump(true);
-    }), this.dumpWatchdogMs);
-    this.dumpWatchdog.unref();
-  }
-
-  private scheduleDumpRetry(): void {
-    if (this.dumpRetryTimer !== null) return;
-    const delay = this.dumpRetryMs;
-    this.dumpRetryMs = Math.min(DUMP_RETRY_MAX_MS, this.dumpRetryMs * 2);
-    this.dumpRetryTimer = setTimeout(this.core.wrap('link dump retry', () => {
-      this.dumpRetryTimer = null;
-      this.requestDump();
-    }), delay);
-    this.dumpRetryTimer.unref();
-  }
-
-  /** At the end of a complete dump: ports following a netdev that the dump did not list are gone. */
-  private sweepPorts(seen: Set<number>, log: Logger): void {
-    for (const mp of this.core.byName.values()) {
-      if (mp.kind === 'tap' || mp.kind === 'host' || mp.io === null || mp.port.ifindex === 0 || seen.has(mp.port.ifindex)) continue;
-      this.linkCounters.swept++;
-      log.info({ port: mp.name, ifindex: mp.port.ifindex }, 'netdev missing from the link dump (its RTM_DELLINK was lost); closing');
-      mp.onLinkGone();
-    }
-  }
-
-  private onLinkEvent(type: 'new' | 'del' | 'done' | 'overrun' | 'dump_error', ifindex: number, name: string, flags: number, mtu: number, log: Logger): void {
-    if (type === 'overrun') {
-      this.linkCounters.overruns++;
-      log.warn({ overruns: this.linkCounters.overruns }, 'rtnetlink receive buffer overrun; re-dumping links');
-      this.requestDump();
-      return;
-    }
-    if (type === 'dump_error') {
-      this.linkCounters.dumpErrors++;
-      const retry = ifindex === EBUSY ? 'the addon re-sends it when the running dump ends' : 'dumping again';
-      log.warn({ errno: ifindex, dump_errors: this.linkCounters.dumpErrors }, `rtnetlink link dump refused; ${retry}`);
-      if (ifindex !== EBUSY) this.scheduleDumpRetry();
-      return;
-    }
-    if (type === 'done') {
-      const seen = this.dumpSeen;
-      this.dumpSeen = null;
-      this.dumpRetryMs = DUMP_RETRY_MIN_MS;
-      this.dumpWatchdogMs = DUMP_WATCHDOG_MS;
-      if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
-      this.dumpWatchdog = null;
-      if (seen !== null) this.sweepPorts(seen, log);
-      return;
-    }
-    if (type === 'new') this.dumpSeen?.add(ifindex);
-    // a handover in progress: ports wait (resumeIo re-dumps)
-    if (this.core.ioPaused) return;
-    // a netdev we follow that was renamed away or deleted
-    for (const mp of this.core.byName.values()) {
-      if (mp.kind === 'tap' || mp.kind === 'host' || mp.port.ifindex !== ifindex || mp.io === null) continue;
-      if (type === 'del' || mp.name !== name) mp.onLinkGone();
-    }
-    if (type === 'new') {
-      const mp = this.core.byName.get(name);
-      if (mp !== undefined && mp.kind !== 'tap' && mp.kind !== 'host') mp.onLinkNew(ifindex, flags, mtu);
-    }
-  }
-
   private tick(): void {
     const now = this.core.now();
     this.ticks++;
@@ -374,18 +258,14 @@ export class Daemon {
     }
     if (opts.keepShared === true) this.core.fenced.length = 0;
     for (const n of this.core.fenced.splice(0)) unfenceHostStack(n, this.core.log);
-    this.monitor?.close();
-    this.monitor = null;
+    this.links.close();
   }
 
   private stopTimers(): void {
     this.captures.endAll();
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
-    if (this.dumpRetryTimer !== null) clearTimeout(this.dumpRetryTimer);
-    this.dumpRetryTimer = null;
-    if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
-    this.dumpWatchdog = null;
+    this.links.stopTimers();
   }
 
   /**
@@ -398,8 +278,7 @@ export class Daemon {
     const dp = this.dataPlane;
     this.dataPlane = null;
     this.stopTimers();
-    this.monitor?.close();
-    this.monitor = null;
+    this.links.close();
     if (dp !== null) await dp.stop();
   }
 
@@ -429,7 +308,7 @@ export class Daemon {
     // not the ports a late data worker may still read (they come back at a sync after it acknowledged)
     for (const mp of this.core.byName.values()) if (mp.io === null || this.dataPlane?.mainMayRead(mp.io) !== false) mp.resumeIo();
     this.dataPlane?.syncBestEffort(false);
-    this.requestDump();
+    this.links.requestDump();
   }
 
   // ---- control operations -------------------------------------------------------------------
