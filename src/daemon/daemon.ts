@@ -36,6 +36,7 @@ import { Captures, captureOptionsFrom } from '../observe/capture.js';
 import { traceFrame, traceFrameFrom, type TraceResult } from '../observe/trace.js';
 import type { ControlClient } from '../control/server.js';
 import { CallbackGuard } from './guard.js';
+import { Workers } from './workers.js';
 import { LinkWatch, netlinkRcvbuf } from './linkmon.js';
 import { closeBridge, createConfigPort, createRuntimePort, createVxlanPort, forgetUplink, openUplink, removePort, startBridge } from './portlife.js';
 import { type BridgeRuntime, DaemonCore, type PortSettings, settingsFromDefaults, type TapFdListener, type TapMoveListener } from './runtime.js';
@@ -118,8 +119,8 @@ export class Daemon {
   readonly captures = new Captures();
   private ticker: NodeJS.Timeout | null = null;
   private ticks = 0;
-  /** data_workers > 1: the worker threads (src/dataplane/) */
-  private dataPlane: DataPlane | null = null;
+  /** data_workers > 1: the worker threads (workers.ts, src/dataplane/) */
+  private readonly workers: Workers;
   /** Exception boundary of every callback the daemon registers (see guard.ts). */
   readonly guard: CallbackGuard;
   /** Link monitoring: rtnetlink events, dumps and the mark-and-sweep of ports (linkmon.ts). */
@@ -145,6 +146,7 @@ export class Daemon {
     });
     core.wrap = this.guard.wrap.bind(this.guard);
     this.links = new LinkWatch(core);
+    this.workers = new Workers(core);
     this.linkCounters = this.links.counters;
   }
 
@@ -176,26 +178,7 @@ export class Daemon {
     this.links.requestDump();
     this.ticker = setInterval(this.core.wrap('tick', () => this.tick()), TICK_MS);
     this.ticker.unref();
-    if (this.config.dataWorkers > 1) this.startDataPlane();
-  }
-
-  /** data_workers > 1: the worker threads that read some of the ports (src/dataplane/). */
-  private startDataPlane(): void {
-    const dp = new DataPlane({
-      count: this.config.dataWorkers,
-      bridges: () => [...this.core.bridges.values()].map((br) => ({ name: br.cfg.name, bridge: br.bridge, hasBond: () => br.bond !== null })),
-      directPoll: this.config.directPoll,
-      log: this.core.log.child({ subsystem: 'dataplane' }),
-      paused: () => this.core.ioPaused,
-      onIoError: (bridge, port, io, errno, syscall, stopped) => {
-        const mp = this.core.bridges.get(bridge)?.find(port);
-        if (mp instanceof ManagedPort && mp.io === io) mp.ioError(errno, syscall, stopped);
-      },
-    });
-    this.dataPlane = dp;
-    const t0 = performance.now();
-    dp.start(this.core.now());
-    this.core.log.info({ ...dp.show(), start_ms: Math.round(performance.now() - t0) }, 'data plane on threads');
+    if (this.config.dataWorkers > 1) this.workers.start();
   }
 
   /**
@@ -203,29 +186,12 @@ export class Daemon {
    * tables before the reply goes out, or the request fails with data_plane_timeout (no-op with one thread).
    */
   syncDataPlane(): void {
-    this.syncWorkers(false);
-  }
-
-  /** sync() for a control request: a worker that did not acknowledge fails the request (data_plane_timeout). */
-  private syncWorkers(force: boolean): void {
-    try {
-      this.dataPlane?.sync(force);
-    } catch (err) {
-      if (err instanceof DataPlaneSyncError) {
-        throw new ControlError(err instanceof DataPlaneTimeout ? 'data_plane_timeout' : 'data_plane_error', err.message, { workers: err.workers });
-      }
-      throw err;
-    }
+    this.workers.sync(false);
   }
 
   /** data_workers.show; syncWorkers false (metrics): the counters as last folded, no round trip */
   dataWorkersShow(syncWorkers = true): DataPlaneShow {
-    // a round trip first: the workers' counters are as of now
-    if (syncWorkers) this.syncWorkers(true);
-    return this.dataPlane?.show() ?? {
-      data_workers: this.config.dataWorkers, epoch: 0, syncs: 0, learned_from_workers: 0,
-      workers: [{ id: 0, alive: true, ports: [...this.core.byName.keys()], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0 }],
-    };
+    return this.workers.show(syncWorkers);
   }
 
   private tick(): void {
@@ -236,9 +202,8 @@ export class Daemon {
       br.bridge.tick(now, SWEEP_BUDGET);
       if (readDrops) for (const mp of br.all()) mp.readSocketDrops();
     }
-    const dp = this.dataPlane;
     // the clock, learning, and link events, reloads, re-opened ports and ended captures reach the workers here at the latest
-    if (dp !== null) dp.tick(now);
+    this.workers.tick(now);
   }
 
   /**
@@ -247,8 +212,7 @@ export class Daemon {
    */
   stop(opts: { keepShared?: boolean } = {}): void {
     // the workers close their fds first (synchronously), then every port is the main thread's again
-    if (this.dataPlane !== null) void this.dataPlane.stop();
-    this.dataPlane = null;
+    this.workers.stop();
     this.stopTimers();
     for (const br of this.core.bridges.values()) {
       for (const mp of br.all()) {
@@ -275,8 +239,7 @@ export class Daemon {
    */
   async releaseAfterHandover(): Promise<void> {
     this.core.ioPaused = true;
-    const dp = this.dataPlane;
-    this.dataPlane = null;
+    const dp = this.workers.detach();
     this.stopTimers();
     this.links.close();
     if (dp !== null) await dp.stop();
@@ -298,7 +261,7 @@ export class Daemon {
     this.core.ioPaused = true;
     // the workers stop reading first (every port goes back to the main thread, which does not read either; a late
     // worker keeps reading its ports until it acknowledges: dataPlane.lateWorkers())
-    this.dataPlane?.syncBestEffort(false);
+    this.workers.syncBestEffort();
     for (const mp of this.core.byName.values()) mp.pauseIo();
   }
 
@@ -306,8 +269,8 @@ export class Daemon {
   resumeIo(): void {
     this.core.ioPaused = false;
     // not the ports a late data worker may still read (they come back at a sync after it acknowledged)
-    for (const mp of this.core.byName.values()) if (mp.io === null || this.dataPlane?.mainMayRead(mp.io) !== false) mp.resumeIo();
-    this.dataPlane?.syncBestEffort(false);
+    for (const mp of this.core.byName.values()) if (mp.io === null || this.workers.mainMayRead(mp.io)) mp.resumeIo();
+    this.workers.syncBestEffort();
     this.links.requestDump();
   }
 
@@ -683,7 +646,7 @@ export class Daemon {
    */
   stats(syncWorkers = true): BridgeStats[] {
     // a round trip to the data-plane workers first: their counters are folded in
-    if (syncWorkers) this.syncWorkers(true);
+    if (syncWorkers) this.workers.sync(true);
     return [...this.core.bridges.values()].map((br) => {
       const c = br.bridge.fdb.counters;
       return {
