@@ -36,6 +36,7 @@ import { Captures, captureOptionsFrom } from '../observe/capture.js';
 import { traceFrame, traceFrameFrom, type TraceResult } from '../observe/trace.js';
 import type { ControlClient } from '../control/server.js';
 import { CallbackGuard } from './guard.js';
+import { bridgeStats, type BridgeStats, type MacEntry, showBridges, type ShowBridge, showMacs, type ShowPort, portVlans, type VlanShow } from './view.js';
 import { Workers } from './workers.js';
 import { LinkWatch, netlinkRcvbuf } from './linkmon.js';
 import { closeBridge, createConfigPort, createRuntimePort, createVxlanPort, forgetUplink, openUplink, removePort, startBridge } from './portlife.js';
@@ -50,57 +51,7 @@ export const SWEEP_BUDGET = 2048;
 const SOCKET_STATS_EVERY_TICKS = 10;
 export { NETLINK_RCVBUF_ENV } from './linkmon.js';
 
-export interface ShowPort {
-  name: string;
-  kind: 'tap' | 'attach' | 'host' | 'vxlan';
-  state: 'up' | 'down' | 'absent';
-  ifindex: number;
-  /** vxlan ports only: the underlay cannot carry overlay frames of the bridge MTU */
-  mtu_short?: boolean;
-  /** storm control has shut the port down (src/bridge/qos.ts, action shutdown) */
-  storm_shutdown?: boolean;
-}
-
-export interface ShowBridge {
-  name: string;
-  uplink: { name: string; kind: 'uplink' | 'bond'; state: 'up' | 'down' | 'absent' } | null;
-  ports: ShowPort[];
-}
-
-export interface MacEntry {
-  port: string;
-  mac: string;
-  vlan: number;
-  static: boolean;
-  age: number;
-}
-
-export interface PortStats {
-  name: string;
-  rx_packets: number;
-  rx_bytes: number;
-  tx_packets: number;
-  tx_bytes: number;
-  rx_gso_packets: number;
-  tx_gso_packets: number;
-  drops: Record<string, number>;
-  /** frames captures of this port could not keep (a slow capture reader), not forwarding drops */
-  capture_dropped: number;
-}
-
-export interface VlanShow {
-  port: string;
-  mode: 'access' | 'trunk';
-  vlans: number[] | 'all';
-  native: number | null;
-}
-
-export interface BridgeStats {
-  bridge: string;
-  fdb: { entries: number; learned: number; aged: number; moved: number; evicted: number; flooded: number };
-  ports: PortStats[];
-}
-
+export type { BridgeStats, MacEntry, PortStats, ShowBridge, ShowPort, VlanShow } from './view.js';
 export type { TapFdListener, TapMoveListener } from './runtime.js';
 
 export class Daemon {
@@ -277,35 +228,11 @@ export class Daemon {
   // ---- control operations -------------------------------------------------------------------
 
   show(): ShowBridge[] {
-    return [...this.core.bridges.values()].map((br) => ({
-      name: br.cfg.name,
-      uplink: br.uplink === null ? null : { name: br.uplink.name, kind: br.uplink.kind === 'bond' ? 'bond' as const : 'uplink' as const, state: br.uplink.port.state },
-      ports: [...br.ports.values()].map((mp) => ({
-        name: mp.name,
-        kind: mp.kind === 'attach' || mp.kind === 'vxlan' || mp.kind === 'host' ? mp.kind : 'tap' as const,
-        state: mp.port.state,
-        ifindex: mp.port.ifindex,
-        ...(mp instanceof VxlanPort ? { mtu_short: mp.mtuCheck.problem !== null } : {}),
-        ...(mp.port.qos !== null && mp.port.qos.shutUntilUs !== 0 ? { storm_shutdown: true } : {}),
-      })),
-    }));
+    return showBridges(this.core);
   }
 
   showmacs(bridgeName: unknown): MacEntry[] {
-    const br = this.core.bridge(bridgeName);
-    const now = this.core.now();
-    const out: MacEntry[] = [];
-    br.bridge.fdb.forEach(now, (e) => {
-      out.push({
-        port: br.bridge.ports[e.port]?.name ?? `#${e.port}`,
-        mac: formatMac(e.mac),
-        vlan: e.vid,
-        static: e.isStatic,
-        age: Math.round(e.ageMs / 10) / 100,
-      });
-    });
-    out.sort((a, b) => (a.port === b.port ? (a.mac < b.mac ? -1 : 1) : a.port < b.port ? -1 : 1));
-    return out;
+    return showMacs(this.core, this.core.bridge(bridgeName));
   }
 
   /** VLAN options of addif / vlan.set: {access} | {trunk, native} | {default: true} | none. */
@@ -494,8 +421,7 @@ export class Daemon {
   }
 
   vlanShow(bridgeName: unknown): VlanShow[] {
-    const br = this.core.bridge(bridgeName);
-    return br.all().map((mp) => ({ port: mp.name, ...mp.port.vlan.describe() }));
+    return portVlans(this.core.bridge(bridgeName));
   }
 
   /** Replaces a port's VLAN rules; entries in VLANs it leaves are flushed. */
@@ -647,28 +573,7 @@ export class Daemon {
   stats(syncWorkers = true): BridgeStats[] {
     // a round trip to the data-plane workers first: their counters are folded in
     if (syncWorkers) this.workers.sync(true);
-    return [...this.core.bridges.values()].map((br) => {
-      const c = br.bridge.fdb.counters;
-      return {
-        bridge: br.cfg.name,
-        fdb: { entries: br.bridge.fdb.size, learned: c.learned, aged: c.aged, moved: c.moved, evicted: c.evicted, flooded: br.bridge.counters.flooded },
-        ports: br.all().map((mp) => {
-          mp.readKernelDrops();
-          return {
-            name: mp.name,
-            rx_packets: mp.port.rxPackets,
-            rx_bytes: mp.port.rxBytes,
-            tx_packets: mp.port.txPackets,
-            tx_bytes: mp.port.txBytes,
-            rx_gso_packets: mp.port.rxGsoPackets,
-            tx_gso_packets: mp.port.txGsoPackets,
-            drops: mp.port.drops(),
-            capture_dropped: mp.port.captureDropped,
-            mtu_mismatch: mp.mtuMismatches > 0,
-          };
-        }),
-      };
-    });
+    return bridgeStats(this.core);
   }
 
   // ---- observe: trace, capture, mirrors ------------------------------------------------------
