@@ -36,6 +36,7 @@ import { Captures, captureOptionsFrom } from '../observe/capture.js';
 import { traceFrame, traceFrameFrom, type TraceResult } from '../observe/trace.js';
 import type { ControlClient } from '../control/server.js';
 import { CallbackGuard } from './guard.js';
+import { fdbSnapshot, fdbSnapshotSlice, restoreFdb } from './fdb-snapshot.js';
 import { bridgeStats, type BridgeStats, type MacEntry, showBridges, type ShowBridge, showMacs, type ShowPort, portVlans, type VlanShow } from './view.js';
 import { Workers } from './workers.js';
 import { LinkWatch, netlinkRcvbuf } from './linkmon.js';
@@ -758,12 +759,7 @@ export class Daemon {
 
   /** Dynamic entries of every bridge with their ages and snooped IPv4 addresses (the FDB snapshot), at once. */
   fdbSnapshot(): Record<string, FdbSnapshotEntry[]> {
-    const out: Record<string, FdbSnapshotEntry[]> = {};
-    for (const name of this.core.bridges.keys()) {
-      out[name] = [];
-      this.fdbSnapshotSlice(name, 0, Infinity, out[name]);
-    }
-    return out;
+    return fdbSnapshot(this.core);
   }
 
   /**
@@ -771,22 +767,7 @@ export class Daemon {
    * turn); returns the pool's slot count, 0 when the bridge is gone.
    */
   fdbSnapshotSlice(bridgeName: string, from: number, to: number, out: FdbSnapshotEntry[]): number {
-    const br = this.core.bridges.get(bridgeName);
-    if (br === undefined) return 0;
-    br.bridge.fdb.forEach(this.core.now(), (e) => {
-      if (e.isStatic) return;
-      const port = br.bridge.ports[e.port];
-      if (port === null || port === undefined) return;
-      const ip = e.ipv4;
-      out.push({
-        port: port.name,
-        mac: formatMac(e.mac),
-        vlan: e.vid,
-        age_ms: Math.round(e.ageMs),
-        ipv4: ip === 0 ? null : `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`,
-      });
-    }, from, to);
-    return br.bridge.fdb.maxEntries;
+    return fdbSnapshotSlice(this.core, bridgeName, from, to, out);
   }
 
   bridgeNames(): string[] {
@@ -798,37 +779,6 @@ export class Daemon {
    * they are members of, and that would not have aged out meanwhile. Never replaces an entry already there.
    */
   restoreFdb(bridges: Record<string, FdbSnapshotEntry[]>, elapsedMs: number): { restored: number; skipped: number } {
-    const now = this.core.now();
-    let restored = 0;
-    let skipped = 0;
-    for (const [name, list] of Object.entries(bridges)) {
-      const br = this.core.bridges.get(name);
-      if (br === undefined) {
-        skipped += list.length;
-        continue;
-      }
-      const ageingMs = br.bridge.fdb.ageingTimeMs;
-      for (const e of list) {
-        const mp = br.find(e.port);
-        const mac = parseMac(e.mac);
-        const ageMs = e.age_ms + Math.max(0, elapsedMs);
-        if (mp === undefined || !mp.port.forwarding || mac === null || !mp.port.vlan.isMember(e.vlan) ||
-          (ageingMs > 0 && ageMs >= ageingMs) || br.bridge.fdb.lookup(e.vlan, mac) >= 0) {
-          skipped++;
-          continue;
-        }
-        br.bridge.fdb.learn(e.vlan, mac, mp.port.id, now - ageMs);
-        if (br.bridge.fdb.lookup(e.vlan, mac) !== mp.port.id) {
-          skipped++;
-          continue;
-        }
-        if (e.ipv4 !== null) {
-          const ip = e.ipv4.split('.').reduce((a, b) => a * 256 + Number(b), 0);
-          br.bridge.fdb.setIpv4(e.vlan, macHi(mac), macLo(mac), ip);
-        }
-        restored++;
-      }
-    }
-    return { restored, skipped };
+    return restoreFdb(this.core, bridges, elapsedMs);
   }
 }
