@@ -36,6 +36,9 @@ import { Captures, captureOptionsFrom } from '../observe/capture.js';
 import { traceFrame, traceFrameFrom, type TraceResult } from '../observe/trace.js';
 import type { ControlClient } from '../control/server.js';
 import { CallbackGuard } from './guard.js';
+import { addif, delif } from './ops-ports.js';
+import { vlanSet } from './ops-vlan.js';
+import { vxlanAdd, vxlanConfigs, vxlanDel, vxlanPort, vxlanRemote, vxlanShow } from './ops-vxlan.js';
 import { fdbSnapshot, fdbSnapshotSlice, restoreFdb } from './fdb-snapshot.js';
 import { bridgeStats, type BridgeStats, type MacEntry, showBridges, type ShowBridge, showMacs, type ShowPort, portVlans, type VlanShow } from './view.js';
 import { Workers } from './workers.js';
@@ -236,124 +239,36 @@ export class Daemon {
     return showMacs(this.core, this.core.bridge(bridgeName));
   }
 
-  /** VLAN options of addif / vlan.set: {access} | {trunk, native} | {default: true} | none. */
-  private vlanParams(p: Record<string, unknown>): VlanSpec | null {
-    const access = p.access ?? undefined;
-    const trunk = p.trunk ?? undefined;
-    const native = p.native ?? undefined;
-    if (p.default === true) {
-      if (access !== undefined || trunk !== undefined || native !== undefined) {
-        throw new ControlError('invalid_params', 'default excludes access, trunk and native');
-      }
-      return { mode: 'default' };
-    }
-    if (access === undefined && trunk === undefined && native === undefined) return null;
-    const r = vlanSpecFrom(access, trunk, native);
-    if ('spec' in r) return r.spec;
-    const names: Record<string, string> = { vlan: 'access', trunk: 'trunk', native_vlan: 'native' };
-    throw new ControlError('invalid_params', r.problems.map(([k, m]) => `${names[k] ?? k}: ${m}`).join('; '));
-  }
-
   addif(bridgeName: unknown, ifname: unknown, kind: unknown, vlanOpts: Record<string, unknown> = {}): ShowPort {
-    const br = this.core.bridge(bridgeName);
-    if (typeof ifname !== 'string') throw new ControlError('invalid_params', 'ifname must be a string');
-    const problem = interfaceNameProblem(ifname);
-    if (problem !== null) throw new ControlError('invalid_params', `ifname "${ifname}" ${problem}`);
-    const k = kind === undefined || kind === null ? 'tap' : kind;
-    if (k !== 'tap' && k !== 'attach') throw new ControlError('invalid_params', `kind must be "tap" or "attach", got ${JSON.stringify(k)}`);
-    for (const other of this.core.bridges.values()) {
-      if (other.bond !== null && other.bond.name === ifname) {
-        throw new ControlError('port_exists', `${ifname} is the bond of ${other.cfg.name}`, { bridge: other.cfg.name, port: ifname });
-      }
-    }
-    const existing = this.core.byName.get(ifname);
-    if (existing !== undefined) {
-      throw new ControlError('port_exists', `${ifname} is already a port of ${existing.bridge.name}`, { bridge: existing.bridge.name, port: ifname });
-    }
-    const vlan = this.vlanParams(vlanOpts) ?? { mode: 'default' };
-    const info = netdev.info(ifname);
-    if (info !== null) {
-      const refused = refusedNetdevProblem(ifname, info.flags, info.ifindex, (ifindex) => this.core.portOfIfindex(ifindex));
-      if (refused !== null) throw new ControlError('invalid_params', refused, { bridge: br.cfg.name, port: ifname });
-    }
-    let mp: ManagedPort;
-    try {
-      mp = createRuntimePort(this.core, br, ifname, k, vlan);
-    } catch (err) {
-      if (err instanceof ControlError) throw err;
-      if (err instanceof RefusedNetdevError) throw new ControlError('invalid_params', err.message, { bridge: br.cfg.name, port: ifname });
-      throw new ControlError('io_error', `cannot add ${ifname}: ${(err as Error).message}`, { errno: (err as { errno?: number }).errno });
-    }
-    this.core.log.info({ bridge: br.cfg.name, port: ifname, kind: k }, 'port added');
-    return { name: mp.name, kind: k, state: mp.port.state, ifindex: mp.port.ifindex };
+    return addif(this.core, bridgeName, ifname, kind, vlanOpts);
   }
 
   delif(bridgeName: unknown, ifname: unknown): void {
-    const br = this.core.bridge(bridgeName);
-    const mp = this.core.port(br, ifname);
-    if (mp === br.uplink) throw new ControlError('invalid_params', `${mp.name} is the uplink of ${br.cfg.name}, not a port`);
-    this.removePortByName(br.cfg.name, mp.name);
-    this.core.log.info({ bridge: br.cfg.name, port: mp.name }, 'port removed');
+    delif(this.core, bridgeName, ifname);
   }
 
   // ---- vxlan (src/daemon/vxlan.ts) -----------------------------------------------------------
 
-  private vxlanPort(br: BridgeRuntime, name: unknown): VxlanPort {
-    const mp = this.core.port(br, name);
-    if (!(mp instanceof VxlanPort)) throw new ControlError('invalid_params', `${mp.name} is not a vxlan port`);
-    return mp;
-  }
-
   /** The vxlan entries in force (config plus runtime changes), for save-config. */
   vxlanConfigs(bridgeName: string): VxlanPortConfig[] {
-    const br = this.core.bridges.get(bridgeName);
-    return br === undefined ? [] : [...br.ports.values()].filter((mp): mp is VxlanPort => mp instanceof VxlanPort).map((mp) => mp.spec);
+    return vxlanConfigs(this.core, bridgeName);
   }
 
   vxlanShow(bridgeName: unknown): VxlanShow[] {
-    const br = this.core.bridge(bridgeName);
-    return [...br.ports.values()].filter((mp): mp is VxlanPort => mp instanceof VxlanPort).map((mp) => mp.show());
+    return vxlanShow(this.core, bridgeName);
   }
 
   /** `vxlan add`: params are the config file's keys of a `vxlan` entry (name, vni, local, remotes, ...). */
   vxlanAdd(bridgeName: unknown, params: Record<string, unknown>): VxlanShow {
-    const br = this.core.bridge(bridgeName);
-    const entry = Object.fromEntries(Object.entries(params).filter(([k, v]) => k !== 'bridge' && v !== undefined && v !== null));
-    const r = parseVxlanPort(entry, (name) => {
-      for (const other of this.core.bridges.values()) {
-        if (other.bond !== null && other.bond.name === name) return `the bond of ${other.cfg.name}`;
-      }
-      const existing = this.core.byName.get(name);
-      return existing === undefined ? null : `a port of ${existing.bridge.name}`;
-    });
-    if ('issues' in r) throw new ControlError('invalid_params', r.issues.map((i) => `${i.path}: ${i.message}`).join('; '));
-    let mp: VxlanPort;
-    try {
-      mp = createVxlanPort(this.core, br, r.port);
-    } catch (err) {
-      if (err instanceof ControlError) throw err;
-      throw new ControlError('io_error', `cannot add vxlan ${r.port.name}: ${(err as Error).message}`, { errno: (err as { errno?: number }).errno });
-    }
-    this.core.log.info({ bridge: br.cfg.name, port: mp.name, vni: r.port.vni }, 'vxlan port added');
-    return mp.show();
+    return vxlanAdd(this.core, bridgeName, params);
   }
 
   vxlanDel(bridgeName: unknown, name: unknown): void {
-    const br = this.core.bridge(bridgeName);
-    this.vxlanPort(br, name);
-    this.delif(bridgeName, name);
+    vxlanDel(this.core, bridgeName, name);
   }
 
   vxlanRemote(bridgeName: unknown, name: unknown, op: 'add' | 'del', ip: unknown): VxlanShow {
-    const mp = this.vxlanPort(this.core.bridge(bridgeName), name);
-    try {
-      if (op === 'add') mp.addRemote(ip);
-      else mp.delRemote(ip);
-    } catch (err) {
-      if (err instanceof ControlError) throw err;
-      throw new ControlError('io_error', `cannot ${op} remote ${String(ip)} on ${mp.name}: ${(err as Error).message}`, { errno: (err as { errno?: number }).errno });
-    }
-    return mp.show();
+    return vxlanRemote(this.core, bridgeName, name, op, ip);
   }
 
   private macParam(mac: unknown): number {
@@ -427,14 +342,7 @@ export class Daemon {
 
   /** Replaces a port's VLAN rules; entries in VLANs it leaves are flushed. */
   vlanSet(bridgeName: unknown, portName: unknown, opts: Record<string, unknown>): VlanShow {
-    const br = this.core.bridge(bridgeName);
-    const mp = this.core.port(br, portName);
-    const spec = this.vlanParams(opts);
-    if (spec === null) throw new ControlError('invalid_params', 'give access, trunk (with optional native) or default');
-    const flushed = br.bridge.setPortVlan(mp.port, spec);
-    br.locks.reinstall(mp.port, this.core.now());
-    this.core.log.info({ bridge: br.cfg.name, port: mp.name, vlan: spec, flushed }, 'port VLAN changed');
-    return { port: mp.name, ...mp.port.vlan.describe() };
+    return vlanSet(this.core, bridgeName, portName, opts);
   }
 
   /** `qos show`: rate limits, storm control and their counters of every port (not the uplink or bond). */
@@ -672,7 +580,7 @@ export class Daemon {
    * every other failure is reported together after the rest was applied.
    */
   setVxlanRemotes(bridgeName: string, name: string, add: readonly string[], del: readonly string[]): void {
-    const mp = this.vxlanPort(this.core.bridge(bridgeName), name);
+    const mp = vxlanPort(this.core, this.core.bridge(bridgeName), name);
     const errors: string[] = [];
     const apply = (op: 'add' | 'del', ip: string): void => {
       try {
