@@ -37,6 +37,11 @@ import { traceFrame, traceFrameFrom, type TraceResult } from '../observe/trace.j
 import type { ControlClient } from '../control/server.js';
 import { CallbackGuard } from './guard.js';
 import { addif, delif } from './ops-ports.js';
+import { fdbAdd, fdbDel, fdbFlush, setAgeing } from './ops-fdb.js';
+import { portQos, qosClear, qosSet, qosShow, setPortQosByName } from './ops-qos.js';
+import { lockClear, lockSet, lockShow } from './ops-lock.js';
+import { bondSetActive, bondShow } from './ops-bond.js';
+import { capture, mirrorAdd, mirrorDel, mirrorShow, trace } from './ops-observe.js';
 import { vlanSet } from './ops-vlan.js';
 import { vxlanAdd, vxlanConfigs, vxlanDel, vxlanPort, vxlanRemote, vxlanShow } from './ops-vxlan.js';
 import { fdbSnapshot, fdbSnapshotSlice, restoreFdb } from './fdb-snapshot.js';
@@ -271,69 +276,20 @@ export class Daemon {
     return vxlanRemote(this.core, bridgeName, name, op, ip);
   }
 
-  private macParam(mac: unknown): number {
-    const m = typeof mac === 'string' ? parseMac(mac) : null;
-    if (m === null) throw new ControlError('invalid_params', `mac must be a MAC address like 00:16:3e:00:00:01, got ${JSON.stringify(mac)}`);
-    if (m === 0 || macIsMulticast(m)) throw new ControlError('invalid_params', `mac ${String(mac)} is multicast or zero; FDB entries are unicast`);
-    return m;
-  }
-
-  /** `--vlan`, defaulting to the port's access or native VLAN (0 on a default port). */
-  private vlanParam(vlan: unknown, mp: PortHandle): number {
-    if (vlan === undefined || vlan === null) {
-      const vid = mp.port.vlan.untaggedVid;
-      if (!mp.port.vlan.isMember(vid)) throw new ControlError('invalid_params', `${mp.name} has no native VLAN: give --vlan`);
-      return vid;
-    }
-    if (typeof vlan !== 'number' || !Number.isInteger(vlan) || vlan < 0 || vlan > 4094) {
-      throw new ControlError('invalid_params', `vlan must be an integer 0..4094, got ${JSON.stringify(vlan)}`);
-    }
-    if (!mp.port.vlan.isMember(vlan)) throw new ControlError('invalid_params', `${mp.name} is not a member of VLAN ${vlan}`);
-    return vlan;
-  }
-
   fdbAdd(bridgeName: unknown, mac: unknown, portName: unknown, vlan: unknown): void {
-    const br = this.core.bridge(bridgeName);
-    const m = this.macParam(mac);
-    const mp = this.core.port(br, portName);
-    const vid = this.vlanParam(vlan, mp);
-    if (br.bridge.fdb.addStatic(vid, m, mp.port.id, this.core.now()) === AddResult.Full) {
-      throw new ControlError('fdb_full', `FDB of ${br.cfg.name} is full of static entries (fdb_max ${br.cfg.fdbMax})`);
-    }
+    fdbAdd(this.core, bridgeName, mac, portName, vlan);
   }
 
   fdbDel(bridgeName: unknown, mac: unknown, portName: unknown, vlan: unknown): void {
-    const br = this.core.bridge(bridgeName);
-    const m = this.macParam(mac);
-    let vid = 0;
-    if (portName !== undefined && portName !== null) {
-      const mp = this.core.port(br, portName);
-      vid = this.vlanParam(vlan, mp);
-      if (br.bridge.fdb.lookup(vid, m) !== mp.port.id) {
-        throw new ControlError('not_found', `no FDB entry for ${formatMac(m)} vlan ${vid} on ${mp.name}`);
-      }
-    } else if (vlan !== undefined && vlan !== null) {
-      if (typeof vlan !== 'number' || !Number.isInteger(vlan) || vlan < 0 || vlan > 4094) {
-        throw new ControlError('invalid_params', `vlan must be an integer 0..4094, got ${JSON.stringify(vlan)}`);
-      }
-      vid = vlan;
-    }
-    if (!br.bridge.fdb.delete(vid, m)) throw new ControlError('not_found', `no FDB entry for ${formatMac(m)} vlan ${vid}`);
+    fdbDel(this.core, bridgeName, mac, portName, vlan);
   }
 
   fdbFlush(bridgeName: unknown, portName: unknown): number {
-    const br = this.core.bridge(bridgeName);
-    if (portName === undefined || portName === null) return br.bridge.fdb.flushDynamic();
-    return br.bridge.fdb.flushDynamic(this.core.port(br, portName).port.id);
+    return fdbFlush(this.core, bridgeName, portName);
   }
 
   setAgeing(bridgeName: unknown, seconds: unknown): void {
-    const br = this.core.bridge(bridgeName);
-    if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 0 || seconds > 1_000_000 || (seconds > 0 && seconds < 10)) {
-      throw new ControlError('invalid_params', `seconds must be 0 (never age) or an integer 10..1000000, got ${JSON.stringify(seconds)}`);
-    }
-    br.bridge.fdb.ageingTimeMs = seconds * 1000;
-    br.cfg.ageingTimeS = seconds;
+    setAgeing(this.core, bridgeName, seconds);
   }
 
   vlanShow(bridgeName: unknown): VlanShow[] {
@@ -347,122 +303,50 @@ export class Daemon {
 
   /** `qos show`: rate limits, storm control and their counters of every port (not the uplink or bond). */
   qosShow(bridgeName: unknown): QosShow[] {
-    const br = this.core.bridge(bridgeName);
-    return [...br.ports.values()].map((mp) => br.qos.show(mp.port));
+    return qosShow(this.core, bridgeName);
   }
 
   /** `qos set`: changes what the parameters name (src/daemon/qos.ts qosSetSpec); buckets start full. */
   qosSet(bridgeName: unknown, portName: unknown, p: Record<string, unknown>): QosShow {
-    const br = this.core.bridge(bridgeName);
-    const mp = this.qosPort(br, portName);
-    if (!QOS_SET_PARAMS.some((k) => p[k] !== undefined && p[k] !== null)) throw new ControlError('invalid_params', `give at least one of ${QOS_SET_PARAMS.join(', ')}`);
-    const r = qosSetSpec(br.qos.spec(mp.port), p);
-    if ('problems' in r) throw new ControlError('invalid_params', r.problems.map(([k, m]) => `${k}: ${m}`).join('; '));
-    br.qos.apply(mp.port, r.spec);
-    this.core.log.info({ bridge: br.cfg.name, port: mp.name, qos: br.qos.show(mp.port) }, 'port QoS set');
-    return br.qos.show(mp.port);
+    return qosSet(this.core, bridgeName, portName, p);
   }
 
   /** `qos clear`: no rate limit and no storm control on the port (its counters stay). */
   qosClear(bridgeName: unknown, portName: unknown): QosShow {
-    const br = this.core.bridge(bridgeName);
-    const mp = this.qosPort(br, portName);
-    br.qos.apply(mp.port, NO_QOS);
-    this.core.log.info({ bridge: br.cfg.name, port: mp.name }, 'port QoS cleared');
-    return br.qos.show(mp.port);
+    return qosClear(this.core, bridgeName, portName);
   }
 
   /** The port's QoS in force (the runtime journal's recorder reads it before `qos set` is applied), null: no port. */
   portQos(bridgeName: string, portName: string): QosSpec | null {
-    const br = this.core.bridges.get(bridgeName);
-    const mp = br?.ports.get(portName);
-    return br === undefined || mp === undefined ? null : br.qos.spec(mp.port);
+    return portQos(this.core, bridgeName, portName);
   }
 
   /** Reload: the port's QoS from the new config (src/state/reload.ts). */
   setPortQosByName(bridgeName: string, portName: string, spec: QosSpec): void {
-    const br = this.core.bridge(bridgeName);
-    br.qos.apply(this.core.port(br, portName).port, spec);
-  }
-
-  private qosPort(br: BridgeRuntime, portName: unknown): PortHandle {
-    const mp = this.core.port(br, portName);
-    if (mp === br.uplink || mp.kind === 'host') throw new ControlError('invalid_params', `${mp.name} is the ${mp === br.uplink ? 'uplink' : 'host port'} of ${br.cfg.name}; QoS applies to tap, attach and vxlan ports`);
-    return mp;
+    setPortQosByName(this.core, bridgeName, portName, spec);
   }
 
   /** `lock show`: lock and guards of every port (not the uplink: it cannot be locked). */
   lockShow(bridgeName: unknown): LockShow[] {
-    const br = this.core.bridge(bridgeName);
-    return [...br.ports.values()].map((mp) => br.locks.show(mp.port));
-  }
-
-  private lockablePort(br: BridgeRuntime, portName: unknown): PortHandle {
-    const mp = this.core.port(br, portName);
-    if (mp === br.uplink) throw new ControlError('invalid_params', `${mp.name} is the uplink of ${br.cfg.name}; only tap and attach ports can be locked`);
-    return mp;
+    return lockShow(this.core, bridgeName);
   }
 
   /** `lock set`: {mac, ipv4, ipv6, allow_ethertypes} or {disabled: true}; the guards stay as they are. */
   lockSet(bridgeName: unknown, portName: unknown, p: Record<string, unknown>): LockShow {
-    const br = this.core.bridge(bridgeName);
-    const mp = this.lockablePort(br, portName);
-    let value: unknown;
-    if (p.disabled === true) {
-      if (p.mac !== undefined || p.ipv4 !== undefined || p.ipv6 !== undefined || p.allow_ethertypes !== undefined) {
-        throw new ControlError('invalid_params', 'disabled excludes mac, ipv4, ipv6 and allow_ethertypes');
-      }
-      value = 'disabled';
-    } else {
-      if (p.mac === undefined) throw new ControlError('invalid_params', 'give mac (with optional ipv4, ipv6, allow_ethertypes) or disabled');
-      value = { mac: p.mac, ipv4: p.ipv4 ?? undefined, ipv6: p.ipv6 ?? undefined, allow_ethertypes: p.allow_ethertypes ?? undefined };
-    }
-    const r = lockSpecFrom(value);
-    if ('problems' in r) throw new ControlError('invalid_params', r.problems.map(([k, m]) => `${k}: ${m}`).join('; '));
-    if (r.spec.mode === 'locked') {
-      const mac = r.spec.mac;
-      // a locked MAC belongs to one port: its static entry cannot point at two
-      const other = br.locks.portLockedTo(mac);
-      if (other !== null && other !== mp.port) throw new ControlError('invalid_params', `mac ${formatMac(mac)} is already the locked MAC of ${other.name}`);
-    }
-    if (!br.locks.apply(mp.port, r.spec, br.locks.guards(mp.port), this.core.now())) {
-      throw new ControlError('fdb_full', `FDB of ${br.cfg.name} is full of static entries; the lock is set but its MAC is not a static entry`);
-    }
-    this.core.log.info({ bridge: br.cfg.name, port: mp.name, lock: r.spec.mode }, 'port lock set');
-    return br.locks.show(mp.port);
+    return lockSet(this.core, bridgeName, portName, p);
   }
 
   /** `lock clear`: the port is unlocked (its guards stay). */
   lockClear(bridgeName: unknown, portName: unknown): LockShow {
-    const br = this.core.bridge(bridgeName);
-    const mp = this.lockablePort(br, portName);
-    br.locks.apply(mp.port, UNLOCKED, br.locks.guards(mp.port), this.core.now());
-    this.core.log.info({ bridge: br.cfg.name, port: mp.name }, 'port lock cleared');
-    return br.locks.show(mp.port);
-  }
-
-  private bonds(): Bond[] {
-    return [...this.core.bridges.values()].flatMap((br) => (br.bond !== null ? [br.bond] : []));
-  }
-
-  private bondByName(name: unknown): Bond {
-    if (typeof name !== 'string') throw new ControlError('invalid_params', 'bond must be a string');
-    const bond = this.bonds().find((b) => b.name === name);
-    if (bond === undefined) throw new ControlError('not_found', `no such bond: ${name}`, { bond: name });
-    return bond;
+    return lockClear(this.core, bridgeName, portName);
   }
 
   bondShow(name: unknown): BondShow | BondShow[] {
-    if (name === undefined || name === null) return this.bonds().map((b) => b.show());
-    return this.bondByName(name).show();
+    return bondShow(this.core, name);
   }
 
   bondSetActive(name: unknown, member: unknown): BondShow {
-    const bond = this.bondByName(name);
-    if (typeof member !== 'string') throw new ControlError('invalid_params', 'member must be a string');
-    const problem = bond.setActive(member);
-    if (problem !== null) throw new ControlError(bond.policy.index(member) < 0 ? 'no_such_port' : 'invalid_params', problem);
-    return bond.show();
+    return bondSetActive(this.core, name, member);
   }
 
   /** busy_poll.show: the window in force and the addon's counters (idle callbacks run, windows started). */
@@ -489,26 +373,12 @@ export class Daemon {
 
   /** `trace`: what the bridge would do with one frame on `port` (nothing sent, learned or counted). */
   trace(p: Record<string, unknown>): TraceResult {
-    const br = this.core.bridge(p.bridge);
-    const mp = this.core.port(br, p.port);
-    let frame: Uint8Array;
-    try {
-      frame = traceFrameFrom(p);
-    } catch (err) {
-      const msg = (err as Error).message;
-      throw new ControlError('invalid_params', msg, { param: msg.split(':')[0] });
-    }
-    return traceFrame(br.bridge, mp.port, frame, this.core.now());
+    return trace(this.core, p);
   }
 
   /** `capture`: starts a pcapng stream of `port` on the client's connection. */
   capture(p: Record<string, unknown>, client: ControlClient | null): unknown {
-    const br = this.core.bridge(p.bridge);
-    const mp = this.core.port(br, p.port);
-    const opts = captureOptionsFrom(p);
-    const r = this.captures.start(mp.port, opts, client);
-    this.core.log.info({ bridge: br.cfg.name, port: mp.name, ...opts }, 'capture started');
-    return r;
+    return capture(this.core, this.captures, p, client);
   }
 
   captureStop(client: ControlClient | null): void {
@@ -516,21 +386,16 @@ export class Daemon {
   }
 
   mirrorShow(bridgeName: unknown): MirrorShow[] {
-    return this.core.bridge(bridgeName).mirrors.show();
+    return mirrorShow(this.core, bridgeName);
   }
 
   // recorded in the runtime journal by the recorders in ./mirrors.ts
   mirrorAdd(p: Record<string, unknown>): MirrorShow {
-    const br = this.core.bridge(p.bridge);
-    const r = br.mirrors.add(mirrorSpecFromParams(p));
-    this.core.log.info({ bridge: br.cfg.name, mirror: r.name, select: r.select, output: r.output, output_vlan: r.output_vlan }, 'mirror added');
-    return r;
+    return mirrorAdd(this.core, p);
   }
 
   mirrorDel(p: Record<string, unknown>): void {
-    const br = this.core.bridge(p.bridge);
-    br.mirrors.del(p.name);
-    this.core.log.info({ bridge: br.cfg.name, mirror: p.name }, 'mirror deleted');
+    mirrorDel(this.core, p);
   }
 
   // ---- reconfiguration: primitives of reload and state restore (src/state/) ------------------
