@@ -37,6 +37,7 @@ import { traceFrame, traceFrameFrom, type TraceResult } from '../observe/trace.j
 import type { ControlClient } from '../control/server.js';
 import { CallbackGuard } from './guard.js';
 import { addif, delif } from './ops-ports.js';
+import { addBridge, addConfigPort, addStaticFdb, addVxlanConfigPort, replaceUplink, setPortFlags, setPortVlanByName, setVxlanRemotes } from './reconfig.js';
 import { fdbAdd, fdbDel, fdbFlush, setAgeing } from './ops-fdb.js';
 import { portQos, qosClear, qosSet, qosShow, setPortQosByName } from './ops-qos.js';
 import { lockClear, lockSet, lockShow } from './ops-lock.js';
@@ -421,9 +422,7 @@ export class Daemon {
 
   /** Creates and opens a bridge from its config (reload). */
   addBridge(cfg: BridgeConfig): void {
-    const br = this.core.newBridge(cfg);
-    this.core.bridges.set(cfg.name, br);
-    startBridge(this.core, br);
+    addBridge(this.core, cfg);
   }
 
   /**
@@ -445,36 +444,17 @@ export class Daemon {
    * every other failure is reported together after the rest was applied.
    */
   setVxlanRemotes(bridgeName: string, name: string, add: readonly string[], del: readonly string[]): void {
-    const mp = vxlanPort(this.core, this.core.bridge(bridgeName), name);
-    const errors: string[] = [];
-    const apply = (op: 'add' | 'del', ip: string): void => {
-      try {
-        if (op === 'add') mp.addRemote(ip);
-        else mp.delRemote(ip);
-      } catch (err) {
-        const code = (err as { code?: unknown }).code;
-        if (!(err instanceof ControlError && (code === 'port_exists' || code === 'not_found'))) errors.push(`${op} ${ip}: ${(err as Error).message}`);
-      }
-    };
-    for (const ip of del) apply('del', ip);
-    for (const ip of add) apply('add', ip);
-    if (errors.length > 0) throw new Error(`vxlan ${name} remotes: ${errors.join('; ')}`);
+    setVxlanRemotes(this.core, bridgeName, name, add, del);
   }
 
   /** Adds a vxlan port from its config entry (reload); a port of that name is removed first. */
   addVxlanConfigPort(bridgeName: string, vc: VxlanPortConfig): void {
-    const br = this.core.bridges.get(bridgeName);
-    if (br === undefined) throw new Error(`no bridge ${bridgeName}`);
-    for (const other of this.core.bridges.values()) if (other.ports.has(vc.name)) this.removePortByName(other.cfg.name, vc.name, true);
-    createVxlanPort(this.core, br, vc);
+    addVxlanConfigPort(this.core, bridgeName, vc);
   }
 
   /** Adds a port from its config (reload); a port of that name is removed first. */
   addConfigPort(bridgeName: string, pc: PortConfig): void {
-    const br = this.core.bridges.get(bridgeName);
-    if (br === undefined) throw new Error(`no bridge ${bridgeName}`);
-    for (const other of this.core.bridges.values()) if (other.ports.has(pc.name)) this.removePortByName(other.cfg.name, pc.name, true);
-    createConfigPort(this.core, br, pc);
+    addConfigPort(this.core, bridgeName, pc);
   }
 
   /**
@@ -487,43 +467,22 @@ export class Daemon {
 
   /** Changes learning, flood, isolated and the per-port FDB cap in place (fds, entries and counters stay). */
   setPortFlags(bridgeName: string, pc: Pick<PortConfig, 'name' | 'learning' | 'flood' | 'isolated' | 'fdbMax'>): void {
-    const br = this.core.bridges.get(bridgeName);
-    const mp = br?.ports.get(pc.name);
-    if (br === undefined || mp === undefined) return;
-    mp.port.learning = pc.learning;
-    mp.port.flood = pc.flood;
-    mp.port.isolated = pc.isolated;
-    mp.port.fdbMax = pc.fdbMax;
-    br.bridge.fdb.portMax[mp.port.id] = pc.fdbMax;
+    setPortFlags(this.core, bridgeName, pc);
   }
 
   /** Replaces a port's (or the uplink's) VLAN rules in place. */
   setPortVlanByName(bridgeName: string, name: string, spec: VlanSpec): void {
-    const br = this.core.bridges.get(bridgeName);
-    const mp = br?.find(name);
-    if (br === undefined || mp === undefined) return;
-    br.bridge.setPortVlan(mp.port, spec);
-    br.locks.reinstall(mp.port, this.core.now());
+    setPortVlanByName(this.core, bridgeName, name, spec);
   }
 
   /** Closes the uplink (or bond) and opens the one of `up` (reload); netdevs it no longer uses get their host stack back. */
   replaceUplink(bridgeName: string, up: UplinkConfig | null): void {
-    const br = this.core.bridges.get(bridgeName);
-    if (br === undefined) return;
-    const old = br.bond !== null ? br.bond.members.map((m) => m.name) : br.uplink !== null ? [br.uplink.name] : [];
-    const next = new Set(up === null ? [] : up.bond !== null ? up.bond.members : up.interface !== null ? [up.interface] : []);
-    br.uplink?.close('absent');
-    forgetUplink(this.core, br);
-    for (const n of old) if (!next.has(n)) restoreHostStack(n, this.core.portLog);
-    openUplink(this.core, br, up);
+    replaceUplink(this.core, bridgeName, up);
   }
 
   /** Adds a static entry from the config; false when its port is missing or the FDB is full. */
   addStaticFdb(bridgeName: string, f: StaticFdbConfig): boolean {
-    const br = this.core.bridges.get(bridgeName);
-    const mp = br?.find(f.port);
-    if (br === undefined || mp === undefined) return false;
-    return br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, this.core.now()) !== AddResult.Full;
+    return addStaticFdb(this.core, bridgeName, f);
   }
 
   deleteFdb(bridgeName: string, vid: number, mac: number): boolean {
