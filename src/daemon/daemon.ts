@@ -1,57 +1,52 @@
-// The daemon: bridges built from the config, their ports, link monitoring, the coarse clock and
-// the ageing sweep, and the operations the control server exposes (one method per CLI verb).
+// The daemon: composes the roles of src/daemon/ into one object with one method per control verb (src/control/
+// methods.ts), per reload primitive (src/state/reload.ts) and per handover step (src/handover/). It owns the coarse
+// clock (the tick: FDB "now", the ageing sweep, socket drop counters) and start/stop; everything else is a role:
 //
-// Control operations run in their own event-loop turns, never inside a forwarding batch, so they
-// may change ports and the FDB directly.
+//   runtime.ts       the shared state: BridgeRuntime per bridge, DaemonCore (bridges, port index, logs, clock)
+//   portlife.ts      port lifecycle: open/close the uplink, bond, ports and vxlan ports (start-up, reload, addif)
+//   linkmon.ts       link monitoring: rtnetlink events, dumps, retries, watchdog, mark-and-sweep, moved TAPs
+//   workers.ts       the data-plane worker threads: start, sync, tick, show, stop
+//   reconfig.ts      what a reload applies in place
+//   fdb-snapshot.ts  the FDB snapshot and its restore
+//   view.ts          show, showmacs, vlan show, stats
+//   ops-*.ts         control operations per area: ports, vlan, vxlan, fdb, qos, lock, bond, observe
+//
+// Most public methods are one-line delegates. Control operations run in their own event-loop turns, never inside a
+// forwarding batch, so they may change ports and the FDB directly.
 
-import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
-import { Bridge } from '../bridge/bridge.js';
-import { BridgePort, type PortKind } from '../bridge/port.js';
-import { AddResult, macHi, macLo } from '../fdb/fdb.js';
-import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
-import { busyPoll, directPoll, LinkMonitor, netdev } from '../io/native.js';
-import {
-  type BridgeConfig, BUILTIN_PORT_DEFAULTS, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE, type PortConfig,
-  type PortDefaults, type StaticFdbConfig, type UplinkConfig,
-} from '../config/config.js';
+import { busyPoll, directPoll, type PacketPort } from '../io/native.js';
+import type { BridgeConfig, DaemonConfig, PortConfig, StaticFdbConfig, UplinkConfig, VxlanPortConfig } from '../config/config.js';
 import type { FdbSnapshotEntry } from '../state/document.js';
-import { ControlError } from '../control/errors.js';
-import { ManagedPort, RefusedNetdevError, refusedNetdevProblem, type PortHandle } from './ports.js';
-import { restoreHostStack } from './hoststack.js';
-import { Bond, type BondShow } from './bond.js';
-import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
+import type { BondShow } from './bond.js';
+import type { VlanSpec } from '../bridge/vlan.js';
 import { VxlanPort, type VxlanShow } from './vxlan.js';
-import { parseVxlanPort, type VxlanPortConfig } from '../config/config.js';
-import { type LockShow, type LockSpec, lockSpecFrom, UNLOCKED } from '../bridge/lock.js';
-import { PortLocks } from './locking.js';
-import { BridgeQos, qosSetSpec, QOS_SET_PARAMS } from './qos.js';
-import { NO_QOS, type QosShow, type QosSpec } from '../bridge/qos.js';
-import type { PacketPort } from '../io/native.js';
-import { hostPortMac } from '../hostport/mac.js';
-import { fenceHostStack, unfenceHostStack } from '../hostport/fence.js';
-import { BridgeMirrors, mirrorSpecFromParams } from './mirrors.js';
-import { Mirror, type MirrorShow } from '../bridge/mirror.js';
-import { Captures, captureOptionsFrom } from '../observe/capture.js';
-import { traceFrame, traceFrameFrom, type TraceResult } from '../observe/trace.js';
+import type { LockShow } from '../bridge/lock.js';
+import type { QosShow, QosSpec } from '../bridge/qos.js';
+import { unfenceHostStack } from '../hostport/fence.js';
+import type { MirrorShow } from '../bridge/mirror.js';
+import { Captures } from '../observe/capture.js';
+import type { TraceResult } from '../observe/trace.js';
 import type { ControlClient } from '../control/server.js';
+import type { DataPlaneShow } from '../dataplane/dataplane.js';
 import { CallbackGuard } from './guard.js';
+import { DaemonCore, type TapFdListener, type TapMoveListener } from './runtime.js';
+import { closeBridge, removePort, startBridge } from './portlife.js';
+import { LinkWatch, netlinkRcvbuf } from './linkmon.js';
+import { Workers } from './workers.js';
+import {
+  addBridge, addConfigPort, addStaticFdb, addVxlanConfigPort, replaceUplink, setPortFlags, setPortVlanByName, setVxlanRemotes,
+} from './reconfig.js';
+import { fdbSnapshot, fdbSnapshotSlice, restoreFdb } from './fdb-snapshot.js';
+import { bridgeStats, type BridgeStats, type MacEntry, portVlans, showBridges, type ShowBridge, showMacs, type ShowPort, type VlanShow } from './view.js';
 import { addif, delif } from './ops-ports.js';
-import { addBridge, addConfigPort, addStaticFdb, addVxlanConfigPort, replaceUplink, setPortFlags, setPortVlanByName, setVxlanRemotes } from './reconfig.js';
+import { vlanSet } from './ops-vlan.js';
+import { vxlanAdd, vxlanConfigs, vxlanDel, vxlanRemote, vxlanShow } from './ops-vxlan.js';
 import { fdbAdd, fdbDel, fdbFlush, setAgeing } from './ops-fdb.js';
 import { portQos, qosClear, qosSet, qosShow, setPortQosByName } from './ops-qos.js';
 import { lockClear, lockSet, lockShow } from './ops-lock.js';
 import { bondSetActive, bondShow } from './ops-bond.js';
 import { capture, mirrorAdd, mirrorDel, mirrorShow, trace } from './ops-observe.js';
-import { vlanSet } from './ops-vlan.js';
-import { vxlanAdd, vxlanConfigs, vxlanDel, vxlanPort, vxlanRemote, vxlanShow } from './ops-vxlan.js';
-import { fdbSnapshot, fdbSnapshotSlice, restoreFdb } from './fdb-snapshot.js';
-import { bridgeStats, type BridgeStats, type MacEntry, showBridges, type ShowBridge, showMacs, type ShowPort, portVlans, type VlanShow } from './view.js';
-import { Workers } from './workers.js';
-import { LinkWatch, netlinkRcvbuf } from './linkmon.js';
-import { closeBridge, createConfigPort, createRuntimePort, createVxlanPort, forgetUplink, openUplink, removePort, startBridge } from './portlife.js';
-import { type BridgeRuntime, DaemonCore, type PortSettings, settingsFromDefaults, type TapFdListener, type TapMoveListener } from './runtime.js';
-import { DataPlane, DataPlaneSyncError, DataPlaneTimeout, type DataPlaneShow } from '../dataplane/dataplane.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
 export const TICK_MS = 100;
@@ -235,7 +230,7 @@ export class Daemon {
     this.links.requestDump();
   }
 
-  // ---- control operations -------------------------------------------------------------------
+  // ---- control operations: views (view.ts) ---------------------------------------------------
 
   show(): ShowBridge[] {
     return showBridges(this.core);
@@ -245,6 +240,8 @@ export class Daemon {
     return showMacs(this.core, this.core.bridge(bridgeName));
   }
 
+  // ---- ports (ops-ports.ts) ------------------------------------------------------------------
+
   addif(bridgeName: unknown, ifname: unknown, kind: unknown, vlanOpts: Record<string, unknown> = {}): ShowPort {
     return addif(this.core, bridgeName, ifname, kind, vlanOpts);
   }
@@ -253,7 +250,7 @@ export class Daemon {
     delif(this.core, bridgeName, ifname);
   }
 
-  // ---- vxlan (src/daemon/vxlan.ts) -----------------------------------------------------------
+  // ---- vxlan (ops-vxlan.ts, src/daemon/vxlan.ts) ---------------------------------------------
 
   /** The vxlan entries in force (config plus runtime changes), for save-config. */
   vxlanConfigs(bridgeName: string): VxlanPortConfig[] {
@@ -276,6 +273,8 @@ export class Daemon {
   vxlanRemote(bridgeName: unknown, name: unknown, op: 'add' | 'del', ip: unknown): VxlanShow {
     return vxlanRemote(this.core, bridgeName, name, op, ip);
   }
+
+  // ---- fdb and vlan (ops-fdb.ts, ops-vlan.ts) ------------------------------------------------
 
   fdbAdd(bridgeName: unknown, mac: unknown, portName: unknown, vlan: unknown): void {
     fdbAdd(this.core, bridgeName, mac, portName, vlan);
@@ -302,6 +301,8 @@ export class Daemon {
     return vlanSet(this.core, bridgeName, portName, opts);
   }
 
+  // ---- qos (ops-qos.ts) ----------------------------------------------------------------------
+
   /** `qos show`: rate limits, storm control and their counters of every port (not the uplink or bond). */
   qosShow(bridgeName: unknown): QosShow[] {
     return qosShow(this.core, bridgeName);
@@ -327,6 +328,8 @@ export class Daemon {
     setPortQosByName(this.core, bridgeName, portName, spec);
   }
 
+  // ---- port security (ops-lock.ts) -----------------------------------------------------------
+
   /** `lock show`: lock and guards of every port (not the uplink: it cannot be locked). */
   lockShow(bridgeName: unknown): LockShow[] {
     return lockShow(this.core, bridgeName);
@@ -341,6 +344,8 @@ export class Daemon {
   lockClear(bridgeName: unknown, portName: unknown): LockShow {
     return lockClear(this.core, bridgeName, portName);
   }
+
+  // ---- bond (ops-bond.ts), polling, stats ----------------------------------------------------
 
   bondShow(name: unknown): BondShow | BondShow[] {
     return bondShow(this.core, name);
@@ -370,7 +375,7 @@ export class Daemon {
     return bridgeStats(this.core);
   }
 
-  // ---- observe: trace, capture, mirrors ------------------------------------------------------
+  // ---- observe: trace, capture, mirrors (ops-observe.ts) -------------------------------------
 
   /** `trace`: what the bridge would do with one frame on `port` (nothing sent, learned or counted). */
   trace(p: Record<string, unknown>): TraceResult {
@@ -399,7 +404,7 @@ export class Daemon {
     mirrorDel(this.core, p);
   }
 
-  // ---- reconfiguration: primitives of reload and state restore (src/state/) ------------------
+  // ---- reconfiguration: primitives of reload and state restore (reconfig.ts, src/state/) ------
 
   hasBridge(name: string): boolean {
     return this.core.bridges.has(name);
@@ -488,6 +493,8 @@ export class Daemon {
   deleteFdb(bridgeName: string, vid: number, mac: number): boolean {
     return this.core.bridges.get(bridgeName)?.bridge.fdb.delete(vid, mac) ?? false;
   }
+
+  // ---- FDB snapshot (fdb-snapshot.ts) --------------------------------------------------------
 
   /** Dynamic entries of every bridge with their ages and snooped IPv4 addresses (the FDB snapshot), at once. */
   fdbSnapshot(): Record<string, FdbSnapshotEntry[]> {
