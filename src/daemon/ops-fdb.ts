@@ -8,7 +8,7 @@ import { ControlError } from '../control/errors.js';
 import type { PortHandle } from './ports.js';
 import type { DaemonCore } from './runtime.js';
 
-function macParam(d: DaemonCore, mac: unknown): number {
+function macParam(mac: unknown): number {
   const m = typeof mac === 'string' ? parseMac(mac) : null;
   if (m === null) throw new ControlError('invalid_params', `mac must be a MAC address like 00:16:3e:00:00:01, got ${JSON.stringify(mac)}`);
   if (m === 0 || macIsMulticast(m)) throw new ControlError('invalid_params', `mac ${String(mac)} is multicast or zero; FDB entries are unicast`);
@@ -16,7 +16,7 @@ function macParam(d: DaemonCore, mac: unknown): number {
 }
 
 /** `--vlan`, defaulting to the port's access or native VLAN (0 on a default port). */
-function vlanParam(d: DaemonCore, vlan: unknown, mp: PortHandle): number {
+function vlanParam(vlan: unknown, mp: PortHandle): number {
   if (vlan === undefined || vlan === null) {
     const vid = mp.port.vlan.untaggedVid;
     if (!mp.port.vlan.isMember(vid)) throw new ControlError('invalid_params', `${mp.name} has no native VLAN: give --vlan`);
@@ -31,9 +31,9 @@ function vlanParam(d: DaemonCore, vlan: unknown, mp: PortHandle): number {
 
 export function fdbAdd(d: DaemonCore, bridgeName: unknown, mac: unknown, portName: unknown, vlan: unknown): void {
   const br = d.bridge(bridgeName);
-  const m = macParam(d, mac);
+  const m = macParam(mac);
   const mp = d.port(br, portName);
-  const vid = vlanParam(d, vlan, mp);
+  const vid = vlanParam(vlan, mp);
   if (br.bridge.fdb.addStatic(vid, m, mp.port.id, d.now()) === AddResult.Full) {
     throw new ControlError('fdb_full', `FDB of ${br.cfg.name} is full of static entries (fdb_max ${br.cfg.fdbMax})`);
   }
@@ -41,11 +41,11 @@ export function fdbAdd(d: DaemonCore, bridgeName: unknown, mac: unknown, portNam
 
 export function fdbDel(d: DaemonCore, bridgeName: unknown, mac: unknown, portName: unknown, vlan: unknown): void {
   const br = d.bridge(bridgeName);
-  const m = macParam(d, mac);
+  const m = macParam(mac);
   let vid = 0;
   if (portName !== undefined && portName !== null) {
     const mp = d.port(br, portName);
-    vid = vlanParam(d, vlan, mp);
+    vid = vlanParam(vlan, mp);
     if (br.bridge.fdb.lookup(vid, m) !== mp.port.id) {
       throw new ControlError('not_found', `no FDB entry for ${formatMac(m)} vlan ${vid} on ${mp.name}`);
     }
