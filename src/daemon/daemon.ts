@@ -1,49 +1,58 @@
-// The daemon: bridges built from the config, their ports, link monitoring, the coarse clock and
-// the ageing sweep, and the operations the control server exposes (one method per CLI verb).
+// The daemon: composes the roles of src/daemon/ into one object with one method per control verb (src/control/
+// methods.ts), per reload primitive (src/state/reload.ts) and per handover step (src/handover/). It owns the coarse
+// clock (the tick: FDB "now", the ageing sweep, socket drop counters) and start/stop; everything else is a role:
 //
-// Control operations run in their own event-loop turns, never inside a forwarding batch, so they
-// may change ports and the FDB directly.
+//   runtime.ts       the shared state: BridgeRuntime per bridge, DaemonCore (bridges, port index, logs, clock)
+//   portlife.ts      port lifecycle: open/close the uplink, bond, ports and vxlan ports (start-up, reload, addif)
+//   linkmon.ts       link monitoring: rtnetlink events, dumps, retries, watchdog, mark-and-sweep, moved TAPs
+//   workers.ts       the data-plane worker threads: start, sync, tick, show, stop
+//   reconfig.ts      what a reload applies in place
+//   fdb-snapshot.ts  the FDB snapshot and its restore
+//   view.ts          show, showmacs, vlan show, stats
+//   ops-*.ts         control operations per area: ports, vlan, vxlan, fdb, mdb, qos, lock, bond, observe
+//   packet-ring.ts   the PACKET_MMAP rings of AF_PACKET ports (config to the addon at start, `show`)
+//
+// Most public methods are one-line delegates. Control operations run in their own event-loop turns, never inside a
+// forwarding batch, so they may change ports and the FDB directly.
 
-import { multicastFor } from '../mdb/config.js';
-import { mdbAdd, mdbDel, mdbShow, type MdbShow, querierShow } from '../mdb/control.js';
-import { mdbSnapshot, type MdbSnapshot, restoreMdb } from '../mdb/snapshot.js';
-import type { McastPortStats } from '../bridge/mcast.js';
-import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
-import { Bridge } from '../bridge/bridge.js';
-import { BridgePort, type PortKind } from '../bridge/port.js';
-import { AddResult, macHi, macLo } from '../fdb/fdb.js';
-import { formatMac, macIsMulticast, parseMac } from '../frame/mac.js';
-import { busyPoll, directPoll, LinkMonitor, netdev, RxSlab } from '../io/native.js';
-import {
-  type BridgeConfig, BUILTIN_PORT_DEFAULTS, type DaemonConfig, interfaceNameProblem, MAX_PORTS_PER_BRIDGE, type PortConfig,
-  type PortDefaults, type StaticFdbConfig, type UplinkConfig,
-} from '../config/config.js';
+import { busyPoll, directPoll, type PacketPort } from '../io/native.js';
+import type { BridgeConfig, DaemonConfig, PortConfig, StaticFdbConfig, UplinkConfig, VxlanPortConfig } from '../config/config.js';
 import type { FdbSnapshotEntry } from '../state/document.js';
-import { ControlError } from '../control/errors.js';
-import { ManagedPort, RefusedNetdevError, refusedNetdevProblem, type PortHandle } from './ports.js';
-import { VhostUserPort, type VhostUserShow } from './vhost-user.js';
-import { restoreHostStack } from './hoststack.js';
-import { Bond, type BondRuntimeState, type BondShow, parseBondStates } from './bond.js';
-import { applyPacketMmap, ringBytes, ringOf } from './packet-ring.js';
-import type { PacketRingInfo } from '../io/native-types.js';
-import { vlanSpecFrom, type VlanSpec } from '../bridge/vlan.js';
+import type { BondRuntimeState, BondShow } from './bond.js';
+import type { VlanSpec } from '../bridge/vlan.js';
 import { VxlanPort, type VxlanShow } from './vxlan.js';
-import { parseVxlanPort, vhostUserSpecOf, type VhostUserSpec, type VxlanPortConfig } from '../config/config.js';
-import { type LockShow, type LockSpec, lockSpecFrom, UNLOCKED } from '../bridge/lock.js';
-import { PortLocks } from './locking.js';
-import { BridgeQos, qosSetSpec, QOS_SET_PARAMS } from './qos.js';
-import { NO_QOS, type QosShow, type QosSpec } from '../bridge/qos.js';
-import type { PacketPort } from '../io/native.js';
-import { hostPortMac } from '../hostport/mac.js';
-import { fenceHostStack, unfenceHostStack } from '../hostport/fence.js';
-import { BridgeMirrors, mirrorSpecFromParams } from './mirrors.js';
-import { Mirror, type MirrorShow } from '../bridge/mirror.js';
-import { Captures, captureOptionsFrom } from '../observe/capture.js';
-import { traceFrame, traceFrameFrom, type TraceResult } from '../observe/trace.js';
+import type { LockShow } from '../bridge/lock.js';
+import type { QosShow, QosSpec } from '../bridge/qos.js';
+import { unfenceHostStack } from '../hostport/fence.js';
+import type { MirrorShow } from '../bridge/mirror.js';
+import { Captures } from '../observe/capture.js';
+import type { TraceResult } from '../observe/trace.js';
 import type { ControlClient } from '../control/server.js';
+import type { DataPlaneShow } from '../dataplane/dataplane.js';
 import { CallbackGuard } from './guard.js';
-import { DataPlane, DataPlaneSyncError, DataPlaneTimeout, type DataPlaneShow } from '../dataplane/dataplane.js';
+import { DaemonCore, type TapFdListener, type TapMoveListener } from './runtime.js';
+import { closeBridge, removePort, startBridge } from './portlife.js';
+import { LinkWatch, netlinkRcvbuf } from './linkmon.js';
+import { Workers } from './workers.js';
+import {
+  addBridge, addConfigPort, addStaticFdb, addVxlanConfigPort, replaceUplink, setPortFlags, setPortVlanByName, setVxlanRemotes,
+} from './reconfig.js';
+import { fdbSnapshot, fdbSnapshotSlice, restoreFdb } from './fdb-snapshot.js';
+import { bridgeStats, type BridgeStats, type MacEntry, portVlans, showBridges, type ShowBridge, showMacs, type ShowPort, type VlanShow } from './view.js';
+import { addif, delif } from './ops-ports.js';
+import { vhostHandovers, type VhostHandoverOut } from './vhost-user.js';
+import { vlanSet } from './ops-vlan.js';
+import { vxlanAdd, vxlanConfigs, vxlanDel, vxlanRemote, vxlanShow } from './ops-vxlan.js';
+import { fdbAdd, fdbDel, fdbFlush, setAgeing } from './ops-fdb.js';
+import { portQos, qosClear, qosSet, qosShow, setPortQosByName } from './ops-qos.js';
+import { lockClear, lockSet, lockShow } from './ops-lock.js';
+import { bondRebalance, bondSetActive, bondSetMode, bondShow, bondStates, setBondRestore } from './ops-bond.js';
+import { mdbChange, mdbShow, mdbSnapshot, restoreMdb } from './ops-mdb.js';
+import type { MdbShow } from '../mdb/control.js';
+import type { MdbSnapshot } from '../mdb/snapshot.js';
+import { applyPacketMmap } from './packet-ring.js';
+import { capture, mirrorAdd, mirrorDel, mirrorShow, trace } from './ops-observe.js';
 
 /** Coarse clock period: the FDB's notion of "now" and the ageing sweep run at this pace. */
 export const TICK_MS = 100;
@@ -51,206 +60,45 @@ export const TICK_MS = 100;
 export const SWEEP_BUDGET = 2048;
 /** Kernel socket drop counters are read this often. */
 const SOCKET_STATS_EVERY_TICKS = 10;
-/** A link dump the kernel refused (other than EBUSY, which the addon retries itself) is asked for again after this, doubling. */
-const DUMP_RETRY_MIN_MS = 50;
-const DUMP_RETRY_MAX_MS = 5_000;
-const EBUSY = 16;
-/**
- * A dump with no 'done' after this long is asked for again, forced (doubling to DUMP_WATCHDOG_MAX_MS): the kernel drops
- * an error answer (e.g. EBUSY) that does not fit in a full receive buffer, and then nothing else would follow.
- */
-const DUMP_WATCHDOG_MS = 2_000;
-const DUMP_WATCHDOG_MAX_MS = 30_000;
-/**
- * Test knob: SO_RCVBUF of the rtnetlink socket in bytes (tests force overruns with a tiny one); unset or 0 = the
- * addon's 4 MiB.
- */
-export const NETLINK_RCVBUF_ENV = 'TAPBRIDGE_NETLINK_RCVBUF';
+export { NETLINK_RCVBUF_ENV } from './linkmon.js';
 
-export interface ShowPort {
-  name: string;
-  kind: 'tap' | 'attach' | 'host' | 'vxlan' | 'vhost-user';
-  state: 'up' | 'down' | 'absent';
-  ifindex: number;
-  /** vhost-user ports only: socket, mode, connection and queues (src/daemon/vhost-user.ts) */
-  vhost_user?: VhostUserShow;
-  /** vxlan ports only: the underlay cannot carry overlay frames of the bridge MTU */
-  mtu_short?: boolean;
-  /** AF_PACKET ports: their PACKET_MMAP rings (null: none); src/daemon/packet-ring.ts */
-  packet_ring?: PacketRingInfo | Record<string, PacketRingInfo | null> | null;
-  /** storm control has shut the port down (src/bridge/qos.ts, action shutdown) */
-  storm_shutdown?: boolean;
-}
-
-export interface ShowBridge {
-  name: string;
-  uplink: { name: string; kind: 'uplink' | 'bond'; state: 'up' | 'down' | 'absent'; packet_ring?: ShowPort['packet_ring'] } | null;
-  ports: ShowPort[];
-  /** bytes mapped for the PACKET_MMAP rings of the bridge's ports and uplink */
-  packet_ring_bytes?: number;
-}
-
-export interface MacEntry {
-  port: string;
-  mac: string;
-  vlan: number;
-  static: boolean;
-  age: number;
-}
-
-export interface PortStats {
-  name: string;
-  rx_packets: number;
-  rx_bytes: number;
-  tx_packets: number;
-  tx_bytes: number;
-  rx_gso_packets: number;
-  tx_gso_packets: number;
-  drops: Record<string, number>;
-  /** frames captures of this port could not keep (a slow capture reader), not forwarding drops */
-  capture_dropped: number;
-  /** IGMP/MLD counters, MDB entries and router role (null: multicast_snooping off) */
-  multicast?: McastPortStats | null;
-}
-
-export interface VlanShow {
-  port: string;
-  mode: 'access' | 'trunk';
-  vlans: number[] | 'all';
-  native: number | null;
-}
-
-export interface BridgeStats {
-  bridge: string;
-  fdb: { entries: number; learned: number; aged: number; moved: number; evicted: number; flooded: number };
-  ports: PortStats[];
-  /** IGMP/MLD snooping: groups in the MDB and the querier per query VLAN (null: multicast_snooping off) */
-  multicast?: { groups: number; querier: MdbShow['querier'] } | null;
-}
-
-/** Flags and security of a new port (config port, or `port_defaults` for one added at runtime). */
-interface PortSettings {
-  learning: boolean;
-  flood: boolean;
-  isolated: boolean;
-  fdbMax: number;
-  lock: LockSpec;
-  raGuard: boolean;
-  dhcpGuard: boolean;
-  allowStacked: boolean;
-  qos: QosSpec;
-}
-
-function settingsFromDefaults(d: PortDefaults): PortSettings {
-  return { learning: d.learning, flood: d.flood, isolated: d.isolated, fdbMax: d.fdbMax, lock: d.lock, raGuard: d.raGuard, dhcpGuard: d.dhcpGuard, allowStacked: false, qos: d.qos };
-}
-
-class BridgeRuntime {
-  /** The bridge's config (replaced by a reload). */
-  cfg: BridgeConfig;
-  readonly bridge: Bridge;
-  readonly locks: PortLocks;
-  readonly qos: BridgeQos;
-  readonly mirrors: BridgeMirrors;
-  readonly ports = new Map<string, ManagedPort>();
-  uplink: PortHandle | null = null;
-  bond: Bond | null = null;
-
-  constructor(cfg: BridgeConfig, log: Logger, sharedFdb: boolean) {
-    this.cfg = cfg;
-    const names = (id: number): string => this.bridge.ports[id]?.name ?? `#${id}`;
-    const onFlapSuppressed = (count: number): void => {
-      log.warn({ bridge: cfg.name, suppressed: count }, `${count} more flapping MACs suppressed`);
-    };
-    this.bridge = new Bridge({
-      name: cfg.name,
-      maxPorts: MAX_PORTS_PER_BRIDGE,
-      fdbMax: cfg.fdbMax,
-      ageingTimeMs: cfg.ageingTimeS * 1000,
-      onFlap: (vid, mac, from, to, moves) => {
-        log.warn({ bridge: cfg.name, mac: formatMac(mac), vlan: vid, ports: [names(from), names(to)], moves_per_s: moves },
-          'MAC address keeps moving between two ports: a forwarding loop?');
-      },
-      onFlapSuppressed,
-      sharedFdb,
-    });
-    this.locks = new PortLocks(this.bridge);
-    this.qos = new BridgeQos(this.bridge, log);
-    this.mirrors = new BridgeMirrors(this.bridge, () => this.uplink?.name ?? null);
-    this.bridge.setMulticast(multicastFor(cfg.name, cfg.multicast, MAX_PORTS_PER_BRIDGE, () => RxSlab.get().bytes));
-  }
-
-  all(): PortHandle[] {
-    const list: PortHandle[] = [...this.ports.values()];
-    if (this.uplink !== null) list.unshift(this.uplink);
-    return list;
-  }
-
-  find(name: string): PortHandle | undefined {
-    if (this.uplink !== null && this.uplink.name === name) return this.uplink;
-    return this.ports.get(name);
-  }
-}
-
-/** Who keeps TAP fds across restarts (src/handover/fdstore.ts). */
-export interface TapFdListener {
-  opened(bridge: string, port: string, fd: number): void;
-  removed(bridge: string, port: string): void;
-}
-
-/** Who records where persistent TAPs moved (src/handover/moved.ts). */
-export interface TapMoveListener {
-  moved(bridge: string, port: string, nsid: number, ifindex: number): void;
-  removed(bridge: string, port: string): void;
-}
+export type { BridgeStats, MacEntry, PortStats, ShowBridge, ShowPort, VlanShow } from './view.js';
+export type { TapFdListener, TapMoveListener } from './runtime.js';
 
 export class Daemon {
+  /** The state every role shares (runtime.ts). */
+  private readonly core: DaemonCore;
   /** The config in force (replaced by a reload, src/state/reload.ts). */
-  config: DaemonConfig;
-  private readonly log: Logger;
-  private readonly portLog: Logger;
-  private readonly linkLog: Logger;
-  private readonly bridges = new Map<string, BridgeRuntime>();
-  /** Every port of every bridge by interface name (names are unique daemon-wide). */
-  private readonly byName = new Map<string, ManagedPort>();
-  private monitor: LinkMonitor | null = null;
+  get config(): DaemonConfig {
+    return this.core.config;
+  }
+
+  set config(config: DaemonConfig) {
+    this.core.config = config;
+  }
+
   /** Running `capture` streams (src/observe/capture.ts). */
   readonly captures = new Captures();
   private ticker: NodeJS.Timeout | null = null;
   private ticks = 0;
-  /** Handover in progress: ports do not read and link events wait (resumeIo re-dumps). */
-  private ioPaused = false;
-  /** data_workers > 1: the worker threads (src/dataplane/) */
-  private dataPlane: DataPlane | null = null;
-  /** Uplink netdevs whose host stack is fenced off for a `mac: uplink` host port. */
-  private readonly fenced: string[] = [];
-  /** Told about every TAP fd the daemon opens and every TAP port removed (the systemd fd store). */
-  private tapFds: TapFdListener | null = null;
-  /** Told where persistent TAPs move (src/handover/moved.ts). */
-  private tapMoves: TapMoveListener | null = null;
+  /** data_workers > 1: the worker threads (workers.ts, src/dataplane/) */
+  private readonly workers: Workers;
   /** Exception boundary of every callback the daemon registers (see guard.ts). */
   readonly guard: CallbackGuard;
-  private readonly wrap: CallbackGuard['wrap'];
-  /** ifindexes seen since the current link dump was asked for (mark-and-sweep after an overrun), or null. */
-  private dumpSeen: Set<number> | null = null;
-  private dumpRetryTimer: NodeJS.Timeout | null = null;
-  private dumpRetryMs = DUMP_RETRY_MIN_MS;
-  private dumpWatchdog: NodeJS.Timeout | null = null;
-  private dumpWatchdogMs = DUMP_WATCHDOG_MS;
+  /** Link monitoring: rtnetlink events, dumps and the mark-and-sweep of ports (linkmon.ts). */
+  private readonly links: LinkWatch;
   /** rtnetlink overruns and refused dumps so far, ports swept because a dump no longer listed them */
-  readonly linkCounters = { overruns: 0, dumpErrors: 0, swept: 0 };
+  readonly linkCounters: LinkWatch['counters'];
 
   /**
    * onFatal: an invariant breach after an exception (the caller removes the control socket and exits); by default the
    * ports are closed and the process exits 70.
    */
   constructor(config: DaemonConfig, log: Logger, onFatal?: (err: unknown) => void) {
-    this.config = config;
-    this.log = log.child({ subsystem: 'daemon' });
-    this.portLog = log.child({ subsystem: 'port' });
-    this.linkLog = this.log.child({ subsystem: 'link' });
-    for (const bc of config.bridges) this.bridges.set(bc.name, new BridgeRuntime(bc, log.child({ subsystem: 'fdb' }), config.dataWorkers > 1));
-    this.guard = new CallbackGuard(this.log, () => this.checkInvariants(), (err) => {
+    const core = new DaemonCore(config, log);
+    this.core = core;
+    for (const bc of config.bridges) core.bridges.set(bc.name, core.newBridge(bc));
+    this.guard = new CallbackGuard(core.log, () => this.checkInvariants(), (err) => {
       if (onFatal !== undefined) {
         onFatal(err);
         return;
@@ -258,74 +106,42 @@ export class Daemon {
       this.stop();
       process.exit(70);
     });
-    this.wrap = this.guard.wrap.bind(this.guard);
+    core.wrap = this.guard.wrap.bind(this.guard);
+    this.links = new LinkWatch(core);
+    this.workers = new Workers(core);
+    this.linkCounters = this.links.counters;
   }
 
   /** null when every bridge's FDB bookkeeping is consistent, else the first problem (after a caught exception). */
   checkInvariants(): string | null {
-    for (const br of this.bridges.values()) {
+    for (const br of this.core.bridges.values()) {
       const p = br.bridge.fdb.checkInvariants();
       if (p !== null) return `bridge ${br.cfg.name}: FDB: ${p}`;
     }
     return null;
   }
 
-  private now(): number {
-    return performance.now();
-  }
-
   /** Set before start(): TAP fds opened from then on are reported to it. */
   setTapFdListener(listener: TapFdListener | null): void {
-    this.tapFds = listener;
+    this.core.tapFds = listener;
   }
 
   setTapMoveListener(listener: TapMoveListener | null): void {
-    this.tapMoves = listener;
+    this.core.tapMoves = listener;
   }
 
   /** Opens every configured port; throws (start-up failure) when a TAP cannot be created. */
   start(): void {
-    const linkLog = this.linkLog;
-    const rcvbuf = Number(process.env[NETLINK_RCVBUF_ENV] ?? 0);
-    if (!Number.isSafeInteger(rcvbuf) || rcvbuf < 0 || rcvbuf > 0x3fffffff) {
-      throw new Error(`${NETLINK_RCVBUF_ENV} must be an integer 0..1073741823 (bytes), got ${JSON.stringify(process.env[NETLINK_RCVBUF_ENV])}`);
-    }
-    if (rcvbuf > 0) linkLog.warn({ rcvbuf }, `${NETLINK_RCVBUF_ENV}: rtnetlink receive buffer forced (a test knob)`);
+    const rcvbuf = netlinkRcvbuf(this.core.linkLog);
     busyPoll.set(this.config.busyPollUs);
     directPoll.set(this.config.directPoll);
     applyPacketMmap(this.config.packetMmap);
-    this.monitor = new LinkMonitor(
-      this.wrap('link monitor', (type: Parameters<Daemon['onLinkEvent']>[0], ifindex: number, name: string, flags: number, mtu: number,
-        newNsid: number, newIfindex: number) => {
-        if (type === 'del' && newNsid >= 0 && newIfindex > 0) this.onTapMoved(ifindex, newNsid, newIfindex);
-        this.onLinkEvent(type, ifindex, name, flags, mtu, linkLog);
-      }),
-      rcvbuf,
-    );
-    for (const br of this.bridges.values()) this.startBridge(br);
-    this.requestDump();
-    this.ticker = setInterval(this.wrap('tick', () => this.tick()), TICK_MS);
+    this.links.open(rcvbuf);
+    for (const br of this.core.bridges.values()) startBridge(this.core, br);
+    this.links.requestDump();
+    this.ticker = setInterval(this.core.wrap('tick', () => this.tick()), TICK_MS);
     this.ticker.unref();
-    if (this.config.dataWorkers > 1) this.startDataPlane();
-  }
-
-  /** data_workers > 1: the worker threads that read some of the ports (src/dataplane/). */
-  private startDataPlane(): void {
-    const dp = new DataPlane({
-      count: this.config.dataWorkers,
-      bridges: () => [...this.bridges.values()].map((br) => ({ name: br.cfg.name, bridge: br.bridge, hasBond: () => br.bond !== null })),
-      directPoll: this.config.directPoll,
-      log: this.log.child({ subsystem: 'dataplane' }),
-      paused: () => this.ioPaused,
-      onIoError: (bridge, port, io, errno, syscall, stopped) => {
-        const mp = this.bridges.get(bridge)?.find(port);
-        if (mp instanceof ManagedPort && mp.io === io) mp.ioError(errno, syscall, stopped);
-      },
-    });
-    this.dataPlane = dp;
-    const t0 = performance.now();
-    dp.start(this.now());
-    this.log.info({ ...dp.show(), start_ms: Math.round(performance.now() - t0) }, 'data plane on threads');
+    if (this.config.dataWorkers > 1) this.workers.start();
   }
 
   /**
@@ -333,256 +149,24 @@ export class Daemon {
    * tables before the reply goes out, or the request fails with data_plane_timeout (no-op with one thread).
    */
   syncDataPlane(): void {
-    this.syncWorkers(false);
-  }
-
-  /** sync() for a control request: a worker that did not acknowledge fails the request (data_plane_timeout). */
-  private syncWorkers(force: boolean): void {
-    try {
-      this.dataPlane?.sync(force);
-    } catch (err) {
-      if (err instanceof DataPlaneSyncError) {
-        throw new ControlError(err instanceof DataPlaneTimeout ? 'data_plane_timeout' : 'data_plane_error', err.message, { workers: err.workers });
-      }
-      throw err;
-    }
+    this.workers.sync(false);
   }
 
   /** data_workers.show; syncWorkers false (metrics): the counters as last folded, no round trip */
   dataWorkersShow(syncWorkers = true): DataPlaneShow {
-    // a round trip first: the workers' counters are as of now
-    if (syncWorkers) this.syncWorkers(true);
-    return this.dataPlane?.show() ?? {
-      data_workers: this.config.dataWorkers, epoch: 0, syncs: 0, learned_from_workers: 0,
-      workers: [{ id: 0, alive: true, ports: [...this.byName.keys()], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0 }],
-    };
-  }
-
-  /** The host port's MAC; with `mac: uplink` the uplink's host stack is fenced off first. */
-  private hostMac(br: BridgeRuntime, mac: number | 'uplink' | null | undefined): string {
-    const up = br.cfg.uplink;
-    const names = up === null ? [] : up.bond !== null ? [...up.bond.members] : up.interface !== null ? [up.interface] : [];
-    const r = hostPortMac(br.cfg.name, mac, names);
-    if (mac === 'uplink') {
-      for (const n of names) {
-        if (netdev.info(n) === null) continue;
-        fenceHostStack(n, this.log);
-        this.fenced.push(n);
-      }
-    }
-    this.log.info({ bridge: br.cfg.name, mac: r.mac, from: r.from }, 'host port MAC');
-    return r.mac;
-  }
-
-  /** Opens a bridge's uplink and ports and adds its static entries (start-up and reload). */
-  private startBridge(br: BridgeRuntime): void {
-    const now = this.now();
-    br.bridge.nowMs = now;
-    this.openUplink(br, br.cfg.uplink);
-    for (const pc of br.cfg.ports) this.createConfigPort(br, pc);
-    for (const vc of br.cfg.vxlan) this.createVxlanPort(br, vc);
-    for (const f of br.cfg.fdb) {
-      const mp = br.find(f.port);
-      if (mp !== undefined) br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, now);
-    }
-    // after every port exists: the outputs are known, nothing is flooded to them from the first frame
-    if (br.cfg.mirrors.length > 0) br.bridge.setMirrors(br.cfg.mirrors.map((m) => new Mirror(m)));
-  }
-
-  private openUplink(br: BridgeRuntime, up: BridgeConfig['uplink']): void {
-    if (up !== null && up.bond !== null) br.uplink = this.createBond(br, up.bond, up.vlan);
-    else if (up !== null && up.interface !== null) br.uplink = this.createPort(br, up.interface, 'uplink', false, undefined, up.vlan);
-  }
-
-  private createConfigPort(br: BridgeRuntime, pc: PortConfig): ManagedPort {
-    const hostMac = pc.kind === 'host' ? this.hostMac(br, pc.mac) : null;
-    return this.createPort(br, pc.name, pc.kind, pc.persist, pc, pc.vlan, pc.create, hostMac, null, pc.vhostUser ?? null);
-  }
-
-  private createPort(
-    br: BridgeRuntime,
-    name: string,
-    kind: PortKind,
-    persist: boolean,
-    settings: PortSettings | undefined,
-    vlan: VlanSpec,
-    create: { owner: number; group: number } | null = null,
-    hostMac: string | null = null,
-    vxlan: VxlanPortConfig | null = null,
-    vhostUser: VhostUserSpec | null = null,
-  ): ManagedPort {
-    const id = br.bridge.freePortId();
-    if (id < 0) throw new ControlError('invalid_params', `bridge ${br.cfg.name} has no free port slot`);
-    // the uplink gets the built-in flags: port_defaults never apply to it
-    const s = settings ?? settingsFromDefaults(BUILTIN_PORT_DEFAULTS);
-    const port = new BridgePort(id, name, kind, s, br.cfg.mtu, s.fdbMax, s.allowStacked);
-    const opts = { persist, create, hostMac, ownerOfIfindex: (ifindex: number) => this.portOfIfindex(ifindex), wrap: this.wrap };
-    const mp = vxlan !== null
-      ? new VxlanPort(br.bridge, port, vxlan, opts, br.cfg.mtu, this.portLog)
-      : vhostUser !== null
-        ? new VhostUserPort(br.bridge, port, vhostUser, opts, br.cfg.mtu, this.portLog)
-        : new ManagedPort(br.bridge, port, opts, br.cfg.mtu, this.portLog);
-    br.bridge.addPort(port);
-    // VLAN rules and port security are in place before the port forwards its first frame
-    br.bridge.setPortVlan(port, vlan);
-    if (kind !== 'uplink' && !br.locks.apply(port, s.lock, s, this.now())) {
-      this.log.warn({ bridge: br.cfg.name, port: name }, 'FDB full of static entries: locked MAC not installed as a static entry');
-    }
-    if (kind !== 'uplink') br.qos.apply(port, s.qos);
-    try {
-      mp.open();
-    } catch (err) {
-      br.bridge.removePort(port);
-      br.locks.forget(port);
-      br.qos.forget(port);
-      throw err;
-    }
-    if (kind !== 'uplink') br.ports.set(name, mp);
-    this.byName.set(name, mp);
-    if ((kind === 'tap' || kind === 'host') && mp.io !== null) this.tapFds?.opened(br.cfg.name, name, mp.io.fd);
-    return mp;
-  }
-
-  /** A kernel vxlan netdev created over rtnetlink, attached like an `attach` port (src/daemon/vxlan.ts). */
-  private createVxlanPort(br: BridgeRuntime, vc: VxlanPortConfig): VxlanPort {
-    // its own flags only: port_defaults (and port security, meant for guests) never apply to a vxlan port
-    const s: PortSettings = { learning: vc.learning, flood: vc.flood, isolated: vc.isolated, fdbMax: vc.fdbMax, lock: UNLOCKED, raGuard: false, dhcpGuard: false, allowStacked: false, qos: vc.qos };
-    return this.createPort(br, vc.name, 'vxlan', vc.persist, s, vc.vlan, null, null, vc) as VxlanPort;
-  }
-
-  /** The name of the port (or bond member) whose open netdev has this ifindex, or null. */
-  private portOfIfindex(ifindex: number): string | null {
-    if (ifindex <= 0) return null;
-    for (const mp of this.byName.values()) {
-      if (mp.io !== null && mp.port.ifindex === ifindex) return mp.name;
-    }
-    return null;
-  }
-
-  /** Bond state handed over by the previous daemon (--takeover), used once by createBond(). */
-  private bondRestore = new Map<string, BondRuntimeState>();
-
-  /** --takeover: the previous daemon's bond states (state section BOND_STATE_SECTION), before start(). */
-  setBondRestore(section: unknown): void {
-    this.bondRestore = parseBondStates(section);
-  }
-
-  /** What a --takeover hands over per bond (SLB assignments, LACP state). */
-  bondStates(): Record<string, BondRuntimeState> {
-    return Object.fromEntries(this.bonds().map((b) => [b.name, b.runtimeState()]));
-  }
-
-  private createBond(br: BridgeRuntime, cfg: Bond['cfg'], vlan: VlanSpec): Bond {
-    const id = br.bridge.freePortId();
-    const bond = new Bond(cfg, br.bridge, id, br.cfg.mtu, this.portLog, this.wrap, this.bondRestore.get(cfg.name));
-    this.bondRestore.delete(cfg.name);
-    br.bridge.addPort(bond.port);
-    br.bridge.setPortVlan(bond.port, vlan);
-    bond.open();
-    for (const m of bond.members) this.byName.set(m.name, m);
-    br.bond = bond;
-    return bond;
-  }
-
-  /** A netdev of ours moved into another namespace: a persistent TAP port's move is recorded. */
-  private onTapMoved(ifindex: number, nsid: number, newIfindex: number): void {
-    for (const br of this.bridges.values()) {
-      for (const mp of br.ports.values()) {
-        if ((mp.kind === 'tap' || mp.kind === 'host') && mp.persist && mp.io !== null && mp.port.ifindex === ifindex) {
-          this.tapMoves?.moved(br.cfg.name, mp.name, nsid, newIfindex);
-        }
-      }
-    }
-  }
-
-  /**
-   * Asks for a link dump and starts a mark-and-sweep: every ifindex reported until its 'done' is marked; at 'done',
-   * ports whose netdev was not reported are gone (their RTM_DELLINK may have been lost in an overrun).
-   */
-  private requestDump(force = false): void {
-    if (this.monitor === null) return;
-    this.dumpSeen = new Set<number>();
-    this.monitor.dump(force);
-    if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
-    this.dumpWatchdog = setTimeout(this.wrap('link dump watchdog', () => {
-      this.dumpWatchdog = null;
-      this.linkLog.warn({ waited_ms: this.dumpWatchdogMs }, 'rtnetlink link dump did not complete; asking again');
-      this.dumpWatchdogMs = Math.min(DUMP_WATCHDOG_MAX_MS, this.dumpWatchdogMs * 2);
-      this.requestDump(true);
-    }), this.dumpWatchdogMs);
-    this.dumpWatchdog.unref();
-  }
-
-  private scheduleDumpRetry(): void {
-    if (this.dumpRetryTimer !== null) return;
-    const delay = this.dumpRetryMs;
-    this.dumpRetryMs = Math.min(DUMP_RETRY_MAX_MS, this.dumpRetryMs * 2);
-    this.dumpRetryTimer = setTimeout(this.wrap('link dump retry', () => {
-      this.dumpRetryTimer = null;
-      this.requestDump();
-    }), delay);
-    this.dumpRetryTimer.unref();
-  }
-
-  /** At the end of a complete dump: ports following a netdev that the dump did not list are gone. */
-  private sweepPorts(seen: Set<number>, log: Logger): void {
-    for (const mp of this.byName.values()) {
-      if (mp.kind === 'tap' || mp.kind === 'host' || mp.io === null || mp.port.ifindex === 0 || seen.has(mp.port.ifindex)) continue;
-      this.linkCounters.swept++;
-      log.info({ port: mp.name, ifindex: mp.port.ifindex }, 'netdev missing from the link dump (its RTM_DELLINK was lost); closing');
-      mp.onLinkGone();
-    }
-  }
-
-  private onLinkEvent(type: 'new' | 'del' | 'done' | 'overrun' | 'dump_error', ifindex: number, name: string, flags: number, mtu: number, log: Logger): void {
-    if (type === 'overrun') {
-      this.linkCounters.overruns++;
-      log.warn({ overruns: this.linkCounters.overruns }, 'rtnetlink receive buffer overrun; re-dumping links');
-      this.requestDump();
-      return;
-    }
-    if (type === 'dump_error') {
-      this.linkCounters.dumpErrors++;
-      const retry = ifindex === EBUSY ? 'the addon re-sends it when the running dump ends' : 'dumping again';
-      log.warn({ errno: ifindex, dump_errors: this.linkCounters.dumpErrors }, `rtnetlink link dump refused; ${retry}`);
-      if (ifindex !== EBUSY) this.scheduleDumpRetry();
-      return;
-    }
-    if (type === 'done') {
-      const seen = this.dumpSeen;
-      this.dumpSeen = null;
-      this.dumpRetryMs = DUMP_RETRY_MIN_MS;
-      this.dumpWatchdogMs = DUMP_WATCHDOG_MS;
-      if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
-      this.dumpWatchdog = null;
-      if (seen !== null) this.sweepPorts(seen, log);
-      return;
-    }
-    if (type === 'new') this.dumpSeen?.add(ifindex);
-    // a handover in progress: ports wait (resumeIo re-dumps)
-    if (this.ioPaused) return;
-    // a netdev we follow that was renamed away or deleted
-    for (const mp of this.byName.values()) {
-      if (mp.kind === 'tap' || mp.kind === 'host' || mp.port.ifindex !== ifindex || mp.io === null) continue;
-      if (type === 'del' || mp.name !== name) mp.onLinkGone();
-    }
-    if (type === 'new') {
-      const mp = this.byName.get(name);
-      if (mp !== undefined && mp.kind !== 'tap' && mp.kind !== 'host') mp.onLinkNew(ifindex, flags, mtu);
-    }
+    return this.workers.show(syncWorkers);
   }
 
   private tick(): void {
-    const now = this.now();
+    const now = this.core.now();
     this.ticks++;
     const readDrops = this.ticks % SOCKET_STATS_EVERY_TICKS === 0;
-    for (const br of this.bridges.values()) {
+    for (const br of this.core.bridges.values()) {
       br.bridge.tick(now, SWEEP_BUDGET);
       if (readDrops) for (const mp of br.all()) mp.readSocketDrops();
     }
-    const dp = this.dataPlane;
     // the clock, learning, and link events, reloads, re-opened ports and ended captures reach the workers here at the latest
-    if (dp !== null) dp.tick(now);
+    this.workers.tick(now);
   }
 
   /**
@@ -591,29 +175,24 @@ export class Daemon {
    */
   stop(opts: { keepShared?: boolean } = {}): void {
     // the workers close their fds first (synchronously), then every port is the main thread's again
-    if (this.dataPlane !== null) void this.dataPlane.stop();
-    this.dataPlane = null;
+    this.workers.stop();
     this.stopTimers();
-    for (const br of this.bridges.values()) {
+    for (const br of this.core.bridges.values()) {
       for (const mp of br.all()) {
         mp.close('absent');
         if (mp instanceof VxlanPort && opts.keepShared !== true) mp.removeNetdev();
       }
     }
-    if (opts.keepShared === true) this.fenced.length = 0;
-    for (const n of this.fenced.splice(0)) unfenceHostStack(n, this.log);
-    this.monitor?.close();
-    this.monitor = null;
+    if (opts.keepShared === true) this.core.fenced.length = 0;
+    for (const n of this.core.fenced.splice(0)) unfenceHostStack(n, this.core.log);
+    this.links.close();
   }
 
   private stopTimers(): void {
     this.captures.endAll();
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
-    if (this.dumpRetryTimer !== null) clearTimeout(this.dumpRetryTimer);
-    this.dumpRetryTimer = null;
-    if (this.dumpWatchdog !== null) clearTimeout(this.dumpWatchdog);
-    this.dumpWatchdog = null;
+    this.links.stopTimers();
   }
 
   /**
@@ -622,12 +201,10 @@ export class Daemon {
    * the process exits next and every fd goes with it.
    */
   async releaseAfterHandover(): Promise<void> {
-    this.ioPaused = true;
-    const dp = this.dataPlane;
-    this.dataPlane = null;
+    this.core.ioPaused = true;
+    const dp = this.workers.detach();
     this.stopTimers();
-    this.monitor?.close();
-    this.monitor = null;
+    this.links.close();
     if (dp !== null) await dp.stop();
   }
 
@@ -636,448 +213,188 @@ export class Daemon {
   /** Every open port fd (ports, uplinks, bond members) with the netdev name it belongs to. */
   portIos(): { name: string; io: PacketPort; ifindex: number }[] {
     const out: { name: string; io: PacketPort; ifindex: number }[] = [];
-    for (const mp of this.byName.values()) {
+    for (const mp of this.core.byName.values()) {
       if (mp.io !== null && !mp.io.isClosed) out.push({ name: mp.name, io: mp.io, ifindex: mp.port.ifindex });
     }
     return out;
   }
 
   /** Takeover: each connected vhost-user port's fds and state (src/daemon/vhost-user.ts); call after pauseIo(). */
-  vhostHandovers(): { name: string; fds: Array<[number, number]>; state: Record<string, unknown> }[] {
-    const out: { name: string; fds: Array<[number, number]>; state: Record<string, unknown> }[] = [];
-    for (const mp of this.byName.values()) {
-      const h = mp instanceof VhostUserPort ? mp.exportHandover() : null;
-      if (h !== null) out.push({ name: mp.name, ...h });
-    }
-    return out;
+  vhostHandovers(): VhostHandoverOut[] {
+    return vhostHandovers(this.core);
   }
 
   /** Stops reading every port: frames queue in the TAPs and sockets for whoever reads them next. */
   pauseIo(): void {
-    this.ioPaused = true;
+    this.core.ioPaused = true;
     // the workers stop reading first (every port goes back to the main thread, which does not read either; a late
     // worker keeps reading its ports until it acknowledges: dataPlane.lateWorkers())
-    this.dataPlane?.syncBestEffort(false);
-    for (const mp of this.byName.values()) mp.pauseIo();
+    this.workers.syncBestEffort();
+    for (const mp of this.core.byName.values()) mp.pauseIo();
   }
 
   /** Reads again after a handover that did not happen; link events missed meanwhile are re-dumped. */
   resumeIo(): void {
-    this.ioPaused = false;
+    this.core.ioPaused = false;
     // not the ports a late data worker may still read (they come back at a sync after it acknowledged)
-    for (const mp of this.byName.values()) if (mp.io === null || this.dataPlane?.mainMayRead(mp.io) !== false) mp.resumeIo();
-    this.dataPlane?.syncBestEffort(false);
-    this.requestDump();
+    for (const mp of this.core.byName.values()) if (mp.io === null || this.workers.mainMayRead(mp.io)) mp.resumeIo();
+    this.workers.syncBestEffort();
+    this.links.requestDump();
   }
 
-  // ---- control operations -------------------------------------------------------------------
-
-  private bridge(name: unknown): BridgeRuntime {
-    if (typeof name !== 'string') throw new ControlError('invalid_params', 'bridge must be a string');
-    const br = this.bridges.get(name);
-    if (br === undefined) throw new ControlError('no_such_bridge', `no such bridge: ${name}`, { bridge: name });
-    return br;
-  }
-
-  private port(br: BridgeRuntime, name: unknown): PortHandle {
-    if (typeof name !== 'string') throw new ControlError('invalid_params', 'port must be a string');
-    const mp = br.find(name);
-    if (mp === undefined) throw new ControlError('no_such_port', `no such port on ${br.cfg.name}: ${name}`, { bridge: br.cfg.name, port: name });
-    return mp;
-  }
+  // ---- control operations: views (view.ts) ---------------------------------------------------
 
   show(): ShowBridge[] {
-    return [...this.bridges.values()].map((br) => ({
-      name: br.cfg.name,
-      uplink: br.uplink === null ? null : { name: br.uplink.name, kind: br.uplink.kind === 'bond' ? 'bond' as const : 'uplink' as const, state: br.uplink.port.state, packet_ring: ringOf(br.uplink) },
-      ports: [...br.ports.values()].map((mp) => ({
-        name: mp.name,
-        kind: mp.kind === 'attach' || mp.kind === 'vxlan' || mp.kind === 'host' || mp.kind === 'vhost-user' ? mp.kind : 'tap' as const,
-        state: mp.port.state,
-        ifindex: mp.port.ifindex,
-        ...(mp instanceof VxlanPort ? { mtu_short: mp.mtuCheck.problem !== null } : {}),
-        ...(mp instanceof VhostUserPort ? { vhost_user: mp.show() } : {}),
-        ...(mp.kind === 'attach' || mp.kind === 'vxlan' ? { packet_ring: ringOf(mp) } : {}),
-        ...(mp.port.qos !== null && mp.port.qos.shutUntilUs !== 0 ? { storm_shutdown: true } : {}),
-      })),
-      packet_ring_bytes: ringBytes(br.all()),
-    }));
+    return showBridges(this.core);
   }
 
   showmacs(bridgeName: unknown): MacEntry[] {
-    const br = this.bridge(bridgeName);
-    const now = this.now();
-    const out: MacEntry[] = [];
-    br.bridge.fdb.forEach(now, (e) => {
-      out.push({
-        port: br.bridge.ports[e.port]?.name ?? `#${e.port}`,
-        mac: formatMac(e.mac),
-        vlan: e.vid,
-        static: e.isStatic,
-        age: Math.round(e.ageMs / 10) / 100,
-      });
-    });
-    out.sort((a, b) => (a.port === b.port ? (a.mac < b.mac ? -1 : 1) : a.port < b.port ? -1 : 1));
-    return out;
+    return showMacs(this.core, this.core.bridge(bridgeName));
   }
 
-  /** VLAN options of addif / vlan.set: {access} | {trunk, native} | {default: true} | none. */
-  private vlanParams(p: Record<string, unknown>): VlanSpec | null {
-    const access = p.access ?? undefined;
-    const trunk = p.trunk ?? undefined;
-    const native = p.native ?? undefined;
-    if (p.default === true) {
-      if (access !== undefined || trunk !== undefined || native !== undefined) {
-        throw new ControlError('invalid_params', 'default excludes access, trunk and native');
-      }
-      return { mode: 'default' };
-    }
-    if (access === undefined && trunk === undefined && native === undefined) return null;
-    const r = vlanSpecFrom(access, trunk, native);
-    if ('spec' in r) return r.spec;
-    const names: Record<string, string> = { vlan: 'access', trunk: 'trunk', native_vlan: 'native' };
-    throw new ControlError('invalid_params', r.problems.map(([k, m]) => `${names[k] ?? k}: ${m}`).join('; '));
-  }
+  // ---- ports (ops-ports.ts) ------------------------------------------------------------------
 
   addif(bridgeName: unknown, ifname: unknown, kind: unknown, vlanOpts: Record<string, unknown> = {}): ShowPort {
-    const br = this.bridge(bridgeName);
-    if (typeof ifname !== 'string') throw new ControlError('invalid_params', 'ifname must be a string');
-    const problem = interfaceNameProblem(ifname);
-    if (problem !== null) throw new ControlError('invalid_params', `ifname "${ifname}" ${problem}`);
-    const k = kind === undefined || kind === null ? 'tap' : kind;
-    if (k !== 'tap' && k !== 'attach' && k !== 'vhost-user') throw new ControlError('invalid_params', `kind must be "tap", "attach" or "vhost-user", got ${JSON.stringify(k)}`);
-    const vhost = k === 'vhost-user' ? vhostUserSpecOf(vlanOpts.socket, vlanOpts.mode) : null;
-    if (typeof vhost === 'string') throw new ControlError('invalid_params', vhost);
-    for (const other of this.bridges.values()) {
-      if (other.bond !== null && other.bond.name === ifname) {
-        throw new ControlError('port_exists', `${ifname} is the bond of ${other.cfg.name}`, { bridge: other.cfg.name, port: ifname });
-      }
-    }
-    const existing = this.byName.get(ifname);
-    if (existing !== undefined) {
-      throw new ControlError('port_exists', `${ifname} is already a port of ${existing.bridge.name}`, { bridge: existing.bridge.name, port: ifname });
-    }
-    const vlan = this.vlanParams(vlanOpts) ?? { mode: 'default' };
-    const info = k === 'vhost-user' ? null : netdev.info(ifname);
-    if (info !== null) {
-      const refused = refusedNetdevProblem(ifname, info.flags, info.ifindex, (ifindex) => this.portOfIfindex(ifindex));
-      if (refused !== null) throw new ControlError('invalid_params', refused, { bridge: br.cfg.name, port: ifname });
-    }
-    let mp: ManagedPort;
-    try {
-      mp = this.createPort(br, ifname, k, false, settingsFromDefaults(br.cfg.portDefaults), vlan, null, null, null, vhost);
-    } catch (err) {
-      if (err instanceof ControlError) throw err;
-      if (err instanceof RefusedNetdevError) throw new ControlError('invalid_params', err.message, { bridge: br.cfg.name, port: ifname });
-      throw new ControlError('io_error', `cannot add ${ifname}: ${(err as Error).message}`, { errno: (err as { errno?: number }).errno });
-    }
-    this.log.info({ bridge: br.cfg.name, port: ifname, kind: k }, 'port added');
-    return { name: mp.name, kind: k, state: mp.port.state, ifindex: mp.port.ifindex, ...(mp instanceof VhostUserPort ? { vhost_user: mp.show() } : {}) };
+    return addif(this.core, bridgeName, ifname, kind, vlanOpts);
   }
 
   delif(bridgeName: unknown, ifname: unknown): void {
-    const br = this.bridge(bridgeName);
-    const mp = this.port(br, ifname);
-    if (mp === br.uplink) throw new ControlError('invalid_params', `${mp.name} is the uplink of ${br.cfg.name}, not a port`);
-    this.removePortByName(br.cfg.name, mp.name);
-    this.log.info({ bridge: br.cfg.name, port: mp.name }, 'port removed');
+    delif(this.core, bridgeName, ifname);
   }
 
-  // ---- vxlan (src/daemon/vxlan.ts) -----------------------------------------------------------
-
-  private vxlanPort(br: BridgeRuntime, name: unknown): VxlanPort {
-    const mp = this.port(br, name);
-    if (!(mp instanceof VxlanPort)) throw new ControlError('invalid_params', `${mp.name} is not a vxlan port`);
-    return mp;
-  }
+  // ---- vxlan (ops-vxlan.ts, src/daemon/vxlan.ts) ---------------------------------------------
 
   /** The vxlan entries in force (config plus runtime changes), for save-config. */
   vxlanConfigs(bridgeName: string): VxlanPortConfig[] {
-    const br = this.bridges.get(bridgeName);
-    return br === undefined ? [] : [...br.ports.values()].filter((mp): mp is VxlanPort => mp instanceof VxlanPort).map((mp) => mp.spec);
+    return vxlanConfigs(this.core, bridgeName);
   }
 
   vxlanShow(bridgeName: unknown): VxlanShow[] {
-    const br = this.bridge(bridgeName);
-    return [...br.ports.values()].filter((mp): mp is VxlanPort => mp instanceof VxlanPort).map((mp) => mp.show());
+    return vxlanShow(this.core, bridgeName);
   }
 
   /** `vxlan add`: params are the config file's keys of a `vxlan` entry (name, vni, local, remotes, ...). */
   vxlanAdd(bridgeName: unknown, params: Record<string, unknown>): VxlanShow {
-    const br = this.bridge(bridgeName);
-    const entry = Object.fromEntries(Object.entries(params).filter(([k, v]) => k !== 'bridge' && v !== undefined && v !== null));
-    const r = parseVxlanPort(entry, (name) => {
-      for (const other of this.bridges.values()) {
-        if (other.bond !== null && other.bond.name === name) return `the bond of ${other.cfg.name}`;
-      }
-      const existing = this.byName.get(name);
-      return existing === undefined ? null : `a port of ${existing.bridge.name}`;
-    });
-    if ('issues' in r) throw new ControlError('invalid_params', r.issues.map((i) => `${i.path}: ${i.message}`).join('; '));
-    let mp: VxlanPort;
-    try {
-      mp = this.createVxlanPort(br, r.port);
-    } catch (err) {
-      if (err instanceof ControlError) throw err;
-      throw new ControlError('io_error', `cannot add vxlan ${r.port.name}: ${(err as Error).message}`, { errno: (err as { errno?: number }).errno });
-    }
-    this.log.info({ bridge: br.cfg.name, port: mp.name, vni: r.port.vni }, 'vxlan port added');
-    return mp.show();
+    return vxlanAdd(this.core, bridgeName, params);
   }
 
   vxlanDel(bridgeName: unknown, name: unknown): void {
-    const br = this.bridge(bridgeName);
-    this.vxlanPort(br, name);
-    this.delif(bridgeName, name);
+    vxlanDel(this.core, bridgeName, name);
   }
 
   vxlanRemote(bridgeName: unknown, name: unknown, op: 'add' | 'del', ip: unknown): VxlanShow {
-    const mp = this.vxlanPort(this.bridge(bridgeName), name);
-    try {
-      if (op === 'add') mp.addRemote(ip);
-      else mp.delRemote(ip);
-    } catch (err) {
-      if (err instanceof ControlError) throw err;
-      throw new ControlError('io_error', `cannot ${op} remote ${String(ip)} on ${mp.name}: ${(err as Error).message}`, { errno: (err as { errno?: number }).errno });
-    }
-    return mp.show();
+    return vxlanRemote(this.core, bridgeName, name, op, ip);
   }
 
-  private macParam(mac: unknown): number {
-    const m = typeof mac === 'string' ? parseMac(mac) : null;
-    if (m === null) throw new ControlError('invalid_params', `mac must be a MAC address like 00:16:3e:00:00:01, got ${JSON.stringify(mac)}`);
-    if (m === 0 || macIsMulticast(m)) throw new ControlError('invalid_params', `mac ${String(mac)} is multicast or zero; FDB entries are unicast`);
-    return m;
-  }
-
-  /** `--vlan`, defaulting to the port's access or native VLAN (0 on a default port). */
-  private vlanParam(vlan: unknown, mp: PortHandle): number {
-    if (vlan === undefined || vlan === null) {
-      const vid = mp.port.vlan.untaggedVid;
-      if (!mp.port.vlan.isMember(vid)) throw new ControlError('invalid_params', `${mp.name} has no native VLAN: give --vlan`);
-      return vid;
-    }
-    if (typeof vlan !== 'number' || !Number.isInteger(vlan) || vlan < 0 || vlan > 4094) {
-      throw new ControlError('invalid_params', `vlan must be an integer 0..4094, got ${JSON.stringify(vlan)}`);
-    }
-    if (!mp.port.vlan.isMember(vlan)) throw new ControlError('invalid_params', `${mp.name} is not a member of VLAN ${vlan}`);
-    return vlan;
-  }
+  // ---- fdb, mdb and vlan (ops-fdb.ts, ops-mdb.ts, ops-vlan.ts) ------------------------------
 
   fdbAdd(bridgeName: unknown, mac: unknown, portName: unknown, vlan: unknown): void {
-    const br = this.bridge(bridgeName);
-    const m = this.macParam(mac);
-    const mp = this.port(br, portName);
-    const vid = this.vlanParam(vlan, mp);
-    if (br.bridge.fdb.addStatic(vid, m, mp.port.id, this.now()) === AddResult.Full) {
-      throw new ControlError('fdb_full', `FDB of ${br.cfg.name} is full of static entries (fdb_max ${br.cfg.fdbMax})`);
-    }
+    fdbAdd(this.core, bridgeName, mac, portName, vlan);
   }
 
-  /** The learnt MDB, router ports and querier elections of every bridge (the state's `mdb` section; src/mdb/snapshot.ts). */
-  mdbSnapshot(): MdbSnapshot {
-    return mdbSnapshot([...this.bridges.values()].map((br) => br.bridge), this.now());
+  fdbDel(bridgeName: unknown, mac: unknown, portName: unknown, vlan: unknown): void {
+    fdbDel(this.core, bridgeName, mac, portName, vlan);
   }
 
-  restoreMdb(snap: unknown): { restored: number; skipped: number } {
-    return restoreMdb(snap, new Map([...this.bridges].map(([n, br]) => [n, br.bridge])), this.now());
+  fdbFlush(bridgeName: unknown, portName: unknown): number {
+    return fdbFlush(this.core, bridgeName, portName);
+  }
+
+  setAgeing(bridgeName: unknown, seconds: unknown): void {
+    setAgeing(this.core, bridgeName, seconds);
   }
 
   /** `mdb show` (src/mdb/control.ts). */
   mdbShow(bridgeName: unknown): MdbShow {
-    return mdbShow(this.bridge(bridgeName).bridge, this.now());
+    return mdbShow(this.core, bridgeName);
   }
 
   /** `mdb add` / `mdb del`: a permanent MDB entry (src/mdb/control.ts). */
   mdbChange(op: 'add' | 'del', p: Record<string, unknown>): void {
-    const br = this.bridge(p.bridge);
-    const mp = this.port(br, p.port);
-    (op === 'add' ? mdbAdd : mdbDel)(br.bridge, mp.port, p.group, this.vlanParam(p.vlan, mp), p.source);
-  }
-
-  fdbDel(bridgeName: unknown, mac: unknown, portName: unknown, vlan: unknown): void {
-    const br = this.bridge(bridgeName);
-    const m = this.macParam(mac);
-    let vid = 0;
-    if (portName !== undefined && portName !== null) {
-      const mp = this.port(br, portName);
-      vid = this.vlanParam(vlan, mp);
-      if (br.bridge.fdb.lookup(vid, m) !== mp.port.id) {
-        throw new ControlError('not_found', `no FDB entry for ${formatMac(m)} vlan ${vid} on ${mp.name}`);
-      }
-    } else if (vlan !== undefined && vlan !== null) {
-      if (typeof vlan !== 'number' || !Number.isInteger(vlan) || vlan < 0 || vlan > 4094) {
-        throw new ControlError('invalid_params', `vlan must be an integer 0..4094, got ${JSON.stringify(vlan)}`);
-      }
-      vid = vlan;
-    }
-    if (!br.bridge.fdb.delete(vid, m)) throw new ControlError('not_found', `no FDB entry for ${formatMac(m)} vlan ${vid}`);
-  }
-
-  fdbFlush(bridgeName: unknown, portName: unknown): number {
-    const br = this.bridge(bridgeName);
-    if (portName === undefined || portName === null) return br.bridge.fdb.flushDynamic();
-    return br.bridge.fdb.flushDynamic(this.port(br, portName).port.id);
-  }
-
-  setAgeing(bridgeName: unknown, seconds: unknown): void {
-    const br = this.bridge(bridgeName);
-    if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 0 || seconds > 1_000_000 || (seconds > 0 && seconds < 10)) {
-      throw new ControlError('invalid_params', `seconds must be 0 (never age) or an integer 10..1000000, got ${JSON.stringify(seconds)}`);
-    }
-    br.bridge.fdb.ageingTimeMs = seconds * 1000;
-    br.cfg.ageingTimeS = seconds;
+    mdbChange(this.core, op, p);
   }
 
   vlanShow(bridgeName: unknown): VlanShow[] {
-    const br = this.bridge(bridgeName);
-    return br.all().map((mp) => ({ port: mp.name, ...mp.port.vlan.describe() }));
+    return portVlans(this.core.bridge(bridgeName));
   }
 
   /** Replaces a port's VLAN rules; entries in VLANs it leaves are flushed. */
   vlanSet(bridgeName: unknown, portName: unknown, opts: Record<string, unknown>): VlanShow {
-    const br = this.bridge(bridgeName);
-    const mp = this.port(br, portName);
-    const spec = this.vlanParams(opts);
-    if (spec === null) throw new ControlError('invalid_params', 'give access, trunk (with optional native) or default');
-    const flushed = br.bridge.setPortVlan(mp.port, spec);
-    br.locks.reinstall(mp.port, this.now());
-    this.log.info({ bridge: br.cfg.name, port: mp.name, vlan: spec, flushed }, 'port VLAN changed');
-    return { port: mp.name, ...mp.port.vlan.describe() };
+    return vlanSet(this.core, bridgeName, portName, opts);
   }
+
+  // ---- qos (ops-qos.ts) ----------------------------------------------------------------------
 
   /** `qos show`: rate limits, storm control and their counters of every port (not the uplink or bond). */
   qosShow(bridgeName: unknown): QosShow[] {
-    const br = this.bridge(bridgeName);
-    return [...br.ports.values()].map((mp) => br.qos.show(mp.port));
+    return qosShow(this.core, bridgeName);
   }
 
   /** `qos set`: changes what the parameters name (src/daemon/qos.ts qosSetSpec); buckets start full. */
   qosSet(bridgeName: unknown, portName: unknown, p: Record<string, unknown>): QosShow {
-    const br = this.bridge(bridgeName);
-    const mp = this.qosPort(br, portName);
-    if (!QOS_SET_PARAMS.some((k) => p[k] !== undefined && p[k] !== null)) throw new ControlError('invalid_params', `give at least one of ${QOS_SET_PARAMS.join(', ')}`);
-    const r = qosSetSpec(br.qos.spec(mp.port), p);
-    if ('problems' in r) throw new ControlError('invalid_params', r.problems.map(([k, m]) => `${k}: ${m}`).join('; '));
-    br.qos.apply(mp.port, r.spec);
-    this.log.info({ bridge: br.cfg.name, port: mp.name, qos: br.qos.show(mp.port) }, 'port QoS set');
-    return br.qos.show(mp.port);
+    return qosSet(this.core, bridgeName, portName, p);
   }
 
   /** `qos clear`: no rate limit and no storm control on the port (its counters stay). */
   qosClear(bridgeName: unknown, portName: unknown): QosShow {
-    const br = this.bridge(bridgeName);
-    const mp = this.qosPort(br, portName);
-    br.qos.apply(mp.port, NO_QOS);
-    this.log.info({ bridge: br.cfg.name, port: mp.name }, 'port QoS cleared');
-    return br.qos.show(mp.port);
+    return qosClear(this.core, bridgeName, portName);
   }
 
   /** The port's QoS in force (the runtime journal's recorder reads it before `qos set` is applied), null: no port. */
   portQos(bridgeName: string, portName: string): QosSpec | null {
-    const br = this.bridges.get(bridgeName);
-    const mp = br?.ports.get(portName);
-    return br === undefined || mp === undefined ? null : br.qos.spec(mp.port);
+    return portQos(this.core, bridgeName, portName);
   }
 
   /** Reload: the port's QoS from the new config (src/state/reload.ts). */
   setPortQosByName(bridgeName: string, portName: string, spec: QosSpec): void {
-    const br = this.bridge(bridgeName);
-    br.qos.apply(this.port(br, portName).port, spec);
+    setPortQosByName(this.core, bridgeName, portName, spec);
   }
 
-  private qosPort(br: BridgeRuntime, portName: unknown): PortHandle {
-    const mp = this.port(br, portName);
-    if (mp === br.uplink || mp.kind === 'host') throw new ControlError('invalid_params', `${mp.name} is the ${mp === br.uplink ? 'uplink' : 'host port'} of ${br.cfg.name}; QoS applies to tap, attach and vxlan ports`);
-    return mp;
-  }
+  // ---- port security (ops-lock.ts) -----------------------------------------------------------
 
   /** `lock show`: lock and guards of every port (not the uplink: it cannot be locked). */
   lockShow(bridgeName: unknown): LockShow[] {
-    const br = this.bridge(bridgeName);
-    return [...br.ports.values()].map((mp) => br.locks.show(mp.port));
-  }
-
-  private lockablePort(br: BridgeRuntime, portName: unknown): PortHandle {
-    const mp = this.port(br, portName);
-    if (mp === br.uplink) throw new ControlError('invalid_params', `${mp.name} is the uplink of ${br.cfg.name}; only tap and attach ports can be locked`);
-    return mp;
+    return lockShow(this.core, bridgeName);
   }
 
   /** `lock set`: {mac, ipv4, ipv6, allow_ethertypes} or {disabled: true}; the guards stay as they are. */
   lockSet(bridgeName: unknown, portName: unknown, p: Record<string, unknown>): LockShow {
-    const br = this.bridge(bridgeName);
-    const mp = this.lockablePort(br, portName);
-    let value: unknown;
-    if (p.disabled === true) {
-      if (p.mac !== undefined || p.ipv4 !== undefined || p.ipv6 !== undefined || p.allow_ethertypes !== undefined) {
-        throw new ControlError('invalid_params', 'disabled excludes mac, ipv4, ipv6 and allow_ethertypes');
-      }
-      value = 'disabled';
-    } else {
-      if (p.mac === undefined) throw new ControlError('invalid_params', 'give mac (with optional ipv4, ipv6, allow_ethertypes) or disabled');
-      value = { mac: p.mac, ipv4: p.ipv4 ?? undefined, ipv6: p.ipv6 ?? undefined, allow_ethertypes: p.allow_ethertypes ?? undefined };
-    }
-    const r = lockSpecFrom(value);
-    if ('problems' in r) throw new ControlError('invalid_params', r.problems.map(([k, m]) => `${k}: ${m}`).join('; '));
-    if (r.spec.mode === 'locked') {
-      const mac = r.spec.mac;
-      // a locked MAC belongs to one port: its static entry cannot point at two
-      const other = br.locks.portLockedTo(mac);
-      if (other !== null && other !== mp.port) throw new ControlError('invalid_params', `mac ${formatMac(mac)} is already the locked MAC of ${other.name}`);
-    }
-    if (!br.locks.apply(mp.port, r.spec, br.locks.guards(mp.port), this.now())) {
-      throw new ControlError('fdb_full', `FDB of ${br.cfg.name} is full of static entries; the lock is set but its MAC is not a static entry`);
-    }
-    this.log.info({ bridge: br.cfg.name, port: mp.name, lock: r.spec.mode }, 'port lock set');
-    return br.locks.show(mp.port);
+    return lockSet(this.core, bridgeName, portName, p);
   }
 
   /** `lock clear`: the port is unlocked (its guards stay). */
   lockClear(bridgeName: unknown, portName: unknown): LockShow {
-    const br = this.bridge(bridgeName);
-    const mp = this.lockablePort(br, portName);
-    br.locks.apply(mp.port, UNLOCKED, br.locks.guards(mp.port), this.now());
-    this.log.info({ bridge: br.cfg.name, port: mp.name }, 'port lock cleared');
-    return br.locks.show(mp.port);
+    return lockClear(this.core, bridgeName, portName);
   }
 
-  private bonds(): Bond[] {
-    return [...this.bridges.values()].flatMap((br) => (br.bond !== null ? [br.bond] : []));
-  }
-
-  private bondByName(name: unknown): Bond {
-    if (typeof name !== 'string') throw new ControlError('invalid_params', 'bond must be a string');
-    const bond = this.bonds().find((b) => b.name === name);
-    if (bond === undefined) throw new ControlError('not_found', `no such bond: ${name}`, { bond: name });
-    return bond;
-  }
+  // ---- bond (ops-bond.ts), polling, stats ----------------------------------------------------
 
   bondShow(name: unknown): BondShow | BondShow[] {
-    if (name === undefined || name === null) return this.bonds().map((b) => b.show());
-    return this.bondByName(name).show();
+    return bondShow(this.core, name);
   }
 
   bondSetActive(name: unknown, member: unknown): BondShow {
-    const bond = this.bondByName(name);
-    if (typeof member !== 'string') throw new ControlError('invalid_params', 'member must be a string');
-    const problem = bond.setActive(member);
-    if (problem !== null) throw new ControlError(bond.memberIndex(member) < 0 ? 'no_such_port' : 'invalid_params', problem);
-    return bond.show();
+    return bondSetActive(this.core, name, member);
   }
 
   /** bond.rebalance: one balance-slb rebalancing round now (src/daemon/bond.ts). */
   bondRebalance(name: unknown): BondShow & { moved: number } {
-    const bond = this.bondByName(name);
-    if (bond.slb === null) throw new ControlError('invalid_params', `bond ${bond.name} is ${bond.mode}: rebalance applies to balance-slb bonds`);
-    const moved = bond.rebalance();
-    return { ...bond.show(), moved };
+    return bondRebalance(this.core, name);
   }
 
   /** bond.set_mode: refused while running; the mode is config (a reload re-creates the bond). */
   bondSetMode(name: unknown, mode: unknown): never {
-    const bond = this.bondByName(name);
-    throw new ControlError('invalid_params', `the mode of bond ${bond.name} cannot change while it runs (it is ${bond.mode}; asked ${String(mode)}): set uplink.bond.mode in the config and reload, which re-creates the bond`);
+    return bondSetMode(this.core, name, mode);
+  }
+
+  /** --takeover: the previous daemon's bond states (state section BOND_STATE_SECTION), before start(). */
+  setBondRestore(section: unknown): void {
+    setBondRestore(this.core, section);
+  }
+
+  /** What a --takeover hands over per bond (SLB assignments, LACP state). */
+  bondStates(): Record<string, BondRuntimeState> {
+    return bondStates(this.core);
   }
 
   /** busy_poll.show: the window in force and the addon's counters (idle callbacks run, windows started). */
@@ -1096,57 +413,20 @@ export class Daemon {
    */
   stats(syncWorkers = true): BridgeStats[] {
     // a round trip to the data-plane workers first: their counters are folded in
-    if (syncWorkers) this.syncWorkers(true);
-    return [...this.bridges.values()].map((br) => {
-      const c = br.bridge.fdb.counters;
-      return {
-        bridge: br.cfg.name,
-        fdb: { entries: br.bridge.fdb.size, learned: c.learned, aged: c.aged, moved: c.moved, evicted: c.evicted, flooded: br.bridge.counters.flooded },
-        multicast: br.bridge.mcast === null ? null : { groups: br.bridge.mcast.mdb.groups, querier: querierShow(br.bridge, this.now()) },
-        ports: br.all().map((mp) => {
-          mp.readKernelDrops();
-          return {
-            name: mp.name,
-            rx_packets: mp.port.rxPackets,
-            rx_bytes: mp.port.rxBytes,
-            tx_packets: mp.port.txPackets,
-            tx_bytes: mp.port.txBytes,
-            rx_gso_packets: mp.port.rxGsoPackets,
-            tx_gso_packets: mp.port.txGsoPackets,
-            drops: mp.port.drops(),
-            capture_dropped: mp.port.captureDropped,
-            mtu_mismatch: mp.mtuMismatches > 0,
-            multicast: br.bridge.mcast === null ? null : br.bridge.mcast.portStats(mp.port, this.now()),
-          };
-        }),
-      };
-    });
+    if (syncWorkers) this.workers.sync(true);
+    return bridgeStats(this.core);
   }
 
-  // ---- observe: trace, capture, mirrors ------------------------------------------------------
+  // ---- observe: trace, capture, mirrors (ops-observe.ts) -------------------------------------
 
   /** `trace`: what the bridge would do with one frame on `port` (nothing sent, learned or counted). */
   trace(p: Record<string, unknown>): TraceResult {
-    const br = this.bridge(p.bridge);
-    const mp = this.port(br, p.port);
-    let frame: Uint8Array;
-    try {
-      frame = traceFrameFrom(p);
-    } catch (err) {
-      const msg = (err as Error).message;
-      throw new ControlError('invalid_params', msg, { param: msg.split(':')[0] });
-    }
-    return traceFrame(br.bridge, mp.port, frame, this.now());
+    return trace(this.core, p);
   }
 
   /** `capture`: starts a pcapng stream of `port` on the client's connection. */
   capture(p: Record<string, unknown>, client: ControlClient | null): unknown {
-    const br = this.bridge(p.bridge);
-    const mp = this.port(br, p.port);
-    const opts = captureOptionsFrom(p);
-    const r = this.captures.start(mp.port, opts, client);
-    this.log.info({ bridge: br.cfg.name, port: mp.name, ...opts }, 'capture started');
-    return r;
+    return capture(this.core, this.captures, p, client);
   }
 
   captureStop(client: ControlClient | null): void {
@@ -1154,49 +434,42 @@ export class Daemon {
   }
 
   mirrorShow(bridgeName: unknown): MirrorShow[] {
-    return this.bridge(bridgeName).mirrors.show();
+    return mirrorShow(this.core, bridgeName);
   }
 
   // recorded in the runtime journal by the recorders in ./mirrors.ts
   mirrorAdd(p: Record<string, unknown>): MirrorShow {
-    const br = this.bridge(p.bridge);
-    const r = br.mirrors.add(mirrorSpecFromParams(p));
-    this.log.info({ bridge: br.cfg.name, mirror: r.name, select: r.select, output: r.output, output_vlan: r.output_vlan }, 'mirror added');
-    return r;
+    return mirrorAdd(this.core, p);
   }
 
   mirrorDel(p: Record<string, unknown>): void {
-    const br = this.bridge(p.bridge);
-    br.mirrors.del(p.name);
-    this.log.info({ bridge: br.cfg.name, mirror: p.name }, 'mirror deleted');
+    mirrorDel(this.core, p);
   }
 
-  // ---- reconfiguration: primitives of reload and state restore (src/state/) ------------------
+  // ---- reconfiguration: primitives of reload and state restore (reconfig.ts, src/state/) ------
 
   hasBridge(name: string): boolean {
-    return this.bridges.has(name);
+    return this.core.bridges.has(name);
   }
 
   hasPort(bridgeName: string, port: string): boolean {
-    return this.bridges.get(bridgeName)?.find(port) !== undefined;
+    return this.core.bridges.get(bridgeName)?.find(port) !== undefined;
   }
 
   /** The VLAN of untagged frames on a port (what `fdb add` without --vlan uses), null when unknown. */
   untaggedVid(bridgeName: string, port: string): number | null {
-    const mp = this.bridges.get(bridgeName)?.find(port);
+    const mp = this.core.bridges.get(bridgeName)?.find(port);
     return mp === undefined ? null : mp.port.vlan.untaggedVid;
   }
 
   /** The bridge's ageing time in force (config or setageing), seconds. */
   ageingTimeS(bridgeName: string): number {
-    return Math.round((this.bridges.get(bridgeName)?.bridge.fdb.ageingTimeMs ?? 0) / 1000);
+    return Math.round((this.core.bridges.get(bridgeName)?.bridge.fdb.ageingTimeMs ?? 0) / 1000);
   }
 
   /** Creates and opens a bridge from its config (reload). */
   addBridge(cfg: BridgeConfig): void {
-    const br = new BridgeRuntime(cfg, this.log.child({ subsystem: 'fdb' }), this.config.dataWorkers > 1);
-    this.bridges.set(cfg.name, br);
-    this.startBridge(br);
+    addBridge(this.core, cfg);
   }
 
   /**
@@ -1204,23 +477,12 @@ export class Daemon {
    * netdevs in `keep` (a re-created bridge takes them again at once).
    */
   removeBridge(name: string, keep: ReadonlySet<string> = new Set()): void {
-    const br = this.bridges.get(name);
-    if (br === undefined) return;
-    const netdevs = [...br.ports.keys(), ...(br.bond !== null ? br.bond.members.map((m) => m.name) : br.uplink !== null ? [br.uplink.name] : [])];
-    for (const mp of br.all()) {
-      mp.close('absent');
-      if (mp instanceof VxlanPort) mp.removeNetdev();
-    }
-    this.forgetUplink(br);
-    br.qos.close();
-    for (const mp of br.ports.values()) this.byName.delete(mp.name);
-    this.bridges.delete(name);
-    for (const n of netdevs) if (!keep.has(n)) restoreHostStack(n, this.portLog);
+    closeBridge(this.core, name, keep);
   }
 
   /** Replaces the bridge's config object (reload, after the changes were applied). */
   setBridgeConfig(cfg: BridgeConfig): void {
-    const br = this.bridges.get(cfg.name);
+    const br = this.core.bridges.get(cfg.name);
     if (br !== undefined) br.cfg = cfg;
   }
 
@@ -1229,36 +491,17 @@ export class Daemon {
    * every other failure is reported together after the rest was applied.
    */
   setVxlanRemotes(bridgeName: string, name: string, add: readonly string[], del: readonly string[]): void {
-    const mp = this.vxlanPort(this.bridge(bridgeName), name);
-    const errors: string[] = [];
-    const apply = (op: 'add' | 'del', ip: string): void => {
-      try {
-        if (op === 'add') mp.addRemote(ip);
-        else mp.delRemote(ip);
-      } catch (err) {
-        const code = (err as { code?: unknown }).code;
-        if (!(err instanceof ControlError && (code === 'port_exists' || code === 'not_found'))) errors.push(`${op} ${ip}: ${(err as Error).message}`);
-      }
-    };
-    for (const ip of del) apply('del', ip);
-    for (const ip of add) apply('add', ip);
-    if (errors.length > 0) throw new Error(`vxlan ${name} remotes: ${errors.join('; ')}`);
+    setVxlanRemotes(this.core, bridgeName, name, add, del);
   }
 
   /** Adds a vxlan port from its config entry (reload); a port of that name is removed first. */
   addVxlanConfigPort(bridgeName: string, vc: VxlanPortConfig): void {
-    const br = this.bridges.get(bridgeName);
-    if (br === undefined) throw new Error(`no bridge ${bridgeName}`);
-    for (const other of this.bridges.values()) if (other.ports.has(vc.name)) this.removePortByName(other.cfg.name, vc.name, true);
-    this.createVxlanPort(br, vc);
+    addVxlanConfigPort(this.core, bridgeName, vc);
   }
 
   /** Adds a port from its config (reload); a port of that name is removed first. */
   addConfigPort(bridgeName: string, pc: PortConfig): void {
-    const br = this.bridges.get(bridgeName);
-    if (br === undefined) throw new Error(`no bridge ${bridgeName}`);
-    for (const other of this.bridges.values()) if (other.ports.has(pc.name)) this.removePortByName(other.cfg.name, pc.name, true);
-    this.createConfigPort(br, pc);
+    addConfigPort(this.core, bridgeName, pc);
   }
 
   /**
@@ -1266,88 +509,38 @@ export class Daemon {
    * back (as delif does) unless `reopen` (the port is opened again at once).
    */
   removePortByName(bridgeName: string, name: string, reopen = false): boolean {
-    const br = this.bridges.get(bridgeName);
-    const mp = br?.ports.get(name);
-    if (br === undefined || mp === undefined) return false;
-    // the systemd fd store and the moved-TAP records forget it (a re-created port stores its new fd)
-    if (mp.kind === 'tap' || mp.kind === 'host') {
-      this.tapFds?.removed(br.cfg.name, mp.name);
-      this.tapMoves?.removed(br.cfg.name, mp.name);
-    }
-    mp.close('absent');
-    if (mp instanceof VxlanPort) mp.removeNetdev();
-    br.bridge.removePort(mp.port);
-    br.locks.forget(mp.port);
-    br.qos.forget(mp.port);
-    br.ports.delete(name);
-    this.byName.delete(name);
-    // after close: the netdev is off the bridge before IPv6 comes back on it
-    if (!reopen) restoreHostStack(name, this.portLog);
-    return true;
+    return removePort(this.core, bridgeName, name, reopen);
   }
 
   /** Changes learning, flood, isolated and the per-port FDB cap in place (fds, entries and counters stay). */
   setPortFlags(bridgeName: string, pc: Pick<PortConfig, 'name' | 'learning' | 'flood' | 'isolated' | 'fdbMax'>): void {
-    const br = this.bridges.get(bridgeName);
-    const mp = br?.ports.get(pc.name);
-    if (br === undefined || mp === undefined) return;
-    mp.port.learning = pc.learning;
-    mp.port.flood = pc.flood;
-    mp.port.isolated = pc.isolated;
-    mp.port.fdbMax = pc.fdbMax;
-    br.bridge.fdb.portMax[mp.port.id] = pc.fdbMax;
+    setPortFlags(this.core, bridgeName, pc);
   }
 
   /** Replaces a port's (or the uplink's) VLAN rules in place. */
   setPortVlanByName(bridgeName: string, name: string, spec: VlanSpec): void {
-    const br = this.bridges.get(bridgeName);
-    const mp = br?.find(name);
-    if (br === undefined || mp === undefined) return;
-    br.bridge.setPortVlan(mp.port, spec);
-    br.locks.reinstall(mp.port, this.now());
-  }
-
-  private forgetUplink(br: BridgeRuntime): void {
-    if (br.uplink === null) return;
-    if (br.bond !== null) for (const m of br.bond.members) this.byName.delete(m.name);
-    else this.byName.delete(br.uplink.name);
-    br.bridge.removePort(br.uplink.port);
-    br.uplink = null;
-    br.bond = null;
+    setPortVlanByName(this.core, bridgeName, name, spec);
   }
 
   /** Closes the uplink (or bond) and opens the one of `up` (reload); netdevs it no longer uses get their host stack back. */
   replaceUplink(bridgeName: string, up: UplinkConfig | null): void {
-    const br = this.bridges.get(bridgeName);
-    if (br === undefined) return;
-    const old = br.bond !== null ? br.bond.members.map((m) => m.name) : br.uplink !== null ? [br.uplink.name] : [];
-    const next = new Set(up === null ? [] : up.bond !== null ? up.bond.members : up.interface !== null ? [up.interface] : []);
-    br.uplink?.close('absent');
-    this.forgetUplink(br);
-    for (const n of old) if (!next.has(n)) restoreHostStack(n, this.portLog);
-    this.openUplink(br, up);
+    replaceUplink(this.core, bridgeName, up);
   }
 
   /** Adds a static entry from the config; false when its port is missing or the FDB is full. */
   addStaticFdb(bridgeName: string, f: StaticFdbConfig): boolean {
-    const br = this.bridges.get(bridgeName);
-    const mp = br?.find(f.port);
-    if (br === undefined || mp === undefined) return false;
-    return br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, this.now()) !== AddResult.Full;
+    return addStaticFdb(this.core, bridgeName, f);
   }
 
   deleteFdb(bridgeName: string, vid: number, mac: number): boolean {
-    return this.bridges.get(bridgeName)?.bridge.fdb.delete(vid, mac) ?? false;
+    return this.core.bridges.get(bridgeName)?.bridge.fdb.delete(vid, mac) ?? false;
   }
+
+  // ---- FDB snapshot (fdb-snapshot.ts) --------------------------------------------------------
 
   /** Dynamic entries of every bridge with their ages and snooped IPv4 addresses (the FDB snapshot), at once. */
   fdbSnapshot(): Record<string, FdbSnapshotEntry[]> {
-    const out: Record<string, FdbSnapshotEntry[]> = {};
-    for (const name of this.bridges.keys()) {
-      out[name] = [];
-      this.fdbSnapshotSlice(name, 0, Infinity, out[name]);
-    }
-    return out;
+    return fdbSnapshot(this.core);
   }
 
   /**
@@ -1355,26 +548,11 @@ export class Daemon {
    * turn); returns the pool's slot count, 0 when the bridge is gone.
    */
   fdbSnapshotSlice(bridgeName: string, from: number, to: number, out: FdbSnapshotEntry[]): number {
-    const br = this.bridges.get(bridgeName);
-    if (br === undefined) return 0;
-    br.bridge.fdb.forEach(this.now(), (e) => {
-      if (e.isStatic) return;
-      const port = br.bridge.ports[e.port];
-      if (port === null || port === undefined) return;
-      const ip = e.ipv4;
-      out.push({
-        port: port.name,
-        mac: formatMac(e.mac),
-        vlan: e.vid,
-        age_ms: Math.round(e.ageMs),
-        ipv4: ip === 0 ? null : `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`,
-      });
-    }, from, to);
-    return br.bridge.fdb.maxEntries;
+    return fdbSnapshotSlice(this.core, bridgeName, from, to, out);
   }
 
   bridgeNames(): string[] {
-    return [...this.bridges.keys()];
+    return [...this.core.bridges.keys()];
   }
 
   /**
@@ -1382,37 +560,17 @@ export class Daemon {
    * they are members of, and that would not have aged out meanwhile. Never replaces an entry already there.
    */
   restoreFdb(bridges: Record<string, FdbSnapshotEntry[]>, elapsedMs: number): { restored: number; skipped: number } {
-    const now = this.now();
-    let restored = 0;
-    let skipped = 0;
-    for (const [name, list] of Object.entries(bridges)) {
-      const br = this.bridges.get(name);
-      if (br === undefined) {
-        skipped += list.length;
-        continue;
-      }
-      const ageingMs = br.bridge.fdb.ageingTimeMs;
-      for (const e of list) {
-        const mp = br.find(e.port);
-        const mac = parseMac(e.mac);
-        const ageMs = e.age_ms + Math.max(0, elapsedMs);
-        if (mp === undefined || !mp.port.forwarding || mac === null || !mp.port.vlan.isMember(e.vlan) ||
-          (ageingMs > 0 && ageMs >= ageingMs) || br.bridge.fdb.lookup(e.vlan, mac) >= 0) {
-          skipped++;
-          continue;
-        }
-        br.bridge.fdb.learn(e.vlan, mac, mp.port.id, now - ageMs);
-        if (br.bridge.fdb.lookup(e.vlan, mac) !== mp.port.id) {
-          skipped++;
-          continue;
-        }
-        if (e.ipv4 !== null) {
-          const ip = e.ipv4.split('.').reduce((a, b) => a * 256 + Number(b), 0);
-          br.bridge.fdb.setIpv4(e.vlan, macHi(mac), macLo(mac), ip);
-        }
-        restored++;
-      }
-    }
-    return { restored, skipped };
+    return restoreFdb(this.core, bridges, elapsedMs);
+  }
+
+  // ---- MDB snapshot (ops-mdb.ts, src/mdb/snapshot.ts) -----------------------------------------
+
+  /** The learnt MDB, router ports and querier elections of every bridge (the state's `mdb` section; src/mdb/snapshot.ts). */
+  mdbSnapshot(): MdbSnapshot {
+    return mdbSnapshot(this.core);
+  }
+
+  restoreMdb(snap: unknown): { restored: number; skipped: number } {
+    return restoreMdb(this.core, snap);
   }
 }

@@ -23,6 +23,7 @@ import type { VhostHandover, VhostUserInfo } from '../io/native-types.js';
 import { inheritedFds } from '../handover/inherited.js';
 import type { VhostUserSpec } from '../config/config.js';
 import { ManagedPort, type ManagedPortOptions } from './ports.js';
+import type { DaemonCore } from './runtime.js';
 
 export const RECONNECT_MIN_MS = 100;
 export const RECONNECT_MAX_MS = 5_000;
@@ -214,4 +215,21 @@ export class VhostUserPort extends ManagedPort {
   override onLinkNew(): void {}
 
   override onLinkGone(): void {}
+}
+
+/** What one connected vhost-user port hands over at a takeover (src/handover/serve.ts). */
+export interface VhostHandoverOut {
+  name: string;
+  fds: Array<[number, number]>;
+  state: Record<string, unknown>;
+}
+
+/** Takeover, old daemon: each connected vhost-user port's fds and state; call after pauseIo(). */
+export function vhostHandovers(d: DaemonCore): VhostHandoverOut[] {
+  const out: VhostHandoverOut[] = [];
+  for (const mp of d.byName.values()) {
+    const h = mp instanceof VhostUserPort ? mp.exportHandover() : null;
+    if (h !== null) out.push({ name: mp.name, ...h });
+  }
+  return out;
 }
