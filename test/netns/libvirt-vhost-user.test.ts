@@ -20,11 +20,21 @@ const NOBODY = 65534;
 const IMAGE_DIR = process.env.TAPBRIDGE_GUEST_DIR ?? join(REPO_ROOT, "test/.tmp/guest");
 const MAC = "00:16:3e:25:01:00";
 const support = canRunNetns();
+
+/** The guest image, built (or found cached) by scripts/guest/build-image.sh as the QEMU tests do: "" or why not. */
+function buildImage(): string {
+  try {
+    execFileSync("bash", [join(REPO_ROOT, "scripts/guest/build-image.sh"), IMAGE_DIR], { stdio: ["ignore", "pipe", "pipe"], timeout: 600_000 });
+    return existsSync(join(IMAGE_DIR, "vmlinuz")) ? "" : `no guest image in ${IMAGE_DIR} after scripts/guest/build-image.sh`;
+  } catch (e) {
+    return `the guest image cannot be built (scripts/guest/build-image.sh): ${String((e as Error).message).slice(-800)}`;
+  }
+}
+
 const reason = !support.ok ? support.reason
-  : !existsSync("/usr/sbin/libvirtd") || !existsSync("/usr/bin/virsh") ? "libvirtd or virsh is not installed (Debian libvirt-daemon-driver-qemu, libvirt-clients)"
+  : !existsSync("/usr/sbin/libvirtd") || !existsSync("/usr/bin/virsh") ? "libvirtd or virsh is not installed (Debian libvirt-daemon, libvirt-clients: scripts/setup-test-deps.sh)"
   : !existsSync("/usr/bin/qemu-system-x86_64") ? "qemu-system-x86_64 is not installed"
-  : !existsSync(join(IMAGE_DIR, "vmlinuz")) ? `no guest image in ${IMAGE_DIR} (scripts/guest/build-image.sh)`
-  : "";
+  : buildImage();
 if (reason !== "") console.warn(`libvirt vhost-user test skipped: ${reason}`);
 
 describe.skipIf(reason !== "")("libvirt domain with <interface type='vhostuser'>" + (reason === "" ? "" : ` (skipped: ${reason})`), () => {
