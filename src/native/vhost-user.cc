@@ -30,7 +30,11 @@
 // Connection. mode client: JS calls connect() (and again after a disconnect, with backoff); mode server: we
 // listen on the socket path and take one connection at a time (a second one is closed at once). A protocol
 // error found inside send() closes the connection from a zero timer, never in the middle of the engine's batch.
-// Takeover: exportHandover() gives the fds and the negotiated state to the new daemon's adoptHandover().
+// Takeover: exportHandover() gives the fds and the negotiated state to the new daemon's adoptHandover(); from then
+// on this port polls neither the socket nor queue 1's kick unless start() is called (a handover that failed). The new
+// daemon calls stop() after adopting (its I/O is paused until the old daemon has stopped).
+// QoS: holdRx(true) stops polling queue 1's kick only (its frames wait in the guest's ring); the socket and queue 0
+// are served. Queue 1's kick is polled while start() asked for it and no hold is set.
 // Everything runs on the main loop thread: uv_poll on the socket, on the listening fd and on queue 1's kick.
 //
 // Trust in the frontend process: the memory fds must not shrink after SET_MEM_TABLE (a fault on access); a memfd
