@@ -6,12 +6,14 @@
 #   vhost-frontend.py SOCKET listen|connect host MAC IP SECONDS
 #   vhost-frontend.py SOCKET listen|connect hostile NAME [NAME...]
 #   vhost-frontend.py SOCKET listen|connect burst MAC COUNT SECONDS
+#   vhost-frontend.py SOCKET listen|connect trickle MAC SECONDS
 #
 # listen: this frontend is the server (tapbridge mode client); connect: tapbridge listens (mode server).
 # hostile prints "closed NAME" when tapbridge closed the connection within 5 s, else "open NAME"; one connection
 # per NAME (tapbridge reconnects in client mode).
 # burst puts COUNT broadcast frames (1000 bytes, ethertype 0x88b5) into its TX ring at once (COUNT < 256), prints
 # "ready", then every 0.2 s "consumed N" (the used entries tapbridge returned) for SECONDS.
+# trickle sends one such frame every 0.05 s while fewer than 128 are unconsumed, and prints "consumed N" every 0.1 s.
 import mmap, os, select, socket, struct, sys, time
 
 GET_FEATURES, SET_FEATURES, SET_OWNER = 1, 2, 3
@@ -233,6 +235,25 @@ def burst(dev, mac, count, seconds):
         time.sleep(0.2)
 
 
+def trickle(dev, mac, seconds):
+    mac_b = bytes.fromhex(mac.replace(":", ""))
+    dev.setup()
+    print("ready", flush=True)
+    used = RING[1] + 0x2000
+    end = time.time() + seconds
+    i = 0
+    last_print = 0.0
+    while time.time() < end:
+        done = struct.unpack_from("<H", dev.mem, used + 2)[0]
+        if dev.tx_next - done < 128:
+            dev.send_frame(b"\xff" * 6 + mac_b + b"\x88\xb5" + struct.pack("!I", i) + bytes(182))
+            i += 1
+        if time.time() - last_print >= 0.1:
+            print("consumed %d" % done, flush=True)
+            last_print = time.time()
+        time.sleep(0.05)
+
+
 def attack(dev, name):
     full = ("addr_outside", "desc_loop", "huge_len", "avail_jump", "nested_indirect", "bad_head", "rx_writable_tx")
     if name in full:
@@ -344,6 +365,9 @@ def main():
 
     if what == "host":
         host(Dev(conn()), sys.argv[4], sys.argv[5], float(sys.argv[6]))
+        return
+    if what == "trickle":
+        trickle(Dev(conn()), sys.argv[4], float(sys.argv[5]))
         return
     if what == "burst":
         burst(Dev(conn()), sys.argv[4], int(sys.argv[5]), float(sys.argv[6]))

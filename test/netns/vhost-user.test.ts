@@ -14,9 +14,10 @@
 //
 // Skips with the reason when not root or namespaces are unavailable. Nothing touches the root namespace.
 
+import { appendFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab, PYTHON, REPO_ROOT, canRunNetns, waitFor } from "./helpers.js";
+import { CLI_MAIN, Lab, PYTHON, REPO_ROOT, canRunNetns, waitFor } from "./helpers.js";
 import { call } from "../../src/control/client.js";
 import type { BridgeStats, ShowBridge } from "../support/json-shapes.js";
 
@@ -221,5 +222,51 @@ describe.skipIf(!support.ok)("vhost-user with data_workers: 2" + skipNote, () =>
     expect(show.workers.find((w) => w.id === 0)?.ports.sort()).toEqual(["vif0.0", "vif1.0", "vif3.0"]);
     expect(show.workers.filter((w) => w.id !== 0).flatMap((w) => w.ports)).toEqual([]);
     await fe.stop(2_000);
+  }, 90_000);
+});
+
+describe.skipIf(!support.ok)("vhost-user takeover, two phases" + skipNote, () => {
+  let lab: Lab;
+
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  it("the new daemon does not read the guest's ring before the old one has stopped", async () => {
+    lab = new Lab("vhost-ho");
+    const sock = join(lab.dir, "vif3.0.sock");
+    await lab.addNs("dom0");
+    lab.writeConfig({ control_socket: lab.socketPath, bridges: [{ name: BRIDGE, ports: [{ name: "vif1.0" }, { name: "vif3.0", kind: "vhost-user", socket: sock }] }] });
+    await lab.startDaemon("dom0");
+    const old = lab.daemon!;
+    const fe = lab.spawn("dom0", [PYTHON, FRONTEND, sock, "listen", "trickle", MAC.vhu1, "60"], "vhost trickle frontend");
+    const consumed = (): number => {
+      const m = [...fe.stdout.matchAll(/consumed (\d+)/g)];
+      return m.length === 0 ? -1 : Number(m[m.length - 1][1]);
+    };
+    let stopped = false;
+    try {
+      // what SIGCONT does next is the old daemon's business (a "stop" still queued in its socket: it stops)
+      expect(await waitFor(() => consumed() > 0 || !fe.running, 20_000), `${fe.stdout}\n${fe.stderr}\n${lab.daemonLog()}`).toBe(true);
+      // the new daemon waits 1.5 s after adopting before it asks the old one to stop: time to SIGSTOP the old one first
+      const bg = lab.spawn("dom0", [process.execPath, CLI_MAIN, "daemon", "--takeover", "--config", lab.configPath], "tapbridge daemon --takeover",
+        { env: { ...process.env, TAPBRIDGE_TAKEOVER_DELAY_MS: "1500" } });
+      bg.child.stdout?.on("data", (d: string) => appendFileSync(lab.daemonLogPath, d));
+      bg.child.stderr?.on("data", (d: string) => appendFileSync(lab.daemonLogPath, d));
+      expect(await waitFor(() => (old.stdout + old.stderr).includes("handover sent"), 15_000, 10), old.stdout + old.stderr).toBe(true);
+      // the old daemon can neither answer "stopping" nor read: whatever reads the ring now is the new daemon, which
+      // asks it to stop, waits in vain and gives up
+      process.kill(old.pid!, "SIGSTOP");
+      stopped = true;
+      await new Promise((r) => setTimeout(r, 300));
+      const before = consumed();
+      expect(await waitFor(() => !bg.running, 30_000, 100), bg.stdout + bg.stderr).toBe(true);
+      expect(bg.stdout + bg.stderr).toMatch(/did not answer "stopping"/);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(consumed(), `${bg.stdout.slice(-2000)}`).toBe(before);
+    } finally {
+      if (stopped) process.kill(old.pid!, "SIGCONT");
+      await fe.stop(2_000);
+    }
   }, 90_000);
 });
