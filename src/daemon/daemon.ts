@@ -11,6 +11,7 @@
 //   view.ts          show, showmacs, vlan show, stats
 //   ops-*.ts         control operations per area: ports, vlan, vxlan, fdb, mdb, qos, lock, bond, observe
 //   packet-ring.ts   the PACKET_MMAP rings of AF_PACKET ports (config to the addon at start, `show`)
+//   vhost-user.ts    vhost-user ports (a ManagedPort opened by portlife.ts) and their takeover export
 //
 // Most public methods are one-line delegates. Control operations run in their own event-loop turns, never inside a
 // forwarding batch, so they may change ports and the FDB directly.

@@ -12,6 +12,9 @@
 // each must close that connection with a log line naming the problem, while vm1 <-> vm2 keeps forwarding and the
 // port serves a well-behaved frontend afterwards.
 //
+// Also: a QoS hold leaves the guest's TX ring unread (the frames wait in the guest); with data_workers 2 the bridge
+// stays on the main thread; during a takeover the new daemon reads nothing before the old one has stopped.
+//
 // Skips with the reason when not root or namespaces are unavailable. Nothing touches the root namespace.
 
 import { appendFileSync } from "node:fs";
