@@ -5,10 +5,10 @@
 //   2. stop reading every port (frames queue in the TAPs and sockets), stop accepting control
 //      connections and answer requests on open ones with `handing_over`
 //   3. send every port fd, the listening control socket, the runtime state and the FDB
-//   4. wait for the new daemon's line: {"stop":true} -> answer {"stopping":true}; from then on this
+//   4. wait for the new daemon's line: {"stop":true} -> answer {"stopping":true}; once that is written this
 //      daemon is committed (phase 'committed') and onHandedOver runs: it exits without reading,
 //      accepting, deleting or unlinking anything (the TAPs, sockets and lock are the new daemon's).
-//      A refusal, EOF or no line within HANDOVER_ACK_TIMEOUT_MS, before "stopping" was written:
+//      A refusal, EOF, no line within HANDOVER_ACK_TIMEOUT_MS, or a "stopping" that cannot be written:
 //      read the ports again and keep running (onResumed). After "stopping" nothing resumes.
 //
 // Bounds: one handover at a time; the transfer and the wait have timeouts; the answer line is capped.
@@ -166,16 +166,19 @@ export function serveHandover(opts: HandoverServeOptions): HandoverServer {
           /* not JSON: treated as a refusal below */
         }
         if (msg !== null && typeof msg === 'object' && msg.stop === true) {
-          // committed from here on: whatever happens to the new daemon now, this one does not read again
-          phase = 'committed';
+          // committed once "stopping" is written: whatever happens to the new daemon after that, this one does not
+          // read again. A write that fails (EPIPE: the new daemon gave up and closed while this one was stalled, its
+          // "stop" still queued here) means nobody takes over: this daemon resumes instead of exiting.
           const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
           try {
             if (typeof fd !== 'number' || fd < 0) throw new Error('the connection has no fd');
             fds.write(fd, `${JSON.stringify({ stopping: true })}\n`, 2_000);
           } catch (err) {
-            // the new daemon sees no "stopping" and does not read while this pid lives; this one exits all the same
-            log.warn({ peer, err: (err as Error).message }, 'could not answer "stopping"');
+            sock.destroy();
+            resume('could not answer "stopping" (the new daemon is gone)', { err: (err as Error).message });
+            return;
           }
+          phase = 'committed';
           log.info({ peer, handover_ms: Math.round((performance.now() - t0) * 10) / 10 }, 'handed over; stopping so that the new daemon can read');
           opts.onHandedOver();
           return;

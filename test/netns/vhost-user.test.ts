@@ -249,7 +249,6 @@ describe.skipIf(!support.ok)("vhost-user takeover, two phases" + skipNote, () =>
     };
     let stopped = false;
     try {
-      // what SIGCONT does next is the old daemon's business (a "stop" still queued in its socket: it stops)
       expect(await waitFor(() => consumed() > 0 || !fe.running, 20_000), `${fe.stdout}\n${fe.stderr}\n${lab.daemonLog()}`).toBe(true);
       // the new daemon waits 1.5 s after adopting before it asks the old one to stop: time to SIGSTOP the old one first
       const bg = lab.spawn("dom0", [process.execPath, CLI_MAIN, "daemon", "--takeover", "--config", lab.configPath], "tapbridge daemon --takeover",
@@ -267,6 +266,12 @@ describe.skipIf(!support.ok)("vhost-user takeover, two phases" + skipNote, () =>
       expect(bg.stdout + bg.stderr).toMatch(/did not answer "stopping"/);
       await new Promise((r) => setTimeout(r, 200));
       expect(consumed(), `${bg.stdout.slice(-2000)}`).toBe(before);
+      // the new daemon is gone, its "stop" still queued in the old one's socket: woken, the old daemon must not
+      // commit to a handover nobody takes (its "stopping" cannot be written) but forward again
+      process.kill(old.pid!, "SIGCONT");
+      stopped = false;
+      expect(await waitFor(() => consumed() > before, 20_000, 100), `${old.stdout.slice(-3000)}\n${old.stderr.slice(-2000)}`).toBe(true);
+      expect(old.running, old.stdout.slice(-3000)).toBe(true);
     } finally {
       if (stopped) process.kill(old.pid!, "SIGCONT");
       await fe.stop(2_000);
