@@ -132,6 +132,47 @@ bool MacOf(const char* ifname, std::string* out) {
   return true;
 }
 
+// The (path: string, ifindex: number) arguments at info[0..1] of `fn`, whose signature `usage` spells out and which
+// takes `argc` arguments; false with a TypeError thrown.
+bool GetNetnsLinkArgs(const Napi::CallbackInfo& info, size_t argc, const char* fn, const char* usage, std::string* path,
+                      int64_t* ifindex) {
+  Napi::Env env = info.Env();
+  if (info.Length() < argc || !info[0].IsString()) {
+    ThrowType(env, usage);
+    return false;
+  }
+  *path = info[0].As<Napi::String>().Utf8Value();
+  if (path->empty() || path->size() > 4096 || path->find('\0') != std::string::npos) {
+    ThrowType(env, std::string(fn) + ": bad namespace path");
+    return false;
+  }
+  return GetInt(info[1], "ifindex", 1, 0x7fffffff, ifindex);
+}
+
+// What a failed look-up names (the namespace is the TAP's, or any).
+struct LookupCalls {
+  const char* indexToName;
+  const char* hwaddr;
+};
+constexpr LookupCalls kInTapNetns = {"if_indextoname (in the TAP's namespace)", "ioctl(SIOCGIFHWADDR) (in the TAP's namespace)"};
+constexpr LookupCalls kInNetns = {"if_indextoname (in the namespace)", "ioctl(SIOCGIFHWADDR) (in the namespace)"};
+
+// In the calling thread's namespace: the name (into ifname, IF_NAMESIZE bytes) and MAC of the netdev `ifindex`;
+// false with *err and *what (from `calls`) set.
+bool NameAndMacOf(int64_t ifindex, const LookupCalls& calls, char* ifname, std::string* mac, int* err, const char** what) {
+  if (if_indextoname(static_cast<unsigned>(ifindex), ifname) == nullptr) {
+    *err = errno;
+    *what = calls.indexToName;
+    return false;
+  }
+  if (!MacOf(ifname, mac)) {
+    *err = errno;
+    *what = calls.hwaddr;
+    return false;
+  }
+  return true;
+}
+
 // In a short-lived thread: setns into `path`, then `body` (which sets err/what on failure). Only that thread moves.
 template <typename F>
 void InNetns(const std::string& path, int* err, const char** what, F body) {
@@ -200,17 +241,11 @@ static Napi::Value NetnsOfNsid(const Napi::CallbackInfo& info) {
 // openTapInNetns(path: string, ifindex: number, name: string): {fd, ifname}; the caller adopts the fd
 static Napi::Value OpenTapInNetns(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsString()) {
-    ThrowType(env, "openTapInNetns(path: string, ifindex: number, name: string)");
-    return env.Undefined();
-  }
-  std::string path = info[0].As<Napi::String>().Utf8Value();
-  if (path.empty() || path.size() > 4096 || path.find('\0') != std::string::npos) {
-    ThrowType(env, "openTapInNetns: bad namespace path");
-    return env.Undefined();
-  }
+  std::string path;
   int64_t ifindex;
-  if (!GetInt(info[1], "ifindex", 1, 0x7fffffff, &ifindex)) return env.Undefined();
+  if (!GetNetnsLinkArgs(info, 3, "openTapInNetns", "openTapInNetns(path: string, ifindex: number, name: string)", &path, &ifindex)) {
+    return env.Undefined();
+  }
   std::string name;
   if (!GetIfName(info, 2, &name)) return env.Undefined();
 
@@ -219,16 +254,7 @@ static Napi::Value OpenTapInNetns(const Napi::CallbackInfo& info) {
   char ifname[IF_NAMESIZE] = {0};
   std::string mac;
   InNetns(path, &err, &what, [&]() {
-    if (if_indextoname(static_cast<unsigned>(ifindex), ifname) == nullptr) {
-      err = errno;
-      what = "if_indextoname (in the TAP's namespace)";
-      return;
-    }
-    if (!MacOf(ifname, &mac)) {
-      err = errno;
-      what = "ioctl(SIOCGIFHWADDR) (in the TAP's namespace)";
-      return;
-    }
+    if (!NameAndMacOf(ifindex, kInTapNetns, ifname, &mac, &err, &what)) return;
     int fd = ::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
       err = errno;
@@ -269,30 +295,14 @@ static Napi::Value OpenTapInNetns(const Napi::CallbackInfo& info) {
 // linkInNetns(path, ifindex): { ifname, mac } of the netdev with that ifindex in the namespace `path`.
 static Napi::Value LinkInNetns(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsString()) {
-    ThrowType(env, "linkInNetns(path: string, ifindex: number)");
-    return env.Undefined();
-  }
-  std::string path = info[0].As<Napi::String>().Utf8Value();
-  if (path.empty() || path.size() > 4096 || path.find('\0') != std::string::npos) {
-    ThrowType(env, "linkInNetns: bad namespace path");
-    return env.Undefined();
-  }
+  std::string path;
   int64_t ifindex;
-  if (!GetInt(info[1], "ifindex", 1, 0x7fffffff, &ifindex)) return env.Undefined();
+  if (!GetNetnsLinkArgs(info, 2, "linkInNetns", "linkInNetns(path: string, ifindex: number)", &path, &ifindex)) return env.Undefined();
   int err = 0;
   const char* what = "";
   char ifname[IF_NAMESIZE] = {0};
   std::string mac;
-  InNetns(path, &err, &what, [&]() {
-    if (if_indextoname(static_cast<unsigned>(ifindex), ifname) == nullptr) {
-      err = errno;
-      what = "if_indextoname (in the namespace)";
-    } else if (!MacOf(ifname, &mac)) {
-      err = errno;
-      what = "ioctl(SIOCGIFHWADDR) (in the namespace)";
-    }
-  });
+  InNetns(path, &err, &what, [&]() { NameAndMacOf(ifindex, kInNetns, ifname, &mac, &err, &what); });
   if (err != 0) {
     ThrowSysError(env, err, what, "ifindex " + std::to_string(ifindex) + " in " + path);
     return env.Undefined();

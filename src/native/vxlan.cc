@@ -138,6 +138,52 @@ int Transact(NlReq* req, uint8_t* reply, size_t replyLen, size_t* gotLen) {
   return EPROTO;
 }
 
+// One dump request (NLM_F_DUMP, no ACK: it ends with NLMSG_DONE): `each(h)` sees every message that is neither DONE
+// nor ERROR. Returns 0 once NLMSG_DONE arrived, else an errno (EOVERFLOW when 4096 datagrams of up to 64 KiB did not
+// reach it: a namespace with an absurd table cannot keep the daemon here for long). `*what` names the failed call:
+// "socket(AF_NETLINK)", or nullptr for the request itself.
+template <typename Each>
+int Dump(NlReq* req, const char** what, Each each) {
+  *what = nullptr;
+  req->hdr->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) {
+    *what = "socket(AF_NETLINK)";
+    return errno;
+  }
+  struct timeval tv = {5, 0};
+  (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  struct sockaddr_nl sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.nl_family = AF_NETLINK;
+  int err = 0;
+  bool done = false;
+  if (::sendto(fd, req->buf, req->hdr->nlmsg_len, 0, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) err = errno;
+  alignas(NLMSG_ALIGNTO) static uint8_t resp[kRespBuf * 4];
+  for (int rounds = 0; err == 0 && !done && rounds < 4096; rounds++) {
+    ssize_t got = ::recv(fd, resp, sizeof resp, 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      err = errno == EAGAIN ? ETIMEDOUT : errno;
+      break;
+    }
+    size_t left = static_cast<size_t>(got);
+    for (struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(resp); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_type == NLMSG_DONE) {
+        done = true;
+        break;
+      }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        err = h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct nlmsgerr)) ? -reinterpret_cast<struct nlmsgerr*>(NLMSG_DATA(h))->error : EPROTO;
+        break;
+      }
+      each(h);
+    }
+  }
+  ::close(fd);
+  return err != 0 ? err : (done ? 0 : EOVERFLOW);
+}
+
 // An IPv4 or IPv6 address in text; family AF_INET / AF_INET6, or 0 when it is neither.
 struct Addr {
   int family = 0;
@@ -295,7 +341,7 @@ Napi::Value VxlanFdb(const Napi::CallbackInfo& info) {
 }
 
 // vxlanRemotes(name): the destinations of the device's all-zeros FDB entries (head-end replication list), as text.
-// A dump of every AF_BRIDGE FDB entry of the namespace, filtered here by ifindex; bounded in rounds and entries.
+// A dump of every AF_BRIDGE FDB entry of the namespace, filtered here by ifindex; bounded in rounds (Dump) and entries.
 Napi::Value VxlanRemotes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name;
@@ -306,66 +352,33 @@ Napi::Value VxlanRemotes(const Napi::CallbackInfo& info) {
   std::memset(&ndm, 0, sizeof ndm);
   ndm.ndm_family = AF_BRIDGE;
   NlReq req(RTM_GETNEIGH, NLM_F_DUMP, &ndm, sizeof ndm);
-  req.hdr->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;  // a dump ends with NLMSG_DONE, no ACK
-  int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (fd < 0) {
-    ThrowSysError(env, errno, "socket(AF_NETLINK)", name);
-    return env.Undefined();
-  }
-  struct timeval tv = {5, 0};
-  (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  struct sockaddr_nl sa;
-  std::memset(&sa, 0, sizeof sa);
-  sa.nl_family = AF_NETLINK;
   Napi::Array out = Napi::Array::New(env);
   uint32_t n = 0;
-  int err = 0;
-  bool done = false;
-  if (::sendto(fd, req.buf, req.hdr->nlmsg_len, 0, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) err = errno;
-  alignas(NLMSG_ALIGNTO) static uint8_t resp[kRespBuf * 4];
-  // at most 4096 datagrams of up to 64 KiB: a namespace with an absurd FDB cannot keep the daemon here for long
-  for (int rounds = 0; err == 0 && !done && rounds < 4096; rounds++) {
-    ssize_t got = ::recv(fd, resp, sizeof resp, 0);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      err = errno == EAGAIN ? ETIMEDOUT : errno;
-      break;
+  const char* what = nullptr;
+  int err = Dump(&req, &what, [&](const struct nlmsghdr* h) {
+    if (h->nlmsg_type != RTM_NEWNEIGH || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ndmsg))) return;
+    const struct ndmsg* m = static_cast<const struct ndmsg*>(NLMSG_DATA(h));
+    if (m->ndm_ifindex != ifindex) return;
+    bool zeroMac = false;
+    const uint8_t* dst = nullptr;
+    size_t dstLen = 0;
+    int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(struct ndmsg)));
+    for (const struct rtattr* a = reinterpret_cast<const struct rtattr*>(reinterpret_cast<const uint8_t*>(NLMSG_DATA(h)) + NLMSG_ALIGN(sizeof(struct ndmsg)));
+         RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+      if (a->rta_type == NDA_LLADDR && RTA_PAYLOAD(a) == 6) {
+        const uint8_t* mac = static_cast<const uint8_t*>(RTA_DATA(a));
+        zeroMac = (mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]) == 0;
+      } else if (a->rta_type == NDA_DST && (RTA_PAYLOAD(a) == 4 || RTA_PAYLOAD(a) == 16)) {
+        dst = static_cast<const uint8_t*>(RTA_DATA(a));
+        dstLen = RTA_PAYLOAD(a);
+      }
     }
-    size_t left = static_cast<size_t>(got);
-    for (struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(resp); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
-      if (h->nlmsg_type == NLMSG_DONE) {
-        done = true;
-        break;
-      }
-      if (h->nlmsg_type == NLMSG_ERROR) {
-        err = h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct nlmsgerr)) ? -reinterpret_cast<struct nlmsgerr*>(NLMSG_DATA(h))->error : EPROTO;
-        break;
-      }
-      if (h->nlmsg_type != RTM_NEWNEIGH || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ndmsg))) continue;
-      const struct ndmsg* m = static_cast<const struct ndmsg*>(NLMSG_DATA(h));
-      if (m->ndm_ifindex != ifindex) continue;
-      bool zeroMac = false;
-      const uint8_t* dst = nullptr;
-      size_t dstLen = 0;
-      int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(struct ndmsg)));
-      for (struct rtattr* a = reinterpret_cast<struct rtattr*>(reinterpret_cast<uint8_t*>(NLMSG_DATA(h)) + NLMSG_ALIGN(sizeof(struct ndmsg)));
-           RTA_OK(a, len); a = RTA_NEXT(a, len)) {
-        if (a->rta_type == NDA_LLADDR && RTA_PAYLOAD(a) == 6) {
-          const uint8_t* mac = static_cast<const uint8_t*>(RTA_DATA(a));
-          zeroMac = (mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]) == 0;
-        } else if (a->rta_type == NDA_DST && (RTA_PAYLOAD(a) == 4 || RTA_PAYLOAD(a) == 16)) {
-          dst = static_cast<const uint8_t*>(RTA_DATA(a));
-          dstLen = RTA_PAYLOAD(a);
-        }
-      }
-      if (!zeroMac || dst == nullptr || n >= 65536) continue;
-      char text[INET6_ADDRSTRLEN];
-      if (inet_ntop(dstLen == 4 ? AF_INET : AF_INET6, dst, text, sizeof text) != nullptr) out.Set(n++, Napi::String::New(env, text));
-    }
-  }
-  ::close(fd);
-  if (err != 0 || !done) {
-    ThrowSysError(env, err != 0 ? err : EOVERFLOW, "rtnetlink(RTM_GETNEIGH dump)", name);
+    if (!zeroMac || dst == nullptr || n >= 65536) return;
+    char text[INET6_ADDRSTRLEN];
+    if (inet_ntop(dstLen == 4 ? AF_INET : AF_INET6, dst, text, sizeof text) != nullptr) out.Set(n++, Napi::String::New(env, text));
+  });
+  if (err != 0) {
+    ThrowSysError(env, err, what != nullptr ? what : "rtnetlink(RTM_GETNEIGH dump)", name);
     return env.Undefined();
   }
   return out;
@@ -484,54 +497,22 @@ Napi::Value LinkKind(const Napi::CallbackInfo& info) {
 }
 
 // vxlanList(): every vxlan netdev of the namespace, { name, kind, vni, port, local, group, link } each.
-// One RTM_GETLINK dump, bounded in rounds and entries like vxlanRemotes.
+// One RTM_GETLINK dump, bounded in rounds (Dump) and entries like vxlanRemotes.
 Napi::Value VxlanList(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   struct ifinfomsg ifi;
   std::memset(&ifi, 0, sizeof ifi);
   NlReq req(RTM_GETLINK, NLM_F_DUMP, &ifi, sizeof ifi);
-  req.hdr->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (fd < 0) {
-    ThrowSysError(env, errno, "socket(AF_NETLINK)", "");
-    return env.Undefined();
-  }
-  struct timeval tv = {5, 0};
-  (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  struct sockaddr_nl sa;
-  std::memset(&sa, 0, sizeof sa);
-  sa.nl_family = AF_NETLINK;
   Napi::Array out = Napi::Array::New(env);
   uint32_t n = 0;
-  int err = 0;
-  bool done = false;
-  if (::sendto(fd, req.buf, req.hdr->nlmsg_len, 0, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) err = errno;
-  alignas(NLMSG_ALIGNTO) static uint8_t resp[kRespBuf * 4];
-  for (int rounds = 0; err == 0 && !done && rounds < 4096; rounds++) {
-    ssize_t got = ::recv(fd, resp, sizeof resp, 0);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      err = errno == EAGAIN ? ETIMEDOUT : errno;
-      break;
-    }
-    size_t left = static_cast<size_t>(got);
-    for (struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(resp); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
-      if (h->nlmsg_type == NLMSG_DONE) {
-        done = true;
-        break;
-      }
-      if (h->nlmsg_type == NLMSG_ERROR) {
-        err = h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct nlmsgerr)) ? -reinterpret_cast<struct nlmsgerr*>(NLMSG_DATA(h))->error : EPROTO;
-        break;
-      }
-      LinkAttrs l;
-      if (!ParseLink(h, &l) || l.kind != "vxlan" || n >= 65536) continue;
-      out.Set(n++, LinkObject(env, l, true));
-    }
-  }
-  ::close(fd);
-  if (err != 0 || !done) {
-    ThrowSysError(env, err != 0 ? err : EOVERFLOW, "rtnetlink(RTM_GETLINK dump)", "");
+  const char* what = nullptr;
+  int err = Dump(&req, &what, [&](const struct nlmsghdr* h) {
+    LinkAttrs l;
+    if (!ParseLink(h, &l) || l.kind != "vxlan" || n >= 65536) return;
+    out.Set(n++, LinkObject(env, l, true));
+  });
+  if (err != 0) {
+    ThrowSysError(env, err, what != nullptr ? what : "rtnetlink(RTM_GETLINK dump)", "");
     return env.Undefined();
   }
   return out;

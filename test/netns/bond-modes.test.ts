@@ -9,11 +9,11 @@
 //                                                              +-- (LACP only) peth2 ~~ veth ~~ dead0 in "dead": a peer without LACP
 
 import { existsSync } from "node:fs";
-import { connect } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { destroyLab, Lab, PYTHON, canRunNetns, run, sleep, waitFor } from "./helpers.js";
 import { takeover } from "./handover-helpers.js";
+import { PY_BCAST, PY_COUNT, rpc, switchFdb } from "./bond-helpers.js";
 
 const support = canRunNetns();
 if (!support.ok) console.warn(`netns bond-modes tests skipped: ${support.reason}`);
@@ -35,40 +35,6 @@ interface BondShow { mode: string; active: string | null; members: MemberShow[];
   lacp?: { distributing: string[]; aggregator_partner: unknown } }
 interface Drops { backup_member: number; looped_back: number; no_member: number; link_local: number }
 
-/** Count received frames carrying MARKER on IFNAME for TIMEOUT s. Prints {"count": n}. */
-const PY_COUNT = String.raw`
-import json, socket, sys, time
-ifname, marker, timeout = sys.argv[1], sys.argv[2].encode(), float(sys.argv[3])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-s.bind((ifname, 0))
-print("ready", flush=True)
-deadline = time.monotonic() + timeout
-n = 0
-while True:
-    left = deadline - time.monotonic()
-    if left <= 0: break
-    s.settimeout(left)
-    try:
-        data, addr = s.recvfrom(65536)
-    except socket.timeout:
-        break
-    if addr[2] != socket.PACKET_OUTGOING and marker in data: n += 1
-print(json.dumps({"count": n}), flush=True)
-`;
-
-/** Send COUNT broadcast frames (EtherType 0x88b5, payload MARKER) from IFNAME, 10 ms apart. */
-const PY_BCAST = String.raw`
-import socket, sys, time
-ifname, marker, count = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind((ifname, 0))
-frame = b"\xff" * 6 + s.getsockname()[4] + b"\x88\xb5" + marker
-frame += b"\0" * max(0, 60 - len(frame))
-for i in range(count):
-    s.send(frame); time.sleep(0.01)
-print("sent", flush=True)
-`;
-
 /** COUNT UDP datagrams to DST:9 from source ports 20000.. (one flow each). */
 const PY_UDP_FLOWS = String.raw`
 import socket, sys
@@ -81,27 +47,6 @@ for i in range(count):
 print("sent", flush=True)
 `;
 
-function rpc<T>(lab: Lab, method: string, params: Record<string, unknown> = {}): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const sock = connect(lab.socketPath);
-    let buf = "";
-    const timer = setTimeout(() => { sock.destroy(); reject(new Error(`${method}: no reply in 5 s`)); }, 5_000);
-    sock.setEncoding("utf8");
-    sock.on("connect", () => sock.write(JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }) + "\n"));
-    sock.on("data", (d: string) => {
-      buf += d;
-      const nl = buf.indexOf("\n");
-      if (nl < 0) return;
-      clearTimeout(timer);
-      sock.end();
-      const reply = JSON.parse(buf.slice(0, nl)) as { result?: T; error?: { message: string } };
-      if (reply.error) reject(new Error(`${method}: ${reply.error.message}`));
-      else resolve(reply.result as T);
-    });
-    sock.on("error", (e) => { clearTimeout(timer); reject(e); });
-  });
-}
-
 const bondShow = (lab: Lab): Promise<BondShow> => rpc<BondShow>(lab, "bond.show", { bond: BOND });
 async function bondDrops(lab: Lab): Promise<Drops> {
   const st = await rpc<{ bridge: string; ports: { name: string; drops: Drops }[] }[]>(lab, "stats");
@@ -113,16 +58,6 @@ async function waitBond(lab: Lab, pred: (b: BondShow) => boolean, timeoutMs: num
   let last: BondShow | undefined;
   await waitFor(async () => pred((last = await bondShow(lab))), timeoutMs, 50);
   return last!;
-}
-
-/** MAC -> port of the kernel switch's learned entries. */
-async function switchFdb(lab: Lab): Promise<Map<string, string>> {
-  const r = await lab.exec("sw", ["bridge", "-j", "fdb", "show", "br", "br0"]);
-  const out = new Map<string, string>();
-  for (const e of JSON.parse(r.stdout) as { mac: string; ifname?: string; state?: string; flags?: string[] }[]) {
-    if (e.ifname && e.state !== "permanent" && !(e.flags ?? []).includes("self")) out.set(e.mac.toLowerCase(), e.ifname);
-  }
-  return out;
 }
 
 /** Namespaces, links, the VMs and the daemon; `switchUp` builds the switch (kernel bridge or OVS) on sw0, sw1, swx. */
@@ -220,7 +155,7 @@ describe.skipIf(!support.ok)("balance-slb bond against a kernel bridge", () => {
     const counters = VMS.map((vm) => lab!.spawn(vm.node, [PYTHON, "-c", PY_COUNT, "eth0", "SLBBCAST1", "3"], `count ${vm.node}`));
     for (const c of counters) await c.waitForOutput("ready");
     const before = await bondDrops(lab!);
-    const tx = lab!.spawn("ext", [PYTHON, "-c", PY_BCAST, "eth0", "SLBBCAST1", "20"], "bcast ext");
+    const tx = lab!.spawn("ext", [PYTHON, "-c", PY_BCAST, "eth0", "SLBBCAST1", "20", "0.01"], "bcast ext");
     await tx.wait(10_000);
     for (const c of counters) await c.wait(10_000);
     for (const c of counters) expect(JSON.parse(c.stdout.split("\n").find((l) => l.startsWith("{"))!).count).toBe(20);
@@ -235,7 +170,7 @@ describe.skipIf(!support.ok)("balance-slb bond against a kernel bridge", () => {
     const extCount = lab!.spawn("ext", [PYTHON, "-c", PY_COUNT, "eth0", "SLBBCAST2", "3"], "count ext");
     for (const c of [...counters2, extCount]) await c.waitForOutput("ready");
     const mid = await bondDrops(lab!);
-    await lab!.spawn(sender.node, [PYTHON, "-c", PY_BCAST, "eth0", "SLBBCAST2", "20"], `bcast ${sender.node}`).wait(10_000);
+    await lab!.spawn(sender.node, [PYTHON, "-c", PY_BCAST, "eth0", "SLBBCAST2", "20", "0.01"], `bcast ${sender.node}`).wait(10_000);
     for (const c of [...counters2, extCount]) await c.wait(10_000);
     for (const c of [...counters2, extCount]) expect(JSON.parse(c.stdout.split("\n").find((l) => l.startsWith("{"))!).count).toBe(20);
     const after = await bondDrops(lab!);

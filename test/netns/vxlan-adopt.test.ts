@@ -6,30 +6,10 @@
 //
 //   dom0: tapbridge xenbr0, vxlan netdevs over u0 198.18.40.1/24 ---- far: u1 198.18.40.2/24
 
-import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { takeover } from "./handover-helpers.js";
-import { destroyLab, Lab, canRunNetns, waitFor } from "./helpers.js";
-
-/** The kernel must have the vxlan driver: try one in a throwaway namespace (synchronous, for describe.skipIf). */
-function probeVxlan(): { ok: boolean; reason: string } {
-  const base = canRunNetns();
-  if (!base.ok) return base;
-  const ns = `tb-vxprobe-${process.pid}`;
-  try {
-    execFileSync("ip", ["netns", "add", ns], { stdio: "pipe", timeout: 10_000 });
-    execFileSync("ip", ["-n", ns, "link", "add", "vxprobe", "type", "vxlan", "id", "1", "dstport", "4789"], { stdio: "pipe", timeout: 10_000 });
-    return { ok: true, reason: "" };
-  } catch (e) {
-    return { ok: false, reason: `this kernel cannot create a vxlan netdev (ip link add type vxlan failed): ${String((e as { stderr?: Buffer }).stderr ?? e).trim()}` };
-  } finally {
-    try {
-      execFileSync("ip", ["netns", "del", ns], { stdio: "pipe", timeout: 10_000 });
-    } catch {
-      /* never created */
-    }
-  }
-}
+import { destroyLab, Lab, waitFor } from "./helpers.js";
+import { probeVxlan } from "./vxlan-helpers.js";
 
 const support = probeVxlan();
 const skipNote = support.ok ? "" : ` (skipped: ${support.reason})`;

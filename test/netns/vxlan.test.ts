@@ -17,33 +17,13 @@
 //   h1 and h2 start without h3 among their remotes: `vxlan remote add` brings it in at runtime. h1 and h2 also have
 //   IPv6 on u0 (2001:db8:2N::1/64, router ::fe): vx6060 (VLAN 60) is added over it at runtime.
 
-import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CLI_MAIN, Lab, PY_RAW_CAPTURE, PYTHON, canRunNetns, run, tcpTransfer, waitFor } from "./helpers.js";
+import { CLI_MAIN, Lab, PY_RAW_CAPTURE, PYTHON, run, tcpTransfer, waitFor } from "./helpers.js";
+import { probeVxlan } from "./vxlan-helpers.js";
 import type { PortStats, ShowBridge, VxlanShow } from "../support/json-shapes.js";
-
-/** The kernel must have the vxlan driver: try one in a throwaway namespace (synchronous, for describe.skipIf). */
-function probeVxlan(): { ok: boolean; reason: string } {
-  const base = canRunNetns();
-  if (!base.ok) return base;
-  const ns = `tb-vxprobe-${process.pid}`;
-  try {
-    execFileSync("ip", ["netns", "add", ns], { stdio: "pipe", timeout: 10_000 });
-    execFileSync("ip", ["-n", ns, "link", "add", "vxprobe", "type", "vxlan", "id", "1", "dstport", "4789"], { stdio: "pipe", timeout: 10_000 });
-    return { ok: true, reason: "" };
-  } catch (e) {
-    return { ok: false, reason: `this kernel cannot create a vxlan netdev: ${String((e as { stderr?: Buffer }).stderr ?? e).trim()}` };
-  } finally {
-    try {
-      execFileSync("ip", ["netns", "del", ns], { stdio: "pipe", timeout: 10_000 });
-    } catch {
-      /* never created */
-    }
-  }
-}
 
 const support = probeVxlan();
 if (!support.ok) console.warn(`netns VXLAN tests skipped: ${support.reason}`);
