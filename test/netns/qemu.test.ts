@@ -14,21 +14,17 @@
 // Nothing touches the root namespace; QEMU and the daemon are stopped by PID on every exit path (Lab.destroy).
 
 import { execFileSync } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Background, Lab, PY_TCP_SENDER, PYTHON, REPO_ROOT, canRunNetns, run, waitFor } from "./helpers.js";
+import { Lab, REPO_ROOT, canRunNetns, run, waitFor } from "./helpers.js";
+import { BOOT_TIMEOUT_MS, NOBODY, ProcessGuest, appendLine, copyImage, guestToHost, hostToGuest, prepareGuest } from "./qemu-helpers.js";
 import type { MacEntry, PortStats, ShowBridge, ShowPort } from "../support/json-shapes.js";
 
 const BRIDGE = "xenbr0";
 const IFUP = join(REPO_ROOT, "scripts/qemu-ifup");
 const IFDOWN = join(REPO_ROOT, "scripts/qemu-ifdown");
-const BUILD_IMAGE = join(REPO_ROOT, "scripts/guest/build-image.sh");
-const IMAGE_DIR = process.env.TAPBRIDGE_GUEST_DIR ?? join(REPO_ROOT, "test/.tmp/guest");
-/** TCG boot of Debian's kernel takes 5-40 s on a busy 2-core machine; bounded well above that. */
-const BOOT_TIMEOUT_MS = 150_000;
-const NOBODY = 65534;
 
 const IP = { ext: "198.18.6.3", vm10: "198.18.7.3", g1: "198.18.6.21", g2: "198.18.6.22", g1v10: "198.18.7.21" };
 const IP6 = { ext: "2001:db8:6::3", g1: "2001:db8:6::21" };
@@ -39,145 +35,20 @@ const TRANSFER_MB = 8;
 
 const support = canRunNetns();
 const IN_CI = process.env.CI === "true" || process.env.CI === "1";
-
-function errText(e: unknown): string {
-  const err = e as { stderr?: Buffer | string; message?: string };
-  const stderr = err.stderr ? err.stderr.toString().trim() : "";
-  return stderr || err.message || String(e);
-}
-
-function findQemu(): string | null {
-  for (const dir of (process.env.PATH ?? "").split(delimiter).concat(["/usr/bin", "/usr/local/bin"])) {
-    const p = join(dir, "qemu-system-x86_64");
-    if (dir && existsSync(p)) return p;
-  }
-  return null;
-}
-
-interface Prepared {
-  ok: boolean;
-  reason: string;
-  qemu: string;
-  buildMs: number;
-}
-
-/** Synchronous, at collection time, so that describe.skipIf can say why it skips. */
-function prepare(): Prepared {
-  const none = { qemu: "", buildMs: 0 };
-  if (!support.ok) return { ok: false, reason: support.reason, ...none };
-  const qemu = findQemu();
-  if (qemu === null) {
-    return { ok: false, reason: "qemu-system-x86_64 not found (apt-get install qemu-system-x86, or run scripts/setup-test-deps.sh)", ...none };
-  }
-  const t0 = Date.now();
-  try {
-    execFileSync("bash", [BUILD_IMAGE, IMAGE_DIR], { stdio: ["ignore", "pipe", "pipe"], timeout: 600_000 });
-  } catch (e) {
-    return { ok: false, reason: `the guest image cannot be built (scripts/guest/build-image.sh): ${errText(e).slice(-1500)}`, qemu, buildMs: 0 };
-  }
-  return { ok: true, reason: "", qemu, buildMs: Date.now() - t0 };
-}
-
-const prep = prepare();
+const prep = prepareGuest();
 // In CI a missing QEMU or guest image must fail the run rather than pass it by skipping.
 const skip = !prep.ok && !(IN_CI && support.ok);
 if (skip) console.warn(`QEMU guest tests skipped: ${prep.reason}`);
 const skipNote = skip ? ` (skipped: ${prep.reason})` : "";
-
-// ------------------------------------------------------------------------------------------------ the guest
-
-/** TCP receiver with timing: accept one connection, read to EOF, print {"bytes", "sha256", "seconds"} (accept to EOF). */
-const PY_TIMED_RECEIVER = String.raw`
-import hashlib, json, socket, sys, time
-addr, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((addr, port)); srv.listen(1); srv.settimeout(timeout)
-print("ready", flush=True)
-conn, peer = srv.accept(); conn.settimeout(timeout)
-t0 = time.monotonic(); h = hashlib.sha256(); n = 0
-while True:
-    b = conn.recv(1 << 20)
-    if not b: break
-    h.update(b); n += len(b)
-dt = time.monotonic() - t0
-conn.close()
-print(json.dumps({"bytes": n, "sha256": h.hexdigest(), "seconds": dt}), flush=True)
-`;
-
-/**
- * A QEMU process whose serial console speaks the agent protocol of scripts/guest/init: "@@RUN id cmd" in, "@@START
- * id", the output and "@@RC id status" out.
- */
-class Guest {
-  private nextId = 1;
-  private readonly startedAt = Date.now();
-  bootMs = 0;
-
-  constructor(
-    readonly bg: Background,
-    readonly name: string,
-  ) {}
-
-  get console(): string {
-    return this.bg.stdout.replace(/\r/g, "");
-  }
-
-  /** Last lines of the console and QEMU's stderr (ifup/ifdown messages), for failure messages. */
-  tail(lines = 40): string {
-    const con = this.console.trimEnd().split("\n").slice(-lines).join("\n");
-    return `--- ${this.name} console (last ${lines} lines):\n${con}\n--- ${this.name} stderr:\n${this.bg.stderr.trim().slice(-3000)}`;
-  }
-
-  async waitReady(timeoutMs = BOOT_TIMEOUT_MS): Promise<void> {
-    await waitFor(() => this.bg.stdout.includes("@@READY ") || !this.bg.running, timeoutMs, 100);
-    if (!this.bg.stdout.includes("@@READY ")) {
-      const why = this.bg.running ? `not ready after ${timeoutMs} ms` : `QEMU exited (code ${this.bg.exitCode}, signal ${this.bg.exitSignal})`;
-      throw new Error(`${this.name}: ${why}\n${this.tail()}`);
-    }
-    if (this.console.includes("@@ERROR")) throw new Error(`${this.name}: the guest reported an error\n${this.tail()}`);
-    this.bootMs = Date.now() - this.startedAt;
-  }
-
-  /** Run a shell command in the guest; resolves with its exit status and output. */
-  async run(cmd: string, timeoutMs = 60_000): Promise<{ rc: number; out: string }> {
-    if (!this.bg.running) throw new Error(`${this.name}: QEMU is not running\n${this.tail()}`);
-    const id = this.nextId++;
-    const from = this.bg.stdout.length;
-    this.bg.child.stdin?.write(`@@RUN ${id} ${cmd}\n`);
-    const done = new RegExp(`@@RC ${id} (\\d+)\\r?\\n`);
-    await waitFor(() => done.test(this.bg.stdout.slice(from)) || !this.bg.running, timeoutMs, 50);
-    const text = this.bg.stdout.slice(from).replace(/\r/g, "");
-    const m = done.exec(text);
-    if (m === null) throw new Error(`${this.name}: "${cmd}" did not finish within ${timeoutMs} ms\n${this.tail()}`);
-    const startMark = `@@START ${id}\n`;
-    const start = text.indexOf(startMark);
-    return { rc: Number(m[1]), out: text.slice(start >= 0 ? start + startMark.length : 0, m.index) };
-  }
-
-  /** Kill QEMU by PID and wait for it. */
-  async kill(signal: NodeJS.Signals): Promise<void> {
-    this.bg.kill(signal);
-    await this.bg.wait(20_000);
-  }
-}
 
 // ------------------------------------------------------------------------------------------------ the tests
 
 describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
   let lab: Lab;
   let imgDir = "";
-  const guests: Guest[] = [];
+  let image: { kernel: string; initrd: string };
+  const guests: ProcessGuest[] = [];
   const results: Record<string, string> = {};
-
-  /** The guest's kernel and initramfs in a world-readable temp dir (the unprivileged QEMU reads them too). */
-  function image(): { kernel: string; initrd: string } {
-    return { kernel: join(imgDir, "vmlinuz"), initrd: join(imgDir, "initrd.gz") };
-  }
-
-  function appendLine(ip4: string, ip6?: string): string {
-    return ["console=ttyS0", "loglevel=3", "panic=-1", `tbguest.ip=${ip4}/24`, ...(ip6 ? [`tbguest.ip6=${ip6}/64`] : [])].join(" ");
-  }
 
   /** The environment QEMU passes to qemu-ifup/qemu-ifdown. */
   function scriptEnv(vlan?: number): NodeJS.ProcessEnv {
@@ -207,8 +78,8 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
     way: "script" | "create";
     vlan?: number;
     env?: NodeJS.ProcessEnv;
-  }): Guest {
-    const { kernel, initrd } = image();
+  }): ProcessGuest {
+    const { kernel, initrd } = image;
     const netdev =
       o.way === "script"
         ? `tap,id=n0,ifname=${o.ifname},script=${IFUP},downscript=${IFDOWN}`
@@ -233,7 +104,7 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
         argv = drop;
       }
     }
-    const g = new Guest(lab.spawn("dom0", argv, `qemu ${o.name}`, { stdin: true, env }), o.name);
+    const g = new ProcessGuest(lab.spawn("dom0", argv, `qemu ${o.name}`, { stdin: true, env }), o.name);
     guests.push(g);
     return g;
   }
@@ -253,28 +124,11 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
     return macs.some((e) => e.mac === mac && e.port === portName);
   }
 
-  /** Guest pings a host: {ok, avg ms}. busybox prints "round-trip min/avg/max = a/b/c ms". */
-  async function guestPing(g: Guest, addr: string, count: number, v6 = false): Promise<{ ok: boolean; avgMs: number; out: string }> {
-    const r = await g.run(`${v6 ? "ping6" : "ping"} -c ${count} -i 0.2 -W 2 ${addr}`, 15_000 + count * 2_000);
-    const m = /min\/avg\/max = [\d.]+\/([\d.]+)\//.exec(r.out);
-    const received = /(\d+) packets received/.exec(r.out);
-    return { ok: r.rc === 0 && received !== null && Number(received[1]) > 0, avgMs: m ? Number(m[1]) : NaN, out: r.out };
-  }
-
-  /** Guest pings until one reply arrives (the port just came up) or timeoutMs passes. */
-  async function guestPingUntil(g: Guest, addr: string, timeoutMs = 20_000): Promise<boolean> {
-    const r = await g.run(`i=0; while [ $i -lt ${Math.ceil(timeoutMs / 1000)} ]; do ping -c 1 -W 1 ${addr} >/dev/null && exit 0; i=$((i+1)); done; exit 1`, timeoutMs + 15_000);
-    return r.rc === 0;
-  }
-
   beforeAll(async () => {
     if (!prep.ok) throw new Error(`QEMU guest test cannot run: ${prep.reason}`);
     imgDir = mkdtempSync(join(tmpdir(), "tapbridge-qemu-img-"));
     chmodSync(imgDir, 0o755);
-    copyFileSync(join(IMAGE_DIR, "vmlinuz"), join(imgDir, "vmlinuz"));
-    copyFileSync(join(IMAGE_DIR, "initrd.gz"), join(imgDir, "initrd.gz"));
-    chmodSync(join(imgDir, "vmlinuz"), 0o644);
-    chmodSync(join(imgDir, "initrd.gz"), 0o644);
+    image = copyImage(imgDir);
 
     lab = new Lab("qemu");
     for (const node of ["dom0", "ext", "vm10"]) await lab.addNs(node);
@@ -316,7 +170,7 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
     }
   });
 
-  let g1: Guest;
+  let g1: ProcessGuest;
 
   it("qemu-ifup adds QEMU's TAP as an attach port; the guest boots and the daemon brought the TAP up", async () => {
     g1 = startQemu({ name: "guest1", ifname: "vif1.0", mac: MAC.g1, ip4: IP.g1, ip6: IP6.g1, way: "script" });
@@ -337,11 +191,11 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
   }, BOOT_TIMEOUT_MS + 30_000);
 
   it("the guest gets ping replies from the external host through the bridge (IPv4 and IPv6), and answers its pings", async () => {
-    expect(await guestPingUntil(g1, IP.ext), g1.tail()).toBe(true);
-    const p = await guestPing(g1, IP.ext, 20);
+    expect(await g1.pingUntil(IP.ext), g1.tail()).toBe(true);
+    const p = await g1.ping(IP.ext, 20);
     expect(p.ok, p.out).toBe(true);
     results["guest -> ext ping RTT avg (20 pings)"] = `${p.avgMs} ms`;
-    const p6 = await guestPing(g1, IP6.ext, 3, true);
+    const p6 = await g1.ping(IP6.ext, 3, true);
     expect(p6.ok, p6.out).toBe(true);
     const back = await lab.ping("ext", IP.g1, 3);
     expect(back.ok, back.output).toBe(true);
@@ -349,18 +203,9 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
 
   it(`guest -> external host: ${TRANSFER_MB} MB over TCP with the virtio-net offloads at their defaults (TSO, partial checksums)`, async () => {
     const before = await portStats("vif1.0");
-    const rx = lab.spawn("ext", [PYTHON, "-c", PY_TIMED_RECEIVER, IP.ext, "5001", "90"], "tcp receiver ext");
-    await rx.waitForOutput("ready", 10_000);
-    const r = await g1.run(
-      `dd if=/dev/urandom of=/tmp/blob bs=1048576 count=${TRANSFER_MB} 2>/dev/null && sha256sum /tmp/blob && timeout 90 nc ${IP.ext} 5001 </tmp/blob && echo sent`,
-      120_000,
-    );
-    expect(r.rc, r.out).toBe(0);
-    await rx.wait(30_000);
-    const res = JSON.parse(rx.stdout.trim().split("\n").pop() ?? "{}") as { bytes: number; sha256: string; seconds: number };
-    const guestSha = /^([0-9a-f]{64}) {2}\/tmp\/blob$/m.exec(r.out)?.[1];
+    const res = await guestToHost(g1, lab, "ext", IP.ext, 5001, TRANSFER_MB);
     expect(res.bytes).toBe(TRANSFER_MB * 1024 * 1024);
-    expect(res.sha256).toBe(guestSha);
+    expect(res.receivedSha256).toBe(res.sentSha256);
     results["guest -> ext TCP"] = `${((res.bytes / res.seconds) * 8 / 1e6).toFixed(0)} Mbit/s (${TRANSFER_MB} MiB in ${res.seconds.toFixed(2)} s)`;
     // TSO from the guest: at least one GSO super-frame crossed vif1.0 (counted from the vnet header's gso_type). The
     // average size is no test: a TCG guest under load sends MSS-sized segments most of the time (1,319 bytes on average
@@ -375,29 +220,14 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
   }, 180_000);
 
   it(`external host -> guest: ${TRANSFER_MB} MB over TCP`, async () => {
-    const listen = await g1.run(
-      "rm -f /tmp/rx /tmp/rx.done; ( timeout 90 nc -l -p 5002 </dev/null >/tmp/rx; echo $? >/tmp/rx.done ) & " +
-        "i=0; while ! netstat -ltn | grep -q ':5002 '; do i=$((i+1)); [ $i -gt 100 ] && exit 1; usleep 100000; done; echo listening",
-      30_000,
-    );
-    expect(listen.rc, listen.out).toBe(0);
-    const tx = lab.spawn("ext", [PYTHON, "-c", PY_TCP_SENDER, IP.g1, "5002", String(TRANSFER_MB), "90"], "tcp sender ext");
-    await tx.wait(120_000);
-    expect(tx.exitCode, tx.stderr).toBe(0);
-    const sent = JSON.parse(tx.stdout.trim().split("\n").pop() ?? "{}") as { bytes: number; sha256: string; seconds: number };
-    const r = await g1.run(
-      "i=0; while [ ! -f /tmp/rx.done ]; do i=$((i+1)); [ $i -gt 300 ] && exit 1; usleep 100000; done; " +
-        'echo "nc=$(cat /tmp/rx.done) bytes=$(wc -c </tmp/rx)"; sha256sum /tmp/rx; rm -f /tmp/rx',
-      60_000,
-    );
-    expect(r.rc, r.out).toBe(0);
-    expect(r.out).toContain(`bytes=${TRANSFER_MB * 1024 * 1024}`);
-    expect(/^([0-9a-f]{64}) {2}\/tmp\/rx$/m.exec(r.out)?.[1]).toBe(sent.sha256);
-    results["ext -> guest TCP"] = `${((sent.bytes / sent.seconds) * 8 / 1e6).toFixed(0)} Mbit/s (${TRANSFER_MB} MiB in ${sent.seconds.toFixed(2)} s, sender's clock)`;
+    const res = await hostToGuest(g1, lab, "ext", IP.g1, 5002, TRANSFER_MB);
+    expect(res.bytes).toBe(TRANSFER_MB * 1024 * 1024);
+    expect(res.receivedSha256).toBe(res.sentSha256);
+    results["ext -> guest TCP"] = `${((res.bytes / res.seconds) * 8 / 1e6).toFixed(0)} Mbit/s (${TRANSFER_MB} MiB in ${res.seconds.toFixed(2)} s, sender's clock)`;
   }, 180_000);
 
   it("the guest's MAC is learned on its vif (showmacs -j)", async () => {
-    await guestPing(g1, IP.ext, 1);
+    await g1.ping(IP.ext, 1);
     const macs = await showmacs();
     expect(macs.find((e) => e.mac === MAC.g1)).toMatchObject({ port: "vif1.0", mac: MAC.g1, vlan: 0, static: false });
   });
@@ -415,7 +245,7 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
     await g.waitReady();
     results["boot to @@READY (second boot)"] = `${(g.bootMs / 1000).toFixed(1)} s`;
     expect(g.bg.stderr).toContain("qemu-ifup: vif1.0 is already an attach port of xenbr0");
-    expect(await guestPingUntil(g, IP.ext), g.tail()).toBe(true);
+    expect(await g.pingUntil(IP.ext), g.tail()).toBe(true);
     expect((await lab.ping("ext", IP.g1, 3)).ok).toBe(true);
     expect(learnedOn(await showmacs(), MAC.g1, "vif1.0")).toBe(true);
     expect(await port("vif1.0")).toMatchObject({ kind: "attach", state: "up" });
@@ -432,7 +262,7 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
     expect(g.bg.stderr).toContain("qemu-ifup: vif1.0 added to xenbr0 as an attach port in VLAN 10");
     const vlans = await lab.cliJson<{ port: string; mode: string; vlans: number[] | "all"; native: number | null }[]>(["vlan", "show", BRIDGE]);
     expect(vlans.find((v) => v.port === "vif1.0")).toMatchObject({ mode: "access", vlans: [10], native: 10 });
-    expect(await guestPingUntil(g, IP.vm10), g.tail()).toBe(true);
+    expect(await g.pingUntil(IP.vm10), g.tail()).toBe(true);
     expect((await showmacs()).find((e) => e.mac === MAC.g1)).toMatchObject({ port: "vif1.0", vlan: 10 });
 
     // daemon restart: the port qemu-ifup added is runtime state, recorded in the state file and replayed at start
@@ -442,11 +272,11 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
     expect(await port("vif1.0")).toMatchObject({ kind: "attach" });
     const back = await lab.cliJson<{ port: string; mode: string; vlans: number[] | "all"; native: number | null }[]>(["vlan", "show", BRIDGE]);
     expect(back.find((v) => v.port === "vif1.0")).toMatchObject({ mode: "access", vlans: [10], native: 10 });
-    expect(await guestPingUntil(g, IP.vm10), g.tail()).toBe(true);
+    expect(await g.pingUntil(IP.vm10), g.tail()).toBe(true);
     // running qemu-ifup again for the running guest finds the port and keeps it
     const again = await run(IFUP, ["vif1.0"], { env: scriptEnv(10), check: false });
     expect(again.code, again.stderr).toBe(0);
-    expect(await guestPingUntil(g, IP.vm10), g.tail()).toBe(true);
+    expect(await g.pingUntil(IP.vm10), g.tail()).toBe(true);
     expect(learnedOn(await showmacs(), MAC.g1, "vif1.0")).toBe(true);
 
     await g.kill("SIGTERM");
@@ -479,8 +309,8 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
     await g.waitReady();
     results["boot to @@READY (unprivileged QEMU)"] = `${(g.bootMs / 1000).toFixed(1)} s`;
     expect(await waitFor(async () => (await port("vif2.0"))?.state === "up", 10_000)).toBe(true);
-    expect(await guestPingUntil(g, IP.ext), g.tail()).toBe(true);
-    const p = await guestPing(g, IP.ext, 5);
+    expect(await g.pingUntil(IP.ext), g.tail()).toBe(true);
+    const p = await g.ping(IP.ext, 5);
     expect(p.ok, p.out).toBe(true);
     expect((await lab.ping("ext", IP.g2, 3)).ok).toBe(true);
     expect(learnedOn(await showmacs(), MAC.g2, "vif2.0")).toBe(true);
@@ -489,7 +319,7 @@ describe.skipIf(skip)("QEMU guest on tapbridge (issue 6)" + skipNote, () => {
     await lab.stopDaemon();
     await lab.startDaemon("dom0");
     expect(await waitFor(async () => (await port("vif2.0"))?.state === "up", 10_000)).toBe(true);
-    expect(await guestPingUntil(g, IP.ext), g.tail()).toBe(true);
+    expect(await g.pingUntil(IP.ext), g.tail()).toBe(true);
     expect(learnedOn(await showmacs(), MAC.g2, "vif2.0")).toBe(true);
 
     // QEMU gone: the persistent TAP stays (owned by nobody) without carrier; the port is down and flushed
