@@ -31,7 +31,7 @@ Commands:
                                          LEVEL: fatal error warn info debug trace silent (wins over log_level);
                                          pretty is the default on a terminal, JSON lines otherwise
   install-service [--prefix DIR]         install the systemd unit, /etc/tapbridge/tapbridge.yaml (if absent) and
-                                         qemu-ifup/qemu-ifdown under DIR (default /; root)
+                                         qemu-ifup/-ifdown, qemu-vhost-user-up/-down under DIR (default /; root)
   daemon --takeover [--config FILE]      take over the running daemon's TAPs, sockets and state (upgrade, restart)
   check-config FILE                      check a config file: exit 0, or 2 with the errors
   show [-j]                              bridges, uplinks and ports (like brctl show)

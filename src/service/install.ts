@@ -4,6 +4,7 @@
 //   etc/systemd/system/tapbridge.service   contrib/tapbridge.service with ExecStart= = this node + this tapbridge
 //   etc/tapbridge/tapbridge.yaml           contrib/tapbridge.yaml, only when no config is there (never overwritten)
 //   etc/tapbridge/qemu-ifup, qemu-ifdown   scripts/qemu-ifup, qemu-ifdown (mode 0755)
+//   etc/tapbridge/qemu-vhost-user-up, -down  scripts/qemu-vhost-user-up, -down (mode 0755)
 //
 // The unit and the scripts belong to the package and are replaced when they differ (an upgrade); the config belongs
 // to the admin. Returns what was done, line by line, and what the admin does next.
@@ -17,7 +18,7 @@ export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..
 
 export const UNIT_PATH = 'etc/systemd/system/tapbridge.service';
 export const CONFIG_PATH = 'etc/tapbridge/tapbridge.yaml';
-export const SCRIPTS = ['qemu-ifup', 'qemu-ifdown'] as const;
+export const SCRIPTS = ['qemu-ifup', 'qemu-ifdown', 'qemu-vhost-user-up', 'qemu-vhost-user-down'] as const;
 const EXEC_START_MARK = '@EXEC_START@';
 
 export interface InstallServiceOptions {

@@ -57,11 +57,11 @@ describe.skipIf(why !== '')(`npm pack + npm install -g${why === '' ? '' : ` (ski
   it('the tarball carries only what runs: dist/, the addon sources, binding.gyp, the QEMU scripts, the unit, an example config, the man pages', () => {
     expect(existsSync(tarball)).toBe(true);
     for (const f of ['dist/cli/main.js', 'dist/daemon/run.js', 'dist/metrics/metrics.js', 'dist/service/sd-notify.js', 'binding.gyp',
-      'src/native/addon.cc', 'src/native/notify.cc', 'src/native/common.h', 'scripts/qemu-ifup', 'scripts/qemu-ifdown',
+      'src/native/addon.cc', 'src/native/notify.cc', 'src/native/common.h', 'scripts/qemu-ifup', 'scripts/qemu-ifdown', 'scripts/qemu-vhost-user-up', 'scripts/qemu-vhost-user-down',
       'contrib/tapbridge.service', 'contrib/tapbridge.yaml', 'man/tapbridge.8', 'man/tapbridge.yaml.5', 'package.json']) {
       expect(files, f).toContain(f);
     }
-    const extra = files.filter((f) => !/^(dist\/.*\.js|src\/native\/[^/]+\.(cc|h)|binding\.gyp|scripts\/qemu-if(up|down)|scripts\/build-addon\.mjs|contrib\/[^/]+|man\/[^/]+\.\d|package\.json|README\.md|LICENSE)$/.test(f));
+    const extra = files.filter((f) => !/^(dist\/.*\.js|src\/native\/[^/]+\.(cc|h)|binding\.gyp|scripts\/qemu-(if(up|down)|vhost-user-(up|down))|scripts\/build-addon\.mjs|contrib\/[^/]+|man\/[^/]+\.\d|package\.json|README\.md|LICENSE)$/.test(f));
     expect(extra).toEqual([]);
   });
 
@@ -95,6 +95,7 @@ describe.skipIf(why !== '')(`npm pack + npm install -g${why === '' ? '' : ` (ski
     expect(unit).toContain(`ExecStart=${process.execPath} ${join(installed, 'dist', 'cli', 'main.js')} daemon`);
     expect(existsSync(join(root, 'etc', 'tapbridge', 'tapbridge.yaml'))).toBe(true);
     expect(existsSync(join(root, 'etc', 'tapbridge', 'qemu-ifup'))).toBe(true);
+    expect(existsSync(join(root, 'etc', 'tapbridge', 'qemu-vhost-user-up'))).toBe(true);
     if (hasAnalyze) {
       const v = spawnSync('systemd-analyze', ['verify', unitPath], { encoding: 'utf8', timeout: 30_000 });
       expect(`${v.stdout}${v.stderr}`.trim()).toBe('');

@@ -34,7 +34,7 @@ describe('install-service', () => {
     expect(unit).toContain(`ExecStart=${process.execPath} ${cli} daemon --config /etc/tapbridge/tapbridge.yaml`);
     expect(unit).toMatch(/^Type=notify$/m);
     expect(readFileSync(join(prefix, 'etc/tapbridge/tapbridge.yaml'), 'utf8')).toBe(readFileSync(join(PACKAGE_ROOT, 'contrib/tapbridge.yaml'), 'utf8'));
-    for (const s of ['qemu-ifup', 'qemu-ifdown']) {
+    for (const s of ['qemu-ifup', 'qemu-ifdown', 'qemu-vhost-user-up', 'qemu-vhost-user-down']) {
       expect(readFileSync(join(prefix, 'etc/tapbridge', s), 'utf8')).toBe(readFileSync(join(PACKAGE_ROOT, 'scripts', s), 'utf8'));
       expect(statSync(join(prefix, 'etc/tapbridge', s)).mode & 0o777).toBe(0o755);
     }
@@ -53,7 +53,7 @@ describe('install-service', () => {
     expect(first.done).toContain(`config ${join(prefix, 'etc/tapbridge/tapbridge.yaml')}: exists, left as it is`);
     expect(readFileSync(join(prefix, 'etc/tapbridge/tapbridge.yaml'), 'utf8')).toBe('bridges: [] # mine\n');
     const again = installService({ prefix });
-    expect(again.done.filter((l) => l.endsWith(': unchanged'))).toHaveLength(3);
+    expect(again.done.filter((l) => l.endsWith(': unchanged'))).toHaveLength(5);
     writeFileSync(join(prefix, 'etc/systemd/system/tapbridge.service'), '[Service]\n');
     expect(installService({ prefix }).done[0]).toMatch(/: updated$/);
   });
