@@ -18,7 +18,7 @@
 #   systemd   systemd-analyze verify / security --offline=yes on the installed unit (systemd need not be PID 1)
 #   tshark    reads `tapbridge capture` pcapng output in the capture netns test (test/netns/observe.test.ts)
 #   libvirt-daemon, libvirt-clients  libvirtd (libvirt-daemon, which pulls in libvirt-daemon-driver-qemu) and virsh for
-#             test/netns/libvirt-vhost-user.test.ts (run in session mode by the test itself; no systemd, no system bus)
+#             test/netns/libvirt.test.ts (run in session mode by the test itself; no systemd, no system bus)
 #   dpdk-dev  dpdk-testpmd, a vhost-user frontend none of us wrote (test/netns/vhost-testpmd.test.ts and
 #             scripts/bench/vhost-user.sh); it runs with --no-huge, so no hugepages are reserved
 #   openvswitch-switch  the LACP partner of test/netns/bond-modes.test.ts (ovsdb-server, ovs-vswitchd started by hand
