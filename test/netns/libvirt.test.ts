@@ -113,7 +113,8 @@ describe.skipIf(!prep.ok)("libvirt domains on tapbridge (issue 23)" + (prep.ok ?
       // a QEMU libvirt could not stop: by the PID it recorded
       for (const pid of qemuPids) {
         try {
-          process.kill(pid, "SIGKILL");
+          // only while that PID is still a QEMU (not a reused PID)
+          if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("qemu-system")) process.kill(pid, "SIGKILL");
         } catch {
           /* gone, as expected */
         }
