@@ -15,7 +15,7 @@ import { dirname, join, normalize, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError, validateConfig } from '../../src/config/config.js';
+import { ConfigError, parseConfig, validateConfig } from '../../src/config/config.js';
 import { daemonMethods } from '../../src/control/methods.js';
 import { DROP_REASONS } from '../../src/bridge/port.js';
 import type { Daemon } from '../../src/daemon/daemon.js';
@@ -255,5 +255,40 @@ describe('man pages generated from docs/ (scripts/make-man.mjs)', () => {
       expect(r.stderr.trim(), page).toBe('');
       expect(r.stdout.replace(/.\x08/g, ''), page).toContain('NAME');
     }
+  });
+});
+
+describe('the README\'s Multicast and vhost-user sections say what the reference pages say', () => {
+  /** every fenced block of a page, with the `test-snippet` marker right before it, if any */
+  function fenced(text: string): Array<{ name: string | null; body: string }> {
+    const out: Array<{ name: string | null; body: string }> = [];
+    for (const m of text.matchAll(/(?:<!-- test-snippet: ([a-z0-9-]+) -->\n)?^```[a-z]*\n([\s\S]*?)^```$/gm)) out.push({ name: m[1] ?? null, body: m[2] });
+    return out;
+  }
+  const readme = fenced(read('README.md'));
+
+  it('each README test-snippet is byte for byte the docs page block the tests read', () => {
+    const named = readme.filter((b) => b.name !== null);
+    expect(named.map((b) => b.name)).toContain('libvirt-vhostuser');
+    for (const b of named) {
+      const page = DOC_PAGES.find((p) => read(p).includes(`<!-- test-snippet: ${b.name} -->`));
+      expect(page, `no docs page has test-snippet ${b.name}`).toBeDefined();
+      expect(fenced(read(page!)).find((d) => d.name === b.name)?.body).toBe(b.body);
+    }
+  });
+
+  it('the README\'s QEMU vhost-user command is the one docs/vhost-user.md gives (and its test runs)', () => {
+    const cmd = readme.find((b) => b.body.startsWith('qemu-system-x86_64') && b.body.includes('vhost-user'));
+    expect(cmd).toBeDefined();
+    expect(fenced(read('docs/vhost-user.md')).map((d) => d.body)).toContain(cmd!.body);
+  });
+
+  it('the README\'s multicast keys are valid bridge keys with the defaults the issue names', () => {
+    const text = read('README.md');
+    const at = text.indexOf('## Multicast');
+    const block = fenced(text.slice(at))[0].body;
+    const keys = parseConfig(`bridges:\n  - name: br0\n${block.split('\n').filter((l) => l.trim() !== '').map((l) => `    ${l}`).join('\n')}\n`);
+    expect(keys.bridges[0].name).toBe('br0');
+    expect(block).toMatch(/multicast_snooping: true/);
   });
 });
