@@ -85,7 +85,8 @@ describe.skipIf(!support.ok)("a stuck data worker and the handover" + skipNote, 
     expect(ok, `${JSON.stringify(s)}\n${lab.daemonLog()}`).toBe(true);
     expect(s!.workers[1]).toMatchObject({ id: 1, alive: false, terminated: true, ports: [] });
     expect(s!.workers[0].ports.sort()).toEqual(["vif1.0", "vif2.0"]);
-    expect(lab.daemonLog(400).split("\n").filter((l) => l.includes("data worker stuck"))).toHaveLength(1);
+    const log = lab.daemon!.stdout + lab.daemon!.stderr;
+    expect(log.split("\n").filter((l) => l.includes("data worker stuck"))).toHaveLength(1);
     const r = await lab.pingUntil("vm1", IP.vm2, 10_000);
     expect(r.ok, `${r.output}\n${lab.daemonLog()}`).toBe(true);
   }, 60_000);
