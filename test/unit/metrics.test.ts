@@ -112,6 +112,8 @@ describe('DaemonMetrics', () => {
     expect(s.get('tapbridge_data_worker_frames_total{worker="1"}')).toBe(321);
     expect(s.has('tapbridge_data_worker_frames_total{worker="0"}')).toBe(false);
     expect(s.get('tapbridge_data_worker_learn_dropped_total{worker="1"}')).toBe(1);
+    expect(s.get('tapbridge_data_worker_terminated{worker="1"}')).toBe(0);
+    expect(s.has('tapbridge_data_worker_terminated{worker="0"}')).toBe(false);
     expect(s.get('tapbridge_event_loop_utilization_ratio')).toBeGreaterThanOrEqual(0);
     expect(s.has('tapbridge_event_loop_active_seconds_total')).toBe(true);
     expect(s.has('nodejs_eventloop_lag_seconds')).toBe(true);
