@@ -229,9 +229,14 @@ export class Daemon {
   pauseIo(): void {
     this.core.ioPaused = true;
     // the workers stop reading first (every port goes back to the main thread, which does not read either; a late
-    // worker keeps reading its ports until it acknowledges: dataPlane.lateWorkers())
+    // worker keeps reading its ports until it acknowledges: workersStillReading())
     this.workers.syncBestEffort();
     for (const mp of this.core.byName.values()) mp.pauseIo();
+  }
+
+  /** After pauseIo(): waits (at most timeoutMs) until no data worker may read a port; returns the ids of those that may. */
+  workersStillReading(timeoutMs: number): number[] {
+    return this.workers.awaitReadsStopped(timeoutMs);
   }
 
   /** Reads again after a handover that did not happen; link events missed meanwhile are re-dumped. */

@@ -53,6 +53,11 @@ export class Workers {
     this.dataPlane?.syncBestEffort(false);
   }
 
+  /** A handover's pause: waits (at most timeoutMs) until no worker may read a port; returns those that may still. */
+  awaitReadsStopped(timeoutMs: number): number[] {
+    return this.dataPlane?.awaitReadsStopped(timeoutMs) ?? [];
+  }
+
   /** false while a late worker may still read `io` (it comes back at a sync after the worker acknowledged). */
   mainMayRead(io: PacketPort): boolean {
     return this.dataPlane?.mainMayRead(io) !== false;
@@ -69,8 +74,8 @@ export class Workers {
     // a round trip first: the workers' counters are as of now
     if (syncWorkers) this.sync(true);
     return this.dataPlane?.show() ?? {
-      data_workers: this.d.config.dataWorkers, epoch: 0, syncs: 0, learned_from_workers: 0,
-      workers: [{ id: 0, alive: true, ports: [...this.d.byName.keys()], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0 }],
+      data_workers: this.d.config.dataWorkers, epoch: 0, syncs: 0, learned_from_workers: 0, workers_terminated: 0,
+      workers: [{ id: 0, alive: true, ports: [...this.d.byName.keys()], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0, terminated: false }],
     };
   }
 

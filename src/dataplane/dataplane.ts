@@ -24,6 +24,12 @@
 // applied. The worker keeps every port it was given (the main thread does not read them) until it acknowledges.
 // A worker whose apply threw acknowledges with that epoch marked failed: sync() throws DataPlaneApplyFailed and
 // sends that worker its whole tables again at the next sync.
+// A stuck worker: one that stays late for STUCK_SYNC_TIMEOUTS sync timeouts in a row (it did not acknowledge within
+// SYNC_TIMEOUT_MS, and still had not (STUCK_SYNC_TIMEOUTS - 1) x SYNC_TIMEOUT_MS later, as the tick sees it) is
+// terminated (worker.terminate(); logged once, counted in workers_terminated): once its thread has exited (its fds
+// close with it) its ports go to the other threads as a failed worker's do. It is not started again.
+// A handover asks awaitReadsStopped() after its pause: it waits (bounded) until no worker may read a port any more,
+// and names the workers that may; the handover is refused while there are any (src/handover/serve.ts).
 // Each acknowledgement brings the workers' counters (folded into the main thread's ports; lastFolded() says when),
 // and the learning rings are drained into the FDB whenever a worker signals: an entry is learned only while its port
 // id still names the port it was pushed for (its port key) and that port is a member of its VLAN.
@@ -35,6 +41,7 @@ import type { BridgePort } from '../bridge/port.js';
 import { PacketPort, unixSocket } from '../io/native.js';
 import { PortCounter } from '../io/native-types.js';
 import { LearnRing, type LearnSink } from './learn-ring.js';
+import { stuckWorkerId, WORKER_STUCK_ENV } from './test-hooks.js';
 import {
   ACK_EPOCH, ACK_FAILED, ACK_WORDS, BRIDGE_FIELDS, counterSlabBytes, ENGINE_FIELDS, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, ROW_NATIVE, type MainToWorker, type PortSnap, type WorkerInit,
   type WorkerToMain,
@@ -44,6 +51,8 @@ import {
 export const LEARN_RING_ENTRIES = 4096;
 /** How long sync() waits for the workers' acknowledgement before it throws DataPlaneTimeout. */
 export const SYNC_TIMEOUT_MS = 2000;
+/** A worker late for this many sync timeouts in a row (SYNC_TIMEOUT_MS each) is terminated. */
+export const STUCK_SYNC_TIMEOUTS = 3;
 /** The first sync also waits for the workers to start (a V8 isolate, the modules, the addon each). */
 export const START_TIMEOUT_MS = 10_000;
 /** tick() asks the workers for their counters at least this often (what lastFolded() reports). */
@@ -82,6 +91,8 @@ export interface DataPlaneHooks {
   dup(fd: number): number;
   closeFd(fd: number): void;
   spawn(init: WorkerInit, name: string): WorkerLike;
+  /** the clock (ms) that times how long a worker stays late (default performance.now()) */
+  nowMs?(): number;
 }
 
 const NATIVE_HOOKS: DataPlaneHooks = {
@@ -181,6 +192,10 @@ interface WorkerHandle {
   failedSeen: number;
   /** it did not acknowledge `posted` in time (a later acknowledgement clears it) */
   late: boolean;
+  /** when (hooks' clock, ms) it last became late */
+  lateSinceMs: number;
+  /** told to terminate: it was stuck (STUCK_SYNC_TIMEOUTS) */
+  terminated: boolean;
   timeouts: number;
   /** ports it was told to stop reading (or to close), by the epoch of that table: busy until it acknowledges it */
   releasing: Map<RxIo, number>;
@@ -192,9 +207,13 @@ export interface DataPlaneShow {
   epoch: number;
   syncs: number;
   learned_from_workers: number;
+  /** workers terminated because they were stuck */
+  workers_terminated: number;
   workers: Array<{
     id: number; alive: boolean; ports: string[]; batches: number; frames: number; learn_pushed: number; learn_dropped: number;
     sync_timeouts: number;
+    /** terminated because it was stuck */
+    terminated: boolean;
   }>;
 }
 
@@ -220,6 +239,7 @@ export class DataPlane {
   private epoch = 0;
   private syncs = 0;
   private learned = 0;
+  private terminatedCount = 0;
   private stopped = false;
   private mainPorts = new Map<string, string[]>();
   /** per bridge at start: the workers' batch counters (worker id - 1 indexes them) */
@@ -248,6 +268,8 @@ export class DataPlane {
       b.bridge.fdb.setReaders(readers);
       this.readers.set(b.bridge, readers);
     }
+    const stuck = stuckWorkerId();
+    if (stuck !== null) this.log.warn({ worker: stuck }, `${WORKER_STUCK_ENV}: this data worker ignores the main thread from its first stopped read on (a test knob)`);
     for (let id = 1; id < this.opts.count; id++) this.spawn(id);
     // a worker that starts late reads its ports from its acknowledgement on; until then nobody reads them
     this.syncBestEffort(true, START_TIMEOUT_MS);
@@ -273,7 +295,7 @@ export class DataPlane {
     }
     const worker = this.hooks.spawn(init, `tapbridge-dp${id}`);
     const h: WorkerHandle = {
-      id, worker, ack: new Int32Array(ackBuf), slots, alive: true, posted: 0, failedSeen: 0, late: false, timeouts: 0, releasing: new Map(), exited: Promise.resolve(),
+      id, worker, ack: new Int32Array(ackBuf), slots, alive: true, posted: 0, failedSeen: 0, late: false, lateSinceMs: 0, terminated: false, timeouts: 0, releasing: new Map(), exited: Promise.resolve(),
     };
     h.exited = new Promise((resolve) => worker.on('exit', () => resolve()));
     worker.on('message', (m: WorkerToMain) => this.onMessage(h, m));
@@ -282,7 +304,8 @@ export class DataPlane {
       this.log.error({ err, worker: id }, 'data worker failed');
     });
     worker.on('exit', (code) => {
-      if (!this.stopped && h.alive) this.log.error({ worker: id, code }, 'data worker exited; its ports go back to the main thread');
+      // a terminated stuck worker was logged when it was terminated
+      if (!this.stopped && h.alive && !h.terminated) this.log.error({ worker: id, code }, 'data worker exited; its ports go back to the main thread');
       this.lose(h);
     });
     for (const slot of slots.values()) this.armDrain(h, slot);
@@ -341,6 +364,8 @@ export class DataPlane {
    */
   tick(nowMs: number): void {
     this.setClock(nowMs);
+    this.settle();
+    this.terminateStuck();
     this.drain();
     this.syncBestEffort(nowMs - this.folded.atMs >= FOLD_INTERVAL_MS, SYNC_TIMEOUT_MS);
   }
@@ -467,6 +492,47 @@ export class DataPlane {
   /** The workers that have not acknowledged the last table posted to them (they keep their ports until they do). */
   lateWorkers(): number[] {
     return this.workers.filter((h) => h.alive && h.late).map((h) => h.id);
+  }
+
+  private now(): number {
+    return this.hooks.nowMs?.() ?? performance.now();
+  }
+
+  /**
+   * Step: a worker late for STUCK_SYNC_TIMEOUTS sync timeouts in a row is terminated; its ports go to the other
+   * threads once its thread has exited (lose()).
+   */
+  private terminateStuck(): void {
+    const now = this.now();
+    for (const h of this.workers) {
+      if (!h.alive || !h.late || h.terminated || now - h.lateSinceMs < (STUCK_SYNC_TIMEOUTS - 1) * SYNC_TIMEOUT_MS) continue;
+      h.terminated = true;
+      this.terminatedCount++;
+      this.log.error({ worker: h.id, acked: Atomics.load(h.ack, ACK_EPOCH), posted: h.posted, sync_timeouts: STUCK_SYNC_TIMEOUTS },
+        'data worker stuck: no acknowledgement for several sync timeouts in a row; terminated, its ports go to the other threads once it has exited');
+      void h.worker.terminate().catch(() => undefined);
+    }
+  }
+
+  /**
+   * A handover's pause (after the sync that took every port from the workers): waits until each live worker
+   * acknowledged the table that stopped its reads, at most timeoutMs in all. Returns the workers that may still read
+   * a port (none: no port is read by a worker any more).
+   */
+  awaitReadsStopped(timeoutMs: number): number[] {
+    const mayRead = (h: WorkerHandle): boolean => h.alive && (h.releasing.size > 0 || [...h.slots.values()].some((s) => s.reading.size > 0));
+    this.settle();
+    const deadline = performance.now() + timeoutMs;
+    for (const h of this.workers) {
+      while (mayRead(h)) {
+        const seen = Atomics.load(h.ack, ACK_EPOCH);
+        const left = deadline - performance.now();
+        if (seen >= h.posted || left <= 0) break;
+        Atomics.wait(h.ack, ACK_EPOCH, seen, left);
+      }
+    }
+    this.settle();
+    return this.workers.filter(mayRead).map((h) => h.id);
   }
 
   /** Step: what each worker acknowledged frees the ports it was told to stop reading. */
@@ -666,6 +732,7 @@ export class DataPlane {
           if (!h.late) {
             h.timeouts++;
             h.late = true;
+            h.lateSinceMs = this.now();
             this.log.error({ worker: h.id, epoch, acked: seen, timeout_ms: timeoutMs }, 'data worker did not acknowledge a sync in time; the main thread does not read its ports until it does');
           }
           late.push(h);
@@ -699,9 +766,11 @@ export class DataPlane {
   show(): DataPlaneShow {
     const workers: DataPlaneShow['workers'] = [{
       id: 0, alive: true, ports: [...this.mainPorts.values()].flat(), batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0,
+      terminated: false,
     }];
     for (const h of this.workers) {
-      const row = { id: h.id, alive: h.alive, ports: [] as string[], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: h.timeouts };
+      const row = { id: h.id, alive: h.alive, ports: [] as string[], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: h.timeouts,
+        terminated: h.terminated };
       for (const slot of h.slots.values()) {
         if (h.alive) row.ports.push(...slot.reading.values());
         const base = slot.bridge.ports.length * ROW;
@@ -714,7 +783,7 @@ export class DataPlane {
       }
       workers.push(row);
     }
-    return { data_workers: this.opts.count, epoch: this.epoch, syncs: this.syncs, learned_from_workers: this.learned, workers };
+    return { data_workers: this.opts.count, epoch: this.epoch, syncs: this.syncs, learned_from_workers: this.learned, workers_terminated: this.terminatedCount, workers };
   }
 
   /** Stops the workers (each closes its fds first) and gives every port back to the main thread. */

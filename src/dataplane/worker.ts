@@ -20,6 +20,7 @@ import {
   ACK_EPOCH, ACK_FAILED, BRIDGE_FIELDS, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, ROW_NATIVE, type MainToWorker, type PortSnap, type WorkerBridgeInit,
   type WorkerInit, type WorkerToMain,
 } from './protocol.js';
+import { stuckWorkerId } from './test-hooks.js';
 
 interface Held {
   port: BridgePort;
@@ -86,6 +87,13 @@ class WorkerBridge {
         this.update(h, s);
       }
     }
+  }
+
+  /** Whether applying `snaps` would stop the reading of a port this worker reads (the test knob's trigger). */
+  stopsReading(snaps: PortSnap[]): boolean {
+    const next = new Map(snaps.map((s) => [s.id, s]));
+    for (const [id, h] of this.held) if (h.rx && next.get(id)?.rx !== true) return true;
+    return false;
   }
 
   private add(s: PortSnap): void {
@@ -209,7 +217,14 @@ function main(): void {
     Atomics.store(ack, ACK_EPOCH, epoch);
     Atomics.notify(ack, ACK_EPOCH);
   };
+  // test knob (test-hooks.ts): stuck from the first table that stops a read
+  const stuckId = stuckWorkerId();
+  let stuck = false;
   parentPort!.on('message', (m: MainToWorker) => {
+    if (!stuck && stuckId === init.id && m.type === 'sync') {
+      stuck = Object.keys(m.tables).some((name) => bridges.get(name)?.stopsReading(m.tables[name]) === true);
+    }
+    if (stuck) return;
     try {
       if (m.type === 'sync') {
         for (const name of Object.keys(m.tables)) {

@@ -56,6 +56,8 @@ export const HANDOVER_KILL_WAIT_MS = 2_000;
 export const HANDOVER_TRANSFER_TIMEOUT_MS = 10_000;
 /** The new daemon's answer line is at most this long. */
 export const HANDOVER_MAX_ANSWER_BYTES = 4096;
+/** How long the old daemon waits, after its pause, for its data workers to acknowledge that they stopped reading. */
+export const HANDOVER_WORKER_PAUSE_TIMEOUT_MS = 2_000;
 
 export type HandoverFdKind = 'tap' | 'packet' | 'control' | 'statelock' | 'vhost-user';
 

@@ -3,7 +3,9 @@
 //   1. the `handover` request arrives on a control connection; no common protocol version, or a
 //      handover already running: an error reply, and nothing changes
 //   2. stop reading every port (frames queue in the TAPs and sockets), stop accepting control
-//      connections and answer requests on open ones with `handing_over`
+//      connections and answer requests on open ones with `handing_over`; wait (at most
+//      HANDOVER_WORKER_PAUSE_TIMEOUT_MS) until every data worker acknowledged that it stopped reading: a worker
+//      that has not may still read a port, so the handover is refused and this daemon reads again (onResumed)
 //   3. send every port fd, the listening control socket, the runtime state and the FDB
 //   4. wait for the new daemon's line: {"stop":true} -> answer {"stopping":true}; once that is written this
 //      daemon is committed (phase 'committed') and onHandedOver runs: it exits without reading,
@@ -27,6 +29,7 @@ import {
   HANDOVER_MAX_ANSWER_BYTES,
   HANDOVER_PROTOCOL,
   HANDOVER_TRANSFER_TIMEOUT_MS,
+  HANDOVER_WORKER_PAUSE_TIMEOUT_MS,
   type HandoverFdEntry,
 } from './protocol.js';
 
@@ -87,6 +90,19 @@ export function serveHandover(opts: HandoverServeOptions): HandoverServer {
     const t0 = performance.now();
     control.freeze('the daemon is handing over to a new process; retry in a moment');
     daemon.pauseIo();
+    // no fd leaves while a data worker may still read its port: two daemons would read it
+    const reading = daemon.workersStillReading(HANDOVER_WORKER_PAUSE_TIMEOUT_MS);
+    if (reading.length > 0) {
+      daemon.resumeIo();
+      control.thaw();
+      busy = false;
+      log.error({ peer, workers: reading, timeout_ms: HANDOVER_WORKER_PAUSE_TIMEOUT_MS }, 'handover refused: data workers did not acknowledge the I/O pause; forwarding again');
+      refuse(sock, id, `data worker${reading.length > 1 ? 's' : ''} ${reading.join(', ')} of this daemon did not acknowledge the I/O pause within ` +
+        `${HANDOVER_WORKER_PAUSE_TIMEOUT_MS} ms and may still read ports; this daemon keeps forwarding (a worker stuck for ` +
+        'several sync timeouts is terminated: try again later, see data_workers.show)');
+      opts.onResumed?.();
+      return;
+    }
     const ios = daemon.portIos();
     const list: number[] = [];
     const entries: HandoverFdEntry[] = [];

@@ -24,6 +24,7 @@
 //   tapbridge_data_worker_ports{worker}                ports each forwarding thread reads (worker 0: the main thread)
 //   tapbridge_data_worker_frames_total{worker}         frames a data-plane worker thread read (data_workers > 1)
 //   tapbridge_data_worker_learn_dropped_total{worker}  learning events its full ring refused
+//   tapbridge_data_worker_terminated{worker}           1: the worker was stuck and terminated (data_workers > 1)
 //   tapbridge_event_loop_utilization_ratio             share of time the event loop was busy since the last scrape
 //   tapbridge_event_loop_active_seconds_total          busy time of the event loop (rate() of it = utilisation)
 //   process_* and nodejs_* (prom-client's default metrics; nodejs_eventloop_lag_* is the event-loop lag), less the
@@ -350,6 +351,11 @@ export class DaemonMetrics {
       });
     };
     workerFamily('tapbridge_data_worker_frames_total', 'Frames a data-plane worker thread read and forwarded (data_workers > 1).', (w) => w.frames);
+    add('tapbridge_data_worker_terminated', 'A data-plane worker thread was stuck (three sync timeouts in a row) and terminated: 1, else 0.', 'gauge', (out) => {
+      for (const w of this.snap.workers) {
+        if (w.id > 0) out.push({ value: w.terminated ? 1 : 0, labels: NO_LABELS, sharedLabels: this.labels.get([String(w.id)], W) });
+      }
+    });
     workerFamily('tapbridge_data_worker_learn_dropped_total', 'Learning events of a worker thread its full ring refused (the frames were flooded, not lost).', (w) => w.learn_dropped);
 
     add('tapbridge_event_loop_utilization_ratio', 'Share of wall time the event loop was busy since the previous scrape (0..1).', 'gauge', (out) => {

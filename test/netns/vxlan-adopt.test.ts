@@ -1,8 +1,8 @@
 // Whose vxlan netdev is it (src/daemon/vxlan-owner.ts), on the kernel's vxlan driver: a `vxlan` port adopts an
 // existing netdev only when it matches the config, and the daemon deletes at SIGTERM only the netdevs it created
-// (recorded in its state file, so also after a SIGKILL and a restart). A VNI held by another netdev is named in the
-// error; a `local` address the host does not have is warned about. Needs root, `ip netns` and the vxlan module;
-// skips with the reason otherwise.
+// (recorded in its state file, so also after a SIGKILL and a restart, or a takeover: a netdev it adopted stays). A
+// VNI held by another netdev is named in the error; a `local` address the host does not have is warned about. Needs
+// root, `ip netns` and the vxlan module; skips with the reason otherwise.
 //
 //   dom0: tapbridge xenbr0, vxlan netdevs over u0 198.18.40.1/24 ---- far: u1 198.18.40.2/24
 
@@ -84,27 +84,40 @@ describe.skipIf(!support.ok)("vxlan netdevs the daemon did not create" + skipNot
     expect((await detail("vxm"))?.ifindex, lab.daemonLog(20)).toBe(ifindex);
   }, 60_000);
 
-  it("deletes the netdev it created at SIGTERM, also after a SIGKILL and a restart (the record is in the state file)", async () => {
-    await restart([{ name: "vx202", vni: 202, local: LOCAL, remotes: [FAR] }]);
+  it("after a SIGKILL and a restart, the record still tells its own netdev from an adopted one: SIGTERM deletes only the one it created", async () => {
+    // vxk is someone else's (made here, matching the config): adopted, never deleted; vx202 is created by the daemon
+    await lab.ip("dom0", ["link", "add", "vxk", "type", "vxlan", "id", "204", "dstport", "4789", "local", LOCAL]);
+    const foreign = (await detail("vxk"))!.ifindex;
+    const vxk = { name: "vxk", vni: 204, local: LOCAL, remotes: [FAR] };
+    await restart([{ name: "vx202", vni: 202, local: LOCAL, remotes: [FAR] }, vxk]);
     const ifindex = (await detail("vx202"))?.ifindex;
     expect(ifindex).toBeGreaterThan(0);
     lab.daemon!.kill("SIGKILL");
     await lab.daemon!.exited;
     expect((await detail("vx202"))?.ifindex).toBe(ifindex);
-    await restart([{ name: "vx202", vni: 202, local: LOCAL, remotes: [FAR] }]);
+    // restarted with another remote for vx202: its own netdev is kept (same ifindex) and its remotes become the
+    // configured ones (a netdev not its own with a remote the config does not list would be refused)
+    const OTHER = "198.18.40.3";
+    await restart([{ name: "vx202", vni: 202, local: LOCAL, remotes: [OTHER] }, vxk]);
     expect((await detail("vx202"))?.ifindex).toBe(ifindex);
+    expect(await fdbDsts("vx202"), lab.daemonLog(20)).toEqual([OTHER]);
+    expect((await detail("vxk"))?.ifindex).toBe(foreign);
     await lab.stopDaemon();
     expect(await waitFor(async () => (await detail("vx202")) === null, 5_000), lab.daemonLog(20)).toBe(true);
+    expect((await detail("vxk"))?.ifindex, `the adopted netdev was deleted at SIGTERM\n${lab.daemonLog(20)}`).toBe(foreign);
   }, 60_000);
 
-  it("a takeover carries the record: the new daemon deletes at SIGTERM the netdev the old one created", async () => {
-    await restart([{ name: "vx203", vni: 203, local: LOCAL, remotes: [FAR] }]);
+  it("a takeover carries the record: the new daemon deletes at SIGTERM the netdev the old one created, not the adopted one", async () => {
+    await lab.ip("dom0", ["link", "add", "vxk3", "type", "vxlan", "id", "205", "dstport", "4789", "local", LOCAL]);
+    const foreign = (await detail("vxk3"))!.ifindex;
+    await restart([{ name: "vx203", vni: 203, local: LOCAL, remotes: [FAR] }, { name: "vxk3", vni: 205, local: LOCAL, remotes: [FAR] }]);
     const ifindex = (await detail("vx203"))?.ifindex;
     expect(ifindex).toBeGreaterThan(0);
     await takeover(lab, "dom0");
     expect((await detail("vx203"))?.ifindex).toBe(ifindex);
     await lab.stopDaemon();
     expect(await waitFor(async () => (await detail("vx203")) === null, 5_000), lab.daemonLog(20)).toBe(true);
+    expect((await detail("vxk3"))?.ifindex, `the adopted netdev was deleted at SIGTERM\n${lab.daemonLog(20)}`).toBe(foreign);
   }, 90_000);
 
   it("names the netdev that holds the VNI, and warns about a local address the host does not have", async () => {

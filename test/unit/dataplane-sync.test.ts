@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { Bridge } from '../../src/bridge/bridge.js';
 import type { BridgePort } from '../../src/bridge/port.js';
-import { DataPlane, DataPlaneApplyFailed, DataPlaneTimeout, type DataPlaneHooks, type RxIo, type WorkerLike } from '../../src/dataplane/dataplane.js';
+import { DataPlane, DataPlaneApplyFailed, DataPlaneTimeout, STUCK_SYNC_TIMEOUTS, SYNC_TIMEOUT_MS, type DataPlaneHooks, type RxIo, type WorkerLike } from '../../src/dataplane/dataplane.js';
 import { LEARN, LearnRing } from '../../src/dataplane/learn-ring.js';
 import { ACK_FAILED, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, type MainToWorker, type PortSnap, type WorkerInit } from '../../src/dataplane/protocol.js';
 import { macHi, macLo } from '../../src/fdb/fdb.js';
@@ -89,6 +89,8 @@ interface Lab {
   batch: BatchBuilder;
   add(name: string): { port: BridgePort; io: FakeRxIo };
   paused: { value: boolean };
+  /** the clock (ms) that times how long a worker stays late */
+  clock: { ms: number };
   /** a handover's pause: as Daemon.pauseIo, every port stops being read by the main thread */
   pause(): void;
   /** a handover's pause ends: as Daemon.resumeIo, the main thread reads again what the data plane let go */
@@ -106,7 +108,9 @@ function lab(count: number, ports: string[]): Lab {
   };
   for (const n of ports) add(n);
   const workers: FakeWorker[] = [];
+  const clock = { ms: 0 };
   const hooks: DataPlaneHooks = {
+    nowMs: () => clock.ms,
     rxIo: (p) => (p.io instanceof FakeRxIo && !p.io.isClosed ? p.io : null),
     dup: (fd) => fd,
     closeFd: () => undefined,
@@ -130,7 +134,7 @@ function lab(count: number, ports: string[]): Lab {
     paused.value = true;
     for (const p of bridge.portList) if (p.io instanceof FakeRxIo) p.io.stop();
   };
-  return { dp, bridge, workers, batch, add, paused, pause, unpause };
+  return { dp, bridge, workers, batch, add, paused, clock, pause, unpause };
 }
 
 /** Who reads each port now: 'main', 'w1', 'w2' ... (more than one entry: two threads read it). */
@@ -196,6 +200,50 @@ describe('DataPlane: a worker that does not acknowledge', () => {
     l.unpause();
     expect(readers(l).get('vif1.0')).toEqual(['main']);
     expect(readers(l).get('vif2.0')).toEqual([]);
+  });
+
+  it('a handover\'s pause: awaitReadsStopped() names a worker that has not acknowledged it, none once it has', () => {
+    const l = lab(3, ['vif1.0', 'vif2.0', 'vif3.0']);
+    const [w1, w2] = l.workers;
+    expect(w1.reads('br0')).toEqual(['vif2.0']);
+    expect(w2.reads('br0')).toEqual(['vif3.0']);
+    w1.answering = false;
+    l.pause();
+    l.dp.syncBestEffort(false, 20);
+    expect(l.dp.awaitReadsStopped(20)).toEqual([1]);
+    w1.answer();
+    expect(l.dp.awaitReadsStopped(20)).toEqual([]);
+  });
+
+  it(`a worker late for ${STUCK_SYNC_TIMEOUTS} sync timeouts in a row is terminated, counted, and its ports go to the other threads`, () => {
+    const l = lab(3, ['vif1.0', 'vif2.0', 'vif3.0', 'vif4.0']);
+    const [w1, w2] = l.workers;
+    expect(w1.reads('br0')).toEqual(['vif2.0']);
+    w1.answering = false;
+    // a capture starts: every port goes back to the main thread; worker 1 does not acknowledge (late from t = 1000)
+    l.clock.ms = 1000;
+    l.bridge.portByName('vif1.0')!.tap = { rx: () => undefined, tx: () => undefined, drop: () => undefined };
+    expect(() => l.dp.sync(false, 20)).toThrow(DataPlaneTimeout);
+    l.clock.ms = 1000 + (STUCK_SYNC_TIMEOUTS - 1) * SYNC_TIMEOUT_MS - 1;
+    l.dp.tick(l.clock.ms);
+    expect(w1.exited).toBe(false);
+    expect(readers(l).get('vif2.0')).toEqual([]); // it may still read it: nobody else does
+    // one more sync timeout
+    l.clock.ms += 1;
+    l.dp.tick(l.clock.ms);
+    expect(w1.exited).toBe(true);
+    expect(w2.exited).toBe(false);
+    const shown = l.dp.show();
+    expect(shown.workers_terminated).toBe(1);
+    expect(shown.workers[1]).toMatchObject({ id: 1, alive: false, terminated: true });
+    expect(shown.workers[2]).toMatchObject({ id: 2, alive: true, terminated: false });
+    expect(l.dp.lateWorkers()).toEqual([]);
+    // the capture ends: its ports go to the threads left (main and worker 2), each read by exactly one
+    l.bridge.portByName('vif1.0')!.tap = null;
+    expect(() => l.dp.sync(false, 20)).not.toThrow();
+    expect(() => l.dp.sync(false, 20)).not.toThrow();
+    for (const [n, who] of readers(l)) expect(who.length, n).toBe(1);
+    expect(readers(l).get('vif2.0')).not.toEqual(['w1']);
   });
 });
 

@@ -71,6 +71,11 @@ function setup(vhost: VhostHandoverFake[] = []) {
     /** pauseIo() calls made before vhostHandovers() was asked (the rings are exported only from a paused port) */
     pausedAtExport: -1,
     portIos: () => [],
+    /** the data workers that have not acknowledged the pause (workersStillReading) */
+    stillReading: [] as number[],
+    workersStillReading() {
+      return this.stillReading;
+    },
     vhostHandovers() {
       this.pausedAtExport = this.paused;
       return vhost;
@@ -173,6 +178,25 @@ describe('serveHandover: the resume rule', () => {
     expect(t.daemon.resumed).toBe(1);
     expect(t.events.handedOver).toBe(0);
     expect(written).toEqual([]);
+  });
+
+  it('a data worker that has not acknowledged the I/O pause (it may still read a port): refused before any fd is sent; the daemon reads again', () => {
+    const t = setup();
+    t.daemon.stillReading = [2];
+    t.start();
+    expect(t.daemon.paused).toBe(1);
+    expect(sent).toEqual([]);
+    expect(t.sock.ended).toMatch(/handover_refused/);
+    expect(t.sock.ended).toMatch(/data worker 2 of this daemon did not acknowledge the I\/O pause/);
+    expect(t.daemon.resumed).toBe(1);
+    expect(t.control.thawed).toBe(1);
+    expect(t.server.phase).toBe('idle');
+    expect(t.events.resumed).toBe(1);
+    // once the worker has acknowledged, the next handover goes ahead
+    t.daemon.stillReading = [];
+    t.start();
+    expect(sent).toHaveLength(1);
+    expect(t.server.phase).toBe('sent');
   });
 
   it('a peer that offers only protocol 1 is refused before anything is paused', () => {

@@ -1,0 +1,100 @@
+// A stuck data worker and the handover (native-notes/multicore.md, "A stuck worker"). Needs root and `ip netns`;
+// skips with the reason otherwise. Nothing touches the root namespace.
+// The test knob TAPBRIDGE_TEST_WORKER_STUCK=1 (src/dataplane/test-hooks.ts, environment only) makes worker 1 ignore
+// the main thread from the first table that stops one of its reads on: it goes on reading vif2.0 with its old table.
+//   - a takeover while it is stuck: the old daemon's pause is not acknowledged, so it refuses the handover (the new
+//     daemon exits 1 and says why) and forwards on; without the check it handed its fds over while worker 1 still read
+//   - the stuck worker is terminated after STUCK_SYNC_TIMEOUTS sync timeouts in a row (data_workers.show:
+//     workers_terminated 1), logged once; its port is read by the main thread and vm1 <-> vm2 works
+//   - a takeover then succeeds.
+//
+//   vm1, vm2 eth0 (TAPs, were vif1.0, vif2.0) 198.18.14.1-2 --- dom0: tapbridge xenbr0, data_workers 2
+//   (the main thread reads vif1.0, worker 1 reads vif2.0)
+
+import { appendFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { call } from "../../src/control/client.js";
+import { CLI_MAIN, canRunNetns, destroyLab, Lab, waitFor } from "./helpers.js";
+import { takeover } from "./handover-helpers.js";
+
+const support = canRunNetns();
+if (!support.ok) console.warn(`netns tests skipped: ${support.reason}`);
+const skipNote = support.ok ? "" : ` (skipped: ${support.reason})`;
+
+const BRIDGE = "xenbr0";
+const IP = { vm1: "198.18.14.1", vm2: "198.18.14.2" };
+
+interface WorkerRow { id: number; alive: boolean; ports: string[]; terminated: boolean }
+interface DataWorkersShow { workers_terminated: number; workers: WorkerRow[] }
+
+describe.skipIf(!support.ok)("a stuck data worker and the handover" + skipNote, () => {
+  let lab: Lab;
+  const show = async (): Promise<DataWorkersShow> => (await call(lab.socketPath, "data_workers.show", {}, 20_000)) as DataWorkersShow;
+
+  beforeAll(async () => {
+    lab = new Lab("hostuck");
+    for (const node of ["dom0", "vm1", "vm2"]) {
+      await lab.addNs(node);
+      await lab.exec(node, ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
+    }
+    // snooping off: it keeps a bridge's ports on the main thread
+    lab.writeConfig({
+      control_socket: lab.socketPath, data_workers: 2,
+      bridges: [{ name: BRIDGE, multicast_snooping: false, ports: [{ name: "vif1.0" }, { name: "vif2.0" }] }],
+    });
+    await lab.startDaemon("dom0", 20_000, { TAPBRIDGE_TEST_WORKER_STUCK: "1" });
+    for (const [vif, vm] of [["vif1.0", "vm1"], ["vif2.0", "vm2"]] as const) {
+      if (!(await waitFor(() => lab.linkExists("dom0", vif), 10_000))) throw new Error(`TAP ${vif} not found\n${lab.daemonLog()}`);
+      await lab.moveLink("dom0", vif, vm, "eth0");
+      await lab.configureHost(vm, "eth0", IP[vm]);
+    }
+    const r = await lab.pingUntil("vm1", IP.vm2, 10_000);
+    if (!r.ok) throw new Error(`vm1 -> vm2 before the test: ${r.output}\n${lab.daemonLog()}`);
+  }, 90_000);
+
+  afterAll(() => destroyLab(lab));
+
+  it("a takeover while worker 1 does not acknowledge the pause is refused: the new daemon exits 1 naming it, the old one forwards on", async () => {
+    const before = await show();
+    expect(before.workers[1].ports).toEqual(["vif2.0"]);
+    const bg = lab.spawn("dom0", [process.execPath, CLI_MAIN, "daemon", "--takeover", "--config", lab.configPath], "tapbridge daemon --takeover");
+    bg.child.stdout?.on("data", (d: string) => appendFileSync(lab.daemonLogPath, d));
+    bg.child.stderr?.on("data", (d: string) => appendFileSync(lab.daemonLogPath, d));
+    // it exits, or (without the check) it takes over and the old daemon exits
+    await waitFor(() => !bg.running || !lab.daemon!.running, 30_000, 50);
+    const out = bg.stdout + bg.stderr;
+    if (bg.running) await bg.stop(3_000);
+    expect(lab.daemon!.running, `the old daemon exited: the handover went ahead while worker 1 still read\n${out.slice(-2000)}`).toBe(true);
+    expect(bg.exitCode, out.slice(-2000)).toBe(1);
+    expect(out).toMatch(/data worker 1 of this daemon did not acknowledge the I\/O pause/);
+    const r = await lab.pingUntil("vm1", IP.vm2, 10_000);
+    expect(r.ok, `${r.output}\n${lab.daemonLog()}`).toBe(true);
+  }, 60_000);
+
+  it("the stuck worker is terminated after several sync timeouts, logged once; the main thread reads its port", async () => {
+    // data_workers.show fails with data_plane_timeout while the worker is late
+    let s: DataWorkersShow | null = null;
+    const ok = await waitFor(async () => {
+      try {
+        s = await show();
+        return s.workers_terminated === 1;
+      } catch {
+        return false;
+      }
+    }, 30_000, 250);
+    expect(ok, `${JSON.stringify(s)}\n${lab.daemonLog()}`).toBe(true);
+    expect(s!.workers[1]).toMatchObject({ id: 1, alive: false, terminated: true, ports: [] });
+    expect(s!.workers[0].ports.sort()).toEqual(["vif1.0", "vif2.0"]);
+    const log = lab.daemon!.stdout + lab.daemon!.stderr;
+    expect(log.split("\n").filter((l) => l.includes("data worker stuck"))).toHaveLength(1);
+    const r = await lab.pingUntil("vm1", IP.vm2, 10_000);
+    expect(r.ok, `${r.output}\n${lab.daemonLog()}`).toBe(true);
+  }, 60_000);
+
+  it("a takeover then succeeds, and the new daemon forwards", async () => {
+    const t = await takeover(lab);
+    expect(t.oldExit.code).toBe(0);
+    const r = await lab.pingUntil("vm1", IP.vm2, 10_000);
+    expect(r.ok, `${r.output}\n${lab.daemonLog()}`).toBe(true);
+  }, 60_000);
+});
