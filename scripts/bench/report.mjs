@@ -37,8 +37,13 @@ export function machine() {
 }
 
 export function collect(tsv) {
+  return collectText(readFileSync(tsv, 'utf8'));
+}
+
+// collectText(TEXT): collect() of the records themselves (all.sh's report reads vhost-user.sh's with it).
+export function collectText(text) {
   const raw = {};
-  for (const line of readFileSync(tsv, 'utf8').split('\n')) {
+  for (const line of text.split('\n')) {
     if (!line.trim()) continue;
     const [impl, path, rep, metric, value] = line.split('\t');
     const key = `${impl}/${path}`;
