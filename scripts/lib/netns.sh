@@ -219,6 +219,21 @@ tb_ovs_have() {
 	[ -f "$TB_OVS_SCHEMA" ]
 }
 
+# tb_ovs_port_error DIR PORT...: status 1 and TB_OVS_ERR "port PORT: ERROR" for the first PORT whose Interface row has
+# an error (a port OVS could not open); status 0 when none has.
+tb_ovs_port_error() {
+	local d=$1 p err
+	shift
+	for p in "$@"; do
+		err=$(tb_ovs_vsctl "$d" get interface "$p" error 2>&1 || true)
+		if [ -n "$err" ] && [ "$err" != '[]' ]; then
+			TB_OVS_ERR="port $p: $err"
+			return 1
+		fi
+	done
+	return 0
+}
+
 # tb_ovs_up NS DIR [VSWITCHD [KEY=VALUE...]]: a fresh database in DIR, ovsdb-server, Open_vSwitch other_config KEY=VALUE
 # (before ovs-vswitchd reads it: dpdk-init and its friends), then VSWITCHD (default ovs-vswitchd; the DPDK build by its
 # path), both in NS and recorded in TB_PIDS. Status 0: TB_OVS_PID is ovs-vswitchd's PID, its unixctl socket is
@@ -256,4 +271,17 @@ tb_ovs_up() {
 		return 1
 	fi
 	return 0
+}
+
+# tb_cpu_ns PID...: on-CPU time of every thread of the PIDs in ns (/proc/PID/task/*/schedstat), for windows where clock
+# ticks are too coarse.
+tb_cpu_ns() {
+	local pid f total=0 v
+	for pid in "$@"; do
+		for f in /proc/"$pid"/task/*/schedstat; do
+			read -r v _ <"$f" 2>/dev/null || continue
+			total=$((total + v))
+		done
+	done
+	echo "$total"
 }
