@@ -17,8 +17,9 @@
 #
 # Usage (root, after `npm ci` and `npm run build`):
 #   bash scripts/bench/all.sh [--quick] [--steps LIST] [--no-install] [--out FILE]     (also: npm run bench -- --all)
-#   --quick        1 rep and short durations everywhere: for checking that every step runs (about 6 minutes on 2 vCPUs);
-#                  the default (3 reps in main and vhost) is the run the tables come from (about 20 minutes)
+#   --quick        1 rep and short durations everywhere: for checking that every step runs (8 minutes on 2 vCPUs at
+#                  load average 11: main 154 s, vhost 62 s, tenants 242 s, bonds 21 s, mcast 13 s); the default (3
+#                  reps in main and vhost) is the run the tables come from (about 20 minutes, estimated from those)
 #   --steps LIST   a subset of main,vhost,tenants,bonds,mcast (default all)
 #   --no-install   passed to run.sh and vhost-user.sh (no apt-get for vde2, openvswitch-switch, openvswitch-switch-dpdk)
 #   --out FILE     the JSON (default scripts/bench/results/all-<UTC date>.json)
@@ -73,7 +74,7 @@ if [ "$QUICK" = 1 ]; then
 	BONDS_ARGS=(--seconds 2)
 	MCAST_ARGS=(--seconds 2)
 else
-	MAIN_ARGS=(--reps 3 --load-ping-count 300 --soak 30)
+	MAIN_ARGS=(--reps 3 --tcp-seconds 4 --load-ping-count 200 --soak 30)
 	VHOST_ARGS=(--reps 3 --seconds 5)
 	TENANTS_ARGS=()
 	BONDS_ARGS=(--seconds 5)
