@@ -230,17 +230,23 @@ ovs_dpdk_up() {
 		return 1
 	fi
 	cpu_pid=$TB_OVS_PID
+	# DPDK initialises after ovs-vswitchd has read the database: wait for it (or for its death) before adding ports
+	local i init=
+	for ((i = 0; i < 60; i++)); do
+		init=$(tb_ovs_vsctl "$ovs_dir" get Open_vSwitch . dpdk_initialized 2>/dev/null || true)
+		[ "$init" = true ] && break
+		tb_alive "$TB_OVS_PID" || break
+		sleep 0.5
+	done
+	if [ "$init" != true ]; then
+		OVS_DPDK_ERR="DPDK did not initialise in $(basename "$OVS_DPDK_BIN") ($(tb_alive "$TB_OVS_PID" && echo "dpdk_initialized=${init:-?} after 30 s" || echo exited)): $(grep -h -E 'EAL ARGS|dpdk\|(ERR|EMER)' "$ovs_dir/vswitchd.log" | sed 's/^[^|]*|[^|]*|//' | tail -n 4 | tr '\n' ' ')"
+		return 1
+	fi
 	if ! TB_OVS_TIMEOUT=30 tb_ovs_vsctl "$ovs_dir" add-br br0 -- set bridge br0 datapath_type=netdev \
 		-- add-port br0 vhu1 -- set interface vhu1 type=dpdkvhostuserclient options:vhost-server-path="$dir/ovs-vhu1.sock" \
 		-- add-port br0 vhu2 -- set interface vhu2 type=dpdkvhostuserclient options:vhost-server-path="$dir/ovs-vhu2.sock" \
 		>>"$ovs_dir/vsctl.log" 2>&1; then
 		OVS_DPDK_ERR="ovs-vsctl add-br/add-port failed: $(tail -n 2 "$ovs_dir/vsctl.log" | tr '\n' ' ') $(grep -h -E 'ERR|EMER' "$ovs_dir/vswitchd.log" | tail -n 3 | tr '\n' ' ')"
-		return 1
-	fi
-	local init
-	init=$(tb_ovs_vsctl "$ovs_dir" get Open_vSwitch . dpdk_initialized 2>&1 || true)
-	if [ "$init" != true ]; then
-		OVS_DPDK_ERR="DPDK did not initialise in ovs-vswitchd (dpdk_initialized=$init): $(grep -h -E 'dpdk.*(ERR|EMER)|EAL' "$ovs_dir/vswitchd.log" | tail -n 4 | tr '\n' ' ')"
 		return 1
 	fi
 	tb_ovs_port_error "$ovs_dir" vhu1 vhu2 || { OVS_DPDK_ERR="dpdkvhostuserclient $TB_OVS_ERR"; return 1; }
