@@ -10,7 +10,7 @@ import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { execFileSync } from 'node:child_process';
-import { collectText, fmt, machine, ratio, targets13 } from './report.mjs';
+import { collectText, fmt, machine, ratio, ROWS, targets13 } from './report.mjs';
 
 const read = (f) => (existsSync(f) ? readFileSync(f, 'utf8') : null);
 
@@ -107,6 +107,12 @@ export function render(r) {
     `Open vSwitch ${mc.openvswitch ?? '-'}${r.git ? `, tapbridge at ${r.git}` : ''}. ` +
     `Load average before ${r.load.before}, after ${r.load.after}. Took ${Math.round(r.elapsed_s / 60)} min ` +
     `(${r.steps.map((s) => `${s.name} ${s.seconds} s${s.status === 0 ? '' : `, FAILED with status ${s.status}`}`).join('; ')}).`);
+  const load1 = Number(String(r.load.before ?? '').split(' ')[0]);
+  if (load1 > mc.nproc / 2) {
+    out.push('');
+    out.push(`WARNING: load average ${load1} before the run on ${mc.nproc} CPUs: other work shared the machine, so these figures measure it ` +
+      'too; for the docs, run on a quiet machine.');
+  }
   out.push('');
 
   if (M) {
@@ -116,27 +122,27 @@ export function render(r) {
     out.push('');
     out.push('| implementation | path | TCP 1 stream | TCP 2 streams | 60-byte frames (offered) | CPU per 60-byte frame | ping avg (p50 / p99) | ping p50 / p99 under 1 TCP stream | RSS |');
     out.push('|----------------|------|-------------:|--------------:|---------------:|----------------------:|---------------------:|----------------------------------:|----:|');
-    const rows = [
-      ['tapbridge/tap', 'tapbridge', 'TAP <-> TAP'],
-      ['tapbridge/uplink', 'tapbridge', 'TAP <-> AF_PACKET uplink (PACKET_MMAP rings)'],
-      ['tapbridge/uplink-recvmsg', 'tapbridge', 'TAP <-> AF_PACKET uplink, `packet_mmap: false`'],
-      ['kernel/veth', 'Linux kernel bridge', 'veth <-> veth'],
-      ['vde/tap', 'vde_switch', 'TAP <-> TAP'],
-      ['ovs/tap', 'Open vSwitch userspace (netdev, TSO)', 'TAP <-> TAP'],
-      ['ovs/uplink', 'Open vSwitch userspace (netdev, TSO)', 'TAP <-> AF_PACKET'],
-    ];
-    for (const [key, impl, path] of rows) {
+    // run.sh's rows, in the docs' words where they differ
+    const docLabel = {
+      'tapbridge/uplink': ['tapbridge', 'TAP <-> AF_PACKET uplink (PACKET_MMAP rings)'],
+      'tapbridge/uplink-recvmsg': ['tapbridge', 'TAP <-> AF_PACKET uplink, `packet_mmap: false`'],
+      'kernel/veth': ['Linux kernel bridge', 'veth <-> veth'],
+      'ovs/tap': ['Open vSwitch userspace (netdev, TSO)', 'TAP <-> TAP'],
+      'ovs/uplink': ['Open vSwitch userspace (netdev, TSO)', 'TAP <-> AF_PACKET'],
+    };
+    for (const [key, ...labels] of ROWS) {
       if (!M[key]) continue;
+      const [impl, path] = docLabel[key] ?? labels;
       const kernel = key.startsWith('kernel');
       const cpu = g(key, 'cpu_us');
       out.push(`| ${impl} | ${path} | ${fmt(g(key, 'tcp1_gbps'), 2)} Gbit/s | ${fmt(g(key, 'tcp2_gbps'), 2)} Gbit/s | ` +
-        `${fmt(g(key, 'pps') / 1e3, 0)} kpps${kernel ? ' (generator)' : ''} (${fmt(g(key, 'offered') / 1e3, 0)}) | ` +
+        `${fmt(g(key, 'pps') / 1e3, 0)} kpps (${fmt(g(key, 'offered') / 1e3, 0)}${kernel ? ', the generator\'s ceiling' : ''}) | ` +
         `${cpu === null ? (kernel ? 'in kernel' : '-') : `${fmt(cpu, 2)} us`} | ` +
         `${fmt(g(key, 'ping_ms'), 3)} ms (${fmt(g(key, 'ping_p50_ms'), 3)} / ${fmt(g(key, 'ping_p99_ms'), 3)}) | ` +
         `${fmt(g(key, 'load_ping_p50_ms'), 3)} / ${fmt(g(key, 'load_ping_p99_ms'), 3)} ms | ` +
         `${g(key, 'rss_mb') === null ? '-' : `${fmt(g(key, 'rss_mb'), 1)} MB`} |`);
     }
-    for (const sk of r.main.skipped ?? []) out.push(`\nSKIPPED: ${sk}`);
+    for (const sk of r.main.skipped ?? []) out.push(`\nNOTE: ${sk}`);
     if (r.main.soak) {
       const k = r.main.soak;
       out.push('');

@@ -59,7 +59,7 @@ export function collectText(text) {
   return { raw, medians };
 }
 
-const ROWS = [
+export const ROWS = [
   ['tapbridge/tap', 'tapbridge', 'TAP <-> TAP'],
   ['tapbridge/uplink', 'tapbridge', 'TAP <-> AF_PACKET uplink'],
   ['tapbridge/uplink-recvmsg', 'tapbridge', 'TAP <-> AF_PACKET uplink, packet_mmap: false'],
