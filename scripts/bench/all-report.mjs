@@ -6,11 +6,11 @@
 //   node scripts/bench/all-report.mjs                  (ALL_WORK=dir ALL_OUT=out.json ..., run by all.sh)
 //   node scripts/bench/all-report.mjs --from FILE      prints the tables of an earlier run's JSON again
 
-import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { execFileSync } from 'node:child_process';
-import { collectText, fmt, machine, ratio, ROWS, targets13 } from './report.mjs';
+import { collectText, emit, fmt, machine, ratio, ROWS, targets13 } from './report.mjs';
 
 const read = (f) => (existsSync(f) ? readFileSync(f, 'utf8') : null);
 
@@ -267,11 +267,7 @@ function main() {
   };
   result.targets_issue13 = main ? targets13(main.medians) : [];
   result.targets_issue23 = targets23(main?.medians ?? null, vhost);
-  console.log('');
-  console.log(render(result));
-  mkdirSync(dirname(env.ALL_OUT), { recursive: true });
-  writeFileSync(env.ALL_OUT, JSON.stringify(result, null, 2) + '\n');
-  console.log(`\nJSON: ${env.ALL_OUT}`);
+  emit(render(result), result, env.ALL_OUT);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) main();

@@ -277,11 +277,16 @@ function main() {
   };
   result.targets = targets(medians, soak);
   result.targets_issue13 = targets13(medians);
+  emit(render(result), result, env.BENCH_OUT);
+}
+
+// emit(TEXT, RESULT, FILE): print the report, write the JSON, say where.
+export function emit(text, result, file) {
   console.log('');
-  console.log(render(result));
-  mkdirSync(dirname(env.BENCH_OUT), { recursive: true });
-  writeFileSync(env.BENCH_OUT, JSON.stringify(result, null, 2) + '\n');
-  console.log(`\nJSON: ${env.BENCH_OUT}`);
+  console.log(text);
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+  console.log(`\nJSON: ${file}`);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) main();
