@@ -172,9 +172,11 @@ measure() {
 		cyc=$(tb_ovs_appctl dpif-netdev/pmd-stats-show 2>/dev/null | sed -n 's/.*avg processing cycles per packet: \([0-9.]*\).*/\1/p' | head -n 1)
 		[ -n "$cyc" ] && record "$name" "$rep" cycles_per_frame "$cyc"
 	fi
-	tb_stop_pid "$tx" 10
+	# a virtio_user port in server mode (the OVS-DPDK case) can wait on its backend while it closes: 5 s, then SIGKILL
+	# (what it leaves in the hugetlbfs goes with the mount)
+	tb_stop_pid "$tx" 5
 	sleep 0.5
-	tb_stop_pid "$rx" 10
+	tb_stop_pid "$rx" 5
 	sent=$((s1 - s0))
 	kpps=$(awk -v n="$sent" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) / 1000 }')
 	us=$(awk -v c=$((c1 - c0)) -v n="$sent" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.3f", c / hz * 1e6 / n; else print "-" }')
