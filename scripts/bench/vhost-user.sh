@@ -11,14 +11,15 @@
 #                installed or does not start.
 #
 # Per case and rep: 60-byte frames for S seconds; delivered kpps (frames the egress port put into testpmd rxonly's ring
-# or TAP: `tapbridge stats` tx_packets of the egress port, OVS's statistics:tx_packets of vhu2) and the switch's CPU per
+# or TAP: `tapbridge stats` tx_packets of the egress port, vhu2's TX packets in `ovs-appctl dpctl/show -s`) and the switch's CPU per
 # delivered frame (utime+stime of the daemon / ovs-vswitchd, whose PMD thread polls: a whole core whatever the rate);
 # for OVS also its own cycles per packet (dpif-netdev/pmd-stats-show). Medians at the end.
 #
 # Memory: 2 MiB hugepages (scripts/lib/hugepages.sh): --huge-pages N (default 640: two testpmds of 256 MB and OVS's
 # 512 MB) are added to the pool and a private hugetlbfs is mounted in the temp dir; the pool is given back and the mount
 # removed on every exit path. When that fails the reason is printed and the testpmds run with --no-huge (memfd-backed
-# memory, which vhost-user shares as well); OVS then also runs with --no-huge.
+# memory, which vhost-user shares as well); OVS-DPDK is then tried with --no-huge too (OVS 3.1 adds --in-memory, which
+# DPDK refuses beside it: the row says so).
 #
 # Usage: sudo bash scripts/bench/vhost-user.sh [--seconds S] [--reps N] [--quick] [--impl vhost-user,tap,ovs-dpdk]
 #                                             [--huge-pages N | --no-huge] [--tsv FILE] [--logs DIR]
@@ -29,7 +30,8 @@
 #   --no-install do not apt-get install openvswitch-switch-dpdk when it is missing (its row is then skipped, and says so)
 # Needs: root, dist/ built (npm run build), dpdk-testpmd (Debian dpdk-dev).
 # Safety: one namespace tb-vhb-PID, removed on every exit path, no link in it (vhost-user and af_packet on TAPs the
-# daemon makes there); only PIDs this script started are stopped; testpmd and OVS bounded by `timeout`.
+# daemon makes there); only PIDs this script started are stopped; testpmd bounded by `timeout`, ovs-vswitchd and
+# ovsdb-server stopped after their case and by the exit trap.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
