@@ -224,6 +224,11 @@ export function render(r) {
     out.push('```');
     out.push('');
   }
+  // a step that ran but whose output had nothing this report reads (failed early, or its format changed)
+  const found = { tenants: r.tenants, bonds: r.bond_modes?.length, mcast: r.mcast?.length };
+  for (const s of r.steps) {
+    if (s.name in found && !found[s.name]) out.push(`(${s.name} step: no result rows in its output; it is in the JSON's outputs.${s.name})`);
+  }
   return out.join('\n');
 }
 
