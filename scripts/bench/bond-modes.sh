@@ -51,7 +51,6 @@ CLI="$REPO_ROOT/dist/cli/main.js"
 [ -f "$CLI" ] || tb_die "$CLI is missing: run 'npm ci' (or 'npm run build') first"
 WORK=$(mktemp -d /tmp/tapbridge-bondmodes-XXXXXX)
 tb_trap_cleanup "$WORK"
-OVS_SCHEMA=/usr/share/openvswitch/vswitch.ovsschema
 
 # run_mode MODE REP: one fresh topology, daemon, both streams; prints one row
 run_mode() {
@@ -81,14 +80,9 @@ run_mode() {
 		tb_bg "$prefix-ext$n" "$d/server$n.out" timeout $((SECONDS_RUN + 30)) iperf3 -s -1 -B "198.18.7.1$n"
 	done
 	if [ "$mode" = 802.3ad ]; then
-		tb_require_cmds ovsdb-tool ovsdb-server ovs-vswitchd ovs-vsctl
-		ovsdb-tool create "$d/conf.db" "$OVS_SCHEMA" >/dev/null
-		tb_bg "$SW" "$d/ovsdb.out" ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --unixctl="$d/ovsdb.ctl" --no-chdir -vconsole:off
-		for ((i = 0; i < 100; i++)); do [ -S "$d/db.sock" ] && break; sleep 0.1; done
-		ovs-vsctl --db="unix:$d/db.sock" --timeout=10 --no-wait init
-		tb_bg "$SW" "$d/vswitchd.out" ovs-vswitchd "unix:$d/db.sock" --unixctl="$d/vswitchd.ctl" --no-chdir -vconsole:off
-		for ((i = 0; i < 100; i++)); do [ -S "$d/vswitchd.ctl" ] && break; sleep 0.1; done
-		ovs-vsctl --db="unix:$d/db.sock" --timeout=10 add-br br0 -- set bridge br0 datapath_type=netdev \
+		tb_ovs_have || tb_die "Open vSwitch missing (ovsdb-tool ovsdb-server ovs-vswitchd ovs-vsctl: Debian openvswitch-switch)"
+		tb_ovs_up "$SW" "$d/ovs" || tb_die "$TB_OVS_ERR"
+		tb_ovs_vsctl "$d/ovs" add-br br0 -- set bridge br0 datapath_type=netdev \
 			-- add-port br0 swx1 -- add-port br0 swx2 \
 			-- add-bond br0 bond0 sw0 sw1 lacp=active bond_mode=balance-tcp other_config:lacp-time=fast
 	else

@@ -135,18 +135,11 @@ switch_link() { # N: (re-)create the veth swN <-> pethN, both up
 }
 
 # 802.3ad: Open vSwitch (userspace datapath) as the LACP partner, in PREFIX-sw, everything under $WORK/ovs
-OVS_SCHEMA=/usr/share/openvswitch/vswitch.ovsschema
 ovs_switch_up() {
-	local d=$WORK/ovs i
-	tb_require_cmds ovsdb-tool ovsdb-server ovs-vswitchd ovs-vsctl
-	mkdir -p "$d"
-	ovsdb-tool create "$d/conf.db" "$OVS_SCHEMA" >/dev/null
-	tb_bg "$NS_SW" "$d/ovsdb.out" ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --unixctl="$d/ovsdb.ctl" --no-chdir -vconsole:off
-	for ((i = 0; i < 100; i++)); do [ -S "$d/db.sock" ] && break; sleep 0.1; done
-	ovs-vsctl --db="unix:$d/db.sock" --timeout=10 --no-wait init
-	tb_bg "$NS_SW" "$d/vswitchd.out" ovs-vswitchd "unix:$d/db.sock" --unixctl="$d/vswitchd.ctl" --no-chdir -vconsole:off
-	for ((i = 0; i < 100; i++)); do [ -S "$d/vswitchd.ctl" ] && break; sleep 0.1; done
-	ovs-vsctl --db="unix:$d/db.sock" --timeout=10 add-br br0 -- set bridge br0 datapath_type=netdev -- add-port br0 swx \
+	local d=$WORK/ovs
+	tb_ovs_have || tb_die "Open vSwitch missing (ovsdb-tool ovsdb-server ovs-vswitchd ovs-vsctl: Debian openvswitch-switch)"
+	tb_ovs_up "$NS_SW" "$d" || tb_die "$TB_OVS_ERR"
+	tb_ovs_vsctl "$d" add-br br0 -- set bridge br0 datapath_type=netdev -- add-port br0 swx \
 		-- add-bond br0 bond0 sw0 sw1 lacp=active bond_mode=balance-tcp other_config:lacp-time=fast
 	ip -n "$NS_SW" link set br0 up 2>/dev/null || true
 	# OVS's AF_PACKET ports carry no vnet headers: no partial checksums from the hosts (DESIGN.md section 9)

@@ -96,7 +96,6 @@ time.sleep(float(sys.argv[1]))
 EOF
 
 rx() { ip netns exec "$PREFIX-$1" cat /sys/class/net/eth0/statistics/rx_packets; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 run_case() { # SNOOPING(true|false)
 	local snoop=$1 pid jpid
@@ -118,11 +117,11 @@ EOF
 	local -A before
 	for g in g1 g2 g3 g4; do before[$g]=$(rx "$g"); done
 	local c0 c1 t0 t1 sent
-	c0=$(cpu_ticks "$pid")
+	c0=$(tb_cpu_ticks "$pid")
 	t0=$(date +%s.%N)
 	sent=$(tb_nsexec "$PREFIX-src" "$PY" "$WORK/send.py" "$RATE" "$SECONDS_STREAM")
 	sleep 0.5
-	c1=$(cpu_ticks "$pid")
+	c1=$(tb_cpu_ticks "$pid")
 	t1=$(date +%s.%N)
 	local line="multicast_snooping: $snoop  sent $sent:"
 	for g in g1 g2 g3 g4; do line+="  $g $(($(rx "$g") - before[$g]))"; done

@@ -37,8 +37,13 @@ export function machine() {
 }
 
 export function collect(tsv) {
+  return collectText(readFileSync(tsv, 'utf8'));
+}
+
+// collectText(TEXT): collect() of the records themselves (all.sh's report reads vhost-user.sh's with it).
+export function collectText(text) {
   const raw = {};
-  for (const line of readFileSync(tsv, 'utf8').split('\n')) {
+  for (const line of text.split('\n')) {
     if (!line.trim()) continue;
     const [impl, path, rep, metric, value] = line.split('\t');
     const key = `${impl}/${path}`;
@@ -54,7 +59,7 @@ export function collect(tsv) {
   return { raw, medians };
 }
 
-const ROWS = [
+export const ROWS = [
   ['tapbridge/tap', 'tapbridge', 'TAP <-> TAP'],
   ['tapbridge/uplink', 'tapbridge', 'TAP <-> AF_PACKET uplink'],
   ['tapbridge/uplink-recvmsg', 'tapbridge', 'TAP <-> AF_PACKET uplink, packet_mmap: false'],
@@ -272,11 +277,16 @@ function main() {
   };
   result.targets = targets(medians, soak);
   result.targets_issue13 = targets13(medians);
+  emit(render(result), result, env.BENCH_OUT);
+}
+
+// emit(TEXT, RESULT, FILE): print the report, write the JSON, say where.
+export function emit(text, result, file) {
   console.log('');
-  console.log(render(result));
-  mkdirSync(dirname(env.BENCH_OUT), { recursive: true });
-  writeFileSync(env.BENCH_OUT, JSON.stringify(result, null, 2) + '\n');
-  console.log(`\nJSON: ${env.BENCH_OUT}`);
+  console.log(text);
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+  console.log(`\nJSON: ${file}`);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) main();

@@ -73,6 +73,9 @@
 #                       next to it (scripts/bench/results/scaling-<UTC date>.{json,png})
 #   --scaling-ports L   port counts of --scaling (default 2,8,32; even numbers 2..64)
 #   --scaling-rate K    total offered kpps of --scaling, from one generator process (default 800)
+#   --all [OPTIONS]     instead of the comparison alone: every comparison docs/performance.md shows in one run (this one,
+#                       vhost-user.sh, tenants.sh, bond-modes.sh, mcast.sh) with one JSON and the docs' tables: all.sh;
+#                       must be the first option, the rest are all.sh's (--quick, --steps, --no-install, --out)
 #   --profile DIR       instead of the comparison: tapbridge only, one 60-byte flood per path under `perf record -g`
 #                       (daemon run with --perf-basic-prof so JIT frames have names), one under `perf stat`, and one
 #                       under `strace -c -f` (syscalls per frame; strace itself slows the daemon down), and one iperf3
@@ -86,6 +89,11 @@ set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$BENCH_DIR/../.." && pwd)
+# --all: every comparison of docs/performance.md in one run (all.sh; its options follow)
+if [ "${1:-}" = --all ]; then
+	shift
+	exec bash "$BENCH_DIR/all.sh" "$@"
+fi
 # shellcheck source=../lib/netns.sh
 source "$REPO_ROOT/scripts/lib/netns.sh"
 
@@ -217,11 +225,9 @@ if has_impl vde && ! install_on_demand vde2 vde_switch; then
 	tb_warn "SKIPPING vde_switch: not installed (apt-get install vde2)"
 	IMPLS=${IMPLS//vde/}
 fi
-OVS_SCHEMA=/usr/share/openvswitch/vswitch.ovsschema
 if has_impl ovs; then
-	if ! install_on_demand openvswitch-switch ovs-vswitchd || ! command -v ovsdb-server >/dev/null 2>&1 ||
-		! command -v ovs-vsctl >/dev/null 2>&1 || ! command -v ovsdb-tool >/dev/null 2>&1 || [ ! -f "$OVS_SCHEMA" ]; then
-		SKIPPED+=("ovs: SKIPPED, Open vSwitch not installed (Debian package openvswitch-switch: ovsdb-server, ovs-vswitchd, ovs-vsctl, $OVS_SCHEMA)")
+	if ! install_on_demand openvswitch-switch ovs-vswitchd || ! tb_ovs_have; then
+		SKIPPED+=("ovs: SKIPPED, Open vSwitch not installed (Debian package openvswitch-switch: ovsdb-server, ovs-vswitchd, ovs-vsctl, $TB_OVS_SCHEMA)")
 		tb_warn "SKIPPING Open vSwitch: not installed (apt-get install openvswitch-switch)"
 		IMPLS=${IMPLS//ovs/}
 	fi
@@ -259,26 +265,12 @@ host_addr() {
 }
 
 # move_tap IFNAME NS: a TAP made in PREFIX-br moves into a host namespace and becomes its eth0.
-move_tap() {
-	tb_wait_link "$NS_BR" "$1" 10 || tb_die "TAP $1 did not appear in $NS_BR"
-	ip -n "$NS_BR" link set dev "$1" netns "$2"
-	ip -n "$2" link set dev "$1" name eth0
-}
+move_tap() { tb_move_link "$NS_BR" "$1" "$2"; }
 
 # veth_to NS IFNAME: a veth pair IFNAME (in PREFIX-br, up) <-> eth0 (in NS).
 veth_to() {
 	ip -n "$NS_BR" link add "$2" type veth peer name eth0 netns "$1"
 	ip -n "$NS_BR" link set dev "$2" up
-}
-
-# wait_pidfile FILE: echo the PID written there by a daemonizing program.
-wait_pidfile() {
-	local i
-	for ((i = 0; i < 50; i++)); do
-		if [ -s "$1" ]; then cat "$1"; return 0; fi
-		sleep 0.1
-	done
-	return 1
 }
 
 topo_up() { # topo_up IMPL PATH
@@ -335,13 +327,13 @@ topo_up() { # topo_up IMPL PATH
 		ip netns exec "$NS_BR" vde_switch -d -p "$WORK/vde.pid" -s "$WORK/vde.ctl" -M "$WORK/vde.mgmt" "${taps[@]}" \
 			>"$WORK/vde-$path.log" 2>&1 </dev/null
 		local pid
-		pid=$(wait_pidfile "$WORK/vde.pid") || tb_die "vde_switch wrote no pidfile"
+		pid=$(tb_wait_pidfile "$WORK/vde.pid") || tb_die "vde_switch wrote no pidfile"
 		TB_PIDS+=("$pid")
 		BR_PIDS=("$pid")
 		if [ "$path" = uplink ]; then
 			ip netns exec "$NS_BR" vde_pcapplug -d -P "$WORK/pcapplug.pid" -s "$WORK/vde.ctl" peth0 \
 				>"$WORK/pcapplug.log" 2>&1 </dev/null
-			pid=$(wait_pidfile "$WORK/pcapplug.pid") || tb_die "vde_pcapplug wrote no pidfile"
+			pid=$(tb_wait_pidfile "$WORK/pcapplug.pid") || tb_die "vde_pcapplug wrote no pidfile"
 			TB_PIDS+=("$pid")
 			BR_PIDS+=("$pid")
 		fi
@@ -369,58 +361,31 @@ topo_up() { # topo_up IMPL PATH
 	return 1
 }
 
-# ovs_up NAME:TYPE...: ovsdb-server and ovs-vswitchd inside PREFIX-br, everything in $WORK/ovs (never the system's
+# ovs_up NAME:TYPE...: Open vSwitch inside PREFIX-br (tb_ovs_up: everything in $WORK/ovs, never the system's
 # /etc/openvswitch or /var/run/openvswitch); bridge br0 (datapath_type=netdev, userspace TSO) with the given ports
 # (type tap: OVS creates the TAP; type system: an existing netdev, AF_PACKET on a netdev bridge). Both PIDs go to
 # TB_PIDS (stopped on every exit path), ovs-vswitchd's to BR_PIDS. On failure: status 1, OVS_ERR says why.
 OVS_ERR=
 ovs_up() {
-	local d=$WORK/ovs pid spec name type err
-	local vsctl=(ovs-vsctl --db="unix:$d/db.sock" --timeout=10)
+	local d=$WORK/ovs spec name type
 	OVS_ERR=
-	rm -rf "$d"
-	mkdir -p "$d"
-	if ! ovsdb-tool create "$d/conf.db" "$OVS_SCHEMA" >"$d/tool.log" 2>&1; then
-		OVS_ERR="ovsdb-tool create failed: $(tail -n 2 "$d/tool.log" | tr '\n' ' ')"
+	if ! tb_ovs_up "$NS_BR" "$d" ovs-vswitchd userspace-tso-enable=true; then
+		OVS_ERR=$TB_OVS_ERR
 		return 1
 	fi
-	if ! ip netns exec "$NS_BR" ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --unixctl="$d/ovsdb.ctl" \
-		--pidfile="$d/ovsdb.pid" --log-file="$d/ovsdb.log" --no-chdir --detach -vconsole:off >"$d/ovsdb.out" 2>&1 </dev/null; then
-		OVS_ERR="ovsdb-server did not start: $(tail -q -n 2 "$d/ovsdb.out" "$d/ovsdb.log" 2>/dev/null | tr '\n' ' ')"
-		return 1
-	fi
-	pid=$(wait_pidfile "$d/ovsdb.pid") || { OVS_ERR="ovsdb-server wrote no pidfile"; return 1; }
-	TB_PIDS+=("$pid")
-	if ! "${vsctl[@]}" --no-wait init -- set Open_vSwitch . other_config:userspace-tso-enable=true >"$d/vsctl.log" 2>&1; then
-		OVS_ERR="ovs-vsctl init failed: $(tail -n 2 "$d/vsctl.log" | tr '\n' ' ')"
-		return 1
-	fi
-	if ! ip netns exec "$NS_BR" ovs-vswitchd "unix:$d/db.sock" --unixctl="$d/vswitchd.ctl" --pidfile="$d/vswitchd.pid" \
-		--log-file="$d/vswitchd.log" --no-chdir --detach -vconsole:off >"$d/vswitchd.out" 2>&1 </dev/null; then
-		OVS_ERR="ovs-vswitchd did not start: $(tail -q -n 2 "$d/vswitchd.out" "$d/vswitchd.log" 2>/dev/null | tr '\n' ' ')"
-		return 1
-	fi
-	pid=$(wait_pidfile "$d/vswitchd.pid") || { OVS_ERR="ovs-vswitchd wrote no pidfile"; return 1; }
-	TB_PIDS+=("$pid")
-	BR_PIDS=("$pid")
-	local cmd=(add-br br0 -- set bridge br0 datapath_type=netdev)
+	BR_PIDS=("$TB_OVS_PID")
+	local cmd=(add-br br0 -- set bridge br0 datapath_type=netdev) names=()
 	for spec in "$@"; do
 		name=${spec%%:*} type=${spec#*:}
+		names+=("$name")
 		cmd+=(-- add-port br0 "$name")
 		[ "$type" = tap ] && cmd+=(-- set interface "$name" type=tap)
 	done
-	if ! "${vsctl[@]}" "${cmd[@]}" >>"$d/vsctl.log" 2>&1; then
+	if ! tb_ovs_vsctl "$d" "${cmd[@]}" >>"$d/vsctl.log" 2>&1; then
 		OVS_ERR="ovs-vsctl add-br/add-port failed: $(tail -n 2 "$d/vsctl.log" | tr '\n' ' ')"
 		return 1
 	fi
-	for spec in "$@"; do
-		name=${spec%%:*}
-		err=$("${vsctl[@]}" get interface "$name" error 2>&1 || true)
-		if [ -n "$err" ] && [ "$err" != '[]' ]; then
-			OVS_ERR="port $name (${spec#*:}): $err"
-			return 1
-		fi
-	done
+	tb_ovs_port_error "$d" "${names[@]}" || { OVS_ERR=$TB_OVS_ERR; return 1; }
 	return 0
 }
 
@@ -462,18 +427,7 @@ netstat_of() { # netstat_of NS COUNTER
 	ip netns exec "$1" cat "/sys/class/net/eth0/statistics/$2"
 }
 
-# cpu_ns: on-CPU time of every thread of BR_PIDS in ns (/proc/PID/task/*/schedstat), for short windows where clock
-# ticks are too coarse.
-cpu_ns() {
-	local pid f total=0 v
-	for pid in "${BR_PIDS[@]}"; do
-		for f in /proc/"$pid"/task/*/schedstat; do
-			read -r v _ <"$f" 2>/dev/null || continue
-			total=$((total + v))
-		done
-	done
-	echo "$total"
-}
+cpu_ns() { tb_cpu_ns "${BR_PIDS[@]}"; } # on-CPU ns of every thread of the bridge
 
 # m_ping IMPL PATH REP: RTT avg a -> b; and the bridge's CPU per frame in ping-pong (2 frames per ping, one per wakeup).
 m_ping() {

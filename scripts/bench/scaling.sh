@@ -84,7 +84,7 @@ scale_up() {
 		ip netns exec "$NS_BR" vde_switch -d -n $((n + 4)) -p "$WORK/vde.pid" -s "$WORK/vde.ctl" -M "$WORK/vde.mgmt" \
 			"${taps[@]}" >"$WORK/vde-scale$n.log" 2>&1 </dev/null
 		local pid
-		pid=$(wait_pidfile "$WORK/vde.pid") || { SCALE_ERR="vde_switch wrote no pidfile"; return 1; }
+		pid=$(tb_wait_pidfile "$WORK/vde.pid") || { SCALE_ERR="vde_switch wrote no pidfile"; return 1; }
 		TB_PIDS+=("$pid")
 		BR_PIDS=("$pid")
 		;;

@@ -64,8 +64,7 @@ cc -O2 -o "$WORK/flood" "$HERE/flood.c" || tb_die "cannot compile flood.c"
 NODE_BIN=$(command -v node)
 CLI=("$NODE_BIN" "$REPO/dist/cli/main.js")
 [ -f "$REPO/dist/cli/main.js" ] || tb_die "dist/cli/main.js missing: npm run build"
-OVS_SCHEMA=/usr/share/openvswitch/vswitch.ovsschema
-if has_impl ovs && ! { command -v ovs-vswitchd && command -v ovsdb-server && [ -f "$OVS_SCHEMA" ]; } >/dev/null 2>&1; then
+if has_impl ovs && ! tb_ovs_have; then
 	tb_warn "Open vSwitch not installed: ovs row skipped"
 	IMPLS=${IMPLS//ovs/}
 fi
@@ -78,15 +77,6 @@ UNKNOWN_MAC=02:00:00:21:99:99
 BR_PIDS=()
 ROWS=$WORK/rows.tsv
 : >"$ROWS"
-
-wait_pidfile() {
-	local i
-	for ((i = 0; i < 50; i++)); do
-		if [ -s "$1" ]; then cat "$1"; return 0; fi
-		sleep 0.1
-	done
-	return 1
-}
 
 guest_ns() {
 	tb_ns_create "$1"
@@ -103,30 +93,15 @@ guest_addr() { # guest_addr I
 	for j in 1 2 3 4; do [ "$j" = "$1" ] || ip -n "$ns" neigh replace "${IP[$j]}" lladdr "${MAC[$j]}" dev eth0 nud permanent; done
 }
 
-move_tap() { # move_tap IFNAME I
-	tb_wait_link "$NS_BR" "$1" 10 || tb_die "TAP $1 did not appear in $NS_BR"
-	ip -n "$NS_BR" link set dev "$1" netns "$P-g$2"
-	ip -n "$P-g$2" link set dev "$1" name eth0
-}
+move_tap() { tb_move_link "$NS_BR" "$1" "$P-g$2"; } # move_tap IFNAME I
 
 ovs_up() {
-	local d=$WORK/ovs pid i
-	local vsctl=(ovs-vsctl --db="unix:$d/db.sock" --timeout=10)
-	rm -rf "$d"; mkdir -p "$d"
-	ovsdb-tool create "$d/conf.db" "$OVS_SCHEMA" >"$d/tool.log" 2>&1 || return 1
-	ip netns exec "$NS_BR" ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --unixctl="$d/ovsdb.ctl" \
-		--pidfile="$d/ovsdb.pid" --log-file="$d/ovsdb.log" --no-chdir --detach -vconsole:off >"$d/ovsdb.out" 2>&1 </dev/null || return 1
-	pid=$(wait_pidfile "$d/ovsdb.pid") || return 1
-	TB_PIDS+=("$pid")
-	"${vsctl[@]}" --no-wait init -- set Open_vSwitch . other_config:userspace-tso-enable=true >"$d/vsctl.log" 2>&1 || return 1
-	ip netns exec "$NS_BR" ovs-vswitchd "unix:$d/db.sock" --unixctl="$d/vswitchd.ctl" --pidfile="$d/vswitchd.pid" \
-		--log-file="$d/vswitchd.log" --no-chdir --detach -vconsole:off >"$d/vswitchd.out" 2>&1 </dev/null || return 1
-	pid=$(wait_pidfile "$d/vswitchd.pid") || return 1
-	TB_PIDS+=("$pid")
-	BR_PIDS=("$pid")
+	local d=$WORK/ovs i
+	tb_ovs_up "$NS_BR" "$d" ovs-vswitchd userspace-tso-enable=true || { tb_warn "$TB_OVS_ERR"; return 1; }
+	BR_PIDS=("$TB_OVS_PID")
 	local cmd=(add-br br0 -- set bridge br0 datapath_type=netdev)
 	for i in 1 2 3 4; do cmd+=(-- add-port br0 "vif$i" -- set interface "vif$i" type=tap); done
-	"${vsctl[@]}" "${cmd[@]}" >>"$d/vsctl.log" 2>&1
+	tb_ovs_vsctl "$d" "${cmd[@]}" >>"$d/vsctl.log" 2>&1
 }
 
 # topo_up ROW: the bridge and four guests; ROW: kernel | kernel+tc | ovs | tapbridge | tapbridge+limit | tapbridge+storm
@@ -181,27 +156,8 @@ topo_down() {
 	BR_PIDS=()
 }
 
-cpu_ns() { # on-CPU ns of every thread of BR_PIDS (/proc/PID/task/*/schedstat)
-	local pid f total=0 v
-	for pid in "${BR_PIDS[@]}"; do
-		for f in /proc/"$pid"/task/*/schedstat; do
-			read -r v _ <"$f" 2>/dev/null || continue
-			total=$((total + v))
-		done
-	done
-	echo "$total"
-}
-cpu_ticks() { # utime+stime of BR_PIDS, clock ticks
-	local pid t=0 rest
-	for pid in "${BR_PIDS[@]}"; do
-		rest=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-		rest=${rest##*) }
-		# shellcheck disable=SC2086
-		set -- $rest
-		t=$((t + ${12} + ${13}))
-	done
-	echo "$t"
-}
+cpu_ns() { tb_cpu_ns "${BR_PIDS[@]}"; }                 # on-CPU ns of every thread of BR_PIDS
+cpu_ticks() { tb_cpu_ticks "${BR_PIDS[@]+"${BR_PIDS[@]}"}"; } # utime+stime of BR_PIDS, clock ticks
 host_busy() { # "busy total" jiffies of the whole machine (/proc/stat cpu line)
 	awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
 }

@@ -170,3 +170,118 @@ tb_cleanup_all() {
 	done
 	TB_NAMESPACES=()
 }
+
+# tb_wait_pidfile FILE: echo the PID a daemonizing program wrote there (waits up to 5 s; status 1 when none).
+tb_wait_pidfile() {
+	local i
+	for ((i = 0; i < 50; i++)); do
+		if [ -s "$1" ]; then cat "$1"; return 0; fi
+		sleep 0.1
+	done
+	return 1
+}
+
+# tb_move_link FROM_NS IFNAME TO_NS [NEWNAME]: wait until IFNAME exists in FROM_NS (a TAP a bridge made there), move it
+# into TO_NS and rename it NEWNAME (default eth0).
+tb_move_link() {
+	tb_wait_link "$1" "$2" 10 || tb_die "$2 did not appear in $1"
+	ip -n "$1" link set dev "$2" netns "$3"
+	ip -n "$3" link set dev "$2" name "${4:-eth0}"
+}
+
+# tb_cpu_ticks PID...: utime + stime of the PIDs in clock ticks (/proc/PID/stat fields 14 and 15); a PID gone counts 0.
+tb_cpu_ticks() {
+	local pid total=0 v
+	for pid in "$@"; do
+		v=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) || v=0
+		total=$((total + ${v:-0}))
+	done
+	echo "$total"
+}
+
+# Open vSwitch started by hand (no ovs-ctl, no system service): ovsdb-server and ovs-vswitchd inside a namespace the
+# caller made, with the database, sockets, logs and OVS_RUNDIR (the bridges' .mgmt sockets) under DIR, never the
+# system's /etc/openvswitch or /var/run/openvswitch.
+TB_OVS_SCHEMA=/usr/share/openvswitch/vswitch.ovsschema
+
+# tb_ovs_vsctl DIR ARGS...: ovs-vsctl against the database under DIR (TB_OVS_TIMEOUT seconds, default 10).
+tb_ovs_vsctl() {
+	local d=$1
+	shift
+	ovs-vsctl --db="unix:$d/db.sock" --timeout="${TB_OVS_TIMEOUT:-10}" "$@"
+}
+
+# tb_ovs_have [VSWITCHD]: status 0 when ovsdb-tool, ovsdb-server, ovs-vsctl, the schema and VSWITCHD (default
+# ovs-vswitchd) are installed.
+tb_ovs_have() {
+	local c
+	for c in ovsdb-tool ovsdb-server ovs-vsctl "${1:-ovs-vswitchd}"; do command -v "$c" >/dev/null 2>&1 || return 1; done
+	[ -f "$TB_OVS_SCHEMA" ]
+}
+
+# tb_ovs_port_error DIR PORT...: status 1 and TB_OVS_ERR "port PORT: ERROR" for the first PORT whose Interface row has
+# an error (a port OVS could not open); status 0 when none has.
+tb_ovs_port_error() {
+	local d=$1 p err
+	shift
+	for p in "$@"; do
+		err=$(tb_ovs_vsctl "$d" get interface "$p" error 2>&1 || true)
+		if [ -n "$err" ] && [ "$err" != '[]' ]; then
+			TB_OVS_ERR="port $p: $err"
+			return 1
+		fi
+	done
+	return 0
+}
+
+# tb_ovs_up NS DIR [VSWITCHD [KEY=VALUE...]]: a fresh database in DIR, ovsdb-server, Open_vSwitch other_config KEY=VALUE
+# (before ovs-vswitchd reads it: dpdk-init and its friends), then VSWITCHD (default ovs-vswitchd; the DPDK build by its
+# path), both in NS and recorded in TB_PIDS. Status 0: TB_OVS_PID is ovs-vswitchd's PID, its unixctl socket is
+# DIR/vswitchd.ctl. Status 1: TB_OVS_ERR says which step failed and the last lines of its log.
+TB_OVS_PID=
+TB_OVS_ERR=
+tb_ovs_up() {
+	local ns=$1 d=$2 bin=${3:-ovs-vswitchd} kv rc=0
+	shift 3 2>/dev/null || shift $#
+	TB_OVS_PID= TB_OVS_ERR=
+	rm -rf "$d"
+	mkdir -p "$d"
+	if ! ovsdb-tool create "$d/conf.db" "$TB_OVS_SCHEMA" >"$d/tool.log" 2>&1; then
+		TB_OVS_ERR="ovsdb-tool create failed: $(tail -n 2 "$d/tool.log" | tr '\n' ' ')"
+		return 1
+	fi
+	tb_bg "$ns" "$d/ovsdb.out" env OVS_RUNDIR="$d" OVS_DBDIR="$d" OVS_LOGDIR="$d" ovsdb-server "$d/conf.db" \
+		--remote="punix:$d/db.sock" --unixctl="$d/ovsdb.ctl" --log-file="$d/ovsdb.log" --no-chdir -vconsole:off
+	tb_wait_socket "$d/db.sock" "$TB_LAST_PID" 10 || {
+		TB_OVS_ERR="ovsdb-server did not start: $(tail -q -n 2 "$d/ovsdb.out" "$d/ovsdb.log" 2>/dev/null | tr '\n' ' ')"
+		return 1
+	}
+	local init=(--no-wait init)
+	for kv in "$@"; do init+=(-- set Open_vSwitch . "other_config:$kv"); done
+	if ! tb_ovs_vsctl "$d" "${init[@]}" >"$d/vsctl.log" 2>&1; then
+		TB_OVS_ERR="ovs-vsctl init failed: $(tail -n 2 "$d/vsctl.log" | tr '\n' ' ')"
+		return 1
+	fi
+	tb_bg "$ns" "$d/vswitchd.out" env OVS_RUNDIR="$d" OVS_DBDIR="$d" OVS_LOGDIR="$d" "$bin" "unix:$d/db.sock" \
+		--unixctl="$d/vswitchd.ctl" --log-file="$d/vswitchd.log" --no-chdir -vconsole:off
+	TB_OVS_PID=$TB_LAST_PID
+	tb_wait_socket "$d/vswitchd.ctl" "$TB_OVS_PID" 30 || rc=$?
+	if [ "$rc" -ne 0 ]; then
+		TB_OVS_ERR="$bin $([ "$rc" = 2 ] && echo exited || echo 'did not open its control socket in 30 s'): $(grep -h -E 'ERR|EMER|WARN' "$d/vswitchd.log" 2>/dev/null | tail -n 3 | tr '\n' ' ')$(tail -n 2 "$d/vswitchd.out" 2>/dev/null | tr '\n' ' ')"
+		return 1
+	fi
+	return 0
+}
+
+# tb_cpu_ns PID...: on-CPU time of every thread of the PIDs in ns (/proc/PID/task/*/schedstat), for windows where clock
+# ticks are too coarse.
+tb_cpu_ns() {
+	local pid f total=0 v
+	for pid in "$@"; do
+		for f in /proc/"$pid"/task/*/schedstat; do
+			read -r v _ <"$f" 2>/dev/null || continue
+			total=$((total + v))
+		done
+	done
+	echo "$total"
+}
