@@ -35,11 +35,16 @@ export class MdbPublished {
   /** undefined: nothing yet (or to be sent again whole) */
   private mc: McastSnooping | null | undefined = undefined;
   private version = -1;
+  private settings: McastSnooping['settings'] | null = null;
 
-  /** Whether the worker's copy is behind `mc` (the bridge's now; null: snooping off), or must follow a table sent now. */
+  /**
+   * Whether the worker's copy is behind `mc` (the bridge's now; null: snooping off): another instance, other settings
+   * (a reload applied in place), a change of the MDB, or a port table sent now (the worker's engine changes its copy
+   * when ports change: the writer's state must follow in the same message).
+   */
   behind(mc: McastSnooping | null, tableSent: boolean): boolean {
     if (mc !== this.mc) return true;
-    return mc !== null && (tableSent || mc.mdb.version !== this.version);
+    return mc !== null && (tableSent || mc.mdb.version !== this.version || mc.settings !== this.settings);
   }
 
   /** The message part for `mc` (null: snooping off), recorded as sent. */
@@ -47,6 +52,7 @@ export class MdbPublished {
     this.mc = mc;
     if (mc === null) return null;
     this.version = mc.mdb.version;
+    this.settings = mc.settings;
     return { key, settings: mc.settings, maxPorts: mc.mdb.maxPorts, mdb: mc.mdb.exportState() };
   }
 

@@ -391,6 +391,12 @@ describe('DataPlane: IGMP/MLD snooping on worker threads (the MDB copy, the punt
     l.bridge.tick(5000, 1000);
     l.dp.tick(5000);
     expect(copyOf(w1).findGroup(1, G1)).toBe(-1);
+    // settings applied in place (a reload): the worker gets them
+    const n2 = w1.posted.length;
+    mc.apply({ ...mc.settings, floodUnregistered: false });
+    l.dp.sync(false);
+    expect(w1.posted.length).toBe(n2 + 1);
+    expect(lastMcast(w1).br0!.settings.floodUnregistered).toBe(false);
     // snooping turned off: the worker is told so
     l.bridge.setMulticast(null);
     l.dp.sync(false);
