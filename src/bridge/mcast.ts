@@ -252,7 +252,7 @@ export class McastSnooping {
     else return MCAST_FLOOD;
     const id = ingress.id;
     const mdb = this.mdb;
-    if (learn && this.punt !== null && kind !== MC_DATA && kind !== MC_MALFORMED && kind !== MC_OTHER) {
+    if (kind !== MC_DATA && kind !== MC_MALFORMED && kind !== MC_OTHER && learn && this.punt !== null) {
       // a worker: the main thread learns (and counts) it; here it is forwarded as the main thread would
       this.punt.punt(id, vid, slab, off, len, hdr);
       learn = false;
