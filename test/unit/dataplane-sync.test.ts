@@ -13,7 +13,8 @@ import { Mdb } from '../../src/mdb/mdb.js';
 import { PuntRing } from '../../src/dataplane/punt-ring.js';
 import { EthernetHeader } from '../../src/frame/ethernet.js';
 import { igmpV2Report } from '../support/mcast-frames.js';
-import { type McastPublish, ACK_FAILED, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, type MainToWorker, type PortSnap, type WorkerInit } from '../../src/dataplane/protocol.js';
+import { MALFORMED_REASONS } from '../../src/frame/igmp.js';
+import { type McastPublish, mcastCounterBase, ACK_FAILED, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, type MainToWorker, type PortSnap, type WorkerInit } from '../../src/dataplane/protocol.js';
 import { macHi, macLo } from '../../src/fdb/fdb.js';
 import { parseMac } from '../../src/frame/mac.js';
 import { silentLogger } from '../../src/log.js';
@@ -401,6 +402,24 @@ describe('DataPlane: IGMP/MLD snooping on worker threads (the MDB copy, the punt
     l.bridge.setMulticast(null);
     l.dp.sync(false);
     expect(lastMcast(w1)).toEqual({ br0: null });
+  });
+
+  it('folds what a worker\'s copy of the snooping counted (malformed IGMP/MLD by reason and port, data by the MDB) into the main thread\'s', () => {
+    const l = lab(2, ['vif1.0', 'vif2.0'], true);
+    const [w1] = l.workers;
+    const slab = new Float64Array(w1.init.bridges[0].counters);
+    const base = mcastCounterBase(16);
+    // as the worker writes it when it answers: [mdbForwarded, unregisteredToRouters, by reason..., per port...]
+    slab[base] = 7;
+    slab[base + 2 + MALFORMED_REASONS.indexOf('checksum')] = 3;
+    slab[base + 2 + MALFORMED_REASONS.length + 1] = 3;
+    l.dp.sync(true);
+    const mc = l.bridge.mcast!;
+    expect(mc.malformedByReason().checksum).toBe(3);
+    expect(mc.portStats(l.bridge.portByName('vif2.0')!, 0).malformed_rx).toBe(3);
+    expect(mc.counters.mdbForwarded).toBe(7);
+    l.dp.sync(true);
+    expect(mc.malformedByReason().checksum).toBe(3);
   });
 
   it('a late worker: a change of the MDB fails the request, and is not queued to it', () => {
