@@ -7,6 +7,9 @@
 //   2. A multicast stream: 60-byte IPv4 UDP frames to one of 1000 registered groups (one member among 4 guests each)
 //      against the same frames with snooping off (flooded to every port): decisions per second.
 //   3. Allocation: one million multicast frames after warm-up, GCs counted (0 means nothing allocated per frame).
+//   4. A data-plane worker's engine (data_workers > 1): the same stream through a copy of the MDB (Mdb.importState(),
+//      src/dataplane/mdb-publish.ts) against the main thread's; then one million frames, one in eight an IGMPv2 report
+//      handed to the punt ring (src/dataplane/punt-ring.ts, drained between passes), GCs counted.
 //
 // Usage: node --expose-gc scripts/bench/mcast-engine.mjs [--quick]
 
@@ -17,6 +20,7 @@ const { Bridge } = await import(new URL('bridge/bridge.js', dist));
 const { BridgePort } = await import(new URL('bridge/port.js', dist));
 const { McastSnooping } = await import(new URL('bridge/mcast.js', dist));
 const { defaultMcastSettings } = await import(new URL('mdb/config.js', dist));
+const { PuntRing, PuntWriter } = await import(new URL('dataplane/punt-ring.js', dist));
 
 const quick = process.argv.includes('--quick');
 const BATCH = 64;
@@ -129,6 +133,61 @@ function multicastLoad(s) {
   };
 }
 
+function csum16(buf, off, len) {
+  let s = 0;
+  for (let i = 0; i < len; i += 2) s += (buf[off + i] << 8) | buf[off + i + 1];
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  return ~s & 0xffff;
+}
+
+/** As multicastLoad, but every 8th frame an IGMPv2 report (from port 0) for one of the groups. */
+function mixedLoad(s) {
+  const frames = 1024;
+  const slab = new Uint8Array(frames * SLOT);
+  const batches = [];
+  for (let b = 0; b < frames / BATCH; b++) {
+    const desc = new Int32Array(3 * BATCH);
+    for (let i = 0; i < BATCH; i++) {
+      const k = b * BATCH + i;
+      const off = k * SLOT + 4 + VNET;
+      const g = (0xef010000 + (k % GROUPS)) >>> 0;
+      const report = k % 8 === 0;
+      desc[3 * i] = off;
+      desc[3 * i + 1] = 60;
+      slab.set([0x01, 0x00, 0x5e, (g >>> 16) & 0x7f, (g >>> 8) & 0xff, g & 0xff, 0x02, 0, 0, 0, 0, 0x09, 0x08, 0x00], off);
+      slab.set([0x45, 0, 0, report ? 28 : 46, 0, 0, 0, 0, 1, report ? 2 : 17, 0, 0, 198, 18, 0, 9, g >>> 24, (g >>> 16) & 0xff, (g >>> 8) & 0xff, g & 0xff], off + 14);
+      const ip = csum16(slab, off + 14, 20);
+      slab[off + 24] = ip >>> 8;
+      slab[off + 25] = ip & 0xff;
+      if (report) {
+        slab.set([0x16, 0, 0, 0, g >>> 24, (g >>> 16) & 0xff, (g >>> 8) & 0xff, g & 0xff], off + 34);
+        const c = csum16(slab, off + 34, 8);
+        slab[off + 36] = c >>> 8;
+        slab[off + 37] = c & 0xff;
+      }
+    }
+    batches.push(desc);
+  }
+  return () => {
+    for (let b = 0; b < frames / BATCH; b++) s.bridge.receive(s.ports[0], slab, batches[b], BATCH);
+    return frames;
+  };
+}
+
+/** A worker's engine: snooping with a copy of `main`'s MDB and a punt ring (drained by `drain()`). */
+function workerSetup(main, nports) {
+  const s = setup(nports, false);
+  const mc = new McastSnooping({ ...defaultMcastSettings(), querier: false }, 8);
+  s.bridge.setMulticast(mc);
+  mc.mdb.importState(structuredClone(main.bridge.mcast.mdb.exportState()));
+  const ring = new PuntRing(128);
+  mc.punt = new PuntWriter(ring, 8);
+  const sink = { frame() {} };
+  s.drain = () => ring.drain(sink);
+  s.ring = ring;
+  return s;
+}
+
 function cpuMs() {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
@@ -175,4 +234,32 @@ console.log(`  IPv4 multicast stream to ${GROUPS} groups, 5 ports: snooping off 
   const during = gcs.filter((e) => e.startTime >= t0 && e.startTime <= t1).length;
   console.log(`  allocation: ${n.toLocaleString('en')} multicast frames through the MDB after warm-up: ${during} GCs ` +
     `(${during === 0 ? 'PASS: nothing allocated per frame' : 'FAIL'})`);
+}
+{
+  const w = workerSetup(on, 5);
+  const rates = interleaved({ main: multicastLoad(on), worker: multicastLoad(w) }, slices, 100);
+  console.log(`  data worker's copy of the MDB: stream ${(rates.worker / 1e6).toFixed(2)} M decisions/s against the main thread's ` +
+    `${(rates.main / 1e6).toFixed(2)} M`);
+  const mixed = mixedLoad(w);
+  const pass = () => {
+    const n = mixed();
+    w.drain();
+    return n;
+  };
+  for (let i = 0; i < 1500; i++) pass();
+  const gcs = [];
+  const obs = new PerformanceObserver((l) => gcs.push(...l.getEntries()));
+  obs.observe({ entryTypes: ['gc'] });
+  if (typeof globalThis.gc === 'function') globalThis.gc();
+  const pushed0 = w.ring.pushed;
+  const t0 = performance.now();
+  let n = 0;
+  while (n < 1_000_000) n += pass();
+  const t1 = performance.now();
+  await new Promise((r) => setTimeout(r, 200));
+  obs.disconnect();
+  const during = gcs.filter((e) => e.startTime >= t0 && e.startTime <= t1).length;
+  const punted = w.ring.pushed - pushed0;
+  console.log(`  allocation (worker): ${n.toLocaleString('en')} frames, ${punted.toLocaleString('en')} reports punted ` +
+    `(${w.ring.dropped} dropped): ${during} GCs (${during === 0 && punted > 0 ? 'PASS: nothing allocated per frame' : 'FAIL'})`);
 }

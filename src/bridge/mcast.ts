@@ -20,6 +20,11 @@
 //   filters candidates with its one egress predicate (shouldDeliver), so VLAN membership, port state,
 //   isolation and mirror outputs apply unchanged.
 //
+//   On a data-plane worker (src/dataplane/worker.ts) this.mdb is a replica of the main thread's, replaced whole under
+//   the epoch sync (src/dataplane/mdb-publish.ts), and this.punt is set: a query, report, leave, PIM hello or MRD
+//   advertisement is handed to this.punt for the main thread's MDB and querier (which count it), and forwarded as
+//   select(learn = false) decides, exactly as the main thread forwards it; data and malformed frames are handled here.
+//
 //   Timers (RFC 3376 8, the kernel bridge's names): membership interval = last_member_count x
 //   query_interval + query_response_interval; a leave lowers the group timer to last_member_count x
 //   last_member_interval, or removes the port at once with multicast_fast_leave; a router port learnt
@@ -32,7 +37,7 @@
 
 import { type EthernetHeader, ETH_P_IPV4, ETH_P_IPV6 } from '../frame/ethernet.js';
 import {
-  classifyIpv4, isIpv4LinkLocalGroup, MALFORMED_REASONS, type MalformedReason, MC_DATA, MC_LEAVE, MC_MALFORMED, MC_QUERY, MC_REPORT, MC_REPORT_V3,
+  classifyIpv4, isIpv4LinkLocalGroup, MALFORMED_REASONS, type MalformedReason, MC_DATA, MC_LEAVE, MC_MALFORMED, MC_OTHER, MC_QUERY, MC_REPORT, MC_REPORT_V3,
   MC_ROUTER, McastPacket, McastRecord, readIgmpRecord, readIgmpSource, REC_ALLOW, REC_BLOCK, REC_IS_EX, REC_IS_IN, REC_TO_EX,
   REC_TO_IN, V4_MAPPED,
 } from '../frame/igmp.js';
@@ -52,6 +57,14 @@ export const DEFAULT_QUERY_RESPONSE_INTERVAL_MS = 10_000;
 export const DEFAULT_LAST_MEMBER_COUNT = 2;
 export const DEFAULT_LAST_MEMBER_INTERVAL_MS = 1000;
 export const DEFAULT_MAX_GROUPS = 4096;
+
+/**
+ * Where a data-plane worker hands the IGMP/MLD control frames it reads (src/dataplane/punt-ring.ts): the main
+ * thread runs them through its own select() to update its MDB and querier. Bounded; drops are counted there.
+ */
+export interface McastPunt {
+  punt(port: number, vid: number, slab: Uint8Array, off: number, len: number, hdr: EthernetHeader): void;
+}
 
 /** A VLAN's snooping settings (the bridge's, or a `multicast_vlans` override). */
 export interface McastVlanSettings {
@@ -131,6 +144,8 @@ export class McastSnooping {
   slab: (() => Uint8Array) | null = null;
   /** the querier's source MAC when it has no other (set by the owner) */
   querierMac = 0x020000000001;
+  /** on a data-plane worker: where control frames go instead of being learned here (null: learn here) */
+  punt: McastPunt | null = null;
 
   constructor(settings: McastSettings, maxPorts: number) {
     this.settings = settings;
@@ -199,6 +214,7 @@ export class McastSnooping {
     mdb.routerMode[id] = s.router === 'always' ? ROUTER_ALWAYS : s.router === 'never' ? ROUTER_NEVER : ROUTER_AUTO;
     if (s.router !== 'auto') mdb.routerExpiryMs[id] = 0;
     mdb.portMax[id] = s.mdbMax;
+    mdb.version++;
     this.fastLeave[id] = s.fastLeave ? 1 : 0;
     for (const e of this.settings.permanent) {
       if (e.port !== port.name) continue;
@@ -217,6 +233,7 @@ export class McastSnooping {
   portDown(port: BridgePort): void {
     this.mdb.removePort(port.id, false);
     this.mdb.routerExpiryMs[port.id] = 0;
+    this.mdb.version++;
   }
 
   /**
@@ -235,6 +252,11 @@ export class McastSnooping {
     else return MCAST_FLOOD;
     const id = ingress.id;
     const mdb = this.mdb;
+    if (kind !== MC_DATA && kind !== MC_MALFORMED && kind !== MC_OTHER && learn && this.punt !== null) {
+      // a worker: the main thread learns (and counts) it; here it is forwarded as the main thread would
+      this.punt.punt(id, vid, slab, off, len, hdr);
+      learn = false;
+    }
     switch (kind) {
       case MC_DATA: {
         if (this.isLinkLocal(pkt.dst)) return MCAST_FLOOD;
@@ -399,6 +421,42 @@ export class McastSnooping {
   tick(nowMs: number, budget: number, ports: readonly BridgePort[]): number {
     if (this.querier !== null && this.slab !== null) this.querier.tick(nowMs, ports, this.slab());
     return this.mdb.sweep(nowMs, budget);
+  }
+
+  /** The words of the counters a data-plane worker's copy counts itself (writeWorkerCounters()). */
+  static workerCounterWords(maxPorts: number): number {
+    return 2 + MALFORMED_REASONS.length + maxPorts;
+  }
+
+  /**
+   * A worker's copy: what it counted itself (data forwarded by the MDB, unregistered data sent to router ports,
+   * malformed IGMP/MLD by reason and per port), absolute, into dst[base ..] (src/dataplane/protocol.ts).
+   */
+  writeWorkerCounters(dst: Float64Array, base: number, maxPorts: number): void {
+    dst[base] = this.counters.mdbForwarded;
+    dst[base + 1] = this.counters.unregisteredToRouters;
+    const r = MALFORMED_REASONS.length;
+    for (let k = 0; k < r; k++) dst[base + 2 + k] = this.malformed[k];
+    const n = Math.min(maxPorts, this.stamp.length);
+    for (let p = 0; p < n; p++) dst[base + 2 + r + p] = this.portCounters[p * PORT_COUNTERS + PC_MALFORMED];
+  }
+
+  /**
+   * The main thread: adds what a worker's copy counted since the last fold (src[base ..] against folded[base ..],
+   * which is brought up to src). A copy replaced on the worker starts from zero: a smaller value adds nothing.
+   */
+  foldWorkerCounters(src: Float64Array, folded: Float64Array, base: number, maxPorts: number): void {
+    const add = (i: number): number => {
+      const d = src[base + i] - folded[base + i];
+      folded[base + i] = src[base + i];
+      return d > 0 ? d : 0;
+    };
+    this.counters.mdbForwarded += add(0);
+    this.counters.unregisteredToRouters += add(1);
+    const r = MALFORMED_REASONS.length;
+    for (let k = 0; k < r; k++) this.malformed[k] += add(2 + k);
+    const n = Math.min(maxPorts, this.stamp.length);
+    for (let p = 0; p < n; p++) this.portCounters[p * PORT_COUNTERS + PC_MALFORMED] += add(2 + r + p);
   }
 
   /** Malformed IGMP/MLD dropped, by reason (control plane). */

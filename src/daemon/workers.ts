@@ -75,7 +75,8 @@ export class Workers {
     if (syncWorkers) this.sync(true);
     return this.dataPlane?.show() ?? {
       data_workers: this.d.config.dataWorkers, epoch: 0, syncs: 0, learned_from_workers: 0, workers_terminated: 0,
-      workers: [{ id: 0, alive: true, ports: [...this.d.byName.keys()], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0, terminated: false }],
+      workers: [{ id: 0, alive: true, ports: [...this.d.byName.keys()], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0, terminated: false,
+        punt_pushed: 0, punt_dropped: 0 }],
     };
   }
 

@@ -33,6 +33,9 @@
 // Each acknowledgement brings the workers' counters (folded into the main thread's ports; lastFolded() says when),
 // and the learning rings are drained into the FDB whenever a worker signals: an entry is learned only while its port
 // id still names the port it was pushed for (its port key) and that port is a member of its VLAN.
+// IGMP/MLD snooping (mdb-publish.ts): the main thread is the MDB's one writer; a sync carries a whole copy of a
+// bridge's MDB to each worker whose copy is behind, and the control frames a worker reads come back through its punt
+// ring, drained like the learning ring.
 
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../log.js';
@@ -42,13 +45,17 @@ import { PacketPort, unixSocket } from '../io/native.js';
 import { PortCounter } from '../io/native-types.js';
 import { LearnRing, type LearnSink } from './learn-ring.js';
 import { stuckWorkerId, WORKER_STUCK_ENV } from './test-hooks.js';
+import { MDB_PUBLISH_INTERVAL_MS, MdbPublished, PuntConsumer } from './mdb-publish.js';
+import { PuntRing } from './punt-ring.js';
 import {
-  ACK_EPOCH, ACK_FAILED, ACK_WORDS, BRIDGE_FIELDS, counterSlabBytes, ENGINE_FIELDS, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, ROW_NATIVE, type MainToWorker, type PortSnap, type WorkerInit,
+  ACK_EPOCH, ACK_FAILED, ACK_WORDS, BRIDGE_FIELDS, counterSlabBytes, ENGINE_FIELDS, mcastCounterBase, type McastPublish, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, ROW_NATIVE, type MainToWorker, type PortSnap, type WorkerInit,
   type WorkerToMain,
 } from './protocol.js';
 
 /** Entries per learning ring (per worker and bridge). */
 export const LEARN_RING_ENTRIES = 4096;
+/** Slots per punt ring (per worker and bridge; punt-ring.ts: 2 KiB each). */
+export const PUNT_RING_SLOTS = 128;
 /** How long sync() waits for the workers' acknowledgement before it throws DataPlaneTimeout. */
 export const SYNC_TIMEOUT_MS = 2000;
 /** A worker late for this many sync timeouts in a row (SYNC_TIMEOUT_MS each) is terminated. */
@@ -141,11 +148,11 @@ export interface DataPlaneBridge {
  * Whether workers may read this bridge's ports: not while it has what a worker's engine does not carry, a bond, a
  * mirror or a running capture (mirrors and captures see every frame at every port, a mirror output included), an
  * egress rate limit (src/bridge/qos.ts: one bucket, on the main thread, for what every thread would send to the
- * port), IGMP/MLD snooping (the MDB lives on the main thread only), or a vhost-user port (its rings are read and
- * written by the main thread only, so no worker could send to it).
+ * port), or a vhost-user port (its rings are read and written by the main thread only, so no worker could send to it).
+ * IGMP/MLD snooping does not keep a bridge here: workers forward with a copy of the MDB (mdb-publish.ts).
  */
 function workersMayRead(b: DataPlaneBridge): boolean {
-  return !b.hasBond() && b.bridge.mirrors.length === 0 && b.bridge.mcast === null &&
+  return !b.hasBond() && b.bridge.mirrors.length === 0 &&
     !b.bridge.portList.some((p) => p.tap !== null || p.kind === 'vhost-user' || (p.qos !== null && p.qos.egressLimited));
 }
 
@@ -168,6 +175,10 @@ interface BridgeSlot {
   /** the engine this slot was made for (a bridge re-created by a reload is another one) */
   bridge: Bridge;
   ring: LearnRing;
+  /** IGMP/MLD control frames the worker read, for the MDB's writer */
+  punt: PuntRing;
+  /** the MDB last published to the worker */
+  mdb: MdbPublished;
   counters: Float64Array;
   /** the counters folded so far, per row (protocol.ts layout) */
   folded: Float64Array;
@@ -214,6 +225,7 @@ export interface DataPlaneShow {
     sync_timeouts: number;
     /** terminated because it was stuck */
     terminated: boolean;
+    punt_pushed: number; punt_dropped: number;
   }>;
 }
 
@@ -250,6 +262,11 @@ export class DataPlane {
   private folded = { epoch: 0, atMs: 0 };
   /** the last sync left a port unread while another worker stops reading it */
   private heldBack = false;
+  /** runs punted IGMP/MLD frames through the main thread's MDB */
+  private readonly punts = new PuntConsumer();
+  /** a publication of the MDB after a drain is scheduled; when the last one ran (performance.now() ms) */
+  private publishPending = false;
+  private lastPublishAtMs = -Infinity;
 
   constructor(opts: DataPlaneOptions) {
     if (!Number.isInteger(opts.count) || opts.count < 2) throw new RangeError('a data plane on threads needs count >= 2');
@@ -284,12 +301,16 @@ export class DataPlane {
       if (layout === null) throw new Error(`bridge ${b.name}: its FDB is not shared (data_workers needs a shared table)`);
       const maxPorts = b.bridge.ports.length;
       const ring = new LearnRing(LEARN_RING_ENTRIES);
+      const punt = new PuntRing(PUNT_RING_SLOTS);
       const counters = new Float64Array(new SharedArrayBuffer(counterSlabBytes(maxPorts)));
-      slots.set(b.name, { bridge: b.bridge, ring, counters, folded: new Float64Array(counters.length), held: new Map(), sent: null, reading: new Map() });
+      slots.set(b.name, {
+        bridge: b.bridge, ring, punt, mdb: new MdbPublished(), counters, folded: new Float64Array(counters.length), held: new Map(), sent: null,
+        reading: new Map(),
+      });
       const readers = this.readers.get(b.bridge);
       if (readers === undefined) throw new Error(`bridge ${b.name}: no reader counters`);
       init.bridges.push({
-        name: b.name, maxPorts, fdb: layout, readers: readers.buffer as SharedArrayBuffer, reader: id - 1, ring: ring.buffer,
+        name: b.name, maxPorts, fdb: layout, readers: readers.buffer as SharedArrayBuffer, reader: id - 1, ring: ring.buffer, punt: punt.buffer,
         counters: counters.buffer as SharedArrayBuffer,
       });
     }
@@ -308,7 +329,10 @@ export class DataPlane {
       if (!this.stopped && h.alive && !h.terminated) this.log.error({ worker: id, code }, 'data worker exited; its ports go back to the main thread');
       this.lose(h);
     });
-    for (const slot of slots.values()) this.armDrain(h, slot);
+    for (const slot of slots.values()) {
+      this.armDrain(h, slot);
+      this.armPuntDrain(h, slot);
+    }
     this.workers.push(h);
   }
 
@@ -424,9 +448,53 @@ export class DataPlane {
     slot.ring.drain(sink);
   }
 
-  /** Drains every learning ring now (the tick's backstop to the signals). */
+  /** Drains every learning and punt ring now (the tick's backstop to the signals). */
   drain(): void {
-    for (const h of this.workers) if (h.alive) for (const slot of h.slots.values()) this.drainSlot(slot);
+    for (const h of this.workers) {
+      if (!h.alive) continue;
+      for (const slot of h.slots.values()) {
+        this.drainSlot(slot);
+        if (this.drainPunts(slot)) this.publishSoon();
+      }
+    }
+  }
+
+  /** Drains a worker's punt ring whenever it signals, until stop(). */
+  private armPuntDrain(h: WorkerHandle, slot: BridgeSlot): void {
+    const [word, index] = slot.punt.signalWord;
+    const again = (): void => {
+      if (this.stopped || !h.alive) return;
+      try {
+        if (this.drainPunts(slot)) this.publishSoon();
+      } catch (err) {
+        // a bug must not end the daemon from a promise callback; the tick drains again
+        this.log.error({ err, worker: h.id }, 'draining a punt ring failed');
+      }
+      const r = waitAsync(word, index, Atomics.load(word, index), 1000);
+      if (r.async) void r.value.then(again);
+      else setImmediate(again);
+    };
+    again();
+  }
+
+  /** The IGMP/MLD frames a worker punted, into the MDB (mdb-publish.ts); true when the MDB changed. */
+  private drainPunts(slot: BridgeSlot): boolean {
+    return this.punts.drain(slot.punt, slot.bridge, (p) => this.keys.get(p), this.clock[0]);
+  }
+
+  /**
+   * The MDB changed by what a worker punted: publish it to the workers soon (coalesced, at most once per
+   * MDB_PUBLISH_INTERVAL_MS; the tick's sync publishes whatever changed in between anyway).
+   */
+  private publishSoon(): void {
+    if (this.publishPending || this.stopped) return;
+    this.publishPending = true;
+    const waitMs = Math.max(0, MDB_PUBLISH_INTERVAL_MS - (performance.now() - this.lastPublishAtMs));
+    setTimeout(() => {
+      this.publishPending = false;
+      this.lastPublishAtMs = performance.now();
+      this.syncBestEffort(false);
+    }, waitMs).unref();
   }
 
   private keyOf(o: object): number {
@@ -475,7 +543,10 @@ export class DataPlane {
       const f = Atomics.load(h.ack, ACK_FAILED);
       if (f <= h.failedSeen) continue;
       h.failedSeen = f;
-      for (const slot of h.slots.values()) slot.sent = null;
+      for (const slot of h.slots.values()) {
+        slot.sent = null;
+        slot.mdb.reset();
+      }
       out.push(h);
     }
     return out;
@@ -635,20 +706,32 @@ export class DataPlane {
       const tables: Record<string, PortSnap[]> = {};
       const dups: number[] = [];
       const readingNext: Array<[BridgeSlot, Map<RxIo, string>]> = [];
+      /** the bridges whose MDB copy this worker is to get */
+      const mdbBehind: Array<[string, BridgeSlot]> = [];
       for (const [name, slot] of h.slots) {
-        const snaps = this.snapshot(h, slot, bridges.has(slot.bridge), plan);
-        if (slot.sent !== null && sameTable(slot.sent, snaps)) continue;
+        const current = bridges.has(slot.bridge);
+        const snaps = this.snapshot(h, slot, current, plan);
+        const tableSent = slot.sent === null || !sameTable(slot.sent, snaps);
+        if (slot.mdb.behind(current ? slot.bridge.mcast : null, tableSent)) mdbBehind.push([name, slot]);
+        if (!tableSent) continue;
         tables[name] = this.withFds(slot, snaps, dups);
         const reading = new Map<RxIo, string>();
         for (const s of tables[name]) if (s.rx) reading.set(this.ioOf(slot, s)!, s.name);
         readingNext.push([slot, reading]);
       }
       if (Object.keys(tables).length === 0) {
-        if (force && h.late) skipped.push(h);
-        if (!force || h.late) continue;
+        // a late worker gets no MDB copies of their own (its queue stays bounded by port table changes); a
+        // request that changed the MDB fails for it as for a table (skipped: DataPlaneTimeout)
+        if (h.late && (force || mdbBehind.length > 0)) skipped.push(h);
+        if (h.late || (!force && mdbBehind.length === 0)) continue;
+      }
+      const mcast: Record<string, McastPublish | null> = {};
+      for (const [name, slot] of mdbBehind) {
+        const mc = bridges.has(slot.bridge) ? slot.bridge.mcast : null;
+        mcast[name] = slot.mdb.publish(mc, mc === null ? 0 : this.keyOf(mc));
       }
       try {
-        h.worker.postMessage({ type: 'sync', epoch, tables } satisfies MainToWorker);
+        h.worker.postMessage({ type: 'sync', epoch, tables, mcast } satisfies MainToWorker);
         h.posted = epoch;
         // a port this worker no longer reads is busy until it acknowledges this table
         for (const [slot, reading] of readingNext) {
@@ -660,7 +743,10 @@ export class DataPlane {
         for (const fd of dups) this.hooks.closeFd(fd);
         this.log.error({ err, worker: h.id }, 'posting to a data worker failed; terminating it');
         // its ports go to the others once its thread has exited
-        for (const slot of h.slots.values()) slot.sent = null;
+        for (const slot of h.slots.values()) {
+          slot.sent = null;
+          slot.mdb.reset();
+        }
         void h.worker.terminate();
       }
     }
@@ -767,10 +853,13 @@ export class DataPlane {
     const workers: DataPlaneShow['workers'] = [{
       id: 0, alive: true, ports: [...this.mainPorts.values()].flat(), batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0,
       terminated: false,
+      punt_pushed: 0, punt_dropped: 0,
     }];
     for (const h of this.workers) {
-      const row = { id: h.id, alive: h.alive, ports: [] as string[], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: h.timeouts,
-        terminated: h.terminated };
+      const row = {
+        id: h.id, alive: h.alive, ports: [] as string[], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: h.timeouts,
+        terminated: h.terminated, punt_pushed: 0, punt_dropped: 0,
+      };
       for (const slot of h.slots.values()) {
         if (h.alive) row.ports.push(...slot.reading.values());
         const base = slot.bridge.ports.length * ROW;
@@ -780,6 +869,8 @@ export class DataPlane {
         // the ring itself counts what the worker pushed and what it refused
         row.learn_pushed += slot.ring.pushed;
         row.learn_dropped += slot.ring.dropped;
+        row.punt_pushed += slot.punt.pushed;
+        row.punt_dropped += slot.punt.dropped;
       }
       workers.push(row);
     }
@@ -862,4 +953,6 @@ function foldSlot(slot: BridgeSlot): void {
     f[base + k] = c[base + k];
     if (d > 0) br.counters[ENGINE_FIELDS[k]] += d;
   }
+  // what the worker's copy of the snooping counted itself (malformed IGMP/MLD, data by the MDB)
+  if (br.mcast !== null) br.mcast.foldWorkerCounters(c, f, mcastCounterBase(br.ports.length), br.ports.length);
 }

@@ -13,12 +13,16 @@
 //                            applying a message: logged; the worker stores that epoch as failed (ack word [1])
 //                            before it acknowledges, so the request that caused it fails, and goes on)
 //   learning ring entries    carry PortSnap.portKey (learn-ring.ts)
+//   punt ring entries        IGMP/MLD control frames a worker read, with PortSnap.portKey (punt-ring.ts)
+//   'sync' .mcast            a whole copy of a bridge's MDB when it changed (mdb-publish.ts)
 
 import { PortCounter } from '../io/native-types.js';
 import type { BridgeCounters } from '../bridge/bridge.js';
 import type { BridgePort, PortKind, PortState } from '../bridge/port.js';
 import type { VlanSpec } from '../bridge/vlan.js';
 import type { SharedFdbLayout } from '../fdb/fdb.js';
+import { McastSnooping, type McastSettings } from '../bridge/mcast.js';
+import type { MdbState } from '../mdb/mdb.js';
 
 /** The keys of T whose values are writable numbers (a counter either thread can add to). */
 type CounterKeys<T> = {
@@ -52,8 +56,13 @@ export const ACK_EPOCH = 0;
 export const ACK_FAILED = 1;
 export const ACK_WORDS = 2;
 
+/** Where a worker's multicast counters start in a counter slab (McastSnooping.writeWorkerCounters()). */
+export function mcastCounterBase(maxPorts: number): number {
+  return maxPorts * ROW + BRIDGE_FIELDS.length;
+}
+
 export function counterSlabBytes(maxPorts: number): number {
-  return 8 * (maxPorts * ROW + BRIDGE_FIELDS.length);
+  return 8 * (mcastCounterBase(maxPorts) + McastSnooping.workerCounterWords(maxPorts));
 }
 
 export interface WorkerBridgeInit {
@@ -64,6 +73,8 @@ export interface WorkerBridgeInit {
   readers: SharedArrayBuffer;
   reader: number;
   ring: SharedArrayBuffer;
+  /** the punt ring (punt-ring.ts): IGMP/MLD control frames this worker read, for the main thread's MDB */
+  punt: SharedArrayBuffer;
   counters: SharedArrayBuffer;
 }
 
@@ -109,8 +120,22 @@ export interface PortSnap {
 export interface SyncMessage {
   type: 'sync';
   epoch: number;
+  /**
+   * bridge name -> its MDB (mdb-publish.ts), for bridges whose MDB or port table changed since the last one this
+   * worker got: null, snooping is off; applied after the tables of this message
+   */
+  mcast?: Record<string, McastPublish | null>;
   /** bridge name -> its ports (only bridges whose table changed) */
   tables: Record<string, PortSnap[]>;
+}
+
+/** A bridge's snooping as a worker is to see it: its settings and a whole copy of its MDB (Mdb.exportState()). */
+export interface McastPublish {
+  /** identity of the main thread's McastSnooping (another one: the worker makes a new copy) */
+  key: number;
+  settings: McastSettings;
+  maxPorts: number;
+  mdb: MdbState;
 }
 
 export type MainToWorker = SyncMessage | { type: 'stop'; epoch: number };

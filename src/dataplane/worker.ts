@@ -6,7 +6,9 @@
 // write()/sendmmsg() entry of its own: the kernel takes each frame whole, and frames of one flow keep their order
 // because one flow enters through one port, read by one thread at a time (the main thread starts another reader
 // only after this one acknowledged the table that stopped it: dataplane.ts). Lookups read the shared FDB; learning goes to the
-// main thread through the learning ring (src/dataplane/fdb-view.ts). Nothing here logs on the frame path;
+// main thread through the learning ring (src/dataplane/fdb-view.ts). With IGMP/MLD snooping the engine forwards
+// multicast by a copy of the main thread's MDB, replaced whole by a sync (mdb-publish.ts), and hands the control
+// frames it reads to the punt ring for the main thread's MDB (punt-ring.ts). Nothing here logs on the frame path;
 // counters are written into the counter slab when the main thread syncs (protocol.ts).
 
 import { parentPort, workerData } from 'node:worker_threads';
@@ -16,8 +18,10 @@ import { directPoll, fds, PacketPort } from '../io/native.js';
 import { PortCounter } from '../io/native-types.js';
 import { WorkerFdb } from './fdb-view.js';
 import { LearnRing } from './learn-ring.js';
+import { PuntRing, PuntWriter } from './punt-ring.js';
+import { McastSnooping } from '../bridge/mcast.js';
 import {
-  ACK_EPOCH, ACK_FAILED, BRIDGE_FIELDS, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, ROW_NATIVE, type MainToWorker, type PortSnap, type WorkerBridgeInit,
+  ACK_EPOCH, ACK_FAILED, BRIDGE_FIELDS, mcastCounterBase, type McastPublish, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, ROW_NATIVE, type MainToWorker, type PortSnap, type WorkerBridgeInit,
   type WorkerInit, type WorkerToMain,
 } from './protocol.js';
 import { stuckWorkerId } from './test-hooks.js';
@@ -43,6 +47,9 @@ class WorkerBridge {
   readonly name: string;
   readonly bridge: Bridge<WorkerFdb>;
   private readonly ring: LearnRing;
+  private readonly punt: PuntWriter;
+  /** the main thread's key of the McastSnooping this bridge's copy follows (0: none) */
+  private mcastKey = 0;
   private readonly fdb: WorkerFdb;
   private readonly slab: Float64Array;
   private readonly maxPorts: number;
@@ -58,6 +65,7 @@ class WorkerBridge {
     this.name = init.name;
     this.maxPorts = init.maxPorts;
     this.ring = new LearnRing(init.ring);
+    this.punt = new PuntWriter(new PuntRing(init.punt), init.maxPorts);
     this.slab = new Float64Array(init.counters);
     this.clock = clock;
     this.readers = new Int32Array(init.readers);
@@ -115,8 +123,33 @@ class WorkerBridge {
     const h: Held = { port, io, ioKey: s.ioKey, portKey: s.portKey, gen: ++generation, rx: false, started: false, vlanJson: '' };
     this.held.set(s.id, h);
     this.fdb.setPortKey(s.id, s.portKey);
+    this.punt.portKey[s.id] = s.portKey;
     this.bridge.addPort(port);
     this.update(h, s);
+  }
+
+  /**
+   * Takes the main thread's MDB (after the port tables of the same message: what the engine's port changes did to
+   * the copy is overwritten by the writer's state). null: snooping is off. The copy never learns: control frames go
+   * to the punt ring, and it has no querier.
+   */
+  applyMcast(p: McastPublish | null): void {
+    if (p === null) {
+      if (this.bridge.mcast !== null) this.bridge.setMulticast(null);
+      this.mcastKey = 0;
+      return;
+    }
+    const settings = { ...p.settings, querier: false };
+    let mc = this.bridge.mcast;
+    if (mc === null || this.mcastKey !== p.key || mc.mdb.maxGroups !== settings.maxGroups || mc.mdb.maxPorts !== p.maxPorts) {
+      mc = new McastSnooping(settings, p.maxPorts);
+      mc.punt = this.punt;
+      this.mcastKey = p.key;
+      this.bridge.setMulticast(mc);
+    } else {
+      mc.apply(settings);
+    }
+    mc.mdb.importState(p.mdb);
   }
 
   private update(h: Held, s: PortSnap): void {
@@ -147,6 +180,7 @@ class WorkerBridge {
     const port = h.port;
     const bridge = this.bridge;
     const ring = this.ring;
+    const punt = this.punt.ring;
     const clock = this.clock;
     const readers = this.readers;
     const reader = this.reader;
@@ -167,6 +201,7 @@ class WorkerBridge {
           Atomics.add(readers, reader, 1);
         }
         ring.signal();
+        punt.signal();
       },
       (errno, syscall, stopped) => {
         if (stopped) h.rx = false;
@@ -198,6 +233,7 @@ class WorkerBridge {
       flooded: bc.flooded, floodedGroup: bc.floodedGroup, forwarded: bc.forwarded, batches: this.batches, frames: this.frames,
     };
     for (let f = 0; f < BRIDGE_FIELDS.length; f++) slab[base + f] = values[BRIDGE_FIELDS[f]];
+    if (this.bridge.mcast !== null) this.bridge.mcast.writeWorkerCounters(slab, mcastCounterBase(this.maxPorts), this.maxPorts);
   }
 
   closeAll(): void {
@@ -231,6 +267,12 @@ function main(): void {
           const wb = bridges.get(name);
           if (wb === undefined) throw new Error(`unknown bridge ${JSON.stringify(name)}`);
           wb.apply(m.tables[name]);
+        }
+        const mcast = m.mcast ?? {};
+        for (const name of Object.keys(mcast)) {
+          const wb = bridges.get(name);
+          if (wb === undefined) throw new Error(`unknown bridge ${JSON.stringify(name)}`);
+          wb.applyMcast(mcast[name]);
         }
       } else if (m.type === 'stop') {
         directPoll.set(false);

@@ -76,6 +76,18 @@ export interface MdbOptions {
   maxPorts: number;
 }
 
+type MdbArray = Int32Array | Uint8Array | Float64Array;
+
+function isMdbArray(v: unknown): v is MdbArray {
+  return v instanceof Int32Array || v instanceof Uint8Array || v instanceof Float64Array;
+}
+
+/** Mdb.exportState(): an MDB's typed-array and number fields by name (structured-clonable). */
+export interface MdbState {
+  arrays: Record<string, Int32Array | Uint8Array | Float64Array>;
+  numbers: Record<string, number>;
+}
+
 function hash5(vid: number, a: Int32Array): number {
   let h = Math.imul(vid ^ 0x27d4eb2d, 0x9e3779b1);
   for (let i = 0; i < 4; i++) {
@@ -127,6 +139,12 @@ export class Mdb {
   readonly routerMode: Uint8Array;
   readonly routerExpiryMs: Float64Array;
   private sweepCursor = 0;
+  /**
+   * Bumped by every change of the state forwarding reads (entries, timers, router ports); a data plane on threads
+   * publishes the MDB to its workers when it moved (src/dataplane/mdb-publish.ts). Code that writes routerMode or
+   * routerExpiryMs directly bumps it too.
+   */
+  version = 0;
   readonly counters: MdbCounters = {
     groupsAdded: 0, membersAdded: 0, membersAged: 0, membersLeft: 0, groupsFull: 0, portFull: 0, membersFull: 0, sourcesFull: 0,
   };
@@ -204,6 +222,7 @@ export class Mdb {
     this.gAddr.set(a, 4 * id);
     this.gUsed[id] = 1;
     this.gHead[id] = EMPTY;
+    this.version++;
     const mask = this.mask;
     let i = hash5(vid, a) & mask;
     while (this.buckets[i] !== EMPTY) i = (i + 1) & mask;
@@ -236,6 +255,7 @@ export class Mdb {
     this.gHead[id] = EMPTY;
     this.gFree[this.gFreeCount++] = id;
     this.groupCount--;
+    this.version++;
   }
 
   // ---- members -----------------------------------------------------------------------------------
@@ -284,6 +304,7 @@ export class Mdb {
     this.gHead[gid] = m;
     this.portCount[port]++;
     this.counters.membersAdded++;
+    this.version++;
     return m;
   }
 
@@ -291,6 +312,7 @@ export class Mdb {
   removeMember(m: number): void {
     const gid = this.mGroup[m];
     if (gid === EMPTY) return;
+    this.version++;
     for (let s = this.mSrcHead[m]; s !== EMPTY;) {
       const next = this.sNext[s];
       this.sFree[this.sFreeCount++] = s;
@@ -315,6 +337,7 @@ export class Mdb {
   /** EXCLUDE mode with the group timer at `expiryMs` (a join, IS_EX, TO_EX); excluded sources are cleared. */
   setExclude(m: number, expiryMs: number): void {
     if (this.mStatic[m] === 1) return;
+    this.version++;
     this.mMode[m] = MODE_EXCLUDE;
     if (this.mExpiryMs[m] < expiryMs) this.mExpiryMs[m] = expiryMs;
     this.dropSources(m, true);
@@ -324,6 +347,7 @@ export class Mdb {
   lowerGroupTimer(m: number, expiryMs: number): void {
     if (this.mStatic[m] === 1 || this.mMode[m] !== MODE_EXCLUDE) return;
     if (this.mExpiryMs[m] > expiryMs) this.mExpiryMs[m] = expiryMs;
+    this.version++;
   }
 
   /** The source `a` of member m, or -1. */
@@ -347,6 +371,7 @@ export class Mdb {
     this.sExcluded[s] = 0;
     this.sNext[s] = this.mSrcHead[m];
     this.mSrcHead[m] = s;
+    this.version++;
     return s;
   }
 
@@ -357,6 +382,7 @@ export class Mdb {
     if (s < 0) return;
     this.sExcluded[s] = 0;
     if (this.sExpiryMs[s] < expiryMs) this.sExpiryMs[s] = expiryMs;
+    this.version++;
   }
 
   /** Source `a` is blocked in EXCLUDE mode (IS_EX / TO_EX list), unless it is also requested. */
@@ -367,6 +393,7 @@ export class Mdb {
     if (s < 0) return;
     this.sExcluded[s] = 1;
     this.sExpiryMs[s] = 0;
+    this.version++;
   }
 
   /** A requested source's timer lowered to `expiryMs` (BLOCK, or a v3 leave of one source); removed at once when `now`. */
@@ -374,6 +401,7 @@ export class Mdb {
     const s = this.findSource(m, a);
     if (s < 0 || this.sExcluded[s] === 1 || this.sExpiryMs[s] === Infinity) return;
     if (this.sExpiryMs[s] > expiryMs) this.sExpiryMs[s] = expiryMs;
+    this.version++;
     if (expiryMs <= nowMs) this.unlinkSource(m, s);
   }
 
@@ -384,6 +412,7 @@ export class Mdb {
       if (prev === EMPTY) this.mSrcHead[m] = this.sNext[x];
       else this.sNext[prev] = this.sNext[x];
       this.sFree[this.sFreeCount++] = x;
+      this.version++;
       return;
     }
   }
@@ -399,6 +428,7 @@ export class Mdb {
         if (prev === EMPTY) this.mSrcHead[m] = next;
         else this.sNext[prev] = next;
         this.sFree[this.sFreeCount++] = s;
+        this.version++;
       } else {
         prev = s;
         if (this.sExcluded[s] === 0) left++;
@@ -435,6 +465,7 @@ export class Mdb {
     const m = this.member(vid, group, port);
     if (m < 0) return false;
     this.mStatic[m] = 1;
+    this.version++;
     if (source === null) {
       this.mMode[m] = MODE_EXCLUDE;
       this.dropSources(m, true);
@@ -446,6 +477,7 @@ export class Mdb {
     if (s < 0) return false;
     this.sExcluded[s] = 0;
     this.sExpiryMs[s] = Infinity;
+    this.version++;
     return true;
   }
 
@@ -478,6 +510,7 @@ export class Mdb {
     }
     if (includeStatic) {
       this.routerExpiryMs[port] = 0;
+      this.version++;
     }
     return n;
   }
@@ -502,6 +535,7 @@ export class Mdb {
       if (this.mMode[m] === MODE_EXCLUDE) {
         if (this.mExpiryMs[m] > nowMs) continue;
         this.mMode[m] = MODE_INCLUDE;
+        this.version++;
         this.dropSources(m, true);
       }
       if (this.dropSources(m, false, nowMs) === 0) {
@@ -519,6 +553,7 @@ export class Mdb {
   heardRouter(port: number, expiryMs: number): boolean {
     if (this.routerMode[port] !== ROUTER_AUTO) return false;
     if (this.routerExpiryMs[port] < expiryMs) this.routerExpiryMs[port] = expiryMs;
+    this.version++;
     return true;
   }
 
@@ -551,6 +586,44 @@ export class Mdb {
       }
     }
     return out;
+  }
+
+  // ---- replicas (data-plane workers) ---------------------------------------------------------------
+
+  /**
+   * The whole state as plain data: every typed-array field (pools, free lists, hashtable, router ports) and every
+   * number field, by field name; counters are not part of it. The arrays are this MDB's own (no copy): a
+   * postMessage clones them at once. A replica made by importState() of it decides every takes(), findGroup() and
+   * isRouter() as this MDB does.
+   */
+  exportState(): MdbState {
+    const arrays: Record<string, MdbArray> = {};
+    const numbers: Record<string, number> = {};
+    for (const [k, v] of Object.entries(this)) {
+      if (typeof v === 'number') numbers[k] = v;
+      else if (isMdbArray(v)) arrays[k] = v;
+    }
+    return { arrays, numbers };
+  }
+
+  /**
+   * Becomes a copy of `state` (another Mdb's exportState()), in place: its arrays are copied into this one's, so
+   * nothing here is allocated. Throws, changing nothing, when the state is of an MDB of other sizes or fields
+   * (multicast_max_groups or the port count differ).
+   */
+  importState(state: MdbState): void {
+    const self = this as unknown as Record<string, unknown>;
+    const own = Object.entries(this).filter(([, v]) => isMdbArray(v));
+    if (own.length !== Object.keys(state.arrays).length) throw new RangeError(`MDB state has ${Object.keys(state.arrays).length} arrays, this MDB ${own.length}`);
+    for (const [k, v] of own) {
+      const src = state.arrays[k];
+      const dst = v as MdbArray;
+      if (src === undefined || src.length !== dst.length || src.constructor !== dst.constructor) {
+        throw new RangeError(`MDB state field ${k} does not match this MDB (multicast_max_groups or the port count differ)`);
+      }
+    }
+    for (const [k, v] of own) (v as MdbArray).set(state.arrays[k] as never);
+    for (const [k, n] of Object.entries(state.numbers)) if (typeof self[k] === 'number') self[k] = n;
   }
 
   /** null when the lists and counts agree, else the first problem (tests, invariant checks). */

@@ -25,6 +25,7 @@
 //   tapbridge_data_worker_frames_total{worker}         frames a data-plane worker thread read (data_workers > 1)
 //   tapbridge_data_worker_learn_dropped_total{worker}  learning events its full ring refused
 //   tapbridge_data_worker_terminated{worker}           1: the worker was stuck and terminated (data_workers > 1)
+//   tapbridge_data_worker_punt_dropped_total{worker}   IGMP/MLD control frames its full punt ring refused
 //   tapbridge_event_loop_utilization_ratio             share of time the event loop was busy since the last scrape
 //   tapbridge_event_loop_active_seconds_total          busy time of the event loop (rate() of it = utilisation)
 //   process_* and nodejs_* (prom-client's default metrics; nodejs_eventloop_lag_* is the event-loop lag), less the
@@ -357,6 +358,7 @@ export class DaemonMetrics {
       }
     });
     workerFamily('tapbridge_data_worker_learn_dropped_total', 'Learning events of a worker thread its full ring refused (the frames were flooded, not lost).', (w) => w.learn_dropped);
+    workerFamily('tapbridge_data_worker_punt_dropped_total', 'IGMP/MLD control frames a worker thread read that its full punt ring refused (forwarded, not learned).', (w) => w.punt_dropped);
 
     add('tapbridge_event_loop_utilization_ratio', 'Share of wall time the event loop was busy since the previous scrape (0..1).', 'gauge', (out) => {
       const now = performance.eventLoopUtilization();

@@ -52,7 +52,7 @@ describe.skipIf(!support.ok)("data_workers: 2" + skipNote, () => {
     lab.writeConfig({
       control_socket: lab.socketPath,
       data_workers: 2,
-      // IGMP/MLD snooping keeps a bridge on the main thread (its MDB is not shared with workers): off here
+      // snooping off: this file is about unicast, learning and port tables (snooping with workers: mcast.test.ts)
       bridges: [{ name: BRIDGE, multicast_snooping: false, ports: VMS.map((vm) => ({ name: VIF[vm] })) }],
     });
     await lab.startDaemon("dom0");

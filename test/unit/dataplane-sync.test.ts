@@ -7,7 +7,14 @@ import { Bridge } from '../../src/bridge/bridge.js';
 import type { BridgePort } from '../../src/bridge/port.js';
 import { DataPlane, DataPlaneApplyFailed, DataPlaneTimeout, STUCK_SYNC_TIMEOUTS, SYNC_TIMEOUT_MS, type DataPlaneHooks, type RxIo, type WorkerLike } from '../../src/dataplane/dataplane.js';
 import { LEARN, LearnRing } from '../../src/dataplane/learn-ring.js';
-import { ACK_FAILED, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, type MainToWorker, type PortSnap, type WorkerInit } from '../../src/dataplane/protocol.js';
+import { McastSnooping } from '../../src/bridge/mcast.js';
+import { defaultMcastSettings } from '../../src/mdb/config.js';
+import { Mdb } from '../../src/mdb/mdb.js';
+import { PuntRing } from '../../src/dataplane/punt-ring.js';
+import { EthernetHeader } from '../../src/frame/ethernet.js';
+import { igmpV2Report } from '../support/mcast-frames.js';
+import { MALFORMED_REASONS } from '../../src/frame/igmp.js';
+import { type McastPublish, mcastCounterBase, ACK_FAILED, PORT_FIELDS, ROW, ROW_FIELDS, ROW_GEN, type MainToWorker, type PortSnap, type WorkerInit } from '../../src/dataplane/protocol.js';
 import { macHi, macLo } from '../../src/fdb/fdb.js';
 import { parseMac } from '../../src/frame/mac.js';
 import { silentLogger } from '../../src/log.js';
@@ -36,8 +43,8 @@ class FakeWorker extends EventEmitter implements WorkerLike {
   answering = true;
   /** answer the next tables as failed to apply (as the worker does when apply() throws) */
   failing = false;
-  /** tables posted, per epoch: the bridges they carried */
-  readonly posted: Array<{ epoch: number; bridges: string[] }> = [];
+  /** tables posted, per epoch: the bridges they carried (and the MDB copies: mcast.ts, mdb-publish.ts) */
+  readonly posted: Array<{ epoch: number; bridges: string[]; mcast: Record<string, McastPublish | null> }> = [];
   lastEpoch = 0;
   /** per epoch: the ports (names) this worker was told to start and to stop reading */
   readonly started = new Map<number, string[]>();
@@ -55,7 +62,7 @@ class FakeWorker extends EventEmitter implements WorkerLike {
 
   postMessage(m: MainToWorker): void {
     this.lastEpoch = m.epoch;
-    if (m.type === 'sync') this.posted.push({ epoch: m.epoch, bridges: Object.keys(m.tables) });
+    if (m.type === 'sync') this.posted.push({ epoch: m.epoch, bridges: Object.keys(m.tables), mcast: m.mcast ?? {} });
     if (m.type === 'sync' && this.failing) Atomics.store(this.ack, ACK_FAILED, m.epoch);
     if (m.type === 'sync') {
       for (const [name, snaps] of Object.entries(m.tables)) {
@@ -97,8 +104,9 @@ interface Lab {
   unpause(): void;
 }
 
-function lab(count: number, ports: string[]): Lab {
+function lab(count: number, ports: string[], mcast = false): Lab {
   const bridge = new Bridge({ name: 'br0', maxPorts: 16, fdbMax: 64, ageingTimeMs: 300_000, sharedFdb: true });
+  if (mcast) bridge.setMulticast(new McastSnooping({ ...defaultMcastSettings(), maxGroups: 16 }, 16));
   const batch = new BatchBuilder();
   const add = (name: string): { port: BridgePort; io: FakeRxIo } => {
     const { port } = addFakePort(bridge, batch, name);
@@ -385,5 +393,117 @@ describe('DataPlane: counters', () => {
     l.dp.tick(3000);
     l.dp.tick(4000);
     expect(l.dp.lastFolded().atMs).toBe(2000);
+  });
+});
+
+describe('DataPlane: IGMP/MLD snooping on worker threads (the MDB copy, the punt ring)', () => {
+  const G1 = Int32Array.from([0, 0, 0xffff, 0xef010203 | 0]);
+  const lastMcast = (w: FakeWorker): Record<string, McastPublish | null> => {
+    for (let i = w.posted.length - 1; i >= 0; i--) if (Object.keys(w.posted[i].mcast).length > 0) return w.posted[i].mcast;
+    return {};
+  };
+  /** the worker's copy as it would import the last one posted */
+  const copyOf = (w: FakeWorker): Mdb => {
+    const p = lastMcast(w).br0!;
+    const mdb = new Mdb({ maxGroups: p.settings.maxGroups, maxPorts: p.maxPorts });
+    mdb.importState(structuredClone(p.mdb));
+    return mdb;
+  };
+
+  it('a bridge with snooping on has ports read by workers, which get a copy of the MDB at start and with every change before sync returns', () => {
+    const l = lab(2, ['vif1.0', 'vif2.0', 'vif3.0', 'vif4.0'], true);
+    const [w1] = l.workers;
+    const r = readers(l);
+    expect(r.get('vif1.0')).toEqual(['main']);
+    expect(r.get('vif2.0')).toEqual(['w1']);
+    const mc = l.bridge.mcast!;
+    expect(lastMcast(w1).br0).not.toBeNull();
+    expect(copyOf(w1).findGroup(1, G1)).toBe(-1);
+    // nothing changed: nothing posted
+    const n = w1.posted.length;
+    l.dp.sync(false);
+    expect(w1.posted.length).toBe(n);
+    // `mdb add`: in the worker's copy when the sync (the request's answer) returns
+    expect(mc.mdb.addStatic(1, G1, l.bridge.portByName('vif3.0')!.id, null)).toBe(true);
+    l.dp.sync(false);
+    expect(w1.posted.length).toBe(n + 1);
+    const copy = copyOf(w1);
+    expect(copy.findMember(copy.findGroup(1, G1), l.bridge.portByName('vif3.0')!.id)).toBeGreaterThanOrEqual(0);
+    // `mdb del`, and an expiry removed by the sweep: the same
+    mc.mdb.delStatic(1, G1, l.bridge.portByName('vif3.0')!.id, null);
+    l.dp.sync(false);
+    expect(copyOf(w1).findGroup(1, G1)).toBe(-1);
+    const m = mc.mdb.member(1, G1, l.bridge.portByName('vif2.0')!.id);
+    mc.mdb.setExclude(m, 5000);
+    l.dp.tick(100);
+    expect(copyOf(w1).findGroup(1, G1)).toBeGreaterThanOrEqual(0);
+    l.bridge.tick(5000, 1000);
+    l.dp.tick(5000);
+    expect(copyOf(w1).findGroup(1, G1)).toBe(-1);
+    // settings applied in place (a reload): the worker gets them
+    const n2 = w1.posted.length;
+    mc.apply({ ...mc.settings, floodUnregistered: false });
+    l.dp.sync(false);
+    expect(w1.posted.length).toBe(n2 + 1);
+    expect(lastMcast(w1).br0!.settings.floodUnregistered).toBe(false);
+    // snooping turned off: the worker is told so
+    l.bridge.setMulticast(null);
+    l.dp.sync(false);
+    expect(lastMcast(w1)).toEqual({ br0: null });
+  });
+
+  it('folds what a worker\'s copy of the snooping counted (malformed IGMP/MLD by reason and port, data by the MDB) into the main thread\'s', () => {
+    const l = lab(2, ['vif1.0', 'vif2.0'], true);
+    const [w1] = l.workers;
+    const slab = new Float64Array(w1.init.bridges[0].counters);
+    const base = mcastCounterBase(16);
+    // as the worker writes it when it answers: [mdbForwarded, unregisteredToRouters, by reason..., per port...]
+    slab[base] = 7;
+    slab[base + 2 + MALFORMED_REASONS.indexOf('checksum')] = 3;
+    slab[base + 2 + MALFORMED_REASONS.length + 1] = 3;
+    l.dp.sync(true);
+    const mc = l.bridge.mcast!;
+    expect(mc.malformedByReason().checksum).toBe(3);
+    expect(mc.portStats(l.bridge.portByName('vif2.0')!, 0).malformed_rx).toBe(3);
+    expect(mc.counters.mdbForwarded).toBe(7);
+    l.dp.sync(true);
+    expect(mc.malformedByReason().checksum).toBe(3);
+  });
+
+  it('a late worker: a change of the MDB fails the request, and is not queued to it', () => {
+    const l = lab(2, ['vif1.0', 'vif2.0'], true);
+    const [w1] = l.workers;
+    w1.answering = false;
+    const mc = l.bridge.mcast!;
+    mc.mdb.addStatic(1, G1, 1, null);
+    expect(() => l.dp.sync(false, 20)).toThrow(DataPlaneTimeout);
+    const n = w1.posted.length;
+    mc.mdb.delStatic(1, G1, 1, null);
+    expect(() => l.dp.sync(false, 20)).toThrow(DataPlaneTimeout);
+    expect(w1.posted.length).toBe(n);
+  });
+
+  it('drains what a worker punted into the MDB (only for the port it was read on), and the tick publishes the result', () => {
+    const l = lab(2, ['vif1.0', 'vif2.0'], true);
+    const [w1] = l.workers;
+    const ring = new PuntRing(w1.init.bridges[0].punt);
+    const snap = w1.tables.get('br0')!.find((s) => s.name === 'vif2.0')!;
+    const frame = igmpV2Report('239.1.2.3');
+    const hdr = new EthernetHeader();
+    hdr.etherType = 0x0800;
+    hdr.dstHi = 0x0100;
+    hdr.dstLo = 0x5e010203;
+    hdr.payloadOffset = 14;
+    // one with a stale port key (the id now names another port): refused
+    expect(ring.push(snap.id, snap.portKey + 1000, 0, frame, 0, frame.length, hdr)).toBe(true);
+    l.dp.tick(100);
+    expect(l.bridge.mcast!.mdb.groups).toBe(0);
+    expect(ring.push(snap.id, snap.portKey, 0, frame, 0, frame.length, hdr)).toBe(true);
+    l.dp.tick(200);
+    const mdb = l.bridge.mcast!.mdb;
+    expect(mdb.findMember(mdb.findGroup(0, G1), snap.id)).toBeGreaterThanOrEqual(0);
+    const copy = copyOf(w1);
+    expect(copy.findMember(copy.findGroup(0, G1), snap.id)).toBeGreaterThanOrEqual(0);
+    expect(l.dp.show().workers[1]).toMatchObject({ punt_pushed: 2, punt_dropped: 0 });
   });
 });

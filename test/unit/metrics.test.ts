@@ -33,8 +33,8 @@ function source(rx = 10): MetricsSource & { drops: Record<string, number> } {
     dataWorkersShow: () => ({
       data_workers: 2, epoch: 3, syncs: 3, learned_from_workers: 2, workers_terminated: 0,
       workers: [
-        { id: 0, alive: true, ports: ['vif1.0'], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0, terminated: false },
-        { id: 1, alive: true, ports: ['vif2.0', 'vif3.0'], batches: 40, frames: 321, learn_pushed: 5, learn_dropped: 1, sync_timeouts: 0, terminated: false },
+        { id: 0, alive: true, ports: ['vif1.0'], batches: 0, frames: 0, learn_pushed: 0, learn_dropped: 0, sync_timeouts: 0, terminated: false, punt_pushed: 0, punt_dropped: 0 },
+        { id: 1, alive: true, ports: ['vif2.0', 'vif3.0'], batches: 40, frames: 321, learn_pushed: 5, learn_dropped: 1, sync_timeouts: 0, terminated: false, punt_pushed: 3, punt_dropped: 2 },
       ],
     }),
     bondShow: () => [{
@@ -114,6 +114,7 @@ describe('DaemonMetrics', () => {
     expect(s.get('tapbridge_data_worker_learn_dropped_total{worker="1"}')).toBe(1);
     expect(s.get('tapbridge_data_worker_terminated{worker="1"}')).toBe(0);
     expect(s.has('tapbridge_data_worker_terminated{worker="0"}')).toBe(false);
+    expect(s.get('tapbridge_data_worker_punt_dropped_total{worker="1"}')).toBe(2);
     expect(s.get('tapbridge_event_loop_utilization_ratio')).toBeGreaterThanOrEqual(0);
     expect(s.has('tapbridge_event_loop_active_seconds_total')).toBe(true);
     expect(s.has('nodejs_eventloop_lag_seconds')).toBe(true);
