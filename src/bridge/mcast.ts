@@ -23,7 +23,8 @@
 //   Timers (RFC 3376 8, the kernel bridge's names): membership interval = last_member_count x
 //   query_interval + query_response_interval; a leave lowers the group timer to last_member_count x
 //   last_member_interval, or removes the port at once with multicast_fast_leave; a router port learnt
-//   from a query or hello stays one for the membership interval.
+//   from a query or hello stays one for the membership interval, in the VLAN it was heard in only (the MDB
+//   keeps router timers per (port, VLAN)); `always` ports are router ports in all their VLANs.
 //
 // Notes on performance
 //   Per frame: one ethertype and MAC-prefix compare for non-IP multicast, a header parse into one reused
@@ -197,7 +198,7 @@ export class McastSnooping {
     const id = port.id;
     const mdb = this.mdb;
     mdb.routerMode[id] = s.router === 'always' ? ROUTER_ALWAYS : s.router === 'never' ? ROUTER_NEVER : ROUTER_AUTO;
-    if (s.router !== 'auto') mdb.routerExpiryMs[id] = 0;
+    if (s.router !== 'auto') mdb.forgetRouter(id);
     mdb.portMax[id] = s.mdbMax;
     this.fastLeave[id] = s.fastLeave ? 1 : 0;
     for (const e of this.settings.permanent) {
@@ -210,13 +211,14 @@ export class McastSnooping {
   /** A port is gone: its entries (permanent ones too), router timer and counters. */
   removePort(port: BridgePort): void {
     this.mdb.removePort(port.id, true);
+    this.mdb.forgetRouter(port.id);
     this.portCounters.fill(0, port.id * PORT_COUNTERS, (port.id + 1) * PORT_COUNTERS);
   }
 
   /** A port left `up`: its learnt entries and router timer go (permanent entries stay). */
   portDown(port: BridgePort): void {
     this.mdb.removePort(port.id, false);
-    this.mdb.routerExpiryMs[port.id] = 0;
+    this.mdb.forgetRouter(port.id);
   }
 
   /**
@@ -242,7 +244,7 @@ export class McastSnooping {
         if (gid < 0) {
           if (this.floodUnregVid[vid] === 1) return MCAST_FLOOD;
           if (learn) this.counters.unregisteredToRouters++;
-          return this.routers(ports, nowMs, this.nextStamp());
+          return this.routers(byId, ports, vid, nowMs, this.nextStamp());
         }
         const seq = this.nextStamp();
         let n = 0;
@@ -254,40 +256,40 @@ export class McastSnooping {
           this.cand[n++] = port;
         }
         if (learn) this.counters.mdbForwarded++;
-        return this.routers(ports, nowMs, seq, n);
+        return this.routers(byId, ports, vid, nowMs, seq, n);
       }
       case MC_QUERY: {
         if (!learn) return MCAST_FLOOD;
         this.portCounters[id * PORT_COUNTERS + PC_QUERIES]++;
         // a general query: group 0.0.0.0 (::ffff:0.0.0.0 here) or ::
         const g = pkt.group;
-        if (g[0] === 0 && g[1] === 0 && g[3] === 0 && (g[2] === 0 || g[2] === V4_MAPPED)) mdb.heardRouter(id, nowMs + this.gmiMs);
+        if (g[0] === 0 && g[1] === 0 && g[3] === 0 && (g[2] === 0 || g[2] === V4_MAPPED)) mdb.heardRouter(id, vid, nowMs + this.gmiMs);
         if (this.querier !== null) this.querier.heardQuery(vid, pkt.family, pkt.src, nowMs);
         return MCAST_FLOOD;
       }
       case MC_ROUTER:
         if (!learn) return MCAST_FLOOD;
-        mdb.heardRouter(id, nowMs + this.gmiMs);
+        mdb.heardRouter(id, vid, nowMs + this.gmiMs);
         return MCAST_FLOOD;
       case MC_REPORT:
-        if (!learn) return this.toRouters(ports, nowMs, false);
+        if (!learn) return this.toRouters(byId, ports, vid, nowMs, false);
         this.portCounters[id * PORT_COUNTERS + PC_REPORTS]++;
         if (!this.isLinkLocal(pkt.group)) {
           const m = mdb.member(vid, pkt.group, id);
           if (m >= 0) mdb.setExclude(m, nowMs + this.gmiMs);
         }
         if (this.querier !== null) this.querier.heardReport(pkt.family, pkt.version, nowMs, this.gmiMs);
-        return this.toRouters(ports, nowMs, true);
+        return this.toRouters(byId, ports, vid, nowMs, true);
       case MC_LEAVE:
-        if (!learn) return this.toRouters(ports, nowMs, false);
+        if (!learn) return this.toRouters(byId, ports, vid, nowMs, false);
         this.portCounters[id * PORT_COUNTERS + PC_LEAVES]++;
         this.leave(vid, pkt.group, id, nowMs);
-        return this.toRouters(ports, nowMs, true);
+        return this.toRouters(byId, ports, vid, nowMs, true);
       case MC_REPORT_V3:
-        if (!learn) return this.toRouters(ports, nowMs, false);
+        if (!learn) return this.toRouters(byId, ports, vid, nowMs, false);
         this.portCounters[id * PORT_COUNTERS + PC_REPORTS]++;
         this.records(slab, vid, id, nowMs);
-        return this.toRouters(ports, nowMs, true);
+        return this.toRouters(byId, ports, vid, nowMs, true);
       case MC_MALFORMED:
         if (!learn) return MCAST_DROP;
         this.portCounters[id * PORT_COUNTERS + PC_MALFORMED]++;
@@ -311,21 +313,33 @@ export class McastSnooping {
     return this.stampSeq;
   }
 
-  /** Appends the router ports not yet stamped to cand[n ..]; returns the new count. */
-  private routers(ports: readonly BridgePort[], nowMs: number, seq: number, n = 0): number {
+  /**
+   * Appends the router ports of `vid` not yet stamped to cand[n ..] (`always` ports, then the `auto` ports with a
+   * running (port, vid) timer); returns the new count.
+   */
+  private routers(byId: readonly (BridgePort | null)[], ports: readonly BridgePort[], vid: number, nowMs: number, seq: number, n = 0): number {
     const mdb = this.mdb;
+    const mode = mdb.routerMode;
     for (let k = 0; k < ports.length; k++) {
       const port = ports[k];
-      if (this.stamp[port.id] === seq || !mdb.isRouter(port.id, nowMs)) continue;
+      if (mode[port.id] !== ROUTER_ALWAYS || this.stamp[port.id] === seq) continue;
       this.stamp[port.id] = seq;
+      this.cand[n++] = port;
+    }
+    for (let r = mdb.rHead[vid]; r !== -1; r = mdb.rNext[r]) {
+      if (mdb.rExpiryMs[r] <= nowMs) continue;
+      const id = mdb.rPort[r];
+      const port = byId[id];
+      if (port === null || port === undefined || mode[id] !== ROUTER_AUTO || this.stamp[id] === seq) continue;
+      this.stamp[id] = seq;
       this.cand[n++] = port;
     }
     return n;
   }
 
-  private toRouters(ports: readonly BridgePort[], nowMs: number, count: boolean): number {
+  private toRouters(byId: readonly (BridgePort | null)[], ports: readonly BridgePort[], vid: number, nowMs: number, count: boolean): number {
     if (count) this.counters.routerOnly++;
-    return this.routers(ports, nowMs, this.nextStamp());
+    return this.routers(byId, ports, vid, nowMs, this.nextStamp());
   }
 
   /** An IGMPv2 leave / MLDv1 done, or TO_IN {}: fast leave removes the port, else the group timer drops to LMQT. */
@@ -419,7 +433,7 @@ export class McastSnooping {
       malformed_rx: c[b + PC_MALFORMED],
       mdb_entries: this.mdb.portCount[port.id],
       router: ROUTER_MODES[this.mdb.routerMode[port.id]],
-      is_router: this.mdb.isRouter(port.id, nowMs),
+      is_router: this.mdb.isRouterAnywhere(port.id, nowMs),
       fast_leave: this.fastLeave[port.id] === 1,
     };
   }

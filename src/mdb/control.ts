@@ -27,8 +27,10 @@ export interface MdbShowEntry {
 }
 
 export interface MdbShowRouter {
+  /** the VLAN an `auto` port is a router port in; null for an `always` port (a router port in all its VLANs) */
+  vlan: number | null;
   port: string;
-  /** auto: learnt from a query, PIM hello or MRD advertisement (timer_s left); always: static */
+  /** auto: learnt from a query, PIM hello or MRD advertisement in that VLAN (timer_s left); always: static */
   kind: 'auto' | 'always';
   timer_s: number;
 }
@@ -69,11 +71,8 @@ export function mdbShow(bridge: Bridge, nowMs: number): MdbShow {
     mode: e.mode,
   }));
   const routers: MdbShowRouter[] = [];
-  for (const p of bridge.portList) {
-    if (!mdb.isRouter(p.id, nowMs)) continue;
-    const kind = ROUTER_MODES[mdb.routerMode[p.id]] === 'always' ? 'always' : 'auto';
-    routers.push({ port: p.name, kind, timer_s: kind === 'always' ? 0 : Math.round((mdb.routerExpiryMs[p.id] - nowMs) / 100) / 10 });
-  }
+  for (const p of bridge.portList) if (ROUTER_MODES[mdb.routerMode[p.id]] === 'always') routers.push({ vlan: null, port: p.name, kind: 'always', timer_s: 0 });
+  for (const r of mdb.routerTimers(nowMs)) routers.push({ vlan: r.vid, port: name(r.port), kind: 'auto', timer_s: Math.round(r.timerMs / 100) / 10 });
   const counters: Record<string, number> = { ...mdb.counters, ...mc.counters };
   const malformed = mc.malformedByReason();
   for (const [k, v] of Object.entries(malformed)) counters[`malformed_${k}`] = v;

@@ -19,8 +19,12 @@
 //   its pool is exhausted is refused (`membersFull` / `sourcesFull`). Nothing is evicted: the sender of
 //   a report flood fills its own cap first, and memory never grows past the pools allocated here.
 //
-//   Router ports: per port, `auto` (a query, PIM hello or MRD advertisement makes it a router port
-//   until its timer runs out), `always` or `never` (what arrives there never makes it one).
+//   Router ports: a mode per port, `auto` (a query, PIM hello or MRD advertisement heard on the port in VLAN v makes
+//   it a router port for VLAN v only, until that (port, v) timer runs out: the kernel bridge's per-port-VLAN
+//   multicast context), `always` (a router port in every VLAN it is a member of) or `never` (what arrives there
+//   never makes it one). Learnt (port, vid) timers live in a fixed pool of router slots (maxRouters), chained per
+//   VLAN from rHead[vid]; a slot is freed when its timer ran out (sweep), its port goes, or its VLAN stops snooping.
+//   A new (port, vid) when the pool is full is refused and counted (`routersFull`).
 //
 // Time
 //   One coarse clock: callers pass nowMs. Expired timers are ignored by takes() at once, and entries are
@@ -42,6 +46,8 @@ export const ROUTER_NEVER = 2;
 export const ROUTER_MODES = ['auto', 'always', 'never'] as const;
 export type RouterModeName = (typeof ROUTER_MODES)[number];
 
+export const VID_SLOTS = 4096;
+
 export interface MdbCounters {
   /** groups created, members added */
   groupsAdded: number;
@@ -55,6 +61,15 @@ export interface MdbCounters {
   portFull: number;
   membersFull: number;
   sourcesFull: number;
+  /** router (port, VLAN) timers refused: the router slot pool was full */
+  routersFull: number;
+}
+
+export interface MdbRouterView {
+  port: number;
+  vid: number;
+  /** ms left on the (port, vid) timer */
+  timerMs: number;
 }
 
 export interface MdbEntryView {
@@ -74,6 +89,8 @@ export interface MdbOptions {
   /** multicast_max_groups */
   maxGroups: number;
   maxPorts: number;
+  /** learnt router (port, VLAN) timers; default max(256, 4 x maxPorts) */
+  maxRouters?: number;
 }
 
 function hash5(vid: number, a: Int32Array): number {
@@ -123,12 +140,24 @@ export class Mdb {
   /** members per port, and the per-port cap (0 = none) */
   readonly portCount: Int32Array;
   readonly portMax: Int32Array;
-  /** router ports: ROUTER_* per port and the auto timer's expiry */
+  /** router ports: ROUTER_* per port */
   readonly routerMode: Uint8Array;
-  readonly routerExpiryMs: Float64Array;
+  // learnt router (port, vid) timers: slot pool, chained per VLAN
+  readonly maxRouters: number;
+  /** port of each router slot (EMPTY: free) */
+  readonly rPort: Int32Array;
+  readonly rVid: Int32Array;
+  readonly rExpiryMs: Float64Array;
+  /** next slot of the same VLAN */
+  readonly rNext: Int32Array;
+  /** first router slot per VLAN (EMPTY: none) */
+  readonly rHead: Int32Array;
+  private readonly rFree: Int32Array;
+  private rFreeCount: number;
   private sweepCursor = 0;
+  private routerCursor = 0;
   readonly counters: MdbCounters = {
-    groupsAdded: 0, membersAdded: 0, membersAged: 0, membersLeft: 0, groupsFull: 0, portFull: 0, membersFull: 0, sourcesFull: 0,
+    groupsAdded: 0, membersAdded: 0, membersAged: 0, membersLeft: 0, groupsFull: 0, portFull: 0, membersFull: 0, sourcesFull: 0, routersFull: 0,
   };
 
   constructor(opts: MdbOptions) {
@@ -169,7 +198,15 @@ export class Mdb {
     this.portCount = new Int32Array(opts.maxPorts);
     this.portMax = new Int32Array(opts.maxPorts);
     this.routerMode = new Uint8Array(opts.maxPorts);
-    this.routerExpiryMs = new Float64Array(opts.maxPorts);
+    const r = opts.maxRouters ?? Math.max(256, 4 * opts.maxPorts);
+    this.maxRouters = r;
+    this.rPort = new Int32Array(r).fill(EMPTY);
+    this.rVid = new Int32Array(r);
+    this.rExpiryMs = new Float64Array(r);
+    this.rNext = new Int32Array(r).fill(EMPTY);
+    this.rHead = new Int32Array(VID_SLOTS).fill(EMPTY);
+    this.rFree = Int32Array.from({ length: r }, (_, i) => r - 1 - i);
+    this.rFreeCount = r;
   }
 
   get groups(): number {
@@ -476,9 +513,20 @@ export class Mdb {
         n++;
       }
     }
-    if (includeStatic) {
-      this.routerExpiryMs[port] = 0;
+    return n;
+  }
+
+  /** Removes the dynamic members in `vid` (snooping turned off in that VLAN) and its router timers. */
+  flushVlan(vid: number): number {
+    let n = 0;
+    for (let m = 0; m < this.maxMembers; m++) {
+      const gid = this.mGroup[m];
+      if (gid !== EMPTY && this.mStatic[m] === 0 && this.gVid[gid] === vid) {
+        this.removeMember(m);
+        n++;
+      }
     }
+    while (this.rHead[vid] !== EMPTY) this.unlinkRouter(this.rHead[vid]);
     return n;
   }
 
@@ -493,6 +541,7 @@ export class Mdb {
    * Returns the members removed.
    */
   sweep(nowMs: number, budget: number): number {
+    this.sweepRouters(nowMs, budget);
     const max = this.maxMembers;
     let removed = 0;
     for (let k = 0; k < budget && k < max; k++) {
@@ -515,16 +564,90 @@ export class Mdb {
 
   // ---- router ports ------------------------------------------------------------------------------
 
-  /** A query, PIM hello or MRD advertisement arrived on the port: it is a router port until `expiryMs` (not on `never`). */
-  heardRouter(port: number, expiryMs: number): boolean {
+  /** The router slot of (port, vid), or -1. */
+  private findRouter(port: number, vid: number): number {
+    for (let r = this.rHead[vid]; r !== EMPTY; r = this.rNext[r]) if (this.rPort[r] === port) return r;
+    return -1;
+  }
+
+  private unlinkRouter(r: number): void {
+    const vid = this.rVid[r];
+    let prev = EMPTY;
+    for (let x = this.rHead[vid]; x !== EMPTY; prev = x, x = this.rNext[x]) {
+      if (x !== r) continue;
+      if (prev === EMPTY) this.rHead[vid] = this.rNext[x];
+      else this.rNext[prev] = this.rNext[x];
+      break;
+    }
+    this.rPort[r] = EMPTY;
+    this.rNext[r] = EMPTY;
+    this.rFree[this.rFreeCount++] = r;
+  }
+
+  /**
+   * A query, PIM hello or MRD advertisement arrived on the port in `vid`: it is a router port for that VLAN until
+   * `expiryMs`. False on a port that is not `auto`, or when the router slot pool is full (counted).
+   */
+  heardRouter(port: number, vid: number, expiryMs: number): boolean {
     if (this.routerMode[port] !== ROUTER_AUTO) return false;
-    if (this.routerExpiryMs[port] < expiryMs) this.routerExpiryMs[port] = expiryMs;
+    let r = this.findRouter(port, vid);
+    if (r < 0) {
+      if (this.rFreeCount === 0) {
+        this.counters.routersFull++;
+        return false;
+      }
+      r = this.rFree[--this.rFreeCount];
+      this.rPort[r] = port;
+      this.rVid[r] = vid;
+      this.rExpiryMs[r] = 0;
+      this.rNext[r] = this.rHead[vid];
+      this.rHead[vid] = r;
+    }
+    if (this.rExpiryMs[r] < expiryMs) this.rExpiryMs[r] = expiryMs;
     return true;
   }
 
-  isRouter(port: number, nowMs: number): boolean {
+  /** Whether the port is a router port in `vid` now (`always`, or `auto` with a running (port, vid) timer). */
+  isRouter(port: number, vid: number, nowMs: number): boolean {
     const mode = this.routerMode[port];
-    return mode === ROUTER_ALWAYS || (mode === ROUTER_AUTO && this.routerExpiryMs[port] > nowMs);
+    if (mode === ROUTER_ALWAYS) return true;
+    if (mode !== ROUTER_AUTO) return false;
+    const r = this.findRouter(port, vid);
+    return r >= 0 && this.rExpiryMs[r] > nowMs;
+  }
+
+  /** Whether the port is a router port in any VLAN now (stats). */
+  isRouterAnywhere(port: number, nowMs: number): boolean {
+    const mode = this.routerMode[port];
+    if (mode !== ROUTER_AUTO) return mode === ROUTER_ALWAYS;
+    for (let r = 0; r < this.maxRouters; r++) if (this.rPort[r] === port && this.rExpiryMs[r] > nowMs) return true;
+    return false;
+  }
+
+  /** Forgets the port's learnt router timers in every VLAN (the port went down or away, or left `auto`). */
+  forgetRouter(port: number): void {
+    for (let r = 0; r < this.maxRouters; r++) if (this.rPort[r] === port) this.unlinkRouter(r);
+  }
+
+  /** Frees up to `budget` router slots whose timers ran out before nowMs. */
+  private sweepRouters(nowMs: number, budget: number): void {
+    const max = this.maxRouters;
+    for (let k = 0; k < budget && k < max; k++) {
+      const r = this.routerCursor;
+      this.routerCursor = r + 1 === max ? 0 : r + 1;
+      if (this.rPort[r] !== EMPTY && this.rExpiryMs[r] <= nowMs) this.unlinkRouter(r);
+    }
+  }
+
+  /** The learnt router (port, vid) timers still running, by VLAN then port (control plane, snapshots). */
+  routerTimers(nowMs: number): MdbRouterView[] {
+    const out: MdbRouterView[] = [];
+    for (let r = 0; r < this.maxRouters; r++) {
+      if (this.rPort[r] !== EMPTY && this.rExpiryMs[r] > nowMs && this.routerMode[this.rPort[r]] === ROUTER_AUTO) {
+        out.push({ port: this.rPort[r], vid: this.rVid[r], timerMs: this.rExpiryMs[r] - nowMs });
+      }
+    }
+    return out.sort((a, b) => a.vid - b.vid || a.port - b.port);
   }
 
   // ---- control plane -----------------------------------------------------------------------------

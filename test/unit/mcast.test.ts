@@ -9,7 +9,7 @@ import type { McastSettings } from '../../src/bridge/mcast.js';
 import { addFakePort, BatchBuilder, type FakeIo } from '../support/fake-io.js';
 import { traceFrame } from '../../src/observe/trace.js';
 import {
-  igmpLeave, igmpQuery, igmpV1Report, igmpV2Report, igmpV3Report, ipv4Frame, mldDone, mldQuery, mldV1Report, mldV2Report, udpTo,
+  igmpLeave, igmpQuery, tagged, igmpV1Report, igmpV2Report, igmpV3Report, ipv4Frame, mldDone, mldQuery, mldV1Report, mldV2Report, udpTo,
 } from '../support/mcast-frames.js';
 
 const S1 = '198.18.5.1';
@@ -190,7 +190,26 @@ describe('step "multicast" (IGMP/MLD snooping)', () => {
     br.setPortState(p[1].port, 'down');
     br.setPortState(p[0].port, 'down');
     expect(mc.mdb.groups).toBe(0);
-    expect(mc.mdb.isRouter(p[0].port.id, br.nowMs)).toBe(false);
+    expect(mc.mdb.isRouter(p[0].port.id, 0, br.nowMs)).toBe(false);
+  });
+
+  it('a query heard in one VLAN of a trunk makes it a router port in that VLAN only', () => {
+    setup(mcastSettingsFrom({ multicast_flood_unregistered: false }).settings);
+    br.setPortVlan(p[0].port, { mode: 'trunk', vlans: [10, 20], native: null });
+    br.setPortVlan(p[1].port, { mode: 'access', vlan: 10 });
+    br.setPortVlan(p[2].port, { mode: 'access', vlan: 20 });
+    br.setPortVlan(p[3].port, { mode: 'access', vlan: 10 });
+    br.setPortVlan(p[4].port, { mode: 'access', vlan: 20 });
+    rx(0, tagged(igmpQuery(), 10));
+    expect(got()).toEqual([0, 1, 0, 1, 0]);
+    rx(2, igmpV2Report(GROUP, '198.18.0.2', '00:16:3e:00:00:02'));
+    expect(got()).toEqual([0, 0, 0, 0, 0]); // VLAN 20 has no router port: the report goes nowhere
+    rx(1, igmpV2Report(GROUP, '198.18.0.1', '00:16:3e:00:00:01'));
+    expect(got()).toEqual([1, 0, 0, 0, 0]); // VLAN 10's report to the uplink
+    rx(4, udpTo(S1, '239.9.9.9', '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 0, 0, 0, 0]); // unregistered in VLAN 20: router ports only, and there are none
+    expect(mc.mdb.isRouter(p[0].port.id, 10, br.nowMs)).toBe(true);
+    expect(mc.mdb.isRouter(p[0].port.id, 20, br.nowMs)).toBe(false);
   });
 
   it('a PIM hello makes a router port', () => {
