@@ -14,8 +14,9 @@
 //     data to an unregistered group                        -> flood if multicast_flood_unregistered, else
 //                                                             the router ports
 //   Everything else (non-IP multicast, broadcast, a VLAN with snooping off) is flooded as before.
-//   With multicast_querier, this.querier (src/mdb/querier.ts) hears the queries (election) and reports (version
-//   fallback) and is told of leaves (group-specific queries); it sends from tick(), between rx batches.
+//   With multicast_querier (in any VLAN), this.querier (src/mdb/querier.ts) hears the queries (election, per VLAN) and
+//   reports (version fallback, per VLAN) and is told of leaves (group-specific queries); it sends from tick(), between
+//   rx batches.
 //   select() returns the candidate ports (this.cand[0 .. n-1]) or MCAST_FLOOD / MCAST_DROP; the engine
 //   filters candidates with its one egress predicate (shouldDeliver), so VLAN membership, port state,
 //   isolation and mirror outputs apply unchanged.
@@ -58,6 +59,8 @@ export const DEFAULT_MAX_GROUPS = 4096;
 export interface McastVlanSettings {
   snooping: boolean;
   floodUnregistered: boolean;
+  /** the bridge's querier queries in this VLAN (with snooping on there) */
+  querier: boolean;
 }
 
 /** A port's multicast settings. */
@@ -69,7 +72,6 @@ export interface McastPortSettings {
 }
 
 export interface McastSettings extends McastVlanSettings {
-  querier: boolean;
   /** the querier's IPv4 source (int32, 0 = 0.0.0.0) and IPv6 link-local source (null: derived from its MAC) */
   querierIpv4: number;
   querierIpv6: Int32Array | null;
@@ -148,18 +150,29 @@ export class McastSnooping {
     this.settings = s;
     this.gmiMs = s.lastMemberCount * s.queryIntervalS * 1000 + s.queryResponseIntervalMs;
     this.lmqtMs = s.lastMemberCount * s.lastMemberIntervalMs;
-    this.applyQuerier();
     for (let vid = 0; vid < 4096; vid++) {
       const v = s.vlans.get(vid) ?? s;
       this.snoopVid[vid] = v.snooping ? 1 : 0;
       this.floodUnregVid[vid] = v.floodUnregistered ? 1 : 0;
     }
+    this.applyQuerier();
   }
 
-  /** (Re)creates the querier from the settings and querierMac. */
+  /** Whether VLAN `vid` snoops now. */
+  snoops(vid: number): boolean {
+    return this.snoopVid[vid] === 1;
+  }
+
+  /**
+   * Installs the querier from the settings and querierMac: created when some VLAN has it on, dropped when none has;
+   * an existing one takes the new settings and keeps its elections, version fallbacks and owed queries.
+   */
   applyQuerier(): void {
     const s = this.settings;
-    if (!s.querier) {
+    const on = (vid: number): boolean => this.snoopVid[vid] === 1 && (s.vlans.get(vid) ?? s).querier;
+    let any = false;
+    for (let vid = 0; vid < 4095 && !any; vid++) any = on(vid);
+    if (!any) {
       this.querier = null;
       return;
     }
@@ -167,11 +180,15 @@ export class McastSnooping {
     const m = [0, 1, 2, 3, 4, 5].map((i) => Math.floor(mac / 2 ** (8 * (5 - i))) & 0xff);
     // EUI-64 link-local of the MAC
     const ipv6 = s.querierIpv6 ?? Int32Array.from([0xfe800000 | 0, 0, ((m[0] ^ 2) << 24) | (m[1] << 16) | (m[2] << 8) | 0xff, (0xfe << 24) | (m[3] << 16) | (m[4] << 8) | m[5]]);
-    this.querier = new Querier({
+    const qs = {
       queryIntervalS: s.queryIntervalS, queryResponseIntervalMs: s.queryResponseIntervalMs, lastMemberCount: s.lastMemberCount,
       lastMemberIntervalMs: s.lastMemberIntervalMs,
       ipv4: s.querierIpv4, ipv6, mac,
-    });
+    };
+    if (this.querier === null) this.querier = new Querier(qs);
+    else this.querier.reconfigure(qs);
+    const en = this.querier.enabled;
+    for (let vid = 0; vid < 4095; vid++) en[vid] = on(vid) ? 1 : 0;
   }
 
   /** Membership interval in ms (also a learnt router port's timeout). */
@@ -278,7 +295,7 @@ export class McastSnooping {
           const m = mdb.member(vid, pkt.group, id);
           if (m >= 0) mdb.setExclude(m, nowMs + this.gmiMs);
         }
-        if (this.querier !== null) this.querier.heardReport(pkt.family, pkt.version, nowMs, this.gmiMs);
+        if (this.querier !== null) this.querier.heardReport(vid, pkt.family, pkt.version, nowMs, this.gmiMs);
         return this.toRouters(byId, ports, vid, nowMs, true);
       case MC_LEAVE:
         if (!learn) return this.toRouters(byId, ports, vid, nowMs, false);

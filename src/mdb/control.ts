@@ -45,7 +45,7 @@ export interface MdbShow {
   max_groups: number;
   /** refusals (caps) and malformed IGMP/MLD by reason */
   counters: Record<string, number>;
-  /** the bridge's own querier (multicast_querier): per query VLAN, who queries, per family */
+  /** the bridge's own querier (multicast_querier): per query VLAN, who queries per family, and the query versions */
   querier: { enabled: boolean; queries_sent: number; vlans: QuerierVlanState[] };
 }
 
@@ -86,9 +86,11 @@ export function mdbShow(bridge: Bridge, nowMs: number): MdbShow {
 export function querierShow(bridge: Bridge, nowMs: number): MdbShow['querier'] {
   const q = bridge.mcast?.querier ?? null;
   if (q === null) return { enabled: false, queries_sent: 0, vlans: [] };
-  const vids = new Set<number>();
-  for (const p of bridge.portList) if (p.vlan.isMember(p.vlan.untaggedVid)) vids.add(p.vlan.untaggedVid);
-  return { enabled: true, queries_sent: q.queriesSent, vlans: q.state(nowMs, [...vids].sort((a, b) => a - b), formatAddressWords) };
+  const mask = new Uint8Array(4096);
+  q.queryVids(bridge.portList, mask);
+  const vids: number[] = [];
+  for (let vid = 0; vid < 4095; vid++) if (mask[vid] === 1) vids.push(vid);
+  return { enabled: true, queries_sent: q.queriesSent, vlans: q.state(nowMs, vids, formatAddressWords) };
 }
 
 function groupParam(group: unknown): Int32Array {

@@ -303,6 +303,73 @@ describe('the querier (multicast_querier)', () => {
     expect(mc.querier).not.toBeNull();
   });
 
+  describe('per VLAN', () => {
+    /** uplink trunk 10,20,30; vif1.0 access 10; vif2.0 access 20; vif3.0 trunk 30 (VLAN 30 is carried only tagged) */
+    const vlanMake = (extra: Record<string, unknown> = {}): ReturnType<typeof make> & { q: { port: BridgePort; io: FakeIo }[] } => {
+      const m = make(extra);
+      const up = addFakePort(m.br, m.batch, 'peth0', { kind: 'uplink' });
+      const v3 = addFakePort(m.br, m.batch, 'vif3.0');
+      m.br.setPortVlan(up.port, { mode: 'trunk', vlans: [10, 20, 30], native: null });
+      m.br.setPortVlan(m.p[0].port, { mode: 'access', vlan: 10 });
+      m.br.setPortVlan(m.p[1].port, { mode: 'access', vlan: 20 });
+      m.br.setPortVlan(v3.port, { mode: 'trunk', vlans: [30], native: null });
+      return { ...m, q: [m.p[0], m.p[1], up, v3] };
+    };
+    /** the queries on the wire: [vid (0: untagged), family, version] */
+    const queries = (x: { io: FakeIo }): number[][] => x.io.sent.splice(0).map((h) => {
+      const f = Buffer.from(h, 'hex');
+      const vid = f.readUInt16BE(12) === 0x8100 ? f.readUInt16BE(14) & 0xfff : 0;
+      const u = vid === 0 ? f : Buffer.concat([f.subarray(0, 12), f.subarray(16)]);
+      expect(classify(u.toString('hex'))).toBe(MC_QUERY);
+      return [vid, pkt.family, pkt.version];
+    });
+    const rxOn = (m: ReturnType<typeof vlanMake>, i: number, f: Buffer): void => {
+      m.batch.add(f);
+      m.br.receive(m.q[i].port, m.batch.slab, m.batch.desc, m.batch.count);
+      m.batch.reset();
+    };
+
+    it('queries every VLAN in use, tagged on trunks, a VLAN carried only by trunks too', () => {
+      const m = vlanMake();
+      m.br.tick(1000, 100);
+      expect(queries(m.q[2])).toEqual([[10, 4, 3], [10, 6, 2], [20, 4, 3], [20, 6, 2], [30, 4, 3], [30, 6, 2]]);
+      expect(queries(m.q[0])).toEqual([[0, 4, 3], [0, 6, 2]]);
+      expect(queries(m.q[1])).toEqual([[0, 4, 3], [0, 6, 2]]);
+      expect(queries(m.q[3])).toEqual([[30, 4, 3], [30, 6, 2]]);
+      expect(m.mc.querier!.state(1000, [10, 20, 30], String).map((v) => v.vlan)).toEqual([10, 20, 30]);
+    });
+
+    it('a lower-addressed querier in VLAN 10 silences it in VLAN 10 only; an IGMPv2 report falls back in that VLAN only', () => {
+      const m = vlanMake();
+      m.br.nowMs = 1000;
+      rxOn(m, 2, tagged(igmpQuery('0.0.0.0', { src: '198.18.0.1' }), 10));
+      rxOn(m, 1, igmpV2Report(GROUP, '198.18.0.2', '00:16:3e:00:00:02'));
+      for (const x of m.q) x.io.sent.length = 0;
+      m.br.tick(1000, 100);
+      expect(queries(m.q[2])).toEqual([[10, 6, 2], [20, 4, 2], [20, 6, 2], [30, 4, 3], [30, 6, 2]]);
+      const st = m.mc.querier!.state(1000, [10, 20, 30], String);
+      expect(st.map((v) => [v.vlan, v.ipv4.querier, v.igmp_version])).toEqual([[10, 'other', 3], [20, 'self', 2], [30, 'self', 3]]);
+    });
+
+    it('multicast_vlans turns the querier on or off per VLAN', () => {
+      const m = vlanMake({ multicast_querier: false, multicast_vlans: [{ vlan: 20, multicast_querier: true }, { vlan: 30, multicast_snooping: false, multicast_querier: true }] });
+      m.br.tick(1000, 100);
+      expect(queries(m.q[2])).toEqual([[20, 4, 3], [20, 6, 2]]);
+      expect(queries(m.q[0])).toEqual([]);
+      expect(queries(m.q[3])).toEqual([]);
+    });
+
+    it('sends every query VLAN of a trunk even when they exceed its tx queue (64 frames here)', () => {
+      const m = vlanMake();
+      const many = Array.from({ length: 40 }, (_, i) => 100 + i);
+      m.br.setPortVlan(m.q[2].port, { mode: 'trunk', vlans: [10, 20, 30, ...many], native: null });
+      m.br.tick(1000, 100);
+      const q = queries(m.q[2]);
+      expect(q).toHaveLength(86);
+      expect(q.at(-1)).toEqual([139, 6, 2]);
+    });
+  });
+
   it('on a leave it sends group-specific queries to that port, last_member_count times, last_member_interval apart', () => {
     const { br, p, batch, mc } = make();
     br.tick(1000, 100); // general queries
