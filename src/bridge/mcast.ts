@@ -89,6 +89,9 @@ export interface McastSettings extends McastVlanSettings {
   portDefaults: McastPortSettings;
 }
 
+/** Sources one record can hand to the querier's group-and-source-specific queries (more are lowered, not asked). */
+const LEAVING_SOURCES_MAX = 256;
+
 /** Per-port counters, Float64Array slots (port id * PORT_COUNTERS + k). */
 const PC_QUERIES = 0;
 const PC_REPORTS = 1;
@@ -121,6 +124,8 @@ export class McastSnooping {
   private readonly pkt = new McastPacket();
   private readonly rec = new McastRecord();
   private readonly srcWords = new Int32Array(4);
+  /** sources a record stopped requesting (four words each), for the querier's group-and-source-specific queries */
+  private readonly leavingSources = new Int32Array(4 * LEAVING_SOURCES_MAX);
   private readonly portCounters: Float64Array;
   /** malformed IGMP/MLD by reason (MALFORMED_REASONS order) */
   readonly malformed = new Float64Array(MALFORMED_REASONS.length);
@@ -375,6 +380,11 @@ export class McastSnooping {
     }
   }
 
+  /** The querier (if any) owes group-and-source-specific queries for the first `n` of this.leavingSources. */
+  private askSources(vid: number, port: number, group: Int32Array, n: number, nowMs: number): void {
+    if (this.querier !== null && n > 0) this.querier.sourcesLeaving(vid, port, group, this.leavingSources, Math.min(n, LEAVING_SOURCES_MAX), nowMs);
+  }
+
   /** The group records of an IGMPv3 / MLDv2 report (all checked by the codec). */
   private records(slab: Uint8Array, vid: number, port: number, nowMs: number): void {
     const pkt = this.pkt;
@@ -402,33 +412,47 @@ export class McastSnooping {
       } else if (type === REC_IS_IN || type === REC_ALLOW || type === REC_TO_IN) {
         if (type === REC_TO_IN) {
           // leaving EXCLUDE mode (TO_IN {} is a leave): the group timer drops to LMQT, or the port goes
-          this.leave(vid, rec.group, port, nowMs);
+          const gid = mdb.findGroup(vid, rec.group);
+          const m = gid < 0 ? -1 : mdb.findMember(gid, port);
+          if (m >= 0 && mdb.isExclude(m, nowMs)) this.leave(vid, rec.group, port, nowMs);
         }
-        if (nsrc === 0) continue;
-        const m = mdb.member(vid, rec.group, port);
-        if (m < 0) continue;
-        for (let i = 0; i < nsrc; i++) {
-          if (v4) readIgmpSource(slab, rec.srcOff, i, src);
-          else readMldSource(slab, rec.srcOff, i, src);
-          mdb.allowSource(m, src, gmiExpiry);
+        if (nsrc > 0) {
+          const m = mdb.member(vid, rec.group, port);
+          if (m < 0) continue;
+          for (let i = 0; i < nsrc; i++) {
+            if (v4) readIgmpSource(slab, rec.srcOff, i, src);
+            else readMldSource(slab, rec.srcOff, i, src);
+            mdb.allowSource(m, src, gmiExpiry);
+          }
+        }
+        if (type === REC_TO_IN) {
+          // the requested sources the record left out (just refreshed ones run out at gmiExpiry): lowered and asked
+          const gid = mdb.findGroup(vid, rec.group);
+          const m = gid < 0 ? -1 : mdb.findMember(gid, port);
+          if (m < 0) continue;
+          const n = mdb.lowerSourcesBefore(m, gmiExpiry, fast ? nowMs : nowMs + this.lmqtMs, nowMs, this.leavingSources);
+          if (fast) mdb.pruneIfEmpty(m);
+          else this.askSources(vid, port, rec.group, n, nowMs);
         }
       } else if (type === REC_BLOCK) {
         const gid = mdb.findGroup(vid, rec.group);
         const m = gid < 0 ? -1 : mdb.findMember(gid, port);
         if (m < 0) continue;
+        let n = 0;
         for (let i = 0; i < nsrc; i++) {
           if (v4) readIgmpSource(slab, rec.srcOff, i, src);
           else readMldSource(slab, rec.srcOff, i, src);
-          mdb.lowerSource(m, src, fast ? nowMs : nowMs + this.lmqtMs, nowMs);
+          if (mdb.lowerSource(m, src, fast ? nowMs : nowMs + this.lmqtMs, nowMs) && n < LEAVING_SOURCES_MAX) this.leavingSources.set(src, 4 * n++);
         }
         if (fast) mdb.pruneIfEmpty(m);
+        else this.askSources(vid, port, rec.group, n, nowMs);
       }
     }
   }
 
   /** Periodic work (between rx batches): a budgeted ageing sweep of the MDB, and the querier's queries when due. */
   tick(nowMs: number, budget: number, ports: readonly BridgePort[]): number {
-    if (this.querier !== null && this.slab !== null) this.querier.tick(nowMs, ports, this.slab());
+    if (this.querier !== null && this.slab !== null) this.querier.tick(nowMs, ports, this.slab(), this.mdb);
     return this.mdb.sweep(nowMs, budget);
   }
 

@@ -46,7 +46,7 @@ export interface MdbShow {
   /** refusals (caps) and malformed IGMP/MLD by reason */
   counters: Record<string, number>;
   /** the bridge's own querier (multicast_querier): per query VLAN, who queries per family, and the query versions */
-  querier: { enabled: boolean; queries_sent: number; vlans: QuerierVlanState[] };
+  querier: { enabled: boolean; queries_sent: number; group_queries_sent?: number; source_queries_sent?: number; source_queries_dropped?: number; vlans: QuerierVlanState[] };
 }
 
 function isMulticastWords(w: Int32Array): boolean {
@@ -90,7 +90,9 @@ export function querierShow(bridge: Bridge, nowMs: number): MdbShow['querier'] {
   q.queryVids(bridge.portList, mask);
   const vids: number[] = [];
   for (let vid = 0; vid < 4095; vid++) if (mask[vid] === 1) vids.push(vid);
-  return { enabled: true, queries_sent: q.queriesSent, vlans: q.state(nowMs, vids, formatAddressWords) };
+  return {
+    enabled: true, queries_sent: q.queriesSent, group_queries_sent: q.groupQueriesSent, source_queries_sent: q.sourceQueriesSent, source_queries_dropped: q.sourcePendingDropped, vlans: q.state(nowMs, vids, formatAddressWords),
+  };
 }
 
 function groupParam(group: unknown): Int32Array {

@@ -406,12 +406,16 @@ export class Mdb {
     this.sExpiryMs[s] = 0;
   }
 
-  /** A requested source's timer lowered to `expiryMs` (BLOCK, or a v3 leave of one source); removed at once when `now`. */
-  lowerSource(m: number, a: Int32Array, expiryMs: number, nowMs: number): void {
+  /**
+   * A requested source's timer lowered to `expiryMs` (BLOCK, or a v3 leave of one source); removed at once when `now`.
+   * True when the source was requested with a running timer (a group-and-source-specific query may ask for it).
+   */
+  lowerSource(m: number, a: Int32Array, expiryMs: number, nowMs: number): boolean {
     const s = this.findSource(m, a);
-    if (s < 0 || this.sExcluded[s] === 1 || this.sExpiryMs[s] === Infinity) return;
+    if (s < 0 || this.sExcluded[s] === 1 || this.sExpiryMs[s] === Infinity || this.sExpiryMs[s] <= nowMs) return false;
     if (this.sExpiryMs[s] > expiryMs) this.sExpiryMs[s] = expiryMs;
     if (expiryMs <= nowMs) this.unlinkSource(m, s);
+    return true;
   }
 
   private unlinkSource(m: number, s: number): void {
@@ -423,6 +427,40 @@ export class Mdb {
       this.sFree[this.sFreeCount++] = x;
       return;
     }
+  }
+
+  /**
+   * Lowers to `expiryMs` the timers of member m's requested sources whose timers run out after nowMs and before
+   * `beforeMs` (not static, not excluded): after the sources of a TO_IN record were refreshed to the membership
+   * interval, these are the sources the record left out. Their addresses go to `out` (four words each, at most
+   * out.length / 4); returns how many were lowered. At or before nowMs they are removed at once (fast leave).
+   */
+  lowerSourcesBefore(m: number, beforeMs: number, expiryMs: number, nowMs: number, out: Int32Array): number {
+    let n = 0;
+    const max = out.length >> 2;
+    for (let s = this.mSrcHead[m]; s !== EMPTY;) {
+      const next = this.sNext[s];
+      const exp = this.sExpiryMs[s];
+      if (this.sExcluded[s] === 0 && exp > nowMs && exp < beforeMs) {
+        if (n < max) out.set(this.sAddr.subarray(4 * s, 4 * s + 4), 4 * n);
+        n++;
+        if (exp > expiryMs) this.sExpiryMs[s] = expiryMs;
+        if (expiryMs <= nowMs) this.unlinkSource(m, s);
+      }
+      s = next;
+    }
+    return n;
+  }
+
+  /** The timer's expiry (ms) of member m's requested source `a`; -1 when it is not requested (absent or excluded). */
+  sourceExpiryMs(m: number, a: Int32Array): number {
+    const s = this.findSource(m, a);
+    return s < 0 || this.sExcluded[s] === 1 ? -1 : this.sExpiryMs[s];
+  }
+
+  /** Whether member m is in EXCLUDE mode (with its group timer running, or permanent). */
+  isExclude(m: number, nowMs: number): boolean {
+    return this.mMode[m] === MODE_EXCLUDE && (this.mStatic[m] === 1 || this.mExpiryMs[m] > nowMs);
   }
 
   /** Drops the excluded sources (excluded = true) or those whose timer ran out before nowMs (excluded = false, nowMs given). */

@@ -16,17 +16,29 @@
 //   silences this querier in that VLAN for the other querier present interval (robustness x query interval + half the
 //   query response interval); it resumes when that runs out. Other VLANs are not affected.
 //
+//   Group-and-source-specific queries (RFC 3376 6.6.3.2 / RFC 3810 7.6.3.2): when a port's IGMPv3/MLDv2 record stops
+//   requesting sources (BLOCK_OLD_SOURCES, or TO_IN without them), the engine lowers their source timers to the last
+//   member query time and tells sourcesLeaving(); the querier then sends `last_member_count` queries for (G, those
+//   sources), `last_member_interval` apart, to that port, unless another querier is in charge of the VLAN and family
+//   (it asks) or the VLAN's queries are in an older version (no source lists there). Each retransmission asks only the
+//   sources still requested: those a report refreshed past the last member query time go in a query with the S flag
+//   set (hosts answer, routers keep their timers), the others in one with it clear.
+//
 //   Frames are composed in the receive slab between rx batches (a timer turn, never inside a batch) and queued on each
 //   port's tx queue with its tag operation, like the bond's announcements (src/bond/announce.ts); a port's queue is
 //   sent whenever it is full, so no query VLAN is left out.
 
 import type { BridgePort } from '../bridge/port.js';
+import type { Mdb } from './mdb.js';
 import { EGRESS_NOT_MEMBER, EGRESS_TAGGED } from '../bridge/vlan.js';
 import { TX_OP_NONE, TX_OP_PUSH_TAG, VNET_HDR_LEN } from '../io/native-types.js';
 
 const VID_COUNT = 4096;
 /** group-specific queries owed at once (see Querier.leaveHeard) */
 export const PENDING_MAX = 64;
+/** group-and-source-specific queries owed at once, and the sources one of them carries (see Querier.sourcesLeaving) */
+export const SOURCE_PENDING_MAX = 64;
+export const SOURCES_PER_QUERY = 16;
 /**
  * Where the queries are composed in the slab: general queries IGMPv1..v3 in slots 0..2 and MLDv1..v2 in slots 3..4,
  * group(-and-source)-specific queries from GROUP_QUERY_OFF.
@@ -98,10 +110,13 @@ export function floatCode8(v: number): number {
 
 /**
  * Composes an IGMP query (version 1, 2 or 3) at slab[off]: general (group 0, to 224.0.0.1), or group-specific (to the
- * group, answered within the last member interval); returns its length.
+ * group, answered within the last member interval), or for IGMPv3 group-and-source-specific (`nSources` addresses from
+ * `sources`, four words each, IPv4-mapped; `suppress`: the S flag); returns its length.
  */
-export function composeIgmpQuery(b: Uint8Array, off: number, s: QuerierSettings, version: number, group = 0): number {
-  const igmpLen = version === 3 ? 12 : 8;
+export function composeIgmpQuery(b: Uint8Array, off: number, s: QuerierSettings, version: number, group = 0, sources: Int32Array | null = null,
+  nSources = 0, suppress = false): number {
+  const n = version === 3 && sources !== null ? nSources : 0;
+  const igmpLen = version === 3 ? 12 + 4 * n : 8;
   const ipLen = 24 + igmpLen;
   b.fill(0, off, off + 14 + ipLen);
   const dst = group === 0 ? 0xe0000001 | 0 : group;
@@ -123,16 +138,23 @@ export function composeIgmpQuery(b: Uint8Array, off: number, s: QuerierSettings,
   b[q + 1] = version === 1 ? 0 : version === 2 ? Math.min(255, Math.round(respMs / 100)) : floatCode8(Math.round(respMs / 100));
   put32(b, q + 4, group);
   if (version === 3) {
-    b[q + 8] = Math.min(7, s.lastMemberCount);
+    b[q + 8] = (suppress ? 0x08 : 0) | Math.min(7, s.lastMemberCount);
     b[q + 9] = floatCode8(s.queryIntervalS);
+    put16(b, q + 10, n);
+    for (let i = 0; i < n; i++) put32(b, q + 12 + 4 * i, sources![4 * i + 3]);
   }
   put16(b, q + 2, csum(b, q, igmpLen, 0));
   return 14 + ipLen;
 }
 
-/** Composes an MLD query (version 1 or 2) at slab[off]: general (group null, to ff02::1) or group-specific; returns its length. */
-export function composeMldQuery(b: Uint8Array, off: number, s: QuerierSettings, version: number, group: Int32Array | null = null): number {
-  const mldLen = version === 2 ? 28 : 24;
+/**
+ * Composes an MLD query (version 1 or 2) at slab[off]: general (group null, to ff02::1) or group-specific, or for MLDv2
+ * group-and-source-specific (`nSources` addresses from `sources`; `suppress`: the S flag); returns its length.
+ */
+export function composeMldQuery(b: Uint8Array, off: number, s: QuerierSettings, version: number, group: Int32Array | null = null,
+  sources: Int32Array | null = null, nSources = 0, suppress = false): number {
+  const n = version === 2 && sources !== null ? nSources : 0;
+  const mldLen = version === 2 ? 28 + 16 * n : 24;
   const payload = 8 + mldLen;
   b.fill(0, off, off + 14 + 40 + payload);
   const last = group === null ? 1 : group[3];
@@ -159,8 +181,10 @@ export function composeMldQuery(b: Uint8Array, off: number, s: QuerierSettings, 
   put16(b, m + 4, mrc);
   if (group !== null) for (let i = 0; i < 4; i++) put32(b, m + 8 + 4 * i, group[i]);
   if (version === 2) {
-    b[m + 24] = Math.min(7, s.lastMemberCount);
+    b[m + 24] = (suppress ? 0x08 : 0) | Math.min(7, s.lastMemberCount);
     b[m + 25] = floatCode8(s.queryIntervalS);
+    put16(b, m + 26, n);
+    for (let i = 0; i < 4 * n; i++) put32(b, m + 28 + 4 * i, sources![i]);
   }
   // ICMPv6 checksum with the pseudo-header
   let pseudo = 0;
@@ -202,6 +226,23 @@ export class Querier {
   /** leaves whose group-specific queries did not fit the table; group-specific queries sent */
   pendingDropped = 0;
   groupQueriesSent = 0;
+  /**
+   * Group-and-source-specific queries owed: a fixed table of SOURCE_PENDING_MAX, each (vid, port, group) with up to
+   * SOURCES_PER_QUERY sources (more sources take more entries); sources that find no free entry are counted in
+   * `sourcePendingDropped`.
+   */
+  private readonly spVid = new Int32Array(SOURCE_PENDING_MAX);
+  private readonly spPort = new Int32Array(SOURCE_PENDING_MAX);
+  private readonly spGroup = new Int32Array(4 * SOURCE_PENDING_MAX);
+  private readonly spSrc = new Int32Array(4 * SOURCES_PER_QUERY * SOURCE_PENDING_MAX);
+  private readonly spCount = new Int32Array(SOURCE_PENDING_MAX);
+  private readonly spLeft = new Int32Array(SOURCE_PENDING_MAX);
+  private readonly spNextMs = new Float64Array(SOURCE_PENDING_MAX);
+  /** the sources of one query as it is composed: asked with the S flag clear, and set */
+  private readonly askNow = new Int32Array(4 * SOURCES_PER_QUERY);
+  private readonly askSuppressed = new Int32Array(4 * SOURCES_PER_QUERY);
+  sourcePendingDropped = 0;
+  sourceQueriesSent = 0;
 
   constructor(settings: QuerierSettings) {
     this.settings = settings;
@@ -246,6 +287,82 @@ export class Querier {
       return;
     }
     this.pendingDropped++;
+  }
+
+  /**
+   * Member `port` of (vid, group) stopped requesting `n` sources (four words each in `sources`), whose timers the
+   * engine lowered: group-and-source-specific queries are owed for them (see the model).
+   */
+  sourcesLeaving(vid: number, port: number, group: Int32Array, sources: Int32Array, n: number, nowMs: number): void {
+    const v4 = group[0] === 0 && group[1] === 0 && group[2] === 0xffff;
+    if (n === 0 || this.enabled[vid] === 0 || this.otherPresent(vid, v4, nowMs)) return;
+    if (v4 ? this.igmpVersion(vid, nowMs) !== 3 : this.mldVersion(vid, nowMs) !== 2) return;
+    let done = 0;
+    for (let i = 0; i < SOURCE_PENDING_MAX && done < n; i++) {
+      if (this.spLeft[i] !== 0) continue;
+      const k = Math.min(SOURCES_PER_QUERY, n - done);
+      this.spVid[i] = vid;
+      this.spPort[i] = port;
+      this.spGroup.set(group, 4 * i);
+      this.spSrc.set(sources.subarray(4 * done, 4 * (done + k)), 4 * SOURCES_PER_QUERY * i);
+      this.spCount[i] = k;
+      this.spLeft[i] = this.settings.lastMemberCount;
+      this.spNextMs[i] = nowMs;
+      done += k;
+    }
+    this.sourcePendingDropped += n - done;
+  }
+
+  /** Sends the group-and-source-specific queries that are due (between rx batches); `mdb` has the source timers. */
+  private sendSourceQueries(nowMs: number, ports: readonly BridgePort[], slab: Uint8Array, mdb: Mdb): void {
+    const lmqtMs = this.settings.lastMemberCount * this.settings.lastMemberIntervalMs;
+    for (let i = 0; i < SOURCE_PENDING_MAX; i++) {
+      if (this.spLeft[i] === 0 || this.spNextMs[i] > nowMs) continue;
+      this.spLeft[i]--;
+      this.spNextMs[i] = nowMs + this.settings.lastMemberIntervalMs;
+      const vid = this.spVid[i];
+      const g = this.spGroup.subarray(4 * i, 4 * i + 4);
+      const v4 = g[0] === 0 && g[1] === 0 && g[2] === 0xffff;
+      const port = ports.find((p) => p.id === this.spPort[i]);
+      const gid = mdb.findGroup(vid, g);
+      const m = mdb.findMember(gid, this.spPort[i]);
+      if (port === undefined || port.io === null || port.state !== 'up' || m < 0 || this.otherPresent(vid, v4, nowMs)) {
+        this.spLeft[i] = 0;
+        continue;
+      }
+      const rule = port.vlan.egress[vid];
+      if (rule === EGRESS_NOT_MEMBER) continue;
+      // retransmission state: the sources still requested, split by their timers
+      let now = 0;
+      let later = 0;
+      const base = 4 * SOURCES_PER_QUERY * i;
+      for (let k = 0; k < this.spCount[i]; k++) {
+        const src = this.spSrc.subarray(base + 4 * k, base + 4 * k + 4);
+        const exp = mdb.sourceExpiryMs(m, src);
+        if (exp <= nowMs) continue;
+        if (exp > nowMs + lmqtMs) this.askSuppressed.set(src, 4 * later++);
+        else this.askNow.set(src, 4 * now++);
+      }
+      if (now === 0 && later === 0) {
+        this.spLeft[i] = 0;
+        continue;
+      }
+      const off = GROUP_QUERY_OFF + VNET_HDR_LEN;
+      const off2 = GROUP_QUERY_OFF + 4 * SLOT + VNET_HDR_LEN;
+      slab.fill(0, GROUP_QUERY_OFF, off);
+      slab.fill(0, GROUP_QUERY_OFF + 4 * SLOT, off2);
+      let n = 0;
+      const tagged = rule === EGRESS_TAGGED;
+      if (later > 0) {
+        const len = v4 ? composeIgmpQuery(slab, off2, this.settings, 3, g[3], this.askSuppressed, later, true) : composeMldQuery(slab, off2, this.settings, 2, g, this.askSuppressed, later, true);
+        n = queue(port.io.tx, n, off2, len, tagged, vid);
+      }
+      if (now > 0) {
+        const len = v4 ? composeIgmpQuery(slab, off, this.settings, 3, g[3], this.askNow, now, false) : composeMldQuery(slab, off, this.settings, 2, g, this.askNow, now, false);
+        n = queue(port.io.tx, n, off, len, tagged, vid);
+      }
+      this.sourceQueriesSent += port.io.send(n);
+    }
   }
 
   /** Sends the group-specific queries that are due (between rx batches). */
@@ -341,9 +458,13 @@ export class Querier {
     }
   }
 
-  /** Sends the queries that are due; returns general query frames sent. `slab` is free (no rx batch in progress). */
-  tick(nowMs: number, ports: readonly BridgePort[], slab: Uint8Array): number {
+  /**
+   * Sends the queries that are due; returns general query frames sent. `slab` is free (no rx batch in progress); `mdb`
+   * has the source timers the group-and-source-specific queries ask about.
+   */
+  tick(nowMs: number, ports: readonly BridgePort[], slab: Uint8Array, mdb: Mdb | null = null): number {
     this.sendGroupQueries(nowMs, ports, slab);
+    if (mdb !== null) this.sendSourceQueries(nowMs, ports, slab, mdb);
     if (nowMs < this.nextQueryMs) return 0;
     const interval = this.startupLeft > 0 ? this.intervalMs / 4 : this.intervalMs;
     if (this.startupLeft > 0) this.startupLeft--;
