@@ -13,6 +13,8 @@
 // 2 x 2 s + 1 s = 5 s; other querier present interval 2 x 2 s + 0.5 s = 4.5 s.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { destroyLab, Lab, PYTHON, canRunNetns, sleep } from "./helpers.js";
 import type { MdbShow } from "../../src/mdb/control.js";
 
@@ -150,5 +152,39 @@ describe.skipIf(!support.ok)("multicast per VLAN" + skipNote, () => {
     // the lower-addressed querier in VLAN 10 did not silence VLANs 20 and 30
     const q = Object.fromEntries(show.querier.vlans.map((v) => [v.vlan, v.ipv4.querier]));
     expect(q, diag).toEqual({ 10: "other", 20: "self", 30: "self" });
+  }, 60_000);
+
+  it("a reload that changes only multicast keys applies in place: ports, counters, FDB and the still valid MDB stay", async () => {
+    const members = [["a10", "239.26.1.10"], ["b20", "239.26.1.20"]].map(([h, g]) => lab.spawn(h, [PYTHON, "-c", PY_JOIN, g, "8"], `member ${h}`));
+    for (const m of members) await m.waitForOutput("ready");
+    await sleep(1500);
+    type Stats = { ports: { name: string; rx_packets: number }[] }[];
+    type Mac = { port: string; mac: string; vlan: number };
+    const macs = (l: Mac[]): string[] => l.filter((e) => e.port !== "peth0").map((e) => `${e.vlan} ${e.mac} ${e.port}`).sort();
+    const rx = (st: Stats): Record<string, number> => Object.fromEntries(st[0].ports.map((p) => [p.name, p.rx_packets]));
+    const before = { macs: macs(await lab.cliJson<Mac[]>(["showmacs", "xenbr0"])), rx: rx(await lab.cliJson<Stats>(["stats"])), mdb: await lab.cliJson<MdbShow>(["mdb", "show", "xenbr0"]) };
+    expect(before.mdb.entries.map((e) => [e.vlan, e.group, e.port]), JSON.stringify(before)).toEqual(expect.arrayContaining([[10, "239.26.1.10", "vif1.0"], [20, "239.26.1.20", "vif2.0"]]));
+    expect(before.macs.length, JSON.stringify(before)).toBeGreaterThanOrEqual(2);
+    const next = join(lab.dir, "next.yaml");
+    writeFileSync(next, JSON.stringify({ ...config({ bridge: { multicast_vlans: [{ vlan: 20, multicast_snooping: false }] }, vif1: { multicast_router: "always" } }), state_dir: lab.stateDir }));
+    const dry = await lab.cli(["reload", "--config", next, "--dry-run"]);
+    expect(dry.stdout.trim().split("\n"), dry.stderr).toEqual([
+      '~ bridge xenbr0 multicast_vlans default -> [{"vlan":20,"multicast_snooping":false}]',
+      "~ port xenbr0/vif1.0 multicast_router default -> always",
+    ]);
+    const r = await lab.cli(["reload", "--config", next]);
+    expect(r.code, `${r.stdout}\n${r.stderr}\n${lab.daemonLog(20)}`).toBe(0);
+    const after = { macs: macs(await lab.cliJson<Mac[]>(["showmacs", "xenbr0"])), rx: rx(await lab.cliJson<Stats>(["stats"])), mdb: await lab.cliJson<MdbShow>(["mdb", "show", "xenbr0"]) };
+    for (const m of members) await m.wait(20_000);
+    const diag = `${JSON.stringify({ before, after })}\n${lab.daemonLog(20)}`;
+    // nothing re-created: the learnt MACs and the ports' counters are still there
+    expect(after.macs, diag).toEqual(expect.arrayContaining(before.macs));
+    for (const [port, n] of Object.entries(before.rx)) expect(after.rx[port], `${port}: ${diag}`).toBeGreaterThanOrEqual(n);
+    // the MDB kept VLAN 10's membership and lost VLAN 20's (snooping off there); the new router mode is in force
+    const entries = after.mdb.entries.map((e) => [e.vlan, e.group, e.port]);
+    expect(entries, diag).toContainEqual([10, "239.26.1.10", "vif1.0"]);
+    expect(entries.filter((e) => e[0] === 20), diag).toEqual([]);
+    expect(after.mdb.router_ports.map((x) => [x.vlan, x.port, x.kind]), diag).toContainEqual([null, "vif1.0", "always"]);
+    expect(after.mdb.querier.vlans.map((v) => v.vlan), diag).not.toContain(20);
   }, 60_000);
 });
