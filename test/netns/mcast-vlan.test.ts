@@ -15,7 +15,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { destroyLab, Lab, PYTHON, canRunNetns, sleep } from "./helpers.js";
+import { destroyLab, Lab, PYTHON, canRunNetns, sleep, waitFor } from "./helpers.js";
 import type { MdbShow } from "../../src/mdb/control.js";
 
 const support = canRunNetns();
@@ -186,5 +186,96 @@ describe.skipIf(!support.ok)("multicast per VLAN" + skipNote, () => {
     expect(entries.filter((e) => e[0] === 20), diag).toEqual([]);
     expect(after.mdb.router_ports.map((x) => [x.vlan, x.port, x.kind]), diag).toContainEqual([null, "vif1.0", "always"]);
     expect(after.mdb.querier.vlans.map((v) => v.vlan), diag).not.toContain(20);
+  }, 60_000);
+});
+
+/**
+ * Source member: argv group, source, join_secs, stay_secs: joins (source, group) on eth0 (IP_ADD_SOURCE_MEMBERSHIP),
+ * prints "ready", leaves after join_secs (the kernel sends BLOCK_OLD_SOURCES {source}) unless 0, exits after stay_secs.
+ */
+const PY_SOURCE_JOIN = String.raw`
+import socket, sys, time
+group, source, join_secs, stay_secs = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+IP_ADD_SOURCE_MEMBERSHIP, IP_DROP_SOURCE_MEMBERSHIP = 39, 40
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+# struct ip_mreq_source: group, local interface address, source
+mreq = socket.inet_aton(group) + socket.inet_aton(sys.argv[5]) + socket.inet_aton(source)
+s.setsockopt(socket.IPPROTO_IP, IP_ADD_SOURCE_MEMBERSHIP, mreq)
+print("ready", flush=True)
+t0 = time.monotonic()
+if join_secs > 0:
+    time.sleep(join_secs)
+    s.setsockopt(socket.IPPROTO_IP, IP_DROP_SOURCE_MEMBERSHIP, mreq)
+time.sleep(max(0, stay_secs - (time.monotonic() - t0)))
+`;
+
+//   x1 eth0 198.18.27.1 --+
+//                         +-- sw: kernel bridge br0 (mcast_snooping 0) -- eth0 ~~ vif1.0 -- dom0: tapbridge xenbr0
+//   x2 eth0 198.18.27.2 --+                                                         (querier 198.18.27.100, query
+//                                                                                    interval 60 s, LMQT 2 x 1 s)
+// Two IGMPv3 hosts behind one port both want (S1, G); x2 leaves S1 (BLOCK_OLD_SOURCES), x1 still wants it.
+describe.skipIf(!support.ok)("group-and-source-specific queries with kernel hosts" + skipNote, () => {
+  let lab: Lab;
+  const S1 = "198.18.27.9";
+  const G = "232.27.0.1";
+
+  beforeAll(async () => {
+    lab = new Lab("mgsq");
+    for (const node of ["dom0", "sw", "x1", "x2"]) await lab.addNs(node);
+    await lab.exec("dom0", ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
+    await lab.exec("sw", ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
+    await lab.addVeth("dom0", "vif1.0", "sw", "eth0");
+    await lab.ip("dom0", ["link", "set", "dev", "vif1.0", "up"]);
+    await lab.ip("sw", ["link", "add", "br0", "type", "bridge", "mcast_snooping", "0"]);
+    await lab.ip("sw", ["link", "set", "dev", "eth0", "master", "br0"]);
+    await lab.ip("sw", ["link", "set", "dev", "eth0", "up"]);
+    for (const [h, ip] of [["x1", "198.18.27.1"], ["x2", "198.18.27.2"]] as const) {
+      await lab.addVeth("sw", `p${h}`, h, "eth0");
+      await lab.ip("sw", ["link", "set", "dev", `p${h}`, "master", "br0"]);
+      await lab.ip("sw", ["link", "set", "dev", `p${h}`, "up"]);
+      await lab.configureHost(h, "eth0", ip);
+      await lab.exec(h, ["sysctl", "-qw", "net.ipv4.conf.eth0.force_igmp_version=3"]);
+    }
+    await lab.ip("sw", ["link", "set", "dev", "br0", "up"]);
+    lab.writeConfig({
+      control_socket: lab.socketPath,
+      bridges: [{
+        name: "xenbr0",
+        multicast_querier: true,
+        multicast_querier_ipv4: "198.18.27.100",
+        multicast_query_interval: 60,
+        multicast_query_response_interval: 1,
+        multicast_last_member_interval: 1,
+        ports: [{ name: "vif1.0", kind: "attach" }],
+      }],
+    });
+    await lab.startDaemon("dom0");
+  }, 60_000);
+
+  afterAll(() => destroyLab(lab));
+
+  it("a host that still wants S1 answers the (G, S1) queries after the other host's BLOCK, and (S1, G) stays", async () => {
+    const x1 = lab.spawn("x1", [PYTHON, "-c", PY_SOURCE_JOIN, G, S1, "0", "11", "198.18.27.1"], "x1 (S1, G)");
+    const x2 = lab.spawn("x2", [PYTHON, "-c", PY_SOURCE_JOIN, G, S1, "3", "11", "198.18.27.2"], "x2 (S1, G), leaves");
+    await x1.waitForOutput("ready");
+    await x2.waitForOutput("ready");
+    const row = (s: MdbShow): MdbShow["entries"][number] | undefined => s.entries.find((e) => e.group === G && e.source === S1);
+    const joined = await waitFor(async () => {
+      const s = await lab.cliJson<MdbShow>(["mdb", "show", "xenbr0"]);
+      return row(s) !== undefined ? s : null;
+    }, 2500);
+    expect(joined, lab.daemonLog(20)).not.toBeNull();
+    // x2 leaves at 3 s: S1's timer drops to 2 s; without an answer it would be gone by 5 s (next general query: 60 s)
+    await sleep(7000);
+    const show = await lab.cliJson<MdbShow>(["mdb", "show", "xenbr0"]);
+    await x1.wait(15_000);
+    await x2.wait(15_000);
+    const diag = `${JSON.stringify(show)}\n${lab.daemonLog(30)}`;
+    expect(show.querier.source_queries_sent, diag).toBeGreaterThan(0);
+    const r = row(show);
+    expect(r, diag).toBeDefined();
+    expect(r!.mode, diag).toBe("include");
+    // refreshed by x1's answer to the membership interval (2 x 60 s + 1 s), not left at the last member query time
+    expect(r!.timer_s, diag).toBeGreaterThan(100);
   }, 60_000);
 });
