@@ -35,10 +35,10 @@
 import { type EthernetHeader, ETH_P_IPV4, ETH_P_IPV6 } from '../frame/ethernet.js';
 import {
   classifyIpv4, isIpv4LinkLocalGroup, MALFORMED_REASONS, type MalformedReason, MC_DATA, MC_LEAVE, MC_MALFORMED, MC_QUERY, MC_REPORT, MC_REPORT_V3,
-  MC_ROUTER, McastPacket, McastRecord, readIgmpRecord, readIgmpSource, REC_ALLOW, REC_BLOCK, REC_IS_EX, REC_IS_IN, REC_TO_EX,
+  MC_ROUTER, McastPacket, McastRecord, readGroupRecord, readRecordSource, REC_ALLOW, REC_BLOCK, REC_IS_EX, REC_IS_IN, REC_TO_EX,
   REC_TO_IN, V4_MAPPED,
 } from '../frame/igmp.js';
-import { classifyIpv6, isIpv6AllNodesOrRouters, readMldRecord, readMldSource } from '../frame/mld.js';
+import { classifyIpv6, isIpv6AllNodesOrRouters } from '../frame/mld.js';
 import { Mdb, ROUTER_ALWAYS, ROUTER_AUTO, ROUTER_MODES, ROUTER_NEVER, type RouterModeName } from '../mdb/mdb.js';
 import { Querier } from '../mdb/querier.js';
 import { addressWords } from '../mdb/address.js';
@@ -391,12 +391,12 @@ export class McastSnooping {
     const rec = this.rec;
     const src = this.srcWords;
     const mdb = this.mdb;
-    const v4 = pkt.family === 4;
+    const addrLen = pkt.family === 4 ? 4 : 16;
     const gmiExpiry = nowMs + this.gmiMs;
     const fast = this.fastLeave[port] === 1;
     let o = pkt.recOff;
     for (let r = 0; r < pkt.recCount; r++) {
-      o = v4 ? readIgmpRecord(slab, o, rec) : readMldRecord(slab, o, rec);
+      o = readGroupRecord(slab, o, rec, addrLen);
       if (this.isLinkLocal(rec.group)) continue;
       const nsrc = rec.nSources;
       const type = rec.type;
@@ -405,8 +405,7 @@ export class McastSnooping {
         if (m < 0) continue;
         mdb.setExclude(m, gmiExpiry);
         for (let i = 0; i < nsrc; i++) {
-          if (v4) readIgmpSource(slab, rec.srcOff, i, src);
-          else readMldSource(slab, rec.srcOff, i, src);
+          readRecordSource(slab, rec, i, src);
           mdb.excludeSource(m, src, nowMs);
         }
       } else if (type === REC_IS_IN || type === REC_ALLOW || type === REC_TO_IN) {
@@ -420,8 +419,7 @@ export class McastSnooping {
           const m = mdb.member(vid, rec.group, port);
           if (m < 0) continue;
           for (let i = 0; i < nsrc; i++) {
-            if (v4) readIgmpSource(slab, rec.srcOff, i, src);
-            else readMldSource(slab, rec.srcOff, i, src);
+            readRecordSource(slab, rec, i, src);
             mdb.allowSource(m, src, gmiExpiry);
           }
         }
@@ -440,8 +438,7 @@ export class McastSnooping {
         if (m < 0) continue;
         let n = 0;
         for (let i = 0; i < nsrc; i++) {
-          if (v4) readIgmpSource(slab, rec.srcOff, i, src);
-          else readMldSource(slab, rec.srcOff, i, src);
+          readRecordSource(slab, rec, i, src);
           if (mdb.lowerSource(m, src, fast ? nowMs : nowMs + this.lmqtMs, nowMs) && n < LEAVING_SOURCES_MAX) this.leavingSources.set(src, 4 * n++);
         }
         if (fast) mdb.pruneIfEmpty(m);
