@@ -190,23 +190,26 @@ describe.skipIf(!support.ok)("multicast per VLAN" + skipNote, () => {
 });
 
 /**
- * Source member: argv group, source, join_secs, stay_secs: joins (source, group) on eth0 (IP_ADD_SOURCE_MEMBERSHIP),
- * prints "ready", leaves after join_secs (the kernel sends BLOCK_OLD_SOURCES {source}) unless 0, exits after stay_secs.
+ * Source member: argv group, source, local address, seconds: joins (source, group) on eth0 (IP_ADD_SOURCE_MEMBERSHIP),
+ * prints "ready"; on SIGUSR1 leaves (the kernel sends BLOCK_OLD_SOURCES {source}) and prints "left"; exits after
+ * `seconds`.
  */
 const PY_SOURCE_JOIN = String.raw`
-import socket, sys, time
-group, source, join_secs, stay_secs = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+import signal, socket, sys, time
+group, source, local, secs = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 IP_ADD_SOURCE_MEMBERSHIP, IP_DROP_SOURCE_MEMBERSHIP = 39, 40
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 # struct ip_mreq_source: group, local interface address, source
-mreq = socket.inet_aton(group) + socket.inet_aton(sys.argv[5]) + socket.inet_aton(source)
+mreq = socket.inet_aton(group) + socket.inet_aton(local) + socket.inet_aton(source)
 s.setsockopt(socket.IPPROTO_IP, IP_ADD_SOURCE_MEMBERSHIP, mreq)
+left = []
+def leave(_sig, _frame):
+    if not left:
+        s.setsockopt(socket.IPPROTO_IP, IP_DROP_SOURCE_MEMBERSHIP, mreq); left.append(1); print("left", flush=True)
+signal.signal(signal.SIGUSR1, leave)
 print("ready", flush=True)
 t0 = time.monotonic()
-if join_secs > 0:
-    time.sleep(join_secs)
-    s.setsockopt(socket.IPPROTO_IP, IP_DROP_SOURCE_MEMBERSHIP, mreq)
-time.sleep(max(0, stay_secs - (time.monotonic() - t0)))
+while time.monotonic() - t0 < secs: time.sleep(0.05)
 `;
 
 //   x1 eth0 198.18.27.1 --+
@@ -255,19 +258,25 @@ describe.skipIf(!support.ok)("group-and-source-specific queries with kernel host
   afterAll(() => destroyLab(lab));
 
   it("a host that still wants S1 answers the (G, S1) queries after the other host's BLOCK, and (S1, G) stays", async () => {
-    const x1 = lab.spawn("x1", [PYTHON, "-c", PY_SOURCE_JOIN, G, S1, "0", "11", "198.18.27.1"], "x1 (S1, G)");
-    const x2 = lab.spawn("x2", [PYTHON, "-c", PY_SOURCE_JOIN, G, S1, "3", "11", "198.18.27.2"], "x2 (S1, G), leaves");
+    const x1 = lab.spawn("x1", [PYTHON, "-c", PY_SOURCE_JOIN, G, S1, "198.18.27.1", "30"], "x1 (S1, G)");
+    const x2 = lab.spawn("x2", [PYTHON, "-c", PY_SOURCE_JOIN, G, S1, "198.18.27.2", "30"], "x2 (S1, G), leaves");
     await x1.waitForOutput("ready");
     await x2.waitForOutput("ready");
     const row = (s: MdbShow): MdbShow["entries"][number] | undefined => s.entries.find((e) => e.group === G && e.source === S1);
+    // the joins' unsolicited reports, or at the latest the answers to the second startup query (15 s after the start)
     const joined = await waitFor(async () => {
       const s = await lab.cliJson<MdbShow>(["mdb", "show", "xenbr0"]);
       return row(s) !== undefined ? s : null;
-    }, 2500);
+    }, 20_000, 250);
     expect(joined, lab.daemonLog(20)).not.toBeNull();
-    // x2 leaves at 3 s: S1's timer drops to 2 s; without an answer it would be gone by 5 s (next general query: 60 s)
-    await sleep(7000);
+    // x2 leaves: S1's timer drops to 2 s; without an answer it is gone 2 s later (the next general query is 75 s after
+    // the start)
+    x2.kill("SIGUSR1");
+    await x2.waitForOutput("left");
+    await sleep(4500);
     const show = await lab.cliJson<MdbShow>(["mdb", "show", "xenbr0"]);
+    x1.kill();
+    x2.kill();
     await x1.wait(15_000);
     await x2.wait(15_000);
     const diag = `${JSON.stringify(show)}\n${lab.daemonLog(30)}`;
