@@ -730,6 +730,14 @@ export class Mdb {
     }
     if (groups !== this.groupCount) return `${groups} groups used, ${this.groupCount} counted`;
     for (let p = 0; p < this.maxPorts; p++) if (perPort[p] !== this.portCount[p]) return `port ${p}: ${perPort[p]} members, ${this.portCount[p]} counted`;
+    let routers = 0;
+    for (let vid = 0; vid < VID_SLOTS; vid++) {
+      for (let r = this.rHead[vid]; r !== EMPTY; r = this.rNext[r]) {
+        if (this.rVid[r] !== vid || this.rPort[r] === EMPTY) return `router slot ${r} on the list of VLAN ${vid} holds VLAN ${this.rVid[r]} port ${this.rPort[r]}`;
+        routers++;
+      }
+    }
+    if (routers !== this.maxRouters - this.rFreeCount) return `${routers} router slots listed, ${this.maxRouters - this.rFreeCount} in use`;
     return null;
   }
 }

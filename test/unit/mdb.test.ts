@@ -144,10 +144,12 @@ describe('Mdb', () => {
     expect(mdb.counters.routersFull).toBe(1);
     expect(mdb.routerTimers(50)).toEqual([{ port: 0, vid: 10, timerMs: 50 }, { port: 0, vid: 20, timerMs: 150 }]);
     mdb.sweep(150, 100); // (0, 10) ran out: its slot is free again
+    expect(mdb.check()).toBeNull();
     expect(mdb.heardRouter(2, 30, 300)).toBe(true);
     mdb.flushVlan(20);
     expect(mdb.isRouter(0, 20, 160)).toBe(false);
     mdb.forgetRouter(2);
     expect(mdb.routerTimers(160)).toEqual([]);
+    expect(mdb.check()).toBeNull();
   });
 });
