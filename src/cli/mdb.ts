@@ -18,7 +18,7 @@ export function formatMdbShow(r: MdbShow): string {
   if (!r.querier.enabled) lines.push('querier: off (multicast_querier: false)');
   for (const v of r.querier.vlans) {
     const fam = (f: typeof v.ipv4): string => (f.querier === 'self' ? 'this bridge' : `${f.other_address} (${f.other_timer_s.toFixed(1)} s)`);
-    lines.push(`querier vlan ${v.vlan}: IPv4 ${fam(v.ipv4)}, IPv6 ${fam(v.ipv6)}`);
+    lines.push(`querier vlan ${v.vlan}: IPv4 ${fam(v.ipv4)} (IGMPv${v.igmp_version}), IPv6 ${fam(v.ipv6)} (MLDv${v.mld_version})`);
   }
   const nonzero = Object.entries(r.counters).filter(([, v]) => v !== 0);
   if (nonzero.length > 0) lines.push(`counters: ${nonzero.map(([k, v]) => `${k}=${v}`).join(' ')}`);
