@@ -14,8 +14,9 @@
 //     data to an unregistered group                        -> flood if multicast_flood_unregistered, else
 //                                                             the router ports
 //   Everything else (non-IP multicast, broadcast, a VLAN with snooping off) is flooded as before.
-//   With multicast_querier, this.querier (src/mdb/querier.ts) hears the queries (election) and reports (version
-//   fallback) and is told of leaves (group-specific queries); it sends from tick(), between rx batches.
+//   With multicast_querier (in any VLAN), this.querier (src/mdb/querier.ts) hears the queries (election, per VLAN) and
+//   reports (version fallback, per VLAN) and is told of leaves (group-specific queries); it sends from tick(), between
+//   rx batches.
 //   select() returns the candidate ports (this.cand[0 .. n-1]) or MCAST_FLOOD / MCAST_DROP; the engine
 //   filters candidates with its one egress predicate (shouldDeliver), so VLAN membership, port state,
 //   isolation and mirror outputs apply unchanged.
@@ -28,7 +29,8 @@
 //   Timers (RFC 3376 8, the kernel bridge's names): membership interval = last_member_count x
 //   query_interval + query_response_interval; a leave lowers the group timer to last_member_count x
 //   last_member_interval, or removes the port at once with multicast_fast_leave; a router port learnt
-//   from a query or hello stays one for the membership interval.
+//   from a query or hello stays one for the membership interval, in the VLAN it was heard in only (the MDB
+//   keeps router timers per (port, VLAN)); `always` ports are router ports in all their VLANs.
 //
 // Notes on performance
 //   Per frame: one ethertype and MAC-prefix compare for non-IP multicast, a header parse into one reused
@@ -38,10 +40,10 @@
 import { type EthernetHeader, ETH_P_IPV4, ETH_P_IPV6 } from '../frame/ethernet.js';
 import {
   classifyIpv4, isIpv4LinkLocalGroup, MALFORMED_REASONS, type MalformedReason, MC_DATA, MC_LEAVE, MC_MALFORMED, MC_OTHER, MC_QUERY, MC_REPORT, MC_REPORT_V3,
-  MC_ROUTER, McastPacket, McastRecord, readIgmpRecord, readIgmpSource, REC_ALLOW, REC_BLOCK, REC_IS_EX, REC_IS_IN, REC_TO_EX,
+  MC_ROUTER, McastPacket, McastRecord, readGroupRecord, readRecordSource, REC_ALLOW, REC_BLOCK, REC_IS_EX, REC_IS_IN, REC_TO_EX,
   REC_TO_IN, V4_MAPPED,
 } from '../frame/igmp.js';
-import { classifyIpv6, isIpv6AllNodesOrRouters, readMldRecord, readMldSource } from '../frame/mld.js';
+import { classifyIpv6, isIpv6AllNodesOrRouters } from '../frame/mld.js';
 import { Mdb, ROUTER_ALWAYS, ROUTER_AUTO, ROUTER_MODES, ROUTER_NEVER, type RouterModeName } from '../mdb/mdb.js';
 import { Querier } from '../mdb/querier.js';
 import { addressWords } from '../mdb/address.js';
@@ -70,6 +72,8 @@ export interface McastPunt {
 export interface McastVlanSettings {
   snooping: boolean;
   floodUnregistered: boolean;
+  /** the bridge's querier queries in this VLAN (with snooping on there) */
+  querier: boolean;
 }
 
 /** A port's multicast settings. */
@@ -81,7 +85,6 @@ export interface McastPortSettings {
 }
 
 export interface McastSettings extends McastVlanSettings {
-  querier: boolean;
   /** the querier's IPv4 source (int32, 0 = 0.0.0.0) and IPv6 link-local source (null: derived from its MAC) */
   querierIpv4: number;
   querierIpv6: Int32Array | null;
@@ -98,6 +101,9 @@ export interface McastSettings extends McastVlanSettings {
   ports: Map<string, McastPortSettings>;
   portDefaults: McastPortSettings;
 }
+
+/** Sources one record can hand to the querier's group-and-source-specific queries (more are lowered, not asked). */
+const LEAVING_SOURCES_MAX = 256;
 
 /** Per-port counters, Float64Array slots (port id * PORT_COUNTERS + k). */
 const PC_QUERIES = 0;
@@ -131,6 +137,8 @@ export class McastSnooping {
   private readonly pkt = new McastPacket();
   private readonly rec = new McastRecord();
   private readonly srcWords = new Int32Array(4);
+  /** sources a record stopped requesting (four words each), for the querier's group-and-source-specific queries */
+  private readonly leavingSources = new Int32Array(4 * LEAVING_SOURCES_MAX);
   private readonly portCounters: Float64Array;
   /** malformed IGMP/MLD by reason (MALFORMED_REASONS order) */
   readonly malformed = new Float64Array(MALFORMED_REASONS.length);
@@ -162,18 +170,29 @@ export class McastSnooping {
     this.settings = s;
     this.gmiMs = s.lastMemberCount * s.queryIntervalS * 1000 + s.queryResponseIntervalMs;
     this.lmqtMs = s.lastMemberCount * s.lastMemberIntervalMs;
-    this.applyQuerier();
     for (let vid = 0; vid < 4096; vid++) {
       const v = s.vlans.get(vid) ?? s;
       this.snoopVid[vid] = v.snooping ? 1 : 0;
       this.floodUnregVid[vid] = v.floodUnregistered ? 1 : 0;
     }
+    this.applyQuerier();
   }
 
-  /** (Re)creates the querier from the settings and querierMac. */
+  /** Whether VLAN `vid` snoops now. */
+  snoops(vid: number): boolean {
+    return this.snoopVid[vid] === 1;
+  }
+
+  /**
+   * Installs the querier from the settings and querierMac: created when some VLAN has it on, dropped when none has;
+   * an existing one takes the new settings and keeps its elections, version fallbacks and owed queries.
+   */
   applyQuerier(): void {
     const s = this.settings;
-    if (!s.querier) {
+    const on = (vid: number): boolean => this.snoopVid[vid] === 1 && (s.vlans.get(vid) ?? s).querier;
+    let any = false;
+    for (let vid = 0; vid < 4095 && !any; vid++) any = on(vid);
+    if (!any) {
       this.querier = null;
       return;
     }
@@ -181,11 +200,15 @@ export class McastSnooping {
     const m = [0, 1, 2, 3, 4, 5].map((i) => Math.floor(mac / 2 ** (8 * (5 - i))) & 0xff);
     // EUI-64 link-local of the MAC
     const ipv6 = s.querierIpv6 ?? Int32Array.from([0xfe800000 | 0, 0, ((m[0] ^ 2) << 24) | (m[1] << 16) | (m[2] << 8) | 0xff, (0xfe << 24) | (m[3] << 16) | (m[4] << 8) | m[5]]);
-    this.querier = new Querier({
+    const qs = {
       queryIntervalS: s.queryIntervalS, queryResponseIntervalMs: s.queryResponseIntervalMs, lastMemberCount: s.lastMemberCount,
       lastMemberIntervalMs: s.lastMemberIntervalMs,
       ipv4: s.querierIpv4, ipv6, mac,
-    });
+    };
+    if (this.querier === null) this.querier = new Querier(qs);
+    else this.querier.reconfigure(qs);
+    const en = this.querier.enabled;
+    for (let vid = 0; vid < 4095; vid++) en[vid] = on(vid) ? 1 : 0;
   }
 
   /** Membership interval in ms (also a learnt router port's timeout). */
@@ -212,7 +235,7 @@ export class McastSnooping {
     const id = port.id;
     const mdb = this.mdb;
     mdb.routerMode[id] = s.router === 'always' ? ROUTER_ALWAYS : s.router === 'never' ? ROUTER_NEVER : ROUTER_AUTO;
-    if (s.router !== 'auto') mdb.routerExpiryMs[id] = 0;
+    if (s.router !== 'auto') mdb.forgetRouter(id);
     mdb.portMax[id] = s.mdbMax;
     mdb.version++;
     this.fastLeave[id] = s.fastLeave ? 1 : 0;
@@ -226,14 +249,14 @@ export class McastSnooping {
   /** A port is gone: its entries (permanent ones too), router timer and counters. */
   removePort(port: BridgePort): void {
     this.mdb.removePort(port.id, true);
+    this.mdb.forgetRouter(port.id);
     this.portCounters.fill(0, port.id * PORT_COUNTERS, (port.id + 1) * PORT_COUNTERS);
   }
 
   /** A port left `up`: its learnt entries and router timer go (permanent entries stay). */
   portDown(port: BridgePort): void {
     this.mdb.removePort(port.id, false);
-    this.mdb.routerExpiryMs[port.id] = 0;
-    this.mdb.version++;
+    this.mdb.forgetRouter(port.id);
   }
 
   /**
@@ -264,7 +287,7 @@ export class McastSnooping {
         if (gid < 0) {
           if (this.floodUnregVid[vid] === 1) return MCAST_FLOOD;
           if (learn) this.counters.unregisteredToRouters++;
-          return this.routers(ports, nowMs, this.nextStamp());
+          return this.routers(byId, ports, vid, nowMs, this.nextStamp());
         }
         const seq = this.nextStamp();
         let n = 0;
@@ -276,40 +299,40 @@ export class McastSnooping {
           this.cand[n++] = port;
         }
         if (learn) this.counters.mdbForwarded++;
-        return this.routers(ports, nowMs, seq, n);
+        return this.routers(byId, ports, vid, nowMs, seq, n);
       }
       case MC_QUERY: {
         if (!learn) return MCAST_FLOOD;
         this.portCounters[id * PORT_COUNTERS + PC_QUERIES]++;
         // a general query: group 0.0.0.0 (::ffff:0.0.0.0 here) or ::
         const g = pkt.group;
-        if (g[0] === 0 && g[1] === 0 && g[3] === 0 && (g[2] === 0 || g[2] === V4_MAPPED)) mdb.heardRouter(id, nowMs + this.gmiMs);
+        if (g[0] === 0 && g[1] === 0 && g[3] === 0 && (g[2] === 0 || g[2] === V4_MAPPED)) mdb.heardRouter(id, vid, nowMs + this.gmiMs);
         if (this.querier !== null) this.querier.heardQuery(vid, pkt.family, pkt.src, nowMs);
         return MCAST_FLOOD;
       }
       case MC_ROUTER:
         if (!learn) return MCAST_FLOOD;
-        mdb.heardRouter(id, nowMs + this.gmiMs);
+        mdb.heardRouter(id, vid, nowMs + this.gmiMs);
         return MCAST_FLOOD;
       case MC_REPORT:
-        if (!learn) return this.toRouters(ports, nowMs, false);
+        if (!learn) return this.toRouters(byId, ports, vid, nowMs, false);
         this.portCounters[id * PORT_COUNTERS + PC_REPORTS]++;
         if (!this.isLinkLocal(pkt.group)) {
           const m = mdb.member(vid, pkt.group, id);
           if (m >= 0) mdb.setExclude(m, nowMs + this.gmiMs);
         }
-        if (this.querier !== null) this.querier.heardReport(pkt.family, pkt.version, nowMs, this.gmiMs);
-        return this.toRouters(ports, nowMs, true);
+        if (this.querier !== null) this.querier.heardReport(vid, pkt.family, pkt.version, nowMs, this.gmiMs);
+        return this.toRouters(byId, ports, vid, nowMs, true);
       case MC_LEAVE:
-        if (!learn) return this.toRouters(ports, nowMs, false);
+        if (!learn) return this.toRouters(byId, ports, vid, nowMs, false);
         this.portCounters[id * PORT_COUNTERS + PC_LEAVES]++;
         this.leave(vid, pkt.group, id, nowMs);
-        return this.toRouters(ports, nowMs, true);
+        return this.toRouters(byId, ports, vid, nowMs, true);
       case MC_REPORT_V3:
-        if (!learn) return this.toRouters(ports, nowMs, false);
+        if (!learn) return this.toRouters(byId, ports, vid, nowMs, false);
         this.portCounters[id * PORT_COUNTERS + PC_REPORTS]++;
         this.records(slab, vid, id, nowMs);
-        return this.toRouters(ports, nowMs, true);
+        return this.toRouters(byId, ports, vid, nowMs, true);
       case MC_MALFORMED:
         if (!learn) return MCAST_DROP;
         this.portCounters[id * PORT_COUNTERS + PC_MALFORMED]++;
@@ -333,21 +356,33 @@ export class McastSnooping {
     return this.stampSeq;
   }
 
-  /** Appends the router ports not yet stamped to cand[n ..]; returns the new count. */
-  private routers(ports: readonly BridgePort[], nowMs: number, seq: number, n = 0): number {
+  /**
+   * Appends the router ports of `vid` not yet stamped to cand[n ..] (`always` ports, then the `auto` ports with a
+   * running (port, vid) timer); returns the new count.
+   */
+  private routers(byId: readonly (BridgePort | null)[], ports: readonly BridgePort[], vid: number, nowMs: number, seq: number, n = 0): number {
     const mdb = this.mdb;
+    const mode = mdb.routerMode;
     for (let k = 0; k < ports.length; k++) {
       const port = ports[k];
-      if (this.stamp[port.id] === seq || !mdb.isRouter(port.id, nowMs)) continue;
+      if (mode[port.id] !== ROUTER_ALWAYS || this.stamp[port.id] === seq) continue;
       this.stamp[port.id] = seq;
+      this.cand[n++] = port;
+    }
+    for (let r = mdb.rHead[vid]; r !== -1; r = mdb.rNext[r]) {
+      if (mdb.rExpiryMs[r] <= nowMs) continue;
+      const id = mdb.rPort[r];
+      const port = byId[id];
+      if (port === null || port === undefined || mode[id] !== ROUTER_AUTO || this.stamp[id] === seq) continue;
+      this.stamp[id] = seq;
       this.cand[n++] = port;
     }
     return n;
   }
 
-  private toRouters(ports: readonly BridgePort[], nowMs: number, count: boolean): number {
+  private toRouters(byId: readonly (BridgePort | null)[], ports: readonly BridgePort[], vid: number, nowMs: number, count: boolean): number {
     if (count) this.counters.routerOnly++;
-    return this.routers(ports, nowMs, this.nextStamp());
+    return this.routers(byId, ports, vid, nowMs, this.nextStamp());
   }
 
   /** An IGMPv2 leave / MLDv1 done, or TO_IN {}: fast leave removes the port, else the group timer drops to LMQT. */
@@ -366,18 +401,23 @@ export class McastSnooping {
     }
   }
 
+  /** The querier (if any) owes group-and-source-specific queries for the first `n` of this.leavingSources. */
+  private askSources(vid: number, port: number, group: Int32Array, n: number, nowMs: number): void {
+    if (this.querier !== null && n > 0) this.querier.sourcesLeaving(vid, port, group, this.leavingSources, Math.min(n, LEAVING_SOURCES_MAX), nowMs);
+  }
+
   /** The group records of an IGMPv3 / MLDv2 report (all checked by the codec). */
   private records(slab: Uint8Array, vid: number, port: number, nowMs: number): void {
     const pkt = this.pkt;
     const rec = this.rec;
     const src = this.srcWords;
     const mdb = this.mdb;
-    const v4 = pkt.family === 4;
+    const addrLen = pkt.family === 4 ? 4 : 16;
     const gmiExpiry = nowMs + this.gmiMs;
     const fast = this.fastLeave[port] === 1;
     let o = pkt.recOff;
     for (let r = 0; r < pkt.recCount; r++) {
-      o = v4 ? readIgmpRecord(slab, o, rec) : readMldRecord(slab, o, rec);
+      o = readGroupRecord(slab, o, rec, addrLen);
       if (this.isLinkLocal(rec.group)) continue;
       const nsrc = rec.nSources;
       const type = rec.type;
@@ -386,40 +426,51 @@ export class McastSnooping {
         if (m < 0) continue;
         mdb.setExclude(m, gmiExpiry);
         for (let i = 0; i < nsrc; i++) {
-          if (v4) readIgmpSource(slab, rec.srcOff, i, src);
-          else readMldSource(slab, rec.srcOff, i, src);
+          readRecordSource(slab, rec, i, src);
           mdb.excludeSource(m, src, nowMs);
         }
       } else if (type === REC_IS_IN || type === REC_ALLOW || type === REC_TO_IN) {
         if (type === REC_TO_IN) {
           // leaving EXCLUDE mode (TO_IN {} is a leave): the group timer drops to LMQT, or the port goes
-          this.leave(vid, rec.group, port, nowMs);
+          const gid = mdb.findGroup(vid, rec.group);
+          const m = gid < 0 ? -1 : mdb.findMember(gid, port);
+          if (m >= 0 && mdb.isExclude(m, nowMs)) this.leave(vid, rec.group, port, nowMs);
         }
-        if (nsrc === 0) continue;
-        const m = mdb.member(vid, rec.group, port);
-        if (m < 0) continue;
-        for (let i = 0; i < nsrc; i++) {
-          if (v4) readIgmpSource(slab, rec.srcOff, i, src);
-          else readMldSource(slab, rec.srcOff, i, src);
-          mdb.allowSource(m, src, gmiExpiry);
+        if (nsrc > 0) {
+          const m = mdb.member(vid, rec.group, port);
+          if (m < 0) continue;
+          for (let i = 0; i < nsrc; i++) {
+            readRecordSource(slab, rec, i, src);
+            mdb.allowSource(m, src, gmiExpiry);
+          }
+        }
+        if (type === REC_TO_IN) {
+          // the requested sources the record left out (just refreshed ones run out at gmiExpiry): lowered and asked
+          const gid = mdb.findGroup(vid, rec.group);
+          const m = gid < 0 ? -1 : mdb.findMember(gid, port);
+          if (m < 0) continue;
+          const n = mdb.lowerSourcesBefore(m, gmiExpiry, fast ? nowMs : nowMs + this.lmqtMs, nowMs, this.leavingSources);
+          if (fast) mdb.pruneIfEmpty(m);
+          else this.askSources(vid, port, rec.group, n, nowMs);
         }
       } else if (type === REC_BLOCK) {
         const gid = mdb.findGroup(vid, rec.group);
         const m = gid < 0 ? -1 : mdb.findMember(gid, port);
         if (m < 0) continue;
+        let n = 0;
         for (let i = 0; i < nsrc; i++) {
-          if (v4) readIgmpSource(slab, rec.srcOff, i, src);
-          else readMldSource(slab, rec.srcOff, i, src);
-          mdb.lowerSource(m, src, fast ? nowMs : nowMs + this.lmqtMs, nowMs);
+          readRecordSource(slab, rec, i, src);
+          if (mdb.lowerSource(m, src, fast ? nowMs : nowMs + this.lmqtMs, nowMs) && n < LEAVING_SOURCES_MAX) this.leavingSources.set(src, 4 * n++);
         }
         if (fast) mdb.pruneIfEmpty(m);
+        else this.askSources(vid, port, rec.group, n, nowMs);
       }
     }
   }
 
   /** Periodic work (between rx batches): a budgeted ageing sweep of the MDB, and the querier's queries when due. */
   tick(nowMs: number, budget: number, ports: readonly BridgePort[]): number {
-    if (this.querier !== null && this.slab !== null) this.querier.tick(nowMs, ports, this.slab());
+    if (this.querier !== null && this.slab !== null) this.querier.tick(nowMs, ports, this.slab(), this.mdb);
     return this.mdb.sweep(nowMs, budget);
   }
 
@@ -477,7 +528,7 @@ export class McastSnooping {
       malformed_rx: c[b + PC_MALFORMED],
       mdb_entries: this.mdb.portCount[port.id],
       router: ROUTER_MODES[this.mdb.routerMode[port.id]],
-      is_router: this.mdb.isRouter(port.id, nowMs),
+      is_router: this.mdb.isRouterAnywhere(port.id, nowMs),
       fast_leave: this.fastLeave[port.id] === 1,
     };
   }

@@ -22,6 +22,7 @@ import type { BridgeConfig, DaemonConfig, PortConfig, StaticFdbConfig, UplinkCon
 import type { FdbSnapshotEntry } from '../state/document.js';
 import type { BondRuntimeState, BondShow } from './bond.js';
 import type { VlanSpec } from '../bridge/vlan.js';
+import type { McastSettings } from '../bridge/mcast.js';
 import { VxlanPort, type VxlanShow } from './vxlan.js';
 import type { LockShow } from '../bridge/lock.js';
 import type { QosShow, QosSpec } from '../bridge/qos.js';
@@ -37,7 +38,7 @@ import { closeBridge, removePort, startBridge } from './portlife.js';
 import { LinkWatch, netlinkRcvbuf } from './linkmon.js';
 import { Workers } from './workers.js';
 import {
-  addBridge, addConfigPort, addStaticFdb, addVxlanConfigPort, replaceUplink, setPortFlags, setPortVlanByName, setVxlanRemotes,
+  addBridge, addConfigPort, addStaticFdb, addVxlanConfigPort, replaceUplink, setMulticastSettings, setPortFlags, setPortVlanByName, setVxlanRemotes,
 } from './reconfig.js';
 import { fdbSnapshot, fdbSnapshotSlice, restoreFdb } from './fdb-snapshot.js';
 import { bridgeStats, type BridgeStats, type MacEntry, portVlans, showBridges, type ShowBridge, showMacs, type ShowPort, type VlanShow } from './view.js';
@@ -521,6 +522,11 @@ export class Daemon {
   /** Changes learning, flood, isolated and the per-port FDB cap in place (fds, entries and counters stay). */
   setPortFlags(bridgeName: string, pc: Pick<PortConfig, 'name' | 'learning' | 'flood' | 'isolated' | 'fdbMax'>): void {
     setPortFlags(this.core, bridgeName, pc);
+  }
+
+  /** A bridge's multicast settings changed by a reload, applied in place (src/daemon/reconfig.ts, src/mdb/reload.ts). */
+  setMulticastSettings(bridgeName: string, s: McastSettings): void {
+    setMulticastSettings(this.core, bridgeName, s);
   }
 
   /** Replaces a port's (or the uplink's) VLAN rules in place. */

@@ -12,6 +12,10 @@ import { restoreHostStack } from './hoststack.js';
 import { createConfigPort, createVxlanPort, forgetUplink, openUplink, removePort, startBridge } from './portlife.js';
 import type { DaemonCore } from './runtime.js';
 import { vxlanPort } from './ops-vxlan.js';
+import type { McastSettings } from '../bridge/mcast.js';
+import { MAX_PORTS_PER_BRIDGE } from '../config/config.js';
+import { RxSlab } from '../io/native.js';
+import { applyMulticastSettings } from '../mdb/reload.js';
 
 /** Creates and opens a bridge from its config (reload). */
 export function addBridge(d: DaemonCore, cfg: BridgeConfig): void {
@@ -96,4 +100,11 @@ export function addStaticFdb(d: DaemonCore, bridgeName: string, f: StaticFdbConf
   const mp = br?.find(f.port);
   if (br === undefined || mp === undefined) return false;
   return br.bridge.fdb.addStatic(f.vlan, f.mac, mp.port.id, d.now()) !== AddResult.Full;
+}
+
+/** A bridge's multicast settings changed by a reload: applied in place (src/mdb/reload.ts); ports, FDB and counters stay. */
+export function setMulticastSettings(d: DaemonCore, bridgeName: string, s: McastSettings): void {
+  const br = d.bridges.get(bridgeName);
+  if (br === undefined) return;
+  applyMulticastSettings(br.bridge, s, MAX_PORTS_PER_BRIDGE, () => RxSlab.get().bytes, d.now());
 }

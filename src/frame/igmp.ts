@@ -12,7 +12,8 @@
 // classifyIpv4() reads the packet at buf[p .. p+len) (the Ethernet payload) into a caller-owned
 // McastPacket, so the per-frame path allocates nothing. Every offset is range-checked against the IPv4
 // total length, which is range-checked against `len`; a v3 report's records are all checked before the
-// function returns, so readIgmpRecord() can walk them without checks. A packet that claims to be IGMP
+// function returns (checkGroupRecords(), shared with MLDv2: one walker parameterised by the address size), so
+// readGroupRecord() can walk them without checks. A packet that claims to be IGMP
 // but fails a check is MC_MALFORMED with `reason` (an MC_BAD_* code, names in MALFORMED_REASONS).
 //
 // Addresses are kept as four int32 words, IPv4 as the IPv4-mapped IPv6 form ::ffff:a.b.c.d, so that
@@ -91,13 +92,14 @@ export class McastPacket {
   recOff = 0;
 }
 
-/** One group record of a v3/MLDv2 report (readIgmpRecord / readMldRecord fill it). */
+/** One group record of a v3/MLDv2 report (readGroupRecord fills it). */
 export class McastRecord {
   type = 0;
   readonly group = new Int32Array(4);
   nSources = 0;
-  /** offset of the first source (4 bytes each for IGMP, 16 for MLD) */
+  /** offset of the first source, and the size of an address: 4 (IGMPv3) or 16 (MLDv2) */
   srcOff = 0;
+  addrLen = 4;
 }
 
 function be16(b: Uint8Array, o: number): number {
@@ -113,6 +115,18 @@ function setV4(w: Int32Array, a: number): void {
   w[1] = 0;
   w[2] = V4_MAPPED;
   w[3] = a;
+}
+
+/** Reads the address of `addrLen` bytes at buf[o] into four words: 4 (IPv4, stored IPv4-mapped) or 16 (IPv6). */
+export function readAddress(buf: Uint8Array, o: number, w: Int32Array, addrLen: number): void {
+  if (addrLen === 4) {
+    setV4(w, be32(buf, o));
+    return;
+  }
+  w[0] = be32(buf, o);
+  w[1] = be32(buf, o + 4);
+  w[2] = be32(buf, o + 8);
+  w[3] = be32(buf, o + 12);
 }
 
 /** The Internet checksum's folded one's-complement sum of buf[o .. o+n), plus `initial`. */
@@ -204,15 +218,7 @@ export function classifyIpv4(buf: Uint8Array, p: number, len: number, pkt: Mcast
       return pkt.kind;
     case IGMP_V3_REPORT: {
       const nrec = be16(buf, q + 6);
-      let o = q + 8;
-      const end = q + n;
-      for (let r = 0; r < nrec; r++) {
-        if (o + 8 > end) return malformed(pkt, MC_BAD_RECORD);
-        const rt = buf[o];
-        const size = 8 + 4 * be16(buf, o + 2) + 4 * buf[o + 1];
-        if (rt < REC_IS_IN || rt > REC_BLOCK || o + size > end || !isIpv4Multicast(be32(buf, o + 4))) return malformed(pkt, MC_BAD_RECORD);
-        o += size;
-      }
+      if (!checkGroupRecords(buf, q + 8, q + n, nrec, 4)) return malformed(pkt, MC_BAD_RECORD);
       pkt.version = 3;
       pkt.recCount = nrec;
       pkt.recOff = q + 8;
@@ -234,17 +240,37 @@ function malformed(pkt: McastPacket, reason: number): number {
   return MC_MALFORMED;
 }
 
-/** Reads the IGMPv3 group record at `o` (checked by classifyIpv4) into rec; returns the next record's offset. */
-export function readIgmpRecord(buf: Uint8Array, o: number, rec: McastRecord): number {
+// Group records, the same walk for IGMPv3 (addrLen 4) and MLDv2 (addrLen 16):
+//   rtype(1) auxlen(1) nsrc(2) group(addrLen) src(addrLen*nsrc) aux(4*auxlen)
+
+/**
+ * Checks the `nrec` group records of an IGMPv3 / MLDv2 report from buf[o] to `end`: each lies within `end`, has a known
+ * record type and a multicast group. False at the first that does not.
+ */
+export function checkGroupRecords(buf: Uint8Array, o: number, end: number, nrec: number, addrLen: number): boolean {
+  for (let r = 0; r < nrec; r++) {
+    if (o + 4 + addrLen > end) return false;
+    const rt = buf[o];
+    const size = 4 + addrLen + addrLen * be16(buf, o + 2) + 4 * buf[o + 1];
+    const multicast = addrLen === 4 ? isIpv4Multicast(be32(buf, o + 4)) : buf[o + 4] === 0xff;
+    if (rt < REC_IS_IN || rt > REC_BLOCK || o + size > end || !multicast) return false;
+    o += size;
+  }
+  return true;
+}
+
+/** Reads the group record at `o` (checked by checkGroupRecords) into rec; returns the next record's offset. */
+export function readGroupRecord(buf: Uint8Array, o: number, rec: McastRecord, addrLen: number): number {
   rec.type = buf[o];
   const nsrc = be16(buf, o + 2);
   rec.nSources = nsrc;
-  setV4(rec.group, be32(buf, o + 4));
-  rec.srcOff = o + 8;
-  return o + 8 + 4 * nsrc + 4 * buf[o + 1];
+  rec.addrLen = addrLen;
+  readAddress(buf, o + 4, rec.group, addrLen);
+  rec.srcOff = o + 4 + addrLen;
+  return o + 4 + addrLen + addrLen * nsrc + 4 * buf[o + 1];
 }
 
-/** Reads IGMPv3 source `i` of a record or query (sources from srcOff) into w. */
-export function readIgmpSource(buf: Uint8Array, srcOff: number, i: number, w: Int32Array): void {
-  setV4(w, be32(buf, srcOff + 4 * i));
+/** Reads source `i` of the record last read into `rec` into w. */
+export function readRecordSource(buf: Uint8Array, rec: McastRecord, i: number, w: Int32Array): void {
+  readAddress(buf, rec.srcOff + rec.addrLen * i, w, rec.addrLen);
 }

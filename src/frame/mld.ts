@@ -14,8 +14,8 @@
 // records are all checked before the function returns.
 
 import {
-  MC_BAD_CHECKSUM, MC_BAD_GROUP, MC_BAD_IP_HEADER, MC_BAD_LENGTH, MC_BAD_RECORD, MC_BAD_TRUNCATED, MC_DATA, MC_LEAVE, MC_MALFORMED,
-  MC_OTHER, MC_QUERY, MC_REPORT, MC_REPORT_V3, MC_ROUTER, McastPacket, McastRecord, onesSum, REC_BLOCK, REC_IS_IN,
+  checkGroupRecords, MC_BAD_CHECKSUM, MC_BAD_GROUP, MC_BAD_IP_HEADER, MC_BAD_LENGTH, MC_BAD_RECORD, MC_BAD_TRUNCATED, MC_DATA, MC_LEAVE,
+  MC_MALFORMED, MC_OTHER, MC_QUERY, MC_REPORT, MC_REPORT_V3, MC_ROUTER, McastPacket, onesSum, readAddress,
 } from './igmp.js';
 
 const IPV6_HLEN = 40;
@@ -37,15 +37,8 @@ function be16(b: Uint8Array, o: number): number {
   return (b[o] << 8) | b[o + 1];
 }
 
-function be32(b: Uint8Array, o: number): number {
-  return (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
-}
-
 function read128(b: Uint8Array, o: number, w: Int32Array): void {
-  w[0] = be32(b, o);
-  w[1] = be32(b, o + 4);
-  w[2] = be32(b, o + 8);
-  w[3] = be32(b, o + 12);
+  readAddress(b, o, w, 16);
 }
 
 /** ff00::/8 */
@@ -153,14 +146,7 @@ export function classifyIpv6(buf: Uint8Array, p: number, len: number, pkt: Mcast
       return pkt.kind;
     case MLD_V2_REPORT: {
       const nrec = be16(buf, o + 6);
-      let r = o + 8;
-      for (let k = 0; k < nrec; k++) {
-        if (r + 20 > end) return malformed(pkt, MC_BAD_RECORD);
-        const rt = buf[r];
-        const size = 20 + 16 * be16(buf, r + 2) + 4 * buf[r + 1];
-        if (rt < REC_IS_IN || rt > REC_BLOCK || r + size > end || buf[r + 4] !== 0xff) return malformed(pkt, MC_BAD_RECORD);
-        r += size;
-      }
+      if (!checkGroupRecords(buf, o + 8, end, nrec, 16)) return malformed(pkt, MC_BAD_RECORD);
       pkt.version = 2;
       pkt.recCount = nrec;
       pkt.recOff = o + 8;
@@ -174,19 +160,4 @@ export function classifyIpv6(buf: Uint8Array, p: number, len: number, pkt: Mcast
       pkt.kind = MC_OTHER;
       return MC_OTHER;
   }
-}
-
-/** Reads the MLDv2 group record at `o` (checked by classifyIpv6) into rec; returns the next record's offset. */
-export function readMldRecord(buf: Uint8Array, o: number, rec: McastRecord): number {
-  rec.type = buf[o];
-  const nsrc = be16(buf, o + 2);
-  rec.nSources = nsrc;
-  read128(buf, o + 4, rec.group);
-  rec.srcOff = o + 20;
-  return o + 20 + 16 * nsrc + 4 * buf[o + 1];
-}
-
-/** Reads MLDv2 source `i` of a record or query (sources from srcOff) into w. */
-export function readMldSource(buf: Uint8Array, srcOff: number, i: number, w: Int32Array): void {
-  read128(buf, srcOff + 16 * i, w);
 }

@@ -11,7 +11,7 @@
 //   multicast_last_member_interval: 1     # seconds, 0.1..600
 //   multicast_flood_unregistered: true    # groups nobody joined: everywhere (true) or router ports only
 //   multicast_max_groups: 4096            # groups per bridge, 1..1000000
-//   multicast_vlans: [ { vlan: 10, multicast_snooping: false, multicast_flood_unregistered: false } ]
+//   multicast_vlans: [ { vlan: 10, multicast_snooping: false, multicast_flood_unregistered: false, multicast_querier: true } ]
 //   ports / port_defaults: multicast_router: auto | always | never, multicast_fast_leave: false, mdb_max: 0
 //   mdb: [ { group: 239.1.2.3, port: vif1.0, vlan: 10, source: 198.18.0.9 } ]   # permanent entries (vlan: the
 //                                                   # port's untagged VLAN by default; source: an (S, G) entry)
@@ -32,7 +32,7 @@ export const MCAST_BRIDGE_KEYS = [
 ] as const;
 const MDB_ENTRY_KEYS = ['group', 'port', 'vlan', 'source'] as const;
 export const MCAST_PORT_KEYS = ['multicast_router', 'multicast_fast_leave', 'mdb_max'] as const;
-const VLAN_KEYS = ['vlan', 'multicast_snooping', 'multicast_flood_unregistered'] as const;
+const VLAN_KEYS = ['vlan', 'multicast_snooping', 'multicast_flood_unregistered', 'multicast_querier'] as const;
 
 export const BUILTIN_MCAST_PORT: McastPortSettings = { router: 'auto', fastLeave: false, mdbMax: 0 };
 
@@ -129,7 +129,7 @@ export function mcastSettingsFrom(b: Record<string, unknown>): { settings: Mcast
   }
   const vl = b.multicast_vlans;
   if (vl !== undefined && vl !== null) {
-    if (!Array.isArray(vl)) problems.push(['multicast_vlans', `must be a list of { vlan, multicast_snooping, multicast_flood_unregistered }, got ${describe(vl)}`]);
+    if (!Array.isArray(vl)) problems.push(['multicast_vlans', `must be a list of { vlan, multicast_snooping, multicast_flood_unregistered, multicast_querier }, got ${describe(vl)}`]);
     else {
       vl.forEach((v: unknown, i) => {
         const w = `multicast_vlans[${i}].`;
@@ -146,6 +146,7 @@ export function mcastSettingsFrom(b: Record<string, unknown>): { settings: Mcast
         const vs: McastVlanSettings = {
           snooping: bool(o, 'multicast_snooping', s.snooping, w, problems),
           floodUnregistered: bool(o, 'multicast_flood_unregistered', s.floodUnregistered, w, problems),
+          querier: bool(o, 'multicast_querier', s.querier, w, problems),
         };
         s.vlans.set(vid, vs);
       });

@@ -27,8 +27,10 @@ export interface MdbShowEntry {
 }
 
 export interface MdbShowRouter {
+  /** the VLAN an `auto` port is a router port in; null for an `always` port (a router port in all its VLANs) */
+  vlan: number | null;
   port: string;
-  /** auto: learnt from a query, PIM hello or MRD advertisement (timer_s left); always: static */
+  /** auto: learnt from a query, PIM hello or MRD advertisement in that VLAN (timer_s left); always: static */
   kind: 'auto' | 'always';
   timer_s: number;
 }
@@ -43,8 +45,8 @@ export interface MdbShow {
   max_groups: number;
   /** refusals (caps) and malformed IGMP/MLD by reason */
   counters: Record<string, number>;
-  /** the bridge's own querier (multicast_querier): per query VLAN, who queries, per family */
-  querier: { enabled: boolean; queries_sent: number; vlans: QuerierVlanState[] };
+  /** the bridge's own querier (multicast_querier): per query VLAN, who queries per family, and the query versions */
+  querier: { enabled: boolean; queries_sent: number; group_queries_sent?: number; source_queries_sent?: number; source_queries_dropped?: number; vlans: QuerierVlanState[] };
 }
 
 function isMulticastWords(w: Int32Array): boolean {
@@ -69,11 +71,8 @@ export function mdbShow(bridge: Bridge, nowMs: number): MdbShow {
     mode: e.mode,
   }));
   const routers: MdbShowRouter[] = [];
-  for (const p of bridge.portList) {
-    if (!mdb.isRouter(p.id, nowMs)) continue;
-    const kind = ROUTER_MODES[mdb.routerMode[p.id]] === 'always' ? 'always' : 'auto';
-    routers.push({ port: p.name, kind, timer_s: kind === 'always' ? 0 : Math.round((mdb.routerExpiryMs[p.id] - nowMs) / 100) / 10 });
-  }
+  for (const p of bridge.portList) if (ROUTER_MODES[mdb.routerMode[p.id]] === 'always') routers.push({ vlan: null, port: p.name, kind: 'always', timer_s: 0 });
+  for (const r of mdb.routerTimers(nowMs)) routers.push({ vlan: r.vid, port: name(r.port), kind: 'auto', timer_s: Math.round(r.timerMs / 100) / 10 });
   const counters: Record<string, number> = { ...mdb.counters, ...mc.counters };
   const malformed = mc.malformedByReason();
   for (const [k, v] of Object.entries(malformed)) counters[`malformed_${k}`] = v;
@@ -87,9 +86,13 @@ export function mdbShow(bridge: Bridge, nowMs: number): MdbShow {
 export function querierShow(bridge: Bridge, nowMs: number): MdbShow['querier'] {
   const q = bridge.mcast?.querier ?? null;
   if (q === null) return { enabled: false, queries_sent: 0, vlans: [] };
-  const vids = new Set<number>();
-  for (const p of bridge.portList) if (p.vlan.isMember(p.vlan.untaggedVid)) vids.add(p.vlan.untaggedVid);
-  return { enabled: true, queries_sent: q.queriesSent, vlans: q.state(nowMs, [...vids].sort((a, b) => a - b), formatAddressWords) };
+  const mask = new Uint8Array(4096);
+  q.queryVids(bridge.portList, mask);
+  const vids: number[] = [];
+  for (let vid = 0; vid < 4095; vid++) if (mask[vid] === 1) vids.push(vid);
+  return {
+    enabled: true, queries_sent: q.queriesSent, group_queries_sent: q.groupQueriesSent, source_queries_sent: q.sourceQueriesSent, source_queries_dropped: q.sourcePendingDropped, vlans: q.state(nowMs, vids, formatAddressWords),
+  };
 }
 
 function groupParam(group: unknown): Int32Array {

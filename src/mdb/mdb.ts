@@ -19,8 +19,12 @@
 //   its pool is exhausted is refused (`membersFull` / `sourcesFull`). Nothing is evicted: the sender of
 //   a report flood fills its own cap first, and memory never grows past the pools allocated here.
 //
-//   Router ports: per port, `auto` (a query, PIM hello or MRD advertisement makes it a router port
-//   until its timer runs out), `always` or `never` (what arrives there never makes it one).
+//   Router ports: a mode per port, `auto` (a query, PIM hello or MRD advertisement heard on the port in VLAN v makes
+//   it a router port for VLAN v only, until that (port, v) timer runs out: the kernel bridge's per-port-VLAN
+//   multicast context), `always` (a router port in every VLAN it is a member of) or `never` (what arrives there
+//   never makes it one). Learnt (port, vid) timers live in a fixed pool of router slots (maxRouters), chained per
+//   VLAN from rHead[vid]; a slot is freed when its timer ran out (sweep), its port goes, or its VLAN stops snooping.
+//   A new (port, vid) when the pool is full is refused and counted (`routersFull`).
 //
 // Time
 //   One coarse clock: callers pass nowMs. Expired timers are ignored by takes() at once, and entries are
@@ -42,6 +46,8 @@ export const ROUTER_NEVER = 2;
 export const ROUTER_MODES = ['auto', 'always', 'never'] as const;
 export type RouterModeName = (typeof ROUTER_MODES)[number];
 
+export const VID_SLOTS = 4096;
+
 export interface MdbCounters {
   /** groups created, members added */
   groupsAdded: number;
@@ -55,6 +61,15 @@ export interface MdbCounters {
   portFull: number;
   membersFull: number;
   sourcesFull: number;
+  /** router (port, VLAN) timers refused: the router slot pool was full */
+  routersFull: number;
+}
+
+export interface MdbRouterView {
+  port: number;
+  vid: number;
+  /** ms left on the (port, vid) timer */
+  timerMs: number;
 }
 
 export interface MdbEntryView {
@@ -74,6 +89,8 @@ export interface MdbOptions {
   /** multicast_max_groups */
   maxGroups: number;
   maxPorts: number;
+  /** learnt router (port, VLAN) timers; default max(256, 4 x maxPorts) */
+  maxRouters?: number;
 }
 
 type MdbArray = Int32Array | Uint8Array | Float64Array;
@@ -135,18 +152,30 @@ export class Mdb {
   /** members per port, and the per-port cap (0 = none) */
   readonly portCount: Int32Array;
   readonly portMax: Int32Array;
-  /** router ports: ROUTER_* per port and the auto timer's expiry */
+  /** router ports: ROUTER_* per port */
   readonly routerMode: Uint8Array;
-  readonly routerExpiryMs: Float64Array;
+  // learnt router (port, vid) timers: slot pool, chained per VLAN
+  readonly maxRouters: number;
+  /** port of each router slot (EMPTY: free) */
+  readonly rPort: Int32Array;
+  readonly rVid: Int32Array;
+  readonly rExpiryMs: Float64Array;
+  /** next slot of the same VLAN */
+  readonly rNext: Int32Array;
+  /** first router slot per VLAN (EMPTY: none) */
+  readonly rHead: Int32Array;
+  private readonly rFree: Int32Array;
+  private rFreeCount: number;
   private sweepCursor = 0;
   /**
    * Bumped by every change of the state forwarding reads (entries, timers, router ports); a data plane on threads
    * publishes the MDB to its workers when it moved (src/dataplane/mdb-publish.ts). Code that writes routerMode or
-   * routerExpiryMs directly bumps it too.
+   * the router slots directly bumps it too.
    */
   version = 0;
+  private routerCursor = 0;
   readonly counters: MdbCounters = {
-    groupsAdded: 0, membersAdded: 0, membersAged: 0, membersLeft: 0, groupsFull: 0, portFull: 0, membersFull: 0, sourcesFull: 0,
+    groupsAdded: 0, membersAdded: 0, membersAged: 0, membersLeft: 0, groupsFull: 0, portFull: 0, membersFull: 0, sourcesFull: 0, routersFull: 0,
   };
 
   constructor(opts: MdbOptions) {
@@ -187,7 +216,15 @@ export class Mdb {
     this.portCount = new Int32Array(opts.maxPorts);
     this.portMax = new Int32Array(opts.maxPorts);
     this.routerMode = new Uint8Array(opts.maxPorts);
-    this.routerExpiryMs = new Float64Array(opts.maxPorts);
+    const r = opts.maxRouters ?? Math.max(256, 4 * opts.maxPorts);
+    this.maxRouters = r;
+    this.rPort = new Int32Array(r).fill(EMPTY);
+    this.rVid = new Int32Array(r);
+    this.rExpiryMs = new Float64Array(r);
+    this.rNext = new Int32Array(r).fill(EMPTY);
+    this.rHead = new Int32Array(VID_SLOTS).fill(EMPTY);
+    this.rFree = Int32Array.from({ length: r }, (_, i) => r - 1 - i);
+    this.rFreeCount = r;
   }
 
   get groups(): number {
@@ -396,13 +433,17 @@ export class Mdb {
     this.version++;
   }
 
-  /** A requested source's timer lowered to `expiryMs` (BLOCK, or a v3 leave of one source); removed at once when `now`. */
-  lowerSource(m: number, a: Int32Array, expiryMs: number, nowMs: number): void {
+  /**
+   * A requested source's timer lowered to `expiryMs` (BLOCK, or a v3 leave of one source); removed at once when `now`.
+   * True when the source was requested with a running timer (a group-and-source-specific query may ask for it).
+   */
+  lowerSource(m: number, a: Int32Array, expiryMs: number, nowMs: number): boolean {
     const s = this.findSource(m, a);
-    if (s < 0 || this.sExcluded[s] === 1 || this.sExpiryMs[s] === Infinity) return;
+    if (s < 0 || this.sExcluded[s] === 1 || this.sExpiryMs[s] === Infinity || this.sExpiryMs[s] <= nowMs) return false;
     if (this.sExpiryMs[s] > expiryMs) this.sExpiryMs[s] = expiryMs;
     this.version++;
     if (expiryMs <= nowMs) this.unlinkSource(m, s);
+    return true;
   }
 
   private unlinkSource(m: number, s: number): void {
@@ -415,6 +456,41 @@ export class Mdb {
       this.version++;
       return;
     }
+  }
+
+  /**
+   * Lowers to `expiryMs` the timers of member m's requested sources whose timers run out after nowMs and before
+   * `beforeMs` (not static, not excluded): after the sources of a TO_IN record were refreshed to the membership
+   * interval, these are the sources the record left out. Their addresses go to `out` (four words each, at most
+   * out.length / 4); returns how many were lowered. At or before nowMs they are removed at once (fast leave).
+   */
+  lowerSourcesBefore(m: number, beforeMs: number, expiryMs: number, nowMs: number, out: Int32Array): number {
+    let n = 0;
+    const max = out.length >> 2;
+    for (let s = this.mSrcHead[m]; s !== EMPTY;) {
+      const next = this.sNext[s];
+      const exp = this.sExpiryMs[s];
+      if (this.sExcluded[s] === 0 && exp > nowMs && exp < beforeMs) {
+        if (n < max) out.set(this.sAddr.subarray(4 * s, 4 * s + 4), 4 * n);
+        n++;
+        if (exp > expiryMs) this.sExpiryMs[s] = expiryMs;
+        this.version++;
+        if (expiryMs <= nowMs) this.unlinkSource(m, s);
+      }
+      s = next;
+    }
+    return n;
+  }
+
+  /** The timer's expiry (ms) of member m's requested source `a`; -1 when it is not requested (absent or excluded). */
+  sourceExpiryMs(m: number, a: Int32Array): number {
+    const s = this.findSource(m, a);
+    return s < 0 || this.sExcluded[s] === 1 ? -1 : this.sExpiryMs[s];
+  }
+
+  /** Whether member m is in EXCLUDE mode (with its group timer running, or permanent). */
+  isExclude(m: number, nowMs: number): boolean {
+    return this.mMode[m] === MODE_EXCLUDE && (this.mStatic[m] === 1 || this.mExpiryMs[m] > nowMs);
   }
 
   /** Drops the excluded sources (excluded = true) or those whose timer ran out before nowMs (excluded = false, nowMs given). */
@@ -508,10 +584,20 @@ export class Mdb {
         n++;
       }
     }
-    if (includeStatic) {
-      this.routerExpiryMs[port] = 0;
-      this.version++;
+    return n;
+  }
+
+  /** Removes the dynamic members in `vid` (snooping turned off in that VLAN) and its router timers. */
+  flushVlan(vid: number): number {
+    let n = 0;
+    for (let m = 0; m < this.maxMembers; m++) {
+      const gid = this.mGroup[m];
+      if (gid !== EMPTY && this.mStatic[m] === 0 && this.gVid[gid] === vid) {
+        this.removeMember(m);
+        n++;
+      }
     }
+    while (this.rHead[vid] !== EMPTY) this.unlinkRouter(this.rHead[vid]);
     return n;
   }
 
@@ -526,6 +612,7 @@ export class Mdb {
    * Returns the members removed.
    */
   sweep(nowMs: number, budget: number): number {
+    this.sweepRouters(nowMs, budget);
     const max = this.maxMembers;
     let removed = 0;
     for (let k = 0; k < budget && k < max; k++) {
@@ -549,17 +636,92 @@ export class Mdb {
 
   // ---- router ports ------------------------------------------------------------------------------
 
-  /** A query, PIM hello or MRD advertisement arrived on the port: it is a router port until `expiryMs` (not on `never`). */
-  heardRouter(port: number, expiryMs: number): boolean {
+  /** The router slot of (port, vid), or -1. */
+  private findRouter(port: number, vid: number): number {
+    for (let r = this.rHead[vid]; r !== EMPTY; r = this.rNext[r]) if (this.rPort[r] === port) return r;
+    return -1;
+  }
+
+  private unlinkRouter(r: number): void {
+    const vid = this.rVid[r];
+    let prev = EMPTY;
+    for (let x = this.rHead[vid]; x !== EMPTY; prev = x, x = this.rNext[x]) {
+      if (x !== r) continue;
+      if (prev === EMPTY) this.rHead[vid] = this.rNext[x];
+      else this.rNext[prev] = this.rNext[x];
+      break;
+    }
+    this.rPort[r] = EMPTY;
+    this.rNext[r] = EMPTY;
+    this.rFree[this.rFreeCount++] = r;
+    this.version++;
+  }
+
+  /**
+   * A query, PIM hello or MRD advertisement arrived on the port in `vid`: it is a router port for that VLAN until
+   * `expiryMs`. False on a port that is not `auto`, or when the router slot pool is full (counted).
+   */
+  heardRouter(port: number, vid: number, expiryMs: number): boolean {
     if (this.routerMode[port] !== ROUTER_AUTO) return false;
-    if (this.routerExpiryMs[port] < expiryMs) this.routerExpiryMs[port] = expiryMs;
+    let r = this.findRouter(port, vid);
+    if (r < 0) {
+      if (this.rFreeCount === 0) {
+        this.counters.routersFull++;
+        return false;
+      }
+      r = this.rFree[--this.rFreeCount];
+      this.rPort[r] = port;
+      this.rVid[r] = vid;
+      this.rExpiryMs[r] = 0;
+      this.rNext[r] = this.rHead[vid];
+      this.rHead[vid] = r;
+    }
+    if (this.rExpiryMs[r] < expiryMs) this.rExpiryMs[r] = expiryMs;
     this.version++;
     return true;
   }
 
-  isRouter(port: number, nowMs: number): boolean {
+  /** Whether the port is a router port in `vid` now (`always`, or `auto` with a running (port, vid) timer). */
+  isRouter(port: number, vid: number, nowMs: number): boolean {
     const mode = this.routerMode[port];
-    return mode === ROUTER_ALWAYS || (mode === ROUTER_AUTO && this.routerExpiryMs[port] > nowMs);
+    if (mode === ROUTER_ALWAYS) return true;
+    if (mode !== ROUTER_AUTO) return false;
+    const r = this.findRouter(port, vid);
+    return r >= 0 && this.rExpiryMs[r] > nowMs;
+  }
+
+  /** Whether the port is a router port in any VLAN now (stats). */
+  isRouterAnywhere(port: number, nowMs: number): boolean {
+    const mode = this.routerMode[port];
+    if (mode !== ROUTER_AUTO) return mode === ROUTER_ALWAYS;
+    for (let r = 0; r < this.maxRouters; r++) if (this.rPort[r] === port && this.rExpiryMs[r] > nowMs) return true;
+    return false;
+  }
+
+  /** Forgets the port's learnt router timers in every VLAN (the port went down or away, or left `auto`). */
+  forgetRouter(port: number): void {
+    for (let r = 0; r < this.maxRouters; r++) if (this.rPort[r] === port) this.unlinkRouter(r);
+  }
+
+  /** Frees up to `budget` router slots whose timers ran out before nowMs. */
+  private sweepRouters(nowMs: number, budget: number): void {
+    const max = this.maxRouters;
+    for (let k = 0; k < budget && k < max; k++) {
+      const r = this.routerCursor;
+      this.routerCursor = r + 1 === max ? 0 : r + 1;
+      if (this.rPort[r] !== EMPTY && this.rExpiryMs[r] <= nowMs) this.unlinkRouter(r);
+    }
+  }
+
+  /** The learnt router (port, vid) timers still running, by VLAN then port (control plane, snapshots). */
+  routerTimers(nowMs: number): MdbRouterView[] {
+    const out: MdbRouterView[] = [];
+    for (let r = 0; r < this.maxRouters; r++) {
+      if (this.rPort[r] !== EMPTY && this.rExpiryMs[r] > nowMs && this.routerMode[this.rPort[r]] === ROUTER_AUTO) {
+        out.push({ port: this.rPort[r], vid: this.rVid[r], timerMs: this.rExpiryMs[r] - nowMs });
+      }
+    }
+    return out.sort((a, b) => a.vid - b.vid || a.port - b.port);
   }
 
   // ---- control plane -----------------------------------------------------------------------------
@@ -642,6 +804,14 @@ export class Mdb {
     }
     if (groups !== this.groupCount) return `${groups} groups used, ${this.groupCount} counted`;
     for (let p = 0; p < this.maxPorts; p++) if (perPort[p] !== this.portCount[p]) return `port ${p}: ${perPort[p]} members, ${this.portCount[p]} counted`;
+    let routers = 0;
+    for (let vid = 0; vid < VID_SLOTS; vid++) {
+      for (let r = this.rHead[vid]; r !== EMPTY; r = this.rNext[r]) {
+        if (this.rVid[r] !== vid || this.rPort[r] === EMPTY) return `router slot ${r} on the list of VLAN ${vid} holds VLAN ${this.rVid[r]} port ${this.rPort[r]}`;
+        routers++;
+      }
+    }
+    if (routers !== this.maxRouters - this.rFreeCount) return `${routers} router slots listed, ${this.maxRouters - this.rFreeCount} in use`;
     return null;
   }
 }

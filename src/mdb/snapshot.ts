@@ -3,12 +3,16 @@
 // election survive an upgrade without waiting for the next reports.
 //
 //   { saved_at: ms, bridges: { xenbr0: { entries: [ { vlan, group, source, port, mode, timer_ms } ],
-//                                        routers: [ { port, timer_ms } ],
+//                                        routers: [ { port, vlan, timer_ms } ],
 //                                        queriers: [ { vlan, family, address, timer_ms } ] } } }
 //
 // Permanent entries are not in it (the config and the runtime journal carry them). Timers are stored as ms left at
 // saved_at and restored less the time since; an entry whose port is gone, or that a cap refuses, is skipped and
 // counted. At most MAX_SNAPSHOT_ROWS rows per bridge are read back.
+//
+// Router rows carry the VLAN of their (port, VLAN) timer. A row without `vlan` (written by a daemon that kept one router
+// timer per port) is restored in the port's untagged VLAN and in each VLAN of the bridge's restored entries that the
+// port is a member of: the VLANs where a router port matters to forwarding now; the next query relearns the rest.
 
 import type { Bridge } from '../bridge/bridge.js';
 import { addressWords, formatAddressWords } from './address.js';
@@ -17,7 +21,7 @@ export const MDB_SECTION = 'mdb';
 export const MAX_SNAPSHOT_ROWS = 200_000;
 
 interface EntryRow { vlan: number; group: string; source: string | null; port: string; mode: 'include' | 'exclude'; timer_ms: number }
-interface RouterRow { port: string; timer_ms: number }
+interface RouterRow { port: string; vlan?: number; timer_ms: number }
 interface QuerierRow { vlan: number; family: 4 | 6; address: string; timer_ms: number }
 export interface MdbSnapshot {
   saved_at: number;
@@ -35,11 +39,7 @@ export function mdbSnapshot(bridges: Iterable<Bridge>, nowMs: number): MdbSnapsh
       vlan: e.vid, group: formatAddressWords(e.group), source: e.source === null ? null : formatAddressWords(e.source),
       port: name(e.port), mode: e.mode, timer_ms: Math.max(0, Math.round(e.timerMs)),
     }));
-    const routers: RouterRow[] = [];
-    for (const p of br.portList) {
-      const left = mc.mdb.routerExpiryMs[p.id] - nowMs;
-      if (left > 0) routers.push({ port: p.name, timer_ms: Math.round(left) });
-    }
+    const routers: RouterRow[] = mc.mdb.routerTimers(nowMs).map((r) => ({ port: name(r.port), vlan: r.vid, timer_ms: Math.round(r.timerMs) }));
     const queriers = mc.querier === null ? [] : mc.querier.others(nowMs).map((q) => ({ ...q, address: formatAddressWords(q.address) }));
     out.bridges[br.name] = { entries, routers, queriers };
   }
@@ -91,11 +91,18 @@ export function restoreMdb(snap: unknown, bridges: ReadonlyMap<string, Bridge>, 
       else mdb.excludeSource(m, s, nowMs);
       restored++;
     }
+    const entryVids = new Set<number>();
+    for (const r of rows) if (typeof r?.vlan === 'number' && Number.isInteger(r.vlan) && r.vlan >= 0 && r.vlan <= 4094) entryVids.add(r.vlan);
     for (const r of Array.isArray(b.routers) ? b.routers : []) {
       const port = typeof r?.port === 'string' ? br.portByName(r.port) : null;
       const left = typeof r?.timer_ms === 'number' ? r.timer_ms - elapsed : -1;
-      if (port === null || left <= 0 || !mdb.heardRouter(port.id, nowMs + left)) skipped++;
-      else restored++;
+      const v = r?.vlan;
+      const vids = port === null ? [] : v === undefined ? [...new Set([port.vlan.untaggedVid, ...entryVids])].filter((x) => port.vlan.isMember(x))
+        : typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 4094 ? [v] : [];
+      let ok = port !== null && left > 0 && vids.length > 0;
+      for (const vid of ok ? vids : []) if (!mdb.heardRouter(port!.id, vid, nowMs + left)) ok = false;
+      if (ok) restored++;
+      else skipped++;
     }
     for (const q of Array.isArray(b.queriers) ? b.queriers : []) {
       const a = typeof q?.address === 'string' ? addressWords(q.address) : null;

@@ -203,7 +203,7 @@ export class DaemonMetrics {
         for (const p of b.ports) if (p.multicast) out.push({ value: p.multicast.mdb_entries, labels: NO_LABELS, sharedLabels: portLabels(b.bridge, p.name) });
       }
     });
-    add('tapbridge_port_mcast_router', 'Whether the port is a multicast router port now (1) or not (0).', 'gauge', (out) => {
+    add('tapbridge_port_mcast_router', 'Whether the port is a multicast router port now, in at least one VLAN (1), or not (0).', 'gauge', (out) => {
       for (const b of this.snap.stats) {
         for (const p of b.ports) if (p.multicast) out.push({ value: p.multicast.is_router ? 1 : 0, labels: NO_LABELS, sharedLabels: portLabels(b.bridge, p.name) });
       }

@@ -13,6 +13,9 @@
 //   ~ port br0/vif1.0 qos rate_limit 100000/10000 -> 50000/5000   in place (src/daemon/qos.ts; buckets start full);
 //                                                  also egress_rate_limit, storm_control, and on vxlan ports
 //   ~ port br0/vif1.0 kind tap -> attach (re-created)   kind, persist, create and keys of later features
+//   ~ bridge br0 multicast_query_interval 125 -> 60  in place (src/mdb/reload.ts): every multicast_* key, multicast_vlans,
+//                                                  mdb and port_defaults' multicast keys; the MDB stays where valid
+//   ~ port br0/vif1.0 multicast_router auto -> never   in place; also multicast_fast_leave, mdb_max
 //   + uplink br0 peth0 (trunk all) / - uplink br0 peth0 / ~ uplink br0 peth0 -> peth1 / ~ uplink br0 bond0 miimon 100 -> 200
 //   ~ uplink br0/peth0 vlan trunk all -> trunk 10,20
 //   + fdb br0 02:00:00:00:00:01 vlan 0 vif1.0 / - fdb ... / ~ fdb br0 02:00:00:00:00:01 vlan 0 vif1.0 -> vif2.0
@@ -40,6 +43,9 @@ import { statePath } from './store.js';
 import { defaultLogLevel, setLogLevel, type LogLevel } from '../log.js';
 import { busyPoll, directPoll } from '../io/native.js';
 import { applyPacketMmap } from '../daemon/packet-ring.js';
+import type { McastSettings } from '../bridge/mcast.js';
+import { MCAST_BRIDGE_KEYS, MCAST_PORT_KEYS } from '../mdb/config.js';
+import { bridgeMulticastChanges, portDefaultsWithoutMulticast, portMulticastChanges } from '../mdb/reload.js';
 
 export type ChangeAction =
   | { do: 'addBridge'; cfg: BridgeConfig }
@@ -55,6 +61,7 @@ export type ChangeAction =
   | { do: 'vxlanRemotes'; bridge: string; name: string; add: string[]; del: string[] }
   | { do: 'portVlan'; bridge: string; name: string; vlan: VlanSpec }
   | { do: 'portQos'; bridge: string; name: string; qos: QosSpec }
+  | { do: 'multicast'; bridge: string; settings: McastSettings }
   | { do: 'replaceUplink'; bridge: string; uplink: UplinkConfig | null }
   | { do: 'fdbAdd'; bridge: string; entry: StaticFdbConfig }
   | { do: 'fdbDel'; bridge: string; entry: StaticFdbConfig }
@@ -110,8 +117,19 @@ function text(v: unknown): string {
   return Array.isArray(v) ? v.join(',') : String(v);
 }
 
-const BRIDGE_TYPED_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'vxlan'];
-const PORT_TYPED_KEYS = ['name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', 'vlan', 'trunk', 'native_vlan', ...QOS_KEYS];
+const BRIDGE_TYPED_KEYS = ['name', 'ageing_time', 'fdb_max', 'mtu', 'uplink', 'fdb', 'ports', 'vxlan', ...MCAST_BRIDGE_KEYS];
+const PORT_TYPED_KEYS = ['name', 'kind', 'persist', 'learning', 'flood', 'isolated', 'fdb_max', 'create', 'vlan', 'trunk', 'native_vlan', ...QOS_KEYS, ...MCAST_PORT_KEYS];
+
+/** A bridge's untyped keys, its port_defaults without the multicast keys (those change in place). */
+function untypedBridge(raw: unknown): Record<string, unknown> {
+  const out = untyped(raw, BRIDGE_TYPED_KEYS);
+  if (out.port_defaults !== undefined) {
+    const pd = portDefaultsWithoutMulticast(out.port_defaults);
+    if (Object.keys(pd).length === 0) delete out.port_defaults;
+    else out.port_defaults = pd;
+  }
+  return out;
+}
 const UPLINK_TYPED_KEYS = ['interface', 'bond', 'vlan', 'trunk', 'native_vlan'];
 
 /** The keys of a raw mapping that this file's typed diff does not compare (later features' keys). */
@@ -181,7 +199,7 @@ function diffBridge(out: Change[], o: BridgeConfig, n: BridgeConfig, oRaw: unkno
   const rebuild: string[] = [];
   if (o.fdbMax !== n.fdbMax) rebuild.push(`fdb_max ${o.fdbMax} -> ${n.fdbMax}`);
   if (o.mtu !== n.mtu) rebuild.push(`mtu ${o.mtu} -> ${n.mtu}`);
-  if (!jsonEqual(untyped(oRaw, BRIDGE_TYPED_KEYS), untyped(nRaw, BRIDGE_TYPED_KEYS))) rebuild.push('options of later features');
+  if (!jsonEqual(untypedBridge(oRaw), untypedBridge(nRaw))) rebuild.push('options of later features');
   if (rebuild.length > 0) {
     out.push({ line: `~ bridge ${br} ${rebuild.join(', ')} (re-created)`, targets: [`bridge:${br}`], action: { do: 'recreateBridge', cfg: n }, phase: 1 });
     return;
@@ -189,6 +207,9 @@ function diffBridge(out: Change[], o: BridgeConfig, n: BridgeConfig, oRaw: unkno
   if (o.ageingTimeS !== n.ageingTimeS) {
     out.push({ line: `~ bridge ${br} ageing_time ${o.ageingTimeS} -> ${n.ageingTimeS}`, targets: [`bridge:${br}/ageing_time`], action: { do: 'ageing', bridge: br, seconds: n.ageingTimeS }, phase: 1 });
   }
+  // multicast keys: in place (src/mdb/reload.ts); every line applies the bridge's whole new multicast settings
+  const mcast: ChangeAction = { do: 'multicast', bridge: br, settings: n.multicast };
+  for (const c of bridgeMulticastChanges(oRaw, nRaw)) out.push({ line: `~ bridge ${br} ${c}`, targets: [], action: mcast, phase: 1 });
   // uplink
   const on = uplinkName(o.uplink);
   const nn = uplinkName(n.uplink);
@@ -242,6 +263,7 @@ function diffBridge(out: Change[], o: BridgeConfig, n: BridgeConfig, oRaw: unkno
     }
     flagChanges(out, br, 'port', q, p, t);
     qosChanges(out, br, 'port', p.name, q.qos, p.qos, t);
+    for (const c of portMulticastChanges(rawPort(oRaw, o, p.name), rawPort(nRaw, n, p.name))) out.push({ line: `~ port ${br}/${p.name} ${c}`, targets: t, action: mcast, phase: 1 });
   }
   diffVxlan(out, br, o.vxlan, n.vxlan);
   // static FDB entries
@@ -425,6 +447,9 @@ export function applyPlan(d: Daemon, plan: readonly Change[], n: DaemonConfig, o
         case 'portQos':
           d.setPortQosByName(a.bridge, a.name, a.qos);
           break;
+        case 'multicast':
+          d.setMulticastSettings(a.bridge, a.settings);
+          break;
         case 'replaceUplink':
           d.replaceUplink(a.bridge, a.uplink);
           break;
@@ -458,7 +483,11 @@ export function applyPlan(d: Daemon, plan: readonly Change[], n: DaemonConfig, o
   for (const [br, names] of recreatedPorts(plan)) {
     for (const f of nB.get(br)?.fdb ?? []) if (names.has(f.port)) d.addStaticFdb(br, f);
   }
-  for (const b of n.bridges) d.setBridgeConfig(b);
+  for (const b of n.bridges) {
+    d.setBridgeConfig(b);
+    // ports added by this plan take their multicast keys from the new settings (a no-op where they are in force)
+    d.setMulticastSettings(b.name, b.multicast);
+  }
   d.config = n;
   // data_workers > 1: the workers forward with the reloaded ports from here on (tests' stand-in daemons have no data plane)
   d.syncDataPlane?.();

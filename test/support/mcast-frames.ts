@@ -170,3 +170,8 @@ export function mldV2Report(records: Rec[], src = 'fe80::1', mac?: string): Buff
   const m = Buffer.concat([Buffer.from([143, 0, 0, 0, 0, 0, records.length >> 8, records.length & 0xff]), ...recs]);
   return ipv6Frame(src, 'ff02::16', 58, m, { hbh: true, mac });
 }
+
+/** The frame with an 802.1Q tag of `vid` inserted after its MAC addresses. */
+export function tagged(frame: Buffer, vid: number): Buffer {
+  return Buffer.concat([frame.subarray(0, 12), Buffer.from([0x81, 0x00, vid >> 8, vid & 0xff]), frame.subarray(12)]);
+}

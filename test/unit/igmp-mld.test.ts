@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import {
   classifyIpv4, MALFORMED_REASONS, MC_DATA, MC_LEAVE, MC_MALFORMED, MC_QUERY, MC_REPORT, MC_REPORT_V3, MC_ROUTER, McastPacket, McastRecord,
-  readIgmpRecord, readIgmpSource, REC_ALLOW, REC_IS_EX, REC_TO_IN,
+  readGroupRecord, readRecordSource, REC_ALLOW, REC_IS_EX, REC_TO_IN,
 } from '../../src/frame/igmp.js';
-import { classifyIpv6, readMldRecord, readMldSource } from '../../src/frame/mld.js';
+import { classifyIpv6 } from '../../src/frame/mld.js';
 import {
   igmpLeave, igmpQuery, igmpV1Report, igmpV2Report, igmpV3Report, ip4, ip6, ipv4Frame, ipv6Frame, mldDone, mldQuery, mldV1Report, mldV2Report, udpTo,
 } from '../support/mcast-frames.js';
@@ -72,13 +72,13 @@ describe('IGMP codec', () => {
     const rec = new McastRecord();
     const src = new Int32Array(4);
     let o = pkt.recOff;
-    o = readIgmpRecord(f, o, rec);
+    o = readGroupRecord(f, o, rec, 4);
     expect([rec.type, rec.nSources, ...rec.group]).toEqual([REC_IS_EX, 0, ...words4('239.1.1.1')]);
-    o = readIgmpRecord(f, o, rec);
+    o = readGroupRecord(f, o, rec, 4);
     expect([rec.type, rec.nSources]).toEqual([REC_ALLOW, 2]);
-    readIgmpSource(f, rec.srcOff, 1, src);
+    readRecordSource(f, rec, 1, src);
     expect([...src]).toEqual(words4('198.18.1.2'));
-    readIgmpRecord(f, o, rec);
+    readGroupRecord(f, o, rec, 4);
     expect(rec.type).toBe(REC_TO_IN);
   });
 
@@ -156,11 +156,11 @@ describe('MLD codec', () => {
     expect(pkt.recCount).toBe(2);
     const rec = new McastRecord();
     const src = new Int32Array(4);
-    const o = readMldRecord(f, pkt.recOff, rec);
+    const o = readGroupRecord(f, pkt.recOff, rec, 16);
     expect([...rec.group]).toEqual(words6('ff0e::5'));
-    readMldSource(f, rec.srcOff, 1, src);
+    readRecordSource(f, rec, 1, src);
     expect([...src]).toEqual(words6('2001:db8::2'));
-    readMldRecord(f, o, rec);
+    readGroupRecord(f, o, rec, 16);
     expect([rec.type, ...rec.group]).toEqual([REC_IS_EX, ...words6('ff0e::6')]);
   });
 

@@ -30,7 +30,7 @@ bridges:
       - { name: h, kind: host, multicast_fast_leave: true }
 `).bridges[0].multicast;
     expect([m.querier, m.querierIpv4 >>> 0, m.queryIntervalS, m.lastMemberIntervalMs, m.floodUnregistered, m.maxGroups]).toEqual([true, 0xc6120001, 60, 500, false, 100]);
-    expect(m.vlans.get(10)).toEqual({ snooping: false, floodUnregistered: false });
+    expect(m.vlans.get(10)).toEqual({ snooping: false, floodUnregistered: false, querier: true });
     expect(m.portDefaults.router).toBe('never');
     expect(m.ports.get('v1')).toBeUndefined();
     expect(m.ports.get('v2')).toEqual({ router: 'always', fastLeave: true, mdbMax: 8 });

@@ -10,7 +10,7 @@ const source: MetricsSource = {
   stats: () => [{
     bridge: 'xenbr0',
     fdb: { entries: 0, learned: 0, aged: 0, moved: 0, evicted: 0, flooded: 0 },
-    multicast: { groups: 7, querier: { enabled: true, queries_sent: 4, vlans: [{ vlan: 0, ipv4: { querier: 'other', other_address: '198.18.0.1', other_timer_s: 3 }, ipv6: { querier: 'self', other_address: null, other_timer_s: 0 } }] } },
+    multicast: { groups: 7, querier: { enabled: true, queries_sent: 4, vlans: [{ vlan: 0, igmp_version: 3, mld_version: 2, ipv4: { querier: 'other', other_address: '198.18.0.1', other_timer_s: 3 }, ipv6: { querier: 'self', other_address: null, other_timer_s: 0 } }] } },
     ports: [
       { name: 'peth0', rx_packets: 0, rx_bytes: 0, tx_packets: 0, tx_bytes: 0, rx_gso_packets: 0, tx_gso_packets: 0, capture_dropped: 0, drops: {}, multicast: mc(9) },
       { name: 'vif1.0', rx_packets: 0, rx_bytes: 0, tx_packets: 0, tx_bytes: 0, rx_gso_packets: 0, tx_gso_packets: 0, capture_dropped: 0, drops: {}, multicast: mc(0) },

@@ -9,7 +9,7 @@ import type { McastSettings } from '../../src/bridge/mcast.js';
 import { addFakePort, BatchBuilder, type FakeIo } from '../support/fake-io.js';
 import { traceFrame } from '../../src/observe/trace.js';
 import {
-  igmpLeave, igmpQuery, igmpV1Report, igmpV2Report, igmpV3Report, ipv4Frame, mldDone, mldQuery, mldV1Report, mldV2Report, udpTo,
+  igmpLeave, igmpQuery, tagged, igmpV1Report, igmpV2Report, igmpV3Report, ipv4Frame, mldDone, mldQuery, mldV1Report, mldV2Report, udpTo,
 } from '../support/mcast-frames.js';
 
 const S1 = '198.18.5.1';
@@ -190,7 +190,26 @@ describe('step "multicast" (IGMP/MLD snooping)', () => {
     br.setPortState(p[1].port, 'down');
     br.setPortState(p[0].port, 'down');
     expect(mc.mdb.groups).toBe(0);
-    expect(mc.mdb.isRouter(p[0].port.id, br.nowMs)).toBe(false);
+    expect(mc.mdb.isRouter(p[0].port.id, 0, br.nowMs)).toBe(false);
+  });
+
+  it('a query heard in one VLAN of a trunk makes it a router port in that VLAN only', () => {
+    setup(mcastSettingsFrom({ multicast_flood_unregistered: false }).settings);
+    br.setPortVlan(p[0].port, { mode: 'trunk', vlans: [10, 20], native: null });
+    br.setPortVlan(p[1].port, { mode: 'access', vlan: 10 });
+    br.setPortVlan(p[2].port, { mode: 'access', vlan: 20 });
+    br.setPortVlan(p[3].port, { mode: 'access', vlan: 10 });
+    br.setPortVlan(p[4].port, { mode: 'access', vlan: 20 });
+    rx(0, tagged(igmpQuery(), 10));
+    expect(got()).toEqual([0, 1, 0, 1, 0]);
+    rx(2, igmpV2Report(GROUP, '198.18.0.2', '00:16:3e:00:00:02'));
+    expect(got()).toEqual([0, 0, 0, 0, 0]); // VLAN 20 has no router port: the report goes nowhere
+    rx(1, igmpV2Report(GROUP, '198.18.0.1', '00:16:3e:00:00:01'));
+    expect(got()).toEqual([1, 0, 0, 0, 0]); // VLAN 10's report to the uplink
+    rx(4, udpTo(S1, '239.9.9.9', '00:16:3e:00:00:04'));
+    expect(got()).toEqual([0, 0, 0, 0, 0]); // unregistered in VLAN 20: router ports only, and there are none
+    expect(mc.mdb.isRouter(p[0].port.id, 10, br.nowMs)).toBe(true);
+    expect(mc.mdb.isRouter(p[0].port.id, 20, br.nowMs)).toBe(false);
   });
 
   it('a PIM hello makes a router port', () => {
@@ -284,6 +303,73 @@ describe('the querier (multicast_querier)', () => {
     expect(mc.querier).not.toBeNull();
   });
 
+  describe('per VLAN', () => {
+    /** uplink trunk 10,20,30; vif1.0 access 10; vif2.0 access 20; vif3.0 trunk 30 (VLAN 30 is carried only tagged) */
+    const vlanMake = (extra: Record<string, unknown> = {}): ReturnType<typeof make> & { q: { port: BridgePort; io: FakeIo }[] } => {
+      const m = make(extra);
+      const up = addFakePort(m.br, m.batch, 'peth0', { kind: 'uplink' });
+      const v3 = addFakePort(m.br, m.batch, 'vif3.0');
+      m.br.setPortVlan(up.port, { mode: 'trunk', vlans: [10, 20, 30], native: null });
+      m.br.setPortVlan(m.p[0].port, { mode: 'access', vlan: 10 });
+      m.br.setPortVlan(m.p[1].port, { mode: 'access', vlan: 20 });
+      m.br.setPortVlan(v3.port, { mode: 'trunk', vlans: [30], native: null });
+      return { ...m, q: [m.p[0], m.p[1], up, v3] };
+    };
+    /** the queries on the wire: [vid (0: untagged), family, version] */
+    const queries = (x: { io: FakeIo }): number[][] => x.io.sent.splice(0).map((h) => {
+      const f = Buffer.from(h, 'hex');
+      const vid = f.readUInt16BE(12) === 0x8100 ? f.readUInt16BE(14) & 0xfff : 0;
+      const u = vid === 0 ? f : Buffer.concat([f.subarray(0, 12), f.subarray(16)]);
+      expect(classify(u.toString('hex'))).toBe(MC_QUERY);
+      return [vid, pkt.family, pkt.version];
+    });
+    const rxOn = (m: ReturnType<typeof vlanMake>, i: number, f: Buffer): void => {
+      m.batch.add(f);
+      m.br.receive(m.q[i].port, m.batch.slab, m.batch.desc, m.batch.count);
+      m.batch.reset();
+    };
+
+    it('queries every VLAN in use, tagged on trunks, a VLAN carried only by trunks too', () => {
+      const m = vlanMake();
+      m.br.tick(1000, 100);
+      expect(queries(m.q[2])).toEqual([[10, 4, 3], [10, 6, 2], [20, 4, 3], [20, 6, 2], [30, 4, 3], [30, 6, 2]]);
+      expect(queries(m.q[0])).toEqual([[0, 4, 3], [0, 6, 2]]);
+      expect(queries(m.q[1])).toEqual([[0, 4, 3], [0, 6, 2]]);
+      expect(queries(m.q[3])).toEqual([[30, 4, 3], [30, 6, 2]]);
+      expect(m.mc.querier!.state(1000, [10, 20, 30], String).map((v) => v.vlan)).toEqual([10, 20, 30]);
+    });
+
+    it('a lower-addressed querier in VLAN 10 silences it in VLAN 10 only; an IGMPv2 report falls back in that VLAN only', () => {
+      const m = vlanMake();
+      m.br.nowMs = 1000;
+      rxOn(m, 2, tagged(igmpQuery('0.0.0.0', { src: '198.18.0.1' }), 10));
+      rxOn(m, 1, igmpV2Report(GROUP, '198.18.0.2', '00:16:3e:00:00:02'));
+      for (const x of m.q) x.io.sent.length = 0;
+      m.br.tick(1000, 100);
+      expect(queries(m.q[2])).toEqual([[10, 6, 2], [20, 4, 2], [20, 6, 2], [30, 4, 3], [30, 6, 2]]);
+      const st = m.mc.querier!.state(1000, [10, 20, 30], String);
+      expect(st.map((v) => [v.vlan, v.ipv4.querier, v.igmp_version])).toEqual([[10, 'other', 3], [20, 'self', 2], [30, 'self', 3]]);
+    });
+
+    it('multicast_vlans turns the querier on or off per VLAN', () => {
+      const m = vlanMake({ multicast_querier: false, multicast_vlans: [{ vlan: 20, multicast_querier: true }, { vlan: 30, multicast_snooping: false, multicast_querier: true }] });
+      m.br.tick(1000, 100);
+      expect(queries(m.q[2])).toEqual([[20, 4, 3], [20, 6, 2]]);
+      expect(queries(m.q[0])).toEqual([]);
+      expect(queries(m.q[3])).toEqual([]);
+    });
+
+    it('sends every query VLAN of a trunk even when they exceed its tx queue (64 frames here)', () => {
+      const m = vlanMake();
+      const many = Array.from({ length: 40 }, (_, i) => 100 + i);
+      m.br.setPortVlan(m.q[2].port, { mode: 'trunk', vlans: [10, 20, 30, ...many], native: null });
+      m.br.tick(1000, 100);
+      const q = queries(m.q[2]);
+      expect(q).toHaveLength(86);
+      expect(q.at(-1)).toEqual([139, 6, 2]);
+    });
+  });
+
   it('on a leave it sends group-specific queries to that port, last_member_count times, last_member_interval apart', () => {
     const { br, p, batch, mc } = make();
     br.tick(1000, 100); // general queries
@@ -312,6 +398,136 @@ describe('the querier (multicast_querier)', () => {
     br.tick(br.nowMs, 100);
     expect(classify(p[1].io.sent[0])).toBe(MC_QUERY);
     expect([pkt.family, pkt.group[0] >>> 0, pkt.group[3]]).toEqual([6, 0xff0e0000, 0x10003]);
+  });
+
+  describe('group-and-source-specific queries', () => {
+    const S3 = '198.18.5.3';
+    /** ones' complement sum of 16-bit words (0xffff over a packet with a valid checksum) */
+    const sum16 = (b: Buffer, init = 0): number => {
+      let x = init;
+      for (let i = 0; i + 1 < b.length; i += 2) x += b.readUInt16BE(i);
+      if (b.length & 1) x += b[b.length - 1] << 8;
+      while (x > 0xffff) x = (x & 0xffff) + (x >>> 16);
+      return x;
+    };
+    /** An IGMPv3 query on the wire: its fields, its sources, and whether the IP and IGMP checksums hold. */
+    const igmpV3 = (hex: string): { dst: string; mac: string; group: string; s: number; qrv: number; qqic: number; code: number; sources: string[]; ipOk: boolean; igmpOk: boolean } => {
+      const f = Buffer.from(hex, 'hex');
+      const ihl = (f[14] & 15) * 4;
+      const total = f.readUInt16BE(16);
+      const q = f.subarray(14 + ihl, 14 + total);
+      const ip = (b: Buffer): string => [...b].join('.');
+      const n = q.readUInt16BE(10);
+      expect(q.length).toBe(12 + 4 * n);
+      return {
+        dst: ip(f.subarray(30, 34)), mac: f.subarray(0, 6).toString('hex'), group: ip(q.subarray(4, 8)), s: (q[8] >> 3) & 1, qrv: q[8] & 7, qqic: q[9], code: q[1],
+        sources: Array.from({ length: n }, (_, i) => ip(q.subarray(12 + 4 * i, 16 + 4 * i))),
+        ipOk: sum16(f.subarray(14, 14 + ihl)) === 0xffff, igmpOk: sum16(q) === 0xffff,
+      };
+    };
+    const gsq = (x: { io: FakeIo }): string[] => x.io.sent.splice(0).filter((h) => h.slice(0, 12) === '01005e010203');
+    const timers = (mc: McastSnooping, nowMs: number): string[] => mc.mdb.entries(nowMs).map((e) => `${[...e.source ?? []].at(-1)! & 0xff}:${e.timerMs}`).sort();
+
+    it('BLOCK: the source timer drops to LMQT and last_member_count queries for (G, S1) go to that port, S flag clear', () => {
+      const { br, p, batch, mc } = make({ multicast_last_member_interval: 0.5 });
+      br.tick(1000, 100);
+      for (const x of p) x.io.sent.length = 0;
+      br.nowMs = 1100;
+      batch.add(igmpV3Report([{ type: REC_ALLOW, group: GROUP, sources: [S1, S2, S3] }])).add(igmpV3Report([{ type: REC_BLOCK, group: GROUP, sources: [S1, S3, '198.18.5.9'] }]));
+      br.receive(p[0].port, batch.slab, batch.desc, batch.count);
+      batch.reset();
+      // membership interval 2 x 10 s + 10 s = 30 s; LMQT 2 x 0.5 s = 1 s
+      expect(timers(mc, 1100)).toEqual(['1:1000', '2:30000', '3:1000']);
+      br.tick(1100, 100);
+      const [q] = gsq(p[0]).map(igmpV3);
+      expect(q).toEqual({
+        dst: GROUP, mac: '01005e010203', group: GROUP, s: 0, qrv: 2, qqic: 10, code: 5, sources: [S1, S3], ipOk: true, igmpOk: true,
+      });
+      expect(gsq(p[1])).toEqual([]);
+      br.tick(1100 + 499, 100);
+      expect(gsq(p[0])).toEqual([]);
+      br.tick(1100 + 500, 100);
+      expect(gsq(p[0]).map(igmpV3).map((x) => [x.s, x.sources])).toEqual([[0, [S1, S3]]]);
+      br.tick(1100 + 1000, 100);
+      expect(gsq(p[0])).toEqual([]);
+      expect(mc.querier!.sourceQueriesSent).toBe(2);
+    });
+
+    it('a source a host asks for again goes in the retransmissions with the S flag set, the others with it clear', () => {
+      const { br, p, batch, mc } = make({ multicast_last_member_interval: 0.5, multicast_last_member_count: 3 });
+      br.tick(1000, 100);
+      for (const x of p) x.io.sent.length = 0;
+      br.nowMs = 1100;
+      batch.add(igmpV3Report([{ type: REC_IS_IN, group: GROUP, sources: [S1, S2] }])).add(igmpV3Report([{ type: REC_BLOCK, group: GROUP, sources: [S1, S2] }]));
+      br.receive(p[0].port, batch.slab, batch.desc, batch.count);
+      batch.reset();
+      br.tick(1100, 100);
+      expect(gsq(p[0]).map(igmpV3).map((x) => [x.s, x.sources])).toEqual([[0, [S1, S2]]]);
+      br.nowMs = 1300;
+      batch.add(igmpV3Report([{ type: REC_IS_IN, group: GROUP, sources: [S1] }]));
+      br.receive(p[0].port, batch.slab, batch.desc, batch.count);
+      batch.reset();
+      br.tick(1600, 100);
+      expect(gsq(p[0]).map(igmpV3).map((x) => [x.s, x.sources])).toEqual([[1, [S1]], [0, [S2]]]);
+      br.tick(2100, 100);
+      expect(timers(mc, 2100)).toEqual([`1:${1300 + 40_000 - 2100}`, '2:500']);
+      expect(gsq(p[0]).map(igmpV3).map((x) => [x.s, x.sources])).toEqual([[1, [S1]], [0, [S2]]]);
+      br.tick(2600, 100); // three sent: done; S2 ran out
+      expect(gsq(p[0])).toEqual([]);
+      expect(timers(mc, 2600)).toEqual([`1:${1300 + 40_000 - 2600}`]);
+    });
+
+    it('TO_IN with fewer sources: the sources left out are lowered and asked', () => {
+      const { br, p, batch, mc } = make({ multicast_last_member_interval: 0.5 });
+      br.tick(1000, 100);
+      for (const x of p) x.io.sent.length = 0;
+      br.nowMs = 1100;
+      batch.add(igmpV3Report([{ type: REC_ALLOW, group: GROUP, sources: [S1, S2] }]));
+      br.receive(p[0].port, batch.slab, batch.desc, batch.count);
+      batch.reset();
+      br.nowMs = 1200;
+      batch.add(igmpV3Report([{ type: REC_TO_IN, group: GROUP, sources: [S2] }]));
+      br.receive(p[0].port, batch.slab, batch.desc, batch.count);
+      batch.reset();
+      expect(timers(mc, 1200)).toEqual(['1:1000', '2:30000']);
+      br.tick(1200, 100);
+      // no group-specific query: the port was in INCLUDE mode
+      expect(gsq(p[0]).map(igmpV3).map((x) => [x.s, x.sources])).toEqual([[0, [S1]]]);
+    });
+
+    it('MLDv2: the query carries the sources, and its ICMPv6 checksum holds', () => {
+      const { br, p, batch } = make();
+      br.tick(1000, 100);
+      for (const x of p) x.io.sent.length = 0;
+      batch.add(mldV2Report([{ type: REC_ALLOW, group: 'ff0e::1:3', sources: ['2001:db8::1', '2001:db8::2'] }]))
+        .add(mldV2Report([{ type: REC_BLOCK, group: 'ff0e::1:3', sources: ['2001:db8::2'] }]));
+      br.receive(p[1].port, batch.slab, batch.desc, batch.count);
+      batch.reset();
+      br.tick(1000, 100);
+      const f = Buffer.from(p[1].io.sent[0], 'hex');
+      expect(f.subarray(0, 6).toString('hex')).toBe('333300010003');
+      const plen = f.readUInt16BE(18);
+      const icmp = f.subarray(14 + 40 + 8, 14 + 40 + plen);
+      expect(icmp.length).toBe(28 + 16);
+      expect([icmp[0], icmp[24] & 7, (icmp[24] >> 3) & 1, icmp.readUInt16BE(26)]).toEqual([130, 2, 0, 1]);
+      expect(icmp.subarray(28, 44).toString('hex')).toBe('20010db8000000000000000000000002');
+      // pseudo-header: source, destination, length, next header 58
+      let pseudo = sum16(f.subarray(22, 54));
+      pseudo = sum16(Buffer.from([0, 0, icmp.length >> 8, icmp.length & 0xff, 0, 0, 0, 58]), pseudo);
+      expect(sum16(icmp, pseudo)).toBe(0xffff);
+    });
+
+    it('none while another querier is in charge of the VLAN, or the VLAN is in IGMPv2 compatibility mode', () => {
+      const { br, p, batch } = make();
+      br.tick(1000, 100);
+      for (const x of p) x.io.sent.length = 0;
+      batch.add(igmpV2Report('239.9.9.9', '198.18.0.3', '00:16:3e:00:00:03'));
+      batch.add(igmpV3Report([{ type: REC_ALLOW, group: GROUP, sources: [S1] }])).add(igmpV3Report([{ type: REC_BLOCK, group: GROUP, sources: [S1] }]));
+      br.receive(p[0].port, batch.slab, batch.desc, batch.count);
+      batch.reset();
+      br.tick(1000, 100);
+      expect(gsq(p[0])).toEqual([]);
+    });
   });
 
   it('refuses a querier IPv6 source that is not link-local', () => {

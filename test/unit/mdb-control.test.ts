@@ -69,7 +69,7 @@ describe('mdb snapshot', () => {
     mdb.allowSource(m2, s1, 40_000);
     mdb.addStatic(0, addressWords('239.9.9.9')!, 1, null);
     mdb.member(0, addressWords('239.5.5.5')!, 2); // INCLUDE {} with no timer: nothing to carry
-    mdb.heardRouter(0, 30_000);
+    mdb.heardRouter(0, 0, 30_000);
     const snap = JSON.parse(JSON.stringify(mdbSnapshot([a.br], 10_000)));
     const b = make();
     const r = restoreMdb(snap, new Map([['xenbr0', b.br]]), 0);
@@ -78,6 +78,31 @@ describe('mdb snapshot', () => {
       ['vif1.0', '239.1.2.3', null, 'exclude', 40],
       ['vif2.0', '239.1.2.3', '198.18.0.1', 'include', 30],
     ]);
-    expect(mdbShow(b.br, 0).router_ports).toEqual([{ port: 'peth0', kind: 'auto', timer_s: 20 }]);
+    expect(mdbShow(b.br, 0).router_ports).toEqual([{ vlan: 0, port: 'peth0', kind: 'auto', timer_s: 20 }]);
+  });
+
+  it('router rows keep their VLAN; a row of the previous format (no vlan) is restored in the untagged VLAN and the VLANs of the entries', async () => {
+    const { mdbSnapshot, restoreMdb } = await import('../../src/mdb/snapshot.js');
+    const make = (): { br: Bridge; mc: McastSnooping } => {
+      const br = new Bridge({ name: 'xenbr0', maxPorts: 8, fdbMax: 64, ageingTimeMs: 300_000 });
+      const mc = new McastSnooping(defaultMcastSettings(), 8);
+      br.setMulticast(mc);
+      const batch = new BatchBuilder();
+      const up = addFakePort(br, batch, 'peth0', { kind: 'uplink' });
+      br.setPortVlan(up.port, { mode: 'trunk', vlans: [10, 20, 30], native: 10 });
+      addFakePort(br, batch, 'vif1.0');
+      return { br, mc };
+    };
+    const a = make();
+    a.mc.mdb.heardRouter(0, 20, 30_000);
+    const snap = JSON.parse(JSON.stringify(mdbSnapshot([a.br], 10_000)));
+    expect(snap.bridges.xenbr0.routers).toEqual([{ port: 'peth0', vlan: 20, timer_ms: 20_000 }]);
+    const b = make();
+    expect(restoreMdb(snap, new Map([['xenbr0', b.br]]), 0)).toEqual({ restored: 1, skipped: 0 });
+    expect(mdbShow(b.br, 0).router_ports.map((r) => r.vlan)).toEqual([20]);
+    const old = { saved_at: Date.now(), bridges: { xenbr0: { entries: [{ vlan: 30, group: '239.1.2.3', source: null, port: 'vif1.0', mode: 'exclude', timer_ms: 9000 }], routers: [{ port: 'peth0', timer_ms: 9000 }], queriers: [] } } };
+    const c = make();
+    expect(restoreMdb(old, new Map([['xenbr0', c.br]]), 0)).toEqual({ restored: 2, skipped: 0 });
+    expect(mdbShow(c.br, 0).router_ports.map((r) => r.vlan)).toEqual([10, 30]);
   });
 });

@@ -51,7 +51,7 @@ function stateDiff(a: MdbState, b: MdbState): string | null {
 function decide(mdb: Mdb, vid: number, group: Int32Array, src: Int32Array, nowMs: number): string {
   const gid = mdb.findGroup(vid, group);
   const routers: number[] = [];
-  for (let p = 0; p < PORTS; p++) if (mdb.isRouter(p, nowMs)) routers.push(p);
+  for (let p = 0; p < PORTS; p++) if (mdb.isRouter(p, vid, nowMs)) routers.push(p);
   if (gid < 0) return `unregistered routers=${routers.join(',')}`;
   const members = new Set<number>(routers);
   for (let m = mdb.gHead[gid]; m !== -1; m = mdb.mNext[m]) if (mdb.takes(m, src, nowMs)) members.add(mdb.mPort[m]);
@@ -77,7 +77,7 @@ function randomOp(mdb: Mdb, rnd: () => number, nowMs: number): void {
   const g = G(pick(GROUPS));
   const port = pick(PORTS);
   const src = S(pick(SOURCES));
-  const k = pick(12);
+  const k = pick(13);
   const m = (): number => mdb.member(vid, g, port);
   const existing = (): number => mdb.findMember(mdb.findGroup(vid, g), port);
   switch (k) {
@@ -87,7 +87,8 @@ function randomOp(mdb: Mdb, rnd: () => number, nowMs: number): void {
     case 3: { const x = existing(); if (x >= 0) mdb.lowerGroupTimer(x, nowMs + pick(2000)); break; }
     case 4: { const x = existing(); if (x >= 0) { mdb.lowerSource(x, src, nowMs + pick(2) * 1000, nowMs); mdb.pruneIfEmpty(x); } break; }
     case 5: { const x = existing(); if (x >= 0 && !mdb.isStatic(x)) mdb.removeMember(x); break; }
-    case 6: mdb.heardRouter(port, nowMs + pick(4000)); break;
+    case 6: mdb.heardRouter(port, vid, nowMs + pick(4000)); break;
+    case 11: if (rnd() < 0.3) mdb.forgetRouter(port); break;
     case 7: mdb.addStatic(vid, g, port, rnd() < 0.5 ? null : src); break;
     case 8: mdb.delStatic(vid, g, port, rnd() < 0.5 ? null : src); break;
     case 9: mdb.sweep(nowMs, 1 + pick(64)); break;
@@ -298,7 +299,7 @@ describe('the engine on a data-plane worker (MDB copy + punt ring)', () => {
     // the worker reads a query on the uplink and a join on vif1.0: flooded / to the router port only, as on main
     expect(rx(worker, 0, tagged(igmpQuery(), 10))).toEqual([1, 2, 3, 4, 5]);
     expect(consumer.drain(ring, main.br, keyOf, main.br.nowMs)).toBe(true);
-    expect(main.mc.mdb.isRouter(0, main.br.nowMs)).toBe(true);
+    expect(main.mc.mdb.isRouter(0, 10, main.br.nowMs)).toBe(true);
     // (the drain changed the MDB: the data plane publishes it)
     worker.mc.mdb.importState(structuredClone(main.mc.mdb.exportState()));
     expect(rx(worker, 1, tagged(igmpV2Report('239.1.1.1', '198.18.0.1', '00:16:3e:00:00:01'), 10))).toEqual([0]);
@@ -310,8 +311,9 @@ describe('the engine on a data-plane worker (MDB copy + punt ring)', () => {
     expect(rx(worker, 5, data)).toEqual([0]);
     worker.mc.mdb.importState(structuredClone(main.mc.mdb.exportState()));
     expect(rx(worker, 5, data)).toEqual([0, 1]);
-    // the same group in VLAN 20 is another group
-    expect(rx(worker, 5, tagged(udpTo('198.18.9.1', '239.1.1.1', '00:16:3e:00:00:05'), 20))).toEqual([0]);
+    // the same group in VLAN 20 is another group, and the query made port 0 a router port in VLAN 10 only
+    expect(main.mc.mdb.isRouter(0, 20, main.br.nowMs)).toBe(false);
+    expect(rx(worker, 5, tagged(udpTo('198.18.9.1', '239.1.1.1', '00:16:3e:00:00:05'), 20))).toEqual([]);
     // a join read for a port whose id now names another port (key changed), or outside the port's VLANs: refused
     rx(worker, 2, tagged(igmpV2Report('239.1.1.2', '198.18.0.2', '00:16:3e:00:00:02'), 10));
     writer.portKey[3] = 999;

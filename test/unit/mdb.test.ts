@@ -126,9 +126,30 @@ describe('Mdb', () => {
     const mdb = new Mdb({ maxGroups: 4, maxPorts: 4 });
     mdb.routerMode[1] = ROUTER_ALWAYS;
     mdb.routerMode[2] = ROUTER_NEVER;
-    expect(mdb.heardRouter(0, 100)).toBe(true);
-    expect(mdb.heardRouter(2, 100)).toBe(false);
-    expect([0, 1, 2, 3].map((p) => mdb.isRouter(p, 50))).toEqual([true, true, false, false]);
-    expect(mdb.isRouter(0, 100)).toBe(false);
+    expect(mdb.heardRouter(0, 10, 100)).toBe(true);
+    expect(mdb.heardRouter(2, 10, 100)).toBe(false);
+    expect([0, 1, 2, 3].map((p) => mdb.isRouter(p, 10, 50))).toEqual([true, true, false, false]);
+    expect(mdb.isRouter(0, 10, 100)).toBe(false);
+  });
+
+  it('router ports are per (port, VLAN): a query in VLAN 10 makes no router port in VLAN 20; timers age and free their slots', () => {
+    const mdb = new Mdb({ maxGroups: 4, maxPorts: 4, maxRouters: 2 });
+    mdb.routerMode[1] = ROUTER_ALWAYS;
+    expect(mdb.heardRouter(0, 10, 100)).toBe(true);
+    expect(mdb.isRouter(0, 10, 50)).toBe(true);
+    expect(mdb.isRouter(0, 20, 50)).toBe(false);
+    expect(mdb.isRouter(1, 20, 50)).toBe(true); // always: every VLAN
+    expect(mdb.heardRouter(0, 20, 200)).toBe(true);
+    expect(mdb.heardRouter(2, 30, 200)).toBe(false); // pool of 2 full
+    expect(mdb.counters.routersFull).toBe(1);
+    expect(mdb.routerTimers(50)).toEqual([{ port: 0, vid: 10, timerMs: 50 }, { port: 0, vid: 20, timerMs: 150 }]);
+    mdb.sweep(150, 100); // (0, 10) ran out: its slot is free again
+    expect(mdb.check()).toBeNull();
+    expect(mdb.heardRouter(2, 30, 300)).toBe(true);
+    mdb.flushVlan(20);
+    expect(mdb.isRouter(0, 20, 160)).toBe(false);
+    mdb.forgetRouter(2);
+    expect(mdb.routerTimers(160)).toEqual([]);
+    expect(mdb.check()).toBeNull();
   });
 });
