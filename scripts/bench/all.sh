@@ -48,7 +48,7 @@ while [ $# -gt 0 ]; do
 	--no-install) NO_INSTALL=(--no-install) ;;
 	--out) OUT=$2; shift ;;
 	--report) exec node "$BENCH_DIR/all-report.mjs" --from "$2" ;;
-	-h | --help) sed -n '2,/^set -e/s/^# \{0,1\}//p' "$0" | sed '$d'; exit 0 ;;
+	-h | --help) sed -n '2,/^set -e/s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	*) tb_die "unknown option $1 (see --help)" ;;
 	esac
 	shift

@@ -2,6 +2,7 @@
 // is printed as '-', never as a measured 0 (null / 1e3 is 0 in JavaScript).
 
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -35,4 +36,18 @@ describe('bench --all report: missing figures', () => {
     expect(lines.length).toBeGreaterThan(0);
     for (const l of lines) expect(l, l).not.toMatch(/\| 0 kpps|\| 0 \(0\)/);
   });
+});
+
+describe('bench scripts: --help', () => {
+  // the help is the script's header comment (line 2 up to `set -e`): every line of it, the last one too
+  for (const script of ['all.sh', 'vhost-user.sh']) {
+    it(`${script} --help prints its whole header, to its last line`, () => {
+      const file = join(ROOT, 'scripts', 'bench', script);
+      const lines = readFileSync(file, 'utf8').split('\n');
+      const end = lines.findIndex((l) => l.startsWith('set -e'));
+      const header = lines.slice(1, end).filter((l) => l.startsWith('#')).map((l) => l.replace(/^# ?/, ''));
+      const out = execFileSync('bash', [file, '--help'], { encoding: 'utf8' });
+      expect(out.trimEnd().split('\n')).toEqual(header);
+    });
+  }
 });
