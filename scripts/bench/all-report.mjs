@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { execFileSync } from 'node:child_process';
-import { collectText, emit, fmt, machine, ratio, ROWS, targets13 } from './report.mjs';
+import { collectText, emit, fmt, kilo, machine, ratio, ROWS, targets13 } from './report.mjs';
 
 const read = (f) => (existsSync(f) ? readFileSync(f, 'utf8') : null);
 
@@ -80,9 +80,9 @@ export function targets23(M, V) {
       `${x(r)} OVS-DPDK (${fmt(v('vhost-user', 'kpps'), 1)} vs ${fmt(v('ovs-dpdk', 'kpps'), 1)} kpps)`);
   r = ratio(g('tapbridge/uplink', 'pps'), g('tapbridge/tap', 'pps'));
   add('TAP<->AF_PACKET 60-byte frames >= TAP<->TAP', r, (a) => a >= 1,
-    `${x(r)} (${fmt(g('tapbridge/uplink', 'pps') / 1e3, 0)} vs ${fmt(g('tapbridge/tap', 'pps') / 1e3, 0)} kpps; offered ` +
-    `${fmt(g('tapbridge/uplink', 'offered') / 1e3, 0)} / ${fmt(g('tapbridge/tap', 'offered') / 1e3, 0)}; ` +
-    `packet_mmap: false ${fmt(g('tapbridge/uplink-recvmsg', 'pps') / 1e3, 0)} kpps)`);
+    `${x(r)} (${fmt(kilo(g('tapbridge/uplink', 'pps')), 0)} vs ${fmt(kilo(g('tapbridge/tap', 'pps')), 0)} kpps; offered ` +
+    `${fmt(kilo(g('tapbridge/uplink', 'offered')), 0)} / ${fmt(kilo(g('tapbridge/tap', 'offered')), 0)}; ` +
+    `packet_mmap: false ${fmt(kilo(g('tapbridge/uplink-recvmsg', 'pps')), 0)} kpps)`);
   r = ratio(g('tapbridge/uplink', 'tcp1_gbps'), g('kernel/veth', 'tcp1_gbps'));
   add('TCP TAP<->AF_PACKET >= 0.9x kernel bridge', r, (a) => a >= 0.9,
     `${x(r)} (${fmt(g('tapbridge/uplink', 'tcp1_gbps'), 2)} vs ${fmt(g('kernel/veth', 'tcp1_gbps'), 2)} Gbit/s; packet_mmap: false ` +
@@ -136,7 +136,7 @@ export function render(r) {
       const kernel = key.startsWith('kernel');
       const cpu = g(key, 'cpu_us');
       out.push(`| ${impl} | ${path} | ${fmt(g(key, 'tcp1_gbps'), 2)} Gbit/s | ${fmt(g(key, 'tcp2_gbps'), 2)} Gbit/s | ` +
-        `${fmt(g(key, 'pps') / 1e3, 0)} kpps (${fmt(g(key, 'offered') / 1e3, 0)}${kernel ? ', the generator\'s ceiling' : ''}) | ` +
+        `${fmt(kilo(g(key, 'pps')), 0)} kpps (${fmt(kilo(g(key, 'offered')), 0)}${kernel ? ', the generator\'s ceiling' : ''}) | ` +
         `${cpu === null ? (kernel ? 'in kernel' : '-') : `${fmt(cpu, 2)} us`} | ` +
         `${fmt(g(key, 'ping_ms'), 3)} ms (${fmt(g(key, 'ping_p50_ms'), 3)} / ${fmt(g(key, 'ping_p99_ms'), 3)}) | ` +
         `${fmt(g(key, 'load_ping_p50_ms'), 3)} / ${fmt(g(key, 'load_ping_p99_ms'), 3)} ms | ` +
@@ -164,7 +164,7 @@ export function render(r) {
       ['tapbridge/uplink-recvmsg', 'TAP <-> AF_PACKET, `packet_mmap: false`'], ['kernel/veth', 'kernel bridge']]) {
       if (!M[key]) continue;
       const cpu = g(key, 'cpu_us');
-      out.push(`| ${path} | ${fmt(g(key, 'tcp1_gbps'), 2)} Gbit/s | ${fmt(g(key, 'pps') / 1e3, 0)} (${fmt(g(key, 'offered') / 1e3, 0)}) | ` +
+      out.push(`| ${path} | ${fmt(g(key, 'tcp1_gbps'), 2)} Gbit/s | ${fmt(kilo(g(key, 'pps')), 0)} (${fmt(kilo(g(key, 'offered')), 0)}) | ` +
         `${cpu === null ? 'in kernel' : `${fmt(cpu, 2)} us (${fmt(g(key, 'cpu_user_us'), 2)} + ${fmt(g(key, 'cpu_sys_us'), 2)})`} | ` +
         `${fmt(g(key, 'ping_ms'), 3)} / ${fmt(g(key, 'ping_p50_ms'), 3)} ms | ${g(key, 'ping_cpu_us') === null ? '-' : `${fmt(g(key, 'ping_cpu_us'), 0)} us`} |`);
     }

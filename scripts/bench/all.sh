@@ -26,7 +26,9 @@
 #   --report FILE  print the tables of an earlier run's JSON again (no measurement, no root)
 #
 # Safety: every step keeps its own rules (namespaces with a per-step prefix removed on every exit path, addresses from
-# 198.18.0.0/15, bounded generators, PIDs only); this script starts nothing but the steps, each under `timeout`.
+# 198.18.0.0/15, bounded generators, PIDs only); this script starts nothing but the steps, each under `timeout`, and a
+# `tail` that shows the running step's output. A Ctrl-C or a SIGTERM to this script sends TERM to the running step (by
+# its timeout's PID), waits until it has cleaned up (at most 20 s, then SIGKILL), and ends the run without a report.
 
 set -euo pipefail
 
@@ -46,7 +48,7 @@ while [ $# -gt 0 ]; do
 	--no-install) NO_INSTALL=(--no-install) ;;
 	--out) OUT=$2; shift ;;
 	--report) exec node "$BENCH_DIR/all-report.mjs" --from "$2" ;;
-	-h | --help) sed -n '2,/^set -e/s/^# \{0,1\}//p' "$0" | sed '$d'; exit 0 ;;
+	-h | --help) sed -n '2,/^set -e/s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	*) tb_die "unknown option $1 (see --help)" ;;
 	esac
 	shift
@@ -83,19 +85,44 @@ fi
 
 # step NAME LIMIT_SECONDS CMD...: run CMD, its output shown and kept in WORK/NAME.out, bounded by LIMIT; the status and
 # the seconds it took go to WORK/steps.tsv.
+# `timeout` runs CMD in a process group of its own, which a Ctrl-C on this script does not reach, and bash runs this
+# script's traps only once a foreground command has ended: so CMD runs in the background, this script waits for it
+# (a trapped signal ends that wait at once) and stop_step() passes INT or TERM on to it by timeout's PID, and CMD
+# writes to its file, never to a pipe whose reader a Ctrl-C could end (SIGPIPE would end CMD without its cleanup).
+STEP_PID=
 : >"$WORK/steps.tsv"
 step() {
-	local name=$1 limit=$2 t0 rc=0
+	local name=$1 limit=$2 t0 rc=0 show
 	shift 2
 	tb_info "step $name: $*"
 	t0=$(date +%s)
-	{
-		timeout --kill-after=20 "$limit" "$@" 2>&1 </dev/null || echo $? >"$WORK/$name.rc"
-	} | tee "$WORK/$name.out"
-	[ ! -s "$WORK/$name.rc" ] || rc=$(cat "$WORK/$name.rc")
+	: >"$WORK/$name.out"
+	timeout --kill-after=20 "$limit" "$@" </dev/null >"$WORK/$name.out" 2>&1 &
+	STEP_PID=$!
+	tail -n +1 -s 0.2 -f --pid="$STEP_PID" "$WORK/$name.out" &
+	show=$!
+	wait "$STEP_PID" || rc=$?
+	STEP_PID=
+	wait "$show" || true
 	printf '%s\t%s\t%s\n' "$name" "$rc" $(($(date +%s) - t0)) >>"$WORK/steps.tsv"
 	[ "$rc" -eq 0 ] || tb_warn "step $name failed (status $rc); the report says so and goes on"
 }
+
+# stop_step STATUS: a signal to this script: the running step gets TERM (its own exit trap cleans up; timeout sends
+# SIGKILL 20 s later) and is waited for, then this script exits with STATUS (its exit trap runs).
+stop_step() {
+	trap '' INT TERM
+	if [ -n "$STEP_PID" ]; then
+		tb_warn "stopping the running step (timeout PID $STEP_PID) and waiting for its cleanup"
+		kill -TERM "$STEP_PID" 2>/dev/null || true
+		wait "$STEP_PID" 2>/dev/null || true
+		STEP_PID=
+	fi
+	wait 2>/dev/null || true
+	exit "$1"
+}
+trap 'stop_step 130' INT
+trap 'stop_step 143' TERM
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 START=$(date +%s)

@@ -74,6 +74,11 @@ export function fmt(v, digits) {
   return v === null || v === undefined || Number.isNaN(v) ? '-' : v.toFixed(digits);
 }
 
+/** A count in thousands, or null when the figure is missing (null / 1e3 would print as a measured 0). */
+export function kilo(v) {
+  return v === null || v === undefined ? null : v / 1e3;
+}
+
 export function ratio(a, b) {
   return a === null || a === undefined || b === null || b === undefined || b === 0 ? null : a / b;
 }
@@ -98,8 +103,8 @@ export function render(result) {
     if (!M[key]) continue;
     const cpu = g(key, 'cpu_us');
     rows.push([
-      impl, path, fmt(g(key, 'tcp1_gbps'), 2), fmt(g(key, 'tcp2_gbps'), 2), fmt(g(key, 'pps') / 1e3, 0),
-      fmt(g(key, 'offered') / 1e3, 0), fmt(g(key, 'a_drop_pps') / 1e3, 0), fmt(g(key, 'ping_ms'), 3),
+      impl, path, fmt(g(key, 'tcp1_gbps'), 2), fmt(g(key, 'tcp2_gbps'), 2), fmt(kilo(g(key, 'pps')), 0),
+      fmt(kilo(g(key, 'offered')), 0), fmt(kilo(g(key, 'a_drop_pps')), 0), fmt(g(key, 'ping_ms'), 3),
       `${fmt(g(key, 'ping_p50_ms'), 3)}/${fmt(g(key, 'ping_p99_ms'), 3)}`,
       `${fmt(g(key, 'load_ping_p50_ms'), 3)}/${fmt(g(key, 'load_ping_p99_ms'), 3)}`,
       fmt(g(key, 'cpu_util_pct'), 0),
@@ -114,7 +119,7 @@ export function render(result) {
   for (const r of rows.slice(1)) out.push(line(r));
   out.push('');
   out.push('generator ceiling (60-byte frames through the kernel bridge, same generator): ' +
-    `${fmt(g('kernel/veth', 'pps') / 1e3, 0)} kpps`);
+    `${fmt(kilo(g('kernel/veth', 'pps')), 0)} kpps`);
   out.push('');
   out.push('Targets of issue 5 (ratios from this run):');
   for (const t of result.targets) {
@@ -130,7 +135,7 @@ export function render(result) {
   if (result.soak) {
     const s = result.soak;
     out.push('');
-    out.push(`soak (tapbridge TAP<->TAP, ${s.seconds} s, 100k source MACs): FDB ${s.fdb_entries} entries, ${fmt(s.pps / 1e3, 0)} kpps, ` +
+    out.push(`soak (tapbridge TAP<->TAP, ${s.seconds} s, 100k source MACs): FDB ${s.fdb_entries} entries, ${fmt(kilo(s.pps), 0)} kpps, ` +
       `RSS idle ${fmt(s.rss_idle_mb, 1)} MB, after fill ${fmt(s.rss_first_mb, 1)}, min ${fmt(s.rss_min_mb, 1)}, max ${fmt(s.rss_max_mb, 1)}, ` +
       `last ${fmt(s.rss_last_mb, 1)}, VmHWM ${fmt(s.rss_hwm_mb, 1)} MB`);
   }
@@ -186,7 +191,7 @@ export function targets13(M) {
   const r = (a, b) => ratio(a, b);
   const x = (v) => (v === null ? 'n/a' : `${v.toFixed(2)}x`);
   const ms = (key, m) => `${fmt(g(key, m), 3)} ms`;
-  const kp = (key) => (g(key, 'pps') === null ? '-' : fmt(g(key, 'pps') / 1e3, 0));
+  const kp = (key) => (g(key, 'pps') === null ? '-' : fmt(kilo(g(key, 'pps')), 0));
   const list = [];
   const add = (name, v, ok, detail, extra = {}) => list.push({ name, ratio: v, ok: v === null ? null : ok(v), detail, ...extra });
   let v = r(g('tapbridge/tap', 'ping_ms'), g('vde/tap', 'ping_ms'));

@@ -60,7 +60,7 @@ while [ $# -gt 0 ]; do
 	--tsv) tsv=$2; shift ;;
 	--logs) keep_logs=$2; shift ;;
 	--no-install) install=0 ;;
-	-h | --help) sed -n '2,/^set -e/s/^# \{0,1\}//p' "$0" | sed '$d'; exit 0 ;;
+	-h | --help) sed -n '2,/^set -e/s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	*) tb_die "unknown option $1 (see --help)" ;;
 	esac
 	shift

@@ -25,7 +25,8 @@
 // A worker whose apply threw acknowledges with that epoch marked failed: sync() throws DataPlaneApplyFailed and
 // sends that worker its whole tables again at the next sync.
 // A stuck worker: one that stays late for STUCK_SYNC_TIMEOUTS sync timeouts in a row (it did not acknowledge within
-// SYNC_TIMEOUT_MS, and still had not (STUCK_SYNC_TIMEOUTS - 1) x SYNC_TIMEOUT_MS later, as the tick sees it) is
+// SYNC_TIMEOUT_MS, and acknowledged no table at all in the (STUCK_SYNC_TIMEOUTS - 1) x SYNC_TIMEOUT_MS after that
+// or after its last acknowledgement of an older table, as the tick sees it) is
 // terminated (worker.terminate(); logged once, counted in workers_terminated): once its thread has exited (its fds
 // close with it) its ports go to the other threads as a failed worker's do. It is not started again.
 // A handover asks awaitReadsStopped() after its pause: it waits (bounded) until no worker may read a port any more,
@@ -203,8 +204,10 @@ interface WorkerHandle {
   failedSeen: number;
   /** it did not acknowledge `posted` in time (a later acknowledgement clears it) */
   late: boolean;
-  /** when (hooks' clock, ms) it last became late */
+  /** when (hooks' clock, ms) it last became late, or last acknowledged a table while late (slow, not stuck) */
   lateSinceMs: number;
+  /** the epoch it had acknowledged at the last settle() */
+  ackedSeen: number;
   /** told to terminate: it was stuck (STUCK_SYNC_TIMEOUTS) */
   terminated: boolean;
   timeouts: number;
@@ -316,7 +319,7 @@ export class DataPlane {
     }
     const worker = this.hooks.spawn(init, `tapbridge-dp${id}`);
     const h: WorkerHandle = {
-      id, worker, ack: new Int32Array(ackBuf), slots, alive: true, posted: 0, failedSeen: 0, late: false, lateSinceMs: 0, terminated: false, timeouts: 0, releasing: new Map(), exited: Promise.resolve(),
+      id, worker, ack: new Int32Array(ackBuf), slots, alive: true, posted: 0, failedSeen: 0, late: false, lateSinceMs: 0, ackedSeen: 0, terminated: false, timeouts: 0, releasing: new Map(), exited: Promise.resolve(),
     };
     h.exited = new Promise((resolve) => worker.on('exit', () => resolve()));
     worker.on('message', (m: WorkerToMain) => this.onMessage(h, m));
@@ -615,7 +618,11 @@ export class DataPlane {
       if (h.late && acked >= h.posted) {
         h.late = false;
         this.log.info({ worker: h.id, epoch: acked }, 'data worker acknowledged again');
+      } else if (h.late && acked > h.ackedSeen) {
+        // it acknowledged a table older than the newest (changes reach a late worker): slow, not stuck
+        h.lateSinceMs = this.now();
       }
+      h.ackedSeen = acked;
     }
   }
 

@@ -19,8 +19,10 @@ const mounted = (dir: string): boolean => readFileSync("/proc/mounts", "utf8").s
 const work = mkdtempSync(join(tmpdir(), "tb-huge-test-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-// A script that sources the library, reserves PAGES on DIR with the same trap as vhost-user.sh, prints "reserved", then
-// waits (or runs BODY).
+// A script that sources the library, reserves PAGES on DIR with tb_huge_release in its EXIT trap as vhost-user.sh has
+// it, prints "reserved", then waits (or runs BODY). Its TERM trap also ends its background jobs at once; vhost-user.sh's
+// runs once its foreground command has ended (bash defers traps until then; under bench --all the whole step's process
+// group gets the TERM, so that command ends too).
 function script(pages: number, dir: string, body: string): string {
   const file = join(work, `s-${Math.random().toString(36).slice(2)}.sh`);
   writeFileSync(file, `set -euo pipefail

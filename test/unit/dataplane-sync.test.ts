@@ -253,6 +253,36 @@ describe('DataPlane: a worker that does not acknowledge', () => {
     for (const [n, who] of readers(l)) expect(who.length, n).toBe(1);
     expect(readers(l).get('vif2.0')).not.toEqual(['w1']);
   });
+  it('a late worker that acknowledges an older table while newer ones come is slow, not stuck: its time counts from its last acknowledgement', () => {
+    const l = lab(3, ['vif1.0', 'vif2.0', 'vif3.0', 'vif4.0']);
+    const [w1] = l.workers;
+    const vif1 = l.bridge.portByName('vif1.0')!;
+    w1.answering = false;
+    // a capture starts: worker 1 does not acknowledge in time (late from t = 1000)
+    l.clock.ms = 1000;
+    vif1.tap = { rx: () => undefined, tx: () => undefined, drop: () => undefined };
+    expect(() => l.dp.sync(false, 20)).toThrow(DataPlaneTimeout);
+    const first = w1.lastEpoch;
+    // a change reaches it while it is late
+    l.clock.ms = 2000;
+    l.bridge.setPortState(vif1, 'down');
+    expect(() => l.dp.sync(false, 20)).toThrow(DataPlaneTimeout);
+    expect(w1.lastEpoch).toBeGreaterThan(first);
+    // it acknowledges the first table 3 s after it became late: slow, still behind the newest
+    l.clock.ms = 4000;
+    Atomics.store(w1.ack, 0, first);
+    l.dp.tick(l.clock.ms);
+    expect(l.dp.lateWorkers()).toEqual([1]);
+    // 4.5 s after it became late, 1.5 s after its last acknowledgement: kept
+    l.clock.ms = 5500;
+    l.dp.tick(l.clock.ms);
+    expect(w1.exited).toBe(false);
+    // no acknowledgement at all for STUCK_SYNC_TIMEOUTS - 1 sync timeouts after that one: terminated
+    l.clock.ms = 4000 + (STUCK_SYNC_TIMEOUTS - 1) * SYNC_TIMEOUT_MS;
+    l.dp.tick(l.clock.ms);
+    expect(w1.exited).toBe(true);
+    expect(l.dp.show().workers_terminated).toBe(1);
+  });
 });
 
 describe('DataPlane: who reads a port', () => {

@@ -290,5 +290,7 @@ describe('the README\'s Multicast and vhost-user sections say what the reference
     const keys = parseConfig(`bridges:\n  - name: br0\n${block.split('\n').filter((l) => l.trim() !== '').map((l) => `    ${l}`).join('\n')}\n`);
     expect(keys.bridges[0].name).toBe('br0');
     expect(block).toMatch(/multicast_snooping: true/);
+    // "Snooping is on by default:" the values shown are the defaults (a bridge without those keys)
+    expect(keys.bridges[0].multicast).toEqual(parseConfig('bridges:\n  - name: br0\n').bridges[0].multicast);
   });
 });

@@ -11,6 +11,7 @@
 // in the store buffer, and the reader would have to enter its batch and load the old bucket inside it); the unit test
 // in dataplane.test.ts checks its place instead. No figure is asserted beyond "entries were reused".
 
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
@@ -67,6 +68,13 @@ describe('shared FDB: lookups racing the writer', () => {
     fdb.setReaders(readers);
     const stop = new Int32Array(new SharedArrayBuffer(4));
     const dist = join(process.cwd(), 'dist');
+    // the readers run dist/, the writer src/: a dist/ older than the sources would race old readers against the new
+    // writer (a pass or a failure that says nothing about the code)
+    for (const [src, built] of [['src/dataplane/fdb-view.ts', 'dataplane/fdb-view.js'], ['src/fdb/fdb.ts', 'fdb/fdb.js'], ['src/dataplane/learn-ring.ts', 'dataplane/learn-ring.js']]) {
+      const b = join(dist, built);
+      expect(existsSync(b), `${b} is missing: npm run build`).toBe(true);
+      expect(statSync(b).mtimeMs, `${b} is older than ${src}: npm run build`).toBeGreaterThanOrEqual(statSync(join(process.cwd(), src)).mtimeMs);
+    }
     const workers: Worker[] = [];
     const ready: Promise<void>[] = [];
     const results: Promise<ReaderResult>[] = [];
