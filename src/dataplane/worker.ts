@@ -6,13 +6,15 @@
 // write()/sendmmsg() entry of its own: the kernel takes each frame whole, and frames of one flow keep their order
 // because one flow enters through one port, read by one thread at a time (the main thread starts another reader
 // only after this one acknowledged the table that stopped it: dataplane.ts). Lookups read the shared FDB; learning goes to the
-// main thread through the learning ring (src/dataplane/fdb-view.ts). Nothing here logs on the frame path;
+// main thread through the learning ring (src/dataplane/fdb-view.ts). A vhost-user port is held as a peer of the main
+// thread's port (VhostUserPeer: the same guest rings, each under its lock in the addon; no fd of its own), read by
+// polling the port's kick here. Nothing here logs on the frame path;
 // counters are written into the counter slab when the main thread syncs (protocol.ts).
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { Bridge } from '../bridge/bridge.js';
 import { BridgePort } from '../bridge/port.js';
-import { directPoll, fds, PacketPort } from '../io/native.js';
+import { directPoll, fds, PacketPort, VhostUserPeer } from '../io/native.js';
 import { PortCounter } from '../io/native-types.js';
 import { WorkerFdb } from './fdb-view.js';
 import { LearnRing } from './learn-ring.js';
@@ -23,7 +25,7 @@ import {
 
 interface Held {
   port: BridgePort;
-  io: PacketPort;
+  io: PacketPort | VhostUserPeer;
   ioKey: number;
   portKey: number;
   gen: number;
@@ -89,6 +91,17 @@ class WorkerBridge {
   }
 
   private add(s: PortSnap): void {
+    if (s.ioKind === 'vhost-user') {
+      let peer: VhostUserPeer;
+      try {
+        peer = VhostUserPeer.adopt(s.device, s.name);
+      } catch (err) {
+        post({ type: 'adopt_failed', bridge: this.name, port: s.name, ioKey: s.ioKey, message: (err as Error).message });
+        return;
+      }
+      this.hold(s, peer);
+      return;
+    }
     if (s.fd < 0) {
       post({ type: 'adopt_failed', bridge: this.name, port: s.name, ioKey: s.ioKey, message: 'no fd was passed for a new port' });
       return;
@@ -101,6 +114,10 @@ class WorkerBridge {
       post({ type: 'adopt_failed', bridge: this.name, port: s.name, ioKey: s.ioKey, message: (err as Error).message });
       return;
     }
+    this.hold(s, io);
+  }
+
+  private hold(s: PortSnap, io: PacketPort | VhostUserPeer): void {
     const port = new BridgePort(s.id, s.name, s.kind, { learning: s.learning, flood: s.flood, isolated: s.isolated }, s.mtu, s.fdbMax);
     port.io = io;
     port.ifindex = s.ifindex;
