@@ -339,3 +339,28 @@ describe('DataPlane: counters', () => {
     expect(l.dp.lastFolded().atMs).toBe(2000);
   });
 });
+
+describe('DataPlane: vhost-user ports (issue 23)', () => {
+  /** The RxIo of a vhost-user port (VhostUserIo.rxHandle): stop/resume concern the guest's TX ring; adopted by device id. */
+  class FakeVhostRxIo extends FakeRxIo {
+    override readonly kind = 'vhost-user' as unknown as 'tap';
+    readonly device = 7;
+  }
+
+  it('gives a vhost-user port to a worker like a TAP, by its device id and without a dup of its fd', () => {
+    const l = lab(2, ['vif1.0']);
+    const { port } = addFakePort(l.bridge, l.batch, 'vif3.0', { kind: 'vhost-user' });
+    const io = new FakeVhostRxIo(() => l.batch.slab);
+    port.io = io;
+    const n = l.workers[0].posted.length;
+    l.dp.sync(false);
+    expect(l.workers[0].posted.length).toBeGreaterThan(n);
+    expect(readers(l).get('vif3.0')).toEqual(['w1']);
+    expect(io.reading).toBe(false);
+    const snap = l.workers[0].tables.get('br0')!.find((s) => s.name === 'vif3.0')!;
+    expect(snap.ioKind).toBe('vhost-user');
+    expect(snap.device).toBe(7);
+    expect(snap.fd).toBe(-1); // a dup would be the fake's fd (100)
+    expect(l.dp.show().workers[1].ports).toEqual(['vif3.0']);
+  });
+});
