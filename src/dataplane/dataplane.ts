@@ -554,7 +554,9 @@ export class DataPlane {
       const io = owner === 0 ? this.hooks.rxIo(p) : null;
       if (io === null || !this.stoppedHere.has(io) || this.busyElsewhere(io, null)) continue;
       this.stoppedHere.delete(io);
-      if (!paused) io.resume();
+      // a vhost-user port's resume only lets the main thread read its guest TX ring again; whether it reads is the
+      // port's own start/stop, which a handover's pause holds (so it runs while paused too, or nothing would undo it)
+      if (!paused || io.kind === 'vhost-user') io.resume();
     }
     for (const io of this.stoppedHere) if (io.isClosed) this.stoppedHere.delete(io);
   }
@@ -739,7 +741,7 @@ export class DataPlane {
     this.stopped = true;
     // the workers closed their ports: nothing reads the tables beside the main thread any more
     for (const br of this.readers.keys()) br.fdb.setReaders(null);
-    for (const io of this.stoppedHere) if (!io.isClosed && !this.opts.paused()) io.resume();
+    for (const io of this.stoppedHere) if (!io.isClosed && (!this.opts.paused() || io.kind === 'vhost-user')) io.resume();
     this.stoppedHere.clear();
     if (late.length > 0) this.log.error({ workers: late.map((h) => h.id) }, 'data workers did not acknowledge the stop; they are terminated');
     await Promise.all(this.workers.map(async (h) => {
