@@ -13,11 +13,13 @@
 // Each TAP VM pings each frontend (test/netns/vhost-frontend.py, an IPv4 host in guest memory): a worker reads a
 // vhost-user port and writes one, the main thread too. Then frontends restart in a loop while both VMs ping them at
 // 2 ms and a hostile frontend breaks the worker-read port's ring: the daemon neither crashes nor stops forwarding,
-// the port stays with the worker, counters add up. Needs root and `ip netns`; skips with the reason otherwise.
+// the port stays with the worker, counters add up. Last, a `daemon --takeover` while the worker reads the port: the
+// connection continues in the new daemon, where a worker reads the port again. Needs root and `ip netns`; skips with the reason otherwise.
 
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Background, Lab, PYTHON, REPO_ROOT, canRunNetns, waitFor, sleep } from "./helpers.js";
+import { pingSummary, takeover } from "./handover-helpers.js";
 import { call } from "../../src/control/client.js";
 import type { BridgeStats, ShowBridge } from "../support/json-shapes.js";
 
@@ -187,4 +189,20 @@ describe.skipIf(!support.ok)("vhost-user ports read and written by data workers"
     expect(after.rx - before.rx).toBeGreaterThanOrEqual(50);
     expect(after.tx - before.tx).toBeGreaterThanOrEqual(50);
   }, 180_000);
+
+  it("a takeover while a worker reads the port: the new daemon continues the connection and a worker reads it again", async () => {
+    const fe = fes[workerVhost]!;
+    const ping = lab.exec("vm1", ["ping", "-q", "-c", "600", "-i", "0.01", "-W", "1", IP[workerVhost]], { check: false, timeoutMs: 60_000 });
+    await sleep(1_000);
+    await takeover(lab);
+    const r = await ping;
+    console.log(`vhost-user workers, across a takeover: ${/\d+ packets transmitted.*/.exec(r.stdout)?.[0] ?? r.stdout}`);
+    // the frontend never saw the connection close (it would have printed "closed" and exited)
+    expect(fe.running, fe.stdout).toBe(true);
+    expect(fe.stdout).not.toContain("closed");
+    expect((await show()).find((w) => w.id === 1)!.ports).toContain(PORT[workerVhost]);
+    const p = await lab.ping("vm2", IP[workerVhost], 50, { intervalS: 0.01 });
+    expect(p.output, lab.daemonLog()).toMatch(/50 packets transmitted, 50 received/);
+    expect(pingSummary(r.stdout).received).toBeGreaterThan(0);
+  }, 90_000);
 });
