@@ -581,7 +581,11 @@ Napi::Value VhostUserPort::Start(const Napi::CallbackInfo& info) {
   onRx_ = Napi::Persistent(info[0].As<Napi::Function>());
   onError_ = Napi::Persistent(info[1].As<Napi::Function>());
   reading_ = true;
-  exported_ = false;
+  if (exported_ && link_ != nullptr) {
+    // a handover that failed: the peers may send again (they look at exported_ under the ring lock)
+    RingsGuard g(*link_);
+    exported_ = false;
+  }
   if (connPoll_ != nullptr) uv_poll_start(connPoll_, UV_READABLE, OnConnPoll);
   Vring& vq = vq_[1];
   if (vq.kickPoll != nullptr && MainReads()) {

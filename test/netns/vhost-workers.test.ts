@@ -14,7 +14,8 @@
 // vhost-user port and writes one, the main thread too. Then frontends restart in a loop while both VMs ping them at
 // 2 ms and a hostile frontend breaks the worker-read port's ring: the daemon neither crashes nor stops forwarding,
 // the port stays with the worker, counters add up. Last, a `daemon --takeover` while the worker reads the port: the
-// connection continues in the new daemon, where a worker reads the port again. Needs root and `ip netns`; skips with the reason otherwise.
+// connection continues in the new daemon, where a worker reads the port again; then a delif of that port under
+// traffic and an addif at runtime, which a worker reads again. Needs root and `ip netns`; skips with the reason otherwise.
 
 import { existsSync, rmSync } from "node:fs";
 import { cpus } from "node:os";
@@ -206,6 +207,26 @@ describe.skipIf(!support.ok)("vhost-user ports read and written by data workers"
     const p = await lab.ping("vm2", IP[workerVhost], 50, { intervalS: 0.01 });
     expect(p.output, lab.daemonLog()).toMatch(/50 packets transmitted, 50 received/);
     expect(pingSummary(r.stdout).received).toBeGreaterThan(0);
+  }, 90_000);
+
+  it("delif of the port a worker reads while a VM pings it, then addif again at runtime: a worker reads it, frames flow", async () => {
+    const ping = lab.exec("vm2", ["ping", "-q", "-c", "500", "-i", "0.002", "-W", "1", IP[workerVhost]], { check: false, timeoutMs: 30_000 });
+    await sleep(300);
+    const del = await lab.cli(["delif", BRIDGE, PORT[workerVhost]]);
+    expect(del.code, del.stderr).toBe(0);
+    await ping;
+    expect(lab.daemon?.running, lab.daemonLog()).toBe(true);
+    expect((await show()).flatMap((w) => w.ports)).not.toContain(PORT[workerVhost]);
+    await fes[workerVhost]!.stop(2_000);
+    const add = await lab.cli(["addif", BRIDGE, PORT[workerVhost], "--kind", "vhost-user", "--vhost-socket", sock[workerVhost]]);
+    expect(add.code, add.stderr).toBe(0);
+    await startFrontend(workerVhost);
+    // the port went to the thread reading the fewest of the bridge's ports: worker 1 (it read only vif2.0 then)
+    expect((await show()).find((w) => w.id === 1)!.ports).toContain(PORT[workerVhost]);
+    for (const vm of VMS) {
+      const r = await lab.pingUntil(vm, IP[workerVhost], 15_000);
+      expect(r.ok, `${vm}: ${r.output}\n${lab.daemonLog()}`).toBe(true);
+    }
   }, 90_000);
 });
 
