@@ -37,7 +37,7 @@
 // are served. Queue 1's kick is polled while start() asked for it and no hold is set.
 // The protocol runs on the main loop thread: uv_poll on the socket, on the listening fd and on queue 1's kick.
 //
-// Data workers (src/dataplane/, native-notes/multicore.md "vhost-user ports"). A worker's VhostUserPeer (adopted by the
+// Data workers (src/dataplane/, native-notes/multicore.md "vhost-user ports on workers"). A worker's VhostUserPeer (adopted by the
 // port's `device` id from a process-wide registry) shares the port's rings: send() writes queue 0 from the worker's
 // slab, and while the main thread has stepped aside (rxAway(true)) the peer reads queue 1 into the worker's slab,
 // woken through the port's kick epoll (an epoll fd, stable for the port's life, that holds queue 1's current kick
