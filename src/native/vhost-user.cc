@@ -37,16 +37,17 @@
 // are served. Queue 1's kick is polled while start() asked for it and no hold is set.
 // The protocol runs on the main loop thread: uv_poll on the socket, on the listening fd and on queue 1's kick.
 //
-// Data workers (src/dataplane/, native-notes/multicore.md "vhost-user ports on workers"). A worker's VhostUserPeer (adopted by the
-// port's `device` id from a process-wide registry) shares the port's rings: send() writes queue 0 from the worker's
-// slab, and while the main thread has stepped aside (rxAway(true)) the peer reads queue 1 into the worker's slab,
-// woken through the port's kick epoll (an epoll fd, stable for the port's life, that holds queue 1's current kick
-// eventfd: the main thread swaps the kick in it, the peer polls a dup of it in its own loop). The rule: every access
-// to a ring, to guest memory or to what was negotiated holds that ring's lock (VhostLink::q[i]), whichever thread
-// makes it; whatever changes the memory table or a ring (every protocol message, a disconnect, close, the takeover's
-// export and adopt) holds both (q[0] then q[1]). So a worker is never inside a batch while memory is unmapped or a
-// ring moves, and it sees a ring stopped, or the port closed (VhostLink::port null), under the lock. A peer that finds
-// a violation in a ring marks the port broken and wakes the main thread (failAsync_), which disconnects.
+// Data workers (src/dataplane/, native-notes/multicore.md "vhost-user ports on workers"). A worker's VhostUserPeer
+// (adopted by the port's `device` id from a process-wide registry) shares the port's rings: send() writes queue 0
+// from the worker's slab, and while the main thread has stepped aside (rxAway(true)) the peer reads queue 1 into the
+// worker's slab, woken through the port's kick epoll (an epoll fd, stable for the port's life, that holds queue 1's
+// current kick eventfd: the main thread swaps the kick in it, the peer polls a dup of it in its own loop). The rule:
+// every access to a ring, to guest memory or to what was negotiated holds that ring's lock (VhostLink::q[i]),
+// whichever thread makes it; whatever changes the memory table or a ring (every protocol message, a disconnect,
+// close, the takeover's export and adopt) holds both (q[0] then q[1]). So a worker is never inside a batch while
+// memory is unmapped or a ring moves, and it sees a ring stopped, or the port closed (VhostLink::port null), under
+// the lock. A peer that finds a violation in a ring marks the port broken and wakes the main thread (failAsync_),
+// which disconnects.
 //
 // Trust in the frontend process: the memory fds must not shrink after SET_MEM_TABLE (a fault on access); a memfd
 // that allows it is sealed with F_SEAL_SHRINK here, QEMU's memory-backend-memfd seals its own.
