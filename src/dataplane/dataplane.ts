@@ -10,7 +10,8 @@
 // capture (they see every frame at every port), an egress rate limit (its bucket is the main thread's), or while a
 // handover pauses I/O. Ports with port security or QoS (their buckets and holds are the main thread's), host and
 // vxlan ports are always read by the main thread. Every thread holds every port for sending, with an fd of its own
-// (a dup()).
+// (a dup()); a vhost-user port instead as a peer of the main thread's port (src/native/vhost-user.cc: the same rings,
+// each under its lock), whose guest TX ring the reader drains; its connection stays on the main thread.
 //
 // A port changes reader by stop, acknowledge, start: the new reader starts only once no other thread can read it.
 // The main thread stops reading a port before it posts the table that gives it to a worker; it reads a port again,
@@ -42,7 +43,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from '../log.js';
 import type { Bridge } from '../bridge/bridge.js';
 import type { BridgePort } from '../bridge/port.js';
-import { PacketPort, unixSocket } from '../io/native.js';
+import { PacketPort, unixSocket, VhostUserIo } from '../io/native.js';
 import { PortCounter } from '../io/native-types.js';
 import { LearnRing, type LearnSink } from './learn-ring.js';
 import { stuckWorkerId, WORKER_STUCK_ENV } from './test-hooks.js';
@@ -65,7 +66,7 @@ export const STUCK_SYNC_TIMEOUTS = 3;
 export const START_TIMEOUT_MS = 10_000;
 /** tick() asks the workers for their counters at least this often (what lastFolded() reports). */
 export const FOLD_INTERVAL_MS = 1000;
-const RX_KINDS = new Set(['tap', 'attach', 'uplink']);
+const RX_KINDS = new Set(['tap', 'attach', 'uplink', 'vhost-user']);
 /** The largest VLAN id a learning entry can carry (entries are range-checked before they reach the FDB). */
 const VID_MAX = 4094;
 
@@ -77,7 +78,9 @@ const waitAsync = (Atomics as unknown as {
 /** A port's I/O as the data plane moves it between readers (the addon's PacketPort; a fake in unit tests). */
 export interface RxIo {
   readonly fd: number;
-  readonly kind: 'tap' | 'packet';
+  /** 'vhost-user': stop()/resume() concern the guest's TX ring only; workers adopt `device` instead of a dup of fd */
+  readonly kind: 'tap' | 'packet' | 'vhost-user';
+  readonly device?: number;
   readonly isClosed: boolean;
   stop(): void;
   resume(): void;
@@ -104,7 +107,7 @@ export interface DataPlaneHooks {
 }
 
 const NATIVE_HOOKS: DataPlaneHooks = {
-  rxIo: (p) => (p.io instanceof PacketPort && !p.io.isClosed ? p.io : null),
+  rxIo: (p) => (p.io instanceof PacketPort && !p.io.isClosed ? p.io : p.io instanceof VhostUserIo && !p.io.isClosed ? p.io.rxHandle : null),
   dup: (fd) => unixSocket.dup(fd),
   closeFd: (fd) => unixSocket.close(fd),
   spawn: (init, name) => new Worker(new URL('./worker.js', import.meta.url), { workerData: init, name }) as unknown as WorkerLike,
@@ -149,12 +152,12 @@ export interface DataPlaneBridge {
  * Whether workers may read this bridge's ports: not while it has what a worker's engine does not carry, a bond, a
  * mirror or a running capture (mirrors and captures see every frame at every port, a mirror output included), an
  * egress rate limit (src/bridge/qos.ts: one bucket, on the main thread, for what every thread would send to the
- * port), or a vhost-user port (its rings are read and written by the main thread only, so no worker could send to it).
- * IGMP/MLD snooping does not keep a bridge here: workers forward with a copy of the MDB (mdb-publish.ts).
+ * port). Neither IGMP/MLD snooping (workers forward with a copy of the MDB: mdb-publish.ts) nor a vhost-user port
+ * (every thread sends into its rings through a peer, under the ring's lock) keeps a bridge here.
  */
 function workersMayRead(b: DataPlaneBridge): boolean {
   return !b.hasBond() && b.bridge.mirrors.length === 0 &&
-    !b.bridge.portList.some((p) => p.tap !== null || p.kind === 'vhost-user' || (p.qos !== null && p.qos.egressLimited));
+    !b.bridge.portList.some((p) => p.tap !== null || (p.qos !== null && p.qos.egressLimited));
 }
 
 export interface DataPlaneOptions {
@@ -695,7 +698,9 @@ export class DataPlane {
       const io = owner === 0 ? this.hooks.rxIo(p) : null;
       if (io === null || !this.stoppedHere.has(io) || this.busyElsewhere(io, null)) continue;
       this.stoppedHere.delete(io);
-      if (!paused) io.resume();
+      // a vhost-user port's resume only lets the main thread read its guest TX ring again; whether it reads is the
+      // port's own start/stop, which a handover's pause holds (so it runs while paused too, or nothing would undo it)
+      if (!paused || io.kind === 'vhost-user') io.resume();
     }
     for (const io of this.stoppedHere) if (io.isClosed) this.stoppedHere.delete(io);
   }
@@ -776,7 +781,7 @@ export class DataPlane {
       const rx = owner && (slot.reading.has(io) || !this.busyElsewhere(io, h));
       if (owner && !rx) this.heldBack = true;
       snaps.push({
-        id: p.id, name: p.name, kind: p.kind, ioKey: this.keyOf(io), portKey: this.keyOf(p), fd: -1, ioKind: io.kind, ifindex: p.ifindex, rx,
+        id: p.id, name: p.name, kind: p.kind, ioKey: this.keyOf(io), portKey: this.keyOf(p), fd: -1, device: io.device ?? 0, ioKind: io.kind, ifindex: p.ifindex, rx,
         state: p.state, learning: p.learning, flood: p.flood, isolated: p.isolated, checkStacked: p.checkStacked, vlan: p.vlan.spec, mtu: p.mtu,
         fdbMax: p.fdbMax,
       });
@@ -789,7 +794,8 @@ export class DataPlane {
     const held = new Map<number, number>();
     const out: PortSnap[] = [];
     for (const s of snaps) {
-      if (slot.held.get(s.id) !== s.ioKey) {
+      // a vhost-user port is adopted by its device id (no fd of its own)
+      if (slot.held.get(s.id) !== s.ioKey && s.ioKind !== 'vhost-user') {
         const io = this.ioOf(slot, s)!;
         try {
           s.fd = this.hooks.dup(io.fd);
@@ -902,7 +908,7 @@ export class DataPlane {
     this.stopped = true;
     // the workers closed their ports: nothing reads the tables beside the main thread any more
     for (const br of this.readers.keys()) br.fdb.setReaders(null);
-    for (const io of this.stoppedHere) if (!io.isClosed && !this.opts.paused()) io.resume();
+    for (const io of this.stoppedHere) if (!io.isClosed && (!this.opts.paused() || io.kind === 'vhost-user')) io.resume();
     this.stoppedHere.clear();
     if (late.length > 0) this.log.error({ workers: late.map((h) => h.id) }, 'data workers did not acknowledge the stop; they are terminated');
     await Promise.all(this.workers.map(async (h) => {

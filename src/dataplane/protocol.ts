@@ -103,7 +103,9 @@ export interface PortSnap {
   portKey: number;
   /** a dup() of the main thread's fd for the worker to own, set when the worker has not got this ioKey yet */
   fd: number;
-  ioKind: 'tap' | 'packet';
+  /** ioKind 'vhost-user': the port's device id (src/native/vhost-user.cc registry); the worker adopts a peer, no fd */
+  device: number;
+  ioKind: 'tap' | 'packet' | 'vhost-user';
   ifindex: number;
   /** the worker reads this port (else it only sends to it) */
   rx: boolean;

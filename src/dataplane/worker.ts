@@ -8,13 +8,15 @@
 // only after this one acknowledged the table that stopped it: dataplane.ts). Lookups read the shared FDB; learning goes to the
 // main thread through the learning ring (src/dataplane/fdb-view.ts). With IGMP/MLD snooping the engine forwards
 // multicast by a copy of the main thread's MDB, replaced whole by a sync (mdb-publish.ts), and hands the control
-// frames it reads to the punt ring for the main thread's MDB (punt-ring.ts). Nothing here logs on the frame path;
+// frames it reads to the punt ring for the main thread's MDB (punt-ring.ts). A vhost-user port is held as a peer of
+// the main thread's port (VhostUserPeer: the same guest rings, each under its lock in the addon; no fd of its own),
+// read by polling the port's kick here. Nothing here logs on the frame path;
 // counters are written into the counter slab when the main thread syncs (protocol.ts).
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { Bridge } from '../bridge/bridge.js';
 import { BridgePort } from '../bridge/port.js';
-import { directPoll, fds, PacketPort } from '../io/native.js';
+import { directPoll, fds, PacketPort, VhostUserPeer } from '../io/native.js';
 import { PortCounter } from '../io/native-types.js';
 import { WorkerFdb } from './fdb-view.js';
 import { LearnRing } from './learn-ring.js';
@@ -28,7 +30,7 @@ import { stuckWorkerId } from './test-hooks.js';
 
 interface Held {
   port: BridgePort;
-  io: PacketPort;
+  io: PacketPort | VhostUserPeer;
   ioKey: number;
   portKey: number;
   gen: number;
@@ -105,6 +107,17 @@ class WorkerBridge {
   }
 
   private add(s: PortSnap): void {
+    if (s.ioKind === 'vhost-user') {
+      let peer: VhostUserPeer;
+      try {
+        peer = VhostUserPeer.adopt(s.device, s.name);
+      } catch (err) {
+        post({ type: 'adopt_failed', bridge: this.name, port: s.name, ioKey: s.ioKey, message: (err as Error).message });
+        return;
+      }
+      this.hold(s, peer);
+      return;
+    }
     if (s.fd < 0) {
       post({ type: 'adopt_failed', bridge: this.name, port: s.name, ioKey: s.ioKey, message: 'no fd was passed for a new port' });
       return;
@@ -117,6 +130,10 @@ class WorkerBridge {
       post({ type: 'adopt_failed', bridge: this.name, port: s.name, ioKey: s.ioKey, message: (err as Error).message });
       return;
     }
+    this.hold(s, io);
+  }
+
+  private hold(s: PortSnap, io: PacketPort | VhostUserPeer): void {
     const port = new BridgePort(s.id, s.name, s.kind, { learning: s.learning, flood: s.flood, isolated: s.isolated }, s.mtu, s.fdbMax);
     port.io = io;
     port.ifindex = s.ifindex;

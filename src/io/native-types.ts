@@ -132,6 +132,13 @@ export interface VhostUserInfo {
  */
 export interface RawVhostUser extends Omit<RawPort, 'kind'> {
   readonly kind: 'vhost-user';
+  /** the port's id in the addon's process-wide registry: adoptVhostUser(device) in a data worker */
+  readonly device: number;
+  /**
+   * Data workers: true leaves the guest's TX ring (queue 1) to a worker's peer (this port stops polling its kick,
+   * whatever start() said); false reads it here again (if start() asked). The connection and sends are served.
+   */
+  rxAway(away: boolean): void;
   /** client mode: one connect() attempt; 0 on success, else the errno (ENOENT, ECONNREFUSED, ...). */
   connect(): number;
   /** server mode: listen on the socket path (a stale socket file is replaced; any other file is an error). */
@@ -150,6 +157,16 @@ export interface RawVhostUser extends Omit<RawPort, 'kind'> {
   exportHandover(): VhostHandover | null;
   /** Takeover, new daemon: continues the connection without renegotiating. Throws a TypeError naming a bad value. */
   adoptHandover(fds: Array<[number, number]>, state: Record<string, unknown>): void;
+}
+
+/**
+ * A data worker's peer of a vhost-user port (src/native/vhost-user.cc, VhostUserPeer): sends into and reads from the
+ * same rings with the worker's slab, tx queue and counters; `fd` is its dup of the port's kick epoll. Never touches
+ * the connection. Once the port is closed, send() counts tx_link_down and reading stops.
+ */
+export interface RawVhostUserPeer extends Omit<RawPort, 'kind' | 'ringInfo'> {
+  readonly kind: 'vhost-user';
+  holdRx(held: boolean): void;
 }
 
 /** What one vhost-user port hands over (its state is checked again by the new daemon's addon). */
@@ -276,6 +293,8 @@ export interface RawAddon {
    * connect() (and again after a disconnect); server: listen(). onState reports the connection.
    */
   openVhostUser(name: string, socket: string, mode: 'client' | 'server', onState: VhostUserStateCallback): RawVhostUser;
+  /** A data worker's peer of the open vhost-user port `device` (RawVhostUser.device); throws when there is none. */
+  adoptVhostUser(device: number, name: string): RawVhostUserPeer;
   /** Ring geometry for openPacket from now on (process-wide); throws TypeError on values out of range. */
   setPacketRing(options: PacketRingOptions): void;
   /** Removes a persistent TAP: opens it, TUNSETPERSIST 0, closes. Throws when it does not exist or is busy. */

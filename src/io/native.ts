@@ -30,6 +30,7 @@ import {
   type RawLinkMonitor,
   type RawPort,
   type RawVhostUser,
+  type RawVhostUserPeer,
   type RxCallback,
   type TapOptions,
   type VhostHandover,
@@ -286,7 +287,9 @@ export class PacketPort implements PortIo {
 
 /**
  * A vhost-user port (src/native/vhost-user.cc) with the PacketPort surface the daemon and the engine use: its batches
- * land in the same RX slab, its tx queue is the same (off, len, op, arg) array. Read on the main thread only.
+ * land in the same RX slab, its tx queue is the same (off, len, op, arg) array. The protocol runs on the main thread;
+ * with data workers a worker may read the guest's TX ring (`rxHandle` stops and resumes the main thread's reading of
+ * it) and every worker sends through a VhostUserPeer.
  */
 export class VhostUserIo implements PortIo {
   readonly tx = new Uint32Array(4 * RX_BUDGET);
@@ -297,6 +300,11 @@ export class VhostUserIo implements PortIo {
   private closed = false;
   private onRx: ((count: number) => void) | null = null;
   private onError: ErrorCallback | null = null;
+  /**
+   * What the data plane stops and resumes (src/dataplane/dataplane.ts RxIo): only the main thread's reading of the
+   * guest's TX ring (rxAway), never the connection; one object per port (the data plane keys its state by it).
+   */
+  readonly rxHandle: { readonly fd: number; readonly kind: 'vhost-user'; readonly device: number; readonly isClosed: boolean; stop(): void; resume(): void };
 
   constructor(name: string, socket: string, mode: 'client' | 'server', onState: VhostUserStateCallback) {
     RxSlab.get();
@@ -305,6 +313,16 @@ export class VhostUserIo implements PortIo {
     this.raw = loadAddon().openVhostUser(name, socket, mode, onState);
     this.raw.setTx(this.tx);
     this.raw.setCounters(this.counters);
+    const io = this;
+    const raw = this.raw;
+    this.rxHandle = {
+      get fd() { return io.fd; },
+      kind: 'vhost-user',
+      device: raw.device,
+      get isClosed() { return io.closed; },
+      stop() { if (!io.closed) raw.rxAway(true); },
+      resume() { if (!io.closed) raw.rxAway(false); },
+    };
   }
 
   get name(): string {
@@ -387,6 +405,72 @@ export class VhostUserIo implements PortIo {
     this.raw.close();
   }
 }
+/**
+ * A data worker's copy of a vhost-user port (src/native/vhost-user.cc, VhostUserPeer): the PacketPort surface over
+ * the main thread's port's rings, with this thread's slab, tx queue and counters.
+ */
+export class VhostUserPeer implements PortIo {
+  readonly tx = new Uint32Array(4 * RX_BUDGET);
+  readonly counters = new Float64Array(PortCounter.Count);
+  private readonly raw: RawVhostUserPeer;
+  private closed = false;
+  private onRx: ((count: number) => void) | null = null;
+  private onError: ErrorCallback | null = null;
+
+  private constructor(raw: RawVhostUserPeer) {
+    this.raw = raw;
+    raw.setTx(this.tx);
+    raw.setCounters(this.counters);
+  }
+
+  /** The peer of the open port whose RawVhostUser.device is `device`; throws when that port is gone. */
+  static adopt(device: number, name: string): VhostUserPeer {
+    RxSlab.get();
+    return new VhostUserPeer(loadAddon().adoptVhostUser(device, name));
+  }
+
+  get name(): string {
+    return this.raw.name;
+  }
+
+  get kind(): 'vhost-user' {
+    return 'vhost-user';
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  start(onBatch: (slab: Uint8Array, desc: Int32Array, count: number) => void, onError: ErrorCallback): void {
+    const slab = RxSlab.get();
+    this.onRx = (count) => onBatch(slab.bytes, slab.desc, count);
+    this.onError = onError;
+    this.raw.start(this.onRx, onError);
+  }
+
+  resume(): void {
+    if (!this.closed && this.onRx !== null && this.onError !== null) this.raw.start(this.onRx, this.onError);
+  }
+
+  stop(): void {
+    if (!this.closed) this.raw.stop();
+  }
+
+  send(count: number): number {
+    return this.raw.send(count);
+  }
+
+  readSocketDrops(): number {
+    return 0;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.raw.close();
+  }
+}
+
 /** PACKET_MMAP ring geometry of AF_PACKET sockets opened from now on (src/native/port-ring.cc). */
 export const packetRing = {
   set(options: PacketRingOptions): void {

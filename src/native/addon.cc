@@ -157,6 +157,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openTap", Napi::Function::New(env, OpenTap, "openTap"));
   exports.Set("openPacket", Napi::Function::New(env, OpenPacket, "openPacket"));
   exports.Set("openVhostUser", Napi::Function::New(env, OpenVhostUser, "openVhostUser"));
+  exports.Set("adoptVhostUser", Napi::Function::New(env, AdoptVhostUser, "adoptVhostUser"));
   exports.Set("linkMonitor", Napi::Function::New(env, LinkMonitorNew, "linkMonitor"));
   InitIfctl(env, exports);
   InitBusyPoll(env, exports);

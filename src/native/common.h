@@ -63,6 +63,7 @@ struct AddonData {
   Napi::FunctionReference portCtor;
   Napi::FunctionReference linkMonCtor;
   Napi::FunctionReference vhostUserCtor;  // vhost-user.cc
+  Napi::FunctionReference vhostPeerCtor;  // vhost-user.cc: a data worker's peer of a port
   void* directPoll = nullptr;  // directpoll.cc's state, created on first use
   AddonData() = default;
   AddonData(const AddonData&) = delete;

@@ -35,7 +35,19 @@
 // daemon calls stop() after adopting (its I/O is paused until the old daemon has stopped).
 // QoS: holdRx(true) stops polling queue 1's kick only (its frames wait in the guest's ring); the socket and queue 0
 // are served. Queue 1's kick is polled while start() asked for it and no hold is set.
-// Everything runs on the main loop thread: uv_poll on the socket, on the listening fd and on queue 1's kick.
+// The protocol runs on the main loop thread: uv_poll on the socket, on the listening fd and on queue 1's kick.
+//
+// Data workers (src/dataplane/, native-notes/multicore.md "vhost-user ports on workers"). A worker's VhostUserPeer
+// (adopted by the port's `device` id from a process-wide registry) shares the port's rings: send() writes queue 0
+// from the worker's slab, and while the main thread has stepped aside (rxAway(true)) the peer reads queue 1 into the
+// worker's slab, woken through the port's kick epoll (an epoll fd, stable for the port's life, that holds queue 1's
+// current kick eventfd: the main thread swaps the kick in it, the peer polls a dup of it in its own loop). The rule:
+// every access to a ring, to guest memory or to what was negotiated holds that ring's lock (VhostLink::q[i]),
+// whichever thread makes it; whatever changes the memory table or a ring (every protocol message, a disconnect,
+// close, the takeover's export and adopt) holds both (q[0] then q[1]). So a worker is never inside a batch while
+// memory is unmapped or a ring moves, and it sees a ring stopped, or the port closed (VhostLink::port null), under
+// the lock. A peer that finds a violation in a ring marks the port broken and wakes the main thread (failAsync_),
+// which disconnects.
 //
 // Trust in the frontend process: the memory fds must not shrink after SET_MEM_TABLE (a fault on access); a memfd
 // that allows it is sealed with F_SEAL_SHRINK here, QEMU's memory-backend-memfd seals its own.
@@ -50,11 +62,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <sys/epoll.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -241,7 +258,40 @@ uint32_t CsumAdd(uint32_t sum, const uint8_t* p, size_t n, bool odd) {
 
 }  // namespace
 
+class VhostUserPort;
+
+// What a port shares with the data workers' peers. Lives as long as the port or a peer holds it.
+struct VhostLink {
+  // per virtqueue: held by whoever touches that ring; both (q[0] then q[1]) by whoever changes the memory table or
+  // a ring (the model comment)
+  std::mutex q[2];
+  // the port; null once it is closed (written with both locks held)
+  VhostUserPort* port = nullptr;
+};
+
+namespace {
+// device id -> link, for adoptVhostUser() in a worker (the addon is loaded once per thread; this is process-wide)
+std::mutex gLinksLock;
+std::map<uint32_t, std::weak_ptr<VhostLink>> gLinks;
+uint32_t gNextDevice = 1;
+
+// Both ring locks of a port, in the one order.
+struct RingsGuard {
+  VhostLink& l;
+  explicit RingsGuard(VhostLink& link) : l(link) {
+    l.q[0].lock();
+    l.q[1].lock();
+  }
+  ~RingsGuard() {
+    l.q[1].unlock();
+    l.q[0].unlock();
+  }
+};
+}  // namespace
+
 class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
+  friend class VhostUserPeer;
+
  public:
   static Napi::Function Init(Napi::Env env);
   explicit VhostUserPort(const Napi::CallbackInfo& info);
@@ -253,10 +303,13 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   Napi::Value GetIfindex(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), 0); }
   Napi::Value GetName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
   Napi::Value GetKind(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), "vhost-user"); }
+  Napi::Value GetDevice(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), device_); }
   Napi::Value SetTx(const Napi::CallbackInfo& info);
   Napi::Value SetCounters(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Stop(const Napi::CallbackInfo& info);
+  // data workers: rxAway(true) leaves queue 1 to a worker's peer (the connection and sends are served as before)
+  Napi::Value RxAway(const Napi::CallbackInfo& info);
   // QoS: holdRx(true) leaves queue 1 (the guest's TX ring) alone, the connection keeps being served
   Napi::Value HoldRx(const Napi::CallbackInfo& info);
   Napi::Value Send(const Napi::CallbackInfo& info);
@@ -314,7 +367,14 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   // Next buffer of the chain into *d (checked); false at the end or on an error (broken_ set).
   bool ChainNext(Vring& vq, Chain* c, VringDesc* d, bool writable);
   void HandleKick();
-  uint32_t ReadBatch();
+  // Reads queue 1 into d's slab (the calling thread's), counting into ctr; the caller holds link_->q[1].
+  uint32_t ReadBatch(AddonData* d, double* ctr);
+  // Writes tx entries from d's slab into queue 0, counting into ctr; the caller holds link_->q[0]. Returns accepted.
+  uint32_t SendBatch(AddonData* d, const uint32_t* tx, uint32_t count, double* ctr);
+  // queue 1's kick is polled on this thread: start() asked, no QoS hold, not left to a worker, not handed over
+  bool MainReads() const { return reading_ && !held_ && !away_ && !exported_; }
+  void DetachLink();
+  static void OnFailAsync(uv_async_t* a);
   void Notify(Vring& vq);
   // Copies one frame (pieces) into the guest's RX buffers; 0 sent, else a PortCounter index of the drop.
   int SendOne(const uint8_t* hdr, const struct iovec* pieces, int npieces, size_t frameLen);
@@ -327,6 +387,7 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   bool closed_ = false;
   bool reading_ = true;  // stop()/start(): poll queue 1's kick or not
   bool held_ = false;    // holdRx(): QoS holds queue 1; its kick is polled only while reading_ && !held_
+  bool away_ = false;    // rxAway(): a data worker's peer reads queue 1
   bool exported_ = false;  // handed over to another daemon: the rings and the socket are not ours to touch
   int inCallback_ = 0;
   bool refd_ = false;
@@ -338,8 +399,15 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   int connFd_ = -1;
   uv_poll_t* connPoll_ = nullptr;
   uv_timer_t* deferTimer_ = nullptr;
-  bool broken_ = false;
+  // set by Fail() on any thread (a worker's peer too: under failLock_, the reason first); reset with both ring locks
+  std::atomic<bool> broken_{false};
+  std::mutex failLock_;
   std::string brokenReason_;
+  // shared with the workers' peers; device_ names it in the registry
+  std::shared_ptr<VhostLink> link_;
+  uint32_t device_ = 0;
+  int kickEpoll_ = -1;            // holds queue 1's current kick fd (EPOLLIN); peers poll a dup
+  uv_async_t* failAsync_ = nullptr;  // a peer found the rings broken: Disconnect() on the main loop
 
   // message assembly
   uint8_t msg_[kHdrSize + kMaxPayload];
@@ -371,7 +439,8 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   std::vector<uint8_t> csumScratch_;
 
   // statistics for info()
-  double connects_ = 0, protocolErrors_ = 0, kicks_ = 0, notifies_ = 0, rejected_ = 0;
+  double connects_ = 0, protocolErrors_ = 0, rejected_ = 0;
+  std::atomic<uint64_t> kicks_{0}, notifies_{0};  // counted by whichever thread reads or sends
   std::string lastError_;
 };
 
@@ -382,10 +451,12 @@ Napi::Function VhostUserPort::Init(Napi::Env env) {
                          InstanceAccessor<&VhostUserPort::GetIfindex>("ifindex"),
                          InstanceAccessor<&VhostUserPort::GetName>("name"),
                          InstanceAccessor<&VhostUserPort::GetKind>("kind"),
+                         InstanceAccessor<&VhostUserPort::GetDevice>("device"),
                          InstanceMethod<&VhostUserPort::SetTx>("setTx"),
                          InstanceMethod<&VhostUserPort::SetCounters>("setCounters"),
                          InstanceMethod<&VhostUserPort::Start>("start"),
                          InstanceMethod<&VhostUserPort::Stop>("stop"),
+                         InstanceMethod<&VhostUserPort::RxAway>("rxAway"),
                          InstanceMethod<&VhostUserPort::HoldRx>("holdRx"),
                          InstanceMethod<&VhostUserPort::Send>("send"),
                          InstanceMethod<&VhostUserPort::ReadSocketDrops>("readSocketDrops"),
@@ -416,12 +487,53 @@ VhostUserPort::VhostUserPort(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
   // the wrapper lives until close(): its uv handles call back into it
   Ref();
   refd_ = true;
+  kickEpoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  failAsync_ = new uv_async_t;
+  uv_async_init(loop, failAsync_, OnFailAsync);
+  failAsync_->data = this;
+  uv_unref(reinterpret_cast<uv_handle_t*>(failAsync_));
+  link_ = std::make_shared<VhostLink>();
+  link_->port = this;
+  std::lock_guard<std::mutex> g(gLinksLock);
+  device_ = gNextDevice++;
+  gLinks[device_] = link_;
+}
+
+// Unlists the port and cuts the peers off it (with both ring locks: no peer is inside a batch after this).
+void VhostUserPort::DetachLink() {
+  if (link_ == nullptr) return;
+  {
+    std::lock_guard<std::mutex> g(gLinksLock);
+    gLinks.erase(device_);
+  }
+  {
+    RingsGuard g(*link_);
+    link_->port = nullptr;
+    ResetRings();
+    UnmapRegions();
+  }
+  link_.reset();
+  CloseFd(&kickEpoll_);
+  if (failAsync_ != nullptr) {
+    failAsync_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(failAsync_), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+    failAsync_ = nullptr;
+  }
+}
+
+void VhostUserPort::OnFailAsync(uv_async_t* a) {
+  VhostUserPort* self = static_cast<VhostUserPort*>(a->data);
+  if (self == nullptr || self->closed_ || !self->broken_) return;
+  Napi::HandleScope scope(Napi::Env(self->env_));
+  std::string r = self->brokenReason_;
+  self->Disconnect(r);
 }
 
 VhostUserPort::~VhostUserPort() {
   closed_ = true;
-  ResetRings();
-  UnmapRegions();
+  DetachLink();
   ClearFds();
   FreePoll(&connPoll_);
   FreePoll(&listenPoll_);
@@ -470,12 +582,41 @@ Napi::Value VhostUserPort::Start(const Napi::CallbackInfo& info) {
   onRx_ = Napi::Persistent(info[0].As<Napi::Function>());
   onError_ = Napi::Persistent(info[1].As<Napi::Function>());
   reading_ = true;
-  exported_ = false;
+  if (exported_ && link_ != nullptr) {
+    // a handover that failed: the peers may send again (they look at exported_ under the ring lock)
+    RingsGuard g(*link_);
+    exported_ = false;
+  }
   if (connPoll_ != nullptr) uv_poll_start(connPoll_, UV_READABLE, OnConnPoll);
   Vring& vq = vq_[1];
-  if (vq.kickPoll != nullptr && !held_) {
+  if (vq.kickPoll != nullptr && MainReads()) {
     uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
     // frames that queued while stopped: come back through the kick
+    if (vq.kick >= 0) eventfd_write(vq.kick, 1);
+  }
+  return env.Undefined();
+}
+
+// rxAway(away): a data worker's peer reads queue 1 (the data plane gives it the port only after this, and calls
+// rxAway(false) only once that worker acknowledged it stopped reading). Main-thread state only: no lock.
+Napi::Value VhostUserPort::RxAway(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsBoolean()) {
+    ThrowType(env, "rxAway(away: boolean)");
+    return env.Undefined();
+  }
+  bool away = info[0].As<Napi::Boolean>().Value();
+  if (away == away_ || closed_) {
+    away_ = away;
+    return env.Undefined();
+  }
+  away_ = away;
+  Vring& vq = vq_[1];
+  if (vq.kickPoll == nullptr) return env.Undefined();
+  if (away) {
+    uv_poll_stop(vq.kickPoll);
+  } else if (MainReads()) {
+    uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
     if (vq.kick >= 0) eventfd_write(vq.kick, 1);
   }
   return env.Undefined();
@@ -501,7 +642,7 @@ Napi::Value VhostUserPort::HoldRx(const Napi::CallbackInfo& info) {
   if (vq.kickPoll == nullptr) return env.Undefined();
   if (held) {
     uv_poll_stop(vq.kickPoll);
-  } else if (reading_ && !exported_) {
+  } else if (MainReads()) {
     uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
     if (vq.kick >= 0) eventfd_write(vq.kick, 1);
   }
@@ -519,8 +660,7 @@ Napi::Value VhostUserPort::Stop(const Napi::CallbackInfo& info) {
 Napi::Value VhostUserPort::Close(const Napi::CallbackInfo& info) {
   if (!closed_) {
     closed_ = true;
-    ResetRings();
-    UnmapRegions();
+    DetachLink();
     ClearFds();
     FreePoll(&connPoll_);
     FreePoll(&listenPoll_);
@@ -673,27 +813,31 @@ void VhostUserPort::Adopt(int fd) {
 }
 
 void VhostUserPort::Fail(const char* fmt, ...) {
+  std::lock_guard<std::mutex> g(failLock_);
   if (broken_) return;
   char buf[256];
   va_list ap;
   va_start(ap, fmt);
   std::vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
-  broken_ = true;
   brokenReason_ = std::string("protocol error: ") + buf;
   protocolErrors_++;
+  broken_ = true;
 }
 
 void VhostUserPort::Disconnect(const std::string& reason) {
   if (connFd_ < 0) return;
-  ResetRings();
-  UnmapRegions();
+  {
+    RingsGuard g(*link_);
+    ResetRings();
+    UnmapRegions();
+    broken_ = false;
+  }
   ClearFds();
   FreePoll(&connPoll_);
   CloseFd(&connFd_);
   have_ = 0;
   owner_ = false;
-  broken_ = false;
   lastError_ = reason;
   UpdateLink();
   Emit("disconnected", reason, false);
@@ -736,7 +880,11 @@ void VhostUserPort::OnConnPoll(uv_poll_t* h, int status, int) {
     self->Disconnect("socket error");
     return;
   }
-  self->ReadMessages();
+  {
+    // every message may change the memory table or a ring: no peer is inside a batch meanwhile
+    RingsGuard g(*self->link_);
+    self->ReadMessages();
+  }
   if (self->broken_) {
     std::string r = self->brokenReason_;
     self->Disconnect(r);
@@ -1109,6 +1257,8 @@ void VhostUserPort::HandleMessage() {
 }
 
 void VhostUserPort::StopRing(Vring& vq) {
+  // out of the kick epoll before the close: the frontend holds the eventfd open, so the close alone would not remove it
+  if (&vq == &vq_[1] && vq.kick >= 0 && kickEpoll_ >= 0) ::epoll_ctl(kickEpoll_, EPOLL_CTL_DEL, vq.kick, nullptr);
   FreePoll(&vq.kickPoll);
   CloseFd(&vq.kick);
   vq.started = false;
@@ -1263,6 +1413,16 @@ bool VhostUserPort::StartRing(uint32_t index) {
   vq.lastUsed = LoadAcquire16(vq.usedIdx());
   vq.signalledValid = false;
   vq.started = true;
+  if (index == 1 && kickEpoll_ >= 0) {
+    struct epoll_event ev;
+    std::memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    // EEXIST: the ring is translated again with the same kick (a new memory table, new addresses)
+    if (::epoll_ctl(kickEpoll_, EPOLL_CTL_ADD, vq.kick, &ev) < 0 && errno != EEXIST) {
+      Fail("queue 1: epoll_ctl on the kick fd: %s", strerror(errno));
+      return false;
+    }
+  }
   if (index == 1 && vq.kickPoll == nullptr) {
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env_, &loop);
@@ -1274,7 +1434,7 @@ bool VhostUserPort::StartRing(uint32_t index) {
       return false;
     }
     vq.kickPoll->data = this;
-    if (reading_ && !held_) uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
+    if (MainReads()) uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
     eventfd_write(vq.kick, 1);  // buffers posted before the kick fd arrived
   }
   return true;
@@ -1381,14 +1541,13 @@ void VhostUserPort::Notify(Vring& vq) {
   }
 }
 
-uint32_t VhostUserPort::ReadBatch() {
+uint32_t VhostUserPort::ReadBatch(AddonData* d, double* ctr) {
   Vring& vq = vq_[1];
   if (!vq.started || !vq.enabled || !memSet_ || broken_ || exported_) return 0;
-  uint8_t* const slab = data_->slab;
-  int32_t* const desc = data_->rxDesc;
-  const size_t slabLen = data_->slabLen;
-  const uint32_t maxIter = static_cast<uint32_t>(std::min<size_t>(data_->budget, data_->rxDescFrames));
-  double* const ctr = counters_;
+  uint8_t* const slab = d->slab;
+  int32_t* const desc = d->rxDesc;
+  const size_t slabLen = d->slabLen;
+  const uint32_t maxIter = static_cast<uint32_t>(std::min<size_t>(d->budget, d->rxDescFrames));
   const uint16_t mask = static_cast<uint16_t>(vq.num - 1);
   const size_t hdrLen = guestHdrLen_;
   size_t pos = 0;
@@ -1505,7 +1664,11 @@ void VhostUserPort::HandleKick() {
   Napi::HandleScope scope(env);
   Ref();
   inCallback_++;
-  uint32_t count = ReadBatch();
+  uint32_t count;
+  {
+    std::lock_guard<std::mutex> g(link_->q[1]);
+    count = ReadBatch(data_, counters_);
+  }
   if (broken_) {
     std::string r = brokenReason_;
     Disconnect(r);
@@ -1640,20 +1803,29 @@ Napi::Value VhostUserPort::Send(const Napi::CallbackInfo& info) {
   int64_t count64;
   if (!GetInt(info[0], "send: count", 0, static_cast<int64_t>(txCap_), &count64)) return env.Undefined();
   const uint32_t count = static_cast<uint32_t>(count64);
-  double* const ctr = counters_;
-  Vring& vq = vq_[0];
   if (count == 0) return Napi::Number::New(env, 0);
+  uint32_t accepted;
+  {
+    std::lock_guard<std::mutex> g(link_->q[0]);
+    accepted = SendBatch(data_, tx_, count, counters_);
+  }
+  if (broken_) DisconnectLater();
+  return Napi::Number::New(env, accepted);
+}
+
+uint32_t VhostUserPort::SendBatch(AddonData* d, const uint32_t* tx, uint32_t count, double* ctr) {
+  Vring& vq = vq_[0];
   if (connFd_ < 0 || broken_ || exported_ || !vq.started || !vq.enabled || !memSet_) {
     ctr[TxLinkDown] += count;
     ctr[TxLastErrno] = ENETDOWN;
-    return Napi::Number::New(env, 0);
+    return 0;
   }
-  uint8_t* const slab = data_->slab;
-  const size_t slabLen = data_->slabLen;
+  uint8_t* const slab = d->slab;
+  const size_t slabLen = d->slabLen;
   uint32_t accepted = 0;
   const uint16_t usedBefore = vq.lastUsed;
   for (uint32_t i = 0; i < count && !broken_; i++) {
-    const uint32_t* e = tx_ + 4 * i;
+    const uint32_t* e = tx + 4 * i;
     const size_t off = e[0], len = e[1];
     const uint32_t op = e[2], arg = e[3];
     bool ok = off >= kVnetHdrLen && len >= kMinFrame && len <= kMaxFrame + kTagLen && off + len <= slabLen &&
@@ -1728,15 +1900,12 @@ Napi::Value VhostUserPort::Send(const Napi::CallbackInfo& info) {
     ctr[TxBytes] += static_cast<double>(outLen);
     if (hdr[1] != 0) ctr[TxGsoPackets] += 1;
   }
-  if (broken_) {
-    DisconnectLater();
-    return Napi::Number::New(env, accepted);
-  }
+  if (broken_) return accepted;
   if (vq.lastUsed != usedBefore) {
     StoreRelease16(vq.usedIdx(), vq.lastUsed);
     Notify(vq);
   }
-  return Napi::Number::New(env, accepted);
+  return accepted;
 }
 
 
@@ -1815,7 +1984,11 @@ Napi::Value VhostUserPort::ExportHandover(const Napi::CallbackInfo& info) {
     rings.Set(q, r);
   }
   st.Set("rings", rings);
-  exported_ = true;
+  {
+    // the peers' sends stop here too (they look at exported_ under the ring lock)
+    RingsGuard g(*link_);
+    exported_ = true;
+  }
   reading_ = false;
   if (vq_[1].kickPoll != nullptr) uv_poll_stop(vq_[1].kickPoll);
   if (connPoll_ != nullptr) uv_poll_stop(connPoll_);
@@ -1892,6 +2065,7 @@ Napi::Value VhostUserPort::AdoptHandover(const Napi::CallbackInfo& info) {
     g.mapLen = g.mmapOffset + g.size;
   }
   // from here on every fd is ours
+  RingsGuard* g = new RingsGuard(*link_);
   for (uint32_t i = 0; i < n; i++) {
     fresh[i].fd = regionFd[i];
     regionFd[i] = -1;
@@ -1905,6 +2079,7 @@ Napi::Value VhostUserPort::AdoptHandover(const Napi::CallbackInfo& info) {
   protocolFeatures_ = pfeats;
   guestHdrLen_ = (feats & (F_VERSION_1 | F_MRG_RXBUF)) ? 12 : 10;
   owner_ = st.Get("owner").ToBoolean().Value();
+  delete g;
   Adopt(conn);  // socket poll, 'connected'; resets the negotiated state, so set it again below
   features_ = feats;
   featuresSet_ = st.Get("featuresSet").ToBoolean().Value();
@@ -1913,6 +2088,7 @@ Napi::Value VhostUserPort::AdoptHandover(const Napi::CallbackInfo& info) {
   owner_ = st.Get("owner").ToBoolean().Value();
   if (connFd_ < 0) return bad("cannot poll the connection");
   Napi::Array rings = ringsV.As<Napi::Array>();
+  g = new RingsGuard(*link_);
   for (uint32_t q = 0; q < 2; q++) {  // the port owns every ring fd from here on (Disconnect closes them)
     vq_[q].kick = ringFd[q][0];
     vq_[q].call = ringFd[q][1];
@@ -1950,6 +2126,7 @@ Napi::Value VhostUserPort::AdoptHandover(const Napi::CallbackInfo& info) {
     }
     if (vq.kick >= 0 && r.Get("started").ToBoolean().Value() && !StartRing(q)) break;
   }
+  delete g;
   if (broken_) {
     std::string why = brokenReason_;
     Disconnect(why);
@@ -1961,6 +2138,7 @@ Napi::Value VhostUserPort::AdoptHandover(const Napi::CallbackInfo& info) {
 
 Napi::Value VhostUserPort::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  std::unique_ptr<RingsGuard> g(link_ != nullptr ? new RingsGuard(*link_) : nullptr);  // the indexes a peer moves
   Napi::Object o = Napi::Object::New(env);
   o.Set("connected", Napi::Boolean::New(env, connFd_ >= 0));
   o.Set("link", Napi::Boolean::New(env, LinkUp()));
@@ -1987,17 +2165,294 @@ Napi::Value VhostUserPort::Info(const Napi::CallbackInfo& info) {
   o.Set("connects", Napi::Number::New(env, connects_));
   o.Set("protocolErrors", Napi::Number::New(env, protocolErrors_));
   o.Set("rejected", Napi::Number::New(env, rejected_));
-  o.Set("kicks", Napi::Number::New(env, kicks_));
-  o.Set("notifies", Napi::Number::New(env, notifies_));
+  o.Set("kicks", Napi::Number::New(env, static_cast<double>(kicks_.load())));
+  o.Set("notifies", Napi::Number::New(env, static_cast<double>(notifies_.load())));
   o.Set("lastError", Napi::String::New(env, lastError_));
   return o;
 }
+
+// ---- data workers: a port's peer in another thread ----
+//
+// adoptVhostUser(device, name) in a worker: the RawPort surface (setTx, setCounters, start, stop, holdRx, send, close)
+// over the port's rings, with this thread's slab, tx queue and counters. send() takes queue 0's lock; start() polls a
+// dup of the port's kick epoll in this thread's loop and each wakeup reads queue 1 under its lock. Once the port is
+// closed (VhostLink::port null) send() counts TxLinkDown and the poll stops. Nothing here touches the socket.
+class VhostUserPeer : public Napi::ObjectWrap<VhostUserPeer> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "RawVhostUserPeer",
+                       {
+                           InstanceAccessor<&VhostUserPeer::GetFd>("fd"),
+                           InstanceAccessor<&VhostUserPeer::GetIfindex>("ifindex"),
+                           InstanceAccessor<&VhostUserPeer::GetName>("name"),
+                           InstanceAccessor<&VhostUserPeer::GetKind>("kind"),
+                           InstanceMethod<&VhostUserPeer::SetTx>("setTx"),
+                           InstanceMethod<&VhostUserPeer::SetCounters>("setCounters"),
+                           InstanceMethod<&VhostUserPeer::Start>("start"),
+                           InstanceMethod<&VhostUserPeer::Stop>("stop"),
+                           InstanceMethod<&VhostUserPeer::HoldRx>("holdRx"),
+                           InstanceMethod<&VhostUserPeer::Send>("send"),
+                           InstanceMethod<&VhostUserPeer::ReadSocketDrops>("readSocketDrops"),
+                           InstanceMethod<&VhostUserPeer::Close>("close"),
+                       });
+  }
+
+  // (token, device, name)
+  explicit VhostUserPeer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VhostUserPeer>(info), env_(info.Env()) {
+    Napi::Env env = info.Env();
+    data_ = env.GetInstanceData<AddonData>();
+    counters_ = dummyCounters_;
+    if (info.Length() != 3 || !info[0].IsExternal() || info[0].As<Napi::External<int>>().Data() != &kCtorToken) {
+      ThrowType(env, "RawVhostUserPeer cannot be constructed from JS; use adoptVhostUser()");
+      closed_ = true;
+      return;
+    }
+    uint32_t device = info[1].As<Napi::Number>().Uint32Value();
+    name_ = info[2].As<Napi::String>().Utf8Value();
+    {
+      std::lock_guard<std::mutex> g(gLinksLock);
+      auto it = gLinks.find(device);
+      if (it != gLinks.end()) link_ = it->second.lock();
+    }
+    if (link_ != nullptr) {
+      // the port's kick epoll, dup'd under queue 1's lock (the port closes its own at close)
+      std::lock_guard<std::mutex> g(link_->q[1]);
+      if (link_->port != nullptr && link_->port->kickEpoll_ >= 0) epollFd_ = ::fcntl(link_->port->kickEpoll_, F_DUPFD_CLOEXEC, 0);
+    }
+    if (link_ == nullptr || epollFd_ < 0) {
+      Napi::Error::New(env, "adoptVhostUser: no open vhost-user port with device " + std::to_string(device) + " (" + name_ + ")")
+          .ThrowAsJavaScriptException();
+      link_.reset();
+      closed_ = true;
+      return;
+    }
+    asyncCtx_ = std::make_unique<Napi::AsyncContext>(env, "tapbridge:vhost-user-peer", Napi::Object::New(env));
+    Ref();
+    refd_ = true;
+  }
+  ~VhostUserPeer() override { Release(); }
+
+ private:
+  Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), epollFd_); }
+  Napi::Value GetIfindex(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), 0); }
+  Napi::Value GetName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
+  Napi::Value GetKind(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), "vhost-user"); }
+  Napi::Value ReadSocketDrops(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), 0); }
+
+  Napi::Value SetTx(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+        info[0].As<Napi::TypedArray>().ElementLength() < 4) {
+      ThrowType(env, "setTx(tx: Uint32Array) with at least one entry (4 uint32)");
+      return env.Undefined();
+    }
+    Napi::Uint32Array tx = info[0].As<Napi::Uint32Array>();
+    txRef_ = Napi::Persistent(tx);
+    tx_ = tx.Data();
+    txCap_ = tx.ElementLength() / 4;
+    return env.Undefined();
+  }
+
+  Napi::Value SetCounters(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+        info[0].As<Napi::TypedArray>().ElementLength() < static_cast<size_t>(CounterCount)) {
+      ThrowType(env, "setCounters(counters: Float64Array) with length >= " + std::to_string(CounterCount));
+      return env.Undefined();
+    }
+    Napi::Float64Array c = info[0].As<Napi::Float64Array>();
+    countersRef_ = Napi::Persistent(c);
+    counters_ = c.Data();
+    return env.Undefined();
+  }
+
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsFunction() || !info[1].IsFunction()) {
+      ThrowType(env, "start(onRx: (count) => void, onError: (errno, syscall, stopped) => void)");
+      return env.Undefined();
+    }
+    if (data_->slab == nullptr) {
+      Napi::Error::New(env, "start: setup() must be called first").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (closed_) return env.Undefined();
+    onRx_ = Napi::Persistent(info[0].As<Napi::Function>());
+    onError_ = Napi::Persistent(info[1].As<Napi::Function>());
+    if (poll_ == nullptr) {
+      uv_loop_t* loop = nullptr;
+      napi_get_uv_event_loop(env, &loop);
+      poll_ = new uv_poll_t;
+      if (uv_poll_init(loop, poll_, epollFd_) < 0) {
+        delete poll_;
+        poll_ = nullptr;
+        Napi::Error::New(env, "start: uv_poll_init on the kick epoll failed (" + name_ + ")").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      poll_->data = this;
+    }
+    uv_poll_start(poll_, UV_READABLE, OnPoll);
+    // frames that queued while nobody read: come back through the kick
+    std::lock_guard<std::mutex> g(link_->q[1]);
+    VhostUserPort* port = link_->port;
+    if (port != nullptr && port->vq_[1].kick >= 0) eventfd_write(port->vq_[1].kick, 1);
+    return env.Undefined();
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    if (poll_ != nullptr) uv_poll_stop(poll_);
+    return info.Env().Undefined();
+  }
+
+  // QoS ports stay on the main thread (dataplane.ts); a hold here stops reading like stop()
+  Napi::Value HoldRx(const Napi::CallbackInfo& info) {
+    if (info.Length() >= 1 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value() && poll_ != nullptr) uv_poll_stop(poll_);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsNumber()) {
+      ThrowType(env, "send(count: number)");
+      return env.Undefined();
+    }
+    if (closed_) return Napi::Number::New(env, 0);
+    if (tx_ == nullptr) {
+      Napi::Error::New(env, "send: setTx() must be called first").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int64_t count64;
+    if (!GetInt(info[0], "send: count", 0, static_cast<int64_t>(txCap_), &count64)) return env.Undefined();
+    const uint32_t count = static_cast<uint32_t>(count64);
+    if (count == 0) return Napi::Number::New(env, 0);
+    uint32_t accepted = 0;
+    std::lock_guard<std::mutex> g(link_->q[0]);
+    VhostUserPort* port = link_->port;
+    if (port == nullptr) {
+      counters_[TxLinkDown] += count;
+      counters_[TxLastErrno] = ENETDOWN;
+    } else {
+      accepted = port->SendBatch(data_, tx_, count, counters_);
+      if (port->broken_) uv_async_send(port->failAsync_);
+    }
+    return Napi::Number::New(env, accepted);
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Release();
+    return info.Env().Undefined();
+  }
+
+  void Release() {
+    if (released_) return;
+    released_ = true;
+    closed_ = true;
+    if (poll_ != nullptr) {
+      poll_->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll_ = nullptr;
+    }
+    CloseFd(&epollFd_);
+    link_.reset();
+    if (inCallback_ == 0) {
+      onRx_.Reset();
+      onError_.Reset();
+    }
+    txRef_.Reset();
+    tx_ = nullptr;
+    txCap_ = 0;
+    countersRef_.Reset();
+    counters_ = dummyCounters_;
+    if (refd_) {
+      refd_ = false;
+      Unref();
+    }
+  }
+
+  static void OnPoll(uv_poll_t* h, int status, int) {
+    VhostUserPeer* self = static_cast<VhostUserPeer*>(h->data);
+    if (self == nullptr || self->closed_ || status < 0) return;
+    self->HandleKick();
+  }
+
+  void HandleKick() {
+    uint32_t count = 0;
+    {
+      std::lock_guard<std::mutex> g(link_->q[1]);
+      VhostUserPort* port = link_->port;
+      if (port == nullptr) {
+        // the port is closed: the data plane drops this copy at its next sync
+        uv_poll_stop(poll_);
+        return;
+      }
+      Vring& vq = port->vq_[1];
+      eventfd_t v;
+      // no kick fd (the ring stopped): nothing to read until the next one is in the epoll
+      if (vq.kick < 0 || (eventfd_read(vq.kick, &v) < 0 && errno != EAGAIN)) return;
+      port->kicks_++;
+      count = port->ReadBatch(data_, counters_);
+      if (port->broken_) {
+        uv_async_send(port->failAsync_);
+        count = 0;
+      }
+    }
+    if (count == 0 || onRx_.IsEmpty()) return;
+    Napi::Env env(env_);
+    Napi::HandleScope scope(env);
+    Ref();
+    inCallback_++;
+    napi_value argv[1] = {Napi::Number::New(env, count)};
+    onRx_.MakeCallback(Value(), 1, argv, *asyncCtx_);
+    HandlePendingException(env);
+    BusyPollKick();
+    inCallback_--;
+    if (closed_ && inCallback_ == 0) {
+      onRx_.Reset();
+      onError_.Reset();
+    }
+    Unref();
+  }
+
+  napi_env env_;
+  AddonData* data_;
+  std::string name_;
+  std::shared_ptr<VhostLink> link_;
+  int epollFd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  bool closed_ = false;
+  bool released_ = false;
+  bool refd_ = false;
+  int inCallback_ = 0;
+  Napi::FunctionReference onRx_;
+  Napi::FunctionReference onError_;
+  std::unique_ptr<Napi::AsyncContext> asyncCtx_;
+  Napi::Reference<Napi::Uint32Array> txRef_;
+  uint32_t* tx_ = nullptr;
+  size_t txCap_ = 0;
+  Napi::Reference<Napi::Float64Array> countersRef_;
+  double* counters_;
+  double dummyCounters_[CounterCount] = {0};
+};
 
 // ---------------------------------------------------------------------------------------------
 
 Napi::Function InitVhostUserClass(Napi::Env env) {
   Napi::Function f = VhostUserPort::Init(env);
+  env.GetInstanceData<AddonData>()->vhostPeerCtor = Napi::Persistent(VhostUserPeer::Init(env));
   return f;
+}
+
+// adoptVhostUser(device, name): a worker's peer of the vhost-user port with that device id (any thread's addon)
+Napi::Value AdoptVhostUser(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsString()) {
+    ThrowType(env, "adoptVhostUser(device: number, name: string)");
+    return env.Undefined();
+  }
+  AddonData* d = env.GetInstanceData<AddonData>();
+  Napi::Object o = d->vhostPeerCtor.New({Napi::External<int>::New(env, &kCtorToken), info[0], info[1]});
+  if (env.IsExceptionPending() || o.IsEmpty()) return env.Undefined();
+  return o;
 }
 
 // openVhostUser(name, socketPath, mode: 'client' | 'server', onState)

@@ -12,8 +12,8 @@
 // each must close that connection with a log line naming the problem, while vm1 <-> vm2 keeps forwarding and the
 // port serves a well-behaved frontend afterwards.
 //
-// Also: a QoS hold leaves the guest's TX ring unread (the frames wait in the guest); with data_workers 2 the bridge
-// stays on the main thread; during a takeover the new daemon reads nothing before the old one has stopped.
+// Also: a QoS hold leaves the guest's TX ring unread (the frames wait in the guest); during a takeover the new daemon
+// reads nothing before the old one has stopped. vhost-user ports on data workers: test/netns/vhost-workers.test.ts.
 //
 // Skips with the reason when not root or namespaces are unavailable. Nothing touches the root namespace.
 
@@ -192,40 +192,6 @@ describe.skipIf(!support.ok)("vhost-user ports in a netns lab" + skipNote, () =>
     expect((await vhostPort("vif3.0")).vhost_user?.protocolErrors).toBeGreaterThanOrEqual(ATTACKS.length);
     await good.stop(2_000);
   }, 180_000);
-});
-
-describe.skipIf(!support.ok)("vhost-user with data_workers: 2" + skipNote, () => {
-  let lab: Lab;
-
-  afterAll(async () => {
-    await lab?.destroy();
-  });
-
-  it("a bridge with a vhost-user port is read by the main thread only, and forwards", async () => {
-    lab = new Lab("vhost-dw");
-    const sock = join(lab.dir, "vif3.0.sock");
-    for (const n of ["dom0", "vm1"]) await lab.addNs(n);
-    lab.writeConfig({
-      control_socket: lab.socketPath,
-      data_workers: 2,
-      // vif0.0 first: with two threads the second TAP (vm1's) is the one a worker would read if it could; snooping
-      // off, since it alone keeps a bridge on the main thread
-      bridges: [{ name: BRIDGE, multicast_snooping: false, ports: [{ name: "vif0.0" }, { name: "vif1.0" }, { name: "vif3.0", kind: "vhost-user", socket: sock }] }],
-    });
-    await lab.startDaemon("dom0");
-    if (!(await waitFor(() => lab.linkExists("dom0", "vif1.0"), 10_000))) throw new Error(`no TAP vif1.0\n${lab.daemonLog()}`);
-    await lab.moveLink("dom0", "vif1.0", "vm1", "eth0");
-    await lab.configureHost("vm1", "eth0", IP.vm1, undefined, MAC.vm1);
-    const fe = lab.spawn("dom0", [PYTHON, FRONTEND, sock, "listen", "host", MAC.vhu1, IP.vhu1, "30"], "vhost frontend (data_workers)");
-    expect(await waitFor(() => fe.stdout.includes("ready") || !fe.running, 20_000), fe.stderr).toBe(true);
-    const p = await lab.pingUntil("vm1", IP.vhu1, 15_000);
-    expect(p.ok, `${p.output}\n${lab.daemonLog()}`).toBe(true);
-    // row 0 is the main thread: it reads every port of the bridge, the worker none
-    const show = (await call(lab.socketPath, "data_workers.show", {}, 20_000)) as { workers: Array<{ id: number; ports: string[] }> };
-    expect(show.workers.find((w) => w.id === 0)?.ports.sort()).toEqual(["vif0.0", "vif1.0", "vif3.0"]);
-    expect(show.workers.filter((w) => w.id !== 0).flatMap((w) => w.ports)).toEqual([]);
-    await fe.stop(2_000);
-  }, 90_000);
 });
 
 describe.skipIf(!support.ok)("vhost-user takeover, two phases" + skipNote, () => {

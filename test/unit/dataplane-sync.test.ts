@@ -537,3 +537,44 @@ describe('DataPlane: IGMP/MLD snooping on worker threads (the MDB copy, the punt
     expect(l.dp.show().workers[1]).toMatchObject({ punt_pushed: 2, punt_dropped: 0 });
   });
 });
+
+describe('DataPlane: vhost-user ports (issue 23)', () => {
+  /** The RxIo of a vhost-user port (VhostUserIo.rxHandle): stop/resume concern the guest's TX ring; adopted by device id. */
+  class FakeVhostRxIo extends FakeRxIo {
+    override readonly kind = 'vhost-user' as unknown as 'tap';
+    readonly device = 7;
+  }
+
+  it('gives a vhost-user port to a worker like a TAP, by its device id and without a dup of its fd', () => {
+    const l = lab(2, ['vif1.0']);
+    const { port } = addFakePort(l.bridge, l.batch, 'vif3.0', { kind: 'vhost-user' });
+    const io = new FakeVhostRxIo(() => l.batch.slab);
+    port.io = io;
+    const n = l.workers[0].posted.length;
+    l.dp.sync(false);
+    expect(l.workers[0].posted.length).toBeGreaterThan(n);
+    expect(readers(l).get('vif3.0')).toEqual(['w1']);
+    expect(io.reading).toBe(false);
+    const snap = l.workers[0].tables.get('br0')!.find((s) => s.name === 'vif3.0')!;
+    expect(snap.ioKind).toBe('vhost-user');
+    expect(snap.device).toBe(7);
+    expect(snap.fd).toBe(-1); // a dup would be the fake's fd (100)
+    expect(l.dp.show().workers[1].ports).toEqual(['vif3.0']);
+  });
+
+  it('gives a vhost-user port\'s guest TX ring back to the main thread during a handover\'s pause too', () => {
+    const l = lab(2, ['vif1.0']);
+    const { port } = addFakePort(l.bridge, l.batch, 'vif3.0', { kind: 'vhost-user' });
+    const io = new FakeVhostRxIo(() => l.batch.slab);
+    port.io = io;
+    l.dp.sync(false);
+    expect(io.reading).toBe(false); // rxAway(true): worker 1 reads it
+    // the pause syncs first: every port back to the main thread. For a TAP nobody resumes it until the pause ends
+    // (Daemon.resumeIo); a vhost-user port's handle only says "the main thread may read the ring" (rxAway(false)),
+    // and the port's own stop() holds it during the pause, so it is resumed now: nothing else would undo rxAway
+    l.paused.value = true;
+    l.dp.syncBestEffort(false, 20);
+    expect(l.workers[0].reads('br0')).toEqual([]);
+    expect(io.reading).toBe(true);
+  });
+});
