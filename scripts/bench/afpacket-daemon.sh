@@ -131,10 +131,10 @@ tcp_sizes() {
 		local srv=$!
 		sleep 0.5
 		local before after
-		before=$(TAPBRIDGE_SOCKET=$WORK/tb.sock node "$REPO_ROOT/dist/cli/main.js" show -j)
+		before=$(TAPBRIDGE_SOCKET=$WORK/tb.sock node "$REPO_ROOT/dist/cli/main.js" stats -j)
 		g=$(ip netns exec "$c" timeout $((SECS + 10)) iperf3 -c "$s" -p 5201 -t "$SECS" -J 2>/dev/null |
 			node -e 'let t="";process.stdin.on("data",d=>t+=d).on("end",()=>{try{console.log((JSON.parse(t).end.sum_received.bits_per_second/1e9).toFixed(2))}catch{console.log("?")}})')
-		after=$(TAPBRIDGE_SOCKET=$WORK/tb.sock node "$REPO_ROOT/dist/cli/main.js" show -j)
+		after=$(TAPBRIDGE_SOCKET=$WORK/tb.sock node "$REPO_ROOT/dist/cli/main.js" stats -j)
 		wait "$srv" 2>/dev/null || true
 		out="$out$d ${g}Gbit/s $(node -e '
 			const [b, a] = process.argv.slice(1).map((j) => JSON.parse(j));
