@@ -870,7 +870,9 @@ Napi::Value OpenPacket(const Napi::CallbackInfo& info) {
   mr.mr_type = PACKET_MR_PROMISC;
   if (setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof mr) < 0)
     return failPort(errno, "setsockopt(PACKET_ADD_MEMBERSHIP)");
-  if ((ringErr = p->OpenTxSocket(&ringSyscall)) != 0) return failPort(ringErr, ringSyscall);
+  const char* txSyscall = nullptr;
+  int txErr = p->OpenTxSocket(&txSyscall);
+  if (txErr != 0) return failPort(txErr, txSyscall);
   return port;
 }
 

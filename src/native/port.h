@@ -31,9 +31,9 @@ class Port : public Napi::ObjectWrap<Port> {
 
   // port-ring.cc: PACKET_MMAP rings on an AF_PACKET socket (native-notes/packet-mmap.md).
   // SetupRing: on a fresh socket, before bind(): PACKET_QDISC_BYPASS when configured (with rings or
-  // without), then, when rings are on, TPACKET_V2, rx and tx rings and mmap. AdoptRing: on an inherited socket that has rings
-  // (PACKET_VERSION is TPACKET_V2): maps them with the configured geometry after checking the
-  // socket's geometry stamp, and finds the kernel's rx and tx positions. Both return 0 or an errno
+  // without), then, when rings are on, TPACKET_V2, rx and tx rings and mmap. AdoptRing: on an
+  // inherited socket that has rings (PACKET_VERSION is TPACKET_V2): maps them with the configured
+  // geometry after checking the socket's geometry stamp, and finds the kernel's rx and tx positions. Both return 0 or an errno
   // with *syscall set; on failure the port is left without rings.
   int SetupRing(const char** syscall);
   int AdoptRing(const char** syscall);
