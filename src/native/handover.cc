@@ -477,6 +477,7 @@ static Napi::Value AdoptFd(const Napi::CallbackInfo& info) {
     Port* p = Port::Unwrap(port.As<Napi::Object>());
     const char* syscall = nullptr;
     int e = p->AdoptRing(&syscall);
+    if (e == 0) e = p->OpenTxSocket(&syscall);
     if (e != 0) {
       p->Abandon();
       ThrowSysError(env, e, syscall, name);

@@ -10,9 +10,9 @@
 //       read with recvmsg, in order. A slot truncated without a copy is counted as RxTruncated.
 //   tx  (tx_frames > 0; else sendmmsg as without rings) send() copies each frame into the next
 //       free slot (TP_STATUS_SEND_REQUEST) and ends with one sendto(); slots the kernel did not take
-//       by then are given back and counted as drops. A
-//       frame larger than a slot goes through a companion socket (bound to the ifindex with
-//       protocol 0, so it receives nothing), after the ring is flushed, so the order holds.
+//       by then are given back and counted as drops. A frame larger than a slot goes through the
+//       port's send socket (Port::OpenTxSocket in port.cc), after the ring is flushed, so the order
+//       holds.
 //
 // A wedged rx ring (a kernel bug) is found and rebuilt by CheckRxWedge, below.
 //
@@ -151,44 +151,17 @@ int Port::MapRing(const char** syscall) {
   return 0;
 }
 
-int Port::OpenCompanion(const char** syscall) {
-  int s = ::socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (s < 0) {
-    *syscall = "socket(AF_PACKET companion)";
-    return errno;
-  }
-  auto fail = [&](const char* sc) {
-    int e = errno;
-    ::close(s);
-    *syscall = sc;
-    return e;
-  };
-  int one = 1;
-  if (setsockopt(s, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) < 0) return fail("setsockopt(PACKET_VNET_HDR companion)");
-  int bypass = 0;
-  socklen_t l = sizeof bypass;
-  if (getsockopt(fd_, SOL_PACKET, PACKET_QDISC_BYPASS, &bypass, &l) == 0 && bypass != 0 &&
-      setsockopt(s, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one) < 0)
-    return fail("setsockopt(PACKET_QDISC_BYPASS companion)");
-  int sndbuf = 0;
-  l = sizeof sndbuf;
-  if (getsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &sndbuf, &l) == 0 && sndbuf > 0) {
-    int half = sndbuf / 2;  // the kernel reports twice what was set
-    if (setsockopt(s, SOL_SOCKET, SO_SNDBUFFORCE, &half, sizeof half) < 0) return fail("setsockopt(SO_SNDBUFFORCE companion)");
-  }
-  struct sockaddr_ll sll;
-  std::memset(&sll, 0, sizeof sll);
-  sll.sll_family = AF_PACKET;
-  sll.sll_protocol = 0;  // receives nothing
-  sll.sll_ifindex = ifindex_;
-  if (bind(s, reinterpret_cast<struct sockaddr*>(&sll), sizeof sll) < 0) return fail("bind(companion)");
-  bigFd_ = s;
-  return 0;
-}
-
 int Port::SetupRing(const char** syscall) {
   const RingConfig c = CurrentConfig();
-  if (!c.enabled || kind_ != kPacket) return 0;
+  if (kind_ != kPacket) return 0;
+  // qdisc_bypass is a property of the send path, rings or not (sendmmsg goes through the same
+  // packet_xmit choice as the tx ring; native-notes/packet-mmap.md section 8)
+  int one = 1;
+  if (c.qdiscBypass && setsockopt(fd_, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one) < 0) {
+    *syscall = "setsockopt(PACKET_QDISC_BYPASS)";
+    return errno;
+  }
+  if (!c.enabled) return 0;
   ringFrameBytes_ = c.frameBytes;
   ringBlockBytes_ = kBlockBytes;
   ringFramesPerBlock_ = kBlockBytes / c.frameBytes;
@@ -208,7 +181,6 @@ int Port::SetupRing(const char** syscall) {
   // a frame the kernel cannot send from a slot is skipped instead of stopping the ring
   if ((e = opt(SOL_PACKET, PACKET_LOSS, 1, "setsockopt(PACKET_LOSS)")) != 0) return e;
   if ((e = opt(SOL_PACKET, PACKET_COPY_THRESH, 1, "setsockopt(PACKET_COPY_THRESH)")) != 0) return e;
-  if (c.qdiscBypass && (e = opt(SOL_PACKET, PACKET_QDISC_BYPASS, 1, "setsockopt(PACKET_QDISC_BYPASS)")) != 0) return e;
   if ((e = opt(SOL_SOCKET, SO_RCVLOWAT, Stamp(c.frameBytes, rxBlocks, txBlocks), "setsockopt(SO_RCVLOWAT stamp)")) != 0)
     return e;
   struct tpacket_req req;
@@ -231,10 +203,6 @@ int Port::SetupRing(const char** syscall) {
   if ((e = MapRing(syscall)) != 0) return e;
   rxHead_ = txHead_ = 0;
   txSeq_ = 0;
-  if (txFrames_ > 0 && (e = OpenCompanion(syscall)) != 0) {
-    UnmapRing();
-    return e;
-  }
   return 0;
 }
 
@@ -297,10 +265,6 @@ int Port::AdoptRing(const char** syscall) {
   }
   txHead_ = afterSeq;
   txSeq_ = seq;
-  if (txFrames_ > 0 && (e = OpenCompanion(syscall)) != 0) {
-    UnmapRing();
-    return e;
-  }
   return 0;
 }
 
@@ -309,10 +273,6 @@ void Port::UnmapRing() {
     ::munmap(ringMap_, ringMapLen_);
     ringMap_ = nullptr;
     ringMapLen_ = 0;
-  }
-  if (bigFd_ >= 0) {
-    ::close(bigFd_);
-    bigFd_ = -1;
   }
 }
 
@@ -417,7 +377,7 @@ uint32_t Port::RingSend(uint32_t m) {
       }
       ssize_t r;
       do {
-        r = ::sendmsg(bigFd_, &mh, MSG_DONTWAIT);
+        r = ::sendmsg(txFd_, &mh, MSG_DONTWAIT);
       } while (r < 0 && errno == EINTR);
       if (r < 0) {
         CountTxError(errno);

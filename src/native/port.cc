@@ -234,6 +234,7 @@ void Port::DoClose(bool fromDestructor) {
   // already left the table, and at env teardown the addon's data may be gone before the port.
   if (!fromDestructor) DirectPollRemove(data_, fd_);
   UnmapRing();
+  CloseTxSocket();
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;
@@ -610,7 +611,7 @@ Napi::Value Port::Send(const Napi::CallbackInfo& info) {
   } else {
     uint32_t j = 0;
     while (j < m) {
-      int r = ::sendmmsg(fd_, &txMsgs_[j], m - j, MSG_DONTWAIT);
+      int r = ::sendmmsg(txFd_ >= 0 ? txFd_ : fd_, &txMsgs_[j], m - j, MSG_DONTWAIT);
       if (r < 0) {
         int e = errno;
         if (e == EINTR) continue;
@@ -648,6 +649,57 @@ Napi::Value Port::ReadSocketDrops(const Napi::CallbackInfo& info) {
   counters_[RxSocketDrops] += st.tp_drops;
   CheckRxWedge(st.tp_drops);
   return Napi::Number::New(env, st.tp_drops);
+}
+
+// The send socket of an AF_PACKET port: AF_PACKET bound to the port's ifindex with protocol 0 (it
+// receives nothing), PACKET_VNET_HDR, the receiving socket's sndbuf and PACKET_QDISC_BYPASS. sendmmsg
+// (and, with a tx ring, frames larger than a slot) go through it instead of the receiving socket,
+// because that one is registered in the event loop's epoll set: a socket with a waiter on its wait
+// queue has every sent skb's destructor (sock_wfree -> sock_def_write_space) take that queue's lock
+// and run the epoll callback, for an EPOLLOUT nobody asked for. This socket is never polled, so the
+// destructor finds no waiter (measured: native-notes/packet-mmap.md section 8). Each process that
+// holds the port (a takeover, a data worker) opens its own; it holds no state.
+void Port::CloseTxSocket() {
+  if (txFd_ >= 0) {
+    ::close(txFd_);
+    txFd_ = -1;
+  }
+}
+
+int Port::OpenTxSocket(const char** syscall) {
+  if (txFd_ >= 0) return 0;
+  int s = ::socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    *syscall = "socket(AF_PACKET send socket)";
+    return errno;
+  }
+  auto fail = [&](const char* sc) {
+    int e = errno;
+    ::close(s);
+    *syscall = sc;
+    return e;
+  };
+  int one = 1;
+  if (setsockopt(s, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) < 0) return fail("setsockopt(PACKET_VNET_HDR send socket)");
+  int bypass = 0;
+  socklen_t l = sizeof bypass;
+  if (getsockopt(fd_, SOL_PACKET, PACKET_QDISC_BYPASS, &bypass, &l) == 0 && bypass != 0 &&
+      setsockopt(s, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one) < 0)
+    return fail("setsockopt(PACKET_QDISC_BYPASS send socket)");
+  int sndbuf = 0;
+  l = sizeof sndbuf;
+  if (getsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &sndbuf, &l) == 0 && sndbuf > 0) {
+    int half = sndbuf / 2;  // the kernel reports twice what was set
+    if (setsockopt(s, SOL_SOCKET, SO_SNDBUFFORCE, &half, sizeof half) < 0) return fail("setsockopt(SO_SNDBUFFORCE send socket)");
+  }
+  struct sockaddr_ll sll;
+  std::memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = 0;  // receives nothing
+  sll.sll_ifindex = ifindex_;
+  if (bind(s, reinterpret_cast<struct sockaddr*>(&sll), sizeof sll) < 0) return fail("bind(send socket)");
+  txFd_ = s;
+  return 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -818,6 +870,9 @@ Napi::Value OpenPacket(const Napi::CallbackInfo& info) {
   mr.mr_type = PACKET_MR_PROMISC;
   if (setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof mr) < 0)
     return failPort(errno, "setsockopt(PACKET_ADD_MEMBERSHIP)");
+  const char* txSyscall = nullptr;
+  int txErr = p->OpenTxSocket(&txSyscall);
+  if (txErr != 0) return failPort(txErr, txSyscall);
   return port;
 }
 

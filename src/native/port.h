@@ -30,18 +30,22 @@ class Port : public Napi::ObjectWrap<Port> {
   void PollReadable() { HandlePoll(0); }
 
   // port-ring.cc: PACKET_MMAP rings on an AF_PACKET socket (native-notes/packet-mmap.md).
-  // SetupRing: on a fresh socket, before bind(): TPACKET_V2, rx and tx rings, mmap, the companion
-  // socket for frames larger than a tx slot. AdoptRing: on an inherited socket that has rings
-  // (PACKET_VERSION is TPACKET_V2): maps them with the configured geometry after checking the
-  // socket's geometry stamp, and finds the kernel's rx and tx positions. Both return 0 or an errno
+  // SetupRing: on a fresh socket, before bind(): PACKET_QDISC_BYPASS when configured (with rings or
+  // without), then, when rings are on, TPACKET_V2, rx and tx rings and mmap. AdoptRing: on an
+  // inherited socket that has rings (PACKET_VERSION is TPACKET_V2): maps them with the configured
+  // geometry after checking the socket's geometry stamp, and finds the kernel's rx and tx positions. Both return 0 or an errno
   // with *syscall set; on failure the port is left without rings.
   int SetupRing(const char** syscall);
   int AdoptRing(const char** syscall);
+  // port.cc: the port's send socket (AF_PACKET, never polled; see OpenTxSocket), opened after the
+  // socket is bound or adopted. Returns 0 or an errno with *syscall set.
+  int OpenTxSocket(const char** syscall);
   void CloseFd();  // close() from C++
   // Marks the port closed without closing its fd (an adopted fd whose rings could not be mapped:
   // the caller keeps the fd).
   void Abandon() {
     UnmapRing();
+    CloseTxSocket();
     fd_ = -1;
     closed_ = true;
   }
@@ -82,7 +86,7 @@ class Port : public Napi::ObjectWrap<Port> {
   uint8_t* TxSlot(uint32_t i) const;
   void UnmapRing();
   int MapRing(const char** syscall);
-  int OpenCompanion(const char** syscall);
+  void CloseTxSocket();
   // Called with the drops PACKET_STATISTICS just returned: rebuilds a wedged rx ring (see port-ring.cc).
   void CheckRxWedge(unsigned drops);
   int RebuildRxRing(const char** syscall);
@@ -135,7 +139,7 @@ class Port : public Napi::ObjectWrap<Port> {
   uint64_t rxSlotsSinceCheck_ = 0;  // rx slots consumed since the last CheckRxWedge
   double ringResets_ = 0;    // rx rings rebuilt after a wedge
   double ringResetFailures_ = 0;
-  int bigFd_ = -1;           // unbound-for-rx AF_PACKET socket for frames larger than a tx slot
+  int txFd_ = -1;            // AF_PACKET send socket (protocol 0: receives nothing; never polled)
 
   // recvmsg control buffer for PACKET_AUXDATA.
   alignas(8) uint8_t cmsgBuf_[128];

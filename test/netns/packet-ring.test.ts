@@ -16,6 +16,9 @@
 //   tap      300 frames of 1000 bytes from a socket with rings on a TAP into its queue, read only afterwards: the
 //            64-slot tx ring is reused 4 times while frames still wait in the TAP; every frame arrives intact
 //   reuse    the same towards pb while pb does not read (its socket queue holds the frames)
+//   bypass   pb's egress gets a qdisc that drops every frame (pfifo limit 0); 10 frames from a socket opened with
+//            qdisc_bypass and rings off (sendmmsg), 10 from one with bypass and a tx ring, 10 from pb (no bypass):
+//            only the 20 that bypassed the qdisc reach ra; closing the two ports leaves no fd behind
 //   adopt    ra receives 10 frames (its head is past slot 0), its fd is duplicated and adopted as a new port, the
 //            first is closed; 100 more frames each way go through the adopted rings in order
 
@@ -144,6 +147,28 @@ if (scenario === "wrap") {
   out.tx = { n: atT.length, ordered: inOrder(atT, 1, 300), bad: atT.filter((g) => !g.intact).length, seqs: atT.slice(0, 5).map((g) => g.seq) };
   rt.close();
   tap.close();
+} else if (scenario === "bypass") {
+  const { execFileSync } = await import("node:child_process");
+  const { readdirSync } = await import("node:fs");
+  execFileSync("tc", ["qdisc", "add", "dev", "pb", "root", "pfifo", "limit", "0"]);
+  const fdsBefore = readdirSync("/proc/self/fd").length; // after the first child: libuv's signal pipe is open
+  packetRing.set({ enabled: false, rx_frames: 64, tx_frames: 0, frame_bytes: 2048, qdisc_bypass: true });
+  const plain = PacketPort.openPacket("pb", { rcvbuf: 1 << 20, sndbuf: 1 << 20 });
+  packetRing.set({ enabled: true, rx_frames: 64, tx_frames: 64, frame_bytes: 2048, qdisc_bypass: true });
+  const ringed = PacketPort.openPacket("pb", { rcvbuf: 1 << 20, sndbuf: 1 << 20 });
+  try {
+    send(plain, Array.from({ length: 10 }, (_, i) => frame(1 + i, 60)));
+    send(ringed, Array.from({ length: 10 }, (_, i) => frame(101 + i, 60)));
+    send(pb, Array.from({ length: 10 }, (_, i) => frame(201 + i, 60)));
+    await waitCount(atA, 30, 1000);
+  } finally {
+    execFileSync("tc", ["qdisc", "del", "dev", "pb", "root"]);
+  }
+  out.rx = atA.map((g) => g.seq);
+  out.ringed = ringed.ringInfo() !== null;
+  plain.close();
+  ringed.close();
+  out.fdsLeft = readdirSync("/proc/self/fd").length - fdsBefore;
 } else if (scenario === "adopt") {
   await burst(pb, ra, 1, 10);
   await waitCount(atA, 10);
@@ -235,6 +260,13 @@ describe.skipIf(!support.ok)("PACKET_MMAP rings on an AF_PACKET port" + skipNote
   it("frames sent from a 64-slot tx ring to a socket that reads them late stay intact after their slots are reused", async () => {
     const r = await scenario("reuse");
     expect(r.tx).toEqual({ n: 300, ordered: true, bad: 0 });
+  }, 90_000);
+
+  it("qdisc_bypass skips the netdev's qdisc on the sendmmsg path (rings off) and on the tx ring", async () => {
+    const r = await scenario("bypass");
+    expect(r.ringed).toBe(true);
+    expect(r.fdsLeft).toBe(0); // each port's receiving and send sockets are closed with it
+    expect(r.rx).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110]);
   }, 90_000);
 
   it("an adopted socket maps its rings with the stamped geometry and goes on from the kernel's positions", async () => {
