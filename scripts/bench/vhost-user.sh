@@ -238,12 +238,14 @@ let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const b=JSON.parse(s)[0]
 for(const p of b.ports){f+=p.tx_packets;by+=p.tx_bytes;for(const v of Object.values(p.drops??{}))dr+=v;}
 console.log(f,by,dr,b.fdb.moved,b.fdb.flooded)})'
 }
+# (ovs-appctl fdb/stats-show: "Total number of port moved MAC entries  : N"; dpctl/show -s: "RX bytes:N (1.2 MiB)  TX
+# bytes:N (...)")
 ovs_counters() {
 	local moves
-	moves=$(tb_ovs_appctl fdb/stats-show br0 2>/dev/null | sed -n 's/.*moved MAC entries: *\([0-9]*\).*/\1/p' | head -n 1)
+	moves=$(tb_ovs_appctl fdb/stats-show br0 2>/dev/null | sed -n 's/.*moved MAC entries *: *\([0-9]*\).*/\1/p' | head -n 1)
 	tb_ovs_appctl dpctl/show -s 2>/dev/null | awk -v mv="${moves:--}" '$1 == "port" { p = ($3 == "vhu1" || $3 == "vhu2"); next }
 		p && $1 == "TX" && $2 ~ /^packets:/ { sub("packets:", "", $2); f += $2; sub("dropped:", "", $4); d += $4 }
-		p && $1 == "RX" && $2 ~ /^bytes:/ { sub("bytes:", "", $4); b += $4 }
+		p && /TX bytes:/ { t = $0; sub(/.*TX bytes:/, "", t); b += t + 0 }
 		END { print f + 0, b + 0, d + 0, mv, "-" }'
 }
 
