@@ -196,16 +196,17 @@ export function render(r) {
     if (loop.length) {
       out.push('One testpmd with both ports on one lcore (CPU 1), `--forward-mode=mac --tx-first`: a fixed set of 60-byte frames ' +
         'circulates port 0 -> switch -> port 1 -> testpmd -> port 0; the switch pinned to CPU 0. Frames per second and CPU per ' +
-        'frame from the switch\'s own counters (frames it sent out of its two ports, its process\'s CPU time).');
+        'frame from the switch\'s own counters (frames it sent out of its two ports, its process\'s CPU time); a CPU share under ' +
+        '100% means the switch waited for frames: the rate is then the loop\'s, not the switch\'s limit.');
       out.push('');
-      out.push('| path | switch forwarded, kpps | switch CPU per frame | bytes per frame | switch drops | MAC moves | testpmd RX / TX (dropped RX / TX) |');
-      out.push('|---|---|---|---|---|---|---|');
+      out.push('| path | switch forwarded, kpps | switch CPU per frame | switch CPU, % of one | bytes per frame | switch drops | MAC moves | testpmd RX / TX (dropped RX / TX) |');
+      out.push('|---|---|---|---|---|---|---|---|');
       for (const [kase, label] of loop) {
-        if (V.skipped[`loop/${kase}`]) { out.push(`| ${label} | skipped: ${V.skipped[`loop/${kase}`]} | | | | | |`); continue; }
+        if (V.skipped[`loop/${kase}`]) { out.push(`| ${label} | skipped: ${V.skipped[`loop/${kase}`]} | | | | | | |`); continue; }
         const m = V.medians[`loop/${kase}`];
         const n = (k, d = 0) => fmt(m[k] ?? null, d);
         out.push(`| ${label} | ${n('kpps', 1)} | ${fmt(m.cpu_us ?? null, 2)} µs${m.cycles_per_frame ? ` (PMD: ${fmt(m.cycles_per_frame, 0)} cycles per frame)` : ''} | ` +
-          `${n('bytes_per_frame', 1)} | ${n('switch_drops')} | ${n('mac_moves')} | ${n('testpmd_rx')} / ${n('testpmd_tx')} (${n('testpmd_rx_dropped')} / ${n('testpmd_tx_dropped')}) |`);
+          `${n('cpu_pct')} | ${n('bytes_per_frame', 1)} | ${n('switch_drops')} | ${n('mac_moves')} | ${n('testpmd_rx')} / ${n('testpmd_tx')} (${n('testpmd_rx_dropped')} / ${n('testpmd_tx_dropped')}) |`);
       }
       out.push('');
     }

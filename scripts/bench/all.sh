@@ -4,7 +4,9 @@
 #   main      run.sh: kernel bridge, vde_switch, Open vSwitch userspace (TAP and AF_PACKET), tapbridge TAP<->TAP,
 #             TAP<->AF_PACKET with PACKET_MMAP rings and with `packet_mmap: false`; the 100k-MAC soak
 #   vhost     vhost-user.sh: testpmd through tapbridge's vhost-user ports, through its TAP path, and through OVS-DPDK's
-#             dpdkvhostuserclient ports (2 MiB hugepages reserved and given back; skipped rows say why)
+#             dpdkvhostuserclient ports (2 MiB hugepages reserved and given back; skipped rows say why): one testpmd
+#             looping frames through the switch pinned to the other CPU (--mode loop: the table and issue 23's
+#             targets), and in the full run also txonly -> rxonly with two testpmds (--mode txrx: a second table)
 #   tenants   tenants.sh: the noisy neighbour on the kernel bridge, OVS and tapbridge (limits, storm control)
 #   bonds     bond-modes.sh: active-backup, balance-slb, 802.3ad
 #   mcast     mcast.sh: a multicast stream with snooping on and off
@@ -77,7 +79,7 @@ if [ "$QUICK" = 1 ]; then
 	MCAST_ARGS=(--seconds 2)
 else
 	MAIN_ARGS=(--reps 3 --tcp-seconds 4 --load-ping-count 200 --soak 30)
-	VHOST_ARGS=(--reps 3 --seconds 5)
+	VHOST_ARGS=(--reps 3 --seconds 5 --mode loop,txrx)
 	TENANTS_ARGS=()
 	BONDS_ARGS=(--seconds 5)
 	MCAST_ARGS=(--seconds 5)

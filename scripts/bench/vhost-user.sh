@@ -12,7 +12,8 @@
 #   never empty: a frame leaves it only by a drop, and drops are reported. Both sides busy-poll their own CPU, so the switch's
 #   counters measure the switch, not which of two testpmds the scheduler ran. Per row: frames per second the switch
 #   forwarded (its own counters: `tapbridge stats` tx_packets of both ports, `ovs-appctl dpctl/show -s` TX packets of
-#   both ports), the switch's CPU per forwarded frame, bytes per frame (60 expected), its drops and MAC moves (must be
+#   both ports), the switch's CPU per forwarded frame and its CPU share (under 100% of a CPU: the switch waited for
+#   frames, the rate is not its limit), bytes per frame (60 expected), its drops and MAC moves (must be
 #   0: no flapping), testpmd's RX/TX totals and drops.
 #
 #   vhost-user   testpmd virtio_user0 <-> tapbridge vhu1 (vhost-user) <-> vhu2 <-> testpmd virtio_user1
@@ -283,23 +284,25 @@ measure_loop() {
 	local tpm
 	tpm=$(testpmd_totals "$dir/testpmd-loop.log")
 	# one line of figures: kpps us bytes/frame drops moves flooded testpmd-rx testpmd-tx testpmd-rx-dropped testpmd-tx-dropped
+	# cpu-% (the switch's CPU time over the window, % of one CPU: under 100 the switch waited for frames)
 	local row
 	row=$(awk -v a="$s0" -v b="$s1" -v t0="$t0" -v t1="$t1" -v c=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v tpm="$tpm" 'BEGIN {
 		split(a, x, " "); split(b, y, " "); split(tpm, p, " ")
 		n = y[1] - x[1]
-		printf "%.1f %s %s %s %s %s %s %s %s %s\n", n / (t1 - t0) / 1000, (n > 0 ? sprintf("%.3f", c / hz * 1e6 / n) : "-"),
+		printf "%.1f %s %s %s %s %s %s %s %s %s %.0f\n", n / (t1 - t0) / 1000, (n > 0 ? sprintf("%.3f", c / hz * 1e6 / n) : "-"),
 			(n > 0 ? sprintf("%.1f", (y[2] - x[2]) / n) : "-"), y[3] - x[3], (x[4] == "-" ? "-" : y[4] - x[4]),
-			(x[5] == "-" ? "-" : y[5] - x[5]), p[1], p[2], p[3], p[4] }')
-	local kpps us bpf drops moves flooded rx tx rxd txd
-	read -r kpps us bpf drops moves flooded rx tx rxd txd <<<"$row"
-	tb_log "$name loop rep $rep: the switch forwarded $(awk -v a="$t0" -v b="$t1" -v k="$kpps" 'BEGIN { printf "%.0f frames in %.1f s", k * 1000 * (b - a), b - a }') = $kpps kpps, CPU $us us/frame, $bpf bytes/frame, drops $drops, MAC moves $moves, flooded $flooded; testpmd RX $rx TX $tx (dropped RX $rxd TX $txd)"
+			(x[5] == "-" ? "-" : y[5] - x[5]), p[1], p[2], p[3], p[4], c / hz / (t1 - t0) * 100 }')
+	local kpps us bpf drops moves flooded rx tx rxd txd pct
+	read -r kpps us bpf drops moves flooded rx tx rxd txd pct <<<"$row"
+	tb_log "$name loop rep $rep: the switch forwarded $(awk -v a="$t0" -v b="$t1" -v k="$kpps" 'BEGIN { printf "%.0f frames in %.1f s", k * 1000 * (b - a), b - a }') = $kpps kpps, CPU $us us/frame ($pct% of a CPU), $bpf bytes/frame, drops $drops, MAC moves $moves, flooded $flooded; testpmd RX $rx TX $tx (dropped RX $rxd TX $txd)"
 	# TX - RX: frames testpmd sent that had not come back when it stopped: those in flight plus those dropped on the way;
 	# 2 x burst when no frame was lost (the loop stayed full)
 	[ "$rx" = - ] || tb_log "$name loop rep $rep: TX - RX = $((tx - rx)) of the $((2 * LOOP_BURST)) frames sent first"
 	[ "$moves" = 0 ] || [ "$moves" = - ] || tb_warn "$name loop rep $rep: $moves MAC moves in the window: learning flaps (the ports' MACs must differ)"
 	[ "$bpf" = 60.0 ] || [ "$bpf" = - ] || tb_warn "$name loop rep $rep: $bpf bytes per frame, not 60"
 	if [ "$kpps" != 0.0 ]; then
-		loop_results+=("$name $kpps $us $bpf $drops $moves $rx $tx $rxd $txd")
+		loop_results+=("$name $kpps $us $bpf $drops $moves $rx $tx $rxd $txd $pct")
+		record "loop/$name" "$rep" cpu_pct "$pct"
 		record "loop/$name" "$rep" kpps "$kpps"
 		record "loop/$name" "$rep" cpu_us "$us"
 		record "loop/$name" "$rep" bytes_per_frame "$bpf"
@@ -459,15 +462,15 @@ median() { awk -v c="$1" 'NF && $c != "-" { print $c }' | sort -g | awk '{ a[NR]
 if [[ ",$modes," == *",loop,"* ]]; then
 	echo
 	echo "loop: one testpmd (mac forwarding, --tx-first, $((2 * LOOP_BURST)) frames circulating) on CPU 1, the switch on CPU 0; medians of $reps"
-	echo "| path | switch forwarded, kpps | switch CPU per frame, µs | bytes per frame | switch drops | MAC moves | testpmd RX / TX (dropped RX / TX) |"
-	echo "|---|---|---|---|---|---|---|"
+	echo "| path | switch forwarded, kpps | switch CPU per frame, µs | switch CPU, % of one | bytes per frame | switch drops | MAC moves | testpmd RX / TX (dropped RX / TX) |"
+	echo "|---|---|---|---|---|---|---|---|"
 	for impl in "${want[@]}"; do
 		if [ -n "${skipped[$impl]:-}" ]; then
-			echo "| $impl | skipped: ${skipped[$impl]} | | | | | |"
+			echo "| $impl | skipped: ${skipped[$impl]} | | | | | | |"
 			continue
 		fi
 		vals=$(printf '%s\n' "${loop_results[@]+"${loop_results[@]}"}" | awk -v i="$impl" '$1 == i')
-		echo "| $impl | $(median 2 <<<"$vals") | $(median 3 <<<"$vals") | $(median 4 <<<"$vals") | $(median 5 <<<"$vals") | $(median 6 <<<"$vals") | $(median 7 <<<"$vals") / $(median 8 <<<"$vals") ($(median 9 <<<"$vals") / $(median 10 <<<"$vals")) |"
+		echo "| $impl | $(median 2 <<<"$vals") | $(median 3 <<<"$vals") | $(median 11 <<<"$vals") | $(median 4 <<<"$vals") | $(median 5 <<<"$vals") | $(median 6 <<<"$vals") | $(median 7 <<<"$vals") / $(median 8 <<<"$vals") ($(median 9 <<<"$vals") / $(median 10 <<<"$vals")) |"
 	done
 fi
 [[ ",$modes," == *",txrx,"* ]] || { echo "memory: $mem_note"; exit 0; }

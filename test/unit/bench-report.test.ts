@@ -43,7 +43,7 @@ describe('bench --all report: vhost-user loop rows', () => {
   const rec = (kase: string, metric: string, value: string | number): string => `vhost\t${kase}\t1\t${metric}\t${value}`;
   const tsv = [
     rec('all', 'hugepages', 1),
-    rec('loop/vhost-user', 'kpps', 3000), rec('loop/vhost-user', 'cpu_us', 0.2), rec('loop/vhost-user', 'bytes_per_frame', 60),
+    rec('loop/vhost-user', 'kpps', 3000), rec('loop/vhost-user', 'cpu_us', 0.2), rec('loop/vhost-user', 'cpu_pct', 60), rec('loop/vhost-user', 'bytes_per_frame', 60),
     rec('loop/vhost-user', 'switch_drops', 0), rec('loop/vhost-user', 'mac_moves', 0),
     rec('loop/vhost-user', 'testpmd_rx', 9000000), rec('loop/vhost-user', 'testpmd_tx', 9000512),
     rec('loop/vhost-user', 'testpmd_rx_dropped', 0), rec('loop/vhost-user', 'testpmd_tx_dropped', 0),
@@ -98,10 +98,10 @@ describe('bench --all report: vhost-user loop rows', () => {
     expect(loopHead).toBeGreaterThan(0);
     expect(txrxHead).toBeGreaterThan(loopHead);
     const vhu = lines.slice(loopHead, txrxHead).find((l) => l.startsWith('| tapbridge vhost-user'))!;
-    expect(vhu).toBe('| tapbridge vhost-user (testpmd virtio_user <-> vhost-user ports) | 3000.0 | 0.20 µs | 60.0 | 0 | 0 | 9000000 / 9000512 (0 / 0) |');
+    expect(vhu).toBe('| tapbridge vhost-user (testpmd virtio_user <-> vhost-user ports) | 3000.0 | 0.20 µs | 60 | 60.0 | 0 | 0 | 9000000 / 9000512 (0 / 0) |');
     expect(lines.slice(loopHead, txrxHead).find((l) => l.includes('OVS-DPDK'))).toContain('skipped: ovs-vswitchd-dpdk missing');
     // a figure the TAP row did not record is "-", not 0
-    expect(lines.slice(loopHead, txrxHead).find((l) => l.startsWith('| tapbridge TAP'))).toContain('| - | - |');
+    expect(lines.slice(loopHead, txrxHead).find((l) => l.startsWith('| tapbridge TAP'))).toContain('| 1.50 µs | - | - | - | - |');
     expect(lines.slice(txrxHead).find((l) => l.startsWith('| tapbridge vhost-user'))).toContain('| 100.0 | 5.00 µs |');
   });
 });
