@@ -9,8 +9,9 @@
 #   destination to the other port's (--eth-peer), so the switch forwards known unicast and learns each MAC on one port.
 #   512 frames circulate, 256 per direction; every ring on a direction's way (virtqueues of 1024, af_packet rings of
 #   512 frames, a TAP's txqueuelen of at least 1000) holds at most those 256, so no ring can overflow and the loop is
-#   never empty: a frame leaves it only by a drop, and drops are reported. Both sides busy-poll their own CPU, so the switch's
-#   counters measure the switch, not which of two testpmds the scheduler ran. Per row: frames per second the switch
+#   never empty: a frame leaves it only by a drop, and drops are reported (and testpmd's TX - RX at its stop: 512 when
+#   none was lost). testpmd busy-polls CPU 1 and no other process of this bench runs on CPU 0, so the switch's counters
+#   measure the switch, not which of two testpmds the scheduler ran. Per row: frames per second the switch
 #   forwarded (its own counters: `tapbridge stats` tx_packets of both ports, `ovs-appctl dpctl/show -s` TX packets of
 #   both ports), the switch's CPU per forwarded frame and its CPU share (under 100% of a CPU: the switch waited for
 #   frames, the rate is not its limit), bytes per frame (60 expected), its drops and MAC moves (must be
