@@ -292,6 +292,13 @@ export class Lab {
     if (newName && newName !== ifname) await this.ip(toNode, ["link", "set", "dev", ifname, "name", newName]);
   }
 
+  /** Waits (up to 10 s) for the daemon's TAP `vif` in dom0, moves it into `node` as eth0 and addresses it `ip4`. */
+  async takeTap(vif: string, node: string, ip4: string): Promise<void> {
+    if (!(await waitFor(() => this.linkExists("dom0", vif), 10_000))) throw new Error(`TAP ${vif} not found in dom0\n${this.daemonLog()}`);
+    await this.moveLink("dom0", vif, node, "eth0");
+    await this.configureHost(node, "eth0", ip4);
+  }
+
   async link(node: string, ifname: string): Promise<LinkInfo | undefined> {
     const r = await this.ip(node, ["-j", "link", "show", "dev", ifname], { check: false });
     if (r.code !== 0) return undefined;
