@@ -368,6 +368,13 @@ export class Lab {
     writeFileSync(this.configPath, typeof doc === "string" ? doc : JSON.stringify(doc, null, 2) + "\n");
   }
 
+  /** A daemon alone in namespace dom0 (made here): `config` plus this lab's control socket, written and started. */
+  async daemonInDom0(config: object): Promise<Background> {
+    await this.addNs("dom0");
+    this.writeConfig({ control_socket: this.socketPath, ...config });
+    return this.startDaemon("dom0");
+  }
+
   /**
    * Start `node dist/cli/main.js daemon --config FILE` inside a node's namespace (`ip netns exec` execs, so the PID is
    * the daemon's) and wait for its control socket. Throws with the daemon's log when it exits or times out first.
