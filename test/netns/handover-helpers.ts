@@ -4,19 +4,7 @@
 import { appendFileSync } from "node:fs";
 import { CLI_MAIN, type Background, destroyLab, Lab, waitFor } from "./helpers.js";
 
-/**
- * The topology every handover test starts from: namespaces dom0 (IPv6 off, so the daemon's own stack stays off the
- * bridge), ext and `others`; a veth peth0 (dom0, up: the uplink) ~~ eth0 (ext, addressed extIp).
- */
-export async function uplinkLab(tag: string, others: string[], extIp: string): Promise<Lab> {
-  const lab = new Lab(tag);
-  for (const node of ["dom0", "ext", ...others]) await lab.addNs(node);
-  await lab.exec("dom0", ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
-  await lab.addVeth("dom0", "peth0", "ext", "eth0");
-  await lab.ip("dom0", ["link", "set", "dev", "peth0", "up"]);
-  await lab.configureHost("ext", "eth0", extIp);
-  return lab;
-}
+export { uplinkLab } from "./helpers.js";
 
 /**
  * dom0 with two TAPs moved into vm1 and vm2 (addressed `ips`), pinging each other; `extra` top-level config keys,

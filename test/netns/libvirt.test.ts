@@ -21,7 +21,7 @@ import { existsSync, chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Background, Lab, run, waitFor } from "./helpers.js";
+import { type Background, type Lab, run, uplinkLab, waitFor } from "./helpers.js";
 import { BOOT_TIMEOUT_MS, Guest, type GuestPrep, NOBODY, SocketConsole, copyImage, docSnippet, guestToHost, prepareGuest } from "./qemu-helpers.js";
 import type { BridgeStats, MacEntry, ShowBridge } from "../support/json-shapes.js";
 
@@ -76,12 +76,7 @@ describe.skipIf(!prep.ok)("libvirt domains on tapbridge (issue 23)" + (prep.ok ?
       chownSync(join(dir, d), NOBODY, NOBODY);
     }
     image = copyImage(dir);
-    lab = new Lab("libvirt");
-    for (const node of ["dom0", "ext"]) await lab.addNs(node);
-    await lab.exec("dom0", ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
-    await lab.addVeth("dom0", "peth0", "ext", "eth0");
-    await lab.ip("dom0", ["link", "set", "dev", "peth0", "up"]);
-    await lab.configureHost("ext", "eth0", IP.ext);
+    lab = await uplinkLab("libvirt", [], IP.ext);
     lab.writeConfig({
       control_socket: lab.socketPath,
       bridges: [{
