@@ -31,16 +31,16 @@ export class LearnRing extends SpscRing {
 
   /** Producer: appends one entry; false (and counted) when the ring is full. */
   push(kind: number, hi: number, lo: number, arg: number, key = 0): boolean {
-    const head = this.claim();
-    if (head < 0) return false;
-    const w = (head & this.mask) * ENTRY_WORDS;
+    const slot = this.claim();
+    if (slot < 0) return false;
+    const w = slot * ENTRY_WORDS;
     const e = this.entries;
     e[w] = kind;
     e[w + 1] = hi;
     e[w + 2] = lo;
     e[w + 3] = arg;
     e[w + 4] = key;
-    this.publish(head);
+    this.publish();
     return true;
   }
 

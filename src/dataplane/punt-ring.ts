@@ -48,9 +48,9 @@ export class PuntRing extends SpscRing {
       this.countDrop();
       return false;
     }
-    const head = this.claim();
-    if (head < 0) return false;
-    const slot = (head & this.mask) * SLOT_BYTES;
+    const index = this.claim();
+    if (index < 0) return false;
+    const slot = index * SLOT_BYTES;
     const w = slot >> 2;
     const words = this.words;
     words[w] = port;
@@ -64,7 +64,7 @@ export class PuntRing extends SpscRing {
     const b = this.bytes;
     const d = slot + 4 * SLOT_HEADER_WORDS;
     for (let i = 0; i < len; i++) b[d + i] = slab[off + i];
-    this.publish(head);
+    this.publish();
     return true;
   }
 

@@ -48,7 +48,7 @@ export class SpscRing {
     this.header = new Int32Array(this.buffer, 0, headerWords);
   }
 
-  /** Producer: the entry count to fill at (its slot is head & mask), or -1 (and a drop counted) when the ring is full. */
+  /** Producer: the index (0 .. capacity - 1) of the slot to fill next, or -1 (and a drop counted) when the ring is full. */
   protected claim(): number {
     const h = this.header;
     const head = h[HEAD];
@@ -56,12 +56,13 @@ export class SpscRing {
       Atomics.add(h, DROPPED, 1);
       return -1;
     }
-    return head;
+    return head & this.mask;
   }
 
-  /** Producer: publishes the entry claim() returned, once its slot is filled. */
-  protected publish(head: number): void {
-    Atomics.store(this.header, HEAD, (head + 1) | 0);
+  /** Producer: publishes the slot claim() returned, once it is filled. */
+  protected publish(): void {
+    const h = this.header;
+    Atomics.store(h, HEAD, (h[HEAD] + 1) | 0);
     this.unsignalled++;
   }
 
