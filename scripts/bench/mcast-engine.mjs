@@ -109,30 +109,6 @@ function unicastLoad(s) {
   };
 }
 
-/** IPv4 UDP from port 0 to the GROUPS groups in turn (checksums irrelevant for data). */
-function multicastLoad(s) {
-  const frames = 1024;
-  const slab = new Uint8Array(frames * SLOT);
-  const batches = [];
-  for (let b = 0; b < frames / BATCH; b++) {
-    const desc = new Int32Array(3 * BATCH);
-    for (let i = 0; i < BATCH; i++) {
-      const k = b * BATCH + i;
-      const off = k * SLOT + 4 + VNET;
-      const g = (0xef010000 + (k % GROUPS)) >>> 0;
-      desc[3 * i] = off;
-      desc[3 * i + 1] = 60;
-      slab.set([0x01, 0x00, 0x5e, (g >>> 16) & 0x7f, (g >>> 8) & 0xff, g & 0xff, 0x02, 0, 0, 0, 0, 0x09, 0x08, 0x00], off);
-      slab.set([0x45, 0, 0, 46, 0, 0, 0, 0, 1, 17, 0, 0, 198, 18, 0, 9, g >>> 24, (g >>> 16) & 0xff, (g >>> 8) & 0xff, g & 0xff], off + 14);
-    }
-    batches.push(desc);
-  }
-  return () => {
-    for (let b = 0; b < frames / BATCH; b++) s.bridge.receive(s.ports[0], slab, batches[b], BATCH);
-    return frames;
-  };
-}
-
 function csum16(buf, off, len) {
   let s = 0;
   for (let i = 0; i < len; i += 2) s += (buf[off + i] << 8) | buf[off + i + 1];
@@ -140,8 +116,11 @@ function csum16(buf, off, len) {
   return ~s & 0xffff;
 }
 
-/** As multicastLoad, but every 8th frame an IGMPv2 report (from port 0) for one of the groups. */
-function mixedLoad(s) {
+/**
+ * IPv4 UDP from port 0 to the GROUPS groups in turn (checksums irrelevant for data); with `reportEvery` > 0, every
+ * reportEvery-th frame an IGMPv2 report (from port 0) for one of the groups instead, its checksums set.
+ */
+function groupLoad(s, reportEvery) {
   const frames = 1024;
   const slab = new Uint8Array(frames * SLOT);
   const batches = [];
@@ -151,14 +130,16 @@ function mixedLoad(s) {
       const k = b * BATCH + i;
       const off = k * SLOT + 4 + VNET;
       const g = (0xef010000 + (k % GROUPS)) >>> 0;
-      const report = k % 8 === 0;
+      const report = reportEvery > 0 && k % reportEvery === 0;
       desc[3 * i] = off;
       desc[3 * i + 1] = 60;
       slab.set([0x01, 0x00, 0x5e, (g >>> 16) & 0x7f, (g >>> 8) & 0xff, g & 0xff, 0x02, 0, 0, 0, 0, 0x09, 0x08, 0x00], off);
       slab.set([0x45, 0, 0, report ? 28 : 46, 0, 0, 0, 0, 1, report ? 2 : 17, 0, 0, 198, 18, 0, 9, g >>> 24, (g >>> 16) & 0xff, (g >>> 8) & 0xff, g & 0xff], off + 14);
-      const ip = csum16(slab, off + 14, 20);
-      slab[off + 24] = ip >>> 8;
-      slab[off + 25] = ip & 0xff;
+      if (reportEvery > 0) {
+        const ip = csum16(slab, off + 14, 20);
+        slab[off + 24] = ip >>> 8;
+        slab[off + 25] = ip & 0xff;
+      }
       if (report) {
         slab.set([0x16, 0, 0, 0, g >>> 24, (g >>> 16) & 0xff, (g >>> 8) & 0xff, g & 0xff], off + 34);
         const c = csum16(slab, off + 34, 8);
@@ -172,6 +153,16 @@ function mixedLoad(s) {
     for (let b = 0; b < frames / BATCH; b++) s.bridge.receive(s.ports[0], slab, batches[b], BATCH);
     return frames;
   };
+}
+
+/** IPv4 UDP from port 0 to the GROUPS groups in turn. */
+function multicastLoad(s) {
+  return groupLoad(s, 0);
+}
+
+/** As multicastLoad, but every 8th frame an IGMPv2 report (from port 0) for one of the groups. */
+function mixedLoad(s) {
+  return groupLoad(s, 8);
 }
 
 /** A worker's engine: snooping with a copy of `main`'s MDB and a punt ring (drained by `drain()`). */
@@ -191,6 +182,26 @@ function workerSetup(main, nports) {
 function cpuMs() {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
+}
+
+/**
+ * One million frames of `pass` after 1500 warm-up passes; the frames run and the GCs that started meanwhile
+ * (0: nothing allocated per frame). `before()` runs after the warm-up, right before the measured passes.
+ */
+async function gcsOverMillion(pass, before = () => {}) {
+  for (let i = 0; i < 1500; i++) pass();
+  const gcs = [];
+  const obs = new PerformanceObserver((l) => gcs.push(...l.getEntries()));
+  obs.observe({ entryTypes: ['gc'] });
+  if (typeof globalThis.gc === 'function') globalThis.gc();
+  before();
+  const t0 = performance.now();
+  let n = 0;
+  while (n < 1_000_000) n += pass();
+  const t1 = performance.now();
+  await new Promise((r) => setTimeout(r, 200));
+  obs.disconnect();
+  return { n, gcs: gcs.filter((e) => e.startTime >= t0 && e.startTime <= t1).length };
 }
 
 /** Interleaved slices of each mode's pass; the best rate (frames per CPU second) of each. */
@@ -219,19 +230,7 @@ const mc = interleaved({ flood: multicastLoad(setup(5, false)), mdb: multicastLo
 console.log(`  IPv4 multicast stream to ${GROUPS} groups, 5 ports: snooping off (flooded to 4) ${(mc.flood / 1e6).toFixed(2)} M decisions/s, ` +
   `on (to the one member) ${(mc.mdb / 1e6).toFixed(2)} M`);
 {
-  const pass = multicastLoad(on);
-  for (let i = 0; i < 1500; i++) pass();
-  const gcs = [];
-  const obs = new PerformanceObserver((l) => gcs.push(...l.getEntries()));
-  obs.observe({ entryTypes: ['gc'] });
-  if (typeof globalThis.gc === 'function') globalThis.gc();
-  const t0 = performance.now();
-  let n = 0;
-  while (n < 1_000_000) n += pass();
-  const t1 = performance.now();
-  await new Promise((r) => setTimeout(r, 200));
-  obs.disconnect();
-  const during = gcs.filter((e) => e.startTime >= t0 && e.startTime <= t1).length;
+  const { n, gcs: during } = await gcsOverMillion(multicastLoad(on));
   console.log(`  allocation: ${n.toLocaleString('en')} multicast frames through the MDB after warm-up: ${during} GCs ` +
     `(${during === 0 ? 'PASS: nothing allocated per frame' : 'FAIL'})`);
 }
@@ -246,19 +245,10 @@ console.log(`  IPv4 multicast stream to ${GROUPS} groups, 5 ports: snooping off 
     w.drain();
     return n;
   };
-  for (let i = 0; i < 1500; i++) pass();
-  const gcs = [];
-  const obs = new PerformanceObserver((l) => gcs.push(...l.getEntries()));
-  obs.observe({ entryTypes: ['gc'] });
-  if (typeof globalThis.gc === 'function') globalThis.gc();
-  const pushed0 = w.ring.pushed;
-  const t0 = performance.now();
-  let n = 0;
-  while (n < 1_000_000) n += pass();
-  const t1 = performance.now();
-  await new Promise((r) => setTimeout(r, 200));
-  obs.disconnect();
-  const during = gcs.filter((e) => e.startTime >= t0 && e.startTime <= t1).length;
+  let pushed0 = 0;
+  const { n, gcs: during } = await gcsOverMillion(pass, () => {
+    pushed0 = w.ring.pushed;
+  });
   const punted = w.ring.pushed - pushed0;
   console.log(`  allocation (worker): ${n.toLocaleString('en')} frames, ${punted.toLocaleString('en')} reports punted ` +
     `(${w.ring.dropped} dropped): ${during} GCs (${during === 0 && punted > 0 ? 'PASS: nothing allocated per frame' : 'FAIL'})`);

@@ -2,16 +2,12 @@
 // advertisements), for the main thread's MDB and querier (src/bridge/mcast.ts, McastPunt). The worker forwards the
 // frame itself; the main thread only learns from it.
 //
-// Single producer (one worker), single consumer (the main thread), over one SharedArrayBuffer:
-//   header  Int32Array: [0] head (entries written, producer), [1] tail (entries read, consumer),
-//                       [2] dropped (ring full, or the frame longer than a slot), [3] signal (bumped by the
-//                       producer after a batch it pushed to), [4] oversize (of dropped: longer than a slot)
+// Single producer (one worker), single consumer (the main thread), over one SharedArrayBuffer (the index protocol,
+// header words [0..3] and drop count are SpscRing's, spsc-ring.ts):
+//   header  [4] oversize (of dropped: the frame longer than a slot)
 //   slots   SLOT_BYTES each: SLOT_HEADER_WORDS int32 words (port id, port key, vid, length, ethertype, dstHi,
 //           dstLo, payload offset), then the frame's bytes (at most SLOT_FRAME_BYTES)
-// The producer fills a slot, then publishes it with Atomics.store(head); the consumer reads slots up to
-// Atomics.load(head) and releases each with Atomics.store(tail) after its callback returned (the callback reads
-// the frame in place). head and tail count entries forever (int32 wrap-around is harmless: only their difference
-// is used, and it never exceeds the capacity).
+// The consumer releases each slot after its callback returned (the callback reads the frame in place).
 // A full ring drops and counts: the frame was forwarded already; a host repeats its report at the next query.
 //
 // Memory: capacity x SLOT_BYTES per (worker, bridge): PUNT_RING_SLOTS (128) x 2 KiB = 256 KiB.
@@ -19,12 +15,9 @@
 
 import type { EthernetHeader } from '../frame/ethernet.js';
 import type { McastPunt } from '../bridge/mcast.js';
+import { SPSC_HEADER_WORDS, SpscRing } from './spsc-ring.js';
 
-const HEAD = 0;
-const TAIL = 1;
-const DROPPED = 2;
-const SIGNAL = 3;
-const OVERSIZE = 4;
+const OVERSIZE = SPSC_HEADER_WORDS;
 const HEADER_WORDS = 8;
 /** Bytes per slot, and of them the frame's. */
 export const SLOT_BYTES = 2048;
@@ -37,49 +30,27 @@ export interface PuntSink {
     dstLo: number, payloadOffset: number): void;
 }
 
-export class PuntRing {
-  readonly buffer: SharedArrayBuffer;
-  readonly capacity: number;
-  private readonly header: Int32Array;
+export class PuntRing extends SpscRing {
   private readonly words: Int32Array;
   private readonly bytes: Uint8Array;
-  private readonly mask: number;
-  /** producer side: entries pushed since the last signal */
-  private unsignalled = 0;
 
   /** A new ring of `capacity` slots (a power of two), or a view of an existing one's buffer. */
   constructor(capacityOrBuffer: number | SharedArrayBuffer) {
-    if (typeof capacityOrBuffer === 'number') {
-      const c = capacityOrBuffer;
-      if (!Number.isInteger(c) || c < 2 || (c & (c - 1)) !== 0) throw new RangeError('capacity must be a power of two >= 2');
-      this.buffer = new SharedArrayBuffer(4 * HEADER_WORDS + SLOT_BYTES * c);
-    } else {
-      this.buffer = capacityOrBuffer;
-    }
-    this.capacity = (this.buffer.byteLength - 4 * HEADER_WORDS) / SLOT_BYTES;
-    if (!Number.isInteger(this.capacity) || this.capacity < 2 || (this.capacity & (this.capacity - 1)) !== 0) {
-      throw new RangeError(`not a punt ring buffer (${this.buffer.byteLength} bytes)`);
-    }
-    this.mask = this.capacity - 1;
-    this.header = new Int32Array(this.buffer, 0, HEADER_WORDS);
+    super(capacityOrBuffer, HEADER_WORDS, SLOT_BYTES, 'punt ring');
     this.words = new Int32Array(this.buffer, 4 * HEADER_WORDS);
     this.bytes = new Uint8Array(this.buffer, 4 * HEADER_WORDS);
   }
 
   /** Producer: appends one frame; false (and counted) when the ring is full or the frame longer than a slot. */
   push(port: number, portKey: number, vid: number, slab: Uint8Array, off: number, len: number, hdr: EthernetHeader): boolean {
-    const h = this.header;
     if (len > SLOT_FRAME_BYTES || len < 0) {
-      Atomics.add(h, OVERSIZE, 1);
-      Atomics.add(h, DROPPED, 1);
+      Atomics.add(this.header, OVERSIZE, 1);
+      this.countDrop();
       return false;
     }
-    const head = h[HEAD];
-    if (((head - Atomics.load(h, TAIL)) | 0) >= this.capacity) {
-      Atomics.add(h, DROPPED, 1);
-      return false;
-    }
-    const slot = (head & this.mask) * SLOT_BYTES;
+    const index = this.claim();
+    if (index < 0) return false;
+    const slot = index * SLOT_BYTES;
     const w = slot >> 2;
     const words = this.words;
     words[w] = port;
@@ -93,24 +64,14 @@ export class PuntRing {
     const b = this.bytes;
     const d = slot + 4 * SLOT_HEADER_WORDS;
     for (let i = 0; i < len; i++) b[d + i] = slab[off + i];
-    Atomics.store(h, HEAD, (head + 1) | 0);
-    this.unsignalled++;
+    this.publish();
     return true;
-  }
-
-  /** Producer: wakes the consumer when something was pushed since the last call (once per batch). */
-  signal(): void {
-    if (this.unsignalled === 0) return;
-    this.unsignalled = 0;
-    Atomics.add(this.header, SIGNAL, 1);
-    Atomics.notify(this.header, SIGNAL);
   }
 
   /** Consumer: hands every published frame to `sink`, releasing each after its call; returns how many. */
   drain(sink: PuntSink): number {
-    const h = this.header;
-    const head = Atomics.load(h, HEAD);
-    let tail = h[TAIL];
+    const head = this.published();
+    let tail = this.consumed();
     const words = this.words;
     let n = 0;
     while (tail !== head) {
@@ -123,34 +84,15 @@ export class PuntRing {
         }
       } finally {
         tail = (tail + 1) | 0;
-        Atomics.store(h, TAIL, tail);
+        this.release(tail);
       }
       n++;
     }
     return n;
   }
 
-  /** Consumer: the Int32Array and index to wait on. */
-  get signalWord(): [Int32Array, number] {
-    return [this.header, SIGNAL];
-  }
-
-  get dropped(): number {
-    return Atomics.load(this.header, DROPPED);
-  }
-
   get oversize(): number {
     return Atomics.load(this.header, OVERSIZE);
-  }
-
-  /** Frames pushed since the ring was made. */
-  get pushed(): number {
-    return Atomics.load(this.header, HEAD) >>> 0;
-  }
-
-  /** Frames published and not yet drained. */
-  get pending(): number {
-    return (Atomics.load(this.header, HEAD) - Atomics.load(this.header, TAIL)) | 0;
   }
 }
 

@@ -286,20 +286,75 @@ export class PacketPort implements PortIo {
 }
 
 /**
+ * What a vhost-user port and a data worker's peer of it share (the addon objects RawVhostUser, RawVhostUserPeer): the
+ * registered tx queue and counters, reading into this thread's RX slab, sending, closing once.
+ */
+abstract class VhostUserSurface<Raw extends RawVhostUser | RawVhostUserPeer> implements PortIo {
+  readonly tx = new Uint32Array(4 * RX_BUDGET);
+  readonly counters = new Float64Array(PortCounter.Count);
+  protected readonly raw: Raw;
+  protected closed = false;
+  private onRx: ((count: number) => void) | null = null;
+  private onError: ErrorCallback | null = null;
+
+  /** `raw` was made after RxSlab.get() (the slab exists before the addon object). */
+  protected constructor(raw: Raw) {
+    this.raw = raw;
+    raw.setTx(this.tx);
+    raw.setCounters(this.counters);
+  }
+
+  get name(): string {
+    return this.raw.name;
+  }
+
+  get kind(): 'vhost-user' {
+    return 'vhost-user';
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  start(onBatch: (slab: Uint8Array, desc: Int32Array, count: number) => void, onError: ErrorCallback): void {
+    const slab = RxSlab.get();
+    this.onRx = (count) => onBatch(slab.bytes, slab.desc, count);
+    this.onError = onError;
+    this.raw.start(this.onRx, onError);
+  }
+
+  resume(): void {
+    if (!this.closed && this.onRx !== null && this.onError !== null) this.raw.start(this.onRx, this.onError);
+  }
+
+  stop(): void {
+    if (!this.closed) this.raw.stop();
+  }
+
+  send(count: number): number {
+    return this.raw.send(count);
+  }
+
+  readSocketDrops(): number {
+    return 0;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.raw.close();
+  }
+}
+
+/**
  * A vhost-user port (src/native/vhost-user.cc) with the PacketPort surface the daemon and the engine use: its batches
  * land in the same RX slab, its tx queue is the same (off, len, op, arg) array. The protocol runs on the main thread;
  * with data workers a worker may read the guest's TX ring (`rxHandle` stops and resumes the main thread's reading of
  * it) and every worker sends through a VhostUserPeer.
  */
-export class VhostUserIo implements PortIo {
-  readonly tx = new Uint32Array(4 * RX_BUDGET);
-  readonly counters = new Float64Array(PortCounter.Count);
+export class VhostUserIo extends VhostUserSurface<RawVhostUser> {
   readonly socket: string;
   readonly mode: 'client' | 'server';
-  private readonly raw: RawVhostUser;
-  private closed = false;
-  private onRx: ((count: number) => void) | null = null;
-  private onError: ErrorCallback | null = null;
   /**
    * What the data plane stops and resumes (src/dataplane/dataplane.ts RxIo): only the main thread's reading of the
    * guest's TX ring (rxAway), never the connection; one object per port (the data plane keys its state by it).
@@ -307,12 +362,9 @@ export class VhostUserIo implements PortIo {
   readonly rxHandle: { readonly fd: number; readonly kind: 'vhost-user'; readonly device: number; readonly isClosed: boolean; stop(): void; resume(): void };
 
   constructor(name: string, socket: string, mode: 'client' | 'server', onState: VhostUserStateCallback) {
-    RxSlab.get();
+    super(VhostUserIo.open(name, socket, mode, onState));
     this.socket = socket;
     this.mode = mode;
-    this.raw = loadAddon().openVhostUser(name, socket, mode, onState);
-    this.raw.setTx(this.tx);
-    this.raw.setCounters(this.counters);
     const io = this;
     const raw = this.raw;
     this.rxHandle = {
@@ -325,8 +377,9 @@ export class VhostUserIo implements PortIo {
     };
   }
 
-  get name(): string {
-    return this.raw.name;
+  private static open(name: string, socket: string, mode: 'client' | 'server', onState: VhostUserStateCallback): RawVhostUser {
+    RxSlab.get();
+    return loadAddon().openVhostUser(name, socket, mode, onState);
   }
 
   /** The connection's socket fd, -1 while not connected or once closed. */
@@ -336,14 +389,6 @@ export class VhostUserIo implements PortIo {
 
   get ifindex(): number {
     return 0;
-  }
-
-  get kind(): 'vhost-user' {
-    return 'vhost-user';
-  }
-
-  get isClosed(): boolean {
-    return this.closed;
   }
 
   /** client mode: 0 when connected, else the errno of the attempt. */
@@ -367,21 +412,6 @@ export class VhostUserIo implements PortIo {
     this.raw.adoptHandover(h.fds, h.state);
   }
 
-  start(onBatch: (slab: Uint8Array, desc: Int32Array, count: number) => void, onError: ErrorCallback): void {
-    const slab = RxSlab.get();
-    this.onRx = (count) => onBatch(slab.bytes, slab.desc, count);
-    this.onError = onError;
-    this.raw.start(this.onRx, onError);
-  }
-
-  resume(): void {
-    if (!this.closed && this.onRx !== null && this.onError !== null) this.raw.start(this.onRx, this.onError);
-  }
-
-  stop(): void {
-    if (!this.closed) this.raw.stop();
-  }
-
   /**
    * QoS (src/bridge/qos.ts): held, the guest's TX ring is not read (its frames wait in the guest, whose driver stops
    * its queue when the ring is full); released, it is read again unless stop() holds it. Frames to the guest and the
@@ -390,84 +420,17 @@ export class VhostUserIo implements PortIo {
   holdRx(held: boolean): void {
     if (!this.closed) this.raw.holdRx(held);
   }
-
-  send(count: number): number {
-    return this.raw.send(count);
-  }
-
-  readSocketDrops(): number {
-    return 0;
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.raw.close();
-  }
 }
+
 /**
  * A data worker's copy of a vhost-user port (src/native/vhost-user.cc, VhostUserPeer): the PacketPort surface over
  * the main thread's port's rings, with this thread's slab, tx queue and counters.
  */
-export class VhostUserPeer implements PortIo {
-  readonly tx = new Uint32Array(4 * RX_BUDGET);
-  readonly counters = new Float64Array(PortCounter.Count);
-  private readonly raw: RawVhostUserPeer;
-  private closed = false;
-  private onRx: ((count: number) => void) | null = null;
-  private onError: ErrorCallback | null = null;
-
-  private constructor(raw: RawVhostUserPeer) {
-    this.raw = raw;
-    raw.setTx(this.tx);
-    raw.setCounters(this.counters);
-  }
-
+export class VhostUserPeer extends VhostUserSurface<RawVhostUserPeer> {
   /** The peer of the open port whose RawVhostUser.device is `device`; throws when that port is gone. */
   static adopt(device: number, name: string): VhostUserPeer {
     RxSlab.get();
     return new VhostUserPeer(loadAddon().adoptVhostUser(device, name));
-  }
-
-  get name(): string {
-    return this.raw.name;
-  }
-
-  get kind(): 'vhost-user' {
-    return 'vhost-user';
-  }
-
-  get isClosed(): boolean {
-    return this.closed;
-  }
-
-  start(onBatch: (slab: Uint8Array, desc: Int32Array, count: number) => void, onError: ErrorCallback): void {
-    const slab = RxSlab.get();
-    this.onRx = (count) => onBatch(slab.bytes, slab.desc, count);
-    this.onError = onError;
-    this.raw.start(this.onRx, onError);
-  }
-
-  resume(): void {
-    if (!this.closed && this.onRx !== null && this.onError !== null) this.raw.start(this.onRx, this.onError);
-  }
-
-  stop(): void {
-    if (!this.closed) this.raw.stop();
-  }
-
-  send(count: number): number {
-    return this.raw.send(count);
-  }
-
-  readSocketDrops(): number {
-    return 0;
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.raw.close();
   }
 }
 

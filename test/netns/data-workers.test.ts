@@ -206,15 +206,12 @@ describe.skipIf(!support.ok)("data_workers: 3, addif and delif" + skipNote, () =
 
   beforeAll(async () => {
     lab = new Lab("dworkers3");
-    await lab.addNs("dom0");
-    lab.writeConfig({
-      control_socket: lab.socketPath,
+    await lab.daemonInDom0({
       data_workers: 3,
       // daemon-made TAPs left in dom0: the test looks at who reads them, not at traffic; IGMP/MLD snooping keeps a
       // bridge on the main thread (its MDB is not shared with workers): off here
       bridges: [{ name: BRIDGE, multicast_snooping: false, ports: PORTS.map((name) => ({ name })) }],
     });
-    await lab.startDaemon("dom0");
   }, 90_000);
 
   afterAll(() => destroyLab(lab));

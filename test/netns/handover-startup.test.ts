@@ -12,10 +12,10 @@
 //
 //   vm1..vm2 eth0 (TAPs, were vif1.0..vif2.0) 198.18.4.1-2 --- dom0: tapbridge xenbr0
 
-import { appendFileSync, existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { destroyLab, CLI_MAIN, Lab, canRunNetns, waitFor, type Background } from "./helpers.js";
-import { pingSummary, takeover } from "./handover-helpers.js";
+import { pingSummary, spawnTakeover, takeover, tapLab as tapLabOf } from "./handover-helpers.js";
 
 const support = canRunNetns();
 const skipNote = support.ok ? "" : ` (skipped: ${support.reason})`;
@@ -23,35 +23,7 @@ const skipNote = support.ok ? "" : ` (skipped: ${support.reason})`;
 const BRIDGE = "xenbr0";
 const IP = { vm1: "198.18.4.1", vm2: "198.18.4.2" };
 
-/** dom0 with two TAPs moved into vm1 and vm2, addressed, pinging each other. */
-async function tapLab(tag: string, extra: Record<string, unknown> = {}, env?: NodeJS.ProcessEnv): Promise<Lab> {
-  const lab = new Lab(tag);
-  for (const node of ["dom0", "vm1", "vm2"]) {
-    await lab.addNs(node);
-    await lab.exec(node, ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
-  }
-  // with data workers, snooping off: IGMP/MLD snooping (on by default) keeps a bridge's ports on the main thread
-  const snooping = Number(extra.data_workers ?? 1) > 1 ? { multicast_snooping: false } : {};
-  lab.writeConfig({ control_socket: lab.socketPath, ...extra, bridges: [{ name: BRIDGE, ...snooping, ports: [{ name: "vif1.0" }, { name: "vif2.0" }] }] });
-  await lab.startDaemon("dom0", 20_000, env);
-  for (const [vif, vm] of [["vif1.0", "vm1"], ["vif2.0", "vm2"]] as const) {
-    if (!(await waitFor(() => lab.linkExists("dom0", vif), 10_000))) throw new Error(`TAP ${vif} not found\n${lab.daemonLog()}`);
-    await lab.moveLink("dom0", vif, vm, "eth0");
-    await lab.configureHost(vm, "eth0", IP[vm]);
-  }
-  const r = await lab.pingUntil("vm1", IP.vm2, 10_000);
-  if (!r.ok) throw new Error(`vm1 -> vm2 before the test: ${r.output}\n${lab.daemonLog()}`);
-  return lab;
-}
-
-/** `daemon --takeover` in dom0 with extra environment variables; its output goes to the lab's daemon log too. */
-function spawnTakeover(lab: Lab, env: NodeJS.ProcessEnv): Background {
-  const bg = lab.spawn("dom0", [process.execPath, CLI_MAIN, "daemon", "--takeover", "--config", lab.configPath], "tapbridge daemon --takeover",
-    { env: { ...process.env, ...env } });
-  bg.child.stdout?.on("data", (d: string) => appendFileSync(lab.daemonLogPath, d));
-  bg.child.stderr?.on("data", (d: string) => appendFileSync(lab.daemonLogPath, d));
-  return bg;
-}
+const tapLab = (tag: string, extra: Record<string, unknown> = {}, env?: NodeJS.ProcessEnv): Promise<Lab> => tapLabOf(tag, IP, extra, env);
 
 const out = (bg: Background): string => bg.stdout + bg.stderr;
 

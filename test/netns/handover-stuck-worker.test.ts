@@ -11,17 +11,15 @@
 //   vm1, vm2 eth0 (TAPs, were vif1.0, vif2.0) 198.18.14.1-2 --- dom0: tapbridge xenbr0, data_workers 2
 //   (the main thread reads vif1.0, worker 1 reads vif2.0)
 
-import { appendFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call } from "../../src/control/client.js";
-import { CLI_MAIN, canRunNetns, destroyLab, Lab, waitFor } from "./helpers.js";
-import { takeover } from "./handover-helpers.js";
+import { canRunNetns, destroyLab, type Lab, waitFor } from "./helpers.js";
+import { spawnTakeover, takeover, tapLab } from "./handover-helpers.js";
 
 const support = canRunNetns();
 if (!support.ok) console.warn(`netns tests skipped: ${support.reason}`);
 const skipNote = support.ok ? "" : ` (skipped: ${support.reason})`;
 
-const BRIDGE = "xenbr0";
 const IP = { vm1: "198.18.14.1", vm2: "198.18.14.2" };
 
 interface WorkerRow { id: number; alive: boolean; ports: string[]; terminated: boolean }
@@ -32,24 +30,8 @@ describe.skipIf(!support.ok)("a stuck data worker and the handover" + skipNote, 
   const show = async (): Promise<DataWorkersShow> => (await call(lab.socketPath, "data_workers.show", {}, 20_000)) as DataWorkersShow;
 
   beforeAll(async () => {
-    lab = new Lab("hostuck");
-    for (const node of ["dom0", "vm1", "vm2"]) {
-      await lab.addNs(node);
-      await lab.exec(node, ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
-    }
-    // snooping off: it keeps a bridge's ports on the main thread
-    lab.writeConfig({
-      control_socket: lab.socketPath, data_workers: 2,
-      bridges: [{ name: BRIDGE, multicast_snooping: false, ports: [{ name: "vif1.0" }, { name: "vif2.0" }] }],
-    });
-    await lab.startDaemon("dom0", 20_000, { TAPBRIDGE_TEST_WORKER_STUCK: "1" });
-    for (const [vif, vm] of [["vif1.0", "vm1"], ["vif2.0", "vm2"]] as const) {
-      if (!(await waitFor(() => lab.linkExists("dom0", vif), 10_000))) throw new Error(`TAP ${vif} not found\n${lab.daemonLog()}`);
-      await lab.moveLink("dom0", vif, vm, "eth0");
-      await lab.configureHost(vm, "eth0", IP[vm]);
-    }
-    const r = await lab.pingUntil("vm1", IP.vm2, 10_000);
-    if (!r.ok) throw new Error(`vm1 -> vm2 before the test: ${r.output}\n${lab.daemonLog()}`);
+    // snooping off (tapLab, with data workers): it keeps a bridge's ports on the main thread
+    lab = await tapLab("hostuck", IP, { data_workers: 2 }, { TAPBRIDGE_TEST_WORKER_STUCK: "1" });
   }, 90_000);
 
   afterAll(() => destroyLab(lab));
@@ -57,9 +39,7 @@ describe.skipIf(!support.ok)("a stuck data worker and the handover" + skipNote, 
   it("a takeover while worker 1 does not acknowledge the pause is refused: the new daemon exits 1 naming it, the old one forwards on", async () => {
     const before = await show();
     expect(before.workers[1].ports).toEqual(["vif2.0"]);
-    const bg = lab.spawn("dom0", [process.execPath, CLI_MAIN, "daemon", "--takeover", "--config", lab.configPath], "tapbridge daemon --takeover");
-    bg.child.stdout?.on("data", (d: string) => appendFileSync(lab.daemonLogPath, d));
-    bg.child.stderr?.on("data", (d: string) => appendFileSync(lab.daemonLogPath, d));
+    const bg = spawnTakeover(lab);
     // it exits, or (without the check) it takes over and the old daemon exits
     await waitFor(() => !bg.running || !lab.daemon!.running, 30_000, 50);
     const out = bg.stdout + bg.stderr;

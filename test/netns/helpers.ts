@@ -292,6 +292,13 @@ export class Lab {
     if (newName && newName !== ifname) await this.ip(toNode, ["link", "set", "dev", ifname, "name", newName]);
   }
 
+  /** Waits (up to 10 s) for the daemon's TAP `vif` in dom0, moves it into `node` as eth0 and addresses it `ip4`. */
+  async takeTap(vif: string, node: string, ip4: string): Promise<void> {
+    if (!(await waitFor(() => this.linkExists("dom0", vif), 10_000))) throw new Error(`TAP ${vif} not found in dom0\n${this.daemonLog()}`);
+    await this.moveLink("dom0", vif, node, "eth0");
+    await this.configureHost(node, "eth0", ip4);
+  }
+
   async link(node: string, ifname: string): Promise<LinkInfo | undefined> {
     const r = await this.ip(node, ["-j", "link", "show", "dev", ifname], { check: false });
     if (r.code !== 0) return undefined;
@@ -359,6 +366,13 @@ export class Lab {
   writeConfig(config: object | string): void {
     const doc = typeof config === "string" || "state_dir" in config ? config : { ...config, state_dir: this.stateDir };
     writeFileSync(this.configPath, typeof doc === "string" ? doc : JSON.stringify(doc, null, 2) + "\n");
+  }
+
+  /** A daemon alone in namespace dom0 (made here): `config` plus this lab's control socket, written and started. */
+  async daemonInDom0(config: object): Promise<Background> {
+    await this.addNs("dom0");
+    this.writeConfig({ control_socket: this.socketPath, ...config });
+    return this.startDaemon("dom0");
   }
 
   /**
@@ -495,6 +509,25 @@ export class Lab {
   }
 }
 
+/**
+ * The topology the handover, QEMU and libvirt tests start from: namespaces dom0 (IPv6 off, so the daemon's own stack
+ * stays off the bridge), ext and `others`; a veth peth0 (dom0, up: the uplink) ~~ eth0 (ext, addressed extIp).
+ */
+export async function uplinkLab(tag: string, others: string[], extIp: string): Promise<Lab> {
+  const lab = new Lab(tag);
+  try {
+    for (const node of ["dom0", "ext", ...others]) await lab.addNs(node);
+    await lab.exec("dom0", ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
+    await lab.addVeth("dom0", "peth0", "ext", "eth0");
+    await lab.ip("dom0", ["link", "set", "dev", "peth0", "up"]);
+    await lab.configureHost("ext", "eth0", extIp);
+  } catch (err) {
+    await lab.destroy();
+    throw err;
+  }
+  return lab;
+}
+
 /** The afterAll of a suite: destroys its lab and fails the suite if any of the lab's namespaces is left. */
 export async function destroyLab(lab: Lab | undefined): Promise<void> {
   if (!lab) return;
@@ -505,22 +538,29 @@ export async function destroyLab(lab: Lab | undefined): Promise<void> {
 // ------------------------------------------------------------------------------------------------ python helpers
 // Small programs run with python3 inside namespaces. Each prints one JSON line at the end (and "ready" once listening).
 
-/** TCP receiver: accept one connection on ADDR PORT, read to EOF, print {"bytes": n, "sha256": hex}. */
+/**
+ * TCP receiver: accept one connection on ADDR PORT, read to EOF, print {"bytes": n, "sha256": hex}; with a fourth
+ * argument "timed", also "seconds" (accept to EOF).
+ */
 export const PY_TCP_RECEIVER = String.raw`
-import hashlib, json, socket, sys
+import hashlib, json, socket, sys, time
 addr, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+timed = len(sys.argv) > 4 and sys.argv[4] == "timed"
 srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind((addr, port)); srv.listen(1); srv.settimeout(timeout)
 print("ready", flush=True)
 conn, peer = srv.accept(); conn.settimeout(timeout)
-h = hashlib.sha256(); n = 0
+t0 = time.monotonic(); h = hashlib.sha256(); n = 0
 while True:
     b = conn.recv(1 << 20)
     if not b: break
     h.update(b); n += len(b)
+dt = time.monotonic() - t0
 conn.close()
-print(json.dumps({"bytes": n, "sha256": h.hexdigest()}), flush=True)
+out = {"bytes": n, "sha256": h.hexdigest()}
+if timed: out["seconds"] = dt
+print(json.dumps(out), flush=True)
 `;
 
 /** What tcpTransfer saw: both sides' byte counts and digests, and a diagnostic text for failed expectations. */

@@ -21,7 +21,7 @@ import { existsSync, chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Background, Lab, run, waitFor } from "./helpers.js";
+import { type Background, type Lab, run, uplinkLab, waitFor } from "./helpers.js";
 import { BOOT_TIMEOUT_MS, Guest, type GuestPrep, NOBODY, SocketConsole, copyImage, docSnippet, guestToHost, prepareGuest } from "./qemu-helpers.js";
 import type { BridgeStats, MacEntry, ShowBridge } from "../support/json-shapes.js";
 
@@ -76,12 +76,7 @@ describe.skipIf(!prep.ok)("libvirt domains on tapbridge (issue 23)" + (prep.ok ?
       chownSync(join(dir, d), NOBODY, NOBODY);
     }
     image = copyImage(dir);
-    lab = new Lab("libvirt");
-    for (const node of ["dom0", "ext"]) await lab.addNs(node);
-    await lab.exec("dom0", ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
-    await lab.addVeth("dom0", "peth0", "ext", "eth0");
-    await lab.ip("dom0", ["link", "set", "dev", "peth0", "up"]);
-    await lab.configureHost("ext", "eth0", IP.ext);
+    lab = await uplinkLab("libvirt", [], IP.ext);
     lab.writeConfig({
       control_socket: lab.socketPath,
       bridges: [{
@@ -172,6 +167,16 @@ describe.skipIf(!prep.ok)("libvirt domains on tapbridge (issue 23)" + (prep.ok ?
     return guest;
   }
 
+  /** The port comes up, the guest (at `ip`, `mac`) and ext ping each other, and the port learns the guest's MAC. */
+  async function expectGuestOnPort(guest: Guest, port: string, ip: string, mac: string): Promise<void> {
+    expect(await waitFor(async () => (await portState(port)) === "up", 30_000, 500), lab.daemonLog()).toBe(true);
+    expect(await guest.pingUntil(IP.ext), `${guest.tail()}\n${lab.daemonLog()}`).toBe(true);
+    const p = await guest.ping(IP.ext, 5);
+    expect(p.ok, p.out).toBe(true);
+    expect((await lab.ping("ext", ip, 3)).ok).toBe(true);
+    expect(await learnedOn(mac, port)).toBe(true);
+  }
+
   async function shutdown(name: string): Promise<void> {
     const d = await virsh(["destroy", name]);
     expect(d.code, d.stderr).toBe(0);
@@ -181,12 +186,7 @@ describe.skipIf(!prep.ok)("libvirt domains on tapbridge (issue 23)" + (prep.ok ?
     const snippet = docSnippet("vhost-user.md", "libvirt-vhostuser");
     expect(snippet.split(DOC_SOCKET).length, `docs/vhost-user.md's snippet names ${DOC_SOCKET} once`).toBe(2);
     const guest = await boot(`${lab.prefix}-vhost`, snippet.replace(DOC_SOCKET, vhostSock()), IP.vhost);
-    expect(await waitFor(async () => (await portState("vif3.0")) === "up", 30_000, 500), lab.daemonLog()).toBe(true);
-    expect(await guest.pingUntil(IP.ext), `${guest.tail()}\n${lab.daemonLog()}`).toBe(true);
-    const p = await guest.ping(IP.ext, 5);
-    expect(p.ok, p.out).toBe(true);
-    expect((await lab.ping("ext", IP.vhost, 3)).ok).toBe(true);
-    expect(await learnedOn(MAC.vhost, "vif3.0")).toBe(true);
+    await expectGuestOnPort(guest, "vif3.0", IP.vhost, MAC.vhost);
     await shutdown(`${lab.prefix}-vhost`);
   }, BOOT_TIMEOUT_MS + 60_000);
 
@@ -197,12 +197,7 @@ describe.skipIf(!prep.ok)("libvirt domains on tapbridge (issue 23)" + (prep.ok ?
     expect(await portState("vif7.0")).toBe("down");
     const name = `${lab.prefix}-eth`;
     const guest = await boot(name, docSnippet("qemu-libvirt.md", "libvirt-ethernet"), IP.ethernet);
-    expect(await waitFor(async () => (await portState("vif7.0")) === "up", 30_000, 500), lab.daemonLog()).toBe(true);
-    expect(await guest.pingUntil(IP.ext), `${guest.tail()}\n${lab.daemonLog()}`).toBe(true);
-    const p = await guest.ping(IP.ext, 5);
-    expect(p.ok, p.out).toBe(true);
-    expect((await lab.ping("ext", IP.ethernet, 3)).ok).toBe(true);
-    expect(await learnedOn(MAC.ethernet, "vif7.0")).toBe(true);
+    await expectGuestOnPort(guest, "vif7.0", IP.ethernet, MAC.ethernet);
     // libvirt opened the TAP with IFF_VNET_HDR (virtio model), so QEMU offered TSO to the guest: its TCP super-frames
     // cross vif7.0 (without a vnet header on QEMU's fd the guest would send MSS-sized frames only)
     const gsoBefore = await gsoPackets("vif7.0");

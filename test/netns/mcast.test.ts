@@ -117,6 +117,34 @@ interface Count {
   reports: number;
 }
 
+/** Per member host, when it leaves (s) and how long it keeps counting after (s); absent: it joins and stays. */
+type Members = Record<string, { leaveAt?: number; grace?: number }>;
+
+/**
+ * Counters in h1..h4 for `secs`, members joining; after 1.5 s (and `between`), src (at `srcAddr`) sends `count`
+ * datagrams to `group`; each host's count.
+ */
+async function countStream(lab: Lab, srcAddr: string, group: string, members: Members, count: number, secs: number,
+  between?: () => Promise<void>): Promise<Record<string, Count>> {
+  const counters = HOSTS.filter((h) => h !== "src").map((h) => {
+    const m = members[h];
+    const argv = [PYTHON, "-c", PY_COUNT, group, String(secs), m !== undefined ? "1" : "0", String(m?.leaveAt ?? 0), String(m?.grace ?? 0)];
+    return [h, lab.spawn(h, argv, `counter ${h}`)] as const;
+  });
+  for (const [, c] of counters) await c.waitForOutput("ready");
+  await sleep(1500);
+  if (between !== undefined) await between();
+  await lab.exec("src", [PYTHON, "-c", PY_SEND, group, srcAddr, String(count), "0.004"], { timeoutMs: 30_000 });
+  const out: Record<string, Count> = {};
+  for (const [h, c] of counters) {
+    await c.wait(secs * 1000 + 10_000);
+    const last = c.stdout.trim().split("\n").pop() ?? "";
+    if (!last.startsWith("{")) throw new Error(`counter ${h}: ${c.stdout} ${c.stderr}\n${lab.daemonLog(30)}`);
+    out[h] = JSON.parse(last) as Count;
+  }
+  return out;
+}
+
 describe.skipIf(!support.ok)("IGMP/MLD snooping with kernel hosts" + skipNote, () => {
   let lab: Lab;
 
@@ -170,25 +198,8 @@ describe.skipIf(!support.ok)("IGMP/MLD snooping with kernel hosts" + skipNote, (
   };
 
   /** Counters in each host for `secs`, members joining; the sender sends `count` datagrams after 1.5 s. */
-  const stream = async (group: string, members: Record<string, { leaveAt?: number; grace?: number }>, count: number, secs: number): Promise<Record<string, Count>> => {
-    const counters = HOSTS.filter((h) => h !== "src").map((h) => {
-      const m = members[h];
-      const argv = [PYTHON, "-c", PY_COUNT, group, String(secs), m !== undefined ? "1" : "0", String(m?.leaveAt ?? 0), String(m?.grace ?? 0)];
-      return [h, lab.spawn(h, argv, `counter ${h}`)] as const;
-    });
-    for (const [, c] of counters) await c.waitForOutput("ready");
-    await sleep(1500);
-    const src = group.includes(":") ? IP6.src : IP.src;
-    await lab.exec("src", [PYTHON, "-c", PY_SEND, group, src, String(count), "0.004"], { timeoutMs: 30_000 });
-    const out: Record<string, Count> = {};
-    for (const [h, c] of counters) {
-      await c.wait(secs * 1000 + 10_000);
-      const last = c.stdout.trim().split("\n").pop() ?? "";
-      if (!last.startsWith("{")) throw new Error(`counter ${h}: ${c.stdout} ${c.stderr}\n${lab.daemonLog(30)}`);
-      out[h] = JSON.parse(last) as Count;
-    }
-    return out;
-  };
+  const stream = (group: string, members: Members, count: number, secs: number): Promise<Record<string, Count>> =>
+    countStream(lab, group.includes(":") ? IP6.src : IP.src, group, members, count, secs);
 
   const cases = [
     { name: "IGMPv2", igmp: 2, mld: 0, group: "239.22.0.2" },
@@ -415,27 +426,8 @@ describe.skipIf(!support.ok)("IGMP/MLD snooping with data_workers: 2" + skipNote
   };
 
   /** Counters in h1..h4 for `secs`, members joining; src sends `count` datagrams after 1.5 s; `between` runs first. */
-  const stream = async (group: string, members: Record<string, { leaveAt?: number; grace?: number }>, count: number, secs: number,
-    between?: () => Promise<void>): Promise<Record<string, Count>> => {
-    const counters = ORDER.filter((h) => h !== "src").map((h) => {
-      const m = members[h];
-      const argv = [PYTHON, "-c", PY_COUNT, group, String(secs), m !== undefined ? "1" : "0", String(m?.leaveAt ?? 0), String(m?.grace ?? 0)];
-      return [h, lab.spawn(h, argv, `counter ${h}`)] as const;
-    });
-    for (const [, c] of counters) await c.waitForOutput("ready");
-    await sleep(1500);
-    if (between !== undefined) await between();
-    const src = group.includes(":") ? IPW6.src : IPW.src;
-    await lab.exec("src", [PYTHON, "-c", PY_SEND, group, src, String(count), "0.004"], { timeoutMs: 30_000 });
-    const out: Record<string, Count> = {};
-    for (const [h, c] of counters) {
-      await c.wait(secs * 1000 + 10_000);
-      const last = c.stdout.trim().split("\n").pop() ?? "";
-      if (!last.startsWith("{")) throw new Error(`counter ${h}: ${c.stdout} ${c.stderr}\n${lab.daemonLog(30)}`);
-      out[h] = JSON.parse(last) as Count;
-    }
-    return out;
-  };
+  const stream = (group: string, members: Members, count: number, secs: number, between?: () => Promise<void>): Promise<Record<string, Count>> =>
+    countStream(lab, group.includes(":") ? IPW6.src : IPW.src, group, members, count, secs, between);
 
   it("data_workers.show: the worker reads the sender's port and h3's, with snooping on", async () => {
     const w = await workers();

@@ -13,7 +13,7 @@ import { execFileSync } from "node:child_process";
 import { chmodSync, copyFileSync, existsSync, readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { delimiter, join } from "node:path";
-import { type Background, type Lab, PY_TCP_SENDER, PYTHON, REPO_ROOT, canRunNetns, sleep, waitFor } from "./helpers.js";
+import { type Background, type Lab, PY_TCP_RECEIVER, PY_TCP_SENDER, PYTHON, REPO_ROOT, canRunNetns, sleep, waitFor } from "./helpers.js";
 
 export const BUILD_IMAGE = join(REPO_ROOT, "scripts/guest/build-image.sh");
 export const IMAGE_DIR = process.env.TAPBRIDGE_GUEST_DIR ?? join(REPO_ROOT, "test/.tmp/guest");
@@ -241,25 +241,6 @@ export class ProcessGuest extends Guest {
 
 // ------------------------------------------------------------------------------------------------ TCP transfers
 
-/** TCP receiver with timing: accept one connection, read to EOF, print {"bytes", "sha256", "seconds"} (accept to EOF). */
-export const PY_TIMED_RECEIVER = String.raw`
-import hashlib, json, socket, sys, time
-addr, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((addr, port)); srv.listen(1); srv.settimeout(timeout)
-print("ready", flush=True)
-conn, peer = srv.accept(); conn.settimeout(timeout)
-t0 = time.monotonic(); h = hashlib.sha256(); n = 0
-while True:
-    b = conn.recv(1 << 20)
-    if not b: break
-    h.update(b); n += len(b)
-dt = time.monotonic() - t0
-conn.close()
-print(json.dumps({"bytes": n, "sha256": h.hexdigest(), "seconds": dt}), flush=True)
-`;
-
 export interface GuestTransfer {
   /** Bytes the receiver counted. */
   bytes: number;
@@ -272,7 +253,7 @@ export interface GuestTransfer {
 
 /** The guest sends mb MiB of random data with busybox nc to a Python receiver in node at addr:port. */
 export async function guestToHost(guest: Guest, lab: Lab, node: string, addr: string, port: number, mb: number): Promise<GuestTransfer> {
-  const rx = lab.spawn(node, [PYTHON, "-c", PY_TIMED_RECEIVER, addr, String(port), "90"], `tcp receiver ${node}`);
+  const rx = lab.spawn(node, [PYTHON, "-c", PY_TCP_RECEIVER, addr, String(port), "90", "timed"], `tcp receiver ${node}`);
   await rx.waitForOutput("ready", 10_000);
   const r = await guest.run(
     `dd if=/dev/urandom of=/tmp/blob bs=1048576 count=${mb} 2>/dev/null && sha256sum /tmp/blob && timeout 90 nc ${addr} ${port} </tmp/blob && echo sent`,

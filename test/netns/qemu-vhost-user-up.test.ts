@@ -15,7 +15,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab, PYTHON, REPO_ROOT, canRunNetns, run, waitFor } from "./helpers.js";
+import { type Lab, PYTHON, REPO_ROOT, canRunNetns, run, uplinkLab, waitFor } from "./helpers.js";
 import { ProcessGuest, appendLine, copyImage, prepareGuest } from "./qemu-helpers.js";
 import type { ShowBridge } from "../support/json-shapes.js";
 
@@ -64,13 +64,8 @@ describe.skipIf(!support.ok)("scripts/qemu-vhost-user-up and -down" + (support.o
   }
 
   beforeAll(async () => {
-    lab = new Lab("vhost-up");
+    lab = await uplinkLab("vhost-up", [], IP.ext);
     sock = join(lab.dir, "vif3.0.sock");
-    for (const node of ["dom0", "ext"]) await lab.addNs(node);
-    await lab.exec("dom0", ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
-    await lab.addVeth("dom0", "peth0", "ext", "eth0");
-    await lab.ip("dom0", ["link", "set", "dev", "peth0", "up"]);
-    await lab.configureHost("ext", "eth0", IP.ext);
     lab.writeConfig({
       control_socket: lab.socketPath,
       bridges: [{ name: BRIDGE, uplink: { interface: "peth0" }, ports: [{ name: "vif9.0", kind: "tap" }] }],

@@ -16,7 +16,7 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab, waitFor } from "./helpers.js";
+import { type Lab, uplinkLab, waitFor } from "./helpers.js";
 import { takeover } from "./handover-helpers.js";
 import { BOOT_TIMEOUT_MS, ProcessGuest, appendLine, copyImage, guestToHost, hostToGuest, prepareGuest } from "./qemu-helpers.js";
 import type { BridgeStats, ShowBridge } from "../support/json-shapes.js";
@@ -46,13 +46,8 @@ describe.skipIf(!prep.ok)("QEMU guest on a vhost-user port (issue 23)" + skipNot
     imgDir = mkdtempSync(join(tmpdir(), "tapbridge-vhost-img-"));
     chmodSync(imgDir, 0o755);
     const { kernel, initrd } = copyImage(imgDir);
-    lab = new Lab("qemu-vhost");
+    lab = await uplinkLab("qemu-vhost", [], IP.ext);
     sock = join(lab.dir, "vif3.0.sock");
-    for (const node of ["dom0", "ext"]) await lab.addNs(node);
-    await lab.exec("dom0", ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1"]);
-    await lab.addVeth("dom0", "peth0", "ext", "eth0");
-    await lab.ip("dom0", ["link", "set", "dev", "peth0", "up"]);
-    await lab.configureHost("ext", "eth0", IP.ext);
     const udhcpd = join(lab.dir, "udhcpd.conf");
     writeFileSync(udhcpd, [
       "start 198.18.24.100", "end 198.18.24.109", "interface eth0", `lease_file ${join(lab.dir, "udhcpd.leases")}`,

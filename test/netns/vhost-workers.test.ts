@@ -263,9 +263,7 @@ describe.skipIf(pmdReason !== "")("testpmd at full rate through a data worker, f
 
   beforeAll(async () => {
     lab = new Lab("vhost-wk-pmd");
-    await lab.addNs("dom0");
-    lab.writeConfig({
-      control_socket: lab.socketPath,
+    await lab.daemonInDom0({
       data_workers: 2,
       // first port to the main thread, the second to worker 1
       bridges: [{ name: "br0", multicast_snooping: false, ports: [
@@ -273,7 +271,6 @@ describe.skipIf(pmdReason !== "")("testpmd at full rate through a data worker, f
         { name: "tx", kind: "vhost-user", socket: join(lab.dir, "tx.sock"), mode: "server" },
       ] }],
     });
-    await lab.startDaemon("dom0");
   }, 30_000);
 
   afterAll(async () => {
