@@ -121,6 +121,14 @@ export interface VhostUserInfo {
   rejected: number;
   kicks: number;
   notifies: number;
+  /** descriptors one receive batch may walk (vhost-user.cc kDescBudgetPerBatch) */
+  descBudget: number;
+  /** receive batches and send() calls that stopped on their descriptor budget (the rest waited for the next wakeup) */
+  descBudgetHits: number;
+  /** chains of more than 1024 descriptors, returned unread and dropped (rx_error / tx oversize) */
+  longChains: number;
+  /** the most descriptors one receive batch walked since the port was opened */
+  maxDescPerBatch: number;
   /** the reason of the last disconnect ("" when none) */
   lastError: string;
 }

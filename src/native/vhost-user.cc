@@ -23,6 +23,10 @@
 // and any malformed message closes the connection with a reason (onState 'disconnected'); only this port is
 // affected. Frames longer than 64 KiB are dropped and counted (RxTruncated), not an error.
 //
+// Budget. A chain is walked for at most kMaxChainDescs descriptors (longer: returned unread, frame dropped), one
+// receive batch for at most kDescBudgetPerBatch, one send() for at most kDescBudgetPerSend: a guest's legal but
+// maximal rings (32768 chains of indirect tables of 32768) cost a bounded amount of work per wakeup.
+//
 // Notifications. Kicks: with EVENT_IDX avail_event is set to the next expected index only when queue 1 is drained;
 // without it VRING_USED_F_NO_NOTIFY is set while a batch runs and cleared before sleeping, each followed by one more
 // look at the avail index. Calls: EVENT_IDX's used_event, else VRING_AVAIL_F_NO_INTERRUPT.
@@ -96,6 +100,16 @@ constexpr size_t kMaxFds = 8;
 constexpr size_t kMaxRegions = 8;
 constexpr uint32_t kMaxQueueSize = 32768;
 constexpr int kMessagesPerWakeup = 64;
+// Descriptor budgets: what one wakeup may cost the daemon, whatever the guest posts. A chain walks at most
+// kMaxChainDescs descriptors (an indirect descriptor and its table's entries each count; Linux's vhost-net stops at
+// UIO_MAXIOV, 1024, too); a longer chain (legal up to the table size) is returned to the guest unread and dropped
+// (RxErrors / TxOversize, info().longChains). A receive batch starts a chain only while kDescBudgetPerBatch -
+// walked >= kMaxChainDescs, so one batch walks at most kDescBudgetPerBatch descriptors; the rest waits for the next
+// wakeup (info().descBudgetHits). send() walks at most kDescBudgetPerSend in the same way (then TxFull).
+constexpr uint32_t kMaxChainDescs = 1024;
+constexpr uint32_t kDescBudgetPerBatch = 4096;
+constexpr uint32_t kDescBudgetPerSend = 16384;
+static_assert(kMaxChainDescs <= kDescBudgetPerBatch && kMaxChainDescs <= kDescBudgetPerSend, "a chain fits a budget");
 
 // virtio feature bits
 constexpr uint64_t F_CSUM = 1ull << 0;
@@ -306,12 +320,15 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
     const VringDesc* table;
     uint32_t size;
     uint32_t idx;
-    uint32_t steps;
+    uint32_t steps;   // descriptors read from the current table (a loop check)
+    uint32_t walked;  // descriptors read in all (the ring's and an indirect table's), <= kMaxChainDescs
     bool indirect;
     bool more;
+    bool tooLong;  // stopped at kMaxChainDescs with descriptors left: not an error, the frame is dropped
   };
   bool ChainBegin(Vring& vq, uint16_t head, Chain* c);
-  // Next buffer of the chain into *d (checked); false at the end or on an error (broken_ set).
+  // Next buffer of the chain into *d (checked); false at the end, at kMaxChainDescs (c->tooLong) or on an error
+  // (broken_ set). Each descriptor read counts in descWalked_.
   bool ChainNext(Vring& vq, Chain* c, VringDesc* d, bool writable);
   void HandleKick();
   uint32_t ReadBatch();
@@ -372,6 +389,11 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
 
   // statistics for info()
   double connects_ = 0, protocolErrors_ = 0, kicks_ = 0, notifies_ = 0, rejected_ = 0;
+  // descriptor budget: what the running batch (ReadBatch) or send() walked and may walk; batches that stopped on it,
+  // chains dropped at kMaxChainDescs, the most descriptors one receive batch walked
+  uint32_t descWalked_ = 0, descBudget_ = 0;
+  bool DescBudgetLeft() const { return descWalked_ + kMaxChainDescs <= descBudget_; }
+  double descBudgetHits_ = 0, longChains_ = 0, maxDescPerBatch_ = 0;
   std::string lastError_;
 };
 
@@ -1291,13 +1313,22 @@ bool VhostUserPort::ChainBegin(Vring& vq, uint16_t head, Chain* c) {
   c->size = vq.num;
   c->idx = head;
   c->steps = 0;
+  c->walked = 0;
   c->indirect = false;
   c->more = true;
+  c->tooLong = false;
   return true;
 }
 
 bool VhostUserPort::ChainNext(Vring& vq, Chain* c, VringDesc* out, bool writable) {
   if (!c->more) return false;
+  if (c->walked >= kMaxChainDescs) {
+    c->tooLong = true;
+    c->more = false;
+    return false;
+  }
+  c->walked++;
+  descWalked_++;  // the caller started this chain with DescBudgetLeft()
   VringDesc d;
   std::memcpy(&d, const_cast<const VringDesc*>(c->table + c->idx), sizeof d);  // read once
   if (++c->steps > c->size) {
@@ -1331,6 +1362,13 @@ bool VhostUserPort::ChainNext(Vring& vq, Chain* c, VringDesc* out, bool writable
     c->idx = 0;
     c->steps = 1;
     c->indirect = true;
+    if (c->walked >= kMaxChainDescs) {
+      c->tooLong = true;
+      c->more = false;
+      return false;
+    }
+    c->walked++;
+    descWalked_++;
     std::memcpy(&d, const_cast<const VringDesc*>(c->table), sizeof d);
     if (d.flags & VRING_DESC_F_INDIRECT) {
       Fail("nested indirect descriptor");
@@ -1395,6 +1433,8 @@ uint32_t VhostUserPort::ReadBatch() {
   uint32_t count = 0;
   uint32_t consumed = 0;
   bool more = false;
+  descWalked_ = 0;
+  descBudget_ = kDescBudgetPerBatch;
   // awake: the guest need not kick for chains it posts while this batch runs (cleared before going back to sleep)
   if (!(features_ & F_EVENT_IDX)) StoreRelease16(vq.usedFlags(), VRING_USED_F_NO_NOTIFY);
   for (;;) {
@@ -1422,13 +1462,19 @@ uint32_t VhostUserPort::ReadBatch() {
       more = true;
       break;
     }
+    if (!DescBudgetLeft()) {
+      // the next chain might not fit: it waits for the next wakeup
+      descBudgetHits_++;
+      more = true;
+      break;
+    }
     uint16_t head = vq.avail[2 + (vq.lastAvail & mask)];
     Chain c;
     if (!ChainBegin(vq, head, &c)) break;
     // [vnet hdr 10][frame]: the guest's header (10 or 12 bytes) is copied through hdrBuf
     uint8_t hdrBuf[12];
     size_t got = 0;  // bytes of header + frame seen
-    bool tooLong = false;
+    bool oversize = false;  // longer than kMaxFrame
     VringDesc d;
     uint8_t* const frame = slab + pos + kVnetHdrLen;
     while (ChainNext(vq, &c, &d, false)) {
@@ -1446,9 +1492,9 @@ uint32_t VhostUserPort::ReadBatch() {
       }
       if (len == 0) continue;
       size_t off = got - hdrLen;
-      if (tooLong || off + len > kMaxFrame) {
+      if (oversize || off + len > kMaxFrame) {
         // the rest is only range-checked
-        tooLong = true;
+        oversize = true;
         if (!GuestRangeOk(addr, len)) {
           Fail("queue 1: buffer 0x%llx+%u outside the memory table", static_cast<unsigned long long>(addr), len);
           break;
@@ -1469,7 +1515,12 @@ uint32_t VhostUserPort::ReadBatch() {
     ue[1] = 0;
     vq.lastUsed++;
     consumed++;
-    if (tooLong) {
+    if (c.tooLong) {
+      longChains_++;
+      ctr[RxErrors] += 1;
+      continue;
+    }
+    if (oversize) {
       ctr[RxTruncated] += 1;
       continue;
     }
@@ -1486,6 +1537,7 @@ uint32_t VhostUserPort::ReadBatch() {
     count++;
     pos = Align16(pos + kVnetHdrLen + (got - hdrLen));
   }
+  maxDescPerBatch_ = std::max<double>(maxDescPerBatch_, descWalked_);
   if (consumed > 0 && !broken_) {
     StoreRelease16(vq.usedIdx(), vq.lastUsed);
     Notify(vq);
@@ -1560,6 +1612,12 @@ int VhostUserPort::SendOne(const uint8_t* hdrIn, const struct iovec* pieces, int
       vq.lastAvail = savedAvail;
       return pending == 0 ? TxFull : TxOversize;
     }
+    if (!DescBudgetLeft()) {
+      // this send() walked its budget: the rest of the batch is not offered to the guest
+      descBudgetHits_++;
+      vq.lastAvail = savedAvail;
+      return TxFull;
+    }
     uint16_t head = vq.avail[2 + (vq.lastAvail & mask)];
     Chain c;
     if (!ChainBegin(vq, head, &c)) return TxOther;
@@ -1613,6 +1671,12 @@ int VhostUserPort::SendOne(const uint8_t* hdrIn, const struct iovec* pieces, int
       }
     }
     if (broken_) return TxOther;
+    if (c.tooLong && done < total) {
+      // a receive chain of more than kMaxChainDescs descriptors is not filled further
+      longChains_++;
+      vq.lastAvail = savedAvail;
+      return TxOversize;
+    }
     volatile uint32_t* ue = vq.usedElem(static_cast<uint16_t>(vq.lastUsed + nbufs));
     ue[0] = head;
     ue[1] = chainBytes;
@@ -1652,6 +1716,8 @@ Napi::Value VhostUserPort::Send(const Napi::CallbackInfo& info) {
   const size_t slabLen = data_->slabLen;
   uint32_t accepted = 0;
   const uint16_t usedBefore = vq.lastUsed;
+  descWalked_ = 0;
+  descBudget_ = kDescBudgetPerSend;
   for (uint32_t i = 0; i < count && !broken_; i++) {
     const uint32_t* e = tx_ + 4 * i;
     const size_t off = e[0], len = e[1];
@@ -1989,6 +2055,10 @@ Napi::Value VhostUserPort::Info(const Napi::CallbackInfo& info) {
   o.Set("rejected", Napi::Number::New(env, rejected_));
   o.Set("kicks", Napi::Number::New(env, kicks_));
   o.Set("notifies", Napi::Number::New(env, notifies_));
+  o.Set("descBudget", Napi::Number::New(env, kDescBudgetPerBatch));
+  o.Set("descBudgetHits", Napi::Number::New(env, descBudgetHits_));
+  o.Set("longChains", Napi::Number::New(env, longChains_));
+  o.Set("maxDescPerBatch", Napi::Number::New(env, maxDescPerBatch_));
   o.Set("lastError", Napi::String::New(env, lastError_));
   return o;
 }
