@@ -45,6 +45,7 @@
 // that allows it is sealed with F_SEAL_SHRINK here, QEMU's memory-backend-memfd seals its own.
 #include "vhost-user.h"
 #include "busypoll.h"
+#include "vnet.h"
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
@@ -146,33 +147,6 @@ struct VringDesc {
 };
 static_assert(sizeof(VringDesc) == 16, "virtq_desc is 16 bytes");
 
-// virtio_net_hdr: 0 flags, 1 gso_type, 2 hdr_len, 4 gso_size, 6 csum_start, 8 csum_offset, [10 num_buffers]
-constexpr uint8_t VNET_F_NEEDS_CSUM = 1;
-constexpr uint8_t VNET_F_DATA_VALID = 2;
-constexpr uint8_t GSO_TCPV4 = 1;
-constexpr uint8_t GSO_UDP = 3;
-constexpr uint8_t GSO_TCPV6 = 4;
-constexpr uint8_t GSO_ECN = 0x80;
-constexpr size_t kMinFrame = 14;
-
-inline size_t Align16(size_t v) { return (v + (kSlotAlign - 1)) & ~(kSlotAlign - 1); }
-inline uint16_t Ld16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-inline void St16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
-
-// As port.cc: a tag pushed or popped in front of the L3 header moves csum_start and hdr_len.
-inline void AdjustVnetHdr(uint8_t* h, int delta) {
-  if (h[0] & VNET_F_NEEDS_CSUM) {
-    uint16_t cs = Ld16(h + 6);
-    if (delta > 0 || cs >= static_cast<uint16_t>(-delta)) St16(h + 6, static_cast<uint16_t>(cs + delta));
-  }
-  uint16_t hl = Ld16(h + 2);
-  if (hl != 0 && (delta > 0 || hl > static_cast<uint16_t>(-delta))) St16(h + 2, static_cast<uint16_t>(hl + delta));
-}
-
 inline uint16_t LoadAcquire16(const volatile uint16_t* p) {
   return __atomic_load_n(const_cast<const uint16_t*>(p), __ATOMIC_ACQUIRE);
 }
@@ -240,19 +214,6 @@ void SetNonBlocking(int fd) {
   if (fl >= 0 && !(fl & O_NONBLOCK)) ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-// One's complement sum of a byte range (RFC 1071), folded later.
-uint32_t CsumAdd(uint32_t sum, const uint8_t* p, size_t n, bool odd) {
-  size_t i = 0;
-  if (odd && n > 0) {
-    sum += p[0];
-    i = 1;
-  }
-  for (; i + 1 < n; i += 2) sum += (static_cast<uint32_t>(p[i]) << 8) | p[i + 1];
-  if (i < n) sum += static_cast<uint32_t>(p[i]) << 8;
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return sum;
-}
-
 }  // namespace
 
 class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
@@ -286,6 +247,11 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   // connection
   void Adopt(int fd);
   void Disconnect(const std::string& reason);
+  // close(), the destructor: every ring, region, fd and handle of the connection (not the listening fd)
+  void ReleaseAll();
+  // onRx/onError/onState are let go once closed and no callback of ours runs
+  void DropCallbacksIfClosed();
+  void PollKick();
   void Fail(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
   void Emit(const char* type, const std::string& detail, bool up);
   void UpdateLink();
@@ -297,6 +263,10 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   void HandleMessage();
   bool Reply(uint32_t request, const void* payload, uint32_t size);
   bool ReplyU64(uint32_t request, uint64_t v) { return Reply(request, &v, 8); }
+  uint32_t MessageSize() const;
+  bool MessageOk(const char* what, uint32_t minSize);
+  bool VringMessage(const char* what, uint32_t minSize, bool fileIndex, uint32_t* idx);
+  bool OfferedBits(const char* what, uint64_t offered, uint64_t* out);
   void ClearFds();
   int TakeFd();  // first received fd, or -1
   void ResetRings();
@@ -311,6 +281,10 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   bool GuestRead(uint8_t* dst, uint64_t gpa, uint32_t len);
   bool GuestWrite(uint64_t gpa, const uint8_t* src, uint32_t len);
   bool GuestRangeOk(uint64_t gpa, uint64_t len) const;
+  const Region* RegionOf(uint64_t addr, bool uva) const;
+  // Calls piece(host, n) for each part of [gpa, gpa+len) in one region, in order; false when a byte is outside.
+  template <typename Piece>
+  bool GuestSpan(uint64_t gpa, uint64_t len, Piece piece) const;
   // From send(): the connection is closed on the next loop iteration, never inside the engine's batch.
   void DisconnectLater();
   static void OnDeferTimer(uv_timer_t* t);
@@ -442,6 +416,11 @@ VhostUserPort::VhostUserPort(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
 
 VhostUserPort::~VhostUserPort() {
   closed_ = true;
+  ReleaseAll();
+  CloseFd(&listenFd_);
+}
+
+void VhostUserPort::ReleaseAll() {
   ResetRings();
   UnmapRegions();
   ClearFds();
@@ -449,34 +428,23 @@ VhostUserPort::~VhostUserPort() {
   FreePoll(&listenPoll_);
   FreeTimer(&deferTimer_);
   CloseFd(&connFd_);
-  CloseFd(&listenFd_);
+}
+
+void VhostUserPort::DropCallbacksIfClosed() {
+  if (!closed_ || inCallback_ != 0) return;
+  onRx_.Reset();
+  onError_.Reset();
+  onState_.Reset();
 }
 
 Napi::Value VhostUserPort::SetTx(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
-      info[0].As<Napi::TypedArray>().ElementLength() < 4) {
-    ThrowType(env, "setTx(tx: Uint32Array) with at least one entry (4 uint32)");
-    return env.Undefined();
-  }
-  Napi::Uint32Array tx = info[0].As<Napi::Uint32Array>();
-  txRef_ = Napi::Persistent(tx);
-  tx_ = tx.Data();
-  txCap_ = tx.ElementLength() / 4;
-  return env.Undefined();
+  BindTx(info, &txRef_, &tx_, &txCap_);
+  return info.Env().Undefined();
 }
 
 Napi::Value VhostUserPort::SetCounters(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-      info[0].As<Napi::TypedArray>().ElementLength() < static_cast<size_t>(CounterCount)) {
-    ThrowType(env, "setCounters(counters: Float64Array) with length >= " + std::to_string(CounterCount));
-    return env.Undefined();
-  }
-  Napi::Float64Array c = info[0].As<Napi::Float64Array>();
-  countersRef_ = Napi::Persistent(c);
-  counters_ = c.Data();
-  return env.Undefined();
+  BindCounters(info, &countersRef_, &counters_);
+  return info.Env().Undefined();
 }
 
 Napi::Value VhostUserPort::Start(const Napi::CallbackInfo& info) {
@@ -494,12 +462,8 @@ Napi::Value VhostUserPort::Start(const Napi::CallbackInfo& info) {
   reading_ = true;
   exported_ = false;
   if (connPoll_ != nullptr) uv_poll_start(connPoll_, UV_READABLE, OnConnPoll);
-  Vring& vq = vq_[1];
-  if (vq.kickPoll != nullptr && !held_) {
-    uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
-    // frames that queued while stopped: come back through the kick
-    if (vq.kick >= 0) eventfd_write(vq.kick, 1);
-  }
+  // frames that queued while stopped come back through the kick
+  if (!held_) PollKick();
   return env.Undefined();
 }
 
@@ -519,15 +483,20 @@ Napi::Value VhostUserPort::HoldRx(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   held_ = held;
-  Vring& vq = vq_[1];
-  if (vq.kickPoll == nullptr) return env.Undefined();
   if (held) {
-    uv_poll_stop(vq.kickPoll);
+    if (vq_[1].kickPoll != nullptr) uv_poll_stop(vq_[1].kickPoll);
   } else if (reading_ && !exported_) {
-    uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
-    if (vq.kick >= 0) eventfd_write(vq.kick, 1);
+    PollKick();
   }
   return env.Undefined();
+}
+
+// Polls queue 1's kick and kicks it once: what the guest posted while it was not polled is read.
+void VhostUserPort::PollKick() {
+  Vring& vq = vq_[1];
+  if (vq.kickPoll == nullptr) return;
+  uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
+  if (vq.kick >= 0) eventfd_write(vq.kick, 1);
 }
 
 Napi::Value VhostUserPort::Stop(const Napi::CallbackInfo& info) {
@@ -541,24 +510,14 @@ Napi::Value VhostUserPort::Stop(const Napi::CallbackInfo& info) {
 Napi::Value VhostUserPort::Close(const Napi::CallbackInfo& info) {
   if (!closed_) {
     closed_ = true;
-    ResetRings();
-    UnmapRegions();
-    ClearFds();
-    FreePoll(&connPoll_);
-    FreePoll(&listenPoll_);
-    FreeTimer(&deferTimer_);
-    CloseFd(&connFd_);
+    ReleaseAll();
     if (listenFd_ >= 0) {
       CloseFd(&listenFd_);
       // only our own socket file: after a takeover the path may already be the new daemon's
       struct stat st;
       if (::lstat(path_.c_str(), &st) == 0 && st.st_ino == boundIno_ && st.st_dev == boundDev_) ::unlink(path_.c_str());
     }
-    if (inCallback_ == 0) {
-      onRx_.Reset();
-      onError_.Reset();
-      onState_.Reset();
-    }
+    DropCallbacksIfClosed();
     txRef_.Reset();
     tx_ = nullptr;
     txCap_ = 0;
@@ -731,11 +690,7 @@ void VhostUserPort::Emit(const char* type, const std::string& detail, bool up) {
   onState_.MakeCallback(Value(), 3, argv, *asyncCtx_);
   HandlePendingException(env);
   inCallback_--;
-  if (closed_ && inCallback_ == 0) {
-    onRx_.Reset();
-    onError_.Reset();
-    onState_.Reset();
-  }
+  DropCallbacksIfClosed();
   Unref();
 }
 
@@ -863,6 +818,62 @@ bool VhostUserPort::Reply(uint32_t request, const void* payload, uint32_t size) 
   return true;
 }
 
+// The current message's payload size (the header's size field).
+uint32_t VhostUserPort::MessageSize() const {
+  uint32_t size;
+  std::memcpy(&size, msg_ + 8, 4);
+  return size;
+}
+
+// A message that needs SET_OWNER first and a payload of at least minSize bytes; false (Fail called) otherwise.
+bool VhostUserPort::MessageOk(const char* what, uint32_t minSize) {
+  if (!owner_) {
+    Fail("%s before SET_OWNER", what);
+    return false;
+  }
+  const uint32_t size = MessageSize();
+  if (size < minSize) {
+    Fail("%s with a payload of %u bytes (needs %u)", what, size, minSize);
+    return false;
+  }
+  return true;
+}
+
+// A queue message (SET_VRING_*, GET_VRING_BASE): MessageOk, and the queue index, from the first u32 of the payload
+// (vring state and address) or from the low byte of its u64 (fileIndex: kick, call, err), is 0 or 1.
+bool VhostUserPort::VringMessage(const char* what, uint32_t minSize, bool fileIndex, uint32_t* idx) {
+  if (!MessageOk(what, minSize)) return false;
+  const uint8_t* p = msg_ + kHdrSize;
+  if (fileIndex) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    *idx = static_cast<uint32_t>(v & kVringIdxMask);
+  } else {
+    std::memcpy(idx, p, 4);
+  }
+  if (*idx >= 2) {
+    Fail("%s for queue %u (this port has queues 0 and 1)", what, *idx);
+    return false;
+  }
+  return true;
+}
+
+// SET_FEATURES / SET_PROTOCOL_FEATURES: a u64 with only offered bits; false (Fail called) otherwise.
+bool VhostUserPort::OfferedBits(const char* what, uint64_t offered, uint64_t* out) {
+  const uint32_t size = MessageSize();
+  if (size < 8) {
+    Fail("%s with a payload of %u bytes (needs 8)", what, size);
+    return false;
+  }
+  std::memcpy(out, msg_ + kHdrSize, 8);
+  if (*out & ~offered) {
+    Fail("%s 0x%llx has bits that were not offered (0x%llx)", what, static_cast<unsigned long long>(*out),
+         static_cast<unsigned long long>(*out & ~offered));
+    return false;
+  }
+  return true;
+}
+
 void VhostUserPort::HandleMessage() {
   uint32_t req, flags, size;
   std::memcpy(&req, msg_, 4);
@@ -874,40 +885,13 @@ void VhostUserPort::HandleMessage() {
     return;
   }
   bool replied = false;
-  auto need = [&](uint32_t n, const char* what) {
-    if (size < n) {
-      Fail("%s with a payload of %u bytes (needs %u)", what, size, n);
-      return false;
-    }
-    return true;
-  };
-  auto needOwner = [&](const char* what) {
-    if (!owner_) {
-      Fail("%s before SET_OWNER", what);
-      return false;
-    }
-    return true;
-  };
-  auto ringIndex = [&](uint32_t idx, const char* what) {
-    if (idx >= 2) {
-      Fail("%s for queue %u (this port has queues 0 and 1)", what, idx);
-      return false;
-    }
-    return true;
-  };
   switch (req) {
     case kGetFeatures:
       replied = ReplyU64(req, kOfferedFeatures);
       break;
     case kSetFeatures: {
-      if (!need(8, "SET_FEATURES")) return;
       uint64_t f;
-      std::memcpy(&f, p, 8);
-      if (f & ~kOfferedFeatures) {
-        Fail("SET_FEATURES 0x%llx has bits that were not offered (0x%llx)", static_cast<unsigned long long>(f),
-             static_cast<unsigned long long>(f & ~kOfferedFeatures));
-        return;
-      }
+      if (!OfferedBits("SET_FEATURES", kOfferedFeatures, &f)) return;
       features_ = f;
       featuresSet_ = true;
       guestHdrLen_ = (f & (F_VERSION_1 | F_MRG_RXBUF)) ? 12 : 10;
@@ -920,13 +904,8 @@ void VhostUserPort::HandleMessage() {
       replied = ReplyU64(req, kOfferedProtocolFeatures);
       break;
     case kSetProtocolFeatures: {
-      if (!need(8, "SET_PROTOCOL_FEATURES")) return;
       uint64_t f;
-      std::memcpy(&f, p, 8);
-      if (f & ~kOfferedProtocolFeatures) {
-        Fail("SET_PROTOCOL_FEATURES 0x%llx has bits that were not offered", static_cast<unsigned long long>(f));
-        return;
-      }
+      if (!OfferedBits("SET_PROTOCOL_FEATURES", kOfferedProtocolFeatures, &f)) return;
       protocolFeatures_ = f;
       break;
     }
@@ -941,7 +920,7 @@ void VhostUserPort::HandleMessage() {
       owner_ = false;
       break;
     case kSetMemTable: {
-      if (!needOwner("SET_MEM_TABLE") || !need(8, "SET_MEM_TABLE")) return;
+      if (!MessageOk("SET_MEM_TABLE", 8)) return;
       uint32_t n;
       std::memcpy(&n, p, 4);
       if (n == 0 || n > kMaxRegions) {
@@ -1022,28 +1001,30 @@ void VhostUserPort::HandleMessage() {
     case kSetLogFd:
       Fail("request %u (dirty logging) was not offered", req);
       return;
-    case kSetVringNum: {
-      if (!needOwner("SET_VRING_NUM") || !need(8, "SET_VRING_NUM")) return;
-      uint32_t idx, num;
-      std::memcpy(&idx, p, 4);
-      std::memcpy(&num, p + 4, 4);
-      if (!ringIndex(idx, "SET_VRING_NUM")) return;
-      if (num == 0 || num > kMaxQueueSize || (num & (num - 1)) != 0) {
-        Fail("SET_VRING_NUM %u for queue %u: not a power of two in 1..%u", num, idx, kMaxQueueSize);
-        return;
-      }
+    case kSetVringNum:
+    case kSetVringBase: {
+      // the state of a stopped queue: its size, or the index its avail ring continues from
+      const char* what = req == kSetVringNum ? "SET_VRING_NUM" : "SET_VRING_BASE";
+      uint32_t idx, v;
+      if (!VringMessage(what, 8, false, &idx)) return;
+      std::memcpy(&v, p + 4, 4);
       if (vq_[idx].started) {
-        Fail("SET_VRING_NUM for running queue %u", idx);
+        Fail("%s for running queue %u", what, idx);
         return;
       }
-      vq_[idx].num = num;
+      if (req == kSetVringBase) {
+        vq_[idx].lastAvail = static_cast<uint16_t>(v);
+      } else if (v == 0 || v > kMaxQueueSize || (v & (v - 1)) != 0) {
+        Fail("SET_VRING_NUM %u for queue %u: not a power of two in 1..%u", v, idx, kMaxQueueSize);
+        return;
+      } else {
+        vq_[idx].num = v;
+      }
       break;
     }
     case kSetVringAddr: {
-      if (!needOwner("SET_VRING_ADDR") || !need(40, "SET_VRING_ADDR")) return;
       uint32_t idx;
-      std::memcpy(&idx, p, 4);
-      if (!ringIndex(idx, "SET_VRING_ADDR")) return;
+      if (!VringMessage("SET_VRING_ADDR", 40, false, &idx)) return;
       Vring& vq = vq_[idx];
       std::memcpy(&vq.descUva, p + 8, 8);
       std::memcpy(&vq.usedUva, p + 16, 8);
@@ -1055,24 +1036,9 @@ void VhostUserPort::HandleMessage() {
       }
       break;
     }
-    case kSetVringBase: {
-      if (!needOwner("SET_VRING_BASE") || !need(8, "SET_VRING_BASE")) return;
-      uint32_t idx, base;
-      std::memcpy(&idx, p, 4);
-      std::memcpy(&base, p + 4, 4);
-      if (!ringIndex(idx, "SET_VRING_BASE")) return;
-      if (vq_[idx].started) {
-        Fail("SET_VRING_BASE for running queue %u", idx);
-        return;
-      }
-      vq_[idx].lastAvail = static_cast<uint16_t>(base);
-      break;
-    }
     case kGetVringBase: {
-      if (!needOwner("GET_VRING_BASE") || !need(8, "GET_VRING_BASE")) return;
       uint32_t idx;
-      std::memcpy(&idx, p, 4);
-      if (!ringIndex(idx, "GET_VRING_BASE")) return;
+      if (!VringMessage("GET_VRING_BASE", 8, false, &idx)) return;
       Vring& vq = vq_[idx];
       uint32_t st[2] = {idx, vq.lastAvail};
       StopRing(vq);
@@ -1083,11 +1049,10 @@ void VhostUserPort::HandleMessage() {
     case kSetVringCall:
     case kSetVringErr: {
       const char* what = req == kSetVringKick ? "SET_VRING_KICK" : req == kSetVringCall ? "SET_VRING_CALL" : "SET_VRING_ERR";
-      if (!needOwner(what) || !need(8, what)) return;
+      uint32_t idx;
+      if (!VringMessage(what, 8, true, &idx)) return;
       uint64_t v;
       std::memcpy(&v, p, 8);
-      uint32_t idx = static_cast<uint32_t>(v & kVringIdxMask);
-      if (!ringIndex(idx, what)) return;
       bool nofd = (v & kVringNoFd) != 0;
       int fd = nofd ? -1 : TakeFd();
       if (!nofd && fd < 0) {
@@ -1114,11 +1079,9 @@ void VhostUserPort::HandleMessage() {
       break;
     }
     case kSetVringEnable: {
-      if (!needOwner("SET_VRING_ENABLE") || !need(8, "SET_VRING_ENABLE")) return;
       uint32_t idx, on;
-      std::memcpy(&idx, p, 4);
+      if (!VringMessage("SET_VRING_ENABLE", 8, false, &idx)) return;
       std::memcpy(&on, p + 4, 4);
-      if (!ringIndex(idx, "SET_VRING_ENABLE")) return;
       vq_[idx].enabled = on != 0;
       if (idx == 1 && on != 0 && vq_[1].kick >= 0) eventfd_write(vq_[1].kick, 1);
       break;
@@ -1156,81 +1119,55 @@ void VhostUserPort::UnmapRegions() {
   memSet_ = false;
 }
 
-uint8_t* VhostUserPort::UvaToHost(uint64_t uva, uint64_t len) const {
+// The region holding address a (a guest physical address, or with uva the frontend's own address), or nullptr.
+const Region* VhostUserPort::RegionOf(uint64_t a, bool uva) const {
   for (size_t i = 0; i < nregions_; i++) {
     const Region& r = regions_[i];
-    if (uva >= r.uva && uva - r.uva < r.size && len <= r.size - (uva - r.uva)) return r.host() + (uva - r.uva);
+    const uint64_t base = uva ? r.uva : r.gpa;
+    if (a >= base && a - base < r.size) return &r;
   }
   return nullptr;
+}
+
+uint8_t* VhostUserPort::UvaToHost(uint64_t uva, uint64_t len) const {
+  const Region* r = RegionOf(uva, true);
+  return r != nullptr && len <= r->size - (uva - r->uva) ? r->host() + (uva - r->uva) : nullptr;
 }
 
 uint8_t* VhostUserPort::GpaToHost(uint64_t gpa, uint64_t len) const {
-  for (size_t i = 0; i < nregions_; i++) {
-    const Region& r = regions_[i];
-    if (gpa >= r.gpa && gpa - r.gpa < r.size && len <= r.size - (gpa - r.gpa)) return r.host() + (gpa - r.gpa);
+  const Region* r = RegionOf(gpa, false);
+  return r != nullptr && len <= r->size - (gpa - r->gpa) ? r->host() + (gpa - r->gpa) : nullptr;
+}
+
+template <typename Piece>
+bool VhostUserPort::GuestSpan(uint64_t gpa, uint64_t len, Piece piece) const {
+  while (len > 0) {
+    const Region* hit = RegionOf(gpa, false);
+    if (hit == nullptr) return false;
+    const uint64_t n = std::min<uint64_t>(hit->size - (gpa - hit->gpa), len);
+    piece(hit->host() + (gpa - hit->gpa), static_cast<size_t>(n));
+    gpa += n;
+    len -= n;
   }
-  return nullptr;
+  return true;
 }
 
 bool VhostUserPort::GuestRead(uint8_t* dst, uint64_t gpa, uint32_t len) {
-  while (len > 0) {
-    const Region* hit = nullptr;
-    for (size_t i = 0; i < nregions_; i++) {
-      const Region& r = regions_[i];
-      if (gpa >= r.gpa && gpa - r.gpa < r.size) {
-        hit = &r;
-        break;
-      }
-    }
-    if (hit == nullptr) return false;
-    uint64_t room = hit->size - (gpa - hit->gpa);
-    uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(room, len));
-    std::memcpy(dst, hit->host() + (gpa - hit->gpa), n);
+  return GuestSpan(gpa, len, [&dst](uint8_t* host, size_t n) {
+    std::memcpy(dst, host, n);
     dst += n;
-    gpa += n;
-    len -= n;
-  }
-  return true;
+  });
 }
 
 bool VhostUserPort::GuestWrite(uint64_t gpa, const uint8_t* src, uint32_t len) {
-  while (len > 0) {
-    const Region* hit = nullptr;
-    for (size_t i = 0; i < nregions_; i++) {
-      const Region& r = regions_[i];
-      if (gpa >= r.gpa && gpa - r.gpa < r.size) {
-        hit = &r;
-        break;
-      }
-    }
-    if (hit == nullptr) return false;
-    uint64_t room = hit->size - (gpa - hit->gpa);
-    uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(room, len));
-    std::memcpy(hit->host() + (gpa - hit->gpa), src, n);
+  return GuestSpan(gpa, len, [&src](uint8_t* host, size_t n) {
+    std::memcpy(host, src, n);
     src += n;
-    gpa += n;
-    len -= n;
-  }
-  return true;
+  });
 }
 
 bool VhostUserPort::GuestRangeOk(uint64_t gpa, uint64_t len) const {
-  while (len > 0) {
-    const Region* hit = nullptr;
-    for (size_t i = 0; i < nregions_; i++) {
-      const Region& r = regions_[i];
-      if (gpa >= r.gpa && gpa - r.gpa < r.size) {
-        hit = &r;
-        break;
-      }
-    }
-    if (hit == nullptr) return false;
-    uint64_t room = hit->size - (gpa - hit->gpa);
-    uint64_t n = std::min<uint64_t>(room, len);
-    gpa += n;
-    len -= n;
-  }
-  return true;
+  return GuestSpan(gpa, len, [](uint8_t*, size_t) {});
 }
 
 void VhostUserPort::DisconnectLater() {
@@ -1570,11 +1507,7 @@ void VhostUserPort::HandleKick() {
     BusyPollKick();  // busy_poll_us applies to vhost-user ports as to TAPs
   }
   inCallback_--;
-  if (closed_ && inCallback_ == 0) {
-    onRx_.Reset();
-    onError_.Reset();
-    onState_.Reset();
-  }
+  DropCallbacksIfClosed();
   Unref();
 }
 
@@ -1585,10 +1518,10 @@ int VhostUserPort::SendOne(const uint8_t* hdrIn, const struct iovec* pieces, int
   uint8_t hdr[12];
   std::memcpy(hdr, hdrIn, kVnetHdrLen);
   St16(hdr + 10, 1);
-  const uint8_t gso = hdr[1] & static_cast<uint8_t>(~GSO_ECN);
+  const uint8_t gso = hdr[1] & static_cast<uint8_t>(~VNET_GSO_ECN);
   if (gso != 0) {
-    bool ok = (gso == GSO_TCPV4 && (features_ & F_GUEST_TSO4)) || (gso == GSO_TCPV6 && (features_ & F_GUEST_TSO6));
-    if (!ok || ((hdr[1] & GSO_ECN) && !(features_ & F_GUEST_ECN))) return TxOversize;
+    bool ok = (gso == VNET_GSO_TCPV4 && (features_ & F_GUEST_TSO4)) || (gso == VNET_GSO_TCPV6 && (features_ & F_GUEST_TSO6));
+    if (!ok || ((hdr[1] & VNET_GSO_ECN) && !(features_ & F_GUEST_ECN))) return TxOversize;
   }
   if (!(features_ & F_GUEST_CSUM)) hdr[0] &= static_cast<uint8_t>(~VNET_F_DATA_VALID);
   const size_t hdrLen = guestHdrLen_;
@@ -1692,18 +1625,8 @@ int VhostUserPort::SendOne(const uint8_t* hdrIn, const struct iovec* pieces, int
 
 Napi::Value VhostUserPort::Send(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) {
-    ThrowType(env, "send(count: number)");
-    return env.Undefined();
-  }
-  if (closed_) return Napi::Number::New(env, 0);
-  if (tx_ == nullptr) {
-    Napi::Error::New(env, "send: setTx() must be called first").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  int64_t count64;
-  if (!GetInt(info[0], "send: count", 0, static_cast<int64_t>(txCap_), &count64)) return env.Undefined();
-  const uint32_t count = static_cast<uint32_t>(count64);
+  uint32_t count;
+  if (!GetSendCount(info, closed_, tx_, txCap_, &count)) return env.Undefined();
   double* const ctr = counters_;
   Vring& vq = vq_[0];
   if (count == 0) return Napi::Number::New(env, 0);
@@ -1722,10 +1645,7 @@ Napi::Value VhostUserPort::Send(const Napi::CallbackInfo& info) {
     const uint32_t* e = tx_ + 4 * i;
     const size_t off = e[0], len = e[1];
     const uint32_t op = e[2], arg = e[3];
-    bool ok = off >= kVnetHdrLen && len >= kMinFrame && len <= kMaxFrame + kTagLen && off + len <= slabLen &&
-              (op == TX_OP_NONE || op == TX_OP_PUSH_TAG ||
-               ((op == TX_OP_POP_TAG || op == TX_OP_SET_TAG) && len >= kMinFrame + kTagLen));
-    if (!ok) {
+    if (!TxEntryOk(off, len, op, slabLen)) {
       ctr[TxOther] += 1;
       ctr[TxLastErrno] = EINVAL;
       continue;
@@ -1770,17 +1690,11 @@ Napi::Value VhostUserPort::Send(const Napi::CallbackInfo& info) {
         std::memcpy(csumScratch_.data() + at, pieces[k].iov_base, pieces[k].iov_len);
         at += pieces[k].iov_len;
       }
-      size_t cs = Ld16(hdr + 6), co = Ld16(hdr + 8);
-      if (cs + co + 2 > outLen || hdr[1] != 0) {
+      if (!CompleteCsum(hdr, csumScratch_.data(), outLen)) {
         ctr[TxOversize] += 1;
         ctr[TxLastErrno] = EINVAL;
         continue;
       }
-      uint32_t sum = CsumAdd(0, csumScratch_.data() + cs, outLen - cs, false);
-      uint16_t folded = static_cast<uint16_t>(~sum);
-      csumScratch_[cs + co] = static_cast<uint8_t>(folded >> 8);
-      csumScratch_[cs + co + 1] = static_cast<uint8_t>(folded);
-      hdr[0] &= static_cast<uint8_t>(~VNET_F_NEEDS_CSUM);
       pieces[0] = {csumScratch_.data(), outLen};
       np = 1;
     }
@@ -1966,12 +1880,7 @@ Napi::Value VhostUserPort::AdoptHandover(const Napi::CallbackInfo& info) {
   for (size_t i = n; i < kMaxRegions; i++) CloseFd(&regionFd[i]);
   nregions_ = n;
   memSet_ = n > 0;
-  features_ = feats;
-  featuresSet_ = st.Get("featuresSet").ToBoolean().Value();
-  protocolFeatures_ = pfeats;
-  guestHdrLen_ = (feats & (F_VERSION_1 | F_MRG_RXBUF)) ? 12 : 10;
-  owner_ = st.Get("owner").ToBoolean().Value();
-  Adopt(conn);  // socket poll, 'connected'; resets the negotiated state, so set it again below
+  Adopt(conn);  // socket poll, 'connected'; resets the negotiated state, set below
   features_ = feats;
   featuresSet_ = st.Get("featuresSet").ToBoolean().Value();
   protocolFeatures_ = pfeats;
