@@ -24,8 +24,8 @@
 // affected. Frames longer than 64 KiB are dropped and counted (RxTruncated), not an error.
 //
 // Budget. A chain is walked for at most kMaxChainDescs descriptors (longer: returned unread, frame dropped), one
-// receive batch for at most kDescBudgetPerBatch, one send() for at most kDescBudgetPerSend: a guest's legal but
-// maximal rings (32768 chains of indirect tables of 32768) cost a bounded amount of work per wakeup.
+// kick's receive batches for at most kDescBudgetPerWakeup, one send() for at most kDescBudgetPerSend: a guest's
+// legal but maximal rings (32768 chains of indirect tables of 32768) cost a bounded amount of work per wakeup.
 //
 // Notifications. Kicks: with EVENT_IDX avail_event is set to the next expected index only when queue 1 is drained;
 // without it VRING_USED_F_NO_NOTIFY is set while a batch runs and cleared before sleeping, each followed by one more
@@ -104,13 +104,15 @@ constexpr int kMessagesPerWakeup = 64;
 // Descriptor budgets: what one wakeup may cost the daemon, whatever the guest posts. A chain walks at most
 // kMaxChainDescs descriptors (an indirect descriptor and its table's entries each count; Linux's vhost-net stops at
 // UIO_MAXIOV, 1024, too); a longer chain (legal up to the table size) is returned to the guest unread and dropped
-// (RxErrors / TxOversize, info().longChains). A receive batch starts a chain only while kDescBudgetPerBatch -
-// walked >= kMaxChainDescs, so one batch walks at most kDescBudgetPerBatch descriptors; the rest waits for the next
-// wakeup (info().descBudgetHits). send() walks at most kDescBudgetPerSend in the same way (then TxFull).
+// (RxErrors / TxOversize, info().longChains). The receive batches of one kick start a chain only while
+// kDescBudgetPerWakeup - walked >= kMaxChainDescs, so one wakeup walks at most kDescBudgetPerWakeup descriptors; the
+// rest waits for the next wakeup (info().descBudgetHits). send() walks at most kDescBudgetPerSend in the same way
+// (then TxFull).
 constexpr uint32_t kMaxChainDescs = 1024;
-constexpr uint32_t kDescBudgetPerBatch = 4096;
+constexpr int kBatchesPerWakeup = 4;  // HandleKick: receive batches per kick before the loop serves the others
+constexpr uint32_t kDescBudgetPerWakeup = 4096;
 constexpr uint32_t kDescBudgetPerSend = 16384;
-static_assert(kMaxChainDescs <= kDescBudgetPerBatch && kMaxChainDescs <= kDescBudgetPerSend, "a chain fits a budget");
+static_assert(kMaxChainDescs <= kDescBudgetPerWakeup && kMaxChainDescs <= kDescBudgetPerSend, "a chain fits a budget");
 
 // virtio feature bits
 constexpr uint64_t F_CSUM = 1ull << 0;
@@ -306,6 +308,7 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   bool ChainNext(Vring& vq, Chain* c, VringDesc* d, bool writable);
   void HandleKick();
   uint32_t ReadBatch();
+  void ArmKick();
   void Notify(Vring& vq);
   // Copies one frame (pieces) into the guest's RX buffers; 0 sent, else a PortCounter index of the drop.
   int SendOne(const uint8_t* hdr, const struct iovec* pieces, int npieces, size_t frameLen);
@@ -366,8 +369,11 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   // descriptor budget: what the running batch (ReadBatch) or send() walked and may walk; batches that stopped on it,
   // chains dropped at kMaxChainDescs, the most descriptors one receive batch walked
   uint32_t descWalked_ = 0, descBudget_ = 0;
+  // why the last ReadBatch stopped: queue 1 empty, the batch full (frames or slab), the descriptor budget
+  enum class ReadStop { Drained, Full, Budget } readStop_ = ReadStop::Drained;
+  double rxBatches_ = 0;           // onRx callbacks (frames per batch = rx_packets / rxBatches)
   bool DescBudgetLeft() const { return descWalked_ + kMaxChainDescs <= descBudget_; }
-  double descBudgetHits_ = 0, longChains_ = 0, maxDescPerBatch_ = 0;
+  double descBudgetHits_ = 0, longChains_ = 0, maxDescPerWakeup_ = 0;
   std::string lastError_;
 };
 
@@ -1358,6 +1364,7 @@ void VhostUserPort::Notify(Vring& vq) {
 
 uint32_t VhostUserPort::ReadBatch() {
   Vring& vq = vq_[1];
+  readStop_ = ReadStop::Drained;
   if (!vq.started || !vq.enabled || !memSet_ || broken_ || exported_) return 0;
   uint8_t* const slab = data_->slab;
   int32_t* const desc = data_->rxDesc;
@@ -1369,9 +1376,6 @@ uint32_t VhostUserPort::ReadBatch() {
   size_t pos = 0;
   uint32_t count = 0;
   uint32_t consumed = 0;
-  bool more = false;
-  descWalked_ = 0;
-  descBudget_ = kDescBudgetPerBatch;
   // awake: the guest need not kick for chains it posts while this batch runs (cleared before going back to sleep)
   if (!(features_ & F_EVENT_IDX)) StoreRelease16(vq.usedFlags(), VRING_USED_F_NO_NOTIFY);
   for (;;) {
@@ -1381,28 +1385,15 @@ uint32_t VhostUserPort::ReadBatch() {
       Fail("queue 1: avail idx %u is %u ahead of %u (queue size %u)", availIdx, pending, vq.lastAvail, vq.num);
       break;
     }
-    if (pending == 0) {
-      // going back to sleep: ask for kicks again, then look once more (a chain posted in between has no kick)
-      if (features_ & F_EVENT_IDX) {
-        StoreRelease16(vq.availEvent(), vq.lastAvail);
-      } else {
-        StoreRelease16(vq.usedFlags(), 0);
-      }
-      __atomic_thread_fence(__ATOMIC_SEQ_CST);
-      if (LoadAcquire16(&vq.avail[1]) != vq.lastAvail) {
-        if (!(features_ & F_EVENT_IDX)) StoreRelease16(vq.usedFlags(), VRING_USED_F_NO_NOTIFY);
-        continue;
-      }
-      break;
-    }
+    if (pending == 0) break;  // HandleKick looks again after the callback, then asks for kicks (ArmKick)
     if (count >= maxIter || pos + kSlot > slabLen) {
-      more = true;
+      readStop_ = ReadStop::Full;
       break;
     }
     if (!DescBudgetLeft()) {
       // the next chain might not fit: it waits for the next wakeup
       descBudgetHits_++;
-      more = true;
+      readStop_ = ReadStop::Budget;
       break;
     }
     uint16_t head = vq.avail[2 + (vq.lastAvail & mask)];
@@ -1474,14 +1465,25 @@ uint32_t VhostUserPort::ReadBatch() {
     count++;
     pos = Align16(pos + kVnetHdrLen + (got - hdrLen));
   }
-  maxDescPerBatch_ = std::max<double>(maxDescPerBatch_, descWalked_);
   if (consumed > 0 && !broken_) {
     StoreRelease16(vq.usedIdx(), vq.lastUsed);
     Notify(vq);
   }
-  // the budget ran out with chains left: the kick fd brings us back on the next loop iteration
-  if (more && vq.kick >= 0) eventfd_write(vq.kick, 1);
   return broken_ ? 0 : count;
+}
+
+// Going back to sleep: ask the guest for kicks again (avail_event with EVENT_IDX, else clear NO_NOTIFY), then look
+// once more: a chain posted in between came without a kick, so kick ourselves (read on the next loop iteration).
+void VhostUserPort::ArmKick() {
+  Vring& vq = vq_[1];
+  if (!vq.started || broken_ || exported_ || vq.used == nullptr) return;
+  if (features_ & F_EVENT_IDX) {
+    StoreRelease16(vq.availEvent(), vq.lastAvail);
+  } else {
+    StoreRelease16(vq.usedFlags(), 0);
+  }
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  if (LoadAcquire16(&vq.avail[1]) != vq.lastAvail && vq.kick >= 0) eventfd_write(vq.kick, 1);
 }
 
 void VhostUserPort::HandleKick() {
@@ -1494,18 +1496,38 @@ void VhostUserPort::HandleKick() {
   Napi::HandleScope scope(env);
   Ref();
   inCallback_++;
-  uint32_t count = ReadBatch();
-  if (broken_) {
-    std::string r = brokenReason_;
-    Disconnect(r);
-    count = 0;
-  }
-  if (count > 0 && !onRx_.IsEmpty() && !closed_) {
+  // Up to kBatchesPerWakeup batches: while the engine handles one, the guest's kicks stay off (NO_NOTIFY or a stale
+  // avail_event) and what it posts meanwhile is read without a wakeup. An empty look asks for kicks again (ArmKick);
+  // a full last batch or the descriptor budget kicks ourselves: the rest is read on the next loop iteration, after
+  // the other ports.
+  descWalked_ = 0;
+  descBudget_ = kDescBudgetPerWakeup;
+  bool delivered = false;
+  for (int round = 0; round < kBatchesPerWakeup; round++) {
+    uint32_t count = ReadBatch();
+    if (broken_) {
+      std::string r = brokenReason_;
+      Disconnect(r);
+      break;
+    }
+    if (count == 0 || onRx_.IsEmpty() || closed_) break;
+    rxBatches_++;
+    delivered = true;
     napi_value argv[1] = {Napi::Number::New(env, count)};
     onRx_.MakeCallback(Value(), 1, argv, *asyncCtx_);
     HandlePendingException(env);
-    BusyPollKick();  // busy_poll_us applies to vhost-user ports as to TAPs
+    // the callback may have stopped, held, handed over or closed the port: then no further round
+    if (readStop_ == ReadStop::Budget || closed_ || !reading_ || held_ || exported_) break;
   }
+  maxDescPerWakeup_ = std::max<double>(maxDescPerWakeup_, descWalked_);
+  if (!closed_ && !broken_ && !exported_ && vq_[1].started) {
+    if (readStop_ == ReadStop::Drained) {
+      ArmKick();
+    } else if (vq_[1].kick >= 0) {
+      eventfd_write(vq_[1].kick, 1);
+    }
+  }
+  if (delivered) BusyPollKick();  // busy_poll_us applies to vhost-user ports as to TAPs
   inCallback_--;
   DropCallbacksIfClosed();
   Unref();
@@ -1963,11 +1985,12 @@ Napi::Value VhostUserPort::Info(const Napi::CallbackInfo& info) {
   o.Set("protocolErrors", Napi::Number::New(env, protocolErrors_));
   o.Set("rejected", Napi::Number::New(env, rejected_));
   o.Set("kicks", Napi::Number::New(env, kicks_));
+  o.Set("rxBatches", Napi::Number::New(env, rxBatches_));
   o.Set("notifies", Napi::Number::New(env, notifies_));
-  o.Set("descBudget", Napi::Number::New(env, kDescBudgetPerBatch));
+  o.Set("descBudget", Napi::Number::New(env, kDescBudgetPerWakeup));
   o.Set("descBudgetHits", Napi::Number::New(env, descBudgetHits_));
   o.Set("longChains", Napi::Number::New(env, longChains_));
-  o.Set("maxDescPerBatch", Napi::Number::New(env, maxDescPerBatch_));
+  o.Set("maxDescPerWakeup", Napi::Number::New(env, maxDescPerWakeup_));
   o.Set("lastError", Napi::String::New(env, lastError_));
   return o;
 }

@@ -189,13 +189,13 @@ describe.skipIf(!support.ok)("vhost-user ports in a netns lab" + skipNote, () =>
       const c0 = consumed();
       await new Promise((r) => setTimeout(r, 1_000));
       const perS = consumed() - c0;
-      const v = (await vhostPort("vif3.0")).vhost_user as unknown as { descBudget: number; descBudgetHits: number; longChains: number; maxDescPerBatch: number; protocolErrors: number };
+      const v = (await vhostPort("vif3.0")).vhost_user as unknown as { descBudget: number; descBudgetHits: number; longChains: number; maxDescPerWakeup: number; protocolErrors: number };
       console.log(`vm1->vm2 idle: ${idle}; during the maximal-chain guest: ${during}; chains returned to it: ${perS}/s; ${JSON.stringify(v)}`);
       // legal input: the connection stays
       expect(fe.stdout).not.toContain("closed");
       expect(v.descBudget).toBe(4096);
-      expect(v.maxDescPerBatch, JSON.stringify(v)).toBeGreaterThan(0);
-      expect(v.maxDescPerBatch, JSON.stringify(v)).toBeLessThanOrEqual(4096);
+      expect(v.maxDescPerWakeup, JSON.stringify(v)).toBeGreaterThan(0);
+      expect(v.maxDescPerWakeup, JSON.stringify(v)).toBeLessThanOrEqual(4096);
       expect(v.descBudgetHits).toBeGreaterThan(0);
       // each chain is longer than 1024 descriptors: returned unread, counted as an rx error
       expect(v.longChains).toBeGreaterThan(0);
