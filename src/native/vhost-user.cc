@@ -27,9 +27,11 @@
 // kick's receive batches for at most kDescBudgetPerWakeup, one send() for at most kDescBudgetPerSend: a guest's
 // legal but maximal rings (32768 chains of indirect tables of 32768) cost a bounded amount of work per wakeup.
 //
-// Notifications. Kicks: with EVENT_IDX avail_event is set to the next expected index only when queue 1 is drained;
-// without it VRING_USED_F_NO_NOTIFY is set while a batch runs and cleared before sleeping, each followed by one more
-// look at the avail index. Calls: EVENT_IDX's used_event, else VRING_AVAIL_F_NO_INTERRUPT.
+// Notifications. Queue 0 (guest RX) asks for no kicks at all (NO_NOTIFY, or an avail_event far ahead). Kicks:
+// a kick reads up to kBatchesPerWakeup batches, the bridge handling each in between; with EVENT_IDX avail_event
+// is set to the next expected index only when queue 1 is found empty; without it VRING_USED_F_NO_NOTIFY is set while
+// the batches run and cleared when queue 1 is found empty, each followed by one more look at the avail index.
+// Calls: EVENT_IDX's used_event, else VRING_AVAIL_F_NO_INTERRUPT.
 //
 // Connection. mode client: JS calls connect() (and again after a disconnect, with backoff); mode server: we
 // listen on the socket path and take one connection at a time (a second one is closed at once). A protocol
@@ -1228,6 +1230,16 @@ bool VhostUserPort::StartRing(uint32_t index) {
   vq.lastUsed = LoadAcquire16(vq.usedIdx());
   vq.signalledValid = false;
   vq.started = true;
+  if (index == 0) {
+    // queue 0's kick is never polled (send() looks at the avail ring itself): ask the guest not to kick it after
+    // posting receive buffers, which saves it a syscall (a VM exit in QEMU) per refill. With EVENT_IDX: an
+    // avail_event half the index space away (a kick once per 32768 buffers at most).
+    if (features_ & F_EVENT_IDX) {
+      StoreRelease16(vq.availEvent(), static_cast<uint16_t>(vq.lastAvail + 0x8000));
+    } else {
+      StoreRelease16(vq.usedFlags(), VRING_USED_F_NO_NOTIFY);
+    }
+  }
   if (index == 1 && vq.kickPoll == nullptr) {
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env_, &loop);
