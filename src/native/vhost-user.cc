@@ -1673,6 +1673,16 @@ Napi::Value VhostUserPort::Send(const Napi::CallbackInfo& info) {
   const size_t slabLen = data_->slabLen;
   uint32_t accepted = 0;
   const uint16_t usedBefore = vq.lastUsed;
+  // a send() from inside this port's own onRx (HandleKick's rounds) leaves the receive budget as it found it
+  struct BudgetScope {
+    uint32_t& walked;
+    uint32_t& budget;
+    uint32_t savedWalked, savedBudget;
+    ~BudgetScope() {
+      walked = savedWalked;
+      budget = savedBudget;
+    }
+  } scope{descWalked_, descBudget_, descWalked_, descBudget_};
   descWalked_ = 0;
   descBudget_ = kDescBudgetPerSend;
   for (uint32_t i = 0; i < count && !broken_; i++) {
