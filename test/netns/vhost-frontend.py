@@ -7,6 +7,7 @@
 #   vhost-frontend.py SOCKET listen|connect hostile NAME [NAME...]
 #   vhost-frontend.py SOCKET listen|connect burst MAC COUNT SECONDS
 #   vhost-frontend.py SOCKET listen|connect trickle MAC SECONDS
+#   vhost-frontend.py SOCKET listen|connect longchains SECONDS
 #
 # listen: this frontend is the server (tapbridge mode client); connect: tapbridge listens (mode server).
 # hostile prints "closed NAME" when tapbridge closed the connection within 5 s, else "open NAME"; one connection
@@ -14,6 +15,10 @@
 # burst puts COUNT broadcast frames (1000 bytes, ethertype 0x88b5) into its TX ring at once (COUNT < 256), prints
 # "ready", then every 0.2 s "consumed N" (the used entries tapbridge returned) for SECONDS.
 # trickle sends one such frame every 0.05 s while fewer than 128 are unconsumed, and prints "consumed N" every 0.1 s.
+# longchains (a guest that makes tapbridge walk as many descriptors as the protocol allows): its TX queue has the
+# largest size (32768), every entry of it is one indirect descriptor to the same table of 32768 chained 1-byte
+# buffers; it keeps the ring full (each returned chain is posted again and kicked) and prints "consumed N" (chains
+# returned in all) every 0.2 s for SECONDS, or "closed" when tapbridge closes the connection.
 import mmap, os, select, socket, struct, sys, time
 
 GET_FEATURES, SET_FEATURES, SET_OWNER = 1, 2, 3
@@ -29,7 +34,7 @@ F_EVENT_IDX = 1 << 29
 F_PROTOCOL = 1 << 30
 F_VERSION_1 = 1 << 32
 
-MEM = 4 << 20
+MEM = 8 << 20
 UVA = 0x7F0000000000  # the frontend's "user address" of the region (ring addresses are given in it)
 NUM = 256
 RING = [0x0, 0x10000]  # queue q's rings at RING[q]: desc +0, avail +0x1000, used +0x2000
@@ -254,6 +259,67 @@ def trickle(dev, mac, seconds):
         time.sleep(0.05)
 
 
+LONG_NUM = 32768
+LONG_DESC, LONG_AVAIL, LONG_USED, LONG_TABLE = 0x400000, 0x480000, 0x4A0000, 0x500000
+
+
+def longchains(dev, seconds):
+    dev.setup(start=False)
+    dev.start_queue(0)
+    dev.post_rx(NUM)
+    q = 1
+    dev.state(SET_VRING_NUM, q, LONG_NUM)
+    dev.state(SET_VRING_BASE, q, 0)
+    dev.vring_addr(q, desc=UVA + LONG_DESC, used=UVA + LONG_USED, avail=UVA + LONG_AVAIL)
+    # the indirect table: LONG_NUM one-byte buffers, each NEXT to the following one
+    table = bytearray(16 * LONG_NUM)
+    for j in range(LONG_NUM):
+        last = j == LONG_NUM - 1
+        struct.pack_into("<QIHH", table, 16 * j, TXBUF + (j & 1023), 1, 0 if last else NEXT, 0 if last else j + 1)
+    dev.mem[LONG_TABLE:LONG_TABLE + len(table)] = bytes(table)
+    ring = bytearray(16 * LONG_NUM)
+    for i in range(LONG_NUM):
+        struct.pack_into("<QIHH", ring, 16 * i, LONG_TABLE, 16 * LONG_NUM, INDIRECT, 0)
+    dev.mem[LONG_DESC:LONG_DESC + len(ring)] = bytes(ring)
+    avail = bytearray(2 * LONG_NUM)
+    for i in range(LONG_NUM):
+        struct.pack_into("<H", avail, 2 * i, i)
+    dev.mem[LONG_AVAIL + 4:LONG_AVAIL + 4 + len(avail)] = bytes(avail)
+    posted = LONG_NUM
+    struct.pack_into("<H", dev.mem, LONG_AVAIL + 2, posted & 0xFFFF)
+    dev.send(SET_VRING_CALL, struct.pack("<Q", q), fds=[dev.call[q]])
+    dev.send(SET_VRING_KICK, struct.pack("<Q", q), fds=[dev.kick[q]])
+    dev.state(SET_VRING_ENABLE, q, 1)
+    dev.notify(q)
+    print("ready", flush=True)
+    seen = 0  # used entries read back (the ring's 16-bit index)
+    total = 0
+    end = time.time() + seconds
+    last_print = 0.0
+    while time.time() < end:
+        r, _, _ = select.select([dev.sock], [], [], 0.01)
+        if dev.sock in r:
+            try:
+                if not dev.sock.recv(1, socket.MSG_PEEK):
+                    print("closed", flush=True)
+                    return
+            except OSError:
+                print("closed", flush=True)
+                return
+        used_idx = struct.unpack_from("<H", dev.mem, LONG_USED + 2)[0]
+        while seen != used_idx:
+            head = struct.unpack_from("<I", dev.mem, LONG_USED + 4 + 8 * (seen % LONG_NUM))[0]
+            struct.pack_into("<H", dev.mem, LONG_AVAIL + 4 + 2 * (posted % LONG_NUM), head % LONG_NUM)
+            posted = (posted + 1) & 0xFFFF
+            seen = (seen + 1) & 0xFFFF
+            total += 1
+        struct.pack_into("<H", dev.mem, LONG_AVAIL + 2, posted)
+        dev.notify(q)
+        if time.time() - last_print >= 0.2:
+            print("consumed %d" % total, flush=True)
+            last_print = time.time()
+
+
 def attack(dev, name):
     full = ("addr_outside", "desc_loop", "huge_len", "avail_jump", "nested_indirect", "bad_head", "rx_writable_tx")
     if name in full:
@@ -368,6 +434,9 @@ def main():
         return
     if what == "trickle":
         trickle(Dev(conn()), sys.argv[4], float(sys.argv[5]))
+        return
+    if what == "longchains":
+        longchains(Dev(conn()), float(sys.argv[4]))
         return
     if what == "burst":
         burst(Dev(conn()), sys.argv[4], int(sys.argv[5]), float(sys.argv[6]))
