@@ -24,12 +24,14 @@ if (reason !== "") console.warn(`vhost-user testpmd test skipped: ${reason}`);
 describe.skipIf(reason !== "")("testpmd through two vhost-user ports" + (reason === "" ? "" : ` (skipped: ${reason})`), () => {
   let lab: Lab;
 
+  const pmds: Array<{ stdout: string; stderr: string }> = [];
+
   function testpmd(role: "tx" | "rx", sock: string, lcores: string): void {
     const mode = role === "tx" ? ["--forward-mode=txonly", "--txpkts=60"] : ["--forward-mode=rxonly"];
     // non-interactive testpmd runs until its stdin ends: `stdin: true` keeps a pipe open until it is killed
-    lab.spawn("dom0", [TESTPMD!, "-l", lcores, "--no-pci", "--no-huge", "-m", "1024", `--file-prefix=${lab.prefix}-${role}`,
+    pmds.push(lab.spawn("dom0", [TESTPMD!, "-l", lcores, "--no-pci", "--no-huge", "-m", "1024", `--file-prefix=${lab.prefix}-${role}`,
       `--vdev=net_virtio_user${role === "tx" ? 0 : 1},path=${sock},queues=1,queue_size=1024`, "--",
-      ...mode, "--auto-start", "--nb-cores=1", "--stats-period=0", "--total-num-mbufs=16384"], `testpmd ${role}`, { stdin: true });
+      ...mode, "--auto-start", "--nb-cores=1", "--stats-period=0", "--total-num-mbufs=16384"], `testpmd ${role}`, { stdin: true }));
   }
 
   async function ports(): Promise<ShowBridge["ports"]> {
@@ -68,7 +70,10 @@ describe.skipIf(reason !== "")("testpmd through two vhost-user ports" + (reason 
     const vhu1 = stats.find((p) => p.name === "vhu1")!;
     const vhu2 = stats.find((p) => p.name === "vhu2")!;
     // testpmd txonly sends unicast to a MAC nobody behind the bridge owns: flooded to vhu2
-    expect(vhu1.rx_packets, lab.daemonLog()).toBeGreaterThan(1000);
+    // (on failure: both ports' ring state and the tail of each testpmd's output)
+    const why = async (): Promise<string> => `${JSON.stringify((await ports()).map((p) => (p as unknown as { vhost_user: unknown }).vhost_user))}\n` +
+      `${pmds.map((p) => `${p.stdout.slice(-1500)}\n${p.stderr.slice(-500)}`).join("\n----\n")}\n${lab.daemonLog()}`;
+    if (!(vhu1.rx_packets > 1000)) expect(vhu1.rx_packets, await why()).toBeGreaterThan(1000);
     expect(vhu2.tx_packets).toBeGreaterThan(1000);
     expect(vhu2.tx_bytes).toBeGreaterThanOrEqual(vhu2.tx_packets * 60);
     expect(lab.daemonLog(100_000)).not.toContain("protocol error");
