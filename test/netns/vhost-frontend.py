@@ -8,6 +8,7 @@
 #   vhost-frontend.py SOCKET listen|connect burst MAC COUNT SECONDS
 #   vhost-frontend.py SOCKET listen|connect trickle MAC SECONDS
 #   vhost-frontend.py SOCKET listen|connect longchains SECONDS
+#   vhost-frontend.py SOCKET listen|connect polite MAC COUNT SECONDS event_idx|no_event_idx
 #
 # listen: this frontend is the server (tapbridge mode client); connect: tapbridge listens (mode server).
 # hostile prints "closed NAME" when tapbridge closed the connection within 5 s, else "open NAME"; one connection
@@ -19,6 +20,12 @@
 # largest size (32768), every entry of it is one indirect descriptor to the same table of 32768 chained 1-byte
 # buffers; it keeps the ring full (each returned chain is posted again and kicked) and prints "consumed N" (chains
 # returned in all) every 0.2 s for SECONDS, or "closed" when tapbridge closes the connection.
+# polite (a driver that honours notification suppression, as Linux's virtio_net and DPDK's virtio do): posts COUNT
+# frames (200 bytes, ethertype 0x88b5) into its TX ring in bursts of 1 to 64 with random pauses, keeping at most NUM
+# in flight, and kicks only when the ring allows it: with EVENT_IDX (event_idx) when the new avail index passed
+# avail_event (vring_need_event), else when VRING_USED_F_NO_NOTIFY is clear. When all are posted (or SECONDS passed)
+# it waits up to 5 s, kicking nothing more, for tapbridge to return them, and prints "posted P consumed C kicks K".
+# A backend that re-enables kicks without looking at the ring again leaves C < P (a lost wakeup).
 import mmap, os, select, socket, struct, sys, time
 
 GET_FEATURES, SET_FEATURES, SET_OWNER = 1, 2, 3
@@ -91,7 +98,7 @@ class Dev:
         base = UVA + RING[q]
         self.send(SET_VRING_ADDR, struct.pack("<IIQQQQ", q, 0, desc or base, used or base + 0x2000, avail or base + 0x1000, 0))
 
-    def setup(self, start=True):
+    def setup(self, start=True, event_idx=True):
         self.send(GET_FEATURES)
         feats = struct.unpack("<Q", self.reply())[0]
         self.send(GET_PROTOCOL_FEATURES)
@@ -99,6 +106,9 @@ class Dev:
         self.u64(SET_PROTOCOL_FEATURES, 0)
         self.send(SET_OWNER)
         want = feats & (F_VERSION_1 | F_MRG_RXBUF | F_EVENT_IDX | F_INDIRECT | F_PROTOCOL)
+        if not event_idx:
+            want &= ~F_EVENT_IDX
+        self.features = want
         self.u64(SET_FEATURES, want)
         self.mem_table()
         if not start:
@@ -139,7 +149,7 @@ class Dev:
         struct.pack_into("<H", self.mem, RING[0] + 0x1000 + 4 + 2 * NUM, self.used_seen[0])
         self.notify(0)
 
-    def send_frame(self, frame):
+    def send_frame(self, frame, kick=True):
         i = self.tx_next % NUM
         self.tx_next += 1
         addr = TXBUF + i * BUFSZ
@@ -147,7 +157,8 @@ class Dev:
         self.mem[addr:addr + len(data)] = data
         self.desc(1, i, addr, len(data), 0)
         self.avail_push(1, i)
-        self.notify(1)
+        if kick:
+            self.notify(1)
 
     def receive(self):
         used = RING[0] + 0x2000
@@ -257,6 +268,56 @@ def trickle(dev, mac, seconds):
             print("consumed %d" % done, flush=True)
             last_print = time.time()
         time.sleep(0.05)
+
+
+def need_event(event, new, old):
+    # virtio spec 2.7.10 (vring_need_event)
+    return ((new - event - 1) & 0xFFFF) < ((new - old) & 0xFFFF)
+
+
+def polite(dev, mac, count, seconds, event_idx):
+    import random
+    mac_b = bytes.fromhex(mac.replace(":", ""))
+    dev.setup(event_idx=event_idx)
+    print("ready", flush=True)
+    used = RING[1] + 0x2000
+    avail_event = used + 4 + 8 * NUM
+    rnd = random.Random(count)
+    posted = kicks = 0
+    end = time.time() + seconds
+    while posted < count and time.time() < end:
+        done = struct.unpack_from("<H", dev.mem, used + 2)[0]
+        room = NUM - ((posted - done) & 0xFFFF)
+        n = min(rnd.randint(1, 64), room, count - posted)
+        if n > 0:
+            old = dev.avail_idx[1]
+            for _ in range(n):
+                dev.send_frame(b"\xff" * 6 + mac_b + b"\x88\xb5" + struct.pack("!I", posted) + bytes(182), kick=False)
+                posted += 1
+            # the driver's barrier between publishing the avail index and reading the device's suppression (a
+            # syscall-free Python cannot fence; os.sched_yield() is a system call, which drains the store buffer)
+            os.sched_yield()
+            new = dev.avail_idx[1]
+            if event_idx:
+                allowed = need_event(struct.unpack_from("<H", dev.mem, avail_event)[0], new, old)
+            else:
+                allowed = not (struct.unpack_from("<H", dev.mem, used)[0] & 1)
+            if allowed:
+                dev.notify(1)
+                kicks += 1
+        r = rnd.random()
+        if r < 0.3:
+            time.sleep(rnd.random() * 0.003)
+        elif r < 0.35:
+            time.sleep(0.02)
+    wait_end = time.time() + 5
+    while time.time() < wait_end:
+        if struct.unpack_from("<H", dev.mem, used + 2)[0] == (posted & 0xFFFF):
+            break
+        time.sleep(0.01)
+    done = struct.unpack_from("<H", dev.mem, used + 2)[0]
+    consumed = posted - ((posted - done) & 0xFFFF)
+    print("posted %d consumed %d kicks %d" % (posted, consumed, kicks), flush=True)
 
 
 LONG_NUM = 32768
@@ -437,6 +498,9 @@ def main():
         return
     if what == "longchains":
         longchains(Dev(conn()), float(sys.argv[4]))
+        return
+    if what == "polite":
+        polite(Dev(conn()), sys.argv[4], int(sys.argv[5]), float(sys.argv[6]), sys.argv[7] == "event_idx")
         return
     if what == "burst":
         burst(Dev(conn()), sys.argv[4], int(sys.argv[5]), float(sys.argv[6]))
