@@ -37,6 +37,14 @@ describe.skipIf(reason !== "")("testpmd through two vhost-user ports" + (reason 
   async function ports(): Promise<ShowBridge["ports"]> {
     return (await lab.cliJson<ShowBridge[]>(["show"]))[0].ports;
   }
+  /** The guest's avail index of queue q of a port (-1 while the queue is not started). */
+  async function availIdx(name: string, q: 0 | 1): Promise<number> {
+    const p = (await ports()).find((x) => x.name === name) as unknown as { vhost_user?: { rings: Array<{ availIdx: number }> } } | undefined;
+    return p?.vhost_user?.rings[q]?.availIdx ?? -1;
+  }
+  async function rxPackets(name: string): Promise<number> {
+    return (await lab.cliJson<BridgeStats[]>(["stats"]))[0].ports.find((p) => p.name === name)?.rx_packets ?? 0;
+  }
 
   beforeAll(async () => {
     lab = new Lab("vhost-testpmd");
@@ -61,10 +69,17 @@ describe.skipIf(reason !== "")("testpmd through two vhost-user ports" + (reason 
   });
 
   it("forwards testpmd's 60-byte frames from one vhost-user port to the other", async () => {
+    // A port is up once testpmd's probe has set the device up (DRIVER_OK), which is before testpmd has made its mbuf
+    // pool, started the port and waited for its link ("Checking link statuses..."): on a loaded machine seconds
+    // before it posts anything. So wait for what each testpmd does once it runs: rxonly posts its receive buffers
+    // (vhu2's queue 0), txonly sends (vhu1 reads). Until 2026-12-06 the check came 3 s after "up" and read 0 frames
+    // when testpmd was still starting (3 of 12 runs with four busy loops beside it; the guest's ring was empty then).
     testpmd("rx", join(lab.dir, "vhu2.sock"), "0,1");
     expect(await waitFor(async () => (await ports()).find((p) => p.name === "vhu2")?.state === "up", 30_000), lab.daemonLog()).toBe(true);
+    expect(await waitFor(async () => (await availIdx("vhu2", 0)) > 0, 60_000), `testpmd rxonly posted no receive buffers\n${lab.daemonLog()}`).toBe(true);
     testpmd("tx", join(lab.dir, "vhu1.sock"), "1,0");
     expect(await waitFor(async () => (await ports()).find((p) => p.name === "vhu1")?.state === "up", 30_000), lab.daemonLog()).toBe(true);
+    expect(await waitFor(async () => (await rxPackets("vhu1")) > 0, 60_000), `testpmd txonly sent nothing\n${lab.daemonLog()}`).toBe(true);
     await sleep(3_000);
     const stats = (await lab.cliJson<BridgeStats[]>(["stats"]))[0].ports;
     const vhu1 = stats.find((p) => p.name === "vhu1")!;
@@ -77,5 +92,5 @@ describe.skipIf(reason !== "")("testpmd through two vhost-user ports" + (reason 
     expect(vhu2.tx_packets).toBeGreaterThan(1000);
     expect(vhu2.tx_bytes).toBeGreaterThanOrEqual(vhu2.tx_packets * 60);
     expect(lab.daemonLog(100_000)).not.toContain("protocol error");
-  }, 90_000);
+  }, 180_000);
 });
