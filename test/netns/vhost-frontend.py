@@ -56,6 +56,7 @@ class Dev:
         self.fd = os.memfd_create("guest", 0)
         os.ftruncate(self.fd, MEM)
         self.mem = mmap.mmap(self.fd, MEM)
+        self.m16 = memoryview(self.mem).cast("H")
         self.kick = [os.eventfd(0, os.EFD_NONBLOCK), os.eventfd(0, os.EFD_NONBLOCK)]
         self.call = [os.eventfd(0, os.EFD_NONBLOCK), os.eventfd(0, os.EFD_NONBLOCK)]
         self.avail_idx = [0, 0]
@@ -130,12 +131,18 @@ class Dev:
         off = (RING[q] if table is None else table) + 16 * i
         self.mem[off:off + 16] = struct.pack("<QIHH", addr, ln, flags, nxt)
 
+    def st16(self, off, v):
+        # One 16-bit store, as a driver's WRITE_ONCE: tapbridge reads these words while we write them, and
+        # struct.pack_into clears the bytes before it writes the value (tapbridge then sees the index at 0 for a moment,
+        # "avail idx 0 is N ahead", and closes the connection)
+        self.m16[off // 2] = v & 0xFFFF
+
     def avail_push(self, q, head, idx_override=None):
         a = RING[q] + 0x1000
         i = self.avail_idx[q]
-        struct.pack_into("<H", self.mem, a + 4 + 2 * (i % NUM), head)
+        self.st16(a + 4 + 2 * (i % NUM), head)
         self.avail_idx[q] = (i + 1) & 0xFFFF
-        struct.pack_into("<H", self.mem, a + 2, self.avail_idx[q] if idx_override is None else idx_override)
+        self.st16(a + 2, self.avail_idx[q] if idx_override is None else idx_override)
 
     def notify(self, q):
         os.eventfd_write(self.kick[q], 1)
@@ -146,7 +153,7 @@ class Dev:
             self.desc(0, i, RXBUF + i * BUFSZ, BUFSZ, WRITE)
             self.avail_push(0, i)
         # used_event: interrupt on every used entry
-        struct.pack_into("<H", self.mem, RING[0] + 0x1000 + 4 + 2 * NUM, self.used_seen[0])
+        self.st16(RING[0] + 0x1000 + 4 + 2 * NUM, self.used_seen[0])
         self.notify(0)
 
     def send_frame(self, frame, kick=True):
@@ -171,7 +178,7 @@ class Dev:
             out.append(bytes(self.mem[addr + HDR:addr + ln]))
             self.used_seen[0] = (self.used_seen[0] + 1) & 0xFFFF
             self.avail_push(0, head)  # the same descriptor and buffer, posted again
-        struct.pack_into("<H", self.mem, RING[0] + 0x1000 + 4 + 2 * NUM, self.used_seen[0])
+        self.st16(RING[0] + 0x1000 + 4 + 2 * NUM, self.used_seen[0])
         return out
 
 
@@ -347,7 +354,7 @@ def longchains(dev, seconds):
         struct.pack_into("<H", avail, 2 * i, i)
     dev.mem[LONG_AVAIL + 4:LONG_AVAIL + 4 + len(avail)] = bytes(avail)
     posted = LONG_NUM
-    struct.pack_into("<H", dev.mem, LONG_AVAIL + 2, posted & 0xFFFF)
+    dev.st16(LONG_AVAIL + 2, posted)
     dev.send(SET_VRING_CALL, struct.pack("<Q", q), fds=[dev.call[q]])
     dev.send(SET_VRING_KICK, struct.pack("<Q", q), fds=[dev.kick[q]])
     dev.state(SET_VRING_ENABLE, q, 1)
@@ -370,11 +377,11 @@ def longchains(dev, seconds):
         used_idx = struct.unpack_from("<H", dev.mem, LONG_USED + 2)[0]
         while seen != used_idx:
             head = struct.unpack_from("<I", dev.mem, LONG_USED + 4 + 8 * (seen % LONG_NUM))[0]
-            struct.pack_into("<H", dev.mem, LONG_AVAIL + 4 + 2 * (posted % LONG_NUM), head % LONG_NUM)
+            dev.st16(LONG_AVAIL + 4 + 2 * (posted % LONG_NUM), head % LONG_NUM)
             posted = (posted + 1) & 0xFFFF
             seen = (seen + 1) & 0xFFFF
             total += 1
-        struct.pack_into("<H", dev.mem, LONG_AVAIL + 2, posted)
+        dev.st16(LONG_AVAIL + 2, posted)
         dev.notify(q)
         if time.time() - last_print >= 0.2:
             print("consumed %d" % total, flush=True)

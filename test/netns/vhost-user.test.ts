@@ -183,8 +183,10 @@ describe.skipIf(!support.ok)("vhost-user ports in a netns lab" + skipNote, () =>
         const m = /posted (\d+) consumed (\d+) kicks (\d+)/.exec(fe.stdout);
         expect(m, `${fe.stdout}\n${fe.stderr}\n${lab.daemonLog()}`).not.toBeNull();
         console.log(`vhost-user polite guest (${mode}): ${m![0]}`);
-        expect(Number(m![1])).toBe(COUNT);
-        expect(Number(m![2]), `${fe.stdout}\n${lab.daemonLog()}`).toBe(COUNT);
+        // a stall leaves frames in the ring (consumed < posted) and the guest stops posting once it is full (posted < COUNT)
+        const why = Number(m![1]) === COUNT && Number(m![2]) === COUNT ? "" : `${JSON.stringify((await vhostPort("vif3.0")).vhost_user)}\n${lab.daemonLog()}`;
+        expect(Number(m![2]), why).toBe(Number(m![1]));
+        expect(Number(m![1]), why).toBe(COUNT);
       } finally {
         await fe.stop(2_000);
       }
