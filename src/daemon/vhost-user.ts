@@ -190,7 +190,8 @@ export class VhostUserPort extends ManagedPort {
   show(): VhostUserShow {
     const info: VhostUserInfo = this.vio?.info() ?? {
       connected: false, link: false, features: '0x0', protocolFeatures: '0x0', regions: 0, rings: [], connects: 0,
-      protocolErrors: 0, rejected: 0, kicks: 0, notifies: 0, lastError: '',
+      protocolErrors: 0, rejected: 0, kicks: 0, rxBatches: 0, notifies: 0, descBudget: 0, descBudgetHits: 0, longChains: 0, maxDescPerWakeup: 0,
+      lastError: '',
     };
     return { socket: this.spec.socket, mode: this.spec.mode, ...info };
   }

@@ -120,7 +120,17 @@ export interface VhostUserInfo {
   /** connections refused in server mode while one was active */
   rejected: number;
   kicks: number;
+  /** receive batches handed to the engine (one onRx each; a kick reads up to 4) */
+  rxBatches: number;
   notifies: number;
+  /** descriptors the receive batches of one kick may walk (vhost-user.cc kDescBudgetPerWakeup) */
+  descBudget: number;
+  /** receive batches and send() calls that stopped on their descriptor budget (the rest waited for the next wakeup) */
+  descBudgetHits: number;
+  /** chains of more than 1024 descriptors, returned unread and dropped (rx_error / tx oversize) */
+  longChains: number;
+  /** the most descriptors one kick's receive batches walked since the port was opened */
+  maxDescPerWakeup: number;
   /** the reason of the last disconnect ("" when none) */
   lastError: string;
 }

@@ -74,6 +74,49 @@ bool GetInt(const Napi::Value& v, const char* what, int64_t min, int64_t max, in
   return true;
 }
 
+bool BindTx(const Napi::CallbackInfo& info, Napi::Reference<Napi::Uint32Array>* ref, uint32_t** data, size_t* entries) {
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+      info[0].As<Napi::TypedArray>().ElementLength() < 4) {
+    ThrowType(info.Env(), "setTx(tx: Uint32Array) with at least one entry (4 uint32)");
+    return false;
+  }
+  Napi::Uint32Array tx = info[0].As<Napi::Uint32Array>();
+  *ref = Napi::Persistent(tx);
+  *data = tx.Data();
+  *entries = tx.ElementLength() / 4;
+  return true;
+}
+
+bool BindCounters(const Napi::CallbackInfo& info, Napi::Reference<Napi::Float64Array>* ref, double** data) {
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[0].As<Napi::TypedArray>().ElementLength() < static_cast<size_t>(CounterCount)) {
+    ThrowType(info.Env(), "setCounters(counters: Float64Array) with length >= " + std::to_string(CounterCount));
+    return false;
+  }
+  Napi::Float64Array c = info[0].As<Napi::Float64Array>();
+  *ref = Napi::Persistent(c);
+  *data = c.Data();
+  return true;
+}
+
+bool GetSendCount(const Napi::CallbackInfo& info, bool closed, const uint32_t* tx, size_t entries, uint32_t* count) {
+  Napi::Env env = info.Env();
+  *count = 0;
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    ThrowType(env, "send(count: number)");
+    return false;
+  }
+  if (closed) return true;
+  if (tx == nullptr) {
+    Napi::Error::New(env, "send: setTx() must be called first").ThrowAsJavaScriptException();
+    return false;
+  }
+  int64_t count64;
+  if (!GetInt(info[0], "send: count", 0, static_cast<int64_t>(entries), &count64)) return false;
+  *count = static_cast<uint32_t>(count64);
+  return true;
+}
+
 void HandlePendingException(Napi::Env env) {
   if (env.IsExceptionPending()) {
     Napi::Error e = env.GetAndClearPendingException();

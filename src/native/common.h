@@ -85,6 +85,15 @@ bool GetIfName(const Napi::CallbackInfo& info, size_t idx, std::string* out);
 // Integer argument helpers; throw TypeError and return false on a bad value.
 bool GetInt(const Napi::Value& v, const char* what, int64_t min, int64_t max, int64_t* out);
 
+// The typed arrays a port keeps (port.cc, vhost-user.cc). setTx(tx: Uint32Array) of at least one entry (4 uint32):
+// *data and *entries set, a reference kept; setCounters(counters: Float64Array) of >= CounterCount. False with a
+// TypeError thrown on a bad argument.
+bool BindTx(const Napi::CallbackInfo& info, Napi::Reference<Napi::Uint32Array>* ref, uint32_t** data, size_t* entries);
+bool BindCounters(const Napi::CallbackInfo& info, Napi::Reference<Napi::Float64Array>* ref, double** data);
+// send(count): *count in 0..entries (0 when the port is closed); false with a TypeError (not a number, out of range)
+// or an Error (setTx() not called) thrown.
+bool GetSendCount(const Napi::CallbackInfo& info, bool closed, const uint32_t* tx, size_t entries, uint32_t* count);
+
 // If a JS exception is pending after a callback from a libuv callback, hand it to Node's
 // uncaught-exception machinery (process 'uncaughtException' or exit), as core handles do.
 void HandlePendingException(Napi::Env env);

@@ -2,6 +2,7 @@
 #include "port.h"
 #include "busypoll.h"
 #include "directpoll.h"
+#include "vnet.h"
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
@@ -24,31 +25,6 @@ namespace {
 
 constexpr int kMaxPollErrors = 8;    // consecutive POLLERR wakeups before giving up
 constexpr int kMaxReadErrors = 64;   // consecutive failed reads without a frame before giving up
-constexpr size_t kMinFrame = 14;     // Ethernet header
-// <linux/virtio_net.h> is not valid C++ (a member named 'class'); the one flag we need:
-constexpr uint8_t VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
-
-inline size_t Align16(size_t v) { return (v + (kSlotAlign - 1)) & ~(kSlotAlign - 1); }
-
-inline uint16_t Ld16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-inline void St16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
-
-// virtio_net_hdr (native endian on this host, as tun and af_packet use without TUNSETVNETLE):
-//   0 flags, 1 gso_type, 2 hdr_len, 4 gso_size, 6 csum_start, 8 csum_offset.
-// A tag pushed (delta +4) or popped (delta -4) in front of the L3 header moves csum_start, and
-// hdr_len (a length of headers including Ethernet; 0 for non-GSO frames) by the same amount.
-inline void AdjustVnetHdr(uint8_t* h, int delta) {
-  if (h[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
-    uint16_t cs = Ld16(h + 6);
-    if (delta > 0 || cs >= static_cast<uint16_t>(-delta)) St16(h + 6, static_cast<uint16_t>(cs + delta));
-  }
-  uint16_t hl = Ld16(h + 2);
-  if (hl != 0 && (delta > 0 || hl > static_cast<uint16_t>(-delta))) St16(h + 2, static_cast<uint16_t>(hl + delta));
-}
 
 }  // namespace
 
@@ -98,20 +74,8 @@ Napi::Value Port::GetKind(const Napi::CallbackInfo& info) {
 
 Napi::Value Port::SetTx(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsTypedArray() ||
-      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
-    ThrowType(env, "setTx(tx: Uint32Array)");
-    return env.Undefined();
-  }
-  Napi::Uint32Array tx = info[0].As<Napi::Uint32Array>();
-  size_t cap = tx.ElementLength() / 4;
-  if (cap < 1) {
-    ThrowType(env, "setTx: tx must hold at least one entry (4 uint32)");
-    return env.Undefined();
-  }
-  txRef_ = Napi::Persistent(tx);
-  tx_ = tx.Data();
-  txCap_ = cap;
+  if (!BindTx(info, &txRef_, &tx_, &txCap_)) return env.Undefined();
+  const size_t cap = txCap_;
   txScratch_.assign(cap * 16, 0);
   txIov_.assign(cap * 4, iovec{nullptr, 0});
   txMsgs_.assign(cap, mmsghdr{});
@@ -119,17 +83,8 @@ Napi::Value Port::SetTx(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Port::SetCounters(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsTypedArray() ||
-      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-      info[0].As<Napi::TypedArray>().ElementLength() < static_cast<size_t>(CounterCount)) {
-    ThrowType(env, "setCounters(counters: Float64Array) with length >= " + std::to_string(CounterCount));
-    return env.Undefined();
-  }
-  Napi::Float64Array c = info[0].As<Napi::Float64Array>();
-  countersRef_ = Napi::Persistent(c);
-  counters_ = c.Data();
-  return env.Undefined();
+  BindCounters(info, &countersRef_, &counters_);
+  return info.Env().Undefined();
 }
 
 Napi::Value Port::Start(const Napi::CallbackInfo& info) {
@@ -508,18 +463,8 @@ void Port::CountTxError(int e) {
 
 Napi::Value Port::Send(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) {
-    ThrowType(env, "send(count: number)");
-    return env.Undefined();
-  }
-  if (closed_) return Napi::Number::New(env, 0);
-  if (tx_ == nullptr) {
-    Napi::Error::New(env, "send: setTx() must be called first").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  int64_t count64;
-  if (!GetInt(info[0], "send: count", 0, static_cast<int64_t>(txCap_), &count64)) return env.Undefined();
-  const uint32_t count = static_cast<uint32_t>(count64);
+  uint32_t count;
+  if (!GetSendCount(info, closed_, tx_, txCap_, &count)) return env.Undefined();
   if (count == 0) return Napi::Number::New(env, 0);
   uint8_t* const slab = data_->slab;
   const size_t slabLen = data_->slabLen;
@@ -535,10 +480,7 @@ Napi::Value Port::Send(const Napi::CallbackInfo& info) {
     const uint32_t* e = tx_ + 4 * i;
     const size_t off = e[0], len = e[1];
     const uint32_t op = e[2], arg = e[3];
-    bool ok = off >= kVnetHdrLen && len >= kMinFrame && len <= kMaxFrame + kTagLen && off + len <= slabLen &&
-              (op == TX_OP_NONE || op == TX_OP_PUSH_TAG ||
-               ((op == TX_OP_POP_TAG || op == TX_OP_SET_TAG) && len >= kMinFrame + kTagLen));
-    if (!ok) {
+    if (!TxEntryOk(off, len, op, slabLen)) {
       ctr[TxOther] += 1;
       ctr[TxLastErrno] = EINVAL;
       continue;

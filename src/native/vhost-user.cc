@@ -23,9 +23,20 @@
 // and any malformed message closes the connection with a reason (onState 'disconnected'); only this port is
 // affected. Frames longer than 64 KiB are dropped and counted (RxTruncated), not an error.
 //
-// Notifications. Kicks: with EVENT_IDX avail_event is set to the next expected index only when queue 1 is drained;
-// without it VRING_USED_F_NO_NOTIFY is set while a batch runs and cleared before sleeping, each followed by one more
-// look at the avail index. Calls: EVENT_IDX's used_event, else VRING_AVAIL_F_NO_INTERRUPT.
+// Budget. A chain is walked for at most kMaxChainDescs descriptors (longer: returned unread, frame dropped), one
+// kick's receive batches for at most kDescBudgetPerWakeup, one send() for at most kDescBudgetPerSend: a guest's
+// legal but maximal rings (32768 chains of indirect tables of 32768) cost a bounded amount of work per wakeup.
+// The budget walked is the ring's (Vring::descWalked, under that ring's lock): queue 1's reader and queue 0's
+// senders, which may be different threads, never share it.
+//
+// Notifications. Queue 0 (guest RX) asks for no kicks at all (NO_NOTIFY, or an avail_event far ahead). Kicks:
+// a kick reads up to kBatchesPerWakeup batches, the bridge handling each in between; with EVENT_IDX avail_event
+// is set to the next expected index only when queue 1 is found empty; without it VRING_USED_F_NO_NOTIFY is set while
+// the batches run and cleared when queue 1 is found empty, each followed by one more look at the avail index.
+// One implementation (ServeKick) serves a kick on the main thread and on a data worker. Re-enabling kicks is
+// followed by a full barrier and one more look at the avail index (a chain posted in between kicks us ourselves);
+// a call is decided after the used index is published and a full barrier (vring_need_event).
+// Calls: EVENT_IDX's used_event, else VRING_AVAIL_F_NO_INTERRUPT.
 //
 // Connection. mode client: JS calls connect() (and again after a disconnect, with backoff); mode server: we
 // listen on the socket path and take one connection at a time (a second one is closed at once). A protocol
@@ -53,6 +64,7 @@
 // that allows it is sealed with F_SEAL_SHRINK here, QEMU's memory-backend-memfd seals its own.
 #include "vhost-user.h"
 #include "busypoll.h"
+#include "vnet.h"
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
@@ -113,6 +125,23 @@ constexpr size_t kMaxFds = 8;
 constexpr size_t kMaxRegions = 8;
 constexpr uint32_t kMaxQueueSize = 32768;
 constexpr int kMessagesPerWakeup = 64;
+// Descriptor budgets: what one wakeup may cost the daemon, whatever the guest posts. A chain walks at most
+// kMaxChainDescs descriptors (an indirect descriptor and its table's entries each count; Linux's vhost-net stops at
+// UIO_MAXIOV, 1024, too); a longer chain (legal up to the table size) is returned to the guest unread and dropped
+// (RxErrors / TxOversize, info().longChains). The receive batches of one kick start a chain only while
+// kDescBudgetPerWakeup - walked >= kMaxChainDescs, so one wakeup walks at most kDescBudgetPerWakeup descriptors; the
+// rest waits for the next wakeup (info().descBudgetHits). send() walks at most kDescBudgetPerSend in the same way
+// (then TxFull).
+constexpr uint32_t kMaxChainDescs = 1024;
+constexpr int kBatchesPerWakeup = 4;  // HandleKick: receive batches per kick before the loop serves the others
+constexpr uint32_t kDescBudgetPerWakeup = 4096;
+constexpr uint32_t kDescBudgetPerSend = 16384;
+static_assert(kMaxChainDescs <= kDescBudgetPerWakeup && kMaxChainDescs <= kDescBudgetPerSend, "a chain fits a budget");
+// Why a receive batch stopped: queue 1 empty, the batch full (frames or slab), the descriptor budget, or the ring is
+// off (not started or enabled, no memory table, broken, handed over).
+enum class ReadStop { Drained, Full, Budget, Off };
+// How a wakeup of queue 1's reader ended (VhostUserPort::ServeKick).
+enum class KickEnd { Done, Broken, Gone };
 
 // virtio feature bits
 constexpr uint64_t F_CSUM = 1ull << 0;
@@ -149,33 +178,6 @@ struct VringDesc {
 };
 static_assert(sizeof(VringDesc) == 16, "virtq_desc is 16 bytes");
 
-// virtio_net_hdr: 0 flags, 1 gso_type, 2 hdr_len, 4 gso_size, 6 csum_start, 8 csum_offset, [10 num_buffers]
-constexpr uint8_t VNET_F_NEEDS_CSUM = 1;
-constexpr uint8_t VNET_F_DATA_VALID = 2;
-constexpr uint8_t GSO_TCPV4 = 1;
-constexpr uint8_t GSO_UDP = 3;
-constexpr uint8_t GSO_TCPV6 = 4;
-constexpr uint8_t GSO_ECN = 0x80;
-constexpr size_t kMinFrame = 14;
-
-inline size_t Align16(size_t v) { return (v + (kSlotAlign - 1)) & ~(kSlotAlign - 1); }
-inline uint16_t Ld16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-inline void St16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
-
-// As port.cc: a tag pushed or popped in front of the L3 header moves csum_start and hdr_len.
-inline void AdjustVnetHdr(uint8_t* h, int delta) {
-  if (h[0] & VNET_F_NEEDS_CSUM) {
-    uint16_t cs = Ld16(h + 6);
-    if (delta > 0 || cs >= static_cast<uint16_t>(-delta)) St16(h + 6, static_cast<uint16_t>(cs + delta));
-  }
-  uint16_t hl = Ld16(h + 2);
-  if (hl != 0 && (delta > 0 || hl > static_cast<uint16_t>(-delta))) St16(h + 2, static_cast<uint16_t>(hl + delta));
-}
-
 inline uint16_t LoadAcquire16(const volatile uint16_t* p) {
   return __atomic_load_n(const_cast<const uint16_t*>(p), __ATOMIC_ACQUIRE);
 }
@@ -210,6 +212,11 @@ struct Vring {
   bool signalledValid = false;
   int kick = -1, call = -1, err = -1;
   uv_poll_t* kickPoll = nullptr;
+  // Descriptor budget of the walk in progress, under this ring's lock (so the readers of queue 1 and the senders to
+  // queue 0, on any threads, never share it): queue 1 one kick's batches, queue 0 one send(). ChainNext counts.
+  uint32_t descWalked = 0, descBudget = 0;
+  // a chain started now fits the budget (one chain walks at most kMaxChainDescs)
+  bool DescBudgetLeft() const { return descWalked + kMaxChainDescs <= descBudget; }
 
   volatile uint16_t* usedFlags() const { return reinterpret_cast<volatile uint16_t*>(used); }
   volatile uint16_t* usedIdx() const { return reinterpret_cast<volatile uint16_t*>(used + 2); }
@@ -241,19 +248,6 @@ void FreeTimer(uv_timer_t** t) {
 void SetNonBlocking(int fd) {
   int fl = ::fcntl(fd, F_GETFL);
   if (fl >= 0 && !(fl & O_NONBLOCK)) ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-}
-
-// One's complement sum of a byte range (RFC 1071), folded later.
-uint32_t CsumAdd(uint32_t sum, const uint8_t* p, size_t n, bool odd) {
-  size_t i = 0;
-  if (odd && n > 0) {
-    sum += p[0];
-    i = 1;
-  }
-  for (; i + 1 < n; i += 2) sum += (static_cast<uint32_t>(p[i]) << 8) | p[i + 1];
-  if (i < n) sum += static_cast<uint32_t>(p[i]) << 8;
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return sum;
 }
 
 }  // namespace
@@ -325,6 +319,12 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   // connection
   void Adopt(int fd);
   void Disconnect(const std::string& reason);
+  // close(), the destructor: the peers cut off (DetachLink), every ring, region, fd and handle of the connection (not
+  // the listening fd)
+  void ReleaseAll();
+  // onRx/onError/onState are let go once closed and no callback of ours runs
+  void DropCallbacksIfClosed();
+  void PollKick();
   void Fail(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
   void Emit(const char* type, const std::string& detail, bool up);
   void UpdateLink();
@@ -336,6 +336,10 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   void HandleMessage();
   bool Reply(uint32_t request, const void* payload, uint32_t size);
   bool ReplyU64(uint32_t request, uint64_t v) { return Reply(request, &v, 8); }
+  uint32_t MessageSize() const;
+  bool MessageOk(const char* what, uint32_t minSize);
+  bool VringMessage(const char* what, uint32_t minSize, bool fileIndex, uint32_t* idx);
+  bool OfferedBits(const char* what, uint64_t offered, uint64_t* out);
   void ClearFds();
   int TakeFd();  // first received fd, or -1
   void ResetRings();
@@ -350,6 +354,10 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   bool GuestRead(uint8_t* dst, uint64_t gpa, uint32_t len);
   bool GuestWrite(uint64_t gpa, const uint8_t* src, uint32_t len);
   bool GuestRangeOk(uint64_t gpa, uint64_t len) const;
+  const Region* RegionOf(uint64_t addr, bool uva) const;
+  // Calls piece(host, n) for each part of [gpa, gpa+len) in one region, in order; false when a byte is outside.
+  template <typename Piece>
+  bool GuestSpan(uint64_t gpa, uint64_t len, Piece piece) const;
   // From send(): the connection is closed on the next loop iteration, never inside the engine's batch.
   void DisconnectLater();
   static void OnDeferTimer(uv_timer_t* t);
@@ -359,16 +367,27 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
     const VringDesc* table;
     uint32_t size;
     uint32_t idx;
-    uint32_t steps;
+    uint32_t steps;   // descriptors read from the current table (a loop check)
+    uint32_t walked;  // descriptors read in all (the ring's and an indirect table's), <= kMaxChainDescs
     bool indirect;
     bool more;
+    bool tooLong;  // stopped at kMaxChainDescs with descriptors left: not an error, the frame is dropped
   };
   bool ChainBegin(Vring& vq, uint16_t head, Chain* c);
-  // Next buffer of the chain into *d (checked); false at the end or on an error (broken_ set).
+  // Next buffer of the chain into *d (checked); false at the end, at kMaxChainDescs (c->tooLong) or on an error
+  // (broken_ set). Each descriptor read counts in vq.descWalked.
   bool ChainNext(Vring& vq, Chain* c, VringDesc* d, bool writable);
   void HandleKick();
-  // Reads queue 1 into d's slab (the calling thread's), counting into ctr; the caller holds link_->q[1].
-  uint32_t ReadBatch(AddonData* d, double* ctr);
+  // Reads one batch of queue 1 into d's slab (the calling thread's), counting into ctr, within vq_[1]'s descriptor
+  // budget; *stop says why it stopped. The caller holds link_->q[1].
+  uint32_t ReadBatch(AddonData* d, double* ctr, ReadStop* stop);
+  // Going back to sleep after a wakeup's batches; the caller holds link_->q[1].
+  void ArmKick();
+  // One wakeup of queue 1's reader, whichever thread it is: HandleKick (main thread) and VhostUserPeer::HandleKick
+  // (a data worker). Defined below the class.
+  template <typename Deliver>
+  static KickEnd ServeKick(std::shared_ptr<VhostLink> link, AddonData* d, double* const& ctr, bool onMain,
+                           Deliver deliver);
   // Writes tx entries from d's slab into queue 0, counting into ctr; the caller holds link_->q[0]. Returns accepted.
   uint32_t SendBatch(AddonData* d, const uint32_t* tx, uint32_t count, double* ctr);
   // queue 1's kick is polled on this thread: start() asked, no QoS hold, not left to a worker, not handed over
@@ -441,6 +460,11 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   // statistics for info()
   double connects_ = 0, protocolErrors_ = 0, rejected_ = 0;
   std::atomic<uint64_t> kicks_{0}, notifies_{0};  // counted by whichever thread reads or sends
+  // Descriptor budget (the walk itself is per ring: Vring::descWalked/descBudget, under that ring's lock). Counted
+  // by whichever thread reads or sends: batches and sends that stopped on the budget, chains dropped at
+  // kMaxChainDescs, onRx callbacks (frames per batch = rx_packets / rxBatches).
+  std::atomic<uint64_t> descBudgetHits_{0}, longChains_{0}, rxBatches_{0};
+  uint32_t maxDescPerWakeup_ = 0;  // the most descriptors one kick's receive batches walked; under link_->q[1]
   std::string lastError_;
 };
 
@@ -533,40 +557,35 @@ void VhostUserPort::OnFailAsync(uv_async_t* a) {
 
 VhostUserPort::~VhostUserPort() {
   closed_ = true;
+  ReleaseAll();
+  CloseFd(&listenFd_);
+}
+
+// Detaches the peers (DetachLink: rings and regions go with both ring locks held), then the connection's fds.
+void VhostUserPort::ReleaseAll() {
   DetachLink();
   ClearFds();
   FreePoll(&connPoll_);
   FreePoll(&listenPoll_);
   FreeTimer(&deferTimer_);
   CloseFd(&connFd_);
-  CloseFd(&listenFd_);
+}
+
+void VhostUserPort::DropCallbacksIfClosed() {
+  if (!closed_ || inCallback_ != 0) return;
+  onRx_.Reset();
+  onError_.Reset();
+  onState_.Reset();
 }
 
 Napi::Value VhostUserPort::SetTx(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
-      info[0].As<Napi::TypedArray>().ElementLength() < 4) {
-    ThrowType(env, "setTx(tx: Uint32Array) with at least one entry (4 uint32)");
-    return env.Undefined();
-  }
-  Napi::Uint32Array tx = info[0].As<Napi::Uint32Array>();
-  txRef_ = Napi::Persistent(tx);
-  tx_ = tx.Data();
-  txCap_ = tx.ElementLength() / 4;
-  return env.Undefined();
+  BindTx(info, &txRef_, &tx_, &txCap_);
+  return info.Env().Undefined();
 }
 
 Napi::Value VhostUserPort::SetCounters(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-      info[0].As<Napi::TypedArray>().ElementLength() < static_cast<size_t>(CounterCount)) {
-    ThrowType(env, "setCounters(counters: Float64Array) with length >= " + std::to_string(CounterCount));
-    return env.Undefined();
-  }
-  Napi::Float64Array c = info[0].As<Napi::Float64Array>();
-  countersRef_ = Napi::Persistent(c);
-  counters_ = c.Data();
-  return env.Undefined();
+  BindCounters(info, &countersRef_, &counters_);
+  return info.Env().Undefined();
 }
 
 Napi::Value VhostUserPort::Start(const Napi::CallbackInfo& info) {
@@ -588,12 +607,8 @@ Napi::Value VhostUserPort::Start(const Napi::CallbackInfo& info) {
     exported_ = false;
   }
   if (connPoll_ != nullptr) uv_poll_start(connPoll_, UV_READABLE, OnConnPoll);
-  Vring& vq = vq_[1];
-  if (vq.kickPoll != nullptr && MainReads()) {
-    uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
-    // frames that queued while stopped: come back through the kick
-    if (vq.kick >= 0) eventfd_write(vq.kick, 1);
-  }
+  // frames that queued while stopped come back through the kick
+  if (MainReads()) PollKick();
   return env.Undefined();
 }
 
@@ -638,15 +653,20 @@ Napi::Value VhostUserPort::HoldRx(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   held_ = held;
-  Vring& vq = vq_[1];
-  if (vq.kickPoll == nullptr) return env.Undefined();
   if (held) {
-    uv_poll_stop(vq.kickPoll);
+    if (vq_[1].kickPoll != nullptr) uv_poll_stop(vq_[1].kickPoll);
   } else if (MainReads()) {
-    uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
-    if (vq.kick >= 0) eventfd_write(vq.kick, 1);
+    PollKick();
   }
   return env.Undefined();
+}
+
+// Polls queue 1's kick and kicks it once: what the guest posted while it was not polled is read.
+void VhostUserPort::PollKick() {
+  Vring& vq = vq_[1];
+  if (vq.kickPoll == nullptr) return;
+  uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
+  if (vq.kick >= 0) eventfd_write(vq.kick, 1);
 }
 
 Napi::Value VhostUserPort::Stop(const Napi::CallbackInfo& info) {
@@ -660,23 +680,14 @@ Napi::Value VhostUserPort::Stop(const Napi::CallbackInfo& info) {
 Napi::Value VhostUserPort::Close(const Napi::CallbackInfo& info) {
   if (!closed_) {
     closed_ = true;
-    DetachLink();
-    ClearFds();
-    FreePoll(&connPoll_);
-    FreePoll(&listenPoll_);
-    FreeTimer(&deferTimer_);
-    CloseFd(&connFd_);
+    ReleaseAll();
     if (listenFd_ >= 0) {
       CloseFd(&listenFd_);
       // only our own socket file: after a takeover the path may already be the new daemon's
       struct stat st;
       if (::lstat(path_.c_str(), &st) == 0 && st.st_ino == boundIno_ && st.st_dev == boundDev_) ::unlink(path_.c_str());
     }
-    if (inCallback_ == 0) {
-      onRx_.Reset();
-      onError_.Reset();
-      onState_.Reset();
-    }
+    DropCallbacksIfClosed();
     txRef_.Reset();
     tx_ = nullptr;
     txCap_ = 0;
@@ -853,11 +864,7 @@ void VhostUserPort::Emit(const char* type, const std::string& detail, bool up) {
   onState_.MakeCallback(Value(), 3, argv, *asyncCtx_);
   HandlePendingException(env);
   inCallback_--;
-  if (closed_ && inCallback_ == 0) {
-    onRx_.Reset();
-    onError_.Reset();
-    onState_.Reset();
-  }
+  DropCallbacksIfClosed();
   Unref();
 }
 
@@ -989,6 +996,62 @@ bool VhostUserPort::Reply(uint32_t request, const void* payload, uint32_t size) 
   return true;
 }
 
+// The current message's payload size (the header's size field).
+uint32_t VhostUserPort::MessageSize() const {
+  uint32_t size;
+  std::memcpy(&size, msg_ + 8, 4);
+  return size;
+}
+
+// A message that needs SET_OWNER first and a payload of at least minSize bytes; false (Fail called) otherwise.
+bool VhostUserPort::MessageOk(const char* what, uint32_t minSize) {
+  if (!owner_) {
+    Fail("%s before SET_OWNER", what);
+    return false;
+  }
+  const uint32_t size = MessageSize();
+  if (size < minSize) {
+    Fail("%s with a payload of %u bytes (needs %u)", what, size, minSize);
+    return false;
+  }
+  return true;
+}
+
+// A queue message (SET_VRING_*, GET_VRING_BASE): MessageOk, and the queue index, from the first u32 of the payload
+// (vring state and address) or from the low byte of its u64 (fileIndex: kick, call, err), is 0 or 1.
+bool VhostUserPort::VringMessage(const char* what, uint32_t minSize, bool fileIndex, uint32_t* idx) {
+  if (!MessageOk(what, minSize)) return false;
+  const uint8_t* p = msg_ + kHdrSize;
+  if (fileIndex) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    *idx = static_cast<uint32_t>(v & kVringIdxMask);
+  } else {
+    std::memcpy(idx, p, 4);
+  }
+  if (*idx >= 2) {
+    Fail("%s for queue %u (this port has queues 0 and 1)", what, *idx);
+    return false;
+  }
+  return true;
+}
+
+// SET_FEATURES / SET_PROTOCOL_FEATURES: a u64 with only offered bits; false (Fail called) otherwise.
+bool VhostUserPort::OfferedBits(const char* what, uint64_t offered, uint64_t* out) {
+  const uint32_t size = MessageSize();
+  if (size < 8) {
+    Fail("%s with a payload of %u bytes (needs 8)", what, size);
+    return false;
+  }
+  std::memcpy(out, msg_ + kHdrSize, 8);
+  if (*out & ~offered) {
+    Fail("%s 0x%llx has bits that were not offered (0x%llx)", what, static_cast<unsigned long long>(*out),
+         static_cast<unsigned long long>(*out & ~offered));
+    return false;
+  }
+  return true;
+}
+
 void VhostUserPort::HandleMessage() {
   uint32_t req, flags, size;
   std::memcpy(&req, msg_, 4);
@@ -1000,40 +1063,13 @@ void VhostUserPort::HandleMessage() {
     return;
   }
   bool replied = false;
-  auto need = [&](uint32_t n, const char* what) {
-    if (size < n) {
-      Fail("%s with a payload of %u bytes (needs %u)", what, size, n);
-      return false;
-    }
-    return true;
-  };
-  auto needOwner = [&](const char* what) {
-    if (!owner_) {
-      Fail("%s before SET_OWNER", what);
-      return false;
-    }
-    return true;
-  };
-  auto ringIndex = [&](uint32_t idx, const char* what) {
-    if (idx >= 2) {
-      Fail("%s for queue %u (this port has queues 0 and 1)", what, idx);
-      return false;
-    }
-    return true;
-  };
   switch (req) {
     case kGetFeatures:
       replied = ReplyU64(req, kOfferedFeatures);
       break;
     case kSetFeatures: {
-      if (!need(8, "SET_FEATURES")) return;
       uint64_t f;
-      std::memcpy(&f, p, 8);
-      if (f & ~kOfferedFeatures) {
-        Fail("SET_FEATURES 0x%llx has bits that were not offered (0x%llx)", static_cast<unsigned long long>(f),
-             static_cast<unsigned long long>(f & ~kOfferedFeatures));
-        return;
-      }
+      if (!OfferedBits("SET_FEATURES", kOfferedFeatures, &f)) return;
       features_ = f;
       featuresSet_ = true;
       guestHdrLen_ = (f & (F_VERSION_1 | F_MRG_RXBUF)) ? 12 : 10;
@@ -1046,13 +1082,8 @@ void VhostUserPort::HandleMessage() {
       replied = ReplyU64(req, kOfferedProtocolFeatures);
       break;
     case kSetProtocolFeatures: {
-      if (!need(8, "SET_PROTOCOL_FEATURES")) return;
       uint64_t f;
-      std::memcpy(&f, p, 8);
-      if (f & ~kOfferedProtocolFeatures) {
-        Fail("SET_PROTOCOL_FEATURES 0x%llx has bits that were not offered", static_cast<unsigned long long>(f));
-        return;
-      }
+      if (!OfferedBits("SET_PROTOCOL_FEATURES", kOfferedProtocolFeatures, &f)) return;
       protocolFeatures_ = f;
       break;
     }
@@ -1067,7 +1098,7 @@ void VhostUserPort::HandleMessage() {
       owner_ = false;
       break;
     case kSetMemTable: {
-      if (!needOwner("SET_MEM_TABLE") || !need(8, "SET_MEM_TABLE")) return;
+      if (!MessageOk("SET_MEM_TABLE", 8)) return;
       uint32_t n;
       std::memcpy(&n, p, 4);
       if (n == 0 || n > kMaxRegions) {
@@ -1148,28 +1179,30 @@ void VhostUserPort::HandleMessage() {
     case kSetLogFd:
       Fail("request %u (dirty logging) was not offered", req);
       return;
-    case kSetVringNum: {
-      if (!needOwner("SET_VRING_NUM") || !need(8, "SET_VRING_NUM")) return;
-      uint32_t idx, num;
-      std::memcpy(&idx, p, 4);
-      std::memcpy(&num, p + 4, 4);
-      if (!ringIndex(idx, "SET_VRING_NUM")) return;
-      if (num == 0 || num > kMaxQueueSize || (num & (num - 1)) != 0) {
-        Fail("SET_VRING_NUM %u for queue %u: not a power of two in 1..%u", num, idx, kMaxQueueSize);
-        return;
-      }
+    case kSetVringNum:
+    case kSetVringBase: {
+      // the state of a stopped queue: its size, or the index its avail ring continues from
+      const char* what = req == kSetVringNum ? "SET_VRING_NUM" : "SET_VRING_BASE";
+      uint32_t idx, v;
+      if (!VringMessage(what, 8, false, &idx)) return;
+      std::memcpy(&v, p + 4, 4);
       if (vq_[idx].started) {
-        Fail("SET_VRING_NUM for running queue %u", idx);
+        Fail("%s for running queue %u", what, idx);
         return;
       }
-      vq_[idx].num = num;
+      if (req == kSetVringBase) {
+        vq_[idx].lastAvail = static_cast<uint16_t>(v);
+      } else if (v == 0 || v > kMaxQueueSize || (v & (v - 1)) != 0) {
+        Fail("SET_VRING_NUM %u for queue %u: not a power of two in 1..%u", v, idx, kMaxQueueSize);
+        return;
+      } else {
+        vq_[idx].num = v;
+      }
       break;
     }
     case kSetVringAddr: {
-      if (!needOwner("SET_VRING_ADDR") || !need(40, "SET_VRING_ADDR")) return;
       uint32_t idx;
-      std::memcpy(&idx, p, 4);
-      if (!ringIndex(idx, "SET_VRING_ADDR")) return;
+      if (!VringMessage("SET_VRING_ADDR", 40, false, &idx)) return;
       Vring& vq = vq_[idx];
       std::memcpy(&vq.descUva, p + 8, 8);
       std::memcpy(&vq.usedUva, p + 16, 8);
@@ -1181,24 +1214,9 @@ void VhostUserPort::HandleMessage() {
       }
       break;
     }
-    case kSetVringBase: {
-      if (!needOwner("SET_VRING_BASE") || !need(8, "SET_VRING_BASE")) return;
-      uint32_t idx, base;
-      std::memcpy(&idx, p, 4);
-      std::memcpy(&base, p + 4, 4);
-      if (!ringIndex(idx, "SET_VRING_BASE")) return;
-      if (vq_[idx].started) {
-        Fail("SET_VRING_BASE for running queue %u", idx);
-        return;
-      }
-      vq_[idx].lastAvail = static_cast<uint16_t>(base);
-      break;
-    }
     case kGetVringBase: {
-      if (!needOwner("GET_VRING_BASE") || !need(8, "GET_VRING_BASE")) return;
       uint32_t idx;
-      std::memcpy(&idx, p, 4);
-      if (!ringIndex(idx, "GET_VRING_BASE")) return;
+      if (!VringMessage("GET_VRING_BASE", 8, false, &idx)) return;
       Vring& vq = vq_[idx];
       uint32_t st[2] = {idx, vq.lastAvail};
       StopRing(vq);
@@ -1209,11 +1227,10 @@ void VhostUserPort::HandleMessage() {
     case kSetVringCall:
     case kSetVringErr: {
       const char* what = req == kSetVringKick ? "SET_VRING_KICK" : req == kSetVringCall ? "SET_VRING_CALL" : "SET_VRING_ERR";
-      if (!needOwner(what) || !need(8, what)) return;
+      uint32_t idx;
+      if (!VringMessage(what, 8, true, &idx)) return;
       uint64_t v;
       std::memcpy(&v, p, 8);
-      uint32_t idx = static_cast<uint32_t>(v & kVringIdxMask);
-      if (!ringIndex(idx, what)) return;
       bool nofd = (v & kVringNoFd) != 0;
       int fd = nofd ? -1 : TakeFd();
       if (!nofd && fd < 0) {
@@ -1240,11 +1257,9 @@ void VhostUserPort::HandleMessage() {
       break;
     }
     case kSetVringEnable: {
-      if (!needOwner("SET_VRING_ENABLE") || !need(8, "SET_VRING_ENABLE")) return;
       uint32_t idx, on;
-      std::memcpy(&idx, p, 4);
+      if (!VringMessage("SET_VRING_ENABLE", 8, false, &idx)) return;
       std::memcpy(&on, p + 4, 4);
-      if (!ringIndex(idx, "SET_VRING_ENABLE")) return;
       vq_[idx].enabled = on != 0;
       if (idx == 1 && on != 0 && vq_[1].kick >= 0) eventfd_write(vq_[1].kick, 1);
       break;
@@ -1284,81 +1299,55 @@ void VhostUserPort::UnmapRegions() {
   memSet_ = false;
 }
 
-uint8_t* VhostUserPort::UvaToHost(uint64_t uva, uint64_t len) const {
+// The region holding address a (a guest physical address, or with uva the frontend's own address), or nullptr.
+const Region* VhostUserPort::RegionOf(uint64_t a, bool uva) const {
   for (size_t i = 0; i < nregions_; i++) {
     const Region& r = regions_[i];
-    if (uva >= r.uva && uva - r.uva < r.size && len <= r.size - (uva - r.uva)) return r.host() + (uva - r.uva);
+    const uint64_t base = uva ? r.uva : r.gpa;
+    if (a >= base && a - base < r.size) return &r;
   }
   return nullptr;
+}
+
+uint8_t* VhostUserPort::UvaToHost(uint64_t uva, uint64_t len) const {
+  const Region* r = RegionOf(uva, true);
+  return r != nullptr && len <= r->size - (uva - r->uva) ? r->host() + (uva - r->uva) : nullptr;
 }
 
 uint8_t* VhostUserPort::GpaToHost(uint64_t gpa, uint64_t len) const {
-  for (size_t i = 0; i < nregions_; i++) {
-    const Region& r = regions_[i];
-    if (gpa >= r.gpa && gpa - r.gpa < r.size && len <= r.size - (gpa - r.gpa)) return r.host() + (gpa - r.gpa);
+  const Region* r = RegionOf(gpa, false);
+  return r != nullptr && len <= r->size - (gpa - r->gpa) ? r->host() + (gpa - r->gpa) : nullptr;
+}
+
+template <typename Piece>
+bool VhostUserPort::GuestSpan(uint64_t gpa, uint64_t len, Piece piece) const {
+  while (len > 0) {
+    const Region* hit = RegionOf(gpa, false);
+    if (hit == nullptr) return false;
+    const uint64_t n = std::min<uint64_t>(hit->size - (gpa - hit->gpa), len);
+    piece(hit->host() + (gpa - hit->gpa), static_cast<size_t>(n));
+    gpa += n;
+    len -= n;
   }
-  return nullptr;
+  return true;
 }
 
 bool VhostUserPort::GuestRead(uint8_t* dst, uint64_t gpa, uint32_t len) {
-  while (len > 0) {
-    const Region* hit = nullptr;
-    for (size_t i = 0; i < nregions_; i++) {
-      const Region& r = regions_[i];
-      if (gpa >= r.gpa && gpa - r.gpa < r.size) {
-        hit = &r;
-        break;
-      }
-    }
-    if (hit == nullptr) return false;
-    uint64_t room = hit->size - (gpa - hit->gpa);
-    uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(room, len));
-    std::memcpy(dst, hit->host() + (gpa - hit->gpa), n);
+  return GuestSpan(gpa, len, [&dst](uint8_t* host, size_t n) {
+    std::memcpy(dst, host, n);
     dst += n;
-    gpa += n;
-    len -= n;
-  }
-  return true;
+  });
 }
 
 bool VhostUserPort::GuestWrite(uint64_t gpa, const uint8_t* src, uint32_t len) {
-  while (len > 0) {
-    const Region* hit = nullptr;
-    for (size_t i = 0; i < nregions_; i++) {
-      const Region& r = regions_[i];
-      if (gpa >= r.gpa && gpa - r.gpa < r.size) {
-        hit = &r;
-        break;
-      }
-    }
-    if (hit == nullptr) return false;
-    uint64_t room = hit->size - (gpa - hit->gpa);
-    uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(room, len));
-    std::memcpy(hit->host() + (gpa - hit->gpa), src, n);
+  return GuestSpan(gpa, len, [&src](uint8_t* host, size_t n) {
+    std::memcpy(host, src, n);
     src += n;
-    gpa += n;
-    len -= n;
-  }
-  return true;
+  });
 }
 
 bool VhostUserPort::GuestRangeOk(uint64_t gpa, uint64_t len) const {
-  while (len > 0) {
-    const Region* hit = nullptr;
-    for (size_t i = 0; i < nregions_; i++) {
-      const Region& r = regions_[i];
-      if (gpa >= r.gpa && gpa - r.gpa < r.size) {
-        hit = &r;
-        break;
-      }
-    }
-    if (hit == nullptr) return false;
-    uint64_t room = hit->size - (gpa - hit->gpa);
-    uint64_t n = std::min<uint64_t>(room, len);
-    gpa += n;
-    len -= n;
-  }
-  return true;
+  return GuestSpan(gpa, len, [](uint8_t*, size_t) {});
 }
 
 void VhostUserPort::DisconnectLater() {
@@ -1423,6 +1412,16 @@ bool VhostUserPort::StartRing(uint32_t index) {
       return false;
     }
   }
+  if (index == 0) {
+    // queue 0's kick is never polled (send() looks at the avail ring itself): ask the guest not to kick it after
+    // posting receive buffers, which saves it a syscall (a VM exit in QEMU) per refill. With EVENT_IDX: an
+    // avail_event half the index space away (a kick once per 32768 buffers at most).
+    if (features_ & F_EVENT_IDX) {
+      StoreRelease16(vq.availEvent(), static_cast<uint16_t>(vq.lastAvail + 0x8000));
+    } else {
+      StoreRelease16(vq.usedFlags(), VRING_USED_F_NO_NOTIFY);
+    }
+  }
   if (index == 1 && vq.kickPoll == nullptr) {
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env_, &loop);
@@ -1451,13 +1450,22 @@ bool VhostUserPort::ChainBegin(Vring& vq, uint16_t head, Chain* c) {
   c->size = vq.num;
   c->idx = head;
   c->steps = 0;
+  c->walked = 0;
   c->indirect = false;
   c->more = true;
+  c->tooLong = false;
   return true;
 }
 
 bool VhostUserPort::ChainNext(Vring& vq, Chain* c, VringDesc* out, bool writable) {
   if (!c->more) return false;
+  if (c->walked >= kMaxChainDescs) {
+    c->tooLong = true;
+    c->more = false;
+    return false;
+  }
+  c->walked++;
+  vq.descWalked++;  // the caller started this chain with vq.DescBudgetLeft()
   VringDesc d;
   std::memcpy(&d, const_cast<const VringDesc*>(c->table + c->idx), sizeof d);  // read once
   if (++c->steps > c->size) {
@@ -1491,6 +1499,13 @@ bool VhostUserPort::ChainNext(Vring& vq, Chain* c, VringDesc* out, bool writable
     c->idx = 0;
     c->steps = 1;
     c->indirect = true;
+    if (c->walked >= kMaxChainDescs) {
+      c->tooLong = true;
+      c->more = false;
+      return false;
+    }
+    c->walked++;
+    vq.descWalked++;
     std::memcpy(&d, const_cast<const VringDesc*>(c->table), sizeof d);
     if (d.flags & VRING_DESC_F_INDIRECT) {
       Fail("nested indirect descriptor");
@@ -1541,9 +1556,11 @@ void VhostUserPort::Notify(Vring& vq) {
   }
 }
 
-uint32_t VhostUserPort::ReadBatch(AddonData* d, double* ctr) {
+uint32_t VhostUserPort::ReadBatch(AddonData* d, double* ctr, ReadStop* stop) {
   Vring& vq = vq_[1];
+  *stop = ReadStop::Off;
   if (!vq.started || !vq.enabled || !memSet_ || broken_ || exported_) return 0;
+  *stop = ReadStop::Drained;
   uint8_t* const slab = d->slab;
   int32_t* const desc = d->rxDesc;
   const size_t slabLen = d->slabLen;
@@ -1553,7 +1570,6 @@ uint32_t VhostUserPort::ReadBatch(AddonData* d, double* ctr) {
   size_t pos = 0;
   uint32_t count = 0;
   uint32_t consumed = 0;
-  bool more = false;
   // awake: the guest need not kick for chains it posts while this batch runs (cleared before going back to sleep)
   if (!(features_ & F_EVENT_IDX)) StoreRelease16(vq.usedFlags(), VRING_USED_F_NO_NOTIFY);
   for (;;) {
@@ -1563,22 +1579,15 @@ uint32_t VhostUserPort::ReadBatch(AddonData* d, double* ctr) {
       Fail("queue 1: avail idx %u is %u ahead of %u (queue size %u)", availIdx, pending, vq.lastAvail, vq.num);
       break;
     }
-    if (pending == 0) {
-      // going back to sleep: ask for kicks again, then look once more (a chain posted in between has no kick)
-      if (features_ & F_EVENT_IDX) {
-        StoreRelease16(vq.availEvent(), vq.lastAvail);
-      } else {
-        StoreRelease16(vq.usedFlags(), 0);
-      }
-      __atomic_thread_fence(__ATOMIC_SEQ_CST);
-      if (LoadAcquire16(&vq.avail[1]) != vq.lastAvail) {
-        if (!(features_ & F_EVENT_IDX)) StoreRelease16(vq.usedFlags(), VRING_USED_F_NO_NOTIFY);
-        continue;
-      }
+    if (pending == 0) break;  // ServeKick looks again after the callback, then asks for kicks (ArmKick)
+    if (count >= maxIter || pos + kSlot > slabLen) {
+      *stop = ReadStop::Full;
       break;
     }
-    if (count >= maxIter || pos + kSlot > slabLen) {
-      more = true;
+    if (!vq.DescBudgetLeft()) {
+      // the next chain might not fit: it waits for the next wakeup
+      descBudgetHits_++;
+      *stop = ReadStop::Budget;
       break;
     }
     uint16_t head = vq.avail[2 + (vq.lastAvail & mask)];
@@ -1587,7 +1596,7 @@ uint32_t VhostUserPort::ReadBatch(AddonData* d, double* ctr) {
     // [vnet hdr 10][frame]: the guest's header (10 or 12 bytes) is copied through hdrBuf
     uint8_t hdrBuf[12];
     size_t got = 0;  // bytes of header + frame seen
-    bool tooLong = false;
+    bool oversize = false;  // longer than kMaxFrame
     VringDesc d;
     uint8_t* const frame = slab + pos + kVnetHdrLen;
     while (ChainNext(vq, &c, &d, false)) {
@@ -1605,9 +1614,9 @@ uint32_t VhostUserPort::ReadBatch(AddonData* d, double* ctr) {
       }
       if (len == 0) continue;
       size_t off = got - hdrLen;
-      if (tooLong || off + len > kMaxFrame) {
+      if (oversize || off + len > kMaxFrame) {
         // the rest is only range-checked
-        tooLong = true;
+        oversize = true;
         if (!GuestRangeOk(addr, len)) {
           Fail("queue 1: buffer 0x%llx+%u outside the memory table", static_cast<unsigned long long>(addr), len);
           break;
@@ -1628,7 +1637,12 @@ uint32_t VhostUserPort::ReadBatch(AddonData* d, double* ctr) {
     ue[1] = 0;
     vq.lastUsed++;
     consumed++;
-    if (tooLong) {
+    if (c.tooLong) {
+      longChains_++;
+      ctr[RxErrors] += 1;
+      continue;
+    }
+    if (oversize) {
       ctr[RxTruncated] += 1;
       continue;
     }
@@ -1649,43 +1663,103 @@ uint32_t VhostUserPort::ReadBatch(AddonData* d, double* ctr) {
     StoreRelease16(vq.usedIdx(), vq.lastUsed);
     Notify(vq);
   }
-  // the budget ran out with chains left: the kick fd brings us back on the next loop iteration
-  if (more && vq.kick >= 0) eventfd_write(vq.kick, 1);
   return broken_ ? 0 : count;
 }
 
-void VhostUserPort::HandleKick() {
+// Going back to sleep: ask the guest for kicks again (avail_event with EVENT_IDX, else clear NO_NOTIFY), then look
+// once more after a full barrier (virtio 2.7.10, Linux's vhost_enable_notify): the guest that posted a chain in
+// between read the old flag or avail_event and did not kick, so kick ourselves and the chain is read on the reader's
+// next loop iteration (the eventfd is queue 1's kick, in whichever loop polls it). The caller holds link_->q[1].
+void VhostUserPort::ArmKick() {
   Vring& vq = vq_[1];
-  if (vq.kick < 0) return;
-  eventfd_t v;
-  if (eventfd_read(vq.kick, &v) < 0 && errno != EAGAIN) return;
-  kicks_++;
+  if (!vq.started || broken_ || exported_ || vq.used == nullptr) return;
+  if (features_ & F_EVENT_IDX) {
+    StoreRelease16(vq.availEvent(), vq.lastAvail);
+  } else {
+    StoreRelease16(vq.usedFlags(), 0);
+  }
+  // the store above before the load below (a store followed by a load of another word is reordered otherwise)
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  if (LoadAcquire16(&vq.avail[1]) != vq.lastAvail && vq.kick >= 0) eventfd_write(vq.kick, 1);
+}
+
+// One wakeup of queue 1's reader (the main thread's HandleKick or a worker's VhostUserPeer::HandleKick): consumes
+// the kick, then up to kBatchesPerWakeup batches within kDescBudgetPerWakeup descriptors. Each batch is read under
+// link->q[1] and handed to deliver(count) with no lock held; deliver returns false when the reader stopped (then no
+// further batch). While the engine handles a batch the guest's kicks stay off (NO_NOTIFY, or an avail_event it has
+// passed) and what it posts meanwhile is read by the next batch without a wakeup. At the end, under the lock: queue 1
+// found empty asks for kicks again (ArmKick); a full last batch or the budget kicks ourselves, so the rest is read on
+// the next loop iteration, after the other ports; a ring that is off (not started or enabled, no memory) is left
+// alone: what turns it on kicks. A port found broken: Broken (with !onMain the main thread is woken through
+// failAsync_); a closed port: Gone.
+template <typename Deliver>
+KickEnd VhostUserPort::ServeKick(std::shared_ptr<VhostLink> link, AddonData* d, double* const& ctr, bool onMain,
+                                 Deliver deliver) {
+  ReadStop stop = ReadStop::Off;
+  for (int round = 0; round < kBatchesPerWakeup; round++) {
+    uint32_t count;
+    {
+      std::lock_guard<std::mutex> g(link->q[1]);
+      VhostUserPort* port = link->port;
+      if (port == nullptr) return KickEnd::Gone;
+      Vring& vq = port->vq_[1];
+      if (round == 0) {
+        // no kick fd (the ring stopped): nothing to read until the next one is polled
+        eventfd_t v;
+        if (vq.kick < 0 || (eventfd_read(vq.kick, &v) < 0 && errno != EAGAIN)) return KickEnd::Done;
+        port->kicks_++;
+        vq.descWalked = 0;
+        vq.descBudget = kDescBudgetPerWakeup;
+      }
+      count = port->ReadBatch(d, ctr, &stop);
+      if (port->broken_) {
+        if (!onMain) uv_async_send(port->failAsync_);
+        return KickEnd::Broken;
+      }
+      port->maxDescPerWakeup_ = std::max(port->maxDescPerWakeup_, vq.descWalked);
+      if (count > 0) port->rxBatches_++;
+    }
+    if (count == 0 || !deliver(count) || stop == ReadStop::Budget) break;
+  }
+  std::lock_guard<std::mutex> g(link->q[1]);
+  VhostUserPort* port = link->port;
+  if (port == nullptr) return KickEnd::Gone;
+  if (port->broken_) {
+    if (!onMain) uv_async_send(port->failAsync_);
+    return KickEnd::Broken;
+  }
+  Vring& vq = port->vq_[1];
+  if (stop == ReadStop::Drained) {
+    port->ArmKick();
+  } else if ((stop == ReadStop::Full || stop == ReadStop::Budget) && vq.kick >= 0) {
+    eventfd_write(vq.kick, 1);
+  }
+  return KickEnd::Done;
+}
+
+void VhostUserPort::HandleKick() {
+  if (vq_[1].kick < 0 || link_ == nullptr) return;
   Napi::Env env(env_);
   Napi::HandleScope scope(env);
   Ref();
   inCallback_++;
-  uint32_t count;
-  {
-    std::lock_guard<std::mutex> g(link_->q[1]);
-    count = ReadBatch(data_, counters_);
-  }
-  if (broken_) {
-    std::string r = brokenReason_;
-    Disconnect(r);
-    count = 0;
-  }
-  if (count > 0 && !onRx_.IsEmpty() && !closed_) {
+  bool delivered = false;
+  KickEnd end = ServeKick(link_, data_, counters_, true, [&](uint32_t count) {
+    if (onRx_.IsEmpty() || closed_) return false;
+    delivered = true;
     napi_value argv[1] = {Napi::Number::New(env, count)};
     onRx_.MakeCallback(Value(), 1, argv, *asyncCtx_);
     HandlePendingException(env);
-    BusyPollKick();  // busy_poll_us applies to vhost-user ports as to TAPs
+    // the callback may have stopped, held, given away, handed over or closed the port: then no further batch
+    return !closed_ && MainReads();
+  });
+  if (end == KickEnd::Broken && !closed_) {
+    std::string r = brokenReason_;
+    Disconnect(r);
   }
+  if (delivered) BusyPollKick();  // busy_poll_us applies to vhost-user ports as to TAPs
   inCallback_--;
-  if (closed_ && inCallback_ == 0) {
-    onRx_.Reset();
-    onError_.Reset();
-    onState_.Reset();
-  }
+  DropCallbacksIfClosed();
   Unref();
 }
 
@@ -1696,10 +1770,10 @@ int VhostUserPort::SendOne(const uint8_t* hdrIn, const struct iovec* pieces, int
   uint8_t hdr[12];
   std::memcpy(hdr, hdrIn, kVnetHdrLen);
   St16(hdr + 10, 1);
-  const uint8_t gso = hdr[1] & static_cast<uint8_t>(~GSO_ECN);
+  const uint8_t gso = hdr[1] & static_cast<uint8_t>(~VNET_GSO_ECN);
   if (gso != 0) {
-    bool ok = (gso == GSO_TCPV4 && (features_ & F_GUEST_TSO4)) || (gso == GSO_TCPV6 && (features_ & F_GUEST_TSO6));
-    if (!ok || ((hdr[1] & GSO_ECN) && !(features_ & F_GUEST_ECN))) return TxOversize;
+    bool ok = (gso == VNET_GSO_TCPV4 && (features_ & F_GUEST_TSO4)) || (gso == VNET_GSO_TCPV6 && (features_ & F_GUEST_TSO6));
+    if (!ok || ((hdr[1] & VNET_GSO_ECN) && !(features_ & F_GUEST_ECN))) return TxOversize;
   }
   if (!(features_ & F_GUEST_CSUM)) hdr[0] &= static_cast<uint8_t>(~VNET_F_DATA_VALID);
   const size_t hdrLen = guestHdrLen_;
@@ -1722,6 +1796,12 @@ int VhostUserPort::SendOne(const uint8_t* hdrIn, const struct iovec* pieces, int
     if (pending == 0 || (!mrg && nbufs == 1)) {
       vq.lastAvail = savedAvail;
       return pending == 0 ? TxFull : TxOversize;
+    }
+    if (!vq.DescBudgetLeft()) {
+      // this send() walked its budget: the rest of the batch is not offered to the guest
+      descBudgetHits_++;
+      vq.lastAvail = savedAvail;
+      return TxFull;
     }
     uint16_t head = vq.avail[2 + (vq.lastAvail & mask)];
     Chain c;
@@ -1776,6 +1856,12 @@ int VhostUserPort::SendOne(const uint8_t* hdrIn, const struct iovec* pieces, int
       }
     }
     if (broken_) return TxOther;
+    if (c.tooLong && done < total) {
+      // a receive chain of more than kMaxChainDescs descriptors is not filled further
+      longChains_++;
+      vq.lastAvail = savedAvail;
+      return TxOversize;
+    }
     volatile uint32_t* ue = vq.usedElem(static_cast<uint16_t>(vq.lastUsed + nbufs));
     ue[0] = head;
     ue[1] = chainBytes;
@@ -1791,18 +1877,8 @@ int VhostUserPort::SendOne(const uint8_t* hdrIn, const struct iovec* pieces, int
 
 Napi::Value VhostUserPort::Send(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) {
-    ThrowType(env, "send(count: number)");
-    return env.Undefined();
-  }
-  if (closed_) return Napi::Number::New(env, 0);
-  if (tx_ == nullptr) {
-    Napi::Error::New(env, "send: setTx() must be called first").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  int64_t count64;
-  if (!GetInt(info[0], "send: count", 0, static_cast<int64_t>(txCap_), &count64)) return env.Undefined();
-  const uint32_t count = static_cast<uint32_t>(count64);
+  uint32_t count;
+  if (!GetSendCount(info, closed_, tx_, txCap_, &count)) return env.Undefined();
   if (count == 0) return Napi::Number::New(env, 0);
   uint32_t accepted;
   {
@@ -1824,14 +1900,14 @@ uint32_t VhostUserPort::SendBatch(AddonData* d, const uint32_t* tx, uint32_t cou
   const size_t slabLen = d->slabLen;
   uint32_t accepted = 0;
   const uint16_t usedBefore = vq.lastUsed;
+  // queue 0's own budget (a send() from inside this port's onRx leaves queue 1's receive budget alone)
+  vq.descWalked = 0;
+  vq.descBudget = kDescBudgetPerSend;
   for (uint32_t i = 0; i < count && !broken_; i++) {
     const uint32_t* e = tx + 4 * i;
     const size_t off = e[0], len = e[1];
     const uint32_t op = e[2], arg = e[3];
-    bool ok = off >= kVnetHdrLen && len >= kMinFrame && len <= kMaxFrame + kTagLen && off + len <= slabLen &&
-              (op == TX_OP_NONE || op == TX_OP_PUSH_TAG ||
-               ((op == TX_OP_POP_TAG || op == TX_OP_SET_TAG) && len >= kMinFrame + kTagLen));
-    if (!ok) {
+    if (!TxEntryOk(off, len, op, slabLen)) {
       ctr[TxOther] += 1;
       ctr[TxLastErrno] = EINVAL;
       continue;
@@ -1876,17 +1952,11 @@ uint32_t VhostUserPort::SendBatch(AddonData* d, const uint32_t* tx, uint32_t cou
         std::memcpy(csumScratch_.data() + at, pieces[k].iov_base, pieces[k].iov_len);
         at += pieces[k].iov_len;
       }
-      size_t cs = Ld16(hdr + 6), co = Ld16(hdr + 8);
-      if (cs + co + 2 > outLen || hdr[1] != 0) {
+      if (!CompleteCsum(hdr, csumScratch_.data(), outLen)) {
         ctr[TxOversize] += 1;
         ctr[TxLastErrno] = EINVAL;
         continue;
       }
-      uint32_t sum = CsumAdd(0, csumScratch_.data() + cs, outLen - cs, false);
-      uint16_t folded = static_cast<uint16_t>(~sum);
-      csumScratch_[cs + co] = static_cast<uint8_t>(folded >> 8);
-      csumScratch_[cs + co + 1] = static_cast<uint8_t>(folded);
-      hdr[0] &= static_cast<uint8_t>(~VNET_F_NEEDS_CSUM);
       pieces[0] = {csumScratch_.data(), outLen};
       np = 1;
     }
@@ -2074,13 +2144,8 @@ Napi::Value VhostUserPort::AdoptHandover(const Napi::CallbackInfo& info) {
   for (size_t i = n; i < kMaxRegions; i++) CloseFd(&regionFd[i]);
   nregions_ = n;
   memSet_ = n > 0;
-  features_ = feats;
-  featuresSet_ = st.Get("featuresSet").ToBoolean().Value();
-  protocolFeatures_ = pfeats;
-  guestHdrLen_ = (feats & (F_VERSION_1 | F_MRG_RXBUF)) ? 12 : 10;
-  owner_ = st.Get("owner").ToBoolean().Value();
   delete g;
-  Adopt(conn);  // socket poll, 'connected'; resets the negotiated state, so set it again below
+  Adopt(conn);  // socket poll, 'connected'; resets the negotiated state, set below
   features_ = feats;
   featuresSet_ = st.Get("featuresSet").ToBoolean().Value();
   protocolFeatures_ = pfeats;
@@ -2166,7 +2231,12 @@ Napi::Value VhostUserPort::Info(const Napi::CallbackInfo& info) {
   o.Set("protocolErrors", Napi::Number::New(env, protocolErrors_));
   o.Set("rejected", Napi::Number::New(env, rejected_));
   o.Set("kicks", Napi::Number::New(env, static_cast<double>(kicks_.load())));
+  o.Set("rxBatches", Napi::Number::New(env, static_cast<double>(rxBatches_.load())));
   o.Set("notifies", Napi::Number::New(env, static_cast<double>(notifies_.load())));
+  o.Set("descBudget", Napi::Number::New(env, kDescBudgetPerWakeup));
+  o.Set("descBudgetHits", Napi::Number::New(env, static_cast<double>(descBudgetHits_.load())));
+  o.Set("longChains", Napi::Number::New(env, static_cast<double>(longChains_.load())));
+  o.Set("maxDescPerWakeup", Napi::Number::New(env, maxDescPerWakeup_));
   o.Set("lastError", Napi::String::New(env, lastError_));
   return o;
 }
@@ -2240,30 +2310,13 @@ class VhostUserPeer : public Napi::ObjectWrap<VhostUserPeer> {
   Napi::Value ReadSocketDrops(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), 0); }
 
   Napi::Value SetTx(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
-        info[0].As<Napi::TypedArray>().ElementLength() < 4) {
-      ThrowType(env, "setTx(tx: Uint32Array) with at least one entry (4 uint32)");
-      return env.Undefined();
-    }
-    Napi::Uint32Array tx = info[0].As<Napi::Uint32Array>();
-    txRef_ = Napi::Persistent(tx);
-    tx_ = tx.Data();
-    txCap_ = tx.ElementLength() / 4;
-    return env.Undefined();
+    BindTx(info, &txRef_, &tx_, &txCap_);
+    return info.Env().Undefined();
   }
 
   Napi::Value SetCounters(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-        info[0].As<Napi::TypedArray>().ElementLength() < static_cast<size_t>(CounterCount)) {
-      ThrowType(env, "setCounters(counters: Float64Array) with length >= " + std::to_string(CounterCount));
-      return env.Undefined();
-    }
-    Napi::Float64Array c = info[0].As<Napi::Float64Array>();
-    countersRef_ = Napi::Persistent(c);
-    counters_ = c.Data();
-    return env.Undefined();
+    BindCounters(info, &countersRef_, &counters_);
+    return info.Env().Undefined();
   }
 
   Napi::Value Start(const Napi::CallbackInfo& info) {
@@ -2292,6 +2345,7 @@ class VhostUserPeer : public Napi::ObjectWrap<VhostUserPeer> {
       poll_->data = this;
     }
     uv_poll_start(poll_, UV_READABLE, OnPoll);
+    reading_ = true;
     // frames that queued while nobody read: come back through the kick
     std::lock_guard<std::mutex> g(link_->q[1]);
     VhostUserPort* port = link_->port;
@@ -2300,30 +2354,24 @@ class VhostUserPeer : public Napi::ObjectWrap<VhostUserPeer> {
   }
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
+    reading_ = false;
     if (poll_ != nullptr) uv_poll_stop(poll_);
     return info.Env().Undefined();
   }
 
   // QoS ports stay on the main thread (dataplane.ts); a hold here stops reading like stop()
   Napi::Value HoldRx(const Napi::CallbackInfo& info) {
-    if (info.Length() >= 1 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value() && poll_ != nullptr) uv_poll_stop(poll_);
+    if (info.Length() >= 1 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value()) {
+      reading_ = false;
+      if (poll_ != nullptr) uv_poll_stop(poll_);
+    }
     return info.Env().Undefined();
   }
 
   Napi::Value Send(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsNumber()) {
-      ThrowType(env, "send(count: number)");
-      return env.Undefined();
-    }
-    if (closed_) return Napi::Number::New(env, 0);
-    if (tx_ == nullptr) {
-      Napi::Error::New(env, "send: setTx() must be called first").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    int64_t count64;
-    if (!GetInt(info[0], "send: count", 0, static_cast<int64_t>(txCap_), &count64)) return env.Undefined();
-    const uint32_t count = static_cast<uint32_t>(count64);
+    uint32_t count;
+    if (!GetSendCount(info, closed_, tx_, txCap_, &count)) return env.Undefined();
     if (count == 0) return Napi::Number::New(env, 0);
     uint32_t accepted = 0;
     std::lock_guard<std::mutex> g(link_->q[0]);
@@ -2347,6 +2395,7 @@ class VhostUserPeer : public Napi::ObjectWrap<VhostUserPeer> {
     if (released_) return;
     released_ = true;
     closed_ = true;
+    reading_ = false;
     if (poll_ != nullptr) {
       poll_->data = nullptr;
       uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
@@ -2375,36 +2424,26 @@ class VhostUserPeer : public Napi::ObjectWrap<VhostUserPeer> {
     self->HandleKick();
   }
 
+  // The same wakeup as the main thread's (VhostUserPort::ServeKick), into this thread's slab and counters.
   void HandleKick() {
-    uint32_t count = 0;
-    {
-      std::lock_guard<std::mutex> g(link_->q[1]);
-      VhostUserPort* port = link_->port;
-      if (port == nullptr) {
-        // the port is closed: the data plane drops this copy at its next sync
-        uv_poll_stop(poll_);
-        return;
-      }
-      Vring& vq = port->vq_[1];
-      eventfd_t v;
-      // no kick fd (the ring stopped): nothing to read until the next one is in the epoll
-      if (vq.kick < 0 || (eventfd_read(vq.kick, &v) < 0 && errno != EAGAIN)) return;
-      port->kicks_++;
-      count = port->ReadBatch(data_, counters_);
-      if (port->broken_) {
-        uv_async_send(port->failAsync_);
-        count = 0;
-      }
-    }
-    if (count == 0 || onRx_.IsEmpty()) return;
+    if (link_ == nullptr) return;
     Napi::Env env(env_);
     Napi::HandleScope scope(env);
     Ref();
     inCallback_++;
-    napi_value argv[1] = {Napi::Number::New(env, count)};
-    onRx_.MakeCallback(Value(), 1, argv, *asyncCtx_);
-    HandlePendingException(env);
-    BusyPollKick();
+    bool delivered = false;
+    KickEnd end = VhostUserPort::ServeKick(link_, data_, counters_, false, [&](uint32_t count) {
+      if (onRx_.IsEmpty() || closed_) return false;
+      delivered = true;
+      napi_value argv[1] = {Napi::Number::New(env, count)};
+      onRx_.MakeCallback(Value(), 1, argv, *asyncCtx_);
+      HandlePendingException(env);
+      // the callback may have stopped or closed this peer: then no further batch
+      return !closed_ && reading_;
+    });
+    // the port is closed: the data plane drops this copy at its next sync
+    if (end == KickEnd::Gone && poll_ != nullptr) uv_poll_stop(poll_);
+    if (delivered) BusyPollKick();
     inCallback_--;
     if (closed_ && inCallback_ == 0) {
       onRx_.Reset();
@@ -2420,6 +2459,7 @@ class VhostUserPeer : public Napi::ObjectWrap<VhostUserPeer> {
   int epollFd_ = -1;
   uv_poll_t* poll_ = nullptr;
   bool closed_ = false;
+  bool reading_ = false;  // start() until stop(), holdRx(true) or close()
   bool released_ = false;
   bool refd_ = false;
   int inCallback_ = 0;

@@ -7,6 +7,8 @@
 #   vhost-frontend.py SOCKET listen|connect hostile NAME [NAME...]
 #   vhost-frontend.py SOCKET listen|connect burst MAC COUNT SECONDS
 #   vhost-frontend.py SOCKET listen|connect trickle MAC SECONDS
+#   vhost-frontend.py SOCKET listen|connect longchains SECONDS
+#   vhost-frontend.py SOCKET listen|connect polite MAC COUNT SECONDS event_idx|no_event_idx
 #
 # listen: this frontend is the server (tapbridge mode client); connect: tapbridge listens (mode server).
 # hostile prints "closed NAME" when tapbridge closed the connection within 5 s, else "open NAME"; one connection
@@ -14,6 +16,16 @@
 # burst puts COUNT broadcast frames (1000 bytes, ethertype 0x88b5) into its TX ring at once (COUNT < 256), prints
 # "ready", then every 0.2 s "consumed N" (the used entries tapbridge returned) for SECONDS.
 # trickle sends one such frame every 0.05 s while fewer than 128 are unconsumed, and prints "consumed N" every 0.1 s.
+# longchains (a guest that makes tapbridge walk as many descriptors as the protocol allows): its TX queue has the
+# largest size (32768), every entry of it is one indirect descriptor to the same table of 32768 chained 1-byte
+# buffers; it keeps the ring full (each returned chain is posted again and kicked) and prints "consumed N" (chains
+# returned in all) every 0.2 s for SECONDS, or "closed" when tapbridge closes the connection.
+# polite (a driver that honours notification suppression, as Linux's virtio_net and DPDK's virtio do): posts COUNT
+# frames (200 bytes, ethertype 0x88b5) into its TX ring in bursts of 1 to 64 with random pauses, keeping at most NUM
+# in flight, and kicks only when the ring allows it: with EVENT_IDX (event_idx) when the new avail index passed
+# avail_event (vring_need_event), else when VRING_USED_F_NO_NOTIFY is clear. When all are posted (or SECONDS passed)
+# it waits up to 5 s, kicking nothing more, for tapbridge to return them, and prints "posted P consumed C kicks K".
+# A backend that re-enables kicks without looking at the ring again leaves C < P (a lost wakeup).
 import mmap, os, select, socket, struct, sys, time
 
 GET_FEATURES, SET_FEATURES, SET_OWNER = 1, 2, 3
@@ -29,7 +41,7 @@ F_EVENT_IDX = 1 << 29
 F_PROTOCOL = 1 << 30
 F_VERSION_1 = 1 << 32
 
-MEM = 4 << 20
+MEM = 8 << 20
 UVA = 0x7F0000000000  # the frontend's "user address" of the region (ring addresses are given in it)
 NUM = 256
 RING = [0x0, 0x10000]  # queue q's rings at RING[q]: desc +0, avail +0x1000, used +0x2000
@@ -44,6 +56,7 @@ class Dev:
         self.fd = os.memfd_create("guest", 0)
         os.ftruncate(self.fd, MEM)
         self.mem = mmap.mmap(self.fd, MEM)
+        self.m16 = memoryview(self.mem).cast("H")
         self.kick = [os.eventfd(0, os.EFD_NONBLOCK), os.eventfd(0, os.EFD_NONBLOCK)]
         self.call = [os.eventfd(0, os.EFD_NONBLOCK), os.eventfd(0, os.EFD_NONBLOCK)]
         self.avail_idx = [0, 0]
@@ -86,7 +99,7 @@ class Dev:
         base = UVA + RING[q]
         self.send(SET_VRING_ADDR, struct.pack("<IIQQQQ", q, 0, desc or base, used or base + 0x2000, avail or base + 0x1000, 0))
 
-    def setup(self, start=True):
+    def setup(self, start=True, event_idx=True):
         self.send(GET_FEATURES)
         feats = struct.unpack("<Q", self.reply())[0]
         self.send(GET_PROTOCOL_FEATURES)
@@ -94,6 +107,9 @@ class Dev:
         self.u64(SET_PROTOCOL_FEATURES, 0)
         self.send(SET_OWNER)
         want = feats & (F_VERSION_1 | F_MRG_RXBUF | F_EVENT_IDX | F_INDIRECT | F_PROTOCOL)
+        if not event_idx:
+            want &= ~F_EVENT_IDX
+        self.features = want
         self.u64(SET_FEATURES, want)
         self.mem_table()
         if not start:
@@ -115,12 +131,18 @@ class Dev:
         off = (RING[q] if table is None else table) + 16 * i
         self.mem[off:off + 16] = struct.pack("<QIHH", addr, ln, flags, nxt)
 
+    def st16(self, off, v):
+        # One 16-bit store, as a driver's WRITE_ONCE: tapbridge reads these words while we write them, and
+        # struct.pack_into clears the bytes before it writes the value (tapbridge then sees the index at 0 for a moment,
+        # "avail idx 0 is N ahead", and closes the connection)
+        self.m16[off // 2] = v & 0xFFFF
+
     def avail_push(self, q, head, idx_override=None):
         a = RING[q] + 0x1000
         i = self.avail_idx[q]
-        struct.pack_into("<H", self.mem, a + 4 + 2 * (i % NUM), head)
+        self.st16(a + 4 + 2 * (i % NUM), head)
         self.avail_idx[q] = (i + 1) & 0xFFFF
-        struct.pack_into("<H", self.mem, a + 2, self.avail_idx[q] if idx_override is None else idx_override)
+        self.st16(a + 2, self.avail_idx[q] if idx_override is None else idx_override)
 
     def notify(self, q):
         os.eventfd_write(self.kick[q], 1)
@@ -131,10 +153,10 @@ class Dev:
             self.desc(0, i, RXBUF + i * BUFSZ, BUFSZ, WRITE)
             self.avail_push(0, i)
         # used_event: interrupt on every used entry
-        struct.pack_into("<H", self.mem, RING[0] + 0x1000 + 4 + 2 * NUM, self.used_seen[0])
+        self.st16(RING[0] + 0x1000 + 4 + 2 * NUM, self.used_seen[0])
         self.notify(0)
 
-    def send_frame(self, frame):
+    def send_frame(self, frame, kick=True):
         i = self.tx_next % NUM
         self.tx_next += 1
         addr = TXBUF + i * BUFSZ
@@ -142,7 +164,8 @@ class Dev:
         self.mem[addr:addr + len(data)] = data
         self.desc(1, i, addr, len(data), 0)
         self.avail_push(1, i)
-        self.notify(1)
+        if kick:
+            self.notify(1)
 
     def receive(self):
         used = RING[0] + 0x2000
@@ -155,7 +178,7 @@ class Dev:
             out.append(bytes(self.mem[addr + HDR:addr + ln]))
             self.used_seen[0] = (self.used_seen[0] + 1) & 0xFFFF
             self.avail_push(0, head)  # the same descriptor and buffer, posted again
-        struct.pack_into("<H", self.mem, RING[0] + 0x1000 + 4 + 2 * NUM, self.used_seen[0])
+        self.st16(RING[0] + 0x1000 + 4 + 2 * NUM, self.used_seen[0])
         return out
 
 
@@ -252,6 +275,117 @@ def trickle(dev, mac, seconds):
             print("consumed %d" % done, flush=True)
             last_print = time.time()
         time.sleep(0.05)
+
+
+def need_event(event, new, old):
+    # virtio spec 2.7.10 (vring_need_event)
+    return ((new - event - 1) & 0xFFFF) < ((new - old) & 0xFFFF)
+
+
+def polite(dev, mac, count, seconds, event_idx):
+    import random
+    mac_b = bytes.fromhex(mac.replace(":", ""))
+    dev.setup(event_idx=event_idx)
+    print("ready", flush=True)
+    used = RING[1] + 0x2000
+    avail_event = used + 4 + 8 * NUM
+    rnd = random.Random(count)
+    posted = kicks = 0
+    end = time.time() + seconds
+    while posted < count and time.time() < end:
+        done = struct.unpack_from("<H", dev.mem, used + 2)[0]
+        room = NUM - ((posted - done) & 0xFFFF)
+        n = min(rnd.randint(1, 64), room, count - posted)
+        if n > 0:
+            old = dev.avail_idx[1]
+            for _ in range(n):
+                dev.send_frame(b"\xff" * 6 + mac_b + b"\x88\xb5" + struct.pack("!I", posted) + bytes(182), kick=False)
+                posted += 1
+            # the driver's barrier between publishing the avail index and reading the device's suppression (a
+            # syscall-free Python cannot fence; os.sched_yield() is a system call, which drains the store buffer)
+            os.sched_yield()
+            new = dev.avail_idx[1]
+            if event_idx:
+                allowed = need_event(struct.unpack_from("<H", dev.mem, avail_event)[0], new, old)
+            else:
+                allowed = not (struct.unpack_from("<H", dev.mem, used)[0] & 1)
+            if allowed:
+                dev.notify(1)
+                kicks += 1
+        r = rnd.random()
+        if r < 0.3:
+            time.sleep(rnd.random() * 0.003)
+        elif r < 0.35:
+            time.sleep(0.02)
+    wait_end = time.time() + 5
+    while time.time() < wait_end:
+        if struct.unpack_from("<H", dev.mem, used + 2)[0] == (posted & 0xFFFF):
+            break
+        time.sleep(0.01)
+    done = struct.unpack_from("<H", dev.mem, used + 2)[0]
+    consumed = posted - ((posted - done) & 0xFFFF)
+    print("posted %d consumed %d kicks %d" % (posted, consumed, kicks), flush=True)
+
+
+LONG_NUM = 32768
+LONG_DESC, LONG_AVAIL, LONG_USED, LONG_TABLE = 0x400000, 0x480000, 0x4A0000, 0x500000
+
+
+def longchains(dev, seconds):
+    dev.setup(start=False)
+    dev.start_queue(0)
+    dev.post_rx(NUM)
+    q = 1
+    dev.state(SET_VRING_NUM, q, LONG_NUM)
+    dev.state(SET_VRING_BASE, q, 0)
+    dev.vring_addr(q, desc=UVA + LONG_DESC, used=UVA + LONG_USED, avail=UVA + LONG_AVAIL)
+    # the indirect table: LONG_NUM one-byte buffers, each NEXT to the following one
+    table = bytearray(16 * LONG_NUM)
+    for j in range(LONG_NUM):
+        last = j == LONG_NUM - 1
+        struct.pack_into("<QIHH", table, 16 * j, TXBUF + (j & 1023), 1, 0 if last else NEXT, 0 if last else j + 1)
+    dev.mem[LONG_TABLE:LONG_TABLE + len(table)] = bytes(table)
+    ring = bytearray(16 * LONG_NUM)
+    for i in range(LONG_NUM):
+        struct.pack_into("<QIHH", ring, 16 * i, LONG_TABLE, 16 * LONG_NUM, INDIRECT, 0)
+    dev.mem[LONG_DESC:LONG_DESC + len(ring)] = bytes(ring)
+    avail = bytearray(2 * LONG_NUM)
+    for i in range(LONG_NUM):
+        struct.pack_into("<H", avail, 2 * i, i)
+    dev.mem[LONG_AVAIL + 4:LONG_AVAIL + 4 + len(avail)] = bytes(avail)
+    posted = LONG_NUM
+    dev.st16(LONG_AVAIL + 2, posted)
+    dev.send(SET_VRING_CALL, struct.pack("<Q", q), fds=[dev.call[q]])
+    dev.send(SET_VRING_KICK, struct.pack("<Q", q), fds=[dev.kick[q]])
+    dev.state(SET_VRING_ENABLE, q, 1)
+    dev.notify(q)
+    print("ready", flush=True)
+    seen = 0  # used entries read back (the ring's 16-bit index)
+    total = 0
+    end = time.time() + seconds
+    last_print = 0.0
+    while time.time() < end:
+        r, _, _ = select.select([dev.sock], [], [], 0.01)
+        if dev.sock in r:
+            try:
+                if not dev.sock.recv(1, socket.MSG_PEEK):
+                    print("closed", flush=True)
+                    return
+            except OSError:
+                print("closed", flush=True)
+                return
+        used_idx = struct.unpack_from("<H", dev.mem, LONG_USED + 2)[0]
+        while seen != used_idx:
+            head = struct.unpack_from("<I", dev.mem, LONG_USED + 4 + 8 * (seen % LONG_NUM))[0]
+            dev.st16(LONG_AVAIL + 4 + 2 * (posted % LONG_NUM), head % LONG_NUM)
+            posted = (posted + 1) & 0xFFFF
+            seen = (seen + 1) & 0xFFFF
+            total += 1
+        dev.st16(LONG_AVAIL + 2, posted)
+        dev.notify(q)
+        if time.time() - last_print >= 0.2:
+            print("consumed %d" % total, flush=True)
+            last_print = time.time()
 
 
 def attack(dev, name):
@@ -368,6 +502,12 @@ def main():
         return
     if what == "trickle":
         trickle(Dev(conn()), sys.argv[4], float(sys.argv[5]))
+        return
+    if what == "longchains":
+        longchains(Dev(conn()), float(sys.argv[4]))
+        return
+    if what == "polite":
+        polite(Dev(conn()), sys.argv[4], int(sys.argv[5]), float(sys.argv[6]), sys.argv[7] == "event_idx")
         return
     if what == "burst":
         burst(Dev(conn()), sys.argv[4], int(sys.argv[5]), float(sys.argv[6]))
