@@ -18,6 +18,12 @@ namespace tb {
 
 int kCtorToken = 0;
 
+bool FromAddon(const Napi::CallbackInfo& info, size_t argc, const char* usage) {
+  if (info.Length() == argc && info[0].IsExternal() && info[0].As<Napi::External<int>>().Data() == &kCtorToken) return true;
+  ThrowType(info.Env(), usage);
+  return false;
+}
+
 AddonData::~AddonData() { FreeDirectPoll(directPoll); }
 
 const char* ErrnoName(int err) {

@@ -71,8 +71,11 @@ struct AddonData {
   ~AddonData();
 };
 
-// Token that only the addon can pass to the Port / LinkMonitor constructors.
+// Token that only the addon can pass to the Port / LinkMonitor / vhost-user constructors.
 extern int kCtorToken;
+// Whether a wrapped class's constructor was called by the addon (argc arguments, the token first); else throws
+// `usage` (a TypeError) and the caller marks the object closed.
+bool FromAddon(const Napi::CallbackInfo& info, size_t argc, const char* usage);
 
 // "<syscall> <ifname>: <strerror> (<CODE>)" with own properties code, errno, syscall, ifname.
 Napi::Error MakeSysError(Napi::Env env, int err, const std::string& syscall, const std::string& ifname);

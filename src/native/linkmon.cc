@@ -33,8 +33,11 @@ class LinkMonitor : public Napi::ObjectWrap<LinkMonitor> {
   // (token, cb, rcvbuf)
   explicit LinkMonitor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LinkMonitor>(info), env_(info.Env()) {
     Napi::Env env = info.Env();
-    if (info.Length() != 3 || !info[0].IsExternal() || info[0].As<Napi::External<int>>().Data() != &kCtorToken ||
-        !info[1].IsFunction() || !info[2].IsNumber()) {
+    if (!FromAddon(info, 3, "RawLinkMonitor cannot be constructed from JS; use linkMonitor(cb)")) {
+      closed_ = true;
+      return;
+    }
+    if (!info[1].IsFunction() || !info[2].IsNumber()) {
       ThrowType(env, "RawLinkMonitor cannot be constructed from JS; use linkMonitor(cb)");
       closed_ = true;
       return;

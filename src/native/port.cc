@@ -52,8 +52,7 @@ Port::Port(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Port>(info), env_(
   Napi::Env env = info.Env();
   data_ = env.GetInstanceData<AddonData>();
   counters_ = dummyCounters_;
-  if (info.Length() != 5 || !info[0].IsExternal() || info[0].As<Napi::External<int>>().Data() != &kCtorToken) {
-    ThrowType(env, "RawPort cannot be constructed from JS; use openTap() or openPacket()");
+  if (!FromAddon(info, 5, "RawPort cannot be constructed from JS; use openTap() or openPacket()")) {
     closed_ = true;
     return;
   }

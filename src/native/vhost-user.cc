@@ -391,6 +391,7 @@ class VhostUserPort : public Napi::ObjectWrap<VhostUserPort> {
   // Writes tx entries from d's slab into queue 0, counting into ctr; the caller holds link_->q[0]. Returns accepted.
   uint32_t SendBatch(AddonData* d, const uint32_t* tx, uint32_t count, double* ctr);
   // queue 1's kick is polled on this thread: start() asked, no QoS hold, not left to a worker, not handed over
+  Napi::Value SetReadGate(const Napi::CallbackInfo& info, const char* usage, bool* gate);
   bool MainReads() const { return reading_ && !held_ && !away_ && !exported_; }
   void DetachLink();
   static void OnFailAsync(uv_async_t* a);
@@ -498,8 +499,7 @@ VhostUserPort::VhostUserPort(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
   Napi::Env env = info.Env();
   data_ = env.GetInstanceData<AddonData>();
   counters_ = dummyCounters_;
-  if (info.Length() != 5 || !info[0].IsExternal() || info[0].As<Napi::External<int>>().Data() != &kCtorToken) {
-    ThrowType(env, "RawVhostUser cannot be constructed from JS; use openVhostUser()");
+  if (!FromAddon(info, 5, "RawVhostUser cannot be constructed from JS; use openVhostUser()")) {
     closed_ = true;
     return;
   }
@@ -615,26 +615,7 @@ Napi::Value VhostUserPort::Start(const Napi::CallbackInfo& info) {
 // rxAway(away): a data worker's peer reads queue 1 (the data plane gives it the port only after this, and calls
 // rxAway(false) only once that worker acknowledged it stopped reading). Main-thread state only: no lock.
 Napi::Value VhostUserPort::RxAway(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsBoolean()) {
-    ThrowType(env, "rxAway(away: boolean)");
-    return env.Undefined();
-  }
-  bool away = info[0].As<Napi::Boolean>().Value();
-  if (away == away_ || closed_) {
-    away_ = away;
-    return env.Undefined();
-  }
-  away_ = away;
-  Vring& vq = vq_[1];
-  if (vq.kickPoll == nullptr) return env.Undefined();
-  if (away) {
-    uv_poll_stop(vq.kickPoll);
-  } else if (MainReads()) {
-    uv_poll_start(vq.kickPoll, UV_READABLE, OnKickPoll);
-    if (vq.kick >= 0) eventfd_write(vq.kick, 1);
-  }
-  return env.Undefined();
+  return SetReadGate(info, "rxAway(away: boolean)", &away_);
 }
 
 // holdRx(held): QoS (src/bridge/qos.ts) held, queue 1's kick is not polled: what the guest sends stays in its TX ring
@@ -642,18 +623,22 @@ Napi::Value VhostUserPort::RxAway(const Napi::CallbackInfo& info) {
 // queue 0 (frames to the guest) are served as before. Released, the kick is polled again if start() asked for it, and
 // one kick re-reads what queued meanwhile.
 Napi::Value VhostUserPort::HoldRx(const Napi::CallbackInfo& info) {
+  return SetReadGate(info, "holdRx(held: boolean)", &held_);
+}
+
+// rxAway() and holdRx(): sets one of the gates MainReads() consults (away_, held_); closing the gate stops polling
+// queue 1's kick, opening it polls and kicks again when every gate is open.
+Napi::Value VhostUserPort::SetReadGate(const Napi::CallbackInfo& info, const char* usage, bool* gate) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsBoolean()) {
-    ThrowType(env, "holdRx(held: boolean)");
+    ThrowType(env, usage);
     return env.Undefined();
   }
-  bool held = info[0].As<Napi::Boolean>().Value();
-  if (held == held_ || closed_) {
-    held_ = held;
-    return env.Undefined();
-  }
-  held_ = held;
-  if (held) {
+  const bool closedGate = info[0].As<Napi::Boolean>().Value();
+  const bool changed = closedGate != *gate;
+  *gate = closedGate;
+  if (!changed || closed_) return env.Undefined();
+  if (closedGate) {
     if (vq_[1].kickPoll != nullptr) uv_poll_stop(vq_[1].kickPoll);
   } else if (MainReads()) {
     PollKick();
@@ -2272,8 +2257,7 @@ class VhostUserPeer : public Napi::ObjectWrap<VhostUserPeer> {
     Napi::Env env = info.Env();
     data_ = env.GetInstanceData<AddonData>();
     counters_ = dummyCounters_;
-    if (info.Length() != 3 || !info[0].IsExternal() || info[0].As<Napi::External<int>>().Data() != &kCtorToken) {
-      ThrowType(env, "RawVhostUserPeer cannot be constructed from JS; use adoptVhostUser()");
+    if (!FromAddon(info, 3, "RawVhostUserPeer cannot be constructed from JS; use adoptVhostUser()")) {
       closed_ = true;
       return;
     }
