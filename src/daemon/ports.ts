@@ -238,6 +238,19 @@ export class ManagedPort implements PortHandle {
   }
 
   /** One rx batch of this port's fd (a bond member hands it to the bond). */
+  /**
+   * The receive callback every I/O of this port is started with (one closure per port, made once): a bug must cost
+   * one batch, never the daemon (an exception here would reach uncaughtException).
+   */
+  protected readonly onBatch = (slab: Uint8Array, desc: Int32Array, count: number): void => {
+    try {
+      this.deliver(slab, desc, count);
+    } catch (err) {
+      this.bridge.discardBatch();
+      this.onBatchError(err);
+    }
+  };
+
   protected deliver(slab: Uint8Array, desc: Int32Array, count: number): void {
     this.bridge.receive(this.port, slab, desc, count);
   }
@@ -252,15 +265,7 @@ export class ManagedPort implements PortHandle {
     this.txDroppedLast = this.txDroppedAtOpen;
     this.setState(state);
     io.start(
-      (slab, desc, count) => {
-        try {
-          this.deliver(slab, desc, count);
-        } catch (err) {
-          // a bug must cost one batch, never the daemon (an exception here would reach uncaughtException)
-          this.bridge.discardBatch();
-          this.onBatchError(err);
-        }
-      },
+      this.onBatch,
       this.wrap(`port ${this.name}: I/O error`, (errno: number, syscall: string, stopped: boolean) => this.onIoError(errno, syscall, stopped)),
     );
   }

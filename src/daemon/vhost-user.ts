@@ -68,14 +68,7 @@ export class VhostUserPort extends ManagedPort {
     this.port.io = io;
     this.setState('down');
     io.start(
-      (slab, desc, count) => {
-        try {
-          this.deliver(slab, desc, count);
-        } catch (err) {
-          this.bridge.discardBatch();
-          this.onBatchError(err);
-        }
-      },
+      this.onBatch,
       () => {},
     );
     this.log.info({ socket: this.spec.socket, mode: this.spec.mode }, this.spec.mode === 'server' ? 'vhost-user socket listening' : 'vhost-user port open; connecting');
